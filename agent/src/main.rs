@@ -1,0 +1,4 @@
+//! crosspod-agent.
+fn main() -> anyhow::Result<()> {
+    anyhow::bail!("crosspod-agent: not yet implemented")
+}

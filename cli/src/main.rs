@@ -1,0 +1,4 @@
+//! crosspod: the operator's command line.
+fn main() -> anyhow::Result<()> {
+    anyhow::bail!("crosspod: not yet implemented")
+}

@@ -1,0 +1,1 @@
+//! Node plumbing: network namespaces, links, addresses, routes, NAT and probes.

@@ -1,0 +1,1 @@
+//! Wire types shared by the controller, the agent and the CLI.
