@@ -1,0 +1,1 @@
+//! The planner: a pure function from a store snapshot to every node's desired state.
