@@ -15,7 +15,7 @@ export CARGO_TERM_COLOR=never
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
-echo "== cargo clippy"
+echo "== cargo clippy (all targets: tests and benches included)"
 cargo clippy --workspace --all-targets -- -D warnings
 
 # A throwaway PostgreSQL for the store tests that run against both backends.
@@ -29,6 +29,4 @@ echo "== PostgreSQL for tests at $CROSSPOD_TEST_PG_URL"
 echo "== cargo test"
 cargo build --workspace --bins
 cargo test --workspace --no-fail-fast -- --test-threads="${CROSSPOD_TEST_THREADS:-4}"
-echo "== benches build"
-cargo bench --workspace --no-run >/dev/null
 echo "test.sh: all checks passed"
