@@ -1,0 +1,354 @@
+//! The agent's configuration: flags, `CROSSPOD_*` env vars and a TOML file, in that order of
+//! precedence, over defaults that match the multi-pod guide.
+
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use clap::parser::ValueSource;
+use clap::{CommandFactory, FromArgMatches, Parser, ValueEnum};
+
+/// OVS datapath the agent asks for when it creates bridges.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DatapathType {
+    /// The kernel datapath (production nodes with the openvswitch module).
+    System,
+    /// The userspace datapath (labs and machines without the kernel module).
+    Netdev,
+}
+
+impl DatapathType {
+    /// The value OVSDB's `Bridge.datapath_type` column takes.
+    pub fn as_ovsdb(self) -> &'static str {
+        match self {
+            DatapathType::System => "system",
+            DatapathType::Netdev => "netdev",
+        }
+    }
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// crosspod-agent: makes one node's Open vSwitch and Linux match the controller's desired state.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "crosspod-agent", version)]
+pub struct AgentConfig {
+    /// TOML file whose keys are the long flag names (pod = "RegionOne", bridge-mappings = "...").
+    #[arg(long, env = "CROSSPOD_AGENT_CONFIG")]
+    pub config: Option<PathBuf>,
+
+    /// Pod (region name) this node belongs to, as created through /v1.0/pods.
+    #[arg(long, env = "CROSSPOD_POD")]
+    pub pod: String,
+
+    /// Node name reported to the controller; ports bound here get it as `binding:host_id`.
+    #[arg(long, env = "CROSSPOD_NODE")]
+    pub node: String,
+
+    /// Base URL of the controller's Tricircle-side API, where the agent API lives.
+    #[arg(
+        long,
+        env = "CROSSPOD_CONTROLLER_URL",
+        default_value = "http://127.0.0.1:19999"
+    )]
+    pub controller_url: String,
+
+    /// Token with role `agent` (see the controller's tokens file).
+    #[arg(long, env = "CROSSPOD_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+
+    /// File holding the token, for units that keep secrets out of the command line.
+    #[arg(long, env = "CROSSPOD_TOKEN_FILE")]
+    pub token_file: Option<PathBuf>,
+
+    /// physnet:bridge pairs, as OVS_BRIDGE_MAPPINGS in the guide.
+    #[arg(
+        long,
+        env = "CROSSPOD_BRIDGE_MAPPINGS",
+        default_value = "bridge:br-vlan,extern:br-ext"
+    )]
+    pub bridge_mappings: String,
+
+    /// bridge:device pairs: the uplink each bridge trunks cross-pod VLANs on.
+    #[arg(
+        long,
+        env = "CROSSPOD_UPLINKS",
+        default_value = "br-vlan:eth1,br-ext:eth2"
+    )]
+    pub uplinks: String,
+
+    /// Datapath type for bridges the agent creates.
+    #[arg(
+        long,
+        env = "CROSSPOD_DATAPATH_TYPE",
+        value_enum,
+        default_value = "system"
+    )]
+    pub datapath_type: DatapathType,
+
+    /// OVSDB remote of this node's ovsdb-server.
+    #[arg(
+        long,
+        env = "CROSSPOD_OVSDB",
+        default_value = "unix:/var/run/openvswitch/db.sock"
+    )]
+    pub ovsdb: String,
+
+    /// Network namespace where this node's ovs-vswitchd and uplinks live (empty: the root
+    /// namespace, as in production; the lab names one per node).
+    #[arg(long, env = "CROSSPOD_NODE_NETNS", default_value = "")]
+    pub node_netns: String,
+
+    /// Prefix for the namespaces the agent creates (router instances), so several lab nodes can
+    /// share one machine.
+    #[arg(long, env = "CROSSPOD_NETNS_PREFIX", default_value = "")]
+    pub netns_prefix: String,
+
+    /// Seconds between connectivity probe rounds (probes also run after every change).
+    #[arg(long, env = "CROSSPOD_PROBE_INTERVAL", default_value_t = 30)]
+    pub probe_interval: u64,
+
+    /// Apply one revision of the desired state and exit (debugging).
+    #[arg(long, env = "CROSSPOD_ONCE")]
+    pub once: bool,
+
+    /// Log format.
+    #[arg(long, env = "CROSSPOD_LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+}
+
+/// Errors reading the configuration; each names the file or the option at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("reading config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("parsing config file {path}: {source}")]
+    Toml {
+        path: PathBuf,
+        source: toml::de::Error,
+    },
+    #[error("config file {path}: key `{key}` is not an option of crosspod-agent")]
+    UnknownKey { path: PathBuf, key: String },
+    #[error("config file {path}: key `{key}` must be a string, number or boolean")]
+    BadValue { path: PathBuf, key: String },
+    #[error("option --{option}: {message}")]
+    Invalid {
+        option: &'static str,
+        message: String,
+    },
+    #[error(transparent)]
+    Clap(#[from] clap::Error),
+}
+
+impl AgentConfig {
+    /// Parses flags and env, then fills whatever neither set from the `--config` TOML file.
+    pub fn load_from<I, T>(args: I) -> Result<Self, ConfigError>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<OsString> + Clone,
+    {
+        let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
+        // First pass ignores missing required options: they may come from the file.
+        let cmd = Self::command().ignore_errors(true);
+        let first = cmd.try_get_matches_from(args.clone())?;
+        let file = first.get_one::<PathBuf>("config").cloned();
+        let mut full = args;
+        if let Some(path) = file {
+            let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read {
+                path: path.clone(),
+                source,
+            })?;
+            let table: BTreeMap<String, toml::Value> =
+                toml::from_str(&text).map_err(|source| ConfigError::Toml {
+                    path: path.clone(),
+                    source,
+                })?;
+            let known: Vec<String> = Self::command()
+                .get_arguments()
+                .filter_map(|a| a.get_long().map(str::to_string))
+                .collect();
+            for (key, value) in table {
+                if !known.contains(&key) || key == "config" {
+                    return Err(ConfigError::UnknownKey { path, key });
+                }
+                let id = key.replace('-', "_");
+                let from_user = matches!(
+                    first.value_source(&id),
+                    Some(ValueSource::CommandLine) | Some(ValueSource::EnvVariable)
+                );
+                if from_user {
+                    continue;
+                }
+                let text = match value {
+                    toml::Value::String(s) => s,
+                    toml::Value::Integer(i) => i.to_string(),
+                    toml::Value::Boolean(true) => {
+                        full.push(format!("--{key}").into());
+                        continue;
+                    }
+                    toml::Value::Boolean(false) => continue,
+                    _ => return Err(ConfigError::BadValue { path, key }),
+                };
+                full.push(format!("--{key}={text}").into());
+            }
+        }
+        let matches = Self::command().try_get_matches_from(full)?;
+        let cfg = Self::from_arg_matches(&matches)?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        self.bridge_map()?;
+        self.uplink_map()?;
+        if self.token.is_none() && self.token_file.is_none() {
+            return Err(ConfigError::Invalid {
+                option: "token",
+                message: "an agent token is needed: pass --token or --token-file".into(),
+            });
+        }
+        Ok(())
+    }
+
+    /// physnet -> bridge, from `--bridge-mappings`.
+    pub fn bridge_map(&self) -> Result<BTreeMap<String, String>, ConfigError> {
+        parse_pairs(&self.bridge_mappings, "bridge-mappings")
+    }
+
+    /// bridge -> uplink device, from `--uplinks`.
+    pub fn uplink_map(&self) -> Result<BTreeMap<String, String>, ConfigError> {
+        parse_pairs(&self.uplinks, "uplinks")
+    }
+
+    /// The token, read from `--token-file` when given there.
+    pub fn resolve_token(&self) -> Result<String, ConfigError> {
+        if let Some(t) = &self.token {
+            return Ok(t.clone());
+        }
+        let path = self.token_file.clone().unwrap_or_default();
+        let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read {
+            path: path.clone(),
+            source,
+        })?;
+        Ok(text.trim().to_string())
+    }
+}
+
+/// Parses `a:b,c:d` (whitespace allowed, empty allowed) into a map, refusing duplicates.
+pub fn parse_pairs(s: &str, option: &'static str) -> Result<BTreeMap<String, String>, ConfigError> {
+    let mut out = BTreeMap::new();
+    for item in s.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+        let (k, v) = item.split_once(':').ok_or_else(|| ConfigError::Invalid {
+            option,
+            message: format!("`{item}` is not of the form name:value"),
+        })?;
+        let (k, v) = (k.trim(), v.trim());
+        if k.is_empty() || v.is_empty() || v.contains(':') {
+            return Err(ConfigError::Invalid {
+                option,
+                message: format!("`{item}` is not of the form name:value"),
+            });
+        }
+        if out.insert(k.to_string(), v.to_string()).is_some() {
+            return Err(ConfigError::Invalid {
+                option,
+                message: format!("`{k}` is given twice"),
+            });
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(args: &[&str]) -> Result<AgentConfig, ConfigError> {
+        let mut v = vec!["crosspod-agent"];
+        v.extend_from_slice(args);
+        AgentConfig::load_from(v)
+    }
+
+    #[test]
+    fn defaults_match_the_guide() {
+        let c = load(&["--pod", "RegionOne", "--node", "n1", "--token", "t"]).unwrap();
+        assert_eq!(c.controller_url, "http://127.0.0.1:19999");
+        let b = c.bridge_map().unwrap();
+        assert_eq!(b["bridge"], "br-vlan");
+        assert_eq!(b["extern"], "br-ext");
+        assert_eq!(c.uplink_map().unwrap()["br-vlan"], "eth1");
+        assert_eq!(c.datapath_type, DatapathType::System);
+    }
+
+    #[test]
+    fn file_fills_what_flags_leave_and_flags_win() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("agent.toml");
+        std::fs::write(
+            &f,
+            "pod = \"RegionTwo\"\nnode = \"file-node\"\ntoken = \"x\"\ndatapath-type = \"netdev\"\nonce = true\n",
+        )
+        .unwrap();
+        let c = load(&["--config", f.to_str().unwrap(), "--node", "flag-node"]).unwrap();
+        assert_eq!(c.pod, "RegionTwo");
+        assert_eq!(c.node, "flag-node");
+        assert_eq!(c.datapath_type, DatapathType::Netdev);
+        assert!(c.once);
+    }
+
+    #[test]
+    fn unknown_file_key_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("agent.toml");
+        std::fs::write(
+            &f,
+            "pod = \"R\"\nnode = \"n\"\ntoken = \"t\"\nbridge_map = \"x\"\n",
+        )
+        .unwrap();
+        let e = load(&["--config", f.to_str().unwrap()]).unwrap_err();
+        assert!(e.to_string().contains("bridge_map"), "{e}");
+    }
+
+    #[test]
+    fn bad_mappings_are_refused_with_the_option_named() {
+        let e = load(&[
+            "--pod",
+            "R",
+            "--node",
+            "n",
+            "--token",
+            "t",
+            "--bridge-mappings",
+            "bridge",
+        ])
+        .unwrap_err();
+        assert!(e.to_string().contains("--bridge-mappings"), "{e}");
+        let e = load(&[
+            "--pod",
+            "R",
+            "--node",
+            "n",
+            "--token",
+            "t",
+            "--uplinks",
+            "a:b,a:c",
+        ])
+        .unwrap_err();
+        assert!(e.to_string().contains("given twice"), "{e}");
+    }
+
+    #[test]
+    fn a_token_is_required() {
+        let e = load(&["--pod", "R", "--node", "n"]).unwrap_err();
+        assert!(e.to_string().contains("--token"), "{e}");
+    }
+}

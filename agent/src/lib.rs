@@ -1,0 +1,6 @@
+//! crosspod-agent: the per-node reconciler. It watches its node's desired state from the
+//! controller and makes Open vSwitch (through OVSDB) and Linux (through rtnetlink and nftables)
+//! match it, changing only the difference and only what it owns.
+
+pub mod config;
+pub mod sd_notify;
