@@ -5,7 +5,7 @@ set -euo pipefail
 
 PKGS=(openvswitch-switch openvswitch-common nftables iproute2 iputils-ping tcpdump
       postgresql python3-venv python3-pip procps psmisc curl jq ca-certificates
-      pkg-config libssl-dev systemd vagrant)
+      pkg-config libssl-dev systemd vagrant vagrant-libvirt)
 VENV=${CROSSPOD_VENV:-/var/lib/crosspod/venv}
 
 if [ "$(id -u)" -ne 0 ]; then

@@ -1,0 +1,105 @@
+//! The files that ship with crosspod: systemd units and the Vagrant lab, checked by the tools
+//! that would load them (`systemd-analyze verify`, `vagrant validate`), offline.
+
+use std::path::Path;
+use std::process::Command;
+
+use e2e::{require_tool, workspace_root};
+
+/// Verifies one unit with `systemd-analyze verify`, with ExecStart's binary pointed at a real
+/// executable so the check covers everything but the install path.
+fn verify_unit(unit: &Path, binary: &str) {
+    require_tool(
+        "systemd-analyze",
+        "install Debian's systemd (scripts/install-deps.sh)",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(unit).unwrap();
+    let installed = format!("/usr/local/bin/{binary}");
+    assert!(
+        text.contains(&installed),
+        "{} should start {installed}",
+        unit.display()
+    );
+    assert!(
+        text.contains("Type=notify"),
+        "{} is not Type=notify",
+        unit.display()
+    );
+    assert!(
+        text.contains("WatchdogSec="),
+        "{} has no watchdog",
+        unit.display()
+    );
+    let stand_in = dir.path().join(binary);
+    std::fs::copy("/bin/true", &stand_in).unwrap();
+    let copy = dir.path().join(unit.file_name().unwrap());
+    std::fs::write(&copy, text.replace(&installed, stand_in.to_str().unwrap())).unwrap();
+    let out = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&copy)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && stderr.trim().is_empty(),
+        "systemd-analyze verify {} failed: {stderr}",
+        unit.display()
+    );
+}
+
+#[test]
+fn agent_unit_verifies() {
+    let unit = workspace_root().join("agent/systemd/crosspod-agent.service");
+    verify_unit(&unit, "crosspod-agent");
+    let text = std::fs::read_to_string(&unit).unwrap();
+    assert!(text.contains("Requires=openvswitch-switch.service"));
+    assert!(text.contains("After=network-online.target openvswitch-switch.service"));
+}
+
+#[test]
+fn controller_unit_verifies() {
+    verify_unit(
+        &workspace_root().join("controller/systemd/crosspod-controller.service"),
+        "crosspod-controller",
+    );
+}
+
+#[test]
+fn a_broken_unit_is_caught() {
+    // The check above must be able to fail: a unit with a bad directive does.
+    let dir = tempfile::tempdir().unwrap();
+    let unit = dir.path().join("crosspod-broken.service");
+    std::fs::write(&unit, "[Service]\nType=notifyy\nExecStart=/bin/true\n").unwrap();
+    let out = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&unit)
+        .output()
+        .unwrap();
+    assert!(!String::from_utf8_lossy(&out.stderr).trim().is_empty());
+}
+
+#[test]
+fn vagrantfile_validates() {
+    require_tool(
+        "vagrant",
+        "install Debian's vagrant and vagrant-libvirt (scripts/install-deps.sh)",
+    );
+    let root = workspace_root().join("vagrant");
+    let home = tempfile::tempdir().unwrap();
+    let out = Command::new("vagrant")
+        .arg("validate")
+        .current_dir(&root)
+        .env("VAGRANT_HOME", home.path().join("vagrant.d"))
+        .env("VAGRANT_DEFAULT_PROVIDER", "libvirt")
+        .env("VAGRANT_CHECKPOINT_DISABLE", "1")
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "vagrant validate failed: {text}");
+    assert!(text.contains("validated successfully"), "{text}");
+}
