@@ -3,4 +3,5 @@
 //! match it, changing only the difference and only what it owns.
 
 pub mod config;
+pub mod ovs_plan;
 pub mod sd_notify;
