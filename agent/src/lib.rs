@@ -3,5 +3,6 @@
 //! match it, changing only the difference and only what it owns.
 
 pub mod config;
+pub mod controller_client;
 pub mod ovs_plan;
 pub mod sd_notify;

@@ -1,0 +1,215 @@
+//! The agent's side of the controller's agent API (on the Tricircle port, under `/v1.0/agents`):
+//! register, watch this node's desired state by revision (long-poll), report status.
+
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+/// Errors talking to the controller; each names the request that failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("{what}: controller unreachable at {url}: {source}")]
+    Unreachable {
+        what: &'static str,
+        url: String,
+        source: reqwest::Error,
+    },
+    #[error("{what}: controller answered {status}: {body}")]
+    Status {
+        what: &'static str,
+        status: u16,
+        body: String,
+    },
+    #[error("{what}: bad answer from the controller: {source}")]
+    Decode {
+        what: &'static str,
+        source: reqwest::Error,
+    },
+}
+
+impl ClientError {
+    /// True when the controller says our pod does not exist (yet): the agent waits for it.
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, ClientError::Status { status: 404, .. })
+    }
+}
+
+/// A handle on the controller's agent API for one node.
+#[derive(Debug, Clone)]
+pub struct ControllerClient {
+    http: reqwest::Client,
+    base: String,
+    node: String,
+    token: String,
+}
+
+impl ControllerClient {
+    /// `base` is the controller's Tricircle-side URL, e.g. `http://127.0.0.1:19999`.
+    pub fn new(base: &str, node: &str, token: &str) -> Self {
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .pool_idle_timeout(Duration::from_secs(90))
+            .build()
+            .expect("a reqwest client with only timeouts set always builds");
+        ControllerClient {
+            http,
+            base: base.trim_end_matches('/').to_string(),
+            node: node.to_string(),
+            token: token.to_string(),
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    /// `POST /v1.0/agents`: announces this node (pod, mappings). 404 while the pod is missing.
+    pub async fn register<B: Serialize, R: DeserializeOwned>(
+        &self,
+        body: &B,
+    ) -> Result<R, ClientError> {
+        let url = self.url("/v1.0/agents");
+        let req = self
+            .http
+            .post(&url)
+            .json(body)
+            .timeout(Duration::from_secs(30));
+        self.send("register", url, req).await
+    }
+
+    /// `GET /v1.0/agents/{node}/desired?since=R&timeout=S`: returns at once when the node's
+    /// revision is past `since`, else after up to `wait` with `None`.
+    pub async fn watch<R: DeserializeOwned>(
+        &self,
+        since: u64,
+        wait: Duration,
+    ) -> Result<Option<R>, ClientError> {
+        let url = self.url(&format!(
+            "/v1.0/agents/{}/desired?since={since}&timeout={}",
+            self.node,
+            wait.as_secs()
+        ));
+        let req = self.http.get(&url).timeout(wait + Duration::from_secs(15));
+        let resp = self.exec("watch", &url, req).await?;
+        if resp.status() == reqwest::StatusCode::NO_CONTENT {
+            return Ok(None);
+        }
+        let resp = check("watch", resp).await?;
+        resp.json()
+            .await
+            .map(Some)
+            .map_err(|source| ClientError::Decode {
+                what: "watch",
+                source,
+            })
+    }
+
+    /// `PUT /v1.0/agents/{node}/status`: ports bound, routers ready/failed, probes, the revision
+    /// applied.
+    pub async fn report<B: Serialize>(&self, body: &B) -> Result<(), ClientError> {
+        let url = self.url(&format!("/v1.0/agents/{}/status", self.node));
+        let req = self
+            .http
+            .put(&url)
+            .json(body)
+            .timeout(Duration::from_secs(30));
+        let resp = self.exec("report", &url, req).await?;
+        check("report", resp).await.map(|_| ())
+    }
+
+    async fn send<R: DeserializeOwned>(
+        &self,
+        what: &'static str,
+        url: String,
+        req: reqwest::RequestBuilder,
+    ) -> Result<R, ClientError> {
+        let resp = self.exec(what, &url, req).await?;
+        let resp = check(what, resp).await?;
+        resp.json()
+            .await
+            .map_err(|source| ClientError::Decode { what, source })
+    }
+
+    async fn exec(
+        &self,
+        what: &'static str,
+        url: &str,
+        req: reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, ClientError> {
+        req.header("X-Auth-Token", &self.token)
+            .send()
+            .await
+            .map_err(|source| ClientError::Unreachable {
+                what,
+                url: url.to_string(),
+                source,
+            })
+    }
+}
+
+async fn check(
+    what: &'static str,
+    resp: reqwest::Response,
+) -> Result<reqwest::Response, ClientError> {
+    let status = resp.status();
+    if status.is_success() {
+        return Ok(resp);
+    }
+    let body = resp.text().await.unwrap_or_default();
+    Err(ClientError::Status {
+        what,
+        status: status.as_u16(),
+        body: body.chars().take(500).collect(),
+    })
+}
+
+/// Capped exponential backoff: 0.5 s doubling to `cap`, reset after a success.
+#[derive(Debug, Clone)]
+pub struct Backoff {
+    next: Duration,
+    cap: Duration,
+}
+
+impl Backoff {
+    pub fn new(cap: Duration) -> Self {
+        Backoff {
+            next: Duration::from_millis(500),
+            cap,
+        }
+    }
+
+    /// The delay to wait now; the following one is twice as long, up to the cap.
+    pub fn next_delay(&mut self) -> Duration {
+        let d = self.next;
+        self.next = (self.next * 2).min(self.cap);
+        d
+    }
+
+    pub fn reset(&mut self) {
+        self.next = Duration::from_millis(500);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_to_the_cap_and_resets() {
+        let mut b = Backoff::new(Duration::from_secs(3));
+        let seen: Vec<u128> = (0..5).map(|_| b.next_delay().as_millis()).collect();
+        assert_eq!(seen, vec![500, 1000, 2000, 3000, 3000]);
+        b.reset();
+        assert_eq!(b.next_delay(), Duration::from_millis(500));
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_controller_is_named_in_the_error() {
+        // Port 9 on loopback: nothing listens there.
+        let c = ControllerClient::new("http://127.0.0.1:9", "n1", "t");
+        let e = c.report(&serde_json::json!({})).await.unwrap_err();
+        assert!(matches!(e, ClientError::Unreachable { .. }), "{e}");
+        assert!(e.to_string().contains("127.0.0.1:9"), "{e}");
+    }
+}
