@@ -4,5 +4,6 @@
 
 pub mod config;
 pub mod controller_client;
+pub mod intent;
 pub mod ovs_plan;
 pub mod sd_notify;
