@@ -6,4 +6,5 @@ pub mod config;
 pub mod controller_client;
 pub mod intent;
 pub mod ovs_plan;
+pub mod reconciler;
 pub mod sd_notify;

@@ -1,0 +1,81 @@
+//! The reconcile loop, shaped like kube-runtime's: observe → diff against the intent → act →
+//! report, level-triggered. The OVS and Linux sides sit behind small traits so the loop is the
+//! same for the real node and for tests.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+
+use crate::intent::NodeIntent;
+use crate::ovs_plan::{self, ObservedOvs, OvsChange};
+
+/// Access to this node's OVSDB.
+pub trait OvsBackend {
+    type Error: std::error::Error + Send + Sync + 'static;
+    /// The Bridge/Port/Interface rows the diff needs.
+    fn observe(&self) -> impl Future<Output = Result<ObservedOvs, Self::Error>> + Send;
+    /// Applies all changes in one transaction.
+    fn apply(&self, changes: &[OvsChange]) -> impl Future<Output = Result<(), Self::Error>> + Send;
+}
+
+/// Access to this node's Linux networking (router namespaces, veths, addresses, routes, NAT).
+pub trait LinuxBackend {
+    type Error: std::error::Error + Send + Sync + 'static;
+    /// Makes the router instances exactly `routers` (namespace name → intent); returns, per
+    /// namespace, the error that kept it from being ready. Everything else is still applied.
+    fn sync_routers(
+        &self,
+        intent: &NodeIntent,
+    ) -> impl Future<Output = Result<BTreeMap<String, Option<String>>, Self::Error>> + Send;
+}
+
+/// What one reconcile pass did, for the status report and the tests.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PassOutcome {
+    /// OVSDB changes made (0 when nothing changed).
+    pub ovs_changes: usize,
+    /// iface-id → OVS port name of every VM interface seen on this node.
+    pub plugged: BTreeMap<String, String>,
+    /// Router namespace → error, or None when ready.
+    pub routers: BTreeMap<String, Option<String>>,
+    /// Set when the OVS side could not be applied.
+    pub ovs_error: Option<String>,
+}
+
+/// One level-triggered pass. OVS legs are created before the Linux side plugs into them; a
+/// failure on one side is reported and the other side is still applied.
+pub async fn reconcile_once<O: OvsBackend, L: LinuxBackend>(
+    intent: &NodeIntent,
+    ovs: &O,
+    linux: &L,
+) -> PassOutcome {
+    let mut out = PassOutcome::default();
+    // Router namespaces and veths first: OVS ports for legs name devices that must exist.
+    match linux.sync_routers(intent).await {
+        Ok(r) => out.routers = r,
+        Err(e) => {
+            for ns in intent.routers.keys() {
+                out.routers.insert(ns.clone(), Some(e.to_string()));
+            }
+        }
+    }
+    let desired = intent.ovs();
+    match ovs.observe().await {
+        Ok(observed) => {
+            let changes = ovs_plan::diff(&desired, &observed);
+            out.plugged = ovs_plan::plugged_iface_ids(&observed);
+            if !changes.is_empty() {
+                tracing::info!(
+                    revision = intent.revision,
+                    changes = changes.len(),
+                    "applying OVS changes"
+                );
+                match ovs.apply(&changes).await {
+                    Ok(()) => out.ovs_changes = changes.len(),
+                    Err(e) => out.ovs_error = Some(e.to_string()),
+                }
+            }
+        }
+        Err(e) => out.ovs_error = Some(e.to_string()),
+    }
+    out
+}
