@@ -1,0 +1,239 @@
+//! The desired state of one node.
+//!
+//! JSON shape (abridged):
+//! ```json
+//! {"node": "node1", "pod": "RegionOne", "revision": 7,
+//!  "bridges": {"br-vlan": {"physnet": "bridge", "uplink": true, "trunks": [2001], "untagged": false}},
+//!  "ports": {"<port id>": {"bridge": "br-vlan", "tag": 101, "network_id": "...", "mac": "...",
+//!                          "fixed_ips": ["10.0.1.11"]}},
+//!  "routers": {"<router id>": {"router_id": "...", "project_id": "...", "namespace": "qrouter-...",
+//!              "legs": [{"kind": "bridge", "bridge": "br-vlan", "tag": 2001, "address": "100.0.0.2/24",
+//!                        "mac": "fa:16:3e:..", "ns_ifname": "qb-...", "ovs_ifname": "vb-...",
+//!                        "network_id": null, "subnet_id": null}],
+//!              "routes": [{"destination": "10.0.2.0/24", "nexthop": "100.0.0.3"}],
+//!              "nat": {"snat": [...], "floating": [...]},
+//!              "probe_targets": [{"address": "100.0.0.3", "kind": "bridge_instance", "label": "..."}]}}}
+//! ```
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+
+/// Everything one node must look like. The controller sets `revision`; the planner leaves it 0.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeDesiredState {
+    /// Node name, as the agent registered it.
+    pub node: String,
+    /// The pod (region name) the node belongs to.
+    pub pod: String,
+    /// Revision of this document; bumped by the controller when the content changes.
+    #[serde(default)]
+    pub revision: u64,
+    /// OVS bridges by bridge name.
+    #[serde(default)]
+    pub bridges: BTreeMap<String, BridgeState>,
+    /// VM port bindings by port id (= the OVS `external_ids:iface-id`).
+    #[serde(default)]
+    pub ports: BTreeMap<String, PortBinding>,
+    /// Router instances hosted on this node, by router id.
+    #[serde(default)]
+    pub routers: BTreeMap<String, RouterInstance>,
+}
+
+impl NodeDesiredState {
+    /// Whether two states differ in anything but the revision (the controller's bump test).
+    pub fn same_content(&self, other: &NodeDesiredState) -> bool {
+        self.node == other.node
+            && self.pod == other.pod
+            && self.bridges == other.bridges
+            && self.ports == other.ports
+            && self.routers == other.routers
+    }
+}
+
+/// One OVS bridge and what its uplink must carry.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BridgeState {
+    /// The physical network this bridge serves (`bridge`, `extern`, ...).
+    pub physnet: String,
+    /// Whether the node registered an uplink for this physnet.
+    #[serde(default)]
+    pub uplink: bool,
+    /// VLANs the uplink trunks: exactly the segments this node shares with other nodes (bridge
+    /// VLANs, stretched networks, external), so pod-local VLANs never leave the node.
+    #[serde(default)]
+    pub trunks: BTreeSet<u16>,
+    /// Whether untagged (flat) traffic must also pass the uplink.
+    #[serde(default)]
+    pub untagged: bool,
+}
+
+/// A VM port this node must plug: the interface with `external_ids:iface-id = port id`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortBinding {
+    /// OVS bridge the port sits on.
+    pub bridge: String,
+    /// VLAN tag of the port's network on this node; `None` for a flat network (untagged).
+    pub tag: Option<u16>,
+    /// Network id.
+    pub network_id: String,
+    /// The port's MAC address.
+    pub mac: String,
+    /// Fixed IPs of the port.
+    #[serde(default)]
+    pub fixed_ips: Vec<IpAddr>,
+}
+
+/// One router instance: a namespace holding the legs of one router in one pod.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RouterInstance {
+    /// Router id.
+    pub router_id: String,
+    /// Owner project.
+    pub project_id: String,
+    /// Namespace name without the agent's lab prefix: `qrouter-<router id>`.
+    pub namespace: String,
+    /// Legs sorted by (`kind`, `ns_ifname`).
+    #[serde(default)]
+    pub legs: Vec<RouterLeg>,
+    /// Routes beyond the connected ones, sorted by destination; the default route is the entry
+    /// for `0.0.0.0/0`.
+    #[serde(default)]
+    pub routes: Vec<Route>,
+    /// NAT on this instance (only the gateway instance has any).
+    #[serde(default)]
+    pub nat: Nat,
+    /// Addresses this instance probes, sorted by address.
+    #[serde(default)]
+    pub probe_targets: Vec<ProbeTarget>,
+}
+
+impl RouterInstance {
+    /// The default route's next hop, if any.
+    pub fn default_route(&self) -> Option<IpAddr> {
+        self.routes
+            .iter()
+            .find(|r| r.destination.prefix_len() == 0)
+            .map(|r| r.nexthop)
+    }
+
+    /// The next hop for exactly `destination`, if routed.
+    pub fn route_to(&self, destination: &IpNet) -> Option<IpAddr> {
+        self.routes
+            .iter()
+            .find(|r| &r.destination == destination)
+            .map(|r| r.nexthop)
+    }
+
+    /// The first leg of a kind (the bridge and gateway legs are unique per instance).
+    pub fn leg(&self, kind: LegKind) -> Option<&RouterLeg> {
+        self.legs.iter().find(|l| l.kind == kind)
+    }
+}
+
+/// What a leg connects the router to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LegKind {
+    /// A tenant subnet (Neutron's `qr-` port).
+    Internal,
+    /// The project's bridge network (cross-pod east-west).
+    Bridge,
+    /// The external network (Neutron's `qg-` port).
+    Gateway,
+}
+
+/// One veth leg: `ns_ifname` inside the router namespace, `ovs_ifname` plugged into `bridge`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RouterLeg {
+    /// What the leg connects to.
+    pub kind: LegKind,
+    /// OVS bridge the node-side end is plugged into.
+    pub bridge: String,
+    /// VLAN tag of the node-side end; `None` for a flat network.
+    pub tag: Option<u16>,
+    /// Address and prefix inside the namespace.
+    pub address: IpNet,
+    /// MAC of the namespace-side end.
+    pub mac: String,
+    /// Interface name inside the namespace (<= 15 bytes).
+    pub ns_ifname: String,
+    /// Interface name of the node-side end (<= 15 bytes).
+    pub ovs_ifname: String,
+    /// Network the leg is on (`None` for the bridge leg).
+    #[serde(default)]
+    pub network_id: Option<String>,
+    /// Subnet the address comes from (`None` for the bridge leg).
+    #[serde(default)]
+    pub subnet_id: Option<String>,
+}
+
+/// A static route in the router namespace.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Route {
+    /// Destination prefix (`0.0.0.0/0` for the default route).
+    pub destination: IpNet,
+    /// Next hop on a connected leg.
+    pub nexthop: IpAddr,
+}
+
+/// NAT rules of a router instance.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Nat {
+    /// Source NAT for the router's subnets leaving the gateway leg; sorted.
+    #[serde(default)]
+    pub snat: Vec<SnatRule>,
+    /// Floating IPs (1:1 DNAT and SNAT); sorted by floating IP.
+    #[serde(default)]
+    pub floating: Vec<FloatingRule>,
+}
+
+/// `oifname out_ifname ip saddr {sources} snat to to`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct SnatRule {
+    /// Source subnets, sorted.
+    pub sources: Vec<IpNet>,
+    /// The gateway leg's namespace-side interface.
+    pub out_ifname: String,
+    /// The gateway IP sources are translated to.
+    pub to: IpAddr,
+}
+
+/// A floating IP: DNAT `floating_ip -> fixed_ip` and SNAT back out of `out_ifname`. The agent
+/// also puts `floating_ip/32` on the gateway leg so the instance answers ARP for it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct FloatingRule {
+    /// The floating IP (from the external subnet).
+    pub floating_ip: IpAddr,
+    /// The VM's fixed IP it maps to.
+    pub fixed_ip: IpAddr,
+    /// The gateway leg's namespace-side interface.
+    pub out_ifname: String,
+    /// Floating IP id.
+    pub floatingip_id: String,
+    /// Port id the floating IP is bound to.
+    pub port_id: String,
+}
+
+/// What a probe target is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProbeKind {
+    /// The bridge IP of another instance of the same project.
+    BridgeInstance,
+    /// The external network's gateway.
+    ExternalGateway,
+}
+
+/// An address a router instance probes (ARP + ICMP).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct ProbeTarget {
+    /// Address to probe.
+    pub address: IpAddr,
+    /// What it is.
+    pub kind: ProbeKind,
+    /// Human label: `<router id>@<pod>` or `external:<network id>`.
+    pub label: String,
+}
