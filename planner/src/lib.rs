@@ -1,1 +1,105 @@
 //! The planner: a pure function from a store snapshot to every node's desired state.
+//!
+//! The controller:
+//! 1. builds a [`Snapshot`] of its store (plus the proposed change) and calls [`validate`] (or
+//!    the targeted [`validate_router`], [`validate_floating_ip`], [`validate_port`]); errors
+//!    become 400/409;
+//! 2. calls [`required_allocations`] and allocates/releases in one transaction;
+//! 3. calls [`plan_all`], or [`affected_nodes`] (on the old and new snapshots) and
+//!    [`plan_nodes`], and bumps the revision of each node whose state changed.
+//!
+//! The rules are Tricircle's (see `shared/DESIGN.md`, "Networking rules"). No I/O here: every
+//! output is a deterministic function of the snapshot (sorted collections, stable names/MACs).
+
+mod alloc;
+mod change;
+mod error;
+mod plan;
+mod snapshot;
+mod topology;
+mod validate;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+pub use alloc::{needed_allocations, required_allocations, AllocationKey, AllocationPlan};
+pub use change::{affected_nodes, Change};
+pub use error::ValidationError;
+pub use snapshot::*;
+pub use validate::{validate, validate_floating_ip, validate_port, validate_router};
+pub use wire::NodeDesiredState;
+
+use topology::Topology;
+
+/// The desired state of every registered node, by node name.
+pub fn plan_all(snap: &Snapshot) -> BTreeMap<String, NodeDesiredState> {
+    let t = Topology::build(snap);
+    snap.nodes
+        .iter()
+        .map(|n| (n.name.clone(), plan::plan_node(&t, n)))
+        .collect()
+}
+
+/// The desired state of the named nodes (unknown names are skipped: the node is gone).
+pub fn plan_nodes<'n, I>(snap: &Snapshot, nodes: I) -> BTreeMap<String, NodeDesiredState>
+where
+    I: IntoIterator<Item = &'n str>,
+{
+    let t = Topology::build(snap);
+    nodes
+        .into_iter()
+        .filter_map(|name| {
+            t.nodes
+                .get(name)
+                .map(|n| (n.name.clone(), plan::plan_node(&t, n)))
+        })
+        .collect()
+}
+
+/// A planner over one snapshot, indexed once: for a controller that asks several questions
+/// (validation, affected nodes, plans) about the same snapshot.
+pub struct Planner<'a> {
+    t: Topology<'a>,
+}
+
+impl<'a> Planner<'a> {
+    /// Index `snap` (O(n log n)).
+    pub fn new(snap: &'a Snapshot) -> Self {
+        Planner {
+            t: Topology::build(snap),
+        }
+    }
+
+    /// Nodes `change` may affect on this snapshot (see [`affected_nodes`]).
+    pub fn affected_nodes(&self, change: &Change) -> BTreeSet<String> {
+        change::affected(&self.t, change)
+            .into_iter()
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// Plan the named nodes.
+    pub fn plan_nodes<'n, I>(&self, nodes: I) -> BTreeMap<String, NodeDesiredState>
+    where
+        I: IntoIterator<Item = &'n str>,
+    {
+        nodes
+            .into_iter()
+            .filter_map(|name| {
+                self.t
+                    .nodes
+                    .get(name)
+                    .map(|n| (n.name.clone(), plan::plan_node(&self.t, n)))
+            })
+            .collect()
+    }
+
+    /// Plan one node.
+    pub fn plan_node(&self, name: &str) -> Option<NodeDesiredState> {
+        self.t.nodes.get(name).map(|n| plan::plan_node(&self.t, n))
+    }
+
+    /// Allocations needed by this snapshot.
+    pub fn needed_allocations(&self) -> BTreeSet<AllocationKey> {
+        alloc::needed(&self.t)
+    }
+}

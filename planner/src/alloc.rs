@@ -1,0 +1,192 @@
+//! Which allocations the plan needs that the store lacks, and which the store holds in vain.
+//! The controller allocates and releases them in one transaction, then plans.
+
+use std::collections::BTreeSet;
+
+use crate::snapshot::{NetworkType, Snapshot};
+use crate::topology::{Placement, Topology};
+
+/// One allocation, by what it is for. Variants are ordered so that sorting puts a project's
+/// bridge network before the bridge IPs taken from it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum AllocationKey {
+    /// A bridge network (VLAN on the bridge physnet + a /24 of `bridge_cidr`) for a project.
+    BridgeNetwork {
+        /// Project id.
+        project_id: String,
+    },
+    /// A bridge IP (from the project's bridge network) for one router instance.
+    BridgeIp {
+        /// Router id.
+        router_id: String,
+        /// Pod of the instance.
+        pod: String,
+    },
+    /// A leg IP on a stretched network's subnet for an instance outside the network's first pod.
+    LegIp {
+        /// Router id.
+        router_id: String,
+        /// Pod of the instance.
+        pod: String,
+        /// Subnet the IP comes from.
+        subnet_id: String,
+    },
+    /// A pod-local VLAN tag for a `local` network in its pod.
+    LocalTag {
+        /// Network id.
+        network_id: String,
+        /// The network's pod.
+        pod: String,
+    },
+}
+
+/// What to allocate and what to release, each sorted.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AllocationPlan {
+    /// Needed and missing.
+    pub allocate: Vec<AllocationKey>,
+    /// Held but no longer needed.
+    pub release: Vec<AllocationKey>,
+}
+
+impl AllocationPlan {
+    /// Whether the store already holds exactly what the plan needs.
+    pub fn is_empty(&self) -> bool {
+        self.allocate.is_empty() && self.release.is_empty()
+    }
+}
+
+/// Every allocation the current snapshot needs (present or not), sorted.
+pub fn needed_allocations(snap: &Snapshot) -> BTreeSet<AllocationKey> {
+    let t = Topology::build(snap);
+    needed(&t)
+}
+
+pub(crate) fn needed(t: &Topology<'_>) -> BTreeSet<AllocationKey> {
+    let mut out = BTreeSet::new();
+    for r in &t.snap.routers {
+        if !t.is_distributed(&r.id) {
+            continue;
+        }
+        out.insert(AllocationKey::BridgeNetwork {
+            project_id: r.project_id.clone(),
+        });
+        let Some(inst) = t.instances.get(r.id.as_str()) else {
+            continue;
+        };
+        for pod in inst.keys() {
+            out.insert(AllocationKey::BridgeIp {
+                router_id: r.id.clone(),
+                pod: pod.to_string(),
+            });
+        }
+        for i in t
+            .interfaces_by_router
+            .get(r.id.as_str())
+            .into_iter()
+            .flatten()
+        {
+            let Some(s) = t.subnets.get(i.subnet_id.as_str()) else {
+                continue;
+            };
+            if !matches!(
+                t.placement.get(s.network_id.as_str()),
+                Some(Placement::Stretched(_))
+            ) {
+                continue;
+            }
+            let home = t.home_pod_for(&r.id, &s.network_id);
+            for pod in t.presence.get(s.network_id.as_str()).into_iter().flatten() {
+                if inst.contains_key(pod) && Some(*pod) != home {
+                    out.insert(AllocationKey::LegIp {
+                        router_id: r.id.clone(),
+                        pod: pod.to_string(),
+                        subnet_id: s.id.clone(),
+                    });
+                }
+            }
+        }
+    }
+    for n in &t.snap.networks {
+        if n.network_type != NetworkType::Local || n.external {
+            continue;
+        }
+        if let Some(Placement::Local(pod)) = t.placement.get(n.id.as_str()) {
+            out.insert(AllocationKey::LocalTag {
+                network_id: n.id.clone(),
+                pod: pod.to_string(),
+            });
+        }
+    }
+    out
+}
+
+/// What the controller must allocate (missing) and may release (held in vain), e.g. the
+/// project's bridge network once its last non-local router is gone.
+pub fn required_allocations(snap: &Snapshot) -> AllocationPlan {
+    let t = Topology::build(snap);
+    let need = needed(&t);
+    let a = &snap.allocations;
+    let held = |k: &AllocationKey| -> bool {
+        match k {
+            AllocationKey::BridgeNetwork { project_id } => {
+                a.bridge_networks.contains_key(project_id)
+            }
+            AllocationKey::BridgeIp { router_id, pod } => a.bridge_ip(router_id, pod).is_some(),
+            AllocationKey::LegIp {
+                router_id,
+                pod,
+                subnet_id,
+            } => a.leg_ip(router_id, pod, subnet_id).is_some(),
+            AllocationKey::LocalTag { network_id, pod } => a.local_tag(network_id, pod).is_some(),
+        }
+    };
+    let allocate = need.iter().filter(|k| !held(k)).cloned().collect();
+    let mut release = Vec::new();
+    for p in a.bridge_networks.keys() {
+        let k = AllocationKey::BridgeNetwork {
+            project_id: p.clone(),
+        };
+        if !need.contains(&k) {
+            release.push(k);
+        }
+    }
+    for (r, pods) in &a.bridge_ips {
+        for pod in pods.keys() {
+            let k = AllocationKey::BridgeIp {
+                router_id: r.clone(),
+                pod: pod.clone(),
+            };
+            if !need.contains(&k) {
+                release.push(k);
+            }
+        }
+    }
+    for (r, pods) in &a.leg_ips {
+        for (pod, subs) in pods {
+            for s in subs.keys() {
+                let k = AllocationKey::LegIp {
+                    router_id: r.clone(),
+                    pod: pod.clone(),
+                    subnet_id: s.clone(),
+                };
+                if !need.contains(&k) {
+                    release.push(k);
+                }
+            }
+        }
+    }
+    for (n, pods) in &a.local_tags {
+        for pod in pods.keys() {
+            let k = AllocationKey::LocalTag {
+                network_id: n.clone(),
+                pod: pod.clone(),
+            };
+            if !need.contains(&k) {
+                release.push(k);
+            }
+        }
+    }
+    release.sort();
+    AllocationPlan { allocate, release }
+}

@@ -1,0 +1,410 @@
+//! Building each node's desired state from the topology.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+use wire::names::{derived_mac, ifname, router_namespace};
+use wire::{
+    BridgeState, FloatingRule, LegKind, Nat, NodeDesiredState, PortBinding, ProbeKind, ProbeTarget,
+    Route, RouterInstance, RouterLeg, SnatRule,
+};
+
+use crate::snapshot::*;
+use crate::topology::{Placement, Topology};
+
+/// One L2 segment a node takes part in, to decide what its uplinks trunk.
+enum Segment<'a> {
+    Network(&'a str),
+    ProjectBridge(&'a str),
+}
+
+/// Plan one node (which must exist in the topology).
+pub(crate) fn plan_node(t: &Topology<'_>, node: &Node) -> NodeDesiredState {
+    let pod = node.pod.as_str();
+    let mut state = NodeDesiredState {
+        node: node.name.clone(),
+        pod: node.pod.clone(),
+        ..Default::default()
+    };
+    // physnet → (tag, segment) used on this node
+    let mut used: Vec<(&str, Option<u16>, Segment<'_>)> = Vec::new();
+
+    for port in t
+        .ports_by_host
+        .get(node.name.as_str())
+        .into_iter()
+        .flatten()
+    {
+        let Some(net) = t.networks.get(port.network_id.as_str()) else {
+            continue;
+        };
+        if !t
+            .presence
+            .get(net.id.as_str())
+            .is_some_and(|p| p.contains(pod))
+        {
+            continue; // bound outside where the network may be: refused by validation
+        }
+        let physnet = t.physnet_of(net);
+        let (Some(bridge), Some(tag)) = (node.bridge_mappings.get(physnet), t.net_tag(net, pod))
+        else {
+            continue;
+        };
+        used.push((physnet, tag, Segment::Network(&net.id)));
+        state.ports.insert(
+            port.id.clone(),
+            PortBinding {
+                bridge: bridge.clone(),
+                tag,
+                network_id: net.id.clone(),
+                mac: port.mac.clone(),
+                fixed_ips: port.fixed_ips.iter().map(|f| f.ip_address).collect(),
+            },
+        );
+    }
+
+    for rid in t
+        .instances_by_node
+        .get(node.name.as_str())
+        .into_iter()
+        .flatten()
+    {
+        let Some(router) = t.routers.get(rid) else {
+            continue;
+        };
+        let inst = plan_instance(t, router, node, &mut used);
+        state.routers.insert(router.id.clone(), inst);
+    }
+
+    for (physnet, bridge) in &node.bridge_mappings {
+        state.bridges.insert(
+            bridge.clone(),
+            BridgeState {
+                physnet: physnet.clone(),
+                uplink: node.uplinks.contains(physnet),
+                trunks: BTreeSet::new(),
+                untagged: false,
+            },
+        );
+    }
+    for (physnet, tag, seg) in used {
+        let shared = match seg {
+            Segment::Network(n) => {
+                t.networks.get(n).is_some_and(|n| n.external)
+                    || t.network_nodes.get(n).is_some_and(|s| s.len() > 1)
+            }
+            Segment::ProjectBridge(p) => t.project_bridge_nodes.get(p).is_some_and(|s| s.len() > 1),
+        };
+        if !shared {
+            continue;
+        }
+        let Some(b) = node
+            .bridge_mappings
+            .get(physnet)
+            .and_then(|b| state.bridges.get_mut(b))
+        else {
+            continue;
+        };
+        match tag {
+            Some(tag) => {
+                b.trunks.insert(tag);
+            }
+            None => b.untagged = true,
+        }
+    }
+    state
+}
+
+fn with_prefix(ip: IpAddr, cidr: &IpNet) -> Option<IpNet> {
+    IpNet::new(ip, cidr.prefix_len()).ok()
+}
+
+fn plan_instance<'a>(
+    t: &Topology<'a>,
+    router: &'a Router,
+    node: &Node,
+    used: &mut Vec<(&'a str, Option<u16>, Segment<'a>)>,
+) -> RouterInstance {
+    let snap = t.snap;
+    let pod: &str = &node.pod;
+    let rid = router.id.as_str();
+    let distributed = t.is_distributed(rid);
+    let ifaces = t
+        .interfaces_by_router
+        .get(rid)
+        .map(|v| v.as_slice())
+        .unwrap_or_default();
+    let mut inst = RouterInstance {
+        router_id: router.id.clone(),
+        project_id: router.project_id.clone(),
+        namespace: router_namespace(rid),
+        ..Default::default()
+    };
+    let mut routes: BTreeMap<IpNet, IpAddr> = BTreeMap::new();
+
+    // Bridge leg.
+    let bridge_net = snap.allocations.bridge_networks.get(&router.project_id);
+    let my_bridge_ip = if distributed {
+        snap.allocations.bridge_ip(rid, pod)
+    } else {
+        None
+    };
+    if let (Some(bn), Some(ip), Some(br)) = (
+        bridge_net,
+        my_bridge_ip,
+        node.bridge_mappings.get(&snap.bridge_physnet),
+    ) {
+        if let Some(address) = with_prefix(ip, &bn.cidr) {
+            used.push((
+                &snap.bridge_physnet,
+                Some(bn.vlan),
+                Segment::ProjectBridge(&router.project_id),
+            ));
+            inst.legs.push(RouterLeg {
+                kind: LegKind::Bridge,
+                bridge: br.clone(),
+                tag: Some(bn.vlan),
+                address,
+                mac: derived_mac(&[rid, pod, "bridge"]),
+                ns_ifname: ifname("qb-", rid),
+                ovs_ifname: ifname("vb-", rid),
+                network_id: None,
+                subnet_id: None,
+            });
+        }
+    }
+    let has_bridge_leg = !inst.legs.is_empty();
+    let peer_bridge_ip = |p: &str| -> Option<IpAddr> {
+        if has_bridge_leg {
+            snap.allocations.bridge_ip(rid, p)
+        } else {
+            None
+        }
+    };
+
+    // Internal legs, and routes to subnets that live in other pods.
+    let mut router_cidrs: BTreeSet<IpNet> = BTreeSet::new();
+    for i in ifaces {
+        let Some(s) = t.subnets.get(i.subnet_id.as_str()) else {
+            continue;
+        };
+        let Some(net) = t.networks.get(s.network_id.as_str()) else {
+            continue;
+        };
+        router_cidrs.insert(s.cidr.trunc());
+        let present_here = t
+            .presence
+            .get(net.id.as_str())
+            .is_some_and(|p| p.contains(pod));
+        if !present_here {
+            if let Some(nh) = t.home_pod_for(rid, &net.id).and_then(peer_bridge_ip) {
+                routes.insert(s.cidr.trunc(), nh);
+            }
+            continue;
+        }
+        let physnet = t.physnet_of(net);
+        let (Some(br), Some(tag)) = (node.bridge_mappings.get(physnet), t.net_tag(net, pod)) else {
+            continue;
+        };
+        let stretched = matches!(
+            t.placement.get(net.id.as_str()),
+            Some(Placement::Stretched(_))
+        );
+        let primary = !stretched || t.home_pod_for(rid, &net.id) == Some(pod);
+        let (ip, mac) = if primary {
+            (Some(i.ip_address), i.mac.clone())
+        } else {
+            (
+                snap.allocations.leg_ip(rid, pod, &s.id),
+                derived_mac(&[rid, pod, &s.id]),
+            )
+        };
+        let Some(address) = ip.and_then(|ip| with_prefix(ip, &s.cidr)) else {
+            continue;
+        };
+        used.push((physnet, tag, Segment::Network(&net.id)));
+        inst.legs.push(RouterLeg {
+            kind: LegKind::Internal,
+            bridge: br.clone(),
+            tag,
+            address,
+            mac,
+            ns_ifname: ifname("qr-", &i.port_id),
+            ovs_ifname: ifname("vr-", &i.port_id),
+            network_id: Some(net.id.clone()),
+            subnet_id: Some(s.id.clone()),
+        });
+    }
+
+    // Gateway leg, default route, NAT.
+    let gw_pod = t.gateway_pod.get(rid).copied();
+    if let (Some(gw), Some(gp)) = (&router.external_gateway, gw_pod) {
+        if gp == pod {
+            plan_gateway(
+                t,
+                router,
+                gw,
+                node,
+                &router_cidrs,
+                &mut inst,
+                &mut routes,
+                used,
+            );
+        } else if let Some(nh) = peer_bridge_ip(gp) {
+            routes.insert(default_for(nh), nh);
+        }
+    }
+
+    // User routes whose next hop is on a connected leg.
+    for ur in &router.routes {
+        if inst.legs.iter().any(|l| l.address.contains(&ur.nexthop)) {
+            routes.entry(ur.destination.trunc()).or_insert(ur.nexthop);
+        }
+    }
+    inst.routes = routes
+        .into_iter()
+        .map(|(destination, nexthop)| Route {
+            destination,
+            nexthop,
+        })
+        .collect();
+
+    // Probe targets: the project's other instances' bridge IPs (same family).
+    if has_bridge_leg {
+        let mut seen = BTreeSet::new();
+        for r2 in t
+            .routers_by_project
+            .get(router.project_id.as_str())
+            .into_iter()
+            .flatten()
+        {
+            if !t.is_distributed(&r2.id) {
+                continue;
+            }
+            for p2 in t
+                .instances
+                .get(r2.id.as_str())
+                .into_iter()
+                .flat_map(|m| m.keys())
+            {
+                if r2.id == router.id && *p2 == pod {
+                    continue;
+                }
+                if let Some(ip) = snap.allocations.bridge_ip(&r2.id, p2) {
+                    if Some(ip) != my_bridge_ip && seen.insert(ip) {
+                        inst.probe_targets.push(ProbeTarget {
+                            address: ip,
+                            kind: ProbeKind::BridgeInstance,
+                            label: format!("{}@{}", r2.id, p2),
+                        });
+                    }
+                }
+            }
+        }
+    }
+    inst.probe_targets.sort();
+    inst.legs
+        .sort_by(|a, b| (a.kind, &a.ns_ifname).cmp(&(b.kind, &b.ns_ifname)));
+    inst
+}
+
+fn default_for(ip: IpAddr) -> IpNet {
+    match ip {
+        IpAddr::V4(_) => "0.0.0.0/0".parse().expect("literal"),
+        IpAddr::V6(_) => "::/0".parse().expect("literal"),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn plan_gateway<'a>(
+    t: &Topology<'a>,
+    router: &'a Router,
+    gw: &'a ExternalGateway,
+    node: &Node,
+    router_cidrs: &BTreeSet<IpNet>,
+    inst: &mut RouterInstance,
+    routes: &mut BTreeMap<IpNet, IpAddr>,
+    used: &mut Vec<(&'a str, Option<u16>, Segment<'a>)>,
+) {
+    let rid = router.id.as_str();
+    let Some(ext) = t.networks.get(gw.network_id.as_str()) else {
+        return;
+    };
+    let physnet = t.physnet_of(ext);
+    let (Some(br), Some(tag)) = (node.bridge_mappings.get(physnet), t.net_tag(ext, &node.pod))
+    else {
+        return;
+    };
+    let Some(fixed) = gw
+        .external_fixed_ips
+        .iter()
+        .find(|f| f.ip_address.is_ipv4())
+    else {
+        return;
+    };
+    let Some(sub) = t
+        .subnets
+        .get(fixed.subnet_id.as_str())
+        .copied()
+        .or_else(|| {
+            t.subnets_by_network.get(ext.id.as_str()).and_then(|v| {
+                v.iter()
+                    .copied()
+                    .find(|s| s.cidr.contains(&fixed.ip_address))
+            })
+        })
+    else {
+        return;
+    };
+    let Some(address) = with_prefix(fixed.ip_address, &sub.cidr) else {
+        return;
+    };
+    let out = ifname("qg-", rid);
+    used.push((physnet, tag, Segment::Network(&ext.id)));
+    inst.legs.push(RouterLeg {
+        kind: LegKind::Gateway,
+        bridge: br.clone(),
+        tag,
+        address,
+        mac: derived_mac(&[rid, "gateway"]),
+        ns_ifname: out.clone(),
+        ovs_ifname: ifname("vg-", rid),
+        network_id: Some(ext.id.clone()),
+        subnet_id: Some(sub.id.clone()),
+    });
+    if let Some(gip) = sub.gateway_ip {
+        routes.insert(default_for(gip), gip);
+        inst.probe_targets.push(ProbeTarget {
+            address: gip,
+            kind: ProbeKind::ExternalGateway,
+            label: format!("external:{}", ext.id),
+        });
+    }
+    let mut nat = Nat::default();
+    if gw.enable_snat {
+        let sources: Vec<IpNet> = router_cidrs
+            .iter()
+            .filter(|c| c.addr().is_ipv4())
+            .copied()
+            .collect();
+        if !sources.is_empty() {
+            nat.snat.push(SnatRule {
+                sources,
+                out_ifname: out.clone(),
+                to: fixed.ip_address,
+            });
+        }
+    }
+    for (fip, fixed_ip) in t.fips_by_router.get(rid).into_iter().flatten() {
+        nat.floating.push(FloatingRule {
+            floating_ip: fip.floating_ip_address,
+            fixed_ip: *fixed_ip,
+            out_ifname: out.clone(),
+            floatingip_id: fip.id.clone(),
+            port_id: fip.port_id.clone().unwrap_or_default(),
+        });
+    }
+    nat.floating.sort();
+    inst.nat = nat;
+}

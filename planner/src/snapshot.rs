@@ -1,0 +1,285 @@
+//! The planner's input: plain structs the controller fills from its store.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+
+/// Everything the planner looks at, copied out of the controller's store.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    /// Physnet that carries the per-project bridge networks (`bridge` in the guide).
+    pub bridge_physnet: String,
+    /// Physnet whose bridge holds `local` networks (they have no physnet of their own).
+    pub local_physnet: String,
+    /// Pods (regions).
+    pub pods: Vec<Pod>,
+    /// Registered nodes.
+    pub nodes: Vec<Node>,
+    /// Networks, tenant and external.
+    pub networks: Vec<Network>,
+    /// Subnets.
+    pub subnets: Vec<Subnet>,
+    /// Ports, in creation order: a `local` network without hints lives where its first bound
+    /// port (in this order) is.
+    pub ports: Vec<Port>,
+    /// Routers.
+    pub routers: Vec<Router>,
+    /// Router interfaces (one per attached subnet).
+    pub router_interfaces: Vec<RouterInterface>,
+    /// Floating IPs.
+    pub floating_ips: Vec<FloatingIp>,
+    /// Allocations the controller keeps (see [`crate::required_allocations`]).
+    pub allocations: Allocations,
+}
+
+impl Default for Snapshot {
+    fn default() -> Self {
+        Snapshot {
+            bridge_physnet: "bridge".into(),
+            local_physnet: "bridge".into(),
+            pods: Vec::new(),
+            nodes: Vec::new(),
+            networks: Vec::new(),
+            subnets: Vec::new(),
+            ports: Vec::new(),
+            routers: Vec::new(),
+            router_interfaces: Vec::new(),
+            floating_ips: Vec::new(),
+            allocations: Allocations::default(),
+        }
+    }
+}
+
+/// A pod: one region, optionally in an availability zone. AZ hints may name either.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Pod {
+    /// Region name (the pod's name).
+    pub region_name: String,
+    /// Availability zone name, if any.
+    pub az_name: Option<String>,
+}
+
+/// A node as it registered.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Node {
+    /// Node name (= `binding:host_id` of ports plugged there).
+    pub name: String,
+    /// Region name of its pod.
+    pub pod: String,
+    /// physnet → OVS bridge.
+    pub bridge_mappings: BTreeMap<String, String>,
+    /// Physnets with an uplink on this node.
+    pub uplinks: BTreeSet<String>,
+}
+
+/// Neutron `provider:network_type`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum NetworkType {
+    /// Never leaves its pod; gets a pod-local VLAN tag.
+    #[default]
+    Local,
+    /// A VLAN on a physnet: may stretch across pods.
+    Vlan,
+    /// Untagged on a physnet.
+    Flat,
+}
+
+/// A network.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Network {
+    /// Id.
+    pub id: String,
+    /// Owner project.
+    pub project_id: String,
+    /// Type.
+    pub network_type: NetworkType,
+    /// `provider:physical_network` (vlan and flat).
+    pub physnet: Option<String>,
+    /// `provider:segmentation_id` (vlan).
+    pub segmentation_id: Option<u16>,
+    /// `router:external`.
+    pub external: bool,
+    /// `availability_zone_hints`: region or AZ names.
+    pub az_hints: Vec<String>,
+    /// `shared`.
+    pub shared: bool,
+}
+
+/// A subnet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subnet {
+    /// Id.
+    pub id: String,
+    /// Network id.
+    pub network_id: String,
+    /// CIDR.
+    pub cidr: IpNet,
+    /// Gateway IP.
+    pub gateway_ip: Option<IpAddr>,
+}
+
+/// One fixed IP of a port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FixedIp {
+    /// Subnet id.
+    pub subnet_id: String,
+    /// Address.
+    pub ip_address: IpAddr,
+}
+
+/// A port.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Port {
+    /// Id (= iface-id).
+    pub id: String,
+    /// Network id.
+    pub network_id: String,
+    /// Owner project.
+    pub project_id: String,
+    /// MAC.
+    pub mac: String,
+    /// Fixed IPs.
+    pub fixed_ips: Vec<FixedIp>,
+    /// `device_owner`; ports owned by `network:*` are the planner's own legs, not VM ports.
+    pub device_owner: String,
+    /// `device_id`.
+    pub device_id: String,
+    /// `binding:host_id`: the node the port is bound to.
+    pub binding_host: Option<String>,
+}
+
+impl Port {
+    /// Whether this is a VM (or other compute) port the agents plug, not a router or FIP port.
+    pub fn is_vm_port(&self) -> bool {
+        !self.device_owner.starts_with("network:")
+    }
+}
+
+/// `external_gateway_info` of a router.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExternalGateway {
+    /// External network id.
+    pub network_id: String,
+    /// SNAT the router's subnets out of the gateway.
+    pub enable_snat: bool,
+    /// The gateway port's IPs on the external subnet.
+    pub external_fixed_ips: Vec<FixedIp>,
+}
+
+/// A user route of a router (`routes` attribute).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserRoute {
+    /// Destination.
+    pub destination: IpNet,
+    /// Next hop; installed on instances that have it on a connected leg.
+    pub nexthop: IpAddr,
+}
+
+/// A router.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Router {
+    /// Id.
+    pub id: String,
+    /// Owner project.
+    pub project_id: String,
+    /// `availability_zone_hints`: exactly one region makes the router local.
+    pub az_hints: Vec<String>,
+    /// External gateway, when set.
+    pub external_gateway: Option<ExternalGateway>,
+    /// User routes.
+    pub routes: Vec<UserRoute>,
+}
+
+/// A router interface: the router's port on a subnet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouterInterface {
+    /// Router id.
+    pub router_id: String,
+    /// Subnet id.
+    pub subnet_id: String,
+    /// The interface port's id.
+    pub port_id: String,
+    /// The interface port's IP (normally the subnet gateway).
+    pub ip_address: IpAddr,
+    /// The interface port's MAC.
+    pub mac: String,
+}
+
+/// A floating IP.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FloatingIp {
+    /// Id.
+    pub id: String,
+    /// Owner project.
+    pub project_id: String,
+    /// External network it comes from.
+    pub floating_network_id: String,
+    /// The floating address.
+    pub floating_ip_address: IpAddr,
+    /// Associated port.
+    pub port_id: Option<String>,
+    /// Fixed IP of the port it maps to (default: the port's first fixed IP).
+    pub fixed_ip_address: Option<IpAddr>,
+}
+
+/// A project's bridge network: one VLAN on the bridge physnet and one /24.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BridgeNetwork {
+    /// VLAN on [`Snapshot::bridge_physnet`].
+    pub vlan: u16,
+    /// CIDR from `bridge_cidr`.
+    pub cidr: IpNet,
+}
+
+/// Allocations kept by the controller (uniqueness enforced by its database). Nested maps so
+/// lookups need no allocation.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Allocations {
+    /// project → bridge network.
+    pub bridge_networks: BTreeMap<String, BridgeNetwork>,
+    /// router → pod → bridge IP of that instance.
+    pub bridge_ips: BTreeMap<String, BTreeMap<String, IpAddr>>,
+    /// router → pod → subnet → leg IP, for stretched networks in pods other than the first.
+    pub leg_ips: BTreeMap<String, BTreeMap<String, BTreeMap<String, IpAddr>>>,
+    /// network → pod → pod-local VLAN tag, for `local` networks.
+    pub local_tags: BTreeMap<String, BTreeMap<String, u16>>,
+}
+
+impl Allocations {
+    /// Bridge IP of (router, pod).
+    pub fn bridge_ip(&self, router: &str, pod: &str) -> Option<IpAddr> {
+        self.bridge_ips.get(router)?.get(pod).copied()
+    }
+    /// Leg IP of (router, pod, subnet).
+    pub fn leg_ip(&self, router: &str, pod: &str, subnet: &str) -> Option<IpAddr> {
+        self.leg_ips.get(router)?.get(pod)?.get(subnet).copied()
+    }
+    /// Local tag of (network, pod).
+    pub fn local_tag(&self, network: &str, pod: &str) -> Option<u16> {
+        self.local_tags.get(network)?.get(pod).copied()
+    }
+    /// Record a bridge IP.
+    pub fn set_bridge_ip(&mut self, router: &str, pod: &str, ip: IpAddr) {
+        self.bridge_ips
+            .entry(router.to_string())
+            .or_default()
+            .insert(pod.to_string(), ip);
+    }
+    /// Record a leg IP.
+    pub fn set_leg_ip(&mut self, router: &str, pod: &str, subnet: &str, ip: IpAddr) {
+        self.leg_ips
+            .entry(router.to_string())
+            .or_default()
+            .entry(pod.to_string())
+            .or_default()
+            .insert(subnet.to_string(), ip);
+    }
+    /// Record a local tag.
+    pub fn set_local_tag(&mut self, network: &str, pod: &str, tag: u16) {
+        self.local_tags
+            .entry(network.to_string())
+            .or_default()
+            .insert(pod.to_string(), tag);
+    }
+}

@@ -1,0 +1,533 @@
+//! Indexes over a snapshot and the facts every rule needs: where each network is present, where
+//! each router has instances, which node hosts each instance, which nodes share each L2 segment.
+//! Built once in O(n log n); everything else is lookups.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::IpAddr;
+
+use crate::snapshot::*;
+
+/// Where a network may live.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Placement<'a> {
+    /// Lives in exactly this pod.
+    Local(&'a str),
+    /// A local network whose pod is not known yet (no hints, no bound port, no allocation).
+    Unplaced,
+    /// May stretch to these pods (`None`: every pod).
+    Stretched(Option<BTreeSet<&'a str>>),
+    /// An external network living in this pod.
+    External(&'a str),
+    /// An external network whose hints do not name exactly one pod.
+    ExternalUnplaced,
+}
+
+/// Indexes and derived facts over one snapshot.
+pub(crate) struct Topology<'a> {
+    pub snap: &'a Snapshot,
+    pub pods: BTreeSet<&'a str>,
+    /// AZ hint name → regions it names.
+    hint_regions: HashMap<&'a str, BTreeSet<&'a str>>,
+    pub nodes: HashMap<&'a str, &'a Node>,
+    pub nodes_by_pod: HashMap<&'a str, Vec<&'a Node>>,
+    pub networks: HashMap<&'a str, &'a Network>,
+    pub subnets: HashMap<&'a str, &'a Subnet>,
+    pub subnets_by_network: HashMap<&'a str, Vec<&'a Subnet>>,
+    pub ports: HashMap<&'a str, &'a Port>,
+    /// Bound VM ports by host node.
+    pub ports_by_host: HashMap<&'a str, Vec<&'a Port>>,
+    /// VM ports by network.
+    pub ports_by_network: HashMap<&'a str, Vec<&'a Port>>,
+    pub routers: HashMap<&'a str, &'a Router>,
+    pub routers_by_project: HashMap<&'a str, Vec<&'a Router>>,
+    /// Interfaces by router, sorted by port id.
+    pub interfaces_by_router: HashMap<&'a str, Vec<&'a RouterInterface>>,
+    /// Router ids by network (through their interfaces), sorted.
+    pub routers_by_network: HashMap<&'a str, BTreeSet<&'a str>>,
+    /// Router ids by subnet, sorted.
+    pub routers_by_subnet: HashMap<&'a str, BTreeSet<&'a str>>,
+    pub placement: HashMap<&'a str, Placement<'a>>,
+    /// Pods where each network is present.
+    pub presence: HashMap<&'a str, BTreeSet<&'a str>>,
+    /// Local routers' pod.
+    pub router_local_pod: HashMap<&'a str, &'a str>,
+    /// Pod of each router instance → hosting node.
+    pub instances: HashMap<&'a str, BTreeMap<&'a str, &'a str>>,
+    /// Node → router ids it hosts, sorted.
+    pub instances_by_node: HashMap<&'a str, BTreeSet<&'a str>>,
+    /// Pod of the router's gateway (the external network's pod).
+    pub gateway_pod: HashMap<&'a str, &'a str>,
+    /// Floating IPs a router serves, by router.
+    pub fips_by_router: HashMap<&'a str, Vec<(&'a FloatingIp, IpAddr)>>,
+    /// Nodes where each network has a port or a router leg.
+    pub network_nodes: HashMap<&'a str, BTreeSet<&'a str>>,
+    /// Nodes hosting an instance of one of the project's non-local routers.
+    pub project_bridge_nodes: HashMap<&'a str, BTreeSet<&'a str>>,
+}
+
+impl<'a> Topology<'a> {
+    /// Index `snap`.
+    pub fn build(snap: &'a Snapshot) -> Self {
+        let mut t = Topology {
+            snap,
+            pods: BTreeSet::new(),
+            hint_regions: HashMap::new(),
+            nodes: HashMap::with_capacity(snap.nodes.len()),
+            nodes_by_pod: HashMap::new(),
+            networks: HashMap::with_capacity(snap.networks.len()),
+            subnets: HashMap::with_capacity(snap.subnets.len()),
+            subnets_by_network: HashMap::with_capacity(snap.networks.len()),
+            ports: HashMap::with_capacity(snap.ports.len()),
+            ports_by_host: HashMap::new(),
+            ports_by_network: HashMap::with_capacity(snap.networks.len()),
+            routers: HashMap::with_capacity(snap.routers.len()),
+            routers_by_project: HashMap::new(),
+            interfaces_by_router: HashMap::with_capacity(snap.routers.len()),
+            routers_by_network: HashMap::new(),
+            routers_by_subnet: HashMap::new(),
+            placement: HashMap::with_capacity(snap.networks.len()),
+            presence: HashMap::with_capacity(snap.networks.len()),
+            router_local_pod: HashMap::new(),
+            instances: HashMap::with_capacity(snap.routers.len()),
+            instances_by_node: HashMap::new(),
+            gateway_pod: HashMap::new(),
+            fips_by_router: HashMap::new(),
+            network_nodes: HashMap::with_capacity(snap.networks.len()),
+            project_bridge_nodes: HashMap::new(),
+        };
+        for p in &snap.pods {
+            t.pods.insert(&p.region_name);
+            t.hint_regions
+                .entry(&p.region_name)
+                .or_default()
+                .insert(&p.region_name);
+            if let Some(az) = &p.az_name {
+                t.hint_regions.entry(az).or_default().insert(&p.region_name);
+            }
+        }
+        for n in &snap.nodes {
+            t.nodes.insert(&n.name, n);
+            t.nodes_by_pod.entry(&n.pod).or_default().push(n);
+        }
+        for v in t.nodes_by_pod.values_mut() {
+            v.sort_by(|a, b| a.name.cmp(&b.name));
+        }
+        for n in &snap.networks {
+            t.networks.insert(&n.id, n);
+        }
+        for s in &snap.subnets {
+            t.subnets.insert(&s.id, s);
+            t.subnets_by_network
+                .entry(&s.network_id)
+                .or_default()
+                .push(s);
+        }
+        for p in &snap.ports {
+            t.ports.insert(&p.id, p);
+            if !p.is_vm_port() {
+                continue;
+            }
+            t.ports_by_network.entry(&p.network_id).or_default().push(p);
+            if let Some(h) = &p.binding_host {
+                t.ports_by_host.entry(h).or_default().push(p);
+            }
+        }
+        for r in &snap.routers {
+            t.routers.insert(&r.id, r);
+            t.routers_by_project
+                .entry(&r.project_id)
+                .or_default()
+                .push(r);
+            if let Some(pod) = t.single_region(&r.az_hints) {
+                t.router_local_pod.insert(&r.id, pod);
+            }
+        }
+        for v in t.routers_by_project.values_mut() {
+            v.sort_by(|a, b| a.id.cmp(&b.id));
+        }
+        for i in &snap.router_interfaces {
+            t.interfaces_by_router
+                .entry(&i.router_id)
+                .or_default()
+                .push(i);
+            t.routers_by_subnet
+                .entry(&i.subnet_id)
+                .or_default()
+                .insert(&i.router_id);
+            if let Some(s) = t.subnets.get(i.subnet_id.as_str()) {
+                t.routers_by_network
+                    .entry(&s.network_id)
+                    .or_default()
+                    .insert(&i.router_id);
+            }
+        }
+        for v in t.interfaces_by_router.values_mut() {
+            v.sort_by(|a, b| a.port_id.cmp(&b.port_id));
+        }
+        t.place_networks();
+        t.place_routers();
+        t.index_floating_ips();
+        t.index_segments();
+        t
+    }
+
+    /// The regions a list of AZ hints names (unknown hints name nothing).
+    pub fn hint_pods(&self, hints: &'a [String]) -> BTreeSet<&'a str> {
+        let mut out = BTreeSet::new();
+        for h in hints {
+            if let Some(rs) = self.hint_regions.get(h.as_str()) {
+                out.extend(rs.iter().copied());
+            }
+        }
+        out
+    }
+
+    /// Whether a hint names no known pod.
+    pub fn unknown_hint<'b>(&self, hints: &'b [String]) -> Option<&'b str> {
+        hints
+            .iter()
+            .find(|h| !self.hint_regions.contains_key(h.as_str()))
+            .map(|h| h.as_str())
+    }
+
+    /// The one region the hints name, if they name exactly one.
+    pub fn single_region(&self, hints: &'a [String]) -> Option<&'a str> {
+        if hints.is_empty() {
+            return None;
+        }
+        let pods = self.hint_pods(hints);
+        if pods.len() == 1 {
+            pods.into_iter().next()
+        } else {
+            None
+        }
+    }
+
+    /// Pod of a node.
+    pub fn node_pod(&self, node: &str) -> Option<&'a str> {
+        self.nodes.get(node).map(|n| n.pod.as_str())
+    }
+
+    /// The physnet a network's ports and legs sit on.
+    pub fn physnet_of(&self, net: &'a Network) -> &'a str {
+        match (&net.physnet, net.network_type) {
+            (Some(p), NetworkType::Vlan | NetworkType::Flat) => p,
+            _ => &self.snap.local_physnet,
+        }
+    }
+
+    /// The VLAN tag of a network in a pod: `Some(None)` for flat (untagged), `None` when unknown.
+    pub fn net_tag(&self, net: &Network, pod: &str) -> Option<Option<u16>> {
+        match net.network_type {
+            NetworkType::Flat => Some(None),
+            NetworkType::Vlan => net.segmentation_id.map(Some),
+            NetworkType::Local => self.snap.allocations.local_tag(&net.id, pod).map(Some),
+        }
+    }
+
+    fn place_networks(&mut self) {
+        let snap = self.snap;
+        // The pod of the first bound VM port of each network, in snapshot (creation) order.
+        let mut first_pod: HashMap<&'a str, &'a str> = HashMap::new();
+        let mut bound_pods: HashMap<&'a str, BTreeSet<&'a str>> = HashMap::new();
+        for p in &snap.ports {
+            if !p.is_vm_port() {
+                continue;
+            }
+            let Some(pod) = p.binding_host.as_deref().and_then(|h| self.node_pod(h)) else {
+                continue;
+            };
+            first_pod.entry(&p.network_id).or_insert(pod);
+            bound_pods.entry(&p.network_id).or_default().insert(pod);
+        }
+        for net in &snap.networks {
+            let hinted = self.single_region(&net.az_hints);
+            let placement = if net.external {
+                match hinted {
+                    Some(p) => Placement::External(p),
+                    None => Placement::ExternalUnplaced,
+                }
+            } else if net.network_type == NetworkType::Local || hinted.is_some() {
+                let home = hinted
+                    .or_else(|| {
+                        snap.allocations
+                            .local_tags
+                            .get(&net.id)
+                            .and_then(|m| m.keys().next())
+                            .and_then(|p| self.pods.get(p.as_str()).copied())
+                    })
+                    .or_else(|| first_pod.get(net.id.as_str()).copied())
+                    .or_else(|| self.local_router_pod_of(&net.id));
+                match home {
+                    Some(p) => Placement::Local(p),
+                    None => Placement::Unplaced,
+                }
+            } else if net.az_hints.is_empty() {
+                Placement::Stretched(None)
+            } else {
+                Placement::Stretched(Some(self.hint_pods(&net.az_hints)))
+            };
+            let presence: BTreeSet<&'a str> = match &placement {
+                Placement::Local(p) | Placement::External(p) => BTreeSet::from([*p]),
+                Placement::Unplaced | Placement::ExternalUnplaced => BTreeSet::new(),
+                Placement::Stretched(allowed) => {
+                    let mut s: BTreeSet<&'a str> =
+                        bound_pods.get(net.id.as_str()).cloned().unwrap_or_default();
+                    if let Some(rs) = self.routers_by_network.get(net.id.as_str()) {
+                        for r in rs {
+                            if let Some(p) = self.router_local_pod.get(r) {
+                                s.insert(p);
+                            }
+                        }
+                    }
+                    if let Some(allowed) = allowed {
+                        s.retain(|p| allowed.contains(p));
+                    }
+                    s
+                }
+            };
+            self.presence.insert(&net.id, presence);
+            self.placement.insert(&net.id, placement);
+        }
+    }
+
+    /// The pod of the lowest local router attached to a network, if any.
+    fn local_router_pod_of(&self, net: &str) -> Option<&'a str> {
+        self.routers_by_network
+            .get(net)?
+            .iter()
+            .find_map(|r| self.router_local_pod.get(r).copied())
+    }
+
+    /// Whether a router is non-local (has instances in several pods and a bridge leg).
+    pub fn is_distributed(&self, router: &str) -> bool {
+        !self.router_local_pod.contains_key(router)
+    }
+
+    fn place_routers(&mut self) {
+        let snap = self.snap;
+        for r in &snap.routers {
+            let ifaces = self
+                .interfaces_by_router
+                .get(r.id.as_str())
+                .map(|v| v.as_slice())
+                .unwrap_or_default();
+            let gw_pod = r.external_gateway.as_ref().and_then(|g| {
+                match self.placement.get(g.network_id.as_str()) {
+                    Some(Placement::External(p)) => Some(*p),
+                    _ => None,
+                }
+            });
+            if let Some(p) = gw_pod {
+                self.gateway_pod.insert(&r.id, p);
+            }
+            let mut pods: BTreeSet<&'a str> = BTreeSet::new();
+            if let Some(lp) = self.router_local_pod.get(r.id.as_str()) {
+                if !ifaces.is_empty() || r.external_gateway.is_some() {
+                    pods.insert(lp);
+                }
+            } else {
+                for i in ifaces {
+                    if let Some(s) = self.subnets.get(i.subnet_id.as_str()) {
+                        if let Some(pr) = self.presence.get(s.network_id.as_str()) {
+                            pods.extend(pr.iter().copied());
+                        }
+                    }
+                }
+                pods.extend(gw_pod);
+            }
+            let distributed = self.is_distributed(&r.id);
+            let mut placed = BTreeMap::new();
+            for pod in pods {
+                if !self.pods.contains(pod) {
+                    continue;
+                }
+                let mut needed: BTreeSet<&'a str> = BTreeSet::new();
+                if distributed {
+                    needed.insert(&snap.bridge_physnet);
+                }
+                for i in ifaces {
+                    let Some(s) = self.subnets.get(i.subnet_id.as_str()) else {
+                        continue;
+                    };
+                    let Some(net) = self.networks.get(s.network_id.as_str()) else {
+                        continue;
+                    };
+                    if self
+                        .presence
+                        .get(net.id.as_str())
+                        .is_some_and(|p| p.contains(pod))
+                    {
+                        needed.insert(self.physnet_of(net));
+                    }
+                }
+                if gw_pod == Some(pod) {
+                    if let Some(ext) = r
+                        .external_gateway
+                        .as_ref()
+                        .and_then(|g| self.networks.get(g.network_id.as_str()))
+                    {
+                        needed.insert(self.physnet_of(ext));
+                    }
+                }
+                if let Some(node) = self.choose_node(pod, &needed) {
+                    placed.insert(pod, node);
+                    self.instances_by_node
+                        .entry(node)
+                        .or_default()
+                        .insert(&r.id);
+                }
+            }
+            self.instances.insert(&r.id, placed);
+        }
+    }
+
+    /// The node of a pod with the most of the needed physnets mapped, then the lowest name.
+    fn choose_node(&self, pod: &str, needed: &BTreeSet<&str>) -> Option<&'a str> {
+        let nodes = self.nodes_by_pod.get(pod)?;
+        let mut best: Option<(&'a Node, usize)> = None;
+        for n in nodes {
+            let have = needed
+                .iter()
+                .filter(|p| n.bridge_mappings.contains_key(**p))
+                .count();
+            match best {
+                Some((_, b)) if have <= b => {}
+                _ => best = Some((n, have)),
+            }
+        }
+        best.map(|(n, _)| n.name.as_str())
+    }
+
+    /// The router that serves a floating IP and the fixed IP it maps to, or why none does.
+    pub fn fip_target(&self, fip: &'a FloatingIp) -> Result<Option<(&'a str, IpAddr)>, FipProblem> {
+        let Some(port_id) = fip.port_id.as_deref() else {
+            return Ok(None);
+        };
+        let Some(port) = self.ports.get(port_id) else {
+            return Err(FipProblem::NoPort);
+        };
+        if port.project_id != fip.project_id {
+            return Err(FipProblem::ForeignPort);
+        }
+        let fixed = match fip.fixed_ip_address {
+            Some(ip) => port.fixed_ips.iter().find(|f| f.ip_address == ip),
+            None => port.fixed_ips.iter().find(|f| f.ip_address.is_ipv4()),
+        };
+        let Some(fixed) = fixed else {
+            return Err(FipProblem::NoFixedIp);
+        };
+        let router = self
+            .routers_by_subnet
+            .get(fixed.subnet_id.as_str())
+            .and_then(|rs| {
+                rs.iter().copied().find(|r| {
+                    self.routers.get(r).is_some_and(|r| {
+                        r.project_id == fip.project_id
+                            && r.external_gateway
+                                .as_ref()
+                                .is_some_and(|g| g.network_id == fip.floating_network_id)
+                    })
+                })
+            });
+        match router {
+            Some(r) => Ok(Some((r, fixed.ip_address))),
+            None => Err(FipProblem::Unreachable),
+        }
+    }
+
+    fn index_floating_ips(&mut self) {
+        for fip in &self.snap.floating_ips {
+            if let Ok(Some((r, ip))) = self.fip_target(fip) {
+                self.fips_by_router.entry(r).or_default().push((fip, ip));
+            }
+        }
+    }
+
+    /// The pod whose instance holds a subnet's network for a router (lowest present pod).
+    pub fn home_pod_for(&self, router: &str, net: &str) -> Option<&'a str> {
+        let inst = self.instances.get(router)?;
+        self.presence
+            .get(net)?
+            .iter()
+            .copied()
+            .find(|p| inst.contains_key(p))
+    }
+
+    fn index_segments(&mut self) {
+        for p in &self.snap.ports {
+            if !p.is_vm_port() {
+                continue;
+            }
+            if let Some(h) = p.binding_host.as_deref() {
+                if let Some(node) = self.nodes.get(h) {
+                    self.network_nodes
+                        .entry(&p.network_id)
+                        .or_default()
+                        .insert(&node.name);
+                }
+            }
+        }
+        for r in &self.snap.routers {
+            let Some(inst) = self.instances.get(r.id.as_str()) else {
+                continue;
+            };
+            if self.is_distributed(&r.id) {
+                self.project_bridge_nodes
+                    .entry(&r.project_id)
+                    .or_default()
+                    .extend(inst.values().copied());
+            }
+            for i in self
+                .interfaces_by_router
+                .get(r.id.as_str())
+                .map(|v| v.as_slice())
+                .unwrap_or_default()
+            {
+                let Some(s) = self.subnets.get(i.subnet_id.as_str()) else {
+                    continue;
+                };
+                let Some(pr) = self.presence.get(s.network_id.as_str()) else {
+                    continue;
+                };
+                for (pod, node) in inst {
+                    if pr.contains(pod) {
+                        self.network_nodes
+                            .entry(&s.network_id)
+                            .or_default()
+                            .insert(node);
+                    }
+                }
+            }
+            if let (Some(g), Some(gp)) = (&r.external_gateway, self.gateway_pod.get(r.id.as_str()))
+            {
+                if let Some(node) = inst.get(gp) {
+                    self.network_nodes
+                        .entry(&g.network_id)
+                        .or_default()
+                        .insert(node);
+                }
+            }
+        }
+    }
+
+    /// Nodes hosting instances of any router of a project.
+    pub fn project_instance_nodes(&self, project: &str) -> BTreeSet<&'a str> {
+        let mut out = BTreeSet::new();
+        for r in self.routers_by_project.get(project).into_iter().flatten() {
+            if let Some(inst) = self.instances.get(r.id.as_str()) {
+                out.extend(inst.values().copied());
+            }
+        }
+        out
+    }
+}
+
+/// Why a floating IP cannot be served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum FipProblem {
+    NoPort,
+    ForeignPort,
+    NoFixedIp,
+    Unreachable,
+}

@@ -1,0 +1,183 @@
+//! Checks the controller runs on the snapshot as it would be after a change, before storing it.
+
+use crate::error::ValidationError;
+use crate::snapshot::{FloatingIp, Snapshot};
+use crate::topology::{FipProblem, Placement, Topology};
+
+/// Every rule the snapshot breaks (empty when it is consistent).
+pub fn validate(snap: &Snapshot) -> Vec<ValidationError> {
+    let t = Topology::build(snap);
+    let mut out = Vec::new();
+    for n in &snap.networks {
+        if let Some(h) = t.unknown_hint(&n.az_hints) {
+            out.push(ValidationError::UnknownHint {
+                kind: "network",
+                id: n.id.clone(),
+                hint: h.to_string(),
+            });
+        }
+        if n.external
+            && matches!(
+                t.placement.get(n.id.as_str()),
+                Some(Placement::ExternalUnplaced)
+            )
+        {
+            out.push(ValidationError::ExternalNetworkUnplaced {
+                network_id: n.id.clone(),
+            });
+        }
+    }
+    for r in &snap.routers {
+        out.extend(check_router(&t, &r.id));
+    }
+    for p in &snap.ports {
+        out.extend(check_port(&t, &p.id));
+    }
+    for f in &snap.floating_ips {
+        if let Err(e) = check_fip(&t, f) {
+            out.push(e);
+        }
+    }
+    out
+}
+
+/// Checks one router (after an interface add or a gateway set): hints, and that a local router
+/// can meet each of its networks and its external network.
+pub fn validate_router(snap: &Snapshot, router_id: &str) -> Vec<ValidationError> {
+    let t = Topology::build(snap);
+    check_router(&t, router_id)
+}
+
+/// Checks one floating IP (before associating it): the port is the owner project's and one of
+/// the project's routers links the port's subnet to the floating IP's external network.
+pub fn validate_floating_ip(snap: &Snapshot, fip: &FloatingIp) -> Result<(), ValidationError> {
+    let t = Topology::build(snap);
+    check_fip(&t, fip)
+}
+
+/// Checks one port's binding: its host's pod is one where the network may be present.
+pub fn validate_port(snap: &Snapshot, port_id: &str) -> Vec<ValidationError> {
+    let t = Topology::build(snap);
+    check_port(&t, port_id).into_iter().collect()
+}
+
+fn may_be_in(p: &Placement<'_>, pod: &str) -> bool {
+    match p {
+        Placement::Local(h) | Placement::External(h) => *h == pod,
+        Placement::Unplaced => true,
+        Placement::Stretched(None) => true,
+        Placement::Stretched(Some(a)) => a.contains(pod),
+        Placement::ExternalUnplaced => false,
+    }
+}
+
+fn describe(p: &Placement<'_>) -> String {
+    match p {
+        Placement::Local(h) | Placement::External(h) => h.to_string(),
+        Placement::Stretched(Some(a)) => a.iter().copied().collect::<Vec<_>>().join(","),
+        Placement::Stretched(None) | Placement::Unplaced => "any pod".into(),
+        Placement::ExternalUnplaced => "no pod".into(),
+    }
+}
+
+fn check_router(t: &Topology<'_>, router_id: &str) -> Vec<ValidationError> {
+    let mut out = Vec::new();
+    let Some(r) = t.routers.get(router_id) else {
+        return out;
+    };
+    if let Some(h) = t.unknown_hint(&r.az_hints) {
+        out.push(ValidationError::UnknownHint {
+            kind: "router",
+            id: r.id.clone(),
+            hint: h.to_string(),
+        });
+    }
+    let local = t.router_local_pod.get(router_id).copied();
+    if let Some(lp) = local {
+        for i in t.interfaces_by_router.get(router_id).into_iter().flatten() {
+            let Some(s) = t.subnets.get(i.subnet_id.as_str()) else {
+                continue;
+            };
+            let Some(p) = t.placement.get(s.network_id.as_str()) else {
+                continue;
+            };
+            if !may_be_in(p, lp) {
+                out.push(ValidationError::RouterNetworkApart {
+                    router_id: r.id.clone(),
+                    router_pod: lp.to_string(),
+                    network_id: s.network_id.clone(),
+                    network_pods: describe(p),
+                });
+            }
+        }
+    }
+    if let Some(g) = &r.external_gateway {
+        let ext = t.networks.get(g.network_id.as_str());
+        match (ext, t.placement.get(g.network_id.as_str())) {
+            (Some(n), Some(Placement::External(ep))) if n.external => {
+                if let Some(lp) = local {
+                    if lp != *ep {
+                        out.push(ValidationError::GatewayApart {
+                            router_id: r.id.clone(),
+                            router_pod: lp.to_string(),
+                            network_id: g.network_id.clone(),
+                            network_pod: ep.to_string(),
+                        });
+                    }
+                }
+            }
+            _ => out.push(ValidationError::BadGatewayNetwork {
+                router_id: r.id.clone(),
+                network_id: g.network_id.clone(),
+            }),
+        }
+    }
+    out
+}
+
+fn check_port(t: &Topology<'_>, port_id: &str) -> Option<ValidationError> {
+    let p = t.ports.get(port_id)?;
+    if !p.is_vm_port() {
+        return None;
+    }
+    let host = p.binding_host.as_deref()?;
+    let pod = t.node_pod(host)?;
+    let placement = t.placement.get(p.network_id.as_str())?;
+    if may_be_in(placement, pod) {
+        return None;
+    }
+    Some(ValidationError::PortOutsideNetwork {
+        port_id: p.id.clone(),
+        host: host.to_string(),
+        pod: pod.to_string(),
+        network_id: p.network_id.clone(),
+    })
+}
+
+fn check_fip(t: &Topology<'_>, f: &FloatingIp) -> Result<(), ValidationError> {
+    let port_id = f.port_id.clone().unwrap_or_default();
+    match t.fip_target(f) {
+        Ok(_) => Ok(()),
+        Err(FipProblem::ForeignPort) => Err(ValidationError::FloatingIpForeignPort {
+            floatingip_id: f.id.clone(),
+            port_project: t
+                .ports
+                .get(port_id.as_str())
+                .map(|p| p.project_id.clone())
+                .unwrap_or_default(),
+            port_id,
+            fip_project: f.project_id.clone(),
+        }),
+        Err(FipProblem::Unreachable) => Err(ValidationError::FloatingIpUnreachable {
+            floatingip_id: f.id.clone(),
+            port_id,
+            network_id: f.floating_network_id.clone(),
+        }),
+        Err(FipProblem::NoPort | FipProblem::NoFixedIp) => {
+            Err(ValidationError::FloatingIpBadPort {
+                floatingip_id: f.id.clone(),
+                port_id,
+            })
+        }
+    }
+}
