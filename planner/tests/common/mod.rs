@@ -1,0 +1,381 @@
+//! The guide's scenario as snapshot-building steps, and a small allocator standing in for the
+//! controller's store (sequential, lowest free value first, as a database allocator would).
+#![allow(dead_code)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{IpAddr, Ipv4Addr};
+
+use ipnet::IpNet;
+use planner::*;
+
+pub fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+pub fn net(s: &str) -> IpNet {
+    s.parse().unwrap()
+}
+
+pub fn pods() -> Vec<Pod> {
+    vec![
+        Pod {
+            region_name: "CentralRegion".into(),
+            az_name: None,
+        },
+        Pod {
+            region_name: "RegionOne".into(),
+            az_name: Some("az1".into()),
+        },
+        Pod {
+            region_name: "RegionTwo".into(),
+            az_name: Some("az2".into()),
+        },
+    ]
+}
+
+pub fn node(name: &str, pod: &str, maps: &[(&str, &str)]) -> Node {
+    Node {
+        name: name.into(),
+        pod: pod.into(),
+        bridge_mappings: maps
+            .iter()
+            .map(|(p, b)| (p.to_string(), b.to_string()))
+            .collect(),
+        uplinks: maps.iter().map(|(p, _)| p.to_string()).collect(),
+    }
+}
+
+/// Pods and the guide's two nodes: node1 in RegionOne (bridge:br-vlan), node2 in RegionTwo
+/// (bridge:br-vlan, extern:br-ext).
+pub fn base() -> Snapshot {
+    Snapshot {
+        pods: pods(),
+        nodes: vec![
+            node("node1", "RegionOne", &[("bridge", "br-vlan")]),
+            node(
+                "node2",
+                "RegionTwo",
+                &[("bridge", "br-vlan"), ("extern", "br-ext")],
+            ),
+        ],
+        ..Default::default()
+    }
+}
+
+pub fn add_local_net(s: &mut Snapshot, project: &str, id: &str, cidr: &str) {
+    s.networks.push(Network {
+        id: id.into(),
+        project_id: project.into(),
+        network_type: NetworkType::Local,
+        ..Default::default()
+    });
+    add_subnet(s, id, cidr);
+}
+
+pub fn add_vlan_net(
+    s: &mut Snapshot,
+    project: &str,
+    id: &str,
+    seg: u16,
+    hints: &[&str],
+    cidr: &str,
+) {
+    s.networks.push(Network {
+        id: id.into(),
+        project_id: project.into(),
+        network_type: NetworkType::Vlan,
+        physnet: Some("bridge".into()),
+        segmentation_id: Some(seg),
+        az_hints: hints.iter().map(|h| h.to_string()).collect(),
+        ..Default::default()
+    });
+    add_subnet(s, id, cidr);
+}
+
+/// Subnet id is `sub-<network id>`; gateway `.1`.
+pub fn add_subnet(s: &mut Snapshot, network: &str, cidr: &str) {
+    let cidr = net(cidr);
+    let gw = match cidr.network() {
+        IpAddr::V4(a) => IpAddr::V4(Ipv4Addr::from(u32::from(a) + 1)),
+        v6 => v6,
+    };
+    s.subnets.push(Subnet {
+        id: format!("sub-{network}"),
+        network_id: network.into(),
+        cidr,
+        gateway_ip: Some(gw),
+    });
+}
+
+/// The guide's ext-net: vlan on `extern`, VLAN 3001, hints [RegionTwo], 163.3.124.0/24.
+pub fn add_ext_net(s: &mut Snapshot) {
+    s.networks.push(Network {
+        id: "ext-net".into(),
+        project_id: "admin".into(),
+        network_type: NetworkType::Vlan,
+        physnet: Some("extern".into()),
+        segmentation_id: Some(3001),
+        external: true,
+        az_hints: vec!["RegionTwo".into()],
+        ..Default::default()
+    });
+    add_subnet(s, "ext-net", "163.3.124.0/24");
+}
+
+pub fn add_vm(s: &mut Snapshot, project: &str, id: &str, network: &str, addr: &str, host: &str) {
+    s.ports.push(Port {
+        id: id.into(),
+        network_id: network.into(),
+        project_id: project.into(),
+        mac: format!("fa:16:3e:00:00:{:02x}", s.ports.len() + 1),
+        fixed_ips: vec![FixedIp {
+            subnet_id: format!("sub-{network}"),
+            ip_address: ip(addr),
+        }],
+        device_owner: "compute:nova".into(),
+        device_id: format!("vm-{id}"),
+        binding_host: Some(host.into()),
+    });
+}
+
+pub fn add_router(s: &mut Snapshot, project: &str, id: &str, hints: &[&str]) {
+    s.routers.push(Router {
+        id: id.into(),
+        project_id: project.into(),
+        az_hints: hints.iter().map(|h| h.to_string()).collect(),
+        ..Default::default()
+    });
+}
+
+/// Attach `network`'s subnet with the subnet's gateway IP; the interface port id is
+/// `<router>-<network>`.
+pub fn add_iface(s: &mut Snapshot, router: &str, network: &str) {
+    let sub = s
+        .subnets
+        .iter()
+        .find(|x| x.network_id == network)
+        .unwrap()
+        .clone();
+    s.router_interfaces.push(RouterInterface {
+        router_id: router.into(),
+        subnet_id: sub.id.clone(),
+        port_id: format!("{router}-{network}"),
+        ip_address: sub.gateway_ip.unwrap(),
+        mac: format!("fa:16:3e:aa:00:{:02x}", s.router_interfaces.len() + 1),
+    });
+}
+
+pub fn remove_iface(s: &mut Snapshot, router: &str, network: &str) {
+    let sub = format!("sub-{network}");
+    s.router_interfaces
+        .retain(|i| !(i.router_id == router && i.subnet_id == sub));
+}
+
+pub fn set_gateway(s: &mut Snapshot, router: &str, gw_ip: &str) {
+    let r = s.routers.iter_mut().find(|r| r.id == router).unwrap();
+    r.external_gateway = Some(ExternalGateway {
+        network_id: "ext-net".into(),
+        enable_snat: true,
+        external_fixed_ips: vec![FixedIp {
+            subnet_id: "sub-ext-net".into(),
+            ip_address: ip(gw_ip),
+        }],
+    });
+}
+
+pub fn add_fip(s: &mut Snapshot, project: &str, id: &str, addr: &str, port: &str) {
+    s.floating_ips.push(FloatingIp {
+        id: id.into(),
+        project_id: project.into(),
+        floating_network_id: "ext-net".into(),
+        floating_ip_address: ip(addr),
+        port_id: Some(port.into()),
+        fixed_ip_address: None,
+    });
+}
+
+fn nth_host(cidr: IpNet, n: u32) -> IpAddr {
+    match cidr.network() {
+        IpAddr::V4(a) => IpAddr::V4(Ipv4Addr::from(u32::from(a) + n)),
+        _ => unimplemented!("IPv4 only in tests"),
+    }
+}
+
+/// Do what the controller does after each change: release what is no longer needed, then
+/// allocate what is missing (lowest free value first). Returns the plan it applied.
+pub fn settle(s: &mut Snapshot) -> AllocationPlan {
+    let plan = required_allocations(s);
+    let a = &mut s.allocations;
+    for k in &plan.release {
+        match k {
+            AllocationKey::BridgeNetwork { project_id } => {
+                a.bridge_networks.remove(project_id);
+            }
+            AllocationKey::BridgeIp { router_id, pod } => {
+                a.bridge_ips.get_mut(router_id).unwrap().remove(pod);
+            }
+            AllocationKey::LegIp {
+                router_id,
+                pod,
+                subnet_id,
+            } => {
+                a.leg_ips
+                    .get_mut(router_id)
+                    .unwrap()
+                    .get_mut(pod)
+                    .unwrap()
+                    .remove(subnet_id);
+            }
+            AllocationKey::LocalTag { network_id, pod } => {
+                a.local_tags.get_mut(network_id).unwrap().remove(pod);
+            }
+        }
+    }
+    a.bridge_ips.retain(|_, m| !m.is_empty());
+    a.local_tags.retain(|_, m| !m.is_empty());
+    let projects: BTreeMap<String, String> = s
+        .routers
+        .iter()
+        .map(|r| (r.id.clone(), r.project_id.clone()))
+        .collect();
+    let subnets: BTreeMap<String, IpNet> =
+        s.subnets.iter().map(|x| (x.id.clone(), x.cidr)).collect();
+    let a = &mut s.allocations;
+    for k in &plan.allocate {
+        match k {
+            AllocationKey::BridgeNetwork { project_id } => {
+                let vlans: BTreeSet<u16> = a.bridge_networks.values().map(|b| b.vlan).collect();
+                let vlan = (2001..=3000).find(|v| !vlans.contains(v)).unwrap();
+                let cidrs: BTreeSet<IpNet> = a.bridge_networks.values().map(|b| b.cidr).collect();
+                let cidr = (0..=255u32)
+                    .map(|k| net(&format!("100.0.{k}.0/24")))
+                    .find(|c| !cidrs.contains(c))
+                    .unwrap();
+                a.bridge_networks
+                    .insert(project_id.clone(), BridgeNetwork { vlan, cidr });
+            }
+            AllocationKey::BridgeIp { router_id, pod } => {
+                let project = &projects[router_id];
+                let bn = a.bridge_networks[project];
+                let used: BTreeSet<IpAddr> = a
+                    .bridge_ips
+                    .iter()
+                    .filter(|(r, _)| projects.get(*r) == Some(project))
+                    .flat_map(|(_, m)| m.values().copied())
+                    .collect();
+                let addr = (2..255)
+                    .map(|n| nth_host(bn.cidr, n))
+                    .find(|x| !used.contains(x))
+                    .unwrap();
+                a.set_bridge_ip(router_id, pod, addr);
+            }
+            AllocationKey::LegIp {
+                router_id,
+                pod,
+                subnet_id,
+            } => {
+                let cidr = subnets[subnet_id];
+                let used: BTreeSet<IpAddr> = a
+                    .leg_ips
+                    .values()
+                    .flat_map(|m| m.values())
+                    .filter_map(|m| m.get(subnet_id).copied())
+                    .collect();
+                let addr = (0..50)
+                    .map(|n| nth_host(cidr, 250 - n))
+                    .find(|x| !used.contains(x))
+                    .unwrap();
+                a.set_leg_ip(router_id, pod, subnet_id, addr);
+            }
+            AllocationKey::LocalTag { network_id, pod } => {
+                let used: BTreeSet<u16> = a
+                    .local_tags
+                    .values()
+                    .flat_map(|m| m.values().copied())
+                    .collect();
+                let tag = (101..=2000).find(|t| !used.contains(t)).unwrap();
+                a.set_local_tag(network_id, pod, tag);
+            }
+        }
+    }
+    assert!(
+        required_allocations(s).is_empty(),
+        "one settle round must be enough: {:?}",
+        required_allocations(s)
+    );
+    plan
+}
+
+/// The guide's scenario in the guide's order, settled after every step.
+pub fn guide() -> Snapshot {
+    let mut s = base();
+    add_local_net(&mut s, "demo", "net1", "10.0.1.0/24");
+    add_local_net(&mut s, "demo", "net2", "10.0.2.0/24");
+    add_vm(&mut s, "demo", "vm1", "net1", "10.0.1.11", "node1");
+    add_vm(&mut s, "demo", "vm2", "net2", "10.0.2.12", "node2");
+    settle(&mut s);
+    add_ext_net(&mut s);
+    add_router(&mut s, "demo", "router", &[]);
+    add_iface(&mut s, "router", "net1");
+    settle(&mut s);
+    add_iface(&mut s, "router", "net2");
+    settle(&mut s);
+    set_gateway(&mut s, "router", "163.3.124.10");
+    settle(&mut s);
+    add_fip(&mut s, "demo", "fip1", "163.3.124.20", "vm1");
+    settle(&mut s);
+    s
+}
+
+/// Check the guide's shape on any settled snapshot, whatever order built it: bridge legs,
+/// cross routes via the other instance's bridge IP, default routes, NAT on RegionTwo only.
+pub fn assert_guide_shape(s: &Snapshot, with_fip: bool) {
+    assert!(validate(s).is_empty(), "{:?}", validate(s));
+    let plans = plan_all(s);
+    let bn = s.allocations.bridge_networks["demo"];
+    let b1 = s.allocations.bridge_ip("router", "RegionOne").unwrap();
+    let b2 = s.allocations.bridge_ip("router", "RegionTwo").unwrap();
+    assert_ne!(b1, b2);
+    let r1 = &plans["node1"].routers["router"];
+    let r2 = &plans["node2"].routers["router"];
+    let bl1 = r1.leg(wire::LegKind::Bridge).unwrap();
+    assert_eq!((bl1.tag, bl1.address.addr()), (Some(bn.vlan), b1));
+    assert_eq!(r2.leg(wire::LegKind::Bridge).unwrap().tag, Some(bn.vlan));
+    assert_eq!(r1.route_to(&net("10.0.2.0/24")), Some(b2));
+    assert_eq!(r2.route_to(&net("10.0.1.0/24")), Some(b1));
+    assert_eq!(r1.default_route(), Some(b2));
+    assert_eq!(r2.default_route(), Some(ip("163.3.124.1")));
+    assert_eq!(r1.routes.len(), 2, "{:?}", r1.routes);
+    assert_eq!(r2.routes.len(), 2, "{:?}", r2.routes);
+    assert!(r1.leg(wire::LegKind::Gateway).is_none());
+    let g = r2.leg(wire::LegKind::Gateway).unwrap();
+    assert_eq!(
+        (g.bridge.as_str(), g.tag, g.address),
+        ("br-ext", Some(3001), net("163.3.124.10/24"))
+    );
+    assert!(r1.nat.snat.is_empty() && r1.nat.floating.is_empty());
+    assert_eq!(r2.nat.snat.len(), 1);
+    assert_eq!(
+        r2.nat.snat[0].sources,
+        vec![net("10.0.1.0/24"), net("10.0.2.0/24")]
+    );
+    assert_eq!(r2.nat.snat[0].to, ip("163.3.124.10"));
+    assert_eq!(r2.nat.snat[0].out_ifname, g.ns_ifname);
+    if with_fip {
+        assert_eq!(r2.nat.floating.len(), 1);
+        assert_eq!(r2.nat.floating[0].floating_ip, ip("163.3.124.20"));
+        assert_eq!(r2.nat.floating[0].fixed_ip, ip("10.0.1.11"));
+    }
+    assert_eq!(
+        plans["node1"].bridges["br-vlan"].trunks,
+        BTreeSet::from([bn.vlan])
+    );
+    assert_eq!(
+        plans["node2"].bridges["br-vlan"].trunks,
+        BTreeSet::from([bn.vlan])
+    );
+    assert_eq!(
+        plans["node2"].bridges["br-ext"].trunks,
+        BTreeSet::from([3001])
+    );
+}
