@@ -1,1 +1,330 @@
-fn main() {}
+//! Planner speed on a synthetic cloud: 100 pods x 5 nodes, 1000 projects x 5 networks,
+//! 10,000 VM ports, one non-local router per project (every 10th with a gateway and a floating
+//! IP), every 5th network a stretched VLAN. Prints a table; `cargo bench -p planner`.
+
+use std::collections::BTreeSet;
+use std::hint::black_box;
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::{Duration, Instant};
+
+use ipnet::{IpNet, Ipv4Net};
+use planner::*;
+
+const PODS: usize = 100;
+const NODES_PER_POD: usize = 5;
+const PROJECTS: usize = 1000;
+const NETS_PER_PROJECT: usize = 5;
+const PORTS_PER_NET: usize = 2;
+
+fn v4(a: u32) -> IpAddr {
+    IpAddr::V4(Ipv4Addr::from(a))
+}
+
+fn build() -> Snapshot {
+    let mut s = Snapshot::default();
+    for p in 0..PODS {
+        s.pods.push(Pod {
+            region_name: format!("pod{p:03}"),
+            az_name: Some(format!("az{p:03}")),
+        });
+        for n in 0..NODES_PER_POD {
+            let mut maps = vec![("bridge".to_string(), "br-vlan".to_string())];
+            if p == 0 {
+                maps.push(("extern".to_string(), "br-ext".to_string()));
+            }
+            s.nodes.push(Node {
+                name: format!("pod{p:03}-node{n}"),
+                pod: format!("pod{p:03}"),
+                uplinks: maps.iter().map(|m| m.0.clone()).collect(),
+                bridge_mappings: maps.into_iter().collect(),
+            });
+        }
+    }
+    s.networks.push(Network {
+        id: "ext".into(),
+        project_id: "admin".into(),
+        network_type: NetworkType::Vlan,
+        physnet: Some("extern".into()),
+        segmentation_id: Some(3001),
+        external: true,
+        az_hints: vec!["pod000".into()],
+        shared: false,
+    });
+    s.subnets.push(Subnet {
+        id: "ext-sub".into(),
+        network_id: "ext".into(),
+        cidr: "163.3.0.0/16".parse().unwrap(),
+        gateway_ip: Some("163.3.0.1".parse().unwrap()),
+    });
+    let mut vlan = 1u16;
+    for pr in 0..PROJECTS {
+        let project = format!("proj{pr:04}");
+        let router = format!("router-{pr:04}");
+        let gateway = pr % 10 == 0;
+        s.routers.push(Router {
+            id: router.clone(),
+            project_id: project.clone(),
+            az_hints: vec![],
+            external_gateway: gateway.then(|| ExternalGateway {
+                network_id: "ext".into(),
+                enable_snat: true,
+                external_fixed_ips: vec![FixedIp {
+                    subnet_id: "ext-sub".into(),
+                    ip_address: v4(0xa303_0000 + 10 + pr as u32),
+                }],
+            }),
+            routes: vec![],
+        });
+        for k in 0..NETS_PER_PROJECT {
+            let id = format!("net-{pr:04}-{k}");
+            let stretched = k == 4;
+            s.networks.push(Network {
+                id: id.clone(),
+                project_id: project.clone(),
+                network_type: if stretched {
+                    NetworkType::Vlan
+                } else {
+                    NetworkType::Local
+                },
+                physnet: stretched.then(|| "bridge".into()),
+                segmentation_id: stretched.then(|| {
+                    vlan += 1;
+                    vlan
+                }),
+                ..Default::default()
+            });
+            let cidr = Ipv4Net::new(Ipv4Addr::new(10, k as u8, 0, 0), 24).unwrap();
+            let sub = format!("sub-{id}");
+            s.subnets.push(Subnet {
+                id: sub.clone(),
+                network_id: id.clone(),
+                cidr: IpNet::V4(cidr),
+                gateway_ip: Some(v4(u32::from(cidr.network()) + 1)),
+            });
+            s.router_interfaces.push(RouterInterface {
+                router_id: router.clone(),
+                subnet_id: sub.clone(),
+                port_id: format!("rif-{pr:04}-{k}"),
+                ip_address: v4(u32::from(cidr.network()) + 1),
+                mac: "fa:16:3e:00:00:01".into(),
+            });
+            for j in 0..PORTS_PER_NET {
+                // Each project spreads over a few pods; a stretched network reaches two.
+                let pod = (pr * 7 + k + if stretched { j * 13 } else { 0 }) % PODS;
+                let node = (pr + j) % NODES_PER_POD;
+                let pid = format!("port-{pr:04}-{k}-{j}");
+                s.ports.push(Port {
+                    id: pid.clone(),
+                    network_id: id.clone(),
+                    project_id: project.clone(),
+                    mac: "fa:16:3e:00:00:02".into(),
+                    fixed_ips: vec![FixedIp {
+                        subnet_id: sub.clone(),
+                        ip_address: v4(u32::from(cidr.network()) + 10 + j as u32),
+                    }],
+                    device_owner: "compute:nova".into(),
+                    device_id: String::new(),
+                    binding_host: Some(format!("pod{pod:03}-node{node}")),
+                });
+            }
+        }
+        if gateway {
+            s.floating_ips.push(FloatingIp {
+                id: format!("fip-{pr:04}"),
+                project_id: project.clone(),
+                floating_network_id: "ext".into(),
+                floating_ip_address: v4(0xa303_8000 + pr as u32),
+                port_id: Some(format!("port-{pr:04}-0-0")),
+                fixed_ip_address: None,
+            });
+        }
+    }
+    allocate(&mut s);
+    s
+}
+
+/// Fill every required allocation with distinct values (the controller's job).
+fn allocate(s: &mut Snapshot) {
+    let plan = required_allocations(s);
+    let project_of: std::collections::HashMap<String, String> = s
+        .routers
+        .iter()
+        .map(|r| (r.id.clone(), r.project_id.clone()))
+        .collect();
+    let mut next_bn = 0u32;
+    let mut next_ip = std::collections::HashMap::<String, u32>::new();
+    let mut next_tag = 100u16;
+    for k in plan.allocate {
+        match k {
+            AllocationKey::BridgeNetwork { project_id } => {
+                let base = 0x6400_0000 + (next_bn << 8);
+                next_bn += 1;
+                s.allocations.bridge_networks.insert(
+                    project_id,
+                    BridgeNetwork {
+                        vlan: 2001 + (next_bn % 1000) as u16,
+                        cidr: IpNet::V4(Ipv4Net::new(Ipv4Addr::from(base), 24).unwrap()),
+                    },
+                );
+            }
+            AllocationKey::BridgeIp { router_id, pod } => {
+                let project = &project_of[&router_id];
+                let base = match s.allocations.bridge_networks[project].cidr {
+                    IpNet::V4(n) => u32::from(n.network()),
+                    IpNet::V6(_) => unreachable!(),
+                };
+                let n = next_ip.entry(project.clone()).or_insert(2);
+                s.allocations.set_bridge_ip(&router_id, &pod, v4(base + *n));
+                *n += 1;
+            }
+            AllocationKey::LegIp {
+                router_id,
+                pod,
+                subnet_id,
+            } => {
+                s.allocations
+                    .set_leg_ip(&router_id, &pod, &subnet_id, v4(0x0a04_00fa));
+            }
+            AllocationKey::LocalTag { network_id, pod } => {
+                s.allocations.set_local_tag(&network_id, &pod, next_tag);
+                next_tag = if next_tag >= 2000 { 100 } else { next_tag + 1 };
+            }
+        }
+    }
+    assert!(required_allocations(s).allocate.is_empty());
+}
+
+/// Median wall time of `f` over `iters` runs.
+fn time<T>(iters: usize, mut f: impl FnMut() -> T) -> Duration {
+    let mut v: Vec<Duration> = (0..iters)
+        .map(|_| {
+            let t = Instant::now();
+            black_box(f());
+            t.elapsed()
+        })
+        .collect();
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn row(what: &str, d: Duration, note: &str) {
+    println!(
+        "| {what:<52} | {:>10.3} ms | {note:<30} |",
+        d.as_secs_f64() * 1e3
+    );
+}
+
+fn main() {
+    let t0 = Instant::now();
+    let s = build();
+    let build_time = t0.elapsed();
+    println!(
+        "synthetic cloud: {} pods, {} nodes, {} projects, {} networks, {} ports, {} routers, {} FIPs (built in {:.0} ms)",
+        s.pods.len(),
+        s.nodes.len(),
+        PROJECTS,
+        s.networks.len(),
+        s.ports.len(),
+        s.routers.len(),
+        s.floating_ips.len(),
+        build_time.as_secs_f64() * 1e3
+    );
+    println!("| {:<52} | {:>13} | {:<30} |", "operation", "median", "note");
+    println!("|{:-<54}|{:-<15}|{:-<32}|", "", "", "");
+
+    let all = plan_all(&s);
+    let instances: usize = all.values().map(|n| n.routers.len()).sum();
+    row(
+        "plan_all (every node)",
+        time(5, || plan_all(&s)),
+        &format!("{} nodes, {} instances", all.len(), instances),
+    );
+    row(
+        "required_allocations",
+        time(5, || required_allocations(&s)),
+        "",
+    );
+    row("validate (whole snapshot)", time(5, || validate(&s)), "");
+    row("Planner::new (index only)", time(9, || Planner::new(&s)), "");
+
+    // One interface change: router-0500 loses its stretched network.
+    let mut s2 = s.clone();
+    s2.router_interfaces
+        .retain(|i| !(i.router_id == "router-0500" && i.subnet_id == "sub-net-0500-4"));
+    let change = Change::Router("router-0500".into());
+    let replan = || {
+        let mut nodes: BTreeSet<String> = affected_nodes(&s, &change);
+        nodes.extend(affected_nodes(&s2, &change));
+        plan_nodes(&s2, nodes.iter().map(String::as_str))
+    };
+    let n = replan().len();
+    row(
+        "interface change: affected (old+new) + plan_nodes",
+        time(21, replan),
+        &format!("{n} of {} nodes re-planned", s.nodes.len()),
+    );
+    row(
+        "  of which affected_nodes (old+new)",
+        time(21, || {
+            let mut nodes = affected_nodes(&s, &change);
+            nodes.extend(affected_nodes(&s2, &change));
+            nodes
+        }),
+        "",
+    );
+    let full_new = plan_all(&s2);
+    let changed = full_new
+        .iter()
+        .filter(|(k, v)| !v.same_content(&all[*k]))
+        .count();
+    row(
+        "  nodes whose state really changed",
+        Duration::ZERO,
+        &format!("{changed} (re-planned {n})"),
+    );
+    let part = replan();
+    assert!(part.iter().all(|(k, v)| &full_new[k] == v), "scoped plan differs from full plan");
+    let old_p = Planner::new(&s);
+    let new_p = Planner::new(&s2);
+    row(
+        "same with a full index already built (Planner)",
+        time(21, || {
+            let mut nodes: BTreeSet<String> = old_p.affected_nodes(&change);
+            nodes.extend(new_p.affected_nodes(&change));
+            new_p.plan_nodes(nodes.iter().map(String::as_str))
+        }),
+        "",
+    );
+
+    // One port change on a 500-node, 10,000-port cloud.
+    let mut s3 = s.clone();
+    s3.ports
+        .iter_mut()
+        .find(|p| p.id == "port-0333-1-1")
+        .unwrap()
+        .binding_host = Some("pod042-node3".into());
+    let pchange = Change::Port("port-0333-1-1".into());
+    let port_replan = || {
+        let mut nodes: BTreeSet<String> = affected_nodes(&s, &pchange);
+        nodes.extend(affected_nodes(&s3, &pchange));
+        plan_nodes(&s3, nodes.iter().map(String::as_str))
+    };
+    let pn = port_replan().len();
+    row(
+        "port move: affected (old+new) + plan_nodes",
+        time(21, port_replan),
+        &format!("{pn} of {} nodes affected", s.nodes.len()),
+    );
+    let full3 = plan_all(&s3);
+    let pchanged = full3
+        .iter()
+        .filter(|(k, v)| !v.same_content(&all[*k]))
+        .count();
+    row(
+        "  nodes whose state really changed",
+        Duration::ZERO,
+        &format!("{pchanged} (re-planned {pn})"),
+    );
+    let part = port_replan();
+    assert!(part.iter().all(|(k, v)| &full3[k] == v), "scoped plan differs from full plan");
+}

@@ -64,7 +64,7 @@ pub fn needed_allocations(snap: &Snapshot) -> BTreeSet<AllocationKey> {
 
 pub(crate) fn needed(t: &Topology<'_>) -> BTreeSet<AllocationKey> {
     let mut out = BTreeSet::new();
-    for r in &t.snap.routers {
+    for r in &t.router_list {
         if !t.is_distributed(&r.id) {
             continue;
         }
@@ -107,7 +107,7 @@ pub(crate) fn needed(t: &Topology<'_>) -> BTreeSet<AllocationKey> {
             }
         }
     }
-    for n in &t.snap.networks {
+    for n in &t.net_list {
         if n.network_type != NetworkType::Local || n.external {
             continue;
         }

@@ -30,7 +30,8 @@ pub enum Change {
 /// before AND after the change and re-plan the union: a deleted router is only visible before,
 /// a new one only after.
 pub fn affected_nodes(snap: &Snapshot, change: &Change) -> BTreeSet<String> {
-    let t = Topology::build(snap);
+    let scope = crate::scope::for_change(snap, change);
+    let t = Topology::build_scoped(snap, scope.as_ref());
     affected(&t, change)
         .into_iter()
         .map(str::to_string)
@@ -52,7 +53,7 @@ pub(crate) fn affected<'a>(t: &Topology<'a>, change: &Change) -> BTreeSet<&'a st
                     out.insert(&h.name);
                 }
                 network(t, &p.network_id, &mut out);
-                for f in &t.snap.floating_ips {
+                for f in &t.fip_list {
                     if f.port_id.as_deref() == Some(id.as_str()) {
                         out.extend(t.project_instance_nodes(&f.project_id));
                     }
@@ -77,7 +78,7 @@ pub(crate) fn affected<'a>(t: &Topology<'a>, change: &Change) -> BTreeSet<&'a st
             }
         }
         Change::FloatingIp(id) => {
-            if let Some(f) = t.snap.floating_ips.iter().find(|f| &f.id == id) {
+            if let Some(f) = t.fip_list.iter().find(|f| &f.id == id) {
                 match t.fip_target(f) {
                     Ok(Some((r, _))) => {
                         if let (Some(inst), Some(gp)) = (t.instances.get(r), t.gateway_pod.get(r)) {
@@ -104,7 +105,7 @@ fn network<'a>(t: &Topology<'a>, id: &str, out: &mut BTreeSet<&'a str>) {
         }
     }
     if t.networks.get(id).is_some_and(|n| n.external) {
-        for r in &t.snap.routers {
+        for r in &t.router_list {
             if r.external_gateway
                 .as_ref()
                 .is_some_and(|g| g.network_id == id)

@@ -14,12 +14,16 @@
 mod alloc;
 mod change;
 mod error;
+mod fxhash;
 mod plan;
+mod scope;
 mod snapshot;
 mod topology;
 mod validate;
 
 use std::collections::{BTreeMap, BTreeSet};
+
+use fxhash::FxSet;
 
 pub use alloc::{needed_allocations, required_allocations, AllocationKey, AllocationPlan};
 pub use change::{affected_nodes, Change};
@@ -39,12 +43,16 @@ pub fn plan_all(snap: &Snapshot) -> BTreeMap<String, NodeDesiredState> {
         .collect()
 }
 
-/// The desired state of the named nodes (unknown names are skipped: the node is gone).
+/// The desired state of the named nodes (unknown names are skipped: the node is gone). Indexes
+/// only the projects present in those nodes' pods, so its cost follows the change, not the
+/// cloud.
 pub fn plan_nodes<'n, I>(snap: &Snapshot, nodes: I) -> BTreeMap<String, NodeDesiredState>
 where
     I: IntoIterator<Item = &'n str>,
 {
-    let t = Topology::build(snap);
+    let nodes: FxSet<&str> = nodes.into_iter().collect();
+    let scope = scope::for_nodes(snap, &nodes);
+    let t = Topology::build_scoped(snap, Some(&scope));
     nodes
         .into_iter()
         .filter_map(|name| {

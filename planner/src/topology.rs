@@ -2,7 +2,9 @@
 //! each router has instances, which node hosts each instance, which nodes share each L2 segment.
 //! Built once in O(n log n); everything else is lookups.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::fxhash::{FxMap, FxSet};
 use std::net::IpAddr;
 
 use crate::snapshot::*;
@@ -25,75 +27,162 @@ pub(crate) enum Placement<'a> {
 /// Indexes and derived facts over one snapshot.
 pub(crate) struct Topology<'a> {
     pub snap: &'a Snapshot,
+    /// The objects indexed: all of the snapshot, or those of a scope of projects.
+    pub net_list: Vec<&'a Network>,
+    pub port_list: Vec<&'a Port>,
+    pub router_list: Vec<&'a Router>,
+    pub fip_list: Vec<&'a FloatingIp>,
     pub pods: BTreeSet<&'a str>,
     /// AZ hint name → regions it names.
-    hint_regions: HashMap<&'a str, BTreeSet<&'a str>>,
-    pub nodes: HashMap<&'a str, &'a Node>,
-    pub nodes_by_pod: HashMap<&'a str, Vec<&'a Node>>,
-    pub networks: HashMap<&'a str, &'a Network>,
-    pub subnets: HashMap<&'a str, &'a Subnet>,
-    pub subnets_by_network: HashMap<&'a str, Vec<&'a Subnet>>,
-    pub ports: HashMap<&'a str, &'a Port>,
+    hint_regions: FxMap<&'a str, BTreeSet<&'a str>>,
+    pub nodes: FxMap<&'a str, &'a Node>,
+    pub nodes_by_pod: FxMap<&'a str, Vec<&'a Node>>,
+    pub networks: FxMap<&'a str, &'a Network>,
+    pub subnets: FxMap<&'a str, &'a Subnet>,
+    pub subnets_by_network: FxMap<&'a str, Vec<&'a Subnet>>,
+    pub ports: FxMap<&'a str, &'a Port>,
     /// Bound VM ports by host node.
-    pub ports_by_host: HashMap<&'a str, Vec<&'a Port>>,
+    pub ports_by_host: FxMap<&'a str, Vec<&'a Port>>,
     /// VM ports by network.
-    pub ports_by_network: HashMap<&'a str, Vec<&'a Port>>,
-    pub routers: HashMap<&'a str, &'a Router>,
-    pub routers_by_project: HashMap<&'a str, Vec<&'a Router>>,
+    pub ports_by_network: FxMap<&'a str, Vec<&'a Port>>,
+    pub routers: FxMap<&'a str, &'a Router>,
+    pub routers_by_project: FxMap<&'a str, Vec<&'a Router>>,
     /// Interfaces by router, sorted by port id.
-    pub interfaces_by_router: HashMap<&'a str, Vec<&'a RouterInterface>>,
+    pub interfaces_by_router: FxMap<&'a str, Vec<&'a RouterInterface>>,
     /// Router ids by network (through their interfaces), sorted.
-    pub routers_by_network: HashMap<&'a str, BTreeSet<&'a str>>,
+    pub routers_by_network: FxMap<&'a str, BTreeSet<&'a str>>,
     /// Router ids by subnet, sorted.
-    pub routers_by_subnet: HashMap<&'a str, BTreeSet<&'a str>>,
-    pub placement: HashMap<&'a str, Placement<'a>>,
+    pub routers_by_subnet: FxMap<&'a str, BTreeSet<&'a str>>,
+    pub placement: FxMap<&'a str, Placement<'a>>,
     /// Pods where each network is present.
-    pub presence: HashMap<&'a str, BTreeSet<&'a str>>,
+    pub presence: FxMap<&'a str, BTreeSet<&'a str>>,
     /// Local routers' pod.
-    pub router_local_pod: HashMap<&'a str, &'a str>,
+    pub router_local_pod: FxMap<&'a str, &'a str>,
     /// Pod of each router instance → hosting node.
-    pub instances: HashMap<&'a str, BTreeMap<&'a str, &'a str>>,
+    pub instances: FxMap<&'a str, BTreeMap<&'a str, &'a str>>,
     /// Node → router ids it hosts, sorted.
-    pub instances_by_node: HashMap<&'a str, BTreeSet<&'a str>>,
+    pub instances_by_node: FxMap<&'a str, BTreeSet<&'a str>>,
     /// Pod of the router's gateway (the external network's pod).
-    pub gateway_pod: HashMap<&'a str, &'a str>,
+    pub gateway_pod: FxMap<&'a str, &'a str>,
     /// Floating IPs a router serves, by router.
-    pub fips_by_router: HashMap<&'a str, Vec<(&'a FloatingIp, IpAddr)>>,
+    pub fips_by_router: FxMap<&'a str, Vec<(&'a FloatingIp, IpAddr)>>,
     /// Nodes where each network has a port or a router leg.
-    pub network_nodes: HashMap<&'a str, BTreeSet<&'a str>>,
+    pub network_nodes: FxMap<&'a str, BTreeSet<&'a str>>,
     /// Nodes hosting an instance of one of the project's non-local routers.
-    pub project_bridge_nodes: HashMap<&'a str, BTreeSet<&'a str>>,
+    pub project_bridge_nodes: FxMap<&'a str, BTreeSet<&'a str>>,
 }
 
 impl<'a> Topology<'a> {
-    /// Index `snap`.
+    /// Index all of `snap`.
     pub fn build(snap: &'a Snapshot) -> Self {
+        Self::build_scoped(snap, None)
+    }
+
+    /// Index only what the projects in `scope` can see: their networks, routers and floating
+    /// IPs, every external and shared network with all of its ports, and the routers of other
+    /// projects attached to those. Every fact about an object of the scope is the same as in
+    /// the full index (they depend on nothing else), at the cost of linear scans only.
+    pub fn build_scoped(snap: &'a Snapshot, scope: Option<&FxSet<&str>>) -> Self {
+        let in_scope = |p: &str| match scope {
+            None => true,
+            Some(s) => s.contains(p),
+        };
+        let net_list: Vec<&'a Network> = snap
+            .networks
+            .iter()
+            .filter(|n| n.external || n.shared || in_scope(&n.project_id))
+            .collect();
+        let (port_list, router_list, iface_list, subnet_list, fip_list) = match scope {
+            None => (
+                snap.ports.iter().collect::<Vec<_>>(),
+                snap.routers.iter().collect::<Vec<_>>(),
+                snap.router_interfaces.iter().collect::<Vec<_>>(),
+                snap.subnets.iter().collect::<Vec<_>>(),
+                snap.floating_ips.iter().collect::<Vec<_>>(),
+            ),
+            Some(_) => {
+                let kept: FxSet<&str> = net_list.iter().map(|n| n.id.as_str()).collect();
+                let subnets: Vec<&'a Subnet> = snap
+                    .subnets
+                    .iter()
+                    .filter(|s| kept.contains(s.network_id.as_str()))
+                    .collect();
+                let shared_nets: FxSet<&str> = net_list
+                    .iter()
+                    .filter(|n| n.shared || n.external)
+                    .map(|n| n.id.as_str())
+                    .collect();
+                let shared_subnets: FxSet<&str> = subnets
+                    .iter()
+                    .filter(|s| shared_nets.contains(s.network_id.as_str()))
+                    .map(|s| s.id.as_str())
+                    .collect();
+                let mut routers_kept: FxSet<&str> = FxSet::default();
+                for i in &snap.router_interfaces {
+                    if shared_subnets.contains(i.subnet_id.as_str()) {
+                        routers_kept.insert(&i.router_id);
+                    }
+                }
+                let routers: Vec<&'a Router> = snap
+                    .routers
+                    .iter()
+                    .filter(|r| in_scope(&r.project_id) || routers_kept.contains(r.id.as_str()))
+                    .collect();
+                let rids: FxSet<&str> = routers.iter().map(|r| r.id.as_str()).collect();
+                (
+                    snap.ports
+                        .iter()
+                        .filter(|p| kept.contains(p.network_id.as_str()))
+                        .collect(),
+                    routers,
+                    snap.router_interfaces
+                        .iter()
+                        .filter(|i| rids.contains(i.router_id.as_str()))
+                        .collect(),
+                    subnets,
+                    snap.floating_ips
+                        .iter()
+                        .filter(|f| in_scope(&f.project_id))
+                        .collect(),
+                )
+            }
+        };
+        let (t_nets, t_subs, t_ports, t_routers) = (
+            net_list.len(),
+            subnet_list.len(),
+            port_list.len(),
+            router_list.len(),
+        );
         let mut t = Topology {
             snap,
+            net_list,
+            port_list,
+            router_list,
+            fip_list,
             pods: BTreeSet::new(),
-            hint_regions: HashMap::new(),
-            nodes: HashMap::with_capacity(snap.nodes.len()),
-            nodes_by_pod: HashMap::new(),
-            networks: HashMap::with_capacity(snap.networks.len()),
-            subnets: HashMap::with_capacity(snap.subnets.len()),
-            subnets_by_network: HashMap::with_capacity(snap.networks.len()),
-            ports: HashMap::with_capacity(snap.ports.len()),
-            ports_by_host: HashMap::new(),
-            ports_by_network: HashMap::with_capacity(snap.networks.len()),
-            routers: HashMap::with_capacity(snap.routers.len()),
-            routers_by_project: HashMap::new(),
-            interfaces_by_router: HashMap::with_capacity(snap.routers.len()),
-            routers_by_network: HashMap::new(),
-            routers_by_subnet: HashMap::new(),
-            placement: HashMap::with_capacity(snap.networks.len()),
-            presence: HashMap::with_capacity(snap.networks.len()),
-            router_local_pod: HashMap::new(),
-            instances: HashMap::with_capacity(snap.routers.len()),
-            instances_by_node: HashMap::new(),
-            gateway_pod: HashMap::new(),
-            fips_by_router: HashMap::new(),
-            network_nodes: HashMap::with_capacity(snap.networks.len()),
-            project_bridge_nodes: HashMap::new(),
+            hint_regions: FxMap::default(),
+            nodes: FxMap::with_capacity_and_hasher(snap.nodes.len(), Default::default()),
+            nodes_by_pod: FxMap::default(),
+            networks: FxMap::with_capacity_and_hasher(t_nets, Default::default()),
+            subnets: FxMap::with_capacity_and_hasher(t_subs, Default::default()),
+            subnets_by_network: FxMap::with_capacity_and_hasher(t_nets, Default::default()),
+            ports: FxMap::with_capacity_and_hasher(t_ports, Default::default()),
+            ports_by_host: FxMap::default(),
+            ports_by_network: FxMap::with_capacity_and_hasher(t_nets, Default::default()),
+            routers: FxMap::with_capacity_and_hasher(t_routers, Default::default()),
+            routers_by_project: FxMap::default(),
+            interfaces_by_router: FxMap::with_capacity_and_hasher(t_routers, Default::default()),
+            routers_by_network: FxMap::default(),
+            routers_by_subnet: FxMap::default(),
+            placement: FxMap::with_capacity_and_hasher(t_nets, Default::default()),
+            presence: FxMap::with_capacity_and_hasher(t_nets, Default::default()),
+            router_local_pod: FxMap::default(),
+            instances: FxMap::with_capacity_and_hasher(t_routers, Default::default()),
+            instances_by_node: FxMap::default(),
+            gateway_pod: FxMap::default(),
+            fips_by_router: FxMap::default(),
+            network_nodes: FxMap::with_capacity_and_hasher(t_nets, Default::default()),
+            project_bridge_nodes: FxMap::default(),
         };
         for p in &snap.pods {
             t.pods.insert(&p.region_name);
@@ -112,17 +201,17 @@ impl<'a> Topology<'a> {
         for v in t.nodes_by_pod.values_mut() {
             v.sort_by(|a, b| a.name.cmp(&b.name));
         }
-        for n in &snap.networks {
+        for n in t.net_list.clone() {
             t.networks.insert(&n.id, n);
         }
-        for s in &snap.subnets {
+        for s in subnet_list {
             t.subnets.insert(&s.id, s);
             t.subnets_by_network
                 .entry(&s.network_id)
                 .or_default()
                 .push(s);
         }
-        for p in &snap.ports {
+        for p in t.port_list.clone() {
             t.ports.insert(&p.id, p);
             if !p.is_vm_port() {
                 continue;
@@ -132,7 +221,7 @@ impl<'a> Topology<'a> {
                 t.ports_by_host.entry(h).or_default().push(p);
             }
         }
-        for r in &snap.routers {
+        for r in t.router_list.clone() {
             t.routers.insert(&r.id, r);
             t.routers_by_project
                 .entry(&r.project_id)
@@ -145,7 +234,7 @@ impl<'a> Topology<'a> {
         for v in t.routers_by_project.values_mut() {
             v.sort_by(|a, b| a.id.cmp(&b.id));
         }
-        for i in &snap.router_interfaces {
+        for i in iface_list {
             t.interfaces_by_router
                 .entry(&i.router_id)
                 .or_default()
@@ -228,9 +317,9 @@ impl<'a> Topology<'a> {
     fn place_networks(&mut self) {
         let snap = self.snap;
         // The pod of the first bound VM port of each network, in snapshot (creation) order.
-        let mut first_pod: HashMap<&'a str, &'a str> = HashMap::new();
-        let mut bound_pods: HashMap<&'a str, BTreeSet<&'a str>> = HashMap::new();
-        for p in &snap.ports {
+        let mut first_pod: FxMap<&'a str, &'a str> = FxMap::default();
+        let mut bound_pods: FxMap<&'a str, BTreeSet<&'a str>> = FxMap::default();
+        for p in self.port_list.clone() {
             if !p.is_vm_port() {
                 continue;
             }
@@ -240,7 +329,7 @@ impl<'a> Topology<'a> {
             first_pod.entry(&p.network_id).or_insert(pod);
             bound_pods.entry(&p.network_id).or_default().insert(pod);
         }
-        for net in &snap.networks {
+        for net in self.net_list.clone() {
             let hinted = self.single_region(&net.az_hints);
             let placement = if net.external {
                 match hinted {
@@ -306,7 +395,7 @@ impl<'a> Topology<'a> {
 
     fn place_routers(&mut self) {
         let snap = self.snap;
-        for r in &snap.routers {
+        for r in self.router_list.clone() {
             let ifaces = self
                 .interfaces_by_router
                 .get(r.id.as_str())
@@ -437,7 +526,7 @@ impl<'a> Topology<'a> {
     }
 
     fn index_floating_ips(&mut self) {
-        for fip in &self.snap.floating_ips {
+        for fip in self.fip_list.clone() {
             if let Ok(Some((r, ip))) = self.fip_target(fip) {
                 self.fips_by_router.entry(r).or_default().push((fip, ip));
             }
@@ -455,7 +544,7 @@ impl<'a> Topology<'a> {
     }
 
     fn index_segments(&mut self) {
-        for p in &self.snap.ports {
+        for p in self.port_list.clone() {
             if !p.is_vm_port() {
                 continue;
             }
@@ -468,7 +557,7 @@ impl<'a> Topology<'a> {
                 }
             }
         }
-        for r in &self.snap.routers {
+        for r in self.router_list.clone() {
             let Some(inst) = self.instances.get(r.id.as_str()) else {
                 continue;
             };

@@ -1,0 +1,133 @@
+//! Which projects a question is about, found with linear scans (no index), so that incremental
+//! planning indexes only those projects instead of the whole cloud.
+
+use crate::fxhash::FxSet;
+
+use crate::change::Change;
+use crate::snapshot::Snapshot;
+
+/// Every project that may have a port, a network or a router instance on the given nodes: the
+/// projects present anywhere in those nodes' pods (ports bound there, networks and routers
+/// hinted there, local tags allocated there, routers with a gateway on an external network
+/// there). A superset is fine: it only costs indexing.
+pub(crate) fn for_nodes<'a>(snap: &'a Snapshot, nodes: &FxSet<&str>) -> FxSet<&'a str> {
+    let pods: FxSet<&str> = snap
+        .nodes
+        .iter()
+        .filter(|n| nodes.contains(n.name.as_str()))
+        .map(|n| n.pod.as_str())
+        .collect();
+    let mut hint_names: FxSet<&str> = FxSet::default();
+    for p in &snap.pods {
+        if pods.contains(p.region_name.as_str()) {
+            hint_names.insert(&p.region_name);
+            if let Some(az) = &p.az_name {
+                hint_names.insert(az);
+            }
+        }
+    }
+    // Hints naming an AZ may name other pods too; that only widens the scope.
+    let hinted = |hints: &[String]| hints.iter().any(|h| hint_names.contains(h.as_str()));
+    let pod_nodes: FxSet<&str> = snap
+        .nodes
+        .iter()
+        .filter(|n| pods.contains(n.pod.as_str()))
+        .map(|n| n.name.as_str())
+        .collect();
+    let mut scope: FxSet<&'a str> = FxSet::default();
+    let mut nets: FxSet<&str> = FxSet::default();
+    for p in &snap.ports {
+        if p.binding_host
+            .as_deref()
+            .is_some_and(|h| pod_nodes.contains(h))
+        {
+            scope.insert(&p.project_id);
+            nets.insert(&p.network_id);
+        }
+    }
+    for (net, by_pod) in &snap.allocations.local_tags {
+        if by_pod.keys().any(|p| pods.contains(p.as_str())) {
+            nets.insert(net);
+        }
+    }
+    let mut ext_nets: FxSet<&str> = FxSet::default();
+    for n in &snap.networks {
+        let h = hinted(&n.az_hints);
+        if h && n.external {
+            ext_nets.insert(&n.id);
+        }
+        if h || nets.contains(n.id.as_str()) {
+            scope.insert(&n.project_id);
+        }
+    }
+    for r in &snap.routers {
+        if hinted(&r.az_hints)
+            || r
+                .external_gateway
+                .as_ref()
+                .is_some_and(|g| ext_nets.contains(g.network_id.as_str()))
+        {
+            scope.insert(&r.project_id);
+        }
+    }
+    scope
+}
+
+/// The projects a change concerns, or `None` when it concerns everything (pods, nodes, shared
+/// and external networks).
+pub(crate) fn for_change<'a>(snap: &'a Snapshot, change: &Change) -> Option<FxSet<&'a str>> {
+    let mut scope: FxSet<&'a str> = FxSet::default();
+    match change {
+        Change::Node(_) | Change::Pod(_) => return None,
+        Change::Network(id) => network(snap, id, &mut scope)?,
+        Change::Subnet(id) => {
+            if let Some(s) = snap.subnets.iter().find(|s| &s.id == id) {
+                network(snap, &s.network_id, &mut scope)?;
+            }
+        }
+        Change::Port(id) => {
+            if let Some(p) = snap.ports.iter().find(|p| &p.id == id) {
+                scope.insert(&p.project_id);
+                network(snap, &p.network_id, &mut scope)?;
+            }
+            for f in &snap.floating_ips {
+                if f.port_id.as_deref() == Some(id.as_str()) {
+                    scope.insert(&f.project_id);
+                }
+            }
+        }
+        Change::Router(id) => {
+            if let Some(r) = snap.routers.iter().find(|r| &r.id == id) {
+                scope.insert(&r.project_id);
+            }
+        }
+        Change::FloatingIp(id) => {
+            if let Some(f) = snap.floating_ips.iter().find(|f| &f.id == id) {
+                scope.insert(&f.project_id);
+            }
+        }
+        Change::Project(id) => {
+            if let Some(p) = snap
+                .routers
+                .iter()
+                .map(|r| r.project_id.as_str())
+                .chain(snap.networks.iter().map(|n| n.project_id.as_str()))
+                .find(|p| p == id)
+            {
+                scope.insert(p);
+            }
+        }
+    }
+    Some(scope)
+}
+
+/// Add a network's project; `None` for a shared or external network (everyone can use it).
+fn network<'a>(snap: &'a Snapshot, id: &str, scope: &mut FxSet<&'a str>) -> Option<()> {
+    if let Some(n) = snap.networks.iter().find(|n| n.id == id) {
+        if n.shared || n.external {
+            return None;
+        }
+        scope.insert(&n.project_id);
+    }
+    Some(())
+}
