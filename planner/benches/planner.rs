@@ -60,7 +60,7 @@ fn build() -> Snapshot {
     for pr in 0..PROJECTS {
         let project = format!("proj{pr:04}");
         let router = format!("router-{pr:04}");
-        let gateway = pr % 10 == 0;
+        let gateway = pr.is_multiple_of(10);
         s.routers.push(Router {
             id: router.clone(),
             project_id: project.clone(),
@@ -229,7 +229,10 @@ fn main() {
         s.floating_ips.len(),
         build_time.as_secs_f64() * 1e3
     );
-    println!("| {:<52} | {:>13} | {:<30} |", "operation", "median", "note");
+    println!(
+        "| {:<52} | {:>13} | {:<30} |",
+        "operation", "median", "note"
+    );
     println!("|{:-<54}|{:-<15}|{:-<32}|", "", "", "");
 
     let all = plan_all(&s);
@@ -245,7 +248,11 @@ fn main() {
         "",
     );
     row("validate (whole snapshot)", time(5, || validate(&s)), "");
-    row("Planner::new (index only)", time(9, || Planner::new(&s)), "");
+    row(
+        "Planner::new (index only)",
+        time(9, || Planner::new(&s)),
+        "",
+    );
 
     // One interface change: router-0500 loses its stretched network.
     let mut s2 = s.clone();
@@ -283,7 +290,21 @@ fn main() {
         &format!("{changed} (re-planned {n})"),
     );
     let part = replan();
-    assert!(part.iter().all(|(k, v)| &full_new[k] == v), "scoped plan differs from full plan");
+    assert!(
+        part.iter().all(|(k, v)| &full_new[k] == v),
+        "scoped plan differs from full plan"
+    );
+    let patched = || planner::replan(&s, &s2, &all, &change);
+    let got = patched();
+    assert!(
+        got.iter().all(|(k, v)| &full_new[k] == v),
+        "replan differs from full plan"
+    );
+    row(
+        "interface change: replan(old, new, previous states)",
+        time(21, patched),
+        &format!("{} nodes returned", got.len()),
+    );
     let old_p = Planner::new(&s);
     let new_p = Planner::new(&s2);
     row(
@@ -326,5 +347,19 @@ fn main() {
         &format!("{pchanged} (re-planned {pn})"),
     );
     let part = port_replan();
-    assert!(part.iter().all(|(k, v)| &full3[k] == v), "scoped plan differs from full plan");
+    assert!(
+        part.iter().all(|(k, v)| &full3[k] == v),
+        "scoped plan differs from full plan"
+    );
+    let patched = || planner::replan(&s, &s3, &all, &pchange);
+    let got = patched();
+    assert!(
+        got.iter().all(|(k, v)| &full3[k] == v),
+        "replan differs from full plan"
+    );
+    row(
+        "port move: replan(old, new, previous states)",
+        time(21, patched),
+        &format!("{} nodes returned", got.len()),
+    );
 }

@@ -5,8 +5,9 @@
 //!    the targeted [`validate_router`], [`validate_floating_ip`], [`validate_port`]); errors
 //!    become 400/409;
 //! 2. calls [`required_allocations`] and allocates/releases in one transaction;
-//! 3. calls [`plan_all`], or [`affected_nodes`] (on the old and new snapshots) and
-//!    [`plan_nodes`], and bumps the revision of each node whose state changed.
+//! 3. calls [`plan_all`] (at start), then per change [`replan`] (old snapshot, new snapshot,
+//!    the states it serves now) — or [`affected_nodes`] on both snapshots and [`plan_nodes`] —
+//!    and bumps the revision of each node whose state changed.
 //!
 //! The rules are Tricircle's (see `shared/DESIGN.md`, "Networking rules"). No I/O here: every
 //! output is a deterministic function of the snapshot (sorted collections, stable names/MACs).
@@ -15,6 +16,7 @@ mod alloc;
 mod change;
 mod error;
 mod fxhash;
+mod incremental;
 mod plan;
 mod scope;
 mod snapshot;
@@ -28,6 +30,7 @@ use fxhash::FxSet;
 pub use alloc::{needed_allocations, required_allocations, AllocationKey, AllocationPlan};
 pub use change::{affected_nodes, Change};
 pub use error::ValidationError;
+pub use incremental::replan;
 pub use snapshot::*;
 pub use validate::{validate, validate_floating_ip, validate_port, validate_router};
 pub use wire::NodeDesiredState;

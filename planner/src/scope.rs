@@ -62,8 +62,7 @@ pub(crate) fn for_nodes<'a>(snap: &'a Snapshot, nodes: &FxSet<&str>) -> FxSet<&'
     }
     for r in &snap.routers {
         if hinted(&r.az_hints)
-            || r
-                .external_gateway
+            || r.external_gateway
                 .as_ref()
                 .is_some_and(|g| ext_nets.contains(g.network_id.as_str()))
         {
@@ -99,6 +98,28 @@ pub(crate) fn for_change<'a>(snap: &'a Snapshot, change: &Change) -> Option<FxSe
         Change::Router(id) => {
             if let Some(r) = snap.routers.iter().find(|r| &r.id == id) {
                 scope.insert(&r.project_id);
+            }
+            // Attached to a shared network: other projects' routers may depend on it.
+            let subnets: FxSet<&str> = snap
+                .router_interfaces
+                .iter()
+                .filter(|i| &i.router_id == id)
+                .map(|i| i.subnet_id.as_str())
+                .collect();
+            if !subnets.is_empty() {
+                let nets: FxSet<&str> = snap
+                    .subnets
+                    .iter()
+                    .filter(|s| subnets.contains(s.id.as_str()))
+                    .map(|s| s.network_id.as_str())
+                    .collect();
+                if snap
+                    .networks
+                    .iter()
+                    .any(|n| (n.shared || n.external) && nets.contains(n.id.as_str()))
+                {
+                    return None;
+                }
             }
         }
         Change::FloatingIp(id) => {

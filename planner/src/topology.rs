@@ -600,6 +600,15 @@ impl<'a> Topology<'a> {
         }
     }
 
+    /// Whether the index holds routers of projects outside `scope` (attached to a shared or
+    /// external network of the scope): their facts could depend on the scope, so incremental
+    /// planning falls back to the full index.
+    pub fn has_foreign_routers(&self, scope: &FxSet<&str>) -> bool {
+        self.router_list
+            .iter()
+            .any(|r| !scope.contains(r.project_id.as_str()))
+    }
+
     /// Nodes hosting instances of any router of a project.
     pub fn project_instance_nodes(&self, project: &str) -> BTreeSet<&'a str> {
         let mut out = BTreeSet::new();

@@ -1,0 +1,137 @@
+//! Re-planning after one change without re-indexing the cloud: only the projects the change
+//! concerns are indexed (before and after), and each affected node's previous state is patched:
+//! their old contributions out, their new ones in.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use wire::NodeDesiredState;
+
+use crate::change::{affected, Change};
+use crate::plan::plan_node;
+use crate::scope;
+use crate::snapshot::Snapshot;
+use crate::topology::Topology;
+
+/// New desired states of the nodes `change` affects, going from `old` to `new`.
+///
+/// `previous` must hold the states planned from `old` (what the controller serves now); a node
+/// missing there is planned from scratch. Nodes not in the result are unchanged. Relies on what
+/// the controller guarantees: VLAN tags on one physnet are unique per node (no two segments
+/// share a tag on a bridge), and only one flat network per physnet.
+pub fn replan(
+    old: &Snapshot,
+    new: &Snapshot,
+    previous: &BTreeMap<String, NodeDesiredState>,
+    change: &Change,
+) -> BTreeMap<String, NodeDesiredState> {
+    let (Some(mut s_old), Some(s_new)) = (
+        scope::for_change(old, change),
+        scope::for_change(new, change),
+    ) else {
+        return full(old, new, change);
+    };
+    s_old.extend(s_new);
+    let scope_set = s_old;
+    let t_old = Topology::build_scoped(old, Some(&scope_set));
+    let t_new = Topology::build_scoped(new, Some(&scope_set));
+    if t_old.has_foreign_routers(&scope_set) || t_new.has_foreign_routers(&scope_set) {
+        return full(old, new, change);
+    }
+    let mut nodes: BTreeSet<&str> = affected(&t_old, change);
+    nodes.extend(affected(&t_new, change));
+    let mut out = BTreeMap::new();
+    let mut fresh: Vec<&str> = Vec::new();
+    for name in nodes {
+        let Some(node) = t_new.nodes.get(name) else {
+            continue; // the node is gone
+        };
+        let (Some(prev), Some(old_node)) = (previous.get(name), t_old.nodes.get(name)) else {
+            fresh.push(name);
+            continue;
+        };
+        if old_node != node {
+            fresh.push(name);
+            continue;
+        }
+        let was = plan_node(&t_old, old_node);
+        let now = plan_node(&t_new, node);
+        out.insert(name.to_string(), patch(prev, &was, &now));
+    }
+    if !fresh.is_empty() {
+        out.extend(crate::plan_nodes(new, fresh));
+    }
+    out
+}
+
+fn full(old: &Snapshot, new: &Snapshot, change: &Change) -> BTreeMap<String, NodeDesiredState> {
+    let mut nodes = crate::affected_nodes(old, change);
+    nodes.extend(crate::affected_nodes(new, change));
+    crate::plan_nodes(new, nodes.iter().map(String::as_str))
+}
+
+/// `prev - was + now`, where `was`/`now` are the scope's contributions before and after.
+fn patch(
+    prev: &NodeDesiredState,
+    was: &NodeDesiredState,
+    now: &NodeDesiredState,
+) -> NodeDesiredState {
+    let mut s = prev.clone();
+    for id in was.ports.keys() {
+        s.ports.remove(id);
+    }
+    for id in was.routers.keys() {
+        s.routers.remove(id);
+    }
+    for (name, b) in &was.bridges {
+        if let Some(sb) = s.bridges.get_mut(name) {
+            sb.trunks.retain(|t| !b.trunks.contains(t));
+            if b.untagged {
+                sb.untagged = false;
+            }
+        }
+    }
+    s.ports
+        .extend(now.ports.iter().map(|(k, v)| (k.clone(), v.clone())));
+    s.routers
+        .extend(now.routers.iter().map(|(k, v)| (k.clone(), v.clone())));
+    for (name, b) in &now.bridges {
+        let sb = s.bridges.entry(name.clone()).or_insert_with(|| b.clone());
+        sb.trunks.extend(b.trunks.iter().copied());
+        sb.untagged |= b.untagged;
+    }
+    // A segment the scope shares with projects outside it (an external network's gateway legs)
+    // stays trunked while anything outside the scope still uses it on this bridge.
+    for (name, b) in &was.bridges {
+        let dropped: Vec<Option<u16>> = b
+            .trunks
+            .iter()
+            .map(|t| Some(*t))
+            .chain(b.untagged.then_some(None))
+            .filter(|t| match t {
+                Some(v) => !s.bridges.get(name).is_some_and(|x| x.trunks.contains(v)),
+                None => !s.bridges.get(name).is_some_and(|x| x.untagged),
+            })
+            .collect();
+        for tag in dropped {
+            let used = s
+                .routers
+                .iter()
+                .filter(|(id, _)| !now.routers.contains_key(*id))
+                .flat_map(|(_, r)| r.legs.iter())
+                .any(|l| &l.bridge == name && l.tag == tag)
+                || s.ports
+                    .iter()
+                    .filter(|(id, _)| !now.ports.contains_key(*id))
+                    .any(|(_, p)| &p.bridge == name && p.tag == tag);
+            if let (true, Some(sb)) = (used, s.bridges.get_mut(name)) {
+                match tag {
+                    Some(v) => {
+                        sb.trunks.insert(v);
+                    }
+                    None => sb.untagged = true,
+                }
+            }
+        }
+    }
+    s
+}

@@ -1,0 +1,267 @@
+//! Incremental planning equals full planning: for a varied cloud and a list of changes,
+//! `replan` (patching the previous states) and `affected_nodes` + `plan_nodes` give exactly
+//! `plan_all` on every node, and nodes left out did not change.
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use common::*;
+use planner::*;
+
+const PODS: usize = 5;
+
+/// 5 pods x 2 nodes (the second node of each pod also maps `extern`), 12 projects with local,
+/// hinted and stretched networks, non-local and local routers, gateways, floating IPs, and a
+/// shared network used by several projects.
+fn cloud() -> Snapshot {
+    let mut s = Snapshot::default();
+    for p in 0..PODS {
+        s.pods.push(Pod {
+            region_name: format!("R{p}"),
+            az_name: Some(format!("az{p}")),
+        });
+        s.nodes.push(node(
+            &format!("r{p}-a"),
+            &format!("R{p}"),
+            &[("bridge", "br-vlan")],
+        ));
+        s.nodes.push(node(
+            &format!("r{p}-b"),
+            &format!("R{p}"),
+            &[("bridge", "br-vlan"), ("extern", "br-ext")],
+        ));
+    }
+    s.networks.push(Network {
+        id: "ext-net".into(),
+        project_id: "admin".into(),
+        network_type: NetworkType::Vlan,
+        physnet: Some("extern".into()),
+        segmentation_id: Some(3001),
+        external: true,
+        az_hints: vec!["R0".into()],
+        ..Default::default()
+    });
+    add_subnet(&mut s, "ext-net", "163.3.124.0/24");
+    s.networks.push(Network {
+        id: "shared".into(),
+        project_id: "admin".into(),
+        network_type: NetworkType::Vlan,
+        physnet: Some("bridge".into()),
+        segmentation_id: Some(2900),
+        shared: true,
+        ..Default::default()
+    });
+    add_subnet(&mut s, "shared", "192.168.0.0/24");
+    for pr in 0..12usize {
+        let p = format!("p{pr}");
+        let host = |k: usize| format!("r{}-{}", k % PODS, ["b", "a", "a"][k % 3]);
+        let r = format!("{p}-r");
+        add_router(&mut s, &p, &r, if pr % 4 == 3 { &["R1"] } else { &[] });
+        for k in 0..3usize {
+            let n = format!("{p}-n{k}");
+            let cidr = format!("10.{k}.0.0/24");
+            if pr % 4 == 3 {
+                // local router in R1: its networks are hinted there
+                add_vlan_net(&mut s, &p, &n, 2300 + (pr * 3 + k) as u16, &["az1"], &cidr);
+                add_vm(
+                    &mut s,
+                    &p,
+                    &format!("{n}-vm"),
+                    &n,
+                    &format!("10.{k}.0.5"),
+                    "r1-a",
+                );
+            } else if k == 2 {
+                add_vlan_net(&mut s, &p, &n, 2100 + pr as u16, &[], &cidr);
+                add_vm(
+                    &mut s,
+                    &p,
+                    &format!("{n}-vm"),
+                    &n,
+                    &format!("10.{k}.0.5"),
+                    &host(pr),
+                );
+                add_vm(
+                    &mut s,
+                    &p,
+                    &format!("{n}-vm2"),
+                    &n,
+                    &format!("10.{k}.0.6"),
+                    &host(pr + 2),
+                );
+            } else {
+                add_local_net(&mut s, &p, &n, &cidr);
+                add_vm(
+                    &mut s,
+                    &p,
+                    &format!("{n}-vm"),
+                    &n,
+                    &format!("10.{k}.0.5"),
+                    &host(pr + k),
+                );
+            }
+            add_iface(&mut s, &r, &n);
+        }
+        if pr.is_multiple_of(2) {
+            add_vm(
+                &mut s,
+                &p,
+                &format!("{p}-shared-vm"),
+                "shared",
+                &format!("192.168.0.{}", 10 + pr),
+                &host(pr + 1),
+            );
+        }
+        if pr % 4 != 3 && pr.is_multiple_of(3) {
+            set_gateway(&mut s, &r, &format!("163.3.124.{}", 10 + pr));
+            add_fip(
+                &mut s,
+                &p,
+                &format!("{p}-fip"),
+                &format!("163.3.124.{}", 100 + pr),
+                &format!("{p}-n0-vm"),
+            );
+        }
+    }
+    settle(&mut s);
+    assert!(validate(&s).is_empty(), "{:?}", validate(&s));
+    s
+}
+
+fn check(name: &str, old: &Snapshot, new: &Snapshot, change: Change) {
+    let prev = plan_all(old);
+    let want = plan_all(new);
+    let got = replan(old, new, &prev, &change);
+    let mut touched = affected_nodes(old, &change);
+    touched.extend(affected_nodes(new, &change));
+    let scoped = plan_nodes(new, touched.iter().map(String::as_str));
+    for (node, state) in &want {
+        match got.get(node) {
+            Some(g) => assert_eq!(g, state, "{name}: replan of {node} differs from plan_all"),
+            None => assert_eq!(
+                &prev[node], state,
+                "{name}: {node} changed but replan left it out"
+            ),
+        }
+        match scoped.get(node) {
+            Some(g) => assert_eq!(g, state, "{name}: plan_nodes of {node} differs"),
+            None => assert_eq!(
+                &prev[node], state,
+                "{name}: {node} changed but not affected"
+            ),
+        }
+    }
+}
+
+fn mutate(name: &str, change: Change, f: impl FnOnce(&mut Snapshot)) {
+    let old = cloud();
+    let mut new = old.clone();
+    f(&mut new);
+    settle(&mut new);
+    check(name, &old, &new, change);
+}
+
+#[test]
+fn interface_changes_replan_like_full() {
+    mutate("remove local iface", Change::Router("p0-r".into()), |s| {
+        remove_iface(s, "p0-r", "p0-n1")
+    });
+    mutate(
+        "remove stretched iface",
+        Change::Router("p1-r".into()),
+        |s| remove_iface(s, "p1-r", "p1-n2"),
+    );
+    mutate("add iface on new net", Change::Router("p2-r".into()), |s| {
+        add_local_net(s, "p2", "p2-n9", "10.9.0.0/24");
+        add_vm(s, "p2", "p2-n9-vm", "p2-n9", "10.9.0.5", "r4-a");
+        add_iface(s, "p2-r", "p2-n9");
+    });
+    mutate("local router iface", Change::Router("p3-r".into()), |s| {
+        remove_iface(s, "p3-r", "p3-n0")
+    });
+}
+
+#[test]
+fn gateway_and_router_changes_replan_like_full() {
+    mutate("set gateway", Change::Router("p1-r".into()), |s| {
+        set_gateway(s, "p1-r", "163.3.124.61")
+    });
+    mutate("clear gateway", Change::Router("p0-r".into()), |s| {
+        s.floating_ips.retain(|f| f.id != "p0-fip");
+        s.routers
+            .iter_mut()
+            .find(|r| r.id == "p0-r")
+            .unwrap()
+            .external_gateway = None;
+    });
+    mutate("delete router", Change::Router("p4-r".into()), |s| {
+        s.router_interfaces.retain(|i| i.router_id != "p4-r");
+        s.routers.retain(|r| r.id != "p4-r");
+    });
+    mutate("new project router", Change::Router("q-r".into()), |s| {
+        add_local_net(s, "q", "q-n", "10.0.0.0/24");
+        add_vm(s, "q", "q-vm", "q-n", "10.0.0.5", "r2-b");
+        add_router(s, "q", "q-r", &[]);
+        add_iface(s, "q-r", "q-n");
+    });
+}
+
+#[test]
+fn port_and_floating_ip_changes_replan_like_full() {
+    mutate(
+        "move stretched port",
+        Change::Port("p5-n2-vm".into()),
+        |s| {
+            s.ports
+                .iter_mut()
+                .find(|p| p.id == "p5-n2-vm")
+                .unwrap()
+                .binding_host = Some("r3-b".into());
+        },
+    );
+    mutate("unbind local port", Change::Port("p6-n0-vm".into()), |s| {
+        s.ports
+            .iter_mut()
+            .find(|p| p.id == "p6-n0-vm")
+            .unwrap()
+            .binding_host = None;
+    });
+    mutate("delete port", Change::Port("p1-n2-vm2".into()), |s| {
+        s.ports.retain(|p| p.id != "p1-n2-vm2");
+    });
+    mutate(
+        "port on shared net",
+        Change::Port("p2-shared-vm".into()),
+        |s| {
+            s.ports
+                .iter_mut()
+                .find(|p| p.id == "p2-shared-vm")
+                .unwrap()
+                .binding_host = Some("r0-a".into());
+        },
+    );
+    mutate("delete fip", Change::FloatingIp("p6-fip".into()), |s| {
+        s.floating_ips.retain(|f| f.id != "p6-fip");
+    });
+    mutate("new fip", Change::FloatingIp("p0-fip2".into()), |s| {
+        add_fip(s, "p0", "p0-fip2", "163.3.124.200", "p0-n2-vm");
+    });
+}
+
+#[test]
+fn node_changes_fall_back_to_full() {
+    mutate("new node", Change::Node("r1-0".into()), |s| {
+        s.nodes.push(node(
+            "r1-0",
+            "R1",
+            &[("bridge", "br-vlan"), ("extern", "br-ext")],
+        ));
+    });
+    let old = cloud();
+    let prev: BTreeMap<_, _> = plan_all(&old);
+    assert_eq!(
+        replan(&old, &old, &prev, &Change::Router("p0-r".into())).len(),
+        affected_nodes(&old, &Change::Router("p0-r".into())).len()
+    );
+}
