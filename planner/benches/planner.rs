@@ -294,6 +294,16 @@ fn main() {
         part.iter().all(|(k, v)| &full_new[k] == v),
         "scoped plan differs from full plan"
     );
+    row(
+        "interface change: required_allocations_for_change",
+        time(21, || required_allocations_for_change(&s, &s2, &change)),
+        &format!(
+            "{} to release",
+            required_allocations_for_change(&s, &s2, &change)
+                .release
+                .len()
+        ),
+    );
     let patched = || planner::replan(&s, &s2, &all, &change);
     let got = patched();
     assert!(

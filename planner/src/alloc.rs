@@ -3,6 +3,9 @@
 
 use std::collections::BTreeSet;
 
+use crate::change::Change;
+use crate::fxhash::FxSet;
+use crate::scope;
 use crate::snapshot::{NetworkType, Snapshot};
 use crate::topology::{Placement, Topology};
 
@@ -125,7 +128,47 @@ pub(crate) fn needed(t: &Topology<'_>) -> BTreeSet<AllocationKey> {
 /// project's bridge network once its last non-local router is gone.
 pub fn required_allocations(snap: &Snapshot) -> AllocationPlan {
     let t = Topology::build(snap);
-    let need = needed(&t);
+    diff(snap, &needed(&t), |_| true)
+}
+
+/// [`required_allocations`] for one change from `old` to `new`, indexing only the projects
+/// the change concerns (the whole snapshot for pod, node, shared or external network changes).
+/// Equals the full answer when `old` had exactly the allocations it needed.
+pub fn required_allocations_for_change(
+    old: &Snapshot,
+    new: &Snapshot,
+    change: &Change,
+) -> AllocationPlan {
+    let (Some(mut scope), Some(s_new)) = (
+        scope::for_change(old, change),
+        scope::for_change(new, change),
+    ) else {
+        return required_allocations(new);
+    };
+    scope.extend(s_new);
+    let t_old = Topology::build_scoped(old, Some(&scope));
+    let t_new = Topology::build_scoped(new, Some(&scope));
+    let mut routers: FxSet<&str> = FxSet::default();
+    let mut nets: FxSet<&str> = FxSet::default();
+    for t in [&t_old, &t_new] {
+        routers.extend(t.router_list.iter().map(|r| r.id.as_str()));
+        nets.extend(t.net_list.iter().map(|n| n.id.as_str()));
+    }
+    diff(new, &needed(&t_new), |k| match k {
+        AllocationKey::BridgeNetwork { project_id } => scope.contains(project_id.as_str()),
+        AllocationKey::BridgeIp { router_id, .. } | AllocationKey::LegIp { router_id, .. } => {
+            routers.contains(router_id.as_str())
+        }
+        AllocationKey::LocalTag { network_id, .. } => nets.contains(network_id.as_str()),
+    })
+}
+
+/// Needed minus held = allocate; held (and `owned`) minus needed = release.
+fn diff(
+    snap: &Snapshot,
+    need: &BTreeSet<AllocationKey>,
+    owned: impl Fn(&AllocationKey) -> bool,
+) -> AllocationPlan {
     let a = &snap.allocations;
     let held = |k: &AllocationKey| -> bool {
         match k {
@@ -147,7 +190,7 @@ pub fn required_allocations(snap: &Snapshot) -> AllocationPlan {
         let k = AllocationKey::BridgeNetwork {
             project_id: p.clone(),
         };
-        if !need.contains(&k) {
+        if !need.contains(&k) && owned(&k) {
             release.push(k);
         }
     }
@@ -157,7 +200,7 @@ pub fn required_allocations(snap: &Snapshot) -> AllocationPlan {
                 router_id: r.clone(),
                 pod: pod.clone(),
             };
-            if !need.contains(&k) {
+            if !need.contains(&k) && owned(&k) {
                 release.push(k);
             }
         }
@@ -170,7 +213,7 @@ pub fn required_allocations(snap: &Snapshot) -> AllocationPlan {
                     pod: pod.clone(),
                     subnet_id: s.clone(),
                 };
-                if !need.contains(&k) {
+                if !need.contains(&k) && owned(&k) {
                     release.push(k);
                 }
             }
@@ -182,7 +225,7 @@ pub fn required_allocations(snap: &Snapshot) -> AllocationPlan {
                 network_id: n.clone(),
                 pod: pod.clone(),
             };
-            if !need.contains(&k) {
+            if !need.contains(&k) && owned(&k) {
                 release.push(k);
             }
         }

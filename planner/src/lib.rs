@@ -27,7 +27,10 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use fxhash::FxSet;
 
-pub use alloc::{needed_allocations, required_allocations, AllocationKey, AllocationPlan};
+pub use alloc::{
+    needed_allocations, required_allocations, required_allocations_for_change, AllocationKey,
+    AllocationPlan,
+};
 pub use change::{affected_nodes, Change};
 pub use error::ValidationError;
 pub use incremental::replan;

@@ -199,7 +199,10 @@ fn plan_instance<'a>(
             .is_some_and(|p| p.contains(pod));
         if !present_here {
             if let Some(nh) = t.home_pod_for(rid, &net.id).and_then(peer_bridge_ip) {
-                routes.insert(s.cidr.trunc(), nh);
+                // A route needs a next hop of its own family.
+                if nh.is_ipv4() == s.cidr.addr().is_ipv4() {
+                    routes.insert(s.cidr.trunc(), nh);
+                }
             }
             continue;
         }

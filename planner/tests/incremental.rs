@@ -158,6 +158,11 @@ fn mutate(name: &str, change: Change, f: impl FnOnce(&mut Snapshot)) {
     let old = cloud();
     let mut new = old.clone();
     f(&mut new);
+    assert_eq!(
+        required_allocations_for_change(&old, &new, &change),
+        required_allocations(&new),
+        "{name}: scoped allocations differ"
+    );
     settle(&mut new);
     check(name, &old, &new, change);
 }
