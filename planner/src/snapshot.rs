@@ -283,3 +283,15 @@ impl Allocations {
             .insert(pod.to_string(), tag);
     }
 }
+
+impl From<&wire::NodeRegistration> for Node {
+    /// A registered node as the planner sees it.
+    fn from(r: &wire::NodeRegistration) -> Self {
+        Node {
+            name: r.node.clone(),
+            pod: r.pod.clone(),
+            bridge_mappings: r.bridge_mappings.clone(),
+            uplinks: r.uplinks.clone(),
+        }
+    }
+}

@@ -1,6 +1,9 @@
 //! Checks the controller runs on the snapshot as it would be after a change, before storing it.
 
+use crate::change::Change;
 use crate::error::ValidationError;
+use crate::fxhash::FxSet;
+use crate::scope;
 use crate::snapshot::{FloatingIp, Snapshot};
 use crate::topology::{FipProblem, Placement, Topology};
 
@@ -44,20 +47,31 @@ pub fn validate(snap: &Snapshot) -> Vec<ValidationError> {
 /// Checks one router (after an interface add or a gateway set): hints, and that a local router
 /// can meet each of its networks and its external network.
 pub fn validate_router(snap: &Snapshot, router_id: &str) -> Vec<ValidationError> {
-    let t = Topology::build(snap);
+    let scope = scope::for_change(snap, &Change::Router(router_id.to_string()));
+    let t = Topology::build_scoped(snap, scope.as_ref());
     check_router(&t, router_id)
 }
 
 /// Checks one floating IP (before associating it): the port is the owner project's and one of
 /// the project's routers links the port's subnet to the floating IP's external network.
 pub fn validate_floating_ip(snap: &Snapshot, fip: &FloatingIp) -> Result<(), ValidationError> {
-    let t = Topology::build(snap);
+    let mut scope: FxSet<&str> = FxSet::default();
+    scope.insert(&fip.project_id);
+    if let Some(p) = fip
+        .port_id
+        .as_deref()
+        .and_then(|id| snap.ports.iter().find(|p| p.id == id))
+    {
+        scope.insert(&p.project_id);
+    }
+    let t = Topology::build_scoped(snap, Some(&scope));
     check_fip(&t, fip)
 }
 
 /// Checks one port's binding: its host's pod is one where the network may be present.
 pub fn validate_port(snap: &Snapshot, port_id: &str) -> Vec<ValidationError> {
-    let t = Topology::build(snap);
+    let scope = scope::for_change(snap, &Change::Port(port_id.to_string()));
+    let t = Topology::build_scoped(snap, scope.as_ref());
     check_port(&t, port_id).into_iter().collect()
 }
 

@@ -441,3 +441,15 @@ fn incremental_replan_matches_full_plan_on_every_change() {
     }
     assert!(!full_new["node2"].same_content(&full_old["node2"]));
 }
+
+#[test]
+fn registration_converts_to_a_planner_node() {
+    let reg = wire::NodeRegistration {
+        pod: "RegionTwo".into(),
+        node: "node2".into(),
+        bridge_mappings: [("extern".to_string(), "br-ext".to_string())].into(),
+        uplinks: ["extern".to_string()].into(),
+    };
+    let n = Node::from(&reg);
+    assert_eq!(n, node("node2", "RegionTwo", &[("extern", "br-ext")]));
+}
