@@ -453,3 +453,47 @@ fn registration_converts_to_a_planner_node() {
     let n = Node::from(&reg);
     assert_eq!(n, node("node2", "RegionTwo", &[("extern", "br-ext")]));
 }
+
+#[test]
+fn plan_does_not_depend_on_the_order_of_the_snapshot_lists() {
+    let mut s = guide();
+    add_vlan_net(&mut s, "demo", "net3", 2100, &[], "10.0.3.0/24");
+    add_vm(&mut s, "demo", "vm3a", "net3", "10.0.3.11", "node1");
+    add_vm(&mut s, "demo", "vm3b", "net3", "10.0.3.12", "node2");
+    add_iface(&mut s, "router", "net3");
+    add_fip(&mut s, "demo", "fip2", "163.3.124.21", "vm2");
+    settle(&mut s);
+    let want = plan_all(&s);
+    let mut r = s.clone();
+    r.pods.reverse();
+    r.nodes.reverse();
+    r.networks.reverse();
+    r.subnets.reverse();
+    r.routers.reverse();
+    r.router_interfaces.reverse();
+    r.floating_ips.reverse();
+    assert_eq!(plan_all(&r), want);
+    assert_eq!(
+        serde_json::to_vec(&plan_all(&r)).unwrap(),
+        serde_json::to_vec(&want).unwrap()
+    );
+}
+
+#[test]
+fn flat_external_network_is_untagged() {
+    let mut s = guide();
+    let ext = s.networks.iter_mut().find(|n| n.id == "ext-net").unwrap();
+    ext.network_type = NetworkType::Flat;
+    ext.segmentation_id = None;
+    settle(&mut s);
+    let plans = plan_all(&s);
+    let g = plans["node2"].routers["router"]
+        .leg(LegKind::Gateway)
+        .unwrap()
+        .clone();
+    assert_eq!((g.bridge.as_str(), g.tag), ("br-ext", None));
+    let b = &plans["node2"].bridges["br-ext"];
+    assert!(b.untagged);
+    assert!(b.trunks.is_empty());
+    assert!(!plans["node2"].bridges["br-vlan"].untagged);
+}
