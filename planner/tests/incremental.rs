@@ -32,17 +32,7 @@ fn cloud() -> Snapshot {
             &[("bridge", "br-vlan"), ("extern", "br-ext")],
         ));
     }
-    s.networks.push(Network {
-        id: "ext-net".into(),
-        project_id: "admin".into(),
-        network_type: NetworkType::Vlan,
-        physnet: Some("extern".into()),
-        segmentation_id: Some(3001),
-        external: true,
-        az_hints: vec!["R0".into()],
-        ..Default::default()
-    });
-    add_subnet(&mut s, "ext-net", "163.3.124.0/24");
+    add_ext_net_in(&mut s, "R0");
     s.networks.push(Network {
         id: "shared".into(),
         project_id: "admin".into(),

@@ -109,6 +109,11 @@ pub fn add_subnet(s: &mut Snapshot, network: &str, cidr: &str) {
 
 /// The guide's ext-net: vlan on `extern`, VLAN 3001, hints [RegionTwo], 163.3.124.0/24.
 pub fn add_ext_net(s: &mut Snapshot) {
+    add_ext_net_in(s, "RegionTwo");
+}
+
+/// The guide's ext-net, hosted by `region`.
+pub fn add_ext_net_in(s: &mut Snapshot, region: &str) {
     s.networks.push(Network {
         id: "ext-net".into(),
         project_id: "admin".into(),
@@ -116,7 +121,7 @@ pub fn add_ext_net(s: &mut Snapshot) {
         physnet: Some("extern".into()),
         segmentation_id: Some(3001),
         external: true,
-        az_hints: vec!["RegionTwo".into()],
+        az_hints: vec![region.into()],
         ..Default::default()
     });
     add_subnet(s, "ext-net", "163.3.124.0/24");
