@@ -1,16 +1,24 @@
 //! The agent's own view of what one node must look like, built from the controller's desired
-//! state and the agent's configuration (uplink devices, datapath type, namespace prefix). The
-//! OVS and Linux appliers read only this.
+//! state ([`wire::NodeDesiredState`]) and the agent's configuration (uplink devices, datapath
+//! type, namespace prefix). The OVS and Linux appliers read only this.
+//!
+//! Flat (untagged) networks are VLAN 0 here: an OVS access port with `tag=0` sends and receives
+//! untagged frames, and an uplink trunking VLAN 0 passes them, so flat and VLAN networks take
+//! the same code path.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use ipnet::IpNet;
+use wire::{LegKind, NodeDesiredState};
 
 use crate::ovs_plan::{DesiredBridge, DesiredOvs, DesiredPort};
 
 /// `external_ids` key naming the router a leg belongs to.
 pub const ROUTER_KEY: &str = "crosspod-router";
+
+/// VLAN standing for "untagged" (flat networks).
+pub const UNTAGGED: u16 = 0;
 
 /// Everything one node must look like.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -23,39 +31,139 @@ pub struct NodeIntent {
     pub vm_tags: BTreeMap<String, (String, u16)>,
     /// Router instances by namespace name (prefix included).
     pub routers: BTreeMap<String, RouterIntent>,
+    /// Problems found while building the intent (a bridge with no configured uplink device,
+    /// say): reported to the controller; everything else is still applied.
+    pub problems: Vec<String>,
 }
 
 /// One router instance: a namespace with veth legs plugged into the node's bridges.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RouterIntent {
+    /// Router id.
     pub router_id: String,
+    /// Legs, in the planner's order.
     pub legs: Vec<LegIntent>,
     /// Routes other than the connected ones: destination → next hop.
     pub routes: BTreeMap<IpNet, IpAddr>,
-    pub nat: NatIntent,
+    /// NAT rules (only the gateway instance has any).
+    pub nat: wire::Nat,
+    /// Addresses to probe from this instance.
+    pub probe_targets: Vec<wire::ProbeTarget>,
 }
 
 /// One leg: `ns_ifname` inside the router namespace, `node_ifname` on `bridge` with `tag`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LegIntent {
+    /// What the leg connects to.
+    pub kind: LegKind,
+    /// Interface inside the router namespace.
     pub ns_ifname: String,
+    /// Interface on the node, plugged into `bridge`.
     pub node_ifname: String,
+    /// OVS bridge.
     pub bridge: String,
+    /// VLAN tag on the bridge ([`UNTAGGED`] for flat).
     pub tag: u16,
+    /// MAC of the namespace-side end.
     pub mac: String,
+    /// Addresses of the namespace-side end (floating IPs as /32 on the gateway leg).
     pub addrs: Vec<IpNet>,
 }
 
-/// NAT on a router instance (only the gateway instance has any).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct NatIntent {
-    /// SNAT: sources in these subnets leaving `out_ifname` become `to`.
-    pub snat: Vec<(BTreeSet<IpNet>, String, IpAddr)>,
-    /// Floating IPs: (floating, fixed, gateway leg name).
-    pub floating: Vec<(IpAddr, IpAddr, String)>,
+/// How the agent maps the controller's state onto this node.
+#[derive(Debug, Clone, Default)]
+pub struct NodeContext {
+    /// `datapath_type` of the bridges the agent creates.
+    pub datapath_type: String,
+    /// bridge → uplink device, from the agent's configuration.
+    pub uplinks: BTreeMap<String, String>,
+    /// Prefix put in front of router namespaces (lab nodes share one machine).
+    pub netns_prefix: String,
 }
 
 impl NodeIntent {
+    /// Builds the intent from the controller's desired state.
+    pub fn from_desired(state: &NodeDesiredState, ctx: &NodeContext) -> NodeIntent {
+        let mut intent = NodeIntent {
+            revision: state.revision,
+            ..NodeIntent::default()
+        };
+        for (name, b) in &state.bridges {
+            let uplink = match (b.uplink, ctx.uplinks.get(name)) {
+                (true, Some(dev)) => {
+                    let mut trunks = b.trunks.clone();
+                    if b.untagged {
+                        trunks.insert(UNTAGGED);
+                    }
+                    Some((dev.clone(), trunks))
+                }
+                (true, None) => {
+                    intent.problems.push(format!(
+                        "bridge {name} (physnet {}) needs an uplink but none is configured (--uplinks)",
+                        b.physnet
+                    ));
+                    None
+                }
+                (false, _) => None,
+            };
+            intent.bridges.insert(
+                name.clone(),
+                DesiredBridge {
+                    datapath_type: ctx.datapath_type.clone(),
+                    uplink,
+                },
+            );
+        }
+        for (port_id, p) in &state.ports {
+            intent.vm_tags.insert(
+                port_id.clone(),
+                (p.bridge.clone(), p.tag.unwrap_or(UNTAGGED)),
+            );
+        }
+        for r in state.routers.values() {
+            let floating: Vec<IpNet> = r
+                .nat
+                .floating
+                .iter()
+                .map(|f| IpNet::from(f.floating_ip))
+                .collect();
+            let legs = r
+                .legs
+                .iter()
+                .map(|l| {
+                    let mut addrs = vec![l.address];
+                    if l.kind == LegKind::Gateway {
+                        addrs.extend(floating.iter().copied());
+                    }
+                    LegIntent {
+                        kind: l.kind,
+                        ns_ifname: l.ns_ifname.clone(),
+                        node_ifname: l.ovs_ifname.clone(),
+                        bridge: l.bridge.clone(),
+                        tag: l.tag.unwrap_or(UNTAGGED),
+                        mac: l.mac.clone(),
+                        addrs,
+                    }
+                })
+                .collect();
+            intent.routers.insert(
+                format!("{}{}", ctx.netns_prefix, r.namespace),
+                RouterIntent {
+                    router_id: r.router_id.clone(),
+                    legs,
+                    routes: r
+                        .routes
+                        .iter()
+                        .map(|rt| (rt.destination, rt.nexthop))
+                        .collect(),
+                    nat: r.nat.clone(),
+                    probe_targets: r.probe_targets.clone(),
+                },
+            );
+        }
+        intent
+    }
+
     /// The OVS part of the intent: bridges, uplinks, router legs (owned) and VM tags.
     pub fn ovs(&self) -> DesiredOvs {
         let mut owned_ports = BTreeMap::new();
@@ -81,34 +189,148 @@ impl NodeIntent {
             vm_tags: self.vm_tags.clone(),
         }
     }
+
+    /// Names of every interface the agent creates on the node side (for ownership checks).
+    pub fn node_ifnames(&self) -> BTreeSet<&str> {
+        self.routers
+            .values()
+            .flat_map(|r| r.legs.iter().map(|l| l.node_ifname.as_str()))
+            .collect()
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use wire::{BridgeState, FloatingRule, Nat, PortBinding, RouterInstance, RouterLeg};
 
-    #[test]
-    fn router_legs_become_owned_tagged_ports() {
-        let mut n = NodeIntent::default();
-        n.routers.insert(
-            "node1-qrouter-r1".into(),
-            RouterIntent {
-                router_id: "r1".into(),
-                legs: vec![LegIntent {
-                    ns_ifname: "qr-0123456789a".into(),
-                    node_ifname: "tr-0123456789a".into(),
-                    bridge: "br-vlan".into(),
-                    tag: 101,
-                    mac: "fa:16:3e:00:00:01".into(),
-                    addrs: vec!["10.0.1.1/24".parse().unwrap()],
-                }],
-                routes: BTreeMap::new(),
-                nat: NatIntent::default(),
+    fn leg(kind: LegKind, ns: &str, node: &str, tag: Option<u16>, addr: &str) -> RouterLeg {
+        RouterLeg {
+            kind,
+            bridge: "br-vlan".into(),
+            tag,
+            address: addr.parse().unwrap(),
+            mac: "fa:16:3e:00:00:01".into(),
+            ns_ifname: ns.into(),
+            ovs_ifname: node.into(),
+            network_id: None,
+            subnet_id: None,
+        }
+    }
+
+    fn state() -> NodeDesiredState {
+        let mut s = NodeDesiredState {
+            node: "node2".into(),
+            pod: "RegionTwo".into(),
+            revision: 7,
+            ..Default::default()
+        };
+        s.bridges.insert(
+            "br-vlan".into(),
+            BridgeState {
+                physnet: "bridge".into(),
+                uplink: true,
+                trunks: [2001].into(),
+                untagged: false,
             },
         );
-        let o = n.ovs();
-        let p = &o.owned_ports["tr-0123456789a"];
-        assert_eq!(p.tag, Some(101));
-        assert_eq!(p.external_ids[ROUTER_KEY], "r1");
+        s.bridges.insert(
+            "br-ext".into(),
+            BridgeState {
+                physnet: "extern".into(),
+                uplink: true,
+                trunks: [].into(),
+                untagged: true,
+            },
+        );
+        s.ports.insert(
+            "p1".into(),
+            PortBinding {
+                bridge: "br-vlan".into(),
+                tag: Some(101),
+                network_id: "n1".into(),
+                mac: "fa:16:3e:00:00:09".into(),
+                fixed_ips: vec![],
+            },
+        );
+        s.routers.insert(
+            "r1".into(),
+            RouterInstance {
+                router_id: "r1".into(),
+                project_id: "p".into(),
+                namespace: "qrouter-r1".into(),
+                legs: vec![
+                    leg(LegKind::Internal, "qr-a", "vr-a", Some(101), "10.0.2.1/24"),
+                    leg(LegKind::Gateway, "qg-r1", "vg-r1", None, "163.3.124.5/24"),
+                ],
+                routes: vec![wire::Route {
+                    destination: "0.0.0.0/0".parse().unwrap(),
+                    nexthop: "163.3.124.1".parse().unwrap(),
+                }],
+                nat: Nat {
+                    snat: vec![],
+                    floating: vec![FloatingRule {
+                        floating_ip: "163.3.124.7".parse().unwrap(),
+                        fixed_ip: "10.0.2.11".parse().unwrap(),
+                        out_ifname: "qg-r1".into(),
+                        floatingip_id: "f1".into(),
+                        port_id: "p1".into(),
+                    }],
+                },
+                probe_targets: vec![],
+            },
+        );
+        s
+    }
+
+    fn ctx() -> NodeContext {
+        NodeContext {
+            datapath_type: "netdev".into(),
+            uplinks: [("br-vlan".to_string(), "eth1".to_string())].into(),
+            netns_prefix: "node2-".into(),
+        }
+    }
+
+    #[test]
+    fn desired_state_maps_onto_the_node() {
+        let i = NodeIntent::from_desired(&state(), &ctx());
+        assert_eq!(i.revision, 7);
+        assert_eq!(
+            i.bridges["br-vlan"].uplink,
+            Some(("eth1".to_string(), BTreeSet::from([2001])))
+        );
+        assert_eq!(i.vm_tags["p1"], ("br-vlan".to_string(), 101));
+        let r = &i.routers["node2-qrouter-r1"];
+        let gw = r.legs.iter().find(|l| l.kind == LegKind::Gateway).unwrap();
+        assert_eq!(gw.tag, UNTAGGED, "flat leg is VLAN 0");
+        assert_eq!(
+            gw.addrs,
+            vec![
+                "163.3.124.5/24".parse::<IpNet>().unwrap(),
+                "163.3.124.7/32".parse().unwrap()
+            ],
+            "floating IP sits on the gateway leg"
+        );
+        assert_eq!(r.routes.len(), 1);
+        let o = i.ovs();
+        assert_eq!(o.owned_ports["vr-a"].tag, Some(101));
+        assert_eq!(o.owned_ports["vr-a"].external_ids[ROUTER_KEY], "r1");
+    }
+
+    #[test]
+    fn a_bridge_without_an_uplink_device_is_a_reported_problem() {
+        let i = NodeIntent::from_desired(&state(), &ctx());
+        assert_eq!(i.bridges["br-ext"].uplink, None);
+        assert_eq!(i.problems.len(), 1);
+        assert!(i.problems[0].contains("br-ext"), "{}", i.problems[0]);
+        let mut c = ctx();
+        c.uplinks.insert("br-ext".into(), "eth2".into());
+        let i = NodeIntent::from_desired(&state(), &c);
+        assert!(i.problems.is_empty());
+        assert_eq!(
+            i.bridges["br-ext"].uplink,
+            Some(("eth2".to_string(), BTreeSet::from([UNTAGGED]))),
+            "untagged uplink trunks VLAN 0"
+        );
     }
 }
