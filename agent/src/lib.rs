@@ -4,6 +4,7 @@
 
 pub mod config;
 pub mod controller_client;
+pub mod daemon;
 pub mod intent;
 pub mod ovs_plan;
 pub mod reconciler;

@@ -1,6 +1,7 @@
-//! The reconcile loop, shaped like kube-runtime's: observe → diff against the intent → act →
-//! report, level-triggered. The OVS and Linux sides sit behind small traits so the loop is the
-//! same for the real node and for tests.
+//! The reconcile pass, shaped like kube-runtime's: observe → diff against the intent → act →
+//! report, level-triggered. The OVS and Linux sides sit behind small traits so the pass is the
+//! same for every node; the real implementations are in [`crate::ovsdb_backend`] and
+//! [`crate::linux_backend`].
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -9,23 +10,28 @@ use crate::intent::NodeIntent;
 use crate::ovs_plan::{self, ObservedOvs, OvsChange};
 
 /// Access to this node's OVSDB.
-pub trait OvsBackend {
+pub trait OvsBackend: Send + Sync {
     type Error: std::error::Error + Send + Sync + 'static;
     /// The Bridge/Port/Interface rows the diff needs.
     fn observe(&self) -> impl Future<Output = Result<ObservedOvs, Self::Error>> + Send;
     /// Applies all changes in one transaction.
     fn apply(&self, changes: &[OvsChange]) -> impl Future<Output = Result<(), Self::Error>> + Send;
+    /// Resolves when OVSDB changed (a VM plugged, a server restart) since the last call.
+    fn changed(&self) -> impl Future<Output = ()> + Send;
 }
 
 /// Access to this node's Linux networking (router namespaces, veths, addresses, routes, NAT).
-pub trait LinuxBackend {
+pub trait LinuxBackend: Send + Sync {
     type Error: std::error::Error + Send + Sync + 'static;
-    /// Makes the router instances exactly `routers` (namespace name → intent); returns, per
-    /// namespace, the error that kept it from being ready. Everything else is still applied.
+    /// Makes the router instances exactly `intent.routers` (namespace name → intent) and removes
+    /// the owned ones no longer wanted; returns, per namespace, the error that kept it from
+    /// being ready. Everything else is still applied.
     fn sync_routers(
         &self,
         intent: &NodeIntent,
     ) -> impl Future<Output = Result<BTreeMap<String, Option<String>>, Self::Error>> + Send;
+    /// Probes every router instance's targets (ARP then ICMP echo) from inside its namespace.
+    fn probe(&self, intent: &NodeIntent) -> impl Future<Output = Vec<wire::ProbeResult>> + Send;
 }
 
 /// What one reconcile pass did, for the status report and the tests.
@@ -41,15 +47,22 @@ pub struct PassOutcome {
     pub ovs_error: Option<String>,
 }
 
-/// One level-triggered pass. OVS legs are created before the Linux side plugs into them; a
-/// failure on one side is reported and the other side is still applied.
+impl PassOutcome {
+    /// Whether everything in the intent is in place.
+    pub fn complete(&self) -> bool {
+        self.ovs_error.is_none() && self.routers.values().all(Option::is_none)
+    }
+}
+
+/// One level-triggered pass. Router namespaces and their veths come first, since the OVS ports
+/// of router legs name devices that must exist; a failure on one side is reported and the other
+/// side is still applied.
 pub async fn reconcile_once<O: OvsBackend, L: LinuxBackend>(
     intent: &NodeIntent,
     ovs: &O,
     linux: &L,
 ) -> PassOutcome {
     let mut out = PassOutcome::default();
-    // Router namespaces and veths first: OVS ports for legs name devices that must exist.
     match linux.sync_routers(intent).await {
         Ok(r) => out.routers = r,
         Err(e) => {

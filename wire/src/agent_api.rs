@@ -108,4 +108,8 @@ pub struct StatusReport {
     /// Probe results.
     #[serde(default)]
     pub probes: Vec<ProbeResult>,
+    /// Node-level problems that kept part of the desired state from being applied (a missing
+    /// uplink device, OVSDB unreachable); empty when everything is in place.
+    #[serde(default)]
+    pub errors: Vec<String>,
 }

@@ -162,6 +162,7 @@ fn agent_messages_round_trip() {
             reachable: true,
             latency_us: Some(180),
         }],
+        errors: vec!["bridge br-ext needs an uplink".into()],
     };
     let v = serde_json::to_value(&report).unwrap();
     assert_eq!(v["ports"][0]["status"], json!("ACTIVE"));

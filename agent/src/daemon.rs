@@ -1,0 +1,246 @@
+//! The agent's main loop: register (waiting while the pod does not exist), watch the node's
+//! desired state, and reconcile whenever the desired state, OVSDB or a resync timer says so.
+//! Level-triggered: every pass compares the whole intent with what is there, so a missed event
+//! costs one resync period, never correctness. With no desired state yet (controller down at
+//! start) it changes nothing: the data plane is left as it is.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use wire::{
+    NodeDesiredState, NodeRegistration, PortState, PortStatus, ProbeResult, RouterState,
+    RouterStatus, StatusReport, WatchResponse,
+};
+
+use crate::controller_client::{Backoff, ClientError, ControllerClient};
+use crate::intent::{NodeContext, NodeIntent};
+use crate::reconciler::{reconcile_once, LinuxBackend, OvsBackend, PassOutcome};
+use crate::sd_notify::Notifier;
+
+/// How long one watch long-poll waits on the controller.
+const WATCH_WAIT: Duration = Duration::from_secs(30);
+/// Full resync even when nothing signalled a change (level-triggered safety net).
+const RESYNC: Duration = Duration::from_secs(60);
+/// Quiet time after an OVSDB change before reconciling, so a burst of plugs is one pass.
+const DEBOUNCE: Duration = Duration::from_millis(20);
+
+/// Timing knobs of the loop.
+#[derive(Debug, Clone)]
+pub struct LoopTiming {
+    /// Seconds between probe rounds.
+    pub probe_interval: Duration,
+    /// Full resync period.
+    pub resync: Duration,
+}
+
+impl Default for LoopTiming {
+    fn default() -> Self {
+        LoopTiming {
+            probe_interval: Duration::from_secs(30),
+            resync: RESYNC,
+        }
+    }
+}
+
+/// Builds the status report for the controller from a pass.
+pub fn status_report(
+    node: &str,
+    state: &NodeDesiredState,
+    intent: &NodeIntent,
+    pass: &PassOutcome,
+    probes: &[ProbeResult],
+) -> StatusReport {
+    let mut ports: Vec<PortStatus> = state
+        .ports
+        .keys()
+        .map(|id| PortStatus {
+            port_id: id.clone(),
+            status: if pass.plugged.contains_key(id) && pass.ovs_error.is_none() {
+                PortState::Active
+            } else {
+                PortState::Down
+            },
+            host: node.to_string(),
+        })
+        .collect();
+    ports.sort_by(|a, b| a.port_id.cmp(&b.port_id));
+    let mut routers: Vec<RouterStatus> = intent
+        .routers
+        .iter()
+        .map(|(ns, r)| {
+            let err = pass.routers.get(ns).cloned().flatten();
+            RouterStatus {
+                router_id: r.router_id.clone(),
+                state: if err.is_none() && pass.ovs_error.is_none() {
+                    RouterState::Ready
+                } else {
+                    RouterState::Failed
+                },
+                error: err.or_else(|| pass.ovs_error.clone()),
+            }
+        })
+        .collect();
+    routers.sort_by(|a, b| a.router_id.cmp(&b.router_id));
+    let mut errors = intent.problems.clone();
+    if let Some(e) = &pass.ovs_error {
+        errors.push(format!("OVSDB: {e}"));
+    }
+    StatusReport {
+        node: node.to_string(),
+        revision_applied: state.revision,
+        ports,
+        routers,
+        probes: probes.to_vec(),
+        errors,
+    }
+}
+
+/// Registers until the controller accepts: 404 (pod not created yet) and an unreachable
+/// controller are waited out with capped backoff.
+pub async fn register(client: &ControllerClient, reg: &NodeRegistration) {
+    let mut backoff = Backoff::new(Duration::from_secs(10));
+    loop {
+        match client.register::<_, serde_json::Value>(reg).await {
+            Ok(_) => {
+                tracing::info!(pod = %reg.pod, node = %reg.node, "registered with the controller");
+                return;
+            }
+            Err(e) => {
+                let delay = backoff.next_delay();
+                if e.is_not_found() {
+                    tracing::info!(pod = %reg.pod, retry_in = ?delay, "pod does not exist yet; waiting for it");
+                } else {
+                    tracing::warn!(error = %e, retry_in = ?delay, "registration failed");
+                }
+                tokio::time::sleep(delay).await;
+            }
+        }
+    }
+}
+
+/// Long-polls the node's desired state forever and publishes every new revision on `tx`.
+/// Re-registers when the controller no longer knows the node.
+pub async fn watch_desired(
+    client: ControllerClient,
+    reg: NodeRegistration,
+    tx: watch::Sender<Option<Arc<NodeDesiredState>>>,
+) {
+    register(&client, &reg).await;
+    let mut since = 0u64;
+    let mut backoff = Backoff::new(Duration::from_secs(10));
+    loop {
+        match client.watch::<WatchResponse>(since, WATCH_WAIT).await {
+            Ok(Some(w)) => {
+                backoff.reset();
+                since = w.revision;
+                tracing::debug!(revision = w.revision, "new desired state");
+                if tx.send(Some(Arc::new(w.state))).is_err() {
+                    return;
+                }
+            }
+            Ok(None) => backoff.reset(),
+            Err(e) => {
+                let delay = backoff.next_delay();
+                tracing::warn!(error = %e, retry_in = ?delay, "watching the desired state failed; data plane left as it is");
+                tokio::time::sleep(delay).await;
+                if matches!(&e, ClientError::Status { status: 404, .. }) {
+                    register(&client, &reg).await;
+                    since = 0;
+                }
+            }
+        }
+    }
+}
+
+/// The reconcile loop proper: runs until `shutdown` resolves.
+#[allow(clippy::too_many_arguments)]
+pub async fn reconcile_loop<O: OvsBackend, L: LinuxBackend>(
+    node: String,
+    ctx: NodeContext,
+    mut desired: watch::Receiver<Option<Arc<NodeDesiredState>>>,
+    ovs: O,
+    linux: L,
+    client: Option<ControllerClient>,
+    notifier: Notifier,
+    timing: LoopTiming,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    tokio::pin!(shutdown);
+    let mut ready_sent = false;
+    let mut probes: Vec<ProbeResult> = Vec::new();
+    let mut last_report: Option<StatusReport> = None;
+    let mut resync = tokio::time::interval(timing.resync);
+    let mut probe_tick = tokio::time::interval(timing.probe_interval);
+    let watchdog_every = notifier
+        .watchdog_interval()
+        .unwrap_or(Duration::from_secs(3600));
+    let mut watchdog = tokio::time::interval(watchdog_every);
+    let mut probe_now = false;
+    loop {
+        let mut run_pass = false;
+        tokio::select! {
+            _ = &mut shutdown => {
+                tracing::info!("shutting down; data plane left as it is");
+                notifier.notify("STOPPING=1");
+                return;
+            }
+            r = desired.changed() => {
+                if r.is_err() { return; }
+                run_pass = true;
+                probe_now = true;
+            }
+            _ = ovs.changed() => {
+                tokio::time::sleep(DEBOUNCE).await;
+                run_pass = true;
+            }
+            _ = resync.tick() => run_pass = true,
+            _ = probe_tick.tick() => probe_now = true,
+            _ = watchdog.tick() => notifier.watchdog_ping(),
+        }
+        let Some(state) = desired.borrow_and_update().clone() else {
+            continue;
+        };
+        let intent = NodeIntent::from_desired(&state, &ctx);
+        if !run_pass && !probe_now {
+            continue;
+        }
+        let pass = reconcile_once(&intent, &ovs, &linux).await;
+        if pass.ovs_changes > 0 {
+            probe_now = true;
+        }
+        if probe_now {
+            probes = linux.probe(&intent).await;
+            probe_now = false;
+        }
+        let report = status_report(&node, &state, &intent, &pass, &probes);
+        if !ready_sent && pass.ovs_error.is_none() {
+            notifier.ready();
+            ready_sent = true;
+        }
+        notifier.notify(&format!(
+            "STATUS=revision {} applied, {} OVS changes, {} errors",
+            state.revision,
+            pass.ovs_changes,
+            report.errors.len()
+        ));
+        if let Some(c) = &client {
+            if last_report.as_ref() != Some(&report) {
+                match c.report(&report).await {
+                    Ok(()) => last_report = Some(report),
+                    Err(e) => tracing::warn!(error = %e, "status report failed; will retry"),
+                }
+            }
+        }
+    }
+}
+
+/// Per-port status map used by tests and `--once`: port id → Active/Down.
+pub fn port_states(report: &StatusReport) -> BTreeMap<String, PortState> {
+    report
+        .ports
+        .iter()
+        .map(|p| (p.port_id.clone(), p.status))
+        .collect()
+}
