@@ -118,6 +118,15 @@ pub struct AgentConfig {
     #[arg(long, env = "CROSSPOD_ONCE")]
     pub once: bool,
 
+    /// With --once: apply this desired-state JSON file (a `NodeDesiredState`) instead of
+    /// asking the controller (debugging, and tests of the data plane alone).
+    #[arg(long, env = "CROSSPOD_DESIRED_FILE", requires = "once")]
+    pub desired_file: Option<PathBuf>,
+
+    /// Address of the Prometheus `/metrics` endpoint; empty disables it.
+    #[arg(long, env = "CROSSPOD_METRICS_BIND", default_value = "127.0.0.1:19801")]
+    pub metrics_bind: String,
+
     /// Log format.
     #[arg(long, env = "CROSSPOD_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
@@ -210,10 +219,10 @@ impl AgentConfig {
     fn validate(&self) -> Result<(), ConfigError> {
         self.bridge_map()?;
         self.uplink_map()?;
-        if self.token.is_none() && self.token_file.is_none() {
+        if self.token.is_none() && self.token_file.is_none() && self.desired_file.is_none() {
             return Err(ConfigError::Invalid {
                 option: "token",
-                message: "an agent token is needed: pass --token or --token-file".into(),
+                message: "an agent token is needed: pass --token or --token-file (or --once --desired-file FILE to run without the controller)".into(),
             });
         }
         Ok(())

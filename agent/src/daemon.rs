@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 use wire::{
@@ -16,6 +16,7 @@ use wire::{
 
 use crate::controller_client::{Backoff, ClientError, ControllerClient};
 use crate::intent::{NodeContext, NodeIntent};
+use crate::metrics::AgentMetrics;
 use crate::reconciler::{reconcile_once, LinuxBackend, OvsBackend, PassOutcome};
 use crate::sd_notify::Notifier;
 
@@ -154,82 +155,117 @@ pub async fn watch_desired(
     }
 }
 
-/// The reconcile loop proper: runs until `shutdown` resolves.
-#[allow(clippy::too_many_arguments)]
-pub async fn reconcile_loop<O: OvsBackend, L: LinuxBackend>(
-    node: String,
-    ctx: NodeContext,
-    mut desired: watch::Receiver<Option<Arc<NodeDesiredState>>>,
-    ovs: O,
-    linux: L,
-    client: Option<ControllerClient>,
-    notifier: Notifier,
-    timing: LoopTiming,
-    shutdown: impl std::future::Future<Output = ()>,
-) {
-    tokio::pin!(shutdown);
-    let mut ready_sent = false;
-    let mut probes: Vec<ProbeResult> = Vec::new();
-    let mut last_report: Option<StatusReport> = None;
-    let mut resync = tokio::time::interval(timing.resync);
-    let mut probe_tick = tokio::time::interval(timing.probe_interval);
-    let watchdog_every = notifier
-        .watchdog_interval()
-        .unwrap_or(Duration::from_secs(3600));
-    let mut watchdog = tokio::time::interval(watchdog_every);
-    let mut probe_now = false;
-    loop {
-        let mut run_pass = false;
-        tokio::select! {
-            _ = &mut shutdown => {
-                tracing::info!("shutting down; data plane left as it is");
-                notifier.notify("STOPPING=1");
-                return;
-            }
-            r = desired.changed() => {
-                if r.is_err() { return; }
-                run_pass = true;
-                probe_now = true;
-            }
-            _ = ovs.changed() => {
-                tokio::time::sleep(DEBOUNCE).await;
-                run_pass = true;
-            }
-            _ = resync.tick() => run_pass = true,
-            _ = probe_tick.tick() => probe_now = true,
-            _ = watchdog.tick() => notifier.watchdog_ping(),
-        }
-        let Some(state) = desired.borrow_and_update().clone() else {
-            continue;
+/// One node's agent: the backends and everything the loop needs.
+pub struct Agent<O, L> {
+    /// Node name, as registered.
+    pub node: String,
+    /// How the desired state maps onto this node.
+    pub ctx: NodeContext,
+    /// OVSDB side.
+    pub ovs: O,
+    /// Linux side.
+    pub linux: L,
+    /// Where status goes; `None` for `--once --desired-file`.
+    pub client: Option<ControllerClient>,
+    /// systemd notifications.
+    pub notifier: Notifier,
+    /// Loop timing.
+    pub timing: LoopTiming,
+    /// Exported metrics.
+    pub metrics: Arc<AgentMetrics>,
+}
+
+impl<O: OvsBackend, L: LinuxBackend> Agent<O, L> {
+    /// One full pass for `state`: reconcile, probe if asked, and the report to send.
+    pub async fn apply(
+        &self,
+        state: &NodeDesiredState,
+        probe: bool,
+        last_probes: &mut Vec<ProbeResult>,
+    ) -> (PassOutcome, StatusReport) {
+        let intent = NodeIntent::from_desired(state, &self.ctx);
+        let started = Instant::now();
+        let pass = reconcile_once(&intent, &self.ovs, &self.linux).await;
+        let outcome = if pass.ovs_error.is_some() {
+            "ovs_error"
+        } else if pass.complete() && intent.problems.is_empty() {
+            "ok"
+        } else {
+            "partial"
         };
-        let intent = NodeIntent::from_desired(&state, &ctx);
-        if !run_pass && !probe_now {
-            continue;
+        self.metrics
+            .record_pass(outcome, started.elapsed(), pass.ovs_changes, state.revision);
+        if probe || pass.ovs_changes > 0 {
+            *last_probes = self.linux.probe(&intent).await;
+            self.metrics.record_probes(last_probes);
         }
-        let pass = reconcile_once(&intent, &ovs, &linux).await;
-        if pass.ovs_changes > 0 {
-            probe_now = true;
-        }
-        if probe_now {
-            probes = linux.probe(&intent).await;
+        let report = status_report(&self.node, state, &intent, &pass, last_probes);
+        (pass, report)
+    }
+
+    /// The reconcile loop proper: runs until `shutdown` resolves.
+    pub async fn run(
+        &self,
+        mut desired: watch::Receiver<Option<Arc<NodeDesiredState>>>,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) {
+        tokio::pin!(shutdown);
+        let mut ready_sent = false;
+        let mut probes: Vec<ProbeResult> = Vec::new();
+        let mut last_report: Option<StatusReport> = None;
+        let mut resync = tokio::time::interval(self.timing.resync);
+        let mut probe_tick = tokio::time::interval(self.timing.probe_interval);
+        let watchdog_every = self
+            .notifier
+            .watchdog_interval()
+            .unwrap_or(Duration::from_secs(3600));
+        let mut watchdog = tokio::time::interval(watchdog_every);
+        let mut probe_now = false;
+        loop {
+            let mut run_pass = false;
+            tokio::select! {
+                _ = &mut shutdown => {
+                    tracing::info!("shutting down; data plane left as it is");
+                    self.notifier.notify("STOPPING=1");
+                    return;
+                }
+                r = desired.changed() => {
+                    if r.is_err() { return; }
+                    run_pass = true;
+                    probe_now = true;
+                }
+                _ = self.ovs.changed() => {
+                    tokio::time::sleep(DEBOUNCE).await;
+                    run_pass = true;
+                }
+                _ = resync.tick() => run_pass = true,
+                _ = probe_tick.tick() => probe_now = true,
+                _ = watchdog.tick() => self.notifier.watchdog_ping(),
+            }
+            if !run_pass && !probe_now {
+                continue;
+            }
+            let Some(state) = desired.borrow_and_update().clone() else {
+                continue;
+            };
+            let (pass, report) = self.apply(&state, probe_now, &mut probes).await;
             probe_now = false;
-        }
-        let report = status_report(&node, &state, &intent, &pass, &probes);
-        if !ready_sent && pass.ovs_error.is_none() {
-            notifier.ready();
-            ready_sent = true;
-        }
-        notifier.notify(&format!(
-            "STATUS=revision {} applied, {} OVS changes, {} errors",
-            state.revision,
-            pass.ovs_changes,
-            report.errors.len()
-        ));
-        if let Some(c) = &client {
-            if last_report.as_ref() != Some(&report) {
-                match c.report(&report).await {
-                    Ok(()) => last_report = Some(report),
-                    Err(e) => tracing::warn!(error = %e, "status report failed; will retry"),
+            if !ready_sent && pass.ovs_error.is_none() {
+                self.notifier.ready();
+                ready_sent = true;
+            }
+            self.notifier.notify(&format!(
+                "STATUS=revision {} applied, {} OVS changes, {} errors",
+                state.revision,
+                pass.ovs_changes,
+                report.errors.len()
+            ));
+            if let Some(c) = &self.client {
+                if last_report.as_ref() != Some(&report) {
+                    match c.report(&report).await {
+                        Ok(()) => last_report = Some(report),
+                        Err(e) => tracing::warn!(error = %e, "status report failed; will retry"),
+                    }
                 }
             }
         }

@@ -6,6 +6,7 @@ pub mod config;
 pub mod controller_client;
 pub mod daemon;
 pub mod intent;
+pub mod metrics;
 pub mod ovs_plan;
 pub mod reconciler;
 pub mod sd_notify;

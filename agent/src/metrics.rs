@@ -1,0 +1,220 @@
+//! Prometheus metrics of the agent and the tiny HTTP endpoint that serves them (`GET /metrics`).
+//! The endpoint is deliberately minimal (one route, HTTP/1.0 semantics, connection closed after
+//! each answer): Prometheus is its only client.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+type Labels = Vec<(String, String)>;
+
+/// Every metric the agent exports.
+pub struct AgentMetrics {
+    registry: Registry,
+    /// Reconcile passes by outcome (`ok`, `partial`, `ovs_error`).
+    pub passes: Family<Labels, Counter>,
+    /// Duration of reconcile passes.
+    pub pass_seconds: Histogram,
+    /// OVSDB changes applied.
+    pub ovs_changes: Counter,
+    /// Desired-state revision last applied.
+    pub revision: Gauge,
+    /// Probe reachability (1/0) by router and target.
+    pub probe_up: Family<Labels, Gauge>,
+    /// Probe round-trip time in microseconds by router and target.
+    pub probe_rtt_us: Family<Labels, Gauge>,
+}
+
+impl Default for AgentMetrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl AgentMetrics {
+    /// Registers every metric under the `crosspod_agent` prefix.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("crosspod_agent");
+        let passes = Family::<Labels, Counter>::default();
+        registry.register(
+            "reconcile_passes",
+            "Reconcile passes by outcome",
+            passes.clone(),
+        );
+        let pass_seconds =
+            Histogram::new([0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 30.0].into_iter());
+        registry.register(
+            "reconcile_duration_seconds",
+            "Duration of one reconcile pass",
+            pass_seconds.clone(),
+        );
+        let ovs_changes = Counter::default();
+        registry.register(
+            "ovsdb_changes",
+            "OVSDB changes applied by the agent",
+            ovs_changes.clone(),
+        );
+        let revision = Gauge::default();
+        registry.register(
+            "desired_revision",
+            "Revision of the desired state last applied",
+            revision.clone(),
+        );
+        let probe_up = Family::<Labels, Gauge>::default();
+        registry.register(
+            "probe_reachable",
+            "Whether a probe target answered (1) or not (0)",
+            probe_up.clone(),
+        );
+        let probe_rtt_us = Family::<Labels, Gauge>::default();
+        registry.register(
+            "probe_rtt_microseconds",
+            "Round-trip time of the last successful probe",
+            probe_rtt_us.clone(),
+        );
+        AgentMetrics {
+            registry,
+            passes,
+            pass_seconds,
+            ovs_changes,
+            revision,
+            probe_up,
+            probe_rtt_us,
+        }
+    }
+
+    /// Records one pass.
+    pub fn record_pass(&self, outcome: &str, took: Duration, ovs_changes: usize, revision: u64) {
+        self.passes
+            .get_or_create(&vec![("outcome".into(), outcome.into())])
+            .inc();
+        self.pass_seconds.observe(took.as_secs_f64());
+        self.ovs_changes.inc_by(ovs_changes as u64);
+        self.revision.set(revision as i64);
+    }
+
+    /// Records a probe round.
+    pub fn record_probes(&self, probes: &[wire::ProbeResult]) {
+        self.probe_up.clear();
+        self.probe_rtt_us.clear();
+        for p in probes {
+            let labels = vec![
+                ("router_id".to_string(), p.router_id.clone()),
+                ("target".to_string(), p.target.to_string()),
+            ];
+            self.probe_up
+                .get_or_create(&labels)
+                .set(i64::from(p.reachable));
+            if let Some(us) = p.latency_us {
+                self.probe_rtt_us.get_or_create(&labels).set(us as i64);
+            }
+        }
+    }
+
+    /// The text exposition format.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = encode(&mut out, &self.registry);
+        out
+    }
+}
+
+/// Serves `GET /metrics` on `listener` until the task is dropped.
+pub async fn serve(listener: TcpListener, metrics: Arc<AgentMetrics>) {
+    loop {
+        let Ok((mut sock, peer)) = listener.accept().await else {
+            continue;
+        };
+        let metrics = metrics.clone();
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 4096];
+            let mut n = 0;
+            // Read until the end of the request head (or 4 KiB, or 5 s).
+            let read = tokio::time::timeout(Duration::from_secs(5), async {
+                while n < buf.len() {
+                    match sock.read(&mut buf[n..]).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(k) => n += k,
+                    }
+                    if buf[..n].windows(4).any(|w| w == b"\r\n\r\n") {
+                        break;
+                    }
+                }
+            })
+            .await;
+            if read.is_err() {
+                return;
+            }
+            let head = String::from_utf8_lossy(&buf[..n]);
+            let first = head.lines().next().unwrap_or_default();
+            let (status, ctype, body) = if first.starts_with("GET /metrics ") {
+                (
+                    "200 OK",
+                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                    metrics.render(),
+                )
+            } else {
+                tracing::debug!(%peer, request = %first, "metrics: unknown request");
+                (
+                    "404 Not Found",
+                    "text/plain",
+                    "only GET /metrics here\n".into(),
+                )
+            };
+            let resp = format!(
+                "HTTP/1.1 {status}\r\ncontent-type: {ctype}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = sock.write_all(resp.as_bytes()).await;
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn metrics_are_served_over_http() {
+        let m = Arc::new(AgentMetrics::new());
+        m.record_pass("ok", Duration::from_millis(3), 5, 7);
+        m.record_probes(&[wire::ProbeResult {
+            router_id: "r1".into(),
+            target: "100.0.0.3".parse().unwrap(),
+            reachable: true,
+            latency_us: Some(250),
+        }]);
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let server = tokio::spawn(serve(l, m));
+        let body = reqwest::get(format!("http://{addr}/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(
+            body.contains("crosspod_agent_ovsdb_changes_total 5"),
+            "{body}"
+        );
+        assert!(body.contains("crosspod_agent_desired_revision 7"), "{body}");
+        assert!(
+            body.contains(
+                r#"crosspod_agent_probe_rtt_microseconds{router_id="r1",target="100.0.0.3"} 250"#
+            ),
+            "{body}"
+        );
+        let r = reqwest::get(format!("http://{addr}/other")).await.unwrap();
+        assert_eq!(r.status(), 404);
+        server.abort();
+    }
+}
