@@ -1,0 +1,2 @@
+//! Route installation benchmark (filled in below).
+fn main() {}

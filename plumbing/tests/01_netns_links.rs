@@ -1,0 +1,128 @@
+//! Namespaces and links, in real namespaces.
+
+mod common;
+
+use common::{require_root, unique, NsGuard};
+use plumbing::link::{format_mac, validate_ifname};
+use plumbing::{netns, Error, Handle, Netns, VethEnd, VethSpec};
+
+#[test]
+fn namespace_create_list_run_delete() {
+    require_root();
+    let name = unique("n");
+    assert!(netns::create(&name).unwrap());
+    let guard = NsGuard { name: name.clone() };
+    assert!(!netns::create(&name).unwrap(), "second create is a no-op");
+    assert!(netns::list().unwrap().contains(&name));
+    assert!(std::path::Path::new("/run/netns").join(&name).exists());
+
+    // Inside, only loopback exists and it is up; the thread's namespace differs from ours.
+    let mut h = Handle::new(&guard.ns()).unwrap();
+    let links = h.links().unwrap();
+    assert_eq!(links.len(), 1, "{links:?}");
+    assert_eq!(links[0].name, "lo");
+    assert!(links[0].up);
+    let inside = netns::run_in(&guard.ns(), || {
+        std::fs::read_link("/proc/thread-self/ns/net").unwrap()
+    })
+    .unwrap();
+    let outside = std::fs::read_link("/proc/thread-self/ns/net").unwrap();
+    assert_ne!(inside, outside);
+
+    drop(guard);
+    assert!(!netns::exists(&name));
+    assert!(!netns::list().unwrap().contains(&name));
+    assert!(!netns::delete(&name).unwrap(), "deleting twice is a no-op");
+    assert!(matches!(
+        Handle::new(&Netns::named(&name)),
+        Err(Error::NoSuchNetns { .. })
+    ));
+}
+
+#[test]
+fn veth_ends_created_in_their_namespaces_and_changed() {
+    let a = NsGuard::new("a");
+    let b = NsGuard::new("b");
+    let spec = VethSpec {
+        a: VethEnd {
+            mtu: Some(1400),
+            mac: Some([0x02, 0, 0, 0, 0xaa, 0x01]),
+            ..VethEnd::new("va", a.ns())
+        },
+        b: VethEnd::new("vb", b.ns()),
+        owner: "test".into(),
+    };
+    plumbing::link::create_veth(&spec).unwrap();
+    let mut ha = Handle::new(&a.ns()).unwrap();
+    let mut hb = Handle::new(&b.ns()).unwrap();
+    let la = ha.link("va").unwrap().expect("va in a");
+    assert!(la.owned() && la.up && la.mtu == 1400);
+    assert_eq!(la.owner(), Some("test"));
+    assert_eq!(format_mac(&la.mac.unwrap()), "02:00:00:00:aa:01");
+    assert_eq!(la.kind.as_deref(), Some("veth"));
+    assert!(hb.link("vb").unwrap().unwrap().owned());
+    assert!(ha.link("vb").unwrap().is_none(), "peer not in a");
+    // Nothing appeared in our own namespace.
+    let mut root = Handle::new(&Netns::Current).unwrap();
+    assert!(root.link("va").unwrap().is_none() && root.link("vb").unwrap().is_none());
+
+    // ensure_veth on the existing pair changes nothing.
+    assert!(!plumbing::link::ensure_veth(&spec).unwrap().changed());
+
+    // rename, MTU, MAC, down/up.
+    ha.set_link("va")
+        .rename("va2")
+        .mtu(1300)
+        .mac([0x02, 0, 0, 0, 0xaa, 0x02])
+        .down()
+        .apply()
+        .unwrap();
+    let l = ha.link("va2").unwrap().unwrap();
+    assert_eq!((l.mtu, l.up), (1300, false));
+    assert_eq!(format_mac(&l.mac.unwrap()), "02:00:00:00:aa:02");
+    assert!(ha.link("va").unwrap().is_none());
+    ha.set_link("va2").up().apply().unwrap();
+    assert!(ha.link("va2").unwrap().unwrap().up);
+
+    // Deleting one end removes the pair.
+    assert!(ha.delete_link("va2", false).unwrap());
+    assert!(hb.link("vb").unwrap().is_none());
+    assert!(!ha.delete_link("va2", false).unwrap());
+}
+
+#[test]
+fn unowned_links_are_refused_unless_forced() {
+    let a = NsGuard::new("u");
+    let mut h = Handle::new(&a.ns()).unwrap();
+    let err = h.set_link("lo").mtu(1500).apply().unwrap_err();
+    assert!(matches!(err, Error::NotOwned { .. }), "{err}");
+    assert!(err.to_string().contains("not owned by crosspod"), "{err}");
+    assert!(matches!(
+        h.delete_link("lo", false),
+        Err(Error::NotOwned { .. })
+    ));
+    assert_eq!(h.link("lo").unwrap().unwrap().mtu, 65536, "lo untouched");
+    h.set_link("lo").force().mtu(65000).apply().unwrap();
+    assert_eq!(h.link("lo").unwrap().unwrap().mtu, 65000);
+}
+
+#[test]
+fn names_over_15_bytes_are_refused_before_any_change() {
+    let a = NsGuard::new("l");
+    let b = NsGuard::new("m");
+    assert!(validate_ifname("exactly15bytes_").is_ok());
+    let err = validate_ifname("sixteen_bytes_xx").unwrap_err();
+    assert!(matches!(err, Error::NameTooLong { len: 16, .. }), "{err}");
+    let mut ha = Handle::new(&a.ns()).unwrap();
+    let mut hb = Handle::new(&b.ns()).unwrap();
+    let before = (ha.links().unwrap(), hb.links().unwrap());
+    let spec = VethSpec {
+        a: VethEnd::new("ok0", a.ns()),
+        b: VethEnd::new("this_name_is_too_long", b.ns()),
+        owner: "test".into(),
+    };
+    let err = plumbing::link::create_veth(&spec).unwrap_err();
+    assert!(err.to_string().contains("at most 15"), "{err}");
+    assert!(plumbing::link::ensure_veth(&spec).is_err());
+    assert_eq!(before, (ha.links().unwrap(), hb.links().unwrap()));
+}
