@@ -6,12 +6,15 @@
 //! crosspod only touches what it marks: links by the alias `crosspod:<owner>`, routes by the
 //! route protocol [`route::CROSSPOD_PROTO`], NAT by the table `ip crosspod`.
 
+pub mod addr;
 pub mod error;
 pub mod link;
 pub mod netlink;
 pub mod netns;
+pub mod route;
 
 pub use error::{Error, Result};
 pub use link::{Changed, Link, VethEnd, VethSpec};
 pub use netlink::Handle;
 pub use netns::Netns;
+pub use route::{Route, RouteEntry, RouteSync, CROSSPOD_PROTO};
