@@ -196,17 +196,18 @@ impl RouteSync {
 }
 
 fn header(family_of: &IpNet, table: u32) -> RouteHeader {
-    let mut h = RouteHeader::default();
-    h.address_family = if family_of.addr().is_ipv4() {
-        AddressFamily::Inet
-    } else {
-        AddressFamily::Inet6
-    };
-    h.destination_prefix_length = family_of.prefix_len();
-    h.table = if table < 256 { table as u8 } else { 0 };
-    h.protocol = RouteProtocol::from(CROSSPOD_PROTO);
-    h.kind = RouteType::Unicast;
-    h
+    RouteHeader {
+        address_family: if family_of.addr().is_ipv4() {
+            AddressFamily::Inet
+        } else {
+            AddressFamily::Inet6
+        },
+        destination_prefix_length: family_of.prefix_len(),
+        table: if table < 256 { table as u8 } else { 0 },
+        protocol: RouteProtocol::from(CROSSPOD_PROTO),
+        kind: RouteType::Unicast,
+        ..Default::default()
+    }
 }
 
 fn add_message(r: &Route, oif: Option<u32>) -> RouteMessage {
