@@ -9,12 +9,17 @@
 pub mod addr;
 pub mod error;
 pub mod link;
+pub mod nat;
 pub mod netlink;
 pub mod netns;
+pub mod probe;
 pub mod route;
+pub mod sysctl;
 
 pub use error::{Error, Result};
 pub use link::{Changed, Link, VethEnd, VethSpec};
+pub use nat::{FloatingIp, NatSpec, Snat};
 pub use netlink::Handle;
 pub use netns::Netns;
+pub use probe::{ProbeOptions, ProbeResult, ProbeStatus};
 pub use route::{Route, RouteEntry, RouteSync, CROSSPOD_PROTO};

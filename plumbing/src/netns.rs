@@ -329,7 +329,6 @@ fn enter(fd: &OwnedFd, ns: &Netns) -> Result<()> {
 
 /// Runs a command inside `ns`: the child joins the namespace between fork and exec. Used for
 /// `nft`, which has no stable Rust netlink binding.
-#[allow(dead_code)] // used by the NAT module
 pub(crate) fn command_in(ns: &Netns, program: &str) -> Result<std::process::Command> {
     use std::os::unix::process::CommandExt;
     let fd = ns.open()?;

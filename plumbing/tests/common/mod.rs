@@ -51,3 +51,87 @@ impl Drop for NsGuard {
         }
     }
 }
+
+use std::net::{SocketAddr, TcpListener};
+use std::time::{Duration, Instant};
+
+use plumbing::{Handle, VethEnd, VethSpec};
+
+/// vm --- router --- ext, as the lab recipe's north-south path:
+/// vm `eth0` 10.0.1.11/24 (default via 10.0.1.1) <-> router `qr` 10.0.1.1/24;
+/// router `qg` 163.3.124.10/24 <-> ext `eth0` 163.3.124.1/24 (ext has no route to 10.0.1.0/24).
+pub struct Lab {
+    pub vm: NsGuard,
+    pub router: NsGuard,
+    pub ext: NsGuard,
+}
+
+pub fn ip4(s: &str) -> std::net::Ipv4Addr {
+    s.parse().unwrap()
+}
+
+impl Lab {
+    pub fn new() -> Lab {
+        let vm = NsGuard::new("v");
+        let router = NsGuard::new("r");
+        let ext = NsGuard::new("e");
+        for (a, b) in [
+            (
+                VethEnd::new("eth0", vm.ns()),
+                VethEnd::new("qr", router.ns()),
+            ),
+            (
+                VethEnd::new("qg", router.ns()),
+                VethEnd::new("eth0", ext.ns()),
+            ),
+        ] {
+            plumbing::link::create_veth(&VethSpec {
+                a,
+                b,
+                owner: "test".into(),
+            })
+            .expect("create veth");
+        }
+        let mut h = Handle::new(&vm.ns()).unwrap();
+        h.add_address("eth0", "10.0.1.11/24".parse().unwrap())
+            .unwrap();
+        h.add_route(
+            &plumbing::Route::new("0.0.0.0/0".parse().unwrap()).via("10.0.1.1".parse().unwrap()),
+        )
+        .unwrap();
+        let mut h = Handle::new(&router.ns()).unwrap();
+        h.add_address("qr", "10.0.1.1/24".parse().unwrap()).unwrap();
+        h.add_address("qg", "163.3.124.10/24".parse().unwrap())
+            .unwrap();
+        plumbing::sysctl::set_forwarding(&router.ns(), true, false).unwrap();
+        let mut h = Handle::new(&ext.ns()).unwrap();
+        h.add_address("eth0", "163.3.124.1/24".parse().unwrap())
+            .unwrap();
+        Lab { vm, router, ext }
+    }
+}
+
+/// A TCP listener created inside `ns` (the socket stays in that namespace).
+pub fn listen_in(ns: &plumbing::Netns, addr: &str) -> TcpListener {
+    let addr: SocketAddr = addr.parse().unwrap();
+    let l = plumbing::netns::run_in(ns, || TcpListener::bind(addr))
+        .unwrap()
+        .expect("bind listener");
+    l.set_nonblocking(true).unwrap();
+    l
+}
+
+/// The peer address of the next connection accepted within `timeout`.
+pub fn accept_peer(l: &TcpListener, timeout: Duration) -> Option<SocketAddr> {
+    let start = Instant::now();
+    while start.elapsed() < timeout {
+        match l.accept() {
+            Ok((_, peer)) => return Some(peer),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                std::thread::sleep(Duration::from_millis(10))
+            }
+            Err(e) => panic!("accept: {e}"),
+        }
+    }
+    None
+}

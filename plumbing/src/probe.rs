@@ -1,0 +1,355 @@
+//! Probes from inside a namespace out of a given interface: ARP request/reply over a pnet
+//! datalink channel, ICMP echo over a raw socket bound to the interface (packets built and
+//! parsed with pnet), and TCP connect. Each attempt has a timeout; attempts are retried; the
+//! result is structured (ok / timeout / failed) with the measured round-trip time.
+//!
+//! Every probe runs on a dedicated thread inside the namespace, so it can be called from any
+//! thread (from async code, through `spawn_blocking`).
+
+use std::io::Read;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::time::{Duration, Instant};
+
+use pnet_datalink::{Channel, Config, NetworkInterface};
+use pnet_packet::arp::{ArpHardwareTypes, ArpOperations, ArpPacket, MutableArpPacket};
+use pnet_packet::ethernet::{EtherTypes, EthernetPacket, MutableEthernetPacket};
+use pnet_packet::icmp::echo_reply::EchoReplyPacket;
+use pnet_packet::icmp::echo_request::MutableEchoRequestPacket;
+use pnet_packet::icmp::{IcmpPacket, IcmpTypes};
+use pnet_packet::ipv4::Ipv4Packet;
+use pnet_packet::{MutablePacket, Packet};
+use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+
+use crate::error::{Error, Result};
+use crate::link::{validate_ifname, Mac};
+use crate::netns::{run_in, Netns};
+
+/// How long to wait per attempt and how often to retry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProbeOptions {
+    /// Wait for an answer this long per attempt.
+    pub timeout: Duration,
+    /// Extra attempts after the first one times out.
+    pub retries: u32,
+}
+
+impl Default for ProbeOptions {
+    fn default() -> Self {
+        ProbeOptions {
+            timeout: Duration::from_secs(1),
+            retries: 2,
+        }
+    }
+}
+
+/// How a probe ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProbeStatus {
+    /// An answer came back.
+    Ok,
+    /// Every attempt timed out.
+    Timeout,
+    /// A definite negative answer (connection refused, no route to host...).
+    Failed(String),
+}
+
+/// The outcome of one probe.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProbeResult {
+    /// Ok, timeout or failed.
+    pub status: ProbeStatus,
+    /// Round-trip time of the answered attempt.
+    pub rtt: Option<Duration>,
+    /// Attempts made.
+    pub attempts: u32,
+    /// For ARP: the MAC that answered.
+    pub mac: Option<Mac>,
+}
+
+impl ProbeResult {
+    /// Whether the target answered.
+    pub fn ok(&self) -> bool {
+        self.status == ProbeStatus::Ok
+    }
+
+    fn answered(rtt: Duration, attempts: u32, mac: Option<Mac>) -> ProbeResult {
+        ProbeResult {
+            status: ProbeStatus::Ok,
+            rtt: Some(rtt),
+            attempts,
+            mac,
+        }
+    }
+
+    fn negative(status: ProbeStatus, attempts: u32) -> ProbeResult {
+        ProbeResult {
+            status,
+            rtt: None,
+            attempts,
+            mac: None,
+        }
+    }
+}
+
+fn setup_err(
+    kind: &'static str,
+    target: impl ToString,
+    ifname: &str,
+    ns: &Netns,
+) -> impl Fn(String) -> Error {
+    let target = target.to_string();
+    let ifname = ifname.to_string();
+    let ns = ns.display_name().to_string();
+    move |detail| Error::Probe {
+        kind,
+        target: target.clone(),
+        ifname: ifname.clone(),
+        ns: ns.clone(),
+        detail,
+    }
+}
+
+fn find_interface(name: &str) -> Option<NetworkInterface> {
+    pnet_datalink::interfaces()
+        .into_iter()
+        .find(|i| i.name == name)
+}
+
+/// ARP request for `target` out of `ifname` in `ns`; ok when `target` replies (its MAC is
+/// returned). The sender address is the interface's first IPv4 address.
+pub fn arp(ns: &Netns, ifname: &str, target: Ipv4Addr, opts: &ProbeOptions) -> Result<ProbeResult> {
+    validate_ifname(ifname)?;
+    let err = setup_err("arp", target, ifname, ns);
+    run_in(ns, || -> Result<ProbeResult> {
+        let iface = find_interface(ifname).ok_or_else(|| err("no such interface".into()))?;
+        let src_mac = iface
+            .mac
+            .ok_or_else(|| err("interface has no MAC".into()))?;
+        let src_ip = iface
+            .ips
+            .iter()
+            .find_map(|n| match n.ip() {
+                IpAddr::V4(v4) => Some(v4),
+                _ => None,
+            })
+            .ok_or_else(|| err("interface has no IPv4 address".into()))?;
+        let config = Config {
+            read_timeout: Some(Duration::from_millis(20)),
+            ..Config::default()
+        };
+        let (mut tx, mut rx) = match pnet_datalink::channel(&iface, config) {
+            Ok(Channel::Ethernet(tx, rx)) => (tx, rx),
+            Ok(_) => return Err(err("unexpected channel type".into())),
+            Err(e) => return Err(err(format!("opening a datalink channel: {e}"))),
+        };
+        let mut frame = [0u8; 42];
+        {
+            let mut eth = MutableEthernetPacket::new(&mut frame).expect("42 bytes");
+            eth.set_destination(pnet_datalink::MacAddr::broadcast());
+            eth.set_source(src_mac);
+            eth.set_ethertype(EtherTypes::Arp);
+            let mut a = MutableArpPacket::new(eth.payload_mut()).expect("28 bytes");
+            a.set_hardware_type(ArpHardwareTypes::Ethernet);
+            a.set_protocol_type(EtherTypes::Ipv4);
+            a.set_hw_addr_len(6);
+            a.set_proto_addr_len(4);
+            a.set_operation(ArpOperations::Request);
+            a.set_sender_hw_addr(src_mac);
+            a.set_sender_proto_addr(src_ip);
+            a.set_target_hw_addr(pnet_datalink::MacAddr::zero());
+            a.set_target_proto_addr(target);
+        }
+        let attempts = opts.retries + 1;
+        for attempt in 1..=attempts {
+            let sent = Instant::now();
+            match tx.send_to(&frame, None) {
+                Some(Ok(())) => {}
+                Some(Err(e)) => {
+                    return Ok(ProbeResult::negative(
+                        ProbeStatus::Failed(e.to_string()),
+                        attempt,
+                    ))
+                }
+                None => return Err(err("datalink sender refused the frame".into())),
+            }
+            while sent.elapsed() < opts.timeout {
+                let data = match rx.next() {
+                    Ok(d) => d,
+                    Err(e)
+                        if matches!(
+                            e.kind(),
+                            std::io::ErrorKind::TimedOut
+                                | std::io::ErrorKind::WouldBlock
+                                | std::io::ErrorKind::Interrupted
+                        ) =>
+                    {
+                        continue
+                    }
+                    Err(e) => return Err(err(format!("reading frames: {e}"))),
+                };
+                let Some(eth) = EthernetPacket::new(data) else {
+                    continue;
+                };
+                if eth.get_ethertype() != EtherTypes::Arp {
+                    continue;
+                }
+                let Some(reply) = ArpPacket::new(eth.payload()) else {
+                    continue;
+                };
+                if reply.get_operation() == ArpOperations::Reply
+                    && reply.get_sender_proto_addr() == target
+                {
+                    let m = reply.get_sender_hw_addr();
+                    return Ok(ProbeResult::answered(
+                        sent.elapsed(),
+                        attempt,
+                        Some([m.0, m.1, m.2, m.3, m.4, m.5]),
+                    ));
+                }
+            }
+        }
+        Ok(ProbeResult::negative(ProbeStatus::Timeout, attempts))
+    })?
+}
+
+static ICMP_ID: AtomicU16 = AtomicU16::new(0);
+
+/// ICMP echo to `target` out of `ifname` in `ns` (raw socket bound to the interface); ok with
+/// the round-trip time when the matching echo reply comes back.
+pub fn icmp(
+    ns: &Netns,
+    ifname: &str,
+    target: Ipv4Addr,
+    opts: &ProbeOptions,
+) -> Result<ProbeResult> {
+    validate_ifname(ifname)?;
+    let err = setup_err("icmp", target, ifname, ns);
+    let ident = (std::process::id() as u16)
+        .wrapping_mul(31)
+        .wrapping_add(ICMP_ID.fetch_add(1, Ordering::Relaxed));
+    run_in(ns, || -> Result<ProbeResult> {
+        let mut sock = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::ICMPV4))
+            .map_err(|e| err(format!("raw ICMP socket: {e}")))?;
+        sock.bind_device(Some(ifname.as_bytes()))
+            .map_err(|e| err(format!("binding to the interface: {e}")))?;
+        let dest = SockAddr::from(SocketAddrV4::new(target, 0));
+        let attempts = opts.retries + 1;
+        let mut buf = [0u8; 1500];
+        for attempt in 1..=attempts {
+            let seq = attempt as u16;
+            let mut pkt = [0u8; 8 + 16];
+            {
+                let mut req = MutableEchoRequestPacket::new(&mut pkt).expect("24 bytes");
+                req.set_icmp_type(IcmpTypes::EchoRequest);
+                req.set_identifier(ident);
+                req.set_sequence_number(seq);
+                req.set_payload(b"crosspod-probe!!");
+                let sum = pnet_packet::util::checksum(req.packet(), 1);
+                req.set_checksum(sum);
+            }
+            let sent = Instant::now();
+            if let Err(e) = sock.send_to(&pkt, &dest) {
+                return Ok(ProbeResult::negative(
+                    ProbeStatus::Failed(e.to_string()),
+                    attempt,
+                ));
+            }
+            loop {
+                let left = opts.timeout.saturating_sub(sent.elapsed());
+                if left.is_zero() {
+                    break;
+                }
+                sock.set_read_timeout(Some(left.max(Duration::from_millis(1))))
+                    .map_err(|e| err(format!("setting the timeout: {e}")))?;
+                let n = match sock.read(&mut buf) {
+                    Ok(n) => n,
+                    Err(e)
+                        if matches!(
+                            e.kind(),
+                            std::io::ErrorKind::TimedOut
+                                | std::io::ErrorKind::WouldBlock
+                                | std::io::ErrorKind::Interrupted
+                        ) =>
+                    {
+                        continue
+                    }
+                    Err(e) => {
+                        return Ok(ProbeResult::negative(
+                            ProbeStatus::Failed(e.to_string()),
+                            attempt,
+                        ))
+                    }
+                };
+                let Some(ip) = Ipv4Packet::new(&buf[..n]) else {
+                    continue;
+                };
+                if ip.get_source() != target {
+                    continue;
+                }
+                let hl = ip.get_header_length() as usize * 4;
+                let Some(icmp) = IcmpPacket::new(&buf[hl.min(n)..n]) else {
+                    continue;
+                };
+                if icmp.get_icmp_type() != IcmpTypes::EchoReply {
+                    continue;
+                }
+                let Some(reply) = EchoReplyPacket::new(icmp.packet()) else {
+                    continue;
+                };
+                if reply.get_identifier() == ident && reply.get_sequence_number() == seq {
+                    return Ok(ProbeResult::answered(sent.elapsed(), attempt, None));
+                }
+            }
+        }
+        Ok(ProbeResult::negative(ProbeStatus::Timeout, attempts))
+    })?
+}
+
+/// TCP connect to `target` from `ns`, optionally bound to `ifname`; ok with the time the
+/// handshake took. A refusal is a definite [`ProbeStatus::Failed`] and is not retried.
+pub fn tcp(
+    ns: &Netns,
+    ifname: Option<&str>,
+    target: SocketAddr,
+    opts: &ProbeOptions,
+) -> Result<ProbeResult> {
+    if let Some(i) = ifname {
+        validate_ifname(i)?;
+    }
+    let err = setup_err("tcp", target, ifname.unwrap_or(""), ns);
+    run_in(ns, || -> Result<ProbeResult> {
+        let attempts = opts.retries + 1;
+        for attempt in 1..=attempts {
+            let sock = Socket::new(
+                Domain::for_address(target),
+                Type::STREAM,
+                Some(Protocol::TCP),
+            )
+            .map_err(|e| err(format!("socket: {e}")))?;
+            if let Some(i) = ifname {
+                sock.bind_device(Some(i.as_bytes()))
+                    .map_err(|e| err(format!("binding to the interface: {e}")))?;
+            }
+            let start = Instant::now();
+            match sock.connect_timeout(&SockAddr::from(target), opts.timeout) {
+                Ok(()) => return Ok(ProbeResult::answered(start.elapsed(), attempt, None)),
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock
+                    ) =>
+                {
+                    continue
+                }
+                Err(e) => {
+                    return Ok(ProbeResult::negative(
+                        ProbeStatus::Failed(e.to_string()),
+                        attempt,
+                    ))
+                }
+            }
+        }
+        Ok(ProbeResult::negative(ProbeStatus::Timeout, attempts))
+    })?
+}
