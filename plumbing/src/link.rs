@@ -1,7 +1,10 @@
 //! Links: veth pairs created with each end directly in its namespace, rename, MTU, MAC,
 //! up/down, delete, list. crosspod marks what it owns with the interface alias
-//! `crosspod:<owner>` ([`OWNER_ALIAS_PREFIX`]) and refuses to change any other link unless the
-//! caller says `force`.
+//! `crosspod:<owner>` ([`OWNER_ALIAS_PREFIX`]) and the link group [`CROSSPOD_LINK_GROUP`], and
+//! refuses to change any other link unless the caller says `force`. The group is set in the
+//! create request itself (the kernel ignores an alias there), so a pair whose creator died
+//! before writing the alias is still recognisably crosspod's and gets its alias on the next
+//! [`ensure_veth`].
 
 use std::os::fd::AsRawFd;
 
@@ -17,6 +20,9 @@ use crate::netns::Netns;
 
 /// Aliases of links crosspod owns start with this.
 pub const OWNER_ALIAS_PREFIX: &str = "crosspod:";
+
+/// The link group (`ip link ... group`) of links crosspod creates: set atomically at creation.
+pub const CROSSPOD_LINK_GROUP: u32 = 0x6370_6f64; // "cpod"
 
 /// Longest interface name Linux accepts (IFNAMSIZ - 1).
 pub const IFNAME_MAX: usize = 15;
@@ -90,14 +96,19 @@ pub struct Link {
     pub up: bool,
     /// Link kind (`veth`, `dummy`, ...), when the driver reports one.
     pub kind: Option<String>,
+    /// Link group (`IFLA_GROUP`).
+    pub group: u32,
 }
 
 impl Link {
-    /// Whether crosspod owns this link (its alias starts with `crosspod:`).
+    /// Whether crosspod owns this link (its alias starts with `crosspod:`, or it is in the
+    /// crosspod link group).
     pub fn owned(&self) -> bool {
-        self.alias
-            .as_deref()
-            .is_some_and(|a| a.starts_with(OWNER_ALIAS_PREFIX))
+        self.group == CROSSPOD_LINK_GROUP
+            || self
+                .alias
+                .as_deref()
+                .is_some_and(|a| a.starts_with(OWNER_ALIAS_PREFIX))
     }
 
     /// The owner tag after `crosspod:`, when owned.
@@ -114,12 +125,14 @@ impl Link {
             mac: None,
             up: m.header.flags.contains(LinkFlags::Up),
             kind: None,
+            group: 0,
         };
         for a in &m.attributes {
             match a {
                 LinkAttribute::IfName(n) => link.name = n.clone(),
                 LinkAttribute::IfAlias(s) if !s.is_empty() => link.alias = Some(s.clone()),
                 LinkAttribute::Mtu(v) => link.mtu = *v,
+                LinkAttribute::Group(g) => link.group = *g,
                 LinkAttribute::Address(a) if a.len() == 6 => {
                     link.mac = Some(a.as_slice().try_into().expect("6 bytes"))
                 }
@@ -193,6 +206,7 @@ impl Changed {
 fn veth_end_message(end: &VethEnd, ns_fd: i32) -> LinkMessage {
     let mut m = LinkMessage::default();
     m.attributes.push(LinkAttribute::IfName(end.name.clone()));
+    m.attributes.push(LinkAttribute::Group(CROSSPOD_LINK_GROUP));
     m.attributes.push(LinkAttribute::NetNsFd(ns_fd));
     if let Some(mtu) = end.mtu {
         m.attributes.push(LinkAttribute::Mtu(mtu));
@@ -271,6 +285,11 @@ pub fn ensure_veth(spec: &VethSpec) -> Result<Changed> {
             for (h, l, end) in [(&mut ha, la, &spec.a), (&mut hb, lb, &spec.b)] {
                 let mut req = h.set_link(&end.name);
                 let mut any = false;
+                let alias = format!("{OWNER_ALIAS_PREFIX}{}", spec.owner);
+                if l.alias.as_deref() != Some(alias.as_str()) {
+                    req = req.owner(&spec.owner);
+                    any = true;
+                }
                 if !l.up {
                     req = req.up();
                     any = true;
@@ -343,7 +362,7 @@ impl LinkRequest<'_> {
         self.rename = Some(new_name.into());
         self
     }
-    /// Mark the link as owned by `owner` (alias `crosspod:<owner>`).
+    /// Mark the link as owned by `owner` (alias `crosspod:<owner>`, crosspod link group).
     pub fn owner(mut self, owner: &str) -> Self {
         self.alias = Some(format!("{OWNER_ALIAS_PREFIX}{owner}"));
         self
@@ -386,6 +405,7 @@ impl LinkRequest<'_> {
             }
             if let Some(a) = alias {
                 m.attributes.push(LinkAttribute::IfAlias(a));
+                m.attributes.push(LinkAttribute::Group(CROSSPOD_LINK_GROUP));
             }
         })?;
         tracing::debug!(link = %name, netns = %handle.netns(), ?up, ?mtu, "changed link");
@@ -414,10 +434,15 @@ impl Handle {
         Ok(self.links()?.into_iter().filter(Link::owned).collect())
     }
 
-    /// The link called `name`, if any.
+    /// The link called `name`, if any (one `RTM_GETLINK` by name, no dump).
     pub fn link(&mut self, name: &str) -> Result<Option<Link>> {
         validate_ifname(name)?;
-        Ok(self.links()?.into_iter().find(|l| l.name == name))
+        let mut m = LinkMessage::default();
+        m.attributes.push(LinkAttribute::IfName(name.to_string()));
+        match self.get("get link", name, RouteNetlinkMessage::GetLink(m))? {
+            Some(RouteNetlinkMessage::NewLink(l)) => Ok(Some(Link::from_message(&l))),
+            _ => Ok(None),
+        }
     }
 
     fn existing(&mut self, name: &str) -> Result<Link> {

@@ -220,6 +220,42 @@ impl Handle {
         Ok(failures)
     }
 
+    /// Sends one get request (no dump) and returns the answer; `Ok(None)` when the kernel says
+    /// the object does not exist (`ENODEV`, `ENOENT`, `ESRCH`).
+    pub(crate) fn get(
+        &mut self,
+        op: &'static str,
+        object: &str,
+        msg: RouteNetlinkMessage,
+    ) -> Result<Option<RouteNetlinkMessage>> {
+        let seq = self.next_seq();
+        let mut out = Vec::new();
+        Self::serialize_into(&mut out, msg, NLM_F_REQUEST, seq);
+        if let Err(e) = self.sock.send(&out, 0) {
+            return Err(self.nl_err(op, object.to_string(), e));
+        }
+        loop {
+            let len = self.recv(op)?;
+            for (off, l) in self.split(len, op)? {
+                let msg =
+                    NetlinkMessage::<RouteNetlinkMessage>::deserialize(&self.buf[off..off + l])
+                        .map_err(|e| self.decode_err(op, e))?;
+                if msg.header.sequence_number != seq {
+                    continue;
+                }
+                match msg.payload {
+                    NetlinkPayload::InnerMessage(m) => return Ok(Some(m)),
+                    NetlinkPayload::Error(e) => match e.code.map(|c| -c.get()) {
+                        Some(libc::ENODEV | libc::ENOENT | libc::ESRCH) => return Ok(None),
+                        Some(_) => return Err(self.nl_err(op, object.to_string(), e.to_io())),
+                        None => return Ok(None),
+                    },
+                    _ => {}
+                }
+            }
+        }
+    }
+
     /// Dumps (NLM_F_DUMP) and returns every message up to NLMSG_DONE; a dump the kernel marks
     /// as interrupted (the table changed meanwhile) is retried.
     pub(crate) fn dump(

@@ -66,8 +66,11 @@ fn veth_ends_created_in_their_namespaces_and_changed() {
     let mut root = Handle::new(&Netns::Current).unwrap();
     assert!(root.link("va").unwrap().is_none() && root.link("vb").unwrap().is_none());
 
-    // ensure_veth on the existing pair changes nothing.
+    // ensure_veth on the existing pair changes nothing (same dump on both sides).
+    let before = (ha.links().unwrap(), hb.links().unwrap());
     assert!(!plumbing::link::ensure_veth(&spec).unwrap().changed());
+    assert_eq!(before, (ha.links().unwrap(), hb.links().unwrap()));
+    assert!(la.group == plumbing::link::CROSSPOD_LINK_GROUP);
 
     // rename, MTU, MAC, down/up.
     ha.set_link("va")
@@ -125,4 +128,63 @@ fn names_over_15_bytes_are_refused_before_any_change() {
     assert!(err.to_string().contains("at most 15"), "{err}");
     assert!(plumbing::link::ensure_veth(&spec).is_err());
     assert_eq!(before, (ha.links().unwrap(), hb.links().unwrap()));
+}
+
+#[test]
+fn ensure_veth_repairs_and_recreates_owned_pairs_only() {
+    let a = NsGuard::new("p");
+    let b = NsGuard::new("q");
+    let spec = VethSpec {
+        a: VethEnd {
+            mtu: Some(1450),
+            ..VethEnd::new("ra", a.ns())
+        },
+        b: VethEnd::new("rb", b.ns()),
+        owner: "r1".into(),
+    };
+    // A create interrupted before the alias was written: only the link group marks it.
+    let group = plumbing::link::CROSSPOD_LINK_GROUP.to_string();
+    let st = std::process::Command::new("ip")
+        .args([
+            "-n", &a.name, "link", "add", "ra", "group", &group, "type", "veth",
+        ])
+        .args(["peer", "name", "rb", "netns", &b.name, "group", &group])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let mut ha = Handle::new(&a.ns()).unwrap();
+    let mut hb = Handle::new(&b.ns()).unwrap();
+    assert!(ha.link("ra").unwrap().unwrap().owned());
+    assert!(plumbing::link::ensure_veth(&spec).unwrap().changed());
+    let la = ha.link("ra").unwrap().unwrap();
+    assert_eq!((la.owner(), la.mtu, la.up), (Some("r1"), 1450, true));
+    assert_eq!(hb.link("rb").unwrap().unwrap().owner(), Some("r1"));
+    let before = (ha.links().unwrap(), hb.links().unwrap());
+    assert!(!plumbing::link::ensure_veth(&spec).unwrap().changed());
+    assert_eq!(before, (ha.links().unwrap(), hb.links().unwrap()));
+
+    // One end renamed away: the pair is half-present; it is removed and recreated.
+    ha.set_link("ra").rename("ra_old").apply().unwrap();
+    assert!(plumbing::link::ensure_veth(&spec).unwrap().changed());
+    assert!(ha.link("ra_old").unwrap().is_none(), "old pair removed");
+    assert!(ha.link("ra").unwrap().unwrap().owned());
+    assert!(hb.link("rb").unwrap().unwrap().owned());
+
+    // A same-named link that is not crosspod's is never reused or removed.
+    let st = std::process::Command::new("ip")
+        .args([
+            "-n", &a.name, "link", "add", "xa", "type", "veth", "peer", "name", "xb",
+        ])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let foreign = VethSpec {
+        a: VethEnd::new("xa", a.ns()),
+        b: VethEnd::new("xb2", b.ns()),
+        owner: "r1".into(),
+    };
+    let err = plumbing::link::ensure_veth(&foreign).unwrap_err();
+    assert!(matches!(err, Error::NotOwned { .. }), "{err}");
+    assert!(ha.link("xa").unwrap().is_some() && ha.link("xb").unwrap().is_some());
+    assert!(ha.link("nosuch0").unwrap().is_none());
 }
