@@ -1,0 +1,261 @@
+//! Controller configuration: flags > `CROSSPOD_*` environment > `--config` TOML file > defaults.
+//!
+//! Every flag is an `Option` in [`Args`] so that "not given" is distinguishable from "given the
+//! default"; [`Args::resolve`] then fills what is missing from the TOML file (whose keys are the
+//! long flag names, e.g. `tricircle-port = 19999`) and finally from the guide's defaults.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use clap::Parser;
+use serde::Deserialize;
+
+use crate::vlan_pool::VlanRanges;
+
+/// Failure to build a [`Config`].
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The `--config` file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The `--config` file is not valid TOML or has unknown keys.
+    #[error("invalid config file {path}: {source}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: toml::de::Error,
+    },
+    /// A value is syntactically valid but not acceptable.
+    #[error("invalid value for {key}: {detail}")]
+    Invalid {
+        /// The option's long name.
+        key: &'static str,
+        /// What is wrong.
+        detail: String,
+    },
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Network types a tenant may get without provider attributes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum NetworkType {
+    /// Exists in one pod only, no segment.
+    Local,
+    /// A VLAN on a physical network, may stretch across pods.
+    Vlan,
+    /// Untagged on a physical network.
+    Flat,
+}
+
+impl NetworkType {
+    /// Neutron's spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NetworkType::Local => "local",
+            NetworkType::Vlan => "vlan",
+            NetworkType::Flat => "flat",
+        }
+    }
+    /// Parse Neutron's spelling.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "local" => Some(NetworkType::Local),
+            "vlan" => Some(NetworkType::Vlan),
+            "flat" => Some(NetworkType::Flat),
+            _ => None,
+        }
+    }
+}
+
+/// Command line of `crosspod-controller`.
+#[derive(Debug, Default, Parser, Deserialize)]
+#[command(name = "crosspod-controller", version, about = "crosspod controller: Neutron v2.0 and Tricircle pod APIs")]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct Args {
+    /// TOML file whose keys are the long flag names (flags and env override it).
+    #[arg(long, env = "CROSSPOD_CONFIG")]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
+    /// Address both APIs listen on [default: 0.0.0.0].
+    #[arg(long, env = "CROSSPOD_BIND")]
+    pub bind: Option<IpAddr>,
+    /// Port of the Tricircle API (/v1.0/pods) [default: 19999].
+    #[arg(long, env = "CROSSPOD_TRICIRCLE_PORT")]
+    pub tricircle_port: Option<u16>,
+    /// Port of the Neutron v2.0 API [default: 20001].
+    #[arg(long, env = "CROSSPOD_NEUTRON_PORT")]
+    pub neutron_port: Option<u16>,
+    /// Store URL: sqlite:///path (default sqlite:///var/lib/crosspod/controller.db) or postgres://...
+    #[arg(long, env = "CROSSPOD_DATABASE")]
+    pub database: Option<String>,
+    /// Tokens file: `TOKEN PROJECT ROLES` per line [default: /etc/crosspod/tokens].
+    #[arg(long, env = "CROSSPOD_TOKENS_FILE")]
+    pub tokens_file: Option<PathBuf>,
+    /// VLAN ranges per physnet, as the guide [default: bridge:2001:3000,extern:3001:4000].
+    #[arg(long, env = "CROSSPOD_NETWORK_VLAN_RANGES")]
+    pub network_vlan_ranges: Option<String>,
+    /// Pool of per-project bridge /24s [default: 100.0.0.0/9].
+    #[arg(long, env = "CROSSPOD_BRIDGE_CIDR")]
+    pub bridge_cidr: Option<ipnet::Ipv4Net>,
+    /// Tenant network types, first is the default for networks without provider attributes [default: local,vlan].
+    #[arg(long, env = "CROSSPOD_TENANT_NETWORK_TYPES", value_delimiter = ',')]
+    pub tenant_network_types: Option<Vec<NetworkType>>,
+    /// Log format [default: text].
+    #[arg(long, env = "CROSSPOD_LOG_FORMAT")]
+    pub log_format: Option<LogFormat>,
+}
+
+/// The resolved configuration the controller runs with.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Listen address of both APIs.
+    pub bind: IpAddr,
+    /// Tricircle API port (0 = any free port).
+    pub tricircle_port: u16,
+    /// Neutron API port (0 = any free port).
+    pub neutron_port: u16,
+    /// Store URL.
+    pub database: String,
+    /// Tokens file path.
+    pub tokens_file: PathBuf,
+    /// Parsed `network_vlan_ranges`.
+    pub network_vlan_ranges: VlanRanges,
+    /// Bridge network pool.
+    pub bridge_cidr: ipnet::Ipv4Net,
+    /// Tenant network types (non-empty; first is the default).
+    pub tenant_network_types: Vec<NetworkType>,
+    /// Log format.
+    pub log_format: LogFormat,
+}
+
+/// Default store URL.
+pub const DEFAULT_DATABASE: &str = "sqlite:///var/lib/crosspod/controller.db";
+/// Default VLAN ranges (the guide's).
+pub const DEFAULT_VLAN_RANGES: &str = "bridge:2001:3000,extern:3001:4000";
+
+impl Args {
+    /// Merge flags/env (already in `self`) over the `--config` file over defaults.
+    pub fn resolve(self) -> Result<Config, ConfigError> {
+        let file = match &self.config {
+            Some(path) => load_file(path)?,
+            None => Args::default(),
+        };
+        let ranges_text = self
+            .network_vlan_ranges
+            .or(file.network_vlan_ranges)
+            .unwrap_or_else(|| DEFAULT_VLAN_RANGES.to_string());
+        let network_vlan_ranges =
+            VlanRanges::parse(&ranges_text).map_err(|e| ConfigError::Invalid {
+                key: "network-vlan-ranges",
+                detail: e.to_string(),
+            })?;
+        let tenant_network_types = self
+            .tenant_network_types
+            .or(file.tenant_network_types)
+            .unwrap_or_else(|| vec![NetworkType::Local, NetworkType::Vlan]);
+        if tenant_network_types.is_empty() {
+            return Err(ConfigError::Invalid {
+                key: "tenant-network-types",
+                detail: "at least one type is needed".into(),
+            });
+        }
+        Ok(Config {
+            bind: self
+                .bind
+                .or(file.bind)
+                .unwrap_or(IpAddr::from([0, 0, 0, 0])),
+            tricircle_port: self.tricircle_port.or(file.tricircle_port).unwrap_or(19999),
+            neutron_port: self.neutron_port.or(file.neutron_port).unwrap_or(20001),
+            database: self
+                .database
+                .or(file.database)
+                .unwrap_or_else(|| DEFAULT_DATABASE.to_string()),
+            tokens_file: self
+                .tokens_file
+                .or(file.tokens_file)
+                .unwrap_or_else(|| PathBuf::from("/etc/crosspod/tokens")),
+            network_vlan_ranges,
+            bridge_cidr: self
+                .bridge_cidr
+                .or(file.bridge_cidr)
+                .unwrap_or_else(|| "100.0.0.0/9".parse().expect("valid default")),
+            tenant_network_types,
+            log_format: self
+                .log_format
+                .or(file.log_format)
+                .unwrap_or(LogFormat::Text),
+        })
+    }
+}
+
+fn load_file(path: &Path) -> Result<Args, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    toml::from_str(&text).map_err(|source| ConfigError::Parse {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_the_guides() {
+        let c = Args::parse_from(["x"]).resolve().unwrap();
+        assert_eq!(c.tricircle_port, 19999);
+        assert_eq!(c.neutron_port, 20001);
+        assert_eq!(c.database, DEFAULT_DATABASE);
+        assert_eq!(c.tenant_network_types[0], NetworkType::Local);
+        assert_eq!(c.network_vlan_ranges.range("extern"), Some((3001, 4000)));
+    }
+
+    #[test]
+    fn flags_beat_file_and_file_beats_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("c.toml");
+        std::fs::write(
+            &f,
+            "neutron-port = 1234\ntricircle-port = 4321\ntenant-network-types = [\"vlan\"]\n",
+        )
+        .unwrap();
+        let c = Args::parse_from(["x", "--config", f.to_str().unwrap(), "--neutron-port", "9"])
+            .resolve()
+            .unwrap();
+        assert_eq!(c.neutron_port, 9);
+        assert_eq!(c.tricircle_port, 4321);
+        assert_eq!(c.tenant_network_types, vec![NetworkType::Vlan]);
+    }
+
+    #[test]
+    fn unknown_file_key_is_an_error_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("c.toml");
+        std::fs::write(&f, "neutron-prot = 1\n").unwrap();
+        let e = Args::parse_from(["x", "--config", f.to_str().unwrap()])
+            .resolve()
+            .unwrap_err();
+        assert!(e.to_string().contains("neutron-prot"), "{e}");
+    }
+}

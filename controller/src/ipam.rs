@@ -1,0 +1,279 @@
+//! IP address management for subnets: CIDR, gateway and allocation pools validation, and
+//! the choice of candidate addresses. Pure functions; the store inserts the chosen address
+//! under a `(network_id, ip_address)` primary key so no address ever has two owners.
+
+use std::collections::HashSet;
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+
+use crate::error::ApiError;
+
+/// An inclusive range of addresses in a subnet, as Neutron's `allocation_pools` entries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pool {
+    /// First address.
+    pub start: IpAddr,
+    /// Last address.
+    pub end: IpAddr,
+}
+
+impl Pool {
+    /// Number of addresses in the pool.
+    pub fn size(&self) -> u128 {
+        to_u128(self.end) - to_u128(self.start) + 1
+    }
+    /// Whether `ip` is inside.
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let v = to_u128(ip);
+        same_family(ip, self.start) && v >= to_u128(self.start) && v <= to_u128(self.end)
+    }
+}
+
+/// Address as an integer (IPv4 in the low 32 bits).
+pub fn to_u128(ip: IpAddr) -> u128 {
+    match ip {
+        IpAddr::V4(a) => u32::from(a) as u128,
+        IpAddr::V6(a) => u128::from(a),
+    }
+}
+
+fn from_u128(v: u128, like: IpAddr) -> IpAddr {
+    match like {
+        IpAddr::V4(_) => IpAddr::V4((v as u32).into()),
+        IpAddr::V6(_) => IpAddr::V6(v.into()),
+    }
+}
+
+fn same_family(a: IpAddr, b: IpAddr) -> bool {
+    a.is_ipv4() == b.is_ipv4()
+}
+
+/// Parse a CIDR as Neutron does: the address must be the network address (`10.0.0.5/24` is refused).
+pub fn parse_cidr(field: &str, text: &str) -> Result<IpNet, ApiError> {
+    let net: IpNet = text
+        .parse()
+        .map_err(|_| ApiError::invalid_input(field, format!("'{text}' is not a valid IP subnet")))?;
+    if net.network() != net.addr() {
+        return Err(ApiError::invalid_input(
+            field,
+            format!("'{text}' isn't a recognized IP subnet cidr, '{}' is recommended", net.trunc()),
+        ));
+    }
+    let min_host_bits = if net.addr().is_ipv4() { 2 } else { 1 };
+    if net.max_prefix_len() - net.prefix_len() < min_host_bits {
+        return Err(ApiError::invalid_input(
+            field,
+            format!("subnet {text} is too small to hold any host"),
+        ));
+    }
+    Ok(net)
+}
+
+/// Parse an IP address field.
+pub fn parse_ip(field: &str, text: &str) -> Result<IpAddr, ApiError> {
+    text.parse()
+        .map_err(|_| ApiError::invalid_input(field, format!("'{text}' is not a valid IP address")))
+}
+
+/// First and last host addresses Neutron may hand out in `net`.
+fn host_bounds(net: &IpNet) -> (u128, u128) {
+    let first = to_u128(net.network());
+    let last = to_u128(net.broadcast());
+    match net {
+        // IPv4: skip network and broadcast.
+        IpNet::V4(_) => (first + 1, last - 1),
+        // IPv6: skip the subnet-router anycast address only.
+        IpNet::V6(_) => (first + 1, last),
+    }
+}
+
+/// Whether `ip` is a usable host address of `net`.
+pub fn is_host(net: &IpNet, ip: IpAddr) -> bool {
+    if !same_family(ip, net.addr()) || !net.contains(&ip) {
+        return false;
+    }
+    let (lo, hi) = host_bounds(net);
+    let v = to_u128(ip);
+    v >= lo && v <= hi
+}
+
+/// The default gateway: the first host address.
+pub fn default_gateway(net: &IpNet) -> IpAddr {
+    from_u128(host_bounds(net).0, net.addr())
+}
+
+/// Default pools: every host address except the gateway.
+pub fn default_pools(net: &IpNet, gateway: Option<IpAddr>) -> Vec<Pool> {
+    let (lo, hi) = host_bounds(net);
+    let like = net.addr();
+    let mk = |a: u128, b: u128| Pool {
+        start: from_u128(a, like),
+        end: from_u128(b, like),
+    };
+    match gateway.map(to_u128) {
+        Some(g) if g >= lo && g <= hi => {
+            let mut v = Vec::new();
+            if g > lo {
+                v.push(mk(lo, g - 1));
+            }
+            if g < hi {
+                v.push(mk(g + 1, hi));
+            }
+            v
+        }
+        _ => vec![mk(lo, hi)],
+    }
+}
+
+/// Validate user-given pools against the subnet and gateway (Neutron's rules: inside the
+/// CIDR, start <= end, no overlap, gateway not inside a pool).
+pub fn validate_pools(net: &IpNet, pools: &[Pool], gateway: Option<IpAddr>) -> Result<(), ApiError> {
+    for p in pools {
+        for ip in [p.start, p.end] {
+            if !is_host(net, ip) {
+                return Err(ApiError::invalid_input(
+                    "allocation_pools",
+                    format!("the allocation pool {}-{} spans beyond the subnet cidr {net}", p.start, p.end),
+                ));
+            }
+        }
+        if to_u128(p.start) > to_u128(p.end) {
+            return Err(ApiError::invalid_input(
+                "allocation_pools",
+                format!("the allocation pool start {} is after its end {}", p.start, p.end),
+            ));
+        }
+        if let Some(g) = gateway {
+            if p.contains(g) {
+                return Err(ApiError::conflict(
+                    "GatewayConflictWithAllocationPools",
+                    format!("Gateway ip {g} conflicts with allocation pool {}-{}", p.start, p.end),
+                ));
+            }
+        }
+    }
+    let mut sorted: Vec<&Pool> = pools.iter().collect();
+    sorted.sort_by_key(|p| to_u128(p.start));
+    for w in sorted.windows(2) {
+        if to_u128(w[1].start) <= to_u128(w[0].end) {
+            return Err(ApiError::invalid_input(
+                "allocation_pools",
+                format!("found overlapping allocation pools: {}-{} and {}-{}", w[0].start, w[0].end, w[1].start, w[1].end),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Whether two subnets overlap.
+pub fn overlaps(a: &IpNet, b: &IpNet) -> bool {
+    same_family(a.addr(), b.addr()) && (a.contains(&b.network()) || b.contains(&a.network()))
+}
+
+/// Total number of addresses in the pools.
+pub fn pools_size(pools: &[Pool]) -> u128 {
+    pools.iter().map(Pool::size).sum()
+}
+
+/// Pools up to this size are scanned for the lowest free address; larger ones get random
+/// candidates (a /16 or an IPv6 /64 is too large to list).
+pub const SCAN_LIMIT: u128 = 4096;
+
+/// Lowest free addresses of small pools, in order (at most `max`).
+pub fn lowest_free(pools: &[Pool], taken: &HashSet<IpAddr>, max: usize) -> Vec<IpAddr> {
+    let mut out = Vec::new();
+    for p in pools {
+        let (lo, hi) = (to_u128(p.start), to_u128(p.end));
+        let mut v = lo;
+        while v <= hi {
+            let ip = from_u128(v, p.start);
+            if !taken.contains(&ip) {
+                out.push(ip);
+                if out.len() >= max {
+                    return out;
+                }
+            }
+            v += 1;
+        }
+    }
+    out
+}
+
+/// A uniformly random address from the pools, driven by `entropy`.
+pub fn random_in(pools: &[Pool], entropy: u128) -> Option<IpAddr> {
+    let total = pools_size(pools);
+    if total == 0 {
+        return None;
+    }
+    let mut k = entropy % total;
+    for p in pools {
+        if k < p.size() {
+            return Some(from_u128(to_u128(p.start) + k, p.start));
+        }
+        k -= p.size();
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn defaults_for_a_slash_24() {
+        let net = parse_cidr("cidr", "10.0.1.0/24").unwrap();
+        let gw = default_gateway(&net);
+        assert_eq!(gw, ip("10.0.1.1"));
+        let pools = default_pools(&net, Some(gw));
+        assert_eq!(pools, vec![Pool { start: ip("10.0.1.2"), end: ip("10.0.1.254") }]);
+        assert_eq!(pools_size(&pools), 253);
+        let mid = default_pools(&net, Some(ip("10.0.1.100")));
+        assert_eq!(mid.len(), 2);
+        assert_eq!(mid[0].end, ip("10.0.1.99"));
+        assert_eq!(mid[1].start, ip("10.0.1.101"));
+    }
+
+    #[test]
+    fn cidr_must_be_a_network_address() {
+        assert!(parse_cidr("cidr", "10.0.1.5/24").unwrap_err().message.contains("10.0.1.0/24"));
+        assert!(parse_cidr("cidr", "banana").unwrap_err().message.contains("cidr"));
+        assert!(parse_cidr("cidr", "10.0.0.0/31").is_err());
+        assert!(parse_cidr("cidr", "fd00::/64").is_ok());
+    }
+
+    #[test]
+    fn pools_are_checked() {
+        let net = parse_cidr("cidr", "10.0.0.0/24").unwrap();
+        let p = |a: &str, b: &str| Pool { start: ip(a), end: ip(b) };
+        assert!(validate_pools(&net, &[p("10.0.0.2", "10.0.0.9")], Some(ip("10.0.0.1"))).is_ok());
+        assert!(validate_pools(&net, &[p("10.0.0.2", "10.0.1.9")], None).is_err());
+        assert!(validate_pools(&net, &[p("10.0.0.9", "10.0.0.2")], None).is_err());
+        assert!(validate_pools(&net, &[p("10.0.0.2", "10.0.0.9"), p("10.0.0.5", "10.0.0.20")], None).is_err());
+        let e = validate_pools(&net, &[p("10.0.0.1", "10.0.0.9")], Some(ip("10.0.0.1"))).unwrap_err();
+        assert_eq!(e.status.as_u16(), 409);
+    }
+
+    #[test]
+    fn overlap_detection() {
+        let a = parse_cidr("c", "10.0.0.0/16").unwrap();
+        let b = parse_cidr("c", "10.0.5.0/24").unwrap();
+        let c = parse_cidr("c", "10.1.0.0/24").unwrap();
+        assert!(overlaps(&a, &b) && overlaps(&b, &a));
+        assert!(!overlaps(&a, &c));
+    }
+
+    #[test]
+    fn candidates() {
+        let pools = vec![Pool { start: ip("10.0.0.2"), end: ip("10.0.0.4") }];
+        let taken: HashSet<IpAddr> = [ip("10.0.0.2")].into_iter().collect();
+        assert_eq!(lowest_free(&pools, &taken, 5), vec![ip("10.0.0.3"), ip("10.0.0.4")]);
+        for e in 0..10 {
+            assert!(pools[0].contains(random_in(&pools, e).unwrap()));
+        }
+    }
+}

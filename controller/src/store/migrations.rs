@@ -1,0 +1,99 @@
+//! Schema migrations, run at start. One SQL dialect serves SQLite and PostgreSQL: TEXT and
+//! BIGINT columns only (booleans are 0/1), so one set of statements and one code path.
+//!
+//! Every allocation's uniqueness is a constraint here: `segment_allocations` primary key
+//! (physnet, VLAN; VLAN 0 = flat), `ip_allocations` primary key (network, address),
+//! `ports.mac_address` UNIQUE, `pods.region_name` UNIQUE and one central pod (partial index).
+
+/// Ordered migrations: (version, name, statements separated by `;`).
+pub const MIGRATIONS: &[(i64, &str, &str)] = &[(1, "initial schema", INITIAL)];
+
+const INITIAL: &str = r#"
+CREATE TABLE pods (
+    pod_id TEXT PRIMARY KEY,
+    region_name TEXT NOT NULL UNIQUE,
+    az_name TEXT NOT NULL DEFAULT '',
+    pod_az_name TEXT NOT NULL DEFAULT '',
+    dc_name TEXT NOT NULL DEFAULT '',
+    is_central BIGINT NOT NULL DEFAULT 0
+);
+CREATE UNIQUE INDEX pods_one_central ON pods (is_central) WHERE is_central = 1;
+CREATE TABLE networks (
+    id TEXT PRIMARY KEY,
+    project_id TEXT NOT NULL,
+    name TEXT NOT NULL DEFAULT '',
+    description TEXT NOT NULL DEFAULT '',
+    admin_state_up BIGINT NOT NULL,
+    status TEXT NOT NULL,
+    shared BIGINT NOT NULL,
+    external BIGINT NOT NULL,
+    mtu BIGINT NOT NULL,
+    port_security_enabled BIGINT NOT NULL,
+    network_type TEXT NOT NULL,
+    physical_network TEXT,
+    segmentation_id BIGINT,
+    az_hints TEXT NOT NULL DEFAULT '[]',
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    revision_number BIGINT NOT NULL DEFAULT 1
+);
+CREATE INDEX networks_project ON networks (project_id);
+CREATE TABLE segment_allocations (
+    physical_network TEXT NOT NULL,
+    segmentation_id BIGINT NOT NULL,
+    network_id TEXT NOT NULL REFERENCES networks (id) ON DELETE CASCADE,
+    PRIMARY KEY (physical_network, segmentation_id)
+);
+CREATE INDEX segment_allocations_network ON segment_allocations (network_id);
+CREATE TABLE subnets (
+    id TEXT PRIMARY KEY,
+    project_id TEXT NOT NULL,
+    network_id TEXT NOT NULL REFERENCES networks (id) ON DELETE CASCADE,
+    name TEXT NOT NULL DEFAULT '',
+    description TEXT NOT NULL DEFAULT '',
+    ip_version BIGINT NOT NULL,
+    cidr TEXT NOT NULL,
+    gateway_ip TEXT,
+    allocation_pools TEXT NOT NULL,
+    enable_dhcp BIGINT NOT NULL,
+    dns_nameservers TEXT NOT NULL DEFAULT '[]',
+    host_routes TEXT NOT NULL DEFAULT '[]',
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    revision_number BIGINT NOT NULL DEFAULT 1
+);
+CREATE INDEX subnets_network ON subnets (network_id);
+CREATE TABLE ports (
+    id TEXT PRIMARY KEY,
+    project_id TEXT NOT NULL,
+    network_id TEXT NOT NULL REFERENCES networks (id),
+    name TEXT NOT NULL DEFAULT '',
+    description TEXT NOT NULL DEFAULT '',
+    admin_state_up BIGINT NOT NULL,
+    status TEXT NOT NULL,
+    mac_address TEXT NOT NULL UNIQUE,
+    device_id TEXT NOT NULL DEFAULT '',
+    device_owner TEXT NOT NULL DEFAULT '',
+    host_id TEXT NOT NULL DEFAULT '',
+    port_security_enabled BIGINT NOT NULL,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    revision_number BIGINT NOT NULL DEFAULT 1
+);
+CREATE INDEX ports_network ON ports (network_id);
+CREATE INDEX ports_project ON ports (project_id);
+CREATE TABLE ip_allocations (
+    network_id TEXT NOT NULL,
+    ip_address TEXT NOT NULL,
+    subnet_id TEXT NOT NULL REFERENCES subnets (id),
+    port_id TEXT NOT NULL REFERENCES ports (id) ON DELETE CASCADE,
+    PRIMARY KEY (network_id, ip_address)
+);
+CREATE INDEX ip_allocations_port ON ip_allocations (port_id);
+CREATE INDEX ip_allocations_subnet ON ip_allocations (subnet_id)
+"#;
+
+/// The statements of one migration.
+pub fn statements(sql: &str) -> impl Iterator<Item = &str> {
+    sql.split(';').map(str::trim).filter(|s| !s.is_empty())
+}

@@ -1,0 +1,297 @@
+//! The store: every resource and allocation, in SQLite (default, a WAL file) or PostgreSQL
+//! (several controllers on one database). Both go through sqlx's `Any` driver with one SQL
+//! dialect, so the API code never knows which backend it talks to.
+//!
+//! Concurrency: allocations insert with `ON CONFLICT DO NOTHING` under the tables' unique
+//! keys and retry with another candidate when they lose, so two controllers never hand out
+//! the same VLAN, IP or MAC. On SQLite, writers in one process are serialised by a mutex
+//! (SQLite has one writer anyway) and other processes wait on the busy timeout.
+
+mod migrations;
+pub mod model;
+mod networks;
+mod pods;
+mod ports;
+mod subnets;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions, AnyRow};
+use sqlx::{Any, AnyPool, Row};
+
+pub use model::*;
+
+use crate::error::StoreError;
+
+/// Which database is behind the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// An SQLite file.
+    Sqlite,
+    /// A PostgreSQL database.
+    Postgres,
+}
+
+/// The controller's persistent state.
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+    write_lock: tokio::sync::Mutex<()>,
+}
+
+/// A write transaction (holding the in-process writer lock on SQLite).
+pub(crate) struct WriteTx<'a> {
+    pub(crate) tx: sqlx::Transaction<'static, Any>,
+    _guard: Option<tokio::sync::MutexGuard<'a, ()>>,
+}
+
+impl WriteTx<'_> {
+    pub(crate) async fn commit(self) -> Result<(), StoreError> {
+        self.tx.commit().await.map_err(StoreError::db("commit"))
+    }
+}
+
+impl Store {
+    /// Connect to `url` (`sqlite:///path` or `postgres://...`) and run the migrations.
+    pub async fn connect(url: &str) -> Result<Store, StoreError> {
+        sqlx::any::install_default_drivers();
+        let (backend, url) = if let Some(rest) = url.strip_prefix("sqlite:") {
+            let path = rest.trim_start_matches("//");
+            let path = path.split('?').next().unwrap_or(path);
+            if path.is_empty() {
+                return Err(StoreError::BadUrl { url: url.into() });
+            }
+            if let Some(parent) = std::path::Path::new(path).parent() {
+                if !parent.as_os_str().is_empty() {
+                    let _ = std::fs::create_dir_all(parent);
+                }
+            }
+            let full = if url.contains("mode=") {
+                url.to_string()
+            } else if url.contains('?') {
+                format!("{url}&mode=rwc")
+            } else {
+                format!("{url}?mode=rwc")
+            };
+            (Backend::Sqlite, full)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            (Backend::Postgres, url.to_string())
+        } else {
+            return Err(StoreError::BadUrl { url: url.into() });
+        };
+        let opts = AnyConnectOptions::from_str(&url).map_err(StoreError::db("parsing the database URL"))?;
+        let pool = match backend {
+            Backend::Sqlite => {
+                AnyPoolOptions::new()
+                    .max_connections(4)
+                    .after_connect(|conn, _| {
+                        Box::pin(async move {
+                            use sqlx::Executor;
+                            conn.execute("PRAGMA journal_mode = WAL").await?;
+                            conn.execute("PRAGMA busy_timeout = 10000").await?;
+                            conn.execute("PRAGMA foreign_keys = ON").await?;
+                            conn.execute("PRAGMA synchronous = NORMAL").await?;
+                            Ok(())
+                        })
+                    })
+                    .connect_with(opts)
+                    .await
+            }
+            Backend::Postgres => {
+                AnyPoolOptions::new()
+                    .max_connections(16)
+                    .acquire_timeout(Duration::from_secs(30))
+                    .connect_with(opts)
+                    .await
+            }
+        }
+        .map_err(StoreError::db(format!("connecting to the {backend:?} database")))?;
+        let store = Store {
+            pool,
+            backend,
+            write_lock: tokio::sync::Mutex::new(()),
+        };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// The backend in use.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// The connection pool (for later modules that add their own tables).
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    /// Close every connection (tests drop their PostgreSQL database afterwards).
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    pub(crate) async fn begin_write(&self) -> Result<WriteTx<'_>, StoreError> {
+        let guard = match self.backend {
+            Backend::Sqlite => Some(self.write_lock.lock().await),
+            Backend::Postgres => None,
+        };
+        let tx = self.pool.begin().await.map_err(StoreError::db("beginning a transaction"))?;
+        Ok(WriteTx { tx, _guard: guard })
+    }
+
+    /// Apply pending migrations (idempotent; concurrent starts on PostgreSQL serialise on an
+    /// advisory lock).
+    async fn migrate(&self) -> Result<(), StoreError> {
+        let mut w = self.begin_write().await?;
+        if self.backend == Backend::Postgres {
+            sqlx::query("SELECT pg_advisory_xact_lock(727274)")
+                .execute(&mut *w.tx)
+                .await
+                .map_err(StoreError::db("locking for migrations"))?;
+        }
+        sqlx::query(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)",
+        )
+        .execute(&mut *w.tx)
+        .await
+        .map_err(StoreError::db("creating schema_migrations"))?;
+        let rows = sqlx::query("SELECT version FROM schema_migrations")
+            .fetch_all(&mut *w.tx)
+            .await
+            .map_err(StoreError::db("reading schema_migrations"))?;
+        let done: Vec<i64> = rows.iter().map(|r| r.try_get::<i64, _>(0).unwrap_or(-1)).collect();
+        for (version, name, sql) in migrations::MIGRATIONS {
+            if done.contains(version) {
+                continue;
+            }
+            for stmt in migrations::statements(sql) {
+                sqlx::query(stmt)
+                    .execute(&mut *w.tx)
+                    .await
+                    .map_err(StoreError::db(format!("migration {version} ({name})")))?;
+            }
+            sqlx::query("INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)")
+                .bind(*version)
+                .bind(name.to_string())
+                .bind(now())
+                .execute(&mut *w.tx)
+                .await
+                .map_err(StoreError::db("recording a migration"))?;
+            tracing::info!(version, name, "migration applied");
+        }
+        w.commit().await
+    }
+}
+
+/// Run `$op` again (up to 5 times) when PostgreSQL reports a deadlock or serialization failure.
+macro_rules! retrying {
+    ($op:expr) => {{
+        let mut attempt = 0u32;
+        loop {
+            match $op.await {
+                Err(e) if e.is_retryable() && attempt < 5 => {
+                    attempt += 1;
+                    tracing::debug!(attempt, error = %e, "retrying a transaction");
+                    tokio::time::sleep(std::time::Duration::from_millis(5 * attempt as u64)).await;
+                }
+                other => break other,
+            }
+        }
+    }};
+}
+pub(crate) use retrying;
+
+/// Current UTC time as Neutron prints it (`2026-01-02T03:04:05Z`).
+pub fn now() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    format_utc(secs)
+}
+
+/// Format seconds since the epoch as RFC 3339 UTC.
+pub fn format_utc(secs: u64) -> String {
+    let days = (secs / 86400) as i64;
+    let rem = secs % 86400;
+    // Civil-from-days (Howard Hinnant's algorithm).
+    let z = days + 719468;
+    let era = z.div_euclid(146097);
+    let doe = z - era * 146097;
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = if m <= 2 { y + 1 } else { y };
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        (rem % 3600) / 60,
+        rem % 60
+    )
+}
+
+/// A random 64-bit value (from a v4 UUID) for candidate spreading.
+pub(crate) fn entropy() -> u128 {
+    uuid::Uuid::new_v4().as_u128()
+}
+
+pub(crate) fn col_s(row: &AnyRow, col: &'static str) -> Result<String, StoreError> {
+    row.try_get::<String, _>(col).map_err(|e| StoreError::Corrupt {
+        column: col,
+        object: "row".into(),
+        detail: e.to_string(),
+    })
+}
+
+pub(crate) fn col_os(row: &AnyRow, col: &'static str) -> Result<Option<String>, StoreError> {
+    row.try_get::<Option<String>, _>(col).map_err(|e| StoreError::Corrupt {
+        column: col,
+        object: "row".into(),
+        detail: e.to_string(),
+    })
+}
+
+pub(crate) fn col_i(row: &AnyRow, col: &'static str) -> Result<i64, StoreError> {
+    row.try_get::<i64, _>(col).map_err(|e| StoreError::Corrupt {
+        column: col,
+        object: "row".into(),
+        detail: e.to_string(),
+    })
+}
+
+pub(crate) fn col_oi(row: &AnyRow, col: &'static str) -> Result<Option<i64>, StoreError> {
+    row.try_get::<Option<i64>, _>(col).map_err(|e| StoreError::Corrupt {
+        column: col,
+        object: "row".into(),
+        detail: e.to_string(),
+    })
+}
+
+pub(crate) fn col_b(row: &AnyRow, col: &'static str) -> Result<bool, StoreError> {
+    Ok(col_i(row, col)? != 0)
+}
+
+pub(crate) fn col_json<T: serde::de::DeserializeOwned>(
+    row: &AnyRow,
+    col: &'static str,
+) -> Result<T, StoreError> {
+    let s = col_s(row, col)?;
+    serde_json::from_str(&s).map_err(|e| StoreError::Corrupt {
+        column: col,
+        object: "row".into(),
+        detail: e.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn formats_utc() {
+        assert_eq!(super::format_utc(0), "1970-01-01T00:00:00Z");
+        assert_eq!(super::format_utc(1_709_251_199), "2024-02-29T23:59:59Z");
+    }
+}

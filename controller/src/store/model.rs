@@ -1,0 +1,260 @@
+//! Stored records and creation requests, independent of the API's JSON.
+
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+
+use crate::ipam::Pool;
+
+/// A pod (Tricircle): a region/AZ with its own nodes. The central pod has an empty `az_name`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pod {
+    /// UUID.
+    pub pod_id: String,
+    /// Region name, unique.
+    pub region_name: String,
+    /// Availability zone ("" for the central pod).
+    pub az_name: String,
+    /// AZ name inside the pod.
+    pub pod_az_name: String,
+    /// Data centre name.
+    pub dc_name: String,
+}
+
+/// How a network is carried.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Segment {
+    /// In one pod only, no segment.
+    Local,
+    /// VLAN `id` on `physnet`.
+    Vlan {
+        /// Physical network.
+        physnet: String,
+        /// VLAN ID.
+        id: u16,
+    },
+    /// Untagged on `physnet`.
+    Flat {
+        /// Physical network.
+        physnet: String,
+    },
+}
+
+/// What segment a new network asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SegmentRequest {
+    /// `local`.
+    Local,
+    /// `vlan`, physnet and id optional (allocated from `network_vlan_ranges`).
+    Vlan {
+        /// Requested physnet.
+        physnet: Option<String>,
+        /// Requested VLAN.
+        id: Option<u16>,
+    },
+    /// `flat` on a physnet (one flat network per physnet).
+    Flat {
+        /// Physnet.
+        physnet: String,
+    },
+}
+
+/// A network.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Network {
+    /// UUID.
+    pub id: String,
+    /// Owner.
+    pub project_id: String,
+    /// Name.
+    pub name: String,
+    /// Description.
+    pub description: String,
+    /// Admin state.
+    pub admin_state_up: bool,
+    /// Status (`ACTIVE`).
+    pub status: String,
+    /// Visible to every project.
+    pub shared: bool,
+    /// `router:external`.
+    pub external: bool,
+    /// MTU.
+    pub mtu: i64,
+    /// Default port security of its ports.
+    pub port_security_enabled: bool,
+    /// The segment.
+    pub segment: Segment,
+    /// `availability_zone_hints` (pod region or AZ names).
+    pub az_hints: Vec<String>,
+    /// Creation time.
+    pub created_at: String,
+    /// Last update time.
+    pub updated_at: String,
+    /// Revision, bumped on every change.
+    pub revision_number: i64,
+    /// Subnet ids (filled on read).
+    pub subnets: Vec<String>,
+}
+
+/// Input of [`crate::store::Store::create_network`].
+#[derive(Debug, Clone)]
+pub struct NewNetwork {
+    /// UUID chosen by the caller.
+    pub id: String,
+    /// Owner.
+    pub project_id: String,
+    /// Name.
+    pub name: String,
+    /// Description.
+    pub description: String,
+    /// Admin state.
+    pub admin_state_up: bool,
+    /// Shared.
+    pub shared: bool,
+    /// `router:external`.
+    pub external: bool,
+    /// MTU.
+    pub mtu: i64,
+    /// Port security default.
+    pub port_security_enabled: bool,
+    /// Segment wanted.
+    pub segment: SegmentRequest,
+    /// AZ hints (already checked against pods).
+    pub az_hints: Vec<String>,
+}
+
+/// A static route of a subnet.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostRoute {
+    /// Destination CIDR.
+    pub destination: String,
+    /// Next hop.
+    pub nexthop: String,
+}
+
+/// A subnet.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Subnet {
+    /// UUID.
+    pub id: String,
+    /// Owner.
+    pub project_id: String,
+    /// Network.
+    pub network_id: String,
+    /// Name.
+    pub name: String,
+    /// Description.
+    pub description: String,
+    /// 4 or 6.
+    pub ip_version: i64,
+    /// CIDR.
+    pub cidr: IpNet,
+    /// Gateway, if any.
+    pub gateway_ip: Option<IpAddr>,
+    /// Allocation pools.
+    pub allocation_pools: Vec<Pool>,
+    /// DHCP flag (recorded; crosspod serves no DHCP).
+    pub enable_dhcp: bool,
+    /// DNS servers.
+    pub dns_nameservers: Vec<String>,
+    /// Host routes.
+    pub host_routes: Vec<HostRoute>,
+    /// Creation time.
+    pub created_at: String,
+    /// Last update time.
+    pub updated_at: String,
+    /// Revision.
+    pub revision_number: i64,
+}
+
+/// A fixed IP of a port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FixedIp {
+    /// Subnet.
+    pub subnet_id: String,
+    /// Address.
+    pub ip_address: IpAddr,
+}
+
+/// A requested fixed IP (`{"subnet_id"?, "ip_address"?}`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FixedIpRequest {
+    /// Subnet wanted.
+    pub subnet_id: Option<String>,
+    /// Address wanted.
+    pub ip_address: Option<IpAddr>,
+}
+
+/// A port.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Port {
+    /// UUID.
+    pub id: String,
+    /// Owner.
+    pub project_id: String,
+    /// Network.
+    pub network_id: String,
+    /// Name.
+    pub name: String,
+    /// Description.
+    pub description: String,
+    /// Admin state.
+    pub admin_state_up: bool,
+    /// `DOWN` until an agent binds it.
+    pub status: String,
+    /// MAC.
+    pub mac_address: String,
+    /// Device (VM or router) id.
+    pub device_id: String,
+    /// Device owner (`compute:nova`, `network:router_interface`, ...).
+    pub device_owner: String,
+    /// `binding:host_id`.
+    pub host_id: String,
+    /// Port security.
+    pub port_security_enabled: bool,
+    /// Fixed IPs.
+    pub fixed_ips: Vec<FixedIp>,
+    /// Creation time.
+    pub created_at: String,
+    /// Last update time.
+    pub updated_at: String,
+    /// Revision.
+    pub revision_number: i64,
+}
+
+/// Input of [`crate::store::Store::create_port`].
+#[derive(Debug, Clone)]
+pub struct NewPort {
+    /// UUID.
+    pub id: String,
+    /// Owner.
+    pub project_id: String,
+    /// Network.
+    pub network_id: String,
+    /// Name.
+    pub name: String,
+    /// Description.
+    pub description: String,
+    /// Admin state.
+    pub admin_state_up: bool,
+    /// Requested MAC (else allocated).
+    pub mac_address: Option<String>,
+    /// Device id.
+    pub device_id: String,
+    /// Device owner.
+    pub device_owner: String,
+    /// `binding:host_id`.
+    pub host_id: String,
+    /// Port security (else the network's).
+    pub port_security_enabled: Option<bool>,
+    /// Requested fixed IPs (None = one address from the first subnet with room).
+    pub fixed_ips: Option<Vec<FixedIpRequest>>,
+}
+
+/// Which rows a list returns (visibility is decided by the store's queries).
+#[derive(Debug, Clone, Default)]
+pub struct Scope {
+    /// Restrict to this project (plus shared/external networks for networks and subnets).
+    pub project_id: Option<String>,
+}

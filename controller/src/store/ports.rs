@@ -1,0 +1,404 @@
+//! Ports, their MAC addresses and fixed IPs.
+
+use std::collections::{HashMap, HashSet};
+use std::net::IpAddr;
+
+use sqlx::any::AnyRow;
+
+use super::subnets::subnet_from_row;
+use super::{
+    col_b, col_i, col_s, entropy, now, retrying, FixedIp, FixedIpRequest, NewPort, Port, Scope,
+    Store, Subnet, WriteTx,
+};
+use crate::error::{ApiError, StoreError};
+use crate::ipam;
+use crate::mac;
+
+fn port_from_row(r: &AnyRow) -> Result<Port, StoreError> {
+    Ok(Port {
+        id: col_s(r, "id")?,
+        project_id: col_s(r, "project_id")?,
+        network_id: col_s(r, "network_id")?,
+        name: col_s(r, "name")?,
+        description: col_s(r, "description")?,
+        admin_state_up: col_b(r, "admin_state_up")?,
+        status: col_s(r, "status")?,
+        mac_address: col_s(r, "mac_address")?,
+        device_id: col_s(r, "device_id")?,
+        device_owner: col_s(r, "device_owner")?,
+        host_id: col_s(r, "host_id")?,
+        port_security_enabled: col_b(r, "port_security_enabled")?,
+        fixed_ips: Vec::new(),
+        created_at: col_s(r, "created_at")?,
+        updated_at: col_s(r, "updated_at")?,
+        revision_number: col_i(r, "revision_number")?,
+    })
+}
+
+fn fixed_ip_from_row(r: &AnyRow) -> Result<(String, FixedIp), StoreError> {
+    let ip = col_s(r, "ip_address")?;
+    let ip_address = ip.parse().map_err(|_| StoreError::Corrupt {
+        column: "ip_address",
+        object: "ip_allocations".into(),
+        detail: format!("{ip:?} is not an address"),
+    })?;
+    Ok((
+        col_s(r, "port_id")?,
+        FixedIp {
+            subnet_id: col_s(r, "subnet_id")?,
+            ip_address,
+        },
+    ))
+}
+
+async fn claim_ip(
+    w: &mut WriteTx<'_>,
+    subnet: &Subnet,
+    ip: IpAddr,
+    port_id: &str,
+) -> Result<bool, StoreError> {
+    let r = sqlx::query(
+        "INSERT INTO ip_allocations (network_id, ip_address, subnet_id, port_id) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+    )
+    .bind(subnet.network_id.clone())
+    .bind(ip.to_string())
+    .bind(subnet.id.clone())
+    .bind(port_id.to_string())
+    .execute(&mut *w.tx)
+    .await
+    .map_err(StoreError::db(format!("claiming {ip} in subnet {}", subnet.id)))?;
+    Ok(r.rows_affected() == 1)
+}
+
+async fn taken_in(w: &mut WriteTx<'_>, subnet: &Subnet) -> Result<HashSet<IpAddr>, StoreError> {
+    let rows = sqlx::query("SELECT ip_address FROM ip_allocations WHERE subnet_id = $1")
+        .bind(subnet.id.clone())
+        .fetch_all(&mut *w.tx)
+        .await
+        .map_err(StoreError::db(format!("reading addresses of subnet {}", subnet.id)))?;
+    Ok(rows
+        .iter()
+        .filter_map(|r| col_s(r, "ip_address").ok())
+        .filter_map(|s| s.parse().ok())
+        .collect())
+}
+
+/// Allocate one free address of `subnet` to `port_id`; None when the pools are full.
+/// Small pools hand out the lowest free address first (then spread among the lowest few
+/// after losing a race); large pools draw random addresses.
+async fn allocate_ip(
+    w: &mut WriteTx<'_>,
+    subnet: &Subnet,
+    port_id: &str,
+) -> Result<Option<IpAddr>, StoreError> {
+    let pools = &subnet.allocation_pools;
+    let size = ipam::pools_size(pools);
+    if size == 0 {
+        return Ok(None);
+    }
+    if size > ipam::SCAN_LIMIT {
+        for _ in 0..32 {
+            if let Some(ip) = ipam::random_in(pools, entropy()) {
+                if claim_ip(w, subnet, ip, port_id).await? {
+                    return Ok(Some(ip));
+                }
+            }
+        }
+    }
+    for attempt in 0..64u32 {
+        let taken = taken_in(w, subnet).await?;
+        let cands = ipam::lowest_free(pools, &taken, 16);
+        if cands.is_empty() {
+            return Ok(None);
+        }
+        let ip = if attempt == 0 {
+            cands[0]
+        } else {
+            cands[(entropy() % cands.len() as u128) as usize]
+        };
+        if claim_ip(w, subnet, ip, port_id).await? {
+            return Ok(Some(ip));
+        }
+        tracing::debug!(subnet = %subnet.id, %ip, attempt, "address taken concurrently, trying another");
+    }
+    Err(ApiError::conflict(
+        "IpAddressGenerationFailure",
+        format!("No address could be allocated on subnet {} (too much contention), retry", subnet.id),
+    )
+    .into())
+}
+
+/// Give `port_id` the requested fixed IPs (or one address from the first subnet with room).
+async fn assign_ips(
+    w: &mut WriteTx<'_>,
+    network_id: &str,
+    port_id: &str,
+    device_owner: &str,
+    request: Option<&[FixedIpRequest]>,
+) -> Result<(), StoreError> {
+    let rows = sqlx::query("SELECT * FROM subnets WHERE network_id = $1 ORDER BY created_at, id")
+        .bind(network_id.to_string())
+        .fetch_all(&mut *w.tx)
+        .await
+        .map_err(StoreError::db(format!("reading subnets of network {network_id}")))?;
+    let subnets: Vec<Subnet> = rows.iter().map(subnet_from_row).collect::<Result<_, _>>()?;
+    let Some(request) = request else {
+        if subnets.is_empty() {
+            return Ok(());
+        }
+        let mut ordered: Vec<&Subnet> = subnets.iter().filter(|s| s.ip_version == 4).collect();
+        ordered.extend(subnets.iter().filter(|s| s.ip_version != 4));
+        for s in ordered {
+            if allocate_ip(w, s, port_id).await?.is_some() {
+                return Ok(());
+            }
+        }
+        return Err(ApiError::conflict(
+            "IpAddressGenerationFailure",
+            format!("No more IP addresses available on network {network_id}."),
+        )
+        .into());
+    };
+    for (i, req) in request.iter().enumerate() {
+        let field = format!("fixed_ips[{i}]");
+        let subnet = match (&req.subnet_id, req.ip_address) {
+            (Some(sid), _) => subnets.iter().find(|s| &s.id == sid).ok_or_else(|| {
+                ApiError::invalid_input(&field, format!("subnet {sid} is not a subnet of network {network_id}"))
+            })?,
+            (None, Some(ip)) => subnets.iter().find(|s| ipam::is_host(&s.cidr, ip)).ok_or_else(|| {
+                ApiError::invalid_input(&field, format!("IP address {ip} is not a valid IP for any subnet on network {network_id}"))
+            })?,
+            (None, None) => {
+                return Err(ApiError::invalid_input(&field, "a fixed IP needs subnet_id or ip_address").into())
+            }
+        };
+        match req.ip_address {
+            Some(ip) => {
+                if !ipam::is_host(&subnet.cidr, ip) {
+                    return Err(ApiError::invalid_input(
+                        &field,
+                        format!("IP address {ip} is not a valid IP for subnet {} ({})", subnet.id, subnet.cidr),
+                    )
+                    .into());
+                }
+                if subnet.gateway_ip == Some(ip) && !device_owner.starts_with("network:") {
+                    return Err(ApiError::conflict(
+                        "IpAddressAlreadyAllocated",
+                        format!("IP address {ip} is the gateway of subnet {}", subnet.id),
+                    )
+                    .into());
+                }
+                if !claim_ip(w, subnet, ip, port_id).await? {
+                    return Err(ApiError::conflict(
+                        "IpAddressAlreadyAllocated",
+                        format!("Unable to complete operation for network {network_id}. The IP address {ip} is in use."),
+                    )
+                    .into());
+                }
+            }
+            None => {
+                if allocate_ip(w, subnet, port_id).await?.is_none() {
+                    return Err(ApiError::conflict(
+                        "IpAddressGenerationFailure",
+                        format!("No more IP addresses available for subnet {}.", subnet.id),
+                    )
+                    .into());
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+impl Store {
+    /// Create a port: MAC (requested or drawn, unique) and fixed IPs in one transaction.
+    pub async fn create_port(&self, p: &NewPort) -> Result<Port, StoreError> {
+        retrying!(self.create_port_once(p))
+    }
+
+    async fn create_port_once(&self, p: &NewPort) -> Result<Port, StoreError> {
+        let mut w = self.begin_write().await?;
+        let net = sqlx::query("SELECT port_security_enabled FROM networks WHERE id = $1")
+            .bind(p.network_id.clone())
+            .fetch_optional(&mut *w.tx)
+            .await
+            .map_err(StoreError::db(format!("reading network {}", p.network_id)))?;
+        let Some(net) = net else {
+            return Err(ApiError::not_found("Network", "NetworkNotFound", &p.network_id).into());
+        };
+        let port_security = match p.port_security_enabled {
+            Some(v) => v,
+            None => col_b(&net, "port_security_enabled")?,
+        };
+        let ts = now();
+        let mut inserted = false;
+        for _ in 0..16 {
+            let mac = p.mac_address.clone().unwrap_or_else(mac::random);
+            let r = sqlx::query(
+                "INSERT INTO ports (id, project_id, network_id, name, description, admin_state_up, status, mac_address, device_id, device_owner, host_id, port_security_enabled, created_at, updated_at, revision_number) VALUES ($1, $2, $3, $4, $5, $6, 'DOWN', $7, $8, $9, $10, $11, $12, $12, 1) ON CONFLICT DO NOTHING",
+            )
+            .bind(p.id.clone())
+            .bind(p.project_id.clone())
+            .bind(p.network_id.clone())
+            .bind(p.name.clone())
+            .bind(p.description.clone())
+            .bind(i64::from(p.admin_state_up))
+            .bind(mac.clone())
+            .bind(p.device_id.clone())
+            .bind(p.device_owner.clone())
+            .bind(p.host_id.clone())
+            .bind(i64::from(port_security))
+            .bind(ts.clone())
+            .execute(&mut *w.tx)
+            .await
+            .map_err(StoreError::db(format!("inserting port {}", p.id)))?;
+            if r.rows_affected() == 1 {
+                inserted = true;
+                break;
+            }
+            let exists = sqlx::query("SELECT id FROM ports WHERE id = $1")
+                .bind(p.id.clone())
+                .fetch_optional(&mut *w.tx)
+                .await
+                .map_err(StoreError::db(format!("reading port {}", p.id)))?;
+            if exists.is_some() {
+                return Err(ApiError::conflict("PortExists", format!("Port {} already exists", p.id)).into());
+            }
+            if p.mac_address.is_some() {
+                return Err(ApiError::conflict(
+                    "MacAddressInUse",
+                    format!("Unable to complete operation for network {}. The mac address {mac} is in use.", p.network_id),
+                )
+                .into());
+            }
+            tracing::debug!(%mac, "MAC collision, drawing another");
+        }
+        if !inserted {
+            return Err(ApiError::conflict("MacAddressGenerationFailure", "Unable to generate a unique MAC address").into());
+        }
+        assign_ips(&mut w, &p.network_id, &p.id, &p.device_owner, p.fixed_ips.as_deref()).await?;
+        w.commit().await?;
+        self.get_port(&p.id).await
+    }
+
+    /// One port with its fixed IPs (no visibility check).
+    pub async fn get_port(&self, id: &str) -> Result<Port, StoreError> {
+        let row = sqlx::query("SELECT * FROM ports WHERE id = $1")
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(StoreError::db(format!("reading port {id}")))?;
+        let Some(row) = row else {
+            return Err(ApiError::not_found("Port", "PortNotFound", id).into());
+        };
+        let mut port = port_from_row(&row)?;
+        let ips = sqlx::query("SELECT * FROM ip_allocations WHERE port_id = $1 ORDER BY subnet_id, ip_address")
+            .bind(id.to_string())
+            .fetch_all(&self.pool)
+            .await
+            .map_err(StoreError::db(format!("reading addresses of port {id}")))?;
+        for r in &ips {
+            port.fixed_ips.push(fixed_ip_from_row(r)?.1);
+        }
+        Ok(port)
+    }
+
+    /// Ports in `scope` (a project sees only its own), optionally on one network.
+    pub async fn list_ports(&self, scope: &Scope, network_id: Option<&str>) -> Result<Vec<Port>, StoreError> {
+        let mut sql = String::from("SELECT * FROM ports");
+        let mut ip_sql = String::from("SELECT a.* FROM ip_allocations a JOIN ports p ON p.id = a.port_id");
+        let mut conds = Vec::new();
+        let mut binds = Vec::new();
+        if let Some(p) = &scope.project_id {
+            binds.push(p.clone());
+            conds.push(format!("project_id = ${}", binds.len()));
+        }
+        if let Some(n) = network_id {
+            binds.push(n.to_string());
+            conds.push(format!("network_id = ${}", binds.len()));
+        }
+        if !conds.is_empty() {
+            sql.push_str(" WHERE ");
+            sql.push_str(&conds.join(" AND "));
+            ip_sql.push_str(" WHERE ");
+            ip_sql.push_str(&conds.iter().map(|c| format!("p.{c}")).collect::<Vec<_>>().join(" AND "));
+        }
+        ip_sql.push_str(" ORDER BY a.subnet_id, a.ip_address");
+        let mut q = sqlx::query(&sql);
+        let mut qi = sqlx::query(&ip_sql);
+        for b in &binds {
+            q = q.bind(b.clone());
+            qi = qi.bind(b.clone());
+        }
+        let rows = q.fetch_all(&self.pool).await.map_err(StoreError::db("listing ports"))?;
+        let ips = qi.fetch_all(&self.pool).await.map_err(StoreError::db("listing port addresses"))?;
+        let mut by_port: HashMap<String, Vec<FixedIp>> = HashMap::new();
+        for r in &ips {
+            let (pid, f) = fixed_ip_from_row(r)?;
+            by_port.entry(pid).or_default().push(f);
+        }
+        let mut out = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let mut p = port_from_row(r)?;
+            p.fixed_ips = by_port.remove(&p.id).unwrap_or_default();
+            out.push(p);
+        }
+        Ok(out)
+    }
+
+    /// Write the mutable attributes of `p` (name, description, admin state, device id and
+    /// owner, host, port security) and, when `new_ips` is given, replace its fixed IPs.
+    pub async fn update_port(&self, p: &Port, new_ips: Option<&[FixedIpRequest]>) -> Result<Port, StoreError> {
+        retrying!(self.update_port_once(p, new_ips))
+    }
+
+    async fn update_port_once(&self, p: &Port, new_ips: Option<&[FixedIpRequest]>) -> Result<Port, StoreError> {
+        let mut w = self.begin_write().await?;
+        let r = sqlx::query(
+            "UPDATE ports SET name = $1, description = $2, admin_state_up = $3, device_id = $4, device_owner = $5, host_id = $6, port_security_enabled = $7, status = $8, updated_at = $9, revision_number = revision_number + 1 WHERE id = $10",
+        )
+        .bind(p.name.clone())
+        .bind(p.description.clone())
+        .bind(i64::from(p.admin_state_up))
+        .bind(p.device_id.clone())
+        .bind(p.device_owner.clone())
+        .bind(p.host_id.clone())
+        .bind(i64::from(p.port_security_enabled))
+        .bind(p.status.clone())
+        .bind(now())
+        .bind(p.id.clone())
+        .execute(&mut *w.tx)
+        .await
+        .map_err(StoreError::db(format!("updating port {}", p.id)))?;
+        if r.rows_affected() == 0 {
+            return Err(ApiError::not_found("Port", "PortNotFound", &p.id).into());
+        }
+        if let Some(req) = new_ips {
+            sqlx::query("DELETE FROM ip_allocations WHERE port_id = $1")
+                .bind(p.id.clone())
+                .execute(&mut *w.tx)
+                .await
+                .map_err(StoreError::db(format!("releasing addresses of port {}", p.id)))?;
+            assign_ips(&mut w, &p.network_id, &p.id, &p.device_owner, Some(req)).await?;
+        }
+        w.commit().await?;
+        self.get_port(&p.id).await
+    }
+
+    /// Delete a port, releasing its addresses (cascade) and MAC.
+    pub async fn delete_port(&self, id: &str) -> Result<(), StoreError> {
+        let w = self.begin_write().await?;
+        let mut w = w;
+        let r = sqlx::query("DELETE FROM ports WHERE id = $1")
+            .bind(id.to_string())
+            .execute(&mut *w.tx)
+            .await
+            .map_err(StoreError::db(format!("deleting port {id}")))?;
+        if r.rows_affected() == 0 {
+            return Err(ApiError::not_found("Port", "PortNotFound", id).into());
+        }
+        w.commit().await?;
+        tracing::info!(port = id, "port deleted");
+        Ok(())
+    }
+}

@@ -1,0 +1,249 @@
+//! Subnets.
+
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+use sqlx::any::AnyRow;
+
+use super::{col_b, col_i, col_json, col_os, col_s, now, retrying, Scope, Store, Subnet};
+use crate::error::{ApiError, StoreError};
+use crate::ipam::{self, Pool};
+
+#[derive(Serialize, Deserialize)]
+struct PoolJson {
+    start: IpAddr,
+    end: IpAddr,
+}
+
+fn pools_json(p: &[Pool]) -> String {
+    let v: Vec<PoolJson> = p
+        .iter()
+        .map(|p| PoolJson {
+            start: p.start,
+            end: p.end,
+        })
+        .collect();
+    serde_json::to_string(&v).unwrap_or_else(|_| "[]".into())
+}
+
+pub(crate) fn subnet_from_row(r: &AnyRow) -> Result<Subnet, StoreError> {
+    let id = col_s(r, "id")?;
+    let corrupt = |column: &'static str, detail: String| StoreError::Corrupt {
+        column,
+        object: format!("subnet {id}"),
+        detail,
+    };
+    let cidr: IpNet = col_s(r, "cidr")?
+        .parse()
+        .map_err(|e: ipnet::AddrParseError| corrupt("cidr", e.to_string()))?;
+    let gateway_ip = match col_os(r, "gateway_ip")? {
+        Some(g) => Some(
+            g.parse::<IpAddr>()
+                .map_err(|e| corrupt("gateway_ip", e.to_string()))?,
+        ),
+        None => None,
+    };
+    let pools: Vec<PoolJson> = col_json(r, "allocation_pools")?;
+    Ok(Subnet {
+        project_id: col_s(r, "project_id")?,
+        network_id: col_s(r, "network_id")?,
+        name: col_s(r, "name")?,
+        description: col_s(r, "description")?,
+        ip_version: col_i(r, "ip_version")?,
+        cidr,
+        gateway_ip,
+        allocation_pools: pools
+            .into_iter()
+            .map(|p| Pool {
+                start: p.start,
+                end: p.end,
+            })
+            .collect(),
+        enable_dhcp: col_b(r, "enable_dhcp")?,
+        dns_nameservers: col_json(r, "dns_nameservers")?,
+        host_routes: col_json(r, "host_routes")?,
+        created_at: col_s(r, "created_at")?,
+        updated_at: col_s(r, "updated_at")?,
+        revision_number: col_i(r, "revision_number")?,
+        id,
+    })
+}
+
+impl Store {
+    /// Create a subnet (already validated by the caller: CIDR, gateway, pools). Refuses a
+    /// CIDR overlapping another subnet of the network; the network row is updated first so
+    /// concurrent subnet creations on one network serialise on it.
+    pub async fn create_subnet(&self, s: &Subnet) -> Result<Subnet, StoreError> {
+        retrying!(self.create_subnet_once(s))
+    }
+
+    async fn create_subnet_once(&self, s: &Subnet) -> Result<Subnet, StoreError> {
+        let mut w = self.begin_write().await?;
+        let ts = now();
+        let r = sqlx::query("UPDATE networks SET revision_number = revision_number + 1, updated_at = $1 WHERE id = $2")
+            .bind(ts.clone())
+            .bind(s.network_id.clone())
+            .execute(&mut *w.tx)
+            .await
+            .map_err(StoreError::db(format!("locking network {}", s.network_id)))?;
+        if r.rows_affected() == 0 {
+            return Err(ApiError::not_found("Network", "NetworkNotFound", &s.network_id).into());
+        }
+        let others = sqlx::query("SELECT * FROM subnets WHERE network_id = $1")
+            .bind(s.network_id.clone())
+            .fetch_all(&mut *w.tx)
+            .await
+            .map_err(StoreError::db(format!("reading subnets of network {}", s.network_id)))?;
+        for o in &others {
+            let o = subnet_from_row(o)?;
+            if ipam::overlaps(&o.cidr, &s.cidr) {
+                return Err(ApiError::invalid_input(
+                    "cidr",
+                    format!("requested subnet with cidr {} for network {} overlaps with subnet {} ({})", s.cidr, s.network_id, o.id, o.cidr),
+                )
+                .into());
+            }
+        }
+        sqlx::query(
+            "INSERT INTO subnets (id, project_id, network_id, name, description, ip_version, cidr, gateway_ip, allocation_pools, enable_dhcp, dns_nameservers, host_routes, created_at, updated_at, revision_number) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13, 1)",
+        )
+        .bind(s.id.clone())
+        .bind(s.project_id.clone())
+        .bind(s.network_id.clone())
+        .bind(s.name.clone())
+        .bind(s.description.clone())
+        .bind(s.ip_version)
+        .bind(s.cidr.to_string())
+        .bind(s.gateway_ip.map(|g| g.to_string()))
+        .bind(pools_json(&s.allocation_pools))
+        .bind(i64::from(s.enable_dhcp))
+        .bind(serde_json::to_string(&s.dns_nameservers).unwrap_or_else(|_| "[]".into()))
+        .bind(serde_json::to_string(&s.host_routes).unwrap_or_else(|_| "[]".into()))
+        .bind(ts)
+        .execute(&mut *w.tx)
+        .await
+        .map_err(StoreError::db(format!("inserting subnet {}", s.id)))?;
+        w.commit().await?;
+        tracing::info!(subnet = %s.id, network = %s.network_id, cidr = %s.cidr, "subnet created");
+        self.get_subnet(&s.id).await
+    }
+
+    /// One subnet (no visibility check).
+    pub async fn get_subnet(&self, id: &str) -> Result<Subnet, StoreError> {
+        let row = sqlx::query("SELECT * FROM subnets WHERE id = $1")
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(StoreError::db(format!("reading subnet {id}")))?;
+        match row {
+            Some(r) => subnet_from_row(&r),
+            None => Err(ApiError::not_found("Subnet", "SubnetNotFound", id).into()),
+        }
+    }
+
+    /// Subnets of one network, oldest first.
+    pub async fn subnets_of_network(&self, network_id: &str) -> Result<Vec<Subnet>, StoreError> {
+        let rows = sqlx::query("SELECT * FROM subnets WHERE network_id = $1 ORDER BY created_at, id")
+            .bind(network_id.to_string())
+            .fetch_all(&self.pool)
+            .await
+            .map_err(StoreError::db(format!("reading subnets of network {network_id}")))?;
+        rows.iter().map(subnet_from_row).collect()
+    }
+
+    /// Subnets visible in `scope` (own, or on shared/external networks).
+    pub async fn list_subnets(&self, scope: &Scope) -> Result<Vec<Subnet>, StoreError> {
+        let rows = match &scope.project_id {
+            Some(p) => sqlx::query("SELECT s.* FROM subnets s JOIN networks n ON n.id = s.network_id WHERE s.project_id = $1 OR n.shared = 1 OR n.external = 1")
+                .bind(p.clone())
+                .fetch_all(&self.pool)
+                .await,
+            None => sqlx::query("SELECT * FROM subnets").fetch_all(&self.pool).await,
+        }
+        .map_err(StoreError::db("listing subnets"))?;
+        rows.iter().map(subnet_from_row).collect()
+    }
+
+    /// Write the mutable attributes of `s` (name, description, gateway, pools, DHCP flag,
+    /// DNS servers, host routes), bumping the revision.
+    pub async fn update_subnet(&self, s: &Subnet) -> Result<Subnet, StoreError> {
+        let mut w = self.begin_write().await?;
+        if let Some(g) = s.gateway_ip {
+            let used = sqlx::query("SELECT port_id FROM ip_allocations WHERE network_id = $1 AND ip_address = $2")
+                .bind(s.network_id.clone())
+                .bind(g.to_string())
+                .fetch_optional(&mut *w.tx)
+                .await
+                .map_err(StoreError::db(format!("checking gateway of subnet {}", s.id)))?;
+            let old = sqlx::query("SELECT gateway_ip FROM subnets WHERE id = $1")
+                .bind(s.id.clone())
+                .fetch_optional(&mut *w.tx)
+                .await
+                .map_err(StoreError::db(format!("reading subnet {}", s.id)))?;
+            let old_gw = old.as_ref().map(|r| col_os(r, "gateway_ip")).transpose()?.flatten();
+            if used.is_some() && old_gw.as_deref() != Some(g.to_string().as_str()) {
+                return Err(ApiError::conflict(
+                    "GatewayIpInUse",
+                    format!("Gateway ip {g} is already in use by a port of network {}", s.network_id),
+                )
+                .into());
+            }
+        }
+        let r = sqlx::query(
+            "UPDATE subnets SET name = $1, description = $2, gateway_ip = $3, allocation_pools = $4, enable_dhcp = $5, dns_nameservers = $6, host_routes = $7, updated_at = $8, revision_number = revision_number + 1 WHERE id = $9",
+        )
+        .bind(s.name.clone())
+        .bind(s.description.clone())
+        .bind(s.gateway_ip.map(|g| g.to_string()))
+        .bind(pools_json(&s.allocation_pools))
+        .bind(i64::from(s.enable_dhcp))
+        .bind(serde_json::to_string(&s.dns_nameservers).unwrap_or_else(|_| "[]".into()))
+        .bind(serde_json::to_string(&s.host_routes).unwrap_or_else(|_| "[]".into()))
+        .bind(now())
+        .bind(s.id.clone())
+        .execute(&mut *w.tx)
+        .await
+        .map_err(StoreError::db(format!("updating subnet {}", s.id)))?;
+        if r.rows_affected() == 0 {
+            return Err(ApiError::not_found("Subnet", "SubnetNotFound", &s.id).into());
+        }
+        w.commit().await?;
+        self.get_subnet(&s.id).await
+    }
+
+    /// Delete a subnet; 409 while a port holds an address in it.
+    pub async fn delete_subnet(&self, id: &str) -> Result<(), StoreError> {
+        let mut w = self.begin_write().await?;
+        let used = sqlx::query("SELECT COUNT(*) AS c FROM ip_allocations WHERE subnet_id = $1")
+            .bind(id.to_string())
+            .fetch_one(&mut *w.tx)
+            .await
+            .map_err(StoreError::db(format!("counting addresses of subnet {id}")))?;
+        if col_i(&used, "c")? > 0 {
+            return Err(ApiError::conflict(
+                "SubnetInUse",
+                format!("Unable to complete operation on subnet {id}: One or more ports have an IP allocation from this subnet."),
+            )
+            .into());
+        }
+        let r = sqlx::query("DELETE FROM subnets WHERE id = $1")
+            .bind(id.to_string())
+            .execute(&mut *w.tx)
+            .await
+            .map_err(|e| {
+                let err = StoreError::db(format!("deleting subnet {id}"))(e);
+                if err.is_foreign_key_violation() {
+                    ApiError::conflict("SubnetInUse", format!("Unable to complete operation on subnet {id}: it is in use.")).into()
+                } else {
+                    err
+                }
+            })?;
+        if r.rows_affected() == 0 {
+            return Err(ApiError::not_found("Subnet", "SubnetNotFound", id).into());
+        }
+        w.commit().await?;
+        tracing::info!(subnet = id, "subnet deleted");
+        Ok(())
+    }
+}
