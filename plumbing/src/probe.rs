@@ -6,8 +6,8 @@
 //! Every probe runs on a dedicated thread inside the namespace, so it can be called from any
 //! thread (from async code, through `spawn_blocking`).
 
-use std::io::Read;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::mem::MaybeUninit;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::{Duration, Instant};
 
@@ -17,6 +17,9 @@ use pnet_packet::ethernet::{EtherTypes, EthernetPacket, MutableEthernetPacket};
 use pnet_packet::icmp::echo_reply::EchoReplyPacket;
 use pnet_packet::icmp::echo_request::MutableEchoRequestPacket;
 use pnet_packet::icmp::{IcmpPacket, IcmpTypes};
+use pnet_packet::icmpv6::echo_reply::EchoReplyPacket as Icmpv6EchoReplyPacket;
+use pnet_packet::icmpv6::echo_request::MutableEchoRequestPacket as Icmpv6EchoRequestPacket;
+use pnet_packet::icmpv6::Icmpv6Types;
 use pnet_packet::ipv4::Ipv4Packet;
 use pnet_packet::{MutablePacket, Packet};
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
@@ -215,39 +218,113 @@ pub fn arp(ns: &Netns, ifname: &str, target: Ipv4Addr, opts: &ProbeOptions) -> R
 
 static ICMP_ID: AtomicU16 = AtomicU16::new(0);
 
-/// ICMP echo to `target` out of `ifname` in `ns` (raw socket bound to the interface); ok with
-/// the round-trip time when the matching echo reply comes back.
-pub fn icmp(
-    ns: &Netns,
-    ifname: &str,
-    target: Ipv4Addr,
-    opts: &ProbeOptions,
-) -> Result<ProbeResult> {
+fn is_wait(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::TimedOut
+            | std::io::ErrorKind::WouldBlock
+            | std::io::ErrorKind::Interrupted
+    )
+}
+
+/// Builds an echo request (ICMPv4 type 8 with its checksum, or ICMPv6 type 128 whose checksum
+/// the kernel fills in).
+fn echo_request(v6: bool, ident: u16, seq: u16) -> [u8; 24] {
+    let mut pkt = [0u8; 8 + 16];
+    if v6 {
+        let mut req = Icmpv6EchoRequestPacket::new(&mut pkt).expect("24 bytes");
+        req.set_icmpv6_type(Icmpv6Types::EchoRequest);
+        req.set_identifier(ident);
+        req.set_sequence_number(seq);
+        req.set_payload(b"crosspod-probe!!");
+    } else {
+        let mut req = MutableEchoRequestPacket::new(&mut pkt).expect("24 bytes");
+        req.set_icmp_type(IcmpTypes::EchoRequest);
+        req.set_identifier(ident);
+        req.set_sequence_number(seq);
+        req.set_payload(b"crosspod-probe!!");
+        let sum = pnet_packet::util::checksum(req.packet(), 1);
+        req.set_checksum(sum);
+    }
+    pkt
+}
+
+/// Whether `data` (what a raw socket returned, from `from`) is the echo reply to (ident, seq).
+fn is_our_reply(
+    v6: bool,
+    target: IpAddr,
+    from: Option<IpAddr>,
+    data: &[u8],
+    ident: u16,
+    seq: u16,
+) -> bool {
+    if v6 {
+        // ICMPv6 raw sockets return the ICMPv6 message only.
+        if from != Some(target) {
+            return false;
+        }
+        let Some(reply) = Icmpv6EchoReplyPacket::new(data) else {
+            return false;
+        };
+        reply.get_icmpv6_type() == Icmpv6Types::EchoReply
+            && reply.get_identifier() == ident
+            && reply.get_sequence_number() == seq
+    } else {
+        // ICMPv4 raw sockets return the IP header too.
+        let Some(ip) = Ipv4Packet::new(data) else {
+            return false;
+        };
+        if IpAddr::V4(ip.get_source()) != target {
+            return false;
+        }
+        let hl = (ip.get_header_length() as usize * 4).min(data.len());
+        let Some(icmp) = IcmpPacket::new(&data[hl..]) else {
+            return false;
+        };
+        if icmp.get_icmp_type() != IcmpTypes::EchoReply {
+            return false;
+        }
+        let Some(reply) = EchoReplyPacket::new(icmp.packet()) else {
+            return false;
+        };
+        reply.get_identifier() == ident && reply.get_sequence_number() == seq
+    }
+}
+
+/// ICMP echo (v4 or v6) to `target` out of `ifname` in `ns`, over a raw socket bound to the
+/// interface; ok with the round-trip time when the matching echo reply comes back. Replies
+/// already queued when the attempt's time is up still count (a starved thread does not turn an
+/// answer into a timeout).
+pub fn icmp(ns: &Netns, ifname: &str, target: IpAddr, opts: &ProbeOptions) -> Result<ProbeResult> {
     validate_ifname(ifname)?;
     let err = setup_err("icmp", target, ifname, ns);
     let ident = (std::process::id() as u16)
         .wrapping_mul(31)
         .wrapping_add(ICMP_ID.fetch_add(1, Ordering::Relaxed));
+    let v6 = target.is_ipv6();
     run_in(ns, || -> Result<ProbeResult> {
-        let mut sock = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::ICMPV4))
-            .map_err(|e| err(format!("raw ICMP socket: {e}")))?;
+        let sock = if v6 {
+            Socket::new(Domain::IPV6, Type::RAW, Some(Protocol::ICMPV6))
+        } else {
+            Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::ICMPV4))
+        }
+        .map_err(|e| err(format!("raw ICMP socket: {e}")))?;
         sock.bind_device(Some(ifname.as_bytes()))
             .map_err(|e| err(format!("binding to the interface: {e}")))?;
-        let dest = SockAddr::from(SocketAddrV4::new(target, 0));
+        let dest = match target {
+            IpAddr::V4(a) => SockAddr::from(SocketAddrV4::new(a, 0)),
+            IpAddr::V6(a) => {
+                let cname = std::ffi::CString::new(ifname).expect("validated name");
+                // SAFETY: valid C string.
+                let index = unsafe { libc::if_nametoindex(cname.as_ptr()) };
+                SockAddr::from(SocketAddrV6::new(a, 0, 0, index))
+            }
+        };
         let attempts = opts.retries + 1;
-        let mut buf = [0u8; 1500];
+        let mut buf = [MaybeUninit::<u8>::uninit(); 1500];
         for attempt in 1..=attempts {
             let seq = attempt as u16;
-            let mut pkt = [0u8; 8 + 16];
-            {
-                let mut req = MutableEchoRequestPacket::new(&mut pkt).expect("24 bytes");
-                req.set_icmp_type(IcmpTypes::EchoRequest);
-                req.set_identifier(ident);
-                req.set_sequence_number(seq);
-                req.set_payload(b"crosspod-probe!!");
-                let sum = pnet_packet::util::checksum(req.packet(), 1);
-                req.set_checksum(sum);
-            }
+            let pkt = echo_request(v6, ident, seq);
             let sent = Instant::now();
             if let Err(e) = sock.send_to(&pkt, &dest) {
                 return Ok(ProbeResult::negative(
@@ -257,22 +334,15 @@ pub fn icmp(
             }
             loop {
                 let left = opts.timeout.saturating_sub(sent.elapsed());
-                if left.is_zero() {
-                    break;
-                }
                 sock.set_read_timeout(Some(left.max(Duration::from_millis(1))))
                     .map_err(|e| err(format!("setting the timeout: {e}")))?;
-                let n = match sock.read(&mut buf) {
-                    Ok(n) => n,
-                    Err(e)
-                        if matches!(
-                            e.kind(),
-                            std::io::ErrorKind::TimedOut
-                                | std::io::ErrorKind::WouldBlock
-                                | std::io::ErrorKind::Interrupted
-                        ) =>
-                    {
-                        continue
+                let (n, from) = match sock.recv_from(&mut buf) {
+                    Ok((n, from)) => (n, from.as_socket().map(|a| a.ip())),
+                    Err(e) if is_wait(&e) => {
+                        if left.is_zero() {
+                            break;
+                        }
+                        continue;
                     }
                     Err(e) => {
                         return Ok(ProbeResult::negative(
@@ -281,24 +351,13 @@ pub fn icmp(
                         ))
                     }
                 };
-                let Some(ip) = Ipv4Packet::new(&buf[..n]) else {
-                    continue;
-                };
-                if ip.get_source() != target {
-                    continue;
-                }
-                let hl = ip.get_header_length() as usize * 4;
-                let Some(icmp) = IcmpPacket::new(&buf[hl.min(n)..n]) else {
-                    continue;
-                };
-                if icmp.get_icmp_type() != IcmpTypes::EchoReply {
-                    continue;
-                }
-                let Some(reply) = EchoReplyPacket::new(icmp.packet()) else {
-                    continue;
-                };
-                if reply.get_identifier() == ident && reply.get_sequence_number() == seq {
+                // SAFETY: recv_from initialised the first n bytes.
+                let data = unsafe { std::slice::from_raw_parts(buf.as_ptr() as *const u8, n) };
+                if is_our_reply(v6, target, from, data, ident, seq) {
                     return Ok(ProbeResult::answered(sent.elapsed(), attempt, None));
+                }
+                if sent.elapsed() > opts.timeout * 2 {
+                    break; // a busy socket: stop reading other traffic
                 }
             }
         }

@@ -60,7 +60,7 @@ fn snat_and_floating_ip_through_the_router() {
     let gw = ip4("163.3.124.1");
 
     // Without NAT the external host cannot answer 10.0.1.11 (no route back).
-    let r = probe::icmp(&vm, "eth0", gw, &quick()).unwrap();
+    let r = probe::icmp(&vm, "eth0", gw.into(), &quick()).unwrap();
     assert_eq!(r.status, ProbeStatus::Timeout, "{r:?}");
 
     // A table of someone else's in the router namespace must survive everything below.
@@ -89,7 +89,7 @@ fn snat_and_floating_ip_through_the_router() {
         floating: vec![],
     };
     assert!(nat::apply(&router, &snat_only).unwrap().changed());
-    let r = probe::icmp(&vm, "eth0", gw, &quick()).unwrap();
+    let r = probe::icmp(&vm, "eth0", gw.into(), &quick()).unwrap();
     assert!(r.ok(), "ping through SNAT: {r:?}");
     assert!(r.rtt.unwrap() > Duration::ZERO);
     let l = listen_in(&ext, "163.3.124.1:0");
@@ -123,7 +123,7 @@ fn snat_and_floating_ip_through_the_router() {
         .unwrap();
     assert!(nat::apply(&router, &full).unwrap().changed());
     // DNAT: the external host reaches the VM at the floating IP.
-    let r = probe::icmp(&ext, "eth0", ip4("163.3.124.20"), &quick()).unwrap();
+    let r = probe::icmp(&ext, "eth0", ip4("163.3.124.20").into(), &quick()).unwrap();
     assert!(r.ok(), "ping the floating IP: {r:?}");
     let lv = listen_in(&vm, "10.0.1.11:0");
     let vport = lv.local_addr().unwrap().port();
@@ -201,7 +201,7 @@ fn snat_and_floating_ip_through_the_router() {
         .output()
         .unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).contains("table ip other"));
-    let r = probe::icmp(&vm, "eth0", gw, &quick()).unwrap();
+    let r = probe::icmp(&vm, "eth0", gw.into(), &quick()).unwrap();
     assert_eq!(r.status, ProbeStatus::Timeout, "no NAT, no answer: {r:?}");
 }
 

@@ -50,7 +50,7 @@ fn arp_probe_finds_the_neighbour_and_times_out_on_nobody() {
 fn icmp_probe_measures_rtt_and_times_out() {
     require_root();
     let lab = Lab::new();
-    let r = probe::icmp(&lab.router.ns(), "qr", ip4("10.0.1.11"), &quick()).unwrap();
+    let r = probe::icmp(&lab.router.ns(), "qr", ip4("10.0.1.11").into(), &quick()).unwrap();
     assert!(r.ok(), "{r:?}");
     let rtt = r.rtt.unwrap();
     assert!(
@@ -58,13 +58,39 @@ fn icmp_probe_measures_rtt_and_times_out() {
         "{rtt:?}"
     );
     // Through the router: vm -> router's far leg.
-    let r = probe::icmp(&lab.vm.ns(), "eth0", ip4("163.3.124.10"), &quick()).unwrap();
+    let r = probe::icmp(&lab.vm.ns(), "eth0", ip4("163.3.124.10").into(), &quick()).unwrap();
     assert!(r.ok(), "{r:?}");
-    let r = probe::icmp(&lab.router.ns(), "qr", ip4("10.0.1.99"), &quick()).unwrap();
+    let r = probe::icmp(&lab.router.ns(), "qr", ip4("10.0.1.99").into(), &quick()).unwrap();
     assert_eq!(r.status, ProbeStatus::Timeout, "{r:?}");
     assert_eq!(r.attempts, 2);
     // Bound to the wrong interface the VM is not reachable.
-    let r = probe::icmp(&lab.router.ns(), "qg", ip4("10.0.1.11"), &quick()).unwrap();
+    let r = probe::icmp(&lab.router.ns(), "qg", ip4("10.0.1.11").into(), &quick()).unwrap();
+    assert!(!r.ok(), "{r:?}");
+}
+
+#[test]
+fn icmpv6_probe_answers_and_times_out() {
+    require_root();
+    let lab = Lab::new();
+    Handle::new(&lab.router.ns())
+        .unwrap()
+        .add_address("qr", "fd00:1::1/64".parse().unwrap())
+        .unwrap();
+    Handle::new(&lab.vm.ns())
+        .unwrap()
+        .add_address("eth0", "fd00:1::11/64".parse().unwrap())
+        .unwrap();
+    let target: std::net::IpAddr = "fd00:1::11".parse().unwrap();
+    let r = probe::icmp(&lab.router.ns(), "qr", target, &quick()).unwrap();
+    assert!(r.ok(), "{r:?}");
+    assert!(r.rtt.unwrap() > Duration::ZERO);
+    let r = probe::icmp(
+        &lab.router.ns(),
+        "qr",
+        "fd00:1::99".parse().unwrap(),
+        &quick(),
+    )
+    .unwrap();
     assert!(!r.ok(), "{r:?}");
 }
 
