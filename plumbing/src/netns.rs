@@ -295,6 +295,14 @@ pub fn list() -> Result<Vec<String>> {
     Ok(names)
 }
 
+/// Names of the namespaces starting with `prefix` (the agent's own, on a shared machine).
+pub fn list_prefixed(prefix: &str) -> Result<Vec<String>> {
+    Ok(list()?
+        .into_iter()
+        .filter(|n| n.starts_with(prefix))
+        .collect())
+}
+
 /// Runs `f` inside `ns` on a dedicated OS thread and returns its result. The calling thread
 /// never changes namespace, so this is safe to call from async code through
 /// `tokio::task::spawn_blocking` (the pool thread only waits).

@@ -14,6 +14,8 @@ fn namespace_create_list_run_delete() {
     let guard = NsGuard { name: name.clone() };
     assert!(!netns::create(&name).unwrap(), "second create is a no-op");
     assert!(netns::list().unwrap().contains(&name));
+    let mine = netns::list_prefixed(&name).unwrap();
+    assert!(mine.contains(&name) && mine.iter().all(|n| n.starts_with(&name)));
     assert!(std::path::Path::new("/run/netns").join(&name).exists());
 
     // Inside, only loopback exists and it is up; the thread's namespace differs from ours.
