@@ -326,6 +326,43 @@ where
     })
 }
 
+/// Like [`run_in`], for async callers: `f` runs on a new dedicated thread inside `ns` and the
+/// returned future resolves with its result, so no executor thread blocks or changes namespace.
+pub fn spawn_in<F, T>(ns: &Netns, f: F) -> impl std::future::Future<Output = Result<T>> + Send
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    let (tx, rx) = futures_channel::oneshot::channel();
+    let ns = ns.clone();
+    let opened = ns.open();
+    let name = ns.display_name().to_string();
+    if let Ok(fd) = &opened {
+        let fd = fd.try_clone();
+        let spawned = std::thread::Builder::new()
+            .name(format!("netns-{name}"))
+            .spawn(move || {
+                let r = fd
+                    .map_err(|source| Error::Netns {
+                        op: "duplicate the handle of",
+                        ns: ns.display_name().to_string(),
+                        source,
+                    })
+                    .and_then(|fd| enter(&fd, &ns))
+                    .map(|()| f());
+                let _ = tx.send(r);
+            });
+        if let Err(source) = spawned {
+            tracing::warn!(netns = %name, error = %source, "cannot spawn a namespace thread");
+        }
+    }
+    async move {
+        opened?;
+        rx.await
+            .unwrap_or_else(|_| Err(Error::ThreadPanicked { ns: name }))
+    }
+}
+
 /// Moves the calling thread into the namespace `fd` refers to. Only for dedicated threads.
 fn enter(fd: &OwnedFd, ns: &Netns) -> Result<()> {
     // SAFETY: fd is a namespace file; only the current (dedicated) thread is affected.

@@ -30,6 +30,16 @@ fn namespace_create_list_run_delete() {
     .unwrap();
     let outside = std::fs::read_link("/proc/thread-self/ns/net").unwrap();
     assert_ne!(inside, outside);
+    let async_inside = futures::executor::block_on(netns::spawn_in(&guard.ns(), || {
+        std::fs::read_link("/proc/thread-self/ns/net").unwrap()
+    }))
+    .unwrap();
+    assert_eq!(async_inside, inside);
+    assert_eq!(
+        std::fs::read_link("/proc/thread-self/ns/net").unwrap(),
+        outside,
+        "the caller never moves"
+    );
 
     drop(guard);
     assert!(!netns::exists(&name));
@@ -39,6 +49,52 @@ fn namespace_create_list_run_delete() {
         Handle::new(&Netns::named(&name)),
         Err(Error::NoSuchNetns { .. })
     ));
+    assert!(matches!(
+        futures::executor::block_on(netns::spawn_in(&Netns::named(&name), || ())),
+        Err(Error::NoSuchNetns { .. })
+    ));
+}
+
+#[test]
+fn namespaces_are_shared_with_iproute2() {
+    require_root();
+    // Ours are visible to `ip netns` ...
+    let ours = NsGuard::new("i");
+    let out = std::process::Command::new("ip")
+        .args(["netns", "list"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&ours.name));
+    let out = std::process::Command::new("ip")
+        .args(["-n", &ours.name, "link", "show", "lo"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("UP"),
+        "lo is up"
+    );
+    // ... and iproute2's are usable by us.
+    let theirs = unique("j");
+    let st = std::process::Command::new("ip")
+        .args(["netns", "add", &theirs])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let guard = NsGuard {
+        name: theirs.clone(),
+    };
+    assert!(netns::list().unwrap().contains(&theirs));
+    let links = Handle::new(&guard.ns()).unwrap().links().unwrap();
+    assert_eq!(links.len(), 1);
+    assert!(!links[0].up, "iproute2 leaves lo down");
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(
+        mounts
+            .lines()
+            .any(|l| l.contains(" /run/netns ") && l.contains("shared:")),
+        "/run/netns is a shared mount"
+    );
 }
 
 #[test]
