@@ -96,7 +96,10 @@ impl TokenStore {
             path: self.path.clone(),
             source,
         })?;
-        let stamp = (meta.modified().unwrap_or(SystemTime::UNIX_EPOCH), meta.len());
+        let stamp = (
+            meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+            meta.len(),
+        );
         {
             let g = self.loaded.read().unwrap_or_else(|p| p.into_inner());
             if g.stamp == Some(stamp) {

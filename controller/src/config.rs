@@ -87,7 +87,11 @@ impl NetworkType {
 
 /// Command line of `crosspod-controller`.
 #[derive(Debug, Default, Parser, Deserialize)]
-#[command(name = "crosspod-controller", version, about = "crosspod controller: Neutron v2.0 and Tricircle pod APIs")]
+#[command(
+    name = "crosspod-controller",
+    version,
+    about = "crosspod controller: Neutron v2.0 and Tricircle pod APIs"
+)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct Args {
     /// TOML file whose keys are the long flag names (flags and env override it).

@@ -51,13 +51,16 @@ fn same_family(a: IpAddr, b: IpAddr) -> bool {
 
 /// Parse a CIDR as Neutron does: the address must be the network address (`10.0.0.5/24` is refused).
 pub fn parse_cidr(field: &str, text: &str) -> Result<IpNet, ApiError> {
-    let net: IpNet = text
-        .parse()
-        .map_err(|_| ApiError::invalid_input(field, format!("'{text}' is not a valid IP subnet")))?;
+    let net: IpNet = text.parse().map_err(|_| {
+        ApiError::invalid_input(field, format!("'{text}' is not a valid IP subnet"))
+    })?;
     if net.network() != net.addr() {
         return Err(ApiError::invalid_input(
             field,
-            format!("'{text}' isn't a recognized IP subnet cidr, '{}' is recommended", net.trunc()),
+            format!(
+                "'{text}' isn't a recognized IP subnet cidr, '{}' is recommended",
+                net.trunc()
+            ),
         ));
     }
     let min_host_bits = if net.addr().is_ipv4() { 2 } else { 1 };
@@ -128,27 +131,40 @@ pub fn default_pools(net: &IpNet, gateway: Option<IpAddr>) -> Vec<Pool> {
 
 /// Validate user-given pools against the subnet and gateway (Neutron's rules: inside the
 /// CIDR, start <= end, no overlap, gateway not inside a pool).
-pub fn validate_pools(net: &IpNet, pools: &[Pool], gateway: Option<IpAddr>) -> Result<(), ApiError> {
+pub fn validate_pools(
+    net: &IpNet,
+    pools: &[Pool],
+    gateway: Option<IpAddr>,
+) -> Result<(), ApiError> {
     for p in pools {
         for ip in [p.start, p.end] {
             if !is_host(net, ip) {
                 return Err(ApiError::invalid_input(
                     "allocation_pools",
-                    format!("the allocation pool {}-{} spans beyond the subnet cidr {net}", p.start, p.end),
+                    format!(
+                        "the allocation pool {}-{} spans beyond the subnet cidr {net}",
+                        p.start, p.end
+                    ),
                 ));
             }
         }
         if to_u128(p.start) > to_u128(p.end) {
             return Err(ApiError::invalid_input(
                 "allocation_pools",
-                format!("the allocation pool start {} is after its end {}", p.start, p.end),
+                format!(
+                    "the allocation pool start {} is after its end {}",
+                    p.start, p.end
+                ),
             ));
         }
         if let Some(g) = gateway {
             if p.contains(g) {
                 return Err(ApiError::conflict(
                     "GatewayConflictWithAllocationPools",
-                    format!("Gateway ip {g} conflicts with allocation pool {}-{}", p.start, p.end),
+                    format!(
+                        "Gateway ip {g} conflicts with allocation pool {}-{}",
+                        p.start, p.end
+                    ),
                 ));
             }
         }
@@ -159,7 +175,10 @@ pub fn validate_pools(net: &IpNet, pools: &[Pool], gateway: Option<IpAddr>) -> R
         if to_u128(w[1].start) <= to_u128(w[0].end) {
             return Err(ApiError::invalid_input(
                 "allocation_pools",
-                format!("found overlapping allocation pools: {}-{} and {}-{}", w[0].start, w[0].end, w[1].start, w[1].end),
+                format!(
+                    "found overlapping allocation pools: {}-{} and {}-{}",
+                    w[0].start, w[0].end, w[1].start, w[1].end
+                ),
             ));
         }
     }
@@ -230,7 +249,13 @@ mod tests {
         let gw = default_gateway(&net);
         assert_eq!(gw, ip("10.0.1.1"));
         let pools = default_pools(&net, Some(gw));
-        assert_eq!(pools, vec![Pool { start: ip("10.0.1.2"), end: ip("10.0.1.254") }]);
+        assert_eq!(
+            pools,
+            vec![Pool {
+                start: ip("10.0.1.2"),
+                end: ip("10.0.1.254")
+            }]
+        );
         assert_eq!(pools_size(&pools), 253);
         let mid = default_pools(&net, Some(ip("10.0.1.100")));
         assert_eq!(mid.len(), 2);
@@ -240,8 +265,14 @@ mod tests {
 
     #[test]
     fn cidr_must_be_a_network_address() {
-        assert!(parse_cidr("cidr", "10.0.1.5/24").unwrap_err().message.contains("10.0.1.0/24"));
-        assert!(parse_cidr("cidr", "banana").unwrap_err().message.contains("cidr"));
+        assert!(parse_cidr("cidr", "10.0.1.5/24")
+            .unwrap_err()
+            .message
+            .contains("10.0.1.0/24"));
+        assert!(parse_cidr("cidr", "banana")
+            .unwrap_err()
+            .message
+            .contains("cidr"));
         assert!(parse_cidr("cidr", "10.0.0.0/31").is_err());
         assert!(parse_cidr("cidr", "fd00::/64").is_ok());
     }
@@ -249,12 +280,21 @@ mod tests {
     #[test]
     fn pools_are_checked() {
         let net = parse_cidr("cidr", "10.0.0.0/24").unwrap();
-        let p = |a: &str, b: &str| Pool { start: ip(a), end: ip(b) };
+        let p = |a: &str, b: &str| Pool {
+            start: ip(a),
+            end: ip(b),
+        };
         assert!(validate_pools(&net, &[p("10.0.0.2", "10.0.0.9")], Some(ip("10.0.0.1"))).is_ok());
         assert!(validate_pools(&net, &[p("10.0.0.2", "10.0.1.9")], None).is_err());
         assert!(validate_pools(&net, &[p("10.0.0.9", "10.0.0.2")], None).is_err());
-        assert!(validate_pools(&net, &[p("10.0.0.2", "10.0.0.9"), p("10.0.0.5", "10.0.0.20")], None).is_err());
-        let e = validate_pools(&net, &[p("10.0.0.1", "10.0.0.9")], Some(ip("10.0.0.1"))).unwrap_err();
+        assert!(validate_pools(
+            &net,
+            &[p("10.0.0.2", "10.0.0.9"), p("10.0.0.5", "10.0.0.20")],
+            None
+        )
+        .is_err());
+        let e =
+            validate_pools(&net, &[p("10.0.0.1", "10.0.0.9")], Some(ip("10.0.0.1"))).unwrap_err();
         assert_eq!(e.status.as_u16(), 409);
     }
 
@@ -269,9 +309,15 @@ mod tests {
 
     #[test]
     fn candidates() {
-        let pools = vec![Pool { start: ip("10.0.0.2"), end: ip("10.0.0.4") }];
+        let pools = vec![Pool {
+            start: ip("10.0.0.2"),
+            end: ip("10.0.0.4"),
+        }];
         let taken: HashSet<IpAddr> = [ip("10.0.0.2")].into_iter().collect();
-        assert_eq!(lowest_free(&pools, &taken, 5), vec![ip("10.0.0.3"), ip("10.0.0.4")]);
+        assert_eq!(
+            lowest_free(&pools, &taken, 5),
+            vec![ip("10.0.0.3"), ip("10.0.0.4")]
+        );
         for e in 0..10 {
             assert!(pools[0].contains(random_in(&pools, e).unwrap()));
         }

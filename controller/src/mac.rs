@@ -50,8 +50,18 @@ mod tests {
 
     #[test]
     fn parse_refuses_garbage_and_multicast() {
-        assert_eq!(super::parse("FA-16-3E-00-00-01").as_deref(), Some("fa:16:3e:00:00:01"));
-        for bad in ["", "fa:16:3e:00:00", "zz:16:3e:00:00:01", "01:00:5e:00:00:01", "00:00:00:00:00:00", "fa:16:3e:0:0:1"] {
+        assert_eq!(
+            super::parse("FA-16-3E-00-00-01").as_deref(),
+            Some("fa:16:3e:00:00:01")
+        );
+        for bad in [
+            "",
+            "fa:16:3e:00:00",
+            "zz:16:3e:00:00:01",
+            "01:00:5e:00:00:01",
+            "00:00:00:00:00:00",
+            "fa:16:3e:0:0:1",
+        ] {
             assert!(super::parse(bad).is_none(), "{bad}");
         }
     }

@@ -1,4 +1,35 @@
-//! crosspod-controller.
+//! crosspod-controller: the Tricircle pod API and the Neutron v2.0 API in one process.
+use anyhow::Context;
+use clap::Parser;
+use controller::config::{Args, LogFormat};
+
 fn main() -> anyhow::Result<()> {
-    anyhow::bail!("crosspod-controller: not yet implemented")
+    let config = Args::parse().resolve().context("configuration")?;
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CROSSPOD_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
+    let sub = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    match config.log_format {
+        LogFormat::Json => sub.json().init(),
+        LogFormat::Text => sub.init(),
+    }
+    let rt = tokio::runtime::Runtime::new().context("starting the tokio runtime")?;
+    rt.block_on(async {
+        let running = controller::api::start(config).await?;
+        notify_ready();
+        running.wait().await.context("serving")?;
+        Ok(())
+    })
+}
+
+/// Tell systemd (Type=notify) we are serving, when started by it.
+fn notify_ready() {
+    if let Some(path) = std::env::var_os("NOTIFY_SOCKET") {
+        let sock = std::os::unix::net::UnixDatagram::unbound();
+        if let Ok(s) = sock {
+            let _ = s.send_to(b"READY=1", path);
+        }
+    }
 }

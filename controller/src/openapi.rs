@@ -1,1 +1,154 @@
-//! x
+//! `/openapi.json`: an OpenAPI 3 description of both APIs (served on both ports), detailed
+//! enough for a fuzzer: every path, method, body schema and status code.
+
+use serde_json::{json, Value};
+
+fn err() -> Value {
+    json!({"description": "error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/NeutronError"}}}})
+}
+
+fn ok(schema: Value) -> Value {
+    json!({"description": "ok", "content": {"application/json": {"schema": schema}}})
+}
+
+fn id_param() -> Value {
+    json!({"name": "id", "in": "path", "required": true, "schema": {"type": "string", "format": "uuid"}})
+}
+
+fn collection(
+    single: &str,
+    plural: &str,
+    create_schema: &str,
+    update_schema: &str,
+    filters: &[&str],
+) -> (Value, Value) {
+    let mut params: Vec<Value> = filters
+        .iter()
+        .map(|f| json!({"name": f, "in": "query", "required": false, "schema": {"type": "string"}}))
+        .collect();
+    for (n, t) in [
+        ("fields", "string"),
+        ("limit", "integer"),
+        ("marker", "string"),
+        ("page_reverse", "boolean"),
+        ("sort_key", "string"),
+    ] {
+        params.push(json!({"name": n, "in": "query", "required": false, "schema": {"type": t}}));
+    }
+    params.push(json!({"name": "sort_dir", "in": "query", "required": false, "schema": {"type": "string", "enum": ["asc", "desc"]}}));
+    let errs = |codes: &[&str]| {
+        let mut m = serde_json::Map::new();
+        for c in codes {
+            m.insert(c.to_string(), err());
+        }
+        m
+    };
+    let wrap = |s: &str| json!({"type": "object", "required": [single], "properties": {single: {"$ref": format!("#/components/schemas/{s}")}}, "additionalProperties": false});
+    let mut list_resp = errs(&["400", "401"]);
+    list_resp.insert("200".into(), ok(json!({"type": "object", "properties": {plural: {"type": "array", "items": {"type": "object"}}}})));
+    let mut create_resp = errs(&["400", "401", "403", "404", "409", "413"]);
+    create_resp.insert("201".into(), ok(json!({"type": "object"})));
+    let mut show_resp = errs(&["401", "404"]);
+    show_resp.insert("200".into(), ok(json!({"type": "object"})));
+    let mut upd_resp = errs(&["400", "401", "403", "404", "409", "413"]);
+    upd_resp.insert("200".into(), ok(json!({"type": "object"})));
+    let mut del_resp = errs(&["401", "403", "404", "409"]);
+    del_resp.insert("204".into(), json!({"description": "deleted"}));
+    (
+        json!({
+            "get": {"summary": format!("List {plural}"), "parameters": params, "responses": list_resp},
+            "post": {"summary": format!("Create a {single}"), "requestBody": {"required": true, "content": {"application/json": {"schema": wrap(create_schema)}}}, "responses": create_resp},
+        }),
+        json!({
+            "parameters": [id_param()],
+            "get": {"summary": format!("Show a {single}"), "responses": show_resp},
+            "put": {"summary": format!("Update a {single}"), "requestBody": {"required": true, "content": {"application/json": {"schema": wrap(update_schema)}}}, "responses": upd_resp},
+            "delete": {"summary": format!("Delete a {single}"), "responses": del_resp},
+        }),
+    )
+}
+
+/// The OpenAPI document.
+pub fn document() -> Value {
+    let (nets, net) = collection(
+        "network",
+        "networks",
+        "NetworkCreate",
+        "NetworkUpdate",
+        crate::api::neutron::networks::ATTRS,
+    );
+    let (subs, sub) = collection(
+        "subnet",
+        "subnets",
+        "SubnetCreate",
+        "SubnetUpdate",
+        crate::api::neutron::subnets::ATTRS,
+    );
+    let (ports, port) = collection(
+        "port",
+        "ports",
+        "PortCreate",
+        "PortUpdate",
+        crate::api::neutron::ports::ATTRS,
+    );
+    let s = |t: &str| json!({"type": t});
+    let str_list = json!({"type": "array", "items": {"type": "string"}});
+    let pools = json!({"type": "array", "items": {"type": "object", "required": ["start", "end"], "properties": {"start": {"type": "string", "format": "ip"}, "end": {"type": "string", "format": "ip"}}, "additionalProperties": false}});
+    let routes = json!({"type": "array", "items": {"type": "object", "required": ["destination", "nexthop"], "properties": {"destination": s("string"), "nexthop": s("string")}}});
+    let fixed = json!({"type": "array", "items": {"type": "object", "properties": {"subnet_id": {"type": "string", "format": "uuid"}, "ip_address": {"type": "string", "format": "ip"}}, "additionalProperties": false}});
+    json!({
+        "openapi": "3.0.3",
+        "info": {"title": "crosspod controller (Neutron v2.0 on port 20001, Tricircle pods on port 19999)", "version": env!("CARGO_PKG_VERSION")},
+        "components": {
+            "securitySchemes": {"token": {"type": "apiKey", "in": "header", "name": "X-Auth-Token"}},
+            "schemas": {
+                "NeutronError": {"type": "object", "properties": {"NeutronError": {"type": "object", "properties": {"type": s("string"), "message": s("string"), "detail": s("string")}}}},
+                "NetworkCreate": {"type": "object", "additionalProperties": false, "properties": {
+                    "name": s("string"), "description": s("string"), "admin_state_up": s("boolean"), "shared": s("boolean"),
+                    "router:external": s("boolean"), "mtu": {"type": "integer", "minimum": 68, "maximum": 65535},
+                    "port_security_enabled": s("boolean"), "availability_zone_hints": str_list,
+                    "provider:network_type": {"type": "string", "enum": ["local", "vlan", "flat"]},
+                    "provider:physical_network": s("string"), "provider:segmentation_id": {"type": "integer", "minimum": 1, "maximum": 4094},
+                    "project_id": s("string"), "tenant_id": s("string")}},
+                "NetworkUpdate": {"type": "object", "additionalProperties": false, "properties": {
+                    "name": s("string"), "description": s("string"), "admin_state_up": s("boolean"), "shared": s("boolean"),
+                    "router:external": s("boolean"), "mtu": {"type": "integer"}, "port_security_enabled": s("boolean")}},
+                "SubnetCreate": {"type": "object", "required": ["network_id", "cidr"], "additionalProperties": false, "properties": {
+                    "network_id": {"type": "string", "format": "uuid"}, "cidr": s("string"), "ip_version": {"type": "integer", "enum": [4, 6]},
+                    "name": s("string"), "description": s("string"), "gateway_ip": {"type": "string", "nullable": true},
+                    "allocation_pools": pools, "enable_dhcp": s("boolean"), "dns_nameservers": str_list, "host_routes": routes,
+                    "project_id": s("string"), "tenant_id": s("string")}},
+                "SubnetUpdate": {"type": "object", "additionalProperties": false, "properties": {
+                    "name": s("string"), "description": s("string"), "gateway_ip": {"type": "string", "nullable": true},
+                    "allocation_pools": pools, "enable_dhcp": s("boolean"), "dns_nameservers": str_list, "host_routes": routes}},
+                "PortCreate": {"type": "object", "required": ["network_id"], "additionalProperties": false, "properties": {
+                    "network_id": {"type": "string", "format": "uuid"}, "name": s("string"), "description": s("string"),
+                    "admin_state_up": s("boolean"), "mac_address": s("string"), "fixed_ips": fixed, "device_id": s("string"),
+                    "device_owner": s("string"), "binding:host_id": s("string"), "port_security_enabled": s("boolean"),
+                    "security_groups": {"type": "array", "maxItems": 0}, "project_id": s("string"), "tenant_id": s("string")}},
+                "PortUpdate": {"type": "object", "additionalProperties": false, "properties": {
+                    "name": s("string"), "description": s("string"), "admin_state_up": s("boolean"), "fixed_ips": fixed,
+                    "device_id": s("string"), "device_owner": s("string"), "binding:host_id": s("string"),
+                    "port_security_enabled": s("boolean"), "security_groups": {"type": "array", "maxItems": 0}}},
+                "PodCreate": {"type": "object", "required": ["pod"], "properties": {"pod": {"type": "object", "required": ["region_name"], "additionalProperties": false, "properties": {
+                    "region_name": s("string"), "az_name": s("string"), "pod_az_name": s("string"), "dc_name": s("string")}}}}
+            }
+        },
+        "security": [{"token": []}],
+        "paths": {
+            "/": {"get": {"summary": "Version document", "security": [], "responses": {"200": ok(json!({"type": "object"}))}}},
+            "/v2.0/extensions": {"get": {"summary": "Supported extensions", "responses": {"200": ok(json!({"type": "object"})), "401": err()}}},
+            "/v2.0/extensions/{alias}": {"get": {"parameters": [{"name": "alias", "in": "path", "required": true, "schema": s("string")}], "responses": {"200": ok(json!({"type": "object"})), "404": err()}}},
+            "/v2.0/networks": nets, "/v2.0/networks/{id}": net,
+            "/v2.0/subnets": subs, "/v2.0/subnets/{id}": sub,
+            "/v2.0/ports": ports, "/v2.0/ports/{id}": port,
+            "/v1.0/pods": {
+                "get": {"summary": "List pods (Tricircle API, port 19999)", "responses": {"200": ok(json!({"type": "object"})), "401": err(), "403": err()}},
+                "post": {"summary": "Create a pod (Tricircle API, port 19999)", "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/PodCreate"}}}},
+                         "responses": {"200": ok(json!({"type": "object"})), "400": err(), "401": err(), "403": err(), "409": err(), "413": err(), "422": err()}}},
+            "/v1.0/pods/{id}": {"parameters": [id_param()],
+                "get": {"responses": {"200": ok(json!({"type": "object"})), "401": err(), "403": err(), "404": err()}},
+                "delete": {"responses": {"204": {"description": "deleted"}, "401": err(), "403": err(), "404": err(), "409": err()}}}
+        }
+    })
+}

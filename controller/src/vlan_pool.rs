@@ -101,7 +101,13 @@ impl VlanRanges {
 /// Pick a free VLAN in `lo..=hi`. `attempt` 0 takes the lowest free one (predictable for
 /// operators); later attempts (after losing a race to another controller) pick among the
 /// first few free ones using `entropy`, to spread concurrent allocators apart.
-pub fn pick_free(lo: u16, hi: u16, taken: &HashSet<u16>, attempt: u32, entropy: u64) -> Option<u16> {
+pub fn pick_free(
+    lo: u16,
+    hi: u16,
+    taken: &HashSet<u16>,
+    attempt: u32,
+    entropy: u64,
+) -> Option<u16> {
     let mut free = (lo..=hi).filter(|v| !taken.contains(v));
     if attempt == 0 {
         return free.next();
@@ -130,10 +136,20 @@ mod tests {
 
     #[test]
     fn rejects_bad_entries() {
-        for bad in ["a:1", "a:0:5", "a:5:4", "a:1:4095", "a:x:3", ":1:2", "a:1:2,a:3:4"] {
+        for bad in [
+            "a:1",
+            "a:0:5",
+            "a:5:4",
+            "a:1:4095",
+            "a:x:3",
+            ":1:2",
+            "a:1:2,a:3:4",
+        ] {
             assert!(VlanRanges::parse(bad).is_err(), "{bad} should be refused");
         }
-        assert!(VlanRanges::parse("physnet1").unwrap().has_physnet("physnet1"));
+        assert!(VlanRanges::parse("physnet1")
+            .unwrap()
+            .has_physnet("physnet1"));
     }
 
     #[test]

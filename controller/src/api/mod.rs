@@ -1,1 +1,311 @@
-//! x
+//! HTTP servers: the Tricircle pod API and the Neutron v2.0 API, two listeners in one
+//! process sharing one [`App`]. Routing is explicit (method + path segments) so every
+//! unknown path or method gets a Neutron-shaped 404/405, and every request is logged with
+//! method, path, status and duration.
+
+pub mod neutron;
+pub mod pods;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::extract::Request;
+use axum::http::{header, HeaderMap, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use serde_json::{Map, Value};
+
+use crate::auth::{Identity, TokenStore};
+use crate::config::Config;
+use crate::error::{ApiError, StoreError};
+use crate::store::Store;
+
+/// Largest request body accepted (larger gets 413).
+pub const MAX_BODY: usize = 1024 * 1024;
+
+/// Shared state of both APIs.
+pub struct App {
+    /// The store.
+    pub store: Store,
+    /// Token lookup.
+    pub tokens: TokenStore,
+    /// Configuration.
+    pub config: Config,
+}
+
+/// Failure to start the servers.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The store could not be opened or migrated.
+    #[error("opening the store: {0}")]
+    Store(#[from] StoreError),
+    /// A listener could not bind.
+    #[error("binding the {api} API on {addr}: {source}")]
+    Bind {
+        /// Which API.
+        api: &'static str,
+        /// Address.
+        addr: SocketAddr,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Both APIs, bound and serving.
+pub struct Running {
+    /// Where the Neutron API listens.
+    pub neutron_addr: SocketAddr,
+    /// Where the Tricircle API listens.
+    pub tricircle_addr: SocketAddr,
+    /// The shared state.
+    pub app: Arc<App>,
+    tasks: tokio::task::JoinSet<std::io::Result<()>>,
+}
+
+impl Running {
+    /// Wait until a server stops (it only stops on an I/O error).
+    pub async fn wait(mut self) -> std::io::Result<()> {
+        match self.tasks.join_next().await {
+            Some(Ok(r)) => r,
+            Some(Err(e)) => Err(std::io::Error::other(e)),
+            None => Ok(()),
+        }
+    }
+
+    /// Stop serving.
+    pub fn abort(&mut self) {
+        self.tasks.abort_all();
+    }
+}
+
+/// Open the store, bind both listeners and start serving.
+pub async fn start(config: Config) -> Result<Running, StartError> {
+    let store = Store::connect(&config.database).await?;
+    tracing::info!(backend = ?store.backend(), "store ready");
+    let tokens = TokenStore::new(config.tokens_file.clone());
+    let app = Arc::new(App {
+        store,
+        tokens,
+        config: config.clone(),
+    });
+    let n_addr = SocketAddr::new(config.bind, config.neutron_port);
+    let t_addr = SocketAddr::new(config.bind, config.tricircle_port);
+    let bind = |api: &'static str, addr: SocketAddr| async move {
+        tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|source| StartError::Bind { api, addr, source })
+    };
+    let n_listener = bind("Neutron", n_addr).await?;
+    let t_listener = bind("Tricircle", t_addr).await?;
+    let neutron_addr = n_listener.local_addr().unwrap_or(n_addr);
+    let tricircle_addr = t_listener.local_addr().unwrap_or(t_addr);
+    let n_router = Router::new()
+        .fallback(neutron::handle)
+        .with_state(app.clone());
+    let t_router = Router::new().fallback(pods::handle).with_state(app.clone());
+    let mut tasks = tokio::task::JoinSet::new();
+    tasks.spawn(async move { axum::serve(n_listener, n_router).await });
+    tasks.spawn(async move { axum::serve(t_listener, t_router).await });
+    tracing::info!(%neutron_addr, %tricircle_addr, "APIs listening");
+    Ok(Running {
+        neutron_addr,
+        tricircle_addr,
+        app,
+        tasks,
+    })
+}
+
+/// One parsed request: what both APIs' handlers work on.
+pub struct Ctx {
+    /// Method.
+    pub method: Method,
+    /// Path segments after stripping a trailing `/` and a `.json` suffix.
+    pub segments: Vec<String>,
+    /// Raw path.
+    pub path: String,
+    /// Decoded query pairs in order.
+    pub query: Vec<(String, String)>,
+    /// Headers.
+    pub headers: HeaderMap,
+    /// Body bytes (at most [`MAX_BODY`]).
+    pub body: axum::body::Bytes,
+}
+
+impl Ctx {
+    /// The path segments as `&str`s, for matching.
+    pub fn segs(&self) -> Vec<&str> {
+        self.segments.iter().map(String::as_str).collect()
+    }
+
+    /// `http://host` as the client addressed us (for links).
+    pub fn base_url(&self) -> String {
+        let host = self
+            .headers
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("localhost");
+        format!("http://{host}")
+    }
+
+    /// Authenticate by `X-Auth-Token`.
+    pub fn identity(&self, app: &App) -> Result<Identity, ApiError> {
+        let token = self
+            .headers
+            .get("x-auth-token")
+            .and_then(|t| t.to_str().ok())
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| {
+                ApiError::unauthorized("Authentication required: no X-Auth-Token header")
+            })?;
+        match app.tokens.lookup(token) {
+            Ok(Some(id)) => Ok(id),
+            Ok(None) => Err(ApiError::unauthorized(
+                "The request you have made requires authentication: unknown token",
+            )),
+            Err(e) => {
+                tracing::error!(error = %e, "tokens file unreadable");
+                Err(ApiError::unauthorized(format!(
+                    "Authentication unavailable: {e}"
+                )))
+            }
+        }
+    }
+
+    /// The body as a JSON object holding exactly one `key` object (`{"network": {...}}`).
+    pub fn resource_body(&self, key: &str) -> Result<Map<String, Value>, ApiError> {
+        if self.body.is_empty() {
+            return Err(ApiError::bad_request(format!(
+                "Resource body required: expected {{\"{key}\": {{...}}}}"
+            )));
+        }
+        let v: Value = serde_json::from_slice(&self.body)
+            .map_err(|e| ApiError::bad_request(format!("Malformed JSON in request body: {e}")))?;
+        let Value::Object(mut top) = v else {
+            return Err(ApiError::bad_request(format!(
+                "Request body must be a JSON object {{\"{key}\": {{...}}}}"
+            )));
+        };
+        let inner = top.remove(key);
+        if let Some(extra) = top.keys().next() {
+            return Err(ApiError::bad_request(format!("Unrecognized attribute(s) '{extra}' at the top level of the body; expected only '{key}'")));
+        }
+        match inner {
+            Some(Value::Object(m)) => Ok(m),
+            Some(_) => Err(ApiError::invalid_input(
+                key,
+                "the body's resource must be a JSON object",
+            )),
+            None => Err(ApiError::bad_request(format!(
+                "Resource body required: expected {{\"{key}\": {{...}}}}"
+            ))),
+        }
+    }
+}
+
+/// Read the request into a [`Ctx`] (413 beyond [`MAX_BODY`]).
+pub async fn read_ctx(req: Request) -> Result<Ctx, ApiError> {
+    let (parts, body) = req.into_parts();
+    let too_large = || {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "RequestEntityTooLarge",
+            format!("Request body is larger than the limit of {MAX_BODY} bytes"),
+        )
+    };
+    if let Some(len) = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        if len > MAX_BODY as u64 {
+            return Err(too_large());
+        }
+    }
+    let body = axum::body::to_bytes(body, MAX_BODY)
+        .await
+        .map_err(|_| too_large())?;
+    let path = parts.uri.path().to_string();
+    let trimmed = path.trim_end_matches('/');
+    let trimmed = trimmed.strip_suffix(".json").unwrap_or(trimmed);
+    let segments = trimmed
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .map(|s| s.to_string())
+        .collect();
+    let query = parts
+        .uri
+        .query()
+        .map(|q| {
+            form_urlencoded::parse(q.as_bytes())
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok(Ctx {
+        method: parts.method,
+        segments,
+        path,
+        query,
+        headers: parts.headers,
+        body,
+    })
+}
+
+/// A JSON response.
+pub fn json(status: StatusCode, v: &Value) -> Response {
+    let body = serde_json::to_vec(v).unwrap_or_default();
+    (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+/// 204 with no body.
+pub fn no_content() -> Response {
+    Response::builder()
+        .status(StatusCode::NO_CONTENT)
+        .body(Body::empty())
+        .unwrap_or_default()
+}
+
+/// 405 naming the method and path.
+pub fn method_not_allowed(ctx: &Ctx) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "HTTPMethodNotAllowed",
+        format!("Method {} is not allowed on {}", ctx.method, ctx.path),
+    )
+}
+
+/// Run a handler with logging; errors become Neutron-shaped responses.
+pub(crate) async fn dispatch<F, Fut>(
+    api: &'static str,
+    app: Arc<App>,
+    req: Request,
+    f: F,
+) -> Response
+where
+    F: FnOnce(Arc<App>, Ctx) -> Fut,
+    Fut: std::future::Future<Output = Result<Response, ApiError>>,
+{
+    let started = Instant::now();
+    let method = req.method().clone();
+    let uri = req.uri().clone();
+    let resp = match read_ctx(req).await {
+        Ok(ctx) => match f(app, ctx).await {
+            Ok(r) => r,
+            Err(e) => e.into_response(),
+        },
+        Err(e) => e.into_response(),
+    };
+    let status = resp.status().as_u16();
+    let ms = started.elapsed().as_secs_f64() * 1000.0;
+    if status >= 500 {
+        tracing::error!(api, %method, uri = %uri, status, ms, "request");
+    } else {
+        tracing::info!(api, %method, uri = %uri, status, ms, "request");
+    }
+    resp
+}

@@ -80,7 +80,8 @@ impl Store {
         } else {
             return Err(StoreError::BadUrl { url: url.into() });
         };
-        let opts = AnyConnectOptions::from_str(&url).map_err(StoreError::db("parsing the database URL"))?;
+        let opts = AnyConnectOptions::from_str(&url)
+            .map_err(StoreError::db("parsing the database URL"))?;
         let pool = match backend {
             Backend::Sqlite => {
                 AnyPoolOptions::new()
@@ -106,7 +107,9 @@ impl Store {
                     .await
             }
         }
-        .map_err(StoreError::db(format!("connecting to the {backend:?} database")))?;
+        .map_err(StoreError::db(format!(
+            "connecting to the {backend:?} database"
+        )))?;
         let store = Store {
             pool,
             backend,
@@ -136,7 +139,11 @@ impl Store {
             Backend::Sqlite => Some(self.write_lock.lock().await),
             Backend::Postgres => None,
         };
-        let tx = self.pool.begin().await.map_err(StoreError::db("beginning a transaction"))?;
+        let tx = self
+            .pool
+            .begin()
+            .await
+            .map_err(StoreError::db("beginning a transaction"))?;
         Ok(WriteTx { tx, _guard: guard })
     }
 
@@ -160,7 +167,10 @@ impl Store {
             .fetch_all(&mut *w.tx)
             .await
             .map_err(StoreError::db("reading schema_migrations"))?;
-        let done: Vec<i64> = rows.iter().map(|r| r.try_get::<i64, _>(0).unwrap_or(-1)).collect();
+        let done: Vec<i64> = rows
+            .iter()
+            .map(|r| r.try_get::<i64, _>(0).unwrap_or(-1))
+            .collect();
         for (version, name, sql) in migrations::MIGRATIONS {
             if done.contains(version) {
                 continue;
@@ -171,13 +181,15 @@ impl Store {
                     .await
                     .map_err(StoreError::db(format!("migration {version} ({name})")))?;
             }
-            sqlx::query("INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)")
-                .bind(*version)
-                .bind(name.to_string())
-                .bind(now())
-                .execute(&mut *w.tx)
-                .await
-                .map_err(StoreError::db("recording a migration"))?;
+            sqlx::query(
+                "INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)",
+            )
+            .bind(*version)
+            .bind(name.to_string())
+            .bind(now())
+            .execute(&mut *w.tx)
+            .await
+            .map_err(StoreError::db("recording a migration"))?;
             tracing::info!(version, name, "migration applied");
         }
         w.commit().await
@@ -240,19 +252,21 @@ pub(crate) fn entropy() -> u128 {
 }
 
 pub(crate) fn col_s(row: &AnyRow, col: &'static str) -> Result<String, StoreError> {
-    row.try_get::<String, _>(col).map_err(|e| StoreError::Corrupt {
-        column: col,
-        object: "row".into(),
-        detail: e.to_string(),
-    })
+    row.try_get::<String, _>(col)
+        .map_err(|e| StoreError::Corrupt {
+            column: col,
+            object: "row".into(),
+            detail: e.to_string(),
+        })
 }
 
 pub(crate) fn col_os(row: &AnyRow, col: &'static str) -> Result<Option<String>, StoreError> {
-    row.try_get::<Option<String>, _>(col).map_err(|e| StoreError::Corrupt {
-        column: col,
-        object: "row".into(),
-        detail: e.to_string(),
-    })
+    row.try_get::<Option<String>, _>(col)
+        .map_err(|e| StoreError::Corrupt {
+            column: col,
+            object: "row".into(),
+            detail: e.to_string(),
+        })
 }
 
 pub(crate) fn col_i(row: &AnyRow, col: &'static str) -> Result<i64, StoreError> {
@@ -264,11 +278,12 @@ pub(crate) fn col_i(row: &AnyRow, col: &'static str) -> Result<i64, StoreError> 
 }
 
 pub(crate) fn col_oi(row: &AnyRow, col: &'static str) -> Result<Option<i64>, StoreError> {
-    row.try_get::<Option<i64>, _>(col).map_err(|e| StoreError::Corrupt {
-        column: col,
-        object: "row".into(),
-        detail: e.to_string(),
-    })
+    row.try_get::<Option<i64>, _>(col)
+        .map_err(|e| StoreError::Corrupt {
+            column: col,
+            object: "row".into(),
+            detail: e.to_string(),
+        })
 }
 
 pub(crate) fn col_b(row: &AnyRow, col: &'static str) -> Result<bool, StoreError> {

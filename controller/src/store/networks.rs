@@ -99,11 +99,18 @@ async fn allocate_vlan(
         if claim_segment(w, physnet, i64::from(v), network_id).await? {
             return Ok(Some(v));
         }
-        tracing::debug!(physnet, vlan = v, attempt, "VLAN taken concurrently, trying another");
+        tracing::debug!(
+            physnet,
+            vlan = v,
+            attempt,
+            "VLAN taken concurrently, trying another"
+        );
     }
     Err(ApiError::conflict(
         "NoNetworkAvailable",
-        format!("Unable to allocate a VLAN on physical network {physnet}: too much contention, retry"),
+        format!(
+            "Unable to allocate a VLAN on physical network {physnet}: too much contention, retry"
+        ),
     )
     .into())
 }
@@ -226,13 +233,18 @@ impl Store {
             }
         };
         if physnet.is_some() {
-            sqlx::query("UPDATE networks SET physical_network = $1, segmentation_id = $2 WHERE id = $3")
-                .bind(physnet)
-                .bind(seg)
-                .bind(n.id.clone())
-                .execute(&mut *w.tx)
-                .await
-                .map_err(StoreError::db(format!("recording the segment of network {}", n.id)))?;
+            sqlx::query(
+                "UPDATE networks SET physical_network = $1, segmentation_id = $2 WHERE id = $3",
+            )
+            .bind(physnet)
+            .bind(seg)
+            .bind(n.id.clone())
+            .execute(&mut *w.tx)
+            .await
+            .map_err(StoreError::db(format!(
+                "recording the segment of network {}",
+                n.id
+            )))?;
         }
         let row = sqlx::query("SELECT * FROM networks WHERE id = $1")
             .bind(n.id.clone())
@@ -256,12 +268,16 @@ impl Store {
             return Err(ApiError::not_found("Network", "NetworkNotFound", id).into());
         };
         let mut net = network_from_row(&row)?;
-        let subs = sqlx::query("SELECT id FROM subnets WHERE network_id = $1 ORDER BY created_at, id")
-            .bind(id.to_string())
-            .fetch_all(&self.pool)
-            .await
-            .map_err(StoreError::db(format!("reading subnets of network {id}")))?;
-        net.subnets = subs.iter().map(|r| col_s(r, "id")).collect::<Result<_, _>>()?;
+        let subs =
+            sqlx::query("SELECT id FROM subnets WHERE network_id = $1 ORDER BY created_at, id")
+                .bind(id.to_string())
+                .fetch_all(&self.pool)
+                .await
+                .map_err(StoreError::db(format!("reading subnets of network {id}")))?;
+        net.subnets = subs
+            .iter()
+            .map(|r| col_s(r, "id"))
+            .collect::<Result<_, _>>()?;
         Ok(net)
     }
 
@@ -316,7 +332,10 @@ impl Store {
             .bind(n.project_id.clone())
             .fetch_one(&mut *w.tx)
             .await
-            .map_err(StoreError::db(format!("counting foreign ports of network {}", n.id)))?;
+            .map_err(StoreError::db(format!(
+                "counting foreign ports of network {}",
+                n.id
+            )))?;
             if col_i(&others, "c")? > 0 {
                 return Err(ApiError::conflict(
                     "InvalidSharedSetting",
@@ -370,7 +389,11 @@ impl Store {
             .map_err(|e| {
                 let err = StoreError::db(format!("deleting network {id}"))(e);
                 if err.is_foreign_key_violation() {
-                    ApiError::conflict("NetworkInUse", format!("Unable to complete operation on network {id}. It is in use.")).into()
+                    ApiError::conflict(
+                        "NetworkInUse",
+                        format!("Unable to complete operation on network {id}. It is in use."),
+                    )
+                    .into()
                 } else {
                     err
                 }

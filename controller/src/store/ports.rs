@@ -75,7 +75,10 @@ async fn taken_in(w: &mut WriteTx<'_>, subnet: &Subnet) -> Result<HashSet<IpAddr
         .bind(subnet.id.clone())
         .fetch_all(&mut *w.tx)
         .await
-        .map_err(StoreError::db(format!("reading addresses of subnet {}", subnet.id)))?;
+        .map_err(StoreError::db(format!(
+            "reading addresses of subnet {}",
+            subnet.id
+        )))?;
     Ok(rows
         .iter()
         .filter_map(|r| col_s(r, "ip_address").ok())
@@ -123,7 +126,10 @@ async fn allocate_ip(
     }
     Err(ApiError::conflict(
         "IpAddressGenerationFailure",
-        format!("No address could be allocated on subnet {} (too much contention), retry", subnet.id),
+        format!(
+            "No address could be allocated on subnet {} (too much contention), retry",
+            subnet.id
+        ),
     )
     .into())
 }
@@ -140,7 +146,9 @@ async fn assign_ips(
         .bind(network_id.to_string())
         .fetch_all(&mut *w.tx)
         .await
-        .map_err(StoreError::db(format!("reading subnets of network {network_id}")))?;
+        .map_err(StoreError::db(format!(
+            "reading subnets of network {network_id}"
+        )))?;
     let subnets: Vec<Subnet> = rows.iter().map(subnet_from_row).collect::<Result<_, _>>()?;
     let Some(request) = request else {
         if subnets.is_empty() {
@@ -177,7 +185,10 @@ async fn assign_ips(
                 if !ipam::is_host(&subnet.cidr, ip) {
                     return Err(ApiError::invalid_input(
                         &field,
-                        format!("IP address {ip} is not a valid IP for subnet {} ({})", subnet.id, subnet.cidr),
+                        format!(
+                            "IP address {ip} is not a valid IP for subnet {} ({})",
+                            subnet.id, subnet.cidr
+                        ),
                     )
                     .into());
                 }
@@ -262,7 +273,11 @@ impl Store {
                 .await
                 .map_err(StoreError::db(format!("reading port {}", p.id)))?;
             if exists.is_some() {
-                return Err(ApiError::conflict("PortExists", format!("Port {} already exists", p.id)).into());
+                return Err(ApiError::conflict(
+                    "PortExists",
+                    format!("Port {} already exists", p.id),
+                )
+                .into());
             }
             if p.mac_address.is_some() {
                 return Err(ApiError::conflict(
@@ -274,9 +289,20 @@ impl Store {
             tracing::debug!(%mac, "MAC collision, drawing another");
         }
         if !inserted {
-            return Err(ApiError::conflict("MacAddressGenerationFailure", "Unable to generate a unique MAC address").into());
+            return Err(ApiError::conflict(
+                "MacAddressGenerationFailure",
+                "Unable to generate a unique MAC address",
+            )
+            .into());
         }
-        assign_ips(&mut w, &p.network_id, &p.id, &p.device_owner, p.fixed_ips.as_deref()).await?;
+        assign_ips(
+            &mut w,
+            &p.network_id,
+            &p.id,
+            &p.device_owner,
+            p.fixed_ips.as_deref(),
+        )
+        .await?;
         w.commit().await?;
         self.get_port(&p.id).await
     }
@@ -292,11 +318,13 @@ impl Store {
             return Err(ApiError::not_found("Port", "PortNotFound", id).into());
         };
         let mut port = port_from_row(&row)?;
-        let ips = sqlx::query("SELECT * FROM ip_allocations WHERE port_id = $1 ORDER BY subnet_id, ip_address")
-            .bind(id.to_string())
-            .fetch_all(&self.pool)
-            .await
-            .map_err(StoreError::db(format!("reading addresses of port {id}")))?;
+        let ips = sqlx::query(
+            "SELECT * FROM ip_allocations WHERE port_id = $1 ORDER BY subnet_id, ip_address",
+        )
+        .bind(id.to_string())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(StoreError::db(format!("reading addresses of port {id}")))?;
         for r in &ips {
             port.fixed_ips.push(fixed_ip_from_row(r)?.1);
         }
@@ -304,9 +332,14 @@ impl Store {
     }
 
     /// Ports in `scope` (a project sees only its own), optionally on one network.
-    pub async fn list_ports(&self, scope: &Scope, network_id: Option<&str>) -> Result<Vec<Port>, StoreError> {
+    pub async fn list_ports(
+        &self,
+        scope: &Scope,
+        network_id: Option<&str>,
+    ) -> Result<Vec<Port>, StoreError> {
         let mut sql = String::from("SELECT * FROM ports");
-        let mut ip_sql = String::from("SELECT a.* FROM ip_allocations a JOIN ports p ON p.id = a.port_id");
+        let mut ip_sql =
+            String::from("SELECT a.* FROM ip_allocations a JOIN ports p ON p.id = a.port_id");
         let mut conds = Vec::new();
         let mut binds = Vec::new();
         if let Some(p) = &scope.project_id {
@@ -321,7 +354,13 @@ impl Store {
             sql.push_str(" WHERE ");
             sql.push_str(&conds.join(" AND "));
             ip_sql.push_str(" WHERE ");
-            ip_sql.push_str(&conds.iter().map(|c| format!("p.{c}")).collect::<Vec<_>>().join(" AND "));
+            ip_sql.push_str(
+                &conds
+                    .iter()
+                    .map(|c| format!("p.{c}"))
+                    .collect::<Vec<_>>()
+                    .join(" AND "),
+            );
         }
         ip_sql.push_str(" ORDER BY a.subnet_id, a.ip_address");
         let mut q = sqlx::query(&sql);
@@ -330,8 +369,14 @@ impl Store {
             q = q.bind(b.clone());
             qi = qi.bind(b.clone());
         }
-        let rows = q.fetch_all(&self.pool).await.map_err(StoreError::db("listing ports"))?;
-        let ips = qi.fetch_all(&self.pool).await.map_err(StoreError::db("listing port addresses"))?;
+        let rows = q
+            .fetch_all(&self.pool)
+            .await
+            .map_err(StoreError::db("listing ports"))?;
+        let ips = qi
+            .fetch_all(&self.pool)
+            .await
+            .map_err(StoreError::db("listing port addresses"))?;
         let mut by_port: HashMap<String, Vec<FixedIp>> = HashMap::new();
         for r in &ips {
             let (pid, f) = fixed_ip_from_row(r)?;
@@ -348,11 +393,19 @@ impl Store {
 
     /// Write the mutable attributes of `p` (name, description, admin state, device id and
     /// owner, host, port security) and, when `new_ips` is given, replace its fixed IPs.
-    pub async fn update_port(&self, p: &Port, new_ips: Option<&[FixedIpRequest]>) -> Result<Port, StoreError> {
+    pub async fn update_port(
+        &self,
+        p: &Port,
+        new_ips: Option<&[FixedIpRequest]>,
+    ) -> Result<Port, StoreError> {
         retrying!(self.update_port_once(p, new_ips))
     }
 
-    async fn update_port_once(&self, p: &Port, new_ips: Option<&[FixedIpRequest]>) -> Result<Port, StoreError> {
+    async fn update_port_once(
+        &self,
+        p: &Port,
+        new_ips: Option<&[FixedIpRequest]>,
+    ) -> Result<Port, StoreError> {
         let mut w = self.begin_write().await?;
         let r = sqlx::query(
             "UPDATE ports SET name = $1, description = $2, admin_state_up = $3, device_id = $4, device_owner = $5, host_id = $6, port_security_enabled = $7, status = $8, updated_at = $9, revision_number = revision_number + 1 WHERE id = $10",
@@ -378,7 +431,10 @@ impl Store {
                 .bind(p.id.clone())
                 .execute(&mut *w.tx)
                 .await
-                .map_err(StoreError::db(format!("releasing addresses of port {}", p.id)))?;
+                .map_err(StoreError::db(format!(
+                    "releasing addresses of port {}",
+                    p.id
+                )))?;
             assign_ips(&mut w, &p.network_id, &p.id, &p.device_owner, Some(req)).await?;
         }
         w.commit().await?;

@@ -94,13 +94,19 @@ impl Store {
             .bind(s.network_id.clone())
             .fetch_all(&mut *w.tx)
             .await
-            .map_err(StoreError::db(format!("reading subnets of network {}", s.network_id)))?;
+            .map_err(StoreError::db(format!(
+                "reading subnets of network {}",
+                s.network_id
+            )))?;
         for o in &others {
             let o = subnet_from_row(o)?;
             if ipam::overlaps(&o.cidr, &s.cidr) {
                 return Err(ApiError::invalid_input(
                     "cidr",
-                    format!("requested subnet with cidr {} for network {} overlaps with subnet {} ({})", s.cidr, s.network_id, o.id, o.cidr),
+                    format!(
+                        "requested subnet with cidr {} for network {} overlaps with subnet {} ({})",
+                        s.cidr, s.network_id, o.id, o.cidr
+                    ),
                 )
                 .into());
             }
@@ -144,11 +150,14 @@ impl Store {
 
     /// Subnets of one network, oldest first.
     pub async fn subnets_of_network(&self, network_id: &str) -> Result<Vec<Subnet>, StoreError> {
-        let rows = sqlx::query("SELECT * FROM subnets WHERE network_id = $1 ORDER BY created_at, id")
-            .bind(network_id.to_string())
-            .fetch_all(&self.pool)
-            .await
-            .map_err(StoreError::db(format!("reading subnets of network {network_id}")))?;
+        let rows =
+            sqlx::query("SELECT * FROM subnets WHERE network_id = $1 ORDER BY created_at, id")
+                .bind(network_id.to_string())
+                .fetch_all(&self.pool)
+                .await
+                .map_err(StoreError::db(format!(
+                    "reading subnets of network {network_id}"
+                )))?;
         rows.iter().map(subnet_from_row).collect()
     }
 
@@ -170,22 +179,34 @@ impl Store {
     pub async fn update_subnet(&self, s: &Subnet) -> Result<Subnet, StoreError> {
         let mut w = self.begin_write().await?;
         if let Some(g) = s.gateway_ip {
-            let used = sqlx::query("SELECT port_id FROM ip_allocations WHERE network_id = $1 AND ip_address = $2")
-                .bind(s.network_id.clone())
-                .bind(g.to_string())
-                .fetch_optional(&mut *w.tx)
-                .await
-                .map_err(StoreError::db(format!("checking gateway of subnet {}", s.id)))?;
+            let used = sqlx::query(
+                "SELECT port_id FROM ip_allocations WHERE network_id = $1 AND ip_address = $2",
+            )
+            .bind(s.network_id.clone())
+            .bind(g.to_string())
+            .fetch_optional(&mut *w.tx)
+            .await
+            .map_err(StoreError::db(format!(
+                "checking gateway of subnet {}",
+                s.id
+            )))?;
             let old = sqlx::query("SELECT gateway_ip FROM subnets WHERE id = $1")
                 .bind(s.id.clone())
                 .fetch_optional(&mut *w.tx)
                 .await
                 .map_err(StoreError::db(format!("reading subnet {}", s.id)))?;
-            let old_gw = old.as_ref().map(|r| col_os(r, "gateway_ip")).transpose()?.flatten();
+            let old_gw = old
+                .as_ref()
+                .map(|r| col_os(r, "gateway_ip"))
+                .transpose()?
+                .flatten();
             if used.is_some() && old_gw.as_deref() != Some(g.to_string().as_str()) {
                 return Err(ApiError::conflict(
                     "GatewayIpInUse",
-                    format!("Gateway ip {g} is already in use by a port of network {}", s.network_id),
+                    format!(
+                        "Gateway ip {g} is already in use by a port of network {}",
+                        s.network_id
+                    ),
                 )
                 .into());
             }
@@ -234,7 +255,11 @@ impl Store {
             .map_err(|e| {
                 let err = StoreError::db(format!("deleting subnet {id}"))(e);
                 if err.is_foreign_key_violation() {
-                    ApiError::conflict("SubnetInUse", format!("Unable to complete operation on subnet {id}: it is in use.")).into()
+                    ApiError::conflict(
+                        "SubnetInUse",
+                        format!("Unable to complete operation on subnet {id}: it is in use."),
+                    )
+                    .into()
                 } else {
                     err
                 }

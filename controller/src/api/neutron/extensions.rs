@@ -1,0 +1,55 @@
+//! `/v2.0/extensions`: only what this controller implements (or the routers/floating IPs
+//! work that is being added to it), so clients never try an API that is not there.
+
+use axum::http::StatusCode;
+use axum::response::Response;
+use serde_json::{json, Value};
+
+use crate::api::{json as respond, method_not_allowed, Ctx};
+use crate::error::ApiError;
+
+/// (alias, name, description) of every supported extension.
+pub const EXTENSIONS: &[(&str, &str, &str)] = &[
+    ("provider", "Provider Network", "Expose mapping of virtual networks to physical networks"),
+    ("external-net", "Neutron external network", "Adds external network attribute to network resource."),
+    ("availability_zone", "Availability Zone", "The availability zone extension."),
+    ("network_availability_zone", "Network Availability Zone", "Availability zone support for network."),
+    ("router", "Neutron L3 Router", "Router abstraction for basic L3 forwarding between L2 Neutron networks and access to external networks via a NAT gateway."),
+    ("extraroute", "Neutron Extra Route", "Extra routes configuration for L3 router"),
+    ("binding", "Port Binding", "Expose port bindings of a virtual port to external application"),
+    ("port-security", "Port Security", "Provides port security"),
+    ("net-mtu", "Network MTU", "Provides MTU attribute for a network resource."),
+    ("net-mtu-writable", "Network MTU (writable)", "Provides a writable MTU attribute for a network resource."),
+    ("project-id", "project_id field enabled", "Extension that indicates that project_id field is enabled."),
+    ("standard-attr-description", "standard-attr-description", "Extension to add descriptions to standard attributes"),
+    ("standard-attr-revisions", "Resource revision numbers", "This extension will display the revision number of neutron resources."),
+    ("standard-attr-timestamp", "Resource timestamps", "Adds created_at and updated_at fields to all Neutron resources that have Neutron standard attributes."),
+    ("pagination", "Pagination support", "Extension that indicates that pagination is enabled."),
+    ("sorting", "Sorting support", "Extension that indicates that sorting is enabled."),
+    ("filter-validation", "Filter parameters validation", "Provides validation on filter parameters."),
+];
+
+fn ext(alias: &str, name: &str, desc: &str) -> Value {
+    json!({"alias": alias, "name": name, "description": desc, "updated": "2026-01-01T00:00:00-00:00", "links": []})
+}
+
+pub(crate) fn handle(ctx: &Ctx, rest: &[&str]) -> Result<Response, ApiError> {
+    if ctx.method != axum::http::Method::GET {
+        return Err(method_not_allowed(ctx));
+    }
+    match rest {
+        ["extensions"] => {
+            let all: Vec<Value> = EXTENSIONS.iter().map(|(a, n, d)| ext(a, n, d)).collect();
+            Ok(respond(StatusCode::OK, &json!({"extensions": all})))
+        }
+        ["extensions", alias] => match EXTENSIONS.iter().find(|(a, _, _)| a == alias) {
+            Some((a, n, d)) => Ok(respond(StatusCode::OK, &json!({"extension": ext(a, n, d)}))),
+            None => Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                "ExtensionNotFound",
+                format!("Extension with alias {alias} does not exist"),
+            )),
+        },
+        _ => Err(ApiError::no_route(&ctx.path)),
+    }
+}

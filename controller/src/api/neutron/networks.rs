@@ -1,0 +1,382 @@
+//! `/v2.0/networks`.
+
+use axum::http::StatusCode;
+use axum::response::Response;
+use serde_json::{json, Value};
+
+use super::query::{project_fields, ListQuery};
+use super::{check_id, op, Body, Op};
+use crate::api::{json as respond, no_content, App, Ctx};
+use crate::auth::Identity;
+use crate::config::NetworkType;
+use crate::error::ApiError;
+use crate::store::{Network, NewNetwork, Scope, Segment, SegmentRequest};
+
+/// Attributes of a network (filterable and sortable).
+pub const ATTRS: &[&str] = &[
+    "id",
+    "name",
+    "tenant_id",
+    "project_id",
+    "admin_state_up",
+    "status",
+    "subnets",
+    "shared",
+    "mtu",
+    "availability_zone_hints",
+    "availability_zones",
+    "ipv4_address_scope",
+    "ipv6_address_scope",
+    "router:external",
+    "description",
+    "port_security_enabled",
+    "tags",
+    "created_at",
+    "updated_at",
+    "revision_number",
+    "provider:network_type",
+    "provider:physical_network",
+    "provider:segmentation_id",
+    "l2_adjacency",
+    "is_default",
+];
+
+/// A network as Neutron shows it (provider attributes to admins only).
+pub fn render(n: &Network, who: &Identity) -> Value {
+    let mut v = json!({
+        "id": n.id, "name": n.name, "tenant_id": n.project_id, "project_id": n.project_id,
+        "admin_state_up": n.admin_state_up, "status": n.status, "subnets": n.subnets,
+        "shared": n.shared, "mtu": n.mtu, "availability_zone_hints": n.az_hints,
+        "availability_zones": n.az_hints, "ipv4_address_scope": null, "ipv6_address_scope": null,
+        "router:external": n.external, "description": n.description,
+        "port_security_enabled": n.port_security_enabled, "tags": [],
+        "created_at": n.created_at, "updated_at": n.updated_at,
+        "revision_number": n.revision_number, "l2_adjacency": true, "is_default": false,
+    });
+    if who.is_admin() {
+        let (t, p, s) = match &n.segment {
+            Segment::Local => ("local", None, None),
+            Segment::Vlan { physnet, id } => ("vlan", Some(physnet.clone()), Some(*id)),
+            Segment::Flat { physnet } => ("flat", Some(physnet.clone()), None),
+        };
+        v["provider:network_type"] = json!(t);
+        v["provider:physical_network"] = json!(p);
+        v["provider:segmentation_id"] = json!(s);
+    }
+    v
+}
+
+/// Whether `who` may see the network.
+pub fn visible(n: &Network, who: &Identity) -> bool {
+    who.owns(&n.project_id) || n.shared || n.external
+}
+
+/// Load a network the caller may see (404 otherwise, as Neutron hides foreign ones).
+pub async fn load_visible(app: &App, who: &Identity, id: &str) -> Result<Network, ApiError> {
+    check_id(id, "Network", "NetworkNotFound")?;
+    let n = app.store.get_network(id).await?;
+    if !visible(&n, who) {
+        return Err(ApiError::not_found("Network", "NetworkNotFound", id));
+    }
+    Ok(n)
+}
+
+pub(crate) async fn handle(
+    app: &App,
+    ctx: &Ctx,
+    who: &Identity,
+    rest: &[&str],
+) -> Result<Response, ApiError> {
+    match op(ctx, rest)? {
+        Op::List => {
+            let q = ListQuery::parse(&ctx.query, ATTRS)?;
+            let scope = Scope {
+                project_id: (!who.is_admin()).then(|| who.project_id.clone()),
+            };
+            let items = app
+                .store
+                .list_networks(&scope)
+                .await?
+                .iter()
+                .map(|n| render(n, who))
+                .collect();
+            let (items, links) = q.apply(items, &ctx.base_url(), "networks")?;
+            let mut body = json!({"networks": items});
+            if let Some(l) = links {
+                body["networks_links"] = json!(l);
+            }
+            Ok(respond(StatusCode::OK, &body))
+        }
+        Op::Show(id) => {
+            let n = load_visible(app, who, id).await?;
+            let q = ListQuery::parse(&ctx.query, ATTRS)?;
+            let mut v = render(&n, who);
+            if !q.fields.is_empty() {
+                v = project_fields(v, &q.fields);
+            }
+            Ok(respond(StatusCode::OK, &json!({"network": v})))
+        }
+        Op::Create => {
+            let new = parse_create(app, who, Body::new(ctx.resource_body("network")?)).await?;
+            let n = app
+                .store
+                .create_network(&new, &app.config.network_vlan_ranges)
+                .await?;
+            Ok(respond(
+                StatusCode::CREATED,
+                &json!({"network": render(&n, who)}),
+            ))
+        }
+        Op::Update(id) => {
+            let mut n = load_visible(app, who, id).await?;
+            if !who.owns(&n.project_id) {
+                return Err(ApiError::forbidden("update_network"));
+            }
+            let mut b = Body::new(ctx.resource_body("network")?);
+            if let Some(v) = b.string("name")? {
+                n.name = v;
+            }
+            if let Some(v) = b.string("description")? {
+                n.description = v;
+            }
+            if let Some(v) = b.boolean("admin_state_up")? {
+                n.admin_state_up = v;
+            }
+            if let Some(v) = b.boolean("shared")? {
+                if v != n.shared && !who.is_admin() {
+                    return Err(ApiError::forbidden("update_network:shared"));
+                }
+                n.shared = v;
+            }
+            if let Some(v) = b.boolean("router:external")? {
+                if v != n.external && !who.is_admin() {
+                    return Err(ApiError::forbidden("update_network:router:external"));
+                }
+                n.external = v;
+            }
+            if let Some(v) = b.int("mtu")? {
+                n.mtu = check_mtu(v)?;
+            }
+            if let Some(v) = b.boolean("port_security_enabled")? {
+                n.port_security_enabled = v;
+            }
+            for ro in [
+                "provider:network_type",
+                "provider:physical_network",
+                "provider:segmentation_id",
+                "availability_zone_hints",
+                "id",
+                "project_id",
+                "tenant_id",
+                "status",
+                "subnets",
+            ] {
+                if b.has(ro) {
+                    return Err(ApiError::bad_request(format!(
+                        "Cannot update read-only attribute {ro}"
+                    )));
+                }
+            }
+            b.finish()?;
+            let n = app.store.update_network(&n).await?;
+            Ok(respond(
+                StatusCode::OK,
+                &json!({"network": render(&n, who)}),
+            ))
+        }
+        Op::Delete(id) => {
+            let n = load_visible(app, who, id).await?;
+            if !who.owns(&n.project_id) {
+                return Err(ApiError::forbidden("delete_network"));
+            }
+            app.store.delete_network(id).await?;
+            Ok(no_content())
+        }
+    }
+}
+
+fn check_mtu(v: i64) -> Result<i64, ApiError> {
+    if !(68..=65535).contains(&v) {
+        return Err(ApiError::invalid_input(
+            "mtu",
+            format!("{v} is not in 68..65535"),
+        ));
+    }
+    Ok(v)
+}
+
+/// Check `availability_zone_hints` against the pods: each must name a pod's region or AZ.
+pub async fn check_hints(app: &App, hints: &[String]) -> Result<(), ApiError> {
+    if hints.is_empty() {
+        return Ok(());
+    }
+    let pods = app.store.list_pods().await?;
+    for h in hints {
+        if !pods
+            .iter()
+            .any(|p| p.region_name == *h || (!p.az_name.is_empty() && p.az_name == *h))
+        {
+            return Err(ApiError::invalid_input(
+                "availability_zone_hints",
+                format!("'{h}' is not the region_name or az_name of any pod"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+async fn parse_create(app: &App, who: &Identity, mut b: Body) -> Result<NewNetwork, ApiError> {
+    let project_id = b.owner(who, "network")?;
+    let id = match b.string("id")? {
+        Some(v) if who.is_admin() => super::uuid_field("id", &v)?,
+        Some(_) => return Err(ApiError::forbidden("create_network:id")),
+        None => uuid::Uuid::new_v4().to_string(),
+    };
+    let name = b.string("name")?.unwrap_or_default();
+    let description = b.string("description")?.unwrap_or_default();
+    let admin_state_up = b.boolean("admin_state_up")?.unwrap_or(true);
+    let shared = b.boolean("shared")?.unwrap_or(false);
+    let external = b.boolean("router:external")?.unwrap_or(false);
+    if shared && !who.is_admin() {
+        return Err(ApiError::forbidden("create_network:shared"));
+    }
+    if external && !who.is_admin() {
+        return Err(ApiError::forbidden("create_network:router:external"));
+    }
+    let mtu = check_mtu(b.int("mtu")?.unwrap_or(1500))?;
+    let port_security_enabled = b.boolean("port_security_enabled")?.unwrap_or(true);
+    let az_hints = b
+        .string_list("availability_zone_hints")?
+        .unwrap_or_default();
+    let ntype = b.string("provider:network_type")?;
+    let physnet = b.string("provider:physical_network")?;
+    let seg = b.int("provider:segmentation_id")?;
+    b.null_only("qos_policy_id")?;
+    b.null_only("dns_domain")?;
+    if let Some(Value::Bool(false)) | Some(Value::Null) | None = b.raw("is_default") {
+    } else {
+        return Err(ApiError::invalid_input(
+            "is_default",
+            "default external networks are not supported",
+        ));
+    }
+    b.finish()?;
+    if (ntype.is_some() || physnet.is_some() || seg.is_some()) && !who.is_admin() {
+        return Err(ApiError::forbidden("create_network:provider:network_type"));
+    }
+    let ranges = &app.config.network_vlan_ranges;
+    let segment = match ntype.as_deref() {
+        None => {
+            if physnet.is_some() || seg.is_some() {
+                return Err(ApiError::invalid_input(
+                    "provider:network_type",
+                    "required when provider:physical_network or provider:segmentation_id is given",
+                ));
+            }
+            match app.config.tenant_network_types[0] {
+                NetworkType::Local => SegmentRequest::Local,
+                NetworkType::Vlan => SegmentRequest::Vlan {
+                    physnet: None,
+                    id: None,
+                },
+                NetworkType::Flat => {
+                    return Err(ApiError::invalid_input(
+                        "provider:network_type",
+                        "the default tenant network type flat needs provider:physical_network",
+                    ))
+                }
+            }
+        }
+        Some("local") => {
+            if physnet.is_some() || seg.is_some() {
+                return Err(ApiError::invalid_input(
+                    "provider:physical_network",
+                    "a local network has no physical network or segmentation id",
+                ));
+            }
+            SegmentRequest::Local
+        }
+        Some("flat") => {
+            if seg.is_some() {
+                return Err(ApiError::invalid_input(
+                    "provider:segmentation_id",
+                    "a flat network has no segmentation id",
+                ));
+            }
+            let Some(p) = physnet else {
+                return Err(ApiError::invalid_input(
+                    "provider:physical_network",
+                    "required for a flat network",
+                ));
+            };
+            SegmentRequest::Flat { physnet: p }
+        }
+        Some("vlan") => {
+            if let Some(p) = &physnet {
+                if !ranges.has_physnet(p) {
+                    return Err(ApiError::invalid_input(
+                        "provider:physical_network",
+                        format!("'{p}' is not a physical network of network_vlan_ranges"),
+                    ));
+                }
+            }
+            let id = match seg {
+                None => None,
+                Some(v) => {
+                    let Some(p) = &physnet else {
+                        return Err(ApiError::invalid_input(
+                            "provider:physical_network",
+                            "required with provider:segmentation_id",
+                        ));
+                    };
+                    if !(1..=4094).contains(&v) {
+                        return Err(ApiError::invalid_input(
+                            "provider:segmentation_id",
+                            format!("{v} is not a VLAN ID (1..4094)"),
+                        ));
+                    }
+                    if let Some((lo, hi)) = ranges.range(p) {
+                        if v < i64::from(lo) || v > i64::from(hi) {
+                            return Err(ApiError::invalid_input(
+                                "provider:segmentation_id",
+                                format!(
+                                    "{v} is outside the range {lo}:{hi} of physical network {p}"
+                                ),
+                            ));
+                        }
+                    }
+                    Some(v as u16)
+                }
+            };
+            SegmentRequest::Vlan { physnet, id }
+        }
+        Some(other) => {
+            return Err(ApiError::invalid_input(
+                "provider:network_type",
+                format!("'{other}' is not one of local, vlan, flat"),
+            ))
+        }
+    };
+    if let SegmentRequest::Vlan { physnet: None, .. } = segment {
+        if ranges.physnets_with_ranges().next().is_none() {
+            return Err(ApiError::invalid_input(
+                "provider:network_type",
+                "no physical network has a VLAN range",
+            ));
+        }
+    }
+    check_hints(app, &az_hints).await?;
+    Ok(NewNetwork {
+        id,
+        project_id,
+        name,
+        description,
+        admin_state_up,
+        shared,
+        external,
+        mtu,
+        port_security_enabled,
+        segment,
+        az_hints,
+    })
+}

@@ -1,0 +1,336 @@
+//! `/v2.0/ports`.
+
+use axum::http::StatusCode;
+use axum::response::Response;
+use serde_json::{json, Value};
+
+use super::networks::load_visible;
+use super::query::{project_fields, ListQuery};
+use super::{check_id, op, uuid_field, Body, Op};
+use crate::api::{json as respond, no_content, App, Ctx};
+use crate::auth::Identity;
+use crate::error::ApiError;
+use crate::ipam;
+use crate::mac;
+use crate::store::{FixedIpRequest, NewPort, Port, Scope};
+
+/// Attributes of a port.
+pub const ATTRS: &[&str] = &[
+    "id",
+    "name",
+    "network_id",
+    "tenant_id",
+    "project_id",
+    "mac_address",
+    "admin_state_up",
+    "status",
+    "device_id",
+    "device_owner",
+    "fixed_ips",
+    "allowed_address_pairs",
+    "extra_dhcp_opts",
+    "security_groups",
+    "description",
+    "binding:vnic_type",
+    "binding:host_id",
+    "binding:profile",
+    "binding:vif_type",
+    "binding:vif_details",
+    "port_security_enabled",
+    "tags",
+    "created_at",
+    "updated_at",
+    "revision_number",
+];
+
+/// A port as Neutron shows it (binding attributes to admins only).
+pub fn render(p: &Port, who: &Identity) -> Value {
+    let mut v = json!({
+        "id": p.id, "name": p.name, "network_id": p.network_id, "tenant_id": p.project_id,
+        "project_id": p.project_id, "mac_address": p.mac_address,
+        "admin_state_up": p.admin_state_up, "status": p.status, "device_id": p.device_id,
+        "device_owner": p.device_owner,
+        "fixed_ips": p.fixed_ips.iter().map(|f| json!({"subnet_id": f.subnet_id, "ip_address": f.ip_address.to_string()})).collect::<Vec<_>>(),
+        "allowed_address_pairs": [], "extra_dhcp_opts": [], "security_groups": [],
+        "description": p.description, "port_security_enabled": p.port_security_enabled,
+        "tags": [], "created_at": p.created_at, "updated_at": p.updated_at,
+        "revision_number": p.revision_number,
+    });
+    if who.is_admin() {
+        v["binding:vnic_type"] = json!("normal");
+        v["binding:host_id"] = json!(p.host_id);
+        v["binding:profile"] = json!({});
+        v["binding:vif_type"] = json!(if p.host_id.is_empty() {
+            "unbound"
+        } else {
+            "ovs"
+        });
+        v["binding:vif_details"] = json!({});
+    }
+    v
+}
+
+async fn load_own(app: &App, who: &Identity, id: &str) -> Result<Port, ApiError> {
+    check_id(id, "Port", "PortNotFound")?;
+    let p = app.store.get_port(id).await?;
+    if !who.owns(&p.project_id) {
+        return Err(ApiError::not_found("Port", "PortNotFound", id));
+    }
+    Ok(p)
+}
+
+pub(crate) async fn handle(
+    app: &App,
+    ctx: &Ctx,
+    who: &Identity,
+    rest: &[&str],
+) -> Result<Response, ApiError> {
+    match op(ctx, rest)? {
+        Op::List => {
+            let q = ListQuery::parse(&ctx.query, ATTRS)?;
+            let scope = Scope {
+                project_id: (!who.is_admin()).then(|| who.project_id.clone()),
+            };
+            // A single network_id filter narrows the query in the database.
+            let net = q
+                .filters
+                .iter()
+                .find(|(k, v)| k == "network_id" && v.len() == 1)
+                .map(|(_, v)| v[0].clone());
+            let items = app
+                .store
+                .list_ports(&scope, net.as_deref())
+                .await?
+                .iter()
+                .map(|p| render(p, who))
+                .collect();
+            let (items, links) = q.apply(items, &ctx.base_url(), "ports")?;
+            let mut body = json!({"ports": items});
+            if let Some(l) = links {
+                body["ports_links"] = json!(l);
+            }
+            Ok(respond(StatusCode::OK, &body))
+        }
+        Op::Show(id) => {
+            let p = load_own(app, who, id).await?;
+            let q = ListQuery::parse(&ctx.query, ATTRS)?;
+            let mut v = render(&p, who);
+            if !q.fields.is_empty() {
+                v = project_fields(v, &q.fields);
+            }
+            Ok(respond(StatusCode::OK, &json!({"port": v})))
+        }
+        Op::Create => {
+            let new = parse_create(app, who, Body::new(ctx.resource_body("port")?)).await?;
+            let p = app.store.create_port(&new).await?;
+            tracing::info!(port = %p.id, network = %p.network_id, mac = %p.mac_address, "port created");
+            Ok(respond(
+                StatusCode::CREATED,
+                &json!({"port": render(&p, who)}),
+            ))
+        }
+        Op::Update(id) => {
+            let mut p = load_own(app, who, id).await?;
+            let mut b = Body::new(ctx.resource_body("port")?);
+            if let Some(v) = b.string("name")? {
+                p.name = v;
+            }
+            if let Some(v) = b.string("description")? {
+                p.description = v;
+            }
+            if let Some(v) = b.boolean("admin_state_up")? {
+                p.admin_state_up = v;
+            }
+            if let Some(v) = b.string("device_id")? {
+                p.device_id = v;
+            }
+            if let Some(v) = b.string("device_owner")? {
+                p.device_owner = v;
+            }
+            if let Some(v) = b.string("binding:host_id")? {
+                if !who.is_admin() {
+                    return Err(ApiError::forbidden("update_port:binding:host_id"));
+                }
+                p.host_id = v;
+            }
+            if let Some(v) = b.boolean("port_security_enabled")? {
+                p.port_security_enabled = v;
+            }
+            if let Some(m) = b.string("mac_address")? {
+                if mac::parse(&m).as_deref() != Some(p.mac_address.as_str()) {
+                    return Err(ApiError::bad_request(
+                        "Cannot update read-only attribute mac_address",
+                    ));
+                }
+            }
+            common_ignorable(&mut b)?;
+            let ips = fixed_ips(&mut b)?;
+            for ro in ["network_id", "id", "project_id", "tenant_id", "status"] {
+                if b.has(ro) {
+                    return Err(ApiError::bad_request(format!(
+                        "Cannot update read-only attribute {ro}"
+                    )));
+                }
+            }
+            b.finish()?;
+            let p = app.store.update_port(&p, ips.as_deref()).await?;
+            Ok(respond(StatusCode::OK, &json!({"port": render(&p, who)})))
+        }
+        Op::Delete(id) => {
+            load_own(app, who, id).await?;
+            app.store.delete_port(id).await?;
+            Ok(no_content())
+        }
+    }
+}
+
+/// Attributes clients send that we accept only with their neutral values.
+fn common_ignorable(b: &mut Body) -> Result<(), ApiError> {
+    if let Some(sg) = b.string_list("security_groups")? {
+        if !sg.is_empty() {
+            return Err(ApiError::invalid_input(
+                "security_groups",
+                "security groups are not supported; pass []",
+            ));
+        }
+    }
+    if let Some(v) = b.string("binding:vnic_type")? {
+        if v != "normal" {
+            return Err(ApiError::invalid_input(
+                "binding:vnic_type",
+                format!("'{v}' is not supported; only normal"),
+            ));
+        }
+    }
+    match b.raw("binding:profile") {
+        None | Some(Value::Null) => {}
+        Some(Value::Object(m)) if m.is_empty() => {}
+        Some(v) => {
+            return Err(ApiError::invalid_input(
+                "binding:profile",
+                format!("'{v}' is not supported; only {{}}"),
+            ))
+        }
+    }
+    match b.raw("allowed_address_pairs") {
+        None | Some(Value::Null) => {}
+        Some(Value::Array(a)) if a.is_empty() => {}
+        Some(v) => {
+            return Err(ApiError::invalid_input(
+                "allowed_address_pairs",
+                format!("'{v}' is not supported; only []"),
+            ))
+        }
+    }
+    b.null_only("qos_policy_id")?;
+    Ok(())
+}
+
+fn fixed_ips(b: &mut Body) -> Result<Option<Vec<FixedIpRequest>>, ApiError> {
+    let Some(v) = b.raw("fixed_ips") else {
+        return Ok(None);
+    };
+    let Value::Array(items) = v else {
+        return Err(ApiError::invalid_input(
+            "fixed_ips",
+            format!("'{v}' is not a list"),
+        ));
+    };
+    let mut out = Vec::new();
+    for (i, it) in items.iter().enumerate() {
+        let field = format!("fixed_ips[{i}]");
+        let Value::Object(m) = it else {
+            return Err(ApiError::invalid_input(
+                &field,
+                format!("'{it}' is not an object"),
+            ));
+        };
+        if let Some(k) = m.keys().find(|k| *k != "subnet_id" && *k != "ip_address") {
+            return Err(ApiError::invalid_input(
+                &field,
+                format!("unknown key '{k}'"),
+            ));
+        }
+        let subnet_id = match m.get("subnet_id") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) => Some(uuid_field(&format!("{field}.subnet_id"), s)?),
+            Some(o) => {
+                return Err(ApiError::invalid_input(
+                    &format!("{field}.subnet_id"),
+                    format!("'{o}' is not a valid UUID"),
+                ))
+            }
+        };
+        let ip_address = match m.get("ip_address") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) => Some(ipam::parse_ip(&format!("{field}.ip_address"), s)?),
+            Some(o) => {
+                return Err(ApiError::invalid_input(
+                    &format!("{field}.ip_address"),
+                    format!("'{o}' is not a valid IP address"),
+                ))
+            }
+        };
+        out.push(FixedIpRequest {
+            subnet_id,
+            ip_address,
+        });
+    }
+    Ok(Some(out))
+}
+
+async fn parse_create(app: &App, who: &Identity, mut b: Body) -> Result<NewPort, ApiError> {
+    let project_id = b.owner(who, "port")?;
+    let Some(network_id) = b.string("network_id")? else {
+        return Err(ApiError::invalid_input(
+            "network_id",
+            "network_id is required",
+        ));
+    };
+    let network_id = uuid_field("network_id", &network_id)?;
+    let name = b.string("name")?.unwrap_or_default();
+    let description = b.string("description")?.unwrap_or_default();
+    let admin_state_up = b.boolean("admin_state_up")?.unwrap_or(true);
+    let mac_address = match b.string("mac_address")? {
+        Some(m) => Some(mac::parse(&m).ok_or_else(|| {
+            ApiError::invalid_input(
+                "mac_address",
+                format!("'{m}' is not a valid unicast MAC address"),
+            )
+        })?),
+        None => None,
+    };
+    let device_id = b.string("device_id")?.unwrap_or_default();
+    let device_owner = b.string("device_owner")?.unwrap_or_default();
+    let host_id = b.string("binding:host_id")?.unwrap_or_default();
+    if !host_id.is_empty() && !who.is_admin() {
+        return Err(ApiError::forbidden("create_port:binding:host_id"));
+    }
+    let port_security_enabled = b.boolean("port_security_enabled")?;
+    common_ignorable(&mut b)?;
+    let fixed_ips = fixed_ips(&mut b)?;
+    b.finish()?;
+    let net = load_visible(app, who, &network_id).await?;
+    if !who.owns(&net.project_id) && !net.shared {
+        return Err(ApiError::forbidden(
+            "create_port on a network of another project",
+        ));
+    }
+    if mac_address.is_some() && !who.owns(&net.project_id) {
+        return Err(ApiError::forbidden("create_port:mac_address"));
+    }
+    Ok(NewPort {
+        id: uuid::Uuid::new_v4().to_string(),
+        project_id,
+        network_id,
+        name,
+        description,
+        admin_state_up,
+        mac_address,
+        device_id,
+        device_owner,
+        host_id,
+        port_security_enabled,
+        fixed_ips,
+    })
+}

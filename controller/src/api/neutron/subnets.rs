@@ -1,0 +1,377 @@
+//! `/v2.0/subnets`.
+
+use std::net::IpAddr;
+
+use axum::http::StatusCode;
+use axum::response::Response;
+use serde_json::{json, Value};
+
+use super::networks::{self, load_visible};
+use super::query::{project_fields, ListQuery};
+use super::{check_id, op, uuid_field, Body, Op};
+use crate::api::{json as respond, no_content, App, Ctx};
+use crate::auth::Identity;
+use crate::error::ApiError;
+use crate::ipam::{self, Pool};
+use crate::store::{HostRoute, Scope, Subnet};
+
+/// Attributes of a subnet.
+pub const ATTRS: &[&str] = &[
+    "id",
+    "name",
+    "tenant_id",
+    "project_id",
+    "network_id",
+    "ip_version",
+    "subnetpool_id",
+    "enable_dhcp",
+    "ipv6_ra_mode",
+    "ipv6_address_mode",
+    "gateway_ip",
+    "cidr",
+    "allocation_pools",
+    "host_routes",
+    "dns_nameservers",
+    "description",
+    "service_types",
+    "tags",
+    "created_at",
+    "updated_at",
+    "revision_number",
+    "segment_id",
+];
+
+/// A subnet as Neutron shows it.
+pub fn render(s: &Subnet) -> Value {
+    json!({
+        "id": s.id, "name": s.name, "tenant_id": s.project_id, "project_id": s.project_id,
+        "network_id": s.network_id, "ip_version": s.ip_version, "subnetpool_id": null,
+        "enable_dhcp": s.enable_dhcp, "ipv6_ra_mode": null, "ipv6_address_mode": null,
+        "gateway_ip": s.gateway_ip.map(|g| g.to_string()), "cidr": s.cidr.to_string(),
+        "allocation_pools": s.allocation_pools.iter().map(|p| json!({"start": p.start.to_string(), "end": p.end.to_string()})).collect::<Vec<_>>(),
+        "host_routes": s.host_routes, "dns_nameservers": s.dns_nameservers,
+        "description": s.description, "service_types": [], "tags": [],
+        "created_at": s.created_at, "updated_at": s.updated_at,
+        "revision_number": s.revision_number, "segment_id": null,
+    })
+}
+
+async fn load_visible_subnet(app: &App, who: &Identity, id: &str) -> Result<Subnet, ApiError> {
+    check_id(id, "Subnet", "SubnetNotFound")?;
+    let s = app.store.get_subnet(id).await?;
+    if !who.owns(&s.project_id) {
+        let n = app.store.get_network(&s.network_id).await?;
+        if !networks::visible(&n, who) {
+            return Err(ApiError::not_found("Subnet", "SubnetNotFound", id));
+        }
+    }
+    Ok(s)
+}
+
+pub(crate) async fn handle(
+    app: &App,
+    ctx: &Ctx,
+    who: &Identity,
+    rest: &[&str],
+) -> Result<Response, ApiError> {
+    match op(ctx, rest)? {
+        Op::List => {
+            let q = ListQuery::parse(&ctx.query, ATTRS)?;
+            let scope = Scope {
+                project_id: (!who.is_admin()).then(|| who.project_id.clone()),
+            };
+            let items = app
+                .store
+                .list_subnets(&scope)
+                .await?
+                .iter()
+                .map(render)
+                .collect();
+            let (items, links) = q.apply(items, &ctx.base_url(), "subnets")?;
+            let mut body = json!({"subnets": items});
+            if let Some(l) = links {
+                body["subnets_links"] = json!(l);
+            }
+            Ok(respond(StatusCode::OK, &body))
+        }
+        Op::Show(id) => {
+            let s = load_visible_subnet(app, who, id).await?;
+            let q = ListQuery::parse(&ctx.query, ATTRS)?;
+            let mut v = render(&s);
+            if !q.fields.is_empty() {
+                v = project_fields(v, &q.fields);
+            }
+            Ok(respond(StatusCode::OK, &json!({"subnet": v})))
+        }
+        Op::Create => {
+            let s = parse_create(app, who, Body::new(ctx.resource_body("subnet")?)).await?;
+            let s = app.store.create_subnet(&s).await?;
+            Ok(respond(StatusCode::CREATED, &json!({"subnet": render(&s)})))
+        }
+        Op::Update(id) => {
+            let mut s = load_visible_subnet(app, who, id).await?;
+            if !who.owns(&s.project_id) {
+                return Err(ApiError::forbidden("update_subnet"));
+            }
+            let mut b = Body::new(ctx.resource_body("subnet")?);
+            if let Some(v) = b.string("name")? {
+                s.name = v;
+            }
+            if let Some(v) = b.string("description")? {
+                s.description = v;
+            }
+            if let Some(v) = b.boolean("enable_dhcp")? {
+                s.enable_dhcp = v;
+            }
+            if b.has("gateway_ip") {
+                s.gateway_ip = gateway(&mut b, &s.cidr)?;
+            }
+            if let Some(p) = pools(&mut b)? {
+                s.allocation_pools = p;
+            }
+            if let Some(d) = dns(&mut b)? {
+                s.dns_nameservers = d;
+            }
+            if let Some(r) = routes(&mut b)? {
+                s.host_routes = r;
+            }
+            for ro in [
+                "cidr",
+                "network_id",
+                "ip_version",
+                "id",
+                "project_id",
+                "tenant_id",
+            ] {
+                if b.has(ro) {
+                    return Err(ApiError::bad_request(format!(
+                        "Cannot update read-only attribute {ro}"
+                    )));
+                }
+            }
+            b.finish()?;
+            ipam::validate_pools(&s.cidr, &s.allocation_pools, s.gateway_ip)?;
+            let s = app.store.update_subnet(&s).await?;
+            Ok(respond(StatusCode::OK, &json!({"subnet": render(&s)})))
+        }
+        Op::Delete(id) => {
+            let s = load_visible_subnet(app, who, id).await?;
+            if !who.owns(&s.project_id) {
+                return Err(ApiError::forbidden("delete_subnet"));
+            }
+            app.store.delete_subnet(id).await?;
+            Ok(no_content())
+        }
+    }
+}
+
+fn gateway(b: &mut Body, cidr: &ipnet::IpNet) -> Result<Option<IpAddr>, ApiError> {
+    match b.raw("gateway_ip") {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(g)) => {
+            let ip = ipam::parse_ip("gateway_ip", &g)?;
+            if !ipam::is_host(cidr, ip) {
+                return Err(ApiError::invalid_input(
+                    "gateway_ip",
+                    format!("gateway {ip} is not a host address of subnet {cidr}"),
+                ));
+            }
+            Ok(Some(ip))
+        }
+        Some(v) => Err(ApiError::invalid_input(
+            "gateway_ip",
+            format!("'{v}' is not a valid IP address"),
+        )),
+    }
+}
+
+fn pools(b: &mut Body) -> Result<Option<Vec<Pool>>, ApiError> {
+    let Some(v) = b.raw("allocation_pools") else {
+        return Ok(None);
+    };
+    let Value::Array(items) = v else {
+        return Err(ApiError::invalid_input(
+            "allocation_pools",
+            format!("'{v}' is not a list"),
+        ));
+    };
+    let mut out = Vec::new();
+    for it in items {
+        let (Some(s), Some(e)) = (
+            it.get("start").and_then(Value::as_str),
+            it.get("end").and_then(Value::as_str),
+        ) else {
+            return Err(ApiError::invalid_input(
+                "allocation_pools",
+                format!("'{it}' is not {{\"start\": IP, \"end\": IP}}"),
+            ));
+        };
+        if it.as_object().map(|o| o.len()) != Some(2) {
+            return Err(ApiError::invalid_input(
+                "allocation_pools",
+                format!("'{it}' has keys other than start and end"),
+            ));
+        }
+        let start = ipam::parse_ip("allocation_pools.start", s)?;
+        let end = ipam::parse_ip("allocation_pools.end", e)?;
+        if start.is_ipv4() != end.is_ipv4() {
+            return Err(ApiError::invalid_input(
+                "allocation_pools",
+                format!("{s}-{e} mixes IP versions"),
+            ));
+        }
+        out.push(Pool { start, end });
+    }
+    Ok(Some(out))
+}
+
+fn dns(b: &mut Body) -> Result<Option<Vec<String>>, ApiError> {
+    let Some(list) = b.string_list("dns_nameservers")? else {
+        return Ok(None);
+    };
+    let mut out: Vec<String> = Vec::new();
+    for d in list {
+        let ip = ipam::parse_ip("dns_nameservers", &d)?.to_string();
+        if out.contains(&ip) {
+            return Err(ApiError::invalid_input(
+                "dns_nameservers",
+                format!("duplicate nameserver '{d}'"),
+            ));
+        }
+        out.push(ip);
+    }
+    Ok(Some(out))
+}
+
+fn routes(b: &mut Body) -> Result<Option<Vec<HostRoute>>, ApiError> {
+    let Some(v) = b.raw("host_routes") else {
+        return Ok(None);
+    };
+    let Value::Array(items) = v else {
+        return Err(ApiError::invalid_input(
+            "host_routes",
+            format!("'{v}' is not a list"),
+        ));
+    };
+    let mut out = Vec::new();
+    for it in items {
+        let (Some(d), Some(n)) = (
+            it.get("destination").and_then(Value::as_str),
+            it.get("nexthop").and_then(Value::as_str),
+        ) else {
+            return Err(ApiError::invalid_input(
+                "host_routes",
+                format!("'{it}' is not {{\"destination\": CIDR, \"nexthop\": IP}}"),
+            ));
+        };
+        let dest: ipnet::IpNet = d.parse().map_err(|_| {
+            ApiError::invalid_input(
+                "host_routes.destination",
+                format!("'{d}' is not a valid IP subnet"),
+            )
+        })?;
+        let hop = ipam::parse_ip("host_routes.nexthop", n)?;
+        out.push(HostRoute {
+            destination: dest.to_string(),
+            nexthop: hop.to_string(),
+        });
+    }
+    Ok(Some(out))
+}
+
+async fn parse_create(app: &App, who: &Identity, mut b: Body) -> Result<Subnet, ApiError> {
+    let project_id = b.owner(who, "subnet")?;
+    let Some(network_id) = b.string("network_id")? else {
+        return Err(ApiError::invalid_input(
+            "network_id",
+            "network_id is required",
+        ));
+    };
+    let network_id = uuid_field("network_id", &network_id)?;
+    let Some(cidr_text) = b.string("cidr")? else {
+        return Err(ApiError::invalid_input(
+            "cidr",
+            "cidr is required (subnet pools are not supported)",
+        ));
+    };
+    let cidr = ipam::parse_cidr("cidr", &cidr_text)?;
+    let family = if cidr.addr().is_ipv4() { 4 } else { 6 };
+    let ip_version = b.int("ip_version")?.unwrap_or(family);
+    if ip_version != 4 && ip_version != 6 {
+        return Err(ApiError::invalid_input(
+            "ip_version",
+            format!("{ip_version} is not 4 or 6"),
+        ));
+    }
+    if ip_version != family {
+        return Err(ApiError::invalid_input(
+            "ip_version",
+            format!("cidr {cidr} is not an IPv{ip_version} subnet"),
+        ));
+    }
+    let name = b.string("name")?.unwrap_or_default();
+    let description = b.string("description")?.unwrap_or_default();
+    let enable_dhcp = b.boolean("enable_dhcp")?.unwrap_or(true);
+    let gateway_ip = if b.has("gateway_ip") {
+        gateway(&mut b, &cidr)?
+    } else {
+        Some(ipam::default_gateway(&cidr))
+    };
+    let allocation_pools = match pools(&mut b)? {
+        Some(p) => {
+            ipam::validate_pools(&cidr, &p, gateway_ip)?;
+            p
+        }
+        None => ipam::default_pools(&cidr, gateway_ip),
+    };
+    let dns_nameservers = dns(&mut b)?.unwrap_or_default();
+    let host_routes = routes(&mut b)?.unwrap_or_default();
+    for k in [
+        "subnetpool_id",
+        "ipv6_ra_mode",
+        "ipv6_address_mode",
+        "segment_id",
+        "prefixlen",
+    ] {
+        b.null_only(k)?;
+    }
+    if let Some(v) = b.boolean("use_default_subnet_pool")? {
+        if v {
+            return Err(ApiError::invalid_input(
+                "use_default_subnet_pool",
+                "subnet pools are not supported",
+            ));
+        }
+    }
+    if let Some(v) = b.string_list("service_types")? {
+        if !v.is_empty() {
+            return Err(ApiError::invalid_input(
+                "service_types",
+                "service types are not supported",
+            ));
+        }
+    }
+    b.finish()?;
+    let net = load_visible(app, who, &network_id).await?;
+    if !who.owns(&net.project_id) {
+        return Err(ApiError::forbidden("create_subnet"));
+    }
+    let ts = String::new();
+    Ok(Subnet {
+        id: uuid::Uuid::new_v4().to_string(),
+        project_id,
+        network_id,
+        name,
+        description,
+        ip_version,
+        cidr,
+        gateway_ip,
+        allocation_pools,
+        enable_dhcp,
+        dns_nameservers,
+        host_routes,
+        created_at: ts.clone(),
+        updated_at: ts,
+        revision_number: 1,
+    })
+}
