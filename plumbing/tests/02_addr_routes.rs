@@ -213,3 +213,23 @@ fn sync_routes_changes_only_the_difference_and_never_foreign_routes() {
         .unwrap_err();
     assert!(matches!(err, Error::NoSuchLink { .. }), "{err}");
 }
+
+#[test]
+fn dumps_of_the_root_namespace_decode() {
+    common::require_root();
+    // Read-only: whatever the host has (OVS taps, bridges, other crates' test links) decodes.
+    let mut h = Handle::new(&plumbing::Netns::Current).unwrap();
+    let links = h.links().unwrap();
+    let lo = links.iter().find(|l| l.name == "lo").expect("lo");
+    assert!(lo.up);
+    assert_eq!(h.link("lo").unwrap().as_ref(), Some(lo));
+    let addrs = h.addresses().unwrap();
+    assert!(addrs
+        .iter()
+        .any(|a| a.index == lo.index && a.net == net("127.0.0.1/8")));
+    let routes = h.routes().unwrap();
+    assert!(
+        routes.iter().any(|r| r.dst == net("127.0.0.0/8")),
+        "local table"
+    );
+}
