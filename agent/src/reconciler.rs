@@ -29,9 +29,18 @@ pub trait LinuxBackend: Send + Sync {
     fn sync_routers(
         &self,
         intent: &NodeIntent,
-    ) -> impl Future<Output = Result<BTreeMap<String, Option<String>>, Self::Error>> + Send;
+    ) -> impl Future<Output = Result<RouterSync, Self::Error>> + Send;
     /// Probes every router instance's targets (ARP then ICMP echo) from inside its namespace.
     fn probe(&self, intent: &NodeIntent) -> impl Future<Output = Vec<wire::ProbeResult>> + Send;
+}
+
+/// What the Linux side did in one pass.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RouterSync {
+    /// Router namespace → error, or None when ready.
+    pub routers: BTreeMap<String, Option<String>>,
+    /// Kernel objects created, changed or removed (0 when everything already matched).
+    pub changes: usize,
 }
 
 /// What one reconcile pass did, for the status report and the tests.
@@ -39,6 +48,8 @@ pub trait LinuxBackend: Send + Sync {
 pub struct PassOutcome {
     /// OVSDB changes made (0 when nothing changed).
     pub ovs_changes: usize,
+    /// Kernel changes made (namespaces, links, addresses, routes, sysctls, NAT tables).
+    pub linux_changes: usize,
     /// iface-id → OVS port name of every VM interface seen on this node.
     pub plugged: BTreeMap<String, String>,
     /// Router namespace → error, or None when ready.
@@ -64,7 +75,10 @@ pub async fn reconcile_once<O: OvsBackend, L: LinuxBackend>(
 ) -> PassOutcome {
     let mut out = PassOutcome::default();
     match linux.sync_routers(intent).await {
-        Ok(r) => out.routers = r,
+        Ok(r) => {
+            out.routers = r.routers;
+            out.linux_changes = r.changes;
+        }
         Err(e) => {
             for ns in intent.routers.keys() {
                 out.routers.insert(ns.clone(), Some(e.to_string()));

@@ -1,0 +1,297 @@
+//! The Linux side of a node through the `plumbing` crate: one namespace per router instance
+//! (`<prefix>qrouter-<router id>`), veth legs with one end in it and the other in the node
+//! namespace (where the node's ovs-vswitchd runs), addresses, forwarding, owned routes and the
+//! crosspod nftables table; probes from inside the namespaces.
+//!
+//! Netlink and namespace work is blocking and switches namespaces on its own threads
+//! (`plumbing::netns::run_in`), so it runs under `spawn_blocking`, never on a tokio worker.
+//! Every step reads first and writes only the difference; the count of writes is returned so a
+//! restart with nothing changed can be shown to change nothing.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use ipnet::{IpNet, Ipv4Net};
+use plumbing::{netns, Changed, Handle, NatSpec, Netns, ProbeOptions, Route, VethEnd, VethSpec};
+use wire::names::ROUTER_NS_PREFIX;
+
+use crate::intent::{NodeIntent, RouterIntent};
+use crate::reconciler::{LinuxBackend, RouterSync};
+
+/// Alias owner tag on the veths the agent creates (`crosspod:agent`).
+pub const LINK_OWNER: &str = "agent";
+
+/// Errors of the Linux side that concern the whole node (per-router errors are reported per
+/// router instead).
+#[derive(Debug, thiserror::Error)]
+pub enum LinuxError {
+    #[error("listing network namespaces: {0}")]
+    List(#[source] plumbing::Error),
+    #[error("the Linux worker thread failed: {0}")]
+    Join(String),
+}
+
+/// The node's Linux networking.
+#[derive(Debug, Clone)]
+pub struct NetnsBackend {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    /// Where the node-side veth ends go (the node's ovs-vswitchd namespace).
+    node_netns: Netns,
+    /// Namespace prefix of this agent's router instances.
+    prefix: String,
+    probe: ProbeOptions,
+}
+
+impl NetnsBackend {
+    /// `node_netns` empty means the agent's own namespace (production nodes).
+    pub fn new(node_netns: &str, prefix: &str) -> Self {
+        let node_netns = if node_netns.is_empty() {
+            Netns::Current
+        } else {
+            Netns::named(node_netns)
+        };
+        NetnsBackend {
+            inner: Arc::new(Inner {
+                node_netns,
+                prefix: prefix.to_string(),
+                probe: ProbeOptions {
+                    timeout: Duration::from_millis(500),
+                    retries: 1,
+                },
+            }),
+        }
+    }
+
+    /// The namespaces this agent owns that exist now.
+    pub fn owned_namespaces(&self) -> Result<Vec<String>, LinuxError> {
+        let mine = format!("{}{ROUTER_NS_PREFIX}", self.inner.prefix);
+        Ok(netns::list()
+            .map_err(LinuxError::List)?
+            .into_iter()
+            .filter(|n| n.starts_with(&mine))
+            .collect())
+    }
+}
+
+fn delete_owned_links(ns: &str) -> usize {
+    let res = (|| -> Result<usize, plumbing::Error> {
+        let mut h = Handle::new(&Netns::named(ns))?;
+        let mut n = 0;
+        for link in h.owned_links()? {
+            if h.delete_link(&link.name, false)? {
+                n += 1;
+            }
+        }
+        Ok(n)
+    })();
+    res.unwrap_or_else(|e| {
+        tracing::warn!(netns = %ns, error = %e, "deleting the legs of a stale router namespace");
+        0
+    })
+}
+
+fn count(c: Changed) -> usize {
+    usize::from(c.changed())
+}
+
+impl Inner {
+    fn sync_all(&self, intent: &NodeIntent, owned: Vec<String>) -> RouterSync {
+        let mut out = RouterSync::default();
+        for ns in owned {
+            if !intent.routers.contains_key(&ns) {
+                // Delete the legs first: namespace teardown is asynchronous in the kernel, and
+                // the node-side ends must be gone when the pass ends.
+                out.changes += delete_owned_links(&ns);
+                match netns::delete(&ns) {
+                    Ok(true) => {
+                        tracing::info!(netns = %ns, "removed router instance no longer wanted");
+                        out.changes += 1;
+                    }
+                    Ok(false) => {}
+                    Err(e) => {
+                        tracing::warn!(netns = %ns, error = %e, "removing stale router namespace")
+                    }
+                }
+            }
+        }
+        for (ns, r) in &intent.routers {
+            let mut changes = 0;
+            let res = self.sync_router(ns, r, &mut changes);
+            out.changes += changes;
+            if let Err(e) = &res {
+                tracing::warn!(netns = %ns, router_id = %r.router_id, error = %e, "router instance not in place");
+            }
+            out.routers
+                .insert(ns.clone(), res.err().map(|e| e.to_string()));
+        }
+        out
+    }
+
+    fn sync_router(
+        &self,
+        ns_name: &str,
+        r: &RouterIntent,
+        changes: &mut usize,
+    ) -> Result<(), plumbing::Error> {
+        if netns::create(ns_name)? {
+            *changes += 1;
+        }
+        let ns = Netns::named(ns_name);
+        let forwarding = plumbing::sysctl::set_forwarding(&ns, true, false)?;
+        *changes += usize::from(forwarding);
+        let mut h = Handle::new(&ns)?;
+        if let Some(lo) = h.link("lo")? {
+            if !lo.up {
+                h.set_link("lo").force().up().apply()?;
+                *changes += 1;
+            }
+        }
+        for leg in &r.legs {
+            let mut a = VethEnd::new(leg.ns_ifname.clone(), ns.clone());
+            a.mac = plumbing::link::parse_mac(&leg.mac);
+            let spec = VethSpec {
+                a,
+                b: VethEnd::new(leg.node_ifname.clone(), self.node_netns.clone()),
+                owner: LINK_OWNER.to_string(),
+            };
+            *changes += count(plumbing::link::ensure_veth(&spec)?);
+            *changes += count(h.sync_addresses(&leg.ns_ifname, &leg.addrs)?);
+        }
+        // Legs removed from the router: their owned links go (the peer goes with them).
+        let wanted: Vec<&str> = r.legs.iter().map(|l| l.ns_ifname.as_str()).collect();
+        for link in h.owned_links()? {
+            if !wanted.contains(&link.name.as_str()) && h.delete_link(&link.name, false)? {
+                *changes += 1;
+            }
+        }
+        let routes: Vec<Route> = r
+            .routes
+            .iter()
+            .map(|(dst, via)| Route::new(*dst).via(*via))
+            .collect();
+        let rs = h.sync_routes(&routes)?;
+        *changes += rs.added.len() + rs.replaced.len() + rs.removed.len();
+        let nat = nat_spec(r);
+        let c = if nat.snat.is_empty() && nat.floating.is_empty() {
+            plumbing::nat::remove(&ns)?
+        } else {
+            plumbing::nat::apply(&ns, &nat)?
+        };
+        *changes += count(c);
+        Ok(())
+    }
+
+    fn probe_all(&self, intent: &NodeIntent) -> Vec<wire::ProbeResult> {
+        let mut out = Vec::new();
+        for (ns, r) in &intent.routers {
+            let netns = Netns::named(ns.clone());
+            for t in &r.probe_targets {
+                let IpAddr::V4(target) = t.address else {
+                    continue;
+                };
+                let leg = r.legs.iter().find(|l| {
+                    l.addrs
+                        .iter()
+                        .any(|a| a.prefix_len() < 32 && a.contains(&t.address))
+                });
+                let Some(leg) = leg else {
+                    out.push(unreachable(&r.router_id, t.address));
+                    continue;
+                };
+                out.push(self.probe_one(&netns, &leg.ns_ifname, target, &r.router_id));
+            }
+        }
+        out
+    }
+
+    fn probe_one(
+        &self,
+        ns: &Netns,
+        ifname: &str,
+        target: Ipv4Addr,
+        router_id: &str,
+    ) -> wire::ProbeResult {
+        let arp = plumbing::probe::arp(ns, ifname, target, &self.probe);
+        if !matches!(&arp, Ok(r) if r.ok()) {
+            tracing::debug!(netns = %ns, %target, result = ?arp, "ARP probe unanswered");
+            return unreachable(router_id, IpAddr::V4(target));
+        }
+        match plumbing::probe::icmp(ns, ifname, IpAddr::V4(target), &self.probe) {
+            Ok(r) if r.ok() => wire::ProbeResult {
+                router_id: router_id.to_string(),
+                target: IpAddr::V4(target),
+                reachable: true,
+                latency_us: r.rtt.map(|d| d.as_micros() as u64),
+            },
+            other => {
+                tracing::debug!(netns = %ns, %target, result = ?other, "ICMP probe unanswered");
+                unreachable(router_id, IpAddr::V4(target))
+            }
+        }
+    }
+}
+
+fn unreachable(router_id: &str, target: IpAddr) -> wire::ProbeResult {
+    wire::ProbeResult {
+        router_id: router_id.to_string(),
+        target,
+        reachable: false,
+        latency_us: None,
+    }
+}
+
+/// The nftables spec of a router instance (IPv4 only; IPv6 needs no NAT).
+pub fn nat_spec(r: &RouterIntent) -> NatSpec {
+    let v4 = |n: &IpNet| match n {
+        IpNet::V4(n) => Some(*n),
+        IpNet::V6(_) => None,
+    };
+    let mut spec = NatSpec::default();
+    for s in &r.nat.snat {
+        let IpAddr::V4(to) = s.to else { continue };
+        let sources: Vec<Ipv4Net> = s.sources.iter().filter_map(v4).collect();
+        if !sources.is_empty() {
+            spec.snat.push(plumbing::Snat {
+                sources,
+                out_ifname: s.out_ifname.clone(),
+                to,
+            });
+        }
+    }
+    for f in &r.nat.floating {
+        if let (IpAddr::V4(floating_ip), IpAddr::V4(fixed_ip)) = (f.floating_ip, f.fixed_ip) {
+            spec.floating.push(plumbing::FloatingIp {
+                floating_ip,
+                fixed_ip,
+                out_ifname: f.out_ifname.clone(),
+            });
+        }
+    }
+    spec
+}
+
+impl LinuxBackend for NetnsBackend {
+    type Error = LinuxError;
+
+    async fn sync_routers(&self, intent: &NodeIntent) -> Result<RouterSync, LinuxError> {
+        let owned = self.owned_namespaces()?;
+        let inner = self.inner.clone();
+        let intent = intent.clone();
+        tokio::task::spawn_blocking(move || inner.sync_all(&intent, owned))
+            .await
+            .map_err(|e| LinuxError::Join(e.to_string()))
+    }
+
+    async fn probe(&self, intent: &NodeIntent) -> Vec<wire::ProbeResult> {
+        let inner = self.inner.clone();
+        let intent = intent.clone();
+        tokio::task::spawn_blocking(move || inner.probe_all(&intent))
+            .await
+            .unwrap_or_default()
+    }
+}
