@@ -519,3 +519,55 @@ impl Handle {
         Ok(self.existing(name)?.index)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn interface_names() {
+        assert!(validate_ifname("qr-0123456789ab").is_ok());
+        assert!(matches!(
+            validate_ifname("qr-0123456789abc"),
+            Err(Error::NameTooLong { len: 16, .. })
+        ));
+        for bad in ["", ".", "..", "a/b", "a b", "a:b"] {
+            assert!(
+                matches!(validate_ifname(bad), Err(Error::InvalidName { .. })),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn macs_round_trip() {
+        let m = parse_mac("fa:16:3e:00:0A:ff").unwrap();
+        assert_eq!(format_mac(&m), "fa:16:3e:00:0a:ff");
+        assert!(parse_mac("fa:16:3e:00:0a").is_none());
+        assert!(parse_mac("fa:16:3e:00:0a:ff:01").is_none());
+        assert!(parse_mac("zz:16:3e:00:0a:ff").is_none());
+    }
+
+    #[test]
+    fn ownership_by_alias_or_group() {
+        let mut l = Link {
+            index: 1,
+            name: "x".into(),
+            alias: None,
+            mtu: 1500,
+            mac: None,
+            up: true,
+            kind: None,
+            group: 0,
+        };
+        assert!(!l.owned());
+        l.alias = Some("someone else".into());
+        assert!(!l.owned());
+        l.alias = Some("crosspod:router:r1".into());
+        assert!(l.owned());
+        assert_eq!(l.owner(), Some("router:r1"));
+        l.alias = None;
+        l.group = CROSSPOD_LINK_GROUP;
+        assert!(l.owned());
+    }
+}

@@ -269,3 +269,72 @@ pub fn remove(ns: &Netns) -> Result<Changed> {
     tracing::info!(netns = %ns, "removed NAT table");
     Ok(Changed::Yes)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec() -> NatSpec {
+        NatSpec {
+            snat: vec![Snat {
+                sources: vec![
+                    "10.0.2.0/24".parse().unwrap(),
+                    "10.0.1.7/24".parse().unwrap(),
+                    "10.0.3.3/32".parse().unwrap(),
+                ],
+                out_ifname: "qg".into(),
+                to: "163.3.124.10".parse().unwrap(),
+            }],
+            floating: vec![
+                FloatingIp {
+                    floating_ip: "163.3.124.21".parse().unwrap(),
+                    fixed_ip: "10.0.1.12".parse().unwrap(),
+                    out_ifname: "qg".into(),
+                },
+                FloatingIp {
+                    floating_ip: "163.3.124.20".parse().unwrap(),
+                    fixed_ip: "10.0.1.11".parse().unwrap(),
+                    out_ifname: "qg".into(),
+                },
+            ],
+        }
+    }
+
+    #[test]
+    fn rules_are_ordered_floating_first_and_independent_of_input_order() {
+        let a = rules(&spec());
+        let mut s = spec();
+        s.floating.reverse();
+        s.snat[0].sources.reverse();
+        assert_eq!(a, rules(&s));
+        assert_eq!(a.len(), 2 + 2 + 3);
+        assert_eq!(a[0]["chain"], "prerouting");
+        assert_eq!(a[0]["expr"][0]["match"]["right"], "163.3.124.20");
+        assert_eq!(a[0]["expr"][1]["dnat"]["addr"], "10.0.1.11");
+        assert_eq!(a[2]["chain"], "postrouting");
+        assert_eq!(a[2]["expr"][2]["snat"]["addr"], "163.3.124.20");
+        // Subnet SNAT: host bits cleared, /32 as a plain address.
+        assert_eq!(
+            a[4]["expr"][1]["match"]["right"],
+            json!({"prefix": {"addr": "10.0.1.0", "len": 24}})
+        );
+        assert_eq!(a[6]["expr"][1]["match"]["right"], "10.0.3.3");
+        assert_eq!(a[6]["expr"][2]["snat"]["addr"], "163.3.124.10");
+    }
+
+    #[test]
+    fn empty_spec_has_chains_but_no_rules() {
+        assert!(rules(&NatSpec::default()).is_empty());
+        assert_eq!(chains().len(), 2);
+    }
+
+    #[test]
+    fn long_interface_names_are_invalid() {
+        let mut s = spec();
+        s.floating[1].out_ifname = "0123456789abcdef".into();
+        assert!(matches!(
+            s.validate(),
+            Err(Error::NameTooLong { len: 16, .. })
+        ));
+    }
+}

@@ -451,3 +451,41 @@ impl Handle {
         Ok(plan)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn display_and_keys() {
+        let r = Route::new("10.1.2.3/24".parse().unwrap())
+            .via("10.0.0.1".parse().unwrap())
+            .dev("qr")
+            .metric(7)
+            .table(100);
+        assert_eq!(
+            r.to_string(),
+            "10.1.2.0/24 via 10.0.0.1 dev qr metric 7 table 100"
+        );
+        assert_eq!(r.key(), (100, "10.1.2.0/24".parse().unwrap(), 7));
+        let v6 = Route::new("fd00::/64".parse().unwrap());
+        assert_eq!(v6.key().2, 1024, "IPv6 metric 0 is stored as 1024");
+        let v4 = Route::new("0.0.0.0/0".parse().unwrap());
+        assert_eq!(v4.key().2, 0);
+    }
+
+    #[test]
+    fn messages_carry_the_crosspod_protocol() {
+        let r = Route::new("10.1.0.0/16".parse().unwrap()).via("10.0.0.1".parse().unwrap());
+        let m = add_message(&r, None);
+        assert_eq!(u8::from(m.header.protocol), CROSSPOD_PROTO);
+        assert_eq!(m.header.scope, RouteScope::Universe);
+        let d = add_message(
+            &Route::new("10.2.0.0/16".parse().unwrap()).dev("x"),
+            Some(3),
+        );
+        assert_eq!(d.header.scope, RouteScope::Link);
+        let del = del_message(&"10.1.0.0/16".parse().unwrap(), MAIN_TABLE, 0);
+        assert_eq!(u8::from(del.header.protocol), CROSSPOD_PROTO);
+    }
+}

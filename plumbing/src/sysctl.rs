@@ -64,3 +64,19 @@ pub fn set_forwarding(ns: &Netns, ipv4: bool, ipv6: bool) -> Result<bool> {
     let b = set(ns, "net.ipv6.conf.all.forwarding", v(ipv6))?;
     Ok(a || b)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_net_keys_map_to_proc_sys() {
+        assert_eq!(
+            path("net.ipv4.conf.qr-1.forwarding").unwrap(),
+            PathBuf::from("/proc/sys/net/ipv4/conf/qr-1/forwarding")
+        );
+        for bad in ["kernel.hostname", "net.ipv4/../x", "net..x", "net.ipv4 .x"] {
+            assert!(path(bad).is_err(), "{bad}");
+        }
+    }
+}

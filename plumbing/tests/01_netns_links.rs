@@ -186,6 +186,23 @@ fn names_over_15_bytes_are_refused_before_any_change() {
     assert!(err.to_string().contains("at most 15"), "{err}");
     assert!(plumbing::link::ensure_veth(&spec).is_err());
     assert_eq!(before, (ha.links().unwrap(), hb.links().unwrap()));
+
+    // Renaming to a long name is refused before anything is sent.
+    let ok = VethSpec {
+        a: VethEnd::new("ok0", a.ns()),
+        b: VethEnd::new("ok1", b.ns()),
+        owner: "test".into(),
+    };
+    plumbing::link::create_veth(&ok).unwrap();
+    let before = ha.links().unwrap();
+    let err = ha
+        .set_link("ok0")
+        .mtu(1280)
+        .rename("sixteen_bytes_xx")
+        .apply()
+        .unwrap_err();
+    assert!(matches!(err, Error::NameTooLong { .. }), "{err}");
+    assert_eq!(before, ha.links().unwrap(), "MTU not changed either");
 }
 
 #[test]
