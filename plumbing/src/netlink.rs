@@ -21,6 +21,8 @@ use crate::netns::{run_in, Netns};
 /// the receive buffer.
 const BATCH: usize = 128;
 const RECV_BUF: usize = 256 * 1024;
+/// A netlink answer that takes longer than this is reported as an error, not waited for.
+const RECV_TIMEOUT_SECS: libc::time_t = 30;
 
 /// An rtnetlink socket bound to one network namespace. All link, address and route operations
 /// are methods on it (see [`crate::link`], [`crate::addr`], [`crate::route`]). The socket is
@@ -74,6 +76,21 @@ impl Handle {
                 libc::SO_RCVBUFFORCE,
                 &size as *const _ as *const libc::c_void,
                 std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            );
+        }
+        // Never hang a reconcile pass on a kernel that does not answer.
+        let tv = libc::timeval {
+            tv_sec: RECV_TIMEOUT_SECS,
+            tv_usec: 0,
+        };
+        // SAFETY: valid fd and option value.
+        unsafe {
+            libc::setsockopt(
+                sock.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_RCVTIMEO,
+                &tv as *const _ as *const libc::c_void,
+                std::mem::size_of::<libc::timeval>() as libc::socklen_t,
             );
         }
         Ok(Handle {
