@@ -168,6 +168,15 @@ fn prepare_run_dir() -> Result<()> {
 pub fn create(name: &str) -> Result<bool> {
     validate_name(name)?;
     prepare_run_dir()?;
+    // One creation at a time in this process, so a file another thread has just made (and not
+    // yet mounted) is never taken for a stale leftover.
+    let _guard = CREATE_LOCK.lock().unwrap_or_else(|p| p.into_inner());
+    create_locked(name)
+}
+
+static CREATE_LOCK: Mutex<()> = Mutex::new(());
+
+fn create_locked(name: &str) -> Result<bool> {
     let path = Path::new(NETNS_RUN_DIR).join(name);
     let cpath = cstr(path.to_str().expect("utf-8 path"));
     // SAFETY: valid path; the returned fd is closed right away.
@@ -181,7 +190,20 @@ pub fn create(name: &str) -> Result<bool> {
     if fd < 0 {
         let err = io::Error::last_os_error();
         if err.raw_os_error() == Some(libc::EEXIST) {
-            return Ok(false);
+            if is_namespace_file(&path) {
+                return Ok(false);
+            }
+            // A leftover of a creation that died before the bind mount: start over.
+            tracing::warn!(
+                netns = name,
+                "replacing a namespace file that is not mounted"
+            );
+            std::fs::remove_file(&path).map_err(|source| Error::Netns {
+                op: "remove the stale mount point",
+                ns: name.to_string(),
+                source,
+            })?;
+            return create_locked(name);
         }
         return Err(Error::Netns {
             op: "create the mount point",
@@ -231,6 +253,18 @@ pub fn create(name: &str) -> Result<bool> {
     let mut h = crate::Handle::new(&ns)?;
     h.link_up_unowned("lo")?;
     Ok(true)
+}
+
+/// Whether `path` is a mounted namespace file (on nsfs), not a plain leftover file.
+fn is_namespace_file(path: &Path) -> bool {
+    const NSFS_MAGIC: libc::c_long = 0x6e73_6673;
+    let Ok(c) = CString::new(path.as_os_str().as_encoded_bytes()) else {
+        return false;
+    };
+    // SAFETY: valid path and an out-parameter of the right type.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    let rc = unsafe { libc::statfs(c.as_ptr(), &mut st) };
+    rc == 0 && st.f_type as libc::c_long == NSFS_MAGIC
 }
 
 /// Deletes the named namespace (unmounts and removes its file). Returns `false` when it did not

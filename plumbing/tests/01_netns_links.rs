@@ -56,6 +56,22 @@ fn namespace_create_list_run_delete() {
 }
 
 #[test]
+fn a_stale_unmounted_namespace_file_is_replaced() {
+    require_root();
+    let name = unique("s");
+    std::fs::create_dir_all("/run/netns").unwrap();
+    std::fs::write(std::path::Path::new("/run/netns").join(&name), b"").unwrap();
+    let guard = NsGuard { name: name.clone() };
+    assert!(
+        Handle::new(&guard.ns()).is_err(),
+        "a plain file is no namespace"
+    );
+    assert!(netns::create(&name).unwrap(), "recreated");
+    assert_eq!(Handle::new(&guard.ns()).unwrap().links().unwrap().len(), 1);
+    assert!(!netns::create(&name).unwrap());
+}
+
+#[test]
 fn namespaces_are_shared_with_iproute2() {
     require_root();
     // Ours are visible to `ip netns` ...
