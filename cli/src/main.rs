@@ -1,4 +1,351 @@
-//! crosspod: the operator's command line.
-fn main() -> anyhow::Result<()> {
-    anyhow::bail!("crosspod: not yet implemented")
+//! crosspod: the operator's command line. `crosspod lab` brings two pods up on one machine
+//! (namespaces with their own OVS, veth cables, an upstream network, the controller and one
+//! agent per node); `crosspod vm` boots lab VMs (namespaces plugged like Nova/os-vif does).
+
+mod http;
+mod lab;
+mod output;
+mod ovsctl;
+mod vm;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand};
+use ipnet::IpNet;
+use serde_json::json;
+
+use output::{progress, table};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "crosspod",
+    version,
+    about = "crosspod: cross-pod networking for Open vSwitch clouds"
+)]
+struct Cli {
+    /// Print JSON instead of tables.
+    #[arg(long, global = true, env = "CROSSPOD_JSON")]
+    json: bool,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Two pods on one machine: nodes as namespaces, controller and agents as daemons.
+    Lab(LabArgs),
+    /// Lab VMs (the Nova stand-in): namespaces plugged into a node's br-vlan.
+    Vm(VmArgs),
+}
+
+#[derive(Debug, Args)]
+struct LabArgs {
+    /// Lab directory (state, OVS databases and sockets, logs, tokens).
+    #[arg(
+        long,
+        global = true,
+        env = "CROSSPOD_LAB_DIR",
+        default_value = "/var/lib/crosspod/lab"
+    )]
+    dir: PathBuf,
+    #[command(subcommand)]
+    cmd: LabCmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum LabCmd {
+    /// Bring the lab up (idempotent: a second run changes nothing).
+    Up(UpArgs),
+    /// Remove every namespace, process, cable and file the lab made (safe to run twice).
+    Down,
+    /// Shell exports for the openstack CLI and the guide's curl commands: eval "$(crosspod lab env)".
+    Env,
+    /// Print a new token for a project (appended to the lab's tokens file).
+    Token {
+        /// Project the token acts as.
+        #[arg(long)]
+        project: String,
+        /// Roles, comma-separated among admin, member, agent.
+        #[arg(long, default_value = "member", value_delimiter = ',')]
+        roles: Vec<String>,
+    },
+    /// Namespaces, daemons and APIs of the lab, up or down.
+    Status,
+}
+
+#[derive(Debug, Args)]
+struct UpArgs {
+    /// Prefix for every namespace name (at most 10 bytes), so several labs can coexist.
+    #[arg(long, env = "CROSSPOD_LAB_PREFIX", default_value = "")]
+    prefix: String,
+    /// Port of the controller's Tricircle API on 127.0.0.1.
+    #[arg(long, env = "CROSSPOD_TRICIRCLE_PORT", default_value_t = 19999)]
+    tricircle_port: u16,
+    /// Port of the controller's Neutron API on 127.0.0.1.
+    #[arg(long, env = "CROSSPOD_NEUTRON_PORT", default_value_t = 20001)]
+    neutron_port: u16,
+    /// Upstream router address on the external network, with prefix.
+    #[arg(
+        long,
+        env = "CROSSPOD_UPSTREAM_GATEWAY",
+        default_value = "163.3.124.1/24"
+    )]
+    upstream_gateway: IpNet,
+    /// VLAN of the external network on eth2 (0: untagged, for a flat external network).
+    #[arg(long, env = "CROSSPOD_UPSTREAM_VLAN", default_value_t = 3001)]
+    upstream_vlan: u16,
+    /// The controller binary [default: crosspod-controller next to this program].
+    #[arg(long, env = "CROSSPOD_CONTROLLER_BIN")]
+    controller_bin: Option<PathBuf>,
+    /// The agent binary [default: crosspod-agent next to this program].
+    #[arg(long, env = "CROSSPOD_AGENT_BIN")]
+    agent_bin: Option<PathBuf>,
+    /// Build the network only; start neither the controller nor the agents.
+    #[arg(long)]
+    no_daemons: bool,
+}
+
+#[derive(Debug, Args)]
+struct VmArgs {
+    /// Lab directory.
+    #[arg(
+        long,
+        global = true,
+        env = "CROSSPOD_LAB_DIR",
+        default_value = "/var/lib/crosspod/lab"
+    )]
+    dir: PathBuf,
+    /// Neutron endpoint [default: the lab controller's].
+    #[arg(long, global = true, env = "OS_ENDPOINT")]
+    os_endpoint: Option<String>,
+    /// Token; its project owns the port, as with the openstack CLI.
+    #[arg(long, global = true, env = "OS_TOKEN", hide_env_values = true)]
+    os_token: Option<String>,
+    #[command(subcommand)]
+    cmd: VmCmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum VmCmd {
+    /// Create a port and a VM namespace plugged into the region's node.
+    Boot {
+        /// Region (pod) to boot in: RegionOne (node1) or RegionTwo (node2).
+        #[arg(long)]
+        region: String,
+        /// Network name or id.
+        #[arg(long)]
+        network: String,
+        /// VM name (also the namespace name).
+        name: String,
+    },
+    /// Unplug the VM, delete its namespace and its port.
+    Delete {
+        /// VM name.
+        name: String,
+    },
+    /// The lab's VMs.
+    List,
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("CROSSPOD_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("crosspod: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<ExitCode> {
+    match cli.cmd {
+        Cmd::Lab(l) => run_lab(l, cli.json),
+        Cmd::Vm(v) => run_vm(v, cli.json),
+    }
+}
+
+fn run_lab(l: LabArgs, as_json: bool) -> Result<ExitCode> {
+    let dir = absolute(&l.dir)?;
+    match l.cmd {
+        LabCmd::Up(u) => {
+            let o = lab::UpOptions {
+                dir: dir.clone(),
+                prefix: u.prefix,
+                tricircle_port: u.tricircle_port,
+                neutron_port: u.neutron_port,
+                upstream_gateway: u.upstream_gateway,
+                upstream_vlan: u.upstream_vlan,
+                controller_bin: u
+                    .controller_bin
+                    .unwrap_or_else(|| lab::sibling_binary("crosspod-controller")),
+                agent_bin: u
+                    .agent_bin
+                    .unwrap_or_else(|| lab::sibling_binary("crosspod-agent")),
+                no_daemons: u.no_daemons,
+            };
+            progress(format!("bringing the lab up in {}", dir.display()));
+            let rep = lab::up(&o).with_context(|| {
+                format!(
+                    "lab up failed; what was made is recorded, `crosspod lab down --dir {}` removes it",
+                    dir.display()
+                )
+            })?;
+            if as_json {
+                let nr: Vec<_> = rep
+                    .not_running
+                    .iter()
+                    .map(|(n, w)| json!({"name": n, "why": w}))
+                    .collect();
+                output::json(&json!({
+                    "dir": dir, "changed": !rep.changes.is_empty(),
+                    "changes": rep.changes, "not_running": nr,
+                }));
+            } else {
+                if rep.changes.is_empty() {
+                    println!("lab is up in {}; nothing changed", dir.display());
+                } else {
+                    println!(
+                        "lab is up in {} ({} changes: {})",
+                        dir.display(),
+                        rep.changes.len(),
+                        rep.changes.join(", ")
+                    );
+                }
+                for (name, why) in &rep.not_running {
+                    println!("WARNING: {name} is not running: {why}");
+                }
+                println!("next: eval \"$(crosspod lab env --dir {})\"", dir.display());
+            }
+        }
+        LabCmd::Down => {
+            let rep = lab::down(&dir)?;
+            if as_json {
+                output::json(&json!({"found": rep.found, "removed": rep.removed}));
+            } else if !rep.found {
+                println!("no lab in {}; nothing to do", dir.display());
+            } else {
+                for r in &rep.removed {
+                    progress(format!("removed {r}"));
+                }
+                println!("lab in {} is down", dir.display());
+            }
+        }
+        LabCmd::Env => print!("{}", lab::env(&dir)?),
+        LabCmd::Token { project, roles } => {
+            let t = lab::token(&dir, &project, &roles)?;
+            if as_json {
+                output::json(&json!({"token": t, "project": project, "roles": roles}));
+            } else {
+                println!("{t}");
+            }
+        }
+        LabCmd::Status => {
+            if !lab::status(&dir, as_json)? {
+                return Ok(ExitCode::from(3));
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn absolute(p: &std::path::Path) -> Result<PathBuf> {
+    if p.is_absolute() {
+        Ok(p.to_path_buf())
+    } else {
+        Ok(std::env::current_dir()
+            .context("reading the current directory")?
+            .join(p))
+    }
+}
+
+fn api_of(v: &VmArgs, dir: &std::path::Path) -> Result<Option<vm::Api>> {
+    let Some(token) = v.os_token.clone() else {
+        return Ok(None);
+    };
+    let endpoint = match &v.os_endpoint {
+        Some(e) => e.clone(),
+        None => {
+            let st = lab::state::LabState::require(dir)?;
+            format!("http://127.0.0.1:{}", st.neutron_port)
+        }
+    };
+    Ok(Some(vm::Api { endpoint, token }))
+}
+
+fn run_vm(v: VmArgs, as_json: bool) -> Result<ExitCode> {
+    let dir = absolute(&v.dir)?;
+    let api = api_of(&v, &dir)?;
+    let need_api = || {
+        api.clone().context(
+            "no token: set OS_TOKEN (eval \"$(crosspod lab env)\", or `crosspod lab token --project NAME`) or pass --os-token",
+        )
+    };
+    match &v.cmd {
+        VmCmd::Boot {
+            region,
+            network,
+            name,
+        } => {
+            let api = need_api()?;
+            let r = vm::boot(&dir, &api, region, network, name)?;
+            if as_json {
+                output::json(&serde_json::to_value(&r)?);
+            } else {
+                println!(
+                    "vm {} booted on {} ({}): {} {} port {} (tagging is the agent's job)",
+                    r.name, r.node, r.region, r.address, r.mac, r.port_id
+                );
+            }
+        }
+        VmCmd::Delete { name } => {
+            let api = need_api()?;
+            let r = vm::delete(&dir, Some(&api), name)?;
+            if as_json {
+                output::json(&json!({"deleted": r.name, "port_id": r.port_id}));
+            } else {
+                println!("vm {} deleted (port {})", r.name, r.port_id);
+            }
+        }
+        VmCmd::List => {
+            let views = vm::list(&dir, api.as_ref())?;
+            if as_json {
+                output::json(&serde_json::to_value(&views)?);
+            } else {
+                let rows: Vec<Vec<String>> = views
+                    .iter()
+                    .map(|w| {
+                        vec![
+                            w.record.name.clone(),
+                            w.record.region.clone(),
+                            w.record.node.clone(),
+                            w.record.address.to_string(),
+                            w.record.mac.clone(),
+                            w.record.port_id.clone(),
+                            w.tag.clone().unwrap_or_else(|| "-".into()),
+                            w.port_status.clone().unwrap_or_else(|| "?".into()),
+                            if w.netns_present { "yes" } else { "MISSING" }.into(),
+                        ]
+                    })
+                    .collect();
+                table(
+                    &[
+                        "NAME", "REGION", "NODE", "ADDRESS", "MAC", "PORT", "TAG", "STATUS",
+                        "NETNS",
+                    ],
+                    &rows,
+                );
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }

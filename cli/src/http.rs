@@ -1,0 +1,211 @@
+//! A small blocking HTTP/1.1 client for the controller's JSON APIs on loopback. The lab talks
+//! plain HTTP to 127.0.0.1, so a hand-written client (one request per connection) keeps the
+//! CLI free of a TLS/URL stack it would never use.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::time::Duration;
+
+/// What can go wrong talking to an HTTP endpoint; each variant names the URL.
+#[derive(Debug, thiserror::Error)]
+pub enum HttpError {
+    /// The URL is not of the form `http://host:port/path`.
+    #[error("unsupported URL {url:?}: only http://HOST[:PORT]/PATH is supported")]
+    BadUrl { url: String },
+    /// Connecting or reading/writing failed.
+    #[error("{method} {url}: {source}")]
+    Io {
+        method: String,
+        url: String,
+        source: std::io::Error,
+    },
+    /// The answer was not HTTP or not the JSON announced.
+    #[error("{method} {url}: malformed response: {detail}")]
+    Malformed {
+        method: String,
+        url: String,
+        detail: String,
+    },
+}
+
+/// A response: status code and body text.
+#[derive(Debug, Clone)]
+pub struct Response {
+    /// HTTP status code.
+    pub status: u16,
+    /// The body, as text.
+    pub body: String,
+}
+
+impl Response {
+    /// Whether the status is 2xx.
+    pub fn ok(&self) -> bool {
+        (200..300).contains(&self.status)
+    }
+
+    /// The body parsed as JSON (`Null` for an empty body).
+    pub fn json(&self) -> Result<serde_json::Value, serde_json::Error> {
+        if self.body.trim().is_empty() {
+            return Ok(serde_json::Value::Null);
+        }
+        serde_json::from_str(&self.body)
+    }
+}
+
+/// Splits `http://host:port/path` into (`host:port`, `/path`).
+fn split_url(url: &str) -> Result<(String, String), HttpError> {
+    let bad = || HttpError::BadUrl {
+        url: url.to_string(),
+    };
+    let rest = url.strip_prefix("http://").ok_or_else(bad)?;
+    let (authority, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
+    if authority.is_empty() {
+        return Err(bad());
+    }
+    let authority = if authority.contains(':') {
+        authority.to_string()
+    } else {
+        format!("{authority}:80")
+    };
+    Ok((authority, path.to_string()))
+}
+
+/// Sends one request and reads the whole answer. `token` goes in `X-Auth-Token`.
+pub fn request(
+    method: &str,
+    url: &str,
+    token: Option<&str>,
+    body: Option<&serde_json::Value>,
+    timeout: Duration,
+) -> Result<Response, HttpError> {
+    let (authority, path) = split_url(url)?;
+    let io = |source| HttpError::Io {
+        method: method.to_string(),
+        url: url.to_string(),
+        source,
+    };
+    let addr = authority
+        .to_socket_addrs()
+        .map_err(io)?
+        .next()
+        .ok_or_else(|| HttpError::BadUrl {
+            url: url.to_string(),
+        })?;
+    let mut stream = TcpStream::connect_timeout(&addr, timeout).map_err(io)?;
+    stream.set_read_timeout(Some(timeout)).map_err(io)?;
+    stream.set_write_timeout(Some(timeout)).map_err(io)?;
+    let payload = body.map(|b| b.to_string()).unwrap_or_default();
+    let mut head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {authority}\r\nAccept: application/json\r\nConnection: close\r\nUser-Agent: crosspod-cli\r\nContent-Length: {}\r\n",
+        payload.len()
+    );
+    if body.is_some() {
+        head.push_str("Content-Type: application/json\r\n");
+    }
+    if let Some(t) = token {
+        head.push_str(&format!("X-Auth-Token: {t}\r\n"));
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes()).map_err(io)?;
+    stream.write_all(payload.as_bytes()).map_err(io)?;
+    stream.flush().map_err(io)?;
+    read_response(BufReader::new(stream), method, url)
+}
+
+fn read_response<R: BufRead>(mut r: R, method: &str, url: &str) -> Result<Response, HttpError> {
+    let malformed = |detail: String| HttpError::Malformed {
+        method: method.to_string(),
+        url: url.to_string(),
+        detail,
+    };
+    let io = |source| HttpError::Io {
+        method: method.to_string(),
+        url: url.to_string(),
+        source,
+    };
+    let mut line = String::new();
+    r.read_line(&mut line).map_err(io)?;
+    let status: u16 = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| malformed(format!("bad status line {line:?}")))?;
+    let mut length: Option<usize> = None;
+    let mut chunked = false;
+    loop {
+        line.clear();
+        if r.read_line(&mut line).map_err(io)? == 0 {
+            return Err(malformed("headers cut short".into()));
+        }
+        let l = line.trim_end();
+        if l.is_empty() {
+            break;
+        }
+        if let Some((k, v)) = l.split_once(':') {
+            let (k, v) = (k.trim().to_ascii_lowercase(), v.trim());
+            if k == "content-length" {
+                length = v.parse().ok();
+            } else if k == "transfer-encoding" && v.to_ascii_lowercase().contains("chunked") {
+                chunked = true;
+            }
+        }
+    }
+    let mut body = Vec::new();
+    if chunked {
+        loop {
+            line.clear();
+            r.read_line(&mut line).map_err(io)?;
+            let size_text = line.trim().split(';').next().unwrap_or("");
+            let size = usize::from_str_radix(size_text, 16)
+                .map_err(|_| malformed(format!("bad chunk size {size_text:?}")))?;
+            if size == 0 {
+                break;
+            }
+            let start = body.len();
+            body.resize(start + size, 0);
+            r.read_exact(&mut body[start..]).map_err(io)?;
+            line.clear();
+            r.read_line(&mut line).map_err(io)?;
+        }
+    } else if let Some(n) = length {
+        body.resize(n, 0);
+        r.read_exact(&mut body).map_err(io)?;
+    } else {
+        r.read_to_end(&mut body).map_err(io)?;
+    }
+    let body = String::from_utf8(body).map_err(|e| malformed(format!("body not UTF-8: {e}")))?;
+    Ok(Response { status, body })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_split_into_authority_and_path() {
+        assert_eq!(
+            split_url("http://127.0.0.1:20001/v2.0/ports").unwrap(),
+            ("127.0.0.1:20001".into(), "/v2.0/ports".into())
+        );
+        assert_eq!(
+            split_url("http://localhost").unwrap(),
+            ("localhost:80".into(), "/".into())
+        );
+        assert!(split_url("https://x/").is_err());
+    }
+
+    #[test]
+    fn chunked_and_sized_bodies_are_read() {
+        let raw = "HTTP/1.1 201 Created\r\nTransfer-Encoding: chunked\r\n\r\n4\r\n{\"a\"\r\n3\r\n:1}\r\n0\r\n\r\n";
+        let r = read_response(raw.as_bytes(), "GET", "u").unwrap();
+        assert_eq!(r.status, 201);
+        assert_eq!(r.json().unwrap()["a"], 1);
+        let raw = "HTTP/1.1 404 Not Found\r\nContent-Length: 2\r\n\r\n{}extra";
+        let r = read_response(raw.as_bytes(), "GET", "u").unwrap();
+        assert_eq!((r.status, r.body.as_str()), (404, "{}"));
+        assert!(!r.ok());
+    }
+}

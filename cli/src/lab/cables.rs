@@ -1,0 +1,50 @@
+//! The lab's cables: veth pairs whose ends are created directly in the two namespaces they
+//! join (no temporary names in the root namespace), marked `crosspod:lab`, and plugged into
+//! the bridges at each end. `eth1` joins node1's and node2's br-vlan (the provider VLAN
+//! network); `eth2` joins node2's br-ext to the upstream switch in `ext`.
+
+use anyhow::{Context, Result};
+use plumbing::{Netns, VethEnd, VethSpec};
+
+use crate::ovsctl::Vsctl;
+
+/// The owner tag of every link the lab itself makes.
+pub const LAB_OWNER: &str = "lab";
+
+/// One end of a cable: a namespace, the interface name there, and the bridge it plugs into.
+#[derive(Debug, Clone)]
+pub struct CableEnd<'a> {
+    /// Namespace.
+    pub netns: &'a str,
+    /// Interface name inside it.
+    pub ifname: &'a str,
+    /// Bridge (and its OVSDB) the end is plugged into, if any.
+    pub bridge: Option<(&'a Vsctl, &'a str)>,
+    /// Extra `ovs-vsctl add-port` arguments (e.g. `tag=3001`).
+    pub port_args: &'a [&'a str],
+}
+
+/// Makes the cable exist, up, and plugged at both ends. Returns whether anything changed.
+pub fn ensure_cable(a: &CableEnd<'_>, b: &CableEnd<'_>) -> Result<bool> {
+    let spec = VethSpec {
+        a: VethEnd::new(a.ifname, Netns::named(a.netns)),
+        b: VethEnd::new(b.ifname, Netns::named(b.netns)),
+        owner: LAB_OWNER.to_string(),
+    };
+    let mut changed = plumbing::link::ensure_veth(&spec)
+        .with_context(|| {
+            format!(
+                "cable {}@{} <-> {}@{}",
+                a.ifname, a.netns, b.ifname, b.netns
+            )
+        })?
+        .changed();
+    for end in [a, b] {
+        if let Some((vsctl, bridge)) = end.bridge {
+            changed |= vsctl
+                .ensure_port(bridge, end.ifname, end.port_args)
+                .with_context(|| format!("plugging {}@{} into {bridge}", end.ifname, end.netns))?;
+        }
+    }
+    Ok(changed)
+}

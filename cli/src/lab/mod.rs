@@ -1,0 +1,541 @@
+//! `crosspod lab`: two pods on one machine. Nodes are namespaces with their own OVS, cables
+//! are veth pairs, `ext` is the upstream network, and the controller and one agent per node
+//! run as detached daemons. Everything made is recorded in the lab directory's state file
+//! before it is made, so `lab down` undoes exactly that, even after a half-failed `up`.
+
+pub mod agents;
+pub mod cables;
+pub mod controller;
+pub mod daemons;
+pub mod state;
+pub mod switch;
+pub mod tokens;
+pub mod upstream;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use ipnet::IpNet;
+use serde_json::json;
+
+use crate::output::{progress, table};
+use cables::{ensure_cable, CableEnd};
+use state::{validate_prefix, LabState, Layout, NodeSpec, UpstreamSpec, STATE_VERSION};
+use switch::Switch;
+
+/// What `lab up` is asked for.
+#[derive(Debug, Clone)]
+pub struct UpOptions {
+    /// Lab directory.
+    pub dir: PathBuf,
+    /// Prefix of namespace names.
+    pub prefix: String,
+    /// Tricircle API port.
+    pub tricircle_port: u16,
+    /// Neutron API port.
+    pub neutron_port: u16,
+    /// Upstream router address/prefix.
+    pub upstream_gateway: IpNet,
+    /// External VLAN on eth2 (0 = untagged).
+    pub upstream_vlan: u16,
+    /// Controller binary.
+    pub controller_bin: PathBuf,
+    /// Agent binary.
+    pub agent_bin: PathBuf,
+    /// Do not start the controller and agents (network only).
+    pub no_daemons: bool,
+}
+
+/// The default location of a sibling binary (`crosspod-controller` next to `crosspod`).
+pub fn sibling_binary(name: &str) -> PathBuf {
+    std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(|d| d.join(name)))
+        .unwrap_or_else(|| PathBuf::from(name))
+}
+
+/// A free TCP port on 127.0.0.1 (the kernel's choice).
+fn free_port() -> Result<u16> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").context("finding a free port")?;
+    Ok(l.local_addr()?.port())
+}
+
+fn new_state(o: &UpOptions, created_dir: bool) -> Result<LabState> {
+    let node = |name: &str, region: &str, az: &str, maps: &str, uplinks: &str| -> Result<_> {
+        Ok(NodeSpec {
+            name: name.into(),
+            netns: format!("{}{name}", o.prefix),
+            region: region.into(),
+            az: az.into(),
+            bridge_mappings: maps.into(),
+            uplinks: uplinks.into(),
+            metrics_port: free_port()?,
+        })
+    };
+    Ok(LabState {
+        version: STATE_VERSION,
+        dir: o.dir.clone(),
+        prefix: o.prefix.clone(),
+        created_dir,
+        tricircle_port: o.tricircle_port,
+        neutron_port: o.neutron_port,
+        nodes: vec![
+            node(
+                "node1",
+                "RegionOne",
+                "az1",
+                "bridge:br-vlan",
+                "br-vlan:eth1",
+            )?,
+            node(
+                "node2",
+                "RegionTwo",
+                "az2",
+                "bridge:br-vlan,extern:br-ext",
+                "br-vlan:eth1,br-ext:eth2",
+            )?,
+        ],
+        upstream: UpstreamSpec {
+            gateway: o.upstream_gateway,
+            vlan: o.upstream_vlan,
+        },
+        namespaces: Vec::new(),
+    })
+}
+
+/// Result of `lab up`.
+#[derive(Debug, Default)]
+pub struct UpReport {
+    /// What was created or started, in order.
+    pub changes: Vec<String>,
+    /// Processes that are not running, with why.
+    pub not_running: Vec<(String, String)>,
+}
+
+/// `crosspod lab up`.
+pub fn up(o: &UpOptions) -> Result<UpReport> {
+    validate_prefix(&o.prefix)?;
+    if o.upstream_vlan > 4094 {
+        bail!(
+            "--upstream-vlan {} is not a VLAN id (0..=4094; 0 = untagged)",
+            o.upstream_vlan
+        );
+    }
+    let mut rep = UpReport::default();
+    let mut st = match LabState::load(&o.dir)? {
+        Some(st) => {
+            let same = st.prefix == o.prefix
+                && st.tricircle_port == o.tricircle_port
+                && st.neutron_port == o.neutron_port
+                && st.upstream.gateway == o.upstream_gateway
+                && st.upstream.vlan == o.upstream_vlan;
+            if !same {
+                bail!(
+                    "the lab in {} was brought up with other options (prefix {:?}, ports {}/{}, upstream {} vlan {}); run `crosspod lab down --dir {}` first",
+                    o.dir.display(), st.prefix, st.tricircle_port, st.neutron_port,
+                    st.upstream.gateway, st.upstream.vlan, o.dir.display()
+                );
+            }
+            st
+        }
+        None => {
+            // Validate before any change: every namespace name must be free.
+            for inst in state::OVS_INSTANCES {
+                let ns = format!("{}{inst}", o.prefix);
+                if plumbing::netns::exists(&ns) {
+                    bail!(
+                        "namespace {ns} exists and is not part of a lab in {}; remove it (`ip netns del {ns}`) or choose another --prefix",
+                        o.dir.display()
+                    );
+                }
+            }
+            let existed = o.dir.exists();
+            std::fs::create_dir_all(&o.dir)
+                .with_context(|| format!("creating lab directory {}", o.dir.display()))?;
+            let st = new_state(o, !existed)?;
+            st.save()?;
+            rep.changes
+                .push(format!("lab directory {}", o.dir.display()));
+            st
+        }
+    };
+    let layout = st.layout();
+
+    // Namespaces.
+    for inst in state::OVS_INSTANCES {
+        let ns = st.netns_of(inst);
+        if !plumbing::netns::exists(&ns) {
+            if !st.namespaces.contains(&ns) {
+                st.namespaces.push(ns.clone());
+            }
+            st.save()?;
+            plumbing::netns::create(&ns).with_context(|| format!("creating namespace {ns}"))?;
+            progress(format!("namespace {ns} created"));
+            rep.changes.push(format!("namespace {ns}"));
+        } else if !st.namespaces.contains(&ns) {
+            bail!("namespace {ns} exists but this lab did not create it; remove it or use another --prefix");
+        }
+    }
+
+    // One OVS per instance.
+    let switches: Vec<Switch> = state::OVS_INSTANCES
+        .iter()
+        .map(|i| Switch::new(&layout, i, &st.netns_of(i)))
+        .collect();
+    for sw in &switches {
+        for d in sw.ensure_running()? {
+            progress(format!("{d} started in {}", sw.netns));
+            rep.changes.push(d);
+        }
+    }
+    let (n1, n2, ext) = (&switches[0], &switches[1], &switches[2]);
+    let (v1, v2, vx) = (n1.vsctl(), n2.vsctl(), ext.vsctl());
+
+    // Bridges.
+    for (sw, vs, br) in [
+        (n1, &v1, "br-vlan"),
+        (n2, &v2, "br-vlan"),
+        (n2, &v2, "br-ext"),
+        (ext, &vx, upstream::UPSTREAM_BRIDGE),
+    ] {
+        if vs.ensure_netdev_bridge(br)? {
+            progress(format!("bridge {br} on {}", sw.instance));
+            rep.changes.push(format!("bridge {br}@{}", sw.instance));
+        }
+    }
+
+    // eth1: node1 br-vlan <-> node2 br-vlan.
+    if ensure_cable(
+        &CableEnd {
+            netns: &n1.netns,
+            ifname: "eth1",
+            bridge: Some((&v1, "br-vlan")),
+            port_args: &[],
+        },
+        &CableEnd {
+            netns: &n2.netns,
+            ifname: "eth1",
+            bridge: Some((&v2, "br-vlan")),
+            port_args: &[],
+        },
+    )? {
+        progress("cable eth1 node1 <-> node2 (br-vlan)");
+        rep.changes.push("cable eth1".into());
+    }
+    // eth2: node2 br-ext <-> ext br-up (trunk on both sides).
+    if ensure_cable(
+        &CableEnd {
+            netns: &n2.netns,
+            ifname: "eth2",
+            bridge: Some((&v2, "br-ext")),
+            port_args: &[],
+        },
+        &CableEnd {
+            netns: &ext.netns,
+            ifname: "eth2",
+            bridge: Some((&vx, upstream::UPSTREAM_BRIDGE)),
+            port_args: &[],
+        },
+    )? {
+        progress("cable eth2 node2 (br-ext) <-> ext");
+        rep.changes.push("cable eth2".into());
+    }
+    if upstream::ensure_upstream(&ext.netns, &vx, &st.upstream)? {
+        progress(format!(
+            "upstream router {} on VLAN {} in {}",
+            st.upstream.gateway, st.upstream.vlan, ext.netns
+        ));
+        rep.changes.push("upstream router".into());
+    }
+
+    // Tokens: an admin token for the user, an agent token for the agents.
+    let tf = layout.tokens_file();
+    let lines = tokens::read(&tf)?;
+    if tokens::find(&lines, tokens::ADMIN_PROJECT, "admin").is_none() {
+        tokens::append(&tf, tokens::ADMIN_PROJECT, &["admin".into()])?;
+        rep.changes.push("admin token".into());
+    }
+    let lines = tokens::read(&tf)?;
+    let agent_token = match tokens::find(&lines, tokens::AGENT_PROJECT, "agent") {
+        Some(t) => t,
+        None => {
+            rep.changes.push("agent token".into());
+            tokens::append(&tf, tokens::AGENT_PROJECT, &["agent".into()])?
+        }
+    };
+    let atf = layout.agent_token_file();
+    if std::fs::read_to_string(&atf).ok().as_deref() != Some(agent_token.as_str()) {
+        std::fs::write(&atf, &agent_token).with_context(|| format!("writing {}", atf.display()))?;
+    }
+
+    if !o.no_daemons {
+        // Controller.
+        let c = controller::daemon(&st);
+        if c.alive() {
+            if !controller::neutron_answers(&st) {
+                rep.not_running.push((
+                    c.name.clone(),
+                    format!(
+                        "runs but does not answer on 127.0.0.1:{}; see {}",
+                        st.neutron_port,
+                        c.log.display()
+                    ),
+                ));
+            }
+        } else {
+            progress(format!(
+                "starting the controller on 127.0.0.1:{} (Tricircle) and :{} (Neutron)",
+                st.tricircle_port, st.neutron_port
+            ));
+            match controller::start(&st, &o.controller_bin, Duration::from_secs(15))? {
+                None => rep.changes.push("controller".into()),
+                Some(why) => rep.not_running.push((c.name.clone(), why)),
+            }
+        }
+        // Agents.
+        for node in &st.nodes {
+            let d = agents::daemon(&st, node);
+            if d.alive() {
+                continue;
+            }
+            progress(format!("starting the agent of {}", node.name));
+            match agents::start(&st, node, &o.agent_bin)? {
+                None => rep.changes.push(d.name.clone()),
+                Some(why) => rep.not_running.push((d.name.clone(), why)),
+            }
+        }
+    }
+    st.save()?;
+    Ok(rep)
+}
+
+/// Result of `lab down`.
+#[derive(Debug, Default)]
+pub struct DownReport {
+    /// What was removed or stopped.
+    pub removed: Vec<String>,
+    /// Whether there was a lab at all.
+    pub found: bool,
+}
+
+/// `crosspod lab down`: stops every daemon, deletes every namespace and file the lab made.
+pub fn down(dir: &Path) -> Result<DownReport> {
+    let mut rep = DownReport::default();
+    let Some(st) = LabState::load(dir)? else {
+        return Ok(rep);
+    };
+    rep.found = true;
+    let layout = st.layout();
+
+    // Lab VMs first (their namespaces were made by `crosspod vm boot`).
+    for vm in crate::vm::records(&layout)? {
+        if vm.created_netns && plumbing::netns::delete(&vm.name)? {
+            rep.removed.push(format!("vm namespace {}", vm.name));
+        }
+    }
+    for node in &st.nodes {
+        let d = agents::daemon(&st, node);
+        if d.stop(Duration::from_secs(5))? {
+            rep.removed.push(d.name.clone());
+        }
+    }
+    let c = controller::daemon(&st);
+    if c.stop(Duration::from_secs(5))? {
+        rep.removed.push(c.name.clone());
+    }
+    for inst in state::OVS_INSTANCES {
+        let sw = Switch::new(&layout, inst, &st.netns_of(inst));
+        rep.removed.extend(sw.stop()?);
+    }
+    // Router namespaces the lab's agents made (`<node netns>-...`).
+    for ns in plumbing::netns::list()? {
+        if st
+            .nodes
+            .iter()
+            .any(|n| ns.starts_with(&agents::netns_prefix(n)))
+        {
+            plumbing::netns::delete(&ns)?;
+            rep.removed.push(format!("namespace {ns}"));
+        }
+    }
+    for ns in st.namespaces.iter().rev() {
+        if plumbing::netns::delete(ns).with_context(|| format!("deleting namespace {ns}"))? {
+            rep.removed.push(format!("namespace {ns}"));
+        }
+    }
+    remove_files(&layout, st.created_dir)?;
+    Ok(rep)
+}
+
+fn remove_files(layout: &Layout, created_dir: bool) -> Result<()> {
+    for p in layout.owned_paths() {
+        let r = if p.is_dir() {
+            std::fs::remove_dir_all(&p)
+        } else {
+            std::fs::remove_file(&p)
+        };
+        match r {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e).with_context(|| format!("removing {}", p.display())),
+        }
+    }
+    if created_dir {
+        match std::fs::remove_dir(&layout.dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                return Err(e).with_context(|| {
+                    format!(
+                        "removing lab directory {} (files not made by the lab are left)",
+                        layout.dir.display()
+                    )
+                })
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `crosspod lab env`: shell exports for the openstack CLI, the guide's `$token`, and each
+/// node's OVSDB socket.
+pub fn env(dir: &Path) -> Result<String> {
+    let st = LabState::require(dir)?;
+    let lines = tokens::read(&st.layout().tokens_file())?;
+    let token = tokens::find(&lines, tokens::ADMIN_PROJECT, "admin").with_context(|| {
+        format!(
+            "no admin token in {}; run `crosspod lab up --dir {}`",
+            st.layout().tokens_file().display(),
+            dir.display()
+        )
+    })?;
+    let mut out = String::new();
+    out.push_str("export OS_AUTH_TYPE=admin_token\n");
+    out.push_str(&format!(
+        "export OS_ENDPOINT=http://127.0.0.1:{}\n",
+        st.neutron_port
+    ));
+    out.push_str(&format!("export OS_TOKEN={token}\n"));
+    out.push_str(&format!("export token={token}\n"));
+    out.push_str("unset OS_REGION_NAME OS_CLOUD OS_AUTH_URL\n");
+    out.push_str(&format!(
+        "export CROSSPOD_LAB_DIR={}\n",
+        shell_quote(&dir.display().to_string())
+    ));
+    for node in &st.nodes {
+        out.push_str(&format!(
+            "export CROSSPOD_OVSDB_{}={}\n",
+            node.name,
+            shell_quote(&st.layout().ovsdb_remote(&node.name))
+        ));
+    }
+    Ok(out)
+}
+
+fn shell_quote(s: &str) -> String {
+    if s.chars()
+        .all(|c| c.is_ascii_alphanumeric() || "/:._-+=".contains(c))
+    {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
+    }
+}
+
+/// `crosspod lab token --project NAME`: appends and returns a new token.
+pub fn token(dir: &Path, project: &str, roles: &[String]) -> Result<String> {
+    let st = LabState::require(dir)?;
+    tokens::append(&st.layout().tokens_file(), project, roles)
+}
+
+/// `crosspod lab status`: one row per namespace, daemon and API.
+pub fn status(dir: &Path, as_json: bool) -> Result<bool> {
+    let st = LabState::require(dir)?;
+    let layout = st.layout();
+    let mut rows: Vec<(String, String, bool, String)> = Vec::new();
+    for inst in state::OVS_INSTANCES {
+        let ns = st.netns_of(inst);
+        rows.push((
+            "namespace".into(),
+            ns.clone(),
+            plumbing::netns::exists(&ns),
+            String::new(),
+        ));
+    }
+    for inst in state::OVS_INSTANCES {
+        let sw = Switch::new(&layout, inst, &st.netns_of(inst));
+        for d in [sw.ovsdb(), sw.vswitchd()] {
+            let pid = d.alive_pid();
+            rows.push((
+                "daemon".into(),
+                d.name.clone(),
+                pid.is_some(),
+                pid.map(|p| format!("pid {p}")).unwrap_or_default(),
+            ));
+        }
+    }
+    let c = controller::daemon(&st);
+    let pid = c.alive_pid();
+    rows.push((
+        "daemon".into(),
+        c.name.clone(),
+        pid.is_some(),
+        pid.map(|p| format!("pid {p}")).unwrap_or_default(),
+    ));
+    rows.push((
+        "api".into(),
+        format!("neutron 127.0.0.1:{}", st.neutron_port),
+        controller::neutron_answers(&st),
+        String::new(),
+    ));
+    rows.push((
+        "api".into(),
+        format!("tricircle 127.0.0.1:{}", st.tricircle_port),
+        controller::tricircle_answers(&st),
+        String::new(),
+    ));
+    for node in &st.nodes {
+        let d = agents::daemon(&st, node);
+        let pid = d.alive_pid();
+        rows.push((
+            "daemon".into(),
+            d.name.clone(),
+            pid.is_some(),
+            pid.map(|p| format!("pid {p}")).unwrap_or_default(),
+        ));
+        rows.push((
+            "api".into(),
+            format!(
+                "agent@{} metrics 127.0.0.1:{}",
+                node.name, node.metrics_port
+            ),
+            agents::metrics_answer(node),
+            String::new(),
+        ));
+    }
+    let healthy = rows.iter().all(|r| r.2);
+    if as_json {
+        let items: Vec<_> = rows
+            .iter()
+            .map(|(k, n, ok, d)| json!({"kind": k, "name": n, "ok": ok, "detail": d}))
+            .collect();
+        crate::output::json(&json!({
+            "dir": st.dir, "prefix": st.prefix, "healthy": healthy, "items": items,
+        }));
+    } else {
+        let table_rows: Vec<Vec<String>> = rows
+            .iter()
+            .map(|(k, n, ok, d)| {
+                vec![
+                    k.clone(),
+                    n.clone(),
+                    if *ok { "up" } else { "DOWN" }.to_string(),
+                    d.clone(),
+                ]
+            })
+            .collect();
+        table(&["KIND", "NAME", "STATE", "DETAIL"], &table_rows);
+    }
+    Ok(healthy)
+}

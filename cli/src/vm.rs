@@ -1,0 +1,490 @@
+//! `crosspod vm`: the Nova stand-in of the lab. A VM is a namespace whose `eth0` has the
+//! Neutron port's MAC and address and a default route via the subnet's gateway; the other end
+//! of its veth sits in the region's node namespace, plugged into br-vlan with
+//! `external_ids:iface-id=<port id>` as os-vif does, untagged: tagging is the agent's job.
+//! Each booted VM is recorded in `<lab dir>/vms/<name>.json`.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context, Result};
+use ipnet::IpNet;
+use plumbing::route::Route;
+use plumbing::{Handle, Netns, VethEnd, VethSpec};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use crate::http;
+use crate::lab::state::{LabState, Layout};
+use crate::ovsctl::Vsctl;
+
+/// The bridge VM ports are plugged into.
+pub const VM_BRIDGE: &str = "br-vlan";
+/// The VM-side interface name.
+pub const VM_IF: &str = "eth0";
+
+/// A booted lab VM, as recorded in the lab directory.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VmRecord {
+    /// VM name (also its namespace).
+    pub name: String,
+    /// Region (pod) it was booted in.
+    pub region: String,
+    /// Node it runs on (`node1`, `node2`).
+    pub node: String,
+    /// The node's namespace.
+    pub node_netns: String,
+    /// The node's OVSDB remote.
+    pub ovsdb: String,
+    /// Neutron port id.
+    pub port_id: String,
+    /// Port MAC.
+    pub mac: String,
+    /// Address and prefix on eth0.
+    pub address: IpNet,
+    /// Default gateway, if the subnet has one.
+    pub gateway: Option<IpAddr>,
+    /// Network id.
+    pub network_id: String,
+    /// The node-side interface (`tap` + port id prefix).
+    pub tap: String,
+    /// The VM's device id sent to Neutron.
+    pub device_id: String,
+    /// Whether `vm boot` created the namespace (always, unless the record is partial).
+    pub created_netns: bool,
+}
+
+/// Where the Neutron API is and who calls it.
+#[derive(Debug, Clone)]
+pub struct Api {
+    /// Base URL, e.g. `http://127.0.0.1:20001`.
+    pub endpoint: String,
+    /// `X-Auth-Token`.
+    pub token: String,
+}
+
+impl Api {
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.endpoint.trim_end_matches('/'))
+    }
+
+    fn call(&self, method: &str, path: &str, body: Option<&Value>) -> Result<(u16, Value)> {
+        let r = http::request(
+            method,
+            &self.url(path),
+            Some(&self.token),
+            body,
+            Duration::from_secs(15),
+        )
+        .with_context(|| {
+            format!(
+                "is the controller running? (`crosspod lab status`; OS_ENDPOINT={})",
+                self.endpoint
+            )
+        })?;
+        let v = r.json().unwrap_or(Value::String(r.body.clone()));
+        Ok((r.status, v))
+    }
+
+    fn expect(&self, method: &str, path: &str, body: Option<&Value>) -> Result<Value> {
+        let (status, v) = self.call(method, path, body)?;
+        if !(200..300).contains(&status) {
+            let msg = v
+                .pointer("/NeutronError/message")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+                .unwrap_or_else(|| v.to_string());
+            bail!("{method} {} answered {status}: {msg}", self.url(path));
+        }
+        Ok(v)
+    }
+
+    /// Resolves a network name or id to its id.
+    pub fn network_id(&self, net: &str) -> Result<String> {
+        if uuid::Uuid::parse_str(net).is_ok() {
+            let (status, v) = self.call("GET", &format!("/v2.0/networks/{net}"), None)?;
+            if status == 200 {
+                if let Some(id) = v.pointer("/network/id").and_then(Value::as_str) {
+                    return Ok(id.to_string());
+                }
+            }
+        }
+        let v = self.expect("GET", &format!("/v2.0/networks?name={}", encode(net)), None)?;
+        let ids: Vec<String> = v["networks"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter(|n| n["name"] == net)
+                    .filter_map(|n| n["id"].as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default();
+        match ids.len() {
+            1 => Ok(ids[0].clone()),
+            0 => bail!("no network named or with id {net:?} is visible with this token (`openstack network list`)"),
+            n => bail!("{n} networks are named {net:?}; pass the network id instead"),
+        }
+    }
+}
+
+/// `%`-encodes a query value.
+fn encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+fn record_path(layout: &Layout, name: &str) -> PathBuf {
+    layout.vms_dir().join(format!("{name}.json"))
+}
+
+/// Every VM recorded in the lab directory.
+pub fn records(layout: &Layout) -> Result<Vec<VmRecord>> {
+    let rd = match std::fs::read_dir(layout.vms_dir()) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e).context("reading the lab's vms directory"),
+    };
+    let mut v = Vec::new();
+    for e in rd.flatten() {
+        let p = e.path();
+        if p.extension().and_then(|x| x.to_str()) != Some("json") {
+            continue;
+        }
+        let text =
+            std::fs::read_to_string(&p).with_context(|| format!("reading {}", p.display()))?;
+        v.push(serde_json::from_str(&text).with_context(|| format!("parsing {}", p.display()))?);
+    }
+    v.sort_by(|a: &VmRecord, b| a.name.cmp(&b.name));
+    Ok(v)
+}
+
+fn save_record(layout: &Layout, r: &VmRecord) -> Result<()> {
+    std::fs::create_dir_all(layout.vms_dir()).context("creating the lab's vms directory")?;
+    let p = record_path(layout, &r.name);
+    std::fs::write(
+        &p,
+        serde_json::to_string_pretty(r).expect("record serializes"),
+    )
+    .with_context(|| format!("writing {}", p.display()))
+}
+
+/// Checks a VM name: a valid namespace name, free, and not already a lab VM.
+pub fn check_name_free(layout: &Layout, name: &str) -> Result<()> {
+    plumbing::netns::validate_name(name).map_err(|e| anyhow!("VM name: {e}"))?;
+    if name.starts_with('.') || name.len() > 64 {
+        bail!("VM name {name:?} must not start with '.' and be at most 64 bytes");
+    }
+    if record_path(layout, name).exists() {
+        bail!("a lab VM named {name} exists already (`crosspod vm list`); delete it first or choose another name");
+    }
+    if plumbing::netns::exists(name) {
+        bail!("a network namespace named {name} exists already; choose another VM name (nothing was changed)");
+    }
+    Ok(())
+}
+
+/// What a VM is plugged with (from a Neutron port).
+#[derive(Debug, Clone)]
+pub struct PlugSpec {
+    /// Port id (the OVS iface-id).
+    pub port_id: String,
+    /// Port MAC.
+    pub mac: String,
+    /// Address/prefix for eth0.
+    pub address: IpNet,
+    /// Default gateway.
+    pub gateway: Option<IpAddr>,
+}
+
+/// The node-side interface name for a port: `tap` + 11 characters of its id (as Nova).
+pub fn tap_name(port_id: &str) -> String {
+    let id: String = port_id.chars().take(11).collect();
+    format!("tap{id}")
+}
+
+/// Creates the VM namespace and its veth and plugs it into the node's br-vlan. On failure,
+/// whatever was made is removed again.
+pub fn plug(
+    name: &str,
+    node_netns: &str,
+    vsctl: &Vsctl,
+    p: &PlugSpec,
+    device_id: &str,
+) -> Result<()> {
+    let mac = plumbing::link::parse_mac(&p.mac)
+        .with_context(|| format!("port {} has an unreadable MAC {:?}", p.port_id, p.mac))?;
+    let tap = tap_name(&p.port_id);
+    if !plumbing::netns::create(name).with_context(|| format!("creating namespace {name}"))? {
+        bail!("namespace {name} appeared meanwhile; nothing was changed");
+    }
+    let result = (|| -> Result<()> {
+        let mut vm_end = VethEnd::new(VM_IF, Netns::named(name));
+        vm_end.mac = Some(mac);
+        plumbing::link::create_veth(&VethSpec {
+            a: vm_end,
+            b: VethEnd::new(&tap, Netns::named(node_netns)),
+            owner: format!("vm-{name}"),
+        })
+        .with_context(|| format!("creating the veth of {name} ({VM_IF} <-> {tap}@{node_netns})"))?;
+        let mut h = Handle::new(&Netns::named(name))?;
+        h.add_address(VM_IF, p.address)
+            .with_context(|| format!("giving {} to {VM_IF}@{name}", p.address))?;
+        if let Some(gw) = p.gateway {
+            let any: IpNet = match gw {
+                IpAddr::V4(_) => "0.0.0.0/0".parse().expect("valid"),
+                IpAddr::V6(_) => "::/0".parse().expect("valid"),
+            };
+            h.add_route(&Route::new(any).via(gw))
+                .with_context(|| format!("default route via {gw} in {name}"))?;
+        }
+        let iface_id = format!("external_ids:iface-id={}", p.port_id);
+        let attached = format!("external_ids:attached-mac={}", p.mac);
+        let vm_uuid = format!("external_ids:vm-uuid={device_id}");
+        vsctl
+            .run(&[
+                "--may-exist",
+                "add-port",
+                VM_BRIDGE,
+                &tap,
+                "--",
+                "set",
+                "Interface",
+                &tap,
+                &iface_id,
+                &attached,
+                "external_ids:iface-status=active",
+                &vm_uuid,
+            ])
+            .with_context(|| format!("plugging {tap} into {VM_BRIDGE} of {node_netns}"))?;
+        Ok(())
+    })();
+    if let Err(e) = result {
+        unplug(name, node_netns, vsctl, &tap);
+        return Err(e);
+    }
+    Ok(())
+}
+
+/// Removes the OVS port, the veth and the namespace of a VM (each step best effort, so a
+/// half-made VM goes away too).
+pub fn unplug(name: &str, node_netns: &str, vsctl: &Vsctl, tap: &str) {
+    if let Err(e) = vsctl.run_no_wait(&["--if-exists", "del-port", VM_BRIDGE, tap]) {
+        tracing::warn!(vm = name, tap, error = %e, "removing the OVS port failed");
+    }
+    if plumbing::netns::exists(node_netns) {
+        match Handle::new(&Netns::named(node_netns)) {
+            Ok(mut h) => {
+                if let Err(e) = h.delete_link(tap, false) {
+                    tracing::warn!(vm = name, tap, error = %e, "deleting the veth failed");
+                }
+            }
+            Err(e) => tracing::warn!(vm = name, error = %e, "opening the node namespace failed"),
+        }
+    }
+    if let Err(e) = plumbing::netns::delete(name) {
+        tracing::warn!(vm = name, error = %e, "deleting the VM namespace failed");
+    }
+}
+
+/// `crosspod vm boot`.
+pub fn boot(dir: &Path, api: &Api, region: &str, network: &str, name: &str) -> Result<VmRecord> {
+    let st = LabState::require(dir)?;
+    let layout = st.layout();
+    let node = st.node_for_region(region).with_context(|| {
+        let known: Vec<&str> = st.nodes.iter().map(|n| n.region.as_str()).collect();
+        format!("no lab node serves region {region:?}; the lab has {known:?}")
+    })?;
+    check_name_free(&layout, name)?;
+    let vsctl = Vsctl::new(layout.ovsdb_remote(&node.name));
+    if !vsctl.answers() {
+        bail!(
+            "the OVSDB of {} ({}) does not answer; is the lab up? (`crosspod lab status`)",
+            node.name,
+            vsctl.remote()
+        );
+    }
+    let network_id = api.network_id(network)?;
+    let device_id = uuid::Uuid::new_v4().to_string();
+    crate::output::progress(format!("creating a port on network {network} for {name}"));
+    let v = api.expect(
+        "POST",
+        "/v2.0/ports",
+        Some(&json!({"port": {
+            "network_id": network_id,
+            "name": name,
+            "admin_state_up": true,
+            "device_id": device_id,
+            "device_owner": format!("compute:{}", node.az),
+        }})),
+    )?;
+    let port = &v["port"];
+    let port_id = port["id"]
+        .as_str()
+        .context("the port the API created has no id")?
+        .to_string();
+    let made = (|| -> Result<VmRecord> {
+        let mac = port["mac_address"]
+            .as_str()
+            .context("the port has no mac_address")?
+            .to_string();
+        let ip = port
+            .pointer("/fixed_ips/0")
+            .context("the port has no fixed IP: does the network have a subnet?")?;
+        let addr: IpAddr = ip["ip_address"]
+            .as_str()
+            .context("fixed IP without ip_address")?
+            .parse()
+            .context("fixed IP unreadable")?;
+        let subnet_id = ip["subnet_id"]
+            .as_str()
+            .context("fixed IP without subnet_id")?;
+        let sv = api.expect("GET", &format!("/v2.0/subnets/{subnet_id}"), None)?;
+        let cidr: IpNet = sv
+            .pointer("/subnet/cidr")
+            .and_then(Value::as_str)
+            .context("subnet without cidr")?
+            .parse()
+            .context("subnet cidr unreadable")?;
+        let gateway: Option<IpAddr> = sv
+            .pointer("/subnet/gateway_ip")
+            .and_then(Value::as_str)
+            .and_then(|g| g.parse().ok());
+        let address = IpNet::new(addr, cidr.prefix_len()).context("address/prefix")?;
+        let spec = PlugSpec {
+            port_id: port_id.clone(),
+            mac: mac.clone(),
+            address,
+            gateway,
+        };
+        crate::output::progress(format!(
+            "plugging {name} ({address}, {mac}) into br-vlan of {}",
+            node.name
+        ));
+        plug(name, &node.netns, &vsctl, &spec, &device_id)?;
+        let rec = VmRecord {
+            name: name.to_string(),
+            region: region.to_string(),
+            node: node.name.clone(),
+            node_netns: node.netns.clone(),
+            ovsdb: vsctl.remote().to_string(),
+            port_id: port_id.clone(),
+            mac,
+            address,
+            gateway,
+            network_id: network_id.clone(),
+            tap: tap_name(&port_id),
+            device_id: device_id.clone(),
+            created_netns: true,
+        };
+        if let Err(e) = save_record(&layout, &rec) {
+            unplug(name, &node.netns, &vsctl, &rec.tap);
+            return Err(e);
+        }
+        Ok(rec)
+    })();
+    if made.is_err() {
+        let _ = api.call("DELETE", &format!("/v2.0/ports/{port_id}"), None);
+    }
+    made
+}
+
+/// `crosspod vm delete`: unplug, delete the namespace, delete the port.
+pub fn delete(dir: &Path, api: Option<&Api>, name: &str) -> Result<VmRecord> {
+    let st = LabState::require(dir)?;
+    let layout = st.layout();
+    let p = record_path(&layout, name);
+    let text = std::fs::read_to_string(&p).map_err(|_| {
+        anyhow!(
+            "no lab VM named {name} in {} (`crosspod vm list`)",
+            dir.display()
+        )
+    })?;
+    let rec: VmRecord =
+        serde_json::from_str(&text).with_context(|| format!("parsing {}", p.display()))?;
+    unplug(
+        &rec.name,
+        &rec.node_netns,
+        &Vsctl::new(rec.ovsdb.clone()),
+        &rec.tap,
+    );
+    if let Some(api) = api {
+        let (status, v) = api.call("DELETE", &format!("/v2.0/ports/{}", rec.port_id), None)?;
+        if !(200..300).contains(&status) && status != 404 {
+            bail!(
+                "VM {name} is unplugged but deleting its port {} answered {status}: {v}",
+                rec.port_id
+            );
+        }
+    }
+    std::fs::remove_file(&p).with_context(|| format!("removing {}", p.display()))?;
+    Ok(rec)
+}
+
+/// One row of `crosspod vm list`.
+#[derive(Debug, Clone, Serialize)]
+pub struct VmView {
+    /// The record.
+    #[serde(flatten)]
+    pub record: VmRecord,
+    /// Whether the namespace exists.
+    pub netns_present: bool,
+    /// The OVS tag of its port (set by the agent), if any.
+    pub tag: Option<String>,
+    /// Neutron port status, when the API was reachable.
+    pub port_status: Option<String>,
+}
+
+/// `crosspod vm list`.
+pub fn list(dir: &Path, api: Option<&Api>) -> Result<Vec<VmView>> {
+    let st = LabState::require(dir)?;
+    let mut out = Vec::new();
+    for r in records(&st.layout())? {
+        let tag = Vsctl::new(r.ovsdb.clone()).get("Port", &r.tap, "tag");
+        let port_status = api.and_then(|a| {
+            a.call("GET", &format!("/v2.0/ports/{}", r.port_id), None)
+                .ok()
+                .and_then(|(s, v)| {
+                    if s == 404 {
+                        Some("DELETED".to_string())
+                    } else {
+                        v.pointer("/port/status")
+                            .and_then(Value::as_str)
+                            .map(str::to_string)
+                    }
+                })
+        });
+        out.push(VmView {
+            netns_present: plumbing::netns::exists(&r.name),
+            record: r,
+            tag,
+            port_status,
+        });
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tap_names_fit_in_an_interface_name() {
+        let t = tap_name("3f2a1b4c-5d6e-4f70-8192-a3b4c5d6e7f8");
+        assert_eq!(t, "tap3f2a1b4c-5d");
+        assert!(t.len() <= 15);
+    }
+
+    #[test]
+    fn query_values_are_encoded() {
+        assert_eq!(encode("net 1/a"), "net%201%2Fa");
+        assert_eq!(encode("net1"), "net1");
+    }
+}
