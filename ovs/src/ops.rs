@@ -1,0 +1,650 @@
+//! Transaction operations (RFC 7047 section 5.2), their JSON form, their schema check, and
+//! the per-operation results.
+
+use std::collections::BTreeMap;
+
+use serde_json::{json, Map, Value as Json};
+use uuid::Uuid;
+
+use crate::error::{Error, Result};
+use crate::schema::DatabaseSchema;
+use crate::value::Value;
+
+/// A row as sent to or read from the server: column name to value.
+pub type RowData = BTreeMap<String, Value>;
+
+/// A condition's comparison function.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Function {
+    /// `==`
+    Eq,
+    /// `!=`
+    Ne,
+    /// `<`
+    Lt,
+    /// `<=`
+    Le,
+    /// `>`
+    Gt,
+    /// `>=`
+    Ge,
+    /// `includes`
+    Includes,
+    /// `excludes`
+    Excludes,
+}
+
+impl Function {
+    fn as_str(self) -> &'static str {
+        match self {
+            Function::Eq => "==",
+            Function::Ne => "!=",
+            Function::Lt => "<",
+            Function::Le => "<=",
+            Function::Gt => ">",
+            Function::Ge => ">=",
+            Function::Includes => "includes",
+            Function::Excludes => "excludes",
+        }
+    }
+}
+
+/// One clause of a `where`: `[column, function, value]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Condition {
+    /// Column name (`_uuid` allowed).
+    pub column: String,
+    /// Comparison.
+    pub function: Function,
+    /// Right-hand side.
+    pub value: Value,
+}
+
+impl Condition {
+    /// `column == value`.
+    pub fn eq(column: &str, value: impl Into<Value>) -> Self {
+        Condition {
+            column: column.to_string(),
+            function: Function::Eq,
+            value: value.into(),
+        }
+    }
+
+    /// `_uuid == uuid`.
+    pub fn uuid(uuid: Uuid) -> Self {
+        Condition::eq("_uuid", uuid)
+    }
+
+    /// Any comparison.
+    pub fn new(column: &str, function: Function, value: impl Into<Value>) -> Self {
+        Condition {
+            column: column.to_string(),
+            function,
+            value: value.into(),
+        }
+    }
+
+    fn to_json(&self) -> Json {
+        json!([self.column, self.function.as_str(), self.value.to_json()])
+    }
+}
+
+/// A mutator (RFC 7047 section 5.1, `<mutator>`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mutator {
+    /// `+=` on integers/reals.
+    Add,
+    /// `-=`
+    Sub,
+    /// `*=`
+    Mul,
+    /// `/=`
+    Div,
+    /// `%=`
+    Mod,
+    /// `insert` into a set or map.
+    Insert,
+    /// `delete` from a set or map (a set of keys deletes map entries by key).
+    Delete,
+}
+
+impl Mutator {
+    fn as_str(self) -> &'static str {
+        match self {
+            Mutator::Add => "+=",
+            Mutator::Sub => "-=",
+            Mutator::Mul => "*=",
+            Mutator::Div => "/=",
+            Mutator::Mod => "%=",
+            Mutator::Insert => "insert",
+            Mutator::Delete => "delete",
+        }
+    }
+}
+
+/// One mutation: `[column, mutator, value]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Mutation {
+    /// Column name.
+    pub column: String,
+    /// What to do.
+    pub mutator: Mutator,
+    /// Operand.
+    pub value: Value,
+}
+
+impl Mutation {
+    /// Any mutation.
+    pub fn new(column: &str, mutator: Mutator, value: impl Into<Value>) -> Self {
+        Mutation {
+            column: column.to_string(),
+            mutator,
+            value: value.into(),
+        }
+    }
+}
+
+/// One transaction operation.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Operation {
+    /// Insert a row, optionally naming it for later ops and choosing its UUID.
+    Insert {
+        /// Table.
+        table: String,
+        /// Column values.
+        row: RowData,
+        /// `uuid-name` for `named-uuid` references later in the transaction.
+        uuid_name: Option<String>,
+        /// Explicit `uuid` (OVSDB 2.x extension; ovsdb-server accepts it).
+        uuid: Option<Uuid>,
+    },
+    /// Select rows.
+    Select {
+        /// Table.
+        table: String,
+        /// Conditions (all must hold).
+        conditions: Vec<Condition>,
+        /// Columns to return; `None` returns all.
+        columns: Option<Vec<String>>,
+    },
+    /// Update columns of matching rows.
+    Update {
+        /// Table.
+        table: String,
+        /// Conditions.
+        conditions: Vec<Condition>,
+        /// New values.
+        row: RowData,
+    },
+    /// Mutate columns of matching rows.
+    Mutate {
+        /// Table.
+        table: String,
+        /// Conditions.
+        conditions: Vec<Condition>,
+        /// Mutations.
+        mutations: Vec<Mutation>,
+    },
+    /// Delete matching rows.
+    Delete {
+        /// Table.
+        table: String,
+        /// Conditions.
+        conditions: Vec<Condition>,
+    },
+    /// Wait until the matching rows' columns equal (or differ from) `rows`.
+    Wait {
+        /// Table.
+        table: String,
+        /// Conditions.
+        conditions: Vec<Condition>,
+        /// Columns compared.
+        columns: Vec<String>,
+        /// `true` waits for `==`, `false` for `!=`.
+        until_equal: bool,
+        /// Expected rows (projections on `columns`).
+        rows: Vec<RowData>,
+        /// Milliseconds before the server gives up with `timed out`; `None` waits forever.
+        timeout_ms: Option<u64>,
+    },
+    /// Commit, optionally durably.
+    Commit {
+        /// Wait for the disk write.
+        durable: bool,
+    },
+    /// Abort the transaction (always an error result).
+    Abort,
+    /// A comment for the server log.
+    Comment(String),
+    /// Require that this session holds the named lock.
+    Assert {
+        /// Lock name.
+        lock: String,
+    },
+}
+
+impl Operation {
+    /// The RFC name of the operation.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Operation::Insert { .. } => "insert",
+            Operation::Select { .. } => "select",
+            Operation::Update { .. } => "update",
+            Operation::Mutate { .. } => "mutate",
+            Operation::Delete { .. } => "delete",
+            Operation::Wait { .. } => "wait",
+            Operation::Commit { .. } => "commit",
+            Operation::Abort => "abort",
+            Operation::Comment(_) => "comment",
+            Operation::Assert { .. } => "assert",
+        }
+    }
+
+    /// The table named by the operation, if any.
+    pub fn table(&self) -> Option<&str> {
+        match self {
+            Operation::Insert { table, .. }
+            | Operation::Select { table, .. }
+            | Operation::Update { table, .. }
+            | Operation::Mutate { table, .. }
+            | Operation::Delete { table, .. }
+            | Operation::Wait { table, .. } => Some(table),
+            _ => None,
+        }
+    }
+
+    /// True for operations that can change the database.
+    pub fn is_write(&self) -> bool {
+        matches!(
+            self,
+            Operation::Insert { .. }
+                | Operation::Update { .. }
+                | Operation::Mutate { .. }
+                | Operation::Delete { .. }
+        )
+    }
+
+    /// The columns the operation names (for error reports).
+    pub fn columns(&self) -> Vec<String> {
+        match self {
+            Operation::Insert { row, .. } | Operation::Update { row, .. } => {
+                row.keys().cloned().collect()
+            }
+            Operation::Mutate { mutations, .. } => {
+                mutations.iter().map(|m| m.column.clone()).collect()
+            }
+            Operation::Select { columns, .. } => columns.clone().unwrap_or_default(),
+            Operation::Wait { columns, .. } => columns.clone(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// The JSON form sent in `transact`.
+    pub fn to_json(&self) -> Json {
+        fn row_json(row: &RowData) -> Json {
+            Json::Object(
+                row.iter()
+                    .map(|(k, v)| (k.clone(), v.to_json()))
+                    .collect::<Map<_, _>>(),
+            )
+        }
+        fn where_json(c: &[Condition]) -> Json {
+            Json::Array(c.iter().map(Condition::to_json).collect())
+        }
+        match self {
+            Operation::Insert {
+                table,
+                row,
+                uuid_name,
+                uuid,
+            } => {
+                let mut o = json!({"op": "insert", "table": table, "row": row_json(row)});
+                if let Some(n) = uuid_name {
+                    o["uuid-name"] = json!(n);
+                }
+                if let Some(u) = uuid {
+                    o["uuid"] = json!(u.to_string());
+                }
+                o
+            }
+            Operation::Select {
+                table,
+                conditions,
+                columns,
+            } => {
+                let mut o =
+                    json!({"op": "select", "table": table, "where": where_json(conditions)});
+                if let Some(c) = columns {
+                    o["columns"] = json!(c);
+                }
+                o
+            }
+            Operation::Update {
+                table,
+                conditions,
+                row,
+            } => {
+                json!({"op": "update", "table": table, "where": where_json(conditions), "row": row_json(row)})
+            }
+            Operation::Mutate {
+                table,
+                conditions,
+                mutations,
+            } => json!({
+                "op": "mutate", "table": table, "where": where_json(conditions),
+                "mutations": mutations.iter().map(|m| json!([m.column, m.mutator.as_str(), m.value.to_json()])).collect::<Vec<_>>()
+            }),
+            Operation::Delete { table, conditions } => {
+                json!({"op": "delete", "table": table, "where": where_json(conditions)})
+            }
+            Operation::Wait {
+                table,
+                conditions,
+                columns,
+                until_equal,
+                rows,
+                timeout_ms,
+            } => {
+                let mut o = json!({
+                    "op": "wait", "table": table, "where": where_json(conditions), "columns": columns,
+                    "until": if *until_equal { "==" } else { "!=" },
+                    "rows": rows.iter().map(row_json).collect::<Vec<_>>(),
+                });
+                if let Some(t) = timeout_ms {
+                    o["timeout"] = json!(t);
+                }
+                o
+            }
+            Operation::Commit { durable } => json!({"op": "commit", "durable": durable}),
+            Operation::Abort => json!({"op": "abort"}),
+            Operation::Comment(c) => json!({"op": "comment", "comment": c}),
+            Operation::Assert { lock } => json!({"op": "assert", "lock": lock}),
+        }
+    }
+
+    /// Checks table and column names and value types against the schema.
+    pub fn check(&self, index: usize, schema: &DatabaseSchema) -> Result<()> {
+        let Some(table) = self.table() else {
+            return Ok(());
+        };
+        let err = |column: &str, reason: String| Error::Schema {
+            index,
+            op: self.kind(),
+            table: table.to_string(),
+            column: column.to_string(),
+            reason,
+        };
+        let ts = schema
+            .tables
+            .get(table)
+            .ok_or_else(|| err("", format!("no such table in {}", schema.name)))?;
+        let column = |c: &str| {
+            schema
+                .column_type(table, c)
+                .ok_or_else(|| err(c, "no such column".to_string()))
+        };
+        let check_where = |conds: &[Condition]| -> Result<()> {
+            for c in conds {
+                let ty = column(&c.column)?;
+                match c.function {
+                    Function::Includes | Function::Excludes => {}
+                    _ if ty.is_scalar() => {
+                        ty.check(&c.value).map_err(|r| err(&c.column, r))?;
+                    }
+                    _ => {}
+                }
+            }
+            Ok(())
+        };
+        let check_row = |row: &RowData, writing: bool| -> Result<()> {
+            for (c, v) in row {
+                let ty = column(c)?;
+                if writing {
+                    if c.starts_with('_') {
+                        return Err(err(c, "read-only column".into()));
+                    }
+                    if matches!(self, Operation::Update { .. })
+                        && ts.columns.get(c).is_some_and(|cs| !cs.mutable)
+                    {
+                        return Err(err(c, "column is immutable".into()));
+                    }
+                }
+                ty.check(v).map_err(|r| err(c, r))?;
+            }
+            Ok(())
+        };
+        match self {
+            Operation::Insert { row, .. } => check_row(row, true),
+            Operation::Update {
+                row, conditions, ..
+            } => {
+                check_where(conditions)?;
+                check_row(row, true)
+            }
+            Operation::Select {
+                conditions,
+                columns,
+                ..
+            } => {
+                check_where(conditions)?;
+                for c in columns.iter().flatten() {
+                    column(c)?;
+                }
+                Ok(())
+            }
+            Operation::Delete { conditions, .. } => check_where(conditions),
+            Operation::Wait {
+                conditions,
+                columns,
+                rows,
+                ..
+            } => {
+                check_where(conditions)?;
+                for c in columns {
+                    column(c)?;
+                }
+                for r in rows {
+                    check_row(r, false)?;
+                }
+                Ok(())
+            }
+            Operation::Mutate {
+                conditions,
+                mutations,
+                ..
+            } => {
+                check_where(conditions)?;
+                for m in mutations {
+                    let ty = column(&m.column)?;
+                    if m.column.starts_with('_')
+                        || ts.columns.get(&m.column).is_some_and(|cs| !cs.mutable)
+                    {
+                        return Err(err(&m.column, "column cannot be mutated".into()));
+                    }
+                    match m.mutator {
+                        Mutator::Insert | Mutator::Delete => {
+                            if ty.is_scalar() {
+                                return Err(err(
+                                    &m.column,
+                                    format!("{} needs a set or map column", m.mutator.as_str()),
+                                ));
+                            }
+                            // The operand's element types must fit; its size need not.
+                            let mut relaxed = ty.clone();
+                            relaxed.min = 0;
+                            relaxed.max = None;
+                            if ty.is_map() && m.mutator == Mutator::Delete {
+                                if let Value::Set(keys) = &m.value {
+                                    for k in keys {
+                                        ty.key.check(k).map_err(|r| err(&m.column, r))?;
+                                    }
+                                    continue;
+                                }
+                            }
+                            relaxed.check(&m.value).map_err(|r| err(&m.column, r))?;
+                        }
+                        _ => {
+                            if ty.is_map() {
+                                return Err(err(&m.column, "arithmetic on a map column".into()));
+                            }
+                            let mut base = ty.key.clone();
+                            // Range limits apply to the result, not the operand.
+                            base.min_integer = None;
+                            base.max_integer = None;
+                            match &m.value {
+                                Value::Atom(a) => base.check(a).map_err(|r| err(&m.column, r))?,
+                                _ => {
+                                    return Err(err(
+                                        &m.column,
+                                        "arithmetic operand must be one atom".into(),
+                                    ))
+                                }
+                            }
+                        }
+                    }
+                }
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// The result of one successful operation.
+#[derive(Debug, Clone, PartialEq)]
+pub enum OpResult {
+    /// `insert`: the new row's UUID.
+    Insert(Uuid),
+    /// `select`: the rows, undecoded column values normalised through the schema when known.
+    Select(Vec<RowData>),
+    /// `update`, `mutate`, `delete`: rows matched.
+    Count(u64),
+    /// Anything else (`wait`, `commit`, `comment`, `assert`): nothing to report.
+    Empty,
+}
+
+impl OpResult {
+    /// The UUID of an insert.
+    pub fn uuid(&self) -> Option<Uuid> {
+        match self {
+            OpResult::Insert(u) => Some(*u),
+            _ => None,
+        }
+    }
+
+    /// The row count of an update, mutate or delete.
+    pub fn count(&self) -> Option<u64> {
+        match self {
+            OpResult::Count(n) => Some(*n),
+            _ => None,
+        }
+    }
+
+    /// The rows of a select.
+    pub fn rows(&self) -> &[RowData] {
+        match self {
+            OpResult::Select(r) => r,
+            _ => &[],
+        }
+    }
+}
+
+/// Decodes one row object of a select or update through the schema when possible.
+pub(crate) fn decode_row(
+    schema: Option<&DatabaseSchema>,
+    table: &str,
+    obj: &Map<String, Json>,
+) -> Result<RowData> {
+    let mut row = RowData::new();
+    for (c, v) in obj {
+        let val = match schema.and_then(|s| s.column_type(table, c)) {
+            Some(ty) => ty
+                .decode(v)
+                .map_err(|e| crate::value::decode_err(&format!("{table}.{c}"), e.to_string()))?,
+            None => Value::from_json(v)?,
+        };
+        row.insert(c.clone(), val);
+    }
+    Ok(row)
+}
+
+/// Turns the `transact` result array into per-op results, or the first failure.
+pub(crate) fn parse_results(
+    db: &str,
+    ops: &[Operation],
+    result: &Json,
+    schema: Option<&DatabaseSchema>,
+) -> Result<Vec<OpResult>> {
+    let bad = |reason: String| Error::BadReply {
+        method: "transact".into(),
+        reason,
+    };
+    let arr = result
+        .as_array()
+        .ok_or_else(|| bad(format!("result is not an array: {result}")))?;
+    // The first error wins; a result longer than the ops carries a commit-time error.
+    for (i, r) in arr.iter().enumerate() {
+        if let Some(e) = r.get("error").filter(|e| !e.is_null()) {
+            let op = ops.get(i);
+            return Err(Error::OpFailed(Box::new(crate::error::OpFailure {
+                db: db.to_string(),
+                index: i,
+                op: op.map(Operation::kind).unwrap_or("commit"),
+                table: op
+                    .and_then(Operation::table)
+                    .unwrap_or_default()
+                    .to_string(),
+                columns: op.map(|o| o.columns().join(",")).unwrap_or_default(),
+                error: e
+                    .as_str()
+                    .map(str::to_string)
+                    .unwrap_or_else(|| e.to_string()),
+                details: r.get("details").and_then(Json::as_str).map(str::to_string),
+            })));
+        }
+    }
+    if arr.len() < ops.len() {
+        return Err(bad(format!("{} results for {} ops", arr.len(), ops.len())));
+    }
+    let mut out = Vec::with_capacity(ops.len());
+    for (op, r) in ops.iter().zip(arr) {
+        out.push(match op {
+            Operation::Insert { .. } => {
+                let u = r
+                    .get("uuid")
+                    .map(crate::value::Atom::from_json)
+                    .transpose()?
+                    .and_then(|a| a.as_uuid())
+                    .ok_or_else(|| bad(format!("insert result without uuid: {r}")))?;
+                OpResult::Insert(u)
+            }
+            Operation::Select { table, .. } => {
+                let rows = r
+                    .get("rows")
+                    .and_then(Json::as_array)
+                    .ok_or_else(|| bad(format!("select result without rows: {r}")))?;
+                OpResult::Select(
+                    rows.iter()
+                        .map(|row| {
+                            decode_row(
+                                schema,
+                                table,
+                                row.as_object()
+                                    .ok_or_else(|| bad(format!("row is not an object: {row}")))?,
+                            )
+                        })
+                        .collect::<Result<_>>()?,
+                )
+            }
+            Operation::Update { .. } | Operation::Mutate { .. } | Operation::Delete { .. } => {
+                OpResult::Count(
+                    r.get("count")
+                        .and_then(Json::as_u64)
+                        .ok_or_else(|| bad(format!("{} result without count: {r}", op.kind())))?,
+                )
+            }
+            _ => OpResult::Empty,
+        });
+    }
+    Ok(out)
+}
