@@ -7,9 +7,20 @@ use serde_json::{json, Value};
 fn expect_4xx(c: &Controller, method: &str, path: &str, body: &[u8], want: u16, mention: &str) {
     let (s, raw) = request_raw(c.neutron, method, path, Some(ADMIN), Some(body), &[]);
     let v: Value = serde_json::from_slice(&raw).unwrap_or(Value::Null);
-    assert_eq!(s, want, "{method} {path} {}: {}", String::from_utf8_lossy(&body[..body.len().min(200)]), String::from_utf8_lossy(&raw));
-    let msg = v["NeutronError"]["message"].as_str().unwrap_or_else(|| panic!("Neutron-shaped error expected: {v}"));
-    assert!(msg.contains(mention), "message {msg:?} should mention {mention:?}");
+    assert_eq!(
+        s,
+        want,
+        "{method} {path} {}: {}",
+        String::from_utf8_lossy(&body[..body.len().min(200)]),
+        String::from_utf8_lossy(&raw)
+    );
+    let msg = v["NeutronError"]["message"]
+        .as_str()
+        .unwrap_or_else(|| panic!("Neutron-shaped error expected: {v}"));
+    assert!(
+        msg.contains(mention),
+        "message {msg:?} should mention {mention:?}"
+    );
 }
 
 fn count(c: &Controller, coll: &str) -> usize {
@@ -20,12 +31,25 @@ fn count(c: &Controller, coll: &str) -> usize {
 #[test]
 fn malformed_bodies_and_bad_values() {
     let c = Controller::start();
-    let (_, net) = c.n("POST", "/v2.0/networks", Some(ADMIN), Some(&json!({"network": {"name": "ok"}})));
+    let (_, net) = c.n(
+        "POST",
+        "/v2.0/networks",
+        Some(ADMIN),
+        Some(&json!({"network": {"name": "ok"}})),
+    );
     let nid = net["network"]["id"].as_str().unwrap().to_string();
-    let (_, sub) = c.n("POST", "/v2.0/subnets", Some(ADMIN), Some(&json!({"subnet": {"network_id": nid, "cidr": "10.2.0.0/24", "ip_version": 4}})));
+    let (_, sub) = c.n(
+        "POST",
+        "/v2.0/subnets",
+        Some(ADMIN),
+        Some(&json!({"subnet": {"network_id": nid, "cidr": "10.2.0.0/24", "ip_version": 4}})),
+    );
     let sid = sub["subnet"]["id"].as_str().unwrap().to_string();
     let n0 = count(&c, "networks");
-    let (np, sp) = (format!("/v2.0/networks/{nid}"), format!("/v2.0/subnets/{sid}"));
+    let (np, sp) = (
+        format!("/v2.0/networks/{nid}"),
+        format!("/v2.0/subnets/{sid}"),
+    );
     let cases: Vec<(&str, &str, String, u16, &str)> = vec![
         ("POST", "/v2.0/networks", "{\"network\": {".into(), 400, "Malformed JSON"),
         ("POST", "/v2.0/networks", "".into(), 400, "body required"),
@@ -74,10 +98,17 @@ fn malformed_bodies_and_bad_values() {
     assert_eq!(count(&c, "subnets"), 1, "no half-made subnets");
     assert_eq!(count(&c, "ports"), 0, "no half-made ports");
     // Bad ids in paths are 404 naming the id.
-    for p in ["/v2.0/networks/xyz", "/v2.0/subnets/1234", "/v2.0/ports/00000000-0000-0000-0000-000000000000"] {
+    for p in [
+        "/v2.0/networks/xyz",
+        "/v2.0/subnets/1234",
+        "/v2.0/ports/00000000-0000-0000-0000-000000000000",
+    ] {
         let (s, v) = c.n("GET", p, Some(ADMIN), None);
         assert_eq!(s, 404, "{p}");
-        assert!(v["NeutronError"]["message"].as_str().unwrap().contains(p.rsplit('/').next().unwrap()));
+        assert!(v["NeutronError"]["message"]
+            .as_str()
+            .unwrap()
+            .contains(p.rsplit('/').next().unwrap()));
     }
     assert!(!c.log_has_5xx(), "no 500s");
 }
@@ -85,17 +116,38 @@ fn malformed_bodies_and_bad_values() {
 #[test]
 fn huge_bodies_are_413() {
     let c = Controller::start();
-    let big = format!("{{\"network\": {{\"name\": \"{}\"}}}}", "x".repeat(2 * 1024 * 1024));
-    let (s, raw) = request_raw(c.neutron, "POST", "/v2.0/networks", Some(ADMIN), Some(big.as_bytes()), &[]);
+    let big = format!(
+        "{{\"network\": {{\"name\": \"{}\"}}}}",
+        "x".repeat(2 * 1024 * 1024)
+    );
+    let (s, raw) = request_raw(
+        c.neutron,
+        "POST",
+        "/v2.0/networks",
+        Some(ADMIN),
+        Some(big.as_bytes()),
+        &[],
+    );
     assert_eq!(s, 413, "{}", String::from_utf8_lossy(&raw));
     let v: Value = serde_json::from_slice(&raw).unwrap();
     assert_eq!(v["NeutronError"]["type"], "RequestEntityTooLarge");
-    let (s, _) = request_raw(c.tricircle, "POST", "/v1.0/pods", Some(ADMIN), Some(big.as_bytes()), &[]);
+    let (s, _) = request_raw(
+        c.tricircle,
+        "POST",
+        "/v1.0/pods",
+        Some(ADMIN),
+        Some(big.as_bytes()),
+        &[],
+    );
     assert_eq!(s, 413);
     let (_, v) = c.n("GET", "/v2.0/networks", Some(ADMIN), None);
     assert_eq!(v["networks"].as_array().unwrap().len(), 0);
     // Pods: wrong types and unknown fields.
-    for body in [json!({"pod": {"region_name": 7}}), json!({"pod": {"region_name": "R", "colour": "x"}}), json!({"pod": []})] {
+    for body in [
+        json!({"pod": {"region_name": 7}}),
+        json!({"pod": {"region_name": "R", "colour": "x"}}),
+        json!({"pod": []}),
+    ] {
         let (s, v) = c.t("POST", "/v1.0/pods", Some(ADMIN), Some(&body));
         assert_eq!(s, 400, "{body}: {v}");
     }

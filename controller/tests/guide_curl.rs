@@ -13,8 +13,17 @@ fn curl(args: &[&str]) -> Value {
         .args(args)
         .output()
         .expect("curl is needed for this test (apt-get install curl)");
-    assert!(out.status.success(), "curl failed: {}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_slice(&out.stdout).unwrap_or_else(|_| panic!("curl output not JSON: {}", String::from_utf8_lossy(&out.stdout)))
+    assert!(
+        out.status.success(),
+        "curl failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|_| {
+        panic!(
+            "curl output not JSON: {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
 }
 
 #[test]
@@ -23,9 +32,39 @@ fn guide_step5_pods_and_step10_external_network() {
     let token = ADMIN;
     let pods = format!("{}/v1.0/pods", c.tricircle_url());
     let auth = format!("X-Auth-Token: {token}");
-    let central = curl(&["-X", "POST", &pods, "-H", "Content-Type: application/json", "-H", &auth, "-d", r#"{"pod": {"region_name":  "CentralRegion"}}"#]);
-    let one = curl(&["-X", "POST", &pods, "-H", "Content-Type: application/json", "-H", &auth, "-d", r#"{"pod": {"region_name":  "RegionOne", "az_name": "az1"}}"#]);
-    let two = curl(&["-X", "POST", &pods, "-H", "Content-Type: application/json", "-H", &auth, "-d", r#"{"pod": {"region_name":  "RegionTwo", "az_name": "az2"}}"#]);
+    let central = curl(&[
+        "-X",
+        "POST",
+        &pods,
+        "-H",
+        "Content-Type: application/json",
+        "-H",
+        &auth,
+        "-d",
+        r#"{"pod": {"region_name":  "CentralRegion"}}"#,
+    ]);
+    let one = curl(&[
+        "-X",
+        "POST",
+        &pods,
+        "-H",
+        "Content-Type: application/json",
+        "-H",
+        &auth,
+        "-d",
+        r#"{"pod": {"region_name":  "RegionOne", "az_name": "az1"}}"#,
+    ]);
+    let two = curl(&[
+        "-X",
+        "POST",
+        &pods,
+        "-H",
+        "Content-Type: application/json",
+        "-H",
+        &auth,
+        "-d",
+        r#"{"pod": {"region_name":  "RegionTwo", "az_name": "az2"}}"#,
+    ]);
     assert_eq!(central["pod"]["region_name"], "CentralRegion");
     assert_eq!(central["pod"]["az_name"], "");
     assert_eq!(one["pod"]["az_name"], "az1");
@@ -35,24 +74,49 @@ fn guide_step5_pods_and_step10_external_network() {
     assert_eq!(list["pods"].as_array().unwrap().len(), 3);
 
     let nets = format!("{}/v2.0/networks", c.neutron_url());
-    let ext = curl(&["-X", "POST", &nets, "-H", "Content-Type: application/json", "-H", &auth, "-d",
-        r#"{"network": {"name": "ext-net", "admin_state_up": true, "router:external": true,  "provider:network_type": "vlan", "provider:physical_network": "extern", "availability_zone_hints": ["RegionTwo"]}}"#]);
+    let ext = curl(&[
+        "-X",
+        "POST",
+        &nets,
+        "-H",
+        "Content-Type: application/json",
+        "-H",
+        &auth,
+        "-d",
+        r#"{"network": {"name": "ext-net", "admin_state_up": true, "router:external": true,  "provider:network_type": "vlan", "provider:physical_network": "extern", "availability_zone_hints": ["RegionTwo"]}}"#,
+    ]);
     let n = &ext["network"];
     assert_eq!(n["name"], "ext-net");
     assert_eq!(n["router:external"], true);
     assert_eq!(n["provider:network_type"], "vlan");
     assert_eq!(n["provider:physical_network"], "extern");
-    assert_eq!(n["provider:segmentation_id"], 3001, "first VLAN of extern:3001:4000");
+    assert_eq!(
+        n["provider:segmentation_id"], 3001,
+        "first VLAN of extern:3001:4000"
+    );
     assert_eq!(n["availability_zone_hints"], json!(["RegionTwo"]));
 
     // The pod hosting ext-net cannot go; an unknown hint is refused.
     let two_id = two["pod"]["pod_id"].as_str().unwrap();
     let (s, body) = c.t("DELETE", &format!("/v1.0/pods/{two_id}"), Some(ADMIN), None);
     assert_eq!(s, 409, "{body}");
-    let (s, body) = c.n("POST", "/v2.0/networks", Some(ADMIN), Some(&json!({"network": {"name": "x", "availability_zone_hints": ["RegionNine"]}})));
+    let (s, body) = c.n(
+        "POST",
+        "/v2.0/networks",
+        Some(ADMIN),
+        Some(&json!({"network": {"name": "x", "availability_zone_hints": ["RegionNine"]}})),
+    );
     assert_eq!(s, 400);
-    assert!(body["NeutronError"]["message"].as_str().unwrap().contains("RegionNine"));
-    let (s, _) = c.n("POST", "/v2.0/networks", Some(ADMIN), Some(&json!({"network": {"name": "y", "availability_zone_hints": ["az1"]}})));
+    assert!(body["NeutronError"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("RegionNine"));
+    let (s, _) = c.n(
+        "POST",
+        "/v2.0/networks",
+        Some(ADMIN),
+        Some(&json!({"network": {"name": "y", "availability_zone_hints": ["az1"]}})),
+    );
     assert_eq!(s, 201, "an az_name is a valid hint");
 }
 
@@ -60,24 +124,67 @@ fn guide_step5_pods_and_step10_external_network() {
 fn pod_api_errors() {
     let c = Controller::start();
     let body = |v: Value| Some(v);
-    let (s, _) = c.t("POST", "/v1.0/pods", Some(ADMIN), body(json!({"pod": {"region_name": "R1", "az_name": "az1"}})).as_ref());
+    let (s, _) = c.t(
+        "POST",
+        "/v1.0/pods",
+        Some(ADMIN),
+        body(json!({"pod": {"region_name": "R1", "az_name": "az1"}})).as_ref(),
+    );
     assert_eq!(s, 200);
-    let (s, _) = c.t("POST", "/v1.0/pods", Some(ADMIN), body(json!({"pod": {"region_name": "R1", "az_name": "az7"}})).as_ref());
+    let (s, _) = c.t(
+        "POST",
+        "/v1.0/pods",
+        Some(ADMIN),
+        body(json!({"pod": {"region_name": "R1", "az_name": "az7"}})).as_ref(),
+    );
     assert_eq!(s, 409, "duplicate region");
-    let (s, _) = c.t("POST", "/v1.0/pods", Some(ADMIN), body(json!({"pod": {"region_name": "C"}})).as_ref());
+    let (s, _) = c.t(
+        "POST",
+        "/v1.0/pods",
+        Some(ADMIN),
+        body(json!({"pod": {"region_name": "C"}})).as_ref(),
+    );
     assert_eq!(s, 200);
-    let (s, b) = c.t("POST", "/v1.0/pods", Some(ADMIN), body(json!({"pod": {"region_name": "C2"}})).as_ref());
+    let (s, b) = c.t(
+        "POST",
+        "/v1.0/pods",
+        Some(ADMIN),
+        body(json!({"pod": {"region_name": "C2"}})).as_ref(),
+    );
     assert_eq!(s, 409, "second central pod: {b}");
-    let (s, _) = c.t("POST", "/v1.0/pods", Some(ADMIN), body(json!({"pods": {"region_name": "X"}})).as_ref());
+    let (s, _) = c.t(
+        "POST",
+        "/v1.0/pods",
+        Some(ADMIN),
+        body(json!({"pods": {"region_name": "X"}})).as_ref(),
+    );
     assert_eq!(s, 400, "missing pod body");
-    let (s, b) = c.t("POST", "/v1.0/pods", Some(ADMIN), body(json!({"pod": {"az_name": "az3"}})).as_ref());
+    let (s, b) = c.t(
+        "POST",
+        "/v1.0/pods",
+        Some(ADMIN),
+        body(json!({"pod": {"az_name": "az3"}})).as_ref(),
+    );
     assert_eq!(s, 422, "missing region_name: {b}");
-    assert!(b["NeutronError"]["message"].as_str().unwrap().contains("region_name"));
-    let (s, _) = c.t("POST", "/v1.0/pods", Some(DEMO), body(json!({"pod": {"region_name": "M"}})).as_ref());
+    assert!(b["NeutronError"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("region_name"));
+    let (s, _) = c.t(
+        "POST",
+        "/v1.0/pods",
+        Some(DEMO),
+        body(json!({"pod": {"region_name": "M"}})).as_ref(),
+    );
     assert_eq!(s, 403, "admin only");
     let (s, _) = c.t("GET", "/v1.0/pods", None, None);
     assert_eq!(s, 401);
-    let (s, _) = c.t("GET", "/v1.0/pods/00000000-0000-0000-0000-000000000000", Some(ADMIN), None);
+    let (s, _) = c.t(
+        "GET",
+        "/v1.0/pods/00000000-0000-0000-0000-000000000000",
+        Some(ADMIN),
+        None,
+    );
     assert_eq!(s, 404);
     let (s, _) = c.t("DELETE", "/v1.0/pods/nope", Some(ADMIN), None);
     assert_eq!(s, 404);

@@ -6,7 +6,12 @@ use common::*;
 use serde_json::{json, Value};
 
 fn create(c: &Controller, token: &str, coll: &str, key: &str, body: Value) -> Value {
-    let (s, v) = c.n("POST", &format!("/v2.0/{coll}"), Some(token), Some(&json!({key: body})));
+    let (s, v) = c.n(
+        "POST",
+        &format!("/v2.0/{coll}"),
+        Some(token),
+        Some(&json!({key: body})),
+    );
     assert_eq!(s, 201, "create {key}: {v}");
     v[key].clone()
 }
@@ -17,17 +22,28 @@ fn documents_extensions_and_openapi() {
     let (s, v) = c.n("GET", "/", None, None);
     assert_eq!(s, 200);
     assert_eq!(v["versions"][0]["id"], "v2.0");
-    assert!(v["versions"][0]["links"][0]["href"].as_str().unwrap().ends_with("/v2.0/"));
+    assert!(v["versions"][0]["links"][0]["href"]
+        .as_str()
+        .unwrap()
+        .ends_with("/v2.0/"));
     let (s, v) = c.n("GET", "/v2.0/", None, None);
     assert_eq!(s, 200);
     assert_eq!(v["resources"].as_array().unwrap().len(), 3);
     let (s, v) = c.n("GET", "/v2.0/extensions", Some(DEMO), None);
     assert_eq!(s, 200);
-    let aliases: Vec<&str> = v["extensions"].as_array().unwrap().iter().map(|e| e["alias"].as_str().unwrap()).collect();
+    let aliases: Vec<&str> = v["extensions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["alias"].as_str().unwrap())
+        .collect();
     for a in ["provider", "external-net", "availability_zone", "router"] {
         assert!(aliases.contains(&a), "{a} listed");
     }
-    assert!(!aliases.contains(&"security-group"), "not implemented, not listed");
+    assert!(
+        !aliases.contains(&"security-group"),
+        "not implemented, not listed"
+    );
     let (s, _) = c.n("GET", "/v2.0/extensions/provider", Some(DEMO), None);
     assert_eq!(s, 200);
     let (s, v) = c.n("GET", "/v2.0/extensions/qos", Some(DEMO), None);
@@ -37,7 +53,12 @@ fn documents_extensions_and_openapi() {
         let (s, v) = request(addr, "GET", "/openapi.json", None, None);
         assert_eq!(s, 200);
         assert_eq!(v["openapi"], "3.0.3");
-        for p in ["/v2.0/networks", "/v2.0/subnets/{id}", "/v2.0/ports", "/v1.0/pods"] {
+        for p in [
+            "/v2.0/networks",
+            "/v2.0/subnets/{id}",
+            "/v2.0/ports",
+            "/v1.0/pods",
+        ] {
             assert!(v["paths"][p].is_object(), "openapi has {p}");
         }
     }
@@ -64,45 +85,108 @@ fn auth_projects_and_token_reload() {
     assert_eq!(s, 200, "appended token accepted");
 
     let net = create(&c, DEMO, "networks", "network", json!({"name": "d"}));
-    assert!(net.get("provider:network_type").is_none(), "provider attributes are admin-only");
+    assert!(
+        net.get("provider:network_type").is_none(),
+        "provider attributes are admin-only"
+    );
     let id = net["id"].as_str().unwrap();
     // Another project: 404 on show/update/delete; admin sees it.
-    for (m, b) in [("GET", None), ("PUT", Some(json!({"network": {"name": "z"}}))), ("DELETE", None)] {
+    for (m, b) in [
+        ("GET", None),
+        ("PUT", Some(json!({"network": {"name": "z"}}))),
+        ("DELETE", None),
+    ] {
         let (s, _) = c.n(m, &format!("/v2.0/networks/{id}"), Some(OTHER), b.as_ref());
         assert_eq!(s, 404, "{m} by another project");
     }
     let (s, v) = c.n("GET", &format!("/v2.0/networks/{id}"), Some(ADMIN), None);
     assert_eq!(s, 200);
-    assert_eq!(v["network"]["provider:network_type"], "local", "first tenant type is the default");
+    assert_eq!(
+        v["network"]["provider:network_type"], "local",
+        "first tenant type is the default"
+    );
     // Member doing admin things: 403.
-    for body in [json!({"name": "s", "shared": true}), json!({"name": "e", "router:external": true}), json!({"name": "p", "provider:network_type": "local"}), json!({"name": "o", "project_id": "other"})] {
-        let (s, v) = c.n("POST", "/v2.0/networks", Some(DEMO), Some(&json!({"network": body})));
+    for body in [
+        json!({"name": "s", "shared": true}),
+        json!({"name": "e", "router:external": true}),
+        json!({"name": "p", "provider:network_type": "local"}),
+        json!({"name": "o", "project_id": "other"}),
+    ] {
+        let (s, v) = c.n(
+            "POST",
+            "/v2.0/networks",
+            Some(DEMO),
+            Some(&json!({"network": body})),
+        );
         assert_eq!(s, 403, "{body}: {v}");
         assert_eq!(v["NeutronError"]["type"], "PolicyNotAuthorized");
     }
     // Admin creates for another project; that project sees it as its own.
-    let n = create(&c, ADMIN, "networks", "network", json!({"name": "for-other", "tenant_id": "other"}));
+    let n = create(
+        &c,
+        ADMIN,
+        "networks",
+        "network",
+        json!({"name": "for-other", "tenant_id": "other"}),
+    );
     assert_eq!(n["project_id"], "other");
     let (_, v) = c.n("GET", "/v2.0/networks", Some(OTHER), None);
     assert_eq!(v["networks"].as_array().unwrap().len(), 1);
     // Shared: visible, usable for ports, but not updatable by others.
-    let shared = create(&c, ADMIN, "networks", "network", json!({"name": "sh", "shared": true}));
+    let shared = create(
+        &c,
+        ADMIN,
+        "networks",
+        "network",
+        json!({"name": "sh", "shared": true}),
+    );
     let sid = shared["id"].as_str().unwrap();
     let (s, _) = c.n("GET", &format!("/v2.0/networks/{sid}"), Some(OTHER), None);
     assert_eq!(s, 200);
-    let (s, _) = c.n("PUT", &format!("/v2.0/networks/{sid}"), Some(OTHER), Some(&json!({"network": {"name": "mine"}})));
+    let (s, _) = c.n(
+        "PUT",
+        &format!("/v2.0/networks/{sid}"),
+        Some(OTHER),
+        Some(&json!({"network": {"name": "mine"}})),
+    );
     assert_eq!(s, 403);
     // Ports of other projects stay hidden even to shared-network users.
-    create(&c, ADMIN, "subnets", "subnet", json!({"network_id": sid, "cidr": "10.3.0.0/24", "ip_version": 4}));
+    create(
+        &c,
+        ADMIN,
+        "subnets",
+        "subnet",
+        json!({"network_id": sid, "cidr": "10.3.0.0/24", "ip_version": 4}),
+    );
     let p = create(&c, DEMO, "ports", "port", json!({"network_id": sid}));
     assert!(p.get("binding:host_id").is_none());
-    let (s, _) = c.n("GET", &format!("/v2.0/ports/{}", p["id"].as_str().unwrap()), Some(OTHER), None);
+    let (s, _) = c.n(
+        "GET",
+        &format!("/v2.0/ports/{}", p["id"].as_str().unwrap()),
+        Some(OTHER),
+        None,
+    );
     assert_eq!(s, 404);
-    let (s, v) = c.n("PUT", &format!("/v2.0/networks/{sid}"), Some(ADMIN), Some(&json!({"network": {"shared": false}})));
+    let (s, v) = c.n(
+        "PUT",
+        &format!("/v2.0/networks/{sid}"),
+        Some(ADMIN),
+        Some(&json!({"network": {"shared": false}})),
+    );
     assert_eq!(s, 409, "cannot unshare while other projects use it: {v}");
-    let (s, _) = c.n("PUT", &format!("/v2.0/ports/{}", p["id"].as_str().unwrap()), Some(DEMO), Some(&json!({"port": {"binding:host_id": "node1"}})));
+    let (s, _) = c.n(
+        "PUT",
+        &format!("/v2.0/ports/{}", p["id"].as_str().unwrap()),
+        Some(DEMO),
+        Some(&json!({"port": {"binding:host_id": "node1"}})),
+    );
     assert_eq!(s, 403, "binding is admin-only");
-    let (s, v) = c.n("PUT", &format!("/v2.0/ports/{}", p["id"].as_str().unwrap()), Some(ADMIN), Some(&json!({"port": {"binding:host_id": "node1"}})));
+    let (s, v) = c.n(
+        "PUT",
+        &format!("/v2.0/ports/{}", p["id"].as_str().unwrap()),
+        Some(ADMIN),
+        Some(&json!({"port": {"binding:host_id": "node1"}})),
+    );
     assert_eq!(s, 200);
     assert_eq!(v["port"]["binding:host_id"], "node1");
     assert!(!c.log_has_5xx());
@@ -113,7 +197,13 @@ fn filters_fields_sorting_pagination() {
     let c = Controller::start();
     let mut ids = Vec::new();
     for (i, name) in ["a", "b", "c", "d", "e"].iter().enumerate() {
-        let n = create(&c, DEMO, "networks", "network", json!({"name": name, "admin_state_up": i % 2 == 0, "mtu": 1400 + i}));
+        let n = create(
+            &c,
+            DEMO,
+            "networks",
+            "network",
+            json!({"name": name, "admin_state_up": i % 2 == 0, "mtu": 1400 + i}),
+        );
         ids.push(n["id"].as_str().unwrap().to_string());
     }
     let get = |q: &str| {
@@ -121,17 +211,34 @@ fn filters_fields_sorting_pagination() {
         assert_eq!(s, 200, "{q}: {v}");
         v
     };
-    let names = |v: &Value| -> Vec<String> { v["networks"].as_array().unwrap().iter().map(|n| n["name"].as_str().unwrap().to_string()).collect() };
+    let names = |v: &Value| -> Vec<String> {
+        v["networks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n["name"].as_str().unwrap().to_string())
+            .collect()
+    };
     assert_eq!(names(&get("name=b")), ["b"]);
     let mut or = names(&get("name=b&name=d"));
     or.sort();
     assert_eq!(or, ["b", "d"], "repeated params are OR");
     assert_eq!(names(&get(&format!("id={}", ids[2]))), ["c"]);
-    assert_eq!(names(&get("admin_state_up=False&sort_key=name&sort_dir=asc")), ["b", "d"]);
+    assert_eq!(
+        names(&get("admin_state_up=False&sort_key=name&sort_dir=asc")),
+        ["b", "d"]
+    );
     assert_eq!(names(&get("mtu=1404")), ["e"]);
     let v = get("fields=id&fields=name&name=a");
-    assert_eq!(v["networks"][0].as_object().unwrap().len(), 2, "fields projection");
-    assert_eq!(names(&get("sort_key=name&sort_dir=desc")), ["e", "d", "c", "b", "a"]);
+    assert_eq!(
+        v["networks"][0].as_object().unwrap().len(),
+        2,
+        "fields projection"
+    );
+    assert_eq!(
+        names(&get("sort_key=name&sort_dir=desc")),
+        ["e", "d", "c", "b", "a"]
+    );
     // Pagination: follow next links to the end, then a previous link back.
     let mut seen = Vec::new();
     let mut url = "/v2.0/networks?limit=2&sort_key=name&sort_dir=asc".to_string();
@@ -140,7 +247,12 @@ fn filters_fields_sorting_pagination() {
         let (s, v) = c.n("GET", &url, Some(DEMO), None);
         assert_eq!(s, 200);
         seen.extend(names(&v));
-        let next = v["networks_links"].as_array().unwrap().iter().find(|l| l["rel"] == "next").cloned();
+        let next = v["networks_links"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["rel"] == "next")
+            .cloned();
         last_page = v;
         match next {
             Some(l) => {
@@ -151,50 +263,143 @@ fn filters_fields_sorting_pagination() {
         }
     }
     assert_eq!(seen, ["a", "b", "c", "d", "e"]);
-    let prev = last_page["networks_links"].as_array().unwrap().iter().find(|l| l["rel"] == "previous").expect("previous link").clone();
+    let prev = last_page["networks_links"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["rel"] == "previous")
+        .expect("previous link")
+        .clone();
     let href = prev["href"].as_str().unwrap();
-    let (_, v) = c.n("GET", &href[href.find("/v2.0").unwrap()..], Some(DEMO), None);
+    let (_, v) = c.n(
+        "GET",
+        &href[href.find("/v2.0").unwrap()..],
+        Some(DEMO),
+        None,
+    );
     assert_eq!(names(&v), ["c", "d"]);
     let (s, v) = c.n("GET", "/v2.0/networks?colour=red", Some(DEMO), None);
     assert_eq!(s, 400);
-    assert!(v["NeutronError"]["message"].as_str().unwrap().contains("colour"));
-    let (s, _) = c.n("GET", "/v2.0/networks?marker=00000000-0000-0000-0000-000000000000&limit=1", Some(DEMO), None);
+    assert!(v["NeutronError"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("colour"));
+    let (s, _) = c.n(
+        "GET",
+        "/v2.0/networks?marker=00000000-0000-0000-0000-000000000000&limit=1",
+        Some(DEMO),
+        None,
+    );
     assert_eq!(s, 400);
     // Port filters on fixed IPs and device.
-    let sub = create(&c, DEMO, "subnets", "subnet", json!({"network_id": ids[0], "cidr": "10.1.0.0/24", "ip_version": 4}));
-    let p = create(&c, DEMO, "ports", "port", json!({"network_id": ids[0], "device_id": "vm1", "device_owner": "compute:nova"}));
+    let sub = create(
+        &c,
+        DEMO,
+        "subnets",
+        "subnet",
+        json!({"network_id": ids[0], "cidr": "10.1.0.0/24", "ip_version": 4}),
+    );
+    let p = create(
+        &c,
+        DEMO,
+        "ports",
+        "port",
+        json!({"network_id": ids[0], "device_id": "vm1", "device_owner": "compute:nova"}),
+    );
     create(&c, DEMO, "ports", "port", json!({"network_id": ids[0]}));
     let ip = p["fixed_ips"][0]["ip_address"].as_str().unwrap();
-    let (_, v) = c.n("GET", &format!("/v2.0/ports?fixed_ips=ip_address%3D{ip}"), Some(DEMO), None);
+    let (_, v) = c.n(
+        "GET",
+        &format!("/v2.0/ports?fixed_ips=ip_address%3D{ip}"),
+        Some(DEMO),
+        None,
+    );
     assert_eq!(v["ports"].as_array().unwrap().len(), 1);
     let (_, v) = c.n("GET", "/v2.0/ports?device_id=vm1", Some(DEMO), None);
     assert_eq!(v["ports"][0]["id"], p["id"]);
-    let (_, v) = c.n("GET", &format!("/v2.0/ports?network_id={}&fixed_ips=subnet_id%3D{}", ids[0], sub["id"].as_str().unwrap()), Some(DEMO), None);
+    let (_, v) = c.n(
+        "GET",
+        &format!(
+            "/v2.0/ports?network_id={}&fixed_ips=subnet_id%3D{}",
+            ids[0],
+            sub["id"].as_str().unwrap()
+        ),
+        Some(DEMO),
+        None,
+    );
     assert_eq!(v["ports"].as_array().unwrap().len(), 2);
-    let (_, v) = c.n("GET", &format!("/v2.0/subnets?network_id={}", ids[0]), Some(DEMO), None);
+    let (_, v) = c.n(
+        "GET",
+        &format!("/v2.0/subnets?network_id={}", ids[0]),
+        Some(DEMO),
+        None,
+    );
     assert_eq!(v["subnets"].as_array().unwrap().len(), 1);
 }
 
 #[test]
 fn vlan_exhaustion_is_409_naming_the_physnet_and_changes_nothing() {
-    let c = Controller::start_with(None, &["--network-vlan-ranges", "bridge:2001:2002", "--tenant-network-types", "vlan,local"]);
+    let c = Controller::start_with(
+        None,
+        &[
+            "--network-vlan-ranges",
+            "bridge:2001:2002",
+            "--tenant-network-types",
+            "vlan,local",
+        ],
+    );
     let a = create(&c, DEMO, "networks", "network", json!({"name": "a"}));
     let b = create(&c, DEMO, "networks", "network", json!({"name": "b"}));
-    let (_, va) = c.n("GET", &format!("/v2.0/networks/{}", a["id"].as_str().unwrap()), Some(ADMIN), None);
-    let (_, vb) = c.n("GET", &format!("/v2.0/networks/{}", b["id"].as_str().unwrap()), Some(ADMIN), None);
+    let (_, va) = c.n(
+        "GET",
+        &format!("/v2.0/networks/{}", a["id"].as_str().unwrap()),
+        Some(ADMIN),
+        None,
+    );
+    let (_, vb) = c.n(
+        "GET",
+        &format!("/v2.0/networks/{}", b["id"].as_str().unwrap()),
+        Some(ADMIN),
+        None,
+    );
     assert_eq!(va["network"]["provider:segmentation_id"], 2001);
     assert_eq!(vb["network"]["provider:segmentation_id"], 2002);
-    let (s, v) = c.n("POST", "/v2.0/networks", Some(DEMO), Some(&json!({"network": {"name": "c"}})));
+    let (s, v) = c.n(
+        "POST",
+        "/v2.0/networks",
+        Some(DEMO),
+        Some(&json!({"network": {"name": "c"}})),
+    );
     assert_eq!(s, 409);
-    assert!(v["NeutronError"]["message"].as_str().unwrap().contains("bridge"), "{v}");
+    assert!(
+        v["NeutronError"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("bridge"),
+        "{v}"
+    );
     let (_, v) = c.n("GET", "/v2.0/networks", Some(DEMO), None);
-    assert_eq!(v["networks"].as_array().unwrap().len(), 2, "nothing half-made");
+    assert_eq!(
+        v["networks"].as_array().unwrap().len(),
+        2,
+        "nothing half-made"
+    );
     let (s, v) = c.n("POST", "/v2.0/networks", Some(ADMIN), Some(&json!({"network": {"provider:network_type": "vlan", "provider:physical_network": "bridge", "provider:segmentation_id": 2001}})));
     assert_eq!(s, 409, "VLAN taken: {v}");
     let (s, v) = c.n("POST", "/v2.0/networks", Some(ADMIN), Some(&json!({"network": {"provider:network_type": "vlan", "provider:physical_network": "bridge", "provider:segmentation_id": 2500}})));
     assert_eq!(s, 400, "outside the range: {v}");
-    let (s, _) = c.n("DELETE", &format!("/v2.0/networks/{}", a["id"].as_str().unwrap()), Some(DEMO), None);
+    let (s, _) = c.n(
+        "DELETE",
+        &format!("/v2.0/networks/{}", a["id"].as_str().unwrap()),
+        Some(DEMO),
+        None,
+    );
     assert_eq!(s, 204);
-    let (s, _) = c.n("POST", "/v2.0/networks", Some(DEMO), Some(&json!({"network": {"name": "c"}})));
+    let (s, _) = c.n(
+        "POST",
+        "/v2.0/networks",
+        Some(DEMO),
+        Some(&json!({"network": {"name": "c"}})),
+    );
     assert_eq!(s, 201, "released VLAN is reused");
 }

@@ -80,8 +80,14 @@ async fn pods_suite(s: &Store) {
     };
     s.create_pod(&mk("Central", "")).await.unwrap();
     let one = s.create_pod(&mk("RegionOne", "az1")).await.unwrap();
-    assert_eq!(status(s.create_pod(&mk("RegionOne", "az9")).await.unwrap_err()), 409);
-    assert_eq!(status(s.create_pod(&mk("Central2", "")).await.unwrap_err()), 409);
+    assert_eq!(
+        status(s.create_pod(&mk("RegionOne", "az9")).await.unwrap_err()),
+        409
+    );
+    assert_eq!(
+        status(s.create_pod(&mk("Central2", "")).await.unwrap_err()),
+        409
+    );
     assert_eq!(s.list_pods().await.unwrap().len(), 2);
     let mut n = net("p", SegmentRequest::Local);
     n.az_hints = vec!["az1".into()];
@@ -95,7 +101,10 @@ async fn pods_suite(s: &Store) {
 
 async fn vlan_suite(s: &Store) {
     let ranges = VlanRanges::parse("bridge:10:12,extern:20:20").unwrap();
-    let any = || SegmentRequest::Vlan { physnet: Some("bridge".into()), id: None };
+    let any = || SegmentRequest::Vlan {
+        physnet: Some("bridge".into()),
+        id: None,
+    };
     let mut got = Vec::new();
     for _ in 0..3 {
         let n = s.create_network(&net("p", any()), &ranges).await.unwrap();
@@ -109,73 +118,198 @@ async fn vlan_suite(s: &Store) {
     }
     assert_eq!(got, vec![10, 11, 12], "lowest free VLANs in order");
     let before = s.list_networks(&Scope::default()).await.unwrap().len();
-    let e = s.create_network(&net("p", any()), &ranges).await.unwrap_err();
+    let e = s
+        .create_network(&net("p", any()), &ranges)
+        .await
+        .unwrap_err();
     let msg = e.to_string();
     assert_eq!(status(e), 409);
-    assert!(msg.contains("bridge"), "exhaustion names the physnet: {msg}");
-    assert_eq!(s.list_networks(&Scope::default()).await.unwrap().len(), before, "nothing half-made");
+    assert!(
+        msg.contains("bridge"),
+        "exhaustion names the physnet: {msg}"
+    );
+    assert_eq!(
+        s.list_networks(&Scope::default()).await.unwrap().len(),
+        before,
+        "nothing half-made"
+    );
     // Default VLAN networks move on to the next physnet, then exhaust everything.
-    let n = s.create_network(&net("p", SegmentRequest::Vlan { physnet: None, id: None }), &ranges).await.unwrap();
-    assert_eq!(n.segment, Segment::Vlan { physnet: "extern".into(), id: 20 });
-    let e = s.create_network(&net("p", SegmentRequest::Vlan { physnet: None, id: None }), &ranges).await.unwrap_err();
+    let n = s
+        .create_network(
+            &net(
+                "p",
+                SegmentRequest::Vlan {
+                    physnet: None,
+                    id: None,
+                },
+            ),
+            &ranges,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        n.segment,
+        Segment::Vlan {
+            physnet: "extern".into(),
+            id: 20
+        }
+    );
+    let e = s
+        .create_network(
+            &net(
+                "p",
+                SegmentRequest::Vlan {
+                    physnet: None,
+                    id: None,
+                },
+            ),
+            &ranges,
+        )
+        .await
+        .unwrap_err();
     assert_eq!(status(e), 409);
     // Explicit VLAN taken → 409; freed by delete → reusable.
-    let explicit = SegmentRequest::Vlan { physnet: Some("bridge".into()), id: Some(11) };
-    assert_eq!(status(s.create_network(&net("p", explicit.clone()), &ranges).await.unwrap_err()), 409);
+    let explicit = SegmentRequest::Vlan {
+        physnet: Some("bridge".into()),
+        id: Some(11),
+    };
+    assert_eq!(
+        status(
+            s.create_network(&net("p", explicit.clone()), &ranges)
+                .await
+                .unwrap_err()
+        ),
+        409
+    );
     let victim = s
         .list_networks(&Scope::default())
         .await
         .unwrap()
         .into_iter()
-        .find(|n| n.segment == Segment::Vlan { physnet: "bridge".into(), id: 11 })
+        .find(|n| {
+            n.segment
+                == Segment::Vlan {
+                    physnet: "bridge".into(),
+                    id: 11,
+                }
+        })
         .unwrap();
     s.delete_network(&victim.id).await.unwrap();
-    s.create_network(&net("p", explicit), &ranges).await.unwrap();
+    s.create_network(&net("p", explicit), &ranges)
+        .await
+        .unwrap();
     // One flat network per physnet.
-    let flat = || SegmentRequest::Flat { physnet: "extern".into() };
+    let flat = || SegmentRequest::Flat {
+        physnet: "extern".into(),
+    };
     s.create_network(&net("p", flat()), &ranges).await.unwrap();
-    assert_eq!(status(s.create_network(&net("p", flat()), &ranges).await.unwrap_err()), 409);
+    assert_eq!(
+        status(
+            s.create_network(&net("p", flat()), &ranges)
+                .await
+                .unwrap_err()
+        ),
+        409
+    );
 }
 
 async fn ipam_suite(s: &Store) {
     let ranges = VlanRanges::default();
-    let n = s.create_network(&net("p", SegmentRequest::Local), &ranges).await.unwrap();
-    let sub = s.create_subnet(&subnet(&n.id, "10.9.0.0/29")).await.unwrap();
-    assert_eq!(status(s.create_subnet(&subnet(&n.id, "10.9.0.0/24")).await.unwrap_err()), 400, "overlap refused");
-    assert_eq!(s.get_network(&n.id).await.unwrap().subnets, vec![sub.id.clone()]);
+    let n = s
+        .create_network(&net("p", SegmentRequest::Local), &ranges)
+        .await
+        .unwrap();
+    let sub = s
+        .create_subnet(&subnet(&n.id, "10.9.0.0/29"))
+        .await
+        .unwrap();
+    assert_eq!(
+        status(
+            s.create_subnet(&subnet(&n.id, "10.9.0.0/24"))
+                .await
+                .unwrap_err()
+        ),
+        400,
+        "overlap refused"
+    );
+    assert_eq!(
+        s.get_network(&n.id).await.unwrap().subnets,
+        vec![sub.id.clone()]
+    );
     // /29: .1 gateway, .2-.6 allocatable.
     let p1 = s.create_port(&port(&n.id)).await.unwrap();
     assert_eq!(p1.fixed_ips[0].ip_address.to_string(), "10.9.0.2");
     assert!(p1.mac_address.starts_with("fa:16:3e:"));
     let mut explicit = port(&n.id);
-    explicit.fixed_ips = Some(vec![FixedIpRequest { subnet_id: None, ip_address: Some("10.9.0.6".parse().unwrap()) }]);
+    explicit.fixed_ips = Some(vec![FixedIpRequest {
+        subnet_id: None,
+        ip_address: Some("10.9.0.6".parse().unwrap()),
+    }]);
     s.create_port(&explicit).await.unwrap();
     let mut dup = port(&n.id);
     dup.fixed_ips = explicit.fixed_ips.clone();
-    assert_eq!(status(s.create_port(&dup).await.unwrap_err()), 409, "IP has one owner");
+    assert_eq!(
+        status(s.create_port(&dup).await.unwrap_err()),
+        409,
+        "IP has one owner"
+    );
     let mut mac_dup = port(&n.id);
     mac_dup.mac_address = Some(p1.mac_address.clone());
-    assert_eq!(status(s.create_port(&mac_dup).await.unwrap_err()), 409, "MAC has one owner");
+    assert_eq!(
+        status(s.create_port(&mac_dup).await.unwrap_err()),
+        409,
+        "MAC has one owner"
+    );
     for want in ["10.9.0.3", "10.9.0.4", "10.9.0.5"] {
         let p = s.create_port(&port(&n.id)).await.unwrap();
         assert_eq!(p.fixed_ips[0].ip_address.to_string(), want);
     }
-    let before = s.list_ports(&Scope::default(), Some(&n.id)).await.unwrap().len();
-    assert_eq!(status(s.create_port(&port(&n.id)).await.unwrap_err()), 409, "pool exhausted");
-    assert_eq!(s.list_ports(&Scope::default(), Some(&n.id)).await.unwrap().len(), before, "no half-made port");
+    let before = s
+        .list_ports(&Scope::default(), Some(&n.id))
+        .await
+        .unwrap()
+        .len();
+    assert_eq!(
+        status(s.create_port(&port(&n.id)).await.unwrap_err()),
+        409,
+        "pool exhausted"
+    );
+    assert_eq!(
+        s.list_ports(&Scope::default(), Some(&n.id))
+            .await
+            .unwrap()
+            .len(),
+        before,
+        "no half-made port"
+    );
     // Release on delete, then reuse.
     s.delete_port(&p1.id).await.unwrap();
     let again = s.create_port(&port(&n.id)).await.unwrap();
     assert_eq!(again.fixed_ips[0].ip_address.to_string(), "10.9.0.2");
     // Update fixed IPs swaps the allocation.
     let moved = s
-        .update_port(&again, Some(&[FixedIpRequest { subnet_id: None, ip_address: Some("10.9.0.6".parse().unwrap()) }]))
+        .update_port(
+            &again,
+            Some(&[FixedIpRequest {
+                subnet_id: None,
+                ip_address: Some("10.9.0.6".parse().unwrap()),
+            }]),
+        )
         .await;
     assert_eq!(status(moved.unwrap_err()), 409, "target address is taken");
     let kept = s.get_port(&again.id).await.unwrap();
-    assert_eq!(kept.fixed_ips, again.fixed_ips, "failed update changed nothing");
+    assert_eq!(
+        kept.fixed_ips, again.fixed_ips,
+        "failed update changed nothing"
+    );
     let moved = s
-        .update_port(&again, Some(&[FixedIpRequest { subnet_id: None, ip_address: Some("10.9.0.2".parse().unwrap()) }]))
+        .update_port(
+            &again,
+            Some(&[FixedIpRequest {
+                subnet_id: None,
+                ip_address: Some("10.9.0.2".parse().unwrap()),
+            }]),
+        )
         .await
         .unwrap();
     assert_eq!(moved.fixed_ips, again.fixed_ips);
@@ -185,7 +319,11 @@ async fn ipam_suite(s: &Store) {
         s.delete_port(&p.id).await.unwrap();
     }
     s.delete_network(&n.id).await.unwrap();
-    assert_eq!(status(s.get_subnet(&sub.id).await.unwrap_err()), 404, "subnets go with the network");
+    assert_eq!(
+        status(s.get_subnet(&sub.id).await.unwrap_err()),
+        404,
+        "subnets go with the network"
+    );
 }
 
 async fn visibility_suite(s: &Store) {
@@ -196,8 +334,15 @@ async fn visibility_suite(s: &Store) {
     let mut shared = net("bob", SegmentRequest::Local);
     shared.shared = true;
     s.create_network(&shared, &ranges).await.unwrap();
-    s.create_network(&net("bob", SegmentRequest::Local), &ranges).await.unwrap();
-    let seen = s.list_networks(&Scope { project_id: Some("alice".into()) }).await.unwrap();
+    s.create_network(&net("bob", SegmentRequest::Local), &ranges)
+        .await
+        .unwrap();
+    let seen = s
+        .list_networks(&Scope {
+            project_id: Some("alice".into()),
+        })
+        .await
+        .unwrap();
     let ids: HashSet<_> = seen.iter().map(|n| n.id.clone()).collect();
     assert_eq!(ids, [a.id.clone(), shared.id.clone()].into_iter().collect());
 }
@@ -206,19 +351,30 @@ async fn visibility_suite(s: &Store) {
 /// controllers): every address and MAC distinct, none lost.
 async fn concurrency_suite(stores: Vec<Arc<Store>>) {
     let s0 = stores[0].clone();
-    let n = s0.create_network(&net("p", SegmentRequest::Local), &VlanRanges::default()).await.unwrap();
-    s0.create_subnet(&subnet(&n.id, "10.7.0.0/24")).await.unwrap();
+    let n = s0
+        .create_network(&net("p", SegmentRequest::Local), &VlanRanges::default())
+        .await
+        .unwrap();
+    s0.create_subnet(&subnet(&n.id, "10.7.0.0/24"))
+        .await
+        .unwrap();
     let mut tasks = Vec::new();
     for i in 0..40 {
         let s = stores[i % stores.len()].clone();
         let nid = n.id.clone();
-        tasks.push(tokio::spawn(async move { s.create_port(&port(&nid)).await }));
+        tasks.push(tokio::spawn(
+            async move { s.create_port(&port(&nid)).await },
+        ));
     }
     let mut ips = HashSet::new();
     let mut macs = HashSet::new();
     for t in tasks {
         let p = t.await.unwrap().expect("concurrent create succeeds");
-        assert!(ips.insert(p.fixed_ips[0].ip_address), "duplicate IP {:?}", p.fixed_ips);
+        assert!(
+            ips.insert(p.fixed_ips[0].ip_address),
+            "duplicate IP {:?}",
+            p.fixed_ips
+        );
         assert!(macs.insert(p.mac_address.clone()));
     }
     assert_eq!(ips.len(), 40);
@@ -228,13 +384,28 @@ async fn concurrency_suite(stores: Vec<Arc<Store>>) {
         let s = stores[i % stores.len()].clone();
         let r = ranges.clone();
         tasks.push(tokio::spawn(async move {
-            s.create_network(&net("p", SegmentRequest::Vlan { physnet: None, id: None }), &r).await
+            s.create_network(
+                &net(
+                    "p",
+                    SegmentRequest::Vlan {
+                        physnet: None,
+                        id: None,
+                    },
+                ),
+                &r,
+            )
+            .await
         }));
     }
     let mut vlans = HashSet::new();
     for t in tasks {
-        let n = t.await.unwrap().expect("concurrent network create succeeds");
-        let Segment::Vlan { id, .. } = n.segment else { panic!("not vlan") };
+        let n = t
+            .await
+            .unwrap()
+            .expect("concurrent network create succeeds");
+        let Segment::Vlan { id, .. } = n.segment else {
+            panic!("not vlan")
+        };
         assert!(vlans.insert(id), "duplicate VLAN {id}");
     }
     assert_eq!(vlans.len(), 30);
@@ -289,7 +460,9 @@ async fn pg_concurrency_two_stores() {
 #[tokio::test]
 async fn reopening_keeps_data_and_migrations_are_idempotent() {
     let (dir, s) = sqlite_store().await;
-    s.create_network(&net("p", SegmentRequest::Local), &VlanRanges::default()).await.unwrap();
+    s.create_network(&net("p", SegmentRequest::Local), &VlanRanges::default())
+        .await
+        .unwrap();
     s.close().await;
     let url = format!("sqlite://{}", dir.path().join("s.db").display());
     let s = Store::connect(&url).await.unwrap();

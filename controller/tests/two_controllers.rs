@@ -11,16 +11,31 @@ use serde_json::json;
 #[test]
 fn two_controllers_one_postgres_no_duplicate_allocations() {
     let db = PgDb::create();
-    let flags = ["--network-vlan-ranges", "bridge:100:139", "--tenant-network-types", "vlan"];
+    let flags = [
+        "--network-vlan-ranges",
+        "bridge:100:139",
+        "--tenant-network-types",
+        "vlan",
+    ];
     let a = Arc::new(Controller::start_with(Some(&db.url), &flags));
     let b = Arc::new(Controller::start_with(Some(&db.url), &flags));
     // Shared state: created on A, seen on B.
-    let (s, v) = a.n("POST", "/v2.0/networks", Some(DEMO), Some(&json!({"network": {"name": "shared-state"}})));
+    let (s, v) = a.n(
+        "POST",
+        "/v2.0/networks",
+        Some(DEMO),
+        Some(&json!({"network": {"name": "shared-state"}})),
+    );
     assert_eq!(s, 201, "{v}");
     let nid = v["network"]["id"].as_str().unwrap().to_string();
     let (s, _) = b.n("GET", &format!("/v2.0/networks/{nid}"), Some(DEMO), None);
     assert_eq!(s, 200, "B sees A's network");
-    let (s, v) = b.n("POST", "/v2.0/subnets", Some(DEMO), Some(&json!({"subnet": {"network_id": nid, "cidr": "10.50.0.0/24", "ip_version": 4}})));
+    let (s, v) = b.n(
+        "POST",
+        "/v2.0/subnets",
+        Some(DEMO),
+        Some(&json!({"subnet": {"network_id": nid, "cidr": "10.50.0.0/24", "ip_version": 4}})),
+    );
     assert_eq!(s, 201, "{v}");
 
     // Concurrent ports (IP + MAC) and networks (VLAN) through both controllers.
@@ -31,10 +46,26 @@ fn two_controllers_one_postgres_no_duplicate_allocations() {
         threads.push(std::thread::spawn(move || {
             let mut out = Vec::new();
             for _ in 0..6 {
-                out.push(("port", c.n("POST", "/v2.0/ports", Some(DEMO), Some(&json!({"port": {"network_id": nid}})))));
+                out.push((
+                    "port",
+                    c.n(
+                        "POST",
+                        "/v2.0/ports",
+                        Some(DEMO),
+                        Some(&json!({"port": {"network_id": nid}})),
+                    ),
+                ));
             }
             for _ in 0..4 {
-                out.push(("network", c.n("POST", "/v2.0/networks", Some(DEMO), Some(&json!({"network": {}})))));
+                out.push((
+                    "network",
+                    c.n(
+                        "POST",
+                        "/v2.0/networks",
+                        Some(DEMO),
+                        Some(&json!({"network": {}})),
+                    ),
+                ));
             }
             out
         }));
@@ -47,8 +78,19 @@ fn two_controllers_one_postgres_no_duplicate_allocations() {
         for (kind, (s, v)) in t.join().unwrap() {
             assert_eq!(s, 201, "{kind} create under concurrency: {v}");
             if kind == "port" {
-                assert!(ips.insert(v["port"]["fixed_ips"][0]["ip_address"].as_str().unwrap().to_string()), "duplicate IP {v}");
-                assert!(macs.insert(v["port"]["mac_address"].as_str().unwrap().to_string()), "duplicate MAC {v}");
+                assert!(
+                    ips.insert(
+                        v["port"]["fixed_ips"][0]["ip_address"]
+                            .as_str()
+                            .unwrap()
+                            .to_string()
+                    ),
+                    "duplicate IP {v}"
+                );
+                assert!(
+                    macs.insert(v["port"]["mac_address"].as_str().unwrap().to_string()),
+                    "duplicate MAC {v}"
+                );
             } else {
                 nets += 1;
             }
@@ -58,13 +100,19 @@ fn two_controllers_one_postgres_no_duplicate_allocations() {
     // VLANs as the admin sees them from either controller.
     let (_, v) = b.n("GET", "/v2.0/networks", Some(ADMIN), None);
     for n in v["networks"].as_array().unwrap() {
-        let seg = n["provider:segmentation_id"].as_i64().expect("vlan network");
+        let seg = n["provider:segmentation_id"]
+            .as_i64()
+            .expect("vlan network");
         assert!(vlans.insert(seg), "duplicate VLAN {seg}");
         assert!((100..=139).contains(&seg));
     }
     assert_eq!(vlans.len(), nets + 1);
     let (_, v) = a.n("GET", "/v2.0/ports", Some(ADMIN), None);
-    assert_eq!(v["ports"].as_array().unwrap().len(), 48, "A sees every port made through B");
+    assert_eq!(
+        v["ports"].as_array().unwrap().len(),
+        48,
+        "A sees every port made through B"
+    );
     assert!(!a.log_has_5xx() && !b.log_has_5xx(), "no 500s");
     drop(a);
     drop(b);

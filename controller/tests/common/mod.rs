@@ -17,7 +17,11 @@ static COUNTER: AtomicU32 = AtomicU32::new(0);
 
 /// A name unique across parallel tests and processes.
 pub fn unique(prefix: &str) -> String {
-    format!("{prefix}_{}_{}", std::process::id(), COUNTER.fetch_add(1, Ordering::SeqCst))
+    format!(
+        "{prefix}_{}_{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::SeqCst)
+    )
 }
 
 /// Tokens every test controller accepts.
@@ -46,7 +50,9 @@ impl Controller {
         let tokens = dir.path().join("tokens");
         std::fs::write(
             &tokens,
-            format!("# test tokens\n{ADMIN} admin admin\n{DEMO} demo member\n{OTHER} other member\n"),
+            format!(
+                "# test tokens\n{ADMIN} admin admin\n{DEMO} demo member\n{OTHER} other member\n"
+            ),
         )
         .expect("write tokens");
         let db = match database {
@@ -54,7 +60,16 @@ impl Controller {
             None => format!("sqlite://{}", dir.path().join("controller.db").display()),
         };
         let mut child = Command::new(env!("CARGO_BIN_EXE_crosspod-controller"))
-            .args(["--bind", "127.0.0.1", "--neutron-port", "0", "--tricircle-port", "0", "--log-format", "json"])
+            .args([
+                "--bind",
+                "127.0.0.1",
+                "--neutron-port",
+                "0",
+                "--tricircle-port",
+                "0",
+                "--log-format",
+                "json",
+            ])
             .arg("--database")
             .arg(&db)
             .arg("--tokens-file")
@@ -83,11 +98,20 @@ impl Controller {
             Err(_) => {
                 let _ = child.kill();
                 let _ = child.wait();
-                panic!("controller did not start; log:\n{}", log.lock().unwrap().join("\n"));
+                panic!(
+                    "controller did not start; log:\n{}",
+                    log.lock().unwrap().join("\n")
+                );
             }
         };
         let v: Value = serde_json::from_str(&line).expect("json log line");
-        let addr = |k: &str| v["fields"][k].as_str().expect("addr field").parse().expect("addr");
+        let addr = |k: &str| {
+            v["fields"][k]
+                .as_str()
+                .expect("addr field")
+                .parse()
+                .expect("addr")
+        };
         Controller {
             neutron: addr("neutron_addr"),
             tricircle: addr("tricircle_addr"),
@@ -113,18 +137,46 @@ impl Controller {
     }
 
     /// Request against the Neutron API.
-    pub fn n(&self, method: &str, path: &str, token: Option<&str>, body: Option<&Value>) -> (u16, Value) {
-        request(self.neutron, method, path, token, body.map(|b| b.to_string().into_bytes()).as_deref())
+    pub fn n(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&Value>,
+    ) -> (u16, Value) {
+        request(
+            self.neutron,
+            method,
+            path,
+            token,
+            body.map(|b| b.to_string().into_bytes()).as_deref(),
+        )
     }
 
     /// Request against the Tricircle API.
-    pub fn t(&self, method: &str, path: &str, token: Option<&str>, body: Option<&Value>) -> (u16, Value) {
-        request(self.tricircle, method, path, token, body.map(|b| b.to_string().into_bytes()).as_deref())
+    pub fn t(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&Value>,
+    ) -> (u16, Value) {
+        request(
+            self.tricircle,
+            method,
+            path,
+            token,
+            body.map(|b| b.to_string().into_bytes()).as_deref(),
+        )
     }
 
     /// Whether any log line reports a 5xx.
     pub fn log_has_5xx(&self) -> bool {
-        self.log.lock().unwrap().iter().any(|l| l.contains("\"status\":5"))
+        self.log
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|l| l.contains("\"status\":5"))
     }
 }
 
@@ -136,12 +188,19 @@ impl Drop for Controller {
 }
 
 /// One HTTP/1.1 request (Connection: close); returns status and parsed JSON (Null if empty).
-pub fn request(addr: SocketAddr, method: &str, path: &str, token: Option<&str>, body: Option<&[u8]>) -> (u16, Value) {
+pub fn request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&[u8]>,
+) -> (u16, Value) {
     let (status, raw) = request_raw(addr, method, path, token, body, &[]);
     let v = if raw.is_empty() {
         Value::Null
     } else {
-        serde_json::from_slice(&raw).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&raw).into()))
+        serde_json::from_slice(&raw)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&raw).into()))
     };
     (status, v)
 }
@@ -166,7 +225,10 @@ pub fn request_raw(
     }
     let body = body.unwrap_or(&[]);
     if !body.is_empty() || method == "POST" || method == "PUT" {
-        req.push_str(&format!("Content-Type: application/json\r\nContent-Length: {}\r\n", body.len()));
+        req.push_str(&format!(
+            "Content-Type: application/json\r\nContent-Length: {}\r\n",
+            body.len()
+        ));
     }
     req.push_str("\r\n");
     s.write_all(req.as_bytes()).expect("write");
@@ -174,11 +236,22 @@ pub fn request_raw(
     let _ = s.write_all(body);
     let mut buf = Vec::new();
     let _ = s.read_to_end(&mut buf);
-    let text_end = buf.windows(4).position(|w| w == b"\r\n\r\n").expect("HTTP header end");
+    let text_end = buf
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("HTTP header end");
     let head = String::from_utf8_lossy(&buf[..text_end]).to_string();
-    let status: u16 = head.split_whitespace().nth(1).expect("status").parse().expect("status code");
+    let status: u16 = head
+        .split_whitespace()
+        .nth(1)
+        .expect("status")
+        .parse()
+        .expect("status code");
     let mut body = buf[text_end + 4..].to_vec();
-    if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+    if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
         body = dechunk(&body);
     }
     (status, body)
@@ -186,14 +259,13 @@ pub fn request_raw(
 
 fn dechunk(mut b: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
-    loop {
-        let Some(p) = b.windows(2).position(|w| w == b"\r\n") else { break };
+    while let Some(p) = b.windows(2).position(|w| w == b"\r\n") {
         let n = usize::from_str_radix(String::from_utf8_lossy(&b[..p]).trim(), 16).unwrap_or(0);
-        if n == 0 {
+        if n == 0 || b.len() < p + 2 + n {
             break;
         }
         out.extend_from_slice(&b[p + 2..p + 2 + n]);
-        b = &b[p + 2 + n + 2..];
+        b = &b[(p + 4 + n).min(b.len())..];
     }
     out
 }
@@ -214,7 +286,14 @@ pub fn openstack_bin() -> PathBuf {
 /// Run `openstack` against the controller with a token; returns (success, stdout, stderr).
 pub fn openstack(c: &Controller, token: &str, args: &[&str]) -> (bool, String, String) {
     let out = Command::new(openstack_bin())
-        .args(["--os-auth-type", "admin_token", "--os-endpoint", &c.neutron_url(), "--os-token", token])
+        .args([
+            "--os-auth-type",
+            "admin_token",
+            "--os-endpoint",
+            &c.neutron_url(),
+            "--os-token",
+            token,
+        ])
         .args(args)
         .env_remove("OS_CLOUD")
         .env("HOME", c.dir.path())
@@ -232,8 +311,21 @@ pub fn openstack_json(c: &Controller, token: &str, args: &[&str]) -> Value {
     let mut a: Vec<&str> = args.to_vec();
     a.extend(["-f", "json"]);
     let (ok, out, err) = openstack(c, token, &a);
-    assert!(ok, "openstack {args:?} failed:\n{err}\ncontroller log tail:\n{}", c.log.lock().unwrap().iter().rev().take(10).cloned().collect::<Vec<_>>().join("\n"));
-    serde_json::from_str(&out).unwrap_or_else(|e| panic!("openstack {args:?} printed non-JSON ({e}): {out}"))
+    assert!(
+        ok,
+        "openstack {args:?} failed:\n{err}\ncontroller log tail:\n{}",
+        c.log
+            .lock()
+            .unwrap()
+            .iter()
+            .rev()
+            .take(10)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    serde_json::from_str(&out)
+        .unwrap_or_else(|e| panic!("openstack {args:?} printed non-JSON ({e}): {out}"))
 }
 
 /// A throwaway PostgreSQL database on the server of CROSSPOD_TEST_PG_URL, dropped on Drop.
@@ -251,7 +343,11 @@ pub fn pg_url() -> String {
 }
 
 fn block_on<F: std::future::Future>(f: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime").block_on(f)
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(f)
 }
 
 async fn pg_exec(url: &str, sql: &str) -> Result<(), sqlx::Error> {
@@ -266,7 +362,9 @@ impl PgDb {
     pub fn create() -> PgDb {
         let admin_url = pg_url();
         let name = unique("crosspod_t");
-        let (base, _) = admin_url.rsplit_once('/').expect("PG URL has a database path");
+        let (base, _) = admin_url
+            .rsplit_once('/')
+            .expect("PG URL has a database path");
         let url = format!("{base}/{name}");
         let sql = format!("CREATE DATABASE {name}");
         let u = admin_url.clone();
@@ -274,7 +372,11 @@ impl PgDb {
             .join()
             .expect("thread")
             .unwrap_or_else(|e| panic!("creating PostgreSQL database {name} on {admin_url}: {e}"));
-        PgDb { url, admin_url, name }
+        PgDb {
+            url,
+            admin_url,
+            name,
+        }
     }
 }
 
