@@ -56,6 +56,26 @@ fn namespace_create_list_run_delete() {
 }
 
 #[test]
+fn a_failing_test_still_removes_its_namespaces() {
+    require_root();
+    let mut made = String::new();
+    let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let g = NsGuard::new("f");
+        made = g.name.clone();
+        plumbing::link::create_veth(&VethSpec {
+            a: VethEnd::new("fa", g.ns()),
+            b: VethEnd::new("fb", g.ns()),
+            owner: "test".into(),
+        })
+        .unwrap();
+        panic!("simulated test failure");
+    }));
+    assert!(res.is_err());
+    assert!(!made.is_empty());
+    assert!(!netns::exists(&made), "guard removed {made}");
+}
+
+#[test]
 fn a_stale_unmounted_namespace_file_is_replaced() {
     require_root();
     let name = unique("s");
