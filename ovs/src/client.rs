@@ -69,6 +69,10 @@ pub struct Counters {
     pub failed_transactions: u64,
     /// Sessions opened after the first.
     pub reconnects: u64,
+    /// Monitor (re)subscriptions the server answered with a diff since our last txn id.
+    pub monitor_resumes_found: u64,
+    /// Monitor (re)subscriptions that replaced the whole replica.
+    pub monitor_full_syncs: u64,
 }
 
 #[derive(Default)]
@@ -79,6 +83,8 @@ struct AtomicCounters {
     rows_changed: AtomicU64,
     failed_transactions: AtomicU64,
     reconnects: AtomicU64,
+    monitor_resumes_found: AtomicU64,
+    monitor_full_syncs: AtomicU64,
 }
 
 /// The state callers and the supervisor share.
@@ -367,6 +373,8 @@ impl Client {
             rows_changed: c.rows_changed.load(Ordering::Relaxed),
             failed_transactions: c.failed_transactions.load(Ordering::Relaxed),
             reconnects: c.reconnects.load(Ordering::Relaxed),
+            monitor_resumes_found: c.monitor_resumes_found.load(Ordering::Relaxed),
+            monitor_full_syncs: c.monitor_full_syncs.load(Ordering::Relaxed),
         }
     }
 
@@ -398,6 +406,15 @@ async fn subscribe(s: &Shared, conn: &Conn, mon: Arc<MonitorShared>) -> Result<(
             .await
         {
             Ok(found) => {
+                if found {
+                    s.counters
+                        .monitor_resumes_found
+                        .fetch_add(1, Ordering::Relaxed);
+                } else {
+                    s.counters
+                        .monitor_full_syncs
+                        .fetch_add(1, Ordering::Relaxed);
+                }
                 tracing::info!(endpoint = %s.endpoint, monitor = %mon.id, last_txn_id = %last, found, "monitor_cond_since synced");
                 return Ok(());
             }
@@ -408,9 +425,11 @@ async fn subscribe(s: &Shared, conn: &Conn, mon: Arc<MonitorShared>) -> Result<(
             Err(e) => return Err(e),
         }
     }
-    conn.monitor(mon, MonitorKind::Cond, timeout)
-        .await
-        .map(|_| ())
+    conn.monitor(mon, MonitorKind::Cond, timeout).await?;
+    s.counters
+        .monitor_full_syncs
+        .fetch_add(1, Ordering::Relaxed);
+    Ok(())
 }
 
 /// Waits for the session to end, then reconnects with capped exponential backoff and

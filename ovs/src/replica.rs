@@ -229,8 +229,9 @@ impl MonitorShared {
                 };
                 match kind.as_str() {
                     "initial" | "insert" => {
-                        let columns =
+                        let mut columns =
                             crate::ops::decode_row(Some(&self.schema), table, body_obj()?)?;
+                        self.fill_defaults(table, &mut columns);
                         t.insert(uuid, Arc::new(Row { uuid, columns }));
                         if !reset {
                             changes.push(RowChange {
@@ -281,6 +282,26 @@ impl MonitorShared {
         Ok(())
     }
 
+    /// Inserts leave out columns holding their default value: put the defaults back so a
+    /// reader can compare every monitored column.
+    fn fill_defaults(&self, table: &str, row: &mut RowData) {
+        let Some(ts) = self.schema.tables.get(table) else {
+            return;
+        };
+        let wanted: Vec<&String> = match self.requests.iter().find(|r| r.table == table) {
+            Some(r) if !r.columns.is_empty() => r.columns.iter().collect(),
+            _ => ts.columns.keys().collect(),
+        };
+        for c in wanted {
+            if row.contains_key(c) {
+                continue;
+            }
+            if let Some(cs) = ts.columns.get(c) {
+                row.insert(c.clone(), cs.ty.default_value());
+            }
+        }
+    }
+
     /// `modify` semantics: scalars are replaced, sets toggle the listed elements, maps insert
     /// new keys, delete keys given with their current value and replace the others.
     fn apply_column_diff(&self, table: &str, row: &mut Row, col: &str, diff: &Json) -> Result<()> {
@@ -292,7 +313,8 @@ impl MonitorShared {
         })?;
         let d = ty.decode(diff)?;
         let new = match (row.columns.remove(col), d) {
-            (_, d) if ty.is_scalar() => d,
+            // ovsdb-server sends the new value, not a diff, for columns of at most one element.
+            (_, d) if ty.max == Some(1) => d,
             (Some(Value::Map(mut old)), Value::Map(dm)) => {
                 for (k, v) in dm {
                     if old.get(&k) == Some(&v) {

@@ -221,6 +221,25 @@ impl ColumnType {
         }
     }
 
+    /// The value a column holds when nothing was written (RFC 7047 section 5.2.1).
+    pub fn default_value(&self) -> Value {
+        if self.value.is_some() {
+            return Value::Map(BTreeMap::new());
+        }
+        let atom = match self.key.atomic {
+            AtomicType::Integer => Atom::Integer(0),
+            AtomicType::Real => Atom::Real(0.0),
+            AtomicType::Boolean => Atom::Boolean(false),
+            AtomicType::String => Atom::String(String::new()),
+            AtomicType::Uuid => Atom::Uuid(uuid::Uuid::nil()),
+        };
+        match (self.min, self.is_scalar()) {
+            (_, true) => Value::Atom(atom),
+            (0, false) => Value::Set(BTreeSet::new()),
+            _ => Value::Set([atom].into_iter().collect()),
+        }
+    }
+
     /// Checks a whole value against this type; `Err` says why it does not fit.
     pub fn check(&self, v: &Value) -> std::result::Result<(), String> {
         let n = match (v, &self.value) {
