@@ -1,7 +1,7 @@
 //! A misbehaving server (a tokio UnixListener in the test): every failure is an error within
 //! the configured time, never a hang or a panic.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use ovs::{Client, ClientConfig, Endpoint, Error};
@@ -29,8 +29,8 @@ fn fake() -> Fake {
     }
 }
 
-fn config(path: &PathBuf) -> ClientConfig {
-    let mut c = ClientConfig::new(Endpoint::Unix(path.clone()));
+fn config(path: &Path) -> ClientConfig {
+    let mut c = ClientConfig::new(Endpoint::Unix(path.to_path_buf()));
     c.request_timeout = Duration::from_millis(500);
     c.connect_timeout = Duration::from_millis(500);
     c.inactivity_probe = None;
@@ -53,7 +53,7 @@ async fn read_request(s: &mut UnixStream) -> Json {
 
 /// Runs `call` against a server that behaves as `serve`, bounded by a hard 5 s limit.
 async fn against<F, Fut>(
-    cfg: impl FnOnce(&PathBuf) -> ClientConfig,
+    cfg: impl FnOnce(&Path) -> ClientConfig,
     serve: F,
 ) -> Result<Vec<String>, Error>
 where
@@ -141,7 +141,7 @@ async fn never_answering_times_out() {
 
 #[tokio::test]
 async fn silent_server_is_declared_dead_by_the_probe() {
-    let cfg = |p: &PathBuf| {
+    let cfg = |p: &Path| {
         let mut c = config(p);
         c.request_timeout = Duration::from_secs(30);
         c.inactivity_probe = Some(Duration::from_millis(200));
