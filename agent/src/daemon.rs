@@ -85,6 +85,7 @@ pub fn status_report(
         .collect();
     routers.sort_by(|a, b| a.router_id.cmp(&b.router_id));
     let mut errors = intent.problems.clone();
+    errors.extend(pass.port_errors.values().cloned());
     if let Some(e) = &pass.ovs_error {
         errors.push(format!("OVSDB: {e}"));
     }

@@ -9,5 +9,6 @@ pub mod intent;
 pub mod linux_backend;
 pub mod metrics;
 pub mod ovs_plan;
+pub mod ovsdb_backend;
 pub mod reconciler;
 pub mod sd_notify;

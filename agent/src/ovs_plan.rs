@@ -69,6 +69,8 @@ pub struct ObservedPort {
     pub external_ids: BTreeMap<String, String>,
     /// The interface's `external_ids:iface-id`, if any.
     pub iface_id: Option<String>,
+    /// The interface's `error` column: why ovs-vswitchd could not open the device.
+    pub iface_error: Option<String>,
 }
 
 impl ObservedPort {
@@ -258,6 +260,26 @@ pub fn plugged_iface_ids(observed: &ObservedOvs) -> BTreeMap<String, String> {
         .collect()
 }
 
+/// Ports the agent owns or was given (uplinks) whose interface ovs-vswitchd could not open:
+/// port name → the error, for the status report.
+pub fn port_errors(desired: &DesiredOvs, observed: &ObservedOvs) -> BTreeMap<String, String> {
+    let uplinks: BTreeSet<&str> = desired
+        .bridges
+        .values()
+        .filter_map(|b| b.uplink.as_ref().map(|(d, _)| d.as_str()))
+        .collect();
+    observed
+        .ports
+        .iter()
+        .filter(|(name, p)| p.owned() || uplinks.contains(name.as_str()))
+        .filter_map(|(name, p)| {
+            p.iface_error
+                .as_ref()
+                .map(|e| (name.clone(), format!("port {name} on {}: {e}", p.bridge)))
+        })
+        .collect()
+}
+
 /// Applies `changes` to an observed state, as OVSDB would: the reconcile tests use it to check
 /// that a second diff after applying the first is empty.
 pub fn apply(observed: &mut ObservedOvs, changes: &[OvsChange]) {
@@ -294,6 +316,7 @@ pub fn apply(observed: &mut ObservedOvs, changes: &[OvsChange]) {
                         trunks: trunks.clone(),
                         external_ids: external_ids.clone(),
                         iface_id: None,
+                        iface_error: None,
                     },
                 );
             }
@@ -352,6 +375,7 @@ mod tests {
             trunks: BTreeSet::new(),
             external_ids: BTreeMap::new(),
             iface_id: Some(iface.into()),
+            iface_error: None,
         }
     }
 

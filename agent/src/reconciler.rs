@@ -56,6 +56,8 @@ pub struct PassOutcome {
     pub routers: BTreeMap<String, Option<String>>,
     /// Set when the OVS side could not be applied.
     pub ovs_error: Option<String>,
+    /// Owned ports and uplinks whose device ovs-vswitchd could not open.
+    pub port_errors: BTreeMap<String, String>,
 }
 
 impl PassOutcome {
@@ -90,6 +92,7 @@ pub async fn reconcile_once<O: OvsBackend, L: LinuxBackend>(
         Ok(observed) => {
             let changes = ovs_plan::diff(&desired, &observed);
             out.plugged = ovs_plan::plugged_iface_ids(&observed);
+            out.port_errors = ovs_plan::port_errors(&desired, &observed);
             if !changes.is_empty() {
                 tracing::info!(
                     revision = intent.revision,

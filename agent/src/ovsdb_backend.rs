@@ -1,0 +1,360 @@
+//! The OVS side of a node through the `ovs` crate: a monitor replica of the Bridge, Port and
+//! Interface columns the diff needs, and every change of a pass in one transaction.
+//!
+//! After a write the backend waits for the replica to show it, so the next pass never diffs
+//! against a view older than its own last write (which would re-insert a port).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use ovs::{
+    Atom, Client, Condition, MonitorRequest, Mutation, Mutator, Operation, Replica, RowData,
+    Snapshot, Value,
+};
+use tokio::sync::{watch, Mutex};
+use uuid::Uuid;
+
+use crate::ovs_plan::{ObservedBridge, ObservedOvs, ObservedPort, OvsChange};
+use crate::reconciler::OvsBackend;
+
+/// The database the agent works on.
+pub const DB: &str = "Open_vSwitch";
+
+/// Errors of the OVS side; each names the endpoint or the change.
+#[derive(Debug, thiserror::Error)]
+pub enum OvsBackendError {
+    #[error("OVSDB at {endpoint}: {source}")]
+    Ovsdb {
+        endpoint: String,
+        source: ovs::Error,
+    },
+    #[error("OVSDB at {endpoint}: port {port} to delete is not in the replica")]
+    UnknownPort { endpoint: String, port: String },
+}
+
+/// A connected OVSDB with its replica.
+pub struct OvsdbBackend {
+    client: Client,
+    replica: Replica,
+    changes: Mutex<watch::Receiver<Arc<Snapshot>>>,
+}
+
+impl OvsdbBackend {
+    /// Connects to `endpoint` (`unix:PATH` or `tcp:HOST:PORT`) and starts the monitor.
+    pub async fn connect(endpoint: &str) -> Result<Self, OvsBackendError> {
+        let err = |source| OvsBackendError::Ovsdb {
+            endpoint: endpoint.to_string(),
+            source,
+        };
+        let client = Client::connect_to(endpoint).await.map_err(err)?;
+        let replica = client
+            .monitor(
+                DB,
+                vec![
+                    MonitorRequest::new("Bridge", &["name", "datapath_type", "ports"]),
+                    MonitorRequest::new(
+                        "Port",
+                        &["name", "interfaces", "tag", "trunks", "external_ids"],
+                    ),
+                    MonitorRequest::new("Interface", &["name", "type", "external_ids", "error"]),
+                ],
+            )
+            .await
+            .map_err(err)?;
+        let changes = Mutex::new(replica.subscribe());
+        Ok(OvsdbBackend {
+            client,
+            replica,
+            changes,
+        })
+    }
+
+    /// The client's operation counters (transactions, writes, rows changed).
+    pub fn counters(&self) -> ovs::Counters {
+        self.client.counters()
+    }
+
+    fn error(&self, source: ovs::Error) -> OvsBackendError {
+        OvsBackendError::Ovsdb {
+            endpoint: self.client.endpoint().to_string(),
+            source,
+        }
+    }
+}
+
+fn ints(v: Option<&Value>) -> BTreeSet<u16> {
+    v.map(|v| {
+        v.as_set()
+            .iter()
+            .filter_map(|a| a.as_i64())
+            .filter_map(|i| u16::try_from(i).ok())
+            .collect()
+    })
+    .unwrap_or_default()
+}
+
+fn string_map(v: Option<&Value>) -> BTreeMap<String, String> {
+    v.and_then(Value::as_map)
+        .map(|m| {
+            m.iter()
+                .filter_map(|(k, v)| Some((k.as_str()?.to_string(), v.as_str()?.to_string())))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn uuids(v: Option<&Value>) -> Vec<Uuid> {
+    v.map(|v| v.as_set().iter().filter_map(Atom::as_uuid).collect())
+        .unwrap_or_default()
+}
+
+/// The diff's view of a replica snapshot: ports that are in no bridge are ignored.
+pub fn observed_from(snap: &Snapshot) -> ObservedOvs {
+    let mut out = ObservedOvs::default();
+    let mut port_bridge: HashMap<Uuid, String> = HashMap::new();
+    for b in snap.rows("Bridge") {
+        let name = b.get_str("name").unwrap_or_default().to_string();
+        for p in uuids(b.get("ports")) {
+            port_bridge.insert(p, name.clone());
+        }
+        out.bridges.insert(
+            name,
+            ObservedBridge {
+                datapath_type: b.get_str("datapath_type").unwrap_or_default().to_string(),
+            },
+        );
+    }
+    for p in snap.rows("Port") {
+        let Some(bridge) = port_bridge.get(&p.uuid) else {
+            continue;
+        };
+        let ifaces: Vec<_> = uuids(p.get("interfaces"))
+            .iter()
+            .filter_map(|u| snap.row("Interface", u))
+            .cloned()
+            .collect();
+        let iface_id = ifaces
+            .iter()
+            .find_map(|i| i.map_str("external_ids", "iface-id").map(str::to_string));
+        let iface_error = ifaces.iter().find_map(|i| {
+            i.get("error")
+                .and_then(|v| v.as_set().into_iter().next())
+                .and_then(|a| a.as_str().map(str::to_string))
+        });
+        out.ports.insert(
+            p.get_str("name").unwrap_or_default().to_string(),
+            ObservedPort {
+                bridge: bridge.clone(),
+                tag: ints(p.get("tag")).into_iter().next(),
+                trunks: ints(p.get("trunks")),
+                external_ids: string_map(p.get("external_ids")),
+                iface_id,
+                iface_error,
+            },
+        );
+    }
+    out
+}
+
+fn named(n: &str) -> Value {
+    Value::Atom(Atom::NamedUuid(n.to_string()))
+}
+
+fn opt_int(v: Option<u16>) -> Value {
+    Value::set(v.map(i64::from))
+}
+
+fn int_set(s: &BTreeSet<u16>) -> Value {
+    Value::set(s.iter().map(|t| i64::from(*t)))
+}
+
+fn by_name(name: &str) -> Vec<Condition> {
+    vec![Condition::eq("name", name)]
+}
+
+/// The operations of one transaction for `changes`. Ports added to a bridge created in the
+/// same transaction go straight into the bridge's insert.
+pub fn operations(changes: &[OvsChange], snap: &Snapshot) -> Result<Vec<Operation>, String> {
+    let mut ops = Vec::new();
+    let mut new_bridges: BTreeMap<String, (String, Vec<String>)> = BTreeMap::new();
+    for c in changes {
+        if let OvsChange::CreateBridge {
+            name,
+            datapath_type,
+        } = c
+        {
+            new_bridges.insert(name.clone(), (datapath_type.clone(), Vec::new()));
+        }
+    }
+    let mut n = 0usize;
+    let mut add_port =
+        |ops: &mut Vec<Operation>, name: &str, iface_type: &str, port_row: RowData| -> String {
+            n += 1;
+            let (ifn, pn) = (format!("i{n}"), format!("p{n}"));
+            ops.push(Operation::Insert {
+                table: "Interface".into(),
+                row: RowData::from([
+                    ("name".to_string(), Value::from(name)),
+                    ("type".to_string(), Value::from(iface_type)),
+                ]),
+                uuid_name: Some(ifn.clone()),
+                uuid: None,
+            });
+            let mut row = port_row;
+            row.insert("name".into(), Value::from(name));
+            row.insert("interfaces".into(), named(&ifn));
+            ops.push(Operation::Insert {
+                table: "Port".into(),
+                row,
+                uuid_name: Some(pn.clone()),
+                uuid: None,
+            });
+            pn
+        };
+    for c in changes {
+        match c {
+            OvsChange::CreateBridge { name, .. } => {
+                // The bridge's own internal port, as ovs-vsctl add-br makes it.
+                let pn = add_port(&mut ops, name, "internal", RowData::new());
+                new_bridges
+                    .get_mut(name)
+                    .expect("collected above")
+                    .1
+                    .push(pn);
+            }
+            OvsChange::SetDatapathType {
+                bridge,
+                datapath_type,
+            } => ops.push(Operation::Update {
+                table: "Bridge".into(),
+                conditions: by_name(bridge),
+                row: RowData::from([("datapath_type".into(), Value::from(datapath_type.as_str()))]),
+            }),
+            OvsChange::AddPort {
+                bridge,
+                name,
+                tag,
+                trunks,
+                iface_type,
+                external_ids,
+            } => {
+                let row = RowData::from([
+                    ("tag".to_string(), opt_int(*tag)),
+                    ("trunks".to_string(), int_set(trunks)),
+                    (
+                        "external_ids".to_string(),
+                        Value::string_map(external_ids.clone()),
+                    ),
+                ]);
+                let pn = add_port(&mut ops, name, iface_type, row);
+                if let Some(b) = new_bridges.get_mut(bridge) {
+                    b.1.push(pn);
+                } else {
+                    ops.push(Operation::Mutate {
+                        table: "Bridge".into(),
+                        conditions: by_name(bridge),
+                        mutations: vec![Mutation::new("ports", Mutator::Insert, named(&pn))],
+                    });
+                }
+            }
+            OvsChange::SetTag { port, tag } => ops.push(Operation::Update {
+                table: "Port".into(),
+                conditions: by_name(port),
+                row: RowData::from([("tag".into(), opt_int(*tag))]),
+            }),
+            OvsChange::SetTrunks { port, trunks } => ops.push(Operation::Update {
+                table: "Port".into(),
+                conditions: by_name(port),
+                row: RowData::from([("trunks".into(), int_set(trunks))]),
+            }),
+            OvsChange::SetExternalIds { port, external_ids } => ops.push(Operation::Update {
+                table: "Port".into(),
+                conditions: by_name(port),
+                row: RowData::from([(
+                    "external_ids".into(),
+                    Value::string_map(external_ids.clone()),
+                )]),
+            }),
+            OvsChange::DeletePort { bridge, port } => {
+                let uuid = snap
+                    .find_by_str("Port", "name", port)
+                    .next()
+                    .map(|r| r.uuid)
+                    .ok_or_else(|| port.clone())?;
+                ops.push(Operation::Mutate {
+                    table: "Bridge".into(),
+                    conditions: by_name(bridge),
+                    mutations: vec![Mutation::new("ports", Mutator::Delete, Value::from(uuid))],
+                });
+            }
+        }
+    }
+    for (k, (name, (dp, ports))) in new_bridges.into_iter().enumerate() {
+        // uuid-names are identifiers: [A-Za-z_][A-Za-z0-9_]*.
+        let bn = format!("b{k}");
+        ops.push(Operation::Insert {
+            table: "Bridge".into(),
+            row: RowData::from([
+                ("name".to_string(), Value::from(name.as_str())),
+                ("datapath_type".to_string(), Value::from(dp.as_str())),
+                (
+                    "ports".to_string(),
+                    Value::Set(ports.iter().map(|p| Atom::NamedUuid(p.clone())).collect()),
+                ),
+            ]),
+            uuid_name: Some(bn.clone()),
+            uuid: None,
+        });
+        ops.push(Operation::Mutate {
+            table: "Open_vSwitch".into(),
+            conditions: vec![],
+            mutations: vec![Mutation::new("bridges", Mutator::Insert, named(&bn))],
+        });
+    }
+    if !ops.is_empty() {
+        ops.push(Operation::Comment(format!(
+            "crosspod-agent: {} changes",
+            changes.len()
+        )));
+    }
+    Ok(ops)
+}
+
+impl OvsBackend for OvsdbBackend {
+    type Error = OvsBackendError;
+
+    async fn observe(&self) -> Result<ObservedOvs, OvsBackendError> {
+        Ok(observed_from(&self.replica.snapshot()))
+    }
+
+    async fn apply(&self, changes: &[OvsChange]) -> Result<(), OvsBackendError> {
+        let snap = self.replica.snapshot();
+        let ops = operations(changes, &snap).map_err(|port| OvsBackendError::UnknownPort {
+            endpoint: self.client.endpoint().to_string(),
+            port,
+        })?;
+        if ops.is_empty() {
+            return Ok(());
+        }
+        let before = snap.seq;
+        self.client
+            .transact(DB, &ops)
+            .await
+            .map_err(|e| self.error(e))?;
+        // Our own update may arrive after the reply: wait for it (bounded) so the next pass
+        // sees what we wrote.
+        let _ = self
+            .replica
+            .wait_for(Duration::from_secs(2), |s| s.seq > before)
+            .await;
+        Ok(())
+    }
+
+    async fn changed(&self) {
+        let mut rx = self.changes.lock().await;
+        if rx.changed().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+}
