@@ -1,0 +1,272 @@
+//! `crosspod lab up/down` on real namespaces and OVS, without the controller: the network
+//! part is built even when the daemons' binaries are missing, a second `up` changes nothing,
+//! and `down` leaves nothing behind, even after a half-failed `up`.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+use common::*;
+
+const NO_BIN: &str = "/nonexistent/crosspod-test-binary";
+
+#[test]
+fn lab_up_builds_nodes_cables_and_upstream_and_reports_missing_daemons() {
+    require_root_and_tools();
+    let lab = Lab::new();
+    let out = ok(&mut lab.up_cmd(Path::new(NO_BIN), Path::new(NO_BIN)));
+    assert!(
+        out.contains("WARNING: controller is not running"),
+        "missing controller not reported:\n{out}"
+    );
+    assert!(out.contains("WARNING: agent@node1 is not running"), "{out}");
+    assert!(out.contains("WARNING: agent@node2 is not running"), "{out}");
+
+    for inst in ["node1", "node2", "ext"] {
+        assert!(
+            namespaces().contains(&lab.ns(inst)),
+            "namespace {} missing",
+            lab.ns(inst)
+        );
+        // Each instance's own ovsdb-server answers on its own socket.
+        lab.vsctl(inst, &["show"]);
+    }
+    assert_eq!(lab.vsctl("node1", &["list-br"]).trim(), "br-vlan");
+    assert_eq!(
+        lab.vsctl("node2", &["list-br"]).lines().collect::<Vec<_>>(),
+        vec!["br-ext", "br-vlan"]
+    );
+    for node in ["node1", "node2"] {
+        assert_eq!(lab.vsctl(node, &["port-to-br", "eth1"]).trim(), "br-vlan");
+        let link = ok(Command::new("ip").args(["-n", &lab.ns(node), "-o", "link", "show", "eth1"]));
+        assert!(link.contains("state UP"), "eth1 not up in {node}: {link}");
+        assert!(
+            link.contains(&format!(
+                "link-netns {}",
+                lab.ns(if node == "node1" { "node2" } else { "node1" })
+            )),
+            "eth1 of {node} not cabled to the other node: {link}"
+        );
+    }
+    assert_eq!(lab.vsctl("node2", &["port-to-br", "eth2"]).trim(), "br-ext");
+    // The guide's ovs-vswitchd of each node runs inside the node namespace.
+    let env = lab.env();
+    for node in ["node1", "node2"] {
+        let key = format!("CROSSPOD_OVSDB_{node}");
+        let v = &env.iter().find(|(k, _)| *k == key).unwrap().1;
+        assert_eq!(v, &lab.db(node));
+    }
+
+    // A test leg on node2's br-ext with the external VLAN reaches the upstream router.
+    let leg = TestNs::create(&format!("{}leg", lab.prefix));
+    ok(Command::new("ip").args([
+        "link",
+        "add",
+        "tleg0",
+        "netns",
+        &leg.0,
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "tlegp",
+        "netns",
+        &lab.ns("node2"),
+    ]));
+    ok(Command::new("ip").args(["-n", &leg.0, "link", "set", "tleg0", "up"]));
+    ok(Command::new("ip").args(["-n", &lab.ns("node2"), "link", "set", "tlegp", "up"]));
+    ok(Command::new("ip").args([
+        "-n",
+        &leg.0,
+        "addr",
+        "add",
+        "163.3.124.77/24",
+        "dev",
+        "tleg0",
+    ]));
+    lab.vsctl("node2", &["add-port", "br-ext", "tlegp", "tag=3001"]);
+    ok(&mut in_ns(
+        &leg.0,
+        &["ping", "-c", "2", "-W", "3", "163.3.124.1"],
+    ));
+    let neigh = ok(Command::new("ip").args(["-n", &leg.0, "neigh", "show", "163.3.124.1"]));
+    assert!(
+        neigh.contains("lladdr"),
+        "no ARP entry for the upstream router: {neigh}"
+    );
+
+    // On another VLAN the upstream router is not reachable: the tag matters.
+    lab.vsctl("node2", &["set", "port", "tlegp", "tag=3002"]);
+    ok(Command::new("ip").args(["-n", &leg.0, "neigh", "flush", "all"]));
+    let st = output(&mut in_ns(
+        &leg.0,
+        &["ping", "-c", "1", "-W", "1", "163.3.124.1"],
+    ));
+    assert!(
+        !st.status.success(),
+        "upstream router answered on the wrong VLAN"
+    );
+}
+
+#[test]
+fn second_lab_up_changes_nothing_and_says_so() {
+    require_root_and_tools();
+    let lab = Lab::new();
+    ok(&mut lab.up_cmd(Path::new(NO_BIN), Path::new(NO_BIN)));
+    let status1 = output(&mut lab.cmd(&["status", "--json"]));
+    let tokens1 = std::fs::read_to_string(lab.dir.join("tokens")).unwrap();
+    let out = ok(&mut lab.up_cmd(Path::new(NO_BIN), Path::new(NO_BIN)));
+    assert!(
+        out.contains("nothing changed"),
+        "second up changed something:\n{out}"
+    );
+    let status2 = output(&mut lab.cmd(&["status", "--json"]));
+    assert_eq!(
+        String::from_utf8_lossy(&status1.stdout),
+        String::from_utf8_lossy(&status2.stdout),
+        "daemons or namespaces changed on the second up"
+    );
+    assert_eq!(
+        tokens1,
+        std::fs::read_to_string(lab.dir.join("tokens")).unwrap()
+    );
+
+    // A different prefix on the same directory is refused, with advice.
+    let mut other = lab.cmd(&["up"]);
+    other.args([
+        "--prefix",
+        "zzother",
+        "--controller-bin",
+        NO_BIN,
+        "--agent-bin",
+        NO_BIN,
+    ]);
+    let o = output(&mut other);
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("lab down"),
+        "{o:?}"
+    );
+}
+
+#[test]
+fn lab_down_leaves_no_namespace_process_or_file_and_is_safe_twice() {
+    require_root_and_tools();
+    let lab = Lab::new();
+    ok(&mut lab.up_cmd(Path::new(NO_BIN), Path::new(NO_BIN)));
+    let dir = lab.dir.display().to_string();
+    assert_eq!(
+        processes_mentioning(&dir).len(),
+        6,
+        "3 ovsdb-server + 3 ovs-vswitchd expected"
+    );
+    ok(&mut lab.cmd(&["down"]));
+    assert!(
+        lab.leftover_namespaces().is_empty(),
+        "{:?}",
+        lab.leftover_namespaces()
+    );
+    assert!(
+        processes_mentioning(&dir).is_empty(),
+        "daemons survived lab down"
+    );
+    assert!(!lab.dir.exists(), "lab directory left behind");
+    let again = ok(&mut lab.cmd(&["down"]));
+    assert!(again.contains("nothing to do"), "{again}");
+}
+
+#[test]
+fn lab_down_cleans_up_after_a_half_failed_up() {
+    require_root_and_tools();
+    let lab = Lab::new();
+    // A PATH where ovs-vswitchd fails: namespaces and the first ovsdb-server get made, then
+    // `up` stops with an error.
+    let bin = std::env::temp_dir().join(format!("crosspod-cli-bin-{}", lab.prefix));
+    std::fs::create_dir_all(&bin).unwrap();
+    struct RmDir(std::path::PathBuf);
+    impl Drop for RmDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+    let _bin_guard = RmDir(bin.clone());
+    for tool in ["ovsdb-server", "ovsdb-tool", "ovs-vsctl"] {
+        let real = ok(Command::new("sh").args(["-c", &format!("command -v {tool}")]));
+        std::os::unix::fs::symlink(real.trim(), bin.join(tool)).unwrap();
+    }
+    std::fs::write(
+        bin.join("ovs-vswitchd"),
+        "#!/bin/sh\necho broken vswitchd >&2\nexit 1\n",
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(
+        bin.join("ovs-vswitchd"),
+        std::fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
+
+    let out = output(
+        lab.up_cmd(Path::new(NO_BIN), Path::new(NO_BIN))
+            .env("PATH", &bin),
+    );
+    assert!(!out.status.success(), "up should have failed");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("lab down"), "no advice in: {err}");
+    assert!(
+        err.contains("ovs-vswitchd"),
+        "failing step not named: {err}"
+    );
+    assert!(
+        namespaces().contains(&lab.ns("node1")),
+        "up failed before making anything"
+    );
+    let dir = lab.dir.display().to_string();
+    assert!(
+        !processes_mentioning(&dir).is_empty(),
+        "ovsdb-server should run"
+    );
+
+    ok(&mut lab.cmd(&["down"]));
+    assert!(
+        lab.leftover_namespaces().is_empty(),
+        "{:?}",
+        lab.leftover_namespaces()
+    );
+    assert!(processes_mentioning(&dir).is_empty());
+    assert!(!lab.dir.exists());
+}
+
+#[test]
+fn a_namespace_that_is_not_the_labs_stops_up_before_any_change() {
+    require_root_and_tools();
+    let lab = Lab::new();
+    let squatter = TestNs::create(&lab.ns("node2"));
+    let out = output(&mut lab.up_cmd(Path::new(NO_BIN), Path::new(NO_BIN)));
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&squatter.0) && err.contains("--prefix"),
+        "{err}"
+    );
+    assert!(
+        !namespaces().contains(&lab.ns("node1")),
+        "up changed things before failing"
+    );
+    assert!(!lab.dir.exists(), "up created its directory before failing");
+    // `down` without a lab does nothing, and leaves the squatter alone.
+    ok(&mut lab.cmd(&["down"]));
+    assert!(namespaces().contains(&squatter.0));
+}
+
+#[test]
+fn bad_prefix_is_refused_with_the_limit_named() {
+    let lab = Lab::new();
+    let mut c = lab.cmd(&["up"]);
+    c.args(["--prefix", "muchtoolongprefix"]);
+    let out = output(&mut c);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("15-byte"));
+    assert!(!lab.dir.exists());
+}

@@ -1,0 +1,292 @@
+//! Shared test support: root and tool checks that fail loudly, unique names, and a lab guard
+//! that brings its lab down (and sweeps anything with its prefix) even when the test fails.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// Fails the test unless it runs as root with the tools the lab needs.
+pub fn require_root_and_tools() {
+    // SAFETY: geteuid has no preconditions.
+    let uid = unsafe { libc::geteuid() };
+    assert_eq!(
+        uid, 0,
+        "these tests need root (namespaces, veth, OVS): run `cargo test -p crosspod-cli` as root"
+    );
+    for tool in [
+        "ovsdb-server",
+        "ovs-vswitchd",
+        "ovs-vsctl",
+        "ovsdb-tool",
+        "ip",
+        "ping",
+    ] {
+        let found = std::env::var_os("PATH")
+            .map(|p| std::env::split_paths(&p).any(|d| d.join(tool).exists()))
+            .unwrap_or(false);
+        assert!(
+            found,
+            "{tool} is not on PATH: install openvswitch-switch, iproute2 and iputils-ping"
+        );
+    }
+    assert!(
+        Path::new("/usr/share/openvswitch/vswitch.ovsschema").exists(),
+        "the OVS schema /usr/share/openvswitch/vswitch.ovsschema is missing: install openvswitch-common"
+    );
+}
+
+/// A unique short tag: `c<pid mod 100000><letter><n>` (at most 9 bytes, a valid prefix).
+pub fn unique_tag() -> String {
+    let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+    format!("c{}x{n}", std::process::id() % 100_000)
+}
+
+/// The crosspod binary under test.
+pub fn crosspod() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_crosspod"))
+}
+
+/// Runs a command and returns its output (not checking the status).
+pub fn output(cmd: &mut Command) -> Output {
+    cmd.output()
+        .unwrap_or_else(|e| panic!("could not run {cmd:?}: {e}"))
+}
+
+/// Runs a command, panicking with its output unless it succeeds; returns stdout.
+pub fn ok(cmd: &mut Command) -> String {
+    let out = output(cmd);
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed ({}):\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A free TCP port on 127.0.0.1.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Names of all network namespaces.
+pub fn namespaces() -> Vec<String> {
+    std::fs::read_dir("/run/netns")
+        .map(|rd| {
+            rd.flatten()
+                .filter_map(|e| e.file_name().into_string().ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Pids of live processes whose command line contains `needle`.
+pub fn processes_mentioning(needle: &str) -> Vec<i32> {
+    let mut v = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        if pid == std::process::id() as i32 {
+            continue;
+        }
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        if stat
+            .rfind(')')
+            .and_then(|i| stat[i + 1..].split_whitespace().next())
+            == Some("Z")
+        {
+            continue;
+        }
+        let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        if String::from_utf8_lossy(&cmd).contains(needle) {
+            v.push(pid);
+        }
+    }
+    v
+}
+
+/// Where the controller binary is: CROSSPOD_CONTROLLER_BIN, or next to the crosspod binary
+/// (where `cargo test --workspace` builds it).
+pub fn controller_bin() -> PathBuf {
+    bin_near("CROSSPOD_CONTROLLER_BIN", "crosspod-controller")
+}
+
+/// Where the agent binary is (as [`controller_bin`]).
+pub fn agent_bin() -> PathBuf {
+    bin_near("CROSSPOD_AGENT_BIN", "crosspod-agent")
+}
+
+fn bin_near(var: &str, name: &str) -> PathBuf {
+    if let Some(p) = std::env::var_os(var) {
+        return PathBuf::from(p);
+    }
+    Path::new(env!("CARGO_BIN_EXE_crosspod"))
+        .parent()
+        .unwrap()
+        .join(name)
+}
+
+/// Fails unless the controller binary exists, saying how to build it.
+pub fn require_controller() -> PathBuf {
+    let p = controller_bin();
+    assert!(
+        p.exists(),
+        "controller binary {} is missing: build it with `cargo build -p controller` into the same target dir, or set CROSSPOD_CONTROLLER_BIN",
+        p.display()
+    );
+    p
+}
+
+/// A lab owned by one test: unique prefix, directory and ports; always brought down.
+pub struct Lab {
+    /// Namespace prefix.
+    pub prefix: String,
+    /// Lab directory.
+    pub dir: PathBuf,
+    /// Tricircle port.
+    pub tricircle_port: u16,
+    /// Neutron port.
+    pub neutron_port: u16,
+}
+
+impl Lab {
+    /// A fresh lab description (nothing is created yet).
+    pub fn new() -> Lab {
+        let prefix = unique_tag();
+        let dir = std::env::temp_dir().join(format!("crosspod-cli-{prefix}"));
+        Lab {
+            prefix,
+            dir,
+            tricircle_port: free_port(),
+            neutron_port: free_port(),
+        }
+    }
+
+    /// `crosspod lab <args> --dir DIR`.
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = crosspod();
+        c.arg("lab").args(args).arg("--dir").arg(&self.dir);
+        c.env_remove("CROSSPOD_LAB_DIR");
+        c
+    }
+
+    /// `crosspod lab up` with this lab's prefix and ports, and the given binaries.
+    pub fn up_cmd(&self, controller: &Path, agent: &Path) -> Command {
+        let mut c = self.cmd(&["up"]);
+        c.arg("--prefix")
+            .arg(&self.prefix)
+            .arg("--tricircle-port")
+            .arg(self.tricircle_port.to_string())
+            .arg("--neutron-port")
+            .arg(self.neutron_port.to_string())
+            .arg("--controller-bin")
+            .arg(controller)
+            .arg("--agent-bin")
+            .arg(agent);
+        c
+    }
+
+    /// `crosspod vm <args> --dir DIR` with the lab's env exported.
+    pub fn vm(&self, args: &[&str]) -> Command {
+        let mut c = crosspod();
+        c.arg("vm").args(args).arg("--dir").arg(&self.dir);
+        for (k, v) in self.env() {
+            c.env(k, v);
+        }
+        c
+    }
+
+    /// The variables `crosspod lab env` exports.
+    pub fn env(&self) -> Vec<(String, String)> {
+        let text = ok(&mut self.cmd(&["env"]));
+        text.lines()
+            .filter_map(|l| l.strip_prefix("export "))
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.trim_matches('\'').to_string()))
+            .collect()
+    }
+
+    /// The value of one exported variable.
+    pub fn env_var(&self, key: &str) -> String {
+        self.env()
+            .into_iter()
+            .find(|(k, _)| k == key)
+            .unwrap_or_else(|| panic!("lab env has no {key}"))
+            .1
+    }
+
+    /// Namespace of an instance (`node1`, `node2`, `ext`).
+    pub fn ns(&self, inst: &str) -> String {
+        format!("{}{inst}", self.prefix)
+    }
+
+    /// OVSDB remote of an instance.
+    pub fn db(&self, inst: &str) -> String {
+        format!("unix:{}", self.dir.join(inst).join("db.sock").display())
+    }
+
+    /// `ovs-vsctl --db=<inst>` with args; returns stdout.
+    pub fn vsctl(&self, inst: &str, args: &[&str]) -> String {
+        ok(Command::new("ovs-vsctl")
+            .arg(format!("--db={}", self.db(inst)))
+            .arg("--timeout=20")
+            .args(args))
+    }
+
+    /// Namespaces that carry this lab's prefix.
+    pub fn leftover_namespaces(&self) -> Vec<String> {
+        namespaces()
+            .into_iter()
+            .filter(|n| n.starts_with(&self.prefix))
+            .collect()
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        let _ = self.cmd(&["down"]).output();
+        // Sweep whatever a failed test or a bug left: only things carrying this lab's
+        // unique prefix or directory.
+        for pid in processes_mentioning(&self.dir.display().to_string()) {
+            // SAFETY: kill(2) on a process whose command line names this test's directory.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+        for ns in self.leftover_namespaces() {
+            let _ = Command::new("ip").args(["netns", "del", &ns]).output();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A namespace made by a test (a test leg or a squatter), deleted on drop.
+pub struct TestNs(pub String);
+
+impl TestNs {
+    /// Creates it with `ip netns add`.
+    pub fn create(name: &str) -> TestNs {
+        ok(Command::new("ip").args(["netns", "add", name]));
+        TestNs(name.to_string())
+    }
+}
+
+impl Drop for TestNs {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).output();
+    }
+}
+
+/// Runs a command inside a namespace (`ip netns exec`).
+pub fn in_ns(ns: &str, args: &[&str]) -> Command {
+    let mut c = Command::new("ip");
+    c.args(["netns", "exec", ns]).args(args);
+    c
+}
