@@ -66,6 +66,19 @@ pub fn status_report(
             host: node.to_string(),
         })
         .collect();
+    // Interfaces plugged here with an iface-id the controller has not placed on this node:
+    // reported DOWN with this host, so the controller can learn the binding (as Neutron does
+    // when Nova did not set `binding:host_id`).
+    ports.extend(
+        pass.plugged
+            .keys()
+            .filter(|id| !state.ports.contains_key(*id))
+            .map(|id| PortStatus {
+                port_id: id.clone(),
+                status: PortState::Down,
+                host: node.to_string(),
+            }),
+    );
     ports.sort_by(|a, b| a.port_id.cmp(&b.port_id));
     let mut routers: Vec<RouterStatus> = intent
         .routers

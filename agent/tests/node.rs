@@ -246,8 +246,14 @@ fn a_node_converges_its_vm_pings_the_router_and_a_restart_writes_nothing() {
         "unknown iface-id parked"
     );
     let ports = &second["report"]["ports"];
-    assert_eq!(ports[0]["port_id"], "port-vm1");
-    assert_eq!(ports[0]["status"], "ACTIVE");
+    assert_eq!(ports[0]["port_id"], "port-unknown", "{ports}");
+    assert_eq!(
+        ports[0]["status"], "DOWN",
+        "seen here, not placed here: {ports}"
+    );
+    assert_eq!(ports[0]["host"], "n1");
+    assert_eq!(ports[1]["port_id"], "port-vm1");
+    assert_eq!(ports[1]["status"], "ACTIVE");
 
     // Real packets: vm1 reaches its router through OVS on VLAN 101; the parked vm2 does not.
     let vm1 = format!("{}vm1", node.prefix);
