@@ -54,7 +54,8 @@ pub fn command(st: &LabState, node: &NodeSpec, bin: &Path) -> Command {
         .arg(format!("--node-netns={}", node.netns))
         .arg(format!("--netns-prefix={}", netns_prefix(node)))
         .arg(format!("--metrics-bind=127.0.0.1:{}", node.metrics_port))
-        .env("RUST_LOG", "info");
+        .env("RUST_BACKTRACE", "0")
+        .env("NO_COLOR", "1");
     c
 }
 

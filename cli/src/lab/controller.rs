@@ -39,7 +39,8 @@ pub fn command(st: &LabState, bin: &Path) -> Command {
             l.controller_dir().join("controller.db").display()
         ))
         .arg(tokens_arg(st))
-        .env("RUST_LOG", "info");
+        .env("RUST_BACKTRACE", "0")
+        .env("NO_COLOR", "1");
     c
 }
 
@@ -54,6 +55,16 @@ pub fn start(st: &LabState, bin: &Path, wait: Duration) -> Result<Option<String>
             "binary {} not found (build it with `cargo build -p controller`, or pass --controller-bin / CROSSPOD_CONTROLLER_BIN)",
             bin.display()
         )));
+    }
+    for (port, flag) in [
+        (st.tricircle_port, "--tricircle-port"),
+        (st.neutron_port, "--neutron-port"),
+    ] {
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_err() {
+            return Ok(Some(format!(
+                "127.0.0.1:{port} is taken by another process (not this lab's controller); free it or bring the lab up with another {flag}"
+            )));
+        }
     }
     match d.spawn(command(st, bin), Duration::from_millis(300))? {
         Started::Exited(why) => Ok(Some(format!(

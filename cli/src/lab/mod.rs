@@ -477,6 +477,13 @@ pub fn status(dir: &Path, as_json: bool) -> Result<bool> {
     }
     let c = controller::daemon(&st);
     let pid = c.alive_pid();
+    let ours = |note: &str| {
+        if pid.is_some() {
+            String::new()
+        } else {
+            note.to_string()
+        }
+    };
     rows.push((
         "daemon".into(),
         c.name.clone(),
@@ -486,14 +493,14 @@ pub fn status(dir: &Path, as_json: bool) -> Result<bool> {
     rows.push((
         "api".into(),
         format!("neutron 127.0.0.1:{}", st.neutron_port),
-        controller::neutron_answers(&st),
-        String::new(),
+        pid.is_some() && controller::neutron_answers(&st),
+        ours("the lab's controller is not running"),
     ));
     rows.push((
         "api".into(),
         format!("tricircle 127.0.0.1:{}", st.tricircle_port),
-        controller::tricircle_answers(&st),
-        String::new(),
+        pid.is_some() && controller::tricircle_answers(&st),
+        ours("the lab's controller is not running"),
     ));
     for node in &st.nodes {
         let d = agents::daemon(&st, node);
@@ -510,7 +517,7 @@ pub fn status(dir: &Path, as_json: bool) -> Result<bool> {
                 "agent@{} metrics 127.0.0.1:{}",
                 node.name, node.metrics_port
             ),
-            agents::metrics_answer(node),
+            pid.is_some() && agents::metrics_answer(node),
             String::new(),
         ));
     }
