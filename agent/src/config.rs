@@ -118,9 +118,10 @@ pub struct AgentConfig {
     #[arg(long, env = "CROSSPOD_ONCE")]
     pub once: bool,
 
-    /// With --once: apply this desired-state JSON file (a `NodeDesiredState`) instead of
-    /// asking the controller (debugging, and tests of the data plane alone).
-    #[arg(long, env = "CROSSPOD_DESIRED_FILE", requires = "once")]
+    /// Standalone mode: take the desired state (a `NodeDesiredState` JSON) from this file
+    /// instead of the controller; re-read when it changes. For debugging, and for running a
+    /// node's data plane without a controller.
+    #[arg(long, env = "CROSSPOD_DESIRED_FILE")]
     pub desired_file: Option<PathBuf>,
 
     /// Address of the Prometheus `/metrics` endpoint; empty disables it.

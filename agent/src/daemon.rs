@@ -169,6 +169,57 @@ pub async fn watch_desired(
     }
 }
 
+/// Errors reading a desired-state file (standalone mode).
+#[derive(Debug, thiserror::Error)]
+pub enum DesiredFileError {
+    #[error("reading the desired state {path}: {source}")]
+    Read {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("parsing the desired state {path}: {source}")]
+    Parse {
+        path: std::path::PathBuf,
+        source: serde_json::Error,
+    },
+}
+
+/// Reads a `NodeDesiredState` JSON file.
+pub fn read_desired_file(path: &std::path::Path) -> Result<NodeDesiredState, DesiredFileError> {
+    let text = std::fs::read_to_string(path).map_err(|source| DesiredFileError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    serde_json::from_str(&text).map_err(|source| DesiredFileError::Parse {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// Standalone mode: publishes the file's state at start and whenever its content changes
+/// (polled twice a second; a bad file is logged and the last good state kept).
+pub async fn watch_file(
+    path: std::path::PathBuf,
+    tx: watch::Sender<Option<Arc<NodeDesiredState>>>,
+) {
+    let mut last: Option<NodeDesiredState> = None;
+    loop {
+        match read_desired_file(&path) {
+            Ok(s) if last.as_ref() != Some(&s) => {
+                last = Some(s.clone());
+                if tx.send(Some(Arc::new(s))).is_err() {
+                    return;
+                }
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "desired-state file unusable; keeping the last good state")
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
 /// One node's agent: the backends and everything the loop needs.
 pub struct Agent<O, L> {
     /// Node name, as registered.

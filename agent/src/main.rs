@@ -68,9 +68,16 @@ async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
     if cfg.once {
         return once(&cfg, &agent, reg).await;
     }
-    let client = client.expect("a controller client outside --desired-file");
     let (tx, rx) = tokio::sync::watch::channel(None);
-    tokio::spawn(daemon::watch_desired(client, reg, tx));
+    match (&cfg.desired_file, client) {
+        (Some(path), _) => {
+            tokio::spawn(daemon::watch_file(path.clone(), tx));
+        }
+        (None, Some(client)) => {
+            tokio::spawn(daemon::watch_desired(client, reg, tx));
+        }
+        (None, None) => unreachable!("a controller client exists without --desired-file"),
+    }
     agent.run(rx, shutdown_signal()).await;
     Ok(())
 }
@@ -116,12 +123,7 @@ async fn once(
     reg: NodeRegistration,
 ) -> anyhow::Result<()> {
     let state: NodeDesiredState = match &cfg.desired_file {
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("reading the desired state {}", path.display()))?;
-            serde_json::from_str(&text)
-                .with_context(|| format!("parsing the desired state {}", path.display()))?
-        }
+        Some(path) => daemon::read_desired_file(path)?,
         None => {
             let c = agent
                 .client
