@@ -71,7 +71,7 @@ enum LabCmd {
         #[arg(long, default_value = "member", value_delimiter = ',')]
         roles: Vec<String>,
     },
-    /// Namespaces, daemons and APIs of the lab, up or down.
+    /// Namespaces, daemons and APIs of the lab, up or down (exit status 3 when any is down).
     Status,
 }
 

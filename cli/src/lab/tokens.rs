@@ -71,9 +71,11 @@ pub fn validate(project: &str, roles: &[String]) -> Result<()> {
 pub fn append(path: &Path, project: &str, roles: &[String]) -> Result<String> {
     validate(project, roles)?;
     let token = new_token();
+    use std::os::unix::fs::OpenOptionsExt;
     let mut f = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
+        .mode(0o600)
         .open(path)
         .with_context(|| format!("opening {}", path.display()))?;
     writeln!(f, "{token} {project} {}", roles.join(","))

@@ -290,3 +290,68 @@ pub fn in_ns(ns: &str, args: &[&str]) -> Command {
     c.args(["netns", "exec", ns]).args(args);
     c
 }
+
+/// The real openstack CLI of this machine.
+pub const OPENSTACK: &str = "/var/lib/crosspod/venv/bin/openstack";
+
+/// Fails unless the openstack CLI is installed.
+pub fn require_openstack() {
+    assert!(
+        Path::new(OPENSTACK).exists(),
+        "the openstack CLI is missing at {OPENSTACK}: install python-openstackclient in that venv"
+    );
+}
+
+impl Lab {
+    /// Brings the lab up with the real controller and no agents (tests tag VM ports by hand,
+    /// which a running agent would fight), asserting the controller runs.
+    pub fn up_with_controller(&self) -> String {
+        let ctl = require_controller();
+        let out = ok(&mut self.up_cmd(&ctl, Path::new("/nonexistent/crosspod-agent")));
+        assert!(
+            !out.contains("WARNING: controller"),
+            "the controller did not come up:\n{out}"
+        );
+        out
+    }
+
+    /// `openstack ARGS` with the lab's env (admin token unless `token` is given).
+    pub fn openstack(&self, token: Option<&str>, args: &[&str]) -> Command {
+        let mut c = Command::new(OPENSTACK);
+        for (k, v) in self.env() {
+            c.env(k, v);
+        }
+        if let Some(t) = token {
+            c.env("OS_TOKEN", t);
+        }
+        c.env_remove("OS_CLOUD")
+            .env_remove("OS_AUTH_URL")
+            .args(args);
+        c
+    }
+
+    /// Creates a network with one subnet through the openstack CLI; returns the network id.
+    pub fn network(&self, name: &str, cidr: &str) -> String {
+        let id = ok(&mut self.openstack(
+            None,
+            &["network", "create", name, "-f", "value", "-c", "id"],
+        ));
+        ok(&mut self.openstack(
+            None,
+            &[
+                "subnet",
+                "create",
+                "--network",
+                name,
+                "--subnet-range",
+                cidr,
+                &format!("{name}-subnet"),
+                "-f",
+                "value",
+                "-c",
+                "id",
+            ],
+        ));
+        id.trim().to_string()
+    }
+}

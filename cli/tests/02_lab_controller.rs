@@ -1,0 +1,109 @@
+//! The lab with the real controller: `lab up` starts it on the lab's ports with SQLite in the
+//! lab directory, `lab env` drives the real openstack CLI and the guide's curl, and tokens
+//! made by `lab token` are accepted while it runs.
+
+mod common;
+
+use std::process::Command;
+
+use common::*;
+
+#[test]
+fn lab_env_drives_the_openstack_cli_and_the_guides_curl() {
+    require_root_and_tools();
+    require_openstack();
+    let lab = Lab::new();
+    lab.up_with_controller();
+    let pid_file = lab.dir.join("controller").join("controller.pid");
+    let pid = std::fs::read_to_string(&pid_file).unwrap();
+    // A second `up` with the controller running changes nothing.
+    let again = ok(&mut lab.up_cmd(
+        &require_controller(),
+        std::path::Path::new("/nonexistent/a"),
+    ));
+    assert!(again.contains("nothing changed"), "{again}");
+    assert_eq!(
+        std::fs::read_to_string(&pid_file).unwrap(),
+        pid,
+        "controller restarted"
+    );
+    assert!(
+        lab.dir.join("controller").join("controller.db").exists(),
+        "SQLite store not in the lab dir"
+    );
+
+    let env = lab.env();
+    let get = |k: &str| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+    assert_eq!(get("OS_AUTH_TYPE").as_deref(), Some("admin_token"));
+    assert_eq!(
+        get("OS_ENDPOINT"),
+        Some(format!("http://127.0.0.1:{}", lab.neutron_port))
+    );
+    let token = get("token").expect("token exported");
+    assert_eq!(get("OS_TOKEN"), Some(token.clone()));
+
+    // The guide's step 5, verbatim but for the port.
+    let pod = ok(Command::new("curl").args([
+        "-sS",
+        "-f",
+        "-X",
+        "POST",
+        &format!("http://127.0.0.1:{}/v1.0/pods", lab.tricircle_port),
+        "-H",
+        "Content-Type: application/json",
+        "-H",
+        &format!("X-Auth-Token: {token}"),
+        "-d",
+        r#"{"pod": {"region_name":  "RegionOne", "az_name": "az1"}}"#,
+    ]));
+    assert!(pod.contains("RegionOne"), "{pod}");
+
+    let id = lab.network("labnet", "10.9.0.0/24");
+    let list = ok(&mut lab.openstack(
+        None,
+        &["network", "list", "-f", "value", "-c", "ID", "-c", "Name"],
+    ));
+    assert!(list.contains(&id) && list.contains("labnet"), "{list}");
+
+    // A member token of another project is accepted at once and sees none of admin's networks.
+    let demo = ok(&mut lab.cmd(&["token", "--project", "demo"]))
+        .trim()
+        .to_string();
+    assert_eq!(demo.len(), 32, "unexpected token {demo:?}");
+    let tokens = std::fs::read_to_string(lab.dir.join("tokens")).unwrap();
+    assert!(tokens.contains(&format!("{demo} demo member")), "{tokens}");
+    let demo_list =
+        ok(&mut lab.openstack(Some(&demo), &["network", "list", "-f", "value", "-c", "ID"]));
+    assert!(
+        !demo_list.contains(&id),
+        "project isolation broken: {demo_list}"
+    );
+    let bad = output(&mut lab.openstack(Some("not-a-token"), &["network", "list"]));
+    assert!(!bad.status.success(), "an unknown token was accepted");
+
+    // Status sees the controller and its two APIs.
+    let st = output(&mut lab.cmd(&["status", "--json"]));
+    let v: serde_json::Value = serde_json::from_slice(&st.stdout).unwrap();
+    for name in [
+        "controller",
+        &format!("neutron 127.0.0.1:{}", lab.neutron_port),
+        &format!("tricircle 127.0.0.1:{}", lab.tricircle_port),
+    ] {
+        let item = v["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["name"] == name)
+            .unwrap_or_else(|| panic!("{name} not in status"));
+        assert_eq!(item["ok"], true, "{name}: {item}");
+    }
+
+    // Down stops the controller too.
+    ok(&mut lab.cmd(&["down"]));
+    assert!(processes_mentioning(&lab.dir.display().to_string()).is_empty());
+    assert!(Command::new("curl")
+        .args(["-sS", &format!("http://127.0.0.1:{}/", lab.neutron_port)])
+        .output()
+        .map(|o| !o.status.success())
+        .unwrap_or(true));
+}
