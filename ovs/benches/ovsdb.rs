@@ -1,1 +1,413 @@
-fn main() {}
+//! OVSDB write speed: crosspod's client against ovs-vsctl and against raw JSON-RPC.
+//!
+//! Runs ovsdb-server only (no ovs-vswitchd): the numbers are the database's and the client's
+//! cost, not the datapath's. Prints a table. `cargo bench -p ovs`.
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use ovs::framing::JsonSplitter;
+use ovs::sandbox::{Sandbox, SandboxOptions};
+use ovs::vswitch::{BridgeSpec, PortSpec, TxnBuilder};
+use ovs::{Client, ClientConfig};
+
+const PORTS: usize = 1000;
+const VSCTL_SAMPLE: usize = 200;
+const SINGLE: usize = 500;
+const BIG: usize = 10_000;
+const BATCH: usize = 100;
+
+fn sandbox() -> Sandbox {
+    Sandbox::start(SandboxOptions::default())
+        .unwrap_or_else(|e| panic!("FAIL: benchmark needs ovsdb-server: {e}"))
+}
+
+fn port_spec(i: usize, tag: u16) -> PortSpec {
+    let mut p = PortSpec::new(&format!("p{i}"));
+    p.tag = Some(tag);
+    p.iface_external_ids = [("iface-id".to_string(), format!("port-{i:05}"))].into();
+    p
+}
+
+async fn client(sb: &Sandbox) -> Client {
+    let mut c = ClientConfig::new(sb.endpoint());
+    c.request_timeout = Duration::from_secs(120);
+    Client::connect(c).await.expect("connect")
+}
+
+async fn add_bridge(c: &Client, name: &str) {
+    let mut t = TxnBuilder::new();
+    t.add_bridge(&BridgeSpec::new(name));
+    t.commit(c).await.expect("add bridge");
+}
+
+/// Creates ports `range` on `br` in transactions of `batch` ports, pipelined.
+async fn create_batched(c: &Client, br: &str, range: std::ops::Range<usize>, batch: usize) {
+    let mut futs = Vec::new();
+    let idx: Vec<usize> = range.collect();
+    for chunk in idx.chunks(batch) {
+        let mut t = TxnBuilder::new();
+        for &i in chunk {
+            t.add_port(br, &port_spec(i, (i % 4000 + 1) as u16));
+        }
+        let c = c.clone();
+        futs.push(tokio::spawn(async move { t.commit(&c).await }));
+    }
+    for f in futs {
+        f.await.unwrap().expect("batched create");
+    }
+}
+
+fn vsctl(sb: &Sandbox, args: &[String]) {
+    let out = Command::new("ovs-vsctl")
+        .arg(format!("--db={}", sb.db_arg()))
+        .arg("--no-wait")
+        .args(args)
+        .output()
+        .expect("ovs-vsctl");
+    assert!(
+        out.status.success(),
+        "ovs-vsctl failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn vsctl_add_args(i: usize, tag: usize) -> Vec<String> {
+    vec![
+        "add-port".into(),
+        "br0".into(),
+        format!("p{i}"),
+        format!("tag={tag}"),
+        "--".into(),
+        "set".into(),
+        "interface".into(),
+        format!("p{i}"),
+        format!("external_ids:iface-id=port-{i:05}"),
+    ]
+}
+
+fn pct(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+struct Row {
+    name: String,
+    ports: usize,
+    total: Duration,
+    note: &'static str,
+}
+
+struct Lat {
+    name: String,
+    samples: Vec<Duration>,
+}
+
+/// The raw floor: one blocking socket, JSON written by hand, replies cut by the splitter.
+struct Raw {
+    s: UnixStream,
+    split: JsonSplitter,
+    id: u64,
+}
+
+impl Raw {
+    fn new(sb: &Sandbox) -> Raw {
+        Raw {
+            s: UnixStream::connect(sb.socket()).unwrap(),
+            split: JsonSplitter::new(),
+            id: 0,
+        }
+    }
+
+    fn port_ops(i: usize, tag: usize) -> String {
+        format!(
+            r#"{{"op":"insert","table":"Interface","uuid-name":"i{i}","row":{{"name":"r{i}","external_ids":["map",[["iface-id","port-{i:05}"]]]}}}},{{"op":"insert","table":"Port","uuid-name":"p{i}","row":{{"name":"r{i}","tag":{tag},"interfaces":["named-uuid","i{i}"]}}}},{{"op":"mutate","table":"Bridge","where":[["name","==","br0"]],"mutations":[["ports","insert",["set",[["named-uuid","p{i}"]]]]]}}"#
+        )
+    }
+
+    fn transact(&mut self, ops: &str) {
+        self.id += 1;
+        let msg = format!(
+            r#"{{"id":{},"method":"transact","params":["Open_vSwitch",{ops}]}}"#,
+            self.id
+        );
+        self.s.write_all(msg.as_bytes()).unwrap();
+        let mut buf = [0u8; 65536];
+        loop {
+            let n = self.s.read(&mut buf).unwrap();
+            assert!(n > 0, "server closed");
+            if let Some(m) = self.split.push(&buf[..n]).unwrap().pop() {
+                assert!(
+                    !m.windows(8).any(|w| w == b"\"error\":\"" || w == b"details\""),
+                    "raw txn failed: {}",
+                    String::from_utf8_lossy(&m)
+                );
+                return;
+            }
+        }
+    }
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; `cargo test --benches` passes nothing to run.
+    if std::env::args().any(|a| a == "--list") {
+        return;
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut rows: Vec<Row> = Vec::new();
+    let mut lats: Vec<Lat> = Vec::new();
+
+    // 1. 1000 ports with tags and iface-ids, then retag them all.
+    {
+        let sb = sandbox();
+        rt.block_on(async {
+            let c = client(&sb).await;
+            add_bridge(&c, "br0").await;
+            let t0 = Instant::now();
+            create_batched(&c, "br0", 0..PORTS, PORTS).await;
+            rows.push(Row {
+                name: "crosspod create, 1 txn".into(),
+                ports: PORTS,
+                total: t0.elapsed(),
+                note: "",
+            });
+            let t0 = Instant::now();
+            let mut t = TxnBuilder::new();
+            for i in 0..PORTS {
+                t.set_tag(&format!("p{i}"), Some((i % 4000 + 2) as u16));
+            }
+            t.commit(&c).await.expect("retag");
+            rows.push(Row {
+                name: "crosspod retag, 1 txn".into(),
+                ports: PORTS,
+                total: t0.elapsed(),
+                note: "",
+            });
+        });
+    }
+    {
+        let sb = sandbox();
+        rt.block_on(async {
+            let c = client(&sb).await;
+            add_bridge(&c, "br0").await;
+            let t0 = Instant::now();
+            create_batched(&c, "br0", 0..PORTS, BATCH).await;
+            rows.push(Row {
+                name: format!("crosspod create, {BATCH}/txn pipelined"),
+                ports: PORTS,
+                total: t0.elapsed(),
+                note: "",
+            });
+            let t0 = Instant::now();
+            let mut futs = Vec::new();
+            for chunk in (0..PORTS).collect::<Vec<_>>().chunks(BATCH) {
+                let mut t = TxnBuilder::new();
+                for &i in chunk {
+                    t.set_tag(&format!("p{i}"), Some((i % 4000 + 2) as u16));
+                }
+                let c = c.clone();
+                futs.push(tokio::spawn(async move { t.commit(&c).await }));
+            }
+            for f in futs {
+                f.await.unwrap().expect("retag");
+            }
+            rows.push(Row {
+                name: format!("crosspod retag, {BATCH}/txn pipelined"),
+                ports: PORTS,
+                total: t0.elapsed(),
+                note: "",
+            });
+        });
+    }
+    // ovs-vsctl, one call per port, on a sample.
+    {
+        let sb = sandbox();
+        vsctl(&sb, &["add-br".into(), "br0".into()]);
+        let t0 = Instant::now();
+        for i in 0..VSCTL_SAMPLE {
+            vsctl(&sb, &vsctl_add_args(i, i % 4000 + 1));
+        }
+        let d = t0.elapsed();
+        rows.push(Row {
+            name: "ovs-vsctl create, 1 call/port".into(),
+            ports: PORTS,
+            total: d * (PORTS / VSCTL_SAMPLE) as u32,
+            note: "extrapolated from first 200 ports",
+        });
+        let t0 = Instant::now();
+        for i in 0..VSCTL_SAMPLE {
+            vsctl(
+                &sb,
+                &[
+                    "set".into(),
+                    "port".into(),
+                    format!("p{i}"),
+                    format!("tag={}", i % 4000 + 2),
+                ],
+            );
+        }
+        rows.push(Row {
+            name: "ovs-vsctl retag, 1 call/port".into(),
+            ports: PORTS,
+            total: t0.elapsed() * (PORTS / VSCTL_SAMPLE) as u32,
+            note: "extrapolated from 200 ports (200 present)",
+        });
+    }
+    // ovs-vsctl, one call chaining everything with `--`.
+    {
+        let sb = sandbox();
+        vsctl(&sb, &["add-br".into(), "br0".into()]);
+        let mut args = Vec::new();
+        for i in 0..PORTS {
+            if i > 0 {
+                args.push("--".to_string());
+            }
+            args.extend(vsctl_add_args(i, i % 4000 + 1));
+        }
+        let t0 = Instant::now();
+        vsctl(&sb, &args);
+        rows.push(Row {
+            name: "ovs-vsctl create, 1 chained call".into(),
+            ports: PORTS,
+            total: t0.elapsed(),
+            note: "",
+        });
+        let mut args = Vec::new();
+        for i in 0..PORTS {
+            if i > 0 {
+                args.push("--".to_string());
+            }
+            args.extend([
+                "set".into(),
+                "port".into(),
+                format!("p{i}"),
+                format!("tag={}", i % 4000 + 2),
+            ]);
+        }
+        let t0 = Instant::now();
+        vsctl(&sb, &args);
+        rows.push(Row {
+            name: "ovs-vsctl retag, 1 chained call".into(),
+            ports: PORTS,
+            total: t0.elapsed(),
+            note: "",
+        });
+    }
+
+    // 2. Single-port transactions one after another: empty bridge and 10,000 ports.
+    for (label, pre) in [("empty bridge", 0usize), ("10,000 ports present", BIG)] {
+        let sb = sandbox();
+        rt.block_on(async {
+            let c = client(&sb).await;
+            add_bridge(&c, "br0").await;
+            if pre > 0 {
+                create_batched(&c, "br0", 0..pre, 1000).await;
+            }
+            let mut samples = Vec::with_capacity(SINGLE);
+            for i in pre..pre + SINGLE {
+                let mut t = TxnBuilder::new();
+                t.add_port("br0", &port_spec(i, (i % 4000 + 1) as u16));
+                let t0 = Instant::now();
+                t.commit(&c).await.expect("single-port txn");
+                samples.push(t0.elapsed());
+            }
+            lats.push(Lat {
+                name: format!("crosspod 1-port txn, {label}"),
+                samples,
+            });
+        });
+        // The floor: the same transactions as raw JSON-RPC on one socket.
+        let mut raw = Raw::new(&sb);
+        let mut samples = Vec::with_capacity(SINGLE);
+        for i in pre + SINGLE..pre + 2 * SINGLE {
+            let ops = Raw::port_ops(i, i % 4000 + 1);
+            let t0 = Instant::now();
+            raw.transact(&ops);
+            samples.push(t0.elapsed());
+        }
+        lats.push(Lat {
+            name: format!("raw JSON-RPC 1-port txn, {label}"),
+            samples,
+        });
+        if pre == 0 {
+            let t0 = Instant::now();
+            for b in 0..PORTS / BATCH {
+                let ops: Vec<String> = (0..BATCH)
+                    .map(|j| {
+                        let i = 100_000 + b * BATCH + j;
+                        Raw::port_ops(i, i % 4000 + 1)
+                    })
+                    .collect();
+                raw.transact(&ops.join(","));
+            }
+            rows.push(Row {
+                name: format!("raw JSON-RPC create, {BATCH}/txn sequential"),
+                ports: PORTS,
+                total: t0.elapsed(),
+                note: "",
+            });
+        }
+    }
+
+    println!();
+    println!("ovsdb benchmark: ovsdb-server 3.1 standalone db, no ovs-vswitchd, unix socket, release build");
+    println!();
+    println!(
+        "| {:<40} | {:>6} | {:>10} | {:>10} | {:>9} | note",
+        "bulk: 1000 ports (tag + iface-id)", "ports", "total ms", "ms/port", "ports/s"
+    );
+    println!("|{:-<42}|{:-<8}|{:-<12}|{:-<12}|{:-<11}|------", "", "", "", "", "");
+    for r in &rows {
+        let s = r.total.as_secs_f64();
+        println!(
+            "| {:<40} | {:>6} | {:>10.1} | {:>10.3} | {:>9.0} | {}",
+            r.name,
+            r.ports,
+            s * 1e3,
+            s * 1e3 / r.ports as f64,
+            r.ports as f64 / s,
+            r.note
+        );
+    }
+    println!();
+    println!(
+        "| {:<40} | {:>5} | {:>8} | {:>8} | {:>8} | {:>7}",
+        "latency: one port per txn, sequential", "n", "p50 ms", "p99 ms", "mean ms", "txn/s"
+    );
+    println!("|{:-<42}|{:-<7}|{:-<10}|{:-<10}|{:-<10}|{:-<9}", "", "", "", "", "", "");
+    let mut means = Vec::new();
+    for l in &mut lats {
+        l.samples.sort();
+        let total: Duration = l.samples.iter().sum();
+        let mean = total / l.samples.len() as u32;
+        means.push((l.name.clone(), mean));
+        println!(
+            "| {:<40} | {:>5} | {:>8.3} | {:>8.3} | {:>8.3} | {:>7.0}",
+            l.name,
+            l.samples.len(),
+            pct(&l.samples, 0.5).as_secs_f64() * 1e3,
+            pct(&l.samples, 0.99).as_secs_f64() * 1e3,
+            mean.as_secs_f64() * 1e3,
+            l.samples.len() as f64 / total.as_secs_f64()
+        );
+    }
+    let get = |n: &str| means.iter().find(|(m, _)| m == n).map(|(_, d)| d.as_secs_f64());
+    if let (Some(e), Some(b)) = (
+        get("crosspod 1-port txn, empty bridge"),
+        get("crosspod 1-port txn, 10,000 ports present"),
+    ) {
+        println!();
+        println!("cost per port with 10,000 ports present / empty bridge (crosspod): {:.2}x", b / e);
+    }
+    if let (Some(e), Some(b)) = (
+        get("raw JSON-RPC 1-port txn, empty bridge"),
+        get("raw JSON-RPC 1-port txn, 10,000 ports present"),
+    ) {
+        println!("cost per port with 10,000 ports present / empty bridge (raw):      {:.2}x", b / e);
+    }
+}
