@@ -139,7 +139,8 @@ impl Raw {
             assert!(n > 0, "server closed");
             if let Some(m) = self.split.push(&buf[..n]).unwrap().pop() {
                 assert!(
-                    !m.windows(8).any(|w| w == b"\"error\":\"" || w == b"details\""),
+                    !m.windows(8)
+                        .any(|w| w == b"\"error\":\"" || w == b"details\""),
                     "raw txn failed: {}",
                     String::from_utf8_lossy(&m)
                 );
@@ -361,7 +362,10 @@ fn main() {
         "| {:<40} | {:>6} | {:>10} | {:>10} | {:>9} | note",
         "bulk: 1000 ports (tag + iface-id)", "ports", "total ms", "ms/port", "ports/s"
     );
-    println!("|{:-<42}|{:-<8}|{:-<12}|{:-<12}|{:-<11}|------", "", "", "", "", "");
+    println!(
+        "|{:-<42}|{:-<8}|{:-<12}|{:-<12}|{:-<11}|------",
+        "", "", "", "", ""
+    );
     for r in &rows {
         let s = r.total.as_secs_f64();
         println!(
@@ -379,7 +383,10 @@ fn main() {
         "| {:<40} | {:>5} | {:>8} | {:>8} | {:>8} | {:>7}",
         "latency: one port per txn, sequential", "n", "p50 ms", "p99 ms", "mean ms", "txn/s"
     );
-    println!("|{:-<42}|{:-<7}|{:-<10}|{:-<10}|{:-<10}|{:-<9}", "", "", "", "", "", "");
+    println!(
+        "|{:-<42}|{:-<7}|{:-<10}|{:-<10}|{:-<10}|{:-<9}",
+        "", "", "", "", "", ""
+    );
     let mut means = Vec::new();
     for l in &mut lats {
         l.samples.sort();
@@ -396,18 +403,29 @@ fn main() {
             l.samples.len() as f64 / total.as_secs_f64()
         );
     }
-    let get = |n: &str| means.iter().find(|(m, _)| m == n).map(|(_, d)| d.as_secs_f64());
+    let get = |n: &str| {
+        means
+            .iter()
+            .find(|(m, _)| m == n)
+            .map(|(_, d)| d.as_secs_f64())
+    };
     if let (Some(e), Some(b)) = (
         get("crosspod 1-port txn, empty bridge"),
         get("crosspod 1-port txn, 10,000 ports present"),
     ) {
         println!();
-        println!("cost per port with 10,000 ports present / empty bridge (crosspod): {:.2}x", b / e);
+        println!(
+            "cost per port with 10,000 ports present / empty bridge (crosspod): {:.2}x",
+            b / e
+        );
     }
     if let (Some(e), Some(b)) = (
         get("raw JSON-RPC 1-port txn, empty bridge"),
         get("raw JSON-RPC 1-port txn, 10,000 ports present"),
     ) {
-        println!("cost per port with 10,000 ports present / empty bridge (raw):      {:.2}x", b / e);
+        println!(
+            "cost per port with 10,000 ports present / empty bridge (raw):      {:.2}x",
+            b / e
+        );
     }
 }

@@ -130,10 +130,20 @@ impl Client {
     pub async fn connect(config: ClientConfig) -> Result<Client> {
         let monitors: Monitors = Arc::default();
         let conn = Conn::open(&conn_config(&config), monitors.clone()).await?;
+        Ok(Client::with_session(config, monitors, Some(Arc::new(conn))))
+    }
+
+    /// Returns at once and connects in the background with backoff (for a daemon that may
+    /// start before its ovsdb-server). Requests wait up to the request timeout for a session.
+    pub fn start(config: ClientConfig) -> Client {
+        Client::with_session(config, Arc::default(), None)
+    }
+
+    fn with_session(config: ClientConfig, monitors: Monitors, conn: Option<Arc<Conn>>) -> Client {
         let shared = Arc::new(Shared {
             endpoint: config.endpoint.to_string(),
             config,
-            conn: watch::Sender::new(Some(Arc::new(conn))),
+            conn: watch::Sender::new(conn),
             closed: AtomicBool::new(false),
             monitors,
             schemas: Mutex::default(),
@@ -142,9 +152,9 @@ impl Client {
             since_supported: AtomicBool::new(true),
         });
         let supervisor = tokio::spawn(supervise(shared.clone()));
-        Ok(Client {
+        Client {
             inner: Arc::new(Inner { shared, supervisor }),
-        })
+        }
     }
 
     fn shared(&self) -> &Shared {
@@ -363,6 +373,21 @@ impl Client {
         Ok(Replica { shared: mon })
     }
 
+    /// Stops a monitor: the server stops sending updates and the replica stays as it was.
+    pub async fn monitor_cancel(&self, replica: &Replica) -> Result<()> {
+        let id = replica.shared.id.clone();
+        let removed = self
+            .shared()
+            .monitors
+            .lock()
+            .expect("monitors lock")
+            .remove(&id);
+        if removed.is_none() {
+            return Ok(());
+        }
+        self.call("monitor_cancel", json!([id])).await.map(|_| ())
+    }
+
     /// Operation counts so far.
     pub fn counters(&self) -> Counters {
         let c = &self.shared().counters;
@@ -435,19 +460,29 @@ async fn subscribe(s: &Shared, conn: &Conn, mon: Arc<MonitorShared>) -> Result<(
 /// Waits for the session to end, then reconnects with capped exponential backoff and
 /// resubscribes every monitor before publishing the new session to callers.
 async fn supervise(s: Arc<Shared>) {
+    let mut first = true;
     loop {
         let current = s.conn.borrow().clone();
-        let Some(conn) = current else { return };
-        let reason = conn.wait_closed().await;
-        drop(conn);
-        if !s.config.reconnect || s.closed.load(Ordering::Relaxed) {
-            tracing::info!(endpoint = %s.endpoint, reason = %reason, "ovsdb session ended; not reconnecting");
+        if let Some(conn) = current {
+            first = false;
+            let reason = conn.wait_closed().await;
+            drop(conn);
+            if !s.config.reconnect || s.closed.load(Ordering::Relaxed) {
+                tracing::info!(endpoint = %s.endpoint, reason = %reason, "ovsdb session ended; not reconnecting");
+                return;
+            }
+            tracing::warn!(endpoint = %s.endpoint, reason = %reason, "ovsdb session lost; reconnecting");
+        } else if !first || s.closed.load(Ordering::Relaxed) {
             return;
         }
-        tracing::warn!(endpoint = %s.endpoint, reason = %reason, "ovsdb session lost; reconnecting");
-        let mut delay = s.config.backoff_initial;
+        let mut delay = if first {
+            Duration::ZERO
+        } else {
+            s.config.backoff_initial
+        };
         let new = loop {
             tokio::time::sleep(delay).await;
+            delay = delay.max(s.config.backoff_initial);
             match reopen(&s).await {
                 Ok(c) => break c,
                 Err(e) => {
@@ -456,7 +491,10 @@ async fn supervise(s: Arc<Shared>) {
                 }
             }
         };
-        s.counters.reconnects.fetch_add(1, Ordering::Relaxed);
+        if !first {
+            s.counters.reconnects.fetch_add(1, Ordering::Relaxed);
+        }
+        first = false;
         s.conn.send_replace(Some(Arc::new(new)));
     }
 }

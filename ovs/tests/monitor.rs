@@ -314,3 +314,34 @@ async fn changes_while_down_converge_after_restart() {
     }
     assert!(s.rows("Port").all(|p| p.get_str("name") != Some("pa")));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn start_before_the_server_then_cancel() {
+    let sb = common::ovsdb();
+    sb.stop_ovsdb().unwrap();
+    // The client starts with no server and connects once it appears.
+    let c = ovs::Client::start(common::config(&sb));
+    assert!(!c.is_connected());
+    let sb2 = &sb;
+    let starter = async move {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        sb2.start_ovsdb().unwrap();
+    };
+    let (r, ()) = tokio::join!(vswitch::monitor(&c), starter);
+    let r = r.expect("monitor once the server is up");
+    assert!(c.is_connected());
+    assert_eq!(c.counters().reconnects, 0);
+    sb.vsctl(&["add-br", "br-s"]).unwrap();
+    r.wait_for(T, |s| bridge_names(s) == ["br-s"])
+        .await
+        .expect("br-s");
+    c.monitor_cancel(&r).await.unwrap();
+    let seq = r.snapshot().seq;
+    sb.vsctl(&["add-br", "br-t"]).unwrap();
+    c.echo().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(r.snapshot().seq, seq, "no updates after cancel");
+    // Closed clients fail fast.
+    c.close();
+    assert!(matches!(c.echo().await, Err(ovs::Error::Closed { .. })));
+}
