@@ -267,6 +267,44 @@ impl Sandbox {
         kill_pidfile(&self.file("vswitchd.pid"))
     }
 
+    /// Makes ovsdb-server also listen on TCP at 127.0.0.1 (a free port) and returns that
+    /// endpoint.
+    pub fn add_tcp_remote(&self) -> Result<Endpoint> {
+        let ctl = self.file("ovsdb.ctl");
+        let mut last = String::new();
+        for _ in 0..5 {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .map_err(|e| sandbox_err("pick a tcp port", e.to_string()))?
+                .port();
+            self.run(
+                "ovsdb-server/add-remote",
+                &[
+                    "ovs-appctl",
+                    "-t",
+                    path_str(&ctl),
+                    "ovsdb-server/add-remote",
+                    &format!("ptcp:{port}:127.0.0.1"),
+                ],
+                false,
+            )?;
+            let deadline = Instant::now() + Duration::from_secs(2);
+            while Instant::now() < deadline {
+                let probe = match &self.opts.netns {
+                    // Inside a namespace the port is not reachable from here; trust the server.
+                    Some(_) => return Ok(Endpoint::Tcp(format!("127.0.0.1:{port}"))),
+                    None => std::net::TcpStream::connect(("127.0.0.1", port)),
+                };
+                match probe {
+                    Ok(_) => return Ok(Endpoint::Tcp(format!("127.0.0.1:{port}"))),
+                    Err(e) => last = e.to_string(),
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        Err(sandbox_err("listen on tcp", last))
+    }
+
     /// The last `n` lines of the ovsdb-server log, for failure messages.
     pub fn ovsdb_log_tail(&self, n: usize) -> String {
         let s = std::fs::read_to_string(self.file("ovsdb.log")).unwrap_or_default();

@@ -152,6 +152,14 @@ async fn replica_follows_ovs_vsctl() {
     let p = View::new(s).port("vm1").unwrap().clone();
     assert_eq!(p.get("trunks").unwrap().as_set().len(), 3);
 
+    sb.vsctl(&["clear", "port", "vm1", "tag"]).unwrap();
+    r.wait_for(T, |s| {
+        s.find_by_str("Port", "name", "vm1")
+            .next()
+            .is_some_and(|p| p.get("tag") == Some(&ovs::Value::empty_set()))
+    })
+    .await
+    .expect("tag cleared");
     sb.vsctl(&["del-port", "br-o", "vm1"]).unwrap();
     r.wait_for(T, |s| {
         s.find_by_str("Port", "name", "vm1").next().is_none()
@@ -344,4 +352,54 @@ async fn start_before_the_server_then_cancel() {
     // Closed clients fail fast.
     c.close();
     assert!(matches!(c.echo().await, Err(ovs::Error::Closed { .. })));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snapshots_stay_whole_under_concurrent_writers() {
+    let sb = common::ovsdb();
+    let c = common::client(&sb).await;
+    let r = vswitch::monitor(&c).await.unwrap();
+    let checker = watch_consistency(&r);
+    let writer = common::client(&sb).await;
+    let mut t = vswitch::TxnBuilder::new();
+    t.add_bridge(&vswitch::BridgeSpec::new("br-c"));
+    t.commit(&writer).await.unwrap();
+    let mut tasks = Vec::new();
+    for b in 0..20 {
+        let w = writer.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut t = vswitch::TxnBuilder::new();
+            for i in 0..10 {
+                t.add_port("br-c", &vswitch::PortSpec::new(&format!("c{b}-{i}")));
+            }
+            t.commit(&w).await
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    // Remove them again in one go, by bridge.
+    let view = View::new(
+        r.wait_for(T, |s| s.rows("Port").count() == 201)
+            .await
+            .expect("201 ports"),
+    );
+    let mut t = vswitch::TxnBuilder::new();
+    for p in view.ports_of_bridge("br-c") {
+        if p != "br-c" {
+            t.remove_port(&view, &p);
+        }
+    }
+    t.commit(&writer).await.unwrap();
+    r.wait_for(T, |s| s.rows("Port").count() == 1)
+        .await
+        .expect("ports gone");
+    drop(r);
+    c.close();
+    drop(c);
+    let seen = tokio::time::timeout(T, checker)
+        .await
+        .expect("checker ends")
+        .unwrap();
+    assert!(seen.unwrap() >= 3);
 }

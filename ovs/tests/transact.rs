@@ -380,3 +380,16 @@ async fn many_requests_in_flight_on_one_session() {
         assert!(listed.lines().any(|l| l == n), "{n} missing");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn works_over_tcp() {
+    let sb = common::ovsdb();
+    let ep = sb.add_tcp_remote().unwrap();
+    let mut cfg = common::config(&sb);
+    cfg.endpoint = ep;
+    let c = ovs::Client::connect(cfg).await.unwrap();
+    assert!(c.endpoint().starts_with("tcp:127.0.0.1:"));
+    let r = c.transact(DB, &insert_bridge("br-tcp", "b")).await.unwrap();
+    assert!(r[0].uuid().is_some());
+    assert_eq!(sb.vsctl(&["list-br"]).unwrap().trim(), "br-tcp");
+}
