@@ -154,8 +154,15 @@ impl Conn {
     }
 
     fn send(&self, id: u64, method: &str, params: &Json) -> Result<()> {
-        let msg = serde_json::to_vec(&json!({"id": id, "method": method, "params": params}))
-            .expect("JSON values always serialise");
+        // Written by hand so the params tree is serialised in place, not copied first.
+        let mut msg = Vec::with_capacity(256);
+        msg.extend_from_slice(b"{\"id\":");
+        msg.extend_from_slice(id.to_string().as_bytes());
+        msg.extend_from_slice(b",\"method\":");
+        serde_json::to_writer(&mut msg, method).expect("a string always serialises");
+        msg.extend_from_slice(b",\"params\":");
+        serde_json::to_writer(&mut msg, params).expect("JSON values always serialise");
+        msg.push(b'}');
         self.out.send(msg).map_err(|_| Error::Disconnected {
             endpoint: self.endpoint.clone(),
             reason: "writer stopped".into(),

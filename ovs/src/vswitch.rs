@@ -247,6 +247,9 @@ fn map_mutations(
 pub struct TxnBuilder {
     ops: Vec<Operation>,
     next_name: u32,
+    /// Index of the `ports` mutate already emitted per (bridge condition, mutator): later
+    /// ports join it, so a batch rewrites each bridge's port set once, not once per port.
+    ports_mutates: HashMap<(String, &'static str), usize>,
 }
 
 impl TxnBuilder {
@@ -279,6 +282,34 @@ impl TxnBuilder {
     fn name(&mut self, prefix: &str) -> String {
         self.next_name += 1;
         format!("{prefix}{}", self.next_name)
+    }
+
+    /// Adds `port` to (or removes it from) a bridge's `ports`, merged into this transaction's
+    /// earlier mutate of the same bridge when there is one (named-uuids may be referenced
+    /// before their insert within a transaction).
+    fn bridge_ports(&mut self, bridge: Condition, mutator: Mutator, port: Atom) {
+        let key = (
+            format!("{:?}", bridge),
+            if mutator == Mutator::Insert {
+                "insert"
+            } else {
+                "delete"
+            },
+        );
+        if let Some(&i) = self.ports_mutates.get(&key) {
+            if let Some(Operation::Mutate { mutations, .. }) = self.ops.get_mut(i) {
+                if let Some(Value::Set(set)) = mutations.first_mut().map(|m| &mut m.value) {
+                    set.insert(port);
+                    return;
+                }
+            }
+        }
+        self.ports_mutates.insert(key, self.ops.len());
+        self.ops.push(Operation::Mutate {
+            table: "Bridge".into(),
+            conditions: vec![bridge],
+            mutations: vec![Mutation::new("ports", mutator, Value::set([port]))],
+        });
     }
 
     fn insert(&mut self, table: &str, row: RowData, uuid_name: String) {
@@ -383,15 +414,7 @@ impl TxnBuilder {
             prow.insert("external_ids".into(), string_map(&spec.external_ids));
         }
         self.insert("Port", prow, np.clone());
-        self.ops.push(Operation::Mutate {
-            table: "Bridge".into(),
-            conditions: vec![bridge],
-            mutations: vec![Mutation::new(
-                "ports",
-                Mutator::Insert,
-                Value::set([Atom::NamedUuid(np)]),
-            )],
-        });
+        self.bridge_ports(bridge, Mutator::Insert, Atom::NamedUuid(np));
         self
     }
 
@@ -421,15 +444,11 @@ impl TxnBuilder {
 
     /// Detaches a port from its bridge; the port and its interfaces are then garbage.
     pub fn delete_port(&mut self, bridge_uuid: Uuid, port_uuid: Uuid) -> &mut Self {
-        self.ops.push(Operation::Mutate {
-            table: "Bridge".into(),
-            conditions: vec![Condition::uuid(bridge_uuid)],
-            mutations: vec![Mutation::new(
-                "ports",
-                Mutator::Delete,
-                Value::set([port_uuid]),
-            )],
-        });
+        self.bridge_ports(
+            Condition::uuid(bridge_uuid),
+            Mutator::Delete,
+            Atom::Uuid(port_uuid),
+        );
         self
     }
 
@@ -482,15 +501,7 @@ impl TxnBuilder {
             if let Some(old) = on.and_then(|n| view.bridge(n)) {
                 self.delete_port(old.uuid, p.uuid);
             }
-            self.ops.push(Operation::Mutate {
-                table: "Bridge".into(),
-                conditions: vec![bridge_cond],
-                mutations: vec![Mutation::new(
-                    "ports",
-                    Mutator::Insert,
-                    Value::set([p.uuid]),
-                )],
-            });
+            self.bridge_ports(bridge_cond, Mutator::Insert, Atom::Uuid(p.uuid));
         }
         let pc = Condition::uuid(p.uuid);
         let mut row = RowData::new();
