@@ -321,6 +321,64 @@ fn main() {
                 name: format!("crosspod 1-port txn, {label}"),
                 samples,
             });
+            // Batches of 100, one after another, on top.
+            let base = 200_000 + pre;
+            let t0 = Instant::now();
+            for b in 0..PORTS / BATCH {
+                let mut t = TxnBuilder::new();
+                for i in base + b * BATCH..base + (b + 1) * BATCH {
+                    t.add_port("br0", &port_spec(i, (i % 4000 + 1) as u16));
+                }
+                t.commit(&c).await.expect("batch");
+            }
+            rows.push(Row {
+                name: format!("crosspod create, {BATCH}/txn seq., {label}"),
+                ports: PORTS,
+                total: t0.elapsed(),
+                note: "",
+            });
+            // Retag by port name (what a blind caller does) and by uuid (what ensure_port does).
+            let t0 = Instant::now();
+            let mut t = TxnBuilder::new();
+            for i in base..base + PORTS {
+                t.set_tag(&format!("p{i}"), Some(7));
+            }
+            t.commit(&c).await.expect("retag by name");
+            rows.push(Row {
+                name: format!("crosspod retag by name, 1 txn, {label}"),
+                ports: PORTS,
+                total: t0.elapsed(),
+                note: "",
+            });
+            // With the agent's replica attached: each txn also streams an update back.
+            let r = ovs::vswitch::monitor(&c).await.expect("monitor");
+            let view = ovs::vswitch::View::new(r.snapshot());
+            let t0 = Instant::now();
+            let mut t = TxnBuilder::new();
+            for i in base..base + PORTS {
+                let mut p = port_spec(i, 8);
+                p.tag = Some(8);
+                t.ensure_port(&view, "br0", &p);
+            }
+            t.commit(&c).await.expect("retag by ensure");
+            rows.push(Row {
+                name: format!("crosspod ensure_port retag, 1 txn, {label}"),
+                ports: PORTS,
+                total: t0.elapsed(),
+                note: "uuid conditions, replica attached",
+            });
+            let mut samples = Vec::with_capacity(SINGLE);
+            for i in 300_000 + pre..300_000 + pre + SINGLE {
+                let mut t = TxnBuilder::new();
+                t.add_port("br0", &port_spec(i, (i % 4000 + 1) as u16));
+                let t0 = Instant::now();
+                t.commit(&c).await.expect("single-port txn");
+                samples.push(t0.elapsed());
+            }
+            lats.push(Lat {
+                name: format!("crosspod 1-port txn + replica, {label}"),
+                samples,
+            });
         });
         // The floor: the same transactions as raw JSON-RPC on one socket.
         let mut raw = Raw::new(&sb);
@@ -359,17 +417,17 @@ fn main() {
     println!("ovsdb benchmark: ovsdb-server 3.1 standalone db, no ovs-vswitchd, unix socket, release build");
     println!();
     println!(
-        "| {:<40} | {:>6} | {:>10} | {:>10} | {:>9} | note",
+        "| {:<48} | {:>6} | {:>10} | {:>10} | {:>9} | note",
         "bulk: 1000 ports (tag + iface-id)", "ports", "total ms", "ms/port", "ports/s"
     );
     println!(
-        "|{:-<42}|{:-<8}|{:-<12}|{:-<12}|{:-<11}|------",
+        "|{:-<50}|{:-<8}|{:-<12}|{:-<12}|{:-<11}|------",
         "", "", "", "", ""
     );
     for r in &rows {
         let s = r.total.as_secs_f64();
         println!(
-            "| {:<40} | {:>6} | {:>10.1} | {:>10.3} | {:>9.0} | {}",
+            "| {:<48} | {:>6} | {:>10.1} | {:>10.3} | {:>9.0} | {}",
             r.name,
             r.ports,
             s * 1e3,
@@ -380,11 +438,11 @@ fn main() {
     }
     println!();
     println!(
-        "| {:<40} | {:>5} | {:>8} | {:>8} | {:>8} | {:>7}",
+        "| {:<48} | {:>5} | {:>8} | {:>8} | {:>8} | {:>7}",
         "latency: one port per txn, sequential", "n", "p50 ms", "p99 ms", "mean ms", "txn/s"
     );
     println!(
-        "|{:-<42}|{:-<7}|{:-<10}|{:-<10}|{:-<10}|{:-<9}",
+        "|{:-<50}|{:-<7}|{:-<10}|{:-<10}|{:-<10}|{:-<9}",
         "", "", "", "", "", ""
     );
     let mut means = Vec::new();
@@ -394,7 +452,7 @@ fn main() {
         let mean = total / l.samples.len() as u32;
         means.push((l.name.clone(), mean));
         println!(
-            "| {:<40} | {:>5} | {:>8.3} | {:>8.3} | {:>8.3} | {:>7.0}",
+            "| {:<48} | {:>5} | {:>8.3} | {:>8.3} | {:>8.3} | {:>7.0}",
             l.name,
             l.samples.len(),
             pct(&l.samples, 0.5).as_secs_f64() * 1e3,

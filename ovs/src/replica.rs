@@ -186,35 +186,57 @@ impl MonitorShared {
 
     /// Applies `table-updates2` (RFC 7047 extension) on top of the current snapshot, or on an
     /// empty one when `reset`, and publishes the result in one step.
+    ///
+    /// Everything that can fail (decoding, a modify of an unknown row) is done first; the
+    /// snapshot is then changed in place under the watch's lock, copying a table or row only
+    /// when a reader still holds the previous snapshot (copy on write), so an update costs
+    /// what it changes, not the size of the replica.
     pub(crate) fn apply(&self, updates: &Json, txn_id: Option<Uuid>, reset: bool) -> Result<()> {
-        let cur = self.tx.borrow().clone();
-        let mut next = Snapshot {
-            seq: cur.seq + 1,
-            last_txn_id: if reset {
-                txn_id.filter(|u| !u.is_nil())
-            } else {
-                txn_id.filter(|u| !u.is_nil()).or(cur.last_txn_id)
-            },
-            reset,
-            changes: Arc::new(Vec::new()),
-            tables: if reset {
-                self.requests
+        let preps = self.prepare(updates, reset)?;
+        let txn_id = txn_id.filter(|u| !u.is_nil());
+        if reset {
+            let cur_seq = self.tx.borrow().seq;
+            let mut next = Snapshot {
+                seq: cur_seq + 1,
+                last_txn_id: txn_id,
+                reset: true,
+                changes: Arc::new(Vec::new()),
+                tables: self
+                    .requests
                     .iter()
                     .map(|r| (r.table.clone(), Arc::new(TableRows::new())))
-                    .collect()
-            } else {
-                cur.tables.clone()
-            },
-        };
-        let mut changes = Vec::new();
+                    .collect(),
+            };
+            apply_preps(&mut next, preps);
+            tracing::debug!(db = %self.db, monitor = %self.id, seq = next.seq, "replica replaced");
+            self.tx.send_replace(Arc::new(next));
+            return Ok(());
+        }
+        self.tx.send_modify(|cur| {
+            let snap = Arc::make_mut(cur);
+            snap.seq += 1;
+            snap.reset = false;
+            if txn_id.is_some() {
+                snap.last_txn_id = txn_id;
+            }
+            let changes = apply_preps(snap, preps);
+            snap.changes = Arc::new(changes);
+            tracing::trace!(db = %self.db, monitor = %self.id, seq = snap.seq, changes = snap.changes.len(), "replica updated");
+        });
+        Ok(())
+    }
+
+    /// Decodes an update into changes that cannot fail to apply.
+    fn prepare(&self, updates: &Json, reset: bool) -> Result<Vec<Prep>> {
         let obj = updates
             .as_object()
             .ok_or_else(|| decode_err("table-updates2", format!("not an object: {updates}")))?;
+        let cur = self.tx.borrow();
+        let mut preps = Vec::new();
         for (table, rows) in obj {
             let rows = rows
                 .as_object()
                 .ok_or_else(|| decode_err("table-update2", format!("{table}: not an object")))?;
-            let t = Arc::make_mut(next.tables.entry(table.clone()).or_default());
             for (uuid_s, ru) in rows {
                 let uuid = Uuid::parse_str(uuid_s)
                     .map_err(|e| decode_err("row uuid", format!("{table} {uuid_s}: {e}")))?;
@@ -227,59 +249,61 @@ impl MonitorShared {
                         decode_err("row-update2", format!("{table} {uuid_s} {kind}: {body}"))
                     })
                 };
-                match kind.as_str() {
+                let prep = match kind.as_str() {
                     "initial" | "insert" => {
                         let mut columns =
                             crate::ops::decode_row(Some(&self.schema), table, body_obj()?)?;
                         self.fill_defaults(table, &mut columns);
-                        t.insert(uuid, Arc::new(Row { uuid, columns }));
-                        if !reset {
-                            changes.push(RowChange {
-                                table: table.clone(),
-                                uuid,
-                                kind: ChangeKind::Insert,
-                            });
+                        Prep::Put {
+                            table: table.clone(),
+                            uuid,
+                            columns,
+                            announce: !reset,
                         }
                     }
                     "modify" => {
-                        let Some(old) = t.get(&uuid) else {
+                        if reset || cur.row(table, &uuid).is_none() {
                             return Err(Error::Decode {
                                 what: "row-update2 modify".into(),
                                 reason: format!("{table} {uuid}: row not in replica"),
                             });
-                        };
-                        let mut row = (**old).clone();
-                        for (col, diff) in body_obj()? {
-                            self.apply_column_diff(table, &mut row, col, diff)?;
                         }
-                        t.insert(uuid, Arc::new(row));
-                        changes.push(RowChange {
+                        let mut diffs = Vec::new();
+                        for (col, diff) in body_obj()? {
+                            let ty = self.schema.column_type(table, col).ok_or_else(|| {
+                                decode_err(
+                                    "row-update2",
+                                    format!("{table}.{col}: column not in schema"),
+                                )
+                            })?;
+                            let value = ty.decode(diff)?;
+                            diffs.push(ColumnDiff {
+                                column: col.clone(),
+                                replace: ty.max == Some(1),
+                                value,
+                            });
+                        }
+                        Prep::Modify {
                             table: table.clone(),
                             uuid,
-                            kind: ChangeKind::Modify,
-                        });
+                            diffs,
+                        }
                     }
-                    "delete" => {
-                        t.remove(&uuid);
-                        changes.push(RowChange {
-                            table: table.clone(),
-                            uuid,
-                            kind: ChangeKind::Delete,
-                        });
-                    }
+                    "delete" => Prep::Delete {
+                        table: table.clone(),
+                        uuid,
+                    },
                     other => {
                         return Err(decode_err(
                             "row-update2",
                             format!("{table} {uuid}: unknown kind {other}"),
                         ))
                     }
-                }
+                };
+                preps.push(prep);
             }
         }
-        next.changes = Arc::new(changes);
-        tracing::debug!(db = %self.db, monitor = %self.id, seq = next.seq, reset, changes = next.changes.len(), "replica updated");
-        self.tx.send_replace(Arc::new(next));
-        Ok(())
+        Ok(preps)
     }
 
     /// Inserts leave out columns holding their default value: put the defaults back so a
@@ -301,44 +325,120 @@ impl MonitorShared {
             }
         }
     }
+}
 
-    /// `modify` semantics: scalars are replaced, sets toggle the listed elements, maps insert
-    /// new keys, delete keys given with their current value and replace the others.
-    fn apply_column_diff(&self, table: &str, row: &mut Row, col: &str, diff: &Json) -> Result<()> {
-        let ty = self.schema.column_type(table, col).ok_or_else(|| {
-            decode_err(
-                "row-update2",
-                format!("{table}.{col}: column not in schema"),
-            )
-        })?;
-        let d = ty.decode(diff)?;
-        let new = match (row.columns.remove(col), d) {
-            // ovsdb-server sends the new value, not a diff, for columns of at most one element.
-            (_, d) if ty.max == Some(1) => d,
-            (Some(Value::Map(mut old)), Value::Map(dm)) => {
-                for (k, v) in dm {
-                    if old.get(&k) == Some(&v) {
-                        old.remove(&k);
-                    } else {
-                        old.insert(k, v);
+/// One decoded row update.
+enum Prep {
+    Put {
+        table: String,
+        uuid: Uuid,
+        columns: RowData,
+        announce: bool,
+    },
+    Modify {
+        table: String,
+        uuid: Uuid,
+        diffs: Vec<ColumnDiff>,
+    },
+    Delete {
+        table: String,
+        uuid: Uuid,
+    },
+}
+
+/// One column of a `modify`.
+struct ColumnDiff {
+    column: String,
+    /// ovsdb-server sends the new value, not a diff, for columns of at most one element.
+    replace: bool,
+    value: Value,
+}
+
+/// Applies decoded updates (copy on write through the `Arc`s) and returns the row changes.
+fn apply_preps(snap: &mut Snapshot, preps: Vec<Prep>) -> Vec<RowChange> {
+    let mut changes = Vec::new();
+    for p in preps {
+        match p {
+            Prep::Put {
+                table,
+                uuid,
+                columns,
+                announce,
+            } => {
+                let t = Arc::make_mut(snap.tables.entry(table.clone()).or_default());
+                t.insert(uuid, Arc::new(Row { uuid, columns }));
+                if announce {
+                    changes.push(RowChange {
+                        table,
+                        uuid,
+                        kind: ChangeKind::Insert,
+                    });
+                }
+            }
+            Prep::Modify { table, uuid, diffs } => {
+                let t = Arc::make_mut(snap.tables.entry(table.clone()).or_default());
+                if let Some(r) = t.get_mut(&uuid) {
+                    let row = Arc::make_mut(r);
+                    for d in diffs {
+                        apply_column_diff(row, d);
+                    }
+                    changes.push(RowChange {
+                        table,
+                        uuid,
+                        kind: ChangeKind::Modify,
+                    });
+                }
+            }
+            Prep::Delete { table, uuid } => {
+                if let Some(t) = snap.tables.get_mut(&table) {
+                    if t.contains_key(&uuid) {
+                        Arc::make_mut(t).remove(&uuid);
                     }
                 }
-                Value::Map(old)
+                changes.push(RowChange {
+                    table,
+                    uuid,
+                    kind: ChangeKind::Delete,
+                });
             }
-            (old, Value::Set(ds)) => {
-                let mut s: BTreeSet<_> = old.map(|o| o.as_set()).unwrap_or_default();
-                for a in ds {
-                    if !s.remove(&a) {
-                        s.insert(a);
-                    }
+        }
+    }
+    changes
+}
+
+/// `modify` semantics: at-most-one-element columns are replaced, sets toggle the listed
+/// elements, maps insert new keys, delete keys given with their current value and replace
+/// the others.
+fn apply_column_diff(row: &mut Row, d: ColumnDiff) {
+    if d.replace {
+        row.columns.insert(d.column, d.value);
+        return;
+    }
+    let slot = row
+        .columns
+        .entry(d.column)
+        .or_insert_with(|| match &d.value {
+            Value::Map(_) => Value::Map(Default::default()),
+            _ => Value::Set(BTreeSet::new()),
+        });
+    match (slot, d.value) {
+        (Value::Map(old), Value::Map(dm)) => {
+            for (k, v) in dm {
+                if old.get(&k) == Some(&v) {
+                    old.remove(&k);
+                } else {
+                    old.insert(k, v);
                 }
-                Value::Set(s)
             }
-            (None, d) => d,
-            (Some(_), d) => d,
-        };
-        row.columns.insert(col.to_string(), new);
-        Ok(())
+        }
+        (Value::Set(old), Value::Set(ds)) => {
+            for a in ds {
+                if !old.remove(&a) {
+                    old.insert(a);
+                }
+            }
+        }
+        (slot, v) => *slot = v,
     }
 }
 

@@ -403,3 +403,49 @@ async fn snapshots_stay_whole_under_concurrent_writers() {
         .unwrap();
     assert!(seen.unwrap() >= 3);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_held_snapshot_never_changes() {
+    let sb = common::ovsdb();
+    let c = common::client(&sb).await;
+    let r = vswitch::monitor(&c).await.unwrap();
+    sb.vsctl(&["add-br", "br-h", "--", "add-port", "br-h", "h1", "tag=1"])
+        .unwrap();
+    let old = r
+        .wait_for(T, |s| s.find_by_str("Port", "name", "h1").next().is_some())
+        .await
+        .expect("h1");
+    let old_port = old
+        .find_by_str("Port", "name", "h1")
+        .next()
+        .unwrap()
+        .clone();
+    sb.vsctl(&["set", "port", "h1", "tag=2", "--", "add-port", "br-h", "h2"])
+        .unwrap();
+    let new = r
+        .wait_for(T, |s| s.find_by_str("Port", "name", "h2").next().is_some())
+        .await
+        .expect("h2");
+    // The update was applied copy-on-write: the old snapshot and row are untouched.
+    assert_eq!(
+        old.find_by_str("Port", "name", "h1")
+            .next()
+            .unwrap()
+            .get_i64("tag"),
+        Some(1)
+    );
+    assert_eq!(old_port.get_i64("tag"), Some(1));
+    assert!(old.find_by_str("Port", "name", "h2").next().is_none());
+    assert_eq!(
+        new.find_by_str("Port", "name", "h1")
+            .next()
+            .unwrap()
+            .get_i64("tag"),
+        Some(2)
+    );
+    assert!(new.seq > old.seq);
+    let b = new.find_by_str("Bridge", "name", "br-h").next().unwrap();
+    assert_eq!(b.get("ports").unwrap().as_set().len(), 3);
+    let ob = old.find_by_str("Bridge", "name", "br-h").next().unwrap();
+    assert_eq!(ob.get("ports").unwrap().as_set().len(), 2);
+}
