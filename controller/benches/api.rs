@@ -218,6 +218,21 @@ fn run(backend: &'static str, database: String, rows: &mut Vec<Row>) {
         n: 200,
         secs,
     });
+    // Where listing time goes: the store read alone (no HTTP, no JSON).
+    let store = &running.app.store;
+    let start = Instant::now();
+    for _ in 0..reps {
+        let ports = rt
+            .block_on(store.list_ports(&controller::store::Scope::default(), None))
+            .expect("list");
+        assert_eq!(ports.len(), PORTS_TOTAL);
+    }
+    rows.push(Row {
+        backend,
+        what: format!("store.list_ports ({PORTS_TOTAL}), in-process"),
+        n: reps,
+        secs: start.elapsed().as_secs_f64(),
+    });
     let mut running = running;
     running.abort();
     rt.block_on(running.app.store.close());

@@ -98,6 +98,10 @@ pub struct Args {
     #[arg(long, env = "CROSSPOD_CONFIG")]
     #[serde(skip)]
     pub config: Option<PathBuf>,
+    /// Print the resolved configuration (as a TOML file would hold it) and exit.
+    #[arg(long)]
+    #[serde(skip)]
+    pub print_config: bool,
     /// Address both APIs listen on [default: 0.0.0.0].
     #[arg(long, env = "CROSSPOD_BIND")]
     pub bind: Option<IpAddr>,
@@ -207,6 +211,32 @@ impl Args {
                 .or(file.log_format)
                 .unwrap_or(LogFormat::Text),
         })
+    }
+}
+
+impl Config {
+    /// The configuration as a TOML file (keys are the long flag names) that resolves to it.
+    pub fn to_toml(&self) -> String {
+        let types: Vec<String> = self
+            .tenant_network_types
+            .iter()
+            .map(|t| format!("{:?}", t.as_str()))
+            .collect();
+        format!(
+            "bind = {:?}\ntricircle-port = {}\nneutron-port = {}\ndatabase = {:?}\ntokens-file = {:?}\nnetwork-vlan-ranges = {:?}\nbridge-cidr = {:?}\ntenant-network-types = [{}]\nlog-format = {:?}\n",
+            self.bind.to_string(),
+            self.tricircle_port,
+            self.neutron_port,
+            self.database,
+            self.tokens_file.display().to_string(),
+            self.network_vlan_ranges.to_string(),
+            self.bridge_cidr.to_string(),
+            types.join(", "),
+            match self.log_format {
+                LogFormat::Text => "text",
+                LogFormat::Json => "json",
+            }
+        )
     }
 }
 

@@ -4,7 +4,13 @@ use clap::Parser;
 use controller::config::{Args, LogFormat};
 
 fn main() -> anyhow::Result<()> {
-    let config = Args::parse().resolve().context("configuration")?;
+    let args = Args::parse();
+    let print = args.print_config;
+    let config = args.resolve().context("configuration")?;
+    if print {
+        print!("{}", config.to_toml());
+        return Ok(());
+    }
     let filter = tracing_subscriber::EnvFilter::try_from_env("CROSSPOD_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
     let sub = tracing_subscriber::fmt()

@@ -98,6 +98,21 @@ impl VlanRanges {
     }
 }
 
+impl std::fmt::Display for VlanRanges {
+    /// The guide's format again (`bridge:2001:3000,extern:3001:4000`).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let parts: Vec<String> = self
+            .entries
+            .iter()
+            .map(|(n, r)| match r {
+                Some((lo, hi)) => format!("{n}:{lo}:{hi}"),
+                None => n.clone(),
+            })
+            .collect();
+        f.write_str(&parts.join(","))
+    }
+}
+
 /// Pick a free VLAN in `lo..=hi`. `attempt` 0 takes the lowest free one (predictable for
 /// operators); later attempts (after losing a race to another controller) pick among the
 /// first few free ones using `entropy`, to spread concurrent allocators apart.

@@ -403,3 +403,94 @@ fn vlan_exhaustion_is_409_naming_the_physnet_and_changes_nothing() {
     );
     assert_eq!(s, 201, "released VLAN is reused");
 }
+
+#[test]
+fn ipv6_subnets_and_fixed_ip_updates() {
+    let c = Controller::start();
+    let n = create(&c, DEMO, "networks", "network", json!({"name": "dual"}));
+    let nid = n["id"].as_str().unwrap();
+    let v4 = create(
+        &c,
+        DEMO,
+        "subnets",
+        "subnet",
+        json!({"network_id": nid, "cidr": "10.6.0.0/28", "ip_version": 4}),
+    );
+    let v6 = create(
+        &c,
+        DEMO,
+        "subnets",
+        "subnet",
+        json!({"network_id": nid, "cidr": "fd00:6::/64", "ip_version": 6}),
+    );
+    assert_eq!(v6["gateway_ip"], "fd00:6::1");
+    assert_eq!(v6["allocation_pools"][0]["start"], "fd00:6::2");
+    // Default: one IPv4 address; explicit: one from the v6 subnet.
+    let p = create(&c, DEMO, "ports", "port", json!({"network_id": nid}));
+    assert_eq!(p["fixed_ips"].as_array().unwrap().len(), 1);
+    assert_eq!(p["fixed_ips"][0]["subnet_id"], v4["id"]);
+    let pid = p["id"].as_str().unwrap();
+    let (s, v) = c.n(
+        "PUT",
+        &format!("/v2.0/ports/{pid}"),
+        Some(DEMO),
+        Some(&json!({"port": {"fixed_ips": [{"subnet_id": v4["id"]}, {"subnet_id": v6["id"]}]}})),
+    );
+    assert_eq!(s, 200, "{v}");
+    let ips = v["port"]["fixed_ips"].as_array().unwrap();
+    assert_eq!(ips.len(), 2);
+    let six: std::net::Ipv6Addr = ips.iter().find(|i| i["subnet_id"] == v6["id"]).unwrap()
+        ["ip_address"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(
+        six.segments()[..4],
+        [0xfd00, 6, 0, 0],
+        "address inside fd00:6::/64"
+    );
+    assert!(
+        v["port"]["revision_number"].as_i64().unwrap() > p["revision_number"].as_i64().unwrap()
+    );
+    // The released v4 address can be taken explicitly by another port.
+    let old = p["fixed_ips"][0]["ip_address"].as_str().unwrap();
+    let new_v4 = ips.iter().find(|i| i["subnet_id"] == v4["id"]).unwrap()["ip_address"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    if new_v4 != old {
+        create(
+            &c,
+            DEMO,
+            "ports",
+            "port",
+            json!({"network_id": nid, "fixed_ips": [{"ip_address": old}]}),
+        );
+    }
+    let (s, _) = c.n(
+        "POST",
+        "/v2.0/ports",
+        Some(DEMO),
+        Some(&json!({"port": {"network_id": nid, "fixed_ips": [{"ip_address": new_v4}]}})),
+    );
+    assert_eq!(s, 409, "held address refused");
+    // Subnet in use cannot be deleted; after deleting the port it can.
+    let (s, _) = c.n(
+        "DELETE",
+        &format!("/v2.0/subnets/{}", v6["id"].as_str().unwrap()),
+        Some(DEMO),
+        None,
+    );
+    assert_eq!(s, 409);
+    let (s, _) = c.n("DELETE", &format!("/v2.0/ports/{pid}"), Some(DEMO), None);
+    assert_eq!(s, 204);
+    let (s, _) = c.n(
+        "DELETE",
+        &format!("/v2.0/subnets/{}", v6["id"].as_str().unwrap()),
+        Some(DEMO),
+        None,
+    );
+    assert_eq!(s, 204);
+    assert!(!c.log_has_5xx());
+}

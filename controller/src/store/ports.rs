@@ -1,14 +1,14 @@
 //! Ports, their MAC addresses and fixed IPs.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::net::IpAddr;
 
 use sqlx::any::AnyRow;
 
 use super::subnets::subnet_from_row;
 use super::{
-    col_b, col_i, col_s, entropy, now, retrying, FixedIp, FixedIpRequest, NewPort, Port, Scope,
-    Store, Subnet, WriteTx,
+    col_b, col_i, col_os, col_s, entropy, now, retrying, FixedIp, FixedIpRequest, NewPort, Port,
+    Scope, Store, Subnet, WriteTx,
 };
 use crate::error::{ApiError, StoreError};
 use crate::ipam;
@@ -331,62 +331,60 @@ impl Store {
         Ok(port)
     }
 
-    /// Ports in `scope` (a project sees only its own), optionally on one network.
+    /// Ports in `scope` (a project sees only its own), optionally on one network. One
+    /// query (ports LEFT JOIN their addresses, ordered by port id) keeps large lists cheap.
     pub async fn list_ports(
         &self,
         scope: &Scope,
         network_id: Option<&str>,
     ) -> Result<Vec<Port>, StoreError> {
-        let mut sql = String::from("SELECT * FROM ports");
-        let mut ip_sql =
-            String::from("SELECT a.* FROM ip_allocations a JOIN ports p ON p.id = a.port_id");
+        let mut sql = String::from(
+            "SELECT p.*, a.subnet_id AS a_subnet_id, a.ip_address AS a_ip_address FROM ports p LEFT JOIN ip_allocations a ON a.port_id = p.id",
+        );
         let mut conds = Vec::new();
         let mut binds = Vec::new();
         if let Some(p) = &scope.project_id {
             binds.push(p.clone());
-            conds.push(format!("project_id = ${}", binds.len()));
+            conds.push(format!("p.project_id = ${}", binds.len()));
         }
         if let Some(n) = network_id {
             binds.push(n.to_string());
-            conds.push(format!("network_id = ${}", binds.len()));
+            conds.push(format!("p.network_id = ${}", binds.len()));
         }
         if !conds.is_empty() {
             sql.push_str(" WHERE ");
             sql.push_str(&conds.join(" AND "));
-            ip_sql.push_str(" WHERE ");
-            ip_sql.push_str(
-                &conds
-                    .iter()
-                    .map(|c| format!("p.{c}"))
-                    .collect::<Vec<_>>()
-                    .join(" AND "),
-            );
         }
-        ip_sql.push_str(" ORDER BY a.subnet_id, a.ip_address");
+        sql.push_str(" ORDER BY p.id, a.subnet_id, a.ip_address");
         let mut q = sqlx::query(&sql);
-        let mut qi = sqlx::query(&ip_sql);
         for b in &binds {
             q = q.bind(b.clone());
-            qi = qi.bind(b.clone());
         }
         let rows = q
             .fetch_all(&self.pool)
             .await
             .map_err(StoreError::db("listing ports"))?;
-        let ips = qi
-            .fetch_all(&self.pool)
-            .await
-            .map_err(StoreError::db("listing port addresses"))?;
-        let mut by_port: HashMap<String, Vec<FixedIp>> = HashMap::new();
-        for r in &ips {
-            let (pid, f) = fixed_ip_from_row(r)?;
-            by_port.entry(pid).or_default().push(f);
-        }
-        let mut out = Vec::with_capacity(rows.len());
+        let mut out: Vec<Port> = Vec::new();
         for r in &rows {
-            let mut p = port_from_row(r)?;
-            p.fixed_ips = by_port.remove(&p.id).unwrap_or_default();
-            out.push(p);
+            let id = col_s(r, "id")?;
+            if out.last().map(|p| p.id != id).unwrap_or(true) {
+                out.push(port_from_row(r)?);
+            }
+            if let (Some(subnet_id), Some(ip)) =
+                (col_os(r, "a_subnet_id")?, col_os(r, "a_ip_address")?)
+            {
+                let ip_address = ip.parse().map_err(|_| StoreError::Corrupt {
+                    column: "ip_address",
+                    object: format!("port {id}"),
+                    detail: format!("{ip:?} is not an address"),
+                })?;
+                if let Some(last) = out.last_mut() {
+                    last.fixed_ips.push(FixedIp {
+                        subnet_id,
+                        ip_address,
+                    });
+                }
+            }
         }
         Ok(out)
     }
