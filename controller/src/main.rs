@@ -25,7 +25,13 @@ fn main() -> anyhow::Result<()> {
     rt.block_on(async {
         let running = controller::api::start(config).await?;
         notify_ready();
-        running.wait().await.context("serving")?;
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .context("installing the SIGTERM handler")?;
+        tokio::select! {
+            r = running.wait() => r.context("serving")?,
+            _ = term.recv() => tracing::info!("SIGTERM: stopping"),
+            _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: stopping"),
+        }
         Ok(())
     })
 }

@@ -139,6 +139,7 @@ pub fn document() -> Value {
             "/": {"get": {"summary": "Version document", "security": [], "responses": {"200": ok(json!({"type": "object"}))}}},
             "/v2.0/extensions": {"get": {"summary": "Supported extensions", "responses": {"200": ok(json!({"type": "object"})), "401": err()}}},
             "/v2.0/extensions/{alias}": {"get": {"parameters": [{"name": "alias", "in": "path", "required": true, "schema": s("string")}], "responses": {"200": ok(json!({"type": "object"})), "404": err()}}},
+            "/v2.0/availability_zones": {"get": {"summary": "Pods' availability zones and regions (what availability_zone_hints may name)", "parameters": [{"name": "resource", "in": "query", "schema": s("string")}, {"name": "name", "in": "query", "schema": s("string")}], "responses": {"200": ok(json!({"type": "object"})), "400": err(), "401": err()}}},
             "/v2.0/networks": nets, "/v2.0/networks/{id}": net,
             "/v2.0/subnets": subs, "/v2.0/subnets/{id}": sub,
             "/v2.0/ports": ports, "/v2.0/ports/{id}": port,

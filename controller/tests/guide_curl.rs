@@ -73,6 +73,23 @@ fn guide_step5_pods_and_step10_external_network() {
     let list = curl(&[&pods, "-H", &auth]);
     assert_eq!(list["pods"].as_array().unwrap().len(), 3);
 
+    let (s, azs) = c.n(
+        "GET",
+        "/v2.0/availability_zones?resource=network",
+        Some(DEMO),
+        None,
+    );
+    assert_eq!(s, 200);
+    let names: Vec<&str> = azs["availability_zones"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["name"].as_str().unwrap())
+        .collect();
+    for n in ["az1", "az2", "RegionOne", "RegionTwo", "CentralRegion"] {
+        assert!(names.contains(&n), "{n} in {names:?}");
+    }
+
     let nets = format!("{}/v2.0/networks", c.neutron_url());
     let ext = curl(&[
         "-X",

@@ -84,8 +84,10 @@ impl Store {
             .map_err(StoreError::db("parsing the database URL"))?;
         let pool = match backend {
             Backend::Sqlite => {
+                // An in-memory database exists per connection: keep one.
+                let conns = if url.contains(":memory:") { 1 } else { 4 };
                 AnyPoolOptions::new()
-                    .max_connections(4)
+                    .max_connections(conns)
                     .after_connect(|conn, _| {
                         Box::pin(async move {
                             use sqlx::Executor;

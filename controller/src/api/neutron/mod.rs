@@ -44,11 +44,48 @@ async fn route(app: Arc<App>, ctx: Ctx) -> Result<Response, ApiError> {
                 ["networks", ..] => networks::handle(&app, &ctx, &who, &rest[1..]).await,
                 ["subnets", ..] => subnets::handle(&app, &ctx, &who, &rest[1..]).await,
                 ["ports", ..] => ports::handle(&app, &ctx, &who, &rest[1..]).await,
+                ["availability_zones"] => availability_zones(&app, &ctx).await,
                 _ => Err(ApiError::no_route(&ctx.path)),
             }
         }
         _ => Err(ApiError::no_route(&ctx.path)),
     }
+}
+
+/// `GET /v2.0/availability_zones`: every pod's AZ (and region) for networks and routers,
+/// which is what `availability_zone_hints` may name.
+async fn availability_zones(app: &App, ctx: &Ctx) -> Result<Response, ApiError> {
+    if ctx.method != Method::GET {
+        return Err(method_not_allowed(ctx));
+    }
+    let q = query::ListQuery::parse(&ctx.query, &["name", "resource", "state"])?;
+    let mut names: Vec<String> = Vec::new();
+    for p in app.store.list_pods().await? {
+        for n in [p.az_name, p.region_name] {
+            if !n.is_empty() && !names.contains(&n) {
+                names.push(n);
+            }
+        }
+    }
+    let mut items = Vec::new();
+    for n in &names {
+        for r in ["network", "router"] {
+            items.push(
+                json!({"name": n, "resource": r, "state": "available", "id": format!("{n}/{r}")}),
+            );
+        }
+    }
+    let (items, _) = q.apply(items, &ctx.base_url(), "availability_zones")?;
+    let items: Vec<Value> = items
+        .into_iter()
+        .map(|mut i| {
+            if let Some(o) = i.as_object_mut() {
+                o.remove("id");
+            }
+            i
+        })
+        .collect();
+    Ok(json(StatusCode::OK, &json!({"availability_zones": items})))
 }
 
 fn versions(ctx: &Ctx) -> Value {
