@@ -184,10 +184,24 @@ fn main() {
             }
             t.commit(&c).await.expect("retag");
             rows.push(Row {
-                name: "crosspod retag, 1 txn".into(),
+                name: "crosspod retag by name, 1 txn".into(),
                 ports: PORTS,
                 total: t0.elapsed(),
-                note: "",
+                note: "server scans Port per op",
+            });
+            let r = ovs::vswitch::monitor(&c).await.expect("monitor");
+            let view = ovs::vswitch::View::new(r.snapshot());
+            let t0 = Instant::now();
+            let mut t = TxnBuilder::new();
+            for i in 0..PORTS {
+                t.ensure_port(&view, "br0", &port_spec(i, (i % 4000 + 3) as u16));
+            }
+            t.commit(&c).await.expect("retag");
+            rows.push(Row {
+                name: "crosspod retag via replica, 1 txn".into(),
+                ports: PORTS,
+                total: t0.elapsed(),
+                note: "ensure_port: diff, uuid conditions",
             });
         });
     }
@@ -321,7 +335,15 @@ fn main() {
                 name: format!("crosspod 1-port txn, {label}"),
                 samples,
             });
-            // Batches of 100, one after another, on top.
+            // 1000 ports in one transaction, then batches of 100 one after another, on top.
+            let t0 = Instant::now();
+            create_batched(&c, "br0", 400_000 + pre..400_000 + pre + PORTS, PORTS).await;
+            rows.push(Row {
+                name: format!("crosspod create, 1000 in 1 txn, {label}"),
+                ports: PORTS,
+                total: t0.elapsed(),
+                note: "",
+            });
             let base = 200_000 + pre;
             let t0 = Instant::now();
             for b in 0..PORTS / BATCH {
@@ -485,5 +507,29 @@ fn main() {
             "cost per port with 10,000 ports present / empty bridge (raw):      {:.2}x",
             b / e
         );
+    }
+    let total = |n: &str| {
+        rows.iter()
+            .find(|r| r.name == n)
+            .map(|r| r.total.as_secs_f64())
+    };
+    for (what, e, b) in [
+        (
+            "1000/txn",
+            "crosspod create, 1000 in 1 txn, empty bridge",
+            "crosspod create, 1000 in 1 txn, 10,000 ports present",
+        ),
+        (
+            "100/txn",
+            "crosspod create, 100/txn seq., empty bridge",
+            "crosspod create, 100/txn seq., 10,000 ports present",
+        ),
+    ] {
+        if let (Some(e), Some(b)) = (total(e), total(b)) {
+            println!(
+                "cost per port with 10,000 ports present / empty bridge ({what}): {:.2}x",
+                b / e
+            );
+        }
     }
 }
