@@ -155,7 +155,7 @@ fn lab_down_leaves_no_namespace_process_or_file_and_is_safe_twice() {
     require_root_and_tools();
     let lab = Lab::new();
     ok(&mut lab.up_cmd(Path::new(NO_BIN), Path::new(NO_BIN)));
-    let dir = lab.dir.display().to_string();
+    let dir = format!("{}/", lab.dir.display());
     assert_eq!(
         processes_mentioning(&dir).len(),
         6,
@@ -222,7 +222,7 @@ fn lab_down_cleans_up_after_a_half_failed_up() {
         namespaces().contains(&lab.ns("node1")),
         "up failed before making anything"
     );
-    let dir = lab.dir.display().to_string();
+    let dir = format!("{}/", lab.dir.display());
     assert!(
         !processes_mentioning(&dir).is_empty(),
         "ovsdb-server should run"

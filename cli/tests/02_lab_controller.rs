@@ -100,7 +100,7 @@ fn lab_env_drives_the_openstack_cli_and_the_guides_curl() {
 
     // Down stops the controller too.
     ok(&mut lab.cmd(&["down"]));
-    assert!(processes_mentioning(&lab.dir.display().to_string()).is_empty());
+    assert!(processes_mentioning(&format!("{}/", lab.dir.display())).is_empty());
     assert!(Command::new("curl")
         .args(["-sS", &format!("http://127.0.0.1:{}/", lab.neutron_port)])
         .output()

@@ -116,6 +116,10 @@ pub struct UpReport {
 /// `crosspod lab up`.
 pub fn up(o: &UpOptions) -> Result<UpReport> {
     validate_prefix(&o.prefix)?;
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        bail!("lab up creates namespaces, veths and OVS daemons: run it as root");
+    }
     if o.upstream_vlan > 4094 {
         bail!(
             "--upstream-vlan {} is not a VLAN id (0..=4094; 0 = untagged)",

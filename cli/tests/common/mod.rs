@@ -38,10 +38,11 @@ pub fn require_root_and_tools() {
     );
 }
 
-/// A unique short tag: `c<pid mod 100000><letter><n>` (at most 9 bytes, a valid prefix).
+/// A unique short tag: `c<pid mod 100000>x<nn>` (at most 9 bytes, a valid prefix). The
+/// fixed width keeps one tag from being a prefix of another (`x1` vs `x10`).
 pub fn unique_tag() -> String {
-    let n = COUNTER.fetch_add(1, Ordering::SeqCst);
-    format!("c{}x{n}", std::process::id() % 100_000)
+    let n = COUNTER.fetch_add(1, Ordering::SeqCst) % 100;
+    format!("c{}x{n:02}", std::process::id() % 100_000)
 }
 
 /// The crosspod binary under test.
@@ -256,7 +257,7 @@ impl Drop for Lab {
         let _ = self.cmd(&["down"]).output();
         // Sweep whatever a failed test or a bug left: only things carrying this lab's
         // unique prefix or directory.
-        for pid in processes_mentioning(&self.dir.display().to_string()) {
+        for pid in processes_mentioning(&format!("{}/", self.dir.display())) {
             // SAFETY: kill(2) on a process whose command line names this test's directory.
             unsafe { libc::kill(pid, libc::SIGKILL) };
         }
