@@ -19,6 +19,9 @@ use wire::names::ROUTER_NS_PREFIX;
 use crate::intent::{NodeIntent, RouterIntent};
 use crate::reconciler::{LinuxBackend, RouterSync};
 
+/// Router instances synced in parallel.
+const SYNC_WORKERS: usize = 4;
+
 /// Alias owner tag on the veths the agent creates (`crosspod:agent`).
 pub const LINK_OWNER: &str = "agent";
 
@@ -119,15 +122,33 @@ impl Inner {
                 }
             }
         }
-        for (ns, r) in &intent.routers {
-            let mut changes = 0;
-            let res = self.sync_router(ns, r, &mut changes);
-            out.changes += changes;
-            if let Err(e) = &res {
-                tracing::warn!(netns = %ns, router_id = %r.router_id, error = %e, "router instance not in place");
+        // Router instances are independent: a few workers in parallel hide the latency of
+        // the `nft` runs and netlink round trips (each worker switches namespaces on its own).
+        let routers: Vec<(&String, &RouterIntent)> = intent.routers.iter().collect();
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let results = std::sync::Mutex::new(Vec::with_capacity(routers.len()));
+        std::thread::scope(|scope| {
+            for _ in 0..SYNC_WORKERS.min(routers.len()) {
+                scope.spawn(|| loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some((ns, r)) = routers.get(i) else {
+                        return;
+                    };
+                    let mut changes = 0;
+                    let res = self.sync_router(ns, r, &mut changes);
+                    if let Err(e) = &res {
+                        tracing::warn!(netns = %ns, router_id = %r.router_id, error = %e, "router instance not in place");
+                    }
+                    results
+                        .lock()
+                        .expect("results lock")
+                        .push(((*ns).clone(), changes, res.err().map(|e| e.to_string())));
+                });
             }
-            out.routers
-                .insert(ns.clone(), res.err().map(|e| e.to_string()));
+        });
+        for (ns, changes, err) in results.into_inner().expect("results lock") {
+            out.changes += changes;
+            out.routers.insert(ns, err);
         }
         out
     }

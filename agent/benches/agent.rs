@@ -1,0 +1,302 @@
+//! Agent benchmark (not a timed test): `cargo bench -p agent`. Prints a table.
+//!
+//! 1. 1000 VM interfaces plugged at once (one OVSDB transaction, as a burst of Nova plugs):
+//!    time until the agent's loop has tagged them all — against `ovs-vsctl set port` per port
+//!    (sample of 100, extrapolated) and one chained `ovs-vsctl` call, in the same run;
+//! 2. 100 router instances with 3 legs each from nothing: time to converge (namespaces, 300
+//!    veth pairs, addresses, routes, NAT, 300 OVS ports);
+//! 3. the restart with nothing changed: time of one full no-op pass (and the writes it made);
+//! 4. peak RSS of the real `crosspod-agent --once` on the 100-router state.
+//!
+//! ovsdb-server runs without ovs-vswitchd here (OVSDB work only; the data path is tested in
+//! tests/). Needs root.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use agent::controller_client::ControllerClient;
+use agent::daemon::{Agent, LoopTiming};
+use agent::intent::{NodeContext, NodeIntent};
+use agent::linux_backend::NetnsBackend;
+use agent::metrics::AgentMetrics;
+use agent::ovsdb_backend::OvsdbBackend;
+use agent::reconciler::reconcile_once;
+use agent::sd_notify::Notifier;
+use ovs::sandbox::{Sandbox, SandboxOptions};
+use ovs::{Atom, Client, Condition, Mutation, Mutator, Operation, RowData, Value};
+use serde_json::json;
+
+fn state(ports: usize, routers: usize, tag_prefix: &str) -> serde_json::Value {
+    let mut p = serde_json::Map::new();
+    for i in 0..ports {
+        p.insert(
+            format!("port-{i}"),
+            json!({"bridge": "br-vlan", "tag": 100 + (i % 50), "network_id": format!("n{}", i % 50),
+                   "mac": "fa:16:3e:00:00:01", "fixed_ips": []}),
+        );
+    }
+    let mut r = serde_json::Map::new();
+    for i in 0..routers {
+        let id = format!("r{i}");
+        let t = format!("{tag_prefix}{i}");
+        r.insert(id.clone(), json!({
+            "router_id": id, "project_id": "p", "namespace": format!("qrouter-{id}"),
+            "legs": [
+                {"kind": "internal", "bridge": "br-vlan", "tag": 100 + i, "address": format!("10.{}.{}.1/24", i / 250, i % 250),
+                 "mac": "fa:16:3e:00:01:01", "ns_ifname": format!("qr-{t}"), "ovs_ifname": format!("vr-{t}")},
+                {"kind": "internal", "bridge": "br-vlan", "tag": 1100 + i, "address": format!("10.{}.{}.1/24", 100 + i / 250, i % 250),
+                 "mac": "fa:16:3e:00:01:02", "ns_ifname": format!("qs-{t}"), "ovs_ifname": format!("vs-{t}")},
+                {"kind": "bridge", "bridge": "br-vlan", "tag": 2001, "address": format!("100.0.{}.{}/16", i / 250, 2 + i % 250),
+                 "mac": "fa:16:3e:00:01:03", "ns_ifname": format!("qb-{t}"), "ovs_ifname": format!("vb-{t}")}
+            ],
+            "routes": [{"destination": "172.16.0.0/16", "nexthop": "100.0.0.1"}],
+            "nat": {"snat": [{"sources": [format!("10.{}.{}.0/24", i / 250, i % 250)], "out_ifname": format!("qb-{t}"), "to": format!("100.0.{}.{}", i / 250, 2 + i % 250)}], "floating": []}
+        }));
+    }
+    json!({"node": "n1", "pod": "RegionOne", "revision": 1,
+           "bridges": {"br-vlan": {"physnet": "bridge", "uplink": false, "trunks": []}},
+           "ports": p, "routers": r})
+}
+
+fn plug_ops(n: usize) -> Vec<Operation> {
+    let mut ops = Vec::new();
+    let mut names = Vec::new();
+    for i in 0..n {
+        let (ifn, pn) = (format!("i{i}"), format!("p{i}"));
+        ops.push(Operation::Insert {
+            table: "Interface".into(),
+            row: RowData::from([
+                ("name".to_string(), Value::from(format!("tap{i}"))),
+                (
+                    "external_ids".to_string(),
+                    Value::string_map([("iface-id", format!("port-{i}"))]),
+                ),
+            ]),
+            uuid_name: Some(ifn.clone()),
+            uuid: None,
+        });
+        ops.push(Operation::Insert {
+            table: "Port".into(),
+            row: RowData::from([
+                ("name".to_string(), Value::from(format!("tap{i}"))),
+                ("interfaces".to_string(), Value::Atom(Atom::NamedUuid(ifn))),
+            ]),
+            uuid_name: Some(pn.clone()),
+            uuid: None,
+        });
+        names.push(Atom::NamedUuid(pn));
+    }
+    ops.push(Operation::Mutate {
+        table: "Bridge".into(),
+        conditions: vec![Condition::eq("name", "br-vlan")],
+        mutations: vec![Mutation::new(
+            "ports",
+            Mutator::Insert,
+            Value::Set(names.into_iter().collect()),
+        )],
+    });
+    ops
+}
+
+fn row(name: &str, n: String, total: Duration, per: &str) {
+    println!(
+        "| {name:<58} | {n:>6} | {:>10.1} | {per:>14} |",
+        total.as_secs_f64() * 1000.0
+    );
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let prefix = format!("cpb{}-", std::process::id() % 100_000);
+    println!(
+        "| {:<58} | {:>6} | {:>10} | {:>14} |",
+        "what", "n", "ms", "rate"
+    );
+    println!(
+        "|{}|{}|{}|{}|",
+        "-".repeat(60),
+        "-".repeat(8),
+        "-".repeat(12),
+        "-".repeat(16)
+    );
+
+    // 1. 1000 plugged VM interfaces.
+    let sb = Sandbox::start(SandboxOptions::default()).expect("ovsdb-server sandbox");
+    let ctx = NodeContext {
+        datapath_type: "netdev".into(),
+        uplinks: BTreeMap::new(),
+        netns_prefix: prefix.clone(),
+    };
+    let st: wire::NodeDesiredState = serde_json::from_value(state(1000, 0, "x")).unwrap();
+    let agent = Arc::new(Agent {
+        node: "n1".into(),
+        ctx: ctx.clone(),
+        ovs: OvsdbBackend::connect(&sb.db_arg()).await.unwrap(),
+        linux: NetnsBackend::new("", &prefix),
+        client: None::<ControllerClient>,
+        notifier: Notifier::from_env(),
+        timing: LoopTiming::default(),
+        metrics: Arc::new(AgentMetrics::new()),
+    });
+    let (tx, rx) = tokio::sync::watch::channel(Some(Arc::new(st.clone())));
+    let a2 = agent.clone();
+    let loop_task = tokio::spawn(async move { a2.run(rx, std::future::pending()).await });
+    // Wait for the bridge, then plug 1000 ports in one transaction and time the tagging.
+    let client = Client::connect_to(&sb.db_arg()).await.unwrap();
+    let replica = ovs::vswitch::monitor(&client).await.unwrap();
+    replica
+        .wait_for(Duration::from_secs(10), |s| s.rows("Bridge").count() == 1)
+        .await
+        .expect("agent creates br-vlan");
+    let t0 = Instant::now();
+    client
+        .transact("Open_vSwitch", &plug_ops(1000))
+        .await
+        .unwrap();
+    replica
+        .wait_for(Duration::from_secs(60), |s| {
+            s.rows("Port")
+                .filter(|p| {
+                    p.get_str("name").is_some_and(|n| n.starts_with("tap"))
+                        && p.get_i64("tag").is_some()
+                })
+                .count()
+                == 1000
+        })
+        .await
+        .expect("all 1000 tagged");
+    let took = t0.elapsed();
+    row(
+        "crosspod agent: 1000 plugged interfaces tagged (loop)",
+        "1000".into(),
+        took,
+        &format!("{:.0} ports/s", 1000.0 / took.as_secs_f64()),
+    );
+    loop_task.abort();
+    drop(tx);
+
+    // Peers: ovs-vsctl retagging the same ports.
+    let t0 = Instant::now();
+    for i in 0..100 {
+        sb.vsctl(&["set", "port", &format!("tap{i}"), "tag=7"])
+            .unwrap();
+    }
+    let per = t0.elapsed() / 100;
+    row(
+        "ovs-vsctl set port tag, one call per port (100, x10)",
+        "1000".into(),
+        per * 1000,
+        &format!("{:.0} ports/s", 1.0 / per.as_secs_f64()),
+    );
+    let mut args: Vec<String> = Vec::new();
+    for i in 0..1000 {
+        if i > 0 {
+            args.push("--".into());
+        }
+        args.extend([
+            "set".into(),
+            "port".into(),
+            format!("tap{i}"),
+            "tag=8".into(),
+        ]);
+    }
+    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+    let t0 = Instant::now();
+    sb.vsctl(&argv).unwrap();
+    let took = t0.elapsed();
+    row(
+        "ovs-vsctl one chained call for 1000 ports",
+        "1000".into(),
+        took,
+        &format!("{:.0} ports/s", 1000.0 / took.as_secs_f64()),
+    );
+    drop(agent);
+    drop(sb);
+
+    // 2./3. 100 routers x 3 legs from nothing, then the no-op pass.
+    let sb = Sandbox::start(SandboxOptions::default()).expect("ovsdb-server sandbox");
+    let node_ns = format!("{prefix}node");
+    plumbing::netns::create(&node_ns).unwrap();
+    let st: wire::NodeDesiredState = serde_json::from_value(state(0, 100, "b")).unwrap();
+    let ctx = NodeContext {
+        netns_prefix: prefix.clone(),
+        ..ctx
+    };
+    let intent = NodeIntent::from_desired(&st, &ctx);
+    let ovs = OvsdbBackend::connect(&sb.db_arg()).await.unwrap();
+    let linux = NetnsBackend::new(&node_ns, &prefix);
+    let t0 = Instant::now();
+    let pass = reconcile_once(&intent, &ovs, &linux).await;
+    let took = t0.elapsed();
+    assert!(pass.complete(), "{pass:?}");
+    row(
+        "100 routers x 3 legs from nothing (ns, veths, addrs, NAT, OVS)",
+        "100".into(),
+        took,
+        &format!("{:.0} routers/s", 100.0 / took.as_secs_f64()),
+    );
+    let writes_before = ovs.counters().write_transactions;
+    let t0 = Instant::now();
+    let pass = reconcile_once(&intent, &ovs, &linux).await;
+    let took = t0.elapsed();
+    row(
+        &format!(
+            "no-op pass, 100 routers (changes: {} kernel, {} OVSDB writes)",
+            pass.linux_changes,
+            ovs.counters().write_transactions - writes_before
+        ),
+        "100".into(),
+        took,
+        "-",
+    );
+
+    // 4. Peak RSS of the real binary on the same state (a no-op pass over 100 routers).
+    let file = sb.dir().join("desired.json");
+    std::fs::write(&file, serde_json::to_vec(&st).unwrap()).unwrap();
+    let t0 = Instant::now();
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_crosspod-agent"))
+        .args([
+            "--pod",
+            "RegionOne",
+            "--node",
+            "n1",
+            "--once",
+            "--metrics-bind",
+            "",
+        ])
+        .arg("--desired-file")
+        .arg(&file)
+        .args(["--ovsdb", &sb.db_arg(), "--node-netns", &node_ns])
+        .args([
+            "--netns-prefix",
+            &prefix,
+            "--bridge-mappings",
+            "bridge:br-vlan",
+        ])
+        .args(["--uplinks", "", "--datapath-type", "netdev"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = child.id() as libc::pid_t;
+    let mut status = 0;
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: waiting on our own child with valid out-pointers.
+    unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    let took = t0.elapsed();
+    row(
+        &format!(
+            "crosspod-agent --once, 100 routers: peak RSS {} MB",
+            usage.ru_maxrss / 1024
+        ),
+        "1".into(),
+        took,
+        "-",
+    );
+
+    // Clean up the namespaces.
+    for n in plumbing::netns::list_prefixed(&prefix).unwrap_or_default() {
+        let _ = plumbing::netns::delete(&n);
+    }
+}
