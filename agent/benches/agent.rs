@@ -255,6 +255,8 @@ async fn main() {
     let file = sb.dir().join("desired.json");
     std::fs::write(&file, serde_json::to_vec(&st).unwrap()).unwrap();
     let t0 = Instant::now();
+    // Reaped by wait4 below, which also gives its rusage.
+    #[allow(clippy::zombie_processes)]
     let child = std::process::Command::new(env!("CARGO_BIN_EXE_crosspod-agent"))
         .args([
             "--pod",
