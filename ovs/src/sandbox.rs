@@ -262,9 +262,34 @@ impl Sandbox {
         Ok(())
     }
 
-    /// Kills ovs-vswitchd and waits for it to exit.
+    /// Stops ovs-vswitchd with `exit --cleanup`, so the datapath and its devices (persistent
+    /// taps of the netdev datapath) go with it, then makes sure the process is gone.
     pub fn stop_vswitchd(&self) -> Result<()> {
-        kill_pidfile(&self.file("vswitchd.pid"))
+        let pidfile = self.file("vswitchd.pid");
+        if !pidfile.exists() {
+            return Ok(());
+        }
+        let pid = read_pid(&pidfile)?;
+        let ctl = self.file("vswitchd.ctl");
+        if let Err(e) = self.run(
+            "ovs-vswitchd exit --cleanup",
+            &[
+                "ovs-appctl",
+                "-t",
+                path_str(&ctl),
+                "--timeout=5",
+                "exit",
+                "--cleanup",
+            ],
+            false,
+        ) {
+            tracing::warn!(error = %e, "vswitchd did not exit cleanly; killing it");
+        }
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while !process_gone(pid) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        kill_pidfile(&pidfile)
     }
 
     /// Makes ovsdb-server also listen on TCP at 127.0.0.1 (a free port) and returns that
@@ -315,10 +340,12 @@ impl Sandbox {
 
 impl Drop for Sandbox {
     fn drop(&mut self) {
-        for p in ["vswitchd.pid", "ovsdb.pid"] {
-            if let Err(e) = kill_pidfile(&self.file(p)) {
-                tracing::warn!(dir = %self.dir.path().display(), error = %e, "sandbox cleanup");
-            }
+        // vswitchd first, while ovsdb-server still answers it.
+        if let Err(e) = self.stop_vswitchd() {
+            tracing::warn!(dir = %self.dir.path().display(), error = %e, "sandbox cleanup");
+        }
+        if let Err(e) = self.stop_ovsdb() {
+            tracing::warn!(dir = %self.dir.path().display(), error = %e, "sandbox cleanup");
         }
     }
 }
@@ -338,15 +365,20 @@ fn process_gone(pid: i32) -> bool {
     }
 }
 
+fn read_pid(path: &Path) -> Result<i32> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| sandbox_err("read pid file", format!("{}: {e}", path.display())))?;
+    text.trim()
+        .parse()
+        .map_err(|e| sandbox_err("read pid file", format!("{}: {e}", path.display())))
+}
+
 /// Kills the process named in a pid file, if the file exists, and waits until it is gone.
 fn kill_pidfile(path: &Path) -> Result<()> {
-    let Ok(text) = std::fs::read_to_string(path) else {
+    if !path.exists() {
         return Ok(());
-    };
-    let pid: i32 = text
-        .trim()
-        .parse()
-        .map_err(|e| sandbox_err("read pid file", format!("{}: {e}", path.display())))?;
+    }
+    let pid = read_pid(path)?;
     if pid <= 1 {
         return Err(sandbox_err(
             "read pid file",
