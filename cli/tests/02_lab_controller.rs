@@ -107,3 +107,64 @@ fn lab_env_drives_the_openstack_cli_and_the_guides_curl() {
         .map(|o| !o.status.success())
         .unwrap_or(true));
 }
+
+#[test]
+fn lab_up_runs_one_agent_per_node_with_the_node_flags() {
+    require_root_and_tools();
+    let ctl = require_controller();
+    let agent = agent_bin();
+    assert!(
+        agent.exists(),
+        "agent binary {} is missing: build it with `cargo build -p agent` into the same target dir, or set CROSSPOD_AGENT_BIN",
+        agent.display()
+    );
+    let lab = Lab::new();
+    let out = ok(&mut lab.up_cmd(&ctl, &agent));
+    assert!(!out.contains("WARNING"), "a daemon is not running:\n{out}");
+    for (node, region) in [("node1", "RegionOne"), ("node2", "RegionTwo")] {
+        let pid: i32 = std::fs::read_to_string(lab.dir.join("agents").join(format!("{node}.pid")))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
+        let args: Vec<String> = String::from_utf8_lossy(&cmdline)
+            .split('\0')
+            .map(str::to_string)
+            .collect();
+        for want in [
+            format!("--pod={region}"),
+            format!("--node-netns={}", lab.ns(node)),
+            format!("--netns-prefix={}-", lab.ns(node)),
+            "--datapath-type=netdev".to_string(),
+            format!("--ovsdb={}", lab.db(node)),
+            format!("--controller-url=http://127.0.0.1:{}", lab.tricircle_port),
+        ] {
+            assert!(
+                args.contains(&want),
+                "agent of {node} lacks {want}: {args:?}"
+            );
+        }
+    }
+    // The agents' token is in the tokens file with the agent role.
+    let token = std::fs::read_to_string(lab.dir.join("agent.token")).unwrap();
+    let tokens = std::fs::read_to_string(lab.dir.join("tokens")).unwrap();
+    assert!(
+        tokens
+            .lines()
+            .any(|l| l.starts_with(&token) && l.ends_with(" agent")),
+        "{tokens}"
+    );
+    // Everything is up, the agents' metrics included: status exits 0.
+    let st = output(&mut lab.cmd(&["status"]));
+    assert!(
+        st.status.success(),
+        "{}",
+        String::from_utf8_lossy(&st.stdout)
+    );
+    ok(&mut lab.cmd(&["down"]));
+    assert!(
+        processes_mentioning(&format!("{}/", lab.dir.display())).is_empty(),
+        "agents survived down"
+    );
+}

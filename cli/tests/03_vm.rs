@@ -190,4 +190,26 @@ fn a_vm_name_that_clashes_with_a_namespace_changes_nothing() {
         "{out:?}"
     );
     assert!(!namespaces().contains(&format!("{}vx", lab.prefix)));
+
+    // A network without a subnet gives a port without an address: boot fails and rolls back
+    // (no namespace, no port, no record).
+    ok(&mut lab.openstack(None, &["network", "create", "bare"]));
+    let vy = format!("{}vy", lab.prefix);
+    let _gy = TestNs(vy.clone());
+    let out = output(&mut lab.vm(&["boot", "--region", "RegionOne", "--network", "bare", &vy]));
+    assert!(
+        !out.status.success(),
+        "boot on a subnet-less network succeeded"
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("subnet"),
+        "{out:?}"
+    );
+    assert!(
+        !namespaces().contains(&vy),
+        "namespace left by a failed boot"
+    );
+    let ports = ok(&mut lab.openstack(None, &["port", "list", "-f", "value", "-c", "ID"]));
+    assert!(ports.trim().is_empty(), "failed boot left a port: {ports}");
+    assert!(vm_json(&lab).as_array().unwrap().is_empty());
 }
