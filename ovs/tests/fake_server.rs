@@ -247,3 +247,70 @@ async fn connect_refused_is_an_error() {
         .unwrap();
     assert!(matches!(e, Error::Connect { .. }), "{e}");
 }
+
+#[tokio::test]
+async fn falls_back_to_monitor_cond_and_follows_update2() {
+    let schema: Json = serde_json::from_str(
+        &std::fs::read_to_string(ovs::sandbox::VSWITCH_SCHEMA)
+            .expect("FAIL: vswitch.ovsschema missing (apt-get install openvswitch-switch)"),
+    )
+    .unwrap();
+    let f = fake();
+    let listener = f.listener;
+    let b1 = "11111111-1111-1111-1111-111111111111";
+    let b2 = "22222222-2222-2222-2222-222222222222";
+    let server = tokio::spawn(async move {
+        let (mut s, _) = listener.accept().await.unwrap();
+        let mut split = ovs::framing::JsonSplitter::new();
+        let mut buf = [0u8; 65536];
+        loop {
+            let n = s.read(&mut buf).await.unwrap();
+            if n == 0 {
+                return;
+            }
+            for m in split.push(&buf[..n]).unwrap() {
+                let req: Json = serde_json::from_slice(&m).unwrap();
+                let id = req["id"].clone();
+                let reply = match req["method"].as_str().unwrap() {
+                    "get_schema" => json!({"id": id, "result": schema, "error": null}),
+                    // An old server: no monitor_cond_since.
+                    "monitor_cond_since" => {
+                        json!({"id": id, "result": null, "error": "unknown method"})
+                    }
+                    "monitor_cond" => {
+                        assert_eq!(req["params"][2]["Bridge"][0]["columns"], json!(["name"]));
+                        let mon = req["params"][1].clone();
+                        let initial = json!({"id": id, "error": null, "result":
+                            {"Bridge": {b1: {"initial": {"name": "br-f"}}}}});
+                        let upd = json!({"id": null, "method": "update2", "params": [mon,
+                            {"Bridge": {b1: {"modify": {"name": "br-g"}}, b2: {"insert": {"name": "br-h"}}}}]});
+                        // Reply and update in one write: the reply must be applied first.
+                        let mut out = initial.to_string();
+                        out += &upd.to_string();
+                        s.write_all(out.as_bytes()).await.unwrap();
+                        continue;
+                    }
+                    other => panic!("unexpected {other}"),
+                };
+                s.write_all(reply.to_string().as_bytes()).await.unwrap();
+            }
+        }
+    });
+    let c = Client::connect(config(&f.path)).await.unwrap();
+    let r = c
+        .monitor(
+            "Open_vSwitch",
+            vec![ovs::MonitorRequest::new("Bridge", &["name"])],
+        )
+        .await
+        .unwrap();
+    let s = r
+        .wait_for(Duration::from_secs(5), |s| s.rows("Bridge").count() == 2)
+        .await
+        .expect("update2 applied");
+    let b1 = uuid::Uuid::parse_str(b1).unwrap();
+    assert_eq!(s.row("Bridge", &b1).unwrap().get_str("name"), Some("br-g"));
+    assert_eq!(s.last_txn_id, None, "monitor_cond has no txn ids");
+    assert_eq!(c.counters().monitor_full_syncs, 1);
+    server.abort();
+}

@@ -393,3 +393,28 @@ async fn works_over_tcp() {
     assert!(r[0].uuid().is_some());
     assert_eq!(sb.vsctl(&["list-br"]).unwrap().trim(), "br-tcp");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keepalive_probes_keep_an_idle_session() {
+    let sb = common::ovsdb();
+    let mut cfg = common::config(&sb);
+    cfg.inactivity_probe = Some(Duration::from_millis(100));
+    cfg.request_timeout = Duration::from_millis(500);
+    let c = ovs::Client::connect(cfg).await.unwrap();
+    // Idle for many probe intervals: echoes go out, the server answers, nothing drops.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert!(c.is_connected());
+    assert_eq!(c.counters().reconnects, 0);
+    c.echo().await.unwrap();
+    // A killed server is noticed and requests fail instead of hanging.
+    sb.stop_ovsdb().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while c.is_connected() {
+        assert!(Instant::now() < deadline, "dead server not noticed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let t0 = Instant::now();
+    let e = c.list_dbs().await.unwrap_err();
+    assert!(t0.elapsed() < Duration::from_secs(3));
+    assert!(matches!(e, Error::Disconnected { .. }), "{e}");
+}
