@@ -225,10 +225,12 @@ fn run_lab(l: LabArgs, as_json: bool) -> Result<ExitCode> {
                     println!("WARNING: {name} is not running: {why}");
                 }
                 println!("next: eval \"$(crosspod lab env --dir {})\"", dir.display());
-                println!(
+                if !o.no_daemons {
+                    println!(
                     "then create the pods as the guide's step 5 does (the agents wait for them), e.g.\n  curl -X POST http://127.0.0.1:{}/v1.0/pods -H \"Content-Type: application/json\" -H \"X-Auth-Token: $token\" -d '{{\"pod\": {{\"region_name\": \"RegionOne\", \"az_name\": \"az1\"}}}}'",
                     o.tricircle_port
                 );
+                }
             }
         }
         LabCmd::Down => {

@@ -270,3 +270,32 @@ fn bad_prefix_is_refused_with_the_limit_named() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("15-byte"));
     assert!(!lab.dir.exists());
 }
+
+#[test]
+fn lab_up_repairs_a_lab_whose_daemons_died_and_namespaces_vanished() {
+    require_root_and_tools();
+    let lab = Lab::new();
+    ok(&mut lab.up_cmd(Path::new(NO_BIN), Path::new(NO_BIN)));
+    // What a reboot does: every daemon gone, /run/netns emptied; the lab directory stays.
+    for inst in ["node1", "node2", "ext"] {
+        for d in ["ovsdb-server", "ovs-vswitchd"] {
+            let pid = std::fs::read_to_string(lab.dir.join(inst).join(format!("{d}.pid"))).unwrap();
+            ok(Command::new("kill").args(["-9", pid.trim()]));
+        }
+    }
+    for inst in ["node1", "node2", "ext"] {
+        ok(Command::new("ip").args(["netns", "del", &lab.ns(inst)]));
+    }
+    let out = ok(&mut lab.up_cmd(Path::new(NO_BIN), Path::new(NO_BIN)));
+    assert!(
+        out.contains("cable eth1") && out.contains("upstream router"),
+        "{out}"
+    );
+    let link = ok(Command::new("ip").args(["-n", &lab.ns("node1"), "-o", "link", "show", "eth1"]));
+    assert!(link.contains("state UP"), "{link}");
+    assert_eq!(lab.vsctl("node2", &["port-to-br", "eth2"]).trim(), "br-ext");
+    let addr = ok(Command::new("ip").args(["-n", &lab.ns("ext"), "-o", "addr", "show", "gw0"]));
+    assert!(addr.contains("163.3.124.1/24"), "{addr}");
+    let again = ok(&mut lab.up_cmd(Path::new(NO_BIN), Path::new(NO_BIN)));
+    assert!(again.contains("nothing changed"), "{again}");
+}
