@@ -468,4 +468,13 @@ async fn reopening_keeps_data_and_migrations_are_idempotent() {
     let s = Store::connect(&url).await.unwrap();
     assert_eq!(s.list_networks(&Scope::default()).await.unwrap().len(), 1);
     assert!(Store::connect("mysql://x").await.is_err());
+    let mem = Store::connect("sqlite::memory:").await.unwrap();
+    mem.create_network(&net("p", SegmentRequest::Local), &VlanRanges::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        mem.list_networks(&Scope::default()).await.unwrap().len(),
+        1,
+        "in-memory store keeps its data"
+    );
 }

@@ -84,10 +84,14 @@ impl Store {
             .map_err(StoreError::db("parsing the database URL"))?;
         let pool = match backend {
             Backend::Sqlite => {
-                // An in-memory database exists per connection: keep one.
-                let conns = if url.contains(":memory:") { 1 } else { 4 };
+                // An in-memory database lives and dies with its one connection: keep it
+                // forever.
+                let memory = url.contains(":memory:");
                 AnyPoolOptions::new()
-                    .max_connections(conns)
+                    .max_connections(if memory { 1 } else { 4 })
+                    .min_connections(u32::from(memory))
+                    .idle_timeout((!memory).then_some(Duration::from_secs(600)))
+                    .max_lifetime((!memory).then_some(Duration::from_secs(1800)))
                     .after_connect(|conn, _| {
                         Box::pin(async move {
                             use sqlx::Executor;
