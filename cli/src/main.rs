@@ -139,6 +139,10 @@ enum VmCmd {
         network: String,
         /// VM name (also the namespace name).
         name: String,
+        /// Wait up to this many seconds for the agent to bind the port (status ACTIVE), as
+        /// Nova waits for vif-plugged; 0 returns right after plugging.
+        #[arg(long, default_value_t = 0)]
+        wait: u64,
     },
     /// Unplug the VM, delete its namespace and its port.
     Delete {
@@ -301,9 +305,17 @@ fn run_vm(v: VmArgs, as_json: bool) -> Result<ExitCode> {
             region,
             network,
             name,
+            wait,
         } => {
             let api = need_api()?;
             let r = vm::boot(&dir, &api, region, network, name)?;
+            if *wait > 0 {
+                progress(format!(
+                    "waiting up to {wait}s for the agent of {} to bind port {}",
+                    r.node, r.port_id
+                ));
+                vm::wait_active(&api, &r, std::time::Duration::from_secs(*wait))?;
+            }
             if as_json {
                 output::json(&serde_json::to_value(&r)?);
             } else {

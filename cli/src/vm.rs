@@ -396,6 +396,32 @@ pub fn boot(dir: &Path, api: &Api, region: &str, network: &str, name: &str) -> R
     made
 }
 
+/// Waits until the VM's port is ACTIVE (bound by the node's agent). The VM stays as it is
+/// when the wait times out: the error says where to look.
+pub fn wait_active(api: &Api, rec: &VmRecord, timeout: Duration) -> Result<()> {
+    let deadline = std::time::Instant::now() + timeout;
+    let mut last = String::from("unknown");
+    loop {
+        let v = api.expect("GET", &format!("/v2.0/ports/{}", rec.port_id), None)?;
+        if let Some(s) = v.pointer("/port/status").and_then(Value::as_str) {
+            if s == "ACTIVE" {
+                return Ok(());
+            }
+            last = s.to_string();
+        }
+        if std::time::Instant::now() >= deadline {
+            bail!(
+                "port {} of VM {} is still {last} after {}s: the agent of {} has not bound it (see `crosspod lab status` and the agent's log in the lab directory); the VM is left as it is",
+                rec.port_id,
+                rec.name,
+                timeout.as_secs(),
+                rec.node
+            );
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
 /// `crosspod vm delete`: unplug, delete the namespace, delete the port.
 pub fn delete(dir: &Path, api: Option<&Api>, name: &str) -> Result<VmRecord> {
     let st = LabState::require(dir)?;

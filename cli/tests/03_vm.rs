@@ -75,6 +75,28 @@ fn vm_boot_plugs_the_port_and_delete_removes_it_all() {
         "[]"
     );
 
+    // No agent runs in this lab: waiting for the port to become ACTIVE times out, saying so,
+    // and leaves the VM as it is.
+    let vw = format!("{}vw", lab.prefix);
+    let _gw = TestNs(vw.clone());
+    let out = output(&mut lab.vm(&[
+        "boot",
+        "--region",
+        "RegionTwo",
+        "--network",
+        "net1",
+        "--wait",
+        "1",
+        &vw,
+    ]));
+    assert!(!out.status.success(), "--wait succeeded without an agent");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("has not bound it"),
+        "{out:?}"
+    );
+    assert!(namespaces().contains(&vw));
+    ok(&mut lab.vm(&["delete", &vw]));
+
     let list = vm_json(&lab);
     assert_eq!(list.as_array().unwrap().len(), 1);
     assert_eq!(list[0]["name"], name.as_str());
