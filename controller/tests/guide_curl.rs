@@ -113,6 +113,45 @@ fn guide_step5_pods_and_step10_external_network() {
     );
     assert_eq!(n["availability_zone_hints"], json!(["RegionTwo"]));
 
+    // Step 10's subnet and step 6's networks, with the openstack CLI as the neutron CLI's heir.
+    let ext_sub = openstack_json(
+        &c,
+        ADMIN,
+        &[
+            "subnet",
+            "create",
+            "--network",
+            "ext-net",
+            "--subnet-range",
+            "163.3.124.0/24",
+            "--no-dhcp",
+            "ext-subnet",
+        ],
+    );
+    assert_eq!(ext_sub["enable_dhcp"], false);
+    assert_eq!(ext_sub["gateway_ip"], "163.3.124.1");
+    for (net, cidr) in [("net1", "10.0.1.0/24"), ("net2", "10.0.2.0/24")] {
+        let n = openstack_json(&c, ADMIN, &["network", "create", net]);
+        assert_eq!(
+            n["provider:network_type"], "local",
+            "Tricircle's default tenant type"
+        );
+        let s = openstack_json(
+            &c,
+            ADMIN,
+            &[
+                "subnet",
+                "create",
+                "--network",
+                net,
+                "--subnet-range",
+                cidr,
+                &format!("{net}-sub"),
+            ],
+        );
+        assert_eq!(s["cidr"], cidr);
+    }
+
     // The pod hosting ext-net cannot go; an unknown hint is refused.
     let two_id = two["pod"]["pod_id"].as_str().unwrap();
     let (s, body) = c.t("DELETE", &format!("/v1.0/pods/{two_id}"), Some(ADMIN), None);
