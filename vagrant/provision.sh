@@ -10,7 +10,7 @@ set -euo pipefail
 : "${CROSSPOD_ROLE:?}" "${CROSSPOD_NODE:?}"
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -q
-apt-get install -y -q openvswitch-switch nftables iproute2 iputils-ping tcpdump
+apt-get install -y -q openvswitch-switch nftables iproute2 iputils-ping tcpdump curl jq
 
 if [ "$CROSSPOD_ROLE" = upstream ]; then
   # The upstream router: eth3 is a trunk; VLAN 3001 carries 163.3.124.0/24.
