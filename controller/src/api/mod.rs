@@ -15,6 +15,7 @@ use axum::extract::Request;
 use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
+use futures::FutureExt;
 use serde_json::{Map, Value};
 
 use crate::auth::{Identity, TokenStore};
@@ -294,9 +295,23 @@ where
     let method = req.method().clone();
     let uri = req.uri().clone();
     let resp = match read_ctx(req).await {
-        Ok(ctx) => match f(app, ctx).await {
-            Ok(r) => r,
-            Err(e) => e.into_response(),
+        // A panic in a handler is a bug; answer a Neutron-shaped 500 instead of dropping
+        // the connection, and log it.
+        Ok(ctx) => match std::panic::AssertUnwindSafe(f(app, ctx))
+            .catch_unwind()
+            .await
+        {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => e.into_response(),
+            Err(panic) => {
+                let what = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_default();
+                tracing::error!(%method, uri = %uri, panic = %what, "handler panicked");
+                ApiError::internal("internal error").into_response()
+            }
         },
         Err(e) => e.into_response(),
     };

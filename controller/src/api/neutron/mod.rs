@@ -147,10 +147,11 @@ impl Body {
         match self.map.remove(key) {
             None => Ok(None),
             Some(Value::String(s)) => {
-                if s.len() > 255 {
+                if s.chars().count() > 255 {
+                    let head: String = s.chars().take(16).collect();
                     return Err(ApiError::invalid_input(
                         key,
-                        format!("'{}...' exceeds maximum length of 255", &s[..16]),
+                        format!("'{head}...' exceeds maximum length of 255"),
                     ));
                 }
                 Ok(Some(s))
