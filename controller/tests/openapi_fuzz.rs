@@ -160,3 +160,69 @@ fn openapi_driven_fuzz_never_5xx() {
     );
     assert!(!c.log_has_5xx());
 }
+
+#[test]
+fn query_strings_and_paths_never_5xx() {
+    let c = Controller::start();
+    let (_, doc) = c.n("GET", "/openapi.json", None, None);
+    let odd = [
+        "",
+        "x",
+        "-1",
+        "0",
+        "99999999999999999999",
+        "True",
+        "none",
+        "%00",
+        "%E2%82%AC",
+        "a%3Db",
+        "ip_address%3D",
+        "10.0.0.0%2F8",
+    ];
+    let mut sent = 0;
+    for coll in ["networks", "subnets", "ports"] {
+        let (_, n) = c.n(
+            "POST",
+            "/v2.0/networks",
+            Some(ADMIN),
+            Some(&json!({"network": {}})),
+        );
+        assert!(n["network"]["id"].is_string());
+        let params: Vec<String> = doc["paths"][format!("/v2.0/{coll}")]["get"]["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["name"].as_str().unwrap().to_string())
+            .collect();
+        for p in &params {
+            for v in odd {
+                let path = format!("/v2.0/{coll}?{p}={v}&{p}={v}");
+                let (s, body) = c.n("GET", &path, Some(ADMIN), None);
+                sent += 1;
+                assert!(s < 500, "GET {path} -> {s} {body}");
+                assert!(
+                    s == 200 || body["NeutronError"].is_object(),
+                    "GET {path} -> {s} {body}"
+                );
+            }
+        }
+        for id in [
+            "x",
+            "%2F",
+            "..",
+            "00000000-0000-0000-0000-000000000000",
+            &"f".repeat(300),
+        ] {
+            for m in ["GET", "PUT", "DELETE", "POST", "PATCH"] {
+                let (s, body) = c.n(m, &format!("/v2.0/{coll}/{id}"), Some(ADMIN), None);
+                sent += 1;
+                assert!(
+                    (400..500).contains(&s),
+                    "{m} /v2.0/{coll}/{id} -> {s} {body}"
+                );
+            }
+        }
+    }
+    assert!(sent > 500, "{sent}");
+    assert!(!c.log_has_5xx());
+}
