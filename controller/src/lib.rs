@@ -1,5 +1,27 @@
 //! crosspod controller core: configuration, token auth, the store (SQLite or PostgreSQL),
 //! allocators (VLAN, IP, MAC), and the Tricircle pod API and Neutron v2.0 API servers.
+//!
+//! Layout, meant to grow (routers, floating IPs, jobs, the agent API):
+//! - [`config`]: flags > `CROSSPOD_*` env > `--config` TOML > defaults.
+//! - [`auth`]: the tokens file (`TOKEN PROJECT ROLES`), re-read when it changes.
+//! - [`error`]: [`error::StoreError`] for the store, [`error::ApiError`] rendered in
+//!   Neutron's `{"NeutronError": ...}` shape.
+//! - [`store`]: one [`store::Store`] over sqlx `Any` (SQLite or PostgreSQL), migrations, one
+//!   module per resource; allocation uniqueness is a database constraint.
+//! - [`ipam`], [`vlan_pool`], [`mac`]: pure allocation helpers.
+//! - [`api`]: the two listeners ([`api::start`]); [`api::pods`] and [`api::neutron`] (one
+//!   module per collection plus [`api::neutron::query`] for filters/sorting/paging).
+//! - [`openapi`]: the `/openapi.json` document.
+//!
+//! Embedding (tests, benchmarks, a future all-in-one binary):
+//! ```no_run
+//! # async fn f() -> Result<(), Box<dyn std::error::Error>> {
+//! use clap::Parser;
+//! let config = controller::config::Args::parse_from(["x", "--neutron-port", "0", "--tricircle-port", "0"]).resolve()?;
+//! let running = controller::api::start(config).await?;
+//! println!("Neutron API on {}", running.neutron_addr);
+//! # Ok(()) }
+//! ```
 
 pub mod api;
 pub mod auth;

@@ -87,6 +87,10 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let store = Store::connect(&config.database).await?;
     tracing::info!(backend = ?store.backend(), "store ready");
     let tokens = TokenStore::new(config.tokens_file.clone());
+    if let Err(e) = tokens.lookup("") {
+        // Not fatal: the lab may write the file after the controller starts.
+        tracing::warn!(error = %e, "tokens file not readable yet; every request gets 401 until it is");
+    }
     let app = Arc::new(App {
         store,
         tokens,
