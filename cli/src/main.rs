@@ -250,7 +250,20 @@ fn run_lab(l: LabArgs, as_json: bool) -> Result<ExitCode> {
                 println!("lab in {} is down", dir.display());
             }
         }
-        LabCmd::Env => print!("{}", lab::env(&dir)?),
+        LabCmd::Env => {
+            let text = lab::env(&dir)?;
+            if as_json {
+                let vars: serde_json::Map<String, serde_json::Value> = text
+                    .lines()
+                    .filter_map(|l| l.strip_prefix("export "))
+                    .filter_map(|l| l.split_once('='))
+                    .map(|(k, v)| (k.to_string(), json!(v.trim_matches('\''))))
+                    .collect();
+                output::json(&serde_json::Value::Object(vars));
+            } else {
+                print!("{text}");
+            }
+        }
         LabCmd::Token { project, roles } => {
             let t = lab::token(&dir, &project, &roles)?;
             if as_json {

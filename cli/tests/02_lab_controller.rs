@@ -40,6 +40,10 @@ fn lab_env_drives_the_openstack_cli_and_the_guides_curl() {
         Some(format!("http://127.0.0.1:{}", lab.neutron_port))
     );
     let token = get("token").expect("token exported");
+    let as_json: serde_json::Value =
+        serde_json::from_str(&ok(&mut lab.cmd(&["env", "--json"]))).unwrap();
+    assert_eq!(as_json["OS_TOKEN"], token.as_str());
+    assert_eq!(as_json["CROSSPOD_OVSDB_node2"], lab.db("node2").as_str());
     assert_eq!(get("OS_TOKEN"), Some(token.clone()));
 
     // The guide's step 5, verbatim but for the port.
