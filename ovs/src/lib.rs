@@ -8,6 +8,8 @@
 //!   batched into one transaction per change set.
 //! - [`sandbox`]: a throwaway ovsdb-server (and ovs-vswitchd) for tests.
 
+#![warn(missing_docs)]
+
 pub mod client;
 pub mod error;
 pub mod framing;

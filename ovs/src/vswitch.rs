@@ -562,6 +562,14 @@ impl TxnBuilder {
         self
     }
 
+    /// Removes bridge `name` (with its ports and interfaces), if it exists in `view`.
+    pub fn remove_bridge(&mut self, view: &View, name: &str) -> &mut Self {
+        if let Some(b) = view.bridge(name) {
+            self.delete_bridge(b.uuid);
+        }
+        self
+    }
+
     /// Sends everything as one transaction; sends nothing (and returns no results) when empty.
     pub async fn commit(self, client: &Client) -> Result<Vec<OpResult>> {
         if self.ops.is_empty() {

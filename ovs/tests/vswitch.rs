@@ -197,6 +197,19 @@ async fn ensure_is_one_transaction_then_nothing() {
     })
     .await
     .expect("up1 gone from the replica");
+
+    // Remove the bridge: ports and interfaces go with it.
+    let view = View::new(r.snapshot());
+    let mut txn = TxnBuilder::new();
+    txn.remove_bridge(&view, "br-vlan")
+        .remove_bridge(&view, "not-there");
+    assert_eq!(txn.ops().len(), 1);
+    txn.commit(&c).await.unwrap();
+    r.wait_for(T, |s| {
+        s.rows("Bridge").count() == 0 && s.rows("Interface").count() == 0
+    })
+    .await
+    .expect("bridge and its interfaces gone");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
