@@ -409,6 +409,28 @@ async fn concurrency_suite(stores: Vec<Arc<Store>>) {
         assert!(vlans.insert(id), "duplicate VLAN {id}");
     }
     assert_eq!(vlans.len(), 30);
+    // Bridge /24s: ten projects, each asked for twice at once.
+    let pool: ipnet::Ipv4Net = "100.0.0.0/16".parse().unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        let s = stores[i % stores.len()].clone();
+        tasks.push(tokio::spawn(async move {
+            (
+                i % 10,
+                s.bridge_subnet(&format!("proj{}", i % 10), pool).await,
+            )
+        }));
+    }
+    let mut by_project = std::collections::HashMap::new();
+    for t in tasks {
+        let (p, r) = t.await.unwrap();
+        let c = r.expect("bridge subnet");
+        if let Some(prev) = by_project.insert(p, c) {
+            assert_eq!(prev, c, "one /24 per project");
+        }
+    }
+    let distinct: HashSet<_> = by_project.values().collect();
+    assert_eq!(distinct.len(), 10, "no /24 shared by two projects");
 }
 
 async fn sqlite_store() -> (tempfile::TempDir, Store) {
@@ -436,7 +458,31 @@ macro_rules! both {
     };
 }
 
+async fn bridge_suite(s: &Store) {
+    let pool: ipnet::Ipv4Net = "100.0.0.0/23".parse().unwrap();
+    let a = s.bridge_subnet("a", pool).await.unwrap();
+    assert_eq!(a.to_string(), "100.0.0.0/24");
+    assert_eq!(
+        s.bridge_subnet("a", pool).await.unwrap(),
+        a,
+        "idempotent per project"
+    );
+    let b = s.bridge_subnet("b", pool).await.unwrap();
+    assert_eq!(b.to_string(), "100.0.1.0/24");
+    let e = s.bridge_subnet("c", pool).await.unwrap_err();
+    assert!(e.to_string().contains("100.0.0.0/23"), "{e}");
+    assert_eq!(status(e), 409);
+    s.release_bridge_subnet("a").await.unwrap();
+    assert_eq!(s.bridge_subnet_of("a").await.unwrap(), None);
+    assert_eq!(
+        s.bridge_subnet("c", pool).await.unwrap(),
+        a,
+        "released /24 reused"
+    );
+}
+
 both!(pods_suite, sqlite_pods, pg_pods);
+both!(bridge_suite, sqlite_bridge, pg_bridge);
 both!(vlan_suite, sqlite_vlans, pg_vlans);
 both!(ipam_suite, sqlite_ipam, pg_ipam);
 both!(visibility_suite, sqlite_visibility, pg_visibility);

@@ -6,7 +6,19 @@
 //! `ports.mac_address` UNIQUE, `pods.region_name` UNIQUE and one central pod (partial index).
 
 /// Ordered migrations: (version, name, statements separated by `;`).
-pub const MIGRATIONS: &[(i64, &str, &str)] = &[(1, "initial schema", INITIAL)];
+pub const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "initial schema", INITIAL),
+    (2, "bridge subnets per project", BRIDGE),
+];
+
+/// One /24 of `bridge_cidr` per project (its east-west bridge network), unique both ways.
+const BRIDGE: &str = r#"
+CREATE TABLE bridge_allocations (
+    project_id TEXT PRIMARY KEY,
+    cidr TEXT NOT NULL UNIQUE,
+    created_at TEXT NOT NULL
+)
+"#;
 
 const INITIAL: &str = r#"
 CREATE TABLE pods (

@@ -7,6 +7,7 @@
 //! the same VLAN, IP or MAC. On SQLite, writers in one process are serialised by a mutex
 //! (SQLite has one writer anyway) and other processes wait on the busy timeout.
 
+mod bridge;
 mod migrations;
 pub mod model;
 mod networks;
