@@ -152,6 +152,17 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::Api(a) => a,
+            StoreError::Db {
+                source: sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed,
+                ref op,
+            } => {
+                tracing::error!(error = %e, "database unreachable");
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "ServiceUnavailable",
+                    format!("the database is unreachable while {op}; retry later"),
+                )
+            }
             other => {
                 tracing::error!(error = %other, "store failure");
                 ApiError::internal(format!("store failure: {other}"))
