@@ -55,14 +55,29 @@ pub fn sibling_binary(name: &str) -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(name))
 }
 
-/// A free TCP port on 127.0.0.1 (the kernel's choice).
-fn free_port() -> Result<u16> {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").context("finding a free port")?;
-    Ok(l.local_addr()?.port())
+/// A free TCP port on 127.0.0.1 (the kernel's choice), other than those in `avoid`: a port
+/// just released (say, the one picked for the controller) may be handed out again at once.
+fn free_port(avoid: &[u16]) -> Result<u16> {
+    for _ in 0..100 {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").context("finding a free port")?;
+        let port = l.local_addr()?.port();
+        if !avoid.contains(&port) {
+            return Ok(port);
+        }
+    }
+    bail!("no free TCP port on 127.0.0.1 outside {avoid:?}")
+}
+
+/// Whether `port` can be bound on 127.0.0.1 right now.
+fn port_free(port: u16) -> bool {
+    std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
 }
 
 fn new_state(o: &UpOptions, created_dir: bool) -> Result<LabState> {
-    let node = |name: &str, region: &str, az: &str, maps: &str, uplinks: &str| -> Result<_> {
+    let mut taken = vec![o.tricircle_port, o.neutron_port];
+    let mut node = |name: &str, region: &str, az: &str, maps: &str, uplinks: &str| -> Result<_> {
+        let metrics_port = free_port(&taken)?;
+        taken.push(metrics_port);
         Ok(NodeSpec {
             name: name.into(),
             netns: format!("{}{name}", o.prefix),
@@ -70,7 +85,7 @@ fn new_state(o: &UpOptions, created_dir: bool) -> Result<LabState> {
             az: az.into(),
             bridge_mappings: maps.into(),
             uplinks: uplinks.into(),
-            metrics_port: free_port()?,
+            metrics_port,
         })
     };
     Ok(LabState {
@@ -297,12 +312,19 @@ pub fn up(o: &UpOptions) -> Result<UpReport> {
                 Some(why) => rep.not_running.push((c.name.clone(), why)),
             }
         }
-        // Agents.
-        for node in &st.nodes {
-            let d = agents::daemon(&st, node);
+        // Agents, each on a metrics port of its own (re-picked if someone took it).
+        for i in 0..st.nodes.len() {
+            let d = agents::daemon(&st, &st.nodes[i]);
             if d.alive() {
                 continue;
             }
+            if !port_free(st.nodes[i].metrics_port) {
+                let mut taken = vec![st.tricircle_port, st.neutron_port];
+                taken.extend(st.nodes.iter().map(|n| n.metrics_port));
+                st.nodes[i].metrics_port = free_port(&taken)?;
+                st.save()?;
+            }
+            let node = &st.nodes[i];
             progress(format!("starting the agent of {}", node.name));
             match agents::start(&st, node, &o.agent_bin)? {
                 None => rep.changes.push(d.name.clone()),

@@ -69,6 +69,21 @@ pub fn ok(cmd: &mut Command) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// Two controller ports for one lab, below the kernel's ephemeral range (so no port the lab
+/// or another test picks with bind(0) can land on them) and distinct per process and lab.
+pub fn controller_ports() -> (u16, u16) {
+    static N: AtomicU32 = AtomicU32::new(0);
+    for _ in 0..50 {
+        let n = N.fetch_add(1, Ordering::SeqCst) % 10;
+        let base = 21_000 + (std::process::id() % 500) as u16 * 20 + n as u16 * 2;
+        let free = |p: u16| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok();
+        if free(base) && free(base + 1) {
+            return (base, base + 1);
+        }
+    }
+    panic!("no free pair of controller ports in this test process's range");
+}
+
 /// A free TCP port on 127.0.0.1.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -164,11 +179,12 @@ impl Lab {
     pub fn new() -> Lab {
         let prefix = unique_tag();
         let dir = std::env::temp_dir().join(format!("crosspod-cli-{prefix}"));
+        let (tricircle_port, neutron_port) = controller_ports();
         Lab {
             prefix,
             dir,
-            tricircle_port: free_port(),
-            neutron_port: free_port(),
+            tricircle_port,
+            neutron_port,
         }
     }
 
