@@ -62,11 +62,21 @@ impl Daemon {
             std::fs::create_dir_all(parent)
                 .with_context(|| format!("creating {}", parent.display()))?;
         }
-        let log = OpenOptions::new()
+        let mut log = OpenOptions::new()
             .create(true)
             .append(true)
             .open(&self.log)
             .with_context(|| format!("opening log {}", self.log.display()))?;
+        // The exact command line heads its output, for whoever reads the log after a failure.
+        {
+            use std::io::Write;
+            let args: Vec<String> = std::iter::once(cmd.get_program())
+                .chain(cmd.get_args())
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect();
+            writeln!(log, "crosspod lab: starting {}", args.join(" "))
+                .with_context(|| format!("writing log {}", self.log.display()))?;
+        }
         cmd.stdin(Stdio::null())
             .stdout(log.try_clone().context("duplicating the log fd")?)
             .stderr(log);
