@@ -173,9 +173,33 @@ fn by_name(name: &str) -> Vec<Condition> {
     vec![Condition::eq("name", name)]
 }
 
+/// Conditions selecting the row named `name` of `table`: by `_uuid` when the replica has it
+/// (ovsdb-server has no index on `name` for conditions: a name match scans the table, which
+/// costs a second per 1000 updates at 10,000 ports), by name otherwise.
+fn row_of(index: &HashMap<(&str, &str), Uuid>, table: &str, name: &str) -> Vec<Condition> {
+    match index.get(&(table, name)) {
+        Some(u) => vec![Condition::uuid(*u)],
+        None => by_name(name),
+    }
+}
+
+/// (table, name) → row uuid for the Bridge and Port rows of a snapshot.
+fn name_index(snap: &Snapshot) -> HashMap<(&'static str, &str), Uuid> {
+    let mut idx = HashMap::new();
+    for table in ["Bridge", "Port"] {
+        for r in snap.rows(table) {
+            if let Some(n) = r.get_str("name") {
+                idx.insert((table, n), r.uuid);
+            }
+        }
+    }
+    idx
+}
+
 /// The operations of one transaction for `changes`. Ports added to a bridge created in the
 /// same transaction go straight into the bridge's insert.
 pub fn operations(changes: &[OvsChange], snap: &Snapshot) -> Result<Vec<Operation>, String> {
+    let index = name_index(snap);
     let mut ops = Vec::new();
     let mut new_bridges: BTreeMap<String, (String, Vec<String>)> = BTreeMap::new();
     for c in changes {
@@ -228,7 +252,7 @@ pub fn operations(changes: &[OvsChange], snap: &Snapshot) -> Result<Vec<Operatio
                 datapath_type,
             } => ops.push(Operation::Update {
                 table: "Bridge".into(),
-                conditions: by_name(bridge),
+                conditions: row_of(&index, "Bridge", bridge),
                 row: RowData::from([("datapath_type".into(), Value::from(datapath_type.as_str()))]),
             }),
             OvsChange::AddPort {
@@ -253,38 +277,36 @@ pub fn operations(changes: &[OvsChange], snap: &Snapshot) -> Result<Vec<Operatio
                 } else {
                     ops.push(Operation::Mutate {
                         table: "Bridge".into(),
-                        conditions: by_name(bridge),
+                        conditions: row_of(&index, "Bridge", bridge),
                         mutations: vec![Mutation::new("ports", Mutator::Insert, named(&pn))],
                     });
                 }
             }
             OvsChange::SetTag { port, tag } => ops.push(Operation::Update {
                 table: "Port".into(),
-                conditions: by_name(port),
+                conditions: row_of(&index, "Port", port),
                 row: RowData::from([("tag".into(), opt_int(*tag))]),
             }),
             OvsChange::SetTrunks { port, trunks } => ops.push(Operation::Update {
                 table: "Port".into(),
-                conditions: by_name(port),
+                conditions: row_of(&index, "Port", port),
                 row: RowData::from([("trunks".into(), int_set(trunks))]),
             }),
             OvsChange::SetExternalIds { port, external_ids } => ops.push(Operation::Update {
                 table: "Port".into(),
-                conditions: by_name(port),
+                conditions: row_of(&index, "Port", port),
                 row: RowData::from([(
                     "external_ids".into(),
                     Value::string_map(external_ids.clone()),
                 )]),
             }),
             OvsChange::DeletePort { bridge, port } => {
-                let uuid = snap
-                    .find_by_str("Port", "name", port)
-                    .next()
-                    .map(|r| r.uuid)
+                let uuid = *index
+                    .get(&("Port", port.as_str()))
                     .ok_or_else(|| port.clone())?;
                 ops.push(Operation::Mutate {
                     table: "Bridge".into(),
-                    conditions: by_name(bridge),
+                    conditions: row_of(&index, "Bridge", bridge),
                     mutations: vec![Mutation::new("ports", Mutator::Delete, Value::from(uuid))],
                 });
             }
