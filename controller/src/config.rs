@@ -99,7 +99,7 @@ pub struct Args {
     #[serde(skip)]
     pub config: Option<PathBuf>,
     /// Print the resolved configuration (as a TOML file would hold it) and exit.
-    #[arg(long)]
+    #[arg(long, env = "CROSSPOD_PRINT_CONFIG")]
     #[serde(skip)]
     pub print_config: bool,
     /// Address both APIs listen on [default: 0.0.0.0].

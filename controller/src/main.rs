@@ -24,7 +24,8 @@ fn main() -> anyhow::Result<()> {
     let rt = tokio::runtime::Runtime::new().context("starting the tokio runtime")?;
     rt.block_on(async {
         let running = controller::api::start(config).await?;
-        notify_ready();
+        notify("READY=1");
+        spawn_watchdog();
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
             .context("installing the SIGTERM handler")?;
         tokio::select! {
@@ -36,12 +37,33 @@ fn main() -> anyhow::Result<()> {
     })
 }
 
-/// Tell systemd (Type=notify) we are serving, when started by it.
-fn notify_ready() {
+/// Send a state line to systemd (Type=notify) when started by it.
+fn notify(state: &str) {
     if let Some(path) = std::env::var_os("NOTIFY_SOCKET") {
-        let sock = std::os::unix::net::UnixDatagram::unbound();
-        if let Ok(s) = sock {
-            let _ = s.send_to(b"READY=1", path);
+        if let Ok(s) = std::os::unix::net::UnixDatagram::unbound() {
+            if let Err(e) = s.send_to(state.as_bytes(), &path) {
+                tracing::warn!(error = %e, state, "sd_notify failed");
+            }
         }
     }
+}
+
+/// The unit has `WatchdogSec=`: ping at half the interval systemd asks for, from the
+/// runtime, so a wedged runtime stops the pings and gets the service restarted.
+fn spawn_watchdog() {
+    let Some(usec) = std::env::var("WATCHDOG_USEC")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+    else {
+        return;
+    };
+    let every =
+        std::time::Duration::from_micros(usec / 2).max(std::time::Duration::from_millis(100));
+    tokio::spawn(async move {
+        let mut t = tokio::time::interval(every);
+        loop {
+            t.tick().await;
+            notify("WATCHDOG=1");
+        }
+    });
 }
