@@ -297,6 +297,7 @@ pub fn unplug(name: &str, node_netns: &str, vsctl: &Vsctl, tap: &str) {
 /// `crosspod vm boot`.
 pub fn boot(dir: &Path, api: &Api, region: &str, network: &str, name: &str) -> Result<VmRecord> {
     let st = LabState::require(dir)?;
+    let _lock = crate::lab::lock_dir(dir)?;
     let layout = st.layout();
     let node = st.node_for_region(region).with_context(|| {
         let known: Vec<&str> = st.nodes.iter().map(|n| n.region.as_str()).collect();
@@ -425,6 +426,7 @@ pub fn wait_active(api: &Api, rec: &VmRecord, timeout: Duration) -> Result<()> {
 /// `crosspod vm delete`: unplug, delete the namespace, delete the port.
 pub fn delete(dir: &Path, api: Option<&Api>, name: &str) -> Result<VmRecord> {
     let st = LabState::require(dir)?;
+    let _lock = crate::lab::lock_dir(dir)?;
     let layout = st.layout();
     let p = record_path(&layout, name);
     let text = std::fs::read_to_string(&p).map_err(|_| {

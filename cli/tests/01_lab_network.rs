@@ -299,3 +299,28 @@ fn lab_up_repairs_a_lab_whose_daemons_died_and_namespaces_vanished() {
     let again = ok(&mut lab.up_cmd(Path::new(NO_BIN), Path::new(NO_BIN)));
     assert!(again.contains("nothing changed"), "{again}");
 }
+
+#[test]
+fn two_concurrent_lab_ups_make_one_lab() {
+    require_root_and_tools();
+    let lab = Lab::new();
+    let mut c1 = lab.up_cmd(Path::new(NO_BIN), Path::new(NO_BIN));
+    let mut c2 = lab.up_cmd(Path::new(NO_BIN), Path::new(NO_BIN));
+    let h1 = c1.stdout(std::process::Stdio::piped()).spawn().unwrap();
+    let h2 = c2.stdout(std::process::Stdio::piped()).spawn().unwrap();
+    let (o1, o2) = (
+        h1.wait_with_output().unwrap(),
+        h2.wait_with_output().unwrap(),
+    );
+    assert!(o1.status.success() && o2.status.success(), "{o1:?}\n{o2:?}");
+    let (s1, s2) = (
+        String::from_utf8_lossy(&o1.stdout),
+        String::from_utf8_lossy(&o2.stdout),
+    );
+    assert!(
+        s1.contains("nothing changed") != s2.contains("nothing changed"),
+        "exactly one up should have found the work done:\n{s1}\n{s2}"
+    );
+    let dir = format!("{}/", lab.dir.display());
+    assert_eq!(processes_mentioning(&dir).len(), 6, "daemons started twice");
+}

@@ -119,6 +119,25 @@ fn new_state(o: &UpOptions, created_dir: bool) -> Result<LabState> {
     })
 }
 
+/// Takes the lab directory's lock (`.lock`, flock) so that concurrent `lab up`/`down`/`vm`
+/// commands on one lab run one after the other. Released when the file is dropped.
+pub fn lock_dir(dir: &Path) -> Result<std::fs::File> {
+    use std::os::fd::AsRawFd;
+    let path = dir.join(state::LOCK_FILE);
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("opening lock {}", path.display()))?;
+    // SAFETY: flock on an fd we own.
+    if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } != 0 {
+        return Err(std::io::Error::last_os_error())
+            .with_context(|| format!("locking {}", path.display()));
+    }
+    Ok(f)
+}
+
 /// Result of `lab up`.
 #[derive(Debug, Default)]
 pub struct UpReport {
@@ -142,6 +161,26 @@ pub fn up(o: &UpOptions) -> Result<UpReport> {
         );
     }
     let mut rep = UpReport::default();
+    // Validate before any change: every namespace name must be free.
+    let check_free = || -> Result<()> {
+        for inst in state::OVS_INSTANCES {
+            let ns = format!("{}{inst}", o.prefix);
+            if plumbing::netns::exists(&ns) {
+                bail!(
+                    "namespace {ns} exists and is not part of a lab in {}; remove it (`ip netns del {ns}`) or choose another --prefix",
+                    o.dir.display()
+                );
+            }
+        }
+        Ok(())
+    };
+    let existed = o.dir.exists();
+    if !existed {
+        check_free()?;
+        std::fs::create_dir_all(&o.dir)
+            .with_context(|| format!("creating lab directory {}", o.dir.display()))?;
+    }
+    let _lock = lock_dir(&o.dir)?;
     let mut st = match LabState::load(&o.dir)? {
         Some(st) => {
             let same = st.prefix == o.prefix
@@ -159,19 +198,7 @@ pub fn up(o: &UpOptions) -> Result<UpReport> {
             st
         }
         None => {
-            // Validate before any change: every namespace name must be free.
-            for inst in state::OVS_INSTANCES {
-                let ns = format!("{}{inst}", o.prefix);
-                if plumbing::netns::exists(&ns) {
-                    bail!(
-                        "namespace {ns} exists and is not part of a lab in {}; remove it (`ip netns del {ns}`) or choose another --prefix",
-                        o.dir.display()
-                    );
-                }
-            }
-            let existed = o.dir.exists();
-            std::fs::create_dir_all(&o.dir)
-                .with_context(|| format!("creating lab directory {}", o.dir.display()))?;
+            check_free()?;
             let st = new_state(o, !existed)?;
             st.save()?;
             rep.changes
@@ -348,6 +375,10 @@ pub struct DownReport {
 /// `crosspod lab down`: stops every daemon, deletes every namespace and file the lab made.
 pub fn down(dir: &Path) -> Result<DownReport> {
     let mut rep = DownReport::default();
+    if LabState::load(dir)?.is_none() {
+        return Ok(rep);
+    }
+    let _lock = lock_dir(dir)?;
     let Some(st) = LabState::load(dir)? else {
         return Ok(rep);
     };

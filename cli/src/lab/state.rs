@@ -11,6 +11,9 @@ use serde::{Deserialize, Serialize};
 /// Name of the state file inside the lab directory.
 pub const STATE_FILE: &str = "state.json";
 
+/// The lock file serialising commands on one lab.
+pub const LOCK_FILE: &str = ".lock";
+
 /// Current state format.
 pub const STATE_VERSION: u32 = 1;
 
@@ -205,6 +208,7 @@ impl Layout {
             self.agent_token_file(),
             self.dir.join(format!(".{STATE_FILE}.tmp")),
             self.dir.join(STATE_FILE),
+            self.dir.join(LOCK_FILE),
         ]);
         v
     }
