@@ -174,6 +174,53 @@ fn auth_projects_and_token_reload() {
         Some(&json!({"network": {"shared": false}})),
     );
     assert_eq!(s, 409, "cannot unshare while other projects use it: {v}");
+    // The network's owner sees ports of others on it.
+    let net_owner_tok = "netowner";
+    let mut f = std::fs::read_to_string(c.tokens_file()).unwrap();
+    f.push_str(&format!("{net_owner_tok} owner member\n"));
+    std::fs::write(c.tokens_file(), f).unwrap();
+    let own = create(
+        &c,
+        net_owner_tok,
+        "networks",
+        "network",
+        json!({"name": "owned"}),
+    );
+    let (s, _) = c.n(
+        "PUT",
+        &format!("/v2.0/networks/{}", own["id"].as_str().unwrap()),
+        Some(ADMIN),
+        Some(&json!({"network": {"shared": true}})),
+    );
+    assert_eq!(s, 200);
+    create(
+        &c,
+        ADMIN,
+        "subnets",
+        "subnet",
+        json!({"network_id": own["id"], "cidr": "10.4.0.0/24", "tenant_id": "owner"}),
+    );
+    let guest = create(&c, OTHER, "ports", "port", json!({"network_id": own["id"]}));
+    let (s, v) = c.n("GET", "/v2.0/ports", Some(net_owner_tok), None);
+    assert_eq!(s, 200);
+    assert_eq!(
+        v["ports"].as_array().unwrap().len(),
+        1,
+        "network owner sees the guest port: {v}"
+    );
+    let (s, _) = c.n(
+        "GET",
+        &format!("/v2.0/ports/{}", guest["id"].as_str().unwrap()),
+        Some(net_owner_tok),
+        None,
+    );
+    assert_eq!(s, 200);
+    let (_, v) = c.n("GET", "/v2.0/ports", Some(DEMO), None);
+    assert_eq!(
+        v["ports"].as_array().unwrap().len(),
+        1,
+        "DEMO sees only its own port"
+    );
     let (s, _) = c.n(
         "PUT",
         &format!("/v2.0/ports/{}", p["id"].as_str().unwrap()),

@@ -331,7 +331,8 @@ impl Store {
         Ok(port)
     }
 
-    /// Ports in `scope` (a project sees only its own), optionally on one network. One
+    /// Ports in `scope` (a project sees its own and those on its networks), optionally on one
+    /// network. One
     /// query (ports LEFT JOIN their addresses, ordered by port id) keeps large lists cheap.
     pub async fn list_ports(
         &self,
@@ -345,7 +346,11 @@ impl Store {
         let mut binds = Vec::new();
         if let Some(p) = &scope.project_id {
             binds.push(p.clone());
-            conds.push(format!("p.project_id = ${}", binds.len()));
+            // Neutron: a project sees its own ports and every port on its own networks.
+            conds.push(format!(
+                "(p.project_id = ${0} OR p.network_id IN (SELECT id FROM networks WHERE project_id = ${0}))",
+                binds.len()
+            ));
         }
         if let Some(n) = network_id {
             binds.push(n.to_string());

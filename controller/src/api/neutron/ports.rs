@@ -70,11 +70,16 @@ pub fn render(p: &Port, who: &Identity) -> Value {
     v
 }
 
+/// A port the caller owns, or one on a network the caller owns.
 async fn load_own(app: &App, who: &Identity, id: &str) -> Result<Port, ApiError> {
     check_id(id, "Port", "PortNotFound")?;
     let p = app.store.get_port(id).await?;
     if !who.owns(&p.project_id) {
-        return Err(ApiError::not_found("Port", "PortNotFound", id));
+        // The network's owner sees and manages every port on it (Neutron's policy).
+        let net = app.store.get_network(&p.network_id).await?;
+        if !who.owns(&net.project_id) {
+            return Err(ApiError::not_found("Port", "PortNotFound", id));
+        }
     }
     Ok(p)
 }
