@@ -24,6 +24,8 @@ use crate::sd_notify::Notifier;
 const WATCH_WAIT: Duration = Duration::from_secs(30);
 /// Full resync even when nothing signalled a change (level-triggered safety net).
 const RESYNC: Duration = Duration::from_secs(60);
+/// How long to wait for the first desired state before telling systemd READY anyway.
+const READY_WITHOUT_STATE: Duration = Duration::from_secs(60);
 /// Quiet time after an OVSDB change before reconciling, so a burst of plugs is one pass.
 const DEBOUNCE: Duration = Duration::from_millis(20);
 
@@ -286,9 +288,21 @@ impl<O: OvsBackend, L: LinuxBackend> Agent<O, L> {
             .unwrap_or(Duration::from_secs(3600));
         let mut watchdog = tokio::time::interval(watchdog_every);
         let mut probe_now = false;
+        // Without a desired state (pod not created yet, controller down) the agent is still
+        // up and leaves the data plane as it is: tell systemd so after a while, rather than
+        // being killed for a start timeout and restarted in a loop.
+        let ready_anyway = tokio::time::sleep(READY_WITHOUT_STATE);
+        tokio::pin!(ready_anyway);
         loop {
             let mut run_pass = false;
             tokio::select! {
+                _ = &mut ready_anyway, if !ready_sent => {
+                    tracing::info!("no desired state yet; reporting ready, data plane left as it is");
+                    self.notifier.ready();
+                    self.notifier.notify("STATUS=waiting for the controller (no desired state yet)");
+                    ready_sent = true;
+                    continue;
+                }
                 _ = &mut shutdown => {
                     tracing::info!("shutting down; data plane left as it is");
                     self.notifier.notify("STOPPING=1");
