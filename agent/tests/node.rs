@@ -171,3 +171,44 @@ fn a_missing_uplink_device_is_reported_and_the_rest_applied() {
     assert!(netns::exists(&format!("{}qrouter-r1", node.prefix)));
     assert_eq!(last["report"]["routers"][0]["state"], "ready", "{last}");
 }
+
+#[test]
+fn the_daemon_says_ready_to_systemd_after_its_first_reconcile_and_pings_the_watchdog() {
+    use std::os::unix::net::UnixDatagram;
+    let node = Node::start();
+    let tag = format!("s{}", std::process::id() % 100_000);
+    let sock_path = node.dir_path().join("notify.sock");
+    let sock = UnixDatagram::bind(&sock_path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let file = node.write_desired(&desired(&tag, true));
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_crosspod-agent"))
+        .args(["--pod", "RegionOne", "--node", "n1", "--desired-file"])
+        .arg(&file)
+        .args(["--ovsdb", &node.sb().db_arg()])
+        .args(["--node-netns", &node.ns, "--netns-prefix", &node.prefix])
+        .args(["--bridge-mappings", "bridge:br-vlan", "--uplinks", ""])
+        .args(["--datapath-type", "netdev", "--metrics-bind", ""])
+        .env("NOTIFY_SOCKET", &sock_path)
+        .env("WATCHDOG_USEC", "1000000")
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let _guard = common::ChildGuard(&mut child);
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 512];
+    while !(seen.iter().any(|m: &String| m == "READY=1")
+        && seen.iter().any(|m: &String| m == "WATCHDOG=1"))
+    {
+        let n = sock
+            .recv(&mut buf)
+            .unwrap_or_else(|e| panic!("no READY/WATCHDOG within 20 s ({e}); got {seen:?}"));
+        seen.push(String::from_utf8_lossy(&buf[..n]).to_string());
+    }
+    // READY only once the state is in place.
+    assert_eq!(
+        node.vsctl(&["get", "port", &format!("vb-{tag}"), "tag"]),
+        "2001"
+    );
+    assert!(netns::exists(&format!("{}qrouter-r1", node.prefix)));
+}
