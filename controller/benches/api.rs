@@ -191,7 +191,8 @@ fn run(backend: &'static str, database: String, rows: &mut Vec<Row>) {
     let secs = parallel(addr, reps, 1, |c, _| {
         let (s, body) = c.req_raw("GET", "/v2.0/ports", None);
         assert_eq!(s, 200);
-        let macs = body.windows(14).filter(|w| w == b"\"mac_address\"").count();
+        let key: &[u8] = b"\"mac_address\"";
+        let macs = body.windows(key.len()).filter(|w| *w == key).count();
         assert_eq!(macs, PORTS_TOTAL);
     });
     rows.push(Row {

@@ -267,6 +267,11 @@ pub fn json(status: StatusCode, v: &Value) -> Response {
     (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
+/// A JSON response from already serialised bytes.
+pub fn json_bytes(status: StatusCode, body: Vec<u8>) -> Response {
+    (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
 /// 204 with no body.
 pub fn no_content() -> Response {
     Response::builder()
