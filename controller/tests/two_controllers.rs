@@ -17,8 +17,13 @@ fn two_controllers_one_postgres_no_duplicate_allocations() {
         "--tenant-network-types",
         "vlan",
     ];
-    let a = Arc::new(Controller::start_with(Some(&db.url), &flags));
-    let b = Arc::new(Controller::start_with(Some(&db.url), &flags));
+    // Started at the same time on a fresh database: the migrations race and must not clash.
+    let (a, b) = std::thread::scope(|s| {
+        let ta = s.spawn(|| Controller::start_with(Some(&db.url), &flags));
+        let tb = s.spawn(|| Controller::start_with(Some(&db.url), &flags));
+        (ta.join().unwrap(), tb.join().unwrap())
+    });
+    let (a, b) = (Arc::new(a), Arc::new(b));
     // Shared state: created on A, seen on B.
     let (s, v) = a.n(
         "POST",
