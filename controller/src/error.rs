@@ -163,6 +163,17 @@ impl From<StoreError> for ApiError {
                     format!("the database is unreachable while {op}; retry later"),
                 )
             }
+            // Constraint violations that no handler turned into a specific error are races
+            // with a concurrent change (a parent deleted, a value taken): a conflict, not a bug.
+            ref e @ StoreError::Db { ref op, .. }
+                if e.is_foreign_key_violation() || e.is_unique_violation() =>
+            {
+                tracing::warn!(error = %e, "constraint violation from a concurrent change");
+                ApiError::conflict(
+                    "Conflict",
+                    format!("a concurrent change conflicted while {op}; retry"),
+                )
+            }
             other => {
                 tracing::error!(error = %other, "store failure");
                 ApiError::internal(format!("store failure: {other}"))

@@ -524,3 +524,21 @@ async fn reopening_keeps_data_and_migrations_are_idempotent() {
         "in-memory store keeps its data"
     );
 }
+
+/// A constraint violation no handler anticipated (a race with a concurrent delete) is a 409,
+/// not a 500; checked with a real foreign-key violation on both backends.
+async fn constraint_race_suite(s: &Store) {
+    let r = sqlx::query("INSERT INTO ip_allocations (network_id, ip_address, subnet_id, port_id) VALUES ('n', '10.0.0.1', 'gone', 'gone')")
+        .execute(s.pool())
+        .await;
+    let e = StoreError::db("claiming an address")(r.expect_err("foreign keys are enforced"));
+    assert!(e.is_foreign_key_violation(), "{e}");
+    let api: controller::error::ApiError = e.into();
+    assert_eq!(api.status.as_u16(), 409, "{api}");
+}
+
+both!(
+    constraint_race_suite,
+    sqlite_constraint_race,
+    pg_constraint_race
+);
