@@ -278,7 +278,18 @@ fn run(backend: &'static str, database: String, rows: &mut Vec<Row>) {
     drop(rt);
 }
 
-fn pg_database(admin_url: &str) -> Option<(String, Box<dyn FnOnce()>)> {
+/// Drops the bench database when it goes out of scope, even if the run panics.
+struct DropDb(Option<Box<dyn FnOnce()>>);
+
+impl Drop for DropDb {
+    fn drop(&mut self) {
+        if let Some(f) = self.0.take() {
+            f();
+        }
+    }
+}
+
+fn pg_database(admin_url: &str) -> Option<(String, DropDb)> {
     let name = format!("crosspod_bench_{}", std::process::id());
     let (base, _) = admin_url.rsplit_once('/')?;
     let exec = |url: String, sql: String| {
@@ -302,7 +313,7 @@ fn pg_database(admin_url: &str) -> Option<(String, Box<dyn FnOnce()>)> {
     let drop_db: Box<dyn FnOnce()> = Box::new(move || {
         let _ = exec(admin, format!("DROP DATABASE IF EXISTS {n2} WITH (FORCE)"));
     });
-    Some((format!("{base}/{name}"), drop_db))
+    Some((format!("{base}/{name}"), DropDb(Some(drop_db))))
 }
 
 fn main() {
@@ -315,10 +326,7 @@ fn main() {
     let mut pg_note = None;
     match std::env::var("CROSSPOD_TEST_PG_URL") {
         Ok(url) if !url.is_empty() => match pg_database(&url) {
-            Some((db, drop_db)) => {
-                run("postgres", db, &mut rows);
-                drop_db();
-            }
+            Some((db, _drop_db)) => run("postgres", db, &mut rows),
             None => {
                 pg_note =
                     Some("PostgreSQL rows not measured: could not create a database".to_string())
