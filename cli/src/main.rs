@@ -5,7 +5,7 @@
 mod http;
 mod lab;
 mod output;
-mod ovsctl;
+mod ovsdb;
 mod vm;
 
 use std::path::PathBuf;

@@ -17,7 +17,7 @@ use serde_json::{json, Value};
 
 use crate::http;
 use crate::lab::state::{LabState, Layout};
-use crate::ovsctl::Vsctl;
+use crate::ovsdb::Ovsdb;
 
 /// The bridge VM ports are plugged into.
 pub const VM_BRIDGE: &str = "br-vlan";
@@ -212,13 +212,7 @@ pub fn tap_name(port_id: &str) -> String {
 
 /// Creates the VM namespace and its veth and plugs it into the node's br-vlan. On failure,
 /// whatever was made is removed again.
-pub fn plug(
-    name: &str,
-    node_netns: &str,
-    vsctl: &Vsctl,
-    p: &PlugSpec,
-    device_id: &str,
-) -> Result<()> {
+pub fn plug(name: &str, node_netns: &str, db: &Ovsdb, p: &PlugSpec, device_id: &str) -> Result<()> {
     let mac = plumbing::link::parse_mac(&p.mac)
         .with_context(|| format!("port {} has an unreadable MAC {:?}", p.port_id, p.mac))?;
     let tap = tap_name(&p.port_id);
@@ -245,29 +239,23 @@ pub fn plug(
             h.add_route(&Route::new(any).via(gw))
                 .with_context(|| format!("default route via {gw} in {name}"))?;
         }
-        let iface_id = format!("external_ids:iface-id={}", p.port_id);
-        let attached = format!("external_ids:attached-mac={}", p.mac);
-        let vm_uuid = format!("external_ids:vm-uuid={device_id}");
-        vsctl
-            .run(&[
-                "--may-exist",
-                "add-port",
-                VM_BRIDGE,
-                &tap,
-                "--",
-                "set",
-                "Interface",
-                &tap,
-                &iface_id,
-                &attached,
-                "external_ids:iface-status=active",
-                &vm_uuid,
-            ])
+        let mut port = ovs::vswitch::PortSpec::new(&tap);
+        port.iface_external_ids = [
+            ("iface-id", p.port_id.as_str()),
+            ("attached-mac", p.mac.as_str()),
+            ("iface-status", "active"),
+            ("vm-uuid", device_id),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        db.ensure_port(VM_BRIDGE, &port)
             .with_context(|| format!("plugging {tap} into {VM_BRIDGE} of {node_netns}"))?;
+        db.wait_attached(&tap)?;
         Ok(())
     })();
     if let Err(e) = result {
-        unplug(name, node_netns, vsctl, &tap);
+        unplug(name, node_netns, db.remote(), &tap);
         return Err(e);
     }
     Ok(())
@@ -275,8 +263,8 @@ pub fn plug(
 
 /// Removes the OVS port, the veth and the namespace of a VM (each step best effort, so a
 /// half-made VM goes away too).
-pub fn unplug(name: &str, node_netns: &str, vsctl: &Vsctl, tap: &str) {
-    if let Err(e) = vsctl.run_no_wait(&["--if-exists", "del-port", VM_BRIDGE, tap]) {
+pub fn unplug(name: &str, node_netns: &str, ovsdb: &str, tap: &str) {
+    if let Err(e) = Ovsdb::connect(ovsdb).and_then(|db| db.remove_port(tap)) {
         tracing::warn!(vm = name, tap, error = %e, "removing the OVS port failed");
     }
     if plumbing::netns::exists(node_netns) {
@@ -304,14 +292,13 @@ pub fn boot(dir: &Path, api: &Api, region: &str, network: &str, name: &str) -> R
         format!("no lab node serves region {region:?}; the lab has {known:?}")
     })?;
     check_name_free(&layout, name)?;
-    let vsctl = Vsctl::new(layout.ovsdb_remote(&node.name));
-    if !vsctl.answers() {
-        bail!(
-            "the OVSDB of {} ({}) does not answer; is the lab up? (`crosspod lab status`)",
-            node.name,
-            vsctl.remote()
-        );
-    }
+    let remote = layout.ovsdb_remote(&node.name);
+    let db = Ovsdb::connect(&remote).with_context(|| {
+        format!(
+            "the OVSDB of {} does not answer; is the lab up? (`crosspod lab status`)",
+            node.name
+        )
+    })?;
     let network_id = api.network_id(network)?;
     let device_id = uuid::Uuid::new_v4().to_string();
     crate::output::progress(format!("creating a port on network {network} for {name}"));
@@ -369,13 +356,13 @@ pub fn boot(dir: &Path, api: &Api, region: &str, network: &str, name: &str) -> R
             "plugging {name} ({address}, {mac}) into br-vlan of {}",
             node.name
         ));
-        plug(name, &node.netns, &vsctl, &spec, &device_id)?;
+        plug(name, &node.netns, &db, &spec, &device_id)?;
         let rec = VmRecord {
             name: name.to_string(),
             region: region.to_string(),
             node: node.name.clone(),
             node_netns: node.netns.clone(),
-            ovsdb: vsctl.remote().to_string(),
+            ovsdb: remote.clone(),
             port_id: port_id.clone(),
             mac,
             address,
@@ -386,7 +373,7 @@ pub fn boot(dir: &Path, api: &Api, region: &str, network: &str, name: &str) -> R
             created_netns: true,
         };
         if let Err(e) = save_record(&layout, &rec) {
-            unplug(name, &node.netns, &vsctl, &rec.tap);
+            unplug(name, &node.netns, &remote, &rec.tap);
             return Err(e);
         }
         Ok(rec)
@@ -437,12 +424,7 @@ pub fn delete(dir: &Path, api: Option<&Api>, name: &str) -> Result<VmRecord> {
     })?;
     let rec: VmRecord =
         serde_json::from_str(&text).with_context(|| format!("parsing {}", p.display()))?;
-    unplug(
-        &rec.name,
-        &rec.node_netns,
-        &Vsctl::new(rec.ovsdb.clone()),
-        &rec.tap,
-    );
+    unplug(&rec.name, &rec.node_netns, &rec.ovsdb, &rec.tap);
     if let Some(api) = api {
         let (status, v) = api.call("DELETE", &format!("/v2.0/ports/{}", rec.port_id), None)?;
         if !(200..300).contains(&status) && status != 404 {
@@ -475,7 +457,10 @@ pub fn list(dir: &Path, api: Option<&Api>) -> Result<Vec<VmView>> {
     let st = LabState::require(dir)?;
     let mut out = Vec::new();
     for r in records(&st.layout())? {
-        let tag = Vsctl::new(r.ovsdb.clone()).get("Port", &r.tap, "tag");
+        let tag = Ovsdb::connect(&r.ovsdb)
+            .ok()
+            .and_then(|db| db.port_tag(&r.tap))
+            .map(|t| t.to_string());
         let port_status = api.and_then(|a| {
             a.call("GET", &format!("/v2.0/ports/{}", r.port_id), None)
                 .ok()

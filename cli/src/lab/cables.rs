@@ -6,7 +6,9 @@
 use anyhow::{Context, Result};
 use plumbing::{Netns, VethEnd, VethSpec};
 
-use crate::ovsctl::Vsctl;
+use ovs::vswitch::PortSpec;
+
+use crate::ovsdb::Ovsdb;
 
 /// The owner tag of every link the lab itself makes.
 pub const LAB_OWNER: &str = "lab";
@@ -19,9 +21,9 @@ pub struct CableEnd<'a> {
     /// Interface name inside it.
     pub ifname: &'a str,
     /// Bridge (and its OVSDB) the end is plugged into, if any.
-    pub bridge: Option<(&'a Vsctl, &'a str)>,
-    /// Extra `ovs-vsctl add-port` arguments (e.g. `tag=3001`).
-    pub port_args: &'a [&'a str],
+    pub bridge: Option<(&'a Ovsdb, &'a str)>,
+    /// Access VLAN of the port (`None`: a trunk).
+    pub tag: Option<u16>,
 }
 
 /// Makes the cable exist, up, and plugged at both ends. Returns whether anything changed.
@@ -40,9 +42,11 @@ pub fn ensure_cable(a: &CableEnd<'_>, b: &CableEnd<'_>) -> Result<bool> {
         })?
         .changed();
     for end in [a, b] {
-        if let Some((vsctl, bridge)) = end.bridge {
-            changed |= vsctl
-                .ensure_port(bridge, end.ifname, end.port_args)
+        if let Some((db, bridge)) = end.bridge {
+            let mut port = PortSpec::new(end.ifname);
+            port.tag = end.tag;
+            changed |= db
+                .ensure_port(bridge, &port)
                 .with_context(|| format!("plugging {}@{} into {bridge}", end.ifname, end.netns))?;
         }
     }

@@ -236,7 +236,7 @@ pub fn up(o: &UpOptions) -> Result<UpReport> {
         }
     }
     let (n1, n2, ext) = (&switches[0], &switches[1], &switches[2]);
-    let (v1, v2, vx) = (n1.vsctl(), n2.vsctl(), ext.vsctl());
+    let (v1, v2, vx) = (n1.connect()?, n2.connect()?, ext.connect()?);
 
     // Bridges.
     for (sw, vs, br) in [
@@ -257,13 +257,13 @@ pub fn up(o: &UpOptions) -> Result<UpReport> {
             netns: &n1.netns,
             ifname: "eth1",
             bridge: Some((&v1, "br-vlan")),
-            port_args: &[],
+            tag: None,
         },
         &CableEnd {
             netns: &n2.netns,
             ifname: "eth1",
             bridge: Some((&v2, "br-vlan")),
-            port_args: &[],
+            tag: None,
         },
     )? {
         progress("cable eth1 node1 <-> node2 (br-vlan)");
@@ -275,13 +275,13 @@ pub fn up(o: &UpOptions) -> Result<UpReport> {
             netns: &n2.netns,
             ifname: "eth2",
             bridge: Some((&v2, "br-ext")),
-            port_args: &[],
+            tag: None,
         },
         &CableEnd {
             netns: &ext.netns,
             ifname: "eth2",
             bridge: Some((&vx, upstream::UPSTREAM_BRIDGE)),
-            port_args: &[],
+            tag: None,
         },
     )? {
         progress("cable eth2 node2 (br-ext) <-> ext");
@@ -293,6 +293,17 @@ pub fn up(o: &UpOptions) -> Result<UpReport> {
             st.upstream.gateway, st.upstream.vlan, ext.netns
         ));
         rep.changes.push("upstream router".into());
+    }
+
+    // Return a lab whose cables carry traffic: ovs-vswitchd has attached every one.
+    for (db, iface) in [
+        (&v1, "eth1"),
+        (&v2, "eth1"),
+        (&v2, "eth2"),
+        (&vx, "eth2"),
+        (&vx, upstream::LEG_PORT),
+    ] {
+        db.wait_attached(iface)?;
     }
 
     // Tokens: an admin token for the user, an agent token for the agents.

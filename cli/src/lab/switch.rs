@@ -10,7 +10,7 @@ use anyhow::{bail, Context, Result};
 
 use super::daemons::{command_in, run, wait_for_path, Daemon};
 use super::state::Layout;
-use crate::ovsctl::Vsctl;
+use crate::ovsdb::Ovsdb;
 
 /// The OVS schema shipped with openvswitch-common.
 pub const SCHEMA: &str = "/usr/share/openvswitch/vswitch.ovsschema";
@@ -41,9 +41,14 @@ impl Switch {
         self.dir.join("db.sock")
     }
 
-    /// An `ovs-vsctl` for this instance.
-    pub fn vsctl(&self) -> Vsctl {
-        Vsctl::unix(&self.db_sock())
+    /// The OVSDB remote of this instance.
+    pub fn remote(&self) -> String {
+        format!("unix:{}", self.db_sock().display())
+    }
+
+    /// A client of this instance's OVSDB.
+    pub fn connect(&self) -> Result<Ovsdb> {
+        Ovsdb::connect(&self.remote())
     }
 
     fn marker(&self) -> String {
@@ -114,7 +119,7 @@ impl Switch {
                     ovsdb.log.display()
                 );
             }
-            self.vsctl().run_no_wait(&["init"])?;
+            self.connect()?.init()?;
             started.push(ovsdb.name.clone());
         }
         let vswitchd = self.vswitchd();

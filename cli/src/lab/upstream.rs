@@ -8,7 +8,7 @@ use plumbing::{Handle, Netns};
 
 use super::cables::{ensure_cable, CableEnd};
 use super::state::UpstreamSpec;
-use crate::ovsctl::Vsctl;
+use crate::ovsdb::Ovsdb;
 
 /// The bridge in `ext` that eth2 lands on.
 pub const UPSTREAM_BRIDGE: &str = "br-up";
@@ -18,27 +18,21 @@ pub const LEG_PORT: &str = "gwp";
 pub const LEG_IF: &str = "gw0";
 
 /// Makes the upstream bridge and router leg exist in namespace `netns` (whose OVS is reached
-/// through `vsctl`). Returns whether anything changed.
-pub fn ensure_upstream(netns: &str, vsctl: &Vsctl, spec: &UpstreamSpec) -> Result<bool> {
-    let mut changed = vsctl.ensure_netdev_bridge(UPSTREAM_BRIDGE)?;
-    let tag = format!("tag={}", spec.vlan);
-    let tag_args: Vec<&str> = if spec.vlan == 0 {
-        vec![]
-    } else {
-        vec![tag.as_str()]
-    };
+/// through `db`). Returns whether anything changed.
+pub fn ensure_upstream(netns: &str, db: &Ovsdb, spec: &UpstreamSpec) -> Result<bool> {
+    let mut changed = db.ensure_netdev_bridge(UPSTREAM_BRIDGE)?;
     changed |= ensure_cable(
         &CableEnd {
             netns,
             ifname: LEG_PORT,
-            bridge: Some((vsctl, UPSTREAM_BRIDGE)),
-            port_args: &tag_args,
+            bridge: Some((db, UPSTREAM_BRIDGE)),
+            tag: (spec.vlan != 0).then_some(spec.vlan),
         },
         &CableEnd {
             netns,
             ifname: LEG_IF,
             bridge: None,
-            port_args: &[],
+            tag: None,
         },
     )?;
     let mut h = Handle::new(&Netns::named(netns))?;
