@@ -154,6 +154,9 @@ enum VmCmd {
 }
 
 fn main() -> ExitCode {
+    // Die quietly on a closed pipe (`crosspod lab status | head`), as command-line tools do.
+    // SAFETY: resetting a signal disposition before any thread starts.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("CROSSPOD_LOG")

@@ -542,6 +542,12 @@ pub fn status(dir: &Path, as_json: bool) -> Result<bool> {
                 pid.map(|p| format!("pid {p}")).unwrap_or_default(),
             ));
         }
+        rows.push((
+            "api".into(),
+            format!("ovsdb@{inst}"),
+            sw.ovsdb().alive() && sw.connect().is_ok(),
+            sw.remote(),
+        ));
     }
     let c = controller::daemon(&st);
     let pid = c.alive_pid();
