@@ -161,7 +161,16 @@ fn lab_down_leaves_no_namespace_process_or_file_and_is_safe_twice() {
         6,
         "3 ovsdb-server + 3 ovs-vswitchd expected"
     );
+    // A router namespace as the node1 agent would make it goes with the lab; a namespace that
+    // merely shares the prefix does not.
+    let _router = TestNs::create(&format!("{}-qrouter-x", lab.ns("node1")));
+    let bystander = TestNs::create(&format!("{}node1x", lab.prefix));
     ok(&mut lab.cmd(&["down"]));
+    assert!(
+        namespaces().contains(&bystander.0),
+        "down removed a namespace it did not make"
+    );
+    drop(bystander);
     assert!(
         lab.leftover_namespaces().is_empty(),
         "{:?}",
@@ -291,8 +300,20 @@ fn lab_up_repairs_a_lab_whose_daemons_died_and_namespaces_vanished() {
         out.contains("cable eth1") && out.contains("upstream router"),
         "{out}"
     );
-    let link = ok(Command::new("ip").args(["-n", &lab.ns("node1"), "-o", "link", "show", "eth1"]));
-    assert!(link.contains("state UP"), "{link}");
+    // Every cable end is up again (ovs-vswitchd reopening a device must not leave it down).
+    for (inst, ifname) in [
+        ("node1", "eth1"),
+        ("node2", "eth1"),
+        ("node2", "eth2"),
+        ("ext", "eth2"),
+        ("ext", "gwp"),
+    ] {
+        let link = ok(Command::new("ip").args(["-n", &lab.ns(inst), "-o", "link", "show", ifname]));
+        assert!(
+            link.contains("state UP"),
+            "{ifname}@{inst} not up after repair: {link}"
+        );
+    }
     assert_eq!(lab.vsctl("node2", &["port-to-br", "eth2"]).trim(), "br-ext");
     let addr = ok(Command::new("ip").args(["-n", &lab.ns("ext"), "-o", "addr", "show", "gw0"]));
     assert!(addr.contains("163.3.124.1/24"), "{addr}");

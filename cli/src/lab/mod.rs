@@ -295,17 +295,6 @@ pub fn up(o: &UpOptions) -> Result<UpReport> {
         rep.changes.push("upstream router".into());
     }
 
-    // Return a lab whose cables carry traffic: ovs-vswitchd has attached every one.
-    for (db, iface) in [
-        (&v1, "eth1"),
-        (&v2, "eth1"),
-        (&v2, "eth2"),
-        (&vx, "eth2"),
-        (&vx, upstream::LEG_PORT),
-    ] {
-        db.wait_attached(iface)?;
-    }
-
     // Tokens: an admin token for the user, an agent token for the agents.
     let tf = layout.tokens_file();
     let lines = tokens::read(&tf)?;
