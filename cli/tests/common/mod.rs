@@ -308,14 +308,19 @@ pub fn in_ns(ns: &str, args: &[&str]) -> Command {
     c
 }
 
-/// The real openstack CLI of this machine.
-pub const OPENSTACK: &str = "/var/lib/crosspod/venv/bin/openstack";
+/// The real openstack CLI of this machine (in `$CROSSPOD_VENV`, default /var/lib/crosspod/venv).
+pub fn openstack_bin() -> PathBuf {
+    let venv = std::env::var_os("CROSSPOD_VENV").unwrap_or_else(|| "/var/lib/crosspod/venv".into());
+    Path::new(&venv).join("bin").join("openstack")
+}
 
 /// Fails unless the openstack CLI is installed.
 pub fn require_openstack() {
+    let bin = openstack_bin();
     assert!(
-        Path::new(OPENSTACK).exists(),
-        "the openstack CLI is missing at {OPENSTACK}: install python-openstackclient in that venv"
+        bin.exists(),
+        "the openstack CLI is missing at {}: install python-openstackclient in that venv (scripts/install-deps.sh)",
+        bin.display()
     );
 }
 
@@ -334,7 +339,7 @@ impl Lab {
 
     /// `openstack ARGS` with the lab's env (admin token unless `token` is given).
     pub fn openstack(&self, token: Option<&str>, args: &[&str]) -> Command {
-        let mut c = Command::new(OPENSTACK);
+        let mut c = Command::new(openstack_bin());
         for (k, v) in self.env() {
             c.env(k, v);
         }
