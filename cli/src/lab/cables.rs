@@ -50,21 +50,23 @@ pub fn ensure_cable(a: &CableEnd<'_>, b: &CableEnd<'_>) -> Result<bool> {
                 .with_context(|| format!("plugging {}@{} into {bridge}", end.ifname, end.netns))?;
         }
     }
-    // Once ovs-vswitchd has the ends open, check them again: when the port was already in
+    // Once ovs-vswitchd has new ends open, check them again: when the port was already in
     // OVSDB (a lab repaired after a reboot), ovs-vswitchd opens the new device while it is
     // still being set up and may write back its stale flags (link down).
-    for end in [a, b] {
-        if let Some((db, _)) = end.bridge {
-            db.wait_attached(end.ifname)?;
+    if changed {
+        for end in [a, b] {
+            if let Some((db, _)) = end.bridge {
+                db.wait_attached(end.ifname)?;
+            }
         }
+        changed |= plumbing::link::ensure_veth(&spec)
+            .with_context(|| {
+                format!(
+                    "cable {}@{} <-> {}@{} after plugging",
+                    a.ifname, a.netns, b.ifname, b.netns
+                )
+            })?
+            .changed();
     }
-    changed |= plumbing::link::ensure_veth(&spec)
-        .with_context(|| {
-            format!(
-                "cable {}@{} <-> {}@{} after plugging",
-                a.ifname, a.netns, b.ifname, b.netns
-            )
-        })?
-        .changed();
     Ok(changed)
 }
