@@ -241,8 +241,15 @@ mod tests {
 
     #[test]
     fn a_spawned_daemon_is_found_by_pid_file_and_stopped() {
+        struct TempDir(PathBuf);
+        impl Drop for TempDir {
+            fn drop(&mut self) {
+                let _ = std::fs::remove_dir_all(&self.0);
+            }
+        }
         let dir = std::env::temp_dir().join(format!("crosspod-daemon-test-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
+        let _cleanup = TempDir(dir.clone());
         let marker = dir.display().to_string();
         let d = Daemon {
             name: "sleeper".into(),
@@ -288,6 +295,5 @@ mod tests {
         }
         assert!(failing.log_tail(5).contains("broken"));
         assert!(!failing.pidfile.exists());
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -97,8 +97,15 @@ mod tests {
 
     #[test]
     fn appended_tokens_are_read_back_with_roles() {
+        struct TempDir(std::path::PathBuf);
+        impl Drop for TempDir {
+            fn drop(&mut self) {
+                let _ = std::fs::remove_dir_all(&self.0);
+            }
+        }
         let dir = std::env::temp_dir().join(format!("crosspod-tokens-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
+        let _cleanup = TempDir(dir.clone());
         let f = dir.join("tokens");
         let _ = std::fs::remove_file(&f);
         let a = append(&f, "admin", &["admin".into()]).unwrap();
@@ -111,6 +118,5 @@ mod tests {
         assert_eq!(find(&lines, "demo", "admin"), None);
         assert!(append(&f, "has space", &["member".into()]).is_err());
         assert!(append(&f, "p", &["root".into()]).is_err());
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
