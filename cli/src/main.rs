@@ -276,7 +276,7 @@ fn run_lab(l: LabArgs, as_json: bool) -> Result<ExitCode> {
             }
         }
         LabCmd::Status => {
-            if !lab::status(&dir, as_json)? {
+            if !lab::status::status(&dir, as_json)? {
                 return Ok(ExitCode::from(3));
             }
         }
