@@ -28,7 +28,7 @@ fn documents_extensions_and_openapi() {
         .ends_with("/v2.0/"));
     let (s, v) = c.n("GET", "/v2.0/", None, None);
     assert_eq!(s, 200);
-    assert_eq!(v["resources"].as_array().unwrap().len(), 3);
+    assert_eq!(v["resources"].as_array().unwrap().len(), 5);
     let (s, v) = c.n("GET", "/v2.0/extensions", Some(DEMO), None);
     assert_eq!(s, 200);
     let aliases: Vec<&str> = v["extensions"]

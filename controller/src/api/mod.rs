@@ -3,6 +3,7 @@
 //! unknown path or method gets a Neutron-shaped 404/405, and every request is logged with
 //! method, path, status and duration.
 
+pub mod agents;
 pub mod neutron;
 pub mod pods;
 
@@ -34,6 +35,8 @@ pub struct App {
     pub tokens: TokenStore,
     /// Configuration.
     pub config: Config,
+    /// Publishes node states; kicked after every write.
+    pub realizer: crate::realize::Realizer,
 }
 
 /// Failure to start the servers.
@@ -95,7 +98,14 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         store,
         tokens,
         config: config.clone(),
+        realizer: crate::realize::Realizer::new(),
     });
+    // Realize at start (resuming whatever a previous run left half done), after every write,
+    // and every few seconds.
+    tokio::spawn(crate::realize::background(
+        app.clone(),
+        std::time::Duration::from_secs(3),
+    ));
     let n_addr = SocketAddr::new(config.bind, config.neutron_port);
     let t_addr = SocketAddr::new(config.bind, config.tricircle_port);
     let bind = |api: &'static str, addr: SocketAddr| async move {
@@ -301,6 +311,7 @@ where
     Fut: std::future::Future<Output = Result<Response, ApiError>>,
 {
     let started = Instant::now();
+    let app_for_kick = app.clone();
     let method = req.method().clone();
     let uri = req.uri().clone();
     let resp = match read_ctx(req).await {
@@ -325,6 +336,9 @@ where
         Err(e) => e.into_response(),
     };
     let status = resp.status().as_u16();
+    if method != axum::http::Method::GET && resp.status().is_success() {
+        app_for_kick.realizer.kick();
+    }
     let ms = started.elapsed().as_secs_f64() * 1000.0;
     if status >= 500 {
         tracing::error!(api, %method, uri = %uri, status, ms, "request");

@@ -84,6 +84,7 @@ async fn route(app: Arc<App>, ctx: Ctx) -> Result<Response, ApiError> {
                 _ => Err(ApiError::no_route(&ctx.path)),
             }
         }
+        ["v1.0", rest @ ..] => super::agents::handle(&app, &ctx, rest).await,
         _ => Err(ApiError::no_route(&ctx.path)),
     }
 }

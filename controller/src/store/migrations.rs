@@ -9,6 +9,11 @@
 pub const MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "initial schema", INITIAL),
     (2, "bridge subnets per project", BRIDGE),
+    (
+        3,
+        "routers, floating IPs, agents, node states, local tags, jobs",
+        super::l3::L3_MIGRATION,
+    ),
 ];
 
 /// One /24 of `bridge_cidr` per project (its east-west bridge network), unique both ways.

@@ -8,6 +8,7 @@
 //! (SQLite has one writer anyway) and other processes wait on the busy timeout.
 
 mod bridge;
+pub mod l3;
 mod migrations;
 pub mod model;
 mod networks;

@@ -1,9 +1,11 @@
 //! The Neutron v2.0 API (networks, subnets, ports, extensions, version documents).
 
 pub mod extensions;
+pub mod floatingips;
 pub mod networks;
 pub mod ports;
 pub mod query;
+pub mod routers;
 pub mod subnets;
 
 use std::sync::Arc;
@@ -44,6 +46,8 @@ async fn route(app: Arc<App>, ctx: Ctx) -> Result<Response, ApiError> {
                 ["networks", ..] => networks::handle(&app, &ctx, &who, &rest[1..]).await,
                 ["subnets", ..] => subnets::handle(&app, &ctx, &who, &rest[1..]).await,
                 ["ports", ..] => ports::handle(&app, &ctx, &who, &rest[1..]).await,
+                ["routers", ..] => routers::handle(&app, &ctx, &who, &rest[1..]).await,
+                ["floatingips", ..] => floatingips::handle(&app, &ctx, &who, &rest[1..]).await,
                 ["availability_zones"] => availability_zones(&app, &ctx).await,
                 _ => Err(ApiError::no_route(&ctx.path)),
             }
@@ -99,7 +103,7 @@ fn versions(ctx: &Ctx) -> Value {
 fn resources(ctx: &Ctx) -> Value {
     let base = ctx.base_url();
     let r = |name: &str, coll: &str| json!({"name": name, "collection": coll, "links": [{"href": format!("{base}/v2.0/{coll}"), "rel": "self"}]});
-    json!({"resources": [r("network", "networks"), r("subnet", "subnets"), r("port", "ports")]})
+    json!({"resources": [r("network", "networks"), r("subnet", "subnets"), r("port", "ports"), r("router", "routers"), r("floatingip", "floatingips")]})
 }
 
 /// Which object of a collection, and what to do.

@@ -1,0 +1,267 @@
+//! The agent API and the jobs API, on the Tricircle listener.
+//!
+//! - `POST /v1.0/agents` ([`wire::NodeRegistration`]): 404 while the pod does not exist (the
+//!   agent waits and retries), else the node is (re-)registered.
+//! - `GET /v1.0/agents/{node}/desired?since=R&timeout=S`: the node's state at once when its
+//!   revision differs from R (0 = send now), else a long-poll of up to S seconds (cap 60), then
+//!   204. An agent token reads only the nodes it registered.
+//! - `PUT /v1.0/agents/{node}/status` ([`wire::StatusReport`]): ports reported ACTIVE become
+//!   ACTIVE (and bound to the node if unbound); a port seen on a node but not bound anywhere is
+//!   bound there (the binding is learned, as Neutron does from the iface-id).
+//! - `GET /v1.0/agents` (admin): every node with its revisions, errors and probes.
+//! - `GET /v1.0/routers/{id}/realized?timeout=S`: waits for the realization barrier.
+//! - `/v1.0/jobs` (admin): list, show, redo (PUT), delete.
+
+use std::time::{Duration, Instant};
+
+use axum::http::{Method, StatusCode};
+use axum::response::Response;
+use serde_json::{json, Value};
+
+use super::{json as respond, method_not_allowed, no_content, App, Ctx};
+use crate::auth::{Identity, Role};
+use crate::error::ApiError;
+use crate::realize;
+
+/// Longest long-poll.
+pub const MAX_WAIT: Duration = Duration::from_secs(60);
+
+fn require_agent(who: &Identity) -> Result<(), ApiError> {
+    if who.is_admin() || who.roles.contains(&Role::Agent) {
+        Ok(())
+    } else {
+        Err(ApiError::forbidden("agents (needs role agent or admin)"))
+    }
+}
+
+fn parse_json<T: serde::de::DeserializeOwned>(ctx: &Ctx, what: &str) -> Result<T, ApiError> {
+    serde_json::from_slice(&ctx.body)
+        .map_err(|e| ApiError::bad_request(format!("Malformed {what} in request body: {e}")))
+}
+
+fn query_u64(ctx: &Ctx, key: &str) -> Result<Option<u64>, ApiError> {
+    match ctx.query.iter().find(|(k, _)| k == key) {
+        None => Ok(None),
+        Some((_, v)) => v.parse().map(Some).map_err(|_| {
+            ApiError::invalid_input(key, format!("'{v}' is not a non-negative integer"))
+        }),
+    }
+}
+
+async fn own_node(
+    app: &App,
+    who: &Identity,
+    node: &str,
+) -> Result<crate::store::l3::AgentRow, ApiError> {
+    let row = app
+        .store
+        .get_agent(node)
+        .await?
+        .ok_or_else(|| ApiError::not_found("Node", "AgentNotFound", node))?;
+    if !who.is_admin() && row.registered_by != who.project_id {
+        return Err(ApiError::not_found("Node", "AgentNotFound", node));
+    }
+    Ok(row)
+}
+
+/// Routes under `/v1.0/agents`, `/v1.0/jobs` and `/v1.0/routers`.
+pub async fn handle(app: &App, ctx: &Ctx, segs: &[&str]) -> Result<Response, ApiError> {
+    let who = ctx.identity(app)?;
+    match (segs, &ctx.method) {
+        (["agents"], &Method::POST) => {
+            require_agent(&who)?;
+            let reg: wire::NodeRegistration = parse_json(ctx, "registration")?;
+            if reg.node.trim().is_empty() || reg.pod.trim().is_empty() {
+                return Err(ApiError::bad_request("registration needs a node and a pod"));
+            }
+            if !app
+                .store
+                .list_pods()
+                .await?
+                .iter()
+                .any(|p| p.region_name == reg.pod)
+            {
+                return Err(ApiError::not_found("Pod", "PodNotFound", &reg.pod));
+            }
+            if let Some(existing) = app.store.get_agent(&reg.node).await? {
+                if !who.is_admin() && existing.registered_by != who.project_id {
+                    return Err(ApiError::conflict(
+                        "AgentExists",
+                        format!("node {} is registered by another agent identity", reg.node),
+                    ));
+                }
+            }
+            app.store.register_agent(&reg, &who.project_id).await?;
+            tracing::info!(node = %reg.node, pod = %reg.pod, "node registered");
+            app.realizer.run(app).await?;
+            Ok(respond(StatusCode::OK, &json!({"agent": reg})))
+        }
+        (["agents"], &Method::GET) => {
+            if !who.is_admin() {
+                return Err(ApiError::forbidden("agents"));
+            }
+            let mut out = Vec::new();
+            for a in app.store.list_agents().await? {
+                let desired = app
+                    .store
+                    .node_state(&a.node)
+                    .await?
+                    .map(|(r, _)| r)
+                    .unwrap_or(0);
+                out.push(json!({
+                    "node": a.node, "pod": a.pod, "registration": a.registration,
+                    "registered_at": a.registered_at, "last_report_at": a.last_report_at,
+                    "revision_desired": desired, "revision_applied": a.revision_applied,
+                    "in_sync": a.revision_applied == desired,
+                    "errors": a.report.as_ref().map(|r| r.errors.clone()).unwrap_or_default(),
+                    "probes": a.report.as_ref().map(|r| r.probes.clone()).unwrap_or_default(),
+                    "routers": a.report.as_ref().map(|r| r.routers.clone()).unwrap_or_default(),
+                }));
+            }
+            Ok(respond(StatusCode::OK, &json!({"agents": out})))
+        }
+        (["agents", node, "desired"], &Method::GET) => {
+            require_agent(&who)?;
+            own_node(app, &who, node).await?;
+            let since = query_u64(ctx, "since")?.unwrap_or(0);
+            let wait = Duration::from_secs(query_u64(ctx, "timeout")?.unwrap_or(30)).min(MAX_WAIT);
+            let deadline = Instant::now() + wait;
+            let mut changes = app.realizer.subscribe();
+            loop {
+                if let Some((rev, state)) = realize::published_state(app, node).await? {
+                    if rev != since || since == 0 {
+                        return Ok(respond(
+                            StatusCode::OK,
+                            &serde_json::to_value(wire::WatchResponse {
+                                revision: rev,
+                                state,
+                            })
+                            .map_err(|e| ApiError::internal(e.to_string()))?,
+                        ));
+                    }
+                } else {
+                    app.realizer.kick();
+                }
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Ok(no_content());
+                }
+                // Woken by a local publication, or re-read every second for the ones another
+                // controller made.
+                let _ =
+                    tokio::time::timeout(left.min(Duration::from_secs(1)), changes.changed()).await;
+            }
+        }
+        (["agents", node, "status"], &Method::PUT) => {
+            require_agent(&who)?;
+            own_node(app, &who, node).await?;
+            let report: wire::StatusReport = parse_json(ctx, "status report")?;
+            if report.node != *node {
+                return Err(ApiError::bad_request(format!(
+                    "status report names node {} but was sent for {node}",
+                    report.node
+                )));
+            }
+            app.store.record_report(&report).await?;
+            let mut rebind = false;
+            for p in &report.ports {
+                let r = match p.status {
+                    wire::PortState::Active => {
+                        app.store
+                            .set_port_status(&p.port_id, "ACTIVE", Some(&p.host))
+                            .await
+                    }
+                    wire::PortState::Down => {
+                        // Seen here but not placed here: learn the binding if it has none.
+                        let port = app.store.get_port(&p.port_id).await;
+                        match port {
+                            Ok(port) if port.host_id.is_empty() => {
+                                rebind = true;
+                                app.store
+                                    .set_port_status(&p.port_id, "DOWN", Some(&p.host))
+                                    .await
+                            }
+                            Ok(port) if port.host_id == p.host => {
+                                app.store.set_port_status(&p.port_id, "DOWN", None).await
+                            }
+                            _ => Ok(false),
+                        }
+                    }
+                };
+                if let Err(e) = r {
+                    tracing::debug!(port = %p.port_id, error = %e, "port status not recorded");
+                }
+            }
+            if rebind {
+                app.realizer.kick();
+            }
+            Ok(no_content())
+        }
+        (["routers", id, "realized"], &Method::GET) => {
+            let r = app.store.get_router(id).await?;
+            if !who.owns(&r.project_id) {
+                return Err(ApiError::not_found("Router", "RouterNotFound", id));
+            }
+            let wait = Duration::from_secs(query_u64(ctx, "timeout")?.unwrap_or(0)).min(MAX_WAIT);
+            let deadline = Instant::now() + wait;
+            loop {
+                let state = realize::router_realized(app, id).await?;
+                let done = !matches!(state, Ok(false));
+                if done || Instant::now() >= deadline {
+                    let (realized, error) = match state {
+                        Ok(b) => (b, None),
+                        Err(e) => (false, Some(e)),
+                    };
+                    return Ok(respond(
+                        StatusCode::OK,
+                        &json!({"router_id": id, "realized": realized, "error": error}),
+                    ));
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+        (["jobs", rest @ ..], method) => {
+            if !who.is_admin() {
+                return Err(ApiError::forbidden("jobs"));
+            }
+            let render = |j: &crate::store::l3::Job| -> Value {
+                json!({"id": j.id, "type": j.kind, "status": j.status, "resource": {"router_id": j.resource_id},
+                       "resource_id": j.resource_id, "project_id": j.project_id, "timestamp": j.timestamp,
+                       "attempts": j.attempts, "last_error": j.last_error})
+            };
+            match (rest, method) {
+                ([], &Method::GET) => {
+                    let jobs: Vec<Value> =
+                        app.store.list_jobs().await?.iter().map(render).collect();
+                    Ok(respond(StatusCode::OK, &json!({"jobs": jobs})))
+                }
+                ([id], &Method::GET) => {
+                    let j = app.store.get_job(id).await?;
+                    Ok(respond(StatusCode::OK, &json!({"job": render(&j)})))
+                }
+                ([id], &Method::PUT) => {
+                    let j = app.store.get_job(id).await?;
+                    app.store
+                        .queue_job(&j.kind, &j.resource_id, &j.project_id)
+                        .await?;
+                    app.realizer.kick();
+                    let j = app.store.get_job(id).await?;
+                    Ok(respond(StatusCode::OK, &json!({"job": render(&j)})))
+                }
+                ([id], &Method::DELETE) => {
+                    let j = app.store.get_job(id).await?;
+                    if j.status == "RUNNING" {
+                        return Err(ApiError::conflict(
+                            "JobRunning",
+                            format!("job {id} is running"),
+                        ));
+                    }
+                    app.store.delete_job(id).await?;
+                    Ok(no_content())
+                }
+                _ => Err(method_not_allowed(ctx)),
+            }
+        }
+        _ => Err(ApiError::no_route(&ctx.path)),
+    }
+}

@@ -1,0 +1,99 @@
+//! Jobs, as Tricircle's `/v1.0/jobs`: one persistent job per router that a change touched
+//! (interfaces, gateway, floating IPs, port bindings). The latest request for a router wins and
+//! bursts collapse into one NEW job ([`crate::store::Store::queue_job`]). A job is RUNNING
+//! while the nodes it touches catch up, SUCCESS when every node reports the router ready at a
+//! revision that holds the change, FAIL when an agent reports the router failed or the nodes
+//! do not catch up in time; failed jobs are retried with capped backoff. Jobs live in the
+//! store, so a controller killed mid-job resumes it at start.
+
+use std::time::Duration;
+
+use crate::api::App;
+use crate::error::ApiError;
+
+/// How long a job may stay RUNNING before it fails (and is retried).
+pub const JOB_TIMEOUT: Duration = Duration::from_secs(120);
+/// Retries of a failed job, with backoff 2^attempt seconds capped at a minute.
+pub const MAX_ATTEMPTS: i64 = 8;
+
+fn age_secs(ts: &str) -> u64 {
+    let now = crate::store::now();
+    // Both are RFC 3339 UTC; compare as seconds of day is enough for the short ages here,
+    // falling back to "old" when the day differs.
+    let secs = |t: &str| -> Option<u64> {
+        let h: u64 = t.get(11..13)?.parse().ok()?;
+        let m: u64 = t.get(14..16)?.parse().ok()?;
+        let s: u64 = t.get(17..19)?.parse().ok()?;
+        Some(h * 3600 + m * 60 + s)
+    };
+    if now.get(..10) != ts.get(..10) {
+        return u64::MAX;
+    }
+    match (secs(&now), secs(ts)) {
+        (Some(a), Some(b)) => a.saturating_sub(b),
+        _ => u64::MAX,
+    }
+}
+
+/// Moves every unfinished job one step.
+pub async fn advance(app: &App) -> Result<(), ApiError> {
+    for job in app.store.list_jobs().await? {
+        match job.status.as_str() {
+            "NEW" => {
+                app.store
+                    .set_job(&job.id, "RUNNING", job.attempts + 1, None)
+                    .await?;
+            }
+            "RUNNING" => {
+                if app.store.get_router(&job.resource_id).await.is_err() {
+                    // The router is gone: nothing left to realize.
+                    app.store
+                        .set_job(&job.id, "SUCCESS", job.attempts, None)
+                        .await?;
+                    continue;
+                }
+                match crate::realize::router_realized(app, &job.resource_id).await? {
+                    Ok(true) => {
+                        app.store
+                            .set_job(&job.id, "SUCCESS", job.attempts, None)
+                            .await?;
+                        tracing::info!(job = %job.id, router = %job.resource_id, "job done");
+                    }
+                    Ok(false) if age_secs(&job.timestamp) > JOB_TIMEOUT.as_secs() => {
+                        app.store
+                            .set_job(
+                                &job.id,
+                                "FAIL",
+                                job.attempts,
+                                Some("nodes did not apply the change in time"),
+                            )
+                            .await?;
+                    }
+                    Ok(false) => {}
+                    Err(reason) => {
+                        tracing::warn!(job = %job.id, router = %job.resource_id, %reason, "job failed");
+                        app.store
+                            .set_job(&job.id, "FAIL", job.attempts, Some(&reason))
+                            .await?;
+                    }
+                }
+            }
+            "FAIL" if job.attempts < MAX_ATTEMPTS => {
+                let backoff = (1u64 << job.attempts.clamp(0, 6)).min(60);
+                if age_secs(&job.timestamp) >= backoff {
+                    app.store
+                        .set_job(
+                            &job.id,
+                            "RUNNING",
+                            job.attempts + 1,
+                            job.last_error.as_deref(),
+                        )
+                        .await?;
+                    app.realizer.kick();
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}

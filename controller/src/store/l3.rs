@@ -1,0 +1,783 @@
+//! Routers, floating IPs, registered nodes (agents), the per-node published desired-state
+//! revisions, pod-local VLAN tags and jobs: the tables of cross-pod L3 and the agent API.
+//!
+//! Router interfaces, gateway ports, floating-IP ports, bridge IPs and per-pod leg IPs are real
+//! ports (device_owner `network:*`, device_id = the router or floating IP), so their IPs and
+//! MACs share the ports' uniqueness constraints; bridge networks are real networks (VLAN from
+//! the bridge physnet's pool, the /24 from `bridge_allocations`). Only what has no port-shaped
+//! home gets a table here.
+
+use serde::{Deserialize, Serialize};
+use sqlx::any::AnyRow;
+
+use super::{col_i, col_os, col_s, now, retrying, Store};
+use crate::error::{ApiError, StoreError};
+
+/// Migration 3: the tables of this module.
+pub const L3_MIGRATION: &str = r#"
+CREATE TABLE routers (
+    id TEXT PRIMARY KEY,
+    project_id TEXT NOT NULL,
+    name TEXT NOT NULL DEFAULT '',
+    description TEXT NOT NULL DEFAULT '',
+    admin_state_up BIGINT NOT NULL,
+    az_hints TEXT NOT NULL DEFAULT '[]',
+    gateway TEXT,
+    routes TEXT NOT NULL DEFAULT '[]',
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    revision_number BIGINT NOT NULL DEFAULT 1
+);
+CREATE INDEX routers_project ON routers (project_id);
+CREATE TABLE floatingips (
+    id TEXT PRIMARY KEY,
+    project_id TEXT NOT NULL,
+    floating_network_id TEXT NOT NULL REFERENCES networks (id),
+    floating_port_id TEXT NOT NULL,
+    floating_ip_address TEXT NOT NULL,
+    port_id TEXT,
+    fixed_ip_address TEXT,
+    description TEXT NOT NULL DEFAULT '',
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    revision_number BIGINT NOT NULL DEFAULT 1,
+    UNIQUE (floating_network_id, floating_ip_address)
+);
+CREATE TABLE agents (
+    node TEXT PRIMARY KEY,
+    pod TEXT NOT NULL,
+    registration TEXT NOT NULL,
+    registered_by TEXT NOT NULL,
+    registered_at TEXT NOT NULL,
+    last_report_at TEXT,
+    revision_applied BIGINT NOT NULL DEFAULT 0,
+    report TEXT
+);
+CREATE TABLE node_states (
+    node TEXT PRIMARY KEY,
+    revision BIGINT NOT NULL,
+    content TEXT NOT NULL
+);
+CREATE TABLE local_tags (
+    network_id TEXT NOT NULL REFERENCES networks (id) ON DELETE CASCADE,
+    pod TEXT NOT NULL,
+    physnet TEXT NOT NULL,
+    tag BIGINT NOT NULL,
+    PRIMARY KEY (network_id, pod),
+    UNIQUE (physnet, pod, tag)
+);
+CREATE TABLE jobs (
+    id TEXT PRIMARY KEY,
+    type TEXT NOT NULL,
+    resource_id TEXT NOT NULL,
+    project_id TEXT NOT NULL,
+    status TEXT NOT NULL,
+    timestamp TEXT NOT NULL,
+    attempts BIGINT NOT NULL DEFAULT 0,
+    last_error TEXT,
+    UNIQUE (type, resource_id)
+)
+"#;
+
+/// `external_gateway_info` as stored (the IPs live on the gateway port).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GatewayInfo {
+    /// External network.
+    pub network_id: String,
+    /// SNAT the router's subnets.
+    pub enable_snat: bool,
+    /// Requested external IPs (`[{"subnet_id"?, "ip_address"?}]`), as given.
+    #[serde(default)]
+    pub requested_ips: Vec<serde_json::Value>,
+}
+
+/// A user route (`routes` attribute).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RouteEntry {
+    /// Destination CIDR.
+    pub destination: String,
+    /// Next hop.
+    pub nexthop: String,
+}
+
+/// A router row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Router {
+    /// UUID.
+    pub id: String,
+    /// Owner.
+    pub project_id: String,
+    /// Name.
+    pub name: String,
+    /// Description.
+    pub description: String,
+    /// Admin state.
+    pub admin_state_up: bool,
+    /// AZ hints.
+    pub az_hints: Vec<String>,
+    /// External gateway.
+    pub gateway: Option<GatewayInfo>,
+    /// User routes.
+    pub routes: Vec<RouteEntry>,
+    /// Created.
+    pub created_at: String,
+    /// Updated.
+    pub updated_at: String,
+    /// Revision.
+    pub revision_number: i64,
+}
+
+/// A floating IP row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FloatingIp {
+    /// UUID.
+    pub id: String,
+    /// Owner.
+    pub project_id: String,
+    /// External network.
+    pub floating_network_id: String,
+    /// The port holding the address on the external network.
+    pub floating_port_id: String,
+    /// The address.
+    pub floating_ip_address: String,
+    /// Associated port.
+    pub port_id: Option<String>,
+    /// Fixed IP it maps to.
+    pub fixed_ip_address: Option<String>,
+    /// Description.
+    pub description: String,
+    /// Created.
+    pub created_at: String,
+    /// Updated.
+    pub updated_at: String,
+    /// Revision.
+    pub revision_number: i64,
+}
+
+/// A registered node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentRow {
+    /// Node name.
+    pub node: String,
+    /// Pod (region name).
+    pub pod: String,
+    /// The registration as sent.
+    pub registration: wire::NodeRegistration,
+    /// Project of the token that registered it.
+    pub registered_by: String,
+    /// When.
+    pub registered_at: String,
+    /// Last status report time.
+    pub last_report_at: Option<String>,
+    /// Revision the node last reported applied.
+    pub revision_applied: i64,
+    /// The last status report.
+    pub report: Option<wire::StatusReport>,
+}
+
+/// A job row (Tricircle's `/v1.0/jobs`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Job {
+    /// UUID.
+    pub id: String,
+    /// `router_setup`, ...
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The resource the job realizes.
+    pub resource_id: String,
+    /// Owner project.
+    pub project_id: String,
+    /// NEW, RUNNING, SUCCESS, FAIL.
+    pub status: String,
+    /// Last state change.
+    pub timestamp: String,
+    /// Attempts made.
+    pub attempts: i64,
+    /// Last failure.
+    pub last_error: Option<String>,
+}
+
+fn json_col<T: serde::de::DeserializeOwned>(
+    r: &AnyRow,
+    col: &'static str,
+) -> Result<T, StoreError> {
+    super::col_json(r, col)
+}
+
+fn router_from_row(r: &AnyRow) -> Result<Router, StoreError> {
+    let gateway: Option<String> = col_os(r, "gateway")?;
+    Ok(Router {
+        id: col_s(r, "id")?,
+        project_id: col_s(r, "project_id")?,
+        name: col_s(r, "name")?,
+        description: col_s(r, "description")?,
+        admin_state_up: col_i(r, "admin_state_up")? != 0,
+        az_hints: json_col(r, "az_hints")?,
+        gateway: gateway
+            .map(|g| serde_json::from_str(&g))
+            .transpose()
+            .map_err(|e| StoreError::Corrupt {
+                column: "gateway",
+                object: "router".into(),
+                detail: e.to_string(),
+            })?,
+        routes: json_col(r, "routes")?,
+        created_at: col_s(r, "created_at")?,
+        updated_at: col_s(r, "updated_at")?,
+        revision_number: col_i(r, "revision_number")?,
+    })
+}
+
+fn fip_from_row(r: &AnyRow) -> Result<FloatingIp, StoreError> {
+    Ok(FloatingIp {
+        id: col_s(r, "id")?,
+        project_id: col_s(r, "project_id")?,
+        floating_network_id: col_s(r, "floating_network_id")?,
+        floating_port_id: col_s(r, "floating_port_id")?,
+        floating_ip_address: col_s(r, "floating_ip_address")?,
+        port_id: col_os(r, "port_id")?,
+        fixed_ip_address: col_os(r, "fixed_ip_address")?,
+        description: col_s(r, "description")?,
+        created_at: col_s(r, "created_at")?,
+        updated_at: col_s(r, "updated_at")?,
+        revision_number: col_i(r, "revision_number")?,
+    })
+}
+
+fn agent_from_row(r: &AnyRow) -> Result<AgentRow, StoreError> {
+    let report: Option<String> = col_os(r, "report")?;
+    Ok(AgentRow {
+        node: col_s(r, "node")?,
+        pod: col_s(r, "pod")?,
+        registration: json_col(r, "registration")?,
+        registered_by: col_s(r, "registered_by")?,
+        registered_at: col_s(r, "registered_at")?,
+        last_report_at: col_os(r, "last_report_at")?,
+        revision_applied: col_i(r, "revision_applied")?,
+        report: report.and_then(|s| serde_json::from_str(&s).ok()),
+    })
+}
+
+fn job_from_row(r: &AnyRow) -> Result<Job, StoreError> {
+    Ok(Job {
+        id: col_s(r, "id")?,
+        kind: col_s(r, "type")?,
+        resource_id: col_s(r, "resource_id")?,
+        project_id: col_s(r, "project_id")?,
+        status: col_s(r, "status")?,
+        timestamp: col_s(r, "timestamp")?,
+        attempts: col_i(r, "attempts")?,
+        last_error: col_os(r, "last_error")?,
+    })
+}
+
+fn js<T: Serialize>(v: &T) -> String {
+    serde_json::to_string(v).unwrap_or_else(|_| "null".into())
+}
+
+impl Store {
+    // ---- routers ----
+
+    /// Insert a router.
+    pub async fn create_router(&self, r: &Router) -> Result<Router, StoreError> {
+        let mut w = self.begin_write().await?;
+        let ts = now();
+        sqlx::query("INSERT INTO routers (id, project_id, name, description, admin_state_up, az_hints, gateway, routes, created_at, updated_at, revision_number) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, 1)")
+            .bind(r.id.clone())
+            .bind(r.project_id.clone())
+            .bind(r.name.clone())
+            .bind(r.description.clone())
+            .bind(i64::from(r.admin_state_up))
+            .bind(js(&r.az_hints))
+            .bind(r.gateway.as_ref().map(js))
+            .bind(js(&r.routes))
+            .bind(ts)
+            .execute(&mut *w.tx)
+            .await
+            .map_err(StoreError::db(format!("inserting router {}", r.id)))?;
+        w.commit().await?;
+        self.get_router(&r.id).await
+    }
+
+    /// One router (no visibility check).
+    pub async fn get_router(&self, id: &str) -> Result<Router, StoreError> {
+        let row = sqlx::query("SELECT * FROM routers WHERE id = $1")
+            .bind(id.to_string())
+            .fetch_optional(self.pool())
+            .await
+            .map_err(StoreError::db(format!("reading router {id}")))?;
+        match row {
+            Some(r) => router_from_row(&r),
+            None => Err(ApiError::not_found("Router", "RouterNotFound", id).into()),
+        }
+    }
+
+    /// Every router, or a project's.
+    pub async fn list_routers(&self, project: Option<&str>) -> Result<Vec<Router>, StoreError> {
+        let rows = match project {
+            Some(p) => {
+                sqlx::query("SELECT * FROM routers WHERE project_id = $1 ORDER BY id")
+                    .bind(p.to_string())
+                    .fetch_all(self.pool())
+                    .await
+            }
+            None => {
+                sqlx::query("SELECT * FROM routers ORDER BY id")
+                    .fetch_all(self.pool())
+                    .await
+            }
+        }
+        .map_err(StoreError::db("listing routers"))?;
+        rows.iter().map(router_from_row).collect()
+    }
+
+    /// Write a router's mutable attributes (bumps its revision).
+    pub async fn update_router(&self, r: &Router) -> Result<Router, StoreError> {
+        let mut w = self.begin_write().await?;
+        let n = sqlx::query("UPDATE routers SET name = $1, description = $2, admin_state_up = $3, gateway = $4, routes = $5, updated_at = $6, revision_number = revision_number + 1 WHERE id = $7")
+            .bind(r.name.clone())
+            .bind(r.description.clone())
+            .bind(i64::from(r.admin_state_up))
+            .bind(r.gateway.as_ref().map(js))
+            .bind(js(&r.routes))
+            .bind(now())
+            .bind(r.id.clone())
+            .execute(&mut *w.tx)
+            .await
+            .map_err(StoreError::db(format!("updating router {}", r.id)))?;
+        if n.rows_affected() == 0 {
+            return Err(ApiError::not_found("Router", "RouterNotFound", &r.id).into());
+        }
+        w.commit().await?;
+        self.get_router(&r.id).await
+    }
+
+    /// Delete a router row.
+    pub async fn delete_router(&self, id: &str) -> Result<(), StoreError> {
+        let mut w = self.begin_write().await?;
+        sqlx::query("DELETE FROM routers WHERE id = $1")
+            .bind(id.to_string())
+            .execute(&mut *w.tx)
+            .await
+            .map_err(StoreError::db(format!("deleting router {id}")))?;
+        sqlx::query("DELETE FROM jobs WHERE resource_id = $1")
+            .bind(id.to_string())
+            .execute(&mut *w.tx)
+            .await
+            .map_err(StoreError::db(format!("deleting the jobs of router {id}")))?;
+        w.commit().await
+    }
+
+    // ---- floating IPs ----
+
+    /// Insert a floating IP row (its port exists already).
+    pub async fn create_floatingip(&self, f: &FloatingIp) -> Result<FloatingIp, StoreError> {
+        let mut w = self.begin_write().await?;
+        sqlx::query("INSERT INTO floatingips (id, project_id, floating_network_id, floating_port_id, floating_ip_address, port_id, fixed_ip_address, description, created_at, updated_at, revision_number) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, 1)")
+            .bind(f.id.clone())
+            .bind(f.project_id.clone())
+            .bind(f.floating_network_id.clone())
+            .bind(f.floating_port_id.clone())
+            .bind(f.floating_ip_address.clone())
+            .bind(f.port_id.clone())
+            .bind(f.fixed_ip_address.clone())
+            .bind(f.description.clone())
+            .bind(now())
+            .execute(&mut *w.tx)
+            .await
+            .map_err(StoreError::db(format!("inserting floating IP {}", f.id)))?;
+        w.commit().await?;
+        self.get_floatingip(&f.id).await
+    }
+
+    /// One floating IP.
+    pub async fn get_floatingip(&self, id: &str) -> Result<FloatingIp, StoreError> {
+        let row = sqlx::query("SELECT * FROM floatingips WHERE id = $1")
+            .bind(id.to_string())
+            .fetch_optional(self.pool())
+            .await
+            .map_err(StoreError::db(format!("reading floating IP {id}")))?;
+        match row {
+            Some(r) => fip_from_row(&r),
+            None => Err(ApiError::not_found("Floating IP", "FloatingIPNotFound", id).into()),
+        }
+    }
+
+    /// Every floating IP, or a project's.
+    pub async fn list_floatingips(
+        &self,
+        project: Option<&str>,
+    ) -> Result<Vec<FloatingIp>, StoreError> {
+        let rows = match project {
+            Some(p) => {
+                sqlx::query("SELECT * FROM floatingips WHERE project_id = $1 ORDER BY id")
+                    .bind(p.to_string())
+                    .fetch_all(self.pool())
+                    .await
+            }
+            None => {
+                sqlx::query("SELECT * FROM floatingips ORDER BY id")
+                    .fetch_all(self.pool())
+                    .await
+            }
+        }
+        .map_err(StoreError::db("listing floating IPs"))?;
+        rows.iter().map(fip_from_row).collect()
+    }
+
+    /// Associate (or, with `None`, disassociate) a floating IP.
+    pub async fn update_floatingip(&self, f: &FloatingIp) -> Result<FloatingIp, StoreError> {
+        let mut w = self.begin_write().await?;
+        let n = sqlx::query("UPDATE floatingips SET port_id = $1, fixed_ip_address = $2, description = $3, updated_at = $4, revision_number = revision_number + 1 WHERE id = $5")
+            .bind(f.port_id.clone())
+            .bind(f.fixed_ip_address.clone())
+            .bind(f.description.clone())
+            .bind(now())
+            .bind(f.id.clone())
+            .execute(&mut *w.tx)
+            .await
+            .map_err(StoreError::db(format!("updating floating IP {}", f.id)))?;
+        if n.rows_affected() == 0 {
+            return Err(ApiError::not_found("Floating IP", "FloatingIPNotFound", &f.id).into());
+        }
+        w.commit().await?;
+        self.get_floatingip(&f.id).await
+    }
+
+    /// Delete a floating IP row.
+    pub async fn delete_floatingip(&self, id: &str) -> Result<(), StoreError> {
+        let mut w = self.begin_write().await?;
+        sqlx::query("DELETE FROM floatingips WHERE id = $1")
+            .bind(id.to_string())
+            .execute(&mut *w.tx)
+            .await
+            .map_err(StoreError::db(format!("deleting floating IP {id}")))?;
+        w.commit().await
+    }
+
+    /// Floating IPs bound to a port that is gone are disassociated (Neutron does this when
+    /// the port is deleted).
+    pub async fn disassociate_dangling_floatingips(&self) -> Result<u64, StoreError> {
+        let mut w = self.begin_write().await?;
+        let n = sqlx::query("UPDATE floatingips SET port_id = NULL, fixed_ip_address = NULL WHERE port_id IS NOT NULL AND port_id NOT IN (SELECT id FROM ports)")
+            .execute(&mut *w.tx)
+            .await
+            .map_err(StoreError::db("disassociating floating IPs of deleted ports"))?;
+        w.commit().await?;
+        Ok(n.rows_affected())
+    }
+
+    // ---- agents ----
+
+    /// Register (or re-register) a node.
+    pub async fn register_agent(
+        &self,
+        reg: &wire::NodeRegistration,
+        by: &str,
+    ) -> Result<AgentRow, StoreError> {
+        retrying!(self.register_agent_once(reg, by))
+    }
+
+    async fn register_agent_once(
+        &self,
+        reg: &wire::NodeRegistration,
+        by: &str,
+    ) -> Result<AgentRow, StoreError> {
+        let mut w = self.begin_write().await?;
+        let ts = now();
+        sqlx::query("INSERT INTO agents (node, pod, registration, registered_by, registered_at, revision_applied) VALUES ($1, $2, $3, $4, $5, 0) ON CONFLICT (node) DO UPDATE SET pod = $2, registration = $3, registered_by = $4, registered_at = $5")
+            .bind(reg.node.clone())
+            .bind(reg.pod.clone())
+            .bind(js(reg))
+            .bind(by.to_string())
+            .bind(ts)
+            .execute(&mut *w.tx)
+            .await
+            .map_err(StoreError::db(format!("registering node {}", reg.node)))?;
+        w.commit().await?;
+        self.get_agent(&reg.node)
+            .await?
+            .ok_or_else(|| ApiError::internal("registered node vanished").into())
+    }
+
+    /// One node.
+    pub async fn get_agent(&self, node: &str) -> Result<Option<AgentRow>, StoreError> {
+        let row = sqlx::query("SELECT * FROM agents WHERE node = $1")
+            .bind(node.to_string())
+            .fetch_optional(self.pool())
+            .await
+            .map_err(StoreError::db(format!("reading node {node}")))?;
+        row.as_ref().map(agent_from_row).transpose()
+    }
+
+    /// Every node.
+    pub async fn list_agents(&self) -> Result<Vec<AgentRow>, StoreError> {
+        let rows = sqlx::query("SELECT * FROM agents ORDER BY node")
+            .fetch_all(self.pool())
+            .await
+            .map_err(StoreError::db("listing nodes"))?;
+        rows.iter().map(agent_from_row).collect()
+    }
+
+    /// Store a node's status report.
+    pub async fn record_report(&self, report: &wire::StatusReport) -> Result<(), StoreError> {
+        let mut w = self.begin_write().await?;
+        sqlx::query("UPDATE agents SET last_report_at = $1, revision_applied = $2, report = $3 WHERE node = $4")
+            .bind(now())
+            .bind(report.revision_applied as i64)
+            .bind(js(report))
+            .bind(report.node.clone())
+            .execute(&mut *w.tx)
+            .await
+            .map_err(StoreError::db(format!("recording the report of {}", report.node)))?;
+        w.commit().await
+    }
+
+    /// A port's status and, when unset, its host (a binding learned from an agent).
+    pub async fn set_port_status(
+        &self,
+        port_id: &str,
+        status: &str,
+        host: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        let mut w = self.begin_write().await?;
+        let n = match host {
+            Some(h) => sqlx::query("UPDATE ports SET status = $1, host_id = $2, updated_at = $3, revision_number = revision_number + 1 WHERE id = $4 AND (status <> $1 OR host_id <> $2) AND (host_id = '' OR host_id = $2)")
+                .bind(status.to_string())
+                .bind(h.to_string())
+                .bind(now())
+                .bind(port_id.to_string())
+                .execute(&mut *w.tx)
+                .await,
+            None => sqlx::query("UPDATE ports SET status = $1, updated_at = $2, revision_number = revision_number + 1 WHERE id = $3 AND status <> $1")
+                .bind(status.to_string())
+                .bind(now())
+                .bind(port_id.to_string())
+                .execute(&mut *w.tx)
+                .await,
+        }
+        .map_err(StoreError::db(format!("setting the status of port {port_id}")))?;
+        w.commit().await?;
+        Ok(n.rows_affected() > 0)
+    }
+
+    // ---- published node states ----
+
+    /// The published revision and content (state without revision, as JSON) of a node.
+    pub async fn node_state(&self, node: &str) -> Result<Option<(i64, String)>, StoreError> {
+        let row = sqlx::query("SELECT revision, content FROM node_states WHERE node = $1")
+            .bind(node.to_string())
+            .fetch_optional(self.pool())
+            .await
+            .map_err(StoreError::db(format!("reading the state of node {node}")))?;
+        row.map(|r| Ok((col_i(&r, "revision")?, col_s(&r, "content")?)))
+            .transpose()
+    }
+
+    /// Publish `content` for `node` if it differs from what is published: the revision moves
+    /// by one. Compare-and-set on the old content, so two controllers publishing the same
+    /// change bump it once. Returns the new revision when it moved.
+    pub async fn publish_node_state(
+        &self,
+        node: &str,
+        content: &str,
+    ) -> Result<Option<i64>, StoreError> {
+        let mut w = self.begin_write().await?;
+        let cur = sqlx::query("SELECT revision, content FROM node_states WHERE node = $1")
+            .bind(node.to_string())
+            .fetch_optional(&mut *w.tx)
+            .await
+            .map_err(StoreError::db(format!("reading the state of node {node}")))?;
+        let next = match cur {
+            None => {
+                let r = sqlx::query("INSERT INTO node_states (node, revision, content) VALUES ($1, 1, $2) ON CONFLICT (node) DO NOTHING")
+                    .bind(node.to_string())
+                    .bind(content.to_string())
+                    .execute(&mut *w.tx)
+                    .await
+                    .map_err(StoreError::db(format!("publishing the state of node {node}")))?;
+                (r.rows_affected() > 0).then_some(1)
+            }
+            Some(row) => {
+                let (rev, old) = (col_i(&row, "revision")?, col_s(&row, "content")?);
+                if old == content {
+                    None
+                } else {
+                    let r = sqlx::query("UPDATE node_states SET revision = revision + 1, content = $1 WHERE node = $2 AND revision = $3")
+                        .bind(content.to_string())
+                        .bind(node.to_string())
+                        .bind(rev)
+                        .execute(&mut *w.tx)
+                        .await
+                        .map_err(StoreError::db(format!("publishing the state of node {node}")))?;
+                    (r.rows_affected() > 0).then_some(rev + 1)
+                }
+            }
+        };
+        w.commit().await?;
+        Ok(next)
+    }
+
+    // ---- local tags ----
+
+    /// Every pod-local tag: (network, pod, tag).
+    pub async fn local_tags(&self) -> Result<Vec<(String, String, u16)>, StoreError> {
+        let rows = sqlx::query("SELECT network_id, pod, tag FROM local_tags")
+            .fetch_all(self.pool())
+            .await
+            .map_err(StoreError::db("reading local tags"))?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    col_s(r, "network_id")?,
+                    col_s(r, "pod")?,
+                    col_i(r, "tag")? as u16,
+                ))
+            })
+            .collect()
+    }
+
+    /// Allocate the lowest free tag of `candidates` for (network, pod) on `physnet`
+    /// (idempotent: an existing allocation is kept).
+    pub async fn allocate_local_tag(
+        &self,
+        network_id: &str,
+        pod: &str,
+        physnet: &str,
+        candidates: &[u16],
+    ) -> Result<u16, StoreError> {
+        for _ in 0..8 {
+            let rows = sqlx::query(
+                "SELECT network_id, tag FROM local_tags WHERE physnet = $1 AND pod = $2",
+            )
+            .bind(physnet.to_string())
+            .bind(pod.to_string())
+            .fetch_all(self.pool())
+            .await
+            .map_err(StoreError::db("reading local tags"))?;
+            let mut taken = std::collections::HashSet::new();
+            for r in &rows {
+                if col_s(r, "network_id")? == network_id {
+                    return Ok(col_i(r, "tag")? as u16);
+                }
+                taken.insert(col_i(r, "tag")? as u16);
+            }
+            let Some(tag) = candidates.iter().copied().find(|t| !taken.contains(t)) else {
+                return Err(ApiError::conflict(
+                    "NoNetworkAvailable",
+                    format!("no pod-local VLAN tag left on physnet {physnet} in pod {pod}"),
+                )
+                .into());
+            };
+            let mut w = self.begin_write().await?;
+            let r = sqlx::query("INSERT INTO local_tags (network_id, pod, physnet, tag) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING")
+                .bind(network_id.to_string())
+                .bind(pod.to_string())
+                .bind(physnet.to_string())
+                .bind(i64::from(tag))
+                .execute(&mut *w.tx)
+                .await
+                .map_err(StoreError::db(format!("allocating a local tag for {network_id}")))?;
+            w.commit().await?;
+            if r.rows_affected() > 0 {
+                return Ok(tag);
+            }
+        }
+        Err(ApiError::conflict(
+            "NoNetworkAvailable",
+            "local tag allocation contended; retry",
+        )
+        .into())
+    }
+
+    /// Release a pod-local tag.
+    pub async fn release_local_tag(&self, network_id: &str, pod: &str) -> Result<(), StoreError> {
+        let mut w = self.begin_write().await?;
+        sqlx::query("DELETE FROM local_tags WHERE network_id = $1 AND pod = $2")
+            .bind(network_id.to_string())
+            .bind(pod.to_string())
+            .execute(&mut *w.tx)
+            .await
+            .map_err(StoreError::db(format!(
+                "releasing the local tag of {network_id}"
+            )))?;
+        w.commit().await
+    }
+
+    // ---- jobs ----
+
+    /// Queue (or re-queue) the job of a resource: the latest request wins, bursts collapse
+    /// into one NEW job.
+    pub async fn queue_job(
+        &self,
+        kind: &str,
+        resource_id: &str,
+        project_id: &str,
+    ) -> Result<(), StoreError> {
+        let mut w = self.begin_write().await?;
+        sqlx::query("INSERT INTO jobs (id, type, resource_id, project_id, status, timestamp, attempts) VALUES ($1, $2, $3, $4, 'NEW', $5, 0) ON CONFLICT (type, resource_id) DO UPDATE SET status = 'NEW', timestamp = $5, attempts = 0, last_error = NULL")
+            .bind(uuid::Uuid::new_v4().to_string())
+            .bind(kind.to_string())
+            .bind(resource_id.to_string())
+            .bind(project_id.to_string())
+            .bind(now())
+            .execute(&mut *w.tx)
+            .await
+            .map_err(StoreError::db(format!("queueing the {kind} job of {resource_id}")))?;
+        w.commit().await
+    }
+
+    /// Every job.
+    pub async fn list_jobs(&self) -> Result<Vec<Job>, StoreError> {
+        let rows = sqlx::query("SELECT * FROM jobs ORDER BY timestamp, id")
+            .fetch_all(self.pool())
+            .await
+            .map_err(StoreError::db("listing jobs"))?;
+        rows.iter().map(job_from_row).collect()
+    }
+
+    /// One job.
+    pub async fn get_job(&self, id: &str) -> Result<Job, StoreError> {
+        let row = sqlx::query("SELECT * FROM jobs WHERE id = $1")
+            .bind(id.to_string())
+            .fetch_optional(self.pool())
+            .await
+            .map_err(StoreError::db(format!("reading job {id}")))?;
+        match row {
+            Some(r) => job_from_row(&r),
+            None => Err(ApiError::not_found("Job", "ResourceNotFound", id).into()),
+        }
+    }
+
+    /// Set a job's state.
+    pub async fn set_job(
+        &self,
+        id: &str,
+        status: &str,
+        attempts: i64,
+        error: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let mut w = self.begin_write().await?;
+        sqlx::query("UPDATE jobs SET status = $1, attempts = $2, last_error = $3, timestamp = $4 WHERE id = $5")
+            .bind(status.to_string())
+            .bind(attempts)
+            .bind(error.map(str::to_string))
+            .bind(now())
+            .bind(id.to_string())
+            .execute(&mut *w.tx)
+            .await
+            .map_err(StoreError::db(format!("updating job {id}")))?;
+        w.commit().await
+    }
+
+    /// Delete a job.
+    pub async fn delete_job(&self, id: &str) -> Result<(), StoreError> {
+        let mut w = self.begin_write().await?;
+        sqlx::query("DELETE FROM jobs WHERE id = $1")
+            .bind(id.to_string())
+            .execute(&mut *w.tx)
+            .await
+            .map_err(StoreError::db(format!("deleting job {id}")))?;
+        w.commit().await
+    }
+}

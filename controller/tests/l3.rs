@@ -1,0 +1,733 @@
+//! Routers, floating IPs and the agent API on the real controller binary: the guide's scenario
+//! gives each node the state DESIGN.md describes (in either order of steps), the long-poll
+//! answers on change and 204 on timeout, status reports make ports ACTIVE and teach bindings,
+//! agents see only their nodes, foreign floating IPs are refused, jobs finish (and resume after
+//! a kill -9), and the openstack CLI's router and floating ip commands work.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{openstack, openstack_json, Controller, ADMIN, DEMO, OTHER};
+use serde_json::{json, Value};
+
+const AGENT: &str = "agenttok";
+const AGENT2: &str = "agenttok2";
+
+fn add_agent_tokens(c: &Controller) {
+    let path = c.tokens_file();
+    let mut t = std::fs::read_to_string(&path).unwrap();
+    t.push_str(&format!("{AGENT} service agent\n{AGENT2} service2 agent\n"));
+    // A later mtime than the first read, so the controller re-reads it.
+    std::thread::sleep(Duration::from_millis(1100));
+    std::fs::write(&path, t).unwrap();
+}
+
+fn ok(r: (u16, Value), what: &str) -> Value {
+    assert!((200..300).contains(&r.0), "{what}: {} {}", r.0, r.1);
+    r.1
+}
+
+fn pods(c: &Controller) {
+    for b in [
+        json!({"pod": {"region_name": "CentralRegion"}}),
+        json!({"pod": {"region_name": "RegionOne", "az_name": "az1"}}),
+        json!({"pod": {"region_name": "RegionTwo", "az_name": "az2"}}),
+    ] {
+        ok(c.t("POST", "/v1.0/pods", Some(ADMIN), Some(&b)), "pod");
+    }
+}
+
+fn register(c: &Controller, token: &str, node: &str, pod: &str, ext: bool) -> (u16, Value) {
+    let (maps, ups) = if ext {
+        (
+            json!({"bridge": "br-vlan", "extern": "br-ext"}),
+            json!(["bridge", "extern"]),
+        )
+    } else {
+        (json!({"bridge": "br-vlan"}), json!(["bridge"]))
+    };
+    c.t(
+        "POST",
+        "/v1.0/agents",
+        Some(token),
+        Some(&json!({"pod": pod, "node": node, "bridge_mappings": maps, "uplinks": ups})),
+    )
+}
+
+fn desired(c: &Controller, node: &str) -> Value {
+    ok(
+        c.t(
+            "GET",
+            &format!("/v1.0/agents/{node}/desired?since=0"),
+            Some(AGENT),
+            None,
+        ),
+        "desired",
+    )
+}
+
+struct Guide {
+    subnet1: String,
+    subnet2: String,
+    vm1: String,
+    vm1_ip: String,
+    ext: String,
+    router: String,
+}
+
+fn net_subnet(c: &Controller, name: &str, cidr: &str) -> (String, String) {
+    let n = ok(
+        c.n(
+            "POST",
+            "/v2.0/networks",
+            Some(DEMO),
+            Some(&json!({"network": {"name": name}})),
+        ),
+        "network",
+    );
+    let nid = n["network"]["id"].as_str().unwrap().to_string();
+    let s = ok(
+        c.n("POST", "/v2.0/subnets", Some(DEMO), Some(&json!({"subnet": {"network_id": nid, "ip_version": 4, "cidr": cidr, "name": format!("s-{name}")}}))),
+        "subnet",
+    );
+    (nid, s["subnet"]["id"].as_str().unwrap().to_string())
+}
+
+fn vm_port(c: &Controller, net: &str, host: &str) -> (String, String) {
+    let p = ok(
+        c.n(
+            "POST",
+            "/v2.0/ports",
+            Some(DEMO),
+            Some(&json!({"port": {"network_id": net, "device_owner": "compute:nova"}})),
+        ),
+        "port",
+    );
+    let id = p["port"]["id"].as_str().unwrap().to_string();
+    let ip = p["port"]["fixed_ips"][0]["ip_address"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    ok(
+        c.n(
+            "PUT",
+            &format!("/v2.0/ports/{id}"),
+            Some(ADMIN),
+            Some(&json!({"port": {"binding:host_id": host}})),
+        ),
+        "bind",
+    );
+    (id, ip)
+}
+
+fn ext_net(c: &Controller) -> String {
+    // The guide's step 10, verbatim.
+    let n = ok(
+        c.n("POST", "/v2.0/networks", Some(ADMIN), Some(&serde_json::from_str::<Value>(r#"{"network": {"name": "ext-net", "admin_state_up": true, "router:external": true,  "provider:network_type": "vlan", "provider:physical_network": "extern", "availability_zone_hints": ["RegionTwo"]}}"#).unwrap())),
+        "ext-net",
+    );
+    let id = n["network"]["id"].as_str().unwrap().to_string();
+    ok(c.n("POST", "/v2.0/subnets", Some(ADMIN), Some(&json!({"subnet": {"network_id": id, "ip_version": 4, "cidr": "163.3.124.0/24", "enable_dhcp": false, "name": "ext-subnet"}}))), "ext-subnet");
+    id
+}
+
+fn iface(c: &Controller, router: &str, subnet: &str) {
+    ok(
+        c.n(
+            "PUT",
+            &format!("/v2.0/routers/{router}/add_router_interface"),
+            Some(DEMO),
+            Some(&json!({"subnet_id": subnet})),
+        ),
+        "add interface",
+    );
+}
+
+fn gateway(c: &Controller, router: &str, ext: &str) {
+    ok(
+        c.n(
+            "PUT",
+            &format!("/v2.0/routers/{router}"),
+            Some(DEMO),
+            Some(&json!({"router": {"external_gateway_info": {"network_id": ext}}})),
+        ),
+        "gateway",
+    );
+}
+
+/// Plays the guide's steps; `gateway_first` sets the gateway before the interfaces and creates
+/// the external network last but one (the order Tricircle could not take).
+fn play(c: &Controller, gateway_first: bool) -> Guide {
+    add_agent_tokens(c);
+    pods(c);
+    ok(
+        register(c, AGENT, "node1", "RegionOne", false),
+        "register node1",
+    );
+    ok(
+        register(c, AGENT, "node2", "RegionTwo", true),
+        "register node2",
+    );
+    let (net1, subnet1) = net_subnet(c, "net1", "10.0.1.0/24");
+    let (net2, subnet2) = net_subnet(c, "net2", "10.0.2.0/24");
+    let (vm1, vm1_ip) = vm_port(c, &net1, "node1");
+    vm_port(c, &net2, "node2");
+    let r = ok(
+        c.n(
+            "POST",
+            "/v2.0/routers",
+            Some(DEMO),
+            Some(&json!({"router": {"name": "router"}})),
+        ),
+        "router",
+    );
+    let router = r["router"]["id"].as_str().unwrap().to_string();
+    let ext;
+    if gateway_first {
+        ext = ext_net(c);
+        gateway(c, &router, &ext);
+        iface(c, &router, &subnet1);
+        iface(c, &router, &subnet2);
+    } else {
+        iface(c, &router, &subnet1);
+        iface(c, &router, &subnet2);
+        ext = ext_net(c);
+        gateway(c, &router, &ext);
+    }
+    let f = ok(
+        c.n(
+            "POST",
+            "/v2.0/floatingips",
+            Some(DEMO),
+            Some(&json!({"floatingip": {"floating_network_id": ext, "port_id": vm1}})),
+        ),
+        "floating IP",
+    );
+    assert_eq!(f["floatingip"]["router_id"], json!(router), "{f}");
+    Guide {
+        subnet1,
+        subnet2,
+        vm1,
+        vm1_ip,
+        ext,
+        router,
+    }
+}
+
+fn leg<'a>(inst: &'a Value, kind: &str) -> &'a Value {
+    inst["legs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["kind"] == kind)
+        .unwrap_or_else(|| panic!("no {kind} leg in {inst}"))
+}
+
+fn route(inst: &Value, dest: &str) -> Option<String> {
+    inst["routes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["destination"] == dest)
+        .map(|r| r["nexthop"].as_str().unwrap().to_string())
+}
+
+fn check_guide(c: &Controller, g: &Guide) {
+    // The realizer runs after each write; give it a moment to settle.
+    std::thread::sleep(Duration::from_millis(500));
+    let d1 = desired(c, "node1");
+    let d2 = desired(c, "node2");
+    let i1 = &d1["state"]["routers"][&g.router];
+    let i2 = &d2["state"]["routers"][&g.router];
+    assert!(
+        i1.is_object() && i2.is_object(),
+        "an instance per pod: {d1} {d2}"
+    );
+    let bvlan = leg(i1, "bridge")["tag"].as_u64().unwrap();
+    assert!(
+        (2001..=3000).contains(&bvlan),
+        "bridge VLAN from physnet bridge: {bvlan}"
+    );
+    assert_eq!(
+        leg(i2, "bridge")["tag"].as_u64().unwrap(),
+        bvlan,
+        "same bridge VLAN in every pod"
+    );
+    for d in [&d1, &d2] {
+        let trunks = &d["state"]["bridges"]["br-vlan"]["trunks"];
+        assert!(
+            trunks.as_array().unwrap().contains(&json!(bvlan)),
+            "bridge VLAN trunked: {d}"
+        );
+    }
+    let b1 = leg(i1, "bridge")["address"]
+        .as_str()
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap()
+        .to_string();
+    let b2 = leg(i2, "bridge")["address"]
+        .as_str()
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap()
+        .to_string();
+    assert!(
+        b1.starts_with("100.") && b2.starts_with("100.") && b1 != b2,
+        "{b1} {b2}"
+    );
+    assert_eq!(leg(i1, "internal")["address"], "10.0.1.1/24");
+    assert_eq!(leg(i2, "internal")["address"], "10.0.2.1/24");
+    assert_eq!(route(i1, "10.0.2.0/24"), Some(b2.clone()), "{i1}");
+    assert_eq!(route(i2, "10.0.1.0/24"), Some(b1.clone()), "{i2}");
+    assert_eq!(
+        route(i1, "0.0.0.0/0"),
+        Some(b2.clone()),
+        "RegionOne defaults to RegionTwo's bridge IP: {i1}"
+    );
+    assert_eq!(route(i2, "0.0.0.0/0"), Some("163.3.124.1".into()), "{i2}");
+    let gw = leg(i2, "gateway");
+    assert_eq!(gw["bridge"], "br-ext");
+    assert_eq!(gw["tag"], 3001, "first VLAN of extern:3001:4000");
+    assert!(gw["address"].as_str().unwrap().starts_with("163.3.124."));
+    assert!(i1["legs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|l| l["kind"] != "gateway"));
+    let snat = &i2["nat"]["snat"][0];
+    assert_eq!(
+        snat["sources"],
+        json!(["10.0.1.0/24", "10.0.2.0/24"]),
+        "{i2}"
+    );
+    let fl = &i2["nat"]["floating"][0];
+    assert_eq!(fl["fixed_ip"], json!(g.vm1_ip), "{i2}");
+    assert_eq!(fl["port_id"], json!(g.vm1));
+    assert!(i1["nat"]["floating"]
+        .as_array()
+        .is_none_or(|a| a.is_empty()));
+    assert_eq!(d2["state"]["bridges"]["br-ext"]["trunks"], json!([3001]));
+    assert!(
+        d1["state"]["bridges"].get("br-ext").is_none(),
+        "node1 has no external network"
+    );
+    assert!(
+        d1["state"]["ports"][&g.vm1].is_object(),
+        "vm1's port bound on node1"
+    );
+    let _ = (&g.subnet1, &g.subnet2, &g.ext);
+    assert!(!c.log_has_5xx());
+}
+
+#[test]
+fn the_guide_gives_each_node_its_cross_pod_state() {
+    let c = Controller::start();
+    let g = play(&c, false);
+    check_guide(&c, &g);
+
+    // Removing subnet2 withdraws the route to it.
+    ok(
+        c.n(
+            "PUT",
+            &format!("/v2.0/routers/{}/remove_router_interface", g.router),
+            Some(DEMO),
+            Some(&json!({"subnet_id": g.subnet2})),
+        ),
+        "remove",
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let d1 = desired(&c, "node1");
+    assert_eq!(
+        route(&d1["state"]["routers"][&g.router], "10.0.2.0/24"),
+        None,
+        "{d1}"
+    );
+    // A router with interfaces cannot be deleted; without them it can, and its instances go.
+    let (s, _) = c.n(
+        "DELETE",
+        &format!("/v2.0/routers/{}", g.router),
+        Some(DEMO),
+        None,
+    );
+    assert_eq!(s, 409);
+    let fips = ok(c.n("GET", "/v2.0/floatingips", Some(DEMO), None), "fips");
+    for f in fips["floatingips"].as_array().unwrap() {
+        ok(
+            c.n(
+                "DELETE",
+                &format!("/v2.0/floatingips/{}", f["id"].as_str().unwrap()),
+                Some(DEMO),
+                None,
+            ),
+            "delete fip",
+        );
+    }
+    ok(
+        c.n(
+            "PUT",
+            &format!("/v2.0/routers/{}/remove_router_interface", g.router),
+            Some(DEMO),
+            Some(&json!({"subnet_id": g.subnet1})),
+        ),
+        "remove",
+    );
+    ok(
+        c.n(
+            "PUT",
+            &format!("/v2.0/routers/{}", g.router),
+            Some(DEMO),
+            Some(&json!({"router": {"external_gateway_info": {}}})),
+        ),
+        "clear gw",
+    );
+    let (s, _) = c.n(
+        "DELETE",
+        &format!("/v2.0/routers/{}", g.router),
+        Some(DEMO),
+        None,
+    );
+    assert_eq!(s, 204);
+    std::thread::sleep(Duration::from_millis(500));
+    for n in ["node1", "node2"] {
+        let d = desired(&c, n);
+        assert_eq!(d["state"]["routers"], json!({}), "{d}");
+    }
+    // The project's bridge network is released with its last router.
+    let nets = ok(c.n("GET", "/v2.0/networks", Some(ADMIN), None), "networks");
+    assert!(
+        !nets["networks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n["name"].as_str().unwrap_or("").starts_with("bridge-net-")),
+        "{nets}"
+    );
+}
+
+#[test]
+fn gateway_before_interfaces_and_external_network_first_give_the_same_state() {
+    let c = Controller::start();
+    let g = play(&c, true);
+    check_guide(&c, &g);
+}
+
+#[test]
+fn the_long_poll_answers_on_change_and_times_out_with_204() {
+    let c = Controller::start();
+    add_agent_tokens(&c);
+    // Before the pod exists the agent is told 404 (and waits).
+    assert_eq!(register(&c, AGENT, "node1", "RegionOne", false).0, 404);
+    pods(&c);
+    ok(register(&c, AGENT, "node1", "RegionOne", false), "register");
+    let rev = desired(&c, "node1")["revision"].as_u64().unwrap();
+    let t0 = Instant::now();
+    let (s, _) = c.t(
+        "GET",
+        &format!("/v1.0/agents/node1/desired?since={rev}&timeout=2"),
+        Some(AGENT),
+        None,
+    );
+    assert_eq!(s, 204);
+    assert!(t0.elapsed() >= Duration::from_millis(1900));
+    // A change while waiting answers at once.
+    let (net, _) = net_subnet(&c, "net1", "10.0.1.0/24");
+    let tricircle = c.tricircle;
+    let waiter = std::thread::spawn(move || {
+        let t0 = Instant::now();
+        let r = common::request(
+            tricircle,
+            "GET",
+            &format!("/v1.0/agents/node1/desired?since={rev}&timeout=30"),
+            Some(AGENT),
+            None,
+        );
+        (r, t0.elapsed())
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    vm_port(&c, &net, "node1");
+    let ((s, body), took) = waiter.join().unwrap();
+    assert_eq!(s, 200, "{body}");
+    assert!(body["revision"].as_u64().unwrap() > rev);
+    assert!(
+        took < Duration::from_secs(10),
+        "answered on change, not on timeout: {took:?}"
+    );
+}
+
+#[test]
+fn status_reports_activate_ports_and_teach_bindings_and_agents_see_only_their_nodes() {
+    let c = Controller::start();
+    add_agent_tokens(&c);
+    pods(&c);
+    ok(register(&c, AGENT, "node1", "RegionOne", false), "register");
+    let (net, _) = net_subnet(&c, "net1", "10.0.1.0/24");
+    let (bound, _) = vm_port(&c, &net, "node1");
+    // A port nobody bound, plugged on node1 (the agent saw its iface-id).
+    let p = ok(
+        c.n(
+            "POST",
+            "/v2.0/ports",
+            Some(DEMO),
+            Some(&json!({"port": {"network_id": net}})),
+        ),
+        "port",
+    );
+    let unbound = p["port"]["id"].as_str().unwrap().to_string();
+    let report = json!({"node": "node1", "revision_applied": 1,
+        "ports": [{"port_id": bound, "status": "ACTIVE", "host": "node1"},
+                  {"port_id": unbound, "status": "DOWN", "host": "node1"}],
+        "routers": [], "probes": [], "errors": []});
+    let (s, b) = c.t(
+        "PUT",
+        "/v1.0/agents/node1/status",
+        Some(AGENT),
+        Some(&report),
+    );
+    assert_eq!(s, 204, "{b}");
+    let shown = ok(
+        c.n("GET", &format!("/v2.0/ports/{bound}"), Some(ADMIN), None),
+        "port",
+    );
+    assert_eq!(shown["port"]["status"], "ACTIVE");
+    let learned = ok(
+        c.n("GET", &format!("/v2.0/ports/{unbound}"), Some(ADMIN), None),
+        "port",
+    );
+    assert_eq!(learned["port"]["binding:host_id"], "node1", "{learned}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !desired(&c, "node1")["state"]["ports"][&unbound].is_object() {
+        assert!(
+            Instant::now() < deadline,
+            "the learned port never reached node1's state"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Another agent identity does not see node1; a member may not use the agent API.
+    let (s, _) = c.t(
+        "GET",
+        "/v1.0/agents/node1/desired?since=0",
+        Some(AGENT2),
+        None,
+    );
+    assert_eq!(s, 404);
+    let (s, _) = c.t(
+        "GET",
+        "/v1.0/agents/node1/desired?since=0",
+        Some(DEMO),
+        None,
+    );
+    assert_eq!(s, 403);
+    let (s, _) = c.t(
+        "PUT",
+        "/v1.0/agents/node1/status",
+        Some(AGENT),
+        Some(&json!({"node": "node9"})),
+    );
+    assert_eq!(s, 400);
+    let listed = ok(c.t("GET", "/v1.0/agents", Some(ADMIN), None), "agents");
+    assert_eq!(listed["agents"][0]["revision_applied"], 1);
+}
+
+#[test]
+fn a_floating_ip_on_another_projects_port_is_refused_and_nothing_is_left() {
+    let c = Controller::start();
+    let g = play(&c, false);
+    let p = ok(
+        c.n(
+            "POST",
+            "/v2.0/networks",
+            Some(OTHER),
+            Some(&json!({"network": {"name": "o"}})),
+        ),
+        "net",
+    );
+    let onet = p["network"]["id"].as_str().unwrap().to_string();
+    ok(
+        c.n(
+            "POST",
+            "/v2.0/subnets",
+            Some(OTHER),
+            Some(&json!({"subnet": {"network_id": onet, "ip_version": 4, "cidr": "10.9.0.0/24"}})),
+        ),
+        "subnet",
+    );
+    let op = ok(
+        c.n(
+            "POST",
+            "/v2.0/ports",
+            Some(OTHER),
+            Some(&json!({"port": {"network_id": onet}})),
+        ),
+        "port",
+    );
+    let oport = op["port"]["id"].as_str().unwrap().to_string();
+    let before = ok(c.n("GET", "/v2.0/floatingips", Some(ADMIN), None), "fips")["floatingips"]
+        .as_array()
+        .unwrap()
+        .len();
+    let (s, body) = c.n(
+        "POST",
+        "/v2.0/floatingips",
+        Some(DEMO),
+        Some(&json!({"floatingip": {"floating_network_id": g.ext, "port_id": oport}})),
+    );
+    assert!(s == 404 || s == 400, "{s} {body}");
+    let (s, body) = c.n("POST", "/v2.0/floatingips", Some(ADMIN), Some(&json!({"floatingip": {"floating_network_id": g.ext, "port_id": oport, "project_id": "demo"}})));
+    assert!(
+        (400..500).contains(&s),
+        "another project's port: {s} {body}"
+    );
+    let after = ok(c.n("GET", "/v2.0/floatingips", Some(ADMIN), None), "fips")["floatingips"]
+        .as_array()
+        .unwrap()
+        .len();
+    assert_eq!(before, after, "no half-made floating IP");
+    // A FIP on a non-external network, a bad router request: 400.
+    let (s, _) = c.n(
+        "POST",
+        "/v2.0/floatingips",
+        Some(DEMO),
+        Some(&json!({"floatingip": {"floating_network_id": onet}})),
+    );
+    assert!(s == 400 || s == 404);
+    let (s, _) = c.n(
+        "PUT",
+        &format!("/v2.0/routers/{}/add_router_interface", g.router),
+        Some(DEMO),
+        Some(&json!({})),
+    );
+    assert_eq!(s, 400);
+    let (s, _) = c.n(
+        "PUT",
+        &format!("/v2.0/routers/{}", g.router),
+        Some(DEMO),
+        Some(&json!({"router": {"routes": [{"destination": "nope", "nexthop": "10.0.1.5"}]}})),
+    );
+    assert_eq!(s, 400);
+}
+
+#[test]
+fn the_openstack_cli_drives_routers_and_floating_ips() {
+    let c = Controller::start();
+    add_agent_tokens(&c);
+    pods(&c);
+    let (net1, _) = net_subnet(&c, "net1", "10.0.1.0/24");
+    let (port, _) = vm_port(&c, &net1, "node1");
+    ext_net(&c);
+    let r = openstack_json(&c, DEMO, &["router", "create", "router"]);
+    assert_eq!(r["name"], "router");
+    let (okc, _, err) = openstack(&c, DEMO, &["router", "add", "subnet", "router", "s-net1"]);
+    assert!(okc, "{err}");
+    let (okc, _, err) = openstack(
+        &c,
+        DEMO,
+        &["router", "set", "--external-gateway", "ext-net", "router"],
+    );
+    assert!(okc, "{err}");
+    let shown = openstack_json(&c, DEMO, &["router", "show", "router"]);
+    let gw = shown["external_gateway_info"].to_string();
+    assert!(gw.contains("163.3.124."), "{shown}");
+    let f = openstack_json(&c, DEMO, &["floating", "ip", "create", "ext-net"]);
+    let addr = f["floating_ip_address"].as_str().unwrap().to_string();
+    let (okc, _, err) = openstack(&c, DEMO, &["floating", "ip", "set", "--port", &port, &addr]);
+    assert!(okc, "{err}");
+    let f = openstack_json(&c, DEMO, &["floating", "ip", "show", &addr]);
+    assert_eq!(f["port_id"], json!(port));
+    let (okc, _, err) = openstack(&c, DEMO, &["floating", "ip", "unset", "--port", &addr]);
+    assert!(okc, "{err}");
+    let (okc, _, err) = openstack(&c, DEMO, &["floating", "ip", "delete", &addr]);
+    assert!(okc, "{err}");
+    let (okc, _, err) = openstack(
+        &c,
+        DEMO,
+        &["router", "unset", "--external-gateway", "router"],
+    );
+    assert!(okc, "{err}");
+    let (okc, _, err) = openstack(
+        &c,
+        DEMO,
+        &["router", "remove", "subnet", "router", "s-net1"],
+    );
+    assert!(okc, "{err}");
+    let (okc, _, err) = openstack(&c, DEMO, &["router", "delete", "router"]);
+    assert!(okc, "{err}");
+    let list = openstack_json(&c, DEMO, &["router", "list"]);
+    assert_eq!(list, json!([]));
+    assert!(!c.log_has_5xx());
+}
+
+#[test]
+fn jobs_run_to_success_when_the_nodes_report_and_list_as_tricircle() {
+    let c = Controller::start();
+    let g = play(&c, false);
+    // Play the agents' part: report the published revision with the router ready.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        for n in ["node1", "node2"] {
+            let d = desired(&c, n);
+            let rev = d["revision"].as_u64().unwrap();
+            let report = json!({"node": n, "revision_applied": rev, "ports": [],
+                "routers": [{"router_id": g.router, "state": "ready"}], "probes": [], "errors": []});
+            assert_eq!(
+                c.t(
+                    "PUT",
+                    &format!("/v1.0/agents/{n}/status"),
+                    Some(AGENT),
+                    Some(&report)
+                )
+                .0,
+                204
+            );
+        }
+        let jobs = ok(c.t("GET", "/v1.0/jobs", Some(ADMIN), None), "jobs");
+        let job = jobs["jobs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|j| j["resource_id"] == json!(g.router))
+            .cloned()
+            .expect("a job for the router");
+        if job["status"] == "SUCCESS" {
+            assert_eq!(job["type"], "router");
+            let one = ok(
+                c.t(
+                    "GET",
+                    &format!("/v1.0/jobs/{}", job["id"].as_str().unwrap()),
+                    Some(ADMIN),
+                    None,
+                ),
+                "job",
+            );
+            assert_eq!(one["job"]["status"], "SUCCESS");
+            let r = ok(
+                c.n(
+                    "GET",
+                    &format!("/v2.0/routers/{}", g.router),
+                    Some(DEMO),
+                    None,
+                ),
+                "router",
+            );
+            assert_eq!(r["router"]["status"], "ACTIVE", "realized everywhere");
+            let realized = ok(
+                c.t(
+                    "GET",
+                    &format!("/v1.0/routers/{}/realized", g.router),
+                    Some(DEMO),
+                    None,
+                ),
+                "realized",
+            );
+            assert_eq!(realized["realized"], true);
+            break;
+        }
+        assert!(Instant::now() < deadline, "job never succeeded: {job}");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let (s, _) = c.t("GET", "/v1.0/jobs", Some(DEMO), None);
+    assert_eq!(s, 403, "jobs are admin only");
+}
