@@ -270,6 +270,24 @@ fn a_namespace_that_is_not_the_labs_stops_up_before_any_change() {
 }
 
 #[test]
+fn missing_open_vswitch_is_reported_before_any_change() {
+    require_root_and_tools();
+    let lab = Lab::new();
+    let out = output(
+        lab.up_cmd(Path::new(NO_BIN), Path::new(NO_BIN))
+            .env("PATH", "/nonexistent"),
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("openvswitch-switch") && err.contains("ovs-vswitchd"),
+        "{err}"
+    );
+    assert!(lab.leftover_namespaces().is_empty());
+    assert!(!lab.dir.exists());
+}
+
+#[test]
 fn bad_prefix_is_refused_with_the_limit_named() {
     let lab = Lab::new();
     let mut c = lab.cmd(&["up"]);

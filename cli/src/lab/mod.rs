@@ -147,6 +147,28 @@ pub struct UpReport {
     pub not_running: Vec<(String, String)>,
 }
 
+/// Fails, before any change, when the OVS programs or schema the lab runs are missing.
+fn check_prerequisites() -> Result<()> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let missing: Vec<&str> = ["ovsdb-tool", "ovsdb-server", "ovs-vswitchd"]
+        .into_iter()
+        .filter(|p| !std::env::split_paths(&path).any(|d| d.join(p).is_file()))
+        .collect();
+    if !missing.is_empty() {
+        bail!(
+            "{} not found on PATH: install Open vSwitch (`apt-get install openvswitch-switch`; the service itself is not needed)",
+            missing.join(", ")
+        );
+    }
+    if !Path::new(switch::SCHEMA).exists() {
+        bail!(
+            "the OVS schema {} is missing: install openvswitch-common",
+            switch::SCHEMA
+        );
+    }
+    Ok(())
+}
+
 /// `crosspod lab up`.
 pub fn up(o: &UpOptions) -> Result<UpReport> {
     validate_prefix(&o.prefix)?;
@@ -154,6 +176,7 @@ pub fn up(o: &UpOptions) -> Result<UpReport> {
     if unsafe { libc::geteuid() } != 0 {
         bail!("lab up creates namespaces, veths and OVS daemons: run it as root");
     }
+    check_prerequisites()?;
     if o.upstream_vlan > 4094 {
         bail!(
             "--upstream-vlan {} is not a VLAN id (0..=4094; 0 = untagged)",
