@@ -335,6 +335,13 @@ pub fn operations(changes: &[OvsChange], snap: &Snapshot) -> Result<Vec<Operatio
         });
     }
     if !ops.is_empty() {
+        // Bump next_cfg as ovs-vsctl does: ovs-vswitchd 3.1 (userspace datapath) was seen to
+        // leave a port's trunks at their old value after a trunks-only change without it.
+        ops.push(Operation::Mutate {
+            table: "Open_vSwitch".into(),
+            conditions: vec![],
+            mutations: vec![Mutation::new("next_cfg", Mutator::Add, Value::from(1i64))],
+        });
         ops.push(Operation::Comment(format!(
             "crosspod-agent: {} changes",
             changes.len()
