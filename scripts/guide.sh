@@ -99,3 +99,5 @@ wait_ping "$EXT_NS" "$FIP"
 echo
 bold "The guide's scenario is in place: $VM1 ($IP1, RegionOne) <-> $VM2 ($IP2, RegionTwo), both reach 163.3.124.1, and $FIP reaches $VM1 from the external network."
 echo "FLOATING_IP=$FIP"
+echo "VM1_IP=$IP1"
+echo "VM2_IP=$IP2"

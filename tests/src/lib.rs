@@ -20,3 +20,30 @@ pub fn require_tool(tool: &str, hint: &str) -> PathBuf {
     }
     panic!("`{tool}` is not installed: {hint}");
 }
+
+/// A binary of the workspace built next to this test (`cargo build --workspace --bins` puts
+/// them in the same target directory; scripts/test.sh builds them before the tests).
+pub fn workspace_binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("the test's own path");
+    // target/<profile>/deps/<test> -> target/<profile>/<name>
+    let dir = exe
+        .parent()
+        .and_then(|d| d.parent())
+        .expect("the test runs from target/<profile>/deps");
+    let p = dir.join(name);
+    assert!(
+        p.is_file(),
+        "{} is not built: run `cargo build --workspace --bins` first (scripts/test.sh does)",
+        p.display()
+    );
+    p
+}
+
+/// A free TCP port on loopback.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("binding an ephemeral port")
+        .local_addr()
+        .expect("its address")
+        .port()
+}

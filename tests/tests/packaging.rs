@@ -103,3 +103,39 @@ fn vagrantfile_validates() {
     assert!(out.status.success(), "vagrant validate failed: {text}");
     assert!(text.contains("validated successfully"), "{text}");
 }
+
+#[test]
+fn shell_scripts_parse() {
+    let root = workspace_root();
+    for s in [
+        "scripts/install-deps.sh",
+        "scripts/test.sh",
+        "scripts/demo.sh",
+        "scripts/guide.sh",
+        "scripts/lib/pg.sh",
+        "vagrant/provision.sh",
+        "vagrant/play-guide.sh",
+    ] {
+        let p = root.join(s);
+        assert!(p.is_file(), "{s} is missing");
+        let out = std::process::Command::new("bash")
+            .arg("-n")
+            .arg(&p)
+            .output()
+            .expect("running bash -n");
+        assert!(
+            out.status.success(),
+            "{s} does not parse: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // A script with a syntax error is caught (the check can fail).
+    let bad = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(bad.path(), "if then fi\n").unwrap();
+    let out = std::process::Command::new("bash")
+        .arg("-n")
+        .arg(bad.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+}
