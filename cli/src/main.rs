@@ -6,6 +6,7 @@ mod http;
 mod lab;
 mod output;
 mod ovsdb;
+mod probe;
 mod vm;
 
 use std::path::PathBuf;
@@ -38,6 +39,21 @@ enum Cmd {
     Lab(LabArgs),
     /// Lab VMs (the Nova stand-in): namespaces plugged into a node's br-vlan.
     Vm(VmArgs),
+    /// The lab's connectivity matrix from real packets (VMs, upstream router, floating IPs),
+    /// and the router instances' probes reported by the agents. Exit status 3 when a pair
+    /// does not answer.
+    Probe(ProbeArgs),
+}
+
+#[derive(Debug, Args)]
+struct ProbeArgs {
+    /// Lab directory.
+    #[arg(
+        long,
+        env = "CROSSPOD_LAB_DIR",
+        default_value = "/var/lib/crosspod/lab"
+    )]
+    dir: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -178,6 +194,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
     match cli.cmd {
         Cmd::Lab(l) => run_lab(l, cli.json),
         Cmd::Vm(v) => run_vm(v, cli.json),
+        Cmd::Probe(p) => run_probe(p, cli.json),
     }
 }
 
@@ -282,6 +299,47 @@ fn run_lab(l: LabArgs, as_json: bool) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn run_probe(p: ProbeArgs, as_json: bool) -> Result<ExitCode> {
+    let dir = absolute(&p.dir)?;
+    progress("probing (ICMP from each VM and from the external network)");
+    let m = probe::run(&dir)?;
+    if as_json {
+        output::json(&serde_json::to_value(&m)?);
+    } else {
+        let (headers, rows) = probe::rows(&m);
+        let h: Vec<&str> = headers.iter().map(String::as_str).collect();
+        table(&h, &rows);
+        if !m.routers.is_empty() {
+            println!();
+            let rows: Vec<Vec<String>> = m
+                .routers
+                .iter()
+                .map(|r| {
+                    vec![
+                        r.node.clone(),
+                        r.router_id.chars().take(8).collect(),
+                        r.target.clone(),
+                        if r.reachable {
+                            "ok".into()
+                        } else {
+                            "NO ANSWER".into()
+                        },
+                        r.latency_us
+                            .map(|us| format!("{:.2} ms", us as f64 / 1000.0))
+                            .unwrap_or_default(),
+                    ]
+                })
+                .collect();
+            table(&["node", "router", "probes", "result", "rtt"], &rows);
+        }
+    }
+    Ok(if m.all_reachable() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(3)
+    })
 }
 
 fn absolute(p: &std::path::Path) -> Result<PathBuf> {

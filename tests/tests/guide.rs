@@ -136,6 +136,29 @@ fn the_guide_plays_end_to_end_with_real_packets() {
     assert!(ping(&vm1, "163.3.124.1"), "vm1 -> upstream router");
     assert!(ping(&vm2, "163.3.124.1"), "vm2 -> upstream router");
 
+    // The probe matrix from real packets: every pair answers, the external network reaches
+    // the floating IP, and the agents' router-instance probes reached their peers.
+    let probe = Command::new(&crosspod)
+        .args(["probe", "--json", "--dir"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    let m: serde_json::Value = serde_json::from_slice(&probe.stdout).unwrap_or_else(|e| {
+        panic!(
+            "probe printed no JSON ({e}): {}",
+            String::from_utf8_lossy(&probe.stderr)
+        )
+    });
+    assert!(probe.status.success(), "a pair did not answer: {m}");
+    let cells = m["cells"].as_array().unwrap();
+    assert!(
+        cells
+            .iter()
+            .any(|c| c["from"] == "ext" && c["reachable"] == true),
+        "{m}"
+    );
+    assert!(cells.len() >= 5, "{m}");
+
     // Removing subnet2 from the router withdraws the cross-pod route: vm1 no longer reaches vm2.
     let vm2_ip = out
         .lines()

@@ -1,0 +1,233 @@
+//! `crosspod probe`: the lab's connectivity matrix from real packets. Sources are the lab VMs
+//! (ICMP out of their `eth0`) and the external network (the upstream router's leg in `ext`);
+//! targets are the VMs, the upstream router and the floating IPs the controller has bound.
+//! Router instances' own probes (bridge IPs of the other instances, the external gateway) come
+//! from the agents' reports through the controller.
+
+use std::net::IpAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::Result;
+use plumbing::{Netns, ProbeOptions};
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::http;
+use crate::lab::state::LabState;
+use crate::lab::tokens;
+use crate::lab::upstream::LEG_IF;
+use crate::vm;
+
+/// One cell of the matrix.
+#[derive(Debug, Clone, Serialize)]
+pub struct Cell {
+    /// Source (VM name or `ext`).
+    pub from: String,
+    /// Target label.
+    pub to: String,
+    /// Target address.
+    pub address: IpAddr,
+    /// Answered?
+    pub reachable: bool,
+    /// Round-trip time in milliseconds.
+    pub rtt_ms: Option<f64>,
+}
+
+/// A probe reported by an agent from a router instance.
+#[derive(Debug, Clone, Serialize)]
+pub struct RouterProbe {
+    /// Node that reported it.
+    pub node: String,
+    /// Router id.
+    pub router_id: String,
+    /// Probed address.
+    pub target: String,
+    /// Answered?
+    pub reachable: bool,
+    /// Round-trip time in microseconds.
+    pub latency_us: Option<u64>,
+}
+
+/// The whole matrix.
+#[derive(Debug, Clone, Serialize)]
+pub struct Matrix {
+    /// Row labels, in order.
+    pub sources: Vec<String>,
+    /// Column labels, in order.
+    pub targets: Vec<String>,
+    /// Every probed pair.
+    pub cells: Vec<Cell>,
+    /// The agents' router-instance probes.
+    pub routers: Vec<RouterProbe>,
+}
+
+impl Matrix {
+    /// Whether every probed pair answered.
+    pub fn all_reachable(&self) -> bool {
+        self.cells.iter().all(|c| c.reachable)
+    }
+}
+
+fn admin_token(st: &LabState) -> Option<String> {
+    let lines = tokens::read(&st.layout().tokens_file()).ok()?;
+    tokens::find(&lines, tokens::ADMIN_PROJECT, "admin")
+}
+
+fn get(url: &str, token: &str) -> Option<Value> {
+    let r = http::request("GET", url, Some(token), None, Duration::from_secs(5)).ok()?;
+    if r.ok() {
+        r.json().ok()
+    } else {
+        None
+    }
+}
+
+/// Probes every pair (in parallel) and collects the agents' reports.
+pub fn run(dir: &Path) -> Result<Matrix> {
+    let st = LabState::require(dir)?;
+    let vms = vm::records(&st.layout())?;
+    let token = admin_token(&st);
+    // Targets: VMs, the upstream router, bound floating IPs.
+    let mut targets: Vec<(String, IpAddr)> = vms
+        .iter()
+        .map(|v| (v.name.clone(), v.address.addr()))
+        .collect();
+    targets.push((
+        format!("upstream {}", st.upstream.gateway.addr()),
+        st.upstream.gateway.addr(),
+    ));
+    let mut fips: Vec<(String, IpAddr)> = Vec::new();
+    let mut routers = Vec::new();
+    if let Some(t) = &token {
+        let neutron = format!("http://127.0.0.1:{}", st.neutron_port);
+        if let Some(v) = get(&format!("{neutron}/v2.0/floatingips"), t) {
+            for f in v["floatingips"].as_array().into_iter().flatten() {
+                let (Some(addr), Some(port)) =
+                    (f["floating_ip_address"].as_str(), f["port_id"].as_str())
+                else {
+                    continue;
+                };
+                let owner = vms
+                    .iter()
+                    .find(|v| v.port_id == port)
+                    .map(|v| v.name.clone())
+                    .unwrap_or_else(|| port.chars().take(8).collect());
+                if let Ok(ip) = addr.parse() {
+                    fips.push((format!("fip {addr} ({owner})"), ip));
+                }
+            }
+        }
+        let tricircle = format!("http://127.0.0.1:{}", st.tricircle_port);
+        if let Some(v) = get(&format!("{tricircle}/v1.0/agents"), t) {
+            for a in v["agents"].as_array().into_iter().flatten() {
+                let node = a["node"].as_str().unwrap_or_default().to_string();
+                let probes = a
+                    .pointer("/status/probes")
+                    .or_else(|| a.get("probes"))
+                    .and_then(Value::as_array);
+                for p in probes.into_iter().flatten() {
+                    routers.push(RouterProbe {
+                        node: node.clone(),
+                        router_id: p["router_id"].as_str().unwrap_or_default().to_string(),
+                        target: p["target"].as_str().unwrap_or_default().to_string(),
+                        reachable: p["reachable"].as_bool().unwrap_or(false),
+                        latency_us: p["latency_us"].as_u64(),
+                    });
+                }
+            }
+        }
+    }
+    targets.extend(fips.iter().cloned());
+    // Sources: each VM out of eth0 to every other target; ext out of the upstream leg to
+    // the floating IPs.
+    let mut jobs: Vec<(String, String, String, String, IpAddr)> = Vec::new();
+    for v in &vms {
+        for (label, addr) in &targets {
+            if *label == v.name || label.starts_with("fip ") {
+                continue;
+            }
+            jobs.push((
+                v.name.clone(),
+                v.name.clone(),
+                vm::VM_IF.to_string(),
+                label.clone(),
+                *addr,
+            ));
+        }
+    }
+    let ext_ns = st.netns_of("ext");
+    for (label, addr) in &fips {
+        jobs.push((
+            "ext".into(),
+            ext_ns.clone(),
+            LEG_IF.to_string(),
+            label.clone(),
+            *addr,
+        ));
+    }
+    let opts = ProbeOptions {
+        timeout: Duration::from_millis(800),
+        retries: 1,
+    };
+    let cells: Vec<Cell> = std::thread::scope(|s| {
+        let handles: Vec<_> = jobs
+            .iter()
+            .map(|(from, ns, ifname, to, addr)| {
+                s.spawn(move || {
+                    let r = plumbing::probe::icmp(&Netns::named(ns.clone()), ifname, *addr, &opts);
+                    let (reachable, rtt_ms) = match r {
+                        Ok(r) if r.ok() => (true, r.rtt.map(|d| d.as_secs_f64() * 1000.0)),
+                        _ => (false, None),
+                    };
+                    Cell {
+                        from: from.clone(),
+                        to: to.clone(),
+                        address: *addr,
+                        reachable,
+                        rtt_ms,
+                    }
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("probe thread"))
+            .collect()
+    });
+    let mut sources: Vec<String> = vms.iter().map(|v| v.name.clone()).collect();
+    if !fips.is_empty() {
+        sources.push("ext".into());
+    }
+    Ok(Matrix {
+        sources,
+        targets: targets.into_iter().map(|(l, _)| l).collect(),
+        cells,
+        routers,
+    })
+}
+
+/// The matrix as rows for `output::table`: one row per source, one column per target.
+pub fn rows(m: &Matrix) -> (Vec<String>, Vec<Vec<String>>) {
+    let mut headers = vec!["from \\ to".to_string()];
+    headers.extend(m.targets.iter().cloned());
+    let rows = m
+        .sources
+        .iter()
+        .map(|s| {
+            let mut r = vec![s.clone()];
+            for t in &m.targets {
+                let cell = m.cells.iter().find(|c| &c.from == s && &c.to == t);
+                r.push(match cell {
+                    None => "·".into(),
+                    Some(c) if c.reachable => {
+                        format!("ok {:.2} ms", c.rtt_ms.unwrap_or_default())
+                    }
+                    Some(_) => "NO ANSWER".into(),
+                });
+            }
+            r
+        })
+        .collect();
+    (headers, rows)
+}
