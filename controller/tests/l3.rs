@@ -530,6 +530,20 @@ fn status_reports_activate_ports_and_teach_bindings_and_agents_see_only_their_no
     assert_eq!(s, 400);
     let listed = ok(c.t("GET", "/v1.0/agents", Some(ADMIN), None), "agents");
     assert_eq!(listed["agents"][0]["revision_applied"], 1);
+    // A pod whose node still has bound ports cannot be deleted.
+    let pods = ok(c.t("GET", "/v1.0/pods", Some(ADMIN), None), "pods");
+    let r1 = pods["pods"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["region_name"] == "RegionOne")
+        .unwrap()["pod_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (s, body) = c.t("DELETE", &format!("/v1.0/pods/{r1}"), Some(ADMIN), None);
+    assert_eq!(s, 409, "{body}");
+    assert!(body.to_string().contains("node1"), "{body}");
 }
 
 #[test]

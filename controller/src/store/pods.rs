@@ -75,7 +75,8 @@ impl Store {
         }
     }
 
-    /// Delete a pod; 409 while a network's `availability_zone_hints` name it.
+    /// Delete a pod; 409 while a network's `availability_zone_hints` name it or a port is bound
+    /// to one of its nodes.
     pub async fn delete_pod(&self, id: &str) -> Result<(), StoreError> {
         let mut w = self.begin_write().await?;
         let row = sqlx::query("SELECT * FROM pods WHERE pod_id = $1")
@@ -105,6 +106,25 @@ impl Store {
                 )
                 .into());
             }
+        }
+        // Ports bound to a node of the pod (nodes register with their pod).
+        let bound = sqlx::query("SELECT p.id AS id, a.node AS node FROM ports p JOIN agents a ON p.host_id = a.node WHERE a.pod = $1 LIMIT 1")
+            .bind(pod.region_name.clone())
+            .fetch_optional(&mut *w.tx)
+            .await
+            .map_err(StoreError::db("reading ports bound in the pod"))?;
+        if let Some(b) = bound {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "PodInUse",
+                format!(
+                    "Pod {} still hosts port {} (bound to node {})",
+                    pod.region_name,
+                    col_s(&b, "id")?,
+                    col_s(&b, "node")?
+                ),
+            )
+            .into());
         }
         sqlx::query("DELETE FROM pods WHERE pod_id = $1")
             .bind(id.to_string())
