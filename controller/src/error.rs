@@ -46,13 +46,19 @@ impl StoreError {
         move |source| StoreError::Db { op, source }
     }
 
-    /// True for transient PostgreSQL failures (deadlock, serialization) worth retrying.
+    /// True for transient failures worth retrying: PostgreSQL deadlocks and serialization
+    /// failures, and SQLite's "database is locked" (a deferred transaction that read before
+    /// another connection wrote cannot take the write lock: SQLITE_BUSY(_SNAPSHOT), which the
+    /// busy timeout does not wait out).
     pub fn is_retryable(&self) -> bool {
         match self {
             StoreError::Db {
                 source: sqlx::Error::Database(e),
                 ..
-            } => matches!(e.code().as_deref(), Some("40001") | Some("40P01")),
+            } => matches!(
+                e.code().as_deref(),
+                Some("40001") | Some("40P01") | Some("5") | Some("517") | Some("6")
+            ),
             _ => false,
         }
     }
