@@ -30,6 +30,7 @@ pub mod error;
 pub mod ipam;
 pub mod jobs;
 pub mod mac;
+pub mod metrics;
 pub mod openapi;
 pub mod realize;
 pub mod store;

@@ -89,7 +89,11 @@ impl Realizer {
     /// Runs now (serialised with the background task).
     pub async fn run(&self, app: &App) -> Result<usize, ApiError> {
         let _g = self.run_lock.lock().await;
-        let published = realize(app).await?;
+        let started = std::time::Instant::now();
+        let res = realize(app).await;
+        app.metrics
+            .record_realize(res.is_ok(), started.elapsed(), *res.as_ref().unwrap_or(&0));
+        let published = res?;
         if published > 0 {
             self.generation.send_modify(|g| *g += 1);
         }

@@ -744,4 +744,21 @@ fn jobs_run_to_success_when_the_nodes_report_and_list_as_tricircle() {
     }
     let (s, _) = c.t("GET", "/v1.0/jobs", Some(DEMO), None);
     assert_eq!(s, 403, "jobs are admin only");
+    // Prometheus metrics on the Tricircle port: requests by route and status, realization
+    // runs, jobs by state.
+    let (s, body) = common::request_raw(c.tricircle, "GET", "/metrics", None, None, &[]);
+    let text = String::from_utf8_lossy(&body);
+    assert_eq!(s, 200, "{text}");
+    assert!(
+        text.contains(r#"route="/v2.0/routers/{id}/add_router_interface",status="200""#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"crosspod_controller_jobs{status="SUCCESS"} 1"#),
+        "{text}"
+    );
+    assert!(
+        text.contains("crosspod_controller_realize_runs_total{outcome=\"ok\"}"),
+        "{text}"
+    );
 }

@@ -37,6 +37,8 @@ pub struct App {
     pub config: Config,
     /// Publishes node states; kicked after every write.
     pub realizer: crate::realize::Realizer,
+    /// Prometheus metrics.
+    pub metrics: crate::metrics::ControllerMetrics,
 }
 
 /// Failure to start the servers.
@@ -99,6 +101,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         tokens,
         config: config.clone(),
         realizer: crate::realize::Realizer::new(),
+        metrics: crate::metrics::ControllerMetrics::new(),
     });
     // Realize at start (resuming whatever a previous run left half done), after every write,
     // and every few seconds.
@@ -339,6 +342,13 @@ where
     if method != axum::http::Method::GET && resp.status().is_success() {
         app_for_kick.realizer.kick();
     }
+    app_for_kick.metrics.record_request(
+        api,
+        method.as_str(),
+        uri.path(),
+        status,
+        started.elapsed(),
+    );
     let ms = started.elapsed().as_secs_f64() * 1000.0;
     if status >= 500 {
         tracing::error!(api, %method, uri = %uri, status, ms, "request");

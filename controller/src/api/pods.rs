@@ -36,6 +36,30 @@ async fn route(app: Arc<App>, ctx: Ctx) -> Result<Response, ApiError> {
             _ => Err(method_not_allowed(&ctx)),
         },
         ["openapi"] => Ok(respond(StatusCode::OK, &crate::openapi::document())),
+        ["metrics"] => {
+            let mut jobs = std::collections::BTreeMap::<String, usize>::new();
+            for j in app.store.list_jobs().await? {
+                *jobs.entry(j.status).or_default() += 1;
+            }
+            let mut extra = String::from(
+                "# HELP crosspod_controller_jobs Jobs by state.\n# TYPE crosspod_controller_jobs gauge\n",
+            );
+            for s in ["NEW", "RUNNING", "SUCCESS", "FAIL"] {
+                extra.push_str(&format!(
+                    "crosspod_controller_jobs{{status=\"{s}\"}} {}\n",
+                    jobs.get(s).copied().unwrap_or(0)
+                ));
+            }
+            let body = app.metrics.render(&extra);
+            Ok(axum::response::IntoResponse::into_response((
+                StatusCode::OK,
+                [(
+                    axum::http::header::CONTENT_TYPE,
+                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                )],
+                body,
+            )))
+        }
         ["v1.0", "pods", rest @ ..] => {
             let who = ctx.identity(&app)?;
             if !who.is_admin() {
