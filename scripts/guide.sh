@@ -9,6 +9,9 @@
 #   OPENSTACK         the openstack CLI                   [/var/lib/crosspod/venv/bin/openstack]
 #   VM1, VM2          names of the two VMs                [vm1, vm2]
 #   GUIDE_WAIT        seconds to wait for connectivity    [60]
+#   GUIDE_ORDER       `guide`; `gateway-first`: the router's gateway before its interfaces;
+#                     `ext-last`: the external network created after the interfaces (the
+#                     order the guide warns Tricircle could not take) [guide]
 set -euo pipefail
 
 CROSSPOD=${CROSSPOD:-crosspod}
@@ -17,6 +20,7 @@ LAB_DIR=${CROSSPOD_LAB_DIR:-/var/lib/crosspod/lab}
 VM1=${VM1:-vm1}
 VM2=${VM2:-vm2}
 GUIDE_WAIT=${GUIDE_WAIT:-60}
+GUIDE_ORDER=${GUIDE_ORDER:-guide}
 
 eval "$("$CROSSPOD" lab env --dir "$LAB_DIR")"
 NEUTRON_URL=${OS_ENDPOINT:?lab env sets OS_ENDPOINT}
@@ -55,6 +59,7 @@ step 9 "the VMs' ports"
 os port list
 run "$CROSSPOD" vm list --dir "$LAB_DIR"
 
+step10() {
 step 10 "the external network (the guide's curl) and its subnet"
 body='{"network": {"name": "ext-net", "admin_state_up": true, "router:external": true,  "provider:network_type": "vlan", "provider:physical_network": "extern", "availability_zone_hints": ["RegionTwo"]}}'
 printf '$ curl -X POST %s/v2.0/networks ... -d %s\n' "$NEUTRON_URL" "$body"
@@ -63,13 +68,39 @@ curl -sS --fail-with-body -X POST "$NEUTRON_URL/v2.0/networks" -H "Content-Type:
 echo
 os subnet create --network ext-net --no-dhcp --subnet-range 163.3.124.0/24 ext-subnet -f value -c id
 
+}
+step11() {
 step 11 "the router and its interfaces"
 os router create router -f value -c id
 os router add subnet router subnet1
 os router add subnet router subnet2
 
+}
+step12() {
 step 12 "the router's external gateway"
 os router set --external-gateway ext-net router
+
+}
+if [ "$GUIDE_ORDER" = gateway-first ]; then
+  echo; echo "(order: gateway first: steps 10, 11 without interfaces, 12, then the interfaces)"
+  step10
+  step 11 "the router"
+  os router create router -f value -c id
+  step 12 "the router's external gateway, before any interface"
+  os router set --external-gateway ext-net router
+  step 11 "the router's interfaces"
+  os router add subnet router subnet1
+  os router add subnet router subnet2
+elif [ "$GUIDE_ORDER" = ext-last ]; then
+  echo; echo "(order: the external network after the interfaces)"
+  step11
+  step10
+  step12
+else
+  step10
+  step11
+  step12
+fi
 
 step 13 "vm1 <-> vm2 across the pods"
 vm_ip() { "$CROSSPOD" vm list --dir "$LAB_DIR" --json | jq -r --arg n "$1" '.[] | select(.name == $n) | .address | split("/")[0]'; }

@@ -53,6 +53,20 @@ fn wait_ping(netns: &str, target: &str, want: bool, timeout: Duration) -> bool {
 
 #[test]
 fn the_guide_plays_end_to_end_with_real_packets() {
+    play_guide("guide", "g");
+}
+
+#[test]
+fn gateway_first_order_plays_the_same() {
+    play_guide("gateway-first", "h");
+}
+
+#[test]
+fn external_network_after_the_interfaces_plays_the_same() {
+    play_guide("ext-last", "x");
+}
+
+fn play_guide(order: &str, tag: &str) {
     require_tool("curl", "apt-get install curl (scripts/install-deps.sh)");
     require_tool("jq", "apt-get install jq (scripts/install-deps.sh)");
     let openstack = Path::new("/var/lib/crosspod/venv/bin/openstack");
@@ -63,7 +77,7 @@ fn the_guide_plays_end_to_end_with_real_packets() {
     let crosspod = workspace_binary("crosspod");
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("lab");
-    let prefix = format!("g{}-", std::process::id() % 100_000);
+    let prefix = format!("{tag}{}-", std::process::id() % 100_000);
     let (tport, nport) = (free_port(), free_port());
     let _lab = Lab {
         crosspod: &crosspod,
@@ -98,6 +112,7 @@ fn the_guide_plays_end_to_end_with_real_packets() {
         .env("VM1", &vm1)
         .env("VM2", &vm2)
         .env("GUIDE_WAIT", "90")
+        .env("GUIDE_ORDER", order)
         .output()
         .unwrap();
     let out = String::from_utf8_lossy(&guide.stdout).to_string();
