@@ -43,6 +43,11 @@ enum Cmd {
     /// and the router instances' probes reported by the agents. Exit status 3 when a pair
     /// does not answer.
     Probe(ProbeArgs),
+    /// Shell completions: `crosspod completions bash > /etc/bash_completion.d/crosspod`.
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -195,6 +200,16 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Cmd::Lab(l) => run_lab(l, cli.json),
         Cmd::Vm(v) => run_vm(v, cli.json),
         Cmd::Probe(p) => run_probe(p, cli.json),
+        Cmd::Completions { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "crosspod",
+                &mut std::io::stdout(),
+            );
+            Ok(ExitCode::SUCCESS)
+        }
     }
 }
 

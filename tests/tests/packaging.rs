@@ -139,3 +139,34 @@ fn shell_scripts_parse() {
         .unwrap();
     assert!(!out.status.success());
 }
+
+#[test]
+fn shell_completions_are_valid_bash_and_know_the_commands() {
+    let crosspod = e2e::workspace_binary("crosspod");
+    let out = Command::new(&crosspod)
+        .args(["completions", "bash"])
+        .output()
+        .expect("crosspod completions");
+    assert!(out.status.success());
+    let script = String::from_utf8_lossy(&out.stdout).to_string();
+    for word in ["lab", "vm", "probe", "completions"] {
+        assert!(script.contains(word), "{word} missing from the completions");
+    }
+    let f = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(f.path(), &script).unwrap();
+    let check = Command::new("bash")
+        .arg("-n")
+        .arg(f.path())
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    let bad = Command::new(&crosspod)
+        .args(["completions", "tcsh"])
+        .output()
+        .unwrap();
+    assert!(!bad.status.success(), "an unknown shell is refused");
+}
