@@ -260,8 +260,13 @@ impl<O: OvsBackend, L: LinuxBackend> Agent<O, L> {
         } else {
             "partial"
         };
-        self.metrics
-            .record_pass(outcome, started.elapsed(), pass.ovs_changes, state.revision);
+        self.metrics.record_pass(
+            outcome,
+            started.elapsed(),
+            pass.ovs_changes,
+            pass.linux_changes,
+            state.revision,
+        );
         if probe || pass.ovs_changes > 0 {
             *last_probes = self.linux.probe(&intent).await;
             self.metrics.record_probes(last_probes);

@@ -25,6 +25,8 @@ pub struct AgentMetrics {
     pub pass_seconds: Histogram,
     /// OVSDB changes applied.
     pub ovs_changes: Counter,
+    /// Kernel changes made (namespaces, links, addresses, routes, sysctls, NAT tables).
+    pub netlink_changes: Counter,
     /// Desired-state revision last applied.
     pub revision: Gauge,
     /// Probe reachability (1/0) by router and target.
@@ -62,6 +64,12 @@ impl AgentMetrics {
             "OVSDB changes applied by the agent",
             ovs_changes.clone(),
         );
+        let netlink_changes = Counter::default();
+        registry.register(
+            "kernel_changes",
+            "Kernel objects created, changed or removed (netlink, sysctl, nftables)",
+            netlink_changes.clone(),
+        );
         let revision = Gauge::default();
         registry.register(
             "desired_revision",
@@ -85,6 +93,7 @@ impl AgentMetrics {
             passes,
             pass_seconds,
             ovs_changes,
+            netlink_changes,
             revision,
             probe_up,
             probe_rtt_us,
@@ -92,12 +101,20 @@ impl AgentMetrics {
     }
 
     /// Records one pass.
-    pub fn record_pass(&self, outcome: &str, took: Duration, ovs_changes: usize, revision: u64) {
+    pub fn record_pass(
+        &self,
+        outcome: &str,
+        took: Duration,
+        ovs_changes: usize,
+        kernel_changes: usize,
+        revision: u64,
+    ) {
         self.passes
             .get_or_create(&vec![("outcome".into(), outcome.into())])
             .inc();
         self.pass_seconds.observe(took.as_secs_f64());
         self.ovs_changes.inc_by(ovs_changes as u64);
+        self.netlink_changes.inc_by(kernel_changes as u64);
         self.revision.set(revision as i64);
     }
 
@@ -186,7 +203,7 @@ mod tests {
     #[tokio::test]
     async fn metrics_are_served_over_http() {
         let m = Arc::new(AgentMetrics::new());
-        m.record_pass("ok", Duration::from_millis(3), 5, 7);
+        m.record_pass("ok", Duration::from_millis(3), 5, 4, 7);
         m.record_probes(&[wire::ProbeResult {
             router_id: "r1".into(),
             target: "100.0.0.3".parse().unwrap(),
@@ -207,6 +224,10 @@ mod tests {
             "{body}"
         );
         assert!(body.contains("crosspod_agent_desired_revision 7"), "{body}");
+        assert!(
+            body.contains("crosspod_agent_kernel_changes_total 4"),
+            "{body}"
+        );
         assert!(
             body.contains(
                 r#"crosspod_agent_probe_rtt_microseconds{router_id="r1",target="100.0.0.3"} 250"#

@@ -66,7 +66,7 @@ fn main() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("lab");
     let prefix = format!("cb{}-", std::process::id() % 10_000);
-    let (t, n) = (e2e::free_port(), e2e::free_port());
+    let (t, n) = e2e::free_port_pair();
     run(Command::new(&crosspod)
         .args(["lab", "up", "--dir"])
         .arg(&dir)

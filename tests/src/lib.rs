@@ -39,6 +39,17 @@ pub fn workspace_binary(name: &str) -> PathBuf {
     p
 }
 
+/// Two distinct free TCP ports on loopback (both held while picking, since a port just released
+/// by bind(0) is often handed out again at once).
+pub fn free_port_pair() -> (u16, u16) {
+    let a = std::net::TcpListener::bind("127.0.0.1:0").expect("binding an ephemeral port");
+    let b = std::net::TcpListener::bind("127.0.0.1:0").expect("binding an ephemeral port");
+    (
+        a.local_addr().expect("its address").port(),
+        b.local_addr().expect("its address").port(),
+    )
+}
+
 /// A free TCP port on loopback.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")

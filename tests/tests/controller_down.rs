@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use e2e::{free_port, workspace_binary, workspace_root};
+use e2e::{free_port_pair, workspace_binary, workspace_root};
 
 fn ping(ns: &str, ip: &str) -> bool {
     Command::new("ip")
@@ -33,7 +33,7 @@ fn the_data_plane_survives_a_dead_controller_and_the_agents_resume() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("lab");
     let prefix = format!("k{}-", std::process::id() % 10_000);
-    let (t, n) = (free_port(), free_port());
+    let (t, n) = free_port_pair();
     let up = |what: &str| {
         let o = Command::new(&crosspod)
             .args(["lab", "up", "--dir"])

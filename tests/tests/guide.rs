@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use e2e::{free_port, require_tool, workspace_binary, workspace_root};
+use e2e::{free_port_pair, require_tool, workspace_binary, workspace_root};
 
 struct Lab<'a> {
     crosspod: &'a Path,
@@ -78,7 +78,7 @@ fn play_guide(order: &str, tag: &str) {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("lab");
     let prefix = format!("{tag}{}-", std::process::id() % 100_000);
-    let (tport, nport) = (free_port(), free_port());
+    let (tport, nport) = free_port_pair();
     let _lab = Lab {
         crosspod: &crosspod,
         dir: &dir,

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use e2e::{free_port, workspace_binary};
+use e2e::{free_port_pair, workspace_binary};
 
 struct Lab {
     crosspod: PathBuf,
@@ -25,7 +25,7 @@ impl Lab {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("lab");
         let prefix = format!("{tag}{}-", std::process::id() % 10_000);
-        let (t, n) = (free_port(), free_port());
+        let (t, n) = free_port_pair();
         let out = Command::new(&crosspod)
             .args(["lab", "up", "--dir"])
             .arg(&dir)
