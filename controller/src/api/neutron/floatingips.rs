@@ -7,7 +7,7 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use serde_json::{json, Value};
 
-use super::query::{project_fields, ListQuery};
+use super::query::ListQuery;
 use super::{check_id, op, Body, Op};
 use crate::api::{json as respond, no_content, App, Ctx};
 use crate::auth::Identity;
@@ -183,22 +183,19 @@ pub(crate) async fn handle(
                 .iter()
                 .map(|f| render(f, &intent))
                 .collect();
-            let (items, links) = q.apply(items, &ctx.base_url(), "floatingips")?;
-            let mut body = json!({"floatingips": items});
-            if let Some(l) = links {
-                body["floatingips_links"] = json!(l);
-            }
-            Ok(respond(StatusCode::OK, &body))
+            Ok(respond(
+                StatusCode::OK,
+                &q.page_body(items, &ctx.base_url(), "floatingips")?,
+            ))
         }
         Op::Show(id) => {
             let f = load_own(app, who, id).await?;
             let q = ListQuery::parse(&ctx.query, ATTRS)?;
             let intent = realize::read_intent(app).await?;
-            let mut v = render(&f, &intent);
-            if !q.fields.is_empty() {
-                v = project_fields(v, &q.fields);
-            }
-            Ok(respond(StatusCode::OK, &json!({"floatingip": v})))
+            Ok(respond(
+                StatusCode::OK,
+                &q.show_body(render(&f, &intent), "floatingip"),
+            ))
         }
         Op::Create => {
             let mut b = Body::new(ctx.resource_body("floatingip")?);

@@ -4,7 +4,7 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use serde_json::{json, Value};
 
-use super::query::{project_fields, ListQuery};
+use super::query::ListQuery;
 use super::{check_id, op, Body, Op};
 use crate::api::{json as respond, no_content, App, Ctx};
 use crate::auth::Identity;
@@ -100,21 +100,18 @@ pub(crate) async fn handle(
                 .iter()
                 .map(|n| render(n, who))
                 .collect();
-            let (items, links) = q.apply(items, &ctx.base_url(), "networks")?;
-            let mut body = json!({"networks": items});
-            if let Some(l) = links {
-                body["networks_links"] = json!(l);
-            }
-            Ok(respond(StatusCode::OK, &body))
+            Ok(respond(
+                StatusCode::OK,
+                &q.page_body(items, &ctx.base_url(), "networks")?,
+            ))
         }
         Op::Show(id) => {
             let n = load_visible(app, who, id).await?;
             let q = ListQuery::parse(&ctx.query, ATTRS)?;
-            let mut v = render(&n, who);
-            if !q.fields.is_empty() {
-                v = project_fields(v, &q.fields);
-            }
-            Ok(respond(StatusCode::OK, &json!({"network": v})))
+            Ok(respond(
+                StatusCode::OK,
+                &q.show_body(render(&n, who), "network"),
+            ))
         }
         Op::Create => {
             let new = parse_create(app, who, Body::new(ctx.resource_body("network")?)).await?;

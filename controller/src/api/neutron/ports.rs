@@ -6,7 +6,7 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 use super::networks::load_visible;
-use super::query::{project_fields, ListQuery};
+use super::query::ListQuery;
 use super::{check_id, op, uuid_field, Body, Op};
 use crate::api::{json as respond, no_content, App, Ctx};
 use crate::auth::Identity;
@@ -198,21 +198,18 @@ pub(crate) async fn handle(
                 return Ok(crate::api::json_bytes(StatusCode::OK, bytes));
             }
             let items = ports.iter().map(|p| render(p, who)).collect();
-            let (items, links) = q.apply(items, &ctx.base_url(), "ports")?;
-            let mut body = json!({"ports": items});
-            if let Some(l) = links {
-                body["ports_links"] = json!(l);
-            }
-            Ok(respond(StatusCode::OK, &body))
+            Ok(respond(
+                StatusCode::OK,
+                &q.page_body(items, &ctx.base_url(), "ports")?,
+            ))
         }
         Op::Show(id) => {
             let p = load_own(app, who, id).await?;
             let q = ListQuery::parse(&ctx.query, ATTRS)?;
-            let mut v = render(&p, who);
-            if !q.fields.is_empty() {
-                v = project_fields(v, &q.fields);
-            }
-            Ok(respond(StatusCode::OK, &json!({"port": v})))
+            Ok(respond(
+                StatusCode::OK,
+                &q.show_body(render(&p, who), "port"),
+            ))
         }
         Op::Create => {
             let new = parse_create(app, who, Body::new(ctx.resource_body("port")?)).await?;

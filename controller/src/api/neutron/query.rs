@@ -108,6 +108,35 @@ impl ListQuery {
         Ok(q)
     }
 
+    /// Applies the query to `items` and wraps the page as Neutron does: `{collection: [...]}`,
+    /// plus `{collection}_links` when paging.
+    pub fn page_body(
+        &self,
+        items: Vec<Value>,
+        base: &str,
+        collection: &str,
+    ) -> Result<Value, ApiError> {
+        let (items, links) = self.apply(items, base, collection)?;
+        let mut body = serde_json::Map::new();
+        body.insert(collection.to_string(), Value::Array(items));
+        if let Some(l) = links {
+            body.insert(format!("{collection}_links"), Value::Array(l));
+        }
+        Ok(Value::Object(body))
+    }
+
+    /// One resource as `{resource: item}`, with `fields` applied.
+    pub fn show_body(&self, item: Value, resource: &str) -> Value {
+        let item = if self.fields.is_empty() {
+            item
+        } else {
+            project_fields(item, &self.fields)
+        };
+        let mut body = serde_json::Map::new();
+        body.insert(resource.to_string(), item);
+        Value::Object(body)
+    }
+
     /// Filter, sort, page and project `items`; returns the page and its links (if paging).
     pub fn apply(
         &self,

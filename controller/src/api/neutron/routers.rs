@@ -7,7 +7,7 @@ use axum::http::{Method, StatusCode};
 use axum::response::Response;
 use serde_json::{json, Map, Value};
 
-use super::query::{project_fields, ListQuery};
+use super::query::ListQuery;
 use super::{check_id, op, Body, Op};
 use crate::api::{json as respond, no_content, App, Ctx};
 use crate::auth::Identity;
@@ -315,21 +315,18 @@ pub(crate) async fn handle(
             for r in app.store.list_routers(project.as_deref()).await? {
                 items.push(render(app, &r, Some(&intent)).await?);
             }
-            let (items, links) = q.apply(items, &ctx.base_url(), "routers")?;
-            let mut body = json!({"routers": items});
-            if let Some(l) = links {
-                body["routers_links"] = json!(l);
-            }
-            Ok(respond(StatusCode::OK, &body))
+            Ok(respond(
+                StatusCode::OK,
+                &q.page_body(items, &ctx.base_url(), "routers")?,
+            ))
         }
         Op::Show(id) => {
             let r = load_own(app, who, id).await?;
             let q = ListQuery::parse(&ctx.query, ATTRS)?;
-            let mut v = render(app, &r, None).await?;
-            if !q.fields.is_empty() {
-                v = project_fields(v, &q.fields);
-            }
-            Ok(respond(StatusCode::OK, &json!({"router": v})))
+            Ok(respond(
+                StatusCode::OK,
+                &q.show_body(render(app, &r, None).await?, "router"),
+            ))
         }
         Op::Create => {
             let mut b = Body::new(ctx.resource_body("router")?);

@@ -7,7 +7,7 @@ use axum::response::Response;
 use serde_json::{json, Value};
 
 use super::networks::{self, load_visible};
-use super::query::{project_fields, ListQuery};
+use super::query::ListQuery;
 use super::{check_id, op, uuid_field, Body, Op};
 use crate::api::{json as respond, no_content, App, Ctx};
 use crate::auth::Identity;
@@ -87,21 +87,15 @@ pub(crate) async fn handle(
                 .iter()
                 .map(render)
                 .collect();
-            let (items, links) = q.apply(items, &ctx.base_url(), "subnets")?;
-            let mut body = json!({"subnets": items});
-            if let Some(l) = links {
-                body["subnets_links"] = json!(l);
-            }
-            Ok(respond(StatusCode::OK, &body))
+            Ok(respond(
+                StatusCode::OK,
+                &q.page_body(items, &ctx.base_url(), "subnets")?,
+            ))
         }
         Op::Show(id) => {
             let s = load_visible_subnet(app, who, id).await?;
             let q = ListQuery::parse(&ctx.query, ATTRS)?;
-            let mut v = render(&s);
-            if !q.fields.is_empty() {
-                v = project_fields(v, &q.fields);
-            }
-            Ok(respond(StatusCode::OK, &json!({"subnet": v})))
+            Ok(respond(StatusCode::OK, &q.show_body(render(&s), "subnet")))
         }
         Op::Create => {
             let s = parse_create(app, who, Body::new(ctx.resource_body("subnet")?)).await?;
