@@ -1,4 +1,7 @@
-//! Helpers for crosspod's end-to-end tests: paths of the workspace and its built binaries.
+//! Helpers for crosspod's end-to-end tests: paths of the workspace and its built binaries, and
+//! a lab per test ([`lab::Lab`]).
+
+pub mod lab;
 
 use std::path::PathBuf;
 
@@ -25,18 +28,28 @@ pub fn require_tool(tool: &str, hint: &str) -> PathBuf {
 /// them in the same target directory; scripts/test.sh builds them before the tests).
 pub fn workspace_binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("the test's own path");
-    // target/<profile>/deps/<test> -> target/<profile>/<name>
+    // target/<profile>/deps/<test> -> target/<profile>/<name>; benches (release) fall back to
+    // the debug build, which `cargo build --workspace --bins` makes.
     let dir = exe
         .parent()
         .and_then(|d| d.parent())
         .expect("the test runs from target/<profile>/deps");
-    let p = dir.join(name);
-    assert!(
-        p.is_file(),
-        "{} is not built: run `cargo build --workspace --bins` first (scripts/test.sh does)",
-        p.display()
-    );
-    p
+    let candidates = [
+        dir.join(name),
+        dir.parent()
+            .map(|t| t.join("debug").join(name))
+            .unwrap_or_default(),
+    ];
+    candidates
+        .iter()
+        .find(|p| p.is_file())
+        .cloned()
+        .unwrap_or_else(|| {
+            panic!(
+                "{} is not built: run `cargo build --workspace --bins` first (scripts/test.sh does)",
+                candidates[0].display()
+            )
+        })
 }
 
 /// Two distinct free TCP ports on loopback (both held while picking, since a port just released

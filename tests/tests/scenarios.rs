@@ -3,161 +3,53 @@
 //! interface removal and re-adding, and deleting everything leaving nothing behind. Real
 //! controller, agents, OVS, namespaces and openstack CLI. Needs root.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use e2e::{free_port_pair, workspace_binary};
-
-struct Lab {
-    crosspod: PathBuf,
-    dir: PathBuf,
-    prefix: String,
-    neutron: String,
-    tricircle: String,
-    admin: String,
-    _tmp: tempfile::TempDir,
-}
-
-impl Lab {
-    fn up(tag: &str) -> Lab {
-        let crosspod = workspace_binary("crosspod");
-        let tmp = tempfile::tempdir().unwrap();
-        let dir = tmp.path().join("lab");
-        let prefix = format!("{tag}{}-", std::process::id() % 10_000);
-        let (t, n) = free_port_pair();
-        let out = Command::new(&crosspod)
-            .args(["lab", "up", "--dir"])
-            .arg(&dir)
-            .args(["--prefix", &prefix, "--tricircle-port", &t.to_string()])
-            .args(["--neutron-port", &n.to_string()])
-            .output()
-            .unwrap();
-        let mut lab = Lab {
-            crosspod,
-            dir,
-            prefix,
-            neutron: format!("http://127.0.0.1:{n}"),
-            tricircle: format!("http://127.0.0.1:{t}"),
-            admin: String::new(),
-            _tmp: tmp,
-        };
-        assert!(
-            out.status.success(),
-            "lab up: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let env = lab.crosspod(&["lab", "env"], None);
-        lab.admin = env
-            .lines()
-            .find_map(|l| l.strip_prefix("export OS_TOKEN="))
-            .unwrap()
-            .trim_matches('\'')
-            .to_string();
-        for body in [
-            r#"{"pod": {"region_name": "CentralRegion"}}"#,
-            r#"{"pod": {"region_name": "RegionOne", "az_name": "az1"}}"#,
-            r#"{"pod": {"region_name": "RegionTwo", "az_name": "az2"}}"#,
-        ] {
-            let o = Command::new("curl")
-                .args(["-sS", "--fail-with-body", "-X", "POST"])
-                .arg(format!("{}/v1.0/pods", lab.tricircle))
-                .args(["-H", "Content-Type: application/json", "-H"])
-                .arg(format!("X-Auth-Token: {}", lab.admin))
-                .args(["-d", body])
-                .output()
-                .unwrap();
-            assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stdout));
-        }
-        lab
-    }
-
-    fn crosspod(&self, args: &[&str], token: Option<&str>) -> String {
-        let mut c = Command::new(&self.crosspod);
-        c.args(args).arg("--dir").arg(&self.dir);
-        c.env("OS_ENDPOINT", &self.neutron)
-            .env("OS_TOKEN", token.unwrap_or(&self.admin));
-        let o = c.output().unwrap();
-        assert!(
-            o.status.success(),
-            "crosspod {args:?}: {}",
-            String::from_utf8_lossy(&o.stderr)
-        );
-        String::from_utf8_lossy(&o.stdout).to_string()
-    }
-
-    fn os(&self, token: &str, args: &[&str]) -> String {
-        let o = Command::new("/var/lib/crosspod/venv/bin/openstack")
-            .args([
-                "--os-auth-type",
-                "admin_token",
-                "--os-endpoint",
-                &self.neutron,
-            ])
-            .args(["--os-token", token])
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(
-            o.status.success(),
-            "openstack {args:?}: {}",
-            String::from_utf8_lossy(&o.stderr)
-        );
-        String::from_utf8_lossy(&o.stdout).trim().to_string()
-    }
-
-    fn vm(&self, token: &str, region: &str, net: &str, name: &str) -> String {
-        let name = format!("{}{name}", self.prefix);
-        self.crosspod(
-            &["vm", "boot", "--region", region, "--network", net, &name],
-            Some(token),
-        );
-        let list = self.crosspod(&["--json", "vm", "list"], Some(token));
-        let v: serde_json::Value = serde_json::from_str(&list).unwrap();
-        v.as_array()
-            .unwrap()
-            .iter()
-            .find(|x| x["name"] == name)
-            .unwrap()["address"]
-            .as_str()
-            .unwrap()
-            .split('/')
-            .next()
-            .unwrap()
-            .to_string()
-    }
-
-    fn ns(&self, name: &str) -> String {
-        format!("{}{name}", self.prefix)
-    }
-}
-
-impl Drop for Lab {
-    fn drop(&mut self) {
-        let _ = Command::new(&self.crosspod)
-            .args(["lab", "down", "--dir"])
-            .arg(&self.dir)
-            .output();
-    }
-}
-
-fn ping(ns: &str, target: &str) -> bool {
-    Command::new("ip")
-        .args(["netns", "exec", ns, "ping", "-c1", "-W1", target])
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false)
-}
+use e2e::lab::{ping, wait_ping, Lab};
 
 fn eventually(ns: &str, target: &str, want: bool) -> bool {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while Instant::now() < deadline {
-        if ping(ns, target) == want {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(300));
+    wait_ping(ns, target, want, Duration::from_secs(60))
+}
+
+fn vm(lab: &Lab, token: &str, region: &str, net: &str, name: &str) -> String {
+    let name = lab.ns(name);
+    lab.crosspod(
+        &["vm", "boot", "--region", region, "--network", net, &name],
+        Some(token),
+    );
+    let list: serde_json::Value =
+        serde_json::from_str(&lab.crosspod(&["--json", "vm", "list"], Some(token))).unwrap();
+    list.as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["name"] == name)
+        .unwrap()["address"]
+        .as_str()
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap()
+        .to_string()
+}
+
+fn pods(lab: &Lab) {
+    for body in [
+        r#"{"pod": {"region_name": "CentralRegion"}}"#,
+        r#"{"pod": {"region_name": "RegionOne", "az_name": "az1"}}"#,
+        r#"{"pod": {"region_name": "RegionTwo", "az_name": "az2"}}"#,
+    ] {
+        let o = Command::new("curl")
+            .args(["-sS", "--fail-with-body", "-X", "POST"])
+            .arg(format!("http://127.0.0.1:{}/v1.0/pods", lab.tricircle))
+            .args(["-H", "Content-Type: application/json", "-H"])
+            .arg(format!("X-Auth-Token: {}", lab.admin))
+            .args(["-d", body])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stdout));
     }
-    false
 }
 
 fn tcpdump_tag(node_ns: &str, vid: &str, from: &str, to: &str) -> bool {
@@ -172,7 +64,7 @@ fn tcpdump_tag(node_ns: &str, vid: &str, from: &str, to: &str) -> bool {
         .unwrap();
     std::thread::sleep(Duration::from_millis(700));
     for _ in 0..5 {
-        ping(from, to);
+        ping(from, to, "1");
     }
     let out = dump.wait_with_output().unwrap();
     String::from_utf8_lossy(&out.stdout).contains(&format!("vlan {vid}"))
@@ -181,6 +73,7 @@ fn tcpdump_tag(node_ns: &str, vid: &str, from: &str, to: &str) -> bool {
 #[test]
 fn stretched_l2_overlapping_projects_readding_and_a_clean_teardown() {
     let lab = Lab::up("s");
+    pods(&lab);
     let admin = lab.admin.clone();
     // Cross-pod L2: one VLAN network with a VM in each pod.
     lab.os(
@@ -227,8 +120,8 @@ fn stretched_l2_overlapping_projects_readding_and_a_clean_teardown() {
             "provider:segmentation_id",
         ],
     );
-    let s1 = lab.vm(&admin, "RegionOne", "stretch", "s1");
-    let s2 = lab.vm(&admin, "RegionTwo", "stretch", "s2");
+    let s1 = vm(&lab, &admin, "RegionOne", "stretch", "s1");
+    let s2 = vm(&lab, &admin, "RegionTwo", "stretch", "s2");
     let _ = s1;
     assert!(
         eventually(&lab.ns("s1"), &s2, true),
@@ -276,8 +169,20 @@ fn stretched_l2_overlapping_projects_readding_and_a_clean_teardown() {
                 ],
             );
         }
-        let v1 = lab.vm(tok, "RegionOne", &format!("{who}net1"), &format!("{who}1"));
-        let v2 = lab.vm(tok, "RegionTwo", &format!("{who}net2"), &format!("{who}2"));
+        let v1 = vm(
+            &lab,
+            tok,
+            "RegionOne",
+            &format!("{who}net1"),
+            &format!("{who}1"),
+        );
+        let v2 = vm(
+            &lab,
+            tok,
+            "RegionTwo",
+            &format!("{who}net2"),
+            &format!("{who}2"),
+        );
         lab.os(
             tok,
             &[
@@ -319,13 +224,13 @@ fn stretched_l2_overlapping_projects_readding_and_a_clean_teardown() {
         );
     }
     // Project b gets one more VM on its net2: an address project a's identical subnet lacks.
-    let extra = lab.vm(&member, "RegionTwo", "bnet2", "b3");
+    let extra = vm(&lab, &member, "RegionTwo", "bnet2", "b3");
     assert!(
         eventually(&lab.ns("b1"), &extra, true),
         "b reaches its own new VM"
     );
     assert!(
-        !ping(&lab.ns("a1"), &extra),
+        !ping(&lab.ns("a1"), &extra, "1"),
         "a must not reach b's VM through overlapping CIDRs"
     );
 
@@ -336,7 +241,7 @@ fn stretched_l2_overlapping_projects_readding_and_a_clean_teardown() {
         "removal withdraws"
     );
     assert!(
-        ping(&lab.ns("b1"), &vms[1].3),
+        ping(&lab.ns("b1"), &vms[1].3, "1"),
         "the other project is untouched"
     );
     lab.os(&admin, &["router", "add", "subnet", "ar", "asub2"]);

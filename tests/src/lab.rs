@@ -1,0 +1,218 @@
+//! A lab for one end-to-end test: `crosspod lab up` with its own directory, namespace prefix
+//! and controller ports (so tests run in parallel), the guide played by scripts/guide.sh, and
+//! `crosspod lab down` on drop, even when the test fails.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use crate::{free_port_pair, require_tool, workspace_binary, workspace_root};
+
+/// The openstack CLI of the scripts' venv.
+pub const OPENSTACK: &str = "/var/lib/crosspod/venv/bin/openstack";
+
+/// A running lab.
+pub struct Lab {
+    /// The `crosspod` binary.
+    pub crosspod: PathBuf,
+    /// Lab directory.
+    pub dir: PathBuf,
+    /// Namespace prefix.
+    pub prefix: String,
+    /// Tricircle API port.
+    pub tricircle: u16,
+    /// Neutron API port.
+    pub neutron: u16,
+    /// Admin token.
+    pub admin: String,
+    _tmp: tempfile::TempDir,
+}
+
+/// What scripts/guide.sh reported.
+pub struct Played {
+    /// Its stdout.
+    pub out: String,
+    /// vm1's and vm2's addresses and the floating IP.
+    pub vm1_ip: String,
+    /// vm2's address.
+    pub vm2_ip: String,
+    /// The floating IP bound to vm1.
+    pub floating_ip: String,
+}
+
+fn run(cmd: &mut Command, what: &str) -> String {
+    let o = cmd.output().unwrap_or_else(|e| panic!("{what}: {e}"));
+    assert!(
+        o.status.success(),
+        "{what} failed:\n{}\n{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).trim().to_string()
+}
+
+impl Lab {
+    /// Brings a lab up with prefix `<tag><pid>-`.
+    pub fn up(tag: &str) -> Lab {
+        require_tool("curl", "apt-get install curl (scripts/install-deps.sh)");
+        require_tool("jq", "apt-get install jq (scripts/install-deps.sh)");
+        assert!(
+            Path::new(OPENSTACK).is_file(),
+            "the openstack CLI venv is missing: run scripts/install-deps.sh"
+        );
+        let tmp = tempfile::tempdir().unwrap();
+        let (tricircle, neutron) = free_port_pair();
+        let mut lab = Lab {
+            crosspod: workspace_binary("crosspod"),
+            dir: tmp.path().join("lab"),
+            prefix: format!("{tag}{}-", std::process::id() % 10_000),
+            tricircle,
+            neutron,
+            admin: String::new(),
+            _tmp: tmp,
+        };
+        lab.bring_up();
+        let env = lab.crosspod(&["lab", "env"], None);
+        lab.admin = env
+            .lines()
+            .find_map(|l| l.strip_prefix("export OS_TOKEN="))
+            .expect("lab env exports OS_TOKEN")
+            .trim_matches('\'')
+            .to_string();
+        lab
+    }
+
+    /// `crosspod lab up` on this lab (idempotent: restarts what is not running).
+    pub fn bring_up(&self) {
+        run(
+            Command::new(&self.crosspod)
+                .args(["lab", "up", "--dir"])
+                .arg(&self.dir)
+                .args(["--prefix", &self.prefix])
+                .args(["--tricircle-port", &self.tricircle.to_string()])
+                .args(["--neutron-port", &self.neutron.to_string()]),
+            "crosspod lab up",
+        );
+    }
+
+    /// Runs `crosspod ARGS --dir DIR` with OS_ENDPOINT/OS_TOKEN (admin unless given).
+    pub fn crosspod(&self, args: &[&str], token: Option<&str>) -> String {
+        run(
+            Command::new(&self.crosspod)
+                .args(args)
+                .arg("--dir")
+                .arg(&self.dir)
+                .env("OS_ENDPOINT", format!("http://127.0.0.1:{}", self.neutron))
+                .env("OS_TOKEN", token.unwrap_or(&self.admin)),
+            &format!("crosspod {args:?}"),
+        )
+    }
+
+    /// Runs the openstack CLI with `token`.
+    pub fn os(&self, token: &str, args: &[&str]) -> String {
+        run(
+            Command::new(OPENSTACK)
+                .args(["--os-auth-type", "admin_token", "--os-endpoint"])
+                .arg(format!("http://127.0.0.1:{}", self.neutron))
+                .args(["--os-token", token])
+                .args(args),
+            &format!("openstack {args:?}"),
+        )
+    }
+
+    /// A namespace name of this lab.
+    pub fn ns(&self, name: &str) -> String {
+        format!("{}{name}", self.prefix)
+    }
+
+    /// Plays scripts/guide.sh (`order`: guide, gateway-first, ext-last) with VMs `vm1`, `vm2`.
+    pub fn play_guide(&self, order: &str) -> Played {
+        let o = Command::new("bash")
+            .arg(workspace_root().join("scripts/guide.sh"))
+            .env("CROSSPOD", &self.crosspod)
+            .env("CROSSPOD_LAB_DIR", &self.dir)
+            .env(
+                "CROSSPOD_TRICIRCLE_URL",
+                format!("http://127.0.0.1:{}", self.tricircle),
+            )
+            .env("OPENSTACK", OPENSTACK)
+            .env("VM1", self.ns("vm1"))
+            .env("VM2", self.ns("vm2"))
+            .env("GUIDE_WAIT", "90")
+            .env("GUIDE_ORDER", order)
+            .output()
+            .expect("running scripts/guide.sh");
+        let out = String::from_utf8_lossy(&o.stdout).to_string();
+        assert!(
+            o.status.success(),
+            "guide.sh failed:\n{out}\n{}\n{}",
+            String::from_utf8_lossy(&o.stderr),
+            self.logs()
+        );
+        let get = |k: &str| {
+            out.lines()
+                .find_map(|l| l.strip_prefix(k))
+                .unwrap_or_else(|| panic!("guide.sh printed no {k}"))
+                .trim()
+                .to_string()
+        };
+        Played {
+            vm1_ip: get("VM1_IP="),
+            vm2_ip: get("VM2_IP="),
+            floating_ip: get("FLOATING_IP="),
+            out,
+        }
+    }
+
+    /// The last lines of the controller's and agents' logs (for assertion messages).
+    pub fn logs(&self) -> String {
+        let mut s = String::new();
+        for f in [
+            "controller/controller.log",
+            "agents/node1.log",
+            "agents/node2.log",
+        ] {
+            if let Ok(t) = std::fs::read_to_string(self.dir.join(f)) {
+                let tail: Vec<&str> = t.lines().rev().take(30).collect();
+                s.push_str(&format!("--- {f}\n"));
+                for l in tail.into_iter().rev() {
+                    s.push_str(l);
+                    s.push('\n');
+                }
+            }
+        }
+        s
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        let _ = Command::new(&self.crosspod)
+            .args(["lab", "down", "--dir"])
+            .arg(&self.dir)
+            .output();
+    }
+}
+
+/// One ICMP echo from namespace `ns` (`wait` seconds for the answer).
+pub fn ping(ns: &str, target: &str, wait: &str) -> bool {
+    Command::new("ip")
+        .args(["netns", "exec", ns, "ping", "-c1", "-W", wait, target])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false)
+}
+
+/// Pings until the answer is `want` or `timeout` passes; returns whether it got there.
+pub fn wait_ping(ns: &str, target: &str, want: bool, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if ping(ns, target, "1") == want {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
