@@ -32,16 +32,7 @@ fn ovsdb_server_restart_reconnects_and_reconverges() {
     // resumed.
     let tap = format!("t{tag}");
     node.vm("vm1", &tap, "10.0.1.11/24", "10.0.1.1", "fa:16:3e:00:00:11");
-    node.vsctl(&[
-        "add-port",
-        "br-vlan",
-        &tap,
-        "--",
-        "set",
-        "interface",
-        &tap,
-        "external_ids:iface-id=port-vm1",
-    ]);
+    node.plug(&tap, "port-vm1");
     assert_eq!(
         node.wait_vsctl(&["get", "port", &tap, "tag"], "101", WAIT),
         "101",
@@ -76,16 +67,7 @@ fn ovs_vswitchd_restart_brings_the_ports_back() {
         ),
         "netdev"
     );
-    node.vsctl(&[
-        "add-port",
-        "br-vlan",
-        &tap,
-        "--",
-        "set",
-        "interface",
-        &tap,
-        "external_ids:iface-id=port-vm1",
-    ]);
+    node.plug(&tap, "port-vm1");
     assert_eq!(
         node.wait_vsctl(&["get", "port", &tap, "tag"], "101", WAIT),
         "101"

@@ -108,26 +108,8 @@ fn a_node_converges_its_vm_pings_the_router_and_a_restart_writes_nothing() {
         "10.0.1.1",
         "fa:16:3e:00:00:12",
     );
-    node.vsctl(&[
-        "add-port",
-        "br-vlan",
-        &tap1,
-        "--",
-        "set",
-        "interface",
-        &tap1,
-        "external_ids:iface-id=port-vm1",
-    ]);
-    node.vsctl(&[
-        "add-port",
-        "br-vlan",
-        &tap2,
-        "--",
-        "set",
-        "interface",
-        &tap2,
-        "external_ids:iface-id=port-unknown",
-    ]);
+    node.plug(&tap1, "port-vm1");
+    node.plug(&tap2, "port-unknown");
     let (second, ok) = node.agent_once(&state, &uplink);
     assert!(ok, "second pass failed: {second}");
     assert_eq!(node.vsctl(&["get", "port", &tap1, "tag"]), "101");

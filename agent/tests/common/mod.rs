@@ -201,6 +201,20 @@ impl Node {
         }
     }
 
+    /// Plugs `tap` into br-vlan with `external_ids:iface-id` (as Nova/os-vif would).
+    pub fn plug(&self, tap: &str, iface_id: &str) {
+        self.vsctl(&[
+            "add-port",
+            "br-vlan",
+            tap,
+            "--",
+            "set",
+            "interface",
+            tap,
+            &format!("external_ids:iface-id={iface_id}"),
+        ]);
+    }
+
     /// An uplink veth in the node whose far end sits in a namespace of its own.
     pub fn uplink(&self, name: &str) {
         let far = format!("{}far", self.prefix);
