@@ -60,6 +60,7 @@ pub async fn advance(app: &App) -> Result<(), ApiError> {
                         tracing::info!(job = %job.id, router = %job.resource_id, "job done");
                     }
                     Ok(false) if age_secs(&job.timestamp) > JOB_TIMEOUT.as_secs() => {
+                        app.metrics.record_job(&job.kind, "FAIL", JOB_TIMEOUT);
                         app.store
                             .set_job(
                                 &job.id,
@@ -72,6 +73,11 @@ pub async fn advance(app: &App) -> Result<(), ApiError> {
                     Ok(false) => {}
                     Err(reason) => {
                         tracing::warn!(job = %job.id, router = %job.resource_id, %reason, "job failed");
+                        app.metrics.record_job(
+                            &job.kind,
+                            "FAIL",
+                            Duration::from_secs(age_secs(&job.timestamp).min(86_400)),
+                        );
                         app.store
                             .set_job(&job.id, "FAIL", job.attempts, Some(&reason))
                             .await?;

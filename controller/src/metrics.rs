@@ -21,6 +21,7 @@ pub struct ControllerMetrics {
     realize_runs: Family<Labels, Counter>,
     realize_seconds: Histogram,
     published: Counter,
+    job_seconds: Family<Labels, Histogram, fn() -> Histogram>,
 }
 
 fn latency_buckets() -> Histogram {
@@ -68,8 +69,16 @@ impl ControllerMetrics {
             "Node desired states published (revision bumps)",
             published.clone(),
         );
+        let job_seconds =
+            Family::<Labels, Histogram, fn() -> Histogram>::new_with_constructor(latency_buckets);
+        registry.register(
+            "job_duration_seconds",
+            "Time from a job's start to SUCCESS or FAIL, by type and outcome",
+            job_seconds.clone(),
+        );
         ControllerMetrics {
             registry,
+            job_seconds,
             requests,
             request_seconds,
             realize_runs,
@@ -104,6 +113,16 @@ impl ControllerMetrics {
             .inc();
         self.realize_seconds.observe(took.as_secs_f64());
         self.published.inc_by(published as u64);
+    }
+
+    /// Records a job that finished (`outcome` SUCCESS or FAIL) after `took`.
+    pub fn record_job(&self, kind: &str, outcome: &str, took: Duration) {
+        self.job_seconds
+            .get_or_create(&vec![
+                ("type".into(), kind.into()),
+                ("outcome".into(), outcome.into()),
+            ])
+            .observe(took.as_secs_f64());
     }
 
     /// The text exposition, with `extra` lines (gauges read at scrape time) appended.
@@ -164,6 +183,7 @@ mod tests {
             Duration::from_millis(2),
         );
         m.record_realize(true, Duration::from_millis(3), 2);
+        m.record_job("router", "SUCCESS", Duration::from_millis(800));
         let text = m.render("crosspod_controller_jobs{status=\"NEW\"} 1\n");
         assert!(text.contains(r#"crosspod_controller_api_requests_total{api="neutron",method="GET",route="/v2.0/networks",status="200"} 1"#), "{text}");
         assert!(
@@ -171,6 +191,10 @@ mod tests {
             "{text}"
         );
         assert!(text.trim_end().ends_with("# EOF"));
+        assert!(
+            text.contains(r#"crosspod_controller_job_duration_seconds_count{type="router",outcome="SUCCESS"} 1"#),
+            "{text}"
+        );
         assert!(text.contains("jobs{status=\"NEW\"} 1"));
     }
 }

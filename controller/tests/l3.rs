@@ -758,6 +758,12 @@ fn jobs_run_to_success_when_the_nodes_report_and_list_as_tricircle() {
         "{text}"
     );
     assert!(
+        text.contains(
+            r#"crosspod_controller_job_duration_seconds_count{type="router",outcome="SUCCESS"} 1"#
+        ),
+        "{text}"
+    );
+    assert!(
         text.contains("crosspod_controller_realize_runs_total{outcome=\"ok\"}"),
         "{text}"
     );
