@@ -57,6 +57,11 @@ pub async fn advance(app: &App) -> Result<(), ApiError> {
                         app.store
                             .set_job(&job.id, "SUCCESS", job.attempts, None)
                             .await?;
+                        app.metrics.record_job(
+                            &job.kind,
+                            "SUCCESS",
+                            Duration::from_secs(age_secs(&job.timestamp).min(86_400)),
+                        );
                         tracing::info!(job = %job.id, router = %job.resource_id, "job done");
                     }
                     Ok(false) if age_secs(&job.timestamp) > JOB_TIMEOUT.as_secs() => {
