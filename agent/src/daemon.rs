@@ -4,7 +4,6 @@
 //! costs one resync period, never correctness. With no desired state yet (controller down at
 //! start) it changes nothing: the data plane is left as it is.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -354,13 +353,4 @@ impl<O: OvsBackend, L: LinuxBackend> Agent<O, L> {
             }
         }
     }
-}
-
-/// Per-port status map used by tests and `--once`: port id → Active/Down.
-pub fn port_states(report: &StatusReport) -> BTreeMap<String, PortState> {
-    report
-        .ports
-        .iter()
-        .map(|p| (p.port_id.clone(), p.status))
-        .collect()
 }

@@ -6,7 +6,7 @@
 //! untagged frames, and an uplink trunking VLAN 0 passes them, so flat and VLAN networks take
 //! the same code path.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use ipnet::IpNet;
@@ -189,19 +189,12 @@ impl NodeIntent {
             vm_tags: self.vm_tags.clone(),
         }
     }
-
-    /// Names of every interface the agent creates on the node side (for ownership checks).
-    pub fn node_ifnames(&self) -> BTreeSet<&str> {
-        self.routers
-            .values()
-            .flat_map(|r| r.legs.iter().map(|l| l.node_ifname.as_str()))
-            .collect()
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeSet;
     use wire::{BridgeState, FloatingRule, Nat, PortBinding, RouterInstance, RouterLeg};
 
     fn leg(kind: LegKind, ns: &str, node: &str, tag: Option<u16>, addr: &str) -> RouterLeg {

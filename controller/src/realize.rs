@@ -7,7 +7,6 @@
 //! killed mid-change resumes it; with several controllers each run is safe to repeat.
 
 use std::collections::{BTreeMap, HashSet};
-use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -298,17 +297,10 @@ pub async fn read_intent(app: &App) -> Result<Intent, StoreError> {
     // Allocations.
     let by_id: BTreeMap<&str, &Network> = networks.iter().map(|n| (n.id.as_str(), n)).collect();
     let subnet_ids: HashSet<&str> = subnets.iter().map(|s| s.id.as_str()).collect();
-    let mut projects: Vec<String> = routers.iter().map(|r| r.project_id.clone()).collect();
-    projects.sort();
-    projects.dedup();
     for n in networks.iter().filter(|n| n.project_id == BRIDGE_OWNER) {
         let Some(project) = n.name.strip_prefix("bridge-net-") else {
             continue;
         };
-        if !projects.iter().any(|p| p == project) {
-            // Held for a project without routers: left in the snapshot so the planner
-            // releases it.
-        }
         let (Segment::Vlan { id, .. }, Some(cidr)) =
             (&n.segment, store.bridge_subnet_of(project).await?)
         else {
@@ -570,7 +562,7 @@ async fn collect_garbage(app: &App, intent: &Intent) -> Result<usize, StoreError
 }
 
 fn is_recent(ts: &str) -> bool {
-    // Timestamps are RFC 3339 UTC at second precision; "recent" = within the last minute.
+    // Timestamps are RFC 3339 UTC at second precision; "recent" = in the current minute.
     let now = crate::store::now();
     now.get(..16) == ts.get(..16)
 }
@@ -686,11 +678,4 @@ pub fn serving_router(intent: &Intent, fip_network: &str, port: &Port) -> Option
             })
         })
         .map(|r| r.id.clone())
-}
-
-/// An address of `ips` in `subnet`, if any.
-pub fn ip_in(ips: &[crate::store::FixedIp], subnet: &str) -> Option<IpAddr> {
-    ips.iter()
-        .find(|f| f.subnet_id == subnet)
-        .map(|f| f.ip_address)
 }
