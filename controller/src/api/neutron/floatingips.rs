@@ -73,8 +73,8 @@ async fn load_own(app: &App, who: &Identity, id: &str) -> Result<FloatingIp, Api
 
 /// Resolves an association: the port (visible to the caller), its fixed IP, and the planner's
 /// rules (same project, a serving router).
-async fn associate(
-    app: &App,
+fn associate(
+    intent: &Intent,
     who: &Identity,
     f: &mut FloatingIp,
     port_id: Option<String>,
@@ -85,7 +85,6 @@ async fn associate(
         f.fixed_ip_address = None;
         return Ok(());
     };
-    let intent = realize::read_intent(app).await?;
     let port = intent
         .ports
         .get(&pid)
@@ -245,7 +244,8 @@ pub(crate) async fn handle(
             };
             // Check the association before taking an address: nothing to undo on refusal.
             f.floating_ip_address = "0.0.0.0".into();
-            associate(app, who, &mut f, port_id.clone(), fixed.clone()).await?;
+            let intent = realize::read_intent(app).await?;
+            associate(&intent, who, &mut f, port_id.clone(), fixed.clone())?;
             let port = app
                 .store
                 .create_port(&NewPort {
@@ -283,9 +283,10 @@ pub(crate) async fn handle(
                     return Err(e.into());
                 }
             };
-            queue_for(app, &f).await?;
+            // The intent read above still holds every port and router the job and the
+            // rendering look at (the new floating IP's own port is not among them).
+            queue_for(app, &intent, &f).await?;
             tracing::info!(floatingip = %f.id, address = %f.floating_ip_address, port = ?f.port_id, "floating IP created");
-            let intent = realize::read_intent(app).await?;
             Ok(respond(
                 StatusCode::CREATED,
                 &json!({"floatingip": render(&f, &intent)}),
@@ -302,13 +303,13 @@ pub(crate) async fn handle(
             }
             let _ = b.raw("tags");
             b.finish()?;
+            let intent = realize::read_intent(app).await?;
             if let Some(port) = port {
-                associate(app, who, &mut f, port, fixed).await?;
+                associate(&intent, who, &mut f, port, fixed)?;
             }
             let f = app.store.update_floatingip(&f).await?;
-            queue_for(app, &before).await?;
-            queue_for(app, &f).await?;
-            let intent = realize::read_intent(app).await?;
+            queue_for(app, &intent, &before).await?;
+            queue_for(app, &intent, &f).await?;
             Ok(respond(
                 StatusCode::OK,
                 &json!({"floatingip": render(&f, &intent)}),
@@ -322,22 +323,22 @@ pub(crate) async fn handle(
                 Err(StoreError::Api(a)) if a.status == StatusCode::NOT_FOUND => {}
                 Err(e) => return Err(e.into()),
             }
-            queue_for(app, &f).await?;
+            let intent = realize::read_intent(app).await?;
+            queue_for(app, &intent, &f).await?;
             Ok(no_content())
         }
     }
 }
 
 /// Queues the job of the router serving `f` (if any).
-async fn queue_for(app: &App, f: &FloatingIp) -> Result<(), ApiError> {
+async fn queue_for(app: &App, intent: &Intent, f: &FloatingIp) -> Result<(), ApiError> {
     let Some(pid) = &f.port_id else {
         return Ok(());
     };
-    let intent = realize::read_intent(app).await?;
     if let Some(r) = intent
         .ports
         .get(pid)
-        .and_then(|p| realize::serving_router(&intent, &f.floating_network_id, p))
+        .and_then(|p| realize::serving_router(intent, &f.floating_network_id, p))
     {
         let project = intent
             .routers
