@@ -125,6 +125,8 @@ fn run(backend: &'static str, database: String, rows: &mut Vec<Row>) {
         network_vlan_ranges: VlanRanges::parse("bridge:1:4000").expect("ranges"),
         bridge_cidr: "100.0.0.0/9".parse().expect("cidr"),
         tenant_network_types: vec![NetworkType::Vlan],
+        full_pass_interval: std::time::Duration::from_secs(60),
+        change_log_poll: std::time::Duration::from_secs(1),
         log_format: LogFormat::Text,
     };
     let rt = tokio::runtime::Runtime::new().expect("runtime");

@@ -126,6 +126,13 @@ pub struct Args {
     /// Tenant network types, first is the default for networks without provider attributes [default: local,vlan].
     #[arg(long, env = "CROSSPOD_TENANT_NETWORK_TYPES", value_delimiter = ',')]
     pub tenant_network_types: Option<Vec<NetworkType>>,
+    /// Seconds between full realization passes (whole store re-read, drift check) [default: 60].
+    #[arg(long, env = "CROSSPOD_FULL_PASS_INTERVAL")]
+    pub full_pass_interval: Option<u64>,
+    /// Milliseconds between change-log reads when nothing woke the realizer (changes made by
+    /// another process on SQLite; PostgreSQL wakes it by NOTIFY) [default: 1000].
+    #[arg(long, env = "CROSSPOD_CHANGE_LOG_POLL_MS")]
+    pub change_log_poll_ms: Option<u64>,
     /// Log format [default: text].
     #[arg(long, env = "CROSSPOD_LOG_FORMAT")]
     pub log_format: Option<LogFormat>,
@@ -150,6 +157,10 @@ pub struct Config {
     pub bridge_cidr: ipnet::Ipv4Net,
     /// Tenant network types (non-empty; first is the default).
     pub tenant_network_types: Vec<NetworkType>,
+    /// Time between full realization passes.
+    pub full_pass_interval: std::time::Duration,
+    /// Time between change-log reads when nothing woke the realizer.
+    pub change_log_poll: std::time::Duration,
     /// Log format.
     pub log_format: LogFormat,
 }
@@ -206,6 +217,20 @@ impl Args {
                 .or(file.bridge_cidr)
                 .unwrap_or_else(|| "100.0.0.0/9".parse().expect("valid default")),
             tenant_network_types,
+            full_pass_interval: std::time::Duration::from_secs(
+                positive(
+                    "full-pass-interval",
+                    self.full_pass_interval.or(file.full_pass_interval),
+                )?
+                .unwrap_or(60),
+            ),
+            change_log_poll: std::time::Duration::from_millis(
+                positive(
+                    "change-log-poll-ms",
+                    self.change_log_poll_ms.or(file.change_log_poll_ms),
+                )?
+                .unwrap_or(1000),
+            ),
             log_format: self
                 .log_format
                 .or(file.log_format)
@@ -223,7 +248,7 @@ impl Config {
             .map(|t| format!("{:?}", t.as_str()))
             .collect();
         format!(
-            "bind = {:?}\ntricircle-port = {}\nneutron-port = {}\ndatabase = {:?}\ntokens-file = {:?}\nnetwork-vlan-ranges = {:?}\nbridge-cidr = {:?}\ntenant-network-types = [{}]\nlog-format = {:?}\n",
+            "bind = {:?}\ntricircle-port = {}\nneutron-port = {}\ndatabase = {:?}\ntokens-file = {:?}\nnetwork-vlan-ranges = {:?}\nbridge-cidr = {:?}\ntenant-network-types = [{}]\nfull-pass-interval = {}\nchange-log-poll-ms = {}\nlog-format = {:?}\n",
             self.bind.to_string(),
             self.tricircle_port,
             self.neutron_port,
@@ -232,11 +257,23 @@ impl Config {
             self.network_vlan_ranges.to_string(),
             self.bridge_cidr.to_string(),
             types.join(", "),
+            self.full_pass_interval.as_secs(),
+            self.change_log_poll.as_millis(),
             match self.log_format {
                 LogFormat::Text => "text",
                 LogFormat::Json => "json",
             }
         )
+    }
+}
+
+fn positive(key: &'static str, v: Option<u64>) -> Result<Option<u64>, ConfigError> {
+    match v {
+        Some(0) => Err(ConfigError::Invalid {
+            key,
+            detail: "must be at least 1".into(),
+        }),
+        other => Ok(other),
     }
 }
 

@@ -21,6 +21,10 @@ pub struct ControllerMetrics {
     realize_runs: Family<Labels, Counter>,
     realize_seconds: Histogram,
     published: Counter,
+    passes: Family<Labels, Counter>,
+    changes_read: Counter,
+    replanned: Counter,
+    drift: Counter,
     job_seconds: Family<Labels, Histogram, fn() -> Histogram>,
 }
 
@@ -69,6 +73,30 @@ impl ControllerMetrics {
             "Node desired states published (revision bumps)",
             published.clone(),
         );
+        let passes = Family::<Labels, Counter>::default();
+        registry.register(
+            "realize_passes",
+            "Realization passes by kind (full: whole store re-read; incremental: change log)",
+            passes.clone(),
+        );
+        let changes_read = Counter::default();
+        registry.register(
+            "change_log_entries_read",
+            "Change-log entries the realizer processed",
+            changes_read.clone(),
+        );
+        let replanned = Counter::default();
+        registry.register(
+            "nodes_replanned",
+            "Node states re-planned (full passes re-plan every node)",
+            replanned.clone(),
+        );
+        let drift = Counter::default();
+        registry.register(
+            "realize_drift",
+            "Full passes that found the incremental picture different from the store (a bug)",
+            drift.clone(),
+        );
         let job_seconds =
             Family::<Labels, Histogram, fn() -> Histogram>::new_with_constructor(latency_buckets);
         registry.register(
@@ -84,6 +112,25 @@ impl ControllerMetrics {
             realize_runs,
             realize_seconds,
             published,
+            passes,
+            changes_read,
+            replanned,
+            drift,
+        }
+    }
+
+    /// Records what one realization pass did.
+    pub fn record_pass(&self, r: &crate::realize::PassReport) {
+        self.passes
+            .get_or_create(&vec![(
+                "kind".into(),
+                if r.full { "full" } else { "incremental" }.into(),
+            )])
+            .inc();
+        self.changes_read.inc_by(r.changes as u64);
+        self.replanned.inc_by(r.replanned as u64);
+        if r.drift {
+            self.drift.inc();
         }
     }
 

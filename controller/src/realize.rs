@@ -1,26 +1,35 @@
-//! Realization: from the store to every node's published desired state. Level-triggered, like
-//! the agent: each run reads the whole intent into a [`planner::Snapshot`], allocates what the
-//! plan needs and releases what it no longer needs (bridge networks, bridge IPs, per-pod leg
-//! IPs, pod-local tags — each idempotent and keyed, so a crash mid-run is finished by the next
-//! run), plans every node and publishes the states whose content changed (the node's revision
-//! moves by one). Runs after every write request, on a timer, and at start, so a controller
-//! killed mid-change resumes it; with several controllers each run is safe to repeat.
+//! Realization: from the store to every node's published desired state.
+//!
+//! The [`Realizer`] keeps the intent in memory ([`Intent`]) and tails the store's change log
+//! (`store::changes`): each entry names one object; the realizer re-reads only that object,
+//! patches its intent, allocates and releases what the change needs (bridge networks, bridge
+//! IPs, per-pod leg IPs, pod-local tags — each idempotent and keyed, so a crash mid-run is
+//! finished by the next run), re-plans only the nodes the change concerns
+//! ([`planner::replan`]) and publishes those whose content changed (the node's revision moves
+//! by one) in one transaction, waking only those nodes' watchers ([`NodeHub`]).
+//!
+//! Level-triggered underneath: at start and every [`FULL_PASS_EVERY`] it re-reads the whole
+//! store (collecting what a crash left behind), re-plans every node and publishes the
+//! differences — and compares the result with its incremental picture, counting any drift.
+//! With several controllers on one database, each tails the same log (woken by PostgreSQL
+//! NOTIFY) and publishing is compare-and-set on the content and the log position, so a
+//! controller that is behind never overwrites a newer state.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ipnet::IpNet;
-use planner::{AllocationKey, Snapshot};
+use planner::{AllocationKey, Change};
 use tokio::sync::{watch, Mutex, Notify};
 
 use crate::api::App;
 use crate::error::{ApiError, StoreError};
+pub use crate::intent::Intent;
+use crate::intent::Patch;
 use crate::ipam;
-use crate::store::l3::{FloatingIp, Router};
-use crate::store::{
-    FixedIpRequest, Network, NewNetwork, NewPort, Port, Scope, Segment, SegmentRequest, Subnet,
-};
+use crate::store::changes::{ChangeKind, Cursor};
+use crate::store::{FixedIpRequest, NewNetwork, NewPort, Port, SegmentRequest, Subnet};
 
 /// Project that owns the bridge networks (hidden from members, visible to admins).
 pub const BRIDGE_OWNER: &str = "crosspod-bridge";
@@ -37,6 +46,13 @@ pub const OWNER_LEG: &str = "network:router_leg";
 /// The physnet of bridge networks and of local networks' tags.
 pub const BRIDGE_PHYSNET: &str = "bridge";
 
+/// How often the realizer re-reads the whole store (the level-triggered backstop).
+pub const FULL_PASS_EVERY: Duration = Duration::from_secs(60);
+/// How long the change log keeps entries.
+pub const LOG_RETENTION: Duration = Duration::from_secs(600);
+/// Rounds of "read the log, allocate" per incremental pass (allocations log changes too).
+const MAX_ROUNDS: usize = 4;
+
 /// A UUID derived from `parts`, so every controller names the same allocation the same way and
 /// the primary key makes a concurrent duplicate impossible.
 pub fn derived_id(parts: &[&str]) -> String {
@@ -52,112 +68,13 @@ pub fn derived_id(parts: &[&str]) -> String {
         .to_string()
 }
 
-/// The realizer: a generation counter watchers wait on, and the kick of the background task.
-pub struct Realizer {
-    kick: Notify,
-    generation: watch::Sender<u64>,
-    run_lock: Mutex<()>,
-}
-
-impl Default for Realizer {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl Realizer {
-    /// A realizer with nothing run yet.
-    pub fn new() -> Self {
-        Realizer {
-            kick: Notify::new(),
-            generation: watch::Sender::new(0),
-            run_lock: Mutex::new(()),
-        }
-    }
-
-    /// Ask the background task for a run (cheap; bursts collapse into one run).
-    pub fn kick(&self) {
-        self.kick.notify_one();
-    }
-
-    /// A receiver that changes whenever a run published something.
-    pub fn subscribe(&self) -> watch::Receiver<u64> {
-        self.generation.subscribe()
-    }
-
-    /// Runs now (serialised with the background task).
-    pub async fn run(&self, app: &App) -> Result<usize, ApiError> {
-        let _g = self.run_lock.lock().await;
-        let started = std::time::Instant::now();
-        let res = realize(app).await;
-        app.metrics
-            .record_realize(res.is_ok(), started.elapsed(), *res.as_ref().unwrap_or(&0));
-        let published = res?;
-        if published > 0 {
-            self.generation.send_modify(|g| *g += 1);
-        }
-        Ok(published)
-    }
-}
-
-/// The background task: a run on every kick and every `period`, then the jobs.
-pub async fn background(app: Arc<App>, period: Duration) {
-    loop {
-        if let Err(e) = app.realizer.run(&app).await {
-            tracing::warn!(error = %e.message, "realization failed; will retry");
-        }
-        if let Err(e) = crate::jobs::advance(&app).await {
-            tracing::warn!(error = %e.message, "advancing jobs failed; will retry");
-        }
-        tokio::select! {
-            _ = app.realizer.kick.notified() => {}
-            _ = tokio::time::sleep(period) => {}
-        }
-    }
-}
-
-/// Everything the planner needs, read from the store.
-pub struct Intent {
-    /// The planner's snapshot.
-    pub snapshot: Snapshot,
-    /// Ports by id (all of them).
-    pub ports: BTreeMap<String, Port>,
-    /// Routers by id.
-    pub routers: BTreeMap<String, Router>,
-    /// Floating IPs by id.
-    pub floatingips: BTreeMap<String, FloatingIp>,
-    /// Networks by id.
-    pub networks: BTreeMap<String, Network>,
-    /// Subnets by id.
-    pub subnets: BTreeMap<String, Subnet>,
-}
-
-fn planner_network(n: &Network) -> planner::Network {
-    let (network_type, physnet, segmentation_id) = match &n.segment {
-        Segment::Local => (planner::NetworkType::Local, None, None),
-        Segment::Vlan { physnet, id } => {
-            (planner::NetworkType::Vlan, Some(physnet.clone()), Some(*id))
-        }
-        Segment::Flat { physnet } => (planner::NetworkType::Flat, Some(physnet.clone()), None),
-    };
-    planner::Network {
-        id: n.id.clone(),
-        project_id: n.project_id.clone(),
-        network_type,
-        physnet,
-        segmentation_id,
-        external: n.external,
-        az_hints: n.az_hints.clone(),
-        shared: n.shared,
-    }
-}
-
 /// The bridge network of a project, by its derived id.
 pub fn bridge_network_id(project: &str) -> String {
     derived_id(&["bridge-network", project])
 }
 
-fn bridge_subnet_id(project: &str) -> String {
+/// The bridge subnet of a project, by its derived id.
+pub fn bridge_subnet_id(project: &str) -> String {
     derived_id(&["bridge-subnet", project])
 }
 
@@ -169,179 +86,479 @@ fn leg_port_id(router: &str, pod: &str, subnet: &str) -> String {
     derived_id(&["leg-ip", router, pod, subnet])
 }
 
+/// A node's published state as the agent API serves it.
+#[derive(Debug)]
+pub struct PublishedState {
+    /// Its revision.
+    pub revision: u64,
+    /// The stored content (the state without revision, as JSON).
+    pub content: String,
+    /// The body of the watch answer (`wire::WatchResponse` as JSON), built once.
+    pub body: Arc<[u8]>,
+}
+
+/// Every node's published state, one watch channel per node: a publication wakes only the
+/// watchers of the nodes it changed.
+#[derive(Default)]
+pub struct NodeHub {
+    nodes: std::sync::Mutex<HashMap<String, watch::Sender<Option<Arc<PublishedState>>>>>,
+}
+
+impl NodeHub {
+    fn sender(&self, node: &str) -> watch::Sender<Option<Arc<PublishedState>>> {
+        let mut m = self.nodes.lock().unwrap_or_else(|e| e.into_inner());
+        m.entry(node.to_string())
+            .or_insert_with(|| watch::Sender::new(None))
+            .clone()
+    }
+
+    /// A receiver of `node`'s published state (`None` until this controller knows it).
+    pub fn subscribe(&self, node: &str) -> watch::Receiver<Option<Arc<PublishedState>>> {
+        self.sender(node).subscribe()
+    }
+
+    /// What this controller last saw published for `node`.
+    pub fn current(&self, node: &str) -> Option<Arc<PublishedState>> {
+        self.sender(node).borrow().clone()
+    }
+
+    /// Record what is published for `node`; wakes its watchers when the revision moved.
+    pub fn set(&self, node: &str, revision: u64, content: &str) -> Result<(), ApiError> {
+        let tx = self.sender(node);
+        // Revisions only move forward: a reader that fetched the store before a publication
+        // must not put the older state back.
+        if tx.borrow().as_ref().is_some_and(|p| {
+            p.revision > revision || (p.revision == revision && p.content == content)
+        }) {
+            return Ok(());
+        }
+        let mut state: wire::NodeDesiredState = serde_json::from_str(content)
+            .map_err(|e| ApiError::internal(format!("stored state of {node} unreadable: {e}")))?;
+        state.revision = revision;
+        let body = serde_json::to_vec(&wire::WatchResponse { revision, state })
+            .map_err(|e| ApiError::internal(format!("serialising the state of {node}: {e}")))?;
+        tx.send_replace(Some(Arc::new(PublishedState {
+            revision,
+            content: content.to_string(),
+            body: body.into(),
+        })));
+        Ok(())
+    }
+}
+
+/// The realizer's memory: the intent before and after the changes being processed (the
+/// planner re-plans from the pair), the states it planned, and its position in the log.
+#[derive(Default)]
+struct Model {
+    new: Option<Intent>,
+    old: Option<Intent>,
+    planned: BTreeMap<String, wire::NodeDesiredState>,
+    cursor: Cursor,
+    last_full: Option<Instant>,
+}
+
+/// The realizer: the in-memory model, the node hub watchers wait on, and the kick of the
+/// background task.
+pub struct Realizer {
+    kick: Notify,
+    model: Mutex<Model>,
+    /// Published states by node.
+    pub hub: NodeHub,
+    full_every: Duration,
+}
+
+impl Default for Realizer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// What one pass did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct PassReport {
+    /// A full pass (everything re-read) rather than an incremental one.
+    pub full: bool,
+    /// Change-log entries read.
+    pub changes: usize,
+    /// Nodes re-planned.
+    pub replanned: usize,
+    /// Node states whose revision moved.
+    pub published: usize,
+    /// Incremental picture and full re-read disagreed (a bug; counted, then corrected).
+    pub drift: bool,
+}
+
+impl Realizer {
+    /// A realizer with nothing run yet.
+    pub fn new() -> Self {
+        Self::with_full_pass_every(FULL_PASS_EVERY)
+    }
+
+    /// A realizer that re-reads the whole store every `every`.
+    pub fn with_full_pass_every(every: Duration) -> Self {
+        Realizer {
+            kick: Notify::new(),
+            model: Mutex::new(Model::default()),
+            hub: NodeHub::default(),
+            full_every: every,
+        }
+    }
+
+    /// Ask the background task for a run (cheap; bursts collapse into one run).
+    pub fn kick(&self) {
+        self.kick.notify_one();
+    }
+
+    /// Runs now (serialised with the background task): incremental, or full at start and
+    /// when one is due. Returns how many node states were published.
+    pub async fn run(&self, app: &App) -> Result<usize, ApiError> {
+        self.pass(app, false).await.map(|r| r.published)
+    }
+
+    /// Runs a full pass now (re-read everything, compare with the incremental picture).
+    pub async fn run_full(&self, app: &App) -> Result<PassReport, ApiError> {
+        self.pass(app, true).await
+    }
+
+    /// One pass, full when asked, at start, or when due.
+    pub async fn pass(&self, app: &App, full: bool) -> Result<PassReport, ApiError> {
+        let mut m = self.model.lock().await;
+        let started = Instant::now();
+        let due = m.new.is_none() || m.last_full.is_none_or(|t| t.elapsed() >= self.full_every);
+        let res = if full || due {
+            self.full(app, &mut m).await
+        } else {
+            self.incremental(app, &mut m).await
+        };
+        if res.is_err() {
+            // Whatever the model holds may be half patched: start over from the store.
+            *m = Model::default();
+        }
+        let published = res.as_ref().map(|r| r.published).unwrap_or(0);
+        app.metrics
+            .record_realize(res.is_ok(), started.elapsed(), published);
+        if let Ok(r) = &res {
+            app.metrics.record_pass(r);
+        }
+        res
+    }
+
+    async fn full(&self, app: &App, m: &mut Model) -> Result<PassReport, ApiError> {
+        let mut report = PassReport {
+            full: true,
+            ..PassReport::default()
+        };
+        // Catch up first, so the incremental picture can be compared with a fresh read.
+        if m.new.is_some() {
+            let r = self.incremental(app, m).await?;
+            report.published += r.published;
+            report.changes += r.changes;
+        }
+        let store = &app.store;
+        let seq = store.last_change_seq().await?;
+        let mut intent = Intent::load(store).await?;
+        let quiet = store.last_change_seq().await? == seq && m.cursor.last() == seq;
+        let mut fixed = collect_garbage(app, &intent, intent.ports.values()).await?;
+        fixed += store.disassociate_dangling_floatingips().await? as usize;
+        if fixed > 0 {
+            intent = Intent::load(store).await?;
+        }
+        let plan = planner::required_allocations(&intent.snapshot);
+        if !plan.is_empty() {
+            allocate_and_release(app, &plan, &intent).await;
+            intent = Intent::load(store).await?;
+            fixed += 1;
+        }
+        let states = planner::plan_all(&intent.snapshot);
+        if let (true, 0, Some(known)) = (quiet, fixed, &m.new) {
+            let differs = known.snapshot != intent.snapshot;
+            let nodes: Vec<&String> = states
+                .iter()
+                .filter(|(n, s)| m.planned.get(*n) != Some(*s))
+                .map(|(n, _)| n)
+                .chain(m.planned.keys().filter(|n| !states.contains_key(*n)))
+                .collect();
+            if differs || !nodes.is_empty() {
+                report.drift = true;
+                tracing::error!(
+                    intent_differs = differs,
+                    nodes = ?nodes,
+                    "the incremental picture drifted from the store; corrected from a full read"
+                );
+            }
+        }
+        report.replanned = states.len();
+        report.published += self.publish(app, &states, seq).await?;
+        m.planned = states;
+        m.old = Some(intent.clone());
+        m.new = Some(intent);
+        m.cursor = Cursor::at(seq);
+        m.last_full = Some(Instant::now());
+        if let Err(e) = store.prune_changes(LOG_RETENTION).await {
+            tracing::warn!(error = %e, "pruning the change log failed");
+        }
+        Ok(report)
+    }
+
+    async fn incremental(&self, app: &App, m: &mut Model) -> Result<PassReport, ApiError> {
+        let store = &app.store;
+        let mut report = PassReport::default();
+        let mut patches: Vec<Patch> = Vec::new();
+        let mut changes: Vec<Change> = Vec::new();
+        let mut seen: HashSet<Change> = HashSet::new();
+        let (Some(new), Some(old)) = (m.new.as_mut(), m.old.as_ref()) else {
+            return Ok(report);
+        };
+        for round in 0..MAX_ROUNDS {
+            let rows = store.read_changes(&mut m.cursor).await?;
+            if rows.is_empty() {
+                break;
+            }
+            report.changes += rows.len();
+            let mut done: HashSet<(ChangeKind, &str)> = HashSet::new();
+            // Unique within the round (allocations are judged again on each round's changes,
+            // since a later round may hold a later state of the same object) and overall (for
+            // re-planning, once at the end).
+            let mut round_changes: Vec<Change> = Vec::new();
+            let mut round_seen: HashSet<Change> = HashSet::new();
+            let mut deleted_ports = false;
+            for row in &rows {
+                if !done.insert((row.kind, row.object_id.as_str())) {
+                    continue;
+                }
+                let patch = Intent::refresh(store, row).await?;
+                deleted_ports |= matches!(&patch, Patch::Port(_, None));
+                for c in new.apply(&patch) {
+                    if round_seen.insert(c.clone()) {
+                        round_changes.push(c);
+                    }
+                }
+                patches.push(patch);
+            }
+            for c in &round_changes {
+                if seen.insert(c.clone()) {
+                    changes.push(c.clone());
+                }
+            }
+            if round + 1 == MAX_ROUNDS {
+                break;
+            }
+            // What a crash (or this change) left behind on the touched devices.
+            let candidates: Vec<Port> = round_changes
+                .iter()
+                .filter_map(|c| match c {
+                    Change::Router(id) | Change::FloatingIp(id) => Some(id),
+                    _ => None,
+                })
+                .flat_map(|d| new.ports_of(d).cloned().collect::<Vec<_>>())
+                .collect();
+            collect_garbage(app, new, candidates.iter()).await?;
+            if deleted_ports {
+                store.disassociate_dangling_floatingips().await?;
+            }
+            // What the changes need allocated or released.
+            let mut plan = planner::AllocationPlan::default();
+            let mut keys: BTreeSet<AllocationKey> = BTreeSet::new();
+            for c in &round_changes {
+                let p = if matches!(c, Change::Node(_) | Change::Pod(_)) {
+                    planner::required_allocations(&new.snapshot)
+                } else {
+                    planner::required_allocations_for_change(&old.snapshot, &new.snapshot, c)
+                };
+                for k in p.allocate {
+                    if keys.insert(k.clone()) {
+                        plan.allocate.push(k);
+                    }
+                }
+                for k in p.release {
+                    if keys.insert(k.clone()) {
+                        plan.release.push(k);
+                    }
+                }
+            }
+            plan.release.sort();
+            if !plan.is_empty() {
+                tracing::debug!(round, plan = ?plan, "allocations of an incremental pass");
+            }
+            allocate_and_release(app, &plan, new).await;
+        }
+        if changes.is_empty() {
+            // Nothing the planner sees (a port's status, say): nothing to re-plan.
+            if let Some(old) = m.old.as_mut() {
+                for p in &patches {
+                    old.apply(p);
+                }
+            }
+            return Ok(report);
+        }
+        let new = m.new.as_ref().expect("model loaded");
+        let old = m.old.as_ref().expect("model loaded");
+        let mut touched: BTreeMap<String, wire::NodeDesiredState> = BTreeMap::new();
+        if changes
+            .iter()
+            .any(|c| matches!(c, Change::Node(_) | Change::Pod(_)))
+        {
+            let all = planner::plan_all(&new.snapshot);
+            m.planned.retain(|n, _| all.contains_key(n));
+            for (n, s) in &all {
+                if m.planned.get(n) != Some(s) {
+                    touched.insert(n.clone(), s.clone());
+                }
+            }
+            m.planned = all;
+        } else {
+            for c in &changes {
+                for (n, s) in planner::replan(&old.snapshot, &new.snapshot, &m.planned, c) {
+                    m.planned.insert(n.clone(), s.clone());
+                    touched.insert(n, s);
+                }
+            }
+        }
+        report.replanned = touched.len();
+        report.published = self.publish(app, &touched, m.cursor.last()).await?;
+        tracing::debug!(
+            changes = ?changes,
+            replanned = ?touched.keys().collect::<Vec<_>>(),
+            published = report.published,
+            "incremental pass"
+        );
+        if let Some(old) = m.old.as_mut() {
+            for p in &patches {
+                old.apply(p);
+            }
+        }
+        Ok(report)
+    }
+
+    /// Publish the states whose content differs from what this controller knows is published,
+    /// in one transaction; returns how many revisions moved.
+    async fn publish(
+        &self,
+        app: &App,
+        states: &BTreeMap<String, wire::NodeDesiredState>,
+        seq: i64,
+    ) -> Result<usize, ApiError> {
+        let mut batch = Vec::new();
+        for (node, state) in states {
+            let content = serde_json::to_string(state)
+                .map_err(|e| ApiError::internal(format!("serialising the state of {node}: {e}")))?;
+            if self.hub.current(node).is_some_and(|p| p.content == content) {
+                continue;
+            }
+            batch.push((node.clone(), content));
+        }
+        if batch.is_empty() {
+            return Ok(0);
+        }
+        let done = app.store.publish_node_states(&batch, seq).await?;
+        let mut moved = 0;
+        for p in done {
+            if p.moved {
+                moved += 1;
+                tracing::info!(node = %p.node, revision = p.revision, "published a new desired state");
+            }
+            self.hub.set(&p.node, p.revision as u64, &p.content)?;
+        }
+        Ok(moved)
+    }
+}
+
+async fn allocate_and_release(app: &App, plan: &planner::AllocationPlan, intent: &Intent) {
+    for key in &plan.allocate {
+        if let Err(e) = allocate(app, key, intent).await {
+            tracing::warn!(?key, error = %e, "allocation failed");
+        }
+    }
+    // Release IPs before the networks they come from.
+    for key in plan.release.iter().rev() {
+        if let Err(e) = release(app, key).await {
+            tracing::warn!(?key, error = %e, "release failed");
+        }
+    }
+}
+
+/// The background task: a pass whenever this process committed a change, another controller
+/// notified one (PostgreSQL), the realizer was kicked, or the configured poll interval passed
+/// (`--change-log-poll-ms`); then the jobs.
+pub async fn background(app: Arc<App>) {
+    let mut local = app.store.local_changes();
+    if app.store.backend() == crate::store::Backend::Postgres {
+        tokio::spawn(listen(app.clone()));
+    }
+    let mut last_jobs = Instant::now() - Duration::from_secs(1);
+    loop {
+        if let Err(e) = app.realizer.run(&app).await {
+            tracing::warn!(error = %e.message, "realization failed; will retry");
+        }
+        if last_jobs.elapsed() >= Duration::from_millis(500) {
+            last_jobs = Instant::now();
+            if let Err(e) = crate::jobs::advance(&app).await {
+                tracing::warn!(error = %e.message, "advancing jobs failed; will retry");
+            }
+        }
+        tokio::select! {
+            _ = app.realizer.kick.notified() => {}
+            _ = local.changed() => {}
+            _ = tokio::time::sleep(app.config.change_log_poll) => {}
+        }
+    }
+}
+
+/// Wake the realizer on every change another controller commits (PostgreSQL LISTEN).
+async fn listen(app: Arc<App>) {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let res = async {
+            let mut l = sqlx::postgres::PgListener::connect(&app.config.database).await?;
+            l.listen(crate::store::changes::CHANNEL).await?;
+            tracing::info!("listening for other controllers' changes");
+            loop {
+                l.recv().await?;
+                app.realizer.kick();
+            }
+            #[allow(unreachable_code)]
+            Ok::<(), sqlx::Error>(())
+        }
+        .await;
+        if let Err(e) = res {
+            tracing::warn!(error = %e, "listening for changes failed; reconnecting");
+        }
+        // Catch up on whatever was missed while not listening.
+        app.realizer.kick();
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(10));
+    }
+}
+
 /// Reads the whole intent.
 pub async fn read_intent(app: &App) -> Result<Intent, StoreError> {
-    let store = &app.store;
-    let all = Scope::default();
-    let pods = store.list_pods().await?;
-    let agents = store.list_agents().await?;
-    let networks = store.list_networks(&all).await?;
-    let subnets = store.list_subnets(&all).await?;
-    let mut ports = store.list_ports(&all, None).await?;
-    ports.sort_by(|a, b| (&a.created_at, &a.id).cmp(&(&b.created_at, &b.id)));
-    let routers = store.list_routers(None).await?;
-    let fips = store.list_floatingips(None).await?;
-    let tags = store.local_tags().await?;
+    Intent::load(&app.store).await
+}
 
-    let mut snap = Snapshot {
-        bridge_physnet: BRIDGE_PHYSNET.into(),
-        local_physnet: BRIDGE_PHYSNET.into(),
-        ..Snapshot::default()
-    };
-    snap.pods = pods
-        .iter()
-        .map(|p| planner::Pod {
-            region_name: p.region_name.clone(),
-            az_name: (!p.az_name.is_empty()).then(|| p.az_name.clone()),
-        })
-        .collect();
-    snap.nodes = agents
-        .iter()
-        .map(|a| planner::Node::from(&a.registration))
-        .collect();
-    snap.networks = networks
-        .iter()
-        .filter(|n| n.project_id != BRIDGE_OWNER)
-        .map(planner_network)
-        .collect();
-    snap.subnets = subnets
-        .iter()
-        .filter(|s| s.project_id != BRIDGE_OWNER)
-        .map(|s| planner::Subnet {
-            id: s.id.clone(),
-            network_id: s.network_id.clone(),
-            cidr: s.cidr,
-            gateway_ip: s.gateway_ip,
-        })
-        .collect();
-    let fixed = |p: &Port| -> Vec<planner::FixedIp> {
-        p.fixed_ips
-            .iter()
-            .map(|f| planner::FixedIp {
-                subnet_id: f.subnet_id.clone(),
-                ip_address: f.ip_address,
-            })
-            .collect()
-    };
-    snap.ports = ports
-        .iter()
-        .filter(|p| p.project_id != BRIDGE_OWNER)
-        .map(|p| planner::Port {
-            id: p.id.clone(),
-            network_id: p.network_id.clone(),
-            project_id: p.project_id.clone(),
-            mac: p.mac_address.clone(),
-            fixed_ips: fixed(p),
-            device_owner: p.device_owner.clone(),
-            device_id: p.device_id.clone(),
-            binding_host: (!p.host_id.is_empty()).then(|| p.host_id.clone()),
-        })
-        .collect();
-    let gateway_port = |router: &str| {
-        ports
-            .iter()
-            .find(|p| p.device_owner == OWNER_GATEWAY && p.device_id == router)
-    };
-    snap.routers = routers
-        .iter()
-        .map(|r| planner::Router {
-            id: r.id.clone(),
-            project_id: r.project_id.clone(),
-            az_hints: r.az_hints.clone(),
-            external_gateway: r.gateway.as_ref().and_then(|g| {
-                gateway_port(&r.id).map(|p| planner::ExternalGateway {
-                    network_id: g.network_id.clone(),
-                    enable_snat: g.enable_snat,
-                    external_fixed_ips: fixed(p),
-                })
-            }),
-            routes: r
-                .routes
-                .iter()
-                .filter_map(|rt| {
-                    Some(planner::UserRoute {
-                        destination: rt.destination.parse().ok()?,
-                        nexthop: rt.nexthop.parse().ok()?,
-                    })
-                })
-                .collect(),
-        })
-        .collect();
-    snap.router_interfaces = ports
-        .iter()
-        .filter(|p| p.device_owner == OWNER_INTERFACE && !p.device_id.is_empty())
-        .filter_map(|p| {
-            let f = p.fixed_ips.first()?;
-            Some(planner::RouterInterface {
-                router_id: p.device_id.clone(),
-                subnet_id: f.subnet_id.clone(),
-                port_id: p.id.clone(),
-                ip_address: f.ip_address,
-                mac: p.mac_address.clone(),
-            })
-        })
-        .collect();
-    snap.floating_ips = fips
-        .iter()
-        .filter_map(|f| {
-            Some(planner::FloatingIp {
-                id: f.id.clone(),
-                project_id: f.project_id.clone(),
-                floating_network_id: f.floating_network_id.clone(),
-                floating_ip_address: f.floating_ip_address.parse().ok()?,
-                port_id: f.port_id.clone(),
-                fixed_ip_address: f.fixed_ip_address.as_deref().and_then(|a| a.parse().ok()),
-            })
-        })
-        .collect();
-    // Allocations.
-    let by_id: BTreeMap<&str, &Network> = networks.iter().map(|n| (n.id.as_str(), n)).collect();
-    let subnet_ids: HashSet<&str> = subnets.iter().map(|s| s.id.as_str()).collect();
-    for n in networks.iter().filter(|n| n.project_id == BRIDGE_OWNER) {
-        let Some(project) = n.name.strip_prefix("bridge-net-") else {
-            continue;
-        };
-        let (Segment::Vlan { id, .. }, Some(cidr)) =
-            (&n.segment, store.bridge_subnet_of(project).await?)
-        else {
-            continue;
-        };
-        if !subnet_ids.contains(bridge_subnet_id(project).as_str()) {
-            continue; // half made: the next allocation pass finishes it
-        }
-        snap.allocations.bridge_networks.insert(
-            project.to_string(),
-            planner::BridgeNetwork {
-                vlan: *id,
-                cidr: IpNet::V4(cidr),
-            },
-        );
+/// One full pass outside the realizer (re-read everything, collect, allocate, plan every node,
+/// publish the differences): what a non-incremental controller pays per change. The realizer
+/// does this at start and periodically; benchmarks compare it with the incremental pass.
+pub async fn realize(app: &App) -> Result<usize, ApiError> {
+    let store = &app.store;
+    let seq = store.last_change_seq().await?;
+    let mut intent = Intent::load(store).await?;
+    if collect_garbage(app, &intent, intent.ports.values()).await? > 0 {
+        intent = Intent::load(store).await?;
     }
-    for p in &ports {
-        let Some(f) = p.fixed_ips.first() else {
-            continue;
-        };
-        if p.device_owner == OWNER_BRIDGE_IP {
-            snap.allocations
-                .set_bridge_ip(&p.device_id, &p.name, f.ip_address);
-        } else if p.device_owner == OWNER_LEG {
-            snap.allocations
-                .set_leg_ip(&p.device_id, &p.name, &f.subnet_id, f.ip_address);
-        }
+    let plan = planner::required_allocations(&intent.snapshot);
+    if !plan.is_empty() {
+        allocate_and_release(app, &plan, &intent).await;
+        intent = Intent::load(store).await?;
     }
-    for (net, pod, tag) in tags {
-        if by_id.contains_key(net.as_str()) {
-            snap.allocations.set_local_tag(&net, &pod, tag);
-        }
+    let states = planner::plan_all(&intent.snapshot);
+    let mut batch = Vec::new();
+    for (node, state) in &states {
+        let content = serde_json::to_string(state)
+            .map_err(|e| ApiError::internal(format!("serialising the state of {node}: {e}")))?;
+        batch.push((node.clone(), content));
     }
-    Ok(Intent {
-        snapshot: snap,
-        ports: ports.into_iter().map(|p| (p.id.clone(), p)).collect(),
-        routers: routers.into_iter().map(|r| (r.id.clone(), r)).collect(),
-        floatingips: fips.into_iter().map(|f| (f.id.clone(), f)).collect(),
-        networks: networks.into_iter().map(|n| (n.id.clone(), n)).collect(),
-        subnets: subnets.into_iter().map(|s| (s.id.clone(), s)).collect(),
-    })
+    let done = store.publish_node_states(&batch, seq).await?;
+    Ok(done.iter().filter(|p| p.moved).count())
 }
 
 fn ignore_exists(r: Result<Port, StoreError>) -> Result<(), StoreError> {
@@ -533,10 +750,15 @@ async fn release(app: &App, key: &AllocationKey) -> Result<(), StoreError> {
 
 /// Ports the API's multi-step changes may leave behind after a crash: gateway ports of routers
 /// without a gateway, floating-IP ports without their floating IP, interface/leg/bridge ports
-/// of deleted routers. Removed here so every change is resumable.
-async fn collect_garbage(app: &App, intent: &Intent) -> Result<usize, StoreError> {
+/// of deleted routers. Removed here so every change is resumable. `candidates` are the ports
+/// to judge (all of them on a full pass, the touched devices' ones on an incremental pass).
+async fn collect_garbage<'a>(
+    app: &App,
+    intent: &Intent,
+    candidates: impl Iterator<Item = &'a Port>,
+) -> Result<usize, StoreError> {
     let mut n = 0;
-    for p in intent.ports.values() {
+    for p in candidates {
         let orphan = match p.device_owner.as_str() {
             OWNER_GATEWAY => intent.routers.get(&p.device_id).is_none_or(|r| {
                 r.gateway
@@ -557,7 +779,6 @@ async fn collect_garbage(app: &App, intent: &Intent) -> Result<usize, StoreError
             n += 1;
         }
     }
-    n += app.store.disassociate_dangling_floatingips().await? as usize;
     Ok(n)
 }
 
@@ -565,40 +786,6 @@ fn is_recent(ts: &str) -> bool {
     // Timestamps are RFC 3339 UTC at second precision; "recent" = in the current minute.
     let now = crate::store::now();
     now.get(..16) == ts.get(..16)
-}
-
-/// One realization run; returns how many node states were published.
-pub async fn realize(app: &App) -> Result<usize, ApiError> {
-    let mut intent = read_intent(app).await?;
-    if collect_garbage(app, &intent).await? > 0 {
-        intent = read_intent(app).await?;
-    }
-    let plan = planner::required_allocations(&intent.snapshot);
-    if !plan.is_empty() {
-        for key in &plan.allocate {
-            if let Err(e) = allocate(app, key, &intent).await {
-                tracing::warn!(?key, error = %e, "allocation failed");
-            }
-        }
-        // Release IPs before the networks they come from.
-        for key in plan.release.iter().rev() {
-            if let Err(e) = release(app, key).await {
-                tracing::warn!(?key, error = %e, "release failed");
-            }
-        }
-        intent = read_intent(app).await?;
-    }
-    let states = planner::plan_all(&intent.snapshot);
-    let mut published = 0;
-    for (node, state) in states {
-        let content = serde_json::to_string(&state)
-            .map_err(|e| ApiError::internal(format!("serialising the state of {node}: {e}")))?;
-        if let Some(rev) = app.store.publish_node_state(&node, &content).await? {
-            tracing::info!(node = %node, revision = rev, "published a new desired state");
-            published += 1;
-        }
-    }
-    Ok(published)
 }
 
 /// The published state of `node` with its revision filled in.

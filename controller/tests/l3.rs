@@ -23,6 +23,28 @@ fn add_agent_tokens(c: &Controller) {
     std::fs::write(&path, t).unwrap();
 }
 
+/// A full realization pass finds nothing the incremental passes missed: the in-memory picture
+/// patched from the change log equals a fresh read of the store, and so do the planned states.
+fn assert_no_drift(c: &Controller) {
+    let r = ok(c.t("POST", "/v1.0/resync", Some(ADMIN), None), "resync");
+    assert_eq!(r["resync"]["full"], true, "{r}");
+    assert_eq!(
+        r["resync"]["drift"],
+        false,
+        "the incremental picture drifted from the store: {r}\n{}",
+        c.log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.contains("drift"))
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    let (s, _) = c.t("POST", "/v1.0/resync", Some(DEMO), None);
+    assert_eq!(s, 403, "resync is admin only");
+}
+
 fn ok(r: (u16, Value), what: &str) -> Value {
     assert!((200..300).contains(&r.0), "{what}: {} {}", r.0, r.1);
     r.1
@@ -321,6 +343,7 @@ fn check_guide(c: &Controller, g: &Guide) {
     );
     let _ = (&g.subnet1, &g.subnet2, &g.ext);
     assert!(!c.log_has_5xx());
+    assert_no_drift(c);
 }
 
 #[test]
@@ -396,16 +419,27 @@ fn the_guide_gives_each_node_its_cross_pod_state() {
         let d = desired(&c, n);
         assert_eq!(d["state"]["routers"], json!({}), "{d}");
     }
-    // The project's bridge network is released with its last router.
-    let nets = ok(c.n("GET", "/v2.0/networks", Some(ADMIN), None), "networks");
-    assert!(
-        !nets["networks"]
+    // The project's bridge network is released with its last router (asynchronously: the
+    // realizer does it).
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let nets = ok(c.n("GET", "/v2.0/networks", Some(ADMIN), None), "networks");
+        let left = nets["networks"]
             .as_array()
             .unwrap()
             .iter()
-            .any(|n| n["name"].as_str().unwrap_or("").starts_with("bridge-net-")),
-        "{nets}"
-    );
+            .any(|n| n["name"].as_str().unwrap_or("").starts_with("bridge-net-"));
+        if !left {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "bridge network not released: {nets}\n{}",
+            c.log.lock().unwrap().join("\n")
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_no_drift(&c);
 }
 
 #[test]
@@ -413,6 +447,7 @@ fn gateway_before_interfaces_and_external_network_first_give_the_same_state() {
     let c = Controller::start();
     let g = play(&c, true);
     check_guide(&c, &g);
+    assert_no_drift(&c);
 }
 
 #[test]
@@ -450,12 +485,13 @@ fn the_long_poll_answers_on_change_and_times_out_with_204() {
     std::thread::sleep(Duration::from_millis(300));
     vm_port(&c, &net, "node1");
     let ((s, body), took) = waiter.join().unwrap();
-    assert_eq!(s, 200, "{body}");
+    assert_eq!(s, 200, "{body}\n{}", c.log.lock().unwrap().join("\n"));
     assert!(body["revision"].as_u64().unwrap() > rev);
     assert!(
         took < Duration::from_secs(10),
         "answered on change, not on timeout: {took:?}"
     );
+    assert_no_drift(&c);
 }
 
 #[test]
@@ -544,6 +580,7 @@ fn status_reports_activate_ports_and_teach_bindings_and_agents_see_only_their_no
     let (s, body) = c.t("DELETE", &format!("/v1.0/pods/{r1}"), Some(ADMIN), None);
     assert_eq!(s, 409, "{body}");
     assert!(body.to_string().contains("node1"), "{body}");
+    assert_no_drift(&c);
 }
 
 #[test]
@@ -622,6 +659,7 @@ fn a_floating_ip_on_another_projects_port_is_refused_and_nothing_is_left() {
         Some(&json!({"router": {"routes": [{"destination": "nope", "nexthop": "10.0.1.5"}]}})),
     );
     assert_eq!(s, 400);
+    assert_no_drift(&c);
 }
 
 #[test]
@@ -672,6 +710,7 @@ fn the_openstack_cli_drives_routers_and_floating_ips() {
     let list = openstack_json(&c, DEMO, &["router", "list"]);
     assert_eq!(list, json!([]));
     assert!(!c.log_has_5xx());
+    assert_no_drift(&c);
 }
 
 #[test]
@@ -767,4 +806,5 @@ fn jobs_run_to_success_when_the_nodes_report_and_list_as_tricircle() {
         text.contains("crosspod_controller_realize_runs_total{outcome=\"ok\"}"),
         "{text}"
     );
+    assert_no_drift(&c);
 }

@@ -248,6 +248,7 @@ fn main() {
         "",
     );
     row("validate (whole snapshot)", time(5, || validate(&s)), "");
+    row("Snapshot clone", time(9, || s.clone()), "");
     row(
         "Planner::new (index only)",
         time(9, || Planner::new(&s)),

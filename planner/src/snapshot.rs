@@ -6,7 +6,7 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 
 /// Everything the planner looks at, copied out of the controller's store.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Snapshot {
     /// Physnet that carries the per-project bridge networks (`bridge` in the guide).
     pub bridge_physnet: String,

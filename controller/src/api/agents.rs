@@ -11,6 +11,8 @@
 //! - `GET /v1.0/agents` (admin): every node with its revisions, errors and probes.
 //! - `GET /v1.0/routers/{id}/realized?timeout=S`: waits for the realization barrier.
 //! - `/v1.0/jobs` (admin): list, show, redo (PUT), delete.
+//! - `POST /v1.0/resync` (admin): a full realization pass now; answers what it did and whether
+//!   the incremental picture had drifted from the store.
 
 use std::time::{Duration, Instant};
 
@@ -18,7 +20,7 @@ use axum::http::{Method, StatusCode};
 use axum::response::Response;
 use serde_json::{json, Value};
 
-use super::{json as respond, method_not_allowed, no_content, App, Ctx};
+use super::{json as respond, json_bytes, method_not_allowed, no_content, App, Ctx};
 use crate::auth::{Identity, Role};
 use crate::error::ApiError;
 use crate::realize;
@@ -126,30 +128,30 @@ pub async fn handle(app: &App, ctx: &Ctx, segs: &[&str]) -> Result<Response, Api
             let since = query_u64(ctx, "since")?.unwrap_or(0);
             let wait = Duration::from_secs(query_u64(ctx, "timeout")?.unwrap_or(30)).min(MAX_WAIT);
             let deadline = Instant::now() + wait;
-            let mut changes = app.realizer.subscribe();
+            // Served from memory: the realizer records each publication in its node hub and
+            // wakes only the watchers of the nodes it changed.
+            let mut rx = app.realizer.hub.subscribe(node);
+            if rx.borrow().is_none() {
+                // Not known here yet (just started): what the store has.
+                match app.store.node_state(node).await? {
+                    Some((rev, content)) => app.realizer.hub.set(node, rev as u64, &content)?,
+                    None => app.realizer.kick(),
+                }
+            }
             loop {
-                if let Some((rev, state)) = realize::published_state(app, node).await? {
-                    if rev != since || since == 0 {
-                        return Ok(respond(
-                            StatusCode::OK,
-                            &serde_json::to_value(wire::WatchResponse {
-                                revision: rev,
-                                state,
-                            })
-                            .map_err(|e| ApiError::internal(e.to_string()))?,
-                        ));
+                let cur = rx.borrow_and_update().clone();
+                if let Some(p) = cur {
+                    if p.revision != since || since == 0 {
+                        return Ok(json_bytes(StatusCode::OK, p.body.to_vec()));
                     }
-                } else {
-                    app.realizer.kick();
                 }
                 let left = deadline.saturating_duration_since(Instant::now());
                 if left.is_zero() {
                     return Ok(no_content());
                 }
-                // Woken by a local publication, or re-read every second for the ones another
-                // controller made.
-                let _ =
-                    tokio::time::timeout(left.min(Duration::from_secs(1)), changes.changed()).await;
+                if tokio::time::timeout(left, rx.changed()).await.is_err() {
+                    return Ok(no_content());
+                }
             }
         }
         (["agents", node, "status"], &Method::PUT) => {
@@ -196,6 +198,15 @@ pub async fn handle(app: &App, ctx: &Ctx, segs: &[&str]) -> Result<Response, Api
                 app.realizer.kick();
             }
             Ok(no_content())
+        }
+        (["resync"], &Method::POST) => {
+            // A full realization pass now: re-read the store, re-plan every node, publish the
+            // differences, and say whether the incremental picture had drifted.
+            if !who.is_admin() {
+                return Err(ApiError::forbidden("resync"));
+            }
+            let report = app.realizer.run_full(app).await?;
+            Ok(respond(StatusCode::OK, &json!({"resync": report})))
         }
         (["routers", id, "realized"], &Method::GET) => {
             let r = app.store.get_router(id).await?;

@@ -100,15 +100,12 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         store,
         tokens,
         config: config.clone(),
-        realizer: crate::realize::Realizer::new(),
+        realizer: crate::realize::Realizer::with_full_pass_every(config.full_pass_interval),
         metrics: crate::metrics::ControllerMetrics::new(),
     });
     // Realize at start (resuming whatever a previous run left half done), after every write,
     // and every few seconds.
-    tokio::spawn(crate::realize::background(
-        app.clone(),
-        std::time::Duration::from_secs(3),
-    ));
+    tokio::spawn(crate::realize::background(app.clone()));
     let n_addr = SocketAddr::new(config.bind, config.neutron_port);
     let t_addr = SocketAddr::new(config.bind, config.tricircle_port);
     let bind = |api: &'static str, addr: SocketAddr| async move {

@@ -71,6 +71,7 @@ impl Store {
                 .map_err(StoreError::db(format!("claiming bridge subnet {pick}")))?;
             if r.rows_affected() == 1 {
                 let got = **pick;
+                w.touch(super::changes::ChangeKind::Project, project_id);
                 w.commit().await?;
                 tracing::info!(project = project_id, cidr = %got, "bridge subnet allocated");
                 return Ok(got);
@@ -91,6 +92,25 @@ impl Store {
             "too much contention allocating a bridge subnet, retry",
         )
         .into())
+    }
+
+    /// Every project's bridge /24.
+    pub async fn list_bridge_subnets(&self) -> Result<Vec<(String, Ipv4Net)>, StoreError> {
+        let rows = sqlx::query("SELECT project_id, cidr FROM bridge_allocations")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(StoreError::db("listing bridge subnets"))?;
+        rows.iter()
+            .map(|r| {
+                let (p, c) = (col_s(r, "project_id")?, col_s(r, "cidr")?);
+                let net = c.parse().map_err(|_| StoreError::Corrupt {
+                    column: "cidr",
+                    object: format!("bridge allocation of {p}"),
+                    detail: format!("{c:?} is not an IPv4 CIDR"),
+                })?;
+                Ok((p, net))
+            })
+            .collect()
     }
 
     /// The bridge /24 of a project, if it has one.
@@ -125,6 +145,7 @@ impl Store {
             .map_err(StoreError::db(format!(
                 "releasing the bridge subnet of {project_id}"
             )))?;
+        w.touch(super::changes::ChangeKind::Project, project_id);
         w.commit().await
     }
 }

@@ -13,6 +13,19 @@ use sqlx::any::AnyRow;
 use super::{col_i, col_os, col_s, now, retrying, Store};
 use crate::error::{ApiError, StoreError};
 
+/// One node's published state after [`Store::publish_node_states`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Published {
+    /// The node.
+    pub node: String,
+    /// Its revision now.
+    pub revision: i64,
+    /// Its content now (JSON of the state without revision).
+    pub content: String,
+    /// Whether this call moved it.
+    pub moved: bool,
+}
+
 /// Migration 3: the tables of this module.
 pub const L3_MIGRATION: &str = r#"
 CREATE TABLE routers (
@@ -295,6 +308,7 @@ impl Store {
             .execute(&mut *w.tx)
             .await
             .map_err(StoreError::db(format!("inserting router {}", r.id)))?;
+        w.touch(super::changes::ChangeKind::Router, &r.id);
         w.commit().await?;
         self.get_router(&r.id).await
     }
@@ -348,6 +362,7 @@ impl Store {
         if n.rows_affected() == 0 {
             return Err(ApiError::not_found("Router", "RouterNotFound", &r.id).into());
         }
+        w.touch(super::changes::ChangeKind::Router, &r.id);
         w.commit().await?;
         self.get_router(&r.id).await
     }
@@ -365,6 +380,7 @@ impl Store {
             .execute(&mut *w.tx)
             .await
             .map_err(StoreError::db(format!("deleting the jobs of router {id}")))?;
+        w.touch(super::changes::ChangeKind::Router, id);
         w.commit().await
     }
 
@@ -386,6 +402,7 @@ impl Store {
             .execute(&mut *w.tx)
             .await
             .map_err(StoreError::db(format!("inserting floating IP {}", f.id)))?;
+        w.touch(super::changes::ChangeKind::FloatingIp, &f.id);
         w.commit().await?;
         self.get_floatingip(&f.id).await
     }
@@ -440,6 +457,7 @@ impl Store {
         if n.rows_affected() == 0 {
             return Err(ApiError::not_found("Floating IP", "FloatingIPNotFound", &f.id).into());
         }
+        w.touch(super::changes::ChangeKind::FloatingIp, &f.id);
         w.commit().await?;
         self.get_floatingip(&f.id).await
     }
@@ -452,6 +470,7 @@ impl Store {
             .execute(&mut *w.tx)
             .await
             .map_err(StoreError::db(format!("deleting floating IP {id}")))?;
+        w.touch(super::changes::ChangeKind::FloatingIp, id);
         w.commit().await
     }
 
@@ -459,6 +478,16 @@ impl Store {
     /// the port is deleted).
     pub async fn disassociate_dangling_floatingips(&self) -> Result<u64, StoreError> {
         let mut w = self.begin_write().await?;
+        let dangling = sqlx::query("SELECT id FROM floatingips WHERE port_id IS NOT NULL AND port_id NOT IN (SELECT id FROM ports)")
+            .fetch_all(&mut *w.tx)
+            .await
+            .map_err(StoreError::db("finding floating IPs of deleted ports"))?;
+        if dangling.is_empty() {
+            return Ok(0);
+        }
+        for r in &dangling {
+            w.touch(super::changes::ChangeKind::FloatingIp, &col_s(r, "id")?);
+        }
         let n = sqlx::query("UPDATE floatingips SET port_id = NULL, fixed_ip_address = NULL WHERE port_id IS NOT NULL AND port_id NOT IN (SELECT id FROM ports)")
             .execute(&mut *w.tx)
             .await
@@ -494,6 +523,7 @@ impl Store {
             .execute(&mut *w.tx)
             .await
             .map_err(StoreError::db(format!("registering node {}", reg.node)))?;
+        w.touch(super::changes::ChangeKind::Node, &reg.node);
         w.commit().await?;
         self.get_agent(&reg.node)
             .await?
@@ -541,6 +571,20 @@ impl Store {
         host: Option<&str>,
     ) -> Result<bool, StoreError> {
         let mut w = self.begin_write().await?;
+        if let Some(h) = host {
+            let cur = sqlx::query("SELECT host_id FROM ports WHERE id = $1")
+                .bind(port_id.to_string())
+                .fetch_optional(&mut *w.tx)
+                .await
+                .map_err(StoreError::db(format!(
+                    "reading the binding of port {port_id}"
+                )))?;
+            if cur
+                .is_some_and(|r| col_s(&r, "host_id").is_ok_and(|c| c.is_empty() && !h.is_empty()))
+            {
+                w.touch(super::changes::ChangeKind::Port, port_id);
+            }
+        }
         let n = match host {
             Some(h) => sqlx::query("UPDATE ports SET status = $1, host_id = $2, updated_at = $3, revision_number = revision_number + 1 WHERE id = $4 AND (status <> $1 OR host_id <> $2) AND (host_id = '' OR host_id = $2)")
                 .bind(status.to_string())
@@ -574,48 +618,88 @@ impl Store {
             .transpose()
     }
 
-    /// Publish `content` for `node` if it differs from what is published: the revision moves
-    /// by one. Compare-and-set on the old content, so two controllers publishing the same
-    /// change bump it once. Returns the new revision when it moved.
-    pub async fn publish_node_state(
+    /// Publish each node's `content` in one transaction, where it differs from what is
+    /// published and what is published does not come from a later position of the change log
+    /// (`source_seq`): a controller that is behind never overwrites a newer state. The
+    /// revision moves by one per changed node; compare-and-set on the row, so two controllers
+    /// publishing the same change bump it once. Returns, per node, the published revision and
+    /// content after the call and whether this call moved it.
+    pub async fn publish_node_states(
         &self,
-        node: &str,
-        content: &str,
-    ) -> Result<Option<i64>, StoreError> {
+        states: &[(String, String)],
+        source_seq: i64,
+    ) -> Result<Vec<Published>, StoreError> {
+        retrying!(self.publish_node_states_once(states, source_seq))
+    }
+
+    async fn publish_node_states_once(
+        &self,
+        states: &[(String, String)],
+        source_seq: i64,
+    ) -> Result<Vec<Published>, StoreError> {
         let mut w = self.begin_write().await?;
-        let cur = sqlx::query("SELECT revision, content FROM node_states WHERE node = $1")
+        let mut out = Vec::with_capacity(states.len());
+        for (node, content) in states {
+            let cur = sqlx::query(
+                "SELECT revision, content, source_seq FROM node_states WHERE node = $1",
+            )
             .bind(node.to_string())
             .fetch_optional(&mut *w.tx)
             .await
             .map_err(StoreError::db(format!("reading the state of node {node}")))?;
-        let next = match cur {
-            None => {
-                let r = sqlx::query("INSERT INTO node_states (node, revision, content) VALUES ($1, 1, $2) ON CONFLICT (node) DO NOTHING")
-                    .bind(node.to_string())
-                    .bind(content.to_string())
-                    .execute(&mut *w.tx)
-                    .await
-                    .map_err(StoreError::db(format!("publishing the state of node {node}")))?;
-                (r.rows_affected() > 0).then_some(1)
-            }
-            Some(row) => {
-                let (rev, old) = (col_i(&row, "revision")?, col_s(&row, "content")?);
-                if old == content {
-                    None
-                } else {
-                    let r = sqlx::query("UPDATE node_states SET revision = revision + 1, content = $1 WHERE node = $2 AND revision = $3")
-                        .bind(content.to_string())
+            let db = |e| StoreError::db(format!("publishing the state of node {node}"))(e);
+            let published = match cur {
+                None => {
+                    sqlx::query("INSERT INTO node_states (node, revision, content, source_seq) VALUES ($1, 1, $2, $3)")
                         .bind(node.to_string())
-                        .bind(rev)
+                        .bind(content.to_string())
+                        .bind(source_seq)
                         .execute(&mut *w.tx)
                         .await
-                        .map_err(StoreError::db(format!("publishing the state of node {node}")))?;
-                    (r.rows_affected() > 0).then_some(rev + 1)
+                        .map_err(db)?;
+                    Published {
+                        node: node.clone(),
+                        revision: 1,
+                        content: content.clone(),
+                        moved: true,
+                    }
                 }
-            }
-        };
+                Some(row) => {
+                    let (rev, old, seq) = (
+                        col_i(&row, "revision")?,
+                        col_s(&row, "content")?,
+                        col_i(&row, "source_seq")?,
+                    );
+                    if old == *content || seq > source_seq {
+                        Published {
+                            node: node.clone(),
+                            revision: rev,
+                            content: old,
+                            moved: false,
+                        }
+                    } else {
+                        sqlx::query("UPDATE node_states SET revision = $1, content = $2, source_seq = $3 WHERE node = $4 AND revision = $5")
+                            .bind(rev + 1)
+                            .bind(content.to_string())
+                            .bind(source_seq)
+                            .bind(node.to_string())
+                            .bind(rev)
+                            .execute(&mut *w.tx)
+                            .await
+                            .map_err(db)?;
+                        Published {
+                            node: node.clone(),
+                            revision: rev + 1,
+                            content: content.clone(),
+                            moved: true,
+                        }
+                    }
+                }
+            };
+            out.push(published);
+        }
         w.commit().await?;
-        Ok(next)
+        Ok(out)
     }
 
     // ---- local tags ----
@@ -634,6 +718,20 @@ impl Store {
                     col_i(r, "tag")? as u16,
                 ))
             })
+            .collect()
+    }
+
+    /// The pod-local tags of one network, by pod.
+    pub async fn local_tags_of(&self, network_id: &str) -> Result<Vec<(String, u16)>, StoreError> {
+        let rows = sqlx::query("SELECT pod, tag FROM local_tags WHERE network_id = $1")
+            .bind(network_id.to_string())
+            .fetch_all(self.pool())
+            .await
+            .map_err(StoreError::db(format!(
+                "reading the local tags of {network_id}"
+            )))?;
+        rows.iter()
+            .map(|r| Ok((col_s(r, "pod")?, col_i(r, "tag")? as u16)))
             .collect()
     }
 
@@ -678,6 +776,9 @@ impl Store {
                 .execute(&mut *w.tx)
                 .await
                 .map_err(StoreError::db(format!("allocating a local tag for {network_id}")))?;
+            if r.rows_affected() > 0 {
+                w.touch(super::changes::ChangeKind::LocalTag, network_id);
+            }
             w.commit().await?;
             if r.rows_affected() > 0 {
                 return Ok(tag);
@@ -701,6 +802,7 @@ impl Store {
             .map_err(StoreError::db(format!(
                 "releasing the local tag of {network_id}"
             )))?;
+        w.touch(super::changes::ChangeKind::LocalTag, network_id);
         w.commit().await
     }
 

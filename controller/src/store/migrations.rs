@@ -14,6 +14,7 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "routers, floating IPs, agents, node states, local tags, jobs",
         super::l3::L3_MIGRATION,
     ),
+    (4, "change log", super::changes::CHANGES_MIGRATION),
 ];
 
 /// One /24 of `bridge_cidr` per project (its east-west bridge network), unique both ways.

@@ -8,6 +8,7 @@
 //! (SQLite has one writer anyway) and other processes wait on the busy timeout.
 
 mod bridge;
+pub mod changes;
 pub mod l3;
 mod migrations;
 pub mod model;
@@ -40,17 +41,31 @@ pub struct Store {
     pool: AnyPool,
     backend: Backend,
     write_lock: tokio::sync::Mutex<()>,
+    /// Bumped after each local commit that logged a change (wakes the local realizer).
+    committed: tokio::sync::watch::Sender<u64>,
 }
 
-/// A write transaction (holding the in-process writer lock on SQLite).
+/// A write transaction (holding the in-process writer lock on SQLite). Objects it
+/// [`touch`](WriteTx::touch)es are appended to the change log at commit.
 pub(crate) struct WriteTx<'a> {
     pub(crate) tx: sqlx::Transaction<'static, Any>,
     _guard: Option<tokio::sync::MutexGuard<'a, ()>>,
+    touched: Vec<(changes::ChangeKind, String)>,
+    backend: Backend,
+    logged: bool,
+    committed: &'a tokio::sync::watch::Sender<u64>,
 }
 
 impl WriteTx<'_> {
-    pub(crate) async fn commit(self) -> Result<(), StoreError> {
-        self.tx.commit().await.map_err(StoreError::db("commit"))
+    pub(crate) async fn commit(mut self) -> Result<(), StoreError> {
+        self.write_changes().await?;
+        let logged = self.logged;
+        let committed = self.committed;
+        self.tx.commit().await.map_err(StoreError::db("commit"))?;
+        if logged {
+            committed.send_modify(|n| *n += 1);
+        }
+        Ok(())
     }
 }
 
@@ -122,6 +137,7 @@ impl Store {
             pool,
             backend,
             write_lock: tokio::sync::Mutex::new(()),
+            committed: tokio::sync::watch::Sender::new(0),
         };
         store.migrate().await?;
         Ok(store)
@@ -152,7 +168,14 @@ impl Store {
             .begin()
             .await
             .map_err(StoreError::db("beginning a transaction"))?;
-        Ok(WriteTx { tx, _guard: guard })
+        Ok(WriteTx {
+            tx,
+            _guard: guard,
+            touched: Vec::new(),
+            backend: self.backend,
+            logged: false,
+            committed: &self.committed,
+        })
     }
 
     /// Apply pending migrations (idempotent; concurrent starts on PostgreSQL serialise on an
@@ -183,7 +206,12 @@ impl Store {
             if done.contains(version) {
                 continue;
             }
-            for stmt in migrations::statements(sql) {
+            let serial = match self.backend {
+                Backend::Sqlite => "INTEGER PRIMARY KEY AUTOINCREMENT",
+                Backend::Postgres => "BIGSERIAL PRIMARY KEY",
+            };
+            let sql = sql.replace("{SERIAL}", serial);
+            for stmt in migrations::statements(&sql) {
                 sqlx::query(stmt)
                     .execute(&mut *w.tx)
                     .await

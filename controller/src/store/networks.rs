@@ -252,6 +252,7 @@ impl Store {
             .await
             .map_err(StoreError::db(format!("reading network {}", n.id)))?;
         let net = network_from_row(&row)?;
+        w.touch(super::changes::ChangeKind::Network, &net.id);
         w.commit().await?;
         tracing::info!(network = %net.id, segment = ?net.segment, "network created");
         Ok(net)
@@ -362,6 +363,7 @@ impl Store {
         if r.rows_affected() == 0 {
             return Err(ApiError::not_found("Network", "NetworkNotFound", &n.id).into());
         }
+        w.touch(super::changes::ChangeKind::Network, &n.id);
         w.commit().await?;
         self.get_network(&n.id).await
     }
@@ -401,6 +403,7 @@ impl Store {
         if r.rows_affected() == 0 {
             return Err(ApiError::not_found("Network", "NetworkNotFound", id).into());
         }
+        w.touch(super::changes::ChangeKind::Network, id);
         w.commit().await?;
         tracing::info!(network = id, "network deleted");
         Ok(())

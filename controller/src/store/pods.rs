@@ -49,6 +49,7 @@ impl Store {
             };
             return Err(ApiError::conflict("PodConflict", msg).into());
         }
+        w.touch(super::changes::ChangeKind::Pod, &pod.pod_id);
         w.commit().await?;
         Ok(pod.clone())
     }
@@ -131,6 +132,7 @@ impl Store {
             .execute(&mut *w.tx)
             .await
             .map_err(StoreError::db(format!("deleting pod {id}")))?;
+        w.touch(super::changes::ChangeKind::Pod, id);
         w.commit().await
     }
 }

@@ -303,6 +303,7 @@ impl Store {
             p.fixed_ips.as_deref(),
         )
         .await?;
+        w.touch(super::changes::ChangeKind::Port, &p.id);
         w.commit().await?;
         self.get_port(&p.id).await
     }
@@ -440,6 +441,7 @@ impl Store {
                 )))?;
             assign_ips(&mut w, &p.network_id, &p.id, &p.device_owner, Some(req)).await?;
         }
+        w.touch(super::changes::ChangeKind::Port, &p.id);
         w.commit().await?;
         self.get_port(&p.id).await
     }
@@ -456,6 +458,7 @@ impl Store {
         if r.rows_affected() == 0 {
             return Err(ApiError::not_found("Port", "PortNotFound", id).into());
         }
+        w.touch(super::changes::ChangeKind::Port, id);
         w.commit().await?;
         tracing::info!(port = id, "port deleted");
         Ok(())

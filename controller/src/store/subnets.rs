@@ -130,6 +130,7 @@ impl Store {
         .execute(&mut *w.tx)
         .await
         .map_err(StoreError::db(format!("inserting subnet {}", s.id)))?;
+        w.touch(super::changes::ChangeKind::Subnet, &s.id);
         w.commit().await?;
         tracing::info!(subnet = %s.id, network = %s.network_id, cidr = %s.cidr, "subnet created");
         self.get_subnet(&s.id).await
@@ -229,6 +230,7 @@ impl Store {
         if r.rows_affected() == 0 {
             return Err(ApiError::not_found("Subnet", "SubnetNotFound", &s.id).into());
         }
+        w.touch(super::changes::ChangeKind::Subnet, &s.id);
         w.commit().await?;
         self.get_subnet(&s.id).await
     }
@@ -267,6 +269,7 @@ impl Store {
         if r.rows_affected() == 0 {
             return Err(ApiError::not_found("Subnet", "SubnetNotFound", id).into());
         }
+        w.touch(super::changes::ChangeKind::Subnet, id);
         w.commit().await?;
         tracing::info!(subnet = id, "subnet deleted");
         Ok(())

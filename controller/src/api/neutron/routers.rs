@@ -211,6 +211,15 @@ async fn check_router(
     validation(planner::validate_router(snap, &r.id))
 }
 
+/// Deletes a gateway port unless it is gone already: once the router row no longer wants it,
+/// the realizer collects it too (it is how a crash between the two writes is mended).
+async fn delete_if_present(app: &App, port: &str) -> Result<(), ApiError> {
+    match app.store.delete_port(port).await {
+        Err(StoreError::Api(a)) if a.status == StatusCode::NOT_FOUND => Ok(()),
+        other => other.map_err(ApiError::from),
+    }
+}
+
 /// Makes the gateway port match `r.gateway`: deletes a port on another network, creates the
 /// missing one (IPs as requested, else the first free one).
 async fn sync_gateway_port(app: &App, r: &Router) -> Result<(), ApiError> {
@@ -220,7 +229,7 @@ async fn sync_gateway_port(app: &App, r: &Router) -> Result<(), ApiError> {
             .as_ref()
             .is_none_or(|g| g.network_id != p.network_id)
         {
-            app.store.delete_port(&p.id).await?;
+            delete_if_present(app, &p.id).await?;
         } else {
             return Ok(());
         }
@@ -440,7 +449,7 @@ pub(crate) async fn handle(
                 .iter()
                 .filter(|p| p.device_owner == OWNER_GATEWAY && p.device_id == r.id)
             {
-                app.store.delete_port(&p.id).await?;
+                delete_if_present(app, &p.id).await?;
             }
             app.store.delete_router(&r.id).await?;
             tracing::info!(router = %r.id, "router deleted");

@@ -1,0 +1,689 @@
+//! The intent as the realizer holds it in memory: the store's rows (ports, routers, floating IPs,
+//! networks, subnets, nodes, pods, bridge /24s, local tags) and the [`planner::Snapshot`]
+//! derived from them.
+//!
+//! [`Intent::load`] reads everything; after that, [`Intent::refresh`] re-reads one object the
+//! change log names and returns a [`Patch`], and [`Intent::apply`] patches the rows and the
+//! snapshot in place — the same derivation per object as the full load, so a patched intent
+//! equals a freshly loaded one (the realizer checks this on every periodic full pass).
+//! Collections keep a canonical order (ports by creation, everything else by id) so the two
+//! are comparable with `==` and the planner sees the same input either way.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use ipnet::{IpNet, Ipv4Net};
+use planner::{Change, Snapshot};
+
+use crate::error::StoreError;
+use crate::realize::{
+    bridge_network_id, bridge_subnet_id, BRIDGE_OWNER, BRIDGE_PHYSNET, OWNER_BRIDGE_IP,
+    OWNER_FLOATINGIP, OWNER_GATEWAY, OWNER_INTERFACE, OWNER_LEG,
+};
+use crate::store::changes::{ChangeKind, ChangeRow};
+use crate::store::l3::{FloatingIp, Router};
+use crate::store::{Network, Pod, Port, Scope, Segment, Store, Subnet};
+
+/// Everything the planner needs, as rows and as the planner's snapshot.
+#[derive(Debug, Clone)]
+pub struct Intent {
+    /// The planner's snapshot, derived from the rows below.
+    pub snapshot: Snapshot,
+    /// Ports by id (all of them).
+    pub ports: BTreeMap<String, Port>,
+    /// Routers by id.
+    pub routers: BTreeMap<String, Router>,
+    /// Floating IPs by id.
+    pub floatingips: BTreeMap<String, FloatingIp>,
+    /// Networks by id.
+    pub networks: BTreeMap<String, Network>,
+    /// Subnets by id.
+    pub subnets: BTreeMap<String, Subnet>,
+    /// Registered nodes by name.
+    nodes: BTreeMap<String, wire::NodeRegistration>,
+    /// Pods by region name.
+    pods: BTreeMap<String, Pod>,
+    /// Bridge /24 by project.
+    bridge_cidrs: BTreeMap<String, Ipv4Net>,
+    /// network → pod → pod-local tag.
+    local_tags: BTreeMap<String, BTreeMap<String, u16>>,
+    /// device id → its ports (router and floating IP ports are found by their device).
+    by_device: BTreeMap<String, BTreeSet<String>>,
+}
+
+/// One object as the store holds it now (`None`: deleted).
+#[derive(Debug, Clone)]
+pub enum Patch {
+    /// A port.
+    Port(String, Option<Port>),
+    /// A router.
+    Router(String, Option<Router>),
+    /// A floating IP.
+    FloatingIp(String, Option<FloatingIp>),
+    /// A network.
+    Network(String, Option<Network>),
+    /// A subnet.
+    Subnet(String, Option<Subnet>),
+    /// A project's bridge /24.
+    Project(String, Option<Ipv4Net>),
+    /// A node's registration.
+    Node(String, Option<wire::NodeRegistration>),
+    /// Every pod.
+    Pods(Vec<Pod>),
+    /// The local tags of a network.
+    LocalTags(String, BTreeMap<String, u16>),
+}
+
+fn missing<T>(r: Result<T, StoreError>) -> Result<Option<T>, StoreError> {
+    match r {
+        Ok(v) => Ok(Some(v)),
+        Err(StoreError::Api(a)) if a.status == axum::http::StatusCode::NOT_FOUND => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+fn port_key(p: &Port) -> (&str, &str) {
+    (p.created_at.as_str(), p.id.as_str())
+}
+
+/// The project of a bridge network, from its name (`bridge-net-<project>`).
+fn bridge_project(n: &Network) -> Option<&str> {
+    (n.project_id == BRIDGE_OWNER)
+        .then(|| n.name.strip_prefix("bridge-net-"))
+        .flatten()
+}
+
+fn planner_network(n: &Network) -> planner::Network {
+    let (network_type, physnet, segmentation_id) = match &n.segment {
+        Segment::Local => (planner::NetworkType::Local, None, None),
+        Segment::Vlan { physnet, id } => {
+            (planner::NetworkType::Vlan, Some(physnet.clone()), Some(*id))
+        }
+        Segment::Flat { physnet } => (planner::NetworkType::Flat, Some(physnet.clone()), None),
+    };
+    planner::Network {
+        id: n.id.clone(),
+        project_id: n.project_id.clone(),
+        network_type,
+        physnet,
+        segmentation_id,
+        external: n.external,
+        az_hints: n.az_hints.clone(),
+        shared: n.shared,
+    }
+}
+
+fn fixed(p: &Port) -> Vec<planner::FixedIp> {
+    p.fixed_ips
+        .iter()
+        .map(|f| planner::FixedIp {
+            subnet_id: f.subnet_id.clone(),
+            ip_address: f.ip_address,
+        })
+        .collect()
+}
+
+fn planner_port(p: &Port) -> planner::Port {
+    planner::Port {
+        id: p.id.clone(),
+        network_id: p.network_id.clone(),
+        project_id: p.project_id.clone(),
+        mac: p.mac_address.clone(),
+        fixed_ips: fixed(p),
+        device_owner: p.device_owner.clone(),
+        device_id: p.device_id.clone(),
+        binding_host: (!p.host_id.is_empty()).then(|| p.host_id.clone()),
+    }
+}
+
+fn planner_interface(p: &Port) -> Option<planner::RouterInterface> {
+    if p.device_owner != OWNER_INTERFACE || p.device_id.is_empty() {
+        return None;
+    }
+    let f = p.fixed_ips.first()?;
+    Some(planner::RouterInterface {
+        router_id: p.device_id.clone(),
+        subnet_id: f.subnet_id.clone(),
+        port_id: p.id.clone(),
+        ip_address: f.ip_address,
+        mac: p.mac_address.clone(),
+    })
+}
+
+fn planner_fip(f: &FloatingIp) -> Option<planner::FloatingIp> {
+    Some(planner::FloatingIp {
+        id: f.id.clone(),
+        project_id: f.project_id.clone(),
+        floating_network_id: f.floating_network_id.clone(),
+        floating_ip_address: f.floating_ip_address.parse().ok()?,
+        port_id: f.port_id.clone(),
+        fixed_ip_address: f.fixed_ip_address.as_deref().and_then(|a| a.parse().ok()),
+    })
+}
+
+/// Replace the element `id` of a vector sorted by id.
+fn upsert_by_id<T>(v: &mut Vec<T>, id: &str, key: impl Fn(&T) -> &str, item: Option<T>) {
+    match (v.binary_search_by(|x| key(x).cmp(id)), item) {
+        (Ok(i), Some(item)) => v[i] = item,
+        (Ok(i), None) => {
+            v.remove(i);
+        }
+        (Err(i), Some(item)) => v.insert(i, item),
+        (Err(_), None) => {}
+    }
+}
+
+impl Intent {
+    fn empty() -> Intent {
+        Intent {
+            snapshot: Snapshot {
+                bridge_physnet: BRIDGE_PHYSNET.into(),
+                local_physnet: BRIDGE_PHYSNET.into(),
+                ..Snapshot::default()
+            },
+            ports: BTreeMap::new(),
+            routers: BTreeMap::new(),
+            floatingips: BTreeMap::new(),
+            networks: BTreeMap::new(),
+            subnets: BTreeMap::new(),
+            nodes: BTreeMap::new(),
+            pods: BTreeMap::new(),
+            bridge_cidrs: BTreeMap::new(),
+            local_tags: BTreeMap::new(),
+            by_device: BTreeMap::new(),
+        }
+    }
+
+    /// Reads the whole intent.
+    pub async fn load(store: &Store) -> Result<Intent, StoreError> {
+        let all = Scope::default();
+        let mut i = Intent::empty();
+        i.pods = store
+            .list_pods()
+            .await?
+            .into_iter()
+            .map(|p| (p.region_name.clone(), p))
+            .collect();
+        i.nodes = store
+            .list_agents()
+            .await?
+            .into_iter()
+            .map(|a| (a.node.clone(), a.registration))
+            .collect();
+        i.networks = store
+            .list_networks(&all)
+            .await?
+            .into_iter()
+            .map(|n| (n.id.clone(), n))
+            .collect();
+        i.subnets = store
+            .list_subnets(&all)
+            .await?
+            .into_iter()
+            .map(|s| (s.id.clone(), s))
+            .collect();
+        i.ports = store
+            .list_ports(&all, None)
+            .await?
+            .into_iter()
+            .map(|p| (p.id.clone(), p))
+            .collect();
+        i.routers = store
+            .list_routers(None)
+            .await?
+            .into_iter()
+            .map(|r| (r.id.clone(), r))
+            .collect();
+        i.floatingips = store
+            .list_floatingips(None)
+            .await?
+            .into_iter()
+            .map(|f| (f.id.clone(), f))
+            .collect();
+        i.bridge_cidrs = store.list_bridge_subnets().await?.into_iter().collect();
+        for (net, pod, tag) in store.local_tags().await? {
+            i.local_tags.entry(net).or_default().insert(pod, tag);
+        }
+        for p in i.ports.values() {
+            if !p.device_id.is_empty() {
+                i.by_device
+                    .entry(p.device_id.clone())
+                    .or_default()
+                    .insert(p.id.clone());
+            }
+        }
+        i.rebuild();
+        Ok(i)
+    }
+
+    /// Derive the whole snapshot from the rows.
+    fn rebuild(&mut self) {
+        let s = &mut self.snapshot;
+        s.pods = self.pods.values().map(planner_pod).collect();
+        s.nodes = self.nodes.values().map(planner::Node::from).collect();
+        s.networks = self
+            .networks
+            .values()
+            .filter(|n| n.project_id != BRIDGE_OWNER)
+            .map(planner_network)
+            .collect();
+        s.subnets = self
+            .subnets
+            .values()
+            .filter(|x| x.project_id != BRIDGE_OWNER)
+            .map(planner_subnet)
+            .collect();
+        let mut ports: Vec<&Port> = self.ports.values().collect();
+        ports.sort_by(|a, b| port_key(a).cmp(&port_key(b)));
+        s.ports = ports
+            .iter()
+            .filter(|p| p.project_id != BRIDGE_OWNER)
+            .map(|p| planner_port(p))
+            .collect();
+        s.router_interfaces = ports.iter().filter_map(|p| planner_interface(p)).collect();
+        s.floating_ips = self.floatingips.values().filter_map(planner_fip).collect();
+        s.allocations = planner::Allocations::default();
+        let ids: Vec<String> = self.routers.keys().cloned().collect();
+        self.snapshot.routers.clear();
+        for id in ids {
+            self.derive_router(&id);
+        }
+        let ports: Vec<String> = self.ports.keys().cloned().collect();
+        for id in ports {
+            let p = self.ports[&id].clone();
+            self.port_allocations(&p, true);
+        }
+        let projects: Vec<String> = self
+            .networks
+            .values()
+            .filter_map(bridge_project)
+            .map(str::to_string)
+            .collect();
+        for p in projects {
+            self.derive_bridge(&p);
+        }
+        let nets: Vec<String> = self.local_tags.keys().cloned().collect();
+        for n in nets {
+            self.derive_local_tags(&n);
+        }
+    }
+
+    /// Re-read the object a change-log entry names.
+    pub async fn refresh(store: &Store, row: &ChangeRow) -> Result<Patch, StoreError> {
+        let id = row.object_id.clone();
+        Ok(match row.kind {
+            ChangeKind::Port => Patch::Port(id.clone(), missing(store.get_port(&id).await)?),
+            ChangeKind::Router => Patch::Router(id.clone(), missing(store.get_router(&id).await)?),
+            ChangeKind::FloatingIp => {
+                Patch::FloatingIp(id.clone(), missing(store.get_floatingip(&id).await)?)
+            }
+            ChangeKind::Network => {
+                Patch::Network(id.clone(), missing(store.get_network(&id).await)?)
+            }
+            ChangeKind::Subnet => Patch::Subnet(id.clone(), missing(store.get_subnet(&id).await)?),
+            ChangeKind::Project => Patch::Project(id.clone(), store.bridge_subnet_of(&id).await?),
+            ChangeKind::Node => Patch::Node(
+                id.clone(),
+                store.get_agent(&id).await?.map(|a| a.registration),
+            ),
+            ChangeKind::Pod => Patch::Pods(store.list_pods().await?),
+            ChangeKind::LocalTag => {
+                let tags = store.local_tags_of(&id).await?;
+                Patch::LocalTags(id, tags.into_iter().collect())
+            }
+        })
+    }
+
+    /// Patch the rows and the snapshot; returns the planner changes to re-plan.
+    pub fn apply(&mut self, patch: &Patch) -> Vec<Change> {
+        let mut out = Vec::new();
+        match patch {
+            Patch::Port(id, new) => self.apply_port(id, new.as_ref(), &mut out),
+            Patch::Router(id, new) => {
+                match new {
+                    Some(r) => self.routers.insert(id.clone(), r.clone()),
+                    None => self.routers.remove(id),
+                };
+                self.derive_router(id);
+                out.push(Change::Router(id.clone()));
+            }
+            Patch::FloatingIp(id, new) => {
+                match new {
+                    Some(f) => self.floatingips.insert(id.clone(), f.clone()),
+                    None => self.floatingips.remove(id),
+                };
+                let item = new.as_ref().and_then(planner_fip);
+                upsert_by_id(&mut self.snapshot.floating_ips, id, |f| &f.id, item);
+                out.push(Change::FloatingIp(id.clone()));
+            }
+            Patch::Network(id, new) => {
+                let old = match new {
+                    Some(n) => self.networks.insert(id.clone(), n.clone()),
+                    None => self.networks.remove(id),
+                };
+                if new.is_none() {
+                    // Its subnets and local tags went with it (ON DELETE CASCADE).
+                    let subs: Vec<String> = self
+                        .subnets
+                        .values()
+                        .filter(|s| &s.network_id == id)
+                        .map(|s| s.id.clone())
+                        .collect();
+                    for s in subs {
+                        self.apply_subnet(&s, None, &mut out);
+                    }
+                    self.local_tags.remove(id);
+                }
+                let bridge = new
+                    .as_ref()
+                    .or(old.as_ref())
+                    .and_then(bridge_project)
+                    .map(str::to_string);
+                match bridge {
+                    Some(project) => {
+                        self.derive_bridge(&project);
+                        out.push(Change::Project(project));
+                    }
+                    None => {
+                        let item = new
+                            .as_ref()
+                            .filter(|n| n.project_id != BRIDGE_OWNER)
+                            .map(planner_network);
+                        upsert_by_id(&mut self.snapshot.networks, id, |n| &n.id, item);
+                        self.derive_local_tags(id);
+                        out.push(Change::Network(id.clone()));
+                    }
+                }
+            }
+            Patch::Subnet(id, new) => self.apply_subnet(id, new.as_ref(), &mut out),
+            Patch::Project(project, cidr) => {
+                match cidr {
+                    Some(c) => self.bridge_cidrs.insert(project.clone(), *c),
+                    None => self.bridge_cidrs.remove(project),
+                };
+                self.derive_bridge(project);
+                out.push(Change::Project(project.clone()));
+            }
+            Patch::Node(name, reg) => {
+                match reg {
+                    Some(r) => self.nodes.insert(name.clone(), r.clone()),
+                    None => self.nodes.remove(name),
+                };
+                let item = reg.as_ref().map(planner::Node::from);
+                upsert_by_id(&mut self.snapshot.nodes, name, |n| &n.name, item);
+                out.push(Change::Node(name.clone()));
+            }
+            Patch::Pods(pods) => {
+                self.pods = pods
+                    .iter()
+                    .map(|p| (p.region_name.clone(), p.clone()))
+                    .collect();
+                self.snapshot.pods = self.pods.values().map(planner_pod).collect();
+                out.push(Change::Pod(String::new()));
+            }
+            Patch::LocalTags(net, tags) => {
+                if tags.is_empty() {
+                    self.local_tags.remove(net);
+                } else {
+                    self.local_tags.insert(net.clone(), tags.clone());
+                }
+                self.derive_local_tags(net);
+                out.push(Change::Network(net.clone()));
+            }
+        }
+        out
+    }
+
+    fn apply_subnet(&mut self, id: &str, new: Option<&Subnet>, out: &mut Vec<Change>) {
+        let old = match new {
+            Some(s) => self.subnets.insert(id.to_string(), s.clone()),
+            None => self.subnets.remove(id),
+        };
+        let Some(any) = new.or(old.as_ref()) else {
+            return;
+        };
+        if any.project_id == BRIDGE_OWNER {
+            let project = self
+                .networks
+                .get(&any.network_id)
+                .and_then(bridge_project)
+                .map(str::to_string)
+                .or_else(|| any.name.strip_prefix("bridge-subnet-").map(str::to_string));
+            if let Some(p) = project {
+                self.derive_bridge(&p);
+                out.push(Change::Project(p));
+            }
+            return;
+        }
+        upsert_by_id(
+            &mut self.snapshot.subnets,
+            id,
+            |s| &s.id,
+            new.map(planner_subnet),
+        );
+        out.push(Change::Subnet(id.to_string()));
+    }
+
+    fn apply_port(&mut self, id: &str, new: Option<&Port>, out: &mut Vec<Change>) {
+        let old = self.ports.get(id).cloned();
+        // Old contributions out.
+        if let Some(o) = &old {
+            if let Some(i) = self.snapshot.ports.iter().position(|p| p.id == o.id) {
+                self.snapshot.ports.remove(i);
+            }
+            self.snapshot
+                .router_interfaces
+                .retain(|i| i.port_id != o.id);
+            self.port_allocations(o, false);
+            if let Some(set) = self.by_device.get_mut(&o.device_id) {
+                set.remove(&o.id);
+                if set.is_empty() {
+                    self.by_device.remove(&o.device_id);
+                }
+            }
+            self.ports.remove(id);
+        }
+        // New ones in, at their place in creation order.
+        if let Some(n) = new {
+            self.ports.insert(id.to_string(), n.clone());
+            if !n.device_id.is_empty() {
+                self.by_device
+                    .entry(n.device_id.clone())
+                    .or_default()
+                    .insert(n.id.clone());
+            }
+            let key = port_key(n);
+            if n.project_id != BRIDGE_OWNER {
+                let ports = &self.ports;
+                let at = self
+                    .snapshot
+                    .ports
+                    .partition_point(|p| ports.get(&p.id).is_some_and(|x| port_key(x) < key));
+                self.snapshot.ports.insert(at, planner_port(n));
+            }
+            if let Some(iface) = planner_interface(n) {
+                let ports = &self.ports;
+                let at = self
+                    .snapshot
+                    .router_interfaces
+                    .partition_point(|i| ports.get(&i.port_id).is_some_and(|x| port_key(x) < key));
+                self.snapshot.router_interfaces.insert(at, iface);
+            }
+            self.port_allocations(n, true);
+        }
+        // Which planner objects that touched.
+        let mut devices: BTreeSet<(&str, &str)> = BTreeSet::new();
+        for p in old.iter().chain(new) {
+            if !p.device_id.is_empty() {
+                devices.insert((p.device_owner.as_str(), p.device_id.as_str()));
+            }
+        }
+        let mut plain = false;
+        for p in old.iter().chain(new) {
+            match p.device_owner.as_str() {
+                OWNER_INTERFACE | OWNER_GATEWAY | OWNER_LEG | OWNER_BRIDGE_IP
+                    if !p.device_id.is_empty() => {}
+                OWNER_FLOATINGIP if !p.device_id.is_empty() => {}
+                _ if p.project_id != BRIDGE_OWNER => plain = true,
+                _ => {}
+            }
+        }
+        let routers: Vec<String> = devices
+            .iter()
+            .filter(|(o, _)| {
+                matches!(
+                    *o,
+                    OWNER_INTERFACE | OWNER_GATEWAY | OWNER_LEG | OWNER_BRIDGE_IP
+                )
+            })
+            .map(|(_, d)| d.to_string())
+            .collect();
+        let fips: Vec<String> = devices
+            .iter()
+            .filter(|(o, _)| *o == OWNER_FLOATINGIP)
+            .map(|(_, d)| d.to_string())
+            .collect();
+        for r in routers {
+            self.derive_router(&r);
+            out.push(Change::Router(r));
+        }
+        for f in fips {
+            out.push(Change::FloatingIp(f));
+        }
+        if plain {
+            out.push(Change::Port(id.to_string()));
+        }
+    }
+
+    /// Add (or remove) the bridge IP / leg IP a port stands for.
+    fn port_allocations(&mut self, p: &Port, add: bool) {
+        let Some(f) = p.fixed_ips.first() else {
+            return;
+        };
+        let a = &mut self.snapshot.allocations;
+        match (p.device_owner.as_str(), add) {
+            (OWNER_BRIDGE_IP, true) => a.set_bridge_ip(&p.device_id, &p.name, f.ip_address),
+            (OWNER_BRIDGE_IP, false) => {
+                if let Some(m) = a.bridge_ips.get_mut(&p.device_id) {
+                    m.remove(&p.name);
+                    if m.is_empty() {
+                        a.bridge_ips.remove(&p.device_id);
+                    }
+                }
+            }
+            (OWNER_LEG, true) => a.set_leg_ip(&p.device_id, &p.name, &f.subnet_id, f.ip_address),
+            (OWNER_LEG, false) => {
+                if let Some(pods) = a.leg_ips.get_mut(&p.device_id) {
+                    if let Some(subs) = pods.get_mut(&p.name) {
+                        subs.remove(&f.subnet_id);
+                        if subs.is_empty() {
+                            pods.remove(&p.name);
+                        }
+                    }
+                    if pods.is_empty() {
+                        a.leg_ips.remove(&p.device_id);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// The gateway port of a router: its oldest port with owner `network:router_gateway`.
+    fn gateway_port(&self, router: &str) -> Option<&Port> {
+        self.by_device
+            .get(router)?
+            .iter()
+            .filter_map(|id| self.ports.get(id))
+            .filter(|p| p.device_owner == OWNER_GATEWAY)
+            .min_by(|a, b| port_key(a).cmp(&port_key(b)))
+    }
+
+    fn derive_router(&mut self, id: &str) {
+        let item = self.routers.get(id).map(|r| planner::Router {
+            id: r.id.clone(),
+            project_id: r.project_id.clone(),
+            az_hints: r.az_hints.clone(),
+            external_gateway: r.gateway.as_ref().and_then(|g| {
+                self.gateway_port(&r.id).map(|p| planner::ExternalGateway {
+                    network_id: g.network_id.clone(),
+                    enable_snat: g.enable_snat,
+                    external_fixed_ips: fixed(p),
+                })
+            }),
+            routes: r
+                .routes
+                .iter()
+                .filter_map(|rt| {
+                    Some(planner::UserRoute {
+                        destination: rt.destination.parse().ok()?,
+                        nexthop: rt.nexthop.parse().ok()?,
+                    })
+                })
+                .collect(),
+        });
+        upsert_by_id(&mut self.snapshot.routers, id, |r| &r.id, item);
+    }
+
+    /// A project's bridge network, when its network, subnet and /24 are all there.
+    fn derive_bridge(&mut self, project: &str) {
+        let net = self.networks.get(&bridge_network_id(project));
+        let whole = match (
+            net.map(|n| &n.segment),
+            self.bridge_cidrs.get(project),
+            self.subnets.contains_key(&bridge_subnet_id(project)),
+        ) {
+            (Some(Segment::Vlan { id, .. }), Some(cidr), true) => Some(planner::BridgeNetwork {
+                vlan: *id,
+                cidr: IpNet::V4(*cidr),
+            }),
+            _ => None,
+        };
+        let a = &mut self.snapshot.allocations.bridge_networks;
+        match whole {
+            Some(b) => {
+                a.insert(project.to_string(), b);
+            }
+            None => {
+                a.remove(project);
+            }
+        }
+    }
+
+    fn derive_local_tags(&mut self, net: &str) {
+        let a = &mut self.snapshot.allocations.local_tags;
+        a.remove(net);
+        if !self.networks.contains_key(net) {
+            return;
+        }
+        if let Some(tags) = self.local_tags.get(net) {
+            for (pod, tag) in tags {
+                self.snapshot.allocations.set_local_tag(net, pod, *tag);
+            }
+        }
+    }
+
+    /// Ports of a device (router or floating IP).
+    pub fn ports_of(&self, device: &str) -> impl Iterator<Item = &Port> {
+        self.by_device
+            .get(device)
+            .into_iter()
+            .flatten()
+            .filter_map(|id| self.ports.get(id))
+    }
+}
+
+fn planner_pod(p: &Pod) -> planner::Pod {
+    planner::Pod {
+        region_name: p.region_name.clone(),
+        az_name: (!p.az_name.is_empty()).then(|| p.az_name.clone()),
+    }
+}
+
+fn planner_subnet(s: &Subnet) -> planner::Subnet {
+    planner::Subnet {
+        id: s.id.clone(),
+        network_id: s.network_id.clone(),
+        cidr: s.cidr,
+        gateway_ip: s.gateway_ip,
+    }
+}
