@@ -37,7 +37,16 @@ fn age_secs(ts: &str) -> u64 {
 
 /// Moves every unfinished job one step.
 pub async fn advance(app: &App) -> Result<(), ApiError> {
-    for job in app.store.list_jobs().await? {
+    let jobs = app.store.list_jobs().await?;
+    if jobs
+        .iter()
+        .all(|j| j.status == "SUCCESS" || (j.status == "FAIL" && j.attempts >= MAX_ATTEMPTS))
+    {
+        return Ok(());
+    }
+    // Every node's report, read once for all the jobs.
+    let reports = crate::realize::Reports::load(app).await?;
+    for job in jobs {
         match job.status.as_str() {
             "NEW" => {
                 app.store
@@ -52,7 +61,7 @@ pub async fn advance(app: &App) -> Result<(), ApiError> {
                         .await?;
                     continue;
                 }
-                match crate::realize::router_realized(app, &job.resource_id).await? {
+                match reports.router(&app.realizer.hub, &job.resource_id) {
                     Ok(true) => {
                         app.store
                             .set_job(&job.id, "SUCCESS", job.attempts, None)

@@ -95,6 +95,8 @@ pub struct PublishedState {
     pub content: String,
     /// The body of the watch answer (`wire::WatchResponse` as JSON), built once.
     pub body: Arc<[u8]>,
+    /// The routers it holds an instance of (for the realization barrier).
+    pub routers: BTreeSet<String>,
 }
 
 /// Every node's published state, one watch channel per node: a publication wakes only the
@@ -135,12 +137,14 @@ impl NodeHub {
         let mut state: wire::NodeDesiredState = serde_json::from_str(content)
             .map_err(|e| ApiError::internal(format!("stored state of {node} unreadable: {e}")))?;
         state.revision = revision;
+        let routers = state.routers.keys().cloned().collect();
         let body = serde_json::to_vec(&wire::WatchResponse { revision, state })
             .map_err(|e| ApiError::internal(format!("serialising the state of {node}: {e}")))?;
         tx.send_replace(Some(Arc::new(PublishedState {
             revision,
             content: content.to_string(),
             body: body.into(),
+            routers,
         })));
         Ok(())
     }
@@ -150,7 +154,9 @@ impl NodeHub {
 /// planner re-plans from the pair), the states it planned, and its position in the log.
 #[derive(Default)]
 struct Model {
-    new: Option<Intent>,
+    /// Shared with API requests that read it ([`Realizer::intent`]); copied on write only
+    /// while one still holds it.
+    new: Option<Arc<Intent>>,
     old: Option<Intent>,
     planned: BTreeMap<String, wire::NodeDesiredState>,
     cursor: Cursor,
@@ -215,6 +221,17 @@ impl Realizer {
         self.pass(app, false).await.map(|r| r.published)
     }
 
+    /// The intent as of now: the change log is caught up first, so a request sees its own
+    /// writes. Cheap to hold (shared, not copied); the realizer copies it only if it must
+    /// change it while a request still holds it.
+    pub async fn intent(&self, app: &App) -> Result<Arc<Intent>, ApiError> {
+        self.pass(app, false).await?;
+        let m = self.model.lock().await;
+        m.new
+            .clone()
+            .ok_or_else(|| ApiError::internal("the realizer has no intent loaded"))
+    }
+
     /// Runs a full pass now (re-read everything, compare with the incremental picture).
     pub async fn run_full(&self, app: &App) -> Result<PassReport, ApiError> {
         self.pass(app, true).await
@@ -270,7 +287,7 @@ impl Realizer {
             fixed += 1;
         }
         let states = planner::plan_all(&intent.snapshot);
-        if let (true, 0, Some(known)) = (quiet, fixed, &m.new) {
+        if let (true, 0, Some(known)) = (quiet, fixed, m.new.as_deref()) {
             let differs = known.snapshot != intent.snapshot;
             let nodes: Vec<&String> = states
                 .iter()
@@ -291,7 +308,7 @@ impl Realizer {
         report.published += self.publish(app, &states, seq).await?;
         m.planned = states;
         m.old = Some(intent.clone());
-        m.new = Some(intent);
+        m.new = Some(Arc::new(intent));
         m.cursor = Cursor::at(seq);
         m.last_full = Some(Instant::now());
         if let Err(e) = store.prune_changes(LOG_RETENTION).await {
@@ -309,6 +326,7 @@ impl Realizer {
         let (Some(new), Some(old)) = (m.new.as_mut(), m.old.as_ref()) else {
             return Ok(report);
         };
+        let new = Arc::make_mut(new);
         for round in 0..MAX_ROUNDS {
             let rows = store.read_changes(&mut m.cursor).await?;
             if rows.is_empty() {
@@ -528,11 +546,6 @@ async fn listen(app: Arc<App>) {
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(Duration::from_secs(10));
     }
-}
-
-/// Reads the whole intent.
-pub async fn read_intent(app: &App) -> Result<Intent, StoreError> {
-    Intent::load(&app.store).await
 }
 
 /// One full pass outside the realizer (re-read everything, collect, allocate, plan every node,
@@ -788,54 +801,58 @@ fn is_recent(ts: &str) -> bool {
     now.get(..16) == ts.get(..16)
 }
 
-/// The published state of `node` with its revision filled in.
-pub async fn published_state(
-    app: &App,
-    node: &str,
-) -> Result<Option<(u64, wire::NodeDesiredState)>, ApiError> {
-    let Some((rev, content)) = app.store.node_state(node).await? else {
-        return Ok(None);
-    };
-    let mut state: wire::NodeDesiredState = serde_json::from_str(&content)
-        .map_err(|e| ApiError::internal(format!("stored state of {node} unreadable: {e}")))?;
-    state.revision = rev as u64;
-    Ok(Some((rev as u64, state)))
+/// What every node reports, read once to judge the realization of several routers.
+pub struct Reports {
+    agents: Vec<crate::store::l3::AgentRow>,
 }
 
-/// Whether a router is in place everywhere: every node whose published state holds one of its
-/// instances has applied that revision and reports the instance ready. `Err` carries an
-/// agent's failure.
-pub async fn router_realized(app: &App, router_id: &str) -> Result<Result<bool, String>, ApiError> {
-    let agents = app.store.list_agents().await?;
-    for a in &agents {
-        let Some((rev, state)) = published_state(app, &a.node).await? else {
-            continue;
-        };
-        if !state.routers.contains_key(router_id) {
-            continue;
-        }
-        let Some(report) = &a.report else {
-            return Ok(Ok(false));
-        };
-        if let Some(r) = report.routers.iter().find(|r| r.router_id == router_id) {
-            if r.state == wire::RouterState::Failed {
-                return Ok(Err(format!(
-                    "node {}: {}",
-                    a.node,
-                    r.error.clone().unwrap_or_default()
-                )));
+impl Reports {
+    /// Read every node's registration and last report.
+    pub async fn load(app: &App) -> Result<Reports, ApiError> {
+        Ok(Reports {
+            agents: app.store.list_agents().await?,
+        })
+    }
+
+    /// Whether a router is in place everywhere: every node whose published state holds one of
+    /// its instances has applied that revision and reports the instance ready. `Err` carries
+    /// an agent's failure.
+    pub fn router(&self, hub: &NodeHub, router_id: &str) -> Result<bool, String> {
+        for a in &self.agents {
+            let Some(published) = hub.current(&a.node) else {
+                continue;
+            };
+            if !published.routers.contains(router_id) {
+                continue;
+            }
+            let Some(report) = &a.report else {
+                return Ok(false);
+            };
+            let mine = report.routers.iter().find(|r| r.router_id == router_id);
+            if let Some(r) = mine {
+                if r.state == wire::RouterState::Failed {
+                    return Err(format!(
+                        "node {}: {}",
+                        a.node,
+                        r.error.clone().unwrap_or_default()
+                    ));
+                }
+            }
+            let ready = report.revision_applied >= published.revision
+                && mine.is_some_and(|r| r.state == wire::RouterState::Ready);
+            if !ready {
+                return Ok(false);
             }
         }
-        let ready = report.revision_applied >= rev
-            && report
-                .routers
-                .iter()
-                .any(|r| r.router_id == router_id && r.state == wire::RouterState::Ready);
-        if !ready {
-            return Ok(Ok(false));
-        }
+        Ok(true)
     }
-    Ok(Ok(true))
+}
+
+/// Whether one router is in place everywhere (see [`Reports::router`]).
+pub async fn router_realized(app: &App, router_id: &str) -> Result<Result<bool, String>, ApiError> {
+    Ok(Reports::load(app)
+        .await?
+        .router(&app.realizer.hub, router_id))
 }
 
 /// The gateway IP of a project's router for a port, as the planner would serve it: used by

@@ -174,7 +174,7 @@ pub(crate) async fn handle(
         Op::List => {
             let q = ListQuery::parse(&ctx.query, ATTRS)?;
             let project = (!who.is_admin()).then(|| who.project_id.clone());
-            let intent = realize::read_intent(app).await?;
+            let intent = app.realizer.intent(app).await?;
             let items = app
                 .store
                 .list_floatingips(project.as_deref())
@@ -190,7 +190,7 @@ pub(crate) async fn handle(
         Op::Show(id) => {
             let f = load_own(app, who, id).await?;
             let q = ListQuery::parse(&ctx.query, ATTRS)?;
-            let intent = realize::read_intent(app).await?;
+            let intent = app.realizer.intent(app).await?;
             Ok(respond(
                 StatusCode::OK,
                 &q.show_body(render(&f, &intent), "floatingip"),
@@ -244,7 +244,7 @@ pub(crate) async fn handle(
             };
             // Check the association before taking an address: nothing to undo on refusal.
             f.floating_ip_address = "0.0.0.0".into();
-            let intent = realize::read_intent(app).await?;
+            let intent = app.realizer.intent(app).await?;
             associate(&intent, who, &mut f, port_id.clone(), fixed.clone())?;
             let port = app
                 .store
@@ -303,7 +303,7 @@ pub(crate) async fn handle(
             }
             let _ = b.raw("tags");
             b.finish()?;
-            let intent = realize::read_intent(app).await?;
+            let intent = app.realizer.intent(app).await?;
             if let Some(port) = port {
                 associate(&intent, who, &mut f, port, fixed)?;
             }
@@ -323,7 +323,7 @@ pub(crate) async fn handle(
                 Err(StoreError::Api(a)) if a.status == StatusCode::NOT_FOUND => {}
                 Err(e) => return Err(e.into()),
             }
-            let intent = realize::read_intent(app).await?;
+            let intent = app.realizer.intent(app).await?;
             queue_for(app, &intent, &f).await?;
             Ok(no_content())
         }

@@ -39,7 +39,13 @@ pub const ATTRS: &[&str] = &[
 ];
 
 /// A router as Neutron shows it; `status` is ACTIVE once every node it touches runs it.
-pub async fn render(app: &App, r: &Router, intent: Option<&Intent>) -> Result<Value, ApiError> {
+/// `intent` and `reports`, when the caller has them, save reading them per router.
+pub async fn render(
+    app: &App,
+    r: &Router,
+    intent: Option<&Intent>,
+    reports: Option<&realize::Reports>,
+) -> Result<Value, ApiError> {
     let gateway = match &r.gateway {
         None => Value::Null,
         Some(g) => {
@@ -64,7 +70,11 @@ pub async fn render(app: &App, r: &Router, intent: Option<&Intent>) -> Result<Va
             json!({"network_id": g.network_id, "enable_snat": g.enable_snat, "external_fixed_ips": ips})
         }
     };
-    let status = match realize::router_realized(app, &r.id).await? {
+    let realized = match reports {
+        Some(rep) => rep.router(&app.realizer.hub, &r.id),
+        None => realize::router_realized(app, &r.id).await?,
+    };
+    let status = match realized {
         Ok(true) => "ACTIVE",
         Ok(false) => "BUILD",
         Err(_) => "ERROR",
@@ -191,8 +201,8 @@ async fn check_router(
     r: &Router,
     extra: Option<planner::RouterInterface>,
 ) -> Result<(), ApiError> {
-    let mut intent = realize::read_intent(app).await?;
-    let snap = &mut intent.snapshot;
+    let mut snapshot = app.realizer.intent(app).await?.snapshot.clone();
+    let snap = &mut snapshot;
     snap.routers.retain(|x| x.id != r.id);
     snap.routers.push(planner::Router {
         id: r.id.clone(),
@@ -319,10 +329,11 @@ pub(crate) async fn handle(
         Op::List => {
             let q = ListQuery::parse(&ctx.query, ATTRS)?;
             let project = (!who.is_admin()).then(|| who.project_id.clone());
-            let intent = realize::read_intent(app).await?;
+            let intent = app.realizer.intent(app).await?;
+            let reports = realize::Reports::load(app).await?;
             let mut items = Vec::new();
             for r in app.store.list_routers(project.as_deref()).await? {
-                items.push(render(app, &r, Some(&intent)).await?);
+                items.push(render(app, &r, Some(&intent), Some(&reports)).await?);
             }
             Ok(respond(
                 StatusCode::OK,
@@ -334,7 +345,7 @@ pub(crate) async fn handle(
             let q = ListQuery::parse(&ctx.query, ATTRS)?;
             Ok(respond(
                 StatusCode::OK,
-                &q.show_body(render(app, &r, None).await?, "router"),
+                &q.show_body(render(app, &r, None, None).await?, "router"),
             ))
         }
         Op::Create => {
@@ -389,7 +400,7 @@ pub(crate) async fn handle(
             sync_gateway_port(app, &r).await?;
             app.store.queue_job("router", &r.id, &r.project_id).await?;
             tracing::info!(router = %r.id, project = %r.project_id, "router created");
-            let v = render(app, &r, None).await?;
+            let v = render(app, &r, None, None).await?;
             Ok(respond(StatusCode::CREATED, &json!({"router": v})))
         }
         Op::Update(id) => {
@@ -427,7 +438,7 @@ pub(crate) async fn handle(
             let r = app.store.update_router(&r).await?;
             sync_gateway_port(app, &r).await?;
             app.store.queue_job("router", &r.id, &r.project_id).await?;
-            let v = render(app, &r, None).await?;
+            let v = render(app, &r, None, None).await?;
             Ok(respond(StatusCode::OK, &json!({"router": v})))
         }
         Op::Delete(id) => {
@@ -503,7 +514,7 @@ async fn add_interface(
 ) -> Result<Response, ApiError> {
     let r = load_own(app, who, id).await?;
     let (subnet_id, port_id) = interface_body(ctx)?;
-    let intent = realize::read_intent(app).await?;
+    let intent = app.realizer.intent(app).await?;
     let port = match (subnet_id, port_id) {
         (Some(sid), _) => {
             let s = intent
