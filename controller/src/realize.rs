@@ -277,6 +277,7 @@ impl Realizer {
         let quiet = store.last_change_seq().await? == seq && m.cursor.last() == seq;
         let mut fixed = collect_garbage(app, &intent, intent.ports.values()).await?;
         fixed += store.disassociate_dangling_floatingips().await? as usize;
+        fixed += mend_gateways(app, &intent, intent.routers.keys()).await;
         if fixed > 0 {
             intent = Intent::load(store).await?;
         }
@@ -371,6 +372,14 @@ impl Realizer {
                 .flat_map(|d| new.ports_of(d).cloned().collect::<Vec<_>>())
                 .collect();
             collect_garbage(app, new, candidates.iter()).await?;
+            let routers: Vec<String> = round_changes
+                .iter()
+                .filter_map(|c| match c {
+                    Change::Router(id) => Some(id.clone()),
+                    _ => None,
+                })
+                .collect();
+            mend_gateways(app, new, routers.iter()).await;
             if deleted_ports {
                 store.disassociate_dangling_floatingips().await?;
             }
@@ -555,7 +564,9 @@ pub async fn realize(app: &App) -> Result<usize, ApiError> {
     let store = &app.store;
     let seq = store.last_change_seq().await?;
     let mut intent = Intent::load(store).await?;
-    if collect_garbage(app, &intent, intent.ports.values()).await? > 0 {
+    let fixed = collect_garbage(app, &intent, intent.ports.values()).await?
+        + mend_gateways(app, &intent, intent.routers.keys()).await;
+    if fixed > 0 {
         intent = Intent::load(store).await?;
     }
     let plan = planner::required_allocations(&intent.snapshot);
@@ -759,6 +770,107 @@ async fn release(app: &App, key: &AllocationKey) -> Result<(), StoreError> {
             store.release_local_tag(network_id, pod).await
         }
     }
+}
+
+/// Makes a router's gateway port match its row: deletes a port on another network, creates
+/// the missing one (IPs as requested, else the first free one) under an id derived from the
+/// router and network, so the API and a realizer mending a crash cannot both create one.
+pub async fn ensure_gateway_port(
+    app: &App,
+    r: &crate::store::l3::Router,
+    existing: Option<&Port>,
+) -> Result<(), ApiError> {
+    if let Some(p) = existing {
+        if r.gateway
+            .as_ref()
+            .is_none_or(|g| g.network_id != p.network_id)
+        {
+            ignore_missing(app.store.delete_port(&p.id).await)?;
+        } else {
+            return Ok(());
+        }
+    }
+    let Some(g) = &r.gateway else {
+        return Ok(());
+    };
+    let fixed_ips = if g.requested_ips.is_empty() {
+        None
+    } else {
+        Some(
+            g.requested_ips
+                .iter()
+                .map(|v| {
+                    Ok(FixedIpRequest {
+                        subnet_id: v["subnet_id"].as_str().map(str::to_string),
+                        ip_address: match v["ip_address"].as_str() {
+                            None => None,
+                            Some(s) => Some(s.parse().map_err(|_| {
+                                ApiError::invalid_input(
+                                    "external_fixed_ips",
+                                    format!("'{s}' is not an IP address"),
+                                )
+                            })?),
+                        },
+                    })
+                })
+                .collect::<Result<Vec<_>, ApiError>>()?,
+        )
+    };
+    let r = app
+        .store
+        .create_port(&NewPort {
+            id: derived_id(&["gateway", &r.id, &g.network_id]),
+            project_id: String::new(),
+            network_id: g.network_id.clone(),
+            name: String::new(),
+            description: format!("gateway of router {}", r.id),
+            admin_state_up: true,
+            mac_address: None,
+            device_id: r.id.clone(),
+            device_owner: OWNER_GATEWAY.into(),
+            host_id: String::new(),
+            port_security_enabled: Some(false),
+            fixed_ips,
+        })
+        .await;
+    match r {
+        Err(e) if e.is_unique_violation() => Ok(()),
+        other => other.map(|_| ()).map_err(ApiError::from),
+    }
+}
+
+/// Routers whose row names a gateway but whose gateway port is missing (a crash between the
+/// two writes): create it.
+async fn mend_gateways<'a>(
+    app: &App,
+    intent: &Intent,
+    routers: impl Iterator<Item = &'a String>,
+) -> usize {
+    let mut n = 0;
+    for id in routers {
+        let Some(r) = intent.routers.get(id) else {
+            continue;
+        };
+        let Some(g) = &r.gateway else {
+            continue;
+        };
+        if intent
+            .ports_of(id)
+            .any(|p| p.device_owner == OWNER_GATEWAY && p.network_id == g.network_id)
+        {
+            continue;
+        }
+        match ensure_gateway_port(app, r, None).await {
+            Ok(()) => {
+                tracing::info!(router = %id, network = %g.network_id, "created a missing gateway port");
+                n += 1;
+            }
+            Err(e) => {
+                tracing::warn!(router = %id, error = %e.message, "creating a missing gateway port failed")
+            }
+        }
+    }
+    n
 }
 
 /// Ports the API's multi-step changes may leave behind after a crash: gateway ports of routers

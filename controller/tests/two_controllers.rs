@@ -211,11 +211,22 @@ fn a_watcher_on_one_controller_sees_changes_made_through_the_other() {
         since = next["revision"].as_u64().unwrap();
         state = next;
     }
-    let (s, on_a) = a.t("GET", "/v1.0/agents/node1/desired", Some(ADMIN), None);
-    assert_eq!(s, 200);
-    assert_eq!(
-        on_a, state,
-        "both controllers serve the same revision and content"
-    );
+    // A publishes from its own reading of the log; once it has caught up, both serve the
+    // same revision and content.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let (s, on_a) = a.t("GET", "/v1.0/agents/node1/desired", Some(ADMIN), None);
+        assert_eq!(s, 200);
+        let (s, on_b) = b.t("GET", "/v1.0/agents/node1/desired", Some(ADMIN), None);
+        assert_eq!(s, 200);
+        if on_a == on_b && on_b["state"]["ports"][&port].is_object() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the controllers disagree: A {on_a}\nB {on_b}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
     assert!(!a.log_has_5xx() && !b.log_has_5xx());
 }

@@ -92,13 +92,12 @@ pub async fn render(
 }
 
 async fn gateway_port(app: &App, router: &str) -> Result<Option<Port>, ApiError> {
-    let ports = app
-        .store
-        .list_ports(&crate::store::Scope::default(), None)
-        .await?;
-    Ok(ports
-        .into_iter()
-        .find(|p| p.device_owner == OWNER_GATEWAY && p.device_id == router))
+    let intent = app.realizer.intent(app).await?;
+    let p = intent
+        .ports_of(router)
+        .find(|p| p.device_owner == OWNER_GATEWAY)
+        .cloned();
+    Ok(p)
 }
 
 async fn load_own(app: &App, who: &Identity, id: &str) -> Result<Router, ApiError> {
@@ -230,63 +229,10 @@ async fn delete_if_present(app: &App, port: &str) -> Result<(), ApiError> {
     }
 }
 
-/// Makes the gateway port match `r.gateway`: deletes a port on another network, creates the
-/// missing one (IPs as requested, else the first free one).
+/// Makes the gateway port match `r.gateway` (the realizer does the same after a crash).
 async fn sync_gateway_port(app: &App, r: &Router) -> Result<(), ApiError> {
     let existing = gateway_port(app, &r.id).await?;
-    if let Some(p) = &existing {
-        if r.gateway
-            .as_ref()
-            .is_none_or(|g| g.network_id != p.network_id)
-        {
-            delete_if_present(app, &p.id).await?;
-        } else {
-            return Ok(());
-        }
-    }
-    let Some(g) = &r.gateway else {
-        return Ok(());
-    };
-    let fixed_ips = if g.requested_ips.is_empty() {
-        None
-    } else {
-        Some(
-            g.requested_ips
-                .iter()
-                .map(|v| {
-                    Ok(FixedIpRequest {
-                        subnet_id: v["subnet_id"].as_str().map(str::to_string),
-                        ip_address: match v["ip_address"].as_str() {
-                            None => None,
-                            Some(s) => Some(s.parse().map_err(|_| {
-                                ApiError::invalid_input(
-                                    "external_fixed_ips",
-                                    format!("'{s}' is not an IP address"),
-                                )
-                            })?),
-                        },
-                    })
-                })
-                .collect::<Result<Vec<_>, ApiError>>()?,
-        )
-    };
-    app.store
-        .create_port(&NewPort {
-            id: uuid::Uuid::new_v4().to_string(),
-            project_id: String::new(),
-            network_id: g.network_id.clone(),
-            name: String::new(),
-            description: format!("gateway of router {}", r.id),
-            admin_state_up: true,
-            mac_address: None,
-            device_id: r.id.clone(),
-            device_owner: OWNER_GATEWAY.into(),
-            host_id: String::new(),
-            port_security_enabled: Some(false),
-            fixed_ips,
-        })
-        .await?;
-    Ok(())
+    realize::ensure_gateway_port(app, r, existing.as_ref()).await
 }
 
 async fn check_gateway_network(app: &App, g: &GatewayInfo) -> Result<(), ApiError> {
