@@ -557,6 +557,25 @@ async fn listen(app: Arc<App>) {
     }
 }
 
+/// Reads the whole intent from the store (what a full pass starts from).
+pub async fn read_intent(app: &App) -> Result<Intent, StoreError> {
+    Intent::load(&app.store).await
+}
+
+/// The state of `node` as the store holds it, with its revision filled in.
+pub async fn published_state(
+    app: &App,
+    node: &str,
+) -> Result<Option<(u64, wire::NodeDesiredState)>, ApiError> {
+    let Some((rev, content)) = app.store.node_state(node).await? else {
+        return Ok(None);
+    };
+    let mut state: wire::NodeDesiredState = serde_json::from_str(&content)
+        .map_err(|e| ApiError::internal(format!("stored state of {node} unreadable: {e}")))?;
+    state.revision = rev as u64;
+    Ok(Some((rev as u64, state)))
+}
+
 /// One full pass outside the realizer (re-read everything, collect, allocate, plan every node,
 /// publish the differences): what a non-incremental controller pays per change. The realizer
 /// does this at start and periodically; benchmarks compare it with the incremental pass.
