@@ -17,22 +17,8 @@ pub const JOB_TIMEOUT: Duration = Duration::from_secs(120);
 pub const MAX_ATTEMPTS: i64 = 8;
 
 fn age_secs(ts: &str) -> u64 {
-    let now = crate::store::now();
-    // Both are RFC 3339 UTC; compare as seconds of day is enough for the short ages here,
-    // falling back to "old" when the day differs.
-    let secs = |t: &str| -> Option<u64> {
-        let h: u64 = t.get(11..13)?.parse().ok()?;
-        let m: u64 = t.get(14..16)?.parse().ok()?;
-        let s: u64 = t.get(17..19)?.parse().ok()?;
-        Some(h * 3600 + m * 60 + s)
-    };
-    if now.get(..10) != ts.get(..10) {
-        return u64::MAX;
-    }
-    match (secs(&now), secs(ts)) {
-        (Some(a), Some(b)) => a.saturating_sub(b),
-        _ => u64::MAX,
-    }
+    // An unreadable timestamp counts as old: the job times out rather than hangs.
+    crate::store::age_secs(ts).unwrap_or(u64::MAX)
 }
 
 /// Moves every unfinished job one step.

@@ -926,10 +926,9 @@ async fn collect_garbage<'a>(
     Ok(n)
 }
 
+/// Created less than a minute ago (an unreadable timestamp counts as old).
 fn is_recent(ts: &str) -> bool {
-    // Timestamps are RFC 3339 UTC at second precision; "recent" = in the current minute.
-    let now = crate::store::now();
-    now.get(..16) == ts.get(..16)
+    crate::store::age_secs(ts).is_some_and(|a| a < 60)
 }
 
 /// What every node reports, read once to judge the realization of several routers.

@@ -282,6 +282,37 @@ pub fn format_utc(secs: u64) -> String {
     )
 }
 
+/// Seconds since the epoch of an RFC 3339 UTC timestamp as [`format_utc`] writes it.
+pub fn parse_utc(ts: &str) -> Option<u64> {
+    let num = |r: std::ops::Range<usize>| -> Option<i64> { ts.get(r)?.parse().ok() };
+    if ts.len() != 20 || !ts.ends_with('Z') {
+        return None;
+    }
+    let (y, m, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (hh, mm, ss) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    if !(1..=12).contains(&m) || !(1..=31).contains(&d) || hh > 23 || mm > 59 || ss > 60 {
+        return None;
+    }
+    // Days-from-civil (Howard Hinnant's algorithm), the inverse of format_utc.
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146097 + doe - 719468;
+    u64::try_from(days * 86400 + hh * 3600 + mm * 60 + ss).ok()
+}
+
+/// Seconds since `ts` (an RFC 3339 UTC timestamp); `None` when unreadable.
+pub fn age_secs(ts: &str) -> Option<u64> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()?
+        .as_secs();
+    Some(now.saturating_sub(parse_utc(ts)?))
+}
+
 /// A random 64-bit value (from a v4 UUID) for candidate spreading.
 pub(crate) fn entropy() -> u128 {
     uuid::Uuid::new_v4().as_u128()
@@ -344,5 +375,15 @@ mod tests {
     fn formats_utc() {
         assert_eq!(super::format_utc(0), "1970-01-01T00:00:00Z");
         assert_eq!(super::format_utc(1_709_251_199), "2024-02-29T23:59:59Z");
+    }
+
+    #[test]
+    fn parses_what_it_formats() {
+        for t in [0, 59, 86_399, 951_782_400, 1_709_251_199, 1_795_000_000, 4_102_444_800] {
+            assert_eq!(super::parse_utc(&super::format_utc(t)), Some(t), "{t}");
+        }
+        assert_eq!(super::parse_utc("2026-13-01T00:00:00Z"), None);
+        assert_eq!(super::parse_utc("yesterday"), None);
+        assert!(super::age_secs(&super::now()).is_some_and(|a| a <= 1));
     }
 }
