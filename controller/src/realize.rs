@@ -361,6 +361,7 @@ fn ignore_missing(r: Result<(), StoreError>) -> Result<(), StoreError> {
 }
 
 async fn allocate(app: &App, key: &AllocationKey, intent: &Intent) -> Result<(), StoreError> {
+    crate::failpoint::hit("realize:allocate");
     let store = &app.store;
     match key {
         AllocationKey::BridgeNetwork { project_id } => {
@@ -593,6 +594,7 @@ pub async fn realize(app: &App) -> Result<usize, ApiError> {
     for (node, state) in states {
         let content = serde_json::to_string(&state)
             .map_err(|e| ApiError::internal(format!("serialising the state of {node}: {e}")))?;
+        crate::failpoint::hit("realize:publish");
         if let Some(rev) = app.store.publish_node_state(&node, &content).await? {
             tracing::info!(node = %node, revision = rev, "published a new desired state");
             published += 1;
