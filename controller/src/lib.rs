@@ -27,6 +27,7 @@ pub mod api;
 pub mod auth;
 pub mod config;
 pub mod error;
+pub mod failpoint;
 pub mod intent;
 pub mod ipam;
 pub mod jobs;

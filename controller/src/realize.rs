@@ -477,6 +477,7 @@ impl Realizer {
         if batch.is_empty() {
             return Ok(0);
         }
+        crate::failpoint::hit("realize:publish");
         let done = app.store.publish_node_states(&batch, seq).await?;
         let mut moved = 0;
         for p in done {
@@ -621,6 +622,7 @@ fn ignore_missing(r: Result<(), StoreError>) -> Result<(), StoreError> {
 }
 
 async fn allocate(app: &App, key: &AllocationKey, intent: &Intent) -> Result<(), StoreError> {
+    crate::failpoint::hit("realize:allocate");
     let store = &app.store;
     match key {
         AllocationKey::BridgeNetwork { project_id } => {

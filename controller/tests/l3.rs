@@ -1,8 +1,9 @@
 //! Routers, floating IPs and the agent API on the real controller binary: the guide's scenario
 //! gives each node the state DESIGN.md describes (in either order of steps), the long-poll
 //! answers on change and 204 on timeout, status reports make ports ACTIVE and teach bindings,
-//! agents see only their nodes, foreign floating IPs are refused, jobs finish (and resume after
-//! a kill -9), and the openstack CLI's router and floating ip commands work.
+//! agents see only their nodes, foreign floating IPs are refused, jobs finish (resuming after
+//! a kill -9 is in `crash_resume.rs`), and the openstack CLI's router and floating ip commands
+//! work.
 
 mod common;
 

@@ -6,7 +6,7 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::mpsc;
 use std::time::Duration;
@@ -29,6 +29,28 @@ pub const ADMIN: &str = "admintok";
 pub const DEMO: &str = "demotok";
 pub const OTHER: &str = "othertok";
 
+/// How to start a controller ([`Controller::start_opts`]).
+#[derive(Default, Clone, Copy)]
+pub struct Opts<'a> {
+    /// Database URL; None = a temp SQLite file in the controller's own dir.
+    pub database: Option<&'a str>,
+    /// Extra command-line flags.
+    pub extra: &'a [&'a str],
+    /// Extra environment of the process (e.g. `CROSSPOD_FAILPOINTS`).
+    pub env: &'a [(&'a str, &'a str)],
+    /// Extra lines of the tokens file (`TOKEN PROJECT ROLES`).
+    pub tokens: &'a [&'a str],
+}
+
+/// A controller process that ended before it listened.
+#[derive(Debug)]
+pub struct Early {
+    /// Its exit status (None if it could not be reaped).
+    pub status: Option<ExitStatus>,
+    /// Its log lines.
+    pub log: Vec<String>,
+}
+
 /// A running controller process (killed on Drop).
 pub struct Controller {
     child: Child,
@@ -46,12 +68,43 @@ impl Controller {
 
     /// Start with a database URL (None = temp SQLite) and extra flags.
     pub fn start_with(database: Option<&str>, extra: &[&str]) -> Controller {
+        Self::start_opts(&Opts {
+            database,
+            extra,
+            ..Opts::default()
+        })
+    }
+
+    /// Start with [`Opts`]; panics (with the log) when the process does not come up.
+    pub fn start_opts(opts: &Opts) -> Controller {
+        Self::try_start(opts).unwrap_or_else(|e| {
+            panic!(
+                "controller did not start (exit: {:?}); log:\n{}",
+                e.status,
+                e.log.join("\n")
+            )
+        })
+    }
+
+    /// Start with [`Opts`]; `Err` when the process exits (or stays silent for a minute) before
+    /// it listens, e.g. a failpoint that fires at start.
+    pub fn try_start(opts: &Opts) -> Result<Controller, Early> {
+        let Opts {
+            database,
+            extra,
+            env,
+            tokens: extra_tokens,
+        } = *opts;
         let dir = tempfile::tempdir().expect("temp dir");
         let tokens = dir.path().join("tokens");
         std::fs::write(
             &tokens,
             format!(
-                "# test tokens\n{ADMIN} admin admin\n{DEMO} demo member\n{OTHER} other member\n"
+                "# test tokens\n{ADMIN} admin admin\n{DEMO} demo member\n{OTHER} other member\n{}",
+                extra_tokens
+                    .iter()
+                    .map(|l| format!("{l}\n"))
+                    .collect::<String>()
             ),
         )
         .expect("write tokens");
@@ -77,6 +130,8 @@ impl Controller {
             .args(extra)
             .env_remove("CROSSPOD_CONFIG")
             .env("CROSSPOD_LOG", "info,sqlx=warn")
+            .env_remove("CROSSPOD_FAILPOINTS")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -95,13 +150,14 @@ impl Controller {
         });
         let line = match rx.recv_timeout(Duration::from_secs(60)) {
             Ok(l) => l,
-            Err(_) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!(
-                    "controller did not start; log:\n{}",
-                    log.lock().unwrap().join("\n")
-                );
+            Err(e) => {
+                // Disconnected: stderr closed, the process is exiting; Timeout: kill it.
+                if matches!(e, mpsc::RecvTimeoutError::Timeout) {
+                    let _ = child.kill();
+                }
+                let status = child.wait().ok();
+                let log = log.lock().unwrap().clone();
+                return Err(Early { status, log });
             }
         };
         let v: Value = serde_json::from_str(&line).expect("json log line");
@@ -112,12 +168,37 @@ impl Controller {
                 .parse()
                 .expect("addr")
         };
-        Controller {
+        Ok(Controller {
             neutron: addr("neutron_addr"),
             tricircle: addr("tricircle_addr"),
             child,
             dir,
             log,
+        })
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// SIGKILL the process (no shutdown path runs) and reap it.
+    pub fn kill9(&mut self) -> ExitStatus {
+        self.child.kill().expect("SIGKILL the controller");
+        self.child.wait().expect("reap the controller")
+    }
+
+    /// Waits up to `timeout` for the process to exit on its own; None if it is still running.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            if let Some(s) = self.child.try_wait().expect("poll the controller") {
+                return Some(s);
+            }
+            if std::time::Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(50));
         }
     }
 
