@@ -103,3 +103,29 @@ pub async fn advance(app: &App) -> Result<(), ApiError> {
     }
     Ok(())
 }
+
+/// Routers whose change is not realized everywhere but whose job says SUCCESS (or that have
+/// none): a controller killed between a router's write and its job's queueing leaves exactly
+/// this. Queued again, so `/v1.0/jobs` tells the truth. Run on full passes.
+pub async fn requeue_unrealized(
+    app: &App,
+    intent: &crate::realize::Intent,
+) -> Result<usize, ApiError> {
+    let jobs = app.store.list_jobs().await?;
+    let reports = crate::realize::Reports::load(app).await?;
+    let mut n = 0;
+    for r in intent.routers.values() {
+        let job = jobs
+            .iter()
+            .find(|j| j.kind == "router" && j.resource_id == r.id);
+        if job.is_some_and(|j| j.status != "SUCCESS") {
+            continue;
+        }
+        if reports.router(&app.realizer.hub, &r.id) == Ok(false) {
+            app.store.queue_job("router", &r.id, &r.project_id).await?;
+            tracing::info!(router = %r.id, "queued a job for a router not realized everywhere");
+            n += 1;
+        }
+    }
+    Ok(n)
+}

@@ -308,6 +308,9 @@ impl Realizer {
         report.replanned = states.len();
         report.published += self.publish(app, &states, seq).await?;
         m.planned = states;
+        if let Err(e) = crate::jobs::requeue_unrealized(app, &intent).await {
+            tracing::warn!(error = %e.message, "re-queueing jobs of unrealized routers failed");
+        }
         m.old = Some(intent.clone());
         m.new = Some(Arc::new(intent));
         m.cursor = Cursor::at(seq);

@@ -886,3 +886,56 @@ fn a_gateway_written_without_its_port_is_finished_on_restart() {
     let resumed = start(&db, None);
     settled(&resumed, &router);
 }
+
+/// A controller killed between an interface's removal and the queueing of its router's job
+/// (failpoint `api:interface_job`) leaves the job saying SUCCESS for a change the nodes have
+/// not applied; the next process's full pass queues it again, and it succeeds only once the
+/// agents report the new revision.
+#[test]
+fn a_job_lost_between_the_write_and_its_queueing_is_queued_again_on_restart() {
+    let db = Db::new();
+    let first = start(&db, None);
+    let s = setup(&first);
+    let mut router = None;
+    for step in [Step::Router, Step::Iface1, Step::Iface2, Step::Gateway] {
+        do_step(&first, &s, &mut router, step).unwrap();
+    }
+    let router = router.unwrap();
+    let done = report_until_success(&first, &router);
+    drop(first);
+
+    let mut armed = start(&db, Some("api:interface_job"));
+    let r = try_request(
+        armed.neutron,
+        "PUT",
+        &format!("/v2.0/routers/{router}/remove_router_interface"),
+        DEMO,
+        Some(&json!({"subnet_id": s.subnet2})),
+    );
+    assert!(
+        r.is_err(),
+        "the controller answered instead of aborting: {r:?}"
+    );
+    let status = armed.wait_exit(Duration::from_secs(10));
+    let log = armed.log.lock().unwrap().clone();
+    assert_aborted(status, "api:interface_job", &log);
+    drop(armed);
+
+    let second = start(&db, None);
+    quiesce(&second);
+    let j = job(&second, &router);
+    assert_eq!(j["id"], done["id"], "the same job row: {j}");
+    assert_ne!(
+        j["status"],
+        "SUCCESS",
+        "the job must not claim a change the nodes have not applied: {j}\nlog:\n{}",
+        log_tail(&second)
+    );
+    let d1 = desired(&second, "node1");
+    assert!(
+        !has_route(&d1["state"]["routers"][&router], "10.0.2.0/24"),
+        "the interface's route is withdrawn: {d1}"
+    );
+    let j = report_until_success(&second, &router);
+    assert_eq!(j["status"], "SUCCESS");
+}

@@ -379,7 +379,15 @@ mod tests {
 
     #[test]
     fn parses_what_it_formats() {
-        for t in [0, 59, 86_399, 951_782_400, 1_709_251_199, 1_795_000_000, 4_102_444_800] {
+        for t in [
+            0,
+            59,
+            86_399,
+            951_782_400,
+            1_709_251_199,
+            1_795_000_000,
+            4_102_444_800,
+        ] {
             assert_eq!(super::parse_utc(&super::format_utc(t)), Some(t), "{t}");
         }
         assert_eq!(super::parse_utc("2026-13-01T00:00:00Z"), None);

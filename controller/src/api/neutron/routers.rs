@@ -576,6 +576,7 @@ async fn add_interface(
         }
         (None, None) => unreachable!("interface_body requires one"),
     };
+    crate::failpoint::hit("api:interface_job");
     app.store.queue_job("router", &r.id, &r.project_id).await?;
     tracing::info!(router = %r.id, port = %port.id, "router interface added");
     Ok(respond(StatusCode::OK, &interface_info(&r, &port)))
@@ -618,6 +619,7 @@ async fn remove_interface(
         });
     };
     app.store.delete_port(&p.id).await?;
+    crate::failpoint::hit("api:interface_job");
     app.store.queue_job("router", &r.id, &r.project_id).await?;
     tracing::info!(router = %r.id, port = %p.id, "router interface removed");
     Ok(respond(StatusCode::OK, &interface_info(&r, &p)))
