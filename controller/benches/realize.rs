@@ -38,8 +38,12 @@ const PORTS_PER_NET: usize = 2;
 const ADMIN: &str = "bench-admin-token";
 const AGENT: &str = "bench-agent-token";
 const AGENT_PROJECT: &str = "service";
-/// Wall-clock budget of one change row (the repetitions adapt to it).
-const ROW_BUDGET: Duration = Duration::from_secs(12);
+/// Wall-clock budget of one row with one backend (halved with two): repetitions continue
+/// until it is spent (at least a row's minimum, at most [`MAX_REPS`]), so today's full-pass
+/// realizer gets few and an incremental one gets [`MAX_REPS`].
+const ROW_BUDGET: Duration = Duration::from_secs(10);
+/// Most repetitions of a row.
+const MAX_REPS: usize = 21;
 
 fn node_name(pod: usize, n: usize) -> String {
     format!("pod{pod:03}-node{n}")
@@ -573,7 +577,7 @@ async fn build_cloud(store: &Store, ranges: &VlanRanges) -> Cloud {
     let ext_id = ext.id.clone();
     let projects: Vec<ProjectIds> = futures::stream::iter(0..PROJECTS)
         .map(|pr| build_project(store, ranges, &ext_id, pr))
-        .buffered(4)
+        .buffered(8)
         .collect()
         .await;
     let all = controller::store::Scope::default();
@@ -635,6 +639,10 @@ struct Bench {
     cloud: Cloud,
     rows: Vec<Row>,
     reps_override: Option<usize>,
+    row_budget: Duration,
+    /// The intent after the initial realization (rows derive their expected node sets from
+    /// it; the rows leave the cloud as they found it, up to route sets and port ids).
+    base: Option<planner::Snapshot>,
 }
 
 /// What one change did.
@@ -677,12 +685,24 @@ impl Bench {
             .unwrap_or_else(|e| panic!("realization failed: {}", e.message))
     }
 
-    fn reps(&self, per_rep: Duration) -> usize {
-        if let Some(n) = self.reps_override {
-            return n;
+    /// A row's minimum repetitions: `full` with one backend, half with two (the time budget).
+    fn min_reps(&self, full: usize) -> usize {
+        if self.row_budget < ROW_BUDGET {
+            (full / 2).max(1)
+        } else {
+            full
         }
-        let fit = ROW_BUDGET.as_secs_f64() / per_rep.as_secs_f64().max(1e-6);
-        (fit as usize).clamp(5, 21)
+    }
+
+    /// Whether a row that did `done` repetitions since `started` goes on (`step` keeps
+    /// alternating changes paired).
+    fn more(&self, done: usize, started: Instant, min: usize, step: usize) -> bool {
+        let target = match self.reps_override {
+            Some(n) => return done < n.div_ceil(step) * step,
+            None => MAX_REPS.div_ceil(step) * step,
+        };
+        done < target
+            && (done < min || started.elapsed() < self.row_budget || !done.is_multiple_of(step))
     }
 
     fn push(&mut self, what: impl Into<String>, samples: Vec<f64>, note: impl Into<String>) {
@@ -713,7 +733,7 @@ impl Bench {
         let mut w = Watchers::park(self.tricircle, &before, watch, per_node, 60);
         // Let the server read and park them (1000 take a while on 2 cores).
         std::thread::sleep(Duration::from_millis(if w.len() > 100 {
-            2500
+            1500
         } else {
             150
         }));
@@ -737,7 +757,7 @@ impl Bench {
         // Grace for wrongly woken ones (a parked watcher re-reads its node every second).
         let unmoved_watched = watch.iter().any(|n| !moved.contains(n));
         let answers = w.finish(if unmoved_watched {
-            Duration::from_millis(1200)
+            Duration::from_millis(300)
         } else {
             Duration::ZERO
         });
@@ -798,7 +818,8 @@ impl Bench {
     fn change_rows(
         &mut self,
         name: &str,
-        reps: usize,
+        desc: &str,
+        (min, step): (usize, usize),
         mut setup: impl FnMut(usize) -> (BTreeSet<String>, Box<dyn FnMut(&mut Conn) -> (u16, Value)>),
     ) -> Vec<f64> {
         let mut put = Vec::new();
@@ -806,8 +827,11 @@ impl Bench {
         let mut e2e = Vec::new();
         let mut moved = Vec::new();
         let mut expected_n = Vec::new();
-        for i in 0..reps {
+        let started = Instant::now();
+        let mut i = 0;
+        while self.more(i, started, min, step) {
             let (expected, mut send) = setup(i);
+            i += 1;
             let watch: Vec<String> = expected.iter().cloned().collect();
             let o = self.change(name, &expected, &watch, 1, &mut *send);
             put.push(o.put_ms);
@@ -824,14 +848,14 @@ impl Bench {
             expected_n.iter().min().unwrap_or(&0),
             expected_n.iter().max().unwrap_or(&0),
         );
-        self.push(format!("{name}: API write (PUT) latency"), put, "");
+        self.push(format!("{name}: PUT latency"), put, desc);
         self.push(
-            format!("{name}: PUT returned -> Realizer::run returned"),
+            format!("{name}: PUT done -> Realizer::run done"),
             run,
             "run waits for the pass the PUT kicked",
         );
         self.push(
-            format!("{name}: PUT sent -> affected long-polls answered"),
+            format!("{name}: PUT sent -> affected agents answered"),
             e2e.clone(),
             moved_note,
         );
@@ -842,19 +866,8 @@ impl Bench {
         let nodes = self.cloud.nodes.len();
         // ---- full pass, nothing changed
         let mut full = Vec::new();
-        let probe = Instant::now();
-        let published = must(
-            self.rt.block_on(controller::realize::realize(&self.app)),
-            "full pass",
-        );
-        assert_eq!(
-            published, 0,
-            "a pass with nothing changed published {published} states"
-        );
-        let pass = probe.elapsed();
-        full.push(ms(pass));
-        let reps_full = self.reps(pass);
-        for _ in 1..reps_full {
+        let started = Instant::now();
+        while self.more(full.len(), started, 5, 1) {
             let t = Instant::now();
             let published = must(
                 self.rt.block_on(controller::realize::realize(&self.app)),
@@ -874,7 +887,7 @@ impl Bench {
         // Where a pass goes: the store read and the planner.
         let mut read = Vec::new();
         let mut plan = Vec::new();
-        for _ in 0..5 {
+        for _ in 0..3 {
             let t = Instant::now();
             let snap = self.snapshot();
             read.push(ms(t.elapsed()));
@@ -890,13 +903,10 @@ impl Bench {
         );
         self.push("  of which planner::plan_all", plan, "planner only");
 
-        let per_change = pass * 3 + Duration::from_millis(300);
-        let reps = self.reps(per_change);
-
         // ---- router change: routes, alternating between two sets
         let pr = 500;
         let router = self.cloud.routers[pr].clone();
-        let snap = self.snapshot();
+        let snap = self.base.clone().expect("base snapshot");
         let rchange = planner::Change::Router(router.clone());
         let mut expected = planner::affected_nodes(&snap, &rchange);
         let mut with_routes = snap.clone();
@@ -907,25 +917,35 @@ impl Bench {
             }];
         }
         expected.extend(planner::affected_nodes(&with_routes, &rchange));
-        let route_body = |i: usize| json!({"router": {"routes": [{"destination": format!("192.168.{}.0/24", 77 + i % 2), "nexthop": "10.0.0.254"}]}});
+        // Every call gives the other route set, so every write is a real change.
+        let serial = std::cell::Cell::new(0usize);
+        let route_body = || {
+            let i = serial.replace(serial.get() + 1);
+            json!({"router": {"routes": [{"destination": format!("192.168.{}.0/24", 77 + i % 2), "nexthop": "10.0.0.254"}]}})
+        };
         let e2e_router = {
             let path = format!("/v2.0/routers/{router}");
             let exp = expected.clone();
-            self.change_rows("router change (routes)", reps, |i| {
-                let path = path.clone();
-                let body = route_body(i);
-                (
-                    exp.clone(),
-                    Box::new(move |c: &mut Conn| c.req("PUT", &path, ADMIN, Some(&body))),
-                )
-            })
+            self.change_rows(
+                "router routes",
+                "PUT /v2.0/routers/{id} routes, two sets alternating",
+                (3, 1),
+                |_| {
+                    let path = path.clone();
+                    let body = route_body();
+                    (
+                        exp.clone(),
+                        Box::new(move |c: &mut Conn| c.req("PUT", &path, ADMIN, Some(&body))),
+                    )
+                },
+            )
         };
 
         // ---- interface change: remove / add on the router's stretched subnet
         let pr = 501;
         let router = self.cloud.routers[pr].clone();
         let subnet = self.cloud.subnets[pr][NETS_PER_PROJECT - 1].clone();
-        let snap = self.snapshot();
+        let snap = self.base.clone().expect("base snapshot");
         let rchange = planner::Change::Router(router.clone());
         let mut expected = planner::affected_nodes(&snap, &rchange);
         let mut without = snap.clone();
@@ -942,20 +962,24 @@ impl Bench {
             let exp = expected.clone();
             let router = router.clone();
             let subnet = subnet.clone();
-            let reps_i = reps.div_ceil(2) * 2;
-            self.change_rows("interface remove/add (stretched subnet)", reps_i, |i| {
-                let action = if i % 2 == 0 {
-                    "remove_router_interface"
-                } else {
-                    "add_router_interface"
-                };
-                let path = format!("/v2.0/routers/{router}/{action}");
-                let body = json!({ "subnet_id": subnet });
-                (
-                    exp.clone(),
-                    Box::new(move |c: &mut Conn| c.req("PUT", &path, ADMIN, Some(&body))),
-                )
-            });
+            self.change_rows(
+                "interface remove/add",
+                "PUT .../remove_router_interface then add_router_interface, stretched subnet",
+                (self.min_reps(4), 2),
+                |i| {
+                    let action = if i % 2 == 0 {
+                        "remove_router_interface"
+                    } else {
+                        "add_router_interface"
+                    };
+                    let path = format!("/v2.0/routers/{router}/{action}");
+                    let body = json!({ "subnet_id": subnet });
+                    (
+                        exp.clone(),
+                        Box::new(move |c: &mut Conn| c.req("PUT", &path, ADMIN, Some(&body))),
+                    )
+                },
+            );
         }
 
         // ---- port binding change: a VM port moves to another node of its pod
@@ -965,7 +989,7 @@ impl Bench {
             .map(|n| format!("{pod}-node{n}"))
             .find(|n| *n != home)
             .expect("another node");
-        let snap = self.snapshot();
+        let snap = self.base.clone().expect("base snapshot");
         let pchange = planner::Change::Port(port.clone());
         let mut expected = planner::affected_nodes(&snap, &pchange);
         let mut moved_snap = snap.clone();
@@ -975,21 +999,25 @@ impl Bench {
         expected.extend(planner::affected_nodes(&moved_snap, &pchange));
         {
             let exp = expected.clone();
-            let reps_p = reps.div_ceil(2) * 2;
             let port = port.clone();
-            self.change_rows("port binding move", reps_p, |i| {
-                let host = if i % 2 == 0 {
-                    other.clone()
-                } else {
-                    home.clone()
-                };
-                let path = format!("/v2.0/ports/{port}");
-                let body = json!({"port": {"binding:host_id": host}});
-                (
-                    exp.clone(),
-                    Box::new(move |c: &mut Conn| c.req("PUT", &path, ADMIN, Some(&body))),
-                )
-            });
+            self.change_rows(
+                "port binding move",
+                "PUT /v2.0/ports/{id} binding:host_id, to another node of its pod and back",
+                (self.min_reps(4), 2),
+                |i| {
+                    let host = if i % 2 == 0 {
+                        other.clone()
+                    } else {
+                        home.clone()
+                    };
+                    let path = format!("/v2.0/ports/{port}");
+                    let body = json!({"port": {"binding:host_id": host}});
+                    (
+                        exp.clone(),
+                        Box::new(move |c: &mut Conn| c.req("PUT", &path, ADMIN, Some(&body))),
+                    )
+                },
+            );
         }
 
         // ---- fan-out: 1000 watchers (2 per node), one write that changes every node
@@ -1046,15 +1074,18 @@ impl Bench {
 
         // ---- router change with 1000 parked watchers: only the router's nodes wake
         let router = self.cloud.routers[500].clone();
-        let snap = self.snapshot();
+        let snap = self.base.clone().expect("base snapshot");
         let expected = planner::affected_nodes(&snap, &planner::Change::Router(router.clone()));
         let mut lat = Vec::new();
         let mut woke = Vec::new();
         let mut moved = Vec::new();
         let mut watchers = 0;
-        for i in 0..3 {
+        let started = Instant::now();
+        let mut i = 0;
+        while self.more(i, started, self.min_reps(2), 1) && i < 5 {
+            i += 1;
             let path = format!("/v2.0/routers/{router}");
-            let body = route_body(i + 1);
+            let body = route_body();
             let o = self.change(
                 "router change with 1000 watchers",
                 &expected,
@@ -1089,7 +1120,12 @@ impl Bench {
     }
 }
 
-fn start(backend: &'static str, database: String, dir: &std::path::Path) -> Bench {
+fn start(
+    backend: &'static str,
+    database: String,
+    dir: &std::path::Path,
+    row_budget: Duration,
+) -> Bench {
     let tokens = dir.join("tokens");
     must(
         std::fs::write(
@@ -1142,6 +1178,8 @@ fn start(backend: &'static str, database: String, dir: &std::path::Path) -> Benc
             .ok()
             .and_then(|v| v.parse().ok())
             .filter(|n| *n > 0),
+        row_budget,
+        base: None,
     };
     bench.push(
         "build the cloud through the store",
@@ -1152,20 +1190,20 @@ fn start(backend: &'static str, database: String, dir: &std::path::Path) -> Benc
     // first publication of every node, by the background task and these runs.
     let t = Instant::now();
     let mut runs = 0;
-    loop {
+    let snap = loop {
         let published = bench.run_realizer();
         runs += 1;
         let snap = bench.snapshot();
         let missing = planner::required_allocations(&snap);
         if published == 0 && missing.is_empty() {
-            break;
+            break snap;
         }
         assert!(
             runs < 6,
             "realization does not converge: {} allocations missing",
             missing.allocate.len()
         );
-    }
+    };
     let revs = bench.revisions();
     assert_eq!(
         revs.len(),
@@ -1173,7 +1211,6 @@ fn start(backend: &'static str, database: String, dir: &std::path::Path) -> Benc
         "not every node has a published state"
     );
     let initial = t.elapsed();
-    let snap = bench.snapshot();
     let errors = planner::validate(&snap);
     assert!(
         errors.is_empty(),
@@ -1188,6 +1225,20 @@ fn start(backend: &'static str, database: String, dir: &std::path::Path) -> Benc
         PROJECTS * NETS_PER_PROJECT * PORTS_PER_NET + bench.cloud.nodes.len(),
         "not every VM port is on its node"
     );
+    // What is published is exactly what the planner plans.
+    bench.rt.block_on(async {
+        for (node, want) in &states {
+            let (_, got) = controller::realize::published_state(&bench.app, node)
+                .await
+                .unwrap_or_else(|e| panic!("state of {node}: {}", e.message))
+                .unwrap_or_else(|| panic!("{node} has no published state"));
+            assert!(
+                got.same_content(want),
+                "the published state of {node} is not the planner's"
+            );
+        }
+    });
+    bench.base = Some(snap);
     bench.push(
         "initial realization (allocate + publish all)",
         vec![ms(initial)],
@@ -1196,11 +1247,15 @@ fn start(backend: &'static str, database: String, dir: &std::path::Path) -> Benc
     bench
 }
 
-fn run(backend: &'static str, database: Option<String>) -> (Vec<Row>, Option<f64>) {
+fn run(
+    backend: &'static str,
+    database: Option<String>,
+    row_budget: Duration,
+) -> (Vec<Row>, Option<f64>) {
     let dir = tempfile::tempdir().expect("tempdir");
     let database =
         database.unwrap_or_else(|| format!("sqlite://{}", dir.path().join("bench.db").display()));
-    let mut bench = start(backend, database, dir.path());
+    let mut bench = start(backend, database, dir.path(), row_budget);
     let goal = bench.run_all();
     bench.running.abort();
     bench.rt.block_on(bench.app.store.close());
@@ -1258,18 +1313,18 @@ impl Drop for PgDb {
 
 fn print_table(rows: &[Row]) {
     println!(
-        "\n| {:<8} | {:<58} | {:>4} | {:>10} | {:>10} | {:>10} | note",
+        "\n| {:<8} | {:<60} | {:>4} | {:>10} | {:>10} | {:>10} | note |",
         "backend", "operation", "n", "median ms", "p95 ms", "max ms"
     );
     println!(
-        "|{:-<10}|{:-<60}|{:-<6}|{:-<12}|{:-<12}|{:-<12}|------",
+        "|{:-<10}|{:-<62}|{:-<6}|{:-<12}|{:-<12}|{:-<12}|------|",
         "", "", "", "", "", ""
     );
     for r in rows {
         let mut s = r.samples.clone();
         s.sort_by(f64::total_cmp);
         println!(
-            "| {:<8} | {:<58} | {:>4} | {:>10.1} | {:>10.1} | {:>10.1} | {}",
+            "| {:<8} | {:<60} | {:>4} | {:>10.1} | {:>10.1} | {:>10.1} | {} |",
             r.backend,
             r.what,
             s.len(),
@@ -1286,23 +1341,29 @@ fn main() {
         return;
     }
     let started = Instant::now();
-    let mut rows = Vec::new();
     let mut goals = Vec::new();
-    let (r, g) = run("sqlite", None);
-    rows.extend(r);
+    let pg_url = std::env::var("CROSSPOD_TEST_PG_URL")
+        .ok()
+        .filter(|u| !u.is_empty());
+    let budget = if pg_url.is_some() {
+        ROW_BUDGET / 2
+    } else {
+        ROW_BUDGET
+    };
+    let (r, g) = run("sqlite", None, budget);
+    print_table(&r);
     goals.push(("sqlite", g));
     let mut pg_note = None;
-    match std::env::var("CROSSPOD_TEST_PG_URL") {
-        Ok(url) if !url.is_empty() => {
+    match pg_url {
+        Some(url) => {
             let (db, url) = PgDb::create(&url);
-            let (r, g) = run("postgres", Some(url));
+            let (r, g) = run("postgres", Some(url), budget);
             drop(db);
-            rows.extend(r);
+            print_table(&r);
             goals.push(("postgres", g));
         }
-        _ => pg_note = Some("postgres: skipped (CROSSPOD_TEST_PG_URL unset)"),
+        None => pg_note = Some("postgres: skipped (CROSSPOD_TEST_PG_URL unset)"),
     }
-    print_table(&rows);
     if let Some(n) = pg_note {
         println!("{n}");
     }
