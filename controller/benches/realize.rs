@@ -640,6 +640,7 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
+/// One backend's controller, in-process, with the cloud it serves and the rows measured.
 struct Bench {
     backend: &'static str,
     rt: tokio::runtime::Runtime,
@@ -834,8 +835,10 @@ impl Bench {
         }
     }
 
-    /// Rows of a change measured `reps` times; `setup(i)` gives (expected nodes, watched nodes,
-    /// the write) of repetition i.
+    /// The three rows of a change (PUT latency, PUT done -> run done, PUT sent -> agents
+    /// answered), repeated until the row's budget is spent; `setup(i)` gives repetition i's
+    /// expected nodes (also the watched ones, one watcher each) and its write. Returns the
+    /// end-to-end samples.
     #[allow(clippy::type_complexity)]
     fn change_rows(
         &mut self,
