@@ -965,6 +965,83 @@ impl Bench {
                 },
             )
         };
+        // The same change written straight to the store (no API handler, no kick): what
+        // re-planning and publishing one change costs the realizer alone.
+        {
+            let mut took = Vec::new();
+            let mut moved_n = Vec::new();
+            let started = Instant::now();
+            while self.more(took.len(), started, 3, 1) {
+                let before = self.revisions();
+                let i = serial.replace(serial.get() + 1);
+                let app = &self.app;
+                self.rt.block_on(async {
+                    let mut r = must(app.store.get_router(&router).await, "read router");
+                    r.routes = vec![controller::store::l3::RouteEntry {
+                        destination: format!("192.168.{}.0/24", 77 + i % 2),
+                        nexthop: "10.0.0.254".into(),
+                    }];
+                    must(app.store.update_router(&r).await, "update router");
+                });
+                let t = Instant::now();
+                self.run_realizer();
+                took.push(ms(t.elapsed()));
+                let after = self.revisions();
+                let moved: BTreeSet<String> = after
+                    .iter()
+                    .filter(|(n, r)| before.get(*n) != Some(*r))
+                    .map(|(n, _)| n.clone())
+                    .collect();
+                assert!(
+                    !moved.is_empty(),
+                    "store-level router change: nothing moved"
+                );
+                assert!(
+                    moved.is_subset(&expected),
+                    "store-level router change moved {moved:?}, beyond {expected:?}"
+                );
+                moved_n.push(moved.len());
+            }
+            self.push(
+                "router routes via the store: Realizer::run",
+                took,
+                format!("no HTTP, no kick: the realizer alone; nodes moved {moved_n:?}"),
+            );
+        }
+        // Where the PUT's time goes besides the realizer: its render asks whether the router
+        // is realized everywhere (reads and parses every node's state).
+        {
+            let mut took = Vec::new();
+            for _ in 0..3 {
+                let t = Instant::now();
+                let r = self
+                    .rt
+                    .block_on(controller::realize::router_realized(&self.app, &router));
+                took.push(ms(t.elapsed()));
+                assert!(r.is_ok(), "router_realized failed");
+            }
+            self.push(
+                "  PUT handler part: realize::router_realized",
+                took,
+                "render's status",
+            );
+            let mut took = Vec::new();
+            for _ in 0..3 {
+                let t = Instant::now();
+                let ports = self.rt.block_on(
+                    self.app
+                        .store
+                        .list_ports(&controller::store::Scope::default(), None),
+                );
+                took.push(ms(t.elapsed()));
+                assert!(ports.is_ok_and(|p| p.len() > 10_000), "list_ports failed");
+            }
+            self.push(
+                "  PUT handler part: store.list_ports (all)",
+                took,
+                "sync_gateway_port; check_router also does read_intent (above)",
+            );
+        }
 
         // ---- interface change: remove / add on the router's stretched subnet
         let pr = 501;
