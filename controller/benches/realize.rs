@@ -1149,7 +1149,7 @@ impl Bench {
                 ),
                 lat,
                 format!(
-                    "per watcher, PUT sent -> answer; PUT {:.0} ms; {} nodes moved; idle CPU while parked {:.0}%",
+                    "per watcher, PUT sent -> answer; PUT {:.0} ms; {} nodes moved; idle CPU while parked {:.0}%*",
                     o.put_ms,
                     o.moved.len(),
                     o.idle_cpu.unwrap_or(f64::NAN)
@@ -1214,7 +1214,7 @@ impl Bench {
             format!("router change, {watchers} parked watchers"),
             lat,
             format!(
-                "woke {woke:?} of {watchers} (= 2 x nodes moved {moved:?}); idle CPU while parked {:.0?}%",
+                "woke {woke:?} of {watchers} (= 2 x nodes moved {moved:?}); idle CPU while parked {:.0?}%*",
                 idle
             ),
         );
@@ -1471,6 +1471,9 @@ fn main() {
     if let Some(n) = pg_note {
         println!("{n}");
     }
+    println!(
+        "*idle CPU: this process (mostly the server) over 1 s with the watchers parked and nothing changing, % of one core; the periodic full pass (every 3 s) inflates it when it falls in the window"
+    );
     for (backend, g) in goals {
         if let Some(m) = g {
             println!(
