@@ -1248,6 +1248,8 @@ fn start(
         network_vlan_ranges: ranges.clone(),
         bridge_cidr: "100.0.0.0/9".parse().expect("cidr"),
         tenant_network_types: vec![NetworkType::Local, NetworkType::Vlan],
+        full_pass_interval: std::time::Duration::from_secs(60),
+        change_log_poll: std::time::Duration::from_secs(1),
         log_format: LogFormat::Text,
     };
     let rt = tokio::runtime::Runtime::new().expect("runtime");
