@@ -662,6 +662,16 @@ impl Intent {
         }
     }
 
+    /// The planner's view of a router.
+    pub fn planner_router(&self, id: &str) -> Option<&planner::Router> {
+        let i = self
+            .snapshot
+            .routers
+            .binary_search_by(|r| r.id.as_str().cmp(id))
+            .ok()?;
+        self.snapshot.routers.get(i)
+    }
+
     /// Ports of a device (router or floating IP).
     pub fn ports_of(&self, device: &str) -> impl Iterator<Item = &Port> {
         self.by_device

@@ -50,6 +50,8 @@ pub const BRIDGE_PHYSNET: &str = "bridge";
 pub const FULL_PASS_EVERY: Duration = Duration::from_secs(60);
 /// How long the change log keeps entries.
 pub const LOG_RETENTION: Duration = Duration::from_secs(600);
+/// Change-log entries beyond which one full pass replaces the incremental one.
+pub const BACKLOG_FOR_FULL: usize = 2000;
 /// Rounds of "read the log, allocate" per incremental pass (allocations log changes too).
 const MAX_ROUNDS: usize = 4;
 
@@ -245,7 +247,13 @@ impl Realizer {
         let res = if full || due {
             self.full(app, &mut m).await
         } else {
-            self.incremental(app, &mut m).await
+            match self.incremental(app, &mut m).await {
+                // A backlog (bulk changes, a controller that was partitioned): re-reading
+                // everything once is cheaper than patching it object by object.
+                Ok(None) => self.full(app, &mut m).await,
+                Ok(Some(r)) => Ok(r),
+                Err(e) => Err(e),
+            }
         };
         if res.is_err() {
             // Whatever the model holds may be half patched: start over from the store.
@@ -267,23 +275,29 @@ impl Realizer {
         };
         // Catch up first, so the incremental picture can be compared with a fresh read.
         if m.new.is_some() {
-            let r = self.incremental(app, m).await?;
-            report.published += r.published;
-            report.changes += r.changes;
+            if let Some(r) = self.incremental(app, m).await? {
+                report.published += r.published;
+                report.changes += r.changes;
+            }
         }
         let store = &app.store;
-        let seq = store.last_change_seq().await?;
+        // The log position is read before each load: what commits after it is replayed by
+        // the next incremental pass (harmless: every patch is idempotent), what committed
+        // before is in the load — including this pass's own allocations, never replayed.
+        let mut seq = store.last_change_seq().await?;
         let mut intent = Intent::load(store).await?;
         let quiet = store.last_change_seq().await? == seq && m.cursor.last() == seq;
         let mut fixed = collect_garbage(app, &intent, intent.ports.values()).await?;
         fixed += store.disassociate_dangling_floatingips().await? as usize;
         fixed += mend_gateways(app, &intent, intent.routers.keys()).await;
         if fixed > 0 {
+            seq = store.last_change_seq().await?;
             intent = Intent::load(store).await?;
         }
         let plan = planner::required_allocations(&intent.snapshot);
         if !plan.is_empty() {
             allocate_and_release(app, &plan, &intent).await;
+            seq = store.last_change_seq().await?;
             intent = Intent::load(store).await?;
             fixed += 1;
         }
@@ -321,20 +335,25 @@ impl Realizer {
         Ok(report)
     }
 
-    async fn incremental(&self, app: &App, m: &mut Model) -> Result<PassReport, ApiError> {
+    /// `Ok(None)`: the log holds more than [`BACKLOG_FOR_FULL`] entries; do a full pass.
+    async fn incremental(&self, app: &App, m: &mut Model) -> Result<Option<PassReport>, ApiError> {
         let store = &app.store;
         let mut report = PassReport::default();
         let mut patches: Vec<Patch> = Vec::new();
         let mut changes: Vec<Change> = Vec::new();
         let mut seen: HashSet<Change> = HashSet::new();
         let (Some(new), Some(old)) = (m.new.as_mut(), m.old.as_ref()) else {
-            return Ok(report);
+            return Ok(Some(report));
         };
         let new = Arc::make_mut(new);
         for round in 0..MAX_ROUNDS {
             let rows = store.read_changes(&mut m.cursor).await?;
             if rows.is_empty() {
                 break;
+            }
+            if round == 0 && rows.len() > BACKLOG_FOR_FULL {
+                tracing::info!(entries = rows.len(), "change-log backlog: a full pass instead");
+                return Ok(None);
             }
             report.changes += rows.len();
             let mut done: HashSet<(ChangeKind, &str)> = HashSet::new();
@@ -343,6 +362,7 @@ impl Realizer {
             // re-planning, once at the end).
             let mut round_changes: Vec<Change> = Vec::new();
             let mut round_seen: HashSet<Change> = HashSet::new();
+            let mut routes_only: HashSet<String> = HashSet::new();
             let mut deleted_ports = false;
             for row in &rows {
                 if !done.insert((row.kind, row.object_id.as_str())) {
@@ -350,12 +370,34 @@ impl Realizer {
                 }
                 let patch = Intent::refresh(store, row).await?;
                 deleted_ports |= matches!(&patch, Patch::Port(_, None));
-                for c in new.apply(&patch) {
+                // A router row whose planner view did not change (a rename) needs nothing; one
+                // whose routes alone changed needs a re-plan but no allocation.
+                let router_before = match &patch {
+                    Patch::Router(id, _) => Some((id.clone(), new.planner_router(id).cloned())),
+                    _ => None,
+                };
+                let applied = new.apply(&patch);
+                patches.push(patch);
+                if let Some((id, before)) = router_before {
+                    let after = new.planner_router(&id);
+                    if before.as_ref() == after {
+                        continue;
+                    }
+                    if let (Some(b), Some(a)) = (before.as_ref(), after) {
+                        let same_but_routes = (planner::Router {
+                            routes: a.routes.clone(),
+                            ..b.clone()
+                        }) == *a;
+                        if same_but_routes {
+                            routes_only.insert(id);
+                        }
+                    }
+                }
+                for c in applied {
                     if round_seen.insert(c.clone()) {
                         round_changes.push(c);
                     }
                 }
-                patches.push(patch);
             }
             for c in &round_changes {
                 if seen.insert(c.clone()) {
@@ -389,7 +431,17 @@ impl Realizer {
             // What the changes need allocated or released.
             let mut plan = planner::AllocationPlan::default();
             let mut keys: BTreeSet<AllocationKey> = BTreeSet::new();
+            // Routes only: unless something else touched the router this round (its ports).
             for c in &round_changes {
+                if let Change::Router(id) = c {
+                    if routes_only.contains(id)
+                        && !patches.iter().any(|p| {
+                            matches!(p, Patch::Port(_, Some(port)) if &port.device_id == id)
+                        })
+                    {
+                        continue;
+                    }
+                }
                 let p = if matches!(c, Change::Node(_) | Change::Pod(_)) {
                     planner::required_allocations(&new.snapshot)
                 } else {
@@ -419,7 +471,7 @@ impl Realizer {
                     old.apply(p);
                 }
             }
-            return Ok(report);
+            return Ok(Some(report));
         }
         let new = m.new.as_ref().expect("model loaded");
         let old = m.old.as_ref().expect("model loaded");
@@ -439,8 +491,10 @@ impl Realizer {
         } else {
             for c in &changes {
                 for (n, s) in planner::replan(&old.snapshot, &new.snapshot, &m.planned, c) {
-                    m.planned.insert(n.clone(), s.clone());
-                    touched.insert(n, s);
+                    if m.planned.get(&n) != Some(&s) {
+                        m.planned.insert(n.clone(), s.clone());
+                        touched.insert(n, s);
+                    }
                 }
             }
         }
@@ -457,7 +511,7 @@ impl Realizer {
                 old.apply(p);
             }
         }
-        Ok(report)
+        Ok(Some(report))
     }
 
     /// Publish the states whose content differs from what this controller knows is published,
