@@ -1474,7 +1474,7 @@ fn main() {
         println!("{n}");
     }
     println!(
-        "*idle CPU: this process (mostly the server) over 1 s with the watchers parked and nothing changing, % of one core; the periodic full pass (every 3 s) inflates it when it falls in the window"
+        "*idle CPU: this process (mostly the server) over 1 s with the watchers parked and nothing changing, % of one core; the periodic full pass (every 60 s by default, --full-pass-interval) inflates it when it falls in the window"
     );
     for (backend, g) in goals {
         if let Some(m) = g {

@@ -126,28 +126,48 @@ impl NodeHub {
         self.sender(node).borrow().clone()
     }
 
-    /// Record what is published for `node`; wakes its watchers when the revision moved.
+    /// Record what is published for `node` (parsed from the stored content); wakes its
+    /// watchers when the revision moved.
     pub fn set(&self, node: &str, revision: u64, content: &str) -> Result<(), ApiError> {
-        let tx = self.sender(node);
-        // Revisions only move forward: a reader that fetched the store before a publication
-        // must not put the older state back.
-        if tx.borrow().as_ref().is_some_and(|p| {
-            p.revision > revision || (p.revision == revision && p.content == content)
-        }) {
+        if self.is_current(node, revision, content) {
             return Ok(());
         }
-        let mut state: wire::NodeDesiredState = serde_json::from_str(content)
+        let state: wire::NodeDesiredState = serde_json::from_str(content)
             .map_err(|e| ApiError::internal(format!("stored state of {node} unreadable: {e}")))?;
+        self.set_state(node, revision, content.to_string(), &state)
+    }
+
+    /// Revisions only move forward: a reader that fetched the store before a publication must
+    /// not put the older state back.
+    fn is_current(&self, node: &str, revision: u64, content: &str) -> bool {
+        self.sender(node).borrow().as_ref().is_some_and(|p| {
+            p.revision > revision || (p.revision == revision && p.content == content)
+        })
+    }
+
+    /// Record a state this controller holds already parsed.
+    fn set_state(
+        &self,
+        node: &str,
+        revision: u64,
+        content: String,
+        state: &wire::NodeDesiredState,
+    ) -> Result<(), ApiError> {
+        if self.is_current(node, revision, &content) {
+            return Ok(());
+        }
+        let mut state = state.clone();
         state.revision = revision;
         let routers = state.routers.keys().cloned().collect();
         let body = serde_json::to_vec(&wire::WatchResponse { revision, state })
             .map_err(|e| ApiError::internal(format!("serialising the state of {node}: {e}")))?;
-        tx.send_replace(Some(Arc::new(PublishedState {
-            revision,
-            content: content.to_string(),
-            body: body.into(),
-            routers,
-        })));
+        self.sender(node)
+            .send_replace(Some(Arc::new(PublishedState {
+                revision,
+                content,
+                body: body.into(),
+                routers,
+            })));
         Ok(())
     }
 }
@@ -352,7 +372,10 @@ impl Realizer {
                 break;
             }
             if round == 0 && rows.len() > BACKLOG_FOR_FULL {
-                tracing::info!(entries = rows.len(), "change-log backlog: a full pass instead");
+                tracing::info!(
+                    entries = rows.len(),
+                    "change-log backlog: a full pass instead"
+                );
                 return Ok(None);
             }
             report.changes += rows.len();
@@ -435,9 +458,9 @@ impl Realizer {
             for c in &round_changes {
                 if let Change::Router(id) = c {
                     if routes_only.contains(id)
-                        && !patches.iter().any(|p| {
-                            matches!(p, Patch::Port(_, Some(port)) if &port.device_id == id)
-                        })
+                        && !patches.iter().any(
+                            |p| matches!(p, Patch::Port(_, Some(port)) if &port.device_id == id),
+                        )
                     {
                         continue;
                     }
@@ -526,10 +549,11 @@ impl Realizer {
         for (node, state) in states {
             let content = serde_json::to_string(state)
                 .map_err(|e| ApiError::internal(format!("serialising the state of {node}: {e}")))?;
-            if self.hub.current(node).is_some_and(|p| p.content == content) {
+            let known = self.hub.current(node);
+            if known.as_ref().is_some_and(|p| p.content == content) {
                 continue;
             }
-            batch.push((node.clone(), content));
+            batch.push((node.clone(), content, known.map(|p| p.revision as i64)));
         }
         if batch.is_empty() {
             return Ok(0);
@@ -542,7 +566,13 @@ impl Realizer {
                 moved += 1;
                 tracing::info!(node = %p.node, revision = p.revision, "published a new desired state");
             }
-            self.hub.set(&p.node, p.revision as u64, &p.content)?;
+            match states.get(&p.node).filter(|_| p.moved) {
+                // What this controller planned went in: no need to parse it back.
+                Some(state) => self
+                    .hub
+                    .set_state(&p.node, p.revision as u64, p.content, state)?,
+                None => self.hub.set(&p.node, p.revision as u64, &p.content)?,
+            }
         }
         Ok(moved)
     }
@@ -656,7 +686,7 @@ pub async fn realize(app: &App) -> Result<usize, ApiError> {
     for (node, state) in &states {
         let content = serde_json::to_string(state)
             .map_err(|e| ApiError::internal(format!("serialising the state of {node}: {e}")))?;
-        batch.push((node.clone(), content));
+        batch.push((node.clone(), content, None));
     }
     let done = store.publish_node_states(&batch, seq).await?;
     Ok(done.iter().filter(|p| p.moved).count())

@@ -624,9 +624,13 @@ impl Store {
     /// revision moves by one per changed node; compare-and-set on the row, so two controllers
     /// publishing the same change bump it once. Returns, per node, the published revision and
     /// content after the call and whether this call moved it.
+    ///
+    /// `known` is the revision the caller believes is published (from its memory): then the
+    /// update is one statement conditioned on it, without reading the old content back; when
+    /// the belief is stale it falls back to reading.
     pub async fn publish_node_states(
         &self,
-        states: &[(String, String)],
+        states: &[(String, String, Option<i64>)],
         source_seq: i64,
     ) -> Result<Vec<Published>, StoreError> {
         retrying!(self.publish_node_states_once(states, source_seq))
@@ -634,12 +638,32 @@ impl Store {
 
     async fn publish_node_states_once(
         &self,
-        states: &[(String, String)],
+        states: &[(String, String, Option<i64>)],
         source_seq: i64,
     ) -> Result<Vec<Published>, StoreError> {
         let mut w = self.begin_write().await?;
         let mut out = Vec::with_capacity(states.len());
-        for (node, content) in states {
+        for (node, content, known) in states {
+            if let Some(rev) = known {
+                let r = sqlx::query("UPDATE node_states SET revision = $1, content = $2, source_seq = $3 WHERE node = $4 AND revision = $5 AND source_seq <= $3")
+                    .bind(rev + 1)
+                    .bind(content.to_string())
+                    .bind(source_seq)
+                    .bind(node.to_string())
+                    .bind(*rev)
+                    .execute(&mut *w.tx)
+                    .await
+                    .map_err(StoreError::db(format!("publishing the state of node {node}")))?;
+                if r.rows_affected() == 1 {
+                    out.push(Published {
+                        node: node.clone(),
+                        revision: rev + 1,
+                        content: content.clone(),
+                        moved: true,
+                    });
+                    continue;
+                }
+            }
             let cur = sqlx::query(
                 "SELECT revision, content, source_seq FROM node_states WHERE node = $1",
             )
