@@ -22,6 +22,8 @@ cargo clippy --workspace --all-targets -- -D warnings
 . scripts/lib/pg.sh
 PGDIR=$(mktemp -d /tmp/crosspod-pg.XXXXXX)
 PGPORT=${CROSSPOD_TEST_PG_PORT:-55432}
+# Another PostgreSQL (a developer's, another checkout's run) may hold the port: take the next.
+while ss -Hltn "sport = :$PGPORT" 2>/dev/null | grep -q .; do PGPORT=$((PGPORT + 1)); done
 trap 'pg_throwaway_stop "$PGDIR"' EXIT
 pg_throwaway_start "$PGDIR" "$PGPORT"
 echo "== PostgreSQL for tests at $CROSSPOD_TEST_PG_URL"
