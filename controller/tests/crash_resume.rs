@@ -21,10 +21,10 @@ use std::path::PathBuf;
 use std::process::ExitStatus;
 use std::time::{Duration, Instant};
 
+use common::guide::{desired, ext_net, net_subnet, ok, pods, register, vm_port, AGENT};
 use common::{Controller, Opts, ADMIN, DEMO};
 use serde_json::{json, Value};
 
-const AGENT: &str = "agenttok";
 const AGENT_TOKEN_LINE: &str = "agenttok service agent";
 const SIGKILL: i32 = 9;
 const SIGABRT: i32 = 6;
@@ -65,11 +65,6 @@ fn start(db: &Db, failpoints: Option<&str>) -> Controller {
         .into_iter()
         .collect();
     Controller::start_opts(&opts(db, &env))
-}
-
-fn ok(r: (u16, Value), what: &str) -> Value {
-    assert!((200..300).contains(&r.0), "{what}: {} {}", r.0, r.1);
-    r.1
 }
 
 fn log_tail(c: &Controller) -> String {
@@ -125,99 +120,6 @@ fn try_request(
     Ok((status, v))
 }
 
-fn pods(c: &Controller) {
-    for b in [
-        json!({"pod": {"region_name": "CentralRegion"}}),
-        json!({"pod": {"region_name": "RegionOne", "az_name": "az1"}}),
-        json!({"pod": {"region_name": "RegionTwo", "az_name": "az2"}}),
-    ] {
-        ok(c.t("POST", "/v1.0/pods", Some(ADMIN), Some(&b)), "pod");
-    }
-}
-
-fn register(c: &Controller, node: &str, pod: &str, ext: bool) {
-    let (maps, ups) = if ext {
-        (
-            json!({"bridge": "br-vlan", "extern": "br-ext"}),
-            json!(["bridge", "extern"]),
-        )
-    } else {
-        (json!({"bridge": "br-vlan"}), json!(["bridge"]))
-    };
-    ok(
-        c.t(
-            "POST",
-            "/v1.0/agents",
-            Some(AGENT),
-            Some(&json!({"pod": pod, "node": node, "bridge_mappings": maps, "uplinks": ups})),
-        ),
-        "register",
-    );
-}
-
-fn desired(c: &Controller, node: &str) -> Value {
-    ok(
-        c.t(
-            "GET",
-            &format!("/v1.0/agents/{node}/desired?since=0"),
-            Some(AGENT),
-            None,
-        ),
-        "desired",
-    )
-}
-
-fn net_subnet(c: &Controller, name: &str, cidr: &str) -> (String, String) {
-    let n = ok(
-        c.n(
-            "POST",
-            "/v2.0/networks",
-            Some(DEMO),
-            Some(&json!({"network": {"name": name}})),
-        ),
-        "network",
-    );
-    let nid = n["network"]["id"].as_str().unwrap().to_string();
-    let s = ok(
-        c.n("POST", "/v2.0/subnets", Some(DEMO), Some(&json!({"subnet": {"network_id": nid, "ip_version": 4, "cidr": cidr, "name": format!("s-{name}")}}))),
-        "subnet",
-    );
-    (nid, s["subnet"]["id"].as_str().unwrap().to_string())
-}
-
-fn vm_port(c: &Controller, net: &str, host: &str) -> String {
-    let p = ok(
-        c.n(
-            "POST",
-            "/v2.0/ports",
-            Some(DEMO),
-            Some(&json!({"port": {"network_id": net, "device_owner": "compute:nova"}})),
-        ),
-        "port",
-    );
-    let id = p["port"]["id"].as_str().unwrap().to_string();
-    ok(
-        c.n(
-            "PUT",
-            &format!("/v2.0/ports/{id}"),
-            Some(ADMIN),
-            Some(&json!({"port": {"binding:host_id": host}})),
-        ),
-        "bind",
-    );
-    id
-}
-
-fn ext_net(c: &Controller) -> String {
-    let n = ok(
-        c.n("POST", "/v2.0/networks", Some(ADMIN), Some(&serde_json::from_str::<Value>(r#"{"network": {"name": "ext-net", "admin_state_up": true, "router:external": true,  "provider:network_type": "vlan", "provider:physical_network": "extern", "availability_zone_hints": ["RegionTwo"]}}"#).unwrap())),
-        "ext-net",
-    );
-    let id = n["network"]["id"].as_str().unwrap().to_string();
-    ok(c.n("POST", "/v2.0/subnets", Some(ADMIN), Some(&json!({"subnet": {"network_id": id, "ip_version": 4, "cidr": "163.3.124.0/24", "enable_dhcp": false, "name": "ext-subnet"}}))), "ext-subnet");
-    id
-}
-
 /// What the guide builds before the router: pods, two nodes, net1 in RegionOne and net2 in
 /// RegionTwo with a VM port each, the external network in RegionTwo.
 struct Setup {
@@ -228,8 +130,8 @@ struct Setup {
 
 fn setup(c: &Controller) -> Setup {
     pods(c);
-    register(c, "node1", "RegionOne", false);
-    register(c, "node2", "RegionTwo", true);
+    ok(register(c, AGENT, "node1", "RegionOne", false), "register");
+    ok(register(c, AGENT, "node2", "RegionTwo", true), "register");
     let (net1, subnet1) = net_subnet(c, "net1", "10.0.1.0/24");
     let (net2, subnet2) = net_subnet(c, "net2", "10.0.2.0/24");
     vm_port(c, &net1, "node1");

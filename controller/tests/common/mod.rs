@@ -3,6 +3,8 @@
 //! `openstack` CLI. Everything is removed on Drop, even when a test fails.
 #![allow(dead_code)]
 
+pub mod guide;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
