@@ -300,29 +300,10 @@ impl Realizer {
                 report.changes += r.changes;
             }
         }
-        let store = &app.store;
-        // The log position is read before each load: what commits after it is replayed by
-        // the next incremental pass (harmless: every patch is idempotent), what committed
-        // before is in the load — including this pass's own allocations, never replayed.
-        let mut seq = store.last_change_seq().await?;
-        let mut intent = Intent::load(store).await?;
-        let quiet = store.last_change_seq().await? == seq && m.cursor.last() == seq;
-        let mut fixed = collect_garbage(app, &intent, intent.ports.values()).await?;
-        fixed += store.disassociate_dangling_floatingips().await? as usize;
-        fixed += mend_gateways(app, &intent, intent.routers.keys()).await;
-        if fixed > 0 {
-            seq = store.last_change_seq().await?;
-            intent = Intent::load(store).await?;
-        }
-        let plan = planner::required_allocations(&intent.snapshot);
-        if !plan.is_empty() {
-            allocate_and_release(app, &plan, &intent).await;
-            seq = store.last_change_seq().await?;
-            intent = Intent::load(store).await?;
-            fixed += 1;
-        }
+        let Settled { seq, intent, quiet } = settle(app).await?;
+        let quiet = quiet && m.cursor.last() == seq;
         let states = planner::plan_all(&intent.snapshot);
-        if let (true, 0, Some(known)) = (quiet, fixed, m.new.as_deref()) {
+        if let (true, Some(known)) = (quiet, m.new.as_deref()) {
             let differs = known.snapshot != intent.snapshot;
             let nodes: Vec<&String> = states
                 .iter()
@@ -349,7 +330,7 @@ impl Realizer {
         m.new = Some(Arc::new(intent));
         m.cursor = Cursor::at(seq);
         m.last_full = Some(Instant::now());
-        if let Err(e) = store.prune_changes(LOG_RETENTION).await {
+        if let Err(e) = app.store.prune_changes(LOG_RETENTION).await {
             tracing::warn!(error = %e, "pruning the change log failed");
         }
         Ok(report)
@@ -668,19 +649,7 @@ pub async fn published_state(
 /// publish the differences): what a non-incremental controller pays per change. The realizer
 /// does this at start and periodically; benchmarks compare it with the incremental pass.
 pub async fn realize(app: &App) -> Result<usize, ApiError> {
-    let store = &app.store;
-    let seq = store.last_change_seq().await?;
-    let mut intent = Intent::load(store).await?;
-    let fixed = collect_garbage(app, &intent, intent.ports.values()).await?
-        + mend_gateways(app, &intent, intent.routers.keys()).await;
-    if fixed > 0 {
-        intent = Intent::load(store).await?;
-    }
-    let plan = planner::required_allocations(&intent.snapshot);
-    if !plan.is_empty() {
-        allocate_and_release(app, &plan, &intent).await;
-        intent = Intent::load(store).await?;
-    }
+    let Settled { seq, intent, .. } = settle(app).await?;
     let states = planner::plan_all(&intent.snapshot);
     let mut batch = Vec::new();
     for (node, state) in &states {
@@ -688,8 +657,44 @@ pub async fn realize(app: &App) -> Result<usize, ApiError> {
             .map_err(|e| ApiError::internal(format!("serialising the state of {node}: {e}")))?;
         batch.push((node.clone(), content, None));
     }
-    let done = store.publish_node_states(&batch, seq).await?;
+    let done = app.store.publish_node_states(&batch, seq).await?;
     Ok(done.iter().filter(|p| p.moved).count())
+}
+
+/// A fresh read of the store with what a crash left mended and what the plan needs allocated.
+struct Settled {
+    /// The log position the intent includes everything up to.
+    seq: i64,
+    intent: Intent,
+    /// Nothing was collected, mended or allocated and the log did not move during the read:
+    /// the intent is comparable with an incremental picture caught up to `seq`.
+    quiet: bool,
+}
+
+async fn settle(app: &App) -> Result<Settled, ApiError> {
+    let store = &app.store;
+    // The log position is read before each load: what commits after it is replayed by the
+    // next incremental pass (harmless: every patch is idempotent), what committed before is
+    // in the load — including this pass's own allocations, never replayed.
+    let mut seq = store.last_change_seq().await?;
+    let mut intent = Intent::load(store).await?;
+    let mut quiet = store.last_change_seq().await? == seq;
+    let fixed = collect_garbage(app, &intent, intent.ports.values()).await?
+        + store.disassociate_dangling_floatingips().await? as usize
+        + mend_gateways(app, &intent, intent.routers.keys()).await;
+    if fixed > 0 {
+        quiet = false;
+        seq = store.last_change_seq().await?;
+        intent = Intent::load(store).await?;
+    }
+    let plan = planner::required_allocations(&intent.snapshot);
+    if !plan.is_empty() {
+        quiet = false;
+        allocate_and_release(app, &plan, &intent).await;
+        seq = store.last_change_seq().await?;
+        intent = Intent::load(store).await?;
+    }
+    Ok(Settled { seq, intent, quiet })
 }
 
 fn ignore_exists(r: Result<Port, StoreError>) -> Result<(), StoreError> {

@@ -26,6 +26,27 @@ pub struct Published {
     pub moved: bool,
 }
 
+/// Moves `node`'s state from revision `rev` to `rev + 1` with `content`, unless the row moved
+/// meanwhile or holds a state from a later log position; whether it did.
+async fn bump_node_state(
+    w: &mut super::WriteTx<'_>,
+    node: &str,
+    content: &str,
+    source_seq: i64,
+    rev: i64,
+) -> Result<bool, StoreError> {
+    let r = sqlx::query("UPDATE node_states SET revision = $1, content = $2, source_seq = $3 WHERE node = $4 AND revision = $5 AND source_seq <= $3")
+        .bind(rev + 1)
+        .bind(content.to_string())
+        .bind(source_seq)
+        .bind(node.to_string())
+        .bind(rev)
+        .execute(&mut *w.tx)
+        .await
+        .map_err(StoreError::db(format!("publishing the state of node {node}")))?;
+    Ok(r.rows_affected() == 1)
+}
+
 /// Migration 3: the tables of this module.
 pub const L3_MIGRATION: &str = r#"
 CREATE TABLE routers (
@@ -645,16 +666,7 @@ impl Store {
         let mut out = Vec::with_capacity(states.len());
         for (node, content, known) in states {
             if let Some(rev) = known {
-                let r = sqlx::query("UPDATE node_states SET revision = $1, content = $2, source_seq = $3 WHERE node = $4 AND revision = $5 AND source_seq <= $3")
-                    .bind(rev + 1)
-                    .bind(content.to_string())
-                    .bind(source_seq)
-                    .bind(node.to_string())
-                    .bind(*rev)
-                    .execute(&mut *w.tx)
-                    .await
-                    .map_err(StoreError::db(format!("publishing the state of node {node}")))?;
-                if r.rows_affected() == 1 {
+                if bump_node_state(&mut w, node, content, source_seq, *rev).await? {
                     out.push(Published {
                         node: node.clone(),
                         revision: rev + 1,
@@ -702,15 +714,7 @@ impl Store {
                             moved: false,
                         }
                     } else {
-                        sqlx::query("UPDATE node_states SET revision = $1, content = $2, source_seq = $3 WHERE node = $4 AND revision = $5")
-                            .bind(rev + 1)
-                            .bind(content.to_string())
-                            .bind(source_seq)
-                            .bind(node.to_string())
-                            .bind(rev)
-                            .execute(&mut *w.tx)
-                            .await
-                            .map_err(db)?;
+                        bump_node_state(&mut w, node, content, source_seq, rev).await?;
                         Published {
                             node: node.clone(),
                             revision: rev + 1,
