@@ -287,10 +287,8 @@ impl Intent {
         for id in ids {
             self.derive_router(&id);
         }
-        let ports: Vec<String> = self.ports.keys().cloned().collect();
-        for id in ports {
-            let p = self.ports[&id].clone();
-            self.port_allocations(&p, true);
+        for p in self.ports.values() {
+            port_allocations(&mut self.snapshot.allocations, p, true);
         }
         let projects: Vec<String> = self
             .networks
@@ -473,7 +471,7 @@ impl Intent {
             self.snapshot
                 .router_interfaces
                 .retain(|i| i.port_id != o.id);
-            self.port_allocations(o, false);
+            port_allocations(&mut self.snapshot.allocations, o, false);
             if let Some(set) = self.by_device.get_mut(&o.device_id) {
                 set.remove(&o.id);
                 if set.is_empty() {
@@ -508,7 +506,7 @@ impl Intent {
                     .partition_point(|i| ports.get(&i.port_id).is_some_and(|x| port_key(x) < key));
                 self.snapshot.router_interfaces.insert(at, iface);
             }
-            self.port_allocations(n, true);
+            port_allocations(&mut self.snapshot.allocations, n, true);
         }
         // Which planner objects that touched.
         let mut devices: BTreeSet<(&str, &str)> = BTreeSet::new();
@@ -551,40 +549,6 @@ impl Intent {
         }
         if plain {
             out.push(Change::Port(id.to_string()));
-        }
-    }
-
-    /// Add (or remove) the bridge IP / leg IP a port stands for.
-    fn port_allocations(&mut self, p: &Port, add: bool) {
-        let Some(f) = p.fixed_ips.first() else {
-            return;
-        };
-        let a = &mut self.snapshot.allocations;
-        match (p.device_owner.as_str(), add) {
-            (OWNER_BRIDGE_IP, true) => a.set_bridge_ip(&p.device_id, &p.name, f.ip_address),
-            (OWNER_BRIDGE_IP, false) => {
-                if let Some(m) = a.bridge_ips.get_mut(&p.device_id) {
-                    m.remove(&p.name);
-                    if m.is_empty() {
-                        a.bridge_ips.remove(&p.device_id);
-                    }
-                }
-            }
-            (OWNER_LEG, true) => a.set_leg_ip(&p.device_id, &p.name, &f.subnet_id, f.ip_address),
-            (OWNER_LEG, false) => {
-                if let Some(pods) = a.leg_ips.get_mut(&p.device_id) {
-                    if let Some(subs) = pods.get_mut(&p.name) {
-                        subs.remove(&f.subnet_id);
-                        if subs.is_empty() {
-                            pods.remove(&p.name);
-                        }
-                    }
-                    if pods.is_empty() {
-                        a.leg_ips.remove(&p.device_id);
-                    }
-                }
-            }
-            _ => {}
         }
     }
 
@@ -695,5 +659,38 @@ fn planner_subnet(s: &Subnet) -> planner::Subnet {
         network_id: s.network_id.clone(),
         cidr: s.cidr,
         gateway_ip: s.gateway_ip,
+    }
+}
+
+/// Add (or remove) the bridge IP / leg IP a port stands for.
+fn port_allocations(a: &mut planner::Allocations, p: &Port, add: bool) {
+    let Some(f) = p.fixed_ips.first() else {
+        return;
+    };
+    match (p.device_owner.as_str(), add) {
+        (OWNER_BRIDGE_IP, true) => a.set_bridge_ip(&p.device_id, &p.name, f.ip_address),
+        (OWNER_BRIDGE_IP, false) => {
+            if let Some(m) = a.bridge_ips.get_mut(&p.device_id) {
+                m.remove(&p.name);
+                if m.is_empty() {
+                    a.bridge_ips.remove(&p.device_id);
+                }
+            }
+        }
+        (OWNER_LEG, true) => a.set_leg_ip(&p.device_id, &p.name, &f.subnet_id, f.ip_address),
+        (OWNER_LEG, false) => {
+            if let Some(pods) = a.leg_ips.get_mut(&p.device_id) {
+                if let Some(subs) = pods.get_mut(&p.name) {
+                    subs.remove(&f.subnet_id);
+                    if subs.is_empty() {
+                        pods.remove(&p.name);
+                    }
+                }
+                if pods.is_empty() {
+                    a.leg_ips.remove(&p.device_id);
+                }
+            }
+        }
+        _ => {}
     }
 }
