@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use controller::api::{App, Running};
 use controller::config::{Config, LogFormat, NetworkType};
-use controller::realize::{OWNER_FLOATINGIP, OWNER_GATEWAY, OWNER_INTERFACE};
+use controller::naming::{OWNER_FLOATINGIP, OWNER_GATEWAY, OWNER_INTERFACE};
 use controller::store::l3::{FloatingIp, GatewayInfo, Router};
 use controller::store::{FixedIpRequest, NewNetwork, NewPort, Pod, SegmentRequest, Store, Subnet};
 use controller::vlan_pool::VlanRanges;

@@ -1,10 +1,9 @@
-//! Errors: the store's typed errors and the API's Neutron-shaped error responses.
+//! Errors: the store's typed errors and the domain's errors.
 //!
-//! Every API error renders as `{"NeutronError": {"type", "message", "detail"}}` (the shape the
-//! openstack CLI and openstacksdk parse) with the status code Neutron uses for that case.
-
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+//! A [`DomainError`] carries a class (not found, conflict, forbidden, ...) and Neutron's
+//! exception name; the HTTP layer alone turns the class into a status code and renders
+//! `{"NeutronError": {"type", "message", "detail"}}` (the shape the openstack CLI and
+//! openstacksdk parse). Nothing here knows about HTTP.
 
 /// A failure in the store (database) layer, naming what failed and on which object.
 #[derive(Debug, thiserror::Error)]
@@ -34,9 +33,10 @@ pub enum StoreError {
         /// What is wrong.
         detail: String,
     },
-    /// A request-level failure that the API maps to a status code (not found, conflict, ...).
+    /// A rule the store enforces inside its transaction (not found, in use, address taken,
+    /// pool exhausted, over quota).
     #[error("{0}")]
-    Api(#[from] ApiError),
+    Rule(#[from] DomainError),
 }
 
 impl StoreError {
@@ -74,47 +74,78 @@ impl StoreError {
     }
 }
 
-/// An error answered to an API client, in Neutron's shape.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("{status} {kind}: {message}")]
-pub struct ApiError {
-    /// HTTP status.
-    pub status: StatusCode,
-    /// Neutron's exception name (`NetworkNotFound`, `IpAddressAlreadyAllocated`, ...).
+/// What kind of failure a [`DomainError`] is: the HTTP edge maps each class to its status
+/// code (`api::error`), nothing below it knows about HTTP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorClass {
+    /// The request is malformed or breaks a rule (400).
+    BadRequest,
+    /// No or unknown credential (401).
+    Unauthenticated,
+    /// The policy forbids it for the caller (403).
+    Forbidden,
+    /// The object does not exist or is hidden from the caller (404).
+    NotFound,
+    /// The method is not served on that path (405).
+    MethodNotAllowed,
+    /// The object's state or a concurrent change conflicts; or a pool/quota is exhausted (409).
+    Conflict,
+    /// `If-Match` named another revision (412).
+    PreconditionFailed,
+    /// The body is larger than the limit (413).
+    TooLarge,
+    /// Semantically invalid input where Tricircle answers 422.
+    Unprocessable,
+    /// A per-caller limit (long-polls) is reached (429).
+    TooManyRequests,
+    /// A dependency (the database) is unreachable (503).
+    Unavailable,
+    /// A bug or a corrupt store (500).
+    Internal,
+}
+
+/// A domain error: a class (the edge turns it into a status code), Neutron's exception name
+/// (`NetworkNotFound`, `OverQuota`, ...) and a message naming the field or object.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{class:?} {kind}: {message}")]
+pub struct DomainError {
+    /// What kind of failure.
+    pub class: ErrorClass,
+    /// Neutron's exception name.
     pub kind: &'static str,
     /// Human-readable message naming the field or object.
     pub message: String,
 }
 
-impl ApiError {
-    /// Any error with an explicit status and type.
-    pub fn new(status: StatusCode, kind: &'static str, message: impl Into<String>) -> Self {
-        ApiError {
-            status,
+impl DomainError {
+    /// Any error with an explicit class and Neutron type.
+    pub fn new(class: ErrorClass, kind: &'static str, message: impl Into<String>) -> Self {
+        DomainError {
+            class,
             kind,
             message: message.into(),
         }
     }
     /// 400 with Neutron's generic bad-request type.
     pub fn bad_request(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "HTTPBadRequest", message)
+        Self::new(ErrorClass::BadRequest, "HTTPBadRequest", message)
     }
     /// 400 for an attribute with an invalid value, naming it.
     pub fn invalid_input(field: &str, reason: impl std::fmt::Display) -> Self {
         Self::new(
-            StatusCode::BAD_REQUEST,
+            ErrorClass::BadRequest,
             "InvalidInput",
             format!("Invalid input for {field}. Reason: {reason}."),
         )
     }
     /// 401: no or unknown token.
     pub fn unauthorized(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, "NotAuthenticated", message)
+        Self::new(ErrorClass::Unauthenticated, "NotAuthenticated", message)
     }
     /// 403: the policy forbids this for the caller's roles.
     pub fn forbidden(action: &str) -> Self {
         Self::new(
-            StatusCode::FORBIDDEN,
+            ErrorClass::Forbidden,
             "PolicyNotAuthorized",
             format!("({action}) is disallowed by policy"),
         )
@@ -122,7 +153,7 @@ impl ApiError {
     /// 404 for a typed object (`Network`, `Subnet`, `Port`, `Pod`).
     pub fn not_found(what: &'static str, kind: &'static str, id: &str) -> Self {
         Self::new(
-            StatusCode::NOT_FOUND,
+            ErrorClass::NotFound,
             kind,
             format!("{what} {id} could not be found."),
         )
@@ -130,22 +161,22 @@ impl ApiError {
     /// 404 for an unknown URL.
     pub fn no_route(path: &str) -> Self {
         Self::new(
-            StatusCode::NOT_FOUND,
+            ErrorClass::NotFound,
             "HTTPNotFound",
-            format!("The resource could not be found: {path}"),
+            format!("The resource could not be found: {}", path.escape_debug()),
         )
     }
     /// 409 with a specific Neutron type.
     pub fn conflict(kind: &'static str, message: impl Into<String>) -> Self {
-        Self::new(StatusCode::CONFLICT, kind, message)
+        Self::new(ErrorClass::Conflict, kind, message)
     }
     /// 500 without leaking internals beyond a short message.
     pub fn internal(message: impl Into<String>) -> Self {
-        Self::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "HTTPInternalServerError",
-            message,
-        )
+        Self::new(ErrorClass::Internal, "HTTPInternalServerError", message)
+    }
+    /// Whether this is a "not found".
+    pub fn is_not_found(&self) -> bool {
+        self.class == ErrorClass::NotFound
     }
 
     /// The JSON body Neutron sends for this error.
@@ -154,17 +185,17 @@ impl ApiError {
     }
 }
 
-impl From<StoreError> for ApiError {
+impl From<StoreError> for DomainError {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::Api(a) => a,
+            StoreError::Rule(a) => a,
             StoreError::Db {
                 source: sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed,
                 ref op,
             } => {
                 tracing::error!(error = %e, "database unreachable");
-                ApiError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
+                DomainError::new(
+                    ErrorClass::Unavailable,
                     "ServiceUnavailable",
                     format!("the database is unreachable while {op}; retry later"),
                 )
@@ -175,27 +206,15 @@ impl From<StoreError> for ApiError {
                 if e.is_foreign_key_violation() || e.is_unique_violation() =>
             {
                 tracing::warn!(error = %e, "constraint violation from a concurrent change");
-                ApiError::conflict(
+                DomainError::conflict(
                     "Conflict",
                     format!("a concurrent change conflicted while {op}; retry"),
                 )
             }
             other => {
                 tracing::error!(error = %other, "store failure");
-                ApiError::internal(format!("store failure: {other}"))
+                DomainError::internal(format!("store failure: {other}"))
             }
         }
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let body = serde_json::to_vec(&self.body()).unwrap_or_default();
-        (
-            self.status,
-            [(axum::http::header::CONTENT_TYPE, "application/json")],
-            body,
-        )
-            .into_response()
     }
 }

@@ -15,7 +15,7 @@ use ipnet::{IpNet, Ipv4Net};
 use planner::{Change, Snapshot};
 
 use crate::error::StoreError;
-use crate::realize::{
+use crate::naming::{
     bridge_network_id, bridge_subnet_id, BRIDGE_OWNER, BRIDGE_PHYSNET, OWNER_BRIDGE_IP,
     OWNER_FLOATINGIP, OWNER_GATEWAY, OWNER_INTERFACE, OWNER_LEG,
 };
@@ -76,7 +76,7 @@ pub enum Patch {
 fn missing<T>(r: Result<T, StoreError>) -> Result<Option<T>, StoreError> {
     match r {
         Ok(v) => Ok(Some(v)),
-        Err(StoreError::Api(a)) if a.status == axum::http::StatusCode::NOT_FOUND => Ok(None),
+        Err(StoreError::Rule(a)) if a.class == crate::error::ErrorClass::NotFound => Ok(None),
         Err(e) => Err(e),
     }
 }

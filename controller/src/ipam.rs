@@ -7,7 +7,7 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 
-use crate::error::ApiError;
+use crate::error::DomainError;
 
 /// An inclusive range of addresses in a subnet, as Neutron's `allocation_pools` entries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,12 +50,12 @@ fn same_family(a: IpAddr, b: IpAddr) -> bool {
 }
 
 /// Parse a CIDR as Neutron does: the address must be the network address (`10.0.0.5/24` is refused).
-pub fn parse_cidr(field: &str, text: &str) -> Result<IpNet, ApiError> {
+pub fn parse_cidr(field: &str, text: &str) -> Result<IpNet, DomainError> {
     let net: IpNet = text.parse().map_err(|_| {
-        ApiError::invalid_input(field, format!("'{text}' is not a valid IP subnet"))
+        DomainError::invalid_input(field, format!("'{text}' is not a valid IP subnet"))
     })?;
     if net.network() != net.addr() {
-        return Err(ApiError::invalid_input(
+        return Err(DomainError::invalid_input(
             field,
             format!(
                 "'{text}' isn't a recognized IP subnet cidr, '{}' is recommended",
@@ -65,7 +65,7 @@ pub fn parse_cidr(field: &str, text: &str) -> Result<IpNet, ApiError> {
     }
     let min_host_bits = if net.addr().is_ipv4() { 2 } else { 1 };
     if net.max_prefix_len() - net.prefix_len() < min_host_bits {
-        return Err(ApiError::invalid_input(
+        return Err(DomainError::invalid_input(
             field,
             format!("subnet {text} is too small to hold any host"),
         ));
@@ -74,9 +74,10 @@ pub fn parse_cidr(field: &str, text: &str) -> Result<IpNet, ApiError> {
 }
 
 /// Parse an IP address field.
-pub fn parse_ip(field: &str, text: &str) -> Result<IpAddr, ApiError> {
-    text.parse()
-        .map_err(|_| ApiError::invalid_input(field, format!("'{text}' is not a valid IP address")))
+pub fn parse_ip(field: &str, text: &str) -> Result<IpAddr, DomainError> {
+    text.parse().map_err(|_| {
+        DomainError::invalid_input(field, format!("'{text}' is not a valid IP address"))
+    })
 }
 
 /// First and last host addresses Neutron may hand out in `net`.
@@ -135,11 +136,11 @@ pub fn validate_pools(
     net: &IpNet,
     pools: &[Pool],
     gateway: Option<IpAddr>,
-) -> Result<(), ApiError> {
+) -> Result<(), DomainError> {
     for p in pools {
         for ip in [p.start, p.end] {
             if !is_host(net, ip) {
-                return Err(ApiError::invalid_input(
+                return Err(DomainError::invalid_input(
                     "allocation_pools",
                     format!(
                         "the allocation pool {}-{} spans beyond the subnet cidr {net}",
@@ -149,7 +150,7 @@ pub fn validate_pools(
             }
         }
         if to_u128(p.start) > to_u128(p.end) {
-            return Err(ApiError::invalid_input(
+            return Err(DomainError::invalid_input(
                 "allocation_pools",
                 format!(
                     "the allocation pool start {} is after its end {}",
@@ -159,7 +160,7 @@ pub fn validate_pools(
         }
         if let Some(g) = gateway {
             if p.contains(g) {
-                return Err(ApiError::conflict(
+                return Err(DomainError::conflict(
                     "GatewayConflictWithAllocationPools",
                     format!(
                         "Gateway ip {g} conflicts with allocation pool {}-{}",
@@ -173,7 +174,7 @@ pub fn validate_pools(
     sorted.sort_by_key(|p| to_u128(p.start));
     for w in sorted.windows(2) {
         if to_u128(w[1].start) <= to_u128(w[0].end) {
-            return Err(ApiError::invalid_input(
+            return Err(DomainError::invalid_input(
                 "allocation_pools",
                 format!(
                     "found overlapping allocation pools: {}-{} and {}-{}",
@@ -295,7 +296,7 @@ mod tests {
         .is_err());
         let e =
             validate_pools(&net, &[p("10.0.0.1", "10.0.0.9")], Some(ip("10.0.0.1"))).unwrap_err();
-        assert_eq!(e.status.as_u16(), 409);
+        assert_eq!(e.class, crate::error::ErrorClass::Conflict);
     }
 
     #[test]

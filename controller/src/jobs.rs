@@ -8,8 +8,8 @@
 
 use std::time::Duration;
 
-use crate::api::App;
-use crate::error::ApiError;
+use crate::core::Core;
+use crate::error::DomainError;
 
 /// How long a job may stay RUNNING before it fails (and is retried).
 pub const JOB_TIMEOUT: Duration = Duration::from_secs(120);
@@ -22,8 +22,8 @@ fn age_secs(ts: &str) -> u64 {
 }
 
 /// Moves every unfinished job one step.
-pub async fn advance(app: &App) -> Result<(), ApiError> {
-    let jobs = app.store.list_jobs().await?;
+pub async fn advance(core: &Core) -> Result<(), DomainError> {
+    let jobs = core.store.list_jobs().await?;
     if jobs
         .iter()
         .all(|j| j.status == "SUCCESS" || (j.status == "FAIL" && j.attempts >= MAX_ATTEMPTS))
@@ -31,28 +31,28 @@ pub async fn advance(app: &App) -> Result<(), ApiError> {
         return Ok(());
     }
     // Every node's report, read once for all the jobs.
-    let reports = crate::realize::Reports::load(app).await?;
+    let reports = crate::realize::Reports::load(core).await?;
     for job in jobs {
         match job.status.as_str() {
             "NEW" => {
-                app.store
+                core.store
                     .set_job(&job.id, "RUNNING", job.attempts + 1, None)
                     .await?;
             }
             "RUNNING" => {
-                if app.store.get_router(&job.resource_id).await.is_err() {
+                if core.store.get_router(&job.resource_id).await.is_err() {
                     // The router is gone: nothing left to realize.
-                    app.store
+                    core.store
                         .set_job(&job.id, "SUCCESS", job.attempts, None)
                         .await?;
                     continue;
                 }
-                match reports.router(&app.realizer.hub, &job.resource_id) {
+                match reports.router(&core.realizer.hub, &job.resource_id) {
                     Ok(true) => {
-                        app.store
+                        core.store
                             .set_job(&job.id, "SUCCESS", job.attempts, None)
                             .await?;
-                        app.metrics.record_job(
+                        core.metrics.record_job(
                             &job.kind,
                             "SUCCESS",
                             Duration::from_secs(age_secs(&job.timestamp).min(86_400)),
@@ -60,8 +60,8 @@ pub async fn advance(app: &App) -> Result<(), ApiError> {
                         tracing::info!(job = %job.id, router = %job.resource_id, "job done");
                     }
                     Ok(false) if age_secs(&job.timestamp) > JOB_TIMEOUT.as_secs() => {
-                        app.metrics.record_job(&job.kind, "FAIL", JOB_TIMEOUT);
-                        app.store
+                        core.metrics.record_job(&job.kind, "FAIL", JOB_TIMEOUT);
+                        core.store
                             .set_job(
                                 &job.id,
                                 "FAIL",
@@ -73,12 +73,12 @@ pub async fn advance(app: &App) -> Result<(), ApiError> {
                     Ok(false) => {}
                     Err(reason) => {
                         tracing::warn!(job = %job.id, router = %job.resource_id, %reason, "job failed");
-                        app.metrics.record_job(
+                        core.metrics.record_job(
                             &job.kind,
                             "FAIL",
                             Duration::from_secs(age_secs(&job.timestamp).min(86_400)),
                         );
-                        app.store
+                        core.store
                             .set_job(&job.id, "FAIL", job.attempts, Some(&reason))
                             .await?;
                     }
@@ -87,7 +87,7 @@ pub async fn advance(app: &App) -> Result<(), ApiError> {
             "FAIL" if job.attempts < MAX_ATTEMPTS => {
                 let backoff = (1u64 << job.attempts.clamp(0, 6)).min(60);
                 if age_secs(&job.timestamp) >= backoff {
-                    app.store
+                    core.store
                         .set_job(
                             &job.id,
                             "RUNNING",
@@ -95,7 +95,7 @@ pub async fn advance(app: &App) -> Result<(), ApiError> {
                             job.last_error.as_deref(),
                         )
                         .await?;
-                    app.realizer.kick();
+                    core.realizer.kick();
                 }
             }
             _ => {}
@@ -108,11 +108,11 @@ pub async fn advance(app: &App) -> Result<(), ApiError> {
 /// none): a controller killed between a router's write and its job's queueing leaves exactly
 /// this. Queued again, so `/v1.0/jobs` tells the truth. Run on full passes.
 pub async fn requeue_unrealized(
-    app: &App,
+    core: &Core,
     intent: &crate::realize::Intent,
-) -> Result<usize, ApiError> {
-    let jobs = app.store.list_jobs().await?;
-    let reports = crate::realize::Reports::load(app).await?;
+) -> Result<usize, DomainError> {
+    let jobs = core.store.list_jobs().await?;
+    let reports = crate::realize::Reports::load(core).await?;
     let mut n = 0;
     for r in intent.routers.values() {
         let job = jobs
@@ -121,8 +121,8 @@ pub async fn requeue_unrealized(
         if job.is_some_and(|j| j.status != "SUCCESS") {
             continue;
         }
-        if reports.router(&app.realizer.hub, &r.id) == Ok(false) {
-            app.store.queue_job("router", &r.id, &r.project_id).await?;
+        if reports.router(&core.realizer.hub, &r.id) == Ok(false) {
+            core.store.queue_job("router", &r.id, &r.project_id).await?;
             tracing::info!(router = %r.id, "queued a job for a router not realized everywhere");
             n += 1;
         }

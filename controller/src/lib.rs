@@ -4,7 +4,7 @@
 //! Layout, meant to grow (routers, floating IPs, jobs, the agent API):
 //! - [`config`]: flags > `CROSSPOD_*` env > `--config` TOML > defaults.
 //! - [`auth`]: the tokens file (`TOKEN PROJECT ROLES`), re-read when it changes.
-//! - [`error`]: [`error::StoreError`] for the store, [`error::ApiError`] rendered in
+//! - [`error`]: [`error::StoreError`] for the store, [`error::DomainError`] rendered in
 //!   Neutron's `{"NeutronError": ...}` shape.
 //! - [`store`]: one [`store::Store`] over sqlx `Any` (SQLite or PostgreSQL), migrations, one
 //!   module per resource; allocation uniqueness is a database constraint.
@@ -26,6 +26,7 @@
 pub mod api;
 pub mod auth;
 pub mod config;
+pub mod core;
 pub mod error;
 pub mod failpoint;
 pub mod intent;
@@ -33,7 +34,7 @@ pub mod ipam;
 pub mod jobs;
 pub mod mac;
 pub mod metrics;
-pub mod openapi;
+pub mod naming;
 pub mod realize;
 pub mod store;
 pub mod vlan_pool;

@@ -23,28 +23,14 @@ use ipnet::IpNet;
 use planner::{AllocationKey, Change};
 use tokio::sync::{watch, Mutex, Notify};
 
-use crate::api::App;
-use crate::error::{ApiError, StoreError};
+use crate::core::Core;
+use crate::error::{DomainError, StoreError};
 pub use crate::intent::Intent;
 use crate::intent::Patch;
 use crate::ipam;
+use crate::naming::*;
 use crate::store::changes::{ChangeKind, Cursor};
 use crate::store::{FixedIpRequest, NewNetwork, NewPort, Port, SegmentRequest, Subnet};
-
-/// Project that owns the bridge networks (hidden from members, visible to admins).
-pub const BRIDGE_OWNER: &str = "crosspod-bridge";
-/// device_owner of router interface ports.
-pub const OWNER_INTERFACE: &str = "network:router_interface";
-/// device_owner of router gateway ports.
-pub const OWNER_GATEWAY: &str = "network:router_gateway";
-/// device_owner of floating IP ports.
-pub const OWNER_FLOATINGIP: &str = "network:floatingip";
-/// device_owner of bridge IP ports (one per router instance).
-pub const OWNER_BRIDGE_IP: &str = "network:router_bridge";
-/// device_owner of per-pod leg IP ports on stretched networks.
-pub const OWNER_LEG: &str = "network:router_leg";
-/// The physnet of bridge networks and of local networks' tags.
-pub const BRIDGE_PHYSNET: &str = "bridge";
 
 /// How often the realizer re-reads the whole store (the level-triggered backstop).
 pub const FULL_PASS_EVERY: Duration = Duration::from_secs(60);
@@ -54,39 +40,6 @@ pub const LOG_RETENTION: Duration = Duration::from_secs(600);
 pub const BACKLOG_FOR_FULL: usize = 2000;
 /// Rounds of "read the log, allocate" per incremental pass (allocations log changes too).
 const MAX_ROUNDS: usize = 4;
-
-/// A UUID derived from `parts`, so every controller names the same allocation the same way and
-/// the primary key makes a concurrent duplicate impossible.
-pub fn derived_id(parts: &[&str]) -> String {
-    let a = wire::names::stable_hash(parts);
-    let mut salted: Vec<&str> = parts.to_vec();
-    salted.push("crosspod-salt");
-    let b = wire::names::stable_hash(&salted);
-    let mut bytes = [0u8; 16];
-    bytes[..8].copy_from_slice(&a.to_be_bytes());
-    bytes[8..].copy_from_slice(&b.to_be_bytes());
-    uuid::Builder::from_random_bytes(bytes)
-        .into_uuid()
-        .to_string()
-}
-
-/// The bridge network of a project, by its derived id.
-pub fn bridge_network_id(project: &str) -> String {
-    derived_id(&["bridge-network", project])
-}
-
-/// The bridge subnet of a project, by its derived id.
-pub fn bridge_subnet_id(project: &str) -> String {
-    derived_id(&["bridge-subnet", project])
-}
-
-fn bridge_ip_port_id(router: &str, pod: &str) -> String {
-    derived_id(&["bridge-ip", router, pod])
-}
-
-fn leg_port_id(router: &str, pod: &str, subnet: &str) -> String {
-    derived_id(&["leg-ip", router, pod, subnet])
-}
 
 /// A node's published state as the agent API serves it.
 #[derive(Debug)]
@@ -128,12 +81,13 @@ impl NodeHub {
 
     /// Record what is published for `node` (parsed from the stored content); wakes its
     /// watchers when the revision moved.
-    pub fn set(&self, node: &str, revision: u64, content: &str) -> Result<(), ApiError> {
+    pub fn set(&self, node: &str, revision: u64, content: &str) -> Result<(), DomainError> {
         if self.is_current(node, revision, content) {
             return Ok(());
         }
-        let state: wire::NodeDesiredState = serde_json::from_str(content)
-            .map_err(|e| ApiError::internal(format!("stored state of {node} unreadable: {e}")))?;
+        let state: wire::NodeDesiredState = serde_json::from_str(content).map_err(|e| {
+            DomainError::internal(format!("stored state of {node} unreadable: {e}"))
+        })?;
         self.set_state(node, revision, content.to_string(), &state)
     }
 
@@ -152,7 +106,7 @@ impl NodeHub {
         revision: u64,
         content: String,
         state: &wire::NodeDesiredState,
-    ) -> Result<(), ApiError> {
+    ) -> Result<(), DomainError> {
         if self.is_current(node, revision, &content) {
             return Ok(());
         }
@@ -160,7 +114,7 @@ impl NodeHub {
         state.revision = revision;
         let routers = state.routers.keys().cloned().collect();
         let body = serde_json::to_vec(&wire::WatchResponse { revision, state })
-            .map_err(|e| ApiError::internal(format!("serialising the state of {node}: {e}")))?;
+            .map_err(|e| DomainError::internal(format!("serialising the state of {node}: {e}")))?;
         self.sender(node)
             .send_replace(Some(Arc::new(PublishedState {
                 revision,
@@ -239,38 +193,38 @@ impl Realizer {
 
     /// Runs now (serialised with the background task): incremental, or full at start and
     /// when one is due. Returns how many node states were published.
-    pub async fn run(&self, app: &App) -> Result<usize, ApiError> {
-        self.pass(app, false).await.map(|r| r.published)
+    pub async fn run(&self, core: &Core) -> Result<usize, DomainError> {
+        self.pass(core, false).await.map(|r| r.published)
     }
 
     /// The intent as of now: the change log is caught up first, so a request sees its own
     /// writes. Cheap to hold (shared, not copied); the realizer copies it only if it must
     /// change it while a request still holds it.
-    pub async fn intent(&self, app: &App) -> Result<Arc<Intent>, ApiError> {
-        self.pass(app, false).await?;
+    pub async fn intent(&self, core: &Core) -> Result<Arc<Intent>, DomainError> {
+        self.pass(core, false).await?;
         let m = self.model.lock().await;
         m.new
             .clone()
-            .ok_or_else(|| ApiError::internal("the realizer has no intent loaded"))
+            .ok_or_else(|| DomainError::internal("the realizer has no intent loaded"))
     }
 
     /// Runs a full pass now (re-read everything, compare with the incremental picture).
-    pub async fn run_full(&self, app: &App) -> Result<PassReport, ApiError> {
-        self.pass(app, true).await
+    pub async fn run_full(&self, core: &Core) -> Result<PassReport, DomainError> {
+        self.pass(core, true).await
     }
 
     /// One pass, full when asked, at start, or when due.
-    pub async fn pass(&self, app: &App, full: bool) -> Result<PassReport, ApiError> {
+    pub async fn pass(&self, core: &Core, full: bool) -> Result<PassReport, DomainError> {
         let mut m = self.model.lock().await;
         let started = Instant::now();
         let due = m.new.is_none() || m.last_full.is_none_or(|t| t.elapsed() >= self.full_every);
         let res = if full || due {
-            self.full(app, &mut m).await
+            self.full(core, &mut m).await
         } else {
-            match self.incremental(app, &mut m).await {
+            match self.incremental(core, &mut m).await {
                 // A backlog (bulk changes, a controller that was partitioned): re-reading
                 // everything once is cheaper than patching it object by object.
-                Ok(None) => self.full(app, &mut m).await,
+                Ok(None) => self.full(core, &mut m).await,
                 Ok(Some(r)) => Ok(r),
                 Err(e) => Err(e),
             }
@@ -280,27 +234,27 @@ impl Realizer {
             *m = Model::default();
         }
         let published = res.as_ref().map(|r| r.published).unwrap_or(0);
-        app.metrics
+        core.metrics
             .record_realize(res.is_ok(), started.elapsed(), published);
         if let Ok(r) = &res {
-            app.metrics.record_pass(r);
+            core.metrics.record_pass(r);
         }
         res
     }
 
-    async fn full(&self, app: &App, m: &mut Model) -> Result<PassReport, ApiError> {
+    async fn full(&self, core: &Core, m: &mut Model) -> Result<PassReport, DomainError> {
         let mut report = PassReport {
             full: true,
             ..PassReport::default()
         };
         // Catch up first, so the incremental picture can be compared with a fresh read.
         if m.new.is_some() {
-            if let Some(r) = self.incremental(app, m).await? {
+            if let Some(r) = self.incremental(core, m).await? {
                 report.published += r.published;
                 report.changes += r.changes;
             }
         }
-        let Settled { seq, intent, quiet } = settle(app).await?;
+        let Settled { seq, intent, quiet } = settle(core).await?;
         let quiet = quiet && m.cursor.last() == seq;
         let states = planner::plan_all(&intent.snapshot);
         if let (true, Some(known)) = (quiet, m.new.as_deref()) {
@@ -321,24 +275,28 @@ impl Realizer {
             }
         }
         report.replanned = states.len();
-        report.published += self.publish(app, &states, seq).await?;
+        report.published += self.publish(core, &states, seq).await?;
         m.planned = states;
-        if let Err(e) = crate::jobs::requeue_unrealized(app, &intent).await {
+        if let Err(e) = crate::jobs::requeue_unrealized(core, &intent).await {
             tracing::warn!(error = %e.message, "re-queueing jobs of unrealized routers failed");
         }
         m.old = Some(intent.clone());
         m.new = Some(Arc::new(intent));
         m.cursor = Cursor::at(seq);
         m.last_full = Some(Instant::now());
-        if let Err(e) = app.store.prune_changes(LOG_RETENTION).await {
+        if let Err(e) = core.store.prune_changes(LOG_RETENTION).await {
             tracing::warn!(error = %e, "pruning the change log failed");
         }
         Ok(report)
     }
 
     /// `Ok(None)`: the log holds more than [`BACKLOG_FOR_FULL`] entries; do a full pass.
-    async fn incremental(&self, app: &App, m: &mut Model) -> Result<Option<PassReport>, ApiError> {
-        let store = &app.store;
+    async fn incremental(
+        &self,
+        core: &Core,
+        m: &mut Model,
+    ) -> Result<Option<PassReport>, DomainError> {
+        let store = &core.store;
         let mut report = PassReport::default();
         let mut patches: Vec<Patch> = Vec::new();
         let mut changes: Vec<Change> = Vec::new();
@@ -420,7 +378,7 @@ impl Realizer {
                 })
                 .flat_map(|d| new.ports_of(d).cloned().collect::<Vec<_>>())
                 .collect();
-            collect_garbage(app, new, candidates.iter()).await?;
+            collect_garbage(core, new, candidates.iter()).await?;
             let routers: Vec<String> = round_changes
                 .iter()
                 .filter_map(|c| match c {
@@ -428,7 +386,7 @@ impl Realizer {
                     _ => None,
                 })
                 .collect();
-            mend_gateways(app, new, routers.iter()).await;
+            mend_gateways(core, new, routers.iter()).await;
             if deleted_ports {
                 store.disassociate_dangling_floatingips().await?;
             }
@@ -466,7 +424,7 @@ impl Realizer {
             if !plan.is_empty() {
                 tracing::debug!(round, plan = ?plan, "allocations of an incremental pass");
             }
-            allocate_and_release(app, &plan, new).await;
+            allocate_and_release(core, &plan, new).await;
         }
         if changes.is_empty() {
             // Nothing the planner sees (a port's status, say): nothing to re-plan.
@@ -503,7 +461,7 @@ impl Realizer {
             }
         }
         report.replanned = touched.len();
-        report.published = self.publish(app, &touched, m.cursor.last()).await?;
+        report.published = self.publish(core, &touched, m.cursor.last()).await?;
         tracing::debug!(
             changes = ?changes,
             replanned = ?touched.keys().collect::<Vec<_>>(),
@@ -522,14 +480,15 @@ impl Realizer {
     /// in one transaction; returns how many revisions moved.
     async fn publish(
         &self,
-        app: &App,
+        core: &Core,
         states: &BTreeMap<String, wire::NodeDesiredState>,
         seq: i64,
-    ) -> Result<usize, ApiError> {
+    ) -> Result<usize, DomainError> {
         let mut batch = Vec::new();
         for (node, state) in states {
-            let content = serde_json::to_string(state)
-                .map_err(|e| ApiError::internal(format!("serialising the state of {node}: {e}")))?;
+            let content = serde_json::to_string(state).map_err(|e| {
+                DomainError::internal(format!("serialising the state of {node}: {e}"))
+            })?;
             let known = self.hub.current(node);
             if known.as_ref().is_some_and(|p| p.content == content) {
                 continue;
@@ -540,7 +499,7 @@ impl Realizer {
             return Ok(0);
         }
         crate::failpoint::hit("realize:publish");
-        let done = app.store.publish_node_states(&batch, seq).await?;
+        let done = core.store.publish_node_states(&batch, seq).await?;
         let mut moved = 0;
         for p in done {
             if p.moved {
@@ -559,15 +518,15 @@ impl Realizer {
     }
 }
 
-async fn allocate_and_release(app: &App, plan: &planner::AllocationPlan, intent: &Intent) {
+async fn allocate_and_release(core: &Core, plan: &planner::AllocationPlan, intent: &Intent) {
     for key in &plan.allocate {
-        if let Err(e) = allocate(app, key, intent).await {
+        if let Err(e) = allocate(core, key, intent).await {
             tracing::warn!(?key, error = %e, "allocation failed");
         }
     }
     // Release IPs before the networks they come from.
     for key in plan.release.iter().rev() {
-        if let Err(e) = release(app, key).await {
+        if let Err(e) = release(core, key).await {
             tracing::warn!(?key, error = %e, "release failed");
         }
     }
@@ -576,41 +535,41 @@ async fn allocate_and_release(app: &App, plan: &planner::AllocationPlan, intent:
 /// The background task: a pass whenever this process committed a change, another controller
 /// notified one (PostgreSQL), the realizer was kicked, or the configured poll interval passed
 /// (`--change-log-poll-ms`); then the jobs.
-pub async fn background(app: Arc<App>) {
-    let mut local = app.store.local_changes();
-    if app.store.backend() == crate::store::Backend::Postgres {
-        tokio::spawn(listen(app.clone()));
+pub async fn background(core: Arc<Core>) {
+    let mut local = core.store.local_changes();
+    if core.store.backend() == crate::store::Backend::Postgres {
+        tokio::spawn(listen(core.clone()));
     }
     let mut last_jobs = Instant::now() - Duration::from_secs(1);
     loop {
-        if let Err(e) = app.realizer.run(&app).await {
+        if let Err(e) = core.realizer.run(&core).await {
             tracing::warn!(error = %e.message, "realization failed; will retry");
         }
         if last_jobs.elapsed() >= Duration::from_millis(500) {
             last_jobs = Instant::now();
-            if let Err(e) = crate::jobs::advance(&app).await {
+            if let Err(e) = crate::jobs::advance(&core).await {
                 tracing::warn!(error = %e.message, "advancing jobs failed; will retry");
             }
         }
         tokio::select! {
-            _ = app.realizer.kick.notified() => {}
+            _ = core.realizer.kick.notified() => {}
             _ = local.changed() => {}
-            _ = tokio::time::sleep(app.config.change_log_poll) => {}
+            _ = tokio::time::sleep(core.config.change_log_poll) => {}
         }
     }
 }
 
 /// Wake the realizer on every change another controller commits (PostgreSQL LISTEN).
-async fn listen(app: Arc<App>) {
+async fn listen(core: Arc<Core>) {
     let mut backoff = Duration::from_millis(100);
     loop {
         let res = async {
-            let mut l = sqlx::postgres::PgListener::connect(&app.config.database).await?;
+            let mut l = sqlx::postgres::PgListener::connect(&core.config.database).await?;
             l.listen(crate::store::changes::CHANNEL).await?;
             tracing::info!("listening for other controllers' changes");
             loop {
                 l.recv().await?;
-                app.realizer.kick();
+                core.realizer.kick();
             }
             #[allow(unreachable_code)]
             Ok::<(), sqlx::Error>(())
@@ -620,27 +579,27 @@ async fn listen(app: Arc<App>) {
             tracing::warn!(error = %e, "listening for changes failed; reconnecting");
         }
         // Catch up on whatever was missed while not listening.
-        app.realizer.kick();
+        core.realizer.kick();
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(Duration::from_secs(10));
     }
 }
 
 /// Reads the whole intent from the store (what a full pass starts from).
-pub async fn read_intent(app: &App) -> Result<Intent, StoreError> {
-    Intent::load(&app.store).await
+pub async fn read_intent(core: &Core) -> Result<Intent, StoreError> {
+    Intent::load(&core.store).await
 }
 
 /// The state of `node` as the store holds it, with its revision filled in.
 pub async fn published_state(
-    app: &App,
+    core: &Core,
     node: &str,
-) -> Result<Option<(u64, wire::NodeDesiredState)>, ApiError> {
-    let Some((rev, content)) = app.store.node_state(node).await? else {
+) -> Result<Option<(u64, wire::NodeDesiredState)>, DomainError> {
+    let Some((rev, content)) = core.store.node_state(node).await? else {
         return Ok(None);
     };
     let mut state: wire::NodeDesiredState = serde_json::from_str(&content)
-        .map_err(|e| ApiError::internal(format!("stored state of {node} unreadable: {e}")))?;
+        .map_err(|e| DomainError::internal(format!("stored state of {node} unreadable: {e}")))?;
     state.revision = rev as u64;
     Ok(Some((rev as u64, state)))
 }
@@ -648,16 +607,16 @@ pub async fn published_state(
 /// One full pass outside the realizer (re-read everything, collect, allocate, plan every node,
 /// publish the differences): what a non-incremental controller pays per change. The realizer
 /// does this at start and periodically; benchmarks compare it with the incremental pass.
-pub async fn realize(app: &App) -> Result<usize, ApiError> {
-    let Settled { seq, intent, .. } = settle(app).await?;
+pub async fn realize(core: &Core) -> Result<usize, DomainError> {
+    let Settled { seq, intent, .. } = settle(core).await?;
     let states = planner::plan_all(&intent.snapshot);
     let mut batch = Vec::new();
     for (node, state) in &states {
         let content = serde_json::to_string(state)
-            .map_err(|e| ApiError::internal(format!("serialising the state of {node}: {e}")))?;
+            .map_err(|e| DomainError::internal(format!("serialising the state of {node}: {e}")))?;
         batch.push((node.clone(), content, None));
     }
-    let done = app.store.publish_node_states(&batch, seq).await?;
+    let done = core.store.publish_node_states(&batch, seq).await?;
     Ok(done.iter().filter(|p| p.moved).count())
 }
 
@@ -671,17 +630,17 @@ struct Settled {
     quiet: bool,
 }
 
-async fn settle(app: &App) -> Result<Settled, ApiError> {
-    let store = &app.store;
+async fn settle(core: &Core) -> Result<Settled, DomainError> {
+    let store = &core.store;
     // The log position is read before each load: what commits after it is replayed by the
     // next incremental pass (harmless: every patch is idempotent), what committed before is
     // in the load — including this pass's own allocations, never replayed.
     let mut seq = store.last_change_seq().await?;
     let mut intent = Intent::load(store).await?;
     let mut quiet = store.last_change_seq().await? == seq;
-    let fixed = collect_garbage(app, &intent, intent.ports.values()).await?
+    let fixed = collect_garbage(core, &intent, intent.ports.values()).await?
         + store.disassociate_dangling_floatingips().await? as usize
-        + mend_gateways(app, &intent, intent.routers.keys()).await;
+        + mend_gateways(core, &intent, intent.routers.keys()).await;
     if fixed > 0 {
         quiet = false;
         seq = store.last_change_seq().await?;
@@ -690,7 +649,7 @@ async fn settle(app: &App) -> Result<Settled, ApiError> {
     let plan = planner::required_allocations(&intent.snapshot);
     if !plan.is_empty() {
         quiet = false;
-        allocate_and_release(app, &plan, &intent).await;
+        allocate_and_release(core, &plan, &intent).await;
         seq = store.last_change_seq().await?;
         intent = Intent::load(store).await?;
     }
@@ -701,26 +660,26 @@ fn ignore_exists(r: Result<Port, StoreError>) -> Result<(), StoreError> {
     match r {
         Ok(_) => Ok(()),
         Err(e) if e.is_unique_violation() => Ok(()),
-        Err(StoreError::Api(a)) if a.status == axum::http::StatusCode::CONFLICT => Ok(()),
+        Err(StoreError::Rule(a)) if a.class == crate::error::ErrorClass::Conflict => Ok(()),
         Err(e) => Err(e),
     }
 }
 
 fn ignore_missing(r: Result<(), StoreError>) -> Result<(), StoreError> {
     match r {
-        Err(StoreError::Api(a)) if a.status == axum::http::StatusCode::NOT_FOUND => Ok(()),
+        Err(StoreError::Rule(a)) if a.class == crate::error::ErrorClass::NotFound => Ok(()),
         other => other,
     }
 }
 
-async fn allocate(app: &App, key: &AllocationKey, intent: &Intent) -> Result<(), StoreError> {
+async fn allocate(core: &Core, key: &AllocationKey, intent: &Intent) -> Result<(), StoreError> {
     crate::failpoint::hit("realize:allocate");
-    let store = &app.store;
+    let store = &core.store;
     match key {
         AllocationKey::BridgeNetwork { project_id } => {
             let net_id = bridge_network_id(project_id);
             if let Err(e) = store.get_network(&net_id).await {
-                if !matches!(&e, StoreError::Api(a) if a.status == axum::http::StatusCode::NOT_FOUND)
+                if !matches!(&e, StoreError::Rule(a) if a.class == crate::error::ErrorClass::NotFound)
                 {
                     return Err(e);
                 }
@@ -744,7 +703,7 @@ async fn allocate(app: &App, key: &AllocationKey, intent: &Intent) -> Result<(),
                             },
                             az_hints: Vec::new(),
                         },
-                        &app.config.network_vlan_ranges,
+                        &core.config.network_vlan_ranges,
                     )
                     .await;
                 if let Err(e) = r {
@@ -754,7 +713,7 @@ async fn allocate(app: &App, key: &AllocationKey, intent: &Intent) -> Result<(),
                 }
             }
             let cidr = store
-                .bridge_subnet(project_id, app.config.bridge_cidr)
+                .bridge_subnet(project_id, core.config.bridge_cidr)
                 .await?;
             let sid = bridge_subnet_id(project_id);
             if store.get_subnet(&sid).await.is_err() {
@@ -781,7 +740,7 @@ async fn allocate(app: &App, key: &AllocationKey, intent: &Intent) -> Result<(),
                 match r {
                     Ok(_) => {}
                     Err(e) if e.is_unique_violation() => {}
-                    Err(StoreError::Api(a)) if a.status == axum::http::StatusCode::BAD_REQUEST => {
+                    Err(StoreError::Rule(a)) if a.class == crate::error::ErrorClass::BadRequest => {
                         // Overlap with itself: created concurrently by another controller.
                     }
                     Err(e) => return Err(e),
@@ -847,7 +806,7 @@ async fn allocate(app: &App, key: &AllocationKey, intent: &Intent) -> Result<(),
             )
         }
         AllocationKey::LocalTag { network_id, pod } => {
-            let reserved = app.config.network_vlan_ranges.range(BRIDGE_PHYSNET);
+            let reserved = core.config.network_vlan_ranges.range(BRIDGE_PHYSNET);
             let candidates: Vec<u16> = (100..=4000)
                 .filter(|t| !reserved.is_some_and(|(lo, hi)| (lo..=hi).contains(t)))
                 .collect();
@@ -859,8 +818,8 @@ async fn allocate(app: &App, key: &AllocationKey, intent: &Intent) -> Result<(),
     }
 }
 
-async fn release(app: &App, key: &AllocationKey) -> Result<(), StoreError> {
-    let store = &app.store;
+async fn release(core: &Core, key: &AllocationKey) -> Result<(), StoreError> {
+    let store = &core.store;
     match key {
         AllocationKey::BridgeNetwork { project_id } => {
             ignore_missing(store.delete_subnet(&bridge_subnet_id(project_id)).await)?;
@@ -889,16 +848,16 @@ async fn release(app: &App, key: &AllocationKey) -> Result<(), StoreError> {
 /// the missing one (IPs as requested, else the first free one) under an id derived from the
 /// router and network, so the API and a realizer mending a crash cannot both create one.
 pub async fn ensure_gateway_port(
-    app: &App,
+    core: &Core,
     r: &crate::store::l3::Router,
     existing: Option<&Port>,
-) -> Result<(), ApiError> {
+) -> Result<(), DomainError> {
     if let Some(p) = existing {
         if r.gateway
             .as_ref()
             .is_none_or(|g| g.network_id != p.network_id)
         {
-            ignore_missing(app.store.delete_port(&p.id).await)?;
+            ignore_missing(core.store.delete_port(&p.id).await)?;
         } else {
             return Ok(());
         }
@@ -918,7 +877,7 @@ pub async fn ensure_gateway_port(
                         ip_address: match v["ip_address"].as_str() {
                             None => None,
                             Some(s) => Some(s.parse().map_err(|_| {
-                                ApiError::invalid_input(
+                                DomainError::invalid_input(
                                     "external_fixed_ips",
                                     format!("'{s}' is not an IP address"),
                                 )
@@ -926,10 +885,10 @@ pub async fn ensure_gateway_port(
                         },
                     })
                 })
-                .collect::<Result<Vec<_>, ApiError>>()?,
+                .collect::<Result<Vec<_>, DomainError>>()?,
         )
     };
-    let r = app
+    let r = core
         .store
         .create_port(&NewPort {
             id: derived_id(&["gateway", &r.id, &g.network_id]),
@@ -948,14 +907,14 @@ pub async fn ensure_gateway_port(
         .await;
     match r {
         Err(e) if e.is_unique_violation() => Ok(()),
-        other => other.map(|_| ()).map_err(ApiError::from),
+        other => other.map(|_| ()).map_err(DomainError::from),
     }
 }
 
 /// Routers whose row names a gateway but whose gateway port is missing (a crash between the
 /// two writes): create it.
 async fn mend_gateways<'a>(
-    app: &App,
+    core: &Core,
     intent: &Intent,
     routers: impl Iterator<Item = &'a String>,
 ) -> usize {
@@ -973,7 +932,7 @@ async fn mend_gateways<'a>(
         {
             continue;
         }
-        match ensure_gateway_port(app, r, None).await {
+        match ensure_gateway_port(core, r, None).await {
             Ok(()) => {
                 tracing::info!(router = %id, network = %g.network_id, "created a missing gateway port");
                 n += 1;
@@ -991,7 +950,7 @@ async fn mend_gateways<'a>(
 /// of deleted routers. Removed here so every change is resumable. `candidates` are the ports
 /// to judge (all of them on a full pass, the touched devices' ones on an incremental pass).
 async fn collect_garbage<'a>(
-    app: &App,
+    core: &Core,
     intent: &Intent,
     candidates: impl Iterator<Item = &'a Port>,
 ) -> Result<usize, StoreError> {
@@ -1012,7 +971,7 @@ async fn collect_garbage<'a>(
         // A floating-IP port is created just before its row: leave young ones alone.
         let young = p.device_owner == OWNER_FLOATINGIP && is_recent(&p.created_at);
         if orphan && !young {
-            ignore_missing(app.store.delete_port(&p.id).await)?;
+            ignore_missing(core.store.delete_port(&p.id).await)?;
             tracing::info!(port = %p.id, owner = %p.device_owner, device = %p.device_id, "removed an orphaned port");
             n += 1;
         }
@@ -1032,9 +991,9 @@ pub struct Reports {
 
 impl Reports {
     /// Read every node's registration and last report.
-    pub async fn load(app: &App) -> Result<Reports, ApiError> {
+    pub async fn load(core: &Core) -> Result<Reports, DomainError> {
         Ok(Reports {
-            agents: app.store.list_agents().await?,
+            agents: core.store.list_agents().await?,
         })
     }
 
@@ -1073,10 +1032,13 @@ impl Reports {
 }
 
 /// Whether one router is in place everywhere (see [`Reports::router`]).
-pub async fn router_realized(app: &App, router_id: &str) -> Result<Result<bool, String>, ApiError> {
-    Ok(Reports::load(app)
+pub async fn router_realized(
+    core: &Core,
+    router_id: &str,
+) -> Result<Result<bool, String>, DomainError> {
+    Ok(Reports::load(core)
         .await?
-        .router(&app.realizer.hub, router_id))
+        .router(&core.realizer.hub, router_id))
 }
 
 /// The gateway IP of a project's router for a port, as the planner would serve it: used by

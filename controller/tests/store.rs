@@ -10,7 +10,7 @@ use controller::vlan_pool::VlanRanges;
 
 fn status(e: StoreError) -> u16 {
     match e {
-        StoreError::Api(a) => a.status.as_u16(),
+        StoreError::Rule(a) => controller::api::error::status_of(a.class).as_u16(),
         other => panic!("expected an API error, got {other}"),
     }
 }
@@ -533,8 +533,8 @@ async fn constraint_race_suite(s: &Store) {
         .await;
     let e = StoreError::db("claiming an address")(r.expect_err("foreign keys are enforced"));
     assert!(e.is_foreign_key_violation(), "{e}");
-    let api: controller::error::ApiError = e.into();
-    assert_eq!(api.status.as_u16(), 409, "{api}");
+    let api: controller::error::DomainError = e.into();
+    assert_eq!(api.class, controller::error::ErrorClass::Conflict, "{api}");
 }
 
 both!(

@@ -22,30 +22,30 @@ use serde_json::{json, Value};
 
 use super::{json as respond, json_bytes, method_not_allowed, no_content, App, Ctx};
 use crate::auth::{Identity, Role};
-use crate::error::ApiError;
+use crate::error::DomainError;
 use crate::realize;
 
 /// Longest long-poll.
 pub const MAX_WAIT: Duration = Duration::from_secs(60);
 
-fn require_agent(who: &Identity) -> Result<(), ApiError> {
+fn require_agent(who: &Identity) -> Result<(), DomainError> {
     if who.is_admin() || who.roles.contains(&Role::Agent) {
         Ok(())
     } else {
-        Err(ApiError::forbidden("agents (needs role agent or admin)"))
+        Err(DomainError::forbidden("agents (needs role agent or admin)"))
     }
 }
 
-fn parse_json<T: serde::de::DeserializeOwned>(ctx: &Ctx, what: &str) -> Result<T, ApiError> {
+fn parse_json<T: serde::de::DeserializeOwned>(ctx: &Ctx, what: &str) -> Result<T, DomainError> {
     serde_json::from_slice(&ctx.body)
-        .map_err(|e| ApiError::bad_request(format!("Malformed {what} in request body: {e}")))
+        .map_err(|e| DomainError::bad_request(format!("Malformed {what} in request body: {e}")))
 }
 
-fn query_u64(ctx: &Ctx, key: &str) -> Result<Option<u64>, ApiError> {
+fn query_u64(ctx: &Ctx, key: &str) -> Result<Option<u64>, DomainError> {
     match ctx.query.iter().find(|(k, _)| k == key) {
         None => Ok(None),
         Some((_, v)) => v.parse().map(Some).map_err(|_| {
-            ApiError::invalid_input(key, format!("'{v}' is not a non-negative integer"))
+            DomainError::invalid_input(key, format!("'{v}' is not a non-negative integer"))
         }),
     }
 }
@@ -54,27 +54,29 @@ async fn own_node(
     app: &App,
     who: &Identity,
     node: &str,
-) -> Result<crate::store::l3::AgentRow, ApiError> {
+) -> Result<crate::store::l3::AgentRow, DomainError> {
     let row = app
         .store
         .get_agent(node)
         .await?
-        .ok_or_else(|| ApiError::not_found("Node", "AgentNotFound", node))?;
+        .ok_or_else(|| DomainError::not_found("Node", "AgentNotFound", node))?;
     if !who.is_admin() && row.registered_by != who.project_id {
-        return Err(ApiError::not_found("Node", "AgentNotFound", node));
+        return Err(DomainError::not_found("Node", "AgentNotFound", node));
     }
     Ok(row)
 }
 
 /// Routes under `/v1.0/agents`, `/v1.0/jobs` and `/v1.0/routers`.
-pub async fn handle(app: &App, ctx: &Ctx, segs: &[&str]) -> Result<Response, ApiError> {
+pub async fn handle(app: &App, ctx: &Ctx, segs: &[&str]) -> Result<Response, DomainError> {
     let who = ctx.identity(app)?;
     match (segs, &ctx.method) {
         (["agents"], &Method::POST) => {
             require_agent(&who)?;
             let reg: wire::NodeRegistration = parse_json(ctx, "registration")?;
             if reg.node.trim().is_empty() || reg.pod.trim().is_empty() {
-                return Err(ApiError::bad_request("registration needs a node and a pod"));
+                return Err(DomainError::bad_request(
+                    "registration needs a node and a pod",
+                ));
             }
             if !app
                 .store
@@ -83,11 +85,11 @@ pub async fn handle(app: &App, ctx: &Ctx, segs: &[&str]) -> Result<Response, Api
                 .iter()
                 .any(|p| p.region_name == reg.pod)
             {
-                return Err(ApiError::not_found("Pod", "PodNotFound", &reg.pod));
+                return Err(DomainError::not_found("Pod", "PodNotFound", &reg.pod));
             }
             if let Some(existing) = app.store.get_agent(&reg.node).await? {
                 if !who.is_admin() && existing.registered_by != who.project_id {
-                    return Err(ApiError::conflict(
+                    return Err(DomainError::conflict(
                         "AgentExists",
                         format!("node {} is registered by another agent identity", reg.node),
                     ));
@@ -100,7 +102,7 @@ pub async fn handle(app: &App, ctx: &Ctx, segs: &[&str]) -> Result<Response, Api
         }
         (["agents"], &Method::GET) => {
             if !who.is_admin() {
-                return Err(ApiError::forbidden("agents"));
+                return Err(DomainError::forbidden("agents"));
             }
             let mut out = Vec::new();
             for a in app.store.list_agents().await? {
@@ -159,7 +161,7 @@ pub async fn handle(app: &App, ctx: &Ctx, segs: &[&str]) -> Result<Response, Api
             own_node(app, &who, node).await?;
             let report: wire::StatusReport = parse_json(ctx, "status report")?;
             if report.node != *node {
-                return Err(ApiError::bad_request(format!(
+                return Err(DomainError::bad_request(format!(
                     "status report names node {} but was sent for {node}",
                     report.node
                 )));
@@ -203,7 +205,7 @@ pub async fn handle(app: &App, ctx: &Ctx, segs: &[&str]) -> Result<Response, Api
             // A full realization pass now: re-read the store, re-plan every node, publish the
             // differences, and say whether the incremental picture had drifted.
             if !who.is_admin() {
-                return Err(ApiError::forbidden("resync"));
+                return Err(DomainError::forbidden("resync"));
             }
             let report = app.realizer.run_full(app).await?;
             Ok(respond(StatusCode::OK, &json!({"resync": report})))
@@ -211,7 +213,7 @@ pub async fn handle(app: &App, ctx: &Ctx, segs: &[&str]) -> Result<Response, Api
         (["routers", id, "realized"], &Method::GET) => {
             let r = app.store.get_router(id).await?;
             if !who.owns(&r.project_id) {
-                return Err(ApiError::not_found("Router", "RouterNotFound", id));
+                return Err(DomainError::not_found("Router", "RouterNotFound", id));
             }
             let wait = Duration::from_secs(query_u64(ctx, "timeout")?.unwrap_or(0)).min(MAX_WAIT);
             let deadline = Instant::now() + wait;
@@ -233,7 +235,7 @@ pub async fn handle(app: &App, ctx: &Ctx, segs: &[&str]) -> Result<Response, Api
         }
         (["jobs", rest @ ..], method) => {
             if !who.is_admin() {
-                return Err(ApiError::forbidden("jobs"));
+                return Err(DomainError::forbidden("jobs"));
             }
             let render = |j: &crate::store::l3::Job| -> Value {
                 json!({"id": j.id, "type": j.kind, "status": j.status, "resource": {"router_id": j.resource_id},
@@ -262,7 +264,7 @@ pub async fn handle(app: &App, ctx: &Ctx, segs: &[&str]) -> Result<Response, Api
                 ([id], &Method::DELETE) => {
                     let j = app.store.get_job(id).await?;
                     if j.status == "RUNNING" {
-                        return Err(ApiError::conflict(
+                        return Err(DomainError::conflict(
                             "JobRunning",
                             format!("job {id} is running"),
                         ));
@@ -273,6 +275,6 @@ pub async fn handle(app: &App, ctx: &Ctx, segs: &[&str]) -> Result<Response, Api
                 _ => Err(method_not_allowed(ctx)),
             }
         }
-        _ => Err(ApiError::no_route(&ctx.path)),
+        _ => Err(DomainError::no_route(&ctx.path)),
     }
 }

@@ -4,7 +4,9 @@
 //! method, path, status and duration.
 
 pub mod agents;
+pub mod error;
 pub mod neutron;
+pub mod openapi;
 pub mod pods;
 
 use std::net::SocketAddr;
@@ -21,24 +23,26 @@ use serde_json::{Map, Value};
 
 use crate::auth::{Identity, TokenStore};
 use crate::config::Config;
-use crate::error::{ApiError, StoreError};
-use crate::store::Store;
+use crate::core::Core;
+use crate::error::{DomainError, StoreError};
 
 /// Largest request body accepted (larger gets 413).
 pub const MAX_BODY: usize = 1024 * 1024;
 
-/// Shared state of both APIs.
+/// Shared state of both APIs: the core (store, realizer, configuration, metrics) and what
+/// only the HTTP edge needs (the credentials). Derefs to the [`Core`] for handlers' brevity.
 pub struct App {
-    /// The store.
-    pub store: Store,
+    /// The core the services work on.
+    pub core: Arc<Core>,
     /// Token lookup.
     pub tokens: TokenStore,
-    /// Configuration.
-    pub config: Config,
-    /// Publishes node states; kicked after every write.
-    pub realizer: crate::realize::Realizer,
-    /// Prometheus metrics.
-    pub metrics: crate::metrics::ControllerMetrics,
+}
+
+impl std::ops::Deref for App {
+    type Target = Core;
+    fn deref(&self) -> &Core {
+        &self.core
+    }
 }
 
 /// Failure to start the servers.
@@ -89,23 +93,19 @@ impl Running {
 
 /// Open the store, bind both listeners and start serving.
 pub async fn start(config: Config) -> Result<Running, StartError> {
-    let store = Store::connect(&config.database).await?;
-    tracing::info!(backend = ?store.backend(), "store ready");
+    let core = Core::open(config.clone()).await?;
     let tokens = TokenStore::new(config.tokens_file.clone());
     if let Err(e) = tokens.lookup("") {
         // Not fatal: the lab may write the file after the controller starts.
         tracing::warn!(error = %e, "tokens file not readable yet; every request gets 401 until it is");
     }
     let app = Arc::new(App {
-        store,
+        core: core.clone(),
         tokens,
-        config: config.clone(),
-        realizer: crate::realize::Realizer::with_full_pass_every(config.full_pass_interval),
-        metrics: crate::metrics::ControllerMetrics::new(),
     });
     // Realize at start (resuming whatever a previous run left half done), after every write,
     // and every few seconds.
-    tokio::spawn(crate::realize::background(app.clone()));
+    tokio::spawn(crate::realize::background(core));
     let n_addr = SocketAddr::new(config.bind, config.neutron_port);
     let t_addr = SocketAddr::new(config.bind, config.tricircle_port);
     let bind = |api: &'static str, addr: SocketAddr| async move {
@@ -166,7 +166,7 @@ impl Ctx {
     }
 
     /// Authenticate by `X-Auth-Token`.
-    pub fn identity(&self, app: &App) -> Result<Identity, ApiError> {
+    pub fn identity(&self, app: &App) -> Result<Identity, DomainError> {
         let token = self
             .headers
             .get("x-auth-token")
@@ -174,47 +174,48 @@ impl Ctx {
             .map(str::trim)
             .filter(|t| !t.is_empty())
             .ok_or_else(|| {
-                ApiError::unauthorized("Authentication required: no X-Auth-Token header")
+                DomainError::unauthorized("Authentication required: no X-Auth-Token header")
             })?;
         match app.tokens.lookup(token) {
             Ok(Some(id)) => Ok(id),
-            Ok(None) => Err(ApiError::unauthorized(
+            Ok(None) => Err(DomainError::unauthorized(
                 "The request you have made requires authentication: unknown token",
             )),
             Err(e) => {
                 tracing::error!(error = %e, "tokens file unreadable");
-                Err(ApiError::unauthorized(format!(
-                    "Authentication unavailable: {e}"
-                )))
+                Err(DomainError::unauthorized(
+                    "Authentication is unavailable: the controller cannot read its credentials; see its log",
+                ))
             }
         }
     }
 
     /// The body as a JSON object holding exactly one `key` object (`{"network": {...}}`).
-    pub fn resource_body(&self, key: &str) -> Result<Map<String, Value>, ApiError> {
+    pub fn resource_body(&self, key: &str) -> Result<Map<String, Value>, DomainError> {
         if self.body.is_empty() {
-            return Err(ApiError::bad_request(format!(
+            return Err(DomainError::bad_request(format!(
                 "Resource body required: expected {{\"{key}\": {{...}}}}"
             )));
         }
-        let v: Value = serde_json::from_slice(&self.body)
-            .map_err(|e| ApiError::bad_request(format!("Malformed JSON in request body: {e}")))?;
+        let v: Value = serde_json::from_slice(&self.body).map_err(|e| {
+            DomainError::bad_request(format!("Malformed JSON in request body: {e}"))
+        })?;
         let Value::Object(mut top) = v else {
-            return Err(ApiError::bad_request(format!(
+            return Err(DomainError::bad_request(format!(
                 "Request body must be a JSON object {{\"{key}\": {{...}}}}"
             )));
         };
         let inner = top.remove(key);
         if let Some(extra) = top.keys().next() {
-            return Err(ApiError::bad_request(format!("Unrecognized attribute(s) '{extra}' at the top level of the body; expected only '{key}'")));
+            return Err(DomainError::bad_request(format!("Unrecognized attribute(s) '{extra}' at the top level of the body; expected only '{key}'")));
         }
         match inner {
             Some(Value::Object(m)) => Ok(m),
-            Some(_) => Err(ApiError::invalid_input(
+            Some(_) => Err(DomainError::invalid_input(
                 key,
                 "the body's resource must be a JSON object",
             )),
-            None => Err(ApiError::bad_request(format!(
+            None => Err(DomainError::bad_request(format!(
                 "Resource body required: expected {{\"{key}\": {{...}}}}"
             ))),
         }
@@ -222,11 +223,11 @@ impl Ctx {
 }
 
 /// Read the request into a [`Ctx`] (413 beyond [`MAX_BODY`]).
-pub async fn read_ctx(req: Request) -> Result<Ctx, ApiError> {
+pub async fn read_ctx(req: Request) -> Result<Ctx, DomainError> {
     let (parts, body) = req.into_parts();
     let too_large = || {
-        ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
+        DomainError::new(
+            crate::error::ErrorClass::TooLarge,
             "RequestEntityTooLarge",
             format!("Request body is larger than the limit of {MAX_BODY} bytes"),
         )
@@ -291,9 +292,9 @@ pub fn no_content() -> Response {
 }
 
 /// 405 naming the method and path.
-pub fn method_not_allowed(ctx: &Ctx) -> ApiError {
-    ApiError::new(
-        StatusCode::METHOD_NOT_ALLOWED,
+pub fn method_not_allowed(ctx: &Ctx) -> DomainError {
+    DomainError::new(
+        crate::error::ErrorClass::MethodNotAllowed,
         "HTTPMethodNotAllowed",
         format!("Method {} is not allowed on {}", ctx.method, ctx.path),
     )
@@ -308,7 +309,7 @@ pub(crate) async fn dispatch<F, Fut>(
 ) -> Response
 where
     F: FnOnce(Arc<App>, Ctx) -> Fut,
-    Fut: std::future::Future<Output = Result<Response, ApiError>>,
+    Fut: std::future::Future<Output = Result<Response, DomainError>>,
 {
     let started = Instant::now();
     let app_for_kick = app.clone();
@@ -330,7 +331,7 @@ where
                     .or_else(|| panic.downcast_ref::<String>().cloned())
                     .unwrap_or_default();
                 tracing::error!(%method, uri = %uri, panic = %what, "handler panicked");
-                ApiError::internal("internal error").into_response()
+                DomainError::internal("internal error").into_response()
             }
         },
         Err(e) => e.into_response(),

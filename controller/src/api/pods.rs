@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 
 use super::neutron::Body;
 use super::{dispatch, json as respond, method_not_allowed, no_content, App, Ctx};
-use crate::error::ApiError;
+use crate::error::DomainError;
 use crate::store::Pod;
 
 /// axum fallback for the Tricircle listener.
@@ -25,7 +25,7 @@ pub fn render(p: &Pod) -> Value {
     json!({"pod_id": p.pod_id, "region_name": p.region_name, "az_name": p.az_name, "pod_az_name": p.pod_az_name, "dc_name": p.dc_name})
 }
 
-async fn route(app: Arc<App>, ctx: Ctx) -> Result<Response, ApiError> {
+async fn route(app: Arc<App>, ctx: Ctx) -> Result<Response, DomainError> {
     let segs = ctx.segs();
     match segs.as_slice() {
         [] => match ctx.method {
@@ -35,7 +35,7 @@ async fn route(app: Arc<App>, ctx: Ctx) -> Result<Response, ApiError> {
             )),
             _ => Err(method_not_allowed(&ctx)),
         },
-        ["openapi"] => Ok(respond(StatusCode::OK, &crate::openapi::document())),
+        ["openapi"] => Ok(respond(StatusCode::OK, &crate::api::openapi::document())),
         ["metrics"] => {
             let mut jobs = std::collections::BTreeMap::<String, usize>::new();
             for j in app.store.list_jobs().await? {
@@ -63,7 +63,7 @@ async fn route(app: Arc<App>, ctx: Ctx) -> Result<Response, ApiError> {
         ["v1.0", "pods", rest @ ..] => {
             let who = ctx.identity(&app)?;
             if !who.is_admin() {
-                return Err(ApiError::forbidden("pods"));
+                return Err(DomainError::forbidden("pods"));
             }
             match (rest, &ctx.method) {
                 ([], &Method::GET) => {
@@ -79,8 +79,8 @@ async fn route(app: Arc<App>, ctx: Ctx) -> Result<Response, ApiError> {
                     let dc_name = b.string("dc_name")?.unwrap_or_default();
                     b.finish()?;
                     if region_name.trim().is_empty() {
-                        return Err(ApiError::new(
-                            StatusCode::UNPROCESSABLE_ENTITY,
+                        return Err(DomainError::new(
+                            crate::error::ErrorClass::Unprocessable,
                             "InvalidInput",
                             "Invalid input for region_name. Reason: region_name is required.",
                         ));
@@ -105,10 +105,10 @@ async fn route(app: Arc<App>, ctx: Ctx) -> Result<Response, ApiError> {
                     Ok(no_content())
                 }
                 ([], _) | ([_], _) => Err(method_not_allowed(&ctx)),
-                _ => Err(ApiError::no_route(&ctx.path)),
+                _ => Err(DomainError::no_route(&ctx.path)),
             }
         }
         ["v1.0", rest @ ..] => super::agents::handle(&app, &ctx, rest).await,
-        _ => Err(ApiError::no_route(&ctx.path)),
+        _ => Err(DomainError::no_route(&ctx.path)),
     }
 }

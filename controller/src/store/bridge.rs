@@ -7,7 +7,7 @@ use std::collections::HashSet;
 use ipnet::Ipv4Net;
 
 use super::{col_s, entropy, now, retrying, Store};
-use crate::error::{ApiError, StoreError};
+use crate::error::{DomainError, StoreError};
 
 impl Store {
     /// The bridge /24 of `project_id`, allocating the lowest free one on first use.
@@ -56,7 +56,7 @@ impl Store {
             } else {
                 free.get((entropy() % free.len().max(1) as u128) as usize)
             }) else {
-                return Err(ApiError::conflict(
+                return Err(DomainError::conflict(
                     "BridgeSubnetsExhausted",
                     format!("No /24 is left in bridge_cidr {pool} for project {project_id}'s bridge network"),
                 )
@@ -87,7 +87,7 @@ impl Store {
                 return c.parse().map_err(|_| corrupt(c));
             }
         }
-        Err(ApiError::conflict(
+        Err(DomainError::conflict(
             "BridgeSubnetsExhausted",
             "too much contention allocating a bridge subnet, retry",
         )

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::any::AnyRow;
 
 use super::{col_i, col_os, col_s, now, retrying, Store};
-use crate::error::{ApiError, StoreError};
+use crate::error::{DomainError, StoreError};
 
 /// One node's published state after [`Store::publish_node_states`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -343,7 +343,7 @@ impl Store {
             .map_err(StoreError::db(format!("reading router {id}")))?;
         match row {
             Some(r) => router_from_row(&r),
-            None => Err(ApiError::not_found("Router", "RouterNotFound", id).into()),
+            None => Err(DomainError::not_found("Router", "RouterNotFound", id).into()),
         }
     }
 
@@ -381,7 +381,7 @@ impl Store {
             .await
             .map_err(StoreError::db(format!("updating router {}", r.id)))?;
         if n.rows_affected() == 0 {
-            return Err(ApiError::not_found("Router", "RouterNotFound", &r.id).into());
+            return Err(DomainError::not_found("Router", "RouterNotFound", &r.id).into());
         }
         w.touch(super::changes::ChangeKind::Router, &r.id);
         w.commit().await?;
@@ -437,7 +437,7 @@ impl Store {
             .map_err(StoreError::db(format!("reading floating IP {id}")))?;
         match row {
             Some(r) => fip_from_row(&r),
-            None => Err(ApiError::not_found("Floating IP", "FloatingIPNotFound", id).into()),
+            None => Err(DomainError::not_found("Floating IP", "FloatingIPNotFound", id).into()),
         }
     }
 
@@ -476,7 +476,7 @@ impl Store {
             .await
             .map_err(StoreError::db(format!("updating floating IP {}", f.id)))?;
         if n.rows_affected() == 0 {
-            return Err(ApiError::not_found("Floating IP", "FloatingIPNotFound", &f.id).into());
+            return Err(DomainError::not_found("Floating IP", "FloatingIPNotFound", &f.id).into());
         }
         w.touch(super::changes::ChangeKind::FloatingIp, &f.id);
         w.commit().await?;
@@ -548,7 +548,7 @@ impl Store {
         w.commit().await?;
         self.get_agent(&reg.node)
             .await?
-            .ok_or_else(|| ApiError::internal("registered node vanished").into())
+            .ok_or_else(|| DomainError::internal("registered node vanished").into())
     }
 
     /// One node.
@@ -789,7 +789,7 @@ impl Store {
                 taken.insert(col_i(r, "tag")? as u16);
             }
             let Some(tag) = candidates.iter().copied().find(|t| !taken.contains(t)) else {
-                return Err(ApiError::conflict(
+                return Err(DomainError::conflict(
                     "NoNetworkAvailable",
                     format!("no pod-local VLAN tag left on physnet {physnet} in pod {pod}"),
                 )
@@ -812,7 +812,7 @@ impl Store {
                 return Ok(tag);
             }
         }
-        Err(ApiError::conflict(
+        Err(DomainError::conflict(
             "NoNetworkAvailable",
             "local tag allocation contended; retry",
         )
@@ -875,7 +875,7 @@ impl Store {
             .map_err(StoreError::db(format!("reading job {id}")))?;
         match row {
             Some(r) => job_from_row(&r),
-            None => Err(ApiError::not_found("Job", "ResourceNotFound", id).into()),
+            None => Err(DomainError::not_found("Job", "ResourceNotFound", id).into()),
         }
     }
 

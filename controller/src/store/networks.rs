@@ -8,7 +8,7 @@ use super::{
     col_b, col_i, col_json, col_oi, col_os, col_s, entropy, now, retrying, Network, NewNetwork,
     Scope, Segment, SegmentRequest, Store, WriteTx,
 };
-use crate::error::{ApiError, StoreError};
+use crate::error::{DomainError, StoreError};
 use crate::vlan_pool::{pick_free, VlanRanges};
 
 pub(crate) fn network_from_row(r: &AnyRow) -> Result<Network, StoreError> {
@@ -106,7 +106,7 @@ async fn allocate_vlan(
             "VLAN taken concurrently, trying another"
         );
     }
-    Err(ApiError::conflict(
+    Err(DomainError::conflict(
         "NoNetworkAvailable",
         format!(
             "Unable to allocate a VLAN on physical network {physnet}: too much contention, retry"
@@ -158,7 +158,7 @@ impl Store {
         .map_err(|e| {
             let err = StoreError::db(format!("inserting network {}", n.id))(e);
             if err.is_unique_violation() {
-                ApiError::conflict("NetworkExists", format!("Network {} already exists", n.id)).into()
+                DomainError::conflict("NetworkExists", format!("Network {} already exists", n.id)).into()
             } else {
                 err
             }
@@ -167,7 +167,7 @@ impl Store {
             SegmentRequest::Local => (None, None),
             SegmentRequest::Flat { physnet } => {
                 if !claim_segment(&mut w, physnet, 0, &n.id).await? {
-                    return Err(ApiError::conflict(
+                    return Err(DomainError::conflict(
                         "FlatNetworkInUse",
                         format!("Unable to create the flat network. Physical network {physnet} is in use."),
                     )
@@ -180,7 +180,7 @@ impl Store {
                 id: Some(v),
             } => {
                 if !claim_segment(&mut w, p, i64::from(*v), &n.id).await? {
-                    return Err(ApiError::conflict(
+                    return Err(DomainError::conflict(
                         "VlanIdInUse",
                         format!("Unable to create the network. The VLAN {v} on physical network {p} is in use."),
                     )
@@ -193,7 +193,7 @@ impl Store {
                 id: None,
             } => {
                 let Some((lo, hi)) = ranges.range(p) else {
-                    return Err(ApiError::invalid_input(
+                    return Err(DomainError::invalid_input(
                         "provider:physical_network",
                         format!("physical network {p} has no VLAN range in network_vlan_ranges, give provider:segmentation_id"),
                     )
@@ -202,7 +202,7 @@ impl Store {
                 match allocate_vlan(&mut w, p, lo, hi, &n.id).await? {
                     Some(v) => (Some(p.clone()), Some(i64::from(v))),
                     None => {
-                        return Err(ApiError::conflict(
+                        return Err(DomainError::conflict(
                             "NoNetworkAvailable",
                             format!("Unable to create the network. No VLAN is available on physical network {p} (range {lo}:{hi} is exhausted)."),
                         )
@@ -223,7 +223,7 @@ impl Store {
                 match got {
                     Some((p, v)) => (Some(p), Some(i64::from(v))),
                     None => {
-                        return Err(ApiError::conflict(
+                        return Err(DomainError::conflict(
                             "NoNetworkAvailable",
                             format!("Unable to create the network. No VLAN is available on physical networks {}.", tried.join(", ")),
                         )
@@ -266,7 +266,7 @@ impl Store {
             .await
             .map_err(StoreError::db(format!("reading network {id}")))?;
         let Some(row) = row else {
-            return Err(ApiError::not_found("Network", "NetworkNotFound", id).into());
+            return Err(DomainError::not_found("Network", "NetworkNotFound", id).into());
         };
         let mut net = network_from_row(&row)?;
         let subs =
@@ -338,7 +338,7 @@ impl Store {
                 n.id
             )))?;
             if col_i(&others, "c")? > 0 {
-                return Err(ApiError::conflict(
+                return Err(DomainError::conflict(
                     "InvalidSharedSetting",
                     format!("Unable to reconfigure sharing settings for network {}. Multiple tenants are using it.", n.id),
                 )
@@ -361,7 +361,7 @@ impl Store {
         .await
         .map_err(StoreError::db(format!("updating network {}", n.id)))?;
         if r.rows_affected() == 0 {
-            return Err(ApiError::not_found("Network", "NetworkNotFound", &n.id).into());
+            return Err(DomainError::not_found("Network", "NetworkNotFound", &n.id).into());
         }
         w.touch(super::changes::ChangeKind::Network, &n.id);
         w.commit().await?;
@@ -378,7 +378,7 @@ impl Store {
             .map_err(StoreError::db(format!("counting ports of network {id}")))?;
         let count = col_i(&ports, "c")?;
         if count > 0 {
-            return Err(ApiError::conflict(
+            return Err(DomainError::conflict(
                 "NetworkInUse",
                 format!("Unable to complete operation on network {id}. There are {count} ports on this network."),
             )
@@ -391,7 +391,7 @@ impl Store {
             .map_err(|e| {
                 let err = StoreError::db(format!("deleting network {id}"))(e);
                 if err.is_foreign_key_violation() {
-                    ApiError::conflict(
+                    DomainError::conflict(
                         "NetworkInUse",
                         format!("Unable to complete operation on network {id}. It is in use."),
                     )
@@ -401,7 +401,7 @@ impl Store {
                 }
             })?;
         if r.rows_affected() == 0 {
-            return Err(ApiError::not_found("Network", "NetworkNotFound", id).into());
+            return Err(DomainError::not_found("Network", "NetworkNotFound", id).into());
         }
         w.touch(super::changes::ChangeKind::Network, id);
         w.commit().await?;

@@ -1,10 +1,9 @@
 //! Pods.
 
-use axum::http::StatusCode;
 use sqlx::any::AnyRow;
 
 use super::{col_json, col_s, Pod, Store};
-use crate::error::{ApiError, StoreError};
+use crate::error::{DomainError, StoreError};
 
 fn pod_from_row(r: &AnyRow) -> Result<Pod, StoreError> {
     Ok(Pod {
@@ -47,7 +46,7 @@ impl Store {
             } else {
                 format!("Pod {} conflicts with an existing pod", pod.region_name)
             };
-            return Err(ApiError::conflict("PodConflict", msg).into());
+            return Err(DomainError::conflict("PodConflict", msg).into());
         }
         w.touch(super::changes::ChangeKind::Pod, &pod.pod_id);
         w.commit().await?;
@@ -72,7 +71,7 @@ impl Store {
             .map_err(StoreError::db(format!("reading pod {id}")))?;
         match row {
             Some(r) => pod_from_row(&r),
-            None => Err(ApiError::not_found("Pod", "PodNotFound", id).into()),
+            None => Err(DomainError::not_found("Pod", "PodNotFound", id).into()),
         }
     }
 
@@ -86,7 +85,7 @@ impl Store {
             .await
             .map_err(StoreError::db(format!("reading pod {id}")))?;
         let Some(row) = row else {
-            return Err(ApiError::not_found("Pod", "PodNotFound", id).into());
+            return Err(DomainError::not_found("Pod", "PodNotFound", id).into());
         };
         let pod = pod_from_row(&row)?;
         let nets = sqlx::query("SELECT id, az_hints FROM networks WHERE az_hints <> '[]'")
@@ -100,8 +99,8 @@ impl Store {
                 .any(|h| *h == pod.region_name || (!pod.az_name.is_empty() && *h == pod.az_name))
             {
                 let nid = col_s(n, "id")?;
-                return Err(ApiError::new(
-                    StatusCode::CONFLICT,
+                return Err(DomainError::new(
+                    crate::error::ErrorClass::Conflict,
                     "PodInUse",
                     format!("Pod {} still hosts network {nid}", pod.region_name),
                 )
@@ -115,8 +114,8 @@ impl Store {
             .await
             .map_err(StoreError::db("reading ports bound in the pod"))?;
         if let Some(b) = bound {
-            return Err(ApiError::new(
-                StatusCode::CONFLICT,
+            return Err(DomainError::new(
+                crate::error::ErrorClass::Conflict,
                 "PodInUse",
                 format!(
                     "Pod {} still hosts port {} (bound to node {})",

@@ -10,7 +10,7 @@ use super::{
     col_b, col_i, col_os, col_s, entropy, now, retrying, FixedIp, FixedIpRequest, NewPort, Port,
     Scope, Store, Subnet, WriteTx,
 };
-use crate::error::{ApiError, StoreError};
+use crate::error::{DomainError, StoreError};
 use crate::ipam;
 use crate::mac;
 
@@ -124,7 +124,7 @@ async fn allocate_ip(
         }
         tracing::debug!(subnet = %subnet.id, %ip, attempt, "address taken concurrently, trying another");
     }
-    Err(ApiError::conflict(
+    Err(DomainError::conflict(
         "IpAddressGenerationFailure",
         format!(
             "No address could be allocated on subnet {} (too much contention), retry",
@@ -161,7 +161,7 @@ async fn assign_ips(
                 return Ok(());
             }
         }
-        return Err(ApiError::conflict(
+        return Err(DomainError::conflict(
             "IpAddressGenerationFailure",
             format!("No more IP addresses available on network {network_id}."),
         )
@@ -171,19 +171,19 @@ async fn assign_ips(
         let field = format!("fixed_ips[{i}]");
         let subnet = match (&req.subnet_id, req.ip_address) {
             (Some(sid), _) => subnets.iter().find(|s| &s.id == sid).ok_or_else(|| {
-                ApiError::invalid_input(&field, format!("subnet {sid} is not a subnet of network {network_id}"))
+                DomainError::invalid_input(&field, format!("subnet {sid} is not a subnet of network {network_id}"))
             })?,
             (None, Some(ip)) => subnets.iter().find(|s| ipam::is_host(&s.cidr, ip)).ok_or_else(|| {
-                ApiError::invalid_input(&field, format!("IP address {ip} is not a valid IP for any subnet on network {network_id}"))
+                DomainError::invalid_input(&field, format!("IP address {ip} is not a valid IP for any subnet on network {network_id}"))
             })?,
             (None, None) => {
-                return Err(ApiError::invalid_input(&field, "a fixed IP needs subnet_id or ip_address").into())
+                return Err(DomainError::invalid_input(&field, "a fixed IP needs subnet_id or ip_address").into())
             }
         };
         match req.ip_address {
             Some(ip) => {
                 if !ipam::is_host(&subnet.cidr, ip) {
-                    return Err(ApiError::invalid_input(
+                    return Err(DomainError::invalid_input(
                         &field,
                         format!(
                             "IP address {ip} is not a valid IP for subnet {} ({})",
@@ -193,14 +193,14 @@ async fn assign_ips(
                     .into());
                 }
                 if subnet.gateway_ip == Some(ip) && !device_owner.starts_with("network:") {
-                    return Err(ApiError::conflict(
+                    return Err(DomainError::conflict(
                         "IpAddressAlreadyAllocated",
                         format!("IP address {ip} is the gateway of subnet {}", subnet.id),
                     )
                     .into());
                 }
                 if !claim_ip(w, subnet, ip, port_id).await? {
-                    return Err(ApiError::conflict(
+                    return Err(DomainError::conflict(
                         "IpAddressAlreadyAllocated",
                         format!("Unable to complete operation for network {network_id}. The IP address {ip} is in use."),
                     )
@@ -209,7 +209,7 @@ async fn assign_ips(
             }
             None => {
                 if allocate_ip(w, subnet, port_id).await?.is_none() {
-                    return Err(ApiError::conflict(
+                    return Err(DomainError::conflict(
                         "IpAddressGenerationFailure",
                         format!("No more IP addresses available for subnet {}.", subnet.id),
                     )
@@ -235,7 +235,7 @@ impl Store {
             .await
             .map_err(StoreError::db(format!("reading network {}", p.network_id)))?;
         let Some(net) = net else {
-            return Err(ApiError::not_found("Network", "NetworkNotFound", &p.network_id).into());
+            return Err(DomainError::not_found("Network", "NetworkNotFound", &p.network_id).into());
         };
         let port_security = match p.port_security_enabled {
             Some(v) => v,
@@ -273,14 +273,14 @@ impl Store {
                 .await
                 .map_err(StoreError::db(format!("reading port {}", p.id)))?;
             if exists.is_some() {
-                return Err(ApiError::conflict(
+                return Err(DomainError::conflict(
                     "PortExists",
                     format!("Port {} already exists", p.id),
                 )
                 .into());
             }
             if p.mac_address.is_some() {
-                return Err(ApiError::conflict(
+                return Err(DomainError::conflict(
                     "MacAddressInUse",
                     format!("Unable to complete operation for network {}. The mac address {mac} is in use.", p.network_id),
                 )
@@ -289,7 +289,7 @@ impl Store {
             tracing::debug!(%mac, "MAC collision, drawing another");
         }
         if !inserted {
-            return Err(ApiError::conflict(
+            return Err(DomainError::conflict(
                 "MacAddressGenerationFailure",
                 "Unable to generate a unique MAC address",
             )
@@ -316,7 +316,7 @@ impl Store {
             .await
             .map_err(StoreError::db(format!("reading port {id}")))?;
         let Some(row) = row else {
-            return Err(ApiError::not_found("Port", "PortNotFound", id).into());
+            return Err(DomainError::not_found("Port", "PortNotFound", id).into());
         };
         let mut port = port_from_row(&row)?;
         let ips = sqlx::query(
@@ -428,7 +428,7 @@ impl Store {
         .await
         .map_err(StoreError::db(format!("updating port {}", p.id)))?;
         if r.rows_affected() == 0 {
-            return Err(ApiError::not_found("Port", "PortNotFound", &p.id).into());
+            return Err(DomainError::not_found("Port", "PortNotFound", &p.id).into());
         }
         if let Some(req) = new_ips {
             sqlx::query("DELETE FROM ip_allocations WHERE port_id = $1")
@@ -456,7 +456,7 @@ impl Store {
             .await
             .map_err(StoreError::db(format!("deleting port {id}")))?;
         if r.rows_affected() == 0 {
-            return Err(ApiError::not_found("Port", "PortNotFound", id).into());
+            return Err(DomainError::not_found("Port", "PortNotFound", id).into());
         }
         w.touch(super::changes::ChangeKind::Port, id);
         w.commit().await?;

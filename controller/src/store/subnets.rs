@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::any::AnyRow;
 
 use super::{col_b, col_i, col_json, col_os, col_s, now, retrying, Scope, Store, Subnet};
-use crate::error::{ApiError, StoreError};
+use crate::error::{DomainError, StoreError};
 use crate::ipam::{self, Pool};
 
 #[derive(Serialize, Deserialize)]
@@ -88,7 +88,7 @@ impl Store {
             .await
             .map_err(StoreError::db(format!("locking network {}", s.network_id)))?;
         if r.rows_affected() == 0 {
-            return Err(ApiError::not_found("Network", "NetworkNotFound", &s.network_id).into());
+            return Err(DomainError::not_found("Network", "NetworkNotFound", &s.network_id).into());
         }
         let others = sqlx::query("SELECT * FROM subnets WHERE network_id = $1")
             .bind(s.network_id.clone())
@@ -101,7 +101,7 @@ impl Store {
         for o in &others {
             let o = subnet_from_row(o)?;
             if ipam::overlaps(&o.cidr, &s.cidr) {
-                return Err(ApiError::invalid_input(
+                return Err(DomainError::invalid_input(
                     "cidr",
                     format!(
                         "requested subnet with cidr {} for network {} overlaps with subnet {} ({})",
@@ -145,7 +145,7 @@ impl Store {
             .map_err(StoreError::db(format!("reading subnet {id}")))?;
         match row {
             Some(r) => subnet_from_row(&r),
-            None => Err(ApiError::not_found("Subnet", "SubnetNotFound", id).into()),
+            None => Err(DomainError::not_found("Subnet", "SubnetNotFound", id).into()),
         }
     }
 
@@ -202,7 +202,7 @@ impl Store {
                 .transpose()?
                 .flatten();
             if used.is_some() && old_gw.as_deref() != Some(g.to_string().as_str()) {
-                return Err(ApiError::conflict(
+                return Err(DomainError::conflict(
                     "GatewayIpInUse",
                     format!(
                         "Gateway ip {g} is already in use by a port of network {}",
@@ -228,7 +228,7 @@ impl Store {
         .await
         .map_err(StoreError::db(format!("updating subnet {}", s.id)))?;
         if r.rows_affected() == 0 {
-            return Err(ApiError::not_found("Subnet", "SubnetNotFound", &s.id).into());
+            return Err(DomainError::not_found("Subnet", "SubnetNotFound", &s.id).into());
         }
         w.touch(super::changes::ChangeKind::Subnet, &s.id);
         w.commit().await?;
@@ -244,7 +244,7 @@ impl Store {
             .await
             .map_err(StoreError::db(format!("counting addresses of subnet {id}")))?;
         if col_i(&used, "c")? > 0 {
-            return Err(ApiError::conflict(
+            return Err(DomainError::conflict(
                 "SubnetInUse",
                 format!("Unable to complete operation on subnet {id}: One or more ports have an IP allocation from this subnet."),
             )
@@ -257,7 +257,7 @@ impl Store {
             .map_err(|e| {
                 let err = StoreError::db(format!("deleting subnet {id}"))(e);
                 if err.is_foreign_key_violation() {
-                    ApiError::conflict(
+                    DomainError::conflict(
                         "SubnetInUse",
                         format!("Unable to complete operation on subnet {id}: it is in use."),
                     )
@@ -267,7 +267,7 @@ impl Store {
                 }
             })?;
         if r.rows_affected() == 0 {
-            return Err(ApiError::not_found("Subnet", "SubnetNotFound", id).into());
+            return Err(DomainError::not_found("Subnet", "SubnetNotFound", id).into());
         }
         w.touch(super::changes::ChangeKind::Subnet, id);
         w.commit().await?;

@@ -6,7 +6,7 @@ use axum::response::Response;
 use serde_json::{json, Value};
 
 use crate::api::{json as respond, method_not_allowed, Ctx};
-use crate::error::ApiError;
+use crate::error::DomainError;
 
 /// (alias, name, description) of every supported extension.
 pub const EXTENSIONS: &[(&str, &str, &str)] = &[
@@ -33,7 +33,7 @@ fn ext(alias: &str, name: &str, desc: &str) -> Value {
     json!({"alias": alias, "name": name, "description": desc, "updated": "2026-01-01T00:00:00-00:00", "links": []})
 }
 
-pub(crate) fn handle(ctx: &Ctx, rest: &[&str]) -> Result<Response, ApiError> {
+pub(crate) fn handle(ctx: &Ctx, rest: &[&str]) -> Result<Response, DomainError> {
     if ctx.method != axum::http::Method::GET {
         return Err(method_not_allowed(ctx));
     }
@@ -44,12 +44,12 @@ pub(crate) fn handle(ctx: &Ctx, rest: &[&str]) -> Result<Response, ApiError> {
         }
         ["extensions", alias] => match EXTENSIONS.iter().find(|(a, _, _)| a == alias) {
             Some((a, n, d)) => Ok(respond(StatusCode::OK, &json!({"extension": ext(a, n, d)}))),
-            None => Err(ApiError::new(
-                StatusCode::NOT_FOUND,
+            None => Err(DomainError::new(
+                crate::error::ErrorClass::NotFound,
                 "ExtensionNotFound",
                 format!("Extension with alias {alias} does not exist"),
             )),
         },
-        _ => Err(ApiError::no_route(&ctx.path)),
+        _ => Err(DomainError::no_route(&ctx.path)),
     }
 }

@@ -11,8 +11,9 @@ use super::query::ListQuery;
 use super::{check_id, op, Body, Op};
 use crate::api::{json as respond, no_content, App, Ctx};
 use crate::auth::Identity;
-use crate::error::{ApiError, StoreError};
-use crate::realize::{self, Intent, OWNER_FLOATINGIP};
+use crate::error::{DomainError, StoreError};
+use crate::naming::OWNER_FLOATINGIP;
+use crate::realize::{self, Intent};
 use crate::store::l3::FloatingIp;
 use crate::store::{FixedIpRequest, NewPort};
 
@@ -62,11 +63,15 @@ pub fn render(f: &FloatingIp, intent: &Intent) -> Value {
     })
 }
 
-async fn load_own(app: &App, who: &Identity, id: &str) -> Result<FloatingIp, ApiError> {
+async fn load_own(app: &App, who: &Identity, id: &str) -> Result<FloatingIp, DomainError> {
     check_id(id, "Floating IP", "FloatingIPNotFound")?;
     let f = app.store.get_floatingip(id).await?;
     if !who.owns(&f.project_id) {
-        return Err(ApiError::not_found("Floating IP", "FloatingIPNotFound", id));
+        return Err(DomainError::not_found(
+            "Floating IP",
+            "FloatingIPNotFound",
+            id,
+        ));
     }
     Ok(f)
 }
@@ -79,7 +84,7 @@ fn associate(
     f: &mut FloatingIp,
     port_id: Option<String>,
     fixed: Option<String>,
-) -> Result<(), ApiError> {
+) -> Result<(), DomainError> {
     let Some(pid) = port_id else {
         f.port_id = None;
         f.fixed_ip_address = None;
@@ -88,17 +93,20 @@ fn associate(
     let port = intent
         .ports
         .get(&pid)
-        .ok_or_else(|| ApiError::not_found("Port", "PortNotFound", &pid))?;
+        .ok_or_else(|| DomainError::not_found("Port", "PortNotFound", &pid))?;
     if !who.owns(&port.project_id) {
-        return Err(ApiError::not_found("Port", "PortNotFound", &pid));
+        return Err(DomainError::not_found("Port", "PortNotFound", &pid));
     }
     let fixed_ip = match fixed {
         Some(a) => {
             let ip: std::net::IpAddr = a.parse().map_err(|_| {
-                ApiError::invalid_input("fixed_ip_address", format!("'{a}' is not an IP address"))
+                DomainError::invalid_input(
+                    "fixed_ip_address",
+                    format!("'{a}' is not an IP address"),
+                )
             })?;
             if !port.fixed_ips.iter().any(|x| x.ip_address == ip) {
-                return Err(ApiError::bad_request(format!(
+                return Err(DomainError::bad_request(format!(
                     "Bad floatingip request: port {pid} does not have fixed IP {ip}"
                 )));
             }
@@ -110,7 +118,7 @@ fn associate(
             .find(|x| x.ip_address.is_ipv4())
             .map(|x| x.ip_address)
             .ok_or_else(|| {
-                ApiError::bad_request(format!(
+                DomainError::bad_request(format!(
                     "Bad floatingip request: port {pid} has no IPv4 fixed IP"
                 ))
             })?,
@@ -120,19 +128,19 @@ fn associate(
         project_id: f.project_id.clone(),
         floating_network_id: f.floating_network_id.clone(),
         floating_ip_address: f.floating_ip_address.parse().map_err(|_| {
-            ApiError::internal(format!("stored floating IP {} is not an address", f.id))
+            DomainError::internal(format!("stored floating IP {} is not an address", f.id))
         })?,
         port_id: Some(pid.clone()),
         fixed_ip_address: Some(fixed_ip),
     };
     if let Err(e) = planner::validate_floating_ip(&intent.snapshot, &candidate) {
         return Err(match e {
-            planner::ValidationError::FloatingIpUnreachable { .. } => ApiError::new(
-                StatusCode::NOT_FOUND,
+            planner::ValidationError::FloatingIpUnreachable { .. } => DomainError::new(
+                crate::error::ErrorClass::NotFound,
                 "ExternalGatewayForFloatingIPNotFound",
                 e.to_string(),
             ),
-            other => ApiError::bad_request(other.to_string()),
+            other => DomainError::bad_request(other.to_string()),
         });
     }
     // One floating IP per fixed IP.
@@ -141,7 +149,7 @@ fn associate(
             && other.port_id.as_deref() == Some(pid.as_str())
             && other.fixed_ip_address.as_deref() == Some(fixed_ip.to_string().as_str())
         {
-            return Err(ApiError::conflict(
+            return Err(DomainError::conflict(
                 "FloatingIPPortAlreadyAssociated",
                 format!(
                     "Cannot associate floating IP {} with port {pid} ({fixed_ip}): floating IP {} already has it",
@@ -155,12 +163,12 @@ fn associate(
     Ok(())
 }
 
-fn optional_string(b: &mut Body, key: &str) -> Result<Option<Option<String>>, ApiError> {
+fn optional_string(b: &mut Body, key: &str) -> Result<Option<Option<String>>, DomainError> {
     match b.raw(key) {
         None => Ok(None),
         Some(Value::Null) => Ok(Some(None)),
         Some(Value::String(s)) => Ok(Some(Some(s))),
-        Some(_) => Err(ApiError::invalid_input(key, "must be a string or null")),
+        Some(_) => Err(DomainError::invalid_input(key, "must be a string or null")),
     }
 }
 
@@ -169,7 +177,7 @@ pub(crate) async fn handle(
     ctx: &Ctx,
     who: &Identity,
     rest: &[&str],
-) -> Result<Response, ApiError> {
+) -> Result<Response, DomainError> {
     match op(ctx, rest)? {
         Op::List => {
             let q = ListQuery::parse(&ctx.query, ATTRS)?;
@@ -201,7 +209,7 @@ pub(crate) async fn handle(
             let project_id = b.owner(who, "floatingip")?;
             let net_id = b
                 .string("floating_network_id")?
-                .ok_or_else(|| ApiError::bad_request("floating_network_id is required"))?;
+                .ok_or_else(|| DomainError::bad_request("floating_network_id is required"))?;
             let net_id = super::uuid_field("floating_network_id", &net_id)?;
             let wanted = b.string("floating_ip_address")?;
             let subnet = b.string("subnet_id")?;
@@ -215,14 +223,14 @@ pub(crate) async fn handle(
             b.finish()?;
             let net = app.store.get_network(&net_id).await?;
             if !net.external {
-                return Err(ApiError::bad_request(format!(
+                return Err(DomainError::bad_request(format!(
                     "Bad floatingip request: network {net_id} is not a valid external network"
                 )));
             }
             let ip = match wanted {
                 None => None,
                 Some(a) => Some(a.parse().map_err(|_| {
-                    ApiError::invalid_input(
+                    DomainError::invalid_input(
                         "floating_ip_address",
                         format!("'{a}' is not an IP address"),
                     )
@@ -272,7 +280,7 @@ pub(crate) async fn handle(
                 .fixed_ips
                 .first()
                 .map(|x| x.ip_address.to_string())
-                .ok_or_else(|| ApiError::internal("floating IP port got no address"))?;
+                .ok_or_else(|| DomainError::internal("floating IP port got no address"))?;
             f.floating_port_id = port.id.clone();
             f.floating_ip_address = addr;
             let f = match app.store.create_floatingip(&f).await {
@@ -320,7 +328,7 @@ pub(crate) async fn handle(
             app.store.delete_floatingip(&f.id).await?;
             match app.store.delete_port(&f.floating_port_id).await {
                 Ok(()) => {}
-                Err(StoreError::Api(a)) if a.status == StatusCode::NOT_FOUND => {}
+                Err(StoreError::Rule(a)) if a.class == crate::error::ErrorClass::NotFound => {}
                 Err(e) => return Err(e.into()),
             }
             let intent = app.realizer.intent(app).await?;
@@ -331,7 +339,7 @@ pub(crate) async fn handle(
 }
 
 /// Queues the job of the router serving `f` (if any).
-async fn queue_for(app: &App, intent: &Intent, f: &FloatingIp) -> Result<(), ApiError> {
+async fn queue_for(app: &App, intent: &Intent, f: &FloatingIp) -> Result<(), DomainError> {
     let Some(pid) = &f.port_id else {
         return Ok(());
     };

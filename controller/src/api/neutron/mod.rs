@@ -17,14 +17,14 @@ use serde_json::{json, Map, Value};
 
 use super::{dispatch, json, method_not_allowed, App, Ctx};
 use crate::auth::Identity;
-use crate::error::ApiError;
+use crate::error::DomainError;
 
 /// axum fallback for the Neutron listener.
 pub async fn handle(State(app): State<Arc<App>>, req: Request) -> Response {
     dispatch("neutron", app, req, route).await
 }
 
-async fn route(app: Arc<App>, ctx: Ctx) -> Result<Response, ApiError> {
+async fn route(app: Arc<App>, ctx: Ctx) -> Result<Response, DomainError> {
     let segs = ctx.segs();
     match segs.as_slice() {
         [] => match ctx.method {
@@ -32,7 +32,7 @@ async fn route(app: Arc<App>, ctx: Ctx) -> Result<Response, ApiError> {
             _ => Err(method_not_allowed(&ctx)),
         },
         ["openapi"] => match ctx.method {
-            Method::GET => Ok(json(StatusCode::OK, &crate::openapi::document())),
+            Method::GET => Ok(json(StatusCode::OK, &crate::api::openapi::document())),
             _ => Err(method_not_allowed(&ctx)),
         },
         ["v2.0"] => match ctx.method {
@@ -49,16 +49,16 @@ async fn route(app: Arc<App>, ctx: Ctx) -> Result<Response, ApiError> {
                 ["routers", ..] => routers::handle(&app, &ctx, &who, &rest[1..]).await,
                 ["floatingips", ..] => floatingips::handle(&app, &ctx, &who, &rest[1..]).await,
                 ["availability_zones"] => availability_zones(&app, &ctx).await,
-                _ => Err(ApiError::no_route(&ctx.path)),
+                _ => Err(DomainError::no_route(&ctx.path)),
             }
         }
-        _ => Err(ApiError::no_route(&ctx.path)),
+        _ => Err(DomainError::no_route(&ctx.path)),
     }
 }
 
 /// `GET /v2.0/availability_zones`: every pod's AZ (and region) for networks and routers,
 /// which is what `availability_zone_hints` may name.
-async fn availability_zones(app: &App, ctx: &Ctx) -> Result<Response, ApiError> {
+async fn availability_zones(app: &App, ctx: &Ctx) -> Result<Response, DomainError> {
     if ctx.method != Method::GET {
         return Err(method_not_allowed(ctx));
     }
@@ -116,7 +116,7 @@ pub(crate) enum Op<'a> {
 }
 
 /// Map method + remaining segments to an [`Op`].
-pub(crate) fn op<'a>(ctx: &Ctx, rest: &[&'a str]) -> Result<Op<'a>, ApiError> {
+pub(crate) fn op<'a>(ctx: &Ctx, rest: &[&'a str]) -> Result<Op<'a>, DomainError> {
     match (rest, &ctx.method) {
         ([], &Method::GET) => Ok(Op::List),
         ([], &Method::POST) => Ok(Op::Create),
@@ -124,7 +124,7 @@ pub(crate) fn op<'a>(ctx: &Ctx, rest: &[&'a str]) -> Result<Op<'a>, ApiError> {
         ([id], &Method::PUT) => Ok(Op::Update(id)),
         ([id], &Method::DELETE) => Ok(Op::Delete(id)),
         ([], _) | ([_], _) => Err(method_not_allowed(ctx)),
-        _ => Err(ApiError::no_route(&ctx.path)),
+        _ => Err(DomainError::no_route(&ctx.path)),
     }
 }
 
@@ -147,20 +147,20 @@ impl Body {
         self.map.remove(key)
     }
 
-    pub(crate) fn string(&mut self, key: &str) -> Result<Option<String>, ApiError> {
+    pub(crate) fn string(&mut self, key: &str) -> Result<Option<String>, DomainError> {
         match self.map.remove(key) {
             None => Ok(None),
             Some(Value::String(s)) => {
                 if s.chars().count() > 255 {
                     let head: String = s.chars().take(16).collect();
-                    return Err(ApiError::invalid_input(
+                    return Err(DomainError::invalid_input(
                         key,
                         format!("'{head}...' exceeds maximum length of 255"),
                     ));
                 }
                 Ok(Some(s))
             }
-            Some(other) => Err(ApiError::invalid_input(
+            Some(other) => Err(DomainError::invalid_input(
                 key,
                 format!("{other} is not a valid string"),
             )),
@@ -168,42 +168,42 @@ impl Body {
     }
 
     /// Neutron's `convert_to_boolean`: true/false, "true"/"false" (any case), 0/1.
-    pub(crate) fn boolean(&mut self, key: &str) -> Result<Option<bool>, ApiError> {
+    pub(crate) fn boolean(&mut self, key: &str) -> Result<Option<bool>, DomainError> {
         match self.map.remove(key) {
             None => Ok(None),
             Some(v) => to_bool(&v).map(Some).ok_or_else(|| {
-                ApiError::invalid_input(key, format!("'{v}' is not a valid boolean value"))
+                DomainError::invalid_input(key, format!("'{v}' is not a valid boolean value"))
             }),
         }
     }
 
-    pub(crate) fn int(&mut self, key: &str) -> Result<Option<i64>, ApiError> {
+    pub(crate) fn int(&mut self, key: &str) -> Result<Option<i64>, DomainError> {
         match self.map.remove(key) {
             None | Some(Value::Null) => Ok(None),
             Some(Value::Number(n)) if n.is_i64() => Ok(n.as_i64()),
             Some(Value::String(s)) if s.parse::<i64>().is_ok() => Ok(s.parse().ok()),
-            Some(other) => Err(ApiError::invalid_input(
+            Some(other) => Err(DomainError::invalid_input(
                 key,
                 format!("'{other}' is not an integer"),
             )),
         }
     }
 
-    pub(crate) fn string_list(&mut self, key: &str) -> Result<Option<Vec<String>>, ApiError> {
+    pub(crate) fn string_list(&mut self, key: &str) -> Result<Option<Vec<String>>, DomainError> {
         match self.map.remove(key) {
             None => Ok(None),
             Some(Value::Array(a)) => a
                 .into_iter()
                 .map(|v| match v {
                     Value::String(s) => Ok(s),
-                    other => Err(ApiError::invalid_input(
+                    other => Err(DomainError::invalid_input(
                         key,
                         format!("'{other}' is not a string"),
                     )),
                 })
                 .collect::<Result<Vec<_>, _>>()
                 .map(Some),
-            Some(other) => Err(ApiError::invalid_input(
+            Some(other) => Err(DomainError::invalid_input(
                 key,
                 format!("'{other}' is not a list"),
             )),
@@ -211,10 +211,10 @@ impl Body {
     }
 
     /// A key that may only be null/absent (attributes of extensions we do not implement).
-    pub(crate) fn null_only(&mut self, key: &str) -> Result<(), ApiError> {
+    pub(crate) fn null_only(&mut self, key: &str) -> Result<(), DomainError> {
         match self.map.remove(key) {
             None | Some(Value::Null) => Ok(()),
-            Some(v) => Err(ApiError::invalid_input(
+            Some(v) => Err(DomainError::invalid_input(
                 key,
                 format!("'{v}' is not supported; only null is accepted"),
             )),
@@ -223,12 +223,12 @@ impl Body {
 
     /// The owner of a new resource: `project_id`/`tenant_id` (must agree); only admins may
     /// name another project.
-    pub(crate) fn owner(&mut self, who: &Identity, what: &str) -> Result<String, ApiError> {
+    pub(crate) fn owner(&mut self, who: &Identity, what: &str) -> Result<String, DomainError> {
         let p = self.string("project_id")?;
         let t = self.string("tenant_id")?;
         let owner = match (p, t) {
             (Some(p), Some(t)) if p != t => {
-                return Err(ApiError::invalid_input(
+                return Err(DomainError::invalid_input(
                     "tenant_id",
                     format!("'{t}' differs from project_id '{p}'"),
                 ))
@@ -237,21 +237,24 @@ impl Body {
             (None, None) => who.project_id.clone(),
         };
         if owner.is_empty() {
-            return Err(ApiError::invalid_input("project_id", "must not be empty"));
+            return Err(DomainError::invalid_input(
+                "project_id",
+                "must not be empty",
+            ));
         }
         if owner != who.project_id && !who.is_admin() {
-            return Err(ApiError::forbidden(&format!("create_{what}:project_id")));
+            return Err(DomainError::forbidden(&format!("create_{what}:project_id")));
         }
         Ok(owner)
     }
 
     /// Refuse what is left (unknown or read-only attributes).
-    pub(crate) fn finish(self) -> Result<(), ApiError> {
+    pub(crate) fn finish(self) -> Result<(), DomainError> {
         if self.map.is_empty() {
             return Ok(());
         }
         let keys: Vec<&str> = self.map.keys().map(String::as_str).collect();
-        Err(ApiError::bad_request(format!(
+        Err(DomainError::bad_request(format!(
             "Unrecognized attribute(s) '{}'",
             keys.join(", ")
         )))
@@ -275,16 +278,20 @@ pub(crate) fn to_bool(v: &Value) -> Option<bool> {
 
 /// Refuse a path id that is not a UUID with a 404 naming it (Neutron answers 404 for any
 /// unknown id, and the CLI then looks the name up with `?name=`).
-pub(crate) fn check_id(id: &str, what: &'static str, kind: &'static str) -> Result<(), ApiError> {
+pub(crate) fn check_id(
+    id: &str,
+    what: &'static str,
+    kind: &'static str,
+) -> Result<(), DomainError> {
     if uuid::Uuid::parse_str(id).is_err() {
-        return Err(ApiError::not_found(what, kind, id));
+        return Err(DomainError::not_found(what, kind, id));
     }
     Ok(())
 }
 
 /// Validate a UUID given in a body field.
-pub(crate) fn uuid_field(field: &str, v: &str) -> Result<String, ApiError> {
+pub(crate) fn uuid_field(field: &str, v: &str) -> Result<String, DomainError> {
     uuid::Uuid::parse_str(v)
         .map(|u| u.to_string())
-        .map_err(|_| ApiError::invalid_input(field, format!("'{v}' is not a valid UUID")))
+        .map_err(|_| DomainError::invalid_input(field, format!("'{v}' is not a valid UUID")))
 }

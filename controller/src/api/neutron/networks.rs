@@ -9,7 +9,7 @@ use super::{check_id, op, Body, Op};
 use crate::api::{json as respond, no_content, App, Ctx};
 use crate::auth::Identity;
 use crate::config::NetworkType;
-use crate::error::ApiError;
+use crate::error::DomainError;
 use crate::store::{Network, NewNetwork, Scope, Segment, SegmentRequest};
 
 /// Attributes of a network (filterable and sortable).
@@ -72,11 +72,11 @@ pub fn visible(n: &Network, who: &Identity) -> bool {
 }
 
 /// Load a network the caller may see (404 otherwise, as Neutron hides foreign ones).
-pub async fn load_visible(app: &App, who: &Identity, id: &str) -> Result<Network, ApiError> {
+pub async fn load_visible(app: &App, who: &Identity, id: &str) -> Result<Network, DomainError> {
     check_id(id, "Network", "NetworkNotFound")?;
     let n = app.store.get_network(id).await?;
     if !visible(&n, who) {
-        return Err(ApiError::not_found("Network", "NetworkNotFound", id));
+        return Err(DomainError::not_found("Network", "NetworkNotFound", id));
     }
     Ok(n)
 }
@@ -86,7 +86,7 @@ pub(crate) async fn handle(
     ctx: &Ctx,
     who: &Identity,
     rest: &[&str],
-) -> Result<Response, ApiError> {
+) -> Result<Response, DomainError> {
     match op(ctx, rest)? {
         Op::List => {
             let q = ListQuery::parse(&ctx.query, ATTRS)?;
@@ -127,7 +127,7 @@ pub(crate) async fn handle(
         Op::Update(id) => {
             let mut n = load_visible(app, who, id).await?;
             if !who.owns(&n.project_id) {
-                return Err(ApiError::forbidden("update_network"));
+                return Err(DomainError::forbidden("update_network"));
             }
             let mut b = Body::new(ctx.resource_body("network")?);
             if let Some(v) = b.string("name")? {
@@ -141,13 +141,13 @@ pub(crate) async fn handle(
             }
             if let Some(v) = b.boolean("shared")? {
                 if v != n.shared && !who.is_admin() {
-                    return Err(ApiError::forbidden("update_network:shared"));
+                    return Err(DomainError::forbidden("update_network:shared"));
                 }
                 n.shared = v;
             }
             if let Some(v) = b.boolean("router:external")? {
                 if v != n.external && !who.is_admin() {
-                    return Err(ApiError::forbidden("update_network:router:external"));
+                    return Err(DomainError::forbidden("update_network:router:external"));
                 }
                 n.external = v;
             }
@@ -169,7 +169,7 @@ pub(crate) async fn handle(
                 "subnets",
             ] {
                 if b.has(ro) {
-                    return Err(ApiError::bad_request(format!(
+                    return Err(DomainError::bad_request(format!(
                         "Cannot update read-only attribute {ro}"
                     )));
                 }
@@ -184,7 +184,7 @@ pub(crate) async fn handle(
         Op::Delete(id) => {
             let n = load_visible(app, who, id).await?;
             if !who.owns(&n.project_id) {
-                return Err(ApiError::forbidden("delete_network"));
+                return Err(DomainError::forbidden("delete_network"));
             }
             app.store.delete_network(id).await?;
             Ok(no_content())
@@ -192,9 +192,9 @@ pub(crate) async fn handle(
     }
 }
 
-fn check_mtu(v: i64) -> Result<i64, ApiError> {
+fn check_mtu(v: i64) -> Result<i64, DomainError> {
     if !(68..=65535).contains(&v) {
-        return Err(ApiError::invalid_input(
+        return Err(DomainError::invalid_input(
             "mtu",
             format!("{v} is not in 68..65535"),
         ));
@@ -203,7 +203,7 @@ fn check_mtu(v: i64) -> Result<i64, ApiError> {
 }
 
 /// Check `availability_zone_hints` against the pods: each must name a pod's region or AZ.
-pub async fn check_hints(app: &App, hints: &[String]) -> Result<(), ApiError> {
+pub async fn check_hints(app: &App, hints: &[String]) -> Result<(), DomainError> {
     if hints.is_empty() {
         return Ok(());
     }
@@ -213,7 +213,7 @@ pub async fn check_hints(app: &App, hints: &[String]) -> Result<(), ApiError> {
             .iter()
             .any(|p| p.region_name == *h || (!p.az_name.is_empty() && p.az_name == *h))
         {
-            return Err(ApiError::invalid_input(
+            return Err(DomainError::invalid_input(
                 "availability_zone_hints",
                 format!("'{h}' is not the region_name or az_name of any pod"),
             ));
@@ -222,11 +222,11 @@ pub async fn check_hints(app: &App, hints: &[String]) -> Result<(), ApiError> {
     Ok(())
 }
 
-async fn parse_create(app: &App, who: &Identity, mut b: Body) -> Result<NewNetwork, ApiError> {
+async fn parse_create(app: &App, who: &Identity, mut b: Body) -> Result<NewNetwork, DomainError> {
     let project_id = b.owner(who, "network")?;
     let id = match b.string("id")? {
         Some(v) if who.is_admin() => super::uuid_field("id", &v)?,
-        Some(_) => return Err(ApiError::forbidden("create_network:id")),
+        Some(_) => return Err(DomainError::forbidden("create_network:id")),
         None => uuid::Uuid::new_v4().to_string(),
     };
     let name = b.string("name")?.unwrap_or_default();
@@ -235,10 +235,10 @@ async fn parse_create(app: &App, who: &Identity, mut b: Body) -> Result<NewNetwo
     let shared = b.boolean("shared")?.unwrap_or(false);
     let external = b.boolean("router:external")?.unwrap_or(false);
     if shared && !who.is_admin() {
-        return Err(ApiError::forbidden("create_network:shared"));
+        return Err(DomainError::forbidden("create_network:shared"));
     }
     if external && !who.is_admin() {
-        return Err(ApiError::forbidden("create_network:router:external"));
+        return Err(DomainError::forbidden("create_network:router:external"));
     }
     let mtu = check_mtu(b.int("mtu")?.unwrap_or(1500))?;
     let port_security_enabled = b.boolean("port_security_enabled")?.unwrap_or(true);
@@ -252,20 +252,22 @@ async fn parse_create(app: &App, who: &Identity, mut b: Body) -> Result<NewNetwo
     b.null_only("dns_domain")?;
     if let Some(Value::Bool(false)) | Some(Value::Null) | None = b.raw("is_default") {
     } else {
-        return Err(ApiError::invalid_input(
+        return Err(DomainError::invalid_input(
             "is_default",
             "default external networks are not supported",
         ));
     }
     b.finish()?;
     if (ntype.is_some() || physnet.is_some() || seg.is_some()) && !who.is_admin() {
-        return Err(ApiError::forbidden("create_network:provider:network_type"));
+        return Err(DomainError::forbidden(
+            "create_network:provider:network_type",
+        ));
     }
     let ranges = &app.config.network_vlan_ranges;
     let segment = match ntype.as_deref() {
         None => {
             if physnet.is_some() || seg.is_some() {
-                return Err(ApiError::invalid_input(
+                return Err(DomainError::invalid_input(
                     "provider:network_type",
                     "required when provider:physical_network or provider:segmentation_id is given",
                 ));
@@ -277,7 +279,7 @@ async fn parse_create(app: &App, who: &Identity, mut b: Body) -> Result<NewNetwo
                     id: None,
                 },
                 NetworkType::Flat => {
-                    return Err(ApiError::invalid_input(
+                    return Err(DomainError::invalid_input(
                         "provider:network_type",
                         "the default tenant network type flat needs provider:physical_network",
                     ))
@@ -286,7 +288,7 @@ async fn parse_create(app: &App, who: &Identity, mut b: Body) -> Result<NewNetwo
         }
         Some("local") => {
             if physnet.is_some() || seg.is_some() {
-                return Err(ApiError::invalid_input(
+                return Err(DomainError::invalid_input(
                     "provider:physical_network",
                     "a local network has no physical network or segmentation id",
                 ));
@@ -295,13 +297,13 @@ async fn parse_create(app: &App, who: &Identity, mut b: Body) -> Result<NewNetwo
         }
         Some("flat") => {
             if seg.is_some() {
-                return Err(ApiError::invalid_input(
+                return Err(DomainError::invalid_input(
                     "provider:segmentation_id",
                     "a flat network has no segmentation id",
                 ));
             }
             let Some(p) = physnet else {
-                return Err(ApiError::invalid_input(
+                return Err(DomainError::invalid_input(
                     "provider:physical_network",
                     "required for a flat network",
                 ));
@@ -311,7 +313,7 @@ async fn parse_create(app: &App, who: &Identity, mut b: Body) -> Result<NewNetwo
         Some("vlan") => {
             if let Some(p) = &physnet {
                 if !ranges.has_physnet(p) {
-                    return Err(ApiError::invalid_input(
+                    return Err(DomainError::invalid_input(
                         "provider:physical_network",
                         format!("'{p}' is not a physical network of network_vlan_ranges"),
                     ));
@@ -321,20 +323,20 @@ async fn parse_create(app: &App, who: &Identity, mut b: Body) -> Result<NewNetwo
                 None => None,
                 Some(v) => {
                     let Some(p) = &physnet else {
-                        return Err(ApiError::invalid_input(
+                        return Err(DomainError::invalid_input(
                             "provider:physical_network",
                             "required with provider:segmentation_id",
                         ));
                     };
                     if !(1..=4094).contains(&v) {
-                        return Err(ApiError::invalid_input(
+                        return Err(DomainError::invalid_input(
                             "provider:segmentation_id",
                             format!("{v} is not a VLAN ID (1..4094)"),
                         ));
                     }
                     if let Some((lo, hi)) = ranges.range(p) {
                         if v < i64::from(lo) || v > i64::from(hi) {
-                            return Err(ApiError::invalid_input(
+                            return Err(DomainError::invalid_input(
                                 "provider:segmentation_id",
                                 format!(
                                     "{v} is outside the range {lo}:{hi} of physical network {p}"
@@ -348,7 +350,7 @@ async fn parse_create(app: &App, who: &Identity, mut b: Body) -> Result<NewNetwo
             SegmentRequest::Vlan { physnet, id }
         }
         Some(other) => {
-            return Err(ApiError::invalid_input(
+            return Err(DomainError::invalid_input(
                 "provider:network_type",
                 format!("'{other}' is not one of local, vlan, flat"),
             ))
@@ -356,7 +358,7 @@ async fn parse_create(app: &App, who: &Identity, mut b: Body) -> Result<NewNetwo
     };
     if let SegmentRequest::Vlan { physnet: None, .. } = segment {
         if ranges.physnets_with_ranges().next().is_none() {
-            return Err(ApiError::invalid_input(
+            return Err(DomainError::invalid_input(
                 "provider:network_type",
                 "no physical network has a VLAN range",
             ));

@@ -10,7 +10,7 @@ use super::query::ListQuery;
 use super::{check_id, op, uuid_field, Body, Op};
 use crate::api::{json as respond, no_content, App, Ctx};
 use crate::auth::Identity;
-use crate::error::ApiError;
+use crate::error::DomainError;
 use crate::ipam;
 use crate::mac;
 use crate::store::{FixedIpRequest, NewPort, Port, Scope};
@@ -143,14 +143,14 @@ pub fn render(p: &Port, who: &Identity) -> Value {
 }
 
 /// A port the caller owns, or one on a network the caller owns.
-async fn load_own(app: &App, who: &Identity, id: &str) -> Result<Port, ApiError> {
+async fn load_own(app: &App, who: &Identity, id: &str) -> Result<Port, DomainError> {
     check_id(id, "Port", "PortNotFound")?;
     let p = app.store.get_port(id).await?;
     if !who.owns(&p.project_id) {
         // The network's owner sees and manages every port on it (Neutron's policy).
         let net = app.store.get_network(&p.network_id).await?;
         if !who.owns(&net.project_id) {
-            return Err(ApiError::not_found("Port", "PortNotFound", id));
+            return Err(DomainError::not_found("Port", "PortNotFound", id));
         }
     }
     Ok(p)
@@ -161,7 +161,7 @@ pub(crate) async fn handle(
     ctx: &Ctx,
     who: &Identity,
     rest: &[&str],
-) -> Result<Response, ApiError> {
+) -> Result<Response, DomainError> {
     match op(ctx, rest)? {
         Op::List => {
             let q = ListQuery::parse(&ctx.query, ATTRS)?;
@@ -194,7 +194,7 @@ pub(crate) async fn handle(
                     ports: ports.iter().map(|p| PortView::new(p, who)).collect(),
                 };
                 let bytes = serde_json::to_vec(&body)
-                    .map_err(|e| ApiError::internal(format!("serialising ports: {e}")))?;
+                    .map_err(|e| DomainError::internal(format!("serialising ports: {e}")))?;
                 return Ok(crate::api::json_bytes(StatusCode::OK, bytes));
             }
             let items = ports.iter().map(|p| render(p, who)).collect();
@@ -240,7 +240,7 @@ pub(crate) async fn handle(
             }
             if let Some(v) = b.string("binding:host_id")? {
                 if !who.is_admin() {
-                    return Err(ApiError::forbidden("update_port:binding:host_id"));
+                    return Err(DomainError::forbidden("update_port:binding:host_id"));
                 }
                 p.host_id = v;
             }
@@ -249,7 +249,7 @@ pub(crate) async fn handle(
             }
             if let Some(m) = b.string("mac_address")? {
                 if mac::parse(&m).as_deref() != Some(p.mac_address.as_str()) {
-                    return Err(ApiError::bad_request(
+                    return Err(DomainError::bad_request(
                         "Cannot update read-only attribute mac_address",
                     ));
                 }
@@ -258,7 +258,7 @@ pub(crate) async fn handle(
             let ips = fixed_ips(&mut b)?;
             for ro in ["network_id", "id", "project_id", "tenant_id", "status"] {
                 if b.has(ro) {
-                    return Err(ApiError::bad_request(format!(
+                    return Err(DomainError::bad_request(format!(
                         "Cannot update read-only attribute {ro}"
                     )));
                 }
@@ -276,10 +276,10 @@ pub(crate) async fn handle(
 }
 
 /// Attributes clients send that we accept only with their neutral values.
-fn common_ignorable(b: &mut Body) -> Result<(), ApiError> {
+fn common_ignorable(b: &mut Body) -> Result<(), DomainError> {
     if let Some(sg) = b.string_list("security_groups")? {
         if !sg.is_empty() {
-            return Err(ApiError::invalid_input(
+            return Err(DomainError::invalid_input(
                 "security_groups",
                 "security groups are not supported; pass []",
             ));
@@ -287,7 +287,7 @@ fn common_ignorable(b: &mut Body) -> Result<(), ApiError> {
     }
     if let Some(v) = b.string("binding:vnic_type")? {
         if v != "normal" {
-            return Err(ApiError::invalid_input(
+            return Err(DomainError::invalid_input(
                 "binding:vnic_type",
                 format!("'{v}' is not supported; only normal"),
             ));
@@ -297,7 +297,7 @@ fn common_ignorable(b: &mut Body) -> Result<(), ApiError> {
         None | Some(Value::Null) => {}
         Some(Value::Object(m)) if m.is_empty() => {}
         Some(v) => {
-            return Err(ApiError::invalid_input(
+            return Err(DomainError::invalid_input(
                 "binding:profile",
                 format!("'{v}' is not supported; only {{}}"),
             ))
@@ -307,7 +307,7 @@ fn common_ignorable(b: &mut Body) -> Result<(), ApiError> {
         None | Some(Value::Null) => {}
         Some(Value::Array(a)) if a.is_empty() => {}
         Some(v) => {
-            return Err(ApiError::invalid_input(
+            return Err(DomainError::invalid_input(
                 "allowed_address_pairs",
                 format!("'{v}' is not supported; only []"),
             ))
@@ -317,12 +317,12 @@ fn common_ignorable(b: &mut Body) -> Result<(), ApiError> {
     Ok(())
 }
 
-fn fixed_ips(b: &mut Body) -> Result<Option<Vec<FixedIpRequest>>, ApiError> {
+fn fixed_ips(b: &mut Body) -> Result<Option<Vec<FixedIpRequest>>, DomainError> {
     let Some(v) = b.raw("fixed_ips") else {
         return Ok(None);
     };
     let Value::Array(items) = v else {
-        return Err(ApiError::invalid_input(
+        return Err(DomainError::invalid_input(
             "fixed_ips",
             format!("'{v}' is not a list"),
         ));
@@ -331,13 +331,13 @@ fn fixed_ips(b: &mut Body) -> Result<Option<Vec<FixedIpRequest>>, ApiError> {
     for (i, it) in items.iter().enumerate() {
         let field = format!("fixed_ips[{i}]");
         let Value::Object(m) = it else {
-            return Err(ApiError::invalid_input(
+            return Err(DomainError::invalid_input(
                 &field,
                 format!("'{it}' is not an object"),
             ));
         };
         if let Some(k) = m.keys().find(|k| *k != "subnet_id" && *k != "ip_address") {
-            return Err(ApiError::invalid_input(
+            return Err(DomainError::invalid_input(
                 &field,
                 format!("unknown key '{k}'"),
             ));
@@ -346,7 +346,7 @@ fn fixed_ips(b: &mut Body) -> Result<Option<Vec<FixedIpRequest>>, ApiError> {
             None | Some(Value::Null) => None,
             Some(Value::String(s)) => Some(uuid_field(&format!("{field}.subnet_id"), s)?),
             Some(o) => {
-                return Err(ApiError::invalid_input(
+                return Err(DomainError::invalid_input(
                     &format!("{field}.subnet_id"),
                     format!("'{o}' is not a valid UUID"),
                 ))
@@ -356,7 +356,7 @@ fn fixed_ips(b: &mut Body) -> Result<Option<Vec<FixedIpRequest>>, ApiError> {
             None | Some(Value::Null) => None,
             Some(Value::String(s)) => Some(ipam::parse_ip(&format!("{field}.ip_address"), s)?),
             Some(o) => {
-                return Err(ApiError::invalid_input(
+                return Err(DomainError::invalid_input(
                     &format!("{field}.ip_address"),
                     format!("'{o}' is not a valid IP address"),
                 ))
@@ -370,10 +370,10 @@ fn fixed_ips(b: &mut Body) -> Result<Option<Vec<FixedIpRequest>>, ApiError> {
     Ok(Some(out))
 }
 
-async fn parse_create(app: &App, who: &Identity, mut b: Body) -> Result<NewPort, ApiError> {
+async fn parse_create(app: &App, who: &Identity, mut b: Body) -> Result<NewPort, DomainError> {
     let project_id = b.owner(who, "port")?;
     let Some(network_id) = b.string("network_id")? else {
-        return Err(ApiError::invalid_input(
+        return Err(DomainError::invalid_input(
             "network_id",
             "network_id is required",
         ));
@@ -384,7 +384,7 @@ async fn parse_create(app: &App, who: &Identity, mut b: Body) -> Result<NewPort,
     let admin_state_up = b.boolean("admin_state_up")?.unwrap_or(true);
     let mac_address = match b.string("mac_address")? {
         Some(m) => Some(mac::parse(&m).ok_or_else(|| {
-            ApiError::invalid_input(
+            DomainError::invalid_input(
                 "mac_address",
                 format!("'{m}' is not a valid unicast MAC address"),
             )
@@ -395,7 +395,7 @@ async fn parse_create(app: &App, who: &Identity, mut b: Body) -> Result<NewPort,
     let device_owner = b.string("device_owner")?.unwrap_or_default();
     let host_id = b.string("binding:host_id")?.unwrap_or_default();
     if !host_id.is_empty() && !who.is_admin() {
-        return Err(ApiError::forbidden("create_port:binding:host_id"));
+        return Err(DomainError::forbidden("create_port:binding:host_id"));
     }
     let port_security_enabled = b.boolean("port_security_enabled")?;
     common_ignorable(&mut b)?;
@@ -403,12 +403,12 @@ async fn parse_create(app: &App, who: &Identity, mut b: Body) -> Result<NewPort,
     b.finish()?;
     let net = load_visible(app, who, &network_id).await?;
     if !who.owns(&net.project_id) && !net.shared {
-        return Err(ApiError::forbidden(
+        return Err(DomainError::forbidden(
             "create_port on a network of another project",
         ));
     }
     if mac_address.is_some() && !who.owns(&net.project_id) {
-        return Err(ApiError::forbidden("create_port:mac_address"));
+        return Err(DomainError::forbidden("create_port:mac_address"));
     }
     Ok(NewPort {
         id: uuid::Uuid::new_v4().to_string(),

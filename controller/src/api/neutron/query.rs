@@ -9,7 +9,7 @@ use std::cmp::Ordering;
 use serde_json::{json, Map, Value};
 
 use super::to_bool;
-use crate::error::ApiError;
+use crate::error::DomainError;
 
 /// A parsed list query.
 #[derive(Debug, Default)]
@@ -31,7 +31,7 @@ pub struct ListQuery {
 
 impl ListQuery {
     /// Parse query pairs; `known` are the resource's attribute names (others are refused).
-    pub fn parse(pairs: &[(String, String)], known: &[&str]) -> Result<Self, ApiError> {
+    pub fn parse(pairs: &[(String, String)], known: &[&str]) -> Result<Self, DomainError> {
         let mut q = ListQuery::default();
         let mut sort_keys = Vec::new();
         let mut sort_dirs = Vec::new();
@@ -40,10 +40,10 @@ impl ListQuery {
                 "fields" => q.fields.push(v.clone()),
                 "limit" => {
                     let n: i64 = v.parse().map_err(|_| {
-                        ApiError::invalid_input("limit", format!("'{v}' is not an integer"))
+                        DomainError::invalid_input("limit", format!("'{v}' is not an integer"))
                     })?;
                     if n < 0 {
-                        return Err(ApiError::invalid_input(
+                        return Err(DomainError::invalid_input(
                             "limit",
                             format!("'{v}' should be non-negative"),
                         ));
@@ -54,7 +54,7 @@ impl ListQuery {
                 "marker" => q.marker = Some(v.clone()),
                 "page_reverse" => {
                     q.page_reverse = to_bool(&Value::String(v.clone())).ok_or_else(|| {
-                        ApiError::invalid_input(
+                        DomainError::invalid_input(
                             "page_reverse",
                             format!("'{v}' is not a valid boolean value"),
                         )
@@ -62,7 +62,7 @@ impl ListQuery {
                 }
                 "sort_key" => {
                     if !known.contains(&v.as_str()) {
-                        return Err(ApiError::invalid_input(
+                        return Err(DomainError::invalid_input(
                             "sort_key",
                             format!("'{v}' is not an attribute of this resource"),
                         ));
@@ -73,7 +73,7 @@ impl ListQuery {
                     "asc" => sort_dirs.push(true),
                     "desc" => sort_dirs.push(false),
                     _ => {
-                        return Err(ApiError::invalid_input(
+                        return Err(DomainError::invalid_input(
                             "sort_dir",
                             format!("'{v}' is not asc or desc"),
                         ))
@@ -81,7 +81,7 @@ impl ListQuery {
                 },
                 key => {
                     if !known.contains(&key) {
-                        return Err(ApiError::bad_request(format!(
+                        return Err(DomainError::bad_request(format!(
                             "{key} is an invalid filter: not an attribute of this resource"
                         )));
                     }
@@ -96,7 +96,7 @@ impl ListQuery {
             }
         }
         if !sort_dirs.is_empty() && sort_dirs.len() != sort_keys.len() {
-            return Err(ApiError::bad_request(
+            return Err(DomainError::bad_request(
                 "The number of sort_keys and sort_dirs must be same",
             ));
         }
@@ -115,7 +115,7 @@ impl ListQuery {
         items: Vec<Value>,
         base: &str,
         collection: &str,
-    ) -> Result<Value, ApiError> {
+    ) -> Result<Value, DomainError> {
         let (items, links) = self.apply(items, base, collection)?;
         let mut body = serde_json::Map::new();
         body.insert(collection.to_string(), Value::Array(items));
@@ -143,7 +143,7 @@ impl ListQuery {
         items: Vec<Value>,
         base: &str,
         collection: &str,
-    ) -> Result<(Vec<Value>, Option<Vec<Value>>), ApiError> {
+    ) -> Result<(Vec<Value>, Option<Vec<Value>>), DomainError> {
         let mut items: Vec<Value> = items.into_iter().filter(|i| self.matches(i)).collect();
         let sorts = self.sorts.clone();
         items.sort_by(|a, b| {
@@ -163,7 +163,7 @@ impl ListQuery {
                         .iter()
                         .position(|i| i["id"].as_str() == Some(m.as_str()))
                         .ok_or_else(|| {
-                            ApiError::invalid_input(
+                            DomainError::invalid_input(
                                 "marker",
                                 format!("'{m}' is not the id of an item in this list"),
                             )

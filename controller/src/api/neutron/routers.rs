@@ -11,8 +11,9 @@ use super::query::ListQuery;
 use super::{check_id, op, Body, Op};
 use crate::api::{json as respond, no_content, App, Ctx};
 use crate::auth::Identity;
-use crate::error::{ApiError, StoreError};
-use crate::realize::{self, Intent, OWNER_GATEWAY, OWNER_INTERFACE};
+use crate::error::{DomainError, StoreError};
+use crate::naming::{OWNER_GATEWAY, OWNER_INTERFACE};
+use crate::realize::{self, Intent};
 use crate::store::l3::{GatewayInfo, RouteEntry, Router};
 use crate::store::{FixedIpRequest, NewPort, Port};
 
@@ -45,7 +46,7 @@ pub async fn render(
     r: &Router,
     intent: Option<&Intent>,
     reports: Option<&realize::Reports>,
-) -> Result<Value, ApiError> {
+) -> Result<Value, DomainError> {
     let gateway = match &r.gateway {
         None => Value::Null,
         Some(g) => {
@@ -91,7 +92,7 @@ pub async fn render(
     }))
 }
 
-async fn gateway_port(app: &App, router: &str) -> Result<Option<Port>, ApiError> {
+async fn gateway_port(app: &App, router: &str) -> Result<Option<Port>, DomainError> {
     let intent = app.realizer.intent(app).await?;
     let p = intent
         .ports_of(router)
@@ -100,31 +101,31 @@ async fn gateway_port(app: &App, router: &str) -> Result<Option<Port>, ApiError>
     Ok(p)
 }
 
-async fn load_own(app: &App, who: &Identity, id: &str) -> Result<Router, ApiError> {
+async fn load_own(app: &App, who: &Identity, id: &str) -> Result<Router, DomainError> {
     check_id(id, "Router", "RouterNotFound")?;
     let r = app.store.get_router(id).await?;
     if !who.owns(&r.project_id) {
-        return Err(ApiError::not_found("Router", "RouterNotFound", id));
+        return Err(DomainError::not_found("Router", "RouterNotFound", id));
     }
     Ok(r)
 }
 
-fn parse_routes(v: Value) -> Result<Vec<RouteEntry>, ApiError> {
+fn parse_routes(v: Value) -> Result<Vec<RouteEntry>, DomainError> {
     let Value::Array(items) = v else {
-        return Err(ApiError::invalid_input("routes", "must be a list"));
+        return Err(DomainError::invalid_input("routes", "must be a list"));
     };
     let mut out = Vec::new();
     for i in items {
         let d = i["destination"].as_str().unwrap_or_default();
         let n = i["nexthop"].as_str().unwrap_or_default();
         let dest: ipnet::IpNet = d.parse().map_err(|_| {
-            ApiError::invalid_input("routes", format!("destination '{d}' is not a CIDR"))
+            DomainError::invalid_input("routes", format!("destination '{d}' is not a CIDR"))
         })?;
         let hop: std::net::IpAddr = n.parse().map_err(|_| {
-            ApiError::invalid_input("routes", format!("nexthop '{n}' is not an IP address"))
+            DomainError::invalid_input("routes", format!("nexthop '{n}' is not an IP address"))
         })?;
         if dest.addr().is_ipv4() != hop.is_ipv4() {
-            return Err(ApiError::invalid_input(
+            return Err(DomainError::invalid_input(
                 "routes",
                 format!("destination {dest} and nexthop {hop} are of different IP versions"),
             ));
@@ -138,7 +139,7 @@ fn parse_routes(v: Value) -> Result<Vec<RouteEntry>, ApiError> {
 }
 
 /// Parses `external_gateway_info`: `None` = not given, `Some(None)` = clear.
-fn parse_gateway(v: Value) -> Result<Option<GatewayInfo>, ApiError> {
+fn parse_gateway(v: Value) -> Result<Option<GatewayInfo>, DomainError> {
     match v {
         Value::Null => Ok(None),
         Value::Object(m) if m.is_empty() => Ok(None),
@@ -146,7 +147,7 @@ fn parse_gateway(v: Value) -> Result<Option<GatewayInfo>, ApiError> {
             let network_id = match m.remove("network_id") {
                 Some(Value::String(s)) => s,
                 _ => {
-                    return Err(ApiError::invalid_input(
+                    return Err(DomainError::invalid_input(
                         "external_gateway_info",
                         "network_id is required",
                     ))
@@ -155,21 +156,24 @@ fn parse_gateway(v: Value) -> Result<Option<GatewayInfo>, ApiError> {
             let enable_snat = match m.remove("enable_snat") {
                 None | Some(Value::Null) => true,
                 Some(v) => super::to_bool(&v).ok_or_else(|| {
-                    ApiError::invalid_input("external_gateway_info", "enable_snat is not a boolean")
+                    DomainError::invalid_input(
+                        "external_gateway_info",
+                        "enable_snat is not a boolean",
+                    )
                 })?,
             };
             let requested_ips = match m.remove("external_fixed_ips") {
                 None | Some(Value::Null) => Vec::new(),
                 Some(Value::Array(a)) => a,
                 Some(_) => {
-                    return Err(ApiError::invalid_input(
+                    return Err(DomainError::invalid_input(
                         "external_gateway_info",
                         "external_fixed_ips must be a list",
                     ))
                 }
             };
             if let Some(k) = m.keys().next() {
-                return Err(ApiError::invalid_input(
+                return Err(DomainError::invalid_input(
                     "external_gateway_info",
                     format!("unknown key '{k}'"),
                 ));
@@ -180,17 +184,17 @@ fn parse_gateway(v: Value) -> Result<Option<GatewayInfo>, ApiError> {
                 requested_ips,
             }))
         }
-        _ => Err(ApiError::invalid_input(
+        _ => Err(DomainError::invalid_input(
             "external_gateway_info",
             "must be an object",
         )),
     }
 }
 
-fn validation(errors: Vec<planner::ValidationError>) -> Result<(), ApiError> {
+fn validation(errors: Vec<planner::ValidationError>) -> Result<(), DomainError> {
     match errors.into_iter().next() {
         None => Ok(()),
-        Some(e) => Err(ApiError::bad_request(e.to_string())),
+        Some(e) => Err(DomainError::bad_request(e.to_string())),
     }
 }
 
@@ -199,7 +203,7 @@ async fn check_router(
     app: &App,
     r: &Router,
     extra: Option<planner::RouterInterface>,
-) -> Result<(), ApiError> {
+) -> Result<(), DomainError> {
     let intent = app.realizer.intent(app).await?;
     // Nothing the rules look at changes (a rename, new routes): judge the snapshot as it is
     // rather than a copy of it (a copy costs milliseconds on a big cloud).
@@ -240,32 +244,32 @@ async fn check_router(
 
 /// Deletes a gateway port unless it is gone already: once the router row no longer wants it,
 /// the realizer collects it too (it is how a crash between the two writes is mended).
-async fn delete_if_present(app: &App, port: &str) -> Result<(), ApiError> {
+async fn delete_if_present(app: &App, port: &str) -> Result<(), DomainError> {
     match app.store.delete_port(port).await {
-        Err(StoreError::Api(a)) if a.status == StatusCode::NOT_FOUND => Ok(()),
-        other => other.map_err(ApiError::from),
+        Err(StoreError::Rule(a)) if a.class == crate::error::ErrorClass::NotFound => Ok(()),
+        other => other.map_err(DomainError::from),
     }
 }
 
 /// Makes the gateway port match `r.gateway` (the realizer does the same after a crash).
-async fn sync_gateway_port(app: &App, r: &Router) -> Result<(), ApiError> {
+async fn sync_gateway_port(app: &App, r: &Router) -> Result<(), DomainError> {
     let existing = gateway_port(app, &r.id).await?;
     realize::ensure_gateway_port(app, r, existing.as_ref()).await
 }
 
-async fn check_gateway_network(app: &App, g: &GatewayInfo) -> Result<(), ApiError> {
+async fn check_gateway_network(app: &App, g: &GatewayInfo) -> Result<(), DomainError> {
     let net = app
         .store
         .get_network(&g.network_id)
         .await
         .map_err(|e| match e {
-            StoreError::Api(a) if a.status == StatusCode::NOT_FOUND => {
-                ApiError::not_found("Network", "NetworkNotFound", &g.network_id)
+            StoreError::Rule(a) if a.class == crate::error::ErrorClass::NotFound => {
+                DomainError::not_found("Network", "NetworkNotFound", &g.network_id)
             }
             other => other.into(),
         })?;
     if !net.external {
-        return Err(ApiError::bad_request(format!(
+        return Err(DomainError::bad_request(format!(
             "Bad router request: network {} is not an external network",
             g.network_id
         )));
@@ -278,7 +282,7 @@ pub(crate) async fn handle(
     ctx: &Ctx,
     who: &Identity,
     rest: &[&str],
-) -> Result<Response, ApiError> {
+) -> Result<Response, DomainError> {
     if let [id, action] = rest {
         if ctx.method != Method::PUT {
             return Err(crate::api::method_not_allowed(ctx));
@@ -286,7 +290,7 @@ pub(crate) async fn handle(
         return match *action {
             "add_router_interface" => add_interface(app, ctx, who, id).await,
             "remove_router_interface" => remove_interface(app, ctx, who, id).await,
-            _ => Err(ApiError::no_route(&ctx.path)),
+            _ => Err(DomainError::no_route(&ctx.path)),
         };
     }
     match op(ctx, rest)? {
@@ -333,7 +337,7 @@ pub(crate) async fn handle(
             for k in ["distributed", "ha"] {
                 if let Some(v) = b.boolean(k)? {
                     if v {
-                        return Err(ApiError::invalid_input(
+                        return Err(DomainError::invalid_input(
                             k,
                             "crosspod routers are neither distributed nor HA",
                         ));
@@ -389,7 +393,7 @@ pub(crate) async fn handle(
                 };
             }
             if b.has("availability_zone_hints") {
-                return Err(ApiError::bad_request(
+                return Err(DomainError::bad_request(
                     "Cannot update read-only attribute availability_zone_hints",
                 ));
             }
@@ -415,7 +419,7 @@ pub(crate) async fn handle(
                 .iter()
                 .find(|p| p.device_owner == OWNER_INTERFACE && p.device_id == r.id)
             {
-                return Err(ApiError::conflict(
+                return Err(DomainError::conflict(
                     "RouterInUse",
                     format!("Router {} still has ports (interface port {}): remove its interfaces first", r.id, p.id),
                 ));
@@ -442,28 +446,28 @@ fn interface_info(r: &Router, p: &Port) -> Value {
     })
 }
 
-fn interface_body(ctx: &Ctx) -> Result<(Option<String>, Option<String>), ApiError> {
+fn interface_body(ctx: &Ctx) -> Result<(Option<String>, Option<String>), DomainError> {
     let v: Value = serde_json::from_slice(&ctx.body)
-        .map_err(|e| ApiError::bad_request(format!("Malformed JSON in request body: {e}")))?;
+        .map_err(|e| DomainError::bad_request(format!("Malformed JSON in request body: {e}")))?;
     let Value::Object(m) = v else {
-        return Err(ApiError::bad_request(
+        return Err(DomainError::bad_request(
             "body must be {\"subnet_id\": ...} or {\"port_id\": ...}",
         ));
     };
-    let get = |m: &Map<String, Value>, k: &str| -> Result<Option<String>, ApiError> {
+    let get = |m: &Map<String, Value>, k: &str| -> Result<Option<String>, DomainError> {
         match m.get(k) {
             None | Some(Value::Null) => Ok(None),
             Some(Value::String(s)) => super::uuid_field(k, s).map(Some),
-            Some(_) => Err(ApiError::invalid_input(k, "must be a string")),
+            Some(_) => Err(DomainError::invalid_input(k, "must be a string")),
         }
     };
     let subnet = get(&m, "subnet_id")?;
     let port = get(&m, "port_id")?;
     match (&subnet, &port) {
-        (None, None) => Err(ApiError::bad_request(
+        (None, None) => Err(DomainError::bad_request(
             "Bad router request: either subnet_id or port_id must be specified",
         )),
-        (Some(_), Some(_)) => Err(ApiError::bad_request(
+        (Some(_), Some(_)) => Err(DomainError::bad_request(
             "Bad router request: cannot specify both subnet_id and port_id",
         )),
         _ => Ok((subnet, port)),
@@ -475,7 +479,7 @@ async fn add_interface(
     ctx: &Ctx,
     who: &Identity,
     id: &str,
-) -> Result<Response, ApiError> {
+) -> Result<Response, DomainError> {
     let r = load_own(app, who, id).await?;
     let (subnet_id, port_id) = interface_body(ctx)?;
     let intent = app.realizer.intent(app).await?;
@@ -484,16 +488,15 @@ async fn add_interface(
             let s = intent
                 .subnets
                 .get(&sid)
-                .ok_or_else(|| ApiError::not_found("Subnet", "SubnetNotFound", &sid))?;
-            let net = intent
-                .networks
-                .get(&s.network_id)
-                .ok_or_else(|| ApiError::not_found("Network", "NetworkNotFound", &s.network_id))?;
+                .ok_or_else(|| DomainError::not_found("Subnet", "SubnetNotFound", &sid))?;
+            let net = intent.networks.get(&s.network_id).ok_or_else(|| {
+                DomainError::not_found("Network", "NetworkNotFound", &s.network_id)
+            })?;
             if !who.owns(&s.project_id) && !net.shared {
-                return Err(ApiError::not_found("Subnet", "SubnetNotFound", &sid));
+                return Err(DomainError::not_found("Subnet", "SubnetNotFound", &sid));
             }
             if net.external {
-                return Err(ApiError::bad_request(format!(
+                return Err(DomainError::bad_request(format!(
                     "Bad router request: subnet {sid} is on external network {}; use the gateway",
                     net.id
                 )));
@@ -503,13 +506,13 @@ async fn add_interface(
                     && p.device_id == r.id
                     && p.fixed_ips.iter().any(|f| f.subnet_id == sid)
             }) {
-                return Err(ApiError::bad_request(format!(
+                return Err(DomainError::bad_request(format!(
                     "Bad router request: router {} already has a port on subnet {sid}",
                     r.id
                 )));
             }
             let Some(gw) = s.gateway_ip else {
-                return Err(ApiError::bad_request(format!(
+                return Err(DomainError::bad_request(format!(
                     "Bad router request: subnet {sid} has no gateway IP"
                 )));
             };
@@ -546,13 +549,15 @@ async fn add_interface(
                 })
                 .await
                 .map_err(|e| match e {
-                    StoreError::Api(a) if a.status == StatusCode::CONFLICT => ApiError::conflict(
-                        "IpAddressInUse",
-                        format!(
+                    StoreError::Rule(a) if a.class == crate::error::ErrorClass::Conflict => {
+                        DomainError::conflict(
+                            "IpAddressInUse",
+                            format!(
                             "the gateway IP {gw} of subnet {sid} is in use (another router?): {}",
                             a.message
                         ),
-                    ),
+                        )
+                    }
                     other => other.into(),
                 })?
         }
@@ -561,18 +566,18 @@ async fn add_interface(
                 .ports
                 .get(&pid)
                 .cloned()
-                .ok_or_else(|| ApiError::not_found("Port", "PortNotFound", &pid))?;
+                .ok_or_else(|| DomainError::not_found("Port", "PortNotFound", &pid))?;
             if !who.owns(&p.project_id) {
-                return Err(ApiError::not_found("Port", "PortNotFound", &pid));
+                return Err(DomainError::not_found("Port", "PortNotFound", &pid));
             }
             if !p.device_owner.is_empty() || !p.device_id.is_empty() {
-                return Err(ApiError::conflict(
+                return Err(DomainError::conflict(
                     "PortInUse",
                     format!("port {pid} is in use by {} {}", p.device_owner, p.device_id),
                 ));
             }
             let Some(f) = p.fixed_ips.first().cloned() else {
-                return Err(ApiError::bad_request(format!(
+                return Err(DomainError::bad_request(format!(
                     "Bad router request: port {pid} has no fixed IP"
                 )));
             };
@@ -605,7 +610,7 @@ async fn remove_interface(
     ctx: &Ctx,
     who: &Identity,
     id: &str,
-) -> Result<Response, ApiError> {
+) -> Result<Response, DomainError> {
     let r = load_own(app, who, id).await?;
     let (subnet_id, port_id) = interface_body(ctx)?;
     let ports = app
@@ -623,17 +628,17 @@ async fn remove_interface(
     });
     let Some(p) = found else {
         return Err(match (subnet_id, port_id) {
-            (_, Some(pid)) => ApiError::not_found(
+            (_, Some(pid)) => DomainError::not_found(
                 "Router interface",
                 "RouterInterfaceNotFound",
                 &format!("{pid} on router {}", r.id),
             ),
-            (Some(sid), _) => ApiError::not_found(
+            (Some(sid), _) => DomainError::not_found(
                 "Router interface",
                 "RouterInterfaceNotFoundForSubnet",
                 &format!("{sid} on router {}", r.id),
             ),
-            _ => ApiError::bad_request("either subnet_id or port_id must be specified"),
+            _ => DomainError::bad_request("either subnet_id or port_id must be specified"),
         });
     };
     app.store.delete_port(&p.id).await?;

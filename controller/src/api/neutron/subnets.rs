@@ -11,7 +11,7 @@ use super::query::ListQuery;
 use super::{check_id, op, uuid_field, Body, Op};
 use crate::api::{json as respond, no_content, App, Ctx};
 use crate::auth::Identity;
-use crate::error::ApiError;
+use crate::error::DomainError;
 use crate::ipam::{self, Pool};
 use crate::store::{HostRoute, Scope, Subnet};
 
@@ -56,13 +56,13 @@ pub fn render(s: &Subnet) -> Value {
     })
 }
 
-async fn load_visible_subnet(app: &App, who: &Identity, id: &str) -> Result<Subnet, ApiError> {
+async fn load_visible_subnet(app: &App, who: &Identity, id: &str) -> Result<Subnet, DomainError> {
     check_id(id, "Subnet", "SubnetNotFound")?;
     let s = app.store.get_subnet(id).await?;
     if !who.owns(&s.project_id) {
         let n = app.store.get_network(&s.network_id).await?;
         if !networks::visible(&n, who) {
-            return Err(ApiError::not_found("Subnet", "SubnetNotFound", id));
+            return Err(DomainError::not_found("Subnet", "SubnetNotFound", id));
         }
     }
     Ok(s)
@@ -73,7 +73,7 @@ pub(crate) async fn handle(
     ctx: &Ctx,
     who: &Identity,
     rest: &[&str],
-) -> Result<Response, ApiError> {
+) -> Result<Response, DomainError> {
     match op(ctx, rest)? {
         Op::List => {
             let q = ListQuery::parse(&ctx.query, ATTRS)?;
@@ -105,7 +105,7 @@ pub(crate) async fn handle(
         Op::Update(id) => {
             let mut s = load_visible_subnet(app, who, id).await?;
             if !who.owns(&s.project_id) {
-                return Err(ApiError::forbidden("update_subnet"));
+                return Err(DomainError::forbidden("update_subnet"));
             }
             let mut b = Body::new(ctx.resource_body("subnet")?);
             if let Some(v) = b.string("name")? {
@@ -138,7 +138,7 @@ pub(crate) async fn handle(
                 "tenant_id",
             ] {
                 if b.has(ro) {
-                    return Err(ApiError::bad_request(format!(
+                    return Err(DomainError::bad_request(format!(
                         "Cannot update read-only attribute {ro}"
                     )));
                 }
@@ -151,7 +151,7 @@ pub(crate) async fn handle(
         Op::Delete(id) => {
             let s = load_visible_subnet(app, who, id).await?;
             if !who.owns(&s.project_id) {
-                return Err(ApiError::forbidden("delete_subnet"));
+                return Err(DomainError::forbidden("delete_subnet"));
             }
             app.store.delete_subnet(id).await?;
             Ok(no_content())
@@ -159,32 +159,32 @@ pub(crate) async fn handle(
     }
 }
 
-fn gateway(b: &mut Body, cidr: &ipnet::IpNet) -> Result<Option<IpAddr>, ApiError> {
+fn gateway(b: &mut Body, cidr: &ipnet::IpNet) -> Result<Option<IpAddr>, DomainError> {
     match b.raw("gateway_ip") {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(g)) => {
             let ip = ipam::parse_ip("gateway_ip", &g)?;
             if !ipam::is_host(cidr, ip) {
-                return Err(ApiError::invalid_input(
+                return Err(DomainError::invalid_input(
                     "gateway_ip",
                     format!("gateway {ip} is not a host address of subnet {cidr}"),
                 ));
             }
             Ok(Some(ip))
         }
-        Some(v) => Err(ApiError::invalid_input(
+        Some(v) => Err(DomainError::invalid_input(
             "gateway_ip",
             format!("'{v}' is not a valid IP address"),
         )),
     }
 }
 
-fn pools(b: &mut Body) -> Result<Option<Vec<Pool>>, ApiError> {
+fn pools(b: &mut Body) -> Result<Option<Vec<Pool>>, DomainError> {
     let Some(v) = b.raw("allocation_pools") else {
         return Ok(None);
     };
     let Value::Array(items) = v else {
-        return Err(ApiError::invalid_input(
+        return Err(DomainError::invalid_input(
             "allocation_pools",
             format!("'{v}' is not a list"),
         ));
@@ -195,13 +195,13 @@ fn pools(b: &mut Body) -> Result<Option<Vec<Pool>>, ApiError> {
             it.get("start").and_then(Value::as_str),
             it.get("end").and_then(Value::as_str),
         ) else {
-            return Err(ApiError::invalid_input(
+            return Err(DomainError::invalid_input(
                 "allocation_pools",
                 format!("'{it}' is not {{\"start\": IP, \"end\": IP}}"),
             ));
         };
         if it.as_object().map(|o| o.len()) != Some(2) {
-            return Err(ApiError::invalid_input(
+            return Err(DomainError::invalid_input(
                 "allocation_pools",
                 format!("'{it}' has keys other than start and end"),
             ));
@@ -209,7 +209,7 @@ fn pools(b: &mut Body) -> Result<Option<Vec<Pool>>, ApiError> {
         let start = ipam::parse_ip("allocation_pools.start", s)?;
         let end = ipam::parse_ip("allocation_pools.end", e)?;
         if start.is_ipv4() != end.is_ipv4() {
-            return Err(ApiError::invalid_input(
+            return Err(DomainError::invalid_input(
                 "allocation_pools",
                 format!("{s}-{e} mixes IP versions"),
             ));
@@ -219,7 +219,7 @@ fn pools(b: &mut Body) -> Result<Option<Vec<Pool>>, ApiError> {
     Ok(Some(out))
 }
 
-fn dns(b: &mut Body) -> Result<Option<Vec<String>>, ApiError> {
+fn dns(b: &mut Body) -> Result<Option<Vec<String>>, DomainError> {
     let Some(list) = b.string_list("dns_nameservers")? else {
         return Ok(None);
     };
@@ -227,7 +227,7 @@ fn dns(b: &mut Body) -> Result<Option<Vec<String>>, ApiError> {
     for d in list {
         let ip = ipam::parse_ip("dns_nameservers", &d)?.to_string();
         if out.contains(&ip) {
-            return Err(ApiError::invalid_input(
+            return Err(DomainError::invalid_input(
                 "dns_nameservers",
                 format!("duplicate nameserver '{d}'"),
             ));
@@ -237,12 +237,12 @@ fn dns(b: &mut Body) -> Result<Option<Vec<String>>, ApiError> {
     Ok(Some(out))
 }
 
-fn routes(b: &mut Body) -> Result<Option<Vec<HostRoute>>, ApiError> {
+fn routes(b: &mut Body) -> Result<Option<Vec<HostRoute>>, DomainError> {
     let Some(v) = b.raw("host_routes") else {
         return Ok(None);
     };
     let Value::Array(items) = v else {
-        return Err(ApiError::invalid_input(
+        return Err(DomainError::invalid_input(
             "host_routes",
             format!("'{v}' is not a list"),
         ));
@@ -253,13 +253,13 @@ fn routes(b: &mut Body) -> Result<Option<Vec<HostRoute>>, ApiError> {
             it.get("destination").and_then(Value::as_str),
             it.get("nexthop").and_then(Value::as_str),
         ) else {
-            return Err(ApiError::invalid_input(
+            return Err(DomainError::invalid_input(
                 "host_routes",
                 format!("'{it}' is not {{\"destination\": CIDR, \"nexthop\": IP}}"),
             ));
         };
         let dest: ipnet::IpNet = d.parse().map_err(|_| {
-            ApiError::invalid_input(
+            DomainError::invalid_input(
                 "host_routes.destination",
                 format!("'{d}' is not a valid IP subnet"),
             )
@@ -273,17 +273,17 @@ fn routes(b: &mut Body) -> Result<Option<Vec<HostRoute>>, ApiError> {
     Ok(Some(out))
 }
 
-async fn parse_create(app: &App, who: &Identity, mut b: Body) -> Result<Subnet, ApiError> {
+async fn parse_create(app: &App, who: &Identity, mut b: Body) -> Result<Subnet, DomainError> {
     let project_id = b.owner(who, "subnet")?;
     let Some(network_id) = b.string("network_id")? else {
-        return Err(ApiError::invalid_input(
+        return Err(DomainError::invalid_input(
             "network_id",
             "network_id is required",
         ));
     };
     let network_id = uuid_field("network_id", &network_id)?;
     let Some(cidr_text) = b.string("cidr")? else {
-        return Err(ApiError::invalid_input(
+        return Err(DomainError::invalid_input(
             "cidr",
             "cidr is required (subnet pools are not supported)",
         ));
@@ -292,13 +292,13 @@ async fn parse_create(app: &App, who: &Identity, mut b: Body) -> Result<Subnet, 
     let family = if cidr.addr().is_ipv4() { 4 } else { 6 };
     let ip_version = b.int("ip_version")?.unwrap_or(family);
     if ip_version != 4 && ip_version != 6 {
-        return Err(ApiError::invalid_input(
+        return Err(DomainError::invalid_input(
             "ip_version",
             format!("{ip_version} is not 4 or 6"),
         ));
     }
     if ip_version != family {
-        return Err(ApiError::invalid_input(
+        return Err(DomainError::invalid_input(
             "ip_version",
             format!("cidr {cidr} is not an IPv{ip_version} subnet"),
         ));
@@ -331,7 +331,7 @@ async fn parse_create(app: &App, who: &Identity, mut b: Body) -> Result<Subnet, 
     }
     if let Some(v) = b.boolean("use_default_subnet_pool")? {
         if v {
-            return Err(ApiError::invalid_input(
+            return Err(DomainError::invalid_input(
                 "use_default_subnet_pool",
                 "subnet pools are not supported",
             ));
@@ -339,7 +339,7 @@ async fn parse_create(app: &App, who: &Identity, mut b: Body) -> Result<Subnet, 
     }
     if let Some(v) = b.string_list("service_types")? {
         if !v.is_empty() {
-            return Err(ApiError::invalid_input(
+            return Err(DomainError::invalid_input(
                 "service_types",
                 "service types are not supported",
             ));
@@ -348,7 +348,7 @@ async fn parse_create(app: &App, who: &Identity, mut b: Body) -> Result<Subnet, 
     b.finish()?;
     let net = load_visible(app, who, &network_id).await?;
     if !who.owns(&net.project_id) {
-        return Err(ApiError::forbidden("create_subnet"));
+        return Err(DomainError::forbidden("create_subnet"));
     }
     let ts = String::new();
     Ok(Subnet {

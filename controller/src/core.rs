@@ -1,0 +1,38 @@
+//! The controller's core: the store, the configuration, the realizer and the metrics. The
+//! domain services (`service`), the realizer and the jobs work on a [`Core`]; the HTTP layer
+//! (`api`) wraps it with authentication and transport concerns and is the only layer that
+//! knows about HTTP.
+
+use std::sync::Arc;
+
+use crate::config::Config;
+use crate::error::StoreError;
+use crate::metrics::ControllerMetrics;
+use crate::realize::Realizer;
+use crate::store::Store;
+
+/// What every layer below HTTP shares.
+pub struct Core {
+    /// The store.
+    pub store: Store,
+    /// Configuration.
+    pub config: Config,
+    /// Publishes node states; kicked after every write.
+    pub realizer: Realizer,
+    /// Prometheus metrics.
+    pub metrics: ControllerMetrics,
+}
+
+impl Core {
+    /// Open (and migrate) the store named by the configuration.
+    pub async fn open(config: Config) -> Result<Arc<Core>, StoreError> {
+        let store = Store::connect(&config.database).await?;
+        tracing::info!(backend = ?store.backend(), "store ready");
+        Ok(Arc::new(Core {
+            store,
+            realizer: Realizer::with_full_pass_every(config.full_pass_interval),
+            metrics: ControllerMetrics::new(),
+            config,
+        }))
+    }
+}
