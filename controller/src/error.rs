@@ -104,6 +104,9 @@ pub enum ErrorClass {
     Internal,
 }
 
+/// Neutron type of a lost compare-and-set race ([`DomainError::revision_changed`]).
+pub const REVISION_CHANGED: &str = "RevisionChanged";
+
 /// A domain error: a class (the edge turns it into a status code), Neutron's exception name
 /// (`NetworkNotFound`, `OverQuota`, ...) and a message naming the field or object.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -173,6 +176,26 @@ impl DomainError {
     /// 500 without leaking internals beyond a short message.
     pub fn internal(message: impl Into<String>) -> Self {
         Self::new(ErrorClass::Internal, "HTTPInternalServerError", message)
+    }
+    /// The object changed since the caller read it (a concurrent update won).
+    pub fn revision_changed(what: &str, id: &str, current: i64) -> Self {
+        Self::new(
+            ErrorClass::PreconditionFailed,
+            REVISION_CHANGED,
+            format!("{what} {id} changed concurrently (now at revision {current})"),
+        )
+    }
+    /// `If-Match: revision_number=N` named another revision than the object's.
+    pub fn revision_mismatch(expected: i64, current: i64) -> Self {
+        Self::new(
+            ErrorClass::PreconditionFailed,
+            "RevisionNumberConstraintFailed",
+            format!("Constrained to {expected}, but current revision is {current}"),
+        )
+    }
+    /// Whether this is a lost compare-and-set race (worth re-reading and retrying).
+    pub fn is_revision_changed(&self) -> bool {
+        self.kind == REVISION_CHANGED
     }
     /// Whether this is a "not found".
     pub fn is_not_found(&self) -> bool {

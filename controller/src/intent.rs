@@ -136,7 +136,12 @@ fn planner_port(p: &Port) -> planner::Port {
 }
 
 fn planner_interface(p: &Port) -> Option<planner::RouterInterface> {
-    if p.device_owner != OWNER_INTERFACE || p.device_id.is_empty() {
+    // An interface by the store's relation only: a port merely naming a router in its
+    // device_owner/device_id is not one.
+    if p.device_owner != OWNER_INTERFACE
+        || p.device_id.is_empty()
+        || !p.is_interface_of(&p.device_id)
+    {
         return None;
     }
     let f = p.fixed_ips.first()?;

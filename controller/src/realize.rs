@@ -143,6 +143,9 @@ struct Model {
 /// background task.
 pub struct Realizer {
     kick: Notify,
+    /// Allocations that failed on their last attempt, with why (a pool exhausted, say): the
+    /// services answer a request that needs one with that error instead of a silent 2xx.
+    failures: std::sync::Mutex<BTreeMap<AllocationKey, DomainError>>,
     model: Mutex<Model>,
     /// Published states by node.
     pub hub: NodeHub,
@@ -180,10 +183,33 @@ impl Realizer {
     pub fn with_full_pass_every(every: Duration) -> Self {
         Realizer {
             kick: Notify::new(),
+            failures: std::sync::Mutex::new(BTreeMap::new()),
             model: Mutex::new(Model::default()),
             hub: NodeHub::default(),
             full_every: every,
         }
+    }
+
+    fn record_failure(&self, key: &AllocationKey, e: DomainError) {
+        let mut f = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        f.insert(key.clone(), e);
+    }
+
+    fn clear_failure(&self, key: &AllocationKey) {
+        let mut f = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        f.remove(key);
+    }
+
+    /// The allocations whose last attempt failed and that `keep` selects, with why.
+    pub fn failures(
+        &self,
+        keep: impl Fn(&AllocationKey) -> bool,
+    ) -> Vec<(AllocationKey, DomainError)> {
+        let f = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        f.iter()
+            .filter(|(k, _)| keep(k))
+            .map(|(k, e)| (k.clone(), e.clone()))
+            .collect()
     }
 
     /// Ask the background task for a run (cheap; bursts collapse into one run).
@@ -520,12 +546,17 @@ impl Realizer {
 
 async fn allocate_and_release(core: &Core, plan: &planner::AllocationPlan, intent: &Intent) {
     for key in &plan.allocate {
-        if let Err(e) = allocate(core, key, intent).await {
-            tracing::warn!(?key, error = %e, "allocation failed");
+        match allocate(core, key, intent).await {
+            Err(e) => {
+                tracing::warn!(?key, error = %e, "allocation failed");
+                core.realizer.record_failure(key, DomainError::from(e));
+            }
+            Ok(()) => core.realizer.clear_failure(key),
         }
     }
     // Release IPs before the networks they come from.
     for key in plan.release.iter().rev() {
+        core.realizer.clear_failure(key);
         if let Err(e) = release(core, key).await {
             tracing::warn!(?key, error = %e, "release failed");
         }
@@ -844,26 +875,12 @@ async fn release(core: &Core, key: &AllocationKey) -> Result<(), StoreError> {
     }
 }
 
-/// Makes a router's gateway port match its row: deletes a port on another network, creates
-/// the missing one (IPs as requested, else the first free one) under an id derived from the
-/// router and network, so the API and a realizer mending a crash cannot both create one.
-pub async fn ensure_gateway_port(
-    core: &Core,
-    r: &crate::store::l3::Router,
-    existing: Option<&Port>,
-) -> Result<(), DomainError> {
-    if let Some(p) = existing {
-        if r.gateway
-            .as_ref()
-            .is_none_or(|g| g.network_id != p.network_id)
-        {
-            ignore_missing(core.store.delete_port(&p.id).await)?;
-        } else {
-            return Ok(());
-        }
-    }
+/// The gateway port a router's row asks for (IPs as requested, else the first free one),
+/// under an id derived from the router and network, so the API and a realizer mending a
+/// crash cannot both create one.
+pub fn gateway_port_request(r: &crate::store::l3::Router) -> Result<Option<NewPort>, DomainError> {
     let Some(g) = &r.gateway else {
-        return Ok(());
+        return Ok(None);
     };
     let fixed_ips = if g.requested_ips.is_empty() {
         None
@@ -888,24 +905,51 @@ pub async fn ensure_gateway_port(
                 .collect::<Result<Vec<_>, DomainError>>()?,
         )
     };
-    let r = core
-        .store
-        .create_port(&NewPort {
-            id: derived_id(&["gateway", &r.id, &g.network_id]),
-            project_id: String::new(),
-            network_id: g.network_id.clone(),
-            name: String::new(),
-            description: format!("gateway of router {}", r.id),
-            admin_state_up: true,
-            mac_address: None,
-            device_id: r.id.clone(),
-            device_owner: OWNER_GATEWAY.into(),
-            host_id: String::new(),
-            port_security_enabled: Some(false),
-            fixed_ips,
-        })
-        .await;
-    match r {
+    Ok(Some(NewPort {
+        id: derived_id(&["gateway", &r.id, &g.network_id]),
+        project_id: String::new(),
+        network_id: g.network_id.clone(),
+        name: String::new(),
+        description: format!("gateway of router {}", r.id),
+        admin_state_up: true,
+        mac_address: None,
+        device_id: r.id.clone(),
+        device_owner: OWNER_GATEWAY.into(),
+        host_id: String::new(),
+        port_security_enabled: Some(false),
+        fixed_ips,
+    }))
+}
+
+/// Makes a router's gateway port match its row: deletes a port on another network (or with
+/// other addresses than the row now asks for), creates the missing one.
+pub async fn ensure_gateway_port(
+    core: &Core,
+    r: &crate::store::l3::Router,
+    existing: Option<&Port>,
+) -> Result<(), DomainError> {
+    if let Some(p) = existing {
+        let wanted = gateway_port_request(r)?;
+        let keep = wanted.as_ref().is_some_and(|w| {
+            w.network_id == p.network_id
+                && w.fixed_ips.as_ref().is_none_or(|ips| {
+                    ips.iter().all(|f| {
+                        p.fixed_ips.iter().any(|have| {
+                            f.subnet_id.as_ref().is_none_or(|s| *s == have.subnet_id)
+                                && f.ip_address.is_none_or(|a| a == have.ip_address)
+                        })
+                    })
+                })
+        });
+        if keep {
+            return Ok(());
+        }
+        ignore_missing(core.store.delete_port(&p.id).await)?;
+    }
+    let Some(port) = gateway_port_request(r)? else {
+        return Ok(());
+    };
+    match core.store.create_port(&port).await {
         Err(e) if e.is_unique_violation() => Ok(()),
         other => other.map(|_| ()).map_err(DomainError::from),
     }

@@ -314,6 +314,16 @@ impl Store {
 
     /// Insert a router.
     pub async fn create_router(&self, r: &Router) -> Result<Router, StoreError> {
+        self.create_router_with_gateway(r, None).await
+    }
+
+    /// Insert a router and, when given, its gateway port in one transaction: a gateway the
+    /// external network cannot give (address taken, not in a subnet) leaves no router behind.
+    pub async fn create_router_with_gateway(
+        &self,
+        r: &Router,
+        gateway_port: Option<&super::NewPort>,
+    ) -> Result<Router, StoreError> {
         let mut w = self.begin_write().await?;
         let ts = now();
         sqlx::query("INSERT INTO routers (id, project_id, name, description, admin_state_up, az_hints, gateway, routes, created_at, updated_at, revision_number) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, 1)")
@@ -329,6 +339,9 @@ impl Store {
             .execute(&mut *w.tx)
             .await
             .map_err(StoreError::db(format!("inserting router {}", r.id)))?;
+        if let Some(p) = gateway_port {
+            super::ports::insert_port(&mut w, p).await?;
+        }
         w.touch(super::changes::ChangeKind::Router, &r.id);
         w.commit().await?;
         self.get_router(&r.id).await
@@ -369,7 +382,7 @@ impl Store {
     /// Write a router's mutable attributes (bumps its revision).
     pub async fn update_router(&self, r: &Router) -> Result<Router, StoreError> {
         let mut w = self.begin_write().await?;
-        let n = sqlx::query("UPDATE routers SET name = $1, description = $2, admin_state_up = $3, gateway = $4, routes = $5, updated_at = $6, revision_number = revision_number + 1 WHERE id = $7")
+        let n = sqlx::query("UPDATE routers SET name = $1, description = $2, admin_state_up = $3, gateway = $4, routes = $5, updated_at = $6, revision_number = revision_number + 1 WHERE id = $7 AND revision_number = $8")
             .bind(r.name.clone())
             .bind(r.description.clone())
             .bind(i64::from(r.admin_state_up))
@@ -377,11 +390,18 @@ impl Store {
             .bind(js(&r.routes))
             .bind(now())
             .bind(r.id.clone())
+            .bind(r.revision_number)
             .execute(&mut *w.tx)
             .await
             .map_err(StoreError::db(format!("updating router {}", r.id)))?;
         if n.rows_affected() == 0 {
-            return Err(DomainError::not_found("Router", "RouterNotFound", &r.id).into());
+            return Err(super::missed_update(
+                &mut w,
+                "routers",
+                &r.id,
+                DomainError::not_found("Router", "RouterNotFound", &r.id),
+            )
+            .await);
         }
         w.touch(super::changes::ChangeKind::Router, &r.id);
         w.commit().await?;
@@ -466,17 +486,24 @@ impl Store {
     /// Associate (or, with `None`, disassociate) a floating IP.
     pub async fn update_floatingip(&self, f: &FloatingIp) -> Result<FloatingIp, StoreError> {
         let mut w = self.begin_write().await?;
-        let n = sqlx::query("UPDATE floatingips SET port_id = $1, fixed_ip_address = $2, description = $3, updated_at = $4, revision_number = revision_number + 1 WHERE id = $5")
+        let n = sqlx::query("UPDATE floatingips SET port_id = $1, fixed_ip_address = $2, description = $3, updated_at = $4, revision_number = revision_number + 1 WHERE id = $5 AND revision_number = $6")
             .bind(f.port_id.clone())
             .bind(f.fixed_ip_address.clone())
             .bind(f.description.clone())
             .bind(now())
             .bind(f.id.clone())
+            .bind(f.revision_number)
             .execute(&mut *w.tx)
             .await
             .map_err(StoreError::db(format!("updating floating IP {}", f.id)))?;
         if n.rows_affected() == 0 {
-            return Err(DomainError::not_found("Floating IP", "FloatingIPNotFound", &f.id).into());
+            return Err(super::missed_update(
+                &mut w,
+                "floatingips",
+                &f.id,
+                DomainError::not_found("Floating IP", "FloatingIPNotFound", &f.id),
+            )
+            .await);
         }
         w.touch(super::changes::ChangeKind::FloatingIp, &f.id);
         w.commit().await?;

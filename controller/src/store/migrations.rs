@@ -15,7 +15,27 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         super::l3::L3_MIGRATION,
     ),
     (4, "change log", super::changes::CHANGES_MIGRATION),
+    (6, "router ports", ROUTER_PORTS),
 ];
+
+/// Which ports are a router's interfaces: only `add_router_interface` writes here, so a port
+/// whose `device_owner`/`device_id` merely name a router is not one. One interface per
+/// (router, subnet) is the unique key. Existing interface ports are carried over.
+const ROUTER_PORTS: &str = r#"
+CREATE TABLE router_ports (
+    port_id TEXT PRIMARY KEY REFERENCES ports (id) ON DELETE CASCADE,
+    router_id TEXT NOT NULL REFERENCES routers (id),
+    subnet_id TEXT NOT NULL,
+    UNIQUE (router_id, subnet_id)
+);
+INSERT INTO router_ports (port_id, router_id, subnet_id)
+    SELECT p.id, p.device_id, MIN(a.subnet_id) FROM ports p
+    JOIN routers r ON r.id = p.device_id
+    JOIN ip_allocations a ON a.port_id = p.id
+    WHERE p.device_owner = 'network:router_interface'
+    GROUP BY p.id, p.device_id
+    ON CONFLICT DO NOTHING
+"#;
 
 /// One /24 of `bridge_cidr` per project (its east-west bridge network), unique both ways.
 const BRIDGE: &str = r#"

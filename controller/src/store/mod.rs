@@ -14,7 +14,7 @@ mod migrations;
 pub mod model;
 mod networks;
 mod pods;
-mod ports;
+pub(crate) mod ports;
 mod subnets;
 
 use std::str::FromStr;
@@ -311,6 +311,32 @@ pub fn age_secs(ts: &str) -> Option<u64> {
         .ok()?
         .as_secs();
     Some(now.saturating_sub(parse_utc(ts)?))
+}
+
+/// The error of a revision-conditioned update that matched no row: the object is gone
+/// (`not_found`), or another request changed it since it was read (the caller re-reads and
+/// re-applies its change, or answers 412 when the client named the revision).
+pub(crate) async fn missed_update(
+    w: &mut WriteTx<'_>,
+    table: &'static str,
+    id: &str,
+    not_found: crate::error::DomainError,
+) -> StoreError {
+    let sql = format!("SELECT revision_number FROM {table} WHERE id = $1");
+    match sqlx::query(&sql)
+        .bind(id.to_string())
+        .fetch_optional(&mut *w.tx)
+        .await
+    {
+        Ok(Some(row)) => crate::error::DomainError::revision_changed(
+            table,
+            id,
+            row.try_get::<i64, _>(0).unwrap_or(-1),
+        )
+        .into(),
+        Ok(None) => not_found.into(),
+        Err(e) => StoreError::db(format!("reading the revision of {table} {id}"))(e),
+    }
 }
 
 /// A random 64-bit value (from a v4 UUID) for candidate spreading.

@@ -215,12 +215,22 @@ pub struct Port {
     pub port_security_enabled: bool,
     /// Fixed IPs.
     pub fixed_ips: Vec<FixedIp>,
+    /// The router this port is an interface of: only `add_router_interface` makes one (the
+    /// `router_ports` relation), never a port's own `device_owner`/`device_id`.
+    pub interface_of: Option<String>,
     /// Creation time.
     pub created_at: String,
     /// Last update time.
     pub updated_at: String,
     /// Revision.
     pub revision_number: i64,
+}
+
+impl Port {
+    /// Whether this port is an interface of `router` (by the store's relation).
+    pub fn is_interface_of(&self, router: &str) -> bool {
+        self.interface_of.as_deref() == Some(router)
+    }
 }
 
 /// Input of [`crate::store::Store::create_port`].

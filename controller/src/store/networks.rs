@@ -346,7 +346,7 @@ impl Store {
             }
         }
         let r = sqlx::query(
-            "UPDATE networks SET name = $1, description = $2, admin_state_up = $3, shared = $4, external = $5, mtu = $6, port_security_enabled = $7, updated_at = $8, revision_number = revision_number + 1 WHERE id = $9",
+            "UPDATE networks SET name = $1, description = $2, admin_state_up = $3, shared = $4, external = $5, mtu = $6, port_security_enabled = $7, updated_at = $8, revision_number = revision_number + 1 WHERE id = $9 AND revision_number = $10",
         )
         .bind(n.name.clone())
         .bind(n.description.clone())
@@ -357,11 +357,18 @@ impl Store {
         .bind(i64::from(n.port_security_enabled))
         .bind(now())
         .bind(n.id.clone())
+            .bind(n.revision_number)
         .execute(&mut *w.tx)
         .await
         .map_err(StoreError::db(format!("updating network {}", n.id)))?;
         if r.rows_affected() == 0 {
-            return Err(DomainError::not_found("Network", "NetworkNotFound", &n.id).into());
+            return Err(super::missed_update(
+                &mut w,
+                "networks",
+                &n.id,
+                DomainError::not_found("Network", "NetworkNotFound", &n.id),
+            )
+            .await);
         }
         w.touch(super::changes::ChangeKind::Network, &n.id);
         w.commit().await?;

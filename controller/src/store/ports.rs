@@ -29,6 +29,7 @@ fn port_from_row(r: &AnyRow) -> Result<Port, StoreError> {
         host_id: col_s(r, "host_id")?,
         port_security_enabled: col_b(r, "port_security_enabled")?,
         fixed_ips: Vec::new(),
+        interface_of: col_os(r, "rp_router_id")?,
         created_at: col_s(r, "created_at")?,
         updated_at: col_s(r, "updated_at")?,
         revision_number: col_i(r, "revision_number")?,
@@ -229,6 +230,91 @@ impl Store {
 
     async fn create_port_once(&self, p: &NewPort) -> Result<Port, StoreError> {
         let mut w = self.begin_write().await?;
+        insert_port(&mut w, p).await?;
+        w.commit().await?;
+        self.get_port(&p.id).await
+    }
+
+    /// Create an interface port of `router_id` and its `router_ports` row in one transaction
+    /// (the only way a router gets an interface). A second interface on the same subnet is
+    /// refused by the relation's unique key, not by a read before the write.
+    pub async fn create_interface_port(
+        &self,
+        router_id: &str,
+        subnet_id: &str,
+        p: &NewPort,
+    ) -> Result<Port, StoreError> {
+        retrying!(async {
+            let mut w = self.begin_write().await?;
+            insert_port(&mut w, p).await?;
+            relate(&mut w, router_id, &p.id, subnet_id).await?;
+            w.commit().await?;
+            self.get_port(&p.id).await
+        })
+    }
+
+    /// Make an existing unused port (at `revision`) an interface of `router_id` in one
+    /// transaction: its device owner and id, and the `router_ports` row. 409 when the port
+    /// changed meanwhile (another request took it).
+    pub async fn attach_interface_port(
+        &self,
+        router_id: &str,
+        subnet_id: &str,
+        port_id: &str,
+        revision: i64,
+    ) -> Result<Port, StoreError> {
+        retrying!(async {
+            let mut w = self.begin_write().await?;
+            let r = sqlx::query("UPDATE ports SET device_owner = $1, device_id = $2, updated_at = $3, revision_number = revision_number + 1 WHERE id = $4 AND revision_number = $5 AND device_owner = '' AND device_id = ''")
+                .bind(crate::naming::OWNER_INTERFACE)
+                .bind(router_id.to_string())
+                .bind(now())
+                .bind(port_id.to_string())
+                .bind(revision)
+                .execute(&mut *w.tx)
+                .await
+                .map_err(StoreError::db(format!("attaching port {port_id} to router {router_id}")))?;
+            if r.rows_affected() == 0 {
+                return Err(DomainError::conflict(
+                    "PortInUse",
+                    format!("Port {port_id} changed or is in use; it was not attached to router {router_id}"),
+                )
+                .into());
+            }
+            relate(&mut w, router_id, port_id, subnet_id).await?;
+            w.touch(super::changes::ChangeKind::Port, port_id);
+            w.commit().await?;
+            self.get_port(port_id).await
+        })
+    }
+}
+
+/// Record that `port_id` is an interface of `router_id` on `subnet_id`.
+async fn relate(
+    w: &mut WriteTx<'_>,
+    router_id: &str,
+    port_id: &str,
+    subnet_id: &str,
+) -> Result<(), StoreError> {
+    let r = sqlx::query("INSERT INTO router_ports (port_id, router_id, subnet_id) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
+        .bind(port_id.to_string())
+        .bind(router_id.to_string())
+        .bind(subnet_id.to_string())
+        .execute(&mut *w.tx)
+        .await
+        .map_err(StoreError::db(format!("relating port {port_id} to router {router_id}")))?;
+    if r.rows_affected() == 0 {
+        return Err(DomainError::bad_request(format!(
+            "Bad router request: Router {router_id} already has a port on subnet {subnet_id}."
+        ))
+        .into());
+    }
+    Ok(())
+}
+
+/// Insert a port (MAC drawn until unique) and assign its addresses, inside `w`.
+pub(super) async fn insert_port(w: &mut WriteTx<'_>, p: &NewPort) -> Result<(), StoreError> {
+    {
         let net = sqlx::query("SELECT port_security_enabled FROM networks WHERE id = $1")
             .bind(p.network_id.clone())
             .fetch_optional(&mut *w.tx)
@@ -296,7 +382,7 @@ impl Store {
             .into());
         }
         assign_ips(
-            &mut w,
+            w,
             &p.network_id,
             &p.id,
             &p.device_owner,
@@ -304,13 +390,14 @@ impl Store {
         )
         .await?;
         w.touch(super::changes::ChangeKind::Port, &p.id);
-        w.commit().await?;
-        self.get_port(&p.id).await
+        Ok(())
     }
+}
 
+impl Store {
     /// One port with its fixed IPs (no visibility check).
     pub async fn get_port(&self, id: &str) -> Result<Port, StoreError> {
-        let row = sqlx::query("SELECT * FROM ports WHERE id = $1")
+        let row = sqlx::query("SELECT p.*, rp.router_id AS rp_router_id FROM ports p LEFT JOIN router_ports rp ON rp.port_id = p.id WHERE p.id = $1")
             .bind(id.to_string())
             .fetch_optional(&self.pool)
             .await
@@ -341,7 +428,7 @@ impl Store {
         network_id: Option<&str>,
     ) -> Result<Vec<Port>, StoreError> {
         let mut sql = String::from(
-            "SELECT p.*, a.subnet_id AS a_subnet_id, a.ip_address AS a_ip_address FROM ports p LEFT JOIN ip_allocations a ON a.port_id = p.id",
+            "SELECT p.*, rp.router_id AS rp_router_id, a.subnet_id AS a_subnet_id, a.ip_address AS a_ip_address FROM ports p LEFT JOIN router_ports rp ON rp.port_id = p.id LEFT JOIN ip_allocations a ON a.port_id = p.id",
         );
         let mut conds = Vec::new();
         let mut binds = Vec::new();
@@ -402,17 +489,29 @@ impl Store {
         p: &Port,
         new_ips: Option<&[FixedIpRequest]>,
     ) -> Result<Port, StoreError> {
-        retrying!(self.update_port_once(p, new_ips))
+        self.update_port_full(p, new_ips, None).await
+    }
+
+    /// [`Store::update_port`], and a new MAC address when given (409 when another port
+    /// holds it). Conditioned on `p.revision_number`: a concurrent change makes it fail.
+    pub async fn update_port_full(
+        &self,
+        p: &Port,
+        new_ips: Option<&[FixedIpRequest]>,
+        new_mac: Option<&str>,
+    ) -> Result<Port, StoreError> {
+        retrying!(self.update_port_once(p, new_ips, new_mac))
     }
 
     async fn update_port_once(
         &self,
         p: &Port,
         new_ips: Option<&[FixedIpRequest]>,
+        new_mac: Option<&str>,
     ) -> Result<Port, StoreError> {
         let mut w = self.begin_write().await?;
         let r = sqlx::query(
-            "UPDATE ports SET name = $1, description = $2, admin_state_up = $3, device_id = $4, device_owner = $5, host_id = $6, port_security_enabled = $7, status = $8, updated_at = $9, revision_number = revision_number + 1 WHERE id = $10",
+            "UPDATE ports SET name = $1, description = $2, admin_state_up = $3, device_id = $4, device_owner = $5, host_id = $6, port_security_enabled = $7, status = $8, updated_at = $9, revision_number = revision_number + 1, mac_address = COALESCE($12, mac_address) WHERE id = $10 AND revision_number = $11",
         )
         .bind(p.name.clone())
         .bind(p.description.clone())
@@ -424,11 +523,29 @@ impl Store {
         .bind(p.status.clone())
         .bind(now())
         .bind(p.id.clone())
+            .bind(p.revision_number)
+        .bind(new_mac.map(str::to_string))
         .execute(&mut *w.tx)
         .await
-        .map_err(StoreError::db(format!("updating port {}", p.id)))?;
+        .map_err(|e| {
+            let e = StoreError::db(format!("updating port {}", p.id))(e);
+            match (new_mac, e.is_unique_violation()) {
+                (Some(mac), true) => DomainError::conflict(
+                    "MacAddressInUse",
+                    format!("Unable to complete operation for network {}. The mac address {mac} is in use.", p.network_id),
+                )
+                .into(),
+                _ => e,
+            }
+        })?;
         if r.rows_affected() == 0 {
-            return Err(DomainError::not_found("Port", "PortNotFound", &p.id).into());
+            return Err(super::missed_update(
+                &mut w,
+                "ports",
+                &p.id,
+                DomainError::not_found("Port", "PortNotFound", &p.id),
+            )
+            .await);
         }
         if let Some(req) = new_ips {
             sqlx::query("DELETE FROM ip_allocations WHERE port_id = $1")

@@ -213,7 +213,7 @@ impl Store {
             }
         }
         let r = sqlx::query(
-            "UPDATE subnets SET name = $1, description = $2, gateway_ip = $3, allocation_pools = $4, enable_dhcp = $5, dns_nameservers = $6, host_routes = $7, updated_at = $8, revision_number = revision_number + 1 WHERE id = $9",
+            "UPDATE subnets SET name = $1, description = $2, gateway_ip = $3, allocation_pools = $4, enable_dhcp = $5, dns_nameservers = $6, host_routes = $7, updated_at = $8, revision_number = revision_number + 1 WHERE id = $9 AND revision_number = $10",
         )
         .bind(s.name.clone())
         .bind(s.description.clone())
@@ -224,11 +224,18 @@ impl Store {
         .bind(serde_json::to_string(&s.host_routes).unwrap_or_else(|_| "[]".into()))
         .bind(now())
         .bind(s.id.clone())
+            .bind(s.revision_number)
         .execute(&mut *w.tx)
         .await
         .map_err(StoreError::db(format!("updating subnet {}", s.id)))?;
         if r.rows_affected() == 0 {
-            return Err(DomainError::not_found("Subnet", "SubnetNotFound", &s.id).into());
+            return Err(super::missed_update(
+                &mut w,
+                "subnets",
+                &s.id,
+                DomainError::not_found("Subnet", "SubnetNotFound", &s.id),
+            )
+            .await);
         }
         w.touch(super::changes::ChangeKind::Subnet, &s.id);
         w.commit().await?;

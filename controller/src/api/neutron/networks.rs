@@ -10,6 +10,7 @@ use crate::api::{json as respond, no_content, App, Ctx};
 use crate::auth::Identity;
 use crate::config::NetworkType;
 use crate::error::DomainError;
+use crate::service::{networks, policy};
 use crate::store::{Network, NewNetwork, Scope, Segment, SegmentRequest};
 
 /// Attributes of a network (filterable and sortable).
@@ -66,19 +67,10 @@ pub fn render(n: &Network, who: &Identity) -> Value {
     v
 }
 
-/// Whether `who` may see the network.
-pub fn visible(n: &Network, who: &Identity) -> bool {
-    who.owns(&n.project_id) || n.shared || n.external
-}
-
-/// Load a network the caller may see (404 otherwise, as Neutron hides foreign ones).
+/// A network the caller may see (404 for a malformed id, as for an unknown one).
 pub async fn load_visible(app: &App, who: &Identity, id: &str) -> Result<Network, DomainError> {
     check_id(id, "Network", "NetworkNotFound")?;
-    let n = app.store.get_network(id).await?;
-    if !visible(&n, who) {
-        return Err(DomainError::not_found("Network", "NetworkNotFound", id));
-    }
-    Ok(n)
+    networks::load_visible(app, who, id).await
 }
 
 pub(crate) async fn handle(
@@ -114,49 +106,25 @@ pub(crate) async fn handle(
             ))
         }
         Op::Create => {
-            let new = parse_create(app, who, Body::new(ctx.resource_body("network")?)).await?;
-            let n = app
-                .store
-                .create_network(&new, &app.config.network_vlan_ranges)
-                .await?;
+            let (new, asks) = parse_create(app, who, Body::new(ctx.resource_body("network")?))?;
+            let n = networks::create(app, who, &new, asks).await?;
             Ok(respond(
                 StatusCode::CREATED,
                 &json!({"network": render(&n, who)}),
             ))
         }
         Op::Update(id) => {
-            let mut n = load_visible(app, who, id).await?;
-            if !who.owns(&n.project_id) {
-                return Err(DomainError::forbidden("update_network"));
-            }
+            check_id(id, "Network", "NetworkNotFound")?;
             let mut b = Body::new(ctx.resource_body("network")?);
-            if let Some(v) = b.string("name")? {
-                n.name = v;
-            }
-            if let Some(v) = b.string("description")? {
-                n.description = v;
-            }
-            if let Some(v) = b.boolean("admin_state_up")? {
-                n.admin_state_up = v;
-            }
-            if let Some(v) = b.boolean("shared")? {
-                if v != n.shared && !who.is_admin() {
-                    return Err(DomainError::forbidden("update_network:shared"));
-                }
-                n.shared = v;
-            }
-            if let Some(v) = b.boolean("router:external")? {
-                if v != n.external && !who.is_admin() {
-                    return Err(DomainError::forbidden("update_network:router:external"));
-                }
-                n.external = v;
-            }
-            if let Some(v) = b.int("mtu")? {
-                n.mtu = check_mtu(v)?;
-            }
-            if let Some(v) = b.boolean("port_security_enabled")? {
-                n.port_security_enabled = v;
-            }
+            let u = networks::Update {
+                name: b.string("name")?,
+                description: b.string("description")?,
+                admin_state_up: b.boolean("admin_state_up")?,
+                shared: b.boolean("shared")?,
+                external: b.boolean("router:external")?,
+                mtu: b.int("mtu")?.map(check_mtu).transpose()?,
+                port_security_enabled: b.boolean("port_security_enabled")?,
+            };
             for ro in [
                 "provider:network_type",
                 "provider:physical_network",
@@ -175,18 +143,15 @@ pub(crate) async fn handle(
                 }
             }
             b.finish()?;
-            let n = app.store.update_network(&n).await?;
+            let n = networks::update(app, who, id, &u, super::if_match(ctx)?).await?;
             Ok(respond(
                 StatusCode::OK,
                 &json!({"network": render(&n, who)}),
             ))
         }
         Op::Delete(id) => {
-            let n = load_visible(app, who, id).await?;
-            if !who.owns(&n.project_id) {
-                return Err(DomainError::forbidden("delete_network"));
-            }
-            app.store.delete_network(id).await?;
+            check_id(id, "Network", "NetworkNotFound")?;
+            networks::delete(app, who, id).await?;
             Ok(no_content())
         }
     }
@@ -202,31 +167,15 @@ fn check_mtu(v: i64) -> Result<i64, DomainError> {
     Ok(v)
 }
 
-/// Check `availability_zone_hints` against the pods: each must name a pod's region or AZ.
-pub async fn check_hints(app: &App, hints: &[String]) -> Result<(), DomainError> {
-    if hints.is_empty() {
-        return Ok(());
-    }
-    let pods = app.store.list_pods().await?;
-    for h in hints {
-        if !pods
-            .iter()
-            .any(|p| p.region_name == *h || (!p.az_name.is_empty() && p.az_name == *h))
-        {
-            return Err(DomainError::invalid_input(
-                "availability_zone_hints",
-                format!("'{h}' is not the region_name or az_name of any pod"),
-            ));
-        }
-    }
-    Ok(())
-}
-
-async fn parse_create(app: &App, who: &Identity, mut b: Body) -> Result<NewNetwork, DomainError> {
+fn parse_create(
+    app: &App,
+    who: &Identity,
+    mut b: Body,
+) -> Result<(NewNetwork, networks::CreateAsks), DomainError> {
     let project_id = b.owner(who, "network")?;
-    let id = match b.string("id")? {
-        Some(v) if who.is_admin() => super::uuid_field("id", &v)?,
-        Some(_) => return Err(DomainError::forbidden("create_network:id")),
+    let chosen_id = b.string("id")?;
+    let id = match &chosen_id {
+        Some(v) => super::uuid_field("id", v)?,
         None => uuid::Uuid::new_v4().to_string(),
     };
     let name = b.string("name")?.unwrap_or_default();
@@ -234,12 +183,6 @@ async fn parse_create(app: &App, who: &Identity, mut b: Body) -> Result<NewNetwo
     let admin_state_up = b.boolean("admin_state_up")?.unwrap_or(true);
     let shared = b.boolean("shared")?.unwrap_or(false);
     let external = b.boolean("router:external")?.unwrap_or(false);
-    if shared && !who.is_admin() {
-        return Err(DomainError::forbidden("create_network:shared"));
-    }
-    if external && !who.is_admin() {
-        return Err(DomainError::forbidden("create_network:router:external"));
-    }
     let mtu = check_mtu(b.int("mtu")?.unwrap_or(1500))?;
     let port_security_enabled = b.boolean("port_security_enabled")?.unwrap_or(true);
     let az_hints = b
@@ -258,10 +201,17 @@ async fn parse_create(app: &App, who: &Identity, mut b: Body) -> Result<NewNetwo
         ));
     }
     b.finish()?;
-    if (ntype.is_some() || physnet.is_some() || seg.is_some()) && !who.is_admin() {
-        return Err(DomainError::forbidden(
+    let asks = networks::CreateAsks {
+        id: chosen_id.is_some(),
+        provider: ntype.is_some() || physnet.is_some() || seg.is_some(),
+    };
+    if asks.provider {
+        // Before validating provider values: a member learns nothing of the physnets.
+        policy::enforce(
+            who,
             "create_network:provider:network_type",
-        ));
+            &policy::Target::owned_by(&project_id),
+        )?;
     }
     let ranges = &app.config.network_vlan_ranges;
     let segment = match ntype.as_deref() {
@@ -364,18 +314,20 @@ async fn parse_create(app: &App, who: &Identity, mut b: Body) -> Result<NewNetwo
             ));
         }
     }
-    check_hints(app, &az_hints).await?;
-    Ok(NewNetwork {
-        id,
-        project_id,
-        name,
-        description,
-        admin_state_up,
-        shared,
-        external,
-        mtu,
-        port_security_enabled,
-        segment,
-        az_hints,
-    })
+    Ok((
+        NewNetwork {
+            id,
+            project_id,
+            name,
+            description,
+            admin_state_up,
+            shared,
+            external,
+            mtu,
+            port_security_enabled,
+            segment,
+            az_hints,
+        },
+        asks,
+    ))
 }

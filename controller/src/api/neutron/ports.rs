@@ -5,7 +5,6 @@ use axum::response::Response;
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use super::networks::load_visible;
 use super::query::ListQuery;
 use super::{check_id, op, uuid_field, Body, Op};
 use crate::api::{json as respond, no_content, App, Ctx};
@@ -13,6 +12,7 @@ use crate::auth::Identity;
 use crate::error::DomainError;
 use crate::ipam;
 use crate::mac;
+use crate::service::ports;
 use crate::store::{FixedIpRequest, NewPort, Port, Scope};
 
 /// Attributes of a port.
@@ -142,18 +142,9 @@ pub fn render(p: &Port, who: &Identity) -> Value {
     serde_json::to_value(PortView::new(p, who)).unwrap_or_default()
 }
 
-/// A port the caller owns, or one on a network the caller owns.
 async fn load_own(app: &App, who: &Identity, id: &str) -> Result<Port, DomainError> {
     check_id(id, "Port", "PortNotFound")?;
-    let p = app.store.get_port(id).await?;
-    if !who.owns(&p.project_id) {
-        // The network's owner sees and manages every port on it (Neutron's policy).
-        let net = app.store.get_network(&p.network_id).await?;
-        if !who.owns(&net.project_id) {
-            return Err(DomainError::not_found("Port", "PortNotFound", id));
-        }
-    }
-    Ok(p)
+    ports::load_visible(app, who, id).await
 }
 
 pub(crate) async fn handle(
@@ -212,50 +203,32 @@ pub(crate) async fn handle(
             ))
         }
         Op::Create => {
-            let new = parse_create(app, who, Body::new(ctx.resource_body("port")?)).await?;
-            let p = app.store.create_port(&new).await?;
-            tracing::info!(port = %p.id, network = %p.network_id, mac = %p.mac_address, "port created");
+            let new = parse_create(who, Body::new(ctx.resource_body("port")?))?;
+            let p = ports::create(app, who, &new).await?;
             Ok(respond(
                 StatusCode::CREATED,
                 &json!({"port": render(&p, who)}),
             ))
         }
         Op::Update(id) => {
-            let mut p = load_own(app, who, id).await?;
+            check_id(id, "Port", "PortNotFound")?;
             let mut b = Body::new(ctx.resource_body("port")?);
-            if let Some(v) = b.string("name")? {
-                p.name = v;
-            }
-            if let Some(v) = b.string("description")? {
-                p.description = v;
-            }
-            if let Some(v) = b.boolean("admin_state_up")? {
-                p.admin_state_up = v;
-            }
-            if let Some(v) = b.string("device_id")? {
-                p.device_id = v;
-            }
-            if let Some(v) = b.string("device_owner")? {
-                p.device_owner = v;
-            }
-            if let Some(v) = b.string("binding:host_id")? {
-                if !who.is_admin() {
-                    return Err(DomainError::forbidden("update_port:binding:host_id"));
-                }
-                p.host_id = v;
-            }
-            if let Some(v) = b.boolean("port_security_enabled")? {
-                p.port_security_enabled = v;
-            }
-            if let Some(m) = b.string("mac_address")? {
-                if mac::parse(&m).as_deref() != Some(p.mac_address.as_str()) {
-                    return Err(DomainError::bad_request(
-                        "Cannot update read-only attribute mac_address",
-                    ));
-                }
-            }
+            let mut u = ports::Update {
+                name: b.string("name")?,
+                description: b.string("description")?,
+                admin_state_up: b.boolean("admin_state_up")?,
+                device_id: b.string("device_id")?,
+                device_owner: b.string("device_owner")?,
+                host_id: b.string("binding:host_id")?,
+                port_security_enabled: b.boolean("port_security_enabled")?,
+                mac_address: b
+                    .string("mac_address")?
+                    .map(|m| parse_mac(&m))
+                    .transpose()?,
+                fixed_ips: None,
+            };
             common_ignorable(&mut b)?;
-            let ips = fixed_ips(&mut b)?;
+            u.fixed_ips = fixed_ips(&mut b)?;
             for ro in ["network_id", "id", "project_id", "tenant_id", "status"] {
                 if b.has(ro) {
                     return Err(DomainError::bad_request(format!(
@@ -264,15 +237,24 @@ pub(crate) async fn handle(
                 }
             }
             b.finish()?;
-            let p = app.store.update_port(&p, ips.as_deref()).await?;
+            let p = ports::update(app, who, id, &u, super::if_match(ctx)?).await?;
             Ok(respond(StatusCode::OK, &json!({"port": render(&p, who)})))
         }
         Op::Delete(id) => {
-            load_own(app, who, id).await?;
-            app.store.delete_port(id).await?;
+            check_id(id, "Port", "PortNotFound")?;
+            ports::delete(app, who, id).await?;
             Ok(no_content())
         }
     }
+}
+
+fn parse_mac(m: &str) -> Result<String, DomainError> {
+    mac::parse(m).ok_or_else(|| {
+        DomainError::invalid_input(
+            "mac_address",
+            format!("'{m}' is not a valid unicast MAC address"),
+        )
+    })
 }
 
 /// Attributes clients send that we accept only with their neutral values.
@@ -370,7 +352,7 @@ fn fixed_ips(b: &mut Body) -> Result<Option<Vec<FixedIpRequest>>, DomainError> {
     Ok(Some(out))
 }
 
-async fn parse_create(app: &App, who: &Identity, mut b: Body) -> Result<NewPort, DomainError> {
+fn parse_create(who: &Identity, mut b: Body) -> Result<NewPort, DomainError> {
     let project_id = b.owner(who, "port")?;
     let Some(network_id) = b.string("network_id")? else {
         return Err(DomainError::invalid_input(
@@ -382,34 +364,17 @@ async fn parse_create(app: &App, who: &Identity, mut b: Body) -> Result<NewPort,
     let name = b.string("name")?.unwrap_or_default();
     let description = b.string("description")?.unwrap_or_default();
     let admin_state_up = b.boolean("admin_state_up")?.unwrap_or(true);
-    let mac_address = match b.string("mac_address")? {
-        Some(m) => Some(mac::parse(&m).ok_or_else(|| {
-            DomainError::invalid_input(
-                "mac_address",
-                format!("'{m}' is not a valid unicast MAC address"),
-            )
-        })?),
-        None => None,
-    };
+    let mac_address = b
+        .string("mac_address")?
+        .map(|m| parse_mac(&m))
+        .transpose()?;
     let device_id = b.string("device_id")?.unwrap_or_default();
     let device_owner = b.string("device_owner")?.unwrap_or_default();
     let host_id = b.string("binding:host_id")?.unwrap_or_default();
-    if !host_id.is_empty() && !who.is_admin() {
-        return Err(DomainError::forbidden("create_port:binding:host_id"));
-    }
     let port_security_enabled = b.boolean("port_security_enabled")?;
     common_ignorable(&mut b)?;
     let fixed_ips = fixed_ips(&mut b)?;
     b.finish()?;
-    let net = load_visible(app, who, &network_id).await?;
-    if !who.owns(&net.project_id) && !net.shared {
-        return Err(DomainError::forbidden(
-            "create_port on a network of another project",
-        ));
-    }
-    if mac_address.is_some() && !who.owns(&net.project_id) {
-        return Err(DomainError::forbidden("create_port:mac_address"));
-    }
     Ok(NewPort {
         id: uuid::Uuid::new_v4().to_string(),
         project_id,

@@ -6,13 +6,13 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use serde_json::{json, Value};
 
-use super::networks::{self, load_visible};
 use super::query::ListQuery;
 use super::{check_id, op, uuid_field, Body, Op};
 use crate::api::{json as respond, no_content, App, Ctx};
 use crate::auth::Identity;
 use crate::error::DomainError;
 use crate::ipam::{self, Pool};
+use crate::service::subnets;
 use crate::store::{HostRoute, Scope, Subnet};
 
 /// Attributes of a subnet.
@@ -58,14 +58,7 @@ pub fn render(s: &Subnet) -> Value {
 
 async fn load_visible_subnet(app: &App, who: &Identity, id: &str) -> Result<Subnet, DomainError> {
     check_id(id, "Subnet", "SubnetNotFound")?;
-    let s = app.store.get_subnet(id).await?;
-    if !who.owns(&s.project_id) {
-        let n = app.store.get_network(&s.network_id).await?;
-        if !networks::visible(&n, who) {
-            return Err(DomainError::not_found("Subnet", "SubnetNotFound", id));
-        }
-    }
-    Ok(s)
+    subnets::load_visible(app, who, id).await
 }
 
 pub(crate) async fn handle(
@@ -98,37 +91,20 @@ pub(crate) async fn handle(
             Ok(respond(StatusCode::OK, &q.show_body(render(&s), "subnet")))
         }
         Op::Create => {
-            let s = parse_create(app, who, Body::new(ctx.resource_body("subnet")?)).await?;
-            let s = app.store.create_subnet(&s).await?;
+            let s = parse_create(who, Body::new(ctx.resource_body("subnet")?))?;
+            let s = subnets::create(app, who, &s).await?;
             Ok(respond(StatusCode::CREATED, &json!({"subnet": render(&s)})))
         }
         Op::Update(id) => {
-            let mut s = load_visible_subnet(app, who, id).await?;
-            if !who.owns(&s.project_id) {
-                return Err(DomainError::forbidden("update_subnet"));
-            }
+            check_id(id, "Subnet", "SubnetNotFound")?;
             let mut b = Body::new(ctx.resource_body("subnet")?);
-            if let Some(v) = b.string("name")? {
-                s.name = v;
-            }
-            if let Some(v) = b.string("description")? {
-                s.description = v;
-            }
-            if let Some(v) = b.boolean("enable_dhcp")? {
-                s.enable_dhcp = v;
-            }
-            if b.has("gateway_ip") {
-                s.gateway_ip = gateway(&mut b, &s.cidr)?;
-            }
-            if let Some(p) = pools(&mut b)? {
-                s.allocation_pools = p;
-            }
-            if let Some(d) = dns(&mut b)? {
-                s.dns_nameservers = d;
-            }
-            if let Some(r) = routes(&mut b)? {
-                s.host_routes = r;
-            }
+            let name = b.string("name")?;
+            let description = b.string("description")?;
+            let enable_dhcp = b.boolean("enable_dhcp")?;
+            let gateway_ip = b.raw("gateway_ip");
+            let pools = pools(&mut b)?;
+            let dns = dns(&mut b)?;
+            let routes = routes(&mut b)?;
             for ro in [
                 "cidr",
                 "network_id",
@@ -144,23 +120,43 @@ pub(crate) async fn handle(
                 }
             }
             b.finish()?;
-            ipam::validate_pools(&s.cidr, &s.allocation_pools, s.gateway_ip)?;
-            let s = app.store.update_subnet(&s).await?;
+            let s = subnets::update(app, who, id, super::if_match(ctx)?, |s| {
+                if let Some(v) = &name {
+                    s.name = v.clone();
+                }
+                if let Some(v) = &description {
+                    s.description = v.clone();
+                }
+                if let Some(v) = enable_dhcp {
+                    s.enable_dhcp = v;
+                }
+                if let Some(g) = &gateway_ip {
+                    s.gateway_ip = gateway(Some(g.clone()), &s.cidr)?;
+                }
+                if let Some(p) = &pools {
+                    s.allocation_pools = p.clone();
+                }
+                if let Some(d) = &dns {
+                    s.dns_nameservers = d.clone();
+                }
+                if let Some(r) = &routes {
+                    s.host_routes = r.clone();
+                }
+                Ok(())
+            })
+            .await?;
             Ok(respond(StatusCode::OK, &json!({"subnet": render(&s)})))
         }
         Op::Delete(id) => {
-            let s = load_visible_subnet(app, who, id).await?;
-            if !who.owns(&s.project_id) {
-                return Err(DomainError::forbidden("delete_subnet"));
-            }
-            app.store.delete_subnet(id).await?;
+            check_id(id, "Subnet", "SubnetNotFound")?;
+            subnets::delete(app, who, id).await?;
             Ok(no_content())
         }
     }
 }
 
-fn gateway(b: &mut Body, cidr: &ipnet::IpNet) -> Result<Option<IpAddr>, DomainError> {
-    match b.raw("gateway_ip") {
+fn gateway(v: Option<Value>, cidr: &ipnet::IpNet) -> Result<Option<IpAddr>, DomainError> {
+    match v {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(g)) => {
             let ip = ipam::parse_ip("gateway_ip", &g)?;
@@ -273,7 +269,7 @@ fn routes(b: &mut Body) -> Result<Option<Vec<HostRoute>>, DomainError> {
     Ok(Some(out))
 }
 
-async fn parse_create(app: &App, who: &Identity, mut b: Body) -> Result<Subnet, DomainError> {
+fn parse_create(who: &Identity, mut b: Body) -> Result<Subnet, DomainError> {
     let project_id = b.owner(who, "subnet")?;
     let Some(network_id) = b.string("network_id")? else {
         return Err(DomainError::invalid_input(
@@ -307,7 +303,7 @@ async fn parse_create(app: &App, who: &Identity, mut b: Body) -> Result<Subnet, 
     let description = b.string("description")?.unwrap_or_default();
     let enable_dhcp = b.boolean("enable_dhcp")?.unwrap_or(true);
     let gateway_ip = if b.has("gateway_ip") {
-        gateway(&mut b, &cidr)?
+        gateway(b.raw("gateway_ip"), &cidr)?
     } else {
         Some(ipam::default_gateway(&cidr))
     };
@@ -346,10 +342,6 @@ async fn parse_create(app: &App, who: &Identity, mut b: Body) -> Result<Subnet, 
         }
     }
     b.finish()?;
-    let net = load_visible(app, who, &network_id).await?;
-    if !who.owns(&net.project_id) {
-        return Err(DomainError::forbidden("create_subnet"));
-    }
     let ts = String::new();
     Ok(Subnet {
         id: uuid::Uuid::new_v4().to_string(),

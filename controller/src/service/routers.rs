@@ -1,0 +1,631 @@
+//! Routers: gateway, extra routes and interfaces, with Neutron's rules (admin-only
+//! `external_fixed_ips`, interfaces only on the caller's own subnets, no two overlapping
+//! subnets, routes via a connected next hop) and the planner's cross-pod rules, judged on the
+//! intent with the change applied. An allocation the change needs (bridge network, bridge or
+//! leg IP, pod-local VLAN) is made before the answer, or the change is undone and refused.
+
+use std::net::IpAddr;
+
+use planner::AllocationKey;
+
+use crate::auth::Identity;
+use crate::core::Core;
+use crate::error::{DomainError, ErrorClass, StoreError};
+use crate::naming::{OWNER_GATEWAY, OWNER_INTERFACE};
+use crate::realize::{self, Intent};
+use crate::service::networks;
+use crate::service::policy::{self, Target};
+use crate::store::l3::{GatewayInfo, RouteEntry, Router};
+use crate::store::{FixedIpRequest, NewPort, Port};
+
+/// Neutron's `max_routes`: extra routes per router.
+pub const MAX_ROUTES: usize = 30;
+
+/// A router the caller owns (404 otherwise).
+pub async fn load_own(core: &Core, who: &Identity, id: &str) -> Result<Router, DomainError> {
+    let r = core.store.get_router(id).await?;
+    if !policy::visible(who, &r.project_id) {
+        return Err(DomainError::not_found("Router", "RouterNotFound", id));
+    }
+    Ok(r)
+}
+
+fn validation(errors: Vec<planner::ValidationError>) -> Result<(), DomainError> {
+    match errors.into_iter().next() {
+        None => Ok(()),
+        Some(e) => Err(DomainError::bad_request(e.to_string())),
+    }
+}
+
+/// Checks the planner's rules for `router` on the intent with the router replaced.
+fn check_router(
+    intent: &Intent,
+    r: &Router,
+    extra: Option<planner::RouterInterface>,
+) -> Result<(), DomainError> {
+    // Nothing the rules look at changes (a rename, new routes): judge the snapshot as it is
+    // rather than a copy of it (a copy costs milliseconds on a big cloud).
+    let same = intent.planner_router(&r.id).is_some_and(|cur| {
+        cur.project_id == r.project_id
+            && cur.az_hints == r.az_hints
+            && match (&cur.external_gateway, &r.gateway) {
+                (None, None) => true,
+                (Some(a), Some(b)) => {
+                    a.network_id == b.network_id && a.enable_snat == b.enable_snat
+                }
+                _ => false,
+            }
+    });
+    if extra.is_none() && same {
+        return validation(planner::validate_router(&intent.snapshot, &r.id));
+    }
+    let mut snapshot = intent.snapshot.clone();
+    let snap = &mut snapshot;
+    snap.routers.retain(|x| x.id != r.id);
+    snap.routers.push(planner::Router {
+        id: r.id.clone(),
+        project_id: r.project_id.clone(),
+        az_hints: r.az_hints.clone(),
+        external_gateway: r.gateway.as_ref().map(|g| planner::ExternalGateway {
+            network_id: g.network_id.clone(),
+            enable_snat: g.enable_snat,
+            external_fixed_ips: Vec::new(),
+        }),
+        routes: Vec::new(),
+    });
+    if let Some(i) = extra {
+        snap.router_interfaces.push(i);
+    }
+    validation(planner::validate_router(snap, &r.id))
+}
+
+async fn check_gateway_network(core: &Core, g: &GatewayInfo) -> Result<(), DomainError> {
+    let net = core
+        .store
+        .get_network(&g.network_id)
+        .await
+        .map_err(|e| match e {
+            StoreError::Rule(a) if a.is_not_found() => {
+                DomainError::not_found("Network", "NetworkNotFound", &g.network_id)
+            }
+            other => other.into(),
+        })?;
+    if !net.external {
+        return Err(DomainError::bad_request(format!(
+            "Bad router request: network {} is not an external network",
+            g.network_id
+        )));
+    }
+    Ok(())
+}
+
+/// The subnets (id, CIDR) the router has interfaces on, by the store's relation.
+fn interface_subnets(intent: &Intent, router: &str) -> Vec<(String, ipnet::IpNet)> {
+    intent
+        .ports_of(router)
+        .filter(|p| p.device_owner == OWNER_INTERFACE && p.is_interface_of(router))
+        .flat_map(|p| p.fixed_ips.iter())
+        .filter_map(|f| {
+            intent
+                .subnets
+                .get(&f.subnet_id)
+                .map(|s| (s.id.clone(), s.cidr))
+        })
+        .collect()
+}
+
+/// Extra routes: at most [`MAX_ROUTES`], each next hop on a subnet the router is connected to.
+fn check_routes(intent: &Intent, r: &Router) -> Result<(), DomainError> {
+    if r.routes.len() > MAX_ROUTES {
+        return Err(DomainError::new(
+            ErrorClass::BadRequest,
+            "RoutesExhausted",
+            format!(
+                "Unable to complete operation for {}. The number of routes exceeds the maximum {MAX_ROUTES}.",
+                r.id
+            ),
+        ));
+    }
+    let connected = interface_subnets(intent, &r.id);
+    for route in &r.routes {
+        let hop: IpAddr = route.nexthop.parse().map_err(|_| {
+            DomainError::invalid_input(
+                "routes",
+                format!("nexthop '{}' is not an IP address", route.nexthop),
+            )
+        })?;
+        if !connected.iter().any(|(_, c)| c.contains(&hop)) {
+            return Err(DomainError::new(
+                ErrorClass::BadRequest,
+                "InvalidRoutes",
+                format!(
+                    "Invalid format for routes: the nexthop {hop} of route {} is not connected with router {}",
+                    route.destination, r.id
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The gateway's requested addresses are an admin's choice (Neutron's policy).
+fn check_gateway_policy(who: &Identity, action: &str, r: &Router) -> Result<(), DomainError> {
+    if r.gateway
+        .as_ref()
+        .is_some_and(|g| !g.requested_ips.is_empty())
+    {
+        policy::enforce(
+            who,
+            &format!("{action}:external_gateway_info:external_fixed_ips"),
+            &Target::owned_by(&r.project_id),
+        )?;
+    }
+    Ok(())
+}
+
+/// What a router create asks for.
+#[derive(Debug, Clone)]
+pub struct Create {
+    /// Owner.
+    pub project_id: String,
+    /// Name.
+    pub name: String,
+    /// Description.
+    pub description: String,
+    /// Admin state.
+    pub admin_state_up: bool,
+    /// AZ hints.
+    pub az_hints: Vec<String>,
+    /// External gateway.
+    pub gateway: Option<GatewayInfo>,
+    /// Extra routes.
+    pub routes: Vec<RouteEntry>,
+}
+
+/// Create a router and its gateway port in one transaction.
+pub async fn create(core: &Core, who: &Identity, c: Create) -> Result<Router, DomainError> {
+    let t = Target::owned_by(&c.project_id);
+    policy::enforce(who, "create_router", &t)?;
+    if c.project_id != who.project_id {
+        policy::enforce(who, "create_router:project_id", &t)?;
+    }
+    networks::check_hints(core, &c.az_hints).await?;
+    let r = Router {
+        id: uuid::Uuid::new_v4().to_string(),
+        project_id: c.project_id,
+        name: c.name,
+        description: c.description,
+        admin_state_up: c.admin_state_up,
+        az_hints: c.az_hints,
+        gateway: c.gateway,
+        routes: c.routes,
+        created_at: String::new(),
+        updated_at: String::new(),
+        revision_number: 1,
+    };
+    check_gateway_policy(who, "create_router", &r)?;
+    if let Some(g) = &r.gateway {
+        check_gateway_network(core, g).await?;
+    }
+    {
+        let intent = core.realizer.intent(core).await?;
+        check_router(&intent, &r, None)?;
+        check_routes(&intent, &r)?;
+    }
+    let port = realize::gateway_port_request(&r)?;
+    let r = core
+        .store
+        .create_router_with_gateway(&r, port.as_ref())
+        .await?;
+    core.store.queue_job("router", &r.id, &r.project_id).await?;
+    tracing::info!(router = %r.id, project = %r.project_id, "router created");
+    Ok(r)
+}
+
+/// The attributes a router update may change (`None` = leave as is).
+#[derive(Debug, Clone, Default)]
+pub struct Update {
+    /// Name.
+    pub name: Option<String>,
+    /// Description.
+    pub description: Option<String>,
+    /// Admin state.
+    pub admin_state_up: Option<bool>,
+    /// New gateway (`Some(None)` clears it).
+    pub gateway: Option<Option<GatewayInfo>>,
+    /// New extra routes.
+    pub routes: Option<Vec<RouteEntry>>,
+}
+
+/// Update only the given attributes; a gateway change moves the gateway port, and is undone
+/// when the external network cannot give the port.
+pub async fn update(
+    core: &Core,
+    who: &Identity,
+    id: &str,
+    u: &Update,
+    if_match: Option<i64>,
+) -> Result<Router, DomainError> {
+    let (before, r) = super::with_retry(if_match, || async {
+        let mut r = load_own(core, who, id).await?;
+        policy::enforce(who, "update_router", &Target::owned_by(&r.project_id))?;
+        super::check_if_match(if_match, r.revision_number)?;
+        let before = r.clone();
+        if let Some(v) = &u.name {
+            r.name = v.clone();
+        }
+        if let Some(v) = &u.description {
+            r.description = v.clone();
+        }
+        if let Some(v) = u.admin_state_up {
+            r.admin_state_up = v;
+        }
+        if let Some(g) = &u.gateway {
+            r.gateway = g.clone();
+            check_gateway_policy(who, "update_router", &r)?;
+        }
+        if let Some(v) = &u.routes {
+            r.routes = v.clone();
+        }
+        if let Some(g) = &r.gateway {
+            check_gateway_network(core, g).await?;
+        }
+        {
+            let intent = core.realizer.intent(core).await?;
+            check_router(&intent, &r, None)?;
+            check_routes(&intent, &r)?;
+        }
+        let r = core.store.update_router(&r).await?;
+        Ok((before, r))
+    })
+    .await?;
+    if before.gateway != r.gateway {
+        if let Err(e) = sync_gateway_port(core, &r).await {
+            // Put the previous gateway back (its port is still there unless the network
+            // changed; the realizer mends that) and refuse.
+            let mut back = r.clone();
+            back.gateway = before.gateway.clone();
+            if let Err(undo) = core.store.update_router(&back).await {
+                tracing::warn!(router = %r.id, error = %undo, "undoing a failed gateway change failed; the realizer will retry the gateway port");
+            } else if let Err(undo) = sync_gateway_port(core, &back).await {
+                tracing::warn!(router = %r.id, error = %undo.message, "restoring the previous gateway port failed; the realizer will retry");
+            }
+            return Err(e);
+        }
+    }
+    core.store.queue_job("router", &r.id, &r.project_id).await?;
+    Ok(r)
+}
+
+async fn gateway_port(core: &Core, router: &str) -> Result<Option<Port>, DomainError> {
+    let intent = core.realizer.intent(core).await?;
+    let port = intent
+        .ports_of(router)
+        .find(|p| p.device_owner == OWNER_GATEWAY)
+        .cloned();
+    Ok(port)
+}
+
+/// Makes the gateway port match `r.gateway` (the realizer does the same after a crash).
+async fn sync_gateway_port(core: &Core, r: &Router) -> Result<(), DomainError> {
+    let existing = gateway_port(core, &r.id).await?;
+    realize::ensure_gateway_port(core, r, existing.as_ref()).await
+}
+
+/// Delete a router without interfaces (409 `RouterInUse` otherwise), gateway port first.
+pub async fn delete(core: &Core, who: &Identity, id: &str) -> Result<(), DomainError> {
+    let r = load_own(core, who, id).await?;
+    policy::enforce(who, "delete_router", &Target::owned_by(&r.project_id))?;
+    let gateways: Vec<String> = {
+        let intent = core.realizer.intent(core).await?;
+        if let Some(p) = intent
+            .ports_of(&r.id)
+            .find(|p| p.device_owner == OWNER_INTERFACE && p.is_interface_of(&r.id))
+        {
+            return Err(DomainError::conflict(
+                "RouterInUse",
+                format!(
+                    "Router {} still has ports (interface port {}): remove its interfaces first",
+                    r.id, p.id
+                ),
+            ));
+        }
+        intent
+            .ports_of(&r.id)
+            .filter(|p| p.device_owner == OWNER_GATEWAY)
+            .map(|p| p.id.clone())
+            .collect()
+    };
+    for p in gateways {
+        match core.store.delete_port(&p).await {
+            Err(StoreError::Rule(a)) if a.is_not_found() => {}
+            other => other?,
+        }
+    }
+    core.store.delete_router(&r.id).await.map_err(|e| match e {
+        e if e.is_foreign_key_violation() => DomainError::conflict(
+            "RouterInUse",
+            format!("Router {} still has interfaces: remove them first", r.id),
+        ),
+        other => other.into(),
+    })?;
+    tracing::info!(router = %r.id, "router deleted");
+    Ok(())
+}
+
+/// What an interface request names.
+#[derive(Debug, Clone)]
+pub enum InterfaceRef {
+    /// A subnet: the router takes its gateway IP.
+    Subnet(String),
+    /// An existing unused port.
+    Port(String),
+}
+
+/// A router's interface: the router and its interface port.
+pub struct Interface {
+    /// The router.
+    pub router: Router,
+    /// The interface port.
+    pub port: Port,
+}
+
+/// A subnet the router may attach: the caller's own (admins: any), not external, not
+/// overlapping a subnet the router holds already.
+fn check_interface_subnet(
+    intent: &Intent,
+    who: &Identity,
+    r: &Router,
+    sid: &str,
+) -> Result<(), DomainError> {
+    let s = intent
+        .subnets
+        .get(sid)
+        .ok_or_else(|| DomainError::not_found("Subnet", "SubnetNotFound", sid))?;
+    let net = intent
+        .networks
+        .get(&s.network_id)
+        .ok_or_else(|| DomainError::not_found("Network", "NetworkNotFound", &s.network_id))?;
+    if !networks::visible(net, who) && !policy::visible(who, &s.project_id) {
+        return Err(DomainError::not_found("Subnet", "SubnetNotFound", sid));
+    }
+    // Neutron lets a member attach another project's subnet only when it is shared with it
+    // by RBAC, which crosspod does not have.
+    if !who.is_admin() && s.project_id != r.project_id {
+        return Err(DomainError::bad_request(format!(
+            "Bad router request: subnet {sid} belongs to another project than router {}",
+            r.id
+        )));
+    }
+    if net.external {
+        return Err(DomainError::bad_request(format!(
+            "Bad router request: subnet {sid} is on external network {}; use the gateway",
+            net.id
+        )));
+    }
+    for (other, cidr) in interface_subnets(intent, &r.id) {
+        if other == sid {
+            return Err(DomainError::bad_request(format!(
+                "Bad router request: Router {} already has a port on subnet {sid}.",
+                r.id
+            )));
+        }
+        let overlap = cidr.contains(&s.cidr.network()) || s.cidr.contains(&cidr.network());
+        if overlap {
+            return Err(DomainError::bad_request(format!(
+                "Bad router request: Cidr {} of subnet {sid} overlaps with cidr {cidr} of subnet {other}.",
+                s.cidr
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// `add_router_interface`: a new interface port on a subnet, or an unused port made one; the
+/// allocations it needs are made before the answer, or it is undone and refused.
+pub async fn add_interface(
+    core: &Core,
+    who: &Identity,
+    id: &str,
+    what: InterfaceRef,
+) -> Result<Interface, DomainError> {
+    let r = load_own(core, who, id).await?;
+    policy::enforce(
+        who,
+        "add_router_interface",
+        &Target::owned_by(&r.project_id),
+    )?;
+    let port = {
+        let intent = core.realizer.intent(core).await?;
+        match what {
+            InterfaceRef::Subnet(sid) => {
+                check_interface_subnet(&intent, who, &r, &sid)?;
+                let s = &intent.subnets[&sid];
+                let Some(gw) = s.gateway_ip else {
+                    return Err(DomainError::bad_request(format!(
+                        "Bad router request: subnet {sid} has no gateway IP"
+                    )));
+                };
+                check_router(
+                    &intent,
+                    &r,
+                    Some(planner::RouterInterface {
+                        router_id: r.id.clone(),
+                        subnet_id: sid.clone(),
+                        port_id: "pending".into(),
+                        ip_address: gw,
+                        mac: String::new(),
+                    }),
+                )?;
+                let network_id = s.network_id.clone();
+                drop(intent);
+                core.store
+                    .create_interface_port(
+                        &r.id,
+                        &sid,
+                        &NewPort {
+                            id: uuid::Uuid::new_v4().to_string(),
+                            project_id: r.project_id.clone(),
+                            network_id,
+                            name: String::new(),
+                            description: format!("interface of router {} on subnet {sid}", r.id),
+                            admin_state_up: true,
+                            mac_address: None,
+                            device_id: r.id.clone(),
+                            device_owner: OWNER_INTERFACE.into(),
+                            host_id: String::new(),
+                            port_security_enabled: Some(false),
+                            fixed_ips: Some(vec![FixedIpRequest {
+                                subnet_id: Some(sid.clone()),
+                                ip_address: Some(gw),
+                            }]),
+                        },
+                    )
+                    .await
+                    .map_err(|e| match e {
+                        StoreError::Rule(a)
+                            if a.class == ErrorClass::Conflict
+                                && a.kind == "IpAddressAlreadyAllocated" =>
+                        {
+                            DomainError::conflict(
+                                "IpAddressInUse",
+                                format!(
+                                    "the gateway IP {gw} of subnet {sid} is in use (another router?): {}",
+                                    a.message
+                                ),
+                            )
+                        }
+                        other => other.into(),
+                    })?
+            }
+            InterfaceRef::Port(pid) => {
+                let p = intent
+                    .ports
+                    .get(&pid)
+                    .cloned()
+                    .ok_or_else(|| DomainError::not_found("Port", "PortNotFound", &pid))?;
+                if !policy::visible(who, &p.project_id) {
+                    return Err(DomainError::not_found("Port", "PortNotFound", &pid));
+                }
+                if !p.device_owner.is_empty() || !p.device_id.is_empty() {
+                    return Err(DomainError::conflict(
+                        "PortInUse",
+                        format!("port {pid} is in use by {} {}", p.device_owner, p.device_id),
+                    ));
+                }
+                let Some(f) = p.fixed_ips.first().cloned() else {
+                    return Err(DomainError::bad_request(format!(
+                        "Bad router request: port {pid} has no fixed IP"
+                    )));
+                };
+                check_interface_subnet(&intent, who, &r, &f.subnet_id)?;
+                check_router(
+                    &intent,
+                    &r,
+                    Some(planner::RouterInterface {
+                        router_id: r.id.clone(),
+                        subnet_id: f.subnet_id.clone(),
+                        port_id: pid.clone(),
+                        ip_address: f.ip_address,
+                        mac: p.mac_address.clone(),
+                    }),
+                )?;
+                drop(intent);
+                core.store
+                    .attach_interface_port(&r.id, &f.subnet_id, &pid, p.revision_number)
+                    .await?
+            }
+        }
+    };
+    if let Err(e) = needed_allocations(core, &r).await {
+        // Nothing half done: the interface goes again, and the request is refused.
+        if let Err(undo) = core.store.delete_port(&port.id).await {
+            tracing::warn!(router = %r.id, port = %port.id, error = %undo, "undoing an interface whose allocations failed");
+        }
+        return Err(e);
+    }
+    crate::failpoint::hit("api:interface_job");
+    core.store.queue_job("router", &r.id, &r.project_id).await?;
+    tracing::info!(router = %r.id, port = %port.id, "router interface added");
+    Ok(Interface { router: r, port })
+}
+
+/// Runs the realizer (which allocates what the change needs) and fails with the pool's error
+/// when an allocation for `r` (its bridge network, bridge and leg IPs, its networks' pod-local
+/// VLANs) could not be made.
+async fn needed_allocations(core: &Core, r: &Router) -> Result<(), DomainError> {
+    let intent = core.realizer.intent(core).await?;
+    let networks: Vec<String> = intent
+        .ports_of(&r.id)
+        .map(|p| p.network_id.clone())
+        .collect();
+    let failed = core.realizer.failures(|k| match k {
+        AllocationKey::BridgeNetwork { project_id } => *project_id == r.project_id,
+        AllocationKey::BridgeIp { router_id, .. } | AllocationKey::LegIp { router_id, .. } => {
+            *router_id == r.id
+        }
+        AllocationKey::LocalTag { network_id, .. } => networks.contains(network_id),
+    });
+    match failed.into_iter().next() {
+        None => Ok(()),
+        Some((key, e)) => Err(DomainError::conflict(
+            if e.kind == "HTTPInternalServerError" {
+                "AllocationFailed"
+            } else {
+                e.kind
+            },
+            format!("router {}: could not allocate {key:?}: {}", r.id, e.message),
+        )),
+    }
+}
+
+/// `remove_router_interface` by subnet or port.
+pub async fn remove_interface(
+    core: &Core,
+    who: &Identity,
+    id: &str,
+    what: InterfaceRef,
+) -> Result<Interface, DomainError> {
+    let r = load_own(core, who, id).await?;
+    policy::enforce(
+        who,
+        "remove_router_interface",
+        &Target::owned_by(&r.project_id),
+    )?;
+    let found = {
+        let intent = core.realizer.intent(core).await?;
+        let found = intent
+            .ports_of(&r.id)
+            .find(|p| {
+                p.device_owner == OWNER_INTERFACE
+                    && p.is_interface_of(&r.id)
+                    && match &what {
+                        InterfaceRef::Port(pid) => &p.id == pid,
+                        InterfaceRef::Subnet(sid) => {
+                            p.fixed_ips.iter().any(|f| &f.subnet_id == sid)
+                        }
+                    }
+            })
+            .cloned();
+        found
+    };
+    let Some(p) = found else {
+        return Err(match what {
+            InterfaceRef::Port(pid) => DomainError::not_found(
+                "Router interface",
+                "RouterInterfaceNotFound",
+                &format!("{pid} on router {}", r.id),
+            ),
+            InterfaceRef::Subnet(sid) => DomainError::not_found(
+                "Router interface",
+                "RouterInterfaceNotFoundForSubnet",
+                &format!("{sid} on router {}", r.id),
+            ),
+        });
+    };
+    core.store.delete_port(&p.id).await?;
+    crate::failpoint::hit("api:interface_job");
+    core.store.queue_job("router", &r.id, &r.project_id).await?;
+    tracing::info!(router = %r.id, port = %p.id, "router interface removed");
+    Ok(Interface { router: r, port: p })
+}
