@@ -115,6 +115,7 @@ pub async fn create(core: &Core, who: &Identity, new: &NewPort) -> Result<Port, 
     if !new.host_id.is_empty() {
         policy::enforce(who, "create_port:binding:host_id", &t)?;
     }
+    check_device_id(core, who, &new.device_id).await?;
     check_device_owner(who, "create_port", &new.device_owner, &t)?;
     check_fixed_ips(
         who,
@@ -122,7 +123,6 @@ pub async fn create(core: &Core, who: &Identity, new: &NewPort) -> Result<Port, 
         new.fixed_ips.as_deref().unwrap_or(&[]),
         &t,
     )?;
-    check_device_id(core, who, &new.device_id).await?;
     let p = core.store.create_port(new).await?;
     tracing::info!(port = %p.id, network = %p.network_id, mac = %p.mac_address, "port created");
     Ok(p)

@@ -217,6 +217,16 @@ pub async fn create(core: &Core, who: &Identity, c: Create) -> Result<Router, Do
         .store
         .create_router_with_gateway(&r, port.as_ref())
         .await?;
+    if let Err(e) = needed_allocations(core, &r).await {
+        // Nothing half made: the router (and its gateway port) go again.
+        if let Some(p) = &port {
+            let _ = core.store.delete_port(&p.id).await;
+        }
+        if let Err(undo) = core.store.delete_router(&r.id).await {
+            tracing::warn!(router = %r.id, error = %undo, "undoing a router whose allocations failed");
+        }
+        return Err(e);
+    }
     core.store.queue_job("router", &r.id, &r.project_id).await?;
     tracing::info!(router = %r.id, project = %r.project_id, "router created");
     Ok(r)
@@ -559,12 +569,17 @@ async fn needed_allocations(core: &Core, r: &Router) -> Result<(), DomainError> 
         .ports_of(&r.id)
         .map(|p| p.network_id.clone())
         .collect();
-    let failed = core.realizer.failures(|k| match k {
-        AllocationKey::BridgeNetwork { project_id } => *project_id == r.project_id,
-        AllocationKey::BridgeIp { router_id, .. } | AllocationKey::LegIp { router_id, .. } => {
-            *router_id == r.id
-        }
-        AllocationKey::LocalTag { network_id, .. } => networks.contains(network_id),
+    // Only what the intent needs now: a failure recorded for an earlier state (a router since
+    // deleted) is no reason to refuse this one.
+    let needed = planner::needed_allocations(&intent.snapshot);
+    let failed = core.realizer.failures(|k| {
+        needed.contains(k)
+            && match k {
+                AllocationKey::BridgeNetwork { project_id } => *project_id == r.project_id,
+                AllocationKey::BridgeIp { router_id, .. }
+                | AllocationKey::LegIp { router_id, .. } => *router_id == r.id,
+                AllocationKey::LocalTag { network_id, .. } => networks.contains(network_id),
+            }
     });
     match failed.into_iter().next() {
         None => Ok(()),
