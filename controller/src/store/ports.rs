@@ -229,6 +229,14 @@ impl Store {
 
     async fn create_port_once(&self, p: &NewPort) -> Result<Port, StoreError> {
         let mut w = self.begin_write().await?;
+        super::quotas::check(
+            &mut w,
+            &self.quota_defaults,
+            &p.project_id,
+            Some(&p.device_owner),
+            super::QuotaResource::Port,
+        )
+        .await?;
         let net = sqlx::query("SELECT port_security_enabled FROM networks WHERE id = $1")
             .bind(p.network_id.clone())
             .fetch_optional(&mut *w.tx)
