@@ -36,5 +36,6 @@ pub mod mac;
 pub mod metrics;
 pub mod naming;
 pub mod realize;
+pub mod service;
 pub mod store;
 pub mod vlan_pool;
