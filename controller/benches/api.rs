@@ -9,6 +9,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::Instant;
 
 use controller::config::{Config, LogFormat, NetworkType};
+use controller::store::QuotaDefaults;
 use controller::vlan_pool::VlanRanges;
 use serde_json::{json, Value};
 
@@ -128,6 +129,14 @@ fn run(backend: &'static str, database: String, rows: &mut Vec<Row>) {
         full_pass_interval: std::time::Duration::from_secs(60),
         change_log_poll: std::time::Duration::from_secs(1),
         log_format: LogFormat::Text,
+        // Finite, so every create pays for its quota count as a real deployment's does.
+        quotas: QuotaDefaults {
+            network: 1_000_000,
+            subnet: 1_000_000,
+            port: 1_000_000,
+            router: 1_000_000,
+            floatingip: 1_000_000,
+        },
     };
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let running = rt

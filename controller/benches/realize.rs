@@ -25,7 +25,9 @@ use controller::api::{App, Running};
 use controller::config::{Config, LogFormat, NetworkType};
 use controller::naming::{OWNER_FLOATINGIP, OWNER_GATEWAY, OWNER_INTERFACE};
 use controller::store::l3::{FloatingIp, GatewayInfo, Router};
-use controller::store::{FixedIpRequest, NewNetwork, NewPort, Pod, SegmentRequest, Store, Subnet};
+use controller::store::{
+    FixedIpRequest, NewNetwork, NewPort, Pod, QuotaDefaults, SegmentRequest, Store, Subnet,
+};
 use controller::vlan_pool::VlanRanges;
 use futures::StreamExt;
 use ipnet::IpNet;
@@ -1257,6 +1259,7 @@ fn start(
         full_pass_interval: std::time::Duration::from_secs(60),
         change_log_poll: std::time::Duration::from_secs(1),
         log_format: LogFormat::Text,
+        quotas: QuotaDefaults::default(),
     };
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let t = Instant::now();

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use clap::Parser;
 use serde::Deserialize;
 
+use crate::store::QuotaDefaults;
 use crate::vlan_pool::VlanRanges;
 
 /// Failure to build a [`Config`].
@@ -136,6 +137,21 @@ pub struct Args {
     /// Log format [default: text].
     #[arg(long, env = "CROSSPOD_LOG_FORMAT")]
     pub log_format: Option<LogFormat>,
+    /// Networks per project without a quota of its own, -1 = unlimited [default: 100].
+    #[arg(long, env = "CROSSPOD_QUOTA_NETWORK", allow_negative_numbers = true)]
+    pub quota_network: Option<i64>,
+    /// Subnets per project without a quota of its own, -1 = unlimited [default: 100].
+    #[arg(long, env = "CROSSPOD_QUOTA_SUBNET", allow_negative_numbers = true)]
+    pub quota_subnet: Option<i64>,
+    /// Ports per project without a quota of its own, -1 = unlimited [default: 500].
+    #[arg(long, env = "CROSSPOD_QUOTA_PORT", allow_negative_numbers = true)]
+    pub quota_port: Option<i64>,
+    /// Routers per project without a quota of its own, -1 = unlimited [default: 10].
+    #[arg(long, env = "CROSSPOD_QUOTA_ROUTER", allow_negative_numbers = true)]
+    pub quota_router: Option<i64>,
+    /// Floating IPs per project without a quota of its own, -1 = unlimited [default: 50].
+    #[arg(long, env = "CROSSPOD_QUOTA_FLOATINGIP", allow_negative_numbers = true)]
+    pub quota_floatingip: Option<i64>,
 }
 
 /// The resolved configuration the controller runs with.
@@ -163,6 +179,8 @@ pub struct Config {
     pub change_log_poll: std::time::Duration,
     /// Log format.
     pub log_format: LogFormat,
+    /// Default quotas (Neutron's `quota_network`, ...).
+    pub quotas: QuotaDefaults,
 }
 
 /// Default store URL.
@@ -196,7 +214,23 @@ impl Args {
                 detail: "at least one type is needed".into(),
             });
         }
+        let neutron = QuotaDefaults::default();
+        let quotas = QuotaDefaults {
+            network: quota("quota-network", self.quota_network.or(file.quota_network))?
+                .unwrap_or(neutron.network),
+            subnet: quota("quota-subnet", self.quota_subnet.or(file.quota_subnet))?
+                .unwrap_or(neutron.subnet),
+            port: quota("quota-port", self.quota_port.or(file.quota_port))?.unwrap_or(neutron.port),
+            router: quota("quota-router", self.quota_router.or(file.quota_router))?
+                .unwrap_or(neutron.router),
+            floatingip: quota(
+                "quota-floatingip",
+                self.quota_floatingip.or(file.quota_floatingip),
+            )?
+            .unwrap_or(neutron.floatingip),
+        };
         Ok(Config {
+            quotas,
             bind: self
                 .bind
                 .or(file.bind)
@@ -248,7 +282,7 @@ impl Config {
             .map(|t| format!("{:?}", t.as_str()))
             .collect();
         format!(
-            "bind = {:?}\ntricircle-port = {}\nneutron-port = {}\ndatabase = {:?}\ntokens-file = {:?}\nnetwork-vlan-ranges = {:?}\nbridge-cidr = {:?}\ntenant-network-types = [{}]\nfull-pass-interval = {}\nchange-log-poll-ms = {}\nlog-format = {:?}\n",
+            "bind = {:?}\ntricircle-port = {}\nneutron-port = {}\ndatabase = {:?}\ntokens-file = {:?}\nnetwork-vlan-ranges = {:?}\nbridge-cidr = {:?}\ntenant-network-types = [{}]\nfull-pass-interval = {}\nchange-log-poll-ms = {}\nlog-format = {:?}\nquota-network = {}\nquota-subnet = {}\nquota-port = {}\nquota-router = {}\nquota-floatingip = {}\n",
             self.bind.to_string(),
             self.tricircle_port,
             self.neutron_port,
@@ -262,7 +296,12 @@ impl Config {
             match self.log_format {
                 LogFormat::Text => "text",
                 LogFormat::Json => "json",
-            }
+            },
+            self.quotas.network,
+            self.quotas.subnet,
+            self.quotas.port,
+            self.quotas.router,
+            self.quotas.floatingip,
         )
     }
 }
@@ -272,6 +311,17 @@ fn positive(key: &'static str, v: Option<u64>) -> Result<Option<u64>, ConfigErro
         Some(0) => Err(ConfigError::Invalid {
             key,
             detail: "must be at least 1".into(),
+        }),
+        other => Ok(other),
+    }
+}
+
+/// A quota value: -1 (unlimited) or more.
+fn quota(key: &'static str, v: Option<i64>) -> Result<Option<i64>, ConfigError> {
+    match v {
+        Some(n) if n < -1 => Err(ConfigError::Invalid {
+            key,
+            detail: format!("{n} is below -1 (-1 means unlimited)"),
         }),
         other => Ok(other),
     }
@@ -300,6 +350,25 @@ mod tests {
         assert_eq!(c.database, DEFAULT_DATABASE);
         assert_eq!(c.tenant_network_types[0], NetworkType::Local);
         assert_eq!(c.network_vlan_ranges.range("extern"), Some((3001, 4000)));
+        assert_eq!(c.quotas, QuotaDefaults::default());
+        assert_eq!(c.quotas.port, 500);
+    }
+
+    #[test]
+    fn quota_defaults_from_flags_and_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("c.toml");
+        std::fs::write(&f, "quota-network = 7\nquota-port = 9\n").unwrap();
+        let c = Args::parse_from(["x", "--config", f.to_str().unwrap(), "--quota-port", "-1"])
+            .resolve()
+            .unwrap();
+        assert_eq!(c.quotas.network, 7);
+        assert_eq!(c.quotas.port, -1);
+        assert_eq!(c.quotas.router, 10);
+        let e = Args::parse_from(["x", "--quota-router", "-2"])
+            .resolve()
+            .unwrap_err();
+        assert!(e.to_string().contains("quota-router"), "{e}");
     }
 
     #[test]

@@ -26,7 +26,9 @@ pub struct Core {
 impl Core {
     /// Open (and migrate) the store named by the configuration.
     pub async fn open(config: Config) -> Result<Arc<Core>, StoreError> {
-        let store = Store::connect(&config.database).await?;
+        let store = Store::connect(&config.database)
+            .await?
+            .with_quota_defaults(config.quotas);
         tracing::info!(backend = ?store.backend(), "store ready");
         Ok(Arc::new(Core {
             store,

@@ -10,6 +10,7 @@ pub mod floatingips;
 pub mod networks;
 pub mod policy;
 pub mod ports;
+pub mod quotas;
 pub mod routers;
 pub mod subnets;
 

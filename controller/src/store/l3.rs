@@ -312,7 +312,7 @@ fn js<T: Serialize>(v: &T) -> String {
 impl Store {
     // ---- routers ----
 
-    /// Insert a router.
+    /// Insert a router (409 `OverQuota` when the project's router quota is used up).
     pub async fn create_router(&self, r: &Router) -> Result<Router, StoreError> {
         self.create_router_with_gateway(r, None).await
     }
@@ -325,6 +325,14 @@ impl Store {
         gateway_port: Option<&super::NewPort>,
     ) -> Result<Router, StoreError> {
         let mut w = self.begin_write().await?;
+        super::quotas::check(
+            &mut w,
+            &self.quota_defaults,
+            &r.project_id,
+            None,
+            super::QuotaResource::Router,
+        )
+        .await?;
         let ts = now();
         sqlx::query("INSERT INTO routers (id, project_id, name, description, admin_state_up, az_hints, gateway, routes, created_at, updated_at, revision_number) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, 1)")
             .bind(r.id.clone())
@@ -340,7 +348,7 @@ impl Store {
             .await
             .map_err(StoreError::db(format!("inserting router {}", r.id)))?;
         if let Some(p) = gateway_port {
-            super::ports::insert_port(&mut w, p).await?;
+            super::ports::insert_port(&mut w, &self.quota_defaults, p).await?;
         }
         w.touch(super::changes::ChangeKind::Router, &r.id);
         w.commit().await?;
@@ -427,10 +435,24 @@ impl Store {
 
     // ---- floating IPs ----
 
-    /// Insert a floating IP row (its port exists already).
+    /// Insert a floating IP row (its port exists already): 409 `OverQuota` when the project's
+    /// floating IP quota is used up, 409 `FloatingIPPortAlreadyAssociated` when its fixed IP
+    /// has a floating IP already (a unique index, so concurrent associations cannot both win).
     pub async fn create_floatingip(&self, f: &FloatingIp) -> Result<FloatingIp, StoreError> {
+        retrying!(self.create_floatingip_once(f))
+    }
+
+    async fn create_floatingip_once(&self, f: &FloatingIp) -> Result<FloatingIp, StoreError> {
         let mut w = self.begin_write().await?;
-        sqlx::query("INSERT INTO floatingips (id, project_id, floating_network_id, floating_port_id, floating_ip_address, port_id, fixed_ip_address, description, created_at, updated_at, revision_number) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, 1)")
+        super::quotas::check(
+            &mut w,
+            &self.quota_defaults,
+            &f.project_id,
+            None,
+            super::QuotaResource::FloatingIp,
+        )
+        .await?;
+        let inserted = sqlx::query("INSERT INTO floatingips (id, project_id, floating_network_id, floating_port_id, floating_ip_address, port_id, fixed_ip_address, description, created_at, updated_at, revision_number) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, 1)")
             .bind(f.id.clone())
             .bind(f.project_id.clone())
             .bind(f.floating_network_id.clone())
@@ -441,8 +463,16 @@ impl Store {
             .bind(f.description.clone())
             .bind(now())
             .execute(&mut *w.tx)
-            .await
-            .map_err(StoreError::db(format!("inserting floating IP {}", f.id)))?;
+            .await;
+        if let Err(e) = inserted {
+            drop(w);
+            return Err(self
+                .fixed_ip_taken(
+                    f,
+                    StoreError::db(format!("inserting floating IP {}", f.id))(e),
+                )
+                .await);
+        }
         w.touch(super::changes::ChangeKind::FloatingIp, &f.id);
         w.commit().await?;
         self.get_floatingip(&f.id).await
@@ -483,7 +513,8 @@ impl Store {
         rows.iter().map(fip_from_row).collect()
     }
 
-    /// Associate (or, with `None`, disassociate) a floating IP.
+    /// Associate (or, with `None`, disassociate) a floating IP: 409
+    /// `FloatingIPPortAlreadyAssociated` when the fixed IP has another floating IP.
     pub async fn update_floatingip(&self, f: &FloatingIp) -> Result<FloatingIp, StoreError> {
         let mut w = self.begin_write().await?;
         let n = sqlx::query("UPDATE floatingips SET port_id = $1, fixed_ip_address = $2, description = $3, updated_at = $4, revision_number = revision_number + 1 WHERE id = $5 AND revision_number = $6")
@@ -494,8 +525,19 @@ impl Store {
             .bind(f.id.clone())
             .bind(f.revision_number)
             .execute(&mut *w.tx)
-            .await
-            .map_err(StoreError::db(format!("updating floating IP {}", f.id)))?;
+            .await;
+        let n = match n {
+            Ok(n) => n,
+            Err(e) => {
+                drop(w);
+                return Err(self
+                    .fixed_ip_taken(
+                        f,
+                        StoreError::db(format!("updating floating IP {}", f.id))(e),
+                    )
+                    .await);
+            }
+        };
         if n.rows_affected() == 0 {
             return Err(super::missed_update(
                 &mut w,
@@ -508,6 +550,51 @@ impl Store {
         w.touch(super::changes::ChangeKind::FloatingIp, &f.id);
         w.commit().await?;
         self.get_floatingip(&f.id).await
+    }
+
+    /// `e` as Neutron's `FloatingIPPortAlreadyAssociated` (naming the port, the fixed IP and,
+    /// when it can be read, the floating IP holding it) when it is a violation of the "one
+    /// floating IP per fixed IP" index; otherwise `e` unchanged. Called after the failed
+    /// transaction is dropped (PostgreSQL refuses statements in an aborted one).
+    async fn fixed_ip_taken(&self, f: &FloatingIp, e: StoreError) -> StoreError {
+        let StoreError::Db {
+            source: sqlx::Error::Database(db),
+            ..
+        } = &e
+        else {
+            return e;
+        };
+        // PostgreSQL names the index; SQLite names the columns.
+        let msg = db.message();
+        let ours = db.constraint() == Some(super::quotas::FIP_FIXED_IP_INDEX)
+            || msg.contains(super::quotas::FIP_FIXED_IP_INDEX)
+            || msg.contains("floatingips.port_id, floatingips.fixed_ip_address");
+        let (true, Some(port), Some(fixed)) = (ours, &f.port_id, &f.fixed_ip_address) else {
+            return e;
+        };
+        let holder = sqlx::query("SELECT id, floating_ip_address, floating_network_id FROM floatingips WHERE port_id = $1 AND fixed_ip_address = $2")
+            .bind(port.clone())
+            .bind(fixed.clone())
+            .fetch_optional(self.pool())
+            .await
+            .ok()
+            .flatten();
+        let message = match holder {
+            Some(h) => format!(
+                "Cannot associate floating IP {} ({}) with port {port} using fixed IP {fixed}, as that fixed IP already has a floating IP {} ({}) on external network {}.",
+                f.floating_ip_address,
+                f.id,
+                col_s(&h, "floating_ip_address").unwrap_or_default(),
+                col_s(&h, "id").unwrap_or_default(),
+                col_s(&h, "floating_network_id").unwrap_or_default(),
+            ),
+            None => format!(
+                "Cannot associate floating IP {} ({}) with port {port} using fixed IP {fixed}, as that fixed IP already has a floating IP.",
+                f.floating_ip_address, f.id
+            ),
+        };
+        tracing::info!(floatingip = %f.id, port, fixed, "fixed IP already has a floating IP");
+        DomainError::conflict("FloatingIPPortAlreadyAssociated", message).into()
     }
 
     /// Delete a floating IP row.

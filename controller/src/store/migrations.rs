@@ -3,7 +3,8 @@
 //!
 //! Every allocation's uniqueness is a constraint here: `segment_allocations` primary key
 //! (physnet, VLAN; VLAN 0 = flat), `ip_allocations` primary key (network, address),
-//! `ports.mac_address` UNIQUE, `pods.region_name` UNIQUE and one central pod (partial index).
+//! `ports.mac_address` UNIQUE, `pods.region_name` UNIQUE and one central pod (partial index), one floating IP per fixed IP
+//! (partial unique index).
 
 /// Ordered migrations: (version, name, statements separated by `;`).
 pub const MIGRATIONS: &[(i64, &str, &str)] = &[
@@ -15,6 +16,7 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         super::l3::L3_MIGRATION,
     ),
     (4, "change log", super::changes::CHANGES_MIGRATION),
+    (5, "quotas", super::quotas::QUOTAS_MIGRATION),
     (6, "router ports", ROUTER_PORTS),
 ];
 

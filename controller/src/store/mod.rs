@@ -15,6 +15,7 @@ pub mod model;
 mod networks;
 mod pods;
 pub(crate) mod ports;
+pub mod quotas;
 mod subnets;
 
 use std::str::FromStr;
@@ -24,6 +25,7 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions, AnyRow};
 use sqlx::{Any, AnyPool, Row};
 
 pub use model::*;
+pub use quotas::{QuotaDefaults, QuotaResource};
 
 use crate::error::StoreError;
 
@@ -43,6 +45,8 @@ pub struct Store {
     write_lock: tokio::sync::Mutex<()>,
     /// Bumped after each local commit that logged a change (wakes the local realizer).
     committed: tokio::sync::watch::Sender<u64>,
+    /// Limits of projects without their own ([`Store::with_quota_defaults`]).
+    quota_defaults: QuotaDefaults,
 }
 
 /// A write transaction (holding the in-process writer lock on SQLite). Objects it
@@ -138,6 +142,7 @@ impl Store {
             backend,
             write_lock: tokio::sync::Mutex::new(()),
             committed: tokio::sync::watch::Sender::new(0),
+            quota_defaults: QuotaDefaults::default(),
         };
         store.migrate().await?;
         Ok(store)

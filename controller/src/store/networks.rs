@@ -132,6 +132,14 @@ impl Store {
         ranges: &VlanRanges,
     ) -> Result<Network, StoreError> {
         let mut w = self.begin_write().await?;
+        super::quotas::check(
+            &mut w,
+            &self.quota_defaults,
+            &n.project_id,
+            None,
+            super::QuotaResource::Network,
+        )
+        .await?;
         let ts = now();
         let ntype = match n.segment {
             SegmentRequest::Local => "local",

@@ -230,7 +230,7 @@ impl Store {
 
     async fn create_port_once(&self, p: &NewPort) -> Result<Port, StoreError> {
         let mut w = self.begin_write().await?;
-        insert_port(&mut w, p).await?;
+        insert_port(&mut w, &self.quota_defaults, p).await?;
         w.commit().await?;
         self.get_port(&p.id).await
     }
@@ -246,7 +246,7 @@ impl Store {
     ) -> Result<Port, StoreError> {
         retrying!(async {
             let mut w = self.begin_write().await?;
-            insert_port(&mut w, p).await?;
+            insert_port(&mut w, &self.quota_defaults, p).await?;
             relate(&mut w, router_id, &p.id, subnet_id).await?;
             w.commit().await?;
             self.get_port(&p.id).await
@@ -313,8 +313,20 @@ async fn relate(
 }
 
 /// Insert a port (MAC drawn until unique) and assign its addresses, inside `w`.
-pub(super) async fn insert_port(w: &mut WriteTx<'_>, p: &NewPort) -> Result<(), StoreError> {
+pub(super) async fn insert_port(
+    w: &mut WriteTx<'_>,
+    quota_defaults: &super::quotas::QuotaDefaults,
+    p: &NewPort,
+) -> Result<(), StoreError> {
     {
+        super::quotas::check(
+            w,
+            quota_defaults,
+            &p.project_id,
+            Some(&p.device_owner),
+            super::QuotaResource::Port,
+        )
+        .await?;
         let net = sqlx::query("SELECT port_security_enabled FROM networks WHERE id = $1")
             .bind(p.network_id.clone())
             .fetch_optional(&mut *w.tx)

@@ -80,6 +80,14 @@ impl Store {
 
     async fn create_subnet_once(&self, s: &Subnet) -> Result<Subnet, StoreError> {
         let mut w = self.begin_write().await?;
+        super::quotas::check(
+            &mut w,
+            &self.quota_defaults,
+            &s.project_id,
+            None,
+            super::QuotaResource::Subnet,
+        )
+        .await?;
         let ts = now();
         let r = sqlx::query("UPDATE networks SET revision_number = revision_number + 1, updated_at = $1 WHERE id = $2")
             .bind(ts.clone())

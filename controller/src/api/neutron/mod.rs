@@ -5,6 +5,7 @@ pub mod floatingips;
 pub mod networks;
 pub mod ports;
 pub mod query;
+pub mod quotas;
 pub mod routers;
 pub mod subnets;
 
@@ -48,6 +49,7 @@ async fn route(app: Arc<App>, ctx: Ctx) -> Result<Response, DomainError> {
                 ["ports", ..] => ports::handle(&app, &ctx, &who, &rest[1..]).await,
                 ["routers", ..] => routers::handle(&app, &ctx, &who, &rest[1..]).await,
                 ["floatingips", ..] => floatingips::handle(&app, &ctx, &who, &rest[1..]).await,
+                ["quotas", ..] => quotas::handle(&app, &ctx, &who, &rest[1..]).await,
                 ["availability_zones"] => availability_zones(&app, &ctx).await,
                 _ => Err(DomainError::no_route(&ctx.path)),
             }
