@@ -36,6 +36,7 @@ pub mod mac;
 pub mod metrics;
 pub mod naming;
 pub mod realize;
+pub mod run;
 pub mod service;
 pub mod store;
 pub mod vlan_pool;

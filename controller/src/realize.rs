@@ -212,6 +212,11 @@ impl Realizer {
             .collect()
     }
 
+    /// Resolves at the next [`Realizer::kick`] (what the background task waits on).
+    pub async fn kicked(&self) {
+        self.kick.notified().await
+    }
+
     /// Ask the background task for a run (cheap; bursts collapse into one run).
     pub fn kick(&self) {
         self.kick.notify_one();
@@ -221,6 +226,11 @@ impl Realizer {
     /// when one is due. Returns how many node states were published.
     pub async fn run(&self, core: &Core) -> Result<usize, DomainError> {
         self.pass(core, false).await.map(|r| r.published)
+    }
+
+    /// The intent this realizer holds now, without catching up (`None` before the first pass).
+    pub async fn current_intent(&self) -> Option<Arc<Intent>> {
+        self.model.lock().await.new.clone()
     }
 
     /// The intent as of now: the change log is caught up first, so a request sees its own
@@ -303,9 +313,6 @@ impl Realizer {
         report.replanned = states.len();
         report.published += self.publish(core, &states, seq).await?;
         m.planned = states;
-        if let Err(e) = crate::jobs::requeue_unrealized(core, &intent).await {
-            tracing::warn!(error = %e.message, "re-queueing jobs of unrealized routers failed");
-        }
         m.old = Some(intent.clone());
         m.new = Some(Arc::new(intent));
         m.cursor = Cursor::at(seq);
@@ -560,59 +567,6 @@ async fn allocate_and_release(core: &Core, plan: &planner::AllocationPlan, inten
         if let Err(e) = release(core, key).await {
             tracing::warn!(?key, error = %e, "release failed");
         }
-    }
-}
-
-/// The background task: a pass whenever this process committed a change, another controller
-/// notified one (PostgreSQL), the realizer was kicked, or the configured poll interval passed
-/// (`--change-log-poll-ms`); then the jobs.
-pub async fn background(core: Arc<Core>) {
-    let mut local = core.store.local_changes();
-    if core.store.backend() == crate::store::Backend::Postgres {
-        tokio::spawn(listen(core.clone()));
-    }
-    let mut last_jobs = Instant::now() - Duration::from_secs(1);
-    loop {
-        if let Err(e) = core.realizer.run(&core).await {
-            tracing::warn!(error = %e.message, "realization failed; will retry");
-        }
-        if last_jobs.elapsed() >= Duration::from_millis(500) {
-            last_jobs = Instant::now();
-            if let Err(e) = crate::jobs::advance(&core).await {
-                tracing::warn!(error = %e.message, "advancing jobs failed; will retry");
-            }
-        }
-        tokio::select! {
-            _ = core.realizer.kick.notified() => {}
-            _ = local.changed() => {}
-            _ = tokio::time::sleep(core.config.change_log_poll) => {}
-        }
-    }
-}
-
-/// Wake the realizer on every change another controller commits (PostgreSQL LISTEN).
-async fn listen(core: Arc<Core>) {
-    let mut backoff = Duration::from_millis(100);
-    loop {
-        let res = async {
-            let mut l = sqlx::postgres::PgListener::connect(&core.config.database).await?;
-            l.listen(crate::store::changes::CHANNEL).await?;
-            tracing::info!("listening for other controllers' changes");
-            loop {
-                l.recv().await?;
-                core.realizer.kick();
-            }
-            #[allow(unreachable_code)]
-            Ok::<(), sqlx::Error>(())
-        }
-        .await;
-        if let Err(e) = res {
-            tracing::warn!(error = %e, "listening for changes failed; reconnecting");
-        }
-        // Catch up on whatever was missed while not listening.
-        core.realizer.kick();
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(Duration::from_secs(10));
     }
 }
 

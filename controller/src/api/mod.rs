@@ -105,7 +105,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     });
     // Realize at start (resuming whatever a previous run left half done), after every write,
     // and every few seconds.
-    tokio::spawn(crate::realize::background(core));
+    tokio::spawn(crate::run::background(core));
     let n_addr = SocketAddr::new(config.bind, config.neutron_port);
     let t_addr = SocketAddr::new(config.bind, config.tricircle_port);
     let bind = |api: &'static str, addr: SocketAddr| async move {

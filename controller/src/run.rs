@@ -1,0 +1,71 @@
+//! The controller's background work: realization passes (after every local commit, on
+//! another controller's NOTIFY, on a kick, or every poll interval) and the jobs that follow
+//! them. It drives the realizer and the jobs; neither knows about it.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::core::Core;
+
+/// The background task: a pass whenever this process committed a change, another controller
+/// notified one (PostgreSQL), the realizer was kicked, or the configured poll interval passed
+/// (`--change-log-poll-ms`); then the jobs.
+pub async fn background(core: Arc<Core>) {
+    let mut local = core.store.local_changes();
+    if core.store.backend() == crate::store::Backend::Postgres {
+        tokio::spawn(listen(core.clone()));
+    }
+    let mut last_jobs = Instant::now() - Duration::from_secs(1);
+    loop {
+        match core.realizer.pass(&core, false).await {
+            Err(e) => tracing::warn!(error = %e.message, "realization failed; will retry"),
+            // A full pass is where a crash between a router's write and its job's queueing
+            // is noticed: queue those jobs again.
+            Ok(r) if r.full => {
+                if let Some(intent) = core.realizer.current_intent().await {
+                    if let Err(e) = crate::jobs::requeue_unrealized(&core, &intent).await {
+                        tracing::warn!(error = %e.message, "re-queueing jobs of unrealized routers failed");
+                    }
+                }
+            }
+            Ok(_) => {}
+        }
+        if last_jobs.elapsed() >= Duration::from_millis(500) {
+            last_jobs = Instant::now();
+            if let Err(e) = crate::jobs::advance(&core).await {
+                tracing::warn!(error = %e.message, "advancing jobs failed; will retry");
+            }
+        }
+        tokio::select! {
+            _ = core.realizer.kicked() => {}
+            _ = local.changed() => {}
+            _ = tokio::time::sleep(core.config.change_log_poll) => {}
+        }
+    }
+}
+
+/// Wake the realizer on every change another controller commits (PostgreSQL LISTEN).
+async fn listen(core: Arc<Core>) {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let res = async {
+            let mut l = sqlx::postgres::PgListener::connect(&core.config.database).await?;
+            l.listen(crate::store::changes::CHANNEL).await?;
+            tracing::info!("listening for other controllers' changes");
+            loop {
+                l.recv().await?;
+                core.realizer.kick();
+            }
+            #[allow(unreachable_code)]
+            Ok::<(), sqlx::Error>(())
+        }
+        .await;
+        if let Err(e) = res {
+            tracing::warn!(error = %e, "listening for changes failed; reconnecting");
+        }
+        // Catch up on whatever was missed while not listening.
+        core.realizer.kick();
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(10));
+    }
+}
