@@ -8,6 +8,7 @@ pub mod error;
 pub mod neutron;
 pub mod openapi;
 pub mod pods;
+pub mod routes;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -342,8 +343,8 @@ where
     }
     app_for_kick.metrics.record_request(
         api,
-        method.as_str(),
-        uri.path(),
+        routes::method_label(&method),
+        routes::template(api, uri.path()),
         status,
         started.elapsed(),
     );
