@@ -5,6 +5,7 @@
 
 pub mod agents;
 pub mod error;
+pub mod limits;
 pub mod neutron;
 pub mod openapi;
 pub mod pods;
@@ -38,6 +39,8 @@ pub struct App {
     pub core: Arc<Core>,
     /// Token lookup.
     pub tokens: TokenStore,
+    /// Long-polls in progress, capped per node and per project.
+    pub long_polls: limits::LongPolls,
 }
 
 impl std::ops::Deref for App {
@@ -104,6 +107,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let app = Arc::new(App {
         core: core.clone(),
         tokens,
+        long_polls: limits::LongPolls::default(),
     });
     // Realize at start (resuming whatever a previous run left half done), after every write,
     // and every few seconds.
