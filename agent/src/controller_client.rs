@@ -49,7 +49,9 @@ impl ControllerClient {
     pub fn new(base: &str, node: &str, token: &str) -> Self {
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
-            .pool_idle_timeout(Duration::from_secs(90))
+            // Below the controller's idle timeout (60 s by default), so the agent drops an idle
+            // connection before the controller does and never reuses one being closed.
+            .pool_idle_timeout(Duration::from_secs(30))
             .build()
             .expect("a reqwest client with only timeouts set always builds");
         ControllerClient {

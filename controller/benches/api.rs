@@ -137,6 +137,11 @@ fn run(backend: &'static str, database: String, rows: &mut Vec<Row>) {
             router: 1_000_000,
             floatingip: 1_000_000,
         },
+        header_timeout: std::time::Duration::from_secs(10),
+        body_timeout: std::time::Duration::from_secs(30),
+        idle_timeout: std::time::Duration::from_secs(60),
+        long_polls_per_node: 4,
+        long_polls_per_project: 16,
     };
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let running = rt

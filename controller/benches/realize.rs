@@ -1260,6 +1260,11 @@ fn start(
         change_log_poll: std::time::Duration::from_secs(1),
         log_format: LogFormat::Text,
         quotas: QuotaDefaults::default(),
+        header_timeout: std::time::Duration::from_secs(10),
+        body_timeout: std::time::Duration::from_secs(30),
+        idle_timeout: std::time::Duration::from_secs(60),
+        long_polls_per_node: 4,
+        long_polls_per_project: 16,
     };
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let t = Instant::now();

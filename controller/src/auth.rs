@@ -11,13 +11,19 @@
 //! ```
 //!
 //! `ROLES` is a comma-separated list of `admin`, `member` and `agent`. The file is re-read
-//! whenever its modification time (or size) changes, so a lab may append member tokens while
-//! the controller runs. A malformed line is skipped with a warning naming its line number.
+//! when its modification time or size changes, and at least once every [`RECHECK`] anyway:
+//! a rewrite of the same size within the file system's time granularity keeps both, so what
+//! decides is a hash of the content. A lab may thus change tokens while the controller runs.
+//! A malformed line is skipped with a warning naming its line number.
 
 use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::RwLock;
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
+
+/// Longest time a lookup trusts an unchanged modification time and size.
+pub const RECHECK: Duration = Duration::from_secs(1);
 
 /// A role a token may carry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -67,6 +73,10 @@ pub enum AuthError {
 #[derive(Default)]
 struct Loaded {
     stamp: Option<(SystemTime, u64)>,
+    /// When the content was last read.
+    read_at: Option<Instant>,
+    /// Hash of the content last parsed.
+    hash: Option<u64>,
     tokens: HashMap<String, Identity>,
 }
 
@@ -90,31 +100,37 @@ impl TokenStore {
         &self.path
     }
 
-    /// Look a token up, re-reading the file first if it changed.
+    /// Look a token up, re-reading the file first if its stamp changed or [`RECHECK`]
+    /// passed, and parsing it again if its content changed.
     pub fn lookup(&self, token: &str) -> Result<Option<Identity>, AuthError> {
-        let meta = std::fs::metadata(&self.path).map_err(|source| AuthError::Read {
+        let read_err = |source| AuthError::Read {
             path: self.path.clone(),
             source,
-        })?;
+        };
+        let meta = std::fs::metadata(&self.path).map_err(read_err)?;
         let stamp = (
             meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
             meta.len(),
         );
         {
             let g = self.loaded.read().unwrap_or_else(|p| p.into_inner());
-            if g.stamp == Some(stamp) {
+            let fresh = g.read_at.is_some_and(|t| t.elapsed() < RECHECK);
+            if g.stamp == Some(stamp) && fresh {
                 return Ok(g.tokens.get(token).cloned());
             }
         }
-        let text = std::fs::read_to_string(&self.path).map_err(|source| AuthError::Read {
-            path: self.path.clone(),
-            source,
-        })?;
-        let tokens = parse(&text, &self.path);
-        tracing::info!(path = %self.path.display(), tokens = tokens.len(), "tokens file loaded");
+        let text = std::fs::read_to_string(&self.path).map_err(read_err)?;
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        text.hash(&mut h);
+        let hash = h.finish();
         let mut g = self.loaded.write().unwrap_or_else(|p| p.into_inner());
         g.stamp = Some(stamp);
-        g.tokens = tokens;
+        g.read_at = Some(Instant::now());
+        if g.hash != Some(hash) {
+            g.tokens = parse(&text, &self.path);
+            g.hash = Some(hash);
+            tracing::info!(path = %self.path.display(), tokens = g.tokens.len(), "tokens file loaded");
+        }
         Ok(g.tokens.get(token).cloned())
     }
 }
@@ -185,5 +201,28 @@ mod tests {
         assert!(s.lookup("b").unwrap().is_none());
         std::fs::write(&f, "a p admin\nb q member\n").unwrap();
         assert_eq!(s.lookup("b").unwrap().unwrap().project_id, "q");
+    }
+
+    #[test]
+    fn rereads_a_same_size_rewrite_with_the_same_mtime() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("tokens");
+        std::fs::write(&f, "aa p admin\n").unwrap();
+        let mtime = std::fs::metadata(&f).unwrap().modified().unwrap();
+        let s = TokenStore::new(&f);
+        assert!(s.lookup("aa").unwrap().is_some());
+        // Same size, and the mtime put back: only the content tells.
+        std::fs::write(&f, "bb p admin\n").unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(&f)
+            .unwrap()
+            .set_modified(mtime)
+            .unwrap();
+        let meta = std::fs::metadata(&f).unwrap();
+        assert_eq!((meta.modified().unwrap(), meta.len()), (mtime, 11));
+        std::thread::sleep(RECHECK + Duration::from_millis(100));
+        assert!(s.lookup("bb").unwrap().is_some(), "the new token is seen");
+        assert!(s.lookup("aa").unwrap().is_none(), "the old token is gone");
     }
 }

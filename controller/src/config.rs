@@ -152,6 +152,22 @@ pub struct Args {
     /// Floating IPs per project without a quota of its own, -1 = unlimited [default: 50].
     #[arg(long, env = "CROSSPOD_QUOTA_FLOATINGIP", allow_negative_numbers = true)]
     pub quota_floatingip: Option<i64>,
+    /// Seconds a client may take to send a request's headers once it started [default: 10].
+    #[arg(long, env = "CROSSPOD_HEADER_TIMEOUT")]
+    pub header_timeout: Option<u64>,
+    /// Seconds a client may take to send a request's body after its headers [default: 30].
+    #[arg(long, env = "CROSSPOD_BODY_TIMEOUT")]
+    pub body_timeout: Option<u64>,
+    /// Seconds a keep-alive connection may sit with no request before it is closed (a
+    /// long-poll in progress is not idle) [default: 60].
+    #[arg(long, env = "CROSSPOD_IDLE_TIMEOUT")]
+    pub idle_timeout: Option<u64>,
+    /// Concurrent `desired` long-polls per node; more get 429 [default: 4].
+    #[arg(long, env = "CROSSPOD_LONG_POLLS_PER_NODE")]
+    pub long_polls_per_node: Option<u64>,
+    /// Concurrent `/realized` waits per project; more get 429 [default: 16].
+    #[arg(long, env = "CROSSPOD_LONG_POLLS_PER_PROJECT")]
+    pub long_polls_per_project: Option<u64>,
 }
 
 /// The resolved configuration the controller runs with.
@@ -181,6 +197,16 @@ pub struct Config {
     pub log_format: LogFormat,
     /// Default quotas (Neutron's `quota_network`, ...).
     pub quotas: QuotaDefaults,
+    /// How long a started request head may take (slow-header clients are cut off).
+    pub header_timeout: std::time::Duration,
+    /// How long a request body may take after its head (408 after that).
+    pub body_timeout: std::time::Duration,
+    /// How long a connection may wait for its next request.
+    pub idle_timeout: std::time::Duration,
+    /// Concurrent `desired` long-polls per node.
+    pub long_polls_per_node: usize,
+    /// Concurrent `/realized` waits per project.
+    pub long_polls_per_project: usize,
 }
 
 /// Default store URL.
@@ -269,6 +295,23 @@ impl Args {
                 .log_format
                 .or(file.log_format)
                 .unwrap_or(LogFormat::Text),
+            header_timeout: secs(
+                "header-timeout",
+                self.header_timeout.or(file.header_timeout),
+                10,
+            )?,
+            body_timeout: secs("body-timeout", self.body_timeout.or(file.body_timeout), 30)?,
+            idle_timeout: secs("idle-timeout", self.idle_timeout.or(file.idle_timeout), 60)?,
+            long_polls_per_node: positive(
+                "long-polls-per-node",
+                self.long_polls_per_node.or(file.long_polls_per_node),
+            )?
+            .unwrap_or(4) as usize,
+            long_polls_per_project: positive(
+                "long-polls-per-project",
+                self.long_polls_per_project.or(file.long_polls_per_project),
+            )?
+            .unwrap_or(16) as usize,
         })
     }
 }
@@ -282,7 +325,7 @@ impl Config {
             .map(|t| format!("{:?}", t.as_str()))
             .collect();
         format!(
-            "bind = {:?}\ntricircle-port = {}\nneutron-port = {}\ndatabase = {:?}\ntokens-file = {:?}\nnetwork-vlan-ranges = {:?}\nbridge-cidr = {:?}\ntenant-network-types = [{}]\nfull-pass-interval = {}\nchange-log-poll-ms = {}\nlog-format = {:?}\nquota-network = {}\nquota-subnet = {}\nquota-port = {}\nquota-router = {}\nquota-floatingip = {}\n",
+            "bind = {:?}\ntricircle-port = {}\nneutron-port = {}\ndatabase = {:?}\ntokens-file = {:?}\nnetwork-vlan-ranges = {:?}\nbridge-cidr = {:?}\ntenant-network-types = [{}]\nfull-pass-interval = {}\nchange-log-poll-ms = {}\nlog-format = {:?}\nquota-network = {}\nquota-subnet = {}\nquota-port = {}\nquota-router = {}\nquota-floatingip = {}\nheader-timeout = {}\nbody-timeout = {}\nidle-timeout = {}\nlong-polls-per-node = {}\nlong-polls-per-project = {}\n",
             self.bind.to_string(),
             self.tricircle_port,
             self.neutron_port,
@@ -302,6 +345,11 @@ impl Config {
             self.quotas.port,
             self.quotas.router,
             self.quotas.floatingip,
+            self.header_timeout.as_secs(),
+            self.body_timeout.as_secs(),
+            self.idle_timeout.as_secs(),
+            self.long_polls_per_node,
+            self.long_polls_per_project,
         )
     }
 }
@@ -325,6 +373,17 @@ fn quota(key: &'static str, v: Option<i64>) -> Result<Option<i64>, ConfigError> 
         }),
         other => Ok(other),
     }
+}
+
+/// A timeout in whole seconds (at least 1), or its default.
+fn secs(
+    key: &'static str,
+    v: Option<u64>,
+    default: u64,
+) -> Result<std::time::Duration, ConfigError> {
+    Ok(std::time::Duration::from_secs(
+        positive(key, v)?.unwrap_or(default),
+    ))
 }
 
 fn load_file(path: &Path) -> Result<Args, ConfigError> {

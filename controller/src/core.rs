@@ -21,6 +21,16 @@ pub struct Core {
     pub realizer: Realizer,
     /// Prometheus metrics.
     pub metrics: ControllerMetrics,
+    /// Bumped after every agent status report this controller records, so realization
+    /// waits (`/realized`) wake on reports instead of polling the store.
+    pub reports: tokio::sync::watch::Sender<u64>,
+}
+
+impl Core {
+    /// Wake whoever waits on agent reports ([`Core::reports`]).
+    pub fn report_recorded(&self) {
+        self.reports.send_modify(|n| *n = n.wrapping_add(1));
+    }
 }
 
 impl Core {
@@ -34,6 +44,7 @@ impl Core {
             store,
             realizer: Realizer::with_full_pass_every(config.full_pass_interval),
             metrics: ControllerMetrics::new(),
+            reports: tokio::sync::watch::Sender::new(0),
             config,
         }))
     }

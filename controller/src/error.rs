@@ -98,6 +98,8 @@ pub enum ErrorClass {
     Unprocessable,
     /// A per-caller limit (long-polls) is reached (429).
     TooManyRequests,
+    /// The client did not send the request (its body) in time (408).
+    RequestTimeout,
     /// A dependency (the database) is unreachable (503).
     Unavailable,
     /// A bug or a corrupt store (500).

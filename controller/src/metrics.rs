@@ -122,10 +122,10 @@ impl ControllerMetrics {
     /// Records what one realization pass did.
     pub fn record_pass(&self, r: &crate::realize::PassReport) {
         self.passes
-            .get_or_create(&vec![(
-                "kind".into(),
-                if r.full { "full" } else { "incremental" }.into(),
-            )])
+            .get_or_create(&labels(&[(
+                "kind",
+                if r.full { "full" } else { "incremental" },
+            )]))
             .inc();
         self.changes_read.inc_by(r.changes as u64);
         self.replanned.inc_by(r.replanned as u64);
@@ -134,29 +134,33 @@ impl ControllerMetrics {
         }
     }
 
-    /// Records one API request. `path` is reduced to a route template (ids become `{id}`).
-    pub fn record_request(&self, api: &str, method: &str, path: &str, status: u16, took: Duration) {
-        let route = route_template(path);
+    /// Records one API request. `route` is the matched route template
+    /// ([`crate::api::routes::template`]), never the raw path, so the label set is bounded.
+    pub fn record_request(
+        &self,
+        api: &str,
+        method: &str,
+        route: &str,
+        status: u16,
+        took: Duration,
+    ) {
         self.requests
-            .get_or_create(&vec![
-                ("api".into(), api.into()),
-                ("method".into(), method.into()),
-                ("route".into(), route.clone()),
-                ("status".into(), status.to_string()),
-            ])
+            .get_or_create(&labels(&[
+                ("api", api),
+                ("method", method),
+                ("route", route),
+                ("status", &status.to_string()),
+            ]))
             .inc();
         self.request_seconds
-            .get_or_create(&vec![("api".into(), api.into()), ("route".into(), route)])
+            .get_or_create(&labels(&[("api", api), ("route", route)]))
             .observe(took.as_secs_f64());
     }
 
     /// Records one realization run.
     pub fn record_realize(&self, ok: bool, took: Duration, published: usize) {
         self.realize_runs
-            .get_or_create(&vec![(
-                "outcome".into(),
-                if ok { "ok" } else { "error" }.into(),
-            )])
+            .get_or_create(&labels(&[("outcome", if ok { "ok" } else { "error" })]))
             .inc();
         self.realize_seconds.observe(took.as_secs_f64());
         self.published.inc_by(published as u64);
@@ -165,10 +169,7 @@ impl ControllerMetrics {
     /// Records a job that finished (`outcome` SUCCESS or FAIL) after `took`.
     pub fn record_job(&self, kind: &str, outcome: &str, took: Duration) {
         self.job_seconds
-            .get_or_create(&vec![
-                ("type".into(), kind.into()),
-                ("outcome".into(), outcome.into()),
-            ])
+            .get_or_create(&labels(&[("type", kind), ("outcome", outcome)]))
             .observe(took.as_secs_f64());
     }
 
@@ -186,25 +187,28 @@ impl ControllerMetrics {
     }
 }
 
-/// `/v2.0/ports/3f…/x` → `/v2.0/ports/{id}/x`: segments that look like ids (UUIDs, numbers,
-/// addresses) become `{id}` so the label set stays small.
-pub fn route_template(path: &str) -> String {
-    let segs: Vec<String> = path
-        .split('/')
-        .filter(|s| !s.is_empty())
-        .map(|s| {
-            let idlike = uuid::Uuid::parse_str(s).is_ok()
-                || s.parse::<u64>().is_ok()
-                || s.parse::<std::net::IpAddr>().is_ok()
-                || (s.len() > 20 && s.chars().any(|c| c.is_ascii_digit()));
-            if idlike {
-                "{id}".to_string()
-            } else {
-                s.to_string()
-            }
-        })
-        .collect();
-    format!("/{}", segs.join("/"))
+/// A label set with every value escaped: `prometheus-client`'s text encoder writes label
+/// values as given, so a `"`, `\` or newline in one would break the exposition.
+fn labels(pairs: &[(&str, &str)]) -> Labels {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), escape_label_value(v)))
+        .collect()
+}
+
+/// Escape a label value for the Prometheus/OpenMetrics text format: `\` → `\\`,
+/// `"` → `\"`, newline → `\n`; everything else is kept.
+pub fn escape_label_value(v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    for c in v.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -212,15 +216,24 @@ mod tests {
     use super::*;
 
     #[test]
-    fn routes_hide_ids_and_metrics_render() {
-        assert_eq!(
-            route_template("/v2.0/ports/3f0c9a1e-6b2d-4a8e-9c1f-000000000001"),
-            "/v2.0/ports/{id}"
+    fn escapes_backslash_quote_and_newline() {
+        assert_eq!(escape_label_value("plain/{id}"), "plain/{id}");
+        assert_eq!(escape_label_value(r#"a"b"#), r#"a\"b"#);
+        assert_eq!(escape_label_value(r"a\b"), r"a\\b");
+        assert_eq!(escape_label_value("a\nb"), r"a\nb");
+        assert_eq!(escape_label_value("\\\"\n"), r#"\\\"\n"#);
+        let m = ControllerMetrics::new();
+        m.record_job("x\"y\nz\\", "FAIL", Duration::from_millis(1));
+        let text = m.render("");
+        assert!(
+            text.contains(r#"type="x\"y\nz\\",outcome="FAIL""#),
+            "{text}"
         );
-        assert_eq!(
-            route_template("/v1.0/agents/node1/desired"),
-            "/v1.0/agents/node1/desired"
-        );
+        assert!(!text.contains("x\"y\n"), "{text}");
+    }
+
+    #[test]
+    fn metrics_render() {
         let m = ControllerMetrics::new();
         m.record_request(
             "neutron",

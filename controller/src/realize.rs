@@ -59,6 +59,8 @@ pub struct PublishedState {
 #[derive(Default)]
 pub struct NodeHub {
     nodes: std::sync::Mutex<HashMap<String, watch::Sender<Option<Arc<PublishedState>>>>>,
+    /// Bumped on every publication of any node (for waits that span nodes, `/realized`).
+    any: watch::Sender<u64>,
 }
 
 impl NodeHub {
@@ -72,6 +74,11 @@ impl NodeHub {
     /// A receiver of `node`'s published state (`None` until this controller knows it).
     pub fn subscribe(&self, node: &str) -> watch::Receiver<Option<Arc<PublishedState>>> {
         self.sender(node).subscribe()
+    }
+
+    /// A receiver that changes whenever any node's published state does.
+    pub fn subscribe_any(&self) -> watch::Receiver<u64> {
+        self.any.subscribe()
     }
 
     /// What this controller last saw published for `node`.
@@ -122,6 +129,7 @@ impl NodeHub {
                 body: body.into(),
                 routers,
             })));
+        self.any.send_modify(|n| *n = n.wrapping_add(1));
         Ok(())
     }
 }

@@ -9,7 +9,10 @@
 //!   ACTIVE (and bound to the node if unbound); a port seen on a node but not bound anywhere is
 //!   bound there (the binding is learned, as Neutron does from the iface-id).
 //! - `GET /v1.0/agents` (admin): every node with its revisions, errors and probes.
-//! - `GET /v1.0/routers/{id}/realized?timeout=S`: waits for the realization barrier.
+//! - `GET /v1.0/routers/{id}/realized?timeout=S`: waits for the realization barrier, woken by
+//!   publications and agent reports (re-checked every [`REALIZED_RECHECK`] for reports
+//!   another controller recorded). At most `long-polls-per-project` waits per project and
+//!   `long-polls-per-node` `desired` polls per node run at once; more get 429.
 //! - `/v1.0/jobs` (admin): list, show, redo (PUT), delete.
 //! - `POST /v1.0/resync` (admin): a full realization pass now; answers what it did and whether
 //!   the incremental picture had drifted from the store.
@@ -27,6 +30,10 @@ use crate::realize;
 
 /// Longest long-poll.
 pub const MAX_WAIT: Duration = Duration::from_secs(60);
+
+/// How often a `/realized` wait re-reads the reports with nothing woken it: reports recorded
+/// by another controller on a shared PostgreSQL do not wake this one.
+pub const REALIZED_RECHECK: Duration = Duration::from_secs(2);
 
 fn require_agent(who: &Identity) -> Result<(), DomainError> {
     if who.is_admin() || who.roles.contains(&Role::Agent) {
@@ -133,6 +140,19 @@ pub async fn handle(app: &App, ctx: &Ctx, segs: &[&str]) -> Result<Response, Dom
             // Served from memory: the realizer records each publication in its node hub and
             // wakes only the watchers of the nodes it changed.
             let mut rx = app.realizer.hub.subscribe(node);
+            // Only a poll that would wait takes a place: answers at once are never refused.
+            let answers_now = since == 0
+                || wait.is_zero()
+                || rx.borrow().as_ref().is_some_and(|p| p.revision != since);
+            let _slot = if answers_now {
+                None
+            } else {
+                Some(app.long_polls.acquire(
+                    format!("desired:{node}"),
+                    app.config.long_polls_per_node,
+                    &format!("node {node}"),
+                )?)
+            };
             if rx.borrow().is_none() {
                 // Not known here yet (just started): what the store has.
                 match app.store.node_state(node).await? {
@@ -167,6 +187,7 @@ pub async fn handle(app: &App, ctx: &Ctx, segs: &[&str]) -> Result<Response, Dom
                 )));
             }
             app.store.record_report(&report).await?;
+            app.report_recorded();
             let mut rebind = false;
             for p in &report.ports {
                 let r = match p.status {
@@ -217,10 +238,26 @@ pub async fn handle(app: &App, ctx: &Ctx, segs: &[&str]) -> Result<Response, Dom
             }
             let wait = Duration::from_secs(query_u64(ctx, "timeout")?.unwrap_or(0)).min(MAX_WAIT);
             let deadline = Instant::now() + wait;
+            let _slot = if wait.is_zero() {
+                None
+            } else {
+                Some(app.long_polls.acquire(
+                    format!("realized:{}", who.project_id),
+                    app.config.long_polls_per_project,
+                    &format!("project {}", who.project_id),
+                )?)
+            };
+            // Woken by a publication (the hub) or a report this controller recorded; the
+            // receivers are taken before the first read so no change falls in between.
+            let mut published = app.realizer.hub.subscribe_any();
+            let mut reports = app.reports.subscribe();
             loop {
+                published.borrow_and_update();
+                reports.borrow_and_update();
                 let state = realize::router_realized(app, id).await?;
                 let done = !matches!(state, Ok(false));
-                if done || Instant::now() >= deadline {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if done || left.is_zero() {
                     let (realized, error) = match state {
                         Ok(b) => (b, None),
                         Err(e) => (false, Some(e)),
@@ -230,7 +267,11 @@ pub async fn handle(app: &App, ctx: &Ctx, segs: &[&str]) -> Result<Response, Dom
                         &json!({"router_id": id, "realized": realized, "error": error}),
                     ));
                 }
-                tokio::time::sleep(Duration::from_millis(200)).await;
+                tokio::select! {
+                    _ = published.changed() => {}
+                    _ = reports.changed() => {}
+                    _ = tokio::time::sleep(left.min(REALIZED_RECHECK)) => {}
+                }
             }
         }
         (["jobs", rest @ ..], method) => {

@@ -19,6 +19,7 @@ pub fn status_of(class: ErrorClass) -> StatusCode {
         ErrorClass::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         ErrorClass::Unprocessable => StatusCode::UNPROCESSABLE_ENTITY,
         ErrorClass::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
+        ErrorClass::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
         ErrorClass::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
         ErrorClass::Internal => StatusCode::INTERNAL_SERVER_ERROR,
     }

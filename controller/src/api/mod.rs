@@ -5,9 +5,12 @@
 
 pub mod agents;
 pub mod error;
+pub mod limits;
 pub mod neutron;
 pub mod openapi;
 pub mod pods;
+pub mod routes;
+pub mod serve;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -15,9 +18,9 @@ use std::time::Instant;
 
 use axum::body::Body;
 use axum::extract::Request;
+use axum::extract::State;
 use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::Router;
 use futures::FutureExt;
 use serde_json::{Map, Value};
 
@@ -36,6 +39,8 @@ pub struct App {
     pub core: Arc<Core>,
     /// Token lookup.
     pub tokens: TokenStore,
+    /// Long-polls in progress, capped per node and per project.
+    pub long_polls: limits::LongPolls,
 }
 
 impl std::ops::Deref for App {
@@ -102,6 +107,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let app = Arc::new(App {
         core: core.clone(),
         tokens,
+        long_polls: limits::LongPolls::default(),
     });
     // Realize at start (resuming whatever a previous run left half done), after every write,
     // and every few seconds.
@@ -117,13 +123,19 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let t_listener = bind("Tricircle", t_addr).await?;
     let neutron_addr = n_listener.local_addr().unwrap_or(n_addr);
     let tricircle_addr = t_listener.local_addr().unwrap_or(t_addr);
-    let n_router = Router::new()
-        .fallback(neutron::handle)
-        .with_state(app.clone());
-    let t_router = Router::new().fallback(pods::handle).with_state(app.clone());
+    let timeouts = serve::Timeouts {
+        header: config.header_timeout,
+        idle: config.idle_timeout,
+    };
     let mut tasks = tokio::task::JoinSet::new();
-    tasks.spawn(async move { axum::serve(n_listener, n_router).await });
-    tasks.spawn(async move { axum::serve(t_listener, t_router).await });
+    let n_app = app.clone();
+    tasks.spawn(serve::serve(n_listener, timeouts, move |req| {
+        neutron::handle(State(n_app.clone()), req)
+    }));
+    let t_app = app.clone();
+    tasks.spawn(serve::serve(t_listener, timeouts, move |req| {
+        pods::handle(State(t_app.clone()), req)
+    }));
     tracing::info!(%neutron_addr, %tricircle_addr, "APIs listening");
     Ok(Running {
         neutron_addr,
@@ -315,7 +327,19 @@ where
     let app_for_kick = app.clone();
     let method = req.method().clone();
     let uri = req.uri().clone();
-    let resp = match read_ctx(req).await {
+    let body_timeout = app.config.body_timeout;
+    let read = match tokio::time::timeout(body_timeout, read_ctx(req)).await {
+        Ok(r) => r,
+        Err(_) => Err(DomainError::new(
+            crate::error::ErrorClass::RequestTimeout,
+            "RequestTimeout",
+            format!(
+                "The request body did not arrive within {} s",
+                body_timeout.as_secs()
+            ),
+        )),
+    };
+    let resp = match read {
         // A panic in a handler is a bug; answer a Neutron-shaped 500 instead of dropping
         // the connection, and log it.
         Ok(ctx) => match std::panic::AssertUnwindSafe(f(app, ctx))
@@ -336,14 +360,22 @@ where
         },
         Err(e) => e.into_response(),
     };
+    let mut resp = resp;
+    if resp.status() == StatusCode::REQUEST_TIMEOUT {
+        // The rest of a stalled body may never come: do not wait for it to reuse the connection.
+        resp.headers_mut().insert(
+            header::CONNECTION,
+            axum::http::HeaderValue::from_static("close"),
+        );
+    }
     let status = resp.status().as_u16();
     if method != axum::http::Method::GET && resp.status().is_success() {
         app_for_kick.realizer.kick();
     }
     app_for_kick.metrics.record_request(
         api,
-        method.as_str(),
-        uri.path(),
+        routes::method_label(&method),
+        routes::template(api, uri.path()),
         status,
         started.elapsed(),
     );

@@ -1,0 +1,122 @@
+//! The route templates both APIs serve, for metrics labels: a request is labelled by the
+//! template its path matches (`/v2.0/ports/{id}`), every other path by [`UNMATCHED`], so
+//! junk paths cannot grow `/metrics`. Keep in step with the handlers' `match`es; a template
+//! listed here but not (yet) served only labels its 404s.
+
+/// The label of every path no template matches.
+pub const UNMATCHED: &str = "unmatched";
+
+/// Neutron API templates; `{…}` matches any one segment.
+const NEUTRON: &[&str] = &[
+    "/",
+    "/openapi",
+    "/v2.0",
+    "/v2.0/extensions",
+    "/v2.0/extensions/{alias}",
+    "/v2.0/availability_zones",
+    "/v2.0/networks",
+    "/v2.0/networks/{id}",
+    "/v2.0/subnets",
+    "/v2.0/subnets/{id}",
+    "/v2.0/ports",
+    "/v2.0/ports/{id}",
+    "/v2.0/routers",
+    "/v2.0/routers/{id}",
+    "/v2.0/routers/{id}/add_router_interface",
+    "/v2.0/routers/{id}/remove_router_interface",
+    "/v2.0/floatingips",
+    "/v2.0/floatingips/{id}",
+    "/v2.0/quotas",
+    "/v2.0/quotas/{project_id}",
+    "/v2.0/quotas/{project_id}/details",
+];
+
+/// Tricircle API templates (pods, agents, jobs, metrics).
+const TRICIRCLE: &[&str] = &[
+    "/",
+    "/openapi",
+    "/metrics",
+    "/v1.0/pods",
+    "/v1.0/pods/{id}",
+    "/v1.0/agents",
+    "/v1.0/agents/{node}/desired",
+    "/v1.0/agents/{node}/status",
+    "/v1.0/resync",
+    "/v1.0/routers/{id}/realized",
+    "/v1.0/jobs",
+    "/v1.0/jobs/{id}",
+];
+
+/// The template `path` matches on `api` (`"neutron"` or `"tricircle"`), or [`UNMATCHED`].
+/// Paths are read as the handlers read them: a trailing `/` and a `.json` suffix ignored.
+pub fn template(api: &str, path: &str) -> &'static str {
+    let table = match api {
+        "neutron" => NEUTRON,
+        "tricircle" => TRICIRCLE,
+        _ => return UNMATCHED,
+    };
+    let trimmed = path.trim_end_matches('/');
+    let trimmed = trimmed.strip_suffix(".json").unwrap_or(trimmed);
+    let segs: Vec<&str> = trimmed.split('/').filter(|s| !s.is_empty()).collect();
+    table
+        .iter()
+        .find(|t| {
+            let tsegs: Vec<&str> = t.split('/').filter(|s| !s.is_empty()).collect();
+            tsegs.len() == segs.len()
+                && tsegs
+                    .iter()
+                    .zip(&segs)
+                    .all(|(t, s)| t.starts_with('{') || t == s)
+        })
+        .copied()
+        .unwrap_or(UNMATCHED)
+}
+
+/// The method as a label: the standard ones by name, any extension method as `other`.
+pub fn method_label(method: &axum::http::Method) -> &'static str {
+    use axum::http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        Method::TRACE => "TRACE",
+        Method::CONNECT => "CONNECT",
+        _ => "other",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_map_to_templates_or_unmatched() {
+        assert_eq!(
+            template(
+                "neutron",
+                "/v2.0/ports/3f0c9a1e-6b2d-4a8e-9c1f-000000000001.json"
+            ),
+            "/v2.0/ports/{id}"
+        );
+        assert_eq!(
+            template("neutron", "/v2.0/routers/r1/add_router_interface"),
+            "/v2.0/routers/{id}/add_router_interface"
+        );
+        assert_eq!(
+            template("tricircle", "/v1.0/agents/node1/desired/"),
+            "/v1.0/agents/{node}/desired"
+        );
+        assert_eq!(template("tricircle", "/"), "/");
+        assert_eq!(template("neutron", "/v2.0/ports/a/b/c"), UNMATCHED);
+        assert_eq!(template("neutron", "/v1.0/pods"), UNMATCHED);
+        assert_eq!(template("tricircle", "/x\"y\\z%0A"), UNMATCHED);
+        assert_eq!(
+            method_label(&axum::http::Method::from_bytes(b"JUNK").unwrap()),
+            "other"
+        );
+    }
+}
