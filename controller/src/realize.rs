@@ -38,6 +38,9 @@ pub const FULL_PASS_EVERY: Duration = Duration::from_secs(60);
 pub const LOG_RETENTION: Duration = Duration::from_secs(600);
 /// Change-log entries beyond which one full pass replaces the incremental one.
 pub const BACKLOG_FOR_FULL: usize = 2000;
+/// How long a reader waits for the background realizer to catch up before answering from
+/// what it holds.
+const READ_CATCH_UP: Duration = Duration::from_secs(2);
 /// Rounds of "read the log, allocate" per incremental pass (allocations log changes too).
 const MAX_ROUNDS: usize = 4;
 
@@ -151,6 +154,8 @@ struct Model {
 /// background task.
 pub struct Realizer {
     kick: Notify,
+    /// The change-log position the last successful pass caught up to (readers wait on it).
+    applied: watch::Sender<i64>,
     /// Allocations that failed on their last attempt, with why (a pool exhausted, say): the
     /// services answer a request that needs one with that error instead of a silent 2xx.
     failures: std::sync::Mutex<BTreeMap<AllocationKey, DomainError>>,
@@ -192,6 +197,7 @@ impl Realizer {
         Realizer {
             kick: Notify::new(),
             failures: std::sync::Mutex::new(BTreeMap::new()),
+            applied: watch::Sender::new(i64::MIN),
             model: Mutex::new(Model::default()),
             hub: NodeHub::default(),
             full_every: every,
@@ -282,8 +288,37 @@ impl Realizer {
             .record_realize(res.is_ok(), started.elapsed(), published);
         if let Ok(r) = &res {
             core.metrics.record_pass(r);
+            self.applied.send_replace(m.cursor.last());
         }
         res
+    }
+
+    /// The intent for a reader (a GET): waits, briefly, for the background task to catch up
+    /// to the change log as of now — a reader sees its own writes — but never runs a pass
+    /// itself. 503 while the first pass has not loaded anything.
+    pub async fn intent_read(&self, core: &Core) -> Result<Arc<Intent>, DomainError> {
+        let target = core.store.last_change_seq().await?;
+        let mut rx = self.applied.subscribe();
+        if *rx.borrow_and_update() < target {
+            self.kick();
+            let deadline = tokio::time::Instant::now() + READ_CATCH_UP;
+            while *rx.borrow_and_update() < target {
+                if tokio::time::timeout_at(deadline, rx.changed())
+                    .await
+                    .is_err()
+                {
+                    tracing::debug!(target, "a reader waited for the realizer in vain; answering from its current intent");
+                    break;
+                }
+            }
+        }
+        self.current_intent().await.ok_or_else(|| {
+            DomainError::new(
+                crate::error::ErrorClass::Unavailable,
+                "ServiceUnavailable",
+                "the controller is still loading its intent; retry",
+            )
+        })
     }
 
     async fn full(&self, core: &Core, m: &mut Model) -> Result<PassReport, DomainError> {

@@ -81,7 +81,7 @@ pub(crate) async fn handle(
         Op::List => {
             let q = ListQuery::parse(&ctx.query, ATTRS)?;
             let project = (!who.is_admin()).then(|| who.project_id.clone());
-            let intent = app.realizer.intent(app).await?;
+            let intent = app.realizer.intent_read(app).await?;
             let items = app
                 .store
                 .list_floatingips(project.as_deref())
@@ -98,7 +98,7 @@ pub(crate) async fn handle(
             check_id(id, "Floating IP", "FloatingIPNotFound")?;
             let f = floatingips::load_own(app, who, id).await?;
             let q = ListQuery::parse(&ctx.query, ATTRS)?;
-            let intent = app.realizer.intent(app).await?;
+            let intent = app.realizer.intent_read(app).await?;
             Ok(respond(
                 StatusCode::OK,
                 &q.show_body(render(&f, &intent), "floatingip"),

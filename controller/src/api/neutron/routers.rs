@@ -99,7 +99,7 @@ async fn load_own(app: &App, who: &Identity, id: &str) -> Result<Router, DomainE
 }
 
 async fn gateway_port(app: &App, router: &str) -> Result<Option<Port>, DomainError> {
-    let intent = app.realizer.intent(app).await?;
+    let intent = app.realizer.intent_read(app).await?;
     let p = intent
         .ports_of(router)
         .find(|p| p.device_owner == OWNER_GATEWAY)
@@ -208,7 +208,7 @@ pub(crate) async fn handle(
         Op::List => {
             let q = ListQuery::parse(&ctx.query, ATTRS)?;
             let project = (!who.is_admin()).then(|| who.project_id.clone());
-            let intent = app.realizer.intent(app).await?;
+            let intent = app.realizer.intent_read(app).await?;
             let reports = realize::Reports::load(app).await?;
             let mut items = Vec::new();
             for r in app.store.list_routers(project.as_deref()).await? {
