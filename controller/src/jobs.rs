@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use crate::core::Core;
 use crate::error::DomainError;
+use crate::store::l3::JobState;
 
 /// How long a job may stay RUNNING before it fails (and is retried).
 pub const JOB_TIMEOUT: Duration = Duration::from_secs(120);
@@ -24,47 +25,47 @@ fn age_secs(ts: &str) -> u64 {
 /// Moves every unfinished job one step.
 pub async fn advance(core: &Core) -> Result<(), DomainError> {
     let jobs = core.store.list_jobs().await?;
-    if jobs
-        .iter()
-        .all(|j| j.status == "SUCCESS" || (j.status == "FAIL" && j.attempts >= MAX_ATTEMPTS))
-    {
+    if jobs.iter().all(|j| {
+        j.status == JobState::Success || (j.status == JobState::Fail && j.attempts >= MAX_ATTEMPTS)
+    }) {
         return Ok(());
     }
     // Every node's report, read once for all the jobs.
     let reports = crate::realize::Reports::load(core).await?;
     for job in jobs {
-        match job.status.as_str() {
-            "NEW" => {
+        match job.status {
+            JobState::New => {
                 core.store
-                    .set_job(&job.id, "RUNNING", job.attempts + 1, None)
+                    .set_job(&job.id, JobState::Running, job.attempts + 1, None)
                     .await?;
             }
-            "RUNNING" => {
+            JobState::Running => {
                 if core.store.get_router(&job.resource_id).await.is_err() {
                     // The router is gone: nothing left to realize.
                     core.store
-                        .set_job(&job.id, "SUCCESS", job.attempts, None)
+                        .set_job(&job.id, JobState::Success, job.attempts, None)
                         .await?;
                     continue;
                 }
                 match reports.router(&core.realizer.hub, &job.resource_id) {
                     Ok(true) => {
                         core.store
-                            .set_job(&job.id, "SUCCESS", job.attempts, None)
+                            .set_job(&job.id, JobState::Success, job.attempts, None)
                             .await?;
                         core.metrics.record_job(
                             &job.kind,
-                            "SUCCESS",
+                            JobState::Success.as_str(),
                             Duration::from_secs(age_secs(&job.timestamp).min(86_400)),
                         );
                         tracing::info!(job = %job.id, router = %job.resource_id, "job done");
                     }
                     Ok(false) if age_secs(&job.timestamp) > JOB_TIMEOUT.as_secs() => {
-                        core.metrics.record_job(&job.kind, "FAIL", JOB_TIMEOUT);
+                        core.metrics
+                            .record_job(&job.kind, JobState::Fail.as_str(), JOB_TIMEOUT);
                         core.store
                             .set_job(
                                 &job.id,
-                                "FAIL",
+                                JobState::Fail,
                                 job.attempts,
                                 Some("nodes did not apply the change in time"),
                             )
@@ -75,22 +76,22 @@ pub async fn advance(core: &Core) -> Result<(), DomainError> {
                         tracing::warn!(job = %job.id, router = %job.resource_id, %reason, "job failed");
                         core.metrics.record_job(
                             &job.kind,
-                            "FAIL",
+                            JobState::Fail.as_str(),
                             Duration::from_secs(age_secs(&job.timestamp).min(86_400)),
                         );
                         core.store
-                            .set_job(&job.id, "FAIL", job.attempts, Some(&reason))
+                            .set_job(&job.id, JobState::Fail, job.attempts, Some(&reason))
                             .await?;
                     }
                 }
             }
-            "FAIL" if job.attempts < MAX_ATTEMPTS => {
+            JobState::Fail if job.attempts < MAX_ATTEMPTS => {
                 let backoff = (1u64 << job.attempts.clamp(0, 6)).min(60);
                 if age_secs(&job.timestamp) >= backoff {
                     core.store
                         .set_job(
                             &job.id,
-                            "RUNNING",
+                            JobState::Running,
                             job.attempts + 1,
                             job.last_error.as_deref(),
                         )
@@ -118,7 +119,7 @@ pub async fn requeue_unrealized(
         let job = jobs
             .iter()
             .find(|j| j.kind == "router" && j.resource_id == r.id);
-        if job.is_some_and(|j| j.status != "SUCCESS") {
+        if job.is_some_and(|j| j.status != JobState::Success) {
             continue;
         }
         if reports.router(&core.realizer.hub, &r.id) == Ok(false) {

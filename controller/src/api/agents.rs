@@ -304,7 +304,7 @@ pub async fn handle(app: &App, ctx: &Ctx, segs: &[&str]) -> Result<Response, Dom
                 }
                 ([id], &Method::DELETE) => {
                     let j = app.store.get_job(id).await?;
-                    if j.status == "RUNNING" {
+                    if j.status == crate::store::l3::JobState::Running {
                         return Err(DomainError::conflict(
                             "JobRunning",
                             format!("job {id} is running"),

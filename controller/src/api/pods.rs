@@ -37,14 +37,14 @@ async fn route(app: Arc<App>, ctx: Ctx) -> Result<Response, DomainError> {
         },
         ["openapi"] => Ok(respond(StatusCode::OK, &crate::api::openapi::document())),
         ["metrics"] => {
-            let mut jobs = std::collections::BTreeMap::<String, usize>::new();
+            let mut jobs = std::collections::BTreeMap::<&str, usize>::new();
             for j in app.store.list_jobs().await? {
-                *jobs.entry(j.status).or_default() += 1;
+                *jobs.entry(j.status.as_str()).or_default() += 1;
             }
             let mut extra = String::from(
                 "# HELP crosspod_controller_jobs Jobs by state.\n# TYPE crosspod_controller_jobs gauge\n",
             );
-            for s in ["NEW", "RUNNING", "SUCCESS", "FAIL"] {
+            for s in crate::store::l3::JobState::ALL.map(|j| j.as_str()) {
                 extra.push_str(&format!(
                     "crosspod_controller_jobs{{status=\"{s}\"}} {}\n",
                     jobs.get(s).copied().unwrap_or(0)

@@ -221,14 +221,53 @@ pub struct Job {
     pub resource_id: String,
     /// Owner project.
     pub project_id: String,
-    /// NEW, RUNNING, SUCCESS, FAIL.
-    pub status: String,
+    /// Where it is.
+    pub status: JobState,
     /// Last state change.
     pub timestamp: String,
     /// Attempts made.
     pub attempts: i64,
     /// Last failure.
     pub last_error: Option<String>,
+}
+
+/// A job's state, as Tricircle names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum JobState {
+    /// Queued, not started.
+    New,
+    /// The nodes it touches are catching up.
+    Running,
+    /// Every node reports the change applied.
+    Success,
+    /// An agent failed it or it timed out (retried with backoff).
+    Fail,
+}
+
+impl JobState {
+    /// Every state, in life-cycle order.
+    pub const ALL: [JobState; 4] = [
+        JobState::New,
+        JobState::Running,
+        JobState::Success,
+        JobState::Fail,
+    ];
+
+    /// As stored and shown.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobState::New => "NEW",
+            JobState::Running => "RUNNING",
+            JobState::Success => "SUCCESS",
+            JobState::Fail => "FAIL",
+        }
+    }
+
+    /// From its stored name.
+    pub fn parse(s: &str) -> Option<JobState> {
+        JobState::ALL.into_iter().find(|j| j.as_str() == s)
+    }
 }
 
 fn json_col<T: serde::de::DeserializeOwned>(
@@ -298,7 +337,14 @@ fn job_from_row(r: &AnyRow) -> Result<Job, StoreError> {
         kind: col_s(r, "type")?,
         resource_id: col_s(r, "resource_id")?,
         project_id: col_s(r, "project_id")?,
-        status: col_s(r, "status")?,
+        status: {
+            let s = col_s(r, "status")?;
+            JobState::parse(&s).ok_or_else(|| StoreError::Corrupt {
+                column: "status",
+                object: "jobs".into(),
+                detail: format!("{s:?} is not a job state"),
+            })?
+        },
         timestamp: col_s(r, "timestamp")?,
         attempts: col_i(r, "attempts")?,
         last_error: col_os(r, "last_error")?,
@@ -997,13 +1043,13 @@ impl Store {
     pub async fn set_job(
         &self,
         id: &str,
-        status: &str,
+        status: JobState,
         attempts: i64,
         error: Option<&str>,
     ) -> Result<(), StoreError> {
         let mut w = self.begin_write().await?;
         sqlx::query("UPDATE jobs SET status = $1, attempts = $2, last_error = $3, timestamp = $4 WHERE id = $5")
-            .bind(status.to_string())
+            .bind(status.as_str())
             .bind(attempts)
             .bind(error.map(str::to_string))
             .bind(now())
