@@ -21,7 +21,8 @@ pub struct Pool {
 impl Pool {
     /// Number of addresses in the pool.
     pub fn size(&self) -> u128 {
-        to_u128(self.end) - to_u128(self.start) + 1
+        // Saturating: a pool of all of IPv6 has 2^128 addresses, one more than u128 holds.
+        (to_u128(self.end).saturating_sub(to_u128(self.start))).saturating_add(1)
     }
     /// Whether `ip` is inside.
     pub fn contains(&self, ip: IpAddr) -> bool {
@@ -193,7 +194,10 @@ pub fn overlaps(a: &IpNet, b: &IpNet) -> bool {
 
 /// Total number of addresses in the pools.
 pub fn pools_size(pools: &[Pool]) -> u128 {
-    pools.iter().map(Pool::size).sum()
+    pools
+        .iter()
+        .map(Pool::size)
+        .fold(0u128, u128::saturating_add)
 }
 
 /// Pools up to this size are scanned for the lowest free address; larger ones get random
@@ -205,8 +209,9 @@ pub fn lowest_free(pools: &[Pool], taken: &HashSet<IpAddr>, max: usize) -> Vec<I
     let mut out = Vec::new();
     for p in pools {
         let (lo, hi) = (to_u128(p.start), to_u128(p.end));
-        let mut v = lo;
-        while v <= hi {
+        // Inclusive and without `+ 1` past `hi`: a pool ending at the last IPv6 address
+        // must stop there, not wrap around to `::`.
+        for v in lo..=hi {
             let ip = from_u128(v, p.start);
             if !taken.contains(&ip) {
                 out.push(ip);
@@ -214,7 +219,6 @@ pub fn lowest_free(pools: &[Pool], taken: &HashSet<IpAddr>, max: usize) -> Vec<I
                     return out;
                 }
             }
-            v += 1;
         }
     }
     out
@@ -306,6 +310,27 @@ mod tests {
         let c = parse_cidr("c", "10.1.0.0/24").unwrap();
         assert!(overlaps(&a, &b) && overlaps(&b, &a));
         assert!(!overlaps(&a, &c));
+    }
+
+    #[test]
+    fn a_full_pool_at_the_end_of_the_address_space_stays_full() {
+        let net: IpNet = "ffff:ffff:ffff:ffff:ffff:ffff:ffff:fff0/124"
+            .parse()
+            .unwrap();
+        let pools = default_pools(&net, Some(default_gateway(&net)));
+        let taken: HashSet<IpAddr> = pools
+            .iter()
+            .flat_map(|p| lowest_free(std::slice::from_ref(p), &HashSet::new(), 64))
+            .collect();
+        assert_eq!(taken.len() as u128, pools_size(&pools));
+        assert!(taken.contains(&ip("ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff")));
+        assert!(lowest_free(&pools, &taken, 16).is_empty(), "no wrap to ::");
+        let all = Pool {
+            start: ip("::"),
+            end: ip("ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff"),
+        };
+        assert_eq!(all.size(), u128::MAX);
+        assert!(random_in(&[all], 12345).is_some());
     }
 
     #[test]

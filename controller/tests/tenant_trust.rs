@@ -450,3 +450,47 @@ fn an_exhausted_bridge_pool_is_a_409_and_changes_nothing() {
         "local router",
     );
 }
+
+#[test]
+fn a_full_ipv6_pool_at_the_end_of_the_space_is_a_409_not_a_wrap() {
+    let c = start(&[]);
+    let n = ok(
+        c.n(
+            "POST",
+            "/v2.0/networks",
+            Some(DEMO),
+            Some(&json!({"network": {"name": "v6"}})),
+        ),
+        "net",
+    );
+    let nid = n["network"]["id"].as_str().unwrap().to_string();
+    ok(
+        c.n("POST", "/v2.0/subnets", Some(DEMO), Some(&json!({"subnet": {"network_id": nid, "ip_version": 6, "cidr": "ffff:ffff:ffff:ffff:ffff:ffff:ffff:fff0/124"}}))),
+        "subnet",
+    );
+    let mut seen = std::collections::HashSet::new();
+    let status = loop {
+        let (s, v) = c.n(
+            "POST",
+            "/v2.0/ports",
+            Some(DEMO),
+            Some(&json!({"port": {"network_id": nid}})),
+        );
+        if s != 201 {
+            break (s, v);
+        }
+        let ip = v["port"]["fixed_ips"][0]["ip_address"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert!(
+            ip.starts_with("ffff:"),
+            "an address inside the subnet: {ip}"
+        );
+        assert!(seen.insert(ip), "no address twice");
+        assert!(seen.len() <= 14, "the pool holds 14 addresses");
+    };
+    assert_eq!(seen.len(), 14);
+    assert_eq!(status.0, 409, "{}", status.1);
+    assert!(!c.log_has_5xx());
+}
