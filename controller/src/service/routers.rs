@@ -6,8 +6,6 @@
 
 use std::net::IpAddr;
 
-use planner::AllocationKey;
-
 use crate::auth::Identity;
 use crate::core::Core;
 use crate::error::{DomainError, ErrorClass, StoreError};
@@ -565,23 +563,7 @@ pub async fn add_interface(
 /// VLANs) could not be made.
 async fn needed_allocations(core: &Core, r: &Router) -> Result<(), DomainError> {
     let intent = core.realizer.intent(core).await?;
-    let networks: Vec<String> = intent
-        .ports_of(&r.id)
-        .map(|p| p.network_id.clone())
-        .collect();
-    // Only what the intent needs now: a failure recorded for an earlier state (a router since
-    // deleted) is no reason to refuse this one.
-    let needed = planner::needed_allocations(&intent.snapshot);
-    let failed = core.realizer.failures(|k| {
-        needed.contains(k)
-            && match k {
-                AllocationKey::BridgeNetwork { project_id } => *project_id == r.project_id,
-                AllocationKey::BridgeIp { router_id, .. }
-                | AllocationKey::LegIp { router_id, .. } => *router_id == r.id,
-                AllocationKey::LocalTag { network_id, .. } => networks.contains(network_id),
-            }
-    });
-    match failed.into_iter().next() {
+    match core.realizer.router_failure(&intent, &r.id) {
         None => Ok(()),
         Some((key, e)) => Err(DomainError::conflict(
             if e.kind == "HTTPInternalServerError" {
