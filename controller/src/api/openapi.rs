@@ -91,7 +91,37 @@ pub fn document() -> Value {
         "PortUpdate",
         crate::api::neutron::ports::ATTRS,
     );
+    let (routers, router) = collection(
+        "router",
+        "routers",
+        "RouterCreate",
+        "RouterUpdate",
+        crate::api::neutron::routers::ATTRS,
+    );
+    let (fips, fip) = collection(
+        "floatingip",
+        "floatingips",
+        "FloatingIpCreate",
+        "FloatingIpUpdate",
+        crate::api::neutron::floatingips::ATTRS,
+    );
     let s = |t: &str| json!({"type": t});
+    let uuid = json!({"type": "string", "format": "uuid"});
+    let nullable_uuid = json!({"type": "string", "format": "uuid", "nullable": true});
+    let gateway = json!({"type": "object", "nullable": true, "additionalProperties": false, "properties": {
+        "network_id": uuid, "enable_snat": s("boolean"),
+        "external_fixed_ips": {"type": "array", "items": {"type": "object", "properties": {"subnet_id": uuid, "ip_address": {"type": "string", "format": "ip"}}}}}});
+    let quota = json!({"type": "object", "additionalProperties": false, "properties": {
+        "network": s("integer"), "subnet": s("integer"), "port": s("integer"), "router": s("integer"),
+        "floatingip": s("integer"), "force": s("boolean")}});
+    let project_param =
+        json!({"name": "project_id", "in": "path", "required": true, "schema": s("string")});
+    let action = |summary: &str| {
+        json!({"summary": summary, "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/RouterInterface"}}}},
+               "responses": {"200": ok(json!({"type": "object"})), "400": err(), "401": err(), "403": err(), "404": err(), "409": err()}})
+    };
+    let quota_get =
+        || json!({"responses": {"200": ok(json!({"type": "object"})), "401": err(), "403": err()}});
     let str_list = json!({"type": "array", "items": {"type": "string"}});
     let pools = json!({"type": "array", "items": {"type": "object", "required": ["start", "end"], "properties": {"start": {"type": "string", "format": "ip"}, "end": {"type": "string", "format": "ip"}}, "additionalProperties": false}});
     let routes = json!({"type": "array", "items": {"type": "object", "required": ["destination", "nexthop"], "properties": {"destination": s("string"), "nexthop": s("string")}}});
@@ -130,6 +160,25 @@ pub fn document() -> Value {
                     "name": s("string"), "description": s("string"), "admin_state_up": s("boolean"), "fixed_ips": fixed,
                     "device_id": s("string"), "device_owner": s("string"), "binding:host_id": s("string"),
                     "port_security_enabled": s("boolean"), "security_groups": {"type": "array", "maxItems": 0}}},
+                "RouterCreate": {"type": "object", "additionalProperties": false, "properties": {
+                    "name": s("string"), "description": s("string"), "admin_state_up": s("boolean"),
+                    "external_gateway_info": gateway, "routes": routes, "availability_zone_hints": str_list,
+                    "distributed": s("boolean"), "ha": s("boolean"), "flavor_id": {"type": "string", "nullable": true},
+                    "tags": str_list, "project_id": s("string"), "tenant_id": s("string")}},
+                "RouterUpdate": {"type": "object", "additionalProperties": false, "properties": {
+                    "name": s("string"), "description": s("string"), "admin_state_up": s("boolean"),
+                    "external_gateway_info": gateway, "routes": {"type": "array", "nullable": true, "items": routes["items"]}, "tags": str_list}},
+                "RouterInterface": {"type": "object", "description": "exactly one of subnet_id and port_id", "additionalProperties": false, "properties": {
+                    "subnet_id": uuid, "port_id": uuid}},
+                "FloatingIpCreate": {"type": "object", "required": ["floating_network_id"], "additionalProperties": false, "properties": {
+                    "floating_network_id": uuid, "floating_ip_address": {"type": "string", "format": "ip"}, "subnet_id": uuid,
+                    "port_id": nullable_uuid, "fixed_ip_address": {"type": "string", "format": "ip", "nullable": true},
+                    "description": s("string"), "tags": str_list, "qos_policy_id": {"type": "string", "nullable": true},
+                    "dns_domain": s("string"), "dns_name": s("string"), "project_id": s("string"), "tenant_id": s("string")}},
+                "FloatingIpUpdate": {"type": "object", "additionalProperties": false, "properties": {
+                    "port_id": nullable_uuid, "fixed_ip_address": {"type": "string", "format": "ip", "nullable": true},
+                    "description": s("string"), "tags": str_list}},
+                "QuotaUpdate": quota,
                 "PodCreate": {"type": "object", "required": ["pod"], "properties": {"pod": {"type": "object", "required": ["region_name"], "additionalProperties": false, "properties": {
                     "region_name": s("string"), "az_name": s("string"), "pod_az_name": s("string"), "dc_name": s("string")}}}}
             }
@@ -143,6 +192,18 @@ pub fn document() -> Value {
             "/v2.0/networks": nets, "/v2.0/networks/{id}": net,
             "/v2.0/subnets": subs, "/v2.0/subnets/{id}": sub,
             "/v2.0/ports": ports, "/v2.0/ports/{id}": port,
+            "/v2.0/routers": routers, "/v2.0/routers/{id}": router,
+            "/v2.0/routers/{id}/add_router_interface": {"parameters": [id_param()], "put": action("Add an interface (a subnet, or a port of the router's project) to a router")},
+            "/v2.0/routers/{id}/remove_router_interface": {"parameters": [id_param()], "put": action("Remove an interface from a router")},
+            "/v2.0/floatingips": fips, "/v2.0/floatingips/{id}": fip,
+            "/v2.0/quotas": {"get": {"summary": "List projects' non-default quotas (admin)", "responses": {"200": ok(json!({"type": "object"})), "401": err(), "403": err()}}},
+            "/v2.0/quotas/{project_id}": {"parameters": [project_param],
+                "get": {"summary": "A project's quota (admin or the project itself)", "responses": quota_get()["responses"]},
+                "put": {"summary": "Set a project's quota (admin)", "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "required": ["quota"], "properties": {"quota": {"$ref": "#/components/schemas/QuotaUpdate"}}, "additionalProperties": false}}}},
+                        "responses": {"200": ok(json!({"type": "object"})), "400": err(), "401": err(), "403": err()}},
+                "delete": {"summary": "Reset a project's quota to the defaults (admin)", "responses": {"204": {"description": "reset"}, "401": err(), "403": err()}}},
+            "/v2.0/quotas/{project_id}/details": {"parameters": [project_param], "get": quota_get()},
+            "/v2.0/quotas/{project_id}/default": {"parameters": [project_param], "get": quota_get()},
             "/v1.0/pods": {
                 "get": {"summary": "List pods (Tricircle API, port 19999)", "responses": {"200": ok(json!({"type": "object"})), "401": err(), "403": err()}},
                 "post": {"summary": "Create a pod (Tricircle API, port 19999)", "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/PodCreate"}}}},
