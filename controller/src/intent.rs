@@ -178,6 +178,11 @@ fn upsert_by_id<T>(v: &mut Vec<T>, id: &str, key: impl Fn(&T) -> &str, item: Opt
 }
 
 impl Intent {
+    /// The pod `node` is registered in.
+    pub fn node_pod(&self, node: &str) -> Option<&str> {
+        self.nodes.get(node).map(|n| n.pod.as_str())
+    }
+
     fn empty() -> Intent {
         Intent {
             snapshot: Snapshot {

@@ -32,6 +32,7 @@ pub async fn advance(core: &Core) -> Result<(), DomainError> {
     }
     // Every node's report, read once for all the jobs.
     let reports = crate::realize::Reports::load(core).await?;
+    let intent = core.realizer.current_intent().await;
     for job in jobs {
         match job.status {
             JobState::New => {
@@ -47,7 +48,12 @@ pub async fn advance(core: &Core) -> Result<(), DomainError> {
                         .await?;
                     continue;
                 }
-                match reports.router(&core.realizer.hub, &job.resource_id) {
+                match crate::realize::router_state(
+                    core,
+                    &reports,
+                    intent.as_deref(),
+                    &job.resource_id,
+                ) {
                     Ok(true) => {
                         core.store
                             .set_job(&job.id, JobState::Success, job.attempts, None)

@@ -209,9 +209,10 @@ impl Realizer {
         f.insert(key.clone(), e);
     }
 
-    fn clear_failure(&self, key: &AllocationKey) {
+    /// Forget a failure; whether there was one.
+    fn clear_failure(&self, key: &AllocationKey) -> bool {
         let mut f = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        f.remove(key);
+        f.remove(key).is_some()
     }
 
     /// The allocations whose last attempt failed and that `keep` selects, with why.
@@ -630,8 +631,13 @@ async fn allocate_and_release(core: &Core, plan: &planner::AllocationPlan, inten
             Err(e) => {
                 tracing::warn!(?key, error = %e, "allocation failed");
                 core.realizer.record_failure(key, DomainError::from(e));
+                mark_ports(core, intent, key, "ERROR").await;
             }
-            Ok(()) => core.realizer.clear_failure(key),
+            Ok(()) => {
+                if core.realizer.clear_failure(key) {
+                    mark_ports(core, intent, key, "DOWN").await;
+                }
+            }
         }
     }
     // Release IPs before the networks they come from.
@@ -639,6 +645,28 @@ async fn allocate_and_release(core: &Core, plan: &planner::AllocationPlan, inten
         core.realizer.clear_failure(key);
         if let Err(e) = release(core, key).await {
             tracing::warn!(?key, error = %e, "release failed");
+        }
+    }
+}
+
+/// A pod-local VLAN is what a port bound in that pod needs to carry traffic: while it cannot
+/// be allocated, those ports are `ERROR` (Neutron resources have no reason field; the
+/// controller's log and `/v1.0/agents` say why), and `DOWN` again once it is (the agent then
+/// reports them ACTIVE).
+async fn mark_ports(core: &Core, intent: &Intent, key: &AllocationKey, status: &str) {
+    let AllocationKey::LocalTag { network_id, pod } = key else {
+        return;
+    };
+    for p in intent.ports.values() {
+        let in_pod = intent.node_pod(&p.host_id) == Some(pod.as_str());
+        if p.network_id != *network_id || !in_pod {
+            continue;
+        }
+        match core.store.set_port_status(&p.id, status, None).await {
+            Ok(_) => {
+                tracing::info!(port = %p.id, status, network = %network_id, %pod, "port status follows its pod-local VLAN")
+            }
+            Err(e) => tracing::warn!(port = %p.id, error = %e, "setting a port's status failed"),
         }
     }
 }
@@ -714,11 +742,14 @@ async fn settle(core: &Core) -> Result<Settled, DomainError> {
     Ok(Settled { seq, intent, quiet })
 }
 
+/// A derived-id port made already (by another controller, or an earlier pass) is done; any
+/// other conflict — no address left in the subnet, say — is a failure to report, not a
+/// success to pretend.
 fn ignore_exists(r: Result<Port, StoreError>) -> Result<(), StoreError> {
     match r {
         Ok(_) => Ok(()),
         Err(e) if e.is_unique_violation() => Ok(()),
-        Err(StoreError::Rule(a)) if a.class == crate::error::ErrorClass::Conflict => Ok(()),
+        Err(StoreError::Rule(a)) if a.kind == "PortExists" => Ok(()),
         Err(e) => Err(e),
     }
 }
@@ -1102,14 +1133,29 @@ impl Reports {
     }
 }
 
-/// Whether one router is in place everywhere (see [`Reports::router`]).
+/// Whether one router is in place everywhere (see [`Reports::router`]); `Err` carries why
+/// not when it cannot be (an allocation it needs failed, or an agent failed it).
 pub async fn router_realized(
     core: &Core,
     router_id: &str,
 ) -> Result<Result<bool, String>, DomainError> {
-    Ok(Reports::load(core)
-        .await?
-        .router(&core.realizer.hub, router_id))
+    let reports = Reports::load(core).await?;
+    let intent = core.realizer.current_intent().await;
+    Ok(router_state(core, &reports, intent.as_deref(), router_id))
+}
+
+/// [`Reports::router`], after the realizer's own verdict: a router whose needed allocation
+/// failed is `Err` with the pool's reason, whatever the agents say.
+pub fn router_state(
+    core: &Core,
+    reports: &Reports,
+    intent: Option<&Intent>,
+    router_id: &str,
+) -> Result<bool, String> {
+    if let Some((key, e)) = intent.and_then(|i| core.realizer.router_failure(i, router_id)) {
+        return Err(format!("could not allocate {key:?}: {}", e.message));
+    }
+    reports.router(&core.realizer.hub, router_id)
 }
 
 /// The gateway IP of a project's router for a port, as the planner would serve it: used by

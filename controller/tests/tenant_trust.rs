@@ -494,3 +494,137 @@ fn a_full_ipv6_pool_at_the_end_of_the_space_is_a_409_not_a_wrap() {
     assert_eq!(status.0, 409, "{}", status.1);
     assert!(!c.log_has_5xx());
 }
+
+#[test]
+fn an_allocation_that_fails_later_shows_as_router_error_job_fail_and_realized_reason() {
+    let c = start(&[]);
+    pods(&c);
+    ok(register(&c, AGENT, "node1", "RegionOne", false), "node1");
+    ok(register(&c, AGENT, "node2", "RegionTwo", false), "node2");
+    // A VLAN network that may stretch (no hints), with a /29: gateway .1 and five addresses.
+    let n = ok(
+        c.n("POST", "/v2.0/networks", Some(ADMIN), Some(&json!({"network": {"name": "small", "project_id": "demo", "provider:network_type": "vlan"}}))),
+        "network",
+    );
+    let net = n["network"]["id"].as_str().unwrap().to_string();
+    let s = ok(
+        c.n(
+            "POST",
+            "/v2.0/subnets",
+            Some(DEMO),
+            Some(&json!({"subnet": {"network_id": net, "cidr": "10.8.0.0/29", "ip_version": 4}})),
+        ),
+        "subnet",
+    );
+    let sub = s["subnet"]["id"].as_str().unwrap().to_string();
+    let r = ok(own_router(&c, DEMO, json!({"name": "R"})), "router");
+    let rid = r["router"]["id"].as_str().unwrap().to_string();
+    ok(
+        c.n(
+            "PUT",
+            &format!("/v2.0/routers/{rid}/add_router_interface"),
+            Some(DEMO),
+            Some(&json!({"subnet_id": sub})),
+        ),
+        "interface",
+    );
+    let mut fillers = Vec::new();
+    for _ in 0..5 {
+        let p = ok(
+            c.n(
+                "POST",
+                "/v2.0/ports",
+                Some(DEMO),
+                Some(&json!({"port": {"network_id": net}})),
+            ),
+            "filler",
+        );
+        fillers.push(p["port"]["id"].as_str().unwrap().to_string());
+    }
+    // Binding ports in both pods stretches the network: the second pod's router instance
+    // needs a leg IP the full subnet cannot give. The binding itself succeeds; the failure
+    // shows where Neutron shows failures.
+    for (p, host) in [(&fillers[0], "node1"), (&fillers[1], "node2")] {
+        ok(
+            c.n(
+                "PUT",
+                &format!("/v2.0/ports/{p}"),
+                Some(ADMIN),
+                Some(&json!({"port": {"binding:host_id": host}})),
+            ),
+            "bind",
+        );
+    }
+    let realized = |timeout: u32| {
+        ok(
+            c.t(
+                "GET",
+                &format!("/v1.0/routers/{rid}/realized?timeout={timeout}"),
+                Some(DEMO),
+                None,
+            ),
+            "realized",
+        )
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let v = loop {
+        let v = realized(1);
+        if v["error"].is_string() || std::time::Instant::now() > deadline {
+            break v;
+        }
+    };
+    let reason = v["error"].as_str().unwrap_or_default().to_string();
+    assert_eq!(v["realized"], false, "{v}");
+    assert!(
+        reason.contains("LegIp"),
+        "the reason names the allocation: {v}"
+    );
+    let r = ok(
+        c.n("GET", &format!("/v2.0/routers/{rid}"), Some(DEMO), None),
+        "show",
+    );
+    assert_eq!(r["router"]["status"], "ERROR", "{r}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let job = loop {
+        let jobs = ok(c.t("GET", "/v1.0/jobs", Some(ADMIN), None), "jobs");
+        let job = jobs["jobs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|j| j["resource_id"] == rid.as_str())
+            .cloned()
+            .unwrap_or_default();
+        if job["status"] == "FAIL" || std::time::Instant::now() > deadline {
+            break job;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    assert_eq!(job["status"], "FAIL", "{job}");
+    assert!(
+        job["last_error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("LegIp"),
+        "{job}"
+    );
+    // An address freed, the allocation succeeds and the reason goes.
+    let (s, _) = c.n(
+        "DELETE",
+        &format!("/v2.0/ports/{}", fillers[4]),
+        Some(DEMO),
+        None,
+    );
+    assert_eq!(s, 204);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let v = realized(1);
+        if v["error"].is_null() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the failure stays: {v}"
+        );
+    }
+    assert!(!c.log_has_5xx());
+}

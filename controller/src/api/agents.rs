@@ -206,7 +206,8 @@ pub async fn handle(app: &App, ctx: &Ctx, segs: &[&str]) -> Result<Response, Dom
                                     .set_port_status(&p.port_id, "DOWN", Some(&p.host))
                                     .await
                             }
-                            Ok(port) if port.host_id == p.host => {
+                            // ERROR (no pod-local VLAN) is the realizer's to lift.
+                            Ok(port) if port.host_id == p.host && port.status != "ERROR" => {
                                 app.store.set_port_status(&p.port_id, "DOWN", None).await
                             }
                             _ => Ok(false),

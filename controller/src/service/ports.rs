@@ -185,17 +185,17 @@ pub async fn update(
         if let Some(v) = u.admin_state_up {
             p.admin_state_up = v;
         }
-        if let Some(v) = &u.device_owner {
-            if *v != p.device_owner {
-                check_device_owner(who, "update_port", v, &t)?;
-            }
-            p.device_owner = v.clone();
-        }
         if let Some(v) = &u.device_id {
             if *v != p.device_id {
                 check_device_id(core, who, v).await?;
             }
             p.device_id = v.clone();
+        }
+        if let Some(v) = &u.device_owner {
+            if *v != p.device_owner {
+                check_device_owner(who, "update_port", v, &t)?;
+            }
+            p.device_owner = v.clone();
         }
         if let Some(v) = &u.host_id {
             policy::enforce(who, "update_port:binding:host_id", &t)?;

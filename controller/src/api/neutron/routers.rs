@@ -73,7 +73,7 @@ pub async fn render(
         }
     };
     let realized = match reports {
-        Some(rep) => rep.router(&app.realizer.hub, &r.id),
+        Some(rep) => realize::router_state(app, rep, intent, &r.id),
         None => realize::router_realized(app, &r.id).await?,
     };
     let status = match realized {
