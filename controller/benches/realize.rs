@@ -692,7 +692,7 @@ impl Bench {
     fn snapshot(&self) -> planner::Snapshot {
         must(
             self.rt
-                .block_on(controller::realize::read_intent(&self.app)),
+                .block_on(controller::realize::read_intent(&*self.app)),
             "read intent",
         )
         .snapshot
@@ -700,7 +700,7 @@ impl Bench {
 
     fn run_realizer(&self) -> usize {
         self.rt
-            .block_on(self.app.realizer.run(&self.app))
+            .block_on(self.app.realizer.run(&*self.app))
             .unwrap_or_else(|e| panic!("realization failed: {}", e.message))
     }
 
@@ -901,7 +901,7 @@ impl Bench {
         while self.more(full.len(), started, 5, 1) {
             let t = Instant::now();
             let published = must(
-                self.rt.block_on(controller::realize::realize(&self.app)),
+                self.rt.block_on(controller::realize::realize(&*self.app)),
                 "full pass",
             );
             full.push(ms(t.elapsed()));
@@ -1025,7 +1025,7 @@ impl Bench {
                 let t = Instant::now();
                 let r = self
                     .rt
-                    .block_on(controller::realize::router_realized(&self.app, &router));
+                    .block_on(controller::realize::router_realized(&*self.app, &router));
                 took.push(ms(t.elapsed()));
                 assert!(r.is_ok(), "router_realized failed");
             }
@@ -1039,7 +1039,7 @@ impl Bench {
                 let t = Instant::now();
                 let snap = self
                     .rt
-                    .block_on(self.app.realizer.intent(&self.app))
+                    .block_on(self.app.realizer.intent(&*self.app))
                     .map(|i| i.snapshot.clone());
                 took.push(ms(t.elapsed()));
                 assert!(snap.is_ok(), "the realizer's intent");
@@ -1170,7 +1170,7 @@ impl Bench {
             let fleet = &self.cloud.fleet_ports;
             self.rt.block_on(async {
                 for (node, port) in fleet {
-                    let (_, s) = controller::realize::published_state(app, node)
+                    let (_, s) = controller::realize::published_state(&**app, node)
                         .await
                         .unwrap_or_else(|e| panic!("state of {node}: {}", e.message))
                         .unwrap_or_else(|| panic!("{node} has no state"));
@@ -1349,7 +1349,7 @@ fn start(
     // What is published is exactly what the planner plans.
     bench.rt.block_on(async {
         for (node, want) in &states {
-            let (_, got) = controller::realize::published_state(&bench.app, node)
+            let (_, got) = controller::realize::published_state(&*bench.app, node)
                 .await
                 .unwrap_or_else(|e| panic!("state of {node}: {}", e.message))
                 .unwrap_or_else(|| panic!("{node} has no published state"));

@@ -49,3 +49,18 @@ impl Core {
         }))
     }
 }
+
+impl crate::realize::Deps for Core {
+    fn store(&self) -> &Store {
+        &self.store
+    }
+    fn config(&self) -> &Config {
+        &self.config
+    }
+    fn metrics(&self) -> &ControllerMetrics {
+        &self.metrics
+    }
+    fn realizer(&self) -> &Realizer {
+        &self.realizer
+    }
+}

@@ -120,22 +120,22 @@ impl ControllerMetrics {
     }
 
     /// Records what one realization pass did.
-    pub fn record_pass(&self, r: &crate::realize::PassReport) {
+    pub fn record_pass(&self, full: bool, changes: usize, replanned: usize, drift: bool) {
         self.passes
             .get_or_create(&labels(&[(
                 "kind",
-                if r.full { "full" } else { "incremental" },
+                if full { "full" } else { "incremental" },
             )]))
             .inc();
-        self.changes_read.inc_by(r.changes as u64);
-        self.replanned.inc_by(r.replanned as u64);
-        if r.drift {
+        self.changes_read.inc_by(changes as u64);
+        self.replanned.inc_by(replanned as u64);
+        if drift {
             self.drift.inc();
         }
     }
 
     /// Records one API request. `route` is the matched route template
-    /// ([`crate::api::routes::template`]), never the raw path, so the label set is bounded.
+    /// (the HTTP layer's route template), never the raw path, so the label set is bounded.
     pub fn record_request(
         &self,
         api: &str,

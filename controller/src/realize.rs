@@ -23,14 +23,29 @@ use ipnet::IpNet;
 use planner::{AllocationKey, Change};
 use tokio::sync::{watch, Mutex, Notify};
 
-use crate::core::Core;
+use crate::config::Config;
 use crate::error::{DomainError, StoreError};
 pub use crate::intent::Intent;
 use crate::intent::Patch;
 use crate::ipam;
+use crate::metrics::ControllerMetrics;
 use crate::naming::*;
 use crate::store::changes::{ChangeKind, Cursor};
+use crate::store::Store;
 use crate::store::{FixedIpRequest, NewNetwork, NewPort, Port, SegmentRequest, Subnet};
+
+/// What the realizer works with. The controller's `Core` provides it; the realizer knows
+/// nothing of who holds it (no import of the layers above).
+pub trait Deps: Send + Sync {
+    /// The store.
+    fn store(&self) -> &Store;
+    /// The configuration (VLAN ranges, bridge CIDR, intervals).
+    fn config(&self) -> &Config;
+    /// Where passes and allocations are counted.
+    fn metrics(&self) -> &ControllerMetrics;
+    /// The realizer itself (its failures and node hub).
+    fn realizer(&self) -> &Realizer;
+}
 
 /// How often the realizer re-reads the whole store (the level-triggered backstop).
 pub const FULL_PASS_EVERY: Duration = Duration::from_secs(60);
@@ -269,7 +284,7 @@ impl Realizer {
 
     /// Runs now (serialised with the background task): incremental, or full at start and
     /// when one is due. Returns how many node states were published.
-    pub async fn run(&self, core: &Core) -> Result<usize, DomainError> {
+    pub async fn run(&self, core: &dyn Deps) -> Result<usize, DomainError> {
         self.pass(core, false).await.map(|r| r.published)
     }
 
@@ -281,7 +296,7 @@ impl Realizer {
     /// The intent as of now: the change log is caught up first, so a request sees its own
     /// writes. Cheap to hold (shared, not copied); the realizer copies it only if it must
     /// change it while a request still holds it.
-    pub async fn intent(&self, core: &Core) -> Result<Arc<Intent>, DomainError> {
+    pub async fn intent(&self, core: &dyn Deps) -> Result<Arc<Intent>, DomainError> {
         self.pass(core, false).await?;
         let m = self.model.lock().await;
         m.new
@@ -290,12 +305,12 @@ impl Realizer {
     }
 
     /// Runs a full pass now (re-read everything, compare with the incremental picture).
-    pub async fn run_full(&self, core: &Core) -> Result<PassReport, DomainError> {
+    pub async fn run_full(&self, core: &dyn Deps) -> Result<PassReport, DomainError> {
         self.pass(core, true).await
     }
 
     /// One pass, full when asked, at start, or when due.
-    pub async fn pass(&self, core: &Core, full: bool) -> Result<PassReport, DomainError> {
+    pub async fn pass(&self, core: &dyn Deps, full: bool) -> Result<PassReport, DomainError> {
         let mut m = self.model.lock().await;
         let started = Instant::now();
         let due = m.new.is_none() || m.last_full.is_none_or(|t| t.elapsed() >= self.full_every);
@@ -315,10 +330,11 @@ impl Realizer {
             *m = Model::default();
         }
         let published = res.as_ref().map(|r| r.published).unwrap_or(0);
-        core.metrics
+        core.metrics()
             .record_realize(res.is_ok(), started.elapsed(), published);
         if let Ok(r) = &res {
-            core.metrics.record_pass(r);
+            core.metrics()
+                .record_pass(r.full, r.changes, r.replanned, r.drift);
             self.applied.send_replace(m.cursor.last());
         }
         res
@@ -327,8 +343,8 @@ impl Realizer {
     /// The intent for a reader (a GET): waits, briefly, for the background task to catch up
     /// to the change log as of now — a reader sees its own writes — but never runs a pass
     /// itself. 503 while the first pass has not loaded anything.
-    pub async fn intent_read(&self, core: &Core) -> Result<Arc<Intent>, DomainError> {
-        let target = core.store.last_change_seq().await?;
+    pub async fn intent_read(&self, core: &dyn Deps) -> Result<Arc<Intent>, DomainError> {
+        let target = core.store().last_change_seq().await?;
         let mut rx = self.applied.subscribe();
         if *rx.borrow_and_update() < target {
             self.kick();
@@ -352,7 +368,7 @@ impl Realizer {
         })
     }
 
-    async fn full(&self, core: &Core, m: &mut Model) -> Result<PassReport, DomainError> {
+    async fn full(&self, core: &dyn Deps, m: &mut Model) -> Result<PassReport, DomainError> {
         let mut report = PassReport {
             full: true,
             ..PassReport::default()
@@ -391,7 +407,7 @@ impl Realizer {
         m.new = Some(Arc::new(intent));
         m.cursor = Cursor::at(seq);
         m.last_full = Some(Instant::now());
-        if let Err(e) = core.store.prune_changes(LOG_RETENTION).await {
+        if let Err(e) = core.store().prune_changes(LOG_RETENTION).await {
             tracing::warn!(error = %e, "pruning the change log failed");
         }
         Ok(report)
@@ -400,10 +416,10 @@ impl Realizer {
     /// `Ok(None)`: the log holds more than [`BACKLOG_FOR_FULL`] entries; do a full pass.
     async fn incremental(
         &self,
-        core: &Core,
+        core: &dyn Deps,
         m: &mut Model,
     ) -> Result<Option<PassReport>, DomainError> {
-        let store = &core.store;
+        let store = &core.store();
         let mut report = PassReport::default();
         let mut patches: Vec<Patch> = Vec::new();
         let mut changes: Vec<Change> = Vec::new();
@@ -587,7 +603,7 @@ impl Realizer {
     /// in one transaction; returns how many revisions moved.
     async fn publish(
         &self,
-        core: &Core,
+        core: &dyn Deps,
         states: &BTreeMap<String, wire::NodeDesiredState>,
         seq: i64,
     ) -> Result<usize, DomainError> {
@@ -606,7 +622,7 @@ impl Realizer {
             return Ok(0);
         }
         crate::failpoint::hit("realize:publish");
-        let done = core.store.publish_node_states(&batch, seq).await?;
+        let done = core.store().publish_node_states(&batch, seq).await?;
         let mut moved = 0;
         for p in done {
             if p.moved {
@@ -625,16 +641,16 @@ impl Realizer {
     }
 }
 
-async fn allocate_and_release(core: &Core, plan: &planner::AllocationPlan, intent: &Intent) {
+async fn allocate_and_release(core: &dyn Deps, plan: &planner::AllocationPlan, intent: &Intent) {
     for key in &plan.allocate {
         match allocate(core, key, intent).await {
             Err(e) => {
                 tracing::warn!(?key, error = %e, "allocation failed");
-                core.realizer.record_failure(key, DomainError::from(e));
+                core.realizer().record_failure(key, DomainError::from(e));
                 mark_ports(core, intent, key, "ERROR").await;
             }
             Ok(()) => {
-                if core.realizer.clear_failure(key) {
+                if core.realizer().clear_failure(key) {
                     mark_ports(core, intent, key, "DOWN").await;
                 }
             }
@@ -642,7 +658,7 @@ async fn allocate_and_release(core: &Core, plan: &planner::AllocationPlan, inten
     }
     // Release IPs before the networks they come from.
     for key in plan.release.iter().rev() {
-        core.realizer.clear_failure(key);
+        core.realizer().clear_failure(key);
         if let Err(e) = release(core, key).await {
             tracing::warn!(?key, error = %e, "release failed");
         }
@@ -653,7 +669,7 @@ async fn allocate_and_release(core: &Core, plan: &planner::AllocationPlan, inten
 /// be allocated, those ports are `ERROR` (Neutron resources have no reason field; the
 /// controller's log and `/v1.0/agents` say why), and `DOWN` again once it is (the agent then
 /// reports them ACTIVE).
-async fn mark_ports(core: &Core, intent: &Intent, key: &AllocationKey, status: &str) {
+async fn mark_ports(core: &dyn Deps, intent: &Intent, key: &AllocationKey, status: &str) {
     let AllocationKey::LocalTag { network_id, pod } = key else {
         return;
     };
@@ -662,7 +678,7 @@ async fn mark_ports(core: &Core, intent: &Intent, key: &AllocationKey, status: &
         if p.network_id != *network_id || !in_pod {
             continue;
         }
-        match core.store.set_port_status(&p.id, status, None).await {
+        match core.store().set_port_status(&p.id, status, None).await {
             Ok(_) => {
                 tracing::info!(port = %p.id, status, network = %network_id, %pod, "port status follows its pod-local VLAN")
             }
@@ -672,16 +688,16 @@ async fn mark_ports(core: &Core, intent: &Intent, key: &AllocationKey, status: &
 }
 
 /// Reads the whole intent from the store (what a full pass starts from).
-pub async fn read_intent(core: &Core) -> Result<Intent, StoreError> {
-    Intent::load(&core.store).await
+pub async fn read_intent(core: &dyn Deps) -> Result<Intent, StoreError> {
+    Intent::load(core.store()).await
 }
 
 /// The state of `node` as the store holds it, with its revision filled in.
 pub async fn published_state(
-    core: &Core,
+    core: &dyn Deps,
     node: &str,
 ) -> Result<Option<(u64, wire::NodeDesiredState)>, DomainError> {
-    let Some((rev, content)) = core.store.node_state(node).await? else {
+    let Some((rev, content)) = core.store().node_state(node).await? else {
         return Ok(None);
     };
     let mut state: wire::NodeDesiredState = serde_json::from_str(&content)
@@ -693,7 +709,7 @@ pub async fn published_state(
 /// One full pass outside the realizer (re-read everything, collect, allocate, plan every node,
 /// publish the differences): what a non-incremental controller pays per change. The realizer
 /// does this at start and periodically; benchmarks compare it with the incremental pass.
-pub async fn realize(core: &Core) -> Result<usize, DomainError> {
+pub async fn realize(core: &dyn Deps) -> Result<usize, DomainError> {
     let Settled { seq, intent, .. } = settle(core).await?;
     let states = planner::plan_all(&intent.snapshot);
     let mut batch = Vec::new();
@@ -702,7 +718,7 @@ pub async fn realize(core: &Core) -> Result<usize, DomainError> {
             .map_err(|e| DomainError::internal(format!("serialising the state of {node}: {e}")))?;
         batch.push((node.clone(), content, None));
     }
-    let done = core.store.publish_node_states(&batch, seq).await?;
+    let done = core.store().publish_node_states(&batch, seq).await?;
     Ok(done.iter().filter(|p| p.moved).count())
 }
 
@@ -716,8 +732,8 @@ struct Settled {
     quiet: bool,
 }
 
-async fn settle(core: &Core) -> Result<Settled, DomainError> {
-    let store = &core.store;
+async fn settle(core: &dyn Deps) -> Result<Settled, DomainError> {
+    let store = &core.store();
     // The log position is read before each load: what commits after it is replayed by the
     // next incremental pass (harmless: every patch is idempotent), what committed before is
     // in the load — including this pass's own allocations, never replayed.
@@ -761,9 +777,9 @@ fn ignore_missing(r: Result<(), StoreError>) -> Result<(), StoreError> {
     }
 }
 
-async fn allocate(core: &Core, key: &AllocationKey, intent: &Intent) -> Result<(), StoreError> {
+async fn allocate(core: &dyn Deps, key: &AllocationKey, intent: &Intent) -> Result<(), StoreError> {
     crate::failpoint::hit("realize:allocate");
-    let store = &core.store;
+    let store = &core.store();
     match key {
         AllocationKey::BridgeNetwork { project_id } => {
             let net_id = bridge_network_id(project_id);
@@ -792,7 +808,7 @@ async fn allocate(core: &Core, key: &AllocationKey, intent: &Intent) -> Result<(
                             },
                             az_hints: Vec::new(),
                         },
-                        &core.config.network_vlan_ranges,
+                        &core.config().network_vlan_ranges,
                     )
                     .await;
                 if let Err(e) = r {
@@ -802,7 +818,7 @@ async fn allocate(core: &Core, key: &AllocationKey, intent: &Intent) -> Result<(
                 }
             }
             let cidr = store
-                .bridge_subnet(project_id, core.config.bridge_cidr)
+                .bridge_subnet(project_id, core.config().bridge_cidr)
                 .await?;
             let sid = bridge_subnet_id(project_id);
             if store.get_subnet(&sid).await.is_err() {
@@ -895,7 +911,7 @@ async fn allocate(core: &Core, key: &AllocationKey, intent: &Intent) -> Result<(
             )
         }
         AllocationKey::LocalTag { network_id, pod } => {
-            let reserved = core.config.network_vlan_ranges.range(BRIDGE_PHYSNET);
+            let reserved = core.config().network_vlan_ranges.range(BRIDGE_PHYSNET);
             let candidates: Vec<u16> = (100..=4000)
                 .filter(|t| !reserved.is_some_and(|(lo, hi)| (lo..=hi).contains(t)))
                 .collect();
@@ -907,8 +923,8 @@ async fn allocate(core: &Core, key: &AllocationKey, intent: &Intent) -> Result<(
     }
 }
 
-async fn release(core: &Core, key: &AllocationKey) -> Result<(), StoreError> {
-    let store = &core.store;
+async fn release(core: &dyn Deps, key: &AllocationKey) -> Result<(), StoreError> {
+    let store = &core.store();
     match key {
         AllocationKey::BridgeNetwork { project_id } => {
             ignore_missing(store.delete_subnet(&bridge_subnet_id(project_id)).await)?;
@@ -982,7 +998,7 @@ pub fn gateway_port_request(r: &crate::store::l3::Router) -> Result<Option<NewPo
 /// Makes a router's gateway port match its row: deletes a port on another network (or with
 /// other addresses than the row now asks for), creates the missing one.
 pub async fn ensure_gateway_port(
-    core: &Core,
+    core: &dyn Deps,
     r: &crate::store::l3::Router,
     existing: Option<&Port>,
 ) -> Result<(), DomainError> {
@@ -1002,12 +1018,12 @@ pub async fn ensure_gateway_port(
         if keep {
             return Ok(());
         }
-        ignore_missing(core.store.delete_port(&p.id).await)?;
+        ignore_missing(core.store().delete_port(&p.id).await)?;
     }
     let Some(port) = gateway_port_request(r)? else {
         return Ok(());
     };
-    match core.store.create_port(&port).await {
+    match core.store().create_port(&port).await {
         Err(e) if e.is_unique_violation() => Ok(()),
         other => other.map(|_| ()).map_err(DomainError::from),
     }
@@ -1016,7 +1032,7 @@ pub async fn ensure_gateway_port(
 /// Routers whose row names a gateway but whose gateway port is missing (a crash between the
 /// two writes): create it.
 async fn mend_gateways<'a>(
-    core: &Core,
+    core: &dyn Deps,
     intent: &Intent,
     routers: impl Iterator<Item = &'a String>,
 ) -> usize {
@@ -1052,7 +1068,7 @@ async fn mend_gateways<'a>(
 /// of deleted routers. Removed here so every change is resumable. `candidates` are the ports
 /// to judge (all of them on a full pass, the touched devices' ones on an incremental pass).
 async fn collect_garbage<'a>(
-    core: &Core,
+    core: &dyn Deps,
     intent: &Intent,
     candidates: impl Iterator<Item = &'a Port>,
 ) -> Result<usize, StoreError> {
@@ -1073,7 +1089,7 @@ async fn collect_garbage<'a>(
         // A floating-IP port is created just before its row: leave young ones alone.
         let young = p.device_owner == OWNER_FLOATINGIP && is_recent(&p.created_at);
         if orphan && !young {
-            ignore_missing(core.store.delete_port(&p.id).await)?;
+            ignore_missing(core.store().delete_port(&p.id).await)?;
             tracing::info!(port = %p.id, owner = %p.device_owner, device = %p.device_id, "removed an orphaned port");
             n += 1;
         }
@@ -1093,9 +1109,9 @@ pub struct Reports {
 
 impl Reports {
     /// Read every node's registration and last report.
-    pub async fn load(core: &Core) -> Result<Reports, DomainError> {
+    pub async fn load(core: &dyn Deps) -> Result<Reports, DomainError> {
         Ok(Reports {
-            agents: core.store.list_agents().await?,
+            agents: core.store().list_agents().await?,
         })
     }
 
@@ -1136,26 +1152,26 @@ impl Reports {
 /// Whether one router is in place everywhere (see [`Reports::router`]); `Err` carries why
 /// not when it cannot be (an allocation it needs failed, or an agent failed it).
 pub async fn router_realized(
-    core: &Core,
+    core: &dyn Deps,
     router_id: &str,
 ) -> Result<Result<bool, String>, DomainError> {
     let reports = Reports::load(core).await?;
-    let intent = core.realizer.current_intent().await;
+    let intent = core.realizer().current_intent().await;
     Ok(router_state(core, &reports, intent.as_deref(), router_id))
 }
 
 /// [`Reports::router`], after the realizer's own verdict: a router whose needed allocation
 /// failed is `Err` with the pool's reason, whatever the agents say.
 pub fn router_state(
-    core: &Core,
+    core: &dyn Deps,
     reports: &Reports,
     intent: Option<&Intent>,
     router_id: &str,
 ) -> Result<bool, String> {
-    if let Some((key, e)) = intent.and_then(|i| core.realizer.router_failure(i, router_id)) {
+    if let Some((key, e)) = intent.and_then(|i| core.realizer().router_failure(i, router_id)) {
         return Err(format!("could not allocate {key:?}: {}", e.message));
     }
-    reports.router(&core.realizer.hub, router_id)
+    reports.router(&core.realizer().hub, router_id)
 }
 
 /// The gateway IP of a project's router for a port, as the planner would serve it: used by

@@ -17,7 +17,7 @@ pub async fn background(core: Arc<Core>) {
     }
     let mut last_jobs = Instant::now() - Duration::from_secs(1);
     loop {
-        match core.realizer.pass(&core, false).await {
+        match core.realizer.pass(&*core, false).await {
             Err(e) => tracing::warn!(error = %e.message, "realization failed; will retry"),
             // A full pass is where a crash between a router's write and its job's queueing
             // is noticed: queue those jobs again.

@@ -43,6 +43,21 @@ pub struct App {
     pub long_polls: limits::LongPolls,
 }
 
+impl crate::realize::Deps for App {
+    fn store(&self) -> &crate::store::Store {
+        &self.core.store
+    }
+    fn config(&self) -> &Config {
+        &self.core.config
+    }
+    fn metrics(&self) -> &crate::metrics::ControllerMetrics {
+        &self.core.metrics
+    }
+    fn realizer(&self) -> &crate::realize::Realizer {
+        &self.core.realizer
+    }
+}
+
 impl std::ops::Deref for App {
     type Target = Core;
     fn deref(&self) -> &Core {
