@@ -124,6 +124,10 @@ pub struct Args {
     /// Pool of per-project bridge /24s [default: 100.0.0.0/9].
     #[arg(long, env = "CROSSPOD_BRIDGE_CIDR")]
     pub bridge_cidr: Option<ipnet::Ipv4Net>,
+    /// Pod-local VLAN tags of `local` networks, `LO:HI` on the bridge physnet, minus its
+    /// bridge range [default: 100:4000].
+    #[arg(long, env = "CROSSPOD_LOCAL_VLAN_RANGE")]
+    pub local_vlan_range: Option<String>,
     /// Tenant network types, first is the default for networks without provider attributes [default: local,vlan].
     #[arg(long, env = "CROSSPOD_TENANT_NETWORK_TYPES", value_delimiter = ',')]
     pub tenant_network_types: Option<Vec<NetworkType>>,
@@ -187,6 +191,8 @@ pub struct Config {
     pub network_vlan_ranges: VlanRanges,
     /// Bridge network pool.
     pub bridge_cidr: ipnet::Ipv4Net,
+    /// Pod-local VLAN tags (inclusive).
+    pub local_vlan_range: (u16, u16),
     /// Tenant network types (non-empty; first is the default).
     pub tenant_network_types: Vec<NetworkType>,
     /// Time between full realization passes.
@@ -276,6 +282,13 @@ impl Args {
                 .bridge_cidr
                 .or(file.bridge_cidr)
                 .unwrap_or_else(|| "100.0.0.0/9".parse().expect("valid default")),
+            local_vlan_range: vlan_range(
+                "local-vlan-range",
+                self.local_vlan_range
+                    .or(file.local_vlan_range)
+                    .as_deref()
+                    .unwrap_or("100:4000"),
+            )?,
             tenant_network_types,
             full_pass_interval: std::time::Duration::from_secs(
                 positive(
@@ -325,7 +338,7 @@ impl Config {
             .map(|t| format!("{:?}", t.as_str()))
             .collect();
         format!(
-            "bind = {:?}\ntricircle-port = {}\nneutron-port = {}\ndatabase = {:?}\ntokens-file = {:?}\nnetwork-vlan-ranges = {:?}\nbridge-cidr = {:?}\ntenant-network-types = [{}]\nfull-pass-interval = {}\nchange-log-poll-ms = {}\nlog-format = {:?}\nquota-network = {}\nquota-subnet = {}\nquota-port = {}\nquota-router = {}\nquota-floatingip = {}\nheader-timeout = {}\nbody-timeout = {}\nidle-timeout = {}\nlong-polls-per-node = {}\nlong-polls-per-project = {}\n",
+            "bind = {:?}\ntricircle-port = {}\nneutron-port = {}\ndatabase = {:?}\ntokens-file = {:?}\nnetwork-vlan-ranges = {:?}\nbridge-cidr = {:?}\nlocal-vlan-range = \"{}:{}\"\ntenant-network-types = [{}]\nfull-pass-interval = {}\nchange-log-poll-ms = {}\nlog-format = {:?}\nquota-network = {}\nquota-subnet = {}\nquota-port = {}\nquota-router = {}\nquota-floatingip = {}\nheader-timeout = {}\nbody-timeout = {}\nidle-timeout = {}\nlong-polls-per-node = {}\nlong-polls-per-project = {}\n",
             self.bind.to_string(),
             self.tricircle_port,
             self.neutron_port,
@@ -333,6 +346,8 @@ impl Config {
             self.tokens_file.display().to_string(),
             self.network_vlan_ranges.to_string(),
             self.bridge_cidr.to_string(),
+            self.local_vlan_range.0,
+            self.local_vlan_range.1,
             types.join(", "),
             self.full_pass_interval.as_secs(),
             self.change_log_poll.as_millis(),
@@ -352,6 +367,26 @@ impl Config {
             self.long_polls_per_project,
         )
     }
+}
+
+/// `LO:HI`, VLAN IDs 1..=4094, `LO <= HI`.
+fn vlan_range(key: &'static str, text: &str) -> Result<(u16, u16), ConfigError> {
+    let bad = |detail: String| ConfigError::Invalid { key, detail };
+    let (lo, hi) = text
+        .split_once(':')
+        .ok_or_else(|| bad(format!("'{text}' is not LO:HI")))?;
+    let parse = |v: &str| {
+        v.trim()
+            .parse::<u16>()
+            .ok()
+            .filter(|v| (1..=4094).contains(v))
+            .ok_or_else(|| bad(format!("'{v}' is not a VLAN ID (1..4094)")))
+    };
+    let (lo, hi) = (parse(lo)?, parse(hi)?);
+    if lo > hi {
+        return Err(bad(format!("{lo} is above {hi}")));
+    }
+    Ok((lo, hi))
 }
 
 fn positive(key: &'static str, v: Option<u64>) -> Result<Option<u64>, ConfigError> {

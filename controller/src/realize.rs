@@ -912,7 +912,8 @@ async fn allocate(core: &dyn Deps, key: &AllocationKey, intent: &Intent) -> Resu
         }
         AllocationKey::LocalTag { network_id, pod } => {
             let reserved = core.config().network_vlan_ranges.range(BRIDGE_PHYSNET);
-            let candidates: Vec<u16> = (100..=4000)
+            let (lo, hi) = core.config().local_vlan_range;
+            let candidates: Vec<u16> = (lo..=hi)
                 .filter(|t| !reserved.is_some_and(|(lo, hi)| (lo..=hi).contains(t)))
                 .collect();
             store

@@ -628,3 +628,84 @@ fn an_allocation_that_fails_later_shows_as_router_error_job_fail_and_realized_re
     }
     assert!(!c.log_has_5xx());
 }
+
+#[test]
+fn an_exhausted_pod_local_vlan_pool_is_a_409_and_changes_nothing() {
+    // Two pod-local tags: two local networks placed in RegionOne take them.
+    let c = start(&["--local-vlan-range", "100:101"]);
+    pods(&c);
+    let create = |name: &str| {
+        c.n(
+            "POST",
+            "/v2.0/networks",
+            Some(DEMO),
+            Some(&json!({"network": {"name": name, "availability_zone_hints": ["RegionOne"]}})),
+        )
+    };
+    ok(create("l1"), "first");
+    ok(create("l2"), "second");
+    let (s, v) = create("l3");
+    assert_eq!(s, 409, "{v}");
+    assert!(
+        v.to_string().contains("pod-local VLAN"),
+        "names the pool: {v}"
+    );
+    let nets = ok(
+        c.n("GET", "/v2.0/networks?name=l3", Some(DEMO), None),
+        "list",
+    );
+    assert_eq!(
+        nets["networks"].as_array().unwrap().len(),
+        0,
+        "nothing made"
+    );
+    // Another pod has its own tags.
+    ok(
+        c.n(
+            "POST",
+            "/v2.0/networks",
+            Some(DEMO),
+            Some(&json!({"network": {"name": "r2", "availability_zone_hints": ["RegionTwo"]}})),
+        ),
+        "other pod",
+    );
+}
+
+#[test]
+fn concurrent_updates_of_different_fields_both_stay() {
+    let c = start(&[]);
+    let (rid, _, _, _) = victim(&c);
+    let path = format!("/v2.0/routers/{rid}");
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            for i in 0..25 {
+                ok(
+                    c.n(
+                        "PUT",
+                        &path,
+                        Some(DEMO),
+                        Some(&json!({"router": {"name": format!("name-{i}")}})),
+                    ),
+                    "rename",
+                );
+            }
+        });
+        s.spawn(|| {
+            for i in 0..25 {
+                ok(
+                    c.n(
+                        "PUT",
+                        &path,
+                        Some(ADMIN),
+                        Some(&json!({"router": {"description": format!("desc-{i}")}})),
+                    ),
+                    "describe",
+                );
+            }
+        });
+    });
+    let r = ok(c.n("GET", &path, Some(DEMO), None), "show");
+    assert_eq!(r["router"]["name"], "name-24", "{r}");
+    assert_eq!(r["router"]["description"], "desc-24", "{r}");
+    assert!(!c.log_has_5xx());
+}

@@ -24,9 +24,10 @@ use axum::response::Response;
 use serde_json::{json, Value};
 
 use super::{json as respond, json_bytes, method_not_allowed, no_content, App, Ctx};
-use crate::auth::{Identity, Role};
+use crate::auth::Identity;
 use crate::error::DomainError;
 use crate::realize;
+use crate::service::policy;
 
 /// Longest long-poll.
 pub const MAX_WAIT: Duration = Duration::from_secs(60);
@@ -36,11 +37,7 @@ pub const MAX_WAIT: Duration = Duration::from_secs(60);
 pub const REALIZED_RECHECK: Duration = Duration::from_secs(2);
 
 fn require_agent(who: &Identity) -> Result<(), DomainError> {
-    if who.is_admin() || who.roles.contains(&Role::Agent) {
-        Ok(())
-    } else {
-        Err(DomainError::forbidden("agents (needs role agent or admin)"))
-    }
+    policy::enforce(who, "agent", &policy::Target::default())
 }
 
 fn parse_json<T: serde::de::DeserializeOwned>(ctx: &Ctx, what: &str) -> Result<T, DomainError> {
@@ -108,9 +105,7 @@ pub async fn handle(app: &App, ctx: &Ctx, segs: &[&str]) -> Result<Response, Dom
             Ok(respond(StatusCode::OK, &json!({"agent": reg})))
         }
         (["agents"], &Method::GET) => {
-            if !who.is_admin() {
-                return Err(DomainError::forbidden("agents"));
-            }
+            policy::enforce(&who, "list_agents", &policy::Target::default())?;
             let mut out = Vec::new();
             for a in app.store.list_agents().await? {
                 let desired = app
@@ -226,9 +221,7 @@ pub async fn handle(app: &App, ctx: &Ctx, segs: &[&str]) -> Result<Response, Dom
         (["resync"], &Method::POST) => {
             // A full realization pass now: re-read the store, re-plan every node, publish the
             // differences, and say whether the incremental picture had drifted.
-            if !who.is_admin() {
-                return Err(DomainError::forbidden("resync"));
-            }
+            policy::enforce(&who, "resync", &policy::Target::default())?;
             let report = app.realizer.run_full(app).await?;
             Ok(respond(StatusCode::OK, &json!({"resync": report})))
         }
@@ -276,9 +269,7 @@ pub async fn handle(app: &App, ctx: &Ctx, segs: &[&str]) -> Result<Response, Dom
             }
         }
         (["jobs", rest @ ..], method) => {
-            if !who.is_admin() {
-                return Err(DomainError::forbidden("jobs"));
-            }
+            policy::enforce(&who, "jobs", &policy::Target::default())?;
             let render = |j: &crate::store::l3::Job| -> Value {
                 json!({"id": j.id, "type": j.kind, "status": j.status, "resource": {"router_id": j.resource_id},
                        "resource_id": j.resource_id, "project_id": j.project_id, "timestamp": j.timestamp,

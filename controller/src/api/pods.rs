@@ -13,6 +13,7 @@ use serde_json::{json, Value};
 use super::neutron::Body;
 use super::{dispatch, json as respond, method_not_allowed, no_content, App, Ctx};
 use crate::error::DomainError;
+use crate::service::policy;
 use crate::store::Pod;
 
 /// axum fallback for the Tricircle listener.
@@ -62,9 +63,7 @@ async fn route(app: Arc<App>, ctx: Ctx) -> Result<Response, DomainError> {
         }
         ["v1.0", "pods", rest @ ..] => {
             let who = ctx.identity(&app)?;
-            if !who.is_admin() {
-                return Err(DomainError::forbidden("pods"));
-            }
+            policy::enforce(&who, "pods", &policy::Target::default())?;
             match (rest, &ctx.method) {
                 ([], &Method::GET) => {
                     let pods: Vec<Value> =

@@ -5,7 +5,7 @@ use crate::auth::Identity;
 use crate::core::Core;
 use crate::error::DomainError;
 use crate::service::policy::{self, Target};
-use crate::store::{Network, NewNetwork};
+use crate::store::{Network, NewNetwork, Segment};
 
 /// Whether `who` may see the network (Neutron: own, shared or external).
 pub fn visible(n: &Network, who: &Identity) -> bool {
@@ -75,10 +75,41 @@ pub async fn create(
         policy::enforce(who, "create_network:provider:network_type", &t)?;
     }
     check_hints(core, &new.az_hints).await?;
-    Ok(core
+    let n = core
         .store
         .create_network(new, &core.config.network_vlan_ranges)
-        .await?)
+        .await?;
+    if n.segment == Segment::Local {
+        // A local network placed in a pod needs a pod-local VLAN now: made before the answer,
+        // or the network goes again and the request is refused.
+        if let Err(e) = local_tag_allocated(core, &n.id).await {
+            if let Err(undo) = core.store.delete_network(&n.id).await {
+                tracing::warn!(network = %n.id, error = %undo, "undoing a network whose pod-local VLAN failed");
+            }
+            return Err(e);
+        }
+    }
+    Ok(n)
+}
+
+/// 409 naming the pool when a pod-local VLAN the network needs could not be allocated.
+async fn local_tag_allocated(core: &Core, network_id: &str) -> Result<(), DomainError> {
+    let intent = core.realizer.intent(core).await?;
+    let needed = planner::needed_allocations(&intent.snapshot);
+    let failed = core.realizer.failures(|k| {
+        needed.contains(k)
+            && matches!(k, planner::AllocationKey::LocalTag { network_id: id, .. } if id == network_id)
+    });
+    match failed.into_iter().next() {
+        None => Ok(()),
+        Some((key, e)) => Err(DomainError::conflict(
+            e.kind,
+            format!(
+                "network {network_id}: could not allocate {key:?}: {}",
+                e.message
+            ),
+        )),
+    }
 }
 
 /// The attributes an update may change (`None` = leave as is).

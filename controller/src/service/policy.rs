@@ -24,6 +24,8 @@ pub enum Rule {
     OwnerOrNetworkOwner,
     /// Admin, the network's project, or anyone when the network is shared.
     NetworkOwnerOrShared,
+    /// Admin, or a node agent (role `agent`); which node it speaks for is judged apart.
+    Agent,
 }
 
 /// Every action crosspod authorizes, with Neutron's default rule.
@@ -90,6 +92,12 @@ pub const POLICIES: &[(&str, Rule)] = &[
     ("create_floatingip:floating_ip_address", Rule::Admin),
     ("update_floatingip", Rule::Owner),
     ("delete_floatingip", Rule::Owner),
+    // Tricircle's admin API and the agent API
+    ("pods", Rule::Admin),
+    ("jobs", Rule::Admin),
+    ("resync", Rule::Admin),
+    ("list_agents", Rule::Admin),
+    ("agent", Rule::Agent),
     // quotas
     ("get_quota", Rule::Owner),
     ("update_quota", Rule::Admin),
@@ -141,6 +149,7 @@ pub fn allows(who: &Identity, action: &str, target: &Target) -> bool {
         Rule::NetworkOwner => net_owner,
         Rule::OwnerOrNetworkOwner => target.project_id == me || net_owner,
         Rule::NetworkOwnerOrShared => net_owner || target.network_shared,
+        Rule::Agent => who.roles.contains(&crate::auth::Role::Agent),
     }
 }
 
@@ -221,6 +230,14 @@ mod tests {
                 Rule::NetworkOwnerOrShared => {
                     assert!(!allows(&a, action, &on_bs_net));
                     assert!(allows(&a, action, &on_bs_shared));
+                }
+                Rule::Agent => {
+                    assert!(!allows(&a, action, &own), "{action} needs role agent");
+                    let agent = Identity {
+                        project_id: "svc".into(),
+                        roles: vec![Role::Agent],
+                    };
+                    assert!(allows(&agent, action, &foreign));
                 }
             }
         }
