@@ -243,6 +243,10 @@ fn each_resource_stops_at_its_quota_and_only_for_its_project() {
     );
     let (s, _) = c.n("DELETE", "/v2.0/quotas/demo", Some(ADMIN), None);
     assert_eq!(s, 204);
+    // As Neutron: nothing of its own left to delete is 404.
+    let (s, v) = c.n("DELETE", "/v2.0/quotas/demo", Some(ADMIN), None);
+    assert_eq!(s, 404, "{v}");
+    assert_eq!(v["NeutronError"]["type"], "TenantQuotaNotFound");
     let q = ok(c.n("GET", "/v2.0/quotas/demo", Some(DEMO), None), "show");
     let defaults =
         json!({"network": 100, "subnet": 100, "port": 500, "router": 10, "floatingip": 50});
@@ -292,6 +296,8 @@ fn members_read_their_own_quota_and_change_none() {
         json!({"quota": {"network": -2}}),
         json!({"quota": {"network": "many"}}),
         json!({"quota": {"network": 1.5}}),
+        json!({"quota": {"network": 2_147_483_648u64}}),
+        json!({"quota": {"network": null}}),
         json!({"quota": {"volumes": 3}}),
         json!({"quota": {"network": 3, "cores": 3}}),
         json!({"quotas": {"network": 3}}),

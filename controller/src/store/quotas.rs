@@ -330,17 +330,18 @@ impl Store {
         Ok(())
     }
 
-    /// Forget a project's own limits (back to the defaults).
-    pub async fn delete_quotas(&self, project: &str) -> Result<(), StoreError> {
+    /// Forget a project's own limits (back to the defaults); how many there were.
+    pub async fn delete_quotas(&self, project: &str) -> Result<u64, StoreError> {
         let mut w = self.begin_write().await?;
-        sqlx::query("DELETE FROM quotas WHERE project_id = $1")
+        let n = sqlx::query("DELETE FROM quotas WHERE project_id = $1")
             .bind(project.to_string())
             .execute(&mut *w.tx)
             .await
-            .map_err(StoreError::db(format!("deleting the quotas of {project}")))?;
+            .map_err(StoreError::db(format!("deleting the quotas of {project}")))?
+            .rows_affected();
         w.commit().await?;
-        tracing::info!(project, "quotas reset to the defaults");
-        Ok(())
+        tracing::info!(project, limits = n, "quotas reset to the defaults");
+        Ok(n)
     }
 
     /// How many of each resource the project uses (what its quotas count).
