@@ -757,6 +757,9 @@ fn migration_5_clears_duplicate_associations_before_enforcing_them() {
         for sql in [
             "PRAGMA foreign_keys = OFF",
             "DROP INDEX floatingips_one_per_fixed_ip",
+            "DROP INDEX ports_project_owner",
+            "DROP INDEX subnets_project",
+            "DROP INDEX floatingips_project",
             "DROP TABLE quotas",
             "DELETE FROM schema_migrations WHERE version = 5",
             "INSERT INTO floatingips (id, project_id, floating_network_id, floating_port_id, floating_ip_address, port_id, fixed_ip_address, created_at, updated_at) VALUES ('a', 'demo', 'ext', 'pa', '163.3.124.10', 'vm', '10.0.0.5', 't', 't')",
