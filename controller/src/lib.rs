@@ -8,6 +8,8 @@
 //!   Neutron's `{"NeutronError": ...}` shape.
 //! - [`store`]: one [`store::Store`] over sqlx `Any` (SQLite or PostgreSQL), migrations, one
 //!   module per resource; allocation uniqueness is a database constraint.
+//! - [`service`]: the domain layer between HTTP and the store (rules and policy per resource;
+//!   [`service::quotas`] so far).
 //! - [`ipam`], [`vlan_pool`], [`mac`]: pure allocation helpers.
 //! - [`api`]: the two listeners ([`api::start`]); [`api::pods`] and [`api::neutron`] (one
 //!   module per collection plus [`api::neutron::query`] for filters/sorting/paging).

@@ -243,6 +243,10 @@ fn each_resource_stops_at_its_quota_and_only_for_its_project() {
     );
     let (s, _) = c.n("DELETE", "/v2.0/quotas/demo", Some(ADMIN), None);
     assert_eq!(s, 204);
+    // As Neutron: nothing of its own left to delete is 404.
+    let (s, v) = c.n("DELETE", "/v2.0/quotas/demo", Some(ADMIN), None);
+    assert_eq!(s, 404, "{v}");
+    assert_eq!(v["NeutronError"]["type"], "TenantQuotaNotFound");
     let q = ok(c.n("GET", "/v2.0/quotas/demo", Some(DEMO), None), "show");
     let defaults =
         json!({"network": 100, "subnet": 100, "port": 500, "router": 10, "floatingip": 50});
@@ -292,6 +296,8 @@ fn members_read_their_own_quota_and_change_none() {
         json!({"quota": {"network": -2}}),
         json!({"quota": {"network": "many"}}),
         json!({"quota": {"network": 1.5}}),
+        json!({"quota": {"network": 2_147_483_648u64}}),
+        json!({"quota": {"network": null}}),
         json!({"quota": {"volumes": 3}}),
         json!({"quota": {"network": 3, "cores": 3}}),
         json!({"quotas": {"network": 3}}),
@@ -733,4 +739,88 @@ fn two_controllers_on_postgres_never_give_one_fixed_ip_two_floating_ips() {
         "{v}"
     );
     assert!(!a.log_has_5xx() && !b.log_has_5xx());
+}
+
+/// A database an older version left with two floating IPs on one fixed IP: migration 5 keeps
+/// the association of the lowest id, clears the other, and from then on the index refuses it.
+#[test]
+fn migration_5_clears_duplicate_associations_before_enforcing_them() {
+    use controller::store::Store;
+    use sqlx::Connection;
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("c.db").display());
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        Store::connect(&url).await.unwrap().close().await;
+        // Back to the schema of migration 4, with a duplicate association.
+        let mut raw = sqlx::SqliteConnection::connect(&url).await.unwrap();
+        for sql in [
+            "PRAGMA foreign_keys = OFF",
+            "DROP INDEX floatingips_one_per_fixed_ip",
+            "DROP INDEX ports_project_owner",
+            "DROP INDEX subnets_project",
+            "DROP INDEX floatingips_project",
+            "DROP TABLE quotas",
+            "DELETE FROM schema_migrations WHERE version = 5",
+            "INSERT INTO floatingips (id, project_id, floating_network_id, floating_port_id, floating_ip_address, port_id, fixed_ip_address, created_at, updated_at) VALUES ('a', 'demo', 'ext', 'pa', '163.3.124.10', 'vm', '10.0.0.5', 't', 't')",
+            "INSERT INTO floatingips (id, project_id, floating_network_id, floating_port_id, floating_ip_address, port_id, fixed_ip_address, created_at, updated_at) VALUES ('b', 'demo', 'ext', 'pb', '163.3.124.11', 'vm', '10.0.0.5', 't', 't')",
+            "INSERT INTO floatingips (id, project_id, floating_network_id, floating_port_id, floating_ip_address, port_id, fixed_ip_address, created_at, updated_at) VALUES ('c', 'demo', 'ext', 'pc', '163.3.124.12', 'vm', '10.0.0.6', 't', 't')",
+        ] {
+            sqlx::query(sql).execute(&mut raw).await.unwrap();
+        }
+        raw.close().await.unwrap();
+        let store = Store::connect(&url).await.unwrap();
+        let fips = store.list_floatingips(None).await.unwrap();
+        let held: Vec<(&str, Option<&str>)> = fips
+            .iter()
+            .map(|f| (f.id.as_str(), f.port_id.as_deref()))
+            .collect();
+        assert_eq!(
+            held,
+            vec![("a", Some("vm")), ("b", None), ("c", Some("vm"))],
+            "the lowest id keeps 10.0.0.5; 10.0.0.6 is untouched"
+        );
+        let mut b = fips[1].clone();
+        b.port_id = Some("vm".into());
+        b.fixed_ip_address = Some("10.0.0.5".into());
+        let e = store.update_floatingip(&b).await.unwrap_err();
+        let e = controller::error::DomainError::from(e);
+        assert_eq!(e.kind, "FloatingIPPortAlreadyAssociated", "{e}");
+        assert!(
+            e.message.contains("vm") && e.message.contains("10.0.0.5"),
+            "{e}"
+        );
+        store.close().await;
+    });
+}
+
+/// A router interface is a port of the router's project: at a full port quota it is refused
+/// (409) and the router keeps no half-made interface. (api/neutron/routers.rs still renames
+/// every conflict of the interface port `IpAddressInUse`; the message names the quota.)
+#[test]
+fn a_router_interface_past_the_port_quota_is_refused() {
+    let c = Controller::start();
+    let (_, sub) = net_subnet(&c, "net1", "10.0.1.0/24");
+    let router = id(
+        &ok(post(&c, DEMO, "routers", "router", json!({})), "router"),
+        "router",
+    );
+    set_quota(&c, "demo", json!({"port": 0}));
+    let (s, v) = c.n(
+        "PUT",
+        &format!("/v2.0/routers/{router}/add_router_interface"),
+        Some(DEMO),
+        Some(&json!({"subnet_id": sub})),
+    );
+    eprintln!("interface past the port quota: {s} {v}");
+    assert_eq!(s, 409, "{v}");
+    assert!(
+        v["NeutronError"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("Quota exceeded for resources: ['port']."),
+        "{v}"
+    );
+    let ports = ok(c.n("GET", "/v2.0/ports", Some(DEMO), None), "ports");
+    assert_eq!(ports["ports"], json!([]), "{ports}");
 }

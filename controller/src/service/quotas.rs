@@ -21,6 +21,9 @@ pub struct QuotaDetail {
     pub limit: i64,
 }
 
+/// The largest limit Neutron accepts (its `DB_INTEGER_MAX_VALUE`).
+pub const MAX_LIMIT: i64 = 2_147_483_647;
+
 /// A project's limits, every resource (its own where set, else the defaults).
 pub type Limits = Vec<(QuotaResource, i64)>;
 
@@ -90,7 +93,7 @@ pub async fn details(
 /// Parse the attributes of an update (`{"network": 5, ...}`): every key a known resource
 /// (`force`, which Neutron uses to allow a limit below the current use, is accepted: crosspod
 /// never refuses a lower limit; what exists stays and new creates are refused), every value
-/// an integer (or its string) of -1 or more.
+/// an integer (or its string) from -1 to [`MAX_LIMIT`].
 pub fn parse_limits(
     attrs: serde_json::Map<String, Value>,
 ) -> Result<Vec<(QuotaResource, i64)>, DomainError> {
@@ -125,7 +128,13 @@ pub fn parse_limits(
         if n < -1 {
             return Err(DomainError::invalid_input(
                 &key,
-                format!("'{n}' is smaller than minimum allowed limit -1"),
+                format!("'{n}' is too small - must be at least '-1'"),
+            ));
+        }
+        if n > MAX_LIMIT {
+            return Err(DomainError::invalid_input(
+                &key,
+                format!("'{n}' is too large - must be no larger than '{MAX_LIMIT}'"),
             ));
         }
         out.push((r, n));
@@ -152,11 +161,19 @@ pub async fn update(
     Ok(core.store.quota_limits(project).await?)
 }
 
-/// Back to the defaults (admin only).
+/// Back to the defaults (admin only); 404 `TenantQuotaNotFound` as Neutron's when the
+/// project had no limits of its own.
 pub async fn reset(core: &Core, who: &Identity, project: &str) -> Result<(), DomainError> {
     check_project(project)?;
     admin_only(who, "delete_quota")?;
-    Ok(core.store.delete_quotas(project).await?)
+    if core.store.delete_quotas(project).await? == 0 {
+        return Err(DomainError::new(
+            crate::error::ErrorClass::NotFound,
+            "TenantQuotaNotFound",
+            format!("Quota for tenant {project} could not be found."),
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -176,6 +193,8 @@ mod tests {
         let e = parse_limits(attrs(json!({"router": -2}))).unwrap_err();
         assert_eq!(e.kind, "InvalidInput");
         assert!(e.message.contains("router"), "{}", e.message);
+        assert!(parse_limits(attrs(json!({"router": MAX_LIMIT}))).is_ok());
+        assert!(parse_limits(attrs(json!({"router": MAX_LIMIT + 1}))).is_err());
         let e = parse_limits(attrs(json!({"subnet": 1.5}))).unwrap_err();
         assert_eq!(e.kind, "InvalidInput");
         let e = parse_limits(attrs(json!({"volumes": 3}))).unwrap_err();

@@ -17,8 +17,9 @@ use super::{col_i, col_s, Backend, Store, WriteTx};
 use crate::error::{DomainError, StoreError};
 use crate::naming::{BRIDGE_OWNER, OWNER_BRIDGE_IP, OWNER_LEG};
 
-/// Migration 5: the limits table, and "one floating IP per fixed IP" as a constraint (after
-/// disassociating any duplicates an older version let through, keeping the lowest id).
+/// Migration 5: the limits table, "one floating IP per fixed IP" as a constraint (after
+/// disassociating any duplicates an older version let through, keeping the lowest id), and
+/// the indexes the quota counts read (a port count reads `(project_id, device_owner)` only).
 pub const QUOTAS_MIGRATION: &str = r#"
 CREATE TABLE quotas (
     project_id TEXT NOT NULL,
@@ -30,7 +31,10 @@ UPDATE floatingips SET port_id = NULL, fixed_ip_address = NULL
     WHERE port_id IS NOT NULL AND id NOT IN (
         SELECT MIN(id) FROM floatingips WHERE port_id IS NOT NULL GROUP BY port_id, fixed_ip_address
     );
-CREATE UNIQUE INDEX floatingips_one_per_fixed_ip ON floatingips (port_id, fixed_ip_address) WHERE port_id IS NOT NULL
+CREATE UNIQUE INDEX floatingips_one_per_fixed_ip ON floatingips (port_id, fixed_ip_address) WHERE port_id IS NOT NULL;
+CREATE INDEX ports_project_owner ON ports (project_id, device_owner);
+CREATE INDEX subnets_project ON subnets (project_id);
+CREATE INDEX floatingips_project ON floatingips (project_id)
 "#;
 
 /// The name of the unique index behind "one floating IP per fixed IP".
@@ -330,17 +334,18 @@ impl Store {
         Ok(())
     }
 
-    /// Forget a project's own limits (back to the defaults).
-    pub async fn delete_quotas(&self, project: &str) -> Result<(), StoreError> {
+    /// Forget a project's own limits (back to the defaults); how many there were.
+    pub async fn delete_quotas(&self, project: &str) -> Result<u64, StoreError> {
         let mut w = self.begin_write().await?;
-        sqlx::query("DELETE FROM quotas WHERE project_id = $1")
+        let n = sqlx::query("DELETE FROM quotas WHERE project_id = $1")
             .bind(project.to_string())
             .execute(&mut *w.tx)
             .await
-            .map_err(StoreError::db(format!("deleting the quotas of {project}")))?;
+            .map_err(StoreError::db(format!("deleting the quotas of {project}")))?
+            .rows_affected();
         w.commit().await?;
-        tracing::info!(project, "quotas reset to the defaults");
-        Ok(())
+        tracing::info!(project, limits = n, "quotas reset to the defaults");
+        Ok(n)
     }
 
     /// How many of each resource the project uses (what its quotas count).
