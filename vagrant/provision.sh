@@ -33,14 +33,15 @@ for b in crosspod-controller crosspod-agent crosspod; do
 done
 install -d -m 0755 /etc/crosspod
 TOKEN_ADMIN=${CROSSPOD_ADMIN_TOKEN:-vagrant-admin-token}
-TOKEN_AGENT=${CROSSPOD_AGENT_TOKEN:-vagrant-agent-token}
+# One token per agent, bound to its node: an agent speaks only for its own node.
+agent_token() { echo "${CROSSPOD_AGENT_TOKEN_PREFIX:-vagrant-agent-token}-$1"; }
 
 if [ "$CROSSPOD_ROLE" = controller ]; then
   getent passwd crosspod >/dev/null || useradd --system --home /var/lib/crosspod --shell /usr/sbin/nologin crosspod
   cat > /etc/crosspod/tokens <<TOK
-# TOKEN PROJECT ROLES
+# TOKEN PROJECT ROLES [NODE]
 $TOKEN_ADMIN admin admin
-$TOKEN_AGENT service agent
+$(for n in ${CROSSPOD_AGENT_NODES:?}; do echo "$(agent_token "$n") crosspod-agents agent $n"; done)
 TOK
   chown root:crosspod /etc/crosspod/tokens; chmod 0640 /etc/crosspod/tokens
   cat > /etc/crosspod/controller.toml <<CONF
@@ -58,7 +59,7 @@ cat > /etc/crosspod/agent.toml <<CONF
 pod = "$CROSSPOD_POD"
 node = "$CROSSPOD_NODE"
 controller-url = "http://$CROSSPOD_CONTROLLER_HOST:19999"
-token = "$TOKEN_AGENT"
+token = "$(agent_token "$CROSSPOD_NODE")"
 bridge-mappings = "$CROSSPOD_BRIDGE_MAPPINGS"
 uplinks = "$CROSSPOD_UPLINKS"
 datapath-type = "system"

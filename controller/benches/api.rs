@@ -266,6 +266,7 @@ fn run(backend: &'static str, database: String, rows: &mut Vec<Row>) {
         let who = controller::auth::Identity {
             project_id: "bench".into(),
             roles: vec![controller::auth::Role::Admin],
+            node: None,
         };
         let q = controller::api::neutron::query::ListQuery::parse(
             &[],

@@ -4,11 +4,15 @@
 //!
 //! ```text
 //! # comment lines and blank lines are ignored
-//! TOKEN  PROJECT  ROLES
+//! TOKEN  PROJECT  ROLES         [NODE]
 //! s3cr3t admin    admin
 //! tok-a  demo     member
-//! agt-1  service  agent,member
+//! agt-1  service  agent         node1
 //! ```
+//!
+//! An `agent` token speaks only for the node in its fourth field (a node-bound token, the
+//! simple alternative to an agent's TLS client certificate); an agent token without one is
+//! refused by every node endpoint.
 //!
 //! `ROLES` is a comma-separated list of `admin`, `member` and `agent`. The file is re-read
 //! when its modification time or size changes, and at least once every [`RECHECK`] anyway:
@@ -43,6 +47,9 @@ pub struct Identity {
     pub project_id: String,
     /// Roles of the token.
     pub roles: Vec<Role>,
+    /// The one node an agent credential speaks for (a node-bound token's fourth field, or
+    /// the subject of an agent's TLS client certificate); `None` for people.
+    pub node: Option<String>,
 }
 
 impl Identity {
@@ -144,9 +151,13 @@ pub fn parse(text: &str, path: &Path) -> HashMap<String, Identity> {
             continue;
         }
         let fields: Vec<&str> = line.split_whitespace().collect();
-        let [token, project, roles] = fields.as_slice() else {
-            tracing::warn!(path = %path.display(), line = n + 1, "tokens file line is not TOKEN PROJECT ROLES; skipped");
-            continue;
+        let (token, project, roles, node) = match fields.as_slice() {
+            [t, p, r] => (t, p, r, None),
+            [t, p, r, node] => (t, p, r, Some(node.to_string())),
+            _ => {
+                tracing::warn!(path = %path.display(), line = n + 1, "tokens file line is not TOKEN PROJECT ROLES [NODE]; skipped");
+                continue;
+            }
         };
         let mut parsed = Vec::new();
         let mut ok = true;
@@ -167,6 +178,7 @@ pub fn parse(text: &str, path: &Path) -> HashMap<String, Identity> {
                 Identity {
                     project_id: project.to_string(),
                     roles: parsed,
+                    node,
                 },
             );
         }

@@ -21,7 +21,7 @@ use std::path::PathBuf;
 use std::process::ExitStatus;
 use std::time::{Duration, Instant};
 
-use common::guide::{desired, ext_net, net_subnet, ok, pods, register, vm_port, AGENT};
+use common::guide::{agent, desired, ext_net, net_subnet, ok, pods, register, vm_port};
 use common::{Controller, Opts, ADMIN, DEMO};
 use serde_json::{json, Value};
 
@@ -130,8 +130,14 @@ struct Setup {
 
 fn setup(c: &Controller) -> Setup {
     pods(c);
-    ok(register(c, AGENT, "node1", "RegionOne", false), "register");
-    ok(register(c, AGENT, "node2", "RegionTwo", true), "register");
+    ok(
+        register(c, &agent("node1"), "node1", "RegionOne", false),
+        "register",
+    );
+    ok(
+        register(c, &agent("node2"), "node2", "RegionTwo", true),
+        "register",
+    );
     let (net1, subnet1) = net_subnet(c, "net1", "10.0.1.0/24");
     let (net2, subnet2) = net_subnet(c, "net2", "10.0.2.0/24");
     vm_port(c, &net1, "node1");
@@ -463,7 +469,7 @@ fn report_until_success(c: &Controller, router: &str) -> Value {
             let (s, b) = c.t(
                 "PUT",
                 &format!("/v1.0/agents/{n}/status"),
-                Some(AGENT),
+                Some(&agent(n)),
                 Some(&report),
             );
             assert_eq!(s, 204, "status report of {n}: {b}");

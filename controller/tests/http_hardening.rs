@@ -8,7 +8,7 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use common::guide::{desired, net_subnet, ok, pods, register, vm_port, AGENT};
+use common::guide::{agent, desired, net_subnet, ok, pods, register, vm_port, AGENT};
 use common::{Controller, Opts, ADMIN, DEMO};
 use serde_json::{json, Value};
 
@@ -135,11 +135,11 @@ fn an_idle_keep_alive_connection_closes_after_the_idle_timeout_not_the_header_ti
 fn router_on_node1(c: &Controller) -> (String, u64) {
     pods(c);
     ok(
-        register(c, AGENT, "node1", "RegionOne", false),
+        register(c, &agent("node1"), "node1", "RegionOne", false),
         "register node1",
     );
     ok(
-        register(c, AGENT, "node2", "RegionTwo", false),
+        register(c, &agent("node2"), "node2", "RegionTwo", false),
         "register node2",
     );
     let (net, subnet) = net_subnet(c, "net1", "10.0.1.0/24");
@@ -177,12 +177,13 @@ fn router_on_node1(c: &Controller) -> (String, u64) {
 fn in_thread(
     c: &Controller,
     path: String,
-    token: &'static str,
+    token: &str,
 ) -> std::thread::JoinHandle<(u16, Value, f64)> {
     let addr = c.tricircle;
+    let token = token.to_string();
     std::thread::spawn(move || {
         let t0 = Instant::now();
-        let (s, b) = common::request(addr, "GET", &path, Some(token), None);
+        let (s, b) = common::request(addr, "GET", &path, Some(&token), None);
         (s, b, t0.elapsed().as_secs_f64())
     })
 }
@@ -205,13 +206,12 @@ fn long_polls_are_capped_per_node_and_per_project_outlive_the_timeouts_and_reali
     let (router, rev1) = router_on_node1(&c);
     let rev2 = desired(&c, "node2")["revision"].as_u64().unwrap_or(0);
 
-    // Two waits on node1 fill its places; a third gets 429; node2 (same token) is not
-    // throttled. The waits last 3 s: longer than the header (1 s) and idle (2 s) timeouts.
+    // Two waits on node1 fill its places; a third gets 429; node2 is not throttled. The waits last 3 s: longer than the header (1 s) and idle (2 s) timeouts.
     let poll = |node: &str, rev: u64, secs: u64| {
         in_thread(
             &c,
             format!("/v1.0/agents/{node}/desired?since={rev}&timeout={secs}"),
-            AGENT,
+            &agent(node),
         )
     };
     let a = poll("node1", rev1, 3);
@@ -220,7 +220,7 @@ fn long_polls_are_capped_per_node_and_per_project_outlive_the_timeouts_and_reali
     let (s, body) = c.t(
         "GET",
         &format!("/v1.0/agents/node1/desired?since={rev1}&timeout=3"),
-        Some(AGENT),
+        Some(&agent("node1")),
         None,
     );
     assert_eq!(s, 429, "{body}");
@@ -230,7 +230,7 @@ fn long_polls_are_capped_per_node_and_per_project_outlive_the_timeouts_and_reali
         c.t(
             "GET",
             "/v1.0/agents/node1/desired?since=0",
-            Some(AGENT),
+            Some(&agent("node1")),
             None
         )
         .0,
@@ -270,7 +270,7 @@ fn long_polls_are_capped_per_node_and_per_project_outlive_the_timeouts_and_reali
     let (s, body) = c.t(
         "PUT",
         "/v1.0/agents/node1/status",
-        Some(AGENT),
+        Some(&agent("node1")),
         Some(&report),
     );
     assert_eq!(s, 204, "{body}");

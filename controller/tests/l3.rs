@@ -9,7 +9,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::guide::{desired, ext_net, net_subnet, ok, pods, register, vm_port, AGENT};
+use common::guide::{agent, desired, ext_net, net_subnet, ok, pods, register, vm_port, AGENT};
 use common::{openstack, openstack_json, Controller, ADMIN, DEMO, OTHER};
 use serde_json::{json, Value};
 
@@ -85,11 +85,11 @@ fn play(c: &Controller, gateway_first: bool) -> Guide {
     add_agent_tokens(c);
     pods(c);
     ok(
-        register(c, AGENT, "node1", "RegionOne", false),
+        register(c, &agent("node1"), "node1", "RegionOne", false),
         "register node1",
     );
     ok(
-        register(c, AGENT, "node2", "RegionTwo", true),
+        register(c, &agent("node2"), "node2", "RegionTwo", true),
         "register node2",
     );
     let (net1, subnet1) = net_subnet(c, "net1", "10.0.1.0/24");
@@ -356,15 +356,21 @@ fn the_long_poll_answers_on_change_and_times_out_with_204() {
     let c = Controller::start();
     add_agent_tokens(&c);
     // Before the pod exists the agent is told 404 (and waits).
-    assert_eq!(register(&c, AGENT, "node1", "RegionOne", false).0, 404);
+    assert_eq!(
+        register(&c, &agent("node1"), "node1", "RegionOne", false).0,
+        404
+    );
     pods(&c);
-    ok(register(&c, AGENT, "node1", "RegionOne", false), "register");
+    ok(
+        register(&c, &agent("node1"), "node1", "RegionOne", false),
+        "register",
+    );
     let rev = desired(&c, "node1")["revision"].as_u64().unwrap();
     let t0 = Instant::now();
     let (s, _) = c.t(
         "GET",
         &format!("/v1.0/agents/node1/desired?since={rev}&timeout=2"),
-        Some(AGENT),
+        Some(&agent("node1")),
         None,
     );
     assert_eq!(s, 204);
@@ -378,7 +384,7 @@ fn the_long_poll_answers_on_change_and_times_out_with_204() {
             tricircle,
             "GET",
             &format!("/v1.0/agents/node1/desired?since={rev}&timeout=30"),
-            Some(AGENT),
+            Some("agenttok-node1"),
             None,
         );
         (r, t0.elapsed())
@@ -400,7 +406,10 @@ fn status_reports_activate_ports_and_teach_bindings_and_agents_see_only_their_no
     let c = Controller::start();
     add_agent_tokens(&c);
     pods(&c);
-    ok(register(&c, AGENT, "node1", "RegionOne", false), "register");
+    ok(
+        register(&c, &agent("node1"), "node1", "RegionOne", false),
+        "register",
+    );
     let (net, _) = net_subnet(&c, "net1", "10.0.1.0/24");
     let (bound, _) = vm_port(&c, &net, "node1");
     // A port nobody bound, plugged on node1 (the agent saw its iface-id).
@@ -421,7 +430,7 @@ fn status_reports_activate_ports_and_teach_bindings_and_agents_see_only_their_no
     let (s, b) = c.t(
         "PUT",
         "/v1.0/agents/node1/status",
-        Some(AGENT),
+        Some(&agent("node1")),
         Some(&report),
     );
     assert_eq!(s, 204, "{b}");
@@ -443,14 +452,17 @@ fn status_reports_activate_ports_and_teach_bindings_and_agents_see_only_their_no
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-    // Another agent identity does not see node1; a member may not use the agent API.
-    let (s, _) = c.t(
-        "GET",
-        "/v1.0/agents/node1/desired?since=0",
-        Some(AGENT2),
-        None,
-    );
-    assert_eq!(s, 404);
+    // Another node's credential does not see node1, nor does an agent token bound to no
+    // node; a member may not use the agent API.
+    for other in [agent("node2"), AGENT.to_string(), AGENT2.to_string()] {
+        let (s, _) = c.t(
+            "GET",
+            "/v1.0/agents/node1/desired?since=0",
+            Some(&other),
+            None,
+        );
+        assert_eq!(s, 403, "{other}");
+    }
     let (s, _) = c.t(
         "GET",
         "/v1.0/agents/node1/desired?since=0",
@@ -461,7 +473,7 @@ fn status_reports_activate_ports_and_teach_bindings_and_agents_see_only_their_no
     let (s, _) = c.t(
         "PUT",
         "/v1.0/agents/node1/status",
-        Some(AGENT),
+        Some(&agent("node1")),
         Some(&json!({"node": "node9"})),
     );
     assert_eq!(s, 400);
@@ -630,7 +642,7 @@ fn jobs_run_to_success_when_the_nodes_report_and_list_as_tricircle() {
                 c.t(
                     "PUT",
                     &format!("/v1.0/agents/{n}/status"),
-                    Some(AGENT),
+                    Some(&agent(n)),
                     Some(&report)
                 )
                 .0,

@@ -16,7 +16,7 @@ mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use common::guide::{ext_net, net_subnet, ok, pods, register, vm_port, AGENT};
+use common::guide::{agent, ext_net, net_subnet, ok, pods, register, vm_port};
 use common::{request, Controller, Opts, ADMIN, DEMO, OTHER};
 use serde_json::{json, Value};
 
@@ -70,8 +70,14 @@ struct World {
 
 fn setup(c: &Controller) -> World {
     pods(c);
-    ok(register(c, AGENT, "node1", "RegionOne", false), "node1");
-    ok(register(c, AGENT, "node2", "RegionTwo", true), "node2");
+    ok(
+        register(c, &agent("node1"), "node1", "RegionOne", false),
+        "node1",
+    );
+    ok(
+        register(c, &agent("node2"), "node2", "RegionTwo", true),
+        "node2",
+    );
     // The admin's: the external network, a shared network, a private network with a port.
     let ext = ext_net(c);
     let ext_sub = ok(

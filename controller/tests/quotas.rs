@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::guide::{ext_net, net_subnet, ok, pods, register, vm_port, AGENT};
+use common::guide::{agent, ext_net, net_subnet, ok, pods, register, vm_port, AGENT};
 use common::{openstack_bin, Controller, PgDb, ADMIN, DEMO, OTHER};
 use serde_json::{json, Value};
 
@@ -375,8 +375,14 @@ fn crosspods_own_objects_never_count_nor_fail_on_a_tenants_quota() {
     let c = Controller::start_with(None, &["--tenant-network-types", "vlan"]);
     add_agent_token(&c);
     pods(&c);
-    ok(register(&c, AGENT, "node1", "RegionOne", false), "node1");
-    ok(register(&c, AGENT, "node2", "RegionTwo", true), "node2");
+    ok(
+        register(&c, &agent("node1"), "node1", "RegionOne", false),
+        "node1",
+    );
+    ok(
+        register(&c, &agent("node2"), "node2", "RegionTwo", true),
+        "node2",
+    );
     // The bridge project may create nothing, yet its bridge network, subnet and IPs appear.
     set_quota(
         &c,

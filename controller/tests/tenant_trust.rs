@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::guide::{ext_net, net_subnet, ok, pods, register, AGENT};
+use common::guide::{agent, ext_net, net_subnet, ok, pods, register};
 use common::{request_raw, Controller, Opts, ADMIN, DEMO, OTHER};
 use serde_json::{json, Value};
 
@@ -12,8 +12,14 @@ use serde_json::{json, Value};
 /// is on ext-net: (router id, ext-net id, net1 id, subnet1 id).
 fn victim(c: &Controller) -> (String, String, String, String) {
     pods(c);
-    ok(register(c, AGENT, "node1", "RegionOne", false), "node1");
-    ok(register(c, AGENT, "node2", "RegionTwo", true), "node2");
+    ok(
+        register(c, &agent("node1"), "node1", "RegionOne", false),
+        "node1",
+    );
+    ok(
+        register(c, &agent("node2"), "node2", "RegionTwo", true),
+        "node2",
+    );
     let ext = ext_net(c);
     let (net, sub) = net_subnet(c, "net1", "10.0.1.0/24");
     let r = ok(
@@ -499,8 +505,14 @@ fn a_full_ipv6_pool_at_the_end_of_the_space_is_a_409_not_a_wrap() {
 fn an_allocation_that_fails_later_shows_as_router_error_job_fail_and_realized_reason() {
     let c = start(&[]);
     pods(&c);
-    ok(register(&c, AGENT, "node1", "RegionOne", false), "node1");
-    ok(register(&c, AGENT, "node2", "RegionTwo", false), "node2");
+    ok(
+        register(&c, &agent("node1"), "node1", "RegionOne", false),
+        "node1",
+    );
+    ok(
+        register(&c, &agent("node2"), "node2", "RegionTwo", false),
+        "node2",
+    );
     // A VLAN network that may stretch (no hints), with a /29: gateway .1 and five addresses.
     let n = ok(
         c.n("POST", "/v2.0/networks", Some(ADMIN), Some(&json!({"network": {"name": "small", "project_id": "demo", "provider:network_type": "vlan"}}))),

@@ -45,7 +45,7 @@ pub fn command(st: &LabState, node: &NodeSpec, bin: &Path) -> Command {
         ))
         .arg(format!(
             "--token-file={}",
-            st.layout().agent_token_file().display()
+            st.layout().agent_token_file(&node.name).display()
         ))
         .arg(format!("--bridge-mappings={}", node.bridge_mappings))
         .arg(format!("--uplinks={}", node.uplinks))

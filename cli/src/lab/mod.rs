@@ -318,24 +318,26 @@ pub fn up(o: &UpOptions) -> Result<UpReport> {
         rep.changes.push("upstream router".into());
     }
 
-    // Tokens: an admin token for the user, an agent token for the agents.
+    // Tokens: an admin token for the user, one node-bound token per agent.
     let tf = layout.tokens_file();
     let lines = tokens::read(&tf)?;
     if tokens::find(&lines, tokens::ADMIN_PROJECT, "admin").is_none() {
         tokens::append(&tf, tokens::ADMIN_PROJECT, &["admin".into()])?;
         rep.changes.push("admin token".into());
     }
-    let lines = tokens::read(&tf)?;
-    let agent_token = match tokens::find(&lines, tokens::AGENT_PROJECT, "agent") {
-        Some(t) => t,
-        None => {
-            rep.changes.push("agent token".into());
-            tokens::append(&tf, tokens::AGENT_PROJECT, &["agent".into()])?
+    for node in &st.nodes {
+        let lines = tokens::read(&tf)?;
+        let agent_token = match tokens::find_for_node(&lines, &node.name) {
+            Some(t) => t,
+            None => {
+                rep.changes.push(format!("agent token of {}", node.name));
+                tokens::append_for_node(&tf, &node.name)?
+            }
+        };
+        let atf = layout.agent_token_file(&node.name);
+        if std::fs::read_to_string(&atf).ok().as_deref() != Some(agent_token.as_str()) {
+            write_secret(&atf, &agent_token)?;
         }
-    };
-    let atf = layout.agent_token_file();
-    if std::fs::read_to_string(&atf).ok().as_deref() != Some(agent_token.as_str()) {
-        std::fs::write(&atf, &agent_token).with_context(|| format!("writing {}", atf.display()))?;
     }
 
     if !o.no_daemons {
@@ -478,6 +480,21 @@ fn remove_files(layout: &Layout, created_dir: bool) -> Result<()> {
     Ok(())
 }
 
+/// Writes a credential readable by its owner only.
+fn write_secret(path: &Path, text: &str) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("writing {}", path.display()))?;
+    f.write_all(text.as_bytes())
+        .with_context(|| format!("writing {}", path.display()))
+}
+
 /// `crosspod lab env`: shell exports for the openstack CLI, the guide's `$token`, and each
 /// node's OVSDB socket.
 pub fn env(dir: &Path) -> Result<String> {
@@ -503,12 +520,20 @@ pub fn env(dir: &Path) -> Result<String> {
         "export CROSSPOD_LAB_DIR={}\n",
         shell_quote(&dir.display().to_string())
     ));
+    out.push_str(&format!(
+        "export CROSSPOD_AGENT_URL=http://127.0.0.1:{}\n",
+        st.tricircle_port
+    ));
     for node in &st.nodes {
         out.push_str(&format!(
             "export CROSSPOD_OVSDB_{}={}\n",
             node.name,
             shell_quote(&st.layout().ovsdb_remote(&node.name))
         ));
+        // Each node's own credential, to act as that node by hand.
+        if let Some(t) = tokens::find_for_node(&lines, &node.name) {
+            out.push_str(&format!("export CROSSPOD_AGENT_TOKEN_{}={t}\n", node.name));
+        }
     }
     Ok(out)
 }

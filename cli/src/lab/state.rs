@@ -190,8 +190,8 @@ impl Layout {
         self.dir.join("tokens")
     }
     /// The file holding only the agent token (the agent's `--token-file`).
-    pub fn agent_token_file(&self) -> PathBuf {
-        self.dir.join("agent.token")
+    pub fn agent_token_file(&self, node: &str) -> PathBuf {
+        self.dir.join(format!("agent-{node}.token"))
     }
     /// Records of booted lab VMs.
     pub fn vms_dir(&self) -> PathBuf {
@@ -205,11 +205,19 @@ impl Layout {
             self.agents_dir(),
             self.vms_dir(),
             self.tokens_file(),
-            self.agent_token_file(),
+            self.dir.join("agent.token"),
             self.dir.join(format!(".{STATE_FILE}.tmp")),
             self.dir.join(STATE_FILE),
             self.dir.join(LOCK_FILE),
         ]);
+        // Every node's agent token file.
+        if let Ok(rd) = std::fs::read_dir(&self.dir) {
+            v.extend(rd.flatten().map(|e| e.path()).filter(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with("agent-") && n.ends_with(".token"))
+            }));
+        }
         v
     }
 }

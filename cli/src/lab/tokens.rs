@@ -1,6 +1,7 @@
 //! The lab's tokens file, read by the controller (`--tokens-file`): one token per line,
-//! `TOKEN PROJECT ROLES` with roles comma-separated among admin, member and agent. The
-//! controller re-reads it when it changes, so `lab token` can append while it runs.
+//! `TOKEN PROJECT ROLES [NODE]` with roles comma-separated among admin, member and agent; an
+//! agent token names the one node it speaks for. The controller re-reads the file when it
+//! changes, so `lab token` can append while it runs.
 
 use std::io::Write;
 use std::path::Path;
@@ -9,7 +10,7 @@ use anyhow::{bail, Context, Result};
 
 /// Project of the lab's admin token.
 pub const ADMIN_PROJECT: &str = "admin";
-/// Project of the lab's agent token.
+/// Project of the lab's agent tokens.
 pub const AGENT_PROJECT: &str = "crosspod-agents";
 
 /// One line of the tokens file.
@@ -21,6 +22,8 @@ pub struct TokenLine {
     pub project: String,
     /// Roles, e.g. `["member"]`.
     pub roles: Vec<String>,
+    /// The node an agent token speaks for.
+    pub node: Option<String>,
 }
 
 /// A fresh random token (128 bits from the OS, as hex).
@@ -46,6 +49,7 @@ pub fn read(path: &Path) -> Result<Vec<TokenLine>> {
                 token: token.to_string(),
                 project: project.to_string(),
                 roles: roles.split(',').map(str::to_string).collect(),
+                node: f.next().map(str::to_string),
             })
         })
         .collect())
@@ -69,6 +73,18 @@ pub fn validate(project: &str, roles: &[String]) -> Result<()> {
 
 /// Appends a new token for `project` with `roles` and returns it.
 pub fn append(path: &Path, project: &str, roles: &[String]) -> Result<String> {
+    append_line(path, project, roles, None)
+}
+
+/// Appends a new agent token that speaks only for `node`, and returns it.
+pub fn append_for_node(path: &Path, node: &str) -> Result<String> {
+    if node.is_empty() || node.chars().any(|c| c.is_whitespace() || c == '#') {
+        bail!("node {node:?} must be non-empty, without whitespace or '#'");
+    }
+    append_line(path, AGENT_PROJECT, &["agent".into()], Some(node))
+}
+
+fn append_line(path: &Path, project: &str, roles: &[String], node: Option<&str>) -> Result<String> {
     validate(project, roles)?;
     let token = new_token();
     use std::os::unix::fs::OpenOptionsExt;
@@ -78,9 +94,20 @@ pub fn append(path: &Path, project: &str, roles: &[String]) -> Result<String> {
         .mode(0o600)
         .open(path)
         .with_context(|| format!("opening {}", path.display()))?;
-    writeln!(f, "{token} {project} {}", roles.join(","))
-        .with_context(|| format!("appending to {}", path.display()))?;
+    match node {
+        Some(n) => writeln!(f, "{token} {project} {} {n}", roles.join(",")),
+        None => writeln!(f, "{token} {project} {}", roles.join(",")),
+    }
+    .with_context(|| format!("appending to {}", path.display()))?;
     Ok(token)
+}
+
+/// The agent token bound to `node`, if any.
+pub fn find_for_node(lines: &[TokenLine], node: &str) -> Option<String> {
+    lines
+        .iter()
+        .find(|l| l.node.as_deref() == Some(node) && l.roles.iter().any(|r| r == "agent"))
+        .map(|l| l.token.clone())
 }
 
 /// The first token of `project` carrying `role`, if any.
@@ -116,6 +143,10 @@ mod tests {
         assert_eq!(find(&lines, "demo", "member"), Some(m));
         assert_eq!(find(&lines, "admin", "admin"), Some(a));
         assert_eq!(find(&lines, "demo", "admin"), None);
+        let n1 = append_for_node(&f, "node1").unwrap();
+        let lines = read(&f).unwrap();
+        assert_eq!(find_for_node(&lines, "node1"), Some(n1));
+        assert_eq!(find_for_node(&lines, "node2"), None);
         assert!(append(&f, "has space", &["member".into()]).is_err());
         assert!(append(&f, "p", &["root".into()]).is_err());
     }

@@ -24,10 +24,9 @@ use axum::response::Response;
 use serde_json::{json, Value};
 
 use super::{json as respond, json_bytes, method_not_allowed, no_content, App, Ctx};
-use crate::auth::Identity;
 use crate::error::DomainError;
 use crate::realize;
-use crate::service::policy;
+use crate::service::{agents, policy};
 
 /// Longest long-poll.
 pub const MAX_WAIT: Duration = Duration::from_secs(60);
@@ -35,10 +34,6 @@ pub const MAX_WAIT: Duration = Duration::from_secs(60);
 /// How often a `/realized` wait re-reads the reports with nothing woken it: reports recorded
 /// by another controller on a shared PostgreSQL do not wake this one.
 pub const REALIZED_RECHECK: Duration = Duration::from_secs(2);
-
-fn require_agent(who: &Identity) -> Result<(), DomainError> {
-    policy::enforce(who, "agent", &policy::Target::default())
-}
 
 fn parse_json<T: serde::de::DeserializeOwned>(ctx: &Ctx, what: &str) -> Result<T, DomainError> {
     serde_json::from_slice(&ctx.body)
@@ -54,55 +49,20 @@ fn query_u64(ctx: &Ctx, key: &str) -> Result<Option<u64>, DomainError> {
     }
 }
 
-async fn own_node(
-    app: &App,
-    who: &Identity,
-    node: &str,
-) -> Result<crate::store::l3::AgentRow, DomainError> {
-    let row = app
-        .store
-        .get_agent(node)
-        .await?
-        .ok_or_else(|| DomainError::not_found("Node", "AgentNotFound", node))?;
-    if !who.is_admin() && row.registered_by != who.project_id {
-        return Err(DomainError::not_found("Node", "AgentNotFound", node));
-    }
-    Ok(row)
-}
-
 /// Routes under `/v1.0/agents`, `/v1.0/jobs` and `/v1.0/routers`.
 pub async fn handle(app: &App, ctx: &Ctx, segs: &[&str]) -> Result<Response, DomainError> {
     let who = ctx.identity(app)?;
     match (segs, &ctx.method) {
         (["agents"], &Method::POST) => {
-            require_agent(&who)?;
             let reg: wire::NodeRegistration = parse_json(ctx, "registration")?;
-            if reg.node.trim().is_empty() || reg.pod.trim().is_empty() {
-                return Err(DomainError::bad_request(
-                    "registration needs a node and a pod",
-                ));
-            }
-            if !app
-                .store
-                .list_pods()
-                .await?
-                .iter()
-                .any(|p| p.region_name == reg.pod)
-            {
-                return Err(DomainError::not_found("Pod", "PodNotFound", &reg.pod));
-            }
-            if let Some(existing) = app.store.get_agent(&reg.node).await? {
-                if !who.is_admin() && existing.registered_by != who.project_id {
-                    return Err(DomainError::conflict(
-                        "AgentExists",
-                        format!("node {} is registered by another agent identity", reg.node),
-                    ));
-                }
-            }
-            app.store.register_agent(&reg, &who.project_id).await?;
-            tracing::info!(node = %reg.node, pod = %reg.pod, "node registered");
+            agents::register(app, &who, &reg).await?;
             app.realizer.run(app).await?;
             Ok(respond(StatusCode::OK, &json!({"agent": reg})))
+        }
+        (["agents", node], &Method::DELETE) => {
+            agents::delete(app, &who, node).await?;
+            app.realizer.kick();
+            Ok(no_content())
         }
         (["agents"], &Method::GET) => {
             policy::enforce(&who, "list_agents", &policy::Target::default())?;
@@ -127,8 +87,7 @@ pub async fn handle(app: &App, ctx: &Ctx, segs: &[&str]) -> Result<Response, Dom
             Ok(respond(StatusCode::OK, &json!({"agents": out})))
         }
         (["agents", node, "desired"], &Method::GET) => {
-            require_agent(&who)?;
-            own_node(app, &who, node).await?;
+            agents::load_node(app, &who, node).await?;
             let since = query_u64(ctx, "since")?.unwrap_or(0);
             let wait = Duration::from_secs(query_u64(ctx, "timeout")?.unwrap_or(30)).min(MAX_WAIT);
             let deadline = Instant::now() + wait;
@@ -172,47 +131,9 @@ pub async fn handle(app: &App, ctx: &Ctx, segs: &[&str]) -> Result<Response, Dom
             }
         }
         (["agents", node, "status"], &Method::PUT) => {
-            require_agent(&who)?;
-            own_node(app, &who, node).await?;
             let report: wire::StatusReport = parse_json(ctx, "status report")?;
-            if report.node != *node {
-                return Err(DomainError::bad_request(format!(
-                    "status report names node {} but was sent for {node}",
-                    report.node
-                )));
-            }
-            app.store.record_report(&report).await?;
+            let rebind = agents::report(app, &who, node, &report).await?;
             app.report_recorded();
-            let mut rebind = false;
-            for p in &report.ports {
-                let r = match p.status {
-                    wire::PortState::Active => {
-                        app.store
-                            .set_port_status(&p.port_id, "ACTIVE", Some(&p.host))
-                            .await
-                    }
-                    wire::PortState::Down => {
-                        // Seen here but not placed here: learn the binding if it has none.
-                        let port = app.store.get_port(&p.port_id).await;
-                        match port {
-                            Ok(port) if port.host_id.is_empty() => {
-                                rebind = true;
-                                app.store
-                                    .set_port_status(&p.port_id, "DOWN", Some(&p.host))
-                                    .await
-                            }
-                            // ERROR (no pod-local VLAN) is the realizer's to lift.
-                            Ok(port) if port.host_id == p.host && port.status != "ERROR" => {
-                                app.store.set_port_status(&p.port_id, "DOWN", None).await
-                            }
-                            _ => Ok(false),
-                        }
-                    }
-                };
-                if let Err(e) = r {
-                    tracing::debug!(port = %p.port_id, error = %e, "port status not recorded");
-                }
-            }
             if rebind {
                 app.realizer.kick();
             }

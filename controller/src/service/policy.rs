@@ -97,6 +97,7 @@ pub const POLICIES: &[(&str, Rule)] = &[
     ("jobs", Rule::Admin),
     ("resync", Rule::Admin),
     ("list_agents", Rule::Admin),
+    ("delete_agent", Rule::Admin),
     ("agent", Rule::Agent),
     // quotas
     ("get_quota", Rule::Owner),
@@ -177,6 +178,7 @@ mod tests {
         Identity {
             project_id: p.into(),
             roles: vec![Role::Member],
+            node: None,
         }
     }
 
@@ -186,6 +188,7 @@ mod tests {
         let admin = Identity {
             project_id: "x".into(),
             roles: vec![Role::Admin],
+            node: None,
         };
         let on_bs_net = Target {
             project_id: "a",
@@ -236,6 +239,7 @@ mod tests {
                     let agent = Identity {
                         project_id: "svc".into(),
                         roles: vec![Role::Agent],
+                        node: Some("n1".into()),
                     };
                     assert!(allows(&agent, action, &foreign));
                 }

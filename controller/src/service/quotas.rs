@@ -207,6 +207,7 @@ mod tests {
         let member = Identity {
             project_id: "demo".into(),
             roles: vec![crate::auth::Role::Member],
+            node: None,
         };
         assert!(may_read(&member, "demo").is_ok());
         assert_eq!(

@@ -680,6 +680,21 @@ impl Store {
     // ---- agents ----
 
     /// Register (or re-register) a node.
+    /// Forget a node's registration (its published state's row stays, so a later
+    /// registration's revisions keep moving forward); whether it was registered.
+    pub async fn delete_agent(&self, node: &str) -> Result<bool, StoreError> {
+        let mut w = self.begin_write().await?;
+        let r = sqlx::query("DELETE FROM agents WHERE node = $1")
+            .bind(node.to_string())
+            .execute(&mut *w.tx)
+            .await
+            .map_err(StoreError::db(format!("deleting node {node}")))?;
+        w.touch(super::changes::ChangeKind::Node, node);
+        w.commit().await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    /// Register a node, or refresh its registration.
     pub async fn register_agent(
         &self,
         reg: &wire::NodeRegistration,

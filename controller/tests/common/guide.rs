@@ -5,8 +5,16 @@ use serde_json::{json, Value};
 
 use super::{Controller, ADMIN, DEMO};
 
-/// The agent token the tests add to the tokens file (role `agent`).
+/// An agent token bound to no node (role `agent`): refused by every node endpoint.
 pub const AGENT: &str = "agenttok";
+
+/// Nodes every test controller has a node-bound agent token for ([`agent`]).
+pub const AGENT_NODES: &[&str] = &["node1", "node2", "node3", "node9"];
+
+/// The node-bound agent token of `node` (one of [`AGENT_NODES`]).
+pub fn agent(node: &str) -> String {
+    format!("agenttok-{node}")
+}
 
 /// The body of a 2xx answer; anything else fails the test naming `what`.
 pub fn ok(r: (u16, Value), what: &str) -> Value {
@@ -49,7 +57,7 @@ pub fn desired(c: &Controller, node: &str) -> Value {
         c.t(
             "GET",
             &format!("/v1.0/agents/{node}/desired?since=0"),
-            Some(AGENT),
+            Some(&agent(node)),
             None,
         ),
         "desired",

@@ -102,7 +102,11 @@ impl Controller {
         std::fs::write(
             &tokens,
             format!(
-                "# test tokens\n{ADMIN} admin admin\n{DEMO} demo member\n{OTHER} other member\n{}",
+                "# test tokens\n{ADMIN} admin admin\n{DEMO} demo member\n{OTHER} other member\n{}{}",
+                guide::AGENT_NODES
+                    .iter()
+                    .map(|n| format!("{} crosspod-agents agent {n}\n", guide::agent(n)))
+                    .collect::<String>(),
                 extra_tokens
                     .iter()
                     .map(|l| format!("{l}\n"))

@@ -1,0 +1,151 @@
+//! The agent API's rules: an agent speaks only for its own node (its credential names it:
+//! a TLS client certificate's subject, or a node-bound token). A node's pod and bridge
+//! mappings change only by an admin (decommission, then register again); a report may not
+//! claim a revision beyond the one published; bindings learned from a report only move an
+//! unbound port to the reporting node.
+
+use crate::auth::Identity;
+use crate::core::Core;
+use crate::error::{DomainError, ErrorClass};
+use crate::service::policy::{self, Target};
+use crate::store::l3::AgentRow;
+
+/// `Ok` when `who` may act for `node`: an admin, or an agent credential naming exactly it.
+pub fn authorize_node(who: &Identity, node: &str) -> Result<(), DomainError> {
+    policy::enforce(who, "agent", &Target::default())?;
+    if who.is_admin() || who.node.as_deref() == Some(node) {
+        return Ok(());
+    }
+    tracing::warn!(project = %who.project_id, credential_node = ?who.node, node, "an agent credential tried to act for another node");
+    Err(DomainError::new(
+        ErrorClass::Forbidden,
+        "PolicyNotAuthorized",
+        match &who.node {
+            Some(own) => format!("this credential speaks for node {own}, not {node}"),
+            None => "this agent credential is bound to no node: issue a node certificate or a node-bound token".into(),
+        },
+    ))
+}
+
+/// The registered node `node`, after [`authorize_node`].
+pub async fn load_node(core: &Core, who: &Identity, node: &str) -> Result<AgentRow, DomainError> {
+    authorize_node(who, node)?;
+    core.store
+        .get_agent(node)
+        .await?
+        .ok_or_else(|| DomainError::not_found("Node", "AgentNotFound", node))
+}
+
+/// Register (or re-register, as every agent does at start) a node.
+pub async fn register(
+    core: &Core,
+    who: &Identity,
+    reg: &wire::NodeRegistration,
+) -> Result<(), DomainError> {
+    if reg.node.trim().is_empty() || reg.pod.trim().is_empty() {
+        return Err(DomainError::bad_request(
+            "registration needs a node and a pod",
+        ));
+    }
+    authorize_node(who, &reg.node)?;
+    if !core
+        .store
+        .list_pods()
+        .await?
+        .iter()
+        .any(|p| p.region_name == reg.pod)
+    {
+        return Err(DomainError::not_found("Pod", "PodNotFound", &reg.pod));
+    }
+    if let Some(existing) = core.store.get_agent(&reg.node).await? {
+        let moved = existing.registration.pod != reg.pod
+            || existing.registration.bridge_mappings != reg.bridge_mappings;
+        if moved && !who.is_admin() {
+            return Err(DomainError::conflict(
+                "AgentExists",
+                format!(
+                    "node {} is registered in pod {} with bridge mappings {:?}; only an admin changes those: DELETE /v1.0/agents/{} then register again",
+                    reg.node, existing.registration.pod, existing.registration.bridge_mappings, reg.node
+                ),
+            ));
+        }
+    }
+    core.store.register_agent(reg, &who.project_id).await?;
+    tracing::info!(node = %reg.node, pod = %reg.pod, "node registered");
+    Ok(())
+}
+
+/// Decommission a node (admin): its registration and published state go; ports bound to it
+/// stay bound, as Neutron's do when an agent is deleted.
+pub async fn delete(core: &Core, who: &Identity, node: &str) -> Result<(), DomainError> {
+    policy::enforce(who, "delete_agent", &Target::default())?;
+    if !core.store.delete_agent(node).await? {
+        return Err(DomainError::not_found("Node", "AgentNotFound", node));
+    }
+    tracing::info!(node, "node decommissioned");
+    Ok(())
+}
+
+/// Record a node's report; returns whether a port's binding was learned (a re-plan is due).
+pub async fn report(
+    core: &Core,
+    who: &Identity,
+    node: &str,
+    report: &wire::StatusReport,
+) -> Result<bool, DomainError> {
+    load_node(core, who, node).await?;
+    if report.node != node {
+        return Err(DomainError::bad_request(format!(
+            "status report names node {} but was sent for {node}",
+            report.node
+        )));
+    }
+    let published = core
+        .store
+        .node_state(node)
+        .await?
+        .map(|(r, _)| r as u64)
+        .unwrap_or(0);
+    if report.revision_applied > published {
+        return Err(DomainError::bad_request(format!(
+            "status report of node {node} claims revision {} but revision {published} is the latest published",
+            report.revision_applied
+        )));
+    }
+    if let Some(p) = report.ports.iter().find(|p| p.host != node) {
+        return Err(DomainError::bad_request(format!(
+            "status report of node {node} names port {} on host {}: a node reports only its own ports",
+            p.port_id, p.host
+        )));
+    }
+    core.store.record_report(report).await?;
+    let mut rebind = false;
+    for p in &report.ports {
+        let r = match p.status {
+            // Bound here, or unbound (then learned here); never a port bound elsewhere.
+            wire::PortState::Active => {
+                core.store
+                    .set_port_status(&p.port_id, "ACTIVE", Some(node))
+                    .await
+            }
+            wire::PortState::Down => match core.store.get_port(&p.port_id).await {
+                // Seen here but not placed anywhere: learn the binding.
+                Ok(port) if port.host_id.is_empty() => {
+                    rebind = true;
+                    core.store
+                        .set_port_status(&p.port_id, "DOWN", Some(node))
+                        .await
+                }
+                // ERROR (no pod-local VLAN) is the realizer's to lift.
+                Ok(port) if port.host_id == node && port.status != "ERROR" => {
+                    core.store.set_port_status(&p.port_id, "DOWN", None).await
+                }
+                _ => Ok(false),
+            },
+        };
+        if let Err(e) = r {
+            tracing::debug!(port = %p.port_id, error = %e, "port status not recorded");
+        }
+    }
+    Ok(rebind)
+}
