@@ -67,6 +67,19 @@ pub struct AgentConfig {
     #[arg(long, env = "CROSSPOD_TOKEN_FILE")]
     pub token_file: Option<PathBuf>,
 
+    /// This node's client certificate (PEM, its subject names the node): the agent then
+    /// speaks mutual TLS to the controller's agent listener (`https://HOST:19998`).
+    #[arg(long, env = "CROSSPOD_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, env = "CROSSPOD_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+
+    /// The CA that signed the controller's certificate (PEM); no other is trusted.
+    #[arg(long, env = "CROSSPOD_CA")]
+    pub ca: Option<PathBuf>,
+
     /// physnet:bridge pairs, as OVS_BRIDGE_MAPPINGS in the guide.
     #[arg(
         long,
@@ -220,10 +233,24 @@ impl AgentConfig {
     fn validate(&self) -> Result<(), ConfigError> {
         self.bridge_map()?;
         self.uplink_map()?;
-        if self.token.is_none() && self.token_file.is_none() && self.desired_file.is_none() {
+        let tls = [&self.tls_cert, &self.tls_key, &self.ca]
+            .iter()
+            .filter(|o| o.is_some())
+            .count();
+        if tls != 0 && tls != 3 {
+            return Err(ConfigError::Invalid {
+                option: "tls-cert",
+                message: "--tls-cert, --tls-key and --ca go together".into(),
+            });
+        }
+        if tls == 0
+            && self.token.is_none()
+            && self.token_file.is_none()
+            && self.desired_file.is_none()
+        {
             return Err(ConfigError::Invalid {
                 option: "token",
-                message: "an agent token is needed: pass --token or --token-file (or --once --desired-file FILE to run without the controller)".into(),
+                message: "a credential is needed: --tls-cert/--tls-key/--ca (this node's certificate) or a node-bound --token/--token-file (or --once --desired-file FILE to run without the controller)".into(),
             });
         }
         Ok(())
@@ -237,6 +264,23 @@ impl AgentConfig {
     /// bridge -> uplink device, from `--uplinks`.
     pub fn uplink_map(&self) -> Result<BTreeMap<String, String>, ConfigError> {
         parse_pairs(&self.uplinks, "uplinks")
+    }
+
+    /// The TLS identity (certificate then key, PEM) and the trusted CA, when configured.
+    pub fn resolve_tls(&self) -> Result<Option<(Vec<u8>, Vec<u8>)>, ConfigError> {
+        let (Some(cert), Some(key), Some(ca)) = (&self.tls_cert, &self.tls_key, &self.ca) else {
+            return Ok(None);
+        };
+        let read = |path: &PathBuf| {
+            std::fs::read(path).map_err(|source| ConfigError::Read {
+                path: path.clone(),
+                source,
+            })
+        };
+        let mut identity = read(cert)?;
+        identity.push(b'\n');
+        identity.extend(read(key)?);
+        Ok(Some((identity, read(ca)?)))
     }
 
     /// The token, read from `--token-file` when given there.

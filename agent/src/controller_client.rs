@@ -26,6 +26,11 @@ pub enum ClientError {
         what: &'static str,
         source: reqwest::Error,
     },
+    #[error("loading {what} for the agent's TLS: {source}")]
+    Tls {
+        what: &'static str,
+        source: reqwest::Error,
+    },
 }
 
 impl ClientError {
@@ -45,15 +50,56 @@ pub struct ControllerClient {
 }
 
 impl ControllerClient {
-    /// `base` is the controller's Tricircle-side URL, e.g. `http://127.0.0.1:19999`.
+    /// With a node-bound token. `base` is the controller's Tricircle-side URL, e.g.
+    /// `http://127.0.0.1:19999`.
     pub fn new(base: &str, node: &str, token: &str) -> Self {
-        let http = reqwest::Client::builder()
+        let http = Self::builder()
+            .build()
+            .expect("a reqwest client with only timeouts set always builds");
+        Self::with_http(http, base, node, token)
+    }
+
+    /// With this node's certificate (`identity_pem`: certificate then key) over mutual TLS,
+    /// trusting only `ca_pem` for the controller's certificate. `base` is the agent
+    /// listener's URL, e.g. `https://127.0.0.1:19998`.
+    pub fn with_tls(
+        base: &str,
+        node: &str,
+        identity_pem: &[u8],
+        ca_pem: &[u8],
+    ) -> Result<Self, ClientError> {
+        let identity =
+            reqwest::Identity::from_pem(identity_pem).map_err(|source| ClientError::Tls {
+                what: "the node certificate and key",
+                source,
+            })?;
+        let ca = reqwest::Certificate::from_pem(ca_pem).map_err(|source| ClientError::Tls {
+            what: "the CA certificate",
+            source,
+        })?;
+        let http = Self::builder()
+            .use_rustls_tls()
+            .tls_built_in_root_certs(false)
+            .add_root_certificate(ca)
+            .identity(identity)
+            .https_only(true)
+            .build()
+            .map_err(|source| ClientError::Tls {
+                what: "the TLS client",
+                source,
+            })?;
+        Ok(Self::with_http(http, base, node, ""))
+    }
+
+    fn builder() -> reqwest::ClientBuilder {
+        reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
             // Below the controller's idle timeout (60 s by default), so the agent drops an idle
             // connection before the controller does and never reuses one being closed.
             .pool_idle_timeout(Duration::from_secs(30))
-            .build()
-            .expect("a reqwest client with only timeouts set always builds");
+    }
+
+    fn with_http(http: reqwest::Client, base: &str, node: &str, token: &str) -> Self {
         ControllerClient {
             http,
             base: base.trim_end_matches('/').to_string(),
@@ -139,14 +185,19 @@ impl ControllerClient {
         url: &str,
         req: reqwest::RequestBuilder,
     ) -> Result<reqwest::Response, ClientError> {
-        req.header("X-Auth-Token", &self.token)
-            .send()
-            .await
-            .map_err(|source| ClientError::Unreachable {
-                what,
-                url: url.to_string(),
-                source,
-            })
+        if self.token.is_empty() {
+            // Mutual TLS: the certificate is the credential.
+            req
+        } else {
+            req.header("X-Auth-Token", &self.token)
+        }
+        .send()
+        .await
+        .map_err(|source| ClientError::Unreachable {
+            what,
+            url: url.to_string(),
+            source,
+        })
     }
 }
 

@@ -45,11 +45,12 @@ async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
     let client = if cfg.desired_file.is_some() {
         None
     } else {
-        Some(ControllerClient::new(
-            &cfg.controller_url,
-            &cfg.node,
-            &cfg.resolve_token()?,
-        ))
+        Some(match cfg.resolve_tls()? {
+            Some((identity, ca)) => {
+                ControllerClient::with_tls(&cfg.controller_url, &cfg.node, &identity, &ca)?
+            }
+            None => ControllerClient::new(&cfg.controller_url, &cfg.node, &cfg.resolve_token()?),
+        })
     };
     let agent = Agent {
         node: cfg.node.clone(),

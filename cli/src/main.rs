@@ -6,6 +6,7 @@ mod http;
 mod lab;
 mod output;
 mod ovsdb;
+mod pki;
 mod probe;
 mod vm;
 
@@ -43,10 +44,46 @@ enum Cmd {
     /// and the router instances' probes reported by the agents. Exit status 3 when a pair
     /// does not answer.
     Probe(ProbeArgs),
+    /// A CA for crosspod's control traffic: node certificates for agents, a server
+    /// certificate for the controller.
+    Pki(PkiArgs),
     /// Shell completions: `crosspod completions bash > /etc/bash_completion.d/crosspod`.
     Completions {
         /// bash, zsh, fish, elvish or powershell.
         shell: clap_complete::Shell,
+    },
+}
+
+#[derive(Debug, Args)]
+struct PkiArgs {
+    /// Directory of the CA and the certificates it issues.
+    #[arg(
+        long,
+        env = "CROSSPOD_PKI_DIR",
+        default_value = "/etc/crosspod/pki",
+        global = true
+    )]
+    dir: PathBuf,
+    #[command(subcommand)]
+    cmd: PkiCmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum PkiCmd {
+    /// Make the CA (`ca.pem`, `ca.key`) unless it exists.
+    Init,
+    /// Issue a node's client certificate (`--node NAME`) or the controller's server
+    /// certificate (`--server NAME --san HOST_OR_IP ...`), as `NAME.pem` and `NAME.key`.
+    Issue {
+        /// The node the agent speaks for (the certificate's subject).
+        #[arg(long, conflicts_with = "server", required_unless_present = "server")]
+        node: Option<String>,
+        /// A server certificate's name.
+        #[arg(long)]
+        server: Option<String>,
+        /// DNS names and IP addresses of the server (repeat or comma-separate).
+        #[arg(long, value_delimiter = ',', requires = "server")]
+        san: Vec<String>,
     },
 }
 
@@ -195,11 +232,37 @@ fn main() -> ExitCode {
     }
 }
 
+fn run_pki(p: PkiArgs) -> Result<ExitCode> {
+    match p.cmd {
+        PkiCmd::Init => {
+            if pki::init(&p.dir)? {
+                println!("CA made: {}", p.dir.join(pki::CA_CERT).display());
+            } else {
+                println!("CA kept: {}", p.dir.join(pki::CA_CERT).display());
+            }
+        }
+        PkiCmd::Issue { node, server, san } => {
+            let subject = match (&node, &server) {
+                (Some(n), _) => pki::Subject::Node(n),
+                (None, Some(s)) => pki::Subject::Server {
+                    name: s,
+                    sans: &san,
+                },
+                (None, None) => anyhow::bail!("--node or --server is needed"),
+            };
+            let out = pki::issue(&p.dir, &subject)?;
+            println!("{}\n{}", out.cert.display(), out.key.display());
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 fn run(cli: Cli) -> Result<ExitCode> {
     match cli.cmd {
         Cmd::Lab(l) => run_lab(l, cli.json),
         Cmd::Vm(v) => run_vm(v, cli.json),
         Cmd::Probe(p) => run_probe(p, cli.json),
+        Cmd::Pki(p) => run_pki(p),
         Cmd::Completions { shell } => {
             use clap::CommandFactory;
             clap_complete::generate(

@@ -172,6 +172,45 @@ pub struct Args {
     /// Concurrent `/realized` waits per project; more get 429 [default: 16].
     #[arg(long, env = "CROSSPOD_LONG_POLLS_PER_PROJECT")]
     pub long_polls_per_project: Option<u64>,
+    /// Port of the agent listener (mutual TLS only) [default: 19998].
+    #[arg(long, env = "CROSSPOD_AGENT_PORT")]
+    pub agent_port: Option<u16>,
+    /// The agent listener's server certificate chain (PEM); with --agent-tls-key and
+    /// --agent-ca it serves the agent API over mutual TLS.
+    #[arg(long, env = "CROSSPOD_AGENT_TLS_CERT")]
+    pub agent_tls_cert: Option<PathBuf>,
+    /// The agent listener's private key (PEM).
+    #[arg(long, env = "CROSSPOD_AGENT_TLS_KEY")]
+    pub agent_tls_key: Option<PathBuf>,
+    /// The CA whose certificates name agents' nodes (PEM).
+    #[arg(long, env = "CROSSPOD_AGENT_CA")]
+    pub agent_ca: Option<PathBuf>,
+    /// Serve the Neutron and Tricircle APIs over TLS with this certificate chain (PEM).
+    #[arg(long, env = "CROSSPOD_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, env = "CROSSPOD_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+}
+
+/// Certificate, key and client CA of the agent listener.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentTls {
+    /// Server certificate chain.
+    pub cert: PathBuf,
+    /// Server key.
+    pub key: PathBuf,
+    /// CA of agents' client certificates.
+    pub ca: PathBuf,
+}
+
+/// Certificate and key of the user APIs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserTls {
+    /// Certificate chain.
+    pub cert: PathBuf,
+    /// Key.
+    pub key: PathBuf,
 }
 
 /// The resolved configuration the controller runs with.
@@ -213,6 +252,12 @@ pub struct Config {
     pub long_polls_per_node: usize,
     /// Concurrent `/realized` waits per project.
     pub long_polls_per_project: usize,
+    /// Port of the agent listener.
+    pub agent_port: u16,
+    /// The agent listener's TLS material (no agent listener without it).
+    pub agent_tls: Option<AgentTls>,
+    /// TLS of the Neutron and Tricircle listeners (plain HTTP without it).
+    pub tls: Option<UserTls>,
 }
 
 /// Default store URL.
@@ -325,6 +370,35 @@ impl Args {
                 self.long_polls_per_project.or(file.long_polls_per_project),
             )?
             .unwrap_or(16) as usize,
+            agent_port: self.agent_port.or(file.agent_port).unwrap_or(19998),
+            agent_tls: match (
+                self.agent_tls_cert.or(file.agent_tls_cert),
+                self.agent_tls_key.or(file.agent_tls_key),
+                self.agent_ca.or(file.agent_ca),
+            ) {
+                (None, None, None) => None,
+                (Some(cert), Some(key), Some(ca)) => Some(AgentTls { cert, key, ca }),
+                _ => {
+                    return Err(ConfigError::Invalid {
+                        key: "agent-tls-cert",
+                        detail: "--agent-tls-cert, --agent-tls-key and --agent-ca go together"
+                            .into(),
+                    })
+                }
+            },
+            tls: match (
+                self.tls_cert.or(file.tls_cert),
+                self.tls_key.or(file.tls_key),
+            ) {
+                (None, None) => None,
+                (Some(cert), Some(key)) => Some(UserTls { cert, key }),
+                _ => {
+                    return Err(ConfigError::Invalid {
+                        key: "tls-cert",
+                        detail: "--tls-cert and --tls-key go together".into(),
+                    })
+                }
+            },
         })
     }
 }
@@ -338,7 +412,7 @@ impl Config {
             .map(|t| format!("{:?}", t.as_str()))
             .collect();
         format!(
-            "bind = {:?}\ntricircle-port = {}\nneutron-port = {}\ndatabase = {:?}\ntokens-file = {:?}\nnetwork-vlan-ranges = {:?}\nbridge-cidr = {:?}\nlocal-vlan-range = \"{}:{}\"\ntenant-network-types = [{}]\nfull-pass-interval = {}\nchange-log-poll-ms = {}\nlog-format = {:?}\nquota-network = {}\nquota-subnet = {}\nquota-port = {}\nquota-router = {}\nquota-floatingip = {}\nheader-timeout = {}\nbody-timeout = {}\nidle-timeout = {}\nlong-polls-per-node = {}\nlong-polls-per-project = {}\n",
+            "bind = {:?}\ntricircle-port = {}\nneutron-port = {}\ndatabase = {:?}\ntokens-file = {:?}\nnetwork-vlan-ranges = {:?}\nbridge-cidr = {:?}\nlocal-vlan-range = \"{}:{}\"\ntenant-network-types = [{}]\nfull-pass-interval = {}\nchange-log-poll-ms = {}\nlog-format = {:?}\nquota-network = {}\nquota-subnet = {}\nquota-port = {}\nquota-router = {}\nquota-floatingip = {}\nheader-timeout = {}\nbody-timeout = {}\nidle-timeout = {}\nlong-polls-per-node = {}\nlong-polls-per-project = {}\nagent-port = {}\n{}",
             self.bind.to_string(),
             self.tricircle_port,
             self.neutron_port,
@@ -365,6 +439,26 @@ impl Config {
             self.idle_timeout.as_secs(),
             self.long_polls_per_node,
             self.long_polls_per_project,
+            self.agent_port,
+            {
+                let mut extra = String::new();
+                if let Some(a) = &self.agent_tls {
+                    extra.push_str(&format!(
+                        "agent-tls-cert = {:?}\nagent-tls-key = {:?}\nagent-ca = {:?}\n",
+                        a.cert.display().to_string(),
+                        a.key.display().to_string(),
+                        a.ca.display().to_string()
+                    ));
+                }
+                if let Some(t) = &self.tls {
+                    extra.push_str(&format!(
+                        "tls-cert = {:?}\ntls-key = {:?}\n",
+                        t.cert.display().to_string(),
+                        t.key.display().to_string()
+                    ));
+                }
+                extra
+            },
         )
     }
 }

@@ -24,6 +24,11 @@ use axum::response::Response;
 use serde_json::{json, Value};
 
 use super::{json as respond, json_bytes, method_not_allowed, no_content, App, Ctx};
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+
+use crate::auth::{Identity, Role};
 use crate::error::DomainError;
 use crate::realize;
 use crate::service::{agents, policy};
@@ -52,6 +57,53 @@ fn query_u64(ctx: &Ctx, key: &str) -> Result<Option<u64>, DomainError> {
 /// Routes under `/v1.0/agents`, `/v1.0/jobs` and `/v1.0/routers`.
 pub async fn handle(app: &App, ctx: &Ctx, segs: &[&str]) -> Result<Response, DomainError> {
     let who = ctx.identity(app)?;
+    handle_as(app, ctx, segs, &who).await
+}
+
+/// Project of the identities agents' client certificates give (a certificate names a node,
+/// not a project).
+pub const AGENT_CERT_PROJECT: &str = "crosspod-agents";
+
+/// axum handler of the agent listener (mutual TLS): the client certificate is the agent's
+/// identity; only the agent's own endpoints are served there.
+pub async fn handle_listener(State(app): State<Arc<App>>, req: Request) -> Response {
+    super::dispatch("agent", app, req, route_listener).await
+}
+
+async fn route_listener(app: Arc<App>, ctx: Ctx) -> Result<Response, DomainError> {
+    let Some(node) = ctx.peer_node.clone() else {
+        return Err(DomainError::unauthorized(
+            "the agent listener needs a client certificate naming the node",
+        ));
+    };
+    let who = Identity {
+        project_id: AGENT_CERT_PROJECT.into(),
+        roles: vec![Role::Agent],
+        node: Some(node),
+    };
+    let segs = ctx.segs();
+    match segs.as_slice() {
+        ["v1.0", rest @ ..]
+            if matches!(
+                (rest, &ctx.method),
+                (["agents"], &Method::POST)
+                    | (["agents", _, "desired"], &Method::GET)
+                    | (["agents", _, "status"], &Method::PUT)
+            ) =>
+        {
+            handle_as(&app, &ctx, rest, &who).await
+        }
+        _ => Err(DomainError::no_route(&ctx.path)),
+    }
+}
+
+async fn handle_as(
+    app: &App,
+    ctx: &Ctx,
+    segs: &[&str],
+    who: &Identity,
+) -> Result<Response, DomainError> {
+    let who = who.clone();
     match (segs, &ctx.method) {
         (["agents"], &Method::POST) => {
             let reg: wire::NodeRegistration = parse_json(ctx, "registration")?;

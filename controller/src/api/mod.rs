@@ -11,6 +11,7 @@ pub mod openapi;
 pub mod pods;
 pub mod routes;
 pub mod serve;
+pub mod tls;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -71,6 +72,9 @@ pub enum StartError {
     /// The store could not be opened or migrated.
     #[error("opening the store: {0}")]
     Store(#[from] StoreError),
+    /// The TLS material could not be loaded.
+    #[error("{0}")]
+    Tls(#[from] tls::TlsError),
     /// A listener could not bind.
     #[error("binding the {api} API on {addr}: {source}")]
     Bind {
@@ -90,6 +94,8 @@ pub struct Running {
     pub neutron_addr: SocketAddr,
     /// Where the Tricircle API listens.
     pub tricircle_addr: SocketAddr,
+    /// Where the agent listener (mutual TLS) listens, when configured.
+    pub agent_addr: Option<SocketAddr>,
     /// The shared state.
     pub app: Arc<App>,
     tasks: tokio::task::JoinSet<std::io::Result<()>>,
@@ -142,19 +148,48 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         header: config.header_timeout,
         idle: config.idle_timeout,
     };
+    let user_tls = match &config.tls {
+        Some(t) => Some(tls::server_config(&t.cert, &t.key, None)?),
+        None => None,
+    };
+    // The agent listener: mutual TLS only, the client certificate names the node.
+    let agent = match &config.agent_tls {
+        Some(t) => {
+            let cfg = tls::server_config(&t.cert, &t.key, Some(&t.ca))?;
+            let addr = SocketAddr::new(config.bind, config.agent_port);
+            let l = bind("agent", addr).await?;
+            Some((l.local_addr().unwrap_or(addr), l, cfg))
+        }
+        None => None,
+    };
     let mut tasks = tokio::task::JoinSet::new();
     let n_app = app.clone();
-    tasks.spawn(serve::serve(n_listener, timeouts, move |req| {
-        neutron::handle(State(n_app.clone()), req)
-    }));
+    tasks.spawn(serve::serve(
+        n_listener,
+        timeouts,
+        user_tls.clone(),
+        move |req| neutron::handle(State(n_app.clone()), req),
+    ));
     let t_app = app.clone();
-    tasks.spawn(serve::serve(t_listener, timeouts, move |req| {
+    tasks.spawn(serve::serve(t_listener, timeouts, user_tls, move |req| {
         pods::handle(State(t_app.clone()), req)
     }));
-    tracing::info!(%neutron_addr, %tricircle_addr, "APIs listening");
+    let agent_addr = match agent {
+        Some((addr, l, cfg)) => {
+            let a_app = app.clone();
+            tasks.spawn(serve::serve(l, timeouts, Some(cfg), move |req| {
+                agents::handle_listener(State(a_app.clone()), req)
+            }));
+            Some(addr)
+        }
+        None => None,
+    };
+    let agent_listen = agent_addr.map(|a| a.to_string()).unwrap_or_default();
+    tracing::info!(%neutron_addr, %tricircle_addr, agent_addr = %agent_listen, tls = config.tls.is_some(), "APIs listening");
     Ok(Running {
         neutron_addr,
         tricircle_addr,
+        agent_addr,
         app,
         tasks,
     })
@@ -174,6 +209,8 @@ pub struct Ctx {
     pub headers: HeaderMap,
     /// Body bytes (at most [`MAX_BODY`]).
     pub body: axum::body::Bytes,
+    /// The node a mutual-TLS client certificate names (the agent listener only).
+    pub peer_node: Option<String>,
 }
 
 impl Ctx {
@@ -289,6 +326,7 @@ pub async fn read_ctx(req: Request) -> Result<Ctx, DomainError> {
                 .collect()
         })
         .unwrap_or_default();
+    let peer_node = parts.extensions.get::<tls::PeerNode>().map(|p| p.0.clone());
     Ok(Ctx {
         method: parts.method,
         segments,
@@ -296,6 +334,7 @@ pub async fn read_ctx(req: Request) -> Result<Ctx, DomainError> {
         query,
         headers: parts.headers,
         body,
+        peer_node,
     })
 }
 

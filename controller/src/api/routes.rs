@@ -52,7 +52,7 @@ const TRICIRCLE: &[&str] = &[
 pub fn template(api: &str, path: &str) -> &'static str {
     let table = match api {
         "neutron" => NEUTRON,
-        "tricircle" => TRICIRCLE,
+        "tricircle" | "agent" => TRICIRCLE,
         _ => return UNMATCHED,
     };
     let trimmed = path.trim_end_matches('/');

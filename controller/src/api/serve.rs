@@ -135,12 +135,20 @@ impl Drop for InFlight {
 }
 
 /// Serve `listener` until it fails for good: every connection on its own task, each request
-/// through `handle`.
-pub async fn serve<H, Fut>(listener: TcpListener, timeouts: Timeouts, handle: H) -> io::Result<()>
+/// through `handle`. With `tls`, each connection first completes a TLS handshake (within the
+/// header timeout); a verified client certificate's node goes into every request's
+/// extensions as [`super::tls::PeerNode`].
+pub async fn serve<H, Fut>(
+    listener: TcpListener,
+    timeouts: Timeouts,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    handle: H,
+) -> io::Result<()>
 where
     H: Fn(Request) -> Fut + Clone + Send + Sync + 'static,
     Fut: std::future::Future<Output = Response> + Send + 'static,
 {
+    let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(c) => c,
@@ -153,7 +161,38 @@ where
             }
         };
         let _ = stream.set_nodelay(true);
-        tokio::spawn(connection(stream, peer, timeouts, handle.clone()));
+        let handle = handle.clone();
+        match &acceptor {
+            None => {
+                tokio::spawn(connection(stream, peer, timeouts, None, handle));
+            }
+            Some(acceptor) => {
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    let accepted =
+                        tokio::time::timeout(timeouts.header, acceptor.accept(stream)).await;
+                    let tls = match accepted {
+                        Ok(Ok(tls)) => tls,
+                        Ok(Err(e)) => {
+                            tracing::info!(%peer, error = %e, "TLS handshake refused");
+                            return;
+                        }
+                        Err(_) => {
+                            tracing::debug!(%peer, "TLS handshake timed out");
+                            return;
+                        }
+                    };
+                    let node = tls
+                        .get_ref()
+                        .1
+                        .peer_certificates()
+                        .and_then(|c| c.first())
+                        .and_then(super::tls::node_of)
+                        .map(super::tls::PeerNode);
+                    connection(tls, peer, timeouts, node, handle).await
+                });
+            }
+        }
     }
 }
 
@@ -168,12 +207,14 @@ fn is_per_connection(e: &io::Error) -> bool {
 
 /// One connection: hyper's HTTP/1.1 state machine next to a watchdog that drops it when a
 /// head is too slow or the connection idles too long.
-async fn connection<H, Fut>(
-    stream: tokio::net::TcpStream,
+async fn connection<S, H, Fut>(
+    stream: S,
     peer: std::net::SocketAddr,
     timeouts: Timeouts,
+    node: Option<super::tls::PeerNode>,
     handle: H,
 ) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     H: Fn(Request) -> Fut + Clone + Send + Sync + 'static,
     Fut: std::future::Future<Output = Response> + Send + 'static,
 {
@@ -193,8 +234,12 @@ async fn connection<H, Fut>(
     let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
         let guard = InFlight::start(svc_shared.clone());
         let handle = handle.clone();
+        let mut req = req.map(Body::new);
+        if let Some(n) = &node {
+            req.extensions_mut().insert(n.clone());
+        }
         async move {
-            let resp = handle(req.map(Body::new)).await;
+            let resp = handle(req).await;
             drop(guard);
             Ok::<_, Infallible>(resp)
         }

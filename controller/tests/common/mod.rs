@@ -58,6 +58,8 @@ pub struct Controller {
     child: Child,
     pub neutron: SocketAddr,
     pub tricircle: SocketAddr,
+    /// The agent listener (mutual TLS), when started with `--agent-tls-*`.
+    pub agent: Option<SocketAddr>,
     pub dir: tempfile::TempDir,
     pub log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
@@ -177,6 +179,10 @@ impl Controller {
         Ok(Controller {
             neutron: addr("neutron_addr"),
             tricircle: addr("tricircle_addr"),
+            agent: v["fields"]["agent_addr"]
+                .as_str()
+                .filter(|a| !a.is_empty())
+                .map(|a| a.parse().expect("agent addr")),
             child,
             dir,
             log,
