@@ -146,6 +146,15 @@ pub struct AgentConfig {
     pub log_format: LogFormat,
 }
 
+/// This node's TLS credential as read from its files.
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    /// The node's certificate then its key (PEM).
+    pub identity: Vec<u8>,
+    /// The CA that signed the controller's certificate (PEM).
+    pub ca: Vec<u8>,
+}
+
 /// Errors reading the configuration; each names the file or the option at fault.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -266,8 +275,8 @@ impl AgentConfig {
         parse_pairs(&self.uplinks, "uplinks")
     }
 
-    /// The TLS identity (certificate then key, PEM) and the trusted CA, when configured.
-    pub fn resolve_tls(&self) -> Result<Option<(Vec<u8>, Vec<u8>)>, ConfigError> {
+    /// The TLS identity and the trusted CA, when configured.
+    pub fn resolve_tls(&self) -> Result<Option<TlsFiles>, ConfigError> {
         let (Some(cert), Some(key), Some(ca)) = (&self.tls_cert, &self.tls_key, &self.ca) else {
             return Ok(None);
         };
@@ -280,7 +289,10 @@ impl AgentConfig {
         let mut identity = read(cert)?;
         identity.push(b'\n');
         identity.extend(read(key)?);
-        Ok(Some((identity, read(ca)?)))
+        Ok(Some(TlsFiles {
+            identity,
+            ca: read(ca)?,
+        }))
     }
 
     /// The token, read from `--token-file` when given there.

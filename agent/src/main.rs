@@ -46,8 +46,8 @@ async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
         None
     } else {
         Some(match cfg.resolve_tls()? {
-            Some((identity, ca)) => {
-                ControllerClient::with_tls(&cfg.controller_url, &cfg.node, &identity, &ca)?
+            Some(t) => {
+                ControllerClient::with_tls(&cfg.controller_url, &cfg.node, &t.identity, &t.ca)?
             }
             None => ControllerClient::new(&cfg.controller_url, &cfg.node, &cfg.resolve_token()?),
         })

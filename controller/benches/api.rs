@@ -143,6 +143,9 @@ fn run(backend: &'static str, database: String, rows: &mut Vec<Row>) {
         idle_timeout: std::time::Duration::from_secs(60),
         long_polls_per_node: 4,
         long_polls_per_project: 16,
+        agent_port: 0,
+        agent_tls: None,
+        tls: None,
     };
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let running = rt

@@ -1266,6 +1266,9 @@ fn start(
         idle_timeout: std::time::Duration::from_secs(60),
         long_polls_per_node: 4,
         long_polls_per_project: 16,
+        agent_port: 0,
+        agent_tls: None,
+        tls: None,
     };
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let t = Instant::now();

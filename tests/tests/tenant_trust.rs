@@ -454,13 +454,13 @@ fn a_member_cannot_reach_or_hijack_another_projects_traffic() {
         assert_eq!(neutron_type(&v), "DeviceIDNotOwnedByTenant", "{v}");
     }
     // Nor by turning its VM's port (bound on node1, where the admin router has an instance)
-    // into a port of the admin's router: naming the router alone is 409, adding the interface
-    // owner is refused before that (400: such ports are made by the router API only).
+    // into a port of the admin's router: 409 DeviceIDNotOwnedByTenant, with or without
+    // the interface owner (the device is judged first, as on create).
     for (body, want) in [
         (json!({"device_id": victim}), 409),
         (
             json!({"device_owner": "network:router_interface", "device_id": victim}),
-            400,
+            409,
         ),
     ] {
         let (s, v) = api(
