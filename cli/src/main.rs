@@ -144,6 +144,10 @@ struct UpArgs {
     /// Port of the controller's Neutron API on 127.0.0.1.
     #[arg(long, env = "CROSSPOD_NEUTRON_PORT", default_value_t = 20001)]
     neutron_port: u16,
+    /// Port of the controller's agent listener (mutual TLS) on 127.0.0.1; 0 picks a free one
+    /// (`lab env` tells it as CROSSPOD_AGENT_URL).
+    #[arg(long, env = "CROSSPOD_AGENT_PORT", default_value_t = 0)]
+    agent_port: u16,
     /// Upstream router address on the external network, with prefix.
     #[arg(
         long,
@@ -285,6 +289,7 @@ fn run_lab(l: LabArgs, as_json: bool) -> Result<ExitCode> {
                 prefix: u.prefix,
                 tricircle_port: u.tricircle_port,
                 neutron_port: u.neutron_port,
+                agent_port: u.agent_port,
                 upstream_gateway: u.upstream_gateway,
                 upstream_vlan: u.upstream_vlan,
                 controller_bin: u

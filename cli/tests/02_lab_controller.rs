@@ -142,14 +142,31 @@ fn lab_up_runs_one_agent_per_node_with_the_node_flags_or_says_why_not() {
             format!("--netns-prefix={}-", lab.ns(node)),
             "--datapath-type=netdev".to_string(),
             format!("--ovsdb={}", lab.db(node)),
-            format!("--controller-url=http://127.0.0.1:{}", lab.tricircle_port),
-            format!("--token-file={}", lab.dir.join("agent.token").display()),
+            format!(
+                "--tls-cert={}",
+                lab.dir.join("pki").join(format!("{node}.pem")).display()
+            ),
+            format!(
+                "--tls-key={}",
+                lab.dir.join("pki").join(format!("{node}.key")).display()
+            ),
+            format!("--ca={}", lab.dir.join("pki").join("ca.pem").display()),
         ] {
             assert!(
                 args.contains(&want.as_str()),
                 "agent of {node} lacks {want}: {started}"
             );
         }
+        // The agent channel is mutual TLS on the controller's agent listener.
+        assert!(
+            args.iter()
+                .any(|a| a.starts_with("--controller-url=https://127.0.0.1:")),
+            "agent of {node} is not sent to the agent listener over TLS: {started}"
+        );
+        assert!(
+            !args.iter().any(|a| a.starts_with("--token")),
+            "agent of {node} still gets a token: {started}"
+        );
         // The unfinished agent may exit at once: then `lab up` must say so, with its log.
         let pid_file = lab.dir.join("agents").join(format!("{node}.pid"));
         if pid_file.exists() {
@@ -161,15 +178,21 @@ fn lab_up_runs_one_agent_per_node_with_the_node_flags_or_says_why_not() {
             );
         }
     }
-    // The agents' token is in the tokens file with the agent role.
-    let token = std::fs::read_to_string(lab.dir.join("agent.token")).unwrap();
+    // The agents' credentials are node certificates from the lab's CA, keys private; no
+    // agent token is handed out.
+    for node in ["node1", "node2"] {
+        let cert =
+            std::fs::read_to_string(lab.dir.join("pki").join(format!("{node}.pem"))).unwrap();
+        assert!(cert.starts_with("-----BEGIN CERTIFICATE-----"), "{cert}");
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(lab.dir.join("pki").join(format!("{node}.key")))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o077, 0, "{node}'s key is private");
+    }
     let tokens = std::fs::read_to_string(lab.dir.join("tokens")).unwrap();
-    assert!(
-        tokens
-            .lines()
-            .any(|l| l.starts_with(&token) && l.ends_with(" agent")),
-        "{tokens}"
-    );
+    assert!(!tokens.lines().any(|l| l.contains(" agent")), "{tokens}");
     if running == 2 {
         // Everything is up, the agents' metrics included: status exits 0 (the agents may
         // still be binding their metrics port on a loaded machine: allow 20s).

@@ -36,17 +36,18 @@ pub fn netns_prefix(node: &NodeSpec) -> String {
 
 /// The agent's command line.
 pub fn command(st: &LabState, node: &NodeSpec, bin: &Path) -> Command {
+    let pki = st.layout().pki_dir();
+    let cert = crate::pki::files(&pki, &node.name);
     let mut c = Command::new(bin);
     c.arg(format!("--pod={}", node.region))
         .arg(format!("--node={}", node.name))
         .arg(format!(
-            "--controller-url=http://127.0.0.1:{}",
-            st.tricircle_port
+            "--controller-url=https://127.0.0.1:{}",
+            st.agent_port
         ))
-        .arg(format!(
-            "--token-file={}",
-            st.layout().agent_token_file(&node.name).display()
-        ))
+        .arg(format!("--tls-cert={}", cert.cert.display()))
+        .arg(format!("--tls-key={}", cert.key.display()))
+        .arg(format!("--ca={}", pki.join(crate::pki::CA_CERT).display()))
         .arg(format!("--bridge-mappings={}", node.bridge_mappings))
         .arg(format!("--uplinks={}", node.uplinks))
         .arg("--datapath-type=netdev")

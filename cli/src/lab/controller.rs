@@ -30,6 +30,8 @@ fn tokens_arg(st: &LabState) -> String {
 /// The controller's command line.
 pub fn command(st: &LabState, bin: &Path) -> Command {
     let l = st.layout();
+    let pki = l.pki_dir();
+    let server = crate::pki::files(&pki, super::CONTROLLER_CERT);
     let mut c = Command::new(bin);
     c.arg("--bind=127.0.0.1")
         .arg(format!("--tricircle-port={}", st.tricircle_port))
@@ -39,6 +41,13 @@ pub fn command(st: &LabState, bin: &Path) -> Command {
             l.controller_dir().join("controller.db").display()
         ))
         .arg(tokens_arg(st))
+        .arg(format!("--agent-port={}", st.agent_port))
+        .arg(format!("--agent-tls-cert={}", server.cert.display()))
+        .arg(format!("--agent-tls-key={}", server.key.display()))
+        .arg(format!(
+            "--agent-ca={}",
+            pki.join(crate::pki::CA_CERT).display()
+        ))
         .env("RUST_BACKTRACE", "0")
         .env("NO_COLOR", "1");
     c
@@ -59,6 +68,7 @@ pub fn start(st: &LabState, bin: &Path, wait: Duration) -> Result<Option<String>
     for (port, flag) in [
         (st.tricircle_port, "--tricircle-port"),
         (st.neutron_port, "--neutron-port"),
+        (st.agent_port, "--agent-port"),
     ] {
         if std::net::TcpListener::bind(("127.0.0.1", port)).is_err() {
             return Ok(Some(format!(

@@ -35,6 +35,8 @@ pub struct UpOptions {
     pub tricircle_port: u16,
     /// Neutron API port.
     pub neutron_port: u16,
+    /// Agent listener port (0 = a free one).
+    pub agent_port: u16,
     /// Upstream router address/prefix.
     pub upstream_gateway: IpNet,
     /// External VLAN on eth2 (0 = untagged).
@@ -95,6 +97,7 @@ fn new_state(o: &UpOptions, created_dir: bool) -> Result<LabState> {
         created_dir,
         tricircle_port: o.tricircle_port,
         neutron_port: o.neutron_port,
+        agent_port: 0,
         nodes: vec![
             node(
                 "node1",
@@ -229,6 +232,16 @@ pub fn up(o: &UpOptions) -> Result<UpReport> {
             st
         }
     };
+    if st.agent_port == 0 || (o.agent_port != 0 && st.agent_port != o.agent_port) {
+        st.agent_port = if o.agent_port != 0 {
+            o.agent_port
+        } else {
+            let mut taken = vec![st.tricircle_port, st.neutron_port];
+            taken.extend(st.nodes.iter().map(|n| n.metrics_port));
+            free_port(&taken)?
+        };
+        st.save()?;
+    }
     let layout = st.layout();
 
     // Namespaces.
@@ -318,28 +331,37 @@ pub fn up(o: &UpOptions) -> Result<UpReport> {
         rep.changes.push("upstream router".into());
     }
 
-    // Tokens: an admin token for the user, one node-bound token per agent.
+    // The agent channel's PKI: a CA, the controller's server certificate, one client
+    // certificate per node (its subject is the node the agent speaks for).
+    let pki_dir = layout.pki_dir();
+    if crate::pki::init(&pki_dir)? {
+        rep.changes.push("lab CA".into());
+    }
+    let controller_cert = crate::pki::files(&pki_dir, CONTROLLER_CERT);
+    if !controller_cert.cert.exists() {
+        crate::pki::issue(
+            &pki_dir,
+            &crate::pki::Subject::Server {
+                name: CONTROLLER_CERT,
+                sans: &["127.0.0.1".into(), "localhost".into()],
+            },
+        )?;
+        rep.changes.push("controller certificate".into());
+    }
+    for node in &st.nodes {
+        if !crate::pki::files(&pki_dir, &node.name).cert.exists() {
+            crate::pki::issue(&pki_dir, &crate::pki::Subject::Node(&node.name))?;
+            rep.changes.push(format!("certificate of {}", node.name));
+        }
+    }
+
+    // Tokens: an admin token for the user.
     let tf = layout.tokens_file();
     let lines = tokens::read(&tf)?;
     if tokens::find(&lines, tokens::ADMIN_PROJECT, "admin").is_none() {
         tokens::append(&tf, tokens::ADMIN_PROJECT, &["admin".into()])?;
         rep.changes.push("admin token".into());
     }
-    for node in &st.nodes {
-        let lines = tokens::read(&tf)?;
-        let agent_token = match tokens::find_for_node(&lines, &node.name) {
-            Some(t) => t,
-            None => {
-                rep.changes.push(format!("agent token of {}", node.name));
-                tokens::append_for_node(&tf, &node.name)?
-            }
-        };
-        let atf = layout.agent_token_file(&node.name);
-        if std::fs::read_to_string(&atf).ok().as_deref() != Some(agent_token.as_str()) {
-            write_secret(&atf, &agent_token)?;
-        }
-    }
-
     if !o.no_daemons {
         // Controller.
         let c = controller::daemon(&st);
@@ -480,20 +502,8 @@ fn remove_files(layout: &Layout, created_dir: bool) -> Result<()> {
     Ok(())
 }
 
-/// Writes a credential readable by its owner only.
-fn write_secret(path: &Path, text: &str) -> Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .write(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-        .with_context(|| format!("writing {}", path.display()))?;
-    f.write_all(text.as_bytes())
-        .with_context(|| format!("writing {}", path.display()))
-}
+/// Name of the controller's server certificate in the lab's PKI directory.
+pub const CONTROLLER_CERT: &str = "controller";
 
 /// `crosspod lab env`: shell exports for the openstack CLI, the guide's `$token`, and each
 /// node's OVSDB socket.
@@ -521,8 +531,13 @@ pub fn env(dir: &Path) -> Result<String> {
         shell_quote(&dir.display().to_string())
     ));
     out.push_str(&format!(
-        "export CROSSPOD_AGENT_URL=http://127.0.0.1:{}\n",
-        st.tricircle_port
+        "export CROSSPOD_AGENT_URL=https://127.0.0.1:{}\n",
+        st.agent_port
+    ));
+    let pki_dir = st.layout().pki_dir();
+    out.push_str(&format!(
+        "export CROSSPOD_CA={}\n",
+        shell_quote(&pki_dir.join(crate::pki::CA_CERT).display().to_string())
     ));
     for node in &st.nodes {
         out.push_str(&format!(
@@ -530,10 +545,16 @@ pub fn env(dir: &Path) -> Result<String> {
             node.name,
             shell_quote(&st.layout().ovsdb_remote(&node.name))
         ));
-        // Each node's own credential, to act as that node by hand.
-        if let Some(t) = tokens::find_for_node(&lines, &node.name) {
-            out.push_str(&format!("export CROSSPOD_AGENT_TOKEN_{}={t}\n", node.name));
-        }
+        // Each node's own credential, to act as that node by hand
+        // (`curl --cacert $CROSSPOD_CA --cert $CROSSPOD_AGENT_CERT_node1 --key ...`).
+        let f = crate::pki::files(&pki_dir, &node.name);
+        out.push_str(&format!(
+            "export CROSSPOD_AGENT_CERT_{}={}\nexport CROSSPOD_AGENT_KEY_{}={}\n",
+            node.name,
+            shell_quote(&f.cert.display().to_string()),
+            node.name,
+            shell_quote(&f.key.display().to_string())
+        ));
     }
     Ok(out)
 }

@@ -63,6 +63,10 @@ pub struct LabState {
     pub tricircle_port: u16,
     /// Neutron API port of the controller on 127.0.0.1.
     pub neutron_port: u16,
+    /// The controller's agent listener (mutual TLS) on 127.0.0.1 (0 in a state written
+    /// before it existed: picked at the next `lab up`).
+    #[serde(default)]
+    pub agent_port: u16,
     /// The simulated nodes.
     pub nodes: Vec<NodeSpec>,
     /// The upstream router.
@@ -189,9 +193,9 @@ impl Layout {
     pub fn tokens_file(&self) -> PathBuf {
         self.dir.join("tokens")
     }
-    /// The file holding only the agent token (the agent's `--token-file`).
-    pub fn agent_token_file(&self, node: &str) -> PathBuf {
-        self.dir.join(format!("agent-{node}.token"))
+    /// The lab's CA and the certificates it issued (controller, one per node).
+    pub fn pki_dir(&self) -> PathBuf {
+        self.dir.join("pki")
     }
     /// Records of booted lab VMs.
     pub fn vms_dir(&self) -> PathBuf {
@@ -204,6 +208,7 @@ impl Layout {
             self.controller_dir(),
             self.agents_dir(),
             self.vms_dir(),
+            self.pki_dir(),
             self.tokens_file(),
             self.dir.join("agent.token"),
             self.dir.join(format!(".{STATE_FILE}.tmp")),

@@ -1,6 +1,6 @@
 //! The lab's tokens file, read by the controller (`--tokens-file`): one token per line,
-//! `TOKEN PROJECT ROLES [NODE]` with roles comma-separated among admin, member and agent; an
-//! agent token names the one node it speaks for. The controller re-reads the file when it
+//! `TOKEN PROJECT ROLES [NODE]` with roles comma-separated among admin, member and agent (the
+//! lab's agents use node certificates instead). The controller re-reads the file when it
 //! changes, so `lab token` can append while it runs.
 
 use std::io::Write;
@@ -10,8 +10,6 @@ use anyhow::{bail, Context, Result};
 
 /// Project of the lab's admin token.
 pub const ADMIN_PROJECT: &str = "admin";
-/// Project of the lab's agent tokens.
-pub const AGENT_PROJECT: &str = "crosspod-agents";
 
 /// One line of the tokens file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -76,14 +74,6 @@ pub fn append(path: &Path, project: &str, roles: &[String]) -> Result<String> {
     append_line(path, project, roles, None)
 }
 
-/// Appends a new agent token that speaks only for `node`, and returns it.
-pub fn append_for_node(path: &Path, node: &str) -> Result<String> {
-    if node.is_empty() || node.chars().any(|c| c.is_whitespace() || c == '#') {
-        bail!("node {node:?} must be non-empty, without whitespace or '#'");
-    }
-    append_line(path, AGENT_PROJECT, &["agent".into()], Some(node))
-}
-
 fn append_line(path: &Path, project: &str, roles: &[String], node: Option<&str>) -> Result<String> {
     validate(project, roles)?;
     let token = new_token();
@@ -100,14 +90,6 @@ fn append_line(path: &Path, project: &str, roles: &[String], node: Option<&str>)
     }
     .with_context(|| format!("appending to {}", path.display()))?;
     Ok(token)
-}
-
-/// The agent token bound to `node`, if any.
-pub fn find_for_node(lines: &[TokenLine], node: &str) -> Option<String> {
-    lines
-        .iter()
-        .find(|l| l.node.as_deref() == Some(node) && l.roles.iter().any(|r| r == "agent"))
-        .map(|l| l.token.clone())
 }
 
 /// The first token of `project` carrying `role`, if any.
@@ -143,10 +125,6 @@ mod tests {
         assert_eq!(find(&lines, "demo", "member"), Some(m));
         assert_eq!(find(&lines, "admin", "admin"), Some(a));
         assert_eq!(find(&lines, "demo", "admin"), None);
-        let n1 = append_for_node(&f, "node1").unwrap();
-        let lines = read(&f).unwrap();
-        assert_eq!(find_for_node(&lines, "node1"), Some(n1));
-        assert_eq!(find_for_node(&lines, "node2"), None);
         assert!(append(&f, "has space", &["member".into()]).is_err());
         assert!(append(&f, "p", &["root".into()]).is_err());
     }
