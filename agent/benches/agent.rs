@@ -33,22 +33,24 @@ fn state(ports: usize, routers: usize, tag_prefix: &str) -> serde_json::Value {
         p.insert(
             format!("port-{i}"),
             json!({"bridge": "br-vlan", "tag": 100 + (i % 50), "network_id": format!("n{}", i % 50),
-                   "mac": "fa:16:3e:00:00:01", "fixed_ips": []}),
+                   "mac": format!("fa:16:3e:a0:{:02x}:{:02x}", i >> 8, i & 0xff), "fixed_ips": []}),
         );
     }
     let mut r = serde_json::Map::new();
     for i in 0..routers {
-        let id = format!("r{i}");
+        // Valid for the agent's validation: UUID router ids, one MAC per leg, NAT on the gateway leg.
+        let id = format!("00000000-0000-4000-8000-{i:012}");
+        let mac = |k: u8| format!("fa:16:3e:0{k}:{:02x}:{:02x}", i >> 8, i & 0xff);
         let t = format!("{tag_prefix}{i}");
         r.insert(id.clone(), json!({
             "router_id": id, "project_id": "p", "namespace": format!("qrouter-{id}"),
             "legs": [
                 {"kind": "internal", "bridge": "br-vlan", "tag": 100 + i, "address": format!("10.{}.{}.1/24", i / 250, i % 250),
-                 "mac": "fa:16:3e:00:01:01", "ns_ifname": format!("qr-{t}"), "ovs_ifname": format!("vr-{t}")},
+                 "mac": mac(1), "ns_ifname": format!("qr-{t}"), "ovs_ifname": format!("vr-{t}")},
                 {"kind": "internal", "bridge": "br-vlan", "tag": 1100 + i, "address": format!("10.{}.{}.1/24", 100 + i / 250, i % 250),
-                 "mac": "fa:16:3e:00:01:02", "ns_ifname": format!("qs-{t}"), "ovs_ifname": format!("vs-{t}")},
-                {"kind": "bridge", "bridge": "br-vlan", "tag": 2001, "address": format!("100.0.{}.{}/16", i / 250, 2 + i % 250),
-                 "mac": "fa:16:3e:00:01:03", "ns_ifname": format!("qb-{t}"), "ovs_ifname": format!("vb-{t}")}
+                 "mac": mac(2), "ns_ifname": format!("qs-{t}"), "ovs_ifname": format!("vs-{t}")},
+                {"kind": "gateway", "bridge": "br-vlan", "tag": 2001, "address": format!("100.0.{}.{}/16", i / 250, 2 + i % 250),
+                 "mac": mac(3), "ns_ifname": format!("qb-{t}"), "ovs_ifname": format!("vb-{t}")}
             ],
             "routes": [{"destination": "172.16.0.0/16", "nexthop": "100.0.0.1"}],
             "nat": {"snat": [{"sources": [format!("10.{}.{}.0/24", i / 250, i % 250)], "out_ifname": format!("qb-{t}"), "to": format!("100.0.{}.{}", i / 250, 2 + i % 250)}], "floating": []}
@@ -131,6 +133,7 @@ async fn main() {
     let st: wire::NodeDesiredState = serde_json::from_value(state(1000, 0, "x")).unwrap();
     let agent = Arc::new(Agent {
         node: "n1".into(),
+        pod: "RegionOne".into(),
         ctx: ctx.clone(),
         ovs: OvsdbBackend::connect(&sb.db_arg()).await.unwrap(),
         linux: NetnsBackend::new("", &prefix),

@@ -3,6 +3,11 @@
 //! Level-triggered: every pass compares the whole intent with what is there, so a missed event
 //! costs one resync period, never correctness. With no desired state yet (controller down at
 //! start) it changes nothing: the data plane is left as it is.
+//!
+//! Every document, from the controller or from `--desired-file`, is validated as a whole
+//! ([`crate::validate`]) when the loop first sees it, before any change: a refused one changes
+//! nothing, its reasons are logged and reported as errors, and passes keep reconciling to the
+//! last valid document.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -18,6 +23,7 @@ use crate::intent::{NodeContext, NodeIntent};
 use crate::metrics::AgentMetrics;
 use crate::reconciler::{reconcile_once, LinuxBackend, OvsBackend, PassOutcome};
 use crate::sd_notify::Notifier;
+use crate::validate::{validate, AgentIdentity};
 
 /// How long one watch long-poll waits on the controller.
 const WATCH_WAIT: Duration = Duration::from_secs(30);
@@ -198,7 +204,8 @@ pub fn read_desired_file(path: &std::path::Path) -> Result<NodeDesiredState, Des
 }
 
 /// Standalone mode: publishes the file's state at start and whenever its content changes
-/// (polled twice a second; a bad file is logged and the last good state kept).
+/// (polled twice a second; an unreadable file is logged and the last good state kept; a
+/// readable but invalid one is refused by the loop, which keeps the last valid state).
 pub async fn watch_file(
     path: std::path::PathBuf,
     tx: watch::Sender<Option<Arc<NodeDesiredState>>>,
@@ -225,6 +232,8 @@ pub async fn watch_file(
 pub struct Agent<O, L> {
     /// Node name, as registered.
     pub node: String,
+    /// Pod the node belongs to, as registered: a desired state for another pod is refused.
+    pub pod: String,
     /// How the desired state maps onto this node.
     pub ctx: NodeContext,
     /// OVSDB side.
@@ -242,6 +251,47 @@ pub struct Agent<O, L> {
 }
 
 impl<O: OvsBackend, L: LinuxBackend> Agent<O, L> {
+    /// What a desired state must agree with: this agent's node, pod and uplink devices.
+    pub fn identity(&self) -> AgentIdentity {
+        AgentIdentity {
+            node: self.node.clone(),
+            pod: self.pod.clone(),
+            uplink_devices: self.ctx.uplinks.values().cloned().collect(),
+        }
+    }
+
+    /// Validates `state` as a whole before anything of it is applied. When refused, every broken
+    /// rule is logged and returned as a line for the status report's errors.
+    pub fn check(&self, state: &NodeDesiredState) -> Result<(), Vec<String>> {
+        validate(state, &self.identity()).map_err(|errors| {
+            self.metrics.refused.inc();
+            tracing::warn!(
+                revision = state.revision,
+                errors = errors.len(),
+                "desired state refused; nothing of it applied, the last valid state stays in force"
+            );
+            errors
+                .iter()
+                .map(|e| {
+                    tracing::warn!(revision = state.revision, error = %e, "desired state refused");
+                    format!("desired state revision {} refused: {e}", state.revision)
+                })
+                .collect()
+        })
+    }
+
+    /// The report when no valid state was ever in force: nothing applied, only the refusal.
+    pub fn refused_report(&self, errors: Vec<String>) -> StatusReport {
+        StatusReport {
+            node: self.node.clone(),
+            revision_applied: 0,
+            ports: Vec::new(),
+            routers: Vec::new(),
+            probes: Vec::new(),
+            errors,
+        }
+    }
+
     /// One full pass for `state`: reconcile, probe if asked, and the report to send.
     pub async fn apply(
         &self,
@@ -297,6 +347,11 @@ impl<O: OvsBackend, L: LinuxBackend> Agent<O, L> {
         // being killed for a start timeout and restarted in a loop.
         let ready_anyway = tokio::time::sleep(READY_WITHOUT_STATE);
         tokio::pin!(ready_anyway);
+        // The last document seen (valid or not), the last valid one (what passes reconcile to)
+        // and why the latest was refused, if it was.
+        let mut seen: Option<Arc<NodeDesiredState>> = None;
+        let mut in_force: Option<Arc<NodeDesiredState>> = None;
+        let mut refused: Vec<String> = Vec::new();
         loop {
             let mut run_pass = false;
             tokio::select! {
@@ -328,10 +383,28 @@ impl<O: OvsBackend, L: LinuxBackend> Agent<O, L> {
             if !run_pass && !probe_now {
                 continue;
             }
-            let Some(state) = desired.borrow_and_update().clone() else {
+            let doc = desired.borrow_and_update().clone();
+            if let Some(doc) = doc {
+                if !seen.as_ref().is_some_and(|s| Arc::ptr_eq(s, &doc)) {
+                    seen = Some(doc.clone());
+                    match self.check(&doc) {
+                        Ok(()) => {
+                            in_force = Some(doc);
+                            refused.clear();
+                        }
+                        Err(errors) => refused = errors,
+                    }
+                }
+            }
+            let Some(state) = in_force.clone() else {
+                if !refused.is_empty() {
+                    let report = self.refused_report(refused.clone());
+                    self.send_report(report, &mut last_report).await;
+                }
                 continue;
             };
-            let (pass, report) = self.apply(&state, probe_now, &mut probes).await;
+            let (pass, mut report) = self.apply(&state, probe_now, &mut probes).await;
+            report.errors.splice(0..0, refused.iter().cloned());
             probe_now = false;
             if !ready_sent && pass.ovs_error.is_none() {
                 self.notifier.ready();
@@ -343,12 +416,17 @@ impl<O: OvsBackend, L: LinuxBackend> Agent<O, L> {
                 pass.ovs_changes,
                 report.errors.len()
             ));
-            if let Some(c) = &self.client {
-                if last_report.as_ref() != Some(&report) {
-                    match c.report(&report).await {
-                        Ok(()) => last_report = Some(report),
-                        Err(e) => tracing::warn!(error = %e, "status report failed; will retry"),
-                    }
+            self.send_report(report, &mut last_report).await;
+        }
+    }
+
+    /// Sends `report` to the controller unless it is the one last sent.
+    async fn send_report(&self, report: StatusReport, last_report: &mut Option<StatusReport>) {
+        if let Some(c) = &self.client {
+            if last_report.as_ref() != Some(&report) {
+                match c.report(&report).await {
+                    Ok(()) => *last_report = Some(report),
+                    Err(e) => tracing::warn!(error = %e, "status report failed; will retry"),
                 }
             }
         }
