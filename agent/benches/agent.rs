@@ -1,5 +1,6 @@
 //! Agent benchmark (not a timed test): `cargo bench -p agent`. Prints a table.
 //!
+//! 0. validation of a 5000-port, 1000-router desired state as a whole (pure CPU);
 //! 1. 1000 VM interfaces plugged at once (one OVSDB transaction, as a burst of Nova plugs):
 //!    time until the agent's loop has tagged them all — against `ovs-vsctl set port` per port
 //!    (sample of 100, extrapolated) and one chained `ovs-vsctl` call, in the same run;
@@ -121,6 +122,28 @@ async fn main() {
         "-".repeat(8),
         "-".repeat(12),
         "-".repeat(16)
+    );
+
+    // 0. Validation of a large state as a whole (pure, before any change): 5000 ports and 1000
+    //    router instances with 3 legs, a route and SNAT each.
+    let big: wire::NodeDesiredState = serde_json::from_value(state(5000, 1000, "v")).unwrap();
+    let me = agent::validate::AgentIdentity {
+        node: "n1".into(),
+        pod: "RegionOne".into(),
+        uplink_devices: Default::default(),
+    };
+    agent::validate::validate(&big, &me).expect("the bench state is valid");
+    let runs = 20;
+    let t0 = Instant::now();
+    for _ in 0..runs {
+        std::hint::black_box(agent::validate::validate(&big, &me)).unwrap();
+    }
+    let took = t0.elapsed() / runs;
+    row(
+        "validate: 5000 ports + 1000 routers (3 legs each)",
+        "1".into(),
+        took,
+        "per document",
     );
 
     // 1. 1000 plugged VM interfaces.
