@@ -432,3 +432,346 @@ impl<O: OvsBackend, L: LinuxBackend> Agent<O, L> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The controller path end to end in-process: `watch_desired` long-polls a fake controller
+    //! (plain HTTP on loopback), `Agent::run` reconciles through fake backends that record what
+    //! each pass was asked to do, and the status reports the controller receives are checked.
+
+    use std::sync::Mutex;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use wire::{BridgeState, LegKind, RouterInstance, RouterLeg};
+
+    use super::*;
+    use crate::ovs_plan::{ObservedOvs, OvsChange};
+    use crate::reconciler::RouterSync;
+
+    const R: &str = "0f6e3d2e-1484-4fdb-8e00-000000000001";
+
+    #[derive(Default)]
+    struct Seen {
+        intents: Vec<NodeIntent>,
+        ovs_applies: Vec<Vec<OvsChange>>,
+    }
+
+    #[derive(Clone, Default)]
+    struct Fake(Arc<Mutex<Seen>>);
+
+    impl OvsBackend for Fake {
+        type Error = std::io::Error;
+        async fn observe(&self) -> Result<ObservedOvs, std::io::Error> {
+            Ok(ObservedOvs::default())
+        }
+        async fn apply(&self, changes: &[OvsChange]) -> Result<(), std::io::Error> {
+            self.0.lock().unwrap().ovs_applies.push(changes.to_vec());
+            Ok(())
+        }
+        async fn changed(&self) {
+            std::future::pending::<()>().await;
+        }
+    }
+
+    impl LinuxBackend for Fake {
+        type Error = std::io::Error;
+        async fn sync_routers(&self, intent: &NodeIntent) -> Result<RouterSync, std::io::Error> {
+            self.0.lock().unwrap().intents.push(intent.clone());
+            Ok(RouterSync {
+                routers: intent.routers.keys().map(|k| (k.clone(), None)).collect(),
+                changes: 0,
+            })
+        }
+        async fn probe(&self, _: &NodeIntent) -> Vec<ProbeResult> {
+            Vec::new()
+        }
+    }
+
+    /// The fake controller: serves `docs` to watches, records status reports.
+    #[derive(Default)]
+    struct Controller {
+        docs: Vec<NodeDesiredState>,
+        reports: Vec<StatusReport>,
+    }
+
+    async fn serve(listener: tokio::net::TcpListener, ctl: Arc<Mutex<Controller>>) {
+        loop {
+            let Ok((mut conn, _)) = listener.accept().await else {
+                return;
+            };
+            let ctl = ctl.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                let head_end = loop {
+                    let n = conn.read(&mut chunk).await.unwrap_or(0);
+                    if n == 0 {
+                        return;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                    if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        break i + 4;
+                    }
+                };
+                let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
+                let len: usize = head
+                    .lines()
+                    .find_map(|l| {
+                        l.to_ascii_lowercase()
+                            .strip_prefix("content-length:")
+                            .map(|v| v.trim().parse().unwrap_or(0))
+                    })
+                    .unwrap_or(0);
+                while buf.len() < head_end + len {
+                    let n = conn.read(&mut chunk).await.unwrap_or(0);
+                    if n == 0 {
+                        break;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                }
+                let body = &buf[head_end..];
+                let line = head.lines().next().unwrap_or_default().to_string();
+                let (status, answer) = if line.starts_with("PUT ") && line.contains("/status") {
+                    let report: StatusReport = serde_json::from_slice(body).unwrap();
+                    ctl.lock().unwrap().reports.push(report);
+                    ("200 OK", "{}".to_string())
+                } else if line.starts_with("GET ") && line.contains("/desired?since=") {
+                    let since: u64 = line
+                        .split("since=")
+                        .nth(1)
+                        .and_then(|s| s.split('&').next())
+                        .and_then(|s| s.parse().ok())
+                        .unwrap_or(0);
+                    let next = ctl
+                        .lock()
+                        .unwrap()
+                        .docs
+                        .iter()
+                        .find(|d| d.revision > since)
+                        .cloned();
+                    match next {
+                        Some(state) => (
+                            "200 OK",
+                            serde_json::to_string(&WatchResponse {
+                                revision: state.revision,
+                                state,
+                            })
+                            .unwrap(),
+                        ),
+                        None => {
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                            ("204 No Content", String::new())
+                        }
+                    }
+                } else {
+                    ("200 OK", "{}".to_string())
+                };
+                let resp = format!(
+                    "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{answer}",
+                    answer.len()
+                );
+                let _ = conn.write_all(resp.as_bytes()).await;
+            });
+        }
+    }
+
+    fn valid(revision: u64) -> NodeDesiredState {
+        let mut s = NodeDesiredState {
+            node: "n1".into(),
+            pod: "RegionOne".into(),
+            revision,
+            ..Default::default()
+        };
+        s.bridges.insert(
+            "br-vlan".into(),
+            BridgeState {
+                physnet: "bridge".into(),
+                ..Default::default()
+            },
+        );
+        s.routers.insert(
+            R.into(),
+            RouterInstance {
+                router_id: R.into(),
+                project_id: "p".into(),
+                namespace: format!("qrouter-{R}"),
+                legs: vec![RouterLeg {
+                    kind: LegKind::Internal,
+                    bridge: "br-vlan".into(),
+                    tag: Some(101),
+                    address: "10.0.1.1/24".parse().unwrap(),
+                    mac: "fa:16:3e:00:00:01".into(),
+                    ns_ifname: "qr-1".into(),
+                    ovs_ifname: "vr-1".into(),
+                    network_id: None,
+                    subnet_id: None,
+                }],
+                ..Default::default()
+            },
+        );
+        s
+    }
+
+    /// The valid state with a dead-VLAN leg in a namespace that is not the router's.
+    fn invalid(revision: u64) -> NodeDesiredState {
+        let mut s = valid(revision);
+        let r = s.routers.get_mut(R).unwrap();
+        r.legs[0].tag = Some(4095);
+        r.namespace = "far".into();
+        s
+    }
+
+    struct Running {
+        ctl: Arc<Mutex<Controller>>,
+        seen: Fake,
+        metrics: Arc<AgentMetrics>,
+        tasks: Vec<tokio::task::JoinHandle<()>>,
+    }
+
+    impl Drop for Running {
+        fn drop(&mut self) {
+            for t in &self.tasks {
+                t.abort();
+            }
+        }
+    }
+
+    async fn start(first: NodeDesiredState) -> Running {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let ctl = Arc::new(Mutex::new(Controller {
+            docs: vec![first],
+            reports: Vec::new(),
+        }));
+        let seen = Fake::default();
+        let metrics = Arc::new(AgentMetrics::new());
+        let client = ControllerClient::new(&url, "n1", "t");
+        let agent = Agent {
+            node: "n1".into(),
+            pod: "RegionOne".into(),
+            ctx: NodeContext::default(),
+            ovs: seen.clone(),
+            linux: seen.clone(),
+            client: Some(client.clone()),
+            notifier: Notifier::from_env(),
+            timing: LoopTiming {
+                probe_interval: Duration::from_secs(3600),
+                resync: Duration::from_millis(100),
+            },
+            metrics: metrics.clone(),
+        };
+        let reg = NodeRegistration {
+            pod: "RegionOne".into(),
+            node: "n1".into(),
+            bridge_mappings: Default::default(),
+            uplinks: Default::default(),
+        };
+        let (tx, rx) = watch::channel(None);
+        let tasks = vec![
+            tokio::spawn(serve(listener, ctl.clone())),
+            tokio::spawn(watch_desired(client, reg, tx)),
+            tokio::spawn(async move { agent.run(rx, std::future::pending()).await }),
+        ];
+        Running {
+            ctl,
+            seen,
+            metrics,
+            tasks,
+        }
+    }
+
+    impl Running {
+        /// Waits for a report that satisfies `f`; panics with the reports seen after 10 s.
+        async fn report(&self, f: impl Fn(&StatusReport) -> bool) -> StatusReport {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                if let Some(r) = self.ctl.lock().unwrap().reports.iter().rev().find(|r| f(r)) {
+                    return r.clone();
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "no such report: {:?}",
+                    self.ctl.lock().unwrap().reports
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+
+        fn passes(&self) -> usize {
+            self.seen.0.lock().unwrap().intents.len()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_refused_state_is_reported_and_the_last_valid_one_stays_in_force() {
+        let run = start(valid(1)).await;
+        let ok = run
+            .report(|r| r.revision_applied == 1 && r.errors.is_empty())
+            .await;
+        assert_eq!(ok.routers.len(), 1);
+        let good = NodeIntent::from_desired(&valid(1), &NodeContext::default());
+
+        run.ctl.lock().unwrap().docs.push(invalid(2));
+        let refused = run
+            .report(|r| r.errors.iter().any(|e| e.contains("revision 2 refused")))
+            .await;
+        assert_eq!(refused.revision_applied, 1, "{refused:?}");
+        let errors = refused.errors.join("\n");
+        assert!(errors.contains("VLAN 4095"), "{errors}");
+        assert!(errors.contains("namespace \"far\""), "{errors}");
+        assert_eq!(refused.routers.len(), 1, "the valid router is reported");
+        // Passes go on (resync), always with the last valid state.
+        let before = run.passes();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while run.passes() < before + 3 {
+            assert!(Instant::now() < deadline, "the loop stopped reconciling");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        {
+            let seen = run.seen.0.lock().unwrap();
+            for intent in &seen.intents {
+                assert_eq!(intent.routers, good.routers);
+                assert_eq!(intent.revision, 1);
+            }
+            let tags: Vec<&OvsChange> = seen
+                .ovs_applies
+                .iter()
+                .flatten()
+                .filter(|c| {
+                    matches!(
+                        c,
+                        OvsChange::AddPort {
+                            tag: Some(4095),
+                            ..
+                        }
+                    )
+                })
+                .collect();
+            assert!(tags.is_empty(), "{tags:?}");
+        }
+        assert_eq!(run.metrics.refused.get(), 1);
+
+        // The next valid revision is taken and the refusal is gone from the report.
+        run.ctl.lock().unwrap().docs.push(valid(3));
+        run.report(|r| r.revision_applied == 3 && r.errors.is_empty())
+            .await;
+    }
+
+    #[tokio::test]
+    async fn a_refused_first_state_changes_nothing_and_is_reported() {
+        let run = start(invalid(1)).await;
+        let r = run
+            .report(|r| r.errors.iter().any(|e| e.contains("revision 1 refused")))
+            .await;
+        assert_eq!(r.revision_applied, 0, "{r:?}");
+        assert!(r.routers.is_empty() && r.ports.is_empty(), "{r:?}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let seen = run.seen.0.lock().unwrap();
+        assert!(
+            seen.intents.is_empty(),
+            "no pass may run: {:?}",
+            seen.intents
+        );
+        assert!(seen.ovs_applies.is_empty());
+    }
+}
