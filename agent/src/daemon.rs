@@ -292,7 +292,8 @@ impl<O: OvsBackend, L: LinuxBackend> Agent<O, L> {
         }
     }
 
-    /// One full pass for `state`: reconcile, probe if asked, and the report to send.
+    /// One full pass for `state`: reconcile, probe if asked, and the report to send. `state`
+    /// must have passed [`Agent::check`]: `run` and `--once` apply nothing else.
     pub async fn apply(
         &self,
         state: &NodeDesiredState,

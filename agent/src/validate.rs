@@ -880,8 +880,19 @@ mod tests {
                     s.routers.get_mut(R2).unwrap().nat = nat;
                 },
                 |s| {
-                    let nat = r1(s).nat.clone();
-                    r1(s).nat = nat;
+                    let r2 = s.routers.get_mut(R2).unwrap();
+                    r2.legs.push(leg(
+                        LegKind::Gateway,
+                        "g-2",
+                        None,
+                        "163.3.124.6/24",
+                        "fa:16:3e:00:02:03",
+                    ));
+                    r2.nat.snat = vec![SnatRule {
+                        sources: vec!["10.0.2.0/24".parse().unwrap()],
+                        out_ifname: "qg-2".into(),
+                        to: "163.3.124.6".parse().unwrap(),
+                    }];
                 },
                 |e| matches!(e, ValidationError::BadNat { router, reason, .. } if router == R2 && reason.contains("no gateway leg")),
             ),
