@@ -1,5 +1,6 @@
 //! Agent benchmark (not a timed test): `cargo bench -p agent`. Prints a table.
 //!
+//! 0. validation of a 5000-port, 1000-router desired state as a whole (pure CPU);
 //! 1. 1000 VM interfaces plugged at once (one OVSDB transaction, as a burst of Nova plugs):
 //!    time until the agent's loop has tagged them all — against `ovs-vsctl set port` per port
 //!    (sample of 100, extrapolated) and one chained `ovs-vsctl` call, in the same run;
@@ -33,22 +34,24 @@ fn state(ports: usize, routers: usize, tag_prefix: &str) -> serde_json::Value {
         p.insert(
             format!("port-{i}"),
             json!({"bridge": "br-vlan", "tag": 100 + (i % 50), "network_id": format!("n{}", i % 50),
-                   "mac": "fa:16:3e:00:00:01", "fixed_ips": []}),
+                   "mac": format!("fa:16:3e:a0:{:02x}:{:02x}", i >> 8, i & 0xff), "fixed_ips": []}),
         );
     }
     let mut r = serde_json::Map::new();
     for i in 0..routers {
-        let id = format!("r{i}");
+        // Valid for the agent's validation: UUID router ids, one MAC per leg, NAT on the gateway leg.
+        let id = format!("00000000-0000-4000-8000-{i:012}");
+        let mac = |k: u8| format!("fa:16:3e:0{k}:{:02x}:{:02x}", i >> 8, i & 0xff);
         let t = format!("{tag_prefix}{i}");
         r.insert(id.clone(), json!({
             "router_id": id, "project_id": "p", "namespace": format!("qrouter-{id}"),
             "legs": [
                 {"kind": "internal", "bridge": "br-vlan", "tag": 100 + i, "address": format!("10.{}.{}.1/24", i / 250, i % 250),
-                 "mac": "fa:16:3e:00:01:01", "ns_ifname": format!("qr-{t}"), "ovs_ifname": format!("vr-{t}")},
+                 "mac": mac(1), "ns_ifname": format!("qr-{t}"), "ovs_ifname": format!("vr-{t}")},
                 {"kind": "internal", "bridge": "br-vlan", "tag": 1100 + i, "address": format!("10.{}.{}.1/24", 100 + i / 250, i % 250),
-                 "mac": "fa:16:3e:00:01:02", "ns_ifname": format!("qs-{t}"), "ovs_ifname": format!("vs-{t}")},
-                {"kind": "bridge", "bridge": "br-vlan", "tag": 2001, "address": format!("100.0.{}.{}/16", i / 250, 2 + i % 250),
-                 "mac": "fa:16:3e:00:01:03", "ns_ifname": format!("qb-{t}"), "ovs_ifname": format!("vb-{t}")}
+                 "mac": mac(2), "ns_ifname": format!("qs-{t}"), "ovs_ifname": format!("vs-{t}")},
+                {"kind": "gateway", "bridge": "br-vlan", "tag": 2001, "address": format!("100.0.{}.{}/16", i / 250, 2 + i % 250),
+                 "mac": mac(3), "ns_ifname": format!("qb-{t}"), "ovs_ifname": format!("vb-{t}")}
             ],
             "routes": [{"destination": "172.16.0.0/16", "nexthop": "100.0.0.1"}],
             "nat": {"snat": [{"sources": [format!("10.{}.{}.0/24", i / 250, i % 250)], "out_ifname": format!("qb-{t}"), "to": format!("100.0.{}.{}", i / 250, 2 + i % 250)}], "floating": []}
@@ -121,6 +124,28 @@ async fn main() {
         "-".repeat(16)
     );
 
+    // 0. Validation of a large state as a whole (pure, before any change): 5000 ports and 1000
+    //    router instances with 3 legs, a route and SNAT each.
+    let big: wire::NodeDesiredState = serde_json::from_value(state(5000, 1000, "v")).unwrap();
+    let me = agent::validate::AgentIdentity {
+        node: "n1".into(),
+        pod: "RegionOne".into(),
+        uplink_devices: Default::default(),
+    };
+    agent::validate::validate(&big, &me).expect("the bench state is valid");
+    let runs = 20;
+    let t0 = Instant::now();
+    for _ in 0..runs {
+        std::hint::black_box(agent::validate::validate(&big, &me)).unwrap();
+    }
+    let took = t0.elapsed() / runs;
+    row(
+        "validate: 5000 ports + 1000 routers (3 legs each)",
+        "1".into(),
+        took,
+        "per document",
+    );
+
     // 1. 1000 plugged VM interfaces.
     let sb = Sandbox::start(SandboxOptions::default()).expect("ovsdb-server sandbox");
     let ctx = NodeContext {
@@ -131,6 +156,7 @@ async fn main() {
     let st: wire::NodeDesiredState = serde_json::from_value(state(1000, 0, "x")).unwrap();
     let agent = Arc::new(Agent {
         node: "n1".into(),
+        pod: "RegionOne".into(),
         ctx: ctx.clone(),
         ovs: OvsdbBackend::connect(&sb.db_arg()).await.unwrap(),
         linux: NetnsBackend::new("", &prefix),

@@ -3,6 +3,11 @@
 //! Level-triggered: every pass compares the whole intent with what is there, so a missed event
 //! costs one resync period, never correctness. With no desired state yet (controller down at
 //! start) it changes nothing: the data plane is left as it is.
+//!
+//! Every document, from the controller or from `--desired-file`, is validated as a whole
+//! ([`crate::validate`]) when the loop first sees it, before any change: a refused one changes
+//! nothing, its reasons are logged and reported as errors, and passes keep reconciling to the
+//! last valid document.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -18,6 +23,7 @@ use crate::intent::{NodeContext, NodeIntent};
 use crate::metrics::AgentMetrics;
 use crate::reconciler::{reconcile_once, LinuxBackend, OvsBackend, PassOutcome};
 use crate::sd_notify::Notifier;
+use crate::validate::{validate, AgentIdentity};
 
 /// How long one watch long-poll waits on the controller.
 const WATCH_WAIT: Duration = Duration::from_secs(30);
@@ -198,7 +204,8 @@ pub fn read_desired_file(path: &std::path::Path) -> Result<NodeDesiredState, Des
 }
 
 /// Standalone mode: publishes the file's state at start and whenever its content changes
-/// (polled twice a second; a bad file is logged and the last good state kept).
+/// (polled twice a second; an unreadable file is logged and the last good state kept; a
+/// readable but invalid one is refused by the loop, which keeps the last valid state).
 pub async fn watch_file(
     path: std::path::PathBuf,
     tx: watch::Sender<Option<Arc<NodeDesiredState>>>,
@@ -225,6 +232,8 @@ pub async fn watch_file(
 pub struct Agent<O, L> {
     /// Node name, as registered.
     pub node: String,
+    /// Pod the node belongs to, as registered: a desired state for another pod is refused.
+    pub pod: String,
     /// How the desired state maps onto this node.
     pub ctx: NodeContext,
     /// OVSDB side.
@@ -242,7 +251,49 @@ pub struct Agent<O, L> {
 }
 
 impl<O: OvsBackend, L: LinuxBackend> Agent<O, L> {
-    /// One full pass for `state`: reconcile, probe if asked, and the report to send.
+    /// What a desired state must agree with: this agent's node, pod and uplink devices.
+    pub fn identity(&self) -> AgentIdentity {
+        AgentIdentity {
+            node: self.node.clone(),
+            pod: self.pod.clone(),
+            uplink_devices: self.ctx.uplinks.values().cloned().collect(),
+        }
+    }
+
+    /// Validates `state` as a whole before anything of it is applied. When refused, every broken
+    /// rule is logged and returned as a line for the status report's errors.
+    pub fn check(&self, state: &NodeDesiredState) -> Result<(), Vec<String>> {
+        validate(state, &self.identity()).map_err(|errors| {
+            self.metrics.refused.inc();
+            tracing::warn!(
+                revision = state.revision,
+                errors = errors.len(),
+                "desired state refused; nothing of it applied, the last valid state stays in force"
+            );
+            errors
+                .iter()
+                .map(|e| {
+                    tracing::warn!(revision = state.revision, error = %e, "desired state refused");
+                    format!("desired state revision {} refused: {e}", state.revision)
+                })
+                .collect()
+        })
+    }
+
+    /// The report when no valid state was ever in force: nothing applied, only the refusal.
+    pub fn refused_report(&self, errors: Vec<String>) -> StatusReport {
+        StatusReport {
+            node: self.node.clone(),
+            revision_applied: 0,
+            ports: Vec::new(),
+            routers: Vec::new(),
+            probes: Vec::new(),
+            errors,
+        }
+    }
+
+    /// One full pass for `state`: reconcile, probe if asked, and the report to send. `state`
+    /// must have passed [`Agent::check`]: `run` and `--once` apply nothing else.
     pub async fn apply(
         &self,
         state: &NodeDesiredState,
@@ -297,6 +348,11 @@ impl<O: OvsBackend, L: LinuxBackend> Agent<O, L> {
         // being killed for a start timeout and restarted in a loop.
         let ready_anyway = tokio::time::sleep(READY_WITHOUT_STATE);
         tokio::pin!(ready_anyway);
+        // The last document seen (valid or not), the last valid one (what passes reconcile to)
+        // and why the latest was refused, if it was.
+        let mut seen: Option<Arc<NodeDesiredState>> = None;
+        let mut in_force: Option<Arc<NodeDesiredState>> = None;
+        let mut refused: Vec<String> = Vec::new();
         loop {
             let mut run_pass = false;
             tokio::select! {
@@ -328,10 +384,28 @@ impl<O: OvsBackend, L: LinuxBackend> Agent<O, L> {
             if !run_pass && !probe_now {
                 continue;
             }
-            let Some(state) = desired.borrow_and_update().clone() else {
+            let doc = desired.borrow_and_update().clone();
+            if let Some(doc) = doc {
+                if !seen.as_ref().is_some_and(|s| Arc::ptr_eq(s, &doc)) {
+                    seen = Some(doc.clone());
+                    match self.check(&doc) {
+                        Ok(()) => {
+                            in_force = Some(doc);
+                            refused.clear();
+                        }
+                        Err(errors) => refused = errors,
+                    }
+                }
+            }
+            let Some(state) = in_force.clone() else {
+                if !refused.is_empty() {
+                    let report = self.refused_report(refused.clone());
+                    self.send_report(report, &mut last_report).await;
+                }
                 continue;
             };
-            let (pass, report) = self.apply(&state, probe_now, &mut probes).await;
+            let (pass, mut report) = self.apply(&state, probe_now, &mut probes).await;
+            report.errors.splice(0..0, refused.iter().cloned());
             probe_now = false;
             if !ready_sent && pass.ovs_error.is_none() {
                 self.notifier.ready();
@@ -343,14 +417,362 @@ impl<O: OvsBackend, L: LinuxBackend> Agent<O, L> {
                 pass.ovs_changes,
                 report.errors.len()
             ));
-            if let Some(c) = &self.client {
-                if last_report.as_ref() != Some(&report) {
-                    match c.report(&report).await {
-                        Ok(()) => last_report = Some(report),
-                        Err(e) => tracing::warn!(error = %e, "status report failed; will retry"),
-                    }
+            self.send_report(report, &mut last_report).await;
+        }
+    }
+
+    /// Sends `report` to the controller unless it is the one last sent.
+    async fn send_report(&self, report: StatusReport, last_report: &mut Option<StatusReport>) {
+        if let Some(c) = &self.client {
+            if last_report.as_ref() != Some(&report) {
+                match c.report(&report).await {
+                    Ok(()) => *last_report = Some(report),
+                    Err(e) => tracing::warn!(error = %e, "status report failed; will retry"),
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The controller path end to end in-process: `watch_desired` long-polls a fake controller
+    //! (plain HTTP on loopback), `Agent::run` reconciles through fake backends that record what
+    //! each pass was asked to do, and the status reports the controller receives are checked.
+
+    use std::sync::Mutex;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use wire::{BridgeState, LegKind, RouterInstance, RouterLeg};
+
+    use super::*;
+    use crate::ovs_plan::{ObservedOvs, OvsChange};
+    use crate::reconciler::RouterSync;
+
+    const R: &str = "0f6e3d2e-1484-4fdb-8e00-000000000001";
+
+    #[derive(Default)]
+    struct Seen {
+        intents: Vec<NodeIntent>,
+        ovs_applies: Vec<Vec<OvsChange>>,
+    }
+
+    #[derive(Clone, Default)]
+    struct Fake(Arc<Mutex<Seen>>);
+
+    impl OvsBackend for Fake {
+        type Error = std::io::Error;
+        async fn observe(&self) -> Result<ObservedOvs, std::io::Error> {
+            Ok(ObservedOvs::default())
+        }
+        async fn apply(&self, changes: &[OvsChange]) -> Result<(), std::io::Error> {
+            self.0.lock().unwrap().ovs_applies.push(changes.to_vec());
+            Ok(())
+        }
+        async fn changed(&self) {
+            std::future::pending::<()>().await;
+        }
+    }
+
+    impl LinuxBackend for Fake {
+        type Error = std::io::Error;
+        async fn sync_routers(&self, intent: &NodeIntent) -> Result<RouterSync, std::io::Error> {
+            self.0.lock().unwrap().intents.push(intent.clone());
+            Ok(RouterSync {
+                routers: intent.routers.keys().map(|k| (k.clone(), None)).collect(),
+                changes: 0,
+            })
+        }
+        async fn probe(&self, _: &NodeIntent) -> Vec<ProbeResult> {
+            Vec::new()
+        }
+    }
+
+    /// The fake controller: serves `docs` to watches, records status reports.
+    #[derive(Default)]
+    struct Controller {
+        docs: Vec<NodeDesiredState>,
+        reports: Vec<StatusReport>,
+    }
+
+    async fn serve(listener: tokio::net::TcpListener, ctl: Arc<Mutex<Controller>>) {
+        loop {
+            let Ok((mut conn, _)) = listener.accept().await else {
+                return;
+            };
+            let ctl = ctl.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                let head_end = loop {
+                    let n = conn.read(&mut chunk).await.unwrap_or(0);
+                    if n == 0 {
+                        return;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                    if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        break i + 4;
+                    }
+                };
+                let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
+                let len: usize = head
+                    .lines()
+                    .find_map(|l| {
+                        l.to_ascii_lowercase()
+                            .strip_prefix("content-length:")
+                            .map(|v| v.trim().parse().unwrap_or(0))
+                    })
+                    .unwrap_or(0);
+                while buf.len() < head_end + len {
+                    let n = conn.read(&mut chunk).await.unwrap_or(0);
+                    if n == 0 {
+                        break;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                }
+                let body = &buf[head_end..];
+                let line = head.lines().next().unwrap_or_default().to_string();
+                let (status, answer) = if line.starts_with("PUT ") && line.contains("/status") {
+                    let report: StatusReport = serde_json::from_slice(body).unwrap();
+                    ctl.lock().unwrap().reports.push(report);
+                    ("200 OK", "{}".to_string())
+                } else if line.starts_with("GET ") && line.contains("/desired?since=") {
+                    let since: u64 = line
+                        .split("since=")
+                        .nth(1)
+                        .and_then(|s| s.split('&').next())
+                        .and_then(|s| s.parse().ok())
+                        .unwrap_or(0);
+                    let next = ctl
+                        .lock()
+                        .unwrap()
+                        .docs
+                        .iter()
+                        .find(|d| d.revision > since)
+                        .cloned();
+                    match next {
+                        Some(state) => (
+                            "200 OK",
+                            serde_json::to_string(&WatchResponse {
+                                revision: state.revision,
+                                state,
+                            })
+                            .unwrap(),
+                        ),
+                        None => {
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                            ("204 No Content", String::new())
+                        }
+                    }
+                } else {
+                    ("200 OK", "{}".to_string())
+                };
+                let resp = format!(
+                    "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{answer}",
+                    answer.len()
+                );
+                let _ = conn.write_all(resp.as_bytes()).await;
+            });
+        }
+    }
+
+    fn valid(revision: u64) -> NodeDesiredState {
+        let mut s = NodeDesiredState {
+            node: "n1".into(),
+            pod: "RegionOne".into(),
+            revision,
+            ..Default::default()
+        };
+        s.bridges.insert(
+            "br-vlan".into(),
+            BridgeState {
+                physnet: "bridge".into(),
+                ..Default::default()
+            },
+        );
+        s.routers.insert(
+            R.into(),
+            RouterInstance {
+                router_id: R.into(),
+                project_id: "p".into(),
+                namespace: format!("qrouter-{R}"),
+                legs: vec![RouterLeg {
+                    kind: LegKind::Internal,
+                    bridge: "br-vlan".into(),
+                    tag: Some(101),
+                    address: "10.0.1.1/24".parse().unwrap(),
+                    mac: "fa:16:3e:00:00:01".into(),
+                    ns_ifname: "qr-1".into(),
+                    ovs_ifname: "vr-1".into(),
+                    network_id: None,
+                    subnet_id: None,
+                }],
+                ..Default::default()
+            },
+        );
+        s
+    }
+
+    /// The valid state with a dead-VLAN leg in a namespace that is not the router's.
+    fn invalid(revision: u64) -> NodeDesiredState {
+        let mut s = valid(revision);
+        let r = s.routers.get_mut(R).unwrap();
+        r.legs[0].tag = Some(4095);
+        r.namespace = "far".into();
+        s
+    }
+
+    struct Running {
+        ctl: Arc<Mutex<Controller>>,
+        seen: Fake,
+        metrics: Arc<AgentMetrics>,
+        tasks: Vec<tokio::task::JoinHandle<()>>,
+    }
+
+    impl Drop for Running {
+        fn drop(&mut self) {
+            for t in &self.tasks {
+                t.abort();
+            }
+        }
+    }
+
+    async fn start(first: NodeDesiredState) -> Running {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let ctl = Arc::new(Mutex::new(Controller {
+            docs: vec![first],
+            reports: Vec::new(),
+        }));
+        let seen = Fake::default();
+        let metrics = Arc::new(AgentMetrics::new());
+        let client = ControllerClient::new(&url, "n1", "t");
+        let agent = Agent {
+            node: "n1".into(),
+            pod: "RegionOne".into(),
+            ctx: NodeContext::default(),
+            ovs: seen.clone(),
+            linux: seen.clone(),
+            client: Some(client.clone()),
+            notifier: Notifier::from_env(),
+            timing: LoopTiming {
+                probe_interval: Duration::from_secs(3600),
+                resync: Duration::from_millis(100),
+            },
+            metrics: metrics.clone(),
+        };
+        let reg = NodeRegistration {
+            pod: "RegionOne".into(),
+            node: "n1".into(),
+            bridge_mappings: Default::default(),
+            uplinks: Default::default(),
+        };
+        let (tx, rx) = watch::channel(None);
+        let tasks = vec![
+            tokio::spawn(serve(listener, ctl.clone())),
+            tokio::spawn(watch_desired(client, reg, tx)),
+            tokio::spawn(async move { agent.run(rx, std::future::pending()).await }),
+        ];
+        Running {
+            ctl,
+            seen,
+            metrics,
+            tasks,
+        }
+    }
+
+    impl Running {
+        /// Waits for a report that satisfies `f`; panics with the reports seen after 10 s.
+        async fn report(&self, f: impl Fn(&StatusReport) -> bool) -> StatusReport {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                if let Some(r) = self.ctl.lock().unwrap().reports.iter().rev().find(|r| f(r)) {
+                    return r.clone();
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "no such report: {:?}",
+                    self.ctl.lock().unwrap().reports
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+
+        fn passes(&self) -> usize {
+            self.seen.0.lock().unwrap().intents.len()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_refused_state_is_reported_and_the_last_valid_one_stays_in_force() {
+        let run = start(valid(1)).await;
+        let ok = run
+            .report(|r| r.revision_applied == 1 && r.errors.is_empty())
+            .await;
+        assert_eq!(ok.routers.len(), 1);
+        let good = NodeIntent::from_desired(&valid(1), &NodeContext::default());
+
+        run.ctl.lock().unwrap().docs.push(invalid(2));
+        let refused = run
+            .report(|r| r.errors.iter().any(|e| e.contains("revision 2 refused")))
+            .await;
+        assert_eq!(refused.revision_applied, 1, "{refused:?}");
+        let errors = refused.errors.join("\n");
+        assert!(errors.contains("VLAN 4095"), "{errors}");
+        assert!(errors.contains("namespace \"far\""), "{errors}");
+        assert_eq!(refused.routers.len(), 1, "the valid router is reported");
+        // Passes go on (resync), always with the last valid state.
+        let before = run.passes();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while run.passes() < before + 3 {
+            assert!(Instant::now() < deadline, "the loop stopped reconciling");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        {
+            let seen = run.seen.0.lock().unwrap();
+            for intent in &seen.intents {
+                assert_eq!(intent.routers, good.routers);
+                assert_eq!(intent.revision, 1);
+            }
+            let tags: Vec<&OvsChange> = seen
+                .ovs_applies
+                .iter()
+                .flatten()
+                .filter(|c| {
+                    matches!(
+                        c,
+                        OvsChange::AddPort {
+                            tag: Some(4095),
+                            ..
+                        }
+                    )
+                })
+                .collect();
+            assert!(tags.is_empty(), "{tags:?}");
+        }
+        assert_eq!(run.metrics.refused.get(), 1);
+
+        // The next valid revision is taken and the refusal is gone from the report.
+        run.ctl.lock().unwrap().docs.push(valid(3));
+        run.report(|r| r.revision_applied == 3 && r.errors.is_empty())
+            .await;
+    }
+
+    #[tokio::test]
+    async fn a_refused_first_state_changes_nothing_and_is_reported() {
+        let run = start(invalid(1)).await;
+        let r = run
+            .report(|r| r.errors.iter().any(|e| e.contains("revision 1 refused")))
+            .await;
+        assert_eq!(r.revision_applied, 0, "{r:?}");
+        assert!(r.routers.is_empty() && r.ports.is_empty(), "{r:?}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let seen = run.seen.0.lock().unwrap();
+        assert!(
+            seen.intents.is_empty(),
+            "no pass may run: {:?}",
+            seen.intents
+        );
+        assert!(seen.ovs_applies.is_empty());
     }
 }

@@ -12,3 +12,4 @@ pub mod ovs_plan;
 pub mod ovsdb_backend;
 pub mod reconciler;
 pub mod sd_notify;
+pub mod validate;

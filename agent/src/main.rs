@@ -54,6 +54,7 @@ async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
     };
     let agent = Agent {
         node: cfg.node.clone(),
+        pod: cfg.pod.clone(),
         ctx,
         ovs,
         linux,
@@ -140,6 +141,29 @@ async fn once(
                 .state
         }
     };
+    // Validated as a whole before anything changes: a refused document touches nothing.
+    if let Err(errors) = agent.check(&state) {
+        let report = agent.refused_report(errors);
+        if let Some(c) = &agent.client {
+            c.report(&report).await.context("reporting status")?;
+        }
+        let counters = agent.ovs.counters();
+        let summary = serde_json::json!({
+            "revision": state.revision,
+            "refused": true,
+            "ovs_changes": 0,
+            "linux_changes": 0,
+            "ovsdb_write_transactions": counters.write_transactions,
+            "ovsdb_transactions": counters.transactions,
+            "report": report,
+        });
+        println!("{summary}");
+        anyhow::bail!(
+            "revision {} refused, nothing applied: {:?}",
+            state.revision,
+            report.errors
+        );
+    }
     let mut probes = Vec::new();
     let (pass, report) = agent.apply(&state, true, &mut probes).await;
     if let Some(c) = &agent.client {
@@ -148,6 +172,7 @@ async fn once(
     let counters = agent.ovs.counters();
     let summary = serde_json::json!({
         "revision": state.revision,
+        "refused": false,
         "ovs_changes": pass.ovs_changes,
         "linux_changes": pass.linux_changes,
         "ovsdb_write_transactions": counters.write_transactions,

@@ -29,6 +29,8 @@ pub struct AgentMetrics {
     pub netlink_changes: Counter,
     /// Desired-state revision last applied.
     pub revision: Gauge,
+    /// Desired states refused by validation (nothing of them applied).
+    pub refused: Counter,
     /// Probe reachability (1/0) by router and target.
     pub probe_up: Family<Labels, Gauge>,
     /// Probe round-trip time in microseconds by router and target.
@@ -76,6 +78,12 @@ impl AgentMetrics {
             "Revision of the desired state last applied",
             revision.clone(),
         );
+        let refused = Counter::default();
+        registry.register(
+            "desired_states_refused",
+            "Desired states refused by validation; the last valid one stays in force",
+            refused.clone(),
+        );
         let probe_up = Family::<Labels, Gauge>::default();
         registry.register(
             "probe_reachable",
@@ -95,6 +103,7 @@ impl AgentMetrics {
             ovs_changes,
             netlink_changes,
             revision,
+            refused,
             probe_up,
             probe_rtt_us,
         }

@@ -160,10 +160,7 @@ fn an_unreachable_controller_leaves_the_data_plane_as_it_is() {
         "no pass ran: {body}"
     );
     assert_eq!(node.vsctl(&["--format=json", "list", "port"]), before);
-    assert!(plumbing::netns::exists(&format!(
-        "{}qrouter-r1",
-        node.prefix
-    )));
+    assert!(plumbing::netns::exists(&common::router_ns(&node)));
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(
         text.contains("registration failed"),

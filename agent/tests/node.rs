@@ -88,7 +88,7 @@ fn a_node_converges_its_vm_pings_the_router_and_a_restart_writes_nothing() {
         ]),
         "agent"
     );
-    let router_ns = format!("{}qrouter-r1", node.prefix);
+    let router_ns = common::router_ns(&node);
     assert!(netns::exists(&router_ns));
 
     // Someone (Nova, `crosspod vm`) plugs two VMs: one the controller knows, one it does not.
@@ -184,7 +184,7 @@ fn a_missing_uplink_device_is_reported_and_the_rest_applied() {
         node.vsctl(&["get", "port", &format!("vb-{tag}"), "tag"]),
         "2001"
     );
-    assert!(netns::exists(&format!("{}qrouter-r1", node.prefix)));
+    assert!(netns::exists(&common::router_ns(&node)));
     assert_eq!(last["report"]["routers"][0]["state"], "ready", "{last}");
 }
 
@@ -226,5 +226,5 @@ fn the_daemon_says_ready_to_systemd_after_its_first_reconcile_and_pings_the_watc
         node.vsctl(&["get", "port", &format!("vb-{tag}"), "tag"]),
         "2001"
     );
-    assert!(netns::exists(&format!("{}qrouter-r1", node.prefix)));
+    assert!(netns::exists(&common::router_ns(&node)));
 }

@@ -113,10 +113,18 @@ impl Drop for Node {
     }
 }
 
+/// The router of [`desired`]: a UUID, as the agent accepts only `qrouter-<uuid>` namespaces.
+pub const ROUTER: &str = "0f6e3d2e-1484-4fdb-8e00-000000000001";
+
+/// The namespace of [`ROUTER`] on `node`.
+pub fn router_ns(node: &Node) -> String {
+    format!("{}qrouter-{ROUTER}", node.prefix)
+}
+
 pub fn desired(prefix_tag: &str, with_router: bool) -> Value {
     let routers = if with_router {
-        json!({"r1": {
-            "router_id": "r1", "project_id": "p1", "namespace": "qrouter-r1",
+        json!({ROUTER: {
+            "router_id": ROUTER, "project_id": "p1", "namespace": format!("qrouter-{ROUTER}"),
             "legs": [
                 {"kind": "internal", "bridge": "br-vlan", "tag": 101, "address": "10.0.1.1/24",
                  "mac": "fa:16:3e:00:01:01", "ns_ifname": format!("qr-{prefix_tag}"),
