@@ -7,6 +7,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use wire::NodeDesiredState;
 
 use crate::change::{affected, Change};
+use crate::fxhash::FxSet;
+use crate::names::stem;
 use crate::plan::plan_node;
 use crate::scope;
 use crate::snapshot::Snapshot;
@@ -55,12 +57,63 @@ pub fn replan(
         }
         let was = plan_node(&t_old, old_node);
         let now = plan_node(&t_new, node);
-        out.insert(name.to_string(), patch(prev, &was, &now));
+        let patched = patch(prev, &was, &now);
+        if names_entangled(&patched, &was, &now) {
+            // Names outside the scope may depend on names in it: plan the node whole.
+            fresh.push(name);
+            continue;
+        }
+        out.insert(name.to_string(), patched);
     }
     if !fresh.is_empty() {
         out.extend(crate::plan_nodes(new, fresh));
     }
     out
+}
+
+/// Whether an OVS-side name the scope planned (`was`, `now`) may depend on one of a router
+/// outside it (still in `patched`), or the other way round: the scoped plan assigned names
+/// without seeing those (see [`names`](crate::names)). Namespace-side names are per router,
+/// and a router is always wholly in or out of the scope.
+fn names_entangled(
+    patched: &NodeDesiredState,
+    was: &NodeDesiredState,
+    now: &NodeDesiredState,
+) -> bool {
+    let touched: Vec<&str> = was
+        .routers
+        .values()
+        .chain(now.routers.values())
+        .flat_map(|r| r.legs.iter().map(|l| l.ovs_ifname.as_str()))
+        .collect();
+    if touched.is_empty() {
+        return false;
+    }
+    // Stems of the touched names, and every shorter prefix, so one lookup per length finds
+    // a pair agreeing on their first min(STEM, lengths) bytes.
+    let stems: FxSet<&str> = touched.iter().map(|n| stem(n)).collect();
+    let mut short_prefixes: FxSet<&str> = FxSet::default();
+    for n in &touched {
+        let s = stem(n);
+        for (i, _) in s.char_indices().skip(1) {
+            short_prefixes.insert(&s[..i]);
+        }
+    }
+    patched
+        .routers
+        .iter()
+        .filter(|(id, _)| !now.routers.contains_key(*id))
+        .flat_map(|(_, r)| r.legs.iter())
+        .any(|l| {
+            let u = stem(&l.ovs_ifname);
+            // A touched stem equal to u or a prefix of it; or u a prefix of a touched stem.
+            short_prefixes.contains(u)
+                || u.char_indices()
+                    .map(|(i, _)| &u[..i])
+                    .chain(std::iter::once(u))
+                    .skip(1)
+                    .any(|p| stems.contains(p))
+        })
 }
 
 fn full(old: &Snapshot, new: &Snapshot, change: &Change) -> BTreeMap<String, NodeDesiredState> {
