@@ -9,7 +9,7 @@ use wire::NodeDesiredState;
 use crate::change::{affected, Change};
 use crate::fxhash::FxSet;
 use crate::names::stem;
-use crate::plan::plan_node;
+use crate::plan::{has_neutron_ovs_name, plan_node};
 use crate::scope;
 use crate::snapshot::Snapshot;
 use crate::topology::Topology;
@@ -71,49 +71,56 @@ pub fn replan(
     out
 }
 
-/// Whether an OVS-side name the scope planned (`was`, `now`) may depend on one of a router
-/// outside it (still in `patched`), or the other way round: the scoped plan assigned names
-/// without seeing those (see [`names`](crate::names)). Namespace-side names are per router,
-/// and a router is always wholly in or out of the scope.
+/// Whether the OVS-side names the scope planned (`was`, `now`) and those of routers outside
+/// it (still in `patched`) may disagree with planning the node whole: the scoped plan assigned
+/// names without seeing the others (see [`names`](crate::names)). Namespace-side names are
+/// per router, and a router is always wholly in or out of the scope.
+///
+/// Exact but cheap: an outside leg holding its Neutron name keeps it unless an id of the
+/// scope wants the same name, and then the scope gave that name too (a duplicate). An outside
+/// leg holding an alternate may have to move (back) when a scope id sharing its first
+/// [`STEM`](crate::names::STEM) bytes comes or goes. Server-made UUIDs practically never
+/// share those, so this almost never falls back.
 fn names_entangled(
     patched: &NodeDesiredState,
     was: &NodeDesiredState,
     now: &NodeDesiredState,
 ) -> bool {
-    let touched: Vec<&str> = was
+    let mut seen: FxSet<&str> = FxSet::default();
+    if !patched
         .routers
         .values()
-        .chain(now.routers.values())
-        .flat_map(|r| r.legs.iter().map(|l| l.ovs_ifname.as_str()))
-        .collect();
-    if touched.is_empty() {
-        return false;
+        .flat_map(|r| r.legs.iter())
+        .all(|l| seen.insert(l.ovs_ifname.as_str()))
+    {
+        return true;
     }
-    // Stems of the touched names, and every shorter prefix, so one lookup per length finds
-    // a pair agreeing on their first min(STEM, lengths) bytes.
-    let stems: FxSet<&str> = touched.iter().map(|n| stem(n)).collect();
-    let mut short_prefixes: FxSet<&str> = FxSet::default();
-    for n in &touched {
-        let s = stem(n);
-        for (i, _) in s.char_indices().skip(1) {
-            short_prefixes.insert(&s[..i]);
-        }
-    }
-    patched
+    let alternates: Vec<&str> = patched
         .routers
         .iter()
         .filter(|(id, _)| !now.routers.contains_key(*id))
-        .flat_map(|(_, r)| r.legs.iter())
-        .any(|l| {
-            let u = stem(&l.ovs_ifname);
-            // A touched stem equal to u or a prefix of it; or u a prefix of a touched stem.
-            short_prefixes.contains(u)
-                || u.char_indices()
-                    .map(|(i, _)| &u[..i])
-                    .chain(std::iter::once(u))
-                    .skip(1)
-                    .any(|p| stems.contains(p))
+        .flat_map(|(id, r)| {
+            r.legs
+                .iter()
+                .filter(move |l| !has_neutron_ovs_name(id, l))
+                .map(|l| l.ovs_ifname.as_str())
         })
+        .collect();
+    if alternates.is_empty() {
+        return false;
+    }
+    // Two names are related when they agree on their first min(STEM, lengths) bytes: one's
+    // stem is a prefix of the other's.
+    let touched: FxSet<&str> = was
+        .routers
+        .values()
+        .chain(now.routers.values())
+        .flat_map(|r| r.legs.iter().map(|l| stem(&l.ovs_ifname)))
+        .collect();
+    alternates.iter().any(|u| {
+        let u = stem(u);
+        touched.iter().any(|t| u.starts_with(t) || t.starts_with(u))
+    })
 }
 
 fn full(old: &Snapshot, new: &Snapshot, change: &Change) -> BTreeMap<String, NodeDesiredState> {

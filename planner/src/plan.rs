@@ -136,6 +136,21 @@ pub(crate) fn plan_node(t: &Topology<'_>, node: &Node) -> NodeDesiredState {
     state
 }
 
+/// Whether a leg of router `rid` holds the Neutron OVS-side name (not an alternate given for a
+/// collision): bridge and gateway legs are named after the router, an internal leg after its
+/// port, like its namespace-side name (which only an alternate of one of them breaks).
+pub(crate) fn has_neutron_ovs_name(rid: &str, leg: &RouterLeg) -> bool {
+    match leg.kind {
+        LegKind::Bridge => leg.ovs_ifname == ifname("vb-", rid),
+        LegKind::Gateway => leg.ovs_ifname == ifname("vg-", rid),
+        LegKind::Internal => {
+            leg.ovs_ifname.starts_with("vr-")
+                && leg.ns_ifname.starts_with("qr-")
+                && leg.ovs_ifname.get(3..) == leg.ns_ifname.get(3..)
+        }
+    }
+}
+
 fn with_prefix(ip: IpAddr, cidr: &IpNet) -> Option<IpNet> {
     IpNet::new(ip, cidr.prefix_len()).ok()
 }
