@@ -672,13 +672,16 @@ fn planner_subnet(s: &Subnet) -> planner::Subnet {
     }
 }
 
-/// Add (or remove) the bridge IP / leg IP a port stands for.
+/// Add (or remove) the bridge IP / leg IP a port stands for, with the port's MAC: the leg it
+/// backs uses it, so the store's MAC uniqueness covers every leg.
 fn port_allocations(a: &mut planner::Allocations, p: &Port, add: bool) {
     let Some(f) = p.fixed_ips.first() else {
         return;
     };
     match (p.device_owner.as_str(), add) {
-        (OWNER_BRIDGE_IP, true) => a.set_bridge_ip(&p.device_id, &p.name, f.ip_address),
+        (OWNER_BRIDGE_IP, true) => {
+            a.set_bridge_ip(&p.device_id, &p.name, f.ip_address, &p.mac_address)
+        }
         (OWNER_BRIDGE_IP, false) => {
             if let Some(m) = a.bridge_ips.get_mut(&p.device_id) {
                 m.remove(&p.name);
@@ -687,7 +690,13 @@ fn port_allocations(a: &mut planner::Allocations, p: &Port, add: bool) {
                 }
             }
         }
-        (OWNER_LEG, true) => a.set_leg_ip(&p.device_id, &p.name, &f.subnet_id, f.ip_address),
+        (OWNER_LEG, true) => a.set_leg_ip(
+            &p.device_id,
+            &p.name,
+            &f.subnet_id,
+            f.ip_address,
+            &p.mac_address,
+        ),
         (OWNER_LEG, false) => {
             if let Some(pods) = a.leg_ips.get_mut(&p.device_id) {
                 if let Some(subs) = pods.get_mut(&p.name) {

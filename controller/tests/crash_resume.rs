@@ -348,7 +348,8 @@ fn inventory(c: &Controller) -> Vec<Value> {
 }
 
 /// Names for the ids and MACs in a node state that two runs of the same steps pick
-/// differently (UUIDs, random port MACs, MACs and interface names derived from ids): each
+/// differently (UUIDs, random port MACs, which every leg uses, interface names derived from
+/// ids): each
 /// becomes the name of what it is. Longest first, so an id goes before its 11-character
 /// prefix (interface names).
 fn labels(c: &Controller) -> Vec<(String, String)> {
@@ -370,25 +371,8 @@ fn labels(c: &Controller) -> Vec<(String, String)> {
     for s in &subnets {
         names.insert(id(s), format!("subnet:{}", s["name"].as_str().unwrap()));
     }
-    let pods = ["CentralRegion", "RegionOne", "RegionTwo"];
     for r in list("/v2.0/routers", "routers") {
         let (rid, label) = (id(&r), format!("router:{}", r["name"].as_str().unwrap()));
-        names.insert(
-            wire::names::derived_mac(&[&rid, "gateway"]),
-            format!("mac:gateway-leg:{label}"),
-        );
-        for pod in pods {
-            names.insert(
-                wire::names::derived_mac(&[&rid, pod, "bridge"]),
-                format!("mac:bridge-leg:{label}:{pod}"),
-            );
-            for s in &subnets {
-                names.insert(
-                    wire::names::derived_mac(&[&rid, pod, &id(s)]),
-                    format!("mac:leg:{label}:{pod}:{}", s["name"].as_str().unwrap()),
-                );
-            }
-        }
         names.insert(rid, label);
     }
     for p in list("/v2.0/ports", "ports") {

@@ -351,6 +351,109 @@ fn gateway_before_interfaces_and_external_network_first_give_the_same_state() {
     assert_no_drift(&c);
 }
 
+/// Every leg in the published states takes its MAC from the port backing it, as the admin's
+/// port list of the router shows them: the interface port (primary legs), the gateway port,
+/// the bridge-IP port of the instance's pod and the leg-IP port (a stretched network outside
+/// its home pod). So the store's MAC uniqueness covers every leg; none is derived from ids.
+#[test]
+fn every_legs_mac_is_its_ports_mac() {
+    let c = Controller::start();
+    let g = play(&c, false);
+    // net3: a VLAN network on `bridge` with VMs in both pods, stretched; RegionOne is the
+    // router's home on it, RegionTwo's instance gets a leg-IP port.
+    let n = ok(
+        c.n(
+            "POST",
+            "/v2.0/networks",
+            Some(ADMIN),
+            Some(&json!({"network": {"name": "net3", "project_id": "demo",
+                "provider:network_type": "vlan", "provider:physical_network": "bridge"}})),
+        ),
+        "net3",
+    );
+    let net3 = n["network"]["id"].as_str().unwrap().to_string();
+    let s = ok(
+        c.n(
+            "POST",
+            "/v2.0/subnets",
+            Some(DEMO),
+            Some(&json!({"subnet": {"network_id": net3, "ip_version": 4, "cidr": "10.0.3.0/24"}})),
+        ),
+        "subnet3",
+    );
+    let sub3 = s["subnet"]["id"].as_str().unwrap().to_string();
+    vm_port(&c, &net3, "node1");
+    vm_port(&c, &net3, "node2");
+    iface(&c, &g.router, &sub3);
+
+    let has_net3 = |node: &str| {
+        desired(&c, node)["state"]["routers"][&g.router]["legs"]
+            .as_array()
+            .is_some_and(|l| l.iter().any(|l| l["network_id"] == json!(net3)))
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !(has_net3("node1") && has_net3("node2")) {
+        assert!(Instant::now() < deadline, "no net3 legs");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let ports = ok(
+        c.n(
+            "GET",
+            &format!("/v2.0/ports?device_id={}", g.router),
+            Some(ADMIN),
+            None,
+        ),
+        "router's ports",
+    )["ports"]
+        .as_array()
+        .unwrap()
+        .clone();
+    let mut backed = std::collections::BTreeSet::new();
+    for (node, pod) in [("node1", "RegionOne"), ("node2", "RegionTwo")] {
+        let d = desired(&c, node);
+        let legs = d["state"]["routers"][&g.router]["legs"].as_array().unwrap();
+        let mut macs = std::collections::BTreeSet::new();
+        for l in legs {
+            let addr = l["address"].as_str().unwrap().split('/').next().unwrap();
+            let owners: &[&str] = match l["kind"].as_str().unwrap() {
+                "bridge" => &["network:router_bridge"],
+                "gateway" => &["network:router_gateway"],
+                _ => &["network:router_interface", "network:router_leg"],
+            };
+            let port = ports
+                .iter()
+                .find(|p| {
+                    owners.contains(&p["device_owner"].as_str().unwrap())
+                        && p["fixed_ips"]
+                            .as_array()
+                            .unwrap()
+                            .iter()
+                            .any(|f| f["ip_address"] == addr)
+                        // A bridge-IP or leg-IP port is its pod's.
+                        && (p["device_owner"] == "network:router_interface"
+                            || p["device_owner"] == "network:router_gateway"
+                            || p["name"] == pod)
+                })
+                .unwrap_or_else(|| panic!("{node}: no port backs {l} among {ports:?}"));
+            assert_eq!(l["mac"], port["mac_address"], "{node}: {l} vs {port}");
+            assert!(macs.insert(l["mac"].to_string()), "{node}: MAC twice: {d}");
+            backed.insert(port["device_owner"].as_str().unwrap().to_string());
+        }
+    }
+    assert_eq!(
+        backed.into_iter().collect::<Vec<_>>(),
+        [
+            "network:router_bridge",
+            "network:router_gateway",
+            "network:router_interface",
+            "network:router_leg"
+        ],
+        "every kind of backing port is checked"
+    );
+    assert!(!c.log_has_5xx());
+    assert_no_drift(&c);
+}
+
 #[test]
 fn the_long_poll_answers_on_change_and_times_out_with_204() {
     let c = Controller::start();

@@ -129,6 +129,19 @@ fn build() -> Snapshot {
             }
         }
         if gateway {
+            s.ports.push(Port {
+                id: format!("gw-{pr:04}"),
+                network_id: "ext".into(),
+                project_id: String::new(),
+                mac: mac(0x01_0000 + pr as u32),
+                fixed_ips: vec![FixedIp {
+                    subnet_id: "ext-sub".into(),
+                    ip_address: v4(0xa303_0000 + 10 + pr as u32),
+                }],
+                device_owner: OWNER_ROUTER_GATEWAY.into(),
+                device_id: router.clone(),
+                binding_host: None,
+            });
             s.floating_ips.push(FloatingIp {
                 id: format!("fip-{pr:04}"),
                 project_id: project.clone(),
@@ -143,6 +156,16 @@ fn build() -> Snapshot {
     s
 }
 
+/// A distinct MAC per `n`, as the store would give each port.
+fn mac(n: u32) -> String {
+    format!(
+        "fa:16:3e:{:02x}:{:02x}:{:02x}",
+        (n >> 16) & 0xff,
+        (n >> 8) & 0xff,
+        n & 0xff
+    )
+}
+
 /// Fill every required allocation with distinct values (the controller's job).
 fn allocate(s: &mut Snapshot) {
     let plan = required_allocations(s);
@@ -154,7 +177,9 @@ fn allocate(s: &mut Snapshot) {
     let mut next_bn = 0u32;
     let mut next_ip = std::collections::HashMap::<String, u32>::new();
     let mut next_tag = 100u16;
+    let mut next_mac = 0x02_0000u32;
     for k in plan.allocate {
+        next_mac += 1;
         match k {
             AllocationKey::BridgeNetwork { project_id } => {
                 let base = 0x6400_0000 + (next_bn << 8);
@@ -174,7 +199,8 @@ fn allocate(s: &mut Snapshot) {
                     IpNet::V6(_) => unreachable!(),
                 };
                 let n = next_ip.entry(project.clone()).or_insert(2);
-                s.allocations.set_bridge_ip(&router_id, &pod, v4(base + *n));
+                s.allocations
+                    .set_bridge_ip(&router_id, &pod, v4(base + *n), &mac(next_mac));
                 *n += 1;
             }
             AllocationKey::LegIp {
@@ -182,8 +208,13 @@ fn allocate(s: &mut Snapshot) {
                 pod,
                 subnet_id,
             } => {
-                s.allocations
-                    .set_leg_ip(&router_id, &pod, &subnet_id, v4(0x0a04_00fa));
+                s.allocations.set_leg_ip(
+                    &router_id,
+                    &pod,
+                    &subnet_id,
+                    v4(0x0a04_00fa),
+                    &mac(next_mac),
+                );
             }
             AllocationKey::LocalTag { network_id, pod } => {
                 s.allocations.set_local_tag(&network_id, &pod, next_tag);

@@ -7,7 +7,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use wire::NodeDesiredState;
 
 use crate::change::{affected, Change};
-use crate::plan::plan_node;
+use crate::fxhash::FxSet;
+use crate::names::stem;
+use crate::plan::{has_neutron_ovs_name, plan_node};
 use crate::scope;
 use crate::snapshot::Snapshot;
 use crate::topology::Topology;
@@ -55,12 +57,70 @@ pub fn replan(
         }
         let was = plan_node(&t_old, old_node);
         let now = plan_node(&t_new, node);
-        out.insert(name.to_string(), patch(prev, &was, &now));
+        let patched = patch(prev, &was, &now);
+        if names_entangled(&patched, &was, &now) {
+            // Names outside the scope may depend on names in it: plan the node whole.
+            fresh.push(name);
+            continue;
+        }
+        out.insert(name.to_string(), patched);
     }
     if !fresh.is_empty() {
         out.extend(crate::plan_nodes(new, fresh));
     }
     out
+}
+
+/// Whether the OVS-side names the scope planned (`was`, `now`) and those of routers outside
+/// it (still in `patched`) may disagree with planning the node whole: the scoped plan assigned
+/// names without seeing the others (see [`names`](crate::names)). Namespace-side names are
+/// per router, and a router is always wholly in or out of the scope.
+///
+/// Exact but cheap: an outside leg holding its Neutron name keeps it unless an id of the
+/// scope wants the same name, and then the scope gave that name too (a duplicate). An outside
+/// leg holding an alternate may have to move (back) when a scope id sharing its first
+/// [`STEM`](crate::names::STEM) bytes comes or goes. Server-made UUIDs practically never
+/// share those, so this almost never falls back.
+fn names_entangled(
+    patched: &NodeDesiredState,
+    was: &NodeDesiredState,
+    now: &NodeDesiredState,
+) -> bool {
+    let mut seen: FxSet<&str> = FxSet::default();
+    if !patched
+        .routers
+        .values()
+        .flat_map(|r| r.legs.iter())
+        .all(|l| seen.insert(l.ovs_ifname.as_str()))
+    {
+        return true;
+    }
+    let alternates: Vec<&str> = patched
+        .routers
+        .iter()
+        .filter(|(id, _)| !now.routers.contains_key(*id))
+        .flat_map(|(id, r)| {
+            r.legs
+                .iter()
+                .filter(move |l| !has_neutron_ovs_name(id, l))
+                .map(|l| l.ovs_ifname.as_str())
+        })
+        .collect();
+    if alternates.is_empty() {
+        return false;
+    }
+    // Two names are related when they agree on their first min(STEM, lengths) bytes: one's
+    // stem is a prefix of the other's.
+    let touched: FxSet<&str> = was
+        .routers
+        .values()
+        .chain(now.routers.values())
+        .flat_map(|r| r.legs.iter().map(|l| stem(&l.ovs_ifname)))
+        .collect();
+    alternates.iter().any(|u| {
+        let u = stem(u);
+        touched.iter().any(|t| u.starts_with(t) || t.starts_with(u))
+    })
 }
 
 fn full(old: &Snapshot, new: &Snapshot, change: &Change) -> BTreeMap<String, NodeDesiredState> {

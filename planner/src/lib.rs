@@ -17,6 +17,7 @@ mod change;
 mod error;
 mod fxhash;
 mod incremental;
+mod names;
 mod plan;
 mod scope;
 mod snapshot;

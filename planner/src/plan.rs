@@ -4,14 +4,22 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use ipnet::IpNet;
-use wire::names::{derived_mac, ifname, router_namespace};
+use wire::names::{ifname, router_namespace};
 use wire::{
     BridgeState, FloatingRule, LegKind, Nat, NodeDesiredState, PortBinding, ProbeKind, ProbeTarget,
     Route, RouterInstance, RouterLeg, SnatRule,
 };
 
+use crate::names;
 use crate::snapshot::*;
 use crate::topology::{Placement, Topology};
+
+/// What a leg's names derive from: the namespace-side and OVS-side prefixes and the id.
+struct LegSource<'a> {
+    ns_prefix: &'static str,
+    ovs_prefix: &'static str,
+    id: &'a str,
+}
 
 /// One L2 segment a node takes part in, to decide what its uplinks trunk.
 enum Segment<'a> {
@@ -64,6 +72,7 @@ pub(crate) fn plan_node(t: &Topology<'_>, node: &Node) -> NodeDesiredState {
         );
     }
 
+    let mut ovs_sources: Vec<(&str, &str)> = Vec::new();
     for rid in t
         .instances_by_node
         .get(node.name.as_str())
@@ -73,8 +82,19 @@ pub(crate) fn plan_node(t: &Topology<'_>, node: &Node) -> NodeDesiredState {
         let Some(router) = t.routers.get(rid) else {
             continue;
         };
-        let inst = plan_instance(t, router, node, &mut used);
+        let (inst, sources) = plan_instance(t, router, node, &mut used);
+        ovs_sources.extend(sources.into_iter().map(|s| (s.ovs_prefix, s.id)));
         state.routers.insert(router.id.clone(), inst);
+    }
+    // OVS port names are node-wide: assign them together (routers in id order, legs in order).
+    let ovs = names::assign(&ovs_sources);
+    for (leg, name) in state
+        .routers
+        .values_mut()
+        .flat_map(|r| r.legs.iter_mut())
+        .zip(ovs)
+    {
+        leg.ovs_ifname = name;
     }
 
     for (physnet, bridge) in &node.bridge_mappings {
@@ -116,16 +136,33 @@ pub(crate) fn plan_node(t: &Topology<'_>, node: &Node) -> NodeDesiredState {
     state
 }
 
+/// Whether a leg of router `rid` holds the Neutron OVS-side name (not an alternate given for a
+/// collision): bridge and gateway legs are named after the router, an internal leg after its
+/// port, like its namespace-side name (which only an alternate of one of them breaks).
+pub(crate) fn has_neutron_ovs_name(rid: &str, leg: &RouterLeg) -> bool {
+    match leg.kind {
+        LegKind::Bridge => leg.ovs_ifname == ifname("vb-", rid),
+        LegKind::Gateway => leg.ovs_ifname == ifname("vg-", rid),
+        LegKind::Internal => {
+            leg.ovs_ifname.starts_with("vr-")
+                && leg.ns_ifname.starts_with("qr-")
+                && leg.ovs_ifname.get(3..) == leg.ns_ifname.get(3..)
+        }
+    }
+}
+
 fn with_prefix(ip: IpAddr, cidr: &IpNet) -> Option<IpNet> {
     IpNet::new(ip, cidr.prefix_len()).ok()
 }
 
+/// One router instance, and what each of its legs' names derive from (aligned with its legs).
+/// Namespace-side names are made unique here; OVS-side ones by the caller, node-wide.
 fn plan_instance<'a>(
     t: &Topology<'a>,
     router: &'a Router,
     node: &Node,
     used: &mut Vec<(&'a str, Option<u16>, Segment<'a>)>,
-) -> RouterInstance {
+) -> (RouterInstance, Vec<LegSource<'a>>) {
     let snap = t.snap;
     let pod: &str = &node.pod;
     let rid = router.id.as_str();
@@ -142,20 +179,22 @@ fn plan_instance<'a>(
         ..Default::default()
     };
     let mut routes: BTreeMap<IpNet, IpAddr> = BTreeMap::new();
+    let mut sources: Vec<LegSource<'a>> = Vec::new();
 
-    // Bridge leg.
+    // Bridge leg: its MAC is its bridge IP port's.
     let bridge_net = snap.allocations.bridge_networks.get(&router.project_id);
-    let my_bridge_ip = if distributed {
-        snap.allocations.bridge_ip(rid, pod)
+    let my_bridge_port = if distributed {
+        snap.allocations.bridge_port(rid, pod)
     } else {
         None
     };
-    if let (Some(bn), Some(ip), Some(br)) = (
+    let my_bridge_ip = my_bridge_port.map(|p| p.ip);
+    if let (Some(bn), Some(bp), Some(br)) = (
         bridge_net,
-        my_bridge_ip,
+        my_bridge_port,
         node.bridge_mappings.get(&snap.bridge_physnet),
     ) {
-        if let Some(address) = with_prefix(ip, &bn.cidr) {
+        if let Some(address) = with_prefix(bp.ip, &bn.cidr) {
             used.push((
                 &snap.bridge_physnet,
                 Some(bn.vlan),
@@ -166,11 +205,16 @@ fn plan_instance<'a>(
                 bridge: br.clone(),
                 tag: Some(bn.vlan),
                 address,
-                mac: derived_mac(&[rid, pod, "bridge"]),
+                mac: bp.mac.clone(),
                 ns_ifname: ifname("qb-", rid),
                 ovs_ifname: ifname("vb-", rid),
                 network_id: None,
                 subnet_id: None,
+            });
+            sources.push(LegSource {
+                ns_prefix: "qb-",
+                ovs_prefix: "vb-",
+                id: rid,
             });
         }
     }
@@ -215,15 +259,17 @@ fn plan_instance<'a>(
             Some(Placement::Stretched(_))
         );
         let primary = !stretched || t.home_pod_for(rid, &net.id) == Some(pod);
-        let (ip, mac) = if primary {
-            (Some(i.ip_address), i.mac.clone())
+        // The interface port backs the primary leg, the leg IP port every other one.
+        let backing = if primary {
+            Some((i.ip_address, &i.mac))
         } else {
-            (
-                snap.allocations.leg_ip(rid, pod, &s.id),
-                derived_mac(&[rid, pod, &s.id]),
-            )
+            snap.allocations
+                .leg_port(rid, pod, &s.id)
+                .map(|p| (p.ip, &p.mac))
         };
-        let Some(address) = ip.and_then(|ip| with_prefix(ip, &s.cidr)) else {
+        let Some((address, mac)) =
+            backing.and_then(|(ip, mac)| Some((with_prefix(ip, &s.cidr)?, mac.clone())))
+        else {
             continue;
         };
         used.push((physnet, tag, Segment::Network(&net.id)));
@@ -238,13 +284,18 @@ fn plan_instance<'a>(
             network_id: Some(net.id.clone()),
             subnet_id: Some(s.id.clone()),
         });
+        sources.push(LegSource {
+            ns_prefix: "qr-",
+            ovs_prefix: "vr-",
+            id: &i.port_id,
+        });
     }
 
     // Gateway leg, default route, NAT.
     let gw_pod = t.gateway_pod.get(rid).copied();
     if let (Some(gw), Some(gp)) = (&router.external_gateway, gw_pod) {
         if gp == pod {
-            plan_gateway(
+            if plan_gateway(
                 t,
                 router,
                 gw,
@@ -253,7 +304,13 @@ fn plan_instance<'a>(
                 &mut inst,
                 &mut routes,
                 used,
-            );
+            ) {
+                sources.push(LegSource {
+                    ns_prefix: "qg-",
+                    ovs_prefix: "vg-",
+                    id: rid,
+                });
+            }
         } else if let Some(nh) = peer_bridge_ip(gp) {
             routes.insert(default_for(nh), nh);
         }
@@ -307,9 +364,22 @@ fn plan_instance<'a>(
         }
     }
     inst.probe_targets.sort();
-    inst.legs
-        .sort_by(|a, b| (a.kind, &a.ns_ifname).cmp(&(b.kind, &b.ns_ifname)));
-    inst
+
+    // Namespace-side names are per namespace (only `qr-` ones can share a Neutron name: two
+    // interfaces of this router). The gateway leg's name is its prefix's only one, so NAT rules
+    // naming it stay right.
+    let wanted: Vec<(&str, &str)> = sources.iter().map(|s| (s.ns_prefix, s.id)).collect();
+    for (leg, name) in inst.legs.iter_mut().zip(names::assign(&wanted)) {
+        leg.ns_ifname = name;
+    }
+    let mut paired: Vec<(RouterLeg, LegSource<'a>)> = std::mem::take(&mut inst.legs)
+        .into_iter()
+        .zip(sources)
+        .collect();
+    paired.sort_by(|(a, _), (b, _)| (a.kind, &a.ns_ifname).cmp(&(b.kind, &b.ns_ifname)));
+    let (legs, sources) = paired.into_iter().unzip();
+    inst.legs = legs;
+    (inst, sources)
 }
 
 fn default_for(ip: IpAddr) -> IpNet {
@@ -319,6 +389,9 @@ fn default_for(ip: IpAddr) -> IpNet {
     }
 }
 
+/// Plan the gateway leg, default route and NAT; whether the leg was added. The leg is the
+/// router's gateway port on the external network holding the chosen address, with its MAC; no
+/// such port, no leg.
 #[allow(clippy::too_many_arguments)]
 fn plan_gateway<'a>(
     t: &Topology<'a>,
@@ -329,22 +402,22 @@ fn plan_gateway<'a>(
     inst: &mut RouterInstance,
     routes: &mut BTreeMap<IpNet, IpAddr>,
     used: &mut Vec<(&'a str, Option<u16>, Segment<'a>)>,
-) {
+) -> bool {
     let rid = router.id.as_str();
     let Some(ext) = t.networks.get(gw.network_id.as_str()) else {
-        return;
+        return false;
     };
     let physnet = t.physnet_of(ext);
     let (Some(br), Some(tag)) = (node.bridge_mappings.get(physnet), t.net_tag(ext, &node.pod))
     else {
-        return;
+        return false;
     };
     let Some(fixed) = gw
         .external_fixed_ips
         .iter()
         .find(|f| f.ip_address.is_ipv4())
     else {
-        return;
+        return false;
     };
     let Some(sub) = t
         .subnets
@@ -358,10 +431,22 @@ fn plan_gateway<'a>(
             })
         })
     else {
-        return;
+        return false;
     };
     let Some(address) = with_prefix(fixed.ip_address, &sub.cidr) else {
-        return;
+        return false;
+    };
+    let Some(port) = t
+        .gateway_ports
+        .get(rid)
+        .into_iter()
+        .flatten()
+        .filter(|p| {
+            p.network_id == ext.id && p.fixed_ips.iter().any(|f| f.ip_address == fixed.ip_address)
+        })
+        .min_by(|a, b| a.id.cmp(&b.id))
+    else {
+        return false;
     };
     let out = ifname("qg-", rid);
     used.push((physnet, tag, Segment::Network(&ext.id)));
@@ -370,7 +455,7 @@ fn plan_gateway<'a>(
         bridge: br.clone(),
         tag,
         address,
-        mac: derived_mac(&[rid, "gateway"]),
+        mac: port.mac.clone(),
         ns_ifname: out.clone(),
         ovs_ifname: ifname("vg-", rid),
         network_id: Some(ext.id.clone()),
@@ -410,4 +495,5 @@ fn plan_gateway<'a>(
     }
     nat.floating.sort();
     inst.nat = nat;
+    true
 }

@@ -232,16 +232,29 @@ pub struct BridgeNetwork {
     pub cidr: IpNet,
 }
 
+/// device_owner of a router's gateway port: the port that backs its gateway leg.
+pub const OWNER_ROUTER_GATEWAY: &str = "network:router_gateway";
+
+/// A port the controller created for an allocation (a bridge IP or a leg IP): its address and
+/// its MAC, which the store keeps unique, so the leg it backs cannot share a MAC with another.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AllocatedPort {
+    /// The allocated address.
+    pub ip: IpAddr,
+    /// The port's MAC, used as the leg's MAC.
+    pub mac: String,
+}
+
 /// Allocations kept by the controller (uniqueness enforced by its database). Nested maps so
 /// lookups need no allocation.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Allocations {
     /// project → bridge network.
     pub bridge_networks: BTreeMap<String, BridgeNetwork>,
-    /// router → pod → bridge IP of that instance.
-    pub bridge_ips: BTreeMap<String, BTreeMap<String, IpAddr>>,
-    /// router → pod → subnet → leg IP, for stretched networks in pods other than the first.
-    pub leg_ips: BTreeMap<String, BTreeMap<String, BTreeMap<String, IpAddr>>>,
+    /// router → pod → bridge IP port of that instance.
+    pub bridge_ips: BTreeMap<String, BTreeMap<String, AllocatedPort>>,
+    /// router → pod → subnet → leg IP port, for stretched networks in pods other than the first.
+    pub leg_ips: BTreeMap<String, BTreeMap<String, BTreeMap<String, AllocatedPort>>>,
     /// network → pod → pod-local VLAN tag, for `local` networks.
     pub local_tags: BTreeMap<String, BTreeMap<String, u16>>,
 }
@@ -249,31 +262,51 @@ pub struct Allocations {
 impl Allocations {
     /// Bridge IP of (router, pod).
     pub fn bridge_ip(&self, router: &str, pod: &str) -> Option<IpAddr> {
-        self.bridge_ips.get(router)?.get(pod).copied()
+        self.bridge_port(router, pod).map(|p| p.ip)
+    }
+    /// Bridge IP port of (router, pod): address and MAC of the bridge leg.
+    pub fn bridge_port(&self, router: &str, pod: &str) -> Option<&AllocatedPort> {
+        self.bridge_ips.get(router)?.get(pod)
     }
     /// Leg IP of (router, pod, subnet).
     pub fn leg_ip(&self, router: &str, pod: &str, subnet: &str) -> Option<IpAddr> {
-        self.leg_ips.get(router)?.get(pod)?.get(subnet).copied()
+        self.leg_port(router, pod, subnet).map(|p| p.ip)
+    }
+    /// Leg IP port of (router, pod, subnet): address and MAC of a non-primary leg.
+    pub fn leg_port(&self, router: &str, pod: &str, subnet: &str) -> Option<&AllocatedPort> {
+        self.leg_ips.get(router)?.get(pod)?.get(subnet)
     }
     /// Local tag of (network, pod).
     pub fn local_tag(&self, network: &str, pod: &str) -> Option<u16> {
         self.local_tags.get(network)?.get(pod).copied()
     }
-    /// Record a bridge IP.
-    pub fn set_bridge_ip(&mut self, router: &str, pod: &str, ip: IpAddr) {
+    /// Record a bridge IP port.
+    pub fn set_bridge_ip(&mut self, router: &str, pod: &str, ip: IpAddr, mac: &str) {
         self.bridge_ips
             .entry(router.to_string())
             .or_default()
-            .insert(pod.to_string(), ip);
+            .insert(
+                pod.to_string(),
+                AllocatedPort {
+                    ip,
+                    mac: mac.to_string(),
+                },
+            );
     }
-    /// Record a leg IP.
-    pub fn set_leg_ip(&mut self, router: &str, pod: &str, subnet: &str, ip: IpAddr) {
+    /// Record a leg IP port.
+    pub fn set_leg_ip(&mut self, router: &str, pod: &str, subnet: &str, ip: IpAddr, mac: &str) {
         self.leg_ips
             .entry(router.to_string())
             .or_default()
             .entry(pod.to_string())
             .or_default()
-            .insert(subnet.to_string(), ip);
+            .insert(
+                subnet.to_string(),
+                AllocatedPort {
+                    ip,
+                    mac: mac.to_string(),
+                },
+            );
     }
     /// Record a local tag.
     pub fn set_local_tag(&mut self, network: &str, pod: &str, tag: u16) {

@@ -45,6 +45,8 @@ pub(crate) struct Topology<'a> {
     pub ports_by_host: FxMap<&'a str, Vec<&'a Port>>,
     /// VM ports by network.
     pub ports_by_network: FxMap<&'a str, Vec<&'a Port>>,
+    /// Gateway ports by router (`device_id`): the ports that back gateway legs.
+    pub gateway_ports: FxMap<&'a str, Vec<&'a Port>>,
     pub routers: FxMap<&'a str, &'a Router>,
     pub routers_by_project: FxMap<&'a str, Vec<&'a Router>>,
     /// Interfaces by router, sorted by port id.
@@ -169,6 +171,7 @@ impl<'a> Topology<'a> {
             ports: FxMap::with_capacity_and_hasher(t_ports, Default::default()),
             ports_by_host: FxMap::default(),
             ports_by_network: FxMap::with_capacity_and_hasher(t_nets, Default::default()),
+            gateway_ports: FxMap::default(),
             routers: FxMap::with_capacity_and_hasher(t_routers, Default::default()),
             routers_by_project: FxMap::default(),
             interfaces_by_router: FxMap::with_capacity_and_hasher(t_routers, Default::default()),
@@ -213,6 +216,9 @@ impl<'a> Topology<'a> {
         }
         for p in t.port_list.clone() {
             t.ports.insert(&p.id, p);
+            if p.device_owner == OWNER_ROUTER_GATEWAY {
+                t.gateway_ports.entry(&p.device_id).or_default().push(p);
+            }
             if !p.is_vm_port() {
                 continue;
             }

@@ -184,11 +184,7 @@ fn gateway_and_router_changes_replan_like_full() {
     });
     mutate("clear gateway", Change::Router("p0-r".into()), |s| {
         s.floating_ips.retain(|f| f.id != "p0-fip");
-        s.routers
-            .iter_mut()
-            .find(|r| r.id == "p0-r")
-            .unwrap()
-            .external_gateway = None;
+        clear_gateway(s, "p0-r");
     });
     mutate("delete router", Change::Router("p4-r".into()), |s| {
         s.router_interfaces.retain(|i| i.router_id != "p4-r");

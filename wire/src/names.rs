@@ -1,4 +1,5 @@
-//! Names and MAC addresses derived from ids, shared so the planner, the agent and the lab agree.
+//! Names derived from ids, shared so the planner, the agent and the lab agree. (Legs take
+//! their MACs from the ports backing them, never from ids: a hash of ids can collide.)
 
 /// Longest Linux interface name (IFNAMSIZ - 1).
 pub const MAX_IFNAME: usize = 15;
@@ -40,18 +41,6 @@ pub fn stable_hash(parts: &[&str]) -> u64 {
     h
 }
 
-/// A locally administered unicast MAC in OpenStack's `fa:16:3e` range derived from `parts`, so
-/// the same leg gets the same MAC on every plan and legs of one network in different pods differ.
-pub fn derived_mac(parts: &[&str]) -> String {
-    let h = stable_hash(parts);
-    format!(
-        "fa:16:3e:{:02x}:{:02x}:{:02x}",
-        (h >> 16) & 0xff,
-        (h >> 8) & 0xff,
-        h & 0xff
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -64,14 +53,5 @@ mod tests {
         );
         assert_eq!(ifname("qg-", "r1"), "qg-r1");
         assert!(ifname("qb-", "ééééééééééééé").len() <= MAX_IFNAME);
-    }
-
-    #[test]
-    fn derived_mac_is_stable_and_distinct() {
-        let a = derived_mac(&["r1", "RegionOne", "s1"]);
-        assert_eq!(a, derived_mac(&["r1", "RegionOne", "s1"]));
-        assert_ne!(a, derived_mac(&["r1", "RegionTwo", "s1"]));
-        assert!(a.starts_with("fa:16:3e:"));
-        assert_eq!(a.len(), 17);
     }
 }

@@ -176,7 +176,25 @@ pub fn remove_iface(s: &mut Snapshot, router: &str, network: &str) {
         .retain(|i| !(i.router_id == router && i.subnet_id == sub));
 }
 
+/// Set the router's gateway on ext-net, with its gateway port (id `gw-<router>`) as the
+/// controller keeps it: the port backs the gateway leg.
 pub fn set_gateway(s: &mut Snapshot, router: &str, gw_ip: &str) {
+    s.ports
+        .retain(|p| !(p.device_owner == OWNER_ROUTER_GATEWAY && p.device_id == router));
+    let mac = fresh_mac(s, 0xcc);
+    s.ports.push(Port {
+        id: format!("gw-{router}"),
+        network_id: "ext-net".into(),
+        project_id: String::new(),
+        mac,
+        fixed_ips: vec![FixedIp {
+            subnet_id: "sub-ext-net".into(),
+            ip_address: ip(gw_ip),
+        }],
+        device_owner: OWNER_ROUTER_GATEWAY.into(),
+        device_id: router.into(),
+        binding_host: None,
+    });
     let r = s.routers.iter_mut().find(|r| r.id == router).unwrap();
     r.external_gateway = Some(ExternalGateway {
         network_id: "ext-net".into(),
@@ -197,6 +215,47 @@ pub fn add_fip(s: &mut Snapshot, project: &str, id: &str, addr: &str, port: &str
         port_id: Some(port.into()),
         fixed_ip_address: None,
     });
+}
+
+/// Clear a router's gateway and delete its gateway port.
+pub fn clear_gateway(s: &mut Snapshot, router: &str) {
+    s.ports
+        .retain(|p| !(p.device_owner == OWNER_ROUTER_GATEWAY && p.device_id == router));
+    s.routers
+        .iter_mut()
+        .find(|r| r.id == router)
+        .unwrap()
+        .external_gateway = None;
+}
+
+/// Every MAC the snapshot holds: ports, interfaces and allocated ports.
+pub fn macs(s: &Snapshot) -> BTreeSet<String> {
+    let a = &s.allocations;
+    s.ports
+        .iter()
+        .map(|p| p.mac.clone())
+        .chain(s.router_interfaces.iter().map(|i| i.mac.clone()))
+        .chain(
+            a.bridge_ips
+                .values()
+                .flat_map(|m| m.values().map(|p| p.mac.clone())),
+        )
+        .chain(
+            a.leg_ips
+                .values()
+                .flat_map(|m| m.values().flat_map(|m| m.values().map(|p| p.mac.clone()))),
+        )
+        .collect()
+}
+
+/// The lowest `fa:16:3e:<space>:xx:xx` MAC the snapshot does not hold, as a store keeping MACs
+/// unique would give.
+pub fn fresh_mac(s: &Snapshot, space: u8) -> String {
+    let used = macs(s);
+    (0..=0xffffu32)
+        .map(|n| format!("fa:16:3e:{space:02x}:{:02x}:{:02x}", n >> 8, n & 0xff))
+        .find(|m| !used.contains(m))
+        .unwrap()
 }
 
 fn nth_host(cidr: IpNet, n: u32) -> IpAddr {
@@ -245,6 +304,15 @@ pub fn settle(s: &mut Snapshot) -> AllocationPlan {
         .collect();
     let subnets: BTreeMap<String, IpNet> =
         s.subnets.iter().map(|x| (x.id.clone(), x.cidr)).collect();
+    let mut used_macs = macs(s);
+    let mut mac = move || {
+        let m = (0..=0xffffu32)
+            .map(|n| format!("fa:16:3e:b0:{:02x}:{:02x}", n >> 8, n & 0xff))
+            .find(|m| !used_macs.contains(m))
+            .unwrap();
+        used_macs.insert(m.clone());
+        m
+    };
     let a = &mut s.allocations;
     for k in &plan.allocate {
         match k {
@@ -266,13 +334,13 @@ pub fn settle(s: &mut Snapshot) -> AllocationPlan {
                     .bridge_ips
                     .iter()
                     .filter(|(r, _)| projects.get(*r) == Some(project))
-                    .flat_map(|(_, m)| m.values().copied())
+                    .flat_map(|(_, m)| m.values().map(|p| p.ip))
                     .collect();
                 let addr = (2..255)
                     .map(|n| nth_host(bn.cidr, n))
                     .find(|x| !used.contains(x))
                     .unwrap();
-                a.set_bridge_ip(router_id, pod, addr);
+                a.set_bridge_ip(router_id, pod, addr, &mac());
             }
             AllocationKey::LegIp {
                 router_id,
@@ -284,13 +352,13 @@ pub fn settle(s: &mut Snapshot) -> AllocationPlan {
                     .leg_ips
                     .values()
                     .flat_map(|m| m.values())
-                    .filter_map(|m| m.get(subnet_id).copied())
+                    .filter_map(|m| m.get(subnet_id).map(|p| p.ip))
                     .collect();
                 let addr = (0..50)
                     .map(|n| nth_host(cidr, 250 - n))
                     .find(|x| !used.contains(x))
                     .unwrap();
-                a.set_leg_ip(router_id, pod, subnet_id, addr);
+                a.set_leg_ip(router_id, pod, subnet_id, addr, &mac());
             }
             AllocationKey::LocalTag { network_id, pod } => {
                 let used: BTreeSet<u16> = a
