@@ -1,17 +1,64 @@
-//! A small blocking HTTP/1.1 client for the controller's JSON APIs on loopback. The lab talks
-//! plain HTTP to 127.0.0.1, so a hand-written client (one request per connection) keeps the
-//! CLI free of a TLS/URL stack it would never use.
+//! A small blocking HTTP/1.1 client for the controller's JSON APIs (one request per
+//! connection). `https://` URLs speak TLS (rustls), trusting only the CA named by
+//! [`trust`] (the lab's), `CROSSPOD_CA` or `OS_CACERT` — never a system store.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+static TRUSTED_CA: Mutex<Option<PathBuf>> = Mutex::new(None);
+
+/// Trust `ca` (PEM) for `https://` URLs from now on (a lab brought up with `--tls`).
+pub fn trust(ca: &Path) {
+    *TRUSTED_CA.lock().unwrap_or_else(|e| e.into_inner()) = Some(ca.to_path_buf());
+}
+
+fn trusted_ca() -> Option<PathBuf> {
+    TRUSTED_CA
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone()
+        .or_else(|| std::env::var_os("CROSSPOD_CA").map(PathBuf::from))
+        .or_else(|| std::env::var_os("OS_CACERT").map(PathBuf::from))
+}
+
+fn tls_config() -> Result<Arc<rustls::ClientConfig>, String> {
+    use rustls::pki_types::pem::PemObject;
+    let ca = trusted_ca().ok_or("an https URL needs a CA: set CROSSPOD_CA or OS_CACERT")?;
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls::pki_types::CertificateDer::pem_file_iter(&ca)
+        .map_err(|e| format!("reading {}: {e}", ca.display()))?
+    {
+        let c = c.map_err(|e| format!("reading {}: {e}", ca.display()))?;
+        roots
+            .add(c)
+            .map_err(|e| format!("using {} as a CA: {e}", ca.display()))?;
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    Ok(Arc::new(
+        rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| e.to_string())?
+            .with_root_certificates(roots)
+            .with_no_client_auth(),
+    ))
+}
+
+/// A plain or TLS connection.
+trait Stream: Read + Write {}
+impl<T: Read + Write> Stream for T {}
 
 /// What can go wrong talking to an HTTP endpoint; each variant names the URL.
 #[derive(Debug, thiserror::Error)]
 pub enum HttpError {
-    /// The URL is not of the form `http://host:port/path`.
-    #[error("unsupported URL {url:?}: only http://HOST[:PORT]/PATH is supported")]
+    /// The URL is not of the form `http(s)://host:port/path`.
+    #[error("unsupported URL {url:?}: only http(s)://HOST[:PORT]/PATH is supported")]
     BadUrl { url: String },
+    /// TLS could not be set up (no CA, an unreadable CA file, a bad host name).
+    #[error("{url}: {detail}")]
+    Tls { url: String, detail: String },
     /// Connecting or reading/writing failed.
     #[error("{method} {url}: {source}")]
     Io {
@@ -52,12 +99,15 @@ impl Response {
     }
 }
 
-/// Splits `http://host:port/path` into (`host:port`, `/path`).
-fn split_url(url: &str) -> Result<(String, String), HttpError> {
+/// Splits `http(s)://host:port/path` into (`host:port`, `/path`, TLS?).
+fn split_url(url: &str) -> Result<(String, String, bool), HttpError> {
     let bad = || HttpError::BadUrl {
         url: url.to_string(),
     };
-    let rest = url.strip_prefix("http://").ok_or_else(bad)?;
+    let (rest, tls) = match url.strip_prefix("https://") {
+        Some(r) => (r, true),
+        None => (url.strip_prefix("http://").ok_or_else(bad)?, false),
+    };
     let (authority, path) = match rest.find('/') {
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, "/"),
@@ -67,10 +117,12 @@ fn split_url(url: &str) -> Result<(String, String), HttpError> {
     }
     let authority = if authority.contains(':') {
         authority.to_string()
+    } else if tls {
+        format!("{authority}:443")
     } else {
         format!("{authority}:80")
     };
-    Ok((authority, path.to_string()))
+    Ok((authority, path.to_string(), tls))
 }
 
 /// Sends one request and reads the whole answer. `token` goes in `X-Auth-Token`.
@@ -81,7 +133,7 @@ pub fn request(
     body: Option<&serde_json::Value>,
     timeout: Duration,
 ) -> Result<Response, HttpError> {
-    let (authority, path) = split_url(url)?;
+    let (authority, path, tls) = split_url(url)?;
     let io = |source| HttpError::Io {
         method: method.to_string(),
         url: url.to_string(),
@@ -94,9 +146,29 @@ pub fn request(
         .ok_or_else(|| HttpError::BadUrl {
             url: url.to_string(),
         })?;
-    let mut stream = TcpStream::connect_timeout(&addr, timeout).map_err(io)?;
-    stream.set_read_timeout(Some(timeout)).map_err(io)?;
-    stream.set_write_timeout(Some(timeout)).map_err(io)?;
+    let tcp = TcpStream::connect_timeout(&addr, timeout).map_err(io)?;
+    tcp.set_read_timeout(Some(timeout)).map_err(io)?;
+    tcp.set_write_timeout(Some(timeout)).map_err(io)?;
+    let mut stream: Box<dyn Stream> = if tls {
+        let tls_err = |detail: String| HttpError::Tls {
+            url: url.to_string(),
+            detail,
+        };
+        let host = authority
+            .rsplit_once(':')
+            .map(|(h, _)| h)
+            .unwrap_or(&authority)
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string();
+        let name = rustls::pki_types::ServerName::try_from(host)
+            .map_err(|e| tls_err(format!("host name: {e}")))?;
+        let conn = rustls::ClientConnection::new(tls_config().map_err(tls_err)?, name)
+            .map_err(|e| tls_err(e.to_string()))?;
+        Box::new(rustls::StreamOwned::new(conn, tcp))
+    } else {
+        Box::new(tcp)
+    };
     let payload = body.map(|b| b.to_string()).unwrap_or_default();
     let mut head = format!(
         "{method} {path} HTTP/1.1\r\nHost: {authority}\r\nAccept: application/json\r\nConnection: close\r\nUser-Agent: crosspod-cli\r\nContent-Length: {}\r\n",
@@ -188,13 +260,17 @@ mod tests {
     fn urls_split_into_authority_and_path() {
         assert_eq!(
             split_url("http://127.0.0.1:20001/v2.0/ports").unwrap(),
-            ("127.0.0.1:20001".into(), "/v2.0/ports".into())
+            ("127.0.0.1:20001".into(), "/v2.0/ports".into(), false)
         );
         assert_eq!(
             split_url("http://localhost").unwrap(),
-            ("localhost:80".into(), "/".into())
+            ("localhost:80".into(), "/".into(), false)
         );
-        assert!(split_url("https://x/").is_err());
+        assert_eq!(
+            split_url("https://x/").unwrap(),
+            ("x:443".into(), "/".into(), true)
+        );
+        assert!(split_url("ftp://x/").is_err());
     }
 
     #[test]

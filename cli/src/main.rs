@@ -148,6 +148,10 @@ struct UpArgs {
     /// (`lab env` tells it as CROSSPOD_AGENT_URL).
     #[arg(long, env = "CROSSPOD_AGENT_PORT", default_value_t = 0)]
     agent_port: u16,
+    /// Serve the Neutron and Tricircle APIs over TLS too (the controller's certificate from
+    /// the lab's CA; `lab env` sets OS_CACERT).
+    #[arg(long, env = "CROSSPOD_LAB_TLS")]
+    tls: bool,
     /// Upstream router address on the external network, with prefix.
     #[arg(
         long,
@@ -290,6 +294,7 @@ fn run_lab(l: LabArgs, as_json: bool) -> Result<ExitCode> {
                 tricircle_port: u.tricircle_port,
                 neutron_port: u.neutron_port,
                 agent_port: u.agent_port,
+                tls: u.tls,
                 upstream_gateway: u.upstream_gateway,
                 upstream_vlan: u.upstream_vlan,
                 controller_bin: u
@@ -443,7 +448,7 @@ fn api_of(v: &VmArgs, dir: &std::path::Path) -> Result<Option<vm::Api>> {
         Some(e) => e.clone(),
         None => {
             let st = lab::state::LabState::require(dir)?;
-            format!("http://127.0.0.1:{}", st.neutron_port)
+            st.api_url(st.neutron_port)
         }
     };
     Ok(Some(vm::Api { endpoint, token }))

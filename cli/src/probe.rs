@@ -100,7 +100,7 @@ pub fn run(dir: &Path) -> Result<Matrix> {
     let mut fips: Vec<(String, IpAddr)> = Vec::new();
     let mut routers = Vec::new();
     if let Some(t) = &token {
-        let neutron = format!("http://127.0.0.1:{}", st.neutron_port);
+        let neutron = st.api_url(st.neutron_port);
         if let Some(v) = get(&format!("{neutron}/v2.0/floatingips"), t) {
             for f in v["floatingips"].as_array().into_iter().flatten() {
                 let (Some(addr), Some(port)) =
@@ -118,7 +118,7 @@ pub fn run(dir: &Path) -> Result<Matrix> {
                 }
             }
         }
-        let tricircle = format!("http://127.0.0.1:{}", st.tricircle_port);
+        let tricircle = st.api_url(st.tricircle_port);
         if let Some(v) = get(&format!("{tricircle}/v1.0/agents"), t) {
             for a in v["agents"].as_array().into_iter().flatten() {
                 let node = a["node"].as_str().unwrap_or_default().to_string();

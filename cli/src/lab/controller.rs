@@ -50,6 +50,10 @@ pub fn command(st: &LabState, bin: &Path) -> Command {
         ))
         .env("RUST_BACKTRACE", "0")
         .env("NO_COLOR", "1");
+    if st.tls {
+        c.arg(format!("--tls-cert={}", server.cert.display()))
+            .arg(format!("--tls-key={}", server.key.display()));
+    }
     c
 }
 
@@ -113,7 +117,7 @@ pub fn start(st: &LabState, bin: &Path, wait: Duration) -> Result<Option<String>
 pub fn neutron_answers(st: &LabState) -> bool {
     http::request(
         "GET",
-        &format!("http://127.0.0.1:{}/", st.neutron_port),
+        &format!("{}/", st.api_url(st.neutron_port)),
         None,
         None,
         Duration::from_secs(2),
@@ -125,7 +129,7 @@ pub fn neutron_answers(st: &LabState) -> bool {
 pub fn tricircle_answers(st: &LabState) -> bool {
     http::request(
         "GET",
-        &format!("http://127.0.0.1:{}/", st.tricircle_port),
+        &format!("{}/", st.api_url(st.tricircle_port)),
         None,
         None,
         Duration::from_secs(2),

@@ -37,6 +37,8 @@ pub struct UpOptions {
     pub neutron_port: u16,
     /// Agent listener port (0 = a free one).
     pub agent_port: u16,
+    /// Serve the user APIs over TLS.
+    pub tls: bool,
     /// Upstream router address/prefix.
     pub upstream_gateway: IpNet,
     /// External VLAN on eth2 (0 = untagged).
@@ -98,6 +100,7 @@ fn new_state(o: &UpOptions, created_dir: bool) -> Result<LabState> {
         tricircle_port: o.tricircle_port,
         neutron_port: o.neutron_port,
         agent_port: 0,
+        tls: o.tls,
         nodes: vec![
             node(
                 "node1",
@@ -213,12 +216,13 @@ pub fn up(o: &UpOptions) -> Result<UpReport> {
                 && st.tricircle_port == o.tricircle_port
                 && st.neutron_port == o.neutron_port
                 && st.upstream.gateway == o.upstream_gateway
-                && st.upstream.vlan == o.upstream_vlan;
+                && st.upstream.vlan == o.upstream_vlan
+                && st.tls == o.tls;
             if !same {
                 bail!(
-                    "the lab in {} was brought up with other options (prefix {:?}, ports {}/{}, upstream {} vlan {}); run `crosspod lab down --dir {}` first",
+                    "the lab in {} was brought up with other options (prefix {:?}, ports {}/{}, upstream {} vlan {}, tls {}); run `crosspod lab down --dir {}` first",
                     o.dir.display(), st.prefix, st.tricircle_port, st.neutron_port,
-                    st.upstream.gateway, st.upstream.vlan, o.dir.display()
+                    st.upstream.gateway, st.upstream.vlan, st.tls, o.dir.display()
                 );
             }
             st
@@ -243,6 +247,9 @@ pub fn up(o: &UpOptions) -> Result<UpReport> {
         st.save()?;
     }
     let layout = st.layout();
+    if st.tls {
+        crate::http::trust(&layout.pki_dir().join(crate::pki::CA_CERT));
+    }
 
     // Namespaces.
     for inst in state::OVS_INSTANCES {
@@ -520,9 +527,23 @@ pub fn env(dir: &Path) -> Result<String> {
     let mut out = String::new();
     out.push_str("export OS_AUTH_TYPE=admin_token\n");
     out.push_str(&format!(
-        "export OS_ENDPOINT=http://127.0.0.1:{}\n",
-        st.neutron_port
+        "export OS_ENDPOINT={}\n",
+        st.api_url(st.neutron_port)
     ));
+    if st.tls {
+        out.push_str(&format!(
+            "export OS_CACERT={}\n",
+            shell_quote(
+                &st.layout()
+                    .pki_dir()
+                    .join(crate::pki::CA_CERT)
+                    .display()
+                    .to_string()
+            )
+        ));
+    } else {
+        out.push_str("unset OS_CACERT\n");
+    }
     out.push_str(&format!("export OS_TOKEN={token}\n"));
     out.push_str(&format!("export token={token}\n"));
     out.push_str("unset OS_REGION_NAME OS_CLOUD OS_AUTH_URL\n");

@@ -67,6 +67,10 @@ pub struct LabState {
     /// before it existed: picked at the next `lab up`).
     #[serde(default)]
     pub agent_port: u16,
+    /// Whether the Neutron and Tricircle APIs speak TLS (`lab up --tls`), with the
+    /// controller's certificate from the lab's CA.
+    #[serde(default)]
+    pub tls: bool,
     /// The simulated nodes.
     pub nodes: Vec<NodeSpec>,
     /// The upstream router.
@@ -112,7 +116,16 @@ impl LabState {
                 STATE_VERSION
             );
         }
+        if st.tls {
+            crate::http::trust(&st.layout().pki_dir().join(crate::pki::CA_CERT));
+        }
         Ok(Some(st))
+    }
+
+    /// The URL of a user API on `port` (https with `lab up --tls`).
+    pub fn api_url(&self, port: u16) -> String {
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{port}")
     }
 
     /// Reads the state of `dir`, failing with advice when there is no lab.
