@@ -3,7 +3,7 @@
 # Idempotent: a second run installs nothing new and only refreshes the venv if it is broken.
 set -euo pipefail
 
-PKGS=(openvswitch-switch openvswitch-common nftables iproute2 iputils-ping tcpdump
+PKGS=(openvswitch-switch openvswitch-common nftables iproute2 iputils-ping tcpdump openssl
       postgresql python3-venv python3-pip procps psmisc curl jq ca-certificates
       pkg-config libssl-dev systemd vagrant vagrant-libvirt)
 VENV=${CROSSPOD_VENV:-/var/lib/crosspod/venv}

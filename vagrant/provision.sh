@@ -33,22 +33,35 @@ for b in crosspod-controller crosspod-agent crosspod; do
 done
 install -d -m 0755 /etc/crosspod
 TOKEN_ADMIN=${CROSSPOD_ADMIN_TOKEN:-vagrant-admin-token}
-# One token per agent, bound to its node: an agent speaks only for its own node.
-agent_token() { echo "${CROSSPOD_AGENT_TOKEN_PREFIX:-vagrant-agent-token}-$1"; }
+# The control channel's PKI, made on the host by make-pki.sh: each agent speaks mutual TLS
+# with its own node's certificate, for that node only.
+PKI=/vagrant/vagrant/pki
+if [ "$CROSSPOD_ROLE" != upstream ] && [ ! -f "$PKI/$CROSSPOD_NODE.pem" ]; then
+  echo "provision: $PKI/$CROSSPOD_NODE.pem is missing: run vagrant/make-pki.sh on the host (vagrant up does)" >&2
+  exit 1
+fi
+install -d -m 0750 /etc/crosspod/pki
+install -m 0644 "$PKI/ca.pem" /etc/crosspod/pki/ca.pem
 
 if [ "$CROSSPOD_ROLE" = controller ]; then
   getent passwd crosspod >/dev/null || useradd --system --home /var/lib/crosspod --shell /usr/sbin/nologin crosspod
   cat > /etc/crosspod/tokens <<TOK
 # TOKEN PROJECT ROLES [NODE]
 $TOKEN_ADMIN admin admin
-$(for n in ${CROSSPOD_AGENT_NODES:?}; do echo "$(agent_token "$n") crosspod-agents agent $n"; done)
 TOK
   chown root:crosspod /etc/crosspod/tokens; chmod 0640 /etc/crosspod/tokens
+  install -m 0644 "$PKI/controller.pem" /etc/crosspod/pki/controller.pem
+  install -m 0640 -g crosspod "$PKI/controller.key" /etc/crosspod/pki/controller.key
+  chgrp crosspod /etc/crosspod/pki
   cat > /etc/crosspod/controller.toml <<CONF
 bind = "0.0.0.0"
 database = "sqlite:///var/lib/crosspod/controller.db"
 tokens-file = "/etc/crosspod/tokens"
 network-vlan-ranges = "$CROSSPOD_NETWORK_VLAN_RANGES"
+agent-port = 19998
+agent-tls-cert = "/etc/crosspod/pki/controller.pem"
+agent-tls-key = "/etc/crosspod/pki/controller.key"
+agent-ca = "/etc/crosspod/pki/ca.pem"
 CONF
   install -m 0644 /vagrant/controller/systemd/crosspod-controller.service /etc/systemd/system/
   systemctl daemon-reload
@@ -58,13 +71,17 @@ fi
 cat > /etc/crosspod/agent.toml <<CONF
 pod = "$CROSSPOD_POD"
 node = "$CROSSPOD_NODE"
-controller-url = "http://$CROSSPOD_CONTROLLER_HOST:19999"
-token = "$(agent_token "$CROSSPOD_NODE")"
+controller-url = "https://$CROSSPOD_CONTROLLER_HOST:19998"
+tls-cert = "/etc/crosspod/pki/$CROSSPOD_NODE.pem"
+tls-key = "/etc/crosspod/pki/$CROSSPOD_NODE.key"
+ca = "/etc/crosspod/pki/ca.pem"
 bridge-mappings = "$CROSSPOD_BRIDGE_MAPPINGS"
 uplinks = "$CROSSPOD_UPLINKS"
 datapath-type = "system"
 CONF
 chmod 0600 /etc/crosspod/agent.toml
+install -m 0644 "$PKI/$CROSSPOD_NODE.pem" "/etc/crosspod/pki/$CROSSPOD_NODE.pem"
+install -m 0600 "$PKI/$CROSSPOD_NODE.key" "/etc/crosspod/pki/$CROSSPOD_NODE.key"
 install -m 0644 /vagrant/agent/systemd/crosspod-agent.service /etc/systemd/system/
 systemctl daemon-reload
 systemctl enable --now crosspod-agent

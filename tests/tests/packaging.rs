@@ -115,6 +115,7 @@ fn shell_scripts_parse() {
         "scripts/lib/pg.sh",
         "vagrant/provision.sh",
         "vagrant/play-guide.sh",
+        "vagrant/make-pki.sh",
     ] {
         let p = root.join(s);
         assert!(p.is_file(), "{s} is missing");
@@ -169,4 +170,66 @@ fn shell_completions_are_valid_bash_and_know_the_commands() {
         .output()
         .unwrap();
     assert!(!bad.status.success(), "an unknown shell is refused");
+}
+
+#[test]
+fn vagrant_pki_is_made_once_and_verifies() {
+    let root = workspace_root();
+    let crosspod = root.join("target").join("debug").join("crosspod");
+    assert!(
+        crosspod.exists(),
+        "{} is missing: cargo build --workspace --bins first",
+        crosspod.display()
+    );
+    // A copy of the script in a temp dir: it writes pki/ next to itself.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        root.join("vagrant/make-pki.sh"),
+        dir.path().join("make-pki.sh"),
+    )
+    .unwrap();
+    let run = || {
+        std::process::Command::new("bash")
+            .arg(dir.path().join("make-pki.sh"))
+            .env("CROSSPOD_BIN", &crosspod)
+            .env("CROSSPOD_CONTROLLER_IP", "192.168.56.24")
+            .output()
+            .expect("running make-pki.sh")
+    };
+    let out = run();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let pki = dir.path().join("pki");
+    let ca = std::fs::read(pki.join("ca.pem")).unwrap();
+    // Every certificate verifies against the CA, for its purpose.
+    for (name, purpose) in [
+        ("node1", "sslclient"),
+        ("node2", "sslclient"),
+        ("controller", "sslserver"),
+    ] {
+        let out = std::process::Command::new("openssl")
+            .args(["verify", "-purpose", purpose, "-CAfile"])
+            .arg(pki.join("ca.pem"))
+            .arg(pki.join(format!("{name}.pem")))
+            .output()
+            .expect("openssl");
+        assert!(
+            out.status.success(),
+            "{name}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let text = std::process::Command::new("openssl")
+        .args(["x509", "-noout", "-text", "-in"])
+        .arg(pki.join("controller.pem"))
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&text.stdout).contains("192.168.56.24"));
+    // A second run keeps the CA (certificates already in the VMs stay valid).
+    assert!(run().status.success());
+    assert_eq!(std::fs::read(pki.join("ca.pem")).unwrap(), ca);
 }
