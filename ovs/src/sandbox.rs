@@ -388,11 +388,20 @@ fn kill_pidfile(path: &Path) -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(3);
     // SAFETY: kill(2) with a pid read from our own daemon's pid file.
     unsafe { libc::kill(pid, libc::SIGTERM) };
+    let mut killed = false;
+    // Until it is really gone: a daemon restarted on the same files must not find the old
+    // one still holding their locks (on a loaded machine dying takes a while).
     while !process_gone(pid) {
-        if Instant::now() > deadline {
+        if !killed && Instant::now() > deadline {
+            // SAFETY: as above.
             unsafe { libc::kill(pid, libc::SIGKILL) };
-            std::thread::sleep(Duration::from_millis(50));
-            break;
+            killed = true;
+        }
+        if Instant::now() > deadline + Duration::from_secs(10) {
+            return Err(sandbox_err(
+                "stop",
+                format!("pid {pid} ({}) survived SIGKILL for 10 s", path.display()),
+            ));
         }
         std::thread::sleep(Duration::from_millis(5));
     }
