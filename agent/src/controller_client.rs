@@ -257,6 +257,108 @@ mod tests {
         assert_eq!(b.next_delay(), Duration::from_millis(500));
     }
 
+    /// A TLS server on loopback whose certificate `ca` signed; answers every request with a
+    /// 200 JSON body (when the handshake succeeds). Returns its address.
+    async fn tls_server(ca: &rcgen::Certificate, ca_key: &rcgen::KeyPair) -> std::net::SocketAddr {
+        use rustls::pki_types::pem::PemObject;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut p = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()]).unwrap();
+        p.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+        let cert = p.signed_by(&key, ca, ca_key).unwrap();
+        let config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![rustls::pki_types::CertificateDer::from_pem_slice(cert.pem().as_bytes()).unwrap()],
+            rustls::pki_types::PrivateKeyDer::from_pem_slice(key.serialize_pem().as_bytes())
+                .unwrap(),
+        )
+        .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((s, _)) = l.accept().await {
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    if let Ok(mut tls) = acceptor.accept(s).await {
+                        let mut buf = [0u8; 4096];
+                        let _ = tls.read(&mut buf).await;
+                        let _ = tls
+                            .write_all(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}")
+                            .await;
+                        let _ = tls.shutdown().await;
+                    }
+                });
+            }
+        });
+        addr
+    }
+
+    fn ca(name: &str) -> (rcgen::Certificate, rcgen::KeyPair) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut p = rcgen::CertificateParams::default();
+        p.distinguished_name.push(rcgen::DnType::CommonName, name);
+        p.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        (p.self_signed(&key).unwrap(), key)
+    }
+
+    fn node_identity(ca: &rcgen::Certificate, ca_key: &rcgen::KeyPair) -> Vec<u8> {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut p = rcgen::CertificateParams::new(vec!["node1".to_string()]).unwrap();
+        p.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+        let cert = p.signed_by(&key, ca, ca_key).unwrap();
+        format!("{}\n{}", cert.pem(), key.serialize_pem()).into_bytes()
+    }
+
+    #[tokio::test]
+    async fn the_agent_trusts_only_its_ca_for_the_controller() {
+        let (ours, ours_key) = ca("our CA");
+        let (theirs, theirs_key) = ca("someone else's CA");
+        let identity = node_identity(&ours, &ours_key);
+        // A controller whose certificate our CA signed: the request goes through.
+        let good = tls_server(&ours, &ours_key).await;
+        let c = ControllerClient::with_tls(
+            &format!("https://{good}"),
+            "node1",
+            &identity,
+            ours.pem().as_bytes(),
+        )
+        .unwrap();
+        let r: serde_json::Value = c.register(&serde_json::json!({})).await.unwrap();
+        assert_eq!(r, serde_json::json!({}));
+        // One another CA signed: refused before anything is sent.
+        let bad = tls_server(&theirs, &theirs_key).await;
+        let c = ControllerClient::with_tls(
+            &format!("https://{bad}"),
+            "node1",
+            &identity,
+            ours.pem().as_bytes(),
+        )
+        .unwrap();
+        let e = c
+            .register::<_, serde_json::Value>(&serde_json::json!({}))
+            .await
+            .unwrap_err();
+        assert!(matches!(e, ClientError::Unreachable { .. }), "{e}");
+        // Plain http is refused by the TLS client outright.
+        let c = ControllerClient::with_tls(
+            &format!("http://{good}"),
+            "node1",
+            &identity,
+            ours.pem().as_bytes(),
+        )
+        .unwrap();
+        assert!(c
+            .register::<_, serde_json::Value>(&serde_json::json!({}))
+            .await
+            .is_err());
+    }
+
     #[tokio::test]
     async fn an_unreachable_controller_is_named_in_the_error() {
         // Port 9 on loopback: nothing listens there.
