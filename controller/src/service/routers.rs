@@ -28,6 +28,18 @@ pub async fn load_own(core: &Core, who: &Identity, id: &str) -> Result<Router, D
     Ok(r)
 }
 
+/// A router the caller owns, after the policy's `action` on it.
+async fn load_for(
+    core: &Core,
+    who: &Identity,
+    id: &str,
+    action: &str,
+) -> Result<Router, DomainError> {
+    let r = load_own(core, who, id).await?;
+    policy::enforce(who, action, &Target::owned_by(&r.project_id))?;
+    Ok(r)
+}
+
 fn validation(errors: Vec<planner::ValidationError>) -> Result<(), DomainError> {
     match errors.into_iter().next() {
         None => Ok(()),
@@ -255,8 +267,7 @@ pub async fn update(
     if_match: Option<i64>,
 ) -> Result<Router, DomainError> {
     let (before, r) = super::with_retry(if_match, || async {
-        let mut r = load_own(core, who, id).await?;
-        policy::enforce(who, "update_router", &Target::owned_by(&r.project_id))?;
+        let mut r = load_for(core, who, id, "update_router").await?;
         super::check_if_match(if_match, r.revision_number)?;
         let before = r.clone();
         if let Some(v) = &u.name {
@@ -322,8 +333,7 @@ async fn sync_gateway_port(core: &Core, r: &Router) -> Result<(), DomainError> {
 
 /// Delete a router without interfaces (409 `RouterInUse` otherwise), gateway port first.
 pub async fn delete(core: &Core, who: &Identity, id: &str) -> Result<(), DomainError> {
-    let r = load_own(core, who, id).await?;
-    policy::enforce(who, "delete_router", &Target::owned_by(&r.project_id))?;
+    let r = load_for(core, who, id, "delete_router").await?;
     let gateways: Vec<String> = {
         let intent = core.realizer.intent(core).await?;
         if let Some(p) = intent
@@ -437,12 +447,7 @@ pub async fn add_interface(
     id: &str,
     what: InterfaceRef,
 ) -> Result<Interface, DomainError> {
-    let r = load_own(core, who, id).await?;
-    policy::enforce(
-        who,
-        "add_router_interface",
-        &Target::owned_by(&r.project_id),
-    )?;
+    let r = load_for(core, who, id, "add_router_interface").await?;
     let port = {
         let intent = core.realizer.intent(core).await?;
         match what {
@@ -583,12 +588,7 @@ pub async fn remove_interface(
     id: &str,
     what: InterfaceRef,
 ) -> Result<Interface, DomainError> {
-    let r = load_own(core, who, id).await?;
-    policy::enforce(
-        who,
-        "remove_router_interface",
-        &Target::owned_by(&r.project_id),
-    )?;
+    let r = load_for(core, who, id, "remove_router_interface").await?;
     let found = {
         let intent = core.realizer.intent(core).await?;
         let found = intent
