@@ -103,19 +103,34 @@ fn settled(lab: &Lab, token: &str, router: &str, addr: &str) -> (String, Duratio
     (ns, t.elapsed())
 }
 
-/// `ip [-n NS] ARGS`'s stdout (NS empty: the root namespace).
+/// `ip [-n NS] ARGS`'s stdout (NS empty: the root namespace). A namespace an agent is creating
+/// this very moment is listed before it can be entered (its file exists before its mount, as
+/// with `ip netns add`): that is waited out, for up to 2 s; one removed since it was listed
+/// holds nothing.
 fn ip(ns: &str, args: &[&str]) -> String {
-    let mut c = Command::new("ip");
-    if !ns.is_empty() {
-        c.args(["-n", ns]);
+    let deadline = Instant::now() + Duration::from_secs(2);
+    loop {
+        let mut c = Command::new("ip");
+        if !ns.is_empty() {
+            c.args(["-n", ns]);
+        }
+        let o = c.args(args).output().expect("running ip");
+        if o.status.success() {
+            return String::from_utf8_lossy(&o.stdout).to_string();
+        }
+        let err = String::from_utf8_lossy(&o.stderr).to_string();
+        if !ns.is_empty() && !std::path::Path::new("/run/netns").join(ns).exists() {
+            // Gone between the listing and this call (an instance torn down): it holds
+            // nothing any more.
+            return String::new();
+        }
+        let entering = err.contains("setting the network namespace");
+        assert!(
+            entering && Instant::now() < deadline,
+            "ip -n {ns} {args:?}: {err}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
     }
-    let o = c.args(args).output().expect("running ip");
-    assert!(
-        o.status.success(),
-        "ip -n {ns} {args:?}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stdout).to_string()
 }
 
 /// This lab's namespaces (by prefix), plus the root namespace as "".
