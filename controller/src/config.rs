@@ -128,6 +128,10 @@ pub struct Args {
     /// bridge range [default: 100:4000].
     #[arg(long, env = "CROSSPOD_LOCAL_VLAN_RANGE")]
     pub local_vlan_range: Option<String>,
+    /// Where an external network created without availability-zone hints lives (Tricircle's
+    /// `default_region_for_external_network`); empty: nowhere until hinted [default: RegionOne].
+    #[arg(long, env = "CROSSPOD_DEFAULT_REGION_FOR_EXTERNAL_NETWORK")]
+    pub default_region_for_external_network: Option<String>,
     /// Tenant network types, first is the default for networks without provider attributes [default: local,vlan].
     #[arg(long, env = "CROSSPOD_TENANT_NETWORK_TYPES", value_delimiter = ',')]
     pub tenant_network_types: Option<Vec<NetworkType>>,
@@ -232,6 +236,8 @@ pub struct Config {
     pub bridge_cidr: ipnet::Ipv4Net,
     /// Pod-local VLAN tags (inclusive).
     pub local_vlan_range: (u16, u16),
+    /// Region of external networks without hints (`None`: unplaced until hinted).
+    pub default_external_region: Option<String>,
     /// Tenant network types (non-empty; first is the default).
     pub tenant_network_types: Vec<NetworkType>,
     /// Time between full realization passes.
@@ -334,6 +340,14 @@ impl Args {
                     .as_deref()
                     .unwrap_or("100:4000"),
             )?,
+            default_external_region: match self
+                .default_region_for_external_network
+                .or(file.default_region_for_external_network)
+            {
+                None => Some("RegionOne".to_string()),
+                Some(r) if r.trim().is_empty() => None,
+                Some(r) => Some(r.trim().to_string()),
+            },
             tenant_network_types,
             full_pass_interval: std::time::Duration::from_secs(
                 positive(
@@ -412,7 +426,7 @@ impl Config {
             .map(|t| format!("{:?}", t.as_str()))
             .collect();
         format!(
-            "bind = {:?}\ntricircle-port = {}\nneutron-port = {}\ndatabase = {:?}\ntokens-file = {:?}\nnetwork-vlan-ranges = {:?}\nbridge-cidr = {:?}\nlocal-vlan-range = \"{}:{}\"\ntenant-network-types = [{}]\nfull-pass-interval = {}\nchange-log-poll-ms = {}\nlog-format = {:?}\nquota-network = {}\nquota-subnet = {}\nquota-port = {}\nquota-router = {}\nquota-floatingip = {}\nheader-timeout = {}\nbody-timeout = {}\nidle-timeout = {}\nlong-polls-per-node = {}\nlong-polls-per-project = {}\nagent-port = {}\n{}",
+            "bind = {:?}\ntricircle-port = {}\nneutron-port = {}\ndatabase = {:?}\ntokens-file = {:?}\nnetwork-vlan-ranges = {:?}\nbridge-cidr = {:?}\nlocal-vlan-range = \"{}:{}\"\ndefault-region-for-external-network = {:?}\ntenant-network-types = [{}]\nfull-pass-interval = {}\nchange-log-poll-ms = {}\nlog-format = {:?}\nquota-network = {}\nquota-subnet = {}\nquota-port = {}\nquota-router = {}\nquota-floatingip = {}\nheader-timeout = {}\nbody-timeout = {}\nidle-timeout = {}\nlong-polls-per-node = {}\nlong-polls-per-project = {}\nagent-port = {}\n{}",
             self.bind.to_string(),
             self.tricircle_port,
             self.neutron_port,
@@ -422,6 +436,7 @@ impl Config {
             self.bridge_cidr.to_string(),
             self.local_vlan_range.0,
             self.local_vlan_range.1,
+            self.default_external_region.clone().unwrap_or_default(),
             types.join(", "),
             self.full_pass_interval.as_secs(),
             self.change_log_poll.as_millis(),

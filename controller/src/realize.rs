@@ -689,7 +689,7 @@ async fn mark_ports(core: &dyn Deps, intent: &Intent, key: &AllocationKey, statu
 
 /// Reads the whole intent from the store (what a full pass starts from).
 pub async fn read_intent(core: &dyn Deps) -> Result<Intent, StoreError> {
-    Intent::load(core.store()).await
+    load_intent(core).await
 }
 
 /// The state of `node` as the store holds it, with its revision filled in.
@@ -722,6 +722,13 @@ pub async fn realize(core: &dyn Deps) -> Result<usize, DomainError> {
     Ok(done.iter().filter(|p| p.moved).count())
 }
 
+/// The whole intent from the store, with what the configuration adds to the planner's view.
+async fn load_intent(core: &dyn Deps) -> Result<Intent, StoreError> {
+    let mut i = Intent::load(core.store()).await?;
+    i.snapshot.default_external_region = core.config().default_external_region.clone();
+    Ok(i)
+}
+
 /// A fresh read of the store with what a crash left mended and what the plan needs allocated.
 struct Settled {
     /// The log position the intent includes everything up to.
@@ -738,7 +745,7 @@ async fn settle(core: &dyn Deps) -> Result<Settled, DomainError> {
     // next incremental pass (harmless: every patch is idempotent), what committed before is
     // in the load — including this pass's own allocations, never replayed.
     let mut seq = store.last_change_seq().await?;
-    let mut intent = Intent::load(store).await?;
+    let mut intent = load_intent(core).await?;
     let mut quiet = store.last_change_seq().await? == seq;
     let fixed = collect_garbage(core, &intent, intent.ports.values()).await?
         + store.disassociate_dangling_floatingips().await? as usize
@@ -746,14 +753,14 @@ async fn settle(core: &dyn Deps) -> Result<Settled, DomainError> {
     if fixed > 0 {
         quiet = false;
         seq = store.last_change_seq().await?;
-        intent = Intent::load(store).await?;
+        intent = load_intent(core).await?;
     }
     let plan = planner::required_allocations(&intent.snapshot);
     if !plan.is_empty() {
         quiet = false;
         allocate_and_release(core, &plan, &intent).await;
         seq = store.last_change_seq().await?;
-        intent = Intent::load(store).await?;
+        intent = load_intent(core).await?;
     }
     Ok(Settled { seq, intent, quiet })
 }

@@ -71,7 +71,7 @@ fn malformed_bodies_and_bad_values() {
         ("POST", "/v2.0/subnets", json!({"subnet": {"network_id": nid, "cidr": "10.9.0.5/24"}}).to_string(), 400, "cidr"),
         ("POST", "/v2.0/subnets", json!({"subnet": {"network_id": nid, "cidr": "10.2.0.0/16"}}).to_string(), 400, "overlaps"),
         ("POST", "/v2.0/subnets", json!({"subnet": {"network_id": nid, "cidr": "10.8.0.0/24", "ip_version": 6}}).to_string(), 400, "ip_version"),
-        ("POST", "/v2.0/subnets", json!({"subnet": {"network_id": nid, "cidr": "10.8.0.0/24", "gateway_ip": "10.9.0.1"}}).to_string(), 400, "gateway_ip"),
+        ("POST", "/v2.0/subnets", json!({"subnet": {"network_id": nid, "cidr": "10.8.0.0/24", "gateway_ip": "10.8.0.255"}}).to_string(), 400, "gateway_ip"),
         ("POST", "/v2.0/subnets", json!({"subnet": {"network_id": nid, "cidr": "10.8.0.0/24", "gateway_ip": "banana"}}).to_string(), 400, "gateway_ip"),
         ("POST", "/v2.0/subnets", json!({"subnet": {"network_id": nid, "cidr": "10.8.0.0/24", "allocation_pools": [{"start": "10.8.0.9", "end": "10.8.0.2"}]}}).to_string(), 400, "allocation_pools"),
         ("POST", "/v2.0/subnets", json!({"subnet": {"network_id": nid, "cidr": "10.8.0.0/24", "allocation_pools": [{"start": "10.8.0.1", "end": "10.8.0.20"}]}}).to_string(), 409, "Gateway"),

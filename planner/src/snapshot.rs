@@ -31,6 +31,9 @@ pub struct Snapshot {
     pub floating_ips: Vec<FloatingIp>,
     /// Allocations the controller keeps (see [`crate::required_allocations`]).
     pub allocations: Allocations,
+    /// Where an external network without availability-zone hints lives (Tricircle's
+    /// `default_region_for_external_network`); `None`: nowhere until hinted.
+    pub default_external_region: Option<String>,
 }
 
 impl Default for Snapshot {
@@ -47,6 +50,7 @@ impl Default for Snapshot {
             router_interfaces: Vec::new(),
             floating_ips: Vec::new(),
             allocations: Allocations::default(),
+            default_external_region: None,
         }
     }
 }

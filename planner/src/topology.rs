@@ -338,7 +338,16 @@ impl<'a> Topology<'a> {
         for net in self.net_list.clone() {
             let hinted = self.single_region(&net.az_hints);
             let placement = if net.external {
-                match hinted {
+                // Tricircle's `default_region_for_external_network`: an external network
+                // created without hints lives in the default region.
+                let home = if net.az_hints.is_empty() {
+                    snap.default_external_region
+                        .as_ref()
+                        .and_then(|r| self.single_region(std::slice::from_ref(r)))
+                } else {
+                    hinted
+                };
+                match home {
                     Some(p) => Placement::External(p),
                     None => Placement::ExternalUnplaced,
                 }

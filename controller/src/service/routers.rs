@@ -316,6 +316,37 @@ pub async fn update(
     Ok(r)
 }
 
+/// `add_extraroutes` / `remove_extraroutes` (`extraroute-atomic`): add the routes not there
+/// yet, or remove those given, atomically against concurrent changes of the router.
+pub async fn change_routes(
+    core: &Core,
+    who: &Identity,
+    id: &str,
+    routes: &[RouteEntry],
+    add: bool,
+) -> Result<Router, DomainError> {
+    let r = super::with_retry(None, || async {
+        let mut r = load_for(core, who, id, "update_router").await?;
+        if add {
+            for route in routes {
+                if !r.routes.contains(route) {
+                    r.routes.push(route.clone());
+                }
+            }
+        } else {
+            r.routes.retain(|x| !routes.contains(x));
+        }
+        {
+            let intent = core.realizer.intent(core).await?;
+            check_routes(&intent, &r)?;
+        }
+        Ok(core.store.update_router(&r).await?)
+    })
+    .await?;
+    core.store.queue_job("router", &r.id, &r.project_id).await?;
+    Ok(r)
+}
+
 async fn gateway_port(core: &Core, router: &str) -> Result<Option<Port>, DomainError> {
     let intent = core.realizer.intent(core).await?;
     let port = intent
@@ -459,6 +490,12 @@ pub async fn add_interface(
                         "Bad router request: subnet {sid} has no gateway IP"
                     )));
                 };
+                if !s.cidr.contains(&gw) {
+                    return Err(DomainError::bad_request(format!(
+                        "Bad router request: the gateway {gw} of subnet {sid} is outside its CIDR {}: the router's leg would take it",
+                        s.cidr
+                    )));
+                }
                 check_router(
                     &intent,
                     &r,

@@ -16,6 +16,8 @@ pub const EXTENSIONS: &[(&str, &str, &str)] = &[
     ("network_availability_zone", "Network Availability Zone", "Availability zone support for network."),
     ("router", "Neutron L3 Router", "Router abstraction for basic L3 forwarding between L2 Neutron networks and access to external networks via a NAT gateway."),
     ("extraroute", "Neutron Extra Route", "Extra routes configuration for L3 router"),
+    ("extraroute-atomic", "Atomically add/remove extra routes", "Edit extra routes of a router on server side by atomically adding/removing extra routes"),
+    ("fip-port-details", "Floating IP Port Details Extension", "Add port_details attribute to Floating IP resource"),
     ("binding", "Port Binding", "Expose port bindings of a virtual port to external application"),
     ("port-security", "Port Security", "Provides port security"),
     ("net-mtu", "Network MTU", "Provides MTU attribute for a network resource."),

@@ -46,6 +46,16 @@ pub fn render(f: &FloatingIp, intent: &Intent) -> Value {
             .get(pid)
             .and_then(|p| realize::serving_router(intent, &f.floating_network_id, p))
     });
+    // `fip-port-details`: the associated port as Neutron summarises it.
+    let port_details = f
+        .port_id
+        .as_ref()
+        .and_then(|pid| intent.ports.get(pid))
+        .map(|p| {
+            json!({"name": p.name, "network_id": p.network_id, "mac_address": p.mac_address,
+                   "admin_state_up": p.admin_state_up, "status": p.status,
+                   "device_id": p.device_id, "device_owner": p.device_owner})
+        });
     let status = if f.port_id.is_some() && router.is_some() {
         "ACTIVE"
     } else {
@@ -57,7 +67,7 @@ pub fn render(f: &FloatingIp, intent: &Intent) -> Value {
         "fixed_ip_address": f.fixed_ip_address, "port_id": f.port_id, "router_id": router,
         "status": status, "description": f.description, "tags": [],
         "created_at": f.created_at, "updated_at": f.updated_at, "revision_number": f.revision_number,
-        "port_details": null, "dns_domain": "", "dns_name": "", "qos_policy_id": null,
+        "port_details": port_details, "dns_domain": "", "dns_name": "", "qos_policy_id": null,
         "port_forwardings": [],
     })
 }

@@ -76,9 +76,11 @@ pub async fn render(
         Some(rep) => realize::router_state(app, rep, intent, &r.id),
         None => realize::router_realized(app, &r.id).await?,
     };
+    // As Neutron: ACTIVE once accepted; ERROR when it cannot be realized (an allocation or an
+    // agent failed). Whether the nodes caught up is the realization barrier's to tell
+    // (`/v1.0/routers/{id}/realized`, jobs), not the status's.
     let status = match realized {
-        Ok(true) => "ACTIVE",
-        Ok(false) => "BUILD",
+        Ok(_) => "ACTIVE",
         Err(_) => "ERROR",
     };
     Ok(json!({
@@ -201,6 +203,19 @@ pub(crate) async fn handle(
         return match *action {
             "add_router_interface" => add_interface(app, ctx, who, id).await,
             "remove_router_interface" => remove_interface(app, ctx, who, id).await,
+            "add_extraroutes" | "remove_extraroutes" => {
+                check_id(id, "Router", "RouterNotFound")?;
+                let mut b = Body::new(ctx.resource_body("router")?);
+                let routes = match b.raw("routes") {
+                    Some(v) => parse_routes(v)?,
+                    None => return Err(DomainError::invalid_input("routes", "routes is required")),
+                };
+                b.finish()?;
+                let add = *action == "add_extraroutes";
+                let r = routers::change_routes(app, who, id, &routes, add).await?;
+                let v = render(app, &r, None, None).await?;
+                Ok(respond(StatusCode::OK, &json!({"router": v})))
+            }
             _ => Err(DomainError::no_route(&ctx.path)),
         };
     }

@@ -160,10 +160,18 @@ fn gateway(v: Option<Value>, cidr: &ipnet::IpNet) -> Result<Option<IpAddr>, Doma
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(g)) => {
             let ip = ipam::parse_ip("gateway_ip", &g)?;
-            if !ipam::is_host(cidr, ip) {
+            // As Neutron: a gateway outside the subnet is allowed (a router elsewhere); inside
+            // it, the network and broadcast addresses are not.
+            if ip.is_ipv4() != cidr.addr().is_ipv4() {
                 return Err(DomainError::invalid_input(
                     "gateway_ip",
-                    format!("gateway {ip} is not a host address of subnet {cidr}"),
+                    format!("gateway {ip} is not of the IP version of subnet {cidr}"),
+                ));
+            }
+            if cidr.contains(&ip) && !ipam::is_host(cidr, ip) {
+                return Err(DomainError::invalid_input(
+                    "gateway_ip",
+                    format!("gateway {ip} is the network or broadcast address of subnet {cidr}"),
                 ));
             }
             Ok(Some(ip))

@@ -1,0 +1,292 @@
+//! Real clients unchanged (issue 15, the first eight wrong answers): each through the real
+//! `openstack` CLI, as an operator would type it.
+
+mod common;
+
+use common::guide::{agent, ok, pods, register};
+use common::{openstack, openstack_json, Controller, ADMIN};
+use serde_json::Value;
+
+fn os(c: &Controller, args: &[&str]) -> Value {
+    openstack_json(c, ADMIN, args)
+}
+
+fn id(v: &Value) -> String {
+    v["id"].as_str().expect("id").to_string()
+}
+
+/// Pods and nodes of the guide, an external network created as DevStack does (no hints), a
+/// project network with a subnet: (public id, ext subnet id, net id, subnet id).
+fn setup(c: &Controller) -> (String, String, String, String) {
+    pods(c);
+    ok(
+        register(c, &agent("node1"), "node1", "RegionOne", false),
+        "node1",
+    );
+    ok(
+        register(c, &agent("node2"), "node2", "RegionTwo", true),
+        "node2",
+    );
+    let public = os(
+        c,
+        &[
+            "network",
+            "create",
+            "--external",
+            "--provider-network-type",
+            "vlan",
+            "--provider-physical-network",
+            "extern",
+            "public",
+        ],
+    );
+    let ext_sub = os(
+        c,
+        &[
+            "subnet",
+            "create",
+            "--network",
+            "public",
+            "--subnet-range",
+            "163.3.124.0/24",
+            "--no-dhcp",
+            "ext-sub",
+        ],
+    );
+    let net = os(c, &["network", "create", "net1"]);
+    let sub = os(
+        c,
+        &[
+            "subnet",
+            "create",
+            "--network",
+            "net1",
+            "--subnet-range",
+            "10.0.1.0/24",
+            "sub1",
+        ],
+    );
+    (id(&public), id(&ext_sub), id(&net), id(&sub))
+}
+
+#[test]
+fn an_external_network_without_hints_lives_in_the_default_region() {
+    let c = Controller::start();
+    setup(&c);
+    // DevStack's `public` has no hints: the gateway is placed in RegionOne, not refused.
+    let r = os(&c, &["router", "create", "r1"]);
+    assert_eq!(r["status"], "ACTIVE", "Neutron's status on create: {r}");
+    let (okay, _, err) = openstack(
+        &c,
+        ADMIN,
+        &["router", "set", "--external-gateway", "public", "r1"],
+    );
+    assert!(okay, "{err}");
+    let shown = os(&c, &["router", "show", "r1"]);
+    assert_eq!(shown["status"], "ACTIVE", "{shown}");
+    let ips = shown["external_gateway_info"]["external_fixed_ips"].to_string();
+    assert!(ips.contains("163.3.124."), "{shown}");
+}
+
+#[test]
+fn a_gateway_fixed_ip_change_moves_the_gateway_address() {
+    let c = Controller::start();
+    setup(&c);
+    os(&c, &["router", "create", "r1"]);
+    let (okay, _, err) = openstack(
+        &c,
+        ADMIN,
+        &[
+            "router",
+            "set",
+            "--external-gateway",
+            "public",
+            "--fixed-ip",
+            "subnet=ext-sub,ip-address=163.3.124.50",
+            "r1",
+        ],
+    );
+    assert!(okay, "{err}");
+    let shown = os(&c, &["router", "show", "r1"]);
+    assert!(shown.to_string().contains("163.3.124.50"), "{shown}");
+    let (okay, _, err) = openstack(
+        &c,
+        ADMIN,
+        &[
+            "router",
+            "set",
+            "--external-gateway",
+            "public",
+            "--fixed-ip",
+            "subnet=ext-sub,ip-address=163.3.124.60",
+            "r1",
+        ],
+    );
+    assert!(okay, "{err}");
+    let shown = os(&c, &["router", "show", "r1"]);
+    let text = shown.to_string();
+    assert!(
+        text.contains("163.3.124.60") && !text.contains("163.3.124.50"),
+        "{shown}"
+    );
+    // Deleting the router frees the external subnet at once.
+    let (okay, _, err) = openstack(&c, ADMIN, &["router", "delete", "r1"]);
+    assert!(okay, "{err}");
+    let (okay, _, err) = openstack(&c, ADMIN, &["subnet", "delete", "ext-sub"]);
+    assert!(okay, "the gateway port outlived its router: {err}");
+}
+
+#[test]
+fn floating_ips_show_port_details_and_routes_add_and_remove_atomically() {
+    let c = Controller::start();
+    setup(&c);
+    os(&c, &["router", "create", "r1"]);
+    let (okay, _, err) = openstack(
+        &c,
+        ADMIN,
+        &["router", "set", "--external-gateway", "public", "r1"],
+    );
+    assert!(okay, "{err}");
+    let (okay, _, err) = openstack(&c, ADMIN, &["router", "add", "subnet", "r1", "sub1"]);
+    assert!(okay, "{err}");
+    let port = os(&c, &["port", "create", "--network", "net1", "vm1"]);
+    let fip = os(
+        &c,
+        &["floating", "ip", "create", "--port", &id(&port), "public"],
+    );
+    let details = &fip["port_details"];
+    assert_eq!(details["mac_address"], port["mac_address"], "{fip}");
+    assert_eq!(details["network_id"], port["network_id"], "{fip}");
+    // `router add route` is add_extraroutes (extraroute-atomic).
+    let (okay, _, err) = openstack(
+        &c,
+        ADMIN,
+        &[
+            "router",
+            "add",
+            "route",
+            "--route",
+            "destination=192.168.7.0/24,gateway=10.0.1.5",
+            "r1",
+        ],
+    );
+    assert!(okay, "{err}");
+    let (okay, _, err) = openstack(
+        &c,
+        ADMIN,
+        &[
+            "router",
+            "add",
+            "route",
+            "--route",
+            "destination=192.168.8.0/24,gateway=10.0.1.6",
+            "r1",
+        ],
+    );
+    assert!(okay, "{err}");
+    let routes = os(&c, &["router", "show", "r1"])["routes"].to_string();
+    assert!(
+        routes.contains("192.168.7.0/24") && routes.contains("192.168.8.0/24"),
+        "{routes}"
+    );
+    let (okay, _, err) = openstack(
+        &c,
+        ADMIN,
+        &[
+            "router",
+            "remove",
+            "route",
+            "--route",
+            "destination=192.168.7.0/24,gateway=10.0.1.5",
+            "r1",
+        ],
+    );
+    assert!(okay, "{err}");
+    let routes = os(&c, &["router", "show", "r1"])["routes"].to_string();
+    assert!(
+        !routes.contains("192.168.7.0/24") && routes.contains("192.168.8.0/24"),
+        "{routes}"
+    );
+    // A next hop on no connected subnet is refused, as Neutron does.
+    let (okay, _, _) = openstack(
+        &c,
+        ADMIN,
+        &[
+            "router",
+            "add",
+            "route",
+            "--route",
+            "destination=192.168.9.0/24,gateway=10.77.0.1",
+            "r1",
+        ],
+    );
+    assert!(!okay, "an unconnected next hop was accepted");
+}
+
+#[test]
+fn an_admin_changes_an_unbound_ports_mac_but_not_a_bound_ones() {
+    let c = Controller::start();
+    setup(&c);
+    let port = os(&c, &["port", "create", "--network", "net1", "p1"]);
+    let (okay, _, err) = openstack(
+        &c,
+        ADMIN,
+        &["port", "set", "--mac-address", "fa:16:3e:11:22:33", "p1"],
+    );
+    assert!(okay, "{err}");
+    assert_eq!(
+        os(&c, &["port", "show", "p1"])["mac_address"],
+        "fa:16:3e:11:22:33"
+    );
+    let (okay, _, err) = openstack(&c, ADMIN, &["port", "set", "--host", "node1", "p1"]);
+    assert!(okay, "{err}");
+    let (okay, _, _) = openstack(
+        &c,
+        ADMIN,
+        &["port", "set", "--mac-address", "fa:16:3e:11:22:44", "p1"],
+    );
+    assert!(!okay, "a bound port's MAC changed");
+    let _ = port;
+}
+
+#[test]
+fn a_subnet_gateway_outside_its_range_is_accepted_but_no_router_leg_takes_it() {
+    let c = Controller::start();
+    setup(&c);
+    os(&c, &["network", "create", "net2"]);
+    let s = os(
+        &c,
+        &[
+            "subnet",
+            "create",
+            "--network",
+            "net2",
+            "--subnet-range",
+            "10.98.0.0/24",
+            "--gateway",
+            "10.99.0.1",
+            "off",
+        ],
+    );
+    assert_eq!(s["gateway_ip"], "10.99.0.1", "{s}");
+    let (okay, _, _) = openstack(
+        &c,
+        ADMIN,
+        &[
+            "subnet",
+            "create",
+            "--network",
+            "net2",
+            "--subnet-range",
+            "10.97.0.0/24",
+            "--gateway",
+            "10.97.0.0",
+            "bad",
+        ],
+    );
+    assert!(!okay, "the network address was accepted as a gateway");
+    os(&c, &["router", "create", "r1"]);
+    let (okay, _, err) = openstack(&c, ADMIN, &["router", "add", "subnet", "r1", "off"]);
+    assert!(!okay, "a router leg took an off-subnet gateway");
+    assert!(err.contains("outside") || err.contains("400"), "{err}");
+}
