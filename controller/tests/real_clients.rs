@@ -290,3 +290,36 @@ fn a_subnet_gateway_outside_its_range_is_accepted_but_no_router_leg_takes_it() {
     assert!(!okay, "a router leg took an off-subnet gateway");
     assert!(err.contains("outside") || err.contains("400"), "{err}");
 }
+
+#[test]
+fn network_agent_list_shows_the_nodes_and_their_liveness() {
+    let c = Controller::start();
+    setup(&c);
+    let alive = |host: &str| -> Value {
+        let list = os(&c, &["network", "agent", "list"]);
+        list.as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["Host"] == host)
+            .unwrap_or_else(|| panic!("{host} not listed: {list}"))["Alive"]
+            .clone()
+    };
+    assert_eq!(alive("node1"), false, "no report yet");
+    let rev = common::guide::desired(&c, "node1")["revision"]
+        .as_u64()
+        .unwrap();
+    let report = serde_json::json!({"node": "node1", "revision_applied": rev, "ports": [],
+        "routers": [], "probes": [], "errors": []});
+    let (s, _) = c.t(
+        "PUT",
+        "/v1.0/agents/node1/status",
+        Some(&agent("node1")),
+        Some(&report),
+    );
+    assert_eq!(s, 204);
+    assert_eq!(alive("node1"), true);
+    assert_eq!(alive("node2"), false);
+    // A member may not list agents (Neutron's get_agent is admin-only).
+    let (okay, _, _) = openstack(&c, common::DEMO, &["network", "agent", "list"]);
+    assert!(!okay, "a member listed the agents");
+}

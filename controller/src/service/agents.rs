@@ -149,3 +149,40 @@ pub async fn report(
     }
     Ok(rebind)
 }
+
+/// Seconds without a report after which a node's agent counts as down (Neutron's
+/// `agent_down_time`; agents report after every change and every probe round).
+pub const AGENT_DOWN_TIME: u64 = 75;
+
+/// The id Neutron's agents API shows for a node's agent (stable, derived from the node).
+pub fn agent_id(node: &str) -> String {
+    crate::naming::derived_id(&["agent", node])
+}
+
+/// Whether the node's agent reported within [`AGENT_DOWN_TIME`].
+pub fn alive(a: &AgentRow) -> bool {
+    a.last_report_at
+        .as_deref()
+        .and_then(crate::store::age_secs)
+        .is_some_and(|age| age <= AGENT_DOWN_TIME)
+}
+
+/// Every registered node with its pod's availability zone (admin: `get_agent`).
+pub async fn list(core: &Core, who: &Identity) -> Result<Vec<(AgentRow, String)>, DomainError> {
+    policy::enforce(who, "get_agent", &Target::default())?;
+    let pods = core.store.list_pods().await?;
+    Ok(core
+        .store
+        .list_agents()
+        .await?
+        .into_iter()
+        .map(|a| {
+            let az = pods
+                .iter()
+                .find(|p| p.region_name == a.pod)
+                .map(|p| p.az_name.clone())
+                .unwrap_or_default();
+            (a, az)
+        })
+        .collect())
+}

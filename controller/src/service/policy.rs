@@ -98,6 +98,7 @@ pub const POLICIES: &[(&str, Rule)] = &[
     ("resync", Rule::Admin),
     ("list_agents", Rule::Admin),
     ("delete_agent", Rule::Admin),
+    ("get_agent", Rule::Admin),
     ("agent", Rule::Agent),
     // quotas
     ("get_quota", Rule::Owner),

@@ -18,6 +18,7 @@ pub const EXTENSIONS: &[(&str, &str, &str)] = &[
     ("extraroute", "Neutron Extra Route", "Extra routes configuration for L3 router"),
     ("extraroute-atomic", "Atomically add/remove extra routes", "Edit extra routes of a router on server side by atomically adding/removing extra routes"),
     ("fip-port-details", "Floating IP Port Details Extension", "Add port_details attribute to Floating IP resource"),
+    ("agent", "agent", "The agent management extension."),
     ("binding", "Port Binding", "Expose port bindings of a virtual port to external application"),
     ("port-security", "Port Security", "Provides port security"),
     ("net-mtu", "Network MTU", "Provides MTU attribute for a network resource."),

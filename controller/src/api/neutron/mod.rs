@@ -1,5 +1,6 @@
 //! The Neutron v2.0 API (networks, subnets, ports, extensions, version documents).
 
+pub mod agents;
 pub mod extensions;
 pub mod floatingips;
 pub mod networks;
@@ -51,6 +52,7 @@ async fn route(app: Arc<App>, ctx: Ctx) -> Result<Response, DomainError> {
                 ["floatingips", ..] => floatingips::handle(&app, &ctx, &who, &rest[1..]).await,
                 ["quotas", ..] => quotas::handle(&app, &ctx, &who, &rest[1..]).await,
                 ["availability_zones"] => availability_zones(&app, &ctx).await,
+                ["agents", ..] => agents::handle(&app, &ctx, &who, &rest[1..]).await,
                 _ => Err(DomainError::no_route(&ctx.path)),
             }
         }
