@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::guide::{agent, ext_net, net_subnet, ok, pods, register};
+use common::guide::{agent, ext_net, net_subnet, net_subnet_as, ok, pods, register};
 use common::{request_raw, Controller, Opts, ADMIN, DEMO, OTHER};
 use serde_json::{json, Value};
 
@@ -150,30 +150,7 @@ fn a_member_cannot_plug_into_another_projects_router() {
     let c = start(&[]);
     let (rid, _, net1, _) = victim(&c);
     let before = router_ports(&c, &rid).len();
-    let (onet, _) = {
-        let n = ok(
-            c.n(
-                "POST",
-                "/v2.0/networks",
-                Some(OTHER),
-                Some(&json!({"network": {"name": "o"}})),
-            ),
-            "net",
-        );
-        let id = n["network"]["id"].as_str().unwrap().to_string();
-        ok(
-            c.n(
-                "POST",
-                "/v2.0/subnets",
-                Some(OTHER),
-                Some(
-                    &json!({"subnet": {"network_id": id, "cidr": "10.9.0.0/24", "ip_version": 4}}),
-                ),
-            ),
-            "subnet",
-        );
-        (id, ())
-    };
+    let (onet, _) = net_subnet_as(&c, OTHER, "o", "10.9.0.0/24");
     for owner in ["network:router_interface", "compute:nova", ""] {
         let (s, v) = c.n(
             "POST",

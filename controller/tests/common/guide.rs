@@ -66,18 +66,23 @@ pub fn desired(c: &Controller, node: &str) -> Value {
 
 /// A project network with one subnet: (network id, subnet id).
 pub fn net_subnet(c: &Controller, name: &str, cidr: &str) -> (String, String) {
+    net_subnet_as(c, DEMO, name, cidr)
+}
+
+/// [`net_subnet`] as the project of `token`.
+pub fn net_subnet_as(c: &Controller, token: &str, name: &str, cidr: &str) -> (String, String) {
     let n = ok(
         c.n(
             "POST",
             "/v2.0/networks",
-            Some(DEMO),
+            Some(token),
             Some(&json!({"network": {"name": name}})),
         ),
         "network",
     );
     let nid = n["network"]["id"].as_str().unwrap().to_string();
     let s = ok(
-        c.n("POST", "/v2.0/subnets", Some(DEMO), Some(&json!({"subnet": {"network_id": nid, "ip_version": 4, "cidr": cidr, "name": format!("s-{name}")}}))),
+        c.n("POST", "/v2.0/subnets", Some(token), Some(&json!({"subnet": {"network_id": nid, "ip_version": 4, "cidr": cidr, "name": format!("s-{name}")}}))),
         "subnet",
     );
     (nid, s["subnet"]["id"].as_str().unwrap().to_string())
