@@ -323,3 +323,21 @@ fn network_agent_list_shows_the_nodes_and_their_liveness() {
     let (okay, _, _) = openstack(&c, common::DEMO, &["network", "agent", "list"]);
     assert!(!okay, "a member listed the agents");
 }
+
+#[test]
+fn ip_availability_counts_pools_and_allocations() {
+    let c = Controller::start();
+    setup(&c);
+    for name in ["a", "b"] {
+        os(&c, &["port", "create", "--network", "net1", name]);
+    }
+    let shown = os(&c, &["ip", "availability", "show", "net1"]);
+    assert_eq!(shown["total_ips"], 253, "{shown}");
+    assert_eq!(shown["used_ips"], 2, "{shown}");
+    let subnet = &shown["subnet_ip_availability"];
+    assert!(subnet.to_string().contains("10.0.1.0/24"), "{shown}");
+    let list = os(&c, &["ip", "availability", "list"]);
+    assert!(list.to_string().contains("net1"), "{list}");
+    let (okay, _, _) = openstack(&c, common::DEMO, &["ip", "availability", "list"]);
+    assert!(!okay, "a member read the availability of every network");
+}

@@ -24,6 +24,8 @@ const NEUTRON: &[&str] = &[
     "/v2.0/routers/{id}",
     "/v2.0/agents",
     "/v2.0/agents/{id}",
+    "/v2.0/network-ip-availabilities",
+    "/v2.0/network-ip-availabilities/{id}",
     "/v2.0/routers/{id}/add_router_interface",
     "/v2.0/routers/{id}/add_extraroutes",
     "/v2.0/routers/{id}/remove_extraroutes",

@@ -182,3 +182,43 @@ pub async fn delete(core: &Core, who: &Identity, id: &str) -> Result<(), DomainE
     policy::enforce(who, "delete_network", &Target::owned_by(&n.project_id))?;
     Ok(core.store.delete_network(id).await?)
 }
+
+/// How many addresses a subnet has (its allocation pools) and how many are taken.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SubnetAvailability {
+    /// The subnet.
+    pub subnet: crate::store::Subnet,
+    /// Addresses in its allocation pools (saturating).
+    pub total_ips: u128,
+    /// Addresses allocated in it (the gateway's router port included).
+    pub used_ips: i64,
+}
+
+/// `network-ip-availability` of every network (admin: `get_network_ip_availability`).
+pub async fn ip_availability(
+    core: &Core,
+    who: &Identity,
+) -> Result<Vec<(Network, Vec<SubnetAvailability>)>, DomainError> {
+    policy::enforce(who, "get_network_ip_availability", &Target::default())?;
+    let all = crate::store::Scope::default();
+    let used = core.store.used_ips_per_subnet().await?;
+    let subnets = core.store.list_subnets(&all).await?;
+    Ok(core
+        .store
+        .list_networks(&all)
+        .await?
+        .into_iter()
+        .map(|n| {
+            let mine = subnets
+                .iter()
+                .filter(|s| s.network_id == n.id)
+                .map(|s| SubnetAvailability {
+                    total_ips: crate::ipam::pools_size(&s.allocation_pools),
+                    used_ips: used.get(&s.id).copied().unwrap_or(0),
+                    subnet: s.clone(),
+                })
+                .collect();
+            (n, mine)
+        })
+        .collect())
+}

@@ -43,6 +43,7 @@ pub const POLICIES: &[(&str, Rule)] = &[
     ("update_network:shared", Rule::Admin),
     ("update_network:router:external", Rule::Admin),
     ("delete_network", Rule::Owner),
+    ("get_network_ip_availability", Rule::Admin),
     // subnets
     ("create_subnet", Rule::NetworkOwner),
     ("create_subnet:project_id", Rule::Admin),

@@ -157,6 +157,21 @@ impl Store {
         }
     }
 
+    /// Addresses allocated per subnet (subnets without any are absent).
+    pub async fn used_ips_per_subnet(
+        &self,
+    ) -> Result<std::collections::HashMap<String, i64>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT subnet_id, COUNT(*) AS used FROM ip_allocations GROUP BY subnet_id",
+        )
+        .fetch_all(self.pool())
+        .await
+        .map_err(StoreError::db("counting allocated addresses per subnet"))?;
+        rows.iter()
+            .map(|r| Ok((super::col_s(r, "subnet_id")?, super::col_i(r, "used")?)))
+            .collect()
+    }
+
     /// Subnets of one network, oldest first.
     pub async fn subnets_of_network(&self, network_id: &str) -> Result<Vec<Subnet>, StoreError> {
         let rows =

@@ -3,6 +3,7 @@
 pub mod agents;
 pub mod extensions;
 pub mod floatingips;
+pub mod ip_availability;
 pub mod networks;
 pub mod ports;
 pub mod query;
@@ -53,6 +54,9 @@ async fn route(app: Arc<App>, ctx: Ctx) -> Result<Response, DomainError> {
                 ["quotas", ..] => quotas::handle(&app, &ctx, &who, &rest[1..]).await,
                 ["availability_zones"] => availability_zones(&app, &ctx).await,
                 ["agents", ..] => agents::handle(&app, &ctx, &who, &rest[1..]).await,
+                ["network-ip-availabilities", ..] => {
+                    ip_availability::handle(&app, &ctx, &who, &rest[1..]).await
+                }
                 _ => Err(DomainError::no_route(&ctx.path)),
             }
         }
