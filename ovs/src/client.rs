@@ -483,7 +483,7 @@ async fn supervise(s: Arc<Shared>) {
         let new = loop {
             tokio::time::sleep(delay).await;
             delay = delay.max(s.config.backoff_initial);
-            match reopen(&s).await {
+            match reopen(&s, !first).await {
                 Ok(c) => break c,
                 Err(e) => {
                     tracing::info!(endpoint = %s.endpoint, error = %e, retry_in_ms = delay.as_millis() as u64, "ovsdb reconnect failed");
@@ -491,16 +491,19 @@ async fn supervise(s: Arc<Shared>) {
                 }
             }
         };
-        if !first {
-            s.counters.reconnects.fetch_add(1, Ordering::Relaxed);
-        }
         first = false;
         s.conn.send_replace(Some(Arc::new(new)));
     }
 }
 
-async fn reopen(s: &Shared) -> Result<Conn> {
+/// Opens a session and resubscribes every monitor. A reconnection is counted as soon as the
+/// session is open, before the monitors' replies publish anything: whoever sees the state
+/// of the new session sees the count too.
+async fn reopen(s: &Shared, reconnect: bool) -> Result<Conn> {
     let conn = Conn::open(&conn_config(&s.config), s.monitors.clone()).await?;
+    if reconnect {
+        s.counters.reconnects.fetch_add(1, Ordering::Relaxed);
+    }
     let mons: Vec<_> = s
         .monitors
         .lock()

@@ -227,9 +227,13 @@ async fn restart_resumes_from_the_last_txn_id() {
     assert_eq!(c.counters().monitor_full_syncs, 1);
 
     sb.restart_ovsdb().unwrap();
-    // The client notices, reconnects with backoff and resumes the monitor.
+    // The client notices, reconnects with backoff and resumes the monitor (a reconnection
+    // is counted when the session opens; wait for the monitor's answer too).
     let deadline = tokio::time::Instant::now() + T;
-    while c.counters().reconnects < 1 {
+    while {
+        let k = c.counters();
+        k.reconnects < 1 || k.monitor_resumes_found + k.monitor_full_syncs < 2
+    } {
         assert!(
             tokio::time::Instant::now() < deadline,
             "no reconnect: {:?}\n{}",
@@ -302,8 +306,19 @@ async fn changes_while_down_converge_after_restart() {
         })
         .await
         .unwrap_or_else(|s| panic!("not converged: {:?} {:?}", bridge_names(&s), c.counters()));
-    assert!(c.counters().reconnects >= 1);
-    assert!(c.counters().monitor_full_syncs >= 2);
+    // The counters are bumped right after the resync publishes: wait for them too.
+    let deadline = tokio::time::Instant::now() + T;
+    while {
+        let k = c.counters();
+        k.reconnects < 1 || k.monitor_full_syncs < 2
+    } {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no reconnect and full resync counted: {:?}",
+            c.counters()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     assert!(s.row("Port", &uuid::Uuid::nil()).is_none());
     // Every snapshot published was whole: no port of br-a is left dangling, and never a
     // bridge without its ports.
