@@ -520,6 +520,15 @@ fn a_member_fuzzing_every_path_sees_and_changes_nothing_of_another_project() {
         assert!(before.contains_key(&k), "the dump holds {k}");
     }
     let (_, doc) = c.n("GET", "/openapi.json", None, None);
+    for p in [
+        "/v2.0/routers/{id}/add_extraroutes",
+        "/v2.0/routers/{id}/remove_extraroutes",
+        "/v2.0/agents/{id}",
+        "/v2.0/network-ip-availabilities/{id}",
+        "/v2.0/quotas/{project_id}",
+    ] {
+        assert!(doc["paths"][p].is_object(), "the document describes {p}");
+    }
     let mut t = Tally::default();
     let mut ops = 0;
 
@@ -556,6 +565,10 @@ fn a_member_fuzzing_every_path_sees_and_changes_nothing_of_another_project() {
                         json!({"subnet_id": w.demo_sub}),
                         json!({"port_id": w.demo_port}),
                         json!({"port_id": w.other_port}),
+                    ],
+                    (Some((Some(k), _)), _) if path.ends_with("_extraroutes") => vec![
+                        json!({ k: {"routes": [{"destination": "192.168.66.0/24", "nexthop": "10.0.1.5"}]}}),
+                        json!({ k: {"routes": []}}),
                     ],
                     (Some((Some(k), _)), "quotas") => {
                         vec![json!({ k: {"network": 0, "port": 1000}})]

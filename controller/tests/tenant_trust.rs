@@ -698,3 +698,49 @@ fn concurrent_updates_of_different_fields_both_stay() {
     assert_eq!(r["router"]["description"], "desc-24", "{r}");
     assert!(!c.log_has_5xx());
 }
+
+#[test]
+fn a_member_reaches_no_admin_view_nor_another_projects_routes() {
+    let c = start(&[]);
+    let (rid, _, net1, _) = victim(&c);
+    let routes = |token| {
+        ok(
+            c.n("GET", &format!("/v2.0/routers/{rid}"), Some(token), None),
+            "router",
+        )["router"]["routes"]
+            .clone()
+    };
+    let before = routes(DEMO);
+    let body =
+        json!({"router": {"routes": [{"destination": "192.168.66.0/24", "nexthop": "10.0.1.5"}]}});
+    for action in ["add_extraroutes", "remove_extraroutes"] {
+        let (s, v) = c.n(
+            "PUT",
+            &format!("/v2.0/routers/{rid}/{action}"),
+            Some(OTHER),
+            Some(&body),
+        );
+        assert_eq!(s, 404, "{action} on demo's router: {v}");
+    }
+    assert_eq!(routes(DEMO), before, "demo's routes unchanged");
+    // The agents and the IP availability are the admin's view of everyone's objects.
+    let agents = ok(c.n("GET", "/v2.0/agents", Some(ADMIN), None), "agents");
+    let agent_id = agents["agents"][0]["id"].as_str().unwrap().to_string();
+    for (method, path) in [
+        ("GET", "/v2.0/agents".to_string()),
+        ("GET", format!("/v2.0/agents/{agent_id}")),
+        ("DELETE", format!("/v2.0/agents/{agent_id}")),
+        ("GET", "/v2.0/network-ip-availabilities".to_string()),
+        ("GET", format!("/v2.0/network-ip-availabilities/{net1}")),
+    ] {
+        for token in [OTHER, DEMO] {
+            let (s, v) = c.n(method, &path, Some(token), None);
+            assert_eq!(s, 403, "{method} {path}: {v}");
+        }
+    }
+    let agents_after = ok(c.n("GET", "/v2.0/agents", Some(ADMIN), None), "agents");
+    assert_eq!(
+        agents_after["agents"].as_array().unwrap().len(),
+        agents["agents"].as_array().unwrap().len()
+    );
+}

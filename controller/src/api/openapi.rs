@@ -120,13 +120,28 @@ pub fn document() -> Value {
         json!({"summary": summary, "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/RouterInterface"}}}},
                "responses": {"200": ok(json!({"type": "object"})), "400": err(), "401": err(), "403": err(), "404": err(), "409": err()}})
     };
+    let routes_action = |summary: &str| {
+        json!({"summary": summary, "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "required": ["router"], "additionalProperties": false, "properties": {"router": {"$ref": "#/components/schemas/RouterRoutes"}}}}}},
+               "responses": {"200": ok(json!({"type": "object"})), "400": err(), "401": err(), "403": err(), "404": err(), "412": err()}})
+    };
+    let admin_get = |summary: &str| json!({"summary": summary, "responses": {"200": ok(json!({"type": "object"})), "401": err(), "403": err(), "404": err()}});
+    // Apart from the document below: one json! of it all exceeds the macro recursion limit.
+    let more_paths = json!({
+            "/v2.0/routers/{id}/add_extraroutes": {"parameters": [id_param()], "put": routes_action("Add extra routes to a router (extraroute-atomic)")},
+            "/v2.0/routers/{id}/remove_extraroutes": {"parameters": [id_param()], "put": routes_action("Remove extra routes from a router (extraroute-atomic)")},
+            "/v2.0/agents": {"get": admin_get("Node agents with their liveness (admin)")},
+            "/v2.0/agents/{id}": {"parameters": [id_param()], "get": admin_get("One node agent (admin)"),
+                "delete": {"summary": "Decommission a node (admin)", "responses": {"204": {"description": "deleted"}, "401": err(), "403": err(), "404": err()}}},
+            "/v2.0/network-ip-availabilities": {"get": admin_get("Addresses in the pools and taken, per network and subnet (admin)")},
+            "/v2.0/network-ip-availabilities/{id}": {"parameters": [id_param()], "get": admin_get("One network's IP availability (admin)")}
+    });
     let quota_get =
         || json!({"responses": {"200": ok(json!({"type": "object"})), "401": err(), "403": err()}});
     let str_list = json!({"type": "array", "items": {"type": "string"}});
     let pools = json!({"type": "array", "items": {"type": "object", "required": ["start", "end"], "properties": {"start": {"type": "string", "format": "ip"}, "end": {"type": "string", "format": "ip"}}, "additionalProperties": false}});
     let routes = json!({"type": "array", "items": {"type": "object", "required": ["destination", "nexthop"], "properties": {"destination": s("string"), "nexthop": s("string")}}});
     let fixed = json!({"type": "array", "items": {"type": "object", "properties": {"subnet_id": {"type": "string", "format": "uuid"}, "ip_address": {"type": "string", "format": "ip"}}, "additionalProperties": false}});
-    json!({
+    let mut doc = json!({
         "openapi": "3.0.3",
         "info": {"title": "crosspod controller (Neutron v2.0 on port 20001, Tricircle pods on port 19999)", "version": env!("CARGO_PKG_VERSION")},
         "components": {
@@ -168,6 +183,7 @@ pub fn document() -> Value {
                 "RouterUpdate": {"type": "object", "additionalProperties": false, "properties": {
                     "name": s("string"), "description": s("string"), "admin_state_up": s("boolean"),
                     "external_gateway_info": gateway, "routes": {"type": "array", "nullable": true, "items": routes["items"]}, "tags": str_list}},
+                "RouterRoutes": {"type": "object", "required": ["routes"], "additionalProperties": false, "properties": {"routes": routes}},
                 "RouterInterface": {"type": "object", "description": "exactly one of subnet_id and port_id", "additionalProperties": false, "properties": {
                     "subnet_id": uuid, "port_id": uuid}},
                 "FloatingIpCreate": {"type": "object", "required": ["floating_network_id"], "additionalProperties": false, "properties": {
@@ -212,5 +228,9 @@ pub fn document() -> Value {
                 "get": {"responses": {"200": ok(json!({"type": "object"})), "401": err(), "403": err(), "404": err()}},
                 "delete": {"responses": {"204": {"description": "deleted"}, "401": err(), "403": err(), "404": err(), "409": err()}}}
         }
-    })
+    });
+    if let (Some(paths), Value::Object(more)) = (doc["paths"].as_object_mut(), more_paths) {
+        paths.extend(more);
+    }
+    doc
 }
