@@ -562,8 +562,9 @@ impl Intent {
         }
     }
 
-    /// The gateway port of a router: its oldest port with owner `network:router_gateway`.
-    fn gateway_port(&self, router: &str) -> Option<&Port> {
+    /// The gateway port of a router: its oldest port with owner `network:router_gateway` (the
+    /// one the planner uses, the API shows and the router service replaces).
+    pub fn gateway_port(&self, router: &str) -> Option<&Port> {
         self.by_device
             .get(router)?
             .iter()

@@ -349,10 +349,7 @@ pub async fn change_routes(
 
 async fn gateway_port(core: &Core, router: &str) -> Result<Option<Port>, DomainError> {
     let intent = core.realizer.intent(core).await?;
-    let port = intent
-        .ports_of(router)
-        .find(|p| p.device_owner == OWNER_GATEWAY)
-        .cloned();
+    let port = intent.gateway_port(router).cloned();
     Ok(port)
 }
 

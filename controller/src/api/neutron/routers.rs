@@ -12,7 +12,6 @@ use super::{check_id, op, Body, Op};
 use crate::api::{json as respond, no_content, App, Ctx};
 use crate::auth::Identity;
 use crate::error::DomainError;
-use crate::naming::OWNER_GATEWAY;
 use crate::realize::{self, Intent};
 use crate::service::routers;
 use crate::store::l3::{GatewayInfo, RouteEntry, Router};
@@ -48,33 +47,37 @@ pub async fn render(
     intent: Option<&Intent>,
     reports: Option<&realize::Reports>,
 ) -> Result<Value, DomainError> {
+    let read;
+    let intent = match intent {
+        Some(i) => i,
+        None => {
+            read = app.realizer.intent_read(app).await?;
+            &*read
+        }
+    };
     let gateway = match &r.gateway {
         None => Value::Null,
         Some(g) => {
-            let ips: Vec<Value> = match intent {
-                Some(i) => i
-                    .ports
-                    .values()
-                    .filter(|p| p.device_owner == OWNER_GATEWAY && p.device_id == r.id)
-                    .flat_map(|p| p.fixed_ips.iter())
-                    .map(|f| json!({"subnet_id": f.subnet_id, "ip_address": f.ip_address.to_string()}))
-                    .collect(),
-                None => gateway_port(app, &r.id)
-                    .await?
-                    .map(|p| {
-                        p.fixed_ips
-                            .iter()
-                            .map(|f| json!({"subnet_id": f.subnet_id, "ip_address": f.ip_address.to_string()}))
-                            .collect()
-                    })
-                    .unwrap_or_default(),
-            };
+            let ips: Vec<Value> = intent
+                .gateway_port(&r.id)
+                .map(|p| {
+                    p.fixed_ips
+                        .iter()
+                        .map(|f| json!({"subnet_id": f.subnet_id, "ip_address": f.ip_address.to_string()}))
+                        .collect()
+                })
+                .unwrap_or_default();
             json!({"network_id": g.network_id, "enable_snat": g.enable_snat, "external_fixed_ips": ips})
         }
     };
     let realized = match reports {
-        Some(rep) => realize::router_state(app, rep, intent, &r.id),
-        None => realize::router_realized(app, &r.id).await?,
+        Some(rep) => realize::router_state(app, rep, Some(intent), &r.id),
+        None => realize::router_state(
+            app,
+            &realize::Reports::load(app).await?,
+            Some(intent),
+            &r.id,
+        ),
     };
     // As Neutron: ACTIVE once accepted; ERROR when it cannot be realized (an allocation or an
     // agent failed). Whether the nodes caught up is the realization barrier's to tell
@@ -98,15 +101,6 @@ pub async fn render(
 async fn load_own(app: &App, who: &Identity, id: &str) -> Result<Router, DomainError> {
     check_id(id, "Router", "RouterNotFound")?;
     routers::load_own(app, who, id).await
-}
-
-async fn gateway_port(app: &App, router: &str) -> Result<Option<Port>, DomainError> {
-    let intent = app.realizer.intent_read(app).await?;
-    let p = intent
-        .ports_of(router)
-        .find(|p| p.device_owner == OWNER_GATEWAY)
-        .cloned();
-    Ok(p)
 }
 
 fn parse_routes(v: Value) -> Result<Vec<RouteEntry>, DomainError> {
