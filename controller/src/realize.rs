@@ -247,10 +247,23 @@ impl Realizer {
         self.kick.notified().await
     }
 
-    /// Why router `router_id` cannot be realized as `intent` asks: the first allocation it
-    /// needs now (its project's bridge network, its bridge and leg IPs, its networks'
-    /// pod-local VLANs) whose last attempt failed, with the pool's error. A failure recorded
-    /// for an earlier state (a router since deleted) does not count.
+    /// The first allocation `intent` needs now and `keep` selects whose last attempt failed,
+    /// with the pool's error. A failure recorded for an earlier state (a router since
+    /// deleted) does not count.
+    pub fn needed_failure(
+        &self,
+        intent: &Intent,
+        keep: impl Fn(&AllocationKey) -> bool,
+    ) -> Option<(AllocationKey, DomainError)> {
+        let needed = planner::needed_allocations(&intent.snapshot);
+        self.failures(|k| needed.contains(k) && keep(k))
+            .into_iter()
+            .next()
+    }
+
+    /// Why router `router_id` cannot be realized as `intent` asks: the first failed
+    /// allocation it needs (its project's bridge network, its bridge and leg IPs, its
+    /// networks' pod-local VLANs).
     pub fn router_failure(
         &self,
         intent: &Intent,
@@ -261,20 +274,12 @@ impl Realizer {
             .ports_of(router_id)
             .map(|p| p.network_id.as_str())
             .collect();
-        let needed = planner::needed_allocations(&intent.snapshot);
-        self.failures(|k| {
-            needed.contains(k)
-                && match k {
-                    AllocationKey::BridgeNetwork { project_id } => *project_id == r.project_id,
-                    AllocationKey::BridgeIp { router_id: id, .. }
-                    | AllocationKey::LegIp { router_id: id, .. } => id == router_id,
-                    AllocationKey::LocalTag { network_id, .. } => {
-                        networks.contains(&network_id.as_str())
-                    }
-                }
+        self.needed_failure(intent, |k| match k {
+            AllocationKey::BridgeNetwork { project_id } => *project_id == r.project_id,
+            AllocationKey::BridgeIp { router_id: id, .. }
+            | AllocationKey::LegIp { router_id: id, .. } => id == router_id,
+            AllocationKey::LocalTag { network_id, .. } => networks.contains(&network_id.as_str()),
         })
-        .into_iter()
-        .next()
     }
 
     /// Ask the background task for a run (cheap; bursts collapse into one run).

@@ -60,3 +60,23 @@ pub(crate) fn check_if_match(if_match: Option<i64>, current: i64) -> Result<(), 
         _ => Ok(()),
     }
 }
+
+/// The 409 a request gets when an allocation it needs failed: the pool's own Neutron type
+/// (`BridgeSubnetsExhausted`, `NoNetworkAvailable`, ...) and what could not be allocated for
+/// which object.
+pub(crate) fn allocation_refused(
+    object: &str,
+    failed: Option<(planner::AllocationKey, DomainError)>,
+) -> Result<(), DomainError> {
+    match failed {
+        None => Ok(()),
+        Some((key, e)) => Err(DomainError::conflict(
+            if e.class == crate::error::ErrorClass::Internal {
+                "AllocationFailed"
+            } else {
+                e.kind
+            },
+            format!("{object}: could not allocate {key:?}: {}", e.message),
+        )),
+    }
+}

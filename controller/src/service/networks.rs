@@ -95,21 +95,10 @@ pub async fn create(
 /// 409 naming the pool when a pod-local VLAN the network needs could not be allocated.
 async fn local_tag_allocated(core: &Core, network_id: &str) -> Result<(), DomainError> {
     let intent = core.realizer.intent(core).await?;
-    let needed = planner::needed_allocations(&intent.snapshot);
-    let failed = core.realizer.failures(|k| {
-        needed.contains(k)
-            && matches!(k, planner::AllocationKey::LocalTag { network_id: id, .. } if id == network_id)
+    let failed = core.realizer.needed_failure(&intent, |k| {
+        matches!(k, planner::AllocationKey::LocalTag { network_id: id, .. } if id == network_id)
     });
-    match failed.into_iter().next() {
-        None => Ok(()),
-        Some((key, e)) => Err(DomainError::conflict(
-            e.kind,
-            format!(
-                "network {network_id}: could not allocate {key:?}: {}",
-                e.message
-            ),
-        )),
-    }
+    super::allocation_refused(&format!("network {network_id}"), failed)
 }
 
 /// The attributes an update may change (`None` = leave as is).

@@ -602,17 +602,8 @@ pub async fn add_interface(
 /// VLANs) could not be made.
 async fn needed_allocations(core: &Core, r: &Router) -> Result<(), DomainError> {
     let intent = core.realizer.intent(core).await?;
-    match core.realizer.router_failure(&intent, &r.id) {
-        None => Ok(()),
-        Some((key, e)) => Err(DomainError::conflict(
-            if e.kind == "HTTPInternalServerError" {
-                "AllocationFailed"
-            } else {
-                e.kind
-            },
-            format!("router {}: could not allocate {key:?}: {}", r.id, e.message),
-        )),
-    }
+    let failed = core.realizer.router_failure(&intent, &r.id);
+    super::allocation_refused(&format!("router {}", r.id), failed)
 }
 
 /// `remove_router_interface` by subnet or port.
