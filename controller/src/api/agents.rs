@@ -17,17 +17,15 @@
 //! - `POST /v1.0/resync` (admin): a full realization pass now; answers what it did and whether
 //!   the incremental picture had drifted from the store.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use axum::extract::{Request, State};
 use axum::http::{Method, StatusCode};
 use axum::response::Response;
 use serde_json::{json, Value};
 
 use super::{json as respond, json_bytes, method_not_allowed, no_content, App, Ctx};
-use std::sync::Arc;
-
-use axum::extract::{Request, State};
-
 use crate::auth::{Identity, Role};
 use crate::error::DomainError;
 use crate::realize;
@@ -103,21 +101,20 @@ async fn handle_as(
     segs: &[&str],
     who: &Identity,
 ) -> Result<Response, DomainError> {
-    let who = who.clone();
     match (segs, &ctx.method) {
         (["agents"], &Method::POST) => {
             let reg: wire::NodeRegistration = parse_json(ctx, "registration")?;
-            agents::register(app, &who, &reg).await?;
+            agents::register(app, who, &reg).await?;
             app.realizer.run(app).await?;
             Ok(respond(StatusCode::OK, &json!({"agent": reg})))
         }
         (["agents", node], &Method::DELETE) => {
-            agents::delete(app, &who, node).await?;
+            agents::delete(app, who, node).await?;
             app.realizer.kick();
             Ok(no_content())
         }
         (["agents"], &Method::GET) => {
-            policy::enforce(&who, "list_agents", &policy::Target::default())?;
+            policy::enforce(who, "list_agents", &policy::Target::default())?;
             let mut out = Vec::new();
             for a in app.store.list_agents().await? {
                 let desired = app
@@ -139,7 +136,7 @@ async fn handle_as(
             Ok(respond(StatusCode::OK, &json!({"agents": out})))
         }
         (["agents", node, "desired"], &Method::GET) => {
-            agents::load_node(app, &who, node).await?;
+            agents::load_node(app, who, node).await?;
             let since = query_u64(ctx, "since")?.unwrap_or(0);
             let wait = Duration::from_secs(query_u64(ctx, "timeout")?.unwrap_or(30)).min(MAX_WAIT);
             let deadline = Instant::now() + wait;
@@ -184,7 +181,7 @@ async fn handle_as(
         }
         (["agents", node, "status"], &Method::PUT) => {
             let report: wire::StatusReport = parse_json(ctx, "status report")?;
-            let rebind = agents::report(app, &who, node, &report).await?;
+            let rebind = agents::report(app, who, node, &report).await?;
             app.report_recorded();
             if rebind {
                 app.realizer.kick();
@@ -194,7 +191,7 @@ async fn handle_as(
         (["resync"], &Method::POST) => {
             // A full realization pass now: re-read the store, re-plan every node, publish the
             // differences, and say whether the incremental picture had drifted.
-            policy::enforce(&who, "resync", &policy::Target::default())?;
+            policy::enforce(who, "resync", &policy::Target::default())?;
             let report = app.realizer.run_full(app).await?;
             Ok(respond(StatusCode::OK, &json!({"resync": report})))
         }
@@ -242,7 +239,7 @@ async fn handle_as(
             }
         }
         (["jobs", rest @ ..], method) => {
-            policy::enforce(&who, "jobs", &policy::Target::default())?;
+            policy::enforce(who, "jobs", &policy::Target::default())?;
             let render = |j: &crate::store::l3::Job| -> Value {
                 json!({"id": j.id, "type": j.kind, "status": j.status, "resource": {"router_id": j.resource_id},
                        "resource_id": j.resource_id, "project_id": j.project_id, "timestamp": j.timestamp,
