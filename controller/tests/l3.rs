@@ -9,7 +9,9 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::guide::{agent, desired, ext_net, net_subnet, ok, pods, register, vm_port, AGENT};
+use common::guide::{
+    agent, desired, ext_net, net_subnet, net_subnet_as, ok, pods, register, vm_port, AGENT,
+};
 use common::{openstack, openstack_json, Controller, ADMIN, DEMO, OTHER};
 use serde_json::{json, Value};
 
@@ -603,25 +605,7 @@ fn status_reports_activate_ports_and_teach_bindings_and_agents_see_only_their_no
 fn a_floating_ip_on_another_projects_port_is_refused_and_nothing_is_left() {
     let c = Controller::start();
     let g = play(&c, false);
-    let p = ok(
-        c.n(
-            "POST",
-            "/v2.0/networks",
-            Some(OTHER),
-            Some(&json!({"network": {"name": "o"}})),
-        ),
-        "net",
-    );
-    let onet = p["network"]["id"].as_str().unwrap().to_string();
-    ok(
-        c.n(
-            "POST",
-            "/v2.0/subnets",
-            Some(OTHER),
-            Some(&json!({"subnet": {"network_id": onet, "ip_version": 4, "cidr": "10.9.0.0/24"}})),
-        ),
-        "subnet",
-    );
+    let (onet, _) = net_subnet_as(&c, OTHER, "o", "10.9.0.0/24");
     let op = ok(
         c.n(
             "POST",
