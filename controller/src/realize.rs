@@ -255,10 +255,14 @@ impl Realizer {
         intent: &Intent,
         keep: impl Fn(&AllocationKey) -> bool,
     ) -> Option<(AllocationKey, DomainError)> {
+        // Failures are rare: judge the intent's needs (a whole topology) only when one is
+        // recorded for this object, not on every router a list renders or a job checks.
+        let failed = self.failures(keep);
+        if failed.is_empty() {
+            return None;
+        }
         let needed = planner::needed_allocations(&intent.snapshot);
-        self.failures(|k| needed.contains(k) && keep(k))
-            .into_iter()
-            .next()
+        failed.into_iter().find(|(k, _)| needed.contains(k))
     }
 
     /// Why router `router_id` cannot be realized as `intent` asks: the first failed
