@@ -319,9 +319,141 @@ fn network_agent_list_shows_the_nodes_and_their_liveness() {
     assert_eq!(s, 204);
     assert_eq!(alive("node1"), true);
     assert_eq!(alive("node2"), false);
-    // A member may not list agents (Neutron's get_agent is admin-only).
-    let (okay, _, _) = openstack(&c, common::DEMO, &["network", "agent", "list"]);
-    assert!(!okay, "a member listed the agents");
+    // A member sees no agents (Neutron's get_agent is admin-only, and a collection is
+    // filtered by policy, not refused), and one by id is 404.
+    let listed = openstack_json(&c, common::DEMO, &["network", "agent", "list"]);
+    assert_eq!(listed, serde_json::json!([]), "a member listed the agents");
+    let node1 = list_agent(&c, "node1");
+    let (okay, _, err) = openstack(&c, common::DEMO, &["network", "agent", "show", &node1]);
+    assert!(
+        !okay && err.contains("could not be found"),
+        "a member read an agent: {err}"
+    );
+}
+
+/// The id of `host`'s agent, as the admin lists it.
+fn list_agent(c: &Controller, host: &str) -> String {
+    let list = os(c, &["network", "agent", "list"]);
+    list.as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["Host"] == host)
+        .unwrap_or_else(|| panic!("{host} not listed: {list}"))["ID"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// `openstack network agent set --disable` drains a node: no new port binds there (409), the
+/// ports bound before stay; `--enable` takes bindings again; the description is kept across
+/// the agent's re-registration. A member can neither see nor change an agent.
+#[test]
+fn network_agent_set_disables_new_bindings_on_its_node() {
+    let c = Controller::start();
+    setup(&c);
+    let node1 = list_agent(&c, "node1");
+    let before = os(
+        &c,
+        &[
+            "port",
+            "create",
+            "--network",
+            "net1",
+            "--host",
+            "node1",
+            "bound",
+        ],
+    );
+    let (okay, out, err) = openstack(
+        &c,
+        ADMIN,
+        &[
+            "network",
+            "agent",
+            "set",
+            "--disable",
+            "--description",
+            "draining",
+            &node1,
+        ],
+    );
+    assert!(okay, "{out}{err}");
+    let shown = os(&c, &["network", "agent", "show", &node1]);
+    assert_eq!(shown["admin_state_up"], false, "{shown}");
+    assert_eq!(shown["description"], "draining", "{shown}");
+    let (okay, _, err) = openstack(
+        &c,
+        ADMIN,
+        &[
+            "port",
+            "create",
+            "--network",
+            "net1",
+            "--host",
+            "node1",
+            "refused",
+        ],
+    );
+    assert!(
+        !okay && err.contains("disabled"),
+        "bound to a disabled node: {err}"
+    );
+    let (okay, _, err) = openstack(&c, ADMIN, &["port", "set", "--host", "node1", "refused"]);
+    assert!(!okay, "the refused port exists: {err}");
+    let p = os(&c, &["port", "show", &id(&before)]);
+    assert_eq!(p["binding_host_id"], "node1", "{p}");
+    // Other nodes still bind.
+    os(
+        &c,
+        &[
+            "port",
+            "create",
+            "--network",
+            "net1",
+            "--host",
+            "node2",
+            "elsewhere",
+        ],
+    );
+    // The agent re-registers (as at every start): its admin state and description stay.
+    ok(
+        register(&c, &agent("node1"), "node1", "RegionOne", false),
+        "node1",
+    );
+    let shown = os(&c, &["network", "agent", "show", &node1]);
+    assert_eq!(shown["admin_state_up"], false, "{shown}");
+    assert_eq!(shown["description"], "draining", "{shown}");
+    // A member cannot change it (it cannot see it: 404), nor a read-only field as admin (400).
+    let (okay, _, err) = openstack(
+        &c,
+        common::DEMO,
+        &["network", "agent", "set", "--enable", &node1],
+    );
+    assert!(
+        !okay && err.contains("could not be found"),
+        "a member enabled an agent: {err}"
+    );
+    let (s, body) = c.n(
+        "PUT",
+        &format!("/v2.0/agents/{node1}"),
+        Some(ADMIN),
+        Some(&serde_json::json!({"agent": {"host": "elsewhere"}})),
+    );
+    assert_eq!(s, 400, "{body}");
+    let (okay, out, err) = openstack(&c, ADMIN, &["network", "agent", "set", "--enable", &node1]);
+    assert!(okay, "{out}{err}");
+    os(
+        &c,
+        &[
+            "port",
+            "create",
+            "--network",
+            "net1",
+            "--host",
+            "node1",
+            "after",
+        ],
+    );
 }
 
 #[test]
@@ -338,6 +470,60 @@ fn ip_availability_counts_pools_and_allocations() {
     assert!(subnet.to_string().contains("10.0.1.0/24"), "{shown}");
     let list = os(&c, &["ip", "availability", "list"]);
     assert!(list.to_string().contains("net1"), "{list}");
-    let (okay, _, _) = openstack(&c, common::DEMO, &["ip", "availability", "list"]);
-    assert!(!okay, "a member read the availability of every network");
+    // A member sees none (filtered by policy, as Neutron's collections are); one is 404.
+    let listed = openstack_json(&c, common::DEMO, &["ip", "availability", "list"]);
+    assert_eq!(
+        listed,
+        serde_json::json!([]),
+        "a member read the availability"
+    );
+    let (okay, _, err) = openstack(&c, common::DEMO, &["ip", "availability", "show", "net1"]);
+    assert!(!okay, "a member read one network's availability: {err}");
+}
+
+/// An extra route may go via a hop on the router's gateway subnet (an upstream router), as
+/// Neutron allows; a hop on no subnet of the router is still 400.
+#[test]
+fn an_extra_route_may_go_via_the_gateway_subnet() {
+    let c = Controller::start();
+    setup(&c);
+    os(&c, &["router", "create", "r1"]);
+    let (okay, out, err) = openstack(
+        &c,
+        ADMIN,
+        &["router", "set", "--external-gateway", "public", "r1"],
+    );
+    assert!(okay, "{out}{err}");
+    let (okay, out, err) = openstack(
+        &c,
+        ADMIN,
+        &[
+            "router",
+            "set",
+            "--route",
+            "destination=10.7.7.0/24,gateway=163.3.124.99",
+            "r1",
+        ],
+    );
+    assert!(
+        okay,
+        "a route via the gateway subnet was refused: {out}{err}"
+    );
+    let r = os(&c, &["router", "show", "r1"]);
+    assert!(r["routes"].to_string().contains("163.3.124.99"), "{r}");
+    let (okay, _, err) = openstack(
+        &c,
+        ADMIN,
+        &[
+            "router",
+            "set",
+            "--route",
+            "destination=10.8.8.0/24,gateway=10.250.0.1",
+            "r1",
+        ],
+    );
+    assert!(
+        !okay && err.contains("not connected"),
+        "an unconnected hop: {err}"
+    );
 }

@@ -131,6 +131,10 @@ pub fn document() -> Value {
             "/v2.0/routers/{id}/remove_extraroutes": {"parameters": [id_param()], "put": routes_action("Remove extra routes from a router (extraroute-atomic)")},
             "/v2.0/agents": {"get": admin_get("Node agents with their liveness (admin)")},
             "/v2.0/agents/{id}": {"parameters": [id_param()], "get": admin_get("One node agent (admin)"),
+                "put": {"summary": "Describe a node's agent or disable it for new port bindings (admin)",
+                        "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "required": ["agent"], "additionalProperties": false,
+                            "properties": {"agent": {"type": "object", "additionalProperties": false, "properties": {"description": s("string"), "admin_state_up": s("boolean")}}}}}}},
+                        "responses": {"200": ok(json!({"type": "object"})), "400": err(), "401": err(), "403": err(), "404": err()}},
                 "delete": {"summary": "Decommission a node (admin)", "responses": {"204": {"description": "deleted"}, "401": err(), "403": err(), "404": err()}}},
             "/v2.0/network-ip-availabilities": {"get": admin_get("Addresses in the pools and taken, per network and subnet (admin)")},
             "/v2.0/network-ip-availabilities/{id}": {"parameters": [id_param()], "get": admin_get("One network's IP availability (admin)")}

@@ -188,7 +188,11 @@ pub async fn ip_availability(
     core: &Core,
     who: &Identity,
 ) -> Result<Vec<(Network, Vec<SubnetAvailability>)>, DomainError> {
-    policy::enforce(who, "get_network_ip_availability", &Target::default())?;
+    // A collection is filtered by policy, not refused (Neutron's way): a caller without
+    // `get_network_ip_availability` sees none, and a show of one answers 404.
+    if !policy::allows(who, "get_network_ip_availability", &Target::default()) {
+        return Ok(Vec::new());
+    }
     let all = crate::store::Scope::default();
     let used = core.store.used_ips_per_subnet().await?;
     let subnets = core.store.list_subnets(&all).await?;

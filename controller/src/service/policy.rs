@@ -100,6 +100,7 @@ pub const POLICIES: &[(&str, Rule)] = &[
     ("list_agents", Rule::Admin),
     ("delete_agent", Rule::Admin),
     ("get_agent", Rule::Admin),
+    ("update_agent", Rule::Admin),
     ("agent", Rule::Agent),
     // quotas
     ("get_quota", Rule::Owner),

@@ -114,6 +114,7 @@ pub async fn create(core: &Core, who: &Identity, new: &NewPort) -> Result<Port, 
     }
     if !new.host_id.is_empty() {
         policy::enforce(who, "create_port:binding:host_id", &t)?;
+        super::agents::check_bindable(core, &new.host_id).await?;
     }
     check_device_id(core, who, &new.device_id).await?;
     check_device_owner(who, "create_port", &new.device_owner, &t)?;
@@ -199,6 +200,9 @@ pub async fn update(
         }
         if let Some(v) = &u.host_id {
             policy::enforce(who, "update_port:binding:host_id", &t)?;
+            if *v != p.host_id {
+                super::agents::check_bindable(core, v).await?;
+            }
             p.host_id = v.clone();
         }
         if let Some(v) = u.port_security_enabled {

@@ -111,9 +111,20 @@ async fn check_gateway_network(core: &Core, g: &GatewayInfo) -> Result<(), Domai
 
 /// The subnets (id, CIDR) the router has interfaces on, by the store's relation.
 fn interface_subnets(intent: &Intent, router: &str) -> Vec<(String, ipnet::IpNet)> {
-    intent
-        .ports_of(router)
-        .filter(|p| p.device_owner == OWNER_INTERFACE && p.is_interface_of(router))
+    subnets_of_ports(
+        intent,
+        intent
+            .ports_of(router)
+            .filter(|p| p.device_owner == OWNER_INTERFACE && p.is_interface_of(router)),
+    )
+}
+
+/// The subnets (id, CIDR) of the given ports' fixed IPs.
+fn subnets_of_ports<'a>(
+    intent: &Intent,
+    ports: impl Iterator<Item = &'a Port>,
+) -> Vec<(String, ipnet::IpNet)> {
+    ports
         .flat_map(|p| p.fixed_ips.iter())
         .filter_map(|f| {
             intent
@@ -124,7 +135,8 @@ fn interface_subnets(intent: &Intent, router: &str) -> Vec<(String, ipnet::IpNet
         .collect()
 }
 
-/// Extra routes: at most [`MAX_ROUTES`], each next hop on a subnet the router is connected to.
+/// Extra routes: at most [`MAX_ROUTES`], each next hop on a subnet the router is connected to
+/// (an interface's, or its gateway's as Neutron allows: a route via an upstream hop).
 fn check_routes(intent: &Intent, r: &Router) -> Result<(), DomainError> {
     if r.routes.len() > MAX_ROUTES {
         return Err(DomainError::new(
@@ -136,7 +148,11 @@ fn check_routes(intent: &Intent, r: &Router) -> Result<(), DomainError> {
             ),
         ));
     }
-    let connected = interface_subnets(intent, &r.id);
+    let mut connected = interface_subnets(intent, &r.id);
+    connected.extend(subnets_of_ports(
+        intent,
+        intent.gateway_port(&r.id).into_iter(),
+    ));
     for route in &r.routes {
         let hop: IpAddr = route.nexthop.parse().map_err(|_| {
             DomainError::invalid_input(

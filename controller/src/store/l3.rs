@@ -207,6 +207,10 @@ pub struct AgentRow {
     pub revision_applied: i64,
     /// The last status report.
     pub report: Option<wire::StatusReport>,
+    /// An admin's description (Neutron's agent `description`).
+    pub description: String,
+    /// False when an admin disabled the node: it takes no new port bindings.
+    pub admin_state_up: bool,
 }
 
 /// A job row (Tricircle's `/v1.0/jobs`).
@@ -328,6 +332,8 @@ fn agent_from_row(r: &AnyRow) -> Result<AgentRow, StoreError> {
         last_report_at: col_os(r, "last_report_at")?,
         revision_applied: col_i(r, "revision_applied")?,
         report: report.and_then(|s| serde_json::from_str(&s).ok()),
+        description: col_s(r, "description")?,
+        admin_state_up: col_i(r, "admin_state_up")? != 0,
     })
 }
 
@@ -734,6 +740,32 @@ impl Store {
             .await
             .map_err(StoreError::db(format!("reading node {node}")))?;
         row.as_ref().map(agent_from_row).transpose()
+    }
+
+    /// Set an agent's admin attributes (each `None` left as it is); `None` when the node is
+    /// not registered.
+    pub async fn update_agent(
+        &self,
+        node: &str,
+        description: Option<&str>,
+        admin_state_up: Option<bool>,
+    ) -> Result<Option<AgentRow>, StoreError> {
+        let mut w = self.begin_write().await?;
+        let r = sqlx::query(
+            "UPDATE agents SET description = COALESCE($1, description), admin_state_up = COALESCE($2, admin_state_up) WHERE node = $3",
+        )
+        .bind(description.map(str::to_string))
+        .bind(admin_state_up.map(i64::from))
+        .bind(node.to_string())
+        .execute(&mut *w.tx)
+        .await
+        .map_err(StoreError::db(format!("updating node {node}")))?;
+        if r.rows_affected() == 0 {
+            return Ok(None);
+        }
+        w.touch(super::changes::ChangeKind::Node, node);
+        w.commit().await?;
+        self.get_agent(node).await
     }
 
     /// Every node.

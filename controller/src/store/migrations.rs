@@ -18,7 +18,15 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
     (4, "change log", super::changes::CHANGES_MIGRATION),
     (5, "quotas", super::quotas::QUOTAS_MIGRATION),
     (6, "router ports", ROUTER_PORTS),
+    (11, "agent description and admin state", AGENT_ADMIN),
 ];
+
+/// What an admin sets on a node's agent through `/v2.0/agents/{id}`: a description, and
+/// `admin_state_up` (a disabled node takes no new port bindings; what is bound stays).
+const AGENT_ADMIN: &str = r#"
+ALTER TABLE agents ADD COLUMN description TEXT NOT NULL DEFAULT '';
+ALTER TABLE agents ADD COLUMN admin_state_up BIGINT NOT NULL DEFAULT 1
+"#;
 
 /// Which ports are a router's interfaces: only `add_router_interface` writes here, so a port
 /// whose `device_owner`/`device_id` merely name a router is not one. One interface per

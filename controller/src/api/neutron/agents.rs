@@ -39,7 +39,7 @@ pub fn render(a: &AgentRow, az: &str) -> Value {
         "host": a.node,
         "availability_zone": az,
         "alive": agents::alive(a),
-        "admin_state_up": true,
+        "admin_state_up": a.admin_state_up,
         "topic": "N/A",
         "configurations": {
             "pod": a.pod,
@@ -49,9 +49,32 @@ pub fn render(a: &AgentRow, az: &str) -> Value {
         "created_at": a.registered_at,
         "started_at": a.registered_at,
         "heartbeat_timestamp": a.last_report_at.clone().unwrap_or_else(|| a.registered_at.clone()),
-        "description": null,
+        "description": a.description,
         "resources_synced": null,
     })
+}
+
+/// `{"agent": {...}}` with only `description` and `admin_state_up`: everything else an agent
+/// shows is what the node reports, read-only as in Neutron.
+fn parse_update(ctx: &Ctx) -> Result<agents::AgentUpdate, DomainError> {
+    let body = ctx.resource_body("agent")?;
+    let mut u = agents::AgentUpdate::default();
+    for (k, v) in &body {
+        match (k.as_str(), v) {
+            ("description", Value::String(s)) => u.description = Some(s.clone()),
+            ("description", Value::Null) => u.description = Some(String::new()),
+            ("admin_state_up", Value::Bool(b)) => u.admin_state_up = Some(*b),
+            ("description" | "admin_state_up", _) => {
+                return Err(DomainError::invalid_input(k, format!("invalid value {v}")))
+            }
+            _ => {
+                return Err(DomainError::bad_request(format!(
+                    "Cannot update read-only attribute {k}"
+                )))
+            }
+        }
+    }
+    Ok(u)
 }
 
 pub(crate) async fn handle(
@@ -91,6 +114,20 @@ pub(crate) async fn handle(
             app.realizer.kick();
             Ok(no_content())
         }
-        Op::Create | Op::Update(_) => Err(crate::api::method_not_allowed(ctx)),
+        Op::Update(id) => {
+            let (a, _) = find(id)?;
+            let u = parse_update(ctx)?;
+            let row = agents::update(app, who, &a.node, &u).await?;
+            let az = listed
+                .iter()
+                .find(|(l, _)| l.node == row.node)
+                .map(|(_, az)| az.clone())
+                .unwrap_or_default();
+            Ok(respond(
+                StatusCode::OK,
+                &json!({"agent": render(&row, &az)}),
+            ))
+        }
+        Op::Create => Err(crate::api::method_not_allowed(ctx)),
     }
 }
