@@ -1040,8 +1040,13 @@ pub async fn ensure_gateway_port(
     let Some(port) = gateway_port_request(r)? else {
         return Ok(());
     };
-    match core.store().create_port(&port).await {
+    match core.store().create_gateway_port(&r.id, &port).await {
         Err(e) if e.is_unique_violation() => Ok(()),
+        Err(StoreError::Rule(e))
+            if e.class == crate::error::ErrorClass::Conflict && e.kind == "PortExists" =>
+        {
+            Ok(())
+        }
         other => other.map(|_| ()).map_err(DomainError::from),
     }
 }

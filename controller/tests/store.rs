@@ -542,3 +542,76 @@ both!(
     sqlite_constraint_race,
     pg_constraint_race
 );
+
+/// A router's gateway port goes with the router in one transaction, and the realizer's
+/// mending create of a "missing" gateway port happens only while the router row still names
+/// a gateway on that port's network: a pass working from an intent a moment old cannot
+/// re-create the port of a router just deleted (which left the external subnet undeletable).
+async fn gateway_port_suite(s: &Store) {
+    let n = s
+        .create_network(
+            &NewNetwork {
+                external: true,
+                ..net("admin", SegmentRequest::Local)
+            },
+            &VlanRanges::default(),
+        )
+        .await
+        .unwrap();
+    let sub = s
+        .create_subnet(&subnet(&n.id, "10.9.9.0/24"))
+        .await
+        .unwrap();
+    let other = s
+        .create_network(&net("admin", SegmentRequest::Local), &VlanRanges::default())
+        .await
+        .unwrap();
+    let router = controller::store::l3::Router {
+        id: uuid::Uuid::new_v4().to_string(),
+        project_id: "admin".into(),
+        name: "r".into(),
+        description: String::new(),
+        admin_state_up: true,
+        az_hints: vec![],
+        gateway: Some(controller::store::l3::GatewayInfo {
+            network_id: n.id.clone(),
+            enable_snat: true,
+            requested_ips: vec![],
+        }),
+        routes: vec![],
+        created_at: String::new(),
+        updated_at: String::new(),
+        revision_number: 0,
+    };
+    let gw_port = |net: &str| NewPort {
+        device_id: router.id.clone(),
+        device_owner: "network:router_gateway".into(),
+        ..port(net)
+    };
+    s.create_router_with_gateway(&router, None).await.unwrap();
+    // On another network than the row names: not created.
+    assert!(s
+        .create_gateway_port(&router.id, &gw_port(&other.id))
+        .await
+        .unwrap()
+        .is_none());
+    let made = s
+        .create_gateway_port(&router.id, &gw_port(&n.id))
+        .await
+        .unwrap()
+        .expect("the router names this gateway");
+    s.delete_router(&router.id).await.unwrap();
+    assert!(
+        s.get_port(&made.id).await.is_err(),
+        "the gateway port outlived its router"
+    );
+    // A late mend for the deleted router creates nothing, and the subnet can go.
+    assert!(s
+        .create_gateway_port(&router.id, &gw_port(&n.id))
+        .await
+        .unwrap()
+        .is_none());
+    s.delete_subnet(&sub.id).await.unwrap();
+}
+
+both!(gateway_port_suite, sqlite_gateway_port, pg_gateway_port);

@@ -9,7 +9,7 @@ use std::net::IpAddr;
 use crate::auth::Identity;
 use crate::core::Core;
 use crate::error::{DomainError, ErrorClass, StoreError};
-use crate::naming::{OWNER_GATEWAY, OWNER_INTERFACE};
+use crate::naming::OWNER_INTERFACE;
 use crate::realize::{self, Intent};
 use crate::service::networks;
 use crate::service::policy::{self, Target};
@@ -378,32 +378,23 @@ async fn sync_gateway_port(core: &Core, r: &Router) -> Result<(), DomainError> {
 /// Delete a router without interfaces (409 `RouterInUse` otherwise), gateway port first.
 pub async fn delete(core: &Core, who: &Identity, id: &str) -> Result<(), DomainError> {
     let r = load_for(core, who, id, "delete_router").await?;
-    let gateways: Vec<String> = {
+    {
         let intent = core.realizer.intent(core).await?;
-        if let Some(p) = intent
+        let interface = intent
             .ports_of(&r.id)
             .find(|p| p.device_owner == OWNER_INTERFACE && p.is_interface_of(&r.id))
-        {
+            .map(|p| p.id.clone());
+        if let Some(p) = interface {
             return Err(DomainError::conflict(
                 "RouterInUse",
                 format!(
-                    "Router {} still has ports (interface port {}): remove its interfaces first",
-                    r.id, p.id
+                    "Router {} still has ports (interface port {p}): remove its interfaces first",
+                    r.id
                 ),
             ));
         }
-        intent
-            .ports_of(&r.id)
-            .filter(|p| p.device_owner == OWNER_GATEWAY)
-            .map(|p| p.id.clone())
-            .collect()
-    };
-    for p in gateways {
-        match core.store.delete_port(&p).await {
-            Err(StoreError::Rule(a)) if a.is_not_found() => {}
-            other => other?,
-        }
     }
+    // The store deletes the gateway port with the router, in one transaction.
     core.store.delete_router(&r.id).await.map_err(|e| match e {
         e if e.is_foreign_key_violation() => DomainError::conflict(
             "RouterInUse",

@@ -371,6 +371,45 @@ impl Store {
 
     /// Insert a router and, when given, its gateway port in one transaction: a gateway the
     /// external network cannot give (address taken, not in a subnet) leaves no router behind.
+    /// Create a router's gateway port only while the router row still names a gateway on the
+    /// port's network, checked under the row's lock in the port's transaction (`None`: not
+    /// created). The realizer mends a missing gateway port from an intent that may be a
+    /// moment old; this keeps it from re-creating the port of a router just deleted or moved.
+    pub async fn create_gateway_port(
+        &self,
+        router_id: &str,
+        p: &super::NewPort,
+    ) -> Result<Option<super::Port>, StoreError> {
+        retrying!(async {
+            let mut w = self.begin_write().await?;
+            // An UPDATE that changes nothing takes the row lock on PostgreSQL (waiting for a
+            // concurrent delete to commit) and works the same on SQLite.
+            sqlx::query("UPDATE routers SET gateway = gateway WHERE id = $1")
+                .bind(router_id.to_string())
+                .execute(&mut *w.tx)
+                .await
+                .map_err(StoreError::db(format!("locking router {router_id}")))?;
+            let row = sqlx::query("SELECT gateway FROM routers WHERE id = $1")
+                .bind(router_id.to_string())
+                .fetch_optional(&mut *w.tx)
+                .await
+                .map_err(StoreError::db(format!("reading router {router_id}")))?;
+            let gateway: Option<GatewayInfo> = match &row {
+                Some(r) => col_os(r, "gateway")?.and_then(|g| serde_json::from_str(&g).ok()),
+                None => None,
+            };
+            if gateway.is_none_or(|g| g.network_id != p.network_id) {
+                // Ends the transaction now (it changed nothing): a dropped one would hold
+                // SQLite's write lock until its rollback runs.
+                w.commit().await?;
+                return Ok(None);
+            }
+            super::ports::insert_port(&mut w, &self.quota_defaults, p).await?;
+            w.commit().await?;
+            self.get_port(&p.id).await.map(Some)
+        })
+    }
+
     pub async fn create_router_with_gateway(
         &self,
         r: &Router,
@@ -471,6 +510,28 @@ impl Store {
     /// Delete a router row.
     pub async fn delete_router(&self, id: &str) -> Result<(), StoreError> {
         let mut w = self.begin_write().await?;
+        // Its gateway ports go in the same transaction: a realizer pass that still sees the
+        // router (and mends a "missing" gateway port) cannot slip between the two.
+        let gone = sqlx::query(
+            "SELECT id FROM ports WHERE device_id = $1 AND device_owner = 'network:router_gateway'",
+        )
+        .bind(id.to_string())
+        .fetch_all(&mut *w.tx)
+        .await
+        .map_err(StoreError::db(format!(
+            "reading the gateway ports of router {id}"
+        )))?;
+        for row in &gone {
+            let port = col_s(row, "id")?;
+            sqlx::query("DELETE FROM ports WHERE id = $1")
+                .bind(port.clone())
+                .execute(&mut *w.tx)
+                .await
+                .map_err(StoreError::db(format!(
+                    "deleting gateway port {port} of router {id}"
+                )))?;
+            w.touch(super::changes::ChangeKind::Port, &port);
+        }
         sqlx::query("DELETE FROM routers WHERE id = $1")
             .bind(id.to_string())
             .execute(&mut *w.tx)
