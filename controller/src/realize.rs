@@ -1013,12 +1013,13 @@ pub fn gateway_port_request(r: &crate::store::l3::Router) -> Result<Option<NewPo
 }
 
 /// Makes a router's gateway port match its row: deletes a port on another network (or with
-/// other addresses than the row now asks for), creates the missing one.
+/// other addresses than the row now asks for), creates the missing one. True when it created
+/// one (not when the port was there already or the row no longer names that gateway).
 pub async fn ensure_gateway_port(
     core: &dyn Deps,
     r: &crate::store::l3::Router,
     existing: Option<&Port>,
-) -> Result<(), DomainError> {
+) -> Result<bool, DomainError> {
     if let Some(p) = existing {
         let wanted = gateway_port_request(r)?;
         let keep = wanted.as_ref().is_some_and(|w| {
@@ -1033,21 +1034,21 @@ pub async fn ensure_gateway_port(
                 })
         });
         if keep {
-            return Ok(());
+            return Ok(false);
         }
         ignore_missing(core.store().delete_port(&p.id).await)?;
     }
     let Some(port) = gateway_port_request(r)? else {
-        return Ok(());
+        return Ok(false);
     };
     match core.store().create_gateway_port(&r.id, &port).await {
-        Err(e) if e.is_unique_violation() => Ok(()),
+        Err(e) if e.is_unique_violation() => Ok(false),
         Err(StoreError::Rule(e))
             if e.class == crate::error::ErrorClass::Conflict && e.kind == "PortExists" =>
         {
-            Ok(())
+            Ok(false)
         }
-        other => other.map(|_| ()).map_err(DomainError::from),
+        other => other.map(|p| p.is_some()).map_err(DomainError::from),
     }
 }
 
@@ -1073,7 +1074,8 @@ async fn mend_gateways<'a>(
             continue;
         }
         match ensure_gateway_port(core, r, None).await {
-            Ok(()) => {
+            Ok(false) => {}
+            Ok(true) => {
                 tracing::info!(router = %id, network = %g.network_id, "created a missing gateway port");
                 n += 1;
             }

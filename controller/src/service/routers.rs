@@ -372,7 +372,9 @@ async fn gateway_port(core: &Core, router: &str) -> Result<Option<Port>, DomainE
 /// Makes the gateway port match `r.gateway` (the realizer does the same after a crash).
 async fn sync_gateway_port(core: &Core, r: &Router) -> Result<(), DomainError> {
     let existing = gateway_port(core, &r.id).await?;
-    realize::ensure_gateway_port(core, r, existing.as_ref()).await
+    realize::ensure_gateway_port(core, r, existing.as_ref())
+        .await
+        .map(|_| ())
 }
 
 /// Delete a router without interfaces (409 `RouterInUse` otherwise), gateway port first.
