@@ -39,4 +39,18 @@ if [ ! -x "$VENV/bin/openstack" ] || ! "$VENV/bin/openstack" --version >/dev/nul
   "$VENV/bin/pip" install -q python-openstackclient
 fi
 "$VENV/bin/openstack" --version >/dev/null
-echo "install-deps: ok (venv $VENV)"
+
+# The client libraries' own functional tests (openstacksdk, python-openstackclient), pinned:
+# a venv apart, so their test dependencies (tempest, oslotest) stay out of the CLI's.
+SUITES_VENV=${CROSSPOD_SUITES_VENV:-/var/lib/crosspod/suites-venv}
+SUITES_REQ="$(dirname "$0")/client-suites-requirements.txt"
+SUITES_STAMP="$SUITES_VENV/.crosspod-requirements"
+if ! cmp -s "$SUITES_REQ" "$SUITES_STAMP" || ! "$SUITES_VENV/bin/python" -c 'import openstack, openstackclient, tempest, pytest' 2>/dev/null; then
+  echo "install-deps: creating venv $SUITES_VENV for the client libraries' functional tests"
+  rm -rf "$SUITES_VENV"
+  "$PY" -m venv "$SUITES_VENV"
+  "$SUITES_VENV/bin/pip" install -q --upgrade pip
+  "$SUITES_VENV/bin/pip" install -q -r "$SUITES_REQ"
+  cp "$SUITES_REQ" "$SUITES_STAMP"
+fi
+echo "install-deps: ok (venv $VENV, suites venv $SUITES_VENV)"
