@@ -281,7 +281,7 @@ fn run(backend: &'static str, database: String, rows: &mut Vec<Row>) {
         for _ in 0..reps {
             let items: Vec<Value> = ports
                 .iter()
-                .map(|p| controller::api::neutron::ports::render(p, &who))
+                .map(|p| controller::api::neutron::ports::render(p, &who, &[]))
                 .collect();
             let (items, _) = q.apply(items, "http://bench", "ports").expect("apply");
             let body = serde_json::to_vec(&json!({ "ports": items })).expect("json");

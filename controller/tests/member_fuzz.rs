@@ -160,6 +160,27 @@ fn setup(c: &Controller) -> World {
         "floatingip",
         json!({"floating_network_id": ext, "port_id": demo_port}),
     );
+    // Tags on demo's and the admin's objects, for the attacker to aim at.
+    for (path, token) in [
+        (format!("networks/{demo_net}"), DEMO),
+        (format!("subnets/{demo_sub}"), DEMO),
+        (format!("ports/{demo_port}"), DEMO),
+        (format!("routers/{demo_router}"), DEMO),
+        (format!("floatingips/{demo_fip}"), DEMO),
+        (format!("networks/{shared}"), ADMIN),
+        (format!("subnets/{shared_sub}"), ADMIN),
+        (format!("networks/{admin_net}"), ADMIN),
+    ] {
+        ok(
+            c.n(
+                "PUT",
+                &format!("/v2.0/{path}/tags"),
+                Some(token),
+                Some(&json!({"tags": ["victim", "keep"]})),
+            ),
+            "tags",
+        );
+    }
     // other's own: a network, subnet, port, router and floating IP to aim updates at.
     let other_net = create(c, OTHER, "networks", "network", json!({"name": "mine"}));
     let other_sub = create(
@@ -397,6 +418,12 @@ fn values_for(w: &World, prop: &str) -> Vec<Value> {
             .map(|a| json!([{"destination": "0.0.0.0/0", "nexthop": a}]))
             .collect(),
         "project_id" | "tenant_id" => vec![json!("demo"), json!("admin"), json!("crosspod-bridge")],
+        "tags" => vec![
+            json!(["mine", "a/b"]),
+            json!(["a,b"]),
+            json!([""]),
+            json!(["x", "x"]),
+        ],
         "device_owner" => vec![
             json!("network:router_interface"),
             json!("network:router_gateway"),
@@ -526,6 +553,8 @@ fn a_member_fuzzing_every_path_sees_and_changes_nothing_of_another_project() {
         "/v2.0/agents/{id}",
         "/v2.0/network-ip-availabilities/{id}",
         "/v2.0/quotas/{project_id}",
+        "/v2.0/networks/{id}/tags",
+        "/v2.0/floatingips/{id}/tags/{tag}",
     ] {
         assert!(doc["paths"][p].is_object(), "the document describes {p}");
     }
@@ -557,9 +586,13 @@ fn a_member_fuzzing_every_path_sees_and_changes_nothing_of_another_project() {
                 let p = path
                     .replace("{id}", target)
                     .replace("{project_id}", target)
-                    .replace("{alias}", "router");
+                    .replace("{alias}", "router")
+                    .replace("{tag}", "victim");
                 let bodies: Vec<Value> = match (&props, coll) {
                     (None, _) => vec![Value::Null],
+                    (Some((None, _)), _) if path.ends_with("/tags") => {
+                        vec![json!({"tags": ["pwned"]}), json!({"tags": []})]
+                    }
                     (Some(_), _) if path.ends_with("_interface") => vec![
                         json!({"subnet_id": w.other_sub}),
                         json!({"subnet_id": w.demo_sub}),
@@ -579,7 +612,7 @@ fn a_member_fuzzing_every_path_sees_and_changes_nothing_of_another_project() {
                     _ => vec![Value::Null], // a create has no target; fuzzed in (b)
                 };
                 for b in &bodies {
-                    if verb == "POST" {
+                    if verb == "POST" && !path.contains("{id}") {
                         continue;
                     }
                     let body = (!b.is_null()).then_some(b);
@@ -625,6 +658,7 @@ fn a_member_fuzzing_every_path_sees_and_changes_nothing_of_another_project() {
             };
             let real = path.replace("{id}", own).replace("{project_id}", own);
             let base = match (coll, verb.as_str()) {
+                _ if path.contains("/tags") => json!({}),
                 ("subnets", "POST") => json!({"network_id": w.other_net, "cidr": "10.77.0.0/24"}),
                 ("ports", "POST") => json!({"network_id": w.shared}),
                 ("floatingips", "POST") => json!({"floating_network_id": w.ext}),

@@ -86,13 +86,28 @@ fn openapi_driven_fuzz_never_5xx() {
         for method in ["post", "put"] {
             let Some(op) = item.get(method) else { continue };
             let body_schema = &op["requestBody"]["content"]["application/json"]["schema"];
-            let key = body_schema["required"][0]
-                .as_str()
-                .unwrap_or("pod")
-                .to_string();
+            if body_schema.is_null() {
+                continue; // no body (PUT .../tags/{tag})
+            }
             let s = schema(&doc, body_schema);
+            // A body is `{key: {...}}` (Neutron's resources, the pod) unless its schema is
+            // the body itself (`{"tags": [...]}`).
+            let key = match body_schema["required"][0].as_str() {
+                Some(k) => Some(k.to_string()),
+                None if path.starts_with("/v1.0/pods") => Some("pod".to_string()),
+                None => None,
+            };
             let props = s["properties"].as_object().expect("properties");
             let (real_path, base): (String, Value) = match (path.as_str(), method) {
+                (p, _) if p.contains("/tags") => {
+                    let id = match p.split('/').nth(2) {
+                        Some("networks") => &nid,
+                        Some("subnets") => &sid,
+                        Some("ports") => &pid,
+                        _ => "{id}",
+                    };
+                    (p.replace("{id}", id), json!({}))
+                }
                 ("/v2.0/networks/{id}", _) => (format!("/v2.0/networks/{nid}"), json!({})),
                 ("/v2.0/subnets/{id}", _) => (format!("/v2.0/subnets/{sid}"), json!({})),
                 ("/v2.0/ports/{id}", _) => (format!("/v2.0/ports/{pid}"), json!({})),
@@ -116,7 +131,10 @@ fn openapi_driven_fuzz_never_5xx() {
                 for v in odd_values() {
                     let mut b = base.clone();
                     b[prop.as_str()] = v.clone();
-                    let body = json!({ key.clone(): b });
+                    let body = match &key {
+                        Some(k) => json!({ k.as_str(): b }),
+                        None => b,
+                    };
                     let verb = method.to_uppercase();
                     let (status, resp) = request(
                         target,

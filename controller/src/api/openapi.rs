@@ -26,6 +26,14 @@ fn collection(
         .iter()
         .map(|f| json!({"name": f, "in": "query", "required": false, "schema": {"type": "string"}}))
         .collect();
+    if filters.contains(&"tags") {
+        // `tags` above, and the other tag filters: comma-separated tags.
+        for f in &crate::api::neutron::query::TagFilters::NAMES[1..] {
+            params.push(
+                json!({"name": f, "in": "query", "required": false, "schema": {"type": "string"}}),
+            );
+        }
+    }
     for (n, t) in [
         ("fields", "string"),
         ("limit", "integer"),
@@ -66,6 +74,36 @@ fn collection(
             "delete": {"summary": format!("Delete a {single}"), "responses": del_resp},
         }),
     )
+}
+
+/// `/v2.0/{collection}/{id}/tags` and `.../tags/{tag}` (`standard-attr-tag`).
+fn tag_paths(collection: &str) -> [(String, Value); 2] {
+    let body = json!({"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Tags"}}}});
+    let tags_ok = ok(
+        json!({"type": "object", "properties": {"tags": {"type": "array", "items": {"type": "string"}}}}),
+    );
+    let tag_param = json!({"name": "tag", "in": "path", "required": true, "schema": {"type": "string", "minLength": 1, "maxLength": 255}});
+    [
+        (
+            format!("/v2.0/{collection}/{{id}}/tags"),
+            json!({
+                "parameters": [id_param()],
+                "get": {"summary": format!("The tags of one of the {collection}"), "responses": {"200": tags_ok, "401": err(), "403": err(), "404": err()}},
+                "put": {"summary": "Replace every tag", "requestBody": body, "responses": {"200": tags_ok, "400": err(), "401": err(), "403": err(), "404": err()}},
+                "post": {"summary": "Add tags (tag-creation)", "requestBody": body, "responses": {"200": tags_ok, "400": err(), "401": err(), "403": err(), "404": err()}},
+                "delete": {"summary": "Remove every tag", "responses": {"204": {"description": "removed"}, "401": err(), "403": err(), "404": err()}},
+            }),
+        ),
+        (
+            format!("/v2.0/{collection}/{{id}}/tags/{{tag}}"),
+            json!({
+                "parameters": [id_param(), tag_param],
+                "get": {"summary": "Whether it has the tag", "responses": {"204": {"description": "it has"}, "400": err(), "401": err(), "403": err(), "404": err()}},
+                "put": {"summary": "Add the tag", "responses": {"201": {"description": "added"}, "400": err(), "401": err(), "403": err(), "404": err()}},
+                "delete": {"summary": "Remove the tag", "responses": {"204": {"description": "removed"}, "400": err(), "401": err(), "403": err(), "404": err()}},
+            }),
+        ),
+    ]
 }
 
 /// The OpenAPI document.
@@ -142,6 +180,7 @@ pub fn document() -> Value {
     let quota_get =
         || json!({"responses": {"200": ok(json!({"type": "object"})), "401": err(), "403": err()}});
     let str_list = json!({"type": "array", "items": {"type": "string"}});
+    let tags = json!({"type": "array", "maxItems": 50, "uniqueItems": true, "items": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[^,]*$"}});
     let pools = json!({"type": "array", "items": {"type": "object", "required": ["start", "end"], "properties": {"start": {"type": "string", "format": "ip"}, "end": {"type": "string", "format": "ip"}}, "additionalProperties": false}});
     let routes = json!({"type": "array", "items": {"type": "object", "required": ["destination", "nexthop"], "properties": {"destination": s("string"), "nexthop": s("string")}}});
     let fixed = json!({"type": "array", "items": {"type": "object", "properties": {"subnet_id": {"type": "string", "format": "uuid"}, "ip_address": {"type": "string", "format": "ip"}}, "additionalProperties": false}});
@@ -158,7 +197,7 @@ pub fn document() -> Value {
                     "port_security_enabled": s("boolean"), "availability_zone_hints": str_list,
                     "provider:network_type": {"type": "string", "enum": ["local", "vlan", "flat"]},
                     "provider:physical_network": s("string"), "provider:segmentation_id": {"type": "integer", "minimum": 1, "maximum": 4094},
-                    "project_id": s("string"), "tenant_id": s("string")}},
+                    "tags": tags, "project_id": s("string"), "tenant_id": s("string")}},
                 "NetworkUpdate": {"type": "object", "additionalProperties": false, "properties": {
                     "name": s("string"), "description": s("string"), "admin_state_up": s("boolean"), "shared": s("boolean"),
                     "router:external": s("boolean"), "mtu": {"type": "integer"}, "port_security_enabled": s("boolean")}},
@@ -166,7 +205,7 @@ pub fn document() -> Value {
                     "network_id": {"type": "string", "format": "uuid"}, "cidr": s("string"), "ip_version": {"type": "integer", "enum": [4, 6]},
                     "name": s("string"), "description": s("string"), "gateway_ip": {"type": "string", "nullable": true},
                     "allocation_pools": pools, "enable_dhcp": s("boolean"), "dns_nameservers": str_list, "host_routes": routes,
-                    "project_id": s("string"), "tenant_id": s("string")}},
+                    "tags": tags, "project_id": s("string"), "tenant_id": s("string")}},
                 "SubnetUpdate": {"type": "object", "additionalProperties": false, "properties": {
                     "name": s("string"), "description": s("string"), "gateway_ip": {"type": "string", "nullable": true},
                     "allocation_pools": pools, "enable_dhcp": s("boolean"), "dns_nameservers": str_list, "host_routes": routes}},
@@ -174,7 +213,7 @@ pub fn document() -> Value {
                     "network_id": {"type": "string", "format": "uuid"}, "name": s("string"), "description": s("string"),
                     "admin_state_up": s("boolean"), "mac_address": s("string"), "fixed_ips": fixed, "device_id": s("string"),
                     "device_owner": s("string"), "binding:host_id": s("string"), "port_security_enabled": s("boolean"),
-                    "security_groups": {"type": "array", "maxItems": 0}, "project_id": s("string"), "tenant_id": s("string")}},
+                    "security_groups": {"type": "array", "maxItems": 0}, "tags": tags, "project_id": s("string"), "tenant_id": s("string")}},
                 "PortUpdate": {"type": "object", "additionalProperties": false, "properties": {
                     "name": s("string"), "description": s("string"), "admin_state_up": s("boolean"), "fixed_ips": fixed,
                     "device_id": s("string"), "device_owner": s("string"), "binding:host_id": s("string"),
@@ -183,21 +222,22 @@ pub fn document() -> Value {
                     "name": s("string"), "description": s("string"), "admin_state_up": s("boolean"),
                     "external_gateway_info": gateway, "routes": routes, "availability_zone_hints": str_list,
                     "distributed": s("boolean"), "ha": s("boolean"), "flavor_id": {"type": "string", "nullable": true},
-                    "tags": str_list, "project_id": s("string"), "tenant_id": s("string")}},
+                    "tags": tags, "project_id": s("string"), "tenant_id": s("string")}},
                 "RouterUpdate": {"type": "object", "additionalProperties": false, "properties": {
                     "name": s("string"), "description": s("string"), "admin_state_up": s("boolean"),
-                    "external_gateway_info": gateway, "routes": {"type": "array", "nullable": true, "items": routes["items"]}, "tags": str_list}},
+                    "external_gateway_info": gateway, "routes": {"type": "array", "nullable": true, "items": routes["items"]}}},
                 "RouterRoutes": {"type": "object", "required": ["routes"], "additionalProperties": false, "properties": {"routes": routes}},
                 "RouterInterface": {"type": "object", "description": "exactly one of subnet_id and port_id", "additionalProperties": false, "properties": {
                     "subnet_id": uuid, "port_id": uuid}},
                 "FloatingIpCreate": {"type": "object", "required": ["floating_network_id"], "additionalProperties": false, "properties": {
                     "floating_network_id": uuid, "floating_ip_address": {"type": "string", "format": "ip"}, "subnet_id": uuid,
                     "port_id": nullable_uuid, "fixed_ip_address": {"type": "string", "format": "ip", "nullable": true},
-                    "description": s("string"), "tags": str_list, "qos_policy_id": {"type": "string", "nullable": true},
-                    "dns_domain": s("string"), "dns_name": s("string"), "project_id": s("string"), "tenant_id": s("string")}},
+                    "description": s("string"), "tags": tags, "qos_policy_id": {"type": "string", "nullable": true},
+                    "dns_domain": {"type": "string", "maxLength": 0}, "dns_name": {"type": "string", "maxLength": 0}, "project_id": s("string"), "tenant_id": s("string")}},
                 "FloatingIpUpdate": {"type": "object", "additionalProperties": false, "properties": {
                     "port_id": nullable_uuid, "fixed_ip_address": {"type": "string", "format": "ip", "nullable": true},
-                    "description": s("string"), "tags": str_list}},
+                    "description": s("string")}},
+                "Tags": {"type": "object", "description": "{\"tags\": [...]}; tags is required", "additionalProperties": false, "properties": {"tags": tags}},
                 "QuotaUpdate": quota,
                 "PodCreate": {"type": "object", "required": ["pod"], "properties": {"pod": {"type": "object", "required": ["region_name"], "additionalProperties": false, "properties": {
                     "region_name": s("string"), "az_name": s("string"), "pod_az_name": s("string"), "dc_name": s("string")}}}}
@@ -235,6 +275,9 @@ pub fn document() -> Value {
     });
     if let (Some(paths), Value::Object(more)) = (doc["paths"].as_object_mut(), more_paths) {
         paths.extend(more);
+        for c in crate::store::Tagged::ALL {
+            paths.extend(tag_paths(c.collection()));
+        }
     }
     doc
 }

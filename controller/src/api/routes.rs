@@ -35,6 +35,16 @@ const NEUTRON: &[&str] = &[
     "/v2.0/quotas",
     "/v2.0/quotas/{project_id}",
     "/v2.0/quotas/{project_id}/details",
+    "/v2.0/networks/{id}/tags",
+    "/v2.0/networks/{id}/tags/{tag}",
+    "/v2.0/subnets/{id}/tags",
+    "/v2.0/subnets/{id}/tags/{tag}",
+    "/v2.0/ports/{id}/tags",
+    "/v2.0/ports/{id}/tags/{tag}",
+    "/v2.0/routers/{id}/tags",
+    "/v2.0/routers/{id}/tags/{tag}",
+    "/v2.0/floatingips/{id}/tags",
+    "/v2.0/floatingips/{id}/tags/{tag}",
 ];
 
 /// Tricircle API templates (pods, agents, jobs, metrics).
@@ -116,6 +126,14 @@ mod tests {
         assert_eq!(
             template("tricircle", "/v1.0/agents/node1/desired/"),
             "/v1.0/agents/{node}/desired"
+        );
+        assert_eq!(
+            template("neutron", "/v2.0/floatingips/f1/tags/red%2Fblue"),
+            "/v2.0/floatingips/{id}/tags/{tag}"
+        );
+        assert_eq!(
+            template("neutron", "/v2.0/subnets/s1/tags/"),
+            "/v2.0/subnets/{id}/tags"
         );
         assert_eq!(template("tricircle", "/"), "/");
         assert_eq!(template("neutron", "/v2.0/ports/a/b/c"), UNMATCHED);

@@ -131,9 +131,12 @@ pub struct Create {
     pub fixed_ip: Option<String>,
     /// Description.
     pub description: String,
+    /// Tags.
+    pub tags: Vec<String>,
 }
 
-/// Create a floating IP (its address port first, removed again if the row cannot be written).
+/// Create a floating IP (its address port first, removed again if the row and its tags
+/// cannot be written).
 pub async fn create(
     core: &Core,
     who: &Identity,
@@ -147,6 +150,7 @@ pub async fn create(
     if c.address.is_some() {
         policy::enforce(who, "create_floatingip:floating_ip_address", &t)?;
     }
+    super::tags::check_create(who, crate::store::Tagged::FloatingIp, &t, &c.tags)?;
     let net = core.store.get_network(&c.network_id).await?;
     if !net.external {
         return Err(DomainError::bad_request(format!(
@@ -200,7 +204,7 @@ pub async fn create(
         .ok_or_else(|| DomainError::internal("floating IP port got no address"))?;
     f.floating_port_id = port.id.clone();
     f.floating_ip_address = addr;
-    let f = match core.store.create_floatingip(&f).await {
+    let f = match core.store.create_floatingip_tagged(&f, &c.tags).await {
         Ok(f) => f,
         Err(e) => {
             // Give the address back; the realizer would collect it otherwise.

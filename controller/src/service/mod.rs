@@ -14,6 +14,7 @@ pub mod ports;
 pub mod quotas;
 pub mod routers;
 pub mod subnets;
+pub mod tags;
 
 use crate::error::DomainError;
 

@@ -50,12 +50,13 @@ pub struct CreateAsks {
     pub provider: bool,
 }
 
-/// Create a network after the policy's checks.
+/// Create a network (with its `tags`) after the policy's checks.
 pub async fn create(
     core: &Core,
     who: &Identity,
     new: &NewNetwork,
     asks: CreateAsks,
+    tags: &[String],
 ) -> Result<Network, DomainError> {
     let t = Target::owned_by(&new.project_id);
     policy::enforce(who, "create_network", &t)?;
@@ -74,10 +75,11 @@ pub async fn create(
     if asks.provider {
         policy::enforce(who, "create_network:provider:network_type", &t)?;
     }
+    super::tags::check_create(who, crate::store::Tagged::Network, &t, tags)?;
     check_hints(core, &new.az_hints).await?;
     let n = core
         .store
-        .create_network(new, &core.config.network_vlan_ranges)
+        .create_network_tagged(new, &core.config.network_vlan_ranges, tags)
         .await?;
     if n.segment == Segment::Local {
         // A local network placed in a pod needs a pod-local VLAN now: made before the answer,

@@ -1,5 +1,5 @@
 //! Who may do what: Neutron's default policies (`neutron/conf/policies/{network,subnet,port,
-//! router,floatingip,quotas}.py`) as one table, evaluated for every request by the services.
+//! router,floatingip,quotas}.py`, tags included) as one table, evaluated for every request by the services.
 //!
 //! A rule names an action the way Neutron does (`create_port:mac_address`), so a 403 reads
 //! like Neutron's ("(create_port:mac_address) is disallowed by policy"). Objects a caller may
@@ -93,6 +93,29 @@ pub const POLICIES: &[(&str, Rule)] = &[
     ("create_floatingip:floating_ip_address", Rule::Admin),
     ("update_floatingip", Rule::Owner),
     ("delete_floatingip", Rule::Owner),
+    // tags (standard-attr-tag), by Neutron's names since 2025.1 (`<action>_<resource>:tags`,
+    // formerly `<action>_<resource>s_tags`); `get` of what the caller may see, as the
+    // resource's own visibility (own, shared or external network, network owner's ports)
+    ("get_network:tags", Rule::Any),
+    ("create_network:tags", Rule::Owner),
+    ("update_network:tags", Rule::Owner),
+    ("delete_network:tags", Rule::Owner),
+    ("get_subnet:tags", Rule::Any),
+    ("create_subnet:tags", Rule::OwnerOrNetworkOwner),
+    ("update_subnet:tags", Rule::OwnerOrNetworkOwner),
+    ("delete_subnet:tags", Rule::OwnerOrNetworkOwner),
+    ("get_port:tags", Rule::Any),
+    ("create_port:tags", Rule::Owner),
+    ("update_port:tags", Rule::Owner),
+    ("delete_port:tags", Rule::OwnerOrNetworkOwner),
+    ("get_router:tags", Rule::Owner),
+    ("create_router:tags", Rule::Owner),
+    ("update_router:tags", Rule::Owner),
+    ("delete_router:tags", Rule::Owner),
+    ("get_floatingip:tags", Rule::Owner),
+    ("create_floatingip:tags", Rule::Owner),
+    ("update_floatingip:tags", Rule::Owner),
+    ("delete_floatingip:tags", Rule::Owner),
     // Tricircle's admin API and the agent API
     ("pods", Rule::Admin),
     ("jobs", Rule::Admin),

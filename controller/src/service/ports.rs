@@ -98,8 +98,14 @@ fn check_fixed_ips(
     Ok(())
 }
 
-/// Create a port after the policy's checks on the network and each attribute asked for.
-pub async fn create(core: &Core, who: &Identity, new: &NewPort) -> Result<Port, DomainError> {
+/// Create a port (with its `tags`) after the policy's checks on the network and each
+/// attribute asked for.
+pub async fn create(
+    core: &Core,
+    who: &Identity,
+    new: &NewPort,
+    tags: &[String],
+) -> Result<Port, DomainError> {
     let net = networks::load_visible(core, who, &new.network_id).await?;
     let t = target(&new.project_id, &net);
     if new.project_id != who.project_id {
@@ -124,7 +130,8 @@ pub async fn create(core: &Core, who: &Identity, new: &NewPort) -> Result<Port, 
         new.fixed_ips.as_deref().unwrap_or(&[]),
         &t,
     )?;
-    let p = core.store.create_port(new).await?;
+    super::tags::check_create(who, crate::store::Tagged::Port, &t, tags)?;
+    let p = core.store.create_port_tagged(new, tags).await?;
     tracing::info!(port = %p.id, network = %p.network_id, mac = %p.mac_address, "port created");
     Ok(p)
 }

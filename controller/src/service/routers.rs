@@ -206,15 +206,18 @@ pub struct Create {
     pub gateway: Option<GatewayInfo>,
     /// Extra routes.
     pub routes: Vec<RouteEntry>,
+    /// Tags.
+    pub tags: Vec<String>,
 }
 
-/// Create a router and its gateway port in one transaction.
+/// Create a router, its gateway port and its tags in one transaction.
 pub async fn create(core: &Core, who: &Identity, c: Create) -> Result<Router, DomainError> {
     let t = Target::owned_by(&c.project_id);
     policy::enforce(who, "create_router", &t)?;
     if c.project_id != who.project_id {
         policy::enforce(who, "create_router:project_id", &t)?;
     }
+    super::tags::check_create(who, crate::store::Tagged::Router, &t, &c.tags)?;
     networks::check_hints(core, &c.az_hints).await?;
     let r = Router {
         id: uuid::Uuid::new_v4().to_string(),
@@ -241,7 +244,7 @@ pub async fn create(core: &Core, who: &Identity, c: Create) -> Result<Router, Do
     let port = realize::gateway_port_request(&r)?;
     let r = core
         .store
-        .create_router_with_gateway(&r, port.as_ref())
+        .create_router_tagged(&r, port.as_ref(), &c.tags)
         .await?;
     if let Err(e) = needed_allocations(core, &r).await {
         // Nothing half made: the router (and its gateway port) go again.

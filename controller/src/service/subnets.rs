@@ -21,8 +21,13 @@ pub async fn load_visible(core: &Core, who: &Identity, id: &str) -> Result<Subne
     Ok(s)
 }
 
-/// Create a subnet on a network the caller owns (or as admin).
-pub async fn create(core: &Core, who: &Identity, s: &Subnet) -> Result<Subnet, DomainError> {
+/// Create a subnet (with its `tags`) on a network the caller owns (or as admin).
+pub async fn create(
+    core: &Core,
+    who: &Identity,
+    s: &Subnet,
+    tags: &[String],
+) -> Result<Subnet, DomainError> {
     let net = networks::load_visible(core, who, &s.network_id).await?;
     let t = Target {
         project_id: &s.project_id,
@@ -33,7 +38,8 @@ pub async fn create(core: &Core, who: &Identity, s: &Subnet) -> Result<Subnet, D
         policy::enforce(who, "create_subnet:project_id", &t)?;
     }
     policy::enforce(who, "create_subnet", &t)?;
-    Ok(core.store.create_subnet(s).await?)
+    super::tags::check_create(who, crate::store::Tagged::Subnet, &t, tags)?;
+    Ok(core.store.create_subnet_tagged(s, tags).await?)
 }
 
 /// Update a subnet the caller owns: `apply` changes the attributes the request names on the

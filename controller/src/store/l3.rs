@@ -415,6 +415,16 @@ impl Store {
         r: &Router,
         gateway_port: Option<&super::NewPort>,
     ) -> Result<Router, StoreError> {
+        self.create_router_tagged(r, gateway_port, &[]).await
+    }
+
+    /// [`Store::create_router_with_gateway`] with the router's tags, in the same transaction.
+    pub async fn create_router_tagged(
+        &self,
+        r: &Router,
+        gateway_port: Option<&super::NewPort>,
+        tags: &[String],
+    ) -> Result<Router, StoreError> {
         let mut w = self.begin_write().await?;
         super::quotas::check(
             &mut w,
@@ -441,6 +451,7 @@ impl Store {
         if let Some(p) = gateway_port {
             super::ports::insert_port(&mut w, &self.quota_defaults, p).await?;
         }
+        super::tags::insert_tags(&mut w, super::Tagged::Router, &r.id, tags).await?;
         w.touch(super::changes::ChangeKind::Router, &r.id);
         w.commit().await?;
         self.get_router(&r.id).await
@@ -552,10 +563,23 @@ impl Store {
     /// floating IP quota is used up, 409 `FloatingIPPortAlreadyAssociated` when its fixed IP
     /// has a floating IP already (a unique index, so concurrent associations cannot both win).
     pub async fn create_floatingip(&self, f: &FloatingIp) -> Result<FloatingIp, StoreError> {
-        retrying!(self.create_floatingip_once(f))
+        self.create_floatingip_tagged(f, &[]).await
     }
 
-    async fn create_floatingip_once(&self, f: &FloatingIp) -> Result<FloatingIp, StoreError> {
+    /// [`Store::create_floatingip`] with its tags, in the same transaction.
+    pub async fn create_floatingip_tagged(
+        &self,
+        f: &FloatingIp,
+        tags: &[String],
+    ) -> Result<FloatingIp, StoreError> {
+        retrying!(self.create_floatingip_once(f, tags))
+    }
+
+    async fn create_floatingip_once(
+        &self,
+        f: &FloatingIp,
+        tags: &[String],
+    ) -> Result<FloatingIp, StoreError> {
         let mut w = self.begin_write().await?;
         super::quotas::check(
             &mut w,
@@ -586,6 +610,7 @@ impl Store {
                 )
                 .await);
         }
+        super::tags::insert_tags(&mut w, super::Tagged::FloatingIp, &f.id, tags).await?;
         w.touch(super::changes::ChangeKind::FloatingIp, &f.id);
         w.commit().await?;
         self.get_floatingip(&f.id).await

@@ -18,6 +18,7 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
     (4, "change log", super::changes::CHANGES_MIGRATION),
     (5, "quotas", super::quotas::QUOTAS_MIGRATION),
     (6, "router ports", ROUTER_PORTS),
+    (7, "tags", super::tags::TAGS_MIGRATION),
     (11, "agent description and admin state", AGENT_ADMIN),
 ];
 

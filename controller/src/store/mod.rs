@@ -17,6 +17,7 @@ mod pods;
 pub(crate) mod ports;
 pub mod quotas;
 mod subnets;
+pub mod tags;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -26,6 +27,7 @@ use sqlx::{Any, AnyPool, Row};
 
 pub use model::*;
 pub use quotas::{QuotaDefaults, QuotaResource};
+pub use tags::{TagChange, Tagged};
 
 use crate::error::StoreError;
 

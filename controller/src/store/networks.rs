@@ -123,13 +123,24 @@ impl Store {
         n: &NewNetwork,
         ranges: &VlanRanges,
     ) -> Result<Network, StoreError> {
-        retrying!(self.create_network_once(n, ranges))
+        self.create_network_tagged(n, ranges, &[]).await
+    }
+
+    /// [`Store::create_network`] with its tags, in the same transaction.
+    pub async fn create_network_tagged(
+        &self,
+        n: &NewNetwork,
+        ranges: &VlanRanges,
+        tags: &[String],
+    ) -> Result<Network, StoreError> {
+        retrying!(self.create_network_once(n, ranges, tags))
     }
 
     async fn create_network_once(
         &self,
         n: &NewNetwork,
         ranges: &VlanRanges,
+        tags: &[String],
     ) -> Result<Network, StoreError> {
         let mut w = self.begin_write().await?;
         super::quotas::check(
@@ -260,6 +271,7 @@ impl Store {
             .await
             .map_err(StoreError::db(format!("reading network {}", n.id)))?;
         let net = network_from_row(&row)?;
+        super::tags::insert_tags(&mut w, super::Tagged::Network, &net.id, tags).await?;
         w.touch(super::changes::ChangeKind::Network, &net.id);
         w.commit().await?;
         tracing::info!(network = %net.id, segment = ?net.segment, "network created");

@@ -225,12 +225,22 @@ async fn assign_ips(
 impl Store {
     /// Create a port: MAC (requested or drawn, unique) and fixed IPs in one transaction.
     pub async fn create_port(&self, p: &NewPort) -> Result<Port, StoreError> {
-        retrying!(self.create_port_once(p))
+        self.create_port_tagged(p, &[]).await
     }
 
-    async fn create_port_once(&self, p: &NewPort) -> Result<Port, StoreError> {
+    /// [`Store::create_port`] with its tags, in the same transaction.
+    pub async fn create_port_tagged(
+        &self,
+        p: &NewPort,
+        tags: &[String],
+    ) -> Result<Port, StoreError> {
+        retrying!(self.create_port_once(p, tags))
+    }
+
+    async fn create_port_once(&self, p: &NewPort, tags: &[String]) -> Result<Port, StoreError> {
         let mut w = self.begin_write().await?;
         insert_port(&mut w, &self.quota_defaults, p).await?;
+        super::tags::insert_tags(&mut w, super::Tagged::Port, &p.id, tags).await?;
         w.commit().await?;
         self.get_port(&p.id).await
     }

@@ -75,10 +75,19 @@ impl Store {
     /// CIDR overlapping another subnet of the network; the network row is updated first so
     /// concurrent subnet creations on one network serialise on it.
     pub async fn create_subnet(&self, s: &Subnet) -> Result<Subnet, StoreError> {
-        retrying!(self.create_subnet_once(s))
+        self.create_subnet_tagged(s, &[]).await
     }
 
-    async fn create_subnet_once(&self, s: &Subnet) -> Result<Subnet, StoreError> {
+    /// [`Store::create_subnet`] with its tags, in the same transaction.
+    pub async fn create_subnet_tagged(
+        &self,
+        s: &Subnet,
+        tags: &[String],
+    ) -> Result<Subnet, StoreError> {
+        retrying!(self.create_subnet_once(s, tags))
+    }
+
+    async fn create_subnet_once(&self, s: &Subnet, tags: &[String]) -> Result<Subnet, StoreError> {
         let mut w = self.begin_write().await?;
         super::quotas::check(
             &mut w,
@@ -138,6 +147,7 @@ impl Store {
         .execute(&mut *w.tx)
         .await
         .map_err(StoreError::db(format!("inserting subnet {}", s.id)))?;
+        super::tags::insert_tags(&mut w, super::Tagged::Subnet, &s.id, tags).await?;
         w.touch(super::changes::ChangeKind::Subnet, &s.id);
         w.commit().await?;
         tracing::info!(subnet = %s.id, network = %s.network_id, cidr = %s.cidr, "subnet created");

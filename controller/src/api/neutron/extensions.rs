@@ -1,5 +1,7 @@
-//! `/v2.0/extensions`: only what this controller implements (or the routers/floating IPs
-//! work that is being added to it), so clients never try an API that is not there.
+//! `/v2.0/extensions`: exactly what this controller serves, so clients never try an API that
+//! is not there and never see an attribute of an extension they were not told about.
+//! `controller/tests/tags.rs` walks every list and show and checks each attribute against
+//! this list (an attribute of an extension not listed here is dropped from the rendering).
 
 use axum::http::StatusCode;
 use axum::response::Response;
@@ -15,6 +17,9 @@ pub const EXTENSIONS: &[(&str, &str, &str)] = &[
     ("availability_zone", "Availability Zone", "The availability zone extension."),
     ("network_availability_zone", "Network Availability Zone", "Availability zone support for network."),
     ("router", "Neutron L3 Router", "Router abstraction for basic L3 forwarding between L2 Neutron networks and access to external networks via a NAT gateway."),
+    ("ext-gw-mode", "Neutron L3 Configurable external gateway mode", "Extension of the router abstraction for specifying whether SNAT should occur on the external gateway"),
+    ("router_availability_zone", "Router Availability Zone", "Availability zone support for router."),
+    ("l2_adjacency", "L2 Adjacency", "Display L2 Adjacency for Neutron Networks."),
     ("extraroute", "Neutron Extra Route", "Extra routes configuration for L3 router"),
     ("extraroute-atomic", "Atomically add/remove extra routes", "Edit extra routes of a router on server side by atomically adding/removing extra routes"),
     ("fip-port-details", "Floating IP Port Details Extension", "Add port_details attribute to Floating IP resource"),
@@ -28,6 +33,9 @@ pub const EXTENSIONS: &[(&str, &str, &str)] = &[
     ("standard-attr-description", "standard-attr-description", "Extension to add descriptions to standard attributes"),
     ("standard-attr-revisions", "Resource revision numbers", "This extension will display the revision number of neutron resources."),
     ("standard-attr-timestamp", "Resource timestamps", "Adds created_at and updated_at fields to all Neutron resources that have Neutron standard attributes."),
+    ("standard-attr-tag", "Tag support for resources with standard attribute: network, subnet, port, router, floatingip", "Enables to set tag on resources with standard attribute."),
+    ("tag-creation", "Tag creation extension", "Allow to create multiple tags for a resource"),
+    ("tag-ports-during-bulk-creation", "Tag Ports During Bulk Creation", "Allow to tag ports during bulk creation"),
     ("pagination", "Pagination support", "Extension that indicates that pagination is enabled."),
     ("sorting", "Sorting support", "Extension that indicates that sorting is enabled."),
     ("filter-validation", "Filter parameters validation", "Provides validation on filter parameters."),

@@ -15,6 +15,7 @@ use crate::error::DomainError;
 use crate::realize::{self, Intent};
 use crate::service::floatingips;
 use crate::store::l3::FloatingIp;
+use crate::store::Tagged;
 
 /// Attributes of a floating IP (filterable and sortable).
 pub const ATTRS: &[&str] = &[
@@ -33,13 +34,10 @@ pub const ATTRS: &[&str] = &[
     "updated_at",
     "revision_number",
     "port_details",
-    "dns_domain",
-    "dns_name",
-    "qos_policy_id",
 ];
 
-/// A floating IP as Neutron shows it.
-pub fn render(f: &FloatingIp, intent: &Intent) -> Value {
+/// A floating IP as Neutron shows it, with its tags.
+pub fn render(f: &FloatingIp, intent: &Intent, tags: &[String]) -> Value {
     let router = f.port_id.as_ref().and_then(|pid| {
         intent
             .ports
@@ -65,10 +63,9 @@ pub fn render(f: &FloatingIp, intent: &Intent) -> Value {
         "id": f.id, "tenant_id": f.project_id, "project_id": f.project_id,
         "floating_network_id": f.floating_network_id, "floating_ip_address": f.floating_ip_address,
         "fixed_ip_address": f.fixed_ip_address, "port_id": f.port_id, "router_id": router,
-        "status": status, "description": f.description, "tags": [],
+        "status": status, "description": f.description, "tags": tags,
         "created_at": f.created_at, "updated_at": f.updated_at, "revision_number": f.revision_number,
-        "port_details": port_details, "dns_domain": "", "dns_name": "", "qos_policy_id": null,
-        "port_forwardings": [],
+        "port_details": port_details,
     })
 }
 
@@ -92,12 +89,13 @@ pub(crate) async fn handle(
             let q = ListQuery::parse(&ctx.query, ATTRS)?;
             let project = (!who.is_admin()).then(|| who.project_id.clone());
             let intent = app.realizer.intent_read(app).await?;
+            let tags = super::tags::all(app, Tagged::FloatingIp).await?;
             let items = app
                 .store
                 .list_floatingips(project.as_deref())
                 .await?
                 .iter()
-                .map(|f| render(f, &intent))
+                .map(|f| render(f, &intent, tags.get(&f.id)))
                 .collect();
             Ok(respond(
                 StatusCode::OK,
@@ -109,9 +107,10 @@ pub(crate) async fn handle(
             let f = floatingips::load_own(app, who, id).await?;
             let q = ListQuery::parse(&ctx.query, ATTRS)?;
             let intent = app.realizer.intent_read(app).await?;
+            let tags = super::tags::of(app, Tagged::FloatingIp, &f.id).await?;
             Ok(respond(
                 StatusCode::OK,
-                &q.show_body(render(&f, &intent), "floatingip"),
+                &q.show_body(render(&f, &intent, &tags), "floatingip"),
             ))
         }
         Op::Create => {
@@ -134,10 +133,19 @@ pub(crate) async fn handle(
             let port_id = optional_string(&mut b, "port_id")?.flatten();
             let fixed_ip = optional_string(&mut b, "fixed_ip_address")?.flatten();
             let description = b.string("description")?.unwrap_or_default();
-            let _ = b.raw("tags");
+            let tags = super::tags::create_tags(&mut b)?.unwrap_or_default();
             b.null_only("qos_policy_id")?;
-            let _ = b.raw("dns_domain");
-            let _ = b.raw("dns_name");
+            // dns-integration is not served: only its neutral values are accepted.
+            for k in ["dns_domain", "dns_name"] {
+                if let Some(v) = b.string(k)? {
+                    if !v.is_empty() {
+                        return Err(DomainError::invalid_input(
+                            k,
+                            "DNS integration is not supported; only '' is accepted",
+                        ));
+                    }
+                }
+            }
             b.finish()?;
             let (f, intent) = floatingips::create(
                 app,
@@ -150,12 +158,14 @@ pub(crate) async fn handle(
                     port_id,
                     fixed_ip,
                     description,
+                    tags,
                 },
             )
             .await?;
+            let tags = super::tags::of(app, Tagged::FloatingIp, &f.id).await?;
             Ok(respond(
                 StatusCode::CREATED,
-                &json!({"floatingip": render(&f, &intent)}),
+                &json!({"floatingip": render(&f, &intent, &tags)}),
             ))
         }
         Op::Update(id) => {
@@ -166,12 +176,13 @@ pub(crate) async fn handle(
                 fixed_ip: optional_string(&mut b, "fixed_ip_address")?.flatten(),
                 description: b.string("description")?,
             };
-            let _ = b.raw("tags");
+            super::tags::refuse_in_update(&b, "floatingips")?;
             b.finish()?;
             let (f, intent) = floatingips::update(app, who, id, &u, super::if_match(ctx)?).await?;
+            let tags = super::tags::of(app, Tagged::FloatingIp, &f.id).await?;
             Ok(respond(
                 StatusCode::OK,
-                &json!({"floatingip": render(&f, &intent)}),
+                &json!({"floatingip": render(&f, &intent, &tags)}),
             ))
         }
         Op::Delete(id) => {

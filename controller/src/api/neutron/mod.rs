@@ -10,6 +10,7 @@ pub mod query;
 pub mod quotas;
 pub mod routers;
 pub mod subnets;
+pub mod tags;
 
 use std::sync::Arc;
 
@@ -46,6 +47,12 @@ async fn route(app: Arc<App>, ctx: Ctx) -> Result<Response, DomainError> {
             let who = ctx.identity(&app)?;
             match rest {
                 ["extensions"] | ["extensions", _] => extensions::handle(&ctx, rest),
+                [coll @ ("networks" | "subnets" | "ports" | "routers" | "floatingips"), id, "tags", tail @ ..] =>
+                {
+                    let kind = crate::store::Tagged::from_collection(coll)
+                        .ok_or_else(|| DomainError::no_route(&ctx.path))?;
+                    tags::handle(&app, &ctx, &who, kind, id, tail).await
+                }
                 ["networks", ..] => networks::handle(&app, &ctx, &who, &rest[1..]).await,
                 ["subnets", ..] => subnets::handle(&app, &ctx, &who, &rest[1..]).await,
                 ["ports", ..] => ports::handle(&app, &ctx, &who, &rest[1..]).await,
@@ -149,6 +156,10 @@ impl Body {
 
     pub(crate) fn has(&self, key: &str) -> bool {
         self.map.contains_key(key)
+    }
+
+    pub(crate) fn peek(&self, key: &str) -> Option<&Value> {
+        self.map.get(key)
     }
 
     pub(crate) fn raw(&mut self, key: &str) -> Option<Value> {

@@ -11,7 +11,7 @@ use crate::auth::Identity;
 use crate::config::NetworkType;
 use crate::error::DomainError;
 use crate::service::{networks, policy};
-use crate::store::{Network, NewNetwork, Scope, Segment, SegmentRequest};
+use crate::store::{Network, NewNetwork, Scope, Segment, SegmentRequest, Tagged};
 
 /// Attributes of a network (filterable and sortable).
 pub const ATTRS: &[&str] = &[
@@ -26,8 +26,6 @@ pub const ATTRS: &[&str] = &[
     "mtu",
     "availability_zone_hints",
     "availability_zones",
-    "ipv4_address_scope",
-    "ipv6_address_scope",
     "router:external",
     "description",
     "port_security_enabled",
@@ -39,20 +37,19 @@ pub const ATTRS: &[&str] = &[
     "provider:physical_network",
     "provider:segmentation_id",
     "l2_adjacency",
-    "is_default",
 ];
 
-/// A network as Neutron shows it (provider attributes to admins only).
-pub fn render(n: &Network, who: &Identity) -> Value {
+/// A network as Neutron shows it (provider attributes to admins only), with its tags.
+pub fn render(n: &Network, who: &Identity, tags: &[String]) -> Value {
     let mut v = json!({
         "id": n.id, "name": n.name, "tenant_id": n.project_id, "project_id": n.project_id,
         "admin_state_up": n.admin_state_up, "status": n.status, "subnets": n.subnets,
         "shared": n.shared, "mtu": n.mtu, "availability_zone_hints": n.az_hints,
-        "availability_zones": n.az_hints, "ipv4_address_scope": null, "ipv6_address_scope": null,
+        "availability_zones": n.az_hints,
         "router:external": n.external, "description": n.description,
-        "port_security_enabled": n.port_security_enabled, "tags": [],
+        "port_security_enabled": n.port_security_enabled, "tags": tags,
         "created_at": n.created_at, "updated_at": n.updated_at,
-        "revision_number": n.revision_number, "l2_adjacency": true, "is_default": false,
+        "revision_number": n.revision_number, "l2_adjacency": true,
     });
     if who.is_admin() {
         let (t, p, s) = match &n.segment {
@@ -85,12 +82,13 @@ pub(crate) async fn handle(
             let scope = Scope {
                 project_id: (!who.is_admin()).then(|| who.project_id.clone()),
             };
+            let tags = super::tags::all(app, Tagged::Network).await?;
             let items = app
                 .store
                 .list_networks(&scope)
                 .await?
                 .iter()
-                .map(|n| render(n, who))
+                .map(|n| render(n, who, tags.get(&n.id)))
                 .collect();
             Ok(respond(
                 StatusCode::OK,
@@ -100,17 +98,20 @@ pub(crate) async fn handle(
         Op::Show(id) => {
             let n = load_visible(app, who, id).await?;
             let q = ListQuery::parse(&ctx.query, ATTRS)?;
+            let tags = super::tags::of(app, Tagged::Network, &n.id).await?;
             Ok(respond(
                 StatusCode::OK,
-                &q.show_body(render(&n, who), "network"),
+                &q.show_body(render(&n, who, &tags), "network"),
             ))
         }
         Op::Create => {
-            let (new, asks) = parse_create(app, who, Body::new(ctx.resource_body("network")?))?;
-            let n = networks::create(app, who, &new, asks).await?;
+            let (new, asks, tags) =
+                parse_create(app, who, Body::new(ctx.resource_body("network")?))?;
+            let n = networks::create(app, who, &new, asks, &tags).await?;
+            let tags = super::tags::of(app, Tagged::Network, &n.id).await?;
             Ok(respond(
                 StatusCode::CREATED,
-                &json!({"network": render(&n, who)}),
+                &json!({"network": render(&n, who, &tags)}),
             ))
         }
         Op::Update(id) => {
@@ -142,11 +143,13 @@ pub(crate) async fn handle(
                     )));
                 }
             }
+            super::tags::refuse_in_update(&b, "networks")?;
             b.finish()?;
             let n = networks::update(app, who, id, &u, super::if_match(ctx)?).await?;
+            let tags = super::tags::of(app, Tagged::Network, &n.id).await?;
             Ok(respond(
                 StatusCode::OK,
-                &json!({"network": render(&n, who)}),
+                &json!({"network": render(&n, who, &tags)}),
             ))
         }
         Op::Delete(id) => {
@@ -171,7 +174,7 @@ fn parse_create(
     app: &App,
     who: &Identity,
     mut b: Body,
-) -> Result<(NewNetwork, networks::CreateAsks), DomainError> {
+) -> Result<(NewNetwork, networks::CreateAsks, Vec<String>), DomainError> {
     let project_id = b.owner(who, "network")?;
     let chosen_id = b.string("id")?;
     let id = match &chosen_id {
@@ -193,6 +196,7 @@ fn parse_create(
     let seg = b.int("provider:segmentation_id")?;
     b.null_only("qos_policy_id")?;
     b.null_only("dns_domain")?;
+    let tags = super::tags::create_tags(&mut b)?.unwrap_or_default();
     if let Some(Value::Bool(false)) | Some(Value::Null) | None = b.raw("is_default") {
     } else {
         return Err(DomainError::invalid_input(
@@ -329,5 +333,6 @@ fn parse_create(
             az_hints,
         },
         asks,
+        tags,
     ))
 }

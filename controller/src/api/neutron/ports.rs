@@ -13,7 +13,7 @@ use crate::error::DomainError;
 use crate::ipam;
 use crate::mac;
 use crate::service::ports;
-use crate::store::{FixedIpRequest, NewPort, Port, Scope};
+use crate::store::{FixedIpRequest, NewPort, Port, Scope, Tagged};
 
 /// Attributes of a port.
 pub const ATTRS: &[&str] = &[
@@ -28,9 +28,6 @@ pub const ATTRS: &[&str] = &[
     "device_id",
     "device_owner",
     "fixed_ips",
-    "allowed_address_pairs",
-    "extra_dhcp_opts",
-    "security_groups",
     "description",
     "binding:vnic_type",
     "binding:host_id",
@@ -68,12 +65,9 @@ pub struct PortView<'a> {
     device_id: &'a str,
     device_owner: &'a str,
     fixed_ips: Vec<FixedIpView<'a>>,
-    allowed_address_pairs: [u8; 0],
-    extra_dhcp_opts: [u8; 0],
-    security_groups: [u8; 0],
     description: &'a str,
     port_security_enabled: bool,
-    tags: [u8; 0],
+    tags: &'a [String],
     created_at: &'a str,
     updated_at: &'a str,
     revision_number: i64,
@@ -93,8 +87,8 @@ pub struct PortView<'a> {
 }
 
 impl<'a> PortView<'a> {
-    /// The view of `p` for `who`.
-    pub fn new(p: &'a Port, who: &Identity) -> Self {
+    /// The view of `p` (carrying `tags`) for `who`.
+    pub fn new(p: &'a Port, who: &Identity, tags: &'a [String]) -> Self {
         let admin = who.is_admin();
         PortView {
             id: &p.id,
@@ -115,12 +109,9 @@ impl<'a> PortView<'a> {
                     ip_address: f.ip_address.to_string(),
                 })
                 .collect(),
-            allowed_address_pairs: [],
-            extra_dhcp_opts: [],
-            security_groups: [],
             description: &p.description,
             port_security_enabled: p.port_security_enabled,
-            tags: [],
+            tags,
             created_at: &p.created_at,
             updated_at: &p.updated_at,
             revision_number: p.revision_number,
@@ -138,8 +129,8 @@ impl<'a> PortView<'a> {
 }
 
 /// A port as a JSON value (for filtering, sorting and `fields`).
-pub fn render(p: &Port, who: &Identity) -> Value {
-    serde_json::to_value(PortView::new(p, who)).unwrap_or_default()
+pub fn render(p: &Port, who: &Identity, tags: &[String]) -> Value {
+    serde_json::to_value(PortView::new(p, who, tags)).unwrap_or_default()
 }
 
 async fn load_own(app: &App, who: &Identity, id: &str) -> Result<Port, DomainError> {
@@ -166,10 +157,12 @@ pub(crate) async fn handle(
                 .find(|(k, v)| k == "network_id" && v.len() == 1)
                 .map(|(_, v)| v[0].clone());
             let mut ports = app.store.list_ports(&scope, net.as_deref()).await?;
+            let tags = super::tags::all(app, Tagged::Port).await?;
             let plain = q.fields.is_empty()
                 && q.sorts.is_empty()
                 && q.limit.is_none()
                 && q.marker.is_none()
+                && q.tags.is_empty()
                 && q.filters
                     .iter()
                     .all(|(k, v)| k == "network_id" && v.len() == 1);
@@ -182,13 +175,19 @@ pub(crate) async fn handle(
                 }
                 ports.sort_by(|a, b| a.id.cmp(&b.id));
                 let body = List {
-                    ports: ports.iter().map(|p| PortView::new(p, who)).collect(),
+                    ports: ports
+                        .iter()
+                        .map(|p| PortView::new(p, who, tags.get(&p.id)))
+                        .collect(),
                 };
                 let bytes = serde_json::to_vec(&body)
                     .map_err(|e| DomainError::internal(format!("serialising ports: {e}")))?;
                 return Ok(crate::api::json_bytes(StatusCode::OK, bytes));
             }
-            let items = ports.iter().map(|p| render(p, who)).collect();
+            let items = ports
+                .iter()
+                .map(|p| render(p, who, tags.get(&p.id)))
+                .collect();
             Ok(respond(
                 StatusCode::OK,
                 &q.page_body(items, &ctx.base_url(), "ports")?,
@@ -197,17 +196,19 @@ pub(crate) async fn handle(
         Op::Show(id) => {
             let p = load_own(app, who, id).await?;
             let q = ListQuery::parse(&ctx.query, ATTRS)?;
+            let tags = super::tags::of(app, Tagged::Port, &p.id).await?;
             Ok(respond(
                 StatusCode::OK,
-                &q.show_body(render(&p, who), "port"),
+                &q.show_body(render(&p, who, &tags), "port"),
             ))
         }
         Op::Create => {
-            let new = parse_create(who, Body::new(ctx.resource_body("port")?))?;
-            let p = ports::create(app, who, &new).await?;
+            let (new, tags) = parse_create(who, Body::new(ctx.resource_body("port")?))?;
+            let p = ports::create(app, who, &new, &tags).await?;
+            let tags = super::tags::of(app, Tagged::Port, &p.id).await?;
             Ok(respond(
                 StatusCode::CREATED,
-                &json!({"port": render(&p, who)}),
+                &json!({"port": render(&p, who, &tags)}),
             ))
         }
         Op::Update(id) => {
@@ -236,9 +237,14 @@ pub(crate) async fn handle(
                     )));
                 }
             }
+            super::tags::refuse_in_update(&b, "ports")?;
             b.finish()?;
             let p = ports::update(app, who, id, &u, super::if_match(ctx)?).await?;
-            Ok(respond(StatusCode::OK, &json!({"port": render(&p, who)})))
+            let tags = super::tags::of(app, Tagged::Port, &p.id).await?;
+            Ok(respond(
+                StatusCode::OK,
+                &json!({"port": render(&p, who, &tags)}),
+            ))
         }
         Op::Delete(id) => {
             check_id(id, "Port", "PortNotFound")?;
@@ -352,7 +358,7 @@ fn fixed_ips(b: &mut Body) -> Result<Option<Vec<FixedIpRequest>>, DomainError> {
     Ok(Some(out))
 }
 
-fn parse_create(who: &Identity, mut b: Body) -> Result<NewPort, DomainError> {
+fn parse_create(who: &Identity, mut b: Body) -> Result<(NewPort, Vec<String>), DomainError> {
     let project_id = b.owner(who, "port")?;
     let Some(network_id) = b.string("network_id")? else {
         return Err(DomainError::invalid_input(
@@ -374,8 +380,9 @@ fn parse_create(who: &Identity, mut b: Body) -> Result<NewPort, DomainError> {
     let port_security_enabled = b.boolean("port_security_enabled")?;
     common_ignorable(&mut b)?;
     let fixed_ips = fixed_ips(&mut b)?;
+    let tags = super::tags::create_tags(&mut b)?.unwrap_or_default();
     b.finish()?;
-    Ok(NewPort {
+    let port = NewPort {
         id: uuid::Uuid::new_v4().to_string(),
         project_id,
         network_id,
@@ -388,5 +395,6 @@ fn parse_create(who: &Identity, mut b: Body) -> Result<NewPort, DomainError> {
         host_id,
         port_security_enabled,
         fixed_ips,
-    })
+    };
+    Ok((port, tags))
 }

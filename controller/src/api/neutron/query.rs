@@ -1,5 +1,7 @@
-//! List queries as Neutron takes them: attribute filters (repeated = OR), `fields`,
-//! `sort_key`/`sort_dir`, `limit`/`marker`/`page_reverse` with `<collection>_links`.
+//! List queries as Neutron takes them: attribute filters (repeated = OR), the tag filters
+//! (`tags`, `tags-any`, `not-tags`, `not-tags-any`, comma-separated) of resources with
+//! tags, `fields`, `sort_key`/`sort_dir`, `limit`/`marker`/`page_reverse` with
+//! `<collection>_links`.
 //!
 //! Filtering and sorting run over the rendered JSON objects, so every attribute a client
 //! can see is filterable and sortable with the same semantics.
@@ -26,7 +28,58 @@ pub struct ListQuery {
     pub page_reverse: bool,
     /// (attribute, ascending).
     pub sorts: Vec<(String, bool)>,
+    /// The tag filters.
+    pub tags: TagFilters,
     passthrough: Vec<(String, String)>,
+}
+
+/// Neutron's tag filters, each the union of its (comma-separated, repeatable) values.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct TagFilters {
+    /// `tags`: has every one.
+    pub all: Vec<String>,
+    /// `tags-any`: has at least one.
+    pub any: Vec<String>,
+    /// `not-tags`: has not every one.
+    pub not_all: Vec<String>,
+    /// `not-tags-any`: has none.
+    pub not_any: Vec<String>,
+}
+
+impl TagFilters {
+    /// The filter names.
+    pub const NAMES: [&'static str; 4] = ["tags", "tags-any", "not-tags", "not-tags-any"];
+
+    /// Whether no tag filter is given.
+    pub fn is_empty(&self) -> bool {
+        self.all.is_empty()
+            && self.any.is_empty()
+            && self.not_all.is_empty()
+            && self.not_any.is_empty()
+    }
+
+    fn add(&mut self, key: &str, value: &str) {
+        let list = match key {
+            "tags" => &mut self.all,
+            "tags-any" => &mut self.any,
+            "not-tags" => &mut self.not_all,
+            _ => &mut self.not_any,
+        };
+        for t in value.split(',').filter(|t| !t.is_empty()) {
+            if !list.iter().any(|x| x == t) {
+                list.push(t.to_string());
+            }
+        }
+    }
+
+    /// Whether an item carrying `tags` passes every given filter (an empty filter passes).
+    pub fn matches(&self, tags: &[&str]) -> bool {
+        let has = |t: &String| tags.contains(&t.as_str());
+        (self.all.is_empty() || self.all.iter().all(has))
+            && (self.any.is_empty() || self.any.iter().any(has))
+            && (self.not_all.is_empty() || !self.not_all.iter().all(has))
+            && (self.not_any.is_empty() || !self.not_any.iter().any(has))
+    }
 }
 
 impl ListQuery {
@@ -79,6 +132,9 @@ impl ListQuery {
                         ))
                     }
                 },
+                key if TagFilters::NAMES.contains(&key) && known.contains(&"tags") => {
+                    q.tags.add(key, v);
+                }
                 key => {
                     if !known.contains(&key) {
                         return Err(DomainError::bad_request(format!(
@@ -225,6 +281,15 @@ impl ListQuery {
     }
 
     fn matches(&self, item: &Value) -> bool {
+        if !self.tags.is_empty() {
+            let tags: Vec<&str> = item["tags"]
+                .as_array()
+                .map(|a| a.iter().filter_map(Value::as_str).collect())
+                .unwrap_or_default();
+            if !self.tags.matches(&tags) {
+                return false;
+            }
+        }
         self.filters.iter().all(|(k, vals)| {
             let v = &item[k.as_str()];
             vals.iter().any(|want| value_matches(v, want))
@@ -307,6 +372,38 @@ mod tests {
         assert!(links.is_none());
         let q = ListQuery::parse(&pairs("fixed_ips=ip_address%3D10.0.0.2"), KNOWN).unwrap();
         assert_eq!(q.apply(items(), "h", "ports").unwrap().0[0]["id"], "id2");
+    }
+
+    #[test]
+    fn tag_filters_as_neutron() {
+        let known = &["id", "tags"];
+        let items: Vec<Value> = [vec![], vec!["red"], vec!["red", "blue"], vec!["blue"]]
+            .iter()
+            .enumerate()
+            .map(|(i, t)| json!({"id": format!("id{i}"), "tags": t}))
+            .collect();
+        let ids = |q: &str| -> Vec<String> {
+            let q = ListQuery::parse(&pairs(q), known).unwrap();
+            q.apply(items.clone(), "h", "networks")
+                .unwrap()
+                .0
+                .iter()
+                .map(|i| i["id"].as_str().unwrap().to_string())
+                .collect()
+        };
+        assert_eq!(ids("tags=red,blue"), ["id2"]);
+        assert_eq!(ids("tags=red&tags=blue"), ["id2"], "repeated = one list");
+        assert_eq!(ids("tags-any=red,blue"), ["id1", "id2", "id3"]);
+        assert_eq!(ids("not-tags=red,blue"), ["id0", "id1", "id3"]);
+        assert_eq!(ids("not-tags-any=red"), ["id0", "id3"]);
+        assert_eq!(ids("tags=red&not-tags-any=blue"), ["id1"]);
+        assert_eq!(
+            ids("tags="),
+            ["id0", "id1", "id2", "id3"],
+            "no tag: no filter"
+        );
+        // Not a filter of a resource without tags.
+        assert!(ListQuery::parse(&pairs("tags-any=red"), &["id"]).is_err());
     }
 
     #[test]

@@ -15,7 +15,7 @@ use crate::error::DomainError;
 use crate::realize::{self, Intent};
 use crate::service::routers;
 use crate::store::l3::{GatewayInfo, RouteEntry, Router};
-use crate::store::Port;
+use crate::store::{Port, Tagged};
 
 /// Attributes of a router (filterable and sortable).
 pub const ATTRS: &[&str] = &[
@@ -30,20 +30,19 @@ pub const ATTRS: &[&str] = &[
     "availability_zone_hints",
     "availability_zones",
     "description",
-    "distributed",
-    "ha",
-    "flavor_id",
     "tags",
     "created_at",
     "updated_at",
     "revision_number",
 ];
 
-/// A router as Neutron shows it; `status` is ACTIVE once every node it touches runs it.
-/// `intent` and `reports`, when the caller has them, save reading them per router.
+/// A router as Neutron shows it, with its tags; `status` is ACTIVE once every node it
+/// touches runs it. `intent` and `reports`, when the caller has them, save reading them per
+/// router.
 pub async fn render(
     app: &App,
     r: &Router,
+    tags: &[String],
     intent: Option<&Intent>,
     reports: Option<&realize::Reports>,
 ) -> Result<Value, DomainError> {
@@ -93,7 +92,7 @@ pub async fn render(
         "external_gateway_info": gateway,
         "routes": r.routes.iter().map(|x| json!({"destination": x.destination, "nexthop": x.nexthop})).collect::<Vec<_>>(),
         "availability_zone_hints": r.az_hints, "availability_zones": r.az_hints,
-        "distributed": false, "ha": false, "flavor_id": null, "tags": [],
+        "tags": tags,
         "created_at": r.created_at, "updated_at": r.updated_at, "revision_number": r.revision_number,
     }))
 }
@@ -207,7 +206,8 @@ pub(crate) async fn handle(
                 b.finish()?;
                 let add = *action == "add_extraroutes";
                 let r = routers::change_routes(app, who, id, &routes, add).await?;
-                let v = render(app, &r, None, None).await?;
+                let tags = super::tags::of(app, Tagged::Router, &r.id).await?;
+                let v = render(app, &r, &tags, None, None).await?;
                 Ok(respond(StatusCode::OK, &json!({"router": v})))
             }
             _ => Err(DomainError::no_route(&ctx.path)),
@@ -219,9 +219,10 @@ pub(crate) async fn handle(
             let project = (!who.is_admin()).then(|| who.project_id.clone());
             let intent = app.realizer.intent_read(app).await?;
             let reports = realize::Reports::load(app).await?;
+            let tags = super::tags::all(app, Tagged::Router).await?;
             let mut items = Vec::new();
             for r in app.store.list_routers(project.as_deref()).await? {
-                items.push(render(app, &r, Some(&intent), Some(&reports)).await?);
+                items.push(render(app, &r, tags.get(&r.id), Some(&intent), Some(&reports)).await?);
             }
             Ok(respond(
                 StatusCode::OK,
@@ -231,9 +232,10 @@ pub(crate) async fn handle(
         Op::Show(id) => {
             let r = load_own(app, who, id).await?;
             let q = ListQuery::parse(&ctx.query, ATTRS)?;
+            let tags = super::tags::of(app, Tagged::Router, &r.id).await?;
             Ok(respond(
                 StatusCode::OK,
-                &q.show_body(render(app, &r, None, None).await?, "router"),
+                &q.show_body(render(app, &r, &tags, None, None).await?, "router"),
             ))
         }
         Op::Create => {
@@ -264,7 +266,7 @@ pub(crate) async fn handle(
                 }
             }
             b.null_only("flavor_id")?;
-            let _ = b.raw("tags");
+            let tags = super::tags::create_tags(&mut b)?.unwrap_or_default();
             b.finish()?;
             let r = routers::create(
                 app,
@@ -277,10 +279,12 @@ pub(crate) async fn handle(
                     az_hints,
                     gateway,
                     routes,
+                    tags,
                 },
             )
             .await?;
-            let v = render(app, &r, None, None).await?;
+            let tags = super::tags::of(app, Tagged::Router, &r.id).await?;
+            let v = render(app, &r, &tags, None, None).await?;
             Ok(respond(StatusCode::CREATED, &json!({"router": v})))
         }
         Op::Update(id) => {
@@ -307,10 +311,11 @@ pub(crate) async fn handle(
                     "Cannot update read-only attribute availability_zone_hints",
                 ));
             }
-            let _ = b.raw("tags");
+            super::tags::refuse_in_update(&b, "routers")?;
             b.finish()?;
             let r = routers::update(app, who, id, &u, super::if_match(ctx)?).await?;
-            let v = render(app, &r, None, None).await?;
+            let tags = super::tags::of(app, Tagged::Router, &r.id).await?;
+            let v = render(app, &r, &tags, None, None).await?;
             Ok(respond(StatusCode::OK, &json!({"router": v})))
         }
         Op::Delete(id) => {

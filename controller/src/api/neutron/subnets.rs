@@ -13,7 +13,7 @@ use crate::auth::Identity;
 use crate::error::DomainError;
 use crate::ipam::{self, Pool};
 use crate::service::subnets;
-use crate::store::{HostRoute, Scope, Subnet};
+use crate::store::{HostRoute, Scope, Subnet, Tagged};
 
 /// Attributes of a subnet.
 pub const ATTRS: &[&str] = &[
@@ -33,16 +33,14 @@ pub const ATTRS: &[&str] = &[
     "host_routes",
     "dns_nameservers",
     "description",
-    "service_types",
     "tags",
     "created_at",
     "updated_at",
     "revision_number",
-    "segment_id",
 ];
 
-/// A subnet as Neutron shows it.
-pub fn render(s: &Subnet) -> Value {
+/// A subnet as Neutron shows it, with its tags.
+pub fn render(s: &Subnet, tags: &[String]) -> Value {
     json!({
         "id": s.id, "name": s.name, "tenant_id": s.project_id, "project_id": s.project_id,
         "network_id": s.network_id, "ip_version": s.ip_version, "subnetpool_id": null,
@@ -50,9 +48,9 @@ pub fn render(s: &Subnet) -> Value {
         "gateway_ip": s.gateway_ip.map(|g| g.to_string()), "cidr": s.cidr.to_string(),
         "allocation_pools": s.allocation_pools.iter().map(|p| json!({"start": p.start.to_string(), "end": p.end.to_string()})).collect::<Vec<_>>(),
         "host_routes": s.host_routes, "dns_nameservers": s.dns_nameservers,
-        "description": s.description, "service_types": [], "tags": [],
+        "description": s.description, "tags": tags,
         "created_at": s.created_at, "updated_at": s.updated_at,
-        "revision_number": s.revision_number, "segment_id": null,
+        "revision_number": s.revision_number,
     })
 }
 
@@ -73,12 +71,13 @@ pub(crate) async fn handle(
             let scope = Scope {
                 project_id: (!who.is_admin()).then(|| who.project_id.clone()),
             };
+            let tags = super::tags::all(app, Tagged::Subnet).await?;
             let items = app
                 .store
                 .list_subnets(&scope)
                 .await?
                 .iter()
-                .map(render)
+                .map(|s| render(s, tags.get(&s.id)))
                 .collect();
             Ok(respond(
                 StatusCode::OK,
@@ -88,12 +87,20 @@ pub(crate) async fn handle(
         Op::Show(id) => {
             let s = load_visible_subnet(app, who, id).await?;
             let q = ListQuery::parse(&ctx.query, ATTRS)?;
-            Ok(respond(StatusCode::OK, &q.show_body(render(&s), "subnet")))
+            let tags = super::tags::of(app, Tagged::Subnet, &s.id).await?;
+            Ok(respond(
+                StatusCode::OK,
+                &q.show_body(render(&s, &tags), "subnet"),
+            ))
         }
         Op::Create => {
-            let s = parse_create(who, Body::new(ctx.resource_body("subnet")?))?;
-            let s = subnets::create(app, who, &s).await?;
-            Ok(respond(StatusCode::CREATED, &json!({"subnet": render(&s)})))
+            let (s, tags) = parse_create(who, Body::new(ctx.resource_body("subnet")?))?;
+            let s = subnets::create(app, who, &s, &tags).await?;
+            let tags = super::tags::of(app, Tagged::Subnet, &s.id).await?;
+            Ok(respond(
+                StatusCode::CREATED,
+                &json!({"subnet": render(&s, &tags)}),
+            ))
         }
         Op::Update(id) => {
             check_id(id, "Subnet", "SubnetNotFound")?;
@@ -119,6 +126,7 @@ pub(crate) async fn handle(
                     )));
                 }
             }
+            super::tags::refuse_in_update(&b, "subnets")?;
             b.finish()?;
             let s = subnets::update(app, who, id, super::if_match(ctx)?, |s| {
                 if let Some(v) = &name {
@@ -145,7 +153,11 @@ pub(crate) async fn handle(
                 Ok(())
             })
             .await?;
-            Ok(respond(StatusCode::OK, &json!({"subnet": render(&s)})))
+            let tags = super::tags::of(app, Tagged::Subnet, &s.id).await?;
+            Ok(respond(
+                StatusCode::OK,
+                &json!({"subnet": render(&s, &tags)}),
+            ))
         }
         Op::Delete(id) => {
             check_id(id, "Subnet", "SubnetNotFound")?;
@@ -277,7 +289,7 @@ fn routes(b: &mut Body) -> Result<Option<Vec<HostRoute>>, DomainError> {
     Ok(Some(out))
 }
 
-fn parse_create(who: &Identity, mut b: Body) -> Result<Subnet, DomainError> {
+fn parse_create(who: &Identity, mut b: Body) -> Result<(Subnet, Vec<String>), DomainError> {
     let project_id = b.owner(who, "subnet")?;
     let Some(network_id) = b.string("network_id")? else {
         return Err(DomainError::invalid_input(
@@ -349,9 +361,10 @@ fn parse_create(who: &Identity, mut b: Body) -> Result<Subnet, DomainError> {
             ));
         }
     }
+    let tags = super::tags::create_tags(&mut b)?.unwrap_or_default();
     b.finish()?;
     let ts = String::new();
-    Ok(Subnet {
+    let subnet = Subnet {
         id: uuid::Uuid::new_v4().to_string(),
         project_id,
         network_id,
@@ -367,5 +380,6 @@ fn parse_create(who: &Identity, mut b: Body) -> Result<Subnet, DomainError> {
         created_at: ts.clone(),
         updated_at: ts,
         revision_number: 1,
-    })
+    };
+    Ok((subnet, tags))
 }
