@@ -5,6 +5,7 @@
 
 pub mod agents;
 pub mod error;
+pub mod jobs;
 pub mod limits;
 pub mod neutron;
 pub mod openapi;

@@ -37,7 +37,8 @@ const NEUTRON: &[&str] = &[
     "/v2.0/quotas/{project_id}/details",
 ];
 
-/// Tricircle API templates (pods, agents, jobs, metrics).
+/// Tricircle API templates (pods, agents, jobs, metrics); fixed segments before
+/// `{…}` ones, since the first match wins.
 const TRICIRCLE: &[&str] = &[
     "/",
     "/openapi",
@@ -51,6 +52,8 @@ const TRICIRCLE: &[&str] = &[
     "/v1.0/resync",
     "/v1.0/routers/{id}/realized",
     "/v1.0/jobs",
+    "/v1.0/jobs/detail",
+    "/v1.0/jobs/schemas",
     "/v1.0/jobs/{id}",
 ];
 
@@ -118,6 +121,11 @@ mod tests {
             "/v1.0/agents/{node}/desired"
         );
         assert_eq!(template("tricircle", "/"), "/");
+        assert_eq!(
+            template("tricircle", "/v1.0/jobs/detail"),
+            "/v1.0/jobs/detail"
+        );
+        assert_eq!(template("tricircle", "/v1.0/jobs/x"), "/v1.0/jobs/{id}");
         assert_eq!(template("neutron", "/v2.0/ports/a/b/c"), UNMATCHED);
         assert_eq!(template("neutron", "/v1.0/pods"), UNMATCHED);
         assert_eq!(template("tricircle", "/x\"y\\z%0A"), UNMATCHED);

@@ -6,8 +6,10 @@
 //! conditioned on the revision read ([`with_retry`] re-runs it when a concurrent update won);
 //! a client's `If-Match: revision_number=N` turns that race into 412 instead.
 
+pub mod admin_query;
 pub mod agents;
 pub mod floatingips;
+pub mod jobs;
 pub mod networks;
 pub mod policy;
 pub mod ports;
