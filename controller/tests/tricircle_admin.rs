@@ -1,10 +1,10 @@
-//! Tricircle's admin API beyond pods (issue 15): `/v1.0/jobs` in Tricircle's shape (types,
-//! filters, pages, detail, schemas, create, redo, delete, the job log), on SQLite and
-//! PostgreSQL.
+//! Tricircle's admin API beyond pods (issue 15): `/v1.0/routings` (derived from where each
+//! resource is realized, read-only) and `/v1.0/jobs` in Tricircle's shape (types, filters,
+//! pages, detail, schemas, create, redo, delete, the job log), on SQLite and PostgreSQL.
 
 mod common;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use common::guide::{agent, desired, ext_net, net_subnet, ok, pods, register, vm_port};
@@ -52,6 +52,481 @@ fn router(c: &Controller, body: Value) -> String {
 }
 
 /// Region name → pod id.
+fn pod_ids(c: &Controller) -> BTreeMap<String, String> {
+    let v = ok(c.t("GET", "/v1.0/pods", Some(ADMIN), None), "pods");
+    v["pods"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["region_name"].as_str().unwrap().to_string(),
+                p["pod_id"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+fn the_one(c: &Controller, path: &str, coll: &str) -> Value {
+    let v = ok(c.n("GET", path, Some(ADMIN), None), path);
+    let a = v[coll].as_array().unwrap();
+    assert_eq!(a.len(), 1, "{path}: {v}");
+    a[0].clone()
+}
+
+/// Every routing (one page of up to 2000).
+fn routings(c: &Controller, query: &str) -> Vec<Value> {
+    let v = ok(
+        c.t("GET", &format!("/v1.0/routings{query}"), Some(ADMIN), None),
+        "routings",
+    );
+    v["routings"].as_array().unwrap().clone()
+}
+
+/// (resource_type, top_id, region) of routings.
+fn triples(
+    list: &[Value],
+    regions: &BTreeMap<String, String>,
+) -> BTreeSet<(String, String, String)> {
+    list.iter()
+        .map(|r| {
+            let region = regions
+                .iter()
+                .find(|(_, id)| r["pod_id"] == id.as_str())
+                .map(|(n, _)| n.clone())
+                .unwrap_or_else(|| panic!("a routing in an unknown pod: {r}"));
+            (
+                r["resource_type"].as_str().unwrap().to_string(),
+                r["top_id"].as_str().unwrap().to_string(),
+                region,
+            )
+        })
+        .collect()
+}
+
+fn s(a: &str, b: &str, c: &str) -> (String, String, String) {
+    (a.into(), b.into(), c.into())
+}
+
+#[test]
+fn routings_list_every_resource_where_it_is_realized_with_filters_and_pages() {
+    let c = Controller::start();
+    pods(&c);
+    let regions = pod_ids(&c);
+    ok(
+        register(&c, &agent("node1"), "node1", "RegionOne", false),
+        "node1",
+    );
+    ok(
+        register(&c, &agent("node2"), "node2", "RegionTwo", true),
+        "node2",
+    );
+    let (net1, sub1) = net_subnet(&c, "net1", "10.0.1.0/24");
+    let (net2, sub2) = net_subnet(&c, "net2", "10.0.2.0/24");
+    // A VLAN network stretched over both pods (VM ports in each), made by the admin for demo.
+    let n3 = ok(
+        c.n(
+            "POST",
+            "/v2.0/networks",
+            Some(ADMIN),
+            Some(
+                &json!({"network": {"name": "net3", "provider:network_type": "vlan",
+                "provider:physical_network": "bridge", "project_id": "demo"}}),
+            ),
+        ),
+        "net3",
+    );
+    let net3 = n3["network"]["id"].as_str().unwrap().to_string();
+    let s3 = ok(
+        c.n(
+            "POST",
+            "/v2.0/subnets",
+            Some(DEMO),
+            Some(&json!({"subnet": {"network_id": net3, "ip_version": 4, "cidr": "10.0.3.0/24"}})),
+        ),
+        "subnet3",
+    );
+    let sub3 = s3["subnet"]["id"].as_str().unwrap().to_string();
+    let (vm1, _) = vm_port(&c, &net1, "node1");
+    let (vm2, _) = vm_port(&c, &net2, "node2");
+    let (vm3a, _) = vm_port(&c, &net3, "node1");
+    let (vm3b, _) = vm_port(&c, &net3, "node2");
+    // A port bound nowhere is realized nowhere.
+    let unbound = ok(
+        c.n(
+            "POST",
+            "/v2.0/ports",
+            Some(DEMO),
+            Some(&json!({"port": {"network_id": net1}})),
+        ),
+        "unbound port",
+    )["port"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let ext = ext_net(&c);
+    let ext_sub = the_one(&c, &format!("/v2.0/subnets?network_id={ext}"), "subnets")["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = router(
+        &c,
+        json!({"name": "router", "external_gateway_info": {"network_id": ext}}),
+    );
+    for sub in [&sub1, &sub2, &sub3] {
+        iface(&c, &r, sub);
+    }
+    ok(
+        c.n(
+            "POST",
+            "/v2.0/floatingips",
+            Some(DEMO),
+            Some(&json!({"floatingip": {"floating_network_id": ext, "port_id": vm1}})),
+        ),
+        "floating IP",
+    );
+
+    // What must be listed: each resource in each pod it is realized in, nothing else.
+    let bridge = the_one(&c, "/v2.0/networks?name=bridge-net-demo", "networks");
+    let bridge_net = bridge["id"].as_str().unwrap().to_string();
+    let bridge_sub = the_one(
+        &c,
+        &format!("/v2.0/subnets?network_id={bridge_net}"),
+        "subnets",
+    )["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (one, two) = ("RegionOne", "RegionTwo");
+    let mut want: BTreeSet<(String, String, String)> = [
+        s("network", &net1, one),
+        s("subnet", &sub1, one),
+        s("network", &net2, two),
+        s("subnet", &sub2, two),
+        s("network", &net3, one),
+        s("network", &net3, two),
+        s("subnet", &sub3, one),
+        s("subnet", &sub3, two),
+        s("network", &ext, two),
+        s("subnet", &ext_sub, two),
+        s("network", &bridge_net, one),
+        s("network", &bridge_net, two),
+        s("subnet", &bridge_sub, one),
+        s("subnet", &bridge_sub, two),
+        s("router", &r, one),
+        s("router", &r, two),
+        s("port", &vm1, one),
+        s("port", &vm2, two),
+        s("port", &vm3a, one),
+        s("port", &vm3b, two),
+    ]
+    .into_iter()
+    .collect();
+    let router_ports = ok(
+        c.n(
+            "GET",
+            &format!("/v2.0/ports?device_id={r}"),
+            Some(ADMIN),
+            None,
+        ),
+        "router ports",
+    );
+    let mut kinds = BTreeMap::<String, usize>::new();
+    for p in router_ports["ports"].as_array().unwrap() {
+        let owner = p["device_owner"].as_str().unwrap();
+        *kinds.entry(owner.to_string()).or_default() += 1;
+        let sub = p["fixed_ips"][0]["subnet_id"].as_str().unwrap();
+        let pod = match owner {
+            // The interface port backs the leg in the subnet's (home) pod; on the stretched
+            // subnet that is the lowest pod with an instance.
+            "network:router_interface" if sub == sub2 => two,
+            "network:router_interface" => one,
+            "network:router_gateway" => two,
+            // Bridge-IP and per-pod leg-IP ports are named after their pod.
+            _ => p["name"].as_str().unwrap(),
+        };
+        want.insert(s("port", p["id"].as_str().unwrap(), pod));
+    }
+    assert_eq!(
+        kinds,
+        BTreeMap::from([
+            ("network:router_bridge".to_string(), 2),
+            ("network:router_gateway".to_string(), 1),
+            ("network:router_interface".to_string(), 3),
+            ("network:router_leg".to_string(), 1),
+        ]),
+        "{router_ports}"
+    );
+    let fip_port = the_one(&c, "/v2.0/ports?device_owner=network:floatingip", "ports");
+    want.insert(s("port", fip_port["id"].as_str().unwrap(), two));
+
+    let all = wait_for("the routings of the guide", 20, || {
+        let all = routings(&c, "");
+        (triples(&all, &regions) == want).then_some(all)
+    });
+    assert!(
+        !all.iter().any(|x| x["top_id"] == unbound.as_str()),
+        "an unbound port is nowhere"
+    );
+    assert!(
+        !all.iter()
+            .any(|x| x["pod_id"] == regions["CentralRegion"].as_str()),
+        "nothing is realized in the central pod"
+    );
+    // Tricircle's fields; ids are integers, unique, listed in descending order.
+    let ids: Vec<i64> = all.iter().map(|x| x["id"].as_i64().unwrap()).collect();
+    let mut sorted = ids.clone();
+    sorted.sort_unstable_by(|a, b| b.cmp(a));
+    sorted.dedup();
+    assert_eq!(ids, sorted, "unique and descending");
+    let vm1_routing = all.iter().find(|x| x["top_id"] == vm1.as_str()).unwrap();
+    let keys: BTreeSet<&str> = vm1_routing
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(
+        keys,
+        BTreeSet::from([
+            "id",
+            "top_id",
+            "bottom_id",
+            "pod_id",
+            "project_id",
+            "resource_type",
+            "created_at",
+            "updated_at"
+        ])
+    );
+    assert_eq!(vm1_routing["bottom_id"], vm1.as_str());
+    assert_eq!(vm1_routing["project_id"], "demo");
+    let vm1_port = ok(
+        c.n("GET", &format!("/v2.0/ports/{vm1}"), Some(ADMIN), None),
+        "vm1",
+    );
+    assert_eq!(vm1_routing["created_at"], vm1_port["port"]["created_at"]);
+
+    // One routing by id; unknown and non-integer ids are 404.
+    let id = vm1_routing["id"].as_i64().unwrap();
+    let one_r = ok(
+        c.t("GET", &format!("/v1.0/routings/{id}"), Some(ADMIN), None),
+        "show",
+    );
+    assert_eq!(&one_r["routing"], vm1_routing);
+    for bad in ["1", "x", "-5"] {
+        let (st, v) = c.t("GET", &format!("/v1.0/routings/{bad}"), Some(ADMIN), None);
+        assert_eq!(st, 404, "{bad}: {v}");
+        assert_eq!(v["NeutronError"]["type"], "ResourceNotFound");
+    }
+
+    // Filters, alone and together.
+    let routers = routings(&c, "?resource_type=router");
+    assert_eq!(
+        triples(&routers, &regions),
+        [s("router", &r, one), s("router", &r, two)]
+            .into_iter()
+            .collect()
+    );
+    let net3_both = routings(&c, &format!("?top_id={net3}"));
+    assert_eq!(net3_both.len(), 2, "net3 in both pods: {net3_both:?}");
+    let in_one = routings(
+        &c,
+        &format!("?pod_id={}&resource_type=network", regions[one]),
+    );
+    assert_eq!(
+        triples(&in_one, &regions),
+        [
+            s("network", &net1, one),
+            s("network", &net3, one),
+            s("network", &bridge_net, one)
+        ]
+        .into_iter()
+        .collect()
+    );
+    let bridges = routings(&c, "?project_id=crosspod-bridge&resource_type=subnet");
+    assert_eq!(bridges.len(), 2, "{bridges:?}");
+    assert_eq!(
+        routings(&c, &format!("?id={id}")),
+        vec![vm1_routing.clone()]
+    );
+    assert_eq!(
+        routings(
+            &c,
+            &format!(
+                "?bottom_id={vm1}&created_at={}",
+                vm1_routing["created_at"].as_str().unwrap()
+            )
+        )
+        .len(),
+        1
+    );
+    assert!(routings(&c, "?resource_type=security_group").is_empty());
+    for (q, needle) in [
+        ("?colour=red", "Unsupported filter type: colour"),
+        ("?id=abc", "Id should be an integer"),
+        ("?marker=abc", "Marker should be an integer"),
+        ("?limit=ten", "Limit should be an integer"),
+    ] {
+        let (st, v) = c.t("GET", &format!("/v1.0/routings{q}"), Some(ADMIN), None);
+        assert_eq!(st, 400, "{q}: {v}");
+        assert!(
+            v["NeutronError"]["message"]
+                .as_str()
+                .unwrap()
+                .contains(needle),
+            "{q}: {v}"
+        );
+    }
+
+    // Pages of 4, through the next links, give the whole list in order; filters are kept.
+    let mut paged = Vec::new();
+    let mut path = "/v1.0/routings?limit=4".to_string();
+    loop {
+        let v = ok(c.t("GET", &path, Some(ADMIN), None), "page");
+        let page = v["routings"].as_array().unwrap();
+        assert!(page.len() <= 4);
+        paged.extend(page.iter().cloned());
+        match v["routings_links"][0]["href"].as_str() {
+            Some(next) => {
+                assert_eq!(v["routings_links"][0]["rel"], "next");
+                assert_eq!(page.len(), 4, "a next link only after a full page");
+                path = next.to_string();
+            }
+            None => break,
+        }
+    }
+    assert_eq!(paged, all);
+    let v = ok(
+        c.t(
+            "GET",
+            "/v1.0/routings?limit=1&resource_type=router",
+            Some(ADMIN),
+            None,
+        ),
+        "filtered page",
+    );
+    let next = v["routings_links"][0]["href"].as_str().unwrap().to_string();
+    assert!(
+        next.starts_with("/v1.0/routings?") && next.contains("resource_type=router"),
+        "{next}"
+    );
+    let v2 = ok(c.t("GET", &next, Some(ADMIN), None), "second page");
+    assert_eq!(v2["routings"].as_array().unwrap().len(), 1);
+    assert!(v2["routings_links"].is_null(), "the last page: {v2}");
+    assert_eq!(v2["routings"][0]["resource_type"], "router");
+
+    // Routings are derived: no write, for anyone.
+    for (m, p) in [
+        ("POST", "/v1.0/routings".to_string()),
+        ("PUT", format!("/v1.0/routings/{id}")),
+        ("DELETE", format!("/v1.0/routings/{id}")),
+    ] {
+        let body = json!({"routing": {"top_id": vm1, "bottom_id": vm1, "pod_id": regions[one],
+            "project_id": "demo", "resource_type": "port"}});
+        let (st, v) = c.t(m, &p, Some(ADMIN), Some(&body));
+        assert_eq!(st, 405, "{m} {p}: {v}");
+        assert!(
+            v["NeutronError"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("read-only"),
+            "{v}"
+        );
+        for who in [DEMO, OTHER] {
+            let (st, v) = c.t(m, &p, Some(who), Some(&body));
+            assert_eq!(st, 403, "{m} {p} as a member: {v}");
+        }
+    }
+    // Members see none of it.
+    for who in [DEMO, OTHER] {
+        for p in [
+            "/v1.0/routings".to_string(),
+            "/v1.0/routings?project_id=demo".to_string(),
+            format!("/v1.0/routings/{id}"),
+        ] {
+            let (st, v) = c.t("GET", &p, Some(who), None);
+            assert_eq!(st, 403, "{p}: {v}");
+            assert!(v["NeutronError"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("admin_api:routings"));
+        }
+    }
+    let (st, _) = c.t("GET", "/v1.0/routings", None, None);
+    assert_eq!(st, 401);
+
+    // The realization changes: subnet3 leaves the router. Its interface and leg ports go
+    // (net3 stays in both pods with its VM ports), every other routing keeps its id, and a
+    // marker whose routing is gone still marks its place.
+    let leg_port = router_ports["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["device_owner"] == "network:router_leg")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let leg_routing = all
+        .iter()
+        .find(|x| x["top_id"] == leg_port.as_str())
+        .unwrap()
+        .clone();
+    let iface3 = router_ports["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| {
+            p["device_owner"] == "network:router_interface"
+                && p["fixed_ips"][0]["subnet_id"] == sub3.as_str()
+        })
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    ok(
+        c.n(
+            "PUT",
+            &format!("/v2.0/routers/{r}/remove_router_interface"),
+            Some(DEMO),
+            Some(&json!({"subnet_id": sub3})),
+        ),
+        "remove subnet3",
+    );
+    let after = wait_for("the routings without subnet3's legs", 20, || {
+        let l = routings(&c, "");
+        (!l.iter().any(|x| x["top_id"] == leg_port.as_str())).then_some(l)
+    });
+    let gone: Vec<&Value> = all.iter().filter(|x| !after.contains(x)).collect();
+    let gone_ids: BTreeSet<&str> = gone.iter().map(|x| x["top_id"].as_str().unwrap()).collect();
+    assert_eq!(
+        gone_ids,
+        BTreeSet::from([leg_port.as_str(), iface3.as_str()]),
+        "{gone:?}"
+    );
+    assert!(
+        after.iter().all(|x| all.contains(x)),
+        "every other routing is unchanged"
+    );
+    let marker = leg_routing["id"].as_i64().unwrap();
+    let rest = routings(&c, &format!("?marker={marker}"));
+    let want_rest: Vec<Value> = after
+        .iter()
+        .filter(|x| x["id"].as_i64().unwrap() < marker)
+        .cloned()
+        .collect();
+    assert_eq!(rest, want_rest);
+    let (st, _) = c.t(
+        "GET",
+        &format!("/v1.0/routings/{marker}"),
+        Some(ADMIN),
+        None,
+    );
+    assert_eq!(st, 404, "its routing is gone");
+    assert!(!c.log_has_5xx());
+}
+
 /// The router's jobs as listed.
 fn jobs_of(c: &Controller, router: &str, query: &str) -> Vec<Value> {
     let v = ok(

@@ -11,6 +11,7 @@ pub mod neutron;
 pub mod openapi;
 pub mod pods;
 pub mod routes;
+pub mod routings;
 pub mod serve;
 pub mod tls;
 

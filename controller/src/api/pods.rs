@@ -1,5 +1,6 @@
 //! The Tricircle pod API on its own listener: `/v1.0/pods` (admin only); `/v1.0/jobs`
-//! ([`super::jobs`]) and the agent API ([`super::agents`]) are routed from here.
+//! ([`super::jobs`]), `/v1.0/routings` ([`super::routings`]) and the agent API
+//! ([`super::agents`]) are routed from here.
 //!
 //! `POST {"pod": {"region_name", "az_name"?, "pod_az_name"?, "dc_name"?}}`: region names are
 //! unique; a pod with an empty `az_name` is the central pod and there is at most one.
@@ -105,6 +106,7 @@ async fn route(app: Arc<App>, ctx: Ctx) -> Result<Response, DomainError> {
             }
         }
         ["v1.0", "jobs", rest @ ..] => super::jobs::handle(&app, &ctx, rest).await,
+        ["v1.0", "routings", rest @ ..] => super::routings::handle(&app, &ctx, rest).await,
         ["v1.0", rest @ ..] => super::agents::handle(&app, &ctx, rest).await,
         _ => Err(DomainError::no_route(&ctx.path)),
     }

@@ -37,7 +37,7 @@ const NEUTRON: &[&str] = &[
     "/v2.0/quotas/{project_id}/details",
 ];
 
-/// Tricircle API templates (pods, agents, jobs, metrics); fixed segments before
+/// Tricircle API templates (pods, agents, jobs, routings, metrics); fixed segments before
 /// `{…}` ones, since the first match wins.
 const TRICIRCLE: &[&str] = &[
     "/",
@@ -55,6 +55,8 @@ const TRICIRCLE: &[&str] = &[
     "/v1.0/jobs/detail",
     "/v1.0/jobs/schemas",
     "/v1.0/jobs/{id}",
+    "/v1.0/routings",
+    "/v1.0/routings/{id}",
 ];
 
 /// The template `path` matches on `api` (`"neutron"` or `"tricircle"`), or [`UNMATCHED`].
@@ -126,6 +128,10 @@ mod tests {
             "/v1.0/jobs/detail"
         );
         assert_eq!(template("tricircle", "/v1.0/jobs/x"), "/v1.0/jobs/{id}");
+        assert_eq!(
+            template("tricircle", "/v1.0/routings/42"),
+            "/v1.0/routings/{id}"
+        );
         assert_eq!(template("neutron", "/v2.0/ports/a/b/c"), UNMATCHED);
         assert_eq!(template("neutron", "/v1.0/pods"), UNMATCHED);
         assert_eq!(template("tricircle", "/x\"y\\z%0A"), UNMATCHED);

@@ -15,6 +15,7 @@ pub mod policy;
 pub mod ports;
 pub mod quotas;
 pub mod routers;
+pub mod routings;
 pub mod subnets;
 
 use crate::error::DomainError;
