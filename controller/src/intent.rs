@@ -183,6 +183,16 @@ impl Intent {
         self.nodes.get(node).map(|n| n.pod.as_str())
     }
 
+    /// Every registered node with its pod (region name), by node name.
+    pub fn nodes(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.nodes.iter().map(|(n, r)| (n.as_str(), r.pod.as_str()))
+    }
+
+    /// The pod of region `region`.
+    pub fn pod(&self, region: &str) -> Option<&Pod> {
+        self.pods.get(region)
+    }
+
     fn empty() -> Intent {
         Intent {
             snapshot: Snapshot {

@@ -1,16 +1,22 @@
-//! Jobs, as Tricircle's `/v1.0/jobs`: one persistent job per router that a change touched
-//! (interfaces, gateway, floating IPs, port bindings). The latest request for a router wins and
-//! bursts collapse into one NEW job ([`crate::store::Store::queue_job`]). A job is RUNNING
-//! while the nodes it touches catch up, SUCCESS when every node reports the router ready at a
-//! revision that holds the change, FAIL when an agent reports the router failed or the nodes
-//! do not catch up in time; failed jobs are retried with capped backoff. Jobs live in the
-//! store, so a controller killed mid-job resumes it at start.
+//! Jobs, as Tricircle's `/v1.0/jobs`: one persistent job per router and kind of work a change
+//! asked for (`router_setup` for interfaces, gateway and floating IPs, `configure_route` for
+//! extra routes; [`JobType`]). The latest request for a router wins and bursts collapse into
+//! one NEW job ([`crate::store::Store::queue_job`]). A job is RUNNING while the nodes it
+//! touches catch up, SUCCESS when every node reports the router ready at a revision that holds
+//! the change — it then moves to the job log, as Tricircle's `AsyncJobLog` — and FAIL when an
+//! agent reports the router failed or the nodes do not catch up in time; failed jobs are
+//! retried with capped backoff. Jobs live in the store, so a controller killed mid-job
+//! resumes it at start.
+//!
+//! A pass reads only the jobs still to do ([`crate::store::Store::active_jobs`]): finished
+//! jobs are in the log and failed jobs out of attempts are filtered by the query, so an idle
+//! controller reads one empty result per pass however many jobs it has run.
 
 use std::time::Duration;
 
 use crate::core::Core;
 use crate::error::DomainError;
-use crate::store::l3::JobState;
+use crate::store::jobs::{Job, JobState, JobType};
 
 /// How long a job may stay RUNNING before it fails (and is retried).
 pub const JOB_TIMEOUT: Duration = Duration::from_secs(120);
@@ -22,12 +28,30 @@ fn age_secs(ts: &str) -> u64 {
     crate::store::age_secs(ts).unwrap_or(u64::MAX)
 }
 
+/// Moves `job` to `status`; a job a new request re-queued meanwhile is left to the next pass.
+async fn set(
+    core: &Core,
+    job: &Job,
+    status: JobState,
+    attempts: i64,
+    error: Option<&str>,
+) -> Result<bool, DomainError> {
+    let moved = core.store.set_job(job, status, attempts, error).await?;
+    if !moved {
+        tracing::debug!(job = %job.id, "job re-queued while it was judged; left for the next pass");
+    }
+    Ok(moved)
+}
+
+fn record(core: &Core, job: &Job, status: JobState, took: Duration) {
+    core.metrics
+        .record_job(job.kind.as_str(), status.as_str(), took);
+}
+
 /// Moves every unfinished job one step.
 pub async fn advance(core: &Core) -> Result<(), DomainError> {
-    let jobs = core.store.list_jobs().await?;
-    if jobs.iter().all(|j| {
-        j.status == JobState::Success || (j.status == JobState::Fail && j.attempts >= MAX_ATTEMPTS)
-    }) {
+    let jobs = core.store.active_jobs(MAX_ATTEMPTS).await?;
+    if jobs.is_empty() {
         return Ok(());
     }
     // Every node's report, read once for all the jobs.
@@ -36,18 +60,15 @@ pub async fn advance(core: &Core) -> Result<(), DomainError> {
     for job in jobs {
         match job.status {
             JobState::New => {
-                core.store
-                    .set_job(&job.id, JobState::Running, job.attempts + 1, None)
-                    .await?;
+                set(core, &job, JobState::Running, job.attempts + 1, None).await?;
             }
             JobState::Running => {
                 if core.store.get_router(&job.resource_id).await.is_err() {
                     // The router is gone: nothing left to realize.
-                    core.store
-                        .set_job(&job.id, JobState::Success, job.attempts, None)
-                        .await?;
+                    set(core, &job, JobState::Success, job.attempts, None).await?;
                     continue;
                 }
+                let took = Duration::from_secs(age_secs(&job.timestamp).min(86_400));
                 match crate::realize::router_state(
                     core,
                     &reports,
@@ -55,54 +76,33 @@ pub async fn advance(core: &Core) -> Result<(), DomainError> {
                     &job.resource_id,
                 ) {
                     Ok(true) => {
-                        core.store
-                            .set_job(&job.id, JobState::Success, job.attempts, None)
-                            .await?;
-                        core.metrics.record_job(
-                            &job.kind,
-                            JobState::Success.as_str(),
-                            Duration::from_secs(age_secs(&job.timestamp).min(86_400)),
-                        );
-                        tracing::info!(job = %job.id, router = %job.resource_id, "job done");
+                        if set(core, &job, JobState::Success, job.attempts, None).await? {
+                            record(core, &job, JobState::Success, took);
+                            tracing::info!(job = %job.id, kind = job.kind.as_str(), router = %job.resource_id, "job done");
+                        }
                     }
                     Ok(false) if age_secs(&job.timestamp) > JOB_TIMEOUT.as_secs() => {
-                        core.metrics
-                            .record_job(&job.kind, JobState::Fail.as_str(), JOB_TIMEOUT);
-                        core.store
-                            .set_job(
-                                &job.id,
-                                JobState::Fail,
-                                job.attempts,
-                                Some("nodes did not apply the change in time"),
-                            )
-                            .await?;
+                        let why = "nodes did not apply the change in time";
+                        if set(core, &job, JobState::Fail, job.attempts, Some(why)).await? {
+                            record(core, &job, JobState::Fail, JOB_TIMEOUT);
+                        }
                     }
                     Ok(false) => {}
                     Err(reason) => {
                         tracing::warn!(job = %job.id, router = %job.resource_id, %reason, "job failed");
-                        core.metrics.record_job(
-                            &job.kind,
-                            JobState::Fail.as_str(),
-                            Duration::from_secs(age_secs(&job.timestamp).min(86_400)),
-                        );
-                        core.store
-                            .set_job(&job.id, JobState::Fail, job.attempts, Some(&reason))
-                            .await?;
+                        if set(core, &job, JobState::Fail, job.attempts, Some(&reason)).await? {
+                            record(core, &job, JobState::Fail, took);
+                        }
                     }
                 }
             }
             JobState::Fail if job.attempts < MAX_ATTEMPTS => {
                 let backoff = (1u64 << job.attempts.clamp(0, 6)).min(60);
                 if age_secs(&job.timestamp) >= backoff {
-                    core.store
-                        .set_job(
-                            &job.id,
-                            JobState::Running,
-                            job.attempts + 1,
-                            job.last_error.as_deref(),
-                        )
-                        .await?;
-                    core.realizer.kick();
+                    let (attempts, last) = (job.attempts + 1, job.last_error.as_deref());
+                    if set(core, &job, JobState::Running, attempts, last).await? {
+                        core.realizer.kick();
+                    }
                 }
             }
             _ => {}
@@ -111,25 +111,31 @@ pub async fn advance(core: &Core) -> Result<(), DomainError> {
     Ok(())
 }
 
-/// Routers whose change is not realized everywhere but whose job says SUCCESS (or that have
-/// none): a controller killed between a router's write and its job's queueing leaves exactly
-/// this. Queued again, so `/v1.0/jobs` tells the truth. Run on full passes.
+/// Routers whose change is not realized everywhere and that have no job to say so: a
+/// controller killed between a router's write and its job's queueing leaves exactly this
+/// (their last job is in the log as SUCCESS, or they never had one). Queued again
+/// (`router_setup`), so `/v1.0/jobs` tells the truth. Run on full passes.
 pub async fn requeue_unrealized(
     core: &Core,
     intent: &crate::realize::Intent,
 ) -> Result<usize, DomainError> {
-    let jobs = core.store.list_jobs().await?;
+    let pending: std::collections::HashSet<String> = core
+        .store
+        .pending_jobs()
+        .await?
+        .into_iter()
+        .map(|j| j.resource_id)
+        .collect();
     let reports = crate::realize::Reports::load(core).await?;
     let mut n = 0;
     for r in intent.routers.values() {
-        let job = jobs
-            .iter()
-            .find(|j| j.kind == "router" && j.resource_id == r.id);
-        if job.is_some_and(|j| j.status != JobState::Success) {
+        if pending.contains(&r.id) {
             continue;
         }
         if reports.router(&core.realizer.hub, &r.id) == Ok(false) {
-            core.store.queue_job("router", &r.id, &r.project_id).await?;
+            core.store
+                .queue_job(JobType::RouterSetup, &r.id, &r.project_id)
+                .await?;
             tracing::info!(router = %r.id, "queued a job for a router not realized everywhere");
             n += 1;
         }

@@ -429,14 +429,14 @@ fn named_states(c: &Controller, states: &[(u64, Value); 2]) -> Vec<Value> {
     states.iter().map(|(_, s)| relabel(s, &names)).collect()
 }
 
-/// The router's job (from `/v1.0/jobs`).
+/// The router's job (from `/v1.0/jobs`: its active job, else its latest in the log).
 fn job(c: &Controller, router: &str) -> Value {
     let jobs = ok(c.t("GET", "/v1.0/jobs", Some(ADMIN), None), "jobs");
     jobs["jobs"]
         .as_array()
         .unwrap()
         .iter()
-        .find(|j| j["resource_id"] == json!(router))
+        .find(|j| j["resource"]["router_id"] == json!(router))
         .cloned()
         .unwrap_or_else(|| panic!("no job for router {router}: {jobs}"))
 }
@@ -816,13 +816,24 @@ fn a_job_lost_between_the_write_and_its_queueing_is_queued_again_on_restart() {
     let second = start(&db, None);
     quiesce(&second);
     let j = job(&second, &router);
-    assert_eq!(j["id"], done["id"], "the same job row: {j}");
     assert_ne!(
         j["status"],
         "SUCCESS",
         "the job must not claim a change the nodes have not applied: {j}\nlog:\n{}",
         log_tail(&second)
     );
+    // The finished job stays in the log, as Tricircle's; the re-queued one is a new job.
+    assert_ne!(j["id"], done["id"], "{j}");
+    let logged = ok(
+        second.t(
+            "GET",
+            &format!("/v1.0/jobs/{}", done["id"].as_str().unwrap()),
+            Some(ADMIN),
+            None,
+        ),
+        "the finished job",
+    );
+    assert_eq!(logged["job"]["status"], "SUCCESS", "{logged}");
     let d1 = desired(&second, "node1");
     assert!(
         !has_route(&d1["state"]["routers"][&router], "10.0.2.0/24"),

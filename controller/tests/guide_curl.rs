@@ -1,5 +1,7 @@
 //! The guide's own curl commands (step 5 pods, step 10 external network), verbatim, with the
-//! real `curl`, plus the pod API's error cases.
+//! real `curl`, plus the pod API's error cases, and Tricircle's admin API reference
+//! (`/v1.0/jobs`, `/v1.0/routings`; the multi-pod guide itself has no jobs command) written
+//! the guide's way: `curl ... -H "X-Auth-Token: $token"`.
 mod common;
 
 use std::process::Command;
@@ -257,5 +259,101 @@ fn pod_api_errors() {
     assert_eq!(s, 404);
     let (s, _) = c.t("PUT", "/v1.0/pods", Some(ADMIN), None);
     assert_eq!(s, 405);
+    assert!(!c.log_has_5xx());
+}
+
+#[test]
+fn admin_api_jobs_and_routings_with_curl() {
+    let c = Controller::start();
+    let auth = format!("X-Auth-Token: {ADMIN}");
+    let base = c.tricircle_url();
+    guide::pods(&c);
+    guide::ok(
+        guide::register(&c, &guide::agent("node1"), "node1", "RegionOne", false),
+        "node1",
+    );
+    let (net1, sub1) = guide::net_subnet(&c, "net1", "10.0.1.0/24");
+    guide::vm_port(&c, &net1, "node1");
+    let r = guide::ok(
+        c.n(
+            "POST",
+            "/v2.0/routers",
+            Some(DEMO),
+            Some(&json!({"router": {"name": "router"}})),
+        ),
+        "router",
+    )["router"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    guide::ok(
+        c.n(
+            "PUT",
+            &format!("/v2.0/routers/{r}/add_router_interface"),
+            Some(DEMO),
+            Some(&json!({"subnet_id": sub1})),
+        ),
+        "interface",
+    );
+
+    let jobs = curl(&[&format!("{base}/v1.0/jobs"), "-H", &auth]);
+    let j = &jobs["jobs"][0];
+    assert_eq!(j["type"], "router_setup", "{jobs}");
+    assert_eq!(j["resource"]["router_id"], r.as_str());
+    let schemas = curl(&[&format!("{base}/v1.0/jobs/schemas"), "-H", &auth]);
+    assert_eq!(schemas["schemas"][0]["resource"], json!(["router_id"]));
+    let body = format!(
+        r#"{{"job": {{"type": "router_setup", "project_id": "demo", "resource": {{"router_id": "{r}"}}}}}}"#
+    );
+    let posted = curl(&[
+        "-X",
+        "POST",
+        &format!("{base}/v1.0/jobs"),
+        "-H",
+        "Content-Type: application/json",
+        "-H",
+        &auth,
+        "-d",
+        &body,
+    ]);
+    assert_eq!(posted["job"]["status"], "NEW", "{posted}");
+    let id = posted["job"]["id"].as_str().unwrap();
+    let one = curl(&[&format!("{base}/v1.0/jobs/{id}"), "-H", &auth]);
+    assert_eq!(one["job"]["id"], id);
+    let filtered = curl(&[
+        &format!("{base}/v1.0/jobs?type=router_setup&limit=1"),
+        "-H",
+        &auth,
+    ]);
+    assert_eq!(filtered["jobs"].as_array().unwrap().len(), 1, "{filtered}");
+    let refused = curl(&[
+        &format!("{base}/v1.0/jobs"),
+        "-H",
+        &format!("X-Auth-Token: {DEMO}"),
+    ]);
+    assert_eq!(refused["NeutronError"]["type"], "PolicyNotAuthorized");
+
+    // GET /v1.0/routings?limit=2, then the next link as given.
+    let page = curl(&[&format!("{base}/v1.0/routings?limit=2"), "-H", &auth]);
+    assert_eq!(page["routings"].as_array().unwrap().len(), 2, "{page}");
+    let next = page["routings_links"][0]["href"].as_str().unwrap();
+    let page2 = curl(&[&format!("{base}{next}"), "-H", &auth]);
+    let first: Vec<i64> = page["routings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["id"].as_i64().unwrap())
+        .collect();
+    assert!(page2["routings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|x| x["id"].as_i64().unwrap() < first[1]));
+    let routers = curl(&[
+        &format!("{base}/v1.0/routings?resource_type=router"),
+        "-H",
+        &auth,
+    ]);
+    assert_eq!(routers["routings"][0]["top_id"], r.as_str(), "{routers}");
     assert!(!c.log_has_5xx());
 }

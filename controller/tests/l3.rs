@@ -741,11 +741,11 @@ fn jobs_run_to_success_when_the_nodes_report_and_list_as_tricircle() {
             .as_array()
             .unwrap()
             .iter()
-            .find(|j| j["resource_id"] == json!(g.router))
+            .find(|j| j["resource"]["router_id"] == json!(g.router))
             .cloned()
             .expect("a job for the router");
         if job["status"] == "SUCCESS" {
-            assert_eq!(job["type"], "router");
+            assert_eq!(job["type"], "router_setup");
             let one = ok(
                 c.t(
                     "GET",
@@ -798,7 +798,7 @@ fn jobs_run_to_success_when_the_nodes_report_and_list_as_tricircle() {
     );
     assert!(
         text.contains(
-            r#"crosspod_controller_job_duration_seconds_count{type="router",outcome="SUCCESS"} 1"#
+            r#"crosspod_controller_job_duration_seconds_count{type="router_setup",outcome="SUCCESS"} 1"#
         ),
         "{text}"
     );

@@ -580,7 +580,7 @@ fn an_allocation_that_fails_later_shows_as_router_error_job_fail_and_realized_re
             .as_array()
             .unwrap()
             .iter()
-            .find(|j| j["resource_id"] == rid.as_str())
+            .find(|j| j["resource"]["router_id"] == rid.as_str())
             .cloned()
             .unwrap_or_default();
         if job["status"] == "FAIL" || std::time::Instant::now() > deadline {

@@ -1,4 +1,4 @@
-//! The agent API and the jobs API, on the Tricircle listener.
+//! The agent API, on the Tricircle listener (and alone on the agent listener).
 //!
 //! - `POST /v1.0/agents` ([`wire::NodeRegistration`]): 404 while the pod does not exist (the
 //!   agent waits and retries), else the node is (re-)registered.
@@ -13,7 +13,6 @@
 //!   publications and agent reports (re-checked every [`REALIZED_RECHECK`] for reports
 //!   another controller recorded). At most `long-polls-per-project` waits per project and
 //!   `long-polls-per-node` `desired` polls per node run at once; more get 429.
-//! - `/v1.0/jobs` (admin): list, show, redo (PUT), delete.
 //! - `POST /v1.0/resync` (admin): a full realization pass now; answers what it did and whether
 //!   the incremental picture had drifted from the store.
 
@@ -23,9 +22,9 @@ use std::time::{Duration, Instant};
 use axum::extract::{Request, State};
 use axum::http::{Method, StatusCode};
 use axum::response::Response;
-use serde_json::{json, Value};
+use serde_json::json;
 
-use super::{json as respond, json_bytes, method_not_allowed, no_content, App, Ctx};
+use super::{json as respond, json_bytes, no_content, App, Ctx};
 use crate::auth::{Identity, Role};
 use crate::error::DomainError;
 use crate::realize;
@@ -52,7 +51,7 @@ fn query_u64(ctx: &Ctx, key: &str) -> Result<Option<u64>, DomainError> {
     }
 }
 
-/// Routes under `/v1.0/agents`, `/v1.0/jobs` and `/v1.0/routers`.
+/// Routes under `/v1.0/agents`, `/v1.0/resync` and `/v1.0/routers`.
 pub async fn handle(app: &App, ctx: &Ctx, segs: &[&str]) -> Result<Response, DomainError> {
     let who = ctx.identity(app)?;
     handle_as(app, ctx, segs, &who).await
@@ -236,46 +235,6 @@ async fn handle_as(
                     _ = reports.changed() => {}
                     _ = tokio::time::sleep(left.min(REALIZED_RECHECK)) => {}
                 }
-            }
-        }
-        (["jobs", rest @ ..], method) => {
-            policy::enforce(who, "jobs", &policy::Target::default())?;
-            let render = |j: &crate::store::l3::Job| -> Value {
-                json!({"id": j.id, "type": j.kind, "status": j.status, "resource": {"router_id": j.resource_id},
-                       "resource_id": j.resource_id, "project_id": j.project_id, "timestamp": j.timestamp,
-                       "attempts": j.attempts, "last_error": j.last_error})
-            };
-            match (rest, method) {
-                ([], &Method::GET) => {
-                    let jobs: Vec<Value> =
-                        app.store.list_jobs().await?.iter().map(render).collect();
-                    Ok(respond(StatusCode::OK, &json!({"jobs": jobs})))
-                }
-                ([id], &Method::GET) => {
-                    let j = app.store.get_job(id).await?;
-                    Ok(respond(StatusCode::OK, &json!({"job": render(&j)})))
-                }
-                ([id], &Method::PUT) => {
-                    let j = app.store.get_job(id).await?;
-                    app.store
-                        .queue_job(&j.kind, &j.resource_id, &j.project_id)
-                        .await?;
-                    app.realizer.kick();
-                    let j = app.store.get_job(id).await?;
-                    Ok(respond(StatusCode::OK, &json!({"job": render(&j)})))
-                }
-                ([id], &Method::DELETE) => {
-                    let j = app.store.get_job(id).await?;
-                    if j.status == crate::store::l3::JobState::Running {
-                        return Err(DomainError::conflict(
-                            "JobRunning",
-                            format!("job {id} is running"),
-                        ));
-                    }
-                    app.store.delete_job(id).await?;
-                    Ok(no_content())
-                }
-                _ => Err(method_not_allowed(ctx)),
             }
         }
         _ => Err(DomainError::no_route(&ctx.path)),

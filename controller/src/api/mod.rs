@@ -5,11 +5,13 @@
 
 pub mod agents;
 pub mod error;
+pub mod jobs;
 pub mod limits;
 pub mod neutron;
 pub mod openapi;
 pub mod pods;
 pub mod routes;
+pub mod routings;
 pub mod serve;
 pub mod tls;
 

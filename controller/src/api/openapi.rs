@@ -279,5 +279,60 @@ pub fn document() -> Value {
             paths.extend(tag_paths(c.collection()));
         }
     }
+    if let (Some(paths), Value::Object(more)) = (doc["paths"].as_object_mut(), tricircle_admin()) {
+        paths.extend(more);
+    }
+    let job_types: Vec<&str> = crate::store::jobs::JobType::ALL
+        .iter()
+        .map(|t| t.as_str())
+        .collect();
+    doc["components"]["schemas"]["JobCreate"] = json!({"type": "object", "required": ["type", "project_id", "resource"], "additionalProperties": false, "properties": {
+        "type": {"type": "string", "enum": job_types}, "project_id": s("string"),
+        "resource": {"type": "object", "required": ["router_id"], "additionalProperties": false, "properties": {"router_id": uuid}}}});
     doc
+}
+
+/// `/v1.0/jobs` and `/v1.0/routings` (Tricircle's admin API, port 19999, admin only).
+fn tricircle_admin() -> Value {
+    let q = |name: &str, t: &str| json!({"name": name, "in": "query", "required": false, "schema": {"type": t}});
+    let job_params = json!([
+        q("project_id", "string"),
+        q("type", "string"),
+        q("status", "string"),
+        q("limit", "integer"),
+        q("marker", "string")
+    ]);
+    let mut routing_params: Vec<Value> = crate::service::routings::FILTERS
+        .iter()
+        .map(|f| q(f, if *f == "id" { "integer" } else { "string" }))
+        .collect();
+    routing_params.push(q("limit", "integer"));
+    routing_params.push(q("marker", "integer"));
+    let get = |summary: &str, params: Value| {
+        json!({"summary": summary, "parameters": params,
+        "responses": {"200": ok(json!({"type": "object"})), "400": err(), "401": err(), "403": err()}})
+    };
+    let refused = |summary: &str| json!({"summary": summary, "responses": {"401": err(), "403": err(), "405": err()}});
+    let int_id =
+        json!({"name": "id", "in": "path", "required": true, "schema": {"type": "integer"}});
+    json!({
+        "/v1.0/jobs": {
+            "get": get("List jobs: active first, then the log (Tricircle API, port 19999)", job_params.clone()),
+            "post": {"summary": "Queue a job for a resource, re-syncing it (Tricircle API, port 19999)",
+                "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "required": ["job"], "additionalProperties": false, "properties": {"job": {"$ref": "#/components/schemas/JobCreate"}}}}}},
+                "responses": {"202": ok(json!({"type": "object"})), "400": err(), "401": err(), "403": err(), "404": err(), "413": err()}}},
+        "/v1.0/jobs/detail": {"get": get("List jobs (as /v1.0/jobs)", job_params)},
+        "/v1.0/jobs/schemas": {"get": get("Job types and the keys of their resource", json!([]))},
+        "/v1.0/jobs/{id}": {"parameters": [id_param()],
+            "get": {"summary": "One job, active or from the log", "responses": {"200": ok(json!({"type": "object"})), "401": err(), "403": err(), "404": err()}},
+            "put": {"summary": "Redo a NEW or FAIL job now (no body)", "responses": {"200": ok(json!({"type": "object"})), "400": err(), "401": err(), "403": err(), "404": err()}},
+            "delete": {"summary": "Delete a NEW or FAIL job", "responses": {"200": ok(json!({"type": "object"})), "400": err(), "401": err(), "403": err(), "404": err()}}},
+        "/v1.0/routings": {
+            "get": get("Where each network, subnet, router and port is realized, by pod (derived, read-only)", Value::Array(routing_params)),
+            "post": refused("Refused: routings are derived (405)")},
+        "/v1.0/routings/{id}": {"parameters": [int_id],
+            "get": {"summary": "One routing", "responses": {"200": ok(json!({"type": "object"})), "401": err(), "403": err(), "404": err()}},
+            "put": refused("Refused: routings are derived (405)"),
+            "delete": refused("Refused: routings are derived (405)")}
+    })
 }

@@ -1,4 +1,6 @@
-//! The Tricircle pod API on its own listener: `/v1.0/pods` (admin only).
+//! The Tricircle pod API on its own listener: `/v1.0/pods` (admin only); `/v1.0/jobs`
+//! ([`super::jobs`]), `/v1.0/routings` ([`super::routings`]) and the agent API
+//! ([`super::agents`]) are routed from here.
 //!
 //! `POST {"pod": {"region_name", "az_name"?, "pod_az_name"?, "dc_name"?}}`: region names are
 //! unique; a pod with an empty `az_name` is the central pod and there is at most one.
@@ -38,17 +40,13 @@ async fn route(app: Arc<App>, ctx: Ctx) -> Result<Response, DomainError> {
         },
         ["openapi"] => Ok(respond(StatusCode::OK, &crate::api::openapi::document())),
         ["metrics"] => {
-            let mut jobs = std::collections::BTreeMap::<&str, usize>::new();
-            for j in app.store.list_jobs().await? {
-                *jobs.entry(j.status.as_str()).or_default() += 1;
-            }
             let mut extra = String::from(
-                "# HELP crosspod_controller_jobs Jobs by state.\n# TYPE crosspod_controller_jobs gauge\n",
+                "# HELP crosspod_controller_jobs Jobs by state (SUCCESS: the job log).\n# TYPE crosspod_controller_jobs gauge\n",
             );
-            for s in crate::store::l3::JobState::ALL.map(|j| j.as_str()) {
+            for (s, n) in app.store.job_counts().await? {
                 extra.push_str(&format!(
-                    "crosspod_controller_jobs{{status=\"{s}\"}} {}\n",
-                    jobs.get(s).copied().unwrap_or(0)
+                    "crosspod_controller_jobs{{status=\"{}\"}} {n}\n",
+                    s.as_str()
                 ));
             }
             let body = app.metrics.render(&extra);
@@ -107,6 +105,8 @@ async fn route(app: Arc<App>, ctx: Ctx) -> Result<Response, DomainError> {
                 _ => Err(DomainError::no_route(&ctx.path)),
             }
         }
+        ["v1.0", "jobs", rest @ ..] => super::jobs::handle(&app, &ctx, rest).await,
+        ["v1.0", "routings", rest @ ..] => super::routings::handle(&app, &ctx, rest).await,
         ["v1.0", rest @ ..] => super::agents::handle(&app, &ctx, rest).await,
         _ => Err(DomainError::no_route(&ctx.path)),
     }

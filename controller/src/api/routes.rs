@@ -47,7 +47,8 @@ const NEUTRON: &[&str] = &[
     "/v2.0/floatingips/{id}/tags/{tag}",
 ];
 
-/// Tricircle API templates (pods, agents, jobs, metrics).
+/// Tricircle API templates (pods, agents, jobs, routings, metrics); fixed segments before
+/// `{…}` ones, since the first match wins.
 const TRICIRCLE: &[&str] = &[
     "/",
     "/openapi",
@@ -61,7 +62,11 @@ const TRICIRCLE: &[&str] = &[
     "/v1.0/resync",
     "/v1.0/routers/{id}/realized",
     "/v1.0/jobs",
+    "/v1.0/jobs/detail",
+    "/v1.0/jobs/schemas",
     "/v1.0/jobs/{id}",
+    "/v1.0/routings",
+    "/v1.0/routings/{id}",
 ];
 
 /// The template `path` matches on `api` (`"neutron"` or `"tricircle"`), or [`UNMATCHED`].
@@ -136,6 +141,15 @@ mod tests {
             "/v2.0/subnets/{id}/tags"
         );
         assert_eq!(template("tricircle", "/"), "/");
+        assert_eq!(
+            template("tricircle", "/v1.0/jobs/detail"),
+            "/v1.0/jobs/detail"
+        );
+        assert_eq!(template("tricircle", "/v1.0/jobs/x"), "/v1.0/jobs/{id}");
+        assert_eq!(
+            template("tricircle", "/v1.0/routings/42"),
+            "/v1.0/routings/{id}"
+        );
         assert_eq!(template("neutron", "/v2.0/ports/a/b/c"), UNMATCHED);
         assert_eq!(template("neutron", "/v1.0/pods"), UNMATCHED);
         assert_eq!(template("tricircle", "/x\"y\\z%0A"), UNMATCHED);

@@ -289,7 +289,9 @@ async fn queue_for(core: &Core, intent: &Intent, f: &FloatingIp) -> Result<(), D
             .get(&r)
             .map(|x| x.project_id.clone())
             .unwrap_or_default();
-        core.store.queue_job("router", &r, &project).await?;
+        core.store
+            .queue_job(crate::store::jobs::JobType::RouterSetup, &r, &project)
+            .await?;
     }
     Ok(())
 }

@@ -6,13 +6,16 @@
 //! conditioned on the revision read ([`with_retry`] re-runs it when a concurrent update won);
 //! a client's `If-Match: revision_number=N` turns that race into 412 instead.
 
+pub mod admin_query;
 pub mod agents;
 pub mod floatingips;
+pub mod jobs;
 pub mod networks;
 pub mod policy;
 pub mod ports;
 pub mod quotas;
 pub mod routers;
+pub mod routings;
 pub mod subnets;
 pub mod tags;
 

@@ -118,7 +118,17 @@ pub const POLICIES: &[(&str, Rule)] = &[
     ("delete_floatingip:tags", Rule::Owner),
     // Tricircle's admin API and the agent API
     ("pods", Rule::Admin),
-    ("jobs", Rule::Admin),
+    // Tricircle's admin API by its own rule names (`tricircle/common/policy.py`)
+    ("admin_api:jobs:list", Rule::Admin),
+    ("admin_api:jobs:schema_list", Rule::Admin),
+    ("admin_api:jobs:create", Rule::Admin),
+    ("admin_api:jobs:redo", Rule::Admin),
+    ("admin_api:jobs:delete", Rule::Admin),
+    ("admin_api:routings:list", Rule::Admin),
+    ("admin_api:routings:show", Rule::Admin),
+    ("admin_api:routings:create", Rule::Admin),
+    ("admin_api:routings:put", Rule::Admin),
+    ("admin_api:routings:delete", Rule::Admin),
     ("resync", Rule::Admin),
     ("list_agents", Rule::Admin),
     ("delete_agent", Rule::Admin),

@@ -13,6 +13,7 @@ use crate::naming::OWNER_INTERFACE;
 use crate::realize::{self, Intent};
 use crate::service::networks;
 use crate::service::policy::{self, Target};
+use crate::store::jobs::JobType;
 use crate::store::l3::{GatewayInfo, RouteEntry, Router};
 use crate::store::{FixedIpRequest, NewPort, Port};
 
@@ -256,7 +257,12 @@ pub async fn create(core: &Core, who: &Identity, c: Create) -> Result<Router, Do
         }
         return Err(e);
     }
-    core.store.queue_job("router", &r.id, &r.project_id).await?;
+    if r.gateway.is_some() {
+        // A bare router has no instance anywhere: nothing to set up until it has a leg.
+        core.store
+            .queue_job(JobType::RouterSetup, &r.id, &r.project_id)
+            .await?;
+    }
     tracing::info!(router = %r.id, project = %r.project_id, "router created");
     Ok(r)
 }
@@ -331,7 +337,17 @@ pub async fn update(
             return Err(e);
         }
     }
-    core.store.queue_job("router", &r.id, &r.project_id).await?;
+    // The work the nodes have to do, by Tricircle's job types; a rename needs none.
+    if before.gateway != r.gateway {
+        core.store
+            .queue_job(JobType::RouterSetup, &r.id, &r.project_id)
+            .await?;
+    }
+    if before.routes != r.routes {
+        core.store
+            .queue_job(JobType::ConfigureRoute, &r.id, &r.project_id)
+            .await?;
+    }
     Ok(r)
 }
 
@@ -362,7 +378,9 @@ pub async fn change_routes(
         Ok(core.store.update_router(&r).await?)
     })
     .await?;
-    core.store.queue_job("router", &r.id, &r.project_id).await?;
+    core.store
+        .queue_job(JobType::ConfigureRoute, &r.id, &r.project_id)
+        .await?;
     Ok(r)
 }
 
@@ -604,7 +622,9 @@ pub async fn add_interface(
         return Err(e);
     }
     crate::failpoint::hit("api:interface_job");
-    core.store.queue_job("router", &r.id, &r.project_id).await?;
+    core.store
+        .queue_job(JobType::RouterSetup, &r.id, &r.project_id)
+        .await?;
     tracing::info!(router = %r.id, port = %port.id, "router interface added");
     Ok(Interface { router: r, port })
 }
@@ -659,7 +679,9 @@ pub async fn remove_interface(
     };
     core.store.delete_port(&p.id).await?;
     crate::failpoint::hit("api:interface_job");
-    core.store.queue_job("router", &r.id, &r.project_id).await?;
+    core.store
+        .queue_job(JobType::RouterSetup, &r.id, &r.project_id)
+        .await?;
     tracing::info!(router = %r.id, port = %p.id, "router interface removed");
     Ok(Interface { router: r, port: p })
 }

@@ -1,5 +1,6 @@
 //! Routers, floating IPs, registered nodes (agents), the per-node published desired-state
-//! revisions, pod-local VLAN tags and jobs: the tables of cross-pod L3 and the agent API.
+//! revisions and pod-local VLAN tags: the tables of cross-pod L3 and the agent API (the
+//! migration also creates the `jobs` table, whose queries live in [`super::jobs`]).
 //!
 //! Router interfaces, gateway ports, floating-IP ports, bridge IPs and per-pod leg IPs are real
 //! ports (device_owner `network:*`, device_id = the router or floating IP), so their IPs and
@@ -213,67 +214,6 @@ pub struct AgentRow {
     pub admin_state_up: bool,
 }
 
-/// A job row (Tricircle's `/v1.0/jobs`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Job {
-    /// UUID.
-    pub id: String,
-    /// `router_setup`, ...
-    #[serde(rename = "type")]
-    pub kind: String,
-    /// The resource the job realizes.
-    pub resource_id: String,
-    /// Owner project.
-    pub project_id: String,
-    /// Where it is.
-    pub status: JobState,
-    /// Last state change.
-    pub timestamp: String,
-    /// Attempts made.
-    pub attempts: i64,
-    /// Last failure.
-    pub last_error: Option<String>,
-}
-
-/// A job's state, as Tricircle names them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "UPPERCASE")]
-pub enum JobState {
-    /// Queued, not started.
-    New,
-    /// The nodes it touches are catching up.
-    Running,
-    /// Every node reports the change applied.
-    Success,
-    /// An agent failed it or it timed out (retried with backoff).
-    Fail,
-}
-
-impl JobState {
-    /// Every state, in life-cycle order.
-    pub const ALL: [JobState; 4] = [
-        JobState::New,
-        JobState::Running,
-        JobState::Success,
-        JobState::Fail,
-    ];
-
-    /// As stored and shown.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            JobState::New => "NEW",
-            JobState::Running => "RUNNING",
-            JobState::Success => "SUCCESS",
-            JobState::Fail => "FAIL",
-        }
-    }
-
-    /// From its stored name.
-    pub fn parse(s: &str) -> Option<JobState> {
-        JobState::ALL.into_iter().find(|j| j.as_str() == s)
-    }
-}
-
 fn json_col<T: serde::de::DeserializeOwned>(
     r: &AnyRow,
     col: &'static str,
@@ -334,26 +274,6 @@ fn agent_from_row(r: &AnyRow) -> Result<AgentRow, StoreError> {
         report: report.and_then(|s| serde_json::from_str(&s).ok()),
         description: col_s(r, "description")?,
         admin_state_up: col_i(r, "admin_state_up")? != 0,
-    })
-}
-
-fn job_from_row(r: &AnyRow) -> Result<Job, StoreError> {
-    Ok(Job {
-        id: col_s(r, "id")?,
-        kind: col_s(r, "type")?,
-        resource_id: col_s(r, "resource_id")?,
-        project_id: col_s(r, "project_id")?,
-        status: {
-            let s = col_s(r, "status")?;
-            JobState::parse(&s).ok_or_else(|| StoreError::Corrupt {
-                column: "status",
-                object: "jobs".into(),
-                detail: format!("{s:?} is not a job state"),
-            })?
-        },
-        timestamp: col_s(r, "timestamp")?,
-        attempts: col_i(r, "attempts")?,
-        last_error: col_os(r, "last_error")?,
     })
 }
 
@@ -1124,83 +1044,6 @@ impl Store {
                 "releasing the local tag of {network_id}"
             )))?;
         w.touch(super::changes::ChangeKind::LocalTag, network_id);
-        w.commit().await
-    }
-
-    // ---- jobs ----
-
-    /// Queue (or re-queue) the job of a resource: the latest request wins, bursts collapse
-    /// into one NEW job.
-    pub async fn queue_job(
-        &self,
-        kind: &str,
-        resource_id: &str,
-        project_id: &str,
-    ) -> Result<(), StoreError> {
-        let mut w = self.begin_write().await?;
-        sqlx::query("INSERT INTO jobs (id, type, resource_id, project_id, status, timestamp, attempts) VALUES ($1, $2, $3, $4, 'NEW', $5, 0) ON CONFLICT (type, resource_id) DO UPDATE SET status = 'NEW', timestamp = $5, attempts = 0, last_error = NULL")
-            .bind(uuid::Uuid::new_v4().to_string())
-            .bind(kind.to_string())
-            .bind(resource_id.to_string())
-            .bind(project_id.to_string())
-            .bind(now())
-            .execute(&mut *w.tx)
-            .await
-            .map_err(StoreError::db(format!("queueing the {kind} job of {resource_id}")))?;
-        w.commit().await
-    }
-
-    /// Every job.
-    pub async fn list_jobs(&self) -> Result<Vec<Job>, StoreError> {
-        let rows = sqlx::query("SELECT * FROM jobs ORDER BY timestamp, id")
-            .fetch_all(self.pool())
-            .await
-            .map_err(StoreError::db("listing jobs"))?;
-        rows.iter().map(job_from_row).collect()
-    }
-
-    /// One job.
-    pub async fn get_job(&self, id: &str) -> Result<Job, StoreError> {
-        let row = sqlx::query("SELECT * FROM jobs WHERE id = $1")
-            .bind(id.to_string())
-            .fetch_optional(self.pool())
-            .await
-            .map_err(StoreError::db(format!("reading job {id}")))?;
-        match row {
-            Some(r) => job_from_row(&r),
-            None => Err(DomainError::not_found("Job", "ResourceNotFound", id).into()),
-        }
-    }
-
-    /// Set a job's state.
-    pub async fn set_job(
-        &self,
-        id: &str,
-        status: JobState,
-        attempts: i64,
-        error: Option<&str>,
-    ) -> Result<(), StoreError> {
-        let mut w = self.begin_write().await?;
-        sqlx::query("UPDATE jobs SET status = $1, attempts = $2, last_error = $3, timestamp = $4 WHERE id = $5")
-            .bind(status.as_str())
-            .bind(attempts)
-            .bind(error.map(str::to_string))
-            .bind(now())
-            .bind(id.to_string())
-            .execute(&mut *w.tx)
-            .await
-            .map_err(StoreError::db(format!("updating job {id}")))?;
-        w.commit().await
-    }
-
-    /// Delete a job.
-    pub async fn delete_job(&self, id: &str) -> Result<(), StoreError> {
-        let mut w = self.begin_write().await?;
-        sqlx::query("DELETE FROM jobs WHERE id = $1")
-            .bind(id.to_string())
-            .execute(&mut *w.tx)
-            .await
-            .map_err(StoreError::db(format!("deleting job {id}")))?;
         w.commit().await
     }
 }

@@ -19,6 +19,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
     (5, "quotas", super::quotas::QUOTAS_MIGRATION),
     (6, "router ports", ROUTER_PORTS),
     (7, "tags", super::tags::TAGS_MIGRATION),
+    (
+        9,
+        "job log, job versions, Tricircle's job types",
+        super::jobs::JOBS_MIGRATION,
+    ),
     (11, "agent description and admin state", AGENT_ADMIN),
 ];
 

@@ -9,6 +9,7 @@
 
 mod bridge;
 pub mod changes;
+pub mod jobs;
 pub mod l3;
 mod migrations;
 pub mod model;
