@@ -240,6 +240,104 @@ pub fn random_in(pools: &[Pool], entropy: u128) -> Option<IpAddr> {
     None
 }
 
+/// Whether `gateway` may be the gateway of `cidr` (Neutron's rules): of the subnet's IP
+/// version; outside the subnet (a router elsewhere) or a host address of it, never its
+/// network or broadcast address.
+pub fn check_gateway(cidr: &IpNet, gateway: IpAddr) -> Result<(), DomainError> {
+    if gateway.is_ipv4() != cidr.addr().is_ipv4() {
+        return Err(DomainError::invalid_input(
+            "gateway_ip",
+            format!("gateway {gateway} is not of the IP version of subnet {cidr}"),
+        ));
+    }
+    if cidr.contains(&gateway) && !is_host(cidr, gateway) {
+        return Err(DomainError::invalid_input(
+            "gateway_ip",
+            format!("gateway {gateway} is the network or broadcast address of subnet {cidr}"),
+        ));
+    }
+    Ok(())
+}
+
+/// The fewest host bits a subnet of `ip_version` needs to hold any host (as [`parse_cidr`]
+/// demands): IPv4 loses its network and broadcast addresses, IPv6 its anycast one.
+pub fn min_host_bits(ip_version: i64) -> u8 {
+    if ip_version == 4 {
+        2
+    } else {
+        1
+    }
+}
+
+// Subnet pools: prefix sets, the way Neutron's `netaddr.IPSet` treats them. A set is a
+// list of CIDRs; the functions below never need it to be compact, and return compact ones.
+
+fn sort_key(n: &IpNet) -> (bool, u128, u8) {
+    (n.addr().is_ipv6(), to_u128(n.network()), n.prefix_len())
+}
+
+/// The smallest list of CIDRs covering `prefixes` (host bits cleared, overlapping and
+/// adjacent ones merged), IPv4 first, in address order: Neutron's `IPSet.compact()`, which
+/// is how a subnet pool stores its prefixes.
+pub fn compact(prefixes: &[IpNet]) -> Vec<IpNet> {
+    let trunc: Vec<IpNet> = prefixes.iter().map(IpNet::trunc).collect();
+    let mut out = IpNet::aggregate(&trunc);
+    out.sort_by_key(sort_key);
+    out
+}
+
+/// The addresses of `set` that are in none of `remove`, compacted.
+pub fn subtract(set: &[IpNet], remove: &[IpNet]) -> Vec<IpNet> {
+    let mut out = Vec::new();
+    let mut work: Vec<IpNet> = set.iter().map(IpNet::trunc).collect();
+    while let Some(p) = work.pop() {
+        match remove.iter().find(|r| overlaps(&p, r)) {
+            None => out.push(p),
+            // Wholly removed.
+            Some(r) if r.prefix_len() <= p.prefix_len() => {}
+            // `p` strictly holds the removed block: keep its halves' remainders.
+            Some(_) => {
+                if let Ok(halves) = p.subnets(p.prefix_len() + 1) {
+                    work.extend(halves);
+                }
+            }
+        }
+    }
+    compact(&out)
+}
+
+/// Whether some address is in both sets.
+pub fn intersects(a: &[IpNet], b: &[IpNet]) -> bool {
+    a.iter().any(|x| b.iter().any(|y| overlaps(x, y)))
+}
+
+/// Whether every address of `a` is in `b`.
+pub fn is_subset(a: &[IpNet], b: &[IpNet]) -> bool {
+    subtract(a, b).is_empty()
+}
+
+/// Neutron's choice of a new subnet of `prefixlen` from the free blocks of a pool: the
+/// smallest block that holds one (the least fragmenting), the lowest of equals, and the first
+/// subnet of that block. `None` when no block is large enough.
+pub fn pick_prefix(free: &[IpNet], prefixlen: u8) -> Option<IpNet> {
+    free.iter()
+        .filter(|b| b.prefix_len() <= prefixlen && prefixlen <= b.max_prefix_len())
+        .min_by_key(|b| (std::cmp::Reverse(b.prefix_len()), sort_key(b)))
+        .and_then(|b| IpNet::new(b.network(), prefixlen).ok())
+}
+
+/// What a subnet costs against a pool's `default_quota`: its addresses (IPv4) or its /64s
+/// (IPv6), as Neutron counts them (a fraction for an IPv6 subnet smaller than a /64).
+pub fn quota_units(net: &IpNet) -> f64 {
+    prefix_quota_units(net.addr().is_ipv4(), net.prefix_len())
+}
+
+/// [`quota_units`] of a subnet of `prefixlen` (IPv4 when `v4`).
+pub fn prefix_quota_units(v4: bool, prefixlen: u8) -> f64 {
+    let unit: i32 = if v4 { 32 } else { 64 };
+    2f64.powi(unit - i32::from(prefixlen))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -347,5 +445,63 @@ mod tests {
         for e in 0..10 {
             assert!(pools[0].contains(random_in(&pools, e).unwrap()));
         }
+    }
+    fn nets(v: &[&str]) -> Vec<IpNet> {
+        v.iter().map(|s| s.parse().unwrap()).collect()
+    }
+
+    #[test]
+    fn prefix_sets_compact_like_neutron() {
+        assert_eq!(
+            compact(&nets(&["10.101.0.0/24", "10.100.0.0/24"])),
+            nets(&["10.100.0.0/24", "10.101.0.0/24"]),
+            "not adjacent in a mergeable way: kept apart, sorted"
+        );
+        assert_eq!(
+            compact(&nets(&[
+                "10.0.1.0/24",
+                "10.0.0.0/24",
+                "10.0.0.5/25",
+                "fd00::/64"
+            ])),
+            nets(&["10.0.0.0/23", "fd00::/64"])
+        );
+    }
+
+    #[test]
+    fn subtracting_splits_blocks() {
+        let free = subtract(&nets(&["10.0.0.0/24"]), &nets(&["10.0.0.64/26"]));
+        assert_eq!(free, nets(&["10.0.0.0/26", "10.0.0.128/25"]));
+        assert!(subtract(&nets(&["10.0.0.0/24"]), &nets(&["10.0.0.0/16"])).is_empty());
+        assert_eq!(
+            subtract(
+                &nets(&["10.0.0.0/24", "fd00::/120"]),
+                &nets(&["fd00::/121"])
+            ),
+            nets(&["10.0.0.0/24", "fd00::80/121"])
+        );
+        assert!(is_subset(&nets(&["10.0.0.0/25"]), &nets(&["10.0.0.0/24"])));
+        assert!(!is_subset(&nets(&["10.0.0.0/23"]), &nets(&["10.0.0.0/24"])));
+        assert!(intersects(
+            &nets(&["10.0.0.0/23"]),
+            &nets(&["10.0.1.128/25"])
+        ));
+        assert!(!intersects(
+            &nets(&["10.0.0.0/24"]),
+            &nets(&["10.0.1.0/24", "::/0"])
+        ));
+    }
+
+    #[test]
+    fn picks_the_smallest_fitting_block_first() {
+        let free = nets(&["10.0.0.0/24", "10.1.0.0/26", "10.2.0.0/25"]);
+        assert_eq!(pick_prefix(&free, 26), Some("10.1.0.0/26".parse().unwrap()));
+        assert_eq!(pick_prefix(&free, 25), Some("10.2.0.0/25".parse().unwrap()));
+        assert_eq!(pick_prefix(&free, 23), None);
+        assert_eq!(pick_prefix(&free, 33), None);
+        let v6 = nets(&["2001:db8::/48"]);
+        assert_eq!(pick_prefix(&v6, 64), Some("2001:db8::/64".parse().unwrap()));
+        assert_eq!(quota_units(&"10.0.0.0/24".parse().unwrap()), 256.0);
+        assert_eq!(quota_units(&"2001:db8::/62".parse().unwrap()), 4.0);
     }
 }

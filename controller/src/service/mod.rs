@@ -6,6 +6,7 @@
 //! conditioned on the revision read ([`with_retry`] re-runs it when a concurrent update won);
 //! a client's `If-Match: revision_number=N` turns that race into 412 instead.
 
+pub mod address_scopes;
 pub mod agents;
 pub mod floatingips;
 pub mod networks;
@@ -13,6 +14,7 @@ pub mod policy;
 pub mod ports;
 pub mod quotas;
 pub mod routers;
+pub mod subnetpools;
 pub mod subnets;
 
 use crate::error::DomainError;

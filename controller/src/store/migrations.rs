@@ -18,6 +18,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
     (4, "change log", super::changes::CHANGES_MIGRATION),
     (5, "quotas", super::quotas::QUOTAS_MIGRATION),
     (6, "router ports", ROUTER_PORTS),
+    (
+        8,
+        "address scopes and subnet pools",
+        super::subnetpools::SUBNETPOOLS_MIGRATION,
+    ),
 ];
 
 /// Which ports are a router's interfaces: only `add_router_interface` writes here, so a port

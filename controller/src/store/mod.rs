@@ -16,6 +16,7 @@ mod networks;
 mod pods;
 pub(crate) mod ports;
 pub mod quotas;
+pub mod subnetpools;
 mod subnets;
 
 use std::str::FromStr;
