@@ -378,6 +378,66 @@ fn the_cli_manages_scopes_and_pools_and_allocates_subnets_from_them() {
     assert!(!c.log_has_5xx());
 }
 
+/// openstacksdk's functional tests `test_subnet_pool.py` and `test_address_scope.py` (their
+/// setUp, find, get, list, update and tearDown, as a member; not `test_set_tags`), run by the
+/// real SDK of the venv against the controller.
+const SDK_SCENARIOS: &str = r#"
+import sys, openstack
+url, token = sys.argv[1], sys.argv[2]
+user_cloud = openstack.connection.Connection(
+    auth_type="admin_token", auth={"endpoint": url, "token": token},
+    network_endpoint_override=url)
+net = user_cloud.network
+
+PREFIXES = ["10.100.0.0/24", "10.101.0.0/24"]
+pool = net.create_subnet_pool(
+    name="sdk-pool", min_prefixlen=8, default_prefixlen=24, max_prefixlen=32,
+    default_quota=24, shared=False, prefixes=PREFIXES)
+assert pool.name == "sdk-pool", pool
+assert net.find_subnet_pool("sdk-pool").id == pool.id
+sot = net.get_subnet_pool(pool.id)
+assert (sot.minimum_prefix_length, sot.default_prefix_length, sot.maximum_prefix_length) == (8, 24, 32), sot
+assert sot.default_quota == 24 and sot.is_shared is False and sot.ip_version == 4, sot
+assert sot.prefixes == PREFIXES, sot.prefixes
+assert "sdk-pool" in [o.name for o in net.subnet_pools()]
+assert net.update_subnet_pool(pool.id, name="sdk-pool-2").name == "sdk-pool-2"
+assert net.delete_subnet_pool(pool.id) is None
+assert net.find_subnet_pool("sdk-pool-2") is None
+
+scope = net.create_address_scope(ip_version=4, name="sdk-scope", shared=False)
+assert scope.name == "sdk-scope", scope
+assert net.find_address_scope("sdk-scope").id == scope.id
+sot = net.get_address_scope(scope.id)
+assert sot.name == "sdk-scope" and sot.is_shared is False and sot.ip_version == 4, sot
+assert "sdk-scope" in [o.name for o in net.address_scopes()]
+assert net.update_address_scope(scope.id, name="sdk-scope-2").name == "sdk-scope-2"
+assert net.delete_address_scope(scope.id) is None
+print("sdk scenarios passed")
+"#;
+
+#[test]
+fn openstacksdks_functional_scenarios_pass_with_the_real_sdk() {
+    let c = Controller::start();
+    let script = c.dir.path().join("sdk_scenarios.py");
+    std::fs::write(&script, SDK_SCENARIOS).expect("write the script");
+    let python = common::openstack_bin().with_file_name("python");
+    let out = std::process::Command::new(&python)
+        .arg(&script)
+        .arg(c.neutron_url())
+        .arg(DEMO)
+        .env("HOME", c.dir.path())
+        .env_remove("OS_CLOUD")
+        .output()
+        .expect("run the venv's python");
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("sdk scenarios passed"), "{stdout}");
+    assert!(!c.log_has_5xx());
+}
+
 #[test]
 fn bad_pools_and_requests_get_neutrons_errors() {
     let c = Controller::start();
