@@ -4,7 +4,7 @@
 //! Every allocation's uniqueness is a constraint here: `segment_allocations` primary key
 //! (physnet, VLAN; VLAN 0 = flat), `ip_allocations` primary key (network, address),
 //! `ports.mac_address` UNIQUE, `pods.region_name` UNIQUE and one central pod (partial index), one floating IP per fixed IP
-//! (partial unique index).
+//! (partial unique index), one default subnet pool per IP version (partial unique index).
 
 /// Ordered migrations: (version, name, statements separated by `;`).
 pub const MIGRATIONS: &[(i64, &str, &str)] = &[

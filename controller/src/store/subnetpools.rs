@@ -747,7 +747,10 @@ mod tests {
         let plain = (subnet(4, None), None);
         let v6_plain = (subnet(6, None), None);
         // Same pool, or the first subnet, or another family: fine.
-        assert!(check_network_affinity(&subnet(4, Some("a")), None, &[from_a.clone()]).is_ok());
+        assert!(
+            check_network_affinity(&subnet(4, Some("a")), None, std::slice::from_ref(&from_a))
+                .is_ok()
+        );
         assert!(check_network_affinity(&subnet(4, Some("b")), None, &[]).is_ok());
         assert!(check_network_affinity(&subnet(4, Some("b")), None, &[v6_plain]).is_ok());
         // Another pool, or no pool next to a pool's subnet, or a pool next to a plain one.
@@ -761,11 +764,18 @@ mod tests {
         }
         // With scopes: any pool of the network's scope, none of another.
         let scoped = (subnet(4, Some("a")), Some("S".to_string()));
-        assert!(
-            check_network_affinity(&subnet(4, Some("b")), Some("S"), &[scoped.clone()]).is_ok()
-        );
-        let e = check_network_affinity(&subnet(4, Some("b")), Some("T"), &[scoped.clone()])
-            .unwrap_err();
+        assert!(check_network_affinity(
+            &subnet(4, Some("b")),
+            Some("S"),
+            std::slice::from_ref(&scoped)
+        )
+        .is_ok());
+        let e = check_network_affinity(
+            &subnet(4, Some("b")),
+            Some("T"),
+            std::slice::from_ref(&scoped),
+        )
+        .unwrap_err();
         assert!(e.message.contains("same address scope"), "{e:?}");
         assert!(check_network_affinity(&subnet(4, Some("b")), None, &[scoped]).is_err());
     }
