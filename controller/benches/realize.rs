@@ -363,6 +363,7 @@ fn new_subnet(project: &str, network: &str, cidr: &str) -> Subnet {
         enable_dhcp: false,
         dns_nameservers: Vec::new(),
         host_routes: Vec::new(),
+        subnetpool_id: None,
         created_at: String::new(),
         updated_at: String::new(),
         revision_number: 1,

@@ -240,6 +240,180 @@ pub fn random_in(pools: &[Pool], entropy: u128) -> Option<IpAddr> {
     None
 }
 
+/// Whether `gateway` may be the gateway of `cidr` (Neutron's rules): of the subnet's IP
+/// version; outside the subnet (a router elsewhere) or a host address of it, never its
+/// network or broadcast address.
+pub fn check_gateway(cidr: &IpNet, gateway: IpAddr) -> Result<(), DomainError> {
+    if gateway.is_ipv4() != cidr.addr().is_ipv4() {
+        return Err(DomainError::invalid_input(
+            "gateway_ip",
+            format!("gateway {gateway} is not of the IP version of subnet {cidr}"),
+        ));
+    }
+    if cidr.contains(&gateway) && !is_host(cidr, gateway) {
+        return Err(DomainError::invalid_input(
+            "gateway_ip",
+            format!("gateway {gateway} is the network or broadcast address of subnet {cidr}"),
+        ));
+    }
+    Ok(())
+}
+
+/// The fewest host bits a subnet of `ip_version` needs to hold any host (as [`parse_cidr`]
+/// demands): IPv4 loses its network and broadcast addresses, IPv6 its anycast one.
+pub fn min_host_bits(ip_version: i64) -> u8 {
+    if ip_version == 4 {
+        2
+    } else {
+        1
+    }
+}
+
+// Subnet pools: prefix sets, the way Neutron's `netaddr.IPSet` treats them. A set is a
+// list of CIDRs; the functions below never need it to be compact, and return compact ones.
+// They work on sorted, merged address ranges, so a pool with thousands of subnets costs
+// O(n log n), not a split per allocation.
+
+fn sort_key(n: &IpNet) -> (bool, u128, u8) {
+    (n.addr().is_ipv6(), to_u128(n.network()), n.prefix_len())
+}
+
+/// An inclusive address range of one family (IPv6 when `.0`).
+type Range = (bool, u128, u128);
+
+/// The set's addresses as sorted, merged (overlapping or adjacent) ranges.
+fn ranges(set: &[IpNet]) -> Vec<Range> {
+    let mut r: Vec<Range> = set
+        .iter()
+        .map(|n| {
+            (
+                n.addr().is_ipv6(),
+                to_u128(n.network()),
+                to_u128(n.broadcast()),
+            )
+        })
+        .collect();
+    r.sort();
+    let mut out: Vec<Range> = Vec::with_capacity(r.len());
+    for (v6, lo, hi) in r {
+        match out.last_mut() {
+            Some((lv6, _, lhi)) if *lv6 == v6 && lo <= lhi.saturating_add(1) => {
+                *lhi = (*lhi).max(hi);
+            }
+            _ => out.push((v6, lo, hi)),
+        }
+    }
+    out
+}
+
+/// The last address of the block of `2^host_bits` addresses at `lo` (aligned to its size).
+fn block_end(lo: u128, host_bits: u32) -> u128 {
+    if host_bits >= 128 {
+        u128::MAX
+    } else {
+        lo | ((1u128 << host_bits) - 1)
+    }
+}
+
+/// The fewest CIDRs covering exactly the range, in address order.
+fn range_cidrs((v6, mut lo, hi): Range, out: &mut Vec<IpNet>) {
+    let bits: u32 = if v6 { 128 } else { 32 };
+    let like = if v6 {
+        IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED)
+    } else {
+        IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED)
+    };
+    loop {
+        // The largest block aligned at `lo` that ends at or before `hi`.
+        let mut host_bits = lo.trailing_zeros().min(bits);
+        while host_bits > 0 && block_end(lo, host_bits) > hi {
+            host_bits -= 1;
+        }
+        let prefix = u8::try_from(bits - host_bits).unwrap_or(0);
+        if let Ok(n) = IpNet::new(from_u128(lo, like), prefix) {
+            out.push(n);
+        }
+        let end = block_end(lo, host_bits);
+        if end >= hi {
+            return;
+        }
+        lo = end + 1;
+    }
+}
+
+fn cidrs(r: &[Range]) -> Vec<IpNet> {
+    let mut out = Vec::new();
+    for x in r {
+        range_cidrs(*x, &mut out);
+    }
+    out
+}
+
+/// The smallest list of CIDRs covering `prefixes` (host bits cleared, overlapping and
+/// adjacent ones merged), IPv4 first, in address order: Neutron's `IPSet.compact()`, which
+/// is how a subnet pool stores its prefixes.
+pub fn compact(prefixes: &[IpNet]) -> Vec<IpNet> {
+    cidrs(&ranges(prefixes))
+}
+
+/// The addresses of `set` that are in none of `remove`, compacted.
+pub fn subtract(set: &[IpNet], remove: &[IpNet]) -> Vec<IpNet> {
+    let remove = ranges(remove);
+    let mut out: Vec<Range> = Vec::new();
+    for (v6, lo, hi) in ranges(set) {
+        // The removals that may overlap [lo, hi]: disjoint and sorted, so from the first
+        // one ending at or after `lo` until one starts after `hi`.
+        let first = remove.partition_point(|r| (r.0, r.2) < (v6, lo));
+        let mut start = Some(lo);
+        for &(rv6, rlo, rhi) in &remove[first..] {
+            let Some(from) = start else { break };
+            if rv6 != v6 || rlo > hi {
+                break;
+            }
+            if rlo > from {
+                out.push((v6, from, rlo - 1));
+            }
+            start = (rhi < hi).then(|| rhi + 1);
+        }
+        if let Some(from) = start {
+            out.push((v6, from, hi));
+        }
+    }
+    cidrs(&out)
+}
+
+/// Whether some address is in both sets.
+pub fn intersects(a: &[IpNet], b: &[IpNet]) -> bool {
+    a.iter().any(|x| b.iter().any(|y| overlaps(x, y)))
+}
+
+/// Whether every address of `a` is in `b`.
+pub fn is_subset(a: &[IpNet], b: &[IpNet]) -> bool {
+    subtract(a, b).is_empty()
+}
+
+/// Neutron's choice of a new subnet of `prefixlen` from the free blocks of a pool: the
+/// smallest block that holds one (the least fragmenting), the lowest of equals, and the first
+/// subnet of that block. `None` when no block is large enough.
+pub fn pick_prefix(free: &[IpNet], prefixlen: u8) -> Option<IpNet> {
+    free.iter()
+        .filter(|b| b.prefix_len() <= prefixlen && prefixlen <= b.max_prefix_len())
+        .min_by_key(|b| (std::cmp::Reverse(b.prefix_len()), sort_key(b)))
+        .and_then(|b| IpNet::new(b.network(), prefixlen).ok())
+}
+
+/// What a subnet costs against a pool's `default_quota`: its addresses (IPv4) or its /64s
+/// (IPv6), as Neutron counts them (a fraction for an IPv6 subnet smaller than a /64).
+pub fn quota_units(net: &IpNet) -> f64 {
+    prefix_quota_units(net.addr().is_ipv4(), net.prefix_len())
+}
+
+/// [`quota_units`] of a subnet of `prefixlen` (IPv4 when `v4`).
+pub fn prefix_quota_units(v4: bool, prefixlen: u8) -> f64 {
+    let unit: i32 = if v4 { 32 } else { 64 };
+    2f64.powi(unit - i32::from(prefixlen))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -347,5 +521,113 @@ mod tests {
         for e in 0..10 {
             assert!(pools[0].contains(random_in(&pools, e).unwrap()));
         }
+    }
+    fn nets(v: &[&str]) -> Vec<IpNet> {
+        v.iter().map(|s| s.parse().unwrap()).collect()
+    }
+
+    #[test]
+    fn prefix_sets_compact_like_neutron() {
+        assert_eq!(
+            compact(&nets(&["10.101.0.0/24", "10.100.0.0/24"])),
+            nets(&["10.100.0.0/24", "10.101.0.0/24"]),
+            "not adjacent in a mergeable way: kept apart, sorted"
+        );
+        assert_eq!(
+            compact(&nets(&[
+                "10.0.1.0/24",
+                "10.0.0.0/24",
+                "10.0.0.5/25",
+                "fd00::/64"
+            ])),
+            nets(&["10.0.0.0/23", "fd00::/64"])
+        );
+    }
+
+    #[test]
+    fn subtracting_splits_blocks() {
+        let free = subtract(&nets(&["10.0.0.0/24"]), &nets(&["10.0.0.64/26"]));
+        assert_eq!(free, nets(&["10.0.0.0/26", "10.0.0.128/25"]));
+        assert!(subtract(&nets(&["10.0.0.0/24"]), &nets(&["10.0.0.0/16"])).is_empty());
+        assert_eq!(
+            subtract(
+                &nets(&["10.0.0.0/24", "fd00::/120"]),
+                &nets(&["fd00::/121"])
+            ),
+            nets(&["10.0.0.0/24", "fd00::80/121"])
+        );
+        assert!(is_subset(&nets(&["10.0.0.0/25"]), &nets(&["10.0.0.0/24"])));
+        assert!(!is_subset(&nets(&["10.0.0.0/23"]), &nets(&["10.0.0.0/24"])));
+        assert!(intersects(
+            &nets(&["10.0.0.0/23"]),
+            &nets(&["10.0.1.128/25"])
+        ));
+        assert!(!intersects(
+            &nets(&["10.0.0.0/24"]),
+            &nets(&["10.0.1.0/24", "::/0"])
+        ));
+    }
+
+    #[test]
+    fn picks_the_smallest_fitting_block_first() {
+        let free = nets(&["10.0.0.0/24", "10.1.0.0/26", "10.2.0.0/25"]);
+        assert_eq!(pick_prefix(&free, 26), Some("10.1.0.0/26".parse().unwrap()));
+        assert_eq!(pick_prefix(&free, 25), Some("10.2.0.0/25".parse().unwrap()));
+        assert_eq!(pick_prefix(&free, 23), None);
+        assert_eq!(pick_prefix(&free, 33), None);
+        let v6 = nets(&["2001:db8::/48"]);
+        assert_eq!(pick_prefix(&v6, 64), Some("2001:db8::/64".parse().unwrap()));
+        assert_eq!(quota_units(&"10.0.0.0/24".parse().unwrap()), 256.0);
+        assert_eq!(quota_units(&"2001:db8::/62".parse().unwrap()), 4.0);
+    }
+    /// Random prefixes inside 10.0.0.0/22: `subtract` and `compact` agree with a bitmap of
+    /// the 1024 addresses, and `compact` with ipnet's own aggregation.
+    #[test]
+    fn prefix_sets_agree_with_a_bitmap() {
+        let mut seed: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let base = u32::from(std::net::Ipv4Addr::new(10, 0, 0, 0));
+        let mut random_set = |n: usize| -> Vec<IpNet> {
+            (0..n)
+                .map(|_| {
+                    let len = 22 + (next() % 11) as u8;
+                    let addr = base + (next() % 1024) as u32;
+                    IpNet::new(IpAddr::V4(addr.into()), len).unwrap().trunc()
+                })
+                .collect()
+        };
+        let bitmap = |set: &[IpNet]| -> Vec<bool> {
+            (0..1024u32)
+                .map(|i| {
+                    let a = IpAddr::V4((base + i).into());
+                    set.iter().any(|n| n.contains(&a))
+                })
+                .collect()
+        };
+        for _ in 0..300 {
+            let (set, remove) = (random_set(6), random_set(6));
+            let got = subtract(&set, &remove);
+            let want: Vec<bool> = bitmap(&set)
+                .iter()
+                .zip(bitmap(&remove))
+                .map(|(a, b)| *a && !b)
+                .collect();
+            assert_eq!(bitmap(&got), want, "{set:?} - {remove:?} = {got:?}");
+            assert_eq!(compact(&got), got, "the result is compact");
+            let mut agg = IpNet::aggregate(&set);
+            agg.sort_by_key(sort_key);
+            assert_eq!(compact(&set), agg, "{set:?}");
+        }
+        let all: IpNet = "::/0".parse().unwrap();
+        assert_eq!(compact(&[all, "fd00::/8".parse().unwrap()]), vec![all]);
+        assert_eq!(
+            subtract(&[all], &["::/1".parse().unwrap()]),
+            vec!["8000::/1".parse::<IpNet>().unwrap()]
+        );
     }
 }

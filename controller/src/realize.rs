@@ -853,6 +853,7 @@ async fn allocate(core: &dyn Deps, key: &AllocationKey, intent: &Intent) -> Resu
                         enable_dhcp: false,
                         dns_nameservers: Vec::new(),
                         host_routes: Vec::new(),
+                        subnetpool_id: None,
                         created_at: String::new(),
                         updated_at: String::new(),
                         revision_number: 1,

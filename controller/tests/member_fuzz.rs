@@ -5,7 +5,8 @@
 //!
 //! 1. never a 5xx nor a dropped connection, and every 4xx is Neutron-shaped;
 //! 2. no object of another project in any successful answer: none of demo's ids, addresses or
-//!    MACs, and of the admin's objects only the shared and external networks and their subnets;
+//!    MACs, and of the admin's objects only the shared and external networks and their subnets,
+//!    and the shared subnet pool and address scope;
 //! 3. nothing of demo's or the admin's changed: a dump made by the admin before and after is
 //!    equal (see [`dump`] for what is compared), and no port or floating IP `other` made on a
 //!    network it does not own holds an address `other` asked for.
@@ -45,7 +46,8 @@ fn create(c: &Controller, token: &str, coll: &str, key: &str, body: Value) -> St
 struct World {
     /// Ids of demo's and the admin's objects (every collection, crosspod's own included).
     foreign_ids: Vec<String>,
-    /// Of those, what `other` may see: the shared and external networks and their subnets.
+    /// Of those, what `other` may see: the shared and external networks and their subnets,
+    /// the shared subnet pool and address scope.
     allowed_ids: BTreeSet<String>,
     /// Fixed IPs, floating IP addresses and MACs of demo's and the admin's ports and floating IPs.
     foreign_addrs: BTreeSet<String>,
@@ -66,6 +68,27 @@ struct World {
     other_port: String,
     other_router: String,
     other_fip: String,
+    other_pool: String,
+    other_scope: String,
+}
+
+/// The collections compared and scanned: (URL path, JSON key of the list).
+const COLLECTIONS: &[(&str, &str)] = &[
+    ("networks", "networks"),
+    ("subnets", "subnets"),
+    ("ports", "ports"),
+    ("routers", "routers"),
+    ("floatingips", "floatingips"),
+    ("subnetpools", "subnetpools"),
+    ("address-scopes", "address_scopes"),
+];
+
+/// The URL collection of a created object's key (`address_scope` → `address-scopes`).
+fn collection_of(key: &str) -> String {
+    match key {
+        "address_scope" => "address-scopes".into(),
+        k => format!("{k}s"),
+    }
 }
 
 fn setup(c: &Controller) -> World {
@@ -205,6 +228,60 @@ fn setup(c: &Controller) -> World {
         "floatingip",
         json!({"floating_network_id": ext}),
     );
+    // Subnet pools and address scopes: the admin's shared ones, demo's private ones with a
+    // subnet allocated from its pool, and other's own.
+    let shared_scope = create(
+        c,
+        ADMIN,
+        "address-scopes",
+        "address_scope",
+        json!({"name": "shared-scope", "ip_version": 4, "shared": true}),
+    );
+    create(
+        c,
+        ADMIN,
+        "subnetpools",
+        "subnetpool",
+        json!({"name": "shared-pool", "prefixes": ["10.210.0.0/16"], "default_prefixlen": 24,
+               "shared": true, "address_scope_id": shared_scope}),
+    );
+    let demo_scope = create(
+        c,
+        DEMO,
+        "address-scopes",
+        "address_scope",
+        json!({"name": "demo-scope", "ip_version": 4}),
+    );
+    let demo_pool = create(
+        c,
+        DEMO,
+        "subnetpools",
+        "subnetpool",
+        json!({"name": "demo-pool", "prefixes": ["10.220.0.0/16"], "default_prefixlen": 24,
+               "address_scope_id": demo_scope}),
+    );
+    let demo_pool_net = create(c, DEMO, "networks", "network", json!({"name": "pooled"}));
+    create(
+        c,
+        DEMO,
+        "subnets",
+        "subnet",
+        json!({"network_id": demo_pool_net, "subnetpool_id": demo_pool}),
+    );
+    let other_scope = create(
+        c,
+        OTHER,
+        "address-scopes",
+        "address_scope",
+        json!({"name": "mine", "ip_version": 4}),
+    );
+    let other_pool = create(
+        c,
+        OTHER,
+        "subnetpools",
+        "subnetpool",
+        json!({"name": "mine", "prefixes": ["10.230.0.0/16"]}),
+    );
 
     // Everything that exists now and is not other's is foreign. A floating IP's port has no
     // project (as in Neutron): it is its floating IP's.
@@ -218,21 +295,22 @@ fn setup(c: &Controller) -> World {
     let mut foreign_ids = Vec::new();
     let mut allowed_ids = BTreeSet::new();
     let mut foreign_addrs = BTreeSet::new();
-    for coll in ["networks", "subnets", "ports", "routers", "floatingips"] {
+    for (coll, key) in COLLECTIONS {
         let v = ok(
             c.n("GET", &format!("/v2.0/{coll}"), Some(ADMIN), None),
             coll,
         );
-        for o in v[coll].as_array().unwrap() {
+        for o in v[key].as_array().unwrap() {
             if o["project_id"] == "other"
                 || others_fips.contains(&o["device_id"].as_str().unwrap_or("-"))
             {
                 continue;
             }
             let id = o["id"].as_str().unwrap().to_string();
-            let open = match coll {
+            let open = match *coll {
                 "networks" => o["shared"] == true || o["router:external"] == true,
                 "subnets" => o["network_id"] == shared || o["network_id"] == ext,
+                "subnetpools" | "address-scopes" => o["shared"] == true,
                 _ => false,
             };
             if open {
@@ -249,8 +327,9 @@ fn setup(c: &Controller) -> World {
             }
         }
     }
-    assert!(foreign_ids.len() >= 15, "{foreign_ids:?}");
-    assert_eq!(allowed_ids.len(), 4, "{allowed_ids:?}");
+    assert!(foreign_ids.len() >= 20, "{foreign_ids:?}");
+    assert!(foreign_ids.contains(&demo_pool) && foreign_ids.contains(&demo_scope));
+    assert_eq!(allowed_ids.len(), 6, "{allowed_ids:?}");
     // Addresses the attacker asks for: the upstream's, free ones high in the shared and
     // external pools (nobody gets them by allocation in this test), and demo's own.
     let mut chosen: Vec<String> = ["163.3.124.1", "163.3.124.250", "10.50.0.1", "10.50.0.200"]
@@ -277,6 +356,8 @@ fn setup(c: &Controller) -> World {
         other_port,
         other_router,
         other_fip,
+        other_pool,
+        other_scope,
     }
 }
 
@@ -288,17 +369,17 @@ fn setup(c: &Controller) -> World {
 /// realizer moves (BUILD/ACTIVE/DOWN) on its own as agents report, without any request.
 fn dump(c: &Controller) -> BTreeMap<String, Value> {
     let mut out = BTreeMap::new();
-    for coll in ["networks", "subnets", "ports", "routers", "floatingips"] {
+    for (coll, key) in COLLECTIONS {
         let v = ok(
             c.n("GET", &format!("/v2.0/{coll}"), Some(ADMIN), None),
             coll,
         );
-        for o in v[coll].as_array().unwrap() {
+        for o in v[key].as_array().unwrap() {
             if o["project_id"] == "other" {
                 continue;
             }
             let mut o = o.clone();
-            if matches!(coll, "routers" | "ports") {
+            if matches!(*coll, "routers" | "ports") {
                 o.as_object_mut().unwrap().remove("status");
             }
             out.insert(format!("{coll}/{}", o["id"].as_str().unwrap()), o);
@@ -379,7 +460,13 @@ fn values_for(w: &World, prop: &str) -> Vec<Value> {
     let ids = || w.foreign_ids.iter().map(|i| json!(i)).collect::<Vec<_>>();
     let ips = || w.chosen.iter().map(|a| json!(a)).collect::<Vec<_>>();
     let mut v = match prop {
-        "network_id" | "subnet_id" | "port_id" | "device_id" | "floating_network_id" => ids(),
+        "network_id"
+        | "subnet_id"
+        | "port_id"
+        | "device_id"
+        | "floating_network_id"
+        | "subnetpool_id"
+        | "address_scope_id" => ids(),
         "fixed_ips" => {
             let mut v: Vec<Value> = w
                 .foreign_ids
@@ -500,7 +587,12 @@ fn probe(
     if method == "POST" && s == 201 {
         let (k, o) = v.as_object().unwrap().iter().next().unwrap();
         let id = o["id"].as_str().unwrap();
-        let (d, dv) = c.n("DELETE", &format!("/v2.0/{k}s/{id}"), Some(OTHER), None);
+        let (d, dv) = c.n(
+            "DELETE",
+            &format!("/v2.0/{}/{id}", collection_of(k)),
+            Some(OTHER),
+            None,
+        );
         assert!(d == 204 || d == 409, "cleanup of {k} {id}: {d} {dv}");
     }
     (s, v)
@@ -555,6 +647,8 @@ fn a_member_fuzzing_every_path_sees_and_changes_nothing_of_another_project() {
         "/v2.0/quotas/{project_id}",
         "/v2.0/networks/{id}/tags",
         "/v2.0/floatingips/{id}/tags/{tag}",
+        "/v2.0/subnetpools/{id}/add_prefixes",
+        "/v2.0/address-scopes/{id}",
     ] {
         assert!(doc["paths"][p].is_object(), "the document describes {p}");
     }
@@ -650,6 +744,12 @@ fn a_member_fuzzing_every_path_sees_and_changes_nothing_of_another_project() {
                     (Some((Some(k), _)), "quotas") => {
                         vec![json!({ k: {"network": 0, "port": 1000}})]
                     }
+                    (Some(_), _) if path.ends_with("_prefixes") => {
+                        vec![json!({"prefixes": ["10.220.0.0/16", "10.240.0.0/24"]})]
+                    }
+                    (Some((Some(k), _)), "subnetpools" | "address-scopes") if verb == "PUT" => {
+                        vec![json!({ k: {"name": "pwned"}})]
+                    }
                     (Some((Some(k), _)), _) if verb == "PUT" => {
                         vec![json!({ k: {"name": "pwned", "admin_state_up": false}})]
                     }
@@ -698,6 +798,8 @@ fn a_member_fuzzing_every_path_sees_and_changes_nothing_of_another_project() {
                 "ports" => &w.other_port,
                 "routers" => &w.other_router,
                 "floatingips" => &w.other_fip,
+                "subnetpools" => &w.other_pool,
+                "address-scopes" => &w.other_scope,
                 _ => "demo",
             };
             let real = path.replace("{id}", own).replace("{project_id}", own);
@@ -706,6 +808,8 @@ fn a_member_fuzzing_every_path_sees_and_changes_nothing_of_another_project() {
                 ("subnets", "POST") => json!({"network_id": w.other_net, "cidr": "10.77.0.0/24"}),
                 ("ports", "POST") => json!({"network_id": w.shared}),
                 ("floatingips", "POST") => json!({"floating_network_id": w.ext}),
+                ("subnetpools", "POST") => json!({"name": "fz", "prefixes": ["10.88.0.0/16"]}),
+                ("address-scopes", "POST") => json!({"ip_version": 4}),
                 _ => json!({}),
             };
             for prop in &props {
@@ -730,7 +834,7 @@ fn a_member_fuzzing_every_path_sees_and_changes_nothing_of_another_project() {
         &format!("/v2.0/routers/{}/remove_router_interface", w.other_router),
         Some(&json!({"subnet_id": w.other_sub})),
     );
-    for coll in ["networks", "subnets", "ports", "routers", "floatingips"] {
+    for (coll, _) in COLLECTIONS {
         probe(&c, &w, &mut t, "GET", &format!("/v2.0/{coll}"), None);
     }
 

@@ -28,7 +28,24 @@ fn documents_extensions_and_openapi() {
         .ends_with("/v2.0/"));
     let (s, v) = c.n("GET", "/v2.0/", None, None);
     assert_eq!(s, 200);
-    assert_eq!(v["resources"].as_array().unwrap().len(), 5);
+    let collections: Vec<&str> = v["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["collection"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        collections,
+        [
+            "networks",
+            "subnets",
+            "ports",
+            "routers",
+            "floatingips",
+            "subnetpools",
+            "address-scopes"
+        ]
+    );
     let (s, v) = c.n("GET", "/v2.0/extensions", Some(DEMO), None);
     assert_eq!(s, 200);
     let aliases: Vec<&str> = v["extensions"]
@@ -37,7 +54,16 @@ fn documents_extensions_and_openapi() {
         .iter()
         .map(|e| e["alias"].as_str().unwrap())
         .collect();
-    for a in ["provider", "external-net", "availability_zone", "router"] {
+    for a in [
+        "provider",
+        "external-net",
+        "availability_zone",
+        "router",
+        "subnet_allocation",
+        "address-scope",
+        "default-subnetpools",
+        "subnetpool-prefix-ops",
+    ] {
         assert!(aliases.contains(&a), "{a} listed");
     }
     assert!(

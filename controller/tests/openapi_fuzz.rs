@@ -81,6 +81,20 @@ fn openapi_driven_fuzz_never_5xx() {
         Some(&json!({"port": {"network_id": nid}})),
     );
     let pid = p["port"]["id"].as_str().unwrap().to_string();
+    let (_, sc) = c.n(
+        "POST",
+        "/v2.0/address-scopes",
+        Some(ADMIN),
+        Some(&json!({"address_scope": {"name": "fz", "ip_version": 4}})),
+    );
+    let scid = sc["address_scope"]["id"].as_str().unwrap().to_string();
+    let (_, sp) = c.n(
+        "POST",
+        "/v2.0/subnetpools",
+        Some(ADMIN),
+        Some(&json!({"subnetpool": {"name": "fz", "prefixes": ["10.97.0.0/16"], "address_scope_id": scid}})),
+    );
+    let spid = sp["subnetpool"]["id"].as_str().unwrap().to_string();
     let mut sent = 0;
     for (path, item) in doc["paths"].as_object().unwrap() {
         for method in ["post", "put"] {
@@ -111,6 +125,19 @@ fn openapi_driven_fuzz_never_5xx() {
                 ("/v2.0/networks/{id}", _) => (format!("/v2.0/networks/{nid}"), json!({})),
                 ("/v2.0/subnets/{id}", _) => (format!("/v2.0/subnets/{sid}"), json!({})),
                 ("/v2.0/ports/{id}", _) => (format!("/v2.0/ports/{pid}"), json!({})),
+                ("/v2.0/subnetpools/{id}", _) => (format!("/v2.0/subnetpools/{spid}"), json!({})),
+                ("/v2.0/subnetpools/{id}/add_prefixes", _)
+                | ("/v2.0/subnetpools/{id}/remove_prefixes", _) => {
+                    (path.replace("{id}", &spid), json!({}))
+                }
+                ("/v2.0/address-scopes/{id}", _) => {
+                    (format!("/v2.0/address-scopes/{scid}"), json!({}))
+                }
+                ("/v2.0/subnetpools", _) => (
+                    path.clone(),
+                    json!({"name": "fz2", "prefixes": ["10.96.0.0/16"]}),
+                ),
+                ("/v2.0/address-scopes", _) => (path.clone(), json!({"ip_version": 6})),
                 ("/v2.0/subnets", _) => (
                     path.clone(),
                     json!({"network_id": nid, "cidr": "10.98.0.0/24"}),
@@ -135,9 +162,10 @@ fn openapi_driven_fuzz_never_5xx() {
                 for v in odd_values() {
                     let mut b = base.clone();
                     b[prop.as_str()] = v.clone();
+                    // Tag lists and the prefix actions take their body unwrapped.
                     let body = match &key {
-                        Some(k) => json!({ k.as_str(): b }),
-                        None => b,
+                        Some(k) if !path.ends_with("_prefixes") => json!({ k.as_str(): b }),
+                        _ => b,
                     };
                     let verb = method.to_uppercase();
                     let (status, resp) = request(
@@ -169,7 +197,12 @@ fn openapi_driven_fuzz_never_5xx() {
                     if status == 201 {
                         let (k, v) = resp.as_object().unwrap().iter().next().unwrap();
                         let id = v["id"].as_str().unwrap();
-                        let (s, _) = c.n("DELETE", &format!("/v2.0/{k}s/{id}"), Some(ADMIN), None);
+                        let coll = match k.as_str() {
+                            "address_scope" => "address-scopes".to_string(),
+                            k => format!("{k}s"),
+                        };
+                        let (s, _) =
+                            c.n("DELETE", &format!("/v2.0/{coll}/{id}"), Some(ADMIN), None);
                         assert!(s == 204 || s == 409, "cleanup of {k} {id}: {s}");
                     }
                 }
@@ -202,7 +235,13 @@ fn query_strings_and_paths_never_5xx() {
         "10.0.0.0%2F8",
     ];
     let mut sent = 0;
-    for coll in ["networks", "subnets", "ports"] {
+    for coll in [
+        "networks",
+        "subnets",
+        "ports",
+        "subnetpools",
+        "address-scopes",
+    ] {
         let (_, n) = c.n(
             "POST",
             "/v2.0/networks",

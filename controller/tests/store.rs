@@ -47,6 +47,7 @@ fn subnet(network_id: &str, cidr: &str) -> Subnet {
         enable_dhcp: true,
         dns_nameservers: vec![],
         host_routes: vec![],
+        subnetpool_id: None,
         created_at: String::new(),
         updated_at: String::new(),
         revision_number: 1,

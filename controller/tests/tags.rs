@@ -68,6 +68,7 @@ fn new_subnet(network_id: &str, cidr: &str) -> Subnet {
         enable_dhcp: true,
         dns_nameservers: vec![],
         host_routes: vec![],
+        subnetpool_id: None,
         created_at: String::new(),
         updated_at: String::new(),
         revision_number: 1,
@@ -1350,7 +1351,23 @@ fn extensions_advertise_exactly_the_fields_and_paths_served() {
         .as_str()
         .unwrap()
         .to_string();
+    // A default pool (admin), a subnet taken from it by `use_default_subnetpool`, a prefix
+    // added to it.
+    let pool = create(
+        &c,
+        ADMIN,
+        "subnetpools",
+        json!({"name": "audit-pool", "prefixes": ["10.240.0.0/16"], "default_prefixlen": 24,
+               "is_default": true, "shared": true}),
+    );
+    let pool_id = pool["id"].as_str().unwrap().to_string();
+    // On networks of their own: a network's IPv4 subnets come from one pool (or none).
+    let pnet = create(&c, DEMO, "networks", json!({"name": "audit-pool-net"}))["id"].clone();
+    let dnet = create(&c, DEMO, "networks", json!({"name": "audit-default-net"}))["id"].clone();
     let probes: Vec<(&str, bool)> = vec![
+        ("subnet_allocation", c.n("POST", "/v2.0/subnets", Some(DEMO), Some(&json!({"subnet": {"network_id": pnet, "ip_version": 4, "subnetpool_id": pool_id, "prefixlen": 26}}))).0 == 201),
+        ("default-subnetpools", c.n("POST", "/v2.0/subnets", Some(DEMO), Some(&json!({"subnet": {"network_id": dnet, "ip_version": 4, "use_default_subnetpool": true}}))).0 == 201),
+        ("subnetpool-prefix-ops", c.n("PUT", &format!("/v2.0/subnetpools/{pool_id}/add_prefixes"), Some(ADMIN), Some(&json!({"prefixes": ["10.241.0.0/16"]}))).0 == 200),
         ("availability_zone", c.n("GET", "/v2.0/availability_zones", Some(DEMO), None).0 == 200),
         ("agent", c.n("GET", "/v2.0/agents", Some(ADMIN), None).0 == 200),
         ("network-ip-availability", c.n("GET", &format!("/v2.0/network-ip-availabilities/{net}"), Some(ADMIN), None).0 == 200),

@@ -143,6 +143,20 @@ pub fn document() -> Value {
         "FloatingIpUpdate",
         crate::api::neutron::floatingips::ATTRS,
     );
+    let (pools, pool) = collection(
+        "subnetpool",
+        "subnetpools",
+        "SubnetPoolCreate",
+        "SubnetPoolUpdate",
+        crate::api::neutron::subnetpools::ATTRS,
+    );
+    let (scopes, scope) = collection(
+        "address_scope",
+        "address_scopes",
+        "AddressScopeCreate",
+        "AddressScopeUpdate",
+        crate::api::neutron::address_scopes::ATTRS,
+    );
     let s = |t: &str| json!({"type": t});
     let uuid = json!({"type": "string", "format": "uuid"});
     let nullable_uuid = json!({"type": "string", "format": "uuid", "nullable": true});
@@ -162,6 +176,10 @@ pub fn document() -> Value {
         json!({"summary": summary, "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "required": ["router"], "additionalProperties": false, "properties": {"router": {"$ref": "#/components/schemas/RouterRoutes"}}}}}},
                "responses": {"200": ok(json!({"type": "object"})), "400": err(), "401": err(), "403": err(), "404": err(), "412": err()}})
     };
+    let prefix_op = |summary: &str| {
+        json!({"summary": summary, "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/SubnetPoolPrefixes"}}}},
+               "responses": {"200": ok(json!({"type": "object"})), "400": err(), "401": err(), "403": err(), "404": err()}})
+    };
     let admin_get = |summary: &str| json!({"summary": summary, "responses": {"200": ok(json!({"type": "object"})), "401": err(), "403": err(), "404": err()}});
     // Apart from the document below: one json! of it all exceeds the macro recursion limit.
     let more_paths = json!({
@@ -175,7 +193,11 @@ pub fn document() -> Value {
                         "responses": {"200": ok(json!({"type": "object"})), "400": err(), "401": err(), "403": err(), "404": err()}},
                 "delete": {"summary": "Decommission a node (admin)", "responses": {"204": {"description": "deleted"}, "401": err(), "403": err(), "404": err()}}},
             "/v2.0/network-ip-availabilities": {"get": admin_get("Addresses in the pools and taken, per network and subnet (admin)")},
-            "/v2.0/network-ip-availabilities/{id}": {"parameters": [id_param()], "get": admin_get("One network's IP availability (admin)")}
+            "/v2.0/network-ip-availabilities/{id}": {"parameters": [id_param()], "get": admin_get("One network's IP availability (admin)")},
+            "/v2.0/subnetpools": pools, "/v2.0/subnetpools/{id}": pool,
+            "/v2.0/subnetpools/{id}/add_prefixes": {"parameters": [id_param()], "put": prefix_op("Add prefixes to a subnet pool (subnetpool-prefix-ops)")},
+            "/v2.0/subnetpools/{id}/remove_prefixes": {"parameters": [id_param()], "put": prefix_op("Remove prefixes no subnet uses from a subnet pool (subnetpool-prefix-ops)")},
+            "/v2.0/address-scopes": scopes, "/v2.0/address-scopes/{id}": scope
     });
     let quota_get =
         || json!({"responses": {"200": ok(json!({"type": "object"})), "401": err(), "403": err()}});
@@ -201,8 +223,10 @@ pub fn document() -> Value {
                 "NetworkUpdate": {"type": "object", "additionalProperties": false, "properties": {
                     "name": s("string"), "description": s("string"), "admin_state_up": s("boolean"), "shared": s("boolean"),
                     "router:external": s("boolean"), "mtu": {"type": "integer"}, "port_security_enabled": s("boolean")}},
-                "SubnetCreate": {"type": "object", "required": ["network_id", "cidr"], "additionalProperties": false, "properties": {
+                "SubnetCreate": {"type": "object", "required": ["network_id"], "description": "cidr, or a subnet pool (subnetpool_id or use_default_subnetpool) with an optional prefixlen", "additionalProperties": false, "properties": {
                     "network_id": {"type": "string", "format": "uuid"}, "cidr": s("string"), "ip_version": {"type": "integer", "enum": [4, 6]},
+                    "subnetpool_id": {"type": "string", "format": "uuid", "nullable": true}, "prefixlen": {"type": "integer", "minimum": 0, "maximum": 128},
+                    "use_default_subnetpool": s("boolean"),
                     "name": s("string"), "description": s("string"), "gateway_ip": {"type": "string", "nullable": true},
                     "allocation_pools": pools, "enable_dhcp": s("boolean"), "dns_nameservers": str_list, "host_routes": routes,
                     "tags": tags, "project_id": s("string"), "tenant_id": s("string")}},
@@ -239,6 +263,23 @@ pub fn document() -> Value {
                     "description": s("string")}},
                 "Tags": {"type": "object", "description": "{\"tags\": [...]}; tags is required", "additionalProperties": false, "properties": {"tags": tags}},
                 "QuotaUpdate": quota,
+                "SubnetPoolCreate": {"type": "object", "required": ["name", "prefixes"], "additionalProperties": false, "properties": {
+                    "name": s("string"), "description": s("string"), "prefixes": str_list,
+                    "default_prefixlen": {"type": "integer", "minimum": 0}, "min_prefixlen": {"type": "integer", "minimum": 0},
+                    "max_prefixlen": {"type": "integer", "minimum": 0}, "default_quota": {"type": "integer", "minimum": 0, "nullable": true},
+                    "is_default": s("boolean"), "shared": s("boolean"), "address_scope_id": nullable_uuid,
+                    "project_id": s("string"), "tenant_id": s("string")}},
+                "SubnetPoolUpdate": {"type": "object", "additionalProperties": false, "properties": {
+                    "name": s("string"), "description": s("string"), "prefixes": str_list,
+                    "default_prefixlen": {"type": "integer", "minimum": 0}, "min_prefixlen": {"type": "integer", "minimum": 0},
+                    "max_prefixlen": {"type": "integer", "minimum": 0}, "default_quota": {"type": "integer", "minimum": 0, "nullable": true},
+                    "is_default": s("boolean"), "address_scope_id": nullable_uuid}},
+                "SubnetPoolPrefixes": {"type": "object", "required": ["prefixes"], "additionalProperties": false, "properties": {"prefixes": str_list}},
+                "AddressScopeCreate": {"type": "object", "required": ["ip_version"], "additionalProperties": false, "properties": {
+                    "name": s("string"), "ip_version": {"type": "integer", "enum": [4, 6]}, "shared": s("boolean"),
+                    "project_id": s("string"), "tenant_id": s("string")}},
+                "AddressScopeUpdate": {"type": "object", "additionalProperties": false, "properties": {
+                    "name": s("string"), "shared": s("boolean")}},
                 "PodCreate": {"type": "object", "required": ["pod"], "properties": {"pod": {"type": "object", "required": ["region_name"], "additionalProperties": false, "properties": {
                     "region_name": s("string"), "az_name": s("string"), "pod_az_name": s("string"), "dc_name": s("string")}}}}
             }

@@ -6,6 +6,7 @@
 //! conditioned on the revision read ([`with_retry`] re-runs it when a concurrent update won);
 //! a client's `If-Match: revision_number=N` turns that race into 412 instead.
 
+pub mod address_scopes;
 pub mod admin_query;
 pub mod agents;
 pub mod floatingips;
@@ -16,6 +17,7 @@ pub mod ports;
 pub mod quotas;
 pub mod routers;
 pub mod routings;
+pub mod subnetpools;
 pub mod subnets;
 pub mod tags;
 

@@ -1,5 +1,6 @@
 //! Who may do what: Neutron's default policies (`neutron/conf/policies/{network,subnet,port,
-//! router,floatingip,quotas}.py`, tags included) as one table, evaluated for every request by the services.
+//! router,floatingip,quotas,subnetpool,address_scope}.py`, tags included) as one table,
+//! evaluated for every request by the services.
 //!
 //! A rule names an action the way Neutron does (`create_port:mac_address`), so a 403 reads
 //! like Neutron's ("(create_port:mac_address) is disallowed by policy"). Objects a caller may
@@ -49,6 +50,23 @@ pub const POLICIES: &[(&str, Rule)] = &[
     ("create_subnet:project_id", Rule::Admin),
     ("update_subnet", Rule::Owner),
     ("delete_subnet", Rule::Owner),
+    // subnet pools (seeing one, own or shared, is visibility's)
+    ("create_subnetpool", Rule::Any),
+    ("create_subnetpool:project_id", Rule::Admin),
+    ("create_subnetpool:shared", Rule::Admin),
+    ("create_subnetpool:is_default", Rule::Admin),
+    ("update_subnetpool", Rule::Owner),
+    ("update_subnetpool:is_default", Rule::Admin),
+    ("delete_subnetpool", Rule::Owner),
+    ("add_prefixes", Rule::Owner),
+    ("remove_prefixes", Rule::Owner),
+    // address scopes (likewise)
+    ("create_address_scope", Rule::Any),
+    ("create_address_scope:project_id", Rule::Admin),
+    ("create_address_scope:shared", Rule::Admin),
+    ("update_address_scope", Rule::Owner),
+    ("update_address_scope:shared", Rule::Admin),
+    ("delete_address_scope", Rule::Owner),
     // ports
     ("create_port", Rule::NetworkOwnerOrShared),
     ("create_port:project_id", Rule::Admin),

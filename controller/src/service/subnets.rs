@@ -1,13 +1,19 @@
-//! Subnets: visible with their network, created by the network's owner, changed and deleted
+//! Subnets: visible with their network, created by the network's owner (with a CIDR of
+//! their own, or one allocated from a subnet pool the caller may see), changed and deleted
 //! by their own.
+
+use std::net::IpAddr;
+
+use ipnet::IpNet;
 
 use crate::auth::Identity;
 use crate::core::Core;
 use crate::error::DomainError;
 use crate::ipam;
-use crate::service::networks;
 use crate::service::policy::{self, Target};
-use crate::store::Subnet;
+use crate::service::{networks, subnetpools};
+use crate::store::subnetpools::{bad, version_mismatch};
+use crate::store::{PrefixRequest, Subnet, SubnetPool};
 
 /// A subnet the caller may see: its own, or one on a network it may see.
 pub async fn load_visible(core: &Core, who: &Identity, id: &str) -> Result<Subnet, DomainError> {
@@ -21,25 +27,143 @@ pub async fn load_visible(core: &Core, who: &Identity, id: &str) -> Result<Subne
     Ok(s)
 }
 
-/// Create a subnet (with its `tags`) on a network the caller owns (or as admin).
+/// Where a new subnet's CIDR comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PoolChoice {
+    /// Its own `cidr`.
+    None,
+    /// `subnetpool_id`: a pool the caller may see.
+    Pool(String),
+    /// `use_default_subnetpool`: the default pool of its IP version (one the caller may see).
+    Default,
+}
+
+/// A create request as the API parsed it.
+#[derive(Debug, Clone)]
+pub struct NewSubnet {
+    /// The subnet. With `cidr_given` its CIDR, gateway and allocation pools are final
+    /// (checked); otherwise they are placeholders the pool's allocation replaces.
+    pub subnet: Subnet,
+    /// Whether the request named a `cidr`.
+    pub cidr_given: bool,
+    /// The pool, if any.
+    pub pool: PoolChoice,
+    /// `prefixlen` (requests without a `cidr`; else the pool's `default_prefixlen`).
+    pub prefixlen: Option<u8>,
+    /// `ip_version`, when the request named it.
+    pub ip_version: Option<i64>,
+    /// Requests without a `cidr`: `gateway_ip` as asked (`None`: the first host,
+    /// `Some(None)`: no gateway, `Some(Some(ip))`: the CIDR is that address's prefix).
+    pub gateway: Option<Option<IpAddr>>,
+}
+
+/// The pool a request names, as the caller may see it.
+async fn chosen_pool(
+    core: &Core,
+    who: &Identity,
+    req: &NewSubnet,
+) -> Result<Option<SubnetPool>, DomainError> {
+    match &req.pool {
+        PoolChoice::None => Ok(None),
+        PoolChoice::Pool(id) => Ok(Some(subnetpools::load_visible(core, who, id).await?)),
+        PoolChoice::Default => {
+            let version = req
+                .ip_version
+                .or(req.cidr_given.then_some(req.subnet.ip_version))
+                .ok_or_else(|| {
+                    bad(
+                        "BadRequest",
+                        "Bad subnets request: ip_version must be specified in the absence of cidr and subnetpool_id.",
+                    )
+                })?;
+            match core.store.default_subnetpool(version).await? {
+                Some(p) if subnetpools::visible(&p, who) => Ok(Some(p)),
+                _ => Err(bad(
+                    "BadRequest",
+                    format!("Bad subnets request: No default subnetpool found for IPv{version}."),
+                )),
+            }
+        }
+    }
+}
+
+/// Create a subnet (with its `tags`) on a network the caller owns (or as admin); from a pool,
+/// its CIDR is allocated (or, when given, must be free in the pool).
 pub async fn create(
     core: &Core,
     who: &Identity,
-    s: &Subnet,
+    req: NewSubnet,
     tags: &[String],
 ) -> Result<Subnet, DomainError> {
-    let net = networks::load_visible(core, who, &s.network_id).await?;
-    let t = Target {
-        project_id: &s.project_id,
-        network_owner: Some(&net.project_id),
-        network_shared: net.shared,
-    };
-    if s.project_id != who.project_id {
-        policy::enforce(who, "create_subnet:project_id", &t)?;
+    let net = networks::load_visible(core, who, &req.subnet.network_id).await?;
+    {
+        let s = &req.subnet;
+        let t = Target {
+            project_id: &s.project_id,
+            network_owner: Some(&net.project_id),
+            network_shared: net.shared,
+        };
+        if s.project_id != who.project_id {
+            policy::enforce(who, "create_subnet:project_id", &t)?;
+        }
+        policy::enforce(who, "create_subnet", &t)?;
+        super::tags::check_create(who, crate::store::Tagged::Subnet, &t, tags)?;
     }
-    policy::enforce(who, "create_subnet", &t)?;
-    super::tags::check_create(who, crate::store::Tagged::Subnet, &t, tags)?;
-    Ok(core.store.create_subnet_tagged(s, tags).await?)
+    let Some(pool) = chosen_pool(core, who, &req).await? else {
+        return Ok(core.store.create_subnet_tagged(&req.subnet, tags).await?);
+    };
+    let mut s = req.subnet;
+    let asked = req.ip_version.or(req.cidr_given.then_some(s.ip_version));
+    if let Some(v) = asked.filter(|v| *v != pool.ip_version) {
+        return Err(version_mismatch(v, pool.ip_version));
+    }
+    s.ip_version = pool.ip_version;
+    s.subnetpool_id = Some(pool.id.clone());
+    if req.cidr_given {
+        return Ok(core.store.create_subnet_tagged(&s, tags).await?);
+    }
+    let prefixlen = req.prefixlen.unwrap_or(pool.default_prefixlen);
+    let bits: u8 = if pool.ip_version == 4 { 32 } else { 128 };
+    if prefixlen <= bits && bits - prefixlen < ipam::min_host_bits(pool.ip_version) {
+        return Err(DomainError::invalid_input(
+            "prefixlen",
+            format!("a /{prefixlen} subnet is too small to hold any host"),
+        ));
+    }
+    match req.gateway {
+        // As Neutron: a gateway without a CIDR asks for the prefix around it.
+        Some(Some(gw)) => {
+            if gw.is_ipv4() != (pool.ip_version == 4) {
+                return Err(version_mismatch(
+                    if gw.is_ipv4() { 4 } else { 6 },
+                    pool.ip_version,
+                ));
+            }
+            let cidr = IpNet::new(gw, prefixlen)
+                .map_err(|_| {
+                    DomainError::invalid_input(
+                        "prefixlen",
+                        format!(
+                            "{prefixlen} is longer than an IPv{} address",
+                            pool.ip_version
+                        ),
+                    )
+                })?
+                .trunc();
+            ipam::check_gateway(&cidr, gw)?;
+            s.cidr = cidr;
+            s.gateway_ip = Some(gw);
+            s.allocation_pools = ipam::default_pools(&cidr, Some(gw));
+            Ok(core.store.create_subnet_tagged(&s, tags).await?)
+        }
+        gateway => {
+            let req = PrefixRequest {
+                prefixlen,
+                gateway: gateway.is_none(),
+            };
+            Ok(core.store.allocate_subnet(&s, req, tags).await?)
+        }
+    }
 }
 
 /// Update a subnet the caller owns: `apply` changes the attributes the request names on the

@@ -4,7 +4,7 @@
 //! Every allocation's uniqueness is a constraint here: `segment_allocations` primary key
 //! (physnet, VLAN; VLAN 0 = flat), `ip_allocations` primary key (network, address),
 //! `ports.mac_address` UNIQUE, `pods.region_name` UNIQUE and one central pod (partial index), one floating IP per fixed IP
-//! (partial unique index).
+//! (partial unique index), one default subnet pool per IP version (partial unique index).
 
 /// Ordered migrations: (version, name, statements separated by `;`).
 pub const MIGRATIONS: &[(i64, &str, &str)] = &[
@@ -19,6 +19,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
     (5, "quotas", super::quotas::QUOTAS_MIGRATION),
     (6, "router ports", ROUTER_PORTS),
     (7, "tags", super::tags::TAGS_MIGRATION),
+    (
+        8,
+        "address scopes and subnet pools",
+        super::subnetpools::SUBNETPOOLS_MIGRATION,
+    ),
     (
         9,
         "job log, job versions, Tricircle's job types",

@@ -17,6 +17,7 @@ mod networks;
 mod pods;
 pub(crate) mod ports;
 pub mod quotas;
+pub mod subnetpools;
 mod subnets;
 pub mod tags;
 

@@ -95,6 +95,10 @@ pub struct Network {
     pub revision_number: i64,
     /// Subnet ids (filled on read).
     pub subnets: Vec<String>,
+    /// The address scope of its IPv4 subnets' pool, if any (filled on read).
+    pub ipv4_address_scope: Option<String>,
+    /// The address scope of its IPv6 subnets' pool, if any (filled on read).
+    pub ipv6_address_scope: Option<String>,
 }
 
 /// Input of [`crate::store::Store::create_network`].
@@ -160,6 +164,76 @@ pub struct Subnet {
     pub dns_nameservers: Vec<String>,
     /// Host routes.
     pub host_routes: Vec<HostRoute>,
+    /// The subnet pool its CIDR was allocated from, if any.
+    pub subnetpool_id: Option<String>,
+    /// Creation time.
+    pub created_at: String,
+    /// Last update time.
+    pub updated_at: String,
+    /// Revision.
+    pub revision_number: i64,
+}
+
+/// How a subnet without a CIDR of its own gets one from its pool
+/// ([`crate::store::Store::allocate_subnet`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PrefixRequest {
+    /// The prefix length wanted.
+    pub prefixlen: u8,
+    /// Whether the subnet gets a gateway (its first host address); `gateway_ip: null` asks
+    /// for none.
+    pub gateway: bool,
+}
+
+/// An address scope: pools in one scope never overlap, so their addresses may be routed
+/// between networks without NAT (Neutron's `address-scope` extension).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AddressScope {
+    /// UUID.
+    pub id: String,
+    /// Owner.
+    pub project_id: String,
+    /// Name.
+    pub name: String,
+    /// 4 or 6.
+    pub ip_version: i64,
+    /// Usable by every project (only an admin shares one; it cannot be unshared).
+    pub shared: bool,
+    /// Revision (not shown: address scopes have no standard attributes in Neutron; it
+    /// conditions updates).
+    pub revision_number: i64,
+}
+
+/// A subnet pool: prefixes subnets are allocated from (Neutron's `subnet_allocation`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SubnetPool {
+    /// UUID.
+    pub id: String,
+    /// Owner.
+    pub project_id: String,
+    /// Name.
+    pub name: String,
+    /// Description.
+    pub description: String,
+    /// 4 or 6 (that of its prefixes).
+    pub ip_version: i64,
+    /// The prefixes, compact ([`crate::ipam::compact`]).
+    pub prefixes: Vec<IpNet>,
+    /// Prefix length of a subnet that asks for none.
+    pub default_prefixlen: u8,
+    /// Shortest prefix a subnet may have.
+    pub min_prefixlen: u8,
+    /// Longest prefix a subnet may have.
+    pub max_prefixlen: u8,
+    /// Addresses (IPv4) or /64s (IPv6) each project may take from the pool; `None` (or 0,
+    /// as in Neutron) is no limit.
+    pub default_quota: Option<i64>,
+    /// The pool `use_default_subnetpool` picks (one per IP version).
+    pub is_default: bool,
+    /// Usable by every project (set by an admin at creation only).
+    pub shared: bool,
+    /// Its address scope.
+    pub address_scope_id: Option<String>,
     /// Creation time.
     pub created_at: String,
     /// Last update time.

@@ -47,8 +47,26 @@ pub(crate) fn network_from_row(r: &AnyRow) -> Result<Network, StoreError> {
         updated_at: col_s(r, "updated_at")?,
         revision_number: col_i(r, "revision_number")?,
         subnets: Vec::new(),
+        ipv4_address_scope: None,
+        ipv6_address_scope: None,
         id,
     })
+}
+
+/// A network's subnets with what their pools say of the network's address scopes.
+const SUBNET_IDS: &str = "SELECT s.id, s.network_id, s.ip_version, p.address_scope_id FROM subnets s LEFT JOIN subnetpools p ON p.id = s.subnetpool_id";
+
+/// Adds one row of [`SUBNET_IDS`] to its network: the subnet's id, and its pool's address
+/// scope as the network's scope of that IP version (Neutron's `ipv4_address_scope`).
+fn add_subnet(n: &mut Network, r: &AnyRow) -> Result<(), StoreError> {
+    n.subnets.push(col_s(r, "id")?);
+    if let Some(scope) = col_os(r, "address_scope_id")? {
+        match col_i(r, "ip_version")? {
+            4 => n.ipv4_address_scope = Some(scope),
+            _ => n.ipv6_address_scope = Some(scope),
+        }
+    }
+    Ok(())
 }
 
 /// Try to claim (physnet, id); false if someone holds it.
@@ -289,16 +307,16 @@ impl Store {
             return Err(DomainError::not_found("Network", "NetworkNotFound", id).into());
         };
         let mut net = network_from_row(&row)?;
-        let subs =
-            sqlx::query("SELECT id FROM subnets WHERE network_id = $1 ORDER BY created_at, id")
-                .bind(id.to_string())
-                .fetch_all(&self.pool)
-                .await
-                .map_err(StoreError::db(format!("reading subnets of network {id}")))?;
-        net.subnets = subs
-            .iter()
-            .map(|r| col_s(r, "id"))
-            .collect::<Result<_, _>>()?;
+        let subs = sqlx::query(&format!(
+            "{SUBNET_IDS} WHERE s.network_id = $1 ORDER BY s.created_at, s.id"
+        ))
+        .bind(id.to_string())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(StoreError::db(format!("reading subnets of network {id}")))?;
+        for r in &subs {
+            add_subnet(&mut net, r)?;
+        }
         Ok(net)
     }
 
@@ -310,31 +328,30 @@ impl Store {
                     .bind(p.clone())
                     .fetch_all(&self.pool)
                     .await,
-                sqlx::query("SELECT s.id, s.network_id FROM subnets s JOIN networks n ON n.id = s.network_id WHERE n.project_id = $1 OR n.shared = 1 OR n.external = 1 ORDER BY s.created_at, s.id")
+                sqlx::query(&format!("{SUBNET_IDS} JOIN networks n ON n.id = s.network_id WHERE n.project_id = $1 OR n.shared = 1 OR n.external = 1 ORDER BY s.created_at, s.id"))
                     .bind(p.clone())
                     .fetch_all(&self.pool)
                     .await,
             ),
             None => (
                 sqlx::query("SELECT * FROM networks").fetch_all(&self.pool).await,
-                sqlx::query("SELECT id, network_id FROM subnets ORDER BY created_at, id")
+                sqlx::query(&format!("{SUBNET_IDS} ORDER BY s.created_at, s.id"))
                     .fetch_all(&self.pool)
                     .await,
             ),
         };
         let rows = rows.map_err(StoreError::db("listing networks"))?;
         let subs = subs.map_err(StoreError::db("listing subnet ids"))?;
-        let mut by_net: HashMap<String, Vec<String>> = HashMap::new();
+        let mut by_net: HashMap<String, Vec<&AnyRow>> = HashMap::new();
         for s in &subs {
-            by_net
-                .entry(col_s(s, "network_id")?)
-                .or_default()
-                .push(col_s(s, "id")?);
+            by_net.entry(col_s(s, "network_id")?).or_default().push(s);
         }
         let mut out = Vec::with_capacity(rows.len());
         for r in &rows {
             let mut n = network_from_row(r)?;
-            n.subnets = by_net.remove(&n.id).unwrap_or_default();
+            for s in by_net.remove(&n.id).unwrap_or_default() {
+                add_subnet(&mut n, s)?;
+            }
             out.push(n);
         }
         Ok(out)

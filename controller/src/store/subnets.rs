@@ -6,7 +6,9 @@ use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 use sqlx::any::AnyRow;
 
-use super::{col_b, col_i, col_json, col_os, col_s, now, retrying, Scope, Store, Subnet};
+use super::{
+    col_b, col_i, col_json, col_os, col_s, now, retrying, PrefixRequest, Scope, Store, Subnet,
+};
 use crate::error::{DomainError, StoreError};
 use crate::ipam::{self, Pool};
 
@@ -63,6 +65,7 @@ pub(crate) fn subnet_from_row(r: &AnyRow) -> Result<Subnet, StoreError> {
         enable_dhcp: col_b(r, "enable_dhcp")?,
         dns_nameservers: col_json(r, "dns_nameservers")?,
         host_routes: col_json(r, "host_routes")?,
+        subnetpool_id: col_os(r, "subnetpool_id")?,
         created_at: col_s(r, "created_at")?,
         updated_at: col_s(r, "updated_at")?,
         revision_number: col_i(r, "revision_number")?,
@@ -73,7 +76,8 @@ pub(crate) fn subnet_from_row(r: &AnyRow) -> Result<Subnet, StoreError> {
 impl Store {
     /// Create a subnet (already validated by the caller: CIDR, gateway, pools). Refuses a
     /// CIDR overlapping another subnet of the network; the network row is updated first so
-    /// concurrent subnet creations on one network serialise on it.
+    /// concurrent subnet creations on one network serialise on it. With a `subnetpool_id`,
+    /// its CIDR must be free in that pool.
     pub async fn create_subnet(&self, s: &Subnet) -> Result<Subnet, StoreError> {
         self.create_subnet_tagged(s, &[]).await
     }
@@ -84,10 +88,29 @@ impl Store {
         s: &Subnet,
         tags: &[String],
     ) -> Result<Subnet, StoreError> {
-        retrying!(self.create_subnet_once(s, tags))
+        retrying!(self.create_subnet_once(s, None, tags))
     }
 
-    async fn create_subnet_once(&self, s: &Subnet, tags: &[String]) -> Result<Subnet, StoreError> {
+    /// Create a subnet (with its tags) whose CIDR, gateway and allocation pools are chosen
+    /// from its `subnetpool_id` as `req` asks (its own `cidr` and pools are ignored), in the
+    /// same transaction, under the pool's lock: concurrent allocations from one pool never
+    /// overlap.
+    pub async fn allocate_subnet(
+        &self,
+        s: &Subnet,
+        req: PrefixRequest,
+        tags: &[String],
+    ) -> Result<Subnet, StoreError> {
+        retrying!(self.create_subnet_once(s, Some(req), tags))
+    }
+
+    async fn create_subnet_once(
+        &self,
+        s: &Subnet,
+        req: Option<PrefixRequest>,
+        tags: &[String],
+    ) -> Result<Subnet, StoreError> {
+        let mut s = s.clone();
         let mut w = self.begin_write().await?;
         super::quotas::check(
             &mut w,
@@ -107,7 +130,8 @@ impl Store {
         if r.rows_affected() == 0 {
             return Err(DomainError::not_found("Network", "NetworkNotFound", &s.network_id).into());
         }
-        let others = sqlx::query("SELECT * FROM subnets WHERE network_id = $1")
+        let scope = super::subnetpools::allocate_in(&mut w, &mut s, req).await?;
+        let others = sqlx::query("SELECT s.*, p.address_scope_id AS pool_scope FROM subnets s LEFT JOIN subnetpools p ON p.id = s.subnetpool_id WHERE s.network_id = $1")
             .bind(s.network_id.clone())
             .fetch_all(&mut *w.tx)
             .await
@@ -115,8 +139,11 @@ impl Store {
                 "reading subnets of network {}",
                 s.network_id
             )))?;
-        for o in &others {
-            let o = subnet_from_row(o)?;
+        let others = others
+            .iter()
+            .map(|r| Ok((subnet_from_row(r)?, col_os(r, "pool_scope")?)))
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        for (o, _) in &others {
             if ipam::overlaps(&o.cidr, &s.cidr) {
                 return Err(DomainError::invalid_input(
                     "cidr",
@@ -128,8 +155,9 @@ impl Store {
                 .into());
             }
         }
+        super::subnetpools::check_network_affinity(&s, scope.as_deref(), &others)?;
         sqlx::query(
-            "INSERT INTO subnets (id, project_id, network_id, name, description, ip_version, cidr, gateway_ip, allocation_pools, enable_dhcp, dns_nameservers, host_routes, created_at, updated_at, revision_number) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13, 1)",
+            "INSERT INTO subnets (id, project_id, network_id, name, description, ip_version, cidr, gateway_ip, allocation_pools, enable_dhcp, dns_nameservers, host_routes, subnetpool_id, created_at, updated_at, revision_number) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14, 1)",
         )
         .bind(s.id.clone())
         .bind(s.project_id.clone())
@@ -143,6 +171,7 @@ impl Store {
         .bind(i64::from(s.enable_dhcp))
         .bind(serde_json::to_string(&s.dns_nameservers).unwrap_or_else(|_| "[]".into()))
         .bind(serde_json::to_string(&s.host_routes).unwrap_or_else(|_| "[]".into()))
+        .bind(s.subnetpool_id.clone())
         .bind(ts)
         .execute(&mut *w.tx)
         .await
@@ -150,7 +179,7 @@ impl Store {
         super::tags::insert_tags(&mut w, super::Tagged::Subnet, &s.id, tags).await?;
         w.touch(super::changes::ChangeKind::Subnet, &s.id);
         w.commit().await?;
-        tracing::info!(subnet = %s.id, network = %s.network_id, cidr = %s.cidr, "subnet created");
+        tracing::info!(subnet = %s.id, network = %s.network_id, cidr = %s.cidr, pool = ?s.subnetpool_id, "subnet created");
         self.get_subnet(&s.id).await
     }
 

@@ -1,5 +1,6 @@
 //! The Neutron v2.0 API (networks, subnets, ports, extensions, version documents).
 
+pub mod address_scopes;
 pub mod agents;
 pub mod extensions;
 pub mod floatingips;
@@ -9,6 +10,7 @@ pub mod ports;
 pub mod query;
 pub mod quotas;
 pub mod routers;
+pub mod subnetpools;
 pub mod subnets;
 pub mod tags;
 
@@ -55,6 +57,10 @@ async fn route(app: Arc<App>, ctx: Ctx) -> Result<Response, DomainError> {
                 }
                 ["networks", ..] => networks::handle(&app, &ctx, &who, &rest[1..]).await,
                 ["subnets", ..] => subnets::handle(&app, &ctx, &who, &rest[1..]).await,
+                ["subnetpools", ..] => subnetpools::handle(&app, &ctx, &who, &rest[1..]).await,
+                ["address-scopes", ..] => {
+                    address_scopes::handle(&app, &ctx, &who, &rest[1..]).await
+                }
                 ["ports", ..] => ports::handle(&app, &ctx, &who, &rest[1..]).await,
                 ["routers", ..] => routers::handle(&app, &ctx, &who, &rest[1..]).await,
                 ["floatingips", ..] => floatingips::handle(&app, &ctx, &who, &rest[1..]).await,
@@ -118,7 +124,7 @@ fn versions(ctx: &Ctx) -> Value {
 fn resources(ctx: &Ctx) -> Value {
     let base = ctx.base_url();
     let r = |name: &str, coll: &str| json!({"name": name, "collection": coll, "links": [{"href": format!("{base}/v2.0/{coll}"), "rel": "self"}]});
-    json!({"resources": [r("network", "networks"), r("subnet", "subnets"), r("port", "ports"), r("router", "routers"), r("floatingip", "floatingips")]})
+    json!({"resources": [r("network", "networks"), r("subnet", "subnets"), r("port", "ports"), r("router", "routers"), r("floatingip", "floatingips"), r("subnetpool", "subnetpools"), r("address_scope", "address-scopes")]})
 }
 
 /// Which object of a collection, and what to do.

@@ -45,7 +45,7 @@ pub fn render(n: &Network, who: &Identity, tags: &[String]) -> Value {
         "id": n.id, "name": n.name, "tenant_id": n.project_id, "project_id": n.project_id,
         "admin_state_up": n.admin_state_up, "status": n.status, "subnets": n.subnets,
         "shared": n.shared, "mtu": n.mtu, "availability_zone_hints": n.az_hints,
-        "availability_zones": n.az_hints,
+        "availability_zones": n.az_hints, "ipv4_address_scope": n.ipv4_address_scope, "ipv6_address_scope": n.ipv6_address_scope,
         "router:external": n.external, "description": n.description,
         "port_security_enabled": n.port_security_enabled, "tags": tags,
         "created_at": n.created_at, "updated_at": n.updated_at,

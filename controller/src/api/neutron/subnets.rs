@@ -12,7 +12,7 @@ use crate::api::{json as respond, no_content, App, Ctx};
 use crate::auth::Identity;
 use crate::error::DomainError;
 use crate::ipam::{self, Pool};
-use crate::service::subnets;
+use crate::service::subnets::{self, NewSubnet, PoolChoice};
 use crate::store::{HostRoute, Scope, Subnet, Tagged};
 
 /// Attributes of a subnet.
@@ -43,7 +43,7 @@ pub const ATTRS: &[&str] = &[
 pub fn render(s: &Subnet, tags: &[String]) -> Value {
     json!({
         "id": s.id, "name": s.name, "tenant_id": s.project_id, "project_id": s.project_id,
-        "network_id": s.network_id, "ip_version": s.ip_version, "subnetpool_id": null,
+        "network_id": s.network_id, "ip_version": s.ip_version, "subnetpool_id": s.subnetpool_id,
         "enable_dhcp": s.enable_dhcp, "ipv6_ra_mode": null, "ipv6_address_mode": null,
         "gateway_ip": s.gateway_ip.map(|g| g.to_string()), "cidr": s.cidr.to_string(),
         "allocation_pools": s.allocation_pools.iter().map(|p| json!({"start": p.start.to_string(), "end": p.end.to_string()})).collect::<Vec<_>>(),
@@ -94,8 +94,8 @@ pub(crate) async fn handle(
             ))
         }
         Op::Create => {
-            let (s, tags) = parse_create(who, Body::new(ctx.resource_body("subnet")?))?;
-            let s = subnets::create(app, who, &s, &tags).await?;
+            let (req, tags) = parse_create(who, Body::new(ctx.resource_body("subnet")?))?;
+            let s = subnets::create(app, who, req, &tags).await?;
             let tags = super::tags::of(app, Tagged::Subnet, &s.id).await?;
             Ok(respond(
                 StatusCode::CREATED,
@@ -119,6 +119,9 @@ pub(crate) async fn handle(
                 "id",
                 "project_id",
                 "tenant_id",
+                "subnetpool_id",
+                "prefixlen",
+                "use_default_subnetpool",
             ] {
                 if b.has(ro) {
                     return Err(DomainError::bad_request(format!(
@@ -172,20 +175,7 @@ fn gateway(v: Option<Value>, cidr: &ipnet::IpNet) -> Result<Option<IpAddr>, Doma
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(g)) => {
             let ip = ipam::parse_ip("gateway_ip", &g)?;
-            // As Neutron: a gateway outside the subnet is allowed (a router elsewhere); inside
-            // it, the network and broadcast addresses are not.
-            if ip.is_ipv4() != cidr.addr().is_ipv4() {
-                return Err(DomainError::invalid_input(
-                    "gateway_ip",
-                    format!("gateway {ip} is not of the IP version of subnet {cidr}"),
-                ));
-            }
-            if cidr.contains(&ip) && !ipam::is_host(cidr, ip) {
-                return Err(DomainError::invalid_input(
-                    "gateway_ip",
-                    format!("gateway {ip} is the network or broadcast address of subnet {cidr}"),
-                ));
-            }
+            ipam::check_gateway(cidr, ip)?;
             Ok(Some(ip))
         }
         Some(v) => Err(DomainError::invalid_input(
@@ -289,7 +279,12 @@ fn routes(b: &mut Body) -> Result<Option<Vec<HostRoute>>, DomainError> {
     Ok(Some(out))
 }
 
-fn parse_create(who: &Identity, mut b: Body) -> Result<(Subnet, Vec<String>), DomainError> {
+/// Neutron's `BadRequest` on subnets.
+fn bad_subnet(msg: &str) -> DomainError {
+    crate::store::subnetpools::bad("BadRequest", format!("Bad subnets request: {msg}."))
+}
+
+fn parse_create(who: &Identity, mut b: Body) -> Result<(NewSubnet, Vec<String>), DomainError> {
     let project_id = b.owner(who, "subnet")?;
     let Some(network_id) = b.string("network_id")? else {
         return Err(DomainError::invalid_input(
@@ -298,60 +293,135 @@ fn parse_create(who: &Identity, mut b: Body) -> Result<(Subnet, Vec<String>), Do
         ));
     };
     let network_id = uuid_field("network_id", &network_id)?;
-    let Some(cidr_text) = b.string("cidr")? else {
-        return Err(DomainError::invalid_input(
-            "cidr",
-            "cidr is required (subnet pools are not supported)",
-        ));
+    let cidr_text = match b.raw("cidr") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(c)) => Some(c),
+        Some(v) => {
+            return Err(DomainError::invalid_input(
+                "cidr",
+                format!("'{v}' is not a valid IP subnet"),
+            ))
+        }
     };
-    let cidr = ipam::parse_cidr("cidr", &cidr_text)?;
-    let family = if cidr.addr().is_ipv4() { 4 } else { 6 };
-    let ip_version = b.int("ip_version")?.unwrap_or(family);
-    if ip_version != 4 && ip_version != 6 {
-        return Err(DomainError::invalid_input(
-            "ip_version",
-            format!("{ip_version} is not 4 or 6"),
+    let prefixlen = match b.int("prefixlen")? {
+        None => None,
+        Some(n) if (0..=128).contains(&n) => Some(n as u8),
+        Some(n) => {
+            return Err(DomainError::invalid_input(
+                "prefixlen",
+                format!("'{n}' is not a prefix length (0 to 128)"),
+            ))
+        }
+    };
+    let subnetpool_id = match b.raw("subnetpool_id") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(p)) if p == "prefix_delegation" => {
+            return Err(DomainError::invalid_input(
+                "subnetpool_id",
+                "IPv6 prefix delegation is not supported",
+            ))
+        }
+        Some(Value::String(p)) => Some(uuid_field("subnetpool_id", &p)?),
+        Some(v) => {
+            return Err(DomainError::invalid_input(
+                "subnetpool_id",
+                format!("'{v}' is not a valid UUID"),
+            ))
+        }
+    };
+    let use_default = b.boolean("use_default_subnetpool")?.unwrap_or(false);
+    let pool = match (subnetpool_id, use_default) {
+        (Some(_), true) => {
+            return Err(bad_subnet(
+                "subnetpool_id and use_default_subnetpool cannot both be specified",
+            ))
+        }
+        (Some(id), false) => PoolChoice::Pool(id),
+        (None, true) => PoolChoice::Default,
+        (None, false) => PoolChoice::None,
+    };
+    if cidr_text.is_some() && prefixlen.is_some() {
+        return Err(bad_subnet(
+            "cidr and prefixlen must not be supplied together",
         ));
     }
-    if ip_version != family {
-        return Err(DomainError::invalid_input(
-            "ip_version",
-            format!("cidr {cidr} is not an IPv{ip_version} subnet"),
+    if cidr_text.is_none() && pool == PoolChoice::None {
+        return Err(bad_subnet(
+            "a subnetpool must be specified in the absence of a cidr",
         ));
     }
+    let asked_version = b.int("ip_version")?;
+    if let Some(v) = asked_version.filter(|v| *v != 4 && *v != 6) {
+        return Err(DomainError::invalid_input(
+            "ip_version",
+            format!("{v} is not 4 or 6"),
+        ));
+    }
+    let (cidr, ip_version, gateway_ip, allocation_pools, gateway) = match &cidr_text {
+        Some(text) => {
+            let cidr = ipam::parse_cidr("cidr", text)?;
+            let family = if cidr.addr().is_ipv4() { 4 } else { 6 };
+            let ip_version = asked_version.unwrap_or(family);
+            if ip_version != family {
+                return Err(DomainError::invalid_input(
+                    "ip_version",
+                    format!("cidr {cidr} is not an IPv{ip_version} subnet"),
+                ));
+            }
+            let gateway_ip = if b.has("gateway_ip") {
+                gateway(b.raw("gateway_ip"), &cidr)?
+            } else {
+                Some(ipam::default_gateway(&cidr))
+            };
+            let allocation_pools = match pools(&mut b)? {
+                Some(p) => {
+                    ipam::validate_pools(&cidr, &p, gateway_ip)?;
+                    p
+                }
+                None => ipam::default_pools(&cidr, gateway_ip),
+            };
+            (cidr, ip_version, gateway_ip, allocation_pools, None)
+        }
+        None => {
+            // The pool's allocation fills these in.
+            if b.raw("allocation_pools").is_some_and(|v| !v.is_null()) {
+                return Err(bad_subnet(
+                    "allocation_pools allowed only for specific subnet requests",
+                ));
+            }
+            let gateway = match b.raw("gateway_ip") {
+                None => None,
+                Some(Value::Null) => Some(None),
+                Some(Value::String(g)) => Some(Some(ipam::parse_ip("gateway_ip", &g)?)),
+                Some(v) => {
+                    return Err(DomainError::invalid_input(
+                        "gateway_ip",
+                        format!("'{v}' is not a valid IP address"),
+                    ))
+                }
+            };
+            let placeholder: ipnet::IpNet = if asked_version == Some(6) {
+                "::/0".parse()
+            } else {
+                "0.0.0.0/0".parse()
+            }
+            .map_err(|_| DomainError::internal("placeholder CIDR"))?;
+            (
+                placeholder,
+                asked_version.unwrap_or(4),
+                None,
+                Vec::new(),
+                gateway,
+            )
+        }
+    };
     let name = b.string("name")?.unwrap_or_default();
     let description = b.string("description")?.unwrap_or_default();
     let enable_dhcp = b.boolean("enable_dhcp")?.unwrap_or(true);
-    let gateway_ip = if b.has("gateway_ip") {
-        gateway(b.raw("gateway_ip"), &cidr)?
-    } else {
-        Some(ipam::default_gateway(&cidr))
-    };
-    let allocation_pools = match pools(&mut b)? {
-        Some(p) => {
-            ipam::validate_pools(&cidr, &p, gateway_ip)?;
-            p
-        }
-        None => ipam::default_pools(&cidr, gateway_ip),
-    };
     let dns_nameservers = dns(&mut b)?.unwrap_or_default();
     let host_routes = routes(&mut b)?.unwrap_or_default();
-    for k in [
-        "subnetpool_id",
-        "ipv6_ra_mode",
-        "ipv6_address_mode",
-        "segment_id",
-        "prefixlen",
-    ] {
+    for k in ["ipv6_ra_mode", "ipv6_address_mode", "segment_id"] {
         b.null_only(k)?;
-    }
-    if let Some(v) = b.boolean("use_default_subnet_pool")? {
-        if v {
-            return Err(DomainError::invalid_input(
-                "use_default_subnet_pool",
-                "subnet pools are not supported",
-            ));
-        }
     }
     if let Some(v) = b.string_list("service_types")? {
         if !v.is_empty() {
@@ -364,22 +434,30 @@ fn parse_create(who: &Identity, mut b: Body) -> Result<(Subnet, Vec<String>), Do
     let tags = super::tags::create_tags(&mut b)?.unwrap_or_default();
     b.finish()?;
     let ts = String::new();
-    let subnet = Subnet {
-        id: uuid::Uuid::new_v4().to_string(),
-        project_id,
-        network_id,
-        name,
-        description,
-        ip_version,
-        cidr,
-        gateway_ip,
-        allocation_pools,
-        enable_dhcp,
-        dns_nameservers,
-        host_routes,
-        created_at: ts.clone(),
-        updated_at: ts,
-        revision_number: 1,
+    let req = NewSubnet {
+        subnet: Subnet {
+            id: uuid::Uuid::new_v4().to_string(),
+            project_id,
+            network_id,
+            name,
+            description,
+            ip_version,
+            cidr,
+            gateway_ip,
+            allocation_pools,
+            enable_dhcp,
+            dns_nameservers,
+            host_routes,
+            subnetpool_id: None,
+            created_at: ts.clone(),
+            updated_at: ts,
+            revision_number: 1,
+        },
+        cidr_given: cidr_text.is_some(),
+        pool,
+        prefixlen,
+        ip_version: asked_version,
+        gateway,
     };
-    Ok((subnet, tags))
+    Ok((req, tags))
 }
