@@ -18,6 +18,7 @@ pub const EXTENSIONS: &[(&str, &str, &str)] = &[
     ("network_availability_zone", "Network Availability Zone", "Availability zone support for network."),
     ("router", "Neutron L3 Router", "Router abstraction for basic L3 forwarding between L2 Neutron networks and access to external networks via a NAT gateway."),
     ("ext-gw-mode", "Neutron L3 Configurable external gateway mode", "Extension of the router abstraction for specifying whether SNAT should occur on the external gateway"),
+    ("l3-ha", "HA Router extension", "Adds HA capability to routers. crosspod routers show ha false: one gateway instance per router until router failover lands; ha true is refused."),
     ("router_availability_zone", "Router Availability Zone", "Availability zone support for router."),
     ("l2_adjacency", "L2 Adjacency", "Display L2 Adjacency for Neutron Networks."),
     ("extraroute", "Neutron Extra Route", "Extra routes configuration for L3 router"),

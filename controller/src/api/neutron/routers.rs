@@ -90,6 +90,7 @@ pub async fn render(
         "tenant_id": r.project_id, "project_id": r.project_id,
         "admin_state_up": r.admin_state_up, "status": status,
         "external_gateway_info": gateway,
+        "ha": false,
         "routes": r.routes.iter().map(|x| json!({"destination": x.destination, "nexthop": x.nexthop})).collect::<Vec<_>>(),
         "availability_zone_hints": r.az_hints, "availability_zones": r.az_hints,
         "tags": tags,
@@ -260,7 +261,7 @@ pub(crate) async fn handle(
                     if v {
                         return Err(DomainError::invalid_input(
                             k,
-                            "crosspod routers are neither distributed nor HA",
+                            "crosspod routers are neither distributed (dvr) nor HA (a router has one gateway instance)",
                         ));
                     }
                 }
