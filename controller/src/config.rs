@@ -847,4 +847,75 @@ mod tests {
             .unwrap_err();
         assert!(e.to_string().contains("neutron-prot"), "{e}");
     }
+
+    #[test]
+    fn keystone_needs_its_settings_and_never_prints_the_password() {
+        let c = Args::parse_from(["x"]).resolve().unwrap();
+        assert!(c.keystone.is_none(), "tokens is the default strategy");
+        assert!(c.to_toml().contains("auth-strategy = \"tokens\""));
+        let e = Args::parse_from(["x", "--auth-strategy", "keystone"])
+            .resolve()
+            .unwrap_err();
+        assert!(e.to_string().contains("keystone-url"), "{e}");
+        let e = Args::parse_from([
+            "x",
+            "--auth-strategy",
+            "keystone",
+            "--keystone-url",
+            "http://k:5000",
+            "--keystone-username",
+            "crosspod",
+        ])
+        .resolve()
+        .unwrap_err();
+        assert!(e.to_string().contains("keystone-password"), "{e}");
+        let dir = tempfile::tempdir().unwrap();
+        let pw = dir.path().join("pw");
+        std::fs::write(&pw, "s3cret\nignored\n").unwrap();
+        let f = dir.path().join("c.toml");
+        std::fs::write(
+            &f,
+            format!(
+                "auth-strategy = \"keystone\"\nkeystone-url = \"http://k:5000/\"\nkeystone-username = \"crosspod\"\nkeystone-password-file = {:?}\nkeystone-cache-secs = 0\n",
+                pw.display().to_string()
+            ),
+        )
+        .unwrap();
+        let c = Args::parse_from(["x", "--config", f.to_str().unwrap()])
+            .resolve()
+            .unwrap();
+        let k = c.keystone.clone().unwrap();
+        assert_eq!(k.url, "http://k:5000/v3");
+        assert_eq!(k.password.expose(), "s3cret");
+        assert_eq!(
+            (k.project.as_str(), k.user_domain.as_str()),
+            ("service", "Default")
+        );
+        assert!(k.cache_ttl.is_zero());
+        assert_eq!(k.cache_size, 10_000);
+        let printed = c.to_toml();
+        assert!(!printed.contains("s3cret"), "{printed}");
+        assert!(!format!("{c:?}").contains("s3cret"));
+        // What --print-config prints resolves to the same settings.
+        let again = dir.path().join("again.toml");
+        std::fs::write(&again, &printed).unwrap();
+        let c2 = Args::parse_from(["x", "--config", again.to_str().unwrap()])
+            .resolve()
+            .unwrap();
+        assert_eq!(c2.keystone, c.keystone);
+        let e = Args::parse_from([
+            "x",
+            "--auth-strategy",
+            "keystone",
+            "--keystone-url",
+            "k:5000",
+            "--keystone-username",
+            "u",
+            "--keystone-password",
+            "p",
+        ])
+        .resolve()
+        .unwrap_err();
+        assert!(e.to_string().contains("not an http"), "{e}");
+    }
 }

@@ -60,6 +60,9 @@ fn run(cmd: &mut Command, what: &str) {
     );
 }
 
+/// An HTTP answer: status, headers (lower-case names), JSON body.
+pub type Answer = (u16, Vec<(String, String)>, Value);
+
 /// One HTTP/1.1 request; returns status, headers (lower-case names) and JSON body.
 pub fn http(
     addr: std::net::SocketAddr,
@@ -67,7 +70,7 @@ pub fn http(
     path: &str,
     headers: &[(&str, &str)],
     body: Option<&Value>,
-) -> std::io::Result<(u16, Vec<(String, String)>, Value)> {
+) -> std::io::Result<Answer> {
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
     s.set_read_timeout(Some(Duration::from_secs(60)))?;
     let body = body.map(|b| b.to_string()).unwrap_or_default();
