@@ -178,7 +178,7 @@ enum LabCmd {
         /// Project the token acts as.
         #[arg(long)]
         project: String,
-        /// Roles, comma-separated among admin, member, agent.
+        /// Roles, comma-separated among admin, member, reader, agent.
         #[arg(long, default_value = "member", value_delimiter = ',')]
         roles: Vec<String>,
     },

@@ -193,6 +193,11 @@ fn lab_up_keystone_gives_password_auth_and_lab_down_removes_it() {
     ]));
     assert!(reg.contains("node1"), "{reg}");
 
+    // A tokens-file token for a person would not be accepted: `lab token` says so.
+    let t = output(&mut lab.cmd(&["token", "--project", "demo"]));
+    assert!(!t.status.success());
+    assert!(String::from_utf8_lossy(&t.stderr).contains("authenticates people with Keystone"));
+
     // A second `up` changes nothing; status shows Keystone.
     let again = ok(lab
         .up_cmd(&ctl, std::path::Path::new("/nonexistent/crosspod-agent"))

@@ -677,5 +677,17 @@ fn shell_quote(s: &str) -> String {
 /// `crosspod lab token --project NAME`: appends and returns a new token.
 pub fn token(dir: &Path, project: &str, roles: &[String]) -> Result<String> {
     let st = LabState::require(dir)?;
+    if st.keystone_port.is_some() && roles.iter().any(|r| r != "agent") {
+        bail!(
+            "the lab in {} authenticates people with Keystone: a tokens-file token would be refused; use `crosspod lab env` (password auth, `$token`; users {})",
+            dir.display(),
+            keystone::USERS
+                .iter()
+                .filter(|u| u.1 != keystone::SERVICE_USER)
+                .map(|u| u.1)
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
     tokens::append(&st.layout().tokens_file(), project, roles)
 }
