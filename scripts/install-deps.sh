@@ -4,9 +4,13 @@
 set -euo pipefail
 
 PKGS=(openvswitch-switch openvswitch-common nftables iproute2 iputils-ping tcpdump openssl
-      postgresql python3-venv python3-pip procps psmisc curl jq ca-certificates
+      postgresql python3-venv python3-pip python3-dev gcc procps psmisc curl jq ca-certificates
       pkg-config libssl-dev systemd vagrant vagrant-libvirt)
 VENV=${CROSSPOD_VENV:-/var/lib/crosspod/venv}
+# Keystone (for --auth-strategy keystone, its tests and `crosspod lab up --keystone`) lives in
+# a venv of its own: its pins must not fight python-openstackclient's.
+KEYSTONE_VENV=${CROSSPOD_KEYSTONE_VENV:-/var/lib/crosspod/keystone-venv}
+KEYSTONE_PINS=(keystone==30.0.0 uWSGI==2.0.31)
 
 if [ "$(id -u)" -ne 0 ]; then
   echo "install-deps.sh: run as root (sudo scripts/install-deps.sh)" >&2
@@ -40,6 +44,22 @@ if [ ! -x "$VENV/bin/openstack" ] || ! "$VENV/bin/openstack" --version >/dev/nul
 fi
 "$VENV/bin/openstack" --version >/dev/null
 
+# uWSGI builds from source (gcc, python3-dev above); keystone-manage and uwsgi must both run.
+keystone_ok() {
+  "$KEYSTONE_VENV/bin/keystone-manage" --version >/dev/null 2>&1 \
+    && "$KEYSTONE_VENV/bin/uwsgi" --version >/dev/null 2>&1 \
+    && [ "$("$KEYSTONE_VENV/bin/pip" freeze 2>/dev/null | grep -ciE '^(keystone==30\.0\.0|uwsgi==2\.0\.31)$')" = 2 ]
+}
+if ! keystone_ok; then
+  echo "install-deps: creating venv $KEYSTONE_VENV with ${KEYSTONE_PINS[*]}"
+  rm -rf "$KEYSTONE_VENV"
+  mkdir -p "$(dirname "$KEYSTONE_VENV")"
+  "$PY" -m venv "$KEYSTONE_VENV"
+  "$KEYSTONE_VENV/bin/pip" install -q --upgrade pip
+  "$KEYSTONE_VENV/bin/pip" install -q "${KEYSTONE_PINS[@]}"
+fi
+keystone_ok
+
 # The client libraries' own functional tests (openstacksdk, python-openstackclient), pinned:
 # a venv apart, so their test dependencies (tempest, oslotest) stay out of the CLI's.
 SUITES_VENV=${CROSSPOD_SUITES_VENV:-/var/lib/crosspod/suites-venv}
@@ -53,4 +73,4 @@ if ! cmp -s "$SUITES_REQ" "$SUITES_STAMP" || ! "$SUITES_VENV/bin/python" -c 'imp
   "$SUITES_VENV/bin/pip" install -q -r "$SUITES_REQ"
   cp "$SUITES_REQ" "$SUITES_STAMP"
 fi
-echo "install-deps: ok (venv $VENV, suites venv $SUITES_VENV)"
+echo "install-deps: ok (venv $VENV, Keystone venv $KEYSTONE_VENV, suites venv $SUITES_VENV)"

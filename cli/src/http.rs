@@ -82,9 +82,19 @@ pub struct Response {
     pub status: u16,
     /// The body, as text.
     pub body: String,
+    /// Response headers, names in lower case.
+    pub headers: Vec<(String, String)>,
 }
 
 impl Response {
+    /// The first header named `name` (lower case).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
     /// Whether the status is 2xx.
     pub fn ok(&self) -> bool {
         (200..300).contains(&self.status)
@@ -130,6 +140,18 @@ pub fn request(
     method: &str,
     url: &str,
     token: Option<&str>,
+    body: Option<&serde_json::Value>,
+    timeout: Duration,
+) -> Result<Response, HttpError> {
+    request_with(method, url, token, &[], body, timeout)
+}
+
+/// [`request`] with extra headers (Keystone's `X-Subject-Token`).
+pub fn request_with(
+    method: &str,
+    url: &str,
+    token: Option<&str>,
+    headers: &[(&str, &str)],
     body: Option<&serde_json::Value>,
     timeout: Duration,
 ) -> Result<Response, HttpError> {
@@ -180,6 +202,9 @@ pub fn request(
     if let Some(t) = token {
         head.push_str(&format!("X-Auth-Token: {t}\r\n"));
     }
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
     head.push_str("\r\n");
     stream.write_all(head.as_bytes()).map_err(io)?;
     stream.write_all(payload.as_bytes()).map_err(io)?;
@@ -207,6 +232,7 @@ fn read_response<R: BufRead>(mut r: R, method: &str, url: &str) -> Result<Respon
         .ok_or_else(|| malformed(format!("bad status line {line:?}")))?;
     let mut length: Option<usize> = None;
     let mut chunked = false;
+    let mut headers = Vec::new();
     loop {
         line.clear();
         if r.read_line(&mut line).map_err(io)? == 0 {
@@ -223,6 +249,7 @@ fn read_response<R: BufRead>(mut r: R, method: &str, url: &str) -> Result<Respon
             } else if k == "transfer-encoding" && v.to_ascii_lowercase().contains("chunked") {
                 chunked = true;
             }
+            headers.push((k, v.to_string()));
         }
     }
     let mut body = Vec::new();
@@ -249,7 +276,11 @@ fn read_response<R: BufRead>(mut r: R, method: &str, url: &str) -> Result<Respon
         r.read_to_end(&mut body).map_err(io)?;
     }
     let body = String::from_utf8(body).map_err(|e| malformed(format!("body not UTF-8: {e}")))?;
-    Ok(Response { status, body })
+    Ok(Response {
+        status,
+        body,
+        headers,
+    })
 }
 
 #[cfg(test)]

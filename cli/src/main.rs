@@ -3,6 +3,7 @@
 //! agent per node); `crosspod vm` boots lab VMs (namespaces plugged like Nova/os-vif does).
 
 mod http;
+mod keystone;
 mod lab;
 mod output;
 mod ovsdb;
@@ -47,6 +48,8 @@ enum Cmd {
     /// A CA for crosspod's control traffic: node certificates for agents, a server
     /// certificate for the controller.
     Pki(PkiArgs),
+    /// Keystone: register crosspod in the catalog.
+    Keystone(KeystoneArgs),
     /// Shell completions: `crosspod completions bash > /etc/bash_completion.d/crosspod`.
     Completions {
         /// bash, zsh, fish, elvish or powershell.
@@ -88,6 +91,56 @@ enum PkiCmd {
 }
 
 #[derive(Debug, Args)]
+struct KeystoneArgs {
+    #[command(subcommand)]
+    cmd: KeystoneCmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum KeystoneCmd {
+    /// Create the `network` service and its public, internal and admin endpoints pointing at
+    /// the controller's Neutron URL (idempotent: a second run changes nothing; endpoints
+    /// pointing elsewhere are moved). Authenticates like the openstack CLI (OS_* variables),
+    /// as a user allowed to change the catalog (admin).
+    Register {
+        /// The controller's Neutron API URL, as clients reach it (http://controller:20001).
+        #[arg(long)]
+        url: String,
+        /// The service's name.
+        #[arg(long, default_value = "neutron")]
+        name: String,
+        /// Region of the endpoints.
+        #[arg(long, env = "OS_REGION_NAME", default_value = "RegionOne")]
+        region: String,
+        #[command(flatten)]
+        auth: OsAuth,
+    },
+}
+
+/// Password authentication to Keystone, named as the openstack CLI names it.
+#[derive(Debug, Args)]
+struct OsAuth {
+    /// Keystone's URL.
+    #[arg(long, env = "OS_AUTH_URL")]
+    os_auth_url: String,
+    /// User name.
+    #[arg(long, env = "OS_USERNAME")]
+    os_username: String,
+    /// Password.
+    #[arg(long, env = "OS_PASSWORD", hide_env_values = true)]
+    os_password: String,
+    /// Project name.
+    #[arg(long, env = "OS_PROJECT_NAME")]
+    os_project_name: String,
+    /// Domain name of the user.
+    #[arg(long, env = "OS_USER_DOMAIN_NAME", default_value = "Default")]
+    os_user_domain_name: String,
+    /// Domain name of the project.
+    #[arg(long, env = "OS_PROJECT_DOMAIN_NAME", default_value = "Default")]
+    os_project_domain_name: String,
+}
+
+#[derive(Debug, Args)]
 struct ProbeArgs {
     /// Lab directory.
     #[arg(
@@ -125,7 +178,7 @@ enum LabCmd {
         /// Project the token acts as.
         #[arg(long)]
         project: String,
-        /// Roles, comma-separated among admin, member, agent.
+        /// Roles, comma-separated among admin, member, reader, agent.
         #[arg(long, default_value = "member", value_delimiter = ',')]
         roles: Vec<String>,
     },
@@ -171,6 +224,17 @@ struct UpArgs {
     /// Build the network only; start neither the controller nor the agents.
     #[arg(long)]
     no_daemons: bool,
+    /// Run a Keystone of the lab's own (users admin, demo, other, reader; `lab env` gives
+    /// password auth) and authenticate people with it; agents keep their certificates.
+    #[arg(long, env = "CROSSPOD_LAB_KEYSTONE")]
+    keystone: bool,
+    /// The venv holding Keystone and uWSGI (scripts/install-deps.sh makes it).
+    #[arg(
+        long,
+        env = "CROSSPOD_KEYSTONE_VENV",
+        default_value = "/var/lib/crosspod/keystone-venv"
+    )]
+    keystone_venv: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -271,6 +335,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Cmd::Vm(v) => run_vm(v, cli.json),
         Cmd::Probe(p) => run_probe(p, cli.json),
         Cmd::Pki(p) => run_pki(p),
+        Cmd::Keystone(k) => run_keystone(k, cli.json),
         Cmd::Completions { shell } => {
             use clap::CommandFactory;
             clap_complete::generate(
@@ -282,6 +347,40 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+fn run_keystone(k: KeystoneArgs, as_json: bool) -> Result<ExitCode> {
+    match k.cmd {
+        KeystoneCmd::Register {
+            url,
+            name,
+            region,
+            auth,
+        } => {
+            let s = keystone::Session::password(&keystone::Creds {
+                auth_url: auth.os_auth_url,
+                username: auth.os_username,
+                password: auth.os_password,
+                project: auth.os_project_name,
+                user_domain: auth.os_user_domain_name,
+                project_domain: auth.os_project_domain_name,
+            })?;
+            let changes = s.register_network(&name, &url, &region)?;
+            if as_json {
+                output::json(&json!({"changed": !changes.is_empty(), "changes": changes}));
+            } else if changes.is_empty() {
+                println!(
+                    "{name} (network) at {url} in {region}: already registered, nothing changed"
+                );
+            } else {
+                println!(
+                    "{name} (network) at {url} in {region}: {}",
+                    changes.join(", ")
+                );
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn run_lab(l: LabArgs, as_json: bool) -> Result<ExitCode> {
@@ -304,6 +403,8 @@ fn run_lab(l: LabArgs, as_json: bool) -> Result<ExitCode> {
                     .agent_bin
                     .unwrap_or_else(|| lab::sibling_binary("crosspod-agent")),
                 no_daemons: u.no_daemons,
+                keystone: u.keystone,
+                keystone_venv: u.keystone_venv,
             };
             progress(format!("bringing the lab up in {}", dir.display()));
             let rep = lab::up(&o).with_context(|| {

@@ -147,6 +147,7 @@ fn run(backend: &'static str, database: String, rows: &mut Vec<Row>) {
         agent_port: 0,
         agent_tls: None,
         tls: None,
+        keystone: None,
     };
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let running = rt

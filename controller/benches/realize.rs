@@ -1271,6 +1271,7 @@ fn start(
         agent_port: 0,
         agent_tls: None,
         tls: None,
+        keystone: None,
     };
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     let t = Instant::now();

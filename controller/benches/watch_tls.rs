@@ -133,6 +133,7 @@ fn main() {
             ca: w("ca.pem", &pki.ca_pem),
         }),
         tls: None,
+        keystone: None,
     };
     let rt = tokio::runtime::Runtime::new().expect("runtime");
     rt.block_on(async {

@@ -14,7 +14,7 @@
 //! simple alternative to an agent's TLS client certificate); an agent token without one is
 //! refused by every node endpoint.
 //!
-//! `ROLES` is a comma-separated list of `admin`, `member` and `agent`. The file is re-read
+//! `ROLES` is a comma-separated list of `admin`, `member`, `reader` and `agent`. The file is re-read
 //! when its modification time or size changes, and at least once every [`RECHECK`] anyway:
 //! a rewrite of the same size within the file system's time granularity keeps both, so what
 //! decides is a hash of the content. A lab may thus change tokens while the controller runs.
@@ -36,6 +36,8 @@ pub enum Role {
     Admin,
     /// Own project's resources.
     Member,
+    /// Reads its own project's resources, writes nothing (Neutron's `reader`).
+    Reader,
     /// A node agent (the agent API).
     Agent,
 }
@@ -165,6 +167,7 @@ pub fn parse(text: &str, path: &Path) -> HashMap<String, Identity> {
             match r {
                 "admin" => parsed.push(Role::Admin),
                 "member" => parsed.push(Role::Member),
+                "reader" => parsed.push(Role::Reader),
                 "agent" => parsed.push(Role::Agent),
                 other => {
                     tracing::warn!(path = %path.display(), line = n + 1, role = other, "unknown role in tokens file; line skipped");
@@ -193,10 +196,11 @@ mod tests {
     #[test]
     fn parses_format_and_skips_garbage() {
         let t = parse(
-            "# c\n\nadm admin admin\nm1 demo member # trailing\nbad line\nx p wizard\nag svc agent,member\n",
+            "# c\n\nadm admin admin\nm1 demo member # trailing\nbad line\nx p wizard\nag svc agent,member\nr1 demo reader\n",
             Path::new("t"),
         );
-        assert_eq!(t.len(), 3);
+        assert_eq!(t.len(), 4);
+        assert_eq!(t["r1"].roles, vec![Role::Reader]);
         assert!(t["adm"].is_admin());
         assert_eq!(t["m1"].project_id, "demo");
         assert!(!t["m1"].is_admin());

@@ -86,6 +86,27 @@ impl NetworkType {
     }
 }
 
+/// How people's requests are authenticated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthStrategy {
+    /// `X-Auth-Token` looked up in the tokens file.
+    Tokens,
+    /// `X-Auth-Token` validated by Keystone (`GET /v3/auth/tokens`); the tokens file, if
+    /// present, still authenticates agents' node-bound tokens (and nothing else).
+    Keystone,
+}
+
+impl AuthStrategy {
+    /// The flag's spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthStrategy::Tokens => "tokens",
+            AuthStrategy::Keystone => "keystone",
+        }
+    }
+}
+
 /// Command line of `crosspod-controller`.
 #[derive(Debug, Default, Parser, Deserialize)]
 #[command(
@@ -195,6 +216,97 @@ pub struct Args {
     /// The private key of --tls-cert (PEM).
     #[arg(long, env = "CROSSPOD_TLS_KEY")]
     pub tls_key: Option<PathBuf>,
+    /// Who authenticates people's tokens: the tokens file or Keystone [default: tokens].
+    #[arg(long, env = "CROSSPOD_AUTH_STRATEGY")]
+    pub auth_strategy: Option<AuthStrategy>,
+    /// Keystone's URL, with or without `/v3` (e.g. http://keystone:5000/v3).
+    #[arg(long, env = "CROSSPOD_KEYSTONE_URL")]
+    pub keystone_url: Option<String>,
+    /// crosspod's own Keystone user (it needs the `service` role to validate tokens).
+    #[arg(long, env = "CROSSPOD_KEYSTONE_USERNAME")]
+    pub keystone_username: Option<String>,
+    /// The password of --keystone-username (better: --keystone-password-file or the env var).
+    #[arg(long, env = "CROSSPOD_KEYSTONE_PASSWORD", hide_env_values = true)]
+    pub keystone_password: Option<String>,
+    /// A file whose first line is the password of --keystone-username.
+    #[arg(long, env = "CROSSPOD_KEYSTONE_PASSWORD_FILE")]
+    pub keystone_password_file: Option<PathBuf>,
+    /// The project crosspod's service token is scoped to [default: service].
+    #[arg(long, env = "CROSSPOD_KEYSTONE_PROJECT")]
+    pub keystone_project: Option<String>,
+    /// Domain name of --keystone-username [default: Default].
+    #[arg(long, env = "CROSSPOD_KEYSTONE_USER_DOMAIN")]
+    pub keystone_user_domain: Option<String>,
+    /// Domain name of --keystone-project [default: Default].
+    #[arg(long, env = "CROSSPOD_KEYSTONE_PROJECT_DOMAIN")]
+    pub keystone_project_domain: Option<String>,
+    /// Seconds a validated token is trusted without asking Keystone again (never past its
+    /// expires_at); a revoked token is refused at most this long after; 0: ask every time
+    /// [default: 60].
+    #[arg(long, env = "CROSSPOD_KEYSTONE_CACHE_SECS")]
+    pub keystone_cache_secs: Option<u64>,
+    /// Most validated tokens kept in the cache [default: 10000].
+    #[arg(long, env = "CROSSPOD_KEYSTONE_CACHE_SIZE")]
+    pub keystone_cache_size: Option<u64>,
+    /// CA bundle (PEM) trusted for an https Keystone URL [default: none, http only].
+    #[arg(long, env = "CROSSPOD_KEYSTONE_CA")]
+    pub keystone_ca: Option<PathBuf>,
+    /// Seconds a Keystone request may take before the API answers 503 [default: 5].
+    #[arg(long, env = "CROSSPOD_KEYSTONE_TIMEOUT")]
+    pub keystone_timeout: Option<u64>,
+}
+
+/// Where crosspod's Keystone service password comes from (kept for `--print-config`,
+/// which names the file but never prints a password).
+#[derive(Clone, PartialEq, Eq)]
+pub enum Secret {
+    /// Given as a value (flag, environment or TOML).
+    Value(String),
+    /// Read from this file (its first line).
+    File(PathBuf, String),
+}
+
+impl Secret {
+    /// The password itself.
+    pub fn expose(&self) -> &str {
+        match self {
+            Secret::Value(v) | Secret::File(_, v) => v,
+        }
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Secret::Value(_) => f.write_str("Secret(<redacted>)"),
+            Secret::File(p, _) => write!(f, "Secret(file {})", p.display()),
+        }
+    }
+}
+
+/// Keystone as the authentication backend ([`AuthStrategy::Keystone`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeystoneConfig {
+    /// Base URL ending in `/v3`.
+    pub url: String,
+    /// crosspod's service user.
+    pub username: String,
+    /// Its password.
+    pub password: Secret,
+    /// The project of the service token.
+    pub project: String,
+    /// Domain name of the user.
+    pub user_domain: String,
+    /// Domain name of the project.
+    pub project_domain: String,
+    /// How long a validated token is trusted (zero: not cached).
+    pub cache_ttl: std::time::Duration,
+    /// Most cached tokens.
+    pub cache_size: usize,
+    /// CA bundle for an https URL.
+    pub ca: Option<PathBuf>,
+    /// Timeout of each Keystone request.
+    pub timeout: std::time::Duration,
 }
 
 /// Certificate, key and client CA of the agent listener.
@@ -264,6 +376,8 @@ pub struct Config {
     pub agent_tls: Option<AgentTls>,
     /// TLS of the Neutron and Tricircle listeners (plain HTTP without it).
     pub tls: Option<UserTls>,
+    /// Keystone, when it authenticates people (`--auth-strategy keystone`).
+    pub keystone: Option<KeystoneConfig>,
 }
 
 /// Default store URL.
@@ -278,6 +392,7 @@ impl Args {
             Some(path) => load_file(path)?,
             None => Args::default(),
         };
+        let keystone = keystone(&self, &file)?;
         let ranges_text = self
             .network_vlan_ranges
             .or(file.network_vlan_ranges)
@@ -313,6 +428,7 @@ impl Args {
             .unwrap_or(neutron.floatingip),
         };
         Ok(Config {
+            keystone,
             quotas,
             bind: self
                 .bind
@@ -472,10 +588,140 @@ impl Config {
                         t.key.display().to_string()
                     ));
                 }
+                match &self.keystone {
+                    None => extra.push_str("auth-strategy = \"tokens\"\n"),
+                    Some(k) => {
+                        extra.push_str(&format!(
+                            "auth-strategy = \"keystone\"\nkeystone-url = {:?}\nkeystone-username = {:?}\nkeystone-project = {:?}\nkeystone-user-domain = {:?}\nkeystone-project-domain = {:?}\nkeystone-cache-secs = {}\nkeystone-cache-size = {}\nkeystone-timeout = {}\n",
+                            k.url,
+                            k.username,
+                            k.project,
+                            k.user_domain,
+                            k.project_domain,
+                            k.cache_ttl.as_secs(),
+                            k.cache_size,
+                            k.timeout.as_secs()
+                        ));
+                        match &k.password {
+                            Secret::File(p, _) => extra.push_str(&format!(
+                                "keystone-password-file = {:?}\n",
+                                p.display().to_string()
+                            )),
+                            Secret::Value(_) => extra.push_str(
+                                "# keystone-password is set (not printed)\n",
+                            ),
+                        }
+                        if let Some(ca) = &k.ca {
+                            extra.push_str(&format!(
+                                "keystone-ca = {:?}\n",
+                                ca.display().to_string()
+                            ));
+                        }
+                    }
+                }
                 extra
             },
         )
     }
+}
+
+/// The Keystone settings when `--auth-strategy keystone`; each missing one named.
+fn keystone(flags: &Args, file: &Args) -> Result<Option<KeystoneConfig>, ConfigError> {
+    let strategy = flags
+        .auth_strategy
+        .or(file.auth_strategy)
+        .unwrap_or(AuthStrategy::Tokens);
+    if strategy == AuthStrategy::Tokens {
+        return Ok(None);
+    }
+    let pick = |a: &Option<String>, b: &Option<String>| {
+        a.clone()
+            .or_else(|| b.clone())
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty())
+    };
+    let need = |key: &'static str, v: Option<String>| {
+        v.ok_or_else(|| ConfigError::Invalid {
+            key,
+            detail: "required with --auth-strategy keystone".into(),
+        })
+    };
+    let url = need(
+        "keystone-url",
+        pick(&flags.keystone_url, &file.keystone_url),
+    )?;
+    let base = url.trim_end_matches('/');
+    if !(base.starts_with("http://") || base.starts_with("https://")) {
+        return Err(ConfigError::Invalid {
+            key: "keystone-url",
+            detail: format!("'{url}' is not an http:// or https:// URL"),
+        });
+    }
+    let url = if base.ends_with("/v3") {
+        base.to_string()
+    } else {
+        format!("{base}/v3")
+    };
+    let password = match (
+        flags.keystone_password.clone(),
+        flags
+            .keystone_password_file
+            .clone()
+            .or(file.keystone_password_file.clone()),
+    ) {
+        (Some(p), _) => Secret::Value(p),
+        (None, Some(path)) => {
+            let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read {
+                path: path.clone(),
+                source,
+            })?;
+            let line = text.lines().next().unwrap_or("").to_string();
+            if line.is_empty() {
+                return Err(ConfigError::Invalid {
+                    key: "keystone-password-file",
+                    detail: format!("{} holds no password on its first line", path.display()),
+                });
+            }
+            Secret::File(path, line)
+        }
+        (None, None) => Secret::Value(need(
+            "keystone-password",
+            file.keystone_password.clone().filter(|p| !p.is_empty()),
+        )?),
+    };
+    let cache_secs = flags
+        .keystone_cache_secs
+        .or(file.keystone_cache_secs)
+        .unwrap_or(60);
+    Ok(Some(KeystoneConfig {
+        url,
+        username: need(
+            "keystone-username",
+            pick(&flags.keystone_username, &file.keystone_username),
+        )?,
+        password,
+        project: pick(&flags.keystone_project, &file.keystone_project)
+            .unwrap_or_else(|| "service".into()),
+        user_domain: pick(&flags.keystone_user_domain, &file.keystone_user_domain)
+            .unwrap_or_else(|| "Default".into()),
+        project_domain: pick(
+            &flags.keystone_project_domain,
+            &file.keystone_project_domain,
+        )
+        .unwrap_or_else(|| "Default".into()),
+        cache_ttl: std::time::Duration::from_secs(cache_secs),
+        cache_size: positive(
+            "keystone-cache-size",
+            flags.keystone_cache_size.or(file.keystone_cache_size),
+        )?
+        .unwrap_or(10_000) as usize,
+        ca: flags.keystone_ca.clone().or(file.keystone_ca.clone()),
+        timeout: secs(
+            "keystone-timeout",
+            flags.keystone_timeout.or(file.keystone_timeout),
+            5,
+        )?,
+    }))
 }
 
 /// `LO:HI`, VLAN IDs 1..=4094, `LO <= HI`.
@@ -600,5 +846,76 @@ mod tests {
             .resolve()
             .unwrap_err();
         assert!(e.to_string().contains("neutron-prot"), "{e}");
+    }
+
+    #[test]
+    fn keystone_needs_its_settings_and_never_prints_the_password() {
+        let c = Args::parse_from(["x"]).resolve().unwrap();
+        assert!(c.keystone.is_none(), "tokens is the default strategy");
+        assert!(c.to_toml().contains("auth-strategy = \"tokens\""));
+        let e = Args::parse_from(["x", "--auth-strategy", "keystone"])
+            .resolve()
+            .unwrap_err();
+        assert!(e.to_string().contains("keystone-url"), "{e}");
+        let e = Args::parse_from([
+            "x",
+            "--auth-strategy",
+            "keystone",
+            "--keystone-url",
+            "http://k:5000",
+            "--keystone-username",
+            "crosspod",
+        ])
+        .resolve()
+        .unwrap_err();
+        assert!(e.to_string().contains("keystone-password"), "{e}");
+        let dir = tempfile::tempdir().unwrap();
+        let pw = dir.path().join("pw");
+        std::fs::write(&pw, "s3cret\nignored\n").unwrap();
+        let f = dir.path().join("c.toml");
+        std::fs::write(
+            &f,
+            format!(
+                "auth-strategy = \"keystone\"\nkeystone-url = \"http://k:5000/\"\nkeystone-username = \"crosspod\"\nkeystone-password-file = {:?}\nkeystone-cache-secs = 0\n",
+                pw.display().to_string()
+            ),
+        )
+        .unwrap();
+        let c = Args::parse_from(["x", "--config", f.to_str().unwrap()])
+            .resolve()
+            .unwrap();
+        let k = c.keystone.clone().unwrap();
+        assert_eq!(k.url, "http://k:5000/v3");
+        assert_eq!(k.password.expose(), "s3cret");
+        assert_eq!(
+            (k.project.as_str(), k.user_domain.as_str()),
+            ("service", "Default")
+        );
+        assert!(k.cache_ttl.is_zero());
+        assert_eq!(k.cache_size, 10_000);
+        let printed = c.to_toml();
+        assert!(!printed.contains("s3cret"), "{printed}");
+        assert!(!format!("{c:?}").contains("s3cret"));
+        // What --print-config prints resolves to the same settings.
+        let again = dir.path().join("again.toml");
+        std::fs::write(&again, &printed).unwrap();
+        let c2 = Args::parse_from(["x", "--config", again.to_str().unwrap()])
+            .resolve()
+            .unwrap();
+        assert_eq!(c2.keystone, c.keystone);
+        let e = Args::parse_from([
+            "x",
+            "--auth-strategy",
+            "keystone",
+            "--keystone-url",
+            "k:5000",
+            "--keystone-username",
+            "u",
+            "--keystone-password",
+            "p",
+        ])
+        .resolve()
+        .unwrap_err();
+        assert!(e.to_string().contains("not an http"), "{e}");
     }
 }

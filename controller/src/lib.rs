@@ -4,6 +4,7 @@
 //! Layout, meant to grow (routers, floating IPs, jobs, the agent API):
 //! - [`config`]: flags > `CROSSPOD_*` env > `--config` TOML > defaults.
 //! - [`auth`]: the tokens file (`TOKEN PROJECT ROLES`), re-read when it changes.
+//! - [`keystone`]: Keystone as the authentication backend (token validation, bounded cache).
 //! - [`error`]: [`error::StoreError`] for the store, [`error::DomainError`] rendered in
 //!   Neutron's `{"NeutronError": ...}` shape.
 //! - [`store`]: one [`store::Store`] over sqlx `Any` (SQLite or PostgreSQL), migrations, one
@@ -34,6 +35,7 @@ pub mod failpoint;
 pub mod intent;
 pub mod ipam;
 pub mod jobs;
+pub mod keystone;
 pub mod mac;
 pub mod metrics;
 pub mod naming;

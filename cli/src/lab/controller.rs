@@ -54,6 +54,9 @@ pub fn command(st: &LabState, bin: &Path) -> Command {
         c.arg(format!("--tls-cert={}", server.cert.display()))
             .arg(format!("--tls-key={}", server.key.display()));
     }
+    if let Some(port) = st.keystone_port {
+        c.args(super::keystone::controller_flags(st, port));
+    }
     c
 }
 

@@ -7,6 +7,7 @@ pub mod agents;
 pub mod cables;
 pub mod controller;
 pub mod daemons;
+pub mod keystone;
 pub mod state;
 pub mod status;
 pub mod switch;
@@ -49,6 +50,10 @@ pub struct UpOptions {
     pub agent_bin: PathBuf,
     /// Do not start the controller and agents (network only).
     pub no_daemons: bool,
+    /// Run a Keystone of the lab's own and authenticate people with it.
+    pub keystone: bool,
+    /// The venv holding Keystone and uWSGI.
+    pub keystone_venv: PathBuf,
 }
 
 /// The default location of a sibling binary (`crosspod-controller` next to `crosspod`).
@@ -101,6 +106,7 @@ fn new_state(o: &UpOptions, created_dir: bool) -> Result<LabState> {
         neutron_port: o.neutron_port,
         agent_port: 0,
         tls: o.tls,
+        keystone_port: None,
         nodes: vec![
             node(
                 "node1",
@@ -217,12 +223,13 @@ pub fn up(o: &UpOptions) -> Result<UpReport> {
                 && st.neutron_port == o.neutron_port
                 && st.upstream.gateway == o.upstream_gateway
                 && st.upstream.vlan == o.upstream_vlan
-                && st.tls == o.tls;
+                && st.tls == o.tls
+                && st.keystone_port.is_some() == o.keystone;
             if !same {
                 bail!(
-                    "the lab in {} was brought up with other options (prefix {:?}, ports {}/{}, upstream {} vlan {}, tls {}); run `crosspod lab down --dir {}` first",
+                    "the lab in {} was brought up with other options (prefix {:?}, ports {}/{}, upstream {} vlan {}, tls {}, keystone {}); run `crosspod lab down --dir {}` first",
                     o.dir.display(), st.prefix, st.tricircle_port, st.neutron_port,
-                    st.upstream.gateway, st.upstream.vlan, st.tls, o.dir.display()
+                    st.upstream.gateway, st.upstream.vlan, st.tls, st.keystone_port.is_some(), o.dir.display()
                 );
             }
             st
@@ -244,6 +251,12 @@ pub fn up(o: &UpOptions) -> Result<UpReport> {
             taken.extend(st.nodes.iter().map(|n| n.metrics_port));
             free_port(&taken)?
         };
+        st.save()?;
+    }
+    if o.keystone && st.keystone_port.is_none() {
+        let mut taken = vec![st.tricircle_port, st.neutron_port, st.agent_port];
+        taken.extend(st.nodes.iter().map(|n| n.metrics_port));
+        st.keystone_port = Some(free_port(&taken)?);
         st.save()?;
     }
     let layout = st.layout();
@@ -370,6 +383,11 @@ pub fn up(o: &UpOptions) -> Result<UpReport> {
         rep.changes.push("admin token".into());
     }
     if !o.no_daemons {
+        // Keystone before the controller, which asks it about every new token.
+        if let Some(port) = st.keystone_port {
+            rep.changes
+                .extend(keystone::ensure(&st, port, &o.keystone_venv)?);
+        }
         // Controller.
         let c = controller::daemon(&st);
         if c.alive() {
@@ -455,6 +473,10 @@ pub fn down(dir: &Path) -> Result<DownReport> {
     if c.stop(Duration::from_secs(5))? {
         rep.removed.push(c.name.clone());
     }
+    let k = keystone::daemon(&st);
+    if k.stop(Duration::from_secs(5))? {
+        rep.removed.push(k.name.clone());
+    }
     for inst in state::OVS_INSTANCES {
         let sw = Switch::new(&layout, inst, &st.netns_of(inst));
         rep.removed.extend(sw.stop()?);
@@ -516,6 +538,9 @@ pub const CONTROLLER_CERT: &str = "controller";
 /// node's OVSDB socket.
 pub fn env(dir: &Path) -> Result<String> {
     let st = LabState::require(dir)?;
+    if let Some(port) = st.keystone_port {
+        return env_keystone(&st, dir, port);
+    }
     let lines = tokens::read(&st.layout().tokens_file())?;
     let token = tokens::find(&lines, tokens::ADMIN_PROJECT, "admin").with_context(|| {
         format!(
@@ -547,6 +572,13 @@ pub fn env(dir: &Path) -> Result<String> {
     out.push_str(&format!("export OS_TOKEN={token}\n"));
     out.push_str(&format!("export token={token}\n"));
     out.push_str("unset OS_REGION_NAME OS_CLOUD OS_AUTH_URL\n");
+    env_lab(&st, dir, &mut out);
+    Ok(out)
+}
+
+/// The exports of every lab: its directory, the agent listener and each node's OVSDB
+/// socket and credential.
+fn env_lab(st: &LabState, dir: &Path, out: &mut String) {
     out.push_str(&format!(
         "export CROSSPOD_LAB_DIR={}\n",
         shell_quote(&dir.display().to_string())
@@ -577,6 +609,58 @@ pub fn env(dir: &Path) -> Result<String> {
             shell_quote(&f.key.display().to_string())
         ));
     }
+}
+
+/// `lab env` of a lab with Keystone: plain password auth as the lab's `admin` (the catalog
+/// gives the Neutron endpoint), a fresh admin token as the guide's `$token`, and the other
+/// lab users' names for `OS_USERNAME=demo` and the like.
+fn env_keystone(st: &LabState, dir: &Path, port: u16) -> Result<String> {
+    let creds = keystone::admin_creds(st, port)?;
+    let session = crate::keystone::Session::password(&creds).with_context(|| {
+        format!(
+            "the lab's Keystone does not answer; run `crosspod lab up --keystone --dir {}`",
+            dir.display()
+        )
+    })?;
+    let mut out = String::new();
+    out.push_str("unset OS_TOKEN OS_ENDPOINT OS_CLOUD OS_CACERT OS_SYSTEM_SCOPE\n");
+    for (k, v) in [
+        ("OS_AUTH_TYPE", "password".to_string()),
+        ("OS_AUTH_URL", keystone::url(port)),
+        ("OS_IDENTITY_API_VERSION", "3".into()),
+        ("OS_USERNAME", "admin".into()),
+        ("OS_PASSWORD", creds.password.clone()),
+        ("OS_PROJECT_NAME", "admin".into()),
+        ("OS_USER_DOMAIN_NAME", "Default".into()),
+        ("OS_PROJECT_DOMAIN_NAME", "Default".into()),
+        ("OS_REGION_NAME", "RegionOne".into()),
+        ("OS_INTERFACE", "public".into()),
+        ("token", session.token().to_string()),
+        (
+            "CROSSPOD_LAB_USERS",
+            keystone::USERS
+                .iter()
+                .filter(|u| u.1 != keystone::SERVICE_USER)
+                .map(|u| format!("{}:{}@{}", u.1, u.2, u.0))
+                .collect::<Vec<_>>()
+                .join(","),
+        ),
+    ] {
+        out.push_str(&format!("export {k}={}\n", shell_quote(&v)));
+    }
+    if st.tls {
+        out.push_str(&format!(
+            "export OS_CACERT={}\n",
+            shell_quote(
+                &st.layout()
+                    .pki_dir()
+                    .join(crate::pki::CA_CERT)
+                    .display()
+                    .to_string()
+            )
+        ));
+    }
+    env_lab(st, dir, &mut out);
     Ok(out)
 }
 
@@ -593,5 +677,17 @@ fn shell_quote(s: &str) -> String {
 /// `crosspod lab token --project NAME`: appends and returns a new token.
 pub fn token(dir: &Path, project: &str, roles: &[String]) -> Result<String> {
     let st = LabState::require(dir)?;
+    if st.keystone_port.is_some() && roles.iter().any(|r| r != "agent") {
+        bail!(
+            "the lab in {} authenticates people with Keystone: a tokens-file token would be refused; use `crosspod lab env` (password auth, `$token`; users {})",
+            dir.display(),
+            keystone::USERS
+                .iter()
+                .filter(|u| u.1 != keystone::SERVICE_USER)
+                .map(|u| u.1)
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
     tokens::append(&st.layout().tokens_file(), project, roles)
 }

@@ -71,6 +71,10 @@ pub struct LabState {
     /// controller's certificate from the lab's CA.
     #[serde(default)]
     pub tls: bool,
+    /// The port of the lab's Keystone (`lab up --keystone`); the controller then
+    /// authenticates people with it.
+    #[serde(default)]
+    pub keystone_port: Option<u16>,
     /// The simulated nodes.
     pub nodes: Vec<NodeSpec>,
     /// The upstream router.
@@ -214,6 +218,10 @@ impl Layout {
     pub fn vms_dir(&self) -> PathBuf {
         self.dir.join("vms")
     }
+    /// The lab's Keystone (`lab up --keystone`): config, database, keys, log, password.
+    pub fn keystone_dir(&self) -> PathBuf {
+        self.dir.join("keystone")
+    }
     /// Everything in the lab directory the lab may create, for `lab down`.
     pub fn owned_paths(&self) -> Vec<PathBuf> {
         let mut v: Vec<PathBuf> = OVS_INSTANCES.iter().map(|i| self.ovs_dir(i)).collect();
@@ -221,6 +229,7 @@ impl Layout {
             self.controller_dir(),
             self.agents_dir(),
             self.vms_dir(),
+            self.keystone_dir(),
             self.pki_dir(),
             self.tokens_file(),
             self.dir.join("agent.token"),

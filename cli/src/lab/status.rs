@@ -43,6 +43,30 @@ pub fn status(dir: &Path, as_json: bool) -> Result<bool> {
             sw.remote(),
         ));
     }
+    if let Some(port) = st.keystone_port {
+        let k = super::keystone::daemon(&st);
+        let kpid = k.alive_pid();
+        rows.push((
+            "daemon".into(),
+            k.name.clone(),
+            kpid.is_some(),
+            kpid.map(|p| format!("pid {p}")).unwrap_or_default(),
+        ));
+        let answers = crate::http::request(
+            "GET",
+            &super::keystone::url(port),
+            None,
+            None,
+            std::time::Duration::from_secs(2),
+        )
+        .is_ok_and(|r| r.status == 200);
+        rows.push((
+            "api".into(),
+            format!("keystone 127.0.0.1:{port}"),
+            answers,
+            String::new(),
+        ));
+    }
     let c = controller::daemon(&st);
     let pid = c.alive_pid();
     let ours = |note: &str| {

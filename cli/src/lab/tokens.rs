@@ -1,6 +1,6 @@
 //! The lab's tokens file, read by the controller (`--tokens-file`): one token per line,
-//! `TOKEN PROJECT ROLES [NODE]` with roles comma-separated among admin, member and agent (the
-//! lab's agents use node certificates instead). The controller re-reads the file when it
+//! `TOKEN PROJECT ROLES [NODE]` with roles comma-separated among admin, member, reader and
+//! agent (the lab's agents use node certificates instead). The controller re-reads the file when it
 //! changes, so `lab token` can append while it runs.
 
 use std::io::Write;
@@ -59,8 +59,8 @@ pub fn validate(project: &str, roles: &[String]) -> Result<()> {
         bail!("project {project:?} must be non-empty, without whitespace or '#'");
     }
     for r in roles {
-        if !["admin", "member", "agent"].contains(&r.as_str()) {
-            bail!("role {r:?} is not one of admin, member, agent");
+        if !["admin", "member", "reader", "agent"].contains(&r.as_str()) {
+            bail!("role {r:?} is not one of admin, member, reader, agent");
         }
     }
     if roles.is_empty() {

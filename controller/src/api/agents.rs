@@ -53,7 +53,7 @@ fn query_u64(ctx: &Ctx, key: &str) -> Result<Option<u64>, DomainError> {
 
 /// Routes under `/v1.0/agents`, `/v1.0/resync` and `/v1.0/routers`.
 pub async fn handle(app: &App, ctx: &Ctx, segs: &[&str]) -> Result<Response, DomainError> {
-    let who = ctx.identity(app)?;
+    let who = ctx.identity(app).await?;
     handle_as(app, ctx, segs, &who).await
 }
 

@@ -47,7 +47,7 @@ pub fn next_link(path: &str, q: &crate::service::admin_query::AdminQuery, marker
 
 /// Routes under `/v1.0/jobs` (`rest` is what follows `jobs`).
 pub async fn handle(app: &App, ctx: &Ctx, rest: &[&str]) -> Result<Response, DomainError> {
-    let who = ctx.identity(app)?;
+    let who = ctx.identity(app).await?;
     match (rest, &ctx.method) {
         ([], &Method::GET) | (["detail"], &Method::GET) => {
             let page = jobs::list(app, &who, &ctx.query).await?;

@@ -27,10 +27,11 @@ use axum::response::{IntoResponse, Response};
 use futures::FutureExt;
 use serde_json::{Map, Value};
 
-use crate::auth::{Identity, TokenStore};
+use crate::auth::{Identity, Role, TokenStore};
 use crate::config::Config;
 use crate::core::Core;
 use crate::error::{DomainError, StoreError};
+use crate::keystone::{Keystone, KeystoneError};
 
 /// Largest request body accepted (larger gets 413).
 pub const MAX_BODY: usize = 1024 * 1024;
@@ -40,8 +41,10 @@ pub const MAX_BODY: usize = 1024 * 1024;
 pub struct App {
     /// The core the services work on.
     pub core: Arc<Core>,
-    /// Token lookup.
+    /// Token lookup in the tokens file (with Keystone: agents' node-bound tokens only).
     pub tokens: TokenStore,
+    /// Keystone, when it authenticates people (`--auth-strategy keystone`).
+    pub keystone: Option<Keystone>,
     /// Long-polls in progress, capped per node and per project.
     pub long_polls: limits::LongPolls,
 }
@@ -77,6 +80,9 @@ pub enum StartError {
     /// The TLS material could not be loaded.
     #[error("{0}")]
     Tls(#[from] tls::TlsError),
+    /// The Keystone client could not be set up.
+    #[error("{0}")]
+    Keystone(#[from] KeystoneError),
     /// A listener could not bind.
     #[error("binding the {api} API on {addr}: {source}")]
     Bind {
@@ -123,13 +129,25 @@ impl Running {
 pub async fn start(config: Config) -> Result<Running, StartError> {
     let core = Core::open(config.clone()).await?;
     let tokens = TokenStore::new(config.tokens_file.clone());
+    let keystone = match &config.keystone {
+        Some(k) => {
+            tracing::info!(url = %k.url, user = %k.username, cache_s = k.cache_ttl.as_secs(), "authenticating people with Keystone; the tokens file only for agents");
+            Some(Keystone::new(k.clone())?)
+        }
+        None => None,
+    };
     if let Err(e) = tokens.lookup("") {
-        // Not fatal: the lab may write the file after the controller starts.
-        tracing::warn!(error = %e, "tokens file not readable yet; every request gets 401 until it is");
+        if keystone.is_none() {
+            // Not fatal: the lab may write the file after the controller starts.
+            tracing::warn!(error = %e, "tokens file not readable yet; every request gets 401 until it is");
+        } else {
+            tracing::info!(error = %e, "no tokens file: agents authenticate by client certificate only");
+        }
     }
     let app = Arc::new(App {
         core: core.clone(),
         tokens,
+        keystone,
         long_polls: limits::LongPolls::default(),
     });
     // Realize at start (resuming whatever a previous run left half done), after every write,
@@ -231,8 +249,10 @@ impl Ctx {
         format!("http://{host}")
     }
 
-    /// Authenticate by `X-Auth-Token`.
-    pub fn identity(&self, app: &App) -> Result<Identity, DomainError> {
+    /// Authenticate by `X-Auth-Token`: the tokens file, or Keystone (the tokens file then
+    /// still serves agents' node-bound tokens: agents keep their credential whoever
+    /// authenticates people).
+    pub async fn identity(&self, app: &App) -> Result<Identity, DomainError> {
         let token = self
             .headers
             .get("x-auth-token")
@@ -242,18 +262,45 @@ impl Ctx {
             .ok_or_else(|| {
                 DomainError::unauthorized("Authentication required: no X-Auth-Token header")
             })?;
+        let Some(keystone) = &app.keystone else {
+            return match app.tokens.lookup(token) {
+                Ok(Some(id)) => Ok(id),
+                Ok(None) => Err(DomainError::unauthorized(
+                    "The request you have made requires authentication: unknown token",
+                )),
+                Err(e) => {
+                    tracing::error!(error = %e, "tokens file unreadable");
+                    Err(DomainError::unauthorized(
+                        "Authentication is unavailable: the controller cannot read its credentials; see its log",
+                    ))
+                }
+            };
+        };
         match app.tokens.lookup(token) {
-            Ok(Some(id)) => Ok(id),
-            Ok(None) => Err(DomainError::unauthorized(
-                "The request you have made requires authentication: unknown token",
-            )),
-            Err(e) => {
-                tracing::error!(error = %e, "tokens file unreadable");
-                Err(DomainError::unauthorized(
-                    "Authentication is unavailable: the controller cannot read its credentials; see its log",
-                ))
+            // Only a node-bound agent line counts, and only as the agent: people's lines in
+            // the file do not bypass Keystone.
+            Ok(Some(id)) if id.roles.contains(&Role::Agent) && id.node.is_some() => {
+                return Ok(Identity {
+                    roles: vec![Role::Agent],
+                    ..id
+                })
             }
+            Ok(_) => {}
+            Err(e) => tracing::debug!(error = %e, "no tokens file for agents"),
         }
+        keystone.validate(token).await.map_err(|e| match e {
+            KeystoneError::Invalid(m) => DomainError::unauthorized(m),
+            KeystoneError::NoRole(m) => DomainError::new(
+                crate::error::ErrorClass::Forbidden,
+                "PolicyNotAuthorized",
+                m,
+            ),
+            KeystoneError::Unavailable(m) | KeystoneError::Setup(m) => DomainError::new(
+                crate::error::ErrorClass::Unavailable,
+                "ServiceUnavailable",
+                m,
+            ),
+        })
     }
 
     /// The body as a JSON object holding exactly one `key` object (`{"network": {...}}`).

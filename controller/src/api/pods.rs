@@ -60,7 +60,7 @@ async fn route(app: Arc<App>, ctx: Ctx) -> Result<Response, DomainError> {
             )))
         }
         ["v1.0", "pods", rest @ ..] => {
-            let who = ctx.identity(&app)?;
+            let who = ctx.identity(&app).await?;
             policy::enforce(&who, "pods", &policy::Target::default())?;
             match (rest, &ctx.method) {
                 ([], &Method::GET) => {

@@ -17,7 +17,7 @@ use crate::service::routings;
 
 /// Routes under `/v1.0/routings` (`rest` is what follows `routings`).
 pub async fn handle(app: &App, ctx: &Ctx, rest: &[&str]) -> Result<Response, DomainError> {
-    let who = ctx.identity(app)?;
+    let who = ctx.identity(app).await?;
     match (rest, &ctx.method) {
         ([], &Method::GET) => {
             let page = routings::list(app, &who, &ctx.query).await?;

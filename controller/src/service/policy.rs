@@ -7,7 +7,7 @@
 //! not see answer 404 instead (Neutron hides what a project does not own); that decision is
 //! [`visible`]'s.
 
-use crate::auth::Identity;
+use crate::auth::{Identity, Role};
 use crate::error::DomainError;
 
 /// The rule of one action.
@@ -29,134 +29,174 @@ pub enum Rule {
     Agent,
 }
 
-/// Every action crosspod authorizes, with Neutron's default rule.
-pub const POLICIES: &[(&str, Rule)] = &[
+/// Whether an action only reads or changes something.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Reads only: any role of the project (`reader` included) passes this part.
+    Read,
+    /// Creates, changes or deletes: needs `member` or `admin` (a `reader` gets 403).
+    Write,
+}
+use Access::{Read, Write};
+
+/// Every action crosspod authorizes: whether it changes anything (a `Write` needs the role
+/// `member` or `admin`, so a `reader` only reads, as Neutron's defaults have it; agents' own
+/// action is judged by [`Rule::Agent`] alone) and Neutron's default rule.
+pub const POLICIES: &[(&str, Access, Rule)] = &[
     // networks
-    ("create_network", Rule::Any),
-    ("create_network:id", Rule::Admin),
-    ("create_network:shared", Rule::Admin),
-    ("create_network:router:external", Rule::Admin),
-    ("create_network:provider:network_type", Rule::Admin),
-    ("create_network:provider:physical_network", Rule::Admin),
-    ("create_network:provider:segmentation_id", Rule::Admin),
-    ("create_network:project_id", Rule::Admin),
-    ("update_network", Rule::Owner),
-    ("update_network:shared", Rule::Admin),
-    ("update_network:router:external", Rule::Admin),
-    ("delete_network", Rule::Owner),
-    ("get_network_ip_availability", Rule::Admin),
+    ("create_network", Write, Rule::Any),
+    ("create_network:id", Write, Rule::Admin),
+    ("create_network:shared", Write, Rule::Admin),
+    ("create_network:router:external", Write, Rule::Admin),
+    ("create_network:provider:network_type", Write, Rule::Admin),
+    (
+        "create_network:provider:physical_network",
+        Write,
+        Rule::Admin,
+    ),
+    (
+        "create_network:provider:segmentation_id",
+        Write,
+        Rule::Admin,
+    ),
+    ("create_network:project_id", Write, Rule::Admin),
+    ("update_network", Write, Rule::Owner),
+    ("update_network:shared", Write, Rule::Admin),
+    ("update_network:router:external", Write, Rule::Admin),
+    ("delete_network", Write, Rule::Owner),
+    ("get_network_ip_availability", Read, Rule::Admin),
     // subnets
-    ("create_subnet", Rule::NetworkOwner),
-    ("create_subnet:project_id", Rule::Admin),
-    ("update_subnet", Rule::Owner),
-    ("delete_subnet", Rule::Owner),
+    ("create_subnet", Write, Rule::NetworkOwner),
+    ("create_subnet:project_id", Write, Rule::Admin),
+    ("update_subnet", Write, Rule::Owner),
+    ("delete_subnet", Write, Rule::Owner),
     // subnet pools (seeing one, own or shared, is visibility's)
-    ("create_subnetpool", Rule::Any),
-    ("create_subnetpool:project_id", Rule::Admin),
-    ("create_subnetpool:shared", Rule::Admin),
-    ("create_subnetpool:is_default", Rule::Admin),
-    ("update_subnetpool", Rule::Owner),
-    ("update_subnetpool:is_default", Rule::Admin),
-    ("delete_subnetpool", Rule::Owner),
-    ("add_prefixes", Rule::Owner),
-    ("remove_prefixes", Rule::Owner),
+    ("create_subnetpool", Write, Rule::Any),
+    ("create_subnetpool:project_id", Write, Rule::Admin),
+    ("create_subnetpool:shared", Write, Rule::Admin),
+    ("create_subnetpool:is_default", Write, Rule::Admin),
+    ("update_subnetpool", Write, Rule::Owner),
+    ("update_subnetpool:is_default", Write, Rule::Admin),
+    ("delete_subnetpool", Write, Rule::Owner),
+    ("add_prefixes", Write, Rule::Owner),
+    ("remove_prefixes", Write, Rule::Owner),
     // address scopes (likewise)
-    ("create_address_scope", Rule::Any),
-    ("create_address_scope:project_id", Rule::Admin),
-    ("create_address_scope:shared", Rule::Admin),
-    ("update_address_scope", Rule::Owner),
-    ("update_address_scope:shared", Rule::Admin),
-    ("delete_address_scope", Rule::Owner),
+    ("create_address_scope", Write, Rule::Any),
+    ("create_address_scope:project_id", Write, Rule::Admin),
+    ("create_address_scope:shared", Write, Rule::Admin),
+    ("update_address_scope", Write, Rule::Owner),
+    ("update_address_scope:shared", Write, Rule::Admin),
+    ("delete_address_scope", Write, Rule::Owner),
     // ports
-    ("create_port", Rule::NetworkOwnerOrShared),
-    ("create_port:project_id", Rule::Admin),
-    ("create_port:device_owner", Rule::NetworkOwner),
-    ("create_port:mac_address", Rule::NetworkOwner),
-    ("create_port:fixed_ips:ip_address", Rule::NetworkOwner),
+    ("create_port", Write, Rule::NetworkOwnerOrShared),
+    ("create_port:project_id", Write, Rule::Admin),
+    ("create_port:device_owner", Write, Rule::NetworkOwner),
+    ("create_port:mac_address", Write, Rule::NetworkOwner),
+    (
+        "create_port:fixed_ips:ip_address",
+        Write,
+        Rule::NetworkOwner,
+    ),
     (
         "create_port:fixed_ips:subnet_id",
+        Write,
         Rule::NetworkOwnerOrShared,
     ),
-    ("create_port:port_security_enabled", Rule::NetworkOwner),
-    ("create_port:binding:host_id", Rule::Admin),
-    ("update_port", Rule::OwnerOrNetworkOwner),
-    ("update_port:device_owner", Rule::NetworkOwner),
-    ("update_port:mac_address", Rule::Admin),
-    ("update_port:fixed_ips:ip_address", Rule::NetworkOwner),
+    (
+        "create_port:port_security_enabled",
+        Write,
+        Rule::NetworkOwner,
+    ),
+    ("create_port:binding:host_id", Write, Rule::Admin),
+    ("update_port", Write, Rule::OwnerOrNetworkOwner),
+    ("update_port:device_owner", Write, Rule::NetworkOwner),
+    ("update_port:mac_address", Write, Rule::Admin),
+    (
+        "update_port:fixed_ips:ip_address",
+        Write,
+        Rule::NetworkOwner,
+    ),
     (
         "update_port:fixed_ips:subnet_id",
+        Write,
         Rule::NetworkOwnerOrShared,
     ),
-    ("update_port:port_security_enabled", Rule::NetworkOwner),
-    ("update_port:binding:host_id", Rule::Admin),
-    ("delete_port", Rule::OwnerOrNetworkOwner),
+    (
+        "update_port:port_security_enabled",
+        Write,
+        Rule::NetworkOwner,
+    ),
+    ("update_port:binding:host_id", Write, Rule::Admin),
+    ("delete_port", Write, Rule::OwnerOrNetworkOwner),
     // routers
-    ("create_router", Rule::Any),
-    ("create_router:project_id", Rule::Admin),
+    ("create_router", Write, Rule::Any),
+    ("create_router:project_id", Write, Rule::Admin),
     (
         "create_router:external_gateway_info:external_fixed_ips",
+        Write,
         Rule::Admin,
     ),
-    ("update_router", Rule::Owner),
+    ("update_router", Write, Rule::Owner),
     (
         "update_router:external_gateway_info:external_fixed_ips",
+        Write,
         Rule::Admin,
     ),
-    ("delete_router", Rule::Owner),
-    ("add_router_interface", Rule::Owner),
-    ("remove_router_interface", Rule::Owner),
+    ("delete_router", Write, Rule::Owner),
+    ("add_router_interface", Write, Rule::Owner),
+    ("remove_router_interface", Write, Rule::Owner),
     // floating IPs
-    ("create_floatingip", Rule::Any),
-    ("create_floatingip:project_id", Rule::Admin),
-    ("create_floatingip:floating_ip_address", Rule::Admin),
-    ("update_floatingip", Rule::Owner),
-    ("delete_floatingip", Rule::Owner),
+    ("create_floatingip", Write, Rule::Any),
+    ("create_floatingip:project_id", Write, Rule::Admin),
+    ("create_floatingip:floating_ip_address", Write, Rule::Admin),
+    ("update_floatingip", Write, Rule::Owner),
+    ("delete_floatingip", Write, Rule::Owner),
     // tags (standard-attr-tag), by Neutron's names since 2025.1 (`<action>_<resource>:tags`,
     // formerly `<action>_<resource>s_tags`); `get` of what the caller may see, as the
     // resource's own visibility (own, shared or external network, network owner's ports)
-    ("get_network:tags", Rule::Any),
-    ("create_network:tags", Rule::Owner),
-    ("update_network:tags", Rule::Owner),
-    ("delete_network:tags", Rule::Owner),
-    ("get_subnet:tags", Rule::Any),
-    ("create_subnet:tags", Rule::OwnerOrNetworkOwner),
-    ("update_subnet:tags", Rule::OwnerOrNetworkOwner),
-    ("delete_subnet:tags", Rule::OwnerOrNetworkOwner),
-    ("get_port:tags", Rule::Any),
-    ("create_port:tags", Rule::Owner),
-    ("update_port:tags", Rule::Owner),
-    ("delete_port:tags", Rule::OwnerOrNetworkOwner),
-    ("get_router:tags", Rule::Owner),
-    ("create_router:tags", Rule::Owner),
-    ("update_router:tags", Rule::Owner),
-    ("delete_router:tags", Rule::Owner),
-    ("get_floatingip:tags", Rule::Owner),
-    ("create_floatingip:tags", Rule::Owner),
-    ("update_floatingip:tags", Rule::Owner),
-    ("delete_floatingip:tags", Rule::Owner),
+    ("get_network:tags", Read, Rule::Any),
+    ("create_network:tags", Write, Rule::Owner),
+    ("update_network:tags", Write, Rule::Owner),
+    ("delete_network:tags", Write, Rule::Owner),
+    ("get_subnet:tags", Read, Rule::Any),
+    ("create_subnet:tags", Write, Rule::OwnerOrNetworkOwner),
+    ("update_subnet:tags", Write, Rule::OwnerOrNetworkOwner),
+    ("delete_subnet:tags", Write, Rule::OwnerOrNetworkOwner),
+    ("get_port:tags", Read, Rule::Any),
+    ("create_port:tags", Write, Rule::Owner),
+    ("update_port:tags", Write, Rule::Owner),
+    ("delete_port:tags", Write, Rule::OwnerOrNetworkOwner),
+    ("get_router:tags", Read, Rule::Owner),
+    ("create_router:tags", Write, Rule::Owner),
+    ("update_router:tags", Write, Rule::Owner),
+    ("delete_router:tags", Write, Rule::Owner),
+    ("get_floatingip:tags", Read, Rule::Owner),
+    ("create_floatingip:tags", Write, Rule::Owner),
+    ("update_floatingip:tags", Write, Rule::Owner),
+    ("delete_floatingip:tags", Write, Rule::Owner),
     // Tricircle's admin API and the agent API
-    ("pods", Rule::Admin),
+    ("pods", Write, Rule::Admin),
     // Tricircle's admin API by its own rule names (`tricircle/common/policy.py`)
-    ("admin_api:jobs:list", Rule::Admin),
-    ("admin_api:jobs:schema_list", Rule::Admin),
-    ("admin_api:jobs:create", Rule::Admin),
-    ("admin_api:jobs:redo", Rule::Admin),
-    ("admin_api:jobs:delete", Rule::Admin),
-    ("admin_api:routings:list", Rule::Admin),
-    ("admin_api:routings:show", Rule::Admin),
-    ("admin_api:routings:create", Rule::Admin),
-    ("admin_api:routings:put", Rule::Admin),
-    ("admin_api:routings:delete", Rule::Admin),
-    ("resync", Rule::Admin),
-    ("list_agents", Rule::Admin),
-    ("delete_agent", Rule::Admin),
-    ("get_agent", Rule::Admin),
-    ("update_agent", Rule::Admin),
-    ("agent", Rule::Agent),
+    ("admin_api:jobs:list", Read, Rule::Admin),
+    ("admin_api:jobs:schema_list", Read, Rule::Admin),
+    ("admin_api:jobs:create", Write, Rule::Admin),
+    ("admin_api:jobs:redo", Write, Rule::Admin),
+    ("admin_api:jobs:delete", Write, Rule::Admin),
+    ("admin_api:routings:list", Read, Rule::Admin),
+    ("admin_api:routings:show", Read, Rule::Admin),
+    ("admin_api:routings:create", Write, Rule::Admin),
+    ("admin_api:routings:put", Write, Rule::Admin),
+    ("admin_api:routings:delete", Write, Rule::Admin),
+    ("resync", Write, Rule::Admin),
+    ("list_agents", Read, Rule::Admin),
+    ("delete_agent", Write, Rule::Admin),
+    ("get_agent", Read, Rule::Admin),
+    ("update_agent", Write, Rule::Admin),
+    ("agent", Write, Rule::Agent),
     // quotas
-    ("get_quota", Rule::Owner),
-    ("update_quota", Rule::Admin),
-    ("delete_quota", Rule::Admin),
+    ("get_quota", Read, Rule::Owner),
+    ("update_quota", Write, Rule::Admin),
+    ("delete_quota", Write, Rule::Admin),
 ];
 
 /// What a rule is judged against: the object's project, and the network it is on (for
@@ -185,9 +225,18 @@ impl<'a> Target<'a> {
 pub fn rule_of(action: &str) -> Rule {
     POLICIES
         .iter()
-        .find(|(a, _)| *a == action)
-        .map(|(_, r)| *r)
+        .find(|(a, _, _)| *a == action)
+        .map(|(_, _, r)| *r)
         .unwrap_or(Rule::Admin)
+}
+
+/// Whether `action` writes; an action missing from [`POLICIES`] counts as a write.
+pub fn access_of(action: &str) -> Access {
+    POLICIES
+        .iter()
+        .find(|(a, _, _)| *a == action)
+        .map(|(_, w, _)| *w)
+        .unwrap_or(Write)
 }
 
 /// Whether `who` may do `action` on `target`.
@@ -195,16 +244,22 @@ pub fn allows(who: &Identity, action: &str, target: &Target) -> bool {
     if who.is_admin() {
         return true;
     }
+    let rule = rule_of(action);
+    // A write needs `member` (Neutron's project member); a `reader` only reads. The agent
+    // API's own action has its role of its own.
+    if access_of(action) == Write && rule != Rule::Agent && !who.roles.contains(&Role::Member) {
+        return false;
+    }
     let me = who.project_id.as_str();
     let net_owner = target.network_owner == Some(me);
-    match rule_of(action) {
+    match rule {
         Rule::Any => true,
         Rule::Admin => false,
         Rule::Owner => target.project_id == me,
         Rule::NetworkOwner => net_owner,
         Rule::OwnerOrNetworkOwner => target.project_id == me || net_owner,
         Rule::NetworkOwnerOrShared => net_owner || target.network_shared,
-        Rule::Agent => who.roles.contains(&crate::auth::Role::Agent),
+        Rule::Agent => who.roles.contains(&Role::Agent),
     }
 }
 
@@ -226,7 +281,6 @@ pub fn visible(who: &Identity, project_id: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::auth::Role;
 
     fn member(p: &str) -> Identity {
         Identity {
@@ -254,8 +308,41 @@ mod tests {
             ..on_bs_net
         };
         let bs = Target::owned_by("b");
-        for (action, rule) in POLICIES {
+        // A reader of project a: b's reader too, to attack b's objects.
+        let reader = |p: &str| Identity {
+            project_id: p.into(),
+            roles: vec![Role::Reader],
+            node: None,
+        };
+        let own_net = Target {
+            project_id: "a",
+            network_owner: Some("a"),
+            network_shared: false,
+        };
+        for (action, access, rule) in POLICIES {
             assert!(allows(&admin, action, &bs), "admin may {action}");
+            // Whatever the rule, a reader never writes: not its own objects, not on its own
+            // network, not b's; and a reader of b may not write on b's objects either.
+            if *access == Access::Write {
+                for t in [Target::owned_by("a"), own_net, bs, on_bs_shared] {
+                    assert!(!allows(&reader("a"), action, &t), "reader may not {action}");
+                }
+                assert!(
+                    !allows(&reader("b"), action, &bs),
+                    "b's reader may not {action}"
+                );
+            } else if matches!(rule, Rule::Any | Rule::Owner) {
+                assert!(
+                    allows(&reader("a"), action, &Target::owned_by("a")),
+                    "reader may {action}"
+                );
+                if *rule == Rule::Owner {
+                    assert!(
+                        !allows(&reader("a"), action, &bs),
+                        "a's reader may not {action} b's"
+                    );
+                }
+            }
             let (own, foreign) = (Target::owned_by("a"), bs);
             match rule {
                 Rule::Any => assert!(allows(&a, action, &foreign)),
@@ -300,5 +387,17 @@ mod tests {
             }
         }
         assert_eq!(rule_of("no_such_action"), Rule::Admin);
+        assert_eq!(access_of("no_such_action"), Access::Write);
+        // The writes a member makes every day are among them.
+        for w in [
+            "create_network",
+            "create_port",
+            "update_router",
+            "add_router_interface",
+            "delete_floatingip",
+        ] {
+            assert_eq!(access_of(w), Access::Write, "{w}");
+            assert!(allows(&a, w, &own_net), "a member may {w}");
+        }
     }
 }

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod guide;
+pub mod keystone;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};

@@ -46,7 +46,7 @@ async fn route(app: Arc<App>, ctx: Ctx) -> Result<Response, DomainError> {
             _ => Err(method_not_allowed(&ctx)),
         },
         ["v2.0", rest @ ..] => {
-            let who = ctx.identity(&app)?;
+            let who = ctx.identity(&app).await?;
             match rest {
                 ["extensions"] | ["extensions", _] => extensions::handle(&ctx, rest),
                 [coll @ ("networks" | "subnets" | "ports" | "routers" | "floatingips"), id, "tags", tail @ ..] =>
