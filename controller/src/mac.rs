@@ -19,7 +19,10 @@ pub fn format_mac(b: [u8; 6]) -> String {
     )
 }
 
-/// Parse a user-given MAC (colon or dash separated), refusing multicast and all-zero.
+/// Parse a user-given MAC (colon or dash separated) as Neutron validates one: any MAC but
+/// all-zero and broadcast. A multicast one is accepted (Neutron does, and clients' tests set
+/// one); no NIC can take it, so the planner leaves such a port out of the data plane and a
+/// router interface refuses it ([`is_unicast`]).
 pub fn parse(s: &str) -> Option<String> {
     let parts: Vec<&str> = s.split([':', '-']).collect();
     if parts.len() != 6 {
@@ -32,10 +35,17 @@ pub fn parse(s: &str) -> Option<String> {
         }
         b[i] = u8::from_str_radix(p, 16).ok()?;
     }
-    if b[0] & 1 == 1 || b == [0; 6] {
+    if b == [0; 6] || b == [0xff; 6] {
         return None;
     }
     Some(format_mac(b))
+}
+
+/// Whether a (parsed) MAC is a unicast one: the group bit of its first octet is clear.
+pub fn is_unicast(mac: &str) -> bool {
+    mac.get(..2)
+        .and_then(|o| u8::from_str_radix(o, 16).ok())
+        .is_some_and(|o| o & 1 == 0)
 }
 
 #[cfg(test)]
@@ -49,7 +59,7 @@ mod tests {
     }
 
     #[test]
-    fn parse_refuses_garbage_and_multicast() {
+    fn parse_refuses_garbage_zero_and_broadcast_and_tells_multicast() {
         assert_eq!(
             super::parse("FA-16-3E-00-00-01").as_deref(),
             Some("fa:16:3e:00:00:01")
@@ -58,11 +68,14 @@ mod tests {
             "",
             "fa:16:3e:00:00",
             "zz:16:3e:00:00:01",
-            "01:00:5e:00:00:01",
+            "ff:ff:ff:ff:ff:ff",
             "00:00:00:00:00:00",
             "fa:16:3e:0:0:1",
         ] {
             assert!(super::parse(bad).is_none(), "{bad}");
         }
+        let m = super::parse("11:22:33:44:55:66").expect("Neutron accepts a multicast MAC");
+        assert!(!super::is_unicast(&m));
+        assert!(super::is_unicast("fa:16:3e:00:00:01"));
     }
 }

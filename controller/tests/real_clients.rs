@@ -527,3 +527,92 @@ fn an_extra_route_may_go_via_the_gateway_subnet() {
         "an unconnected hop: {err}"
     );
 }
+
+/// A multicast MAC is accepted on a port as Neutron does (python-openstackclient's port test
+/// sets 11:22:33:44:55:66); no NIC can take it, so the bound port stays out of its node's
+/// desired state (the agent would refuse the whole state) and no router leg takes it.
+/// All-zero and broadcast MACs are refused.
+#[test]
+fn a_multicast_mac_is_accepted_but_kept_out_of_the_data_plane() {
+    let c = Controller::start();
+    setup(&c);
+    os(
+        &c,
+        &[
+            "port",
+            "create",
+            "--network",
+            "net1",
+            "--host",
+            "node1",
+            "fine",
+        ],
+    );
+    let mc = os(
+        &c,
+        &[
+            "port",
+            "create",
+            "--network",
+            "net1",
+            "--mac-address",
+            "11:22:33:44:55:66",
+            "mc",
+        ],
+    );
+    assert_eq!(mc["mac_address"], "11:22:33:44:55:66", "{mc}");
+    let (okay, _, err) = openstack(&c, ADMIN, &["port", "set", "--host", "node1", "mc"]);
+    assert!(okay, "{err}");
+    let fine = os(&c, &["port", "show", "fine"]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let d = common::guide::desired(&c, "node1");
+        let ports = d["state"]["ports"].clone();
+        if ports.get(id(&fine)).is_some() {
+            assert!(
+                ports.get(id(&mc)).is_none(),
+                "the multicast port was published: {d}"
+            );
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "node1's state never had its port: {d}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    os(&c, &["router", "create", "r1"]);
+    os(
+        &c,
+        &[
+            "port",
+            "create",
+            "--network",
+            "net1",
+            "--mac-address",
+            "13:00:00:00:00:01",
+            "leg",
+        ],
+    );
+    let (okay, _, err) = openstack(&c, ADMIN, &["router", "add", "port", "r1", "leg"]);
+    assert!(
+        !okay && err.contains("multicast"),
+        "a router leg took a multicast MAC: {err}"
+    );
+    for bad in ["00:00:00:00:00:00", "ff:ff:ff:ff:ff:ff"] {
+        let (okay, _, _) = openstack(
+            &c,
+            ADMIN,
+            &[
+                "port",
+                "create",
+                "--network",
+                "net1",
+                "--mac-address",
+                bad,
+                "bad",
+            ],
+        );
+        assert!(!okay, "{bad} was accepted");
+    }
+}

@@ -54,6 +54,11 @@ pub(crate) fn plan_node(t: &Topology<'_>, node: &Node) -> NodeDesiredState {
         {
             continue; // bound outside where the network may be: refused by validation
         }
+        if !is_unicast_mac(&port.mac) {
+            // Neutron accepts a multicast MAC on a port; no NIC can take one, and the agent
+            // refuses a state holding one: the port stays out of the data plane (DOWN).
+            continue;
+        }
         let physnet = t.physnet_of(net);
         let (Some(bridge), Some(tag)) = (node.bridge_mappings.get(physnet), t.net_tag(net, pod))
         else {
@@ -496,4 +501,11 @@ fn plan_gateway<'a>(
     nat.floating.sort();
     inst.nat = nat;
     true
+}
+
+/// Whether `mac` (`aa:bb:...`) is unicast: the group bit of its first octet is clear.
+fn is_unicast_mac(mac: &str) -> bool {
+    mac.get(..2)
+        .and_then(|o| u8::from_str_radix(o, 16).ok())
+        .is_some_and(|o| o & 1 == 0)
 }

@@ -595,6 +595,12 @@ pub async fn add_interface(
                         "Bad router request: port {pid} has no fixed IP"
                     )));
                 };
+                if !crate::mac::is_unicast(&p.mac_address) {
+                    return Err(DomainError::bad_request(format!(
+                        "Bad router request: port {pid} has the multicast MAC {}, which no router leg can take",
+                        p.mac_address
+                    )));
+                }
                 check_interface_subnet(&intent, who, &r, &f.subnet_id)?;
                 check_router(
                     &intent,

@@ -256,10 +256,7 @@ pub(crate) async fn handle(
 
 fn parse_mac(m: &str) -> Result<String, DomainError> {
     mac::parse(m).ok_or_else(|| {
-        DomainError::invalid_input(
-            "mac_address",
-            format!("'{m}' is not a valid unicast MAC address"),
-        )
+        DomainError::invalid_input("mac_address", format!("'{m}' is not a valid MAC address"))
     })
 }
 
