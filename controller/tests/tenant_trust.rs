@@ -723,19 +723,38 @@ fn a_member_reaches_no_admin_view_nor_another_projects_routes() {
         assert_eq!(s, 404, "{action} on demo's router: {v}");
     }
     assert_eq!(routes(DEMO), before, "demo's routes unchanged");
-    // The agents and the IP availability are the admin's view of everyone's objects.
+    // The agents and the IP availability are the admin's view of everyone's objects: a
+    // member's list is empty (Neutron filters a collection by policy) and one object is 404.
     let agents = ok(c.n("GET", "/v2.0/agents", Some(ADMIN), None), "agents");
     let agent_id = agents["agents"][0]["id"].as_str().unwrap().to_string();
+    for (path, key) in [
+        ("/v2.0/agents", "agents"),
+        (
+            "/v2.0/network-ip-availabilities",
+            "network_ip_availabilities",
+        ),
+    ] {
+        for token in [OTHER, DEMO] {
+            let (s, v) = c.n("GET", path, Some(token), None);
+            assert_eq!(s, 200, "GET {path}: {v}");
+            assert_eq!(v[key], json!([]), "a member listed {path}: {v}");
+        }
+    }
     for (method, path) in [
-        ("GET", "/v2.0/agents".to_string()),
         ("GET", format!("/v2.0/agents/{agent_id}")),
+        ("PUT", format!("/v2.0/agents/{agent_id}")),
         ("DELETE", format!("/v2.0/agents/{agent_id}")),
-        ("GET", "/v2.0/network-ip-availabilities".to_string()),
         ("GET", format!("/v2.0/network-ip-availabilities/{net1}")),
     ] {
         for token in [OTHER, DEMO] {
-            let (s, v) = c.n(method, &path, Some(token), None);
-            assert_eq!(s, 403, "{method} {path}: {v}");
+            let body = json!({"agent": {"admin_state_up": false}});
+            let (s, v) = c.n(
+                method,
+                &path,
+                Some(token),
+                (method == "PUT").then_some(&body),
+            );
+            assert_eq!(s, 404, "{method} {path}: {v}");
         }
     }
     let agents_after = ok(c.n("GET", "/v2.0/agents", Some(ADMIN), None), "agents");
