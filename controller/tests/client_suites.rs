@@ -76,6 +76,18 @@ const NOT_RUN: &[(&str, &str)] = &[
         "security groups (issue 18)",
     ),
     (
+        "network/v2/test_port.py::PortTests::test_port_list",
+        "creates a security group (issue 18)",
+    ),
+    (
+        "network/v2/test_port.py::PortTests::test_port_set",
+        "reads the port's security groups (issue 18)",
+    ),
+    (
+        "network/v2/test_router.py::RouterTests::test_router_create_with_external_gateway",
+        "QoS policies (extension not served)",
+    ),
+    (
         "network/v2/test_port.py::PortTests::test_port_list_with_trunk",
         "trunks (extension not served)",
     ),
