@@ -243,7 +243,7 @@ fn setup(c: &Controller) -> World {
         "subnetpools",
         "subnetpool",
         json!({"name": "shared-pool", "prefixes": ["10.210.0.0/16"], "default_prefixlen": 24,
-               "shared": true, "address_scope_id": shared_scope}),
+               "shared": true, "address_scope_id": shared_scope, "tags": ["victim", "keep"]}),
     );
     let demo_scope = create(
         c,
@@ -258,7 +258,7 @@ fn setup(c: &Controller) -> World {
         "subnetpools",
         "subnetpool",
         json!({"name": "demo-pool", "prefixes": ["10.220.0.0/16"], "default_prefixlen": 24,
-               "address_scope_id": demo_scope}),
+               "address_scope_id": demo_scope, "tags": ["victim", "keep"]}),
     );
     let demo_pool_net = create(c, DEMO, "networks", "network", json!({"name": "pooled"}));
     create(
@@ -648,6 +648,7 @@ fn a_member_fuzzing_every_path_sees_and_changes_nothing_of_another_project() {
         "/v2.0/networks/{id}/tags",
         "/v2.0/floatingips/{id}/tags/{tag}",
         "/v2.0/subnetpools/{id}/add_prefixes",
+        "/v2.0/subnetpools/{id}/tags/{tag}",
         "/v2.0/address-scopes/{id}",
     ] {
         assert!(doc["paths"][p].is_object(), "the document describes {p}");

@@ -118,6 +118,7 @@ fn openapi_driven_fuzz_never_5xx() {
                         Some("networks") => &nid,
                         Some("subnets") => &sid,
                         Some("ports") => &pid,
+                        Some("subnetpools") => &spid,
                         _ => "{id}",
                     };
                     (p.replace("{id}", id), json!({}))

@@ -268,7 +268,7 @@ pub fn document() -> Value {
                     "default_prefixlen": {"type": "integer", "minimum": 0}, "min_prefixlen": {"type": "integer", "minimum": 0},
                     "max_prefixlen": {"type": "integer", "minimum": 0}, "default_quota": {"type": "integer", "minimum": 0, "nullable": true},
                     "is_default": s("boolean"), "shared": s("boolean"), "address_scope_id": nullable_uuid,
-                    "project_id": s("string"), "tenant_id": s("string")}},
+                    "tags": tags, "project_id": s("string"), "tenant_id": s("string")}},
                 "SubnetPoolUpdate": {"type": "object", "additionalProperties": false, "properties": {
                     "name": s("string"), "description": s("string"), "prefixes": str_list,
                     "default_prefixlen": {"type": "integer", "minimum": 0}, "min_prefixlen": {"type": "integer", "minimum": 0},

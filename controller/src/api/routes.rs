@@ -51,6 +51,8 @@ const NEUTRON: &[&str] = &[
     "/v2.0/routers/{id}/tags/{tag}",
     "/v2.0/floatingips/{id}/tags",
     "/v2.0/floatingips/{id}/tags/{tag}",
+    "/v2.0/subnetpools/{id}/tags",
+    "/v2.0/subnetpools/{id}/tags/{tag}",
 ];
 
 /// Tricircle API templates (pods, agents, jobs, routings, metrics); fixed segments before

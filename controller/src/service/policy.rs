@@ -174,6 +174,12 @@ pub const POLICIES: &[(&str, Access, Rule)] = &[
     ("create_floatingip:tags", Write, Rule::Owner),
     ("update_floatingip:tags", Write, Rule::Owner),
     ("delete_floatingip:tags", Write, Rule::Owner),
+    // a shared pool's tags are readable by all (Neutron: `get_subnetpool:tags` is the
+    // project's reader or `rule:shared_subnetpools`), changed by its project's members only
+    ("get_subnetpool:tags", Read, Rule::Any),
+    ("create_subnetpool:tags", Write, Rule::Owner),
+    ("update_subnetpool:tags", Write, Rule::Owner),
+    ("delete_subnetpool:tags", Write, Rule::Owner),
     // Tricircle's admin API and the agent API
     ("pods", Write, Rule::Admin),
     // Tricircle's admin API by its own rule names (`tricircle/common/policy.py`)

@@ -128,13 +128,15 @@ pub fn read_pool(p: &mut SubnetPool, b: Bounds, new: bool) -> Result<(), DomainE
     Ok(())
 }
 
-/// Create a pool after the policy's checks (another project's, a shared or a default one:
-/// admin) and the prefix rules; its address scope must be one the caller may see.
+/// Create a pool, with its tags, after the policy's checks (another project's, a shared or a
+/// default one: admin; tags: `create_subnetpool:tags`) and the prefix rules; its address
+/// scope must be one the caller may see.
 pub async fn create(
     core: &Core,
     who: &Identity,
     mut p: SubnetPool,
     b: Bounds,
+    tags: &[String],
 ) -> Result<SubnetPool, DomainError> {
     let t = Target::owned_by(&p.project_id);
     policy::enforce(who, "create_subnetpool", &t)?;
@@ -147,11 +149,12 @@ pub async fn create(
     if p.is_default {
         policy::enforce(who, "create_subnetpool:is_default", &t)?;
     }
+    super::tags::check_create(who, crate::store::Tagged::SubnetPool, &t, tags)?;
     read_pool(&mut p, b, true)?;
     if let Some(scope) = &p.address_scope_id {
         address_scopes::load_visible(core, who, scope).await?;
     }
-    Ok(core.store.create_subnetpool(&p).await?)
+    Ok(core.store.create_subnetpool_tagged(&p, tags).await?)
 }
 
 /// What an update request names.

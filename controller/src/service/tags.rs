@@ -1,15 +1,15 @@
-//! Tags of networks, subnets, ports, routers and floating IPs (`standard-attr-tag`): what a
-//! tag may be, and who may read and change a resource's tags. The rules are Neutron's
-//! `get_<resource>:tags`, `create_<resource>:tags` (`POST .../tags` and tags in a create
-//! body), `update_<resource>:tags` (`PUT .../tags`, `PUT .../tags/{tag}`) and
-//! `delete_<resource>:tags`; a resource the caller may not see answers 404 first, as its own
-//! `GET` would.
+//! Tags of networks, subnets, ports, routers, floating IPs and subnet pools
+//! (`standard-attr-tag`): what a tag may be, and who may read and change a resource's tags.
+//! The rules are Neutron's `get_<resource>:tags`, `create_<resource>:tags` (`POST .../tags`
+//! and tags in a create body), `update_<resource>:tags` (`PUT .../tags`,
+//! `PUT .../tags/{tag}`) and `delete_<resource>:tags`; a resource the caller may not see
+//! answers 404 first, as its own `GET` would.
 
 use crate::auth::Identity;
 use crate::core::Core;
 use crate::error::DomainError;
 use crate::service::policy::{self, Target};
-use crate::service::{floatingips, networks, ports, routers, subnets};
+use crate::service::{floatingips, networks, ports, routers, subnetpools, subnets};
 use crate::store::tags::{too_many_tags, MAX_TAGS};
 use crate::store::{TagChange, Tagged};
 
@@ -99,6 +99,10 @@ async fn load(core: &Core, who: &Identity, kind: Tagged, id: &str) -> Result<Own
         }
         Tagged::Router => (routers::load_own(core, who, id).await?.project_id, None),
         Tagged::FloatingIp => (floatingips::load_own(core, who, id).await?.project_id, None),
+        Tagged::SubnetPool => (
+            subnetpools::load_visible(core, who, id).await?.project_id,
+            None,
+        ),
     };
     let (network_owner, network_shared) = match network_id {
         Some(n) => {

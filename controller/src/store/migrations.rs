@@ -30,6 +30,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         super::jobs::JOBS_MIGRATION,
     ),
     (11, "agent description and admin state", AGENT_ADMIN),
+    (
+        12,
+        "tags of subnet pools",
+        super::tags::SUBNETPOOL_TAGS_MIGRATION,
+    ),
 ];
 
 /// What an admin sets on a node's agent through `/v2.0/agents/{id}`: a description, and

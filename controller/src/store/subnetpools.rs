@@ -519,10 +519,23 @@ impl Store {
     /// Create a subnet pool (validated by the caller: prefixes compact and of one version,
     /// prefix bounds), checking its address scope and the one default per IP version.
     pub async fn create_subnetpool(&self, p: &SubnetPool) -> Result<SubnetPool, StoreError> {
-        retrying!(self.create_subnetpool_once(p))
+        self.create_subnetpool_tagged(p, &[]).await
     }
 
-    async fn create_subnetpool_once(&self, p: &SubnetPool) -> Result<SubnetPool, StoreError> {
+    /// [`Store::create_subnetpool`] with its tags, in the same transaction.
+    pub async fn create_subnetpool_tagged(
+        &self,
+        p: &SubnetPool,
+        tags: &[String],
+    ) -> Result<SubnetPool, StoreError> {
+        retrying!(self.create_subnetpool_once(p, tags))
+    }
+
+    async fn create_subnetpool_once(
+        &self,
+        p: &SubnetPool,
+        tags: &[String],
+    ) -> Result<SubnetPool, StoreError> {
         let mut w = self.begin_write().await?;
         check_scope(&mut w, p).await?;
         check_default(&mut w, p).await?;
@@ -545,8 +558,9 @@ impl Store {
             .execute(&mut *w.tx)
             .await
             .map_err(default_violation(format!("inserting subnet pool {}", p.id)))?;
+        super::tags::insert_tags(&mut w, super::Tagged::SubnetPool, &p.id, tags).await?;
         w.commit().await?;
-        tracing::info!(pool = %p.id, project = %p.project_id, prefixes = ?p.prefixes, "subnet pool created");
+        tracing::info!(pool = %p.id, project = %p.project_id, prefixes = ?p.prefixes, tags = tags.len(), "subnet pool created");
         self.get_subnetpool(&p.id).await
     }
 

@@ -1,12 +1,14 @@
-//! Tags (Neutron's `standard-attr-tag`) of networks, subnets, ports, routers and floating
-//! IPs. One table keyed by (resource type, resource id, tag); each row also names its
-//! resource in that resource's own foreign-key column, so a resource's tags go with it on
-//! every path that deletes it (a network's subnets included) without any code remembering
-//! to, and a tag can never be written for a resource a concurrent request just deleted.
+//! Tags (Neutron's `standard-attr-tag`) of networks, subnets, ports, routers, floating IPs
+//! and subnet pools. One table keyed by (resource type, resource id, tag); each row also
+//! names its resource in that resource's own foreign-key column, so a resource's tags go
+//! with it on every path that deletes it (a network's subnets included) without any code
+//! remembering to, and a tag can never be written for a resource a concurrent request just
+//! deleted.
 //!
 //! A tag change bumps the resource's `revision_number` and `updated_at` (as Neutron's
-//! `revises_on_change`) and logs the resource in the change log, so the realizer's copy of
-//! the row stays equal to the store's. Nothing of the data plane depends on tags.
+//! `revises_on_change`) and logs the resource in the change log (subnet pools excepted: the
+//! realizer holds no copy of them), so the realizer's copy of the row stays equal to the
+//! store's. Nothing of the data plane depends on tags.
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -47,6 +49,47 @@ CREATE INDEX tags_router ON tags (router_id);
 CREATE INDEX tags_floatingip ON tags (floatingip_id)
 "#;
 
+/// Migration 12: subnet pools carry tags too. A CHECK cannot be altered in SQLite, so the
+/// table is rebuilt (created anew with a `subnetpool_id` foreign key and CHECKs naming it,
+/// filled from the old one, which is dropped, then renamed and its indexes made again); the
+/// same statements serve PostgreSQL, and the existing tags are kept.
+pub const SUBNETPOOL_TAGS_MIGRATION: &str = r#"
+CREATE TABLE tags_new (
+    resource_type TEXT NOT NULL,
+    resource_id TEXT NOT NULL,
+    tag TEXT NOT NULL,
+    network_id TEXT REFERENCES networks (id) ON DELETE CASCADE,
+    subnet_id TEXT REFERENCES subnets (id) ON DELETE CASCADE,
+    port_id TEXT REFERENCES ports (id) ON DELETE CASCADE,
+    router_id TEXT REFERENCES routers (id) ON DELETE CASCADE,
+    floatingip_id TEXT REFERENCES floatingips (id) ON DELETE CASCADE,
+    subnetpool_id TEXT REFERENCES subnetpools (id) ON DELETE CASCADE,
+    PRIMARY KEY (resource_type, resource_id, tag),
+    CHECK ((CASE WHEN network_id IS NULL THEN 0 ELSE 1 END)
+         + (CASE WHEN subnet_id IS NULL THEN 0 ELSE 1 END)
+         + (CASE WHEN port_id IS NULL THEN 0 ELSE 1 END)
+         + (CASE WHEN router_id IS NULL THEN 0 ELSE 1 END)
+         + (CASE WHEN floatingip_id IS NULL THEN 0 ELSE 1 END)
+         + (CASE WHEN subnetpool_id IS NULL THEN 0 ELSE 1 END) = 1),
+    CHECK ((resource_type = 'network' AND network_id IS NOT NULL AND network_id = resource_id)
+        OR (resource_type = 'subnet' AND subnet_id IS NOT NULL AND subnet_id = resource_id)
+        OR (resource_type = 'port' AND port_id IS NOT NULL AND port_id = resource_id)
+        OR (resource_type = 'router' AND router_id IS NOT NULL AND router_id = resource_id)
+        OR (resource_type = 'floatingip' AND floatingip_id IS NOT NULL AND floatingip_id = resource_id)
+        OR (resource_type = 'subnetpool' AND subnetpool_id IS NOT NULL AND subnetpool_id = resource_id))
+);
+INSERT INTO tags_new (resource_type, resource_id, tag, network_id, subnet_id, port_id, router_id, floatingip_id)
+    SELECT resource_type, resource_id, tag, network_id, subnet_id, port_id, router_id, floatingip_id FROM tags;
+DROP TABLE tags;
+ALTER TABLE tags_new RENAME TO tags;
+CREATE INDEX tags_network ON tags (network_id);
+CREATE INDEX tags_subnet ON tags (subnet_id);
+CREATE INDEX tags_port ON tags (port_id);
+CREATE INDEX tags_router ON tags (router_id);
+CREATE INDEX tags_floatingip ON tags (floatingip_id);
+CREATE INDEX tags_subnetpool ON tags (subnetpool_id)
+"#;
+
 /// A kind of resource that carries tags.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Tagged {
@@ -60,16 +103,19 @@ pub enum Tagged {
     Router,
     /// A floating IP.
     FloatingIp,
+    /// A subnet pool.
+    SubnetPool,
 }
 
 impl Tagged {
     /// Every taggable kind.
-    pub const ALL: [Tagged; 5] = [
+    pub const ALL: [Tagged; 6] = [
         Tagged::Network,
         Tagged::Subnet,
         Tagged::Port,
         Tagged::Router,
         Tagged::FloatingIp,
+        Tagged::SubnetPool,
     ];
 
     /// The kind as stored in `resource_type` and as Neutron's policy names it (`network`).
@@ -80,6 +126,7 @@ impl Tagged {
             Tagged::Port => "port",
             Tagged::Router => "router",
             Tagged::FloatingIp => "floatingip",
+            Tagged::SubnetPool => "subnetpool",
         }
     }
 
@@ -91,6 +138,7 @@ impl Tagged {
             Tagged::Port => "ports",
             Tagged::Router => "routers",
             Tagged::FloatingIp => "floatingips",
+            Tagged::SubnetPool => "subnetpools",
         }
     }
 
@@ -110,17 +158,21 @@ impl Tagged {
             Tagged::Port => "port_id",
             Tagged::Router => "router_id",
             Tagged::FloatingIp => "floatingip_id",
+            Tagged::SubnetPool => "subnetpool_id",
         }
     }
 
-    fn change_kind(self) -> super::changes::ChangeKind {
+    /// What the change log records of a tag change; `None` for what the realizer does not
+    /// hold (subnet pools).
+    fn change_kind(self) -> Option<super::changes::ChangeKind> {
         use super::changes::ChangeKind;
         match self {
-            Tagged::Network => ChangeKind::Network,
-            Tagged::Subnet => ChangeKind::Subnet,
-            Tagged::Port => ChangeKind::Port,
-            Tagged::Router => ChangeKind::Router,
-            Tagged::FloatingIp => ChangeKind::FloatingIp,
+            Tagged::Network => Some(ChangeKind::Network),
+            Tagged::Subnet => Some(ChangeKind::Subnet),
+            Tagged::Port => Some(ChangeKind::Port),
+            Tagged::Router => Some(ChangeKind::Router),
+            Tagged::FloatingIp => Some(ChangeKind::FloatingIp),
+            Tagged::SubnetPool => None,
         }
     }
 
@@ -132,6 +184,7 @@ impl Tagged {
             Tagged::Port => DomainError::not_found("Port", "PortNotFound", id),
             Tagged::Router => DomainError::not_found("Router", "RouterNotFound", id),
             Tagged::FloatingIp => DomainError::not_found("Floating IP", "FloatingIPNotFound", id),
+            Tagged::SubnetPool => super::subnetpools::pool_not_found(id),
         }
     }
 }
@@ -317,7 +370,9 @@ impl Store {
         }
         let added: Vec<String> = wanted.difference(&current).cloned().collect();
         insert_tags(&mut w, kind, id, &added).await?;
-        w.touch(kind.change_kind(), id);
+        if let Some(k) = kind.change_kind() {
+            w.touch(k, id);
+        }
         w.commit().await?;
         tracing::info!(resource = %what, tags = wanted.len(), "tags changed");
         Ok(wanted.into_iter().collect())

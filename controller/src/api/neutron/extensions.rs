@@ -34,7 +34,7 @@ pub const EXTENSIONS: &[(&str, &str, &str)] = &[
     ("standard-attr-description", "standard-attr-description", "Extension to add descriptions to standard attributes"),
     ("standard-attr-revisions", "Resource revision numbers", "This extension will display the revision number of neutron resources."),
     ("standard-attr-timestamp", "Resource timestamps", "Adds created_at and updated_at fields to all Neutron resources that have Neutron standard attributes."),
-    ("standard-attr-tag", "Tag support for resources with standard attribute: network, subnet, port, router, floatingip", "Enables to set tag on resources with standard attribute."),
+    ("standard-attr-tag", "Tag support for resources with standard attribute: network, subnet, port, router, floatingip, subnetpool", "Enables to set tag on resources with standard attribute."),
     ("tag-creation", "Tag creation extension", "Allow to create multiple tags for a resource"),
     ("tag-ports-during-bulk-creation", "Tag Ports During Bulk Creation", "Allow to tag ports during bulk creation"),
     ("pagination", "Pagination support", "Extension that indicates that pagination is enabled."),

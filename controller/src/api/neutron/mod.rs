@@ -49,8 +49,8 @@ async fn route(app: Arc<App>, ctx: Ctx) -> Result<Response, DomainError> {
             let who = ctx.identity(&app).await?;
             match rest {
                 ["extensions"] | ["extensions", _] => extensions::handle(&ctx, rest),
-                [coll @ ("networks" | "subnets" | "ports" | "routers" | "floatingips"), id, "tags", tail @ ..] =>
-                {
+                [coll @ ("networks" | "subnets" | "ports" | "routers" | "floatingips"
+                | "subnetpools"), id, "tags", tail @ ..] => {
                     let kind = crate::store::Tagged::from_collection(coll)
                         .ok_or_else(|| DomainError::no_route(&ctx.path))?;
                     tags::handle(&app, &ctx, &who, kind, id, tail).await

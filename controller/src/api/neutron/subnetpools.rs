@@ -1,4 +1,5 @@
-//! `/v2.0/subnetpools`, with `add_prefixes` / `remove_prefixes` (`subnetpool-prefix-ops`).
+//! `/v2.0/subnetpools`, with `add_prefixes` / `remove_prefixes` (`subnetpool-prefix-ops`);
+//! their tags are served by [`super::tags`] (`/v2.0/subnetpools/{id}/tags`).
 
 use axum::http::{Method, StatusCode};
 use axum::response::Response;
@@ -11,7 +12,7 @@ use crate::api::{json as respond, no_content, App, Ctx};
 use crate::auth::Identity;
 use crate::error::DomainError;
 use crate::service::subnetpools::{self, Bounds, Update};
-use crate::store::SubnetPool;
+use crate::store::{SubnetPool, Tagged};
 
 /// Attributes of a subnet pool (filterable and sortable).
 pub const ATTRS: &[&str] = &[
@@ -36,8 +37,8 @@ pub const ATTRS: &[&str] = &[
 ];
 
 /// A subnet pool as Neutron shows it (the prefix lengths as strings, as Neutron renders
-/// them).
-pub fn render(p: &SubnetPool) -> Value {
+/// them), with its tags.
+pub fn render(p: &SubnetPool, tags: &[String]) -> Value {
     json!({
         "id": p.id, "name": p.name, "tenant_id": p.project_id, "project_id": p.project_id,
         "prefixes": p.prefixes.iter().map(IpNet::to_string).collect::<Vec<_>>(),
@@ -46,7 +47,7 @@ pub fn render(p: &SubnetPool) -> Value {
         "max_prefixlen": p.max_prefixlen.to_string(),
         "default_quota": p.default_quota, "is_default": p.is_default, "shared": p.shared,
         "address_scope_id": p.address_scope_id, "ip_version": p.ip_version,
-        "description": p.description, "tags": [],
+        "description": p.description, "tags": tags,
         "created_at": p.created_at, "updated_at": p.updated_at,
         "revision_number": p.revision_number,
     })
@@ -180,10 +181,11 @@ pub(crate) async fn handle(
     match op(ctx, rest)? {
         Op::List => {
             let q = ListQuery::parse(&ctx.query, ATTRS)?;
+            let tags = super::tags::all(app, Tagged::SubnetPool).await?;
             let items = subnetpools::list(app, who)
                 .await?
                 .iter()
-                .map(render)
+                .map(|p| render(p, tags.get(&p.id)))
                 .collect();
             Ok(respond(
                 StatusCode::OK,
@@ -194,9 +196,10 @@ pub(crate) async fn handle(
             check(id)?;
             let p = subnetpools::load_visible(app, who, id).await?;
             let q = ListQuery::parse(&ctx.query, ATTRS)?;
+            let tags = super::tags::of(app, Tagged::SubnetPool, &p.id).await?;
             Ok(respond(
                 StatusCode::OK,
-                &q.show_body(render(&p), "subnetpool"),
+                &q.show_body(render(&p, &tags), "subnetpool"),
             ))
         }
         Op::Create => {
@@ -213,6 +216,7 @@ pub(crate) async fn handle(
             let shared = b.boolean("shared")?.unwrap_or(false);
             let address_scope_id = scope(&mut b)?.flatten();
             let description = b.string("description")?.unwrap_or_default();
+            let tags = super::tags::create_tags(&mut b)?.unwrap_or_default();
             b.finish()?;
             let p = SubnetPool {
                 id: uuid::Uuid::new_v4().to_string(),
@@ -232,10 +236,11 @@ pub(crate) async fn handle(
                 updated_at: String::new(),
                 revision_number: 1,
             };
-            let p = subnetpools::create(app, who, p, bounds).await?;
+            let p = subnetpools::create(app, who, p, bounds, &tags).await?;
+            let tags = super::tags::of(app, Tagged::SubnetPool, &p.id).await?;
             Ok(respond(
                 StatusCode::CREATED,
-                &json!({"subnetpool": render(&p)}),
+                &json!({"subnetpool": render(&p, &tags)}),
             ))
         }
         Op::Update(id) => {
@@ -260,9 +265,14 @@ pub(crate) async fn handle(
                     )));
                 }
             }
+            super::tags::refuse_in_update(&b, "subnetpools")?;
             b.finish()?;
             let p = subnetpools::update(app, who, id, super::if_match(ctx)?, &u).await?;
-            Ok(respond(StatusCode::OK, &json!({"subnetpool": render(&p)})))
+            let tags = super::tags::of(app, Tagged::SubnetPool, &p.id).await?;
+            Ok(respond(
+                StatusCode::OK,
+                &json!({"subnetpool": render(&p, &tags)}),
+            ))
         }
         Op::Delete(id) => {
             check(id)?;

@@ -1,4 +1,4 @@
-//! `/v2.0/{networks,subnets,ports,routers,floatingips}/{id}/tags[/{tag}]` (Neutron's
+//! `/v2.0/{networks,subnets,ports,routers,floatingips,subnetpools}/{id}/tags[/{tag}]` (Neutron's
 //! `standard-attr-tag` and `tag-creation`), and the `tags` attribute of create bodies.
 //!
 //! | method and path     | does                               | answers       |
