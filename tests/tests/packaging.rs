@@ -53,8 +53,12 @@ fn agent_unit_verifies() {
     let unit = workspace_root().join("agent/systemd/crosspod-agent.service");
     verify_unit(&unit, "crosspod-agent");
     let text = std::fs::read_to_string(&unit).unwrap();
-    assert!(text.contains("Requires=openvswitch-switch.service"));
+    // Wants= (not Requires=): stopping or restarting OVS must not stop the agent for good
+    // (tests/tests/vm_lab.rs proves it under systemd on a VM).
+    assert!(text.contains("Wants=network-online.target openvswitch-switch.service"));
+    assert!(!text.contains("Requires=openvswitch-switch.service"));
     assert!(text.contains("After=network-online.target openvswitch-switch.service"));
+    assert!(text.contains("Restart=always"));
 }
 
 #[test]
@@ -116,6 +120,10 @@ fn shell_scripts_parse() {
         "vagrant/provision.sh",
         "vagrant/play-guide.sh",
         "vagrant/make-pki.sh",
+        "vagrant/vmlab.sh",
+        "vagrant/plug-vm.sh",
+        "vagrant/image/firstboot.sh",
+        "scripts/install-vm-deps.sh",
     ] {
         let p = root.join(s);
         assert!(p.is_file(), "{s} is missing");
