@@ -5,10 +5,11 @@
 //! started and restarted under the agent, the agent's watchdog. Teardown (`vmlab.sh down`) runs
 //! even when an assertion fails.
 //!
-//! Slow: with TCG (KVM guests hang on these machines) the run takes far more than CI's budget,
-//! so it is `#[ignore]`d and `scripts/test.sh --vms` runs it (with CROSSPOD_VM_LAB=1 and the
-//! release binaries built). Run by hand with `--ignored` but without CROSSPOD_VM_LAB=1, it fails
-//! saying so rather than passing without having booted anything.
+//! Slow: with TCG (KVM guests hang on these machines) it takes ~7 minutes, plus a release build
+//! and Debian downloads on a fresh machine, so it is `#[ignore]`d and `scripts/test.sh --vms`
+//! runs it (with CROSSPOD_VM_LAB=1 and the release binaries built). Run by hand with
+//! `--ignored` but without CROSSPOD_VM_LAB=1, it fails saying so rather than passing without
+//! having booted anything.
 
 use std::path::PathBuf;
 use std::process::{Command, Output};
@@ -161,7 +162,7 @@ fn metric_reads_unlabelled_samples_only() {
 }
 
 #[test]
-#[ignore = "boots three QEMU VMs (TCG on these machines, ~20+ min): scripts/test.sh --vms runs it"]
+#[ignore = "boots three QEMU VMs under TCG (~7 min here, with the release build first): scripts/test.sh --vms runs it"]
 fn vm_lab_guide_reboot_and_ovs_restarts_under_systemd() {
     assert_eq!(
         std::env::var("CROSSPOD_VM_LAB").as_deref(),
