@@ -27,14 +27,31 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 install -m 0755 "$SRC/vagrant/plug-vm.sh" /usr/local/sbin/crosspod-plug-vm
 
+# The uplinks (CROSSPOD_UPLINKS=bridge:device,...) are trunks for OVS: up, no address, now and
+# at every boot. Vagrant leaves `auto_config: false` NICs down, and OVS does not raise a system
+# port's link: without this, br-vlan's eth2 stays DOWN and nothing crosses between the nodes.
+[ "$CROSSPOD_ROLE" = upstream ] && CROSSPOD_UPLINKS=${CROSSPOD_UPLINKS:-br-up:eth2}
+UPLINK_DEVS=()
+IFS=, read -r -a _pairs <<<"${CROSSPOD_UPLINKS:-}"
+for p in "${_pairs[@]}"; do [ -n "$p" ] && UPLINK_DEVS+=("${p#*:}"); done
+if [ ${#UPLINK_DEVS[@]} -gt 0 ]; then
+  if systemctl is-enabled --quiet systemd-networkd 2>/dev/null; then
+    printf '[Match]\nName=%s\n[Link]\nRequiredForOnline=no\n[Network]\nLinkLocalAddressing=no\nIPv6AcceptRA=no\nConfigureWithoutCarrier=yes\n' \
+      "${UPLINK_DEVS[*]}" > /etc/systemd/network/30-crosspod-uplinks.network
+  elif [ -d /etc/network/interfaces.d ]; then
+    for d in "${UPLINK_DEVS[@]}"; do printf 'auto %s\niface %s inet manual\n' "$d" "$d"; done \
+      > /etc/network/interfaces.d/crosspod-uplinks
+  fi
+  for d in "${UPLINK_DEVS[@]}"; do ip link set "$d" up; done
+fi
+
 if [ "$CROSSPOD_ROLE" = upstream ]; then
   # The upstream router: its uplink (CROSSPOD_UPLINKS=br-up:DEV, eth2 by default: eth0 NAT,
   # eth1 management, eth2 the external network) is a trunk; VLAN 3001 carries 163.3.124.0/24.
-  UP=${CROSSPOD_UPLINKS:-br-up:eth2}; UP=${UP#*:}
+  UP=${CROSSPOD_UPLINKS#*:}
   ovs-vsctl --may-exist add-br br-up
   ovs-vsctl --may-exist add-port br-up "$UP"
   ovs-vsctl --may-exist add-port br-up up0 tag=3001 -- set interface up0 type=internal
-  ip link set "$UP" up
   ip addr replace 163.3.124.1/24 dev up0
   ip link set up0 up
   sysctl -qw net.ipv4.ip_forward=1

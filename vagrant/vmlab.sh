@@ -3,6 +3,7 @@
 # QEMU on this machine, wired by QEMU's own sockets, nothing outside the machine.
 #
 #   vagrant/vmlab.sh image          build (or reuse) the node image
+#   vagrant/vmlab.sh box            the same image as a vagrant-libvirt box (vagrant/libvirt.sh)
 #   vagrant/vmlab.sh up             image, PKI, seed disks, boot node1 node2 ext, wait for
 #                                   provisioning and the controller's API
 #   vagrant/vmlab.sh status         each VM: process, ssh, units
@@ -41,7 +42,8 @@ BOOT_TIMEOUT=${CROSSPOD_VM_BOOT_TIMEOUT:-900}
 NODES=(node1 node2 ext)
 # Packages of the image beyond vagrant/packages.txt: a bootable systemd node with sshd and the
 # kernel whose modules (openvswitch, 8021q) the kernel datapath needs.
-BASE_PKGS=(systemd-sysv udev kmod dbus procps openssh-server linux-image-cloud-amd64 less)
+# sudo and rsync serve the Vagrant box made from the same image (`vmlab.sh box`).
+BASE_PKGS=(systemd-sysv udev kmod dbus procps openssh-server linux-image-cloud-amd64 less sudo rsync)
 
 log() { echo "vmlab: $*" >&2; }
 die() { echo "vmlab: $*" >&2; exit 1; }
@@ -95,23 +97,26 @@ image_inputs() {
 }
 
 # Prints the image directory (rootfs.img, vmlinuz, initrd.img), building it when its inputs
-# changed.
+# changed. VARIANT `vagrant`: the same plus what a Vagrant box needs (the vagrant user with
+# Vagrant's well-known insecure key and sudo, DHCP on eth0, host keys made at build time since
+# no seed disk comes with `vagrant up`).
 build_image() {
-  local base key dir f
+  local variant=${1:-} base key dir f
   for f in $(image_inputs); do
     [ -f "$f" ] || die "$f is missing (the binaries: cargo build --release --bins)"
   done
   base=$(build_base)
-  key=$({ echo "$base"; image_inputs | xargs sha256sum | cut -d' ' -f1; } | sha)
-  dir="$CACHE/image-$key"
+  key=$({ echo "$base $variant"; image_inputs | xargs sha256sum | cut -d' ' -f1; } | sha)
+  dir="$CACHE/image${variant:+-$variant}-$key"
   if [ -f "$dir/rootfs.img" ]; then echo "$dir"; return; fi
-  log "building the node image $key"
+  log "building the node image $key${variant:+ ($variant)}"
   local t0=$SECONDS tmp
-  rm -rf "$CACHE"/image-*
+  rm -rf "$CACHE/image${variant:+-$variant}"-[0-9a-f]*
   tmp="$dir.tmp"
   rm -rf "$tmp"; mkdir -p "$tmp/rootfs"
   local r="$tmp/rootfs"
-  tar -xf "$base" -C "$r"
+  # (--xattrs: file capabilities, e.g. ping's cap_net_raw, live in extended attributes)
+  tar --xattrs --xattrs-include='*' -xf "$base" -C "$r"
   # The repository's layout under /opt/crosspod, as Vagrant syncs it to /vagrant.
   install -d "$r/opt/crosspod/target/release" "$r/opt/crosspod/vagrant" \
     "$r/opt/crosspod/controller/systemd" "$r/opt/crosspod/agent/systemd" \
@@ -130,6 +135,21 @@ build_image() {
   # Nothing on these VMs needs them, and each costs boot time under TCG.
   systemctl --root="$r" --quiet mask apt-daily.timer apt-daily-upgrade.timer e2scrub_all.timer \
     e2scrub_reap.service fstrim.timer getty@tty1.service 2>/dev/null || true
+  if [ "$variant" = vagrant ]; then
+    local key_pub
+    key_pub=$(ls /usr/share/rubygems-integration/all/gems/vagrant-*/keys/vagrant.pub 2>/dev/null | head -1)
+    [ -n "$key_pub" ] || key_pub=$(find / -path '*vagrant*/keys/vagrant.pub' -print -quit 2>/dev/null)
+    [ -n "$key_pub" ] || die "Vagrant's insecure public key not found (apt-get install vagrant)"
+    chroot "$r" useradd -m -s /bin/bash vagrant
+    install -d -m 0700 -o "$(chroot "$r" id -u vagrant)" -g "$(chroot "$r" id -g vagrant)" "$r/home/vagrant/.ssh"
+    install -m 0600 -o "$(chroot "$r" id -u vagrant)" -g "$(chroot "$r" id -g vagrant)" "$key_pub" \
+      "$r/home/vagrant/.ssh/authorized_keys"
+    echo 'vagrant ALL=(ALL) NOPASSWD:ALL' > "$r/etc/sudoers.d/vagrant"
+    chmod 0440 "$r/etc/sudoers.d/vagrant"
+    printf '[Match]\nName=eth0\n[Network]\nDHCP=ipv4\n' > "$r/etc/systemd/network/90-eth0-dhcp.network"
+    ssh-keygen -q -t ed25519 -N '' -C vagrant-box -f "$r/etc/ssh/ssh_host_ed25519_key"
+    echo "HostKey /etc/ssh/ssh_host_ed25519_key" > "$r/etc/ssh/sshd_config.d/crosspod-hostkey.conf"
+  fi
   cp "$(ls "$r"/boot/vmlinuz-* | sort -V | tail -1)" "$tmp/vmlinuz"
   cp "$(ls "$r"/boot/initrd.img-* | sort -V | tail -1)" "$tmp/initrd.img"
   # Room for provision.sh's copy of the binaries, the store, logs: twice the tree plus 1 GiB
@@ -366,6 +386,33 @@ cmd_status() {
   return $rc
 }
 
+# A vagrant-libvirt box of the same image (`vagrant box add`-able): qcow2 disk, the kernel and
+# initrd for direct boot, and a box Vagrantfile pointing libvirt at them.
+cmd_box() {
+  local img out tmp size
+  img=$(build_image vagrant)
+  out="$CACHE/crosspod-vmlab.box"
+  tmp=$(mktemp -d "$CACHE/box.XXXXXX")
+  qemu-img convert -O qcow2 "$img/rootfs.img" "$tmp/box.img"
+  cp "$img/vmlinuz" "$img/initrd.img" "$tmp/"
+  size=$(( ($(stat -c %s "$img/rootfs.img") + 1073741823) / 1073741824 ))
+  printf '{"provider": "libvirt", "format": "qcow2", "virtual_size": %s}\n' "$size" > "$tmp/metadata.json"
+  cat > "$tmp/Vagrantfile" <<'BOX'
+# crosspod's lab box (vagrant/vmlab.sh box): the kernel boots directly, as in the QEMU lab.
+Vagrant.configure("2") do |config|
+  config.vm.provider :libvirt do |lv|
+    lv.kernel = File.join(__dir__, "vmlinuz")
+    lv.initrd = File.join(__dir__, "initrd.img")
+    lv.cmd_line = "console=ttyS0 root=/dev/vda rw net.ifnames=0 systemd.show_status=error"
+  end
+end
+BOX
+  tar -C "$tmp" -cf "$out.tmp" metadata.json Vagrantfile box.img vmlinuz initrd.img
+  mv "$out.tmp" "$out"
+  rm -rf "$tmp"
+  echo "$out"
+}
+
 cmd_reboot() { # NODE
   local n=$1 before
   before=$(on "$n" cat /proc/sys/kernel/random/boot_id)
@@ -377,20 +424,27 @@ cmd_reboot() { # NODE
   log "$n rebooted in $((SECONDS - t0)) s"
 }
 
-case "${1:-}" in
-  image) build_image ;;
-  base) build_base ;;
-  up) cmd_up ;;
-  down) cmd_down ;;
-  status) cmd_status ;;
-  ssh) shift; [ $# -ge 1 ] || die "usage: $0 ssh NODE [CMD]"; on "$@" ;;
-  reboot) [ $# -eq 2 ] || die "usage: $0 reboot NODE"; cmd_reboot "$2" ;;
-  env)
-    [ -f "$RUN/lab.env" ] || die "not up ($RUN)"
-    echo "export CROSSPOD_VMLAB='$RUN'"
-    echo "export CROSSPOD_NEUTRON_URL='http://127.0.0.1:$(get NEUTRON_PORT)'"
-    echo "export CROSSPOD_TRICIRCLE_URL='http://127.0.0.1:$(get TRICIRCLE_PORT)'"
-    echo "export CROSSPOD_ADMIN_TOKEN='$ADMIN_TOKEN'"
-    ;;
-  *) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
-esac
+# The whole file is read before anything runs (main is called on the last line), so editing
+# the script while a lab is up does not derail the running copy.
+main() {
+  case "${1:-}" in
+    image) build_image ;;
+    base) build_base ;;
+    box) cmd_box ;;
+    up) cmd_up ;;
+    down) cmd_down ;;
+    status) cmd_status ;;
+    ssh) shift; [ $# -ge 1 ] || die "usage: $0 ssh NODE [CMD]"; on "$@" ;;
+    reboot) [ $# -eq 2 ] || die "usage: $0 reboot NODE"; cmd_reboot "$2" ;;
+    env)
+      [ -f "$RUN/lab.env" ] || die "not up ($RUN)"
+      echo "export CROSSPOD_VMLAB='$RUN'"
+      echo "export CROSSPOD_NEUTRON_URL='http://127.0.0.1:$(get NEUTRON_PORT)'"
+      echo "export CROSSPOD_TRICIRCLE_URL='http://127.0.0.1:$(get TRICIRCLE_PORT)'"
+      echo "export CROSSPOD_ADMIN_TOKEN='$ADMIN_TOKEN'"
+      ;;
+    *) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+  esac
+}
+
+main "$@"; exit

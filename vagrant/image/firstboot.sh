@@ -42,17 +42,7 @@ Address=$CROSSPOD_MGMT_IP/24
 LinkLocalAddressing=no
 IPv6AcceptRA=no
 NET
-  # The provider and external NICs: up, no address, trunks for OVS (ifupdown's "manual").
-  cat > /etc/systemd/network/30-trunks.network <<NET
-[Match]
-Name=eth2 eth3
-[Link]
-RequiredForOnline=no
-[Network]
-LinkLocalAddressing=no
-IPv6AcceptRA=no
-ConfigureWithoutCarrier=yes
-NET
+  # (The provider and external NICs are provision.sh's: it brings every uplink up.)
   install -d -m 0700 /root/.ssh
   install -m 0600 "$STATE/authorized_keys" /root/.ssh/authorized_keys
   # Host keys of this VM's own (the image has none). ed25519 only: RSA key generation takes
