@@ -123,6 +123,8 @@ fn shell_scripts_parse() {
         "vagrant/vmlab.sh",
         "vagrant/plug-vm.sh",
         "vagrant/image/firstboot.sh",
+        "vagrant/libvirt.sh",
+        "vagrant/bench.sh",
         "scripts/install-vm-deps.sh",
     ] {
         let p = root.join(s);
@@ -147,6 +149,32 @@ fn shell_scripts_parse() {
         .output()
         .unwrap();
     assert!(!out.status.success());
+}
+
+#[test]
+fn vmlab_runner_without_a_lab() {
+    // The VM lab itself runs in tests/tests/vm_lab.rs (scripts/test.sh --vms); here only what
+    // needs no VM: usage on a bad command, and status/down on a run directory that is not there.
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        Command::new("bash")
+            .arg(workspace_root().join("vagrant/vmlab.sh"))
+            .args(args)
+            .env("CROSSPOD_VMLAB_DIR", dir.path().join("run"))
+            .output()
+            .expect("running vmlab.sh")
+    };
+    let usage = run(&["bogus"]);
+    assert_eq!(usage.status.code(), Some(2));
+    let text = String::from_utf8_lossy(&usage.stdout);
+    for cmd in ["up", "down", "status", "ssh", "reboot", "env", "box"] {
+        assert!(text.contains(&format!("vmlab.sh {cmd}")), "{cmd}: {text}");
+    }
+    let status = run(&["status"]);
+    assert_eq!(status.status.code(), Some(3), "status of no lab is not success");
+    assert!(String::from_utf8_lossy(&status.stdout).contains("down"));
+    assert!(run(&["down"]).status.success(), "down of no lab is a no-op");
+    assert!(!run(&["env"]).status.success(), "env of no lab fails");
 }
 
 #[test]
