@@ -171,7 +171,11 @@ fn vmlab_runner_without_a_lab() {
         assert!(text.contains(&format!("vmlab.sh {cmd}")), "{cmd}: {text}");
     }
     let status = run(&["status"]);
-    assert_eq!(status.status.code(), Some(3), "status of no lab is not success");
+    assert_eq!(
+        status.status.code(),
+        Some(3),
+        "status of no lab is not success"
+    );
     assert!(String::from_utf8_lossy(&status.stdout).contains("down"));
     assert!(run(&["down"]).status.success(), "down of no lab is a no-op");
     assert!(!run(&["env"]).status.success(), "env of no lab fails");
