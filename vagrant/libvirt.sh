@@ -57,7 +57,8 @@ case "${1:-}" in
       for d in libvirtd virtlogd; do
         if [ -f "$STATE/$d.pid" ]; then kill "$(cat "$STATE/$d.pid")" 2>/dev/null || true; fi
       done
-      rm -rf "$STATE" "$HERE/.vagrant"
+      # The box file is made again from the cached image in seconds; it is not kept.
+      rm -rf "$STATE" "$HERE/.vagrant" "${CROSSPOD_VM_CACHE:-/var/cache/crosspod-vmlab}/crosspod-vmlab.box"
     fi
     ip netns del "$NS" 2>/dev/null || true
     ;;
