@@ -75,6 +75,7 @@ build_base() {
   mkdir -p "$CACHE"
   log "building the Debian $SUITE root filesystem (mmdebstrap, $pkgs)"
   local t0=$SECONDS
+  # Older bases: only the newest is needed to build images.
   rm -rf "$CACHE"/base-*.tar "$CACHE"/tmp-base-*
   # (mmdebstrap picks the output format from the name: .tar)
   mmdebstrap --quiet --variant=minbase --include="$pkgs" \
@@ -101,6 +102,19 @@ image_inputs() {
 # Vagrant's well-known insecure key and sudo, DHCP on eth0, host keys made at build time since
 # no seed disk comes with `vagrant up`).
 build_image() {
+  # One builder at a time per cache (a test and a developer's lab may start together); the
+  # lock is dropped before any VM starts, so no QEMU process inherits it.
+  mkdir -p "$CACHE"
+  exec 9>>"$CACHE/.lock"
+  flock 9
+  local rc=0
+  build_image_locked "$@" || rc=$?
+  flock -u 9
+  exec 9>&-
+  return $rc
+}
+
+build_image_locked() {
   local variant=${1:-} base key dir f
   for f in $(image_inputs); do
     [ -f "$f" ] || die "$f is missing (the binaries: cargo build --release --bins)"
@@ -108,10 +122,13 @@ build_image() {
   base=$(build_base)
   key=$({ echo "$base $variant"; image_inputs | xargs sha256sum | cut -d' ' -f1; } | sha)
   dir="$CACHE/image${variant:+-$variant}-$key"
-  if [ -f "$dir/rootfs.img" ]; then echo "$dir"; return; fi
+  if [ -f "$dir/rootfs.img" ]; then touch "$dir"; echo "$dir"; return; fi
   log "building the node image $key${variant:+ ($variant)}"
   local t0=$SECONDS tmp
-  rm -rf "$CACHE/image${variant:+-$variant}"-[0-9a-f]*
+  # Images of other inputs: those unused for two days go (a running lab's overlays need
+  # theirs, so an image is never removed as soon as it is superseded).
+  find "$CACHE" -maxdepth 1 -name "image${variant:+-$variant}-[0-9a-f]*" -mmin +2880 \
+    -exec rm -rf {} + 2>/dev/null || true
   tmp="$dir.tmp"
   rm -rf "$tmp"; mkdir -p "$tmp/rootfs"
   local r="$tmp/rootfs"
