@@ -1,7 +1,12 @@
 #!/usr/bin/env bash
 # Installs everything crosspod's build, tests and lab use on a fresh Debian machine.
 # Idempotent: a second run installs nothing new and only refreshes the venv if it is broken.
+# With --vms, also what the lab on real VMs needs (scripts/install-vm-deps.sh: QEMU, mmdebstrap).
 set -euo pipefail
+if [ "${1:-}" = --vms ]; then
+  bash "$(dirname "$0")/install-vm-deps.sh"
+  shift
+fi
 
 PKGS=(openvswitch-switch openvswitch-common nftables iproute2 iputils-ping tcpdump openssl
       postgresql python3-venv python3-pip python3-dev gcc procps psmisc curl jq ca-certificates

@@ -6,14 +6,15 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 CROSSPOD=${CROSSPOD_BIN:-../target/release/crosspod}
+PKI=${CROSSPOD_PKI_DIR:-pki}
 CONTROLLER_IP=${CROSSPOD_CONTROLLER_IP:-192.168.56.24}
 NODES=${CROSSPOD_AGENT_NODES:-node1 node2}
 if [ ! -x "$CROSSPOD" ]; then
   echo "make-pki: $CROSSPOD is missing: run 'cargo build --release' first" >&2
   exit 1
 fi
-"$CROSSPOD" pki --dir pki init
-[ -f pki/controller.pem ] || "$CROSSPOD" pki --dir pki issue --server controller --san "$CONTROLLER_IP,node1,localhost"
+"$CROSSPOD" pki --dir "$PKI" init
+[ -f "$PKI/controller.pem" ] || "$CROSSPOD" pki --dir "$PKI" issue --server controller --san "$CONTROLLER_IP,node1,localhost"
 for n in $NODES; do
-  [ -f "pki/$n.pem" ] || "$CROSSPOD" pki --dir pki issue --node "$n"
+  [ -f "$PKI/$n.pem" ] || "$CROSSPOD" pki --dir "$PKI" issue --node "$n"
 done

@@ -1,18 +1,46 @@
 #!/usr/bin/env bash
-# Plays the multi-pod guide's "How to play", steps 5 to 15, across the Vagrant lab, from the
-# host (in this directory, after `vagrant up`). API calls run on node1 (the controller) with
-# curl; "VMs" are namespaces on node1 and node2 plugged into br-vlan with an iface-id, as
-# os-vif would plug a Nova instance. Ends with vm1 <-> vm2 and ext -> floating IP pings.
+# Plays the multi-pod guide's "How to play", steps 5 to 15, across the VM lab, from the host.
+# Two ways to reach the VMs:
+#   - the QEMU lab: `eval "$(vagrant/vmlab.sh env)"; vagrant/play-guide.sh` (CROSSPOD_VMLAB set:
+#     commands run over ssh with the run directory's ssh_config, API calls from the host to the
+#     forwarded ports CROSSPOD_NEUTRON_URL and CROSSPOD_TRICIRCLE_URL);
+#   - Vagrant: `vagrant up && ./play-guide.sh` in this directory (`vagrant ssh`; API calls run
+#     on node1 with curl).
+# "VMs" are namespaces on node1 and node2 plugged into br-vlan with an iface-id, as os-vif would
+# plug a Nova instance (crosspod-plug-vm, vagrant/plug-vm.sh). Ends with vm1 <-> vm2, vm1 ->
+# the upstream router, and ext -> floating IP pings, each waited for (GUIDE_WAIT seconds).
+# Prints KEY=VALUE lines for callers: VM1_IP, VM2_IP, FLOATING_IP and one
+# `VM=<name> <node> <port id> <mac> <address/prefix> <gateway>` per VM (to re-plug it).
 set -euo pipefail
 cd "$(dirname "$0")"
 TOKEN=${CROSSPOD_ADMIN_TOKEN:-vagrant-admin-token}
+WAIT=${GUIDE_WAIT:-120}
 
-on() { local vm=$1; shift; vagrant ssh "$vm" -c "sudo bash -c $(printf '%q' "$*")" 2>/dev/null; }
-api() { # METHOD URL [JSON]: on node1, prints the response body
-  on node1 "curl -sS --fail-with-body -X $1 '$2' -H 'Content-Type: application/json' -H 'X-Auth-Token: $TOKEN' ${3:+-d '$3'}"
+if [ -n "${CROSSPOD_VMLAB:-}" ]; then
+  on() { local vm=$1; shift; ssh -F "$CROSSPOD_VMLAB/ssh_config" "$vm" "$*"; }
+  api() { # METHOD URL [JSON]: from the host, prints the response body
+    curl -sS --fail-with-body -X "$1" "$2" -H 'Content-Type: application/json' \
+      -H "X-Auth-Token: $TOKEN" ${3:+-d "$3"}
+  }
+  T=${CROSSPOD_TRICIRCLE_URL:?}; N=${CROSSPOD_NEUTRON_URL:?}
+else
+  on() { local vm=$1; shift; vagrant ssh "$vm" -c "sudo bash -c $(printf '%q' "$*")" 2>/dev/null; }
+  api() { # METHOD URL [JSON]: on node1, prints the response body
+    on node1 "curl -sS --fail-with-body -X $1 '$2' -H 'Content-Type: application/json' -H 'X-Auth-Token: $TOKEN' ${3:+-d '$3'}"
+  }
+  T=http://127.0.0.1:19999; N=http://127.0.0.1:20001
+fi
+T0=$SECONDS
+step() { printf '\n== step %s: %s (t=%ss)\n' "$1" "$2" "$((SECONDS - T0))"; }
+# NODE NETNS TARGET: pings (one echo a second) until one answers or GUIDE_WAIT passes.
+wait_ping() {
+  local t=$SECONDS
+  if on "$1" "for i in \$(seq $WAIT); do ip netns exec $2 ping -c1 -W1 $3 >/dev/null && exit 0; sleep 1; done; exit 1"; then
+    echo "$2 on $1 reaches $3 ($((SECONDS - t)) s)"
+  else
+    echo "$2 on $1 does not reach $3 after $WAIT s" >&2; return 1
+  fi
 }
-T=http://127.0.0.1:19999; N=http://127.0.0.1:20001
-step() { printf '\n== step %s: %s\n' "$1" "$2"; }
 
 step 5 "pods"
 api POST $T/v1.0/pods '{"pod": {"region_name":  "CentralRegion"}}'
@@ -31,13 +59,9 @@ boot() { # NODE NAME NET_ID
   port=$(api POST $N/v2.0/ports "{\"port\": {\"name\": \"$2\", \"network_id\": \"$3\", \"device_owner\": \"compute:nova\", \"binding:host_id\": \"$1\"}}")
   mac=$(jq -r .port.mac_address <<<"$port"); ip=$(jq -r '.port.fixed_ips[0].ip_address' <<<"$port")
   gw=$(api GET "$N/v2.0/subnets/$(jq -r '.port.fixed_ips[0].subnet_id' <<<"$port")" | jq -r .subnet.gateway_ip)
-  local id; id=$(jq -r .port.id <<<"$port"); local tap="tap${id:0:11}"
-  on "$1" "ip netns add $2 && ip link add $tap type veth peer name eth0 netns $2 &&
-    ip -n $2 link set eth0 address $mac && ip -n $2 addr add $ip/24 dev eth0 &&
-    ip -n $2 link set eth0 up && ip -n $2 link set lo up && ip link set $tap up &&
-    ip -n $2 route add default via $gw &&
-    ovs-vsctl add-port br-vlan $tap -- set interface $tap external_ids:iface-id=$id external_ids:attached-mac=$mac external_ids:iface-status=active"
-  echo "$2: $ip on $1 (port $id)"
+  local id; id=$(jq -r .port.id <<<"$port")
+  on "$1" "crosspod-plug-vm $2 $id $mac $ip/24 $gw"
+  echo "VM=$2 $1 $id $mac $ip/24 $gw"
   eval "IP_$2=$ip; PORT_$2=$id"
 }
 boot node1 vm1 "$NET1"
@@ -55,14 +79,19 @@ api PUT "$N/v2.0/routers/$R/add_router_interface" "{\"subnet_id\": \"$SUB2\"}" >
 step 12 "gateway"
 api PUT "$N/v2.0/routers/$R" "{\"router\": {\"external_gateway_info\": {\"network_id\": \"$EXT\"}}}" >/dev/null
 
-step 13 "vm1 <-> vm2"
-sleep 5
-on node1 "ip netns exec vm1 ping -c3 $IP_vm2"
-on node2 "ip netns exec vm2 ping -c3 $IP_vm1"
-on node1 "ip netns exec vm1 ping -c3 163.3.124.1"
+step 13 "vm1 <-> vm2, and north-south"
+wait_ping node1 vm1 "$IP_vm2"
+wait_ping node2 vm2 "$IP_vm1"
+wait_ping node1 vm1 163.3.124.1
+wait_ping node2 vm2 163.3.124.1
 
 step "14-15" "floating IP for vm1"
 FIP=$(api POST $N/v2.0/floatingips "{\"floatingip\": {\"floating_network_id\": \"$EXT\", \"port_id\": \"$PORT_vm1\"}}" | jq -r .floatingip.floating_ip_address)
-sleep 5
-on ext "ping -c3 $FIP"
-echo "done: vm1 $IP_vm1 (RegionOne) <-> vm2 $IP_vm2 (RegionTwo); floating IP $FIP reaches vm1 from ext"
+t=$SECONDS
+on ext "for i in \$(seq $WAIT); do ping -c1 -W1 $FIP >/dev/null && exit 0; sleep 1; done; exit 1" \
+  || { echo "ext does not reach the floating IP $FIP after $WAIT s" >&2; exit 1; }
+echo "ext reaches the floating IP $FIP ($((SECONDS - t)) s)"
+echo "VM1_IP=$IP_vm1"
+echo "VM2_IP=$IP_vm2"
+echo "FLOATING_IP=$FIP"
+echo "done in $((SECONDS - T0)) s: vm1 $IP_vm1 (RegionOne) <-> vm2 $IP_vm2 (RegionTwo); floating IP $FIP reaches vm1 from ext"
