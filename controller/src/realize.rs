@@ -827,10 +827,12 @@ async fn allocate(core: &dyn Deps, key: &AllocationKey, intent: &Intent) -> Resu
                         &core.config().network_vlan_ranges,
                     )
                     .await;
-                if let Err(e) = r {
-                    if !e.is_unique_violation() {
-                        return Err(e);
-                    }
+                match r {
+                    Ok(_) => {}
+                    // Made by another controller (or an earlier pass) in the meantime.
+                    Err(e) if e.is_unique_violation() => {}
+                    Err(StoreError::Rule(a)) if a.kind == "NetworkExists" => {}
+                    Err(e) => return Err(e),
                 }
             }
             let cidr = store
