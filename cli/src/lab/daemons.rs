@@ -223,6 +223,44 @@ pub fn run(cmd: &mut Command, what: &str) -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
+/// [`run`] for a command that may never finish: an OVS daemon started with `--detach` returns
+/// only once it is ready, and an ovs-vswitchd whose database is gone waits for it forever.
+/// Past `timeout` the command is killed and this fails naming `what` and `log`.
+pub fn run_bounded(cmd: &mut Command, what: &str, timeout: Duration, log: &Path) -> Result<()> {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("{what}: could not run {:?}", cmd.get_program()))?;
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(status) = child.try_wait().context("waiting for the child")? {
+            if status.success() {
+                return Ok(());
+            }
+            let mut err = String::new();
+            if let Some(mut e) = child.stderr.take() {
+                let _ = std::io::Read::read_to_string(&mut e, &mut err);
+            }
+            bail!(
+                "{what}: {:?} failed ({status}): {}",
+                cmd.get_program(),
+                err.trim()
+            );
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!(
+                "{what}: not ready within {timeout:?} (killed); see {}",
+                log.display()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// Waits until `path` exists (a socket a daemon creates), up to `timeout`.
 pub fn wait_for_path(path: &Path, timeout: Duration) -> bool {
     let deadline = Instant::now() + timeout;
@@ -233,6 +271,42 @@ pub fn wait_for_path(path: &Path, timeout: Duration) -> bool {
         std::thread::sleep(Duration::from_millis(20));
     }
     true
+}
+
+#[cfg(test)]
+mod bounded_tests {
+    use std::process::Command;
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn run_bounded_passes_finishes_fails_and_times_out() {
+        let log = std::path::Path::new("/dev/null");
+        super::run_bounded(
+            &mut Command::new("true"),
+            "true",
+            Duration::from_secs(5),
+            log,
+        )
+        .expect("true finishes");
+        let e = super::run_bounded(
+            &mut Command::new("false"),
+            "false",
+            Duration::from_secs(5),
+            log,
+        )
+        .expect_err("false fails");
+        assert!(e.to_string().contains("failed"), "{e}");
+        let t = Instant::now();
+        let e = super::run_bounded(
+            Command::new("sleep").arg("30"),
+            "a sleeper",
+            Duration::from_millis(300),
+            log,
+        )
+        .expect_err("the sleeper is cut off");
+        assert!(e.to_string().contains("not ready within"), "{e}");
+        assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+    }
 }
 
 #[cfg(test)]

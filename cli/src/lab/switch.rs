@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 
-use super::daemons::{command_in, run, wait_for_path, Daemon};
+use super::daemons::{command_in, run, run_bounded, wait_for_path, Daemon};
 use super::state::Layout;
 use crate::ovsdb::Ovsdb;
 
@@ -134,7 +134,13 @@ impl Switch {
                     self.dir.join("ovs-vswitchd.ctl").display()
                 ))
                 .arg("--detach");
-            run(&mut cmd, &format!("starting {}", vswitchd.name))?;
+            // Returns once ready; without its database it would wait for ever.
+            run_bounded(
+                &mut cmd,
+                &format!("starting {}", vswitchd.name),
+                Duration::from_secs(60),
+                &vswitchd.log,
+            )?;
             started.push(vswitchd.name.clone());
         }
         Ok(started)
