@@ -41,11 +41,10 @@ pub fn parse(s: &str) -> Option<String> {
     Some(format_mac(b))
 }
 
-/// Whether a (parsed) MAC is a unicast one: the group bit of its first octet is clear.
+/// Whether a (parsed) MAC is a unicast one: the planner's rule, which keeps the other kind
+/// out of the data plane.
 pub fn is_unicast(mac: &str) -> bool {
-    mac.get(..2)
-        .and_then(|o| u8::from_str_radix(o, 16).ok())
-        .is_some_and(|o| o & 1 == 0)
+    planner::is_unicast_mac(mac)
 }
 
 #[cfg(test)]

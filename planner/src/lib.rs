@@ -35,6 +35,7 @@ pub use alloc::{
 pub use change::{affected_nodes, Change};
 pub use error::ValidationError;
 pub use incremental::replan;
+pub use plan::is_unicast_mac;
 pub use snapshot::*;
 pub use validate::{validate, validate_floating_ip, validate_port, validate_router};
 pub use wire::NodeDesiredState;

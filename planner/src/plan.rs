@@ -503,8 +503,9 @@ fn plan_gateway<'a>(
     true
 }
 
-/// Whether `mac` (`aa:bb:...`) is unicast: the group bit of its first octet is clear.
-fn is_unicast_mac(mac: &str) -> bool {
+/// Whether `mac` (`aa:bb:...`) is unicast: the group bit of its first octet is clear. The
+/// controller's API asks the same question of a router interface's port.
+pub fn is_unicast_mac(mac: &str) -> bool {
     mac.get(..2)
         .and_then(|o| u8::from_str_radix(o, 16).ok())
         .is_some_and(|o| o & 1 == 0)
