@@ -485,33 +485,14 @@ impl Store {
                 format!("Unable to complete operation on address scope {id}. There are one or more subnet pools in use on the address scope."),
             )
         };
-        let mut w = self.begin_write().await?;
-        if !lock_row(&mut w, "address_scopes", id).await? {
-            return Err(scope_not_found(id).into());
-        }
-        let row = sqlx::query("SELECT COUNT(*) AS n FROM subnetpools WHERE address_scope_id = $1")
-            .bind(id.to_string())
-            .fetch_one(&mut *w.tx)
-            .await
-            .map_err(StoreError::db(format!(
-                "counting the pools of address scope {id}"
-            )))?;
-        if col_i(&row, "n")? > 0 {
-            return Err(in_use().into());
-        }
-        sqlx::query("DELETE FROM address_scopes WHERE id = $1")
-            .bind(id.to_string())
-            .execute(&mut *w.tx)
-            .await
-            .map_err(|e| {
-                let err = StoreError::db(format!("deleting address scope {id}"))(e);
-                if err.is_foreign_key_violation() {
-                    in_use().into()
-                } else {
-                    err
-                }
-            })?;
-        w.commit().await?;
+        self.delete_unreferenced(
+            ("address_scopes", "address scope"),
+            ("subnetpools", "address_scope_id", "pools"),
+            id,
+            || scope_not_found(id),
+            in_use,
+        )
+        .await?;
         tracing::info!(scope = id, "address scope deleted");
         Ok(())
     }
@@ -695,33 +676,57 @@ impl Store {
                 "Unable to delete subnet pool: Subnet pool has existing allocations.",
             )
         };
+        self.delete_unreferenced(
+            ("subnetpools", "subnet pool"),
+            ("subnets", "subnetpool_id", "subnets"),
+            id,
+            || pool_not_found(id),
+            in_use,
+        )
+        .await?;
+        tracing::info!(pool = id, "subnet pool deleted");
+        Ok(())
+    }
+    /// Delete row `id` of `table` (named `what` in errors) unless a row of `user` still names
+    /// it in `column`: under the row's lock, `in_use()` when one does, and also when a
+    /// concurrent insert makes the delete hit the foreign key; `not_found()` when it is gone.
+    async fn delete_unreferenced(
+        &self,
+        (table, what): (&str, &str),
+        (user, column, users): (&str, &str, &str),
+        id: &str,
+        not_found: impl Fn() -> DomainError,
+        in_use: impl Fn() -> DomainError,
+    ) -> Result<(), StoreError> {
         let mut w = self.begin_write().await?;
-        if !lock_row(&mut w, "subnetpools", id).await? {
-            return Err(pool_not_found(id).into());
+        if !lock_row(&mut w, table, id).await? {
+            return Err(not_found().into());
         }
-        let row = sqlx::query("SELECT COUNT(*) AS n FROM subnets WHERE subnetpool_id = $1")
-            .bind(id.to_string())
-            .fetch_one(&mut *w.tx)
-            .await
-            .map_err(StoreError::db(format!("counting the subnets of pool {id}")))?;
+        let row = sqlx::query(&format!(
+            "SELECT COUNT(*) AS n FROM {user} WHERE {column} = $1"
+        ))
+        .bind(id.to_string())
+        .fetch_one(&mut *w.tx)
+        .await
+        .map_err(StoreError::db(format!(
+            "counting the {users} of {what} {id}"
+        )))?;
         if col_i(&row, "n")? > 0 {
             return Err(in_use().into());
         }
-        sqlx::query("DELETE FROM subnetpools WHERE id = $1")
+        sqlx::query(&format!("DELETE FROM {table} WHERE id = $1"))
             .bind(id.to_string())
             .execute(&mut *w.tx)
             .await
             .map_err(|e| {
-                let err = StoreError::db(format!("deleting subnet pool {id}"))(e);
+                let err = StoreError::db(format!("deleting {what} {id}"))(e);
                 if err.is_foreign_key_violation() {
                     in_use().into()
                 } else {
                     err
                 }
             })?;
-        w.commit().await?;
-        tracing::info!(pool = id, "subnet pool deleted");
-        Ok(())
+        w.commit().await
     }
 }
 
