@@ -244,6 +244,7 @@ mod tests {
                 network_id: "n1".into(),
                 mac: "fa:16:3e:00:00:09".into(),
                 fixed_ips: vec![],
+                security: None,
             },
         );
         s.routers.insert(

@@ -595,6 +595,7 @@ mod tests {
                 network_id: "n1".into(),
                 mac: "fa:16:3e:00:00:11".into(),
                 fixed_ips: vec!["10.0.1.11".parse().unwrap()],
+                security: None,
             },
         );
         let mut r1 = router(R1, "1", 1);

@@ -73,6 +73,7 @@ pub(crate) fn plan_node(t: &Topology<'_>, node: &Node) -> NodeDesiredState {
                 network_id: net.id.clone(),
                 mac: port.mac.clone(),
                 fixed_ips: port.fixed_ips.iter().map(|f| f.ip_address).collect(),
+                security: None,
             },
         );
     }

@@ -15,6 +15,14 @@ pub fn router_namespace(router_id: &str) -> String {
     format!("{ROUTER_NS_PREFIX}{router_id}")
 }
 
+/// Prefix of DHCP namespaces, before the network id (the agent may add a lab prefix in front).
+pub const DHCP_NS_PREFIX: &str = "qdhcp-";
+
+/// The namespace of a network's DHCP server: `qdhcp-<network id>`, as Neutron names it.
+pub fn dhcp_namespace(network_id: &str) -> String {
+    format!("{DHCP_NS_PREFIX}{network_id}")
+}
+
 /// An interface name: a 3-byte prefix such as `qr-` and the first 11 bytes of `id` (as Neutron
 /// does), cut on a character boundary so the result is at most [`MAX_IFNAME`] bytes.
 pub fn ifname(prefix: &str, id: &str) -> String {

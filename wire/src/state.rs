@@ -40,6 +40,14 @@ pub struct NodeDesiredState {
     /// Router instances hosted on this node, by router id.
     #[serde(default)]
     pub routers: BTreeMap<String, RouterInstance>,
+    /// DHCP servers this node runs, by network id: one per (network, pod), on the node of the
+    /// pod the planner chose, each answering only the ports that pod serves.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub dhcp: BTreeMap<String, DhcpServer>,
+    /// Security groups the node enforces, by group id: those of its bound ports, and those the
+    /// rules of these groups name as `remote_group_id` (for their members).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub security_groups: BTreeMap<String, SecurityGroup>,
 }
 
 impl NodeDesiredState {
@@ -50,6 +58,8 @@ impl NodeDesiredState {
             && self.bridges == other.bridges
             && self.ports == other.ports
             && self.routers == other.routers
+            && self.dhcp == other.dhcp
+            && self.security_groups == other.security_groups
     }
 }
 
@@ -84,6 +94,167 @@ pub struct PortBinding {
     /// Fixed IPs of the port.
     #[serde(default)]
     pub fixed_ips: Vec<IpAddr>,
+    /// Port security to enforce; `None` when the port has `port_security_enabled` false (all
+    /// traffic passes, as in Neutron).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub security: Option<PortSecurity>,
+}
+
+/// What a port with port security may send and which groups filter it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortSecurity {
+    /// (MAC, address or prefix) pairs the port may send from: its MAC with each fixed IP, then
+    /// its `allowed_address_pairs`; sorted. IPv6 link-local from the MAC is implied.
+    #[serde(default)]
+    pub allowed: Vec<AllowedAddress>,
+    /// Security group ids, sorted; empty means nothing is allowed in or out beyond
+    /// anti-spoofed ARP/ND (Neutron's behaviour for a port with no groups).
+    #[serde(default)]
+    pub security_groups: Vec<String>,
+    /// Conntrack zone of the port's network on this node: unique per network on the node and
+    /// stable while the network stays there, so two projects reusing one CIDR never share
+    /// conntrack entries.
+    pub ct_zone: u16,
+}
+
+/// A source a port may use.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct AllowedAddress {
+    /// Source MAC.
+    pub mac: String,
+    /// Source address or prefix.
+    pub ip: IpNet,
+}
+
+/// One security group as a node needs it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecurityGroup {
+    /// Rules, sorted by rule id.
+    #[serde(default)]
+    pub rules: Vec<SecurityGroupRule>,
+    /// Addresses of every port in the group, in every pod (fixed IPs and allowed address pairs):
+    /// what a rule with this group as `remote_group_id` matches. Filled only for groups some
+    /// rule on this node names as its remote group.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub members: BTreeSet<IpNet>,
+}
+
+/// Traffic direction of a rule, seen from the VM.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    /// Into the VM.
+    Ingress,
+    /// Out of the VM.
+    Egress,
+}
+
+/// Neutron's `ethertype`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum EtherType {
+    /// IPv4.
+    IPv4,
+    /// IPv6.
+    IPv6,
+}
+
+/// A security group rule, normalised: protocol as a number, ports as a range.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct SecurityGroupRule {
+    /// Rule id (the flows of a rule carry it, so removing it removes exactly its flows).
+    pub id: String,
+    /// Direction.
+    pub direction: Direction,
+    /// Ether type.
+    pub ethertype: EtherType,
+    /// IP protocol number; `None` for any.
+    #[serde(default)]
+    pub protocol: Option<u8>,
+    /// TCP/UDP/SCTP: lowest port; ICMP: the type.
+    #[serde(default)]
+    pub port_range_min: Option<u16>,
+    /// TCP/UDP/SCTP: highest port; ICMP: the code.
+    #[serde(default)]
+    pub port_range_max: Option<u16>,
+    /// Remote prefix; `None` with no remote group means any.
+    #[serde(default)]
+    pub remote_ip_prefix: Option<IpNet>,
+    /// Remote group: its [`SecurityGroup::members`] on this node.
+    #[serde(default)]
+    pub remote_group_id: Option<String>,
+}
+
+/// The DHCP server of one network in one pod: a namespace with one leg on the network, holding
+/// the network's `network:dhcp` port (one IP per DHCP-enabled subnet, reserved by the
+/// controller so the servers of different pods never collide).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DhcpServer {
+    /// Network id.
+    pub network_id: String,
+    /// The `network:dhcp` port's id.
+    pub port_id: String,
+    /// Namespace name without the agent's lab prefix: `qdhcp-<network id>`.
+    pub namespace: String,
+    /// OVS bridge the node-side end is plugged into.
+    pub bridge: String,
+    /// VLAN tag of the node-side end; `None` for a flat network.
+    pub tag: Option<u16>,
+    /// MAC of the namespace-side end (the DHCP port's MAC).
+    pub mac: String,
+    /// Interface name inside the namespace (`ns-` + 11 characters of the port id).
+    pub ns_ifname: String,
+    /// Interface name of the node-side end (`tap` + 11 characters of the port id).
+    pub ovs_ifname: String,
+    /// The network's MTU (option 26), if set.
+    #[serde(default)]
+    pub mtu: Option<u16>,
+    /// Lease time handed out, in seconds.
+    pub lease_seconds: u32,
+    /// DHCP-enabled IPv4 subnets of the network, sorted by subnet id.
+    #[serde(default)]
+    pub subnets: Vec<DhcpSubnet>,
+    /// Static leases: the ports this server answers (bound in this pod; unbound ones in the
+    /// network's primary pod), sorted by (MAC, address). Any other MAC gets no answer.
+    #[serde(default)]
+    pub hosts: Vec<DhcpHost>,
+}
+
+/// What a DHCP server hands out for one subnet.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DhcpSubnet {
+    /// Subnet id.
+    pub subnet_id: String,
+    /// CIDR (the mask, option 1).
+    pub cidr: IpNet,
+    /// The DHCP port's address on this subnet (server identifier, option 54).
+    pub server_address: IpAddr,
+    /// Router (option 3): this pod's router leg on the subnet when the router has an instance
+    /// here, else the subnet's `gateway_ip`; `None` when `gateway_ip` is null.
+    #[serde(default)]
+    pub router: Option<IpAddr>,
+    /// DNS servers (option 6), in the subnet's order.
+    #[serde(default)]
+    pub dns_nameservers: Vec<IpAddr>,
+    /// Host routes (option 121, with the default route added by the server when `router` is
+    /// set), in the subnet's order.
+    #[serde(default)]
+    pub host_routes: Vec<Route>,
+}
+
+/// One static lease.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct DhcpHost {
+    /// Client MAC.
+    pub mac: String,
+    /// The port's fixed IP on one of the server's subnets.
+    pub ip: IpAddr,
+    /// Subnet of `ip`.
+    pub subnet_id: String,
+    /// Port id.
+    pub port_id: String,
+    /// Host name (option 12), if the port has one.
+    #[serde(default)]
+    pub hostname: Option<String>,
 }
 
 /// One router instance: a namespace holding the legs of one router in one pod.

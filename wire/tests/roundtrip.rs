@@ -29,6 +29,7 @@ fn sample_state() -> NodeDesiredState {
             network_id: "net2".into(),
             mac: "fa:16:3e:00:00:02".into(),
             fixed_ips: vec!["10.0.2.12".parse().unwrap()],
+            security: None,
         },
     );
     s.routers.insert(
