@@ -215,6 +215,21 @@ struct UpArgs {
     /// VLAN of the external network on eth2 (0: untagged, for a flat external network).
     #[arg(long, env = "CROSSPOD_UPSTREAM_VLAN", default_value_t = 3001)]
     upstream_vlan: u16,
+    /// RegionOne's own upstream router (node1's eth2), for an external network in each pod
+    /// (Tricircle's multi-gateway topology).
+    #[arg(
+        long,
+        env = "CROSSPOD_REGION_ONE_UPSTREAM_GATEWAY",
+        default_value = "163.3.125.1/24"
+    )]
+    region_one_upstream_gateway: IpNet,
+    /// VLAN of RegionOne's external network on node1's eth2 (0: untagged).
+    #[arg(
+        long,
+        env = "CROSSPOD_REGION_ONE_UPSTREAM_VLAN",
+        default_value_t = 3002
+    )]
+    region_one_upstream_vlan: u16,
     /// The controller binary [default: crosspod-controller next to this program].
     #[arg(long, env = "CROSSPOD_CONTROLLER_BIN")]
     controller_bin: Option<PathBuf>,
@@ -396,6 +411,8 @@ fn run_lab(l: LabArgs, as_json: bool) -> Result<ExitCode> {
                 tls: u.tls,
                 upstream_gateway: u.upstream_gateway,
                 upstream_vlan: u.upstream_vlan,
+                region_one_upstream_gateway: u.region_one_upstream_gateway,
+                region_one_upstream_vlan: u.region_one_upstream_vlan,
                 controller_bin: u
                     .controller_bin
                     .unwrap_or_else(|| lab::sibling_binary("crosspod-controller")),

@@ -32,11 +32,14 @@ fn lab_up_builds_nodes_cables_and_upstream_and_reports_missing_daemons() {
         // Each instance's own ovsdb-server answers on its own socket.
         lab.vsctl(inst, &["show"]);
     }
-    assert_eq!(lab.vsctl("node1", &["list-br"]).trim(), "br-vlan");
-    assert_eq!(
-        lab.vsctl("node2", &["list-br"]).lines().collect::<Vec<_>>(),
-        vec!["br-ext", "br-vlan"]
-    );
+    // Each pod has its own way out (Tricircle's multi-gateway topology needs it).
+    for node in ["node1", "node2"] {
+        assert_eq!(
+            lab.vsctl(node, &["list-br"]).lines().collect::<Vec<_>>(),
+            vec!["br-ext", "br-vlan"]
+        );
+        assert_eq!(lab.vsctl(node, &["port-to-br", "eth2"]).trim(), "br-ext");
+    }
     for node in ["node1", "node2"] {
         assert_eq!(lab.vsctl(node, &["port-to-br", "eth1"]).trim(), "br-vlan");
         let link = ok(Command::new("ip").args(["-n", &lab.ns(node), "-o", "link", "show", "eth1"]));
@@ -107,6 +110,34 @@ fn lab_up_builds_nodes_cables_and_upstream_and_reports_missing_daemons() {
         !st.status.success(),
         "upstream router answered on the wrong VLAN"
     );
+
+    // RegionOne's upstream (163.3.125.1 on VLAN 3002) is reached through node1's eth2, not
+    // through node2's: the same test leg moved to node1's br-ext.
+    lab.vsctl("node2", &["del-port", "br-ext", "tlegp"]);
+    ok(Command::new("ip").args([
+        "-n",
+        &lab.ns("node2"),
+        "link",
+        "set",
+        "tlegp",
+        "netns",
+        &lab.ns("node1"),
+    ]));
+    ok(Command::new("ip").args(["-n", &lab.ns("node1"), "link", "set", "tlegp", "up"]));
+    ok(Command::new("ip").args([
+        "-n",
+        &leg.0,
+        "addr",
+        "add",
+        "163.3.125.77/24",
+        "dev",
+        "tleg0",
+    ]));
+    lab.vsctl("node1", &["add-port", "br-ext", "tlegp", "tag=3002"]);
+    ok(&mut in_ns(
+        &leg.0,
+        &["ping", "-c", "2", "-W", "3", "163.3.125.1"],
+    ));
 }
 
 #[test]
@@ -322,9 +353,12 @@ fn lab_up_repairs_a_lab_whose_daemons_died_and_namespaces_vanished() {
     for (inst, ifname) in [
         ("node1", "eth1"),
         ("node2", "eth1"),
+        ("node1", "eth2"),
         ("node2", "eth2"),
         ("ext", "eth2"),
+        ("ext", "eth3"),
         ("ext", "gwp"),
+        ("ext", "gw1p"),
     ] {
         let link = ok(Command::new("ip").args(["-n", &lab.ns(inst), "-o", "link", "show", ifname]));
         assert!(
@@ -335,6 +369,8 @@ fn lab_up_repairs_a_lab_whose_daemons_died_and_namespaces_vanished() {
     assert_eq!(lab.vsctl("node2", &["port-to-br", "eth2"]).trim(), "br-ext");
     let addr = ok(Command::new("ip").args(["-n", &lab.ns("ext"), "-o", "addr", "show", "gw0"]));
     assert!(addr.contains("163.3.124.1/24"), "{addr}");
+    let addr = ok(Command::new("ip").args(["-n", &lab.ns("ext"), "-o", "addr", "show", "gw1"]));
+    assert!(addr.contains("163.3.125.1/24"), "{addr}");
     let again = ok(&mut lab.up_cmd(Path::new(NO_BIN), Path::new(NO_BIN)));
     assert!(again.contains("nothing changed"), "{again}");
 }

@@ -1,7 +1,7 @@
 //! The lab's cables: veth pairs whose ends are created directly in the two namespaces they
 //! join (no temporary names in the root namespace), marked `crosspod:lab`, and plugged into
 //! the bridges at each end. `eth1` joins node1's and node2's br-vlan (the provider VLAN
-//! network); `eth2` joins node2's br-ext to the upstream switch in `ext`.
+//! network); each node's `eth2` joins its br-ext to the upstream switch in `ext`.
 
 use anyhow::{Context, Result};
 use plumbing::{Netns, VethEnd, VethSpec};

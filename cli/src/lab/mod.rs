@@ -44,6 +44,10 @@ pub struct UpOptions {
     pub upstream_gateway: IpNet,
     /// External VLAN on eth2 (0 = untagged).
     pub upstream_vlan: u16,
+    /// RegionOne's upstream router address/prefix (node1's eth2).
+    pub region_one_upstream_gateway: IpNet,
+    /// RegionOne's external VLAN on node1's eth2 (0 = untagged).
+    pub region_one_upstream_vlan: u16,
     /// Controller binary.
     pub controller_bin: PathBuf,
     /// Agent binary.
@@ -112,8 +116,8 @@ fn new_state(o: &UpOptions, created_dir: bool) -> Result<LabState> {
                 "node1",
                 "RegionOne",
                 "az1",
-                "bridge:br-vlan",
-                "br-vlan:eth1",
+                "bridge:br-vlan,extern:br-ext",
+                "br-vlan:eth1,br-ext:eth2",
             )?,
             node(
                 "node2",
@@ -127,6 +131,10 @@ fn new_state(o: &UpOptions, created_dir: bool) -> Result<LabState> {
             gateway: o.upstream_gateway,
             vlan: o.upstream_vlan,
         },
+        region_one_upstream: Some(UpstreamSpec {
+            gateway: o.region_one_upstream_gateway,
+            vlan: o.region_one_upstream_vlan,
+        }),
         namespaces: Vec::new(),
     })
 }
@@ -189,10 +197,25 @@ pub fn up(o: &UpOptions) -> Result<UpReport> {
         bail!("lab up creates namespaces, veths and OVS daemons: run it as root");
     }
     check_prerequisites()?;
-    if o.upstream_vlan > 4094 {
+    for (flag, vlan) in [
+        ("--upstream-vlan", o.upstream_vlan),
+        ("--region-one-upstream-vlan", o.region_one_upstream_vlan),
+    ] {
+        if vlan > 4094 {
+            bail!("{flag} {vlan} is not a VLAN id (0..=4094; 0 = untagged)");
+        }
+    }
+    if o.upstream_gateway
+        .trunc()
+        .contains(&o.region_one_upstream_gateway.addr())
+        || o.region_one_upstream_gateway
+            .trunc()
+            .contains(&o.upstream_gateway.addr())
+    {
         bail!(
-            "--upstream-vlan {} is not a VLAN id (0..=4094; 0 = untagged)",
-            o.upstream_vlan
+            "--upstream-gateway {} and --region-one-upstream-gateway {} overlap: each pod's external network needs a subnet of its own",
+            o.upstream_gateway,
+            o.region_one_upstream_gateway
         );
     }
     let mut rep = UpReport::default();
@@ -223,6 +246,10 @@ pub fn up(o: &UpOptions) -> Result<UpReport> {
                 && st.neutron_port == o.neutron_port
                 && st.upstream.gateway == o.upstream_gateway
                 && st.upstream.vlan == o.upstream_vlan
+                && st.region_one_upstream.as_ref().is_none_or(|u| {
+                    u.gateway == o.region_one_upstream_gateway
+                        && u.vlan == o.region_one_upstream_vlan
+                })
                 && st.tls == o.tls
                 && st.keystone_port.is_some() == o.keystone;
             if !same {
@@ -297,6 +324,7 @@ pub fn up(o: &UpOptions) -> Result<UpReport> {
     // Bridges.
     for (sw, vs, br) in [
         (n1, &v1, "br-vlan"),
+        (n1, &v1, "br-ext"),
         (n2, &v2, "br-vlan"),
         (n2, &v2, "br-ext"),
         (ext, &vx, upstream::UPSTREAM_BRIDGE),
@@ -343,12 +371,51 @@ pub fn up(o: &UpOptions) -> Result<UpReport> {
         progress("cable eth2 node2 (br-ext) <-> ext");
         rep.changes.push("cable eth2".into());
     }
-    if upstream::ensure_upstream(&ext.netns, &vx, &st.upstream)? {
+    if upstream::ensure_upstream(
+        &ext.netns,
+        &vx,
+        &st.upstream,
+        upstream::LEG_PORT,
+        upstream::LEG_IF,
+    )? {
         progress(format!(
             "upstream router {} on VLAN {} in {}",
             st.upstream.gateway, st.upstream.vlan, ext.netns
         ));
         rep.changes.push("upstream router".into());
+    }
+    // RegionOne's own way out: node1 br-ext <-> ext br-up (eth3 there), and a second leg.
+    if let Some(up1) = st.region_one_upstream.clone() {
+        if ensure_cable(
+            &CableEnd {
+                netns: &n1.netns,
+                ifname: "eth2",
+                bridge: Some((&v1, "br-ext")),
+                tag: None,
+            },
+            &CableEnd {
+                netns: &ext.netns,
+                ifname: upstream::REGION_ONE_CABLE,
+                bridge: Some((&vx, upstream::UPSTREAM_BRIDGE)),
+                tag: None,
+            },
+        )? {
+            progress("cable eth2 node1 (br-ext) <-> ext");
+            rep.changes.push("cable eth2 of node1".into());
+        }
+        if upstream::ensure_upstream(
+            &ext.netns,
+            &vx,
+            &up1,
+            upstream::REGION_ONE_LEG_PORT,
+            upstream::REGION_ONE_LEG_IF,
+        )? {
+            progress(format!(
+                "RegionOne's upstream router {} on VLAN {} in {}",
+                up1.gateway, up1.vlan, ext.netns
+            ));
+            rep.changes.push("RegionOne's upstream router".into());
+        }
     }
 
     // The agent channel's PKI: a CA, the controller's server certificate, one client

@@ -77,8 +77,12 @@ pub struct LabState {
     pub keystone_port: Option<u16>,
     /// The simulated nodes.
     pub nodes: Vec<NodeSpec>,
-    /// The upstream router.
+    /// The upstream router of RegionTwo's external network (eth2 of node2).
     pub upstream: UpstreamSpec,
+    /// RegionOne's own upstream (eth2 of node1), for topologies with an external network in
+    /// each pod (Tricircle's multi-gateway); `None` in labs made before it existed.
+    #[serde(default)]
+    pub region_one_upstream: Option<UpstreamSpec>,
     /// Namespaces this lab created, in creation order (only these are deleted by `down`).
     pub namespaces: Vec<String>,
 }

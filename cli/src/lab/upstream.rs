@@ -1,7 +1,9 @@
-//! The upstream side of eth2: the `ext` namespace runs a third OVS because the kernel here
-//! cannot untag VLANs (no 8021q, no VLAN filtering). eth2 arrives on ext's bridge as a trunk;
-//! a veth pair with both ends in `ext` gives the upstream router its leg: `gwp` on the bridge
-//! with the external VLAN as tag, `gw0` holding the router's address (163.3.124.1/24).
+//! The upstream side of the nodes' eth2: the `ext` namespace runs a third OVS because the
+//! kernel here cannot untag VLANs (no 8021q, no VLAN filtering). node2's eth2 arrives on ext's
+//! bridge as a trunk (`eth2`), node1's too (`eth3`); a veth pair with both ends in `ext` gives
+//! each upstream its leg: `gwp` on the bridge with RegionTwo's external VLAN as tag, `gw0`
+//! holding that router's address (163.3.124.1/24); `gw1p`/`gw1` the same for RegionOne's own
+//! external network (163.3.125.1/24 on VLAN 3002), used when each pod has its own gateway.
 
 use anyhow::{Context, Result};
 use plumbing::{Handle, Netns};
@@ -16,30 +18,43 @@ pub const UPSTREAM_BRIDGE: &str = "br-up";
 pub const LEG_PORT: &str = "gwp";
 /// The router leg's address-holding end.
 pub const LEG_IF: &str = "gw0";
+/// RegionOne's upstream leg: bridge-side end.
+pub const REGION_ONE_LEG_PORT: &str = "gw1p";
+/// RegionOne's upstream leg: address-holding end.
+pub const REGION_ONE_LEG_IF: &str = "gw1";
+/// Where node1's eth2 lands in `ext`.
+pub const REGION_ONE_CABLE: &str = "eth3";
 
-/// Makes the upstream bridge and router leg exist in namespace `netns` (whose OVS is reached
-/// through `db`). Returns whether anything changed.
-pub fn ensure_upstream(netns: &str, db: &Ovsdb, spec: &UpstreamSpec) -> Result<bool> {
+/// Makes the upstream bridge and one router leg (`leg_port` on the bridge, `leg_if` holding the
+/// address) exist in namespace `netns` (whose OVS is reached through `db`). Returns whether
+/// anything changed.
+pub fn ensure_upstream(
+    netns: &str,
+    db: &Ovsdb,
+    spec: &UpstreamSpec,
+    leg_port: &str,
+    leg_if: &str,
+) -> Result<bool> {
     let mut changed = db.ensure_netdev_bridge(UPSTREAM_BRIDGE)?;
     changed |= ensure_cable(
         &CableEnd {
             netns,
-            ifname: LEG_PORT,
+            ifname: leg_port,
             bridge: Some((db, UPSTREAM_BRIDGE)),
             tag: (spec.vlan != 0).then_some(spec.vlan),
         },
         &CableEnd {
             netns,
-            ifname: LEG_IF,
+            ifname: leg_if,
             bridge: None,
             tag: None,
         },
     )?;
     let mut h = Handle::new(&Netns::named(netns))?;
-    let have = h.link_addresses(LEG_IF)?;
+    let have = h.link_addresses(leg_if)?;
     if !have.contains(&spec.gateway) {
-        h.replace_address(LEG_IF, spec.gateway)
-            .with_context(|| format!("giving {} to {LEG_IF}@{netns}", spec.gateway))?;
+        h.replace_address(leg_if, spec.gateway)
+            .with_context(|| format!("giving {} to {leg_if}@{netns}", spec.gateway))?;
         changed = true;
     }
     Ok(changed)
