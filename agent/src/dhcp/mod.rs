@@ -194,7 +194,12 @@ impl DhcpService {
             if !matches!(state.get(ns), Some(NsState::Ready | NsState::Remade)) {
                 continue;
             }
-            let sock = match plumbing::udp::bind_in(&Netns::named(ns.clone()), &w.ns_ifname, SERVER_PORT) {
+            let sock = match plumbing::udp::bind_in(
+                &Netns::named(ns.clone()),
+                &w.ns_ifname,
+                SERVER_PORT,
+                true,
+            ) {
                 Ok(s) => s,
                 Err(e) => {
                     tracing::warn!(netns = %ns, error = %e, "DHCP server cannot listen");
