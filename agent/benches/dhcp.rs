@@ -74,7 +74,12 @@ fn client(dev: &str) -> std::io::Result<UdpSocket> {
     Ok(s.into())
 }
 
-fn message(kind: MessageType, mac: [u8; 6], xid: u32, req: Option<(Ipv4Addr, Ipv4Addr)>) -> Vec<u8> {
+fn message(
+    kind: MessageType,
+    mac: [u8; 6],
+    xid: u32,
+    req: Option<(Ipv4Addr, Ipv4Addr)>,
+) -> Vec<u8> {
     let mut m = Message::new_with_id(
         xid,
         Ipv4Addr::UNSPECIFIED,
@@ -143,7 +148,15 @@ fn dora(s: &UdpSocket, mac: [u8; 6], xid: u32, timeout: Duration) -> Option<(Dur
         Some(DhcpOption::ServerIdentifier(ip)) => *ip,
         _ => return None,
     };
-    send(s, &message(MessageType::Request, mac, xid, Some((offer.yiaddr(), server))));
+    send(
+        s,
+        &message(
+            MessageType::Request,
+            mac,
+            xid,
+            Some((offer.yiaddr(), server)),
+        ),
+    );
     wait_reply(s, xid, MessageType::Ack, timeout)?;
     Some((t1, t0.elapsed()))
 }
@@ -239,8 +252,20 @@ fn main() {
     let agent = Command::new(env!("CARGO_BIN_EXE_crosspod-agent"))
         .args(["--pod", "RegionOne", "--node", "n1", "--desired-file"])
         .arg(&file)
-        .args(["--ovsdb", &sb.db_arg(), "--node-netns", &node, "--netns-prefix", &prefix])
-        .args(["--bridge-mappings", "bridge:br-vlan", "--datapath-type", "netdev"])
+        .args([
+            "--ovsdb",
+            &sb.db_arg(),
+            "--node-netns",
+            &node,
+            "--netns-prefix",
+            &prefix,
+        ])
+        .args([
+            "--bridge-mappings",
+            "bridge:br-vlan",
+            "--datapath-type",
+            "netdev",
+        ])
         .args(["--metrics-bind", ""])
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
@@ -277,7 +302,10 @@ fn main() {
                     socks[i] = client(&format!("td{tag2}{i}")).ok();
                 }
                 if let Some(s) = &socks[i] {
-                    send(s, &message(MessageType::Discover, host_mac(i), i as u32, None));
+                    send(
+                        s,
+                        &message(MessageType::Discover, host_mac(i), i as u32, None),
+                    );
                 }
             }
             std::thread::sleep(Duration::from_millis(100));
@@ -300,13 +328,31 @@ fn main() {
     let thr1 = status_kb(pid, "Threads:");
     let kids1 = children(pid);
     row(&format!("DHCP servers answering (of {n})"), ok.to_string());
-    row("time until the first answers (s)", format!("{:.2}", first.as_secs_f64()));
-    row(&format!("time until all {n} answer (s)"), format!("{:.2}", all.as_secs_f64()));
-    row("agent RSS with 0 servers (MiB)", format!("{:.1}", rss0 as f64 / 1024.0));
-    row(&format!("agent RSS with {n} servers (MiB)"), format!("{:.1}", rss1 as f64 / 1024.0));
-    row("agent RSS added per server (KiB)", format!("{:.1}", (rss1 as f64 - rss0 as f64) / n as f64));
+    row(
+        "time until the first answers (s)",
+        format!("{:.2}", first.as_secs_f64()),
+    );
+    row(
+        &format!("time until all {n} answer (s)"),
+        format!("{:.2}", all.as_secs_f64()),
+    );
+    row(
+        "agent RSS with 0 servers (MiB)",
+        format!("{:.1}", rss0 as f64 / 1024.0),
+    );
+    row(
+        &format!("agent RSS with {n} servers (MiB)"),
+        format!("{:.1}", rss1 as f64 / 1024.0),
+    );
+    row(
+        "agent RSS added per server (KiB)",
+        format!("{:.1}", (rss1 as f64 - rss0 as f64) / n as f64),
+    );
     row("agent threads before / after", format!("{thr0} / {thr1}"));
-    row("agent child processes before / after", format!("{kids0} / {kids1}"));
+    row(
+        "agent child processes before / after",
+        format!("{kids0} / {kids1}"),
+    );
 
     // 2. Round trips: the agent's server 0 and one dnsmasq, same client code.
     let dm_ns = format!("{prefix}dnsmasq");
@@ -324,13 +370,28 @@ fn main() {
     let dm_mac = [0xfa, 0x16, 0x3e, 0xee, 0, 1];
     let t_dm = Instant::now();
     let dnsmasq = Command::new("ip")
-        .args(["netns", "exec", &dm_ns, "dnsmasq", "--no-daemon", "--conf-file=/dev/null"])
-        .args(["--port=0", "--interface=dm-srv", "--bind-interfaces", "--no-ping"])
+        .args([
+            "netns",
+            "exec",
+            &dm_ns,
+            "dnsmasq",
+            "--no-daemon",
+            "--conf-file=/dev/null",
+        ])
+        .args([
+            "--port=0",
+            "--interface=dm-srv",
+            "--bind-interfaces",
+            "--no-ping",
+        ])
         .arg("--dhcp-range=10.254.0.0,static,255.255.255.0,86400")
         .arg(format!("--dhcp-host={},10.254.0.11", mac_str(dm_mac)))
         .arg("--dhcp-option=3,10.254.0.1")
         .arg("--dhcp-option=6,10.255.0.53")
-        .arg(format!("--dhcp-leasefile={}", clean.dir.path().join("dnsmasq.leases").display()))
+        .arg(format!(
+            "--dhcp-leasefile={}",
+            clean.dir.path().join("dnsmasq.leases").display()
+        ))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -382,8 +443,14 @@ fn main() {
         );
     }
     let dm_rss = status_kb(dm_pid, "VmRSS:");
-    row("dnsmasq (1 network): start until it answers (ms)", format!("{:.0}", dm_start.as_secs_f64() * 1e3));
-    row("dnsmasq (1 network): RSS (MiB)", format!("{:.1}", dm_rss as f64 / 1024.0));
+    row(
+        "dnsmasq (1 network): start until it answers (ms)",
+        format!("{:.0}", dm_start.as_secs_f64() * 1e3),
+    );
+    row(
+        "dnsmasq (1 network): RSS (MiB)",
+        format!("{:.1}", dm_rss as f64 / 1024.0),
+    );
     row(
         &format!("dnsmasq per network x {n}: RSS (MiB), processes"),
         format!("{:.0}, {n}", dm_rss as f64 * n as f64 / 1024.0),
@@ -399,7 +466,10 @@ fn main() {
         }
         std::thread::sleep(Duration::from_millis(200));
     }
-    row(&format!("teardown of {n} servers (s)"), format!("{:.2}", t2.elapsed().as_secs_f64()));
+    row(
+        &format!("teardown of {n} servers (s)"),
+        format!("{:.2}", t2.elapsed().as_secs_f64()),
+    );
     drop(sb);
     drop(clean);
 }

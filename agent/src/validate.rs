@@ -274,7 +274,10 @@ impl Validator {
         }
         for h in &d.hosts {
             if parse_unicast_mac(&h.mac.to_ascii_lowercase()).is_none() {
-                bad(format!("host {}: MAC {:?} is not unicast", h.port_id, h.mac));
+                bad(format!(
+                    "host {}: MAC {:?} is not unicast",
+                    h.port_id, h.mac
+                ));
             }
             match d.subnets.iter().find(|s| s.subnet_id == h.subnet_id) {
                 Some(sn) if sn.cidr.contains(&h.ip) => {}
@@ -1085,5 +1088,77 @@ mod tests {
         ] {
             assert!(ifname_problem(bad).is_some(), "{bad:?}");
         }
+    }
+
+    const NET: &str = "5a1c0e2e-1484-4fdb-8e00-0000000000d1";
+
+    fn with_dhcp() -> NodeDesiredState {
+        let mut s = ok();
+        let d: DhcpServer = serde_json::from_value(serde_json::json!({
+            "network_id": NET, "port_id": "dp", "namespace": format!("qdhcp-{NET}"),
+            "bridge": "br-vlan", "tag": 101, "mac": "fa:16:3e:00:00:d1",
+            "ns_ifname": "ns-d1", "ovs_ifname": "tapd1", "lease_seconds": 600,
+            "subnets": [{"subnet_id": "s1", "cidr": "10.0.1.0/24", "server_address": "10.0.1.2"}],
+            "hosts": [{"mac": "fa:16:3e:00:00:11", "ip": "10.0.1.11", "subnet_id": "s1",
+                       "port_id": "port-1"}]
+        }))
+        .unwrap();
+        s.dhcp.insert(NET.into(), d);
+        s
+    }
+
+    fn dhcp_errors(f: impl FnOnce(&mut DhcpServer)) -> Vec<ValidationError> {
+        let mut s = with_dhcp();
+        f(s.dhcp.get_mut(NET).unwrap());
+        validate(&s, &me()).err().unwrap_or_default()
+    }
+
+    #[test]
+    fn dhcp_servers_are_checked_before_any_change() {
+        assert_eq!(validate(&with_dhcp(), &me()), Ok(()));
+        let bad = |e: &[ValidationError], needle: &str| {
+            assert!(
+                e.iter().any(|e| e.to_string().contains(needle)),
+                "{needle:?} not in {e:?}"
+            )
+        };
+        // The namespace is exactly qdhcp-<network id>: no other agent's or a path.
+        bad(
+            &dhcp_errors(|d| d.namespace = "qrouter-x".into()),
+            "namespace",
+        );
+        bad(
+            &dhcp_errors(|d| d.namespace = format!("qdhcp-{NET}/../../x")),
+            "namespace",
+        );
+        bad(&dhcp_errors(|d| d.network_id = "n1".into()), "UUID");
+        bad(
+            &dhcp_errors(|d| d.subnets[0].server_address = "10.0.2.2".parse().unwrap()),
+            "not in 10.0.1.0/24",
+        );
+        bad(
+            &dhcp_errors(|d| d.subnets[0].server_address = "10.0.1.255".parse().unwrap()),
+            "broadcast",
+        );
+        bad(
+            &dhcp_errors(|d| d.hosts[0].ip = "10.0.9.11".parse().unwrap()),
+            "not on a served subnet",
+        );
+        bad(
+            &dhcp_errors(|d| d.hosts[0].mac = "ff:ff:ff:ff:ff:ff".into()),
+            "unicast",
+        );
+        bad(&dhcp_errors(|d| d.tag = Some(4095)), "VLAN 4095");
+        bad(&dhcp_errors(|d| d.bridge = "br-x".into()), "br-x");
+        bad(&dhcp_errors(|d| d.ns_ifname = "lo".into()), "loopback");
+        bad(
+            &dhcp_errors(|d| d.ovs_ifname = "br-vlan".into()),
+            "also used",
+        );
+        // The DHCP port's MAC is one more MAC on the node: a router leg's is refused.
+        bad(
+            &dhcp_errors(|d| d.mac = "fa:16:3e:00:01:01".into()),
+            "also used",
+        );
     }
 }

@@ -7,7 +7,7 @@ mod common;
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use common::{free_port, Node};
@@ -168,11 +168,7 @@ fn vms_get_their_lease_by_dhcp_changes_reach_them_on_renewal_and_restarts_keep_s
     node.uplink(&uplink);
     let script = node.dir_path().join("udhcpc-vm.sh");
     std::fs::write(&script, SCRIPT).unwrap();
-    std::fs::set_permissions(
-        &script,
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     let dhcp_ns = format!("{}qdhcp-{NET}", node.prefix);
     let dhcp_port = format!("td-{tag}");
 
@@ -183,8 +179,17 @@ fn vms_get_their_lease_by_dhcp_changes_reach_them_on_renewal_and_restarts_keep_s
         &uplink,
         &["--metrics-bind", &bind],
     );
-    let got = node.wait_vsctl(&["get", "port", &dhcp_port, "tag"], "101", Duration::from_secs(30));
-    assert_eq!(got, "101", "DHCP port not tagged; agent log:\n{}", agent.log());
+    let got = node.wait_vsctl(
+        &["get", "port", &dhcp_port, "tag"],
+        "101",
+        Duration::from_secs(30),
+    );
+    assert_eq!(
+        got,
+        "101",
+        "DHCP port not tagged; agent log:\n{}",
+        agent.log()
+    );
     assert!(netns::exists(&dhcp_ns));
     assert_eq!(
         node.vsctl(&["get", "port", &dhcp_port, "external_ids:crosspod-owner"]),
@@ -221,7 +226,11 @@ fn vms_get_their_lease_by_dhcp_changes_reach_them_on_renewal_and_restarts_keep_s
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-    let bound = vm1.events().into_iter().find(|e| e.starts_with("bound")).unwrap();
+    let bound = vm1
+        .events()
+        .into_iter()
+        .find(|e| e.starts_with("bound"))
+        .unwrap();
     assert!(bound.contains("ip=10.0.1.11/24"), "{bound}");
     assert!(bound.contains("serverid=10.0.1.2"), "{bound}");
     assert!(bound.contains("lease=120"), "{bound}");
@@ -232,7 +241,10 @@ fn vms_get_their_lease_by_dhcp_changes_reach_them_on_renewal_and_restarts_keep_s
     assert!(routes.contains("default via 10.0.1.1"), "{routes}");
     assert!(routes.contains("10.0.2.0/24 via 10.0.1.254"), "{routes}");
     assert_eq!(vm1.resolv(), "nameserver 10.0.0.53\n");
-    assert!(common::ping(&vm1.ns, "10.0.1.2"), "vm1 cannot reach the DHCP port");
+    assert!(
+        common::ping(&vm1.ns, "10.0.1.2"),
+        "vm1 cannot reach the DHCP port"
+    );
 
     // vm2: its MAC is not among the hosts: no lease, the client gives up.
     let started = Instant::now();
@@ -258,11 +270,15 @@ fn vms_get_their_lease_by_dhcp_changes_reach_them_on_renewal_and_restarts_keep_s
             .any(|e| e.starts_with("renew") && e.contains(&format!("dns={dns}")))
     };
     let before = vm1.events().len();
-    wait_for("the new DNS server on renewal", Duration::from_secs(30), || {
-        c1.signal(libc::SIGUSR1);
-        std::thread::sleep(Duration::from_millis(700));
-        renewed(&vm1, "10.0.0.54", before)
-    });
+    wait_for(
+        "the new DNS server on renewal",
+        Duration::from_secs(30),
+        || {
+            c1.signal(libc::SIGUSR1);
+            std::thread::sleep(Duration::from_millis(700));
+            renewed(&vm1, "10.0.0.54", before)
+        },
+    );
     assert_eq!(vm1.resolv(), "nameserver 10.0.0.54\n");
 
     // Agent restart: a pass with nothing changed writes nothing, and renewals are answered.
@@ -279,11 +295,15 @@ fn vms_get_their_lease_by_dhcp_changes_reach_them_on_renewal_and_restarts_keep_s
         &["--metrics-bind", &bind2],
     );
     let before = vm1.events().len();
-    wait_for("a renewal after the restart", Duration::from_secs(30), || {
-        c1.signal(libc::SIGUSR1);
-        std::thread::sleep(Duration::from_millis(700));
-        renewed(&vm1, "10.0.0.54", before)
-    });
+    wait_for(
+        "a renewal after the restart",
+        Duration::from_secs(30),
+        || {
+            c1.signal(libc::SIGUSR1);
+            std::thread::sleep(Duration::from_millis(700));
+            renewed(&vm1, "10.0.0.54", before)
+        },
+    );
     assert!(metric(&metrics(port2), "crosspod_agent_dhcp_acks_total") >= 1);
     assert!(vm1.ip(&["-4", "addr"]).contains("inet 10.0.1.11/24"));
 
@@ -298,7 +318,12 @@ fn vms_get_their_lease_by_dhcp_changes_reach_them_on_renewal_and_restarts_keep_s
         "",
         Duration::from_secs(20),
     );
-    assert_eq!(gone, "", "DHCP port still on br-vlan: {got}\n{}", agent2.log());
+    assert_eq!(
+        gone,
+        "",
+        "DHCP port still on br-vlan: {got}\n{}",
+        agent2.log()
+    );
     wait_for("the server to stop", Duration::from_secs(10), || {
         metrics(port2).contains("crosspod_agent_dhcp_servers 0")
     });

@@ -127,7 +127,9 @@ impl DhcpFiles {
             match std::fs::remove_file(f) {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => tracing::warn!(vm = name, file = %f.display(), error = %e, "removing a DHCP client file"),
+                Err(e) => {
+                    tracing::warn!(vm = name, file = %f.display(), error = %e, "removing a DHCP client file")
+                }
             }
         }
         if self.netns_etc.exists() {
@@ -162,13 +164,22 @@ fn dhcp_lease(name: &str, vms_dir: &Path, want: IpNet) -> Result<()> {
         .with_context(|| format!("creating {}", f.netns_etc.display()))?;
     std::fs::write(f.netns_etc.join("resolv.conf"), "")
         .with_context(|| format!("writing {}/resolv.conf", f.netns_etc.display()))?;
-    let log = std::fs::File::create(&f.log)
-        .with_context(|| format!("creating {}", f.log.display()))?;
+    let log =
+        std::fs::File::create(&f.log).with_context(|| format!("creating {}", f.log.display()))?;
     // Without -f, udhcpc stays in the foreground until it has a lease, then forks to the
     // background (rewriting the pid file) to renew; -n: no lease after the tries is exit 1.
     let st = std::process::Command::new("ip")
         .args(["netns", "exec", name, "udhcpc", "-i", VM_IF, "-n"])
-        .args(["-t", DHCP_TRIES, "-T", DHCP_TIMEOUT_S, "-O", "staticroutes", "-O", "mtu"])
+        .args([
+            "-t",
+            DHCP_TRIES,
+            "-T",
+            DHCP_TIMEOUT_S,
+            "-O",
+            "staticroutes",
+            "-O",
+            "mtu",
+        ])
         .arg("-s")
         .arg(&f.script)
         .arg("-p")

@@ -250,8 +250,20 @@ impl Drop for Dnsmasq {
 fn dnsmasq(ns: &str, leases: &std::path::Path) -> Dnsmasq {
     let _ = std::fs::remove_file(leases);
     let child = Command::new("ip")
-        .args(["netns", "exec", ns, "dnsmasq", "--no-daemon", "--conf-file=/dev/null"])
-        .args(["--port=0", "--interface=eth0", "--bind-interfaces", "--no-ping"])
+        .args([
+            "netns",
+            "exec",
+            ns,
+            "dnsmasq",
+            "--no-daemon",
+            "--conf-file=/dev/null",
+        ])
+        .args([
+            "--port=0",
+            "--interface=eth0",
+            "--bind-interfaces",
+            "--no-ping",
+        ])
         .arg("--dhcp-range=10.0.1.50,10.0.1.50,255.255.255.0,120")
         .args(["--dhcp-option=3,10.0.1.1", "--dhcp-option=6,10.0.0.53"])
         .arg("--dhcp-option=121,10.0.2.0/24,10.0.1.254,0.0.0.0/0,10.0.1.1")
@@ -274,7 +286,10 @@ fn client_pid(lab: &Lab, vm: &str) -> Option<i32> {
 /// A live (not zombie) udhcpc.
 fn alive_udhcpc(pid: i32) -> bool {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    stat.contains("(udhcpc)") && stat.rsplit_once(") ").is_some_and(|(_, r)| !r.starts_with('Z'))
+    stat.contains("(udhcpc)")
+        && stat
+            .rsplit_once(") ")
+            .is_some_and(|(_, r)| !r.starts_with('Z'))
 }
 
 fn dhcp_files_of(lab: &Lab, vm: &str) -> Vec<String> {
@@ -304,15 +319,32 @@ fn vm_boot_by_dhcp_takes_its_lease_and_delete_and_lab_down_stop_the_client() {
     ok(&mut lab.openstack(
         None,
         &[
-            "subnet", "create", "--network", "net1", "--subnet-range", "10.0.1.0/24",
-            "--allocation-pool", "start=10.0.1.50,end=10.0.1.50", "net1-subnet",
+            "subnet",
+            "create",
+            "--network",
+            "net1",
+            "--subnet-range",
+            "10.0.1.0/24",
+            "--allocation-pool",
+            "start=10.0.1.50,end=10.0.1.50",
+            "net1-subnet",
         ],
     ));
     let srv = TestNs::create(&format!("{}dsrv", lab.prefix));
     let peer = format!("{}ds", lab.prefix);
     ok(Command::new("ip").args([
-        "-n", &lab.ns("node2"), "link", "add", &peer, "type", "veth", "peer", "name", "eth0",
-        "netns", &srv.0,
+        "-n",
+        &lab.ns("node2"),
+        "link",
+        "add",
+        &peer,
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "eth0",
+        "netns",
+        &srv.0,
     ]));
     ok(Command::new("ip").args(["-n", &lab.ns("node2"), "link", "set", &peer, "up"]));
     ok(Command::new("ip").args(["-n", &srv.0, "link", "set", "eth0", "up"]));
@@ -330,7 +362,14 @@ fn vm_boot_by_dhcp_takes_its_lease_and_delete_and_lab_down_stop_the_client() {
     let vm1 = format!("{}vd1", lab.prefix);
     let _g1 = TestNs(vm1.clone());
     let out = ok(&mut lab.vm(&[
-        "boot", "--region", "RegionTwo", "--network", "net1", "--dhcp", &vm1, "--json",
+        "boot",
+        "--region",
+        "RegionTwo",
+        "--network",
+        "net1",
+        "--dhcp",
+        &vm1,
+        "--json",
     ]));
     let rec: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(rec["dhcp"], true, "{rec}");
@@ -360,7 +399,13 @@ fn vm_boot_by_dhcp_takes_its_lease_and_delete_and_lab_down_stop_the_client() {
     let vm2 = format!("{}vd2", lab.prefix);
     let _g2 = TestNs(vm2.clone());
     let out = output(&mut lab.vm(&[
-        "boot", "--region", "RegionTwo", "--network", "net1", "--dhcp", &vm2,
+        "boot",
+        "--region",
+        "RegionTwo",
+        "--network",
+        "net1",
+        "--dhcp",
+        &vm2,
     ]));
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
@@ -375,7 +420,13 @@ fn vm_boot_by_dhcp_takes_its_lease_and_delete_and_lab_down_stop_the_client() {
     let vm3 = format!("{}vd3", lab.prefix);
     let _g3 = TestNs(vm3.clone());
     ok(&mut lab.vm(&[
-        "boot", "--region", "RegionTwo", "--network", "net1", "--dhcp", &vm3,
+        "boot",
+        "--region",
+        "RegionTwo",
+        "--network",
+        "net1",
+        "--dhcp",
+        &vm3,
     ]));
     let pid = client_pid(&lab, &vm3).expect("pid file");
     assert!(alive_udhcpc(pid));

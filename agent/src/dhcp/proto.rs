@@ -362,18 +362,36 @@ mod tests {
             OptionCode::Router,
             OptionCode::ClasslessStaticRoute,
         ]);
-        let (m, to, kind) = reply_of(respond(&cfg(), &request(MessageType::Discover, MAC, &[prl])));
+        let (m, to, kind) = reply_of(respond(
+            &cfg(),
+            &request(MessageType::Discover, MAC, &[prl]),
+        ));
         assert_eq!(kind, MessageType::Offer);
         assert_eq!(to, Destination::Broadcast);
         assert_eq!(m.yiaddr(), Ipv4Addr::new(10, 0, 1, 11));
         assert_eq!(m.xid(), 7);
         let o = m.opts();
-        assert_eq!(o.get(OptionCode::SubnetMask), Some(&DhcpOption::SubnetMask([255, 255, 255, 0].into())));
-        assert_eq!(o.get(OptionCode::ServerIdentifier), Some(&DhcpOption::ServerIdentifier([10, 0, 1, 2].into())));
-        assert_eq!(o.get(OptionCode::InterfaceMtu), Some(&DhcpOption::InterfaceMtu(1400)));
+        assert_eq!(
+            o.get(OptionCode::SubnetMask),
+            Some(&DhcpOption::SubnetMask([255, 255, 255, 0].into()))
+        );
+        assert_eq!(
+            o.get(OptionCode::ServerIdentifier),
+            Some(&DhcpOption::ServerIdentifier([10, 0, 1, 2].into()))
+        );
+        assert_eq!(
+            o.get(OptionCode::InterfaceMtu),
+            Some(&DhcpOption::InterfaceMtu(1400))
+        );
         assert_eq!(o.get(OptionCode::Renewal), Some(&DhcpOption::Renewal(300)));
-        assert_eq!(o.get(OptionCode::Rebinding), Some(&DhcpOption::Rebinding(525)));
-        assert_eq!(o.get(OptionCode::Hostname), Some(&DhcpOption::Hostname("vm1".into())));
+        assert_eq!(
+            o.get(OptionCode::Rebinding),
+            Some(&DhcpOption::Rebinding(525))
+        );
+        assert_eq!(
+            o.get(OptionCode::Hostname),
+            Some(&DhcpOption::Hostname("vm1".into()))
+        );
         assert_eq!(
             o.get(OptionCode::ClasslessStaticRoute),
             Some(&DhcpOption::ClasslessStaticRoute(vec![
@@ -386,7 +404,10 @@ mod tests {
     #[test]
     fn classless_routes_only_when_asked() {
         let prl = DhcpOption::ParameterRequestList(vec![OptionCode::SubnetMask]);
-        let (m, _, _) = reply_of(respond(&cfg(), &request(MessageType::Discover, MAC, &[prl])));
+        let (m, _, _) = reply_of(respond(
+            &cfg(),
+            &request(MessageType::Discover, MAC, &[prl]),
+        ));
         assert!(m.opts().get(OptionCode::ClasslessStaticRoute).is_none());
         assert!(m.opts().get(OptionCode::Router).is_some());
     }
@@ -396,8 +417,10 @@ mod tests {
         let ok = request(
             MessageType::Request,
             MAC,
-            &[DhcpOption::RequestedIpAddress([10, 0, 1, 11].into()),
-              DhcpOption::ServerIdentifier([10, 0, 1, 2].into())],
+            &[
+                DhcpOption::RequestedIpAddress([10, 0, 1, 11].into()),
+                DhcpOption::ServerIdentifier([10, 0, 1, 2].into()),
+            ],
         );
         let (m, _, kind) = reply_of(respond(&cfg(), &ok));
         assert_eq!(kind, MessageType::Ack);
@@ -414,8 +437,10 @@ mod tests {
         let other_server = request(
             MessageType::Request,
             MAC,
-            &[DhcpOption::RequestedIpAddress([10, 0, 1, 11].into()),
-              DhcpOption::ServerIdentifier([10, 0, 1, 3].into())],
+            &[
+                DhcpOption::RequestedIpAddress([10, 0, 1, 11].into()),
+                DhcpOption::ServerIdentifier([10, 0, 1, 3].into()),
+            ],
         );
         assert!(matches!(respond(&cfg(), &other_server), Verdict::Ignore(_)));
     }
