@@ -105,6 +105,11 @@ pub fn status_report(
         .collect();
     routers.sort_by(|a, b| a.router_id.cmp(&b.router_id));
     let mut errors = intent.problems.clone();
+    for (ns, d) in &intent.dhcp {
+        if let Some(Some(e)) = pass.dhcp.get(ns) {
+            errors.push(format!("DHCP server of network {}: {e}", d.network_id));
+        }
+    }
     errors.extend(pass.port_errors.values().cloned());
     if let Some(e) = &pass.ovs_error {
         errors.push(format!("OVSDB: {e}"));
@@ -480,7 +485,7 @@ mod tests {
             self.0.lock().unwrap().intents.push(intent.clone());
             Ok(RouterSync {
                 routers: intent.routers.keys().map(|k| (k.clone(), None)).collect(),
-                changes: 0,
+                ..Default::default()
             })
         }
         async fn probe(&self, _: &NodeIntent) -> Vec<ProbeResult> {

@@ -12,10 +12,14 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 use wire::{LegKind, NodeDesiredState};
 
+use crate::dhcp::DhcpIntent;
 use crate::ovs_plan::{DesiredBridge, DesiredOvs, DesiredPort};
 
 /// `external_ids` key naming the router a leg belongs to.
 pub const ROUTER_KEY: &str = "crosspod-router";
+
+/// `external_ids` key naming the network a DHCP port's node-side end serves.
+pub const DHCP_KEY: &str = "crosspod-dhcp";
 
 /// VLAN standing for "untagged" (flat networks).
 pub const UNTAGGED: u16 = 0;
@@ -31,6 +35,8 @@ pub struct NodeIntent {
     pub vm_tags: BTreeMap<String, (String, u16)>,
     /// Router instances by namespace name (prefix included).
     pub routers: BTreeMap<String, RouterIntent>,
+    /// DHCP servers by namespace name (prefix included).
+    pub dhcp: BTreeMap<String, DhcpIntent>,
     /// Problems found while building the intent (a bridge with no configured uplink device,
     /// say): reported to the controller; everything else is still applied.
     pub problems: Vec<String>,
@@ -161,6 +167,12 @@ impl NodeIntent {
                 },
             );
         }
+        for d in state.dhcp.values() {
+            intent.dhcp.insert(
+                format!("{}{}", ctx.netns_prefix, d.namespace),
+                DhcpIntent::from_wire(d),
+            );
+        }
         intent
     }
 
@@ -182,6 +194,17 @@ impl NodeIntent {
                     },
                 );
             }
+        }
+        for d in self.dhcp.values() {
+            owned_ports.insert(
+                d.node_ifname.clone(),
+                DesiredPort {
+                    bridge: d.bridge.clone(),
+                    tag: Some(d.tag),
+                    iface_type: String::new(),
+                    external_ids: BTreeMap::from([(DHCP_KEY.to_string(), d.network_id.clone())]),
+                },
+            );
         }
         DesiredOvs {
             bridges: self.bridges.clone(),

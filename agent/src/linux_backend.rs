@@ -1,7 +1,9 @@
 //! The Linux side of a node through the `plumbing` crate: one namespace per router instance
 //! (`<prefix>qrouter-<router id>`), veth legs with one end in it and the other in the node
 //! namespace (where the node's ovs-vswitchd runs), addresses, forwarding, owned routes and the
-//! crosspod nftables table; probes from inside the namespaces.
+//! crosspod nftables table; probes from inside the namespaces. DHCP servers get a namespace
+//! each too (`<prefix>qdhcp-<network id>`, one veth, one address per subnet) and then a socket
+//! in it ([`crate::dhcp`]).
 //!
 //! Netlink and namespace work is blocking and switches namespaces on its own threads
 //! (`plumbing::netns::run_in`), so it runs under `spawn_blocking`, never on a tokio worker.
@@ -14,8 +16,9 @@ use std::time::Duration;
 
 use ipnet::{IpNet, Ipv4Net};
 use plumbing::{netns, Changed, Handle, NatSpec, Netns, ProbeOptions, Route, VethEnd, VethSpec};
-use wire::names::ROUTER_NS_PREFIX;
+use wire::names::{DHCP_NS_PREFIX, ROUTER_NS_PREFIX};
 
+use crate::dhcp::{DhcpCounters, DhcpIntent, DhcpService, NsState};
 use crate::intent::{NodeIntent, RouterIntent};
 use crate::reconciler::{LinuxBackend, RouterSync};
 
@@ -48,11 +51,18 @@ struct Inner {
     /// Namespace prefix of this agent's router instances.
     prefix: String,
     probe: ProbeOptions,
+    /// The node's DHCP servers (sockets and tasks).
+    dhcp: DhcpService,
 }
 
 impl NetnsBackend {
     /// `node_netns` empty means the agent's own namespace (production nodes).
     pub fn new(node_netns: &str, prefix: &str) -> Self {
+        Self::with_dhcp_counters(node_netns, prefix, DhcpCounters::default())
+    }
+
+    /// As [`NetnsBackend::new`], counting DHCP traffic into `counters` (the agent's metrics).
+    pub fn with_dhcp_counters(node_netns: &str, prefix: &str, counters: DhcpCounters) -> Self {
         let node_netns = if node_netns.is_empty() {
             Netns::Current
         } else {
@@ -66,18 +76,25 @@ impl NetnsBackend {
                     timeout: Duration::from_millis(500),
                     retries: 1,
                 },
+                dhcp: DhcpService::new(counters),
             }),
         }
     }
 
-    /// The namespaces this agent owns that exist now.
+    /// The namespaces this agent owns that exist now (router instances and DHCP servers).
     pub fn owned_namespaces(&self) -> Result<Vec<String>, LinuxError> {
-        let mine = format!("{}{ROUTER_NS_PREFIX}", self.inner.prefix);
+        let routers = format!("{}{ROUTER_NS_PREFIX}", self.inner.prefix);
+        let dhcp = format!("{}{DHCP_NS_PREFIX}", self.inner.prefix);
         Ok(netns::list()
             .map_err(LinuxError::List)?
             .into_iter()
-            .filter(|n| n.starts_with(&mine))
+            .filter(|n| n.starts_with(&routers) || n.starts_with(&dhcp))
             .collect())
+    }
+
+    /// How many DHCP servers are listening now.
+    pub fn dhcp_serving(&self) -> usize {
+        self.inner.dhcp.serving()
     }
 }
 
@@ -98,21 +115,38 @@ fn delete_owned_links(ns: &str) -> usize {
     })
 }
 
+/// One namespace to sync.
+enum Job<'a> {
+    Router(&'a String, &'a RouterIntent),
+    Dhcp(&'a String, &'a DhcpIntent),
+}
+
+/// What syncing one namespace gave.
+enum Done {
+    Router(String, Option<String>),
+    Dhcp(String, NsState, Option<String>),
+}
+
 fn count(c: Changed) -> usize {
     usize::from(c.changed())
 }
 
 impl Inner {
-    fn sync_all(&self, intent: &NodeIntent, owned: Vec<String>) -> RouterSync {
+    fn sync_all(
+        &self,
+        intent: &NodeIntent,
+        owned: Vec<String>,
+        rt: &tokio::runtime::Handle,
+    ) -> RouterSync {
         let mut out = RouterSync::default();
         for ns in owned {
-            if !intent.routers.contains_key(&ns) {
+            if !intent.routers.contains_key(&ns) && !intent.dhcp.contains_key(&ns) {
                 // Delete the legs first: namespace teardown is asynchronous in the kernel, and
                 // the node-side ends must be gone when the pass ends.
                 out.changes += delete_owned_links(&ns);
                 match netns::delete(&ns) {
                     Ok(true) => {
-                        tracing::info!(netns = %ns, "removed router instance no longer wanted");
+                        tracing::info!(netns = %ns, "removed namespace no longer wanted");
                         out.changes += 1;
                     }
                     Ok(false) => {}
@@ -122,35 +156,102 @@ impl Inner {
                 }
             }
         }
-        // Router instances are independent: a few workers in parallel hide the latency of
-        // the `nft` runs and netlink round trips (each worker switches namespaces on its own).
-        let routers: Vec<(&String, &RouterIntent)> = intent.routers.iter().collect();
+        // Router instances and DHCP namespaces are independent: a few workers in parallel
+        // hide the latency of the `nft` runs and netlink round trips (each worker switches
+        // namespaces on its own).
+        let jobs: Vec<Job> = intent
+            .routers
+            .iter()
+            .map(|(ns, r)| Job::Router(ns, r))
+            .chain(intent.dhcp.iter().map(|(ns, d)| Job::Dhcp(ns, d)))
+            .collect();
         let next = std::sync::atomic::AtomicUsize::new(0);
-        let results = std::sync::Mutex::new(Vec::with_capacity(routers.len()));
+        let results = std::sync::Mutex::new(Vec::with_capacity(jobs.len()));
         std::thread::scope(|scope| {
-            for _ in 0..SYNC_WORKERS.min(routers.len()) {
+            for _ in 0..SYNC_WORKERS.min(jobs.len()) {
                 scope.spawn(|| loop {
                     let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    let Some((ns, r)) = routers.get(i) else {
+                    let Some(job) = jobs.get(i) else {
                         return;
                     };
                     let mut changes = 0;
-                    let res = self.sync_router(ns, r, &mut changes);
-                    if let Err(e) = &res {
-                        tracing::warn!(netns = %ns, router_id = %r.router_id, error = %e, "router instance not in place");
-                    }
-                    results
-                        .lock()
-                        .expect("results lock")
-                        .push(((*ns).clone(), changes, res.err().map(|e| e.to_string())));
+                    let done = match job {
+                        Job::Router(ns, r) => {
+                            let res = self.sync_router(ns, r, &mut changes);
+                            if let Err(e) = &res {
+                                tracing::warn!(netns = %ns, router_id = %r.router_id, error = %e, "router instance not in place");
+                            }
+                            Done::Router((*ns).clone(), res.err().map(|e| e.to_string()))
+                        }
+                        Job::Dhcp(ns, d) => match self.sync_dhcp_ns(ns, d, &mut changes) {
+                            Ok(remade) => Done::Dhcp(
+                                (*ns).clone(),
+                                if remade { NsState::Remade } else { NsState::Ready },
+                                None,
+                            ),
+                            Err(e) => {
+                                tracing::warn!(netns = %ns, network_id = %d.network_id, error = %e, "DHCP namespace not in place");
+                                Done::Dhcp((*ns).clone(), NsState::Failed, Some(e.to_string()))
+                            }
+                        },
+                    };
+                    results.lock().expect("results lock").push((changes, done));
                 });
             }
         });
-        for (ns, changes, err) in results.into_inner().expect("results lock") {
+        let mut dhcp_state = std::collections::BTreeMap::new();
+        for (changes, done) in results.into_inner().expect("results lock") {
             out.changes += changes;
-            out.routers.insert(ns, err);
+            match done {
+                Done::Router(ns, err) => {
+                    out.routers.insert(ns, err);
+                }
+                Done::Dhcp(ns, state, err) => {
+                    dhcp_state.insert(ns.clone(), state);
+                    out.dhcp.insert(ns, err);
+                }
+            }
+        }
+        // Sockets last: they need the namespace and its interface.
+        for (ns, err) in self.dhcp.sync(&intent.dhcp, &dhcp_state, rt) {
+            out.dhcp.insert(ns, Some(err));
         }
         out
+    }
+
+    /// A DHCP server's namespace, veth and addresses; `Ok(true)` when the namespace or the
+    /// veth was (re)made, so the socket must be reopened.
+    fn sync_dhcp_ns(
+        &self,
+        ns_name: &str,
+        d: &DhcpIntent,
+        changes: &mut usize,
+    ) -> Result<bool, plumbing::Error> {
+        let mut remade = false;
+        if netns::create(ns_name)? {
+            *changes += 1;
+            remade = true;
+        }
+        let ns = Netns::named(ns_name);
+        let mut a = VethEnd::new(d.ns_ifname.clone(), ns.clone());
+        a.mac = plumbing::link::parse_mac(&d.mac);
+        let spec = VethSpec {
+            a,
+            b: VethEnd::new(d.node_ifname.clone(), self.node_netns.clone()),
+            owner: LINK_OWNER.to_string(),
+        };
+        if plumbing::link::ensure_veth(&spec)?.changed() {
+            *changes += 1;
+            remade = true;
+        }
+        let mut h = Handle::new(&ns)?;
+        *changes += count(h.sync_addresses(&d.ns_ifname, &d.addrs)?);
+        for link in h.owned_links()? {
+            if link.name != d.ns_ifname && h.delete_link(&link.name, false)? {
+                *changes += 1;
+            }
+        }
+        Ok(remade)
     }
 
     fn sync_router(
@@ -303,7 +404,8 @@ impl LinuxBackend for NetnsBackend {
         let owned = self.owned_namespaces()?;
         let inner = self.inner.clone();
         let intent = intent.clone();
-        tokio::task::spawn_blocking(move || inner.sync_all(&intent, owned))
+        let rt = tokio::runtime::Handle::current();
+        tokio::task::spawn_blocking(move || inner.sync_all(&intent, owned, &rt))
             .await
             .map_err(|e| LinuxError::Join(e.to_string()))
     }

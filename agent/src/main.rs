@@ -41,7 +41,8 @@ async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
         tokio::spawn(agent::metrics::serve(l, metrics.clone()));
     }
     let ovs = connect_ovsdb(&cfg).await?;
-    let linux = NetnsBackend::new(&cfg.node_netns, &cfg.netns_prefix);
+    let linux =
+        NetnsBackend::with_dhcp_counters(&cfg.node_netns, &cfg.netns_prefix, metrics.dhcp.clone());
     let client = if cfg.desired_file.is_some() {
         None
     } else {

@@ -35,6 +35,8 @@ pub struct AgentMetrics {
     pub probe_up: Family<Labels, Gauge>,
     /// Probe round-trip time in microseconds by router and target.
     pub probe_rtt_us: Family<Labels, Gauge>,
+    /// DHCP requests, replies and ignored requests per network.
+    pub dhcp: crate::dhcp::DhcpCounters,
 }
 
 impl Default for AgentMetrics {
@@ -96,8 +98,11 @@ impl AgentMetrics {
             "Round-trip time of the last successful probe",
             probe_rtt_us.clone(),
         );
+        let dhcp = crate::dhcp::DhcpCounters::default();
+        dhcp.register(&mut registry);
         AgentMetrics {
             registry,
+            dhcp,
             passes,
             pass_seconds,
             ovs_changes,

@@ -23,8 +23,8 @@ pub trait OvsBackend: Send + Sync {
 /// Access to this node's Linux networking (router namespaces, veths, addresses, routes, NAT).
 pub trait LinuxBackend: Send + Sync {
     type Error: std::error::Error + Send + Sync + 'static;
-    /// Makes the router instances exactly `intent.routers` (namespace name → intent) and removes
-    /// the owned ones no longer wanted; returns, per namespace, the error that kept it from
+    /// Makes the router instances exactly `intent.routers` (namespace name → intent) and the
+    /// DHCP servers exactly `intent.dhcp`, and removes the owned ones no longer wanted; returns, per namespace, the error that kept it from
     /// being ready. Everything else is still applied.
     fn sync_routers(
         &self,
@@ -39,6 +39,8 @@ pub trait LinuxBackend: Send + Sync {
 pub struct RouterSync {
     /// Router namespace → error, or None when ready.
     pub routers: BTreeMap<String, Option<String>>,
+    /// DHCP namespace → error, or None when serving.
+    pub dhcp: BTreeMap<String, Option<String>>,
     /// Kernel objects created, changed or removed (0 when everything already matched).
     pub changes: usize,
 }
@@ -54,6 +56,8 @@ pub struct PassOutcome {
     pub plugged: BTreeMap<String, String>,
     /// Router namespace → error, or None when ready.
     pub routers: BTreeMap<String, Option<String>>,
+    /// DHCP namespace → error, or None when serving.
+    pub dhcp: BTreeMap<String, Option<String>>,
     /// Set when the OVS side could not be applied.
     pub ovs_error: Option<String>,
     /// Owned ports and uplinks whose device ovs-vswitchd could not open.
@@ -63,7 +67,9 @@ pub struct PassOutcome {
 impl PassOutcome {
     /// Whether everything in the intent is in place.
     pub fn complete(&self) -> bool {
-        self.ovs_error.is_none() && self.routers.values().all(Option::is_none)
+        self.ovs_error.is_none()
+            && self.routers.values().all(Option::is_none)
+            && self.dhcp.values().all(Option::is_none)
     }
 }
 
@@ -79,11 +85,15 @@ pub async fn reconcile_once<O: OvsBackend, L: LinuxBackend>(
     match linux.sync_routers(intent).await {
         Ok(r) => {
             out.routers = r.routers;
+            out.dhcp = r.dhcp;
             out.linux_changes = r.changes;
         }
         Err(e) => {
             for ns in intent.routers.keys() {
                 out.routers.insert(ns.clone(), Some(e.to_string()));
+            }
+            for ns in intent.dhcp.keys() {
+                out.dhcp.insert(ns.clone(), Some(e.to_string()));
             }
         }
     }

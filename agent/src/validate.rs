@@ -15,8 +15,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use ipnet::IpNet;
-use wire::names::{MAX_IFNAME, ROUTER_NS_PREFIX};
-use wire::{LegKind, NodeDesiredState, RouterInstance, RouterLeg};
+use wire::names::{DHCP_NS_PREFIX, MAX_IFNAME, ROUTER_NS_PREFIX};
+use wire::{DhcpServer, LegKind, NodeDesiredState, RouterInstance, RouterLeg};
 
 /// Who this agent is and what its configuration gives it: what a document must agree with.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -96,6 +96,10 @@ pub enum ValidationError {
     /// A MAC that is not a unicast Ethernet address in `xx:xx:xx:xx:xx:xx` form.
     #[error("{object}: MAC {mac:?} is not a unicast Ethernet address")]
     BadMac { object: String, mac: String },
+    /// A DHCP server the agent would not run as is (its namespace, network id, addresses or
+    /// leases).
+    #[error("DHCP server {key:?}: {reason}")]
+    BadDhcp { key: String, reason: String },
     /// Two legs or ports with one MAC.
     #[error("{object}: MAC {mac} is also used by {other}")]
     DuplicateMac {
@@ -145,6 +149,9 @@ pub fn validate(state: &NodeDesiredState, me: &AgentIdentity) -> Result<(), Vec<
     }
     for (key, r) in &state.routers {
         v.router(state, key, r);
+    }
+    for (key, d) in &state.dhcp {
+        v.dhcp(state, key, d);
     }
     if v.errors.is_empty() {
         Ok(())
@@ -224,6 +231,76 @@ impl Validator {
         } else {
             self.macs.insert(bytes, object.to_string());
         }
+    }
+
+    /// A DHCP server: its namespace is `qdhcp-<network id>` (a UUID, so no path or other
+    /// agent's namespace), its interfaces and MAC are valid and unique, every server address is
+    /// a host address of its subnet, and every lease has a MAC and an address on a served subnet.
+    fn dhcp(&mut self, state: &NodeDesiredState, key: &str, d: &DhcpServer) {
+        let mut bad = |reason: String| {
+            self.errors.push(ValidationError::BadDhcp {
+                key: key.to_string(),
+                reason,
+            })
+        };
+        if d.network_id != key || !is_uuid(&d.network_id) {
+            bad(format!(
+                "network_id {:?} must be a UUID equal to its key",
+                d.network_id
+            ));
+        }
+        if d.namespace != format!("{DHCP_NS_PREFIX}{key}") {
+            bad(format!(
+                "namespace {:?} is not {DHCP_NS_PREFIX}<network id>",
+                d.namespace
+            ));
+        }
+        for sn in &d.subnets {
+            let net = IpNet::new(sn.server_address, sn.cidr.prefix_len()).ok();
+            match net {
+                Some(n) if n.trunc() == sn.cidr.trunc() => {
+                    if let Some(reason) = host_address_problem(&n) {
+                        bad(format!(
+                            "subnet {}: server address {n}: {reason}",
+                            sn.subnet_id
+                        ));
+                    }
+                }
+                _ => bad(format!(
+                    "subnet {}: server address {} is not in {}",
+                    sn.subnet_id, sn.server_address, sn.cidr
+                )),
+            }
+        }
+        for h in &d.hosts {
+            if parse_unicast_mac(&h.mac.to_ascii_lowercase()).is_none() {
+                bad(format!(
+                    "host {}: MAC {:?} is not unicast",
+                    h.port_id, h.mac
+                ));
+            }
+            match d.subnets.iter().find(|s| s.subnet_id == h.subnet_id) {
+                Some(sn) if sn.cidr.contains(&h.ip) => {}
+                _ => bad(format!(
+                    "host {}: address {} is not on a served subnet ({})",
+                    h.port_id, h.ip, h.subnet_id
+                )),
+            }
+        }
+        let object = format!("DHCP server {key}");
+        self.bridge(state, &object, &d.bridge);
+        self.vlan(&object, d.tag);
+        if self.ifname(&object, &d.ns_ifname) && d.ns_ifname == "lo" {
+            self.errors.push(ValidationError::DuplicateIfname {
+                object: object.clone(),
+                name: d.ns_ifname.clone(),
+                other: "the loopback device".into(),
+            });
+        }
+        if self.ifname(&object, &d.ovs_ifname) {
+            self.ovs_name(&object, &d.ovs_ifname);
+        }
+        self.mac(&object, &d.mac);
     }
 
     fn router(&mut self, state: &NodeDesiredState, key: &str, r: &RouterInstance) {
@@ -1011,5 +1088,77 @@ mod tests {
         ] {
             assert!(ifname_problem(bad).is_some(), "{bad:?}");
         }
+    }
+
+    const NET: &str = "5a1c0e2e-1484-4fdb-8e00-0000000000d1";
+
+    fn with_dhcp() -> NodeDesiredState {
+        let mut s = ok();
+        let d: DhcpServer = serde_json::from_value(serde_json::json!({
+            "network_id": NET, "port_id": "dp", "namespace": format!("qdhcp-{NET}"),
+            "bridge": "br-vlan", "tag": 101, "mac": "fa:16:3e:00:00:d1",
+            "ns_ifname": "ns-d1", "ovs_ifname": "tapd1", "lease_seconds": 600,
+            "subnets": [{"subnet_id": "s1", "cidr": "10.0.1.0/24", "server_address": "10.0.1.2"}],
+            "hosts": [{"mac": "fa:16:3e:00:00:11", "ip": "10.0.1.11", "subnet_id": "s1",
+                       "port_id": "port-1"}]
+        }))
+        .unwrap();
+        s.dhcp.insert(NET.into(), d);
+        s
+    }
+
+    fn dhcp_errors(f: impl FnOnce(&mut DhcpServer)) -> Vec<ValidationError> {
+        let mut s = with_dhcp();
+        f(s.dhcp.get_mut(NET).unwrap());
+        validate(&s, &me()).err().unwrap_or_default()
+    }
+
+    #[test]
+    fn dhcp_servers_are_checked_before_any_change() {
+        assert_eq!(validate(&with_dhcp(), &me()), Ok(()));
+        let bad = |e: &[ValidationError], needle: &str| {
+            assert!(
+                e.iter().any(|e| e.to_string().contains(needle)),
+                "{needle:?} not in {e:?}"
+            )
+        };
+        // The namespace is exactly qdhcp-<network id>: no other agent's or a path.
+        bad(
+            &dhcp_errors(|d| d.namespace = "qrouter-x".into()),
+            "namespace",
+        );
+        bad(
+            &dhcp_errors(|d| d.namespace = format!("qdhcp-{NET}/../../x")),
+            "namespace",
+        );
+        bad(&dhcp_errors(|d| d.network_id = "n1".into()), "UUID");
+        bad(
+            &dhcp_errors(|d| d.subnets[0].server_address = "10.0.2.2".parse().unwrap()),
+            "not in 10.0.1.0/24",
+        );
+        bad(
+            &dhcp_errors(|d| d.subnets[0].server_address = "10.0.1.255".parse().unwrap()),
+            "broadcast",
+        );
+        bad(
+            &dhcp_errors(|d| d.hosts[0].ip = "10.0.9.11".parse().unwrap()),
+            "not on a served subnet",
+        );
+        bad(
+            &dhcp_errors(|d| d.hosts[0].mac = "ff:ff:ff:ff:ff:ff".into()),
+            "unicast",
+        );
+        bad(&dhcp_errors(|d| d.tag = Some(4095)), "VLAN 4095");
+        bad(&dhcp_errors(|d| d.bridge = "br-x".into()), "br-x");
+        bad(&dhcp_errors(|d| d.ns_ifname = "lo".into()), "loopback");
+        bad(
+            &dhcp_errors(|d| d.ovs_ifname = "br-vlan".into()),
+            "also used",
+        );
+        // The DHCP port's MAC is one more MAC on the node: a router leg's is refused.
+        bad(
+            &dhcp_errors(|d| d.mac = "fa:16:3e:00:01:01".into()),
+            "also used",
+        );
     }
 }

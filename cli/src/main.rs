@@ -288,6 +288,14 @@ enum VmCmd {
         /// Nova waits for vif-plugged; 0 returns right after plugging.
         #[arg(long, default_value_t = 0)]
         wait: u64,
+        /// Write the port's address into the namespace (no DHCP client).
+        #[arg(long = "static", conflicts_with = "dhcp")]
+        static_addr: bool,
+        /// Get the address by DHCP even when the network shows no `network:dhcp` port; no
+        /// lease is an error. Default: DHCP when the subnet has enable_dhcp and the network
+        /// has a DHCP port, else static.
+        #[arg(long)]
+        dhcp: bool,
     },
     /// Unplug the VM, delete its namespace and its port.
     Delete {
@@ -586,9 +594,16 @@ fn run_vm(v: VmArgs, as_json: bool) -> Result<ExitCode> {
             network,
             name,
             wait,
+            static_addr,
+            dhcp,
         } => {
             let api = need_api()?;
-            let r = vm::boot(&dir, &api, region, network, name)?;
+            let mode = match (static_addr, dhcp) {
+                (true, _) => vm::AddressMode::Static,
+                (_, true) => vm::AddressMode::Dhcp,
+                _ => vm::AddressMode::Auto,
+            };
+            let r = vm::boot(&dir, &api, region, network, name, mode)?;
             if *wait > 0 {
                 progress(format!(
                     "waiting up to {wait}s for the agent of {} to bind port {}",
@@ -600,8 +615,14 @@ fn run_vm(v: VmArgs, as_json: bool) -> Result<ExitCode> {
                 output::json(&serde_json::to_value(&r)?);
             } else {
                 println!(
-                    "vm {} booted on {} ({}): {} {} port {} (tagging is the agent's job)",
-                    r.name, r.node, r.region, r.address, r.mac, r.port_id
+                    "vm {} booted on {} ({}): {} {} port {}{} (tagging is the agent's job)",
+                    r.name,
+                    r.node,
+                    r.region,
+                    r.address,
+                    r.mac,
+                    r.port_id,
+                    if r.dhcp { " by DHCP" } else { "" }
                 );
             }
         }

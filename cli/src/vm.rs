@@ -3,6 +3,14 @@
 //! of its veth sits in the region's node namespace, plugged into br-vlan with
 //! `external_ids:iface-id=<port id>` as os-vif does, untagged: tagging is the agent's job.
 //! Each booted VM is recorded in `<lab dir>/vms/<name>.json`.
+//!
+//! A VM gets its address either statically (written into the namespace, as before DHCP) or by
+//! DHCP: busybox `udhcpc` runs inside the namespace with the lab's script
+//! (`scripts/udhcpc-vm.sh`), which applies address, default route, option 121 routes and MTU,
+//! and writes the VM's own `/etc/netns/<vm>/resolv.conf` (made before the client starts, so
+//! `ip netns exec` bind-mounts it and the host's `/etc/resolv.conf` is never written). The
+//! client goes on running to renew; its pid, script and log files sit in the lab's `vms/`
+//! directory and go with `vm delete` and `lab down`.
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -53,6 +61,166 @@ pub struct VmRecord {
     pub device_id: String,
     /// Whether `vm boot` created the namespace (always, unless the record is partial).
     pub created_netns: bool,
+    /// Whether the address came by DHCP (a `udhcpc` runs in the namespace to renew it).
+    #[serde(default)]
+    pub dhcp: bool,
+}
+
+/// How `vm boot` gives the VM its address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AddressMode {
+    /// DHCP when the port's subnet has `enable_dhcp` and the network has a `network:dhcp`
+    /// port (a controller that serves DHCP); otherwise static.
+    #[default]
+    Auto,
+    /// Written into the namespace by `vm boot`.
+    Static,
+    /// By DHCP; no lease is an error.
+    Dhcp,
+}
+
+/// The lab VMs' DHCP client script (one copy for the CLI and the agent's tests).
+const UDHCPC_SCRIPT: &str = include_str!("../../scripts/udhcpc-vm.sh");
+/// How long `vm boot` waits for a lease: `udhcpc -t 5 -T 2`, then it gives up.
+const DHCP_TRIES: &str = "5";
+const DHCP_TIMEOUT_S: &str = "2";
+
+/// The files of a VM's DHCP client in the lab's `vms/` directory, and its resolv.conf dir.
+struct DhcpFiles {
+    script: PathBuf,
+    pid: PathBuf,
+    log: PathBuf,
+    events: PathBuf,
+    netns_etc: PathBuf,
+}
+
+impl DhcpFiles {
+    fn of(vms_dir: &Path, name: &str) -> DhcpFiles {
+        DhcpFiles {
+            script: vms_dir.join(format!("{name}.udhcpc.sh")),
+            pid: vms_dir.join(format!("{name}.udhcpc.pid")),
+            log: vms_dir.join(format!("{name}.udhcpc.log")),
+            events: vms_dir.join(format!("{name}.dhcp-events")),
+            netns_etc: PathBuf::from(format!("/etc/netns/{name}")),
+        }
+    }
+
+    /// Kills the client (by its pid file, only if that pid is a udhcpc) and removes the files.
+    fn remove(&self, name: &str) {
+        if let Some(pid) = std::fs::read_to_string(&self.pid)
+            .ok()
+            .and_then(|p| p.trim().parse::<i32>().ok())
+        {
+            let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+            if comm.trim() == "udhcpc" {
+                // SAFETY: kill(2) on a pid we just checked is the VM's DHCP client.
+                unsafe { libc::kill(pid, libc::SIGTERM) };
+                for _ in 0..100 {
+                    if !running(pid) {
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            }
+        }
+        for f in [&self.script, &self.pid, &self.log, &self.events] {
+            match std::fs::remove_file(f) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    tracing::warn!(vm = name, file = %f.display(), error = %e, "removing a DHCP client file")
+                }
+            }
+        }
+        if self.netns_etc.exists() {
+            if let Err(e) = std::fs::remove_dir_all(&self.netns_etc) {
+                tracing::warn!(vm = name, dir = %self.netns_etc.display(), error = %e, "removing the VM's /etc/netns directory");
+            }
+        }
+    }
+}
+
+/// Whether `pid` is a live process (not gone, not a zombie waiting for its reaper).
+fn running(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            s.rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().next().map(|st| st != "Z"))
+        })
+        .unwrap_or(false)
+}
+
+/// Runs udhcpc in the VM namespace until it has a lease (then it stays in the background to
+/// renew); checks the lease is the port's address.
+fn dhcp_lease(name: &str, vms_dir: &Path, want: IpNet) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let f = DhcpFiles::of(vms_dir, name);
+    std::fs::create_dir_all(vms_dir).context("creating the lab's vms directory")?;
+    std::fs::write(&f.script, UDHCPC_SCRIPT)
+        .with_context(|| format!("writing {}", f.script.display()))?;
+    std::fs::set_permissions(&f.script, std::fs::Permissions::from_mode(0o755))?;
+    std::fs::create_dir_all(&f.netns_etc)
+        .with_context(|| format!("creating {}", f.netns_etc.display()))?;
+    std::fs::write(f.netns_etc.join("resolv.conf"), "")
+        .with_context(|| format!("writing {}/resolv.conf", f.netns_etc.display()))?;
+    let log =
+        std::fs::File::create(&f.log).with_context(|| format!("creating {}", f.log.display()))?;
+    // Without -f, udhcpc stays in the foreground until it has a lease, then forks to the
+    // background (rewriting the pid file) to renew; -n: no lease after the tries is exit 1.
+    let st = std::process::Command::new("ip")
+        .args(["netns", "exec", name, "udhcpc", "-i", VM_IF, "-n"])
+        .args([
+            "-t",
+            DHCP_TRIES,
+            "-T",
+            DHCP_TIMEOUT_S,
+            "-O",
+            "staticroutes",
+            "-O",
+            "mtu",
+        ])
+        .arg("-s")
+        .arg(&f.script)
+        .arg("-p")
+        .arg(&f.pid)
+        .env("CROSSPOD_DHCP_LOG", &f.events)
+        .stdin(std::process::Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .status()
+        .context("running udhcpc (scripts/install-deps.sh installs it)")?;
+    if !st.success() {
+        bail!(
+            "no DHCP lease for {name} within {}x{}s (is a DHCP server serving the network? the client's log: {}); use --static to boot without DHCP",
+            DHCP_TRIES,
+            DHCP_TIMEOUT_S,
+            f.log.display()
+        );
+    }
+    // The client forks to the background after its lease and the child rewrites the pid
+    // file: wait for that, so `vm delete` finds the process that renews.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let pid = std::fs::read_to_string(&f.pid)
+            .ok()
+            .and_then(|p| p.trim().parse::<i32>().ok());
+        if pid.is_some_and(running) {
+            break;
+        }
+        if std::time::Instant::now() >= deadline {
+            bail!(
+                "the DHCP client of {name} did not stay in the background to renew (log: {})",
+                f.log.display()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let got = Handle::new(&Netns::named(name))?.link_addresses(VM_IF)?;
+    if !got.contains(&want) {
+        bail!("the DHCP lease of {name} gave {got:?}, not the port's {want}");
+    }
+    Ok(())
 }
 
 /// Where the Neutron API is and who calls it.
@@ -202,6 +370,8 @@ pub struct PlugSpec {
     pub address: IpNet,
     /// Default gateway.
     pub gateway: Option<IpAddr>,
+    /// Address by DHCP instead of written into the namespace.
+    pub dhcp: bool,
 }
 
 /// The node-side interface name for a port: `tap` + 11 characters of its id (as Nova).
@@ -229,9 +399,11 @@ pub fn plug(name: &str, node_netns: &str, db: &Ovsdb, p: &PlugSpec, device_id: &
         })
         .with_context(|| format!("creating the veth of {name} ({VM_IF} <-> {tap}@{node_netns})"))?;
         let mut h = Handle::new(&Netns::named(name))?;
-        h.add_address(VM_IF, p.address)
-            .with_context(|| format!("giving {} to {VM_IF}@{name}", p.address))?;
-        if let Some(gw) = p.gateway {
+        if !p.dhcp {
+            h.add_address(VM_IF, p.address)
+                .with_context(|| format!("giving {} to {VM_IF}@{name}", p.address))?;
+        }
+        if let (false, Some(gw)) = (p.dhcp, p.gateway) {
             let any: IpNet = match gw {
                 IpAddr::V4(_) => "0.0.0.0/0".parse().expect("valid"),
                 IpAddr::V6(_) => "::/0".parse().expect("valid"),
@@ -261,6 +433,12 @@ pub fn plug(name: &str, node_netns: &str, db: &Ovsdb, p: &PlugSpec, device_id: &
     Ok(())
 }
 
+/// Stops a VM's DHCP client and removes its files and `/etc/netns/<vm>` (nothing to do for a
+/// static VM).
+pub fn remove_dhcp_client(vms_dir: &Path, name: &str) {
+    DhcpFiles::of(vms_dir, name).remove(name);
+}
+
 /// Removes the OVS port, the veth and the namespace of a VM (each step best effort, so a
 /// half-made VM goes away too).
 pub fn unplug(name: &str, node_netns: &str, ovsdb: &str, tap: &str) {
@@ -282,8 +460,25 @@ pub fn unplug(name: &str, node_netns: &str, ovsdb: &str, tap: &str) {
     }
 }
 
+/// Whether the network has a `network:dhcp` port: a controller that serves DHCP on it.
+fn has_dhcp_port(api: &Api, network_id: &str) -> Result<bool> {
+    let v = api.expect("GET", &format!("/v2.0/ports?network_id={network_id}"), None)?;
+    Ok(v["ports"].as_array().is_some_and(|ports| {
+        ports
+            .iter()
+            .any(|p| p["device_owner"] == "network:dhcp" && p["network_id"] == network_id)
+    }))
+}
+
 /// `crosspod vm boot`.
-pub fn boot(dir: &Path, api: &Api, region: &str, network: &str, name: &str) -> Result<VmRecord> {
+pub fn boot(
+    dir: &Path,
+    api: &Api,
+    region: &str,
+    network: &str,
+    name: &str,
+    mode: AddressMode,
+) -> Result<VmRecord> {
     let st = LabState::require(dir)?;
     let _lock = crate::lab::lock_dir(dir)?;
     let layout = st.layout();
@@ -346,17 +541,36 @@ pub fn boot(dir: &Path, api: &Api, region: &str, network: &str, name: &str) -> R
             .and_then(Value::as_str)
             .and_then(|g| g.parse().ok());
         let address = IpNet::new(addr, cidr.prefix_len()).context("address/prefix")?;
+        let enable_dhcp = sv
+            .pointer("/subnet/enable_dhcp")
+            .and_then(Value::as_bool)
+            .unwrap_or(true);
+        let dhcp = match mode {
+            AddressMode::Static => false,
+            AddressMode::Dhcp => true,
+            AddressMode::Auto => enable_dhcp && addr.is_ipv4() && has_dhcp_port(api, &network_id)?,
+        };
         let spec = PlugSpec {
             port_id: port_id.clone(),
             mac: mac.clone(),
             address,
             gateway,
+            dhcp,
         };
         crate::output::progress(format!(
-            "plugging {name} ({address}, {mac}) into br-vlan of {}",
+            "plugging {name} ({address}, {mac}, {}) into br-vlan of {}",
+            if dhcp { "DHCP" } else { "static" },
             node.name
         ));
         plug(name, &node.netns, &db, &spec, &device_id)?;
+        if dhcp {
+            crate::output::progress(format!("{name}: waiting for a DHCP lease"));
+            if let Err(e) = dhcp_lease(name, &layout.vms_dir(), address) {
+                remove_dhcp_client(&layout.vms_dir(), name);
+                unplug(name, &node.netns, &remote, &tap_name(&port_id));
+                return Err(e);
+            }
+        }
         let rec = VmRecord {
             name: name.to_string(),
             region: region.to_string(),
@@ -371,8 +585,10 @@ pub fn boot(dir: &Path, api: &Api, region: &str, network: &str, name: &str) -> R
             tap: tap_name(&port_id),
             device_id: device_id.clone(),
             created_netns: true,
+            dhcp,
         };
         if let Err(e) = save_record(&layout, &rec) {
+            remove_dhcp_client(&layout.vms_dir(), name);
             unplug(name, &node.netns, &remote, &rec.tap);
             return Err(e);
         }
@@ -424,6 +640,7 @@ pub fn delete(dir: &Path, api: Option<&Api>, name: &str) -> Result<VmRecord> {
     })?;
     let rec: VmRecord =
         serde_json::from_str(&text).with_context(|| format!("parsing {}", p.display()))?;
+    remove_dhcp_client(&layout.vms_dir(), &rec.name);
     unplug(&rec.name, &rec.node_netns, &rec.ovsdb, &rec.tap);
     if let Some(api) = api {
         let (status, v) = api.call("DELETE", &format!("/v2.0/ports/{}", rec.port_id), None)?;

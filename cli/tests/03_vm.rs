@@ -235,3 +235,208 @@ fn a_vm_name_that_clashes_with_a_namespace_changes_nothing() {
     assert!(ports.trim().is_empty(), "failed boot left a port: {ports}");
     assert!(vm_json(&lab).as_array().unwrap().is_empty());
 }
+
+/// A DHCP server by hand on node2's br-vlan (dnsmasq in a test namespace, untagged like the VM
+/// ports of this agent-less lab), serving only the subnet's one-address pool.
+struct Dnsmasq(std::process::Child);
+
+impl Drop for Dnsmasq {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn dnsmasq(ns: &str, leases: &std::path::Path) -> Dnsmasq {
+    let _ = std::fs::remove_file(leases);
+    let child = Command::new("ip")
+        .args([
+            "netns",
+            "exec",
+            ns,
+            "dnsmasq",
+            "--no-daemon",
+            "--conf-file=/dev/null",
+        ])
+        .args([
+            "--port=0",
+            "--interface=eth0",
+            "--bind-interfaces",
+            "--no-ping",
+        ])
+        .arg("--dhcp-range=10.0.1.50,10.0.1.50,255.255.255.0,120")
+        .args(["--dhcp-option=3,10.0.1.1", "--dhcp-option=6,10.0.0.53"])
+        .arg("--dhcp-option=121,10.0.2.0/24,10.0.1.254,0.0.0.0/0,10.0.1.1")
+        .arg("--dhcp-option=26,1400")
+        .arg(format!("--dhcp-leasefile={}", leases.display()))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("dnsmasq (scripts/install-deps.sh installs dnsmasq-base)");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    Dnsmasq(child)
+}
+
+fn client_pid(lab: &Lab, vm: &str) -> Option<i32> {
+    std::fs::read_to_string(lab.dir.join("vms").join(format!("{vm}.udhcpc.pid")))
+        .ok()
+        .and_then(|p| p.trim().parse().ok())
+}
+
+/// A live (not zombie) udhcpc.
+fn alive_udhcpc(pid: i32) -> bool {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    stat.contains("(udhcpc)")
+        && stat
+            .rsplit_once(") ")
+            .is_some_and(|(_, r)| !r.starts_with('Z'))
+}
+
+fn dhcp_files_of(lab: &Lab, vm: &str) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(lab.dir.join("vms"))
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.file_name().to_string_lossy().to_string())
+                .filter(|n| n.starts_with(&format!("{vm}.")))
+                .collect()
+        })
+        .unwrap_or_default();
+    if std::path::Path::new(&format!("/etc/netns/{vm}")).exists() {
+        v.push(format!("/etc/netns/{vm}"));
+    }
+    v
+}
+
+#[test]
+fn vm_boot_by_dhcp_takes_its_lease_and_delete_and_lab_down_stop_the_client() {
+    require_root_and_tools();
+    require_openstack();
+    let host_resolv = std::fs::read("/etc/resolv.conf").unwrap_or_default();
+    let lab = Lab::new();
+    lab.up_with_controller();
+    ok(&mut lab.openstack(None, &["network", "create", "net1"]));
+    // One address in the pool: the port's fixed IP is known (10.0.1.50) and so is dnsmasq's.
+    ok(&mut lab.openstack(
+        None,
+        &[
+            "subnet",
+            "create",
+            "--network",
+            "net1",
+            "--subnet-range",
+            "10.0.1.0/24",
+            "--allocation-pool",
+            "start=10.0.1.50,end=10.0.1.50",
+            "net1-subnet",
+        ],
+    ));
+    let srv = TestNs::create(&format!("{}dsrv", lab.prefix));
+    let peer = format!("{}ds", lab.prefix);
+    ok(Command::new("ip").args([
+        "-n",
+        &lab.ns("node2"),
+        "link",
+        "add",
+        &peer,
+        "type",
+        "veth",
+        "peer",
+        "name",
+        "eth0",
+        "netns",
+        &srv.0,
+    ]));
+    ok(Command::new("ip").args(["-n", &lab.ns("node2"), "link", "set", &peer, "up"]));
+    ok(Command::new("ip").args(["-n", &srv.0, "link", "set", "eth0", "up"]));
+    ok(Command::new("ip").args(["-n", &srv.0, "addr", "add", "10.0.1.2/24", "dev", "eth0"]));
+    // Behind the lab's userspace datapath an offloaded UDP checksum is never filled in, and
+    // udhcpc drops such replies: dnsmasq's side computes it (Neutron does it with an iptables
+    // CHECKSUM rule; the agent's own server sends checksum 0).
+    ok(&mut in_ns(&srv.0, &["ethtool", "-K", "eth0", "tx", "off"]));
+    lab.vsctl("node2", &["add-port", "br-vlan", &peer]);
+    let leases = std::env::temp_dir().join(format!("{}-dnsmasq.leases", lab.prefix));
+    let server = dnsmasq(&srv.0, &leases);
+
+    // vm1 by DHCP: the port's address, the routes (option 121 with the default), MTU, and DNS
+    // in its own resolv.conf; the client stays to renew.
+    let vm1 = format!("{}vd1", lab.prefix);
+    let _g1 = TestNs(vm1.clone());
+    let out = ok(&mut lab.vm(&[
+        "boot",
+        "--region",
+        "RegionTwo",
+        "--network",
+        "net1",
+        "--dhcp",
+        &vm1,
+        "--json",
+    ]));
+    let rec: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(rec["dhcp"], true, "{rec}");
+    assert_eq!(rec["address"], "10.0.1.50/24", "{rec}");
+    let addr = ok(Command::new("ip").args(["-n", &vm1, "-o", "addr", "show", "eth0"]));
+    assert!(addr.contains("10.0.1.50/24"), "{addr}");
+    let link = ok(Command::new("ip").args(["-n", &vm1, "-o", "link", "show", "eth0"]));
+    assert!(link.contains("mtu 1400"), "{link}");
+    let routes = ok(Command::new("ip").args(["-n", &vm1, "route"]));
+    assert!(routes.contains("default via 10.0.1.1"), "{routes}");
+    assert!(routes.contains("10.0.2.0/24 via 10.0.1.254"), "{routes}");
+    assert_eq!(
+        std::fs::read_to_string(format!("/etc/netns/{vm1}/resolv.conf")).unwrap(),
+        "nameserver 10.0.0.53\n"
+    );
+    let pid = client_pid(&lab, &vm1).expect("pid file");
+    assert!(alive_udhcpc(pid), "the DHCP client is not running to renew");
+
+    // vm delete stops the client and removes its files and /etc/netns/<vm>.
+    ok(&mut lab.vm(&["delete", &vm1]));
+    assert!(!alive_udhcpc(pid));
+    assert_eq!(dhcp_files_of(&lab, &vm1), Vec::<String>::new());
+    assert!(!namespaces().contains(&vm1));
+
+    // No server: --dhcp fails, saying so, and leaves nothing (namespace, port, files).
+    drop(server);
+    let vm2 = format!("{}vd2", lab.prefix);
+    let _g2 = TestNs(vm2.clone());
+    let out = output(&mut lab.vm(&[
+        "boot",
+        "--region",
+        "RegionTwo",
+        "--network",
+        "net1",
+        "--dhcp",
+        &vm2,
+    ]));
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no DHCP lease"), "{err}");
+    assert!(!namespaces().contains(&vm2));
+    assert_eq!(dhcp_files_of(&lab, &vm2), Vec::<String>::new());
+    let ports = ok(&mut lab.openstack(None, &["port", "list", "-f", "value", "-c", "Name"]));
+    assert!(!ports.contains(&vm2), "{ports}");
+
+    // lab down stops the client of a VM still booted.
+    let _server = dnsmasq(&srv.0, &leases);
+    let vm3 = format!("{}vd3", lab.prefix);
+    let _g3 = TestNs(vm3.clone());
+    ok(&mut lab.vm(&[
+        "boot",
+        "--region",
+        "RegionTwo",
+        "--network",
+        "net1",
+        "--dhcp",
+        &vm3,
+    ]));
+    let pid = client_pid(&lab, &vm3).expect("pid file");
+    assert!(alive_udhcpc(pid));
+    ok(&mut lab.cmd(&["down"]));
+    assert!(!alive_udhcpc(pid));
+    assert!(!std::path::Path::new(&format!("/etc/netns/{vm3}")).exists());
+    let _ = std::fs::remove_file(&leases);
+    assert_eq!(
+        std::fs::read("/etc/resolv.conf").unwrap_or_default(),
+        host_resolv,
+        "the host's /etc/resolv.conf changed"
+    );
+}

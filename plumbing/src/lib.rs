@@ -51,6 +51,7 @@ pub mod netns;
 pub mod probe;
 pub mod route;
 pub mod sysctl;
+pub mod udp;
 
 pub use error::{Error, Result};
 pub use link::{Changed, Link, VethEnd, VethSpec};

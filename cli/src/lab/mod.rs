@@ -526,6 +526,7 @@ pub fn down(dir: &Path) -> Result<DownReport> {
 
     // Lab VMs first (their namespaces were made by `crosspod vm boot`).
     for vm in crate::vm::records(&layout)? {
+        crate::vm::remove_dhcp_client(&layout.vms_dir(), &vm.name);
         if vm.created_netns && plumbing::netns::delete(&vm.name)? {
             rep.removed.push(format!("vm namespace {}", vm.name));
         }
