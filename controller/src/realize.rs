@@ -1016,26 +1016,24 @@ async fn allocate_dhcp_ip(
             ips.push(want);
             store.update_port(&p, Some(&ips)).await.map(|_| ())
         }
-        Err(StoreError::Rule(a)) if a.class == crate::error::ErrorClass::NotFound => {
-            ignore_exists(
-                store
-                    .create_port(&NewPort {
-                        id: id.clone(),
-                        project_id: net.project_id.clone(),
-                        network_id: network_id.to_string(),
-                        name: String::new(),
-                        description: format!("DHCP server of network {network_id} in pod {pod}"),
-                        admin_state_up: true,
-                        mac_address: None,
-                        device_id: dhcp_device_id(network_id, pod),
-                        device_owner: OWNER_DHCP.into(),
-                        host_id: String::new(),
-                        port_security_enabled: Some(false),
-                        fixed_ips: Some(vec![want]),
-                    })
-                    .await,
-            )
-        }
+        Err(StoreError::Rule(a)) if a.class == crate::error::ErrorClass::NotFound => ignore_exists(
+            store
+                .create_port(&NewPort {
+                    id: id.clone(),
+                    project_id: net.project_id.clone(),
+                    network_id: network_id.to_string(),
+                    name: String::new(),
+                    description: format!("DHCP server of network {network_id} in pod {pod}"),
+                    admin_state_up: true,
+                    mac_address: None,
+                    device_id: dhcp_device_id(network_id, pod),
+                    device_owner: OWNER_DHCP.into(),
+                    host_id: String::new(),
+                    port_security_enabled: Some(false),
+                    fixed_ips: Some(vec![want]),
+                })
+                .await,
+        ),
         Err(e) => Err(e),
     }
 }
@@ -1052,9 +1050,7 @@ async fn release_dhcp_ip(
     let id = dhcp_port_id(network_id, pod);
     let p = match store.get_port(&id).await {
         Ok(p) => p,
-        Err(StoreError::Rule(a)) if a.class == crate::error::ErrorClass::NotFound => {
-            return Ok(())
-        }
+        Err(StoreError::Rule(a)) if a.class == crate::error::ErrorClass::NotFound => return Ok(()),
         Err(e) => return Err(e),
     };
     let keep: Vec<FixedIpRequest> = p

@@ -96,8 +96,10 @@ fn subnet(c: &Controller, net: &str, cidr: &str, dhcp: bool) -> String {
             "POST",
             "/v2.0/subnets",
             Some(DEMO),
-            Some(&json!({"subnet": {"network_id": net, "ip_version": 4, "cidr": cidr,
-                "enable_dhcp": dhcp}})),
+            Some(
+                &json!({"subnet": {"network_id": net, "ip_version": 4, "cidr": cidr,
+                "enable_dhcp": dhcp}}),
+            ),
         ),
         "subnet",
     )["subnet"]["id"]
@@ -175,8 +177,10 @@ fn scenario(db: Option<&str>) {
             "POST",
             "/v2.0/networks",
             Some(ADMIN),
-            Some(&json!({"network": {"name": "net3", "project_id": "demo", "mtu": 1450,
-                "provider:network_type": "vlan", "provider:physical_network": "bridge"}})),
+            Some(
+                &json!({"network": {"name": "net3", "project_id": "demo", "mtu": 1450,
+                "provider:network_type": "vlan", "provider:physical_network": "bridge"}}),
+            ),
         ),
         "net3",
     );
@@ -248,7 +252,11 @@ fn scenario(db: Option<&str>) {
         .map(|p| p["id"].as_str().unwrap().to_string())
         .collect();
     assert_eq!(listed, ids);
-    let theirs = openstack_json(&c, OTHER, &["port", "list", "--device-owner", "network:dhcp"]);
+    let theirs = openstack_json(
+        &c,
+        OTHER,
+        &["port", "list", "--device-owner", "network:dhcp"],
+    );
     assert_eq!(theirs, json!([]), "another project sees demo's DHCP ports");
     for id in &ids {
         let (s, _) = c.n("GET", &format!("/v2.0/ports/{id}"), Some(OTHER), None);
@@ -257,13 +265,20 @@ fn scenario(db: Option<&str>) {
         assert_eq!(s, 404, "another project's member deletes a DHCP port");
         let (ok_cli, _, err) = openstack(&c, OTHER, &["port", "delete", id]);
         assert!(!ok_cli, "the CLI deleted another project's DHCP port");
-        assert!(err.contains("No Port found") || err.contains("404"), "{err}");
+        assert!(
+            err.contains("No Port found") || err.contains("404"),
+            "{err}"
+        );
     }
 
     // Each pod's chosen node (RegionOne: node1, the lowest name) runs the server: its own port,
     // the network's MTU, the default lease, the DHCP subnets only, hosts split by pod.
-    let s1 = server(&c, "node1", &net3, |s| s["subnets"].as_array().unwrap().len() == 2);
-    let s2 = server(&c, "node2", &net3, |s| s["subnets"].as_array().unwrap().len() == 2);
+    let s1 = server(&c, "node1", &net3, |s| {
+        s["subnets"].as_array().unwrap().len() == 2
+    });
+    let s2 = server(&c, "node2", &net3, |s| {
+        s["subnets"].as_array().unwrap().len() == 2
+    });
     assert!(desired(&c, "node3")["state"]["dhcp"].get(&net3).is_none());
     for (s, pod) in [(&s1, "RegionOne"), (&s2, "RegionTwo")] {
         let port = &ports[pod];
@@ -281,9 +296,16 @@ fn scenario(db: Option<&str>) {
         for sub in [&sa, &sb] {
             assert_eq!(sub_of(s, sub)["server_address"], addrs[sub.as_str()]);
         }
-        assert_eq!(sub_of(s, &sa)["router"], "10.0.3.1", "no router yet: the gateway");
+        assert_eq!(
+            sub_of(s, &sa)["router"],
+            "10.0.3.1",
+            "no router yet: the gateway"
+        );
     }
-    assert!(!s1.to_string().contains(&sn), "a subnet without DHCP is served: {s1}");
+    assert!(
+        !s1.to_string().contains(&sn),
+        "a subnet without DHCP is served: {s1}"
+    );
     assert_eq!(
         host_ports(&s1),
         BTreeSet::from([vm1.clone(), vm3.clone()]),
@@ -331,10 +353,20 @@ fn scenario(db: Option<&str>) {
             .map(|p| ips(p)[&sa].clone())
     });
     assert_ne!(leg, "10.0.3.1");
-    server(&c, "node2", &net3, |s| sub_of(s, &sa)["router"] == leg.as_str());
+    server(&c, "node2", &net3, |s| {
+        sub_of(s, &sa)["router"] == leg.as_str()
+    });
     let s1 = server(&c, "node1", &net3, |_| true);
-    assert_eq!(sub_of(&s1, &sa)["router"], "10.0.3.1", "the home pod: the interface");
-    assert_eq!(sub_of(&s1, &sb)["router"], "10.0.4.1", "no router: the gateway");
+    assert_eq!(
+        sub_of(&s1, &sa)["router"],
+        "10.0.3.1",
+        "the home pod: the interface"
+    );
+    assert_eq!(
+        sub_of(&s1, &sb)["router"],
+        "10.0.4.1",
+        "no router: the gateway"
+    );
 
     // Options follow the subnet; no gateway, no router option.
     update_subnet(
@@ -389,7 +421,9 @@ fn scenario(db: Option<&str>) {
     let (netl, subl) = net_subnet(&c, "netl", "10.0.7.0/24");
     let (vml, _) = vm_port(&c, &netl, "node3");
     wait_dhcp_ports(&c, &netl, &["RegionOne"], &[&subl]);
-    let sl = server(&c, "node1", &netl, |s| !s["hosts"].as_array().unwrap().is_empty());
+    let sl = server(&c, "node1", &netl, |s| {
+        !s["hosts"].as_array().unwrap().is_empty()
+    });
     assert_eq!(host_ports(&sl), BTreeSet::from([vml.clone()]));
     let tag = sl["tag"].as_u64().unwrap();
     for node in ["node1", "node3"] {
@@ -408,7 +442,12 @@ fn scenario(db: Option<&str>) {
     assert_eq!(s, 204, "{b}");
     let (s, b) = c.n("DELETE", &format!("/v2.0/subnets/{subl}"), Some(DEMO), None);
     assert_eq!(s, 204, "deleting a subnet with a DHCP address: {b}");
-    let (s, b) = c.n("DELETE", &format!("/v2.0/networks/{netl}"), Some(DEMO), None);
+    let (s, b) = c.n(
+        "DELETE",
+        &format!("/v2.0/networks/{netl}"),
+        Some(DEMO),
+        None,
+    );
     assert_eq!(s, 204, "deleting a network with a DHCP port: {b}");
     ok(
         c.n(
@@ -423,11 +462,21 @@ fn scenario(db: Option<&str>) {
         let (s, _) = c.n("DELETE", &format!("/v2.0/ports/{p}"), Some(DEMO), None);
         assert_eq!(s, 204);
     }
-    let (s, b) = c.n("DELETE", &format!("/v2.0/networks/{net3}"), Some(DEMO), None);
+    let (s, b) = c.n(
+        "DELETE",
+        &format!("/v2.0/networks/{net3}"),
+        Some(DEMO),
+        None,
+    );
     assert_eq!(s, 204, "deleting net3: {b}");
     assert_no_drift(&c);
     let leftover = ok(
-        c.n("GET", "/v2.0/ports?device_owner=network:dhcp", Some(ADMIN), None),
+        c.n(
+            "GET",
+            "/v2.0/ports?device_owner=network:dhcp",
+            Some(ADMIN),
+            None,
+        ),
         "ports",
     );
     assert_eq!(leftover["ports"], json!([]));

@@ -28,12 +28,16 @@ pub(super) async fn release_subnet(w: &mut WriteTx<'_>, subnet_id: &str) -> Resu
             .bind(subnet_id.to_string())
             .execute(&mut *w.tx)
             .await
-            .map_err(StoreError::db(format!("releasing DHCP port {port}'s address")))?;
+            .map_err(StoreError::db(format!(
+                "releasing DHCP port {port}'s address"
+            )))?;
         let left = sqlx::query("SELECT COUNT(*) AS c FROM ip_allocations WHERE port_id = $1")
             .bind(port.clone())
             .fetch_one(&mut *w.tx)
             .await
-            .map_err(StoreError::db(format!("counting DHCP port {port}'s addresses")))?;
+            .map_err(StoreError::db(format!(
+                "counting DHCP port {port}'s addresses"
+            )))?;
         if col_i(&left, "c")? == 0 {
             delete_port(w, &port).await?;
         } else {

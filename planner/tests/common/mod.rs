@@ -94,6 +94,11 @@ pub fn add_vlan_net(
 
 /// Subnet id is `sub-<network id>`; gateway `.1`.
 pub fn add_subnet(s: &mut Snapshot, network: &str, cidr: &str) {
+    add_subnet_dhcp(s, network, cidr, false);
+}
+
+/// [`add_subnet`] with `enable_dhcp` as given.
+pub fn add_subnet_dhcp(s: &mut Snapshot, network: &str, cidr: &str, dhcp: bool) {
     let cidr = net(cidr);
     let gw = match cidr.network() {
         IpAddr::V4(a) => IpAddr::V4(Ipv4Addr::from(u32::from(a) + 1)),
@@ -104,6 +109,7 @@ pub fn add_subnet(s: &mut Snapshot, network: &str, cidr: &str) {
         network_id: network.into(),
         cidr,
         gateway_ip: Some(gw),
+        enable_dhcp: dhcp,
         ..Default::default()
     });
 }
@@ -247,6 +253,11 @@ pub fn macs(s: &Snapshot) -> BTreeSet<String> {
             a.leg_ips
                 .values()
                 .flat_map(|m| m.values().flat_map(|m| m.values().map(|p| p.mac.clone()))),
+        )
+        .chain(
+            a.dhcp_ports
+                .values()
+                .flat_map(|m| m.values().map(|p| p.mac.clone())),
         )
         .collect()
 }
@@ -397,13 +408,14 @@ pub fn settle(s: &mut Snapshot) -> AllocationPlan {
                     .map(|n| nth_host(cidr, n))
                     .find(|x| !used.contains(x))
                     .unwrap();
-                let mut p = a.dhcp_port(network_id, pod).cloned().unwrap_or_else(|| {
-                    planner::DhcpPort {
-                        port_id: format!("dhcp-{pod}-{network_id}"),
-                        mac: mac(),
-                        ips: BTreeMap::new(),
-                    }
-                });
+                let mut p =
+                    a.dhcp_port(network_id, pod)
+                        .cloned()
+                        .unwrap_or_else(|| planner::DhcpPort {
+                            port_id: format!("dhcp-{pod}-{network_id}"),
+                            mac: mac(),
+                            ips: BTreeMap::new(),
+                        });
                 p.ips.insert(subnet_id.clone(), addr);
                 a.set_dhcp_port(network_id, pod, Some(p));
             }
