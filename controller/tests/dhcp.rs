@@ -147,6 +147,35 @@ fn host_ports(server: &Value) -> BTreeSet<String> {
         .collect()
 }
 
+/// A VM port of demo with an address on `subnet`, bound to `host` by the admin when given.
+fn vm_on(c: &Controller, net: &str, subnet: &str, host: Option<&str>) -> String {
+    let p = ok(
+        c.n(
+            "POST",
+            "/v2.0/ports",
+            Some(DEMO),
+            Some(
+                &json!({"port": {"network_id": net, "device_owner": "compute:nova",
+                "fixed_ips": [{"subnet_id": subnet}]}}),
+            ),
+        ),
+        "port",
+    );
+    let id = p["port"]["id"].as_str().unwrap().to_string();
+    if let Some(h) = host {
+        ok(
+            c.n(
+                "PUT",
+                &format!("/v2.0/ports/{id}"),
+                Some(ADMIN),
+                Some(&json!({"port": {"binding:host_id": h}})),
+            ),
+            "bind",
+        );
+    }
+    id
+}
+
 fn assert_no_drift(c: &Controller) {
     let r = ok(c.t("POST", "/v1.0/resync", Some(ADMIN), None), "resync");
     assert_eq!(r["resync"]["drift"], false, "drift: {r}");
@@ -189,21 +218,14 @@ fn scenario(db: Option<&str>) {
     let sa = subnet(&c, &net3, "10.0.3.0/24", true);
     let sb = subnet(&c, &net3, "10.0.4.0/24", true);
     let sn = subnet(&c, &net3, "10.0.5.0/24", false);
-    let (vm1, _) = vm_port(&c, &net3, "node1");
-    let (vm2, _) = vm_port(&c, &net3, "node2");
+    // Addresses on `sa` (without fixed IPs, the store takes the first subnet by creation
+    // time, which may be `sn`: created in the same second, their order is by id).
+    let (vm1, vm2) = (
+        vm_on(&c, &net3, &sa, Some("node1")),
+        vm_on(&c, &net3, &sa, Some("node2")),
+    );
     // Unbound: served by the primary pod (RegionOne, the lowest present).
-    let vm3 = ok(
-        c.n(
-            "POST",
-            "/v2.0/ports",
-            Some(DEMO),
-            Some(&json!({"port": {"network_id": net3}})),
-        ),
-        "vm3",
-    )["port"]["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let vm3 = vm_on(&c, &net3, &sa, None);
 
     let ports = wait_dhcp_ports(&c, &net3, &["RegionOne", "RegionTwo"], &[&sa, &sb]);
     // Every address on the network is held once: the DHCP ports' never collide with each
@@ -511,4 +533,140 @@ fn the_lease_duration_is_a_flag_and_must_be_positive() {
         ..Opts::default()
     });
     assert!(bad.is_err(), "a zero lease time was accepted");
+}
+
+/// Tricircle's multi-gateway topology through the API: net1 in RegionOne behind local router
+/// R1, net2 in RegionTwo behind R2, R3 joining both at other addresses. Each pod's DHCP
+/// server hands its subnet a route to the other's via R3; the subnets' own `host_routes`
+/// (what the user set, what the API shows) stay as they are.
+#[test]
+fn an_east_west_router_adds_host_routes_and_keeps_the_users() {
+    let c = Controller::start();
+    pods(&c);
+    ok(
+        register(&c, &agent("node1"), "node1", "RegionOne", false),
+        "node1",
+    );
+    ok(
+        register(&c, &agent("node2"), "node2", "RegionTwo", false),
+        "node2",
+    );
+    let router = |name: &str, hints: Value| -> String {
+        ok(
+            c.n(
+                "POST",
+                "/v2.0/routers",
+                Some(DEMO),
+                Some(&json!({"router": {"name": name, "availability_zone_hints": hints}})),
+            ),
+            "router",
+        )["router"]["id"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let attach = |r: &str, body: Value| {
+        ok(
+            c.n(
+                "PUT",
+                &format!("/v2.0/routers/{r}/add_router_interface"),
+                Some(DEMO),
+                Some(&body),
+            ),
+            "interface",
+        );
+    };
+    let mut nets = Vec::new();
+    let mut r3_ports = Vec::new();
+    for (name, cidr, node, pod, addr) in [
+        ("net1", "10.0.1.0/24", "node1", "RegionOne", "10.0.1.10"),
+        ("net2", "10.0.2.0/24", "node2", "RegionTwo", "10.0.2.10"),
+    ] {
+        let (net, sub) = net_subnet(&c, name, cidr);
+        // R3's port first: the VM's address is drawn at random.
+        let p = ok(
+            c.n(
+                "POST",
+                "/v2.0/ports",
+                Some(DEMO),
+                Some(&json!({"port": {"network_id": net,
+                    "fixed_ips": [{"subnet_id": sub, "ip_address": addr}]}})),
+            ),
+            "r3 port",
+        );
+        r3_ports.push(p["port"]["id"].clone());
+        vm_port(&c, &net, node);
+        let r = router(&format!("r-{name}"), json!([pod]));
+        attach(&r, json!({"subnet_id": sub}));
+        nets.push((net, sub));
+    }
+    let r3 = router("r3", json!([]));
+    for p in r3_ports {
+        attach(&r3, json!({ "port_id": p }));
+    }
+    let (net1, sub1) = &nets[0];
+    let (net2, _) = &nets[1];
+    let want1 = json!([{"destination": "10.0.2.0/24", "nexthop": "10.0.1.10"}]);
+    let want2 = json!([{"destination": "10.0.1.0/24", "nexthop": "10.0.2.10"}]);
+    server(&c, "node1", net1, |s| {
+        s["subnets"][0]["host_routes"] == want1
+    });
+    server(&c, "node2", net2, |s| {
+        s["subnets"][0]["host_routes"] == want2
+    });
+
+    let user = json!([{"destination": "192.168.0.0/16", "nexthop": "10.0.1.254"}]);
+    update_subnet(&c, sub1, json!({ "host_routes": user }));
+    let both = json!([{"destination": "192.168.0.0/16", "nexthop": "10.0.1.254"},
+        {"destination": "10.0.2.0/24", "nexthop": "10.0.1.10"}]);
+    server(&c, "node1", net1, |s| {
+        s["subnets"][0]["host_routes"] == both
+    });
+    let shown = ok(
+        c.n("GET", &format!("/v2.0/subnets/{sub1}"), Some(DEMO), None),
+        "subnet",
+    );
+    assert_eq!(
+        shown["subnet"]["host_routes"], user,
+        "the user's routes are untouched"
+    );
+    assert_no_drift(&c);
+    assert!(!c.log_has_5xx());
+}
+
+/// A project at its port quota still gets its DHCP port (counted in its usage, as Neutron
+/// counts the DHCP agent's), and the quota still holds for its own ports.
+#[test]
+fn a_project_at_its_port_quota_still_gets_dhcp() {
+    let c = Controller::start();
+    pods(&c);
+    ok(
+        register(&c, &agent("node1"), "node1", "RegionOne", false),
+        "node1",
+    );
+    ok(
+        c.n(
+            "PUT",
+            "/v2.0/quotas/demo",
+            Some(ADMIN),
+            Some(&json!({"quota": {"port": 1}})),
+        ),
+        "quota",
+    );
+    let (net, sub) = net_subnet(&c, "n", "10.0.1.0/24");
+    vm_port(&c, &net, "node1");
+    wait_dhcp_ports(&c, &net, &["RegionOne"], &[&sub]);
+    let d = ok(
+        c.n("GET", "/v2.0/quotas/demo/details", Some(DEMO), None),
+        "details",
+    );
+    assert_eq!(d["quota"]["port"]["used"], 2, "{d}");
+    let (s, b) = c.n(
+        "POST",
+        "/v2.0/ports",
+        Some(DEMO),
+        Some(&json!({"port": {"network_id": net}})),
+    );
+    assert_eq!(s, 409, "{b}");
+    assert_eq!(b["NeutronError"]["type"], "OverQuota", "{b}");
 }

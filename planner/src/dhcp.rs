@@ -144,14 +144,7 @@ pub(crate) fn plan_servers<'a>(
                 server_address,
                 router: router_for(t, s, net, pod),
                 dns_nameservers: s.dns_nameservers.clone(),
-                host_routes: s
-                    .host_routes
-                    .iter()
-                    .map(|r| Route {
-                        destination: r.destination,
-                        nexthop: r.nexthop,
-                    })
-                    .collect(),
+                host_routes: host_routes(t, s, net, pod),
             });
         }
         if subnets.is_empty() {
@@ -217,6 +210,93 @@ pub(crate) fn plan_servers<'a>(
     out
 }
 
+/// The host routes (option 121) a pod's server hands out on a subnet: the subnet's own, then
+/// those crosspod adds for east-west routers (Tricircle's `configure_route`, the
+/// multi-gateway topology): a router attached to the subnet at an address other than its
+/// gateway (R3 joining two pods' networks whose gateways are R1 and R2) is the way to every
+/// other subnet it joins, so each of those CIDRs goes via the router's address on this subnet
+/// (the pod's own leg on a stretched network). Tricircle wrote them into each pod's bottom
+/// subnet; here they exist only in what the servers hand out, so the subnet's `host_routes`
+/// (what the API shows and the user set) are never clobbered, a user route to the same
+/// destination wins, and a route the topology no longer implies simply goes.
+pub(crate) fn host_routes(t: &Topology<'_>, s: &Subnet, net: &Network, pod: &str) -> Vec<Route> {
+    let mut out: Vec<Route> = s
+        .host_routes
+        .iter()
+        .map(|r| Route {
+            destination: r.destination,
+            nexthop: r.nexthop,
+        })
+        .collect();
+    let mut added: BTreeSet<(ipnet::IpNet, IpAddr)> = BTreeSet::new();
+    for rid in t.routers_by_subnet.get(s.id.as_str()).into_iter().flatten() {
+        let ifaces = t
+            .interfaces_by_router
+            .get(rid)
+            .map(|v| v.as_slice())
+            .unwrap_or_default();
+        let Some(iface) = ifaces.iter().find(|i| i.subnet_id == s.id) else {
+            continue;
+        };
+        if Some(iface.ip_address) == s.gateway_ip {
+            continue;
+        }
+        let Some(nexthop) = address_in_pod(t, rid, iface.ip_address, s, net, pod) else {
+            continue;
+        };
+        for other in ifaces {
+            let Some(os) = t.subnets.get(other.subnet_id.as_str()) else {
+                continue;
+            };
+            if os.id == s.id
+                || os.network_id == s.network_id
+                || os.cidr.addr().is_ipv4() != nexthop.is_ipv4()
+            {
+                continue;
+            }
+            let destination = os.cidr.trunc();
+            if out.iter().any(|r| r.destination.trunc() == destination) {
+                continue; // the user's route (or an earlier router's) wins
+            }
+            added.insert((destination, nexthop));
+        }
+    }
+    let mut seen: BTreeSet<ipnet::IpNet> = BTreeSet::new();
+    for (destination, nexthop) in added {
+        if seen.insert(destination) {
+            out.push(Route {
+                destination,
+                nexthop,
+            });
+        }
+    }
+    out
+}
+
+/// A router's address on subnet `s` in `pod`: its interface address in the network's home
+/// pod (or on a network that does not stretch), the leg IP reserved for `pod` elsewhere;
+/// `None` when the router has no instance in `pod` (or its leg IP is not reserved yet).
+fn address_in_pod(
+    t: &Topology<'_>,
+    rid: &str,
+    iface_ip: IpAddr,
+    s: &Subnet,
+    net: &Network,
+    pod: &str,
+) -> Option<IpAddr> {
+    if !t.instances.get(rid).is_some_and(|m| m.contains_key(pod)) {
+        return None;
+    }
+    let stretched = matches!(
+        t.placement.get(net.id.as_str()),
+        Some(Placement::Stretched(_))
+    );
+    if !stretched || t.home_pod_for(rid, &net.id) == Some(pod) {
+        return Some(iface_ip);
+    }
+    t.snap.allocations.leg_ip(rid, pod, &s.id)
+}
+
 /// The router (option 3) a pod's server hands out on a subnet: none without a `gateway_ip`;
 /// the pod's own leg of the subnet's gateway router when that router has an instance here
 /// (its interface address in the network's home pod, the leg IP reserved for this pod
@@ -236,17 +316,7 @@ pub(crate) fn router_for(t: &Topology<'_>, s: &Subnet, net: &Network, pod: &str)
         if iface.ip_address != gw {
             continue;
         }
-        if !t.instances.get(rid).is_some_and(|m| m.contains_key(pod)) {
-            continue;
-        }
-        let stretched = matches!(
-            t.placement.get(net.id.as_str()),
-            Some(Placement::Stretched(_))
-        );
-        if !stretched || t.home_pod_for(rid, &net.id) == Some(pod) {
-            return Some(iface.ip_address);
-        }
-        if let Some(ip) = t.snap.allocations.leg_ip(rid, pod, &s.id) {
+        if let Some(ip) = address_in_pod(t, rid, iface.ip_address, s, net, pod) {
             return Some(ip);
         }
     }

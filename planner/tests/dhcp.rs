@@ -197,3 +197,128 @@ fn the_server_runs_on_the_pods_node_with_the_physnet_and_trunks_the_vlan() {
         assert_eq!(got.get(n).unwrap_or(&prev[n]), st, "{n}");
     }
 }
+
+/// Tricircle's multi-gateway topology: net1 in RegionOne behind local router R1 (its gateway),
+/// net2 in RegionTwo behind R2, and R3 joining both at other addresses for east-west.
+fn multi_gw() -> Snapshot {
+    let mut s = base();
+    for (n, cidr, host, r, pod) in [
+        ("net1", "10.0.1.0/24", "node1", "r1", "RegionOne"),
+        ("net2", "10.0.2.0/24", "node2", "r2", "RegionTwo"),
+    ] {
+        s.networks.push(Network {
+            id: n.into(),
+            project_id: "demo".into(),
+            network_type: NetworkType::Local,
+            ..Default::default()
+        });
+        add_subnet_dhcp(&mut s, n, cidr, true);
+        add_vm(
+            &mut s,
+            "demo",
+            &format!("vm-{n}"),
+            n,
+            &cidr.replace("0/24", "5"),
+            host,
+        );
+        add_router(&mut s, "demo", r, &[pod]);
+        add_iface(&mut s, r, n);
+    }
+    add_router(&mut s, "demo", "r3", &[]);
+    for (n, addr) in [("net1", "10.0.1.10"), ("net2", "10.0.2.10")] {
+        let mac = fresh_mac(&s, 0xdd);
+        s.router_interfaces.push(RouterInterface {
+            router_id: "r3".into(),
+            subnet_id: format!("sub-{n}"),
+            port_id: format!("r3-{n}"),
+            ip_address: ip(addr),
+            mac,
+        });
+    }
+    settle(&mut s);
+    s
+}
+
+fn routes(
+    plan: &std::collections::BTreeMap<String, wire::NodeDesiredState>,
+    node: &str,
+    net: &str,
+) -> Vec<(String, String)> {
+    plan[node].dhcp[net].subnets[0]
+        .host_routes
+        .iter()
+        .map(|r| (r.destination.to_string(), r.nexthop.to_string()))
+        .collect()
+}
+
+fn pair(d: &str, n: &str) -> (String, String) {
+    (d.to_string(), n.to_string())
+}
+
+#[test]
+fn an_east_west_router_steers_each_pods_subnet_to_the_others_by_host_routes() {
+    let mut s = multi_gw();
+    let plan = plan_all(&s);
+    assert_eq!(
+        routes(&plan, "node1", "net1"),
+        [pair("10.0.2.0/24", "10.0.1.10")]
+    );
+    assert_eq!(
+        routes(&plan, "node2", "net2"),
+        [pair("10.0.1.0/24", "10.0.2.10")]
+    );
+    // The router option stays each pod's own gateway router.
+    assert_eq!(
+        plan["node1"].dhcp["net1"].subnets[0].router,
+        Some(ip("10.0.1.1"))
+    );
+
+    // The user's routes are kept, first, and win on the same destination (one subnet change
+    // at a time, as the controller replays them, each re-planned like the full plan).
+    for (sub, dest, hop) in [
+        ("sub-net1", "192.168.0.0/16", "10.0.1.254"),
+        ("sub-net2", "10.0.1.0/24", "10.0.2.99"),
+    ] {
+        let old = s.clone();
+        s.subnets
+            .iter_mut()
+            .find(|x| x.id == sub)
+            .unwrap()
+            .host_routes = vec![UserRoute {
+            destination: net(dest),
+            nexthop: ip(hop),
+        }];
+        let prev = plan_all(&old);
+        let got = replan(&old, &s, &prev, &Change::Subnet(sub.into()));
+        for (n, st) in &plan_all(&s) {
+            assert_eq!(got.get(n).unwrap_or(&prev[n]), st, "{sub}: {n}");
+        }
+    }
+    let plan = plan_all(&s);
+    assert_eq!(
+        routes(&plan, "node1", "net1"),
+        [
+            pair("192.168.0.0/16", "10.0.1.254"),
+            pair("10.0.2.0/24", "10.0.1.10")
+        ]
+    );
+    assert_eq!(
+        routes(&plan, "node2", "net2"),
+        [pair("10.0.1.0/24", "10.0.2.99")]
+    );
+
+    // R3 leaves net2: the added routes go (the user's stay), the same incrementally.
+    let old = s.clone();
+    s.router_interfaces.retain(|i| i.port_id != "r3-net2");
+    settle(&mut s);
+    let plan = plan_all(&s);
+    assert_eq!(
+        routes(&plan, "node1", "net1"),
+        [pair("192.168.0.0/16", "10.0.1.254")]
+    );
+    let prev = plan_all(&old);
+    let got = replan(&old, &s, &prev, &Change::Router("r3".into()));
+    for (n, st) in &plan {
+        assert_eq!(got.get(n).unwrap_or(&prev[n]), st, "{n}");
+    }
+}
