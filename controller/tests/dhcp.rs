@@ -1,8 +1,8 @@
 //! DHCP on the real controller binary (SQLite and PostgreSQL): every (network, pod) where the
 //! network is present gets one `network:dhcp` port with one address per DHCP-enabled IPv4
 //! subnet (distinct from every other port's), released when the last DHCP subnet goes or DHCP
-//! is disabled, re-made when a user deletes it, never in the way of deleting a subnet or a
-//! network; the published state of the pod's chosen node carries the server (per-pod router on
+//! is disabled, crosspod's own (a user can neither delete, move nor make one; no quota counts
+//! it), never in the way of deleting a subnet or a network; the published state of the pod's chosen node carries the server (per-pod router on
 //! a stretched network, hosts split by pod, options, lease time from the flag); another
 //! project's member can neither see nor delete it (also through the `openstack` CLI).
 
@@ -426,17 +426,35 @@ fn scenario(db: Option<&str>) {
     update_subnet(&c, &sa, json!({"enable_dhcp": true}));
     let ports = wait_dhcp_ports(&c, &net3, &["RegionOne", "RegionTwo"], &[&sa]);
 
-    // A user deleting a DHCP port: allowed (as in Neutron), and the controller makes it
-    // again, under the same id.
+    // The DHCP port is crosspod's, like a router's ports: its owner can neither delete it
+    // (409, as Neutron answers for a router interface), nor move its device or addresses,
+    // nor make another one.
     let id = ports["RegionTwo"]["id"].as_str().unwrap().to_string();
-    let (s, _) = c.n("DELETE", &format!("/v2.0/ports/{id}"), Some(DEMO), None);
-    assert_eq!(s, 204);
+    let (s, b) = c.n("DELETE", &format!("/v2.0/ports/{id}"), Some(DEMO), None);
+    assert_eq!(s, 409, "{b}");
+    assert_eq!(b["NeutronError"]["type"], "ServicePortInUse", "{b}");
+    let (s, b) = c.n(
+        "PUT",
+        &format!("/v2.0/ports/{id}"),
+        Some(DEMO),
+        Some(&json!({"port": {"fixed_ips": [{"subnet_id": sa}]}})),
+    );
+    assert_eq!(s, 409, "{b}");
+    let (s, b) = c.n(
+        "POST",
+        "/v2.0/ports",
+        Some(DEMO),
+        Some(&json!({"port": {"network_id": net3, "device_owner": "network:dhcp"}})),
+    );
+    assert_eq!(s, 400, "{b}");
+    let (ok_cli, _, err) = openstack(&c, DEMO, &["port", "delete", &id]);
+    assert!(!ok_cli, "the CLI deleted a DHCP port");
+    assert!(
+        err.contains("409") || err.contains("cannot be deleted"),
+        "{err}"
+    );
     let again = wait_dhcp_ports(&c, &net3, &["RegionOne", "RegionTwo"], &[&sa]);
-    assert_eq!(again["RegionTwo"]["id"], id.as_str());
-    server(&c, "node2", &net3, |s| {
-        s["mac"] == again["RegionTwo"]["mac_address"]
-            && sub_of(s, &sa)["server_address"] == ips(&again["RegionTwo"])[&sa].as_str()
-    });
+    assert_eq!(again["RegionTwo"], ports["RegionTwo"]);
 
     // A pod-local network whose only VM is on node3: RegionOne's server runs on node1, which
     // now shares the local VLAN with node3, so both trunk it.
@@ -634,8 +652,8 @@ fn an_east_west_router_adds_host_routes_and_keeps_the_users() {
     assert!(!c.log_has_5xx());
 }
 
-/// A project at its port quota still gets its DHCP port (counted in its usage, as Neutron
-/// counts the DHCP agent's), and the quota still holds for its own ports.
+/// A project at its port quota still gets its DHCP port, which, like every port crosspod makes
+/// for itself, does not count in the project's usage; the quota still holds for its own.
 #[test]
 fn a_project_at_its_port_quota_still_gets_dhcp() {
     let c = Controller::start();
@@ -660,7 +678,7 @@ fn a_project_at_its_port_quota_still_gets_dhcp() {
         c.n("GET", "/v2.0/quotas/demo/details", Some(DEMO), None),
         "details",
     );
-    assert_eq!(d["quota"]["port"]["used"], 2, "{d}");
+    assert_eq!(d["quota"]["port"]["used"], 1, "{d}");
     let (s, b) = c.n(
         "POST",
         "/v2.0/ports",

@@ -329,22 +329,14 @@ pub(super) async fn insert_port(
     p: &NewPort,
 ) -> Result<(), StoreError> {
     {
-        // The controller's own DHCP port (its derived id; the API draws ids at random) counts
-        // in the project's usage, as in Neutron, but is never refused: a project at its port
-        // quota still gets DHCP, as Neutron's agent creates it past the API's quota check.
-        let own_dhcp = p.device_owner == crate::naming::OWNER_DHCP
-            && crate::naming::dhcp_device_pod(&p.device_id, &p.network_id)
-                .is_some_and(|pod| p.id == crate::naming::dhcp_port_id(&p.network_id, pod));
-        if !own_dhcp {
-            super::quotas::check(
-                w,
-                quota_defaults,
-                &p.project_id,
-                Some(&p.device_owner),
-                super::QuotaResource::Port,
-            )
-            .await?;
-        }
+        super::quotas::check(
+            w,
+            quota_defaults,
+            &p.project_id,
+            Some(&p.device_owner),
+            super::QuotaResource::Port,
+        )
+        .await?;
         let net = sqlx::query("SELECT port_security_enabled FROM networks WHERE id = $1")
             .bind(p.network_id.clone())
             .fetch_optional(&mut *w.tx)
