@@ -157,6 +157,12 @@ fn build() -> Snapshot {
             });
         }
     }
+    // CROSSPOD_BENCH_DHCP=1: DHCP on every tenant subnet (a server per network and pod).
+    if std::env::var("CROSSPOD_BENCH_DHCP").is_ok_and(|v| v == "1") {
+        for x in s.subnets.iter_mut().filter(|x| x.network_id != "ext") {
+            x.enable_dhcp = true;
+        }
+    }
     allocate(&mut s);
     s
 }
