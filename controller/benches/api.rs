@@ -129,6 +129,7 @@ fn run(backend: &'static str, database: String, rows: &mut Vec<Row>) {
         default_external_region: Some("RegionOne".into()),
         tenant_network_types: vec![NetworkType::Vlan],
         full_pass_interval: std::time::Duration::from_secs(60),
+        dhcp_lease_duration: controller::config::DEFAULT_DHCP_LEASE_DURATION,
         change_log_poll: std::time::Duration::from_secs(1),
         log_format: LogFormat::Text,
         // Finite, so every create pays for its quota count as a real deployment's does.

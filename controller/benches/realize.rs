@@ -1260,6 +1260,7 @@ fn start(
         default_external_region: Some("RegionOne".into()),
         tenant_network_types: vec![NetworkType::Local, NetworkType::Vlan],
         full_pass_interval: std::time::Duration::from_secs(60),
+        dhcp_lease_duration: controller::config::DEFAULT_DHCP_LEASE_DURATION,
         change_log_poll: std::time::Duration::from_secs(1),
         log_format: LogFormat::Text,
         quotas: QuotaDefaults::default(),

@@ -118,6 +118,7 @@ fn main() {
         default_external_region: Some("RegionOne".into()),
         tenant_network_types: vec![NetworkType::Vlan],
         full_pass_interval: Duration::from_secs(60),
+        dhcp_lease_duration: controller::config::DEFAULT_DHCP_LEASE_DURATION,
         change_log_poll: Duration::from_secs(1),
         log_format: LogFormat::Text,
         quotas: QuotaDefaults::default(),

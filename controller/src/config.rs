@@ -159,6 +159,10 @@ pub struct Args {
     /// Seconds between full realization passes (whole store re-read, drift check) [default: 60].
     #[arg(long, env = "CROSSPOD_FULL_PASS_INTERVAL")]
     pub full_pass_interval: Option<u64>,
+    /// Lease time the DHCP servers hand out, in seconds (Neutron's `dhcp_lease_duration`)
+    /// [default: 86400].
+    #[arg(long, env = "CROSSPOD_DHCP_LEASE_DURATION")]
+    pub dhcp_lease_duration: Option<u32>,
     /// Milliseconds between change-log reads when nothing woke the realizer (changes made by
     /// another process on SQLite; PostgreSQL wakes it by NOTIFY) [default: 1000].
     #[arg(long, env = "CROSSPOD_CHANGE_LOG_POLL_MS")]
@@ -329,6 +333,9 @@ pub struct UserTls {
     pub key: PathBuf,
 }
 
+/// Neutron's default `dhcp_lease_duration`: one day.
+pub const DEFAULT_DHCP_LEASE_DURATION: u32 = 86400;
+
 /// The resolved configuration the controller runs with.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -354,6 +361,8 @@ pub struct Config {
     pub tenant_network_types: Vec<NetworkType>,
     /// Time between full realization passes.
     pub full_pass_interval: std::time::Duration,
+    /// Lease time of the DHCP servers, in seconds.
+    pub dhcp_lease_duration: u32,
     /// Time between change-log reads when nothing woke the realizer.
     pub change_log_poll: std::time::Duration,
     /// Log format.
@@ -472,6 +481,13 @@ impl Args {
                 )?
                 .unwrap_or(60),
             ),
+            dhcp_lease_duration: positive(
+                "dhcp-lease-duration",
+                self.dhcp_lease_duration
+                    .or(file.dhcp_lease_duration)
+                    .map(u64::from),
+            )?
+            .map_or(DEFAULT_DHCP_LEASE_DURATION, |v| v as u32),
             change_log_poll: std::time::Duration::from_millis(
                 positive(
                     "change-log-poll-ms",
@@ -542,7 +558,7 @@ impl Config {
             .map(|t| format!("{:?}", t.as_str()))
             .collect();
         format!(
-            "bind = {:?}\ntricircle-port = {}\nneutron-port = {}\ndatabase = {:?}\ntokens-file = {:?}\nnetwork-vlan-ranges = {:?}\nbridge-cidr = {:?}\nlocal-vlan-range = \"{}:{}\"\ndefault-region-for-external-network = {:?}\ntenant-network-types = [{}]\nfull-pass-interval = {}\nchange-log-poll-ms = {}\nlog-format = {:?}\nquota-network = {}\nquota-subnet = {}\nquota-port = {}\nquota-router = {}\nquota-floatingip = {}\nheader-timeout = {}\nbody-timeout = {}\nidle-timeout = {}\nlong-polls-per-node = {}\nlong-polls-per-project = {}\nagent-port = {}\n{}",
+            "bind = {:?}\ntricircle-port = {}\nneutron-port = {}\ndatabase = {:?}\ntokens-file = {:?}\nnetwork-vlan-ranges = {:?}\nbridge-cidr = {:?}\nlocal-vlan-range = \"{}:{}\"\ndefault-region-for-external-network = {:?}\ntenant-network-types = [{}]\nfull-pass-interval = {}\ndhcp-lease-duration = {}\nchange-log-poll-ms = {}\nlog-format = {:?}\nquota-network = {}\nquota-subnet = {}\nquota-port = {}\nquota-router = {}\nquota-floatingip = {}\nheader-timeout = {}\nbody-timeout = {}\nidle-timeout = {}\nlong-polls-per-node = {}\nlong-polls-per-project = {}\nagent-port = {}\n{}",
             self.bind.to_string(),
             self.tricircle_port,
             self.neutron_port,
@@ -555,6 +571,7 @@ impl Config {
             self.default_external_region.clone().unwrap_or_default(),
             types.join(", "),
             self.full_pass_interval.as_secs(),
+            self.dhcp_lease_duration,
             self.change_log_poll.as_millis(),
             match self.log_format {
                 LogFormat::Text => "text",

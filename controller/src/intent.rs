@@ -16,8 +16,9 @@ use planner::{Change, Snapshot};
 
 use crate::error::StoreError;
 use crate::naming::{
-    bridge_network_id, bridge_subnet_id, BRIDGE_OWNER, BRIDGE_PHYSNET, OWNER_BRIDGE_IP,
-    OWNER_FLOATINGIP, OWNER_GATEWAY, OWNER_INTERFACE, OWNER_LEG,
+    bridge_network_id, bridge_subnet_id, dhcp_device_pod, dhcp_port_id, BRIDGE_OWNER,
+    BRIDGE_PHYSNET, OWNER_BRIDGE_IP, OWNER_DHCP, OWNER_FLOATINGIP, OWNER_GATEWAY, OWNER_INTERFACE,
+    OWNER_LEG,
 };
 use crate::store::changes::{ChangeKind, ChangeRow};
 use crate::store::l3::{FloatingIp, Router};
@@ -109,6 +110,7 @@ fn planner_network(n: &Network) -> planner::Network {
         external: n.external,
         az_hints: n.az_hints.clone(),
         shared: n.shared,
+        mtu: u16::try_from(n.mtu).ok().filter(|m| *m > 0),
     }
 }
 
@@ -132,6 +134,8 @@ fn planner_port(p: &Port) -> planner::Port {
         device_owner: p.device_owner.clone(),
         device_id: p.device_id.clone(),
         binding_host: (!p.host_id.is_empty()).then(|| p.host_id.clone()),
+        // The store keeps no `dns_name`: DHCP hands out no host name.
+        hostname: None,
     }
 }
 
@@ -680,12 +684,34 @@ fn planner_subnet(s: &Subnet) -> planner::Subnet {
         network_id: s.network_id.clone(),
         cidr: s.cidr,
         gateway_ip: s.gateway_ip,
+        ip_version: u8::try_from(s.ip_version).unwrap_or(0),
+        enable_dhcp: s.enable_dhcp,
+        // Validated on the way in; anything unreadable is left out rather than guessed.
+        dns_nameservers: s
+            .dns_nameservers
+            .iter()
+            .filter_map(|d| d.parse().ok())
+            .collect(),
+        host_routes: s
+            .host_routes
+            .iter()
+            .filter_map(|r| {
+                Some(planner::UserRoute {
+                    destination: r.destination.parse().ok()?,
+                    nexthop: r.nexthop.parse().ok()?,
+                })
+            })
+            .collect(),
     }
 }
 
 /// Add (or remove) the bridge IP / leg IP a port stands for, with the port's MAC: the leg it
 /// backs uses it, so the store's MAC uniqueness covers every leg.
 fn port_allocations(a: &mut planner::Allocations, p: &Port, add: bool) {
+    if p.device_owner == OWNER_DHCP {
+        dhcp_allocation(a, p, add);
+        return;
+    }
     let Some(f) = p.fixed_ips.first() else {
         return;
     };
@@ -723,4 +749,25 @@ fn port_allocations(a: &mut planner::Allocations, p: &Port, add: bool) {
         }
         _ => {}
     }
+}
+
+/// A network's DHCP port of a pod: only the one under the derived id of the pod its device id
+/// names (a port a user made with that owner is just a port).
+fn dhcp_allocation(a: &mut planner::Allocations, p: &Port, add: bool) {
+    let Some(pod) = dhcp_device_pod(&p.device_id, &p.network_id) else {
+        return;
+    };
+    if p.id != dhcp_port_id(&p.network_id, pod) {
+        return;
+    }
+    let port = add.then(|| planner::DhcpPort {
+        port_id: p.id.clone(),
+        mac: p.mac_address.clone(),
+        ips: p
+            .fixed_ips
+            .iter()
+            .map(|f| (f.subnet_id.clone(), f.ip_address))
+            .collect(),
+    });
+    a.set_dhcp_port(&p.network_id, pod, port);
 }

@@ -51,3 +51,27 @@ pub fn bridge_ip_port_id(router: &str, pod: &str) -> String {
 pub fn leg_port_id(router: &str, pod: &str, subnet: &str) -> String {
     derived_id(&["leg-ip", router, pod, subnet])
 }
+
+/// device_owner of a network's DHCP port (one per network and pod), as Neutron's DHCP agent
+/// names it.
+pub const OWNER_DHCP: &str = "network:dhcp";
+
+/// The DHCP port of a network in a pod, by its derived id.
+pub fn dhcp_port_id(network: &str, pod: &str) -> String {
+    derived_id(&["dhcp-port", network, pod])
+}
+
+/// The device id of a network's DHCP port in a pod: `dhcp-<pod>-<network id>` (Neutron's DHCP
+/// agent uses `dhcp<host uuid>-<network id>`; a crosspod server belongs to a pod, not a host).
+pub fn dhcp_device_id(network: &str, pod: &str) -> String {
+    format!("dhcp-{pod}-{network}")
+}
+
+/// The pod a DHCP port's device id names (see [`dhcp_device_id`]).
+pub fn dhcp_device_pod<'a>(device_id: &'a str, network: &str) -> Option<&'a str> {
+    device_id
+        .strip_prefix("dhcp-")?
+        .strip_suffix(network)?
+        .strip_suffix('-')
+        .filter(|p| !p.is_empty())
+}

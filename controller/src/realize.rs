@@ -283,6 +283,7 @@ impl Realizer {
             AllocationKey::BridgeIp { router_id: id, .. }
             | AllocationKey::LegIp { router_id: id, .. } => id == router_id,
             AllocationKey::LocalTag { network_id, .. } => networks.contains(&network_id.as_str()),
+            AllocationKey::DhcpIp { .. } => false,
         })
     }
 
@@ -735,6 +736,7 @@ pub async fn realize(core: &dyn Deps) -> Result<usize, DomainError> {
 async fn load_intent(core: &dyn Deps) -> Result<Intent, StoreError> {
     let mut i = Intent::load(core.store()).await?;
     i.snapshot.default_external_region = core.config().default_external_region.clone();
+    i.snapshot.dhcp_lease_seconds = core.config().dhcp_lease_duration;
     Ok(i)
 }
 
@@ -929,6 +931,11 @@ async fn allocate(core: &dyn Deps, key: &AllocationKey, intent: &Intent) -> Resu
                     .await,
             )
         }
+        AllocationKey::DhcpIp {
+            network_id,
+            pod,
+            subnet_id,
+        } => allocate_dhcp_ip(core, intent, network_id, pod, subnet_id).await,
         AllocationKey::LocalTag { network_id, pod } => {
             let reserved = core.config().network_vlan_ranges.range(BRIDGE_PHYSNET);
             let (lo, hi) = core.config().local_vlan_range;
@@ -966,7 +973,102 @@ async fn release(core: &dyn Deps, key: &AllocationKey) -> Result<(), StoreError>
         AllocationKey::LocalTag { network_id, pod } => {
             store.release_local_tag(network_id, pod).await
         }
+        AllocationKey::DhcpIp {
+            network_id,
+            pod,
+            subnet_id,
+        } => release_dhcp_ip(core, network_id, pod, subnet_id).await,
     }
+}
+
+/// Give the DHCP port of (network, pod) an address on `subnet_id`: create the port (owned by
+/// the network's project, `network:dhcp`, under its derived id) with it, or add it to the
+/// port's addresses, read fresh from the store (several keys of one port in one pass).
+async fn allocate_dhcp_ip(
+    core: &dyn Deps,
+    intent: &Intent,
+    network_id: &str,
+    pod: &str,
+    subnet_id: &str,
+) -> Result<(), StoreError> {
+    let store = core.store();
+    let Some(net) = intent.networks.get(network_id) else {
+        return Ok(());
+    };
+    let id = dhcp_port_id(network_id, pod);
+    let want = FixedIpRequest {
+        subnet_id: Some(subnet_id.to_string()),
+        ip_address: None,
+    };
+    match store.get_port(&id).await {
+        Ok(p) => {
+            if p.fixed_ips.iter().any(|f| f.subnet_id == subnet_id) {
+                return Ok(());
+            }
+            let mut ips: Vec<FixedIpRequest> = p
+                .fixed_ips
+                .iter()
+                .map(|f| FixedIpRequest {
+                    subnet_id: Some(f.subnet_id.clone()),
+                    ip_address: Some(f.ip_address),
+                })
+                .collect();
+            ips.push(want);
+            store.update_port(&p, Some(&ips)).await.map(|_| ())
+        }
+        Err(StoreError::Rule(a)) if a.class == crate::error::ErrorClass::NotFound => ignore_exists(
+            store
+                .create_port(&NewPort {
+                    id: id.clone(),
+                    project_id: net.project_id.clone(),
+                    network_id: network_id.to_string(),
+                    name: String::new(),
+                    description: format!("DHCP server of network {network_id} in pod {pod}"),
+                    admin_state_up: true,
+                    mac_address: None,
+                    device_id: dhcp_device_id(network_id, pod),
+                    device_owner: OWNER_DHCP.into(),
+                    host_id: String::new(),
+                    port_security_enabled: Some(false),
+                    fixed_ips: Some(vec![want]),
+                })
+                .await,
+        ),
+        Err(e) => Err(e),
+    }
+}
+
+/// Take the DHCP port of (network, pod) its address on `subnet_id`; the port goes with its
+/// last address.
+async fn release_dhcp_ip(
+    core: &dyn Deps,
+    network_id: &str,
+    pod: &str,
+    subnet_id: &str,
+) -> Result<(), StoreError> {
+    let store = core.store();
+    let id = dhcp_port_id(network_id, pod);
+    let p = match store.get_port(&id).await {
+        Ok(p) => p,
+        Err(StoreError::Rule(a)) if a.class == crate::error::ErrorClass::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    let keep: Vec<FixedIpRequest> = p
+        .fixed_ips
+        .iter()
+        .filter(|f| f.subnet_id != subnet_id)
+        .map(|f| FixedIpRequest {
+            subnet_id: Some(f.subnet_id.clone()),
+            ip_address: Some(f.ip_address),
+        })
+        .collect();
+    if keep.is_empty() {
+        return ignore_missing(store.delete_port(&id).await);
+    }
+    if keep.len() == p.fixed_ips.len() {
+        return Ok(());
+    }
+    store.update_port(&p, Some(&keep)).await.map(|_| ())
 }
 
 /// The gateway port a router's row asks for (IPs as requested, else the first free one),

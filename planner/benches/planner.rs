@@ -49,12 +49,14 @@ fn build() -> Snapshot {
         external: true,
         az_hints: vec!["pod000".into()],
         shared: false,
+        mtu: None,
     });
     s.subnets.push(Subnet {
         id: "ext-sub".into(),
         network_id: "ext".into(),
         cidr: "163.3.0.0/16".parse().unwrap(),
         gateway_ip: Some("163.3.0.1".parse().unwrap()),
+        ..Default::default()
     });
     let mut vlan = 1u16;
     for pr in 0..PROJECTS {
@@ -100,6 +102,7 @@ fn build() -> Snapshot {
                 network_id: id.clone(),
                 cidr: IpNet::V4(cidr),
                 gateway_ip: Some(v4(u32::from(cidr.network()) + 1)),
+                ..Default::default()
             });
             s.router_interfaces.push(RouterInterface {
                 router_id: router.clone(),
@@ -125,6 +128,7 @@ fn build() -> Snapshot {
                     device_owner: "compute:nova".into(),
                     device_id: String::new(),
                     binding_host: Some(format!("pod{pod:03}-node{node}")),
+                    hostname: None,
                 });
             }
         }
@@ -141,6 +145,7 @@ fn build() -> Snapshot {
                 device_owner: OWNER_ROUTER_GATEWAY.into(),
                 device_id: router.clone(),
                 binding_host: None,
+                hostname: None,
             });
             s.floating_ips.push(FloatingIp {
                 id: format!("fip-{pr:04}"),
@@ -150,6 +155,12 @@ fn build() -> Snapshot {
                 port_id: Some(format!("port-{pr:04}-0-0")),
                 fixed_ip_address: None,
             });
+        }
+    }
+    // CROSSPOD_BENCH_DHCP=1: DHCP on every tenant subnet (a server per network and pod).
+    if std::env::var("CROSSPOD_BENCH_DHCP").is_ok_and(|v| v == "1") {
+        for x in s.subnets.iter_mut().filter(|x| x.network_id != "ext") {
+            x.enable_dhcp = true;
         }
     }
     allocate(&mut s);
@@ -219,6 +230,23 @@ fn allocate(s: &mut Snapshot) {
             AllocationKey::LocalTag { network_id, pod } => {
                 s.allocations.set_local_tag(&network_id, &pod, next_tag);
                 next_tag = if next_tag >= 2000 { 100 } else { next_tag + 1 };
+            }
+            AllocationKey::DhcpIp {
+                network_id,
+                pod,
+                subnet_id,
+            } => {
+                let mut p = s
+                    .allocations
+                    .dhcp_port(&network_id, &pod)
+                    .cloned()
+                    .unwrap_or_else(|| planner::DhcpPort {
+                        port_id: format!("dhcp-{pod}-{network_id}"),
+                        mac: mac(next_mac),
+                        ips: Default::default(),
+                    });
+                p.ips.insert(subnet_id, v4(0x0a04_00f0));
+                s.allocations.set_dhcp_port(&network_id, &pod, Some(p));
             }
         }
     }

@@ -41,6 +41,16 @@ pub enum AllocationKey {
         /// The network's pod.
         pod: String,
     },
+    /// The address of a (network, pod)'s `network:dhcp` port on one DHCP-enabled subnet: the
+    /// port is made with its first address and loses it with its last.
+    DhcpIp {
+        /// Network id.
+        network_id: String,
+        /// Pod of the DHCP server.
+        pod: String,
+        /// Subnet the address comes from.
+        subnet_id: String,
+    },
 }
 
 /// What to allocate and what to release, each sorted.
@@ -121,6 +131,15 @@ pub(crate) fn needed(t: &Topology<'_>) -> BTreeSet<AllocationKey> {
             });
         }
     }
+    for (net, pod, subnets) in crate::dhcp::needed(t) {
+        for s in subnets {
+            out.insert(AllocationKey::DhcpIp {
+                network_id: net.id.clone(),
+                pod: pod.to_string(),
+                subnet_id: s.id.clone(),
+            });
+        }
+    }
     out
 }
 
@@ -159,7 +178,9 @@ pub fn required_allocations_for_change(
         AllocationKey::BridgeIp { router_id, .. } | AllocationKey::LegIp { router_id, .. } => {
             routers.contains(router_id.as_str())
         }
-        AllocationKey::LocalTag { network_id, .. } => nets.contains(network_id.as_str()),
+        AllocationKey::LocalTag { network_id, .. } | AllocationKey::DhcpIp { network_id, .. } => {
+            nets.contains(network_id.as_str())
+        }
     })
 }
 
@@ -182,6 +203,11 @@ fn diff(
                 subnet_id,
             } => a.leg_ip(router_id, pod, subnet_id).is_some(),
             AllocationKey::LocalTag { network_id, pod } => a.local_tag(network_id, pod).is_some(),
+            AllocationKey::DhcpIp {
+                network_id,
+                pod,
+                subnet_id,
+            } => a.dhcp_ip(network_id, pod, subnet_id).is_some(),
         }
     };
     let allocate = need.iter().filter(|k| !held(k)).cloned().collect();
@@ -227,6 +253,20 @@ fn diff(
             };
             if !need.contains(&k) && owned(&k) {
                 release.push(k);
+            }
+        }
+    }
+    for (n, pods) in &a.dhcp_ports {
+        for (pod, port) in pods {
+            for s in port.ips.keys() {
+                let k = AllocationKey::DhcpIp {
+                    network_id: n.clone(),
+                    pod: pod.clone(),
+                    subnet_id: s.clone(),
+                };
+                if !need.contains(&k) && owned(&k) {
+                    release.push(k);
+                }
             }
         }
     }

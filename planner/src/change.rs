@@ -103,6 +103,16 @@ fn network<'a>(t: &Topology<'a>, id: &str, out: &mut BTreeSet<&'a str>) {
         if let Some(r) = t.routers.get(r) {
             out.extend(t.project_instance_nodes(&r.project_id));
         }
+        // DHCP servers of the router's other networks hand out routes to this one.
+        for i in t.interfaces_by_router.get(r).into_iter().flatten() {
+            if let Some(n) = t
+                .subnets
+                .get(i.subnet_id.as_str())
+                .and_then(|s| t.network_nodes.get(s.network_id.as_str()))
+            {
+                out.extend(n.iter().copied());
+            }
+        }
     }
     if t.networks.get(id).is_some_and(|n| n.external) {
         for r in &t.router_list {

@@ -142,6 +142,9 @@ fn patch(
     for id in was.routers.keys() {
         s.routers.remove(id);
     }
+    for id in was.dhcp.keys() {
+        s.dhcp.remove(id);
+    }
     for (name, b) in &was.bridges {
         if let Some(sb) = s.bridges.get_mut(name) {
             sb.trunks.retain(|t| !b.trunks.contains(t));
@@ -154,6 +157,8 @@ fn patch(
         .extend(now.ports.iter().map(|(k, v)| (k.clone(), v.clone())));
     s.routers
         .extend(now.routers.iter().map(|(k, v)| (k.clone(), v.clone())));
+    s.dhcp
+        .extend(now.dhcp.iter().map(|(k, v)| (k.clone(), v.clone())));
     for (name, b) in &now.bridges {
         let sb = s.bridges.entry(name.clone()).or_insert_with(|| b.clone());
         sb.trunks.extend(b.trunks.iter().copied());
@@ -182,7 +187,11 @@ fn patch(
                 || s.ports
                     .iter()
                     .filter(|(id, _)| !now.ports.contains_key(*id))
-                    .any(|(_, p)| &p.bridge == name && p.tag == tag);
+                    .any(|(_, p)| &p.bridge == name && p.tag == tag)
+                || s.dhcp
+                    .iter()
+                    .filter(|(id, _)| !now.dhcp.contains_key(*id))
+                    .any(|(_, d)| &d.bridge == name && d.tag == tag);
             if let (true, Some(sb)) = (used, s.bridges.get_mut(name)) {
                 match tag {
                     Some(v) => {

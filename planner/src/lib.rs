@@ -14,6 +14,7 @@
 
 mod alloc;
 mod change;
+mod dhcp;
 mod error;
 mod fxhash;
 mod incremental;

@@ -92,6 +92,11 @@ pub(crate) fn plan_node(t: &Topology<'_>, node: &Node) -> NodeDesiredState {
         ovs_sources.extend(sources.into_iter().map(|s| (s.ovs_prefix, s.id)));
         state.routers.insert(router.id.clone(), inst);
     }
+    for (server, physnet, tag, net) in crate::dhcp::plan_servers(t, node) {
+        used.push((physnet, tag, Segment::Network(net)));
+        state.dhcp.insert(server.network_id.clone(), server);
+    }
+
     // OVS port names are node-wide: assign them together (routers in id order, legs in order).
     let ovs = names::assign(&ovs_sources);
     for (leg, name) in state

@@ -50,6 +50,12 @@ pub(crate) fn for_nodes<'a>(snap: &'a Snapshot, nodes: &FxSet<&str>) -> FxSet<&'
             nets.insert(net);
         }
     }
+    // A network's DHCP server runs in a pod whether or not a port of it is bound there.
+    for (net, by_pod) in &snap.allocations.dhcp_ports {
+        if by_pod.keys().any(|p| pods.contains(p.as_str())) {
+            nets.insert(net);
+        }
+    }
     let mut ext_nets: FxSet<&str> = FxSet::default();
     for n in &snap.networks {
         let h = hinted(&n.az_hints);

@@ -34,7 +34,13 @@ pub struct Snapshot {
     /// Where an external network without availability-zone hints lives (Tricircle's
     /// `default_region_for_external_network`); `None`: nowhere until hinted.
     pub default_external_region: Option<String>,
+    /// Lease time the DHCP servers hand out, in seconds (the controller's
+    /// `--dhcp-lease-duration`).
+    pub dhcp_lease_seconds: u32,
 }
+
+/// Neutron's default `dhcp_lease_duration`: one day.
+pub const DEFAULT_DHCP_LEASE_SECONDS: u32 = 86400;
 
 impl Default for Snapshot {
     fn default() -> Self {
@@ -51,6 +57,7 @@ impl Default for Snapshot {
             floating_ips: Vec::new(),
             allocations: Allocations::default(),
             default_external_region: None,
+            dhcp_lease_seconds: DEFAULT_DHCP_LEASE_SECONDS,
         }
     }
 }
@@ -108,6 +115,8 @@ pub struct Network {
     pub az_hints: Vec<String>,
     /// `shared`.
     pub shared: bool,
+    /// The network's MTU (handed out by its DHCP servers), if known.
+    pub mtu: Option<u16>,
 }
 
 /// A subnet.
@@ -121,6 +130,30 @@ pub struct Subnet {
     pub cidr: IpNet,
     /// Gateway IP.
     pub gateway_ip: Option<IpAddr>,
+    /// 4 or 6 (DHCP serves IPv4 subnets only).
+    pub ip_version: u8,
+    /// `enable_dhcp`: the network's DHCP servers serve this subnet.
+    pub enable_dhcp: bool,
+    /// `dns_nameservers`, in the subnet's order (DHCP option 6).
+    pub dns_nameservers: Vec<IpAddr>,
+    /// `host_routes`, in the subnet's order (DHCP option 121).
+    pub host_routes: Vec<UserRoute>,
+}
+
+impl Default for Subnet {
+    /// An IPv4 subnet without DHCP; tests fill in what they need.
+    fn default() -> Self {
+        Subnet {
+            id: String::new(),
+            network_id: String::new(),
+            cidr: IpNet::V4(Default::default()),
+            gateway_ip: None,
+            ip_version: 4,
+            enable_dhcp: false,
+            dns_nameservers: Vec::new(),
+            host_routes: Vec::new(),
+        }
+    }
 }
 
 /// One fixed IP of a port.
@@ -151,6 +184,8 @@ pub struct Port {
     pub device_id: String,
     /// `binding:host_id`: the node the port is bound to.
     pub binding_host: Option<String>,
+    /// Host name handed out by DHCP (option 12), when the controller knows one.
+    pub hostname: Option<String>,
 }
 
 impl Port {
@@ -249,6 +284,21 @@ pub struct AllocatedPort {
     pub mac: String,
 }
 
+/// device_owner of a network's DHCP port (one per network and pod).
+pub const OWNER_DHCP: &str = "network:dhcp";
+
+/// The `network:dhcp` port of one (network, pod): its id, MAC and one address per
+/// DHCP-enabled subnet, reserved by the controller so the pods' servers never collide.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DhcpPort {
+    /// The port's id (names the server's interfaces).
+    pub port_id: String,
+    /// The port's MAC: the server's interface MAC.
+    pub mac: String,
+    /// subnet → the port's address on it.
+    pub ips: BTreeMap<String, IpAddr>,
+}
+
 /// Allocations kept by the controller (uniqueness enforced by its database). Nested maps so
 /// lookups need no allocation.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -261,6 +311,8 @@ pub struct Allocations {
     pub leg_ips: BTreeMap<String, BTreeMap<String, BTreeMap<String, AllocatedPort>>>,
     /// network → pod → pod-local VLAN tag, for `local` networks.
     pub local_tags: BTreeMap<String, BTreeMap<String, u16>>,
+    /// network → pod → its DHCP port.
+    pub dhcp_ports: BTreeMap<String, BTreeMap<String, DhcpPort>>,
 }
 
 impl Allocations {
@@ -311,6 +363,33 @@ impl Allocations {
                     mac: mac.to_string(),
                 },
             );
+    }
+    /// The DHCP port of (network, pod).
+    pub fn dhcp_port(&self, network: &str, pod: &str) -> Option<&DhcpPort> {
+        self.dhcp_ports.get(network)?.get(pod)
+    }
+    /// The DHCP port's address of (network, pod) on `subnet`.
+    pub fn dhcp_ip(&self, network: &str, pod: &str, subnet: &str) -> Option<IpAddr> {
+        self.dhcp_port(network, pod)?.ips.get(subnet).copied()
+    }
+    /// Record the DHCP port of (network, pod) with its addresses (an empty set removes it).
+    pub fn set_dhcp_port(&mut self, network: &str, pod: &str, port: Option<DhcpPort>) {
+        match port.filter(|p| !p.ips.is_empty()) {
+            Some(p) => {
+                self.dhcp_ports
+                    .entry(network.to_string())
+                    .or_default()
+                    .insert(pod.to_string(), p);
+            }
+            None => {
+                if let Some(m) = self.dhcp_ports.get_mut(network) {
+                    m.remove(pod);
+                    if m.is_empty() {
+                        self.dhcp_ports.remove(network);
+                    }
+                }
+            }
+        }
     }
     /// Record a local tag.
     pub fn set_local_tag(&mut self, network: &str, pod: &str, tag: u16) {

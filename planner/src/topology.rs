@@ -72,6 +72,8 @@ pub(crate) struct Topology<'a> {
     pub network_nodes: FxMap<&'a str, BTreeSet<&'a str>>,
     /// Nodes hosting an instance of one of the project's non-local routers.
     pub project_bridge_nodes: FxMap<&'a str, BTreeSet<&'a str>>,
+    /// Node → networks whose DHCP server (of the node's pod) it runs (see `dhcp.rs`).
+    pub dhcp_by_node: FxMap<&'a str, Vec<&'a str>>,
 }
 
 impl<'a> Topology<'a> {
@@ -186,6 +188,7 @@ impl<'a> Topology<'a> {
             fips_by_router: FxMap::default(),
             network_nodes: FxMap::with_capacity_and_hasher(t_nets, Default::default()),
             project_bridge_nodes: FxMap::default(),
+            dhcp_by_node: FxMap::default(),
         };
         for p in &snap.pods {
             t.pods.insert(&p.region_name);
@@ -263,6 +266,7 @@ impl<'a> Topology<'a> {
         t.place_routers();
         t.index_floating_ips();
         t.index_segments();
+        t.place_dhcp();
         t
     }
 
@@ -487,7 +491,7 @@ impl<'a> Topology<'a> {
     }
 
     /// The node of a pod with the most of the needed physnets mapped, then the lowest name.
-    fn choose_node(&self, pod: &str, needed: &BTreeSet<&str>) -> Option<&'a str> {
+    pub(crate) fn choose_node(&self, pod: &str, needed: &BTreeSet<&str>) -> Option<&'a str> {
         let nodes = self.nodes_by_pod.get(pod)?;
         let mut best: Option<(&'a Node, usize)> = None;
         for n in nodes {

@@ -11,10 +11,16 @@ use planner::*;
 
 const PODS: usize = 5;
 
+/// [`cloud_with`] without DHCP.
+fn cloud() -> Snapshot {
+    cloud_with(false)
+}
+
 /// 5 pods x 2 nodes (the second node of each pod also maps `extern`), 12 projects with local,
 /// hinted and stretched networks, non-local and local routers, gateways, floating IPs, and a
 /// shared network used by several projects.
-fn cloud() -> Snapshot {
+/// With `dhcp`, every tenant subnet has DHCP on (a server per network and pod).
+fn cloud_with(dhcp: bool) -> Snapshot {
     let mut s = Snapshot::default();
     for p in 0..PODS {
         s.pods.push(Pod {
@@ -114,6 +120,11 @@ fn cloud() -> Snapshot {
             );
         }
     }
+    if dhcp {
+        for sub in s.subnets.iter_mut().filter(|x| x.network_id != "ext-net") {
+            sub.enable_dhcp = true;
+        }
+    }
     settle(&mut s);
     assert!(validate(&s).is_empty(), "{:?}", validate(&s));
     s
@@ -144,17 +155,96 @@ fn check(name: &str, old: &Snapshot, new: &Snapshot, change: Change) {
     }
 }
 
-fn mutate(name: &str, change: Change, f: impl FnOnce(&mut Snapshot)) {
-    let old = cloud();
-    let mut new = old.clone();
-    f(&mut new);
-    assert_eq!(
-        required_allocations_for_change(&old, &new, &change),
-        required_allocations(&new),
-        "{name}: scoped allocations differ"
+/// Applies `f` to the cloud without and with DHCP; scoped allocations and re-planning must
+/// equal the full answers on both.
+fn mutate(name: &str, change: Change, f: impl Fn(&mut Snapshot)) {
+    for dhcp in [false, true] {
+        let name = format!("{name} (dhcp: {dhcp})");
+        let old = cloud_with(dhcp);
+        let mut new = old.clone();
+        f(&mut new);
+        assert_eq!(
+            required_allocations_for_change(&old, &new, &change),
+            required_allocations(&new),
+            "{name}: scoped allocations differ"
+        );
+        settle(&mut new);
+        check(&name, &old, &new, change.clone());
+    }
+}
+
+#[test]
+fn dhcp_changes_replan_like_full() {
+    assert!(
+        plan_all(&cloud_with(true))
+            .values()
+            .map(|s| s.dhcp.len())
+            .sum::<usize>()
+            > 30,
+        "the DHCP cloud runs servers"
     );
-    settle(&mut new);
-    check(name, &old, &new, change);
+    let sub = |s: &mut Snapshot, id: &str| -> Subnet {
+        s.subnets.iter().find(|x| x.id == id).unwrap().clone()
+    };
+    mutate("dhcp off", Change::Subnet("sub-p1-n2".into()), |s| {
+        let mut x = sub(s, "sub-p1-n2");
+        x.enable_dhcp = false;
+        s.subnets.retain(|y| y.id != x.id);
+        s.subnets.push(x);
+        s.subnets.sort_by(|a, b| a.id.cmp(&b.id));
+    });
+    mutate("dhcp on", Change::Subnet("sub-p5-n0".into()), |s| {
+        s.subnets
+            .iter_mut()
+            .find(|x| x.id == "sub-p5-n0")
+            .unwrap()
+            .enable_dhcp = true;
+    });
+    mutate("dns and routes", Change::Subnet("sub-p2-n2".into()), |s| {
+        let x = s.subnets.iter_mut().find(|x| x.id == "sub-p2-n2").unwrap();
+        x.dns_nameservers = vec![ip("10.9.9.9")];
+        x.host_routes = vec![UserRoute {
+            destination: net("10.8.0.0/16"),
+            nexthop: ip("10.2.0.254"),
+        }];
+        x.gateway_ip = None;
+    });
+    mutate(
+        "second dhcp subnet",
+        Change::Subnet("sub2-p4-n2".into()),
+        |s| {
+            s.subnets.push(Subnet {
+                id: "sub2-p4-n2".into(),
+                network_id: "p4-n2".into(),
+                cidr: net("10.7.0.0/24"),
+                gateway_ip: Some(ip("10.7.0.1")),
+                enable_dhcp: true,
+                ..Default::default()
+            });
+        },
+    );
+    mutate("mtu", Change::Network("p5-n2".into()), |s| {
+        s.networks.iter_mut().find(|n| n.id == "p5-n2").unwrap().mtu = Some(1400);
+    });
+    mutate(
+        "new vm in a new pod",
+        Change::Port("p1-n2-vm9".into()),
+        |s| {
+            add_vm(s, "p1", "p1-n2-vm9", "p1-n2", "10.2.0.99", "r4-a");
+        },
+    );
+    mutate("unbound vm", Change::Port("p1-n2-vm8".into()), |s| {
+        add_vm(s, "p1", "p1-n2-vm8", "p1-n2", "10.2.0.98", "r4-a");
+        s.ports.last_mut().unwrap().binding_host = None;
+    });
+    mutate(
+        "vm on a node of its own",
+        Change::Port("p0-n0-vm7".into()),
+        |s| {
+            // Local network in R0 with a VM on r0-b: the server there runs on r0-a.
+            add_vm(s, "p0", "p0-n0-vm7", "p0-n0", "10.0.0.97", "r0-b");
+        },
+    );
 }
 
 #[test]

@@ -132,6 +132,7 @@ fn many_gateways() -> Snapshot {
         network_id: "ext-net".into(),
         cidr: net("163.3.0.0/16"),
         gateway_ip: Some(ip("163.3.0.1")),
+        ..Default::default()
     });
     let mut n = 0u32;
     let mut mac = || {

@@ -5,19 +5,23 @@
 use crate::auth::Identity;
 use crate::core::Core;
 use crate::error::DomainError;
-use crate::naming::{OWNER_BRIDGE_IP, OWNER_FLOATINGIP, OWNER_GATEWAY, OWNER_INTERFACE, OWNER_LEG};
+use crate::naming::{
+    OWNER_BRIDGE_IP, OWNER_DHCP, OWNER_FLOATINGIP, OWNER_GATEWAY, OWNER_INTERFACE, OWNER_LEG,
+};
 use crate::service::networks;
 use crate::service::policy::{self, Target};
 use crate::store::{FixedIpRequest, Network, NewPort, Port};
 
-/// Device owners of the ports the router and floating-IP APIs make: never through the port
-/// API (a router interface exists only through `add_router_interface`).
+/// Device owners of the ports the router and floating-IP APIs and the realizer make: never
+/// through the port API (a router interface exists only through `add_router_interface`; a
+/// DHCP port only as the realizer's, one per network and pod, so it never counts in a quota).
 pub const MANAGED_OWNERS: &[&str] = &[
     OWNER_INTERFACE,
     OWNER_GATEWAY,
     OWNER_FLOATINGIP,
     OWNER_LEG,
     OWNER_BRIDGE_IP,
+    OWNER_DHCP,
 ];
 
 /// Whether `device_owner` is Neutron's "network device" (only the network's owner sets one).
@@ -69,16 +73,18 @@ fn check_device_owner(
     device_owner: &str,
     t: &Target,
 ) -> Result<(), DomainError> {
+    // Who may name a network device at all first (a foreign member: 403), then which ones
+    // only crosspod makes (400 even for the admin).
+    if is_network_device(device_owner) {
+        policy::enforce(who, &format!("{action}:device_owner"), t)?;
+    }
     if MANAGED_OWNERS.contains(&device_owner) {
         return Err(DomainError::invalid_input(
             "device_owner",
             format!(
-                "'{device_owner}' ports are made by the router and floating IP APIs (add_router_interface, external_gateway_info, floatingips), not the port API"
+                "'{device_owner}' ports are made by the router and floating IP APIs (add_router_interface, external_gateway_info, floatingips) or, for DHCP, by crosspod itself, not the port API"
             ),
         ));
-    }
-    if is_network_device(device_owner) {
-        policy::enforce(who, &format!("{action}:device_owner"), t)?;
     }
     Ok(())
 }

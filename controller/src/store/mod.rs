@@ -9,6 +9,7 @@
 
 mod bridge;
 pub mod changes;
+mod dhcp;
 pub mod jobs;
 pub mod l3;
 mod migrations;

@@ -412,9 +412,11 @@ impl Store {
         self.get_network(&n.id).await
     }
 
-    /// Delete a network with its subnets and segment; 409 while it has ports.
+    /// Delete a network with its subnets and segment; 409 while it has ports (its DHCP ports
+    /// go with it).
     pub async fn delete_network(&self, id: &str) -> Result<(), StoreError> {
         let mut w = self.begin_write().await?;
+        super::dhcp::release_network(&mut w, id).await?;
         let ports = sqlx::query("SELECT COUNT(*) AS c FROM ports WHERE network_id = $1")
             .bind(id.to_string())
             .fetch_one(&mut *w.tx)

@@ -15,7 +15,7 @@
 
 use super::{col_i, col_s, Backend, Store, WriteTx};
 use crate::error::{DomainError, StoreError};
-use crate::naming::{BRIDGE_OWNER, OWNER_BRIDGE_IP, OWNER_LEG};
+use crate::naming::{BRIDGE_OWNER, OWNER_BRIDGE_IP, OWNER_DHCP, OWNER_LEG};
 
 /// Migration 5: the limits table, "one floating IP per fixed IP" as a constraint (after
 /// disassociating any duplicates an older version let through, keeping the lowest id), and
@@ -86,7 +86,7 @@ impl QuotaResource {
         match self {
             QuotaResource::Network => "SELECT COUNT(*) AS n FROM networks WHERE project_id = $1",
             QuotaResource::Subnet => "SELECT COUNT(*) AS n FROM subnets WHERE project_id = $1",
-            QuotaResource::Port => "SELECT COUNT(*) AS n FROM ports WHERE project_id = $1 AND device_owner <> 'network:router_leg' AND device_owner <> 'network:router_bridge'",
+            QuotaResource::Port => "SELECT COUNT(*) AS n FROM ports WHERE project_id = $1 AND device_owner <> 'network:router_leg' AND device_owner <> 'network:router_bridge' AND device_owner <> 'network:dhcp'",
             QuotaResource::Router => "SELECT COUNT(*) AS n FROM routers WHERE project_id = $1",
             QuotaResource::FloatingIp => {
                 "SELECT COUNT(*) AS n FROM floatingips WHERE project_id = $1"
@@ -155,7 +155,10 @@ impl QuotaDefaults {
 pub fn is_internal(project: &str, device_owner: Option<&str>) -> bool {
     project.is_empty()
         || project == BRIDGE_OWNER
-        || matches!(device_owner, Some(OWNER_LEG) | Some(OWNER_BRIDGE_IP))
+        || matches!(
+            device_owner,
+            Some(OWNER_LEG) | Some(OWNER_BRIDGE_IP) | Some(OWNER_DHCP)
+        )
 }
 
 /// The advisory-lock key of (project, resource): stable across processes and versions.

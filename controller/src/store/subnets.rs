@@ -304,9 +304,10 @@ impl Store {
         self.get_subnet(&s.id).await
     }
 
-    /// Delete a subnet; 409 while a port holds an address in it.
+    /// Delete a subnet; 409 while a port holds an address in it (DHCP ports give theirs up).
     pub async fn delete_subnet(&self, id: &str) -> Result<(), StoreError> {
         let mut w = self.begin_write().await?;
+        super::dhcp::release_subnet(&mut w, id).await?;
         let used = sqlx::query("SELECT COUNT(*) AS c FROM ip_allocations WHERE subnet_id = $1")
             .bind(id.to_string())
             .fetch_one(&mut *w.tx)

@@ -94,6 +94,11 @@ pub fn add_vlan_net(
 
 /// Subnet id is `sub-<network id>`; gateway `.1`.
 pub fn add_subnet(s: &mut Snapshot, network: &str, cidr: &str) {
+    add_subnet_dhcp(s, network, cidr, false);
+}
+
+/// [`add_subnet`] with `enable_dhcp` as given.
+pub fn add_subnet_dhcp(s: &mut Snapshot, network: &str, cidr: &str, dhcp: bool) {
     let cidr = net(cidr);
     let gw = match cidr.network() {
         IpAddr::V4(a) => IpAddr::V4(Ipv4Addr::from(u32::from(a) + 1)),
@@ -104,6 +109,8 @@ pub fn add_subnet(s: &mut Snapshot, network: &str, cidr: &str) {
         network_id: network.into(),
         cidr,
         gateway_ip: Some(gw),
+        enable_dhcp: dhcp,
+        ..Default::default()
     });
 }
 
@@ -140,6 +147,7 @@ pub fn add_vm(s: &mut Snapshot, project: &str, id: &str, network: &str, addr: &s
         device_owner: "compute:nova".into(),
         device_id: format!("vm-{id}"),
         binding_host: Some(host.into()),
+        hostname: None,
     });
 }
 
@@ -194,6 +202,7 @@ pub fn set_gateway(s: &mut Snapshot, router: &str, gw_ip: &str) {
         device_owner: OWNER_ROUTER_GATEWAY.into(),
         device_id: router.into(),
         binding_host: None,
+        hostname: None,
     });
     let r = s.routers.iter_mut().find(|r| r.id == router).unwrap();
     r.external_gateway = Some(ExternalGateway {
@@ -245,6 +254,11 @@ pub fn macs(s: &Snapshot) -> BTreeSet<String> {
                 .values()
                 .flat_map(|m| m.values().flat_map(|m| m.values().map(|p| p.mac.clone()))),
         )
+        .chain(
+            a.dhcp_ports
+                .values()
+                .flat_map(|m| m.values().map(|p| p.mac.clone())),
+        )
         .collect()
 }
 
@@ -292,6 +306,15 @@ pub fn settle(s: &mut Snapshot) -> AllocationPlan {
             }
             AllocationKey::LocalTag { network_id, pod } => {
                 a.local_tags.get_mut(network_id).unwrap().remove(pod);
+            }
+            AllocationKey::DhcpIp {
+                network_id,
+                pod,
+                subnet_id,
+            } => {
+                let mut p = a.dhcp_port(network_id, pod).unwrap().clone();
+                p.ips.remove(subnet_id);
+                a.set_dhcp_port(network_id, pod, Some(p));
             }
         }
     }
@@ -368,6 +391,33 @@ pub fn settle(s: &mut Snapshot) -> AllocationPlan {
                     .collect();
                 let tag = (101..=2000).find(|t| !used.contains(t)).unwrap();
                 a.set_local_tag(network_id, pod, tag);
+            }
+            AllocationKey::DhcpIp {
+                network_id,
+                pod,
+                subnet_id,
+            } => {
+                let cidr = subnets[subnet_id];
+                let used: BTreeSet<IpAddr> = a
+                    .dhcp_ports
+                    .values()
+                    .flat_map(|m| m.values())
+                    .filter_map(|p| p.ips.get(subnet_id).copied())
+                    .collect();
+                let addr = (2..50)
+                    .map(|n| nth_host(cidr, n))
+                    .find(|x| !used.contains(x))
+                    .unwrap();
+                let mut p =
+                    a.dhcp_port(network_id, pod)
+                        .cloned()
+                        .unwrap_or_else(|| planner::DhcpPort {
+                            port_id: format!("dhcp-{pod}-{network_id}"),
+                            mac: mac(),
+                            ips: BTreeMap::new(),
+                        });
+                p.ips.insert(subnet_id.clone(), addr);
+                a.set_dhcp_port(network_id, pod, Some(p));
             }
         }
     }
