@@ -48,35 +48,68 @@ fn record(core: &Core, job: &Job, status: JobState, took: Duration) {
         .record_job(job.kind.as_str(), status.as_str(), took);
 }
 
-/// Moves every unfinished job one step.
-pub async fn advance(core: &Core) -> Result<(), DomainError> {
+/// How often RUNNING jobs are judged with nothing to say they could have moved (a report
+/// recorded by another controller sharing the store): the safety net of [`advance`]'s
+/// event-driven judging.
+pub const RUNNING_RECHECK: Duration = Duration::from_secs(10);
+
+/// What [`advance`] did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Advanced {
+    /// A job changed state (the next step may be due at once).
+    pub moved: bool,
+    /// RUNNING jobs were judged against the nodes' reports.
+    pub judged: bool,
+}
+
+/// Moves every unfinished job one step. NEW jobs start and failed ones are retried on every
+/// call (time alone decides, one small query). RUNNING jobs — every node's report read and
+/// each router judged — only when `judge` says something they wait for may have happened (a
+/// report recorded, a publication), or one of them is past its timeout: judging them every
+/// poll was what an idle controller with a large cloud spent its CPU on (issue 22).
+pub async fn advance(core: &Core, judge: bool) -> Result<Advanced, DomainError> {
+    let mut done = Advanced::default();
     let jobs = core.store.active_jobs(MAX_ATTEMPTS).await?;
     if jobs.is_empty() {
-        return Ok(());
+        return Ok(done);
     }
+    let judge = judge
+        || jobs.iter().any(|j| {
+            j.status == JobState::Running && age_secs(&j.timestamp) > JOB_TIMEOUT.as_secs()
+        });
+    let running = jobs.iter().any(|j| j.status == JobState::Running);
     // Every node's report, read once for all the jobs.
-    let reports = crate::realize::Reports::load(core).await?;
-    let intent = core.realizer.current_intent().await;
+    let (reports, intent) = if judge && running {
+        done.judged = true;
+        (
+            Some(crate::realize::Reports::load(core).await?),
+            core.realizer.current_intent().await,
+        )
+    } else {
+        (None, None)
+    };
     for job in jobs {
         match job.status {
             JobState::New => {
-                set(core, &job, JobState::Running, job.attempts + 1, None).await?;
+                done.moved |= set(core, &job, JobState::Running, job.attempts + 1, None).await?;
             }
             JobState::Running => {
+                let Some(reports) = &reports else { continue };
                 if core.store.get_router(&job.resource_id).await.is_err() {
                     // The router is gone: nothing left to realize.
-                    set(core, &job, JobState::Success, job.attempts, None).await?;
+                    done.moved |= set(core, &job, JobState::Success, job.attempts, None).await?;
                     continue;
                 }
                 let took = Duration::from_secs(age_secs(&job.timestamp).min(86_400));
                 match crate::realize::router_state(
                     core,
-                    &reports,
+                    reports,
                     intent.as_deref(),
                     &job.resource_id,
                 ) {
                     Ok(true) => {
                         if set(core, &job, JobState::Success, job.attempts, None).await? {
+                            done.moved = true;
                             record(core, &job, JobState::Success, took);
                             tracing::info!(job = %job.id, kind = job.kind.as_str(), router = %job.resource_id, "job done");
                         }
@@ -84,6 +117,7 @@ pub async fn advance(core: &Core) -> Result<(), DomainError> {
                     Ok(false) if age_secs(&job.timestamp) > JOB_TIMEOUT.as_secs() => {
                         let why = "nodes did not apply the change in time";
                         if set(core, &job, JobState::Fail, job.attempts, Some(why)).await? {
+                            done.moved = true;
                             record(core, &job, JobState::Fail, JOB_TIMEOUT);
                         }
                     }
@@ -91,6 +125,7 @@ pub async fn advance(core: &Core) -> Result<(), DomainError> {
                     Err(reason) => {
                         tracing::warn!(job = %job.id, router = %job.resource_id, %reason, "job failed");
                         if set(core, &job, JobState::Fail, job.attempts, Some(&reason)).await? {
+                            done.moved = true;
                             record(core, &job, JobState::Fail, took);
                         }
                     }
@@ -101,6 +136,7 @@ pub async fn advance(core: &Core) -> Result<(), DomainError> {
                 if age_secs(&job.timestamp) >= backoff {
                     let (attempts, last) = (job.attempts + 1, job.last_error.as_deref());
                     if set(core, &job, JobState::Running, attempts, last).await? {
+                        done.moved = true;
                         core.realizer.kick();
                     }
                 }
@@ -108,7 +144,7 @@ pub async fn advance(core: &Core) -> Result<(), DomainError> {
             _ => {}
         }
     }
-    Ok(())
+    Ok(done)
 }
 
 /// Routers whose change is not realized everywhere and that have no job to say so: a

@@ -163,7 +163,18 @@ struct Model {
     planned: BTreeMap<String, wire::NodeDesiredState>,
     cursor: Cursor,
     last_full: Option<Instant>,
+    /// When the change log last moved under this model (`None`: not seen yet).
+    log_moved: Option<Instant>,
+    /// The log position a full pass found settled at: nothing to collect, mend, allocate or
+    /// correct, run at least [`ORPHAN_GRACE`] after the log reached it. While the log stays
+    /// there the periodic full pass is skipped: it could only find the same, and on a large
+    /// cloud it is most of an idle controller's CPU (issue 22).
+    settled_at: Option<i64>,
 }
+
+/// Young floating-IP ports are left alone by the garbage collection for a minute
+/// ([`is_recent`]): a full pass counts as settled only once they would have been judged.
+const ORPHAN_GRACE: Duration = Duration::from_secs(60);
 
 /// The realizer: the in-memory model, the node hub watchers wait on, and the kick of the
 /// background task.
@@ -324,7 +335,11 @@ impl Realizer {
         let mut m = self.model.lock().await;
         let started = Instant::now();
         let due = m.new.is_none() || m.last_full.is_none_or(|t| t.elapsed() >= self.full_every);
-        let res = if full || due {
+        // Nothing was written since a full pass found everything settled: the periodic one
+        // would find the same (a write anywhere, by any controller, moves the log).
+        let settled = m.new.is_some() && m.settled_at == Some(m.cursor.last());
+        let before = m.cursor.last();
+        let res = if full || (due && !settled) {
             self.full(core, &mut m).await
         } else {
             match self.incremental(core, &mut m).await {
@@ -338,6 +353,8 @@ impl Realizer {
         if res.is_err() {
             // Whatever the model holds may be half patched: start over from the store.
             *m = Model::default();
+        } else if m.log_moved.is_none() || m.cursor.last() != before {
+            m.log_moved = Some(Instant::now());
         }
         let published = res.as_ref().map(|r| r.published).unwrap_or(0);
         core.metrics()
@@ -412,6 +429,12 @@ impl Realizer {
         }
         report.replanned = states.len();
         report.published += self.publish(core, &states, seq).await?;
+        let clean = quiet
+            && !report.drift
+            && report.published == 0
+            && m.cursor.last() == seq
+            && m.log_moved.is_some_and(|t| t.elapsed() >= ORPHAN_GRACE);
+        m.settled_at = clean.then_some(seq);
         m.planned = states;
         m.old = Some(intent.clone());
         m.new = Some(Arc::new(intent));

@@ -15,30 +15,46 @@ pub async fn background(core: Arc<Core>) {
     if core.store.backend() == crate::store::Backend::Postgres {
         tokio::spawn(listen(core.clone()));
     }
+    let mut reports = core.reports.subscribe();
     let mut last_jobs = Instant::now() - Duration::from_secs(1);
+    // RUNNING jobs are judged when something they wait for may have happened (a pass that
+    // read changes or published, a report recorded, a job that moved), else every
+    // RUNNING_RECHECK; see jobs::advance.
+    let mut judge = true;
+    let mut last_judged = Instant::now();
     loop {
         match core.realizer.pass(&*core, false).await {
             Err(e) => tracing::warn!(error = %e.message, "realization failed; will retry"),
             // A full pass is where a crash between a router's write and its job's queueing
             // is noticed: queue those jobs again.
             Ok(r) if r.full => {
+                judge = true;
                 if let Some(intent) = core.realizer.current_intent().await {
                     if let Err(e) = crate::jobs::requeue_unrealized(&core, &intent).await {
                         tracing::warn!(error = %e.message, "re-queueing jobs of unrealized routers failed");
                     }
                 }
             }
-            Ok(_) => {}
+            Ok(r) => judge |= r.changes > 0 || r.published > 0,
         }
         if last_jobs.elapsed() >= Duration::from_millis(500) {
             last_jobs = Instant::now();
-            if let Err(e) = crate::jobs::advance(&core).await {
-                tracing::warn!(error = %e.message, "advancing jobs failed; will retry");
+            let judge_now = judge || last_judged.elapsed() >= crate::jobs::RUNNING_RECHECK;
+            match crate::jobs::advance(&core, judge_now).await {
+                Ok(a) => {
+                    if a.judged || judge_now {
+                        last_judged = Instant::now();
+                    }
+                    // A job that moved may take its next step at once (NEW -> RUNNING -> done).
+                    judge = a.moved;
+                }
+                Err(e) => tracing::warn!(error = %e.message, "advancing jobs failed; will retry"),
             }
         }
         tokio::select! {
             _ = core.realizer.kicked() => {}
             _ = local.changed() => {}
+            _ = reports.changed() => judge = true,
             _ = tokio::time::sleep(core.config.change_log_poll) => {}
         }
     }

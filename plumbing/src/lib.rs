@@ -48,6 +48,7 @@ pub mod link;
 pub mod nat;
 pub mod netlink;
 pub mod netns;
+pub mod nftlib;
 pub mod probe;
 pub mod route;
 pub mod sysctl;

@@ -1,10 +1,12 @@
 //! NAT in a router namespace: SNAT of subnets out of the gateway interface and 1:1 DNAT/SNAT
 //! for floating IPs, all in the crosspod-owned table `ip crosspod`.
 //!
-//! Backend: `nft -j -f -` (libnftables JSON, documented in libnftables-json(5)) run inside the
-//! namespace (the child joins it between fork and exec). There is no maintained Rust crate for
-//! nf_tables netlink (the candidates need libnftnl or are unmaintained), while nft's JSON is a
-//! stable interface and one `nft -f` input is one kernel transaction. The table is replaced
+//! Backend: libnftables JSON (documented in libnftables-json(5)), in-process on a thread inside
+//! the namespace ([`crate::nftlib`], the library `nft` itself wraps), or `nft -j -f -` run
+//! inside the namespace where the library cannot be loaded. There is no maintained Rust crate
+//! for nf_tables netlink (the candidates need libnftnl or are unmaintained), and hand-rolled
+//! netlink would have to decode every rule expression to compare; libnftables' JSON is a
+//! stable interface and one input is one kernel transaction. The table is replaced
 //! atomically in one batch: `add table; delete table; add table; add chains; add rules` (the
 //! delete also clears chains, sets or hooks someone else may have added to our table, which a
 //! flush would leave). Before writing, the table is read back (`nft -j list ruleset ip`) and
@@ -145,27 +147,45 @@ fn rules(spec: &NatSpec) -> Vec<Value> {
     out
 }
 
-fn nft(ns: &Netns, op: &'static str, args: &[&str], stdin: Option<&str>) -> Result<String> {
+/// Runs `cmd` (nft syntax or a libnftables JSON document) with JSON output inside `ns`:
+/// in-process through libnftables on a thread in the namespace ([`crate::nftlib`]), or, where
+/// the library is missing, as `nft -j <cmd>` (a listing) or `nft -j -f -` (a JSON document on
+/// stdin) forked into it. Same library, same answers.
+fn nft(ns: &Netns, op: &'static str, cmd: &str) -> Result<String> {
     let err = |detail: String| Error::Nft {
         op,
         ns: ns.display_name().to_string(),
         detail,
     };
-    let mut cmd = command_in(ns, "nft")?;
-    cmd.args(args)
-        .stdin(if stdin.is_some() {
+    if crate::nftlib::available() {
+        return match crate::netns::run_in(ns, || crate::nftlib::run(cmd))? {
+            Some(Ok(out)) => Ok(out),
+            Some(Err(e)) => Err(err(e)),
+            None => Err(err("libnftables vanished".into())),
+        };
+    }
+    let mut cmd_proc = command_in(ns, "nft")?;
+    // nft prints nothing for a listing read from a file: a listing goes as arguments.
+    let document = cmd.starts_with('{');
+    cmd_proc.arg("-j");
+    if document {
+        cmd_proc.args(["-f", "-"]);
+    } else {
+        cmd_proc.args(cmd.split_whitespace());
+    }
+    cmd_proc
+        .stdin(if document {
             Stdio::piped()
         } else {
             Stdio::null()
         })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    let mut child = cmd
+    let mut child = cmd_proc
         .spawn()
         .map_err(|e| err(format!("cannot run nft (is nftables installed?): {e}")))?;
-    if let Some(input) = stdin {
-        let mut pipe = child.stdin.take().expect("piped stdin");
-        pipe.write_all(input.as_bytes())
+    if let Some(mut pipe) = child.stdin.take() {
+        pipe.write_all(cmd.as_bytes())
             .map_err(|e| err(format!("writing to nft: {e}")))?;
     }
     let out = child
@@ -184,7 +204,7 @@ fn nft(ns: &Netns, op: &'static str, args: &[&str], stdin: Option<&str>) -> Resu
 /// What the crosspod table holds now: `None` when there is no table, else its chains and rules
 /// (handles stripped), in listing order.
 pub fn current(ns: &Netns) -> Result<Option<(Vec<Value>, Vec<Value>)>> {
-    let text = nft(ns, "list", &["-j", "list", "ruleset", "ip"], None)?;
+    let text = nft(ns, "list", "list ruleset ip")?;
     let doc: Value = serde_json::from_str(&text).map_err(|e| Error::Nft {
         op: "parse listing",
         ns: ns.display_name().to_string(),
@@ -244,7 +264,7 @@ pub fn apply(ns: &Netns, spec: &NatSpec) -> Result<Changed> {
     );
     batch.extend(want_rules.into_iter().map(|r| json!({"add": {"rule": r}})));
     let doc = json!({ "nftables": batch }).to_string();
-    nft(ns, "apply", &["-j", "-f", "-"], Some(&doc))?;
+    nft(ns, "apply", &doc)?;
     tracing::info!(
         netns = %ns,
         snat = spec.snat.len(),
@@ -265,7 +285,7 @@ pub fn remove(ns: &Netns) -> Result<Changed> {
         {"delete": {"table": table}},
     ]})
     .to_string();
-    nft(ns, "remove", &["-j", "-f", "-"], Some(&doc))?;
+    nft(ns, "remove", &doc)?;
     tracing::info!(netns = %ns, "removed NAT table");
     Ok(Changed::Yes)
 }
