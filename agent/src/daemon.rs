@@ -19,9 +19,12 @@ use wire::{
 };
 
 use crate::controller_client::{Backoff, ClientError, ControllerClient};
+use crate::firewall::Firewall;
 use crate::intent::{NodeContext, NodeIntent};
 use crate::metrics::AgentMetrics;
-use crate::reconciler::{reconcile_once, LinuxBackend, OvsBackend, PassOutcome};
+use crate::reconciler::{
+    reconcile_firewall, reconcile_once, LinuxBackend, OvsBackend, PassOutcome,
+};
 use crate::sd_notify::Notifier;
 use crate::validate::{validate, AgentIdentity};
 
@@ -106,6 +109,7 @@ pub fn status_report(
     routers.sort_by(|a, b| a.router_id.cmp(&b.router_id));
     let mut errors = intent.problems.clone();
     errors.extend(pass.port_errors.values().cloned());
+    errors.extend(pass.flow_errors.iter().cloned());
     if let Some(e) = &pass.ovs_error {
         errors.push(format!("OVSDB: {e}"));
     }
@@ -248,6 +252,8 @@ pub struct Agent<O, L> {
     pub timing: LoopTiming,
     /// Exported metrics.
     pub metrics: Arc<AgentMetrics>,
+    /// Security groups in OpenFlow; `None` leaves the bridges' flows alone.
+    pub firewall: Option<Firewall>,
 }
 
 impl<O: OvsBackend, L: LinuxBackend> Agent<O, L> {
@@ -302,7 +308,12 @@ impl<O: OvsBackend, L: LinuxBackend> Agent<O, L> {
     ) -> (PassOutcome, StatusReport) {
         let intent = NodeIntent::from_desired(state, &self.ctx);
         let started = Instant::now();
-        let pass = reconcile_once(&intent, &self.ovs, &self.linux).await;
+        let mut pass = reconcile_once(&intent, &self.ovs, &self.linux).await;
+        if let Some(fw) = &self.firewall {
+            reconcile_firewall(state, &self.ovs, fw, &mut pass).await;
+            self.metrics
+                .record_flows(pass.flows_added, pass.flows_deleted, pass.flows_desired);
+        }
         let outcome = if pass.ovs_error.is_some() {
             "ovs_error"
         } else if pass.complete() && intent.problems.is_empty() {
@@ -660,6 +671,7 @@ mod tests {
                 resync: Duration::from_millis(100),
             },
             metrics: metrics.clone(),
+            firewall: None,
         };
         let reg = NodeRegistration {
             pod: "RegionOne".into(),

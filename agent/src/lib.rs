@@ -5,6 +5,7 @@
 pub mod config;
 pub mod controller_client;
 pub mod daemon;
+pub mod firewall;
 pub mod intent;
 pub mod linux_backend;
 pub mod metrics;
