@@ -1,0 +1,574 @@
+//! Security groups and port security on a real node: ovsdb-server + ovs-vswitchd (userspace
+//! datapath, conntrack in ovs-vswitchd) per test, VMs as namespaces plugged into br-vlan, the
+//! agent run with `--once` on hand-written desired states, real packets (ICMP, TCP, raw ARP
+//! frames) between the VMs. Needs root and Open vSwitch.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use common::{ping, Node};
+use serde_json::{json, Value};
+
+const PY: &str = "/usr/bin/python3";
+const MAC1: &str = "fa:16:3e:00:00:11";
+const MAC2: &str = "fa:16:3e:00:00:12";
+
+fn vm_ns(node: &Node, name: &str) -> String {
+    format!("{}{name}", node.prefix)
+}
+
+fn in_ns(ns: &str, args: &[&str]) -> Output {
+    Command::new("ip")
+        .args(["netns", "exec", ns])
+        .args(args)
+        .output()
+        .expect("ip netns exec")
+}
+
+/// Echo server on `port` in `ns`, killed on drop.
+struct Bg(std::process::Child);
+impl Drop for Bg {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+const SERVER: &str = r#"
+import socket, sys, threading
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("0.0.0.0", int(sys.argv[1]))); s.listen(16)
+print("ready", flush=True)
+def serve(c):
+    while True:
+        d = c.recv(100)
+        if not d: return
+        c.sendall(d)
+while True:
+    c, _ = s.accept(); threading.Thread(target=serve, args=(c,), daemon=True).start()
+"#;
+
+const CONNECT: &str = r#"
+import socket, sys
+try:
+    s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=2)
+    s.sendall(b"x"); print(s.recv(10).decode())
+except Exception as e:
+    print("fail", e); sys.exit(1)
+"#;
+
+const CLIENT: &str = r#"
+import socket, sys
+s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=3)
+print("connected", flush=True)
+for line in sys.stdin:
+    s.sendall(line.strip().encode())
+    try:
+        d = s.recv(100); print("ok" if d else "closed", flush=True)
+    except socket.timeout:
+        print("timeout", flush=True)
+"#;
+
+const ARP_SEND: &str = r#"
+import socket, sys
+def mac(m): return bytes.fromhex(m.replace(":", ""))
+dev, eth_src, sha, spa, dst, tpa = sys.argv[1:7]
+f = mac(dst) + mac(eth_src) + b"\x08\x06" + b"\x00\x01\x08\x00\x06\x04\x00\x02" \
+    + mac(sha) + socket.inet_aton(spa) + mac(dst) + socket.inet_aton(tpa)
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW); s.bind((dev, 0))
+for _ in range(3): s.send(f)
+"#;
+
+const ARP_COUNT: &str = r#"
+import socket, sys, time
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0806)); s.bind((sys.argv[1], 0))
+s.settimeout(0.2)
+want = socket.inet_aton(sys.argv[2]); end = time.time() + float(sys.argv[3]); n = 0
+print("ready", flush=True)
+while time.time() < end:
+    try: d = s.recv(200)
+    except socket.timeout: continue
+    if d[12:14] == b"\x08\x06" and d[28:32] == want: n += 1
+print(n, flush=True)
+"#;
+
+/// Turns off TX checksum offload on `eth0` (ETHTOOL_STXCSUM through SIOCETHTOOL): a veth
+/// otherwise hands ovs-vswitchd's userspace datapath TCP segments with partial checksums, which
+/// its conntrack marks invalid (a kernel datapath or a real VM's tap does not have this).
+const TX_CSUM_OFF: &str = r#"
+import array, fcntl, socket, struct
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+ev = array.array("B", struct.pack("II", 0x17, 0))
+ifr = struct.pack("16sP", b"eth0", ev.buffer_info()[0]) + bytes(16)
+fcntl.ioctl(s.fileno(), 0x8946, ifr)
+"#;
+
+fn tx_csum_off(ns: &str) {
+    let o = in_ns(ns, &[PY, "-c", TX_CSUM_OFF]);
+    assert!(o.status.success(), "{o:?}");
+}
+
+fn server(ns: &str, port: u16) -> Bg {
+    let mut c = Command::new("ip")
+        .args(["netns", "exec", ns, PY, "-c", SERVER, &port.to_string()])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(c.stdout.as_mut().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line.trim(), "ready");
+    Bg(c)
+}
+
+fn tcp_ok(ns: &str, ip: &str, port: u16) -> bool {
+    in_ns(ns, &[PY, "-c", CONNECT, ip, &port.to_string()])
+        .status
+        .success()
+}
+
+/// ICMP echo requests received in `ns` so far (its /proc/net/snmp).
+fn in_echos(ns: &str) -> u64 {
+    let out = String::from_utf8(in_ns(ns, &["cat", "/proc/net/snmp"]).stdout).unwrap();
+    let lines: Vec<&str> = out.lines().filter(|l| l.starts_with("Icmp:")).collect();
+    let names: Vec<&str> = lines[0].split_whitespace().collect();
+    let vals: Vec<&str> = lines[1].split_whitespace().collect();
+    let i = names.iter().position(|n| *n == "InEchos").unwrap();
+    vals[i].parse().unwrap()
+}
+
+fn port(tag: u16, mac: &str, ips: &[&str], sec: Option<(&[&str], u16)>) -> Value {
+    let mut p = json!({"bridge": "br-vlan", "tag": tag, "network_id": format!("net{tag}"),
+                       "mac": mac, "fixed_ips": ips});
+    if let Some((groups, zone)) = sec {
+        let allowed: Vec<Value> = ips
+            .iter()
+            .map(|ip| {
+                let plen = if ip.contains(':') { 128 } else { 32 };
+                json!({"mac": mac, "ip": format!("{ip}/{plen}")})
+            })
+            .collect();
+        p["security"] = json!({"allowed": allowed, "security_groups": groups, "ct_zone": zone});
+    }
+    p
+}
+
+fn rule(id: &str, dir: &str, eth: &str) -> Value {
+    json!({"id": id, "direction": dir, "ethertype": eth})
+}
+
+/// Neutron's default group: all egress, ingress from members of the group (IPv4 and IPv6).
+fn default_group(members: &[&str]) -> Value {
+    let mut i4 = rule("d-in4", "ingress", "IPv4");
+    i4["remote_group_id"] = json!("default");
+    let mut i6 = rule("d-in6", "ingress", "IPv6");
+    i6["remote_group_id"] = json!("default");
+    let members: Vec<String> = members
+        .iter()
+        .map(|m| {
+            if m.contains(':') {
+                format!("{m}/128")
+            } else {
+                format!("{m}/32")
+            }
+        })
+        .collect();
+    json!({"rules": [i4, i6, rule("d-out4", "egress", "IPv4"), rule("d-out6", "egress", "IPv6")],
+           "members": members})
+}
+
+fn state(revision: u64, ports: Value, groups: Value) -> Value {
+    json!({
+        "node": "n1", "pod": "RegionOne", "revision": revision,
+        "bridges": {"br-vlan": {"physnet": "bridge", "uplink": false, "trunks": []}},
+        "ports": ports, "routers": {}, "security_groups": groups
+    })
+}
+
+fn once(node: &Node, st: &Value) -> Value {
+    let (summary, ok) = node.agent_once(st, "none0");
+    assert!(ok, "agent pass failed: {summary}");
+    summary
+}
+
+/// Two VMs on one network (tag 101, zone 1), plugged and with a first pass applied.
+fn two_vms(node: &Node) -> (String, String) {
+    once(node, &state(0, json!({}), json!({}))); // the bridge
+    node.vm("vm1", "tfw1", "10.0.1.11/24", "10.0.1.1", MAC1);
+    node.vm("vm2", "tfw2", "10.0.1.12/24", "10.0.1.1", MAC2);
+    node.plug("tfw1", "port-vm1");
+    node.plug("tfw2", "port-vm2");
+    let (a, b) = (vm_ns(node, "vm1"), vm_ns(node, "vm2"));
+    tx_csum_off(&a);
+    tx_csum_off(&b);
+    (a, b)
+}
+
+fn web_group(extra_rules: &[Value]) -> Value {
+    let mut tcp = rule("w-tcp8080", "ingress", "IPv4");
+    tcp["protocol"] = json!(6);
+    tcp["port_range_min"] = json!(8080);
+    tcp["port_range_max"] = json!(8080);
+    let mut rules = vec![rule("w-out4", "egress", "IPv4"), tcp];
+    rules.extend(extra_rules.iter().cloned());
+    json!({"rules": rules})
+}
+
+fn icmp_rule() -> Value {
+    let mut r = rule("w-icmp", "ingress", "IPv4");
+    r["protocol"] = json!(1);
+    r
+}
+
+#[test]
+fn rules_open_exactly_what_they_allow_and_a_restart_writes_no_flow() {
+    let node = Node::start();
+    let (vm1, vm2) = two_vms(&node);
+    let members = ["10.0.1.11", "10.0.1.12"];
+    // Default group on both: they talk (the ingress rule is a remote-group conjunction).
+    let ports = json!({
+        "port-vm1": port(101, MAC1, &["10.0.1.11"], Some((&["default"], 1))),
+        "port-vm2": port(101, MAC2, &["10.0.1.12"], Some((&["default"], 1))),
+    });
+    let s1 = state(1, ports, json!({"default": default_group(&members)}));
+    let first = once(&node, &s1);
+    assert!(first["flows_added"].as_u64().unwrap() > 0, "{first}");
+    assert!(ping(&vm1, "10.0.1.12"), "default group: vm1 → vm2");
+    assert!(ping(&vm2, "10.0.1.11"), "default group: vm2 → vm1");
+    let _s8080 = server(&vm2, 8080);
+    let _s9090 = server(&vm2, 9090);
+    let ok = tcp_ok(&vm1, "10.0.1.12", 9090);
+    if !ok {
+        let out = Command::new("ovs-ofctl")
+            .args(["-O", "OpenFlow14", "dump-flows"])
+            .arg(format!(
+                "unix:{}",
+                node.sb().dir().join("br-vlan.mgmt").display()
+            ))
+            .output()
+            .unwrap();
+        eprintln!(
+            "{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            conntrack(&node)
+        );
+    }
+    assert!(ok, "default group allows any port from members");
+
+    // A restart with nothing changed writes no flow.
+    let again = once(&node, &s1);
+    assert_eq!(again["flows_added"], 0, "{again}");
+    assert_eq!(again["flows_deleted"], 0, "{again}");
+    assert_eq!(again["flows_desired"], first["flows_desired"]);
+
+    // vm2 in "web": TCP 8080 and ICMP in, nothing else.
+    let ports = json!({
+        "port-vm1": port(101, MAC1, &["10.0.1.11"], Some((&["default"], 1))),
+        "port-vm2": port(101, MAC2, &["10.0.1.12"], Some((&["web"], 1))),
+    });
+    let groups = json!({"default": default_group(&members), "web": web_group(&[icmp_rule()])});
+    let s2 = state(2, ports.clone(), groups);
+    let second = once(&node, &s2);
+    assert!(second["flows_deleted"].as_u64().unwrap() > 0, "{second}");
+    assert!(tcp_ok(&vm1, "10.0.1.12", 8080), "the TCP rule opens 8080");
+    assert!(!tcp_ok(&vm1, "10.0.1.12", 9090), "and only 8080");
+    assert!(ping(&vm1, "10.0.1.12"), "ICMP rule");
+    // vm2 itself may still start connections (egress rule), its replies come back.
+    let _s7070 = server(&vm1, 7070);
+    assert!(tcp_ok(&vm2, "10.0.1.11", 7070));
+
+    // Without the ICMP rule, no ping.
+    let s3 = state(
+        3,
+        ports,
+        json!({"default": default_group(&members), "web": web_group(&[])}),
+    );
+    once(&node, &s3);
+    assert!(!ping(&vm1, "10.0.1.12"), "ICMP rule removed");
+    assert!(tcp_ok(&vm1, "10.0.1.12", 8080));
+
+    // Port security off on vm2: everything passes, the other port stays filtered.
+    let ports = json!({
+        "port-vm1": port(101, MAC1, &["10.0.1.11"], Some((&["default"], 1))),
+        "port-vm2": port(101, MAC2, &["10.0.1.12"], None),
+    });
+    once(
+        &node,
+        &state(4, ports, json!({"default": default_group(&members)})),
+    );
+    assert!(
+        tcp_ok(&vm1, "10.0.1.12", 9090),
+        "security None passes everything"
+    );
+    assert!(ping(&vm1, "10.0.1.12"));
+
+    // No secured port left: every crosspod flow is gone, OVS's NORMAL flow stays.
+    let ports = json!({
+        "port-vm1": port(101, MAC1, &["10.0.1.11"], None),
+        "port-vm2": port(101, MAC2, &["10.0.1.12"], None),
+    });
+    let last = once(&node, &state(5, ports, json!({})));
+    assert_eq!(last["flows_desired"], 0, "{last}");
+    let flows = dump_flows(&node);
+    assert!(!flows.contains("cookie=0x6370"), "{flows}");
+    assert!(flows.contains("actions=NORMAL"), "{flows}");
+    assert!(ping(&vm1, "10.0.1.12"));
+}
+
+fn dump_flows(node: &Node) -> String {
+    let out = Command::new("ovs-ofctl")
+        .args(["-O", "OpenFlow14", "dump-flows", "--no-stats"])
+        .arg(format!(
+            "unix:{}",
+            node.sb().dir().join("br-vlan.mgmt").display()
+        ))
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+/// Starts the ARP counter in `ns`, runs `send`, returns how many ARP frames claiming `spa` came in.
+fn arp_seen(ns: &str, spa: &str, send: impl FnOnce()) -> u64 {
+    let mut c = Command::new("ip")
+        .args(["netns", "exec", ns, PY, "-c", ARP_COUNT, "eth0", spa, "2"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut r = BufReader::new(c.stdout.take().unwrap());
+    let mut line = String::new();
+    r.read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "ready");
+    send();
+    line.clear();
+    r.read_line(&mut line).unwrap();
+    c.wait().unwrap();
+    line.trim().parse().unwrap()
+}
+
+fn arp_reply(ns: &str, eth_src: &str, sha: &str, spa: &str) {
+    let out = in_ns(
+        ns,
+        &[
+            PY,
+            "-c",
+            ARP_SEND,
+            "eth0",
+            eth_src,
+            sha,
+            spa,
+            MAC2,
+            "10.0.1.12",
+        ],
+    );
+    assert!(out.status.success(), "{out:?}");
+}
+
+#[test]
+fn spoofed_sources_and_arp_replies_are_dropped_and_ipv6_nd_works() {
+    let node = Node::start();
+    let (vm1, vm2) = two_vms(&node);
+    for (ns, a) in [(&vm1, "2001:db8::11/64"), (&vm2, "2001:db8::12/64")] {
+        let o = in_ns(ns, &["ip", "addr", "add", a, "dev", "eth0", "nodad"]);
+        assert!(o.status.success(), "{o:?}");
+    }
+    let members = ["10.0.1.11", "10.0.1.12", "2001:db8::11", "2001:db8::12"];
+    let ports = json!({
+        "port-vm1": port(101, MAC1, &["10.0.1.11", "2001:db8::11"], Some((&["default"], 1))),
+        "port-vm2": port(101, MAC2, &["10.0.1.12", "2001:db8::12"], Some((&["default"], 1))),
+    });
+    once(
+        &node,
+        &state(1, ports, json!({"default": default_group(&members)})),
+    );
+    assert!(ping(&vm1, "10.0.1.12"));
+
+    // A source address the port does not own: vm2 never sees the echo requests.
+    let o = in_ns(&vm1, &["ip", "addr", "add", "10.0.1.99/32", "dev", "eth0"]);
+    assert!(o.status.success());
+    let before = in_echos(&vm2);
+    let o = in_ns(
+        &vm1,
+        &["ping", "-c", "3", "-W", "1", "-I", "10.0.1.99", "10.0.1.12"],
+    );
+    assert!(!o.status.success());
+    assert_eq!(
+        in_echos(&vm2),
+        before,
+        "spoofed-source echo requests reached vm2"
+    );
+    let o = in_ns(&vm1, &["ping", "-c", "2", "-W", "1", "10.0.1.12"]);
+    assert!(o.status.success(), "the port's own address still works");
+    assert!(in_echos(&vm2) >= before + 2, "the counter counts");
+
+    // ARP replies: the port's own (MAC, IP) reaches vm2; a claim on another address, or from
+    // another MAC, does not.
+    let own = arp_seen(&vm2, "10.0.1.11", || {
+        arp_reply(&vm1, MAC1, MAC1, "10.0.1.11")
+    });
+    assert!(own >= 3, "vm1's own ARP reply not seen ({own})");
+    let gw = arp_seen(&vm2, "10.0.1.1", || arp_reply(&vm1, MAC1, MAC1, "10.0.1.1"));
+    assert_eq!(gw, 0, "spoofed ARP reply (gateway's address) reached vm2");
+    let other_mac = arp_seen(&vm2, "10.0.1.11", || {
+        arp_reply(&vm1, "fa:16:3e:00:00:99", "fa:16:3e:00:00:99", "10.0.1.11")
+    });
+    assert_eq!(other_mac, 0, "ARP reply from a foreign MAC reached vm2");
+
+    // IPv6: neighbour discovery (NS to the solicited-node group, NA back) and ping.
+    let o = in_ns(&vm1, &["ping", "-6", "-c", "3", "-W", "2", "2001:db8::12"]);
+    assert!(o.status.success(), "IPv6 ping with port security: {o:?}");
+    let neigh = String::from_utf8(in_ns(&vm1, &["ip", "-6", "neigh"]).stdout).unwrap();
+    assert!(
+        neigh.contains(&format!("2001:db8::12 dev eth0 lladdr {MAC2}")),
+        "{neigh}"
+    );
+}
+
+fn send(
+    client: &mut std::process::Child,
+    out: &mut BufReader<std::process::ChildStdout>,
+    what: &str,
+) -> String {
+    writeln!(client.stdin.as_mut().unwrap(), "{what}").unwrap();
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    line.trim().to_string()
+}
+
+#[test]
+fn an_established_connection_survives_unrelated_changes_and_ends_with_its_rule() {
+    let node = Node::start();
+    let (vm1, vm2) = two_vms(&node);
+    let ports = json!({
+        "port-vm1": port(101, MAC1, &["10.0.1.11"], Some((&["default"], 1))),
+        "port-vm2": port(101, MAC2, &["10.0.1.12"], Some((&["web"], 1))),
+    });
+    let members = ["10.0.1.11", "10.0.1.12"];
+    let with = |extra: &[Value], tcp: bool| {
+        let mut web = web_group(extra);
+        if !tcp {
+            web["rules"]
+                .as_array_mut()
+                .unwrap()
+                .retain(|r| r["id"] != "w-tcp8080");
+        }
+        json!({"default": default_group(&members), "web": web})
+    };
+    once(&node, &state(1, ports.clone(), with(&[], true)));
+    let _srv = server(&vm2, 8080);
+    let mut client = Command::new("ip")
+        .args(["netns", "exec", &vm1, PY, "-c", CLIENT, "10.0.1.12", "8080"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(client.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    assert_eq!(line.trim(), "connected");
+    assert_eq!(send(&mut client, &mut out, "a"), "ok");
+
+    // An unrelated rule added (UDP 53), then removed: the connection carries on.
+    let mut udp = rule("w-dns", "ingress", "IPv4");
+    udp["protocol"] = json!(17);
+    udp["port_range_min"] = json!(53);
+    udp["port_range_max"] = json!(53);
+    let changed = once(&node, &state(2, ports.clone(), with(&[udp.clone()], true)));
+    assert!(changed["flows_added"].as_u64().unwrap() > 0);
+    assert_eq!(
+        changed["flows_deleted"], 0,
+        "an added rule deletes nothing: {changed}"
+    );
+    assert_eq!(send(&mut client, &mut out, "b"), "ok", "unrelated change");
+    once(&node, &state(3, ports.clone(), with(&[], true)));
+    assert_eq!(send(&mut client, &mut out, "c"), "ok", "unrelated removal");
+
+    // The only rule allowing it removed: the next packet is dropped.
+    once(&node, &state(4, ports.clone(), with(&[], false)));
+    assert_eq!(
+        send(&mut client, &mut out, "d"),
+        "timeout",
+        "connection outlived its rule"
+    );
+    // The rule back: a new connection works (the old one stays dead).
+    once(&node, &state(5, ports, with(&[], true)));
+    assert!(tcp_ok(&vm1, "10.0.1.12", 8080));
+    let _ = client.kill();
+    let _ = client.wait();
+}
+
+fn conntrack(node: &Node) -> String {
+    let out = Command::new("ovs-appctl")
+        .arg("-t")
+        .arg(node.sb().dir().join("vswitchd.ctl"))
+        .arg("dpctl/dump-conntrack")
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+#[test]
+fn one_cidr_on_two_networks_keeps_two_conntrack_zones_and_flows_return_after_vswitchd_restart() {
+    let node = Node::start();
+    let (a1, _a2) = two_vms(&node);
+    let mac_b1 = "fa:16:3e:00:01:11";
+    let mac_b2 = "fa:16:3e:00:01:12";
+    node.vm("vmb1", "tfwb1", "10.0.1.11/24", "10.0.1.1", mac_b1);
+    node.vm("vmb2", "tfwb2", "10.0.1.12/24", "10.0.1.1", mac_b2);
+    node.plug("tfwb1", "port-b1");
+    node.plug("tfwb2", "port-b2");
+    let b1 = vm_ns(&node, "vmb1");
+    let members = ["10.0.1.11", "10.0.1.12"];
+    let ports = json!({
+        "port-vm1": port(101, MAC1, &["10.0.1.11"], Some((&["default"], 1))),
+        "port-vm2": port(101, MAC2, &["10.0.1.12"], Some((&["default"], 1))),
+        "port-b1": port(102, mac_b1, &["10.0.1.11"], Some((&["gb"], 2))),
+        "port-b2": port(102, mac_b2, &["10.0.1.12"], Some((&["gb"], 2))),
+    });
+    let mut gb = default_group(&members);
+    for r in gb["rules"].as_array_mut().unwrap() {
+        if r["remote_group_id"] == "default" {
+            r["remote_group_id"] = json!("gb");
+        }
+    }
+    let st = state(
+        1,
+        ports,
+        json!({"default": default_group(&members), "gb": gb}),
+    );
+    let first = once(&node, &st);
+    assert!(ping(&a1, "10.0.1.12"));
+    assert!(ping(&b1, "10.0.1.12"));
+    let ct = conntrack(&node);
+    let icmp: Vec<&str> = ct
+        .lines()
+        .filter(|l| l.contains("icmp,orig=(src=10.0.1.11,dst=10.0.1.12"))
+        .collect();
+    assert!(
+        icmp.iter().any(|l| l.contains("zone=1")) && icmp.iter().any(|l| l.contains("zone=2")),
+        "one conntrack entry per network zone expected:\n{ct}"
+    );
+
+    // ovs-vswitchd restarted: it comes back without flows; the next pass writes them all.
+    node.sb().stop_vswitchd().unwrap();
+    node.sb().start_vswitchd().unwrap();
+    let mut back = Value::Null;
+    for _ in 0..50 {
+        let (s, ok) = node.agent_once(&st, "none0");
+        if ok && s["flows_added"].as_u64().unwrap_or(0) > 0 {
+            back = s;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(
+        back["flows_added"], first["flows_desired"],
+        "every flow re-added after the restart: {back}"
+    );
+    assert_eq!(back["flows_deleted"], 0);
+    assert!(ping(&a1, "10.0.1.12"));
+    assert!(ping(&b1, "10.0.1.12"));
+}
