@@ -34,6 +34,8 @@ const WATCH_WAIT: Duration = Duration::from_secs(30);
 const RESYNC: Duration = Duration::from_secs(60);
 /// How long to wait for the first desired state before telling systemd READY anyway.
 const READY_WITHOUT_STATE: Duration = Duration::from_secs(60);
+/// How often the firewall checks that ovs-vswitchd still holds its flows.
+const FLOWS_CHECK: Duration = Duration::from_secs(2);
 /// Quiet time after an OVSDB change before reconciling, so a burst of plugs is one pass.
 const DEBOUNCE: Duration = Duration::from_millis(20);
 
@@ -348,6 +350,7 @@ impl<O: OvsBackend, L: LinuxBackend> Agent<O, L> {
         let mut last_report: Option<StatusReport> = None;
         let mut resync = tokio::time::interval(self.timing.resync);
         let mut probe_tick = tokio::time::interval(self.timing.probe_interval);
+        let mut flows_tick = tokio::time::interval(FLOWS_CHECK);
         let watchdog_every = self
             .notifier
             .watchdog_interval()
@@ -389,6 +392,13 @@ impl<O: OvsBackend, L: LinuxBackend> Agent<O, L> {
                     run_pass = true;
                 }
                 _ = resync.tick() => run_pass = true,
+                _ = flows_tick.tick(), if self.firewall.is_some() => {
+                    let fw = self.firewall.clone().expect("firewall");
+                    if tokio::task::spawn_blocking(move || fw.flows_lost()).await.unwrap_or(false) {
+                        tracing::warn!("firewall flows missing (ovs-vswitchd restarted?); reconciling");
+                        run_pass = true;
+                    }
+                }
                 _ = probe_tick.tick() => probe_now = true,
                 _ = watchdog.tick() => self.notifier.watchdog_ping(),
             }

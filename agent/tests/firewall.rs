@@ -572,3 +572,69 @@ fn one_cidr_on_two_networks_keeps_two_conntrack_zones_and_flows_return_after_vsw
     assert!(ping(&a1, "10.0.1.12"));
     assert!(ping(&b1, "10.0.1.12"));
 }
+
+fn our_flows(node: &Node) -> usize {
+    dump_flows(node)
+        .lines()
+        .filter(|l| l.contains("cookie=0x6370"))
+        .count()
+}
+
+fn wait_flows(node: &Node, pred: impl Fn(usize) -> bool, timeout: Duration) -> usize {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let n = our_flows(node);
+        if pred(n) || std::time::Instant::now() > deadline {
+            return n;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn the_daemon_puts_the_flows_back_after_an_ovs_vswitchd_restart() {
+    let node = Node::start();
+    let (vm1, vm2) = two_vms(&node);
+    let members = ["10.0.1.11", "10.0.1.12"];
+    let ports = json!({
+        "port-vm1": port(101, MAC1, &["10.0.1.11"], Some((&["default"], 1))),
+        "port-vm2": port(101, MAC2, &["10.0.1.12"], Some((&["web"], 1))),
+    });
+    let st = state(
+        1,
+        ports,
+        json!({"default": default_group(&members), "web": web_group(&[])}),
+    );
+    let agent = node.agent_daemon(&st, "none0", &["--metrics-bind", ""]);
+    let n = wait_flows(&node, |n| n > 0, Duration::from_secs(20));
+    assert!(n > 0, "no flows from the daemon: {}", agent.log());
+    // Let the daemon settle (it may still be adding), then note the count.
+    std::thread::sleep(Duration::from_secs(1));
+    let n = our_flows(&node);
+    let _srv = server(&vm2, 9090);
+    assert!(
+        !tcp_ok(&vm1, "10.0.1.12", 9090),
+        "filtered before the restart"
+    );
+
+    node.sb().stop_vswitchd().unwrap();
+    node.sb().start_vswitchd().unwrap();
+    // Nothing in OVSDB needs to change: the daemon notices its flows are gone.
+    let back = wait_flows(&node, |m| m == n, Duration::from_secs(20));
+    assert_eq!(back, n, "flows not restored: {}", agent.log());
+    assert!(!ping(&vm1, "10.0.1.12"), "no ICMP rule on web");
+    assert!(
+        !tcp_ok(&vm1, "10.0.1.12", 9090),
+        "filtered after the restart"
+    );
+    assert!(
+        agent.log().contains("firewall flows missing"),
+        "restored by the flows check, not by chance: {}",
+        agent.log()
+    );
+    let _s8080 = server(&vm2, 8080);
+    assert!(
+        tcp_ok(&vm1, "10.0.1.12", 8080),
+        "the rule's port works after the restart"
+    );
+}

@@ -12,6 +12,7 @@ pub mod flows;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 
 use ovs::openflow::{FlowMod, OfctlBridge};
 use wire::NodeDesiredState;
@@ -120,10 +121,22 @@ pub fn diff(want: &BTreeMap<u64, String>, have: &BTreeSet<u64>) -> Vec<FlowMod> 
     mods
 }
 
-/// The firewall step of the agent: where the bridges' management sockets are.
+/// The firewall step of the agent: where the bridges' management sockets are, and which flow
+/// of each programmed bridge tells whether ovs-vswitchd still has them.
 #[derive(Debug, Clone)]
 pub struct Firewall {
     rundir: PathBuf,
+    /// bridge → cookie of one flow it must hold (table 60's NORMAL): gone means ovs-vswitchd
+    /// restarted (or someone flushed the bridge) and every flow must be written again.
+    sentinels: Arc<Mutex<BTreeMap<String, u64>>>,
+}
+
+/// The flow whose presence [`Firewall::flows_lost`] checks on each programmed bridge.
+fn sentinel() -> u64 {
+    flows::cookie_of(&format!(
+        "table={},priority=0 actions=NORMAL",
+        flows::T_DISPATCH
+    ))
 }
 
 impl Firewall {
@@ -131,7 +144,22 @@ impl Firewall {
     pub fn new(rundir: impl Into<PathBuf>) -> Self {
         Firewall {
             rundir: rundir.into(),
+            sentinels: Arc::default(),
         }
+    }
+
+    /// Whether a bridge programmed by the last pass lost its flows (ovs-vswitchd restarted: it
+    /// keeps no flows, and OVSDB may not change at all). One exact-cookie dump per bridge, which
+    /// ovs-vswitchd answers from its cookie index: cheap enough for a timer of a few seconds.
+    /// Blocking.
+    pub fn flows_lost(&self) -> bool {
+        let sentinels = self.sentinels.lock().expect("sentinels").clone();
+        sentinels.iter().any(|(bridge, cookie)| {
+            !matches!(
+                OfctlBridge::new(&self.rundir, bridge).dump_flows(*cookie, u64::MAX),
+                Ok(f) if !f.is_empty()
+            )
+        })
     }
 
     /// Makes every bridge of the node hold exactly its desired flows among crosspod's. Blocking
@@ -152,6 +180,14 @@ impl Firewall {
             let empty = FlowSet::default();
             let want = wanted.get(bridge).unwrap_or(&empty).with_cookies();
             out.desired += want.len();
+            {
+                let mut s = self.sentinels.lock().expect("sentinels");
+                if want.contains_key(&sentinel()) {
+                    s.insert(bridge.clone(), sentinel());
+                } else {
+                    s.remove(bridge.as_str());
+                }
+            }
             let of = OfctlBridge::new(&self.rundir, bridge);
             if want.is_empty() && !of.has_socket() {
                 continue;
