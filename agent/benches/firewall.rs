@@ -261,11 +261,7 @@ fn main() {
         "flows written",
     ];
     let mut w = [0usize; 5];
-    for r in rows
-        .iter()
-        .map(|r| r.clone())
-        .chain([head.map(String::from)])
-    {
+    for r in rows.iter().cloned().chain([head.map(String::from)]) {
         for (i, c) in r.iter().enumerate() {
             w[i] = w[i].max(c.chars().count());
         }

@@ -224,3 +224,191 @@ impl Firewall {
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ovs_plan::{ObservedBridge, ObservedPort};
+    use serde_json::json;
+
+    fn observed(ports: &[(&str, &str, Option<u32>, u16)]) -> ObservedOvs {
+        let mut o = ObservedOvs::default();
+        o.bridges.insert(
+            "br".into(),
+            ObservedBridge {
+                datapath_type: "netdev".into(),
+            },
+        );
+        for (name, iface, ofport, tag) in ports {
+            o.ports.insert(
+                name.to_string(),
+                ObservedPort {
+                    bridge: "br".into(),
+                    tag: Some(*tag),
+                    trunks: Default::default(),
+                    external_ids: Default::default(),
+                    iface_id: (!iface.is_empty()).then(|| iface.to_string()),
+                    iface_error: None,
+                    ofport: *ofport,
+                },
+            );
+        }
+        o
+    }
+
+    fn state(members: &[&str], rules: serde_json::Value, vm2_secured: bool) -> NodeDesiredState {
+        let sec = |ip: &str, mac: &str| {
+            json!({"allowed": [{"mac": mac, "ip": format!("{ip}/32")}],
+                   "security_groups": ["g", "h"], "ct_zone": 3})
+        };
+        let mut vm2 = json!({"bridge": "br", "tag": 7, "network_id": "n", "mac": "fa:16:3e:00:00:02",
+                             "fixed_ips": ["10.0.0.2"]});
+        if vm2_secured {
+            vm2["security"] = sec("10.0.0.2", "fa:16:3e:00:00:02");
+        }
+        let members: Vec<String> = members.iter().map(|m| format!("{m}/32")).collect();
+        serde_json::from_value(json!({
+            "node": "n1", "pod": "p", "revision": 1,
+            "bridges": {"br": {"physnet": "x", "uplink": false, "trunks": []}},
+            "ports": {
+                "vm1": {"bridge": "br", "tag": 7, "network_id": "n", "mac": "fa:16:3e:00:00:01",
+                        "fixed_ips": ["10.0.0.1"], "security": sec("10.0.0.1", "fa:16:3e:00:00:01")},
+                "vm2": vm2,
+                "vm3": {"bridge": "br", "tag": 7, "network_id": "n", "mac": "fa:16:3e:00:00:03",
+                        "fixed_ips": ["10.0.0.3"], "security": sec("10.0.0.3", "fa:16:3e:00:00:03")}
+            },
+            "security_groups": {
+                "g": {"rules": rules, "members": members.clone()},
+                "h": {"rules": [{"id": "h1", "direction": "ingress", "ethertype": "IPv4",
+                                 "remote_group_id": "h"}], "members": members}
+            }
+        }))
+        .unwrap()
+    }
+
+    fn rules(with_ssh: bool) -> serde_json::Value {
+        let mut r = vec![
+            json!({"id": "a", "direction": "egress", "ethertype": "IPv4"}),
+            json!({"id": "b", "direction": "ingress", "ethertype": "IPv4", "remote_group_id": "g"}),
+            json!({"id": "c", "direction": "ingress", "ethertype": "IPv4", "protocol": 17,
+                   "port_range_min": 5000, "port_range_max": 5100}),
+        ];
+        if with_ssh {
+            r.push(
+                json!({"id": "d", "direction": "ingress", "ethertype": "IPv4", "protocol": 6,
+                          "port_range_min": 22, "port_range_max": 22,
+                          "remote_ip_prefix": "192.168.0.0/16"}),
+            );
+        }
+        json!(r)
+    }
+
+    fn obs() -> ObservedOvs {
+        observed(&[
+            ("tap1", "vm1", Some(1), 7),
+            ("tap2", "vm2", Some(2), 7),
+            ("tap3", "vm3", None, 7),
+            ("qr-x", "", Some(9), 7),
+        ])
+    }
+
+    fn cookies(st: &NodeDesiredState) -> BTreeMap<u64, String> {
+        desired_flows(st, &obs()).0["br"].with_cookies()
+    }
+
+    fn changed(a: &BTreeMap<u64, String>, b: &BTreeMap<u64, String>) -> Vec<String> {
+        let (ka, kb): (BTreeSet<_>, BTreeSet<_>) = (a.keys().collect(), b.keys().collect());
+        ka.symmetric_difference(&kb)
+            .map(|c| a.get(*c).or(b.get(*c)).unwrap().clone())
+            .collect()
+    }
+
+    #[test]
+    fn ports_are_filtered_only_when_secured_and_plugged() {
+        let st = state(&["10.0.0.1"], rules(true), false);
+        let (inputs, waiting) = inputs(&st, &obs());
+        let br = &inputs["br"];
+        assert_eq!(br.secured.keys().collect::<Vec<_>>(), ["vm1"]);
+        assert_eq!(waiting, ["vm3"], "secured but no ofport yet");
+        // vm2 (security off) and the router leg are classified by their tag, not filtered.
+        assert_eq!(br.access, BTreeMap::from([(2, 7), (9, 7)]));
+        // No secured port on a bridge: no flows at all (OVS's NORMAL flow does everything).
+        let mut none = st.clone();
+        for p in none.ports.values_mut() {
+            p.security = None;
+        }
+        assert!(desired_flows(&none, &obs()).0.is_empty());
+    }
+
+    #[test]
+    fn the_same_state_gives_the_same_flows_and_a_member_touches_one_flow_per_direction_used() {
+        let a = cookies(&state(&["10.0.0.1", "10.0.0.2"], rules(true), true));
+        assert_eq!(
+            a,
+            cookies(&state(&["10.0.0.1", "10.0.0.2"], rules(true), true))
+        );
+        let b = cookies(&state(
+            &["10.0.0.1", "10.0.0.2", "10.0.0.9"],
+            rules(true),
+            true,
+        ));
+        let d = changed(&a, &b);
+        // Groups g and h both have 10.0.0.9 now: one member flow holding both conjunctions.
+        assert_eq!(d.len(), 1, "{d:#?}");
+        assert!(d[0].contains("nw_src=10.0.0.9"), "{d:?}");
+        assert_eq!(d[0].matches("conjunction(").count(), 4, "{d:?}");
+        // Conjunction actions of several groups are merged in a stable order.
+        let member = a.values().find(|f| f.contains("nw_src=10.0.0.1 ")).unwrap();
+        let mut sorted: Vec<&str> = member
+            .split("actions=")
+            .nth(1)
+            .unwrap()
+            .split("),")
+            .collect();
+        let before = sorted.clone();
+        sorted.sort();
+        assert_eq!(sorted, before);
+    }
+
+    #[test]
+    fn removing_a_rule_changes_only_its_flows() {
+        let a = cookies(&state(&["10.0.0.1"], rules(true), true));
+        let b = cookies(&state(&["10.0.0.1"], rules(false), true));
+        let d = changed(&a, &b);
+        // Rule d on two secured ports, new and established: 4 flows, all of them tcp/22 from
+        // 192.168.0.0/16, all gone.
+        assert_eq!(d.len(), 4, "{d:#?}");
+        assert!(d.iter().all(|f| f.contains("nw_src=192.168.0.0/16")
+            && f.contains("tp_dst=22")
+            && a.values().any(|x| x == f)));
+    }
+
+    #[test]
+    fn the_diff_deletes_only_crosspods_cookies() {
+        let want: BTreeMap<u64, String> = [(
+            COOKIE_BASE | 1,
+            "table=0,priority=1 actions=drop".to_string(),
+        )]
+        .into();
+        let have: BTreeSet<u64> = [COOKIE_BASE | 2, 0x1234, 0, COOKIE_BASE | 1].into();
+        let mods = diff(&want, &have);
+        assert_eq!(mods, vec![FlowMod::DeleteCookie(COOKIE_BASE | 2)]);
+        let mods = diff(&want, &BTreeSet::new());
+        assert!(matches!(&mods[..], [FlowMod::Add { cookie, .. }] if *cookie == COOKIE_BASE | 1));
+    }
+
+    #[test]
+    fn rules_of_the_wrong_family_or_an_empty_range_match_nothing() {
+        let r = json!([
+            {"id": "x", "direction": "ingress", "ethertype": "IPv4", "remote_ip_prefix": "2001:db8::/64"},
+            {"id": "y", "direction": "ingress", "ethertype": "IPv4", "protocol": 6,
+             "port_range_min": 90, "port_range_max": 80}
+        ]);
+        let f = cookies(&state(&[], r, false));
+        assert!(
+            !f.values()
+                .any(|x| x.contains("2001:db8::/64") || x.contains("nw_proto=6")),
+            "{f:#?}"
+        );
+    }
+}
