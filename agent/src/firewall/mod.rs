@@ -14,7 +14,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use ovs::openflow::{FlowMod, OfctlBridge};
+use std::time::Duration;
+
+use ovs::openflow::{FlowMod, OfConn, OfError, OfctlBridge};
 use wire::NodeDesiredState;
 
 use crate::ovs_plan::ObservedOvs;
@@ -121,6 +123,14 @@ pub fn diff(want: &BTreeMap<u64, String>, have: &BTreeSet<u64>) -> Vec<FlowMod> 
     mods
 }
 
+/// How long one OpenFlow read may take.
+const READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Cookies of the bridge's flows matching `cookie`/`mask`, over a binary OpenFlow connection.
+fn cookies(of: &OfctlBridge, cookie: u64, mask: u64) -> Result<Vec<u64>, OfError> {
+    OfConn::connect(of.socket(), READ_TIMEOUT)?.flow_cookies(cookie, mask)
+}
+
 /// The firewall step of the agent: where the bridges' management sockets are, and which flow
 /// of each programmed bridge tells whether ovs-vswitchd still has them.
 #[derive(Debug, Clone)]
@@ -156,7 +166,7 @@ impl Firewall {
         let sentinels = self.sentinels.lock().expect("sentinels").clone();
         sentinels.iter().any(|(bridge, cookie)| {
             !matches!(
-                OfctlBridge::new(&self.rundir, bridge).dump_flows(*cookie, u64::MAX),
+                cookies(&OfctlBridge::new(&self.rundir, bridge), *cookie, u64::MAX),
                 Ok(f) if !f.is_empty()
             )
         })
@@ -192,8 +202,8 @@ impl Firewall {
             if want.is_empty() && !of.has_socket() {
                 continue;
             }
-            let have: BTreeSet<u64> = match of.dump_flows(COOKIE_BASE, COOKIE_MASK) {
-                Ok(f) => f.into_iter().map(|f| f.cookie).collect(),
+            let have: BTreeSet<u64> = match cookies(&of, COOKIE_BASE, COOKIE_MASK) {
+                Ok(f) => f.into_iter().collect(),
                 Err(e) => {
                     out.errors.push(format!("firewall on {bridge}: {e}"));
                     continue;

@@ -83,6 +83,11 @@ impl OfctlBridge {
         format!("unix:{}", self.socket.display())
     }
 
+    /// The management socket's path.
+    pub fn socket(&self) -> &Path {
+        &self.socket
+    }
+
     /// Whether the management socket exists (ovs-vswitchd has the bridge).
     pub fn has_socket(&self) -> bool {
         self.socket.exists()
