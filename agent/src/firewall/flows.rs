@@ -477,20 +477,6 @@ fn port_flows(fs: &mut FlowSet, p: &SecuredPort) {
             "load:{o:#x}->NXM_NX_REG5[],load:{zone:#x}->NXM_NX_REG6[],load:{key:#x}->NXM_NX_REG7[],resubmit(,{T_EGRESS})"
         ),
     );
-    let to_port =
-        format!("load:{o:#x}->NXM_NX_REG5[],load:{zone:#x}->NXM_NX_REG6[],resubmit(,{T_INGRESS})");
-    fs.add(
-        T_DISPATCH,
-        90,
-        format!("reg7={key:#x},vlan_tci=0x1000/0x1000,dl_dst={}", p.mac),
-        format!("strip_vlan,{to_port}"),
-    );
-    fs.add(
-        T_DISPATCH,
-        90,
-        format!("reg7={key:#x},vlan_tci=0x0000/0x1000,dl_dst={}", p.mac),
-        to_port,
-    );
     let to_dispatch = format!("resubmit(,{T_DISPATCH})");
     let to_ct = format!("resubmit(,{T_EGRESS_CT})");
     // (MAC, source) pairs; every MAC also sends from its link-local address.
@@ -505,6 +491,23 @@ fn port_flows(fs: &mut FlowSet, p: &SecuredPort) {
         .map(|(m, _)| m.clone())
         .chain([p.mac.to_lowercase()])
         .collect();
+    // Traffic to the port: its MAC and the MACs of its allowed address pairs, on its network.
+    let to_port =
+        format!("load:{o:#x}->NXM_NX_REG5[],load:{zone:#x}->NXM_NX_REG6[],resubmit(,{T_INGRESS})");
+    for mac in &macs {
+        fs.add(
+            T_DISPATCH,
+            90,
+            format!("reg7={key:#x},vlan_tci=0x1000/0x1000,dl_dst={mac}"),
+            format!("strip_vlan,{to_port}"),
+        );
+        fs.add(
+            T_DISPATCH,
+            90,
+            format!("reg7={key:#x},vlan_tci=0x0000/0x1000,dl_dst={mac}"),
+            to_port.clone(),
+        );
+    }
     for mac in &macs {
         if let Some(ll) = link_local(mac) {
             sources.insert((mac.clone(), IpNet::from(IpAddr::V6(ll))));
@@ -654,6 +657,65 @@ mod tests {
                 "port {port}"
             );
         }
+    }
+
+    #[test]
+    fn an_allowed_pair_with_its_own_mac_sends_and_receives_with_it() {
+        let input = BridgeInput {
+            secured: [(
+                "p".to_string(),
+                SecuredPort {
+                    ofport: 4,
+                    tag: 9,
+                    mac: "fa:16:3e:00:00:01".into(),
+                    security: PortSecurity {
+                        allowed: vec![
+                            wire::AllowedAddress {
+                                mac: "fa:16:3e:00:00:01".into(),
+                                ip: "10.0.0.1/32".parse().unwrap(),
+                            },
+                            wire::AllowedAddress {
+                                mac: "FA:16:3E:00:00:99".into(),
+                                ip: "10.0.0.99/32".parse().unwrap(),
+                            },
+                        ],
+                        security_groups: vec![],
+                        ct_zone: 5,
+                    },
+                },
+            )]
+            .into(),
+            access: BTreeMap::new(),
+        };
+        let fs = compile(&input, &BTreeMap::new());
+        let has = |t: u8, needle: &str| {
+            fs.flows
+                .keys()
+                .any(|(table, _, m)| *table == t && m.contains(needle))
+        };
+        assert!(has(
+            T_DISPATCH,
+            "reg7=0x10009,vlan_tci=0x0000/0x1000,dl_dst=fa:16:3e:00:00:99"
+        ));
+        assert!(has(T_DISPATCH, "dl_dst=fa:16:3e:00:00:01"));
+        assert!(has(
+            T_EGRESS,
+            "dl_src=fa:16:3e:00:00:99,arp,arp_sha=fa:16:3e:00:00:99,arp_spa=10.0.0.99"
+        ));
+        // The pair's IP is not allowed from the port's own MAC, nor the port's IP from the pair's.
+        assert!(!has(
+            T_EGRESS,
+            "dl_src=fa:16:3e:00:00:01,ip,nw_src=10.0.0.99"
+        ));
+        assert!(!has(
+            T_EGRESS,
+            "dl_src=fa:16:3e:00:00:99,ip,nw_src=10.0.0.1"
+        ));
+        // No groups: nothing but the shared base flows in the rule tables.
+        assert!(!fs
+            .flows
+            .keys()
+            .any(|(t, p, _)| *t == T_INGRESS_RULES && *p == 70));
     }
 
     #[test]
