@@ -113,6 +113,64 @@ fn tx_csum_off(ns: &str) {
     assert!(o.status.success(), "{o:?}");
 }
 
+const UDP_COUNT: &str = r#"
+import socket, sys, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("0.0.0.0", int(sys.argv[1])))
+s.settimeout(0.2); end = time.time() + float(sys.argv[2]); n = 0
+print("ready", flush=True)
+while time.time() < end:
+    try: s.recv(100); n += 1
+    except socket.timeout: pass
+print(n, flush=True)
+"#;
+
+const UDP_SEND: &str = r#"
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind((sys.argv[1], int(sys.argv[2])))
+for _ in range(3): s.sendto(b"offer", (sys.argv[3], int(sys.argv[4])))
+"#;
+
+/// ICMPv6 of type argv[1] to ff02::1 on eth0 (an RA: 134, an echo request: 128).
+const ICMP6_ALL_NODES: &str = r#"
+import socket, struct, sys
+t = int(sys.argv[1])
+body = struct.pack("!BBHBBHII", t, 0, 0, 64, 0, 0, 0, 0) if t == 134 else struct.pack("!BBHHH", t, 0, 0, 1, 1)
+s = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6)
+s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, 255)
+for _ in range(3): s.sendto(body, ("ff02::1", 0, 0, socket.if_nametoindex("eth0")))
+"#;
+
+/// A counter of `ns`'s /proc/net/snmp6.
+fn snmp6(ns: &str, name: &str) -> u64 {
+    let out = String::from_utf8(in_ns(ns, &["cat", "/proc/net/snmp6"]).stdout).unwrap();
+    out.lines()
+        .find_map(|l| l.strip_prefix(name).map(|v| v.trim().parse().unwrap()))
+        .unwrap_or_else(|| panic!("{name} not in snmp6"))
+}
+
+/// UDP datagrams from `src_port` in `from` that reach port 68 in `to`.
+fn udp_seen(from: &str, src: &str, src_port: u16, to: &str, dst: &str) -> u64 {
+    let mut c = Command::new("ip")
+        .args(["netns", "exec", to, PY, "-c", UDP_COUNT, "68", "2"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut r = BufReader::new(c.stdout.take().unwrap());
+    let mut line = String::new();
+    r.read_line(&mut line).unwrap();
+    let o = in_ns(
+        from,
+        &[PY, "-c", UDP_SEND, src, &src_port.to_string(), dst, "68"],
+    );
+    assert!(o.status.success(), "{o:?}");
+    line.clear();
+    r.read_line(&mut line).unwrap();
+    c.wait().unwrap();
+    line.trim().parse().unwrap()
+}
+
 fn server(ns: &str, port: u16) -> Bg {
     let mut c = Command::new("ip")
         .args(["netns", "exec", ns, PY, "-c", SERVER, &port.to_string()])
@@ -459,6 +517,34 @@ fn spoofed_sources_and_arp_replies_are_dropped_and_ipv6_nd_works() {
         arp_reply(&vm1, "fa:16:3e:00:00:99", "fa:16:3e:00:00:99", "10.0.1.11")
     });
     assert_eq!(other_mac, 0, "ARP reply from a foreign MAC reached vm2");
+
+    // No DHCP server on a VM: UDP from port 67 is dropped, the same datagrams from another port
+    // pass (the default group lets members in).
+    assert_eq!(udp_seen(&vm1, "10.0.1.11", 6767, &vm2, "10.0.1.12"), 3);
+    assert_eq!(
+        udp_seen(&vm1, "10.0.1.11", 67, &vm2, "10.0.1.12"),
+        0,
+        "DHCP server traffic from a VM"
+    );
+    // No router advertisement from a VM; other ICMPv6 to all nodes passes.
+    let (ra, echo) = (
+        snmp6(&vm2, "Icmp6InRouterAdvertisements"),
+        snmp6(&vm2, "Icmp6InEchos"),
+    );
+    for t in ["134", "128"] {
+        let o = in_ns(&vm1, &[PY, "-c", ICMP6_ALL_NODES, t]);
+        assert!(o.status.success(), "{o:?}");
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        snmp6(&vm2, "Icmp6InEchos") >= echo + 3,
+        "the control did not arrive"
+    );
+    assert_eq!(
+        snmp6(&vm2, "Icmp6InRouterAdvertisements"),
+        ra,
+        "RA from a VM arrived"
+    );
 
     // IPv6: neighbour discovery (NS to the solicited-node group, NA back) and ping.
     let o = in_ns(&vm1, &["ping", "-6", "-c", "3", "-W", "2", "2001:db8::12"]);
