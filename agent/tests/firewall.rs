@@ -773,3 +773,89 @@ fn the_daemon_puts_the_flows_back_after_an_ovs_vswitchd_restart() {
         "the rule's port works after the restart"
     );
 }
+
+/// Sends three ICMP echo requests inside VLAN `vlan` out of `dev` (raw frames: this kernel has
+/// no 802.1Q devices), from `src` to `dst` at `dst_mac`.
+const TAGGED_PING: &str = r#"
+import socket, struct, sys
+dev, vlan, src, dst, dst_mac = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
+def csum(b):
+    if len(b) % 2: b += b"\0"
+    s = sum(struct.unpack("!%dH" % (len(b) // 2), b)); s = (s >> 16) + (s & 0xffff); s += s >> 16
+    return ~s & 0xffff
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW); s.bind((dev, 0))
+for seq in range(3):
+    icmp = struct.pack("!BBHHH", 8, 0, 0, 77, seq) + b"crosspod"
+    icmp = icmp[:2] + struct.pack("!H", csum(icmp)) + icmp[4:]
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(icmp), seq, 0, 64, 1, 0,
+                     socket.inet_aton(src), socket.inet_aton(dst))
+    ip = ip[:10] + struct.pack("!H", csum(ip)) + ip[12:]
+    eth = bytes.fromhex(dst_mac.replace(":", "")) + bytes.fromhex("fa163e000050") \
+        + struct.pack("!HH", 0x8100, vlan) + b"\x08\x00"
+    s.send(eth + ip + icmp)
+"#;
+
+#[test]
+fn tagged_traffic_from_the_uplink_is_filtered_by_the_destination_ports_rules() {
+    let node = Node::start();
+    let (_vm1, vm2) = two_vms(&node);
+    let uplink = format!("fwup{}", std::process::id() % 10_000);
+    node.uplink(&uplink);
+    let far = format!("{}far", node.prefix);
+    let members = ["10.0.1.11", "10.0.1.12"];
+    let ports = json!({
+        "port-vm1": port(101, MAC1, &["10.0.1.11"], Some((&["default"], 1))),
+        "port-vm2": port(101, MAC2, &["10.0.1.12"], Some((&["web"], 1))),
+    });
+    let with_uplink = |mut st: Value| {
+        st["bridges"]["br-vlan"] = json!({"physnet": "bridge", "uplink": true, "trunks": [101]});
+        st
+    };
+    let pass = |st: &Value| {
+        let (s, ok) = node.agent_once(st, &uplink);
+        assert!(ok, "{s}");
+        std::thread::sleep(Duration::from_millis(600));
+    };
+    let echoes_from_uplink = |vlan: &str| {
+        let before = in_echos(&vm2);
+        let o = in_ns(
+            &far,
+            &[
+                PY,
+                "-c",
+                TAGGED_PING,
+                "eth1",
+                vlan,
+                "10.0.1.50",
+                "10.0.1.12",
+                MAC2,
+            ],
+        );
+        assert!(o.status.success(), "{o:?}");
+        std::thread::sleep(Duration::from_millis(500));
+        in_echos(&vm2) - before
+    };
+    // web with ICMP: the tagged echo requests are dispatched to vm2 (VLAN popped) and pass.
+    pass(&with_uplink(state(
+        1,
+        ports.clone(),
+        json!({"default": default_group(&members), "web": web_group(&[icmp_rule()])}),
+    )));
+    assert_eq!(
+        echoes_from_uplink("101"),
+        3,
+        "tagged ICMP allowed by the rule"
+    );
+    assert_eq!(
+        echoes_from_uplink("102"),
+        0,
+        "another VLAN is another network"
+    );
+    // web without ICMP: the same frames are dropped at vm2's ingress.
+    pass(&with_uplink(state(
+        2,
+        ports,
+        json!({"default": default_group(&members), "web": web_group(&[])}),
+    )));
+    assert_eq!(echoes_from_uplink("101"), 0, "tagged ICMP without a rule");
+}
