@@ -291,12 +291,17 @@ fn rule_matches(r: &SecurityGroupRule) -> Option<Vec<String>> {
             }
             _ => Some(vec![base]),
         },
+        // ICMP of the other family (IPv4 with ICMPv6) and a type or code above 255 match
+        // nothing (OVS would refuse such a flow, and with it the bridge's whole bundle).
         1 | 58 => {
+            if (proto == 1) != (e == EtherType::IPv4) {
+                return None;
+            }
             let mut m = base;
             if let Some(t) = r.port_range_min {
-                m.push_str(&format!(",icmp_type={t}"));
+                m.push_str(&format!(",icmp_type={}", u8::try_from(t).ok()?));
                 if let Some(c) = r.port_range_max {
-                    m.push_str(&format!(",icmp_code={c}"));
+                    m.push_str(&format!(",icmp_code={}", u8::try_from(c).ok()?));
                 }
             }
             Some(vec![m])
@@ -465,7 +470,26 @@ fn base_flows(fs: &mut FlowSet) {
 }
 
 /// Classification, dispatch and anti-spoofing of one secured port.
+/// `mac` in OVS's spelling (lower case, six octets), or `None`.
+fn mac_text(mac: &str) -> Option<String> {
+    let octets: Vec<u8> = mac
+        .split(':')
+        .map(|x| {
+            (x.len() == 2)
+                .then(|| u8::from_str_radix(x, 16).ok())
+                .flatten()
+        })
+        .collect::<Option<_>>()?;
+    (octets.len() == 6).then(|| mac.to_lowercase())
+}
+
 fn port_flows(fs: &mut FlowSet, p: &SecuredPort) {
+    // A malformed MAC would make OVS refuse the bridge's whole bundle: such a port or pair gets
+    // no flows (the port then sends nothing), and the rest of the bridge is still programmed.
+    let Some(own_mac) = mac_text(&p.mac) else {
+        tracing::warn!(mac = %p.mac, ofport = p.ofport, "secured port with a malformed MAC: no flows");
+        return;
+    };
     let o = p.ofport;
     let key = net_key(p.tag);
     let zone = p.security.ct_zone;
@@ -484,12 +508,12 @@ fn port_flows(fs: &mut FlowSet, p: &SecuredPort) {
         .security
         .allowed
         .iter()
-        .map(|a| (a.mac.to_lowercase(), a.ip.trunc()))
+        .filter_map(|a| Some((mac_text(&a.mac)?, a.ip.trunc())))
         .collect();
     let macs: BTreeSet<String> = sources
         .iter()
         .map(|(m, _)| m.clone())
-        .chain([p.mac.to_lowercase()])
+        .chain([own_mac])
         .collect();
     // Traffic to the port: its MAC and the MACs of its allowed address pairs, on its network.
     let to_port =
@@ -716,6 +740,49 @@ mod tests {
             .flows
             .keys()
             .any(|(t, p, _)| *t == T_INGRESS_RULES && *p == 70));
+    }
+
+    #[test]
+    fn inputs_ovs_would_refuse_give_no_flow_instead_of_a_failed_bundle() {
+        let rule = |json: serde_json::Value| -> SecurityGroupRule {
+            let mut base =
+                serde_json::json!({"id": "r", "direction": "ingress", "ethertype": "IPv4"});
+            base.as_object_mut()
+                .unwrap()
+                .extend(json.as_object().unwrap().clone());
+            serde_json::from_value(base).unwrap()
+        };
+        // ICMPv6 type on an IPv4 rule, an ICMP type above 255: never match.
+        assert_eq!(
+            rule_matches(&rule(
+                serde_json::json!({"protocol": 58, "port_range_min": 128})
+            )),
+            None
+        );
+        assert_eq!(
+            rule_matches(&rule(
+                serde_json::json!({"protocol": 1, "port_range_min": 300})
+            )),
+            None
+        );
+        assert_eq!(
+            rule_matches(&rule(
+                serde_json::json!({"protocol": 1, "port_range_min": 8, "port_range_max": 0})
+            )),
+            Some(vec!["ip,nw_proto=1,icmp_type=8,icmp_code=0".to_string()])
+        );
+        assert_eq!(
+            mac_text("FA:16:3E:00:00:01").as_deref(),
+            Some("fa:16:3e:00:00:01")
+        );
+        for bad in [
+            "fa:16:3e:00:00",
+            "fa:16:3e:00:00:1",
+            "zz:16:3e:00:00:01",
+            "fa:16:3e:00:00:01,x",
+        ] {
+            assert_eq!(mac_text(bad), None, "{bad}");
+        }
     }
 
     #[test]
