@@ -796,7 +796,7 @@ for seq in range(3):
 "#;
 
 #[test]
-fn tagged_traffic_from_the_uplink_is_filtered_by_the_destination_ports_rules() {
+fn tagged_traffic_from_the_uplink_is_filtered_by_rules_and_remote_group_membership() {
     let node = Node::start();
     let (_vm1, vm2) = two_vms(&node);
     let uplink = format!("fwup{}", std::process::id() % 10_000);
@@ -858,4 +858,28 @@ fn tagged_traffic_from_the_uplink_is_filtered_by_the_destination_ports_rules() {
         json!({"default": default_group(&members), "web": web_group(&[])}),
     )));
     assert_eq!(echoes_from_uplink("101"), 0, "tagged ICMP without a rule");
+
+    // vm2 in the default group: only members get in. 10.0.1.50 (a VM of another node, say)
+    // joins the group: one flow written, and its traffic passes; it leaves: blocked again.
+    let ports = json!({
+        "port-vm1": port(101, MAC1, &["10.0.1.11"], Some((&["default"], 1))),
+        "port-vm2": port(101, MAC2, &["10.0.1.12"], Some((&["default"], 1))),
+    });
+    let st = |rev: u64, members: &[&str]| {
+        with_uplink(state(
+            rev,
+            ports.clone(),
+            json!({"default": default_group(members)}),
+        ))
+    };
+    pass(&st(3, &members));
+    assert_eq!(echoes_from_uplink("101"), 0, "not a member");
+    let (joined, ok) = node.agent_once(&st(4, &["10.0.1.11", "10.0.1.12", "10.0.1.50"]), &uplink);
+    assert!(ok, "{joined}");
+    assert_eq!(joined["flows_added"], 1, "one member, one flow: {joined}");
+    assert_eq!(joined["flows_deleted"], 0, "{joined}");
+    std::thread::sleep(Duration::from_millis(600));
+    assert_eq!(echoes_from_uplink("101"), 3, "a member");
+    pass(&st(5, &members));
+    assert_eq!(echoes_from_uplink("101"), 0, "removed from the group");
 }
