@@ -164,6 +164,7 @@ async fn main() {
         notifier: Notifier::from_env(),
         timing: LoopTiming::default(),
         metrics: Arc::new(AgentMetrics::new()),
+        firewall: None,
     });
     let (tx, rx) = tokio::sync::watch::channel(Some(Arc::new(st.clone())));
     let a2 = agent.clone();

@@ -113,6 +113,12 @@ pub struct AgentConfig {
     )]
     pub ovsdb: String,
 
+    /// Directory holding ovs-vswitchd's per-bridge OpenFlow sockets (`<bridge>.mgmt`), where
+    /// the firewall programs security groups; empty: the directory of a `unix:` `--ovsdb`
+    /// socket, else /var/run/openvswitch.
+    #[arg(long, env = "CROSSPOD_OVS_RUNDIR", default_value = "")]
+    pub ovs_rundir: String,
+
     /// Network namespace where this node's ovs-vswitchd and uplinks live (empty: the root
     /// namespace, as in production; the lab names one per node).
     #[arg(long, env = "CROSSPOD_NODE_NETNS", default_value = "")]
@@ -182,6 +188,18 @@ pub enum ConfigError {
 }
 
 impl AgentConfig {
+    /// Where the bridges' OpenFlow management sockets are (see `--ovs-rundir`).
+    pub fn rundir(&self) -> PathBuf {
+        if !self.ovs_rundir.is_empty() {
+            return PathBuf::from(&self.ovs_rundir);
+        }
+        self.ovsdb
+            .strip_prefix("unix:")
+            .and_then(|p| std::path::Path::new(p).parent())
+            .map(std::path::Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("/var/run/openvswitch"))
+    }
+
     /// Parses flags and env, then fills whatever neither set from the `--config` TOML file.
     pub fn load_from<I, T>(args: I) -> Result<Self, ConfigError>
     where

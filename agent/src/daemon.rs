@@ -19,9 +19,12 @@ use wire::{
 };
 
 use crate::controller_client::{Backoff, ClientError, ControllerClient};
+use crate::firewall::Firewall;
 use crate::intent::{NodeContext, NodeIntent};
 use crate::metrics::AgentMetrics;
-use crate::reconciler::{reconcile_once, LinuxBackend, OvsBackend, PassOutcome};
+use crate::reconciler::{
+    reconcile_firewall, reconcile_once, LinuxBackend, OvsBackend, PassOutcome,
+};
 use crate::sd_notify::Notifier;
 use crate::validate::{validate, AgentIdentity};
 
@@ -31,6 +34,8 @@ const WATCH_WAIT: Duration = Duration::from_secs(30);
 const RESYNC: Duration = Duration::from_secs(60);
 /// How long to wait for the first desired state before telling systemd READY anyway.
 const READY_WITHOUT_STATE: Duration = Duration::from_secs(60);
+/// How often the firewall checks that ovs-vswitchd still holds its flows.
+const FLOWS_CHECK: Duration = Duration::from_secs(2);
 /// Quiet time after an OVSDB change before reconciling, so a burst of plugs is one pass.
 const DEBOUNCE: Duration = Duration::from_millis(20);
 
@@ -111,6 +116,7 @@ pub fn status_report(
         }
     }
     errors.extend(pass.port_errors.values().cloned());
+    errors.extend(pass.flow_errors.iter().cloned());
     if let Some(e) = &pass.ovs_error {
         errors.push(format!("OVSDB: {e}"));
     }
@@ -253,6 +259,8 @@ pub struct Agent<O, L> {
     pub timing: LoopTiming,
     /// Exported metrics.
     pub metrics: Arc<AgentMetrics>,
+    /// Security groups in OpenFlow; `None` leaves the bridges' flows alone.
+    pub firewall: Option<Firewall>,
 }
 
 impl<O: OvsBackend, L: LinuxBackend> Agent<O, L> {
@@ -307,7 +315,12 @@ impl<O: OvsBackend, L: LinuxBackend> Agent<O, L> {
     ) -> (PassOutcome, StatusReport) {
         let intent = NodeIntent::from_desired(state, &self.ctx);
         let started = Instant::now();
-        let pass = reconcile_once(&intent, &self.ovs, &self.linux).await;
+        let mut pass = reconcile_once(&intent, &self.ovs, &self.linux).await;
+        if let Some(fw) = &self.firewall {
+            reconcile_firewall(state, &self.ovs, fw, &mut pass).await;
+            self.metrics
+                .record_flows(pass.flows_added, pass.flows_deleted, pass.flows_desired);
+        }
         let outcome = if pass.ovs_error.is_some() {
             "ovs_error"
         } else if pass.complete() && intent.problems.is_empty() {
@@ -342,6 +355,7 @@ impl<O: OvsBackend, L: LinuxBackend> Agent<O, L> {
         let mut last_report: Option<StatusReport> = None;
         let mut resync = tokio::time::interval(self.timing.resync);
         let mut probe_tick = tokio::time::interval(self.timing.probe_interval);
+        let mut flows_tick = tokio::time::interval(FLOWS_CHECK);
         let watchdog_every = self
             .notifier
             .watchdog_interval()
@@ -383,6 +397,13 @@ impl<O: OvsBackend, L: LinuxBackend> Agent<O, L> {
                     run_pass = true;
                 }
                 _ = resync.tick() => run_pass = true,
+                _ = flows_tick.tick(), if self.firewall.is_some() => {
+                    let fw = self.firewall.clone().expect("firewall");
+                    if tokio::task::spawn_blocking(move || fw.flows_lost()).await.unwrap_or(false) {
+                        tracing::warn!("firewall flows missing (ovs-vswitchd restarted?); reconciling");
+                        run_pass = true;
+                    }
+                }
                 _ = probe_tick.tick() => probe_now = true,
                 _ = watchdog.tick() => self.notifier.watchdog_ping(),
             }
@@ -665,6 +686,7 @@ mod tests {
                 resync: Duration::from_millis(100),
             },
             metrics: metrics.clone(),
+            firewall: None,
         };
         let reg = NodeRegistration {
             pod: "RegionOne".into(),

@@ -6,6 +6,7 @@ pub mod config;
 pub mod controller_client;
 pub mod daemon;
 pub mod dhcp;
+pub mod firewall;
 pub mod intent;
 pub mod linux_backend;
 pub mod metrics;

@@ -66,6 +66,7 @@ async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
             ..LoopTiming::default()
         },
         metrics,
+        firewall: Some(agent::firewall::Firewall::new(cfg.rundir())),
     };
     let reg = registration(&cfg)?;
     if cfg.once {
@@ -176,6 +177,9 @@ async fn once(
         "refused": false,
         "ovs_changes": pass.ovs_changes,
         "linux_changes": pass.linux_changes,
+        "flows_added": pass.flows_added,
+        "flows_deleted": pass.flows_deleted,
+        "flows_desired": pass.flows_desired,
         "ovsdb_write_transactions": counters.write_transactions,
         "ovsdb_transactions": counters.transactions,
         "report": report,

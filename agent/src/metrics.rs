@@ -37,6 +37,12 @@ pub struct AgentMetrics {
     pub probe_rtt_us: Family<Labels, Gauge>,
     /// DHCP requests, replies and ignored requests per network.
     pub dhcp: crate::dhcp::DhcpCounters,
+    /// Firewall flows written (added or replaced).
+    pub flows_added: Counter,
+    /// Firewall flows deleted.
+    pub flows_deleted: Counter,
+    /// Firewall flows the bridges must hold.
+    pub flows_desired: Gauge,
 }
 
 impl Default for AgentMetrics {
@@ -100,9 +106,30 @@ impl AgentMetrics {
         );
         let dhcp = crate::dhcp::DhcpCounters::default();
         dhcp.register(&mut registry);
+        let flows_added = Counter::default();
+        registry.register(
+            "openflow_flows_added",
+            "Firewall flows written (added or replaced) by the agent",
+            flows_added.clone(),
+        );
+        let flows_deleted = Counter::default();
+        registry.register(
+            "openflow_flows_deleted",
+            "Firewall flows deleted by the agent (only crosspod's cookie)",
+            flows_deleted.clone(),
+        );
+        let flows_desired = Gauge::default();
+        registry.register(
+            "openflow_flows_desired",
+            "Firewall flows the node's bridges must hold",
+            flows_desired.clone(),
+        );
         AgentMetrics {
             registry,
             dhcp,
+            flows_added,
+            flows_deleted,
+            flows_desired,
             passes,
             pass_seconds,
             ovs_changes,
@@ -130,6 +157,13 @@ impl AgentMetrics {
         self.ovs_changes.inc_by(ovs_changes as u64);
         self.netlink_changes.inc_by(kernel_changes as u64);
         self.revision.set(revision as i64);
+    }
+
+    /// Records one firewall step.
+    pub fn record_flows(&self, added: usize, deleted: usize, desired: usize) {
+        self.flows_added.inc_by(added as u64);
+        self.flows_deleted.inc_by(deleted as u64);
+        self.flows_desired.set(desired as i64);
     }
 
     /// Records a probe round.

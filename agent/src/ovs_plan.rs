@@ -71,6 +71,9 @@ pub struct ObservedPort {
     pub iface_id: Option<String>,
     /// The interface's `error` column: why ovs-vswitchd could not open the device.
     pub iface_error: Option<String>,
+    /// The interface's OpenFlow port number, once ovs-vswitchd has assigned one (the firewall
+    /// matches on it).
+    pub ofport: Option<u32>,
 }
 
 impl ObservedPort {
@@ -317,6 +320,7 @@ pub fn apply(observed: &mut ObservedOvs, changes: &[OvsChange]) {
                         external_ids: external_ids.clone(),
                         iface_id: None,
                         iface_error: None,
+                        ofport: None,
                     },
                 );
             }
@@ -376,6 +380,7 @@ mod tests {
             external_ids: BTreeMap::new(),
             iface_id: Some(iface.into()),
             iface_error: None,
+            ofport: None,
         }
     }
 

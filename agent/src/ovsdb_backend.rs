@@ -57,7 +57,10 @@ impl OvsdbBackend {
                         "Port",
                         &["name", "interfaces", "tag", "trunks", "external_ids"],
                     ),
-                    MonitorRequest::new("Interface", &["name", "type", "external_ids", "error"]),
+                    MonitorRequest::new(
+                        "Interface",
+                        &["name", "type", "external_ids", "error", "ofport"],
+                    ),
                 ],
             )
             .await
@@ -151,6 +154,13 @@ pub fn observed_from(snap: &Snapshot) -> ObservedOvs {
                 external_ids: string_map(p.get("external_ids")),
                 iface_id,
                 iface_error,
+                ofport: ifaces.iter().find_map(|i| {
+                    i.get("ofport")
+                        .and_then(|v| v.as_set().into_iter().next())
+                        .and_then(|a| a.as_i64())
+                        .and_then(|n| u32::try_from(n).ok())
+                        .filter(|n| *n > 0)
+                }),
             },
         );
     }

@@ -62,14 +62,50 @@ pub struct PassOutcome {
     pub ovs_error: Option<String>,
     /// Owned ports and uplinks whose device ovs-vswitchd could not open.
     pub port_errors: BTreeMap<String, String>,
+    /// Firewall flows written (added or replaced) and deleted; 0 when nothing changed.
+    pub flows_added: usize,
+    /// Firewall flows deleted (only ever crosspod's).
+    pub flows_deleted: usize,
+    /// Firewall flows the bridges must hold.
+    pub flows_desired: usize,
+    /// Bridges whose firewall flows could not be read or written.
+    pub flow_errors: Vec<String>,
 }
 
 impl PassOutcome {
     /// Whether everything in the intent is in place.
     pub fn complete(&self) -> bool {
         self.ovs_error.is_none()
+            && self.flow_errors.is_empty()
             && self.routers.values().all(Option::is_none)
             && self.dhcp.values().all(Option::is_none)
+    }
+}
+
+/// The firewall step after the OVS side: the flows of security groups and port security, from
+/// `state` and the port numbers in the OVSDB replica (see [`crate::firewall`]).
+pub async fn reconcile_firewall<O: OvsBackend>(
+    state: &wire::NodeDesiredState,
+    ovs: &O,
+    firewall: &crate::firewall::Firewall,
+    out: &mut PassOutcome,
+) {
+    let observed = match ovs.observe().await {
+        Ok(o) => o,
+        Err(e) => {
+            out.flow_errors.push(format!("firewall: {e}"));
+            return;
+        }
+    };
+    let (state, fw) = (state.clone(), firewall.clone());
+    match tokio::task::spawn_blocking(move || fw.reconcile(&state, &observed)).await {
+        Ok(r) => {
+            out.flows_added = r.added;
+            out.flows_deleted = r.deleted;
+            out.flows_desired = r.desired;
+            out.flow_errors = r.errors;
+        }
+        Err(e) => out.flow_errors.push(format!("firewall task: {e}")),
     }
 }
 

@@ -6,6 +6,8 @@
 //!   `monitor_cond_since` (resumed from the last txn id seen), published as whole snapshots.
 //! - [`vswitch`]: the Open_vSwitch schema in crosspod's terms (bridges, ports, interfaces),
 //!   batched into one transaction per change set.
+//! - [`openflow`]: a bridge's flows through its management socket (cookie-filtered dumps,
+//!   atomic bundles), for the agent's firewall.
 //! - [`sandbox`]: a throwaway ovsdb-server (and ovs-vswitchd) for tests.
 
 #![warn(missing_docs)]
@@ -13,6 +15,7 @@
 pub mod client;
 pub mod error;
 pub mod framing;
+pub mod openflow;
 pub mod ops;
 pub mod replica;
 mod rpc;
