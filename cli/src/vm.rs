@@ -398,6 +398,22 @@ pub fn plug(name: &str, node_netns: &str, db: &Ovsdb, p: &PlugSpec, device_id: &
             owner: format!("vm-{name}"),
         })
         .with_context(|| format!("creating the veth of {name} ({VM_IF} <-> {tap}@{node_netns})"))?;
+        // A VM's kernel leaves TCP/UDP checksums to the NIC (a veth "offloads" them); the
+        // userspace datapath forwards them unfilled and its conntrack drops them as invalid,
+        // so security groups would drop every TCP/UDP packet. A real VM's virtio NIC with a
+        // hypervisor fills them; here the VM computes them itself.
+        let out = std::process::Command::new("ip")
+            .args(["netns", "exec", name, "ethtool", "-K", VM_IF, "tx", "off"])
+            .output()
+            .with_context(|| {
+                format!("running ethtool in {name} (scripts/install-deps.sh installs it)")
+            })?;
+        if !out.status.success() {
+            bail!(
+                "turning checksum offload off on {VM_IF}@{name}: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
         let mut h = Handle::new(&Netns::named(name))?;
         if !p.dhcp {
             h.add_address(VM_IF, p.address)
