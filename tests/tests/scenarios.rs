@@ -250,7 +250,7 @@ fn stretched_l2_overlapping_projects_readding_and_a_clean_teardown() {
         "re-adding restores"
     );
 
-    // Delete everything: no router namespace, no agent-made OVS port, no VM left.
+    // Delete everything: no router or DHCP namespace, no agent-made OVS port, no VM left.
     for (who, tok, _, _) in &vms {
         lab.os(
             tok,
@@ -285,6 +285,13 @@ fn stretched_l2_overlapping_projects_readding_and_a_clean_teardown() {
     ] {
         lab.crosspod(&["vm", "delete", &lab.ns(name)], Some(tok));
     }
+    // The networks last: each keeps its DHCP server in every pod it reached until it goes.
+    lab.os(&admin, &["network", "delete", "stretch"]);
+    for (who, tok, _, _) in &vms {
+        for n in [1, 2] {
+            lab.os(tok, &["network", "delete", &format!("{who}net{n}")]);
+        }
+    }
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let nss = String::from_utf8_lossy(
@@ -297,7 +304,9 @@ fn stretched_l2_overlapping_projects_readding_and_a_clean_teardown() {
         .to_string();
         let routers: Vec<&str> = nss
             .lines()
-            .filter(|l| l.starts_with(&lab.prefix) && l.contains("qrouter-"))
+            .filter(|l| {
+                l.starts_with(&lab.prefix) && (l.contains("qrouter-") || l.contains("qdhcp-"))
+            })
             .collect();
         let mut leftovers = Vec::new();
         for node in ["node1", "node2"] {
