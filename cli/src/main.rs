@@ -291,9 +291,8 @@ enum VmCmd {
         /// Write the port's address into the namespace (no DHCP client).
         #[arg(long = "static", conflicts_with = "dhcp")]
         static_addr: bool,
-        /// Get the address by DHCP even when the network shows no `network:dhcp` port; no
-        /// lease is an error. Default: DHCP when the subnet has enable_dhcp and the network
-        /// has a DHCP port, else static.
+        /// Get the address by DHCP even when the subnet has DHCP off; no lease is an error.
+        /// Default: DHCP when the subnet is IPv4 with enable_dhcp, else static.
         #[arg(long)]
         dhcp: bool,
     },

@@ -69,8 +69,8 @@ pub struct VmRecord {
 /// How `vm boot` gives the VM its address.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum AddressMode {
-    /// DHCP when the port's subnet has `enable_dhcp` and the network has a `network:dhcp`
-    /// port (a controller that serves DHCP); otherwise static.
+    /// DHCP when the port's subnet is IPv4 with `enable_dhcp` (the controller then serves it
+    /// in every pod the network reaches); otherwise static.
     #[default]
     Auto,
     /// Written into the namespace by `vm boot`.
@@ -476,16 +476,6 @@ pub fn unplug(name: &str, node_netns: &str, ovsdb: &str, tap: &str) {
     }
 }
 
-/// Whether the network has a `network:dhcp` port: a controller that serves DHCP on it.
-fn has_dhcp_port(api: &Api, network_id: &str) -> Result<bool> {
-    let v = api.expect("GET", &format!("/v2.0/ports?network_id={network_id}"), None)?;
-    Ok(v["ports"].as_array().is_some_and(|ports| {
-        ports
-            .iter()
-            .any(|p| p["device_owner"] == "network:dhcp" && p["network_id"] == network_id)
-    }))
-}
-
 /// `crosspod vm boot`.
 pub fn boot(
     dir: &Path,
@@ -564,7 +554,7 @@ pub fn boot(
         let dhcp = match mode {
             AddressMode::Static => false,
             AddressMode::Dhcp => true,
-            AddressMode::Auto => enable_dhcp && addr.is_ipv4() && has_dhcp_port(api, &network_id)?,
+            AddressMode::Auto => enable_dhcp && addr.is_ipv4(),
         };
         let spec = PlugSpec {
             port_id: port_id.clone(),

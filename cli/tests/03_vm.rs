@@ -29,6 +29,7 @@ fn vm_boot_plugs_the_port_and_delete_removes_it_all() {
 
     let out = ok(&mut lab.vm(&[
         "boot",
+        "--static",
         "--region",
         "RegionTwo",
         "--network",
@@ -81,6 +82,7 @@ fn vm_boot_plugs_the_port_and_delete_removes_it_all() {
     let _gw = TestNs(vw.clone());
     let out = output(&mut lab.vm(&[
         "boot",
+        "--static",
         "--region",
         "RegionTwo",
         "--network",
@@ -130,6 +132,7 @@ fn two_vms_on_one_node_ping_on_the_same_tag_and_not_on_different_tags() {
     let boot = |n: &str| -> serde_json::Value {
         let out = ok(&mut lab.vm(&[
             "boot",
+            "--static",
             "--region",
             "RegionOne",
             "--network",
