@@ -426,6 +426,7 @@ impl Args {
                 self.quota_floatingip.or(file.quota_floatingip),
             )?
             .unwrap_or(neutron.floatingip),
+            ..neutron
         };
         Ok(Config {
             keystone,

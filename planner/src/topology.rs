@@ -72,6 +72,8 @@ pub(crate) struct Topology<'a> {
     pub network_nodes: FxMap<&'a str, BTreeSet<&'a str>>,
     /// Nodes hosting an instance of one of the project's non-local routers.
     pub project_bridge_nodes: FxMap<&'a str, BTreeSet<&'a str>>,
+    /// Security group indexes over the whole snapshot, built on first use.
+    pub security: std::cell::OnceCell<crate::security::Index>,
 }
 
 impl<'a> Topology<'a> {
@@ -186,6 +188,7 @@ impl<'a> Topology<'a> {
             fips_by_router: FxMap::default(),
             network_nodes: FxMap::with_capacity_and_hasher(t_nets, Default::default()),
             project_bridge_nodes: FxMap::default(),
+            security: std::cell::OnceCell::new(),
         };
         for p in &snap.pods {
             t.pods.insert(&p.region_name);
