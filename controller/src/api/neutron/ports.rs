@@ -373,7 +373,14 @@ fn security(b: &mut Body) -> Result<ports::Security, DomainError> {
             b.raw("security_groups");
             Some(Vec::new())
         }
-        _ => b.string_list("security_groups")?,
+        _ => b
+            .string_list("security_groups")?
+            .map(|l| {
+                l.iter()
+                    .map(|g| uuid_field("security_groups", g))
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .transpose()?,
     };
     let allowed_address_pairs = match b.raw("allowed_address_pairs") {
         None => None,
