@@ -66,31 +66,6 @@ const NOT_RUN: &[(&str, &str, &str)] = &[
         "cloud/test_network.py::TestFloatingIPPool::test_list_floating_ip_pools",
         "Nova's os-floating-ip-pools",
     ),
-    (
-        "openstacksdk",
-        "network/v2/test_security_group.py::TestSecurityGroup::test_add_tag",
-        "tags on security groups (not served)",
-    ),
-    (
-        "openstacksdk",
-        "network/v2/test_security_group.py::TestSecurityGroup::test_get_tags",
-        "tags on security groups (not served)",
-    ),
-    (
-        "openstacksdk",
-        "network/v2/test_security_group.py::TestSecurityGroup::test_remove_all_tags",
-        "tags on security groups (not served)",
-    ),
-    (
-        "openstacksdk",
-        "network/v2/test_security_group.py::TestSecurityGroup::test_remove_tag",
-        "tags on security groups (not served)",
-    ),
-    (
-        "openstacksdk",
-        "network/v2/test_security_group.py::TestSecurityGroup::test_set_tags",
-        "tags on security groups (not served)",
-    ),
     // python-openstackclient
     (
         "openstackclient",

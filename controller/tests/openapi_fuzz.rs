@@ -126,6 +126,7 @@ fn openapi_driven_fuzz_never_5xx() {
                         Some("subnets") => &sid,
                         Some("ports") => &pid,
                         Some("subnetpools") => &spid,
+                        Some("security-groups") => &sgid,
                         _ => "{id}",
                     };
                     (p.replace("{id}", id), json!({}))

@@ -464,9 +464,30 @@ fn another_project_can_neither_see_nor_use_a_group() {
     err(put(&c, ADMIN, &format!("/v2.0/ports/{}", id(&bp)), "port", json!({"security_groups": [aid]})), 404, "SecurityGroupNotFound");
     // A member may not create a group for another project.
     err(post(&c, OTHER, "security-groups", "security_group", json!({"name": "x", "project_id": "demo"})), 403, "PolicyNotAuthorized");
+    // Nor tagged by B; A's tags show on A's group.
+    ok(
+        c.n("PUT", &format!("/v2.0/security-groups/{aid}/tags"), Some(DEMO), Some(&json!({"tags": ["blue"]}))),
+        "tag",
+    );
+    err(
+        c.n("PUT", &format!("/v2.0/security-groups/{aid}/tags/red"), Some(OTHER), None),
+        404,
+        "SecurityGroupNotFound",
+    );
+    err(
+        c.n("DELETE", &format!("/v2.0/security-groups/{aid}/tags"), Some(OTHER), None),
+        404,
+        "SecurityGroupNotFound",
+    );
+    let l = ok(c.n("GET", "/v2.0/security-groups?tags=blue", Some(DEMO), None), "by tag");
+    assert_eq!(l["security_groups"].as_array().unwrap().len(), 1, "{l}");
+    assert_eq!(l["security_groups"][0]["tags"], json!(["blue"]));
+    let l = ok(c.n("GET", "/v2.0/security-groups?tags=blue", Some(OTHER), None), "by tag");
+    assert_eq!(l["security_groups"], json!([]), "{l}");
     // A's group is intact.
     let a2 = ok(c.n("GET", &format!("/v2.0/security-groups/{aid}"), Some(DEMO), None), "a")["security_group"].clone();
     assert_eq!(a2["name"], "a-web");
+    assert_eq!(a2["tags"], json!(["blue"]));
     assert_eq!(a2["security_group_rules"], a["security_group_rules"]);
     assert!(!c.log_has_5xx());
 }

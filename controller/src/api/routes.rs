@@ -57,6 +57,8 @@ const NEUTRON: &[&str] = &[
     "/v2.0/floatingips/{id}/tags/{tag}",
     "/v2.0/subnetpools/{id}/tags",
     "/v2.0/subnetpools/{id}/tags/{tag}",
+    "/v2.0/security-groups/{id}/tags",
+    "/v2.0/security-groups/{id}/tags/{tag}",
 ];
 
 /// Tricircle API templates (pods, agents, jobs, routings, metrics); fixed segments before

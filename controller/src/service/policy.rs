@@ -188,6 +188,10 @@ pub const POLICIES: &[(&str, Access, Rule)] = &[
     ("delete_security_group", Write, Rule::Owner),
     ("create_security_group_rule", Write, Rule::Owner),
     ("delete_security_group_rule", Write, Rule::Owner),
+    ("get_security_group:tags", Read, Rule::Owner),
+    ("create_security_group:tags", Write, Rule::Owner),
+    ("update_security_group:tags", Write, Rule::Owner),
+    ("delete_security_group:tags", Write, Rule::Owner),
     // Tricircle's admin API and the agent API
     ("pods", Write, Rule::Admin),
     // Tricircle's admin API by its own rule names (`tricircle/common/policy.py`)

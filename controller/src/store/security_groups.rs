@@ -14,7 +14,8 @@ use super::{col_b, col_i, col_oi, col_os, col_s, now, retrying, Scope, Store, Wr
 use crate::error::{DomainError, StoreError};
 
 /// Migration 14: groups, rules, port membership, and allowed address pairs (a JSON list on
-/// the port: always read and written with it).
+/// the port: always read and written with it); and the tags table rebuilt (as migration 12
+/// did) so groups carry tags too.
 pub const SECURITY_GROUPS_MIGRATION: &str = r#"
 CREATE TABLE security_groups (
     id TEXT PRIMARY KEY,
@@ -55,7 +56,45 @@ CREATE TABLE port_security_groups (
     PRIMARY KEY (port_id, security_group_id)
 );
 CREATE INDEX port_security_groups_group ON port_security_groups (security_group_id);
-ALTER TABLE ports ADD COLUMN allowed_address_pairs TEXT NOT NULL DEFAULT '[]'
+ALTER TABLE ports ADD COLUMN allowed_address_pairs TEXT NOT NULL DEFAULT '[]';
+CREATE TABLE tags_new (
+    resource_type TEXT NOT NULL,
+    resource_id TEXT NOT NULL,
+    tag TEXT NOT NULL,
+    network_id TEXT REFERENCES networks (id) ON DELETE CASCADE,
+    subnet_id TEXT REFERENCES subnets (id) ON DELETE CASCADE,
+    port_id TEXT REFERENCES ports (id) ON DELETE CASCADE,
+    router_id TEXT REFERENCES routers (id) ON DELETE CASCADE,
+    floatingip_id TEXT REFERENCES floatingips (id) ON DELETE CASCADE,
+    subnetpool_id TEXT REFERENCES subnetpools (id) ON DELETE CASCADE,
+    security_group_id TEXT REFERENCES security_groups (id) ON DELETE CASCADE,
+    PRIMARY KEY (resource_type, resource_id, tag),
+    CHECK ((CASE WHEN network_id IS NULL THEN 0 ELSE 1 END)
+         + (CASE WHEN subnet_id IS NULL THEN 0 ELSE 1 END)
+         + (CASE WHEN port_id IS NULL THEN 0 ELSE 1 END)
+         + (CASE WHEN router_id IS NULL THEN 0 ELSE 1 END)
+         + (CASE WHEN floatingip_id IS NULL THEN 0 ELSE 1 END)
+         + (CASE WHEN subnetpool_id IS NULL THEN 0 ELSE 1 END)
+         + (CASE WHEN security_group_id IS NULL THEN 0 ELSE 1 END) = 1),
+    CHECK ((resource_type = 'network' AND network_id IS NOT NULL AND network_id = resource_id)
+        OR (resource_type = 'subnet' AND subnet_id IS NOT NULL AND subnet_id = resource_id)
+        OR (resource_type = 'port' AND port_id IS NOT NULL AND port_id = resource_id)
+        OR (resource_type = 'router' AND router_id IS NOT NULL AND router_id = resource_id)
+        OR (resource_type = 'floatingip' AND floatingip_id IS NOT NULL AND floatingip_id = resource_id)
+        OR (resource_type = 'subnetpool' AND subnetpool_id IS NOT NULL AND subnetpool_id = resource_id)
+        OR (resource_type = 'security_group' AND security_group_id IS NOT NULL AND security_group_id = resource_id))
+);
+INSERT INTO tags_new (resource_type, resource_id, tag, network_id, subnet_id, port_id, router_id, floatingip_id, subnetpool_id)
+    SELECT resource_type, resource_id, tag, network_id, subnet_id, port_id, router_id, floatingip_id, subnetpool_id FROM tags;
+DROP TABLE tags;
+ALTER TABLE tags_new RENAME TO tags;
+CREATE INDEX tags_network ON tags (network_id);
+CREATE INDEX tags_subnet ON tags (subnet_id);
+CREATE INDEX tags_port ON tags (port_id);
+CREATE INDEX tags_router ON tags (router_id);
+CREATE INDEX tags_floatingip ON tags (floatingip_id);
+CREATE INDEX tags_subnetpool ON tags (subnetpool_id);
+CREATE INDEX tags_security_group ON tags (security_group_id)
 "#;
 
 /// Neutron's protocol names and their numbers.

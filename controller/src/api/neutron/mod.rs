@@ -51,7 +51,7 @@ async fn route(app: Arc<App>, ctx: Ctx) -> Result<Response, DomainError> {
             match rest {
                 ["extensions"] | ["extensions", _] => extensions::handle(&ctx, rest),
                 [coll @ ("networks" | "subnets" | "ports" | "routers" | "floatingips"
-                | "subnetpools"), id, "tags", tail @ ..] => {
+                | "subnetpools" | "security-groups"), id, "tags", tail @ ..] => {
                     let kind = crate::store::Tagged::from_collection(coll)
                         .ok_or_else(|| DomainError::no_route(&ctx.path))?;
                     tags::handle(&app, &ctx, &who, kind, id, tail).await

@@ -11,7 +11,7 @@ use crate::api::{json as respond, no_content, App, Ctx};
 use crate::auth::Identity;
 use crate::error::DomainError;
 use crate::service::security_groups::{self as sg, RuleRequest};
-use crate::store::{NewSecurityGroup, SecurityGroup, SecurityGroupRule};
+use crate::store::{NewSecurityGroup, SecurityGroup, SecurityGroupRule, Tagged};
 
 /// Attributes of a group (filterable and sortable).
 pub const GROUP_ATTRS: &[&str] = &[
@@ -67,11 +67,11 @@ pub fn render_rule(r: &SecurityGroupRule, default_group: bool) -> Value {
 }
 
 /// A group as Neutron shows it, rules embedded.
-pub fn render_group(g: &SecurityGroup) -> Value {
+pub fn render_group(g: &SecurityGroup, tags: &[String]) -> Value {
     json!({
         "id": g.id, "name": g.name, "description": g.description,
         "tenant_id": g.project_id, "project_id": g.project_id,
-        "stateful": g.stateful, "shared": false, "tags": [],
+        "stateful": g.stateful, "shared": false, "tags": tags,
         "security_group_rules": g.rules.iter().map(|r| render_rule(r, g.is_default)).collect::<Vec<_>>(),
         "created_at": g.created_at, "updated_at": g.updated_at,
         "revision_number": g.revision_number,
@@ -105,7 +105,12 @@ pub(crate) async fn handle_groups(
     match op(ctx, rest)? {
         Op::List => {
             let q = ListQuery::parse(&ctx.query, GROUP_ATTRS)?;
-            let items = sg::list(app, who).await?.iter().map(render_group).collect();
+            let tags = super::tags::all(app, Tagged::SecurityGroup).await?;
+            let items = sg::list(app, who)
+                .await?
+                .iter()
+                .map(|g| render_group(g, tags.get(&g.id)))
+                .collect();
             let (items, links) = q.apply(items, &ctx.base_url(), "security-groups")?;
             Ok(respond(
                 StatusCode::OK,
@@ -116,9 +121,10 @@ pub(crate) async fn handle_groups(
             check_group(id)?;
             let g = sg::load_visible(app, who, id).await?;
             let q = ListQuery::parse(&ctx.query, GROUP_ATTRS)?;
+            let tags = super::tags::of(app, Tagged::SecurityGroup, &g.id).await?;
             Ok(respond(
                 StatusCode::OK,
-                &q.show_body(render_group(&g), "security_group"),
+                &q.show_body(render_group(&g, &tags), "security_group"),
             ))
         }
         Op::Create => {
@@ -133,10 +139,10 @@ pub(crate) async fn handle_groups(
                 ));
             }
             if let Some(t) = b.raw("tags") {
-                if t != json!([]) {
+                if t != json!([]) && t != Value::Null {
                     return Err(DomainError::invalid_input(
                         "tags",
-                        "tags on security groups are not supported",
+                        "give a security group its tags after creating it (PUT /v2.0/security-groups/{id}/tags)",
                     ));
                 }
             }
@@ -150,7 +156,7 @@ pub(crate) async fn handle_groups(
             let g = sg::create(app, who, &g).await?;
             Ok(respond(
                 StatusCode::CREATED,
-                &json!({"security_group": render_group(&g)}),
+                &json!({"security_group": render_group(&g, &[])}),
             ))
         }
         Op::Update(id) => {
@@ -173,11 +179,13 @@ pub(crate) async fn handle_groups(
                     )));
                 }
             }
+            super::tags::refuse_in_update(&b, "security-groups")?;
             b.finish()?;
             let g = sg::update(app, who, id, &u, super::if_match(ctx)?).await?;
+            let tags = super::tags::of(app, Tagged::SecurityGroup, &g.id).await?;
             Ok(respond(
                 StatusCode::OK,
-                &json!({"security_group": render_group(&g)}),
+                &json!({"security_group": render_group(&g, &tags)}),
             ))
         }
         Op::Delete(id) => {
