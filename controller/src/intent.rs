@@ -179,10 +179,18 @@ fn planner_group(g: &SecurityGroup) -> planner::SecurityGroup {
             } else {
                 wire::EtherType::IPv4
             },
+            // `icmp` in an IPv6 rule means ICMPv6, as Neutron's firewalls read it.
             protocol: r
                 .protocol
                 .as_deref()
-                .and_then(crate::store::security_groups::protocol_number),
+                .and_then(crate::store::security_groups::protocol_number)
+                .map(|n| {
+                    if n == 1 && r.ethertype == "IPv6" {
+                        58
+                    } else {
+                        n
+                    }
+                }),
             port_range_min: r.port_range_min.and_then(|v| u16::try_from(v).ok()),
             port_range_max: r.port_range_max.and_then(|v| u16::try_from(v).ok()),
             remote_ip_prefix: r.remote_ip_prefix.as_deref().and_then(|p| p.parse().ok()),
@@ -426,10 +434,9 @@ impl Intent {
                 let tags = store.local_tags_of(&id).await?;
                 Patch::LocalTags(id, tags.into_iter().collect())
             }
-            ChangeKind::SecurityGroup => Patch::SecurityGroup(
-                id.clone(),
-                missing(store.get_security_group(&id).await)?,
-            ),
+            ChangeKind::SecurityGroup => {
+                Patch::SecurityGroup(id.clone(), missing(store.get_security_group(&id).await)?)
+            }
         })
     }
 

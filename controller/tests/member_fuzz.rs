@@ -289,7 +289,13 @@ fn setup(c: &Controller) -> World {
     );
     // Security groups: demo's (its default one came with its port) with a rule naming
     // another of demo's as remote, and other's own.
-    let demo_sg = create(c, DEMO, "security-groups", "security_group", json!({"name": "demo-web"}));
+    let demo_sg = create(
+        c,
+        DEMO,
+        "security-groups",
+        "security_group",
+        json!({"name": "demo-web"}),
+    );
     create(
         c,
         DEMO,
@@ -298,7 +304,13 @@ fn setup(c: &Controller) -> World {
         json!({"security_group_id": demo_sg, "direction": "ingress", "protocol": "tcp",
                "port_range_min": 80, "port_range_max": 80}),
     );
-    let other_sg = create(c, OTHER, "security-groups", "security_group", json!({"name": "mine"}));
+    let other_sg = create(
+        c,
+        OTHER,
+        "security-groups",
+        "security_group",
+        json!({"name": "mine"}),
+    );
 
     // Everything that exists now and is not other's is foreign. A floating IP's port has no
     // project (as in Neutron): it is its floating IP's.

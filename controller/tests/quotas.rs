@@ -249,8 +249,7 @@ fn each_resource_stops_at_its_quota_and_only_for_its_project() {
     assert_eq!(s, 404, "{v}");
     assert_eq!(v["NeutronError"]["type"], "TenantQuotaNotFound");
     let q = ok(c.n("GET", "/v2.0/quotas/demo", Some(DEMO), None), "show");
-    let defaults =
-        json!({"network": 100, "subnet": 100, "port": 500, "router": 10, "floatingip": 50,
+    let defaults = json!({"network": 100, "subnet": 100, "port": 500, "router": 10, "floatingip": 50,
                "security_group": 10, "security_group_rule": 100});
     assert_eq!(q["quota"], defaults);
     let q = ok(

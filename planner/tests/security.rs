@@ -57,7 +57,8 @@ fn cloud() -> Snapshot {
             ("a", &[("bridge", "br-vlan")][..]),
             ("b", &[("bridge", "br-vlan"), ("extern", "br-ext")][..]),
         ] {
-            s.nodes.push(node(&format!("r{p}-{n}"), &format!("R{p}"), maps));
+            s.nodes
+                .push(node(&format!("r{p}-{n}"), &format!("R{p}"), maps));
         }
     }
     s.networks.push(Network {
@@ -76,10 +77,38 @@ fn cloud() -> Snapshot {
         let (local, vlan) = (format!("{p}-local"), format!("{p}-vlan"));
         add_local_net(&mut s, &p, &local, "10.0.0.0/24");
         add_vlan_net(&mut s, &p, &vlan, 2000 + pr as u16, &[], "10.1.0.0/24");
-        add_vm(&mut s, &p, &format!("{p}-l1"), &local, "10.0.0.5", &host(pr));
-        add_vm(&mut s, &p, &format!("{p}-l2"), &local, "10.0.0.6", &host(pr));
-        add_vm(&mut s, &p, &format!("{p}-v1"), &vlan, "10.1.0.5", &host(pr + 1));
-        add_vm(&mut s, &p, &format!("{p}-v2"), &vlan, "10.1.0.6", &host(pr + 2));
+        add_vm(
+            &mut s,
+            &p,
+            &format!("{p}-l1"),
+            &local,
+            "10.0.0.5",
+            &host(pr),
+        );
+        add_vm(
+            &mut s,
+            &p,
+            &format!("{p}-l2"),
+            &local,
+            "10.0.0.6",
+            &host(pr),
+        );
+        add_vm(
+            &mut s,
+            &p,
+            &format!("{p}-v1"),
+            &vlan,
+            "10.1.0.5",
+            &host(pr + 1),
+        );
+        add_vm(
+            &mut s,
+            &p,
+            &format!("{p}-v2"),
+            &vlan,
+            "10.1.0.6",
+            &host(pr + 2),
+        );
         add_vm(
             &mut s,
             &p,
@@ -204,9 +233,13 @@ fn ports_carry_their_security_and_nodes_their_groups() {
     // rules are not needed here.
     let app = &n.security_groups["p0-app"];
     assert!(app.rules.is_empty());
-    let want: BTreeSet<_> = [net("10.1.0.5/32"), net("10.1.0.128/25"), net("192.168.0.10/32")]
-        .into_iter()
-        .collect();
+    let want: BTreeSet<_> = [
+        net("10.1.0.5/32"),
+        net("10.1.0.128/25"),
+        net("192.168.0.10/32"),
+    ]
+    .into_iter()
+    .collect();
     assert_eq!(app.members, want);
     assert_eq!(n.security_groups["p0-web"].rules.len(), 1);
     assert!(n.security_groups["p0-web"].members.is_empty());
@@ -254,18 +287,22 @@ fn group_and_rule_changes_replan_like_full() {
     // Exactly the nodes with a port in p2-app.
     let want: BTreeSet<String> = ["p2-v1", "p2-sh"].iter().map(|p| host_of(&s, p)).collect();
     assert_eq!(changed, want);
-    mutate("delete a group", Change::SecurityGroup("p3-app".into()), |s| {
-        s.security_groups.remove("p3-app");
-        // Its rules elsewhere went with it, and no port was in it.
-        s.security_groups
-            .get_mut("p3-web")
-            .unwrap()
-            .rules
-            .retain(|r| r.remote_group_id.as_deref() != Some("p3-app"));
-        for p in ["p3-v1", "p3-sh"] {
-            set_groups(s, p, &["p3-def"]);
-        }
-    });
+    mutate(
+        "delete a group",
+        Change::SecurityGroup("p3-app".into()),
+        |s| {
+            s.security_groups.remove("p3-app");
+            // Its rules elsewhere went with it, and no port was in it.
+            s.security_groups
+                .get_mut("p3-web")
+                .unwrap()
+                .rules
+                .retain(|r| r.remote_group_id.as_deref() != Some("p3-app"));
+            for p in ["p3-v1", "p3-sh"] {
+                set_groups(s, p, &["p3-def"]);
+            }
+        },
+    );
     mutate("new group", Change::SecurityGroup("p4-new".into()), |s| {
         s.security_groups.insert(
             "p4-new".into(),
@@ -305,9 +342,13 @@ fn membership_changes_replan_every_node_naming_the_group() {
     mutate("port security off", Change::Port("p3-l2".into()), |s| {
         s.port_security.remove("p3-l2");
     });
-    mutate("member on the shared net", Change::Port("p4-sh".into()), |s| {
-        s.port_security.remove("p4-sh");
-    });
+    mutate(
+        "member on the shared net",
+        Change::Port("p4-sh".into()),
+        |s| {
+            s.port_security.remove("p4-sh");
+        },
+    );
     mutate("new member elsewhere", Change::Port("p5-new".into()), |s| {
         add_vm(s, "p5", "p5-new", "p5-vlan", "10.1.0.77", "r2-b");
         set_groups(s, "p5-new", &["p5-app"]);

@@ -169,7 +169,9 @@ pub async fn create_secured(
         &t,
     )?;
     super::tags::check_create(who, crate::store::Tagged::Port, &t, tags)?;
-    let port_security = new.port_security_enabled.unwrap_or(net.port_security_enabled);
+    let port_security = new
+        .port_security_enabled
+        .unwrap_or(net.port_security_enabled);
     let pairs = sec.allowed_address_pairs.clone().unwrap_or_default();
     let groups = match &sec.security_groups {
         Some(ids) => {

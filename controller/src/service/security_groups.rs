@@ -113,12 +113,17 @@ pub fn normalise(req: &RuleRequest, project: &str) -> Result<SecurityGroupRule, 
             ))
         }
         Some((_, n @ (1 | 58))) => {
-            for (field, attr, v) in [("type", "port_range_min", min), ("code", "port_range_max", max)] {
+            for (field, attr, v) in [
+                ("type", "port_range_min", min),
+                ("code", "port_range_max", max),
+            ] {
                 if let Some(v) = v {
                     if !(0..=255).contains(&v) {
                         return Err(bad(
                             "SecurityGroupInvalidIcmpValue",
-                            format!("Invalid value for ICMP {field} ({attr}) {v}. It must be 0 to 255."),
+                            format!(
+                                "Invalid value for ICMP {field} ({attr}) {v}. It must be 0 to 255."
+                            ),
                         ));
                     }
                 }
@@ -503,7 +508,10 @@ mod tests {
             Some("10.1.0.0/16")
         );
         r.ethertype = Some("IPv6".into());
-        assert_eq!(kind(normalise(&r, "p")), "SecurityGroupRuleParameterConflict");
+        assert_eq!(
+            kind(normalise(&r, "p")),
+            "SecurityGroupRuleParameterConflict"
+        );
         r.ethertype = None;
         r.remote_group_id = Some("x".into());
         assert_eq!(

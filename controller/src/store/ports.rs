@@ -7,8 +7,8 @@ use sqlx::any::AnyRow;
 
 use super::subnets::subnet_from_row;
 use super::{
-    col_b, col_i, col_os, col_s, entropy, now, retrying, AddressPair, FixedIp, FixedIpRequest, NewPort, Port,
-    Scope, Store, Subnet, WriteTx,
+    col_b, col_i, col_os, col_s, entropy, now, retrying, AddressPair, FixedIp, FixedIpRequest,
+    NewPort, Port, Scope, Store, Subnet, WriteTx,
 };
 use crate::error::{DomainError, StoreError};
 use crate::ipam;

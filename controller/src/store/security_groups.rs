@@ -367,10 +367,9 @@ impl Store {
                 .map_err(StoreError::db(format!("making the default security group of {project}")))?;
             if r.rows_affected() == 0 {
                 drop(w);
-                return self
-                    .default_security_group(project)
-                    .await?
-                    .ok_or_else(|| DomainError::internal("default security group vanished").into());
+                return self.default_security_group(project).await?.ok_or_else(|| {
+                    DomainError::internal("default security group vanished").into()
+                });
             }
             insert_initial_rules(&mut w, project, &id, true).await?;
             w.touch(super::changes::ChangeKind::SecurityGroup, &id);
@@ -381,14 +380,18 @@ impl Store {
     }
 
     /// The id of the project's default group, if it has one.
-    pub async fn default_security_group(&self, project: &str) -> Result<Option<String>, StoreError> {
-        let row = sqlx::query(
-            "SELECT id FROM security_groups WHERE project_id = $1 AND is_default = 1",
-        )
-        .bind(project.to_string())
-        .fetch_optional(self.pool())
-        .await
-        .map_err(StoreError::db(format!("reading the default group of {project}")))?;
+    pub async fn default_security_group(
+        &self,
+        project: &str,
+    ) -> Result<Option<String>, StoreError> {
+        let row =
+            sqlx::query("SELECT id FROM security_groups WHERE project_id = $1 AND is_default = 1")
+                .bind(project.to_string())
+                .fetch_optional(self.pool())
+                .await
+                .map_err(StoreError::db(format!(
+                    "reading the default group of {project}"
+                )))?;
         row.map(|r| col_s(&r, "id")).transpose()
     }
 
@@ -513,10 +516,13 @@ impl Store {
             .await
             .map_err(StoreError::db(format!("updating security group {}", g.id)))?;
         if r.rows_affected() == 0 {
-            return Err(
-                super::missed_update(&mut w, "security_groups", &g.id, group_not_found(&g.id))
-                    .await,
-            );
+            return Err(super::missed_update(
+                &mut w,
+                "security_groups",
+                &g.id,
+                group_not_found(&g.id),
+            )
+            .await);
         }
         w.commit().await?;
         self.get_security_group(&g.id).await
@@ -531,10 +537,7 @@ impl Store {
                 return Err(group_not_found(id).into());
             }
             let in_use = |id: &str| {
-                DomainError::conflict(
-                    "SecurityGroupInUse",
-                    format!("Security Group {id} in use."),
-                )
+                DomainError::conflict("SecurityGroupInUse", format!("Security Group {id} in use."))
             };
             let n = sqlx::query(
                 "SELECT COUNT(*) AS n FROM port_security_groups WHERE security_group_id = $1",
@@ -603,14 +606,20 @@ impl Store {
                     .fetch_optional(&mut *w.tx)
                     .await
                     .map_err(StoreError::db("reading the duplicate rule"))?;
-                let existing = row.map(|x| col_s(&x, "id")).transpose()?.unwrap_or_default();
+                let existing = row
+                    .map(|x| col_s(&x, "id"))
+                    .transpose()?
+                    .unwrap_or_default();
                 return Err(DomainError::conflict(
                     "SecurityGroupRuleExists",
                     format!("Security group rule already exists. Rule id is {existing}."),
                 )
                 .into());
             }
-            w.touch(super::changes::ChangeKind::SecurityGroup, &r.security_group_id);
+            w.touch(
+                super::changes::ChangeKind::SecurityGroup,
+                &r.security_group_id,
+            );
             w.commit().await?;
             self.get_security_group_rule(&r.id).await
         })
@@ -643,7 +652,10 @@ impl Store {
             if r.rows_affected() == 0 {
                 return Err(rule_not_found(id).into());
             }
-            w.touch(super::changes::ChangeKind::SecurityGroup, &rule.security_group_id);
+            w.touch(
+                super::changes::ChangeKind::SecurityGroup,
+                &rule.security_group_id,
+            );
             w.commit().await?;
             Ok::<(), StoreError>(())
         })
@@ -691,7 +703,9 @@ pub(crate) async fn write_port_security(
             .bind(port_id.to_string())
             .execute(&mut *w.tx)
             .await
-            .map_err(StoreError::db(format!("clearing the groups of port {port_id}")))?;
+            .map_err(StoreError::db(format!(
+                "clearing the groups of port {port_id}"
+            )))?;
         for g in groups {
             sqlx::query("INSERT INTO port_security_groups (port_id, security_group_id) VALUES ($1, $2) ON CONFLICT DO NOTHING")
                 .bind(port_id.to_string())
@@ -716,7 +730,9 @@ pub(crate) async fn write_port_security(
             .bind(port_id.to_string())
             .execute(&mut *w.tx)
             .await
-            .map_err(StoreError::db(format!("writing the address pairs of port {port_id}")))?;
+            .map_err(StoreError::db(format!(
+                "writing the address pairs of port {port_id}"
+            )))?;
     }
     Ok(())
 }

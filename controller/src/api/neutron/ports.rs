@@ -421,8 +421,8 @@ fn security(b: &mut Body) -> Result<ports::Security, DomainError> {
                         ))
                     }
                 };
-                let valid = ip.parse::<std::net::IpAddr>().is_ok()
-                    || ip.parse::<ipnet::IpNet>().is_ok();
+                let valid =
+                    ip.parse::<std::net::IpAddr>().is_ok() || ip.parse::<ipnet::IpNet>().is_ok();
                 if !valid {
                     return Err(DomainError::invalid_input(
                         "allowed_address_pairs",

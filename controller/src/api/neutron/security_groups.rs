@@ -307,9 +307,15 @@ pub(crate) async fn handle_rules(
             };
             b.finish()?;
             let r = sg::create_rule(app, who, &req).await?;
+            let default = app
+                .store
+                .get_security_group(&r.security_group_id)
+                .await
+                .map(|g| g.is_default)
+                .unwrap_or(false);
             Ok(respond(
                 StatusCode::CREATED,
-                &json!({"security_group_rule": render_rule(&r, false)}),
+                &json!({"security_group_rule": render_rule(&r, default)}),
             ))
         }
         Op::Update(_) => Err(crate::api::method_not_allowed(ctx)),
