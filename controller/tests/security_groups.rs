@@ -1080,7 +1080,7 @@ fn desired_state_holds_port_security_rules_and_remote_members() {
     assert!(
         s["security_groups"][&appid]
             .get("rules")
-            .map_or(true, |r| r == &json!([])),
+            .is_none_or(|r| r == &json!([])),
         "{s:#}"
     );
     // Two networks on node1 have two zones.
@@ -1140,7 +1140,7 @@ fn desired_state_holds_port_security_rules_and_remote_members() {
     wait_state(&c, "node1", "no members", |d| {
         state_of(d)["security_groups"][&appid]["members"]
             .as_array()
-            .map_or(true, |m| m.is_empty())
+            .is_none_or(|m| m.is_empty())
     });
     // A rule change reaches the node; deleting the remote group takes its rule along.
     ok(
