@@ -30,6 +30,8 @@ pub(crate) struct Index {
     nodes_by_group: FxMap<String, BTreeSet<String>>,
     /// Remote group → the groups whose rules name it.
     referrers: FxMap<String, BTreeSet<String>>,
+    /// Members of the remote groups asked for so far (each node naming a group reuses them).
+    members: std::cell::RefCell<FxMap<String, BTreeSet<IpNet>>>,
 }
 
 fn index<'t>(t: &'t Topology<'_>) -> &'t Index {
@@ -122,8 +124,19 @@ pub(crate) fn port_security(
     })
 }
 
-/// The addresses of every port in group `g`: fixed IPs as host prefixes, and allowed pairs.
+/// The addresses of every port in group `g`: fixed IPs as host prefixes, and allowed pairs
+/// (computed once per topology).
 fn members(t: &Topology<'_>, g: &str) -> BTreeSet<IpNet> {
+    let ix = index(t);
+    if let Some(m) = ix.members.borrow().get(g) {
+        return m.clone();
+    }
+    let m = compute_members(t, g);
+    ix.members.borrow_mut().insert(g.to_string(), m.clone());
+    m
+}
+
+fn compute_members(t: &Topology<'_>, g: &str) -> BTreeSet<IpNet> {
     let mut out = BTreeSet::new();
     let ports = index(t).ports_by_group.get(g).into_iter().flatten();
     for p in ports.filter_map(|i| t.snap.ports.get(*i)) {

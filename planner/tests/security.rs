@@ -365,3 +365,82 @@ fn membership_changes_replan_every_node_naming_the_group() {
             .binding_host = Some("r0-b".into());
     });
 }
+
+/// Scale: 1,000 secured ports on 10 nodes of one pod, 500 in `web` whose rule names `app`
+/// (1,000 members). One port moving from `app` to `web` changes exactly the nodes with `web`
+/// ports and its own, like a full plan. Prints the timings (`--nocapture`).
+#[test]
+fn a_membership_change_among_a_thousand_members() {
+    let mut s = Snapshot::default();
+    s.pods.push(Pod {
+        region_name: "R0".into(),
+        az_name: None,
+    });
+    for n in 0..10 {
+        s.nodes
+            .push(node(&format!("n{n}"), "R0", &[("bridge", "br-vlan")]));
+    }
+    add_vlan_net(&mut s, "p", "big", 100, &[], "10.0.0.0/16");
+    s.security_groups.insert(
+        "web".into(),
+        SecurityGroup {
+            project_id: "p".into(),
+            rules: vec![tcp("web-80", 80, "app")],
+        },
+    );
+    s.security_groups.insert(
+        "app".into(),
+        SecurityGroup {
+            project_id: "p".into(),
+            rules: vec![any_rule("app-e", Direction::Egress, None)],
+        },
+    );
+    for i in 0..1000usize {
+        let id = format!("vm{i:04}");
+        let addr = format!("10.0.{}.{}", 1 + i / 250, 1 + i % 250);
+        // web ports on nodes n0..n4, app ports on n5..n9.
+        let web = i < 500;
+        let host = format!("n{}", if web { i % 5 } else { 5 + i % 5 });
+        add_vm(&mut s, "p", &id, "big", &addr, &host);
+        set_groups(&mut s, &id, &[if web { "web" } else { "app" }]);
+    }
+    // The extra 500 app members: web ports are in app too (1,000 members).
+    for i in 0..500usize {
+        set_groups(&mut s, &format!("vm{i:04}"), &["app", "web"]);
+    }
+    settle(&mut s);
+    let t0 = std::time::Instant::now();
+    let prev = plan_all(&s);
+    let full = t0.elapsed();
+    assert_eq!(prev["n0"].security_groups["app"].members.len(), 1000);
+    let mut new = s.clone();
+    set_groups(&mut new, "vm0999", &["web"]);
+    let change = Change::Port("vm0999".into());
+    let t0 = std::time::Instant::now();
+    let got = replan(&s, &new, &prev, &change);
+    let inc = t0.elapsed();
+    let want = plan_all(&new);
+    for (n, st) in &got {
+        assert_eq!(st, &want[n], "{n}");
+    }
+    for (n, st) in &want {
+        if !got.contains_key(n) {
+            assert_eq!(&prev[n], st, "{n} changed but was not re-planned");
+        }
+    }
+    // What changed: n0..n4 (web ports: app's members) and n9 (vm0999's own groups). The
+    // port's network spans every node, so all are re-planned (the others unchanged).
+    let changed: BTreeSet<&str> = got
+        .iter()
+        .filter(|(n, st)| &prev[n.as_str()] != *st)
+        .map(|(n, _)| n.as_str())
+        .collect();
+    assert_eq!(
+        changed,
+        ["n0", "n1", "n2", "n3", "n4", "n9"].into_iter().collect()
+    );
+    eprintln!(
+        "1,000 secured ports, 1,000 members: plan_all {full:?}, one membership change {inc:?} ({} nodes)",
+        got.len()
+    );
+}
