@@ -193,7 +193,11 @@ fn planner_group(g: &SecurityGroup) -> planner::SecurityGroup {
                 }),
             port_range_min: r.port_range_min.and_then(|v| u16::try_from(v).ok()),
             port_range_max: r.port_range_max.and_then(|v| u16::try_from(v).ok()),
-            remote_ip_prefix: r.remote_ip_prefix.as_deref().and_then(|p| p.parse().ok()),
+            remote_ip_prefix: r
+                .remote_ip_prefix
+                .as_deref()
+                .and_then(|p| p.parse::<IpNet>().ok())
+                .map(|p| p.trunc()),
             remote_group_id: r.remote_group_id.clone(),
         })
         .collect();

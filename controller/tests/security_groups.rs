@@ -136,7 +136,18 @@ fn api(c: &Controller) {
     );
     assert_eq!(
         pfx["security_group_rule"]["remote_ip_prefix"],
-        "10.1.0.0/16"
+        "10.1.2.3/16"
+    );
+    assert_eq!(pfx["security_group_rule"]["normalized_cidr"], "10.1.0.0/16");
+    // The same network is the same rule.
+    err(
+        rule(
+            c,
+            DEMO,
+            json!({"security_group_id": wid, "direction": "ingress", "protocol": "icmp", "port_range_min": 8, "port_range_max": 0, "remote_ip_prefix": "10.1.0.0/16"}),
+        ),
+        409,
+        "SecurityGroupRuleExists",
     );
     let shown = ok(
         c.n(

@@ -75,7 +75,8 @@ pub struct RuleRequest {
 
 /// Validate and normalise a rule as Neutron does (without the group's existence or owner):
 /// direction, ethertype, protocol, port range or ICMP type/code, the prefix's family, and
-/// prefix and remote group exclusive. The prefix is normalised to its network address.
+/// prefix and remote group exclusive. The prefix is kept as given (a bare address as a host
+/// prefix); duplicates are judged on its network address, as Neutron's `normalized_cidr`.
 pub fn normalise(req: &RuleRequest, project: &str) -> Result<SecurityGroupRule, DomainError> {
     if req.direction != "ingress" && req.direction != "egress" {
         return Err(DomainError::invalid_input(
@@ -197,7 +198,7 @@ pub fn normalise(req: &RuleRequest, project: &str) -> Result<SecurityGroupRule, 
                     format!("Conflicting value ethertype {ethertype} for CIDR {p}"),
                 ));
             }
-            Some(net.trunc().to_string())
+            Some(net)
         }
     };
     let mut r = SecurityGroupRule {
@@ -209,7 +210,7 @@ pub fn normalise(req: &RuleRequest, project: &str) -> Result<SecurityGroupRule, 
         protocol: proto.as_ref().map(|(n, _)| n.clone()),
         port_range_min: min,
         port_range_max: max,
-        remote_ip_prefix: prefix,
+        remote_ip_prefix: prefix.map(|p| p.to_string()),
         remote_group_id: req.remote_group_id.clone(),
         description: req.description.clone(),
         fingerprint: String::new(),
@@ -217,7 +218,12 @@ pub fn normalise(req: &RuleRequest, project: &str) -> Result<SecurityGroupRule, 
         updated_at: String::new(),
         revision_number: 1,
     };
-    r.fingerprint = fingerprint(&r, proto.map(|(_, n)| n));
+    // Duplicates are judged on the prefix's network (Neutron's `normalized_cidr`).
+    let normal = SecurityGroupRule {
+        remote_ip_prefix: prefix.map(|p| p.trunc().to_string()),
+        ..r.clone()
+    };
+    r.fingerprint = fingerprint(&normal, proto.map(|(_, n)| n));
     Ok(r)
 }
 
@@ -503,9 +509,14 @@ mod tests {
         );
         let mut r = req(None, None, None);
         r.remote_ip_prefix = Some("10.1.2.3/16".into());
+        let given = normalise(&r, "p").unwrap();
+        assert_eq!(given.remote_ip_prefix.as_deref(), Some("10.1.2.3/16"));
+        r.remote_ip_prefix = Some("10.1.0.0/16".into());
+        assert_eq!(normalise(&r, "p").unwrap().fingerprint, given.fingerprint);
+        r.remote_ip_prefix = Some("10.1.2.3".into());
         assert_eq!(
             normalise(&r, "p").unwrap().remote_ip_prefix.as_deref(),
-            Some("10.1.0.0/16")
+            Some("10.1.2.3/32")
         );
         r.ethertype = Some("IPv6".into());
         assert_eq!(

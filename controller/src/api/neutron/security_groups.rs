@@ -51,6 +51,12 @@ pub const RULE_ATTRS: &[&str] = &[
     "revision_number",
 ];
 
+/// The network of a rule's prefix (`10.1.0.0/16` for `10.1.2.3/16`).
+fn normalized_cidr(r: &SecurityGroupRule) -> Option<String> {
+    let p: ipnet::IpNet = r.remote_ip_prefix.as_deref()?.parse().ok()?;
+    Some(p.trunc().to_string())
+}
+
 /// A rule as Neutron shows it.
 pub fn render_rule(r: &SecurityGroupRule, default_group: bool) -> Value {
     json!({
@@ -59,7 +65,7 @@ pub fn render_rule(r: &SecurityGroupRule, default_group: bool) -> Value {
         "ethertype": r.ethertype, "protocol": r.protocol,
         "port_range_min": r.port_range_min, "port_range_max": r.port_range_max,
         "remote_ip_prefix": r.remote_ip_prefix, "remote_group_id": r.remote_group_id,
-        "remote_address_group_id": null, "normalized_cidr": r.remote_ip_prefix,
+        "remote_address_group_id": null, "normalized_cidr": normalized_cidr(r),
         "description": r.description, "belongs_to_default_sg": default_group,
         "created_at": r.created_at, "updated_at": r.updated_at,
         "revision_number": r.revision_number,
