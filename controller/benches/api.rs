@@ -139,6 +139,8 @@ fn run(backend: &'static str, database: String, rows: &mut Vec<Row>) {
             port: 1_000_000,
             router: 1_000_000,
             floatingip: 1_000_000,
+            security_group: 1_000_000,
+            security_group_rule: 1_000_000,
         },
         header_timeout: std::time::Duration::from_secs(10),
         body_timeout: std::time::Duration::from_secs(30),

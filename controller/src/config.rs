@@ -435,6 +435,7 @@ impl Args {
                 self.quota_floatingip.or(file.quota_floatingip),
             )?
             .unwrap_or(neutron.floatingip),
+            ..neutron
         };
         Ok(Config {
             keystone,

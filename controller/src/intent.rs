@@ -22,7 +22,7 @@ use crate::naming::{
 };
 use crate::store::changes::{ChangeKind, ChangeRow};
 use crate::store::l3::{FloatingIp, Router};
-use crate::store::{Network, Pod, Port, Scope, Segment, Store, Subnet};
+use crate::store::{Network, Pod, Port, Scope, SecurityGroup, Segment, Store, Subnet};
 
 /// Everything the planner needs, as rows and as the planner's snapshot.
 #[derive(Debug, Clone)]
@@ -49,6 +49,8 @@ pub struct Intent {
     local_tags: BTreeMap<String, BTreeMap<String, u16>>,
     /// device id → its ports (router and floating IP ports are found by their device).
     by_device: BTreeMap<String, BTreeSet<String>>,
+    /// Security groups by id.
+    security_groups: BTreeMap<String, SecurityGroup>,
 }
 
 /// One object as the store holds it now (`None`: deleted).
@@ -72,6 +74,8 @@ pub enum Patch {
     Pods(Vec<Pod>),
     /// The local tags of a network.
     LocalTags(String, BTreeMap<String, u16>),
+    /// A security group with its rules.
+    SecurityGroup(String, Option<SecurityGroup>),
 }
 
 fn missing<T>(r: Result<T, StoreError>) -> Result<Option<T>, StoreError> {
@@ -136,6 +140,75 @@ fn planner_port(p: &Port) -> planner::Port {
         binding_host: (!p.host_id.is_empty()).then(|| p.host_id.clone()),
         // The store keeps no `dns_name`: DHCP hands out no host name.
         hostname: None,
+    }
+}
+
+/// A port's security as the planner sees it; `None` with port security off.
+fn planner_port_security(p: &Port) -> Option<planner::PortSecurity> {
+    if !p.port_security_enabled || p.project_id == BRIDGE_OWNER {
+        return None;
+    }
+    Some(planner::PortSecurity {
+        security_groups: p.security_groups.clone(),
+        allowed_address_pairs: p
+            .allowed_address_pairs
+            .iter()
+            .filter_map(|a| {
+                let ip: IpNet = a
+                    .ip_address
+                    .parse()
+                    .or_else(|_| a.ip_address.parse::<std::net::IpAddr>().map(IpNet::from))
+                    .ok()?;
+                Some((ip, a.mac_address.clone()))
+            })
+            .collect(),
+    })
+}
+
+/// A group as the planner sees it: rules normalised to the wire's shape (protocol as a
+/// number, ranges as u16), by id.
+fn planner_group(g: &SecurityGroup) -> planner::SecurityGroup {
+    let mut rules: Vec<wire::SecurityGroupRule> = g
+        .rules
+        .iter()
+        .map(|r| wire::SecurityGroupRule {
+            id: r.id.clone(),
+            direction: if r.direction == "egress" {
+                wire::Direction::Egress
+            } else {
+                wire::Direction::Ingress
+            },
+            ethertype: if r.ethertype == "IPv6" {
+                wire::EtherType::IPv6
+            } else {
+                wire::EtherType::IPv4
+            },
+            // `icmp` in an IPv6 rule means ICMPv6, as Neutron's firewalls read it.
+            protocol: r
+                .protocol
+                .as_deref()
+                .and_then(crate::store::security_groups::protocol_number)
+                .map(|n| {
+                    if n == 1 && r.ethertype == "IPv6" {
+                        58
+                    } else {
+                        n
+                    }
+                }),
+            port_range_min: r.port_range_min.and_then(|v| u16::try_from(v).ok()),
+            port_range_max: r.port_range_max.and_then(|v| u16::try_from(v).ok()),
+            remote_ip_prefix: r
+                .remote_ip_prefix
+                .as_deref()
+                .and_then(|p| p.parse::<IpNet>().ok())
+                .map(|p| p.trunc()),
+            remote_group_id: r.remote_group_id.clone(),
+        })
+        .collect();
+    rules.sort_by(|a, b| a.id.cmp(&b.id));
+    planner::SecurityGroup {
+        project_id: g.project_id.clone(),
+        rules,
     }
 }
 
@@ -214,6 +287,7 @@ impl Intent {
             bridge_cidrs: BTreeMap::new(),
             local_tags: BTreeMap::new(),
             by_device: BTreeMap::new(),
+            security_groups: BTreeMap::new(),
         }
     }
 
@@ -264,6 +338,12 @@ impl Intent {
             .map(|f| (f.id.clone(), f))
             .collect();
         i.bridge_cidrs = store.list_bridge_subnets().await?.into_iter().collect();
+        i.security_groups = store
+            .list_security_groups(&all)
+            .await?
+            .into_iter()
+            .map(|g| (g.id.clone(), g))
+            .collect();
         for (net, pod, tag) in store.local_tags().await? {
             i.local_tags.entry(net).or_default().insert(pod, tag);
         }
@@ -305,6 +385,16 @@ impl Intent {
             .collect();
         s.router_interfaces = ports.iter().filter_map(|p| planner_interface(p)).collect();
         s.floating_ips = self.floatingips.values().filter_map(planner_fip).collect();
+        s.port_security = self
+            .ports
+            .values()
+            .filter_map(|p| Some((p.id.clone(), planner_port_security(p)?)))
+            .collect();
+        s.security_groups = self
+            .security_groups
+            .values()
+            .map(|g| (g.id.clone(), planner_group(g)))
+            .collect();
         s.allocations = planner::Allocations::default();
         let ids: Vec<String> = self.routers.keys().cloned().collect();
         self.snapshot.routers.clear();
@@ -351,6 +441,9 @@ impl Intent {
             ChangeKind::LocalTag => {
                 let tags = store.local_tags_of(&id).await?;
                 Patch::LocalTags(id, tags.into_iter().collect())
+            }
+            ChangeKind::SecurityGroup => {
+                Patch::SecurityGroup(id.clone(), missing(store.get_security_group(&id).await)?)
             }
         })
     }
@@ -451,6 +544,21 @@ impl Intent {
                 self.derive_local_tags(net);
                 out.push(Change::Network(net.clone()));
             }
+            Patch::SecurityGroup(id, new) => {
+                match new {
+                    Some(g) => {
+                        self.security_groups.insert(id.clone(), g.clone());
+                        self.snapshot
+                            .security_groups
+                            .insert(id.clone(), planner_group(g));
+                    }
+                    None => {
+                        self.security_groups.remove(id);
+                        self.snapshot.security_groups.remove(id);
+                    }
+                }
+                out.push(Change::SecurityGroup(id.clone()));
+            }
         }
         out
     }
@@ -496,6 +604,7 @@ impl Intent {
                 .router_interfaces
                 .retain(|i| i.port_id != o.id);
             port_allocations(&mut self.snapshot.allocations, o, false);
+            self.snapshot.port_security.remove(&o.id);
             if let Some(set) = self.by_device.get_mut(&o.device_id) {
                 set.remove(&o.id);
                 if set.is_empty() {
@@ -531,6 +640,9 @@ impl Intent {
                 self.snapshot.router_interfaces.insert(at, iface);
             }
             port_allocations(&mut self.snapshot.allocations, n, true);
+            if let Some(sec) = planner_port_security(n) {
+                self.snapshot.port_security.insert(n.id.clone(), sec);
+            }
         }
         // Which planner objects that touched.
         let mut devices: BTreeSet<(&str, &str)> = BTreeSet::new();

@@ -23,7 +23,7 @@ use common::*;
 use serde_json::{json, Value};
 
 /// Tests deselected (library, pytest node id prefix, why): what they need that crosspod is
-/// not (Nova) or does not serve (security groups until issue 18, QoS, trunks).
+/// not (Nova) or does not serve (QoS, trunks).
 const NOT_RUN: &[(&str, &str, &str)] = &[
     // openstacksdk cloud layer: servers (Nova) and Nova's floating IP pools
     (
@@ -66,12 +66,12 @@ const NOT_RUN: &[(&str, &str, &str)] = &[
         "cloud/test_network.py::TestFloatingIPPool::test_list_floating_ip_pools",
         "Nova's os-floating-ip-pools",
     ),
-    (
-        "openstacksdk",
-        "cloud/test_network.py::TestSecurityGroups",
-        "security groups (issue 18)",
-    ),
     // python-openstackclient
+    (
+        "openstackclient",
+        "network/v2/test_security_group.py::SecurityGroupTests::test_security_group_set",
+        "sets --stateless: crosspod's groups are stateful only (conntrack)",
+    ),
     (
         "openstackclient",
         "network/v2/test_network.py::NetworkTests::test_network_create_compute",
@@ -81,21 +81,6 @@ const NOT_RUN: &[(&str, &str, &str)] = &[
         "openstackclient",
         "network/v2/test_network.py::NetworkTests::test_network_delete_compute",
         "nova-network (compute) networks",
-    ),
-    (
-        "openstackclient",
-        "network/v2/test_port.py::PortTests::test_port_set_sg",
-        "security groups (issue 18)",
-    ),
-    (
-        "openstackclient",
-        "network/v2/test_port.py::PortTests::test_port_list",
-        "creates a security group (issue 18)",
-    ),
-    (
-        "openstackclient",
-        "network/v2/test_port.py::PortTests::test_port_set",
-        "reads the port's security groups (issue 18)",
     ),
     (
         "openstackclient",
@@ -128,6 +113,8 @@ const SDK: &[&str] = &[
     "network/v2/test_address_scope.py",
     "network/v2/test_network_ip_availability.py",
     "network/v2/test_agent.py",
+    "network/v2/test_security_group.py",
+    "network/v2/test_security_group_rule.py",
     "cloud/test_network.py",
 ];
 
@@ -139,6 +126,8 @@ const OSC: &[&str] = &[
     "network/v2/test_router.py",
     "network/v2/test_floating_ip.py",
     "network/v2/test_network_agent.py",
+    "network/v2/test_security_group.py",
+    "network/v2/test_security_group_rule.py",
 ];
 
 fn suites_venv() -> PathBuf {
@@ -358,9 +347,10 @@ fn openstacksdk_and_openstackclient_network_functional_tests_pass() {
             broken.join("\n")
         );
     }
-    // The suites really ran (unless narrowed): 118 pass today; each library's share counts.
+    // The suites really ran (unless narrowed): 141 pass today (118 before security groups);
+    // each library's share counts.
     if std::env::var("CROSSPOD_CLIENT_SUITES_K").is_err() {
-        assert!(count("PASSED") >= 110, "only {} passed", count("PASSED"));
+        assert!(count("PASSED") >= 135, "only {} passed", count("PASSED"));
         for lib in ["openstacksdk", "openstackclient"] {
             let n = all
                 .iter()

@@ -388,6 +388,35 @@ fn labels(c: &Controller) -> Vec<(String, String)> {
             format!("mac:{label}"),
         );
     }
+    // Security groups (random ids, rules ordered by them) by project, name and content.
+    let mut group_name = BTreeMap::new();
+    for g in list("/v2.0/security-groups", "security_groups") {
+        let label = format!(
+            "{}:{}",
+            g["project_id"].as_str().unwrap(),
+            g["name"].as_str().unwrap()
+        );
+        group_name.insert(id(&g), label.clone());
+        names.insert(id(&g), format!("sg:{label}"));
+    }
+    for r in list("/v2.0/security-group-rules", "security_group_rules") {
+        let remote = r["remote_group_id"]
+            .as_str()
+            .map(|g| group_name[g].clone())
+            .unwrap_or_default();
+        let label = format!(
+            "rule:{}:{}:{}:{}:{}:{}:{}:{}",
+            group_name[r["security_group_id"].as_str().unwrap()],
+            r["direction"],
+            r["ethertype"],
+            r["protocol"],
+            r["port_range_min"],
+            r["port_range_max"],
+            r["remote_ip_prefix"],
+            remote
+        );
+        names.insert(id(&r), label);
+    }
     let prefixes: Vec<(String, String)> = names
         .iter()
         .filter(|(k, _)| k.len() == 36)
@@ -426,7 +455,23 @@ fn relabel(v: &Value, names: &[(String, String)]) -> Value {
 /// Both nodes' states with ids and MACs named, for comparing two databases.
 fn named_states(c: &Controller, states: &[(u64, Value); 2]) -> Vec<Value> {
     let names = labels(c);
-    states.iter().map(|(_, s)| relabel(s, &names)).collect()
+    states
+        .iter()
+        .map(|(_, s)| {
+            let mut v = relabel(s, &names);
+            // Rules come ordered by their (random) ids: order them by their labels.
+            for g in v["security_groups"]
+                .as_object_mut()
+                .into_iter()
+                .flat_map(|m| m.values_mut())
+            {
+                if let Some(rules) = g["rules"].as_array_mut() {
+                    rules.sort_by(|a, b| a["id"].as_str().cmp(&b["id"].as_str()));
+                }
+            }
+            v
+        })
+        .collect()
 }
 
 /// The router's job (from `/v1.0/jobs`: its active job, else its latest in the log).

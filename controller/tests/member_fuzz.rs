@@ -70,6 +70,7 @@ struct World {
     other_fip: String,
     other_pool: String,
     other_scope: String,
+    other_sg: String,
 }
 
 /// The collections compared and scanned: (URL path, JSON key of the list).
@@ -81,12 +82,16 @@ const COLLECTIONS: &[(&str, &str)] = &[
     ("floatingips", "floatingips"),
     ("subnetpools", "subnetpools"),
     ("address-scopes", "address_scopes"),
+    ("security-groups", "security_groups"),
+    ("security-group-rules", "security_group_rules"),
 ];
 
 /// The URL collection of a created object's key (`address_scope` → `address-scopes`).
 fn collection_of(key: &str) -> String {
     match key {
         "address_scope" => "address-scopes".into(),
+        "security_group" => "security-groups".into(),
+        "security_group_rule" => "security-group-rules".into(),
         k => format!("{k}s"),
     }
 }
@@ -282,6 +287,30 @@ fn setup(c: &Controller) -> World {
         "subnetpool",
         json!({"name": "mine", "prefixes": ["10.230.0.0/16"]}),
     );
+    // Security groups: demo's (its default one came with its port) with a rule naming
+    // another of demo's as remote, and other's own.
+    let demo_sg = create(
+        c,
+        DEMO,
+        "security-groups",
+        "security_group",
+        json!({"name": "demo-web"}),
+    );
+    create(
+        c,
+        DEMO,
+        "security-group-rules",
+        "security_group_rule",
+        json!({"security_group_id": demo_sg, "direction": "ingress", "protocol": "tcp",
+               "port_range_min": 80, "port_range_max": 80}),
+    );
+    let other_sg = create(
+        c,
+        OTHER,
+        "security-groups",
+        "security_group",
+        json!({"name": "mine"}),
+    );
 
     // Everything that exists now and is not other's is foreign. A floating IP's port has no
     // project (as in Neutron): it is its floating IP's.
@@ -358,6 +387,7 @@ fn setup(c: &Controller) -> World {
         other_fip,
         other_pool,
         other_scope,
+        other_sg,
     }
 }
 
@@ -466,7 +496,10 @@ fn values_for(w: &World, prop: &str) -> Vec<Value> {
         | "device_id"
         | "floating_network_id"
         | "subnetpool_id"
-        | "address_scope_id" => ids(),
+        | "address_scope_id"
+        | "security_group_id"
+        | "remote_group_id" => ids(),
+        "security_groups" => w.foreign_ids.iter().map(|i| json!([i])).collect(),
         "fixed_ips" => {
             let mut v: Vec<Value> = w
                 .foreign_ids
@@ -801,6 +834,7 @@ fn a_member_fuzzing_every_path_sees_and_changes_nothing_of_another_project() {
                 "floatingips" => &w.other_fip,
                 "subnetpools" => &w.other_pool,
                 "address-scopes" => &w.other_scope,
+                "security-groups" => &w.other_sg,
                 _ => "demo",
             };
             let real = path.replace("{id}", own).replace("{project_id}", own);
@@ -811,6 +845,9 @@ fn a_member_fuzzing_every_path_sees_and_changes_nothing_of_another_project() {
                 ("floatingips", "POST") => json!({"floating_network_id": w.ext}),
                 ("subnetpools", "POST") => json!({"name": "fz", "prefixes": ["10.88.0.0/16"]}),
                 ("address-scopes", "POST") => json!({"ip_version": 4}),
+                ("security-group-rules", "POST") => {
+                    json!({"security_group_id": w.other_sg, "direction": "ingress"})
+                }
                 _ => json!({}),
             };
             for prop in &props {

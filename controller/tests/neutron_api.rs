@@ -43,7 +43,9 @@ fn documents_extensions_and_openapi() {
             "routers",
             "floatingips",
             "subnetpools",
-            "address-scopes"
+            "address-scopes",
+            "security-groups",
+            "security-group-rules"
         ]
     );
     let (s, v) = c.n("GET", "/v2.0/extensions", Some(DEMO), None);
@@ -63,13 +65,12 @@ fn documents_extensions_and_openapi() {
         "address-scope",
         "default-subnetpools",
         "subnetpool-prefix-ops",
+        "security-group",
+        "allowed-address-pairs",
     ] {
         assert!(aliases.contains(&a), "{a} listed");
     }
-    assert!(
-        !aliases.contains(&"security-group"),
-        "not implemented, not listed"
-    );
+    assert!(!aliases.contains(&"qos"), "not implemented, not listed");
     let (s, _) = c.n("GET", "/v2.0/extensions/provider", Some(DEMO), None);
     assert_eq!(s, 200);
     let (s, v) = c.n("GET", "/v2.0/extensions/qos", Some(DEMO), None);

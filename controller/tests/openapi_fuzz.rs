@@ -95,6 +95,13 @@ fn openapi_driven_fuzz_never_5xx() {
         Some(&json!({"subnetpool": {"name": "fz", "prefixes": ["10.97.0.0/16"], "address_scope_id": scid}})),
     );
     let spid = sp["subnetpool"]["id"].as_str().unwrap().to_string();
+    let (_, sg) = c.n(
+        "POST",
+        "/v2.0/security-groups",
+        Some(ADMIN),
+        Some(&json!({"security_group": {"name": "fz"}})),
+    );
+    let sgid = sg["security_group"]["id"].as_str().unwrap().to_string();
     let mut sent = 0;
     for (path, item) in doc["paths"].as_object().unwrap() {
         for method in ["post", "put"] {
@@ -119,6 +126,7 @@ fn openapi_driven_fuzz_never_5xx() {
                         Some("subnets") => &sid,
                         Some("ports") => &pid,
                         Some("subnetpools") => &spid,
+                        Some("security-groups") => &sgid,
                         _ => "{id}",
                     };
                     (p.replace("{id}", id), json!({}))
@@ -139,6 +147,13 @@ fn openapi_driven_fuzz_never_5xx() {
                     json!({"name": "fz2", "prefixes": ["10.96.0.0/16"]}),
                 ),
                 ("/v2.0/address-scopes", _) => (path.clone(), json!({"ip_version": 6})),
+                ("/v2.0/security-groups/{id}", _) => {
+                    (format!("/v2.0/security-groups/{sgid}"), json!({}))
+                }
+                ("/v2.0/security-group-rules", _) => (
+                    path.clone(),
+                    json!({"security_group_id": sgid, "direction": "ingress"}),
+                ),
                 ("/v2.0/subnets", _) => (
                     path.clone(),
                     json!({"network_id": nid, "cidr": "10.98.0.0/24"}),
@@ -200,6 +215,8 @@ fn openapi_driven_fuzz_never_5xx() {
                         let id = v["id"].as_str().unwrap();
                         let coll = match k.as_str() {
                             "address_scope" => "address-scopes".to_string(),
+                            "security_group" => "security-groups".to_string(),
+                            "security_group_rule" => "security-group-rules".to_string(),
                             k => format!("{k}s"),
                         };
                         let (s, _) =
@@ -242,6 +259,8 @@ fn query_strings_and_paths_never_5xx() {
         "ports",
         "subnetpools",
         "address-scopes",
+        "security-groups",
+        "security-group-rules",
     ] {
         let (_, n) = c.n(
             "POST",

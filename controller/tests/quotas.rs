@@ -72,7 +72,8 @@ fn each_resource_stops_at_its_quota_and_only_for_its_project() {
     );
     assert_eq!(
         q["quota"],
-        json!({"network": 2, "subnet": 2, "port": 3, "router": 1, "floatingip": 1})
+        json!({"network": 2, "subnet": 2, "port": 3, "router": 1, "floatingip": 1,
+               "security_group": 10, "security_group_rule": 100})
     );
 
     // Networks: 2 pass, the third is refused; OTHER (defaults) is not limited by DEMO's.
@@ -248,8 +249,8 @@ fn each_resource_stops_at_its_quota_and_only_for_its_project() {
     assert_eq!(s, 404, "{v}");
     assert_eq!(v["NeutronError"]["type"], "TenantQuotaNotFound");
     let q = ok(c.n("GET", "/v2.0/quotas/demo", Some(DEMO), None), "show");
-    let defaults =
-        json!({"network": 100, "subnet": 100, "port": 500, "router": 10, "floatingip": 50});
+    let defaults = json!({"network": 100, "subnet": 100, "port": 500, "router": 10, "floatingip": 50,
+               "security_group": 10, "security_group_rule": 100});
     assert_eq!(q["quota"], defaults);
     let q = ok(
         c.n("GET", "/v2.0/quotas/demo/default", Some(DEMO), None),

@@ -1387,6 +1387,7 @@ fn extensions_advertise_exactly_the_fields_and_paths_served() {
         ).0 == 412),
         ("net-mtu-writable", c.n("PUT", &format!("/v2.0/networks/{net}"), Some(DEMO), Some(&json!({"network": {"mtu": 1400}}))).0 == 200),
         ("extraroute-atomic", c.n("PUT", &format!("/v2.0/routers/{router}/add_extraroutes"), Some(DEMO), Some(&json!({"router": {"routes": [{"destination": "192.168.9.0/24", "nexthop": "10.0.1.9"}]}}))).0 == 200),
+        ("stateful-security-group", get(&c, DEMO, "/v2.0/security-groups")["security_groups"][0]["stateful"] == json!(true)),
         ("tag-creation", c.n("POST", &format!("/v2.0/floatingips/{fid}/tags"), Some(DEMO), Some(&json!({"tags": ["more"]}))).0 == 200),
         ("tag-ports-during-bulk-creation", create(&c, DEMO, "ports", json!({"network_id": net, "tags": ["x"]}))["tags"] == json!(["x"])),
     ];

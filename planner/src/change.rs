@@ -24,6 +24,8 @@ pub enum Change {
     Node(String),
     /// A pod was added, changed or removed.
     Pod(String),
+    /// A security group created, deleted, or its rules changed (membership is the port's).
+    SecurityGroup(String),
 }
 
 /// The nodes whose desired state `change` may alter, judged on `snap`. Call it on the snapshot
@@ -59,7 +61,10 @@ pub(crate) fn affected<'a>(t: &Topology<'a>, change: &Change) -> BTreeSet<&'a st
                     }
                 }
             }
+            // Its addresses are members of its groups wherever a rule names them.
+            crate::security::membership_nodes(t, id, &mut out);
         }
+        Change::SecurityGroup(id) => crate::security::group_nodes(t, id, &mut out),
         Change::Router(id) => {
             if let Some(r) = t.routers.get(id.as_str()) {
                 out.extend(t.project_instance_nodes(&r.project_id));

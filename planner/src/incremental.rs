@@ -57,7 +57,10 @@ pub fn replan(
         }
         let was = plan_node(&t_old, old_node);
         let now = plan_node(&t_new, node);
-        let patched = patch(prev, &was, &now);
+        let mut patched = patch(prev, &was, &now);
+        // The groups a node needs follow from its ports' groups and the whole snapshot's
+        // groups and members: derived again, not patched.
+        crate::security::fill_groups(&t_new, &mut patched);
         if names_entangled(&patched, &was, &now) {
             // Names outside the scope may depend on names in it: plan the node whole.
             fresh.push(name);

@@ -73,7 +73,7 @@ pub(crate) fn plan_node(t: &Topology<'_>, node: &Node) -> NodeDesiredState {
                 network_id: net.id.clone(),
                 mac: port.mac.clone(),
                 fixed_ips: port.fixed_ips.iter().map(|f| f.ip_address).collect(),
-                security: None,
+                security: crate::security::port_security(t, port, node, bridge, tag),
             },
         );
     }
@@ -144,6 +144,7 @@ pub(crate) fn plan_node(t: &Topology<'_>, node: &Node) -> NodeDesiredState {
             None => b.untagged = true,
         }
     }
+    crate::security::fill_groups(t, &mut state);
     state
 }
 

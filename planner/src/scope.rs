@@ -133,6 +133,12 @@ pub(crate) fn for_change<'a>(snap: &'a Snapshot, change: &Change) -> Option<FxSe
                 scope.insert(&f.project_id);
             }
         }
+        // A group, its rules, its remote groups and their member ports are of one project.
+        Change::SecurityGroup(id) => {
+            if let Some(g) = snap.security_groups.get(id) {
+                scope.insert(&g.project_id);
+            }
+        }
         Change::Project(id) => {
             if let Some(p) = snap
                 .routers

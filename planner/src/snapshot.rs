@@ -37,6 +37,11 @@ pub struct Snapshot {
     /// Lease time the DHCP servers hand out, in seconds (the controller's
     /// `--dhcp-lease-duration`).
     pub dhcp_lease_seconds: u32,
+    /// Security groups by id (see [`crate::security`](crate)).
+    pub security_groups: BTreeMap<String, SecurityGroup>,
+    /// Port security of the ports that have it on, by port id; a port missing here has
+    /// `port_security_enabled` false (everything passes).
+    pub port_security: BTreeMap<String, PortSecurity>,
 }
 
 /// Neutron's default `dhcp_lease_duration`: one day.
@@ -58,8 +63,28 @@ impl Default for Snapshot {
             allocations: Allocations::default(),
             default_external_region: None,
             dhcp_lease_seconds: DEFAULT_DHCP_LEASE_SECONDS,
+            security_groups: BTreeMap::new(),
+            port_security: BTreeMap::new(),
         }
     }
+}
+
+/// A security group: its project and its rules (sorted by id, normalised).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SecurityGroup {
+    /// Owner project (a rule's remote group is always of the same project).
+    pub project_id: String,
+    /// Rules, sorted by id.
+    pub rules: Vec<wire::SecurityGroupRule>,
+}
+
+/// What a port with port security is allowed and filtered by.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PortSecurity {
+    /// Security group ids, sorted.
+    pub security_groups: Vec<String>,
+    /// `allowed_address_pairs`: address or prefix, and MAC (`None`: the port's own).
+    pub allowed_address_pairs: Vec<(IpNet, Option<String>)>,
 }
 
 /// A pod: one region, optionally in an availability zone. AZ hints may name either.

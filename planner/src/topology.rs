@@ -74,6 +74,8 @@ pub(crate) struct Topology<'a> {
     pub project_bridge_nodes: FxMap<&'a str, BTreeSet<&'a str>>,
     /// Node → networks whose DHCP server (of the node's pod) it runs (see `dhcp.rs`).
     pub dhcp_by_node: FxMap<&'a str, Vec<&'a str>>,
+    /// Security group indexes over the whole snapshot, built on first use.
+    pub security: std::cell::OnceCell<crate::security::Index>,
 }
 
 impl<'a> Topology<'a> {
@@ -189,6 +191,7 @@ impl<'a> Topology<'a> {
             network_nodes: FxMap::with_capacity_and_hasher(t_nets, Default::default()),
             project_bridge_nodes: FxMap::default(),
             dhcp_by_node: FxMap::default(),
+            security: std::cell::OnceCell::new(),
         };
         for p in &snap.pods {
             t.pods.insert(&p.region_name);

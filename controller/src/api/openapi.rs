@@ -157,6 +157,24 @@ pub fn document() -> Value {
         "AddressScopeUpdate",
         crate::api::neutron::address_scopes::ATTRS,
     );
+    let (groups, group) = collection(
+        "security_group",
+        "security_groups",
+        "SecurityGroupCreate",
+        "SecurityGroupUpdate",
+        crate::api::neutron::security_groups::GROUP_ATTRS,
+    );
+    let (rules, mut rule) = collection(
+        "security_group_rule",
+        "security_group_rules",
+        "SecurityGroupRuleCreate",
+        "SecurityGroupRuleCreate",
+        crate::api::neutron::security_groups::RULE_ATTRS,
+    );
+    // Rules cannot be updated (Neutron's neither).
+    if let Some(o) = rule.as_object_mut() {
+        o.remove("put");
+    }
     let s = |t: &str| json!({"type": t});
     let uuid = json!({"type": "string", "format": "uuid"});
     let nullable_uuid = json!({"type": "string", "format": "uuid", "nullable": true});
@@ -165,7 +183,8 @@ pub fn document() -> Value {
         "external_fixed_ips": {"type": "array", "items": {"type": "object", "properties": {"subnet_id": uuid, "ip_address": {"type": "string", "format": "ip"}}}}}});
     let quota = json!({"type": "object", "additionalProperties": false, "properties": {
         "network": s("integer"), "subnet": s("integer"), "port": s("integer"), "router": s("integer"),
-        "floatingip": s("integer"), "force": s("boolean")}});
+        "floatingip": s("integer"), "security_group": s("integer"),
+        "security_group_rule": s("integer"), "force": s("boolean")}});
     let project_param =
         json!({"name": "project_id", "in": "path", "required": true, "schema": s("string")});
     let action = |summary: &str| {
@@ -197,7 +216,9 @@ pub fn document() -> Value {
             "/v2.0/subnetpools": pools, "/v2.0/subnetpools/{id}": pool,
             "/v2.0/subnetpools/{id}/add_prefixes": {"parameters": [id_param()], "put": prefix_op("Add prefixes to a subnet pool (subnetpool-prefix-ops)")},
             "/v2.0/subnetpools/{id}/remove_prefixes": {"parameters": [id_param()], "put": prefix_op("Remove prefixes no subnet uses from a subnet pool (subnetpool-prefix-ops)")},
-            "/v2.0/address-scopes": scopes, "/v2.0/address-scopes/{id}": scope
+            "/v2.0/address-scopes": scopes, "/v2.0/address-scopes/{id}": scope,
+            "/v2.0/security-groups": groups, "/v2.0/security-groups/{id}": group,
+            "/v2.0/security-group-rules": rules, "/v2.0/security-group-rules/{id}": rule
     });
     let quota_get =
         || json!({"responses": {"200": ok(json!({"type": "object"})), "401": err(), "403": err()}});
@@ -206,6 +227,8 @@ pub fn document() -> Value {
     let pools = json!({"type": "array", "items": {"type": "object", "required": ["start", "end"], "properties": {"start": {"type": "string", "format": "ip"}, "end": {"type": "string", "format": "ip"}}, "additionalProperties": false}});
     let routes = json!({"type": "array", "items": {"type": "object", "required": ["destination", "nexthop"], "properties": {"destination": s("string"), "nexthop": s("string")}}});
     let fixed = json!({"type": "array", "items": {"type": "object", "properties": {"subnet_id": {"type": "string", "format": "uuid"}, "ip_address": {"type": "string", "format": "ip"}}, "additionalProperties": false}});
+    let pairs = json!({"type": "array", "maxItems": 10, "items": {"type": "object", "required": ["ip_address"], "additionalProperties": false,
+        "properties": {"ip_address": s("string"), "mac_address": s("string")}}});
     let mut doc = json!({
         "openapi": "3.0.3",
         "info": {"title": "crosspod controller (Neutron v2.0 on port 20001, Tricircle pods on port 19999)", "version": env!("CARGO_PKG_VERSION")},
@@ -237,11 +260,13 @@ pub fn document() -> Value {
                     "network_id": {"type": "string", "format": "uuid"}, "name": s("string"), "description": s("string"),
                     "admin_state_up": s("boolean"), "mac_address": s("string"), "fixed_ips": fixed, "device_id": s("string"),
                     "device_owner": s("string"), "binding:host_id": s("string"), "port_security_enabled": s("boolean"),
-                    "security_groups": {"type": "array", "maxItems": 0}, "tags": tags, "project_id": s("string"), "tenant_id": s("string")}},
+                    "security_groups": {"type": "array", "items": uuid}, "allowed_address_pairs": pairs.clone(),
+                    "tags": tags, "project_id": s("string"), "tenant_id": s("string")}},
                 "PortUpdate": {"type": "object", "additionalProperties": false, "properties": {
                     "name": s("string"), "description": s("string"), "admin_state_up": s("boolean"), "fixed_ips": fixed,
                     "device_id": s("string"), "device_owner": s("string"), "binding:host_id": s("string"),
-                    "port_security_enabled": s("boolean"), "security_groups": {"type": "array", "maxItems": 0}}},
+                    "port_security_enabled": s("boolean"), "security_groups": {"type": "array", "items": uuid},
+                    "allowed_address_pairs": pairs}},
                 "RouterCreate": {"type": "object", "additionalProperties": false, "properties": {
                     "name": s("string"), "description": s("string"), "admin_state_up": s("boolean"),
                     "external_gateway_info": gateway, "routes": routes, "availability_zone_hints": str_list,
@@ -327,6 +352,18 @@ pub fn document() -> Value {
         .iter()
         .map(|t| t.as_str())
         .collect();
+    doc["components"]["schemas"]["SecurityGroupCreate"] = json!({"type": "object", "additionalProperties": false, "properties": {
+        "name": s("string"), "description": s("string"), "stateful": {"type": "boolean", "enum": [true]},
+        "project_id": s("string"), "tenant_id": s("string")}});
+    doc["components"]["schemas"]["SecurityGroupUpdate"] = json!({"type": "object", "additionalProperties": false, "properties": {
+        "name": s("string"), "description": s("string")}});
+    doc["components"]["schemas"]["SecurityGroupRuleCreate"] = json!({"type": "object", "required": ["security_group_id", "direction"], "additionalProperties": false, "properties": {
+        "security_group_id": uuid, "direction": {"type": "string", "enum": ["ingress", "egress"]},
+        "ethertype": {"type": "string", "enum": ["IPv4", "IPv6"]}, "protocol": {"type": "string", "nullable": true},
+        "port_range_min": {"type": "integer", "nullable": true, "minimum": 0, "maximum": 65535},
+        "port_range_max": {"type": "integer", "nullable": true, "minimum": 0, "maximum": 65535},
+        "remote_ip_prefix": {"type": "string", "nullable": true}, "remote_group_id": nullable_uuid,
+        "description": s("string"), "project_id": s("string"), "tenant_id": s("string")}});
     doc["components"]["schemas"]["JobCreate"] = json!({"type": "object", "required": ["type", "project_id", "resource"], "additionalProperties": false, "properties": {
         "type": {"type": "string", "enum": job_types}, "project_id": s("string"),
         "resource": {"type": "object", "required": ["router_id"], "additionalProperties": false, "properties": {"router_id": uuid}}}});

@@ -26,6 +26,10 @@ const NEUTRON: &[&str] = &[
     "/v2.0/address-scopes/{id}",
     "/v2.0/ports",
     "/v2.0/ports/{id}",
+    "/v2.0/security-groups",
+    "/v2.0/security-groups/{id}",
+    "/v2.0/security-group-rules",
+    "/v2.0/security-group-rules/{id}",
     "/v2.0/routers",
     "/v2.0/routers/{id}",
     "/v2.0/agents",
@@ -53,6 +57,8 @@ const NEUTRON: &[&str] = &[
     "/v2.0/floatingips/{id}/tags/{tag}",
     "/v2.0/subnetpools/{id}/tags",
     "/v2.0/subnetpools/{id}/tags/{tag}",
+    "/v2.0/security-groups/{id}/tags",
+    "/v2.0/security-groups/{id}/tags/{tag}",
 ];
 
 /// Tricircle API templates (pods, agents, jobs, routings, metrics); fixed segments before

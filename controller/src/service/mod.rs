@@ -17,6 +17,7 @@ pub mod ports;
 pub mod quotas;
 pub mod routers;
 pub mod routings;
+pub mod security_groups;
 pub mod subnetpools;
 pub mod subnets;
 pub mod tags;

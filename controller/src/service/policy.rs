@@ -1,5 +1,5 @@
 //! Who may do what: Neutron's default policies (`neutron/conf/policies/{network,subnet,port,
-//! router,floatingip,quotas,subnetpool,address_scope}.py`, tags included) as one table,
+//! router,floatingip,quotas,subnetpool,address_scope,security_group}.py`, tags included) as one table,
 //! evaluated for every request by the services.
 //!
 //! A rule names an action the way Neutron does (`create_port:mac_address`), so a 403 reads
@@ -180,6 +180,18 @@ pub const POLICIES: &[(&str, Access, Rule)] = &[
     ("create_subnetpool:tags", Write, Rule::Owner),
     ("update_subnetpool:tags", Write, Rule::Owner),
     ("delete_subnetpool:tags", Write, Rule::Owner),
+    // security groups (`neutron/conf/policies/security_group.py`; seeing one is visibility's:
+    // a project's own only); putting a port in a group is judged by the group's owner
+    ("create_security_group", Write, Rule::Any),
+    ("create_security_group:project_id", Write, Rule::Admin),
+    ("update_security_group", Write, Rule::Owner),
+    ("delete_security_group", Write, Rule::Owner),
+    ("create_security_group_rule", Write, Rule::Owner),
+    ("delete_security_group_rule", Write, Rule::Owner),
+    ("get_security_group:tags", Read, Rule::Owner),
+    ("create_security_group:tags", Write, Rule::Owner),
+    ("update_security_group:tags", Write, Rule::Owner),
+    ("delete_security_group:tags", Write, Rule::Owner),
     // Tricircle's admin API and the agent API
     ("pods", Write, Rule::Admin),
     // Tricircle's admin API by its own rule names (`tricircle/common/policy.py`)

@@ -10,7 +10,32 @@ use crate::naming::{
 };
 use crate::service::networks;
 use crate::service::policy::{self, Target};
-use crate::store::{FixedIpRequest, Network, NewPort, Port};
+use crate::service::security_groups;
+use crate::store::{AddressPair, FixedIpRequest, Network, NewPort, Port};
+
+/// What a port create or update names about port security (`None` = not named).
+#[derive(Debug, Clone, Default)]
+pub struct Security {
+    /// `security_groups`.
+    pub security_groups: Option<Vec<String>>,
+    /// `allowed_address_pairs` (already validated in shape).
+    pub allowed_address_pairs: Option<Vec<AddressPair>>,
+}
+
+fn security_needs_port_security() -> DomainError {
+    DomainError::new(
+        crate::error::ErrorClass::BadRequest,
+        "PortSecurityAndIPRequiredForSecurityGroups",
+        "Port security must be enabled and port must have an IP address in order to use security groups.",
+    )
+}
+
+fn pairs_need_port_security() -> DomainError {
+    DomainError::conflict(
+        "AddressPairAndPortSecurityRequired",
+        "Port Security must be enabled in order to have allowed address pairs on a port.",
+    )
+}
 
 /// Device owners of the ports the router and floating-IP APIs and the realizer make: never
 /// through the port API (a router interface exists only through `add_router_interface`; a
@@ -112,6 +137,19 @@ pub async fn create(
     new: &NewPort,
     tags: &[String],
 ) -> Result<Port, DomainError> {
+    create_secured(core, who, new, tags, &Security::default()).await
+}
+
+/// [`create`] with security groups and allowed address pairs: a port with port security
+/// (its own flag, else its network's) and no groups named is put in its project's default
+/// group, except `network:*` ports; one without port security may have neither.
+pub async fn create_secured(
+    core: &Core,
+    who: &Identity,
+    new: &NewPort,
+    tags: &[String],
+    sec: &Security,
+) -> Result<Port, DomainError> {
     let net = networks::load_visible(core, who, &new.network_id).await?;
     let t = target(&new.project_id, &net);
     if new.project_id != who.project_id {
@@ -137,7 +175,29 @@ pub async fn create(
         &t,
     )?;
     super::tags::check_create(who, crate::store::Tagged::Port, &t, tags)?;
-    let p = core.store.create_port_tagged(new, tags).await?;
+    let port_security = new
+        .port_security_enabled
+        .unwrap_or(net.port_security_enabled);
+    let pairs = sec.allowed_address_pairs.clone().unwrap_or_default();
+    let groups = match &sec.security_groups {
+        Some(ids) => {
+            if !port_security && !ids.is_empty() {
+                return Err(security_needs_port_security());
+            }
+            security_groups::resolve_for_port(core, who, &new.project_id, ids).await?
+        }
+        None if port_security && !is_network_device(&new.device_owner) => {
+            vec![security_groups::ensure_default(core, &new.project_id).await?]
+        }
+        None => Vec::new(),
+    };
+    if !port_security && !pairs.is_empty() {
+        return Err(pairs_need_port_security());
+    }
+    let p = core
+        .store
+        .create_port_secured(new, tags, &groups, &pairs)
+        .await?;
     tracing::info!(port = %p.id, network = %p.network_id, mac = %p.mac_address, "port created");
     Ok(p)
 }
@@ -163,6 +223,8 @@ pub struct Update {
     pub mac_address: Option<String>,
     /// New fixed IPs (replace the current ones).
     pub fixed_ips: Option<Vec<FixedIpRequest>>,
+    /// New security groups and allowed address pairs.
+    pub security: Security,
 }
 
 /// Update only the given attributes of a port the caller may manage.
@@ -241,10 +303,30 @@ pub async fn update(
         if let Some(ips) = &u.fixed_ips {
             check_fixed_ips(who, "update_port", ips, &t)?;
         }
+        let groups = match &u.security.security_groups {
+            Some(ids) => Some(security_groups::resolve_for_port(core, who, &p.project_id, ids).await?),
+            None => None,
+        };
+        let pairs = u.security.allowed_address_pairs.clone();
+        if !p.port_security_enabled {
+            if groups.as_ref().unwrap_or(&p.security_groups).iter().next().is_some() {
+                return Err(if groups.as_ref().is_some_and(|g| !g.is_empty()) {
+                    security_needs_port_security()
+                } else {
+                    DomainError::conflict(
+                        "PortSecurityPortHasSecurityGroup",
+                        "Port has security group associated. Cannot disable port security or ip address until security group is removed",
+                    )
+                });
+            }
+            if !pairs.as_ref().unwrap_or(&p.allowed_address_pairs).is_empty() {
+                return Err(pairs_need_port_security());
+            }
+        }
         let mac = u.mac_address.as_deref().filter(|m| *m != p.mac_address);
         Ok(core
             .store
-            .update_port_full(&p, u.fixed_ips.as_deref(), mac)
+            .update_port_secured(&p, u.fixed_ips.as_deref(), mac, groups.as_deref(), pairs.as_deref())
             .await?)
     })
     .await

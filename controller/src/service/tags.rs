@@ -103,6 +103,12 @@ async fn load(core: &Core, who: &Identity, kind: Tagged, id: &str) -> Result<Own
             subnetpools::load_visible(core, who, id).await?.project_id,
             None,
         ),
+        Tagged::SecurityGroup => (
+            super::security_groups::load_visible(core, who, id)
+                .await?
+                .project_id,
+            None,
+        ),
     };
     let (network_owner, network_shared) = match network_id {
         Some(n) => {

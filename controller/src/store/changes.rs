@@ -53,6 +53,8 @@ pub enum ChangeKind {
     Pod,
     /// The pod-local tags of a network.
     LocalTag,
+    /// A security group or its rules (membership changes are the port's).
+    SecurityGroup,
 }
 
 impl ChangeKind {
@@ -68,6 +70,7 @@ impl ChangeKind {
             ChangeKind::Node => "node",
             ChangeKind::Pod => "pod",
             ChangeKind::LocalTag => "local_tag",
+            ChangeKind::SecurityGroup => "security_group",
         }
     }
 
@@ -83,6 +86,7 @@ impl ChangeKind {
             "node" => ChangeKind::Node,
             "pod" => ChangeKind::Pod,
             "local_tag" => ChangeKind::LocalTag,
+            "security_group" => ChangeKind::SecurityGroup,
             _ => return None,
         })
     }

@@ -35,6 +35,11 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "tags of subnet pools",
         super::tags::SUBNETPOOL_TAGS_MIGRATION,
     ),
+    (
+        14,
+        "security groups, port security groups, allowed address pairs",
+        super::security_groups::SECURITY_GROUPS_MIGRATION,
+    ),
 ];
 
 /// What an admin sets on a node's agent through `/v2.0/agents/{id}`: a description, and

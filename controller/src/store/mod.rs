@@ -18,6 +18,7 @@ mod networks;
 mod pods;
 pub(crate) mod ports;
 pub mod quotas;
+pub mod security_groups;
 pub mod subnetpools;
 mod subnets;
 pub mod tags;
@@ -30,6 +31,7 @@ use sqlx::{Any, AnyPool, Row};
 
 pub use model::*;
 pub use quotas::{QuotaDefaults, QuotaResource};
+pub use security_groups::{NewSecurityGroup, SecurityGroup, SecurityGroupRule};
 pub use tags::{TagChange, Tagged};
 
 use crate::error::StoreError;

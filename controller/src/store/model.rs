@@ -289,6 +289,10 @@ pub struct Port {
     pub port_security_enabled: bool,
     /// Fixed IPs.
     pub fixed_ips: Vec<FixedIp>,
+    /// Security group ids, sorted (empty without port security).
+    pub security_groups: Vec<String>,
+    /// Allowed address pairs (empty without port security).
+    pub allowed_address_pairs: Vec<AddressPair>,
     /// The router this port is an interface of: only `add_router_interface` makes one (the
     /// `router_ports` relation), never a port's own `device_owner`/`device_id`.
     pub interface_of: Option<String>,
@@ -341,4 +345,15 @@ pub struct NewPort {
 pub struct Scope {
     /// Restrict to this project (plus shared/external networks for networks and subnets).
     pub project_id: Option<String>,
+}
+
+/// One of a port's `allowed_address_pairs`: another address (or prefix) it may send from,
+/// with its own MAC or, when `mac_address` is absent, the port's.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct AddressPair {
+    /// Address or CIDR, as normalised by the API.
+    pub ip_address: String,
+    /// MAC; `None` means the port's own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mac_address: Option<String>,
 }

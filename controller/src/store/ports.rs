@@ -7,8 +7,8 @@ use sqlx::any::AnyRow;
 
 use super::subnets::subnet_from_row;
 use super::{
-    col_b, col_i, col_os, col_s, entropy, now, retrying, FixedIp, FixedIpRequest, NewPort, Port,
-    Scope, Store, Subnet, WriteTx,
+    col_b, col_i, col_os, col_s, entropy, now, retrying, AddressPair, FixedIp, FixedIpRequest,
+    NewPort, Port, Scope, Store, Subnet, WriteTx,
 };
 use crate::error::{DomainError, StoreError};
 use crate::ipam;
@@ -29,6 +29,8 @@ fn port_from_row(r: &AnyRow) -> Result<Port, StoreError> {
         host_id: col_s(r, "host_id")?,
         port_security_enabled: col_b(r, "port_security_enabled")?,
         fixed_ips: Vec::new(),
+        security_groups: Vec::new(),
+        allowed_address_pairs: super::col_json(r, "allowed_address_pairs")?,
         interface_of: col_os(r, "rp_router_id")?,
         created_at: col_s(r, "created_at")?,
         updated_at: col_s(r, "updated_at")?,
@@ -234,12 +236,34 @@ impl Store {
         p: &NewPort,
         tags: &[String],
     ) -> Result<Port, StoreError> {
-        retrying!(self.create_port_once(p, tags))
+        retrying!(self.create_port_once(p, tags, &[], &[]))
     }
 
-    async fn create_port_once(&self, p: &NewPort, tags: &[String]) -> Result<Port, StoreError> {
+    /// [`Store::create_port_tagged`] in the given security groups and with allowed address
+    /// pairs, in the same transaction.
+    pub async fn create_port_secured(
+        &self,
+        p: &NewPort,
+        tags: &[String],
+        groups: &[String],
+        pairs: &[AddressPair],
+    ) -> Result<Port, StoreError> {
+        retrying!(self.create_port_once(p, tags, groups, pairs))
+    }
+
+    async fn create_port_once(
+        &self,
+        p: &NewPort,
+        tags: &[String],
+        groups: &[String],
+        pairs: &[AddressPair],
+    ) -> Result<Port, StoreError> {
         let mut w = self.begin_write().await?;
         insert_port(&mut w, &self.quota_defaults, p).await?;
+        if !groups.is_empty() || !pairs.is_empty() {
+            super::security_groups::write_port_security(&mut w, &p.id, Some(groups), Some(pairs))
+                .await?;
+        }
         super::tags::insert_tags(&mut w, super::Tagged::Port, &p.id, tags).await?;
         w.commit().await?;
         self.get_port(&p.id).await
@@ -438,6 +462,11 @@ impl Store {
         for r in &ips {
             port.fixed_ips.push(fixed_ip_from_row(r)?.1);
         }
+        port.security_groups = self
+            .port_security_groups(Some(id))
+            .await?
+            .remove(id)
+            .unwrap_or_default();
         Ok(port)
     }
 
@@ -501,6 +530,12 @@ impl Store {
                 }
             }
         }
+        let mut groups = self.port_security_groups(None).await?;
+        for p in &mut out {
+            if let Some(g) = groups.remove(&p.id) {
+                p.security_groups = g;
+            }
+        }
         Ok(out)
     }
 
@@ -522,7 +557,20 @@ impl Store {
         new_ips: Option<&[FixedIpRequest]>,
         new_mac: Option<&str>,
     ) -> Result<Port, StoreError> {
-        retrying!(self.update_port_once(p, new_ips, new_mac))
+        retrying!(self.update_port_once(p, new_ips, new_mac, None, None))
+    }
+
+    /// [`Store::update_port_full`], and replace the port's security groups and allowed
+    /// address pairs when given, in the same transaction.
+    pub async fn update_port_secured(
+        &self,
+        p: &Port,
+        new_ips: Option<&[FixedIpRequest]>,
+        new_mac: Option<&str>,
+        groups: Option<&[String]>,
+        pairs: Option<&[AddressPair]>,
+    ) -> Result<Port, StoreError> {
+        retrying!(self.update_port_once(p, new_ips, new_mac, groups, pairs))
     }
 
     async fn update_port_once(
@@ -530,6 +578,8 @@ impl Store {
         p: &Port,
         new_ips: Option<&[FixedIpRequest]>,
         new_mac: Option<&str>,
+        groups: Option<&[String]>,
+        pairs: Option<&[AddressPair]>,
     ) -> Result<Port, StoreError> {
         let mut w = self.begin_write().await?;
         let r = sqlx::query(
@@ -580,6 +630,7 @@ impl Store {
                 )))?;
             assign_ips(&mut w, &p.network_id, &p.id, &p.device_owner, Some(req)).await?;
         }
+        super::security_groups::write_port_security(&mut w, &p.id, groups, pairs).await?;
         w.touch(super::changes::ChangeKind::Port, &p.id);
         w.commit().await?;
         self.get_port(&p.id).await

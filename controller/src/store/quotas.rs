@@ -53,16 +53,22 @@ pub enum QuotaResource {
     Router,
     /// Floating IPs.
     FloatingIp,
+    /// Security groups (the default group is made regardless).
+    SecurityGroup,
+    /// Security group rules.
+    SecurityGroupRule,
 }
 
 impl QuotaResource {
     /// Every resource, in the order Neutron's answers list them.
-    pub const ALL: [QuotaResource; 5] = [
+    pub const ALL: [QuotaResource; 7] = [
         QuotaResource::Network,
         QuotaResource::Subnet,
         QuotaResource::Port,
         QuotaResource::Router,
         QuotaResource::FloatingIp,
+        QuotaResource::SecurityGroup,
+        QuotaResource::SecurityGroupRule,
     ];
 
     /// Neutron's name (`network`, ..., `floatingip`).
@@ -73,6 +79,8 @@ impl QuotaResource {
             QuotaResource::Port => "port",
             QuotaResource::Router => "router",
             QuotaResource::FloatingIp => "floatingip",
+            QuotaResource::SecurityGroup => "security_group",
+            QuotaResource::SecurityGroupRule => "security_group_rule",
         }
     }
 
@@ -90,6 +98,12 @@ impl QuotaResource {
             QuotaResource::Router => "SELECT COUNT(*) AS n FROM routers WHERE project_id = $1",
             QuotaResource::FloatingIp => {
                 "SELECT COUNT(*) AS n FROM floatingips WHERE project_id = $1"
+            }
+            QuotaResource::SecurityGroup => {
+                "SELECT COUNT(*) AS n FROM security_groups WHERE project_id = $1"
+            }
+            QuotaResource::SecurityGroupRule => {
+                "SELECT COUNT(*) AS n FROM security_group_rules WHERE project_id = $1"
             }
         }
     }
@@ -115,6 +129,10 @@ pub struct QuotaDefaults {
     pub router: i64,
     /// Floating IPs per project.
     pub floatingip: i64,
+    /// Security groups per project.
+    pub security_group: i64,
+    /// Security group rules per project.
+    pub security_group_rule: i64,
 }
 
 impl Default for QuotaDefaults {
@@ -125,6 +143,8 @@ impl Default for QuotaDefaults {
             port: 500,
             router: 10,
             floatingip: 50,
+            security_group: 10,
+            security_group_rule: 100,
         }
     }
 }
@@ -138,6 +158,8 @@ impl QuotaDefaults {
             QuotaResource::Port => self.port,
             QuotaResource::Router => self.router,
             QuotaResource::FloatingIp => self.floatingip,
+            QuotaResource::SecurityGroup => self.security_group,
+            QuotaResource::SecurityGroupRule => self.security_group_rule,
         }
     }
 

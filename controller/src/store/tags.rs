@@ -105,17 +105,20 @@ pub enum Tagged {
     FloatingIp,
     /// A subnet pool.
     SubnetPool,
+    /// A security group.
+    SecurityGroup,
 }
 
 impl Tagged {
     /// Every taggable kind.
-    pub const ALL: [Tagged; 6] = [
+    pub const ALL: [Tagged; 7] = [
         Tagged::Network,
         Tagged::Subnet,
         Tagged::Port,
         Tagged::Router,
         Tagged::FloatingIp,
         Tagged::SubnetPool,
+        Tagged::SecurityGroup,
     ];
 
     /// The kind as stored in `resource_type` and as Neutron's policy names it (`network`).
@@ -127,6 +130,7 @@ impl Tagged {
             Tagged::Router => "router",
             Tagged::FloatingIp => "floatingip",
             Tagged::SubnetPool => "subnetpool",
+            Tagged::SecurityGroup => "security_group",
         }
     }
 
@@ -139,6 +143,7 @@ impl Tagged {
             Tagged::Router => "routers",
             Tagged::FloatingIp => "floatingips",
             Tagged::SubnetPool => "subnetpools",
+            Tagged::SecurityGroup => "security-groups",
         }
     }
 
@@ -148,7 +153,10 @@ impl Tagged {
     }
 
     fn table(self) -> &'static str {
-        self.collection()
+        match self {
+            Tagged::SecurityGroup => "security_groups",
+            other => other.collection(),
+        }
     }
 
     fn fk_column(self) -> &'static str {
@@ -159,6 +167,7 @@ impl Tagged {
             Tagged::Router => "router_id",
             Tagged::FloatingIp => "floatingip_id",
             Tagged::SubnetPool => "subnetpool_id",
+            Tagged::SecurityGroup => "security_group_id",
         }
     }
 
@@ -173,6 +182,7 @@ impl Tagged {
             Tagged::Router => Some(ChangeKind::Router),
             Tagged::FloatingIp => Some(ChangeKind::FloatingIp),
             Tagged::SubnetPool => None,
+            Tagged::SecurityGroup => Some(ChangeKind::SecurityGroup),
         }
     }
 
@@ -185,6 +195,9 @@ impl Tagged {
             Tagged::Router => DomainError::not_found("Router", "RouterNotFound", id),
             Tagged::FloatingIp => DomainError::not_found("Floating IP", "FloatingIPNotFound", id),
             Tagged::SubnetPool => super::subnetpools::pool_not_found(id),
+            Tagged::SecurityGroup => {
+                DomainError::not_found("Security group", "SecurityGroupNotFound", id)
+            }
         }
     }
 }

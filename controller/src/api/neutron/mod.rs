@@ -10,6 +10,7 @@ pub mod ports;
 pub mod query;
 pub mod quotas;
 pub mod routers;
+pub mod security_groups;
 pub mod subnetpools;
 pub mod subnets;
 pub mod tags;
@@ -50,7 +51,7 @@ async fn route(app: Arc<App>, ctx: Ctx) -> Result<Response, DomainError> {
             match rest {
                 ["extensions"] | ["extensions", _] => extensions::handle(&ctx, rest),
                 [coll @ ("networks" | "subnets" | "ports" | "routers" | "floatingips"
-                | "subnetpools"), id, "tags", tail @ ..] => {
+                | "subnetpools" | "security-groups"), id, "tags", tail @ ..] => {
                     let kind = crate::store::Tagged::from_collection(coll)
                         .ok_or_else(|| DomainError::no_route(&ctx.path))?;
                     tags::handle(&app, &ctx, &who, kind, id, tail).await
@@ -62,6 +63,12 @@ async fn route(app: Arc<App>, ctx: Ctx) -> Result<Response, DomainError> {
                     address_scopes::handle(&app, &ctx, &who, &rest[1..]).await
                 }
                 ["ports", ..] => ports::handle(&app, &ctx, &who, &rest[1..]).await,
+                ["security-groups", ..] => {
+                    security_groups::handle_groups(&app, &ctx, &who, &rest[1..]).await
+                }
+                ["security-group-rules", ..] => {
+                    security_groups::handle_rules(&app, &ctx, &who, &rest[1..]).await
+                }
                 ["routers", ..] => routers::handle(&app, &ctx, &who, &rest[1..]).await,
                 ["floatingips", ..] => floatingips::handle(&app, &ctx, &who, &rest[1..]).await,
                 ["quotas", ..] => quotas::handle(&app, &ctx, &who, &rest[1..]).await,
@@ -124,7 +131,7 @@ fn versions(ctx: &Ctx) -> Value {
 fn resources(ctx: &Ctx) -> Value {
     let base = ctx.base_url();
     let r = |name: &str, coll: &str| json!({"name": name, "collection": coll, "links": [{"href": format!("{base}/v2.0/{coll}"), "rel": "self"}]});
-    json!({"resources": [r("network", "networks"), r("subnet", "subnets"), r("port", "ports"), r("router", "routers"), r("floatingip", "floatingips"), r("subnetpool", "subnetpools"), r("address_scope", "address-scopes")]})
+    json!({"resources": [r("network", "networks"), r("subnet", "subnets"), r("port", "ports"), r("router", "routers"), r("floatingip", "floatingips"), r("subnetpool", "subnetpools"), r("address_scope", "address-scopes"), r("security_group", "security-groups"), r("security_group_rule", "security-group-rules")]})
 }
 
 /// Which object of a collection, and what to do.

@@ -13,7 +13,7 @@ use crate::error::DomainError;
 use crate::ipam;
 use crate::mac;
 use crate::service::ports;
-use crate::store::{FixedIpRequest, NewPort, Port, Scope, Tagged};
+use crate::store::{AddressPair, FixedIpRequest, NewPort, Port, Scope, Tagged};
 
 /// Attributes of a port.
 pub const ATTRS: &[&str] = &[
@@ -35,6 +35,8 @@ pub const ATTRS: &[&str] = &[
     "binding:vif_type",
     "binding:vif_details",
     "port_security_enabled",
+    "security_groups",
+    "allowed_address_pairs",
     "tags",
     "created_at",
     "updated_at",
@@ -49,6 +51,12 @@ struct FixedIpView<'a> {
 
 #[derive(Serialize)]
 struct EmptyObject {}
+
+#[derive(Serialize)]
+struct PairView<'a> {
+    ip_address: &'a str,
+    mac_address: &'a str,
+}
 
 /// A port as Neutron shows it (binding attributes to admins only). Typed, so a plain list
 /// serialises straight to bytes without building a JSON tree per port.
@@ -67,6 +75,8 @@ pub struct PortView<'a> {
     fixed_ips: Vec<FixedIpView<'a>>,
     description: &'a str,
     port_security_enabled: bool,
+    security_groups: &'a [String],
+    allowed_address_pairs: Vec<PairView<'a>>,
     tags: &'a [String],
     created_at: &'a str,
     updated_at: &'a str,
@@ -111,6 +121,15 @@ impl<'a> PortView<'a> {
                 .collect(),
             description: &p.description,
             port_security_enabled: p.port_security_enabled,
+            security_groups: &p.security_groups,
+            allowed_address_pairs: p
+                .allowed_address_pairs
+                .iter()
+                .map(|a| PairView {
+                    ip_address: &a.ip_address,
+                    mac_address: a.mac_address.as_deref().unwrap_or(&p.mac_address),
+                })
+                .collect(),
             tags,
             created_at: &p.created_at,
             updated_at: &p.updated_at,
@@ -203,8 +222,8 @@ pub(crate) async fn handle(
             ))
         }
         Op::Create => {
-            let (new, tags) = parse_create(who, Body::new(ctx.resource_body("port")?))?;
-            let p = ports::create(app, who, &new, &tags).await?;
+            let (new, tags, sec) = parse_create(who, Body::new(ctx.resource_body("port")?))?;
+            let p = ports::create_secured(app, who, &new, &tags, &sec).await?;
             let tags = super::tags::of(app, Tagged::Port, &p.id).await?;
             Ok(respond(
                 StatusCode::CREATED,
@@ -227,6 +246,7 @@ pub(crate) async fn handle(
                     .map(|m| parse_mac(&m))
                     .transpose()?,
                 fixed_ips: None,
+                security: security(&mut b)?,
             };
             common_ignorable(&mut b)?;
             u.fixed_ips = fixed_ips(&mut b)?;
@@ -262,14 +282,6 @@ fn parse_mac(m: &str) -> Result<String, DomainError> {
 
 /// Attributes clients send that we accept only with their neutral values.
 fn common_ignorable(b: &mut Body) -> Result<(), DomainError> {
-    if let Some(sg) = b.string_list("security_groups")? {
-        if !sg.is_empty() {
-            return Err(DomainError::invalid_input(
-                "security_groups",
-                "security groups are not supported; pass []",
-            ));
-        }
-    }
     if let Some(v) = b.string("binding:vnic_type")? {
         if v != "normal" {
             return Err(DomainError::invalid_input(
@@ -285,16 +297,6 @@ fn common_ignorable(b: &mut Body) -> Result<(), DomainError> {
             return Err(DomainError::invalid_input(
                 "binding:profile",
                 format!("'{v}' is not supported; only {{}}"),
-            ))
-        }
-    }
-    match b.raw("allowed_address_pairs") {
-        None | Some(Value::Null) => {}
-        Some(Value::Array(a)) if a.is_empty() => {}
-        Some(v) => {
-            return Err(DomainError::invalid_input(
-                "allowed_address_pairs",
-                format!("'{v}' is not supported; only []"),
             ))
         }
     }
@@ -355,7 +357,128 @@ fn fixed_ips(b: &mut Body) -> Result<Option<Vec<FixedIpRequest>>, DomainError> {
     Ok(Some(out))
 }
 
-fn parse_create(who: &Identity, mut b: Body) -> Result<(NewPort, Vec<String>), DomainError> {
+/// Neutron's limit on `allowed_address_pairs` (`max_allowed_address_pair`).
+pub const MAX_ADDRESS_PAIRS: usize = 10;
+
+fn pair_error(kind: &'static str, message: impl Into<String>) -> DomainError {
+    DomainError::new(crate::error::ErrorClass::BadRequest, kind, message)
+}
+
+/// `security_groups` (null is an empty list, as Neutron's converter) and
+/// `allowed_address_pairs` (`[{ip_address, mac_address?}]`, address or CIDR, at most 10, no
+/// duplicates).
+fn security(b: &mut Body) -> Result<ports::Security, DomainError> {
+    let security_groups = match b.peek("security_groups") {
+        Some(Value::Null) => {
+            b.raw("security_groups");
+            Some(Vec::new())
+        }
+        _ => b
+            .string_list("security_groups")?
+            .map(|l| {
+                l.iter()
+                    .map(|g| uuid_field("security_groups", g))
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .transpose()?,
+    };
+    let allowed_address_pairs = match b.raw("allowed_address_pairs") {
+        None => None,
+        Some(Value::Null) => Some(Vec::new()),
+        Some(Value::Array(items)) => {
+            if items.len() > MAX_ADDRESS_PAIRS {
+                return Err(pair_error(
+                    "AllowedAddressPairExhausted",
+                    format!("The number of allowed address pair exceeds the maximum {MAX_ADDRESS_PAIRS}."),
+                ));
+            }
+            let mut out: Vec<AddressPair> = Vec::new();
+            for it in &items {
+                let Value::Object(m) = it else {
+                    return Err(DomainError::invalid_input(
+                        "allowed_address_pairs",
+                        format!("'{it}' is not a dictionary"),
+                    ));
+                };
+                if let Some(k) = m.keys().find(|k| *k != "ip_address" && *k != "mac_address") {
+                    return Err(DomainError::invalid_input(
+                        "allowed_address_pairs",
+                        format!("Unrecognized attribute(s) '{k}'"),
+                    ));
+                }
+                let ip = match m.get("ip_address") {
+                    Some(Value::String(s)) => s.clone(),
+                    None | Some(Value::Null) => {
+                        return Err(pair_error(
+                            "AllowedAddressPairsMissingIP",
+                            "AllowedAddressPair must contain ip_address",
+                        ))
+                    }
+                    Some(o) => {
+                        return Err(DomainError::invalid_input(
+                            "allowed_address_pairs",
+                            format!("'{o}' is not a valid IP address or CIDR"),
+                        ))
+                    }
+                };
+                let valid =
+                    ip.parse::<std::net::IpAddr>().is_ok() || ip.parse::<ipnet::IpNet>().is_ok();
+                if !valid {
+                    return Err(DomainError::invalid_input(
+                        "allowed_address_pairs",
+                        format!("'{ip}' is neither a valid IP address nor a valid CIDR"),
+                    ));
+                }
+                let mac = match m.get("mac_address") {
+                    None | Some(Value::Null) => None,
+                    Some(Value::String(s)) => Some(mac::parse(s).ok_or_else(|| {
+                        DomainError::invalid_input(
+                            "allowed_address_pairs",
+                            format!("'{s}' is not a valid MAC address"),
+                        )
+                    })?),
+                    Some(o) => {
+                        return Err(DomainError::invalid_input(
+                            "allowed_address_pairs",
+                            format!("'{o}' is not a valid MAC address"),
+                        ))
+                    }
+                };
+                let pair = AddressPair {
+                    ip_address: ip,
+                    mac_address: mac,
+                };
+                if out.contains(&pair) {
+                    return Err(pair_error(
+                        "DuplicateAddressPairInRequest",
+                        format!(
+                            "Request contains duplicate address pair: mac_address {} ip_address {}.",
+                            pair.mac_address.as_deref().unwrap_or("None"),
+                            pair.ip_address
+                        ),
+                    ));
+                }
+                out.push(pair);
+            }
+            Some(out)
+        }
+        Some(v) => {
+            return Err(DomainError::invalid_input(
+                "allowed_address_pairs",
+                format!("'{v}' is not a list"),
+            ))
+        }
+    };
+    Ok(ports::Security {
+        security_groups,
+        allowed_address_pairs,
+    })
+}
+
+fn parse_create(
+    who: &Identity,
+    mut b: Body,
+) -> Result<(NewPort, Vec<String>, ports::Security), DomainError> {
     let project_id = b.owner(who, "port")?;
     let Some(network_id) = b.string("network_id")? else {
         return Err(DomainError::invalid_input(
@@ -375,6 +498,7 @@ fn parse_create(who: &Identity, mut b: Body) -> Result<(NewPort, Vec<String>), D
     let device_owner = b.string("device_owner")?.unwrap_or_default();
     let host_id = b.string("binding:host_id")?.unwrap_or_default();
     let port_security_enabled = b.boolean("port_security_enabled")?;
+    let sec = security(&mut b)?;
     common_ignorable(&mut b)?;
     let fixed_ips = fixed_ips(&mut b)?;
     let tags = super::tags::create_tags(&mut b)?.unwrap_or_default();
@@ -393,5 +517,5 @@ fn parse_create(who: &Identity, mut b: Body) -> Result<(NewPort, Vec<String>), D
         port_security_enabled,
         fixed_ips,
     };
-    Ok((port, tags))
+    Ok((port, tags, sec))
 }

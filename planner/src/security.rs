@@ -1,0 +1,251 @@
+//! Port security in a node's desired state: each VM port's allowed sources, groups and
+//! conntrack zone ([`port_security`]), and the groups the node enforces with the members of
+//! the remote groups their rules name ([`fill_groups`]).
+//!
+//! `NodeDesiredState::security_groups` is a pure function of the node's port bindings and the
+//! snapshot's groups and members, so the incremental planner derives it again after patching
+//! the ports instead of patching it: full and incremental plans agree by construction.
+//! Groups of bound ports carry their rules; a group that is only some rule's remote group
+//! carries its members and no rules (nothing on the node is filtered by it).
+//!
+//! A rule's remote group is always of the rule's project (the controller refuses others), so a
+//! change to a group, its rules or a member port concerns one project: the incremental scope.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use ipnet::IpNet;
+use wire::{AllowedAddress, NodeDesiredState, PortSecurity};
+
+use crate::fxhash::FxMap;
+use crate::snapshot::{Node, Port};
+use crate::topology::Topology;
+
+/// Indexes over the whole snapshot (not the scope: members live in every pod). Owned, so the
+/// topology stays covariant in its lifetime.
+#[derive(Debug, Default)]
+pub(crate) struct Index {
+    /// Group → positions in `snap.ports` of the ports in it (with port security).
+    ports_by_group: FxMap<String, Vec<usize>>,
+    /// Group → nodes where a bound VM port in it may be planned.
+    nodes_by_group: FxMap<String, BTreeSet<String>>,
+    /// Remote group → the groups whose rules name it.
+    referrers: FxMap<String, BTreeSet<String>>,
+    /// Members of the remote groups asked for so far (each node naming a group reuses them).
+    members: std::cell::RefCell<FxMap<String, BTreeSet<IpNet>>>,
+}
+
+fn index<'t>(t: &'t Topology<'_>) -> &'t Index {
+    t.security.get_or_init(|| {
+        let snap = t.snap;
+        let mut ix = Index::default();
+        if snap.port_security.is_empty() && snap.security_groups.is_empty() {
+            return ix;
+        }
+        for (i, p) in snap.ports.iter().enumerate() {
+            let Some(sec) = snap.port_security.get(&p.id) else {
+                continue;
+            };
+            for g in &sec.security_groups {
+                ix.ports_by_group.entry(g.clone()).or_default().push(i);
+                if let (true, Some(h)) = (p.is_vm_port(), &p.binding_host) {
+                    ix.nodes_by_group
+                        .entry(g.clone())
+                        .or_default()
+                        .insert(h.clone());
+                }
+            }
+        }
+        for (gid, g) in &snap.security_groups {
+            for r in &g.rules {
+                if let Some(remote) = &r.remote_group_id {
+                    ix.referrers
+                        .entry(remote.clone())
+                        .or_default()
+                        .insert(gid.clone());
+                }
+            }
+        }
+        ix
+    })
+}
+
+/// The conntrack zone of a network on a node: `(i << 12) | tag`, where `i` is the position of
+/// the network's OVS bridge among the node's bridges (sorted by name) and `tag` its VLAN tag on
+/// that bridge, 4095 for the flat network (VLAN 4095 is never a network's). A bridge carries
+/// each VLAN tag once and at most one flat network, so two networks on one node never share a
+/// zone (for up to 16 bridges), the zone is never 0 (the default zone), and it stays the same
+/// while the node's bridge mappings and the network's tag do.
+pub fn ct_zone(bridge_mappings: &BTreeMap<String, String>, bridge: &str, tag: Option<u16>) -> u16 {
+    let bridges: BTreeSet<&str> = bridge_mappings.values().map(String::as_str).collect();
+    let i = bridges.iter().position(|b| *b == bridge).unwrap_or(0) as u16;
+    ((i & 0xf) << 12) | (tag.unwrap_or(4095) & 0xfff)
+}
+
+/// The port security of a VM port bound on `node` (on `bridge` with `tag`); `None` when the
+/// port has port security off.
+pub(crate) fn port_security(
+    t: &Topology<'_>,
+    port: &Port,
+    node: &Node,
+    bridge: &str,
+    tag: Option<u16>,
+) -> Option<PortSecurity> {
+    let sec = t.snap.port_security.get(&port.id)?;
+    let mut allowed: Vec<AllowedAddress> = port
+        .fixed_ips
+        .iter()
+        .map(|f| AllowedAddress {
+            mac: port.mac.clone(),
+            ip: IpNet::from(f.ip_address),
+        })
+        .chain(
+            sec.allowed_address_pairs
+                .iter()
+                .map(|(ip, mac)| AllowedAddress {
+                    mac: mac.clone().unwrap_or_else(|| port.mac.clone()),
+                    ip: *ip,
+                }),
+        )
+        .collect();
+    allowed.sort();
+    allowed.dedup();
+    let mut security_groups: Vec<String> = sec
+        .security_groups
+        .iter()
+        .filter(|g| t.snap.security_groups.contains_key(*g))
+        .cloned()
+        .collect();
+    security_groups.sort();
+    security_groups.dedup();
+    Some(PortSecurity {
+        allowed,
+        security_groups,
+        ct_zone: ct_zone(&node.bridge_mappings, bridge, tag),
+    })
+}
+
+/// The addresses of every port in group `g`: fixed IPs as host prefixes, and allowed pairs
+/// (computed once per topology).
+fn members(t: &Topology<'_>, g: &str) -> BTreeSet<IpNet> {
+    let ix = index(t);
+    if let Some(m) = ix.members.borrow().get(g) {
+        return m.clone();
+    }
+    let m = compute_members(t, g);
+    ix.members.borrow_mut().insert(g.to_string(), m.clone());
+    m
+}
+
+fn compute_members(t: &Topology<'_>, g: &str) -> BTreeSet<IpNet> {
+    let mut out = BTreeSet::new();
+    let ports = index(t).ports_by_group.get(g).into_iter().flatten();
+    for p in ports.filter_map(|i| t.snap.ports.get(*i)) {
+        out.extend(p.fixed_ips.iter().map(|f| IpNet::from(f.ip_address)));
+        if let Some(sec) = t.snap.port_security.get(&p.id) {
+            out.extend(sec.allowed_address_pairs.iter().map(|(ip, _)| *ip));
+        }
+    }
+    out
+}
+
+/// Derive `state.security_groups` from its ports' groups: each group with its rules, and each
+/// remote group a rule names with its members.
+pub(crate) fn fill_groups(t: &Topology<'_>, state: &mut NodeDesiredState) {
+    state.security_groups.clear();
+    let mut remotes: BTreeSet<&str> = BTreeSet::new();
+    for b in state.ports.values() {
+        for g in b.security.iter().flat_map(|s| s.security_groups.iter()) {
+            let Some(sg) = t.snap.security_groups.get(g) else {
+                continue;
+            };
+            if state.security_groups.contains_key(g) {
+                continue;
+            }
+            remotes.extend(sg.rules.iter().filter_map(|r| r.remote_group_id.as_deref()));
+            state.security_groups.insert(
+                g.clone(),
+                wire::SecurityGroup {
+                    rules: sg.rules.clone(),
+                    members: BTreeSet::new(),
+                },
+            );
+        }
+    }
+    for r in remotes {
+        if !t.snap.security_groups.contains_key(r) {
+            continue;
+        }
+        let m = members(t, r);
+        state
+            .security_groups
+            .entry(r.to_string())
+            .or_default()
+            .members = m;
+    }
+}
+
+fn extend_nodes<'a>(t: &Topology<'a>, g: &str, out: &mut BTreeSet<&'a str>) {
+    for n in index(t).nodes_by_group.get(g).into_iter().flatten() {
+        if let Some((name, _)) = t.nodes.get_key_value(n.as_str()) {
+            out.insert(name);
+        }
+    }
+}
+
+/// Nodes a change of group `g` (its rules, or its existence) may affect: those with a port in
+/// it, and those with a port in a group whose rules name it.
+pub(crate) fn group_nodes<'a>(t: &Topology<'a>, g: &str, out: &mut BTreeSet<&'a str>) {
+    extend_nodes(t, g, out);
+    if let Some(refs) = index(t).referrers.get(g) {
+        for r in refs {
+            extend_nodes(t, r, out);
+        }
+    }
+}
+
+/// Nodes where port `id`'s addresses are remote-group members: those with a port in a group
+/// whose rules name one of the port's groups.
+pub(crate) fn membership_nodes<'a>(t: &Topology<'a>, id: &str, out: &mut BTreeSet<&'a str>) {
+    let Some(sec) = t.snap.port_security.get(id) else {
+        return;
+    };
+    let ix = index(t);
+    for g in &sec.security_groups {
+        for r in ix.referrers.get(g).into_iter().flatten() {
+            extend_nodes(t, r, out);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ct_zones_are_unique_per_network_on_a_node() {
+        let mappings: BTreeMap<String, String> = [
+            ("bridge", "br-vlan"),
+            ("extern", "br-ext"),
+            ("phys2", "br-phys2"),
+        ]
+        .into_iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect();
+        // Every (bridge, tag) a node can hold: VLANs 1..=4094 and the flat one per bridge.
+        let mut seen = BTreeSet::new();
+        for b in ["br-vlan", "br-ext", "br-phys2"] {
+            for tag in (1..=4094).map(Some).chain([None]) {
+                let z = ct_zone(&mappings, b, tag);
+                assert_ne!(z, 0, "zone 0 is the default zone");
+                assert!(seen.insert(z), "zone {z} of {b}/{tag:?} taken twice");
+            }
+        }
+        // Stable: another physnet added after (by bridge name) leaves earlier bridges' zones.
+        let mut more = mappings.clone();
+        more.insert("zz".into(), "br-zz".into());
+        assert_eq!(
+            ct_zone(&mappings, "br-vlan", Some(7)),
+            ct_zone(&more, "br-vlan", Some(7))
+        );
+    }
+}
