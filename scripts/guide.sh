@@ -125,6 +125,10 @@ echo "$ openstack floating ip create ext-net  ->  $FIP"
 step 15 "associate it with $VM1's port"
 PORT1=$("$CROSSPOD" vm list --dir "$LAB_DIR" --json | jq -r --arg n "$VM1" '.[] | select(.name == $n) | .port_id')
 os floating ip set --port "$PORT1" "$FIP"
+# As on any OpenStack cloud, the default security group admits only its own members: let ICMP
+# in from the outside so the floating IP answers.
+SG1=$("$OPENSTACK" port show "$PORT1" -f json | jq -r '.security_group_ids[0]')
+os security group rule create --ingress --protocol icmp "$SG1" -f value -c id
 EXT_NS=$(jq -r '.prefix + "ext"' "$LAB_DIR/state.json")
 wait_ping "$EXT_NS" "$FIP"
 echo

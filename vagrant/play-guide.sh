@@ -87,6 +87,9 @@ wait_ping node2 vm2 163.3.124.1
 
 step "14-15" "floating IP for vm1"
 FIP=$(api POST $N/v2.0/floatingips "{\"floatingip\": {\"floating_network_id\": \"$EXT\", \"port_id\": \"$PORT_vm1\"}}" | jq -r .floatingip.floating_ip_address)
+# The default security group admits only its own members: let ICMP in from the outside.
+SG=$(api GET "$N/v2.0/ports/$PORT_vm1" | jq -r '.port.security_groups[0]')
+api POST $N/v2.0/security-group-rules "{\"security_group_rule\": {\"security_group_id\": \"$SG\", \"direction\": \"ingress\", \"ethertype\": \"IPv4\", \"protocol\": \"icmp\"}}" >/dev/null
 t=$SECONDS
 on ext "for i in \$(seq $WAIT); do ping -c1 -W1 $FIP >/dev/null && exit 0; sleep 1; done; exit 1" \
   || { echo "ext does not reach the floating IP $FIP after $WAIT s" >&2; exit 1; }
