@@ -120,6 +120,26 @@ impl Lab {
         )
     }
 
+    /// Creates the guide's pods (CentralRegion, RegionOne/az1, RegionTwo/az2) with the
+    /// Tricircle API, as its curl commands do.
+    pub fn create_pods(&self) {
+        for body in [
+            r#"{"pod": {"region_name": "CentralRegion"}}"#,
+            r#"{"pod": {"region_name": "RegionOne", "az_name": "az1"}}"#,
+            r#"{"pod": {"region_name": "RegionTwo", "az_name": "az2"}}"#,
+        ] {
+            let o = Command::new("curl")
+                .args(["-sS", "--fail-with-body", "-X", "POST"])
+                .arg(format!("http://127.0.0.1:{}/v1.0/pods", self.tricircle))
+                .args(["-H", "Content-Type: application/json", "-H"])
+                .arg(format!("X-Auth-Token: {}", self.admin))
+                .args(["-d", body])
+                .output()
+                .unwrap();
+            assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stdout));
+        }
+    }
+
     /// A namespace name of this lab.
     pub fn ns(&self, name: &str) -> String {
         format!("{}{name}", self.prefix)

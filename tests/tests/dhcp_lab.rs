@@ -11,24 +11,6 @@ use std::time::{Duration, Instant};
 
 use e2e::lab::{ping, wait_ping, Lab};
 
-fn pods(lab: &Lab) {
-    for body in [
-        r#"{"pod": {"region_name": "CentralRegion"}}"#,
-        r#"{"pod": {"region_name": "RegionOne", "az_name": "az1"}}"#,
-        r#"{"pod": {"region_name": "RegionTwo", "az_name": "az2"}}"#,
-    ] {
-        let o = Command::new("curl")
-            .args(["-sS", "--fail-with-body", "-X", "POST"])
-            .arg(format!("http://127.0.0.1:{}/v1.0/pods", lab.tricircle))
-            .args(["-H", "Content-Type: application/json", "-H"])
-            .arg(format!("X-Auth-Token: {}", lab.admin))
-            .args(["-d", body])
-            .output()
-            .unwrap();
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stdout));
-    }
-}
-
 fn sh(ns: &str, args: &[&str]) -> String {
     let o = Command::new("ip")
         .args(["netns", "exec", ns])
@@ -102,7 +84,7 @@ fn resolv_conf_hash() -> Vec<u8> {
 fn stretched_network_each_pod_uses_its_own_router_and_options_reach_the_vms() {
     let host_resolv = resolv_conf_hash();
     let lab = Lab::up("dh");
-    pods(&lab);
+    lab.create_pods();
     let admin = lab.admin.clone();
     let os = |args: &[&str]| lab.os(&admin, args);
 

@@ -11,24 +11,6 @@ use std::time::{Duration, Instant};
 
 use e2e::lab::{ping, wait_ping, Lab};
 
-fn pods(lab: &Lab) {
-    for body in [
-        r#"{"pod": {"region_name": "CentralRegion"}}"#,
-        r#"{"pod": {"region_name": "RegionOne", "az_name": "az1"}}"#,
-        r#"{"pod": {"region_name": "RegionTwo", "az_name": "az2"}}"#,
-    ] {
-        let o = Command::new("curl")
-            .args(["-sS", "--fail-with-body", "-X", "POST"])
-            .arg(format!("http://127.0.0.1:{}/v1.0/pods", lab.tricircle))
-            .args(["-H", "Content-Type: application/json", "-H"])
-            .arg(format!("X-Auth-Token: {}", lab.admin))
-            .args(["-d", body])
-            .output()
-            .unwrap();
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stdout));
-    }
-}
-
 fn field(lab: &Lab, what: &[&str], column: &str) -> String {
     let mut args = what.to_vec();
     args.extend(["-f", "value", "-c", column]);
@@ -82,7 +64,7 @@ fn wait_route(ns: &str, want: &str) -> String {
 #[test]
 fn each_pod_leaves_by_its_own_gateway_and_east_west_goes_through_r3() {
     let lab = Lab::up("mg");
-    pods(&lab);
+    lab.create_pods();
     let admin = lab.admin.clone();
     let os = |args: &[&str]| lab.os(&admin, args);
 

@@ -34,24 +34,6 @@ fn vm(lab: &Lab, token: &str, region: &str, net: &str, name: &str) -> String {
         .to_string()
 }
 
-fn pods(lab: &Lab) {
-    for body in [
-        r#"{"pod": {"region_name": "CentralRegion"}}"#,
-        r#"{"pod": {"region_name": "RegionOne", "az_name": "az1"}}"#,
-        r#"{"pod": {"region_name": "RegionTwo", "az_name": "az2"}}"#,
-    ] {
-        let o = Command::new("curl")
-            .args(["-sS", "--fail-with-body", "-X", "POST"])
-            .arg(format!("http://127.0.0.1:{}/v1.0/pods", lab.tricircle))
-            .args(["-H", "Content-Type: application/json", "-H"])
-            .arg(format!("X-Auth-Token: {}", lab.admin))
-            .args(["-d", body])
-            .output()
-            .unwrap();
-        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stdout));
-    }
-}
-
 fn tcpdump_tag(node_ns: &str, vid: &str, from: &str, to: &str) -> bool {
     let dump = Command::new("ip")
         .args([
@@ -73,7 +55,7 @@ fn tcpdump_tag(node_ns: &str, vid: &str, from: &str, to: &str) -> bool {
 #[test]
 fn stretched_l2_overlapping_projects_readding_and_a_clean_teardown() {
     let lab = Lab::up("s");
-    pods(&lab);
+    lab.create_pods();
     let admin = lab.admin.clone();
     // Cross-pod L2: one VLAN network with a VM in each pod.
     lab.os(
