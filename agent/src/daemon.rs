@@ -91,6 +91,18 @@ pub fn status_report(
                 host: node.to_string(),
             }),
     );
+    // The `network:dhcp` port of each server that runs: ACTIVE, bound here (as Neutron shows a
+    // DHCP port its agent serves). One that failed is not reported (an unbound port reported
+    // DOWN would be learned as a VM port's binding).
+    ports.extend(intent.dhcp.iter().filter_map(|(ns, d)| {
+        let srv = state.dhcp.get(&d.network_id)?;
+        let up = matches!(pass.dhcp.get(ns), Some(None)) && pass.ovs_error.is_none();
+        up.then(|| PortStatus {
+            port_id: srv.port_id.clone(),
+            status: PortState::Active,
+            host: node.to_string(),
+        })
+    }));
     ports.sort_by(|a, b| a.port_id.cmp(&b.port_id));
     let mut routers: Vec<RouterStatus> = intent
         .routers

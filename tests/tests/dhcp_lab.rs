@@ -189,6 +189,24 @@ fn stretched_network_each_pod_uses_its_own_router_and_options_reach_the_vms() {
         );
     }
 
+    // One DHCP port per pod, each ACTIVE once its agent serves it.
+    let statuses = until("both DHCP ports ACTIVE", || {
+        let s = os(&[
+            "port",
+            "list",
+            "--device-owner",
+            "network:dhcp",
+            "--network",
+            "sn",
+            "-f",
+            "value",
+            "-c",
+            "Status",
+        ]);
+        (s.lines().filter(|l| l.trim() == "ACTIVE").count() == 2).then_some(s)
+    });
+    assert_eq!(statuses.lines().count(), 2, "{statuses}");
+
     // Options: host route, MTU, DNS (in the VM's own resolv.conf).
     for vm in [&vm1, &vm2] {
         let routes = sh(vm, &["ip", "-4", "route"]);
