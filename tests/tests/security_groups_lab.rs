@@ -19,7 +19,15 @@ impl Listener {
             "import socket\ns=socket.socket()\ns.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\ns.bind(('0.0.0.0', {port}))\ns.listen(16)\nwhile True:\n    c, _ = s.accept()\n    c.close()\n"
         );
         let child = Command::new("ip")
-            .args(["netns", "exec", ns, "python3", "-c", &code])
+            // The venv's Python, which Lab::up already requires (the openstack CLI's).
+            .args([
+                "netns",
+                "exec",
+                ns,
+                "/var/lib/crosspod/venv/bin/python3",
+                "-c",
+                &code,
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
