@@ -121,6 +121,18 @@ enum Job<'a> {
     Dhcp(&'a String, &'a DhcpIntent),
 }
 
+/// One veth of an owned namespace (a router leg, or a DHCP server's interface).
+struct Leg<'a> {
+    /// The end inside the namespace.
+    ns_ifname: &'a str,
+    /// The end in the node namespace (plugged into OVS by the OVS side).
+    node_ifname: &'a str,
+    /// MAC of the inside end.
+    mac: &'a str,
+    /// Addresses of the inside end.
+    addrs: &'a [IpNet],
+}
+
 /// What syncing one namespace gave.
 enum Done {
     Router(String, Option<String>),
@@ -233,21 +245,44 @@ impl Inner {
             remade = true;
         }
         let ns = Netns::named(ns_name);
-        let mut a = VethEnd::new(d.ns_ifname.clone(), ns.clone());
-        a.mac = plumbing::link::parse_mac(&d.mac);
-        let spec = VethSpec {
-            a,
-            b: VethEnd::new(d.node_ifname.clone(), self.node_netns.clone()),
-            owner: LINK_OWNER.to_string(),
-        };
-        if plumbing::link::ensure_veth(&spec)?.changed() {
-            *changes += 1;
-            remade = true;
-        }
         let mut h = Handle::new(&ns)?;
-        *changes += count(h.sync_addresses(&d.ns_ifname, &d.addrs)?);
+        let leg = Leg {
+            ns_ifname: &d.ns_ifname,
+            node_ifname: &d.node_ifname,
+            mac: &d.mac,
+            addrs: &d.addrs,
+        };
+        remade |= self.sync_legs(&ns, &mut h, &[leg], changes)?;
+        Ok(remade)
+    }
+
+    /// Makes exactly `legs` the owned links of namespace `ns` (reached through `h`): each a
+    /// veth with its MAC and addresses inside and its peer in the node namespace; owned links
+    /// not among them go (their peers with them). Returns whether a veth was (re)made.
+    fn sync_legs(
+        &self,
+        ns: &Netns,
+        h: &mut Handle,
+        legs: &[Leg<'_>],
+        changes: &mut usize,
+    ) -> Result<bool, plumbing::Error> {
+        let mut remade = false;
+        for leg in legs {
+            let mut a = VethEnd::new(leg.ns_ifname.to_string(), ns.clone());
+            a.mac = plumbing::link::parse_mac(leg.mac);
+            let spec = VethSpec {
+                a,
+                b: VethEnd::new(leg.node_ifname.to_string(), self.node_netns.clone()),
+                owner: LINK_OWNER.to_string(),
+            };
+            if plumbing::link::ensure_veth(&spec)?.changed() {
+                *changes += 1;
+                remade = true;
+            }
+            *changes += count(h.sync_addresses(leg.ns_ifname, leg.addrs)?);
+        }
         for link in h.owned_links()? {
-            if link.name != d.ns_ifname && h.delete_link(&link.name, false)? {
+            if !legs.iter().any(|l| l.ns_ifname == link.name) && h.delete_link(&link.name, false)? {
                 *changes += 1;
             }
         }
@@ -273,24 +308,18 @@ impl Inner {
                 *changes += 1;
             }
         }
-        for leg in &r.legs {
-            let mut a = VethEnd::new(leg.ns_ifname.clone(), ns.clone());
-            a.mac = plumbing::link::parse_mac(&leg.mac);
-            let spec = VethSpec {
-                a,
-                b: VethEnd::new(leg.node_ifname.clone(), self.node_netns.clone()),
-                owner: LINK_OWNER.to_string(),
-            };
-            *changes += count(plumbing::link::ensure_veth(&spec)?);
-            *changes += count(h.sync_addresses(&leg.ns_ifname, &leg.addrs)?);
-        }
         // Legs removed from the router: their owned links go (the peer goes with them).
-        let wanted: Vec<&str> = r.legs.iter().map(|l| l.ns_ifname.as_str()).collect();
-        for link in h.owned_links()? {
-            if !wanted.contains(&link.name.as_str()) && h.delete_link(&link.name, false)? {
-                *changes += 1;
-            }
-        }
+        let legs: Vec<Leg<'_>> = r
+            .legs
+            .iter()
+            .map(|l| Leg {
+                ns_ifname: &l.ns_ifname,
+                node_ifname: &l.node_ifname,
+                mac: &l.mac,
+                addrs: &l.addrs,
+            })
+            .collect();
+        self.sync_legs(&ns, &mut h, &legs, changes)?;
         let routes: Vec<Route> = r
             .routes
             .iter()
