@@ -1028,14 +1028,7 @@ async fn allocate_dhcp_ip(
             if p.fixed_ips.iter().any(|f| f.subnet_id == subnet_id) {
                 return Ok(());
             }
-            let mut ips: Vec<FixedIpRequest> = p
-                .fixed_ips
-                .iter()
-                .map(|f| FixedIpRequest {
-                    subnet_id: Some(f.subnet_id.clone()),
-                    ip_address: Some(f.ip_address),
-                })
-                .collect();
+            let mut ips: Vec<FixedIpRequest> = p.fixed_ips.iter().map(Into::into).collect();
             ips.push(want);
             store.update_port(&p, Some(&ips)).await.map(|_| ())
         }
@@ -1080,10 +1073,7 @@ async fn release_dhcp_ip(
         .fixed_ips
         .iter()
         .filter(|f| f.subnet_id != subnet_id)
-        .map(|f| FixedIpRequest {
-            subnet_id: Some(f.subnet_id.clone()),
-            ip_address: Some(f.ip_address),
-        })
+        .map(Into::into)
         .collect();
     if keep.is_empty() {
         return ignore_missing(store.delete_port(&id).await);

@@ -260,6 +260,16 @@ pub struct FixedIpRequest {
     pub ip_address: Option<IpAddr>,
 }
 
+impl From<&FixedIp> for FixedIpRequest {
+    /// The same address again (what an update keeping it asks for).
+    fn from(f: &FixedIp) -> Self {
+        FixedIpRequest {
+            subnet_id: Some(f.subnet_id.clone()),
+            ip_address: Some(f.ip_address),
+        }
+    }
+}
+
 /// A port.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Port {
