@@ -24,6 +24,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::http;
+use crate::lab::daemons::Daemon;
 use crate::lab::state::{LabState, Layout};
 use crate::ovsdb::Ovsdb;
 
@@ -105,23 +106,21 @@ impl DhcpFiles {
         }
     }
 
-    /// Kills the client (by its pid file, only if that pid is a udhcpc) and removes the files.
+    /// The client as a lab daemon: its pid is trusted only while its command line names this
+    /// VM's script, so a recycled pid is never signalled.
+    fn client(&self, name: &str) -> Daemon {
+        Daemon {
+            name: format!("udhcpc@{name}"),
+            pidfile: self.pid.clone(),
+            log: self.log.clone(),
+            marker: self.script.display().to_string(),
+        }
+    }
+
+    /// Stops the client (SIGTERM, then SIGKILL) and removes the files.
     fn remove(&self, name: &str) {
-        if let Some(pid) = std::fs::read_to_string(&self.pid)
-            .ok()
-            .and_then(|p| p.trim().parse::<i32>().ok())
-        {
-            let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
-            if comm.trim() == "udhcpc" {
-                // SAFETY: kill(2) on a pid we just checked is the VM's DHCP client.
-                unsafe { libc::kill(pid, libc::SIGTERM) };
-                for _ in 0..100 {
-                    if !running(pid) {
-                        break;
-                    }
-                    std::thread::sleep(Duration::from_millis(20));
-                }
-            }
+        if let Err(e) = self.client(name).stop(Duration::from_secs(2)) {
+            tracing::warn!(vm = name, error = %e, "stopping the DHCP client");
         }
         for f in [&self.script, &self.pid, &self.log, &self.events] {
             match std::fs::remove_file(f) {
@@ -138,17 +137,6 @@ impl DhcpFiles {
             }
         }
     }
-}
-
-/// Whether `pid` is a live process (not gone, not a zombie waiting for its reaper).
-fn running(pid: i32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| {
-            s.rsplit_once(')')
-                .and_then(|(_, rest)| rest.split_whitespace().next().map(|st| st != "Z"))
-        })
-        .unwrap_or(false)
 }
 
 /// Runs udhcpc in the VM namespace until it has a lease (then it stays in the background to
@@ -201,11 +189,9 @@ fn dhcp_lease(name: &str, vms_dir: &Path, want: IpNet) -> Result<()> {
     // The client forks to the background after its lease and the child rewrites the pid
     // file: wait for that, so `vm delete` finds the process that renews.
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    let client = f.client(name);
     loop {
-        let pid = std::fs::read_to_string(&f.pid)
-            .ok()
-            .and_then(|p| p.trim().parse::<i32>().ok());
-        if pid.is_some_and(running) {
+        if client.alive() {
             break;
         }
         if std::time::Instant::now() >= deadline {
