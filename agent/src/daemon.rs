@@ -644,6 +644,8 @@ mod tests {
                     ovs_ifname: "vr-1".into(),
                     network_id: None,
                     subnet_id: None,
+                    mtu: None,
+                    ipv6_ra: None,
                 }],
                 ..Default::default()
             },
@@ -705,6 +707,7 @@ mod tests {
             node: "n1".into(),
             bridge_mappings: Default::default(),
             uplinks: Default::default(),
+            local_ip: None,
         };
         let (tx, rx) = watch::channel(None);
         let tasks = vec![

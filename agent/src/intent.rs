@@ -231,6 +231,8 @@ mod tests {
             ovs_ifname: node.into(),
             network_id: None,
             subnet_id: None,
+            mtu: None,
+            ipv6_ra: None,
         }
     }
 

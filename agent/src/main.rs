@@ -115,6 +115,7 @@ fn registration(cfg: &AgentConfig) -> anyhow::Result<NodeRegistration> {
         node: cfg.node.clone(),
         bridge_mappings: mappings,
         uplinks: with_uplink,
+        local_ip: None,
     })
 }
 

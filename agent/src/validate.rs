@@ -606,6 +606,8 @@ mod tests {
             ovs_ifname: format!("v{n}"),
             network_id: None,
             subnet_id: None,
+            mtu: None,
+            ipv6_ra: None,
         }
     }
 

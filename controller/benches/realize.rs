@@ -533,6 +533,7 @@ async fn build_cloud(store: &Store, ranges: &VlanRanges) -> Cloud {
                 node: node_name(p, n),
                 uplinks: maps.keys().cloned().collect(),
                 bridge_mappings: maps,
+                local_ip: None,
             };
             must(
                 store.register_agent(&reg, AGENT_PROJECT).await,

@@ -145,6 +145,7 @@ pub(crate) fn plan_servers<'a>(
                 router: router_for(t, s, net, pod),
                 dns_nameservers: s.dns_nameservers.clone(),
                 host_routes: host_routes(t, s, net, pod),
+                ipv6_address_mode: None,
             });
         }
         if subnets.is_empty() {

@@ -222,6 +222,8 @@ fn plan_instance<'a>(
                 ovs_ifname: ifname("vb-", rid),
                 network_id: None,
                 subnet_id: None,
+                mtu: None,
+                ipv6_ra: None,
             });
             sources.push(LegSource {
                 ns_prefix: "qb-",
@@ -295,6 +297,8 @@ fn plan_instance<'a>(
             ovs_ifname: ifname("vr-", &i.port_id),
             network_id: Some(net.id.clone()),
             subnet_id: Some(s.id.clone()),
+            mtu: None,
+            ipv6_ra: None,
         });
         sources.push(LegSource {
             ns_prefix: "qr-",
@@ -472,6 +476,8 @@ fn plan_gateway<'a>(
         ovs_ifname: ifname("vg-", rid),
         network_id: Some(ext.id.clone()),
         subnet_id: Some(sub.id.clone()),
+        mtu: None,
+        ipv6_ra: None,
     });
     if let Some(gip) = sub.gateway_ip {
         routes.insert(default_for(gip), gip);

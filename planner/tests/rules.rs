@@ -449,6 +449,7 @@ fn registration_converts_to_a_planner_node() {
         node: "node2".into(),
         bridge_mappings: [("extern".to_string(), "br-ext".to_string())].into(),
         uplinks: ["extern".to_string()].into(),
+        local_ip: None,
     };
     let n = Node::from(&reg);
     assert_eq!(n, node("node2", "RegionTwo", &[("extern", "br-ext")]));

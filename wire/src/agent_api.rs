@@ -24,6 +24,10 @@ pub struct NodeRegistration {
     /// Physnets whose bridge has an uplink on this node.
     #[serde(default)]
     pub uplinks: BTreeSet<String>,
+    /// The node's tunnel endpoint for VxLAN (Neutron's `local_ip`); `None`: the node carries
+    /// no VxLAN segments.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub local_ip: Option<IpAddr>,
 }
 
 /// The answer to a watch: the node's current revision and state.

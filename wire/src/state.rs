@@ -16,9 +16,9 @@
 //! ```
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv6Addr};
 
-use ipnet::IpNet;
+use ipnet::{IpNet, Ipv6Net};
 use serde::{Deserialize, Serialize};
 
 /// Everything one node must look like. The controller sets `revision`; the planner leaves it 0.
@@ -48,6 +48,9 @@ pub struct NodeDesiredState {
     /// rules of these groups name as `remote_group_id` (for their members).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub security_groups: BTreeMap<String, SecurityGroup>,
+    /// The VxLAN segments this node carries over tunnels; `None` when it carries none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tunnels: Option<Tunnels>,
 }
 
 impl NodeDesiredState {
@@ -60,7 +63,41 @@ impl NodeDesiredState {
             && self.routers == other.routers
             && self.dhcp == other.dhcp
             && self.security_groups == other.security_groups
+            && self.tunnels == other.tunnels
     }
+}
+
+/// A node's VxLAN side. The segments' VM ports, router legs and DHCP legs sit on `bridge` with a
+/// node-local VLAN tag each (as pod-local networks do); the agent patches `bridge` to a tunnel
+/// bridge of its own that holds one VxLAN port per peer and maps each tag to its VNI. A peer
+/// gets a tunnel port only while it shares a segment with this node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tunnels {
+    /// This node's tunnel endpoint: the `local_ip` its agent registered.
+    pub local_ip: IpAddr,
+    /// The bridge the segments' ports and legs are plugged into (the `local` physnet's bridge).
+    pub bridge: String,
+    /// Segments by VNI.
+    #[serde(default)]
+    pub segments: BTreeMap<u32, TunnelSegment>,
+}
+
+/// One VxLAN segment on a node.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TunnelSegment {
+    /// The segment's VLAN tag on [`Tunnels::bridge`] on this node (never trunked on an uplink).
+    pub tag: u16,
+    /// The tenant network; `None` for the project's bridge network.
+    #[serde(default)]
+    pub network_id: Option<String>,
+    /// The project of a bridge network segment (`None` for a tenant network).
+    #[serde(default)]
+    pub project_id: Option<String>,
+    /// Tunnel endpoints of the other nodes that have this segment, sorted: broadcast and
+    /// unknown unicast are replicated to exactly these (head-end replication), no flooding
+    /// to every node.
+    #[serde(default)]
+    pub peers: BTreeSet<IpAddr>,
 }
 
 /// One OVS bridge and what its uplink must carry.
@@ -71,8 +108,9 @@ pub struct BridgeState {
     /// Whether the node registered an uplink for this physnet.
     #[serde(default)]
     pub uplink: bool,
-    /// VLANs the uplink trunks: exactly the segments this node shares with other nodes (bridge
-    /// VLANs, stretched networks, external), so pod-local VLANs never leave the node.
+    /// VLANs the uplink trunks: exactly the VLAN segments this node shares with other nodes
+    /// (bridge VLANs, stretched networks, external, pod-local networks on several nodes of the
+    /// pod); VxLAN segments' tags are never trunked.
     #[serde(default)]
     pub trunks: BTreeSet<u16>,
     /// Whether untagged (flat) traffic must also pass the uplink.
@@ -210,7 +248,8 @@ pub struct DhcpServer {
     pub mtu: Option<u16>,
     /// Lease time handed out, in seconds.
     pub lease_seconds: u32,
-    /// DHCP-enabled IPv4 subnets of the network, sorted by subnet id.
+    /// DHCP-enabled subnets of the network, sorted by subnet id: IPv4 ones, and IPv6 ones whose
+    /// address mode is `dhcpv6-stateless` or `dhcpv6-stateful`.
     #[serde(default)]
     pub subnets: Vec<DhcpSubnet>,
     /// Static leases: the ports this server answers (bound in this pod; unbound ones in the
@@ -239,6 +278,10 @@ pub struct DhcpSubnet {
     /// set), in the subnet's order.
     #[serde(default)]
     pub host_routes: Vec<Route>,
+    /// For an IPv6 subnet, what DHCPv6 serves (`None` for IPv4): stateless answers
+    /// Information-Request only, stateful also leases the port's fixed IP (IA_NA).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipv6_address_mode: Option<Ipv6AddressMode>,
 }
 
 /// One static lease.
@@ -339,6 +382,61 @@ pub struct RouterLeg {
     /// Subnet the address comes from (`None` for the bridge leg).
     #[serde(default)]
     pub subnet_id: Option<String>,
+    /// MTU of both ends of the leg: the network's MTU when it is below the underlay's (a VxLAN
+    /// network: 1450 on a 1500 underlay); `None` leaves the kernel's default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mtu: Option<u16>,
+    /// Router advertisements this leg sends: an internal leg on an IPv6 subnet whose
+    /// `ipv6_ra_mode` is set; `None` sends none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ipv6_ra: Option<RouterAdvertisement>,
+}
+
+/// What a router leg advertises (RFC 4861 router advertisements, sent from the leg's
+/// link-local address, periodically and in answer to router solicitations).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RouterAdvertisement {
+    /// Prefix information options, sorted by prefix.
+    #[serde(default)]
+    pub prefixes: Vec<RaPrefix>,
+    /// M flag: addresses come from DHCPv6 (`dhcpv6-stateful`).
+    #[serde(default)]
+    pub managed: bool,
+    /// O flag: other configuration comes from DHCPv6 (`dhcpv6-stateless`, `dhcpv6-stateful`).
+    #[serde(default)]
+    pub other_config: bool,
+    /// Router lifetime in seconds; 0 means "not a default router" (an instance of a stretched
+    /// network that is not its pod's gateway).
+    pub router_lifetime: u16,
+    /// MTU option, when the network's MTU is known.
+    #[serde(default)]
+    pub mtu: Option<u16>,
+    /// Recursive DNS servers (RFC 8106 option 25): the subnet's IPv6 `dns_nameservers`.
+    #[serde(default)]
+    pub dns_servers: Vec<Ipv6Addr>,
+}
+
+/// One prefix information option.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct RaPrefix {
+    /// The prefix (a /64 for SLAAC).
+    pub prefix: Ipv6Net,
+    /// A flag: hosts form addresses from it by SLAAC (`slaac`, `dhcpv6-stateless`).
+    pub autonomous: bool,
+    /// L flag: the prefix is on-link.
+    pub on_link: bool,
+}
+
+/// Neutron's `ipv6_address_mode`: how a VM on an IPv6 subnet gets its address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Ipv6AddressMode {
+    /// From router advertisements (EUI-64 from the MAC); no DHCPv6.
+    Slaac,
+    /// Address by SLAAC, DNS and the like by DHCPv6 (Information-Request).
+    Dhcpv6Stateless,
+    /// Address and the rest by DHCPv6 (IA_NA, the port's fixed IP).
+    Dhcpv6Stateful,
 }
 
 /// A static route in the router namespace.

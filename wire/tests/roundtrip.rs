@@ -48,6 +48,19 @@ fn sample_state() -> NodeDesiredState {
                 ovs_ifname: "vg-r1".into(),
                 network_id: Some("ext".into()),
                 subnet_id: Some("ext-sub".into()),
+                mtu: Some(1450),
+                ipv6_ra: Some(RouterAdvertisement {
+                    prefixes: vec![RaPrefix {
+                        prefix: "fd00:1::/64".parse().unwrap(),
+                        autonomous: true,
+                        on_link: true,
+                    }],
+                    managed: false,
+                    other_config: true,
+                    router_lifetime: 1800,
+                    mtu: Some(1450),
+                    dns_servers: vec!["fd00::53".parse().unwrap()],
+                }),
             }],
             routes: vec![Route {
                 destination: "0.0.0.0/0".parse().unwrap(),
@@ -68,6 +81,19 @@ fn sample_state() -> NodeDesiredState {
             }],
         },
     );
+    s.tunnels = Some(Tunnels {
+        local_ip: "192.168.50.2".parse().unwrap(),
+        bridge: "br-vlan".into(),
+        segments: BTreeMap::from([(
+            1001,
+            TunnelSegment {
+                tag: 7,
+                network_id: Some("net2".into()),
+                project_id: None,
+                peers: BTreeSet::from(["192.168.50.1".parse().unwrap()]),
+            },
+        )]),
+    });
     s
 }
 
@@ -98,6 +124,19 @@ fn desired_state_round_trips_and_has_stable_shape() {
         v["routers"]["r1"]["probe_targets"][0]["kind"],
         json!("external_gateway")
     );
+    assert_eq!(v["routers"]["r1"]["legs"][0]["mtu"], json!(1450));
+    assert_eq!(
+        v["routers"]["r1"]["legs"][0]["ipv6_ra"]["prefixes"][0]["prefix"],
+        json!("fd00:1::/64")
+    );
+    assert_eq!(
+        v["tunnels"]["segments"]["1001"],
+        json!({"tag": 7, "network_id": "net2", "project_id": null, "peers": ["192.168.50.1"]})
+    );
+    assert_eq!(
+        serde_json::to_value(Ipv6AddressMode::Dhcpv6Stateful).unwrap(),
+        json!("dhcpv6-stateful")
+    );
     assert_eq!(
         s.routers["r1"].default_route(),
         Some("163.3.124.1".parse().unwrap())
@@ -112,6 +151,9 @@ fn same_content_ignores_revision_only() {
     assert!(a.same_content(&b));
     b.ports.clear();
     assert!(!a.same_content(&b));
+    let mut c = a.clone();
+    c.tunnels = None;
+    assert!(!a.same_content(&c), "tunnels are content");
 }
 
 #[test]
@@ -132,6 +174,7 @@ fn agent_messages_round_trip() {
             ("extern".into(), "br-ext".into()),
         ]),
         uplinks: BTreeSet::from(["bridge".into(), "extern".into()]),
+        local_ip: Some("192.168.50.2".parse().unwrap()),
     };
     let v = serde_json::to_value(&reg).unwrap();
     assert_eq!(v["bridge_mappings"]["extern"], json!("br-ext"));
