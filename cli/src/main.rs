@@ -1,6 +1,6 @@
-//! crosspod: the operator's command line. `crosspod lab` brings two pods up on one machine
-//! (namespaces with their own OVS, veth cables, an upstream network, the controller and one
-//! agent per node); `crosspod vm` boots lab VMs (namespaces plugged like Nova/os-vif does).
+//! crosspod: the operator's command line. `crosspod lab` brings pods of nodes up on one
+//! machine (namespaces with their own OVS, provider switches, an underlay, an upstream
+//! network, the controller and one agent per node); `crosspod vm` boots lab VMs (namespaces plugged like Nova/os-vif does).
 
 mod http;
 mod keystone;
@@ -37,7 +37,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Cmd {
-    /// Two pods on one machine: nodes as namespaces, controller and agents as daemons.
+    /// Pods of nodes on one machine: nodes and switches as namespaces, controller and agents
+    /// as daemons.
     Lab(LabArgs),
     /// Lab VMs (the Nova stand-in): namespaces plugged into a node's br-vlan.
     Vm(VmArgs),
@@ -250,6 +251,17 @@ struct UpArgs {
         default_value = "/var/lib/crosspod/keystone-venv"
     )]
     keystone_venv: PathBuf,
+    /// Number of pods: RegionOne/az1, RegionTwo/az2, RegionThree/az3, ...
+    #[arg(long, env = "CROSSPOD_LAB_PODS", default_value_t = 2)]
+    pods: u32,
+    /// Nodes in each pod (named node1, node2 in the default 2×1 lab, node<pod>-<n> otherwise).
+    #[arg(long, env = "CROSSPOD_LAB_NODES_PER_POD", default_value_t = 1)]
+    nodes_per_pod: u32,
+    /// How the bridge network crosses pods: vlan (the pods' provider switches joined by a
+    /// core switch trunking VLANs 2001-3000) or vxlan (pods share only the underlay). Passed
+    /// to the controller when it has the flag.
+    #[arg(long, env = "CROSSPOD_BRIDGE_NETWORK_TYPE", default_value = "vlan")]
+    bridge_network_type: lab::state::BridgeNetworkType,
 }
 
 #[derive(Debug, Args)]
@@ -276,9 +288,12 @@ struct VmArgs {
 enum VmCmd {
     /// Create a port and a VM namespace plugged into the region's node.
     Boot {
-        /// Region (pod) to boot in: RegionOne (node1) or RegionTwo (node2).
+        /// Region (pod) to boot in: RegionOne, RegionTwo, ...
         #[arg(long)]
         region: String,
+        /// The node of the region to plug into [default: the region's first node].
+        #[arg(long)]
+        node: Option<String>,
         /// Network name or id.
         #[arg(long)]
         network: String,
@@ -429,6 +444,9 @@ fn run_lab(l: LabArgs, as_json: bool) -> Result<ExitCode> {
                 no_daemons: u.no_daemons,
                 keystone: u.keystone,
                 keystone_venv: u.keystone_venv,
+                pods: u.pods,
+                nodes_per_pod: u.nodes_per_pod,
+                bridge_network_type: u.bridge_network_type,
             };
             progress(format!("bringing the lab up in {}", dir.display()));
             let rep = lab::up(&o).with_context(|| {
@@ -590,6 +608,7 @@ fn run_vm(v: VmArgs, as_json: bool) -> Result<ExitCode> {
     match &v.cmd {
         VmCmd::Boot {
             region,
+            node,
             network,
             name,
             wait,
@@ -602,7 +621,7 @@ fn run_vm(v: VmArgs, as_json: bool) -> Result<ExitCode> {
                 (_, true) => vm::AddressMode::Dhcp,
                 _ => vm::AddressMode::Auto,
             };
-            let r = vm::boot(&dir, &api, region, network, name, mode)?;
+            let r = vm::boot(&dir, &api, region, node.as_deref(), network, name, mode)?;
             if *wait > 0 {
                 progress(format!(
                     "waiting up to {wait}s for the agent of {} to bind port {}",

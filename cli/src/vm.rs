@@ -467,6 +467,7 @@ pub fn boot(
     dir: &Path,
     api: &Api,
     region: &str,
+    node: Option<&str>,
     network: &str,
     name: &str,
     mode: AddressMode,
@@ -474,10 +475,31 @@ pub fn boot(
     let st = LabState::require(dir)?;
     let _lock = crate::lab::lock_dir(dir)?;
     let layout = st.layout();
-    let node = st.node_for_region(region).with_context(|| {
-        let known: Vec<&str> = st.nodes.iter().map(|n| n.region.as_str()).collect();
-        format!("no lab node serves region {region:?}; the lab has {known:?}")
-    })?;
+    let node = match node {
+        None => st.node_for_region(region).with_context(|| {
+            let mut known: Vec<&str> = st.nodes.iter().map(|n| n.region.as_str()).collect();
+            known.dedup();
+            format!("no lab node serves region {region:?}; the lab has {known:?}")
+        })?,
+        Some(want) => {
+            let n = st.nodes.iter().find(|n| n.name == want).with_context(|| {
+                let known: Vec<&str> = st.nodes.iter().map(|n| n.name.as_str()).collect();
+                format!("the lab has no node {want:?}; its nodes are {known:?}")
+            })?;
+            if n.region != region {
+                bail!(
+                    "node {want} serves {}, not {region}; pick one of {:?}",
+                    n.region,
+                    st.nodes
+                        .iter()
+                        .filter(|n| n.region == region)
+                        .map(|n| n.name.as_str())
+                        .collect::<Vec<_>>()
+                );
+            }
+            n
+        }
+    };
     check_name_free(&layout, name)?;
     let remote = layout.ovsdb_remote(&node.name);
     let db = Ovsdb::connect(&remote).with_context(|| {

@@ -1,7 +1,8 @@
 //! One `crosspod-agent` per lab node, in the root namespace, told where its node lives:
 //! `--node-netns` (the node's namespace, where its OVS and uplinks are), `--netns-prefix`
 //! (router namespaces it creates), its node's OVSDB socket, the userspace datapath, and a
-//! Prometheus port of its own so two agents never collide.
+//! Prometheus port of its own so two agents never collide, and (when the agent has the flag)
+//! `--local-ip`, the node's tunnel IP on the underlay.
 
 use std::path::Path;
 use std::process::Command;
@@ -34,8 +35,8 @@ pub fn netns_prefix(node: &NodeSpec) -> String {
     format!("{}-", node.netns)
 }
 
-/// The agent's command line.
-pub fn command(st: &LabState, node: &NodeSpec, bin: &Path) -> Command {
+/// The agent's command line; `local_ip`: the agent understands `--local-ip`.
+pub fn command(st: &LabState, node: &NodeSpec, bin: &Path, local_ip: bool) -> Command {
     let pki = st.layout().pki_dir();
     let cert = crate::pki::files(&pki, &node.name);
     let mut c = Command::new(bin);
@@ -57,11 +58,19 @@ pub fn command(st: &LabState, node: &NodeSpec, bin: &Path) -> Command {
         .arg(format!("--metrics-bind=127.0.0.1:{}", node.metrics_port))
         .env("RUST_BACKTRACE", "0")
         .env("NO_COLOR", "1");
+    if let (true, Some(ip)) = (local_ip, node.tunnel_ip) {
+        c.arg(format!("--local-ip={ip}"));
+    }
     c
 }
 
+/// Whether the agent binary has `--local-ip` (older agents have no tunnels).
+pub fn has_local_ip(bin: &Path) -> bool {
+    super::daemons::help_mentions(bin, "--local-ip")
+}
+
 /// Starts the agent of `node`. `Ok(None)` when it runs, `Ok(Some(why))` when it does not.
-pub fn start(st: &LabState, node: &NodeSpec, bin: &Path) -> Result<Option<String>> {
+pub fn start(st: &LabState, node: &NodeSpec, bin: &Path, local_ip: bool) -> Result<Option<String>> {
     let d = daemon(st, node);
     if !bin.exists() {
         return Ok(Some(format!(
@@ -69,7 +78,10 @@ pub fn start(st: &LabState, node: &NodeSpec, bin: &Path) -> Result<Option<String
             bin.display()
         )));
     }
-    match d.spawn(command(st, node, bin), Duration::from_millis(1000))? {
+    match d.spawn(
+        command(st, node, bin, local_ip),
+        Duration::from_millis(1000),
+    )? {
         Started::Running(pid) => {
             tracing::info!(pid, node = %node.name, "agent started");
             Ok(None)

@@ -1,7 +1,9 @@
 //! The lab's cables: veth pairs whose ends are created directly in the two namespaces they
 //! join (no temporary names in the root namespace), marked `crosspod:lab`, and plugged into
-//! the bridges at each end. `eth1` joins node1's and node2's br-vlan (the provider VLAN
-//! network); each node's `eth2` joins its br-ext to the upstream switch in `ext`.
+//! the bridges at each end. Each node's `eth1` joins its br-vlan to its pod's provider switch
+//! (`pod<k>`), whose `core` port joins the core switch (VLAN bridge network only, trunking the
+//! bridge range); each node's `eth3` joins its br-phy to the underlay switch; the external pods'
+//! nodes' `eth2` join their br-ext to the upstream switch in `ext`.
 
 use anyhow::{Context, Result};
 use plumbing::{Netns, VethEnd, VethSpec};
@@ -24,6 +26,32 @@ pub struct CableEnd<'a> {
     pub bridge: Option<(&'a Ovsdb, &'a str)>,
     /// Access VLAN of the port (`None`: a trunk).
     pub tag: Option<u16>,
+    /// VLANs a trunk carries (empty: all).
+    pub trunks: &'a [u16],
+}
+
+impl<'a> CableEnd<'a> {
+    /// An end plugged into `bridge` as a trunk of every VLAN.
+    pub fn trunk(netns: &'a str, ifname: &'a str, db: &'a Ovsdb, bridge: &'a str) -> Self {
+        CableEnd {
+            netns,
+            ifname,
+            bridge: Some((db, bridge)),
+            tag: None,
+            trunks: &[],
+        }
+    }
+
+    /// An end left unplugged (it holds an address).
+    pub fn bare(netns: &'a str, ifname: &'a str) -> Self {
+        CableEnd {
+            netns,
+            ifname,
+            bridge: None,
+            tag: None,
+            trunks: &[],
+        }
+    }
 }
 
 /// Makes the cable exist, up, and plugged at both ends. Returns whether anything changed.
@@ -45,6 +73,7 @@ pub fn ensure_cable(a: &CableEnd<'_>, b: &CableEnd<'_>) -> Result<bool> {
         if let Some((db, bridge)) = end.bridge {
             let mut port = PortSpec::new(end.ifname);
             port.tag = end.tag;
+            port.trunks = end.trunks.to_vec();
             changed |= db
                 .ensure_port(bridge, &port)
                 .with_context(|| format!("plugging {}@{} into {bridge}", end.ifname, end.netns))?;

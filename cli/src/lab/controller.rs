@@ -57,6 +57,9 @@ pub fn command(st: &LabState, bin: &Path) -> Command {
     if let Some(port) = st.keystone_port {
         c.args(super::keystone::controller_flags(st, port));
     }
+    if super::daemons::help_mentions(bin, "--bridge-network-type") {
+        c.arg(format!("--bridge-network-type={}", st.bridge_network_type));
+    }
     c
 }
 

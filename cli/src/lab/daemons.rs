@@ -371,3 +371,19 @@ mod tests {
         assert!(!failing.pidfile.exists());
     }
 }
+
+/// Whether `bin --help` names `flag`: the lab passes flags that newer daemons understand
+/// (`--local-ip`, `--bridge-network-type`) only to binaries that have them, so it drives
+/// both older and newer builds.
+pub fn help_mentions(bin: &std::path::Path, flag: &str) -> bool {
+    Command::new(bin)
+        .arg("--help")
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+        .is_ok_and(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .split(|c: char| c.is_whitespace() || c == ',' || c == '=' || c == '[')
+                .any(|w| w == flag)
+        })
+}

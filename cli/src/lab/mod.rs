@@ -1,6 +1,8 @@
-//! `crosspod lab`: two pods on one machine. Nodes are namespaces with their own OVS, cables
-//! are veth pairs, `ext` is the upstream network, and the controller and one agent per node
-//! run as detached daemons. Everything made is recorded in the lab directory's state file
+//! `crosspod lab`: pods of nodes on one machine (`--pods N --nodes-per-pod M`, the guide's two
+//! pods of one node by default). Nodes are namespaces with their own OVS, cables are veth
+//! pairs, switches (each pod's provider switch, the core switch joining them for a VLAN bridge
+//! network, the underlay for VxLAN, `ext` for the upstream networks) are OVS instances in
+//! namespaces of their own, and the controller and one agent per node run as detached daemons. Everything made is recorded in the lab directory's state file
 //! before it is made, so `lab down` undoes exactly that, even after a half-failed `up`.
 
 pub mod agents;
@@ -21,8 +23,11 @@ use anyhow::{bail, Context, Result};
 use ipnet::IpNet;
 
 use crate::output::progress;
+use crate::ovsdb::Ovsdb;
 use cables::{ensure_cable, CableEnd};
-use state::{validate_prefix, LabState, Layout, NodeSpec, UpstreamSpec, STATE_VERSION};
+use state::{
+    validate_prefix, BridgeNetworkType, LabState, Layout, NodeSpec, UpstreamSpec, STATE_VERSION,
+};
 use switch::Switch;
 
 /// What `lab up` is asked for.
@@ -58,6 +63,12 @@ pub struct UpOptions {
     pub keystone: bool,
     /// The venv holding Keystone and uWSGI.
     pub keystone_venv: PathBuf,
+    /// Number of pods.
+    pub pods: u32,
+    /// Nodes per pod.
+    pub nodes_per_pod: u32,
+    /// How the bridge network crosses pods (and the controller's `--bridge-network-type`).
+    pub bridge_network_type: BridgeNetworkType,
 }
 
 /// The default location of a sibling binary (`crosspod-controller` next to `crosspod`).
@@ -86,21 +97,51 @@ fn port_free(port: u16) -> bool {
     std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
 }
 
+/// Pods whose nodes have an uplink to `ext`: RegionOne (its own upstream, Tricircle's
+/// multi-gateway) and RegionTwo (the guide's external network).
+const EXTERNAL_PODS: u32 = 2;
+
+/// The underlay's /24: node `n` (global index from 1) holds `.n`.
+const UNDERLAY_NET: [u8; 3] = [192, 168, 50];
+
 fn new_state(o: &UpOptions, created_dir: bool) -> Result<LabState> {
     let mut taken = vec![o.tricircle_port, o.neutron_port];
-    let mut node = |name: &str, region: &str, az: &str, maps: &str, uplinks: &str| -> Result<_> {
-        let metrics_port = free_port(&taken)?;
-        taken.push(metrics_port);
-        Ok(NodeSpec {
-            name: name.into(),
-            netns: format!("{}{name}", o.prefix),
-            region: region.into(),
-            az: az.into(),
-            bridge_mappings: maps.into(),
-            uplinks: uplinks.into(),
-            metrics_port,
-        })
-    };
+    let mut nodes = Vec::new();
+    for k in 1..=o.pods {
+        for j in 1..=o.nodes_per_pod {
+            let name = state::node_name(o.pods, o.nodes_per_pod, k, j);
+            let index = (k - 1) * o.nodes_per_pod + j;
+            let metrics_port = free_port(&taken)?;
+            taken.push(metrics_port);
+            let external = k <= EXTERNAL_PODS;
+            nodes.push(NodeSpec {
+                netns: format!("{}{name}", o.prefix),
+                name,
+                region: state::region_name(k),
+                az: format!("az{k}"),
+                bridge_mappings: if external {
+                    "bridge:br-vlan,extern:br-ext"
+                } else {
+                    "bridge:br-vlan"
+                }
+                .into(),
+                uplinks: if external {
+                    "br-vlan:eth1,br-ext:eth2"
+                } else {
+                    "br-vlan:eth1"
+                }
+                .into(),
+                metrics_port,
+                pod: k,
+                tunnel_ip: Some(std::net::Ipv4Addr::new(
+                    UNDERLAY_NET[0],
+                    UNDERLAY_NET[1],
+                    UNDERLAY_NET[2],
+                    index as u8,
+                )),
+            });
+        }
+    }
     Ok(LabState {
         version: STATE_VERSION,
         dir: o.dir.clone(),
@@ -111,22 +152,11 @@ fn new_state(o: &UpOptions, created_dir: bool) -> Result<LabState> {
         agent_port: 0,
         tls: o.tls,
         keystone_port: None,
-        nodes: vec![
-            node(
-                "node1",
-                "RegionOne",
-                "az1",
-                "bridge:br-vlan,extern:br-ext",
-                "br-vlan:eth1,br-ext:eth2",
-            )?,
-            node(
-                "node2",
-                "RegionTwo",
-                "az2",
-                "bridge:br-vlan,extern:br-ext",
-                "br-vlan:eth1,br-ext:eth2",
-            )?,
-        ],
+        pods: o.pods,
+        nodes_per_pod: o.nodes_per_pod,
+        bridge_network_type: o.bridge_network_type,
+        switches: state::switches_of(o.pods, o.nodes_per_pod, o.bridge_network_type),
+        nodes,
         upstream: UpstreamSpec {
             gateway: o.upstream_gateway,
             vlan: o.upstream_vlan,
@@ -189,6 +219,237 @@ fn check_prerequisites() -> Result<()> {
     Ok(())
 }
 
+/// Namespaces, OVS instances, bridges, cables, the underlay's tunnel IPs and the upstream
+/// routers of the lab `st` (each made only when missing; the state file records namespaces
+/// before they are made).
+fn build_network(st: &mut LabState, layout: &Layout, rep: &mut UpReport) -> Result<()> {
+    // Namespaces.
+    for inst in st.switches.clone() {
+        let ns = st.netns_of(&inst);
+        if !plumbing::netns::exists(&ns) {
+            if !st.namespaces.contains(&ns) {
+                st.namespaces.push(ns.clone());
+            }
+            st.save()?;
+            plumbing::netns::create(&ns).with_context(|| format!("creating namespace {ns}"))?;
+            progress(format!("namespace {ns} created"));
+            rep.changes.push(format!("namespace {ns}"));
+        } else if !st.namespaces.contains(&ns) {
+            bail!("namespace {ns} exists but this lab did not create it; remove it or use another --prefix");
+        }
+    }
+
+    // One OVS per instance, started a few at a time (each start waits for its daemons).
+    let switches: Vec<Switch> = st
+        .switches
+        .iter()
+        .map(|i| Switch::new(layout, i, &st.netns_of(i)))
+        .collect();
+    let started: Vec<Result<Vec<String>>> = std::thread::scope(|s| {
+        let mut out = Vec::new();
+        for chunk in switches.chunks(8) {
+            let hs: Vec<_> = chunk
+                .iter()
+                .map(|sw| s.spawn(move || sw.ensure_running()))
+                .collect();
+            out.extend(
+                hs.into_iter()
+                    .map(|h| h.join().expect("switch start thread")),
+            );
+        }
+        out
+    });
+    for (sw, r) in switches.iter().zip(started) {
+        for d in r? {
+            progress(format!("{d} started in {}", sw.netns));
+            rep.changes.push(d);
+        }
+    }
+    let dbs: Vec<Ovsdb> = switches
+        .iter()
+        .map(Switch::connect)
+        .collect::<Result<_>>()?;
+    let sw = |name: &str| -> (&Switch, &Ovsdb) {
+        let i = st
+            .switches
+            .iter()
+            .position(|s| s == name)
+            .expect("a switch of the lab");
+        (&switches[i], &dbs[i])
+    };
+
+    // Bridges.
+    let mut bridges: Vec<(&str, &str)> = Vec::new();
+    for n in &st.nodes {
+        bridges.push((&n.name, "br-vlan"));
+        if n.pod <= EXTERNAL_PODS {
+            bridges.push((&n.name, "br-ext"));
+        }
+        bridges.push((&n.name, PHY_BRIDGE));
+    }
+    bridges.push((state::EXT_SWITCH, upstream::UPSTREAM_BRIDGE));
+    let pod_switches: Vec<String> = (1..=st.pods).map(state::pod_switch).collect();
+    for p in &pod_switches {
+        bridges.push((p, POD_BRIDGE));
+    }
+    let vlan_bridge = st.bridge_network_type == BridgeNetworkType::Vlan;
+    if vlan_bridge {
+        bridges.push((state::CORE_SWITCH, CORE_BRIDGE));
+    }
+    bridges.push((state::UNDERLAY_SWITCH, UNDERLAY_BRIDGE));
+    for (inst, br) in bridges {
+        if sw(inst).1.ensure_netdev_bridge(br)? {
+            progress(format!("bridge {br} on {inst}"));
+            rep.changes.push(format!("bridge {br}@{inst}"));
+        }
+    }
+
+    // eth1: every node's br-vlan <-> its pod's provider switch.
+    for n in &st.nodes {
+        let (nsw, ndb) = sw(&n.name);
+        let (psw, pdb) = sw(&pod_switches[n.pod as usize - 1]);
+        if ensure_cable(
+            &CableEnd::trunk(&nsw.netns, "eth1", ndb, "br-vlan"),
+            &CableEnd::trunk(&psw.netns, &n.name, pdb, POD_BRIDGE),
+        )? {
+            progress(format!("cable eth1 {} <-> {}", n.name, psw.instance));
+            rep.changes.push(format!("cable eth1 of {}", n.name));
+        }
+    }
+    // The core: each pod switch's `core` port <-> the core switch's `pod<k>`, both trunking
+    // only the bridge physnet's VLANs, so pod-local VLANs never leave their pod.
+    if vlan_bridge {
+        let trunks: Vec<u16> = state::BRIDGE_VLANS.collect();
+        let (csw, cdb) = sw(state::CORE_SWITCH);
+        for p in &pod_switches {
+            let (psw, pdb) = sw(p);
+            if ensure_cable(
+                &CableEnd {
+                    trunks: &trunks,
+                    ..CableEnd::trunk(&psw.netns, state::CORE_SWITCH, pdb, POD_BRIDGE)
+                },
+                &CableEnd {
+                    trunks: &trunks,
+                    ..CableEnd::trunk(&csw.netns, p, cdb, CORE_BRIDGE)
+                },
+            )? {
+                progress(format!(
+                    "cable {p} <-> core (VLANs {:?})",
+                    state::BRIDGE_VLANS
+                ));
+                rep.changes.push(format!("cable {p}-core"));
+            }
+        }
+    }
+    // The underlay: every node's eth3 on its br-phy <-> the underlay switch; br-phy holds the
+    // node's tunnel IP (OVS routes tunnel packets by the kernel's routes of the node).
+    let (usw, udb) = sw(state::UNDERLAY_SWITCH);
+    for n in &st.nodes {
+        let (nsw, ndb) = sw(&n.name);
+        if ensure_cable(
+            &CableEnd::trunk(&nsw.netns, UNDERLAY_IF, ndb, PHY_BRIDGE),
+            &CableEnd::trunk(&usw.netns, &n.name, udb, UNDERLAY_BRIDGE),
+        )? {
+            progress(format!("cable {UNDERLAY_IF} {} <-> underlay", n.name));
+            rep.changes
+                .push(format!("cable {UNDERLAY_IF} of {}", n.name));
+        }
+        if let Some(ip) = n.tunnel_ip {
+            if ensure_tunnel_ip(&nsw.netns, ip)? {
+                progress(format!("tunnel IP {ip} on {PHY_BRIDGE} of {}", n.name));
+                rep.changes.push(format!("tunnel IP of {}", n.name));
+            }
+        }
+    }
+    // eth2: every node of RegionOne and RegionTwo <-> ext (trunks on both sides).
+    let (esw, edb) = sw(state::EXT_SWITCH);
+    for n in st.nodes.iter().filter(|n| n.pod <= EXTERNAL_PODS) {
+        let (nsw, ndb) = sw(&n.name);
+        let ext_port = upstream::ext_port_of(&n.name);
+        if ensure_cable(
+            &CableEnd::trunk(&nsw.netns, "eth2", ndb, "br-ext"),
+            &CableEnd::trunk(&esw.netns, &ext_port, edb, upstream::UPSTREAM_BRIDGE),
+        )? {
+            progress(format!("cable eth2 {} (br-ext) <-> ext", n.name));
+            rep.changes.push(format!("cable eth2 of {}", n.name));
+        }
+    }
+    if upstream::ensure_upstream(
+        &esw.netns,
+        edb,
+        &st.upstream,
+        upstream::LEG_PORT,
+        upstream::LEG_IF,
+    )? {
+        progress(format!(
+            "upstream router {} on VLAN {} in {}",
+            st.upstream.gateway, st.upstream.vlan, esw.netns
+        ));
+        rep.changes.push("upstream router".into());
+    }
+    if let Some(up1) = st.region_one_upstream.clone() {
+        if upstream::ensure_upstream(
+            &esw.netns,
+            edb,
+            &up1,
+            upstream::REGION_ONE_LEG_PORT,
+            upstream::REGION_ONE_LEG_IF,
+        )? {
+            progress(format!(
+                "RegionOne's upstream router {} on VLAN {} in {}",
+                up1.gateway, up1.vlan, esw.netns
+            ));
+            rep.changes.push("RegionOne's upstream router".into());
+        }
+    }
+    Ok(())
+}
+
+/// The node bridge holding the tunnel endpoint (named as in OVS's userspace-tunnel docs).
+pub const PHY_BRIDGE: &str = "br-phy";
+/// A node's underlay interface (on br-phy).
+pub const UNDERLAY_IF: &str = "eth3";
+/// The bridge of a pod's provider switch.
+pub const POD_BRIDGE: &str = "br-pod";
+/// The bridge of the core switch.
+pub const CORE_BRIDGE: &str = "br-core";
+/// The bridge of the underlay switch.
+pub const UNDERLAY_BRIDGE: &str = "br-ul";
+
+/// Gives the node's br-phy (the bridge's internal interface, which ovs-vswitchd makes in the
+/// node namespace) the tunnel IP /24 and brings it up. Returns whether anything changed.
+fn ensure_tunnel_ip(netns: &str, ip: std::net::Ipv4Addr) -> Result<bool> {
+    let net = IpNet::new(ip.into(), 24).expect("a /24");
+    let mut h = plumbing::Handle::new(&plumbing::Netns::named(netns))?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let link = loop {
+        if let Some(l) = h.link(PHY_BRIDGE)? {
+            break l;
+        }
+        if std::time::Instant::now() > deadline {
+            bail!("ovs-vswitchd made no {PHY_BRIDGE} interface in {netns} within 10 s");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut changed = false;
+    // Marked as the lab's (like its cables) so that crosspod's address calls accept it.
+    if !link.up || !link.owned() {
+        h.set_link(PHY_BRIDGE)
+            .force()
+            .owner(cables::LAB_OWNER)
+            .up()
+            .apply()
+            .with_context(|| format!("bringing {PHY_BRIDGE} up in {netns}"))?;
+        changed = true;
+    }
+    if !h.link_addresses(PHY_BRIDGE)?.contains(&net) {
+        h.replace_address(PHY_BRIDGE, net)
+            .with_context(|| format!("giving {net} to {PHY_BRIDGE}@{netns}"))?;
+        changed = true;
+    }
+    Ok(changed)
+}
+
 /// `crosspod lab up`.
 pub fn up(o: &UpOptions) -> Result<UpReport> {
     validate_prefix(&o.prefix)?;
@@ -218,10 +479,27 @@ pub fn up(o: &UpOptions) -> Result<UpReport> {
             o.region_one_upstream_gateway
         );
     }
+    if !(1..=state::MAX_PODS).contains(&o.pods) {
+        bail!(
+            "--pods {} is out of range (1..={})",
+            o.pods,
+            state::MAX_PODS
+        );
+    }
+    if o.nodes_per_pod == 0 || o.pods * o.nodes_per_pod > state::MAX_NODES {
+        bail!(
+            "--nodes-per-pod {} with --pods {} makes {} nodes; a lab has 1..={} (one tunnel IP each in 192.168.50.0/24)",
+            o.nodes_per_pod,
+            o.pods,
+            o.pods * o.nodes_per_pod,
+            state::MAX_NODES
+        );
+    }
     let mut rep = UpReport::default();
+    let want_switches = state::switches_of(o.pods, o.nodes_per_pod, o.bridge_network_type);
     // Validate before any change: every namespace name must be free.
     let check_free = || -> Result<()> {
-        for inst in state::OVS_INSTANCES {
+        for inst in &want_switches {
             let ns = format!("{}{inst}", o.prefix);
             if plumbing::netns::exists(&ns) {
                 bail!(
@@ -241,6 +519,24 @@ pub fn up(o: &UpOptions) -> Result<UpReport> {
     let _lock = lock_dir(&o.dir)?;
     let mut st = match LabState::load(&o.dir)? {
         Some(st) => {
+            if st.version != STATE_VERSION
+                || st.pods != o.pods
+                || st.nodes_per_pod != o.nodes_per_pod
+                || st.bridge_network_type != o.bridge_network_type
+            {
+                bail!(
+                    "the lab in {} has another shape ({} pods × {} nodes, {} bridge network{}) than asked for ({} × {}, {}); run `crosspod lab down --dir {}` first",
+                    o.dir.display(),
+                    st.pods,
+                    st.nodes_per_pod,
+                    st.bridge_network_type,
+                    if st.version == STATE_VERSION { "" } else { ", made by an older crosspod" },
+                    o.pods,
+                    o.nodes_per_pod,
+                    o.bridge_network_type,
+                    o.dir.display()
+                );
+            }
             let same = st.prefix == o.prefix
                 && st.tricircle_port == o.tricircle_port
                 && st.neutron_port == o.neutron_port
@@ -291,132 +587,7 @@ pub fn up(o: &UpOptions) -> Result<UpReport> {
         crate::http::trust(&layout.pki_dir().join(crate::pki::CA_CERT));
     }
 
-    // Namespaces.
-    for inst in state::OVS_INSTANCES {
-        let ns = st.netns_of(inst);
-        if !plumbing::netns::exists(&ns) {
-            if !st.namespaces.contains(&ns) {
-                st.namespaces.push(ns.clone());
-            }
-            st.save()?;
-            plumbing::netns::create(&ns).with_context(|| format!("creating namespace {ns}"))?;
-            progress(format!("namespace {ns} created"));
-            rep.changes.push(format!("namespace {ns}"));
-        } else if !st.namespaces.contains(&ns) {
-            bail!("namespace {ns} exists but this lab did not create it; remove it or use another --prefix");
-        }
-    }
-
-    // One OVS per instance.
-    let switches: Vec<Switch> = state::OVS_INSTANCES
-        .iter()
-        .map(|i| Switch::new(&layout, i, &st.netns_of(i)))
-        .collect();
-    for sw in &switches {
-        for d in sw.ensure_running()? {
-            progress(format!("{d} started in {}", sw.netns));
-            rep.changes.push(d);
-        }
-    }
-    let (n1, n2, ext) = (&switches[0], &switches[1], &switches[2]);
-    let (v1, v2, vx) = (n1.connect()?, n2.connect()?, ext.connect()?);
-
-    // Bridges.
-    for (sw, vs, br) in [
-        (n1, &v1, "br-vlan"),
-        (n1, &v1, "br-ext"),
-        (n2, &v2, "br-vlan"),
-        (n2, &v2, "br-ext"),
-        (ext, &vx, upstream::UPSTREAM_BRIDGE),
-    ] {
-        if vs.ensure_netdev_bridge(br)? {
-            progress(format!("bridge {br} on {}", sw.instance));
-            rep.changes.push(format!("bridge {br}@{}", sw.instance));
-        }
-    }
-
-    // eth1: node1 br-vlan <-> node2 br-vlan.
-    if ensure_cable(
-        &CableEnd {
-            netns: &n1.netns,
-            ifname: "eth1",
-            bridge: Some((&v1, "br-vlan")),
-            tag: None,
-        },
-        &CableEnd {
-            netns: &n2.netns,
-            ifname: "eth1",
-            bridge: Some((&v2, "br-vlan")),
-            tag: None,
-        },
-    )? {
-        progress("cable eth1 node1 <-> node2 (br-vlan)");
-        rep.changes.push("cable eth1".into());
-    }
-    // eth2: node2 br-ext <-> ext br-up (trunk on both sides).
-    if ensure_cable(
-        &CableEnd {
-            netns: &n2.netns,
-            ifname: "eth2",
-            bridge: Some((&v2, "br-ext")),
-            tag: None,
-        },
-        &CableEnd {
-            netns: &ext.netns,
-            ifname: "eth2",
-            bridge: Some((&vx, upstream::UPSTREAM_BRIDGE)),
-            tag: None,
-        },
-    )? {
-        progress("cable eth2 node2 (br-ext) <-> ext");
-        rep.changes.push("cable eth2".into());
-    }
-    if upstream::ensure_upstream(
-        &ext.netns,
-        &vx,
-        &st.upstream,
-        upstream::LEG_PORT,
-        upstream::LEG_IF,
-    )? {
-        progress(format!(
-            "upstream router {} on VLAN {} in {}",
-            st.upstream.gateway, st.upstream.vlan, ext.netns
-        ));
-        rep.changes.push("upstream router".into());
-    }
-    // RegionOne's own way out: node1 br-ext <-> ext br-up (eth3 there), and a second leg.
-    if let Some(up1) = st.region_one_upstream.clone() {
-        if ensure_cable(
-            &CableEnd {
-                netns: &n1.netns,
-                ifname: "eth2",
-                bridge: Some((&v1, "br-ext")),
-                tag: None,
-            },
-            &CableEnd {
-                netns: &ext.netns,
-                ifname: upstream::REGION_ONE_CABLE,
-                bridge: Some((&vx, upstream::UPSTREAM_BRIDGE)),
-                tag: None,
-            },
-        )? {
-            progress("cable eth2 node1 (br-ext) <-> ext");
-            rep.changes.push("cable eth2 of node1".into());
-        }
-        if upstream::ensure_upstream(
-            &ext.netns,
-            &vx,
-            &up1,
-            upstream::REGION_ONE_LEG_PORT,
-            upstream::REGION_ONE_LEG_IF,
-        )? {
-            progress(format!(
-                "RegionOne's upstream router {} on VLAN {} in {}",
-                up1.gateway, up1.vlan, ext.netns
-            ));
-            rep.changes.push("RegionOne's upstream router".into());
-        }
-    }
+    build_network(&mut st, &layout, &mut rep)?;
 
     // The agent channel's PKI: a CA, the controller's server certificate, one client
     // certificate per node (its subject is the node the agent speaks for).
@@ -478,10 +649,12 @@ pub fn up(o: &UpOptions) -> Result<UpReport> {
                 Some(why) => rep.not_running.push((c.name.clone(), why)),
             }
         }
-        // Agents, each on a metrics port of its own (re-picked if someone took it).
+        // Agents, each on a metrics port of its own (re-picked if someone took it), started
+        // together (each start waits a moment to see the agent stay up).
+        let local_ip = o.agent_bin.exists() && agents::has_local_ip(&o.agent_bin);
+        let mut to_start = Vec::new();
         for i in 0..st.nodes.len() {
-            let d = agents::daemon(&st, &st.nodes[i]);
-            if d.alive() {
+            if agents::daemon(&st, &st.nodes[i]).alive() {
                 continue;
             }
             if !port_free(st.nodes[i].metrics_port) {
@@ -490,11 +663,32 @@ pub fn up(o: &UpOptions) -> Result<UpReport> {
                 st.nodes[i].metrics_port = free_port(&taken)?;
                 st.save()?;
             }
-            let node = &st.nodes[i];
-            progress(format!("starting the agent of {}", node.name));
-            match agents::start(&st, node, &o.agent_bin)? {
-                None => rep.changes.push(d.name.clone()),
-                Some(why) => rep.not_running.push((d.name.clone(), why)),
+            to_start.push(i);
+        }
+        let st_ref = &st;
+        let results: Vec<(String, Result<Option<String>>)> = std::thread::scope(|s| {
+            let hs: Vec<_> = to_start
+                .iter()
+                .map(|&i| {
+                    let node = &st_ref.nodes[i];
+                    progress(format!("starting the agent of {}", node.name));
+                    let bin = &o.agent_bin;
+                    s.spawn(move || {
+                        (
+                            agents::daemon(st_ref, node).name,
+                            agents::start(st_ref, node, bin, local_ip),
+                        )
+                    })
+                })
+                .collect();
+            hs.into_iter()
+                .map(|h| h.join().expect("agent start thread"))
+                .collect()
+        });
+        for (name, r) in results {
+            match r? {
+                None => rep.changes.push(name),
+                Some(why) => rep.not_running.push((name, why)),
             }
         }
     }
@@ -545,7 +739,7 @@ pub fn down(dir: &Path) -> Result<DownReport> {
     if k.stop(Duration::from_secs(5))? {
         rep.removed.push(k.name.clone());
     }
-    for inst in state::OVS_INSTANCES {
+    for inst in &st.switches {
         let sw = Switch::new(&layout, inst, &st.netns_of(inst));
         rep.removed.extend(sw.stop()?);
     }
@@ -565,12 +759,12 @@ pub fn down(dir: &Path) -> Result<DownReport> {
             rep.removed.push(format!("namespace {ns}"));
         }
     }
-    remove_files(&layout, st.created_dir)?;
+    remove_files(&layout, &st.switches, st.created_dir)?;
     Ok(rep)
 }
 
-fn remove_files(layout: &Layout, created_dir: bool) -> Result<()> {
-    for p in layout.owned_paths() {
+fn remove_files(layout: &Layout, switches: &[String], created_dir: bool) -> Result<()> {
+    for p in layout.owned_paths(switches) {
         let r = if p.is_dir() {
             std::fs::remove_dir_all(&p)
         } else {
@@ -660,20 +854,30 @@ fn env_lab(st: &LabState, dir: &Path, out: &mut String) {
         "export CROSSPOD_CA={}\n",
         shell_quote(&pki_dir.join(crate::pki::CA_CERT).display().to_string())
     ));
+    // The lab's shape: `node:region:az` per node, pod by pod.
+    out.push_str(&format!(
+        "export CROSSPOD_LAB_NODES={}\n",
+        shell_quote(
+            &st.nodes
+                .iter()
+                .map(|n| format!("{}:{}:{}", n.name, n.region, n.az))
+                .collect::<Vec<_>>()
+                .join(" ")
+        )
+    ));
     for node in &st.nodes {
+        // A shell variable name: `node1-2` becomes `node1_2`.
+        let var = node.name.replace('-', "_");
         out.push_str(&format!(
-            "export CROSSPOD_OVSDB_{}={}\n",
-            node.name,
+            "export CROSSPOD_OVSDB_{var}={}\n",
             shell_quote(&st.layout().ovsdb_remote(&node.name))
         ));
         // Each node's own credential, to act as that node by hand
         // (`curl --cacert $CROSSPOD_CA --cert $CROSSPOD_AGENT_CERT_node1 --key ...`).
         let f = crate::pki::files(&pki_dir, &node.name);
         out.push_str(&format!(
-            "export CROSSPOD_AGENT_CERT_{}={}\nexport CROSSPOD_AGENT_KEY_{}={}\n",
-            node.name,
+            "export CROSSPOD_AGENT_CERT_{var}={}\nexport CROSSPOD_AGENT_KEY_{var}={}\n",
             shell_quote(&f.cert.display().to_string()),
-            node.name,
             shell_quote(&f.key.display().to_string())
         ));
     }

@@ -14,8 +14,12 @@ pub const STATE_FILE: &str = "state.json";
 /// The lock file serialising commands on one lab.
 pub const LOCK_FILE: &str = ".lock";
 
-/// Current state format.
-pub const STATE_VERSION: u32 = 1;
+/// Current state format (2: pods × nodes, provider switches, underlay). Version 1 (the fixed
+/// two-node lab) is still read, so an older lab can be inspected and brought down.
+pub const STATE_VERSION: u32 = 2;
+
+/// The fixed two-node lab of state version 1.
+pub const STATE_VERSION_TWO_NODES: u32 = 1;
 
 /// Longest namespace/interface prefix: `<prefix>node1` must fit in 15 bytes.
 pub const PREFIX_MAX: usize = 10;
@@ -37,6 +41,13 @@ pub struct NodeSpec {
     pub uplinks: String,
     /// Port of the agent's Prometheus endpoint on 127.0.0.1.
     pub metrics_port: u16,
+    /// The pod's number (1 = RegionOne); 0 in a version-1 state.
+    #[serde(default)]
+    pub pod: u32,
+    /// The node's tunnel endpoint on the underlay (`192.168.50.<global index>`), held by its
+    /// `br-phy`; `None` in a version-1 state.
+    #[serde(default)]
+    pub tunnel_ip: Option<std::net::Ipv4Addr>,
 }
 
 /// The upstream (external) router in the `ext` namespace.
@@ -75,7 +86,20 @@ pub struct LabState {
     /// authenticates people with it.
     #[serde(default)]
     pub keystone_port: Option<u16>,
-    /// The simulated nodes.
+    /// Number of pods (RegionOne, RegionTwo, ...).
+    #[serde(default = "two")]
+    pub pods: u32,
+    /// Nodes in each pod.
+    #[serde(default = "one")]
+    pub nodes_per_pod: u32,
+    /// How pods share the bridge network: a VLAN trunk between the pods' provider switches,
+    /// or VxLAN over the underlay only.
+    #[serde(default)]
+    pub bridge_network_type: BridgeNetworkType,
+    /// The OVS instances (each a namespace with its own daemons), in creation order.
+    #[serde(default = "two_node_switches")]
+    pub switches: Vec<String>,
+    /// The simulated nodes, pod by pod.
     pub nodes: Vec<NodeSpec>,
     /// The upstream router of RegionTwo's external network (eth2 of node2).
     pub upstream: UpstreamSpec,
@@ -87,8 +111,143 @@ pub struct LabState {
     pub namespaces: Vec<String>,
 }
 
-/// The three OVS instances of the lab: two nodes and the upstream switch.
-pub const OVS_INSTANCES: [&str; 3] = ["node1", "node2", "ext"];
+fn two() -> u32 {
+    2
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// The OVS instances of a version-1 lab: two nodes and the upstream switch.
+fn two_node_switches() -> Vec<String> {
+    ["node1", "node2", "ext"].map(String::from).to_vec()
+}
+
+/// How the pods' bridge network travels between pods (`--bridge-network-type`, as the
+/// controller's flag of the same name).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BridgeNetworkType {
+    /// The pods' provider switches are joined by a core switch trunking the bridge range.
+    #[default]
+    Vlan,
+    /// The pods share nothing but the underlay.
+    Vxlan,
+}
+
+impl std::fmt::Display for BridgeNetworkType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            BridgeNetworkType::Vlan => "vlan",
+            BridgeNetworkType::Vxlan => "vxlan",
+        })
+    }
+}
+
+impl std::str::FromStr for BridgeNetworkType {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "vlan" => Ok(BridgeNetworkType::Vlan),
+            "vxlan" => Ok(BridgeNetworkType::Vxlan),
+            _ => Err(format!(
+                "{s:?} is not a bridge network type (vlan or vxlan)"
+            )),
+        }
+    }
+}
+
+/// The VLANs of the bridge physnet (the controller's default `bridge:2001:3000`): the only
+/// ones the core switch carries between pods.
+pub const BRIDGE_VLANS: std::ops::RangeInclusive<u16> = 2001..=3000;
+
+/// Most pods a lab may have (pod names are spelled out up to NinetyNine).
+pub const MAX_PODS: u32 = 99;
+
+/// Most nodes a lab may have: each needs a tunnel IP in 192.168.50.0/24.
+pub const MAX_NODES: u32 = 254;
+
+const ONES: [&str; 20] = [
+    "",
+    "One",
+    "Two",
+    "Three",
+    "Four",
+    "Five",
+    "Six",
+    "Seven",
+    "Eight",
+    "Nine",
+    "Ten",
+    "Eleven",
+    "Twelve",
+    "Thirteen",
+    "Fourteen",
+    "Fifteen",
+    "Sixteen",
+    "Seventeen",
+    "Eighteen",
+    "Nineteen",
+];
+const TENS: [&str; 10] = [
+    "", "", "Twenty", "Thirty", "Forty", "Fifty", "Sixty", "Seventy", "Eighty", "Ninety",
+];
+
+/// `n` spelled out in English, capitalised and joined (`21` -> `TwentyOne`), for 1..=99.
+pub fn spell(n: u32) -> String {
+    match n {
+        1..=19 => ONES[n as usize].to_string(),
+        20..=99 => format!("{}{}", TENS[(n / 10) as usize], ONES[(n % 10) as usize]),
+        _ => n.to_string(),
+    }
+}
+
+/// The region of pod `k` as the guide names pods: RegionOne, RegionTwo, RegionThree, ...
+pub fn region_name(k: u32) -> String {
+    format!("Region{}", spell(k))
+}
+
+/// The name of node `j` of pod `k`: `node1`/`node2` in the guide's two pods of one node each
+/// (so the guide and its tests read unchanged), `node<k>-<j>` in every other shape.
+pub fn node_name(pods: u32, nodes_per_pod: u32, k: u32, j: u32) -> String {
+    if pods == 2 && nodes_per_pod == 1 {
+        format!("node{k}")
+    } else {
+        format!("node{k}-{j}")
+    }
+}
+
+/// The provider switch of pod `k`.
+pub fn pod_switch(k: u32) -> String {
+    format!("pod{k}")
+}
+
+/// The core switch joining the pods' provider switches (VLAN bridge network only).
+pub const CORE_SWITCH: &str = "core";
+
+/// The underlay switch every node's tunnel endpoint is cabled to.
+pub const UNDERLAY_SWITCH: &str = "underlay";
+
+/// The upstream switch (external networks).
+pub const EXT_SWITCH: &str = "ext";
+
+/// The OVS instances of a lab of this shape, in the order `lab up` makes them.
+pub fn switches_of(pods: u32, nodes_per_pod: u32, bridge: BridgeNetworkType) -> Vec<String> {
+    let mut v = Vec::new();
+    for k in 1..=pods {
+        for j in 1..=nodes_per_pod {
+            v.push(node_name(pods, nodes_per_pod, k, j));
+        }
+    }
+    v.push(EXT_SWITCH.to_string());
+    v.extend((1..=pods).map(pod_switch));
+    if bridge == BridgeNetworkType::Vlan {
+        v.push(CORE_SWITCH.to_string());
+    }
+    v.push(UNDERLAY_SWITCH.to_string());
+    v
+}
 
 impl LabState {
     /// The namespace of an OVS instance (`node1`, `node2`, `ext`).
@@ -116,11 +275,12 @@ impl LabState {
         };
         let st: LabState = serde_json::from_str(&text)
             .with_context(|| format!("parsing lab state {}", path.display()))?;
-        if st.version != STATE_VERSION {
+        if st.version != STATE_VERSION && st.version != STATE_VERSION_TWO_NODES {
             bail!(
-                "lab state {} has format version {}, this crosspod reads {}",
+                "lab state {} has format version {}, this crosspod reads {} and {}",
                 path.display(),
                 st.version,
+                STATE_VERSION_TWO_NODES,
                 STATE_VERSION
             );
         }
@@ -226,9 +386,10 @@ impl Layout {
     pub fn keystone_dir(&self) -> PathBuf {
         self.dir.join("keystone")
     }
-    /// Everything in the lab directory the lab may create, for `lab down`.
-    pub fn owned_paths(&self) -> Vec<PathBuf> {
-        let mut v: Vec<PathBuf> = OVS_INSTANCES.iter().map(|i| self.ovs_dir(i)).collect();
+    /// Everything in the lab directory the lab may create, for `lab down` (`switches`: the
+    /// lab's OVS instances).
+    pub fn owned_paths(&self, switches: &[String]) -> Vec<PathBuf> {
+        let mut v: Vec<PathBuf> = switches.iter().map(|i| self.ovs_dir(i)).collect();
         v.extend([
             self.controller_dir(),
             self.agents_dir(),
@@ -256,6 +417,36 @@ impl Layout {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pods_are_spelled_out_and_nodes_named_by_shape() {
+        let names: Vec<String> = (1..=21).map(region_name).collect();
+        assert_eq!(names[0], "RegionOne");
+        assert_eq!(names[2], "RegionThree");
+        assert_eq!(names[12], "RegionThirteen");
+        assert_eq!(names[19], "RegionTwenty");
+        assert_eq!(names[20], "RegionTwentyOne");
+        assert_eq!(region_name(99), "RegionNinetyNine");
+        assert_eq!(node_name(2, 1, 2, 1), "node2");
+        assert_eq!(node_name(3, 1, 3, 1), "node3-1");
+        assert_eq!(node_name(2, 2, 1, 2), "node1-2");
+        assert_eq!(
+            switches_of(2, 1, BridgeNetworkType::Vlan),
+            ["node1", "node2", "ext", "pod1", "pod2", "core", "underlay"]
+        );
+        assert!(!switches_of(3, 2, BridgeNetworkType::Vxlan).contains(&"core".to_string()));
+    }
+
+    #[test]
+    fn a_version_one_state_reads_as_the_two_node_lab() {
+        let v1 = r#"{"version": 1, "dir": "/x", "prefix": "p", "created_dir": true,
+            "tricircle_port": 1, "neutron_port": 2, "nodes": [],
+            "upstream": {"gateway": "163.3.124.1/24", "vlan": 3001}, "namespaces": []}"#;
+        let st: LabState = serde_json::from_str(v1).unwrap();
+        assert_eq!((st.pods, st.nodes_per_pod), (2, 1));
+        assert_eq!(st.bridge_network_type, BridgeNetworkType::Vlan);
+        assert_eq!(st.switches, ["node1", "node2", "ext"]);
+    }
 
     #[test]
     fn prefixes_are_checked_for_length_and_characters() {

@@ -6,7 +6,7 @@ use std::path::Path;
 use anyhow::Result;
 use serde_json::json;
 
-use super::state::{self, LabState};
+use super::state::LabState;
 use super::switch::Switch;
 use super::{agents, controller};
 use crate::output::table;
@@ -16,7 +16,7 @@ pub fn status(dir: &Path, as_json: bool) -> Result<bool> {
     let st = LabState::require(dir)?;
     let layout = st.layout();
     let mut rows: Vec<(String, String, bool, String)> = Vec::new();
-    for inst in state::OVS_INSTANCES {
+    for inst in &st.switches {
         let ns = st.netns_of(inst);
         rows.push((
             "namespace".into(),
@@ -25,7 +25,7 @@ pub fn status(dir: &Path, as_json: bool) -> Result<bool> {
             String::new(),
         ));
     }
-    for inst in state::OVS_INSTANCES {
+    for inst in &st.switches {
         let sw = Switch::new(&layout, inst, &st.netns_of(inst));
         for d in [sw.ovsdb(), sw.vswitchd()] {
             let pid = d.alive_pid();

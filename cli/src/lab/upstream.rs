@@ -1,6 +1,7 @@
-//! The upstream side of the nodes' eth2: the `ext` namespace runs a third OVS because the
-//! kernel here cannot untag VLANs (no 8021q, no VLAN filtering). node2's eth2 arrives on ext's
-//! bridge as a trunk (`eth2`), node1's too (`eth3`); a veth pair with both ends in `ext` gives
+//! The upstream side of the nodes' eth2: the `ext` namespace runs an OVS of its own because the
+//! kernel here cannot untag VLANs (no 8021q, no VLAN filtering). Every eth2 of RegionOne's and
+//! RegionTwo's nodes arrives on ext's bridge as a trunk (named after the node; in the guide's
+//! two-node lab node2's is `eth2` and node1's `eth3`, as before); a veth pair with both ends in `ext` gives
 //! each upstream its leg: `gwp` on the bridge with RegionTwo's external VLAN as tag, `gw0`
 //! holding that router's address (163.3.124.1/24); `gw1p`/`gw1` the same for RegionOne's own
 //! external network (163.3.125.1/24 on VLAN 3002), used when each pod has its own gateway.
@@ -22,8 +23,15 @@ pub const LEG_IF: &str = "gw0";
 pub const REGION_ONE_LEG_PORT: &str = "gw1p";
 /// RegionOne's upstream leg: address-holding end.
 pub const REGION_ONE_LEG_IF: &str = "gw1";
-/// Where node1's eth2 lands in `ext`.
-pub const REGION_ONE_CABLE: &str = "eth3";
+/// Where a node's eth2 lands in `ext`: `eth2` for the guide's node2, `eth3` for its node1 (the
+/// names of the two-node lab), the node's name for every other node.
+pub fn ext_port_of(node: &str) -> String {
+    match node {
+        "node2" => "eth2".into(),
+        "node1" => "eth3".into(),
+        other => other.into(),
+    }
+}
 
 /// Makes the upstream bridge and one router leg (`leg_port` on the bridge, `leg_if` holding the
 /// address) exist in namespace `netns` (whose OVS is reached through `db`). Returns whether
@@ -42,13 +50,9 @@ pub fn ensure_upstream(
             ifname: leg_port,
             bridge: Some((db, UPSTREAM_BRIDGE)),
             tag: (spec.vlan != 0).then_some(spec.vlan),
+            trunks: &[],
         },
-        &CableEnd {
-            netns,
-            ifname: leg_if,
-            bridge: None,
-            tag: None,
-        },
+        &CableEnd::bare(netns, leg_if),
     )?;
     let mut h = Handle::new(&Netns::named(netns))?;
     let have = h.link_addresses(leg_if)?;
