@@ -11,6 +11,10 @@ use common::*;
 
 const NO_BIN: &str = "/nonexistent/crosspod-test-binary";
 
+/// The OVS instances of the default lab: two nodes, the upstream, the two pods' provider
+/// switches, the core joining them, the underlay.
+const LAB_SWITCHES: [&str; 7] = ["node1", "node2", "ext", "pod1", "pod2", "core", "underlay"];
+
 #[test]
 fn lab_up_builds_nodes_cables_and_upstream_and_reports_missing_daemons() {
     require_root_and_tools();
@@ -23,7 +27,7 @@ fn lab_up_builds_nodes_cables_and_upstream_and_reports_missing_daemons() {
     assert!(out.contains("WARNING: agent@node1 is not running"), "{out}");
     assert!(out.contains("WARNING: agent@node2 is not running"), "{out}");
 
-    for inst in ["node1", "node2", "ext"] {
+    for inst in LAB_SWITCHES {
         assert!(
             namespaces().contains(&lab.ns(inst)),
             "namespace {} missing",
@@ -36,7 +40,7 @@ fn lab_up_builds_nodes_cables_and_upstream_and_reports_missing_daemons() {
     for node in ["node1", "node2"] {
         assert_eq!(
             lab.vsctl(node, &["list-br"]).lines().collect::<Vec<_>>(),
-            vec!["br-ext", "br-vlan"]
+            vec!["br-ext", "br-phy", "br-vlan"]
         );
         assert_eq!(lab.vsctl(node, &["port-to-br", "eth2"]).trim(), "br-ext");
     }
@@ -44,12 +48,13 @@ fn lab_up_builds_nodes_cables_and_upstream_and_reports_missing_daemons() {
         assert_eq!(lab.vsctl(node, &["port-to-br", "eth1"]).trim(), "br-vlan");
         let link = ok(Command::new("ip").args(["-n", &lab.ns(node), "-o", "link", "show", "eth1"]));
         assert!(link.contains("state UP"), "eth1 not up in {node}: {link}");
+        // eth1 goes to the pod's provider switch (pod1, pod2), which the core switch joins.
         assert!(
             link.contains(&format!(
                 "link-netns {}",
-                lab.ns(if node == "node1" { "node2" } else { "node1" })
+                lab.ns(if node == "node1" { "pod1" } else { "pod2" })
             )),
-            "eth1 of {node} not cabled to the other node: {link}"
+            "eth1 of {node} not cabled to its pod's switch: {link}"
         );
     }
     assert_eq!(lab.vsctl("node2", &["port-to-br", "eth2"]).trim(), "br-ext");
@@ -189,8 +194,8 @@ fn lab_down_leaves_no_namespace_process_or_file_and_is_safe_twice() {
     let dir = format!("{}/", lab.dir.display());
     assert_eq!(
         processes_mentioning(&dir).len(),
-        6,
-        "3 ovsdb-server + 3 ovs-vswitchd expected"
+        2 * LAB_SWITCHES.len(),
+        "one ovsdb-server and one ovs-vswitchd per OVS instance expected"
     );
     // A router namespace as the node1 agent would make it goes with the lab; a namespace that
     // merely shares the prefix does not.
@@ -335,13 +340,13 @@ fn lab_up_repairs_a_lab_whose_daemons_died_and_namespaces_vanished() {
     let lab = Lab::new();
     ok(&mut lab.up_cmd(Path::new(NO_BIN), Path::new(NO_BIN)));
     // What a reboot does: every daemon gone, /run/netns emptied; the lab directory stays.
-    for inst in ["node1", "node2", "ext"] {
+    for inst in LAB_SWITCHES {
         for d in ["ovsdb-server", "ovs-vswitchd"] {
             let pid = std::fs::read_to_string(lab.dir.join(inst).join(format!("{d}.pid"))).unwrap();
             ok(Command::new("kill").args(["-9", pid.trim()]));
         }
     }
-    for inst in ["node1", "node2", "ext"] {
+    for inst in LAB_SWITCHES {
         ok(Command::new("ip").args(["netns", "del", &lab.ns(inst)]));
     }
     let out = ok(&mut lab.up_cmd(Path::new(NO_BIN), Path::new(NO_BIN)));
@@ -397,5 +402,9 @@ fn two_concurrent_lab_ups_make_one_lab() {
         "exactly one up should have found the work done:\n{s1}\n{s2}"
     );
     let dir = format!("{}/", lab.dir.display());
-    assert_eq!(processes_mentioning(&dir).len(), 6, "daemons started twice");
+    assert_eq!(
+        processes_mentioning(&dir).len(),
+        2 * LAB_SWITCHES.len(),
+        "daemons started twice"
+    );
 }

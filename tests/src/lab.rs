@@ -25,7 +25,24 @@ pub struct Lab {
     pub neutron: u16,
     /// Admin token.
     pub admin: String,
+    /// Extra `lab up` arguments (`--pods 3 --nodes-per-pod 2`), repeated by `bring_up`.
+    pub extra: Vec<String>,
     _tmp: tempfile::TempDir,
+}
+
+/// One node of the lab, as its state file records it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LabNode {
+    /// `node1`, `node2` (the guide's lab) or `node<k>-<j>`.
+    pub name: String,
+    /// Its pod's region (`RegionOne`, ...).
+    pub region: String,
+    /// Its pod's availability zone (`az1`, ...).
+    pub az: String,
+    /// Its namespace.
+    pub netns: String,
+    /// Its tunnel IP on the underlay.
+    pub tunnel_ip: Option<String>,
 }
 
 /// What scripts/guide.sh reported.
@@ -52,8 +69,14 @@ fn run(cmd: &mut Command, what: &str) -> String {
 }
 
 impl Lab {
-    /// Brings a lab up with prefix `<tag><pid>-`.
+    /// Brings the guide's lab (two pods of one node) up with prefix `<tag><pid>-`.
     pub fn up(tag: &str) -> Lab {
+        Lab::up_with(tag, &[])
+    }
+
+    /// Brings a lab up with prefix `<tag><pid>-` and extra `lab up` arguments
+    /// (`&["--pods", "3", "--nodes-per-pod", "2"]`).
+    pub fn up_with(tag: &str, extra: &[&str]) -> Lab {
         require_tool("curl", "apt-get install curl (scripts/install-deps.sh)");
         require_tool("jq", "apt-get install jq (scripts/install-deps.sh)");
         assert!(
@@ -69,6 +92,7 @@ impl Lab {
             tricircle,
             neutron,
             admin: String::new(),
+            extra: extra.iter().map(|s| s.to_string()).collect(),
             _tmp: tmp,
         };
         lab.bring_up();
@@ -90,7 +114,8 @@ impl Lab {
                 .arg(&self.dir)
                 .args(["--prefix", &self.prefix])
                 .args(["--tricircle-port", &self.tricircle.to_string()])
-                .args(["--neutron-port", &self.neutron.to_string()]),
+                .args(["--neutron-port", &self.neutron.to_string()])
+                .args(&self.extra),
             "crosspod lab up",
         );
     }
@@ -120,20 +145,58 @@ impl Lab {
         )
     }
 
-    /// Creates the guide's pods (CentralRegion, RegionOne/az1, RegionTwo/az2) with the
-    /// Tricircle API, as its curl commands do.
+    /// The lab's nodes, pod by pod (from its state file).
+    pub fn nodes(&self) -> Vec<LabNode> {
+        self.read_nodes()
+            .expect("the lab's state file lists its nodes")
+    }
+
+    fn read_nodes(&self) -> Option<Vec<LabNode>> {
+        let text = std::fs::read_to_string(self.dir.join("state.json")).ok()?;
+        let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+        let s = |n: &serde_json::Value, k: &str| n[k].as_str().map(String::from);
+        v["nodes"]
+            .as_array()?
+            .iter()
+            .map(|n| {
+                Some(LabNode {
+                    name: s(n, "name")?,
+                    region: s(n, "region")?,
+                    az: s(n, "az")?,
+                    netns: s(n, "netns")?,
+                    tunnel_ip: s(n, "tunnel_ip"),
+                })
+            })
+            .collect()
+    }
+
+    /// The lab's pods as `(region, az)`, in order.
+    pub fn pods(&self) -> Vec<(String, String)> {
+        let mut pods: Vec<(String, String)> = Vec::new();
+        for n in self.nodes() {
+            if !pods.iter().any(|(r, _)| *r == n.region) {
+                pods.push((n.region, n.az));
+            }
+        }
+        pods
+    }
+
+    /// Creates CentralRegion and every pod of the lab (RegionOne/az1, RegionTwo/az2, ...)
+    /// with the Tricircle API, as the guide's curl commands do.
     pub fn create_pods(&self) {
-        for body in [
-            r#"{"pod": {"region_name": "CentralRegion"}}"#,
-            r#"{"pod": {"region_name": "RegionOne", "az_name": "az1"}}"#,
-            r#"{"pod": {"region_name": "RegionTwo", "az_name": "az2"}}"#,
-        ] {
+        let mut bodies = vec![r#"{"pod": {"region_name": "CentralRegion"}}"#.to_string()];
+        for (region, az) in self.pods() {
+            bodies.push(format!(
+                r#"{{"pod": {{"region_name": "{region}", "az_name": "{az}"}}}}"#
+            ));
+        }
+        for body in bodies {
             let o = Command::new("curl")
                 .args(["-sS", "--fail-with-body", "-X", "POST"])
                 .arg(format!("http://127.0.0.1:{}/v1.0/pods", self.tricircle))
                 .args(["-H", "Content-Type: application/json", "-H"])
                 .arg(format!("X-Auth-Token: {}", self.admin))
-                .args(["-d", body])
+                .args(["-d", &body])
                 .output()
                 .unwrap();
             assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stdout));
@@ -187,11 +250,14 @@ impl Lab {
     /// The last lines of the controller's and agents' logs (for assertion messages).
     pub fn logs(&self) -> String {
         let mut s = String::new();
-        for f in [
-            "controller/controller.log",
-            "agents/node1.log",
-            "agents/node2.log",
-        ] {
+        let mut files = vec!["controller/controller.log".to_string()];
+        files.extend(
+            self.read_nodes()
+                .unwrap_or_default()
+                .iter()
+                .map(|n| format!("agents/{}.log", n.name)),
+        );
+        for f in &files {
             if let Ok(t) = std::fs::read_to_string(self.dir.join(f)) {
                 let tail: Vec<&str> = t.lines().rev().take(30).collect();
                 s.push_str(&format!("--- {f}\n"));
