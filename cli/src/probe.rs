@@ -1,8 +1,9 @@
 //! `crosspod probe`: the lab's connectivity matrix from real packets. Sources are the lab VMs
-//! (ICMP out of their `eth0`) and the external network (the upstream router's leg in `ext`);
+//! of every node of every pod (ICMP out of their `eth0`) and the external network (the leg in
+//! `ext` of the upstream router whose network holds the target);
 //! targets are the VMs, the upstream router and the floating IPs the controller has bound.
 //! Router instances' own probes (bridge IPs of the other instances, the external gateway) come
-//! from the agents' reports through the controller.
+//! from every node's agent's reports through the controller.
 
 use std::net::IpAddr;
 use std::path::Path;
@@ -16,7 +17,7 @@ use serde_json::Value;
 use crate::http;
 use crate::lab::state::LabState;
 use crate::lab::tokens;
-use crate::lab::upstream::LEG_IF;
+use crate::lab::upstream::{LEG_IF, REGION_ONE_LEG_IF};
 use crate::vm;
 
 /// One cell of the matrix.
@@ -158,10 +159,16 @@ pub fn run(dir: &Path) -> Result<Matrix> {
     }
     let ext_ns = st.netns_of("ext");
     for (label, addr) in &fips {
+        // From the upstream router whose network holds the floating IP (RegionOne's own for
+        // its external network, RegionTwo's otherwise).
+        let leg = match &st.region_one_upstream {
+            Some(u) if u.gateway.trunc().contains(addr) => REGION_ONE_LEG_IF,
+            _ => LEG_IF,
+        };
         jobs.push((
             "ext".into(),
             ext_ns.clone(),
-            LEG_IF.to_string(),
+            leg.to_string(),
             label.clone(),
             *addr,
         ));
