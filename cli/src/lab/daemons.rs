@@ -314,6 +314,28 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_flag_is_found_in_help_on_either_stream_and_only_as_a_whole_word() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let bin = |name: &str, body: &str| {
+            let p = dir.path().join(name);
+            std::fs::write(&p, format!("#!/bin/sh\n{body}\n")).unwrap();
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+            p
+        };
+        let out = bin("out", "echo '      --local-ip <LOCAL_IP>'");
+        let err = bin(
+            "err",
+            "echo 'Error: usage' >&2; echo '  --local-ip=IP' >&2; exit 2",
+        );
+        let old = bin("old", "echo '  --local-ip-file <F>'; echo '  --pod <POD>'");
+        assert!(help_mentions(&out, "--local-ip"));
+        assert!(help_mentions(&err, "--local-ip"));
+        assert!(!help_mentions(&old, "--local-ip"));
+        assert!(!help_mentions(&dir.path().join("missing"), "--local-ip"));
+    }
+
+    #[test]
     fn a_spawned_daemon_is_found_by_pid_file_and_stopped() {
         struct TempDir(PathBuf);
         impl Drop for TempDir {
@@ -374,16 +396,21 @@ mod tests {
 
 /// Whether `bin --help` names `flag`: the lab passes flags that newer daemons understand
 /// (`--local-ip`, `--bridge-network-type`) only to binaries that have them, so it drives
-/// both older and newer builds.
+/// both older and newer builds. Both output streams are read: a daemon may print its help
+/// as an error, on stderr.
 pub fn help_mentions(bin: &std::path::Path, flag: &str) -> bool {
     Command::new(bin)
         .arg("--help")
         .stdin(Stdio::null())
-        .stderr(Stdio::null())
+        .env("RUST_BACKTRACE", "0")
         .output()
         .is_ok_and(|o| {
-            String::from_utf8_lossy(&o.stdout)
-                .split(|c: char| c.is_whitespace() || c == ',' || c == '=' || c == '[')
+            let text = format!(
+                "{}{}",
+                String::from_utf8_lossy(&o.stdout),
+                String::from_utf8_lossy(&o.stderr)
+            );
+            text.split(|c: char| c.is_whitespace() || c == ',' || c == '=' || c == '[')
                 .any(|w| w == flag)
         })
 }
