@@ -290,3 +290,70 @@ fn shapes_out_of_range_are_refused_before_any_change() {
         assert!(!lab.dir.exists(), "{args:?} made the lab directory");
     }
 }
+
+/// A stand-in daemon: `--help` prints `help`, otherwise it runs until terminated (agent) or
+/// exits at once (controller).
+fn stand_in(dir: &Path, name: &str, help: &str, stays: bool) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let p = dir.join(name);
+    let run = if stays {
+        "trap 'exit 0' TERM; while :; do sleep 0.2; done"
+    } else {
+        "exit 1"
+    };
+    std::fs::write(
+        &p,
+        format!("#!/bin/sh\nif [ \"$1\" = --help ]; then echo '{help}'; exit 0; fi\n{run}\n"),
+    )
+    .unwrap();
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    p
+}
+
+#[test]
+fn tunnel_ip_and_bridge_type_reach_only_daemons_that_have_the_flags() {
+    require_root_and_tools();
+    let bins = tempfile::tempdir().unwrap();
+    for newer in [true, false] {
+        let (agent, controller) = if newer {
+            (
+                stand_in(bins.path(), "agent-new", "  --local-ip <IP>", true),
+                stand_in(bins.path(), "ctl-new", "  --bridge-network-type <T>", false),
+            )
+        } else {
+            (
+                stand_in(bins.path(), "agent-old", "  --pod <POD>", true),
+                stand_in(bins.path(), "ctl-old", "  --neutron-port <P>", false),
+            )
+        };
+        let lab = Lab::new();
+        let mut c = lab.up_cmd(&controller, &agent);
+        c.args(["--pods", "3", "--bridge-network-type", "vxlan"]);
+        let out = ok(&mut c);
+        assert!(out.contains("WARNING: controller is not running"), "{out}");
+        // Each daemon's log starts with its command line.
+        let log = |f: &str| std::fs::read_to_string(lab.dir.join(f)).unwrap();
+        let ctl = log("controller/controller.log");
+        assert_eq!(
+            ctl.contains("--bridge-network-type=vxlan"),
+            newer,
+            "newer {newer}: {ctl}"
+        );
+        for (node, ip) in [("node1-1", "192.168.50.1"), ("node3-1", "192.168.50.3")] {
+            let a = log(&format!("agents/{node}.log"));
+            assert_eq!(
+                a.contains(&format!("--local-ip={ip}")),
+                newer,
+                "newer {newer}: {a}"
+            );
+            // RegionThree has no external network: no br-ext mapping, no eth2 uplink.
+            assert_eq!(
+                a.contains("--uplinks=br-vlan:eth1,br-ext:eth2"),
+                node == "node1-1",
+                "{a}"
+            );
+        }
+        ok(&mut lab.cmd(&["down"]));
+        assert!(processes_mentioning(&format!("{}/", lab.dir.display())).is_empty());
+    }
+}
