@@ -422,3 +422,36 @@ fn the_daemon_rewrites_the_tunnel_flows_after_ovs_vswitchd_restarts() {
         ["patch-int", "vx-c0a83202", "vx-c0a83203"]
     );
 }
+
+/// Scale: 100 VxLAN segments shared with 19 peers (a 20-node cloud where every node has every
+/// network), one node, the real agent. Run with `--ignored --nocapture` to see the timings.
+#[test]
+#[ignore = "measurement: cargo test -p agent --test tunnels -- --ignored --nocapture"]
+fn a_hundred_segments_with_nineteen_peers() {
+    let node = Node::start();
+    let peers: Vec<String> = (2..=20).map(|i| format!("192.168.50.{i}")).collect();
+    let peer_refs: Vec<&str> = peers.iter().map(String::as_str).collect();
+    let mut segs = serde_json::Map::new();
+    for i in 0..100u16 {
+        segs.insert((5001 + u32::from(i)).to_string(), seg(100 + i, &peer_refs));
+    }
+    let st = state(1, A, json!({}), Some(Value::Object(segs)), json!({}));
+    let t = std::time::Instant::now();
+    let first = once(&node, &st, A);
+    let first_t = t.elapsed();
+    let t = std::time::Instant::now();
+    let again = once(&node, &st, A);
+    let again_t = t.elapsed();
+    let ports = ports_of(&node, "br-tun");
+    assert_eq!(ports.len(), 19 + 1, "{ports:?}");
+    // 5 defaults + 4 (patch, learning) + 100 floods + 100 × 19 (peer, VNI) + 19 classify.
+    assert_eq!(first["flows_desired"], 2028, "{first:#}");
+    assert_eq!(tunnel_flows(&node), 2028);
+    assert_eq!(again["flows_added"], 0);
+    assert_eq!(again["ovsdb_write_transactions"], 0);
+    eprintln!(
+        "100 segments x 19 peers: first pass {first_t:?} ({} OVS changes, {} flows), \
+         restart pass {again_t:?} (0 writes)",
+        first["ovs_changes"], first["flows_added"]
+    );
+}
