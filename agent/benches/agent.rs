@@ -152,6 +152,7 @@ async fn main() {
         datapath_type: "netdev".into(),
         uplinks: BTreeMap::new(),
         netns_prefix: prefix.clone(),
+        ..Default::default()
     };
     let st: wire::NodeDesiredState = serde_json::from_value(state(1000, 0, "x")).unwrap();
     let agent = Arc::new(Agent {

@@ -96,6 +96,17 @@ pub struct AgentConfig {
     )]
     pub uplinks: String,
 
+    /// This node's tunnel endpoint for VxLAN (Neutron's `local_ip`): sent in the registration so
+    /// peers tunnel to it, and the source of this node's tunnels. Unset: the node carries no
+    /// VxLAN segment (a desired state with some is reported as an error).
+    #[arg(long, env = "CROSSPOD_LOCAL_IP")]
+    pub local_ip: Option<std::net::IpAddr>,
+
+    /// The bridge the agent creates for VxLAN tunnels (patched to the segments' bridge), owned
+    /// by the agent: created while the node has tunnels, deleted when it has none.
+    #[arg(long, env = "CROSSPOD_TUNNEL_BRIDGE", default_value = "br-tun")]
+    pub tunnel_bridge: String,
+
     /// Datapath type for bridges the agent creates.
     #[arg(
         long,
@@ -258,8 +269,17 @@ impl AgentConfig {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
-        self.bridge_map()?;
+        let mapped = self.bridge_map()?;
         self.uplink_map()?;
+        if self.tunnel_bridge.is_empty() || mapped.values().any(|b| *b == self.tunnel_bridge) {
+            return Err(ConfigError::Invalid {
+                option: "tunnel-bridge",
+                message: format!(
+                    "{:?} must be a bridge of its own, not empty nor one of --bridge-mappings",
+                    self.tunnel_bridge
+                ),
+            });
+        }
         let tls = [&self.tls_cert, &self.tls_key, &self.ca]
             .iter()
             .filter(|o| o.is_some())
@@ -428,6 +448,47 @@ mod tests {
         ])
         .unwrap_err();
         assert!(e.to_string().contains("given twice"), "{e}");
+    }
+
+    #[test]
+    fn local_ip_and_tunnel_bridge_come_from_flags_env_or_file() {
+        let c = load(&["--pod", "R", "--node", "n", "--token", "t"]).unwrap();
+        assert_eq!(c.local_ip, None);
+        assert_eq!(c.tunnel_bridge, "br-tun");
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("agent.toml");
+        std::fs::write(
+            &f,
+            "pod = \"R\"\nnode = \"n\"\ntoken = \"t\"\nlocal-ip = \"192.168.50.2\"\ntunnel-bridge = \"br-vx\"\n",
+        )
+        .unwrap();
+        let c = load(&["--config", f.to_str().unwrap()]).unwrap();
+        assert_eq!(c.local_ip, Some("192.168.50.2".parse().unwrap()));
+        assert_eq!(c.tunnel_bridge, "br-vx");
+        let e = load(&[
+            "--pod",
+            "R",
+            "--node",
+            "n",
+            "--token",
+            "t",
+            "--local-ip",
+            "192.168.50",
+        ])
+        .unwrap_err();
+        assert!(e.to_string().contains("--local-ip"), "{e}");
+        let e = load(&[
+            "--pod",
+            "R",
+            "--node",
+            "n",
+            "--token",
+            "t",
+            "--tunnel-bridge",
+            "br-vlan",
+        ])
+        .unwrap_err();
+        assert!(e.to_string().contains("--tunnel-bridge"), "{e}");
     }
 
     #[test]

@@ -330,6 +330,13 @@ impl<O: OvsBackend, L: LinuxBackend> Agent<O, L> {
         let mut pass = reconcile_once(&intent, &self.ovs, &self.linux).await;
         if let Some(fw) = &self.firewall {
             reconcile_firewall(state, &self.ovs, fw, &mut pass).await;
+            crate::tunnel::reconcile_flows(
+                intent.tunnels.as_ref(),
+                &self.ovs,
+                fw.flow_sync(),
+                &mut pass,
+            )
+            .await;
             self.metrics
                 .record_flows(pass.flows_added, pass.flows_deleted, pass.flows_desired);
         }

@@ -14,6 +14,7 @@ use wire::{LegKind, NodeDesiredState};
 
 use crate::dhcp::DhcpIntent;
 use crate::ovs_plan::{DesiredBridge, DesiredOvs, DesiredPort};
+use crate::tunnel::{self, TunnelIntent};
 
 /// `external_ids` key naming the router a leg belongs to.
 pub const ROUTER_KEY: &str = "crosspod-router";
@@ -40,6 +41,8 @@ pub struct NodeIntent {
     /// Problems found while building the intent (a bridge with no configured uplink device,
     /// say): reported to the controller; everything else is still applied.
     pub problems: Vec<String>,
+    /// The VxLAN side: tunnel bridge, patch, per-peer ports, flows (`None`: no tunnel bridge).
+    pub tunnels: Option<TunnelIntent>,
 }
 
 /// One router instance: a namespace with veth legs plugged into the node's bridges.
@@ -74,6 +77,8 @@ pub struct LegIntent {
     pub mac: String,
     /// Addresses of the namespace-side end (floating IPs as /32 on the gateway leg).
     pub addrs: Vec<IpNet>,
+    /// MTU of both veth ends (a VxLAN network's); `None` leaves the kernel's default.
+    pub mtu: Option<u16>,
 }
 
 /// How the agent maps the controller's state onto this node.
@@ -85,6 +90,10 @@ pub struct NodeContext {
     pub uplinks: BTreeMap<String, String>,
     /// Prefix put in front of router namespaces (lab nodes share one machine).
     pub netns_prefix: String,
+    /// This node's tunnel endpoint (`--local-ip`); VxLAN segments need it.
+    pub local_ip: Option<IpAddr>,
+    /// The tunnel bridge the agent owns (`--tunnel-bridge`; empty: [`tunnel::DEFAULT_BRIDGE`]).
+    pub tunnel_bridge: String,
 }
 
 impl NodeIntent {
@@ -149,6 +158,7 @@ impl NodeIntent {
                         tag: l.tag.unwrap_or(UNTAGGED),
                         mac: l.mac.clone(),
                         addrs,
+                        mtu: l.mtu,
                     }
                 })
                 .collect();
@@ -173,6 +183,18 @@ impl NodeIntent {
                 DhcpIntent::from_wire(d),
             );
         }
+        let tunnel_bridge = if ctx.tunnel_bridge.is_empty() {
+            tunnel::DEFAULT_BRIDGE
+        } else {
+            ctx.tunnel_bridge.as_str()
+        };
+        intent.tunnels = tunnel::intent(
+            state.tunnels.as_ref(),
+            ctx.local_ip,
+            tunnel_bridge,
+            &ctx.datapath_type,
+            &mut intent.problems,
+        );
         intent
     }
 
@@ -191,6 +213,7 @@ impl NodeIntent {
                             ROUTER_KEY.to_string(),
                             r.router_id.clone(),
                         )]),
+                        ..Default::default()
                     },
                 );
             }
@@ -203,14 +226,20 @@ impl NodeIntent {
                     tag: Some(d.tag),
                     iface_type: String::new(),
                     external_ids: BTreeMap::from([(DHCP_KEY.to_string(), d.network_id.clone())]),
+                    ..Default::default()
                 },
             );
         }
-        DesiredOvs {
+        let mut out = DesiredOvs {
             bridges: self.bridges.clone(),
             owned_ports,
             vm_tags: self.vm_tags.clone(),
+            owned_bridges: Default::default(),
+        };
+        if let Some(t) = &self.tunnels {
+            t.add_ovs(&mut out);
         }
+        out
     }
 }
 
@@ -307,6 +336,7 @@ mod tests {
             datapath_type: "netdev".into(),
             uplinks: [("br-vlan".to_string(), "eth1".to_string())].into(),
             netns_prefix: "node2-".into(),
+            ..Default::default()
         }
     }
 

@@ -131,6 +131,8 @@ struct Leg<'a> {
     mac: &'a str,
     /// Addresses of the inside end.
     addrs: &'a [IpNet],
+    /// MTU of both ends (`None`: left as the kernel made it).
+    mtu: Option<u16>,
 }
 
 /// What syncing one namespace gave.
@@ -251,6 +253,7 @@ impl Inner {
             node_ifname: &d.node_ifname,
             mac: &d.mac,
             addrs: &d.addrs,
+            mtu: d.config.mtu,
         };
         remade |= self.sync_legs(&ns, &mut h, &[leg], changes)?;
         Ok(remade)
@@ -270,9 +273,12 @@ impl Inner {
         for leg in legs {
             let mut a = VethEnd::new(leg.ns_ifname.to_string(), ns.clone());
             a.mac = plumbing::link::parse_mac(leg.mac);
+            a.mtu = leg.mtu.map(u32::from);
+            let mut b = VethEnd::new(leg.node_ifname.to_string(), self.node_netns.clone());
+            b.mtu = a.mtu;
             let spec = VethSpec {
                 a,
-                b: VethEnd::new(leg.node_ifname.to_string(), self.node_netns.clone()),
+                b,
                 owner: LINK_OWNER.to_string(),
             };
             if plumbing::link::ensure_veth(&spec)?.changed() {
@@ -317,6 +323,7 @@ impl Inner {
                 node_ifname: &l.node_ifname,
                 mac: &l.mac,
                 addrs: &l.addrs,
+                mtu: l.mtu,
             })
             .collect();
         self.sync_legs(&ns, &mut h, &legs, changes)?;

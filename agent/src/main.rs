@@ -32,6 +32,8 @@ async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
         datapath_type: cfg.datapath_type.as_ovsdb().to_string(),
         uplinks: cfg.uplink_map()?,
         netns_prefix: cfg.netns_prefix.clone(),
+        local_ip: cfg.local_ip,
+        tunnel_bridge: cfg.tunnel_bridge.clone(),
     };
     let metrics = Arc::new(AgentMetrics::new());
     if !cfg.metrics_bind.is_empty() {
@@ -115,7 +117,7 @@ fn registration(cfg: &AgentConfig) -> anyhow::Result<NodeRegistration> {
         node: cfg.node.clone(),
         bridge_mappings: mappings,
         uplinks: with_uplink,
-        local_ip: None,
+        local_ip: cfg.local_ip,
     })
 }
 

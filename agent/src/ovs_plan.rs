@@ -5,7 +5,9 @@
 //! Ownership: ports the agent creates carry `external_ids:crosspod-owner=agent`; only those are
 //! ever deleted. VM ports belong to whoever plugged them (Nova, `crosspod vm`): the agent only
 //! sets their `tag`. Uplinks are given to the agent by its configuration: it creates them if
-//! missing and owns their `trunks`.
+//! missing and owns their `trunks`. Bridges the agent creates for itself (the tunnel bridge)
+//! carry the same mark on the Bridge row, are created in `fail_mode=secure` (no NORMAL flow:
+//! only the agent's flows forward), and are deleted, with their ports, when no longer wanted.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -25,6 +27,8 @@ pub struct DesiredOvs {
     pub owned_ports: BTreeMap<String, DesiredPort>,
     /// VM interfaces: `iface-id` → (bridge, VLAN tag).
     pub vm_tags: BTreeMap<String, (String, u16)>,
+    /// Bridges of `bridges` the agent owns (created marked, deleted when not wanted).
+    pub owned_bridges: BTreeSet<String>,
 }
 
 /// One bridge and its uplink.
@@ -36,10 +40,14 @@ pub struct DesiredBridge {
 }
 
 /// A port the agent owns.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct DesiredPort {
     pub bridge: String,
     pub tag: Option<u16>,
+    /// VLANs a trunk port carries (never empty for a trunk: empty is an access port or "all").
+    pub trunks: BTreeSet<u16>,
+    /// The interface's `options` (a patch port's peer, a VxLAN port's endpoints).
+    pub options: BTreeMap<String, String>,
     /// Interface type ("" for a plain system device such as a veth end).
     pub iface_type: String,
     /// external_ids besides the ownership mark.
@@ -52,6 +60,10 @@ pub struct ObservedOvs {
     pub bridges: BTreeMap<String, ObservedBridge>,
     /// Ports by name.
     pub ports: BTreeMap<String, ObservedPort>,
+    /// Bridges carrying the agent's ownership mark.
+    pub owned_bridges: BTreeSet<String>,
+    /// Non-empty `options` of the ports' (first) interfaces, by port name.
+    pub options: BTreeMap<String, BTreeMap<String, String>>,
 }
 
 /// A bridge row.
@@ -88,6 +100,12 @@ pub enum OvsChange {
     CreateBridge {
         name: String,
         datapath_type: String,
+        /// Marked as the agent's, in `fail_mode=secure`.
+        owned: bool,
+    },
+    /// Deletes an owned bridge (its ports go with it).
+    DeleteBridge {
+        bridge: String,
     },
     SetDatapathType {
         bridge: String,
@@ -101,6 +119,8 @@ pub enum OvsChange {
         trunks: BTreeSet<u16>,
         iface_type: String,
         external_ids: BTreeMap<String, String>,
+        /// The interface's `options`.
+        options: BTreeMap<String, String>,
     },
     SetTag {
         port: String,
@@ -117,6 +137,11 @@ pub enum OvsChange {
     DeletePort {
         bridge: String,
         port: String,
+    },
+    /// Sets the `options` of the port's interface (same name as the port).
+    SetOptions {
+        port: String,
+        options: BTreeMap<String, String>,
     },
 }
 
@@ -138,6 +163,7 @@ pub fn diff(desired: &DesiredOvs, observed: &ObservedOvs) -> Vec<OvsChange> {
             None => out.push(OvsChange::CreateBridge {
                 name: name.clone(),
                 datapath_type: want.datapath_type.clone(),
+                owned: desired.owned_bridges.contains(name),
             }),
             Some(have) if have.datapath_type != want.datapath_type => {
                 out.push(OvsChange::SetDatapathType {
@@ -157,6 +183,7 @@ pub fn diff(desired: &DesiredOvs, observed: &ObservedOvs) -> Vec<OvsChange> {
                     trunks,
                     iface_type: String::new(),
                     external_ids: owner_ids(&BTreeMap::new()),
+                    options: BTreeMap::new(),
                 }),
                 Some(p) if p.trunks != trunks || p.tag.is_some() => {
                     if p.tag.is_some() {
@@ -186,10 +213,23 @@ pub fn diff(desired: &DesiredOvs, observed: &ObservedOvs) -> Vec<OvsChange> {
                         tag: want.tag,
                     });
                 }
+                if have.trunks != want.trunks {
+                    out.push(OvsChange::SetTrunks {
+                        port: name.clone(),
+                        trunks: want.trunks.clone(),
+                    });
+                }
                 if have.external_ids != ids {
                     out.push(OvsChange::SetExternalIds {
                         port: name.clone(),
                         external_ids: ids,
+                    });
+                }
+                let no_options = BTreeMap::new();
+                if *observed.options.get(name).unwrap_or(&no_options) != want.options {
+                    out.push(OvsChange::SetOptions {
+                        port: name.clone(),
+                        options: want.options.clone(),
                     });
                 }
             }
@@ -208,9 +248,10 @@ pub fn diff(desired: &DesiredOvs, observed: &ObservedOvs) -> Vec<OvsChange> {
                     bridge: want.bridge.clone(),
                     name: name.clone(),
                     tag: want.tag,
-                    trunks: BTreeSet::new(),
+                    trunks: want.trunks.clone(),
                     iface_type: want.iface_type.clone(),
                     external_ids: ids,
+                    options: want.options.clone(),
                 });
             }
         }
@@ -220,9 +261,22 @@ pub fn diff(desired: &DesiredOvs, observed: &ObservedOvs) -> Vec<OvsChange> {
         .values()
         .filter_map(|b| b.uplink.as_ref().map(|(d, _)| d.as_str()))
         .collect();
+    let unwanted_bridges: BTreeSet<&String> = observed
+        .owned_bridges
+        .iter()
+        .filter(|b| !desired.bridges.contains_key(*b))
+        .collect();
+    for b in &unwanted_bridges {
+        out.push(OvsChange::DeleteBridge {
+            bridge: b.to_string(),
+        });
+    }
     for (name, have) in &observed.ports {
         if have.owned() {
-            if !desired.owned_ports.contains_key(name) && !uplinks.contains(name.as_str()) {
+            if !desired.owned_ports.contains_key(name)
+                && !uplinks.contains(name.as_str())
+                && !unwanted_bridges.contains(&have.bridge)
+            {
                 out.push(OvsChange::DeletePort {
                     bridge: have.bridge.clone(),
                     port: name.clone(),
@@ -291,8 +345,33 @@ pub fn apply(observed: &mut ObservedOvs, changes: &[OvsChange]) {
             OvsChange::CreateBridge {
                 name,
                 datapath_type,
+                owned,
+            } => {
+                observed.bridges.insert(
+                    name.clone(),
+                    ObservedBridge {
+                        datapath_type: datapath_type.clone(),
+                    },
+                );
+                if *owned {
+                    observed.owned_bridges.insert(name.clone());
+                }
             }
-            | OvsChange::SetDatapathType {
+            OvsChange::DeleteBridge { bridge } => {
+                observed.bridges.remove(bridge);
+                observed.owned_bridges.remove(bridge);
+                let gone: Vec<String> = observed
+                    .ports
+                    .iter()
+                    .filter(|(_, p)| p.bridge == *bridge)
+                    .map(|(n, _)| n.clone())
+                    .collect();
+                for n in gone {
+                    observed.ports.remove(&n);
+                    observed.options.remove(&n);
+                }
+            }
+            OvsChange::SetDatapathType {
                 bridge: name,
                 datapath_type,
             } => {
@@ -309,8 +388,14 @@ pub fn apply(observed: &mut ObservedOvs, changes: &[OvsChange]) {
                 tag,
                 trunks,
                 external_ids,
+                options,
                 ..
             } => {
+                if options.is_empty() {
+                    observed.options.remove(name);
+                } else {
+                    observed.options.insert(name.clone(), options.clone());
+                }
                 observed.ports.insert(
                     name.clone(),
                     ObservedPort {
@@ -341,6 +426,14 @@ pub fn apply(observed: &mut ObservedOvs, changes: &[OvsChange]) {
             }
             OvsChange::DeletePort { port, .. } => {
                 observed.ports.remove(port);
+                observed.options.remove(port);
+            }
+            OvsChange::SetOptions { port, options } => {
+                if options.is_empty() {
+                    observed.options.remove(port);
+                } else {
+                    observed.options.insert(port.clone(), options.clone());
+                }
             }
         }
     }
@@ -366,6 +459,7 @@ mod tests {
                 tag: Some(101),
                 iface_type: String::new(),
                 external_ids: BTreeMap::from([("crosspod-router".into(), "r1".into())]),
+                ..Default::default()
             },
         );
         d.vm_tags.insert("port-1".into(), ("br-vlan".into(), 101));
@@ -393,7 +487,8 @@ mod tests {
         let changes = diff(&d, &obs);
         assert!(changes.contains(&OvsChange::CreateBridge {
             name: "br-vlan".into(),
-            datapath_type: "netdev".into()
+            datapath_type: "netdev".into(),
+            owned: false,
         }));
         assert!(changes.contains(&OvsChange::SetTag {
             port: "tap1".into(),
@@ -475,5 +570,74 @@ mod tests {
         apply(&mut obs, &c);
         assert_eq!(obs.ports["tap1"].tag, Some(DEAD_VLAN));
         assert_eq!(plugged_iface_ids(&obs)["port-1"], "tap1");
+    }
+
+    #[test]
+    fn an_owned_bridge_is_created_marked_converges_and_goes_with_its_ports() {
+        let mut d = desired();
+        d.bridges.insert(
+            "br-tun".into(),
+            DesiredBridge {
+                datapath_type: "netdev".into(),
+                uplink: None,
+            },
+        );
+        d.owned_bridges.insert("br-tun".into());
+        d.owned_ports.insert(
+            "vx-c0a83202".into(),
+            DesiredPort {
+                bridge: "br-tun".into(),
+                iface_type: "vxlan".into(),
+                options: BTreeMap::from([("remote_ip".into(), "192.168.50.2".into())]),
+                ..Default::default()
+            },
+        );
+        d.owned_ports.insert(
+            "patch-tun".into(),
+            DesiredPort {
+                bridge: "br-vlan".into(),
+                trunks: BTreeSet::from([7, 8]),
+                iface_type: "patch".into(),
+                ..Default::default()
+            },
+        );
+        let mut obs = ObservedOvs::default();
+        let c = diff(&d, &obs);
+        assert!(c.contains(&OvsChange::CreateBridge {
+            name: "br-tun".into(),
+            datapath_type: "netdev".into(),
+            owned: true
+        }));
+        apply(&mut obs, &c);
+        assert_eq!(diff(&d, &obs), vec![], "second pass must be a no-op");
+        assert_eq!(obs.ports["patch-tun"].trunks, BTreeSet::from([7, 8]));
+        // A changed option is set in place, not by re-adding the port.
+        let mut d2 = d.clone();
+        d2.owned_ports.get_mut("vx-c0a83202").unwrap().options =
+            BTreeMap::from([("remote_ip".into(), "192.168.50.9".into())]);
+        assert!(
+            matches!(&diff(&d2, &obs)[..], [OvsChange::SetOptions { port, .. }] if port == "vx-c0a83202")
+        );
+        // Not wanted any more: the bridge goes (its ports with it, no separate delete).
+        let mut d3 = desired();
+        d3.owned_ports.remove("patch-tun");
+        let c = diff(&d3, &obs);
+        assert!(c.contains(&OvsChange::DeleteBridge {
+            bridge: "br-tun".into()
+        }));
+        assert!(!c
+            .iter()
+            .any(|x| matches!(x, OvsChange::DeletePort { port, .. } if port == "vx-c0a83202")));
+        apply(&mut obs, &c);
+        assert!(!obs.bridges.contains_key("br-tun"));
+        assert_eq!(diff(&d3, &obs), vec![]);
+        // A bridge of the same name without the mark is never deleted.
+        obs.bridges.insert(
+            "br-other".into(),
+            ObservedBridge {
+                datapath_type: "netdev".into(),
+            },
+        );
+        assert_eq!(diff(&d3, &obs), vec![]);
     }
 }

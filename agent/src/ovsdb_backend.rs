@@ -15,7 +15,9 @@ use ovs::{
 use tokio::sync::{watch, Mutex};
 use uuid::Uuid;
 
-use crate::ovs_plan::{ObservedBridge, ObservedOvs, ObservedPort, OvsChange};
+use crate::ovs_plan::{
+    ObservedBridge, ObservedOvs, ObservedPort, OvsChange, OWNER_KEY, OWNER_VALUE,
+};
 use crate::reconciler::OvsBackend;
 
 /// The database the agent works on.
@@ -52,14 +54,17 @@ impl OvsdbBackend {
             .monitor(
                 DB,
                 vec![
-                    MonitorRequest::new("Bridge", &["name", "datapath_type", "ports"]),
+                    MonitorRequest::new(
+                        "Bridge",
+                        &["name", "datapath_type", "ports", "external_ids"],
+                    ),
                     MonitorRequest::new(
                         "Port",
                         &["name", "interfaces", "tag", "trunks", "external_ids"],
                     ),
                     MonitorRequest::new(
                         "Interface",
-                        &["name", "type", "external_ids", "error", "ofport"],
+                        &["name", "type", "external_ids", "error", "ofport", "options"],
                     ),
                 ],
             )
@@ -121,6 +126,9 @@ pub fn observed_from(snap: &Snapshot) -> ObservedOvs {
         for p in uuids(b.get("ports")) {
             port_bridge.insert(p, name.clone());
         }
+        if b.map_str("external_ids", OWNER_KEY) == Some(OWNER_VALUE) {
+            out.owned_bridges.insert(name.clone());
+        }
         out.bridges.insert(
             name,
             ObservedBridge {
@@ -145,8 +153,16 @@ pub fn observed_from(snap: &Snapshot) -> ObservedOvs {
                 .and_then(|v| v.as_set().into_iter().next())
                 .and_then(|a| a.as_str().map(str::to_string))
         });
+        let name = p.get_str("name").unwrap_or_default().to_string();
+        if let Some(options) = ifaces
+            .first()
+            .map(|i| string_map(i.get("options")))
+            .filter(|o| !o.is_empty())
+        {
+            out.options.insert(name.clone(), options);
+        }
         out.ports.insert(
-            p.get_str("name").unwrap_or_default().to_string(),
+            name,
             ObservedPort {
                 bridge: bridge.clone(),
                 tag: ints(p.get("tag")).into_iter().next(),
@@ -193,10 +209,10 @@ fn row_of(index: &HashMap<(&str, &str), Uuid>, table: &str, name: &str) -> Vec<C
     }
 }
 
-/// (table, name) → row uuid for the Bridge and Port rows of a snapshot.
+/// (table, name) → row uuid for the Bridge, Port and Interface rows of a snapshot.
 fn name_index(snap: &Snapshot) -> HashMap<(&'static str, &str), Uuid> {
     let mut idx = HashMap::new();
-    for table in ["Bridge", "Port"] {
+    for table in ["Bridge", "Port", "Interface"] {
         for r in snap.rows(table) {
             if let Some(n) = r.get_str("name") {
                 idx.insert((table, n), r.uuid);
@@ -212,45 +228,58 @@ pub fn operations(changes: &[OvsChange], snap: &Snapshot) -> Result<Vec<Operatio
     let index = name_index(snap);
     let mut ops = Vec::new();
     let mut new_bridges: BTreeMap<String, (String, Vec<String>)> = BTreeMap::new();
+    let mut owned_new: BTreeSet<String> = BTreeSet::new();
     for c in changes {
         if let OvsChange::CreateBridge {
             name,
             datapath_type,
+            owned,
         } = c
         {
             new_bridges.insert(name.clone(), (datapath_type.clone(), Vec::new()));
+            if *owned {
+                owned_new.insert(name.clone());
+            }
         }
     }
     let mut n = 0usize;
-    let mut add_port =
-        |ops: &mut Vec<Operation>, name: &str, iface_type: &str, port_row: RowData| -> String {
-            n += 1;
-            let (ifn, pn) = (format!("i{n}"), format!("p{n}"));
-            ops.push(Operation::Insert {
-                table: "Interface".into(),
-                row: RowData::from([
-                    ("name".to_string(), Value::from(name)),
-                    ("type".to_string(), Value::from(iface_type)),
-                ]),
-                uuid_name: Some(ifn.clone()),
-                uuid: None,
-            });
-            let mut row = port_row;
-            row.insert("name".into(), Value::from(name));
-            row.insert("interfaces".into(), named(&ifn));
-            ops.push(Operation::Insert {
-                table: "Port".into(),
-                row,
-                uuid_name: Some(pn.clone()),
-                uuid: None,
-            });
-            pn
-        };
+    let mut add_port = |ops: &mut Vec<Operation>,
+                        name: &str,
+                        iface_type: &str,
+                        options: &BTreeMap<String, String>,
+                        port_row: RowData|
+     -> String {
+        n += 1;
+        let (ifn, pn) = (format!("i{n}"), format!("p{n}"));
+        let mut iface = RowData::from([
+            ("name".to_string(), Value::from(name)),
+            ("type".to_string(), Value::from(iface_type)),
+        ]);
+        if !options.is_empty() {
+            iface.insert("options".into(), Value::string_map(options.clone()));
+        }
+        ops.push(Operation::Insert {
+            table: "Interface".into(),
+            row: iface,
+            uuid_name: Some(ifn.clone()),
+            uuid: None,
+        });
+        let mut row = port_row;
+        row.insert("name".into(), Value::from(name));
+        row.insert("interfaces".into(), named(&ifn));
+        ops.push(Operation::Insert {
+            table: "Port".into(),
+            row,
+            uuid_name: Some(pn.clone()),
+            uuid: None,
+        });
+        pn
+    };
     for c in changes {
         match c {
             OvsChange::CreateBridge { name, .. } => {
                 // The bridge's own internal port, as ovs-vsctl add-br makes it.
-                let pn = add_port(&mut ops, name, "internal", RowData::new());
+                let pn = add_port(&mut ops, name, "internal", &BTreeMap::new(), RowData::new());
                 new_bridges
                     .get_mut(name)
                     .expect("collected above")
@@ -272,6 +301,7 @@ pub fn operations(changes: &[OvsChange], snap: &Snapshot) -> Result<Vec<Operatio
                 trunks,
                 iface_type,
                 external_ids,
+                options,
             } => {
                 let row = RowData::from([
                     ("tag".to_string(), opt_int(*tag)),
@@ -281,7 +311,7 @@ pub fn operations(changes: &[OvsChange], snap: &Snapshot) -> Result<Vec<Operatio
                         Value::string_map(external_ids.clone()),
                     ),
                 ]);
-                let pn = add_port(&mut ops, name, iface_type, row);
+                let pn = add_port(&mut ops, name, iface_type, options, row);
                 if let Some(b) = new_bridges.get_mut(bridge) {
                     b.1.push(pn);
                 } else {
@@ -310,6 +340,21 @@ pub fn operations(changes: &[OvsChange], snap: &Snapshot) -> Result<Vec<Operatio
                     Value::string_map(external_ids.clone()),
                 )]),
             }),
+            OvsChange::SetOptions { port, options } => ops.push(Operation::Update {
+                table: "Interface".into(),
+                conditions: row_of(&index, "Interface", port),
+                row: RowData::from([("options".into(), Value::string_map(options.clone()))]),
+            }),
+            OvsChange::DeleteBridge { bridge } => {
+                let uuid = *index
+                    .get(&("Bridge", bridge.as_str()))
+                    .ok_or_else(|| bridge.clone())?;
+                ops.push(Operation::Mutate {
+                    table: "Open_vSwitch".into(),
+                    conditions: vec![],
+                    mutations: vec![Mutation::new("bridges", Mutator::Delete, Value::from(uuid))],
+                });
+            }
             OvsChange::DeletePort { bridge, port } => {
                 let uuid = *index
                     .get(&("Port", port.as_str()))
@@ -325,16 +370,26 @@ pub fn operations(changes: &[OvsChange], snap: &Snapshot) -> Result<Vec<Operatio
     for (k, (name, (dp, ports))) in new_bridges.into_iter().enumerate() {
         // uuid-names are identifiers: [A-Za-z_][A-Za-z0-9_]*.
         let bn = format!("b{k}");
+        let mut row = RowData::from([
+            ("name".to_string(), Value::from(name.as_str())),
+            ("datapath_type".to_string(), Value::from(dp.as_str())),
+            (
+                "ports".to_string(),
+                Value::Set(ports.iter().map(|p| Atom::NamedUuid(p.clone())).collect()),
+            ),
+        ]);
+        if owned_new.contains(&name) {
+            // Only the agent's flows forward on a bridge it owns: no NORMAL flow, not even
+            // after ovs-vswitchd restarts and before the agent has rewritten its flows.
+            row.insert("fail_mode".into(), Value::from("secure"));
+            row.insert(
+                "external_ids".into(),
+                Value::string_map([(OWNER_KEY.to_string(), OWNER_VALUE.to_string())]),
+            );
+        }
         ops.push(Operation::Insert {
             table: "Bridge".into(),
-            row: RowData::from([
-                ("name".to_string(), Value::from(name.as_str())),
-                ("datapath_type".to_string(), Value::from(dp.as_str())),
-                (
-                    "ports".to_string(),
-                    Value::Set(ports.iter().map(|p| Atom::NamedUuid(p.clone())).collect()),
-                ),
-            ]),
+            row,
             uuid_name: Some(bn.clone()),
             uuid: None,
         });

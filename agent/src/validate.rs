@@ -107,6 +107,12 @@ pub enum ValidationError {
         mac: String,
         other: String,
     },
+    /// An MTU below IPv4's minimum (68): the kernel would refuse it on the veth.
+    #[error("{object}: MTU {mtu} is below 68")]
+    BadMtu { object: String, mtu: u16 },
+    /// A VxLAN segment the agent would not set up as is.
+    #[error("VxLAN segment {vni}: {reason}")]
+    BadTunnel { vni: u32, reason: String },
 }
 
 /// Checks `state` as a whole against the rules and this agent's identity; `Err` holds every
@@ -152,6 +158,17 @@ pub fn validate(state: &NodeDesiredState, me: &AgentIdentity) -> Result<(), Vec<
     }
     for (key, d) in &state.dhcp {
         v.dhcp(state, key, d);
+    }
+    for (key, r) in &state.routers {
+        for l in &r.legs {
+            v.mtu(&format!("router {key}: leg {}", l.ns_ifname), l.mtu);
+        }
+    }
+    for (key, d) in &state.dhcp {
+        v.mtu(&format!("DHCP server {key:?}"), d.mtu);
+    }
+    if let Some(t) = &state.tunnels {
+        v.tunnels(state, t);
     }
     if v.errors.is_empty() {
         Ok(())
@@ -211,6 +228,68 @@ impl Validator {
             });
         } else {
             self.ovs_names.insert(name.to_string(), object.to_string());
+        }
+    }
+
+    fn mtu(&mut self, object: &str, mtu: Option<u16>) {
+        if let Some(mtu) = mtu.filter(|m| *m < 68) {
+            self.errors.push(ValidationError::BadMtu {
+                object: object.to_string(),
+                mtu,
+            });
+        }
+    }
+
+    /// The segments' bridge exists; each tag is a VLAN of its own, not trunked on the bridge's
+    /// uplink (it would leak the segment); no node is its own peer; the tunnel ports' names
+    /// are taken by nothing else.
+    fn tunnels(&mut self, state: &NodeDesiredState, t: &wire::Tunnels) {
+        self.bridge(state, "tunnels", &t.bridge);
+        let trunked = state
+            .bridges
+            .get(&t.bridge)
+            .map(|b| b.trunks.clone())
+            .unwrap_or_default();
+        let mut tags: BTreeMap<u16, u32> = BTreeMap::new();
+        for (vni, s) in &t.segments {
+            let object = format!("VxLAN segment {vni}");
+            if !(1..=0x00ff_ffff).contains(vni) {
+                self.errors.push(ValidationError::BadTunnel {
+                    vni: *vni,
+                    reason: "a VNI is 1 to 16777215".into(),
+                });
+            }
+            self.vlan(&object, Some(s.tag));
+            if let Some(other) = tags.insert(s.tag, *vni) {
+                self.errors.push(ValidationError::BadTunnel {
+                    vni: *vni,
+                    reason: format!("tag {} is also segment {other}'s", s.tag),
+                });
+            }
+            if trunked.contains(&s.tag) {
+                self.errors.push(ValidationError::BadTunnel {
+                    vni: *vni,
+                    reason: format!("tag {} is trunked on {}'s uplink", s.tag, t.bridge),
+                });
+            }
+            if s.peers.contains(&t.local_ip) {
+                self.errors.push(ValidationError::BadTunnel {
+                    vni: *vni,
+                    reason: format!("this node's own endpoint {} is a peer", t.local_ip),
+                });
+            }
+        }
+        let peers: BTreeSet<IpAddr> = t
+            .segments
+            .values()
+            .flat_map(|s| s.peers.iter().copied())
+            .collect();
+        for p in peers {
+            self.ovs_name(&format!("tunnel to {p}"), &crate::tunnel::port_name(p));
+        }
+        if !t.segments.is_empty() {
+            self.ovs_name("tunnel patch port", crate::tunnel::PATCH_TUN);
+            self.ovs_name("tunnel patch port", crate::tunnel::PATCH_INT);
         }
     }
 
@@ -1162,5 +1241,57 @@ mod tests {
             &dhcp_errors(|d| d.mac = "fa:16:3e:00:01:01".into()),
             "also used",
         );
+    }
+
+    fn with_tunnels() -> NodeDesiredState {
+        let mut s = ok();
+        s.tunnels = Some(
+            serde_json::from_value(serde_json::json!({
+                "local_ip": "192.168.50.1", "bridge": "br-vlan",
+                "segments": {"1001": {"tag": 7, "peers": ["192.168.50.2", "192.168.50.3"]},
+                             "1002": {"tag": 8, "peers": ["192.168.50.3"]}}
+            }))
+            .unwrap(),
+        );
+        s
+    }
+
+    fn seg(s: &mut NodeDesiredState, vni: u32) -> &mut wire::TunnelSegment {
+        s.tunnels.as_mut().unwrap().segments.get_mut(&vni).unwrap()
+    }
+
+    fn tunnel_errors(f: impl FnOnce(&mut NodeDesiredState)) -> String {
+        let mut s = with_tunnels();
+        f(&mut s);
+        let e = validate(&s, &me()).err().unwrap_or_default();
+        e.iter()
+            .map(|e| e.to_string())
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
+    #[test]
+    fn tunnels_and_mtus_are_checked_before_any_change() {
+        assert_eq!(validate(&with_tunnels(), &me()), Ok(()));
+        let e = tunnel_errors(|s| seg(s, 1002).tag = 7);
+        assert!(e.contains("tag 7 is also segment 1001's"), "{e}");
+        let e = tunnel_errors(|s| seg(s, 1001).tag = 4095);
+        assert!(e.contains("VLAN 4095"), "{e}");
+        let e = tunnel_errors(|s| {
+            s.bridges.get_mut("br-vlan").unwrap().trunks.insert(8);
+        });
+        assert!(e.contains("tag 8 is trunked on br-vlan's uplink"), "{e}");
+        let e = tunnel_errors(|s| {
+            seg(s, 1002).peers.insert("192.168.50.1".parse().unwrap());
+        });
+        assert!(e.contains("own endpoint 192.168.50.1 is a peer"), "{e}");
+        let e = tunnel_errors(|s| s.tunnels.as_mut().unwrap().bridge = "br-x".into());
+        assert!(e.contains("br-x"), "{e}");
+        let e = tunnel_errors(|s| r1(s).legs[0].ovs_ifname = "vx-c0a83203".into());
+        assert!(e.contains("also used"), "{e}");
+        let e = tunnel_errors(|s| r1(s).legs[0].mtu = Some(60));
+        assert!(e.contains("MTU 60 is below 68"), "{e}");
+        let e = tunnel_errors(|s| r1(s).legs[0].mtu = Some(1450));
+        assert!(e.is_empty(), "{e}");
     }
 }

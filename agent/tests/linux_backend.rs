@@ -64,6 +64,7 @@ fn leg(kind: LegKind, ns_if: &str, node_if: &str, addr: &str) -> LegIntent {
         tag: 101,
         mac: "fa:16:3e:12:34:56".into(),
         addrs: vec![addr.parse().unwrap()],
+        mtu: None,
     }
 }
 

@@ -25,10 +25,13 @@ use std::net::{IpAddr, Ipv6Addr};
 use ipnet::IpNet;
 use wire::{Direction, EtherType, PortSecurity, SecurityGroup, SecurityGroupRule};
 
-/// Cookie bits that mark a flow as crosspod's (the top 16 bits, "cp").
-pub const COOKIE_BASE: u64 = 0x6370 << 48;
-/// Mask selecting [`COOKIE_BASE`]: the only flows the agent ever dumps or deletes.
-pub const COOKIE_MASK: u64 = 0xffff << 48;
+use crate::flowsync::fnv1a;
+
+/// Cookie bits that mark a flow as the firewall's (the top 16 bits, "cp"; see
+/// [`crate::flowsync`] for the other spaces).
+pub const COOKIE_BASE: u64 = crate::flowsync::FIREWALL;
+/// Mask selecting [`COOKIE_BASE`]: the only flows the firewall ever dumps or deletes.
+pub const COOKIE_MASK: u64 = crate::flowsync::SPACE_MASK;
 
 /// Classification.
 pub const T_CLASSIFY: u8 = 0;
@@ -143,16 +146,7 @@ impl FlowSet {
 
 /// crosspod's cookie for a flow's text.
 pub fn cookie_of(text: &str) -> u64 {
-    COOKIE_BASE | (fnv1a(text.as_bytes()) & !COOKIE_MASK)
-}
-
-fn fnv1a(bytes: &[u8]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in bytes {
-        h ^= u64::from(*b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    h
+    crate::flowsync::cookie_of(COOKIE_BASE, text)
 }
 
 /// The IPv6 link-local address (EUI-64) of `mac`, if it parses.

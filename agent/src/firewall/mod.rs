@@ -3,8 +3,9 @@
 //! [`flows`] compiles the desired state (ports with [`wire::PortSecurity`], the node's
 //! [`wire::SecurityGroup`]s) and the OVS port numbers into the flows each bridge must hold;
 //! [`Firewall::reconcile`] makes each bridge hold exactly those among the flows carrying
-//! crosspod's cookie: it dumps them (filtered by cookie), and writes only the difference as one
-//! atomic bundle. A flow's cookie is crosspod's bits plus a hash of the flow, so an unchanged
+//! the firewall's cookie: it dumps them (filtered by cookie), and writes only the difference as
+//! one atomic bundle ([`crate::flowsync`], shared with the tunnel bridge). A flow's cookie is
+//! the firewall's bits plus a hash of the flow, so an unchanged
 //! flow is never rewritten, a pass with nothing changed writes nothing, an ovs-vswitchd restart
 //! (which loses every flow) gets them all back, and only crosspod's flows are ever deleted.
 
@@ -12,12 +13,11 @@ pub mod flows;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
 
-use std::time::Duration;
-
-use ovs::openflow::{FlowMod, OfConn, OfError, OfctlBridge};
+use ovs::openflow::FlowMod;
 use wire::NodeDesiredState;
+
+use crate::flowsync::FlowSync;
 
 use crate::ovs_plan::ObservedOvs;
 pub use flows::{compile, BridgeInput, FlowSet, SecuredPort, COOKIE_BASE, COOKIE_MASK};
@@ -105,43 +105,20 @@ pub fn desired_flows(
 }
 
 /// The adds and deletes that turn `have` (cookies of crosspod's flows on a bridge) into
-/// `want` (cookie → flow text). Deletes name exact cookies, all of them crosspod's.
+/// `want` (cookie → flow text). Deletes name exact cookies, all of them the firewall's.
 pub fn diff(want: &BTreeMap<u64, String>, have: &BTreeSet<u64>) -> Vec<FlowMod> {
-    let mut mods: Vec<FlowMod> = have
-        .iter()
-        .filter(|c| !want.contains_key(c) && **c & COOKIE_MASK == COOKIE_BASE)
-        .map(|c| FlowMod::DeleteCookie(*c))
-        .collect();
-    mods.extend(
-        want.iter()
-            .filter(|(c, _)| !have.contains(c))
-            .map(|(c, f)| FlowMod::Add {
-                cookie: *c,
-                flow: f.clone(),
-            }),
-    );
-    mods
+    crate::flowsync::diff(COOKIE_BASE, want, have)
 }
 
-/// How long one OpenFlow read may take.
-const READ_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Cookies of the bridge's flows matching `cookie`/`mask`, over a binary OpenFlow connection.
-fn cookies(of: &OfctlBridge, cookie: u64, mask: u64) -> Result<Vec<u64>, OfError> {
-    OfConn::connect(of.socket(), READ_TIMEOUT)?.flow_cookies(cookie, mask)
-}
-
-/// The firewall step of the agent: where the bridges' management sockets are, and which flow
-/// of each programmed bridge tells whether ovs-vswitchd still has them.
+/// The firewall step of the agent: the shared flow writer (management sockets, sentinels).
 #[derive(Debug, Clone)]
 pub struct Firewall {
-    rundir: PathBuf,
-    /// bridge → cookie of one flow it must hold (table 60's NORMAL): gone means ovs-vswitchd
-    /// restarted (or someone flushed the bridge) and every flow must be written again.
-    sentinels: Arc<Mutex<BTreeMap<String, u64>>>,
+    flows: FlowSync,
 }
 
-/// The flow whose presence [`Firewall::flows_lost`] checks on each programmed bridge.
+/// The flow whose presence [`Firewall::flows_lost`] checks on each programmed bridge (table
+/// 60's NORMAL): gone means ovs-vswitchd restarted (or someone flushed the bridge) and every
+/// flow must be written again.
 fn sentinel() -> u64 {
     flows::cookie_of(&format!(
         "table={},priority=0 actions=NORMAL",
@@ -153,23 +130,19 @@ impl Firewall {
     /// Bridges' OpenFlow sockets are `<rundir>/<bridge>.mgmt`.
     pub fn new(rundir: impl Into<PathBuf>) -> Self {
         Firewall {
-            rundir: rundir.into(),
-            sentinels: Arc::default(),
+            flows: FlowSync::new(rundir),
         }
     }
 
-    /// Whether a bridge programmed by the last pass lost its flows (ovs-vswitchd restarted: it
-    /// keeps no flows, and OVSDB may not change at all). One exact-cookie dump per bridge, which
-    /// ovs-vswitchd answers from its cookie index: cheap enough for a timer of a few seconds.
-    /// Blocking.
+    /// The flow writer, shared with the tunnel bridge's step (one sentinel check for both).
+    pub fn flow_sync(&self) -> &FlowSync {
+        &self.flows
+    }
+
+    /// Whether a bridge programmed by the last pass (by the firewall or the tunnel step) lost
+    /// its flows; see [`FlowSync::flows_lost`]. Blocking.
     pub fn flows_lost(&self) -> bool {
-        let sentinels = self.sentinels.lock().expect("sentinels").clone();
-        sentinels.iter().any(|(bridge, cookie)| {
-            !matches!(
-                cookies(&OfctlBridge::new(&self.rundir, bridge), *cookie, u64::MAX),
-                Ok(f) if !f.is_empty()
-            )
-        })
+        self.flows.flows_lost()
     }
 
     /// Makes every bridge of the node hold exactly its desired flows among crosspod's. Blocking
@@ -190,43 +163,12 @@ impl Firewall {
             let empty = FlowSet::default();
             let want = wanted.get(bridge).unwrap_or(&empty).with_cookies();
             out.desired += want.len();
-            {
-                let mut s = self.sentinels.lock().expect("sentinels");
-                if want.contains_key(&sentinel()) {
-                    s.insert(bridge.clone(), sentinel());
-                } else {
-                    s.remove(bridge.as_str());
-                }
-            }
-            let of = OfctlBridge::new(&self.rundir, bridge);
-            if want.is_empty() && !of.has_socket() {
-                continue;
-            }
-            let have: BTreeSet<u64> = match cookies(&of, COOKIE_BASE, COOKIE_MASK) {
-                Ok(f) => f.into_iter().collect(),
-                Err(e) => {
-                    out.errors.push(format!("firewall on {bridge}: {e}"));
-                    continue;
-                }
-            };
-            let mods = diff(&want, &have);
-            if mods.is_empty() {
-                continue;
-            }
-            let deletes = mods
-                .iter()
-                .filter(|m| matches!(m, FlowMod::DeleteCookie(_)))
-                .count();
-            tracing::info!(
-                bridge = %bridge,
-                add = mods.len() - deletes,
-                delete = deletes,
-                "applying firewall flows"
-            );
-            match of.apply_bundle(&mods) {
-                Ok(()) => {
-                    out.added += mods.len() - deletes;
-                    out.deleted += deletes;
+            let s = want.contains_key(&sentinel()).then(sentinel);
+            self.flows.set_sentinel(COOKIE_BASE, bridge, s);
+            match self.flows.sync(COOKIE_BASE, bridge, &want) {
+                Ok(r) => {
+                    out.added += r.added;
+                    out.deleted += r.deleted;
                 }
                 Err(e) => out.errors.push(format!("firewall on {bridge}: {e}")),
             }

@@ -78,6 +78,11 @@ impl Node {
 
     /// Runs `crosspod-agent --once` on `state`; returns the JSON summary and whether it succeeded.
     pub fn agent_once(&self, state: &Value, uplink: &str) -> (Value, bool) {
+        self.agent_once_with(state, uplink, &[])
+    }
+
+    /// [`Node::agent_once`] with extra flags (`--local-ip`, say).
+    pub fn agent_once_with(&self, state: &Value, uplink: &str, extra: &[&str]) -> (Value, bool) {
         let file = self.dir.path().join("desired.json");
         std::fs::write(&file, serde_json::to_vec(state).unwrap()).unwrap();
         let out = Command::new(env!("CARGO_BIN_EXE_crosspod-agent"))
@@ -89,6 +94,7 @@ impl Node {
             .args(["--bridge-mappings", "bridge:br-vlan"])
             .args(["--uplinks", &format!("br-vlan:{uplink}")])
             .args(["--datapath-type", "netdev", "--metrics-bind", ""])
+            .args(extra)
             .output()
             .expect("running crosspod-agent");
         let stdout = String::from_utf8_lossy(&out.stdout);
