@@ -37,6 +37,7 @@ fn build() -> Snapshot {
                 pod: format!("pod{p:03}"),
                 uplinks: maps.iter().map(|m| m.0.clone()).collect(),
                 bridge_mappings: maps.into_iter().collect(),
+                local_ip: None,
             });
         }
     }
@@ -200,6 +201,7 @@ fn allocate(s: &mut Snapshot) {
                     BridgeNetwork {
                         vlan: 2001 + (next_bn % 1000) as u16,
                         cidr: IpNet::V4(Ipv4Net::new(Ipv4Addr::from(base), 24).unwrap()),
+                        vni: None,
                     },
                 );
             }
