@@ -908,13 +908,21 @@ mod tests {
     #[test]
     fn vxlan_settings_default_validate_and_print() {
         let c = Args::parse_from(["x"]).resolve().unwrap();
-        assert_eq!(c.bridge_network_type, BridgeNetworkType::Vlan, "bridge has a range");
+        assert_eq!(
+            c.bridge_network_type,
+            BridgeNetworkType::Vlan,
+            "bridge has a range"
+        );
         assert_eq!(c.vni_ranges.to_string(), "1001:2000");
         assert_eq!(c.global_physnet_mtu, 1500);
         let c = Args::parse_from(["x", "--network-vlan-ranges", "extern:3001:4000"])
             .resolve()
             .unwrap();
-        assert_eq!(c.bridge_network_type, BridgeNetworkType::Vxlan, "no bridge range");
+        assert_eq!(
+            c.bridge_network_type,
+            BridgeNetworkType::Vxlan,
+            "no bridge range"
+        );
         let c = Args::parse_from([
             "x",
             "--bridge-network-type",

@@ -794,7 +794,11 @@ impl Intent {
         let a = &mut self.snapshot.allocations.local_tags;
         a.remove(net);
         // A bridge network's tags are its project's (see `derive_bridge`).
-        if self.networks.get(net).is_none_or(|n| bridge_project(n).is_some()) {
+        if self
+            .networks
+            .get(net)
+            .is_none_or(|n| bridge_project(n).is_some())
+        {
             return;
         }
         if let Some(tags) = self.local_tags.get(net) {

@@ -189,7 +189,9 @@ impl VniRanges {
 
     /// Whether `vni` is in one of the ranges (then it is reserved from the pool).
     pub fn contains(&self, vni: u32) -> bool {
-        self.ranges.iter().any(|(lo, hi)| (*lo..=*hi).contains(&vni))
+        self.ranges
+            .iter()
+            .any(|(lo, hi)| (*lo..=*hi).contains(&vni))
     }
 }
 
@@ -207,7 +209,13 @@ impl std::fmt::Display for VniRanges {
 
 /// Pick a free VNI in `lo..=hi` (sorted `taken`): the lowest on `attempt` 0, later one of the
 /// first few free ones using `entropy` (as [`pick_free`]).
-pub fn pick_free_vni(lo: u32, hi: u32, taken: &HashSet<u32>, attempt: u32, entropy: u64) -> Option<u32> {
+pub fn pick_free_vni(
+    lo: u32,
+    hi: u32,
+    taken: &HashSet<u32>,
+    attempt: u32,
+    entropy: u64,
+) -> Option<u32> {
     let mut free = (lo..=hi).filter(|v| !taken.contains(v));
     if attempt == 0 {
         return free.next();

@@ -46,7 +46,13 @@ fn cli_vxlan_networks(database: Option<&str>) {
     pods(&c);
     let a = os(
         &c,
-        &["network", "create", "--provider-network-type", "vxlan", "vx-a"],
+        &[
+            "network",
+            "create",
+            "--provider-network-type",
+            "vxlan",
+            "vx-a",
+        ],
     );
     assert_eq!(a["provider:network_type"], "vxlan");
     assert_eq!(a["provider:segmentation_id"], 1001);
@@ -83,7 +89,10 @@ fn cli_vxlan_networks(database: Option<&str>) {
             "vx-b2",
         ],
     );
-    assert!(!done && err.contains("70000") && err.contains("in use"), "{err}");
+    assert!(
+        !done && err.contains("70000") && err.contains("in use"),
+        "{err}"
+    );
     let chosen = os(
         &c,
         &[
@@ -110,7 +119,13 @@ fn cli_vxlan_networks(database: Option<&str>) {
     let (done, _, err) = openstack(
         &c,
         ADMIN,
-        &["network", "create", "--provider-network-type", "vxlan", "vx-d"],
+        &[
+            "network",
+            "create",
+            "--provider-network-type",
+            "vxlan",
+            "vx-d",
+        ],
     );
     assert!(!done && err.contains("1001:1002"), "{err}");
     // Bad input: a physnet, a VNI out of 24 bits, an MTU the tunnels cannot carry.
@@ -130,14 +145,26 @@ fn cli_vxlan_networks(database: Option<&str>) {
     ] {
         let (status, b) = c.n("POST", "/v2.0/networks", Some(ADMIN), Some(&body));
         assert_eq!(status, 400, "{body}: {b}");
-        assert!(b["NeutronError"]["message"].as_str().unwrap().contains(what), "{b}");
+        assert!(
+            b["NeutronError"]["message"]
+                .as_str()
+                .unwrap()
+                .contains(what),
+            "{b}"
+        );
     }
     // Deleting a network gives its VNI back.
     let (done, _, err) = openstack(&c, ADMIN, &["network", "delete", "vx-a"]);
     assert!(done, "{err}");
     let again = os(
         &c,
-        &["network", "create", "--provider-network-type", "vxlan", "vx-e"],
+        &[
+            "network",
+            "create",
+            "--provider-network-type",
+            "vxlan",
+            "vx-e",
+        ],
     );
     assert_eq!(again["provider:segmentation_id"], 1001);
     // Other types keep the underlay's MTU.
@@ -380,7 +407,12 @@ fn bridge_vxlan_desired_state(database: Option<&str>) {
     assert_eq!((v1, v2), (1001, 1002));
     // The project's bridge network is a VxLAN network of its own VNI.
     let nets = ok(
-        c.n("GET", "/v2.0/networks?name=bridge-net-demo", Some(ADMIN), None),
+        c.n(
+            "GET",
+            "/v2.0/networks?name=bridge-net-demo",
+            Some(ADMIN),
+            None,
+        ),
         "bridge net",
     );
     let bridge = &nets["networks"][0];
@@ -389,9 +421,7 @@ fn bridge_vxlan_desired_state(database: Option<&str>) {
     let bvni = bridge["provider:segmentation_id"].as_u64().unwrap();
     assert_eq!(bvni, 1003);
     let nodes = ["node1", "node2", "node3"];
-    let states = || -> BTreeMap<&str, Value> {
-        nodes.iter().map(|n| (*n, state(&c, n))).collect()
-    };
+    let states = || -> BTreeMap<&str, Value> { nodes.iter().map(|n| (*n, state(&c, n))).collect() };
     // Wait until both instances have their bridge legs (one per pod).
     let t0 = Instant::now();
     let st = loop {
@@ -411,7 +441,11 @@ fn bridge_vxlan_desired_state(database: Option<&str>) {
     assert_peers_consistent(&st);
     let carriers = segments(&st);
     assert!(carriers[&v1].contains("192.168.50.1") && carriers[&v1].contains("192.168.50.2"));
-    assert_eq!(carriers[&bvni].len(), 2, "one instance per pod: {carriers:?}");
+    assert_eq!(
+        carriers[&bvni].len(),
+        2,
+        "one instance per pod: {carriers:?}"
+    );
     let n1 = &st["node1"]["tunnels"];
     assert_eq!(n1["local_ip"], "192.168.50.1");
     assert_eq!(n1["bridge"], "br-vlan");

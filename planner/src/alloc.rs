@@ -199,9 +199,8 @@ pub fn required_allocations_for_change(
         nets.extend(t.net_list.iter().map(|n| n.id.as_str()));
     }
     diff(new, &needed(&t_new), |k| match k {
-        AllocationKey::BridgeNetwork { project_id } | AllocationKey::BridgeTag { project_id, .. } => {
-            scope.contains(project_id.as_str())
-        }
+        AllocationKey::BridgeNetwork { project_id }
+        | AllocationKey::BridgeTag { project_id, .. } => scope.contains(project_id.as_str()),
         AllocationKey::BridgeIp { router_id, .. } | AllocationKey::LegIp { router_id, .. } => {
             routers.contains(router_id.as_str())
         }

@@ -280,7 +280,8 @@ fn plan_instance<'a>(
     };
     let my_bridge_ip = my_bridge_port.map(|p| p.ip);
     let bridge_seg = t.bridge_segment(&router.project_id, pod);
-    if let (Some(bn), Some(bp), Some((physnet, tag, vni))) = (bridge_net, my_bridge_port, bridge_seg)
+    if let (Some(bn), Some(bp), Some((physnet, tag, vni))) =
+        (bridge_net, my_bridge_port, bridge_seg)
     {
         if let (Some(address), Some(br)) = (
             with_prefix(bp.ip, &bn.cidr),

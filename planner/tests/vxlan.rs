@@ -51,7 +51,14 @@ fn vx_cloud() -> Snapshot {
         let p = format!("p{pr}");
         let vx = format!("{p}-vx");
         add_vxlan_net(&mut s, &p, &vx, 1001 + pr as u32, "10.1.0.0/24");
-        add_vm(&mut s, &p, &format!("{vx}-a"), &vx, "10.1.0.5", &node_name(pr % PODS, 1));
+        add_vm(
+            &mut s,
+            &p,
+            &format!("{vx}-a"),
+            &vx,
+            "10.1.0.5",
+            &node_name(pr % PODS, 1),
+        );
         add_vm(
             &mut s,
             &p,
@@ -62,7 +69,14 @@ fn vx_cloud() -> Snapshot {
         );
         let loc = format!("{p}-loc");
         add_local_net(&mut s, &p, &loc, "10.2.0.0/24");
-        add_vm(&mut s, &p, &format!("{loc}-a"), &loc, "10.2.0.5", &node_name(pr % PODS, 0));
+        add_vm(
+            &mut s,
+            &p,
+            &format!("{loc}-a"),
+            &loc,
+            "10.2.0.5",
+            &node_name(pr % PODS, 0),
+        );
         let r = format!("{p}-r");
         add_router(&mut s, &p, &r, &[]);
         add_iface(&mut s, &r, &vx);
@@ -121,7 +135,8 @@ fn tunnel_peers_are_the_nodes_sharing_each_segment() {
     let vx0 = carriers(&plans)[&1001].clone();
     assert!(vx0.contains(&node_ip(0, 1)) && vx0.contains(&node_ip(1, 0)));
     assert!(
-        !vx0.iter().any(|i| *i == node_ip(2, 0) || *i == node_ip(2, 1)),
+        !vx0.iter()
+            .any(|i| *i == node_ip(2, 0) || *i == node_ip(2, 1)),
         "R2 has nothing of p0-vx: {vx0:?}"
     );
     // A node of R2 carries p1-vx (a VM on r2-1) but not p0-vx: no entry, not a peer.
@@ -208,7 +223,12 @@ fn removing_the_last_port_on_a_node_removes_it_from_the_peers() {
     assert_peers_bounded(&after);
     let gone = node_ip(2, 1);
     let r2_holds_router = after["r2-1"].routers.contains_key("p2-r");
-    assert!(before["r2-1"].tunnels.as_ref().unwrap().segments.contains_key(&1003));
+    assert!(before["r2-1"]
+        .tunnels
+        .as_ref()
+        .unwrap()
+        .segments
+        .contains_key(&1003));
     if !r2_holds_router {
         assert!(after["r2-1"]
             .tunnels
@@ -221,7 +241,12 @@ fn removing_the_last_port_on_a_node_removes_it_from_the_peers() {
         }
     }
     // The incremental path agrees, including the other nodes' peers.
-    check("remove last port", &old, &new, Change::Port("p2-vx-a".into()));
+    check(
+        "remove last port",
+        &old,
+        &new,
+        Change::Port("p2-vx-a".into()),
+    );
 }
 
 #[test]
@@ -240,7 +265,11 @@ fn a_node_without_local_ip_carries_no_vxlan() {
     assert!(plans["r1-1"].tunnels.is_none());
     // R2 has no node with a tunnel IP: no instance of a router with a VxLAN segment there.
     for n in ["r2-0", "r2-1"] {
-        assert!(plans[n].routers.is_empty(), "{n}: {:?}", plans[n].routers.keys());
+        assert!(
+            plans[n].routers.is_empty(),
+            "{n}: {:?}",
+            plans[n].routers.keys()
+        );
         assert!(plans[n].tunnels.is_none());
     }
     let p = Planner::new(&s);
@@ -352,7 +381,8 @@ fn placement_spreads_over_the_pods_nodes_and_is_stable() {
     // r0-1 goes: only its instances move, all to r0-0.
     let mut lost = s.clone();
     lost.nodes.retain(|n| n.name != "r0-1");
-    lost.ports.retain(|p| p.binding_host.as_deref() != Some("r0-1"));
+    lost.ports
+        .retain(|p| p.binding_host.as_deref() != Some("r0-1"));
     settle(&mut lost);
     let after = hosts(&lost);
     for (r, h) in &before {
@@ -413,9 +443,13 @@ fn mutate(name: &str, change: Change, f: impl Fn(&mut Snapshot)) {
 
 #[test]
 fn vxlan_changes_replan_like_full() {
-    mutate("vm joins a segment on a new node", Change::Port("p1-vx-c".into()), |s| {
-        add_vm(s, "p1", "p1-vx-c", "p1-vx", "10.1.0.7", "r2-0");
-    });
+    mutate(
+        "vm joins a segment on a new node",
+        Change::Port("p1-vx-c".into()),
+        |s| {
+            add_vm(s, "p1", "p1-vx-c", "p1-vx", "10.1.0.7", "r2-0");
+        },
+    );
     mutate("vm leaves", Change::Port("p3-vx-b".into()), |s| {
         s.ports.retain(|p| p.id != "p3-vx-b");
     });
@@ -433,20 +467,28 @@ fn vxlan_changes_replan_like_full() {
         s.router_interfaces.retain(|i| i.router_id != "p2-r");
         s.routers.retain(|r| r.id != "p2-r");
     });
-    mutate("new vxlan network and router", Change::Router("q-r".into()), |s| {
-        add_vxlan_net(s, "q", "q-vx", 4242, "10.5.0.0/24");
-        add_vm(s, "q", "q-vm", "q-vx", "10.5.0.5", "r1-1");
-        add_vm(s, "q", "q-vm2", "q-vx", "10.5.0.6", "r2-1");
-        add_router(s, "q", "q-r", &[]);
-        add_iface(s, "q-r", "q-vx");
-    });
-    mutate("node's tunnel IP changes", Change::Node("r1-0".into()), |s| {
-        s.nodes
-            .iter_mut()
-            .find(|n| n.name == "r1-0")
-            .unwrap()
-            .local_ip = Some(ip("192.168.60.1"));
-    });
+    mutate(
+        "new vxlan network and router",
+        Change::Router("q-r".into()),
+        |s| {
+            add_vxlan_net(s, "q", "q-vx", 4242, "10.5.0.0/24");
+            add_vm(s, "q", "q-vm", "q-vx", "10.5.0.5", "r1-1");
+            add_vm(s, "q", "q-vm2", "q-vx", "10.5.0.6", "r2-1");
+            add_router(s, "q", "q-r", &[]);
+            add_iface(s, "q-r", "q-vx");
+        },
+    );
+    mutate(
+        "node's tunnel IP changes",
+        Change::Node("r1-0".into()),
+        |s| {
+            s.nodes
+                .iter_mut()
+                .find(|n| n.name == "r1-0")
+                .unwrap()
+                .local_ip = Some(ip("192.168.60.1"));
+        },
+    );
     mutate("node joins", Change::Node("r1-2".into()), |s| {
         s.nodes.push(vx_node(
             "r1-2",
@@ -457,4 +499,3 @@ fn vxlan_changes_replan_like_full() {
         add_vm(s, "p0", "p0-vx-z", "p0-vx", "10.1.0.9", "r1-2");
     });
 }
-

@@ -112,13 +112,12 @@ async fn allocate_vni(
 ) -> Result<Option<u32>, StoreError> {
     for &(lo, hi) in ranges.ranges() {
         for attempt in 0..64u32 {
-            let rows =
-                sqlx::query("SELECT vni FROM vni_allocations WHERE vni >= $1 AND vni <= $2")
-                    .bind(i64::from(lo))
-                    .bind(i64::from(hi))
-                    .fetch_all(&mut *w.tx)
-                    .await
-                    .map_err(StoreError::db("reading VNIs"))?;
+            let rows = sqlx::query("SELECT vni FROM vni_allocations WHERE vni >= $1 AND vni <= $2")
+                .bind(i64::from(lo))
+                .bind(i64::from(hi))
+                .fetch_all(&mut *w.tx)
+                .await
+                .map_err(StoreError::db("reading VNIs"))?;
             let taken: HashSet<u32> = rows
                 .iter()
                 .filter_map(|r| col_i(r, "vni").ok())
