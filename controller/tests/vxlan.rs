@@ -373,7 +373,7 @@ fn bridge_vxlan_desired_state(database: Option<&str>) {
     let net1 = demo_net(&c, "net1", "10.0.1.0/24");
     let net2 = demo_net(&c, "net2", "10.0.2.0/24");
     let vm1 = vm(&c, &net1, "node1");
-    let _vm2 = vm(&c, &net1, "node2");
+    let vm2 = vm(&c, &net1, "node2");
     let _vm3 = vm(&c, &net2, "node3");
     let r = ok(
         c.n(
@@ -439,6 +439,9 @@ fn bridge_vxlan_desired_state(database: Option<&str>) {
         std::thread::sleep(Duration::from_millis(200));
     };
     assert_peers_consistent(&st);
+    // The incremental picture (bridge VNI, its per-pod tags, tunnels) equals a full pass's.
+    let r = ok(c.t("POST", "/v1.0/resync", Some(ADMIN), None), "resync");
+    assert_eq!(r["resync"]["drift"], false, "drift: {r}");
     let carriers = segments(&st);
     assert!(carriers[&v1].contains("192.168.50.1") && carriers[&v1].contains("192.168.50.2"));
     assert_eq!(
@@ -495,6 +498,20 @@ fn bridge_vxlan_desired_state(database: Option<&str>) {
     let d9 = state(&c, "node9");
     assert!(d9["ports"].get(&p9).is_none(), "{d9}");
     assert!(d9.get("tunnels").is_none(), "{d9}");
+    // The VM goes: the last port of net1 in RegionTwo takes node2 out of node1's peers.
+    let (status, _) = c.n("DELETE", &format!("/v2.0/ports/{vm2}"), Some(DEMO), None);
+    assert_eq!(status, 204);
+    wait_state(&c, "node1", "node2 leaves net1's peers", |d| {
+        d["tunnels"]["segments"][v1.to_string()]["peers"]
+            .as_array()
+            .is_none_or(|p| !p.contains(&json!("192.168.60.2")))
+    });
+    assert!(state(&c, "node2")["tunnels"]["segments"]
+        .get(v1.to_string())
+        .is_none());
+    assert_peers_consistent(&states());
+    let r = ok(c.t("POST", "/v1.0/resync", Some(ADMIN), None), "resync");
+    assert_eq!(r["resync"]["drift"], false, "drift: {r}");
     assert!(!c.log_has_5xx());
 }
 
