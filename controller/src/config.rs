@@ -11,7 +11,7 @@ use clap::Parser;
 use serde::Deserialize;
 
 use crate::store::QuotaDefaults;
-use crate::vlan_pool::VlanRanges;
+use crate::vlan_pool::{VlanRanges, VniRanges};
 
 /// Failure to build a [`Config`].
 #[derive(Debug, thiserror::Error)]
@@ -64,6 +64,8 @@ pub enum NetworkType {
     Vlan,
     /// Untagged on a physical network.
     Flat,
+    /// A VxLAN segment (VNI from `--vni-ranges`), may stretch across pods over tunnels.
+    Vxlan,
 }
 
 impl NetworkType {
@@ -73,6 +75,7 @@ impl NetworkType {
             NetworkType::Local => "local",
             NetworkType::Vlan => "vlan",
             NetworkType::Flat => "flat",
+            NetworkType::Vxlan => "vxlan",
         }
     }
     /// Parse Neutron's spelling.
@@ -81,7 +84,28 @@ impl NetworkType {
             "local" => Some(NetworkType::Local),
             "vlan" => Some(NetworkType::Vlan),
             "flat" => Some(NetworkType::Flat),
+            "vxlan" => Some(NetworkType::Vxlan),
             _ => None,
+        }
+    }
+}
+
+/// What carries the per-project bridge networks (Tricircle's `bridge_network_type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum BridgeNetworkType {
+    /// A VLAN from the bridge physnet's range (pods share a VLAN trunk).
+    Vlan,
+    /// A VNI from `--vni-ranges` (pods share IP reachability between tunnel endpoints).
+    Vxlan,
+}
+
+impl BridgeNetworkType {
+    /// The flag's spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BridgeNetworkType::Vlan => "vlan",
+            BridgeNetworkType::Vxlan => "vxlan",
         }
     }
 }
@@ -153,6 +177,19 @@ pub struct Args {
     /// `default_region_for_external_network`); empty: nowhere until hinted [default: RegionOne].
     #[arg(long, env = "CROSSPOD_DEFAULT_REGION_FOR_EXTERNAL_NETWORK")]
     pub default_region_for_external_network: Option<String>,
+    /// What carries the per-project bridge networks: vlan (a VLAN of the bridge physnet's
+    /// range) or vxlan (a VNI of --vni-ranges) [default: vxlan when --network-vlan-ranges
+    /// has no range for the bridge physnet, else vlan].
+    #[arg(long, env = "CROSSPOD_BRIDGE_NETWORK_TYPE")]
+    pub bridge_network_type: Option<BridgeNetworkType>,
+    /// VxLAN VNIs the controller allocates (Neutron's `vni_ranges`): comma-separated `LO:HI`,
+    /// each within 1..16777215 [default: 1001:2000].
+    #[arg(long, env = "CROSSPOD_VNI_RANGES")]
+    pub vni_ranges: Option<String>,
+    /// MTU of the underlay (Neutron's `global_physnet_mtu`): vlan, flat and local networks get
+    /// it, VxLAN ones 50 bytes less [default: 1500].
+    #[arg(long, env = "CROSSPOD_GLOBAL_PHYSNET_MTU")]
+    pub global_physnet_mtu: Option<u16>,
     /// Tenant network types, first is the default for networks without provider attributes [default: local,vlan].
     #[arg(long, env = "CROSSPOD_TENANT_NETWORK_TYPES", value_delimiter = ',')]
     pub tenant_network_types: Option<Vec<NetworkType>>,
@@ -359,6 +396,12 @@ pub struct Config {
     pub default_external_region: Option<String>,
     /// Tenant network types (non-empty; first is the default).
     pub tenant_network_types: Vec<NetworkType>,
+    /// What carries the per-project bridge networks.
+    pub bridge_network_type: BridgeNetworkType,
+    /// VNIs allocated to VxLAN networks.
+    pub vni_ranges: VniRanges,
+    /// The underlay's MTU.
+    pub global_physnet_mtu: u16,
     /// Time between full realization passes.
     pub full_pass_interval: std::time::Duration,
     /// Lease time of the DHCP servers, in seconds.
@@ -391,6 +434,8 @@ pub struct Config {
 
 /// Default store URL.
 pub const DEFAULT_DATABASE: &str = "sqlite:///var/lib/crosspod/controller.db";
+/// Default VNI ranges (Neutron's example `vni_ranges`).
+pub const DEFAULT_VNI_RANGES: &str = "1001:2000";
 /// Default VLAN ranges (the guide's).
 pub const DEFAULT_VLAN_RANGES: &str = "bridge:2001:3000,extern:3001:4000";
 
@@ -419,6 +464,39 @@ impl Args {
             return Err(ConfigError::Invalid {
                 key: "tenant-network-types",
                 detail: "at least one type is needed".into(),
+            });
+        }
+        let bridge_network_type = self
+            .bridge_network_type
+            .or(file.bridge_network_type)
+            .unwrap_or(
+                if network_vlan_ranges
+                    .range(crate::naming::BRIDGE_PHYSNET)
+                    .is_some()
+                {
+                    BridgeNetworkType::Vlan
+                } else {
+                    BridgeNetworkType::Vxlan
+                },
+            );
+        let vni_ranges = VniRanges::parse(
+            self.vni_ranges
+                .or(file.vni_ranges)
+                .as_deref()
+                .unwrap_or(DEFAULT_VNI_RANGES),
+        )
+        .map_err(|e| ConfigError::Invalid {
+            key: "vni-ranges",
+            detail: e.to_string(),
+        })?;
+        let global_physnet_mtu = self
+            .global_physnet_mtu
+            .or(file.global_physnet_mtu)
+            .unwrap_or(1500);
+        if global_physnet_mtu < 576 {
+            return Err(ConfigError::Invalid {
+                key: "global-physnet-mtu",
+                detail: format!("{global_physnet_mtu} is below 576"),
             });
         }
         let neutron = QuotaDefaults::default();
@@ -475,6 +553,9 @@ impl Args {
                 Some(r) => Some(r.trim().to_string()),
             },
             tenant_network_types,
+            bridge_network_type,
+            vni_ranges,
+            global_physnet_mtu,
             full_pass_interval: std::time::Duration::from_secs(
                 positive(
                     "full-pass-interval",
@@ -559,7 +640,7 @@ impl Config {
             .map(|t| format!("{:?}", t.as_str()))
             .collect();
         format!(
-            "bind = {:?}\ntricircle-port = {}\nneutron-port = {}\ndatabase = {:?}\ntokens-file = {:?}\nnetwork-vlan-ranges = {:?}\nbridge-cidr = {:?}\nlocal-vlan-range = \"{}:{}\"\ndefault-region-for-external-network = {:?}\ntenant-network-types = [{}]\nfull-pass-interval = {}\ndhcp-lease-duration = {}\nchange-log-poll-ms = {}\nlog-format = {:?}\nquota-network = {}\nquota-subnet = {}\nquota-port = {}\nquota-router = {}\nquota-floatingip = {}\nheader-timeout = {}\nbody-timeout = {}\nidle-timeout = {}\nlong-polls-per-node = {}\nlong-polls-per-project = {}\nagent-port = {}\n{}",
+            "bind = {:?}\ntricircle-port = {}\nneutron-port = {}\ndatabase = {:?}\ntokens-file = {:?}\nnetwork-vlan-ranges = {:?}\nbridge-cidr = {:?}\nlocal-vlan-range = \"{}:{}\"\ndefault-region-for-external-network = {:?}\ntenant-network-types = [{}]\nbridge-network-type = {:?}\nvni-ranges = {:?}\nglobal-physnet-mtu = {}\nfull-pass-interval = {}\ndhcp-lease-duration = {}\nchange-log-poll-ms = {}\nlog-format = {:?}\nquota-network = {}\nquota-subnet = {}\nquota-port = {}\nquota-router = {}\nquota-floatingip = {}\nheader-timeout = {}\nbody-timeout = {}\nidle-timeout = {}\nlong-polls-per-node = {}\nlong-polls-per-project = {}\nagent-port = {}\n{}",
             self.bind.to_string(),
             self.tricircle_port,
             self.neutron_port,
@@ -571,6 +652,9 @@ impl Config {
             self.local_vlan_range.1,
             self.default_external_region.clone().unwrap_or_default(),
             types.join(", "),
+            self.bridge_network_type.as_str(),
+            self.vni_ranges.to_string(),
+            self.global_physnet_mtu,
             self.full_pass_interval.as_secs(),
             self.dhcp_lease_duration,
             self.change_log_poll.as_millis(),
@@ -819,6 +903,59 @@ mod tests {
         assert_eq!(c.network_vlan_ranges.range("extern"), Some((3001, 4000)));
         assert_eq!(c.quotas, QuotaDefaults::default());
         assert_eq!(c.quotas.port, 500);
+    }
+
+    #[test]
+    fn vxlan_settings_default_validate_and_print() {
+        let c = Args::parse_from(["x"]).resolve().unwrap();
+        assert_eq!(
+            c.bridge_network_type,
+            BridgeNetworkType::Vlan,
+            "bridge has a range"
+        );
+        assert_eq!(c.vni_ranges.to_string(), "1001:2000");
+        assert_eq!(c.global_physnet_mtu, 1500);
+        let c = Args::parse_from(["x", "--network-vlan-ranges", "extern:3001:4000"])
+            .resolve()
+            .unwrap();
+        assert_eq!(
+            c.bridge_network_type,
+            BridgeNetworkType::Vxlan,
+            "no bridge range"
+        );
+        let c = Args::parse_from([
+            "x",
+            "--bridge-network-type",
+            "vxlan",
+            "--vni-ranges",
+            "5:9,100:200",
+            "--global-physnet-mtu",
+            "9000",
+            "--tenant-network-types",
+            "vxlan,local",
+        ])
+        .resolve()
+        .unwrap();
+        assert_eq!(c.tenant_network_types[0], NetworkType::Vxlan);
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("c.toml");
+        std::fs::write(&f, c.to_toml()).unwrap();
+        let again = Args::parse_from(["x", "--config", f.to_str().unwrap()])
+            .resolve()
+            .unwrap();
+        assert_eq!(again.bridge_network_type, BridgeNetworkType::Vxlan);
+        assert_eq!(again.vni_ranges, c.vni_ranges);
+        assert_eq!(again.global_physnet_mtu, 9000);
+        assert_eq!(again.tenant_network_types, c.tenant_network_types);
+        for bad in [
+            &["x", "--vni-ranges", "0:10"][..],
+            &["x", "--vni-ranges", "1:16777216"],
+            &["x", "--vni-ranges", "10:5"],
+            &["x", "--global-physnet-mtu", "100"],
+        ] {
+            let e = Args::parse_from(bad.iter().copied()).resolve().unwrap_err();
+            assert!(e.to_string().contains(&bad[1][2..]), "{bad:?}: {e}");
+        }
     }
 
     #[test]

@@ -38,7 +38,8 @@ impl Core {
     pub async fn open(config: Config) -> Result<Arc<Core>, StoreError> {
         let store = Store::connect(&config.database)
             .await?
-            .with_quota_defaults(config.quotas);
+            .with_quota_defaults(config.quotas)
+            .with_vni_ranges(config.vni_ranges.clone());
         tracing::info!(backend = ?store.backend(), "store ready");
         Ok(Arc::new(Core {
             store,

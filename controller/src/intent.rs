@@ -104,6 +104,11 @@ fn planner_network(n: &Network) -> planner::Network {
             (planner::NetworkType::Vlan, Some(physnet.clone()), Some(*id))
         }
         Segment::Flat { physnet } => (planner::NetworkType::Flat, Some(physnet.clone()), None),
+        Segment::Vxlan { .. } => (planner::NetworkType::Vxlan, None, None),
+    };
+    let vni = match &n.segment {
+        Segment::Vxlan { vni } => Some(*vni),
+        _ => None,
     };
     planner::Network {
         id: n.id.clone(),
@@ -111,6 +116,7 @@ fn planner_network(n: &Network) -> planner::Network {
         network_type,
         physnet,
         segmentation_id,
+        vni,
         external: n.external,
         az_hints: n.az_hints.clone(),
         shared: n.shared,
@@ -541,8 +547,21 @@ impl Intent {
                 } else {
                     self.local_tags.insert(net.clone(), tags.clone());
                 }
-                self.derive_local_tags(net);
-                out.push(Change::Network(net.clone()));
+                match self
+                    .networks
+                    .get(net)
+                    .and_then(bridge_project)
+                    .map(str::to_string)
+                {
+                    Some(project) => {
+                        self.derive_bridge(&project);
+                        out.push(Change::Project(project));
+                    }
+                    None => {
+                        self.derive_local_tags(net);
+                        out.push(Change::Network(net.clone()));
+                    }
+                }
             }
             Patch::SecurityGroup(id, new) => {
                 match new {
@@ -736,6 +755,12 @@ impl Intent {
             (Some(Segment::Vlan { id, .. }), Some(cidr), true) => Some(planner::BridgeNetwork {
                 vlan: *id,
                 cidr: IpNet::V4(*cidr),
+                vni: None,
+            }),
+            (Some(Segment::Vxlan { vni }), Some(cidr), true) => Some(planner::BridgeNetwork {
+                vlan: 0,
+                cidr: IpNet::V4(*cidr),
+                vni: Some(*vni),
             }),
             _ => None,
         };
@@ -748,12 +773,32 @@ impl Intent {
                 a.remove(project);
             }
         }
+        // Its VxLAN tags per pod are the local tags of the bridge network's row.
+        let net_id = bridge_network_id(project);
+        let tags = self
+            .networks
+            .contains_key(&net_id)
+            .then(|| self.local_tags.get(&net_id))
+            .flatten()
+            .cloned()
+            .unwrap_or_default();
+        let a = &mut self.snapshot.allocations.bridge_tags;
+        if tags.is_empty() {
+            a.remove(project);
+        } else {
+            a.insert(project.to_string(), tags);
+        }
     }
 
     fn derive_local_tags(&mut self, net: &str) {
         let a = &mut self.snapshot.allocations.local_tags;
         a.remove(net);
-        if !self.networks.contains_key(net) {
+        // A bridge network's tags are its project's (see `derive_bridge`).
+        if self
+            .networks
+            .get(net)
+            .is_none_or(|n| bridge_project(n).is_some())
+        {
             return;
         }
         if let Some(tags) = self.local_tags.get(net) {

@@ -290,7 +290,8 @@ impl Realizer {
             .map(|p| p.network_id.as_str())
             .collect();
         self.needed_failure(intent, |k| match k {
-            AllocationKey::BridgeNetwork { project_id } => *project_id == r.project_id,
+            AllocationKey::BridgeNetwork { project_id }
+            | AllocationKey::BridgeTag { project_id, .. } => *project_id == r.project_id,
             AllocationKey::BridgeIp { router_id: id, .. }
             | AllocationKey::LegIp { router_id: id, .. } => id == router_id,
             AllocationKey::LocalTag { network_id, .. } => networks.contains(&network_id.as_str()),
@@ -760,6 +761,9 @@ async fn load_intent(core: &dyn Deps) -> Result<Intent, StoreError> {
     let mut i = Intent::load(core.store()).await?;
     i.snapshot.default_external_region = core.config().default_external_region.clone();
     i.snapshot.dhcp_lease_seconds = core.config().dhcp_lease_duration;
+    i.snapshot.bridge_vxlan =
+        core.config().bridge_network_type == crate::config::BridgeNetworkType::Vxlan;
+    i.snapshot.global_physnet_mtu = core.config().global_physnet_mtu;
     Ok(i)
 }
 
@@ -824,6 +828,24 @@ async fn allocate(core: &dyn Deps, key: &AllocationKey, intent: &Intent) -> Resu
     match key {
         AllocationKey::BridgeNetwork { project_id } => {
             let net_id = bridge_network_id(project_id);
+            let config = core.config();
+            let (segment, mtu) = match config.bridge_network_type {
+                crate::config::BridgeNetworkType::Vlan => (
+                    SegmentRequest::Vlan {
+                        physnet: Some(BRIDGE_PHYSNET.into()),
+                        id: None,
+                    },
+                    i64::from(config.global_physnet_mtu),
+                ),
+                crate::config::BridgeNetworkType::Vxlan => (
+                    SegmentRequest::Vxlan { id: None },
+                    i64::from(
+                        config
+                            .global_physnet_mtu
+                            .saturating_sub(planner::VXLAN_OVERHEAD),
+                    ),
+                ),
+            };
             if let Err(e) = store.get_network(&net_id).await {
                 if !matches!(&e, StoreError::Rule(a) if a.class == crate::error::ErrorClass::NotFound)
                 {
@@ -841,12 +863,9 @@ async fn allocate(core: &dyn Deps, key: &AllocationKey, intent: &Intent) -> Resu
                             admin_state_up: true,
                             shared: false,
                             external: false,
-                            mtu: 1500,
+                            mtu,
                             port_security_enabled: false,
-                            segment: SegmentRequest::Vlan {
-                                physnet: Some(BRIDGE_PHYSNET.into()),
-                                id: None,
-                            },
+                            segment,
                             az_hints: Vec::new(),
                         },
                         &core.config().network_vlan_ranges,
@@ -960,17 +979,31 @@ async fn allocate(core: &dyn Deps, key: &AllocationKey, intent: &Intent) -> Resu
             subnet_id,
         } => allocate_dhcp_ip(core, intent, network_id, pod, subnet_id).await,
         AllocationKey::LocalTag { network_id, pod } => {
-            let reserved = core.config().network_vlan_ranges.range(BRIDGE_PHYSNET);
-            let (lo, hi) = core.config().local_vlan_range;
-            let candidates: Vec<u16> = (lo..=hi)
-                .filter(|t| !reserved.is_some_and(|(lo, hi)| (lo..=hi).contains(t)))
-                .collect();
-            store
-                .allocate_local_tag(network_id, pod, BRIDGE_PHYSNET, &candidates)
-                .await
-                .map(|_| ())
+            allocate_local_tag(core, network_id, pod).await
+        }
+        // The tag of a VxLAN bridge network in a pod is a local tag of its network's row.
+        AllocationKey::BridgeTag { project_id, pod } => {
+            allocate_local_tag(core, &bridge_network_id(project_id), pod).await
         }
     }
+}
+
+/// A pod-local tag on the bridge physnet for `network_id` in `pod`, outside the bridge
+/// physnet's VLAN range.
+async fn allocate_local_tag(
+    core: &dyn Deps,
+    network_id: &str,
+    pod: &str,
+) -> Result<(), StoreError> {
+    let reserved = core.config().network_vlan_ranges.range(BRIDGE_PHYSNET);
+    let (lo, hi) = core.config().local_vlan_range;
+    let candidates: Vec<u16> = (lo..=hi)
+        .filter(|t| !reserved.is_some_and(|(lo, hi)| (lo..=hi).contains(t)))
+        .collect();
+    core.store()
+        .allocate_local_tag(network_id, pod, BRIDGE_PHYSNET, &candidates)
+        .await
+        .map(|_| ())
 }
 
 async fn release(core: &dyn Deps, key: &AllocationKey) -> Result<(), StoreError> {
@@ -995,6 +1028,11 @@ async fn release(core: &dyn Deps, key: &AllocationKey) -> Result<(), StoreError>
         ),
         AllocationKey::LocalTag { network_id, pod } => {
             store.release_local_tag(network_id, pod).await
+        }
+        AllocationKey::BridgeTag { project_id, pod } => {
+            store
+                .release_local_tag(&bridge_network_id(project_id), pod)
+                .await
         }
         AllocationKey::DhcpIp {
             network_id,

@@ -113,6 +113,121 @@ impl std::fmt::Display for VlanRanges {
     }
 }
 
+/// The highest VNI (24 bits).
+pub const MAX_VNI: u32 = 16_777_215;
+
+/// A `vni_ranges` value that does not parse.
+#[derive(Debug, thiserror::Error)]
+pub enum VniRangeError {
+    /// An entry is not `LO:HI` with 1 <= LO <= HI <= 16777215.
+    #[error("entry {entry:?} is not LO:HI with 1 <= LO <= HI <= 16777215")]
+    Entry {
+        /// The entry.
+        entry: String,
+    },
+    /// No entry at all.
+    #[error("at least one LO:HI range is needed")]
+    Empty,
+    /// Two ranges overlap.
+    #[error("ranges {a} and {b} overlap")]
+    Overlap {
+        /// One range.
+        a: String,
+        /// The other.
+        b: String,
+    },
+}
+
+/// Neutron's `vni_ranges` (`1001:2000,5000:5999`): the VNIs the controller hands out, in the
+/// order given (the lowest free VNI of the first range with room is taken).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VniRanges {
+    ranges: Vec<(u32, u32)>,
+}
+
+impl Default for VniRanges {
+    /// Neutron's example `1001:2000`.
+    fn default() -> Self {
+        VniRanges {
+            ranges: vec![(1001, 2000)],
+        }
+    }
+}
+
+impl VniRanges {
+    /// Parse a comma-separated `LO:HI` list.
+    pub fn parse(text: &str) -> Result<Self, VniRangeError> {
+        let mut ranges: Vec<(u32, u32)> = Vec::new();
+        for entry in text.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+            let bad = || VniRangeError::Entry {
+                entry: entry.to_string(),
+            };
+            let (lo, hi) = entry.split_once(':').ok_or_else(bad)?;
+            let lo: u32 = lo.trim().parse().map_err(|_| bad())?;
+            let hi: u32 = hi.trim().parse().map_err(|_| bad())?;
+            if lo == 0 || hi > MAX_VNI || lo > hi {
+                return Err(bad());
+            }
+            if let Some((a, b)) = ranges.iter().find(|(a, b)| lo <= *b && *a <= hi) {
+                return Err(VniRangeError::Overlap {
+                    a: format!("{a}:{b}"),
+                    b: format!("{lo}:{hi}"),
+                });
+            }
+            ranges.push((lo, hi));
+        }
+        if ranges.is_empty() {
+            return Err(VniRangeError::Empty);
+        }
+        Ok(VniRanges { ranges })
+    }
+
+    /// The ranges, in the order given.
+    pub fn ranges(&self) -> &[(u32, u32)] {
+        &self.ranges
+    }
+
+    /// Whether `vni` is in one of the ranges (then it is reserved from the pool).
+    pub fn contains(&self, vni: u32) -> bool {
+        self.ranges
+            .iter()
+            .any(|(lo, hi)| (*lo..=*hi).contains(&vni))
+    }
+}
+
+impl std::fmt::Display for VniRanges {
+    /// `LO:HI,LO:HI` again.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let parts: Vec<String> = self
+            .ranges
+            .iter()
+            .map(|(lo, hi)| format!("{lo}:{hi}"))
+            .collect();
+        f.write_str(&parts.join(","))
+    }
+}
+
+/// Pick a free VNI in `lo..=hi` (sorted `taken`): the lowest on `attempt` 0, later one of the
+/// first few free ones using `entropy` (as [`pick_free`]).
+pub fn pick_free_vni(
+    lo: u32,
+    hi: u32,
+    taken: &HashSet<u32>,
+    attempt: u32,
+    entropy: u64,
+) -> Option<u32> {
+    let mut free = (lo..=hi).filter(|v| !taken.contains(v));
+    if attempt == 0 {
+        return free.next();
+    }
+    let window: Vec<u32> = free.take(32).collect();
+    if window.is_empty() {
+        None
+    } else {
+        Some(window[(entropy % window.len() as u64) as usize])
+    }
+}
+
 /// Pick a free VLAN in `lo..=hi`. `attempt` 0 takes the lowest free one (predictable for
 /// operators); later attempts (after losing a race to another controller) pick among the
 /// first few free ones using `entropy`, to spread concurrent allocators apart.
@@ -165,6 +280,22 @@ mod tests {
         assert!(VlanRanges::parse("physnet1")
             .unwrap()
             .has_physnet("physnet1"));
+    }
+
+    #[test]
+    fn vni_ranges_parse_and_refuse() {
+        let r = VniRanges::parse("1001:2000, 5000:5000").unwrap();
+        assert_eq!(r.ranges(), &[(1001, 2000), (5000, 5000)]);
+        assert_eq!(r.to_string(), "1001:2000,5000:5000");
+        assert!(r.contains(5000) && r.contains(1001) && !r.contains(2001));
+        for bad in ["", "0:5", "5:4", "1:16777216", "a:b", "7", "1:10,5:20"] {
+            assert!(VniRanges::parse(bad).is_err(), "{bad} should be refused");
+        }
+        assert!(VniRanges::parse("1:16777215").is_ok());
+        let taken: HashSet<u32> = [1001, 1002].into_iter().collect();
+        assert_eq!(pick_free_vni(1001, 1003, &taken, 0, 0), Some(1003));
+        let full: HashSet<u32> = (1001..=1003).collect();
+        assert_eq!(pick_free_vni(1001, 1003, &full, 0, 0), None);
     }
 
     #[test]

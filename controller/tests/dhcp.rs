@@ -129,6 +129,27 @@ fn server(c: &Controller, node: &str, net: &str, pred: impl Fn(&Value) -> bool) 
     })
 }
 
+/// The DHCP server of `net` on whichever of `nodes` (one pod's) runs it, once it satisfies
+/// `pred`: (node, server). Among equal nodes the planner's rendezvous order of the network
+/// picks the node.
+fn server_in(
+    c: &Controller,
+    nodes: &[&'static str],
+    net: &str,
+    pred: impl Fn(&Value) -> bool,
+) -> (&'static str, Value) {
+    wait(
+        &format!("a DHCP server of {net} on one of {nodes:?}"),
+        || {
+            nodes.iter().find_map(|node| {
+                let d = desired(c, node);
+                let s = d["state"]["dhcp"][net].clone();
+                (!s.is_null() && pred(&s)).then_some((*node, s))
+            })
+        },
+    )
+}
+
 fn sub_of<'a>(server: &'a Value, subnet: &str) -> &'a Value {
     server["subnets"]
         .as_array()
@@ -293,15 +314,17 @@ fn scenario(db: Option<&str>) {
         );
     }
 
-    // Each pod's chosen node (RegionOne: node1, the lowest name) runs the server: its own port,
-    // the network's MTU, the default lease, the DHCP subnets only, hosts split by pod.
-    let s1 = server(&c, "node1", &net3, |s| {
+    // Each pod's chosen node (RegionOne: node1 or node3, by the rendezvous order) runs the
+    // server: its own port, the network's MTU, the default lease, the DHCP subnets only, hosts
+    // split by pod.
+    let (r1, s1) = server_in(&c, &["node1", "node3"], &net3, |s| {
         s["subnets"].as_array().unwrap().len() == 2
     });
     let s2 = server(&c, "node2", &net3, |s| {
         s["subnets"].as_array().unwrap().len() == 2
     });
-    assert!(desired(&c, "node3")["state"]["dhcp"].get(&net3).is_none());
+    let other = if r1 == "node1" { "node3" } else { "node1" };
+    assert!(desired(&c, other)["state"]["dhcp"].get(&net3).is_none());
     for (s, pod) in [(&s1, "RegionOne"), (&s2, "RegionTwo")] {
         let port = &ports[pod];
         assert_eq!(s["port_id"], port["id"]);
@@ -378,7 +401,7 @@ fn scenario(db: Option<&str>) {
     server(&c, "node2", &net3, |s| {
         sub_of(s, &sa)["router"] == leg.as_str()
     });
-    let s1 = server(&c, "node1", &net3, |_| true);
+    let s1 = server(&c, r1, &net3, |_| true);
     assert_eq!(
         sub_of(&s1, &sa)["router"],
         "10.0.3.1",
@@ -397,7 +420,7 @@ fn scenario(db: Option<&str>) {
         json!({"dns_nameservers": ["10.9.9.9", "10.9.9.8"], "gateway_ip": null,
             "host_routes": [{"destination": "192.168.0.0/16", "nexthop": "10.0.4.254"}]}),
     );
-    for node in ["node1", "node2"] {
+    for node in [r1, "node2"] {
         let s = server(&c, node, &net3, |s| {
             sub_of(s, &sb)["dns_nameservers"] == json!(["10.9.9.9", "10.9.9.8"])
         });
@@ -415,7 +438,7 @@ fn scenario(db: Option<&str>) {
     wait_dhcp_ports(&c, &net3, &["RegionOne", "RegionTwo"], &[&sa]);
     update_subnet(&c, &sa, json!({"enable_dhcp": false}));
     wait_dhcp_ports(&c, &net3, &[], &[]);
-    for node in ["node1", "node2"] {
+    for node in [r1, "node2"] {
         wait(&format!("{node} without a DHCP server"), || {
             desired(&c, node)["state"]["dhcp"]
                 .get(&net3)
@@ -456,17 +479,30 @@ fn scenario(db: Option<&str>) {
     let again = wait_dhcp_ports(&c, &net3, &["RegionOne", "RegionTwo"], &[&sa]);
     assert_eq!(again["RegionTwo"], ports["RegionTwo"]);
 
-    // A pod-local network whose only VM is on node3: RegionOne's server runs on node1, which
-    // now shares the local VLAN with node3, so both trunk it.
+    // A pod-local network whose only VM is on node3: when RegionOne's server runs on node1,
+    // node1 shares the local VLAN with node3, so both trunk it.
     let (netl, subl) = net_subnet(&c, "netl", "10.0.7.0/24");
     let (vml, _) = vm_port(&c, &netl, "node3");
     wait_dhcp_ports(&c, &netl, &["RegionOne"], &[&subl]);
-    let sl = server(&c, "node1", &netl, |s| {
+    let (rl, sl) = server_in(&c, &["node1", "node3"], &netl, |s| {
         !s["hosts"].as_array().unwrap().is_empty()
     });
     assert_eq!(host_ports(&sl), BTreeSet::from([vml.clone()]));
     let tag = sl["tag"].as_u64().unwrap();
-    for node in ["node1", "node3"] {
+    let sharing: &[&str] = if rl == "node1" {
+        &["node1", "node3"]
+    } else {
+        &[]
+    };
+    if sharing.is_empty() {
+        // Server and VM on node3: the local VLAN stays on the node.
+        let trunks = desired(&c, "node3")["state"]["bridges"]["br-vlan"]["trunks"].clone();
+        assert!(
+            !trunks.as_array().unwrap().contains(&json!(tag)),
+            "{trunks}"
+        );
+    }
+    for node in sharing.iter().copied() {
         wait(&format!("{node} trunks the local VLAN {tag}"), || {
             desired(&c, node)["state"]["bridges"]["br-vlan"]["trunks"]
                 .as_array()

@@ -37,6 +37,7 @@ fn build() -> Snapshot {
                 pod: format!("pod{p:03}"),
                 uplinks: maps.iter().map(|m| m.0.clone()).collect(),
                 bridge_mappings: maps.into_iter().collect(),
+                local_ip: None,
             });
         }
     }
@@ -50,6 +51,7 @@ fn build() -> Snapshot {
         az_hints: vec!["pod000".into()],
         shared: false,
         mtu: None,
+        vni: None,
     });
     s.subnets.push(Subnet {
         id: "ext-sub".into(),
@@ -200,6 +202,7 @@ fn allocate(s: &mut Snapshot) {
                     BridgeNetwork {
                         vlan: 2001 + (next_bn % 1000) as u16,
                         cidr: IpNet::V4(Ipv4Net::new(Ipv4Addr::from(base), 24).unwrap()),
+                        vni: None,
                     },
                 );
             }
@@ -229,6 +232,10 @@ fn allocate(s: &mut Snapshot) {
             }
             AllocationKey::LocalTag { network_id, pod } => {
                 s.allocations.set_local_tag(&network_id, &pod, next_tag);
+                next_tag = if next_tag >= 2000 { 100 } else { next_tag + 1 };
+            }
+            AllocationKey::BridgeTag { project_id, pod } => {
+                s.allocations.set_bridge_tag(&project_id, &pod, next_tag);
                 next_tag = if next_tag >= 2000 { 100 } else { next_tag + 1 };
             }
             AllocationKey::DhcpIp {
@@ -431,5 +438,118 @@ fn main() {
         "port move: replan(old, new, previous states)",
         time(21, patched),
         &format!("{} nodes returned", got.len()),
+    );
+    vxlan();
+}
+
+/// The VxLAN count: 100 VxLAN networks over 20 nodes (10 pods x 2), each network with
+/// VMs on 3 nodes, one router per 10 networks over a VxLAN bridge: how many tunnel ports the
+/// agents need (one per distinct peer) against a full mesh.
+fn vxlan() {
+    let mut s = Snapshot {
+        bridge_vxlan: true,
+        ..Default::default()
+    };
+    let nodes: Vec<String> = (0..20)
+        .map(|n| format!("vx{:02}-{}", n / 2, n % 2))
+        .collect();
+    for p in 0..10 {
+        s.pods.push(Pod {
+            region_name: format!("vx{p:02}"),
+            az_name: None,
+        });
+    }
+    for (n, name) in nodes.iter().enumerate() {
+        s.nodes.push(Node {
+            name: name.clone(),
+            pod: format!("vx{:02}", n / 2),
+            bridge_mappings: [("bridge".to_string(), "br-vlan".to_string())].into(),
+            uplinks: ["bridge".to_string()].into(),
+            local_ip: Some(v4(0xc0a8_3200 + n as u32 + 1)),
+        });
+    }
+    for k in 0..100u32 {
+        let id = format!("vxnet-{k:03}");
+        let project = format!("vxp-{}", k / 10);
+        s.networks.push(Network {
+            id: id.clone(),
+            project_id: project.clone(),
+            network_type: NetworkType::Vxlan,
+            vni: Some(1001 + k),
+            mtu: Some(1450),
+            ..Default::default()
+        });
+        let sub = format!("sub-{id}");
+        s.subnets.push(Subnet {
+            id: sub.clone(),
+            network_id: id.clone(),
+            cidr: "10.9.0.0/24".parse().unwrap(),
+            gateway_ip: Some(v4(0x0a09_0001)),
+            ..Default::default()
+        });
+        // Three nodes per network, spread deterministically.
+        for j in 0..3u32 {
+            let host = &nodes[((k * 7 + j * 5) % 20) as usize];
+            s.ports.push(Port {
+                id: format!("{id}-vm{j}"),
+                network_id: id.clone(),
+                project_id: project.clone(),
+                mac: mac(0x30_0000 + k * 4 + j),
+                fixed_ips: vec![FixedIp {
+                    subnet_id: sub.clone(),
+                    ip_address: v4(0x0a09_0010 + j),
+                }],
+                device_owner: "compute:nova".into(),
+                binding_host: Some(host.clone()),
+                ..Default::default()
+            });
+        }
+        let router = format!("vxr-{}", k / 10);
+        if k % 10 == 0 {
+            s.routers.push(Router {
+                id: router.clone(),
+                project_id: project.clone(),
+                ..Default::default()
+            });
+        }
+        s.router_interfaces.push(RouterInterface {
+            router_id: router,
+            subnet_id: sub,
+            port_id: format!("{id}-rif"),
+            ip_address: v4(0x0a09_0001),
+            mac: mac(0x40_0000 + k),
+        });
+    }
+    allocate(&mut s);
+    let all = plan_all(&s);
+    let mut ports = 0usize;
+    let mut entries = 0usize;
+    let mut segments = 0usize;
+    for st in all.values() {
+        if let Some(t) = &st.tunnels {
+            let peers: BTreeSet<IpAddr> = t
+                .segments
+                .values()
+                .flat_map(|g| g.peers.iter().copied())
+                .collect();
+            ports += peers.len();
+            segments += t.segments.len();
+            entries += t.segments.values().map(|g| g.peers.len()).sum::<usize>();
+        }
+    }
+    row(
+        "VxLAN: plan_all, 100 networks x 20 nodes",
+        time(9, || plan_all(&s)),
+        &format!("{segments} node segments"),
+    );
+    row(
+        "  tunnel ports (distinct peers per node)",
+        Duration::ZERO,
+        &format!("{ports} (full mesh 380)"),
+    );
+    row(
+        "  per-segment peer entries (flood lists)",
+        Duration::ZERO,
+        &format!("{entries}"),
     );
 }

@@ -18,6 +18,14 @@ pub enum AllocationKey {
         /// Project id.
         project_id: String,
     },
+    /// The pod-local tag of a project's VxLAN bridge network in one pod (where one of its
+    /// non-local routers has an instance).
+    BridgeTag {
+        /// Project id.
+        project_id: String,
+        /// Pod of the instances.
+        pod: String,
+    },
     /// A bridge IP (from the project's bridge network) for one router instance.
     BridgeIp {
         /// Router id.
@@ -34,7 +42,8 @@ pub enum AllocationKey {
         /// Subnet the IP comes from.
         subnet_id: String,
     },
-    /// A pod-local VLAN tag for a `local` network in its pod.
+    /// A pod-local VLAN tag for a `local` network in its pod, or for a `vxlan` network in each
+    /// pod where it is present.
     LocalTag {
         /// Network id.
         network_id: String,
@@ -87,11 +96,18 @@ pub(crate) fn needed(t: &Topology<'_>) -> BTreeSet<AllocationKey> {
         let Some(inst) = t.instances.get(r.id.as_str()) else {
             continue;
         };
+        let vxlan_bridge = t.bridge_is_vxlan(&r.project_id);
         for pod in inst.keys() {
             out.insert(AllocationKey::BridgeIp {
                 router_id: r.id.clone(),
                 pod: pod.to_string(),
             });
+            if vxlan_bridge {
+                out.insert(AllocationKey::BridgeTag {
+                    project_id: r.project_id.clone(),
+                    pod: pod.to_string(),
+                });
+            }
         }
         for i in t
             .interfaces_by_router
@@ -121,6 +137,15 @@ pub(crate) fn needed(t: &Topology<'_>) -> BTreeSet<AllocationKey> {
         }
     }
     for n in &t.net_list {
+        if n.network_type == NetworkType::Vxlan {
+            for pod in t.presence.get(n.id.as_str()).into_iter().flatten() {
+                out.insert(AllocationKey::LocalTag {
+                    network_id: n.id.clone(),
+                    pod: pod.to_string(),
+                });
+            }
+            continue;
+        }
         if n.network_type != NetworkType::Local || n.external {
             continue;
         }
@@ -174,7 +199,8 @@ pub fn required_allocations_for_change(
         nets.extend(t.net_list.iter().map(|n| n.id.as_str()));
     }
     diff(new, &needed(&t_new), |k| match k {
-        AllocationKey::BridgeNetwork { project_id } => scope.contains(project_id.as_str()),
+        AllocationKey::BridgeNetwork { project_id }
+        | AllocationKey::BridgeTag { project_id, .. } => scope.contains(project_id.as_str()),
         AllocationKey::BridgeIp { router_id, .. } | AllocationKey::LegIp { router_id, .. } => {
             routers.contains(router_id.as_str())
         }
@@ -196,6 +222,7 @@ fn diff(
             AllocationKey::BridgeNetwork { project_id } => {
                 a.bridge_networks.contains_key(project_id)
             }
+            AllocationKey::BridgeTag { project_id, pod } => a.bridge_tag(project_id, pod).is_some(),
             AllocationKey::BridgeIp { router_id, pod } => a.bridge_ip(router_id, pod).is_some(),
             AllocationKey::LegIp {
                 router_id,
@@ -218,6 +245,17 @@ fn diff(
         };
         if !need.contains(&k) && owned(&k) {
             release.push(k);
+        }
+    }
+    for (p, pods) in &a.bridge_tags {
+        for pod in pods.keys() {
+            let k = AllocationKey::BridgeTag {
+                project_id: p.clone(),
+                pod: pod.clone(),
+            };
+            if !need.contains(&k) && owned(&k) {
+                release.push(k);
+            }
         }
     }
     for (r, pods) in &a.bridge_ips {

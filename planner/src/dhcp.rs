@@ -71,8 +71,9 @@ pub(crate) fn needed<'a>(t: &Topology<'a>) -> Vec<(&'a Network, &'a str, Vec<&'a
 
 impl<'a> Topology<'a> {
     /// Place the DHCP servers: each needed (network, pod) whose DHCP port holds an address on
-    /// one of its DHCP subnets runs on the pod's node chosen as for router instances (the one
-    /// with the network's physnet mapped, then the lowest name). The node joins the network's
+    /// one of its DHCP subnets runs on the pod's node chosen as for router instances (the
+    /// network's physnet mapped, its uplink, a `local_ip` for VxLAN, then the rendezvous
+    /// order of the network id). The node joins the network's
     /// nodes (its uplink trunks the network's VLAN when others share it).
     pub(crate) fn place_dhcp(&mut self) {
         let mut placed: Vec<(&'a str, &'a str)> = Vec::new();
@@ -84,7 +85,9 @@ impl<'a> Topology<'a> {
                 continue;
             }
             let physnet = self.physnet_of(net);
-            let Some(node) = self.choose_node(pod, &BTreeSet::from([physnet])) else {
+            let mut needs = crate::topology::Needs::default();
+            needs.add_network(self, net);
+            let Some(node) = self.rank(pod, &net.id, &needs).into_iter().next() else {
                 continue;
             };
             let mapped = self

@@ -167,6 +167,27 @@ fn patch(
         sb.trunks.extend(b.trunks.iter().copied());
         sb.untagged |= b.untagged;
     }
+    // Tunnel segments are keyed by VNI, each of one network or one project's bridge: wholly
+    // in the scope or wholly out of it.
+    let mut segments = s.tunnels.take().map(|t| t.segments).unwrap_or_default();
+    for vni in was.tunnels.iter().flat_map(|t| t.segments.keys()) {
+        segments.remove(vni);
+    }
+    if let Some(t) = &now.tunnels {
+        segments.extend(t.segments.iter().map(|(k, v)| (*k, v.clone())));
+    }
+    let endpoint = now
+        .tunnels
+        .as_ref()
+        .or(prev.tunnels.as_ref())
+        .or(was.tunnels.as_ref());
+    if let (Some(e), false) = (endpoint, segments.is_empty()) {
+        s.tunnels = Some(wire::Tunnels {
+            local_ip: e.local_ip,
+            bridge: e.bridge.clone(),
+            segments,
+        });
+    }
     // A segment the scope shares with projects outside it (an external network's gateway legs)
     // stays trunked while anything outside the scope still uses it on this bridge.
     for (name, b) in &was.bridges {

@@ -117,6 +117,17 @@ impl<'a> Planner<'a> {
         self.t.nodes.get(name).map(|n| plan::plan_node(&self.t, n))
     }
 
+    /// The nodes of `pod` that may host `router`'s instance there, best first: the first
+    /// hosts it, the rest are its standbys in order (nodes lacking a `local_ip` are left out
+    /// when the instance has a VxLAN segment). Empty for an unknown router or pod.
+    pub fn candidates(&self, pod: &str, router: &str) -> Vec<&'a str> {
+        let Some(r) = self.t.routers.get(router) else {
+            return Vec::new();
+        };
+        let needs = self.t.router_needs(r, pod);
+        self.t.rank(pod, router, &needs)
+    }
+
     /// Allocations needed by this snapshot.
     pub fn needed_allocations(&self) -> BTreeSet<AllocationKey> {
         alloc::needed(&self.t)

@@ -7,7 +7,7 @@ use ipnet::IpNet;
 use wire::names::{ifname, router_namespace};
 use wire::{
     BridgeState, FloatingRule, LegKind, Nat, NodeDesiredState, PortBinding, ProbeKind, ProbeTarget,
-    Route, RouterInstance, RouterLeg, SnatRule,
+    Route, RouterInstance, RouterLeg, SnatRule, TunnelSegment, Tunnels,
 };
 
 use crate::names;
@@ -53,6 +53,10 @@ pub(crate) fn plan_node(t: &Topology<'_>, node: &Node) -> NodeDesiredState {
             .is_some_and(|p| p.contains(pod))
         {
             continue; // bound outside where the network may be: refused by validation
+        }
+        if net.network_type == NetworkType::Vxlan && node.local_ip.is_none() {
+            // No tunnel endpoint: the node cannot carry the segment (the port shows DOWN).
+            continue;
         }
         if !is_unicast_mac(&port.mac) {
             // Neutron accepts a multicast MAC on a port; no NIC can take one, and the agent
@@ -119,7 +123,16 @@ pub(crate) fn plan_node(t: &Topology<'_>, node: &Node) -> NodeDesiredState {
             },
         );
     }
+    let mut segments: BTreeMap<u32, TunnelSegment> = BTreeMap::new();
     for (physnet, tag, seg) in used {
+        if let Some((vni, mut segment)) = tunnel_segment(t, &seg) {
+            // VxLAN: carried over tunnels to the nodes sharing it, never trunked.
+            if let Some(tag) = tag {
+                segment.tag = tag;
+                segments.entry(vni).or_insert(segment);
+            }
+            continue;
+        }
         let shared = match seg {
             Segment::Network(n) => {
                 t.networks.get(n).is_some_and(|n| n.external)
@@ -144,8 +157,73 @@ pub(crate) fn plan_node(t: &Topology<'_>, node: &Node) -> NodeDesiredState {
             None => b.untagged = true,
         }
     }
+    if let (Some(local_ip), Some(bridge), false) = (
+        node.local_ip,
+        node.bridge_mappings.get(&t.snap.local_physnet),
+        segments.is_empty(),
+    ) {
+        for s in segments.values_mut() {
+            let others = match (&s.network_id, &s.project_id) {
+                (Some(n), _) => t.network_nodes.get(n.as_str()),
+                (None, Some(p)) => t.project_bridge_nodes.get(p.as_str()),
+                (None, None) => None,
+            };
+            s.peers = others
+                .into_iter()
+                .flatten()
+                .filter(|n| **n != node.name)
+                .filter_map(|n| t.nodes.get(n).and_then(|n| n.local_ip))
+                .filter(|ip| *ip != local_ip)
+                .collect();
+        }
+        state.tunnels = Some(Tunnels {
+            local_ip,
+            bridge: bridge.clone(),
+            segments,
+        });
+    }
     crate::security::fill_groups(t, &mut state);
     state
+}
+
+/// The VNI and (tag-less, peer-less) tunnel segment of a VxLAN segment; `None` for others.
+fn tunnel_segment(t: &Topology<'_>, seg: &Segment<'_>) -> Option<(u32, TunnelSegment)> {
+    match seg {
+        Segment::Network(n) => {
+            let net = t.networks.get(n)?;
+            if net.network_type != NetworkType::Vxlan {
+                return None;
+            }
+            Some((
+                net.vni?,
+                TunnelSegment {
+                    network_id: Some(net.id.clone()),
+                    ..Default::default()
+                },
+            ))
+        }
+        Segment::ProjectBridge(p) => {
+            let vni = t.snap.allocations.bridge_networks.get(*p)?.vni?;
+            Some((
+                vni,
+                TunnelSegment {
+                    project_id: Some(p.to_string()),
+                    ..Default::default()
+                },
+            ))
+        }
+    }
+}
+
+/// The MTU a leg on `net` sets: the network's when below the underlay's (a VxLAN network's
+/// is `global_physnet_mtu` - 50 when the store knows none), else `None`.
+fn leg_mtu(t: &Topology<'_>, net: &Network) -> Option<u16> {
+    let global = t.snap.global_physnet_mtu;
+    net.mtu
+        .or_else(|| {
+            (net.network_type == NetworkType::Vxlan).then(|| global.saturating_sub(VXLAN_OVERHEAD))
+        })
+        .filter(|m| *m < global)
 }
 
 /// Whether a leg of router `rid` holds the Neutron OVS-side name (not an alternate given for a
@@ -201,28 +279,33 @@ fn plan_instance<'a>(
         None
     };
     let my_bridge_ip = my_bridge_port.map(|p| p.ip);
-    if let (Some(bn), Some(bp), Some(br)) = (
-        bridge_net,
-        my_bridge_port,
-        node.bridge_mappings.get(&snap.bridge_physnet),
-    ) {
-        if let Some(address) = with_prefix(bp.ip, &bn.cidr) {
+    let bridge_seg = t.bridge_segment(&router.project_id, pod);
+    if let (Some(bn), Some(bp), Some((physnet, tag, vni))) =
+        (bridge_net, my_bridge_port, bridge_seg)
+    {
+        if let (Some(address), Some(br)) = (
+            with_prefix(bp.ip, &bn.cidr),
+            node.bridge_mappings.get(physnet),
+        ) {
             used.push((
-                &snap.bridge_physnet,
-                Some(bn.vlan),
+                physnet,
+                Some(tag),
                 Segment::ProjectBridge(&router.project_id),
             ));
+            let global = snap.global_physnet_mtu;
             inst.legs.push(RouterLeg {
                 kind: LegKind::Bridge,
                 bridge: br.clone(),
-                tag: Some(bn.vlan),
+                tag: Some(tag),
                 address,
                 mac: bp.mac.clone(),
                 ns_ifname: ifname("qb-", rid),
                 ovs_ifname: ifname("vb-", rid),
                 network_id: None,
                 subnet_id: None,
-                mtu: None,
+                mtu: vni
+                    .map(|_| global.saturating_sub(VXLAN_OVERHEAD))
+                    .filter(|m| *m < global),
                 ipv6_ra: None,
             });
             sources.push(LegSource {
@@ -297,7 +380,7 @@ fn plan_instance<'a>(
             ovs_ifname: ifname("vr-", &i.port_id),
             network_id: Some(net.id.clone()),
             subnet_id: Some(s.id.clone()),
-            mtu: None,
+            mtu: leg_mtu(t, net),
             ipv6_ra: None,
         });
         sources.push(LegSource {
@@ -476,7 +559,7 @@ fn plan_gateway<'a>(
         ovs_ifname: ifname("vg-", rid),
         network_id: Some(ext.id.clone()),
         subnet_id: Some(sub.id.clone()),
-        mtu: None,
+        mtu: leg_mtu(t, ext),
         ipv6_ra: None,
     });
     if let Some(gip) = sub.gateway_ip {

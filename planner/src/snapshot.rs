@@ -42,7 +42,19 @@ pub struct Snapshot {
     /// Port security of the ports that have it on, by port id; a port missing here has
     /// `port_security_enabled` false (everything passes).
     pub port_security: BTreeMap<String, PortSecurity>,
+    /// Whether a project's bridge network is a VxLAN segment (`--bridge-network-type vxlan`)
+    /// when it has none yet; an allocated one keeps its own type (see [`BridgeNetwork::vni`]).
+    pub bridge_vxlan: bool,
+    /// The underlay's MTU (Neutron's `global_physnet_mtu`): a router leg on a network whose
+    /// MTU is below it gets that MTU set.
+    pub global_physnet_mtu: u16,
 }
+
+/// Neutron's default `global_physnet_mtu`.
+pub const DEFAULT_GLOBAL_PHYSNET_MTU: u16 = 1500;
+/// What VxLAN over IPv4 adds to a frame (outer IP 20 + UDP 8 + VxLAN 8 + inner Ethernet 14):
+/// a VxLAN network's MTU is `global_physnet_mtu` minus this, as Neutron computes it.
+pub const VXLAN_OVERHEAD: u16 = 50;
 
 /// Neutron's default `dhcp_lease_duration`: one day.
 pub const DEFAULT_DHCP_LEASE_SECONDS: u32 = 86400;
@@ -65,6 +77,8 @@ impl Default for Snapshot {
             dhcp_lease_seconds: DEFAULT_DHCP_LEASE_SECONDS,
             security_groups: BTreeMap::new(),
             port_security: BTreeMap::new(),
+            bridge_vxlan: false,
+            global_physnet_mtu: DEFAULT_GLOBAL_PHYSNET_MTU,
         }
     }
 }
@@ -107,6 +121,8 @@ pub struct Node {
     pub bridge_mappings: BTreeMap<String, String>,
     /// Physnets with an uplink on this node.
     pub uplinks: BTreeSet<String>,
+    /// The node's tunnel endpoint (`local_ip`); a node without one carries no VxLAN segment.
+    pub local_ip: Option<IpAddr>,
 }
 
 /// Neutron `provider:network_type`.
@@ -119,6 +135,9 @@ pub enum NetworkType {
     Vlan,
     /// Untagged on a physnet.
     Flat,
+    /// A VxLAN segment (VNI in [`Network::vni`]): may stretch across pods over tunnels; on a
+    /// node it sits on the `local` physnet's bridge with a pod-local tag.
+    Vxlan,
 }
 
 /// A network.
@@ -134,6 +153,8 @@ pub struct Network {
     pub physnet: Option<String>,
     /// `provider:segmentation_id` (vlan).
     pub segmentation_id: Option<u16>,
+    /// `provider:segmentation_id` of a vxlan network: its VNI.
+    pub vni: Option<u32>,
     /// `router:external`.
     pub external: bool,
     /// `availability_zone_hints`: region or AZ names.
@@ -287,13 +308,16 @@ pub struct FloatingIp {
     pub fixed_ip_address: Option<IpAddr>,
 }
 
-/// A project's bridge network: one VLAN on the bridge physnet and one /24.
+/// A project's bridge network: one VLAN on the bridge physnet (or one VxLAN VNI) and one /24.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BridgeNetwork {
-    /// VLAN on [`Snapshot::bridge_physnet`].
+    /// VLAN on [`Snapshot::bridge_physnet`] (unused when `vni` is set).
     pub vlan: u16,
     /// CIDR from `bridge_cidr`.
     pub cidr: IpNet,
+    /// The VNI of a VxLAN bridge network: its legs then sit on the `local` physnet's bridge
+    /// with a per-(project, pod) tag ([`Allocations::bridge_tags`]).
+    pub vni: Option<u32>,
 }
 
 /// device_owner of a router's gateway port: the port that backs its gateway leg.
@@ -334,8 +358,10 @@ pub struct Allocations {
     pub bridge_ips: BTreeMap<String, BTreeMap<String, AllocatedPort>>,
     /// router → pod → subnet → leg IP port, for stretched networks in pods other than the first.
     pub leg_ips: BTreeMap<String, BTreeMap<String, BTreeMap<String, AllocatedPort>>>,
-    /// network → pod → pod-local VLAN tag, for `local` networks.
+    /// network → pod → pod-local VLAN tag, for `local` and `vxlan` networks.
     pub local_tags: BTreeMap<String, BTreeMap<String, u16>>,
+    /// project → pod → pod-local tag of the project's VxLAN bridge network.
+    pub bridge_tags: BTreeMap<String, BTreeMap<String, u16>>,
     /// network → pod → its DHCP port.
     pub dhcp_ports: BTreeMap<String, BTreeMap<String, DhcpPort>>,
 }
@@ -416,6 +442,17 @@ impl Allocations {
             }
         }
     }
+    /// Pod-local tag of a project's VxLAN bridge network in a pod.
+    pub fn bridge_tag(&self, project: &str, pod: &str) -> Option<u16> {
+        self.bridge_tags.get(project)?.get(pod).copied()
+    }
+    /// Record a bridge tag.
+    pub fn set_bridge_tag(&mut self, project: &str, pod: &str, tag: u16) {
+        self.bridge_tags
+            .entry(project.to_string())
+            .or_default()
+            .insert(pod.to_string(), tag);
+    }
     /// Record a local tag.
     pub fn set_local_tag(&mut self, network: &str, pod: &str, tag: u16) {
         self.local_tags
@@ -433,6 +470,7 @@ impl From<&wire::NodeRegistration> for Node {
             pod: r.pod.clone(),
             bridge_mappings: r.bridge_mappings.clone(),
             uplinks: r.uplinks.clone(),
+            local_ip: r.local_ip,
         }
     }
 }

@@ -323,7 +323,33 @@ impl<'a> Topology<'a> {
         match net.network_type {
             NetworkType::Flat => Some(None),
             NetworkType::Vlan => net.segmentation_id.map(Some),
-            NetworkType::Local => self.snap.allocations.local_tag(&net.id, pod).map(Some),
+            NetworkType::Local | NetworkType::Vxlan => {
+                self.snap.allocations.local_tag(&net.id, pod).map(Some)
+            }
+        }
+    }
+
+    /// Whether the project's bridge network is (or will be) a VxLAN segment: an allocated one
+    /// keeps its type, else the configured type decides.
+    pub fn bridge_is_vxlan(&self, project: &str) -> bool {
+        match self.snap.allocations.bridge_networks.get(project) {
+            Some(b) => b.vni.is_some(),
+            None => self.snap.bridge_vxlan,
+        }
+    }
+
+    /// The project's bridge segment in a pod: physnet, tag and VNI (`None` for a VLAN bridge);
+    /// `None` while its network (or its VxLAN tag in the pod) is not allocated.
+    pub fn bridge_segment(&self, project: &str, pod: &str) -> Option<(&'a str, u16, Option<u32>)> {
+        let snap = self.snap;
+        let bn = snap.allocations.bridge_networks.get(project)?;
+        match bn.vni {
+            None => Some((snap.bridge_physnet.as_str(), bn.vlan, None)),
+            Some(vni) => Some((
+                snap.local_physnet.as_str(),
+                snap.allocations.bridge_tag(project, pod)?,
+                Some(vni),
+            )),
         }
     }
 
@@ -416,7 +442,6 @@ impl<'a> Topology<'a> {
     }
 
     fn place_routers(&mut self) {
-        let snap = self.snap;
         for r in self.router_list.clone() {
             let ifaces = self
                 .interfaces_by_router
@@ -447,41 +472,13 @@ impl<'a> Topology<'a> {
                 }
                 pods.extend(gw_pod);
             }
-            let distributed = self.is_distributed(&r.id);
             let mut placed = BTreeMap::new();
             for pod in pods {
                 if !self.pods.contains(pod) {
                     continue;
                 }
-                let mut needed: BTreeSet<&'a str> = BTreeSet::new();
-                if distributed {
-                    needed.insert(&snap.bridge_physnet);
-                }
-                for i in ifaces {
-                    let Some(s) = self.subnets.get(i.subnet_id.as_str()) else {
-                        continue;
-                    };
-                    let Some(net) = self.networks.get(s.network_id.as_str()) else {
-                        continue;
-                    };
-                    if self
-                        .presence
-                        .get(net.id.as_str())
-                        .is_some_and(|p| p.contains(pod))
-                    {
-                        needed.insert(self.physnet_of(net));
-                    }
-                }
-                if gw_pod == Some(pod) {
-                    if let Some(ext) = r
-                        .external_gateway
-                        .as_ref()
-                        .and_then(|g| self.networks.get(g.network_id.as_str()))
-                    {
-                        needed.insert(self.physnet_of(ext));
-                    }
-                }
-                if let Some(node) = self.choose_node(pod, &needed) {
+                let needs = self.router_needs(r, pod);
+                if let Some(node) = self.rank(pod, &r.id, &needs).into_iter().next() {
                     placed.insert(pod, node);
                     self.instances_by_node
                         .entry(node)
@@ -493,21 +490,83 @@ impl<'a> Topology<'a> {
         }
     }
 
-    /// The node of a pod with the most of the needed physnets mapped, then the lowest name.
-    pub(crate) fn choose_node(&self, pod: &str, needed: &BTreeSet<&str>) -> Option<&'a str> {
-        let nodes = self.nodes_by_pod.get(pod)?;
-        let mut best: Option<(&'a Node, usize)> = None;
-        for n in nodes {
-            let have = needed
-                .iter()
-                .filter(|p| n.bridge_mappings.contains_key(**p))
-                .count();
-            match best {
-                Some((_, b)) if have <= b => {}
-                _ => best = Some((n, have)),
+    /// What an instance of router `r` in `pod` needs of its node: the physnets of its legs
+    /// (the bridge network's, its networks' present in the pod, the external network's when
+    /// its gateway is here), those whose segments leave the node (uplinks), and whether one of
+    /// them is a VxLAN segment (then the node needs a `local_ip`).
+    pub(crate) fn router_needs(&self, r: &Router, pod: &str) -> Needs<'a> {
+        let snap = self.snap;
+        let mut needs = Needs::default();
+        if self.is_distributed(&r.id) {
+            if self.bridge_is_vxlan(&r.project_id) {
+                needs.physnets.insert(&snap.local_physnet);
+                needs.vxlan = true;
+            } else {
+                needs.physnets.insert(&snap.bridge_physnet);
+                needs.uplinks.insert(&snap.bridge_physnet);
             }
         }
-        best.map(|(n, _)| n.name.as_str())
+        let ifaces = self
+            .interfaces_by_router
+            .get(r.id.as_str())
+            .map(|v| v.as_slice())
+            .unwrap_or_default();
+        for i in ifaces {
+            let Some(s) = self.subnets.get(i.subnet_id.as_str()) else {
+                continue;
+            };
+            let Some(net) = self.networks.get(s.network_id.as_str()) else {
+                continue;
+            };
+            if self
+                .presence
+                .get(net.id.as_str())
+                .is_some_and(|p| p.contains(pod))
+            {
+                needs.add_network(self, net);
+            }
+        }
+        if self.gateway_pod.get(r.id.as_str()).copied() == Some(pod) {
+            if let Some(ext) = r
+                .external_gateway
+                .as_ref()
+                .and_then(|g| self.networks.get(g.network_id.as_str()))
+            {
+                needs.add_network(self, ext);
+            }
+        }
+        needs
+    }
+
+    /// The nodes of `pod` that may host what `needs` describes, best first: nodes without a
+    /// `local_ip` are left out when a VxLAN segment is needed; then the most needed physnets
+    /// mapped, the most needed uplinks, and among equals the highest rendezvous weight of
+    /// (`key`, node), so instances spread over equal nodes, stay put when unrelated things
+    /// change, and a lost node moves only its own.
+    pub(crate) fn rank(&self, pod: &str, key: &str, needs: &Needs<'_>) -> Vec<&'a str> {
+        let Some(nodes) = self.nodes_by_pod.get(pod) else {
+            return Vec::new();
+        };
+        let mut ranked: Vec<((usize, usize, u64), &'a Node)> = nodes
+            .iter()
+            .copied()
+            .filter(|n| !needs.vxlan || n.local_ip.is_some())
+            .map(|n| {
+                let mapped = needs
+                    .physnets
+                    .iter()
+                    .filter(|p| n.bridge_mappings.contains_key(**p))
+                    .count();
+                let uplinks = needs
+                    .uplinks
+                    .iter()
+                    .filter(|p| n.uplinks.contains(**p) && n.bridge_mappings.contains_key(**p))
+                    .count();
+                ((mapped, uplinks, rendezvous(key, &n.name)), n)
+            })
+            .collect();
+        ranked.sort_by(|(a, na), (b, nb)| b.cmp(a).then_with(|| na.name.cmp(&nb.name)));
+        ranked.into_iter().map(|(_, n)| n.name.as_str()).collect()
     }
 
     /// The router that serves a floating IP and the fixed IP it maps to, or why none does.
@@ -572,6 +631,9 @@ impl<'a> Topology<'a> {
             }
             if let Some(h) = p.binding_host.as_deref() {
                 if let Some(node) = self.nodes.get(h) {
+                    if node.local_ip.is_none() && self.is_vxlan(&p.network_id) {
+                        continue; // cannot carry the segment: the port stays out (DOWN)
+                    }
                     self.network_nodes
                         .entry(&p.network_id)
                         .or_default()
@@ -622,6 +684,13 @@ impl<'a> Topology<'a> {
         }
     }
 
+    /// Whether a network is a VxLAN segment.
+    pub fn is_vxlan(&self, net: &str) -> bool {
+        self.networks
+            .get(net)
+            .is_some_and(|n| n.network_type == NetworkType::Vxlan)
+    }
+
     /// Whether the index holds routers of projects outside `scope` (attached to a shared or
     /// external network of the scope): their facts could depend on the scope, so incremental
     /// planning falls back to the full index.
@@ -641,6 +710,45 @@ impl<'a> Topology<'a> {
         }
         out
     }
+}
+
+/// What a router instance or DHCP server needs of its node (see [`Topology::rank`]).
+#[derive(Debug, Default)]
+pub(crate) struct Needs<'a> {
+    /// Physnets it has legs on.
+    pub physnets: BTreeSet<&'a str>,
+    /// Physnets whose segments leave the node (VLAN and flat ones).
+    pub uplinks: BTreeSet<&'a str>,
+    /// Whether one of its segments is VxLAN.
+    pub vxlan: bool,
+}
+
+impl<'a> Needs<'a> {
+    /// Add the needs of a leg on `net`.
+    pub fn add_network(&mut self, t: &Topology<'a>, net: &'a Network) {
+        let physnet = t.physnet_of(net);
+        self.physnets.insert(physnet);
+        match net.network_type {
+            NetworkType::Vxlan => self.vxlan = true,
+            NetworkType::Vlan | NetworkType::Flat => {
+                self.uplinks.insert(physnet);
+            }
+            NetworkType::Local => {}
+        }
+    }
+}
+
+/// Rendezvous (highest-random-weight) weight of `node` for `key`: FNV-1a over both, then a
+/// SplitMix64 finaliser; fixed so every controller and release agrees.
+pub(crate) fn rendezvous(key: &str, node: &str) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in key.bytes().chain([0xff]).chain(node.bytes()) {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h = (h ^ (h >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    h = (h ^ (h >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    h ^ (h >> 31)
 }
 
 /// Why a floating IP cannot be served.

@@ -184,6 +184,7 @@ fn many_gateways() -> Snapshot {
                     BridgeNetwork {
                         vlan: 2001 + k as u16,
                         cidr: net(&format!("100.0.{k}.0/24")),
+                        vni: None,
                     },
                 );
             }

@@ -40,7 +40,18 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "security groups, port security groups, allowed address pairs",
         super::security_groups::SECURITY_GROUPS_MIGRATION,
     ),
+    (15, "VxLAN VNI allocations", VNI_ALLOCATIONS),
 ];
+
+/// One row per VNI held by a VxLAN network: the primary key makes a VNI unique, the cascade
+/// gives it back with its network (Neutron's `ml2_vxlan_allocations`, holding only the taken).
+const VNI_ALLOCATIONS: &str = r#"
+CREATE TABLE vni_allocations (
+    vni BIGINT PRIMARY KEY,
+    network_id TEXT NOT NULL REFERENCES networks (id) ON DELETE CASCADE
+);
+CREATE INDEX vni_allocations_network ON vni_allocations (network_id)
+"#;
 
 /// What an admin sets on a node's agent through `/v2.0/agents/{id}`: a description, and
 /// `admin_state_up` (a disabled node takes no new port bindings; what is bound stays).

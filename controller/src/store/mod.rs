@@ -54,6 +54,8 @@ pub struct Store {
     committed: tokio::sync::watch::Sender<u64>,
     /// Limits of projects without their own ([`Store::with_quota_defaults`]).
     quota_defaults: QuotaDefaults,
+    /// The VNIs VxLAN networks get ([`Store::with_vni_ranges`]).
+    vni_ranges: crate::vlan_pool::VniRanges,
 }
 
 /// A write transaction (holding the in-process writer lock on SQLite). Objects it
@@ -150,6 +152,7 @@ impl Store {
             write_lock: tokio::sync::Mutex::new(()),
             committed: tokio::sync::watch::Sender::new(0),
             quota_defaults: QuotaDefaults::default(),
+            vni_ranges: crate::vlan_pool::VniRanges::default(),
         };
         store.migrate().await?;
         Ok(store)

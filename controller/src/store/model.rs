@@ -39,6 +39,11 @@ pub enum Segment {
         /// Physical network.
         physnet: String,
     },
+    /// A VxLAN segment: VNI `vni` (no physical network).
+    Vxlan {
+        /// The VNI.
+        vni: u32,
+    },
 }
 
 /// What segment a new network asks for.
@@ -57,6 +62,11 @@ pub enum SegmentRequest {
     Flat {
         /// Physnet.
         physnet: String,
+    },
+    /// `vxlan`, the VNI optional (allocated from `vni_ranges`).
+    Vxlan {
+        /// Requested VNI.
+        id: Option<u32>,
     },
 }
 

@@ -9,7 +9,7 @@ use super::{
     Scope, Segment, SegmentRequest, Store, WriteTx,
 };
 use crate::error::{DomainError, StoreError};
-use crate::vlan_pool::{pick_free, VlanRanges};
+use crate::vlan_pool::{pick_free, pick_free_vni, VlanRanges, VniRanges, MAX_VNI};
 
 pub(crate) fn network_from_row(r: &AnyRow) -> Result<Network, StoreError> {
     let ntype = col_s(r, "network_type")?;
@@ -23,6 +23,9 @@ pub(crate) fn network_from_row(r: &AnyRow) -> Result<Network, StoreError> {
             id: v as u16,
         },
         ("flat", Some(physnet), _) => Segment::Flat { physnet },
+        ("vxlan", _, Some(v)) if (1..=i64::from(MAX_VNI)).contains(&v) => {
+            Segment::Vxlan { vni: v as u32 }
+        }
         (other, _, _) => {
             return Err(StoreError::Corrupt {
                 column: "network_type",
@@ -88,6 +91,50 @@ async fn claim_segment(
     Ok(r.rows_affected() == 1)
 }
 
+/// Try to claim VNI `vni`; false if a network holds it.
+async fn claim_vni(w: &mut WriteTx<'_>, vni: u32, network_id: &str) -> Result<bool, StoreError> {
+    let r = sqlx::query(
+        "INSERT INTO vni_allocations (vni, network_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+    )
+    .bind(i64::from(vni))
+    .bind(network_id.to_string())
+    .execute(&mut *w.tx)
+    .await
+    .map_err(StoreError::db(format!("claiming VNI {vni}")))?;
+    Ok(r.rows_affected() == 1)
+}
+
+/// Allocate the lowest free VNI of the first range with room; `None` when all are exhausted.
+async fn allocate_vni(
+    w: &mut WriteTx<'_>,
+    ranges: &VniRanges,
+    network_id: &str,
+) -> Result<Option<u32>, StoreError> {
+    for &(lo, hi) in ranges.ranges() {
+        for attempt in 0..64u32 {
+            let rows = sqlx::query("SELECT vni FROM vni_allocations WHERE vni >= $1 AND vni <= $2")
+                .bind(i64::from(lo))
+                .bind(i64::from(hi))
+                .fetch_all(&mut *w.tx)
+                .await
+                .map_err(StoreError::db("reading VNIs"))?;
+            let taken: HashSet<u32> = rows
+                .iter()
+                .filter_map(|r| col_i(r, "vni").ok())
+                .map(|v| v as u32)
+                .collect();
+            let Some(v) = pick_free_vni(lo, hi, &taken, attempt, entropy() as u64) else {
+                break; // this range is full: the next one
+            };
+            if claim_vni(w, v, network_id).await? {
+                return Ok(Some(v));
+            }
+            tracing::debug!(vni = v, attempt, "VNI taken concurrently, trying another");
+        }
+    }
+    Ok(None)
+}
+
 /// Allocate a free VLAN on `physnet` within its range; None when the range is exhausted.
 async fn allocate_vlan(
     w: &mut WriteTx<'_>,
@@ -134,6 +181,17 @@ async fn allocate_vlan(
 }
 
 impl Store {
+    /// Use `ranges` for the VNIs of VxLAN networks created without one (default 1001:2000).
+    pub fn with_vni_ranges(mut self, ranges: VniRanges) -> Store {
+        self.vni_ranges = ranges;
+        self
+    }
+
+    /// The VNIs VxLAN networks are given.
+    pub fn vni_ranges(&self) -> &VniRanges {
+        &self.vni_ranges
+    }
+
     /// Create a network and allocate its segment in one transaction (409 and nothing
     /// changed when the VLAN range is exhausted or the requested segment is taken).
     pub async fn create_network(
@@ -174,6 +232,7 @@ impl Store {
             SegmentRequest::Local => "local",
             SegmentRequest::Vlan { .. } => "vlan",
             SegmentRequest::Flat { .. } => "flat",
+            SegmentRequest::Vxlan { .. } => "vxlan",
         };
         sqlx::query(
             "INSERT INTO networks (id, project_id, name, description, admin_state_up, status, shared, external, mtu, port_security_enabled, network_type, az_hints, created_at, updated_at, revision_number) VALUES ($1, $2, $3, $4, $5, 'ACTIVE', $6, $7, $8, $9, $10, $11, $12, $12, 1)",
@@ -202,6 +261,29 @@ impl Store {
         })?;
         let (physnet, seg): (Option<String>, Option<i64>) = match &n.segment {
             SegmentRequest::Local => (None, None),
+            SegmentRequest::Vxlan { id: Some(v) } => {
+                if !claim_vni(&mut w, *v, &n.id).await? {
+                    return Err(DomainError::conflict(
+                        "TunnelIdInUse",
+                        format!("Unable to create the network. The tunnel ID {v} is in use."),
+                    )
+                    .into());
+                }
+                (None, Some(i64::from(*v)))
+            }
+            SegmentRequest::Vxlan { id: None } => match allocate_vni(&mut w, &self.vni_ranges, &n.id).await? {
+                Some(v) => (None, Some(i64::from(v))),
+                None => {
+                    return Err(DomainError::conflict(
+                        "NoNetworkAvailable",
+                        format!(
+                            "Unable to create the network. No tenant network is available for allocation: VxLAN vni_ranges {} are exhausted.",
+                            self.vni_ranges
+                        ),
+                    )
+                    .into())
+                }
+            },
             SegmentRequest::Flat { physnet } => {
                 if !claim_segment(&mut w, physnet, 0, &n.id).await? {
                     return Err(DomainError::conflict(
@@ -269,7 +351,7 @@ impl Store {
                 }
             }
         };
-        if physnet.is_some() {
+        if physnet.is_some() || seg.is_some() {
             sqlx::query(
                 "UPDATE networks SET physical_network = $1, segmentation_id = $2 WHERE id = $3",
             )

@@ -42,7 +42,29 @@ pub fn node(name: &str, pod: &str, maps: &[(&str, &str)]) -> Node {
             .map(|(p, b)| (p.to_string(), b.to_string()))
             .collect(),
         uplinks: maps.iter().map(|(p, _)| p.to_string()).collect(),
+        local_ip: None,
     }
+}
+
+/// A node with a tunnel endpoint.
+pub fn vx_node(name: &str, pod: &str, maps: &[(&str, &str)], local_ip: &str) -> Node {
+    Node {
+        local_ip: Some(ip(local_ip)),
+        ..node(name, pod, maps)
+    }
+}
+
+/// A VxLAN tenant network (MTU 1450 as the controller stores it).
+pub fn add_vxlan_net(s: &mut Snapshot, project: &str, id: &str, vni: u32, cidr: &str) {
+    s.networks.push(Network {
+        id: id.into(),
+        project_id: project.into(),
+        network_type: NetworkType::Vxlan,
+        vni: Some(vni),
+        mtu: Some(1450),
+        ..Default::default()
+    });
+    add_subnet(s, id, cidr);
 }
 
 /// Pods and the guide's two nodes: node1 in RegionOne (bridge:br-vlan), node2 in RegionTwo
@@ -307,6 +329,9 @@ pub fn settle(s: &mut Snapshot) -> AllocationPlan {
             AllocationKey::LocalTag { network_id, pod } => {
                 a.local_tags.get_mut(network_id).unwrap().remove(pod);
             }
+            AllocationKey::BridgeTag { project_id, pod } => {
+                a.bridge_tags.get_mut(project_id).unwrap().remove(pod);
+            }
             AllocationKey::DhcpIp {
                 network_id,
                 pod,
@@ -320,6 +345,9 @@ pub fn settle(s: &mut Snapshot) -> AllocationPlan {
     }
     a.bridge_ips.retain(|_, m| !m.is_empty());
     a.local_tags.retain(|_, m| !m.is_empty());
+    a.bridge_tags.retain(|_, m| !m.is_empty());
+    let bridge_vxlan = s.bridge_vxlan;
+    let tenant_vnis: BTreeSet<u32> = s.networks.iter().filter_map(|n| n.vni).collect();
     let projects: BTreeMap<String, String> = s
         .routers
         .iter()
@@ -347,8 +375,15 @@ pub fn settle(s: &mut Snapshot) -> AllocationPlan {
                     .map(|k| net(&format!("100.0.{k}.0/24")))
                     .find(|c| !cidrs.contains(c))
                     .unwrap();
+                let vnis: BTreeSet<u32> = a
+                    .bridge_networks
+                    .values()
+                    .filter_map(|b| b.vni)
+                    .chain(tenant_vnis.iter().copied())
+                    .collect();
+                let vni = bridge_vxlan.then(|| (5001..).find(|v| !vnis.contains(v)).unwrap());
                 a.bridge_networks
-                    .insert(project_id.clone(), BridgeNetwork { vlan, cidr });
+                    .insert(project_id.clone(), BridgeNetwork { vlan, cidr, vni });
             }
             AllocationKey::BridgeIp { router_id, pod } => {
                 let project = &projects[router_id];
@@ -387,10 +422,21 @@ pub fn settle(s: &mut Snapshot) -> AllocationPlan {
                 let used: BTreeSet<u16> = a
                     .local_tags
                     .values()
+                    .chain(a.bridge_tags.values())
                     .flat_map(|m| m.values().copied())
                     .collect();
                 let tag = (101..=2000).find(|t| !used.contains(t)).unwrap();
                 a.set_local_tag(network_id, pod, tag);
+            }
+            AllocationKey::BridgeTag { project_id, pod } => {
+                let used: BTreeSet<u16> = a
+                    .local_tags
+                    .values()
+                    .chain(a.bridge_tags.values())
+                    .flat_map(|m| m.values().copied())
+                    .collect();
+                let tag = (101..=2000).find(|t| !used.contains(t)).unwrap();
+                a.set_bridge_tag(project_id, pod, tag);
             }
             AllocationKey::DhcpIp {
                 network_id,

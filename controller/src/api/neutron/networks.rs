@@ -54,8 +54,9 @@ pub fn render(n: &Network, who: &Identity, tags: &[String]) -> Value {
     if who.is_admin() {
         let (t, p, s) = match &n.segment {
             Segment::Local => ("local", None, None),
-            Segment::Vlan { physnet, id } => ("vlan", Some(physnet.clone()), Some(*id)),
+            Segment::Vlan { physnet, id } => ("vlan", Some(physnet.clone()), Some(i64::from(*id))),
             Segment::Flat { physnet } => ("flat", Some(physnet.clone()), None),
+            Segment::Vxlan { vni } => ("vxlan", None, Some(i64::from(*vni))),
         };
         v["provider:network_type"] = json!(t);
         v["provider:physical_network"] = json!(p);
@@ -186,7 +187,7 @@ fn parse_create(
     let admin_state_up = b.boolean("admin_state_up")?.unwrap_or(true);
     let shared = b.boolean("shared")?.unwrap_or(false);
     let external = b.boolean("router:external")?.unwrap_or(false);
-    let mtu = check_mtu(b.int("mtu")?.unwrap_or(1500))?;
+    let mtu = b.int("mtu")?.map(check_mtu).transpose()?;
     let port_security_enabled = b.boolean("port_security_enabled")?.unwrap_or(true);
     let az_hints = b
         .string_list("availability_zone_hints")?
@@ -238,7 +239,29 @@ fn parse_create(
                         "the default tenant network type flat needs provider:physical_network",
                     ))
                 }
+                NetworkType::Vxlan => SegmentRequest::Vxlan { id: None },
             }
+        }
+        Some("vxlan") => {
+            if physnet.is_some() {
+                return Err(DomainError::invalid_input(
+                    "provider:physical_network",
+                    "a vxlan network has no physical network",
+                ));
+            }
+            let id = match seg {
+                None => None,
+                Some(v) if (1..=i64::from(crate::vlan_pool::MAX_VNI)).contains(&v) => {
+                    Some(v as u32)
+                }
+                Some(v) => {
+                    return Err(DomainError::invalid_input(
+                        "provider:segmentation_id",
+                        format!("{v} is not a VxLAN VNI (1..16777215)"),
+                    ))
+                }
+            };
+            SegmentRequest::Vxlan { id }
         }
         Some("local") => {
             if physnet.is_some() || seg.is_some() {
@@ -306,7 +329,7 @@ fn parse_create(
         Some(other) => {
             return Err(DomainError::invalid_input(
                 "provider:network_type",
-                format!("'{other}' is not one of local, vlan, flat"),
+                format!("'{other}' is not one of local, vlan, flat, vxlan"),
             ))
         }
     };
@@ -318,6 +341,23 @@ fn parse_create(
             ));
         }
     }
+    // Neutron's MTU: the underlay's, less the VxLAN overhead on a VxLAN network; a larger
+    // one asked for could not cross the tunnels.
+    let global = i64::from(app.config.global_physnet_mtu);
+    let max = match segment {
+        SegmentRequest::Vxlan { .. } => global - i64::from(planner::VXLAN_OVERHEAD),
+        _ => global,
+    };
+    let mtu = match mtu {
+        None => max,
+        Some(v) if matches!(segment, SegmentRequest::Vxlan { .. }) && v > max => {
+            return Err(DomainError::invalid_input(
+                "mtu",
+                format!("Requested MTU is too big, maximum is {max}"),
+            ))
+        }
+        Some(v) => v,
+    };
     Ok((
         NewNetwork {
             id,
