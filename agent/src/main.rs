@@ -4,7 +4,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use agent::config::{AgentConfig, LogFormat};
+use agent::config::{AgentConfig, ConfigError, LogFormat};
 use agent::controller_client::{Backoff, ControllerClient};
 use agent::daemon::{self, Agent, LoopTiming};
 use agent::intent::NodeContext;
@@ -16,7 +16,13 @@ use anyhow::Context;
 use wire::{NodeDesiredState, NodeRegistration, WatchResponse};
 
 fn main() -> anyhow::Result<()> {
-    let cfg = AgentConfig::load_from(std::env::args_os())?;
+    let cfg = match AgentConfig::load_from(std::env::args_os()) {
+        Ok(cfg) => cfg,
+        // `--help` and `--version` print to stdout and exit 0; a usage error exits 2, as clap
+        // does for every other binary.
+        Err(ConfigError::Clap(e)) => e.exit(),
+        Err(e) => return Err(e.into()),
+    };
     init_logging(cfg.log_format);
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
