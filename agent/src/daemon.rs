@@ -139,6 +139,7 @@ pub fn status_report(
         routers,
         probes: probes.to_vec(),
         errors,
+        ..Default::default()
     }
 }
 
@@ -314,6 +315,7 @@ impl<O: OvsBackend, L: LinuxBackend> Agent<O, L> {
             routers: Vec::new(),
             probes: Vec::new(),
             errors,
+            ..Default::default()
         }
     }
 

@@ -116,4 +116,21 @@ pub struct StatusReport {
     /// uplink device, OVSDB unreachable); empty when everything is in place.
     #[serde(default)]
     pub errors: Vec<String>,
+    /// The pod's other nodes as this node's BFD sessions see them, sorted by node (the peers of
+    /// the state's `liveness`). Sent again whenever one changes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub peers: Vec<PeerLiveness>,
+    /// Whether this node has withdrawn its router instances because it is cut off (see
+    /// [`crate::Liveness`]): their legs stay down until a peer answers again.
+    #[serde(default)]
+    pub fenced: bool,
+}
+
+/// One peer's BFD session state as a node sees it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct PeerLiveness {
+    /// Peer node name.
+    pub node: String,
+    /// Whether the session is up.
+    pub up: bool,
 }

@@ -51,6 +51,9 @@ pub struct NodeDesiredState {
     /// The VxLAN segments this node carries over tunnels; `None` when it carries none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tunnels: Option<Tunnels>,
+    /// Liveness sessions with the other nodes of the pod (router failover); `None`: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub liveness: Option<Liveness>,
 }
 
 impl NodeDesiredState {
@@ -64,6 +67,7 @@ impl NodeDesiredState {
             && self.dhcp == other.dhcp
             && self.security_groups == other.security_groups
             && self.tunnels == other.tunnels
+            && self.liveness == other.liveness
     }
 }
 
@@ -80,6 +84,24 @@ pub struct Tunnels {
     /// Segments by VNI.
     #[serde(default)]
     pub segments: BTreeMap<u32, TunnelSegment>,
+}
+
+/// The BFD sessions a node keeps with the other nodes of its pod over the tunnel network, one
+/// per peer, run by ovs-vswitchd (so they keep answering while the agent restarts): what the
+/// controller decides router failover from, and what tells a cut-off node to withdraw.
+///
+/// A node withdraws (fences) its router instances — their legs down, nothing answered — when
+/// every peer is down and either it has at least two peers or its own data-plane links have no
+/// carrier; it brings them back when a peer answers again and the instances are still its own.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Liveness {
+    /// The pod's other nodes that have a tunnel endpoint: node name → its `local_ip`.
+    #[serde(default)]
+    pub peers: BTreeMap<String, IpAddr>,
+    /// BFD transmit and receive interval, in milliseconds.
+    pub interval_ms: u32,
+    /// BFD detect multiplier: a peer is down after `interval_ms * multiplier` without packets.
+    pub multiplier: u8,
 }
 
 /// One VxLAN segment on a node.

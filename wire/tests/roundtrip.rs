@@ -207,8 +207,15 @@ fn agent_messages_round_trip() {
             latency_us: Some(180),
         }],
         errors: vec!["bridge br-ext needs an uplink".into()],
+        peers: vec![PeerLiveness {
+            node: "node2-2".into(),
+            up: false,
+        }],
+        fenced: true,
     };
     let v = serde_json::to_value(&report).unwrap();
+    assert_eq!(v["peers"][0], json!({"node": "node2-2", "up": false}));
+    assert_eq!(v["fenced"], json!(true));
     assert_eq!(v["ports"][0]["status"], json!("ACTIVE"));
     assert_eq!(v["routers"][0]["state"], json!("ready"));
     assert!(v["routers"][0].get("error").is_none());
