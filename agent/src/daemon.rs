@@ -233,12 +233,29 @@ pub fn read_desired_file(path: &std::path::Path) -> Result<NodeDesiredState, Des
 /// Standalone mode: publishes the file's state at start and whenever its content changes
 /// (polled twice a second; an unreadable file is logged and the last good state kept; a
 /// readable but invalid one is refused by the loop, which keeps the last valid state).
+/// A poll reads and parses the file only when its size, mtime or inode moved (a settled
+/// node's 1000-port document was parsed twice a second for nothing), and at least every 30 s
+/// whatever they say.
 pub async fn watch_file(
     path: std::path::PathBuf,
     tx: watch::Sender<Option<Arc<NodeDesiredState>>>,
 ) {
+    use std::os::unix::fs::MetadataExt;
+    const FORCE_EVERY: u32 = 60;
     let mut last: Option<NodeDesiredState> = None;
+    let mut last_meta: Option<(u64, i64, i64, u64)> = None;
+    let mut polls = 0u32;
     loop {
+        let meta = std::fs::metadata(&path)
+            .ok()
+            .map(|m| (m.len(), m.mtime(), m.mtime_nsec(), m.ino()));
+        polls += 1;
+        if meta.is_some() && meta == last_meta && polls < FORCE_EVERY {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            continue;
+        }
+        polls = 0;
+        last_meta = meta;
         match read_desired_file(&path) {
             Ok(s) if last.as_ref() != Some(&s) => {
                 last = Some(s.clone());
