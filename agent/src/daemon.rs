@@ -564,7 +564,10 @@ impl<O: OvsBackend, L: LinuxBackend> Agent<O, L> {
             if !run_pass && !probe_now {
                 continue;
             }
-            self.take_latest(&mut desired, &mut docs);
+            // A document that arrived during the debounce is new here: probe it as well.
+            if self.take_latest(&mut desired, &mut docs) {
+                probe_now = true;
+            }
             let Some(state) = docs.in_force.clone() else {
                 if !docs.refused.is_empty() {
                     let report = self.refused_report(docs.refused.clone());
