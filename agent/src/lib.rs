@@ -2,6 +2,7 @@
 //! controller and makes Open vSwitch (through OVSDB) and Linux (through rtnetlink and nftables)
 //! match it, changing only the difference and only what it owns.
 
+pub mod bind;
 pub mod config;
 pub mod controller_client;
 pub mod daemon;

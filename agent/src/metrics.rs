@@ -43,6 +43,22 @@ pub struct AgentMetrics {
     pub flows_deleted: Counter,
     /// Firewall flows the bridges must hold.
     pub flows_desired: Gauge,
+    /// Where a pass's time goes, by phase: `debounce` (first OVSDB wakeup to the pass),
+    /// `linux`, `ovs_diff`, `ovs_write` (transaction until the replica shows it).
+    pub phase_seconds: Family<Labels, Histogram, fn() -> Histogram>,
+    /// VM interfaces tagged by the binding fast path (before the full pass).
+    pub fast_binds: Counter,
+    /// From an OVSDB wakeup to the fast path's tags written (only wakeups that wrote).
+    pub fast_bind_seconds: Histogram,
+}
+
+fn latency_histogram() -> Histogram {
+    Histogram::new(
+        [
+            0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5, 1.0, 5.0,
+        ]
+        .into_iter(),
+    )
 }
 
 impl Default for AgentMetrics {
@@ -124,8 +140,31 @@ impl AgentMetrics {
             "Firewall flows the node's bridges must hold",
             flows_desired.clone(),
         );
+        let phase_seconds = Family::<Labels, Histogram, fn() -> Histogram>::new_with_constructor(
+            latency_histogram as fn() -> Histogram,
+        );
+        registry.register(
+            "reconcile_phase_seconds",
+            "Where a reconcile pass's time goes, by phase",
+            phase_seconds.clone(),
+        );
+        let fast_binds = Counter::default();
+        registry.register(
+            "fast_binds",
+            "VM interfaces tagged by the binding fast path, before the full pass",
+            fast_binds.clone(),
+        );
+        let fast_bind_seconds = latency_histogram();
+        registry.register(
+            "fast_bind_duration_seconds",
+            "From an OVSDB change to the fast path's tags written",
+            fast_bind_seconds.clone(),
+        );
         AgentMetrics {
             registry,
+            phase_seconds,
+            fast_binds,
+            fast_bind_seconds,
             dhcp,
             flows_added,
             flows_deleted,
@@ -157,6 +196,19 @@ impl AgentMetrics {
         self.ovs_changes.inc_by(ovs_changes as u64);
         self.netlink_changes.inc_by(kernel_changes as u64);
         self.revision.set(revision as i64);
+    }
+
+    /// Records the time of one phase of a pass (see [`AgentMetrics::phase_seconds`]).
+    pub fn record_phase(&self, phase: &str, took: Duration) {
+        self.phase_seconds
+            .get_or_create(&vec![("phase".into(), phase.into())])
+            .observe(took.as_secs_f64());
+    }
+
+    /// Records one fast-path write of `ports` tags, `took` after the OVSDB wakeup.
+    pub fn record_fast_bind(&self, ports: usize, took: Duration) {
+        self.fast_binds.inc_by(ports as u64);
+        self.fast_bind_seconds.observe(took.as_secs_f64());
     }
 
     /// Records one firewall step.

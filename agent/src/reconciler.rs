@@ -70,6 +70,19 @@ pub struct PassOutcome {
     pub flows_desired: usize,
     /// Bridges whose firewall flows could not be read or written.
     pub flow_errors: Vec<String>,
+    /// Where the pass's time went (for the phase metrics).
+    pub phases: PassPhases,
+}
+
+/// Wall time of the phases of one pass.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PassPhases {
+    /// The Linux half (namespaces, veths, addresses, routes, NAT, DHCP).
+    pub linux: std::time::Duration,
+    /// Reading the OVSDB replica and computing the diff.
+    pub ovs_diff: std::time::Duration,
+    /// The OVSDB transaction, until the replica shows it (zero when nothing was written).
+    pub ovs_write: std::time::Duration,
 }
 
 impl PassOutcome {
@@ -118,7 +131,10 @@ pub async fn reconcile_once<O: OvsBackend, L: LinuxBackend>(
     linux: &L,
 ) -> PassOutcome {
     let mut out = PassOutcome::default();
-    match linux.sync_routers(intent).await {
+    let t = std::time::Instant::now();
+    let linux_result = linux.sync_routers(intent).await;
+    out.phases.linux = t.elapsed();
+    match linux_result {
         Ok(r) => {
             out.routers = r.routers;
             out.dhcp = r.dhcp;
@@ -133,12 +149,15 @@ pub async fn reconcile_once<O: OvsBackend, L: LinuxBackend>(
             }
         }
     }
+    let t = std::time::Instant::now();
     let desired = intent.ovs();
     match ovs.observe().await {
         Ok(observed) => {
             let changes = ovs_plan::diff(&desired, &observed);
             out.plugged = ovs_plan::plugged_iface_ids(&observed);
             out.port_errors = ovs_plan::port_errors(&desired, &observed);
+            out.phases.ovs_diff = t.elapsed();
+            let t = std::time::Instant::now();
             if !changes.is_empty() {
                 tracing::info!(
                     revision = intent.revision,
@@ -149,6 +168,7 @@ pub async fn reconcile_once<O: OvsBackend, L: LinuxBackend>(
                     Ok(()) => out.ovs_changes = changes.len(),
                     Err(e) => out.ovs_error = Some(e.to_string()),
                 }
+                out.phases.ovs_write = t.elapsed();
             }
         }
         Err(e) => out.ovs_error = Some(e.to_string()),

@@ -2,6 +2,11 @@
 //!
 //! Runs ovsdb-server only (no ovs-vswitchd): the numbers are the database's and the client's
 //! cost, not the datapath's. Prints a table. `cargo bench -p ovs`.
+//!
+//! The last table is the client's cost against the raw JSON-RPC floor (a blocking socket
+//! sending prebuilt JSON): the same transactions in interleaved rounds, best of 15, with the
+//! process CPU per 1000-port transaction and where the client's own CPU goes.
+//! `CROSSPOD_BENCH_ONLY=floor` runs only that part (for a profiler).
 
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
@@ -18,6 +23,7 @@ const VSCTL_SAMPLE: usize = 200;
 const SINGLE: usize = 500;
 const BIG: usize = 10_000;
 const BATCH: usize = 100;
+const ROUNDS: usize = 15;
 
 fn sandbox() -> Sandbox {
     Sandbox::start(SandboxOptions::default())
@@ -88,6 +94,15 @@ fn vsctl_add_args(i: usize, tag: usize) -> Vec<String> {
     ]
 }
 
+/// CPU time this process has used so far (all threads, user and system).
+fn cpu() -> Duration {
+    let mut u: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: a valid out-pointer for getrusage.
+    unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut u) };
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    tv(u.ru_utime) + tv(u.ru_stime)
+}
+
 fn pct(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
@@ -126,6 +141,26 @@ impl Raw {
         )
     }
 
+    /// Interfaces and ports `range` and one mutate of br0's port set: the operations
+    /// crosspod's `TxnBuilder` sends for the same ports.
+    fn one_txn_ops(range: std::ops::Range<usize>) -> String {
+        let mut ops: Vec<String> = range
+            .clone()
+            .map(|i| {
+                format!(
+                    r#"{{"op":"insert","table":"Interface","uuid-name":"i{i}","row":{{"name":"p{i}","external_ids":["map",[["iface-id","port-{i:05}"]]]}}}},{{"op":"insert","table":"Port","uuid-name":"p{i}","row":{{"name":"p{i}","tag":{},"interfaces":["named-uuid","i{i}"]}}}}"#,
+                    i % 4000 + 1
+                )
+            })
+            .collect();
+        let names: Vec<String> = range.map(|i| format!(r#"["named-uuid","p{i}"]"#)).collect();
+        ops.push(format!(
+            r#"{{"op":"mutate","table":"Bridge","where":[["name","==","br0"]],"mutations":[["ports","insert",["set",[{}]]]]}}"#,
+            names.join(",")
+        ));
+        ops.join(",")
+    }
+
     fn transact(&mut self, ops: &str) {
         self.id += 1;
         let msg = format!(
@@ -162,9 +197,11 @@ fn main() {
         .unwrap();
     let mut rows: Vec<Row> = Vec::new();
     let mut lats: Vec<Lat> = Vec::new();
+    // `CROSSPOD_BENCH_ONLY=floor` runs only the client-vs-floor rounds (for a profiler).
+    let only_floor = std::env::var("CROSSPOD_BENCH_ONLY").is_ok_and(|v| v == "floor");
 
     // 1. 1000 ports with tags and iface-ids, then retag them all.
-    {
+    if !only_floor {
         let sb = sandbox();
         rt.block_on(async {
             let c = client(&sb).await;
@@ -205,7 +242,7 @@ fn main() {
             });
         });
     }
-    {
+    if !only_floor {
         let sb = sandbox();
         rt.block_on(async {
             let c = client(&sb).await;
@@ -240,7 +277,7 @@ fn main() {
         });
     }
     // ovs-vsctl, one call per port, on a sample.
-    {
+    if !only_floor {
         let sb = sandbox();
         vsctl(&sb, &["add-br".into(), "br0".into()]);
         let t0 = Instant::now();
@@ -274,7 +311,7 @@ fn main() {
         });
     }
     // ovs-vsctl, one call chaining everything with `--`.
-    {
+    if !only_floor {
         let sb = sandbox();
         vsctl(&sb, &["add-br".into(), "br0".into()]);
         let mut args = Vec::new();
@@ -316,6 +353,9 @@ fn main() {
 
     // 2. Single-port transactions one after another: empty bridge and 10,000 ports.
     for (label, pre) in [("empty bridge", 0usize), ("10,000 ports present", BIG)] {
+        if only_floor {
+            break;
+        }
         let sb = sandbox();
         rt.block_on(async {
             let c = client(&sb).await;
@@ -432,7 +472,165 @@ fn main() {
                 total: t0.elapsed(),
                 note: "",
             });
+            // The same transaction as `crosspod create, 1000 in 1 txn`: 1000 interfaces and
+            // ports and one mutate of the bridge's port set.
+            let ops: Vec<String> = (0..PORTS)
+                .map(|j| {
+                    let i = 500_000 + j;
+                    format!(
+                        r#"{{"op":"insert","table":"Interface","uuid-name":"i{i}","row":{{"name":"r{i}","external_ids":["map",[["iface-id","port-{i:05}"]]]}}}},{{"op":"insert","table":"Port","uuid-name":"p{i}","row":{{"name":"r{i}","tag":{},"interfaces":["named-uuid","i{i}"]}}}}"#,
+                        i % 4000 + 1
+                    )
+                })
+                .collect();
+            let names: Vec<String> = (0..PORTS)
+                .map(|j| format!(r#"["named-uuid","p{}"]"#, 500_000 + j))
+                .collect();
+            let t0 = Instant::now();
+            let all = format!(
+                r#"{},{{"op":"mutate","table":"Bridge","where":[["name","==","br0"]],"mutations":[["ports","insert",["set",[{}]]]]}}"#,
+                ops.join(","),
+                names.join(",")
+            );
+            raw.transact(&all);
+            rows.push(Row {
+                name: "raw JSON-RPC create, 1000 in 1 txn".into(),
+                ports: PORTS,
+                total: t0.elapsed(),
+                note: "same ops as crosspod's",
+            });
         }
+    }
+
+    // 3. The client's cost against the floor, interleaved rounds on one server (the order
+    //    alternates) so both see the same database size and the same neighbours' load; the
+    //    best of the rounds is compared, since this machine's noise only ever adds time.
+    let mut floor: Vec<(String, Duration, Duration)> = Vec::new();
+    {
+        let sb = sandbox();
+        rt.block_on(async {
+            let c = client(&sb).await;
+            add_bridge(&c, "br0").await;
+            let mut raw = Raw::new(&sb);
+            let (mut ours1, mut raw1, mut ours100, mut raw100) =
+                (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+            let mut ours100_blocking = Vec::new();
+            let (ours1_cpu, raw1_cpu) = (
+                std::sync::Mutex::new(Vec::new()),
+                std::sync::Mutex::new(Vec::new()),
+            );
+            for round in 0..ROUNDS {
+                let base = 1_000_000 + round * 10 * PORTS;
+                let mine = || async {
+                    let (t0, c0) = (Instant::now(), cpu());
+                    create_batched(&c, "br0", base..base + PORTS, PORTS).await;
+                    ours1_cpu.lock().unwrap().push(cpu() - c0);
+                    t0.elapsed()
+                };
+                let theirs = |raw: &mut Raw| {
+                    let ops = Raw::one_txn_ops(base + PORTS..base + 2 * PORTS);
+                    let (t0, c0) = (Instant::now(), cpu());
+                    raw.transact(&ops);
+                    raw1_cpu.lock().unwrap().push(cpu() - c0);
+                    t0.elapsed()
+                };
+                if round % 2 == 0 {
+                    ours1.push(mine().await);
+                    raw1.push(theirs(&mut raw));
+                } else {
+                    raw1.push(theirs(&mut raw));
+                    ours1.push(mine().await);
+                }
+                // 100 ports per transaction, one after another: in a task on the runtime (as
+                // the agent's loop runs), and from `block_on` (each reply then also wakes the
+                // blocked thread: one more wakeup per transaction than the raw client's).
+                let seq100 = |c: Client, b: usize| async move {
+                    let t0 = Instant::now();
+                    for k in 0..PORTS / BATCH {
+                        let mut t = TxnBuilder::new();
+                        for i in b + k * BATCH..b + (k + 1) * BATCH {
+                            t.add_port("br0", &port_spec(i, (i % 4000 + 1) as u16));
+                        }
+                        t.commit(&c).await.expect("batch");
+                    }
+                    t0.elapsed()
+                };
+                let in_task = tokio::spawn(seq100(c.clone(), base + 2 * PORTS));
+                ours100.push(in_task.await.unwrap());
+                ours100_blocking.push(seq100(c.clone(), base + 4 * PORTS).await);
+                let b = base + 3 * PORTS;
+                let t0 = Instant::now();
+                for k in 0..PORTS / BATCH {
+                    raw.transact(&Raw::one_txn_ops(b + k * BATCH..b + (k + 1) * BATCH));
+                }
+                raw100.push(t0.elapsed());
+            }
+            let best = |v: &Vec<Duration>| *v.iter().min().unwrap();
+            floor.push(("1000 ports in 1 txn".into(), best(&ours1), best(&raw1)));
+            let median = |m: &std::sync::Mutex<Vec<Duration>>| {
+                let mut v = m.lock().unwrap().clone();
+                v.sort();
+                v[v.len() / 2]
+            };
+            println!(
+                "process CPU (all threads) for 1000 ports in 1 txn, median of {ROUNDS}: crosspod {:.2} ms, raw {:.2} ms",
+                median(&ours1_cpu).as_secs_f64() * 1e3,
+                median(&raw1_cpu).as_secs_f64() * 1e3
+            );
+            // Where the client's own CPU goes for those 1000 ports (best of the rounds).
+            let schema = c.get_schema("Open_vSwitch").await.unwrap();
+            let mut parts = [Duration::MAX; 5];
+            for round in 0..ROUNDS {
+                let base = 9_000_000 + round * PORTS;
+                let t0 = Instant::now();
+                let mut t = TxnBuilder::new();
+                for i in base..base + PORTS {
+                    t.add_port("br0", &port_spec(i, (i % 4000 + 1) as u16));
+                }
+                parts[0] = parts[0].min(t0.elapsed());
+                let ops = t.ops().to_vec();
+                let t0 = Instant::now();
+                for (k, op) in ops.iter().enumerate() {
+                    op.check(k, &schema).unwrap();
+                }
+                parts[1] = parts[1].min(t0.elapsed());
+                let t0 = Instant::now();
+                let bytes = serde_json::to_vec(&ops).unwrap();
+                parts[2] = parts[2].min(t0.elapsed());
+                let t0 = Instant::now();
+                let tree: Vec<serde_json::Value> = ops.iter().map(ovs::Operation::to_json).collect();
+                let old = serde_json::to_vec(&tree).unwrap();
+                parts[3] = parts[3].min(t0.elapsed());
+                assert_eq!(bytes.len(), old.len());
+                // A reply of the same shape: a uuid per insert, a count for the mutate.
+                let reply = format!(
+                    r#"{{"id":1,"result":[{}{{"count":1}}],"error":null}}"#,
+                    r#"{"uuid":["uuid","0f6e3d2e-1484-4fdb-8e00-000000000001"]},"#.repeat(ops.len() - 1)
+                );
+                let t0 = Instant::now();
+                let v: serde_json::Value = serde_json::from_slice(reply.as_bytes()).unwrap();
+                std::hint::black_box(v);
+                parts[4] = parts[4].min(t0.elapsed());
+            }
+            println!(
+                "client CPU for 1000 ports (best of {ROUNDS}): build ops {:.2} ms, schema check {:.2} ms, serialise {:.2} ms (through a JSON tree: {:.2} ms), parse a reply {:.2} ms",
+                parts[0].as_secs_f64() * 1e3,
+                parts[1].as_secs_f64() * 1e3,
+                parts[2].as_secs_f64() * 1e3,
+                parts[3].as_secs_f64() * 1e3,
+                parts[4].as_secs_f64() * 1e3
+            );
+            floor.push((
+                format!("1000 ports, {BATCH}/txn sequential, in a task"),
+                best(&ours100),
+                best(&raw100),
+            ));
+            floor.push((
+                format!("1000 ports, {BATCH}/txn sequential, from block_on"),
+                best(&ours100_blocking),
+                best(&raw100),
+            ));
+        });
     }
 
     println!();
@@ -513,6 +711,44 @@ fn main() {
             .find(|r| r.name == n)
             .map(|r| r.total.as_secs_f64())
     };
+    println!();
+    println!(
+        "| {:<48} | {:>10} | {:>10} | {:>14}",
+        format!("client vs raw JSON-RPC floor, best of {ROUNDS}"),
+        "crosspod ms",
+        "raw ms",
+        "speed vs floor"
+    );
+    println!("|{:-<50}|{:-<12}|{:-<12}|{:-<16}", "", "", "", "");
+    for (what, ours, raw) in &floor {
+        println!(
+            "| {:<48} | {:>10.1} | {:>10.1} | {:>13.2}x",
+            what,
+            ours.as_secs_f64() * 1e3,
+            raw.as_secs_f64() * 1e3,
+            raw.as_secs_f64() / ours.as_secs_f64()
+        );
+    }
+    // The same from the single runs above: raw time / crosspod time (1.0 = no client cost).
+    for (what, ours, raw) in [
+        (
+            "1000 in 1 txn",
+            "crosspod create, 1000 in 1 txn, empty bridge",
+            "raw JSON-RPC create, 1000 in 1 txn",
+        ),
+        (
+            "100/txn seq.",
+            "crosspod create, 100/txn seq., empty bridge",
+            "raw JSON-RPC create, 100/txn sequential",
+        ),
+    ] {
+        if let (Some(o), Some(r)) = (total(ours), total(raw)) {
+            println!(
+                "crosspod create speed / raw JSON-RPC floor ({what}): {:.2}x",
+                r / o
+            );
+        }
+    }
     for (what, e, b) in [
         (
             "1000/txn",

@@ -75,6 +75,17 @@ impl JsonSplitter {
                             self.escape = true;
                         } else if b == b'"' {
                             self.in_string = false;
+                        } else {
+                            // Strings are most of OVSDB's bytes (uuids, names): jump to the
+                            // next quote or backslash instead of stepping through them.
+                            match memchr::memchr2(b'"', b'\\', &self.buf[i..]) {
+                                Some(k) => i += k,
+                                None => i = self.buf.len(),
+                            }
+                            if i - start > MAX_MESSAGE {
+                                return Err(SplitError::TooLarge(MAX_MESSAGE));
+                            }
+                            continue;
                         }
                     } else {
                         match b {

@@ -510,6 +510,121 @@ impl Operation {
     }
 }
 
+/// `[column, function, value]`, as [`Condition`]'s JSON form.
+impl serde::Serialize for Condition {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        (&self.column, self.function.as_str(), &self.value).serialize(s)
+    }
+}
+
+/// `[column, mutator, value]`.
+impl serde::Serialize for Mutation {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        (&self.column, self.mutator.as_str(), &self.value).serialize(s)
+    }
+}
+
+/// The same JSON as [`Operation::to_json`], written straight to the serializer: what
+/// `transact` sends, without an intermediate `serde_json::Value` tree per operation.
+impl serde::Serialize for Operation {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(None)?;
+        m.serialize_entry("op", self.kind())?;
+        match self {
+            Operation::Insert {
+                table,
+                row,
+                uuid_name,
+                uuid,
+            } => {
+                m.serialize_entry("table", table)?;
+                m.serialize_entry("row", row)?;
+                if let Some(n) = uuid_name {
+                    m.serialize_entry("uuid-name", n)?;
+                }
+                if let Some(u) = uuid {
+                    let mut buf = Uuid::encode_buffer();
+                    m.serialize_entry("uuid", &*u.hyphenated().encode_lower(&mut buf))?;
+                }
+            }
+            Operation::Select {
+                table,
+                conditions,
+                columns,
+            } => {
+                m.serialize_entry("table", table)?;
+                m.serialize_entry("where", conditions)?;
+                if let Some(c) = columns {
+                    m.serialize_entry("columns", c)?;
+                }
+            }
+            Operation::Update {
+                table,
+                conditions,
+                row,
+            } => {
+                m.serialize_entry("table", table)?;
+                m.serialize_entry("where", conditions)?;
+                m.serialize_entry("row", row)?;
+            }
+            Operation::Mutate {
+                table,
+                conditions,
+                mutations,
+            } => {
+                m.serialize_entry("table", table)?;
+                m.serialize_entry("where", conditions)?;
+                m.serialize_entry("mutations", mutations)?;
+            }
+            Operation::Delete { table, conditions } => {
+                m.serialize_entry("table", table)?;
+                m.serialize_entry("where", conditions)?;
+            }
+            Operation::Wait {
+                table,
+                conditions,
+                columns,
+                until_equal,
+                rows,
+                timeout_ms,
+            } => {
+                m.serialize_entry("table", table)?;
+                m.serialize_entry("where", conditions)?;
+                m.serialize_entry("columns", columns)?;
+                m.serialize_entry("until", if *until_equal { "==" } else { "!=" })?;
+                m.serialize_entry("rows", rows)?;
+                if let Some(t) = timeout_ms {
+                    m.serialize_entry("timeout", t)?;
+                }
+            }
+            Operation::Commit { durable } => m.serialize_entry("durable", durable)?,
+            Operation::Abort => {}
+            Operation::Comment(c) => m.serialize_entry("comment", c)?,
+            Operation::Assert { lock } => m.serialize_entry("lock", lock)?,
+        }
+        m.end()
+    }
+}
+
+/// The `params` of a `transact`: `[db, op, op, ...]`, serialised in place.
+pub(crate) struct TransactParams<'a> {
+    pub(crate) db: &'a str,
+    pub(crate) ops: &'a [Operation],
+}
+
+impl serde::Serialize for TransactParams<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::SerializeSeq;
+        let mut q = s.serialize_seq(Some(self.ops.len() + 1))?;
+        q.serialize_element(self.db)?;
+        for op in self.ops {
+            q.serialize_element(op)?;
+        }
+        q.end()
+    }
+}
+
 /// The result of one successful operation.
 #[derive(Debug, Clone, PartialEq)]
 pub enum OpResult {
@@ -647,4 +762,97 @@ pub(crate) fn parse_results(
         });
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::value::Atom;
+
+    /// The serializer writes exactly the JSON of `to_json` for every kind of operation and
+    /// value, so the fast path sends what the schema check and the tests were written against.
+    #[test]
+    fn serialize_is_to_json() {
+        let u = Uuid::parse_str("0f6e3d2e-1484-4fdb-8e00-000000000001").unwrap();
+        let row = RowData::from([
+            ("name".to_string(), Value::from("p1")),
+            ("tag".to_string(), Value::set([101i64])),
+            ("trunks".to_string(), Value::empty_set()),
+            ("ofport".to_string(), Value::Atom(Atom::Real(1.5))),
+            ("up".to_string(), Value::Atom(Atom::Boolean(true))),
+            ("ref".to_string(), Value::Atom(Atom::Uuid(u))),
+            (
+                "iface".to_string(),
+                Value::set([Atom::NamedUuid("i1".into())]),
+            ),
+            (
+                "external_ids".to_string(),
+                Value::string_map([("iface-id", "a\"b\\c"), ("k", "ü")]),
+            ),
+        ]);
+        let ops = vec![
+            Operation::Insert {
+                table: "Port".into(),
+                row: row.clone(),
+                uuid_name: Some("p1".into()),
+                uuid: Some(u),
+            },
+            Operation::Insert {
+                table: "Port".into(),
+                row: RowData::new(),
+                uuid_name: None,
+                uuid: None,
+            },
+            Operation::Select {
+                table: "Port".into(),
+                conditions: vec![Condition::eq("name", "p1"), Condition::uuid(u)],
+                columns: Some(vec!["name".into(), "tag".into()]),
+            },
+            Operation::Select {
+                table: "Port".into(),
+                conditions: vec![],
+                columns: None,
+            },
+            Operation::Update {
+                table: "Port".into(),
+                conditions: vec![Condition::new("tag", Function::Ge, 5i64)],
+                row,
+            },
+            Operation::Mutate {
+                table: "Bridge".into(),
+                conditions: vec![Condition::eq("name", "br0")],
+                mutations: vec![
+                    Mutation::new("ports", Mutator::Insert, Value::set([Atom::Uuid(u)])),
+                    Mutation::new("n", Mutator::Add, Value::from(1i64)),
+                ],
+            },
+            Operation::Delete {
+                table: "Port".into(),
+                conditions: vec![Condition::new("name", Function::Ne, "x")],
+            },
+            Operation::Wait {
+                table: "Port".into(),
+                conditions: vec![],
+                columns: vec!["name".into()],
+                until_equal: false,
+                rows: vec![RowData::from([("name".to_string(), Value::from("p"))])],
+                timeout_ms: Some(10),
+            },
+            Operation::Commit { durable: true },
+            Operation::Abort,
+            Operation::Comment("c \"q\"".into()),
+            Operation::Assert { lock: "l".into() },
+        ];
+        for op in &ops {
+            assert_eq!(serde_json::to_value(op).unwrap(), op.to_json(), "{op:?}");
+        }
+        let params = serde_json::to_value(TransactParams {
+            db: "Open_vSwitch",
+            ops: &ops,
+        })
+        .unwrap();
+        let mut want = vec![json!("Open_vSwitch")];
+        want.extend(ops.iter().map(Operation::to_json));
+        assert_eq!(params, Json::Array(want));
+    }
 }

@@ -249,7 +249,9 @@ pub struct TxnBuilder {
     next_name: u32,
     /// Index of the `ports` mutate already emitted per (bridge condition, mutator): later
     /// ports join it, so a batch rewrites each bridge's port set once, not once per port.
-    ports_mutates: HashMap<(String, &'static str), usize>,
+    /// A list searched by equality: a transaction touches few bridges, and a formatted key
+    /// per port cost more than the search.
+    ports_mutates: Vec<(Condition, Mutator, usize)>,
 }
 
 impl TxnBuilder {
@@ -288,15 +290,12 @@ impl TxnBuilder {
     /// earlier mutate of the same bridge when there is one (named-uuids may be referenced
     /// before their insert within a transaction).
     fn bridge_ports(&mut self, bridge: Condition, mutator: Mutator, port: Atom) {
-        let key = (
-            format!("{:?}", bridge),
-            if mutator == Mutator::Insert {
-                "insert"
-            } else {
-                "delete"
-            },
-        );
-        if let Some(&i) = self.ports_mutates.get(&key) {
+        let known = self
+            .ports_mutates
+            .iter()
+            .find(|(c, m, _)| *m == mutator && *c == bridge)
+            .map(|(_, _, i)| *i);
+        if let Some(i) = known {
             if let Some(Operation::Mutate { mutations, .. }) = self.ops.get_mut(i) {
                 if let Some(Value::Set(set)) = mutations.first_mut().map(|m| &mut m.value) {
                     set.insert(port);
@@ -304,7 +303,8 @@ impl TxnBuilder {
                 }
             }
         }
-        self.ports_mutates.insert(key, self.ops.len());
+        self.ports_mutates
+            .push((bridge.clone(), mutator, self.ops.len()));
         self.ops.push(Operation::Mutate {
             table: "Bridge".into(),
             conditions: vec![bridge],

@@ -314,3 +314,55 @@ async fn falls_back_to_monitor_cond_and_follows_update2() {
     assert_eq!(c.counters().monitor_full_syncs, 1);
     server.abort();
 }
+
+/// A request abandoned in the middle of its write (its future dropped while the server is not
+/// reading) must not leave half a message on the stream: the session ends, the server sees
+/// the connection closed, and the client's next session starts clean.
+#[tokio::test]
+async fn a_request_cancelled_mid_write_ends_the_session() {
+    let f = fake();
+    let mut cfg = config(&f.path);
+    cfg.reconnect = true;
+    cfg.request_timeout = Duration::from_secs(5);
+    cfg.backoff_initial = Duration::from_millis(10);
+    let listener = f.listener;
+    let client = tokio::spawn(async move { Client::connect(cfg).await.unwrap() });
+    // First session: accepted, never read until the client gave up on its write.
+    let (mut first, _) = listener.accept().await.unwrap();
+    let client = client.await.unwrap();
+    let big = json!(["x".repeat(16 << 20)]);
+    let c2 = client.clone();
+    let cut = tokio::time::timeout(Duration::from_millis(200), async move {
+        c2.call("echo", big).await
+    })
+    .await;
+    assert!(cut.is_err(), "the write cannot finish: nobody reads");
+    // The server now drains what was written, and must reach the end of the stream.
+    let mut sink = vec![0u8; 1 << 20];
+    let drained = tokio::time::timeout(Duration::from_secs(5), async {
+        let mut total = 0usize;
+        loop {
+            match first.read(&mut sink).await {
+                Ok(0) | Err(_) => return total,
+                Ok(n) => total += n,
+            }
+        }
+    })
+    .await
+    .expect("the client must close a session with half a message on it");
+    assert!(drained < (16 << 20), "only part of the message went out");
+    // The client reconnects and its next request works on a clean stream.
+    let (mut second, _) = listener.accept().await.unwrap();
+    let server = tokio::spawn(async move {
+        let req = read_request(&mut second).await;
+        let reply = json!({"id": req["id"], "result": req["params"], "error": null});
+        second
+            .write_all(serde_json::to_vec(&reply).unwrap().as_slice())
+            .await
+            .unwrap();
+        second
+    });
+    client.echo().await.unwrap();
+    assert_eq!(client.counters().reconnects, 1);
+    drop(server.await.unwrap());
+}
