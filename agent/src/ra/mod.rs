@@ -91,6 +91,8 @@ pub struct RaCounters {
     pub sent: Family<Labels, Counter>,
     /// Router solicitations answered.
     pub solicitations: Family<Labels, Counter>,
+    /// Advertisements that could not be sent.
+    pub errors: Family<Labels, Counter>,
     /// Legs advertising now.
     pub advertising: Gauge,
 }
@@ -107,6 +109,11 @@ impl RaCounters {
             "router_solicitations",
             "IPv6 router solicitations answered",
             self.solicitations.clone(),
+        );
+        r.register(
+            "router_advertisement_errors",
+            "IPv6 router advertisements that could not be sent",
+            self.errors.clone(),
         );
         r.register(
             "ra_legs",
@@ -221,9 +228,13 @@ impl RaService {
         let mut errors = BTreeMap::new();
         let mut running = self.running.lock().expect("ra lock");
         running.retain(|k, r| {
-            let keep = !remade.contains(&k.0) && !r.task.is_finished();
+            // A new MAC is a new source link-layer address and link-local address: restart.
+            let same_mac = wanted.get(k).is_some_and(|w| {
+                crate::dhcp::proto::parse_mac(&w.mac.to_ascii_lowercase()) == Some(r.leg.mac)
+            });
+            let keep = same_mac && !remade.contains(&k.0) && !r.task.is_finished();
             if !keep {
-                tracing::info!(netns = %k.0, ifname = %k.1, "router advertisements restarting (leg remade)");
+                tracing::info!(netns = %k.0, ifname = %k.1, "router advertisements restarting (leg remade or its MAC changed)");
             }
             keep
         });
@@ -374,7 +385,15 @@ async fn advertise(
                         counters.sent.get_or_create(&labels(&cfg.router_id)).inc();
                         tracing::debug!(netns = %ns, %ifname, "router advertisement sent");
                     }
-                    Err(e) => tracing::warn!(netns = %ns, %ifname, error = %e, "sending a router advertisement failed"),
+                    Err(e) => {
+                        // Seen on a node making a thousand legs at once: a socket whose every
+                        // send fails (EINVAL) while a new one on the same leg works. The task
+                        // ends; the next reconcile pass (at most a resync period away) opens a
+                        // new socket for the leg.
+                        counters.errors.get_or_create(&labels(&cfg.router_id)).inc();
+                        tracing::warn!(netns = %ns, %ifname, ifindex = leg.ifindex, %link_local, error = %e, "sending a router advertisement failed; reopening the leg's socket at the next pass");
+                        return;
+                    }
                 }
                 last_multicast = Some(Instant::now());
                 next = Instant::now() + if initial_left > 1 {
