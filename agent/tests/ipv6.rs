@@ -15,7 +15,7 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::{Ipv6Addr, SocketAddrV6};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -406,7 +406,7 @@ struct Dhclient {
 }
 
 impl Dhclient {
-    fn run(node: &Node, vm: &Vm, name: &str, stateless: bool, log: &PathBuf) -> (Dhclient, bool) {
+    fn run(node: &Node, vm: &Vm, name: &str, stateless: bool, log: &Path) -> (Dhclient, bool) {
         let dir = node.dir_path();
         let script = dir.join("dhclient6.sh");
         if !script.exists() {
