@@ -161,6 +161,13 @@ pub struct AgentConfig {
     /// Log format.
     #[arg(long, env = "CROSSPOD_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
+
+    /// Longest interval, in seconds, between two unsolicited IPv6 router advertisements of a
+    /// leg (MaxRtrAdvInterval; the shortest is a third of it). RFC 4861's 600 s default is too
+    /// slow for a lab; solicitations are answered at once anyway.
+    #[arg(long, env = "CROSSPOD_RA_MAX_INTERVAL", default_value_t = 30,
+          value_parser = clap::value_parser!(u64).range(3..=1800))]
+    pub ra_max_interval: u64,
 }
 
 /// This node's TLS credential as read from its files.

@@ -38,6 +38,8 @@ pub struct NodeIntent {
     pub routers: BTreeMap<String, RouterIntent>,
     /// DHCP servers by namespace name (prefix included).
     pub dhcp: BTreeMap<String, DhcpIntent>,
+    /// Router legs sending IPv6 router advertisements, by (router namespace, leg interface).
+    pub ra: BTreeMap<crate::ra::LegKey, crate::ra::RaIntent>,
     /// Problems found while building the intent (a bridge with no configured uplink device,
     /// say): reported to the controller; everything else is still applied.
     pub problems: Vec<String>,
@@ -136,6 +138,19 @@ impl NodeIntent {
             );
         }
         for r in state.routers.values() {
+            let ns = format!("{}{}", ctx.netns_prefix, r.namespace);
+            for l in &r.legs {
+                if let Some(advert) = &l.ipv6_ra {
+                    intent.ra.insert(
+                        (ns.clone(), l.ns_ifname.clone()),
+                        crate::ra::RaIntent {
+                            router_id: r.router_id.clone(),
+                            mac: l.mac.clone(),
+                            advert: advert.clone(),
+                        },
+                    );
+                }
+            }
             let floating: Vec<IpNet> = r
                 .nat
                 .floating
@@ -163,7 +178,7 @@ impl NodeIntent {
                 })
                 .collect();
             intent.routers.insert(
-                format!("{}{}", ctx.netns_prefix, r.namespace),
+                ns,
                 RouterIntent {
                     router_id: r.router_id.clone(),
                     legs,

@@ -14,6 +14,7 @@ pub mod linux_backend;
 pub mod metrics;
 pub mod ovs_plan;
 pub mod ovsdb_backend;
+pub mod ra;
 pub mod reconciler;
 pub mod sd_notify;
 pub mod tunnel;

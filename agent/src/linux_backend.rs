@@ -3,7 +3,8 @@
 //! namespace (where the node's ovs-vswitchd runs), addresses, forwarding, owned routes and the
 //! crosspod nftables table; probes from inside the namespaces. DHCP servers get a namespace
 //! each too (`<prefix>qdhcp-<network id>`, one veth, one address per subnet) and then a socket
-//! in it ([`crate::dhcp`]).
+//! in it ([`crate::dhcp`]). Router legs with `ipv6_ra` get a router advertisement task
+//! ([`crate::ra`]); router namespaces forward IPv6 as well as IPv4.
 //!
 //! Netlink and namespace work is blocking and switches namespaces on its own threads
 //! (`plumbing::netns::run_in`), so it runs under `spawn_blocking`, never on a tokio worker.
@@ -20,6 +21,7 @@ use wire::names::{DHCP_NS_PREFIX, ROUTER_NS_PREFIX};
 
 use crate::dhcp::{DhcpCounters, DhcpIntent, DhcpService, NsState};
 use crate::intent::{NodeIntent, RouterIntent};
+use crate::ra::{RaCounters, RaService, RaTiming};
 use crate::reconciler::{LinuxBackend, RouterSync};
 
 /// Router instances synced in parallel.
@@ -53,6 +55,8 @@ struct Inner {
     probe: ProbeOptions,
     /// The node's DHCP servers (sockets and tasks).
     dhcp: DhcpService,
+    /// The node's advertising router legs (sockets and tasks).
+    ra: RaService,
 }
 
 impl NetnsBackend {
@@ -77,6 +81,7 @@ impl NetnsBackend {
                     retries: 1,
                 },
                 dhcp: DhcpService::new(counters),
+                ra: RaService::default(),
             }),
         }
     }
@@ -95,6 +100,17 @@ impl NetnsBackend {
     /// How many DHCP servers are listening now.
     pub fn dhcp_serving(&self) -> usize {
         self.inner.dhcp.serving()
+    }
+
+    /// Counts router advertisements into `counters` (the agent's metrics) and sends them at
+    /// `timing`, for the legs that start advertising from now on.
+    pub fn configure_ra(&self, counters: RaCounters, timing: RaTiming) {
+        self.inner.ra.configure(counters, timing);
+    }
+
+    /// How many router legs send router advertisements now.
+    pub fn ra_advertising(&self) -> usize {
+        self.inner.ra.advertising()
     }
 }
 
@@ -137,7 +153,8 @@ struct Leg<'a> {
 
 /// What syncing one namespace gave.
 enum Done {
-    Router(String, Option<String>),
+    /// Namespace, error, whether a leg or the namespace was (re)made.
+    Router(String, Option<String>, bool),
     Dhcp(String, NsState, Option<String>),
 }
 
@@ -153,6 +170,8 @@ impl Inner {
         rt: &tokio::runtime::Handle,
     ) -> RouterSync {
         let mut out = RouterSync::default();
+        // Final router advertisements first, while the legs they leave by still exist.
+        self.ra.retire(&intent.ra);
         for ns in owned {
             if !intent.routers.contains_key(&ns) && !intent.dhcp.contains_key(&ns) {
                 // Delete the legs first: namespace teardown is asynchronous in the kernel, and
@@ -195,7 +214,8 @@ impl Inner {
                             if let Err(e) = &res {
                                 tracing::warn!(netns = %ns, router_id = %r.router_id, error = %e, "router instance not in place");
                             }
-                            Done::Router((*ns).clone(), res.err().map(|e| e.to_string()))
+                            let remade = *res.as_ref().unwrap_or(&true);
+                            Done::Router((*ns).clone(), res.err().map(|e| e.to_string()), remade)
                         }
                         Job::Dhcp(ns, d) => match self.sync_dhcp_ns(ns, d, &mut changes) {
                             Ok(remade) => Done::Dhcp(
@@ -214,10 +234,14 @@ impl Inner {
             }
         });
         let mut dhcp_state = std::collections::BTreeMap::new();
+        let mut remade_routers = std::collections::BTreeSet::new();
         for (changes, done) in results.into_inner().expect("results lock") {
             out.changes += changes;
             match done {
-                Done::Router(ns, err) => {
+                Done::Router(ns, err, remade) => {
+                    if remade {
+                        remade_routers.insert(ns.clone());
+                    }
                     out.routers.insert(ns, err);
                 }
                 Done::Dhcp(ns, state, err) => {
@@ -229,6 +253,11 @@ impl Inner {
         // Sockets last: they need the namespace and its interface.
         for (ns, err) in self.dhcp.sync(&intent.dhcp, &dhcp_state, rt) {
             out.dhcp.insert(ns, Some(err));
+        }
+        for (ns, err) in self.ra.sync(&intent.ra, &remade_routers, rt) {
+            if let Some(slot @ None) = out.routers.get_mut(&ns) {
+                *slot = Some(err);
+            }
         }
         out
     }
@@ -256,6 +285,15 @@ impl Inner {
             mtu: d.config.mtu,
         };
         remade |= self.sync_legs(&ns, &mut h, &[leg], changes)?;
+        // The DHCP port is a host on its network: it must not take the router's advertisements
+        // (a SLAAC address and a default route of its own), as Neutron's DHCP agent sets too.
+        let key = format!("net.ipv6.conf.{}.accept_ra", d.ns_ifname);
+        *changes += usize::from(plumbing::sysctl::set(&ns, &key, "0")?);
+        if d.config6.is_some() {
+            // IPv6 UDP may not go out with checksum 0 as DHCPv4 does (see plumbing::ethtool).
+            let off = plumbing::ethtool::set_tx_checksum(&ns, &d.ns_ifname, false)?;
+            *changes += usize::from(off);
+        }
         Ok(remade)
     }
 
@@ -300,12 +338,14 @@ impl Inner {
         ns_name: &str,
         r: &RouterIntent,
         changes: &mut usize,
-    ) -> Result<(), plumbing::Error> {
+    ) -> Result<bool, plumbing::Error> {
+        let mut remade = false;
         if netns::create(ns_name)? {
             *changes += 1;
+            remade = true;
         }
         let ns = Netns::named(ns_name);
-        let forwarding = plumbing::sysctl::set_forwarding(&ns, true, false)?;
+        let forwarding = plumbing::sysctl::set_forwarding(&ns, true, true)?;
         *changes += usize::from(forwarding);
         let mut h = Handle::new(&ns)?;
         if let Some(lo) = h.link("lo")? {
@@ -326,7 +366,7 @@ impl Inner {
                 mtu: l.mtu,
             })
             .collect();
-        self.sync_legs(&ns, &mut h, &legs, changes)?;
+        remade |= self.sync_legs(&ns, &mut h, &legs, changes)?;
         let routes: Vec<Route> = r
             .routes
             .iter()
@@ -341,7 +381,7 @@ impl Inner {
             plumbing::nat::apply(&ns, &nat)?
         };
         *changes += count(c);
-        Ok(())
+        Ok(remade)
     }
 
     fn probe_all(&self, intent: &NodeIntent) -> Vec<wire::ProbeResult> {

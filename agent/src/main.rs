@@ -51,6 +51,12 @@ async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
     let ovs = connect_ovsdb(&cfg).await?;
     let linux =
         NetnsBackend::with_dhcp_counters(&cfg.node_netns, &cfg.netns_prefix, metrics.dhcp.clone());
+    linux.configure_ra(
+        metrics.ra.clone(),
+        agent::ra::RaTiming {
+            max_interval: Duration::from_secs(cfg.ra_max_interval),
+        },
+    );
     let client = if cfg.desired_file.is_some() {
         None
     } else {

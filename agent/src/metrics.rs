@@ -37,6 +37,8 @@ pub struct AgentMetrics {
     pub probe_rtt_us: Family<Labels, Gauge>,
     /// DHCP requests, replies and ignored requests per network.
     pub dhcp: crate::dhcp::DhcpCounters,
+    /// IPv6 router advertisements sent and solicitations answered, per router.
+    pub ra: crate::ra::RaCounters,
     /// Firewall flows written (added or replaced).
     pub flows_added: Counter,
     /// Firewall flows deleted.
@@ -122,6 +124,8 @@ impl AgentMetrics {
         );
         let dhcp = crate::dhcp::DhcpCounters::default();
         dhcp.register(&mut registry);
+        let ra = crate::ra::RaCounters::default();
+        ra.register(&mut registry);
         let flows_added = Counter::default();
         registry.register(
             "openflow_flows_added",
@@ -166,6 +170,7 @@ impl AgentMetrics {
             fast_binds,
             fast_bind_seconds,
             dhcp,
+            ra,
             flows_added,
             flows_deleted,
             flows_desired,

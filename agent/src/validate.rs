@@ -78,6 +78,9 @@ pub enum ValidationError {
         address: IpNet,
         reason: String,
     },
+    /// Router advertisements a leg could not send as asked (RFC 4861 / RFC 8106 limits).
+    #[error("{object}: router advertisement: {reason}")]
+    BadRouterAdvertisement { object: String, reason: String },
     /// A route the kernel would refuse or that could not be forwarded from a connected leg.
     #[error("router {router}: route {destination} via {nexthop}: {reason}")]
     BadRoute {
@@ -428,6 +431,12 @@ impl Validator {
                 self.ovs_name(&object, &leg.ovs_ifname);
             }
             self.mac(&object, &leg.mac);
+            if let Some(reason) = leg.ipv6_ra.as_ref().and_then(ra_problem) {
+                self.errors.push(ValidationError::BadRouterAdvertisement {
+                    object: object.clone(),
+                    reason,
+                });
+            }
             if let Some(reason) = host_address_problem(&leg.address) {
                 self.errors.push(ValidationError::BadLegAddress {
                     object: object.clone(),
@@ -565,6 +574,41 @@ impl Validator {
 /// Why a floating IP cannot sit on the gateway leg `gw`. It may come from another subnet of the
 /// external network than the leg's (the document does not carry those), but when it is inside
 /// the leg's subnet it must be a host address of it.
+/// Prefixes and DNS servers one advertisement may carry: with them it stays far below the IPv6
+/// minimum MTU (1280), and hosts use at most three DNS servers anyway.
+pub const MAX_RA_PREFIXES: usize = 16;
+/// See [`MAX_RA_PREFIXES`].
+pub const MAX_RA_DNS_SERVERS: usize = 8;
+
+fn ra_problem(ra: &wire::RouterAdvertisement) -> Option<String> {
+    if let Some(mtu) = ra.mtu {
+        if mtu < 1280 {
+            return Some(format!("MTU {mtu} is below IPv6's minimum of 1280"));
+        }
+    }
+    if ra.prefixes.len() > MAX_RA_PREFIXES {
+        return Some(format!(
+            "{} prefixes; at most {MAX_RA_PREFIXES}",
+            ra.prefixes.len()
+        ));
+    }
+    if ra.dns_servers.len() > MAX_RA_DNS_SERVERS {
+        return Some(format!(
+            "{} DNS servers; at most {MAX_RA_DNS_SERVERS}",
+            ra.dns_servers.len()
+        ));
+    }
+    ra.prefixes
+        .iter()
+        .find(|p| p.autonomous && p.prefix.prefix_len() != 64)
+        .map(|p| {
+            format!(
+                "autonomous prefix {} is not a /64 (SLAAC needs one)",
+                p.prefix
+            )
+        })
+}
+
 fn floating_problem(gw: &RouterLeg, ip: IpAddr) -> Option<String> {
     if ip.is_unspecified() || ip.is_loopback() || ip.is_multicast() {
         return Some("is not a unicast address".into());
@@ -1085,6 +1129,46 @@ mod tests {
                 |s| s.routers.get_mut(R2).unwrap().legs[0].mac = "FA:16:3E:00:01:01".into(),
                 |s| s.routers.get_mut(R2).unwrap().legs[0].mac = "fa:16:3e:00:01:0a".into(),
                 |e| matches!(e, ValidationError::DuplicateMac { .. }),
+            ),
+            (
+                "an advertised MTU is at least 1280",
+                |s| {
+                    r1(s).legs[0].ipv6_ra = Some(wire::RouterAdvertisement {
+                        mtu: Some(1200),
+                        ..Default::default()
+                    })
+                },
+                |s| {
+                    r1(s).legs[0].ipv6_ra = Some(wire::RouterAdvertisement {
+                        mtu: Some(1280),
+                        ..Default::default()
+                    })
+                },
+                |e| matches!(e, ValidationError::BadRouterAdvertisement { reason, .. } if reason.contains("1280")),
+            ),
+            (
+                "an autonomous prefix is a /64",
+                |s| {
+                    r1(s).legs[0].ipv6_ra = Some(wire::RouterAdvertisement {
+                        prefixes: vec![wire::RaPrefix {
+                            prefix: "fd00:1::/56".parse().unwrap(),
+                            autonomous: true,
+                            on_link: true,
+                        }],
+                        ..Default::default()
+                    })
+                },
+                |s| {
+                    r1(s).legs[0].ipv6_ra = Some(wire::RouterAdvertisement {
+                        prefixes: vec![wire::RaPrefix {
+                            prefix: "fd00:1::/56".parse().unwrap(),
+                            autonomous: false,
+                            on_link: true,
+                        }],
+                        ..Default::default()
+                    })
+                },
+                |e| matches!(e, ValidationError::BadRouterAdvertisement { reason, .. } if reason.contains("/64")),
             ),
             (
                 "no leg and port with one MAC",

@@ -1,7 +1,8 @@
 //! Node plumbing for crosspod, in-process and without shelling out to `ip`: named network
 //! namespaces ([`netns`]), rtnetlink links, addresses and routes through one typed socket per
 //! namespace ([`Handle`]; [`link`], [`addr`], [`route`]), forwarding sysctls ([`sysctl`]),
-//! NAT in a crosspod-owned nftables table ([`nat`]) and ARP/ICMP/TCP probes ([`probe`]).
+//! NAT in a crosspod-owned nftables table ([`nat`]), ARP/ICMP/TCP probes ([`probe`]), and the
+//! sockets of the agent's DHCP servers ([`udp`]) and router advertisements ([`icmp6`]).
 //!
 //! crosspod only touches what it marks: links by the alias `crosspod:<owner>` and link group
 //! [`link::CROSSPOD_LINK_GROUP`], routes by the route protocol [`route::CROSSPOD_PROTO`], NAT by
@@ -44,6 +45,8 @@
 
 pub mod addr;
 pub mod error;
+pub mod ethtool;
+pub mod icmp6;
 pub mod link;
 pub mod nat;
 pub mod netlink;

@@ -52,3 +52,33 @@ pub fn bind_in(ns: &Netns, ifname: &str, port: u16, no_checksum: bool) -> Result
         source,
     })
 }
+
+/// Opens a non-blocking IPv6-only UDP socket inside `ns`, bound to `[::]:port` and to the device
+/// `ifname`, member of the multicast group `group` on that device (DHCPv6 servers:
+/// `ff02::1:2`, RFC 8415 §7.1). Multicast loopback is off.
+pub fn bind6_in(
+    ns: &Netns,
+    ifname: &str,
+    port: u16,
+    group: std::net::Ipv6Addr,
+) -> Result<UdpSocket> {
+    crate::link::validate_ifname(ifname)?;
+    let ifindex = crate::Handle::new(ns)?.link_index(ifname)?;
+    let name = ns.display_name().to_string();
+    let ifname = ifname.to_string();
+    netns::run_in(ns, move || -> std::io::Result<UdpSocket> {
+        let s = Socket::new(Domain::IPV6, Type::DGRAM, Some(Protocol::UDP))?;
+        s.set_only_v6(true)?;
+        s.bind_device(Some(ifname.as_bytes()))?;
+        s.bind(&std::net::SocketAddrV6::new(std::net::Ipv6Addr::UNSPECIFIED, port, 0, 0).into())?;
+        s.join_multicast_v6(&group, ifindex)?;
+        s.set_multicast_loop_v6(false)?;
+        s.set_nonblocking(true)?;
+        Ok(s.into())
+    })?
+    .map_err(|source| Error::Netns {
+        op: "open an IPv6 UDP socket bound to a device inside",
+        ns: name,
+        source,
+    })
+}

@@ -6,11 +6,17 @@
 //! The answers are a pure function ([`proto::respond`]) of the request and the server's
 //! configuration, which is swapped in place when the desired state changes, so new options and
 //! hosts take effect at the next request without touching the socket.
+//!
+//! A network with `dhcpv6-stateless` or `dhcpv6-stateful` subnets also gets DHCPv6
+//! ([`proto6`]): a second socket in the same namespace on `[::]:547`, member of
+//! `ff02::1:2` on the interface, and a second task, the same model. The namespace's interface
+//! computes its own checksums (see [`plumbing::ethtool`]).
 
 pub mod proto;
+pub mod proto6;
 
 use std::collections::BTreeMap;
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -25,11 +31,17 @@ use prometheus_client::registry::Registry;
 
 pub use proto::ServerConfig;
 use proto::{respond, Destination, Verdict};
+pub use proto6::Server6Config;
+use proto6::{respond6, Verdict6};
 
 /// The server port (clients answer from 68).
 pub const SERVER_PORT: u16 = 67;
 /// The client port.
 pub const CLIENT_PORT: u16 = 68;
+/// The DHCPv6 server port (clients answer from 546).
+pub const SERVER6_PORT: u16 = 547;
+/// All_DHCP_Relay_Agents_and_Servers (RFC 8415 §7.1).
+pub const ALL_DHCP_SERVERS: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 1, 2);
 /// BOOTP's minimum message size; some clients drop shorter replies.
 const MIN_REPLY: usize = 300;
 
@@ -48,10 +60,12 @@ pub struct DhcpIntent {
     pub tag: u16,
     /// MAC of the namespace-side end.
     pub mac: String,
-    /// `server_address/prefix` per IPv4 subnet.
+    /// `server_address/prefix` per subnet (IPv4 and IPv6).
     pub addrs: Vec<IpNet>,
     /// What the server answers.
     pub config: ServerConfig,
+    /// What it answers over DHCPv6; `None` when no subnet is `dhcpv6-*`.
+    pub config6: Option<Server6Config>,
 }
 
 impl DhcpIntent {
@@ -60,7 +74,7 @@ impl DhcpIntent {
         let addrs = s
             .subnets
             .iter()
-            .filter(|sn| sn.server_address.is_ipv4())
+            .filter(|sn| sn.server_address.is_ipv4() == sn.cidr.addr().is_ipv4())
             .filter_map(|sn| IpNet::new(sn.server_address, sn.cidr.prefix_len()).ok())
             .collect();
         DhcpIntent {
@@ -72,6 +86,7 @@ impl DhcpIntent {
             mac: s.mac.clone(),
             addrs,
             config: ServerConfig::from_wire(s),
+            config6: Server6Config::from_wire(s),
         }
     }
 }
@@ -131,12 +146,23 @@ struct Running {
     ifname: String,
     config: Arc<RwLock<Arc<ServerConfig>>>,
     task: tokio::task::JoinHandle<()>,
+    /// The DHCPv6 side, when the network has `dhcpv6-*` subnets.
+    v6: Option<Running6>,
+}
+
+#[derive(Debug)]
+struct Running6 {
+    config: Arc<RwLock<Arc<Server6Config>>>,
+    task: tokio::task::JoinHandle<()>,
 }
 
 impl Drop for Running {
     fn drop(&mut self) {
-        // The task owns the socket: aborting it closes the socket.
+        // The tasks own the sockets: aborting them closes the sockets.
         self.task.abort();
+        if let Some(v6) = &self.v6 {
+            v6.task.abort();
+        }
     }
 }
 
@@ -174,9 +200,12 @@ impl DhcpService {
         let mut errors = BTreeMap::new();
         let mut running = self.running.lock().expect("dhcp lock");
         running.retain(|ns, r| {
-            let keep = wanted.get(ns).is_some_and(|w| w.ns_ifname == r.ifname)
+            let keep = wanted
+                .get(ns)
+                .is_some_and(|w| w.ns_ifname == r.ifname && w.config6.is_some() == r.v6.is_some())
                 && state.get(ns) == Some(&NsState::Ready)
-                && !r.task.is_finished();
+                && !r.task.is_finished()
+                && !r.v6.as_ref().is_some_and(|v6| v6.task.is_finished());
             if !keep {
                 tracing::info!(netns = %ns, "DHCP server stopped");
             }
@@ -188,6 +217,14 @@ impl DhcpService {
                 if **cur != w.config {
                     tracing::info!(netns = %ns, network_id = %w.network_id, "DHCP options or hosts changed; in force for the next request");
                     *cur = Arc::new(w.config.clone());
+                }
+                drop(cur);
+                if let (Some(v6), Some(want)) = (&r.v6, &w.config6) {
+                    let mut cur = v6.config.write().expect("dhcpv6 config lock");
+                    if **cur != *want {
+                        tracing::info!(netns = %ns, network_id = %w.network_id, "DHCPv6 options or hosts changed; in force for the next request");
+                        *cur = Arc::new(want.clone());
+                    }
                 }
                 continue;
             }
@@ -217,6 +254,27 @@ impl DhcpService {
                     }
                 }
             };
+            let v6 = match &w.config6 {
+                None => None,
+                Some(c6) => match open6(ns, w, rt) {
+                    Ok(sock) => {
+                        let config = Arc::new(RwLock::new(Arc::new(c6.clone())));
+                        let task = rt.spawn(serve6(
+                            ns.clone(),
+                            sock,
+                            config.clone(),
+                            self.counters.clone(),
+                        ));
+                        tracing::info!(netns = %ns, network_id = %w.network_id, ifname = %w.ns_ifname, "DHCPv6 server listening");
+                        Some(Running6 { config, task })
+                    }
+                    Err(e) => {
+                        tracing::warn!(netns = %ns, error = %e, "DHCPv6 server cannot listen");
+                        errors.insert(ns.clone(), e);
+                        continue;
+                    }
+                },
+            };
             let config = Arc::new(RwLock::new(Arc::new(w.config.clone())));
             let task = rt.spawn(serve(
                 ns.clone(),
@@ -231,6 +289,7 @@ impl DhcpService {
                     ifname: w.ns_ifname.clone(),
                     config,
                     task,
+                    v6,
                 },
             );
         }
@@ -241,6 +300,89 @@ impl DhcpService {
     /// How many servers are listening.
     pub fn serving(&self) -> usize {
         self.running.lock().expect("dhcp lock").len()
+    }
+}
+
+/// The DHCPv6 socket of one server, registered with the runtime.
+fn open6(
+    ns: &str,
+    w: &DhcpIntent,
+    rt: &tokio::runtime::Handle,
+) -> Result<tokio::net::UdpSocket, String> {
+    let sock = plumbing::udp::bind6_in(
+        &Netns::named(ns.to_string()),
+        &w.ns_ifname,
+        SERVER6_PORT,
+        ALL_DHCP_SERVERS,
+    )
+    .map_err(|e| e.to_string())?;
+    let _g = rt.enter();
+    tokio::net::UdpSocket::from_std(sock).map_err(|e| format!("registering the DHCPv6 socket: {e}"))
+}
+
+/// Answers one server's DHCPv6 requests until the task is aborted.
+async fn serve6(
+    ns: String,
+    sock: tokio::net::UdpSocket,
+    config: Arc<RwLock<Arc<Server6Config>>>,
+    counters: DhcpCounters,
+) {
+    use dhcproto::v6;
+    let mut buf = vec![0u8; 1500];
+    loop {
+        let (n, peer) = match sock.recv_from(&mut buf).await {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::warn!(netns = %ns, error = %e, "DHCPv6 receive failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let SocketAddr::V6(peer) = peer else { continue };
+        let cfg = config.read().expect("dhcpv6 config lock").clone();
+        let labels = vec![("network_id".to_string(), cfg.network_id.clone())];
+        counters.requests.get_or_create(&labels).inc();
+        let req = match v6::Message::from_bytes(&buf[..n]) {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::debug!(netns = %ns, %peer, error = %e, "unreadable DHCPv6 packet");
+                counters.ignored.get_or_create(&labels).inc();
+                continue;
+            }
+        };
+        let kind = req.msg_type();
+        let (msg, noted) = match respond6(&cfg, &req, peer.ip()) {
+            Verdict6::Reply(m) => (m, false),
+            Verdict6::Noted(m) => (m, true),
+            Verdict6::Ignore(why) => {
+                tracing::debug!(netns = %ns, %peer, ?kind, why, "DHCPv6 request ignored");
+                counters.ignored.get_or_create(&labels).inc();
+                continue;
+            }
+        };
+        if noted {
+            tracing::info!(netns = %ns, %peer, ?kind, "client released or declined its address; the static lease stays");
+        }
+        let bytes = match msg.to_vec() {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::warn!(netns = %ns, error = %e, "encoding a DHCPv6 reply");
+                continue;
+            }
+        };
+        match sock.send_to(&bytes, peer).await {
+            Ok(_) => {
+                tracing::debug!(netns = %ns, %peer, ?kind, reply = ?msg.msg_type(), "DHCPv6 reply sent");
+                if msg.msg_type() == v6::MessageType::Advertise {
+                    counters.offers.get_or_create(&labels).inc();
+                } else {
+                    counters.acks.get_or_create(&labels).inc();
+                }
+            }
+            Err(e) => {
+                tracing::warn!(netns = %ns, %peer, error = %e, "sending a DHCPv6 reply failed")
+            }
+        }
     }
 }
 
