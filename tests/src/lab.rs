@@ -461,7 +461,7 @@ impl Drop for Pinger {
 }
 
 /// The distinct MACs answering ARP for `addr` on interface `ifname` of namespace `ns` during
-/// `secs` seconds (iputils-arping). The probes are those of duplicate address detection
+/// `secs` seconds (iputils-arping, one probe a second: its `-i` takes whole seconds). The probes are those of duplicate address detection
 /// (sender 0.0.0.0, so nobody learns the prober), but sent with `-b` rather than `-D`, which
 /// quits at the first answer and so can never see a second one. Two MACs mean two nodes
 /// serve the address at once.
@@ -476,9 +476,7 @@ pub fn arp_answerers(
         "apt-get install iputils-arping (scripts/install-deps.sh)",
     );
     let o = Command::new("ip")
-        .args([
-            "netns", "exec", ns, "arping", "-b", "-s", "0.0.0.0", "-i", "0.2",
-        ])
+        .args(["netns", "exec", ns, "arping", "-b", "-s", "0.0.0.0"])
         .args(["-I", ifname, "-w", &secs.to_string(), addr])
         .output()
         .unwrap_or_else(|e| panic!("arping from {ns}: {e}"));

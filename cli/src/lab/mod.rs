@@ -364,6 +364,7 @@ fn build_network(st: &mut LabState, layout: &Layout, rep: &mut UpReport) -> Resu
                 .push(format!("cable {UNDERLAY_IF} of {}", n.name));
         }
         if let Some(ip) = n.tunnel_ip {
+            no_arp_flux(&nsw.netns)?;
             if ensure_tunnel_ip(&nsw.netns, ip)? {
                 progress(format!("tunnel IP {ip} on {PHY_BRIDGE} of {}", n.name));
                 rep.changes.push(format!("tunnel IP of {}", n.name));
@@ -428,6 +429,19 @@ pub const POD_BRIDGE: &str = "br-pod";
 pub const CORE_BRIDGE: &str = "br-core";
 /// The bridge of the underlay switch.
 pub const UNDERLAY_BRIDGE: &str = "br-ul";
+
+/// Makes the node's kernel answer ARP for its tunnel IP only on br-phy (`arp_ignore=1`).
+/// By default Linux answers on every interface, and the node's cables are kernel interfaces
+/// too (OVS's userspace datapath reads them with packet sockets): the node would answer for
+/// its tunnel IP with eth3's MAC as well as br-phy's, two answers for one address, which is
+/// just what failover tests look for.
+fn no_arp_flux(netns: &str) -> Result<()> {
+    daemons::run(
+        daemons::command_in(netns, "sysctl")?.args(["-qw", "net.ipv4.conf.all.arp_ignore=1"]),
+        &format!("setting arp_ignore in {netns}"),
+    )?;
+    Ok(())
+}
 
 /// Gives the node's br-phy (the bridge's internal interface, which ovs-vswitchd makes in the
 /// node namespace) the tunnel IP /24 and brings it up. Returns whether anything changed.
