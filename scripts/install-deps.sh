@@ -11,7 +11,7 @@ fi
 PKGS=(openvswitch-switch openvswitch-common nftables iproute2 iputils-ping tcpdump openssl
       postgresql python3-venv python3-pip python3-dev gcc procps psmisc curl jq ca-certificates
       pkg-config libssl-dev systemd vagrant vagrant-libvirt
-      udhcpc dnsmasq-base ethtool isc-dhcp-client)
+      udhcpc dnsmasq-base ethtool isc-dhcp-client iputils-arping)
 VENV=${CROSSPOD_VENV:-/var/lib/crosspod/venv}
 # Keystone (for --auth-strategy keystone, its tests and `crosspod lab up --keystone`) lives in
 # a venv of its own: its pins must not fight python-openstackclient's.

@@ -185,6 +185,46 @@ enum LabCmd {
     },
     /// Namespaces, daemons and APIs of the lab, up or down (exit status 3 when any is down).
     Status,
+    /// Inject a failure into one node, or repair it (router failover's failure model).
+    Node {
+        #[command(subcommand)]
+        cmd: NodeCmd,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum NodeCmd {
+    /// Power the node off: kill its agent, ovs-vswitchd and ovsdb-server (SIGKILL), delete its
+    /// agent's router/DHCP namespaces and its VMs; its cables stay, carrying nothing.
+    Stop {
+        /// The node (`node1`, `node2-1`, ...).
+        node: String,
+    },
+    /// Power the node on: its OVS, bridges, tunnel IP and agent as `lab up` makes them (VMs
+    /// are not rebooted).
+    Start {
+        /// The node.
+        node: String,
+        /// The agent binary [default: crosspod-agent next to this program].
+        #[arg(long, env = "CROSSPOD_AGENT_BIN")]
+        agent_bin: Option<PathBuf>,
+    },
+    /// Cut the node's cables (their far ends down: the node sees no carrier); its daemons
+    /// keep running.
+    Cut {
+        /// The node.
+        node: String,
+    },
+    /// Bring the node's cut cables back up.
+    Mend {
+        /// The node.
+        node: String,
+    },
+    /// Kill only the node's agent (SIGKILL); `lab up` restarts it.
+    KillAgent {
+        /// The node.
+        node: String,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -526,6 +566,49 @@ fn run_lab(l: LabArgs, as_json: bool) -> Result<ExitCode> {
         LabCmd::Status => {
             if !lab::status::status(&dir, as_json)? {
                 return Ok(ExitCode::from(3));
+            }
+        }
+        LabCmd::Node { cmd } => {
+            use lab::faults::NodeAction;
+            let (node, action, agent_bin) = match cmd {
+                NodeCmd::Stop { node } => (node, NodeAction::Stop, None),
+                NodeCmd::Start { node, agent_bin } => (node, NodeAction::Start, agent_bin),
+                NodeCmd::Cut { node } => (node, NodeAction::Cut, None),
+                NodeCmd::Mend { node } => (node, NodeAction::Mend, None),
+                NodeCmd::KillAgent { node } => (node, NodeAction::KillAgent, None),
+            };
+            let agent_bin = agent_bin.unwrap_or_else(|| lab::sibling_binary("crosspod-agent"));
+            let rep = lab::faults::node(&dir, &node, action, &agent_bin)?;
+            if as_json {
+                let nr: Vec<_> = rep
+                    .not_running
+                    .iter()
+                    .map(|(n, w)| json!({"name": n, "why": w}))
+                    .collect();
+                output::json(&json!({
+                    "node": node, "changed": !rep.changes.is_empty(),
+                    "changes": rep.changes, "not_running": nr,
+                }));
+            } else {
+                let what = match action {
+                    NodeAction::Stop => "powered off",
+                    NodeAction::Start => "powered on",
+                    NodeAction::Cut => "cut off (its cables down)",
+                    NodeAction::Mend => "cabled again",
+                    NodeAction::KillAgent => "without its agent",
+                };
+                if rep.changes.is_empty() {
+                    println!("{node} is {what}; nothing changed");
+                } else {
+                    println!(
+                        "{node} is {what} ({} changes: {})",
+                        rep.changes.len(),
+                        rep.changes.join(", ")
+                    );
+                }
+                for (name, why) in &rep.not_running {
+                    println!("WARNING: {name} is not running: {why}");
+                }
             }
         }
     }

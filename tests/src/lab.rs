@@ -302,3 +302,232 @@ pub fn wait_ping(ns: &str, target: &str, want: bool, timeout: Duration) -> bool 
         std::thread::sleep(Duration::from_millis(300));
     }
 }
+
+/// Failure injection (`crosspod lab node ...`, router failover's failure model, issue #20).
+impl Lab {
+    fn node_cmd(&self, action: &str, name: &str) -> String {
+        run(
+            Command::new(&self.crosspod)
+                .args(["lab", "node", action, name, "--dir"])
+                .arg(&self.dir),
+            &format!("crosspod lab node {action} {name}"),
+        )
+    }
+
+    /// Powers node `name` off: its agent and OVS killed, its router/DHCP namespaces and VMs
+    /// deleted, its cables without link.
+    pub fn node_stop(&self, name: &str) -> String {
+        self.node_cmd("stop", name)
+    }
+
+    /// Powers node `name` on again (OVS, cables, tunnel IP, agent; VMs are not rebooted).
+    pub fn node_start(&self, name: &str) -> String {
+        self.node_cmd("start", name)
+    }
+
+    /// Cuts node `name`'s cables at their far ends (its daemons keep running).
+    pub fn node_cut(&self, name: &str) -> String {
+        self.node_cmd("cut", name)
+    }
+
+    /// Mends node `name`'s cut cables.
+    pub fn node_mend(&self, name: &str) -> String {
+        self.node_cmd("mend", name)
+    }
+
+    /// Kills only node `name`'s agent (SIGKILL); [`Lab::bring_up`] restarts it.
+    pub fn kill_agent(&self, name: &str) -> String {
+        self.node_cmd("kill-agent", name)
+    }
+}
+
+/// What a [`Pinger`] saw.
+#[derive(Debug, Clone)]
+pub struct PingReport {
+    /// The time of each echo reply, seconds since the epoch (ping's `-D`), in order.
+    pub replies: Vec<f64>,
+    /// Replies ping marked `DUP!` (two hosts answering for one address).
+    pub duplicates: usize,
+    /// When the pinger was stopped, seconds since the epoch.
+    pub stopped_at: f64,
+}
+
+impl PingReport {
+    /// The longest silence between two consecutive replies, as `(last reply before, first
+    /// reply after)`: the failover gap. `None` with fewer than two replies.
+    pub fn longest_gap(&self) -> Option<(f64, f64)> {
+        self.replies
+            .windows(2)
+            .map(|w| (w[0], w[1]))
+            .max_by(|a, b| (a.1 - a.0).total_cmp(&(b.1 - b.0)))
+    }
+
+    /// The length of [`PingReport::longest_gap`] (zero with fewer than two replies).
+    pub fn gap(&self) -> Duration {
+        self.longest_gap()
+            .map(|(a, b)| Duration::from_secs_f64(b - a))
+            .unwrap_or_default()
+    }
+
+    /// The silence from the last reply to the stop (long when traffic never came back).
+    pub fn tail_silence(&self) -> Duration {
+        self.replies
+            .last()
+            .map(|l| Duration::from_secs_f64((self.stopped_at - l).max(0.0)))
+            .unwrap_or_default()
+    }
+}
+
+/// `ping -D -i 0.1 -W 1 TARGET` running in a namespace in the background, collecting the
+/// timestamps of its replies until [`Pinger::stop`]: the failover gap is measured from what
+/// a client sees, not from what the daemons say.
+pub struct Pinger {
+    child: std::process::Child,
+    reader: Option<std::thread::JoinHandle<(Vec<f64>, usize)>>,
+}
+
+impl Pinger {
+    /// Starts pinging `target` from namespace `ns` every 100 ms.
+    pub fn start(ns: &str, target: &str) -> Pinger {
+        use std::io::BufRead;
+        let mut child = Command::new("ip")
+            .args([
+                "netns", "exec", ns, "ping", "-D", "-n", "-i", "0.1", "-W", "1",
+            ])
+            .arg(target)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("ping from {ns}: {e}"));
+        let out = child.stdout.take().expect("ping's stdout");
+        let reader = std::thread::spawn(move || {
+            let mut replies = Vec::new();
+            let mut dups = 0;
+            for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+                // `[1700000000.123456] 64 bytes from 10.0.0.1: icmp_seq=3 ttl=64 time=0.4 ms`
+                let Some(ts) = line
+                    .strip_prefix('[')
+                    .and_then(|l| l.split_once(']'))
+                    .filter(|(_, rest)| rest.contains(" bytes from "))
+                    .and_then(|(ts, _)| ts.parse::<f64>().ok())
+                else {
+                    continue;
+                };
+                if line.contains("DUP!") {
+                    dups += 1;
+                } else {
+                    replies.push(ts);
+                }
+            }
+            (replies, dups)
+        });
+        Pinger {
+            child,
+            reader: Some(reader),
+        }
+    }
+
+    /// Stops the ping and returns what it saw.
+    pub fn stop(mut self) -> PingReport {
+        self.finish()
+    }
+
+    fn finish(&mut self) -> PingReport {
+        let stopped_at = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("a clock after 1970")
+            .as_secs_f64();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let (replies, duplicates) = self
+            .reader
+            .take()
+            .map(|r| r.join().expect("the ping reader"))
+            .unwrap_or_default();
+        PingReport {
+            replies,
+            duplicates,
+            stopped_at,
+        }
+    }
+}
+
+impl Drop for Pinger {
+    fn drop(&mut self) {
+        if self.reader.is_some() {
+            self.finish();
+        }
+    }
+}
+
+/// The distinct MACs answering ARP for `addr` on interface `ifname` of namespace `ns` during
+/// `secs` seconds (iputils-arping, one probe a second: its `-i` takes whole seconds). The probes are those of duplicate address detection
+/// (sender 0.0.0.0, so nobody learns the prober), but sent with `-b` rather than `-D`, which
+/// quits at the first answer and so can never see a second one. Two MACs mean two nodes
+/// serve the address at once.
+pub fn arp_answerers(
+    ns: &str,
+    ifname: &str,
+    addr: &str,
+    secs: u32,
+) -> std::collections::BTreeSet<String> {
+    require_tool(
+        "arping",
+        "apt-get install iputils-arping (scripts/install-deps.sh)",
+    );
+    let o = Command::new("ip")
+        .args(["netns", "exec", ns, "arping", "-b", "-s", "0.0.0.0"])
+        .args(["-I", ifname, "-w", &secs.to_string(), addr])
+        .output()
+        .unwrap_or_else(|e| panic!("arping from {ns}: {e}"));
+    parse_arping(&String::from_utf8_lossy(&o.stdout))
+}
+
+/// The MACs of the `reply from ADDR [MAC]` lines of arping's output.
+pub fn parse_arping(out: &str) -> std::collections::BTreeSet<String> {
+    out.lines()
+        .filter(|l| l.contains("reply from"))
+        .filter_map(|l| {
+            let (_, rest) = l.split_once('[')?;
+            let (mac, _) = rest.split_once(']')?;
+            Some(mac.to_ascii_lowercase())
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_longest_gap_is_between_consecutive_replies() {
+        let r = PingReport {
+            replies: vec![10.0, 10.1, 10.2, 12.7, 12.8],
+            duplicates: 0,
+            stopped_at: 13.0,
+        };
+        assert_eq!(r.longest_gap(), Some((10.2, 12.7)));
+        assert!((r.gap().as_secs_f64() - 2.5).abs() < 1e-6);
+        assert!((r.tail_silence().as_secs_f64() - 0.2).abs() < 1e-6);
+        let none = PingReport {
+            replies: vec![1.0],
+            duplicates: 0,
+            stopped_at: 5.0,
+        };
+        assert_eq!(none.longest_gap(), None);
+        assert_eq!(none.gap(), Duration::ZERO);
+    }
+
+    #[test]
+    fn arping_answers_are_counted_by_mac() {
+        let out = "ARPING 10.77.0.2 from 0.0.0.0 e0\n\
+            Unicast reply from 10.77.0.2 [06:B5:5C:C3:00:28]  0.539ms\n\
+            Unicast reply from 10.77.0.2 [96:CF:F3:C3:C0:54]  0.563ms\n\
+            Unicast reply from 10.77.0.2 [06:B5:5C:C3:00:28]  0.558ms\n\
+            Sent 2 probes (2 broadcast(s))\nReceived 3 response(s)\n";
+        let macs = parse_arping(out);
+        assert_eq!(macs.len(), 2, "{macs:?}");
+        assert!(macs.contains("06:b5:5c:c3:00:28"));
+        assert!(parse_arping("Sent 3 probes\nReceived 0 response(s)\n").is_empty());
+    }
+}

@@ -129,6 +129,21 @@ impl Daemon {
         Ok(true)
     }
 
+    /// Kills the daemon at once (SIGKILL: no clean-up of its own, as when a machine loses
+    /// power or a process crashes). Returns whether it was running. The pid file is removed.
+    pub fn kill(&self) -> Result<bool> {
+        let Some(pid) = self.alive_pid() else {
+            let _ = std::fs::remove_file(&self.pidfile);
+            return Ok(false);
+        };
+        signal(pid, libc::SIGKILL);
+        if !wait_gone(pid, &self.marker, Duration::from_secs(5)) {
+            bail!("{} (pid {pid}) survived SIGKILL", self.name);
+        }
+        let _ = std::fs::remove_file(&self.pidfile);
+        Ok(true)
+    }
+
     /// The last `n` lines of the log, for error reports.
     pub fn log_tail(&self, n: usize) -> String {
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();

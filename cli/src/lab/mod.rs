@@ -9,6 +9,7 @@ pub mod agents;
 pub mod cables;
 pub mod controller;
 pub mod daemons;
+pub mod faults;
 pub mod keystone;
 pub mod state;
 pub mod status;
@@ -139,6 +140,8 @@ fn new_state(o: &UpOptions, created_dir: bool) -> Result<LabState> {
                     UNDERLAY_NET[2],
                     index as u8,
                 )),
+                powered_off: false,
+                cut: false,
             });
         }
     }
@@ -240,8 +243,13 @@ fn build_network(st: &mut LabState, layout: &Layout, rep: &mut UpReport) -> Resu
     }
 
     // One OVS per instance, started a few at a time (each start waits for its daemons).
-    let switches: Vec<Switch> = st
-        .switches
+    // A powered-off node (`lab node stop`) stays off: none of its daemons, bridges, cables
+    // or addresses are touched. A cut node's cables stay cut (making them would bring their
+    // far ends back up).
+    let off = |name: &str| st.nodes.iter().any(|n| n.name == name && n.powered_off);
+    let keep_cables = |n: &NodeSpec| n.powered_off || n.cut;
+    let live: Vec<String> = st.switches.iter().filter(|i| !off(i)).cloned().collect();
+    let switches: Vec<Switch> = live
         .iter()
         .map(|i| Switch::new(layout, i, &st.netns_of(i)))
         .collect();
@@ -270,17 +278,16 @@ fn build_network(st: &mut LabState, layout: &Layout, rep: &mut UpReport) -> Resu
         .map(Switch::connect)
         .collect::<Result<_>>()?;
     let sw = |name: &str| -> (&Switch, &Ovsdb) {
-        let i = st
-            .switches
+        let i = live
             .iter()
             .position(|s| s == name)
-            .expect("a switch of the lab");
+            .expect("a running switch of the lab");
         (&switches[i], &dbs[i])
     };
 
     // Bridges.
     let mut bridges: Vec<(&str, &str)> = Vec::new();
-    for n in &st.nodes {
+    for n in st.nodes.iter().filter(|n| !n.powered_off) {
         bridges.push((&n.name, "br-vlan"));
         if n.pod <= EXTERNAL_PODS {
             bridges.push((&n.name, "br-ext"));
@@ -305,7 +312,7 @@ fn build_network(st: &mut LabState, layout: &Layout, rep: &mut UpReport) -> Resu
     }
 
     // eth1: every node's br-vlan <-> its pod's provider switch.
-    for n in &st.nodes {
+    for n in st.nodes.iter().filter(|n| !keep_cables(n)) {
         let (nsw, ndb) = sw(&n.name);
         let (psw, pdb) = sw(&pod_switches[n.pod as usize - 1]);
         if ensure_cable(
@@ -344,17 +351,20 @@ fn build_network(st: &mut LabState, layout: &Layout, rep: &mut UpReport) -> Resu
     // The underlay: every node's eth3 on its br-phy <-> the underlay switch; br-phy holds the
     // node's tunnel IP (OVS routes tunnel packets by the kernel's routes of the node).
     let (usw, udb) = sw(state::UNDERLAY_SWITCH);
-    for n in &st.nodes {
+    for n in st.nodes.iter().filter(|n| !n.powered_off) {
         let (nsw, ndb) = sw(&n.name);
-        if ensure_cable(
-            &CableEnd::trunk(&nsw.netns, UNDERLAY_IF, ndb, PHY_BRIDGE),
-            &CableEnd::trunk(&usw.netns, &n.name, udb, UNDERLAY_BRIDGE),
-        )? {
+        if !n.cut
+            && ensure_cable(
+                &CableEnd::trunk(&nsw.netns, UNDERLAY_IF, ndb, PHY_BRIDGE),
+                &CableEnd::trunk(&usw.netns, &n.name, udb, UNDERLAY_BRIDGE),
+            )?
+        {
             progress(format!("cable {UNDERLAY_IF} {} <-> underlay", n.name));
             rep.changes
                 .push(format!("cable {UNDERLAY_IF} of {}", n.name));
         }
         if let Some(ip) = n.tunnel_ip {
+            no_arp_flux(&nsw.netns)?;
             if ensure_tunnel_ip(&nsw.netns, ip)? {
                 progress(format!("tunnel IP {ip} on {PHY_BRIDGE} of {}", n.name));
                 rep.changes.push(format!("tunnel IP of {}", n.name));
@@ -363,7 +373,11 @@ fn build_network(st: &mut LabState, layout: &Layout, rep: &mut UpReport) -> Resu
     }
     // eth2: every node of RegionOne and RegionTwo <-> ext (trunks on both sides).
     let (esw, edb) = sw(state::EXT_SWITCH);
-    for n in st.nodes.iter().filter(|n| n.pod <= EXTERNAL_PODS) {
+    for n in st
+        .nodes
+        .iter()
+        .filter(|n| n.pod <= EXTERNAL_PODS && !keep_cables(n))
+    {
         let (nsw, ndb) = sw(&n.name);
         let ext_port = upstream::ext_port_of(&n.name);
         if ensure_cable(
@@ -415,6 +429,19 @@ pub const POD_BRIDGE: &str = "br-pod";
 pub const CORE_BRIDGE: &str = "br-core";
 /// The bridge of the underlay switch.
 pub const UNDERLAY_BRIDGE: &str = "br-ul";
+
+/// Makes the node's kernel answer ARP for its tunnel IP only on br-phy (`arp_ignore=1`).
+/// By default Linux answers on every interface, and the node's cables are kernel interfaces
+/// too (OVS's userspace datapath reads them with packet sockets): the node would answer for
+/// its tunnel IP with eth3's MAC as well as br-phy's, two answers for one address, which is
+/// just what failover tests look for.
+fn no_arp_flux(netns: &str) -> Result<()> {
+    daemons::run(
+        daemons::command_in(netns, "sysctl")?.args(["-qw", "net.ipv4.conf.all.arp_ignore=1"]),
+        &format!("setting arp_ignore in {netns}"),
+    )?;
+    Ok(())
+}
 
 /// Gives the node's br-phy (the bridge's internal interface, which ovs-vswitchd makes in the
 /// node namespace) the tunnel IP /24 and brings it up. Returns whether anything changed.
@@ -654,7 +681,8 @@ pub fn up(o: &UpOptions) -> Result<UpReport> {
         let local_ip = o.agent_bin.exists() && agents::has_local_ip(&o.agent_bin);
         let mut to_start = Vec::new();
         for i in 0..st.nodes.len() {
-            if agents::daemon(&st, &st.nodes[i]).alive() {
+            // A powered-off node's agent stays off with it (`lab node start` brings both).
+            if st.nodes[i].powered_off || agents::daemon(&st, &st.nodes[i]).alive() {
                 continue;
             }
             if !port_free(st.nodes[i].metrics_port) {

@@ -48,6 +48,18 @@ pub struct NodeSpec {
     /// `br-phy`; `None` in a version-1 state.
     #[serde(default)]
     pub tunnel_ip: Option<std::net::Ipv4Addr>,
+    /// Powered off by `lab node stop` (its daemons, router/DHCP namespaces and VMs gone) until
+    /// `lab node start`; `lab up` leaves it off.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub powered_off: bool,
+    /// Cables cut by `lab node cut` (the far ends down) until `lab node mend`; `lab up` leaves
+    /// them cut.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub cut: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 /// The upstream (external) router in the `ext` namespace.

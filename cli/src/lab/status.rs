@@ -94,6 +94,23 @@ pub fn status(dir: &Path, as_json: bool) -> Result<bool> {
         pid.is_some() && controller::tricircle_answers(&st),
         ours("the lab's controller is not running"),
     ));
+    // Failures injected with `lab node stop|cut` (judged by the state file: they are what
+    // was asked for; the rows above show what it did).
+    for node in &st.nodes {
+        let mut why = Vec::new();
+        if node.powered_off {
+            why.push("powered off (`crosspod lab node start` brings it back)");
+        }
+        if node.cut {
+            why.push("cables cut (`crosspod lab node mend` brings them back)");
+        }
+        rows.push((
+            "node".into(),
+            node.name.clone(),
+            why.is_empty(),
+            why.join("; "),
+        ));
+    }
     for node in &st.nodes {
         let d = agents::daemon(&st, node);
         let pid = d.alive_pid();
