@@ -219,8 +219,7 @@ fn main() {
             .map(|r| {
                 let node = listed
                     .split(' ')
-                    .filter(|n| n.split(':').nth(1) == Some(*r))
-                    .last()
+                    .rfind(|n| n.split(':').nth(1) == Some(*r))
                     .unwrap()
                     .split(':')
                     .next()
