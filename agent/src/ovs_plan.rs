@@ -52,6 +52,8 @@ pub struct DesiredPort {
     pub iface_type: String,
     /// external_ids besides the ownership mark.
     pub external_ids: BTreeMap<String, String>,
+    /// The interface's `bfd` column (a tunnel port's liveness session); empty: no BFD.
+    pub bfd: BTreeMap<String, String>,
 }
 
 /// What the agent read from OVSDB.
@@ -64,6 +66,22 @@ pub struct ObservedOvs {
     pub owned_bridges: BTreeSet<String>,
     /// Non-empty `options` of the ports' (first) interfaces, by port name.
     pub options: BTreeMap<String, BTreeMap<String, String>>,
+    /// Non-empty `bfd` configuration of the ports' (first) interfaces, by port name.
+    pub bfd: BTreeMap<String, BTreeMap<String, String>>,
+    /// What ovs-vswitchd says of the ports' (first) interfaces, by port name: type, carrier
+    /// and BFD session (liveness and fencing read these).
+    pub ifaces: BTreeMap<String, IfaceStatus>,
+}
+
+/// The status columns of an interface, as ovs-vswitchd fills them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IfaceStatus {
+    /// `type` ("" for a system device, "internal", "vxlan", "patch", ...).
+    pub iface_type: String,
+    /// `link_state`: `Some(true)` up, `Some(false)` down, `None` not reported.
+    pub link_up: Option<bool>,
+    /// `bfd_status` (`state`, `forwarding`, `remote_state`, `flap_count`, ...).
+    pub bfd_status: BTreeMap<String, String>,
 }
 
 /// A bridge row.
@@ -142,6 +160,11 @@ pub enum OvsChange {
     SetOptions {
         port: String,
         options: BTreeMap<String, String>,
+    },
+    /// Sets the `bfd` column of the port's interface (same name as the port).
+    SetBfd {
+        port: String,
+        bfd: BTreeMap<String, String>,
     },
 }
 
@@ -232,6 +255,12 @@ pub fn diff(desired: &DesiredOvs, observed: &ObservedOvs) -> Vec<OvsChange> {
                         options: want.options.clone(),
                     });
                 }
+                if *observed.bfd.get(name).unwrap_or(&no_options) != want.bfd {
+                    out.push(OvsChange::SetBfd {
+                        port: name.clone(),
+                        bfd: want.bfd.clone(),
+                    });
+                }
             }
             other => {
                 if let Some(have) = other {
@@ -253,6 +282,13 @@ pub fn diff(desired: &DesiredOvs, observed: &ObservedOvs) -> Vec<OvsChange> {
                     external_ids: ids,
                     options: want.options.clone(),
                 });
+                if !want.bfd.is_empty() {
+                    // Same transaction: the interface row inserted just before.
+                    out.push(OvsChange::SetBfd {
+                        port: name.clone(),
+                        bfd: want.bfd.clone(),
+                    });
+                }
             }
         }
     }
@@ -369,6 +405,7 @@ pub fn apply(observed: &mut ObservedOvs, changes: &[OvsChange]) {
                 for n in gone {
                     observed.ports.remove(&n);
                     observed.options.remove(&n);
+                    observed.bfd.remove(&n);
                 }
             }
             OvsChange::SetDatapathType {
@@ -427,12 +464,20 @@ pub fn apply(observed: &mut ObservedOvs, changes: &[OvsChange]) {
             OvsChange::DeletePort { port, .. } => {
                 observed.ports.remove(port);
                 observed.options.remove(port);
+                observed.bfd.remove(port);
             }
             OvsChange::SetOptions { port, options } => {
                 if options.is_empty() {
                     observed.options.remove(port);
                 } else {
                     observed.options.insert(port.clone(), options.clone());
+                }
+            }
+            OvsChange::SetBfd { port, bfd } => {
+                if bfd.is_empty() {
+                    observed.bfd.remove(port);
+                } else {
+                    observed.bfd.insert(port.clone(), bfd.clone());
                 }
             }
         }
