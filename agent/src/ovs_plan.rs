@@ -548,6 +548,52 @@ mod tests {
     }
 
     #[test]
+    fn bfd_is_set_with_the_new_port_and_then_only_when_it_differs() {
+        let mut d = desired();
+        let bfd = BTreeMap::from([
+            ("enable".to_string(), "true".to_string()),
+            ("min_tx".to_string(), "100".to_string()),
+            ("min_rx".to_string(), "100".to_string()),
+        ]);
+        d.owned_ports.insert(
+            "vx-c0a83202".into(),
+            DesiredPort {
+                bridge: "br-vlan".into(),
+                iface_type: "vxlan".into(),
+                bfd: bfd.clone(),
+                ..Default::default()
+            },
+        );
+        let mut obs = ObservedOvs::default();
+        let changes = diff(&d, &obs);
+        let add = changes
+            .iter()
+            .position(|c| matches!(c, OvsChange::AddPort { name, .. } if name == "vx-c0a83202"))
+            .unwrap();
+        assert_eq!(
+            changes[add + 1],
+            OvsChange::SetBfd {
+                port: "vx-c0a83202".into(),
+                bfd: bfd.clone()
+            },
+            "in the same transaction, right after the insert"
+        );
+        apply(&mut obs, &changes);
+        assert_eq!(diff(&d, &obs), vec![], "second pass must be a no-op");
+        // Another interval: only the bfd column changes.
+        d.owned_ports
+            .get_mut("vx-c0a83202")
+            .unwrap()
+            .bfd
+            .insert("min_tx".into(), "300".into());
+        let c = diff(&d, &obs);
+        assert!(
+            matches!(&c[..], [OvsChange::SetBfd { port, bfd }] if port == "vx-c0a83202" && bfd["min_tx"] == "300"),
+            "{c:?}"
+        );
+    }
+
+    #[test]
     fn foreign_ports_are_never_deleted_and_owned_leftovers_are() {
         let d = desired();
         let mut obs = ObservedOvs::default();

@@ -549,6 +549,114 @@ mod tests {
         assert!(d.owned_ports.is_empty(), "{:?}", d.owned_ports);
     }
 
+    fn liveness(peers: &[(&str, &str)], multiplier: u8) -> wire::Liveness {
+        wire::Liveness {
+            peers: peers.iter().map(|(n, p)| (n.to_string(), ip(p))).collect(),
+            interval_ms: 200,
+            multiplier,
+        }
+    }
+
+    #[test]
+    fn liveness_peers_get_a_bfd_port_with_or_without_a_segment() {
+        // Alongside segments: the union of peers; BFD only on the liveness peers' ports.
+        let mut p = Vec::new();
+        let l = liveness(&[("n2", "192.168.50.2"), ("n4", "192.168.50.4")], 3);
+        let t = intent(
+            Some(&tunnels()),
+            Some(&l),
+            Some(ip("192.168.50.1")),
+            "br-tun",
+            "netdev",
+            &mut p,
+        )
+        .unwrap();
+        assert!(p.is_empty(), "{p:?}");
+        let mut d = DesiredOvs::default();
+        t.add_ovs(&mut d);
+        let vx: Vec<&str> = d
+            .owned_ports
+            .keys()
+            .filter(|k| k.starts_with("vx-"))
+            .map(String::as_str)
+            .collect();
+        assert_eq!(vx, ["vx-c0a83202", "vx-c0a83203", "vx-c0a83204"]);
+        assert_eq!(d.owned_ports["vx-c0a83204"].bfd["min_rx"], "200");
+        assert_eq!(d.owned_ports["vx-c0a83202"].bfd["enable"], "true");
+        assert!(
+            d.owned_ports["vx-c0a83203"].bfd.is_empty(),
+            "no liveness peer"
+        );
+        // The liveness-only peer has no segment flow.
+        let of = BTreeMap::from([
+            (PATCH_INT.to_string(), 1),
+            ("vx-c0a83202".to_string(), 2),
+            ("vx-c0a83203".to_string(), 3),
+            ("vx-c0a83204".to_string(), 4),
+        ]);
+        assert!(!t
+            .flows(&of)
+            .iter()
+            .any(|f| f.contains("in_port=4") || f.contains("output:4")));
+
+        // Liveness alone: the tunnel bridge and the BFD ports, no patch, no VMs' bridge.
+        let mut p = Vec::new();
+        let t = intent(
+            None,
+            Some(&l),
+            Some(ip("192.168.50.1")),
+            "br-tun",
+            "netdev",
+            &mut p,
+        )
+        .unwrap();
+        let mut d = DesiredOvs::default();
+        t.add_ovs(&mut d);
+        assert_eq!(d.bridges.keys().collect::<Vec<_>>(), ["br-tun"]);
+        assert_eq!(
+            d.owned_ports.keys().collect::<Vec<_>>(),
+            ["vx-c0a83202", "vx-c0a83204"]
+        );
+        // No --local-ip: a problem, nothing set up.
+        let mut p = Vec::new();
+        assert!(intent(None, Some(&l), None, "br-tun", "netdev", &mut p).is_none());
+        assert!(p[0].contains("--local-ip"), "{p:?}");
+        // No peers: nothing at all.
+        let mut p = Vec::new();
+        assert!(intent(
+            None,
+            Some(&liveness(&[], 3)),
+            None,
+            "br-tun",
+            "netdev",
+            &mut p
+        )
+        .is_none());
+        assert!(p.is_empty());
+    }
+
+    #[test]
+    fn a_multiplier_ovs_cannot_run_and_a_self_peer_are_reported() {
+        let mut p = Vec::new();
+        let l = liveness(&[("me", "192.168.50.1"), ("n2", "192.168.50.2")], 5);
+        let t = intent(
+            None,
+            Some(&l),
+            Some(ip("192.168.50.1")),
+            "br-tun",
+            "netdev",
+            &mut p,
+        )
+        .unwrap();
+        let all = p.join("\n");
+        assert!(
+            all.contains("multiplier 5") && all.contains("600 ms"),
+            "{all}"
+        );
+        assert!(all.contains("liveness peer me"), "{all}");
+        assert_eq!(t.liveness.keys().collect::<Vec<_>>(), ["n2"]);
+    }
+
     #[test]
     fn flooding_goes_only_to_the_segments_peers() {
         let of = BTreeMap::from([
