@@ -111,10 +111,12 @@ fn state(rev: u64, peers: &[(&str, &str)], with_router: bool) -> Value {
             "legs": [{"kind": "internal", "bridge": "br-vlan", "tag": 7, "address": "10.0.1.254/24",
                       "mac": "fa:16:3e:00:07:fe", "ns_ifname": "qr-fo", "ovs_ifname": "vr-fo",
                       "network_id": "net7", "subnet_id": "s7"},
-                     {"kind": "internal", "bridge": "br-vlan", "tag": 8, "address": "10.0.2.254/24",
-                      "mac": "fa:16:3e:00:08:fe", "ns_ifname": "qr-fo2", "ovs_ifname": "vr-fo2",
-                      "network_id": "net8", "subnet_id": "s8"}],
-            "routes": []
+                     {"kind": "gateway", "bridge": "br-vlan", "tag": 8, "address": "172.24.4.5/24",
+                      "mac": "fa:16:3e:00:08:fe", "ns_ifname": "qg-fo", "ovs_ifname": "vg-fo",
+                      "network_id": "ext", "subnet_id": "s8"}],
+            "routes": [],
+            "nat": {"snat": [], "floating": [{"floating_ip": "172.24.4.10", "fixed_ip": "10.0.1.5",
+                      "out_ifname": "qg-fo", "floatingip_id": "f1", "port_id": "pa1"}]}
         }})
     } else {
         json!({})
@@ -395,8 +397,8 @@ fn a_node_cut_off_fences_its_routers_and_mended_takes_them_back_with_garp() {
     let st_a = state(1, &[("node-b", B)], true);
     let _rb = daemon(&b, &state(1, &[("node-a", A)], false), B);
 
-    // The instance is created: 3 gratuitous ARPs per leg address, on the bridge's uplink (both
-    // VLANs) and at the VM.
+    // The instance is created: 3 gratuitous ARPs per leg address (and the floating IP), on the
+    // bridge's uplink (both VLANs) and at the VM.
     let on_uplink = Capture::start(&far, "eth1");
     let at_vm = Capture::start(&vm, "eth0");
     let mut ra = daemon(&a, &st_a, A);
@@ -408,13 +410,15 @@ fn a_node_cut_off_fences_its_routers_and_mended_takes_them_back_with_garp() {
     std::thread::sleep(Duration::from_millis(500));
     let (up_cap, vm_cap) = (on_uplink.finish(), at_vm.finish());
     assert_eq!(garps(&up_cap, "10.0.1.254"), 3, "{up_cap}");
-    assert_eq!(garps(&up_cap, "10.0.2.254"), 3, "{up_cap}");
+    // The gateway leg: its address and the floating IP.
+    assert_eq!(garps(&up_cap, "172.24.4.5"), 3, "{up_cap}");
+    assert_eq!(garps(&up_cap, "172.24.4.10"), 3, "{up_cap}");
     assert!(
         up_cap.contains("vlan 7") && up_cap.contains("vlan 8"),
         "{up_cap}"
     );
     assert_eq!(garps(&vm_cap, "10.0.1.254"), 3, "{vm_cap}");
-    assert_eq!(garps(&vm_cap, "10.0.2.254"), 0, "another VLAN: {vm_cap}");
+    assert_eq!(garps(&vm_cap, "172.24.4.5"), 0, "another VLAN: {vm_cap}");
     assert!(arp_answers(&vm, "10.0.1.254"));
 
     // A's cables are cut (underlay and uplink, at the far ends): its only peer is down and it
@@ -429,7 +433,7 @@ fn a_node_cut_off_fences_its_routers_and_mended_takes_them_back_with_garp() {
     );
     assert!(peers_are(&r, &[("node-b", false)]), "{r:#}");
     let rns = common::router_ns(&a);
-    assert!(!link_up(&rns, "qr-fo") && !link_up(&rns, "qr-fo2"));
+    assert!(!link_up(&rns, "qr-fo") && !link_up(&rns, "qg-fo"));
     assert!(!arp_answers(&vm, "10.0.1.254"), "a fenced leg answered ARP");
     // B, whose links are up, lost its one peer but is not fenced.
     // (Its report is checked in the other test; here: its legs would stay.)
@@ -453,7 +457,7 @@ fn a_node_cut_off_fences_its_routers_and_mended_takes_them_back_with_garp() {
         "MEASURE unfence (cables mended -> unfenced report): {} ms",
         at - t0
     );
-    assert!(link_up(&rns, "qr-fo") && link_up(&rns, "qr-fo2"));
+    assert!(link_up(&rns, "qr-fo") && link_up(&rns, "qg-fo"));
     std::thread::sleep(Duration::from_millis(500));
     let vm_cap = at_vm.finish();
     assert_eq!(garps(&vm_cap, "10.0.1.254"), 3, "{vm_cap}");
@@ -501,7 +505,7 @@ fn with_two_peers_losing_both_fences_and_one_back_unfences() {
         "MEASURE fence with two peers lost (last vswitchd killed -> fenced report): {} ms",
         at - t0
     );
-    assert!(!link_up(&rns, "qr-fo") && !link_up(&rns, "qr-fo2"));
+    assert!(!link_up(&rns, "qr-fo") && !link_up(&rns, "qg-fo"));
 
     // C comes back: A unfences.
     let t0 = now_ms();
