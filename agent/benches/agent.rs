@@ -420,6 +420,7 @@ async fn lab_row(prefix: &str, fast: bool) {
             datapath_type: "netdev".into(),
             uplinks: BTreeMap::new(),
             netns_prefix: prefix.to_string(),
+            ..Default::default()
         },
         ovs: OvsdbBackend::connect(&sb.db_arg()).await.unwrap(),
         linux: NetnsBackend::new(&ns, prefix),

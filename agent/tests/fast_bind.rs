@@ -47,6 +47,8 @@ async fn agent(node: &Node) -> Arc<Agent<OvsdbBackend, NetnsBackend>> {
             datapath_type: "netdev".into(),
             uplinks: Default::default(),
             netns_prefix: node.prefix.clone(),
+            local_ip: None,
+            tunnel_bridge: "br-tun".into(),
         },
         ovs: OvsdbBackend::connect(&node.sb().db_arg()).await.unwrap(),
         linux: NetnsBackend::new(&node.ns, &node.prefix),

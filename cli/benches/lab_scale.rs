@@ -81,7 +81,12 @@ fn main() {
         c.arg("lab").args(args).arg("--dir").arg(&dir);
         c
     };
+    // VxLAN between the pods by default (the issue's benchmark); CROSSPOD_BENCH_BRIDGE=vlan
+    // for the VLAN core instead.
+    let bridge = std::env::var("CROSSPOD_BENCH_BRIDGE").unwrap_or_else(|_| "vxlan".into());
     let shape = [
+        "--bridge-network-type",
+        &bridge,
         "--prefix",
         &prefix,
         "--pods",
@@ -123,10 +128,12 @@ fn main() {
     let mut switches: Vec<(String, u64)> = Vec::new();
     let mut controller_rss = None;
     let mut registered = 0;
+    let mut green: Option<(Duration, Duration)> = None;
     if have_daemons {
         let mut c = up(true);
         c.arg("--controller-bin").arg(bin("crosspod-controller"));
         c.arg("--agent-bin").arg(bin("crosspod-agent"));
+        let up_start = Instant::now();
         let (took, out) = run(&mut c);
         assert!(!out.contains("WARNING"), "{out}");
         with = Some(took);
@@ -185,7 +192,102 @@ fn main() {
             }
             std::thread::sleep(Duration::from_millis(500));
         }
-        std::thread::sleep(Duration::from_secs(5));
+        // The probe matrix: one distributed router, one network and one VM per pod (each on
+        // the pod's last node, so a pod's router instance and its VM are apart half the time),
+        // then `crosspod probe` until every pair answers.
+        let neutron = |method: &str, path: &str, body: String| -> serde_json::Value {
+            let o = Command::new("curl")
+                .args(["-sS", "-X", method, &format!("http://127.0.0.1:{np}{path}")])
+                .args(["-H", "Content-Type: application/json"])
+                .args(["-H", &format!("X-Auth-Token: {token}")])
+                .args(["-d", &body])
+                .output()
+                .expect("curl");
+            serde_json::from_slice(&o.stdout).unwrap_or_default()
+        };
+        let topo_start = Instant::now();
+        let router = neutron(
+            "POST",
+            "/v2.0/routers",
+            r#"{"router": {"name": "r"}}"#.into(),
+        )["router"]["id"]
+            .as_str()
+            .expect("router created")
+            .to_string();
+        let last_nodes: Vec<(String, String)> = made
+            .iter()
+            .map(|r| {
+                let node = listed
+                    .split(' ')
+                    .filter(|n| n.split(':').nth(1) == Some(*r))
+                    .last()
+                    .unwrap()
+                    .split(':')
+                    .next()
+                    .unwrap()
+                    .to_string();
+                (r.to_string(), node)
+            })
+            .collect();
+        for (k, (region, node)) in last_nodes.iter().enumerate() {
+            let net = neutron(
+                "POST",
+                "/v2.0/networks",
+                format!(
+                    r#"{{"network": {{"name": "net{k}", "availability_zone_hints": ["{region}"]}}}}"#
+                ),
+            )["network"]["id"]
+                .as_str()
+                .expect("network created")
+                .to_string();
+            let sub = neutron(
+                "POST",
+                "/v2.0/subnets",
+                format!(
+                    r#"{{"subnet": {{"network_id": "{net}", "ip_version": 4, "cidr": "10.{}.{}.0/24"}}}}"#,
+                    k / 256,
+                    k % 256
+                ),
+            )["subnet"]["id"]
+                .as_str()
+                .expect("subnet created")
+                .to_string();
+            neutron(
+                "PUT",
+                &format!("/v2.0/routers/{router}/add_router_interface"),
+                format!(r#"{{"subnet_id": "{sub}"}}"#),
+            );
+            let o = crosspod()
+                .args(["vm", "boot", "--dir"])
+                .arg(&dir)
+                .args(["--region", region, "--node", node, "--network"])
+                .arg(format!("net{k}"))
+                .arg(format!("{prefix}vm{k}"))
+                .env("OS_ENDPOINT", format!("http://127.0.0.1:{np}"))
+                .env("OS_TOKEN", &token)
+                .output()
+                .expect("crosspod vm boot");
+            assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        }
+        let deadline = Instant::now() + Duration::from_secs(180);
+        loop {
+            let o = crosspod()
+                .args(["probe", "--dir"])
+                .arg(&dir)
+                .output()
+                .expect("crosspod probe");
+            if o.status.success() {
+                green = Some((up_start.elapsed(), topo_start.elapsed()));
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the probe matrix is not green after 180 s:\n{}",
+                String::from_utf8_lossy(&o.stdout)
+            );
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        std::thread::sleep(Duration::from_secs(2));
         let state: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(dir.join("state.json")).unwrap())
                 .unwrap();
@@ -240,6 +342,18 @@ fn main() {
             "| {:<46} | {:>9} |",
             "lab up with daemons (no controller/agent built)", "-"
         ),
+    }
+    if let Some((from_up, from_topology)) = green {
+        println!(
+            "| {:<46} | {:>9} |",
+            "lab up -> probe matrix green (router, net+VM/pod)",
+            s(from_up)
+        );
+        println!(
+            "| {:<46} | {:>9} |",
+            "  of which topology created -> green",
+            s(from_topology)
+        );
     }
     println!("| {:<46} | {:>9} |", "lab down (with daemons)", s(down_all));
     if mem.is_empty() {
