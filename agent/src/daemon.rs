@@ -404,6 +404,7 @@ impl<O: OvsBackend, L: LinuxBackend> Agent<O, L> {
         }
         self.announce(std::mem::take(&mut pass.came_up)).await;
         let mut report = status_report(&self.node, state, &intent, &pass, last_probes);
+        self.metrics.record_liveness(&live.peers, live.fenced);
         report.peers = live.peers;
         report.fenced = live.fenced;
         (pass, report)

@@ -135,6 +135,10 @@ struct Running {
 }
 
 fn daemon(node: &Node, st: &Value, ip: &str) -> Running {
+    daemon_with_metrics(node, st, ip, "")
+}
+
+fn daemon_with_metrics(node: &Node, st: &Value, ip: &str, metrics: &str) -> Running {
     let reports = node.dir_path().join("reports.jsonl");
     let _ = std::fs::remove_file(&reports);
     let agent = node.agent_daemon(
@@ -144,12 +148,22 @@ fn daemon(node: &Node, st: &Value, ip: &str) -> Running {
             "--local-ip",
             ip,
             "--metrics-bind",
-            "",
+            metrics,
             "--report-file",
             reports.to_str().unwrap(),
         ],
     );
     Running { agent, reports }
+}
+
+/// `GET /metrics` of an agent.
+fn metrics(addr: &str) -> String {
+    use std::io::Write;
+    let mut c = std::net::TcpStream::connect(addr).unwrap();
+    c.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
+    let mut out = String::new();
+    c.read_to_string(&mut out).unwrap();
+    out
 }
 
 impl Running {
@@ -246,18 +260,30 @@ fn bfd_sees_a_lost_node_at_once_and_an_agent_crash_moves_nothing() {
     assert_eq!(wait_bfd(&b, A, "up", Duration::from_secs(5)), "up");
     let bfd = a.vsctl(&["get", "interface", "vx-c0a83202", "bfd"]);
     assert_eq!(bfd, "{enable=\"true\", min_rx=\"100\", min_tx=\"100\"}");
-    let show = Command::new("ovs-appctl")
-        .arg("-t")
-        .arg(a.sb().dir().join("vswitchd.ctl"))
-        .arg("bfd/show")
-        .output()
-        .unwrap();
-    let show = String::from_utf8_lossy(&show.stdout);
+    // `bfd/show` once the sessions have settled on the state's interval (OVS starts them slow).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let show = loop {
+        let out = Command::new("ovs-appctl")
+            .arg("-t")
+            .arg(a.sb().dir().join("vswitchd.ctl"))
+            .arg("bfd/show")
+            .output()
+            .unwrap();
+        let show = String::from_utf8_lossy(&out.stdout).to_string();
+        if (show.contains("Remote Session State: up")
+            && show.contains("Remote Minimum TX Interval: 100ms"))
+            || Instant::now() > deadline
+        {
+            break show;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
     assert!(
         show.contains("Local Session State: up")
             && show.contains("Remote Session State: up")
             && show.contains("Detect Multiplier: 3")
-            && show.contains("Local Minimum TX Interval: 100ms"),
+            && show.contains("Local Minimum TX Interval: 100ms")
+            && show.contains("Remote Minimum TX Interval: 100ms"),
         "{show}"
     );
     ra.wait_report(0, Duration::from_secs(5), |r| {
@@ -476,7 +502,8 @@ fn with_two_peers_losing_both_fences_and_one_back_unfences() {
     underlay(&sw, &b, 2, B);
     underlay(&sw, &c, 3, C);
     let st_a = state(1, &[("node-b", B), ("node-c", C)], true);
-    let ra = daemon(&a, &st_a, A);
+    let maddr = format!("127.0.0.1:{}", common::free_port());
+    let ra = daemon_with_metrics(&a, &st_a, A, &maddr);
     let _rb = daemon(&b, &state(1, &[("node-a", A), ("node-c", C)], false), B);
     let _rc = daemon(&c, &state(1, &[("node-a", A), ("node-b", B)], false), C);
     ra.wait_report(0, Duration::from_secs(10), |r| {
@@ -506,6 +533,12 @@ fn with_two_peers_losing_both_fences_and_one_back_unfences() {
         at - t0
     );
     assert!(!link_up(&rns, "qr-fo") && !link_up(&rns, "qg-fo"));
+    let m = metrics(&maddr);
+    assert!(m.contains("crosspod_agent_fenced 1"), "{m}");
+    assert!(
+        m.contains("crosspod_agent_liveness_peer_up{peer=\"node-c\"} 0"),
+        "{m}"
+    );
 
     // C comes back: A unfences.
     let t0 = now_ms();
@@ -527,4 +560,10 @@ fn with_two_peers_losing_both_fences_and_one_back_unfences() {
         peers_are(r, &[("node-b", false), ("node-c", true)]) && r["fenced"] == json!(false)
     });
     assert!(link_up(&rns, "qr-fo"));
+    let m = metrics(&maddr);
+    assert!(m.contains("crosspod_agent_fenced 0"), "{m}");
+    assert!(
+        m.contains("crosspod_agent_liveness_peer_up{peer=\"node-c\"} 1"),
+        "{m}"
+    );
 }
