@@ -179,6 +179,7 @@ async fn main() {
         timing: LoopTiming::default(),
         metrics: Arc::new(AgentMetrics::new()),
         firewall: None,
+        report_file: None,
     });
     let (tx, rx) = tokio::sync::watch::channel(Some(Arc::new(st.clone())));
     let a2 = agent.clone();
@@ -432,6 +433,7 @@ async fn lab_row(prefix: &str, fast: bool) {
         },
         metrics: metrics.clone(),
         firewall: None,
+        report_file: None,
     });
     let (tx, rx) = tokio::sync::watch::channel(Some(Arc::new(st)));
     let a2 = agent.clone();

@@ -154,6 +154,12 @@ pub struct AgentConfig {
     #[arg(long, env = "CROSSPOD_DESIRED_FILE")]
     pub desired_file: Option<PathBuf>,
 
+    /// Standalone mode: append every status report that differs from the last one to this
+    /// file, one JSON line each with the Unix time in milliseconds (`{"at_ms":…,"report":…}`),
+    /// where a controller would have received it.
+    #[arg(long, env = "CROSSPOD_REPORT_FILE")]
+    pub report_file: Option<PathBuf>,
+
     /// Address of the Prometheus `/metrics` endpoint; empty disables it.
     #[arg(long, env = "CROSSPOD_METRICS_BIND", default_value = "127.0.0.1:19801")]
     pub metrics_bind: String,

@@ -306,6 +306,8 @@ pub struct Agent<O, L> {
     pub metrics: Arc<AgentMetrics>,
     /// Security groups in OpenFlow; `None` leaves the bridges' flows alone.
     pub firewall: Option<Firewall>,
+    /// Standalone mode's report sink (`--report-file`): reports appended as JSON lines.
+    pub report_file: Option<std::path::PathBuf>,
 }
 
 impl<O: OvsBackend, L: LinuxBackend> Agent<O, L> {
@@ -359,8 +361,10 @@ impl<O: OvsBackend, L: LinuxBackend> Agent<O, L> {
         probe: bool,
         last_probes: &mut Vec<ProbeResult>,
     ) -> (PassOutcome, StatusReport) {
-        let intent = NodeIntent::from_desired(state, &self.ctx);
+        let mut intent = NodeIntent::from_desired(state, &self.ctx);
         let started = Instant::now();
+        let live = self.liveness(&intent).await;
+        intent.fenced = live.fenced;
         let mut pass = reconcile_once(&intent, &self.ovs, &self.linux).await;
         if let Some(fw) = &self.firewall {
             reconcile_firewall(state, &self.ovs, fw, &mut pass).await;
@@ -398,8 +402,56 @@ impl<O: OvsBackend, L: LinuxBackend> Agent<O, L> {
             *last_probes = self.linux.probe(&intent).await;
             self.metrics.record_probes(last_probes);
         }
-        let report = status_report(&self.node, state, &intent, &pass, last_probes);
+        self.announce(std::mem::take(&mut pass.came_up)).await;
+        let mut report = status_report(&self.node, state, &intent, &pass, last_probes);
+        self.metrics.record_liveness(&live.peers, live.fenced);
+        report.peers = live.peers;
+        report.fenced = live.fenced;
         (pass, report)
+    }
+
+    /// The liveness sessions and the fencing decision, from the OVSDB replica as it is now.
+    async fn liveness(&self, intent: &NodeIntent) -> crate::liveness::LivenessView {
+        let tunnels = intent.tunnels.as_ref();
+        if tunnels.is_none_or(|t| t.liveness.is_empty()) {
+            return Default::default();
+        }
+        let Ok(observed) = self.ovs.observe().await else {
+            return Default::default();
+        };
+        let endpoint =
+            crate::liveness::endpoint_ip(tunnels).and_then(|ip| self.linux.ifname_of(ip));
+        let uplinks: Vec<String> = self.ctx.uplinks.values().cloned().collect();
+        let view = crate::liveness::view(tunnels, &observed, &uplinks, endpoint.as_deref());
+        if view.fenced && !intent.routers.is_empty() {
+            tracing::warn!(peers = ?view.peers, links = ?view.links, "cut off: router instances fenced (legs down)");
+        }
+        view
+    }
+
+    /// Announces legs that came up once their node-side ends are in OVS (numbered by
+    /// ovs-vswitchd, bounded wait), so the first gratuitous ARP is not lost on a port that is
+    /// not attached yet.
+    async fn announce(&self, legs: Vec<crate::reconciler::Announce>) {
+        if legs.is_empty() {
+            return;
+        }
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+        loop {
+            let attached = match self.ovs.observe().await {
+                Ok(o) => legs.iter().all(|l| {
+                    o.ports
+                        .get(&l.node_ifname)
+                        .is_some_and(|p| p.ofport.is_some())
+                }),
+                Err(_) => false,
+            };
+            if attached || tokio::time::Instant::now() >= deadline {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        self.linux.announce(legs);
     }
 
     /// Takes the newest document from `desired` if the loop has not seen it yet: validated,
@@ -603,6 +655,30 @@ impl<O: OvsBackend, L: LinuxBackend> Agent<O, L> {
 
     /// Sends `report` to the controller unless it is the one last sent.
     async fn send_report(&self, report: StatusReport, last_report: &mut Option<StatusReport>) {
+        if let (Some(path), None) = (&self.report_file, &self.client) {
+            if last_report.as_ref() != Some(&report) {
+                let at_ms = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_millis() as u64)
+                    .unwrap_or(0);
+                let line = serde_json::json!({"at_ms": at_ms, "report": &report});
+                let r = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .and_then(|mut f| {
+                        use std::io::Write;
+                        writeln!(f, "{line}")
+                    });
+                match r {
+                    Ok(()) => *last_report = Some(report),
+                    Err(e) => {
+                        tracing::warn!(error = %e, path = %path.display(), "writing the report file failed")
+                    }
+                }
+            }
+            return;
+        }
         if let Some(c) = &self.client {
             if last_report.as_ref() != Some(&report) {
                 match c.report(&report).await {
@@ -844,6 +920,7 @@ mod tests {
             },
             metrics: metrics.clone(),
             firewall: None,
+            report_file: None,
         };
         let reg = NodeRegistration {
             pod: "RegionOne".into(),

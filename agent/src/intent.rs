@@ -45,6 +45,9 @@ pub struct NodeIntent {
     pub problems: Vec<String>,
     /// The VxLAN side: tunnel bridge, patch, per-peer ports, flows (`None`: no tunnel bridge).
     pub tunnels: Option<TunnelIntent>,
+    /// Router failover: the node is cut off ([`crate::liveness`]), so every router instance's
+    /// legs are kept down on the namespace side. Set by the loop from OVSDB, not the state.
+    pub fenced: bool,
 }
 
 /// One router instance: a namespace with veth legs plugged into the node's bridges.
@@ -205,6 +208,7 @@ impl NodeIntent {
         };
         intent.tunnels = tunnel::intent(
             state.tunnels.as_ref(),
+            state.liveness.as_ref(),
             ctx.local_ip,
             tunnel_bridge,
             &ctx.datapath_type,

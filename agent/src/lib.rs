@@ -11,6 +11,7 @@ pub mod firewall;
 pub mod flowsync;
 pub mod intent;
 pub mod linux_backend;
+pub mod liveness;
 pub mod metrics;
 pub mod ovs_plan;
 pub mod ovsdb_backend;

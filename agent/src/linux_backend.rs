@@ -22,10 +22,14 @@ use wire::names::{DHCP_NS_PREFIX, ROUTER_NS_PREFIX};
 use crate::dhcp::{DhcpCounters, DhcpIntent, DhcpService, NsState};
 use crate::intent::{NodeIntent, RouterIntent};
 use crate::ra::{RaCounters, RaService, RaTiming};
-use crate::reconciler::{LinuxBackend, RouterSync};
+use crate::reconciler::{Announce, LinuxBackend, RouterSync};
 
 /// Router instances synced in parallel.
 const SYNC_WORKERS: usize = 4;
+/// Gratuitous ARP rounds when a router leg comes up, and the gap between them.
+pub const GARP_COUNT: u32 = 3;
+/// See [`GARP_COUNT`].
+pub const GARP_GAP: Duration = Duration::from_millis(100);
 
 /// Alias owner tag on the veths the agent creates (`crosspod:agent`).
 pub const LINK_OWNER: &str = "agent";
@@ -149,12 +153,14 @@ struct Leg<'a> {
     addrs: &'a [IpNet],
     /// MTU of both ends (`None`: left as the kernel made it).
     mtu: Option<u16>,
+    /// Whether the inside end is up (false: a fenced router's leg, nothing answers on it).
+    up: bool,
 }
 
 /// What syncing one namespace gave.
 enum Done {
-    /// Namespace, error, whether a leg or the namespace was (re)made.
-    Router(String, Option<String>, bool),
+    /// Namespace, error, whether a leg or the namespace was (re)made, the legs that came up.
+    Router(String, Option<String>, bool, Vec<Announce>),
     Dhcp(String, NsState, Option<String>),
 }
 
@@ -210,12 +216,24 @@ impl Inner {
                     let mut changes = 0;
                     let done = match job {
                         Job::Router(ns, r) => {
-                            let res = self.sync_router(ns, r, &mut changes);
+                            let mut came_up = Vec::new();
+                            let res = self.sync_router(
+                                ns,
+                                r,
+                                intent.fenced,
+                                &mut changes,
+                                &mut came_up,
+                            );
                             if let Err(e) = &res {
                                 tracing::warn!(netns = %ns, router_id = %r.router_id, error = %e, "router instance not in place");
                             }
                             let remade = *res.as_ref().unwrap_or(&true);
-                            Done::Router((*ns).clone(), res.err().map(|e| e.to_string()), remade)
+                            Done::Router(
+                                (*ns).clone(),
+                                res.err().map(|e| e.to_string()),
+                                remade,
+                                came_up,
+                            )
                         }
                         Job::Dhcp(ns, d) => match self.sync_dhcp_ns(ns, d, &mut changes) {
                             Ok(remade) => Done::Dhcp(
@@ -238,10 +256,11 @@ impl Inner {
         for (changes, done) in results.into_inner().expect("results lock") {
             out.changes += changes;
             match done {
-                Done::Router(ns, err, remade) => {
+                Done::Router(ns, err, remade, came_up) => {
                     if remade {
                         remade_routers.insert(ns.clone());
                     }
+                    out.came_up.extend(came_up);
                     out.routers.insert(ns, err);
                 }
                 Done::Dhcp(ns, state, err) => {
@@ -283,6 +302,7 @@ impl Inner {
             mac: &d.mac,
             addrs: &d.addrs,
             mtu: d.config.mtu,
+            up: true,
         };
         remade |= self.sync_legs(&ns, &mut h, &[leg], changes)?;
         // The DHCP port is a host on its network: it must not take the router's advertisements
@@ -319,7 +339,7 @@ impl Inner {
                 b,
                 owner: LINK_OWNER.to_string(),
             };
-            if plumbing::link::ensure_veth(&spec)?.changed() {
+            if plumbing::link::ensure_veth_admin(&spec, leg.up)?.changed() {
                 *changes += 1;
                 remade = true;
             }
@@ -337,7 +357,9 @@ impl Inner {
         &self,
         ns_name: &str,
         r: &RouterIntent,
+        fenced: bool,
         changes: &mut usize,
+        came_up: &mut Vec<Announce>,
     ) -> Result<bool, plumbing::Error> {
         let mut remade = false;
         if netns::create(ns_name)? {
@@ -364,9 +386,35 @@ impl Inner {
                 mac: &l.mac,
                 addrs: &l.addrs,
                 mtu: l.mtu,
+                up: !fenced,
             })
             .collect();
+        // Legs not up before this pass and up after it (created, or unfenced) are announced.
+        let mut was_up = Vec::with_capacity(legs.len());
+        for l in &legs {
+            was_up.push(h.link(l.ns_ifname)?.is_some_and(|k| k.up));
+        }
         remade |= self.sync_legs(&ns, &mut h, &legs, changes)?;
+        if !fenced {
+            for (l, was) in r.legs.iter().zip(was_up) {
+                let addrs: Vec<Ipv4Addr> = l
+                    .addrs
+                    .iter()
+                    .filter_map(|a| match a.addr() {
+                        IpAddr::V4(v4) => Some(v4),
+                        _ => None,
+                    })
+                    .collect();
+                if !was && !addrs.is_empty() {
+                    came_up.push(Announce {
+                        netns: ns_name.to_string(),
+                        ifname: l.ns_ifname.clone(),
+                        node_ifname: l.node_ifname.clone(),
+                        addrs,
+                    });
+                }
+            }
+        }
         let routes: Vec<Route> = r
             .routes
             .iter()
@@ -492,5 +540,42 @@ impl LinuxBackend for NetnsBackend {
         tokio::task::spawn_blocking(move || inner.probe_all(&intent))
             .await
             .unwrap_or_default()
+    }
+
+    fn announce(&self, legs: Vec<Announce>) {
+        if legs.is_empty() {
+            return;
+        }
+        // One thread per leg: the rounds of every leg go out together.
+        for a in legs {
+            std::thread::spawn(move || {
+                let ns = Netns::named(a.netns.clone());
+                match plumbing::probe::gratuitous_arp(
+                    &ns, &a.ifname, &a.addrs, GARP_COUNT, GARP_GAP,
+                ) {
+                    Ok(n) => {
+                        tracing::info!(netns = %a.netns, leg = %a.ifname, addrs = ?a.addrs, frames = n, "gratuitous ARP sent")
+                    }
+                    Err(e) => {
+                        tracing::warn!(netns = %a.netns, leg = %a.ifname, error = %e, "gratuitous ARP failed")
+                    }
+                }
+            });
+        }
+    }
+
+    fn ifname_of(&self, ip: IpAddr) -> Option<String> {
+        let mut h = Handle::new(&self.inner.node_netns).ok()?;
+        let index = h
+            .addresses()
+            .ok()?
+            .into_iter()
+            .find(|a| a.net.addr() == ip)?
+            .index;
+        h.links()
+            .ok()?
+            .into_iter()
+            .find(|l| l.index == index)
+            .map(|l| l.name)
     }
 }

@@ -81,6 +81,7 @@ async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
         },
         metrics,
         firewall: Some(agent::firewall::Firewall::new(cfg.rundir())),
+        report_file: cfg.report_file.clone(),
     };
     let reg = registration(&cfg)?;
     if cfg.once {

@@ -52,6 +52,10 @@ pub struct AgentMetrics {
     pub fast_binds: Counter,
     /// From an OVSDB wakeup to the fast path's tags written (only wakeups that wrote).
     pub fast_bind_seconds: Histogram,
+    /// Liveness: each peer's BFD session (1 up, 0 down), by peer node.
+    pub peer_up: Family<Labels, Gauge>,
+    /// 1 while the node is fenced (its router legs down, see [`crate::liveness`]).
+    pub fenced: Gauge,
 }
 
 fn latency_histogram() -> Histogram {
@@ -164,8 +168,22 @@ impl AgentMetrics {
             "From an OVSDB change to the fast path's tags written",
             fast_bind_seconds.clone(),
         );
+        let peer_up = Family::<Labels, Gauge>::default();
+        registry.register(
+            "liveness_peer_up",
+            "BFD session to each peer node of the pod (1 up, 0 down)",
+            peer_up.clone(),
+        );
+        let fenced = Gauge::default();
+        registry.register(
+            "fenced",
+            "1 while the node has withdrawn its router instances (cut off)",
+            fenced.clone(),
+        );
         AgentMetrics {
             registry,
+            peer_up,
+            fenced,
             phase_seconds,
             fast_binds,
             fast_bind_seconds,
@@ -221,6 +239,17 @@ impl AgentMetrics {
         self.flows_added.inc_by(added as u64);
         self.flows_deleted.inc_by(deleted as u64);
         self.flows_desired.set(desired as i64);
+    }
+
+    /// Records what the liveness sessions say and whether the node is fenced.
+    pub fn record_liveness(&self, peers: &[wire::PeerLiveness], fenced: bool) {
+        self.peer_up.clear();
+        for p in peers {
+            self.peer_up
+                .get_or_create(&vec![("peer".to_string(), p.node.clone())])
+                .set(i64::from(p.up));
+        }
+        self.fenced.set(i64::from(fenced));
     }
 
     /// Records a probe round.

@@ -52,6 +52,8 @@ pub struct DesiredPort {
     pub iface_type: String,
     /// external_ids besides the ownership mark.
     pub external_ids: BTreeMap<String, String>,
+    /// The interface's `bfd` column (a tunnel port's liveness session); empty: no BFD.
+    pub bfd: BTreeMap<String, String>,
 }
 
 /// What the agent read from OVSDB.
@@ -64,6 +66,22 @@ pub struct ObservedOvs {
     pub owned_bridges: BTreeSet<String>,
     /// Non-empty `options` of the ports' (first) interfaces, by port name.
     pub options: BTreeMap<String, BTreeMap<String, String>>,
+    /// Non-empty `bfd` configuration of the ports' (first) interfaces, by port name.
+    pub bfd: BTreeMap<String, BTreeMap<String, String>>,
+    /// What ovs-vswitchd says of the ports' (first) interfaces, by port name: type, carrier
+    /// and BFD session (liveness and fencing read these).
+    pub ifaces: BTreeMap<String, IfaceStatus>,
+}
+
+/// The status columns of an interface, as ovs-vswitchd fills them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IfaceStatus {
+    /// `type` ("" for a system device, "internal", "vxlan", "patch", ...).
+    pub iface_type: String,
+    /// `link_state`: `Some(true)` up, `Some(false)` down, `None` not reported.
+    pub link_up: Option<bool>,
+    /// `bfd_status` (`state`, `forwarding`, `remote_state`, `flap_count`, ...).
+    pub bfd_status: BTreeMap<String, String>,
 }
 
 /// A bridge row.
@@ -142,6 +160,11 @@ pub enum OvsChange {
     SetOptions {
         port: String,
         options: BTreeMap<String, String>,
+    },
+    /// Sets the `bfd` column of the port's interface (same name as the port).
+    SetBfd {
+        port: String,
+        bfd: BTreeMap<String, String>,
     },
 }
 
@@ -232,6 +255,12 @@ pub fn diff(desired: &DesiredOvs, observed: &ObservedOvs) -> Vec<OvsChange> {
                         options: want.options.clone(),
                     });
                 }
+                if *observed.bfd.get(name).unwrap_or(&no_options) != want.bfd {
+                    out.push(OvsChange::SetBfd {
+                        port: name.clone(),
+                        bfd: want.bfd.clone(),
+                    });
+                }
             }
             other => {
                 if let Some(have) = other {
@@ -253,6 +282,13 @@ pub fn diff(desired: &DesiredOvs, observed: &ObservedOvs) -> Vec<OvsChange> {
                     external_ids: ids,
                     options: want.options.clone(),
                 });
+                if !want.bfd.is_empty() {
+                    // Same transaction: the interface row inserted just before.
+                    out.push(OvsChange::SetBfd {
+                        port: name.clone(),
+                        bfd: want.bfd.clone(),
+                    });
+                }
             }
         }
     }
@@ -369,6 +405,7 @@ pub fn apply(observed: &mut ObservedOvs, changes: &[OvsChange]) {
                 for n in gone {
                     observed.ports.remove(&n);
                     observed.options.remove(&n);
+                    observed.bfd.remove(&n);
                 }
             }
             OvsChange::SetDatapathType {
@@ -427,12 +464,20 @@ pub fn apply(observed: &mut ObservedOvs, changes: &[OvsChange]) {
             OvsChange::DeletePort { port, .. } => {
                 observed.ports.remove(port);
                 observed.options.remove(port);
+                observed.bfd.remove(port);
             }
             OvsChange::SetOptions { port, options } => {
                 if options.is_empty() {
                     observed.options.remove(port);
                 } else {
                     observed.options.insert(port.clone(), options.clone());
+                }
+            }
+            OvsChange::SetBfd { port, bfd } => {
+                if bfd.is_empty() {
+                    observed.bfd.remove(port);
+                } else {
+                    observed.bfd.insert(port.clone(), bfd.clone());
                 }
             }
         }
@@ -500,6 +545,52 @@ mod tests {
         }));
         apply(&mut obs, &changes);
         assert_eq!(diff(&d, &obs), vec![], "second pass must be a no-op");
+    }
+
+    #[test]
+    fn bfd_is_set_with_the_new_port_and_then_only_when_it_differs() {
+        let mut d = desired();
+        let bfd = BTreeMap::from([
+            ("enable".to_string(), "true".to_string()),
+            ("min_tx".to_string(), "100".to_string()),
+            ("min_rx".to_string(), "100".to_string()),
+        ]);
+        d.owned_ports.insert(
+            "vx-c0a83202".into(),
+            DesiredPort {
+                bridge: "br-vlan".into(),
+                iface_type: "vxlan".into(),
+                bfd: bfd.clone(),
+                ..Default::default()
+            },
+        );
+        let mut obs = ObservedOvs::default();
+        let changes = diff(&d, &obs);
+        let add = changes
+            .iter()
+            .position(|c| matches!(c, OvsChange::AddPort { name, .. } if name == "vx-c0a83202"))
+            .unwrap();
+        assert_eq!(
+            changes[add + 1],
+            OvsChange::SetBfd {
+                port: "vx-c0a83202".into(),
+                bfd: bfd.clone()
+            },
+            "in the same transaction, right after the insert"
+        );
+        apply(&mut obs, &changes);
+        assert_eq!(diff(&d, &obs), vec![], "second pass must be a no-op");
+        // Another interval: only the bfd column changes.
+        d.owned_ports
+            .get_mut("vx-c0a83202")
+            .unwrap()
+            .bfd
+            .insert("min_tx".into(), "300".into());
+        let c = diff(&d, &obs);
+        assert!(
+            matches!(&c[..], [OvsChange::SetBfd { port, bfd }] if port == "vx-c0a83202" && bfd["min_tx"] == "300"),
+            "{c:?}"
+        );
     }
 
     #[test]

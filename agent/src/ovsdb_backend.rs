@@ -64,7 +64,17 @@ impl OvsdbBackend {
                     ),
                     MonitorRequest::new(
                         "Interface",
-                        &["name", "type", "external_ids", "error", "ofport", "options"],
+                        &[
+                            "name",
+                            "type",
+                            "external_ids",
+                            "error",
+                            "ofport",
+                            "options",
+                            "bfd",
+                            "bfd_status",
+                            "link_state",
+                        ],
                     ),
                 ],
             )
@@ -160,6 +170,24 @@ pub fn observed_from(snap: &Snapshot) -> ObservedOvs {
             .filter(|o| !o.is_empty())
         {
             out.options.insert(name.clone(), options);
+        }
+        if let Some(first) = ifaces.first() {
+            let bfd = string_map(first.get("bfd"));
+            if !bfd.is_empty() {
+                out.bfd.insert(name.clone(), bfd);
+            }
+            let link_up = first
+                .get("link_state")
+                .and_then(|v| v.as_set().into_iter().next())
+                .and_then(|a| a.as_str().map(|s| s == "up"));
+            out.ifaces.insert(
+                name.clone(),
+                crate::ovs_plan::IfaceStatus {
+                    iface_type: first.get_str("type").unwrap_or_default().to_string(),
+                    link_up,
+                    bfd_status: string_map(first.get("bfd_status")),
+                },
+            );
         }
         out.ports.insert(
             name,
@@ -344,6 +372,11 @@ pub fn operations(changes: &[OvsChange], snap: &Snapshot) -> Result<Vec<Operatio
                 table: "Interface".into(),
                 conditions: row_of(&index, "Interface", port),
                 row: RowData::from([("options".into(), Value::string_map(options.clone()))]),
+            }),
+            OvsChange::SetBfd { port, bfd } => ops.push(Operation::Update {
+                table: "Interface".into(),
+                conditions: row_of(&index, "Interface", port),
+                row: RowData::from([("bfd".into(), Value::string_map(bfd.clone()))]),
             }),
             OvsChange::DeleteBridge { bridge } => {
                 let uuid = *index

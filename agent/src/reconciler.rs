@@ -32,6 +32,25 @@ pub trait LinuxBackend: Send + Sync {
     ) -> impl Future<Output = Result<RouterSync, Self::Error>> + Send;
     /// Probes every router instance's targets (ARP then ICMP echo) from inside its namespace.
     fn probe(&self, intent: &NodeIntent) -> impl Future<Output = Vec<wire::ProbeResult>> + Send;
+    /// Sends gratuitous ARP for legs that came up (in the background: the call returns at once).
+    fn announce(&self, _legs: Vec<Announce>) {}
+    /// The node interface holding `ip` (the tunnel endpoint), for the fencing rule's links.
+    fn ifname_of(&self, _ip: std::net::IpAddr) -> Option<String> {
+        None
+    }
+}
+
+/// A router leg that came up in a pass (created, or unfenced): its addresses are announced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Announce {
+    /// Router namespace.
+    pub netns: String,
+    /// The leg inside it.
+    pub ifname: String,
+    /// The leg's node-side end (its OVS port must be in place before announcing).
+    pub node_ifname: String,
+    /// IPv4 addresses of the leg (on the gateway leg: the gateway address and floating IPs).
+    pub addrs: Vec<std::net::Ipv4Addr>,
 }
 
 /// What the Linux side did in one pass.
@@ -43,6 +62,8 @@ pub struct RouterSync {
     pub dhcp: BTreeMap<String, Option<String>>,
     /// Kernel objects created, changed or removed (0 when everything already matched).
     pub changes: usize,
+    /// Router legs that came up in this pass (to announce once the OVS side is in place).
+    pub came_up: Vec<Announce>,
 }
 
 /// What one reconcile pass did, for the status report and the tests.
@@ -72,6 +93,8 @@ pub struct PassOutcome {
     pub flow_errors: Vec<String>,
     /// Where the pass's time went (for the phase metrics).
     pub phases: PassPhases,
+    /// Router legs that came up in this pass.
+    pub came_up: Vec<Announce>,
 }
 
 /// Wall time of the phases of one pass.
@@ -139,6 +162,7 @@ pub async fn reconcile_once<O: OvsBackend, L: LinuxBackend>(
             out.routers = r.routers;
             out.dhcp = r.dhcp;
             out.linux_changes = r.changes;
+            out.came_up = r.came_up;
         }
         Err(e) => {
             for ns in intent.routers.keys() {

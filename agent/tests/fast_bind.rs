@@ -57,6 +57,7 @@ async fn agent(node: &Node) -> Arc<Agent<OvsdbBackend, NetnsBackend>> {
         timing: LoopTiming::default(),
         metrics: Arc::new(AgentMetrics::new()),
         firewall: None,
+        report_file: None,
     })
 }
 

@@ -261,6 +261,13 @@ pub fn create_veth(spec: &VethSpec) -> Result<()> {
 /// namespaces; a half-present owned pair is removed and recreated; MTU, MAC and up state of
 /// existing ends are corrected. Links crosspod does not own are never touched (error).
 pub fn ensure_veth(spec: &VethSpec) -> Result<Changed> {
+    ensure_veth_admin(spec, true)
+}
+
+/// [`ensure_veth`] with the first end's administrative state given: `a_up == false` keeps (or
+/// brings) the `a` end down, so nothing behind it answers (a fenced router leg), while the
+/// pair and its peer stay as they are.
+pub fn ensure_veth_admin(spec: &VethSpec, a_up: bool) -> Result<Changed> {
     validate_ifname(&spec.a.name)?;
     validate_ifname(&spec.b.name)?;
     let mut ha = Handle::new(&spec.a.netns)?;
@@ -282,7 +289,8 @@ pub fn ensure_veth(spec: &VethSpec) -> Result<Changed> {
     match (la, lb) {
         (Some(la), Some(lb)) if la.kind.as_deref() == Some("veth") => {
             let mut changed = Changed::No;
-            for (h, l, end) in [(&mut ha, la, &spec.a), (&mut hb, lb, &spec.b)] {
+            for (h, l, end, want_up) in [(&mut ha, la, &spec.a, a_up), (&mut hb, lb, &spec.b, true)]
+            {
                 let mut req = h.set_link(&end.name);
                 let mut any = false;
                 let alias = format!("{OWNER_ALIAS_PREFIX}{}", spec.owner);
@@ -290,8 +298,8 @@ pub fn ensure_veth(spec: &VethSpec) -> Result<Changed> {
                     req = req.owner(&spec.owner);
                     any = true;
                 }
-                if !l.up {
-                    req = req.up();
+                if l.up != want_up {
+                    req = if want_up { req.up() } else { req.down() };
                     any = true;
                 }
                 if let Some(mtu) = end.mtu.filter(|m| *m != l.mtu) {
@@ -317,6 +325,9 @@ pub fn ensure_veth(spec: &VethSpec) -> Result<Changed> {
                 hb.delete_link(&spec.b.name, false)?;
             }
             create_veth(spec)?;
+            if !a_up {
+                ha.set_link(&spec.a.name).down().apply()?;
+            }
             Ok(Changed::Yes)
         }
     }

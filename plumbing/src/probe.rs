@@ -412,3 +412,64 @@ pub fn tcp(
         Ok(ProbeResult::negative(ProbeStatus::Timeout, attempts))
     })?
 }
+
+/// Gratuitous ARP: announces `addrs` out of `ifname` in `ns`, `count` rounds `gap` apart (a
+/// broadcast ARP request with sender and target both the address, as `arping -U` sends), so
+/// switches and neighbours learn at once that the addresses now live behind this interface's
+/// MAC (router failover's takeover). Returns the frames sent.
+pub fn gratuitous_arp(
+    ns: &Netns,
+    ifname: &str,
+    addrs: &[Ipv4Addr],
+    count: u32,
+    gap: Duration,
+) -> Result<u32> {
+    validate_ifname(ifname)?;
+    let err = setup_err("garp", format!("{addrs:?}"), ifname, ns);
+    run_in(ns, || -> Result<u32> {
+        let iface = find_interface(ifname).ok_or_else(|| err("no such interface".into()))?;
+        let src_mac = iface
+            .mac
+            .ok_or_else(|| err("interface has no MAC".into()))?;
+        let (mut tx, _rx) = match pnet_datalink::channel(&iface, Config::default()) {
+            Ok(Channel::Ethernet(tx, rx)) => (tx, rx),
+            Ok(_) => return Err(err("unexpected channel type".into())),
+            Err(e) => return Err(err(format!("opening a datalink channel: {e}"))),
+        };
+        let frames: Vec<[u8; 42]> = addrs
+            .iter()
+            .map(|addr| {
+                let mut frame = [0u8; 42];
+                let mut eth = MutableEthernetPacket::new(&mut frame).expect("42 bytes");
+                eth.set_destination(pnet_datalink::MacAddr::broadcast());
+                eth.set_source(src_mac);
+                eth.set_ethertype(EtherTypes::Arp);
+                let mut a = MutableArpPacket::new(eth.payload_mut()).expect("28 bytes");
+                a.set_hardware_type(ArpHardwareTypes::Ethernet);
+                a.set_protocol_type(EtherTypes::Ipv4);
+                a.set_hw_addr_len(6);
+                a.set_proto_addr_len(4);
+                a.set_operation(ArpOperations::Request);
+                a.set_sender_hw_addr(src_mac);
+                a.set_sender_proto_addr(*addr);
+                a.set_target_hw_addr(pnet_datalink::MacAddr::zero());
+                a.set_target_proto_addr(*addr);
+                frame
+            })
+            .collect();
+        let mut sent = 0;
+        for round in 0..count {
+            if round > 0 {
+                std::thread::sleep(gap);
+            }
+            for f in &frames {
+                match tx.send_to(f, None) {
+                    Some(Ok(())) => sent += 1,
+                    Some(Err(e)) => return Err(err(format!("sending: {e}"))),
+                    None => return Err(err("datalink sender refused the frame".into())),
+                }
+            }
+        }
+        Ok(sent)
+    })?
+}

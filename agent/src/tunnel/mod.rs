@@ -88,19 +88,48 @@ pub struct TunnelIntent {
     pub local_ip: IpAddr,
     /// Segments by VNI.
     pub segments: BTreeMap<u32, TunnelSegment>,
+    /// Liveness peers (router failover, [`crate::liveness`]): node name → tunnel endpoint. Each
+    /// gets a tunnel port with BFD on it, with or without a segment.
+    pub liveness: BTreeMap<String, IpAddr>,
+    /// BFD `min_tx`/`min_rx` of the liveness ports, in milliseconds.
+    pub bfd_interval_ms: u32,
 }
 
-/// Builds the tunnel intent from the desired state's tunnels and this agent's configuration;
-/// a state this node cannot carry (no `--local-ip`, another one, the tunnel bridge named as the
-/// integration bridge) is a problem for the status report, and no tunnel is set up.
+/// Builds the tunnel intent from the desired state's tunnels and liveness and this agent's
+/// configuration; a state this node cannot carry (no `--local-ip`, another one, the tunnel
+/// bridge named as the integration bridge) is a problem for the status report, and no tunnel
+/// is set up. Liveness alone (no segment) still makes the tunnel bridge, for its BFD ports.
 pub fn intent(
     tunnels: Option<&wire::Tunnels>,
+    liveness: Option<&wire::Liveness>,
     local_ip: Option<IpAddr>,
     bridge: &str,
     datapath_type: &str,
     problems: &mut Vec<String>,
 ) -> Option<TunnelIntent> {
-    let t = tunnels?;
+    let liveness = liveness.filter(|l| !l.peers.is_empty());
+    let Some(t) = tunnels else {
+        let l = liveness?;
+        let Some(local) = local_ip else {
+            problems.push(
+                "the desired state has liveness peers but this agent has no --local-ip; \
+                 BFD sessions not set up"
+                    .to_string(),
+            );
+            return None;
+        };
+        let mut out = TunnelIntent {
+            bridge: bridge.to_string(),
+            int_bridge: String::new(),
+            datapath_type: datapath_type.to_string(),
+            local_ip: local,
+            segments: BTreeMap::new(),
+            liveness: BTreeMap::new(),
+            bfd_interval_ms: 0,
+        };
+        out.set_liveness(l, problems);
+        return Some(out);
+    };
     match local_ip {
         None => {
             problems.push(format!(
@@ -127,22 +156,73 @@ pub fn intent(
         ));
         return None;
     }
-    Some(TunnelIntent {
+    let mut out = TunnelIntent {
         bridge: bridge.to_string(),
         int_bridge: t.bridge.clone(),
         datapath_type: datapath_type.to_string(),
         local_ip: t.local_ip,
         segments: t.segments.clone(),
-    })
+        liveness: BTreeMap::new(),
+        bfd_interval_ms: 0,
+    };
+    if let Some(l) = liveness {
+        out.set_liveness(l, problems);
+    }
+    Some(out)
 }
 
+/// OVS's BFD detect multiplier (fixed in ovs-vswitchd, not configurable).
+pub const OVS_BFD_MULTIPLIER: u8 = 3;
+
 impl TunnelIntent {
-    /// Every peer of every segment (those get a tunnel port, no other).
+    /// Takes the liveness peers, checking what OVS's BFD can do: a multiplier other than
+    /// [`OVS_BFD_MULTIPLIER`] is reported (sessions run with OVS's), a zero interval sets up no
+    /// session, and this node's own endpoint is never its peer.
+    fn set_liveness(&mut self, l: &wire::Liveness, problems: &mut Vec<String>) {
+        if l.interval_ms == 0 {
+            problems.push("liveness interval_ms is 0; BFD sessions not set up".to_string());
+            return;
+        }
+        if l.multiplier != OVS_BFD_MULTIPLIER {
+            problems.push(format!(
+                "liveness multiplier {} is not supported: OVS's BFD detect multiplier is fixed \
+                 at {OVS_BFD_MULTIPLIER}; sessions detect a loss after {} ms",
+                l.multiplier,
+                u64::from(l.interval_ms) * u64::from(OVS_BFD_MULTIPLIER)
+            ));
+        }
+        for (node, ip) in &l.peers {
+            if *ip == self.local_ip {
+                problems.push(format!(
+                    "liveness peer {node} has this node's own tunnel endpoint {ip}; ignored"
+                ));
+                continue;
+            }
+            self.liveness.insert(node.clone(), *ip);
+        }
+        self.bfd_interval_ms = l.interval_ms;
+    }
+
+    /// Every peer of every segment and every liveness peer (those get a tunnel port, no other).
     pub fn peers(&self) -> BTreeSet<IpAddr> {
         self.segments
             .values()
             .flat_map(|s| s.peers.iter().copied())
+            .chain(self.liveness.values().copied())
             .collect()
+    }
+
+    /// The `bfd` column of the tunnel port towards `peer`: BFD on for liveness peers.
+    pub fn bfd(&self, peer: IpAddr) -> BTreeMap<String, String> {
+        if !self.liveness.values().any(|p| *p == peer) {
+            return BTreeMap::new();
+        }
+        let ms = self.bfd_interval_ms.to_string();
+        BTreeMap::from([
+            ("enable".to_string(), "true".to_string()),
+            ("min_tx".to_string(), ms.clone()),
+            ("min_rx".to_string(), ms),
+        ])
     }
 
     /// Adds the tunnel bridge (owned), the patch pair (only while there is a segment: a trunk
@@ -156,12 +236,14 @@ impl TunnelIntent {
             },
         );
         out.owned_bridges.insert(self.bridge.clone());
-        out.bridges
-            .entry(self.int_bridge.clone())
-            .or_insert_with(|| DesiredBridge {
-                datapath_type: self.datapath_type.clone(),
-                uplink: None,
-            });
+        if !self.int_bridge.is_empty() {
+            out.bridges
+                .entry(self.int_bridge.clone())
+                .or_insert_with(|| DesiredBridge {
+                    datapath_type: self.datapath_type.clone(),
+                    uplink: None,
+                });
+        }
         let tags: BTreeSet<u16> = self.segments.values().map(|s| s.tag).collect();
         if !tags.is_empty() {
             out.owned_ports.insert(
@@ -196,6 +278,7 @@ impl TunnelIntent {
                         ("key".to_string(), "flow".to_string()),
                     ]),
                     external_ids: BTreeMap::from([(PEER_KEY.to_string(), peer.to_string())]),
+                    bfd: self.bfd(peer),
                     ..Default::default()
                 },
             );
@@ -403,6 +486,7 @@ mod tests {
         let mut p = Vec::new();
         let t = intent(
             Some(&tunnels()),
+            None,
             Some(ip("192.168.50.1")),
             "br-tun",
             "netdev",
@@ -424,17 +508,17 @@ mod tests {
     #[test]
     fn a_missing_or_different_local_ip_is_a_problem_and_sets_nothing_up() {
         let mut p = Vec::new();
-        assert!(intent(Some(&tunnels()), None, "br-tun", "netdev", &mut p).is_none());
+        assert!(intent(Some(&tunnels()), None, None, "br-tun", "netdev", &mut p).is_none());
         assert!(p[0].contains("--local-ip"), "{p:?}");
         let mut p = Vec::new();
         let other = Some(ip("192.168.50.9"));
-        assert!(intent(Some(&tunnels()), other, "br-tun", "netdev", &mut p).is_none());
+        assert!(intent(Some(&tunnels()), None, other, "br-tun", "netdev", &mut p).is_none());
         assert!(
             p[0].contains("192.168.50.9") && p[0].contains("192.168.50.1"),
             "{p:?}"
         );
         let mut p = Vec::new();
-        assert!(intent(None, None, "br-tun", "netdev", &mut p).is_none());
+        assert!(intent(None, None, None, "br-tun", "netdev", &mut p).is_none());
         assert!(p.is_empty(), "no tunnels, no local IP needed");
     }
 
@@ -463,6 +547,114 @@ mod tests {
         empty.add_ovs(&mut d);
         assert!(d.bridges.contains_key("br-tun"));
         assert!(d.owned_ports.is_empty(), "{:?}", d.owned_ports);
+    }
+
+    fn liveness(peers: &[(&str, &str)], multiplier: u8) -> wire::Liveness {
+        wire::Liveness {
+            peers: peers.iter().map(|(n, p)| (n.to_string(), ip(p))).collect(),
+            interval_ms: 200,
+            multiplier,
+        }
+    }
+
+    #[test]
+    fn liveness_peers_get_a_bfd_port_with_or_without_a_segment() {
+        // Alongside segments: the union of peers; BFD only on the liveness peers' ports.
+        let mut p = Vec::new();
+        let l = liveness(&[("n2", "192.168.50.2"), ("n4", "192.168.50.4")], 3);
+        let t = intent(
+            Some(&tunnels()),
+            Some(&l),
+            Some(ip("192.168.50.1")),
+            "br-tun",
+            "netdev",
+            &mut p,
+        )
+        .unwrap();
+        assert!(p.is_empty(), "{p:?}");
+        let mut d = DesiredOvs::default();
+        t.add_ovs(&mut d);
+        let vx: Vec<&str> = d
+            .owned_ports
+            .keys()
+            .filter(|k| k.starts_with("vx-"))
+            .map(String::as_str)
+            .collect();
+        assert_eq!(vx, ["vx-c0a83202", "vx-c0a83203", "vx-c0a83204"]);
+        assert_eq!(d.owned_ports["vx-c0a83204"].bfd["min_rx"], "200");
+        assert_eq!(d.owned_ports["vx-c0a83202"].bfd["enable"], "true");
+        assert!(
+            d.owned_ports["vx-c0a83203"].bfd.is_empty(),
+            "no liveness peer"
+        );
+        // The liveness-only peer has no segment flow.
+        let of = BTreeMap::from([
+            (PATCH_INT.to_string(), 1),
+            ("vx-c0a83202".to_string(), 2),
+            ("vx-c0a83203".to_string(), 3),
+            ("vx-c0a83204".to_string(), 4),
+        ]);
+        assert!(!t
+            .flows(&of)
+            .iter()
+            .any(|f| f.contains("in_port=4") || f.contains("output:4")));
+
+        // Liveness alone: the tunnel bridge and the BFD ports, no patch, no VMs' bridge.
+        let mut p = Vec::new();
+        let t = intent(
+            None,
+            Some(&l),
+            Some(ip("192.168.50.1")),
+            "br-tun",
+            "netdev",
+            &mut p,
+        )
+        .unwrap();
+        let mut d = DesiredOvs::default();
+        t.add_ovs(&mut d);
+        assert_eq!(d.bridges.keys().collect::<Vec<_>>(), ["br-tun"]);
+        assert_eq!(
+            d.owned_ports.keys().collect::<Vec<_>>(),
+            ["vx-c0a83202", "vx-c0a83204"]
+        );
+        // No --local-ip: a problem, nothing set up.
+        let mut p = Vec::new();
+        assert!(intent(None, Some(&l), None, "br-tun", "netdev", &mut p).is_none());
+        assert!(p[0].contains("--local-ip"), "{p:?}");
+        // No peers: nothing at all.
+        let mut p = Vec::new();
+        assert!(intent(
+            None,
+            Some(&liveness(&[], 3)),
+            None,
+            "br-tun",
+            "netdev",
+            &mut p
+        )
+        .is_none());
+        assert!(p.is_empty());
+    }
+
+    #[test]
+    fn a_multiplier_ovs_cannot_run_and_a_self_peer_are_reported() {
+        let mut p = Vec::new();
+        let l = liveness(&[("me", "192.168.50.1"), ("n2", "192.168.50.2")], 5);
+        let t = intent(
+            None,
+            Some(&l),
+            Some(ip("192.168.50.1")),
+            "br-tun",
+            "netdev",
+            &mut p,
+        )
+        .unwrap();
+        let all = p.join("\n");
+        assert!(
+            all.contains("multiplier 5") && all.contains("600 ms"),
+            "{all}"
+        );
+        assert!(all.contains("liveness peer me"), "{all}");
+        assert_eq!(t.liveness.keys().collect::<Vec<_>>(), ["n2"]);
     }
 
     #[test]
