@@ -192,9 +192,10 @@ fn main() {
             }
             std::thread::sleep(Duration::from_millis(500));
         }
-        // The probe matrix: one distributed router, one network and one VM per pod (each on
-        // the pod's last node, so a pod's router instance and its VM are apart half the time),
-        // then `crosspod probe` until every pair answers.
+        // The probe matrix: one distributed router with its gateway in RegionTwo, one network
+        // and one VM per pod (each on the pod's last node, so a pod's router instance and its VM
+        // are apart half the time), then `crosspod probe` until every pair and the upstream
+        // answer.
         let neutron = |method: &str, path: &str, body: String| -> serde_json::Value {
             let o = Command::new("curl")
                 .args(["-sS", "-X", method, &format!("http://127.0.0.1:{np}{path}")])
@@ -214,6 +215,27 @@ fn main() {
             .as_str()
             .expect("router created")
             .to_string();
+        // North-south as in the guide: the external network in RegionTwo, the router's gateway.
+        let ext = neutron(
+            "POST",
+            "/v2.0/networks",
+            r#"{"network": {"name": "ext-net", "router:external": true, "provider:network_type": "vlan", "provider:physical_network": "extern", "provider:segmentation_id": 3001, "availability_zone_hints": ["RegionTwo"]}}"#.into(),
+        )["network"]["id"]
+            .as_str()
+            .expect("external network created")
+            .to_string();
+        neutron(
+            "POST",
+            "/v2.0/subnets",
+            format!(
+                r#"{{"subnet": {{"network_id": "{ext}", "ip_version": 4, "cidr": "163.3.124.0/24", "gateway_ip": "163.3.124.1", "enable_dhcp": false}}}}"#
+            ),
+        );
+        neutron(
+            "PUT",
+            &format!("/v2.0/routers/{router}"),
+            format!(r#"{{"router": {{"external_gateway_info": {{"network_id": "{ext}"}}}}}}"#),
+        );
         let last_nodes: Vec<(String, String)> = made
             .iter()
             .map(|r| {
@@ -345,7 +367,7 @@ fn main() {
     if let Some((from_up, from_topology)) = green {
         println!(
             "| {:<46} | {:>9} |",
-            "lab up -> probe matrix green (router, net+VM/pod)",
+            "lab up -> probe matrix green (VMs + upstream)",
             s(from_up)
         );
         println!(
