@@ -1,0 +1,208 @@
+//! Router failover in a pod of two nodes, end to end (issue #20's failure model): in a lab of
+//! 2 pods × 2 nodes playing the guide, vm1 in RegionOne pings the upstream router through the
+//! router's gateway instance in RegionTwo (across the bridge network, then out), while the
+//! RegionTwo node holding that instance:
+//! - loses its agent (killed): nothing moves and no reply is lost;
+//! - loses the controller (killed): nothing moves and no reply is lost;
+//! - is cut off in the data plane (its cables down, its agent still running): the standby takes
+//!   over, the cut node withdraws, and ARP from the upstream side never gets two answers for
+//!   the gateway address (nor ping a `DUP!`); mended, it stays standby (no flap back);
+//! - is powered off (daemons killed, namespaces gone): the instance moves back to the other
+//!   node and traffic resumes; started again, nothing flaps.
+//! Real controller, agents, OVS (BFD in ovs-vswitchd), namespaces, the openstack CLI. Root.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use e2e::lab::{Lab, Pinger};
+
+/// The placement of `router` in `pod` from the admin API: (active node, standbys).
+fn placement(lab: &Lab, router: &str, pod: &str) -> (String, Vec<String>) {
+    let o = Command::new("curl")
+        .args(["-sS", "--fail-with-body"])
+        .arg(format!(
+            "http://127.0.0.1:{}/v1.0/routers/{router}/placement",
+            lab.tricircle
+        ))
+        .args(["-H", &format!("X-Auth-Token: {}", lab.admin)])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&o.stdout).to_string();
+    let v: serde_json::Value =
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("placement: {e}: {text}"));
+    let inst = v["placement"]["instances"]
+        .as_array()
+        .and_then(|a| a.iter().find(|i| i["pod"] == pod))
+        .unwrap_or_else(|| panic!("no instance of {router} in {pod}: {text}"));
+    let standbys = inst["standbys"]
+        .as_array()
+        .map(|a| a.iter().filter_map(|s| s.as_str().map(String::from)).collect())
+        .unwrap_or_default();
+    (inst["node"].as_str().unwrap_or_default().to_string(), standbys)
+}
+
+/// Waits until the instance of `router` in `pod` runs on `want`.
+fn wait_active(lab: &Lab, router: &str, pod: &str, want: &str, timeout: Duration) -> String {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let (node, _) = placement(lab, router, pod);
+        if node == want || Instant::now() > deadline {
+            return node;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// ARP requests for `addr` from the upstream's leg for `secs` seconds: (probes sent, replies
+/// received). More replies than probes means two nodes answer for the address.
+fn arp_probe(lab: &Lab, addr: &str, secs: u32) -> (usize, usize) {
+    let o = Command::new("ip")
+        .args(["netns", "exec", &lab.ns("ext"), "arping", "-b", "-s", "0.0.0.0"])
+        .args(["-I", "gw0", "-w", &secs.to_string(), addr])
+        .output()
+        .expect("arping (iputils-arping, scripts/install-deps.sh)");
+    let out = String::from_utf8_lossy(&o.stdout).to_string();
+    let num = |key: &str| {
+        out.lines()
+            .find_map(|l| {
+                let l = l.trim();
+                l.strip_prefix(key)
+                    .and_then(|r| r.split_whitespace().next())
+                    .and_then(|n| n.parse::<usize>().ok())
+            })
+            .unwrap_or(0)
+    };
+    (num("Sent"), num("Received"))
+}
+
+fn assert_single_answer(lab: &Lab, addr: &str, when: &str) {
+    let (sent, received) = arp_probe(lab, addr, 3);
+    assert!(
+        received <= sent,
+        "{when}: {received} ARP answers to {sent} probes for {addr}: two nodes answer for it\n{}",
+        lab.logs()
+    );
+}
+
+#[test]
+fn router_failover_in_the_gateway_pod() {
+    let lab = Lab::up_with("fo", &["--pods", "2", "--nodes-per-pod", "2"]);
+    let played = lab.play_guide("guide");
+    let admin = lab.admin.clone();
+    let router = lab
+        .os(&admin, &["router", "show", "R", "-f", "value", "-c", "id"])
+        .trim()
+        .to_string();
+    let info = lab.os(
+        &admin,
+        &[
+            "router",
+            "show",
+            "R",
+            "-f",
+            "json",
+            "-c",
+            "external_gateway_info",
+        ],
+    );
+    let v: serde_json::Value = serde_json::from_str(&info).unwrap();
+    let gateway_ip = v["external_gateway_info"]["external_fixed_ips"][0]["ip_address"]
+        .as_str()
+        .unwrap_or_else(|| panic!("R has a gateway address: {info}"))
+        .to_string();
+    let vm1 = lab.ns("vm1");
+    let upstream = "163.3.124.1";
+    let (first, standbys) = placement(&lab, &router, "RegionTwo");
+    assert_eq!(standbys.len(), 1, "one standby in a pod of two: {standbys:?}");
+    let second = standbys[0].clone();
+    let warm = Duration::from_secs(1);
+
+    // The agent of the active node is killed: BFD is ovs-vswitchd's, nothing moves, nothing
+    // is lost; `lab up` restarts the agent, which re-adopts what it owns.
+    let p = Pinger::start(&vm1, upstream);
+    std::thread::sleep(warm);
+    lab.kill_agent(&first);
+    std::thread::sleep(Duration::from_secs(4));
+    lab.bring_up();
+    std::thread::sleep(Duration::from_secs(2));
+    let r = p.stop();
+    assert!(
+        r.gap() < Duration::from_millis(800) && r.tail_silence() < Duration::from_secs(1),
+        "agent killed: no reply may be lost: {r:?}\n{}",
+        lab.logs()
+    );
+    assert_eq!(placement(&lab, &router, "RegionTwo").0, first, "agent killed: nothing moves");
+
+    // The controller is killed: nothing moves, nothing is lost; `lab up` brings it back.
+    let p = Pinger::start(&vm1, upstream);
+    std::thread::sleep(warm);
+    let pid = std::fs::read_to_string(lab.dir.join("controller").join("controller.pid")).unwrap();
+    assert!(Command::new("kill")
+        .args(["-9", pid.trim()])
+        .status()
+        .unwrap()
+        .success());
+    std::thread::sleep(Duration::from_secs(4));
+    lab.bring_up();
+    std::thread::sleep(Duration::from_secs(2));
+    let r = p.stop();
+    assert!(
+        r.gap() < Duration::from_millis(800) && r.tail_silence() < Duration::from_secs(1),
+        "controller killed: no reply may be lost: {r:?}\n{}",
+        lab.logs()
+    );
+    assert_eq!(
+        placement(&lab, &router, "RegionTwo").0,
+        first,
+        "controller killed: nothing moves"
+    );
+
+    // The active node is cut off in the data plane: the standby takes over, the cut node
+    // withdraws, and nobody sees two answers for the gateway address, during or after.
+    let p = Pinger::start(&vm1, upstream);
+    std::thread::sleep(warm);
+    lab.node_cut(&first);
+    let now = wait_active(&lab, &router, "RegionTwo", &second, Duration::from_secs(20));
+    assert_eq!(now, second, "cut: the standby takes over\n{}", lab.logs());
+    assert_single_answer(&lab, &gateway_ip, "right after the takeover");
+    std::thread::sleep(Duration::from_secs(2));
+    let r = p.stop();
+    assert!(
+        r.tail_silence() < Duration::from_secs(1) && r.duplicates == 0,
+        "cut: traffic resumes through the standby, never answered twice: {r:?}\n{}",
+        lab.logs()
+    );
+    eprintln!("cut: failover gap {:?}", r.gap());
+    lab.node_mend(&first);
+    std::thread::sleep(Duration::from_secs(4));
+    assert_single_answer(&lab, &gateway_ip, "after the cut node is mended");
+    assert_single_answer(&lab, &played.floating_ip, "the floating IP after the mend");
+    assert_eq!(
+        placement(&lab, &router, "RegionTwo").0,
+        second,
+        "mended: no flap back"
+    );
+
+    // The node now active is powered off: the instance moves back to the first node.
+    let p = Pinger::start(&vm1, upstream);
+    std::thread::sleep(warm);
+    lab.node_stop(&second);
+    let now = wait_active(&lab, &router, "RegionTwo", &first, Duration::from_secs(20));
+    assert_eq!(now, first, "node lost: the standby takes over\n{}", lab.logs());
+    std::thread::sleep(Duration::from_secs(2));
+    let r = p.stop();
+    assert!(
+        r.tail_silence() < Duration::from_secs(1) && r.duplicates == 0,
+        "node lost: traffic resumes through the standby: {r:?}\n{}",
+        lab.logs()
+    );
+    eprintln!("node lost: failover gap {:?}", r.gap());
+    lab.node_start(&second);
+    std::thread::sleep(Duration::from_secs(5));
+    assert_single_answer(&lab, &gateway_ip, "after the lost node came back");
+    assert_eq!(
+        placement(&lab, &router, "RegionTwo").0,
+        first,
+        "the lost node came back: no flap back"
+    );
+}
