@@ -213,7 +213,7 @@ pub struct Args {
     pub failover_hold_ms: Option<u64>,
     /// Move an instance back to its first candidate once that node is alive again (without
     /// it, an instance stays where it moved) [default: false].
-    #[arg(long, env = "CROSSPOD_FAILBACK")]
+    #[arg(long, env = "CROSSPOD_FAILBACK", num_args = 0..=1, default_missing_value = "true")]
     pub failback: Option<bool>,
     /// Milliseconds between change-log reads when nothing woke the realizer (changes made by
     /// another process on SQLite; PostgreSQL wakes it by NOTIFY) [default: 1000].
@@ -1024,6 +1024,45 @@ mod tests {
             &["x", "--vni-ranges", "1:16777216"],
             &["x", "--vni-ranges", "10:5"],
             &["x", "--global-physnet-mtu", "100"],
+        ] {
+            let e = Args::parse_from(bad.iter().copied()).resolve().unwrap_err();
+            assert!(e.to_string().contains(&bad[1][2..]), "{bad:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn failover_settings_default_validate_and_print() {
+        let c = Args::parse_from(["x"]).resolve().unwrap();
+        assert_eq!(c.failover.interval_ms, 500);
+        assert_eq!(c.failover.multiplier, 3);
+        assert_eq!(
+            c.failover.detection(),
+            std::time::Duration::from_millis(1500),
+            "the issue wants at most 2 s by default"
+        );
+        assert_eq!(c.failover.hold, std::time::Duration::from_millis(300));
+        assert!(!c.failover.failback);
+        let c = Args::parse_from([
+            "x",
+            "--bfd-interval-ms",
+            "200",
+            "--failover-hold-ms",
+            "50",
+            "--failback",
+        ])
+        .resolve()
+        .unwrap();
+        assert!(c.failover.failback);
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("c.toml");
+        std::fs::write(&f, c.to_toml()).unwrap();
+        let again = Args::parse_from(["x", "--config", f.to_str().unwrap()])
+            .resolve()
+            .unwrap();
+        assert_eq!(again.failover, c.failover);
+        for bad in [
+            &["x", "--bfd-multiplier", "5"][..],
+            &["x", "--bfd-interval-ms", "0"],
         ] {
             let e = Args::parse_from(bad.iter().copied()).resolve().unwrap_err();
             assert!(e.to_string().contains(&bad[1][2..]), "{bad:?}: {e}");
