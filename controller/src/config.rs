@@ -617,9 +617,7 @@ impl Args {
             failover: {
                 let interval_ms = positive(
                     "bfd-interval-ms",
-                    self.bfd_interval_ms
-                        .or(file.bfd_interval_ms)
-                        .map(u64::from),
+                    self.bfd_interval_ms.or(file.bfd_interval_ms).map(u64::from),
                 )?
                 .map_or(planner::DEFAULT_LIVENESS_INTERVAL_MS, |v| v as u32);
                 let multiplier = self
@@ -629,9 +627,7 @@ impl Args {
                 if multiplier != planner::DEFAULT_LIVENESS_MULTIPLIER {
                     return Err(ConfigError::Invalid {
                         key: "bfd-multiplier",
-                        detail: format!(
-                            "{multiplier}: OVS's BFD detect multiplier is fixed at 3"
-                        ),
+                        detail: format!("{multiplier}: OVS's BFD detect multiplier is fixed at 3"),
                     });
                 }
                 FailoverConfig {

@@ -146,7 +146,8 @@ async fn round(core: &Arc<Core>, w: &mut Watch) -> Result<(), crate::error::Stor
             }
         }
     }
-    w.down_since.retain(|n, _| agents.iter().any(|a| &a.node == n));
+    w.down_since
+        .retain(|n, _| agents.iter().any(|a| &a.node == n));
     Ok(())
 }
 

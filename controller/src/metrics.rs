@@ -129,9 +129,8 @@ impl ControllerMetrics {
             "Nodes judged lost whose router instances and DHCP servers moved, by pod",
             failovers.clone(),
         );
-        let failover_seconds = Histogram::new(
-            [0.1, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0].into_iter(),
-        );
+        let failover_seconds =
+            Histogram::new([0.1, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0].into_iter());
         registry.register(
             "failover_duration_seconds",
             "From the first report of a node down to its moved instances' revisions published",

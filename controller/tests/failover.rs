@@ -52,7 +52,11 @@ fn report(c: &Controller, node: &str, peers: &[(&str, bool)], fenced: bool) {
 /// Every node reports every other up.
 fn all_up(c: &Controller) {
     for n in NODES {
-        let peers: Vec<(&str, bool)> = NODES.iter().filter(|p| **p != n).map(|p| (*p, true)).collect();
+        let peers: Vec<(&str, bool)> = NODES
+            .iter()
+            .filter(|p| **p != n)
+            .map(|p| (*p, true))
+            .collect();
         report(c, n, &peers, false);
     }
 }
@@ -69,8 +73,10 @@ fn setup(c: &Controller) -> String {
             "POST",
             "/v2.0/routers",
             Some(DEMO),
-            Some(&json!({"router": {"name": "fo-r", "availability_zone_hints": ["az2"],
-                "external_gateway_info": {"network_id": ext}}})),
+            Some(
+                &json!({"router": {"name": "fo-r", "availability_zone_hints": ["az2"],
+                "external_gateway_info": {"network_id": ext}}}),
+            ),
         ),
         "router",
     );
@@ -139,7 +145,7 @@ fn metric(c: &Controller, prefix: &str) -> f64 {
         .sum()
 }
 
-fn others<'a>(n: &'a str) -> Vec<&'a str> {
+fn others(n: &str) -> Vec<&'static str> {
     NODES.iter().copied().filter(|p| *p != n).collect()
 }
 
@@ -163,7 +169,7 @@ fn decision_table(database: Option<&str>) {
     assert_eq!(standbys.len(), 2, "{p}");
     assert_eq!(p["moved"], false, "{p}");
     assert_eq!(p["home"], first.as_str());
-    assert_eq!(hosts(&c, &router), [first.clone()]);
+    assert_eq!(hosts(&c, &router), [first.as_str()]);
     // Every node keeps BFD sessions with the two others.
     let live = &desired(&c, &first)["state"]["liveness"];
     assert_eq!(live["interval_ms"], 500, "{live}");
@@ -189,7 +195,13 @@ fn decision_table(database: Option<&str>) {
         let peers: Vec<(&str, bool)> = others(p).into_iter().map(|n| (n, true)).collect();
         report(&c, p, &peers, false);
     }
-    stays_on(&c, &router, &first, Duration::from_millis(1500), "agent gone, BFD up");
+    stays_on(
+        &c,
+        &router,
+        &first,
+        Duration::from_millis(1500),
+        "agent gone, BFD up",
+    );
 
     // Lost: both peers see it down (its own last report still says they are up). Not before
     // the hold; then the first standby takes the instance.
@@ -198,14 +210,27 @@ fn decision_table(database: Option<&str>) {
         let peers: Vec<(&str, bool)> = others(p).into_iter().map(|n| (n, n != first)).collect();
         report(&c, p, &peers, false);
     }
-    stays_on(&c, &router, &first, Duration::from_millis(500), "inside the hold");
+    stays_on(
+        &c,
+        &router,
+        &first,
+        Duration::from_millis(500),
+        "inside the hold",
+    );
     wait_on(&c, &router, &standbys[0], Duration::from_secs(10));
-    assert!(t0.elapsed() >= Duration::from_millis(1000), "moved before the hold");
+    assert!(
+        t0.elapsed() >= Duration::from_millis(1000),
+        "moved before the hold"
+    );
     let p = placement(&c, &router);
     assert_eq!(p["moved"], true, "{p}");
     assert!(p["moved_at"].is_string(), "{p}");
     assert_eq!(p["home"], first.as_str());
-    assert_eq!(p["standbys"], json!([standbys[1]]), "a lost node is no standby: {p}");
+    assert_eq!(
+        p["standbys"],
+        json!([standbys[1]]),
+        "a lost node is no standby: {p}"
+    );
     assert_eq!(metric(&c, "crosspod_controller_failovers_total{"), 1.0);
     assert_eq!(
         metric(&c, "crosspod_controller_failover_duration_seconds_count"),
@@ -214,9 +239,19 @@ fn decision_table(database: Option<&str>) {
 
     // Back: a peer sees it up; the instance stays where it moved (no failback by default).
     all_up(&c);
-    stays_on(&c, &router, &standbys[0], Duration::from_millis(1500), "no failback");
+    stays_on(
+        &c,
+        &router,
+        &standbys[0],
+        Duration::from_millis(1500),
+        "no failback",
+    );
     let p = placement(&c, &router);
-    assert_eq!(p["standbys"].as_array().unwrap().len(), 2, "back as a standby: {p}");
+    assert_eq!(
+        p["standbys"].as_array().unwrap().len(),
+        2,
+        "back as a standby: {p}"
+    );
 
     // Partition: the active node sees both peers down, they see it down, nobody fenced.
     let active = standbys[0].clone();
@@ -226,7 +261,13 @@ fn decision_table(database: Option<&str>) {
     }
     let cut: Vec<(&str, bool)> = others(&active).into_iter().map(|n| (n, false)).collect();
     report(&c, &active, &cut, false);
-    stays_on(&c, &router, &active, Duration::from_millis(2000), "a partition moves nothing");
+    stays_on(
+        &c,
+        &router,
+        &active,
+        Duration::from_millis(2000),
+        "a partition moves nothing",
+    );
     assert!(metric(&c, "crosspod_controller_partitions_seen_total{") >= 1.0);
 
     // The active node fences itself: it is lost, the next candidate takes over.
@@ -285,7 +326,10 @@ fn bfd_multiplier_other_than_three_is_refused() {
         panic!("a controller started with --bfd-multiplier 5");
     };
     let text = e.log.join("\n");
-    assert!(text.contains("bfd-multiplier") && text.contains('3'), "{text}");
+    assert!(
+        text.contains("bfd-multiplier") && text.contains('3'),
+        "{text}"
+    );
 }
 
 #[test]
@@ -329,7 +373,11 @@ fn two_controllers_on_one_postgres_move_an_instance_once() {
     assert_eq!(after, revs(&b), "both controllers serve the same revisions");
     for (k, n) in NODES.iter().enumerate() {
         let want = u64::from(*n == first || *n == standby);
-        assert_eq!(after[k] - before[k], want, "revision bumps of {n}: {before:?} → {after:?}");
+        assert_eq!(
+            after[k] - before[k],
+            want,
+            "revision bumps of {n}: {before:?} → {after:?}"
+        );
     }
     let moves = metric(&a, "crosspod_controller_failovers_total{")
         + metric(&b, "crosspod_controller_failovers_total{");

@@ -6,8 +6,8 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 use wire::names::{ifname, router_namespace};
 use wire::{
-    BridgeState, FloatingRule, LegKind, Liveness, Nat, NodeDesiredState, PortBinding, ProbeKind, ProbeTarget,
-    Route, RouterInstance, RouterLeg, SnatRule, TunnelSegment, Tunnels,
+    BridgeState, FloatingRule, LegKind, Liveness, Nat, NodeDesiredState, PortBinding, ProbeKind,
+    ProbeTarget, Route, RouterInstance, RouterLeg, SnatRule, TunnelSegment, Tunnels,
 };
 
 use crate::names;

@@ -581,9 +581,7 @@ impl<'a> Topology<'a> {
     /// The top candidate of `pod` counting lost nodes too: where the instance would be with
     /// every node alive (an instance elsewhere has moved).
     pub(crate) fn home(&self, pod: &str, key: &str, needs: &Needs<'_>) -> Option<&'a str> {
-        self.scored(pod, key, needs, true)
-            .first()
-            .map(|(_, n)| *n)
+        self.scored(pod, key, needs, true).first().map(|(_, n)| *n)
     }
 
     fn scored(

@@ -30,10 +30,17 @@ fn cloud() -> Snapshot {
             &format!("192.168.50.{}", 11 + k),
         ));
     }
-    s.nodes
-        .push(node("plain", "R0", &[("bridge", "br-vlan"), ("extern", "br-ext")]));
-    s.nodes
-        .push(vx_node("h0", "R1", &[("bridge", "br-vlan")], "192.168.50.21"));
+    s.nodes.push(node(
+        "plain",
+        "R0",
+        &[("bridge", "br-vlan"), ("extern", "br-ext")],
+    ));
+    s.nodes.push(vx_node(
+        "h0",
+        "R1",
+        &[("bridge", "br-vlan")],
+        "192.168.50.21",
+    ));
     add_ext_net_in(&mut s, "R0");
     for pr in 0..4u32 {
         let p = format!("p{pr}");
@@ -104,7 +111,11 @@ fn liveness_peers_only_between_tunnel_nodes_of_pods_with_two() {
         ..s
     };
     assert_eq!(
-        plan_all(&custom)["g2"].liveness.as_ref().unwrap().interval_ms,
+        plan_all(&custom)["g2"]
+            .liveness
+            .as_ref()
+            .unwrap()
+            .interval_ms,
         300
     );
 }
@@ -130,7 +141,9 @@ fn sticky_placement_moves_on_loss_and_stays_moved() {
         let mut lost = s.clone();
         set_lost(&mut lost, &first, true);
         assert!(
-            !Planner::new(&lost).candidates("R0", &r).contains(&first.as_str()),
+            !Planner::new(&lost)
+                .candidates("R0", &r)
+                .contains(&first.as_str()),
             "a lost node is no candidate"
         );
         let alloc = required_allocations(&lost);
@@ -202,7 +215,11 @@ fn dhcp_servers_move_with_their_node_and_stay() {
     hold_placements(&mut lost);
     let mut back = lost.clone();
     set_lost(&mut back, &first, false);
-    assert_eq!(server(&plan_all(&back)), now, "stays after the node is back");
+    assert_eq!(
+        server(&plan_all(&back)),
+        now,
+        "stays after the node is back"
+    );
 }
 
 #[test]

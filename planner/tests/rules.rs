@@ -234,7 +234,12 @@ fn router_deletion_releases_everything_and_affects_both_nodes() {
     assert!(applied.release.contains(&AllocationKey::BridgeNetwork {
         project_id: "demo".into()
     }));
-    assert_eq!(without_placements(&applied.release).len(), 3, "{:?}", applied.release);
+    assert_eq!(
+        without_placements(&applied.release).len(),
+        3,
+        "{:?}",
+        applied.release
+    );
     assert!(s.allocations.bridge_networks.is_empty());
     let plans = plan_all(&s);
     for p in plans.values() {

@@ -3,9 +3,9 @@
 
 use serde::Serialize;
 
+use crate::auth::Identity;
 use crate::core::Core;
 use crate::error::DomainError;
-use crate::auth::Identity;
 use crate::service::policy;
 use crate::store::failover::PlacementKind;
 
@@ -37,10 +37,7 @@ pub async fn placement(
     policy::enforce(who, "get_router_placement", &policy::Target::default())?;
     core.store.get_router(id).await?;
     let intent = core.realizer.intent_read(core).await?;
-    let rows = core
-        .store
-        .placements_of(PlacementKind::Router, id)
-        .await?;
+    let rows = core.store.placements_of(PlacementKind::Router, id).await?;
     let lost: std::collections::BTreeSet<&str> = intent
         .snapshot
         .nodes

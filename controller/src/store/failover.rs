@@ -178,7 +178,9 @@ impl Store {
         .bind(node.to_string())
         .execute(&mut *w.tx)
         .await
-        .map_err(StoreError::db(format!("releasing the placement of {object_id}")))?;
+        .map_err(StoreError::db(format!(
+            "releasing the placement of {object_id}"
+        )))?;
         if r.rows_affected() > 0 {
             w.touch(ChangeKind::Placement, &kind.log_id(object_id));
         }
@@ -209,7 +211,9 @@ impl Store {
             .bind(object_id.to_string())
             .fetch_all(self.pool())
             .await
-            .map_err(StoreError::db(format!("reading the placements of {object_id}")))?;
+            .map_err(StoreError::db(format!(
+                "reading the placements of {object_id}"
+            )))?;
         let mut out = BTreeMap::new();
         for r in &rows {
             if let Some(p) = placement_from_row(r)? {

@@ -342,9 +342,9 @@ pub fn settle(s: &mut Snapshot) -> AllocationPlan {
                 p.ips.remove(subnet_id);
                 a.set_dhcp_port(network_id, pod, Some(p));
             }
-            AllocationKey::RouterNode {
-                router_id, pod, ..
-            } => a.set_router_node(router_id, pod, None),
+            AllocationKey::RouterNode { router_id, pod, .. } => {
+                a.set_router_node(router_id, pod, None)
+            }
             AllocationKey::DhcpNode {
                 network_id, pod, ..
             } => a.set_dhcp_node(network_id, pod, None),
@@ -565,9 +565,9 @@ pub fn hold_placements(s: &mut Snapshot) {
     let a = &mut s.allocations;
     for k in plan.release.iter().chain(plan.allocate.iter()) {
         match k {
-            AllocationKey::RouterNode {
-                router_id, pod, ..
-            } => a.set_router_node(router_id, pod, None),
+            AllocationKey::RouterNode { router_id, pod, .. } => {
+                a.set_router_node(router_id, pod, None)
+            }
             AllocationKey::DhcpNode {
                 network_id, pod, ..
             } => a.set_dhcp_node(network_id, pod, None),
