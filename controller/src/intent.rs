@@ -593,11 +593,9 @@ impl Intent {
                 } else {
                     self.placements.insert(key, held.clone());
                 }
+                // Nothing to re-plan: the planner wrote what it had already chosen from the
+                // same snapshot (a held node is kept only when it is the one it would choose).
                 self.derive_placements(*kind, id);
-                out.push(match kind {
-                    PlacementKind::Router => Change::Router(id.clone()),
-                    PlacementKind::Dhcp => Change::Network(id.clone()),
-                });
             }
             Patch::Pods(pods) => {
                 self.pods = pods
