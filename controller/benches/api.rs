@@ -134,6 +134,12 @@ fn run(backend: &'static str, database: String, rows: &mut Vec<Row>) {
         full_pass_interval: std::time::Duration::from_secs(60),
         dhcp_lease_duration: controller::config::DEFAULT_DHCP_LEASE_DURATION,
         change_log_poll: std::time::Duration::from_secs(1),
+        failover: controller::config::FailoverConfig {
+            interval_ms: 500,
+            multiplier: 3,
+            hold: std::time::Duration::from_millis(300),
+            failback: false,
+        },
         log_format: LogFormat::Text,
         // Finite, so every create pays for its quota count as a real deployment's does.
         quotas: QuotaDefaults {

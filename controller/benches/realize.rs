@@ -1266,6 +1266,12 @@ fn start(
         full_pass_interval: std::time::Duration::from_secs(60),
         dhcp_lease_duration: controller::config::DEFAULT_DHCP_LEASE_DURATION,
         change_log_poll: std::time::Duration::from_secs(1),
+        failover: controller::config::FailoverConfig {
+            interval_ms: 500,
+            multiplier: 3,
+            hold: std::time::Duration::from_millis(300),
+            failback: false,
+        },
         log_format: LogFormat::Text,
         quotas: QuotaDefaults::default(),
         header_timeout: std::time::Duration::from_secs(10),

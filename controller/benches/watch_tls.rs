@@ -123,6 +123,12 @@ fn main() {
         full_pass_interval: Duration::from_secs(60),
         dhcp_lease_duration: controller::config::DEFAULT_DHCP_LEASE_DURATION,
         change_log_poll: Duration::from_secs(1),
+        failover: controller::config::FailoverConfig {
+            interval_ms: 500,
+            multiplier: 3,
+            hold: std::time::Duration::from_millis(300),
+            failback: false,
+        },
         log_format: LogFormat::Text,
         quotas: QuotaDefaults::default(),
         header_timeout: Duration::from_secs(10),

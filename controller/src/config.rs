@@ -200,6 +200,21 @@ pub struct Args {
     /// [default: 86400].
     #[arg(long, env = "CROSSPOD_DHCP_LEASE_DURATION")]
     pub dhcp_lease_duration: Option<u32>,
+    /// Interval of the BFD sessions between a pod's nodes, in milliseconds: a node is seen
+    /// down after interval × multiplier without packets [default: 500].
+    #[arg(long, env = "CROSSPOD_BFD_INTERVAL_MS")]
+    pub bfd_interval_ms: Option<u32>,
+    /// BFD detect multiplier; OVS's BFD has it fixed at 3, so only 3 is accepted [default: 3].
+    #[arg(long, env = "CROSSPOD_BFD_MULTIPLIER")]
+    pub bfd_multiplier: Option<u8>,
+    /// Milliseconds to wait after a node is judged lost before moving its router instances,
+    /// so a cut-off node has withdrawn them first [default: 300].
+    #[arg(long, env = "CROSSPOD_FAILOVER_HOLD_MS")]
+    pub failover_hold_ms: Option<u64>,
+    /// Move an instance back to its first candidate once that node is alive again (without
+    /// it, an instance stays where it moved) [default: false].
+    #[arg(long, env = "CROSSPOD_FAILBACK", num_args = 0..=1, default_missing_value = "true")]
+    pub failback: Option<bool>,
     /// Milliseconds between change-log reads when nothing woke the realizer (changes made by
     /// another process on SQLite; PostgreSQL wakes it by NOTIFY) [default: 1000].
     #[arg(long, env = "CROSSPOD_CHANGE_LOG_POLL_MS")]
@@ -370,6 +385,26 @@ pub struct UserTls {
     pub key: PathBuf,
 }
 
+/// Router failover settings (see `docs/architecture.md`, "Failover").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FailoverConfig {
+    /// BFD interval between a pod's nodes, in milliseconds.
+    pub interval_ms: u32,
+    /// BFD detect multiplier (3: OVS's).
+    pub multiplier: u8,
+    /// How long a node judged lost waits before its instances move.
+    pub hold: std::time::Duration,
+    /// Whether instances move back to their first candidate when it returns.
+    pub failback: bool,
+}
+
+impl FailoverConfig {
+    /// How long a peer takes to see a node down: interval × multiplier.
+    pub fn detection(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(u64::from(self.interval_ms) * u64::from(self.multiplier))
+    }
+}
+
 /// Neutron's default `dhcp_lease_duration`: one day.
 pub const DEFAULT_DHCP_LEASE_DURATION: u32 = 86400;
 
@@ -408,6 +443,8 @@ pub struct Config {
     pub dhcp_lease_duration: u32,
     /// Time between change-log reads when nothing woke the realizer.
     pub change_log_poll: std::time::Duration,
+    /// Router failover: BFD timing, hold before a move, failback.
+    pub failover: FailoverConfig,
     /// Log format.
     pub log_format: LogFormat,
     /// Default quotas (Neutron's `quota_network`, ...).
@@ -577,6 +614,33 @@ impl Args {
                 )?
                 .unwrap_or(1000),
             ),
+            failover: {
+                let interval_ms = positive(
+                    "bfd-interval-ms",
+                    self.bfd_interval_ms.or(file.bfd_interval_ms).map(u64::from),
+                )?
+                .map_or(planner::DEFAULT_LIVENESS_INTERVAL_MS, |v| v as u32);
+                let multiplier = self
+                    .bfd_multiplier
+                    .or(file.bfd_multiplier)
+                    .unwrap_or(planner::DEFAULT_LIVENESS_MULTIPLIER);
+                if multiplier != planner::DEFAULT_LIVENESS_MULTIPLIER {
+                    return Err(ConfigError::Invalid {
+                        key: "bfd-multiplier",
+                        detail: format!("{multiplier}: OVS's BFD detect multiplier is fixed at 3"),
+                    });
+                }
+                FailoverConfig {
+                    interval_ms,
+                    multiplier,
+                    hold: std::time::Duration::from_millis(
+                        self.failover_hold_ms
+                            .or(file.failover_hold_ms)
+                            .unwrap_or(300),
+                    ),
+                    failback: self.failback.or(file.failback).unwrap_or(false),
+                }
+            },
             log_format: self
                 .log_format
                 .or(file.log_format)
@@ -640,7 +704,7 @@ impl Config {
             .map(|t| format!("{:?}", t.as_str()))
             .collect();
         format!(
-            "bind = {:?}\ntricircle-port = {}\nneutron-port = {}\ndatabase = {:?}\ntokens-file = {:?}\nnetwork-vlan-ranges = {:?}\nbridge-cidr = {:?}\nlocal-vlan-range = \"{}:{}\"\ndefault-region-for-external-network = {:?}\ntenant-network-types = [{}]\nbridge-network-type = {:?}\nvni-ranges = {:?}\nglobal-physnet-mtu = {}\nfull-pass-interval = {}\ndhcp-lease-duration = {}\nchange-log-poll-ms = {}\nlog-format = {:?}\nquota-network = {}\nquota-subnet = {}\nquota-port = {}\nquota-router = {}\nquota-floatingip = {}\nheader-timeout = {}\nbody-timeout = {}\nidle-timeout = {}\nlong-polls-per-node = {}\nlong-polls-per-project = {}\nagent-port = {}\n{}",
+            "bind = {:?}\ntricircle-port = {}\nneutron-port = {}\ndatabase = {:?}\ntokens-file = {:?}\nnetwork-vlan-ranges = {:?}\nbridge-cidr = {:?}\nlocal-vlan-range = \"{}:{}\"\ndefault-region-for-external-network = {:?}\ntenant-network-types = [{}]\nbridge-network-type = {:?}\nvni-ranges = {:?}\nglobal-physnet-mtu = {}\nfull-pass-interval = {}\ndhcp-lease-duration = {}\nbfd-interval-ms = {}\nbfd-multiplier = {}\nfailover-hold-ms = {}\nfailback = {}\nchange-log-poll-ms = {}\nlog-format = {:?}\nquota-network = {}\nquota-subnet = {}\nquota-port = {}\nquota-router = {}\nquota-floatingip = {}\nheader-timeout = {}\nbody-timeout = {}\nidle-timeout = {}\nlong-polls-per-node = {}\nlong-polls-per-project = {}\nagent-port = {}\n{}",
             self.bind.to_string(),
             self.tricircle_port,
             self.neutron_port,
@@ -657,6 +721,10 @@ impl Config {
             self.global_physnet_mtu,
             self.full_pass_interval.as_secs(),
             self.dhcp_lease_duration,
+            self.failover.interval_ms,
+            self.failover.multiplier,
+            self.failover.hold.as_millis(),
+            self.failover.failback,
             self.change_log_poll.as_millis(),
             match self.log_format {
                 LogFormat::Text => "text",
@@ -952,6 +1020,45 @@ mod tests {
             &["x", "--vni-ranges", "1:16777216"],
             &["x", "--vni-ranges", "10:5"],
             &["x", "--global-physnet-mtu", "100"],
+        ] {
+            let e = Args::parse_from(bad.iter().copied()).resolve().unwrap_err();
+            assert!(e.to_string().contains(&bad[1][2..]), "{bad:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn failover_settings_default_validate_and_print() {
+        let c = Args::parse_from(["x"]).resolve().unwrap();
+        assert_eq!(c.failover.interval_ms, 500);
+        assert_eq!(c.failover.multiplier, 3);
+        assert_eq!(
+            c.failover.detection(),
+            std::time::Duration::from_millis(1500),
+            "the issue wants at most 2 s by default"
+        );
+        assert_eq!(c.failover.hold, std::time::Duration::from_millis(300));
+        assert!(!c.failover.failback);
+        let c = Args::parse_from([
+            "x",
+            "--bfd-interval-ms",
+            "200",
+            "--failover-hold-ms",
+            "50",
+            "--failback",
+        ])
+        .resolve()
+        .unwrap();
+        assert!(c.failover.failback);
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("c.toml");
+        std::fs::write(&f, c.to_toml()).unwrap();
+        let again = Args::parse_from(["x", "--config", f.to_str().unwrap()])
+            .resolve()
+            .unwrap();
+        assert_eq!(again.failover, c.failover);
+        for bad in [
+            &["x", "--bfd-multiplier", "5"][..],
+            &["x", "--bfd-interval-ms", "0"],
         ] {
             let e = Args::parse_from(bad.iter().copied()).resolve().unwrap_err();
             assert!(e.to_string().contains(&bad[1][2..]), "{bad:?}: {e}");

@@ -21,6 +21,7 @@ use crate::naming::{
     OWNER_LEG,
 };
 use crate::store::changes::{ChangeKind, ChangeRow};
+use crate::store::failover::PlacementKind;
 use crate::store::l3::{FloatingIp, Router};
 use crate::store::{Network, Pod, Port, Scope, SecurityGroup, Segment, Store, Subnet};
 
@@ -51,6 +52,10 @@ pub struct Intent {
     by_device: BTreeMap<String, BTreeSet<String>>,
     /// Security groups by id.
     security_groups: BTreeMap<String, SecurityGroup>,
+    /// Nodes judged lost (router failover).
+    lost: BTreeSet<String>,
+    /// Sticky placements: (kind, router or network) → pod → node.
+    placements: BTreeMap<(PlacementKind, String), BTreeMap<String, String>>,
 }
 
 /// One object as the store holds it now (`None`: deleted).
@@ -68,8 +73,10 @@ pub enum Patch {
     Subnet(String, Option<Subnet>),
     /// A project's bridge /24.
     Project(String, Option<Ipv4Net>),
-    /// A node's registration.
-    Node(String, Option<wire::NodeRegistration>),
+    /// A node's registration and whether it is judged lost.
+    Node(String, Option<wire::NodeRegistration>, bool),
+    /// The sticky placements of one router's instances or one network's DHCP servers.
+    Placement(PlacementKind, String, BTreeMap<String, String>),
     /// Every pod.
     Pods(Vec<Pod>),
     /// The local tags of a network.
@@ -294,6 +301,8 @@ impl Intent {
             local_tags: BTreeMap::new(),
             by_device: BTreeMap::new(),
             security_groups: BTreeMap::new(),
+            lost: BTreeSet::new(),
+            placements: BTreeMap::new(),
         }
     }
 
@@ -307,12 +316,22 @@ impl Intent {
             .into_iter()
             .map(|p| (p.region_name.clone(), p))
             .collect();
-        i.nodes = store
-            .list_agents()
-            .await?
+        let agents = store.list_agents().await?;
+        i.lost = agents
+            .iter()
+            .filter(|a| a.lost)
+            .map(|a| a.node.clone())
+            .collect();
+        i.nodes = agents
             .into_iter()
             .map(|a| (a.node.clone(), a.registration))
             .collect();
+        for p in store.list_placements().await? {
+            i.placements
+                .entry((p.kind, p.object_id))
+                .or_default()
+                .insert(p.pod, p.node);
+        }
         i.networks = store
             .list_networks(&all)
             .await?
@@ -369,7 +388,14 @@ impl Intent {
     fn rebuild(&mut self) {
         let s = &mut self.snapshot;
         s.pods = self.pods.values().map(planner_pod).collect();
-        s.nodes = self.nodes.values().map(planner::Node::from).collect();
+        s.nodes = self
+            .nodes
+            .values()
+            .map(|r| planner::Node {
+                lost: self.lost.contains(&r.node),
+                ..planner::Node::from(r)
+            })
+            .collect();
         s.networks = self
             .networks
             .values()
@@ -423,6 +449,10 @@ impl Intent {
         for n in nets {
             self.derive_local_tags(&n);
         }
+        let held: Vec<(PlacementKind, String)> = self.placements.keys().cloned().collect();
+        for (kind, id) in held {
+            self.derive_placements(kind, &id);
+        }
     }
 
     /// Re-read the object a change-log entry names.
@@ -439,10 +469,25 @@ impl Intent {
             }
             ChangeKind::Subnet => Patch::Subnet(id.clone(), missing(store.get_subnet(&id).await)?),
             ChangeKind::Project => Patch::Project(id.clone(), store.bridge_subnet_of(&id).await?),
-            ChangeKind::Node => Patch::Node(
-                id.clone(),
-                store.get_agent(&id).await?.map(|a| a.registration),
-            ),
+            ChangeKind::Node => {
+                let a = store.get_agent(&id).await?;
+                let lost = a.as_ref().is_some_and(|a| a.lost);
+                Patch::Node(id.clone(), a.map(|a| a.registration), lost)
+            }
+            ChangeKind::Placement => {
+                let Some((kind, object)) = PlacementKind::parse_log_id(&id) else {
+                    return Err(crate::error::DomainError::internal(format!(
+                        "a placement change names {id}"
+                    ))
+                    .into());
+                };
+                let rows = store.placements_of(kind, object).await?;
+                Patch::Placement(
+                    kind,
+                    object.to_string(),
+                    rows.into_iter().map(|(pod, r)| (pod, r.node)).collect(),
+                )
+            }
             ChangeKind::Pod => Patch::Pods(store.list_pods().await?),
             ChangeKind::LocalTag => {
                 let tags = store.local_tags_of(&id).await?;
@@ -524,14 +569,33 @@ impl Intent {
                 self.derive_bridge(project);
                 out.push(Change::Project(project.clone()));
             }
-            Patch::Node(name, reg) => {
+            Patch::Node(name, reg, lost) => {
                 match reg {
                     Some(r) => self.nodes.insert(name.clone(), r.clone()),
                     None => self.nodes.remove(name),
                 };
-                let item = reg.as_ref().map(planner::Node::from);
+                if *lost && reg.is_some() {
+                    self.lost.insert(name.clone());
+                } else {
+                    self.lost.remove(name);
+                }
+                let item = reg.as_ref().map(|r| planner::Node {
+                    lost: *lost,
+                    ..planner::Node::from(r)
+                });
                 upsert_by_id(&mut self.snapshot.nodes, name, |n| &n.name, item);
                 out.push(Change::Node(name.clone()));
+            }
+            Patch::Placement(kind, id, held) => {
+                let key = (*kind, id.clone());
+                if held.is_empty() {
+                    self.placements.remove(&key);
+                } else {
+                    self.placements.insert(key, held.clone());
+                }
+                // Nothing to re-plan: the planner wrote what it had already chosen from the
+                // same snapshot (a held node is kept only when it is the one it would choose).
+                self.derive_placements(*kind, id);
             }
             Patch::Pods(pods) => {
                 self.pods = pods
@@ -787,6 +851,23 @@ impl Intent {
             a.remove(project);
         } else {
             a.insert(project.to_string(), tags);
+        }
+    }
+
+    /// The planner's view of one object's sticky placements.
+    fn derive_placements(&mut self, kind: PlacementKind, id: &str) {
+        let a = &mut self.snapshot.allocations;
+        let m = match kind {
+            PlacementKind::Router => &mut a.router_nodes,
+            PlacementKind::Dhcp => &mut a.dhcp_nodes,
+        };
+        match self.placements.get(&(kind, id.to_string())) {
+            Some(held) => {
+                m.insert(id.to_string(), held.clone());
+            }
+            None => {
+                m.remove(id);
+            }
         }
     }
 

@@ -31,6 +31,7 @@ pub mod auth;
 pub mod config;
 pub mod core;
 pub mod error;
+pub mod failover;
 pub mod failpoint;
 pub mod intent;
 pub mod ipam;

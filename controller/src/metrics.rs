@@ -26,6 +26,9 @@ pub struct ControllerMetrics {
     replanned: Counter,
     drift: Counter,
     job_seconds: Family<Labels, Histogram, fn() -> Histogram>,
+    failovers: Family<Labels, Counter>,
+    failover_seconds: Histogram,
+    partitions: Family<Labels, Counter>,
 }
 
 fn latency_buckets() -> Histogram {
@@ -39,6 +42,22 @@ impl Default for ControllerMetrics {
 }
 
 impl ControllerMetrics {
+    /// Count a failover in `pod` that took `took` from the first down report to the
+    /// published revisions.
+    pub fn record_failover(&self, pod: &str, took: Duration) {
+        self.failovers
+            .get_or_create(&vec![("pod".into(), pod.into())])
+            .inc();
+        self.failover_seconds.observe(took.as_secs_f64());
+    }
+
+    /// Count a partition nobody can judge from the reports, in `pod`.
+    pub fn record_partition(&self, pod: &str) {
+        self.partitions
+            .get_or_create(&vec![("pod".into(), pod.into())])
+            .inc();
+    }
+
     /// Registers every metric under the `crosspod_controller` prefix.
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("crosspod_controller");
@@ -104,7 +123,29 @@ impl ControllerMetrics {
             "Time from a job's start to SUCCESS or FAIL, by type and outcome",
             job_seconds.clone(),
         );
+        let failovers = Family::<Labels, Counter>::default();
+        registry.register(
+            "failovers",
+            "Nodes judged lost whose router instances and DHCP servers moved, by pod",
+            failovers.clone(),
+        );
+        let failover_seconds =
+            Histogram::new([0.1, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0].into_iter());
+        registry.register(
+            "failover_duration_seconds",
+            "From the first report of a node down to its moved instances' revisions published",
+            failover_seconds.clone(),
+        );
+        let partitions = Family::<Labels, Counter>::default();
+        registry.register(
+            "partitions_seen",
+            "Times a node and its peers saw each other down with nobody fenced (nothing moves), by pod",
+            partitions.clone(),
+        );
         ControllerMetrics {
+            failovers,
+            failover_seconds,
+            partitions,
             registry,
             job_seconds,
             requests,

@@ -31,6 +31,7 @@ use crate::ipam;
 use crate::metrics::ControllerMetrics;
 use crate::naming::*;
 use crate::store::changes::{ChangeKind, Cursor};
+use crate::store::failover::PlacementKind;
 use crate::store::Store;
 use crate::store::{FixedIpRequest, NewNetwork, NewPort, Port, SegmentRequest, Subnet};
 
@@ -295,7 +296,9 @@ impl Realizer {
             AllocationKey::BridgeIp { router_id: id, .. }
             | AllocationKey::LegIp { router_id: id, .. } => id == router_id,
             AllocationKey::LocalTag { network_id, .. } => networks.contains(&network_id.as_str()),
-            AllocationKey::DhcpIp { .. } => false,
+            AllocationKey::DhcpIp { .. }
+            | AllocationKey::RouterNode { .. }
+            | AllocationKey::DhcpNode { .. } => false,
         })
     }
 
@@ -764,6 +767,10 @@ async fn load_intent(core: &dyn Deps) -> Result<Intent, StoreError> {
     i.snapshot.bridge_vxlan =
         core.config().bridge_network_type == crate::config::BridgeNetworkType::Vxlan;
     i.snapshot.global_physnet_mtu = core.config().global_physnet_mtu;
+    let f = &core.config().failover;
+    i.snapshot.failback = f.failback;
+    i.snapshot.liveness_interval_ms = f.interval_ms;
+    i.snapshot.liveness_multiplier = f.multiplier;
     Ok(i)
 }
 
@@ -985,6 +992,24 @@ async fn allocate(core: &dyn Deps, key: &AllocationKey, intent: &Intent) -> Resu
         AllocationKey::BridgeTag { project_id, pod } => {
             allocate_local_tag(core, &bridge_network_id(project_id), pod).await
         }
+        AllocationKey::RouterNode {
+            router_id,
+            pod,
+            node,
+        } => {
+            store
+                .hold_placement(PlacementKind::Router, router_id, pod, node)
+                .await
+        }
+        AllocationKey::DhcpNode {
+            network_id,
+            pod,
+            node,
+        } => {
+            store
+                .hold_placement(PlacementKind::Dhcp, network_id, pod, node)
+                .await
+        }
     }
 }
 
@@ -1039,6 +1064,24 @@ async fn release(core: &dyn Deps, key: &AllocationKey) -> Result<(), StoreError>
             pod,
             subnet_id,
         } => release_dhcp_ip(core, network_id, pod, subnet_id).await,
+        AllocationKey::RouterNode {
+            router_id,
+            pod,
+            node,
+        } => {
+            store
+                .release_placement(PlacementKind::Router, router_id, pod, node)
+                .await
+        }
+        AllocationKey::DhcpNode {
+            network_id,
+            pod,
+            node,
+        } => {
+            store
+                .release_placement(PlacementKind::Dhcp, network_id, pod, node)
+                .await
+        }
     }
 }
 

@@ -15,6 +15,7 @@ pub async fn background(core: Arc<Core>) {
     if core.store.backend() == crate::store::Backend::Postgres {
         tokio::spawn(listen(core.clone()));
     }
+    tokio::spawn(crate::failover::watch(core.clone()));
     let mut reports = core.reports.subscribe();
     let mut last_jobs = Instant::now() - Duration::from_secs(1);
     // RUNNING jobs are judged when something they wait for may have happened (a pass that

@@ -38,6 +38,7 @@ fn build() -> Snapshot {
                 uplinks: maps.iter().map(|m| m.0.clone()).collect(),
                 bridge_mappings: maps.into_iter().collect(),
                 local_ip: None,
+                lost: false,
             });
         }
     }
@@ -255,6 +256,27 @@ fn allocate(s: &mut Snapshot) {
                 p.ips.insert(subnet_id, v4(0x0a04_00f0));
                 s.allocations.set_dhcp_port(&network_id, &pod, Some(p));
             }
+            AllocationKey::RouterNode {
+                router_id,
+                pod,
+                node,
+            } => s.allocations.set_router_node(&router_id, &pod, Some(&node)),
+            AllocationKey::DhcpNode {
+                network_id,
+                pod,
+                node,
+            } => s.allocations.set_dhcp_node(&network_id, &pod, Some(&node)),
+        }
+    }
+    // DHCP servers are placed once their ports have addresses: record those placements too.
+    for k in required_allocations(s).allocate {
+        if let AllocationKey::DhcpNode {
+            network_id,
+            pod,
+            node,
+        } = k
+        {
+            s.allocations.set_dhcp_node(&network_id, &pod, Some(&node));
         }
     }
     assert!(required_allocations(s).allocate.is_empty());
@@ -466,6 +488,7 @@ fn vxlan() {
             bridge_mappings: [("bridge".to_string(), "br-vlan".to_string())].into(),
             uplinks: ["bridge".to_string()].into(),
             local_ip: Some(v4(0xc0a8_3200 + n as u32 + 1)),
+            lost: false,
         });
     }
     for k in 0..100u32 {

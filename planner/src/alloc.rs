@@ -60,6 +60,25 @@ pub enum AllocationKey {
         /// Subnet the address comes from.
         subnet_id: String,
     },
+    /// The node a router's instance in a pod is placed on, kept so the instance stays there
+    /// (sticky placement): rewritten when the instance moves (failover, failback).
+    RouterNode {
+        /// Router id.
+        router_id: String,
+        /// Pod of the instance.
+        pod: String,
+        /// The node hosting it.
+        node: String,
+    },
+    /// The node a network's DHCP server in a pod is placed on (sticky, as [`Self::RouterNode`]).
+    DhcpNode {
+        /// Network id.
+        network_id: String,
+        /// Pod of the server.
+        pod: String,
+        /// The node running it.
+        node: String,
+    },
 }
 
 /// What to allocate and what to release, each sorted.
@@ -156,6 +175,27 @@ pub(crate) fn needed(t: &Topology<'_>) -> BTreeSet<AllocationKey> {
             });
         }
     }
+    for r in &t.router_list {
+        for (pod, node) in t.instances.get(r.id.as_str()).into_iter().flatten() {
+            out.insert(AllocationKey::RouterNode {
+                router_id: r.id.clone(),
+                pod: pod.to_string(),
+                node: node.to_string(),
+            });
+        }
+    }
+    for (node, nets) in &t.dhcp_by_node {
+        let Some(pod) = t.node_pod(node) else {
+            continue;
+        };
+        for net in nets {
+            out.insert(AllocationKey::DhcpNode {
+                network_id: net.to_string(),
+                pod: pod.to_string(),
+                node: node.to_string(),
+            });
+        }
+    }
     for (net, pod, subnets) in crate::dhcp::needed(t) {
         for s in subnets {
             out.insert(AllocationKey::DhcpIp {
@@ -201,12 +241,12 @@ pub fn required_allocations_for_change(
     diff(new, &needed(&t_new), |k| match k {
         AllocationKey::BridgeNetwork { project_id }
         | AllocationKey::BridgeTag { project_id, .. } => scope.contains(project_id.as_str()),
-        AllocationKey::BridgeIp { router_id, .. } | AllocationKey::LegIp { router_id, .. } => {
-            routers.contains(router_id.as_str())
-        }
-        AllocationKey::LocalTag { network_id, .. } | AllocationKey::DhcpIp { network_id, .. } => {
-            nets.contains(network_id.as_str())
-        }
+        AllocationKey::BridgeIp { router_id, .. }
+        | AllocationKey::LegIp { router_id, .. }
+        | AllocationKey::RouterNode { router_id, .. } => routers.contains(router_id.as_str()),
+        AllocationKey::LocalTag { network_id, .. }
+        | AllocationKey::DhcpIp { network_id, .. }
+        | AllocationKey::DhcpNode { network_id, .. } => nets.contains(network_id.as_str()),
     })
 }
 
@@ -235,6 +275,16 @@ fn diff(
                 pod,
                 subnet_id,
             } => a.dhcp_ip(network_id, pod, subnet_id).is_some(),
+            AllocationKey::RouterNode {
+                router_id,
+                pod,
+                node,
+            } => a.router_node(router_id, pod) == Some(node.as_str()),
+            AllocationKey::DhcpNode {
+                network_id,
+                pod,
+                node,
+            } => a.dhcp_node(network_id, pod) == Some(node.as_str()),
         }
     };
     let allocate = need.iter().filter(|k| !held(k)).cloned().collect();
@@ -305,6 +355,30 @@ fn diff(
                 if !need.contains(&k) && owned(&k) {
                     release.push(k);
                 }
+            }
+        }
+    }
+    for (r, pods) in &a.router_nodes {
+        for (pod, node) in pods {
+            let k = AllocationKey::RouterNode {
+                router_id: r.clone(),
+                pod: pod.clone(),
+                node: node.clone(),
+            };
+            if !need.contains(&k) && owned(&k) {
+                release.push(k);
+            }
+        }
+    }
+    for (n, pods) in &a.dhcp_nodes {
+        for (pod, node) in pods {
+            let k = AllocationKey::DhcpNode {
+                network_id: n.clone(),
+                pod: pod.clone(),
+                node: node.clone(),
+            };
+            if !need.contains(&k) && owned(&k) {
+                release.push(k);
             }
         }
     }

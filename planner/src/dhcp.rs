@@ -87,7 +87,8 @@ impl<'a> Topology<'a> {
             let physnet = self.physnet_of(net);
             let mut needs = crate::topology::Needs::default();
             needs.add_network(self, net);
-            let Some(node) = self.rank(pod, &net.id, &needs).into_iter().next() else {
+            let held = self.snap.allocations.dhcp_node(&net.id, pod);
+            let Some(node) = self.choose(pod, &net.id, &needs, held) else {
                 continue;
             };
             let mapped = self

@@ -188,6 +188,8 @@ fn patch(
             segments,
         });
     }
+    // The liveness sessions follow from the pod's nodes alone, never from a scope.
+    s.liveness = now.liveness.clone();
     // A segment the scope shares with projects outside it (an external network's gateway legs)
     // stays trunked while anything outside the scope still uses it on this bridge.
     for (name, b) in &was.bridges {

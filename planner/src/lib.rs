@@ -45,6 +45,19 @@ pub use wire::NodeDesiredState;
 
 use topology::Topology;
 
+/// Where one instance of a router runs (see [`Planner::placement`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstancePlacement {
+    /// Pod of the instance.
+    pub pod: String,
+    /// The node hosting it.
+    pub active: String,
+    /// The alive candidates that would take it, in order.
+    pub standbys: Vec<String>,
+    /// The top candidate counting lost nodes: where it would run with every node alive.
+    pub home: Option<String>,
+}
+
 /// The desired state of every registered node, by node name.
 pub fn plan_all(snap: &Snapshot) -> BTreeMap<String, NodeDesiredState> {
     let t = Topology::build(snap);
@@ -126,6 +139,35 @@ impl<'a> Planner<'a> {
         };
         let needs = self.t.router_needs(r, pod);
         self.t.rank(pod, router, &needs)
+    }
+
+    /// Where each instance of `router` runs, by pod: the active node, its standbys in order
+    /// (the alive candidates after it), and the node it would be on with every node alive
+    /// (`home`; the instance has moved when that differs). Empty for an unknown router.
+    pub fn placement(&self, router: &str) -> Vec<InstancePlacement> {
+        let Some(r) = self.t.routers.get(router) else {
+            return Vec::new();
+        };
+        let Some(inst) = self.t.instances.get(router) else {
+            return Vec::new();
+        };
+        inst.iter()
+            .map(|(pod, active)| {
+                let needs = self.t.router_needs(r, pod);
+                InstancePlacement {
+                    pod: pod.to_string(),
+                    active: active.to_string(),
+                    standbys: self
+                        .t
+                        .rank(pod, router, &needs)
+                        .into_iter()
+                        .filter(|n| n != active)
+                        .map(str::to_string)
+                        .collect(),
+                    home: self.t.home(pod, router, &needs).map(str::to_string),
+                }
+            })
+            .collect()
     }
 
     /// Allocations needed by this snapshot.

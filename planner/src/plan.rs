@@ -6,8 +6,8 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 use wire::names::{ifname, router_namespace};
 use wire::{
-    BridgeState, FloatingRule, LegKind, Nat, NodeDesiredState, PortBinding, ProbeKind, ProbeTarget,
-    Route, RouterInstance, RouterLeg, SnatRule, TunnelSegment, Tunnels,
+    BridgeState, FloatingRule, LegKind, Liveness, Nat, NodeDesiredState, PortBinding, ProbeKind,
+    ProbeTarget, Route, RouterInstance, RouterLeg, SnatRule, TunnelSegment, Tunnels,
 };
 
 use crate::names;
@@ -182,8 +182,30 @@ pub(crate) fn plan_node(t: &Topology<'_>, node: &Node) -> NodeDesiredState {
             segments,
         });
     }
+    state.liveness = liveness(t, node);
     crate::security::fill_groups(t, &mut state);
     state
+}
+
+/// The BFD sessions of a node with a tunnel endpoint: one per other node of its pod that has
+/// one (lost ones too, so they are seen coming back); `None` when there is none.
+fn liveness(t: &Topology<'_>, node: &Node) -> Option<Liveness> {
+    node.local_ip?;
+    let peers: BTreeMap<String, IpAddr> = t
+        .nodes_by_pod
+        .get(node.pod.as_str())?
+        .iter()
+        .filter(|n| n.name != node.name)
+        .filter_map(|n| n.local_ip.map(|ip| (n.name.clone(), ip)))
+        .collect();
+    if peers.is_empty() {
+        return None;
+    }
+    Some(Liveness {
+        peers,
+        interval_ms: t.snap.liveness_interval_ms,
+        multiplier: t.snap.liveness_multiplier,
+    })
 }
 
 /// The VNI and (tag-less, peer-less) tunnel segment of a VxLAN segment; `None` for others.

@@ -48,7 +48,20 @@ pub struct Snapshot {
     /// The underlay's MTU (Neutron's `global_physnet_mtu`): a router leg on a network whose
     /// MTU is below it gets that MTU set.
     pub global_physnet_mtu: u16,
+    /// Whether a router instance or DHCP server that moved off a lost node moves back to its
+    /// top candidate once that node is alive again (the controller's `--failback`); without
+    /// it, an instance stays where it moved.
+    pub failback: bool,
+    /// The BFD sessions' transmit/receive interval in milliseconds (`--bfd-interval-ms`).
+    pub liveness_interval_ms: u32,
+    /// The BFD detect multiplier (`--bfd-multiplier`).
+    pub liveness_multiplier: u8,
 }
+
+/// Default BFD interval: with the multiplier, detection in 1.5 s.
+pub const DEFAULT_LIVENESS_INTERVAL_MS: u32 = 500;
+/// The BFD detect multiplier (OVS's BFD has it fixed at 3).
+pub const DEFAULT_LIVENESS_MULTIPLIER: u8 = 3;
 
 /// Neutron's default `global_physnet_mtu`.
 pub const DEFAULT_GLOBAL_PHYSNET_MTU: u16 = 1500;
@@ -79,6 +92,9 @@ impl Default for Snapshot {
             port_security: BTreeMap::new(),
             bridge_vxlan: false,
             global_physnet_mtu: DEFAULT_GLOBAL_PHYSNET_MTU,
+            failback: false,
+            liveness_interval_ms: DEFAULT_LIVENESS_INTERVAL_MS,
+            liveness_multiplier: DEFAULT_LIVENESS_MULTIPLIER,
         }
     }
 }
@@ -123,6 +139,9 @@ pub struct Node {
     pub uplinks: BTreeSet<String>,
     /// The node's tunnel endpoint (`local_ip`); a node without one carries no VxLAN segment.
     pub local_ip: Option<IpAddr>,
+    /// Judged lost by the controller from its pod peers' liveness reports: it is no candidate
+    /// for any router instance or DHCP server until judged alive again.
+    pub lost: bool,
 }
 
 /// Neutron `provider:network_type`.
@@ -364,6 +383,10 @@ pub struct Allocations {
     pub bridge_tags: BTreeMap<String, BTreeMap<String, u16>>,
     /// network → pod → its DHCP port.
     pub dhcp_ports: BTreeMap<String, BTreeMap<String, DhcpPort>>,
+    /// router → pod → the node its instance there was placed on (sticky placement).
+    pub router_nodes: BTreeMap<String, BTreeMap<String, String>>,
+    /// network → pod → the node its DHCP server there was placed on (sticky placement).
+    pub dhcp_nodes: BTreeMap<String, BTreeMap<String, String>>,
 }
 
 impl Allocations {
@@ -453,12 +476,51 @@ impl Allocations {
             .or_default()
             .insert(pod.to_string(), tag);
     }
+    /// The node held for router `router`'s instance in `pod`.
+    pub fn router_node(&self, router: &str, pod: &str) -> Option<&str> {
+        self.router_nodes.get(router)?.get(pod).map(String::as_str)
+    }
+    /// The node held for network `network`'s DHCP server in `pod`.
+    pub fn dhcp_node(&self, network: &str, pod: &str) -> Option<&str> {
+        self.dhcp_nodes.get(network)?.get(pod).map(String::as_str)
+    }
+    /// Record (`Some`) or forget (`None`) the node held for a router instance.
+    pub fn set_router_node(&mut self, router: &str, pod: &str, node: Option<&str>) {
+        set_nested(&mut self.router_nodes, router, pod, node);
+    }
+    /// Record (`Some`) or forget (`None`) the node held for a DHCP server.
+    pub fn set_dhcp_node(&mut self, network: &str, pod: &str, node: Option<&str>) {
+        set_nested(&mut self.dhcp_nodes, network, pod, node);
+    }
     /// Record a local tag.
     pub fn set_local_tag(&mut self, network: &str, pod: &str, tag: u16) {
         self.local_tags
             .entry(network.to_string())
             .or_default()
             .insert(pod.to_string(), tag);
+    }
+}
+
+fn set_nested(
+    m: &mut BTreeMap<String, BTreeMap<String, String>>,
+    id: &str,
+    pod: &str,
+    node: Option<&str>,
+) {
+    match node {
+        Some(n) => {
+            m.entry(id.to_string())
+                .or_default()
+                .insert(pod.to_string(), n.to_string());
+        }
+        None => {
+            if let Some(p) = m.get_mut(id) {
+                p.remove(pod);
+                if p.is_empty() {
+                    m.remove(id);
+                }
+            }
+        }
     }
 }
 
@@ -471,6 +533,7 @@ impl From<&wire::NodeRegistration> for Node {
             bridge_mappings: r.bridge_mappings.clone(),
             uplinks: r.uplinks.clone(),
             local_ip: r.local_ip,
+            lost: false,
         }
     }
 }

@@ -478,7 +478,8 @@ impl<'a> Topology<'a> {
                     continue;
                 }
                 let needs = self.router_needs(r, pod);
-                if let Some(node) = self.rank(pod, &r.id, &needs).into_iter().next() {
+                let held = self.snap.allocations.router_node(&r.id, pod);
+                if let Some(node) = self.choose(pod, &r.id, &needs, held) {
                     placed.insert(pod, node);
                     self.instances_by_node
                         .entry(node)
@@ -543,13 +544,60 @@ impl<'a> Topology<'a> {
     /// mapped, the most needed uplinks, and among equals the highest rendezvous weight of
     /// (`key`, node), so instances spread over equal nodes, stay put when unrelated things
     /// change, and a lost node moves only its own.
+    /// Lost nodes are left out.
     pub(crate) fn rank(&self, pod: &str, key: &str, needs: &Needs<'_>) -> Vec<&'a str> {
+        self.scored(pod, key, needs, false)
+            .into_iter()
+            .map(|(_, n)| n)
+            .collect()
+    }
+
+    /// The node for what `needs` describes in `pod`: the node `held` for it (its sticky
+    /// placement) while that node is alive and as fit as the best (same physnets and uplinks),
+    /// unless failback is on and it is not the top candidate; else the top alive candidate.
+    pub(crate) fn choose(
+        &self,
+        pod: &str,
+        key: &str,
+        needs: &Needs<'_>,
+        held: Option<&str>,
+    ) -> Option<&'a str> {
+        let ranked = self.scored(pod, key, needs, false);
+        let (top_score, top) = *ranked.first()?;
+        let Some(held) = held else {
+            return Some(top);
+        };
+        if self.snap.failback {
+            // The top candidate of all, lost or not: the instance returns once it is alive.
+            return Some(top);
+        }
+        ranked
+            .iter()
+            .find(|(score, n)| *n == held && (score.0, score.1) == (top_score.0, top_score.1))
+            .map(|(_, n)| *n)
+            .or(Some(top))
+    }
+
+    /// The top candidate of `pod` counting lost nodes too: where the instance would be with
+    /// every node alive (an instance elsewhere has moved).
+    pub(crate) fn home(&self, pod: &str, key: &str, needs: &Needs<'_>) -> Option<&'a str> {
+        self.scored(pod, key, needs, true).first().map(|(_, n)| *n)
+    }
+
+    fn scored(
+        &self,
+        pod: &str,
+        key: &str,
+        needs: &Needs<'_>,
+        with_lost: bool,
+    ) -> Vec<((usize, usize, u64), &'a str)> {
         let Some(nodes) = self.nodes_by_pod.get(pod) else {
             return Vec::new();
         };
         let mut ranked: Vec<((usize, usize, u64), &'a Node)> = nodes
             .iter()
             .copied()
+            .filter(|n| with_lost || !n.lost)
             .filter(|n| !needs.vxlan || n.local_ip.is_some())
             .map(|n| {
                 let mapped = needs
@@ -566,7 +614,10 @@ impl<'a> Topology<'a> {
             })
             .collect();
         ranked.sort_by(|(a, na), (b, nb)| b.cmp(a).then_with(|| na.name.cmp(&nb.name)));
-        ranked.into_iter().map(|(_, n)| n.name.as_str()).collect()
+        ranked
+            .into_iter()
+            .map(|(s, n)| (s, n.name.as_str()))
+            .collect()
     }
 
     /// The router that serves a floating IP and the fixed IP it maps to, or why none does.

@@ -206,6 +206,11 @@ fn many_gateways() -> Snapshot {
                 s.allocations
                     .set_bridge_ip(&router_id, &pod, addr.into(), &mac());
             }
+            AllocationKey::RouterNode {
+                router_id,
+                pod,
+                node,
+            } => s.allocations.set_router_node(&router_id, &pod, Some(&node)),
             other => panic!("unexpected allocation {other:?}"),
         }
     }

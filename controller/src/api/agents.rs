@@ -194,6 +194,13 @@ async fn handle_as(
             let report = app.realizer.run_full(app).await?;
             Ok(respond(StatusCode::OK, &json!({"resync": report})))
         }
+        (["routers", id, "placement"], &Method::GET) => {
+            let instances = crate::service::failover::placement(app, who, id).await?;
+            Ok(respond(
+                StatusCode::OK,
+                &json!({"placement": {"router_id": id, "instances": instances}}),
+            ))
+        }
         (["routers", id, "realized"], &Method::GET) => {
             let r = app.store.get_router(id).await?;
             if !who.owns(&r.project_id) {

@@ -405,6 +405,8 @@ fn tricircle_admin() -> Value {
             "get": {"summary": "One job, active or from the log", "responses": {"200": ok(json!({"type": "object"})), "401": err(), "403": err(), "404": err()}},
             "put": {"summary": "Redo a NEW or FAIL job now (no body)", "responses": {"200": ok(json!({"type": "object"})), "400": err(), "401": err(), "403": err(), "404": err()}},
             "delete": {"summary": "Delete a NEW or FAIL job", "responses": {"200": ok(json!({"type": "object"})), "400": err(), "401": err(), "403": err(), "404": err()}}},
+        "/v1.0/routers/{id}/placement": {"parameters": [id_param()],
+            "get": {"summary": "Where each instance of a router runs, its standbys, and whether it moved (admin)", "responses": {"200": ok(json!({"type": "object"})), "401": err(), "403": err(), "404": err()}}},
         "/v1.0/routings": {
             "get": get("Where each network, subnet, router and port is realized, by pod (derived, read-only)", Value::Array(routing_params)),
             "post": refused("Refused: routings are derived (405)")},

@@ -75,6 +75,7 @@ const TRICIRCLE: &[&str] = &[
     "/v1.0/agents/{node}/status",
     "/v1.0/resync",
     "/v1.0/routers/{id}/realized",
+    "/v1.0/routers/{id}/placement",
     "/v1.0/jobs",
     "/v1.0/jobs/detail",
     "/v1.0/jobs/schemas",

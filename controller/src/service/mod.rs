@@ -9,6 +9,7 @@
 pub mod address_scopes;
 pub mod admin_query;
 pub mod agents;
+pub mod failover;
 pub mod floatingips;
 pub mod jobs;
 pub mod networks;

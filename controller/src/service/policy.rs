@@ -207,6 +207,7 @@ pub const POLICIES: &[(&str, Access, Rule)] = &[
     ("admin_api:routings:delete", Write, Rule::Admin),
     ("resync", Write, Rule::Admin),
     ("list_agents", Read, Rule::Admin),
+    ("get_router_placement", Read, Rule::Admin),
     ("delete_agent", Write, Rule::Admin),
     ("get_agent", Read, Rule::Admin),
     ("update_agent", Write, Rule::Admin),

@@ -55,6 +55,9 @@ pub enum ChangeKind {
     LocalTag,
     /// A security group or its rules (membership changes are the port's).
     SecurityGroup,
+    /// The sticky placements of one router's instances or one network's DHCP servers (id
+    /// `router:<id>` or `dhcp:<network>`).
+    Placement,
 }
 
 impl ChangeKind {
@@ -71,6 +74,7 @@ impl ChangeKind {
             ChangeKind::Pod => "pod",
             ChangeKind::LocalTag => "local_tag",
             ChangeKind::SecurityGroup => "security_group",
+            ChangeKind::Placement => "placement",
         }
     }
 
@@ -87,6 +91,7 @@ impl ChangeKind {
             "pod" => ChangeKind::Pod,
             "local_tag" => ChangeKind::LocalTag,
             "security_group" => ChangeKind::SecurityGroup,
+            "placement" => ChangeKind::Placement,
             _ => return None,
         })
     }
@@ -294,6 +299,8 @@ mod tests {
             ChangeKind::Node,
             ChangeKind::Pod,
             ChangeKind::LocalTag,
+            ChangeKind::SecurityGroup,
+            ChangeKind::Placement,
         ] {
             assert_eq!(ChangeKind::parse(k.as_str()), Some(k));
         }

@@ -212,6 +212,10 @@ pub struct AgentRow {
     pub description: String,
     /// False when an admin disabled the node: it takes no new port bindings.
     pub admin_state_up: bool,
+    /// Judged lost from its pod peers' liveness reports (router failover).
+    pub lost: bool,
+    /// When `lost` last flipped (empty: never).
+    pub lost_changed_at: String,
 }
 
 fn json_col<T: serde::de::DeserializeOwned>(
@@ -274,6 +278,8 @@ fn agent_from_row(r: &AnyRow) -> Result<AgentRow, StoreError> {
         report: report.and_then(|s| serde_json::from_str(&s).ok()),
         description: col_s(r, "description")?,
         admin_state_up: col_i(r, "admin_state_up")? != 0,
+        lost: col_i(r, "lost")? != 0,
+        lost_changed_at: col_s(r, "lost_changed_at")?,
     })
 }
 

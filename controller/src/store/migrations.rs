@@ -41,6 +41,16 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         super::security_groups::SECURITY_GROUPS_MIGRATION,
     ),
     (15, "VxLAN VNI allocations", VNI_ALLOCATIONS),
+    (
+        16,
+        "router failover: a node's lost flag",
+        super::failover::LOST_MIGRATION,
+    ),
+    (
+        17,
+        "router failover: sticky placements",
+        super::failover::PLACEMENTS_MIGRATION,
+    ),
 ];
 
 /// One row per VNI held by a VxLAN network: the primary key makes a VNI unique, the cascade

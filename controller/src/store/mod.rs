@@ -10,6 +10,7 @@
 mod bridge;
 pub mod changes;
 mod dhcp;
+pub mod failover;
 pub mod jobs;
 pub mod l3;
 mod migrations;

@@ -43,6 +43,7 @@ pub fn node(name: &str, pod: &str, maps: &[(&str, &str)]) -> Node {
             .collect(),
         uplinks: maps.iter().map(|(p, _)| p.to_string()).collect(),
         local_ip: None,
+        lost: false,
     }
 }
 
@@ -341,6 +342,12 @@ pub fn settle(s: &mut Snapshot) -> AllocationPlan {
                 p.ips.remove(subnet_id);
                 a.set_dhcp_port(network_id, pod, Some(p));
             }
+            AllocationKey::RouterNode { router_id, pod, .. } => {
+                a.set_router_node(router_id, pod, None)
+            }
+            AllocationKey::DhcpNode {
+                network_id, pod, ..
+            } => a.set_dhcp_node(network_id, pod, None),
         }
     }
     a.bridge_ips.retain(|_, m| !m.is_empty());
@@ -465,8 +472,10 @@ pub fn settle(s: &mut Snapshot) -> AllocationPlan {
                 p.ips.insert(subnet_id.clone(), addr);
                 a.set_dhcp_port(network_id, pod, Some(p));
             }
+            AllocationKey::RouterNode { .. } | AllocationKey::DhcpNode { .. } => {}
         }
     }
+    hold_placements(s);
     assert!(
         required_allocations(s).is_empty(),
         "one settle round must be enough: {:?}",
@@ -547,4 +556,50 @@ pub fn assert_guide_shape(s: &Snapshot, with_fip: bool) {
         plans["node2"].bridges["br-ext"].trunks,
         BTreeSet::from([3001])
     );
+}
+
+/// Record the sticky placements the snapshot needs (a DHCP server is placed only once its
+/// port has an address, so after the other allocations), as the controller does.
+pub fn hold_placements(s: &mut Snapshot) {
+    let plan = required_allocations(s);
+    let a = &mut s.allocations;
+    for k in plan.release.iter().chain(plan.allocate.iter()) {
+        match k {
+            AllocationKey::RouterNode { router_id, pod, .. } => {
+                a.set_router_node(router_id, pod, None)
+            }
+            AllocationKey::DhcpNode {
+                network_id, pod, ..
+            } => a.set_dhcp_node(network_id, pod, None),
+            _ => {}
+        }
+    }
+    for k in &plan.allocate {
+        match k {
+            AllocationKey::RouterNode {
+                router_id,
+                pod,
+                node,
+            } => a.set_router_node(router_id, pod, Some(node)),
+            AllocationKey::DhcpNode {
+                network_id,
+                pod,
+                node,
+            } => a.set_dhcp_node(network_id, pod, Some(node)),
+            _ => {}
+        }
+    }
+}
+
+/// The keys other than sticky placements (which follow every instance and server).
+pub fn without_placements(keys: &[AllocationKey]) -> Vec<AllocationKey> {
+    keys.iter()
+        .filter(|k| {
+            !matches!(
+                k,
+                AllocationKey::RouterNode { .. } | AllocationKey::DhcpNode { .. }
+            )
+        })
+        .cloned()
+        .collect()
 }

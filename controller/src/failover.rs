@@ -1,0 +1,222 @@
+//! Router failover's decision: which nodes are lost, judged from their pod peers' liveness
+//! reports (BFD sessions run by ovs-vswitchd, sent in the agents' status reports), never from
+//! the agents' long-polls or report times alone (an agent that crashed or lost its controller
+//! link while its data plane answers is not lost). The rule is in `docs/architecture.md`,
+//! "Failover"; [`judge`] is it.
+//!
+//! A node judged lost waits `--failover-hold-ms` (so a cut-off node has fenced itself), then
+//! one transaction flips its `lost` flag only if it is not already set and logs the change
+//! ([`crate::store::Store::set_node_lost`]): a second controller making the same decision
+//! flips nothing. The realizer then re-plans every node, with the lost node no candidate, and
+//! the moved instances' placements are rewritten.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::core::Core;
+use crate::store::l3::AgentRow;
+
+/// How often the reports are read again when nothing woke the watcher (reports recorded by
+/// another controller wake nobody here).
+pub const RECHECK: Duration = Duration::from_millis(100);
+
+/// What the reports say about a node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// A peer sees it up and it is not fenced.
+    Alive,
+    /// It fenced itself, or peers see it down, none up, and it does not see all of its
+    /// peers down while unfenced.
+    Lost,
+    /// It and its peers see each other down and nobody fenced: nobody can tell from the
+    /// reports which side is cut off, so nothing moves.
+    Partition,
+    /// Nothing to judge from (no liveness peers, no reports naming it): keep what was decided.
+    Unknown,
+}
+
+/// Judge `node` from the last reports of its pod's nodes (`pod`, itself included). Views of
+/// peers that are lost or fenced do not count: their reports are stale or cut off.
+pub fn judge(node: &AgentRow, pod: &[&AgentRow]) -> Verdict {
+    if node.registration.local_ip.is_none() {
+        return Verdict::Unknown;
+    }
+    let own = node.report.as_ref();
+    if own.is_some_and(|r| r.fenced) {
+        return Verdict::Lost;
+    }
+    let (mut up, mut down) = (false, false);
+    for p in pod {
+        if p.node == node.node || p.lost || p.registration.local_ip.is_none() {
+            continue;
+        }
+        let Some(r) = p.report.as_ref().filter(|r| !r.fenced) else {
+            continue;
+        };
+        match r.peers.iter().find(|v| v.node == node.node) {
+            Some(v) if v.up => up = true,
+            Some(_) => down = true,
+            None => {}
+        }
+    }
+    if up {
+        return Verdict::Alive;
+    }
+    if !down {
+        return Verdict::Unknown;
+    }
+    let sees_all_down = own.is_some_and(|r| !r.peers.is_empty() && r.peers.iter().all(|v| !v.up));
+    if sees_all_down {
+        Verdict::Partition
+    } else {
+        Verdict::Lost
+    }
+}
+
+/// The watcher's memory between rounds (per controller: the decision itself is in the store).
+#[derive(Default)]
+struct Watch {
+    /// Node → when this controller first saw it judged lost (the hold and the duration start).
+    down_since: BTreeMap<String, Instant>,
+    /// Nodes in a partition now (logged and counted once per episode).
+    partitioned: BTreeSet<String>,
+}
+
+/// Watch the reports and decide, until the process ends.
+pub async fn watch(core: Arc<Core>) {
+    let mut reports = core.reports.subscribe();
+    let mut w = Watch::default();
+    loop {
+        if let Err(e) = round(&core, &mut w).await {
+            tracing::warn!(error = %e, "judging node liveness failed; will retry");
+        }
+        tokio::select! {
+            _ = reports.changed() => {}
+            _ = tokio::time::sleep(RECHECK) => {}
+        }
+    }
+}
+
+async fn round(core: &Arc<Core>, w: &mut Watch) -> Result<(), crate::error::StoreError> {
+    let agents = core.store.list_agents().await?;
+    let mut by_pod: BTreeMap<&str, Vec<&AgentRow>> = BTreeMap::new();
+    for a in &agents {
+        by_pod.entry(a.pod.as_str()).or_default().push(a);
+    }
+    let hold = core.config.failover.hold;
+    for a in &agents {
+        let verdict = judge(a, &by_pod[a.pod.as_str()]);
+        if verdict == Verdict::Partition {
+            if w.partitioned.insert(a.node.clone()) {
+                tracing::warn!(node = %a.node, pod = %a.pod, "node and peers see each other down, nobody fenced: a partition; nothing moves");
+                core.metrics.record_partition(&a.pod);
+            }
+        } else {
+            w.partitioned.remove(&a.node);
+        }
+        match verdict {
+            Verdict::Lost if !a.lost => {
+                let since = *w.down_since.entry(a.node.clone()).or_insert_with(|| {
+                    tracing::info!(node = %a.node, pod = %a.pod, hold_ms = hold.as_millis() as u64, "node seen lost; holding before moving its instances");
+                    Instant::now()
+                });
+                if since.elapsed() < hold {
+                    continue;
+                }
+                if core.store.set_node_lost(&a.node, true).await? {
+                    tracing::warn!(node = %a.node, pod = %a.pod, "node lost: its router instances and DHCP servers move");
+                    if let Err(e) = core.realizer.run(&**core).await {
+                        tracing::warn!(error = %e.message, "publishing the failover failed; the realizer retries");
+                    }
+                    core.metrics.record_failover(&a.pod, since.elapsed());
+                }
+                w.down_since.remove(&a.node);
+            }
+            Verdict::Alive if a.lost => {
+                w.down_since.remove(&a.node);
+                if core.store.set_node_lost(&a.node, false).await? {
+                    tracing::info!(node = %a.node, pod = %a.pod, "node alive again");
+                    core.realizer.kick();
+                }
+            }
+            Verdict::Lost => {}
+            _ => {
+                w.down_since.remove(&a.node);
+            }
+        }
+    }
+    w.down_since
+        .retain(|n, _| agents.iter().any(|a| &a.node == n));
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(node: &str, ip: Option<&str>, peers: &[(&str, bool)], fenced: bool) -> AgentRow {
+        AgentRow {
+            node: node.into(),
+            pod: "P".into(),
+            registration: wire::NodeRegistration {
+                node: node.into(),
+                pod: "P".into(),
+                local_ip: ip.map(|i| i.parse().unwrap()),
+                ..Default::default()
+            },
+            registered_by: String::new(),
+            registered_at: String::new(),
+            last_report_at: None,
+            revision_applied: 0,
+            report: Some(wire::StatusReport {
+                node: node.into(),
+                peers: peers
+                    .iter()
+                    .map(|(n, up)| wire::PeerLiveness {
+                        node: n.to_string(),
+                        up: *up,
+                    })
+                    .collect(),
+                fenced,
+                ..Default::default()
+            }),
+            description: String::new(),
+            admin_state_up: true,
+            lost: false,
+            lost_changed_at: String::new(),
+        }
+    }
+
+    #[test]
+    fn the_decision_table() {
+        let ip = Some("192.0.2.1");
+        // a powered off: its last report still says b and c up; b and c see it down.
+        let a = row("a", ip, &[("b", true), ("c", true)], false);
+        let b = row("b", ip, &[("a", false), ("c", true)], false);
+        let c = row("c", ip, &[("a", false), ("b", true)], false);
+        assert_eq!(judge(&a, &[&a, &b, &c]), Verdict::Lost);
+        assert_eq!(judge(&b, &[&a, &b, &c]), Verdict::Alive);
+        // One peer still sees it up: not lost.
+        let c_up = row("c", ip, &[("a", true), ("b", true)], false);
+        assert_eq!(judge(&a, &[&a, &b, &c_up]), Verdict::Alive);
+        // Two nodes seeing each other down, nobody fenced: a partition.
+        let x = row("x", ip, &[("y", false)], false);
+        let y = row("y", ip, &[("x", false)], false);
+        assert_eq!(judge(&x, &[&x, &y]), Verdict::Partition);
+        // The cut-off one fenced itself: it is lost, and its views count for nothing.
+        let xf = row("x", ip, &[("y", false)], true);
+        assert_eq!(judge(&xf, &[&xf, &y]), Verdict::Lost);
+        assert_eq!(judge(&y, &[&xf, &y]), Verdict::Unknown);
+        // No views at all (agent never reported, no peers): nothing to judge.
+        let lone = row("l", ip, &[], false);
+        assert_eq!(judge(&lone, &[&lone]), Verdict::Unknown);
+        // No tunnel endpoint: no liveness, never judged.
+        let plain = row("p", None, &[], true);
+        assert_eq!(judge(&plain, &[&plain, &b]), Verdict::Unknown);
+        // A lost peer's stale "a is up" does not count.
+        let mut b_lost = row("b", ip, &[("a", true)], false);
+        b_lost.lost = true;
+        assert_eq!(judge(&a, &[&a, &b_lost, &c]), Verdict::Lost);
+    }
+}
