@@ -37,8 +37,10 @@ pub enum Verdict {
 }
 
 /// Judge `node` from the last reports of its pod's nodes (`pod`, itself included). Views of
-/// peers that are lost or fenced do not count: their reports are stale or cut off.
-pub fn judge(node: &AgentRow, pod: &[&AgentRow]) -> Verdict {
+/// peers that are lost or fenced do not count: their reports are stale or cut off. Neither do
+/// those of peers in `settling` (alive again only just): their BFD sessions are still coming
+/// back up, and "down" from them means "not re-established yet", not "lost".
+pub fn judge(node: &AgentRow, pod: &[&AgentRow], settling: &BTreeSet<&str>) -> Verdict {
     if node.registration.local_ip.is_none() {
         return Verdict::Unknown;
     }
@@ -48,7 +50,11 @@ pub fn judge(node: &AgentRow, pod: &[&AgentRow]) -> Verdict {
     }
     let (mut up, mut down) = (false, false);
     for p in pod {
-        if p.node == node.node || p.lost || p.registration.local_ip.is_none() {
+        if p.node == node.node
+            || p.lost
+            || p.registration.local_ip.is_none()
+            || settling.contains(p.node.as_str())
+        {
             continue;
         }
         let Some(r) = p.report.as_ref().filter(|r| !r.fenced) else {
@@ -105,8 +111,24 @@ async fn round(core: &Arc<Core>, w: &mut Watch) -> Result<(), crate::error::Stor
         by_pod.entry(a.pod.as_str()).or_default().push(a);
     }
     let hold = core.config.failover.hold;
+    // A node alive again less than this long ago: its sessions to its peers may still be
+    // re-establishing (OVS brings a down session back at its slow rate, about 1 s).
+    let settle = 2 * core.config.failover.detection() + Duration::from_secs(1);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let settling: BTreeSet<&str> = agents
+        .iter()
+        .filter(|a| {
+            !a.lost
+                && crate::store::parse_utc(&a.lost_changed_at)
+                    .is_some_and(|t| now.saturating_sub(t) <= settle.as_secs().max(1))
+        })
+        .map(|a| a.node.as_str())
+        .collect();
     for a in &agents {
-        let verdict = judge(a, &by_pod[a.pod.as_str()]);
+        let verdict = judge(a, &by_pod[a.pod.as_str()], &settling);
         if verdict == Verdict::Partition {
             if w.partitioned.insert(a.node.clone()) {
                 tracing::warn!(node = %a.node, pod = %a.pod, "node and peers see each other down, nobody fenced: a partition; nothing moves");
@@ -190,33 +212,48 @@ mod tests {
 
     #[test]
     fn the_decision_table() {
+        let none = BTreeSet::new();
         let ip = Some("192.0.2.1");
         // a powered off: its last report still says b and c up; b and c see it down.
         let a = row("a", ip, &[("b", true), ("c", true)], false);
         let b = row("b", ip, &[("a", false), ("c", true)], false);
         let c = row("c", ip, &[("a", false), ("b", true)], false);
-        assert_eq!(judge(&a, &[&a, &b, &c]), Verdict::Lost);
-        assert_eq!(judge(&b, &[&a, &b, &c]), Verdict::Alive);
+        assert_eq!(judge(&a, &[&a, &b, &c], &none), Verdict::Lost);
+        assert_eq!(judge(&b, &[&a, &b, &c], &none), Verdict::Alive);
         // One peer still sees it up: not lost.
         let c_up = row("c", ip, &[("a", true), ("b", true)], false);
-        assert_eq!(judge(&a, &[&a, &b, &c_up]), Verdict::Alive);
+        assert_eq!(judge(&a, &[&a, &b, &c_up], &none), Verdict::Alive);
         // Two nodes seeing each other down, nobody fenced: a partition.
         let x = row("x", ip, &[("y", false)], false);
         let y = row("y", ip, &[("x", false)], false);
-        assert_eq!(judge(&x, &[&x, &y]), Verdict::Partition);
+        assert_eq!(judge(&x, &[&x, &y], &none), Verdict::Partition);
         // The cut-off one fenced itself: it is lost, and its views count for nothing.
         let xf = row("x", ip, &[("y", false)], true);
-        assert_eq!(judge(&xf, &[&xf, &y]), Verdict::Lost);
-        assert_eq!(judge(&y, &[&xf, &y]), Verdict::Unknown);
+        assert_eq!(judge(&xf, &[&xf, &y], &none), Verdict::Lost);
+        assert_eq!(judge(&y, &[&xf, &y], &none), Verdict::Unknown);
         // No views at all (agent never reported, no peers): nothing to judge.
         let lone = row("l", ip, &[], false);
-        assert_eq!(judge(&lone, &[&lone]), Verdict::Unknown);
+        assert_eq!(judge(&lone, &[&lone], &none), Verdict::Unknown);
         // No tunnel endpoint: no liveness, never judged.
         let plain = row("p", None, &[], true);
-        assert_eq!(judge(&plain, &[&plain, &b]), Verdict::Unknown);
+        assert_eq!(judge(&plain, &[&plain, &b], &none), Verdict::Unknown);
         // A lost peer's stale "a is up" does not count.
         let mut b_lost = row("b", ip, &[("a", true)], false);
         b_lost.lost = true;
-        assert_eq!(judge(&a, &[&a, &b_lost, &c]), Verdict::Lost);
+        assert_eq!(judge(&a, &[&a, &b_lost, &c], &none), Verdict::Lost);
+        // x came back a moment ago: its session to y is not up again yet, while y already
+        // sees x. x's "y is down" is not a loss of y (it would flap the instance back).
+        let x_back = row("x", ip, &[("y", false)], false);
+        let y_sees = row("y", ip, &[("x", true)], false);
+        assert_eq!(judge(&y_sees, &[&x_back, &y_sees], &none), Verdict::Lost);
+        let settling = BTreeSet::from(["x"]);
+        assert_eq!(
+            judge(&y_sees, &[&x_back, &y_sees], &settling),
+            Verdict::Unknown
+        );
+        assert_eq!(
+            judge(&x_back, &[&x_back, &y_sees], &settling),
+            Verdict::Alive
+        );
     }
 }

@@ -9,6 +9,7 @@
 //!   the gateway address (nor ping a `DUP!`); mended, it stays standby (no flap back);
 //! - is powered off (daemons killed, namespaces gone): the instance moves back to the other
 //!   node and traffic resumes; started again, nothing flaps.
+//!
 //! Real controller, agents, OVS (BFD in ovs-vswitchd), namespaces, the openstack CLI. Root.
 
 use std::process::Command;
@@ -36,9 +37,29 @@ fn placement(lab: &Lab, router: &str, pod: &str) -> (String, Vec<String>) {
         .unwrap_or_else(|| panic!("no instance of {router} in {pod}: {text}"));
     let standbys = inst["standbys"]
         .as_array()
-        .map(|a| a.iter().filter_map(|s| s.as_str().map(String::from)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|s| s.as_str().map(String::from))
+                .collect()
+        })
         .unwrap_or_default();
-    (inst["node"].as_str().unwrap_or_default().to_string(), standbys)
+    (
+        inst["node"].as_str().unwrap_or_default().to_string(),
+        standbys,
+    )
+}
+
+fn placement_json(lab: &Lab, router: &str) -> String {
+    let o = Command::new("curl")
+        .args(["-sS"])
+        .arg(format!(
+            "http://127.0.0.1:{}/v1.0/routers/{router}/placement",
+            lab.tricircle
+        ))
+        .args(["-H", &format!("X-Auth-Token: {}", lab.admin)])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&o.stdout).to_string()
 }
 
 /// Waits until the instance of `router` in `pod` runs on `want`.
@@ -57,7 +78,15 @@ fn wait_active(lab: &Lab, router: &str, pod: &str, want: &str, timeout: Duration
 /// received). More replies than probes means two nodes answer for the address.
 fn arp_probe(lab: &Lab, addr: &str, secs: u32) -> (usize, usize) {
     let o = Command::new("ip")
-        .args(["netns", "exec", &lab.ns("ext"), "arping", "-b", "-s", "0.0.0.0"])
+        .args([
+            "netns",
+            "exec",
+            &lab.ns("ext"),
+            "arping",
+            "-b",
+            "-s",
+            "0.0.0.0",
+        ])
         .args(["-I", "gw0", "-w", &secs.to_string(), addr])
         .output()
         .expect("arping (iputils-arping, scripts/install-deps.sh)");
@@ -90,7 +119,10 @@ fn router_failover_in_the_gateway_pod() {
     let played = lab.play_guide("guide");
     let admin = lab.admin.clone();
     let router = lab
-        .os(&admin, &["router", "show", "R", "-f", "value", "-c", "id"])
+        .os(
+            &admin,
+            &["router", "show", "router", "-f", "value", "-c", "id"],
+        )
         .trim()
         .to_string();
     let info = lab.os(
@@ -98,7 +130,7 @@ fn router_failover_in_the_gateway_pod() {
         &[
             "router",
             "show",
-            "R",
+            "router",
             "-f",
             "json",
             "-c",
@@ -108,12 +140,16 @@ fn router_failover_in_the_gateway_pod() {
     let v: serde_json::Value = serde_json::from_str(&info).unwrap();
     let gateway_ip = v["external_gateway_info"]["external_fixed_ips"][0]["ip_address"]
         .as_str()
-        .unwrap_or_else(|| panic!("R has a gateway address: {info}"))
+        .unwrap_or_else(|| panic!("the router has a gateway address: {info}"))
         .to_string();
     let vm1 = lab.ns("vm1");
     let upstream = "163.3.124.1";
     let (first, standbys) = placement(&lab, &router, "RegionTwo");
-    assert_eq!(standbys.len(), 1, "one standby in a pod of two: {standbys:?}");
+    assert_eq!(
+        standbys.len(),
+        1,
+        "one standby in a pod of two: {standbys:?}"
+    );
     let second = standbys[0].clone();
     let warm = Duration::from_secs(1);
 
@@ -131,7 +167,11 @@ fn router_failover_in_the_gateway_pod() {
         "agent killed: no reply may be lost: {r:?}\n{}",
         lab.logs()
     );
-    assert_eq!(placement(&lab, &router, "RegionTwo").0, first, "agent killed: nothing moves");
+    assert_eq!(
+        placement(&lab, &router, "RegionTwo").0,
+        first,
+        "agent killed: nothing moves"
+    );
 
     // The controller is killed: nothing moves, nothing is lost; `lab up` brings it back.
     let p = Pinger::start(&vm1, upstream);
@@ -164,6 +204,7 @@ fn router_failover_in_the_gateway_pod() {
     lab.node_cut(&first);
     let now = wait_active(&lab, &router, "RegionTwo", &second, Duration::from_secs(20));
     assert_eq!(now, second, "cut: the standby takes over\n{}", lab.logs());
+    eprintln!("after the cut: {}", placement_json(&lab, &router));
     assert_single_answer(&lab, &gateway_ip, "right after the takeover");
     std::thread::sleep(Duration::from_secs(2));
     let r = p.stop();
@@ -180,7 +221,9 @@ fn router_failover_in_the_gateway_pod() {
     assert_eq!(
         placement(&lab, &router, "RegionTwo").0,
         second,
-        "mended: no flap back"
+        "mended: no flap back\n{}\n{}",
+        placement_json(&lab, &router),
+        lab.logs()
     );
 
     // The node now active is powered off: the instance moves back to the first node.
@@ -188,7 +231,12 @@ fn router_failover_in_the_gateway_pod() {
     std::thread::sleep(warm);
     lab.node_stop(&second);
     let now = wait_active(&lab, &router, "RegionTwo", &first, Duration::from_secs(20));
-    assert_eq!(now, first, "node lost: the standby takes over\n{}", lab.logs());
+    assert_eq!(
+        now,
+        first,
+        "node lost: the standby takes over\n{}",
+        lab.logs()
+    );
     std::thread::sleep(Duration::from_secs(2));
     let r = p.stop();
     assert!(
