@@ -180,6 +180,7 @@ async fn main() {
         metrics: Arc::new(AgentMetrics::new()),
         firewall: None,
         report_file: None,
+        fence_held: Default::default(),
     });
     let (tx, rx) = tokio::sync::watch::channel(Some(Arc::new(st.clone())));
     let a2 = agent.clone();
@@ -434,6 +435,7 @@ async fn lab_row(prefix: &str, fast: bool) {
         metrics: metrics.clone(),
         firewall: None,
         report_file: None,
+        fence_held: Default::default(),
     });
     let (tx, rx) = tokio::sync::watch::channel(Some(Arc::new(st)));
     let a2 = agent.clone();

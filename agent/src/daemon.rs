@@ -308,6 +308,17 @@ pub struct Agent<O, L> {
     pub firewall: Option<Firewall>,
     /// Standalone mode's report sink (`--report-file`): reports appended as JSON lines.
     pub report_file: Option<std::path::PathBuf>,
+    /// Whether the node is fenced and has not yet had its revision confirmed by the controller
+    /// since (see [`stay_fenced`]).
+    pub fence_held: std::sync::atomic::AtomicBool,
+}
+
+/// Whether a node stays fenced: while its liveness says so, and, once its peers answer again,
+/// until the controller confirms the revision it holds is current — a node cut off from its
+/// controller too must not bring back instances that moved while it was away (with no
+/// controller, as in standalone mode, there is nothing to wait for).
+pub fn stay_fenced(fenced_now: bool, held: bool, confirmed: Option<bool>) -> bool {
+    fenced_now || (held && confirmed == Some(false))
 }
 
 impl<O: OvsBackend, L: LinuxBackend> Agent<O, L> {
@@ -363,7 +374,25 @@ impl<O: OvsBackend, L: LinuxBackend> Agent<O, L> {
     ) -> (PassOutcome, StatusReport) {
         let mut intent = NodeIntent::from_desired(state, &self.ctx);
         let started = Instant::now();
-        let live = self.liveness(&intent).await;
+        let mut live = self.liveness(&intent).await;
+        use std::sync::atomic::Ordering::SeqCst;
+        let held = self.fence_held.load(SeqCst);
+        let confirmed = match (&self.client, held && !live.fenced) {
+            (Some(c), true) => Some(matches!(
+                c.watch::<WatchResponse>(state.revision, Duration::ZERO)
+                    .await,
+                Ok(None)
+            )),
+            _ => None,
+        };
+        live.fenced = stay_fenced(live.fenced, held, confirmed);
+        if held && !live.fenced {
+            tracing::info!(
+                revision = state.revision,
+                "peers answer and the controller confirms the revision: unfenced"
+            );
+        }
+        self.fence_held.store(live.fenced, SeqCst);
         intent.fenced = live.fenced;
         let mut pass = reconcile_once(&intent, &self.ovs, &self.linux).await;
         if let Some(fw) = &self.firewall {
@@ -921,6 +950,7 @@ mod tests {
             metrics: metrics.clone(),
             firewall: None,
             report_file: None,
+            fence_held: Default::default(),
         };
         let reg = NodeRegistration {
             pod: "RegionOne".into(),
@@ -1036,5 +1066,19 @@ mod tests {
             seen.intents
         );
         assert!(seen.ovs_applies.is_empty());
+    }
+
+    #[test]
+    fn a_fenced_node_unfences_only_on_a_confirmed_revision() {
+        // Cut off now: fenced, whatever the controller says.
+        assert!(super::stay_fenced(true, false, None));
+        assert!(super::stay_fenced(true, true, Some(true)));
+        // Peers answer again but the controller did not confirm the revision: stay fenced.
+        assert!(super::stay_fenced(false, true, Some(false)));
+        // Confirmed, or no controller at all (standalone): unfenced.
+        assert!(!super::stay_fenced(false, true, Some(true)));
+        assert!(!super::stay_fenced(false, true, None));
+        // Never fenced: nothing held.
+        assert!(!super::stay_fenced(false, false, None));
     }
 }

@@ -82,6 +82,7 @@ async fn run(cfg: AgentConfig) -> anyhow::Result<()> {
         metrics,
         firewall: Some(agent::firewall::Firewall::new(cfg.rundir())),
         report_file: cfg.report_file.clone(),
+        fence_held: Default::default(),
     };
     let reg = registration(&cfg)?;
     if cfg.once {

@@ -58,6 +58,7 @@ async fn agent(node: &Node) -> Arc<Agent<OvsdbBackend, NetnsBackend>> {
         metrics: Arc::new(AgentMetrics::new()),
         firewall: None,
         report_file: None,
+        fence_held: Default::default(),
     })
 }
 
