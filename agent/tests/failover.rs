@@ -12,7 +12,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{AgentProcess, Node, ROUTER};
-use plumbing::{Handle, Netns, VethEnd, VethSpec};
+use plumbing::{Handle, Netns};
 use serde_json::{json, Value};
 
 const A: &str = "192.168.50.1";
@@ -21,52 +21,10 @@ const C: &str = "192.168.50.3";
 /// BFD interval of the tests (OVS's multiplier is 3: a loss is seen after 300 ms).
 const INTERVAL_MS: u64 = 100;
 
-/// Plugs `node` into the underlay switch (`u0` in the node, `s<n>` on the switch) and puts
-/// `ip` on its `br-phy`; makes the VMs' bridge `br-vlan` and its uplink `eth1` (far end in a
-/// namespace of its own).
+/// The common underlay, plus the uplink `eth1` of `br-vlan` (far end in a namespace of its
+/// own), whose carrier is one of the node's data-plane links.
 fn underlay(sw: &Node, node: &Node, n: u8, ip: &str) {
-    plumbing::link::create_veth(&VethSpec {
-        a: VethEnd::new("u0", Netns::named(node.ns.clone())),
-        b: VethEnd::new(format!("s{n}"), Netns::named(sw.ns.clone())),
-        owner: "test-underlay".into(),
-    })
-    .unwrap();
-    sw.vsctl(&["add-port", "br-u", &format!("s{n}")]);
-    node.vsctl(&[
-        "add-br",
-        "br-phy",
-        "--",
-        "set",
-        "bridge",
-        "br-phy",
-        "datapath_type=netdev",
-        "--",
-        "add-port",
-        "br-phy",
-        "u0",
-    ]);
-    let mut h = Handle::new(&Netns::named(node.ns.clone())).unwrap();
-    for _ in 0..100 {
-        if h.link("br-phy").unwrap().is_some() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    for args in [
-        vec!["addr", "add", &format!("{ip}/24"), "dev", "br-phy"],
-        vec!["link", "set", "br-phy", "up"],
-    ] {
-        ip_in(&node.ns, &args);
-    }
-    node.vsctl(&[
-        "add-br",
-        "br-vlan",
-        "--",
-        "set",
-        "bridge",
-        "br-vlan",
-        "datapath_type=netdev",
-    ]);
+    common::underlay(sw, node, n, ip);
     node.uplink("eth1");
 }
 
@@ -80,17 +38,7 @@ fn ip_in(ns: &str, args: &[&str]) {
 }
 
 fn switch() -> Node {
-    let sw = Node::start();
-    sw.vsctl(&[
-        "add-br",
-        "br-u",
-        "--",
-        "set",
-        "bridge",
-        "br-u",
-        "datapath_type=netdev",
-    ]);
-    sw
+    common::underlay_switch()
 }
 
 /// A node's state: liveness towards `peers` (name, IP), optionally the router on tag 7.

@@ -10,66 +10,13 @@ use std::io::Read;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{ping, ChildGuard, Node, ROUTER};
-use plumbing::{Handle, Netns, VethEnd, VethSpec};
+use common::{ping, underlay, underlay_switch, ChildGuard, Node, ROUTER};
+use plumbing::{Handle, Netns};
 use serde_json::{json, Value};
 
 const A: &str = "192.168.50.1";
 const B: &str = "192.168.50.2";
 const C: &str = "192.168.50.3";
-
-/// Plugs `node` into the underlay switch and puts `ip` on its `br-phy`.
-fn underlay(sw: &Node, node: &Node, n: u8, ip: &str) {
-    plumbing::link::create_veth(&VethSpec {
-        a: VethEnd::new("u0", Netns::named(node.ns.clone())),
-        b: VethEnd::new(format!("s{n}"), Netns::named(sw.ns.clone())),
-        owner: "test-underlay".into(),
-    })
-    .unwrap();
-    sw.vsctl(&["add-port", "br-u", &format!("s{n}")]);
-    node.vsctl(&[
-        "add-br",
-        "br-phy",
-        "--",
-        "set",
-        "bridge",
-        "br-phy",
-        "datapath_type=netdev",
-        "--",
-        "add-port",
-        "br-phy",
-        "u0",
-    ]);
-    let mut h = Handle::new(&Netns::named(node.ns.clone())).unwrap();
-    for _ in 0..100 {
-        if h.link("br-phy").unwrap().is_some() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    // OVS made br-phy, not crosspod: plumbing would refuse it; plain `ip` as the recipe does.
-    for args in [
-        vec!["addr", "add", &format!("{ip}/24"), "dev", "br-phy"],
-        vec!["link", "set", "br-phy", "up"],
-    ] {
-        let st = Command::new("ip")
-            .args(["-n", &node.ns])
-            .args(&args)
-            .status()
-            .unwrap();
-        assert!(st.success(), "ip {args:?}");
-    }
-    // The VMs' bridge, as the node's configuration has it before any VM is plugged.
-    node.vsctl(&[
-        "add-br",
-        "br-vlan",
-        "--",
-        "set",
-        "bridge",
-        "br-vlan",
-        "datapath_type=netdev",
-    ]);
-}
 
 fn port(tag: u16, mac: &str, ip: &str) -> Value {
     json!({"bridge": "br-vlan", "tag": tag, "network_id": format!("net{tag}"), "mac": mac,
@@ -192,16 +139,7 @@ fn captured(mut child: std::process::Child) -> String {
 
 #[test]
 fn vxlan_segments_cross_nodes_only_to_their_peers() {
-    let sw = Node::start();
-    sw.vsctl(&[
-        "add-br",
-        "br-u",
-        "--",
-        "set",
-        "bridge",
-        "br-u",
-        "datapath_type=netdev",
-    ]);
+    let sw = underlay_switch();
     let (a, b, c) = (Node::start(), Node::start(), Node::start());
     underlay(&sw, &a, 1, A);
     underlay(&sw, &b, 2, B);

@@ -292,3 +292,73 @@ pub fn free_port() -> u16 {
         .unwrap()
         .port()
 }
+
+/// An OVS of its own with bridge `br-u`: the underlay switch the nodes' `br-phy` are cabled to
+/// (the lab recipe's "VxLAN in the userspace datapath").
+pub fn underlay_switch() -> Node {
+    let sw = Node::start();
+    sw.vsctl(&[
+        "add-br",
+        "br-u",
+        "--",
+        "set",
+        "bridge",
+        "br-u",
+        "datapath_type=netdev",
+    ]);
+    sw
+}
+
+/// Plugs `node` into the underlay switch (`u0` in the node, `s<n>` on the switch), puts `ip` on
+/// its `br-phy`, and makes the VMs' bridge `br-vlan` as a node's configuration has it.
+pub fn underlay(sw: &Node, node: &Node, n: u8, ip: &str) {
+    plumbing::link::create_veth(&VethSpec {
+        a: VethEnd::new("u0", Netns::named(node.ns.clone())),
+        b: VethEnd::new(format!("s{n}"), Netns::named(sw.ns.clone())),
+        owner: "test-underlay".into(),
+    })
+    .unwrap();
+    sw.vsctl(&["add-port", "br-u", &format!("s{n}")]);
+    node.vsctl(&[
+        "add-br",
+        "br-phy",
+        "--",
+        "set",
+        "bridge",
+        "br-phy",
+        "datapath_type=netdev",
+        "--",
+        "add-port",
+        "br-phy",
+        "u0",
+    ]);
+    let mut h = Handle::new(&Netns::named(node.ns.clone())).unwrap();
+    for _ in 0..100 {
+        if h.link("br-phy").unwrap().is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // OVS made br-phy, not crosspod: plumbing would refuse it; plain `ip` as the recipe does.
+    for args in [
+        vec!["addr", "add", &format!("{ip}/24"), "dev", "br-phy"],
+        vec!["link", "set", "br-phy", "up"],
+    ] {
+        let st = Command::new("ip")
+            .args(["-n", &node.ns])
+            .args(&args)
+            .status()
+            .unwrap();
+        assert!(st.success(), "ip {args:?}");
+    }
+    // The VMs' bridge, as the node's configuration has it before any VM is plugged.
+    node.vsctl(&[
+        "add-br",
+        "br-vlan",
+        "--",
+        "set",
+        "bridge",
+        "br-vlan",
+        "datapath_type=netdev",
+    ]);
+}
