@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 
 use e2e::lab::{Lab, Pinger};
 
-/// The placement of `router` in `pod` from the admin API: (active node, standbys).
-fn placement(lab: &Lab, router: &str, pod: &str) -> (String, Vec<String>) {
+/// `GET /v1.0/routers/{id}/placement` as admin, the body as text.
+fn placement_json(lab: &Lab, router: &str) -> String {
     let o = Command::new("curl")
         .args(["-sS", "--fail-with-body"])
         .arg(format!(
@@ -28,7 +28,12 @@ fn placement(lab: &Lab, router: &str, pod: &str) -> (String, Vec<String>) {
         .args(["-H", &format!("X-Auth-Token: {}", lab.admin)])
         .output()
         .unwrap();
-    let text = String::from_utf8_lossy(&o.stdout).to_string();
+    String::from_utf8_lossy(&o.stdout).to_string()
+}
+
+/// The placement of `router` in `pod` from the admin API: (active node, standbys).
+fn placement(lab: &Lab, router: &str, pod: &str) -> (String, Vec<String>) {
+    let text = placement_json(lab, router);
     let v: serde_json::Value =
         serde_json::from_str(&text).unwrap_or_else(|e| panic!("placement: {e}: {text}"));
     let inst = v["placement"]["instances"]
@@ -47,19 +52,6 @@ fn placement(lab: &Lab, router: &str, pod: &str) -> (String, Vec<String>) {
         inst["node"].as_str().unwrap_or_default().to_string(),
         standbys,
     )
-}
-
-fn placement_json(lab: &Lab, router: &str) -> String {
-    let o = Command::new("curl")
-        .args(["-sS"])
-        .arg(format!(
-            "http://127.0.0.1:{}/v1.0/routers/{router}/placement",
-            lab.tricircle
-        ))
-        .args(["-H", &format!("X-Auth-Token: {}", lab.admin)])
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&o.stdout).to_string()
 }
 
 /// Waits until the instance of `router` in `pod` runs on `want`.
@@ -113,6 +105,69 @@ fn assert_single_answer(lab: &Lab, addr: &str, when: &str) {
     );
 }
 
+/// The path watched: `vm` pinging `target` through `router`'s gateway instance.
+struct Path<'a> {
+    lab: &'a Lab,
+    vm: String,
+    target: &'a str,
+    router: String,
+    gateway_ip: String,
+}
+
+impl Path<'_> {
+    /// Pings through `fault` (and `lab up` after it): no reply lost, the instance stays on
+    /// `active`.
+    fn nothing_moves(&self, active: &str, what: &str, fault: impl FnOnce()) {
+        let p = Pinger::start(&self.vm, self.target);
+        std::thread::sleep(Duration::from_secs(1));
+        fault();
+        std::thread::sleep(Duration::from_secs(4));
+        self.lab.bring_up();
+        std::thread::sleep(Duration::from_secs(2));
+        let r = p.stop();
+        assert!(
+            r.gap() < Duration::from_millis(800) && r.tail_silence() < Duration::from_secs(1),
+            "{what}: no reply may be lost: {r:?}\n{}",
+            self.lab.logs()
+        );
+        assert_eq!(
+            placement(self.lab, &self.router, "RegionTwo").0,
+            active,
+            "{what}: nothing moves"
+        );
+    }
+
+    /// Pings through `fault`: the instance moves to `to`, one node answers ARP for the gateway
+    /// address right after, and traffic resumes with no `DUP!`.
+    fn fails_over(&self, to: &str, what: &str, fault: impl FnOnce()) {
+        let p = Pinger::start(&self.vm, self.target);
+        std::thread::sleep(Duration::from_secs(1));
+        fault();
+        let now = wait_active(
+            self.lab,
+            &self.router,
+            "RegionTwo",
+            to,
+            Duration::from_secs(20),
+        );
+        assert_eq!(
+            now,
+            to,
+            "{what}: the standby takes over\n{}",
+            self.lab.logs()
+        );
+        assert_single_answer(self.lab, &self.gateway_ip, &format!("{what}: right after"));
+        std::thread::sleep(Duration::from_secs(2));
+        let r = p.stop();
+        assert!(
+            r.tail_silence() < Duration::from_secs(1) && r.duplicates == 0,
+            "{what}: traffic resumes through the standby, never answered twice: {r:?}\n{}",
+            self.lab.logs()
+        );
+        eprintln!("{what}: failover gap {:?}", r.gap());
+    }
+}
+
 #[test]
 fn router_failover_in_the_gateway_pod() {
     let lab = Lab::up_with("fo", &["--pods", "2", "--nodes-per-pod", "2"]);
@@ -142,8 +197,6 @@ fn router_failover_in_the_gateway_pod() {
         .as_str()
         .unwrap_or_else(|| panic!("the router has a gateway address: {info}"))
         .to_string();
-    let vm1 = lab.ns("vm1");
-    let upstream = "163.3.124.1";
     let (first, standbys) = placement(&lab, &router, "RegionTwo");
     assert_eq!(
         standbys.len(),
@@ -151,69 +204,35 @@ fn router_failover_in_the_gateway_pod() {
         "one standby in a pod of two: {standbys:?}"
     );
     let second = standbys[0].clone();
-    let warm = Duration::from_secs(1);
+    let path = Path {
+        lab: &lab,
+        vm: lab.ns("vm1"),
+        target: "163.3.124.1",
+        router: router.clone(),
+        gateway_ip: gateway_ip.clone(),
+    };
 
     // The agent of the active node is killed: BFD is ovs-vswitchd's, nothing moves, nothing
     // is lost; `lab up` restarts the agent, which re-adopts what it owns.
-    let p = Pinger::start(&vm1, upstream);
-    std::thread::sleep(warm);
-    lab.kill_agent(&first);
-    std::thread::sleep(Duration::from_secs(4));
-    lab.bring_up();
-    std::thread::sleep(Duration::from_secs(2));
-    let r = p.stop();
-    assert!(
-        r.gap() < Duration::from_millis(800) && r.tail_silence() < Duration::from_secs(1),
-        "agent killed: no reply may be lost: {r:?}\n{}",
-        lab.logs()
-    );
-    assert_eq!(
-        placement(&lab, &router, "RegionTwo").0,
-        first,
-        "agent killed: nothing moves"
-    );
-
+    path.nothing_moves(&first, "agent killed", || {
+        lab.kill_agent(&first);
+    });
     // The controller is killed: nothing moves, nothing is lost; `lab up` brings it back.
-    let p = Pinger::start(&vm1, upstream);
-    std::thread::sleep(warm);
-    let pid = std::fs::read_to_string(lab.dir.join("controller").join("controller.pid")).unwrap();
-    assert!(Command::new("kill")
-        .args(["-9", pid.trim()])
-        .status()
-        .unwrap()
-        .success());
-    std::thread::sleep(Duration::from_secs(4));
-    lab.bring_up();
-    std::thread::sleep(Duration::from_secs(2));
-    let r = p.stop();
-    assert!(
-        r.gap() < Duration::from_millis(800) && r.tail_silence() < Duration::from_secs(1),
-        "controller killed: no reply may be lost: {r:?}\n{}",
-        lab.logs()
-    );
-    assert_eq!(
-        placement(&lab, &router, "RegionTwo").0,
-        first,
-        "controller killed: nothing moves"
-    );
+    path.nothing_moves(&first, "controller killed", || {
+        let pidfile = lab.dir.join("controller").join("controller.pid");
+        let pid = std::fs::read_to_string(pidfile).unwrap();
+        assert!(Command::new("kill")
+            .args(["-9", pid.trim()])
+            .status()
+            .unwrap()
+            .success());
+    });
 
     // The active node is cut off in the data plane: the standby takes over, the cut node
     // withdraws, and nobody sees two answers for the gateway address, during or after.
-    let p = Pinger::start(&vm1, upstream);
-    std::thread::sleep(warm);
-    lab.node_cut(&first);
-    let now = wait_active(&lab, &router, "RegionTwo", &second, Duration::from_secs(20));
-    assert_eq!(now, second, "cut: the standby takes over\n{}", lab.logs());
-    eprintln!("after the cut: {}", placement_json(&lab, &router));
-    assert_single_answer(&lab, &gateway_ip, "right after the takeover");
-    std::thread::sleep(Duration::from_secs(2));
-    let r = p.stop();
-    assert!(
-        r.tail_silence() < Duration::from_secs(1) && r.duplicates == 0,
-        "cut: traffic resumes through the standby, never answered twice: {r:?}\n{}",
-        lab.logs()
-    );
-    eprintln!("cut: failover gap {:?}", r.gap());
+    path.fails_over(&second, "cut", || {
+        lab.node_cut(&first);
+    });
     lab.node_mend(&first);
     std::thread::sleep(Duration::from_secs(4));
     assert_single_answer(&lab, &gateway_ip, "after the cut node is mended");
@@ -226,25 +245,11 @@ fn router_failover_in_the_gateway_pod() {
         lab.logs()
     );
 
-    // The node now active is powered off: the instance moves back to the first node.
-    let p = Pinger::start(&vm1, upstream);
-    std::thread::sleep(warm);
-    lab.node_stop(&second);
-    let now = wait_active(&lab, &router, "RegionTwo", &first, Duration::from_secs(20));
-    assert_eq!(
-        now,
-        first,
-        "node lost: the standby takes over\n{}",
-        lab.logs()
-    );
-    std::thread::sleep(Duration::from_secs(2));
-    let r = p.stop();
-    assert!(
-        r.tail_silence() < Duration::from_secs(1) && r.duplicates == 0,
-        "node lost: traffic resumes through the standby: {r:?}\n{}",
-        lab.logs()
-    );
-    eprintln!("node lost: failover gap {:?}", r.gap());
+    // The node now active is powered off: the instance moves back to the first node; started
+    // again, nothing flaps.
+    path.fails_over(&first, "node lost", || {
+        lab.node_stop(&second);
+    });
     lab.node_start(&second);
     std::thread::sleep(Duration::from_secs(5));
     assert_single_answer(&lab, &gateway_ip, "after the lost node came back");
