@@ -305,6 +305,44 @@ pub fn wait_ping(ns: &str, target: &str, want: bool, timeout: Duration) -> bool 
 
 /// Failure injection (`crosspod lab node ...`, router failover's failure model, issue #20).
 impl Lab {
+    /// `GET /v1.0/routers/{id}/placement` as admin, the body as text.
+    pub fn placement_json(&self, router: &str) -> String {
+        let o = Command::new("curl")
+            .args(["-sS", "--fail-with-body"])
+            .arg(format!(
+                "http://127.0.0.1:{}/v1.0/routers/{router}/placement",
+                self.tricircle
+            ))
+            .args(["-H", &format!("X-Auth-Token: {}", self.admin)])
+            .output()
+            .expect("curl");
+        String::from_utf8_lossy(&o.stdout).to_string()
+    }
+
+    /// Where `router`'s instance in `pod` runs, from the admin placement API: (active node,
+    /// standbys in order).
+    pub fn placement(&self, router: &str, pod: &str) -> (String, Vec<String>) {
+        let text = self.placement_json(router);
+        let v: serde_json::Value =
+            serde_json::from_str(&text).unwrap_or_else(|e| panic!("placement: {e}: {text}"));
+        let inst = v["placement"]["instances"]
+            .as_array()
+            .and_then(|a| a.iter().find(|i| i["pod"] == pod))
+            .unwrap_or_else(|| panic!("no instance of {router} in {pod}: {text}"));
+        let standbys = inst["standbys"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|s| s.as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default();
+        (
+            inst["node"].as_str().unwrap_or_default().to_string(),
+            standbys,
+        )
+    }
+
     fn node_cmd(&self, action: &str, name: &str) -> String {
         run(
             Command::new(&self.crosspod)

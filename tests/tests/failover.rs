@@ -17,48 +17,11 @@ use std::time::{Duration, Instant};
 
 use e2e::lab::{Lab, Pinger};
 
-/// `GET /v1.0/routers/{id}/placement` as admin, the body as text.
-fn placement_json(lab: &Lab, router: &str) -> String {
-    let o = Command::new("curl")
-        .args(["-sS", "--fail-with-body"])
-        .arg(format!(
-            "http://127.0.0.1:{}/v1.0/routers/{router}/placement",
-            lab.tricircle
-        ))
-        .args(["-H", &format!("X-Auth-Token: {}", lab.admin)])
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&o.stdout).to_string()
-}
-
-/// The placement of `router` in `pod` from the admin API: (active node, standbys).
-fn placement(lab: &Lab, router: &str, pod: &str) -> (String, Vec<String>) {
-    let text = placement_json(lab, router);
-    let v: serde_json::Value =
-        serde_json::from_str(&text).unwrap_or_else(|e| panic!("placement: {e}: {text}"));
-    let inst = v["placement"]["instances"]
-        .as_array()
-        .and_then(|a| a.iter().find(|i| i["pod"] == pod))
-        .unwrap_or_else(|| panic!("no instance of {router} in {pod}: {text}"));
-    let standbys = inst["standbys"]
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|s| s.as_str().map(String::from))
-                .collect()
-        })
-        .unwrap_or_default();
-    (
-        inst["node"].as_str().unwrap_or_default().to_string(),
-        standbys,
-    )
-}
-
 /// Waits until the instance of `router` in `pod` runs on `want`.
 fn wait_active(lab: &Lab, router: &str, pod: &str, want: &str, timeout: Duration) -> String {
     let deadline = Instant::now() + timeout;
     loop {
-        let (node, _) = placement(lab, router, pod);
+        let (node, _) = lab.placement(router, pod);
         if node == want || Instant::now() > deadline {
             return node;
         }
@@ -131,7 +94,7 @@ impl Path<'_> {
             self.lab.logs()
         );
         assert_eq!(
-            placement(self.lab, &self.router, "RegionTwo").0,
+            self.lab.placement(&self.router, "RegionTwo").0,
             active,
             "{what}: nothing moves"
         );
@@ -197,7 +160,7 @@ fn router_failover_in_the_gateway_pod() {
         .as_str()
         .unwrap_or_else(|| panic!("the router has a gateway address: {info}"))
         .to_string();
-    let (first, standbys) = placement(&lab, &router, "RegionTwo");
+    let (first, standbys) = lab.placement(&router, "RegionTwo");
     assert_eq!(
         standbys.len(),
         1,
@@ -238,10 +201,10 @@ fn router_failover_in_the_gateway_pod() {
     assert_single_answer(&lab, &gateway_ip, "after the cut node is mended");
     assert_single_answer(&lab, &played.floating_ip, "the floating IP after the mend");
     assert_eq!(
-        placement(&lab, &router, "RegionTwo").0,
+        lab.placement(&router, "RegionTwo").0,
         second,
         "mended: no flap back\n{}\n{}",
-        placement_json(&lab, &router),
+        lab.placement_json(&router),
         lab.logs()
     );
 
@@ -254,7 +217,7 @@ fn router_failover_in_the_gateway_pod() {
     std::thread::sleep(Duration::from_secs(5));
     assert_single_answer(&lab, &gateway_ip, "after the lost node came back");
     assert_eq!(
-        placement(&lab, &router, "RegionTwo").0,
+        lab.placement(&router, "RegionTwo").0,
         first,
         "the lost node came back: no flap back"
     );
