@@ -46,7 +46,7 @@ fn failover_gap_over_20_node_losses() {
         let r = p.stop();
         assert!(
             r.tail_silence() < Duration::from_secs(1) && r.duplicates == 0,
-            "loss {i} of {victim}: traffic from vm1 ({}) to {upstream} did not resume within {WINDOW:?} (is router failover merged?): {r:?}\n{}",
+            "loss {i} of {victim}: traffic from vm1 ({}) to {upstream} did not resume within {WINDOW:?}: {r:?}\n{}",
             played.vm1_ip,
             lab.logs()
         );
