@@ -37,9 +37,9 @@ pub enum Verdict {
 }
 
 /// Judge `node` from the last reports of its pod's nodes (`pod`, itself included). Views of
-/// peers that are lost or fenced do not count: their reports are stale or cut off. Neither do
-/// those of peers in `settling` (alive again only just): their BFD sessions are still coming
-/// back up, and "down" from them means "not re-established yet", not "lost".
+/// peers that are lost or fenced do not count: their reports are stale or cut off. Nor does a
+/// "down" from a peer in `settling` (alive again only just): its BFD sessions are still coming
+/// back up, and "down" from it means "not re-established yet", not "lost" (its "up" counts).
 pub fn judge(node: &AgentRow, pod: &[&AgentRow], settling: &BTreeSet<&str>) -> Verdict {
     if node.registration.local_ip.is_none() {
         return Verdict::Unknown;
@@ -50,11 +50,7 @@ pub fn judge(node: &AgentRow, pod: &[&AgentRow], settling: &BTreeSet<&str>) -> V
     }
     let (mut up, mut down) = (false, false);
     for p in pod {
-        if p.node == node.node
-            || p.lost
-            || p.registration.local_ip.is_none()
-            || settling.contains(p.node.as_str())
-        {
+        if p.node == node.node || p.lost || p.registration.local_ip.is_none() {
             continue;
         }
         let Some(r) = p.report.as_ref().filter(|r| !r.fenced) else {
@@ -62,8 +58,10 @@ pub fn judge(node: &AgentRow, pod: &[&AgentRow], settling: &BTreeSet<&str>) -> V
         };
         match r.peers.iter().find(|v| v.node == node.node) {
             Some(v) if v.up => up = true,
-            Some(_) => down = true,
-            None => {}
+            // A settling node's "down" may mean "not re-established yet"; its "up" is
+            // evidence like anyone's.
+            Some(_) if !settling.contains(p.node.as_str()) => down = true,
+            _ => {}
         }
     }
     if up {
@@ -253,6 +251,15 @@ mod tests {
         );
         assert_eq!(
             judge(&x_back, &[&x_back, &y_sees], &settling),
+            Verdict::Alive
+        );
+        // A settling node's "up" still counts: it keeps a third node alive that another peer
+        // sees down.
+        let x_sees_z = row("x", ip, &[("y", true), ("z", true)], false);
+        let y_not_z = row("y", ip, &[("x", true), ("z", false)], false);
+        let z = row("z", ip, &[("x", true), ("y", false)], false);
+        assert_eq!(
+            judge(&z, &[&x_sees_z, &y_not_z, &z], &settling),
             Verdict::Alive
         );
     }
