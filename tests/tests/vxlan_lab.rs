@@ -44,6 +44,24 @@ fn tunnel_peers(lab: &Lab, node: &str) -> BTreeSet<String> {
     .collect()
 }
 
+/// Flows of a node's tunnel bridge that match or set `vni`.
+fn vni_flows(lab: &Lab, node: &str, vni: u64) -> usize {
+    let o = Command::new("ovs-ofctl")
+        .args(["-O", "OpenFlow14", "dump-flows"])
+        .arg(format!(
+            "unix:{}",
+            lab.dir.join(node).join("br-tun.mgmt").display()
+        ))
+        .output()
+        .unwrap();
+    let needle = format!("tun_id={vni:#x}");
+    let set = format!("set_field:{vni:#x}->tun_id");
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .filter(|l| l.contains(&needle) || l.contains(&set))
+        .count()
+}
+
 /// Waits until a node's tunnel peers are exactly `want`.
 fn wait_peers(lab: &Lab, node: &str, want: &BTreeSet<String>) -> BTreeSet<String> {
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -70,9 +88,8 @@ fn vxlan_seen(lab: &Lab, from: &str, to: &str) -> String {
             "-c2",
             "-nvi",
             "any",
-            "udp",
-            "port",
-            "4789",
+            // VxLAN with a non-zero VNI: not the BFD sessions between a pod's nodes (VNI 0).
+            "udp port 4789 and (udp[12:4] & 0xffffff00) != 0",
         ])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -262,19 +279,31 @@ fn vxlan_across_three_pods_of_two_nodes() {
         "the tenant network's VNI {vni} on the underlay:\n{seen}"
     );
 
-    // Tunnel ports only towards nodes sharing a segment: node3-1 carries only vx-net, shared
-    // with node1-2 and node2-2; node3-2 carries nothing at all.
-    let want: BTreeSet<String> = [tip("node1-2"), tip("node2-2")].into();
+    // Tunnel ports only towards nodes sharing a segment, plus the node's own pod peer (its BFD
+    // session for failover, a port without segment flows): node3-1 carries only vx-net, shared
+    // with node1-2 and node2-2; node3-2 carries nothing, so its only port is to node3-1 and its
+    // tunnel bridge has no flow for the VNI.
+    let want: BTreeSet<String> = [tip("node1-2"), tip("node2-2"), tip("node3-2")].into();
     assert_eq!(wait_peers(&lab, "node3-1", &want), want);
+    let want: BTreeSet<String> = [tip("node3-1")].into();
     assert_eq!(
-        wait_peers(&lab, "node3-2", &BTreeSet::new()),
-        BTreeSet::new(),
-        "a node sharing no VxLAN segment has no tunnel port"
+        wait_peers(&lab, "node3-2", &want),
+        want,
+        "a node sharing no VxLAN segment has no tunnel port but its pod peer's"
+    );
+    assert!(
+        vni_flows(&lab, "node3-1", vni) > 0,
+        "node3-1 carries VNI {vni}"
+    );
+    assert_eq!(
+        vni_flows(&lab, "node3-2", vni),
+        0,
+        "node3-2 has no flow for VNI {vni}"
     );
 
     // The last VM of vx-net in RegionTwo goes: node2-2's tunnel for it goes everywhere.
     lab.crosspod(&["vm", "delete", &lab.ns("s2")], None);
-    let want: BTreeSet<String> = [tip("node1-2")].into();
+    let want: BTreeSet<String> = [tip("node1-2"), tip("node3-2")].into();
     assert_eq!(wait_peers(&lab, "node3-1", &want), want);
     assert!(ping(&ips[0].0, &ips[2].1, "2"), "s1 -> s3 still");
 }
