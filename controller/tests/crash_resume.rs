@@ -271,10 +271,11 @@ fn realize_runs(c: &Controller) -> u64 {
         .sum::<f64>() as u64
 }
 
-/// Waits until a realization run that started after this call has finished: whatever the
-/// store held then is allocated and published.
+/// Waits until realization runs that started after this call have finished: whatever the
+/// store held then is allocated and published. Three runs, as allocations can chain (a
+/// network's pod-local tag, then its DHCP server's sticky placement on a node).
 fn quiesce(c: &Controller) {
-    let target = realize_runs(c) + 2;
+    let target = realize_runs(c) + 3;
     let deadline = Instant::now() + Duration::from_secs(30);
     while realize_runs(c) < target {
         assert!(
