@@ -15,40 +15,6 @@ use common::*;
 const NO_BIN: &str = "/nonexistent/crosspod-test-binary";
 const ONE_POD_TWO_NODES: [&str; 4] = ["--pods", "1", "--nodes-per-pod", "2"];
 
-/// A test host on `node`'s br-vlan: namespace `<prefix>h<i>` with `10.99.0.<i>/24`, its
-/// node-side end `th<i>` an access port of VLAN 100.
-fn host(lab: &Lab, node: &str, i: u8) -> TestNs {
-    let ns = TestNs::create(&format!("{}h{i}", lab.prefix));
-    let port = format!("th{i}");
-    ok(Command::new("ip").args([
-        "link",
-        "add",
-        "eth0",
-        "netns",
-        &ns.0,
-        "type",
-        "veth",
-        "peer",
-        "name",
-        &port,
-        "netns",
-        &lab.ns(node),
-    ]));
-    ok(Command::new("ip").args(["-n", &ns.0, "link", "set", "eth0", "up"]));
-    ok(Command::new("ip").args(["-n", &lab.ns(node), "link", "set", &port, "up"]));
-    ok(Command::new("ip").args([
-        "-n",
-        &ns.0,
-        "addr",
-        "add",
-        &format!("10.99.0.{i}/24"),
-        "dev",
-        "eth0",
-    ]));
-    lab.vsctl(node, &["add-port", "br-vlan", &port, "tag=100"]);
-    ns
-}
-
 fn pings(ns: &str, target: &str) -> bool {
     output(&mut in_ns(ns, &["ping", "-c", "2", "-W", "1", target]))
         .status
@@ -114,8 +80,8 @@ fn cut_takes_the_carrier_and_traffic_away_and_stop_kills_the_node_until_start() 
     let mut up = lab.up_cmd(Path::new(NO_BIN), Path::new(NO_BIN));
     up.args(ONE_POD_TWO_NODES).arg("--no-daemons");
     ok(&mut up);
-    let h1 = host(&lab, "node1-1", 1);
-    let h2 = host(&lab, "node1-2", 2);
+    let h1 = host(&lab, "node1-1", 1, 100);
+    let h2 = host(&lab, "node1-2", 2, 100);
     assert!(
         pings_soon(&h1.0, "10.99.0.2"),
         "hosts on two nodes of the pod ping"

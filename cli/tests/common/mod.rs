@@ -377,3 +377,37 @@ impl Lab {
         id.trim().to_string()
     }
 }
+
+/// A test host on `node`'s br-vlan: a namespace `<prefix>h<i>` with `10.99.0.<i>/24` on a veth
+/// whose other end (`th<i>`) is an access port of VLAN `tag`.
+pub fn host(lab: &Lab, node: &str, i: u8, tag: u16) -> TestNs {
+    let ns = TestNs::create(&format!("{}h{i}", lab.prefix));
+    let port = format!("th{i}");
+    ok(Command::new("ip").args([
+        "link",
+        "add",
+        "eth0",
+        "netns",
+        &ns.0,
+        "type",
+        "veth",
+        "peer",
+        "name",
+        &port,
+        "netns",
+        &lab.ns(node),
+    ]));
+    ok(Command::new("ip").args(["-n", &ns.0, "link", "set", "eth0", "up"]));
+    ok(Command::new("ip").args(["-n", &lab.ns(node), "link", "set", &port, "up"]));
+    ok(Command::new("ip").args([
+        "-n",
+        &ns.0,
+        "addr",
+        "add",
+        &format!("10.99.0.{i}/24"),
+        "dev",
+        "eth0",
+    ]));
+    lab.vsctl(node, &["add-port", "br-vlan", &port, &format!("tag={tag}")]);
+    ns
+}
