@@ -15,7 +15,7 @@
 
 use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
 use std::os::fd::AsRawFd;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use dhcproto::v4::{DhcpOption, Flags, Message, MessageType, OptionCode};
@@ -23,7 +23,10 @@ use dhcproto::{Decodable, Encodable};
 use ovs::sandbox::{Sandbox, SandboxOptions};
 use plumbing::{netns, Netns, VethEnd, VethSpec};
 use serde_json::{json, Value};
+
+mod support;
 use socket2::{Domain, Protocol, Socket, Type};
+use support::{children, row, status_kb, Cleanup};
 
 fn net_id(i: usize) -> String {
     format!("00000000-0000-4000-9000-{i:012}")
@@ -166,60 +169,11 @@ fn pct(v: &mut [Duration], p: f64) -> f64 {
     v[((v.len() - 1) as f64 * p).round() as usize].as_secs_f64() * 1e6
 }
 
-fn status_kb(pid: u32, key: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find(|l| l.starts_with(key))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
-}
-
-fn children(pid: u32) -> usize {
-    std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
-        .unwrap_or_default()
-        .split_whitespace()
-        .count()
-}
-
-fn row(what: &str, value: String) {
-    println!("| {what:<66} | {value:>22} |");
-}
-
 /// Enters `ns` for the rest of this thread's life (the bench's client thread only).
 fn enter(ns: &str) {
     let f = std::fs::File::open(format!("/run/netns/{ns}")).unwrap();
     // SAFETY: setns on this dedicated thread.
     assert_eq!(unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) }, 0);
-}
-
-struct Cleanup {
-    prefix: String,
-    procs: Vec<Child>,
-    dir: tempfile::TempDir,
-}
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        for p in &mut self.procs {
-            let _ = p.kill();
-            let _ = p.wait();
-        }
-        if let Ok(all) = netns::list() {
-            for n in all.into_iter().filter(|n| n.starts_with(&self.prefix)) {
-                if let Ok(mut h) = plumbing::Handle::new(&Netns::named(n.clone())) {
-                    if let Ok(links) = h.owned_links() {
-                        for l in links {
-                            let _ = h.delete_link(&l.name, false);
-                        }
-                    }
-                }
-                let _ = netns::delete(&n);
-            }
-        }
-        let _ = &self.dir;
-    }
 }
 
 fn main() {

@@ -12,12 +12,15 @@
 //! Needs root and ovsdb-server (scripts/install-deps.sh).
 
 use std::io::{Read, Write};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use ovs::sandbox::{Sandbox, SandboxOptions};
-use plumbing::{netns, Netns};
+use plumbing::netns;
 use serde_json::{json, Value};
+
+mod support;
+use support::{children, row, status_kb, Cleanup};
 
 const LEGS_PER_ROUTER: usize = 10;
 
@@ -80,27 +83,6 @@ fn metric(body: &str, name: &str) -> (u64, usize) {
     (vals.iter().sum(), vals.iter().filter(|v| **v > 0).count())
 }
 
-fn status_kb(pid: u32, key: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find(|l| l.starts_with(key))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
-}
-
-fn children(pid: u32) -> usize {
-    std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
-        .unwrap_or_default()
-        .split_whitespace()
-        .count()
-}
-
-fn row(what: &str, value: String) {
-    println!("| {what:<66} | {value:>22} |");
-}
-
 fn wait(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) -> Duration {
     let t0 = Instant::now();
     while !f() {
@@ -108,34 +90,6 @@ fn wait(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) -> Duration 
         std::thread::sleep(Duration::from_millis(200));
     }
     t0.elapsed()
-}
-
-struct Cleanup {
-    prefix: String,
-    procs: Vec<Child>,
-    dir: tempfile::TempDir,
-}
-
-impl Drop for Cleanup {
-    fn drop(&mut self) {
-        for p in &mut self.procs {
-            let _ = p.kill();
-            let _ = p.wait();
-        }
-        if let Ok(all) = netns::list() {
-            for n in all.into_iter().filter(|n| n.starts_with(&self.prefix)) {
-                if let Ok(mut h) = plumbing::Handle::new(&Netns::named(n.clone())) {
-                    if let Ok(links) = h.owned_links() {
-                        for l in links {
-                            let _ = h.delete_link(&l.name, false);
-                        }
-                    }
-                }
-                let _ = netns::delete(&n);
-            }
-        }
-        let _ = &self.dir;
-    }
 }
 
 fn main() {
