@@ -5,12 +5,11 @@
 
 mod common;
 
-use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
-use common::{free_port, Node};
+use common::{free_port, metrics, wait_for, Node};
 use plumbing::{netns, Netns, VethEnd, VethSpec};
 use serde_json::{json, Value};
 
@@ -131,24 +130,6 @@ impl Client {
         // SAFETY: plain kill(2) on our own child's pid.
         unsafe { libc::kill(self.0.id() as i32, sig) };
     }
-}
-
-fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-fn metrics(port: u16) -> String {
-    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
-        return String::new();
-    };
-    let _ = s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n");
-    let mut out = String::new();
-    let _ = s.read_to_string(&mut out);
-    out
 }
 
 fn metric(body: &str, name: &str) -> u64 {

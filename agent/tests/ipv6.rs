@@ -13,13 +13,12 @@
 
 mod common;
 
-use std::io::{Read, Write};
 use std::net::{Ipv6Addr, SocketAddrV6};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{free_port, Node};
+use common::{free_port, metrics, wait_for, Node};
 use plumbing::{icmp6, netns, sysctl, Netns, VethEnd, VethSpec};
 use serde_json::{json, Value};
 
@@ -122,24 +121,6 @@ impl Vm {
     fn default_route(&self) -> String {
         self.ip(&["-6", "route", "show", "default"])
     }
-}
-
-fn wait_for(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-fn metrics(port: u16) -> String {
-    let Ok(mut s) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
-        return String::new();
-    };
-    let _ = s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n");
-    let mut out = String::new();
-    let _ = s.read_to_string(&mut out);
-    out
 }
 
 fn counter(body: &str, name: &str) -> u64 {
