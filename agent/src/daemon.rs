@@ -893,6 +893,7 @@ mod tests {
                     subnet_id: None,
                     mtu: None,
                     ipv6_ra: None,
+                    extra_addresses: Vec::new(),
                 }],
                 ..Default::default()
             },

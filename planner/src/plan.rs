@@ -329,6 +329,7 @@ fn plan_instance<'a>(
                     .map(|_| global.saturating_sub(VXLAN_OVERHEAD))
                     .filter(|m| *m < global),
                 ipv6_ra: None,
+                extra_addresses: Vec::new(),
             });
             sources.push(LegSource {
                 ns_prefix: "qb-",
@@ -404,6 +405,7 @@ fn plan_instance<'a>(
             subnet_id: Some(s.id.clone()),
             mtu: leg_mtu(t, net),
             ipv6_ra: None,
+            extra_addresses: Vec::new(),
         });
         sources.push(LegSource {
             ns_prefix: "qr-",
@@ -583,6 +585,7 @@ fn plan_gateway<'a>(
         subnet_id: Some(sub.id.clone()),
         mtu: leg_mtu(t, ext),
         ipv6_ra: None,
+        extra_addresses: Vec::new(),
     });
     if let Some(gip) = sub.gateway_ip {
         routes.insert(default_for(gip), gip);

@@ -56,6 +56,12 @@ pub struct Snapshot {
     pub liveness_interval_ms: u32,
     /// The BFD detect multiplier (`--bfd-multiplier`).
     pub liveness_multiplier: u8,
+    /// The pool of IPv6 bridge prefixes (`--bridge-cidr-v6`); `None`: bridge networks are
+    /// IPv4 only and IPv6 subnets are not routed across pods. A project's bridge /64 is derived
+    /// from its IPv4 bridge /24 (the /24's index in the pool's low bits), and an instance's
+    /// IPv6 bridge address from its IPv4 one (same host number): nothing more to allocate or
+    /// keep consistent, e.g. `100.0.5.2` ↔ `fd64:0:0:5::2` with the default pools.
+    pub bridge_cidr_v6: Option<ipnet::Ipv6Net>,
 }
 
 /// Default BFD interval: with the multiplier, detection in 1.5 s.
@@ -95,6 +101,7 @@ impl Default for Snapshot {
             failback: false,
             liveness_interval_ms: DEFAULT_LIVENESS_INTERVAL_MS,
             liveness_multiplier: DEFAULT_LIVENESS_MULTIPLIER,
+            bridge_cidr_v6: None,
         }
     }
 }
@@ -195,7 +202,7 @@ pub struct Subnet {
     pub cidr: IpNet,
     /// Gateway IP.
     pub gateway_ip: Option<IpAddr>,
-    /// 4 or 6 (DHCP serves IPv4 subnets only).
+    /// 4 or 6.
     pub ip_version: u8,
     /// `enable_dhcp`: the network's DHCP servers serve this subnet.
     pub enable_dhcp: bool,
@@ -203,6 +210,12 @@ pub struct Subnet {
     pub dns_nameservers: Vec<IpAddr>,
     /// `host_routes`, in the subnet's order (DHCP option 121).
     pub host_routes: Vec<UserRoute>,
+    /// `ipv6_ra_mode` (IPv6 only): what the router's legs on this subnet advertise; `None`:
+    /// they send no router advertisements.
+    pub ipv6_ra_mode: Option<wire::Ipv6AddressMode>,
+    /// `ipv6_address_mode` (IPv6 only): how VMs get addresses; `dhcpv6-*` makes the network's
+    /// DHCP servers serve the subnet over DHCPv6.
+    pub ipv6_address_mode: Option<wire::Ipv6AddressMode>,
 }
 
 impl Default for Subnet {
@@ -217,6 +230,8 @@ impl Default for Subnet {
             enable_dhcp: false,
             dns_nameservers: Vec::new(),
             host_routes: Vec::new(),
+            ipv6_ra_mode: None,
+            ipv6_address_mode: None,
         }
     }
 }

@@ -11,6 +11,7 @@
 //! and bumps a node's revision only when its state really changed.
 
 pub mod agent_api;
+pub mod eui64;
 pub mod names;
 pub mod state;
 

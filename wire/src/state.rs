@@ -412,6 +412,19 @@ pub struct RouterLeg {
     /// `ipv6_ra_mode` is set; `None` sends none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ipv6_ra: Option<RouterAdvertisement>,
+    /// Further addresses on the namespace side, sorted: a dual-stack bridge leg's IPv6 bridge
+    /// address (`address` stays the IPv4 one), a gateway leg's addresses on the external
+    /// network's other subnets (its IPv6 address beside the IPv4 one). Neighbour
+    /// advertisements and probes cover them as they cover `address`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extra_addresses: Vec<IpNet>,
+}
+
+impl RouterLeg {
+    /// Every address of the leg: `address`, then `extra_addresses`.
+    pub fn addresses(&self) -> impl Iterator<Item = &IpNet> {
+        std::iter::once(&self.address).chain(self.extra_addresses.iter())
+    }
 }
 
 /// What a router leg advertises (RFC 4861 router advertisements, sent from the leg's
@@ -436,6 +449,15 @@ pub struct RouterAdvertisement {
     /// Recursive DNS servers (RFC 8106 option 25): the subnet's IPv6 `dns_nameservers`.
     #[serde(default)]
     pub dns_servers: Vec<Ipv6Addr>,
+    /// Who the advertisements are for. `None`: everyone on the link (periodic RAs to ff02::1,
+    /// every router solicitation answered) — a network that lives in one pod. `Some(macs)`:
+    /// only these hosts, sorted — the ports a stretched network's instance serves in its own
+    /// pod: periodic RAs go unicast to each host's EUI-64 link-local address at its MAC, and
+    /// solicitations from anyone else are not answered. A stretched network is one link
+    /// across pods; this keeps each pod's VMs on their own pod's instance as default router,
+    /// the one DHCPv4 hands them, so IPv4 and IPv6 leave by the same router.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clients: Option<BTreeSet<String>>,
 }
 
 /// One prefix information option.
@@ -512,13 +534,15 @@ pub struct FloatingRule {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ProbeKind {
-    /// The bridge IP of another instance of the same project.
+    /// A bridge address (IPv4, or IPv6 on a dual-stack bridge) of another instance of the
+    /// same project.
     BridgeInstance,
     /// The external network's gateway.
     ExternalGateway,
 }
 
-/// An address a router instance probes (ARP + ICMP).
+/// An address a router instance probes: ARP + ICMP echo for IPv4, neighbour discovery +
+/// ICMPv6 echo for IPv6.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct ProbeTarget {
     /// Address to probe.

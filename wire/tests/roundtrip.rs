@@ -60,7 +60,9 @@ fn sample_state() -> NodeDesiredState {
                     router_lifetime: 1800,
                     mtu: Some(1450),
                     dns_servers: vec!["fd00::53".parse().unwrap()],
+                    clients: Some(["fa:16:3e:00:00:21".to_string()].into()),
                 }),
+                extra_addresses: vec!["2001:db8:100::10/64".parse().unwrap()],
             }],
             routes: vec![Route {
                 destination: "0.0.0.0/0".parse().unwrap(),

@@ -113,6 +113,7 @@ mod tests {
             router_lifetime: 1800,
             mtu: Some(1450),
             dns_servers: vec!["fd00::53".parse().unwrap()],
+            clients: None,
         }
     }
 
