@@ -190,6 +190,12 @@ enum LabCmd {
         #[command(subcommand)]
         cmd: NodeCmd,
     },
+    /// Make the upstream's IPv6 routes to the projects' subnets exactly what the API says:
+    /// `<subnet> via <router's external IPv6 address>` for every router with an IPv6
+    /// external gateway and every IPv6 subnet on its interfaces (IPv6 leaves without NAT, so
+    /// the upstream must route the projects' prefixes back). Adds, replaces and removes only
+    /// its own routes (protocol 203). Reads the API with the lab's admin token.
+    UpstreamRoutes,
 }
 
 #[derive(Debug, Subcommand)]
@@ -271,6 +277,20 @@ struct UpArgs {
         default_value_t = 3002
     )]
     region_one_upstream_vlan: u16,
+    /// The upstream router's IPv6 address (gw0) on the external network's IPv6 subnet.
+    #[arg(
+        long,
+        env = "CROSSPOD_UPSTREAM_GATEWAY_V6",
+        default_value = "2001:db8:124::1/64"
+    )]
+    upstream_gateway_v6: IpNet,
+    /// RegionOne's upstream router's IPv6 address (gw1).
+    #[arg(
+        long,
+        env = "CROSSPOD_REGION_ONE_UPSTREAM_GATEWAY_V6",
+        default_value = "2001:db8:125::1/64"
+    )]
+    region_one_upstream_gateway_v6: IpNet,
     /// The controller binary [default: crosspod-controller next to this program].
     #[arg(long, env = "CROSSPOD_CONTROLLER_BIN")]
     controller_bin: Option<PathBuf>,
@@ -343,11 +363,14 @@ enum VmCmd {
         /// Nova waits for vif-plugged; 0 returns right after plugging.
         #[arg(long, default_value_t = 0)]
         wait: u64,
-        /// Write the port's address into the namespace (no DHCP client).
+        /// Write every address of the port into the namespace (no DHCP client, no router
+        /// advertisements), with default routes via the subnets' gateways.
         #[arg(long = "static", conflicts_with = "dhcp")]
         static_addr: bool,
         /// Get the address by DHCP even when the subnet has DHCP off; no lease is an error.
-        /// Default: DHCP when the subnet is IPv4 with enable_dhcp, else static.
+        /// Default: DHCP when the subnet is IPv4 with enable_dhcp, else static; IPv6 addresses
+        /// follow the subnet's ipv6_address_mode (slaac / dhcpv6-stateless: router
+        /// advertisements, dhcpv6-stateful: dhclient -6, none: static).
         #[arg(long)]
         dhcp: bool,
     },
@@ -475,6 +498,8 @@ fn run_lab(l: LabArgs, as_json: bool) -> Result<ExitCode> {
                 upstream_vlan: u.upstream_vlan,
                 region_one_upstream_gateway: u.region_one_upstream_gateway,
                 region_one_upstream_vlan: u.region_one_upstream_vlan,
+                upstream_gateway_v6: u.upstream_gateway_v6,
+                region_one_upstream_gateway_v6: u.region_one_upstream_gateway_v6,
                 controller_bin: u
                     .controller_bin
                     .unwrap_or_else(|| lab::sibling_binary("crosspod-controller")),
@@ -566,6 +591,25 @@ fn run_lab(l: LabArgs, as_json: bool) -> Result<ExitCode> {
         LabCmd::Status => {
             if !lab::status::status(&dir, as_json)? {
                 return Ok(ExitCode::from(3));
+            }
+        }
+        LabCmd::UpstreamRoutes => {
+            let rep = lab::upstream::sync_from_api(&dir)?;
+            if as_json {
+                output::json(&serde_json::to_value(&rep)?);
+            } else {
+                for (dst, via) in &rep.routes {
+                    println!("{dst} via {via}");
+                }
+                if rep.changes.is_empty() {
+                    println!("upstream routes: {} (nothing changed)", rep.routes.len());
+                } else {
+                    println!(
+                        "upstream routes: {} ({})",
+                        rep.routes.len(),
+                        rep.changes.join(", ")
+                    );
+                }
             }
         }
         LabCmd::Node { cmd } => {
@@ -715,15 +759,23 @@ fn run_vm(v: VmArgs, as_json: bool) -> Result<ExitCode> {
             if as_json {
                 output::json(&serde_json::to_value(&r)?);
             } else {
+                let addrs: Vec<String> = r
+                    .all_addresses()
+                    .iter()
+                    .map(|a| match a.how {
+                        vm::AddrHow::Static => a.address.to_string(),
+                        vm::AddrHow::Dhcp => format!("{} by DHCP", a.address),
+                        h => format!("{} by {}", a.address, h.as_str()),
+                    })
+                    .collect();
                 println!(
-                    "vm {} booted on {} ({}): {} {} port {}{} (tagging is the agent's job)",
+                    "vm {} booted on {} ({}): {} {} port {} (tagging is the agent's job)",
                     r.name,
                     r.node,
                     r.region,
-                    r.address,
+                    addrs.join(", "),
                     r.mac,
                     r.port_id,
-                    if r.dhcp { " by DHCP" } else { "" }
                 );
             }
         }
@@ -748,7 +800,12 @@ fn run_vm(v: VmArgs, as_json: bool) -> Result<ExitCode> {
                             w.record.name.clone(),
                             w.record.region.clone(),
                             w.record.node.clone(),
-                            w.record.address.to_string(),
+                            w.record
+                                .all_addresses()
+                                .iter()
+                                .map(|a| a.address.to_string())
+                                .collect::<Vec<_>>()
+                                .join(","),
                             w.record.mac.clone(),
                             w.record.port_id.clone(),
                             w.tag.clone().unwrap_or_else(|| "-".into()),

@@ -2,6 +2,9 @@
 //! of every node of every pod (ICMP out of their `eth0`) and the external network (the leg in
 //! `ext` of the upstream router whose network holds the target);
 //! targets are the VMs, the upstream router and the floating IPs the controller has bound.
+//! IPv6 pairs are cells of their own: a VM with an IPv6 address is also the target `<vm> v6`
+//! (further ones `<vm> <address>`), the upstream's IPv6 address `upstream <address>`, and each
+//! VM probes the targets of the families it has an address of (others stay `·`).
 //! Router instances' own probes (bridge IPs of the other instances, the external gateway) come
 //! from every node's agent's reports through the controller.
 
@@ -89,15 +92,23 @@ pub fn run(dir: &Path) -> Result<Matrix> {
     let st = LabState::require(dir)?;
     let vms = vm::records(&st.layout())?;
     let token = admin_token(&st);
-    // Targets: VMs, the upstream router, bound floating IPs.
-    let mut targets: Vec<(String, IpAddr)> = vms
-        .iter()
-        .map(|v| (v.name.clone(), v.address.addr()))
-        .collect();
+    // Targets: VMs (every address), the upstream router (IPv4 and IPv6), bound floating IPs.
+    let mut targets: Vec<(String, IpAddr)> = Vec::new();
+    // Which VM a target label belongs to (a VM does not probe itself).
+    let mut owner_of: std::collections::HashMap<String, String> = Default::default();
+    for v in &vms {
+        for (label, addr) in vm_targets(v) {
+            owner_of.insert(label.clone(), v.name.clone());
+            targets.push((label, addr));
+        }
+    }
     targets.push((
         format!("upstream {}", st.upstream.gateway.addr()),
         st.upstream.gateway.addr(),
     ));
+    if let Some(g6) = st.upstream.gateway_v6 {
+        targets.push((format!("upstream {}", g6.addr()), g6.addr()));
+    }
     let mut fips: Vec<(String, IpAddr)> = Vec::new();
     let mut routers = Vec::new();
     if let Some(t) = &token {
@@ -144,8 +155,12 @@ pub fn run(dir: &Path) -> Result<Matrix> {
     // the floating IPs.
     let mut jobs: Vec<(String, String, String, String, IpAddr)> = Vec::new();
     for v in &vms {
+        let (has4, has6) = families(v);
         for (label, addr) in &targets {
-            if *label == v.name || label.starts_with("fip ") {
+            if owner_of.get(label) == Some(&v.name) || label.starts_with("fip ") {
+                continue;
+            }
+            if (addr.is_ipv4() && !has4) || (addr.is_ipv6() && !has6) {
                 continue;
             }
             jobs.push((
@@ -212,6 +227,38 @@ pub fn run(dir: &Path) -> Result<Matrix> {
         cells,
         routers,
     })
+}
+
+/// A VM's targets: its first IPv4 address as `<vm>`, its first IPv6 address as `<vm> v6`,
+/// any further address as `<vm> <address>`.
+pub fn vm_targets(v: &vm::VmRecord) -> Vec<(String, IpAddr)> {
+    let mut out = Vec::new();
+    let (mut v4, mut v6) = (false, false);
+    for a in v.all_addresses() {
+        let ip = a.address.addr();
+        let label = match ip {
+            IpAddr::V4(_) if !v4 => {
+                v4 = true;
+                v.name.clone()
+            }
+            IpAddr::V6(_) if !v6 => {
+                v6 = true;
+                format!("{} v6", v.name)
+            }
+            _ => format!("{} {ip}", v.name),
+        };
+        out.push((label, ip));
+    }
+    out
+}
+
+/// Whether a VM has an IPv4 and an IPv6 address.
+fn families(v: &vm::VmRecord) -> (bool, bool) {
+    let a = v.all_addresses();
+    (
+        a.iter().any(|a| a.address.addr().is_ipv4()),
+        a.iter().any(|a| a.address.addr().is_ipv6()),
+    )
 }
 
 /// The matrix as rows for `output::table`: one row per source, one column per target.

@@ -11,6 +11,13 @@
 //! `ip netns exec` bind-mounts it and the host's `/etc/resolv.conf` is never written). The
 //! client goes on running to renew; its pid, script and log files sit in the lab's `vms/`
 //! directory and go with `vm delete` and `lab down`.
+//!
+//! Every fixed IP of the port is configured (dual-stack and IPv6-only ports). IPv6 follows
+//! the subnet's `ipv6_address_mode`, as a cloud image would: `slaac` and `dhcpv6-stateless`
+//! take the router's advertisements (the kernel forms the EUI-64 address the API shows),
+//! `dhcpv6-stateful` runs ISC `dhclient -6` in the namespace (the address by DHCPv6, the
+//! default route from the advertisements), and a subnet without a mode gets the address
+//! written with `::/0` via its gateway. `--static` writes every address itself.
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -65,6 +72,160 @@ pub struct VmRecord {
     /// Whether the address came by DHCP (a `udhcpc` runs in the namespace to renew it).
     #[serde(default)]
     pub dhcp: bool,
+    /// Every address of the VM (one per fixed IP of the port) and how it was configured;
+    /// empty in records written before dual-stack VMs (then `address` is the only one).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub addresses: Vec<VmAddress>,
+    /// Whether a DHCPv6 client (`dhclient -6`) runs in the namespace.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub dhcp6: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+impl VmRecord {
+    /// Every address of the VM: the recorded list, or `address` alone for an old record.
+    pub fn all_addresses(&self) -> Vec<VmAddress> {
+        if !self.addresses.is_empty() {
+            return self.addresses.clone();
+        }
+        vec![VmAddress {
+            address: self.address,
+            gateway: self.gateway,
+            how: if self.dhcp {
+                AddrHow::Dhcp
+            } else {
+                AddrHow::Static
+            },
+            subnet_id: String::new(),
+        }]
+    }
+}
+
+/// How one address of a VM is configured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AddrHow {
+    /// Written into the namespace by `vm boot` (with the default route via the gateway).
+    Static,
+    /// IPv4 DHCP (`udhcpc`).
+    Dhcp,
+    /// IPv6 SLAAC from the router's advertisements.
+    Slaac,
+    /// SLAAC; other configuration by DHCPv6 (not asked for by the lab VM).
+    Dhcpv6Stateless,
+    /// DHCPv6 (`dhclient -6`); default route from the router's advertisements.
+    Dhcpv6Stateful,
+}
+
+impl AddrHow {
+    /// Whether the VM's kernel must take router advertisements for it.
+    pub fn takes_ra(self) -> bool {
+        matches!(
+            self,
+            AddrHow::Slaac | AddrHow::Dhcpv6Stateless | AddrHow::Dhcpv6Stateful
+        )
+    }
+
+    /// Neutron's word for it (`static` for an address written by hand).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AddrHow::Static => "static",
+            AddrHow::Dhcp => "dhcp",
+            AddrHow::Slaac => "slaac",
+            AddrHow::Dhcpv6Stateless => "dhcpv6-stateless",
+            AddrHow::Dhcpv6Stateful => "dhcpv6-stateful",
+        }
+    }
+}
+
+/// One address of a VM.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VmAddress {
+    /// Address and the subnet's prefix length.
+    pub address: IpNet,
+    /// The subnet's gateway (a static address's default route goes there).
+    pub gateway: Option<IpAddr>,
+    /// How it is configured.
+    pub how: AddrHow,
+    /// The subnet it is on.
+    #[serde(default)]
+    pub subnet_id: String,
+}
+
+/// What `vm boot` needs to know of a port's subnet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubnetView {
+    /// Subnet id.
+    pub id: String,
+    /// CIDR.
+    pub cidr: IpNet,
+    /// Gateway.
+    pub gateway: Option<IpAddr>,
+    /// `enable_dhcp`.
+    pub enable_dhcp: bool,
+    /// `ipv6_address_mode`, when set.
+    pub ipv6_address_mode: Option<String>,
+}
+
+impl SubnetView {
+    /// Reads Neutron's subnet object.
+    pub fn from_json(v: &Value) -> Result<SubnetView> {
+        Ok(SubnetView {
+            id: v["id"].as_str().unwrap_or_default().to_string(),
+            cidr: v["cidr"]
+                .as_str()
+                .context("subnet without cidr")?
+                .parse()
+                .context("subnet cidr unreadable")?,
+            gateway: v["gateway_ip"].as_str().and_then(|g| g.parse().ok()),
+            enable_dhcp: v["enable_dhcp"].as_bool().unwrap_or(true),
+            ipv6_address_mode: v["ipv6_address_mode"].as_str().map(str::to_string),
+        })
+    }
+}
+
+/// How each fixed IP of a port is configured in the VM, by `mode` and its subnet: IPv4 by
+/// DHCP (only the first IPv4 address: one `udhcpc` holds one lease) or statically, IPv6 by
+/// the subnet's `ipv6_address_mode` (none: static), everything static with `--static`.
+pub fn plan_addresses(fixed: &[(IpAddr, SubnetView)], mode: AddressMode) -> Result<Vec<VmAddress>> {
+    let mut out = Vec::new();
+    let mut v4_dhcp_taken = false;
+    for (ip, s) in fixed {
+        let how = match (ip, mode) {
+            (_, AddressMode::Static) => AddrHow::Static,
+            (IpAddr::V4(_), AddressMode::Dhcp) if !v4_dhcp_taken => AddrHow::Dhcp,
+            (IpAddr::V4(_), AddressMode::Auto) if !v4_dhcp_taken && s.enable_dhcp => {
+                AddrHow::Dhcp
+            }
+            (IpAddr::V4(_), _) => AddrHow::Static,
+            (IpAddr::V6(_), _) => match s.ipv6_address_mode.as_deref() {
+                None => AddrHow::Static,
+                Some("slaac") => AddrHow::Slaac,
+                Some("dhcpv6-stateless") => AddrHow::Dhcpv6Stateless,
+                Some("dhcpv6-stateful") => AddrHow::Dhcpv6Stateful,
+                Some(other) => bail!(
+                    "subnet {} has ipv6_address_mode {other:?}, which `vm boot` does not know; use --static to write the address",
+                    s.id
+                ),
+            },
+        };
+        if how == AddrHow::Dhcp {
+            v4_dhcp_taken = true;
+        }
+        if ip.is_ipv4() != s.cidr.addr().is_ipv4() {
+            bail!("fixed IP {ip} is not of its subnet {}'s family", s.id);
+        }
+        out.push(VmAddress {
+            address: IpNet::new(*ip, s.cidr.prefix_len()).context("address/prefix")?,
+            gateway: s.gateway,
+            how,
+            subnet_id: s.id.clone(),
+        });
+    }
+    Ok(out)
 }
 
 /// How `vm boot` gives the VM its address.
@@ -207,6 +368,286 @@ fn dhcp_lease(name: &str, vms_dir: &Path, want: IpNet) -> Result<()> {
         bail!("the DHCP lease of {name} gave {got:?}, not the port's {want}");
     }
     Ok(())
+}
+
+/// How long `vm boot` waits for the kernel to configure IPv6 from router advertisements
+/// (the VM solicits every second; routers also advertise unsolicited).
+pub const RA_WAIT: Duration = Duration::from_secs(15);
+/// How long `vm boot` waits for a DHCPv6 lease.
+pub const DHCP6_WAIT: Duration = Duration::from_secs(15);
+
+/// The VM's own script for `dhclient -6`: applies only the leased address, with the subnet's
+/// prefix length baked in (DHCPv6 hands out a bare address; the on-link prefix and the
+/// default route come from the router's advertisements), and never writes resolv.conf.
+fn dhclient6_script(prefix_len: u8) -> String {
+    format!(
+        r#"#!/bin/sh
+# dhclient -6 script of a crosspod lab VM (`crosspod vm boot`, dhcpv6-stateful subnets).
+PATH=/usr/sbin:/usr/bin:/sbin:/bin
+plen={prefix_len}
+case "$reason" in
+BOUND6|RENEW6|REBIND6|REBOOT6)
+    if [ -n "${{old_ip6_address:-}}" ] && [ "$old_ip6_address" != "$new_ip6_address" ]; then
+        ip -6 addr del "$old_ip6_address/$plen" dev "$interface" 2>/dev/null
+    fi
+    [ -n "${{new_ip6_address:-}}" ] && ip -6 addr replace "$new_ip6_address/$plen" dev "$interface" nodad
+    ;;
+EXPIRE6|RELEASE6|STOP6)
+    [ -n "${{old_ip6_address:-}}" ] && ip -6 addr del "$old_ip6_address/$plen" dev "$interface" 2>/dev/null
+    ;;
+esac
+exit 0
+"#
+    )
+}
+
+/// The files of a VM's DHCPv6 client in the lab's `vms/` directory.
+struct Dhcp6Files {
+    script: PathBuf,
+    pid: PathBuf,
+    leases: PathBuf,
+    conf: PathBuf,
+    log: PathBuf,
+}
+
+impl Dhcp6Files {
+    fn of(vms_dir: &Path, name: &str) -> Dhcp6Files {
+        Dhcp6Files {
+            script: vms_dir.join(format!("{name}.dhclient6.sh")),
+            pid: vms_dir.join(format!("{name}.dhclient6.pid")),
+            leases: vms_dir.join(format!("{name}.dhclient6.leases")),
+            conf: vms_dir.join(format!("{name}.dhclient6.conf")),
+            log: vms_dir.join(format!("{name}.dhclient6.log")),
+        }
+    }
+
+    /// The client as a lab daemon (trusted only while its command line names this VM's
+    /// script).
+    fn client(&self, name: &str) -> Daemon {
+        Daemon {
+            name: format!("dhclient6@{name}"),
+            pidfile: self.pid.clone(),
+            log: self.log.clone(),
+            marker: self.script.display().to_string(),
+        }
+    }
+
+    fn remove(&self, name: &str) {
+        if let Err(e) = self.client(name).stop(Duration::from_secs(2)) {
+            tracing::warn!(vm = name, error = %e, "stopping the DHCPv6 client");
+        }
+        for f in [&self.script, &self.pid, &self.leases, &self.conf, &self.log] {
+            match std::fs::remove_file(f) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    tracing::warn!(vm = name, file = %f.display(), error = %e, "removing a DHCPv6 client file")
+                }
+            }
+        }
+    }
+}
+
+/// An IPv6 address of a VM's `eth0` as the kernel holds it (`/proc/net/if_inet6`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KernelAddr6 {
+    /// Address and prefix length.
+    pub net: IpNet,
+    /// Still doing duplicate address detection (not usable yet).
+    pub tentative: bool,
+}
+
+/// Parses `/proc/net/if_inet6` for the addresses of `ifname`.
+fn parse_if_inet6(text: &str, ifname: &str) -> Vec<KernelAddr6> {
+    const IFA_F_TENTATIVE: u32 = 0x40;
+    text.lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            if f.len() != 6 || f[5] != ifname || f[0].len() != 32 {
+                return None;
+            }
+            let bits = u128::from_str_radix(f[0], 16).ok()?;
+            let plen = u8::from_str_radix(f[2], 16).ok()?;
+            let flags = u32::from_str_radix(f[4], 16).ok()?;
+            Some(KernelAddr6 {
+                net: IpNet::new(IpAddr::V6(bits.into()), plen).ok()?,
+                tentative: flags & IFA_F_TENTATIVE != 0,
+            })
+        })
+        .collect()
+}
+
+/// The IPv6 addresses of `ifname` in namespace `ns`.
+pub fn kernel_addrs6(ns: &str, ifname: &str) -> Result<Vec<KernelAddr6>> {
+    let text = plumbing::netns::run_in(&Netns::named(ns), || {
+        std::fs::read_to_string("/proc/net/if_inet6")
+    })?;
+    match text {
+        Ok(t) => Ok(parse_if_inet6(&t, ifname)),
+        // No IPv6 address at all in the namespace yet.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(e).with_context(|| format!("reading /proc/net/if_inet6 in {ns}")),
+    }
+}
+
+/// Whether namespace `ns` has an IPv6 default route (from a router advertisement or static).
+pub fn has_default_v6(ns: &str) -> Result<bool> {
+    let any: IpNet = "::/0".parse().expect("valid");
+    Ok(Handle::new(&Netns::named(ns))?
+        .routes()?
+        .iter()
+        .any(|r| r.dst == any && r.table == plumbing::route::MAIN_TABLE && r.unicast))
+}
+
+/// Makes new interfaces of VM namespace `ns` take router advertisements (`accept_ra=2`,
+/// `autoconf=1`, soliciting every second) or ignore them (a VM whose IPv6 addresses are all
+/// written by hand), before `eth0` exists, so the kernel solicits as soon as the link is up.
+pub fn set_ra_defaults(ns: &str, take_ra: bool) -> Result<()> {
+    let n = Netns::named(ns);
+    let (ra, auto) = if take_ra { ("2", "1") } else { ("0", "0") };
+    for (k, v) in [
+        ("net.ipv6.conf.default.accept_ra", ra),
+        ("net.ipv6.conf.default.autoconf", auto),
+        ("net.ipv6.conf.default.router_solicitation_interval", "1"),
+    ] {
+        plumbing::sysctl::set(&n, k, v).with_context(|| format!("sysctl {k}={v} in {ns}"))?;
+    }
+    Ok(())
+}
+
+/// Also sets them on `ifname` itself (what the brief of a cloud image says: the interface's own
+/// sysctls), so they hold whatever the namespace's defaults were when it appeared.
+fn set_ra_on(ns: &str, ifname: &str, take_ra: bool) -> Result<()> {
+    let n = Netns::named(ns);
+    let (ra, auto) = if take_ra { ("2", "1") } else { ("0", "0") };
+    for (k, v) in [
+        (format!("net.ipv6.conf.{ifname}.accept_ra"), ra),
+        (format!("net.ipv6.conf.{ifname}.autoconf"), auto),
+    ] {
+        plumbing::sysctl::set(&n, &k, v).with_context(|| format!("sysctl {k}={v} in {ns}"))?;
+    }
+    Ok(())
+}
+
+/// Waits until `ns`'s `eth0` holds every address in `want` (not tentative) and, when
+/// `need_default`, an IPv6 default route; the error says what the kernel has instead.
+pub fn wait_v6(
+    ns: &str,
+    want: &[IpNet],
+    need_default: bool,
+    timeout: Duration,
+    what: &str,
+) -> Result<()> {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let have = kernel_addrs6(ns, VM_IF)?;
+        let ready = |w: &IpNet| {
+            have.iter()
+                .any(|a| a.net.addr() == w.addr() && a.net.prefix_len() == w.prefix_len() && !a.tentative)
+        };
+        let addrs_ok = want.iter().all(ready);
+        let default_ok = !need_default || has_default_v6(ns)?;
+        if addrs_ok && default_ok {
+            return Ok(());
+        }
+        if std::time::Instant::now() >= deadline {
+            let missing: Vec<String> = want
+                .iter()
+                .filter(|w| !ready(w))
+                .map(|w| w.to_string())
+                .collect();
+            let shown: Vec<String> = have
+                .iter()
+                .map(|a| format!("{}{}", a.net, if a.tentative { " (tentative)" } else { "" }))
+                .collect();
+            bail!(
+                "{ns} got no IPv6 configuration by {what} within {}s: missing address(es) {missing:?}{}; {VM_IF} has {shown:?}. Is a router instance advertising on this network (the subnet's ipv6_ra_mode set, a router interface on it, the pod's agent running)? `--static` writes the addresses instead",
+                timeout.as_secs(),
+                if default_ok { "" } else { " and no IPv6 default route" },
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Waits for `eth0`'s link-local address to finish duplicate address detection (a DHCPv6
+/// client cannot bind before).
+fn wait_link_local(ns: &str, timeout: Duration) -> Result<()> {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let have = kernel_addrs6(ns, VM_IF)?;
+        if have
+            .iter()
+            .any(|a| matches!(a.net.addr(), IpAddr::V6(v) if v.segments()[0] == 0xfe80) && !a.tentative)
+        {
+            return Ok(());
+        }
+        if std::time::Instant::now() >= deadline {
+            bail!("{VM_IF} of {ns} has no usable IPv6 link-local address after {}s ({have:?})", timeout.as_secs());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Runs `dhclient -6` in the VM namespace (in the background, to renew) and waits until
+/// the kernel holds `want`; on failure the client and its files are removed again.
+pub fn dhcp6_lease(name: &str, vms_dir: &Path, want: IpNet, timeout: Duration) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let f = Dhcp6Files::of(vms_dir, name);
+    let run = || -> Result<()> {
+        std::fs::create_dir_all(vms_dir).context("creating the lab's vms directory")?;
+        std::fs::write(&f.script, dhclient6_script(want.prefix_len()))
+            .with_context(|| format!("writing {}", f.script.display()))?;
+        std::fs::set_permissions(&f.script, std::fs::Permissions::from_mode(0o755))?;
+        // Not the host's /etc/dhcp/dhclient.conf: the lab VM asks for an address only.
+        std::fs::write(&f.conf, "# crosspod lab VM: the defaults\n")
+            .with_context(|| format!("writing {}", f.conf.display()))?;
+        wait_link_local(name, Duration::from_secs(5))?;
+        let log = std::fs::File::create(&f.log)
+            .with_context(|| format!("creating {}", f.log.display()))?;
+        // -nw: to the background at once (the wait is ours, bounded); -D LL: the DUID carries
+        // the port's MAC, which DHCPv6 servers such as crosspod's agent key leases by.
+        let st = std::process::Command::new("ip")
+            .args(["netns", "exec", name, "dhclient", "-6", "-nw", "-D", "LL"])
+            .arg("-sf")
+            .arg(&f.script)
+            .arg("-pf")
+            .arg(&f.pid)
+            .arg("-lf")
+            .arg(&f.leases)
+            .arg("-cf")
+            .arg(&f.conf)
+            .arg(VM_IF)
+            .stdin(std::process::Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .status()
+            .context("running dhclient (isc-dhcp-client; scripts/install-deps.sh installs it)")?;
+        if !st.success() {
+            bail!(
+                "dhclient -6 for {name} failed to start ({st}; its log: {})",
+                f.log.display()
+            );
+        }
+        wait_v6(name, &[want], false, timeout, "DHCPv6").map_err(|e| {
+            anyhow!(
+                "{e:#} (dhclient's log: {}; is a DHCPv6 server serving the subnet?)",
+                f.log.display()
+            )
+        })?;
+        if !f.client(name).alive() {
+            bail!(
+                "the DHCPv6 client of {name} did not stay in the background to renew (log: {})",
+                f.log.display()
+            );
+        }
+        Ok(())
+    };
+    let r = run();
+    if r.is_err() {
+        f.remove(name);
+    }
+    r
 }
 
 /// Where the Neutron API is and who calls it.
@@ -352,12 +793,20 @@ pub struct PlugSpec {
     pub port_id: String,
     /// Port MAC.
     pub mac: String,
-    /// Address/prefix for eth0.
-    pub address: IpNet,
-    /// Default gateway.
-    pub gateway: Option<IpAddr>,
-    /// Address by DHCP instead of written into the namespace.
-    pub dhcp: bool,
+    /// Every address and how it is configured; `plug` writes the static ones (and a default
+    /// route per family via the first static address's gateway) and sets the namespace up to
+    /// take router advertisements when an IPv6 address comes from them.
+    pub addresses: Vec<VmAddress>,
+}
+
+impl PlugSpec {
+    fn takes_ra(&self) -> bool {
+        self.addresses.iter().any(|a| a.how.takes_ra())
+    }
+
+    fn has_v6(&self) -> bool {
+        self.addresses.iter().any(|a| a.address.addr().is_ipv6())
+    }
 }
 
 /// The node-side interface name for a port: `tap` + 11 characters of its id (as Nova).
@@ -376,6 +825,10 @@ pub fn plug(name: &str, node_netns: &str, db: &Ovsdb, p: &PlugSpec, device_id: &
         bail!("namespace {name} appeared meanwhile; nothing was changed");
     }
     let result = (|| -> Result<()> {
+        // Before eth0 exists: it comes up taking (or ignoring) router advertisements.
+        if p.has_v6() {
+            set_ra_defaults(name, p.takes_ra())?;
+        }
         let mut vm_end = VethEnd::new(VM_IF, Netns::named(name));
         vm_end.mac = Some(mac);
         plumbing::link::create_veth(&VethSpec {
@@ -400,18 +853,24 @@ pub fn plug(name: &str, node_netns: &str, db: &Ovsdb, p: &PlugSpec, device_id: &
                 String::from_utf8_lossy(&out.stderr).trim()
             );
         }
-        let mut h = Handle::new(&Netns::named(name))?;
-        if !p.dhcp {
-            h.add_address(VM_IF, p.address)
-                .with_context(|| format!("giving {} to {VM_IF}@{name}", p.address))?;
+        if p.has_v6() {
+            set_ra_on(name, VM_IF, p.takes_ra())?;
         }
-        if let (false, Some(gw)) = (p.dhcp, p.gateway) {
-            let any: IpNet = match gw {
-                IpAddr::V4(_) => "0.0.0.0/0".parse().expect("valid"),
-                IpAddr::V6(_) => "::/0".parse().expect("valid"),
+        let mut h = Handle::new(&Netns::named(name))?;
+        let mut routed = (false, false);
+        for a in p.addresses.iter().filter(|a| a.how == AddrHow::Static) {
+            h.add_address(VM_IF, a.address)
+                .with_context(|| format!("giving {} to {VM_IF}@{name}", a.address))?;
+            let Some(gw) = a.gateway else { continue };
+            let (any, done): (IpNet, &mut bool) = match gw {
+                IpAddr::V4(_) => ("0.0.0.0/0".parse().expect("valid"), &mut routed.0),
+                IpAddr::V6(_) => ("::/0".parse().expect("valid"), &mut routed.1),
             };
-            h.add_route(&Route::new(any).via(gw))
-                .with_context(|| format!("default route via {gw} in {name}"))?;
+            if !*done {
+                h.add_route(&Route::new(any).via(gw))
+                    .with_context(|| format!("default route via {gw} in {name}"))?;
+                *done = true;
+            }
         }
         let mut port = ovs::vswitch::PortSpec::new(&tap);
         port.iface_external_ids = [
@@ -435,10 +894,14 @@ pub fn plug(name: &str, node_netns: &str, db: &Ovsdb, p: &PlugSpec, device_id: &
     Ok(())
 }
 
-/// Stops a VM's DHCP client and removes its files and `/etc/netns/<vm>` (nothing to do for a
+/// Stops a VM's DHCP clients (IPv4 and IPv6) and removes their files and `/etc/netns/<vm>` (nothing to do for a
 /// static VM).
 pub fn remove_dhcp_client(vms_dir: &Path, name: &str) {
     DhcpFiles::of(vms_dir, name).remove(name);
+    let f6 = Dhcp6Files::of(vms_dir, name);
+    if f6.pid.exists() || f6.script.exists() {
+        f6.remove(name);
+    }
 }
 
 /// Removes the OVS port, the veth and the namespace of a VM (each step best effort, so a
@@ -532,59 +995,81 @@ pub fn boot(
             .as_str()
             .context("the port has no mac_address")?
             .to_string();
-        let ip = port
-            .pointer("/fixed_ips/0")
-            .context("the port has no fixed IP: does the network have a subnet?")?;
-        let addr: IpAddr = ip["ip_address"]
-            .as_str()
-            .context("fixed IP without ip_address")?
-            .parse()
-            .context("fixed IP unreadable")?;
-        let subnet_id = ip["subnet_id"]
-            .as_str()
-            .context("fixed IP without subnet_id")?;
-        let sv = api.expect("GET", &format!("/v2.0/subnets/{subnet_id}"), None)?;
-        let cidr: IpNet = sv
-            .pointer("/subnet/cidr")
-            .and_then(Value::as_str)
-            .context("subnet without cidr")?
-            .parse()
-            .context("subnet cidr unreadable")?;
-        let gateway: Option<IpAddr> = sv
-            .pointer("/subnet/gateway_ip")
-            .and_then(Value::as_str)
-            .and_then(|g| g.parse().ok());
-        let address = IpNet::new(addr, cidr.prefix_len()).context("address/prefix")?;
-        let enable_dhcp = sv
-            .pointer("/subnet/enable_dhcp")
-            .and_then(Value::as_bool)
-            .unwrap_or(true);
-        let dhcp = match mode {
-            AddressMode::Static => false,
-            AddressMode::Dhcp => true,
-            AddressMode::Auto => enable_dhcp && addr.is_ipv4(),
-        };
+        let fixed_ips = port["fixed_ips"].as_array().cloned().unwrap_or_default();
+        if fixed_ips.is_empty() {
+            bail!("the port has no fixed IP: does the network have a subnet?");
+        }
+        let mut fixed = Vec::new();
+        for ip in &fixed_ips {
+            let addr: IpAddr = ip["ip_address"]
+                .as_str()
+                .context("fixed IP without ip_address")?
+                .parse()
+                .context("fixed IP unreadable")?;
+            let subnet_id = ip["subnet_id"]
+                .as_str()
+                .context("fixed IP without subnet_id")?;
+            let sv = api.expect("GET", &format!("/v2.0/subnets/{subnet_id}"), None)?;
+            fixed.push((addr, SubnetView::from_json(&sv["subnet"])?));
+        }
+        let addresses = plan_addresses(&fixed, mode)?;
+        // The record's `address`: the first IPv4 address (as before), else the first one.
+        let primary = addresses
+            .iter()
+            .find(|a| a.address.addr().is_ipv4())
+            .unwrap_or(&addresses[0])
+            .clone();
+        let dhcp = addresses.iter().any(|a| a.how == AddrHow::Dhcp);
         let spec = PlugSpec {
             port_id: port_id.clone(),
             mac: mac.clone(),
-            address,
-            gateway,
-            dhcp,
+            addresses: addresses.clone(),
         };
+        let shown: Vec<String> = addresses
+            .iter()
+            .map(|a| format!("{} {}", a.address, a.how.as_str()))
+            .collect();
         crate::output::progress(format!(
-            "plugging {name} ({address}, {mac}, {}) into br-vlan of {}",
-            if dhcp { "DHCP" } else { "static" },
+            "plugging {name} ({}, {mac}) into br-vlan of {}",
+            shown.join(", "),
             node.name
         ));
         plug(name, &node.netns, &db, &spec, &device_id)?;
-        if dhcp {
-            crate::output::progress(format!("{name}: waiting for a DHCP lease"));
-            if let Err(e) = dhcp_lease(name, &layout.vms_dir(), address) {
+        let configured = (|| -> Result<bool> {
+            if let Some(a) = addresses.iter().find(|a| a.how == AddrHow::Dhcp) {
+                crate::output::progress(format!("{name}: waiting for a DHCP lease"));
+                dhcp_lease(name, &layout.vms_dir(), a.address)?;
+            }
+            let by_ra: Vec<IpNet> = addresses
+                .iter()
+                .filter(|a| matches!(a.how, AddrHow::Slaac | AddrHow::Dhcpv6Stateless))
+                .map(|a| a.address)
+                .collect();
+            if spec.takes_ra() {
+                crate::output::progress(format!(
+                    "{name}: waiting for router advertisements (SLAAC {by_ra:?}, a default route)"
+                ));
+                wait_v6(name, &by_ra, true, RA_WAIT, "router advertisement")?;
+            }
+            let mut dhcp6 = false;
+            if let Some(a) = addresses
+                .iter()
+                .find(|a| a.how == AddrHow::Dhcpv6Stateful)
+            {
+                crate::output::progress(format!("{name}: waiting for a DHCPv6 lease"));
+                dhcp6_lease(name, &layout.vms_dir(), a.address, DHCP6_WAIT)?;
+                dhcp6 = true;
+            }
+            Ok(dhcp6)
+        })();
+        let dhcp6 = match configured {
+            Ok(d) => d,
+            Err(e) => {
                 remove_dhcp_client(&layout.vms_dir(), name);
                 unplug(name, &node.netns, &remote, &tap_name(&port_id));
                 return Err(e);
             }
-        }
+        };
         let rec = VmRecord {
             name: name.to_string(),
             region: region.to_string(),
@@ -593,13 +1078,15 @@ pub fn boot(
             ovsdb: remote.clone(),
             port_id: port_id.clone(),
             mac,
-            address,
-            gateway,
+            address: primary.address,
+            gateway: primary.gateway,
             network_id: network_id.clone(),
             tap: tap_name(&port_id),
             device_id: device_id.clone(),
             created_netns: true,
             dhcp,
+            addresses,
+            dhcp6,
         };
         if let Err(e) = save_record(&layout, &rec) {
             remove_dhcp_client(&layout.vms_dir(), name);

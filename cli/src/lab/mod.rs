@@ -54,6 +54,10 @@ pub struct UpOptions {
     pub region_one_upstream_gateway: IpNet,
     /// RegionOne's external VLAN on node1's eth2 (0 = untagged).
     pub region_one_upstream_vlan: u16,
+    /// The upstream router's IPv6 address/prefix (gw0).
+    pub upstream_gateway_v6: IpNet,
+    /// RegionOne's upstream router's IPv6 address/prefix (gw1).
+    pub region_one_upstream_gateway_v6: IpNet,
     /// Controller binary.
     pub controller_bin: PathBuf,
     /// Agent binary.
@@ -163,10 +167,12 @@ fn new_state(o: &UpOptions, created_dir: bool) -> Result<LabState> {
         upstream: UpstreamSpec {
             gateway: o.upstream_gateway,
             vlan: o.upstream_vlan,
+            gateway_v6: Some(o.upstream_gateway_v6),
         },
         region_one_upstream: Some(UpstreamSpec {
             gateway: o.region_one_upstream_gateway,
             vlan: o.region_one_upstream_vlan,
+            gateway_v6: Some(o.region_one_upstream_gateway_v6),
         }),
         namespaces: Vec::new(),
     })
@@ -569,9 +575,16 @@ pub fn up(o: &UpOptions) -> Result<UpReport> {
                 && st.neutron_port == o.neutron_port
                 && st.upstream.gateway == o.upstream_gateway
                 && st.upstream.vlan == o.upstream_vlan
+                && st
+                    .upstream
+                    .gateway_v6
+                    .is_none_or(|g| g == o.upstream_gateway_v6)
                 && st.region_one_upstream.as_ref().is_none_or(|u| {
                     u.gateway == o.region_one_upstream_gateway
                         && u.vlan == o.region_one_upstream_vlan
+                        && u
+                            .gateway_v6
+                            .is_none_or(|g| g == o.region_one_upstream_gateway_v6)
                 })
                 && st.tls == o.tls
                 && st.keystone_port.is_some() == o.keystone;
@@ -593,6 +606,15 @@ pub fn up(o: &UpOptions) -> Result<UpReport> {
             st
         }
     };
+    // A lab made before IPv6: its upstream routers get their IPv6 addresses now.
+    if st.upstream.gateway_v6.is_none() {
+        st.upstream.gateway_v6 = Some(o.upstream_gateway_v6);
+        st.save()?;
+    }
+    if let Some(u) = st.region_one_upstream.as_mut().filter(|u| u.gateway_v6.is_none()) {
+        u.gateway_v6 = Some(o.region_one_upstream_gateway_v6);
+        st.save()?;
+    }
     if st.agent_port == 0 || (o.agent_port != 0 && st.agent_port != o.agent_port) {
         st.agent_port = if o.agent_port != 0 {
             o.agent_port

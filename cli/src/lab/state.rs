@@ -69,6 +69,10 @@ pub struct UpstreamSpec {
     pub gateway: IpNet,
     /// The VLAN the external network uses on eth2 (0: untagged, for a flat network).
     pub vlan: u16,
+    /// The router's IPv6 address on the external network's IPv6 subnet (default
+    /// 2001:db8:124::1/64); `None` in labs made before IPv6 (the next `lab up` adds it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway_v6: Option<IpNet>,
 }
 
 /// The lab as asked for and as made so far.
