@@ -480,7 +480,8 @@ fn parse_if_inet6(text: &str, ifname: &str) -> Vec<KernelAddr6> {
 /// The IPv6 addresses of `ifname` in namespace `ns`.
 pub fn kernel_addrs6(ns: &str, ifname: &str) -> Result<Vec<KernelAddr6>> {
     let text = plumbing::netns::run_in(&Netns::named(ns), || {
-        std::fs::read_to_string("/proc/net/if_inet6")
+        // /proc/net follows the process, not the thread that entered the namespace.
+        std::fs::read_to_string("/proc/thread-self/net/if_inet6")
     })?;
     match text {
         Ok(t) => Ok(parse_if_inet6(&t, ifname)),
@@ -625,8 +626,8 @@ pub fn dhcp6_lease(name: &str, vms_dir: &Path, want: IpNet, timeout: Duration) -
             .context("running dhclient (isc-dhcp-client; scripts/install-deps.sh installs it)")?;
         if !st.success() {
             bail!(
-                "dhclient -6 for {name} failed to start ({st}; its log: {})",
-                f.log.display()
+                "dhclient -6 for {name} failed to start ({st}): {}",
+                std::fs::read_to_string(&f.log).unwrap_or_default().trim()
             );
         }
         wait_v6(name, &[want], false, timeout, "DHCPv6").map_err(|e| {
@@ -1217,5 +1218,278 @@ mod tests {
     fn query_values_are_encoded() {
         assert_eq!(encode("net 1/a"), "net%201%2Fa");
         assert_eq!(encode("net1"), "net1");
+    }
+
+    fn subnet(id: &str, cidr: &str, dhcp: bool, mode: Option<&str>) -> SubnetView {
+        let cidr: IpNet = cidr.parse().unwrap();
+        SubnetView {
+            id: id.into(),
+            gateway: Some(match cidr {
+                IpNet::V4(n) => IpAddr::V4(n.hosts().next().unwrap()),
+                IpNet::V6(n) => IpAddr::V6((u128::from(n.network()) + 1).into()),
+            }),
+            cidr,
+            enable_dhcp: dhcp,
+            ipv6_address_mode: mode.map(str::to_string),
+        }
+    }
+
+    fn hows(v: &[VmAddress]) -> Vec<(String, AddrHow)> {
+        v.iter().map(|a| (a.address.to_string(), a.how)).collect()
+    }
+
+    #[test]
+    fn every_fixed_ip_is_planned_by_family_and_mode() {
+        let fixed = vec![
+            ("10.0.1.5".parse().unwrap(), subnet("s4", "10.0.1.0/24", true, None)),
+            ("10.0.9.5".parse().unwrap(), subnet("s4b", "10.0.9.0/24", true, None)),
+            ("fd00:1::f816:3eff:fe00:1".parse().unwrap(), subnet("s6", "fd00:1::/64", true, Some("slaac"))),
+            ("fd00:2::7".parse().unwrap(), subnet("s6b", "fd00:2::/64", true, Some("dhcpv6-stateful"))),
+            ("fd00:3::7".parse().unwrap(), subnet("s6c", "fd00:3::/64", true, None)),
+            ("fd00:4::f816:3eff:fe00:1".parse().unwrap(), subnet("s6d", "fd00:4::/64", false, Some("dhcpv6-stateless"))),
+        ];
+        let auto = plan_addresses(&fixed, AddressMode::Auto).unwrap();
+        assert_eq!(
+            hows(&auto),
+            vec![
+                ("10.0.1.5/24".into(), AddrHow::Dhcp),
+                // One udhcpc holds one lease: a second IPv4 address is written.
+                ("10.0.9.5/24".into(), AddrHow::Static),
+                ("fd00:1::f816:3eff:fe00:1/64".into(), AddrHow::Slaac),
+                ("fd00:2::7/64".into(), AddrHow::Dhcpv6Stateful),
+                ("fd00:3::7/64".into(), AddrHow::Static),
+                ("fd00:4::f816:3eff:fe00:1/64".into(), AddrHow::Dhcpv6Stateless),
+            ]
+        );
+        assert_eq!(auto[2].subnet_id, "s6");
+        assert_eq!(auto[4].gateway, Some("fd00:3::1".parse().unwrap()));
+        // --static writes everything.
+        let st = plan_addresses(&fixed, AddressMode::Static).unwrap();
+        assert!(st.iter().all(|a| a.how == AddrHow::Static), "{st:?}");
+        // IPv4 without DHCP on the subnet: static unless --dhcp.
+        let nodhcp = vec![("10.0.1.5".parse().unwrap(), subnet("s4", "10.0.1.0/24", false, None))];
+        assert_eq!(plan_addresses(&nodhcp, AddressMode::Auto).unwrap()[0].how, AddrHow::Static);
+        assert_eq!(plan_addresses(&nodhcp, AddressMode::Dhcp).unwrap()[0].how, AddrHow::Dhcp);
+        // An unknown mode is an error naming it, not a silent static address.
+        let odd = vec![("fd00:1::5".parse().unwrap(), subnet("s6", "fd00:1::/64", true, Some("magic")))];
+        let e = plan_addresses(&odd, AddressMode::Auto).unwrap_err().to_string();
+        assert!(e.contains("\"magic\"") && e.contains("--static"), "{e}");
+        // A fixed IP of the other family than its subnet is refused.
+        let bad = vec![("fd00:1::5".parse().unwrap(), subnet("s4", "10.0.1.0/24", true, None))];
+        assert!(plan_addresses(&bad, AddressMode::Auto).is_err());
+    }
+
+    #[test]
+    fn old_records_read_with_their_one_address() {
+        let old = r#"{"name":"vm1","region":"RegionOne","node":"node1","node_netns":"node1",
+            "ovsdb":"unix:/x","port_id":"p","mac":"fa:16:3e:00:00:01","address":"10.0.1.5/24",
+            "gateway":"10.0.1.1","network_id":"n","tap":"tapp","device_id":"d",
+            "created_netns":true,"dhcp":true}"#;
+        let r: VmRecord = serde_json::from_str(old).unwrap();
+        assert!(r.addresses.is_empty() && !r.dhcp6);
+        let all = r.all_addresses();
+        assert_eq!(all.len(), 1);
+        assert_eq!(all[0].address, "10.0.1.5/24".parse::<IpNet>().unwrap());
+        assert_eq!(all[0].how, AddrHow::Dhcp);
+        // A new record round-trips with its addresses, spelled as Neutron spells the modes.
+        let mut n = r.clone();
+        n.addresses = vec![VmAddress {
+            address: "fd00:1::5/64".parse().unwrap(),
+            gateway: None,
+            how: AddrHow::Dhcpv6Stateful,
+            subnet_id: "s".into(),
+        }];
+        n.dhcp6 = true;
+        let text = serde_json::to_string(&n).unwrap();
+        assert!(text.contains("\"dhcpv6-stateful\""), "{text}");
+        assert_eq!(serde_json::from_str::<VmRecord>(&text).unwrap(), n);
+    }
+
+    #[test]
+    fn if_inet6_lines_give_addresses_and_tentative_flags() {
+        let text = "fd000099000000000000000000000050 02 40 00 c0     eth0\n\
+                    fe80000000000000f8163efffe123456 02 40 20 80     eth0\n\
+                    00000000000000000000000000000001 01 80 10 80       lo\n";
+        let got = parse_if_inet6(text, "eth0");
+        assert_eq!(
+            got,
+            vec![
+                KernelAddr6 { net: "fd00:99::50/64".parse().unwrap(), tentative: true },
+                KernelAddr6 { net: "fe80::f816:3eff:fe12:3456/64".parse().unwrap(), tentative: false },
+            ]
+        );
+    }
+
+    /// Root tests against the real kernel: a VM namespace and a "router" namespace joined by a
+    /// veth, dnsmasq in the router sending real router advertisements (and serving DHCPv6).
+    mod kernel {
+        use super::super::*;
+        use std::process::Command;
+        use std::sync::atomic::{AtomicU32, Ordering};
+
+        static N: AtomicU32 = AtomicU32::new(0);
+
+        fn sh(args: &[&str]) {
+            let out = Command::new(args[0]).args(&args[1..]).output().unwrap();
+            assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        }
+
+        fn require_root() {
+            // SAFETY: geteuid has no preconditions.
+            assert_eq!(unsafe { libc::geteuid() }, 0, "these tests need root (namespaces)");
+        }
+
+        /// A VM namespace (`eth0`, MAC fa:16:3e:12:34:56, set up the way `plug` does) cabled to a
+        /// router namespace (`r0` with `<prefix>::1/64`); everything goes on drop.
+        struct Pair {
+            vm: String,
+            router: String,
+            dir: tempfile::TempDir,
+            dnsmasq: Option<std::process::Child>,
+        }
+
+        impl Pair {
+            fn new(prefix: &str, take_ra: bool) -> Pair {
+                require_root();
+                let n = N.fetch_add(1, Ordering::SeqCst);
+                let tag = format!("v6u{}x{n}", std::process::id() % 100_000);
+                let p = Pair {
+                    vm: format!("{tag}v"),
+                    router: format!("{tag}r"),
+                    dir: tempfile::tempdir().unwrap(),
+                    dnsmasq: None,
+                };
+                for ns in [&p.vm, &p.router] {
+                    plumbing::netns::create(ns).unwrap();
+                }
+                set_ra_defaults(&p.vm, take_ra).unwrap();
+                sh(&["ip", "link", "add", "eth0", "netns", &p.vm, "address", "fa:16:3e:12:34:56",
+                    "type", "veth", "peer", "name", "r0", "netns", &p.router]);
+                set_ra_on(&p.vm, VM_IF, take_ra).unwrap();
+                sh(&["ip", "-n", &p.router, "addr", "add", &format!("{prefix}::1/64"), "dev", "r0", "nodad"]);
+                sh(&["ip", "-n", &p.router, "link", "set", "r0", "up"]);
+                sh(&["ip", "-n", &p.vm, "link", "set", "eth0", "up"]);
+                p
+            }
+
+            /// dnsmasq advertising every 2 s with `range` (`<prefix>::,ra-only,64` for SLAAC,
+            /// a DHCPv6 range for stateful).
+            fn advertise(&mut self, range: &str) {
+                let d = self.dir.path();
+                let child = Command::new("ip")
+                    .args(["netns", "exec", &self.router, "dnsmasq", "--keep-in-foreground",
+                        "--conf-file=/dev/null", "--port=0", "--interface=r0", "--bind-interfaces",
+                        "--enable-ra", "--ra-param=r0,2"])
+                    .arg(format!("--dhcp-range={range}"))
+                    .arg(format!("--pid-file={}", d.join("dnsmasq.pid").display()))
+                    .arg(format!("--dhcp-leasefile={}", d.join("leases").display()))
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::null())
+                    .spawn()
+                    .expect("dnsmasq (scripts/install-deps.sh installs it)");
+                self.dnsmasq = Some(child);
+            }
+
+            fn sysctl(&self, key: &str) -> String {
+                plumbing::sysctl::get(&Netns::named(&self.vm), key).unwrap()
+            }
+        }
+
+        impl Drop for Pair {
+            fn drop(&mut self) {
+                if let Some(c) = &mut self.dnsmasq {
+                    let _ = c.kill();
+                    let _ = c.wait();
+                }
+                remove_dhcp_client(self.dir.path(), &self.vm);
+                for ns in [&self.vm, &self.router] {
+                    let _ = plumbing::netns::delete(ns);
+                }
+            }
+        }
+
+        #[test]
+        fn a_slaac_vm_takes_the_advertised_prefix_and_default_route() {
+            let mut p = Pair::new("fd00:99", true);
+            assert_eq!(p.sysctl("net.ipv6.conf.eth0.accept_ra"), "2");
+            assert_eq!(p.sysctl("net.ipv6.conf.eth0.autoconf"), "1");
+            p.advertise("fd00:99::,ra-only,64");
+            // EUI-64 of fa:16:3e:12:34:56, what the API shows for a slaac port.
+            let want: IpNet = "fd00:99::f816:3eff:fe12:3456/64".parse().unwrap();
+            wait_v6(&p.vm, &[want], true, RA_WAIT, "router advertisement").unwrap();
+            assert!(has_default_v6(&p.vm).unwrap());
+            let out = Command::new("ip")
+                .args(["netns", "exec", &p.vm, "ping", "-6", "-c1", "-W2", "fd00:99::1"])
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{out:?}");
+        }
+
+        #[test]
+        fn without_advertisements_the_wait_fails_saying_what_is_missing() {
+            let p = Pair::new("fd00:98", true);
+            let want: IpNet = "fd00:98::f816:3eff:fe12:3456/64".parse().unwrap();
+            let t = std::time::Instant::now();
+            let e = wait_v6(&p.vm, &[want], true, Duration::from_secs(2), "router advertisement")
+                .unwrap_err()
+                .to_string();
+            assert!(t.elapsed() < Duration::from_secs(4), "the wait is bounded");
+            assert!(e.contains("no IPv6 configuration by router advertisement within 2s"), "{e}");
+            assert!(e.contains("fd00:98::f816:3eff:fe12:3456/64"), "{e}");
+            assert!(e.contains("no IPv6 default route") && e.contains("--static"), "{e}");
+        }
+
+        #[test]
+        fn a_static_vm_ignores_advertisements() {
+            let mut p = Pair::new("fd00:97", false);
+            assert_eq!(p.sysctl("net.ipv6.conf.eth0.accept_ra"), "0");
+            assert_eq!(p.sysctl("net.ipv6.conf.eth0.autoconf"), "0");
+            p.advertise("fd00:97::,ra-only,64");
+            std::thread::sleep(Duration::from_secs(3));
+            let have = kernel_addrs6(&p.vm, VM_IF).unwrap();
+            assert!(have.iter().all(|a| !a.net.to_string().starts_with("fd00:97")), "{have:?}");
+            assert!(!has_default_v6(&p.vm).unwrap());
+        }
+
+        #[test]
+        fn a_stateful_vm_gets_its_address_from_dhclient_and_the_client_goes_with_it() {
+            let mut p = Pair::new("fd00:96", true);
+            p.advertise("fd00:96::50,fd00:96::50,64,120");
+            let want: IpNet = "fd00:96::50/64".parse().unwrap();
+            let vms = p.dir.path().to_path_buf();
+            dhcp6_lease(&p.vm, &vms, want, DHCP6_WAIT).unwrap();
+            let f = Dhcp6Files::of(&vms, &p.vm);
+            assert!(f.client(&p.vm).alive(), "dhclient -6 runs on to renew");
+            let have = kernel_addrs6(&p.vm, VM_IF).unwrap();
+            assert!(have.iter().any(|a| a.net == want), "{have:?}");
+            remove_dhcp_client(&vms, &p.vm);
+            assert!(!f.client(&p.vm).alive());
+            for file in [&f.script, &f.pid, &f.leases, &f.conf, &f.log] {
+                assert!(!file.exists(), "{} left", file.display());
+            }
+        }
+
+        #[test]
+        fn no_dhcpv6_server_fails_clearly_and_leaves_no_client() {
+            let p = Pair::new("fd00:95", true);
+            let vms = p.dir.path().to_path_buf();
+            let want: IpNet = "fd00:95::50/64".parse().unwrap();
+            let e = dhcp6_lease(&p.vm, &vms, want, Duration::from_secs(2))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("by DHCPv6 within 2s") && e.contains("DHCPv6 server"), "{e}");
+            let f = Dhcp6Files::of(&vms, &p.vm);
+            assert!(!f.pid.exists() && !f.script.exists());
+            let dhclients: Vec<_> = std::fs::read_dir("/proc")
+                .unwrap()
+                .flatten()
+                .filter(|e| {
+                    std::fs::read(e.path().join("cmdline"))
+                        .map(|c| String::from_utf8_lossy(&c).contains(&*f.script.to_string_lossy()))
+                        .unwrap_or(false)
+                })
+                .collect();
+            assert!(dhclients.is_empty(), "a dhclient is left");
+        }
     }
 }
