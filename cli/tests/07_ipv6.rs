@@ -108,6 +108,32 @@ fn dual_stack_and_ipv6_only_vms_get_every_address() {
     let ping = output(&mut in_ns(&a, &["ping", "-6", "-c", "1", "-W", "3", &ab]));
     assert!(ping.status.success(), "{ping:?}");
 
+    // The probe matrix: IPv6 pairs are cells of their own; a VM probes only the families it
+    // has (no router here: the upstream does not answer, so the exit status is 3).
+    let mut probe = crosspod();
+    probe.args(["probe", "--json", "--dir"]).arg(&lab.dir).env_remove("CROSSPOD_LAB_DIR");
+    let out = output(&mut probe);
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    let m: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let cell = |from: &str, to: &str| {
+        m["cells"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["from"] == from && c["to"] == to)
+            .cloned()
+    };
+    let b6 = format!("{b} v6");
+    let ab_cell = cell(&a, &b6).unwrap_or_else(|| panic!("no {a} -> {b6} cell: {m}"));
+    assert_eq!(ab_cell["reachable"], true, "{ab_cell}");
+    assert_eq!(ab_cell["address"], ab.as_str());
+    assert!(m["targets"].to_string().contains(&b6), "{m}");
+    let up6 = cell(&a, "upstream 2001:db8:124::1").expect("an IPv6 cell to the upstream");
+    assert_eq!(up6["reachable"], false);
+    assert!(cell(&a, "upstream 163.3.124.1").is_none(), "an IPv6-only VM probed IPv4");
+    assert!(cell(&vm, &b6).is_none() || addrs.len() > 1, "an IPv4-only VM probed IPv6");
+    assert!(cell(&vm, "upstream 163.3.124.1").is_some());
+
     ok(&mut lab.vm(&["delete", &a]));
     ok(&mut lab.vm(&["delete", &b]));
     ok(&mut lab.vm(&["delete", &vm]));
