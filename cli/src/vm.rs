@@ -516,8 +516,8 @@ pub fn set_ra_defaults(ns: &str, take_ra: bool) -> Result<()> {
     Ok(())
 }
 
-/// Also sets them on `ifname` itself (what the brief of a cloud image says: the interface's own
-/// sysctls), so they hold whatever the namespace's defaults were when it appeared.
+/// Sets them on `ifname` itself too, so they hold whatever the namespace's defaults were when
+/// the interface appeared.
 fn set_ra_on(ns: &str, ifname: &str, take_ra: bool) -> Result<()> {
     let n = Netns::named(ns);
     let (ra, auto) = if take_ra { ("2", "1") } else { ("0", "0") };
@@ -543,8 +543,9 @@ pub fn wait_v6(
     loop {
         let have = kernel_addrs6(ns, VM_IF)?;
         let ready = |w: &IpNet| {
-            have.iter()
-                .any(|a| a.net.addr() == w.addr() && a.net.prefix_len() == w.prefix_len() && !a.tentative)
+            have.iter().any(|a| {
+                a.net.addr() == w.addr() && a.net.prefix_len() == w.prefix_len() && !a.tentative
+            })
         };
         let addrs_ok = want.iter().all(ready);
         let default_ok = !need_default || has_default_v6(ns)?;
@@ -577,14 +578,16 @@ fn wait_link_local(ns: &str, timeout: Duration) -> Result<()> {
     let deadline = std::time::Instant::now() + timeout;
     loop {
         let have = kernel_addrs6(ns, VM_IF)?;
-        if have
-            .iter()
-            .any(|a| matches!(a.net.addr(), IpAddr::V6(v) if v.segments()[0] == 0xfe80) && !a.tentative)
-        {
+        if have.iter().any(|a| {
+            matches!(a.net.addr(), IpAddr::V6(v) if v.segments()[0] == 0xfe80) && !a.tentative
+        }) {
             return Ok(());
         }
         if std::time::Instant::now() >= deadline {
-            bail!("{VM_IF} of {ns} has no usable IPv6 link-local address after {}s ({have:?})", timeout.as_secs());
+            bail!(
+                "{VM_IF} of {ns} has no usable IPv6 link-local address after {}s ({have:?})",
+                timeout.as_secs()
+            );
         }
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -1053,10 +1056,7 @@ pub fn boot(
                 wait_v6(name, &by_ra, true, RA_WAIT, "router advertisement")?;
             }
             let mut dhcp6 = false;
-            if let Some(a) = addresses
-                .iter()
-                .find(|a| a.how == AddrHow::Dhcpv6Stateful)
-            {
+            if let Some(a) = addresses.iter().find(|a| a.how == AddrHow::Dhcpv6Stateful) {
                 crate::output::progress(format!("{name}: waiting for a DHCPv6 lease"));
                 dhcp6_lease(name, &layout.vms_dir(), a.address, DHCP6_WAIT)?;
                 dhcp6 = true;
@@ -1241,12 +1241,30 @@ mod tests {
     #[test]
     fn every_fixed_ip_is_planned_by_family_and_mode() {
         let fixed = vec![
-            ("10.0.1.5".parse().unwrap(), subnet("s4", "10.0.1.0/24", true, None)),
-            ("10.0.9.5".parse().unwrap(), subnet("s4b", "10.0.9.0/24", true, None)),
-            ("fd00:1::f816:3eff:fe00:1".parse().unwrap(), subnet("s6", "fd00:1::/64", true, Some("slaac"))),
-            ("fd00:2::7".parse().unwrap(), subnet("s6b", "fd00:2::/64", true, Some("dhcpv6-stateful"))),
-            ("fd00:3::7".parse().unwrap(), subnet("s6c", "fd00:3::/64", true, None)),
-            ("fd00:4::f816:3eff:fe00:1".parse().unwrap(), subnet("s6d", "fd00:4::/64", false, Some("dhcpv6-stateless"))),
+            (
+                "10.0.1.5".parse().unwrap(),
+                subnet("s4", "10.0.1.0/24", true, None),
+            ),
+            (
+                "10.0.9.5".parse().unwrap(),
+                subnet("s4b", "10.0.9.0/24", true, None),
+            ),
+            (
+                "fd00:1::f816:3eff:fe00:1".parse().unwrap(),
+                subnet("s6", "fd00:1::/64", true, Some("slaac")),
+            ),
+            (
+                "fd00:2::7".parse().unwrap(),
+                subnet("s6b", "fd00:2::/64", true, Some("dhcpv6-stateful")),
+            ),
+            (
+                "fd00:3::7".parse().unwrap(),
+                subnet("s6c", "fd00:3::/64", true, None),
+            ),
+            (
+                "fd00:4::f816:3eff:fe00:1".parse().unwrap(),
+                subnet("s6d", "fd00:4::/64", false, Some("dhcpv6-stateless")),
+            ),
         ];
         let auto = plan_addresses(&fixed, AddressMode::Auto).unwrap();
         assert_eq!(
@@ -1258,7 +1276,10 @@ mod tests {
                 ("fd00:1::f816:3eff:fe00:1/64".into(), AddrHow::Slaac),
                 ("fd00:2::7/64".into(), AddrHow::Dhcpv6Stateful),
                 ("fd00:3::7/64".into(), AddrHow::Static),
-                ("fd00:4::f816:3eff:fe00:1/64".into(), AddrHow::Dhcpv6Stateless),
+                (
+                    "fd00:4::f816:3eff:fe00:1/64".into(),
+                    AddrHow::Dhcpv6Stateless
+                ),
             ]
         );
         assert_eq!(auto[2].subnet_id, "s6");
@@ -1267,15 +1288,32 @@ mod tests {
         let st = plan_addresses(&fixed, AddressMode::Static).unwrap();
         assert!(st.iter().all(|a| a.how == AddrHow::Static), "{st:?}");
         // IPv4 without DHCP on the subnet: static unless --dhcp.
-        let nodhcp = vec![("10.0.1.5".parse().unwrap(), subnet("s4", "10.0.1.0/24", false, None))];
-        assert_eq!(plan_addresses(&nodhcp, AddressMode::Auto).unwrap()[0].how, AddrHow::Static);
-        assert_eq!(plan_addresses(&nodhcp, AddressMode::Dhcp).unwrap()[0].how, AddrHow::Dhcp);
+        let nodhcp = vec![(
+            "10.0.1.5".parse().unwrap(),
+            subnet("s4", "10.0.1.0/24", false, None),
+        )];
+        assert_eq!(
+            plan_addresses(&nodhcp, AddressMode::Auto).unwrap()[0].how,
+            AddrHow::Static
+        );
+        assert_eq!(
+            plan_addresses(&nodhcp, AddressMode::Dhcp).unwrap()[0].how,
+            AddrHow::Dhcp
+        );
         // An unknown mode is an error naming it, not a silent static address.
-        let odd = vec![("fd00:1::5".parse().unwrap(), subnet("s6", "fd00:1::/64", true, Some("magic")))];
-        let e = plan_addresses(&odd, AddressMode::Auto).unwrap_err().to_string();
+        let odd = vec![(
+            "fd00:1::5".parse().unwrap(),
+            subnet("s6", "fd00:1::/64", true, Some("magic")),
+        )];
+        let e = plan_addresses(&odd, AddressMode::Auto)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("\"magic\"") && e.contains("--static"), "{e}");
         // A fixed IP of the other family than its subnet is refused.
-        let bad = vec![("fd00:1::5".parse().unwrap(), subnet("s4", "10.0.1.0/24", true, None))];
+        let bad = vec![(
+            "fd00:1::5".parse().unwrap(),
+            subnet("s4", "10.0.1.0/24", true, None),
+        )];
         assert!(plan_addresses(&bad, AddressMode::Auto).is_err());
     }
 
@@ -1314,8 +1352,14 @@ mod tests {
         assert_eq!(
             got,
             vec![
-                KernelAddr6 { net: "fd00:99::50/64".parse().unwrap(), tentative: true },
-                KernelAddr6 { net: "fe80::f816:3eff:fe12:3456/64".parse().unwrap(), tentative: false },
+                KernelAddr6 {
+                    net: "fd00:99::50/64".parse().unwrap(),
+                    tentative: true
+                },
+                KernelAddr6 {
+                    net: "fe80::f816:3eff:fe12:3456/64".parse().unwrap(),
+                    tentative: false
+                },
             ]
         );
     }
@@ -1331,12 +1375,20 @@ mod tests {
 
         fn sh(args: &[&str]) {
             let out = Command::new(args[0]).args(&args[1..]).output().unwrap();
-            assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+            assert!(
+                out.status.success(),
+                "{args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
 
         fn require_root() {
             // SAFETY: geteuid has no preconditions.
-            assert_eq!(unsafe { libc::geteuid() }, 0, "these tests need root (namespaces)");
+            assert_eq!(
+                unsafe { libc::geteuid() },
+                0,
+                "these tests need root (namespaces)"
+            );
         }
 
         /// A VM namespace (`eth0`, MAC fa:16:3e:12:34:56, set up the way `plug` does) cabled to a
@@ -1363,10 +1415,35 @@ mod tests {
                     plumbing::netns::create(ns).unwrap();
                 }
                 set_ra_defaults(&p.vm, take_ra).unwrap();
-                sh(&["ip", "link", "add", "eth0", "netns", &p.vm, "address", "fa:16:3e:12:34:56",
-                    "type", "veth", "peer", "name", "r0", "netns", &p.router]);
+                sh(&[
+                    "ip",
+                    "link",
+                    "add",
+                    "eth0",
+                    "netns",
+                    &p.vm,
+                    "address",
+                    "fa:16:3e:12:34:56",
+                    "type",
+                    "veth",
+                    "peer",
+                    "name",
+                    "r0",
+                    "netns",
+                    &p.router,
+                ]);
                 set_ra_on(&p.vm, VM_IF, take_ra).unwrap();
-                sh(&["ip", "-n", &p.router, "addr", "add", &format!("{prefix}::1/64"), "dev", "r0", "nodad"]);
+                sh(&[
+                    "ip",
+                    "-n",
+                    &p.router,
+                    "addr",
+                    "add",
+                    &format!("{prefix}::1/64"),
+                    "dev",
+                    "r0",
+                    "nodad",
+                ]);
                 sh(&["ip", "-n", &p.router, "link", "set", "r0", "up"]);
                 sh(&["ip", "-n", &p.vm, "link", "set", "eth0", "up"]);
                 p
@@ -1377,9 +1454,19 @@ mod tests {
             fn advertise(&mut self, range: &str) {
                 let d = self.dir.path();
                 let child = Command::new("ip")
-                    .args(["netns", "exec", &self.router, "dnsmasq", "--keep-in-foreground",
-                        "--conf-file=/dev/null", "--port=0", "--interface=r0", "--bind-interfaces",
-                        "--enable-ra", "--ra-param=r0,2"])
+                    .args([
+                        "netns",
+                        "exec",
+                        &self.router,
+                        "dnsmasq",
+                        "--keep-in-foreground",
+                        "--conf-file=/dev/null",
+                        "--port=0",
+                        "--interface=r0",
+                        "--bind-interfaces",
+                        "--enable-ra",
+                        "--ra-param=r0,2",
+                    ])
                     .arg(format!("--dhcp-range={range}"))
                     .arg(format!("--pid-file={}", d.join("dnsmasq.pid").display()))
                     .arg(format!("--dhcp-leasefile={}", d.join("leases").display()))
@@ -1419,7 +1506,16 @@ mod tests {
             wait_v6(&p.vm, &[want], true, RA_WAIT, "router advertisement").unwrap();
             assert!(has_default_v6(&p.vm).unwrap());
             let out = Command::new("ip")
-                .args(["netns", "exec", &p.vm, "ping", "-6", "-c1", "-W2", "fd00:99::1"])
+                .args([
+                    "netns",
+                    "exec",
+                    &p.vm,
+                    "ping",
+                    "-6",
+                    "-c1",
+                    "-W2",
+                    "fd00:99::1",
+                ])
                 .output()
                 .unwrap();
             assert!(out.status.success(), "{out:?}");
@@ -1430,13 +1526,25 @@ mod tests {
             let p = Pair::new("fd00:98", true);
             let want: IpNet = "fd00:98::f816:3eff:fe12:3456/64".parse().unwrap();
             let t = std::time::Instant::now();
-            let e = wait_v6(&p.vm, &[want], true, Duration::from_secs(2), "router advertisement")
-                .unwrap_err()
-                .to_string();
+            let e = wait_v6(
+                &p.vm,
+                &[want],
+                true,
+                Duration::from_secs(2),
+                "router advertisement",
+            )
+            .unwrap_err()
+            .to_string();
             assert!(t.elapsed() < Duration::from_secs(4), "the wait is bounded");
-            assert!(e.contains("no IPv6 configuration by router advertisement within 2s"), "{e}");
+            assert!(
+                e.contains("no IPv6 configuration by router advertisement within 2s"),
+                "{e}"
+            );
             assert!(e.contains("fd00:98::f816:3eff:fe12:3456/64"), "{e}");
-            assert!(e.contains("no IPv6 default route") && e.contains("--static"), "{e}");
+            assert!(
+                e.contains("no IPv6 default route") && e.contains("--static"),
+                "{e}"
+            );
         }
 
         #[test]
@@ -1447,7 +1555,11 @@ mod tests {
             p.advertise("fd00:97::,ra-only,64");
             std::thread::sleep(Duration::from_secs(3));
             let have = kernel_addrs6(&p.vm, VM_IF).unwrap();
-            assert!(have.iter().all(|a| !a.net.to_string().starts_with("fd00:97")), "{have:?}");
+            assert!(
+                have.iter()
+                    .all(|a| !a.net.to_string().starts_with("fd00:97")),
+                "{have:?}"
+            );
             assert!(!has_default_v6(&p.vm).unwrap());
         }
 
@@ -1477,7 +1589,10 @@ mod tests {
             let e = dhcp6_lease(&p.vm, &vms, want, Duration::from_secs(2))
                 .unwrap_err()
                 .to_string();
-            assert!(e.contains("by DHCPv6 within 2s") && e.contains("DHCPv6 server"), "{e}");
+            assert!(
+                e.contains("by DHCPv6 within 2s") && e.contains("DHCPv6 server"),
+                "{e}"
+            );
             let f = Dhcp6Files::of(&vms, &p.vm);
             assert!(!f.pid.exists() && !f.script.exists());
             let dhclients: Vec<_> = std::fs::read_dir("/proc")

@@ -582,8 +582,7 @@ pub fn up(o: &UpOptions) -> Result<UpReport> {
                 && st.region_one_upstream.as_ref().is_none_or(|u| {
                     u.gateway == o.region_one_upstream_gateway
                         && u.vlan == o.region_one_upstream_vlan
-                        && u
-                            .gateway_v6
+                        && u.gateway_v6
                             .is_none_or(|g| g == o.region_one_upstream_gateway_v6)
                 })
                 && st.tls == o.tls
@@ -611,7 +610,11 @@ pub fn up(o: &UpOptions) -> Result<UpReport> {
         st.upstream.gateway_v6 = Some(o.upstream_gateway_v6);
         st.save()?;
     }
-    if let Some(u) = st.region_one_upstream.as_mut().filter(|u| u.gateway_v6.is_none()) {
+    if let Some(u) = st
+        .region_one_upstream
+        .as_mut()
+        .filter(|u| u.gateway_v6.is_none())
+    {
         u.gateway_v6 = Some(o.region_one_upstream_gateway_v6);
         st.save()?;
     }

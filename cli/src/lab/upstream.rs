@@ -79,11 +79,8 @@ pub fn ensure_upstream(
     }
     if spec.gateway_v6.is_some() {
         // The upstream routes the projects' IPv6 subnets (no NAT for IPv6).
-        changed |= plumbing::sysctl::set(
-            &Netns::named(netns),
-            "net.ipv6.conf.all.forwarding",
-            "1",
-        )?;
+        changed |=
+            plumbing::sysctl::set(&Netns::named(netns), "net.ipv6.conf.all.forwarding", "1")?;
     }
     Ok(changed)
 }
@@ -128,7 +125,9 @@ pub struct UpstreamRoutesReport {
 
 fn api_get(url: &str, token: &str) -> Result<Value> {
     let r = crate::http::request("GET", url, Some(token), None, Duration::from_secs(15))
-        .with_context(|| format!("GET {url}: is the controller running? (`crosspod lab status`)"))?;
+        .with_context(|| {
+            format!("GET {url}: is the controller running? (`crosspod lab status`)")
+        })?;
     if !r.ok() {
         bail!("GET {url} answered {}: {}", r.status, r.body);
     }
@@ -189,8 +188,8 @@ pub fn wanted_routes(neutron: &str, token: &str) -> Result<Vec<(IpNet, IpAddr)>>
 pub fn sync_from_api(dir: &Path) -> Result<UpstreamRoutesReport> {
     let st = super::state::LabState::require(dir)?;
     let lines = super::tokens::read(&st.layout().tokens_file())?;
-    let token = super::tokens::find(&lines, super::tokens::ADMIN_PROJECT, "admin")
-        .with_context(|| {
+    let token =
+        super::tokens::find(&lines, super::tokens::ADMIN_PROJECT, "admin").with_context(|| {
             format!(
                 "no admin token in {}; run `crosspod lab up --dir {}`",
                 st.layout().tokens_file().display(),
@@ -203,11 +202,10 @@ pub fn sync_from_api(dir: &Path) -> Result<UpstreamRoutesReport> {
     let mut changes: Vec<String> = Vec::new();
     changes.extend(sync.added.iter().map(|r| format!("added {r}")));
     changes.extend(sync.replaced.iter().map(|r| format!("replaced {r}")));
-    changes.extend(
-        sync.removed
-            .iter()
-            .map(|e| format!("removed {} via {:?}", e.dst, e.via)),
-    );
+    changes.extend(sync.removed.iter().map(|e| match e.via {
+        Some(v) => format!("removed {} via {v}", e.dst),
+        None => format!("removed {}", e.dst),
+    }));
     Ok(UpstreamRoutesReport {
         routes: want,
         changes,
