@@ -842,15 +842,13 @@ pub(crate) fn parse_results<O: OpInfo>(
     let shown = |r: &Option<OpReply>| match r {
         None => "null".to_string(),
         Some(r) => {
-            let f = |n: &str, v: Option<&RawValue>| v.map(|v| format!("{n}: {}", crate::rpc::excerpt(v.get())));
-            let parts: Vec<String> = [
-                f("uuid", r.uuid),
-                f("count", r.count),
-                f("rows", r.rows),
-            ]
-            .into_iter()
-            .flatten()
-            .collect();
+            let f = |n: &str, v: Option<&RawValue>| {
+                v.map(|v| format!("{n}: {}", crate::rpc::excerpt(v.get())))
+            };
+            let parts: Vec<String> = [f("uuid", r.uuid), f("count", r.count), f("rows", r.rows)]
+                .into_iter()
+                .flatten()
+                .collect();
             format!("{{{}}}", parts.join(", "))
         }
     };
@@ -869,9 +867,7 @@ pub(crate) fn parse_results<O: OpInfo>(
                 let rows: Vec<Map<String, Json>> = r
                     .as_ref()
                     .and_then(|r| r.rows)
-                    .ok_or_else(|| {
-                        bad(format!("op {i}: select result without rows: {}", shown(r)))
-                    })
+                    .ok_or_else(|| bad(format!("op {i}: select result without rows: {}", shown(r))))
                     .and_then(|rows| {
                         serde_json::from_str(rows.get()).map_err(|e| {
                             bad(format!(
@@ -892,10 +888,7 @@ pub(crate) fn parse_results<O: OpInfo>(
                     .and_then(|r| r.count)
                     .and_then(|c| c.get().parse::<u64>().ok())
                     .ok_or_else(|| {
-                        bad(format!(
-                            "op {i}: {kind} result without count: {}",
-                            shown(r)
-                        ))
+                        bad(format!("op {i}: {kind} result without count: {}", shown(r)))
                     })?,
             ),
             _ => OpResult::Empty,
@@ -1110,16 +1103,46 @@ mod tests {
             ("{}".into(), "not an array"),
             ("\"x\"".into(), "not an array"),
             ("[1,2,3,4]".into(), "not an array of operation results"),
-            (format!(r#"[{{"count":1}},{ok_tail}]"#), "op 0: insert result without uuid: {count: 1}"),
-            (format!(r#"[null,{ok_tail}]"#), "op 0: insert result without uuid: null"),
-            (format!(r#"[{{"uuid":["named-uuid","p1"]}},{ok_tail}]"#), "op 0: insert result without uuid"),
-            (format!(r#"[{{"uuid":["uuid","not-a-uuid"]}},{ok_tail}]"#), "insert result without uuid"),
-            (format!(r#"[{{"uuid":"{U}"}},{ok_tail}]"#), "insert result without uuid"),
-            (format!(r#"[{{"uuid":["uuid","{U}"]}},{{"count":-1}},{{"rows":[]}},{{}}]"#), "op 1: mutate result without count: {count: -1}"),
-            (format!(r#"[{{"uuid":["uuid","{U}"]}},{{"count":"1"}},{{"rows":[]}},{{}}]"#), "op 1: mutate result without count"),
-            (format!(r#"[{{"uuid":["uuid","{U}"]}},{{"count":1}},{{}},{{}}]"#), "op 2: select result without rows"),
-            (format!(r#"[{{"uuid":["uuid","{U}"]}},{{"count":1}},{{"rows":[1]}},{{}}]"#), "op 2: select rows are not objects"),
-            (format!(r#"[{{"uuid":["uuid","{U}"]}},{{"count":1}}]"#), "2 results for 4 ops"),
+            (
+                format!(r#"[{{"count":1}},{ok_tail}]"#),
+                "op 0: insert result without uuid: {count: 1}",
+            ),
+            (
+                format!(r#"[null,{ok_tail}]"#),
+                "op 0: insert result without uuid: null",
+            ),
+            (
+                format!(r#"[{{"uuid":["named-uuid","p1"]}},{ok_tail}]"#),
+                "op 0: insert result without uuid",
+            ),
+            (
+                format!(r#"[{{"uuid":["uuid","not-a-uuid"]}},{ok_tail}]"#),
+                "insert result without uuid",
+            ),
+            (
+                format!(r#"[{{"uuid":"{U}"}},{ok_tail}]"#),
+                "insert result without uuid",
+            ),
+            (
+                format!(r#"[{{"uuid":["uuid","{U}"]}},{{"count":-1}},{{"rows":[]}},{{}}]"#),
+                "op 1: mutate result without count: {count: -1}",
+            ),
+            (
+                format!(r#"[{{"uuid":["uuid","{U}"]}},{{"count":"1"}},{{"rows":[]}},{{}}]"#),
+                "op 1: mutate result without count",
+            ),
+            (
+                format!(r#"[{{"uuid":["uuid","{U}"]}},{{"count":1}},{{}},{{}}]"#),
+                "op 2: select result without rows",
+            ),
+            (
+                format!(r#"[{{"uuid":["uuid","{U}"]}},{{"count":1}},{{"rows":[1]}},{{}}]"#),
+                "op 2: select rows are not objects",
+            ),
+            (
+                format!(r#"[{{"uuid":["uuid","{U}"]}},{{"count":1}}]"#),
+                "2 results for 4 ops",
+            ),
             ("[]".into(), "0 results for 4 ops"),
         ];
         for (text, want) in cases {
@@ -1127,8 +1150,13 @@ mod tests {
             assert!(reason.contains(want), "{text}: {reason}");
         }
         // Invalid JSON inside is an error too, not a partial result.
-        let reason = bad_reply(parse(&format!(r#"[{{"uuid":["uuid","{U}"]}},{{"count":1}},{{"rows":[}}]"#)));
-        assert!(reason.contains("not an array of operation results"), "{reason}");
+        let reason = bad_reply(parse(&format!(
+            r#"[{{"uuid":["uuid","{U}"]}},{{"count":1}},{{"rows":[}}]"#
+        )));
+        assert!(
+            reason.contains("not an array of operation results"),
+            "{reason}"
+        );
         // A long odd reply is cut in the message.
         let long = format!("{{\"x\":\"{}\"}}", "y".repeat(10_000));
         assert!(bad_reply(parse(&long)).len() < 600);
@@ -1147,7 +1175,15 @@ mod tests {
             let b = format!("{:?}", parse_results("Open_vSwitch", &sent, &text, None));
             assert_eq!(a, b, "{text}");
         }
-        let f = op_failed(parse_results("Open_vSwitch", &sent, r#"[{},{"error":"e"}]"#, None));
-        assert_eq!((f.op, f.table.as_str(), f.columns.as_str()), ("mutate", "Bridge", "ports"));
+        let f = op_failed(parse_results(
+            "Open_vSwitch",
+            &sent,
+            r#"[{},{"error":"e"}]"#,
+            None,
+        ));
+        assert_eq!(
+            (f.op, f.table.as_str(), f.columns.as_str()),
+            ("mutate", "Bridge", "ports")
+        );
     }
 }

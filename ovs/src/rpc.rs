@@ -487,7 +487,9 @@ impl Reader {
         rd: &mut tokio::io::ReadHalf<Box<dyn crate::transport::Stream>>,
     ) -> String {
         let mut splitter = JsonSplitter::new();
-        let mut buf = vec![0u8; 64 * 1024];
+        // A 1000-port transaction's reply (about 120 KB) in one read: one syscall and no
+        // second readiness wait per reply.
+        let mut buf = vec![0u8; 256 * 1024];
         let mut probe_sent = false;
         let mut close_rx = self.close_rx.clone();
         loop {
