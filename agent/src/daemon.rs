@@ -545,9 +545,30 @@ impl<O: OvsBackend, L: LinuxBackend> Agent<O, L> {
         let Ok(observed) = self.ovs.observe().await else {
             return 0;
         };
-        let changes = crate::bind::bind_changes(desired, &observed);
+        let step = crate::bind::plan(desired, &state, &observed, self.firewall.is_some());
+        let changes = step.changes;
         if changes.is_empty() {
             return 0;
+        }
+        // A secured port's filter before its tag: the flows the pass will want once these
+        // tags are in, so the pass after writes none.
+        if let (true, Some(fw)) = (step.flows_first, self.firewall.clone()) {
+            let mut after = observed.clone();
+            crate::ovs_plan::apply(&mut after, &changes);
+            let st = state.clone();
+            match tokio::task::spawn_blocking(move || fw.reconcile(&st, &after)).await {
+                Ok(r) if r.errors.is_empty() => {
+                    self.metrics.record_flows(r.added, r.deleted, r.desired);
+                }
+                Ok(r) => {
+                    tracing::warn!(errors = ?r.errors, "fast path: firewall flows failed; no tags written, the pass retries");
+                    return 0;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "fast path: firewall task failed; the pass retries");
+                    return 0;
+                }
+            }
         }
         match self.ovs.apply(&changes).await {
             Ok(()) => {

@@ -12,7 +12,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::error::{Error, Result};
-use crate::ops::{parse_results, OpResult, Operation};
+use crate::ops::{parse_results, OpResult, Operation, Sent};
 use crate::replica::{MonitorRequest, MonitorShared, Replica, Snapshot};
 use crate::rpc::{Conn, ConnConfig, MonitorKind, Monitors};
 use crate::schema::DatabaseSchema;
@@ -264,6 +264,42 @@ impl Client {
     /// returns one result per op, or the first failure (which op, table, columns, and the
     /// server's error and details).
     pub async fn transact(&self, db: &str, ops: &[Operation]) -> Result<Vec<OpResult>> {
+        let schema = self.before_transact(db, ops).await?;
+        let started = std::time::Instant::now();
+        let res = match self.send_transact(db, ops).await {
+            Ok((conn, id, rx)) => {
+                conn.response(id, "transact", rx, self.shared().config.request_timeout)
+                    .await
+            }
+            Err(e) => Err(e),
+        };
+        let parsed = res.and_then(|r| parse_results(db, ops, r.text(), Some(&schema)));
+        self.after_transact(db, ops.len(), started, parsed)
+    }
+
+    /// [`Client::transact`] taking the operations: once they are sent, their values are
+    /// dropped while the server works (what the reply's parsing needs is kept), instead of
+    /// after the reply, on the caller's time. What [`crate::vswitch::TxnBuilder::commit`] uses.
+    pub async fn transact_owned(&self, db: &str, ops: Vec<Operation>) -> Result<Vec<OpResult>> {
+        let schema = self.before_transact(db, &ops).await?;
+        let started = std::time::Instant::now();
+        let n = ops.len();
+        let (res, sent) = match self.send_transact(db, &ops).await {
+            Ok((conn, id, rx)) => {
+                let sent: Vec<Sent> = ops.into_iter().map(Sent::from).collect();
+                let r = conn
+                    .response(id, "transact", rx, self.shared().config.request_timeout)
+                    .await;
+                (r, sent)
+            }
+            Err(e) => (Err(e), Vec::new()),
+        };
+        let parsed = res.and_then(|r| parse_results(db, &sent, r.text(), Some(&schema)));
+        self.after_transact(db, n, started, parsed)
+    }
+
+    /// The schema check and the counters of a transaction about to be sent.
+    async fn before_transact(&self, db: &str, ops: &[Operation]) -> Result<Arc<DatabaseSchema>> {
         let schema = self.get_schema(db).await?;
         for (i, op) in ops.iter().enumerate() {
             op.check(i, &schema)?;
@@ -274,22 +310,33 @@ impl Client {
         if ops.iter().any(Operation::is_write) {
             c.write_transactions.fetch_add(1, Ordering::Relaxed);
         }
-        let started = std::time::Instant::now();
+        Ok(schema)
+    }
+
+    /// Writes a `transact` request; the reply is awaited with [`Conn::response`].
+    async fn send_transact(
+        &self,
+        db: &str,
+        ops: &[Operation],
+    ) -> Result<(Arc<Conn>, u64, crate::rpc::ReplyRx)> {
+        let conn = self.session().await?;
         // Serialised straight into the message (about 200 bytes per Open_vSwitch op).
         let params = crate::ops::TransactParams { db, ops };
-        let res = match self.session().await {
-            Ok(conn) => {
-                conn.call_with(
-                    "transact",
-                    &params,
-                    200 * ops.len() + 64,
-                    self.shared().config.request_timeout,
-                )
-                .await
-            }
-            Err(e) => Err(e),
-        };
-        let parsed = res.and_then(|r| parse_results(db, ops, &r, Some(&schema)));
+        let (id, rx) = conn
+            .request("transact", &params, 200 * ops.len() + 64)
+            .await?;
+        Ok((conn, id, rx))
+    }
+
+    /// Counts a transaction's outcome.
+    fn after_transact(
+        &self,
+        db: &str,
+        ops: usize,
+        started: std::time::Instant,
+        parsed: Result<Vec<OpResult>>,
+    ) -> Result<Vec<OpResult>> {
+        let c = &self.shared().counters;
         match &parsed {
             Ok(results) => {
                 let rows: u64 = results
@@ -303,7 +350,7 @@ impl Client {
                 c.rows_changed.fetch_add(rows, Ordering::Relaxed);
                 tracing::trace!(
                     db,
-                    ops = ops.len(),
+                    ops,
                     rows,
                     elapsed_us = started.elapsed().as_micros() as u64,
                     "transact ok"
@@ -311,7 +358,7 @@ impl Client {
             }
             Err(e) => {
                 c.failed_transactions.fetch_add(1, Ordering::Relaxed);
-                tracing::debug!(db, ops = ops.len(), error = %e, "transact failed");
+                tracing::debug!(db, ops, error = %e, "transact failed");
             }
         }
         parsed

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use serde_json::value::RawValue;
 use serde_json::{json, Map, Value as Json};
 use uuid::Uuid;
 
@@ -378,9 +379,9 @@ impl Operation {
             .tables
             .get(table)
             .ok_or_else(|| err("", format!("no such table in {}", schema.name)))?;
+        // Borrowed from the schema, not copied: thousands of lookups per large transaction.
         let column = |c: &str| {
-            schema
-                .column_type(table, c)
+            ts.column_type_ref(c)
                 .ok_or_else(|| err(c, "no such column".to_string()))
         };
         let check_where = |conds: &[Condition]| -> Result<()> {
@@ -672,7 +673,7 @@ pub(crate) fn decode_row(
 ) -> Result<RowData> {
     let mut row = RowData::new();
     for (c, v) in obj {
-        let val = match schema.and_then(|s| s.column_type(table, c)) {
+        let val = match schema.and_then(|s| s.column_type_ref(table, c)) {
             Some(ty) => ty
                 .decode(v)
                 .map_err(|e| crate::value::decode_err(&format!("{table}.{c}"), e.to_string()))?,
@@ -683,81 +684,213 @@ pub(crate) fn decode_row(
     Ok(row)
 }
 
-/// Turns the `transact` result array into per-op results, or the first failure.
-pub(crate) fn parse_results(
+/// What parsing a `transact` reply needs of each operation sent.
+pub(crate) trait OpInfo {
+    /// `insert`, `select`, ...
+    fn kind(&self) -> &'static str;
+    /// The table, if the op names one.
+    fn table(&self) -> Option<&str>;
+    /// The columns it names, comma separated (for an error report).
+    fn columns_text(&self) -> String;
+}
+
+impl OpInfo for Operation {
+    fn kind(&self) -> &'static str {
+        Operation::kind(self)
+    }
+    fn table(&self) -> Option<&str> {
+        Operation::table(self)
+    }
+    fn columns_text(&self) -> String {
+        self.columns().join(",")
+    }
+}
+
+/// An operation once sent: only what its result and an error report need. Made while the
+/// server works, so the operation's values are freed then, not after the reply.
+pub(crate) struct Sent {
+    kind: &'static str,
+    table: Option<String>,
+    columns: String,
+}
+
+impl From<Operation> for Sent {
+    fn from(op: Operation) -> Sent {
+        let kind = op.kind();
+        let columns = op.columns().join(",");
+        let table = match op {
+            Operation::Insert { table, .. }
+            | Operation::Select { table, .. }
+            | Operation::Update { table, .. }
+            | Operation::Mutate { table, .. }
+            | Operation::Delete { table, .. }
+            | Operation::Wait { table, .. } => Some(table),
+            _ => None,
+        };
+        Sent {
+            kind,
+            table,
+            columns,
+        }
+    }
+}
+
+impl OpInfo for Sent {
+    fn kind(&self) -> &'static str {
+        self.kind
+    }
+    fn table(&self) -> Option<&str> {
+        self.table.as_deref()
+    }
+    fn columns_text(&self) -> String {
+        self.columns.clone()
+    }
+}
+
+/// Parses a `transact` reply's result (its JSON text) for `ops`: what [`crate::Client::transact`]
+/// does with a reply, public for benchmarks and for callers holding a reply themselves.
+pub fn parse_transact_result(
     db: &str,
     ops: &[Operation],
-    result: &Json,
+    result: &str,
+    schema: Option<&DatabaseSchema>,
+) -> Result<Vec<OpResult>> {
+    parse_results(db, ops, result, schema)
+}
+
+/// One element of a `transact` result, fields kept as text until an op needs them: only an
+/// insert's uuid, a count, a select's rows or an error is ever decoded.
+#[derive(serde::Deserialize)]
+struct OpReply<'a> {
+    #[serde(default, borrow)]
+    uuid: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    count: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    rows: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    error: Option<&'a RawValue>,
+    #[serde(default, borrow)]
+    details: Option<&'a RawValue>,
+}
+
+/// `["uuid","<uuid>"]`: the exact spelling ovsdb-server writes is cut out directly, anything
+/// else (spaces, escapes) goes through the JSON parser.
+fn insert_uuid(raw: &RawValue) -> Option<Uuid> {
+    let t = raw.get();
+    if let Some(u) = t
+        .strip_prefix("[\"uuid\",\"")
+        .and_then(|r| r.strip_suffix("\"]"))
+    {
+        if let Ok(u) = Uuid::try_parse(u) {
+            return Some(u);
+        }
+    }
+    let (tag, u): (std::borrow::Cow<str>, std::borrow::Cow<str>) = serde_json::from_str(t).ok()?;
+    (tag == "uuid").then(|| Uuid::try_parse(&u).ok()).flatten()
+}
+
+/// Turns the `transact` result array (its JSON text) into per-op results, or the first
+/// failure. Parsed straight into typed values: no JSON tree of the whole reply is built.
+pub(crate) fn parse_results<O: OpInfo>(
+    db: &str,
+    ops: &[O],
+    result: &str,
     schema: Option<&DatabaseSchema>,
 ) -> Result<Vec<OpResult>> {
     let bad = |reason: String| Error::BadReply {
         method: "transact".into(),
         reason,
     };
-    let arr = result
-        .as_array()
-        .ok_or_else(|| bad(format!("result is not an array: {result}")))?;
+    // RFC 7047: `null` for an op not attempted after an earlier one failed.
+    let arr: Vec<Option<OpReply>> = serde_json::from_str(result).map_err(|e| {
+        bad(format!(
+            "result is not an array of operation results ({e}): {}",
+            crate::rpc::excerpt(result)
+        ))
+    })?;
     // The first error wins; a result longer than the ops carries a commit-time error.
     for (i, r) in arr.iter().enumerate() {
-        if let Some(e) = r.get("error").filter(|e| !e.is_null()) {
-            let op = ops.get(i);
-            return Err(Error::OpFailed(Box::new(crate::error::OpFailure {
-                db: db.to_string(),
-                index: i,
-                op: op.map(Operation::kind).unwrap_or("commit"),
-                table: op
-                    .and_then(Operation::table)
-                    .unwrap_or_default()
-                    .to_string(),
-                columns: op.map(|o| o.columns().join(",")).unwrap_or_default(),
-                error: e
-                    .as_str()
-                    .map(str::to_string)
-                    .unwrap_or_else(|| e.to_string()),
-                details: r.get("details").and_then(Json::as_str).map(str::to_string),
-            })));
-        }
+        let Some((e, r)) = r
+            .as_ref()
+            .and_then(|r| Some((r.error.filter(|e| e.get() != "null")?, r)))
+        else {
+            continue;
+        };
+        let op = ops.get(i);
+        let e: Json = serde_json::from_str(e.get()).unwrap_or(Json::Null);
+        let details = r
+            .details
+            .and_then(|d| serde_json::from_str::<Json>(d.get()).ok())
+            .and_then(|d| d.as_str().map(str::to_string));
+        return Err(Error::OpFailed(Box::new(crate::error::OpFailure {
+            db: db.to_string(),
+            index: i,
+            op: op.map(OpInfo::kind).unwrap_or("commit"),
+            table: op.and_then(OpInfo::table).unwrap_or_default().to_string(),
+            columns: op.map(OpInfo::columns_text).unwrap_or_default(),
+            error: e
+                .as_str()
+                .map(str::to_string)
+                .unwrap_or_else(|| e.to_string()),
+            details,
+        })));
     }
     if arr.len() < ops.len() {
         return Err(bad(format!("{} results for {} ops", arr.len(), ops.len())));
     }
+    let shown = |r: &Option<OpReply>| match r {
+        None => "null".to_string(),
+        Some(r) => {
+            let f = |n: &str, v: Option<&RawValue>| {
+                v.map(|v| format!("{n}: {}", crate::rpc::excerpt(v.get())))
+            };
+            let parts: Vec<String> = [f("uuid", r.uuid), f("count", r.count), f("rows", r.rows)]
+                .into_iter()
+                .flatten()
+                .collect();
+            format!("{{{}}}", parts.join(", "))
+        }
+    };
     let mut out = Vec::with_capacity(ops.len());
-    for (op, r) in ops.iter().zip(arr) {
-        out.push(match op {
-            Operation::Insert { .. } => {
-                let u = r
-                    .get("uuid")
-                    .map(crate::value::Atom::from_json)
-                    .transpose()?
-                    .and_then(|a| a.as_uuid())
-                    .ok_or_else(|| bad(format!("insert result without uuid: {r}")))?;
-                OpResult::Insert(u)
-            }
-            Operation::Select { table, .. } => {
-                let rows = r
-                    .get("rows")
-                    .and_then(Json::as_array)
-                    .ok_or_else(|| bad(format!("select result without rows: {r}")))?;
+    for (i, (op, r)) in ops.iter().zip(&arr).enumerate() {
+        out.push(match op.kind() {
+            "insert" => OpResult::Insert(
+                r.as_ref()
+                    .and_then(|r| r.uuid)
+                    .and_then(insert_uuid)
+                    .ok_or_else(|| {
+                        bad(format!("op {i}: insert result without uuid: {}", shown(r)))
+                    })?,
+            ),
+            "select" => {
+                let rows: Vec<Map<String, Json>> = r
+                    .as_ref()
+                    .and_then(|r| r.rows)
+                    .ok_or_else(|| bad(format!("op {i}: select result without rows: {}", shown(r))))
+                    .and_then(|rows| {
+                        serde_json::from_str(rows.get()).map_err(|e| {
+                            bad(format!(
+                                "op {i}: select rows are not objects ({e}): {}",
+                                crate::rpc::excerpt(rows.get())
+                            ))
+                        })
+                    })?;
+                let table = op.table().unwrap_or_default();
                 OpResult::Select(
                     rows.iter()
-                        .map(|row| {
-                            decode_row(
-                                schema,
-                                table,
-                                row.as_object()
-                                    .ok_or_else(|| bad(format!("row is not an object: {row}")))?,
-                            )
-                        })
+                        .map(|row| decode_row(schema, table, row))
                         .collect::<Result<_>>()?,
                 )
             }
-            Operation::Update { .. } | Operation::Mutate { .. } | Operation::Delete { .. } => {
-                OpResult::Count(
-                    r.get("count")
-                        .and_then(Json::as_u64)
-                        .ok_or_else(|| bad(format!("{} result without count: {r}", op.kind())))?,
-                )
-            }
+            kind @ ("update" | "mutate" | "delete") => OpResult::Count(
+                r.as_ref()
+                    .and_then(|r| r.count)
+                    .and_then(|c| c.get().parse::<u64>().ok())
+                    .ok_or_else(|| {
+                        bad(format!("op {i}: {kind} result without count: {}", shown(r)))
+                    })?,
+            ),
             _ => OpResult::Empty,
         });
     }
@@ -854,5 +987,203 @@ mod tests {
         let mut want = vec![json!("Open_vSwitch")];
         want.extend(ops.iter().map(Operation::to_json));
         assert_eq!(params, Json::Array(want));
+    }
+
+    fn txn() -> Vec<Operation> {
+        vec![
+            Operation::Insert {
+                table: "Port".into(),
+                row: RowData::from([("name".to_string(), Value::from("p1"))]),
+                uuid_name: Some("p1".into()),
+                uuid: None,
+            },
+            Operation::Mutate {
+                table: "Bridge".into(),
+                conditions: vec![Condition::eq("name", "br0")],
+                mutations: vec![Mutation::new(
+                    "ports",
+                    Mutator::Insert,
+                    Value::set([Atom::NamedUuid("p1".into())]),
+                )],
+            },
+            Operation::Select {
+                table: "Port".into(),
+                conditions: vec![],
+                columns: Some(vec!["name".into(), "tag".into()]),
+            },
+            Operation::Comment("c".into()),
+        ]
+    }
+
+    const U: &str = "0f6e3d2e-1484-4fdb-8e00-000000000001";
+
+    fn parse(text: &str) -> Result<Vec<OpResult>> {
+        parse_results("Open_vSwitch", &txn(), text, None)
+    }
+
+    fn bad_reply(r: Result<Vec<OpResult>>) -> String {
+        match r {
+            Err(Error::BadReply { method, reason }) => {
+                assert_eq!(method, "transact");
+                reason
+            }
+            other => panic!("expected a bad reply, got {other:?}"),
+        }
+    }
+
+    fn op_failed(r: Result<Vec<OpResult>>) -> crate::error::OpFailure {
+        match r {
+            Err(Error::OpFailed(f)) => *f,
+            other => panic!("expected an op failure, got {other:?}"),
+        }
+    }
+
+    /// The typed parser gives what ovsdb-server's replies mean: a uuid per insert, a count,
+    /// rows, nothing for a comment; fields it does not need (or knows) are skipped unread,
+    /// and a spelling with spaces parses like the compact one.
+    #[test]
+    fn typed_results() {
+        let u = Uuid::parse_str(U).unwrap();
+        let compact = format!(
+            r#"[{{"uuid":["uuid","{U}"]}},{{"count":1}},{{"rows":[{{"name":"p1","tag":["set",[]]}},{{"name":"p2","tag":7}}]}},{{}}]"#
+        );
+        let spaced = format!(
+            r#" [ {{ "uuid" : [ "uuid" , "{U}" ] , "x": {{"deep": [1, "]"]}} }}, {{"count": 1, "error": null}}, {{"rows": [{{"name": "p1", "tag": ["set", []]}}, {{"name": "p2", "tag": 7}}]}}, {{"details": 5}} ] "#
+        );
+        for text in [compact, spaced] {
+            let r = parse(&text).unwrap();
+            assert_eq!(r[0], OpResult::Insert(u), "{text}");
+            assert_eq!(r[1], OpResult::Count(1));
+            assert_eq!(r[2].rows().len(), 2);
+            assert_eq!(r[2].rows()[1]["tag"], Value::from(7i64));
+            assert_eq!(r[3], OpResult::Empty);
+        }
+        // An escaped uuid string is still a uuid (the JSON parser path).
+        let esc = U.replacen('0', "\\u0030", 1);
+        let r = parse(&format!(
+            r#"[{{"uuid":["uuid","{esc}"]}},{{"count":0}},{{"rows":[]}},{{}}]"#
+        ))
+        .unwrap();
+        assert_eq!(r[0].uuid(), Some(u));
+        assert_eq!(r[1].count(), Some(0));
+    }
+
+    /// The first error wins, with the op it belongs to; ops after it are `null` (RFC 7047) or
+    /// missing; an error past the last op is the commit's.
+    #[test]
+    fn errors_and_partial_results() {
+        let f = op_failed(parse(
+            r#"[{"uuid":["uuid","0f6e3d2e-1484-4fdb-8e00-000000000001"]},{"error":"constraint violation","details":"tag 5000 out of range"},null,null]"#,
+        ));
+        assert_eq!((f.index, f.op, f.table.as_str()), (1, "mutate", "Bridge"));
+        assert_eq!(f.columns, "ports");
+        assert_eq!(f.error, "constraint violation");
+        assert_eq!(f.details.as_deref(), Some("tag 5000 out of range"));
+        // Truncated after the failure (what ovsdb-server sends).
+        let f = op_failed(parse(r#"[{"error":"referential integrity violation"}]"#));
+        assert_eq!((f.index, f.op), (0, "insert"));
+        assert_eq!(f.details, None);
+        // A commit-time error follows the last op's result.
+        let f = op_failed(parse(&format!(
+            r#"[{{"uuid":["uuid","{U}"]}},{{"count":1}},{{"rows":[]}},{{}},{{"error":"timed out","details":{{"x":1}}}}]"#
+        )));
+        assert_eq!((f.index, f.op, f.table.as_str()), (4, "commit", ""));
+        assert_eq!(f.details, None, "non-string details are dropped");
+        // A non-string error is kept as its JSON text.
+        let f = op_failed(parse(r#"[{"error":{"code":7}}]"#));
+        assert_eq!(f.error, r#"{"code":7}"#);
+    }
+
+    /// Replies that are not what RFC 7047 says: a clear `BadReply` naming the op and showing
+    /// what came, never a panic.
+    #[test]
+    fn odd_replies() {
+        let ok_tail = r#"{"count":1},{"rows":[]},{}"#;
+        let cases: Vec<(String, &str)> = vec![
+            ("{}".into(), "not an array"),
+            ("\"x\"".into(), "not an array"),
+            ("[1,2,3,4]".into(), "not an array of operation results"),
+            (
+                format!(r#"[{{"count":1}},{ok_tail}]"#),
+                "op 0: insert result without uuid: {count: 1}",
+            ),
+            (
+                format!(r#"[null,{ok_tail}]"#),
+                "op 0: insert result without uuid: null",
+            ),
+            (
+                format!(r#"[{{"uuid":["named-uuid","p1"]}},{ok_tail}]"#),
+                "op 0: insert result without uuid",
+            ),
+            (
+                format!(r#"[{{"uuid":["uuid","not-a-uuid"]}},{ok_tail}]"#),
+                "insert result without uuid",
+            ),
+            (
+                format!(r#"[{{"uuid":"{U}"}},{ok_tail}]"#),
+                "insert result without uuid",
+            ),
+            (
+                format!(r#"[{{"uuid":["uuid","{U}"]}},{{"count":-1}},{{"rows":[]}},{{}}]"#),
+                "op 1: mutate result without count: {count: -1}",
+            ),
+            (
+                format!(r#"[{{"uuid":["uuid","{U}"]}},{{"count":"1"}},{{"rows":[]}},{{}}]"#),
+                "op 1: mutate result without count",
+            ),
+            (
+                format!(r#"[{{"uuid":["uuid","{U}"]}},{{"count":1}},{{}},{{}}]"#),
+                "op 2: select result without rows",
+            ),
+            (
+                format!(r#"[{{"uuid":["uuid","{U}"]}},{{"count":1}},{{"rows":[1]}},{{}}]"#),
+                "op 2: select rows are not objects",
+            ),
+            (
+                format!(r#"[{{"uuid":["uuid","{U}"]}},{{"count":1}}]"#),
+                "2 results for 4 ops",
+            ),
+            ("[]".into(), "0 results for 4 ops"),
+        ];
+        for (text, want) in cases {
+            let reason = bad_reply(parse(&text));
+            assert!(reason.contains(want), "{text}: {reason}");
+        }
+        // Invalid JSON inside is an error too, not a partial result.
+        let reason = bad_reply(parse(&format!(
+            r#"[{{"uuid":["uuid","{U}"]}},{{"count":1}},{{"rows":[}}]"#
+        )));
+        assert!(
+            reason.contains("not an array of operation results"),
+            "{reason}"
+        );
+        // A long odd reply is cut in the message.
+        let long = format!("{{\"x\":\"{}\"}}", "y".repeat(10_000));
+        assert!(bad_reply(parse(&long)).len() < 600);
+    }
+
+    /// The ops as kept while the server works parse a reply exactly like the ops themselves.
+    #[test]
+    fn sent_ops_parse_like_the_ops() {
+        let sent: Vec<Sent> = txn().into_iter().map(Sent::from).collect();
+        for text in [
+            format!(r#"[{{"uuid":["uuid","{U}"]}},{{"count":3}},{{"rows":[{{"name":"p1"}}]}},{{}}]"#),
+            r#"[{"uuid":["uuid","0f6e3d2e-1484-4fdb-8e00-000000000001"]},{"error":"e","details":"d"}]"#.into(),
+            r#"[{},{"count":1},{"rows":[]},{}]"#.into(),
+        ] {
+            let a = format!("{:?}", parse(&text));
+            let b = format!("{:?}", parse_results("Open_vSwitch", &sent, &text, None));
+            assert_eq!(a, b, "{text}");
+        }
+        let f = op_failed(parse_results(
+            "Open_vSwitch",
+            &sent,
+            r#"[{},{"error":"e"}]"#,
+            None,
+        ));
+        assert_eq!(
+            (f.op, f.table.as_str(), f.columns.as_str()),
+            ("mutate", "Bridge", "ports")
+        );
     }
 }

@@ -270,7 +270,7 @@ impl MonitorShared {
                         }
                         let mut diffs = Vec::new();
                         for (col, diff) in body_obj()? {
-                            let ty = self.schema.column_type(table, col).ok_or_else(|| {
+                            let ty = self.schema.column_type_ref(table, col).ok_or_else(|| {
                                 decode_err(
                                     "row-update2",
                                     format!("{table}.{col}: column not in schema"),

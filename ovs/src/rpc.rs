@@ -6,6 +6,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::{json, Value as Json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -17,6 +19,9 @@ use crate::framing::JsonSplitter;
 use crate::replica::MonitorShared;
 use crate::transport::Endpoint;
 
+/// The largest message buffer a session keeps between requests.
+const SPARE_MAX: usize = 16 << 20;
+
 /// Monitors by their JSON-RPC monitor id, shared with every connection's reader.
 pub(crate) type Monitors = Arc<Mutex<HashMap<String, Arc<MonitorShared>>>>;
 
@@ -27,10 +32,74 @@ pub(crate) enum MonitorKind {
     CondSince,
 }
 
+/// A reply's `result` still as text: the message and where the result lies in it. The reader
+/// only finds its bounds (no JSON tree built); the caller parses what it needs, a `transact`
+/// its uuids, counts and errors, straight into typed values.
+pub(crate) struct RawResult {
+    msg: String,
+    range: std::ops::Range<usize>,
+}
+
+impl RawResult {
+    /// The result's JSON text.
+    pub(crate) fn text(&self) -> &str {
+        &self.msg[self.range.clone()]
+    }
+
+    /// The result as a JSON tree, for callers that want one.
+    pub(crate) fn to_json(&self, method: &str) -> Result<Json> {
+        serde_json::from_str(self.text()).map_err(|e| Error::BadReply {
+            method: method.to_string(),
+            reason: format!("result is not JSON: {e}"),
+        })
+    }
+}
+
+/// One JSON-RPC message as far as the reader must understand it: a request's method and
+/// params (echo, monitor updates: small, or needed as a tree anyway), a reply's id and error,
+/// and the bounds of a reply's result, which is skipped over, not built.
+#[derive(Deserialize)]
+struct Envelope<'a> {
+    #[serde(default)]
+    id: Json,
+    #[serde(default, borrow)]
+    method: Option<std::borrow::Cow<'a, str>>,
+    #[serde(default)]
+    params: Option<Json>,
+    /// `Some` whenever the member is there, even as `null`.
+    #[serde(default, borrow, deserialize_with = "present")]
+    result: Option<&'a RawValue>,
+    #[serde(default, deserialize_with = "present_json")]
+    error: Option<Json>,
+}
+
+fn present<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Option<&'de RawValue>, D::Error> {
+    <&RawValue>::deserialize(d).map(Some)
+}
+
+fn present_json<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Option<Json>, D::Error> {
+    Json::deserialize(d).map(Some)
+}
+
+/// At most 200 characters of `text`, for error messages.
+pub(crate) fn excerpt(text: &str) -> &str {
+    match text.char_indices().nth(200) {
+        Some((i, _)) => &text[..i],
+        None => text,
+    }
+}
+
+/// Where a request's reply arrives.
+pub(crate) type ReplyRx = oneshot::Receiver<Result<RawResult>>;
+
 /// What to do with a reply.
 pub(crate) enum Pending {
     /// Hand the result to a waiting caller.
-    Call(oneshot::Sender<Result<Json>>),
+    Call(oneshot::Sender<Result<RawResult>>),
     /// Apply a monitor reply to the replica in the reader, before any later update, then
     /// report to the caller (found, for `monitor_cond_since`).
     Monitor {
@@ -63,6 +132,10 @@ pub(crate) struct Conn {
     /// transaction's time on two busy cores). The reader's own messages (echo replies and
     /// probes) go through the writer task, which takes the same lock.
     writer: Arc<tokio::sync::Mutex<Writer>>,
+    /// A message buffer kept from one request to the next: a large transaction's message is
+    /// past malloc's mmap threshold, so a fresh one was mapped, page-faulted in and unmapped
+    /// for every request.
+    spare: Mutex<Vec<u8>>,
     close_tx: Arc<watch::Sender<Option<String>>>,
     closed: watch::Receiver<Option<String>>,
     tasks: Vec<JoinHandle<()>>,
@@ -135,6 +208,7 @@ impl Conn {
             next_id: AtomicU64::new(1),
             pending,
             writer: wr,
+            spare: Mutex::default(),
             close_tx,
             closed: close_rx,
             tasks: vec![writer, reader],
@@ -197,7 +271,9 @@ impl Conn {
         // Written by hand so the params are serialised in place, not copied first; sized up
         // front, since a large message grown by doubling is reallocated (and, past malloc's
         // mmap threshold, page-faulted in) again and again.
-        let mut msg = Vec::with_capacity(size_hint.max(256));
+        let mut msg = std::mem::take(&mut *self.spare.lock().expect("spare lock"));
+        msg.clear();
+        msg.reserve(size_hint.max(256));
         msg.extend_from_slice(b"{\"id\":");
         msg.extend_from_slice(id.to_string().as_bytes());
         msg.extend_from_slice(b",\"method\":");
@@ -218,6 +294,13 @@ impl Conn {
         };
         let r = w.write_all(&msg).await;
         guard.done = true;
+        drop(w);
+        // Kept for the next request unless a bigger one is kept already (or it is huge).
+        let mut spare = self.spare.lock().expect("spare lock");
+        if msg.capacity() > spare.capacity() && msg.capacity() <= SPARE_MAX {
+            *spare = msg;
+        }
+        drop(spare);
         r.map_err(|e| {
             tracing::warn!(endpoint = %self.endpoint, error = %e, "ovsdb write failed");
             self.close_tx
@@ -231,21 +314,46 @@ impl Conn {
 
     /// Sends a request and waits for its result.
     pub(crate) async fn call(&self, method: &str, params: Json, timeout: Duration) -> Result<Json> {
-        self.call_with(method, &params, 256, timeout).await
+        self.call_with(method, &params, 256, timeout)
+            .await?
+            .to_json(method)
     }
 
     /// Sends a request whose params serialise themselves (no JSON tree built first) and waits
-    /// for its result; `size_hint` is the expected message size in bytes.
+    /// for its result, as text; `size_hint` is the expected message size in bytes.
     pub(crate) async fn call_with<P: serde::Serialize + ?Sized>(
         &self,
         method: &str,
         params: &P,
         size_hint: usize,
         timeout: Duration,
-    ) -> Result<Json> {
+    ) -> Result<RawResult> {
+        let (id, rx) = self.request(method, params, size_hint).await?;
+        self.response(id, method, rx, timeout).await
+    }
+
+    /// Writes a request; its reply comes through `rx` (see [`Conn::response`]). Between the
+    /// two the caller may do other work while the server does its own.
+    pub(crate) async fn request<P: serde::Serialize + ?Sized>(
+        &self,
+        method: &str,
+        params: &P,
+        size_hint: usize,
+    ) -> Result<(u64, ReplyRx)> {
         let (tx, rx) = oneshot::channel();
         let id = self.register(method, Pending::Call(tx))?;
         self.send(id, method, params, size_hint).await?;
+        Ok((id, rx))
+    }
+
+    /// Waits for the reply of a request sent with [`Conn::request`].
+    pub(crate) async fn response(
+        &self,
+        id: u64,
+        method: &str,
+        rx: ReplyRx,
+        timeout: Duration,
+    ) -> Result<RawResult> {
         self.finish(id, method, rx, timeout).await
     }
 
@@ -379,7 +487,9 @@ impl Reader {
         rd: &mut tokio::io::ReadHalf<Box<dyn crate::transport::Stream>>,
     ) -> String {
         let mut splitter = JsonSplitter::new();
-        let mut buf = vec![0u8; 64 * 1024];
+        // A 1000-port transaction's reply (about 120 KB) in one read: one syscall and no
+        // second readiness wait per reply.
+        let mut buf = vec![0u8; 256 * 1024];
         let mut probe_sent = false;
         let mut close_rx = self.close_rx.clone();
         loop {
@@ -418,11 +528,11 @@ impl Reader {
                 Err(e) => return format!("bad framing: {e}"),
             };
             for m in msgs {
-                let msg: Json = match serde_json::from_slice(&m) {
-                    Ok(v) => v,
-                    Err(e) => return format!("invalid JSON message: {e}"),
+                let text = match String::from_utf8(m) {
+                    Ok(t) => t,
+                    Err(e) => return format!("invalid JSON message: not UTF-8: {e}"),
                 };
-                if let Err(reason) = self.handle(msg) {
+                if let Err(reason) = self.handle(text) {
                     return reason;
                 }
             }
@@ -430,10 +540,19 @@ impl Reader {
     }
 
     /// Handles one message; `Err` ends the session.
-    fn handle(&mut self, mut msg: Json) -> std::result::Result<(), String> {
-        let id = msg.get("id").cloned().unwrap_or(Json::Null);
-        if let Some(method) = msg.get("method").and_then(Json::as_str) {
-            let params = msg.get("params").cloned().unwrap_or(Json::Null);
+    fn handle(&mut self, text: String) -> std::result::Result<(), String> {
+        let msg: Envelope = match serde_json::from_str(&text) {
+            Ok(m) => m,
+            Err(e) => {
+                return Err(format!(
+                    "invalid JSON-RPC message ({e}): {}",
+                    excerpt(&text)
+                ))
+            }
+        };
+        let id = msg.id;
+        if let Some(method) = msg.method.as_deref() {
+            let params = msg.params.unwrap_or(Json::Null);
             match method {
                 "echo" => {
                     let reply = json!({"id": id, "result": params, "error": null});
@@ -457,8 +576,11 @@ impl Reader {
             }
             return Ok(());
         }
-        if !(msg.get("result").is_some() || msg.get("error").is_some()) {
-            return Err(format!("message is neither request nor reply: {msg}"));
+        if msg.result.is_none() && msg.error.is_none() {
+            return Err(format!(
+                "message is neither request nor reply: {}",
+                excerpt(&text)
+            ));
         }
         let Some(id) = id.as_u64() else {
             // Replies to our echo probes carry a string id; nothing waits on them.
@@ -475,24 +597,34 @@ impl Reader {
             tracing::debug!(endpoint = %self.endpoint, id, "reply to a request nobody waits for");
             return Ok(());
         };
-        let result: Result<Json> = match msg.get("error").filter(|e| !e.is_null()) {
+        let range = msg.result.map(|r| {
+            // The raw value borrows from `text`: its offset there.
+            let start = r.get().as_ptr() as usize - text.as_ptr() as usize;
+            start..start + r.get().len()
+        });
+        let result: Result<RawResult> = match msg.error.filter(|e| !e.is_null()) {
             Some(e) => Err(Error::Rpc {
                 endpoint: self.endpoint.clone(),
                 method: method.clone(),
-                error: e.clone(),
+                error: e,
             }),
-            // Moved out, not cloned: a large transaction's result is thousands of values.
-            None => Ok(msg
-                .as_object_mut()
-                .and_then(|o| o.remove("result"))
-                .unwrap_or(Json::Null)),
+            // The message moves to the caller as it is: nothing copied, nothing built.
+            None => Ok(match range {
+                Some(range) => RawResult { msg: text, range },
+                None => RawResult {
+                    msg: "null".into(),
+                    range: 0..4,
+                },
+            }),
         };
         match p {
             Pending::Call(tx) => {
                 let _ = tx.send(result);
             }
             Pending::Monitor { mon, kind, done } => {
-                let r = result.and_then(|res| apply_monitor_reply(&mon, kind, &res));
+                let r = result
+                    .and_then(|res| res.to_json(&method))
+                    .and_then(|res| apply_monitor_reply(&mon, kind, &res));
                 if let Err(e) = &r {
                     tracing::warn!(endpoint = %self.endpoint, monitor = %mon.id, error = %e, "monitor request failed");
                 }

@@ -575,6 +575,6 @@ impl TxnBuilder {
         if self.ops.is_empty() {
             return Ok(Vec::new());
         }
-        client.transact(DB, &self.ops).await
+        client.transact_owned(DB, self.ops).await
     }
 }
