@@ -639,7 +639,7 @@ fn plan_gateway<'a>(
             Some((with_prefix(f.ip_address, &s.cidr)?, s))
         })
         .collect();
-    extra.sort_by(|a, b| a.0.cmp(&b.0));
+    extra.sort_by_key(|a| a.0);
     extra.dedup_by(|a, b| a.0 == b.0);
     let out = ifname("qg-", rid);
     used.push((physnet, tag, Segment::Network(&ext.id)));
