@@ -1,12 +1,16 @@
-//! DHCP: one server per (network, pod) where the network is present and has a DHCP-enabled
-//! IPv4 subnet, as Neutron runs one per network per DHCP agent. Each server holds the
+//! DHCP: one server per (network, pod) where the network is present and has a served subnet
+//! (IPv4 with `enable_dhcp`; IPv6 with `enable_dhcp` and `ipv6_address_mode`
+//! `dhcpv6-stateless` or `dhcpv6-stateful`, served over DHCPv6; `slaac` and mode-less IPv6
+//! subnets get nothing), as Neutron runs one per network per DHCP agent. Each server holds the
 //! network's `network:dhcp` port of that pod (reserved by the controller: one address per
-//! DHCP-enabled subnet, see [`crate::AllocationKey::DhcpIp`]) and answers only the ports its
-//! pod serves (bound there; unbound ones: the network's primary pod), always with the port's
-//! fixed IP, so two servers hearing one DISCOVER on a stretched network never disagree. Its
-//! router option is the pod's own router leg when the subnet's gateway router has an instance
-//! in the pod (Tricircle's per-pod gateway port), so a stretched network's VMs do not hairpin
-//! through the primary pod.
+//! served subnet, see [`crate::AllocationKey::DhcpIp`]; on a `dhcpv6-stateless` subnet the
+//! port's EUI-64 address stands in until the controller gives one) and answers only the ports
+//! its pod serves (bound there; unbound ones: the network's primary pod), always with the
+//! port's fixed IP, so two servers hearing one DISCOVER on a stretched network never disagree.
+//! Its router option is the pod's own router leg when the subnet's gateway router has an
+//! instance in the pod (Tricircle's per-pod gateway port), so a stretched network's VMs do not
+//! hairpin through the primary pod. DHCPv6 has no router or routes options: IPv6 hosts learn
+//! their router from the legs' advertisements (see `ipv6.rs`).
 //!
 //! External networks get no server: they carry router gateways and floating IPs, not VMs
 //! (Tricircle's guide creates their subnets with DHCP disabled).
@@ -17,11 +21,13 @@ use std::net::IpAddr;
 use wire::names::{dhcp_namespace, ifname};
 use wire::{DhcpHost, DhcpServer, DhcpSubnet, Route};
 
+use wire::Ipv6AddressMode;
+
 use crate::plan::is_unicast_mac;
-use crate::snapshot::{Network, Node, Subnet};
+use crate::snapshot::{DhcpPort, Network, Node, Port, Subnet};
 use crate::topology::{Placement, Topology};
 
-/// The subnets of a network a DHCP server serves: IPv4 with `enable_dhcp`, sorted by id.
+/// The subnets of a network a DHCP server serves (see [`serves`]), sorted by id.
 pub(crate) fn dhcp_subnets<'a>(t: &Topology<'a>, net: &str) -> Vec<&'a Subnet> {
     let mut v: Vec<&'a Subnet> = t
         .subnets_by_network
@@ -35,13 +41,52 @@ pub(crate) fn dhcp_subnets<'a>(t: &Topology<'a>, net: &str) -> Vec<&'a Subnet> {
     v
 }
 
-/// Whether a subnet is served by DHCP: IPv4 with `enable_dhcp`.
+/// Whether a subnet is served by DHCP: `enable_dhcp`, and IPv4 or an IPv6 subnet whose
+/// address mode is `dhcpv6-stateless` or `dhcpv6-stateful`.
 pub(crate) fn serves(s: &Subnet) -> bool {
-    s.enable_dhcp && s.ip_version == 4 && s.cidr.addr().is_ipv4()
+    s.enable_dhcp
+        && match s.ip_version {
+            4 => s.cidr.addr().is_ipv4(),
+            6 => s.cidr.addr().is_ipv6() && dhcpv6_mode(s).is_some(),
+            _ => false,
+        }
+}
+
+/// The DHCPv6 mode of an IPv6 subnet: its address mode when that is `dhcpv6-*`.
+fn dhcpv6_mode(s: &Subnet) -> Option<Ipv6AddressMode> {
+    s.ipv6_address_mode
+        .filter(|m| *m != Ipv6AddressMode::Slaac && s.cidr.addr().is_ipv6())
+}
+
+/// The DHCP port's address on a served subnet: the one the controller reserved, or on a
+/// `dhcpv6-stateless` subnet (whose addresses are the hosts' own SLAAC ones) the port's
+/// EUI-64 address while the controller has given none.
+fn server_address(port: &DhcpPort, s: &Subnet) -> Option<IpAddr> {
+    if let Some(ip) = port.ips.get(&s.id) {
+        return Some(*ip);
+    }
+    let ipnet::IpNet::V6(cidr) = s.cidr else {
+        return None;
+    };
+    (dhcpv6_mode(s) == Some(Ipv6AddressMode::Dhcpv6Stateless))
+        .then(|| wire::eui64::address(cidr, &port.mac.to_ascii_lowercase()))
+        .flatten()
+        .map(IpAddr::V6)
+}
+
+/// The pod whose DHCP server (and, on a stretched network, whose router instance's
+/// advertisements) serves VM port `p` of network `net`: the pod it is bound in when the
+/// network is present there, else the network's primary pod.
+pub(crate) fn serving_pod<'a>(t: &Topology<'a>, p: &Port, net: &str) -> Option<&'a str> {
+    p.binding_host
+        .as_deref()
+        .and_then(|h| t.node_pod(h))
+        .filter(|bp| t.presence.get(net).is_some_and(|pr| pr.contains(bp)))
+        .or_else(|| t.primary_pod(net))
 }
 
 /// The (network, pod) pairs that need a DHCP server, with the DHCP subnets: the network is
-/// present in the pod, is not external, has a DHCP-enabled IPv4 subnet, and the pod has a
+/// present in the pod, is not external, has a served subnet, and the pod has a
 /// node to run the server.
 pub(crate) fn needed<'a>(t: &Topology<'a>) -> Vec<(&'a Network, &'a str, Vec<&'a Subnet>)> {
     let mut out = Vec::new();
@@ -70,7 +115,7 @@ pub(crate) fn needed<'a>(t: &Topology<'a>) -> Vec<(&'a Network, &'a str, Vec<&'a
 }
 
 impl<'a> Topology<'a> {
-    /// Place the DHCP servers: each needed (network, pod) whose DHCP port holds an address on
+    /// Place the DHCP servers: each needed (network, pod) whose DHCP port has an address on
     /// one of its DHCP subnets runs on the pod's node chosen as for router instances (the
     /// network's physnet mapped, its uplink, a `local_ip` for VxLAN, then the rendezvous
     /// order of the network id). The node joins the network's
@@ -81,7 +126,7 @@ impl<'a> Topology<'a> {
             let Some(port) = self.snap.allocations.dhcp_port(&net.id, pod) else {
                 continue;
             };
-            if !subnets.iter().any(|s| port.ips.contains_key(&s.id)) {
+            if !subnets.iter().any(|s| server_address(port, s).is_some()) {
                 continue;
             }
             let physnet = self.physnet_of(net);
@@ -107,7 +152,7 @@ impl<'a> Topology<'a> {
     }
 
     /// The pod that serves a network's unbound ports: its lowest present pod.
-    fn primary_pod(&self, net: &str) -> Option<&'a str> {
+    pub(crate) fn primary_pod(&self, net: &str) -> Option<&'a str> {
         self.presence.get(net)?.iter().next().copied()
     }
 }
@@ -139,24 +184,37 @@ pub(crate) fn plan_servers<'a>(
         };
         let mut subnets = Vec::new();
         for s in dhcp_subnets(t, &net.id) {
-            let Some(server_address) = port.ips.get(&s.id).copied() else {
+            let Some(server_address) = server_address(port, s) else {
                 continue;
             };
+            let v6 = dhcpv6_mode(s);
             subnets.push(DhcpSubnet {
                 subnet_id: s.id.clone(),
                 cidr: s.cidr,
                 server_address,
-                router: router_for(t, s, net, pod),
+                router: if v6.is_some() {
+                    None
+                } else {
+                    router_for(t, s, net, pod)
+                },
                 dns_nameservers: s.dns_nameservers.clone(),
-                host_routes: host_routes(t, s, net, pod),
-                ipv6_address_mode: None,
+                host_routes: if v6.is_some() {
+                    Vec::new()
+                } else {
+                    host_routes(t, s, net, pod)
+                },
+                ipv6_address_mode: v6,
             });
         }
         if subnets.is_empty() {
             continue;
         }
-        let served: BTreeSet<&str> = subnets.iter().map(|s| s.subnet_id.as_str()).collect();
-        let primary = t.primary_pod(&net.id);
+        // Leases: IPv4 subnets and `dhcpv6-stateful` ones (stateless ones lease nothing).
+        let served: BTreeSet<&str> = subnets
+            .iter()
+            .filter(|s| s.ipv6_address_mode != Some(Ipv6AddressMode::Dhcpv6Stateless))
+            .map(|s| s.subnet_id.as_str())
+            .collect();
         let mut hosts = Vec::new();
         for p in t
             .ports_by_network
@@ -167,16 +225,7 @@ pub(crate) fn plan_servers<'a>(
             if !is_unicast_mac(&p.mac) {
                 continue;
             }
-            let bound_pod = p
-                .binding_host
-                .as_deref()
-                .and_then(|h| t.node_pod(h))
-                .filter(|bp| {
-                    t.presence
-                        .get(net.id.as_str())
-                        .is_some_and(|pr| pr.contains(bp))
-                });
-            if bound_pod.or(primary) != Some(pod) {
+            if serving_pod(t, p, &net.id) != Some(pod) {
                 continue;
             }
             for f in &p.fixed_ips {

@@ -18,6 +18,7 @@ mod dhcp;
 mod error;
 mod fxhash;
 mod incremental;
+mod ipv6;
 mod names;
 mod plan;
 mod scope;
@@ -37,6 +38,7 @@ pub use alloc::{
 pub use change::{affected_nodes, Change};
 pub use error::ValidationError;
 pub use incremental::replan;
+pub use ipv6::{bridge_v6, RA_ROUTER_LIFETIME};
 pub use plan::is_unicast_mac;
 pub use security::ct_zone;
 pub use snapshot::*;

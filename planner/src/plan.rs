@@ -315,6 +315,13 @@ fn plan_instance<'a>(
                 Segment::ProjectBridge(&router.project_id),
             ));
             let global = snap.global_physnet_mtu;
+            // A dual-stack bridge: the IPv6 address derived from the IPv4 one.
+            let extra_addresses: Vec<IpNet> = snap
+                .bridge_cidr_v6
+                .and_then(|pool| crate::ipv6::bridge_v6(pool, bn.cidr, bp.ip))
+                .map(IpNet::V6)
+                .into_iter()
+                .collect();
             inst.legs.push(RouterLeg {
                 kind: LegKind::Bridge,
                 bridge: br.clone(),
@@ -329,7 +336,7 @@ fn plan_instance<'a>(
                     .map(|_| global.saturating_sub(VXLAN_OVERHEAD))
                     .filter(|m| *m < global),
                 ipv6_ra: None,
-                extra_addresses: Vec::new(),
+                extra_addresses,
             });
             sources.push(LegSource {
                 ns_prefix: "qb-",
@@ -339,11 +346,29 @@ fn plan_instance<'a>(
         }
     }
     let has_bridge_leg = !inst.legs.is_empty();
+    let has_bridge_v6 = inst.legs.iter().any(|l| !l.extra_addresses.is_empty());
     let peer_bridge_ip = |p: &str| -> Option<IpAddr> {
         if has_bridge_leg {
             snap.allocations.bridge_ip(rid, p)
         } else {
             None
+        }
+    };
+    // The IPv6 bridge address of this router's instance in a pod (a dual-stack bridge only).
+    let peer_bridge_v6 = |p: &str| -> Option<IpAddr> {
+        if has_bridge_v6 {
+            crate::ipv6::instance_bridge_v6(snap, &router.project_id, rid, p)
+                .map(|n| IpAddr::V6(n.addr()))
+        } else {
+            None
+        }
+    };
+    // The bridge address of the instance in a pod, of `v4`'s family.
+    let peer_bridge = |p: &str, v4: bool| -> Option<IpAddr> {
+        if v4 {
+            peer_bridge_ip(p)
+        } else {
+            peer_bridge_v6(p)
         }
     };
 
@@ -362,11 +387,14 @@ fn plan_instance<'a>(
             .get(net.id.as_str())
             .is_some_and(|p| p.contains(pod));
         if !present_here {
-            if let Some(nh) = t.home_pod_for(rid, &net.id).and_then(peer_bridge_ip) {
-                // A route needs a next hop of its own family.
-                if nh.is_ipv4() == s.cidr.addr().is_ipv4() {
-                    routes.insert(s.cidr.trunc(), nh);
-                }
+            // Via the home instance's bridge address of the subnet's family (none for IPv6
+            // without a dual-stack bridge).
+            let v4 = s.cidr.addr().is_ipv4();
+            if let Some(nh) = t
+                .home_pod_for(rid, &net.id)
+                .and_then(|p| peer_bridge(p, v4))
+            {
+                routes.insert(s.cidr.trunc(), nh);
             }
             continue;
         }
@@ -393,6 +421,7 @@ fn plan_instance<'a>(
             continue;
         };
         used.push((physnet, tag, Segment::Network(&net.id)));
+        let ipv6_ra = crate::ipv6::advertisement(t, s, net, pod, address.addr());
         inst.legs.push(RouterLeg {
             kind: LegKind::Internal,
             bridge: br.clone(),
@@ -404,7 +433,7 @@ fn plan_instance<'a>(
             network_id: Some(net.id.clone()),
             subnet_id: Some(s.id.clone()),
             mtu: leg_mtu(t, net),
-            ipv6_ra: None,
+            ipv6_ra,
             extra_addresses: Vec::new(),
         });
         sources.push(LegSource {
@@ -434,14 +463,26 @@ fn plan_instance<'a>(
                     id: rid,
                 });
             }
-        } else if let Some(nh) = peer_bridge_ip(gp) {
-            routes.insert(default_for(nh), nh);
+        } else {
+            if let Some(nh) = peer_bridge_ip(gp) {
+                routes.insert(default_for(nh), nh);
+            }
+            // IPv6 leaves by the gateway instance too (routed, no NAT) when the gateway has
+            // an IPv6 address.
+            let gw_has_v6 = gw.external_fixed_ips.iter().any(|f| f.ip_address.is_ipv6());
+            if let (true, Some(nh)) = (gw_has_v6, peer_bridge_v6(gp)) {
+                routes.insert(default_for(nh), nh);
+            }
         }
     }
 
     // User routes whose next hop is on a connected leg.
     for ur in &router.routes {
-        if inst.legs.iter().any(|l| l.address.contains(&ur.nexthop)) {
+        if inst
+            .legs
+            .iter()
+            .any(|l| l.addresses().any(|a| a.contains(&ur.nexthop)))
+        {
             routes.entry(ur.destination.trunc()).or_insert(ur.nexthop);
         }
     }
@@ -453,7 +494,8 @@ fn plan_instance<'a>(
         })
         .collect();
 
-    // Probe targets: the project's other instances' bridge IPs (same family).
+    // Probe targets: the project's other instances' bridge addresses (IPv4, and IPv6 on a
+    // dual-stack bridge).
     if has_bridge_leg {
         let mut seen = BTreeSet::new();
         for r2 in t
@@ -481,6 +523,18 @@ fn plan_instance<'a>(
                             kind: ProbeKind::BridgeInstance,
                             label: format!("{}@{}", r2.id, p2),
                         });
+                        let v6 = has_bridge_v6
+                            .then(|| {
+                                crate::ipv6::instance_bridge_v6(snap, &r2.project_id, &r2.id, p2)
+                            })
+                            .flatten();
+                        if let Some(v6) = v6 {
+                            inst.probe_targets.push(ProbeTarget {
+                                address: IpAddr::V6(v6.addr()),
+                                kind: ProbeKind::BridgeInstance,
+                                label: format!("{}@{}", r2.id, p2),
+                            });
+                        }
                     }
                 }
             }
@@ -512,9 +566,11 @@ fn default_for(ip: IpAddr) -> IpNet {
     }
 }
 
-/// Plan the gateway leg, default route and NAT; whether the leg was added. The leg is the
-/// router's gateway port on the external network holding the chosen address, with its MAC; no
-/// such port, no leg.
+/// Plan the gateway leg, default routes and NAT; whether the leg was added. The leg is the
+/// router's gateway port on the external network holding the chosen address (its first IPv4
+/// fixed IP, else its first IPv6 one), with its MAC; no such port, no leg. Its IPv6 fixed IPs
+/// besides are the leg's extra addresses, each subnet's gateway the default route of its
+/// family: IPv6 is routed out as it is, only IPv4 is source-NATed.
 #[allow(clippy::too_many_arguments)]
 fn plan_gateway<'a>(
     t: &Topology<'a>,
@@ -539,21 +595,23 @@ fn plan_gateway<'a>(
         .external_fixed_ips
         .iter()
         .find(|f| f.ip_address.is_ipv4())
+        .or_else(|| {
+            gw.external_fixed_ips
+                .iter()
+                .find(|f| f.ip_address.is_ipv6())
+        })
     else {
         return false;
     };
-    let Some(sub) = t
-        .subnets
-        .get(fixed.subnet_id.as_str())
-        .copied()
-        .or_else(|| {
-            t.subnets_by_network.get(ext.id.as_str()).and_then(|v| {
-                v.iter()
-                    .copied()
-                    .find(|s| s.cidr.contains(&fixed.ip_address))
-            })
+    // The external subnet a fixed IP is on (its own, else the one holding the address).
+    let subnet_of = |f: &FixedIp| -> Option<&'a Subnet> {
+        t.subnets.get(f.subnet_id.as_str()).copied().or_else(|| {
+            t.subnets_by_network
+                .get(ext.id.as_str())
+                .and_then(|v| v.iter().copied().find(|s| s.cidr.contains(&f.ip_address)))
         })
-    else {
+    };
+    let Some(sub) = subnet_of(fixed) else {
         return false;
     };
     let Some(address) = with_prefix(fixed.ip_address, &sub.cidr) else {
@@ -571,6 +629,18 @@ fn plan_gateway<'a>(
     else {
         return false;
     };
+    // The gateway port's IPv6 addresses besides the chosen one, with their subnets.
+    let mut extra: Vec<(IpNet, &'a Subnet)> = gw
+        .external_fixed_ips
+        .iter()
+        .filter(|f| f.ip_address.is_ipv6() && f.ip_address != fixed.ip_address)
+        .filter_map(|f| {
+            let s = subnet_of(f)?;
+            Some((with_prefix(f.ip_address, &s.cidr)?, s))
+        })
+        .collect();
+    extra.sort_by_key(|a| a.0);
+    extra.dedup_by(|a, b| a.0 == b.0);
     let out = ifname("qg-", rid);
     used.push((physnet, tag, Segment::Network(&ext.id)));
     inst.legs.push(RouterLeg {
@@ -585,9 +655,15 @@ fn plan_gateway<'a>(
         subnet_id: Some(sub.id.clone()),
         mtu: leg_mtu(t, ext),
         ipv6_ra: None,
-        extra_addresses: Vec::new(),
+        extra_addresses: extra.iter().map(|(a, _)| *a).collect(),
     });
-    if let Some(gip) = sub.gateway_ip {
+    for s in std::iter::once(sub).chain(extra.iter().map(|(_, s)| *s)) {
+        let Some(gip) = s.gateway_ip else {
+            continue;
+        };
+        if routes.contains_key(&default_for(gip)) {
+            continue; // the first address of a family picks its default route
+        }
         routes.insert(default_for(gip), gip);
         inst.probe_targets.push(ProbeTarget {
             address: gip,
@@ -596,7 +672,7 @@ fn plan_gateway<'a>(
         });
     }
     let mut nat = Nat::default();
-    if gw.enable_snat {
+    if gw.enable_snat && fixed.ip_address.is_ipv4() {
         let sources: Vec<IpNet> = router_cidrs
             .iter()
             .filter(|c| c.addr().is_ipv4())
@@ -611,6 +687,9 @@ fn plan_gateway<'a>(
         }
     }
     for (fip, fixed_ip) in t.fips_by_router.get(rid).into_iter().flatten() {
+        if !(fip.floating_ip_address.is_ipv4() && fixed_ip.is_ipv4()) {
+            continue; // floating IPs are IPv4 NAT; IPv6 is routed
+        }
         nat.floating.push(FloatingRule {
             floating_ip: fip.floating_ip_address,
             fixed_ip: *fixed_ip,

@@ -11,16 +11,20 @@ use planner::*;
 
 const PODS: usize = 5;
 
-/// [`cloud_with`] without DHCP.
+/// [`cloud_with`] without DHCP nor IPv6.
 fn cloud() -> Snapshot {
-    cloud_with(false)
+    cloud_with(false, false)
 }
 
 /// 5 pods x 2 nodes (the second node of each pod also maps `extern`), 12 projects with local,
 /// hinted and stretched networks, non-local and local routers, gateways, floating IPs, and a
 /// shared network used by several projects.
 /// With `dhcp`, every tenant subnet has DHCP on (a server per network and pod).
-fn cloud_with(dhcp: bool) -> Snapshot {
+/// With `v6`, the cloud is dual-stack: an IPv6 bridge pool, an IPv6 subnet on every tenant
+/// network (modes cycling through slaac, dhcpv6-stateless, dhcpv6-stateful and none; the
+/// routers attached to all but the `n1` ones), VMs with IPv6 addresses, and ext-net with an
+/// IPv6 subnet where the gateways get an address.
+fn cloud_with(dhcp: bool, v6: bool) -> Snapshot {
     let mut s = Snapshot::default();
     for p in 0..PODS {
         s.pods.push(Pod {
@@ -120,6 +124,9 @@ fn cloud_with(dhcp: bool) -> Snapshot {
             );
         }
     }
+    if v6 {
+        add_ipv6(&mut s);
+    }
     if dhcp {
         for sub in s.subnets.iter_mut().filter(|x| x.network_id != "ext-net") {
             sub.enable_dhcp = true;
@@ -128,6 +135,59 @@ fn cloud_with(dhcp: bool) -> Snapshot {
     settle(&mut s);
     assert!(validate(&s).is_empty(), "{:?}", validate(&s));
     s
+}
+
+/// Make [`cloud_with`]'s cloud dual-stack (see there).
+fn add_ipv6(s: &mut Snapshot) {
+    use wire::Ipv6AddressMode as M;
+    s.bridge_cidr_v6 = Some("fd64::/48".parse().unwrap());
+    let modes = [
+        Some(M::Slaac),
+        Some(M::Dhcpv6Stateless),
+        Some(M::Dhcpv6Stateful),
+        None,
+    ];
+    add_subnet_v6(s, "ext-net", "2001:db8:124::/64", None, None, false);
+    add_subnet_v6(s, "shared", "fd00:ffff::/64", modes[0], modes[0], false);
+    for pr in 0..12usize {
+        for k in 0..3usize {
+            let n = format!("p{pr}-n{k}");
+            let mode = modes[(pr + k) % modes.len()];
+            add_subnet_v6(s, &n, &format!("fd00:{pr}:{k}::/64"), mode, mode, false);
+            if k != 1 {
+                add_iface_subnet(s, &format!("p{pr}-r"), &format!("sub6-{n}"));
+            }
+        }
+    }
+    let v6_subnets: std::collections::BTreeMap<String, ipnet::IpNet> = s
+        .subnets
+        .iter()
+        .filter(|x| x.ip_version == 6)
+        .map(|x| (x.network_id.clone(), x.cidr))
+        .collect();
+    for (i, p) in s.ports.iter_mut().enumerate() {
+        let Some(ipnet::IpNet::V6(cidr)) = v6_subnets.get(&p.network_id) else {
+            continue;
+        };
+        if !p.is_vm_port() {
+            continue;
+        }
+        let addr = u128::from(cidr.network()) + 0x100 + i as u128;
+        p.fixed_ips.push(FixedIp {
+            subnet_id: format!("sub6-{}", p.network_id),
+            ip_address: std::net::IpAddr::V6(addr.into()),
+        });
+    }
+    let gateways: Vec<(String, String)> = s
+        .routers
+        .iter()
+        .filter(|r| r.external_gateway.is_some())
+        .map(|r| (r.id.clone(), r.project_id.clone()))
+        .collect();
+    for (r, p) in gateways {
+        let n: usize = p[1..].parse().unwrap();
+        add_gateway_v6(s, &r, &format!("2001:db8:124::{}", 10 + n));
+    }
 }
 
 fn check(name: &str, old: &Snapshot, new: &Snapshot, change: Change) {
@@ -155,12 +215,24 @@ fn check(name: &str, old: &Snapshot, new: &Snapshot, change: Change) {
     }
 }
 
-/// Applies `f` to the cloud without and with DHCP; scoped allocations and re-planning must
-/// equal the full answers on both.
+/// Applies `f` to the cloud without and with DHCP, IPv4 only and dual-stack; scoped
+/// allocations and re-planning must equal the full answers on each.
 fn mutate(name: &str, change: Change, f: impl Fn(&mut Snapshot)) {
-    for dhcp in [false, true] {
-        let name = format!("{name} (dhcp: {dhcp})");
-        let old = cloud_with(dhcp);
+    mutate_on(name, change, &[false, true], f)
+}
+
+/// [`mutate`] on the dual-stack clouds only (the change is about their IPv6 parts).
+fn mutate_v6(name: &str, change: Change, f: impl Fn(&mut Snapshot)) {
+    mutate_on(name, change, &[true], f)
+}
+
+fn mutate_on(name: &str, change: Change, v6s: &[bool], f: impl Fn(&mut Snapshot)) {
+    for (dhcp, v6) in [false, true]
+        .into_iter()
+        .flat_map(|d| v6s.iter().map(move |v| (d, *v)))
+    {
+        let name = format!("{name} (dhcp: {dhcp}, v6: {v6})");
+        let old = cloud_with(dhcp, v6);
         let mut new = old.clone();
         f(&mut new);
         assert_eq!(
@@ -176,7 +248,7 @@ fn mutate(name: &str, change: Change, f: impl Fn(&mut Snapshot)) {
 #[test]
 fn dhcp_changes_replan_like_full() {
     assert!(
-        plan_all(&cloud_with(true))
+        plan_all(&cloud_with(true, false))
             .values()
             .map(|s| s.dhcp.len())
             .sum::<usize>()
@@ -344,5 +416,96 @@ fn node_changes_fall_back_to_full() {
     assert_eq!(
         replan(&old, &old, &prev, &Change::Router("p0-r".into())).len(),
         affected_nodes(&old, &Change::Router("p0-r".into())).len()
+    );
+}
+
+#[test]
+fn ipv6_changes_replan_like_full() {
+    use wire::Ipv6AddressMode as M;
+    let plans = plan_all(&cloud_with(true, true));
+    let legs = plans
+        .values()
+        .flat_map(|s| s.routers.values())
+        .flat_map(|r| r.legs.iter());
+    assert!(legs.clone().filter(|l| l.ipv6_ra.is_some()).count() > 10);
+    assert!(legs
+        .clone()
+        .any(|l| l.ipv6_ra.as_ref().is_some_and(|ra| ra.clients.is_some())));
+    assert!(legs.clone().any(|l| !l.extra_addresses.is_empty()));
+    assert!(plans
+        .values()
+        .flat_map(|s| s.dhcp.values())
+        .flat_map(|d| d.subnets.iter())
+        .any(|x| x.ipv6_address_mode == Some(M::Dhcpv6Stateful)));
+    assert!(plans
+        .values()
+        .flat_map(|s| s.routers.values())
+        .any(|r| r
+            .routes
+            .iter()
+            .any(|x| x.destination.addr().is_ipv6() && x.destination.prefix_len() == 64)));
+    let set_modes = |s: &mut Snapshot, id: &str, m: Option<M>| {
+        let x = s.subnets.iter_mut().find(|x| x.id == id).unwrap();
+        x.ipv6_ra_mode = m;
+        x.ipv6_address_mode = m;
+    };
+    mutate_v6(
+        "ra mode stateful",
+        Change::Subnet("sub6-p1-n2".into()),
+        |s| set_modes(s, "sub6-p1-n2", Some(M::Dhcpv6Stateful)),
+    );
+    mutate_v6("modes off", Change::Subnet("sub6-p2-n0".into()), |s| {
+        set_modes(s, "sub6-p2-n0", None)
+    });
+    mutate_v6("v6 dns", Change::Subnet("sub6-p5-n2".into()), |s| {
+        s.subnets
+            .iter_mut()
+            .find(|x| x.id == "sub6-p5-n2")
+            .unwrap()
+            .dns_nameservers = vec![ip("fd00::53")];
+    });
+    mutate_v6(
+        "remove stretched v6 iface",
+        Change::Router("p1-r".into()),
+        |s| {
+            s.router_interfaces
+                .retain(|i| !(i.router_id == "p1-r" && i.subnet_id == "sub6-p1-n2"))
+        },
+    );
+    mutate_v6(
+        "remove local v6 iface",
+        Change::Router("p4-r".into()),
+        |s| {
+            s.router_interfaces
+                .retain(|i| !(i.router_id == "p4-r" && i.subnet_id == "sub6-p4-n0"))
+        },
+    );
+    mutate_v6("attach v6 subnet", Change::Router("p5-r".into()), |s| {
+        add_iface_subnet(s, "p5-r", "sub6-p5-n1")
+    });
+    mutate_v6(
+        "drop v6 gateway address",
+        Change::Router("p6-r".into()),
+        |s| {
+            for p in &mut s.ports {
+                if p.device_id == "p6-r" && p.device_owner == OWNER_ROUTER_GATEWAY {
+                    p.fixed_ips.retain(|f| f.ip_address.is_ipv4());
+                }
+            }
+            let r = s.routers.iter_mut().find(|r| r.id == "p6-r").unwrap();
+            r.external_gateway
+                .as_mut()
+                .unwrap()
+                .external_fixed_ips
+                .retain(|f| f.ip_address.is_ipv4());
+        },
+    );
+    mutate_v6(
+        "v6 vm on stretched net",
+        Change::Port("p2-n2-vm9".into()),
+        |s| {
+            add_vm(s, "p2", "p2-n2-vm9", "p2-n2", "10.2.0.99", "r3-a");
+            add_fixed_ip(s, "p2-n2-vm9", "sub6-p2-n2", "fd00:2:2::99");
+        },
     );
 }

@@ -3,7 +3,7 @@
 #![allow(dead_code)]
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use ipnet::IpNet;
 use planner::*;
@@ -298,8 +298,76 @@ pub fn fresh_mac(s: &Snapshot, space: u8) -> String {
 fn nth_host(cidr: IpNet, n: u32) -> IpAddr {
     match cidr.network() {
         IpAddr::V4(a) => IpAddr::V4(Ipv4Addr::from(u32::from(a) + n)),
-        _ => unimplemented!("IPv4 only in tests"),
+        IpAddr::V6(a) => IpAddr::V6(Ipv6Addr::from(u128::from(a) + u128::from(n))),
     }
+}
+
+/// Add an IPv6 subnet (id `sub6-<network id>`, gateway `::1`) with its modes and DHCP flag.
+pub fn add_subnet_v6(
+    s: &mut Snapshot,
+    network: &str,
+    cidr: &str,
+    ra: Option<wire::Ipv6AddressMode>,
+    address: Option<wire::Ipv6AddressMode>,
+    dhcp: bool,
+) {
+    let cidr = net(cidr);
+    s.subnets.push(Subnet {
+        id: format!("sub6-{network}"),
+        network_id: network.into(),
+        cidr,
+        gateway_ip: Some(nth_host(cidr, 1)),
+        ip_version: 6,
+        enable_dhcp: dhcp,
+        ipv6_ra_mode: ra,
+        ipv6_address_mode: address,
+        ..Default::default()
+    });
+}
+
+/// Attach subnet `subnet` at its gateway IP; the interface port id is `<router>-<subnet>`.
+pub fn add_iface_subnet(s: &mut Snapshot, router: &str, subnet: &str) {
+    let sub = s.subnets.iter().find(|x| x.id == subnet).unwrap().clone();
+    s.router_interfaces.push(RouterInterface {
+        router_id: router.into(),
+        subnet_id: sub.id.clone(),
+        port_id: format!("{router}-{subnet}"),
+        ip_address: sub.gateway_ip.unwrap(),
+        mac: format!("fa:16:3e:aa:01:{:02x}", s.router_interfaces.len() + 1),
+    });
+}
+
+/// Give port `port` a further fixed IP on `subnet`.
+pub fn add_fixed_ip(s: &mut Snapshot, port: &str, subnet: &str, addr: &str) {
+    let p = s.ports.iter_mut().find(|p| p.id == port).unwrap();
+    p.fixed_ips.push(FixedIp {
+        subnet_id: subnet.into(),
+        ip_address: ip(addr),
+    });
+}
+
+/// Give router `router`'s gateway a further fixed IP on ext-net's IPv6 subnet `sub6-ext-net`
+/// (on its gateway port too).
+pub fn add_gateway_v6(s: &mut Snapshot, router: &str, addr: &str) {
+    let f = FixedIp {
+        subnet_id: "sub6-ext-net".into(),
+        ip_address: ip(addr),
+    };
+    s.ports
+        .iter_mut()
+        .find(|p| p.device_owner == OWNER_ROUTER_GATEWAY && p.device_id == router)
+        .unwrap()
+        .fixed_ips
+        .push(f.clone());
+    s.routers
+        .iter_mut()
+        .find(|r| r.id == router)
+        .unwrap()
+        .external_gateway
+        .as_mut()
+        .unwrap()
+        .external_fixed_ips
+        .push(f);
 }
 
 /// Do what the controller does after each change: release what is no longer needed, then
