@@ -114,6 +114,7 @@ fn main() {
         tokens_file: tokens,
         network_vlan_ranges: VlanRanges::parse("bridge:2001:3000,extern:3001:4000").expect("r"),
         bridge_cidr: "100.0.0.0/9".parse().expect("cidr"),
+        bridge_cidr_v6: Some("fd64::/48".parse().expect("cidr")),
         local_vlan_range: (100, 4000),
         default_external_region: Some("RegionOne".into()),
         tenant_network_types: vec![NetworkType::Vlan],

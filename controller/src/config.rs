@@ -169,6 +169,11 @@ pub struct Args {
     /// Pool of per-project bridge /24s [default: 100.0.0.0/9].
     #[arg(long, env = "CROSSPOD_BRIDGE_CIDR")]
     pub bridge_cidr: Option<ipnet::Ipv4Net>,
+    /// Pool of per-project bridge IPv6 /64s, derived from the IPv4 /24s (the nth /24 of
+    /// --bridge-cidr is the nth /64 here); `none`: bridges are IPv4 only and IPv6 is not
+    /// routed across pods [default: fd64::/48].
+    #[arg(long, env = "CROSSPOD_BRIDGE_CIDR_V6")]
+    pub bridge_cidr_v6: Option<String>,
     /// Pod-local VLAN tags of `local` networks, `LO:HI` on the bridge physnet, minus its
     /// bridge range [default: 100:4000].
     #[arg(long, env = "CROSSPOD_LOCAL_VLAN_RANGE")]
@@ -425,6 +430,9 @@ pub struct Config {
     pub network_vlan_ranges: VlanRanges,
     /// Bridge network pool.
     pub bridge_cidr: ipnet::Ipv4Net,
+    /// IPv6 bridge pool (`None`: no IPv6 on the bridges); holds at least as many /64s as
+    /// `bridge_cidr` holds /24s.
+    pub bridge_cidr_v6: Option<ipnet::Ipv6Net>,
     /// Pod-local VLAN tags (inclusive).
     pub local_vlan_range: (u16, u16),
     /// Region of external networks without hints (`None`: unplaced until hinted).
@@ -471,6 +479,39 @@ pub struct Config {
 
 /// Default store URL.
 pub const DEFAULT_DATABASE: &str = "sqlite:///var/lib/crosspod/controller.db";
+/// Default IPv6 bridge pool: 65536 /64s, one for each /24 a /8 of `--bridge-cidr` could hold.
+pub const DEFAULT_BRIDGE_CIDR_V6: &str = "fd64::/48";
+
+/// `--bridge-cidr-v6`: `none`, or an IPv6 prefix of at most /64 with at least as many /64s as
+/// `v4` has /24s (a project's bridge /64 is derived from its /24's index, so each must fit).
+fn bridge_v6(text: &str, v4: ipnet::Ipv4Net) -> Result<Option<ipnet::Ipv6Net>, ConfigError> {
+    let text = text.trim();
+    if text.eq_ignore_ascii_case("none") {
+        return Ok(None);
+    }
+    let invalid = |detail: String| ConfigError::Invalid {
+        key: "bridge-cidr-v6",
+        detail,
+    };
+    let net: ipnet::Ipv6Net = text
+        .parse()
+        .map_err(|_| invalid(format!("{text:?} is not an IPv6 prefix (or none)")))?;
+    if net.prefix_len() > 64 {
+        return Err(invalid(format!(
+            "{net} is longer than /64: it holds no /64 for a bridge"
+        )));
+    }
+    let v6_bits = 64 - u32::from(net.prefix_len());
+    let v4_bits = 24u32.saturating_sub(u32::from(v4.prefix_len()));
+    if v6_bits < v4_bits {
+        return Err(invalid(format!(
+            "{net} holds 2^{v6_bits} /64s, fewer than the 2^{v4_bits} /24s of --bridge-cidr {v4}: give --bridge-cidr-v6 a shorter prefix (at most /{}) or --bridge-cidr a longer one",
+            64 - v4_bits
+        )));
+    }
+    Ok(Some(net.trunc()))
+}
+
 /// Default VNI ranges (Neutron's example `vni_ranges`).
 pub const DEFAULT_VNI_RANGES: &str = "1001:2000";
 /// Default VLAN ranges (the guide's).
@@ -536,6 +577,17 @@ impl Args {
                 detail: format!("{global_physnet_mtu} is below 576"),
             });
         }
+        let bridge_cidr: ipnet::Ipv4Net = self
+            .bridge_cidr
+            .or(file.bridge_cidr)
+            .unwrap_or_else(|| "100.0.0.0/9".parse().expect("valid default"));
+        let bridge_cidr_v6 = bridge_v6(
+            self.bridge_cidr_v6
+                .or(file.bridge_cidr_v6)
+                .as_deref()
+                .unwrap_or(DEFAULT_BRIDGE_CIDR_V6),
+            bridge_cidr,
+        )?;
         let neutron = QuotaDefaults::default();
         let quotas = QuotaDefaults {
             network: quota("quota-network", self.quota_network.or(file.quota_network))?
@@ -570,10 +622,8 @@ impl Args {
                 .or(file.tokens_file)
                 .unwrap_or_else(|| PathBuf::from("/etc/crosspod/tokens")),
             network_vlan_ranges,
-            bridge_cidr: self
-                .bridge_cidr
-                .or(file.bridge_cidr)
-                .unwrap_or_else(|| "100.0.0.0/9".parse().expect("valid default")),
+            bridge_cidr,
+            bridge_cidr_v6,
             local_vlan_range: vlan_range(
                 "local-vlan-range",
                 self.local_vlan_range
@@ -704,7 +754,7 @@ impl Config {
             .map(|t| format!("{:?}", t.as_str()))
             .collect();
         format!(
-            "bind = {:?}\ntricircle-port = {}\nneutron-port = {}\ndatabase = {:?}\ntokens-file = {:?}\nnetwork-vlan-ranges = {:?}\nbridge-cidr = {:?}\nlocal-vlan-range = \"{}:{}\"\ndefault-region-for-external-network = {:?}\ntenant-network-types = [{}]\nbridge-network-type = {:?}\nvni-ranges = {:?}\nglobal-physnet-mtu = {}\nfull-pass-interval = {}\ndhcp-lease-duration = {}\nbfd-interval-ms = {}\nbfd-multiplier = {}\nfailover-hold-ms = {}\nfailback = {}\nchange-log-poll-ms = {}\nlog-format = {:?}\nquota-network = {}\nquota-subnet = {}\nquota-port = {}\nquota-router = {}\nquota-floatingip = {}\nheader-timeout = {}\nbody-timeout = {}\nidle-timeout = {}\nlong-polls-per-node = {}\nlong-polls-per-project = {}\nagent-port = {}\n{}",
+            "bind = {:?}\ntricircle-port = {}\nneutron-port = {}\ndatabase = {:?}\ntokens-file = {:?}\nnetwork-vlan-ranges = {:?}\nbridge-cidr = {:?}\nbridge-cidr-v6 = {:?}\nlocal-vlan-range = \"{}:{}\"\ndefault-region-for-external-network = {:?}\ntenant-network-types = [{}]\nbridge-network-type = {:?}\nvni-ranges = {:?}\nglobal-physnet-mtu = {}\nfull-pass-interval = {}\ndhcp-lease-duration = {}\nbfd-interval-ms = {}\nbfd-multiplier = {}\nfailover-hold-ms = {}\nfailback = {}\nchange-log-poll-ms = {}\nlog-format = {:?}\nquota-network = {}\nquota-subnet = {}\nquota-port = {}\nquota-router = {}\nquota-floatingip = {}\nheader-timeout = {}\nbody-timeout = {}\nidle-timeout = {}\nlong-polls-per-node = {}\nlong-polls-per-project = {}\nagent-port = {}\n{}",
             self.bind.to_string(),
             self.tricircle_port,
             self.neutron_port,
@@ -712,6 +762,8 @@ impl Config {
             self.tokens_file.display().to_string(),
             self.network_vlan_ranges.to_string(),
             self.bridge_cidr.to_string(),
+            self.bridge_cidr_v6
+                .map_or_else(|| "none".to_string(), |n| n.to_string()),
             self.local_vlan_range.0,
             self.local_vlan_range.1,
             self.default_external_region.clone().unwrap_or_default(),

@@ -924,9 +924,8 @@ fn planner_subnet(s: &Subnet) -> planner::Subnet {
         gateway_ip: s.gateway_ip,
         ip_version: u8::try_from(s.ip_version).unwrap_or(0),
         enable_dhcp: s.enable_dhcp,
-        // The store does not keep the IPv6 modes yet (#21's controller half adds them).
-        ipv6_ra_mode: None,
-        ipv6_address_mode: None,
+        ipv6_ra_mode: s.ipv6_ra_mode,
+        ipv6_address_mode: s.ipv6_address_mode,
         // Validated on the way in; anything unreadable is left out rather than guessed.
         dns_nameservers: s
             .dns_nameservers

@@ -414,6 +414,52 @@ pub fn prefix_quota_units(v4: bool, prefixlen: u8) -> f64 {
     2f64.powi(unit - i32::from(prefixlen))
 }
 
+/// Neutron's IPv6 modes, as `ipv6_ra_mode` and `ipv6_address_mode` name them.
+pub const IPV6_MODES: &[&str] = &["dhcpv6-stateful", "dhcpv6-stateless", "slaac"];
+
+/// The wire name of an IPv6 mode (`slaac`, `dhcpv6-stateful`, `dhcpv6-stateless`).
+pub fn ipv6_mode_name(m: wire::Ipv6AddressMode) -> &'static str {
+    match m {
+        wire::Ipv6AddressMode::Slaac => "slaac",
+        wire::Ipv6AddressMode::Dhcpv6Stateful => "dhcpv6-stateful",
+        wire::Ipv6AddressMode::Dhcpv6Stateless => "dhcpv6-stateless",
+    }
+}
+
+/// An IPv6 mode from its wire name; `None` for anything else.
+pub fn parse_ipv6_mode(s: &str) -> Option<wire::Ipv6AddressMode> {
+    match s {
+        "slaac" => Some(wire::Ipv6AddressMode::Slaac),
+        "dhcpv6-stateful" => Some(wire::Ipv6AddressMode::Dhcpv6Stateful),
+        "dhcpv6-stateless" => Some(wire::Ipv6AddressMode::Dhcpv6Stateless),
+        _ => None,
+    }
+}
+
+/// Neutron's `is_auto_address_subnet`: either mode is `slaac` or `dhcpv6-stateless`, so hosts
+/// form their own (EUI-64) addresses and the port's fixed IP there is that address, not one
+/// from the pools.
+pub fn is_auto_address(
+    ra_mode: Option<wire::Ipv6AddressMode>,
+    address_mode: Option<wire::Ipv6AddressMode>,
+) -> bool {
+    let auto = |m: Option<wire::Ipv6AddressMode>| {
+        matches!(
+            m,
+            Some(wire::Ipv6AddressMode::Slaac | wire::Ipv6AddressMode::Dhcpv6Stateless)
+        )
+    };
+    auto(address_mode) || auto(ra_mode)
+}
+
+/// The EUI-64 address of `mac` in `cidr` (an IPv6 prefix of at most /64); `None` otherwise.
+pub fn eui64(cidr: &IpNet, mac: &str) -> Option<IpAddr> {
+    match cidr {
+        IpNet::V6(n) => wire::eui64::address(*n, mac).map(IpAddr::V6),
+        IpNet::V4(_) => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -579,6 +625,28 @@ mod tests {
         assert_eq!(pick_prefix(&v6, 64), Some("2001:db8::/64".parse().unwrap()));
         assert_eq!(quota_units(&"10.0.0.0/24".parse().unwrap()), 256.0);
         assert_eq!(quota_units(&"2001:db8::/62".parse().unwrap()), 4.0);
+    }
+
+    #[test]
+    fn ipv6_modes() {
+        for name in IPV6_MODES {
+            assert_eq!(ipv6_mode_name(parse_ipv6_mode(name).unwrap()), *name);
+        }
+        assert!(parse_ipv6_mode("SLAAC").is_none());
+        use wire::Ipv6AddressMode::*;
+        assert!(is_auto_address(Some(Slaac), None));
+        assert!(is_auto_address(None, Some(Dhcpv6Stateless)));
+        assert!(!is_auto_address(Some(Dhcpv6Stateful), Some(Dhcpv6Stateful)));
+        assert!(!is_auto_address(None, None));
+        let net: IpNet = "2001:db8::/64".parse().unwrap();
+        assert_eq!(
+            eui64(&net, "fa:16:3e:00:00:11"),
+            Some(ip("2001:db8::f816:3eff:fe00:11"))
+        );
+        assert_eq!(
+            eui64(&"10.0.0.0/24".parse().unwrap(), "fa:16:3e:00:00:11"),
+            None
+        );
     }
     /// Random prefixes inside 10.0.0.0/22: `subtract` and `compact` agree with a bitmap of
     /// the 1024 addresses, and `compact` with ipnet's own aggregation.

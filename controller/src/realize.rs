@@ -771,6 +771,7 @@ async fn load_intent(core: &dyn Deps) -> Result<Intent, StoreError> {
     i.snapshot.failback = f.failback;
     i.snapshot.liveness_interval_ms = f.interval_ms;
     i.snapshot.liveness_multiplier = f.multiplier;
+    i.snapshot.bridge_cidr_v6 = core.config().bridge_cidr_v6;
     Ok(i)
 }
 
@@ -907,6 +908,8 @@ async fn allocate(core: &dyn Deps, key: &AllocationKey, intent: &Intent) -> Resu
                         dns_nameservers: Vec::new(),
                         host_routes: Vec::new(),
                         subnetpool_id: None,
+                        ipv6_ra_mode: None,
+                        ipv6_address_mode: None,
                         created_at: String::new(),
                         updated_at: String::new(),
                         revision_number: 1,

@@ -523,10 +523,21 @@ fn ipv6_subnets_and_fixed_ip_updates() {
     );
     assert_eq!(v6["gateway_ip"], "fd00:6::1");
     assert_eq!(v6["allocation_pools"][0]["start"], "fd00:6::2");
-    // Default: one IPv4 address; explicit: one from the v6 subnet.
+    // Default: one address of each IP version, as Neutron; explicit: the subnets named.
     let p = create(&c, DEMO, "ports", "port", json!({"network_id": nid}));
-    assert_eq!(p["fixed_ips"].as_array().unwrap().len(), 1);
-    assert_eq!(p["fixed_ips"][0]["subnet_id"], v4["id"]);
+    assert_eq!(p["fixed_ips"].as_array().unwrap().len(), 2, "{p}");
+    let v4_fixed = p["fixed_ips"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["subnet_id"] == v4["id"])
+        .expect("an IPv4 address")
+        .clone();
+    assert!(p["fixed_ips"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|f| f["subnet_id"] == v6["id"]));
     let pid = p["id"].as_str().unwrap();
     let (s, v) = c.n(
         "PUT",
@@ -552,7 +563,7 @@ fn ipv6_subnets_and_fixed_ip_updates() {
         v["port"]["revision_number"].as_i64().unwrap() > p["revision_number"].as_i64().unwrap()
     );
     // The released v4 address can be taken explicitly by another port.
-    let old = p["fixed_ips"][0]["ip_address"].as_str().unwrap();
+    let old = v4_fixed["ip_address"].as_str().unwrap();
     let new_v4 = ips.iter().find(|i| i["subnet_id"] == v4["id"]).unwrap()["ip_address"]
         .as_str()
         .unwrap()

@@ -69,6 +69,8 @@ fn new_subnet(network_id: &str, cidr: &str) -> Subnet {
         dns_nameservers: vec![],
         host_routes: vec![],
         subnetpool_id: None,
+        ipv6_ra_mode: None,
+        ipv6_address_mode: None,
         created_at: String::new(),
         updated_at: String::new(),
         revision_number: 1,

@@ -252,6 +252,8 @@ pub fn document() -> Value {
                     "use_default_subnetpool": s("boolean"),
                     "name": s("string"), "description": s("string"), "gateway_ip": {"type": "string", "nullable": true},
                     "allocation_pools": pools, "enable_dhcp": s("boolean"), "dns_nameservers": str_list, "host_routes": routes,
+                    "ipv6_ra_mode": {"type": "string", "enum": ["slaac", "dhcpv6-stateful", "dhcpv6-stateless"], "nullable": true, "description": "IPv6 only; immutable"},
+                    "ipv6_address_mode": {"type": "string", "enum": ["slaac", "dhcpv6-stateful", "dhcpv6-stateless"], "nullable": true, "description": "IPv6 only; immutable; slaac and dhcpv6-stateless give ports their EUI-64 address"},
                     "tags": tags, "project_id": s("string"), "tenant_id": s("string")}},
                 "SubnetUpdate": {"type": "object", "additionalProperties": false, "properties": {
                     "name": s("string"), "description": s("string"), "gateway_ip": {"type": "string", "nullable": true},

@@ -87,6 +87,63 @@ async fn chosen_pool(
     }
 }
 
+/// Neutron's `InvalidInput` without a field (`exc.InvalidInput(error_message=...)`).
+fn invalid_operation(msg: impl std::fmt::Display) -> DomainError {
+    DomainError::new(
+        crate::error::ErrorClass::BadRequest,
+        "InvalidInput",
+        format!("Invalid input for operation: {msg}."),
+    )
+}
+
+/// Neutron's rules on the IPv6 modes of a new subnet (`_validate_subnet` and
+/// `_validate_ipv6_attributes`): IPv6 only, DHCP enabled, both the same when both are set,
+/// and a /64 for the automatic (EUI-64) modes when the CIDR is known (`prefixlen` when it is
+/// still to be allocated from a pool: EUI-64 needs a /64 there too).
+fn check_ipv6_modes(s: &Subnet, prefixlen: Option<u8>) -> Result<(), DomainError> {
+    let (ra, addr) = (s.ipv6_ra_mode, s.ipv6_address_mode);
+    if s.ip_version == 4 {
+        if ra.is_some() {
+            return Err(invalid_operation(
+                "ipv6_ra_mode is not valid when ip_version is 4",
+            ));
+        }
+        if addr.is_some() {
+            return Err(invalid_operation(
+                "ipv6_address_mode is not valid when ip_version is 4",
+            ));
+        }
+        return Ok(());
+    }
+    if (ra.is_some() || addr.is_some()) && !s.enable_dhcp {
+        return Err(invalid_operation(
+            "ipv6_ra_mode or ipv6_address_mode cannot be set when enable_dhcp is set to False",
+        ));
+    }
+    if let (Some(r), Some(a)) = (ra, addr) {
+        if r != a {
+            return Err(invalid_operation(format_args!(
+                "ipv6_ra_mode set to '{}' with ipv6_address_mode set to '{}' is not valid. If both attributes are set, they must be the same value",
+                ipam::ipv6_mode_name(r),
+                ipam::ipv6_mode_name(a)
+            )));
+        }
+    }
+    if ipam::is_auto_address(ra, addr) {
+        let len = prefixlen.unwrap_or(s.cidr.prefix_len());
+        if len != 64 {
+            let cidr = match prefixlen {
+                Some(p) => format!("/{p}"),
+                None => s.cidr.to_string(),
+            };
+            return Err(invalid_operation(format_args!(
+                "Invalid CIDR {cidr} for IPv6 address mode. OpenStack uses the EUI-64 address format, which requires the prefix to be /64"
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Create a subnet (with its `tags`) on a network the caller owns (or as admin); from a pool,
 /// its CIDR is allocated (or, when given, must be free in the pool).
 pub async fn create(
@@ -110,6 +167,7 @@ pub async fn create(
         super::tags::check_create(who, crate::store::Tagged::Subnet, &t, tags)?;
     }
     let Some(pool) = chosen_pool(core, who, &req).await? else {
+        check_ipv6_modes(&req.subnet, None)?;
         return Ok(core.store.create_subnet_tagged(&req.subnet, tags).await?);
     };
     let mut s = req.subnet;
@@ -120,9 +178,11 @@ pub async fn create(
     s.ip_version = pool.ip_version;
     s.subnetpool_id = Some(pool.id.clone());
     if req.cidr_given {
+        check_ipv6_modes(&s, None)?;
         return Ok(core.store.create_subnet_tagged(&s, tags).await?);
     }
     let prefixlen = req.prefixlen.unwrap_or(pool.default_prefixlen);
+    check_ipv6_modes(&s, Some(prefixlen))?;
     let bits: u8 = if pool.ip_version == 4 { 32 } else { 128 };
     if prefixlen <= bits && bits - prefixlen < ipam::min_host_bits(pool.ip_version) {
         return Err(DomainError::invalid_input(
@@ -180,6 +240,11 @@ pub async fn update(
         policy::enforce(who, "update_subnet", &Target::owned_by(&s.project_id))?;
         super::check_if_match(if_match, s.revision_number)?;
         apply(&mut s)?;
+        if !s.enable_dhcp && (s.ipv6_ra_mode.is_some() || s.ipv6_address_mode.is_some()) {
+            return Err(invalid_operation(
+                "Cannot disable enable_dhcp with ipv6 attributes set",
+            ));
+        }
         ipam::validate_pools(&s.cidr, &s.allocation_pools, s.gateway_ip)?;
         Ok(core.store.update_subnet(&s).await?)
     })

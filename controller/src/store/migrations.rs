@@ -51,7 +51,15 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
         "router failover: sticky placements",
         super::failover::PLACEMENTS_MIGRATION,
     ),
+    (18, "IPv6 address and RA modes of subnets", IPV6_MODES),
 ];
+
+/// Neutron's `ipv6_ra_mode` and `ipv6_address_mode` of a subnet (`slaac`, `dhcpv6-stateful`,
+/// `dhcpv6-stateless`; NULL when unset, as every IPv4 subnet).
+const IPV6_MODES: &str = r#"
+ALTER TABLE subnets ADD COLUMN ipv6_ra_mode TEXT;
+ALTER TABLE subnets ADD COLUMN ipv6_address_mode TEXT
+"#;
 
 /// One row per VNI held by a VxLAN network: the primary key makes a VNI unique, the cascade
 /// gives it back with its network (Neutron's `ml2_vxlan_allocations`, holding only the taken).

@@ -176,6 +176,11 @@ pub struct Subnet {
     pub host_routes: Vec<HostRoute>,
     /// The subnet pool its CIDR was allocated from, if any.
     pub subnetpool_id: Option<String>,
+    /// Neutron's `ipv6_ra_mode` (IPv6 only, immutable): what the router's legs advertise.
+    pub ipv6_ra_mode: Option<wire::Ipv6AddressMode>,
+    /// Neutron's `ipv6_address_mode` (IPv6 only, immutable): `slaac` and `dhcpv6-stateless`
+    /// give every port its EUI-64 address here instead of one from the pools.
+    pub ipv6_address_mode: Option<wire::Ipv6AddressMode>,
     /// Creation time.
     pub created_at: String,
     /// Last update time.

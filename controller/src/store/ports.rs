@@ -13,6 +13,7 @@ use super::{
 use crate::error::{DomainError, StoreError};
 use crate::ipam;
 use crate::mac;
+use crate::naming::{OWNER_BRIDGE_IP, OWNER_DHCP, OWNER_FLOATINGIP, OWNER_INTERFACE, OWNER_LEG};
 
 fn port_from_row(r: &AnyRow) -> Result<Port, StoreError> {
     Ok(Port {
@@ -137,14 +138,71 @@ async fn allocate_ip(
     .into())
 }
 
-/// Give `port_id` the requested fixed IPs (or one address from the first subnet with room).
-async fn assign_ips(
+/// Whether ports of `owner` take their EUI-64 address on every auto-address subnet of their
+/// network without asking for it (Neutron: every port but router interfaces). crosspod's own
+/// DHCP, leg, bridge-IP and floating-IP ports take addresses only where they ask: the
+/// realizer releases a DHCP address the planner does not want, and a floating IP is IPv4.
+fn takes_auto_addresses(owner: &str) -> bool {
+    !matches!(
+        owner,
+        OWNER_INTERFACE | OWNER_LEG | OWNER_BRIDGE_IP | OWNER_DHCP | OWNER_FLOATINGIP
+    )
+}
+
+/// Router legs choose their own address on an auto-address subnet (the gateway IP, or one
+/// from the pools), as Neutron's router interfaces do.
+fn is_router_leg(owner: &str) -> bool {
+    matches!(owner, OWNER_INTERFACE | OWNER_LEG)
+}
+
+fn is_auto(s: &Subnet) -> bool {
+    s.ip_version == 6 && ipam::is_auto_address(s.ipv6_ra_mode, s.ipv6_address_mode)
+}
+
+fn in_use(network_id: &str, ip: IpAddr) -> StoreError {
+    DomainError::conflict(
+        "IpAddressAlreadyAllocated",
+        format!(
+            "Unable to complete operation for network {network_id}. The IP address {ip} is in use."
+        ),
+    )
+    .into()
+}
+
+/// Give `port_id` (with `mac`) its EUI-64 address on the auto-address `subnet`; 409 when
+/// another port (or the subnet's gateway) has it.
+async fn claim_eui64(
     w: &mut WriteTx<'_>,
-    network_id: &str,
+    subnet: &Subnet,
     port_id: &str,
-    device_owner: &str,
-    request: Option<&[FixedIpRequest]>,
-) -> Result<(), StoreError> {
+    mac: &str,
+) -> Result<IpAddr, StoreError> {
+    let ip = ipam::eui64(&subnet.cidr, mac).ok_or_else(|| {
+        DomainError::invalid_input(
+            "mac_address",
+            format!(
+                "no EUI-64 address of {mac} in subnet {} ({})",
+                subnet.id, subnet.cidr
+            ),
+        )
+    })?;
+    if subnet.gateway_ip == Some(ip) {
+        return Err(DomainError::conflict(
+            "IpAddressAlreadyAllocated",
+            format!(
+                "IP address {ip} (the EUI-64 address of {mac}) is the gateway of subnet {}",
+                subnet.id
+            ),
+        )
+        .into());
+    }
+    if !claim_ip(w, subnet, ip, port_id).await? {
+        return Err(in_use(&subnet.network_id, ip));
+    }
+    Ok(ip)
+}
+
+async fn network_subnets(w: &mut WriteTx<'_>, network_id: &str) -> Result<Vec<Subnet>, StoreError> {
     let rows = sqlx::query("SELECT * FROM subnets WHERE network_id = $1 ORDER BY created_at, id")
         .bind(network_id.to_string())
         .fetch_all(&mut *w.tx)
@@ -152,72 +210,238 @@ async fn assign_ips(
         .map_err(StoreError::db(format!(
             "reading subnets of network {network_id}"
         )))?;
-    let subnets: Vec<Subnet> = rows.iter().map(subnet_from_row).collect::<Result<_, _>>()?;
-    let Some(request) = request else {
-        if subnets.is_empty() {
-            return Ok(());
+    rows.iter().map(subnet_from_row).collect()
+}
+
+async fn bump_port(w: &mut WriteTx<'_>, port_id: &str) -> Result<(), StoreError> {
+    sqlx::query(
+        "UPDATE ports SET revision_number = revision_number + 1, updated_at = $1 WHERE id = $2",
+    )
+    .bind(now())
+    .bind(port_id.to_string())
+    .execute(&mut *w.tx)
+    .await
+    .map_err(StoreError::db(format!("updating port {port_id}")))?;
+    w.touch(super::changes::ChangeKind::Port, port_id);
+    Ok(())
+}
+
+/// A new auto-address `subnet`: every port of its network that takes auto addresses gets its
+/// EUI-64 address there, inside `w` (Neutron's `add_auto_addrs_on_network_ports`).
+pub(super) async fn add_auto_addresses(
+    w: &mut WriteTx<'_>,
+    subnet: &Subnet,
+) -> Result<(), StoreError> {
+    let rows = sqlx::query(
+        "SELECT id, mac_address, device_owner FROM ports WHERE network_id = $1 ORDER BY id",
+    )
+    .bind(subnet.network_id.clone())
+    .fetch_all(&mut *w.tx)
+    .await
+    .map_err(StoreError::db(format!(
+        "reading ports of network {}",
+        subnet.network_id
+    )))?;
+    for r in &rows {
+        if !takes_auto_addresses(&col_s(r, "device_owner")?) {
+            continue;
         }
-        let mut ordered: Vec<&Subnet> = subnets.iter().filter(|s| s.ip_version == 4).collect();
-        ordered.extend(subnets.iter().filter(|s| s.ip_version != 4));
-        for s in ordered {
-            if allocate_ip(w, s, port_id).await?.is_some() {
-                return Ok(());
-            }
+        let id = col_s(r, "id")?;
+        claim_eui64(w, subnet, &id, &col_s(r, "mac_address")?).await?;
+        bump_port(w, &id).await?;
+    }
+    Ok(())
+}
+
+/// Before deleting `subnet_id`: when it is an auto-address subnet, its ports' EUI-64
+/// addresses go (router legs keep theirs, so the subnet stays in use while they exist).
+pub(super) async fn drop_auto_addresses(
+    w: &mut WriteTx<'_>,
+    subnet_id: &str,
+) -> Result<(), StoreError> {
+    let row = sqlx::query("SELECT * FROM subnets WHERE id = $1")
+        .bind(subnet_id.to_string())
+        .fetch_optional(&mut *w.tx)
+        .await
+        .map_err(StoreError::db(format!("reading subnet {subnet_id}")))?;
+    match row {
+        Some(r) if is_auto(&subnet_from_row(&r)?) => {}
+        _ => return Ok(()),
+    }
+    let rows = sqlx::query("SELECT a.port_id AS port_id, p.device_owner AS device_owner FROM ip_allocations a JOIN ports p ON p.id = a.port_id WHERE a.subnet_id = $1")
+        .bind(subnet_id.to_string())
+        .fetch_all(&mut *w.tx)
+        .await
+        .map_err(StoreError::db(format!("reading addresses of subnet {subnet_id}")))?;
+    for r in &rows {
+        if is_router_leg(&col_s(r, "device_owner")?) {
+            continue;
         }
-        return Err(DomainError::conflict(
-            "IpAddressGenerationFailure",
-            format!("No more IP addresses available on network {network_id}."),
-        )
-        .into());
-    };
-    for (i, req) in request.iter().enumerate() {
-        let field = format!("fixed_ips[{i}]");
-        let subnet = match (&req.subnet_id, req.ip_address) {
-            (Some(sid), _) => subnets.iter().find(|s| &s.id == sid).ok_or_else(|| {
-                DomainError::invalid_input(&field, format!("subnet {sid} is not a subnet of network {network_id}"))
-            })?,
-            (None, Some(ip)) => subnets.iter().find(|s| ipam::is_host(&s.cidr, ip)).ok_or_else(|| {
-                DomainError::invalid_input(&field, format!("IP address {ip} is not a valid IP for any subnet on network {network_id}"))
-            })?,
-            (None, None) => {
-                return Err(DomainError::invalid_input(&field, "a fixed IP needs subnet_id or ip_address").into())
-            }
-        };
-        match req.ip_address {
-            Some(ip) => {
-                if !ipam::is_host(&subnet.cidr, ip) {
-                    return Err(DomainError::invalid_input(
-                        &field,
-                        format!(
-                            "IP address {ip} is not a valid IP for subnet {} ({})",
-                            subnet.id, subnet.cidr
-                        ),
-                    )
-                    .into());
+        let port = col_s(r, "port_id")?;
+        sqlx::query("DELETE FROM ip_allocations WHERE subnet_id = $1 AND port_id = $2")
+            .bind(subnet_id.to_string())
+            .bind(port.clone())
+            .execute(&mut *w.tx)
+            .await
+            .map_err(StoreError::db(format!(
+                "releasing the address of port {port} on subnet {subnet_id}"
+            )))?;
+        bump_port(w, &port).await?;
+    }
+    Ok(())
+}
+
+/// A port's MAC changed: its EUI-64 addresses follow (router legs keep theirs).
+async fn readdress_auto(
+    w: &mut WriteTx<'_>,
+    network_id: &str,
+    port_id: &str,
+    device_owner: &str,
+    mac: &str,
+) -> Result<(), StoreError> {
+    if is_router_leg(device_owner) {
+        return Ok(());
+    }
+    for s in network_subnets(w, network_id).await? {
+        if !is_auto(&s) {
+            continue;
+        }
+        let had = sqlx::query("DELETE FROM ip_allocations WHERE subnet_id = $1 AND port_id = $2")
+            .bind(s.id.clone())
+            .bind(port_id.to_string())
+            .execute(&mut *w.tx)
+            .await
+            .map_err(StoreError::db(format!(
+                "releasing the address of port {port_id} on subnet {}",
+                s.id
+            )))?
+            .rows_affected()
+            > 0;
+        if had || takes_auto_addresses(device_owner) {
+            claim_eui64(w, &s, port_id, mac).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Give `port_id` (with `mac`) the requested fixed IPs, or, without a request, one address
+/// of the first IPv4 subnet with room and one of the first IPv6 subnet with room that is not
+/// an auto-address one (as Neutron; a floating IP's port only IPv4). Either way, a port that
+/// takes auto addresses gets its EUI-64 address on every auto-address subnet; explicit
+/// addresses there are refused unless they are that address (router legs excepted).
+async fn assign_ips(
+    w: &mut WriteTx<'_>,
+    network_id: &str,
+    port_id: &str,
+    device_owner: &str,
+    mac: &str,
+    request: Option<&[FixedIpRequest]>,
+) -> Result<(), StoreError> {
+    let subnets = network_subnets(w, network_id).await?;
+    let mut auto_done: HashSet<&str> = HashSet::new();
+    match request {
+        None => {
+            let v4: Vec<&Subnet> = subnets.iter().filter(|s| s.ip_version == 4).collect();
+            let v6: Vec<&Subnet> = subnets
+                .iter()
+                .filter(|s| s.ip_version != 4 && !is_auto(s))
+                .filter(|_| device_owner != OWNER_FLOATINGIP)
+                .collect();
+            for group in [v4, v6] {
+                if group.is_empty() {
+                    continue;
                 }
-                if subnet.gateway_ip == Some(ip) && !device_owner.starts_with("network:") {
-                    return Err(DomainError::conflict(
-                        "IpAddressAlreadyAllocated",
-                        format!("IP address {ip} is the gateway of subnet {}", subnet.id),
-                    )
-                    .into());
+                let mut got = false;
+                for s in group {
+                    if allocate_ip(w, s, port_id).await?.is_some() {
+                        got = true;
+                        break;
+                    }
                 }
-                if !claim_ip(w, subnet, ip, port_id).await? {
-                    return Err(DomainError::conflict(
-                        "IpAddressAlreadyAllocated",
-                        format!("Unable to complete operation for network {network_id}. The IP address {ip} is in use."),
-                    )
-                    .into());
-                }
-            }
-            None => {
-                if allocate_ip(w, subnet, port_id).await?.is_none() {
+                if !got {
                     return Err(DomainError::conflict(
                         "IpAddressGenerationFailure",
-                        format!("No more IP addresses available for subnet {}.", subnet.id),
+                        format!("No more IP addresses available on network {network_id}."),
                     )
                     .into());
                 }
+            }
+        }
+        Some(request) => {
+            for (i, req) in request.iter().enumerate() {
+                let field = format!("fixed_ips[{i}]");
+                let subnet = match (&req.subnet_id, req.ip_address) {
+                    (Some(sid), _) => subnets.iter().find(|s| &s.id == sid).ok_or_else(|| {
+                        DomainError::invalid_input(&field, format!("subnet {sid} is not a subnet of network {network_id}"))
+                    })?,
+                    (None, Some(ip)) => subnets.iter().find(|s| ipam::is_host(&s.cidr, ip)).ok_or_else(|| {
+                        DomainError::invalid_input(&field, format!("IP address {ip} is not a valid IP for any subnet on network {network_id}"))
+                    })?,
+                    (None, None) => {
+                        return Err(DomainError::invalid_input(&field, "a fixed IP needs subnet_id or ip_address").into())
+                    }
+                };
+                if is_auto(subnet) && !is_router_leg(device_owner) {
+                    if let Some(ip) = req.ip_address {
+                        if ipam::eui64(&subnet.cidr, mac) != Some(ip) {
+                            // Neutron's AllocationOnAutoAddressSubnet.
+                            return Err(DomainError::new(
+                                crate::error::ErrorClass::BadRequest,
+                                "InvalidInput",
+                                format!(
+                                    "IPv6 address {ip} cannot be directly assigned to a port on subnet {} as the subnet is configured for automatic addresses",
+                                    subnet.id
+                                ),
+                            )
+                            .into());
+                        }
+                    }
+                    // Only the subnet (or its EUI-64 address) asked for: that address, once.
+                    if auto_done.insert(subnet.id.as_str()) {
+                        claim_eui64(w, subnet, port_id, mac).await?;
+                    }
+                    continue;
+                }
+                match req.ip_address {
+                    Some(ip) => {
+                        if !ipam::is_host(&subnet.cidr, ip) {
+                            return Err(DomainError::invalid_input(
+                                &field,
+                                format!(
+                                    "IP address {ip} is not a valid IP for subnet {} ({})",
+                                    subnet.id, subnet.cidr
+                                ),
+                            )
+                            .into());
+                        }
+                        if subnet.gateway_ip == Some(ip) && !device_owner.starts_with("network:") {
+                            return Err(DomainError::conflict(
+                                "IpAddressAlreadyAllocated",
+                                format!("IP address {ip} is the gateway of subnet {}", subnet.id),
+                            )
+                            .into());
+                        }
+                        if !claim_ip(w, subnet, ip, port_id).await? {
+                            return Err(in_use(network_id, ip));
+                        }
+                    }
+                    None => {
+                        if allocate_ip(w, subnet, port_id).await?.is_none() {
+                            return Err(DomainError::conflict(
+                                "IpAddressGenerationFailure",
+                                format!("No more IP addresses available for subnet {}.", subnet.id),
+                            )
+                            .into());
+                        }
+                    }
+                }
+            }
+        }
+    }
+    if takes_auto_addresses(device_owner) {
+        for s in subnets.iter().filter(|s| is_auto(s)) {
+            if !auto_done.contains(s.id.as_str()) {
+                claim_eui64(w, s, port_id, mac).await?;
             }
         }
     }
@@ -374,7 +598,7 @@ pub(super) async fn insert_port(
             None => col_b(&net, "port_security_enabled")?,
         };
         let ts = now();
-        let mut inserted = false;
+        let mut inserted = None;
         for _ in 0..16 {
             let mac = p.mac_address.clone().unwrap_or_else(mac::random);
             let r = sqlx::query(
@@ -396,7 +620,7 @@ pub(super) async fn insert_port(
             .await
             .map_err(StoreError::db(format!("inserting port {}", p.id)))?;
             if r.rows_affected() == 1 {
-                inserted = true;
+                inserted = Some(mac);
                 break;
             }
             let exists = sqlx::query("SELECT id FROM ports WHERE id = $1")
@@ -420,18 +644,19 @@ pub(super) async fn insert_port(
             }
             tracing::debug!(%mac, "MAC collision, drawing another");
         }
-        if !inserted {
+        let Some(mac) = inserted else {
             return Err(DomainError::conflict(
                 "MacAddressGenerationFailure",
                 "Unable to generate a unique MAC address",
             )
             .into());
-        }
+        };
         assign_ips(
             w,
             &p.network_id,
             &p.id,
             &p.device_owner,
+            &mac,
             p.fixed_ips.as_deref(),
         )
         .await?;
@@ -619,6 +844,7 @@ impl Store {
             )
             .await);
         }
+        let mac = new_mac.unwrap_or(&p.mac_address);
         if let Some(req) = new_ips {
             sqlx::query("DELETE FROM ip_allocations WHERE port_id = $1")
                 .bind(p.id.clone())
@@ -628,7 +854,17 @@ impl Store {
                     "releasing addresses of port {}",
                     p.id
                 )))?;
-            assign_ips(&mut w, &p.network_id, &p.id, &p.device_owner, Some(req)).await?;
+            assign_ips(
+                &mut w,
+                &p.network_id,
+                &p.id,
+                &p.device_owner,
+                mac,
+                Some(req),
+            )
+            .await?;
+        } else if new_mac.is_some() {
+            readdress_auto(&mut w, &p.network_id, &p.id, &p.device_owner, mac).await?;
         }
         super::security_groups::write_port_security(&mut w, &p.id, groups, pairs).await?;
         w.touch(super::changes::ChangeKind::Port, &p.id);

@@ -754,6 +754,8 @@ mod tests {
             dns_nameservers: Vec::new(),
             host_routes: Vec::new(),
             subnetpool_id: pool.map(str::to_string),
+            ipv6_ra_mode: None,
+            ipv6_address_mode: None,
             created_at: String::new(),
             updated_at: String::new(),
             revision_number: 1,

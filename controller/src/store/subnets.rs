@@ -47,7 +47,17 @@ pub(crate) fn subnet_from_row(r: &AnyRow) -> Result<Subnet, StoreError> {
         None => None,
     };
     let pools: Vec<PoolJson> = col_json(r, "allocation_pools")?;
+    let mode = |column: &'static str| -> Result<Option<wire::Ipv6AddressMode>, StoreError> {
+        match col_os(r, column)? {
+            None => Ok(None),
+            Some(m) => ipam::parse_ipv6_mode(&m)
+                .map(Some)
+                .ok_or_else(|| corrupt(column, format!("{m:?} is not an IPv6 mode"))),
+        }
+    };
     Ok(Subnet {
+        ipv6_ra_mode: mode("ipv6_ra_mode")?,
+        ipv6_address_mode: mode("ipv6_address_mode")?,
         project_id: col_s(r, "project_id")?,
         network_id: col_s(r, "network_id")?,
         name: col_s(r, "name")?,
@@ -157,7 +167,7 @@ impl Store {
         }
         super::subnetpools::check_network_affinity(&s, scope.as_deref(), &others)?;
         sqlx::query(
-            "INSERT INTO subnets (id, project_id, network_id, name, description, ip_version, cidr, gateway_ip, allocation_pools, enable_dhcp, dns_nameservers, host_routes, subnetpool_id, created_at, updated_at, revision_number) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14, 1)",
+            "INSERT INTO subnets (id, project_id, network_id, name, description, ip_version, cidr, gateway_ip, allocation_pools, enable_dhcp, dns_nameservers, host_routes, subnetpool_id, created_at, updated_at, revision_number, ipv6_ra_mode, ipv6_address_mode) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14, 1, $15, $16)",
         )
         .bind(s.id.clone())
         .bind(s.project_id.clone())
@@ -173,9 +183,16 @@ impl Store {
         .bind(serde_json::to_string(&s.host_routes).unwrap_or_else(|_| "[]".into()))
         .bind(s.subnetpool_id.clone())
         .bind(ts)
+        .bind(s.ipv6_ra_mode.map(|m| ipam::ipv6_mode_name(m).to_string()))
+        .bind(s.ipv6_address_mode.map(|m| ipam::ipv6_mode_name(m).to_string()))
         .execute(&mut *w.tx)
         .await
         .map_err(StoreError::db(format!("inserting subnet {}", s.id)))?;
+        if ipam::is_auto_address(s.ipv6_ra_mode, s.ipv6_address_mode) {
+            // As Neutron: the network's ports get their EUI-64 address on the new subnet,
+            // in this transaction (a collision fails the subnet, not half the ports).
+            super::ports::add_auto_addresses(&mut w, &s).await?;
+        }
         super::tags::insert_tags(&mut w, super::Tagged::Subnet, &s.id, tags).await?;
         w.touch(super::changes::ChangeKind::Subnet, &s.id);
         w.commit().await?;
@@ -308,6 +325,8 @@ impl Store {
     pub async fn delete_subnet(&self, id: &str) -> Result<(), StoreError> {
         let mut w = self.begin_write().await?;
         super::dhcp::release_subnet(&mut w, id).await?;
+        // As Neutron: the EUI-64 addresses the subnet gave ports go with it.
+        super::ports::drop_auto_addresses(&mut w, id).await?;
         let used = sqlx::query("SELECT COUNT(*) AS c FROM ip_allocations WHERE subnet_id = $1")
             .bind(id.to_string())
             .fetch_one(&mut *w.tx)

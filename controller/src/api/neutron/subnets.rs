@@ -44,7 +44,9 @@ pub fn render(s: &Subnet, tags: &[String]) -> Value {
     json!({
         "id": s.id, "name": s.name, "tenant_id": s.project_id, "project_id": s.project_id,
         "network_id": s.network_id, "ip_version": s.ip_version, "subnetpool_id": s.subnetpool_id,
-        "enable_dhcp": s.enable_dhcp, "ipv6_ra_mode": null, "ipv6_address_mode": null,
+        "enable_dhcp": s.enable_dhcp,
+        "ipv6_ra_mode": s.ipv6_ra_mode.map(ipam::ipv6_mode_name),
+        "ipv6_address_mode": s.ipv6_address_mode.map(ipam::ipv6_mode_name),
         "gateway_ip": s.gateway_ip.map(|g| g.to_string()), "cidr": s.cidr.to_string(),
         "allocation_pools": s.allocation_pools.iter().map(|p| json!({"start": p.start.to_string(), "end": p.end.to_string()})).collect::<Vec<_>>(),
         "host_routes": s.host_routes, "dns_nameservers": s.dns_nameservers,
@@ -122,6 +124,8 @@ pub(crate) async fn handle(
                 "subnetpool_id",
                 "prefixlen",
                 "use_default_subnetpool",
+                "ipv6_ra_mode",
+                "ipv6_address_mode",
             ] {
                 if b.has(ro) {
                     return Err(DomainError::bad_request(format!(
@@ -279,6 +283,26 @@ fn routes(b: &mut Body) -> Result<Option<Vec<HostRoute>>, DomainError> {
     Ok(Some(out))
 }
 
+/// `ipv6_ra_mode` / `ipv6_address_mode`: one of Neutron's IPv6 modes, or null.
+fn ipv6_mode(b: &mut Body, key: &str) -> Result<Option<wire::Ipv6AddressMode>, DomainError> {
+    match b.raw(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => v
+            .as_str()
+            .and_then(ipam::parse_ipv6_mode)
+            .map(Some)
+            .ok_or_else(|| {
+                let text = v.as_str().map_or_else(|| v.to_string(), str::to_string);
+                let valid: Vec<String> =
+                    ipam::IPV6_MODES.iter().map(|m| format!("'{m}'")).collect();
+                DomainError::invalid_input(
+                    key,
+                    format!("'{text}' is not in [{}]", valid.join(", ")),
+                )
+            }),
+    }
+}
+
 /// Neutron's `BadRequest` on subnets.
 fn bad_subnet(msg: &str) -> DomainError {
     crate::store::subnetpools::bad("BadRequest", format!("Bad subnets request: {msg}."))
@@ -420,9 +444,9 @@ fn parse_create(who: &Identity, mut b: Body) -> Result<(NewSubnet, Vec<String>),
     let enable_dhcp = b.boolean("enable_dhcp")?.unwrap_or(true);
     let dns_nameservers = dns(&mut b)?.unwrap_or_default();
     let host_routes = routes(&mut b)?.unwrap_or_default();
-    for k in ["ipv6_ra_mode", "ipv6_address_mode", "segment_id"] {
-        b.null_only(k)?;
-    }
+    let ipv6_ra_mode = ipv6_mode(&mut b, "ipv6_ra_mode")?;
+    let ipv6_address_mode = ipv6_mode(&mut b, "ipv6_address_mode")?;
+    b.null_only("segment_id")?;
     if let Some(v) = b.string_list("service_types")? {
         if !v.is_empty() {
             return Err(DomainError::invalid_input(
@@ -449,6 +473,8 @@ fn parse_create(who: &Identity, mut b: Body) -> Result<(NewSubnet, Vec<String>),
             dns_nameservers,
             host_routes,
             subnetpool_id: None,
+            ipv6_ra_mode,
+            ipv6_address_mode,
             created_at: ts.clone(),
             updated_at: ts,
             revision_number: 1,
