@@ -417,7 +417,7 @@ impl Inner {
                         IpAddr::V6(v6) => addrs6.push(v6),
                     }
                 }
-                if !was && !(addrs.is_empty() && addrs6.is_empty()) {
+                if !was && (!addrs.is_empty() || !addrs6.is_empty()) {
                     came_up.push(Announce {
                         netns: ns_name.to_string(),
                         ifname: l.ns_ifname.clone(),

@@ -438,8 +438,13 @@ impl Validator {
                 });
             }
             for (i, a) in leg.addresses().enumerate() {
-                let reason = host_address_problem(a)
-                    .or_else(|| if i > 0 { extra_address_problem(leg, a) } else { None });
+                let reason = host_address_problem(a).or_else(|| {
+                    if i > 0 {
+                        extra_address_problem(leg, a)
+                    } else {
+                        None
+                    }
+                });
                 if let Some(reason) = reason {
                     self.errors.push(ValidationError::BadLegAddress {
                         object: object.clone(),
@@ -1270,13 +1275,17 @@ mod tests {
                 "an advertisement's clients are unicast MACs",
                 |s| {
                     r1(s).legs[0].ipv6_ra = Some(wire::RouterAdvertisement {
-                        clients: Some(["fa:16:3e:00:00:11".into(), "33:33:00:00:00:01".into()].into()),
+                        clients: Some(
+                            ["fa:16:3e:00:00:11".into(), "33:33:00:00:00:01".into()].into(),
+                        ),
                         ..Default::default()
                     })
                 },
                 |s| {
                     r1(s).legs[0].ipv6_ra = Some(wire::RouterAdvertisement {
-                        clients: Some(["fa:16:3e:00:00:11".into(), "FA:16:3E:00:00:12".into()].into()),
+                        clients: Some(
+                            ["fa:16:3e:00:00:11".into(), "FA:16:3E:00:00:12".into()].into(),
+                        ),
                         ..Default::default()
                     })
                 },

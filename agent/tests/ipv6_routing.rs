@@ -200,7 +200,12 @@ impl Vm {
         let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 1500];
         let (n, _) = s.socket.recv_from(&mut buf).ok()?;
         // SAFETY: recv_from initialised the first n bytes.
-        Some(buf[..n].iter().map(|b| unsafe { b.assume_init() }).collect())
+        Some(
+            buf[..n]
+                .iter()
+                .map(|b| unsafe { b.assume_init() })
+                .collect(),
+        )
     }
 }
 
@@ -314,7 +319,15 @@ fn dual_stack_bridge_legs_route_ipv6_between_pods_and_advertise_only_to_their_cl
     wait_for("A's bridge leg", Duration::from_secs(30), || {
         netns::exists(&ns_a)
             && Command::new("ip")
-                .args(["-n", &ns_a, "-6", "addr", "show", "dev", &format!("qba{tag}")])
+                .args([
+                    "-n",
+                    &ns_a,
+                    "-6",
+                    "addr",
+                    "show",
+                    "dev",
+                    &format!("qba{tag}"),
+                ])
                 .output()
                 .map(|o| String::from_utf8_lossy(&o.stdout).contains("fd64:0:0:5::1/64"))
                 .unwrap_or(false)
@@ -325,8 +338,14 @@ fn dual_stack_bridge_legs_route_ipv6_between_pods_and_advertise_only_to_their_cl
         .unwrap();
     let addrs = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(addrs.contains("inet 100.0.5.1/24"), "{addrs}");
-    assert!(addrs.contains("fd64:0:0:5::1/64 scope global nodad"), "{addrs}");
-    assert!(!addrs.contains("fd64:0:0:5::1/64 scope global tentative"), "{addrs}");
+    assert!(
+        addrs.contains("fd64:0:0:5::1/64 scope global nodad"),
+        "{addrs}"
+    );
+    assert!(
+        !addrs.contains("fd64:0:0:5::1/64 scope global tentative"),
+        "{addrs}"
+    );
     assert_eq!(
         sysctl::get(
             &Netns::named(ns_a.clone()),
@@ -349,20 +368,29 @@ fn dual_stack_bridge_legs_route_ipv6_between_pods_and_advertise_only_to_their_cl
     // unicast advertisements; vm2 from B's multicast ones.
     let t0 = Instant::now();
     wait_for("vm1's default route via A", Duration::from_secs(30), || {
-        vm1.default_route().contains(&format!("via {LEG_A_LL} dev eth0"))
+        vm1.default_route()
+            .contains(&format!("via {LEG_A_LL} dev eth0"))
     });
-    eprintln!("MEASURE vm1 default route from unicast RAs after {:?}", t0.elapsed());
+    eprintln!(
+        "MEASURE vm1 default route from unicast RAs after {:?}",
+        t0.elapsed()
+    );
     wait_for("vm1's SLAAC address", Duration::from_secs(10), || {
         vm1.ip(&["-6", "addr", "show", "dev", "eth0"])
             .contains(&format!("{VM1_SLAAC}/64"))
     });
     wait_for("vm2's default route via B", Duration::from_secs(30), || {
-        vm2.default_route().contains(&format!("via {LEG_B_LL} dev eth0"))
+        vm2.default_route()
+            .contains(&format!("via {LEG_B_LL} dev eth0"))
     });
-    wait_for("vm2's SLAAC address past DAD", Duration::from_secs(10), || {
-        let a = vm2.ip(&["-6", "addr", "show", "dev", "eth0"]);
-        a.contains(&format!("{VM2_SLAAC}/64")) && !a.contains("tentative")
-    });
+    wait_for(
+        "vm2's SLAAC address past DAD",
+        Duration::from_secs(10),
+        || {
+            let a = vm2.ip(&["-6", "addr", "show", "dev", "eth0"]);
+            a.contains(&format!("{VM2_SLAAC}/64")) && !a.contains("tentative")
+        },
+    );
 
     // Across the dual-stack bridge network: vm1 -> A -> fd64::2 (B) -> vm2, back by B's ::/0.
     assert!(
@@ -391,7 +419,8 @@ fn dual_stack_bridge_legs_route_ipv6_between_pods_and_advertise_only_to_their_cl
     assert_eq!((ra[0], u16::from_be_bytes([ra[6], ra[7]])), (134, 1800));
     assert!(vm3.default_route().is_empty(), "{}", vm3.default_route());
     assert!(
-        !vm3.ip(&["-6", "addr", "show", "dev", "eth0"]).contains("fd00:a::"),
+        !vm3.ip(&["-6", "addr", "show", "dev", "eth0"])
+            .contains("fd00:a::"),
         "vm3 took SLAAC: {}",
         vm3.ip(&["-6", "addr"])
     );
@@ -406,14 +435,20 @@ fn dual_stack_bridge_legs_route_ipv6_between_pods_and_advertise_only_to_their_cl
     let p = probe_of(&once, B_BRIDGE6);
     assert_eq!(p["reachable"], true, "{once:#}");
     assert!(p["latency_us"].as_u64().is_some(), "{p}");
-    eprintln!("MEASURE IPv6 probe of B's bridge address: {} us", p["latency_us"]);
+    eprintln!(
+        "MEASURE IPv6 probe of B's bridge address: {} us",
+        p["latency_us"]
+    );
 
     // A's route removed: vm1 no longer reaches vm2; owned routes only are touched (the
     // kernel's connected fd64:0:0:5::/64 stays).
     let (once, ok) = a.agent_once(&state_a(&tag, false), &up_a);
     assert!(ok, "{once:#}");
     assert_eq!(once["linux_changes"], 1, "{once:#}");
-    assert!(!ping6(&vm1, VM2_SLAAC, 2), "vm2 still reached without the route");
+    assert!(
+        !ping6(&vm1, VM2_SLAAC, 2),
+        "vm2 still reached without the route"
+    );
     let routes = Command::new("ip")
         .args(["-n", &ns_a, "-6", "route"])
         .output()
@@ -461,6 +496,16 @@ fn dual_stack_bridge_legs_route_ipv6_between_pods_and_advertise_only_to_their_cl
         .status()
         .unwrap();
     assert!(st.success());
+    // keep_addr_on_down: the IPv6 address stays while the leg is down, as the IPv4 one does.
+    let kept = Command::new("ip")
+        .args(["-n", &ns_b, "addr", "show", "dev", &format!("qbb{tag}")])
+        .output()
+        .unwrap();
+    let kept = String::from_utf8_lossy(&kept.stdout).to_string();
+    assert!(
+        kept.contains("fd64:0:0:5::2/64") && kept.contains("100.0.5.2/24"),
+        "{kept}"
+    );
     let (once, _) = a.agent_once(&state_a(&tag, true), &up_a);
     let p = probe_of(&once, B_BRIDGE6);
     assert_eq!(p["reachable"], false, "{once:#}");
@@ -470,7 +515,15 @@ fn dual_stack_bridge_legs_route_ipv6_between_pods_and_advertise_only_to_their_cl
     assert!(ok, "{once_b:#}");
     assert!(once_b["linux_changes"].as_u64() >= Some(1), "{once_b:#}");
     let addrs = Command::new("ip")
-        .args(["-n", &ns_b, "-6", "addr", "show", "dev", &format!("qbb{tag}")])
+        .args([
+            "-n",
+            &ns_b,
+            "-6",
+            "addr",
+            "show",
+            "dev",
+            &format!("qbb{tag}"),
+        ])
         .output()
         .unwrap();
     assert!(

@@ -219,7 +219,11 @@ mod tests {
         assert_eq!(&ns[8..24], &t.octets());
         assert_eq!(&ns[24..], &[1, 1, 0xfa, 0x16, 0x3e, 0, 1, 2]);
         let na = unsolicited_advertisement(&t, mac, true);
-        assert_eq!((na[0], na[4]), (136, 0xa0), "router and override, not solicited");
+        assert_eq!(
+            (na[0], na[4]),
+            (136, 0xa0),
+            "router and override, not solicited"
+        );
         assert_eq!(advertised_mac(&na, &t), Some(Some(mac)));
         assert_eq!(advertised_mac(&na, &"fd64::9".parse().unwrap()), None);
         assert_eq!(advertised_mac(&na[..24], &t), Some(None));

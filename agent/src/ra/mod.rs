@@ -217,13 +217,19 @@ impl RaService {
             if r.leg.bound.load(std::sync::atomic::Ordering::SeqCst) {
                 let pkt =
                     packet::advertisement(&cfg.advert, r.leg.mac, timing.rdnss_lifetime(), true);
-                let errors = counters.errors.get_or_create(&labels(&cfg.router_id)).clone();
+                let errors = counters
+                    .errors
+                    .get_or_create(&labels(&cfg.router_id))
+                    .clone();
                 match r
                     .leg
                     .send_all(&pkt, &packet::destinations(&cfg.advert), &errors)
                 {
                     Ok(n) => {
-                        counters.sent.get_or_create(&labels(&cfg.router_id)).inc_by(n);
+                        counters
+                            .sent
+                            .get_or_create(&labels(&cfg.router_id))
+                            .inc_by(n);
                         tracing::info!(netns = %k.0, ifname = %k.1, router_id = %cfg.router_id, "final router advertisement sent (router lifetime 0)");
                     }
                     Err(e) => {

@@ -125,8 +125,7 @@ pub fn from_client(
     let Some(clients) = clients else {
         return true;
     };
-    let Some(mac) =
-        solicitation_source_mac(pkt).or_else(|| plumbing::icmp6::mac_of_eui64(src))
+    let Some(mac) = solicitation_source_mac(pkt).or_else(|| plumbing::icmp6::mac_of_eui64(src))
     else {
         return false;
     };
@@ -230,7 +229,11 @@ mod tests {
         let mut r = ra();
         assert_eq!(destinations(&r), vec![plumbing::icmp6::ALL_NODES]);
         r.clients = Some(
-            ["FA:16:3E:00:00:11".to_string(), "fa:16:3e:00:00:12".to_string()].into(),
+            [
+                "FA:16:3E:00:00:11".to_string(),
+                "fa:16:3e:00:00:12".to_string(),
+            ]
+            .into(),
         );
         assert_eq!(
             destinations(&r),
@@ -244,12 +247,19 @@ mod tests {
         let bare = [133, 0, 0, 0, 0, 0, 0, 0];
         let mut with_sll = bare.to_vec();
         with_sll.extend_from_slice(&[1, 1, 0xfa, 0x16, 0x3e, 0, 0, 0x13]);
-        assert_eq!(solicitation_source_mac(&with_sll), Some([0xfa, 0x16, 0x3e, 0, 0, 0x13]));
+        assert_eq!(
+            solicitation_source_mac(&with_sll),
+            Some([0xfa, 0x16, 0x3e, 0, 0, 0x13])
+        );
         assert!(from_client(r.clients.as_ref(), &ll11, &bare));
         assert!(!from_client(r.clients.as_ref(), &ll13, &bare));
         // The option wins over the address (a stable-privacy link-local says nothing).
         assert!(!from_client(r.clients.as_ref(), &ll11, &with_sll));
-        assert!(!from_client(r.clients.as_ref(), &"fe80::1".parse().unwrap(), &bare));
+        assert!(!from_client(
+            r.clients.as_ref(),
+            &"fe80::1".parse().unwrap(),
+            &bare
+        ));
         assert!(from_client(None, &ll13, &with_sll));
     }
 }
