@@ -80,7 +80,8 @@ pub struct LegIntent {
     pub tag: u16,
     /// MAC of the namespace-side end.
     pub mac: String,
-    /// Addresses of the namespace-side end (floating IPs as /32 on the gateway leg).
+    /// Addresses of the namespace-side end: the leg's address, its `extra_addresses` (a
+    /// dual-stack leg's IPv6 one), floating IPs as /32 on the gateway leg.
     pub addrs: Vec<IpNet>,
     /// MTU of both veth ends (a VxLAN network's); `None` leaves the kernel's default.
     pub mtu: Option<u16>,
@@ -164,7 +165,9 @@ impl NodeIntent {
                 .legs
                 .iter()
                 .map(|l| {
-                    let mut addrs = vec![l.address];
+                    // A dual-stack leg's IPv6 address (bridge and gateway legs) sits beside
+                    // its IPv4 one.
+                    let mut addrs: Vec<IpNet> = l.addresses().copied().collect();
                     if l.kind == LegKind::Gateway {
                         addrs.extend(floating.iter().copied());
                     }
@@ -384,6 +387,31 @@ mod tests {
         let o = i.ovs();
         assert_eq!(o.owned_ports["vr-a"].tag, Some(101));
         assert_eq!(o.owned_ports["vr-a"].external_ids[ROUTER_KEY], "r1");
+    }
+
+    #[test]
+    fn dual_stack_legs_carry_their_ipv6_address_and_ipv6_routes() {
+        let mut s = state();
+        let r = s.routers.get_mut("r1").unwrap();
+        r.legs[1].extra_addresses = vec!["2001:db8:1::5/64".parse().unwrap()];
+        r.routes.push(wire::Route {
+            destination: "::/0".parse().unwrap(),
+            nexthop: "2001:db8:1::1".parse().unwrap(),
+        });
+        let i = NodeIntent::from_desired(&s, &ctx());
+        let r = &i.routers["node2-qrouter-r1"];
+        assert_eq!(
+            r.legs[1].addrs,
+            vec![
+                "163.3.124.5/24".parse::<IpNet>().unwrap(),
+                "2001:db8:1::5/64".parse().unwrap(),
+                "163.3.124.7/32".parse().unwrap()
+            ]
+        );
+        assert_eq!(
+            r.routes[&"::/0".parse::<IpNet>().unwrap()],
+            "2001:db8:1::1".parse::<IpAddr>().unwrap()
+        );
     }
 
     #[test]

@@ -4,14 +4,16 @@
 //! crosspod nftables table; probes from inside the namespaces. DHCP servers get a namespace
 //! each too (`<prefix>qdhcp-<network id>`, one veth, one address per subnet) and then a socket
 //! in it ([`crate::dhcp`]). Router legs with `ipv6_ra` get a router advertisement task
-//! ([`crate::ra`]); router namespaces forward IPv6 as well as IPv4.
+//! ([`crate::ra`]); router namespaces forward IPv6 as well as IPv4. A dual-stack leg's IPv6
+//! addresses (`extra_addresses`) and IPv6 routes (`::/0` included) are synced, owned and
+//! announced (unsolicited neighbour advertisements) as the IPv4 ones are.
 //!
 //! Netlink and namespace work is blocking and switches namespaces on its own threads
 //! (`plumbing::netns::run_in`), so it runs under `spawn_blocking`, never on a tokio worker.
 //! Every step reads first and writes only the difference; the count of writes is returned so a
 //! restart with nothing changed can be shown to change nothing.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -343,6 +345,16 @@ impl Inner {
                 *changes += 1;
                 remade = true;
             }
+            if leg.addrs.iter().any(|a| a.addr().is_ipv6()) {
+                // The kernel flushes a link's IPv6 addresses when it goes down (IPv4 ones
+                // stay); a fenced router's legs are down: keep them, as IPv4 keeps its own, so
+                // fencing and its end write nothing for them and they answer at once when up.
+                let key = format!("net.ipv6.conf.{}.keep_addr_on_down", leg.ns_ifname);
+                *changes += usize::from(plumbing::sysctl::set(ns, &key, "1")?);
+            }
+            // IPv6 addresses go in without duplicate address detection (IFA_F_NODAD, see
+            // plumbing::addr): the planner makes them unique, and routes via them and probes
+            // from them work at once instead of after DAD's 1-2 s.
             *changes += count(h.sync_addresses(leg.ns_ifname, leg.addrs)?);
         }
         for link in h.owned_links()? {
@@ -397,20 +409,21 @@ impl Inner {
         remade |= self.sync_legs(&ns, &mut h, &legs, changes)?;
         if !fenced {
             for (l, was) in r.legs.iter().zip(was_up) {
-                let addrs: Vec<Ipv4Addr> = l
-                    .addrs
-                    .iter()
-                    .filter_map(|a| match a.addr() {
-                        IpAddr::V4(v4) => Some(v4),
-                        _ => None,
-                    })
-                    .collect();
-                if !was && !addrs.is_empty() {
+                let mut addrs: Vec<Ipv4Addr> = Vec::new();
+                let mut addrs6: Vec<Ipv6Addr> = Vec::new();
+                for a in &l.addrs {
+                    match a.addr() {
+                        IpAddr::V4(v4) => addrs.push(v4),
+                        IpAddr::V6(v6) => addrs6.push(v6),
+                    }
+                }
+                if !was && (!addrs.is_empty() || !addrs6.is_empty()) {
                     came_up.push(Announce {
                         netns: ns_name.to_string(),
                         ifname: l.ns_ifname.clone(),
                         node_ifname: l.node_ifname.clone(),
                         addrs,
+                        addrs6,
                     });
                 }
             }
@@ -437,46 +450,49 @@ impl Inner {
         for (ns, r) in &intent.routers {
             let netns = Netns::named(ns.clone());
             for t in &r.probe_targets {
-                let IpAddr::V4(target) = t.address else {
-                    continue;
-                };
+                // The leg whose subnet holds the target (not a floating IP's host route).
                 let leg = r.legs.iter().find(|l| {
                     l.addrs
                         .iter()
-                        .any(|a| a.prefix_len() < 32 && a.contains(&t.address))
+                        .any(|a| a.prefix_len() < a.max_prefix_len() && a.contains(&t.address))
                 });
                 let Some(leg) = leg else {
                     out.push(unreachable(&r.router_id, t.address));
                     continue;
                 };
-                out.push(self.probe_one(&netns, &leg.ns_ifname, target, &r.router_id));
+                out.push(self.probe_one(&netns, &leg.ns_ifname, t.address, &r.router_id));
             }
         }
         out
     }
 
+    /// ARP then ICMP echo for an IPv4 target; neighbour discovery then ICMPv6 echo for an IPv6
+    /// one. Reachable only when both answer.
     fn probe_one(
         &self,
         ns: &Netns,
         ifname: &str,
-        target: Ipv4Addr,
+        target: IpAddr,
         router_id: &str,
     ) -> wire::ProbeResult {
-        let arp = plumbing::probe::arp(ns, ifname, target, &self.probe);
-        if !matches!(&arp, Ok(r) if r.ok()) {
-            tracing::debug!(netns = %ns, %target, result = ?arp, "ARP probe unanswered");
-            return unreachable(router_id, IpAddr::V4(target));
+        let neighbour = match target {
+            IpAddr::V4(v4) => plumbing::probe::arp(ns, ifname, v4, &self.probe),
+            IpAddr::V6(v6) => plumbing::probe::nd(ns, ifname, v6, &self.probe),
+        };
+        if !matches!(&neighbour, Ok(r) if r.ok()) {
+            tracing::debug!(netns = %ns, %target, result = ?neighbour, "ARP/ND probe unanswered");
+            return unreachable(router_id, target);
         }
-        match plumbing::probe::icmp(ns, ifname, IpAddr::V4(target), &self.probe) {
+        match plumbing::probe::icmp(ns, ifname, target, &self.probe) {
             Ok(r) if r.ok() => wire::ProbeResult {
                 router_id: router_id.to_string(),
-                target: IpAddr::V4(target),
+                target,
                 reachable: true,
                 latency_us: r.rtt.map(|d| d.as_micros() as u64),
             },
             other => {
                 tracing::debug!(netns = %ns, %target, result = ?other, "ICMP probe unanswered");
-                unreachable(router_id, IpAddr::V4(target))
+                unreachable(router_id, target)
             }
         }
     }
@@ -550,6 +566,25 @@ impl LinuxBackend for NetnsBackend {
         for a in legs {
             std::thread::spawn(move || {
                 let ns = Netns::named(a.netns.clone());
+                if !a.addrs6.is_empty() {
+                    // IPv6's gratuitous ARP, on a thread of its own so both go out together.
+                    let (ns, a) = (ns.clone(), a.clone());
+                    std::thread::spawn(move || {
+                        match plumbing::probe::unsolicited_na(
+                            &ns, &a.ifname, &a.addrs6, GARP_COUNT, GARP_GAP,
+                        ) {
+                            Ok(n) => {
+                                tracing::info!(netns = %a.netns, leg = %a.ifname, addrs = ?a.addrs6, packets = n, "unsolicited neighbour advertisements sent")
+                            }
+                            Err(e) => {
+                                tracing::warn!(netns = %a.netns, leg = %a.ifname, error = %e, "unsolicited neighbour advertisements failed")
+                            }
+                        }
+                    });
+                }
+                if a.addrs.is_empty() {
+                    return;
+                }
                 match plumbing::probe::gratuitous_arp(
                     &ns, &a.ifname, &a.addrs, GARP_COUNT, GARP_GAP,
                 ) {

@@ -32,7 +32,8 @@ pub trait LinuxBackend: Send + Sync {
     ) -> impl Future<Output = Result<RouterSync, Self::Error>> + Send;
     /// Probes every router instance's targets (ARP then ICMP echo) from inside its namespace.
     fn probe(&self, intent: &NodeIntent) -> impl Future<Output = Vec<wire::ProbeResult>> + Send;
-    /// Sends gratuitous ARP for legs that came up (in the background: the call returns at once).
+    /// Sends gratuitous ARP (and unsolicited neighbour advertisements for IPv6 addresses) for
+    /// legs that came up (in the background: the call returns at once).
     fn announce(&self, _legs: Vec<Announce>) {}
     /// The node interface holding `ip` (the tunnel endpoint), for the fencing rule's links.
     fn ifname_of(&self, _ip: std::net::IpAddr) -> Option<String> {
@@ -51,6 +52,8 @@ pub struct Announce {
     pub node_ifname: String,
     /// IPv4 addresses of the leg (on the gateway leg: the gateway address and floating IPs).
     pub addrs: Vec<std::net::Ipv4Addr>,
+    /// IPv6 addresses of the leg (a dual-stack leg's): unsolicited neighbour advertisements.
+    pub addrs6: Vec<std::net::Ipv6Addr>,
 }
 
 /// What the Linux side did in one pass.

@@ -437,20 +437,29 @@ impl Validator {
                     reason,
                 });
             }
-            if let Some(reason) = host_address_problem(&leg.address) {
-                self.errors.push(ValidationError::BadLegAddress {
-                    object: object.clone(),
-                    address: leg.address,
-                    reason,
+            for (i, a) in leg.addresses().enumerate() {
+                let reason = host_address_problem(a).or_else(|| {
+                    if i > 0 {
+                        extra_address_problem(leg, a)
+                    } else {
+                        None
+                    }
                 });
-            } else if let Some(other) = own_addrs.get(&leg.address.addr()) {
-                self.errors.push(ValidationError::BadLegAddress {
-                    object: object.clone(),
-                    address: leg.address,
-                    reason: format!("the address is also on {other}"),
-                });
-            } else {
-                own_addrs.insert(leg.address.addr(), object.clone());
+                if let Some(reason) = reason {
+                    self.errors.push(ValidationError::BadLegAddress {
+                        object: object.clone(),
+                        address: *a,
+                        reason,
+                    });
+                } else if let Some(other) = own_addrs.get(&a.addr()) {
+                    self.errors.push(ValidationError::BadLegAddress {
+                        object: object.clone(),
+                        address: *a,
+                        reason: format!("the address is also on {other}"),
+                    });
+                } else {
+                    own_addrs.insert(a.addr(), object.clone());
+                }
             }
         }
         self.routes(key, r, &own_addrs);
@@ -598,6 +607,14 @@ fn ra_problem(ra: &wire::RouterAdvertisement) -> Option<String> {
             ra.dns_servers.len()
         ));
     }
+    if let Some(bad) = ra
+        .clients
+        .iter()
+        .flatten()
+        .find(|m| parse_unicast_mac(m).is_none())
+    {
+        return Some(format!("client {bad:?} is not a unicast MAC"));
+    }
     ra.prefixes
         .iter()
         .find(|p| p.autonomous && p.prefix.prefix_len() != 64)
@@ -625,9 +642,34 @@ fn floating_problem(gw: &RouterLeg, ip: IpAddr) -> Option<String> {
     })
 }
 
-/// Whether `ip` is reachable directly through `leg` (inside its subnet).
+/// Whether `ip` is reachable directly through `leg` (inside the subnet of one of its
+/// addresses: an IPv6 next hop is on a dual-stack leg's IPv6 subnet).
 fn on_link(leg: &RouterLeg, ip: IpAddr) -> bool {
-    leg.address.prefix_len() < leg.address.max_prefix_len() && leg.address.contains(&ip)
+    leg.addresses()
+        .any(|a| a.prefix_len() < a.max_prefix_len() && a.contains(&ip))
+}
+
+/// Why `a`, one of `leg`'s `extra_addresses`, cannot sit beside its address, or `None`. A
+/// link-local address is the kernel's own on every leg; a bridge leg is dual-stack (one
+/// address of each family, the IPv6 one derived from the IPv4 one), so its extra address is
+/// one, of the other family; only a gateway leg has further addresses of the same family (the
+/// external network's other subnets).
+fn extra_address_problem(leg: &RouterLeg, a: &IpNet) -> Option<String> {
+    if let IpNet::V6(n) = a {
+        if n.addr().segments()[0] & 0xffc0 == 0xfe80 {
+            return Some("a link-local address is the kernel's, not the agent's".into());
+        }
+    }
+    match leg.kind {
+        LegKind::Bridge if a.addr().is_ipv4() == leg.address.addr().is_ipv4() => Some(format!(
+            "a bridge leg's extra address must be of the other family than {}",
+            leg.address
+        )),
+        LegKind::Bridge if leg.extra_addresses.len() > 1 => {
+            Some("a bridge leg has one address of each family".into())
+        }
+        _ => None,
+    }
 }
 
 /// Why `name` is not a valid Linux interface name (as the kernel's `dev_valid_name`, plus `%`,
@@ -1027,6 +1069,88 @@ mod tests {
                 |e| matches!(e, ValidationError::BadLegAddress { reason, .. } if reason.contains("also on")),
             ),
             (
+                "a bridge leg's extra address is of the other family",
+                |s| r1(s).legs[1].extra_addresses = vec!["100.0.1.2/24".parse().unwrap()],
+                |s| r1(s).legs[1].extra_addresses = vec!["fd64:0:0:1::2/64".parse().unwrap()],
+                |e| matches!(e, ValidationError::BadLegAddress { reason, .. } if reason.contains("other family")),
+            ),
+            (
+                "a bridge leg has one extra address",
+                |s| {
+                    r1(s).legs[1].extra_addresses = vec![
+                        "fd64:0:0:1::2/64".parse().unwrap(),
+                        "fd64:0:0:2::2/64".parse().unwrap(),
+                    ]
+                },
+                // A gateway leg may have several (the external network's other subnets).
+                |s| {
+                    r1(s).legs[2].extra_addresses = vec![
+                        "2001:db8:1::5/64".parse().unwrap(),
+                        "2001:db8:2::5/64".parse().unwrap(),
+                    ]
+                },
+                |e| matches!(e, ValidationError::BadLegAddress { reason, .. } if reason.contains("one address of each")),
+            ),
+            (
+                "an extra address is a host address of its subnet",
+                |s| r1(s).legs[1].extra_addresses = vec!["fd64:0:0:1::/64".parse().unwrap()],
+                |s| r1(s).legs[1].extra_addresses = vec!["fd64:0:0:1::1/64".parse().unwrap()],
+                |e| matches!(e, ValidationError::BadLegAddress { reason, .. } if reason.contains("network address")),
+            ),
+            (
+                "an extra address is not link-local",
+                |s| r1(s).legs[2].extra_addresses = vec!["fe80::5/64".parse().unwrap()],
+                |s| r1(s).legs[2].extra_addresses = vec!["2001:db8::5/64".parse().unwrap()],
+                |e| matches!(e, ValidationError::BadLegAddress { reason, .. } if reason.contains("link-local")),
+            ),
+            (
+                "extra addresses distinct across the legs of a router",
+                |s| {
+                    r1(s).legs[1].extra_addresses = vec!["fd64:0:0:1::2/64".parse().unwrap()];
+                    r1(s).legs[2].extra_addresses = vec!["fd64:0:0:1::2/64".parse().unwrap()];
+                },
+                |s| {
+                    r1(s).legs[1].extra_addresses = vec!["fd64:0:0:1::2/64".parse().unwrap()];
+                    r1(s).legs[2].extra_addresses = vec!["fd64:0:0:1::3/64".parse().unwrap()];
+                },
+                |e| matches!(e, ValidationError::BadLegAddress { reason, .. } if reason.contains("also on")),
+            ),
+            (
+                "an IPv6 route's next hop on a leg's IPv6 subnet",
+                |s| {
+                    r1(s).routes.push(Route {
+                        destination: "::/0".parse().unwrap(),
+                        nexthop: "2001:db8::1".parse().unwrap(),
+                    })
+                },
+                |s| {
+                    r1(s).legs[2].extra_addresses = vec!["2001:db8::5/64".parse().unwrap()];
+                    r1(s).routes.push(Route {
+                        destination: "::/0".parse().unwrap(),
+                        nexthop: "2001:db8::1".parse().unwrap(),
+                    })
+                },
+                |e| matches!(e, ValidationError::BadRoute { reason, .. } if reason.contains("connected")),
+            ),
+            (
+                "an IPv6 route's next hop is not the router's own extra address",
+                |s| {
+                    r1(s).legs[1].extra_addresses = vec!["fd64:0:0:1::2/64".parse().unwrap()];
+                    r1(s).routes.push(Route {
+                        destination: "fd00:9::/64".parse().unwrap(),
+                        nexthop: "fd64:0:0:1::2".parse().unwrap(),
+                    })
+                },
+                |s| {
+                    r1(s).legs[1].extra_addresses = vec!["fd64:0:0:1::2/64".parse().unwrap()];
+                    r1(s).routes.push(Route {
+                        destination: "fd00:9::/64".parse().unwrap(),
+                        nexthop: "fd64:0:0:1::3".parse().unwrap(),
+                    })
+                },
+                |e| matches!(e, ValidationError::BadRoute { reason, .. } if reason.contains("own address")),
+            ),
+            (
                 "route next hop on a connected leg",
                 |s| r1(s).routes[0].nexthop = "100.0.1.9".parse().unwrap(),
                 |s| r1(s).routes[0].nexthop = "100.0.0.254".parse().unwrap(),
@@ -1146,6 +1270,26 @@ mod tests {
                     })
                 },
                 |e| matches!(e, ValidationError::BadRouterAdvertisement { reason, .. } if reason.contains("1280")),
+            ),
+            (
+                "an advertisement's clients are unicast MACs",
+                |s| {
+                    r1(s).legs[0].ipv6_ra = Some(wire::RouterAdvertisement {
+                        clients: Some(
+                            ["fa:16:3e:00:00:11".into(), "33:33:00:00:00:01".into()].into(),
+                        ),
+                        ..Default::default()
+                    })
+                },
+                |s| {
+                    r1(s).legs[0].ipv6_ra = Some(wire::RouterAdvertisement {
+                        clients: Some(
+                            ["fa:16:3e:00:00:11".into(), "FA:16:3E:00:00:12".into()].into(),
+                        ),
+                        ..Default::default()
+                    })
+                },
+                |e| matches!(e, ValidationError::BadRouterAdvertisement { reason, .. } if reason.contains("33:33")),
             ),
             (
                 "an autonomous prefix is a /64",

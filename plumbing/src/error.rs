@@ -115,7 +115,7 @@ pub enum Error {
     /// A probe could not even be set up (no such interface, no address, socket refused).
     #[error("{kind} probe to {target} out of {ifname:?} in namespace {ns:?}: {detail}")]
     Probe {
-        /// "arp", "icmp" or "tcp".
+        /// "arp", "nd", "icmp", "tcp", "garp" or "unsolicited-na".
         kind: &'static str,
         /// The target.
         target: String,

@@ -15,6 +15,10 @@ pub const ROUTER_SOLICITATION: u8 = 133;
 pub const ROUTER_ADVERTISEMENT: u8 = 134;
 /// All-nodes multicast (where unsolicited advertisements go).
 pub const ALL_NODES: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1);
+/// ICMPv6 type of a neighbour solicitation.
+pub const NEIGHBOUR_SOLICITATION: u8 = 135;
+/// ICMPv6 type of a neighbour advertisement.
+pub const NEIGHBOUR_ADVERTISEMENT: u8 = 136;
 /// All-routers multicast (where solicitations go).
 pub const ALL_ROUTERS: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 2);
 
@@ -54,6 +58,63 @@ pub fn eui64_interface_id(mac: [u8; 6]) -> [u8; 8] {
         mac[4],
         mac[5],
     ]
+}
+
+/// The solicited-node multicast address of `addr` (RFC 4291 §2.7.1): where neighbour
+/// solicitations for it go.
+pub fn solicited_node(addr: &Ipv6Addr) -> Ipv6Addr {
+    let b = addr.octets();
+    Ipv6Addr::from([
+        0xff, 0x02, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0xff, b[13], b[14], b[15],
+    ])
+}
+
+/// A neighbour solicitation for `target` from an interface with MAC `mac` (source link-layer
+/// address option); checksum 0, filled by the kernel on raw ICMPv6 sockets.
+pub fn neighbour_solicitation(target: &Ipv6Addr, mac: [u8; 6]) -> Vec<u8> {
+    let mut p = vec![NEIGHBOUR_SOLICITATION, 0, 0, 0, 0, 0, 0, 0];
+    p.extend_from_slice(&target.octets());
+    p.extend_from_slice(&[1, 1]);
+    p.extend_from_slice(&mac);
+    p
+}
+
+/// A neighbour advertisement of `target` at `mac` (target link-layer address option) with the
+/// override flag, and the router flag when `router`: sent unsolicited to all nodes, it makes
+/// every neighbour with an entry for `target` repoint it at `mac` at once (RFC 4861 §7.2.6).
+pub fn unsolicited_advertisement(target: &Ipv6Addr, mac: [u8; 6], router: bool) -> Vec<u8> {
+    let flags = 0x20 | if router { 0x80 } else { 0 };
+    let mut p = vec![NEIGHBOUR_ADVERTISEMENT, 0, 0, 0, flags, 0, 0, 0];
+    p.extend_from_slice(&target.octets());
+    p.extend_from_slice(&[2, 1]);
+    p.extend_from_slice(&mac);
+    p
+}
+
+/// When `pkt` (an ICMPv6 message as a raw socket reads it) is a neighbour advertisement of
+/// `target`: the MAC of its target link-layer address option, if it has one (`Some(None)`
+/// when it has none).
+pub fn advertised_mac(pkt: &[u8], target: &Ipv6Addr) -> Option<Option<[u8; 6]>> {
+    if pkt.len() < 24 || pkt[0] != NEIGHBOUR_ADVERTISEMENT || pkt[1] != 0 {
+        return None;
+    }
+    if pkt[8..24] != target.octets() {
+        return None;
+    }
+    let mut opts = &pkt[24..];
+    while opts.len() >= 8 {
+        let len = usize::from(opts[1]) * 8;
+        if len == 0 || len > opts.len() {
+            break;
+        }
+        if opts[0] == 2 && len >= 8 {
+            let mut m = [0u8; 6];
+            m.copy_from_slice(&opts[2..8]);
+            return Some(Some(m));
+        }
+        opts = &opts[len..];
+    }
+    Some(None)
 }
 
 /// The MAC an EUI-64 interface identifier was made from, when `addr`'s low 64 bits are one.
@@ -109,7 +170,7 @@ pub fn bind_link_local(s: &Socket, addr: Ipv6Addr, ifindex: u32) -> std::io::Res
 
 /// `ICMP6_FILTER`: block every type but `accept` (the kernel then wakes the reader only for
 /// those).
-fn set_filter(s: &Socket, accept: &[u8]) -> std::io::Result<()> {
+pub fn set_filter(s: &Socket, accept: &[u8]) -> std::io::Result<()> {
     // struct icmp6_filter { uint32_t data[8]; }: a set bit blocks the type.
     let mut data = [u32::MAX; 8];
     for t in accept {
@@ -143,5 +204,30 @@ mod tests {
         assert_eq!(ll, "fe80::f816:3eff:fe00:101".parse::<Ipv6Addr>().unwrap());
         assert_eq!(mac_of_eui64(&ll), Some(mac));
         assert_eq!(mac_of_eui64(&"fe80::1".parse().unwrap()), None);
+    }
+
+    #[test]
+    fn neighbour_discovery_messages() {
+        let t: Ipv6Addr = "fd64:0:0:5::2".parse().unwrap();
+        assert_eq!(
+            solicited_node(&t),
+            "ff02::1:ff00:2".parse::<Ipv6Addr>().unwrap()
+        );
+        let mac = [0xfa, 0x16, 0x3e, 0, 1, 2];
+        let ns = neighbour_solicitation(&t, mac);
+        assert_eq!((ns[0], ns.len()), (135, 32));
+        assert_eq!(&ns[8..24], &t.octets());
+        assert_eq!(&ns[24..], &[1, 1, 0xfa, 0x16, 0x3e, 0, 1, 2]);
+        let na = unsolicited_advertisement(&t, mac, true);
+        assert_eq!(
+            (na[0], na[4]),
+            (136, 0xa0),
+            "router and override, not solicited"
+        );
+        assert_eq!(advertised_mac(&na, &t), Some(Some(mac)));
+        assert_eq!(advertised_mac(&na, &"fd64::9".parse().unwrap()), None);
+        assert_eq!(advertised_mac(&na[..24], &t), Some(None));
+        assert_eq!(advertised_mac(&ns, &t), None, "a solicitation is no answer");
+        assert_eq!(unsolicited_advertisement(&t, mac, false)[4], 0x20);
     }
 }

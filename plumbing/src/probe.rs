@@ -1,5 +1,6 @@
 //! Probes from inside a namespace out of a given interface: ARP request/reply over a pnet
-//! datalink channel, ICMP echo over a raw socket bound to the interface (packets built and
+//! datalink channel (IPv6: neighbour solicitation and advertisement over a raw ICMPv6 socket,
+//! [`nd`]), ICMP echo over a raw socket bound to the interface (packets built and
 //! parsed with pnet), and TCP connect. Each attempt has a timeout; attempts are retried; the
 //! result is structured (ok / timeout / failed) with the measured round-trip time.
 //!
@@ -7,7 +8,7 @@
 //! thread (from async code, through `spawn_blocking`).
 
 use std::mem::MaybeUninit;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::{Duration, Instant};
 
@@ -468,6 +469,115 @@ pub fn gratuitous_arp(
                     Some(Err(e)) => return Err(err(format!("sending: {e}"))),
                     None => return Err(err("datalink sender refused the frame".into())),
                 }
+            }
+        }
+        Ok(sent)
+    })?
+}
+
+/// A raw ICMPv6 socket bound to `ifname` with hop limits 255 (neighbour discovery packets with
+/// another hop limit are dropped, RFC 4861 §7.1) passing only `accept`; call inside the
+/// namespace. Returns the socket and the interface's index and MAC.
+fn nd_socket(ifname: &str, accept: &[u8]) -> std::result::Result<(Socket, u32, [u8; 6]), String> {
+    let iface = find_interface(ifname).ok_or("no such interface")?;
+    let m = iface.mac.ok_or("interface has no MAC")?;
+    let s = Socket::new(Domain::IPV6, Type::RAW, Some(Protocol::ICMPV6))
+        .map_err(|e| format!("raw ICMPv6 socket: {e}"))?;
+    s.bind_device(Some(ifname.as_bytes()))
+        .map_err(|e| format!("binding to the interface: {e}"))?;
+    s.set_multicast_hops_v6(255)
+        .and_then(|()| s.set_unicast_hops_v6(255))
+        .and_then(|()| s.set_multicast_loop_v6(false))
+        .and_then(|()| crate::icmp6::set_filter(&s, accept))
+        .map_err(|e| format!("socket options: {e}"))?;
+    Ok((s, iface.index, [m.0, m.1, m.2, m.3, m.4, m.5]))
+}
+
+/// Neighbour discovery, IPv6's ARP: a neighbour solicitation for `target` (to its
+/// solicited-node multicast address) out of `ifname` in `ns`; ok when a neighbour
+/// advertisement of `target` comes back (the MAC of its target link-layer option is returned).
+/// The source address is whichever the kernel picks on the interface (the router legs'
+/// addresses are usable at once: they are added without duplicate address detection).
+pub fn nd(ns: &Netns, ifname: &str, target: Ipv6Addr, opts: &ProbeOptions) -> Result<ProbeResult> {
+    validate_ifname(ifname)?;
+    let err = setup_err("nd", target, ifname, ns);
+    run_in(ns, || -> Result<ProbeResult> {
+        let (sock, index, mac) =
+            nd_socket(ifname, &[crate::icmp6::NEIGHBOUR_ADVERTISEMENT]).map_err(&err)?;
+        let pkt = crate::icmp6::neighbour_solicitation(&target, mac);
+        let dest = SockAddr::from(SocketAddrV6::new(
+            crate::icmp6::solicited_node(&target),
+            0,
+            0,
+            index,
+        ));
+        let attempts = opts.retries + 1;
+        let mut buf = [MaybeUninit::<u8>::uninit(); 1500];
+        for attempt in 1..=attempts {
+            let sent = Instant::now();
+            if let Err(e) = sock.send_to(&pkt, &dest) {
+                return Ok(ProbeResult::negative(
+                    ProbeStatus::Failed(e.to_string()),
+                    attempt,
+                ));
+            }
+            loop {
+                let left = opts.timeout.saturating_sub(sent.elapsed());
+                if left.is_zero() {
+                    break;
+                }
+                sock.set_read_timeout(Some(left))
+                    .map_err(|e| err(format!("setting the timeout: {e}")))?;
+                let n = match sock.recv_from(&mut buf) {
+                    Ok((n, _)) => n,
+                    Err(e) if is_wait(&e) => continue,
+                    Err(e) => {
+                        return Ok(ProbeResult::negative(
+                            ProbeStatus::Failed(e.to_string()),
+                            attempt,
+                        ))
+                    }
+                };
+                // SAFETY: recv_from initialised the first n bytes.
+                let data = unsafe { std::slice::from_raw_parts(buf.as_ptr() as *const u8, n) };
+                if let Some(m) = crate::icmp6::advertised_mac(data, &target) {
+                    return Ok(ProbeResult::answered(sent.elapsed(), attempt, m));
+                }
+            }
+        }
+        Ok(ProbeResult::negative(ProbeStatus::Timeout, attempts))
+    })?
+}
+
+/// Unsolicited neighbour advertisements, IPv6's gratuitous ARP: announces `addrs` out of
+/// `ifname` in `ns` to all nodes, `count` rounds `gap` apart, with the override flag (and the
+/// router flag: these are router legs), so neighbours holding an entry for an address repoint
+/// it at this interface's MAC at once (router failover's takeover). Returns the packets sent.
+pub fn unsolicited_na(
+    ns: &Netns,
+    ifname: &str,
+    addrs: &[Ipv6Addr],
+    count: u32,
+    gap: Duration,
+) -> Result<u32> {
+    validate_ifname(ifname)?;
+    let err = setup_err("unsolicited-na", format!("{addrs:?}"), ifname, ns);
+    run_in(ns, || -> Result<u32> {
+        let (sock, index, mac) = nd_socket(ifname, &[]).map_err(&err)?;
+        let dest = SockAddr::from(SocketAddrV6::new(crate::icmp6::ALL_NODES, 0, 0, index));
+        let pkts: Vec<Vec<u8>> = addrs
+            .iter()
+            .map(|a| crate::icmp6::unsolicited_advertisement(a, mac, true))
+            .collect();
+        let mut sent = 0;
+        for round in 0..count {
+            if round > 0 {
+                std::thread::sleep(gap);
+            }
+            for p in &pkts {
+                sock.send_to(p, &dest)
+                    .map_err(|e| err(format!("sending: {e}")))?;
+                sent += 1;
             }
         }
         Ok(sent)

@@ -103,6 +103,101 @@ fn icmpv6_probe_answers_and_times_out() {
 }
 
 #[test]
+fn neighbour_discovery_probe_finds_the_neighbour_and_unsolicited_advertisements_reach_it() {
+    require_root();
+    let lab = Lab::new();
+    Handle::new(&lab.router.ns())
+        .unwrap()
+        .add_address("qr", "fd00:1::1/64".parse().unwrap())
+        .unwrap();
+    Handle::new(&lab.vm.ns())
+        .unwrap()
+        .add_address("eth0", "fd00:1::11/64".parse().unwrap())
+        .unwrap();
+    let vm_mac = Handle::new(&lab.vm.ns())
+        .unwrap()
+        .link("eth0")
+        .unwrap()
+        .unwrap()
+        .mac;
+    let router_mac = Handle::new(&lab.router.ns())
+        .unwrap()
+        .link("qr")
+        .unwrap()
+        .unwrap()
+        .mac
+        .unwrap();
+    // Usable at once: both addresses went in without duplicate address detection.
+    let r = probe::nd(
+        &lab.router.ns(),
+        "qr",
+        "fd00:1::11".parse().unwrap(),
+        &quick(),
+    )
+    .unwrap();
+    assert!(r.ok(), "{r:?}");
+    assert_eq!(r.mac, vm_mac);
+    let r = probe::nd(
+        &lab.router.ns(),
+        "qr",
+        "fd00:1::99".parse().unwrap(),
+        &quick(),
+    )
+    .unwrap();
+    assert_eq!(r.status, ProbeStatus::Timeout);
+    assert_eq!(r.attempts, 2, "one retry");
+    let r = probe::nd(
+        &lab.router.ns(),
+        "qg",
+        "fd00:1::11".parse().unwrap(),
+        &quick(),
+    )
+    .unwrap();
+    assert!(!r.ok(), "not on that leg: {r:?}");
+    assert!(probe::nd(
+        &lab.router.ns(),
+        "nope0",
+        "fd00:1::11".parse().unwrap(),
+        &quick()
+    )
+    .is_err());
+
+    // Unsolicited advertisements (router, override) of the router's address reach the VM.
+    let s = plumbing::icmp6::open_in(&lab.vm.ns(), "eth0", &[136]).unwrap();
+    s.socket.set_nonblocking(false).unwrap();
+    s.socket
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    let n = probe::unsolicited_na(
+        &lab.router.ns(),
+        "qr",
+        &["fd00:1::1".parse().unwrap()],
+        2,
+        Duration::from_millis(50),
+    )
+    .unwrap();
+    assert_eq!(n, 2);
+    let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 1500];
+    let mut seen = 0;
+    while let Ok((n, _)) = s.socket.recv_from(&mut buf) {
+        // SAFETY: recv_from initialised the first n bytes.
+        let pkt: Vec<u8> = buf[..n]
+            .iter()
+            .map(|b| unsafe { b.assume_init() })
+            .collect();
+        let target: std::net::Ipv6Addr = "fd00:1::1".parse().unwrap();
+        if plumbing::icmp6::advertised_mac(&pkt, &target) == Some(Some(router_mac)) {
+            assert_eq!(pkt[4], 0xa0, "router and override flags, not solicited");
+            seen += 1;
+        }
+        if seen == 2 {
+            break;
+        }
+    }
+    assert_eq!(seen, 2);
+}
+
+#[test]
 fn tcp_probe_connects_is_refused_and_times_out() {
     require_root();
     let lab = Lab::new();

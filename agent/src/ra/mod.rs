@@ -17,6 +17,12 @@
 //! the leg leaves the desired state, a final advertisement with router lifetime 0 goes out
 //! before the socket closes and the leg is removed (RFC 4861 §6.2.5), so hosts drop their
 //! default route through it at once instead of after the router lifetime.
+//!
+//! A leg of a network stretched across pods advertises to its `clients` only (the hosts its
+//! pod serves): every round (and the final advertisement) goes unicast to each client's
+//! EUI-64 link-local address (the kernel resolves it to the client's MAC by neighbour
+//! discovery), and solicitations from other hosts are ignored, so each pod's VMs take their
+//! own pod's instance as default router, the one DHCPv4 gives them.
 
 pub mod packet;
 
@@ -141,8 +147,23 @@ impl AsRawFd for Leg {
 }
 
 impl Leg {
-    fn all_nodes(&self) -> socket2::SockAddr {
-        SocketAddrV6::new(icmp6::ALL_NODES, 0, 0, self.ifindex).into()
+    /// Sends `pkt` to each of `to` (link-scoped addresses on this leg); returns the packets
+    /// sent, or the error of a multicast send (unicast failures are counted, not fatal: one
+    /// client that cannot be reached must not silence the others).
+    fn send_all(&self, pkt: &[u8], to: &[Ipv6Addr], errors: &Counter) -> std::io::Result<u64> {
+        let mut sent = 0;
+        for dst in to {
+            let addr: socket2::SockAddr = SocketAddrV6::new(*dst, 0, 0, self.ifindex).into();
+            match self.socket.send_to(pkt, &addr) {
+                Ok(_) => sent += 1,
+                Err(e) if dst.is_multicast() => return Err(e),
+                Err(e) => {
+                    errors.inc();
+                    tracing::debug!(ifindex = self.ifindex, to = %dst, error = %e, "unicast router advertisement not sent");
+                }
+            }
+        }
+        Ok(sent)
     }
 }
 
@@ -196,9 +217,19 @@ impl RaService {
             if r.leg.bound.load(std::sync::atomic::Ordering::SeqCst) {
                 let pkt =
                     packet::advertisement(&cfg.advert, r.leg.mac, timing.rdnss_lifetime(), true);
-                match r.leg.socket.send_to(&pkt, &r.leg.all_nodes()) {
-                    Ok(_) => {
-                        counters.sent.get_or_create(&labels(&cfg.router_id)).inc();
+                let errors = counters
+                    .errors
+                    .get_or_create(&labels(&cfg.router_id))
+                    .clone();
+                match r
+                    .leg
+                    .send_all(&pkt, &packet::destinations(&cfg.advert), &errors)
+                {
+                    Ok(n) => {
+                        counters
+                            .sent
+                            .get_or_create(&labels(&cfg.router_id))
+                            .inc_by(n);
                         tracing::info!(netns = %k.0, ifname = %k.1, router_id = %cfg.router_id, "final router advertisement sent (router lifetime 0)");
                     }
                     Err(e) => {
@@ -380,10 +411,11 @@ async fn advertise(
             _ = tokio::time::sleep_until(next) => {
                 let cfg = config.read().expect("ra config").clone();
                 let pkt = packet::advertisement(&cfg.advert, leg.mac, timing.rdnss_lifetime(), false);
-                match leg.socket.send_to(&pkt, &leg.all_nodes()) {
-                    Ok(_) => {
-                        counters.sent.get_or_create(&labels(&cfg.router_id)).inc();
-                        tracing::debug!(netns = %ns, %ifname, "router advertisement sent");
+                let errors = counters.errors.get_or_create(&labels(&cfg.router_id)).clone();
+                match leg.send_all(&pkt, &packet::destinations(&cfg.advert), &errors) {
+                    Ok(n) => {
+                        counters.sent.get_or_create(&labels(&cfg.router_id)).inc_by(n);
+                        tracing::debug!(netns = %ns, %ifname, packets = n, "router advertisement sent");
                     }
                     Err(e) => {
                         // Seen on a node making a thousand legs at once: a socket whose every
@@ -437,9 +469,18 @@ async fn advertise(
                         continue;
                     }
                     let cfg = config.read().expect("ra config").clone();
+                    if !src.ip().is_unspecified()
+                        && !packet::from_client(cfg.advert.clients.as_ref(), src.ip(), &buf[..n])
+                    {
+                        // Another pod's host on a stretched network: its own pod's instance
+                        // is its router.
+                        tracing::debug!(netns = %ns, %ifname, from = %src.ip(), "router solicitation from a host this leg does not serve; ignored");
+                        continue;
+                    }
                     counters.solicitations.get_or_create(&labels(&cfg.router_id)).inc();
                     if src.ip().is_unspecified() {
-                        // No address to answer to: a multicast one, rate limited.
+                        // No address to answer to: the next round (multicast, or unicast to
+                        // every client), rate limited.
                         let at = earliest_multicast(last_multicast);
                         if at < next {
                             next = at;

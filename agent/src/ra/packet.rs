@@ -96,6 +96,56 @@ pub fn is_solicitation(pkt: &[u8], src: &Ipv6Addr) -> bool {
     true
 }
 
+/// The MAC of a router solicitation's source link-layer address option, if it has one.
+pub fn solicitation_source_mac(pkt: &[u8]) -> Option<[u8; 6]> {
+    let mut opts = pkt.get(8..)?;
+    while opts.len() >= 8 {
+        let len = usize::from(opts[1]) * 8;
+        if len == 0 || len > opts.len() {
+            return None;
+        }
+        if opts[0] == OPT_SOURCE_LL {
+            let mut m = [0u8; 6];
+            m.copy_from_slice(&opts[2..8]);
+            return Some(m);
+        }
+        opts = &opts[len..];
+    }
+    None
+}
+
+/// Whether the host that sent a solicitation (from `src`, `pkt`) is one of `clients` (MACs):
+/// by its source link-layer address option, or else by the MAC inside its EUI-64 link-local
+/// source address. `None` clients: everyone is.
+pub fn from_client(
+    clients: Option<&std::collections::BTreeSet<String>>,
+    src: &Ipv6Addr,
+    pkt: &[u8],
+) -> bool {
+    let Some(clients) = clients else {
+        return true;
+    };
+    let Some(mac) = solicitation_source_mac(pkt).or_else(|| plumbing::icmp6::mac_of_eui64(src))
+    else {
+        return false;
+    };
+    clients
+        .iter()
+        .any(|c| wire::eui64::parse_mac(c) == Some(mac))
+}
+
+/// Where the periodic (and final) advertisements of `ra` go: all nodes (`None`), or each
+/// client's EUI-64 link-local address (unreadable MACs are skipped; validation refuses them).
+pub fn destinations(ra: &RouterAdvertisement) -> Vec<Ipv6Addr> {
+    match &ra.clients {
+        None => vec![plumbing::icmp6::ALL_NODES],
+        Some(macs) => macs
+            .iter()
+            .filter_map(|m| wire::eui64::link_local(m))
+            .collect(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -172,5 +222,44 @@ mod tests {
         let zero_len = [133, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0];
         assert!(!is_solicitation(&zero_len, &ll));
         assert!(!is_solicitation(&rs[..12], &ll));
+    }
+
+    #[test]
+    fn clients_get_unicast_advertisements_and_only_their_solicitations_count() {
+        let mut r = ra();
+        assert_eq!(destinations(&r), vec![plumbing::icmp6::ALL_NODES]);
+        r.clients = Some(
+            [
+                "FA:16:3E:00:00:11".to_string(),
+                "fa:16:3e:00:00:12".to_string(),
+            ]
+            .into(),
+        );
+        assert_eq!(
+            destinations(&r),
+            vec![
+                "fe80::f816:3eff:fe00:11".parse::<Ipv6Addr>().unwrap(),
+                "fe80::f816:3eff:fe00:12".parse().unwrap()
+            ]
+        );
+        let ll11: Ipv6Addr = "fe80::f816:3eff:fe00:11".parse().unwrap();
+        let ll13: Ipv6Addr = "fe80::f816:3eff:fe00:13".parse().unwrap();
+        let bare = [133, 0, 0, 0, 0, 0, 0, 0];
+        let mut with_sll = bare.to_vec();
+        with_sll.extend_from_slice(&[1, 1, 0xfa, 0x16, 0x3e, 0, 0, 0x13]);
+        assert_eq!(
+            solicitation_source_mac(&with_sll),
+            Some([0xfa, 0x16, 0x3e, 0, 0, 0x13])
+        );
+        assert!(from_client(r.clients.as_ref(), &ll11, &bare));
+        assert!(!from_client(r.clients.as_ref(), &ll13, &bare));
+        // The option wins over the address (a stable-privacy link-local says nothing).
+        assert!(!from_client(r.clients.as_ref(), &ll11, &with_sll));
+        assert!(!from_client(
+            r.clients.as_ref(),
+            &"fe80::1".parse().unwrap(),
+            &bare
+        ));
+        assert!(from_client(None, &ll13, &with_sll));
     }
 }
