@@ -243,8 +243,11 @@ pub enum AddressMode {
 
 /// The lab VMs' DHCP client script (one copy for the CLI and the agent's tests).
 const UDHCPC_SCRIPT: &str = include_str!("../../scripts/udhcpc-vm.sh");
-/// How long `vm boot` waits for a lease: `udhcpc -t 5 -T 2`, then it gives up.
-const DHCP_TRIES: &str = "5";
+/// How long `vm boot` waits for a lease: `udhcpc -t 15 -T 2`, then it gives up. A network's
+/// DHCP server in a pod starts only once a port there is bound (the node's agent reports the
+/// VM's interface, the controller places the server, the agent makes its namespace): 10 s was
+/// seen running out on two loaded cores, so 30.
+const DHCP_TRIES: &str = "15";
 const DHCP_TIMEOUT_S: &str = "2";
 
 /// The files of a VM's DHCP client in the lab's `vms/` directory, and its resolv.conf dir.
