@@ -381,6 +381,16 @@ impl Inner {
         let ns = Netns::named(ns_name);
         let forwarding = plumbing::sysctl::set_forwarding(&ns, true, true)?;
         *changes += usize::from(forwarding);
+        // ARP answered only on the leg holding the address, from that leg's address (Neutron's
+        // l3 agent sets the same): two legs on one network (an IPv4 and an IPv6 subnet's
+        // interfaces) would otherwise both answer for the IPv4 gateway, and a VM that cached
+        // the IPv6 leg's MAC loses its gateway when that interface is removed.
+        for (key, value) in [
+            ("net.ipv4.conf.all.arp_ignore", "1"),
+            ("net.ipv4.conf.all.arp_announce", "2"),
+        ] {
+            *changes += usize::from(plumbing::sysctl::set(&ns, key, value)?);
+        }
         let mut h = Handle::new(&ns)?;
         if let Some(lo) = h.link("lo")? {
             if !lo.up {

@@ -1056,7 +1056,14 @@ pub fn boot(
                 crate::output::progress(format!(
                     "{name}: waiting for router advertisements (SLAAC {by_ra:?}, a default route)"
                 ));
-                wait_v6(name, &by_ra, true, RA_WAIT, "router advertisement")?;
+                // Not fatal: a VM on a network without an advertising router yet (the guide
+                // boots VMs before it makes the router) is what a cloud has too; the router's
+                // first advertisements (three at once, then periodic) configure it later.
+                if let Err(e) = wait_v6(name, &by_ra, true, RA_WAIT, "router advertisement") {
+                    crate::output::progress(format!(
+                        "{name}: warning: {e:#}; booted anyway: its kernel takes the address and route when a router advertises"
+                    ));
+                }
             }
             let mut dhcp6 = false;
             if let Some(a) = addresses.iter().find(|a| a.how == AddrHow::Dhcpv6Stateful) {
