@@ -402,3 +402,151 @@ fn the_guide_dual_stack_slaac_dhcpv6_and_ipv6_only_across_pods() {
     );
     assert!(ping(&vm4, &s1, "3"), "vm4 -> vm1 broke");
 }
+
+/// The global addresses of a router namespace (`ip -6 addr`, link-local included).
+fn ns_addrs(ns: &str, family: &str) -> String {
+    sh(ns, &["ip", family, "-o", "addr", "show"])
+}
+
+fn default_via(vm: &str, family: &str) -> Option<String> {
+    let r = sh(vm, &["ip", family, "route", "show", "default"]);
+    r.split_whitespace()
+        .skip_while(|w| *w != "via")
+        .nth(1)
+        .map(str::to_string)
+}
+
+#[test]
+fn a_stretched_dual_stack_network_leaves_each_pod_by_its_own_instance_for_both_families() {
+    let lab = Lab::up("v6s");
+    lab.create_pods();
+    let admin = lab.admin.clone();
+    let os = |args: &[&str]| lab.os(&admin, args);
+    os(&[
+        "network",
+        "create",
+        "--external",
+        "--provider-network-type",
+        "vlan",
+        "--provider-physical-network",
+        "extern",
+        "--provider-segment",
+        "3001",
+        "--availability-zone-hint",
+        "RegionTwo",
+        "ext-net",
+    ]);
+    os(&[
+        "subnet",
+        "create",
+        "--network",
+        "ext-net",
+        "--no-dhcp",
+        "--subnet-range",
+        "163.3.124.0/24",
+        "ext-subnet",
+    ]);
+    os(&[
+        "subnet",
+        "create",
+        "--network",
+        "ext-net",
+        "--no-dhcp",
+        "--ip-version",
+        "6",
+        "--subnet-range",
+        "2001:db8:124::/64",
+        "--gateway",
+        UPSTREAM_V6,
+        "ext-subnet-v6",
+    ]);
+    // One network stretched over both pods (a VLAN on the bridge physnet), dual-stack.
+    os(&[
+        "network",
+        "create",
+        "--provider-network-type",
+        "vlan",
+        "--provider-physical-network",
+        "bridge",
+        "sn",
+    ]);
+    os(&[
+        "subnet",
+        "create",
+        "--network",
+        "sn",
+        "--subnet-range",
+        "10.7.0.0/24",
+        "sn-v4",
+    ]);
+    os(&[
+        "subnet",
+        "create",
+        "--network",
+        "sn",
+        "--ip-version",
+        "6",
+        "--ipv6-ra-mode",
+        "slaac",
+        "--ipv6-address-mode",
+        "slaac",
+        "--subnet-range",
+        "fd00:7::/64",
+        "sn-v6",
+    ]);
+    os(&["router", "create", "r"]);
+    os(&["router", "add", "subnet", "r", "sn-v4"]);
+    os(&["router", "add", "subnet", "r", "sn-v6"]);
+    os(&["router", "set", "--external-gateway", "ext-net", "r"]);
+    let rid = os(&["router", "show", "r", "-f", "value", "-c", "id"])
+        .trim()
+        .to_string();
+
+    let (vma, vmb) = (lab.ns("vma"), lab.ns("vmb"));
+    for (vm, region) in [(&vma, "RegionOne"), (&vmb, "RegionTwo")] {
+        lab.crosspod(
+            &["vm", "boot", "--region", region, "--network", "sn", vm],
+            Some(&admin),
+        );
+    }
+    // Each VM's IPv4 gateway (DHCP option 3) and IPv6 default router (the RA it took) are
+    // both legs of its own pod's router instance: v4 and v6 leave by the same router.
+    for (vm, node) in [(&vma, "node1"), (&vmb, "node2")] {
+        let ns = lab.ns(&format!("{node}-qrouter-{rid}"));
+        let gw4 = until(&format!("{vm}'s IPv4 default route"), 30, || {
+            default_via(vm, "-4")
+        });
+        let gw6 = until(&format!("{vm}'s IPv6 default route"), 30, || {
+            default_via(vm, "-6")
+        });
+        assert!(
+            ns_addrs(&ns, "-4").contains(&format!(" {gw4}/")),
+            "{vm}'s IPv4 gateway {gw4} is not on {node}'s instance"
+        );
+        assert!(
+            gw6.starts_with("fe80::") && ns_addrs(&ns, "-6").contains(&format!(" {gw6}/")),
+            "{vm}'s IPv6 router {gw6} is not a leg of {node}'s instance:\n{}",
+            ns_addrs(&ns, "-6")
+        );
+    }
+    let aa = one_v6_in(&lab, &vma, "fd00:7::/64").to_string();
+    let ab = one_v6_in(&lab, &vmb, "fd00:7::/64").to_string();
+    until("vma's SLAAC address", 30, || {
+        v6_addrs(&vma)
+            .iter()
+            .any(|a| a.to_string() == aa)
+            .then_some(())
+    });
+    assert!(
+        wait_ping(&vma, &ab, true, Duration::from_secs(30)),
+        "vma cannot reach vmb at {ab} on the stretched network"
+    );
+    lab.crosspod(&["lab", "upstream-routes"], None);
+    for vm in [&vma, &vmb] {
+        assert!(
+            wait_ping(vm, UPSTREAM_V6, true, Duration::from_secs(30)),
+            "{vm} cannot reach the upstream\n{}",
+            lab.logs()
+        );
+    }
+}

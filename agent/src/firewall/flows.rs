@@ -418,9 +418,12 @@ fn base_flows(fs: &mut FlowSet) {
         );
     }
     fs.add(T_EGRESS_CT, 0, "", "drop");
-    // Ingress: ARP, ND/MLD and DHCP replies reach the port (spoofing is stopped at the sender).
+    // Ingress: ARP, ND/MLD, router advertisements and DHCP replies reach the port (spoofing
+    // is stopped at the sender: no VM may send an RA or a DHCP answer). RAs as Neutron's OVS
+    // firewall allows them: a stretched network's router instances advertise unicast to the
+    // VMs of their own pod, and a unicast RA is not a reply conntrack would pass.
     fs.add(T_INGRESS, 100, "arp", "output:NXM_NX_REG5[]");
-    for t in [130, 131, 132, 135, 136, 143] {
+    for t in [130, 131, 132, 134, 135, 136, 143] {
         fs.add(
             T_INGRESS,
             100,
