@@ -463,7 +463,9 @@ async fn build_project(store: &Store, ranges: &VlanRanges, ext: &str, pr: usize)
             ip_address: gw,
         }]);
         must(
-            store.create_interface_port(&router.id, &sub.id, &iface).await,
+            store
+                .create_interface_port(&router.id, &sub.id, &iface)
+                .await,
             "create interface port",
         );
         let mut vms = Vec::new();
@@ -1050,8 +1052,8 @@ impl Bench {
             let old = self.base.clone().expect("base snapshot");
             let previous = planner::plan_all(&old);
             let mut took = Vec::new();
+            let mut new = old.clone();
             for i in 0..MAX_REPS {
-                let mut new = old.clone();
                 if let Some(r) = new.routers.iter_mut().find(|r| r.id == router) {
                     r.routes = vec![planner::UserRoute {
                         destination: format!("192.168.{}.0/24", 77 + i % 2)
@@ -1063,7 +1065,10 @@ impl Bench {
                 let t = Instant::now();
                 let got = planner::replan(&old, &new, &previous, &rchange);
                 took.push(ms(t.elapsed()));
-                assert!(!got.is_empty(), "replan of a router change returned no node");
+                assert!(
+                    !got.is_empty(),
+                    "replan of a router change returned no node"
+                );
             }
             self.push(
                 "  of which planner::replan",
