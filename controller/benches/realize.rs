@@ -39,6 +39,7 @@ const PROJECTS: usize = 1000;
 const NETS_PER_PROJECT: usize = 5;
 const PORTS_PER_NET: usize = 2;
 const ADMIN: &str = "bench-admin-token";
+/// Agent tokens are node-bound: `{AGENT}-{node}` speaks for `node`.
 const AGENT: &str = "bench-agent-token";
 const AGENT_PROJECT: &str = "service";
 /// Wall-clock budget of one row with one backend (halved with two): repetitions continue
@@ -183,7 +184,7 @@ impl Watchers {
                 let head = request_head(
                     "GET",
                     &format!("/v1.0/agents/{node}/desired?since={rev}&timeout={timeout_s}"),
-                    AGENT,
+                    &format!("{AGENT}-{node}"),
                     0,
                 );
                 (&s).write_all(head.as_bytes()).expect("write long-poll");
@@ -463,7 +464,12 @@ async fn build_project(store: &Store, ranges: &VlanRanges, ext: &str, pr: usize)
             subnet_id: Some(sub.id.clone()),
             ip_address: gw,
         }]);
-        must(store.create_port(&iface).await, "create interface port");
+        must(
+            store
+                .create_interface_port(&router.id, &sub.id, &iface)
+                .await,
+            "create interface port",
+        );
         let mut vms = Vec::new();
         for j in 0..PORTS_PER_NET {
             let host = node_name(pod_of(pr, k, j), (pr + j) % NODES_PER_POD);
@@ -899,6 +905,23 @@ impl Bench {
     /// end through the API).
     fn run_all(&mut self) -> Option<(f64, f64)> {
         let nodes = self.cloud.nodes.len();
+        // `CROSSPOD_BENCH_ROWS=router`: only the router rows (the goal's), for quick
+        // before/after runs of the incremental path.
+        let router_only = std::env::var("CROSSPOD_BENCH_ROWS").is_ok_and(|v| v == "router");
+        if !router_only {
+            self.full_pass_rows(nodes);
+        }
+        let router = self.router_rows();
+        if router_only {
+            let mut e = router.0;
+            e.sort_by(f64::total_cmp);
+            return Some((self.realizer_alone?, pct(&e, 0.5)));
+        }
+        self.other_rows(nodes, router)
+    }
+
+    /// The full pass with nothing changed, and where its time goes.
+    fn full_pass_rows(&mut self, nodes: usize) {
         // ---- full pass, nothing changed
         let mut full = Vec::new();
         let started = Instant::now();
@@ -937,7 +960,11 @@ impl Bench {
             "whole intent from the store",
         );
         self.push("  of which planner::plan_all", plan, "planner only");
+    }
 
+    /// The router rows (through the API and the realizer alone); returns the end-to-end
+    /// samples of the API row and the next route-set serial (the sets alternate).
+    fn router_rows(&mut self) -> (Vec<f64>, usize) {
         // ---- router change: routes, alternating between two sets
         let pr = 500;
         let router = self.cloud.routers[pr].clone();
@@ -1021,6 +1048,36 @@ impl Bench {
                 format!("no HTTP, no kick: the realizer alone; nodes moved {moved_n:?}"),
             );
         }
+        // Of which the planner: the same change re-planned from the base snapshot (the
+        // previous states planned whole once), without the store.
+        {
+            let old = self.base.clone().expect("base snapshot");
+            let previous = planner::plan_all(&old);
+            let mut took = Vec::new();
+            let mut new = old.clone();
+            for i in 0..MAX_REPS {
+                if let Some(r) = new.routers.iter_mut().find(|r| r.id == router) {
+                    r.routes = vec![planner::UserRoute {
+                        destination: format!("192.168.{}.0/24", 77 + i % 2)
+                            .parse()
+                            .expect("cidr"),
+                        nexthop: "10.0.0.254".parse().expect("ip"),
+                    }];
+                }
+                let t = Instant::now();
+                let got = planner::replan(&old, &new, &previous, &rchange);
+                took.push(ms(t.elapsed()));
+                assert!(
+                    !got.is_empty(),
+                    "replan of a router change returned no node"
+                );
+            }
+            self.push(
+                "  of which planner::replan",
+                took,
+                "the same change on the base snapshot, planner only",
+            );
+        }
         // Where the PUT's time goes besides the realizer: its render asks whether the router
         // is realized everywhere (reads and parses every node's state).
         {
@@ -1055,6 +1112,21 @@ impl Bench {
             );
         }
 
+        (e2e_router, serial.get())
+    }
+
+    /// Every other row; returns the goal's medians.
+    fn other_rows(
+        &mut self,
+        nodes: usize,
+        (e2e_router, next_serial): (Vec<f64>, usize),
+    ) -> Option<(f64, f64)> {
+        // Every call gives the other route set (continuing the router rows' alternation).
+        let serial = std::cell::Cell::new(next_serial);
+        let route_body = || {
+            let i = serial.replace(serial.get() + 1);
+            json!({"router": {"routes": [{"destination": format!("192.168.{}.0/24", 77 + i % 2), "nexthop": "10.0.0.254"}]}})
+        };
         // ---- interface change: remove / add on the router's stretched subnet
         let pr = 501;
         let router = self.cloud.routers[pr].clone();
@@ -1246,7 +1318,12 @@ fn start(
     must(
         std::fs::write(
             &tokens,
-            format!("{ADMIN} admin admin\n{AGENT} {AGENT_PROJECT} agent\n"),
+            (0..PODS)
+                .flat_map(|p| (0..NODES_PER_POD).map(move |n| node_name(p, n)))
+                .fold(format!("{ADMIN} admin admin\n"), |mut f, node| {
+                    f.push_str(&format!("{AGENT}-{node} {AGENT_PROJECT} agent {node}\n"));
+                    f
+                }),
         ),
         "write tokens",
     );

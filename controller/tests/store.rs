@@ -618,3 +618,61 @@ async fn gateway_port_suite(s: &Store) {
 }
 
 both!(gateway_port_suite, sqlite_gateway_port, pg_gateway_port);
+
+/// Publishing node states: the nodes whose revision the caller knows go in one statement
+/// (batched beyond 1000 nodes), the rest are read back; compare-and-set on the revision and
+/// the change-log position either way.
+async fn publish_suite(s: &Store) {
+    let n = 1203; // more than one batched statement
+    let nodes: Vec<String> = (0..n).map(|i| format!("pub-node-{i:04}")).collect();
+    // New nodes: nothing known, each inserted at revision 1.
+    let first: Vec<(String, String, Option<i64>)> = nodes
+        .iter()
+        .map(|x| (x.clone(), format!("{{\"v\":1,\"n\":\"{x}\"}}"), None))
+        .collect();
+    let done = s.publish_node_states(&first, 10).await.unwrap();
+    assert_eq!(done.len(), n);
+    assert!(done.iter().all(|p| p.moved && p.revision == 1));
+    // Known revisions: all moved by one, in one call, content stored.
+    let second: Vec<(String, String, Option<i64>)> = nodes
+        .iter()
+        .map(|x| (x.clone(), format!("{{\"v\":2,\"n\":\"{x}\"}}"), Some(1)))
+        .collect();
+    let done = s.publish_node_states(&second, 11).await.unwrap();
+    assert!(done.iter().all(|p| p.moved && p.revision == 2), "{done:?}");
+    for i in [0, 999, 1000, n - 1] {
+        let (rev, content) = s.node_state(&nodes[i]).await.unwrap().unwrap();
+        assert_eq!((rev, content), (2, second[i].1.clone()), "node {i}");
+    }
+    // A stale belief (revision 1, published is 2) falls back to reading and still moves it
+    // once; a state from an earlier log position never overwrites a later one; the same
+    // content read back (nothing known) moves nothing.
+    let mixed = vec![
+        (nodes[0].clone(), "{\"v\":3}".to_string(), Some(1)),
+        (nodes[1].clone(), "{\"v\":3}".to_string(), Some(2)),
+        (nodes[2].clone(), second[2].1.clone(), None),
+    ];
+    let done = s.publish_node_states(&mixed, 12).await.unwrap();
+    let by: std::collections::HashMap<&str, &controller::store::l3::Published> =
+        done.iter().map(|p| (p.node.as_str(), p)).collect();
+    assert!(by[nodes[0].as_str()].moved && by[nodes[0].as_str()].revision == 3);
+    assert!(by[nodes[1].as_str()].moved && by[nodes[1].as_str()].revision == 3);
+    assert!(!by[nodes[2].as_str()].moved && by[nodes[2].as_str()].revision == 2);
+    let older = vec![(nodes[3].clone(), "{\"v\":\"old\"}".to_string(), Some(2))];
+    let done = s.publish_node_states(&older, 5).await.unwrap();
+    assert!(
+        !done[0].moved,
+        "an earlier log position overwrote a later state"
+    );
+    assert_eq!(done[0].revision, 2);
+    assert_eq!(
+        done[0].content, second[3].1,
+        "the stored content is what it answers"
+    );
+    assert_eq!(
+        s.node_state(&nodes[3]).await.unwrap().unwrap(),
+        (2, second[3].1.clone())
+    );
+}
+
+both!(publish_suite, sqlite_publish, pg_publish);

@@ -55,3 +55,86 @@ impl Hasher for FxHasher {
 pub(crate) type FxMap<K, V> = HashMap<K, V, BuildHasherDefault<FxHasher>>;
 /// `HashSet` with the Fx hasher.
 pub(crate) type FxSet<K> = HashSet<K, BuildHasherDefault<FxHasher>>;
+
+/// A set of ids asked "does it hold this one?" for every object of a snapshot (the scoped
+/// scans): most answers are no, and a scope names a handful of ids. Up to [`StrSet::SMALL`]
+/// entries it compares an 8-byte prefix word (and the length) before the bytes, which is
+/// several times cheaper per miss than hashing the whole id; larger sets hash.
+pub(crate) struct StrSet<'a> {
+    small: Vec<(u64, &'a str)>,
+    big: Option<FxSet<&'a str>>,
+}
+
+impl<'a> StrSet<'a> {
+    /// Beyond this many entries a hash set is faster.
+    const SMALL: usize = 24;
+
+    /// The set of `items` (duplicates are fine).
+    pub(crate) fn new<I: IntoIterator<Item = &'a str>>(items: I) -> Self {
+        let mut small: Vec<(u64, &'a str)> = Vec::new();
+        let mut big: Option<FxSet<&'a str>> = None;
+        for s in items {
+            match &mut big {
+                Some(b) => {
+                    b.insert(s);
+                }
+                None => {
+                    if !small.iter().any(|(_, x)| *x == s) {
+                        small.push((prefix(s), s));
+                    }
+                    if small.len() > Self::SMALL {
+                        big = Some(small.drain(..).map(|(_, x)| x).collect());
+                    }
+                }
+            }
+        }
+        StrSet { small, big }
+    }
+
+    /// Whether the set holds nothing.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.small.is_empty() && self.big.as_ref().is_none_or(|b| b.is_empty())
+    }
+
+    /// Whether `s` is in the set.
+    #[inline]
+    pub(crate) fn contains(&self, s: &str) -> bool {
+        match &self.big {
+            Some(b) => b.contains(s),
+            None => {
+                let k = prefix(s);
+                self.small.iter().any(|(p, x)| *p == k && *x == s)
+            }
+        }
+    }
+}
+
+/// The first 8 bytes of `s` (zero-padded) mixed with its length.
+#[inline]
+fn prefix(s: &str) -> u64 {
+    let b = s.as_bytes();
+    let mut w = [0u8; 8];
+    let n = b.len().min(8);
+    w[..n].copy_from_slice(&b[..n]);
+    u64::from_le_bytes(w) ^ ((b.len() as u64) << 56)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::StrSet;
+
+    #[test]
+    fn small_and_big_sets_answer_alike() {
+        let ids: Vec<String> = (0..100)
+            .map(|i| format!("net-{i:04}-same-prefix"))
+            .collect();
+        for n in [0, 1, 5, 24, 25, 60] {
+            let set = StrSet::new(ids[..n].iter().map(String::as_str));
+            for (i, id) in ids.iter().enumerate() {
+                assert_eq!(set.contains(id), i < n, "{n} entries, id {id}");
+            }
+            assert!(!set.contains("net-0"), "a prefix of an id is not the id");
+            assert!(!set.contains(""), "the empty id");
+        }
+    }
+}

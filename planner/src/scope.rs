@@ -1,7 +1,7 @@
 //! Which projects a question is about, found with linear scans (no index), so that incremental
 //! planning indexes only those projects instead of the whole cloud.
 
-use crate::fxhash::FxSet;
+use crate::fxhash::{FxSet, StrSet};
 
 use crate::change::Change;
 use crate::snapshot::Snapshot;
@@ -106,19 +106,19 @@ pub(crate) fn for_change<'a>(snap: &'a Snapshot, change: &Change) -> Option<FxSe
                 scope.insert(&r.project_id);
             }
             // Attached to a shared network: other projects' routers may depend on it.
-            let subnets: FxSet<&str> = snap
-                .router_interfaces
-                .iter()
-                .filter(|i| &i.router_id == id)
-                .map(|i| i.subnet_id.as_str())
-                .collect();
-            if !subnets.is_empty() {
-                let nets: FxSet<&str> = snap
-                    .subnets
+            let subnets = StrSet::new(
+                snap.router_interfaces
                     .iter()
-                    .filter(|s| subnets.contains(s.id.as_str()))
-                    .map(|s| s.network_id.as_str())
-                    .collect();
+                    .filter(|i| &i.router_id == id)
+                    .map(|i| i.subnet_id.as_str()),
+            );
+            if !subnets.is_empty() {
+                let nets = StrSet::new(
+                    snap.subnets
+                        .iter()
+                        .filter(|s| subnets.contains(s.id.as_str()))
+                        .map(|s| s.network_id.as_str()),
+                );
                 if snap
                     .networks
                     .iter()

@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::fxhash::{FxMap, FxSet};
+use crate::fxhash::{FxMap, FxSet, StrSet};
 use std::net::IpAddr;
 
 use crate::snapshot::*;
@@ -89,7 +89,10 @@ impl<'a> Topology<'a> {
     /// projects attached to those. Every fact about an object of the scope is the same as in
     /// the full index (they depend on nothing else), at the cost of linear scans only.
     pub fn build_scoped(snap: &'a Snapshot, scope: Option<&FxSet<&str>>) -> Self {
-        let in_scope = |p: &str| match scope {
+        // The scans below ask these sets about every object of the snapshot; a scope's sets
+        // are small, so their misses are cheap (see `StrSet`).
+        let scope_set = scope.map(|s| StrSet::new(s.iter().copied()));
+        let in_scope = |p: &str| match &scope_set {
             None => true,
             Some(s) => s.contains(p),
         };
@@ -107,34 +110,36 @@ impl<'a> Topology<'a> {
                 snap.floating_ips.iter().collect::<Vec<_>>(),
             ),
             Some(_) => {
-                let kept: FxSet<&str> = net_list.iter().map(|n| n.id.as_str()).collect();
+                let kept = StrSet::new(net_list.iter().map(|n| n.id.as_str()));
                 let subnets: Vec<&'a Subnet> = snap
                     .subnets
                     .iter()
                     .filter(|s| kept.contains(s.network_id.as_str()))
                     .collect();
-                let shared_nets: FxSet<&str> = net_list
-                    .iter()
-                    .filter(|n| n.shared || n.external)
-                    .map(|n| n.id.as_str())
-                    .collect();
-                let shared_subnets: FxSet<&str> = subnets
-                    .iter()
-                    .filter(|s| shared_nets.contains(s.network_id.as_str()))
-                    .map(|s| s.id.as_str())
-                    .collect();
-                let mut routers_kept: FxSet<&str> = FxSet::default();
-                for i in &snap.router_interfaces {
-                    if shared_subnets.contains(i.subnet_id.as_str()) {
-                        routers_kept.insert(&i.router_id);
-                    }
-                }
+                let shared_nets = StrSet::new(
+                    net_list
+                        .iter()
+                        .filter(|n| n.shared || n.external)
+                        .map(|n| n.id.as_str()),
+                );
+                let shared_subnets = StrSet::new(
+                    subnets
+                        .iter()
+                        .filter(|s| shared_nets.contains(s.network_id.as_str()))
+                        .map(|s| s.id.as_str()),
+                );
+                let routers_kept = StrSet::new(
+                    snap.router_interfaces
+                        .iter()
+                        .filter(|i| shared_subnets.contains(i.subnet_id.as_str()))
+                        .map(|i| i.router_id.as_str()),
+                );
                 let routers: Vec<&'a Router> = snap
                     .routers
                     .iter()
                     .filter(|r| in_scope(&r.project_id) || routers_kept.contains(r.id.as_str()))
                     .collect();
-                let rids: FxSet<&str> = routers.iter().map(|r| r.id.as_str()).collect();
+                let rids = StrSet::new(routers.iter().map(|r| r.id.as_str()));
                 (
                     snap.ports
                         .iter()

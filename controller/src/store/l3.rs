@@ -48,6 +48,53 @@ async fn bump_node_state(
     Ok(r.rows_affected() == 1)
 }
 
+/// Nodes per batched publish statement: 3 parameters each plus one, far below SQLite's
+/// 32,766 and PostgreSQL's 65,535 bind parameters.
+const PUBLISH_BATCH: usize = 1000;
+
+/// [`bump_node_state`] for many nodes in one statement per [`PUBLISH_BATCH`] (one round trip
+/// instead of one per node): each `(node, content, rev)` moves from `rev` to `rev + 1` under
+/// the same conditions. Returns the nodes that moved. `UPDATE ... FROM (VALUES ...)` with
+/// `RETURNING`, and VALUES columns named `column1..`, are common to SQLite (3.35+) and
+/// PostgreSQL.
+async fn bump_node_states(
+    w: &mut super::WriteTx<'_>,
+    rows: &[(&str, &str, i64)],
+    source_seq: i64,
+) -> Result<std::collections::HashSet<String>, StoreError> {
+    let mut moved = std::collections::HashSet::with_capacity(rows.len());
+    for chunk in rows.chunks(PUBLISH_BATCH) {
+        let values: Vec<String> = (0..chunk.len())
+            .map(|i| format!("(${}, ${}, ${})", 3 * i + 2, 3 * i + 3, 3 * i + 4))
+            .collect();
+        let sql = format!(
+            "UPDATE node_states SET revision = node_states.revision + 1, content = v.column2, source_seq = $1 \
+             FROM (VALUES {}) AS v \
+             WHERE node_states.node = v.column1 AND node_states.revision = v.column3 AND node_states.source_seq <= $1 \
+             RETURNING node_states.node",
+            values.join(", ")
+        );
+        let mut q = sqlx::query(&sql).bind(source_seq);
+        for (node, content, rev) in chunk {
+            q = q
+                .bind(node.to_string())
+                .bind(content.to_string())
+                .bind(*rev);
+        }
+        let done = q
+            .fetch_all(&mut *w.tx)
+            .await
+            .map_err(StoreError::db(format!(
+                "publishing the states of {} nodes",
+                chunk.len()
+            )))?;
+        for r in &done {
+            moved.insert(col_s(r, "node")?);
+        }
+    }
+    Ok(moved)
+}
+
 /// Migration 3: the tables of this module.
 pub const L3_MIGRATION: &str = r#"
 CREATE TABLE routers (
@@ -865,9 +912,10 @@ impl Store {
     /// publishing the same change bump it once. Returns, per node, the published revision and
     /// content after the call and whether this call moved it.
     ///
-    /// `known` is the revision the caller believes is published (from its memory): then the
-    /// update is one statement conditioned on it, without reading the old content back; when
-    /// the belief is stale it falls back to reading.
+    /// `known` is the revision the caller believes is published (from its memory): the nodes
+    /// with one are updated by one statement conditioned on it (one round trip for all of
+    /// them), without reading the old content back; where the belief is stale it falls back
+    /// to reading.
     pub async fn publish_node_states(
         &self,
         states: &[(String, String, Option<i64>)],
@@ -883,17 +931,26 @@ impl Store {
     ) -> Result<Vec<Published>, StoreError> {
         let mut w = self.begin_write().await?;
         let mut out = Vec::with_capacity(states.len());
+        // Every node whose published revision the caller knows, in one statement; only the
+        // rest (new nodes, stale beliefs, another controller's newer state) are read back.
+        let known: Vec<(&str, &str, i64)> = states
+            .iter()
+            .filter_map(|(n, c, k)| k.map(|rev| (n.as_str(), c.as_str(), rev)))
+            .collect();
+        let bumped = if known.is_empty() {
+            Default::default()
+        } else {
+            bump_node_states(&mut w, &known, source_seq).await?
+        };
         for (node, content, known) in states {
-            if let Some(rev) = known {
-                if bump_node_state(&mut w, node, content, source_seq, *rev).await? {
-                    out.push(Published {
-                        node: node.clone(),
-                        revision: rev + 1,
-                        content: content.clone(),
-                        moved: true,
-                    });
-                    continue;
-                }
+            if let (Some(rev), true) = (known, bumped.contains(node)) {
+                out.push(Published {
+                    node: node.clone(),
+                    revision: rev + 1,
+                    content: content.clone(),
+                    moved: true,
+                });
+                continue;
             }
             let cur = sqlx::query(
                 "SELECT revision, content, source_seq FROM node_states WHERE node = $1",
