@@ -8,10 +8,10 @@
 mod common;
 
 use std::io::Read;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{AgentProcess, Node, ROUTER};
+use common::{AgentProcess, Capture, Node, ROUTER};
 use plumbing::{Handle, Netns};
 use serde_json::{json, Value};
 
@@ -266,47 +266,6 @@ fn bfd_sees_a_lost_node_at_once_and_an_agent_crash_moves_nothing() {
 }
 
 /// `tcpdump` of ARP (with link-level headers) on `ifname` in `ns`, line-buffered.
-struct Capture(Option<std::process::Child>);
-
-impl Capture {
-    fn start(ns: &str, ifname: &str) -> Capture {
-        let child = Command::new("ip")
-            .args([
-                "netns", "exec", ns, "tcpdump", "-l", "-n", "-e", "-i", ifname, "arp",
-            ])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("tcpdump");
-        std::thread::sleep(Duration::from_millis(1500));
-        Capture(Some(child))
-    }
-
-    fn finish(mut self) -> String {
-        std::thread::sleep(Duration::from_millis(500));
-        let mut child = self.0.take().unwrap();
-        let _ = child.kill();
-        let mut out = String::new();
-        child
-            .stdout
-            .take()
-            .unwrap()
-            .read_to_string(&mut out)
-            .unwrap();
-        let _ = child.wait();
-        out
-    }
-}
-
-impl Drop for Capture {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.0.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
 /// Gratuitous ARPs for `addr` in a capture (sender and target both `addr`).
 fn garps(capture: &str, addr: &str) -> usize {
     capture
@@ -373,8 +332,8 @@ fn a_node_cut_off_fences_its_routers_and_mended_takes_them_back_with_garp() {
 
     // The instance is created: 3 gratuitous ARPs per leg address (and the floating IP), on the
     // bridge's uplink (both VLANs) and at the VM.
-    let on_uplink = Capture::start(&far, "eth1");
-    let at_vm = Capture::start(&vm, "eth0");
+    let on_uplink = Capture::start(&far, "eth1", &["-e", "arp"]);
+    let at_vm = Capture::start(&vm, "eth0", &["-e", "arp"]);
     let mut ra = daemon(&a, &st_a, A);
     ra.wait_report(0, Duration::from_secs(10), |r| {
         peers_are(r, &[("node-b", true)])
@@ -420,7 +379,7 @@ fn a_node_cut_off_fences_its_routers_and_mended_takes_them_back_with_garp() {
     ra.wait_report(0, Duration::from_secs(10), |r| r["fenced"] == json!(true));
 
     // Mended: the peer answers again, the legs come back and are announced.
-    let at_vm = Capture::start(&vm, "eth0");
+    let at_vm = Capture::start(&vm, "eth0", &["-e", "arp"]);
     let t0 = now_ms();
     ip_in(&sw.ns, &["link", "set", "s1", "up"]);
     ip_in(&far, &["link", "set", "eth1", "up"]);

@@ -19,12 +19,11 @@
 
 mod common;
 
-use std::io::Read;
 use std::net::SocketAddrV6;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{wait_for, Node};
+use common::{wait_for, Capture, Node};
 use plumbing::{icmp6, netns, sysctl, Netns, VethEnd, VethSpec};
 use serde_json::{json, Value};
 
@@ -226,47 +225,6 @@ fn ping6(vm: &Vm, target: &str, tries: u32) -> bool {
 }
 
 /// `tcpdump -v` of ICMPv6 on `ifname` in `ns`, line-buffered.
-struct Capture(Option<std::process::Child>);
-
-impl Capture {
-    fn start(ns: &str, ifname: &str) -> Capture {
-        let child = Command::new("ip")
-            .args([
-                "netns", "exec", ns, "tcpdump", "-l", "-n", "-v", "-i", ifname, "icmp6",
-            ])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("tcpdump");
-        std::thread::sleep(Duration::from_millis(1500));
-        Capture(Some(child))
-    }
-
-    fn finish(mut self) -> String {
-        std::thread::sleep(Duration::from_millis(500));
-        let mut child = self.0.take().unwrap();
-        let _ = child.kill();
-        let mut out = String::new();
-        child
-            .stdout
-            .take()
-            .unwrap()
-            .read_to_string(&mut out)
-            .unwrap();
-        let _ = child.wait();
-        out
-    }
-}
-
-impl Drop for Capture {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.0.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
 /// Unsolicited neighbour advertisements (override, not solicited) of `target` in a capture.
 fn unsolicited_nas(capture: &str, target: &str) -> usize {
     capture
@@ -465,7 +423,7 @@ fn dual_stack_bridge_legs_route_ipv6_between_pods_and_advertise_only_to_their_cl
     // Failover's announcement: A's bridge leg comes up again (the router leaves the node and
     // comes back) and announces its IPv6 address with unsolicited neighbour advertisements,
     // seen on B's bridge leg across the cable.
-    let cap = Capture::start(&ns_b, &format!("qbb{tag}"));
+    let cap = Capture::start(&ns_b, &format!("qbb{tag}"), &["-v", "icmp6"]);
     a.write_desired(&state(&tag, "a", false, json!([]), json!([])));
     wait_for("A's router to go", Duration::from_secs(20), || {
         !netns::exists(&ns_a)

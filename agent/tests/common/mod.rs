@@ -382,3 +382,48 @@ pub fn metrics(port: u16) -> String {
     let _ = std::io::Read::read_to_string(&mut s, &mut out);
     out
 }
+
+/// tcpdump on `ifname` in `ns` for the length of a test step (`tcpdump_args`: options and the
+/// filter, e.g. `["-e", "arp"]`); killed on drop even when the test fails.
+pub struct Capture(Option<Child>);
+
+impl Capture {
+    /// Starts the capture and gives tcpdump 1.5 s to attach.
+    pub fn start(ns: &str, ifname: &str, tcpdump_args: &[&str]) -> Capture {
+        let child = Command::new("ip")
+            .args(["netns", "exec", ns, "tcpdump", "-l", "-n", "-i", ifname])
+            .args(tcpdump_args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("tcpdump");
+        std::thread::sleep(Duration::from_millis(1500));
+        Capture(Some(child))
+    }
+
+    /// Waits 0.5 s for the last packets, stops tcpdump and returns what it printed.
+    pub fn finish(mut self) -> String {
+        use std::io::Read;
+        std::thread::sleep(Duration::from_millis(500));
+        let mut child = self.0.take().expect("a running capture");
+        let _ = child.kill();
+        let mut out = String::new();
+        child
+            .stdout
+            .take()
+            .expect("piped stdout")
+            .read_to_string(&mut out)
+            .expect("tcpdump's output");
+        let _ = child.wait();
+        out
+    }
+}
+
+impl Drop for Capture {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
