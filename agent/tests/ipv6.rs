@@ -18,8 +18,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{free_port, metrics, wait_for, Node};
-use plumbing::{icmp6, netns, sysctl, Netns, VethEnd, VethSpec};
+use common::{free_port, metrics, wait_for, Node, SlaacVm as Vm};
+use plumbing::{icmp6, netns, sysctl, Netns};
 use serde_json::{json, Value};
 
 const ROUTER: &str = "0f6e3d2e-1484-4fdb-8e00-0000000000a6";
@@ -61,66 +61,6 @@ fn advert() -> Value {
     json!({"prefixes": [{"prefix": "fd00:1::/64", "autonomous": true, "on_link": true}],
            "managed": false, "other_config": true, "router_lifetime": 1800, "mtu": 1400,
            "dns_servers": ["fd00::53"]})
-}
-
-/// A VM namespace with `eth0` (MAC `mac`, checksums computed by itself) plugged into br-vlan.
-struct Vm {
-    ns: String,
-}
-
-impl Vm {
-    fn new(node: &Node, name: &str, tap: &str, mac_s: &str, iface_id: &str) -> Vm {
-        let ns = format!("{}{name}", node.prefix);
-        netns::create(&ns).unwrap();
-        let vm = Netns::named(ns.clone());
-        // As a VM with `accept_ra=2` / autoconf on: the defaults of a fresh namespace are copied
-        // into the interface when it is made.
-        sysctl::set(&vm, "net.ipv6.conf.default.accept_ra", "2").unwrap();
-        sysctl::set(&vm, "net.ipv6.conf.default.autoconf", "1").unwrap();
-        let mut a = VethEnd::new("eth0", vm);
-        a.mac = Some(mac(mac_s));
-        plumbing::link::create_veth(&VethSpec {
-            a,
-            b: VethEnd::new(tap, Netns::named(node.ns.clone())),
-            owner: "test-vm".into(),
-        })
-        .unwrap();
-        let vm = Netns::named(ns.clone());
-        sysctl::set(&vm, "net.ipv6.conf.eth0.accept_ra", "2").unwrap();
-        sysctl::set(&vm, "net.ipv6.conf.eth0.autoconf", "1").unwrap();
-        let st = Command::new("ip")
-            .args(["netns", "exec", &ns, "ethtool", "-K", "eth0", "tx", "off"])
-            .output()
-            .expect("ethtool (scripts/install-deps.sh)");
-        assert!(st.status.success(), "{st:?}");
-        node.plug(tap, iface_id);
-        Vm { ns }
-    }
-
-    fn ip(&self, args: &[&str]) -> String {
-        let out = Command::new("ip")
-            .args(["-n", &self.ns])
-            .args(args)
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).to_string()
-    }
-
-    /// Waits until eth0's link-local address is past duplicate address detection.
-    fn wait_link_local(&self) {
-        wait_for(
-            "the VM's link-local address",
-            Duration::from_secs(15),
-            || {
-                let a = self.ip(&["-6", "addr", "show", "dev", "eth0", "scope", "link"]);
-                a.contains("fe80::") && !a.contains("tentative")
-            },
-        );
-    }
-
-    fn default_route(&self) -> String {
-        self.ip(&["-6", "route", "show", "default"])
-    }
 }
 
 fn counter(body: &str, name: &str) -> u64 {

@@ -23,7 +23,7 @@ use std::net::SocketAddrV6;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{wait_for, Capture, Node};
+use common::{wait_for, Capture, Node, SlaacVm as Vm};
 use plumbing::{icmp6, netns, sysctl, Netns, VethEnd, VethSpec};
 use serde_json::{json, Value};
 
@@ -134,78 +134,26 @@ fn state_b(tag: &str) -> Value {
     )
 }
 
-/// A VM namespace taking router advertisements (`accept_ra=2`, SLAAC), plugged into br-vlan.
-struct Vm {
-    ns: String,
-}
-
-impl Vm {
-    fn new(node: &Node, name: &str, tap: &str, mac_s: &str, iface_id: &str) -> Vm {
-        let ns = format!("{}{name}", node.prefix);
-        netns::create(&ns).unwrap();
-        let vm = Netns::named(ns.clone());
-        sysctl::set(&vm, "net.ipv6.conf.default.accept_ra", "2").unwrap();
-        sysctl::set(&vm, "net.ipv6.conf.default.autoconf", "1").unwrap();
-        let mut a = VethEnd::new("eth0", vm);
-        a.mac = Some(mac(mac_s));
-        plumbing::link::create_veth(&VethSpec {
-            a,
-            b: VethEnd::new(tap, Netns::named(node.ns.clone())),
-            owner: "test-vm".into(),
-        })
-        .unwrap();
-        let vm = Netns::named(ns.clone());
-        sysctl::set(&vm, "net.ipv6.conf.eth0.accept_ra", "2").unwrap();
-        sysctl::set(&vm, "net.ipv6.conf.eth0.autoconf", "1").unwrap();
-        node.plug(tap, iface_id);
-        Vm { ns }
-    }
-
-    fn ip(&self, args: &[&str]) -> String {
-        let out = Command::new("ip")
-            .args(["-n", &self.ns])
-            .args(args)
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).to_string()
-    }
-
-    fn default_route(&self) -> String {
-        self.ip(&["-6", "route", "show", "default"])
-    }
-
-    fn wait_link_local(&self) {
-        wait_for(
-            "the VM's link-local address",
-            Duration::from_secs(15),
-            || {
-                let a = self.ip(&["-6", "addr", "show", "dev", "eth0", "scope", "link"]);
-                a.contains("fe80::") && !a.contains("tentative")
-            },
-        );
-    }
-
-    /// A router solicitation from eth0's link-local address; the answer, if one comes within
-    /// `wait`.
-    fn solicit(&self, vm_mac: [u8; 6], wait: Duration) -> Option<Vec<u8>> {
-        let s = icmp6::open_in(&Netns::named(self.ns.clone()), "eth0", &[134]).unwrap();
-        icmp6::bind_link_local(&s.socket, s.link_local.unwrap(), s.ifindex).unwrap();
-        s.socket.set_nonblocking(false).unwrap();
-        s.socket.set_read_timeout(Some(wait)).unwrap();
-        let mut rs = vec![133, 0, 0, 0, 0, 0, 0, 0, 1, 1];
-        rs.extend_from_slice(&vm_mac);
-        let to = SocketAddrV6::new(icmp6::ALL_ROUTERS, 0, 0, s.ifindex);
-        s.socket.send_to(&rs, &to.into()).unwrap();
-        let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 1500];
-        let (n, _) = s.socket.recv_from(&mut buf).ok()?;
-        // SAFETY: recv_from initialised the first n bytes.
-        Some(
-            buf[..n]
-                .iter()
-                .map(|b| unsafe { b.assume_init() })
-                .collect(),
-        )
-    }
+/// A router solicitation from eth0's link-local address; the answer, if one comes within
+/// `wait`.
+fn solicit_from(vm: &Vm, vm_mac: [u8; 6], wait: Duration) -> Option<Vec<u8>> {
+    let s = icmp6::open_in(&Netns::named(vm.ns.clone()), "eth0", &[134]).unwrap();
+    icmp6::bind_link_local(&s.socket, s.link_local.unwrap(), s.ifindex).unwrap();
+    s.socket.set_nonblocking(false).unwrap();
+    s.socket.set_read_timeout(Some(wait)).unwrap();
+    let mut rs = vec![133, 0, 0, 0, 0, 0, 0, 0, 1, 1];
+    rs.extend_from_slice(&vm_mac);
+    let to = SocketAddrV6::new(icmp6::ALL_ROUTERS, 0, 0, s.ifindex);
+    s.socket.send_to(&rs, &to.into()).unwrap();
+    let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 1500];
+    let (n, _) = s.socket.recv_from(&mut buf).ok()?;
+    // SAFETY: recv_from initialised the first n bytes.
+    Some(
+        buf[..n]
+            .iter()
+            .map(|b| unsafe { b.assume_init() })
+            .collect(),
+    )
 }
 
 /// `ping -6` from `vm` to `target`, a few tries.
@@ -367,12 +315,11 @@ fn dual_stack_bridge_legs_route_ipv6_between_pods_and_advertise_only_to_their_cl
     // vm3 is on the same network but not a client: nothing, even when it asks.
     vm3.wait_link_local();
     assert_eq!(
-        vm3.solicit(mac(MAC3), Duration::from_secs(3)),
+        solicit_from(&vm3, mac(MAC3), Duration::from_secs(3)),
         None,
         "a host A does not serve got an answer"
     );
-    let ra = vm1
-        .solicit(mac(MAC1), Duration::from_secs(3))
+    let ra = solicit_from(&vm1, mac(MAC1), Duration::from_secs(3))
         .expect("the client's solicitation is answered");
     assert_eq!((ra[0], u16::from_be_bytes([ra[6], ra[7]])), (134, 1800));
     assert!(vm3.default_route().is_empty(), "{}", vm3.default_route());

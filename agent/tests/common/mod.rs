@@ -427,3 +427,68 @@ impl Drop for Capture {
         }
     }
 }
+
+/// A VM namespace taking router advertisements (accept_ra=2, autoconf) with `eth0` (MAC `mac`, checksums computed by itself) plugged into br-vlan.
+pub struct SlaacVm {
+    /// Its namespace.
+    pub ns: String,
+}
+
+impl SlaacVm {
+    /// Makes the namespace `<node prefix><name>` and plugs it into the node as `tap` with
+    /// `iface_id`.
+    pub fn new(node: &Node, name: &str, tap: &str, mac_s: &str, iface_id: &str) -> SlaacVm {
+        let ns = format!("{}{name}", node.prefix);
+        plumbing::netns::create(&ns).unwrap();
+        let vm = Netns::named(ns.clone());
+        // As a VM with `accept_ra=2` / autoconf on: the defaults of a fresh namespace are copied
+        // into the interface when it is made.
+        plumbing::sysctl::set(&vm, "net.ipv6.conf.default.accept_ra", "2").unwrap();
+        plumbing::sysctl::set(&vm, "net.ipv6.conf.default.autoconf", "1").unwrap();
+        let mut a = VethEnd::new("eth0", vm);
+        a.mac = Some(plumbing::link::parse_mac(mac_s).expect("a MAC"));
+        plumbing::link::create_veth(&VethSpec {
+            a,
+            b: VethEnd::new(tap, Netns::named(node.ns.clone())),
+            owner: "test-vm".into(),
+        })
+        .unwrap();
+        let vm = Netns::named(ns.clone());
+        plumbing::sysctl::set(&vm, "net.ipv6.conf.eth0.accept_ra", "2").unwrap();
+        plumbing::sysctl::set(&vm, "net.ipv6.conf.eth0.autoconf", "1").unwrap();
+        let st = Command::new("ip")
+            .args(["netns", "exec", &ns, "ethtool", "-K", "eth0", "tx", "off"])
+            .output()
+            .expect("ethtool (scripts/install-deps.sh)");
+        assert!(st.status.success(), "{st:?}");
+        node.plug(tap, iface_id);
+        SlaacVm { ns }
+    }
+
+    /// `ip -n <vm> ARGS`'s output.
+    pub fn ip(&self, args: &[&str]) -> String {
+        let out = Command::new("ip")
+            .args(["-n", &self.ns])
+            .args(args)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).to_string()
+    }
+
+    /// Waits until eth0's link-local address is past duplicate address detection.
+    pub fn wait_link_local(&self) {
+        wait_for(
+            "the VM's link-local address",
+            Duration::from_secs(15),
+            || {
+                let a = self.ip(&["-6", "addr", "show", "dev", "eth0", "scope", "link"]);
+                a.contains("fe80::") && !a.contains("tentative")
+            },
+        );
+    }
+
+    /// `ip -6 route show default`.
+    pub fn default_route(&self) -> String {
+        self.ip(&["-6", "route", "show", "default"])
+    }
+}
