@@ -68,18 +68,24 @@ fn icmp_probe_measures_rtt_and_times_out() {
     assert!(!r.ok(), "{r:?}");
 }
 
+/// fd00:1::1/64 on the router's `qr`, fd00:1::11/64 on the VM's `eth0`.
+fn give_v6(lab: &Lab) {
+    for (ns, ifname, addr) in [
+        (lab.router.ns(), "qr", "fd00:1::1/64"),
+        (lab.vm.ns(), "eth0", "fd00:1::11/64"),
+    ] {
+        Handle::new(&ns)
+            .unwrap()
+            .add_address(ifname, addr.parse().unwrap())
+            .unwrap();
+    }
+}
+
 #[test]
 fn icmpv6_probe_answers_and_times_out() {
     require_root();
     let lab = Lab::new();
-    Handle::new(&lab.router.ns())
-        .unwrap()
-        .add_address("qr", "fd00:1::1/64".parse().unwrap())
-        .unwrap();
-    Handle::new(&lab.vm.ns())
-        .unwrap()
-        .add_address("eth0", "fd00:1::11/64".parse().unwrap())
-        .unwrap();
+    give_v6(&lab);
     let target: std::net::IpAddr = "fd00:1::11".parse().unwrap();
     // Neighbour discovery on a link that just came up may need its 1 s retransmission.
     let patient = ProbeOptions {
@@ -106,14 +112,7 @@ fn icmpv6_probe_answers_and_times_out() {
 fn neighbour_discovery_probe_finds_the_neighbour_and_unsolicited_advertisements_reach_it() {
     require_root();
     let lab = Lab::new();
-    Handle::new(&lab.router.ns())
-        .unwrap()
-        .add_address("qr", "fd00:1::1/64".parse().unwrap())
-        .unwrap();
-    Handle::new(&lab.vm.ns())
-        .unwrap()
-        .add_address("eth0", "fd00:1::11/64".parse().unwrap())
-        .unwrap();
+    give_v6(&lab);
     let vm_mac = Handle::new(&lab.vm.ns())
         .unwrap()
         .link("eth0")

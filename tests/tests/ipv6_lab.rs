@@ -108,6 +108,50 @@ fn one_v6_in(lab: &Lab, vm: &str, prefix: &str) -> Ipv6Addr {
     want[0]
 }
 
+/// The guide's external network in RegionTwo (VLAN 3001 on `extern`), dual-stack: 163.3.124.0/24
+/// and 2001:db8:124::/64 with the lab upstream's address as gateway.
+fn dual_stack_ext_net(lab: &Lab) {
+    let os = |args: &[&str]| lab.os(&lab.admin, args);
+    os(&[
+        "network",
+        "create",
+        "--external",
+        "--provider-network-type",
+        "vlan",
+        "--provider-physical-network",
+        "extern",
+        "--provider-segment",
+        "3001",
+        "--availability-zone-hint",
+        "RegionTwo",
+        "ext-net",
+    ]);
+    os(&[
+        "subnet",
+        "create",
+        "--network",
+        "ext-net",
+        "--no-dhcp",
+        "--subnet-range",
+        "163.3.124.0/24",
+        "ext-subnet",
+    ]);
+    os(&[
+        "subnet",
+        "create",
+        "--network",
+        "ext-net",
+        "--no-dhcp",
+        "--ip-version",
+        "6",
+        "--subnet-range",
+        "2001:db8:124::/64",
+        "--gateway",
+        UPSTREAM_V6,
+        "ext-subnet-v6",
+    ]);
+}
+
 #[test]
 fn the_guide_dual_stack_slaac_dhcpv6_and_ipv6_only_across_pods() {
     let lab = Lab::up("v6");
@@ -180,44 +224,7 @@ fn the_guide_dual_stack_slaac_dhcpv6_and_ipv6_only_across_pods() {
         "net4-v6",
     ]);
     // The external network, dual-stack.
-    os(&[
-        "network",
-        "create",
-        "--external",
-        "--provider-network-type",
-        "vlan",
-        "--provider-physical-network",
-        "extern",
-        "--provider-segment",
-        "3001",
-        "--availability-zone-hint",
-        "RegionTwo",
-        "ext-net",
-    ]);
-    os(&[
-        "subnet",
-        "create",
-        "--network",
-        "ext-net",
-        "--no-dhcp",
-        "--subnet-range",
-        "163.3.124.0/24",
-        "ext-subnet",
-    ]);
-    os(&[
-        "subnet",
-        "create",
-        "--network",
-        "ext-net",
-        "--no-dhcp",
-        "--ip-version",
-        "6",
-        "--subnet-range",
-        "2001:db8:124::/64",
-        "--gateway",
-        UPSTREAM_V6,
-        "ext-subnet-v6",
-    ]);
+    dual_stack_ext_net(&lab);
     os(&["router", "create", "router"]);
     // net4's interface comes after its VM booted (as the guide makes routers after VMs).
     for s in ["net1-v4", "net1-v6", "net2-v4", "net2-v6", "net3-v6"] {
@@ -422,44 +429,7 @@ fn a_stretched_dual_stack_network_leaves_each_pod_by_its_own_instance_for_both_f
     lab.create_pods();
     let admin = lab.admin.clone();
     let os = |args: &[&str]| lab.os(&admin, args);
-    os(&[
-        "network",
-        "create",
-        "--external",
-        "--provider-network-type",
-        "vlan",
-        "--provider-physical-network",
-        "extern",
-        "--provider-segment",
-        "3001",
-        "--availability-zone-hint",
-        "RegionTwo",
-        "ext-net",
-    ]);
-    os(&[
-        "subnet",
-        "create",
-        "--network",
-        "ext-net",
-        "--no-dhcp",
-        "--subnet-range",
-        "163.3.124.0/24",
-        "ext-subnet",
-    ]);
-    os(&[
-        "subnet",
-        "create",
-        "--network",
-        "ext-net",
-        "--no-dhcp",
-        "--ip-version",
-        "6",
-        "--subnet-range",
-        "2001:db8:124::/64",
-        "--gateway",
-        UPSTREAM_V6,
-        "ext-subnet-v6",
-    ]);
+    dual_stack_ext_net(&lab);
     // One network stretched over both pods (a VLAN on the bridge physnet), dual-stack.
     os(&[
         "network",
