@@ -465,8 +465,9 @@ impl OvsBackend for OvsdbBackend {
             return Ok(());
         }
         let before = snap.seq;
+        // Owned: the operations' values are freed while the server works, not after.
         self.client
-            .transact(DB, &ops)
+            .transact_owned(DB, ops)
             .await
             .map_err(|e| self.error(e))?;
         // Our own update may arrive after the reply: wait for it (bounded) so the next pass
