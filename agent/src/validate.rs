@@ -722,19 +722,7 @@ fn is_uuid(s: &str) -> bool {
 
 /// Six hex octets separated by `:`, not multicast (nor broadcast) and not all zero.
 fn parse_unicast_mac(s: &str) -> Option<[u8; 6]> {
-    let mut mac = [0u8; 6];
-    let mut parts = s.split(':');
-    for b in mac.iter_mut() {
-        let p = parts.next()?;
-        if p.len() != 2 {
-            return None;
-        }
-        *b = u8::from_str_radix(p, 16).ok()?;
-    }
-    if parts.next().is_some() || mac[0] & 1 == 1 || mac == [0; 6] {
-        return None;
-    }
-    Some(mac)
+    wire::eui64::parse_mac(s).filter(|mac| mac[0] & 1 == 0 && *mac != [0; 6])
 }
 
 #[cfg(test)]

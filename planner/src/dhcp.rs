@@ -69,7 +69,7 @@ fn server_address(port: &DhcpPort, s: &Subnet) -> Option<IpAddr> {
         return None;
     };
     (dhcpv6_mode(s) == Some(Ipv6AddressMode::Dhcpv6Stateless))
-        .then(|| wire::eui64::address(cidr, &port.mac.to_ascii_lowercase()))
+        .then(|| wire::eui64::address(cidr, &port.mac))
         .flatten()
         .map(IpAddr::V6)
 }

@@ -85,7 +85,7 @@ pub(crate) fn advertisement(
             .get(net.id.as_str())
             .into_iter()
             .flatten()
-            .filter(|p| wire::eui64::parse_mac(&p.mac.to_ascii_lowercase()).is_some())
+            .filter(|p| wire::eui64::parse_mac(&p.mac).is_some())
             .filter(|p| crate::plan::is_unicast_mac(&p.mac))
             .filter(|p| crate::dhcp::serving_pod(t, p, &net.id) == Some(pod))
             .map(|p| p.mac.to_ascii_lowercase())

@@ -151,24 +151,7 @@ pub fn cookie_of(text: &str) -> u64 {
 
 /// The IPv6 link-local address (EUI-64) of `mac`, if it parses.
 pub fn link_local(mac: &str) -> Option<Ipv6Addr> {
-    let b: Vec<u8> = mac
-        .split(':')
-        .map(|x| u8::from_str_radix(x, 16))
-        .collect::<Result<_, _>>()
-        .ok()?;
-    if b.len() != 6 {
-        return None;
-    }
-    Some(Ipv6Addr::new(
-        0xfe80,
-        0,
-        0,
-        0,
-        u16::from_be_bytes([b[0] ^ 2, b[1]]),
-        u16::from_be_bytes([b[2], 0xff]),
-        u16::from_be_bytes([0xfe, b[3]]),
-        u16::from_be_bytes([b[4], b[5]]),
-    ))
+    wire::eui64::link_local(mac)
 }
 
 /// `[min, max]` as (value, mask) pairs, the fewest that cover it exactly (Neutron's
