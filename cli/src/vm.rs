@@ -283,18 +283,12 @@ impl DhcpFiles {
 
     /// Stops the client (SIGTERM, then SIGKILL) and removes the files.
     fn remove(&self, name: &str) {
-        if let Err(e) = self.client(name).stop(Duration::from_secs(2)) {
-            tracing::warn!(vm = name, error = %e, "stopping the DHCP client");
-        }
-        for f in [&self.script, &self.pid, &self.log, &self.events] {
-            match std::fs::remove_file(f) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => {
-                    tracing::warn!(vm = name, file = %f.display(), error = %e, "removing a DHCP client file")
-                }
-            }
-        }
+        stop_client(
+            name,
+            &self.client(name),
+            &[&self.script, &self.pid, &self.log, &self.events],
+            "DHCP client",
+        );
         if self.netns_etc.exists() {
             if let Err(e) = std::fs::remove_dir_all(&self.netns_etc) {
                 tracing::warn!(vm = name, dir = %self.netns_etc.display(), error = %e, "removing the VM's /etc/netns directory");
@@ -435,17 +429,29 @@ impl Dhcp6Files {
         }
     }
 
+    /// Stops the client (SIGTERM, then SIGKILL) and removes the files.
     fn remove(&self, name: &str) {
-        if let Err(e) = self.client(name).stop(Duration::from_secs(2)) {
-            tracing::warn!(vm = name, error = %e, "stopping the DHCPv6 client");
-        }
-        for f in [&self.script, &self.pid, &self.leases, &self.conf, &self.log] {
-            match std::fs::remove_file(f) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => {
-                    tracing::warn!(vm = name, file = %f.display(), error = %e, "removing a DHCPv6 client file")
-                }
+        stop_client(
+            name,
+            &self.client(name),
+            &[&self.script, &self.pid, &self.leases, &self.conf, &self.log],
+            "DHCPv6 client",
+        );
+    }
+}
+
+/// Stops a VM's DHCP or DHCPv6 client (SIGTERM, then SIGKILL) and removes its files; files
+/// already gone are fine, other failures are logged (cleanup goes on).
+fn stop_client(name: &str, client: &Daemon, files: &[&PathBuf], what: &str) {
+    if let Err(e) = client.stop(Duration::from_secs(2)) {
+        tracing::warn!(vm = name, error = %e, "stopping the {what}");
+    }
+    for f in files {
+        match std::fs::remove_file(f) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                tracing::warn!(vm = name, file = %f.display(), error = %e, "removing a {what} file")
             }
         }
     }
