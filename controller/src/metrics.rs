@@ -20,6 +20,7 @@ pub struct ControllerMetrics {
     request_seconds: Family<Labels, Histogram, fn() -> Histogram>,
     realize_runs: Family<Labels, Counter>,
     realize_seconds: Histogram,
+    allocations: Family<Labels, Counter>,
     published: Counter,
     passes: Family<Labels, Counter>,
     changes_read: Counter,
@@ -85,6 +86,12 @@ impl ControllerMetrics {
             "realize_duration_seconds",
             "Duration of a realization run",
             realize_seconds.clone(),
+        );
+        let allocations = Family::<Labels, Counter>::default();
+        registry.register(
+            "allocations",
+            "Allocations and releases the realizer made, by action, kind and outcome",
+            allocations.clone(),
         );
         let published = Counter::default();
         registry.register(
@@ -152,6 +159,7 @@ impl ControllerMetrics {
             request_seconds,
             realize_runs,
             realize_seconds,
+            allocations,
             published,
             passes,
             changes_read,
@@ -205,6 +213,18 @@ impl ControllerMetrics {
             .inc();
         self.realize_seconds.observe(took.as_secs_f64());
         self.published.inc_by(published as u64);
+    }
+
+    /// Records one allocation or release (`action`) of `kind` and whether it succeeded: a
+    /// settled controller makes none, so this standing still says the store is caught up.
+    pub fn record_allocation(&self, action: &str, kind: &str, ok: bool) {
+        self.allocations
+            .get_or_create(&labels(&[
+                ("action", action),
+                ("kind", kind),
+                ("outcome", if ok { "ok" } else { "error" }),
+            ]))
+            .inc();
     }
 
     /// Records a job that finished (`outcome` SUCCESS or FAIL) after `took`.

@@ -526,9 +526,9 @@ impl Realizer {
                     changes.push(c.clone());
                 }
             }
-            if round + 1 == MAX_ROUNDS {
-                break;
-            }
+            // The last round's changes are judged for allocations too (a DHCP port made in
+            // round 3 needs its server placed): what those allocations log is read by the
+            // next pass. Skipping them left the allocation to the next full pass, a minute on.
             // What a crash (or this change) left behind on the touched devices.
             let candidates: Vec<Port> = round_changes
                 .iter()
@@ -680,7 +680,10 @@ impl Realizer {
 
 async fn allocate_and_release(core: &dyn Deps, plan: &planner::AllocationPlan, intent: &Intent) {
     for key in &plan.allocate {
-        match allocate(core, key, intent).await {
+        let res = allocate(core, key, intent).await;
+        core.metrics()
+            .record_allocation("allocate", key.kind(), res.is_ok());
+        match res {
             Err(e) => {
                 tracing::warn!(?key, error = %e, "allocation failed");
                 core.realizer().record_failure(key, DomainError::from(e));
@@ -696,7 +699,10 @@ async fn allocate_and_release(core: &dyn Deps, plan: &planner::AllocationPlan, i
     // Release IPs before the networks they come from.
     for key in plan.release.iter().rev() {
         core.realizer().clear_failure(key);
-        if let Err(e) = release(core, key).await {
+        let res = release(core, key).await;
+        core.metrics()
+            .record_allocation("release", key.kind(), res.is_ok());
+        if let Err(e) = res {
             tracing::warn!(?key, error = %e, "release failed");
         }
     }

@@ -262,28 +262,40 @@ fn has_route(inst: &Value, dest: &str) -> bool {
 
 /// Completed realization runs so far (from `/metrics`).
 fn realize_runs(c: &Controller) -> u64 {
+    metric_sum(c, "crosspod_controller_realize_runs_total{")
+}
+
+/// The sum of every series of a counter (its name and `{`) in the controller's metrics.
+fn metric_sum(c: &Controller, series: &str) -> u64 {
     let (s, body) = common::request_raw(c.tricircle, "GET", "/metrics", None, None, &[]);
     assert_eq!(s, 200);
     String::from_utf8_lossy(&body)
         .lines()
-        .filter(|l| l.starts_with("crosspod_controller_realize_runs_total{"))
+        .filter(|l| l.starts_with(series))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum::<f64>() as u64
 }
 
-/// Waits until realization runs that started after this call have finished: whatever the
-/// store held then is allocated and published. Three runs, as allocations can chain (a
-/// network's pod-local tag, then its DHCP server's sticky placement on a node).
+/// Waits until the store is caught up: whatever it held is allocated and published. Runs
+/// are awaited until three in a row made no allocation or release (allocations chain — a
+/// network's pod-local tag, then its DHCP server's sticky placement on a node — and on a
+/// loaded machine a chain can outlast any fixed number of runs).
 fn quiesce(c: &Controller) {
-    let target = realize_runs(c) + 3;
     let deadline = Instant::now() + Duration::from_secs(30);
-    while realize_runs(c) < target {
-        assert!(
-            Instant::now() < deadline,
-            "no realization run finished in 30 s; log:\n{}",
-            log_tail(c)
-        );
-        std::thread::sleep(Duration::from_millis(50));
+    loop {
+        let allocations = metric_sum(c, "crosspod_controller_allocations_total{");
+        let target = realize_runs(c) + 3;
+        while realize_runs(c) < target {
+            assert!(
+                Instant::now() < deadline,
+                "the realizer did not settle in 30 s; log:\n{}",
+                log_tail(c)
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        if metric_sum(c, "crosspod_controller_allocations_total{") == allocations {
+            return;
+        }
     }
 }
 
@@ -640,18 +652,23 @@ fn crash_mid_allocation() -> (Db, Setup) {
     let mut armed = start(&db, Some("realize:allocate=2"));
     let mut router = None;
     let mut answered = Vec::new();
+    let mut lost = String::new();
     for step in [Step::Router, Step::Iface1, Step::Iface2] {
         match do_step(&armed, &s, &mut router, step) {
             Ok(()) => answered.push(step),
             // The process aborted under the request: expected, the steps stop here.
-            Err(_) => break,
+            Err(e) => {
+                lost = e;
+                break;
+            }
         }
     }
     // The second allocation needs an interface, so the router's creation was answered (the
     // interface's answer may be lost if a periodic run crashes before it is written).
     assert!(
         answered.starts_with(&[Step::Router]),
-        "the controller died before the router was created: {answered:?}"
+        "the controller died before the router was created: {answered:?} ({lost})\nlog:\n{}",
+        armed.log.lock().unwrap().join("\n")
     );
     let status = armed.wait_exit(Duration::from_secs(30));
     let log = armed.log.lock().unwrap().clone();

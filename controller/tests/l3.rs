@@ -806,5 +806,12 @@ fn jobs_run_to_success_when_the_nodes_report_and_list_as_tricircle() {
         text.contains("crosspod_controller_realize_runs_total{outcome=\"ok\"}"),
         "{text}"
     );
+    // One project, one bridge network: allocated once, by kind.
+    assert!(
+        text.contains(
+            r#"crosspod_controller_allocations_total{action="allocate",kind="bridge_network",outcome="ok"} 1"#
+        ),
+        "{text}"
+    );
     assert_no_drift(&c);
 }

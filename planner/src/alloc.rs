@@ -81,6 +81,22 @@ pub enum AllocationKey {
     },
 }
 
+impl AllocationKey {
+    /// The variant's name, a label for logs and metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            AllocationKey::BridgeNetwork { .. } => "bridge_network",
+            AllocationKey::BridgeTag { .. } => "bridge_tag",
+            AllocationKey::BridgeIp { .. } => "bridge_ip",
+            AllocationKey::LegIp { .. } => "leg_ip",
+            AllocationKey::LocalTag { .. } => "local_tag",
+            AllocationKey::DhcpIp { .. } => "dhcp_ip",
+            AllocationKey::RouterNode { .. } => "router_node",
+            AllocationKey::DhcpNode { .. } => "dhcp_node",
+        }
+    }
+}
+
 /// What to allocate and what to release, each sorted.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AllocationPlan {
