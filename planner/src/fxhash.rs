@@ -58,7 +58,7 @@ pub(crate) type FxSet<K> = HashSet<K, BuildHasherDefault<FxHasher>>;
 
 /// A set of ids asked "does it hold this one?" for every object of a snapshot (the scoped
 /// scans): most answers are no, and a scope names a handful of ids. Up to [`StrSet::SMALL`]
-/// entries it compares an 8-byte prefix word (and the length) before the bytes, which is
+/// entries it compares a word of the first and last bytes (and the length) before the bytes, which is
 /// several times cheaper per miss than hashing the whole id; larger sets hash.
 pub(crate) struct StrSet<'a> {
     small: Vec<(u64, &'a str)>,
@@ -91,11 +91,6 @@ impl<'a> StrSet<'a> {
         StrSet { small, big }
     }
 
-    /// Whether the set holds nothing.
-    pub(crate) fn is_empty(&self) -> bool {
-        self.small.is_empty() && self.big.as_ref().is_none_or(|b| b.is_empty())
-    }
-
     /// Whether `s` is in the set.
     #[inline]
     pub(crate) fn contains(&self, s: &str) -> bool {
@@ -109,14 +104,25 @@ impl<'a> StrSet<'a> {
     }
 }
 
-/// The first 8 bytes of `s` (zero-padded) mixed with its length.
+/// A word of `s`'s first and last 8 bytes and its length (shorter ids zero-padded): ids that
+/// share a prefix (`router-0001`, `router-0002`) still differ in it. Whole-word loads, no
+/// copy: this runs once per object a scan asks about.
 #[inline]
 fn prefix(s: &str) -> u64 {
     let b = s.as_bytes();
-    let mut w = [0u8; 8];
-    let n = b.len().min(8);
-    w[..n].copy_from_slice(&b[..n]);
-    u64::from_le_bytes(w) ^ ((b.len() as u64) << 56)
+    let n = b.len();
+    if n >= 8 {
+        let head = u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]);
+        let t = &b[n - 8..];
+        let tail = u64::from_le_bytes([t[0], t[1], t[2], t[3], t[4], t[5], t[6], t[7]]);
+        head ^ tail.rotate_left(29) ^ ((n as u64) << 56)
+    } else {
+        let mut w = 0u64;
+        for (i, c) in b.iter().enumerate() {
+            w |= u64::from(*c) << (8 * i);
+        }
+        w ^ ((n as u64) << 56)
+    }
 }
 
 #[cfg(test)]
