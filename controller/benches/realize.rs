@@ -1007,6 +1007,7 @@ impl Bench {
         {
             let mut took = Vec::new();
             let mut moved_n = Vec::new();
+            let copies_before = self.app.metrics.intent_copies();
             let started = Instant::now();
             while self.more(took.len(), started, 3, 1) {
                 let before = self.revisions();
@@ -1045,7 +1046,10 @@ impl Bench {
             self.push(
                 "router routes via the store: Realizer::run",
                 took,
-                format!("no HTTP, no kick: the realizer alone; nodes moved {moved_n:?}"),
+                format!(
+                    "no HTTP, no kick: the realizer alone; nodes moved {moved_n:?}; intent copied {} times (a reader held it)",
+                    self.app.metrics.intent_copies() - copies_before
+                ),
             );
         }
         // Of which the planner: the same change re-planned from the base snapshot (the

@@ -79,14 +79,11 @@ pub async fn advance(core: &Core, judge: bool) -> Result<Advanced, DomainError> 
         });
     let running = jobs.iter().any(|j| j.status == JobState::Running);
     // Every node's report, read once for all the jobs.
-    let (reports, intent) = if judge && running {
+    let reports = if judge && running {
         done.judged = true;
-        (
-            Some(crate::realize::Reports::load(core).await?),
-            core.realizer.current_intent().await,
-        )
+        Some(crate::realize::Reports::load(core).await?)
     } else {
-        (None, None)
+        None
     };
     for job in jobs {
         match job.status {
@@ -101,12 +98,18 @@ pub async fn advance(core: &Core, judge: bool) -> Result<Advanced, DomainError> 
                     continue;
                 }
                 let took = Duration::from_secs(age_secs(&job.timestamp).min(86_400));
-                match crate::realize::router_state(
+                // The intent is held only for this (synchronous) judgement: a realizer pass
+                // that changes it while a reader holds it must copy it whole (milliseconds
+                // on a large cloud), so it is never held across the store's awaits.
+                let intent = core.realizer.current_intent().await;
+                let state = crate::realize::router_state(
                     core,
                     reports,
                     intent.as_deref(),
                     &job.resource_id,
-                ) {
+                );
+                drop(intent);
+                match state {
                     Ok(true) => {
                         if set(core, &job, JobState::Success, job.attempts, None).await? {
                             done.moved = true;
@@ -151,10 +154,10 @@ pub async fn advance(core: &Core, judge: bool) -> Result<Advanced, DomainError> 
 /// controller killed between a router's write and its job's queueing leaves exactly this
 /// (their last job is in the log as SUCCESS, or they never had one). Queued again
 /// (`router_setup`), so `/v1.0/jobs` tells the truth. Run on full passes.
-pub async fn requeue_unrealized(
-    core: &Core,
-    intent: &crate::realize::Intent,
-) -> Result<usize, DomainError> {
+///
+/// The realizer's intent is held only while the routers are judged, never across the
+/// store's writes: a pass that changes an intent a reader still holds copies it whole.
+pub async fn requeue_unrealized(core: &Core) -> Result<usize, DomainError> {
     let pending: std::collections::HashSet<String> = core
         .store
         .pending_jobs()
@@ -163,18 +166,22 @@ pub async fn requeue_unrealized(
         .map(|j| j.resource_id)
         .collect();
     let reports = crate::realize::Reports::load(core).await?;
-    let mut n = 0;
-    for r in intent.routers.values() {
-        if pending.contains(&r.id) {
-            continue;
-        }
-        if reports.router(&core.realizer.hub, &r.id) == Ok(false) {
-            core.store
-                .queue_job(JobType::RouterSetup, &r.id, &r.project_id)
-                .await?;
-            tracing::info!(router = %r.id, "queued a job for a router not realized everywhere");
-            n += 1;
-        }
+    let Some(intent) = core.realizer.current_intent().await else {
+        return Ok(0);
+    };
+    let unrealized: Vec<(String, String)> = intent
+        .routers
+        .values()
+        .filter(|r| !pending.contains(&r.id))
+        .filter(|r| reports.router(&core.realizer.hub, &r.id) == Ok(false))
+        .map(|r| (r.id.clone(), r.project_id.clone()))
+        .collect();
+    drop(intent);
+    for (id, project) in &unrealized {
+        core.store
+            .queue_job(JobType::RouterSetup, id, project)
+            .await?;
+        tracing::info!(router = %id, "queued a job for a router not realized everywhere");
     }
-    Ok(n)
+    Ok(unrealized.len())
 }

@@ -21,6 +21,7 @@ pub struct ControllerMetrics {
     realize_runs: Family<Labels, Counter>,
     realize_seconds: Histogram,
     allocations: Family<Labels, Counter>,
+    intent_copies: Counter,
     published: Counter,
     passes: Family<Labels, Counter>,
     changes_read: Counter,
@@ -93,6 +94,12 @@ impl ControllerMetrics {
             "Allocations and releases the realizer made, by action, kind and outcome",
             allocations.clone(),
         );
+        let intent_copies = Counter::default();
+        registry.register(
+            "intent_copies",
+            "Realization passes that copied the whole intent because a reader still held it",
+            intent_copies.clone(),
+        );
         let published = Counter::default();
         registry.register(
             "node_states_published",
@@ -160,6 +167,7 @@ impl ControllerMetrics {
             realize_runs,
             realize_seconds,
             allocations,
+            intent_copies,
             published,
             passes,
             changes_read,
@@ -213,6 +221,16 @@ impl ControllerMetrics {
             .inc();
         self.realize_seconds.observe(took.as_secs_f64());
         self.published.inc_by(published as u64);
+    }
+
+    /// Records a pass that had to copy the intent (a reader held it while it changed).
+    pub fn record_intent_copy(&self) {
+        self.intent_copies.inc();
+    }
+
+    /// How many times passes copied the intent (see [`Self::record_intent_copy`]).
+    pub fn intent_copies(&self) -> u64 {
+        self.intent_copies.get()
     }
 
     /// Records one allocation or release (`action`) of `kind` and whether it succeeded: a

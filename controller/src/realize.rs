@@ -461,10 +461,9 @@ impl Realizer {
         let mut patches: Vec<Patch> = Vec::new();
         let mut changes: Vec<Change> = Vec::new();
         let mut seen: HashSet<Change> = HashSet::new();
-        let (Some(new), Some(old)) = (m.new.as_mut(), m.old.as_ref()) else {
+        let (Some(shared), Some(old)) = (m.new.as_mut(), m.old.as_ref()) else {
             return Ok(Some(report));
         };
-        let new = Arc::make_mut(new);
         for round in 0..MAX_ROUNDS {
             let rows = store.read_changes(&mut m.cursor).await?;
             if rows.is_empty() {
@@ -477,6 +476,13 @@ impl Realizer {
                 );
                 return Ok(None);
             }
+            // Copy-on-write, once there is something to apply: a reader still holding the
+            // intent makes this a whole copy (what the metric counts), so readers hold it
+            // only for synchronous work, never across awaits.
+            if Arc::strong_count(shared) > 1 {
+                core.metrics().record_intent_copy();
+            }
+            let new = Arc::make_mut(shared);
             report.changes += rows.len();
             let mut done: HashSet<(ChangeKind, &str)> = HashSet::new();
             // Unique within the round (allocations are judged again on each round's changes,

@@ -30,10 +30,8 @@ pub async fn background(core: Arc<Core>) {
             // is noticed: queue those jobs again.
             Ok(r) if r.full => {
                 judge = true;
-                if let Some(intent) = core.realizer.current_intent().await {
-                    if let Err(e) = crate::jobs::requeue_unrealized(&core, &intent).await {
-                        tracing::warn!(error = %e.message, "re-queueing jobs of unrealized routers failed");
-                    }
+                if let Err(e) = crate::jobs::requeue_unrealized(&core).await {
+                    tracing::warn!(error = %e.message, "re-queueing jobs of unrealized routers failed");
                 }
             }
             Ok(r) => judge |= r.changes > 0 || r.published > 0,
