@@ -57,6 +57,14 @@ pub fn replan(
         }
         let was = plan_node(&t_old, old_node);
         let now = plan_node(&t_new, node);
+        if was == now
+            && prev.liveness == now.liveness
+            && crate::security::groups_for(&t_new, &prev.ports) == prev.security_groups
+        {
+            // The scope gives this node what it gave before and its groups are as they were:
+            // `prev` is its state still (most nodes a change concerns), no copy to make.
+            continue;
+        }
         let mut patched = patch(prev, &was, &now);
         // The groups a node needs follow from its ports' groups and the whole snapshot's
         // groups and members: derived again, not patched.

@@ -151,18 +151,26 @@ fn compute_members(t: &Topology<'_>, g: &str) -> BTreeSet<IpNet> {
 /// Derive `state.security_groups` from its ports' groups: each group with its rules, and each
 /// remote group a rule names with its members.
 pub(crate) fn fill_groups(t: &Topology<'_>, state: &mut NodeDesiredState) {
-    state.security_groups.clear();
+    state.security_groups = groups_for(t, &state.ports);
+}
+
+/// The groups (rules, and members of the remote groups those rules name) that `ports` need.
+pub(crate) fn groups_for(
+    t: &Topology<'_>,
+    ports: &BTreeMap<String, wire::PortBinding>,
+) -> BTreeMap<String, wire::SecurityGroup> {
+    let mut groups: BTreeMap<String, wire::SecurityGroup> = BTreeMap::new();
     let mut remotes: BTreeSet<&str> = BTreeSet::new();
-    for b in state.ports.values() {
+    for b in ports.values() {
         for g in b.security.iter().flat_map(|s| s.security_groups.iter()) {
             let Some(sg) = t.snap.security_groups.get(g) else {
                 continue;
             };
-            if state.security_groups.contains_key(g) {
+            if groups.contains_key(g) {
                 continue;
             }
             remotes.extend(sg.rules.iter().filter_map(|r| r.remote_group_id.as_deref()));
-            state.security_groups.insert(
+            groups.insert(
                 g.clone(),
                 wire::SecurityGroup {
                     rules: sg.rules.clone(),
@@ -176,12 +184,9 @@ pub(crate) fn fill_groups(t: &Topology<'_>, state: &mut NodeDesiredState) {
             continue;
         }
         let m = members(t, r);
-        state
-            .security_groups
-            .entry(r.to_string())
-            .or_default()
-            .members = m;
+        groups.entry(r.to_string()).or_default().members = m;
     }
+    groups
 }
 
 fn extend_nodes<'a>(t: &Topology<'a>, g: &str, out: &mut BTreeSet<&'a str>) {

@@ -411,12 +411,12 @@ fn node_changes_fall_back_to_full() {
             &[("bridge", "br-vlan"), ("extern", "br-ext")],
         ));
     });
+    // A change that changes nothing: every node it concerns keeps its state, so none is
+    // returned (the realizer has nothing to compare or publish).
     let old = cloud();
     let prev: BTreeMap<_, _> = plan_all(&old);
-    assert_eq!(
-        replan(&old, &old, &prev, &Change::Router("p0-r".into())).len(),
-        affected_nodes(&old, &Change::Router("p0-r".into())).len()
-    );
+    assert!(!affected_nodes(&old, &Change::Router("p0-r".into())).is_empty());
+    assert!(replan(&old, &old, &prev, &Change::Router("p0-r".into())).is_empty());
 }
 
 #[test]
