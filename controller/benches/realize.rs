@@ -668,7 +668,7 @@ struct Bench {
     /// it; the rows leave the cloud as they found it, up to route sets and port ids).
     base: Option<planner::Snapshot>,
     /// Median of the realizer alone on a router change (the goal's measure).
-    realizer_alone: Option<f64>,
+    realizer_alone: Option<(f64, f64)>,
 }
 
 /// What one change did.
@@ -903,7 +903,7 @@ impl Bench {
 
     /// Returns the medians of (the realizer alone on a router change, the same change end to
     /// end through the API).
-    fn run_all(&mut self) -> Option<(f64, f64)> {
+    fn run_all(&mut self) -> Option<((f64, f64), f64)> {
         let nodes = self.cloud.nodes.len();
         // `CROSSPOD_BENCH_ROWS=router`: only the router rows (the goal's), for quick
         // before/after runs of the incremental path.
@@ -1042,7 +1042,7 @@ impl Bench {
             }
             let mut sorted = took.clone();
             sorted.sort_by(f64::total_cmp);
-            self.realizer_alone = Some(pct(&sorted, 0.5));
+            self.realizer_alone = Some((pct(&sorted, 0.5), pct(&sorted, 0.95)));
             self.push(
                 "router routes via the store: Realizer::run",
                 took,
@@ -1124,7 +1124,7 @@ impl Bench {
         &mut self,
         nodes: usize,
         (e2e_router, next_serial): (Vec<f64>, usize),
-    ) -> Option<(f64, f64)> {
+    ) -> Option<((f64, f64), f64)> {
         // Every call gives the other route set (continuing the router rows' alternation).
         let serial = std::cell::Cell::new(next_serial);
         let route_body = || {
@@ -1474,7 +1474,7 @@ fn run(
     backend: &'static str,
     database: Option<String>,
     row_budget: Duration,
-) -> (Vec<Row>, Option<(f64, f64)>) {
+) -> (Vec<Row>, Option<((f64, f64), f64)>) {
     let dir = tempfile::tempdir().expect("tempdir");
     let database =
         database.unwrap_or_else(|| format!("sqlite://{}", dir.path().join("bench.db").display()));
@@ -1593,11 +1593,17 @@ fn main() {
     println!(
         "*idle CPU: this process (mostly the server) over 1 s with the watchers parked and nothing changing, % of one core; the periodic full pass (every 60 s by default, --full-pass-interval) inflates it when it falls in the window"
     );
+    // Issue 22's goals: the realizer alone on one router change, median <= 3 ms on SQLite,
+    // p95 <= 10 ms on PostgreSQL.
     for (backend, g) in goals {
-        if let Some((alone, e2e)) = g {
+        if let Some(((median, p95), e2e)) = g {
+            let (what, got, limit) = match backend {
+                "postgres" => ("p95", p95, 10.0),
+                _ => ("median", median, 3.0),
+            };
             println!(
-                "goal: one router change re-planned and published < 10 ms [{backend}]: median {alone:.1} ms (the realizer: change read, re-planned, published, watchers woken): {}; through the API (PUT sent -> affected agents answered, validation and the HTTP round trips included): {e2e:.1} ms",
-                if alone < 10.0 { "met" } else { "NOT met" }
+                "goal: one router change re-planned and published, {what} <= {limit} ms [{backend}]: {got:.1} ms (median {median:.1}, p95 {p95:.1}; the realizer: change read, re-planned, published, watchers woken): {}; through the API (PUT sent -> affected agents answered, validation and the HTTP round trips included): median {e2e:.1} ms",
+                if got <= limit { "met" } else { "NOT met" }
             );
         }
     }
