@@ -671,6 +671,10 @@ struct Bench {
     realizer_alone: Option<(f64, f64)>,
 }
 
+/// The goal's medians: (the realizer alone on a router change as (median, p95), the same
+/// change end to end through the API, median).
+type Goal = ((f64, f64), f64);
+
 /// What one change did.
 struct Outcome {
     put_ms: f64,
@@ -903,7 +907,7 @@ impl Bench {
 
     /// Returns the medians of (the realizer alone on a router change, the same change end to
     /// end through the API).
-    fn run_all(&mut self) -> Option<((f64, f64), f64)> {
+    fn run_all(&mut self) -> Option<Goal> {
         let nodes = self.cloud.nodes.len();
         // `CROSSPOD_BENCH_ROWS=router`: only the router rows (the goal's), for quick
         // before/after runs of the incremental path.
@@ -1124,7 +1128,7 @@ impl Bench {
         &mut self,
         nodes: usize,
         (e2e_router, next_serial): (Vec<f64>, usize),
-    ) -> Option<((f64, f64), f64)> {
+    ) -> Option<Goal> {
         // Every call gives the other route set (continuing the router rows' alternation).
         let serial = std::cell::Cell::new(next_serial);
         let route_body = || {
@@ -1474,7 +1478,7 @@ fn run(
     backend: &'static str,
     database: Option<String>,
     row_budget: Duration,
-) -> (Vec<Row>, Option<((f64, f64), f64)>) {
+) -> (Vec<Row>, Option<Goal>) {
     let dir = tempfile::tempdir().expect("tempdir");
     let database =
         database.unwrap_or_else(|| format!("sqlite://{}", dir.path().join("bench.db").display()));
