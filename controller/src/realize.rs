@@ -100,6 +100,23 @@ impl NodeHub {
         self.any.subscribe()
     }
 
+    /// The nodes whose published state (as this controller saw it) holds an instance of
+    /// `router_id`, sorted.
+    pub fn nodes_with_router(&self, router_id: &str) -> Vec<String> {
+        let m = self.nodes.lock().unwrap_or_else(|e| e.into_inner());
+        let mut out: Vec<String> = m
+            .iter()
+            .filter(|(_, tx)| {
+                tx.borrow()
+                    .as_ref()
+                    .is_some_and(|p| p.routers.contains(router_id))
+            })
+            .map(|(n, _)| n.clone())
+            .collect();
+        out.sort();
+        out
+    }
+
     /// What this controller last saw published for `node`.
     pub fn current(&self, node: &str) -> Option<Arc<PublishedState>> {
         self.sender(node).borrow().clone()
@@ -1353,6 +1370,15 @@ impl Reports {
         })
     }
 
+    /// The registrations and reports of the nodes holding an instance of `router_id`: all
+    /// that [`Self::router`] reads for that router (a few nodes, not every node's report).
+    pub async fn load_for_router(core: &dyn Deps, router_id: &str) -> Result<Reports, DomainError> {
+        let nodes = core.realizer().hub.nodes_with_router(router_id);
+        Ok(Reports {
+            agents: core.store().agents_of(&nodes).await?,
+        })
+    }
+
     /// Whether a router is in place everywhere: every node whose published state holds one of
     /// its instances has applied that revision and reports the instance ready. `Err` carries
     /// an agent's failure.
@@ -1393,7 +1419,7 @@ pub async fn router_realized(
     core: &dyn Deps,
     router_id: &str,
 ) -> Result<Result<bool, String>, DomainError> {
-    let reports = Reports::load(core).await?;
+    let reports = Reports::load_for_router(core, router_id).await?;
     let intent = core.realizer().current_intent().await;
     Ok(router_state(core, &reports, intent.as_deref(), router_id))
 }

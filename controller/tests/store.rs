@@ -676,3 +676,32 @@ async fn publish_suite(s: &Store) {
 }
 
 both!(publish_suite, sqlite_publish, pg_publish);
+
+/// `agents_of` reads exactly the registered nodes it is asked about, ordered by node (what a
+/// router's realization is judged on), and nothing for no nodes.
+async fn agents_of_suite(s: &Store) {
+    for node in ["ag-c", "ag-a", "ag-b", "ag-d"] {
+        let reg = wire::NodeRegistration {
+            pod: "RegionOne".into(),
+            node: node.into(),
+            ..Default::default()
+        };
+        s.register_agent(&reg, "admin").await.unwrap();
+    }
+    let ask = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<String>>();
+    let got: Vec<String> = s
+        .agents_of(&ask(&["ag-d", "ag-b", "ag-missing"]))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|a| a.node)
+        .collect();
+    assert_eq!(got, ["ag-b", "ag-d"]);
+    assert!(s.agents_of(&[]).await.unwrap().is_empty());
+    assert_eq!(
+        s.agents_of(&ask(&["ag-a"])).await.unwrap()[0].pod,
+        "RegionOne"
+    );
+}
+
+both!(agents_of_suite, sqlite_agents_of, pg_agents_of);

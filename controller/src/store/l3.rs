@@ -836,6 +836,31 @@ impl Store {
         rows.iter().map(agent_from_row).collect()
     }
 
+    /// The registrations and last reports of `nodes` (those registered), ordered by node: one
+    /// query, for judging one router without reading every node's report.
+    pub async fn agents_of(&self, nodes: &[String]) -> Result<Vec<AgentRow>, StoreError> {
+        if nodes.is_empty() {
+            return Ok(Vec::new());
+        }
+        let marks: Vec<String> = (1..=nodes.len()).map(|i| format!("${i}")).collect();
+        let sql = format!(
+            "SELECT * FROM agents WHERE node IN ({}) ORDER BY node",
+            marks.join(", ")
+        );
+        let mut q = sqlx::query(&sql);
+        for n in nodes {
+            q = q.bind(n.clone());
+        }
+        let rows = q
+            .fetch_all(self.pool())
+            .await
+            .map_err(StoreError::db(format!(
+                "reading nodes {}",
+                nodes.join(", ")
+            )))?;
+        rows.iter().map(agent_from_row).collect()
+    }
+
     /// Store a node's status report.
     pub async fn record_report(&self, report: &wire::StatusReport) -> Result<(), StoreError> {
         let mut w = self.begin_write().await?;
