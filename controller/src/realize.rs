@@ -561,7 +561,7 @@ impl Realizer {
                 })
                 .flat_map(|d| new.ports_of(d).cloned().collect::<Vec<_>>())
                 .collect();
-            collect_garbage(core, new, candidates.iter()).await?;
+            let mut wrote = collect_garbage(core, new, candidates.iter()).await?;
             let routers: Vec<String> = round_changes
                 .iter()
                 .filter_map(|c| match c {
@@ -569,9 +569,9 @@ impl Realizer {
                     _ => None,
                 })
                 .collect();
-            mend_gateways(core, new, routers.iter()).await;
+            wrote += mend_gateways(core, new, routers.iter()).await;
             if deleted_ports {
-                store.disassociate_dangling_floatingips().await?;
+                wrote += store.disassociate_dangling_floatingips().await? as usize;
             }
             // What the changes need allocated or released.
             let mut plan = planner::AllocationPlan::default();
@@ -608,6 +608,12 @@ impl Realizer {
                 tracing::debug!(round, plan = ?plan, "allocations of an incremental pass");
             }
             allocate_and_release(core, &plan, new).await;
+            if wrote == 0 && plan.is_empty() {
+                // This pass wrote nothing of its own: another round would only find what
+                // others wrote since, which the pass they kick reads (a store round trip
+                // saved on every change).
+                break;
+            }
         }
         if changes.is_empty() {
             // Nothing the planner sees (a port's status, say): nothing to re-plan.
