@@ -153,11 +153,17 @@ impl NodeHub {
         if self.is_current(node, revision, &content) {
             return Ok(());
         }
-        let mut state = state.clone();
-        state.revision = revision;
         let routers = state.routers.keys().cloned().collect();
-        let body = serde_json::to_vec(&wire::WatchResponse { revision, state })
-            .map_err(|e| DomainError::internal(format!("serialising the state of {node}: {e}")))?;
+        let body = match watch_body(revision, &content) {
+            Some(b) => b,
+            None => {
+                let mut state = state.clone();
+                state.revision = revision;
+                serde_json::to_vec(&wire::WatchResponse { revision, state }).map_err(|e| {
+                    DomainError::internal(format!("serialising the state of {node}: {e}"))
+                })?
+            }
+        };
         self.sender(node)
             .send_replace(Some(Arc::new(PublishedState {
                 revision,
@@ -168,6 +174,30 @@ impl NodeHub {
         self.any.send_modify(|n| *n = n.wrapping_add(1));
         Ok(())
     }
+}
+
+/// The watch answer for a state stored as `content` (serialised as the planner leaves it,
+/// revision 0), published at `revision`: exactly what serialising `WatchResponse { revision,
+/// state }` gives, spliced from the content instead of serialising a large state again.
+/// `None` when the content does not hold revision 0 where the state's own field is.
+fn watch_body(revision: u64, content: &str) -> Option<Vec<u8>> {
+    const KEY: &str = "\"revision\":";
+    // The state's own field comes right after its `node` and `pod` strings, whose quotes are
+    // escaped: the key's first occurrence is the field, never text inside a string.
+    let at = content.find(KEY)?;
+    let end = at + KEY.len() + 1;
+    if content.as_bytes().get(end - 1) != Some(&b'0')
+        || !matches!(content.as_bytes().get(end), Some(b',' | b'}'))
+    {
+        return None;
+    }
+    let mut out = Vec::with_capacity(content.len() + 48);
+    out.extend_from_slice(format!("{{\"revision\":{revision},\"state\":").as_bytes());
+    out.extend_from_slice(&content.as_bytes()[..at]);
+    out.extend_from_slice(format!("\"revision\":{revision}").as_bytes());
+    out.extend_from_slice(&content.as_bytes()[end..]);
+    out.push(b'}');
+    Some(out)
 }
 
 /// The realizer's memory: the intent before and after the changes being processed (the
@@ -1471,4 +1501,47 @@ pub fn serving_router(intent: &Intent, fip_network: &str, port: &Port) -> Option
             })
         })
         .map(|r| r.id.clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::watch_body;
+
+    fn state(node: &str) -> wire::NodeDesiredState {
+        let mut s = wire::NodeDesiredState {
+            node: node.into(),
+            pod: "Region\"revision\":0,One".into(),
+            ..Default::default()
+        };
+        // A map key that reads like the field, later in the document.
+        s.routers.insert("revision".into(), Default::default());
+        s
+    }
+
+    #[test]
+    fn the_spliced_watch_body_is_what_serialising_gives() {
+        for node in ["node1", "we\"ird\"revision\":0,", "\"revision\":0"] {
+            let planned = state(node);
+            let content = serde_json::to_string(&planned).unwrap();
+            let mut published = planned.clone();
+            published.revision = 42;
+            let want = serde_json::to_vec(&wire::WatchResponse {
+                revision: 42,
+                state: published,
+            })
+            .unwrap();
+            assert_eq!(
+                watch_body(42, &content).map(String::from_utf8),
+                Some(Ok(String::from_utf8(want).unwrap())),
+                "node {node:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_content_with_another_revision_is_not_spliced() {
+        let mut s = state("node1");
+        s.revision = 3;
+        assert_eq!(watch_body(4, &serde_json::to_string(&s).unwrap()), None);
+    }
 }
