@@ -42,7 +42,9 @@ pub use ipv6::{bridge_v6, RA_ROUTER_LIFETIME};
 pub use plan::is_unicast_mac;
 pub use security::ct_zone;
 pub use snapshot::*;
-pub use validate::{validate, validate_floating_ip, validate_port, validate_router};
+pub use validate::{
+    validate, validate_floating_ip, validate_port, validate_router, validate_router_change,
+};
 pub use wire::NodeDesiredState;
 
 use topology::Topology;

@@ -157,7 +157,7 @@ fn network<'a>(snap: &'a Snapshot, id: &str, scope: &mut FxSet<&'a str>) -> Opti
 /// The element `id` of a list the controller keeps sorted by id (networks, subnets, routers,
 /// floating IPs): a binary search, then a scan when that misses, so a snapshot built in
 /// another order (tests build them by hand) is still answered right.
-fn by_id<'a, T>(v: &'a [T], id: &str, key: impl Fn(&T) -> &String) -> Option<&'a T> {
+pub(crate) fn by_id<'a, T>(v: &'a [T], id: &str, key: impl Fn(&T) -> &String) -> Option<&'a T> {
     if let Ok(i) = v.binary_search_by(|x| key(x).as_str().cmp(id)) {
         return Some(&v[i]);
     }

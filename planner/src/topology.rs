@@ -78,6 +78,15 @@ pub(crate) struct Topology<'a> {
     pub security: std::cell::OnceCell<crate::security::Index>,
 }
 
+/// A router to judge in place of the snapshot's (see [`Topology::build_with`]).
+#[derive(Clone, Copy)]
+pub(crate) struct RouterOverride<'a> {
+    /// The router as it would be stored.
+    pub router: &'a Router,
+    /// One more interface of it, as `add_router_interface` would store it.
+    pub extra_interface: Option<&'a crate::snapshot::RouterInterface>,
+}
+
 impl<'a> Topology<'a> {
     /// Index all of `snap`.
     pub fn build(snap: &'a Snapshot) -> Self {
@@ -89,9 +98,23 @@ impl<'a> Topology<'a> {
     /// projects attached to those. Every fact about an object of the scope is the same as in
     /// the full index (they depend on nothing else), at the cost of linear scans only.
     pub fn build_scoped(snap: &'a Snapshot, scope: Option<&FxSet<&str>>) -> Self {
+        Self::build_with(snap, scope, None)
+    }
+
+    /// [`Self::build_scoped`] with `over`'s router in place of the snapshot's router of that id
+    /// (or added, last) and its extra interface added last: the snapshot as the controller
+    /// would store it, judged without copying it.
+    pub(crate) fn build_with(
+        snap: &'a Snapshot,
+        scope: Option<&FxSet<&str>>,
+        over: Option<RouterOverride<'a>>,
+    ) -> Self {
         // The scans below ask these sets about every object of the snapshot; a scope's sets
         // are small, so their misses are cheap (see `StrSet`).
         let scope_set = scope.map(|s| StrSet::new(s.iter().copied()));
+        let replaced = over.as_ref().map(|o| o.router.id.as_str());
+        let not_replaced = |r: &&'a Router| Some(r.id.as_str()) != replaced;
+        let extra = over.as_ref().and_then(|o| o.extra_interface);
         let in_scope = |p: &str| match &scope_set {
             None => true,
             Some(s) => s.contains(p),
@@ -104,8 +127,15 @@ impl<'a> Topology<'a> {
         let (port_list, router_list, iface_list, subnet_list, fip_list) = match scope {
             None => (
                 snap.ports.iter().collect::<Vec<_>>(),
-                snap.routers.iter().collect::<Vec<_>>(),
-                snap.router_interfaces.iter().collect::<Vec<_>>(),
+                snap.routers
+                    .iter()
+                    .filter(not_replaced)
+                    .chain(over.as_ref().map(|o| o.router))
+                    .collect::<Vec<_>>(),
+                snap.router_interfaces
+                    .iter()
+                    .chain(extra)
+                    .collect::<Vec<_>>(),
                 snap.subnets.iter().collect::<Vec<_>>(),
                 snap.floating_ips.iter().collect::<Vec<_>>(),
             ),
@@ -131,12 +161,15 @@ impl<'a> Topology<'a> {
                 let routers_kept = StrSet::new(
                     snap.router_interfaces
                         .iter()
+                        .chain(extra)
                         .filter(|i| shared_subnets.contains(i.subnet_id.as_str()))
                         .map(|i| i.router_id.as_str()),
                 );
                 let routers: Vec<&'a Router> = snap
                     .routers
                     .iter()
+                    .filter(not_replaced)
+                    .chain(over.as_ref().map(|o| o.router))
                     .filter(|r| in_scope(&r.project_id) || routers_kept.contains(r.id.as_str()))
                     .collect();
                 let rids = StrSet::new(routers.iter().map(|r| r.id.as_str()));
@@ -148,6 +181,7 @@ impl<'a> Topology<'a> {
                     routers,
                     snap.router_interfaces
                         .iter()
+                        .chain(extra)
                         .filter(|i| rids.contains(i.router_id.as_str()))
                         .collect(),
                     subnets,

@@ -4,8 +4,8 @@ use crate::change::Change;
 use crate::error::ValidationError;
 use crate::fxhash::FxSet;
 use crate::scope;
-use crate::snapshot::{FloatingIp, Snapshot};
-use crate::topology::{FipProblem, Placement, Topology};
+use crate::snapshot::{FloatingIp, Router, RouterInterface, Snapshot};
+use crate::topology::{FipProblem, Placement, RouterOverride, Topology};
 
 /// Every rule the snapshot breaks (empty when it is consistent).
 pub fn validate(snap: &Snapshot) -> Vec<ValidationError> {
@@ -50,6 +50,34 @@ pub fn validate_router(snap: &Snapshot, router_id: &str) -> Vec<ValidationError>
     let scope = scope::for_change(snap, &Change::Router(router_id.to_string()));
     let t = Topology::build_scoped(snap, scope.as_ref());
     check_router(&t, router_id)
+}
+
+/// [`validate_router`] on the snapshot as it would be with `router` stored (in place of the
+/// router of its id, or added) and `extra` stored as one more interface of it — what the
+/// controller checks before a router write, without copying the snapshot.
+pub fn validate_router_change(
+    snap: &Snapshot,
+    router: &Router,
+    extra: Option<&RouterInterface>,
+) -> Vec<ValidationError> {
+    // The scope `scope::for_change` would find on the changed snapshot: the router's project,
+    // or everything when one of its interfaces is on a shared or external network.
+    let shared = snap
+        .router_interfaces
+        .iter()
+        .filter(|i| i.router_id == router.id)
+        .chain(extra)
+        .filter_map(|i| scope::by_id(&snap.subnets, &i.subnet_id, |s| &s.id))
+        .filter_map(|s| scope::by_id(&snap.networks, &s.network_id, |n| &n.id))
+        .any(|n| n.shared || n.external);
+    let mut scope: FxSet<&str> = FxSet::default();
+    scope.insert(&router.project_id);
+    let over = RouterOverride {
+        router,
+        extra_interface: extra,
+    };
+    let t = Topology::build_with(snap, (!shared).then_some(&scope), Some(over));
+    check_router(&t, &router.id)
 }
 
 /// Checks one floating IP (before associating it): the port is the owner project's and one of

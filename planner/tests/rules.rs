@@ -513,3 +513,85 @@ fn flat_external_network_is_untagged() {
     assert!(b.trunks.is_empty());
     assert!(!plans["node2"].bridges["br-vlan"].untagged);
 }
+
+/// `validate_router_change` answers what `validate_router` answers on a copy of the snapshot
+/// with the router replaced (or added, last) and the extra interface added, last — the copy
+/// the controller made before every router write.
+#[test]
+fn validate_router_change_answers_as_a_changed_copy_would() {
+    fn copy_with(s: &Snapshot, r: &Router, extra: Option<&RouterInterface>) -> Snapshot {
+        let mut c = s.clone();
+        c.routers.retain(|x| x.id != r.id);
+        c.routers.push(r.clone());
+        c.router_interfaces.extend(extra.cloned());
+        c
+    }
+    let iface = |s: &Snapshot, router: &str, network: &str| -> RouterInterface {
+        let mut c = s.clone();
+        add_iface(&mut c, router, network);
+        c.router_interfaces.pop().unwrap()
+    };
+    let mut s = guide();
+    add_router(&mut s, "demo", "r-local", &["RegionOne"]);
+    add_iface(&mut s, "r-local", "net1");
+    let mut shared = s.clone();
+    shared
+        .networks
+        .iter_mut()
+        .find(|n| n.id == "net2")
+        .unwrap()
+        .shared = true;
+    let base = |s: &Snapshot, id: &str| s.routers.iter().find(|r| r.id == id).unwrap().clone();
+    let mut cases: Vec<(&str, Snapshot, Router, Option<RouterInterface>)> = Vec::new();
+    // A local router meeting a network of the other pod: refused.
+    cases.push((
+        "apart",
+        s.clone(),
+        base(&s, "r-local"),
+        Some(iface(&s, "r-local", "net2")),
+    ));
+    // The same on a shared network (the whole snapshot is the scope).
+    cases.push((
+        "apart, shared",
+        shared.clone(),
+        base(&shared, "r-local"),
+        Some(iface(&shared, "r-local", "net2")),
+    ));
+    // Re-hinted to the other pod: its own network is apart now.
+    let mut moved = base(&s, "r-local");
+    moved.az_hints = vec!["RegionTwo".into()];
+    cases.push(("re-hinted", s.clone(), moved, None));
+    // A hint naming no pod.
+    let mut unknown = base(&s, "r-local");
+    unknown.az_hints = vec!["nowhere".into()];
+    cases.push(("unknown hint", s.clone(), unknown, None));
+    // A new router (not in the snapshot), hinted, with a first interface: fine.
+    let fresh = Router {
+        id: "r-new".into(),
+        project_id: "demo".into(),
+        az_hints: vec!["RegionOne".into()],
+        ..Default::default()
+    };
+    cases.push((
+        "new",
+        s.clone(),
+        fresh.clone(),
+        Some(iface(&s, "r-new", "net1")),
+    ));
+    // The guide's router gaining a gateway on the external network.
+    let mut gw = base(&s, "router");
+    gw.external_gateway = Some(ExternalGateway {
+        network_id: "ext-net".into(),
+        enable_snat: true,
+        external_fixed_ips: Vec::new(),
+    });
+    cases.push(("gateway", s.clone(), gw, None));
+    let mut refused = 0;
+    for (name, snap, r, extra) in &cases {
+        let got = validate_router_change(snap, r, extra.as_ref());
+        let want = validate_router(&copy_with(snap, r, extra.as_ref()), &r.id);
+        assert_eq!(got, want, "{name}");
+        refused += usize::from(!got.is_empty());
+    }
+    assert!(refused >= 3, "the cases include refusals: {refused}");
+}
