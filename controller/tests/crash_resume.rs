@@ -567,6 +567,33 @@ fn assert_aborted(status: Option<ExitStatus>, what: &str, log: &[String]) {
 }
 
 /// The router part on a fresh database without any crash: the states to compare with.
+/// The control run in its own thread, joined when dropped: a failing test unwinds through it
+/// and waits for the control run to stop its controller, instead of the process exiting with
+/// that controller still running (it outlived every failed run before).
+struct ControlRun(Option<std::thread::JoinHandle<Vec<Value>>>);
+
+impl ControlRun {
+    fn spawn() -> Self {
+        ControlRun(Some(std::thread::spawn(control_run)))
+    }
+
+    fn join(mut self) -> Vec<Value> {
+        self.0
+            .take()
+            .expect("joined once")
+            .join()
+            .expect("control run")
+    }
+}
+
+impl Drop for ControlRun {
+    fn drop(&mut self) {
+        if let Some(h) = self.0.take() {
+            let _ = h.join();
+        }
+    }
+}
+
 fn control_run() -> Vec<Value> {
     let c = Controller::start_opts(&Opts {
         tokens: &[AGENT_TOKEN_LINE],
@@ -718,11 +745,11 @@ fn finish_and_compare(c: &Controller, s: &Setup, control: &[Value]) {
 
 #[test]
 fn a_controller_aborted_mid_allocation_finishes_the_allocations_on_restart() {
-    let control = std::thread::spawn(control_run);
+    let control = ControlRun::spawn();
     let (db, s) = crash_mid_allocation();
     let resumed = start(&db, None);
     assert_allocations_finished(&resumed);
-    finish_and_compare(&resumed, &s, &control.join().expect("control run"));
+    finish_and_compare(&resumed, &s, &control.join());
 }
 
 /// Reads what a dead controller left in the SQLite file: (bridge IP ports, node states).
@@ -759,7 +786,7 @@ fn left_in_db(db: &Db) -> (i64, Vec<(String, i64, String)>) {
 
 #[test]
 fn a_controller_aborted_after_allocating_publishes_on_restart() {
-    let control = std::thread::spawn(control_run);
+    let control = ControlRun::spawn();
     let (db, s) = crash_mid_allocation();
     let (ips_before, states_before) = left_in_db(&db);
     // The next process finishes the allocations at start, then aborts before publishing.
@@ -792,7 +819,7 @@ fn a_controller_aborted_after_allocating_publishes_on_restart() {
         "the restart published"
     );
     let _ = router;
-    finish_and_compare(&resumed, &s, &control.join().expect("control run"));
+    finish_and_compare(&resumed, &s, &control.join());
 }
 
 /// Sets `router`'s gateway in the store as `PUT /v2.0/routers/{id}` does in its first write,
