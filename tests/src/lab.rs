@@ -145,6 +145,51 @@ impl Lab {
         )
     }
 
+    /// An external network of the lab's upstream, as admin: `name` on VLAN `vlan` of the
+    /// `extern` physnet hinted to `region`, with the IPv4 subnet `subnet` on `cidr` (no DHCP;
+    /// gateway `gateway`, or the range's first address).
+    pub fn external_network(
+        &self,
+        name: &str,
+        region: &str,
+        vlan: &str,
+        cidr: &str,
+        gateway: Option<&str>,
+        subnet: &str,
+    ) {
+        self.os(
+            &self.admin,
+            &[
+                "network",
+                "create",
+                "--external",
+                "--provider-network-type",
+                "vlan",
+                "--provider-physical-network",
+                "extern",
+                "--provider-segment",
+                vlan,
+                "--availability-zone-hint",
+                region,
+                name,
+            ],
+        );
+        let mut args = vec![
+            "subnet",
+            "create",
+            "--network",
+            name,
+            "--no-dhcp",
+            "--subnet-range",
+            cidr,
+        ];
+        if let Some(gw) = gateway {
+            args.extend(["--gateway", gw]);
+        }
+        args.push(subnet);
+        self.os(&self.admin, &args);
+    }
+
     /// The lab's nodes, pod by pod (from its state file).
     pub fn nodes(&self) -> Vec<LabNode> {
         self.read_nodes()

@@ -88,30 +88,14 @@ fn stretched_network_each_pod_uses_its_own_router_and_options_reach_the_vms() {
     let admin = lab.admin.clone();
     let os = |args: &[&str]| lab.os(&admin, args);
 
-    os(&[
-        "network",
-        "create",
-        "--external",
-        "--provider-network-type",
-        "vlan",
-        "--provider-physical-network",
-        "extern",
-        "--provider-segment",
-        "3001",
-        "--availability-zone-hint",
+    lab.external_network(
+        "ext-net",
         "RegionTwo",
-        "ext-net",
-    ]);
-    os(&[
-        "subnet",
-        "create",
-        "--network",
-        "ext-net",
-        "--no-dhcp",
-        "--subnet-range",
+        "3001",
         "163.3.124.0/24",
+        None,
         "ext-subnet",
-    ]);
+    );
     // A network stretched over both pods, with DNS, a host route and a smaller MTU.
     os(&[
         "network",

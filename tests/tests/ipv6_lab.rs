@@ -111,45 +111,53 @@ fn one_v6_in(lab: &Lab, vm: &str, prefix: &str) -> Ipv6Addr {
 /// The guide's external network in RegionTwo (VLAN 3001 on `extern`), dual-stack: 163.3.124.0/24
 /// and 2001:db8:124::/64 with the lab upstream's address as gateway.
 fn dual_stack_ext_net(lab: &Lab) {
-    let os = |args: &[&str]| lab.os(&lab.admin, args);
-    os(&[
-        "network",
-        "create",
-        "--external",
-        "--provider-network-type",
-        "vlan",
-        "--provider-physical-network",
-        "extern",
-        "--provider-segment",
-        "3001",
-        "--availability-zone-hint",
+    lab.external_network(
+        "ext-net",
         "RegionTwo",
-        "ext-net",
-    ]);
-    os(&[
-        "subnet",
-        "create",
-        "--network",
-        "ext-net",
-        "--no-dhcp",
-        "--subnet-range",
+        "3001",
         "163.3.124.0/24",
+        None,
         "ext-subnet",
-    ]);
-    os(&[
-        "subnet",
-        "create",
-        "--network",
-        "ext-net",
-        "--no-dhcp",
-        "--ip-version",
-        "6",
-        "--subnet-range",
-        "2001:db8:124::/64",
-        "--gateway",
-        UPSTREAM_V6,
-        "ext-subnet-v6",
-    ]);
+    );
+    lab.os(
+        &lab.admin,
+        &[
+            "subnet",
+            "create",
+            "--network",
+            "ext-net",
+            "--no-dhcp",
+            "--ip-version",
+            "6",
+            "--subnet-range",
+            "2001:db8:124::/64",
+            "--gateway",
+            UPSTREAM_V6,
+            "ext-subnet-v6",
+        ],
+    );
+}
+
+/// An IPv6 subnet `name` of `net` on `range`, addresses and advertisements by SLAAC.
+fn slaac_subnet(lab: &Lab, net: &str, range: &str, name: &str) {
+    lab.os(
+        &lab.admin,
+        &[
+            "subnet",
+            "create",
+            "--network",
+            net,
+            "--ip-version",
+            "6",
+            "--ipv6-ra-mode",
+            "slaac",
+            "--ipv6-address-mode",
+            "slaac",
+            "--subnet-range",
+            range,
+            name,
+        ],
+    );
 }
 
 #[test]
@@ -174,21 +182,7 @@ fn the_guide_dual_stack_slaac_dhcpv6_and_ipv6_only_across_pods() {
             v4,
             &format!("{net}-v4"),
         ]);
-        os(&[
-            "subnet",
-            "create",
-            "--network",
-            net,
-            "--ip-version",
-            "6",
-            "--ipv6-ra-mode",
-            "slaac",
-            "--ipv6-address-mode",
-            "slaac",
-            "--subnet-range",
-            v6,
-            &format!("{net}-v6"),
-        ]);
+        slaac_subnet(&lab, net, v6, &format!("{net}-v6"));
     }
     // A stateful DHCPv6 network (RegionOne) and an IPv6-only one (RegionTwo).
     os(&["network", "create", "net3"]);
@@ -449,21 +443,7 @@ fn a_stretched_dual_stack_network_leaves_each_pod_by_its_own_instance_for_both_f
         "10.7.0.0/24",
         "sn-v4",
     ]);
-    os(&[
-        "subnet",
-        "create",
-        "--network",
-        "sn",
-        "--ip-version",
-        "6",
-        "--ipv6-ra-mode",
-        "slaac",
-        "--ipv6-address-mode",
-        "slaac",
-        "--subnet-range",
-        "fd00:7::/64",
-        "sn-v6",
-    ]);
+    slaac_subnet(&lab, "sn", "fd00:7::/64", "sn-v6");
     os(&["router", "create", "r"]);
     os(&["router", "add", "subnet", "r", "sn-v4"]);
     os(&["router", "add", "subnet", "r", "sn-v6"]);

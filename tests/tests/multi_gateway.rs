@@ -85,32 +85,7 @@ fn each_pod_leaves_by_its_own_gateway_and_east_west_goes_through_r3() {
             "163.3.124.1",
         ),
     ] {
-        os(&[
-            "network",
-            "create",
-            "--external",
-            "--provider-network-type",
-            "vlan",
-            "--provider-physical-network",
-            "extern",
-            "--provider-segment",
-            vlan,
-            "--availability-zone-hint",
-            region,
-            name,
-        ]);
-        os(&[
-            "subnet",
-            "create",
-            "--network",
-            name,
-            "--no-dhcp",
-            "--subnet-range",
-            cidr,
-            "--gateway",
-            gw,
-            &format!("{name}-sub"),
-        ]);
+        lab.external_network(name, region, vlan, cidr, Some(gw), &format!("{name}-sub"));
     }
     // A local network per pod, each with its own local router and gateway.
     for (i, region, cidr) in [
