@@ -96,12 +96,7 @@ impl Vm {
     }
 
     fn ip(&self, args: &[&str]) -> String {
-        let out = Command::new("ip")
-            .args(["-n", &self.ns])
-            .args(args)
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).to_string()
+        common::ip_in(&self.ns, args)
     }
 
     fn resolv(&self) -> String {

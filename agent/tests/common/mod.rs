@@ -467,12 +467,7 @@ impl SlaacVm {
 
     /// `ip -n <vm> ARGS`'s output.
     pub fn ip(&self, args: &[&str]) -> String {
-        let out = Command::new("ip")
-            .args(["-n", &self.ns])
-            .args(args)
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).to_string()
+        ip_in(&self.ns, args)
     }
 
     /// Waits until eth0's link-local address is past duplicate address detection.
@@ -491,4 +486,14 @@ impl SlaacVm {
     pub fn default_route(&self) -> String {
         self.ip(&["-6", "route", "show", "default"])
     }
+}
+
+/// `ip -n <ns> ARGS`'s output (empty when it fails).
+pub fn ip_in(ns: &str, args: &[&str]) -> String {
+    let out = Command::new("ip")
+        .args(["-n", ns])
+        .args(args)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).to_string()
 }
