@@ -1057,12 +1057,16 @@ impl Bench {
             );
         }
         // Of which the planner: the same change re-planned from the base snapshot (the
-        // previous states planned whole once), without the store.
+        // previous states planned whole once), without the store; through the kept index as
+        // the realizer does, and by scanning the snapshot as before (the peer).
         {
             let old = self.base.clone().expect("base snapshot");
             let previous = planner::plan_all(&old);
-            let mut took = Vec::new();
+            // A change of routes edits the router in place: the index stays the same.
+            let index = planner::ScopeIndex::build(&old);
             let mut new = old.clone();
+            let mut indexed = Vec::new();
+            let mut scanned = Vec::new();
             for i in 0..MAX_REPS {
                 if let Some(r) = new.routers.iter_mut().find(|r| r.id == router) {
                     r.routes = vec![planner::UserRoute {
@@ -1073,17 +1077,27 @@ impl Bench {
                     }];
                 }
                 let t = Instant::now();
-                let got = planner::replan(&old, &new, &previous, &rchange);
-                took.push(ms(t.elapsed()));
+                let got =
+                    planner::replan_indexed((&old, &index), (&new, &index), &previous, &rchange);
+                indexed.push(ms(t.elapsed()));
+                let t = Instant::now();
+                let want = planner::replan(&old, &new, &previous, &rchange);
+                scanned.push(ms(t.elapsed()));
                 assert!(
                     !got.is_empty(),
                     "replan of a router change returned no node"
                 );
+                assert_eq!(got, want, "the indexed and scanning re-plans differ");
             }
             self.push(
-                "  of which planner::replan",
-                took,
-                "the same change on the base snapshot, planner only",
+                "  of which planner::replan_indexed",
+                indexed,
+                "the same change on the base snapshot, planner only, through its ScopeIndex",
+            );
+            self.push(
+                "    peer: planner::replan",
+                scanned,
+                "the same, scanning the snapshot for the change's projects",
             );
         }
         // Where the PUT's time goes besides the realizer: its render asks whether the router

@@ -30,6 +30,9 @@ use crate::store::{Network, Pod, Port, Scope, SecurityGroup, Segment, Store, Sub
 pub struct Intent {
     /// The planner's snapshot, derived from the rows below.
     pub snapshot: Snapshot,
+    /// The snapshot by project and network, for scoped re-plans: kept with it by every edit
+    /// of its indexed lists (they change only through the index's methods).
+    pub index: planner::ScopeIndex,
     /// Ports by id (all of them).
     pub ports: BTreeMap<String, Port>,
     /// Routers by id.
@@ -290,6 +293,7 @@ impl Intent {
                 local_physnet: BRIDGE_PHYSNET.into(),
                 ..Snapshot::default()
             },
+            index: planner::ScopeIndex::default(),
             ports: BTreeMap::new(),
             routers: BTreeMap::new(),
             floatingips: BTreeMap::new(),
@@ -430,6 +434,8 @@ impl Intent {
         s.allocations = planner::Allocations::default();
         let ids: Vec<String> = self.routers.keys().cloned().collect();
         self.snapshot.routers.clear();
+        // Indexed once the lists are whole (below); until then it indexes nothing.
+        self.index = planner::ScopeIndex::default();
         for id in ids {
             self.derive_router(&id);
         }
@@ -453,6 +459,7 @@ impl Intent {
         for (kind, id) in held {
             self.derive_placements(kind, &id);
         }
+        self.index = planner::ScopeIndex::build(&self.snapshot);
     }
 
     /// Re-read the object a change-log entry names.
@@ -518,7 +525,7 @@ impl Intent {
                     None => self.floatingips.remove(id),
                 };
                 let item = new.as_ref().and_then(planner_fip);
-                upsert_by_id(&mut self.snapshot.floating_ips, id, |f| &f.id, item);
+                self.index.upsert_floating_ip(&mut self.snapshot, id, item);
                 out.push(Change::FloatingIp(id.clone()));
             }
             Patch::Network(id, new) => {
@@ -554,7 +561,7 @@ impl Intent {
                             .as_ref()
                             .filter(|n| n.project_id != BRIDGE_OWNER)
                             .map(planner_network);
-                        upsert_by_id(&mut self.snapshot.networks, id, |n| &n.id, item);
+                        self.index.upsert_network(&mut self.snapshot, id, item);
                         self.derive_local_tags(id);
                         out.push(Change::Network(id.clone()));
                     }
@@ -667,12 +674,8 @@ impl Intent {
             }
             return;
         }
-        upsert_by_id(
-            &mut self.snapshot.subnets,
-            id,
-            |s| &s.id,
-            new.map(planner_subnet),
-        );
+        self.index
+            .upsert_subnet(&mut self.snapshot, id, new.map(planner_subnet));
         out.push(Change::Subnet(id.to_string()));
     }
 
@@ -680,12 +683,9 @@ impl Intent {
         let old = self.ports.get(id).cloned();
         // Old contributions out.
         if let Some(o) = &old {
-            if let Some(i) = self.snapshot.ports.iter().position(|p| p.id == o.id) {
-                self.snapshot.ports.remove(i);
-            }
-            self.snapshot
-                .router_interfaces
-                .retain(|i| i.port_id != o.id);
+            self.index.remove_port(&mut self.snapshot, &o.id);
+            self.index
+                .remove_interfaces_of_port(&mut self.snapshot, &o.id);
             port_allocations(&mut self.snapshot.allocations, o, false);
             self.snapshot.port_security.remove(&o.id);
             if let Some(set) = self.by_device.get_mut(&o.device_id) {
@@ -712,7 +712,8 @@ impl Intent {
                     .snapshot
                     .ports
                     .partition_point(|p| ports.get(&p.id).is_some_and(|x| port_key(x) < key));
-                self.snapshot.ports.insert(at, planner_port(n));
+                self.index
+                    .insert_port(&mut self.snapshot, at, planner_port(n));
             }
             if let Some(iface) = planner_interface(n) {
                 let ports = &self.ports;
@@ -720,7 +721,7 @@ impl Intent {
                     .snapshot
                     .router_interfaces
                     .partition_point(|i| ports.get(&i.port_id).is_some_and(|x| port_key(x) < key));
-                self.snapshot.router_interfaces.insert(at, iface);
+                self.index.insert_interface(&mut self.snapshot, at, iface);
             }
             port_allocations(&mut self.snapshot.allocations, n, true);
             if let Some(sec) = planner_port_security(n) {
@@ -805,7 +806,7 @@ impl Intent {
                 })
                 .collect(),
         });
-        upsert_by_id(&mut self.snapshot.routers, id, |r| &r.id, item);
+        self.index.upsert_router(&mut self.snapshot, id, item);
     }
 
     /// A project's bridge network, when its network, subnet and /24 are all there.

@@ -463,16 +463,19 @@ impl Realizer {
         let states = planner::plan_all(&intent.snapshot);
         if let (true, Some(known)) = (quiet, m.new.as_deref()) {
             let differs = known.snapshot != intent.snapshot;
+            // The kept index is checked with the snapshot: a wrong one would re-plan wrong.
+            let index_differs = known.index != intent.index;
             let nodes: Vec<&String> = states
                 .iter()
                 .filter(|(n, s)| m.planned.get(*n) != Some(*s))
                 .map(|(n, _)| n)
                 .chain(m.planned.keys().filter(|n| !states.contains_key(*n)))
                 .collect();
-            if differs || !nodes.is_empty() {
+            if differs || index_differs || !nodes.is_empty() {
                 report.drift = true;
                 tracing::error!(
                     intent_differs = differs,
+                    index_differs,
                     nodes = ?nodes,
                     "the incremental picture drifted from the store; corrected from a full read"
                 );
@@ -671,7 +674,13 @@ impl Realizer {
             m.planned = all;
         } else {
             for c in &changes {
-                for (n, s) in planner::replan(&old.snapshot, &new.snapshot, &m.planned, c) {
+                let replanned = planner::replan_indexed(
+                    (&old.snapshot, &old.index),
+                    (&new.snapshot, &new.index),
+                    &m.planned,
+                    c,
+                );
+                for (n, s) in replanned {
                     if m.planned.get(&n) != Some(&s) {
                         m.planned.insert(n.clone(), s.clone());
                         touched.insert(n, s);

@@ -8,6 +8,7 @@ use wire::NodeDesiredState;
 
 use crate::change::{affected, Change};
 use crate::fxhash::FxSet;
+use crate::index::ScopeIndex;
 use crate::names::stem;
 use crate::plan::{has_neutron_ovs_name, plan_node};
 use crate::scope;
@@ -26,6 +27,27 @@ pub fn replan(
     previous: &BTreeMap<String, NodeDesiredState>,
     change: &Change,
 ) -> BTreeMap<String, NodeDesiredState> {
+    replan_with((old, None), (new, None), previous, change)
+}
+
+/// [`replan`] with each snapshot's [`ScopeIndex`] (kept by the caller for exactly that
+/// snapshot): the change's projects are gathered by lookups, not by scanning the cloud. Gives
+/// what [`replan`] gives.
+pub fn replan_indexed(
+    old: (&Snapshot, &ScopeIndex),
+    new: (&Snapshot, &ScopeIndex),
+    previous: &BTreeMap<String, NodeDesiredState>,
+    change: &Change,
+) -> BTreeMap<String, NodeDesiredState> {
+    replan_with((old.0, Some(old.1)), (new.0, Some(new.1)), previous, change)
+}
+
+fn replan_with(
+    (old, old_index): (&Snapshot, Option<&ScopeIndex>),
+    (new, new_index): (&Snapshot, Option<&ScopeIndex>),
+    previous: &BTreeMap<String, NodeDesiredState>,
+    change: &Change,
+) -> BTreeMap<String, NodeDesiredState> {
     let (Some(mut s_old), Some(s_new)) = (
         scope::for_change(old, change),
         scope::for_change(new, change),
@@ -34,8 +56,12 @@ pub fn replan(
     };
     s_old.extend(s_new);
     let scope_set = s_old;
-    let t_old = Topology::build_scoped(old, Some(&scope_set));
-    let t_new = Topology::build_scoped(new, Some(&scope_set));
+    let build = |snap, index: Option<&ScopeIndex>| match index {
+        Some(ix) => Topology::build_indexed(snap, ix, &scope_set),
+        None => Topology::build_scoped(snap, Some(&scope_set)),
+    };
+    let t_old = build(old, old_index);
+    let t_new = build(new, new_index);
     if t_old.has_foreign_routers(&scope_set) || t_new.has_foreign_routers(&scope_set) {
         return full(old, new, change);
     }

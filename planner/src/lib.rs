@@ -18,6 +18,7 @@ mod dhcp;
 mod error;
 mod fxhash;
 mod incremental;
+mod index;
 mod ipv6;
 mod names;
 mod plan;
@@ -37,7 +38,8 @@ pub use alloc::{
 };
 pub use change::{affected_nodes, Change};
 pub use error::ValidationError;
-pub use incremental::replan;
+pub use incremental::{replan, replan_indexed};
+pub use index::ScopeIndex;
 pub use ipv6::{bridge_v6, RA_ROUTER_LIFETIME};
 pub use plan::is_unicast_mac;
 pub use security::ct_zone;

@@ -158,8 +158,13 @@ fn network<'a>(snap: &'a Snapshot, id: &str, scope: &mut FxSet<&'a str>) -> Opti
 /// floating IPs): a binary search, then a scan when that misses, so a snapshot built in
 /// another order (tests build them by hand) is still answered right.
 pub(crate) fn by_id<'a, T>(v: &'a [T], id: &str, key: impl Fn(&T) -> &String) -> Option<&'a T> {
+    position_by_id(v, id, key).map(|i| &v[i])
+}
+
+/// The position of the element `id` (see [`by_id`]).
+pub(crate) fn position_by_id<T>(v: &[T], id: &str, key: impl Fn(&T) -> &String) -> Option<usize> {
     if let Ok(i) = v.binary_search_by(|x| key(x).as_str().cmp(id)) {
-        return Some(&v[i]);
+        return Some(i);
     }
-    v.iter().find(|x| key(x) == id)
+    v.iter().position(|x| key(x) == id)
 }

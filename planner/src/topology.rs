@@ -78,6 +78,16 @@ pub(crate) struct Topology<'a> {
     pub security: std::cell::OnceCell<crate::security::Index>,
 }
 
+/// The objects a topology indexes, each list in snapshot order.
+struct Lists<'a> {
+    networks: Vec<&'a Network>,
+    subnets: Vec<&'a Subnet>,
+    ports: Vec<&'a Port>,
+    routers: Vec<&'a Router>,
+    interfaces: Vec<&'a RouterInterface>,
+    floating_ips: Vec<&'a FloatingIp>,
+}
+
 /// A router to judge in place of the snapshot's (see [`Topology::build_with`]).
 #[derive(Clone, Copy)]
 pub(crate) struct RouterOverride<'a> {
@@ -192,6 +202,52 @@ impl<'a> Topology<'a> {
                 )
             }
         };
+        Self::from_lists(
+            snap,
+            Lists {
+                networks: net_list,
+                subnets: subnet_list,
+                ports: port_list,
+                routers: router_list,
+                interfaces: iface_list,
+                floating_ips: fip_list,
+            },
+        )
+    }
+
+    /// Index only the projects in `scope`, as [`Self::build_scoped`] does, gathering their
+    /// objects through `index` (built or kept for `snap`) instead of scanning the cloud.
+    pub fn build_indexed(
+        snap: &'a Snapshot,
+        index: &crate::index::ScopeIndex,
+        scope: &FxSet<&str>,
+    ) -> Self {
+        let sel = index.select(snap, scope.iter().copied());
+        fn pick<'a, T>(v: &'a [T], at: &[u32]) -> Vec<&'a T> {
+            at.iter().filter_map(|&i| v.get(i as usize)).collect()
+        }
+        Self::from_lists(
+            snap,
+            Lists {
+                networks: pick(&snap.networks, &sel.networks),
+                subnets: pick(&snap.subnets, &sel.subnets),
+                ports: pick(&snap.ports, &sel.ports),
+                routers: pick(&snap.routers, &sel.routers),
+                interfaces: pick(&snap.router_interfaces, &sel.interfaces),
+                floating_ips: pick(&snap.floating_ips, &sel.floating_ips),
+            },
+        )
+    }
+
+    fn from_lists(snap: &'a Snapshot, lists: Lists<'a>) -> Self {
+        let Lists {
+            networks: net_list,
+            subnets: subnet_list,
+            ports: port_list,
+            routers: router_list,
+            interfaces: iface_list,
+            floating_ips: fip_list,
+        } = lists;
         let (t_nets, t_subs, t_ports, t_routers) = (
             net_list.len(),
             subnet_list.len(),

@@ -194,6 +194,13 @@ fn check(name: &str, old: &Snapshot, new: &Snapshot, change: Change) {
     let prev = plan_all(old);
     let want = plan_all(new);
     let got = replan(old, new, &prev, &change);
+    let indexed = replan_indexed(
+        (old, &ScopeIndex::build(old)),
+        (new, &ScopeIndex::build(new)),
+        &prev,
+        &change,
+    );
+    assert_eq!(indexed, got, "{name}: replan_indexed differs from replan");
     let mut touched = affected_nodes(old, &change);
     touched.extend(affected_nodes(new, &change));
     let scoped = plan_nodes(new, touched.iter().map(String::as_str));
@@ -508,4 +515,114 @@ fn ipv6_changes_replan_like_full() {
             add_fixed_ip(s, "p2-n2-vm9", "sub6-p2-n2", "fd00:2:2::99");
         },
     );
+}
+
+/// The cloud with its id-keyed lists sorted by id, as the controller keeps them (the index's
+/// upserts binary-search them).
+fn sorted_cloud() -> Snapshot {
+    let mut s = cloud_with(true, true);
+    s.networks.sort_by(|a, b| a.id.cmp(&b.id));
+    s.subnets.sort_by(|a, b| a.id.cmp(&b.id));
+    s.routers.sort_by(|a, b| a.id.cmp(&b.id));
+    s.floating_ips.sort_by(|a, b| a.id.cmp(&b.id));
+    s
+}
+
+#[test]
+fn scope_index_edits_equal_a_rebuild() {
+    let mut s = sorted_cloud();
+    let mut ix = ScopeIndex::build(&s);
+    let old = s.clone();
+    let old_ix = ix.clone();
+    let step = |name: &str, s: &Snapshot, ix: &ScopeIndex| {
+        assert_eq!(
+            *ix,
+            ScopeIndex::build(s),
+            "after {name}: index differs from a rebuild"
+        );
+    };
+    // Networks: one removed from the middle, one inserted before it, one turned shared (its
+    // key moves from its project to everyone's), one re-projected.
+    let mid = s.networks[s.networks.len() / 2].clone();
+    ix.upsert_network(&mut s, &mid.id.clone(), None);
+    step("removing a network", &s, &ix);
+    let fresh = Network {
+        id: format!("{}-new", &s.networks[1].id),
+        project_id: "p3".into(),
+        ..s.networks[1].clone()
+    };
+    ix.upsert_network(&mut s, &fresh.id.clone(), Some(fresh));
+    step("inserting a network", &s, &ix);
+    let mut shared = s.networks[3].clone();
+    shared.shared = !shared.shared;
+    ix.upsert_network(&mut s, &shared.id.clone(), Some(shared));
+    step("sharing a network", &s, &ix);
+    ix.upsert_network(&mut s, "no-such-network", None);
+    step("removing a missing network", &s, &ix);
+    // Subnets, routers and floating IPs: first, last and middle.
+    for at in [0, s.subnets.len() - 1, s.subnets.len() / 3] {
+        let sub = s.subnets[at].clone();
+        ix.upsert_subnet(&mut s, &sub.id, None);
+        step("removing a subnet", &s, &ix);
+        let moved = Subnet {
+            network_id: s.networks[0].id.clone(),
+            ..sub.clone()
+        };
+        ix.upsert_subnet(&mut s, &sub.id, Some(moved));
+        step("inserting a subnet", &s, &ix);
+    }
+    for at in [0, s.routers.len() - 1, s.routers.len() / 2] {
+        let r = s.routers[at].clone();
+        let other = Router {
+            project_id: "p7".into(),
+            ..r.clone()
+        };
+        ix.upsert_router(&mut s, &r.id, Some(other));
+        step("re-projecting a router", &s, &ix);
+        ix.upsert_router(&mut s, &r.id, None);
+        step("removing a router", &s, &ix);
+        ix.upsert_router(&mut s, &r.id, Some(r.clone()));
+        step("inserting a router", &s, &ix);
+    }
+    for at in [0, s.floating_ips.len() - 1] {
+        let f = s.floating_ips[at].clone();
+        ix.upsert_floating_ip(&mut s, &f.id, None);
+        step("removing a floating IP", &s, &ix);
+        ix.upsert_floating_ip(&mut s, &f.id, Some(f.clone()));
+        step("inserting a floating IP", &s, &ix);
+    }
+    // Ports and interfaces: removed and inserted again elsewhere in creation order.
+    for at in [0, s.ports.len() - 1, s.ports.len() / 2, 5] {
+        let p = s.ports[at].clone();
+        ix.remove_port(&mut s, &p.id);
+        step("removing a port", &s, &ix);
+        let to = (at * 7 + 3) % (s.ports.len() + 1);
+        ix.insert_port(&mut s, to, p);
+        step("inserting a port", &s, &ix);
+    }
+    for at in [
+        0,
+        s.router_interfaces.len() - 1,
+        s.router_interfaces.len() / 2,
+    ] {
+        let i = s.router_interfaces[at].clone();
+        ix.remove_interfaces_of_port(&mut s, &i.port_id);
+        step("removing an interface", &s, &ix);
+        let to = (at * 5 + 1) % (s.router_interfaces.len() + 1);
+        ix.insert_interface(&mut s, to, i);
+        step("inserting an interface", &s, &ix);
+    }
+    // The edited snapshot re-plans through its kept index as through a fresh one.
+    let prev = plan_all(&old);
+    for c in [
+        Change::Router(s.routers[2].id.clone()),
+        Change::Network(s.networks[2].id.clone()),
+        Change::Port(s.ports[7].id.clone()),
+    ] {
+        assert_eq!(
+            replan_indexed((&old, &old_ix), (&s, &ix), &prev, &c),
+            replan(&old, &s, &prev, &c),
+            "{c:?}: replan through the kept index differs"
+        );
+    }
 }

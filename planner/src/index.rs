@@ -1,0 +1,309 @@
+//! A persistent index of a snapshot by project and network, so a scoped re-plan gathers its
+//! projects' objects by lookups instead of scanning the cloud (issue 22).
+//!
+//! It holds positions into the snapshot's vectors, so it is only right for the snapshot it
+//! was built or edited with. It is never stored inside a [`Snapshot`] (a hand-edited snapshot
+//! would silently leave it stale): the owner keeps the two side by side and changes the
+//! indexed vectors only through the methods here, which edit vector and index together. The
+//! controller's full pass compares it with one built from scratch (its drift check).
+
+use crate::fxhash::FxMap;
+use crate::snapshot::{FloatingIp, Network, Port, Router, RouterInterface, Snapshot, Subnet};
+
+/// Positions of one vector's elements grouped by a key, each group in ascending order
+/// (snapshot order).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct Groups(FxMap<String, Vec<u32>>);
+
+impl Groups {
+    fn add(&mut self, key: &str, pos: usize) {
+        let pos = pos as u32;
+        let v = match self.0.get_mut(key) {
+            Some(v) => v,
+            None => self.0.entry(key.to_string()).or_default(),
+        };
+        if let Err(i) = v.binary_search(&pos) {
+            v.insert(i, pos);
+        }
+    }
+
+    fn remove(&mut self, key: &str, pos: usize) {
+        let pos = pos as u32;
+        if let Some(v) = self.0.get_mut(key) {
+            if let Ok(i) = v.binary_search(&pos) {
+                v.remove(i);
+            }
+            if v.is_empty() {
+                self.0.remove(key);
+            }
+        }
+    }
+
+    /// An element was inserted at `at`: those at or after it moved one up.
+    fn opened(&mut self, at: usize) {
+        let at = at as u32;
+        for v in self.0.values_mut() {
+            let from = v.partition_point(|p| *p < at);
+            for p in &mut v[from..] {
+                *p += 1;
+            }
+        }
+    }
+
+    /// The element at `at` was removed (and already taken out of its group): those after it
+    /// moved one down.
+    fn closed(&mut self, at: usize) {
+        let at = at as u32;
+        for v in self.0.values_mut() {
+            let from = v.partition_point(|p| *p <= at);
+            for p in &mut v[from..] {
+                *p -= 1;
+            }
+        }
+    }
+
+    fn get(&self, key: &str) -> &[u32] {
+        self.0.get(key).map(Vec::as_slice).unwrap_or(&[])
+    }
+}
+
+/// The snapshot's networks, subnets, ports, routers, router interfaces and floating IPs by
+/// the keys a scope asks for (see [`crate::replan_indexed`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ScopeIndex {
+    /// Networks everyone may use (shared or external) under "", the others by project.
+    networks: Groups,
+    subnets_by_network: Groups,
+    ports_by_network: Groups,
+    routers_by_project: Groups,
+    interfaces_by_subnet: Groups,
+    interfaces_by_router: Groups,
+    floating_ips_by_project: Groups,
+}
+
+/// The key of a network in [`ScopeIndex::networks`].
+fn network_key(n: &Network) -> &str {
+    if n.shared || n.external {
+        ""
+    } else {
+        &n.project_id
+    }
+}
+
+/// The positions of a scope's objects (see [`ScopeIndex::select`]), each list ascending.
+pub(crate) struct Selection {
+    pub networks: Vec<u32>,
+    pub subnets: Vec<u32>,
+    pub ports: Vec<u32>,
+    pub routers: Vec<u32>,
+    pub interfaces: Vec<u32>,
+    pub floating_ips: Vec<u32>,
+}
+
+/// Merge sorted position lists into one sorted list without duplicates.
+fn union<'a>(lists: impl IntoIterator<Item = &'a [u32]>) -> Vec<u32> {
+    let mut out: Vec<u32> = Vec::new();
+    for l in lists {
+        out.extend_from_slice(l);
+    }
+    out.sort_unstable();
+    out.dedup();
+    out
+}
+
+impl ScopeIndex {
+    /// Index all of `snap`.
+    pub fn build(snap: &Snapshot) -> Self {
+        let mut ix = ScopeIndex::default();
+        for (i, n) in snap.networks.iter().enumerate() {
+            ix.networks.add(network_key(n), i);
+        }
+        for (i, s) in snap.subnets.iter().enumerate() {
+            ix.subnets_by_network.add(&s.network_id, i);
+        }
+        for (i, p) in snap.ports.iter().enumerate() {
+            ix.ports_by_network.add(&p.network_id, i);
+        }
+        for (i, r) in snap.routers.iter().enumerate() {
+            ix.routers_by_project.add(&r.project_id, i);
+        }
+        for (i, r) in snap.router_interfaces.iter().enumerate() {
+            ix.add_interface(r, i);
+        }
+        for (i, f) in snap.floating_ips.iter().enumerate() {
+            ix.floating_ips_by_project.add(&f.project_id, i);
+        }
+        ix
+    }
+
+    fn add_interface(&mut self, r: &RouterInterface, at: usize) {
+        self.interfaces_by_subnet.add(&r.subnet_id, at);
+        self.interfaces_by_router.add(&r.router_id, at);
+    }
+
+    /// What [`crate::topology::Topology::build_scoped`] keeps for the projects `in_scope`
+    /// says yes to (`projects` lists them): the same objects in the same order as its scans.
+    pub(crate) fn select<'s>(
+        &self,
+        snap: &Snapshot,
+        projects: impl Iterator<Item = &'s str> + Clone,
+    ) -> Selection {
+        let networks = union(
+            std::iter::once(self.networks.get(""))
+                .chain(projects.clone().map(|p| self.networks.get(p))),
+        );
+        // Positions are read with `get`: a slip in keeping the index must not take the
+        // controller down (the full pass's drift check finds and corrects it).
+        let net_ids = || {
+            networks
+                .iter()
+                .filter_map(|&i| snap.networks.get(i as usize))
+                .map(|n| n.id.as_str())
+        };
+        let subnets = union(net_ids().map(|n| self.subnets_by_network.get(n)));
+        let ports = union(net_ids().map(|n| self.ports_by_network.get(n)));
+        // Routers of other projects attached to a shared or external network's subnets.
+        let open_subnets = self
+            .networks
+            .get("")
+            .iter()
+            .filter_map(|&i| snap.networks.get(i as usize))
+            .flat_map(|n| self.subnets_by_network.get(&n.id));
+        let attached: Vec<u32> = open_subnets
+            .filter_map(|&s| snap.subnets.get(s as usize))
+            .flat_map(|s| self.interfaces_by_subnet.get(&s.id))
+            .filter_map(|&i| snap.router_interfaces.get(i as usize))
+            .filter_map(|i| {
+                crate::scope::position_by_id(&snap.routers, &i.router_id, |r| &r.id)
+                    .map(|p| p as u32)
+            })
+            .collect();
+        let routers = union(
+            projects
+                .clone()
+                .map(|p| self.routers_by_project.get(p))
+                .chain(std::iter::once(attached.as_slice())),
+        );
+        let interfaces = union(
+            routers
+                .iter()
+                .filter_map(|&r| snap.routers.get(r as usize))
+                .map(|r| self.interfaces_by_router.get(&r.id)),
+        );
+        let floating_ips = union(projects.map(|p| self.floating_ips_by_project.get(p)));
+        Selection {
+            networks,
+            subnets,
+            ports,
+            routers,
+            interfaces,
+            floating_ips,
+        }
+    }
+
+    /// Insert, replace or (`None`) remove the network `id` of `snap.networks` (sorted by id).
+    pub fn upsert_network(&mut self, snap: &mut Snapshot, id: &str, item: Option<Network>) {
+        upsert_sorted(
+            &mut snap.networks,
+            id,
+            |n| &n.id,
+            item,
+            &mut self.networks,
+            network_key,
+        );
+    }
+
+    /// Insert, replace or remove the subnet `id` of `snap.subnets` (sorted by id).
+    pub fn upsert_subnet(&mut self, snap: &mut Snapshot, id: &str, item: Option<Subnet>) {
+        let g = &mut self.subnets_by_network;
+        upsert_sorted(&mut snap.subnets, id, |s| &s.id, item, g, |s| &s.network_id);
+    }
+
+    /// Insert, replace or remove the router `id` of `snap.routers` (sorted by id).
+    pub fn upsert_router(&mut self, snap: &mut Snapshot, id: &str, item: Option<Router>) {
+        let g = &mut self.routers_by_project;
+        upsert_sorted(&mut snap.routers, id, |r| &r.id, item, g, |r| &r.project_id);
+    }
+
+    /// Insert, replace or remove the floating IP `id` of `snap.floating_ips` (sorted by id).
+    pub fn upsert_floating_ip(&mut self, snap: &mut Snapshot, id: &str, item: Option<FloatingIp>) {
+        let g = &mut self.floating_ips_by_project;
+        upsert_sorted(
+            &mut snap.floating_ips,
+            id,
+            |f| &f.id,
+            item,
+            g,
+            |f| &f.project_id,
+        );
+    }
+
+    /// Remove the port `id` from `snap.ports` (kept in creation order by its owner).
+    pub fn remove_port(&mut self, snap: &mut Snapshot, id: &str) {
+        if let Some(at) = snap.ports.iter().position(|p| p.id == id) {
+            let p = snap.ports.remove(at);
+            self.ports_by_network.remove(&p.network_id, at);
+            self.ports_by_network.closed(at);
+        }
+    }
+
+    /// Insert `port` into `snap.ports` at `at` (its place in creation order).
+    pub fn insert_port(&mut self, snap: &mut Snapshot, at: usize, port: Port) {
+        self.ports_by_network.opened(at);
+        self.ports_by_network.add(&port.network_id, at);
+        snap.ports.insert(at, port);
+    }
+
+    /// Remove the interfaces the port `port_id` backs from `snap.router_interfaces`.
+    pub fn remove_interfaces_of_port(&mut self, snap: &mut Snapshot, port_id: &str) {
+        while let Some(at) = snap
+            .router_interfaces
+            .iter()
+            .position(|i| i.port_id == port_id)
+        {
+            let r = snap.router_interfaces.remove(at);
+            self.interfaces_by_subnet.remove(&r.subnet_id, at);
+            self.interfaces_by_router.remove(&r.router_id, at);
+            self.interfaces_by_subnet.closed(at);
+            self.interfaces_by_router.closed(at);
+        }
+    }
+
+    /// Insert `iface` into `snap.router_interfaces` at `at`.
+    pub fn insert_interface(&mut self, snap: &mut Snapshot, at: usize, iface: RouterInterface) {
+        self.interfaces_by_subnet.opened(at);
+        self.interfaces_by_router.opened(at);
+        self.add_interface(&iface, at);
+        snap.router_interfaces.insert(at, iface);
+    }
+}
+
+/// Replace the element `id` of a vector sorted by id and its position in `groups` (under
+/// `group`'s key).
+fn upsert_sorted<T>(
+    v: &mut Vec<T>,
+    id: &str,
+    key: impl Fn(&T) -> &String,
+    item: Option<T>,
+    groups: &mut Groups,
+    group: impl Fn(&T) -> &str,
+) {
+    match (v.binary_search_by(|x| key(x).as_str().cmp(id)), item) {
+        (Ok(i), Some(item)) => {
+            groups.remove(group(&v[i]), i);
+            groups.add(group(&item), i);
+            v[i] = item;
+        }
+        (Ok(i), None) => {
+            let old = v.remove(i);
+            groups.remove(group(&old), i);
+            groups.closed(i);
+        }
+        (Err(i), Some(item)) => {
+            groups.opened(i);
+            groups.add(group(&item), i);
+            v.insert(i, item);
+        }
+        (Err(_), None) => {}
+    }
+}
