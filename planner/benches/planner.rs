@@ -466,6 +466,14 @@ fn main() {
         time(21, patched),
         &format!("{} nodes returned", got.len()),
     );
+    let (ix, ix2) = (ScopeIndex::build(&s), ScopeIndex::build(&s2));
+    let indexed = || planner::replan_indexed((&s, &ix), (&s2, &ix2), &all, &change);
+    assert_eq!(indexed(), got, "replan_indexed differs from replan");
+    row(
+        "interface change: replan_indexed (kept ScopeIndex)",
+        time(21, indexed),
+        "what the controller's realizer runs",
+    );
     let old_p = Planner::new(&s);
     let new_p = Planner::new(&s2);
     row(
@@ -522,6 +530,14 @@ fn main() {
         "port move: replan(old, new, previous states)",
         time(21, patched),
         &format!("{} nodes returned", got.len()),
+    );
+    let ix3 = ScopeIndex::build(&s3);
+    let indexed = || planner::replan_indexed((&s, &ix), (&s3, &ix3), &all, &pchange);
+    assert_eq!(indexed(), got, "replan_indexed differs from replan");
+    row(
+        "port move: replan_indexed (kept ScopeIndex)",
+        time(21, indexed),
+        "what the controller's realizer runs",
     );
     vxlan();
 }

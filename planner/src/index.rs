@@ -7,7 +7,7 @@
 //! indexed vectors only through the methods here, which edit vector and index together. The
 //! controller's full pass compares it with one built from scratch (its drift check).
 
-use crate::fxhash::FxMap;
+use crate::fxhash::{FxMap, FxSet};
 use crate::snapshot::{FloatingIp, Network, Port, Router, RouterInterface, Snapshot, Subnet};
 
 /// Positions of one vector's elements grouped by a key, each group in ascending order
@@ -74,7 +74,11 @@ pub struct ScopeIndex {
     /// Networks everyone may use (shared or external) under "", the others by project.
     networks: Groups,
     subnets_by_network: Groups,
-    ports_by_network: Groups,
+    /// VM ports by network.
+    vm_ports_by_network: Groups,
+    /// The other ports (router, floating IP, DHCP) by network and by device.
+    other_ports_by_network: Groups,
+    other_ports_by_device: Groups,
     routers_by_project: Groups,
     interfaces_by_subnet: Groups,
     interfaces_by_router: Groups,
@@ -122,7 +126,7 @@ impl ScopeIndex {
             ix.subnets_by_network.add(&s.network_id, i);
         }
         for (i, p) in snap.ports.iter().enumerate() {
-            ix.ports_by_network.add(&p.network_id, i);
+            ix.add_port(p, i);
         }
         for (i, r) in snap.routers.iter().enumerate() {
             ix.routers_by_project.add(&r.project_id, i);
@@ -134,6 +138,23 @@ impl ScopeIndex {
             ix.floating_ips_by_project.add(&f.project_id, i);
         }
         ix
+    }
+
+    fn add_port(&mut self, p: &Port, at: usize) {
+        if p.is_vm_port() {
+            self.vm_ports_by_network.add(&p.network_id, at);
+        } else {
+            self.other_ports_by_network.add(&p.network_id, at);
+            self.other_ports_by_device.add(&p.device_id, at);
+        }
+    }
+
+    fn port_groups(&mut self) -> [&mut Groups; 3] {
+        [
+            &mut self.vm_ports_by_network,
+            &mut self.other_ports_by_network,
+            &mut self.other_ports_by_device,
+        ]
     }
 
     fn add_interface(&mut self, r: &RouterInterface, at: usize) {
@@ -161,7 +182,13 @@ impl ScopeIndex {
                 .map(|n| n.id.as_str())
         };
         let subnets = union(net_ids().map(|n| self.subnets_by_network.get(n)));
-        let ports = union(net_ids().map(|n| self.ports_by_network.get(n)));
+        let open: FxSet<&str> = self
+            .networks
+            .get("")
+            .iter()
+            .filter_map(|&i| snap.networks.get(i as usize))
+            .map(|n| n.id.as_str())
+            .collect();
         // Routers of other projects attached to a shared or external network's subnets.
         let open_subnets = self
             .networks
@@ -189,6 +216,30 @@ impl ScopeIndex {
                 .iter()
                 .filter_map(|&r| snap.routers.get(r as usize))
                 .map(|r| self.interfaces_by_router.get(&r.id)),
+        );
+        // VM ports of every network kept; the others of the project's networks, and of the
+        // open networks only those of the routers kept (see `Topology::build_scoped`).
+        let kept: FxSet<&str> = net_ids().collect();
+        let router_ports: Vec<u32> = routers
+            .iter()
+            .filter_map(|&r| snap.routers.get(r as usize))
+            .flat_map(|r| self.other_ports_by_device.get(&r.id))
+            .copied()
+            .filter(|&i| {
+                snap.ports
+                    .get(i as usize)
+                    .is_some_and(|p| kept.contains(p.network_id.as_str()))
+            })
+            .collect();
+        let ports = union(
+            net_ids()
+                .map(|n| self.vm_ports_by_network.get(n))
+                .chain(
+                    net_ids()
+                        .filter(|n| !open.contains(n))
+                        .map(|n| self.other_ports_by_network.get(n)),
+                )
+                .chain(std::iter::once(router_ports.as_slice())),
         );
         let floating_ips = union(projects.map(|p| self.floating_ips_by_project.get(p)));
         Selection {
@@ -242,15 +293,21 @@ impl ScopeIndex {
     pub fn remove_port(&mut self, snap: &mut Snapshot, id: &str) {
         if let Some(at) = snap.ports.iter().position(|p| p.id == id) {
             let p = snap.ports.remove(at);
-            self.ports_by_network.remove(&p.network_id, at);
-            self.ports_by_network.closed(at);
+            self.vm_ports_by_network.remove(&p.network_id, at);
+            self.other_ports_by_network.remove(&p.network_id, at);
+            self.other_ports_by_device.remove(&p.device_id, at);
+            for g in self.port_groups() {
+                g.closed(at);
+            }
         }
     }
 
     /// Insert `port` into `snap.ports` at `at` (its place in creation order).
     pub fn insert_port(&mut self, snap: &mut Snapshot, at: usize, port: Port) {
-        self.ports_by_network.opened(at);
-        self.ports_by_network.add(&port.network_id, at);
+        for g in self.port_groups() {
+            g.opened(at);
+        }
+        self.add_port(&port, at);
         snap.ports.insert(at, port);
     }
 

@@ -104,9 +104,14 @@ impl<'a> Topology<'a> {
     }
 
     /// Index only what the projects in `scope` can see: their networks, routers and floating
-    /// IPs, every external and shared network with all of its ports, and the routers of other
-    /// projects attached to those. Every fact about an object of the scope is the same as in
-    /// the full index (they depend on nothing else), at the cost of linear scans only.
+    /// IPs, every external and shared network with all of its VM ports, and the routers of
+    /// other projects attached to those. Every fact about an object of the scope is the same as
+    /// in the full index (they depend on nothing else), at the cost of linear scans only.
+    ///
+    /// Of an external or shared network's other ports (gateway, floating IP, DHCP ports), only
+    /// those of the routers indexed are: the rules read ports by network only for VM ports, and
+    /// a router's own ports by router. An external network holds a gateway port for every
+    /// router of the cloud; indexing them all made every scope as large as the cloud's routers.
     pub fn build_scoped(snap: &'a Snapshot, scope: Option<&FxSet<&str>>) -> Self {
         Self::build_with(snap, scope, None)
     }
@@ -186,7 +191,13 @@ impl<'a> Topology<'a> {
                 (
                     snap.ports
                         .iter()
-                        .filter(|p| kept.contains(p.network_id.as_str()))
+                        .filter(|p| {
+                            let n = p.network_id.as_str();
+                            kept.contains(n)
+                                && (p.is_vm_port()
+                                    || !shared_nets.contains(n)
+                                    || rids.contains(p.device_id.as_str()))
+                        })
                         .collect(),
                     routers,
                     snap.router_interfaces
