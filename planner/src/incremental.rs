@@ -49,8 +49,8 @@ fn replan_with(
     change: &Change,
 ) -> BTreeMap<String, NodeDesiredState> {
     let (Some(mut s_old), Some(s_new)) = (
-        scope::for_change(old, change),
-        scope::for_change(new, change),
+        scope::for_change_indexed(old, old_index, change),
+        scope::for_change_indexed(new, new_index, change),
     ) else {
         return full(old, new, change);
     };

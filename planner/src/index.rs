@@ -252,6 +252,18 @@ impl ScopeIndex {
         }
     }
 
+    /// The interfaces of the router `id`, in snapshot order.
+    pub(crate) fn interfaces_of<'s>(
+        &self,
+        snap: &'s Snapshot,
+        id: &str,
+    ) -> impl Iterator<Item = &'s RouterInterface> + use<'s, '_> {
+        self.interfaces_by_router
+            .get(id)
+            .iter()
+            .filter_map(|&i| snap.router_interfaces.get(i as usize))
+    }
+
     /// Insert, replace or (`None`) remove the network `id` of `snap.networks` (sorted by id).
     pub fn upsert_network(&mut self, snap: &mut Snapshot, id: &str, item: Option<Network>) {
         upsert_sorted(

@@ -4,7 +4,8 @@
 use crate::fxhash::FxSet;
 
 use crate::change::Change;
-use crate::snapshot::Snapshot;
+use crate::index::ScopeIndex;
+use crate::snapshot::{RouterInterface, Snapshot};
 
 /// Every project that may have a port, a network or a router instance on the given nodes: the
 /// projects present anywhere in those nodes' pods (ports bound there, networks and routers
@@ -81,6 +82,15 @@ pub(crate) fn for_nodes<'a>(snap: &'a Snapshot, nodes: &FxSet<&str>) -> FxSet<&'
 /// The projects a change concerns, or `None` when it concerns everything (pods, nodes, shared
 /// and external networks).
 pub(crate) fn for_change<'a>(snap: &'a Snapshot, change: &Change) -> Option<FxSet<&'a str>> {
+    for_change_indexed(snap, None, change)
+}
+
+/// [`for_change`], looking a router's interfaces up in `index` (kept for `snap`) when given.
+pub(crate) fn for_change_indexed<'a>(
+    snap: &'a Snapshot,
+    index: Option<&ScopeIndex>,
+    change: &Change,
+) -> Option<FxSet<&'a str>> {
     let mut scope: FxSet<&'a str> = FxSet::default();
     match change {
         Change::Node(_) | Change::Pod(_) => return None,
@@ -106,10 +116,11 @@ pub(crate) fn for_change<'a>(snap: &'a Snapshot, change: &Change) -> Option<FxSe
                 scope.insert(&r.project_id);
             }
             // Attached to a shared network: other projects' routers may depend on it.
-            let shared = snap
-                .router_interfaces
-                .iter()
-                .filter(|i| &i.router_id == id)
+            let interfaces: Box<dyn Iterator<Item = &RouterInterface>> = match index {
+                Some(ix) => Box::new(ix.interfaces_of(snap, id)),
+                None => Box::new(snap.router_interfaces.iter().filter(|i| &i.router_id == id)),
+            };
+            let shared = interfaces
                 .filter_map(|i| by_id(&snap.subnets, &i.subnet_id, |s| &s.id))
                 .filter_map(|s| by_id(&snap.networks, &s.network_id, |n| &n.id))
                 .any(|n| n.shared || n.external);
