@@ -56,9 +56,19 @@ fn replan_with(
     };
     s_old.extend(s_new);
     let scope_set = s_old;
+    // Open networks the scope uses before or after: the same set for both sides, so an open
+    // network's own contribution is in both or in neither.
+    let mut used = match old_index {
+        Some(ix) => ix.open_networks_used(old, scope_set.iter().copied()),
+        None => scope::open_networks_used(old, &scope_set),
+    };
+    used.extend(match new_index {
+        Some(ix) => ix.open_networks_used(new, scope_set.iter().copied()),
+        None => scope::open_networks_used(new, &scope_set),
+    });
     let build = |snap, index: Option<&ScopeIndex>| match index {
-        Some(ix) => Topology::build_indexed(snap, ix, &scope_set),
-        None => Topology::build_scoped(snap, Some(&scope_set)),
+        Some(ix) => Topology::build_indexed(snap, ix, &scope_set, Some(&used)),
+        None => Topology::build_for_patch(snap, &scope_set, &used),
     };
     let t_old = build(old, old_index);
     let t_new = build(new, new_index);

@@ -74,8 +74,9 @@ pub struct ScopeIndex {
     /// Networks everyone may use (shared or external) under "", the others by project.
     networks: Groups,
     subnets_by_network: Groups,
-    /// VM ports by network.
+    /// VM ports by network and by project.
     vm_ports_by_network: Groups,
+    vm_ports_by_project: Groups,
     /// The other ports (router, floating IP, DHCP) by network and by device.
     other_ports_by_network: Groups,
     other_ports_by_device: Groups,
@@ -143,15 +144,17 @@ impl ScopeIndex {
     fn add_port(&mut self, p: &Port, at: usize) {
         if p.is_vm_port() {
             self.vm_ports_by_network.add(&p.network_id, at);
+            self.vm_ports_by_project.add(&p.project_id, at);
         } else {
             self.other_ports_by_network.add(&p.network_id, at);
             self.other_ports_by_device.add(&p.device_id, at);
         }
     }
 
-    fn port_groups(&mut self) -> [&mut Groups; 3] {
+    fn port_groups(&mut self) -> [&mut Groups; 4] {
         [
             &mut self.vm_ports_by_network,
+            &mut self.vm_ports_by_project,
             &mut self.other_ports_by_network,
             &mut self.other_ports_by_device,
         ]
@@ -164,13 +167,31 @@ impl ScopeIndex {
 
     /// What [`crate::topology::Topology::build_scoped`] keeps for the projects `in_scope`
     /// says yes to (`projects` lists them): the same objects in the same order as its scans.
+    ///
+    /// With `used`, only the open (shared or external) networks it names are kept (see
+    /// [`crate::scope::open_networks_used`]).
     pub(crate) fn select<'s>(
         &self,
         snap: &Snapshot,
         projects: impl Iterator<Item = &'s str> + Clone,
+        used: Option<&FxSet<&str>>,
     ) -> Selection {
+        let open_kept: Vec<u32> = match used {
+            None => self.networks.get("").to_vec(),
+            Some(u) => self
+                .networks
+                .get("")
+                .iter()
+                .copied()
+                .filter(|&i| {
+                    snap.networks
+                        .get(i as usize)
+                        .is_some_and(|n| u.contains(n.id.as_str()))
+                })
+                .collect(),
+        };
         let networks = union(
-            std::iter::once(self.networks.get(""))
+            std::iter::once(open_kept.as_slice())
                 .chain(projects.clone().map(|p| self.networks.get(p))),
         );
         // Positions are read with `get`: a slip in keeping the index must not take the
@@ -190,9 +211,7 @@ impl ScopeIndex {
             .map(|n| n.id.as_str())
             .collect();
         // Routers of other projects attached to a shared or external network's subnets.
-        let open_subnets = self
-            .networks
-            .get("")
+        let open_subnets = open_kept
             .iter()
             .filter_map(|&i| snap.networks.get(i as usize))
             .flat_map(|n| self.subnets_by_network.get(&n.id));
@@ -252,6 +271,69 @@ impl ScopeIndex {
         }
     }
 
+    /// The open (shared or external) networks the projects use (see
+    /// [`crate::scope::open_networks_used`], which finds the same by scanning).
+    pub(crate) fn open_networks_used<'s>(
+        &self,
+        snap: &'s Snapshot,
+        projects: impl Iterator<Item = &'s str> + Clone,
+    ) -> FxSet<&'s str> {
+        let open = |id: &str| {
+            crate::scope::by_id(&snap.networks, id, |n| &n.id)
+                .is_some_and(|n| n.shared || n.external)
+        };
+        let mut used: FxSet<&'s str> = FxSet::default();
+        let mut add = |id: &'s str| {
+            if !used.contains(id) && open(id) {
+                used.insert(id);
+            }
+        };
+        for p in projects.clone() {
+            for n in self
+                .networks
+                .get("")
+                .iter()
+                .filter_map(|&i| snap.networks.get(i as usize))
+            {
+                if n.project_id == p {
+                    add(&n.id);
+                }
+            }
+            for port in self
+                .vm_ports_by_project
+                .get(p)
+                .iter()
+                .filter_map(|&i| snap.ports.get(i as usize))
+            {
+                add(&port.network_id);
+            }
+            for r in self
+                .routers_by_project
+                .get(p)
+                .iter()
+                .filter_map(|&i| snap.routers.get(i as usize))
+            {
+                if let Some(g) = &r.external_gateway {
+                    add(&g.network_id);
+                }
+                for i in self.interfaces_of(snap, &r.id) {
+                    if let Some(s) = crate::scope::by_id(&snap.subnets, &i.subnet_id, |s| &s.id) {
+                        add(&s.network_id);
+                    }
+                }
+            }
+            for f in self
+                .floating_ips_by_project
+                .get(p)
+                .iter()
+                .filter_map(|&i| snap.floating_ips.get(i as usize))
+            {
+                add(&f.floating_network_id);
+            }
+        }
+        used
+    }
+
     /// The interfaces of the router `id`, in snapshot order.
     pub(crate) fn interfaces_of<'s>(
         &self,
@@ -306,6 +388,7 @@ impl ScopeIndex {
         if let Some(at) = snap.ports.iter().position(|p| p.id == id) {
             let p = snap.ports.remove(at);
             self.vm_ports_by_network.remove(&p.network_id, at);
+            self.vm_ports_by_project.remove(&p.project_id, at);
             self.other_ports_by_network.remove(&p.network_id, at);
             self.other_ports_by_device.remove(&p.device_id, at);
             for g in self.port_groups() {

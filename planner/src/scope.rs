@@ -179,3 +179,56 @@ pub(crate) fn position_by_id<T>(v: &[T], id: &str, key: impl Fn(&T) -> &String) 
     }
     v.iter().position(|x| key(x) == id)
 }
+
+/// The open (shared or external) networks the projects in `scope` use: their own, those their
+/// VM ports are on, those their routers' gateways and interfaces are on, and those their
+/// floating IPs come from. A re-plan patches nodes with what the scope contributes, so an open
+/// network the scope does not use contributes the same before and after and need not be
+/// indexed: a shared network with a port on every node (a provider network) otherwise made
+/// every scope as large as that network.
+pub(crate) fn open_networks_used<'a>(snap: &'a Snapshot, scope: &FxSet<&str>) -> FxSet<&'a str> {
+    let open: FxSet<&str> = snap
+        .networks
+        .iter()
+        .filter(|n| n.shared || n.external)
+        .map(|n| n.id.as_str())
+        .collect();
+    let mut used: FxSet<&'a str> = FxSet::default();
+    let mut add = |id: &'a str| {
+        if open.contains(id) {
+            used.insert(id);
+        }
+    };
+    for n in &snap.networks {
+        if scope.contains(n.project_id.as_str()) {
+            add(&n.id);
+        }
+    }
+    for p in &snap.ports {
+        if p.is_vm_port() && scope.contains(p.project_id.as_str()) {
+            add(&p.network_id);
+        }
+    }
+    let mut routers: FxSet<&str> = FxSet::default();
+    for r in &snap.routers {
+        if scope.contains(r.project_id.as_str()) {
+            routers.insert(&r.id);
+            if let Some(g) = &r.external_gateway {
+                add(&g.network_id);
+            }
+        }
+    }
+    for i in &snap.router_interfaces {
+        if routers.contains(i.router_id.as_str()) {
+            if let Some(s) = by_id(&snap.subnets, &i.subnet_id, |s| &s.id) {
+                add(&s.network_id);
+            }
+        }
+    }
+    for f in &snap.floating_ips {
+        if scope.contains(f.project_id.as_str()) {
+            add(&f.floating_network_id);
+        }
+    }
+    used
+}

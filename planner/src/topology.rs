@@ -113,7 +113,14 @@ impl<'a> Topology<'a> {
     /// a router's own ports by router. An external network holds a gateway port for every
     /// router of the cloud; indexing them all made every scope as large as the cloud's routers.
     pub fn build_scoped(snap: &'a Snapshot, scope: Option<&FxSet<&str>>) -> Self {
-        Self::build_with(snap, scope, None)
+        Self::build_with(snap, scope, None, None)
+    }
+
+    /// [`Self::build_scoped`] keeping only the open networks in `used` (see
+    /// [`crate::scope::open_networks_used`]): for patching nodes with the scope's
+    /// contribution, never for planning a node whole.
+    pub fn build_for_patch(snap: &'a Snapshot, scope: &FxSet<&str>, used: &FxSet<&str>) -> Self {
+        Self::build_with(snap, Some(scope), None, Some(used))
     }
 
     /// [`Self::build_scoped`] with `over`'s router in place of the snapshot's router of that id
@@ -123,6 +130,7 @@ impl<'a> Topology<'a> {
         snap: &'a Snapshot,
         scope: Option<&FxSet<&str>>,
         over: Option<RouterOverride<'a>>,
+        used_open: Option<&FxSet<&str>>,
     ) -> Self {
         // The scans below ask these sets about every object of the snapshot; a scope's sets
         // are small, so their misses are cheap (see `StrSet`).
@@ -137,7 +145,11 @@ impl<'a> Topology<'a> {
         let net_list: Vec<&'a Network> = snap
             .networks
             .iter()
-            .filter(|n| n.external || n.shared || in_scope(&n.project_id))
+            .filter(|n| {
+                in_scope(&n.project_id)
+                    || ((n.external || n.shared)
+                        && used_open.is_none_or(|u| u.contains(n.id.as_str())))
+            })
             .collect();
         let (port_list, router_list, iface_list, subnet_list, fip_list) = match scope {
             None => (
@@ -232,8 +244,9 @@ impl<'a> Topology<'a> {
         snap: &'a Snapshot,
         index: &crate::index::ScopeIndex,
         scope: &FxSet<&str>,
+        used_open: Option<&FxSet<&str>>,
     ) -> Self {
-        let sel = index.select(snap, scope.iter().copied());
+        let sel = index.select(snap, scope.iter().copied(), used_open);
         fn pick<'a, T>(v: &'a [T], at: &[u32]) -> Vec<&'a T> {
             at.iter().filter_map(|&i| v.get(i as usize)).collect()
         }

@@ -76,7 +76,7 @@ pub fn validate_router_change(
         router,
         extra_interface: extra,
     };
-    let t = Topology::build_with(snap, (!shared).then_some(&scope), Some(over));
+    let t = Topology::build_with(snap, (!shared).then_some(&scope), Some(over), None);
     check_router(&t, &router.id)
 }
 

@@ -53,6 +53,29 @@ fn cloud_with(dhcp: bool, v6: bool) -> Snapshot {
         ..Default::default()
     });
     add_subnet(&mut s, "shared", "192.168.0.0/24");
+    // A provider network with a port on every node that no project's router or port uses:
+    // re-plans of the projects leave it out (see `open_networks_used`), and must still leave
+    // its ports and trunks on every node as they were.
+    s.networks.push(Network {
+        id: "fleet".into(),
+        project_id: "admin".into(),
+        network_type: NetworkType::Vlan,
+        physnet: Some("bridge".into()),
+        segmentation_id: Some(2950),
+        shared: true,
+        ..Default::default()
+    });
+    add_subnet(&mut s, "fleet", "192.168.8.0/24");
+    for (k, n) in s.nodes.clone().iter().enumerate() {
+        add_vm(
+            &mut s,
+            "admin",
+            &format!("fleet-{}", n.name),
+            "fleet",
+            &format!("192.168.8.{}", 10 + k),
+            &n.name,
+        );
+    }
     for pr in 0..12usize {
         let p = format!("p{pr}");
         let host = |k: usize| format!("r{}-{}", k % PODS, ["b", "a", "a"][k % 3]);
@@ -355,6 +378,14 @@ fn gateway_and_router_changes_replan_like_full() {
         s.floating_ips.retain(|f| f.id != "p0-fip");
         clear_gateway(s, "p0-r");
     });
+    // ext-net is used by p1 only after: the re-plan indexes it on both sides.
+    mutate(
+        "gateway on a router without one",
+        Change::Router("p1-r".into()),
+        |s| {
+            set_gateway(s, "p1-r", "163.3.124.61");
+        },
+    );
     mutate("delete router", Change::Router("p4-r".into()), |s| {
         s.router_interfaces.retain(|i| i.router_id != "p4-r");
         s.routers.retain(|r| r.id != "p4-r");
