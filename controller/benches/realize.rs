@@ -1121,6 +1121,7 @@ impl Bench {
             // interface) is judged on the snapshot as it would be stored: the copy made for it
             // is the peer (what the handler did before).
             let mut took = Vec::new();
+            let mut scanned = Vec::new();
             let mut copied = Vec::new();
             for _ in 0..3 {
                 let t = Instant::now();
@@ -1133,9 +1134,18 @@ impl Bench {
                     .cloned()
                     .expect("the router in the intent");
                 r.az_hints = Vec::new();
-                let errs = planner::validate_router_change(&intent.snapshot, &r, None);
+                let errs = planner::validate_router_change_indexed(
+                    &intent.snapshot,
+                    &intent.index,
+                    &r,
+                    None,
+                );
                 took.push(ms(t.elapsed()));
                 assert!(errs.is_empty(), "the router is valid: {errs:?}");
+                let t = Instant::now();
+                let scan = planner::validate_router_change(&intent.snapshot, &r, None);
+                scanned.push(ms(t.elapsed()));
+                assert_eq!(scan, errs, "the scanning check judges alike");
                 let t = Instant::now();
                 let mut snap = intent.snapshot.clone();
                 snap.routers.retain(|x| x.id != r.id);
@@ -1145,9 +1155,14 @@ impl Bench {
                 assert_eq!(again, errs, "the copy judges alike");
             }
             self.push(
-                "  PUT handler part: intent + validate_router_change",
+                "  PUT handler part: intent + validate_router_change_indexed",
                 took,
-                "check_router judges the router as if stored, in place",
+                "check_router judges the router as if stored, in place, its project through the ScopeIndex",
+            );
+            self.push(
+                "    peer: validate_router_change (no intent fetch)",
+                scanned,
+                "the same scanning the snapshot for the project",
             );
             self.push(
                 "    peer: the same on a copy of the snapshot",

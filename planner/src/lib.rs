@@ -46,6 +46,7 @@ pub use security::ct_zone;
 pub use snapshot::*;
 pub use validate::{
     validate, validate_floating_ip, validate_port, validate_router, validate_router_change,
+    validate_router_change_indexed,
 };
 pub use wire::NodeDesiredState;
 

@@ -246,9 +246,29 @@ impl<'a> Topology<'a> {
         scope: &FxSet<&str>,
         used_open: Option<&FxSet<&str>>,
     ) -> Self {
+        Self::build_indexed_with(snap, index, scope, used_open, None)
+    }
+
+    /// [`Self::build_indexed`] with `over`'s router in place of the snapshot's (last, as
+    /// [`Self::build_with`] puts it) and its extra interface added last. The router's project
+    /// must be in `scope`.
+    pub(crate) fn build_indexed_with(
+        snap: &'a Snapshot,
+        index: &crate::index::ScopeIndex,
+        scope: &FxSet<&str>,
+        used_open: Option<&FxSet<&str>>,
+        over: Option<RouterOverride<'a>>,
+    ) -> Self {
         let sel = index.select(snap, scope.iter().copied(), used_open);
         fn pick<'a, T>(v: &'a [T], at: &[u32]) -> Vec<&'a T> {
             at.iter().filter_map(|&i| v.get(i as usize)).collect()
+        }
+        let mut routers = pick(&snap.routers, &sel.routers);
+        let mut interfaces = pick(&snap.router_interfaces, &sel.interfaces);
+        if let Some(o) = over {
+            routers.retain(|r| r.id != o.router.id);
+            routers.push(o.router);
+            interfaces.extend(o.extra_interface);
         }
         Self::from_lists(
             snap,
@@ -256,8 +276,8 @@ impl<'a> Topology<'a> {
                 networks: pick(&snap.networks, &sel.networks),
                 subnets: pick(&snap.subnets, &sel.subnets),
                 ports: pick(&snap.ports, &sel.ports),
-                routers: pick(&snap.routers, &sel.routers),
-                interfaces: pick(&snap.router_interfaces, &sel.interfaces),
+                routers,
+                interfaces,
                 floating_ips: pick(&snap.floating_ips, &sel.floating_ips),
             },
         )

@@ -3,6 +3,7 @@
 use crate::change::Change;
 use crate::error::ValidationError;
 use crate::fxhash::FxSet;
+use crate::index::ScopeIndex;
 use crate::scope;
 use crate::snapshot::{FloatingIp, Router, RouterInterface, Snapshot};
 use crate::topology::{FipProblem, Placement, RouterOverride, Topology};
@@ -77,6 +78,49 @@ pub fn validate_router_change(
         extra_interface: extra,
     };
     let t = Topology::build_with(snap, (!shared).then_some(&scope), Some(over), None);
+    check_router(&t, &router.id)
+}
+
+/// [`validate_router_change`] gathering the router's project through `index` (kept for `snap`)
+/// instead of scanning the cloud, and indexing only the open networks the project uses (with
+/// the changed router's gateway and extra interface): what the controller runs on every
+/// router create, gateway change and interface add. Answers what it answers.
+pub fn validate_router_change_indexed(
+    snap: &Snapshot,
+    index: &ScopeIndex,
+    router: &Router,
+    extra: Option<&RouterInterface>,
+) -> Vec<ValidationError> {
+    let network_of = |i: &RouterInterface| {
+        scope::by_id(&snap.subnets, &i.subnet_id, |s| &s.id)
+            .and_then(|s| scope::by_id(&snap.networks, &s.network_id, |n| &n.id))
+    };
+    let shared = index
+        .interfaces_of(snap, &router.id)
+        .chain(extra)
+        .filter_map(network_of)
+        .any(|n| n.shared || n.external);
+    if shared {
+        // Other projects' routers on that network may be concerned: the whole cloud, as
+        // `validate_router_change` does.
+        return validate_router_change(snap, router, extra);
+    }
+    let mut scope: FxSet<&str> = FxSet::default();
+    scope.insert(&router.project_id);
+    let mut used = index.open_networks_used(snap, scope.iter().copied());
+    // The changed router's own, not in the snapshot yet.
+    if let Some(g) = &router.external_gateway {
+        if scope::by_id(&snap.networks, &g.network_id, |n| &n.id)
+            .is_some_and(|n| n.shared || n.external)
+        {
+            used.insert(&g.network_id);
+        }
+    }
+    let over = RouterOverride {
+        router,
+        extra_interface: extra,
+    };
+    let t = Topology::build_indexed_with(snap, index, &scope, Some(&used), Some(over));
     check_router(&t, &router.id)
 }
 

@@ -586,11 +586,31 @@ fn validate_router_change_answers_as_a_changed_copy_would() {
         external_fixed_ips: Vec::new(),
     });
     cases.push(("gateway", s.clone(), gw, None));
+    // Another project's routers, which use the external network only through this change:
+    // hinted to the other pod than the external network's (refused), and not hinted (fine).
+    for (name, hints) in [
+        ("gateway apart, new project", vec!["RegionOne".to_string()]),
+        ("gateway, new project", vec![]),
+    ] {
+        let mut other = s.clone();
+        add_router(&mut other, "other", "r-other", &[]);
+        let mut r = base(&other, "r-other");
+        r.az_hints = hints;
+        r.external_gateway = Some(ExternalGateway {
+            network_id: "ext-net".into(),
+            enable_snat: true,
+            external_fixed_ips: Vec::new(),
+        });
+        cases.push((name, other, r, None));
+    }
     let mut refused = 0;
     for (name, snap, r, extra) in &cases {
         let got = validate_router_change(snap, r, extra.as_ref());
         let want = validate_router(&copy_with(snap, r, extra.as_ref()), &r.id);
         assert_eq!(got, want, "{name}");
+        let indexed =
+            validate_router_change_indexed(snap, &ScopeIndex::build(snap), r, extra.as_ref());
+        assert_eq!(indexed, want, "{name}: through the index");
         refused += usize::from(!got.is_empty());
     }
     assert!(refused >= 3, "the cases include refusals: {refused}");

@@ -83,8 +83,9 @@ fn check_router(
         }),
         routes: Vec::new(),
     };
-    validation(planner::validate_router_change(
+    validation(planner::validate_router_change_indexed(
         &intent.snapshot,
+        &intent.index,
         &router,
         extra.as_ref(),
     ))
