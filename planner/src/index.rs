@@ -105,6 +105,12 @@ pub(crate) struct Selection {
     pub floating_ips: Vec<u32>,
 }
 
+/// The elements of `v` at `positions`. Read with `get`: a slip in keeping the index must not
+/// take the controller down (the full pass's drift check finds and corrects it).
+fn at<'s, 'p, T>(v: &'s [T], positions: &'p [u32]) -> impl Iterator<Item = &'s T> + use<'s, 'p, T> {
+    positions.iter().filter_map(|&i| v.get(i as usize))
+}
+
 /// Merge sorted position lists into one sorted list without duplicates.
 fn union<'a>(lists: impl IntoIterator<Item = &'a [u32]>) -> Vec<u32> {
     let mut out: Vec<u32> = Vec::new();
@@ -183,42 +189,27 @@ impl ScopeIndex {
                 .get("")
                 .iter()
                 .copied()
-                .filter(|&i| {
-                    snap.networks
-                        .get(i as usize)
-                        .is_some_and(|n| u.contains(n.id.as_str()))
-                })
+                .filter(|&i| at(&snap.networks, &[i]).any(|n| u.contains(n.id.as_str())))
                 .collect(),
         };
         let networks = union(
             std::iter::once(open_kept.as_slice())
                 .chain(projects.clone().map(|p| self.networks.get(p))),
         );
-        // Positions are read with `get`: a slip in keeping the index must not take the
-        // controller down (the full pass's drift check finds and corrects it).
-        let net_ids = || {
-            networks
-                .iter()
-                .filter_map(|&i| snap.networks.get(i as usize))
-                .map(|n| n.id.as_str())
-        };
+        let net_ids = || at(&snap.networks, &networks).map(|n| n.id.as_str());
         let subnets = union(net_ids().map(|n| self.subnets_by_network.get(n)));
-        let open: FxSet<&str> = self
-            .networks
-            .get("")
-            .iter()
-            .filter_map(|&i| snap.networks.get(i as usize))
+        let open: FxSet<&str> = at(&snap.networks, self.networks.get(""))
             .map(|n| n.id.as_str())
             .collect();
         // Routers of other projects attached to a shared or external network's subnets.
-        let open_subnets = open_kept
-            .iter()
-            .filter_map(|&i| snap.networks.get(i as usize))
-            .flat_map(|n| self.subnets_by_network.get(&n.id));
-        let attached: Vec<u32> = open_subnets
-            .filter_map(|&s| snap.subnets.get(s as usize))
-            .flat_map(|s| self.interfaces_by_subnet.get(&s.id))
-            .filter_map(|&i| snap.router_interfaces.get(i as usize))
+        let attached: Vec<u32> = at(&snap.networks, &open_kept)
+            .flat_map(|n| at(&snap.subnets, self.subnets_by_network.get(&n.id)))
+            .flat_map(|s| {
+                at(
+                    &snap.router_interfaces,
+                    self.interfaces_by_subnet.get(&s.id),
+                )
+            })
             .filter_map(|i| {
                 crate::scope::position_by_id(&snap.routers, &i.router_id, |r| &r.id)
                     .map(|p| p as u32)
@@ -230,25 +221,15 @@ impl ScopeIndex {
                 .map(|p| self.routers_by_project.get(p))
                 .chain(std::iter::once(attached.as_slice())),
         );
-        let interfaces = union(
-            routers
-                .iter()
-                .filter_map(|&r| snap.routers.get(r as usize))
-                .map(|r| self.interfaces_by_router.get(&r.id)),
-        );
+        let interfaces =
+            union(at(&snap.routers, &routers).map(|r| self.interfaces_by_router.get(&r.id)));
         // VM ports of every network kept; the others of the project's networks, and of the
         // open networks only those of the routers kept (see `Topology::build_scoped`).
         let kept: FxSet<&str> = net_ids().collect();
-        let router_ports: Vec<u32> = routers
-            .iter()
-            .filter_map(|&r| snap.routers.get(r as usize))
+        let router_ports: Vec<u32> = at(&snap.routers, &routers)
             .flat_map(|r| self.other_ports_by_device.get(&r.id))
             .copied()
-            .filter(|&i| {
-                snap.ports
-                    .get(i as usize)
-                    .is_some_and(|p| kept.contains(p.network_id.as_str()))
-            })
+            .filter(|&i| at(&snap.ports, &[i]).any(|p| kept.contains(p.network_id.as_str())))
             .collect();
         let ports = union(
             net_ids()
@@ -289,30 +270,15 @@ impl ScopeIndex {
             }
         };
         for p in projects.clone() {
-            for n in self
-                .networks
-                .get("")
-                .iter()
-                .filter_map(|&i| snap.networks.get(i as usize))
-            {
+            for n in at(&snap.networks, self.networks.get("")) {
                 if n.project_id == p {
                     add(&n.id);
                 }
             }
-            for port in self
-                .vm_ports_by_project
-                .get(p)
-                .iter()
-                .filter_map(|&i| snap.ports.get(i as usize))
-            {
+            for port in at(&snap.ports, self.vm_ports_by_project.get(p)) {
                 add(&port.network_id);
             }
-            for r in self
-                .routers_by_project
-                .get(p)
-                .iter()
-                .filter_map(|&i| snap.routers.get(i as usize))
-            {
+            for r in at(&snap.routers, self.routers_by_project.get(p)) {
                 if let Some(g) = &r.external_gateway {
                     add(&g.network_id);
                 }
@@ -322,12 +288,7 @@ impl ScopeIndex {
                     }
                 }
             }
-            for f in self
-                .floating_ips_by_project
-                .get(p)
-                .iter()
-                .filter_map(|&i| snap.floating_ips.get(i as usize))
-            {
+            for f in at(&snap.floating_ips, self.floating_ips_by_project.get(p)) {
                 add(&f.floating_network_id);
             }
         }
@@ -340,10 +301,7 @@ impl ScopeIndex {
         snap: &'s Snapshot,
         id: &str,
     ) -> impl Iterator<Item = &'s RouterInterface> + use<'s, '_> {
-        self.interfaces_by_router
-            .get(id)
-            .iter()
-            .filter_map(|&i| snap.router_interfaces.get(i as usize))
+        at(&snap.router_interfaces, self.interfaces_by_router.get(id))
     }
 
     /// Insert, replace or (`None`) remove the network `id` of `snap.networks` (sorted by id).

@@ -151,21 +151,20 @@ impl<'a> Topology<'a> {
                         && used_open.is_none_or(|u| u.contains(n.id.as_str())))
             })
             .collect();
-        let (port_list, router_list, iface_list, subnet_list, fip_list) = match scope {
-            None => (
-                snap.ports.iter().collect::<Vec<_>>(),
-                snap.routers
+        let lists = match scope {
+            None => Lists {
+                networks: net_list,
+                ports: snap.ports.iter().collect(),
+                routers: snap
+                    .routers
                     .iter()
                     .filter(not_replaced)
                     .chain(over.as_ref().map(|o| o.router))
-                    .collect::<Vec<_>>(),
-                snap.router_interfaces
-                    .iter()
-                    .chain(extra)
-                    .collect::<Vec<_>>(),
-                snap.subnets.iter().collect::<Vec<_>>(),
-                snap.floating_ips.iter().collect::<Vec<_>>(),
-            ),
+                    .collect(),
+                interfaces: snap.router_interfaces.iter().chain(extra).collect(),
+                subnets: snap.subnets.iter().collect(),
+                floating_ips: snap.floating_ips.iter().collect(),
+            },
             Some(_) => {
                 let kept = StrSet::new(net_list.iter().map(|n| n.id.as_str()));
                 let subnets: Vec<&'a Subnet> = snap
@@ -200,42 +199,38 @@ impl<'a> Topology<'a> {
                     .filter(|r| in_scope(&r.project_id) || routers_kept.contains(r.id.as_str()))
                     .collect();
                 let rids = StrSet::new(routers.iter().map(|r| r.id.as_str()));
-                (
-                    snap.ports
-                        .iter()
-                        .filter(|p| {
-                            let n = p.network_id.as_str();
-                            kept.contains(n)
-                                && (p.is_vm_port()
-                                    || !shared_nets.contains(n)
-                                    || rids.contains(p.device_id.as_str()))
-                        })
-                        .collect(),
-                    routers,
-                    snap.router_interfaces
-                        .iter()
-                        .chain(extra)
-                        .filter(|i| rids.contains(i.router_id.as_str()))
-                        .collect(),
+                let ports = snap
+                    .ports
+                    .iter()
+                    .filter(|p| {
+                        let n = p.network_id.as_str();
+                        kept.contains(n)
+                            && (p.is_vm_port()
+                                || !shared_nets.contains(n)
+                                || rids.contains(p.device_id.as_str()))
+                    })
+                    .collect();
+                let interfaces = snap
+                    .router_interfaces
+                    .iter()
+                    .chain(extra)
+                    .filter(|i| rids.contains(i.router_id.as_str()))
+                    .collect();
+                Lists {
+                    networks: net_list,
                     subnets,
-                    snap.floating_ips
+                    ports,
+                    routers,
+                    interfaces,
+                    floating_ips: snap
+                        .floating_ips
                         .iter()
                         .filter(|f| in_scope(&f.project_id))
                         .collect(),
-                )
+                }
             }
         };
-        Self::from_lists(
-            snap,
-            Lists {
-                networks: net_list,
-                subnets: subnet_list,
-                ports: port_list,
-                routers: router_list,
-                interfaces: iface_list,
-                floating_ips: fip_list,
-            },
-        )
+        Self::from_lists(snap, lists)
     }
 
     /// Index only the projects in `scope`, as [`Self::build_scoped`] does, gathering their
@@ -285,25 +280,21 @@ impl<'a> Topology<'a> {
 
     fn from_lists(snap: &'a Snapshot, lists: Lists<'a>) -> Self {
         let Lists {
-            networks: net_list,
-            subnets: subnet_list,
-            ports: port_list,
-            routers: router_list,
-            interfaces: iface_list,
-            floating_ips: fip_list,
+            networks,
+            subnets,
+            ports,
+            routers,
+            interfaces,
+            floating_ips,
         } = lists;
-        let (t_nets, t_subs, t_ports, t_routers) = (
-            net_list.len(),
-            subnet_list.len(),
-            port_list.len(),
-            router_list.len(),
-        );
+        let (t_nets, t_subs, t_ports, t_routers) =
+            (networks.len(), subnets.len(), ports.len(), routers.len());
         let mut t = Topology {
             snap,
-            net_list,
-            port_list,
-            router_list,
-            fip_list,
+            net_list: networks,
+            port_list: ports,
+            router_list: routers,
+            fip_list: floating_ips,
             pods: BTreeSet::new(),
             hint_regions: FxMap::default(),
             nodes: FxMap::with_capacity_and_hasher(snap.nodes.len(), Default::default()),
@@ -352,7 +343,7 @@ impl<'a> Topology<'a> {
         for n in t.net_list.clone() {
             t.networks.insert(&n.id, n);
         }
-        for s in subnet_list {
+        for s in subnets {
             t.subnets.insert(&s.id, s);
             t.subnets_by_network
                 .entry(&s.network_id)
@@ -385,7 +376,7 @@ impl<'a> Topology<'a> {
         for v in t.routers_by_project.values_mut() {
             v.sort_by(|a, b| a.id.cmp(&b.id));
         }
-        for i in iface_list {
+        for i in interfaces {
             t.interfaces_by_router
                 .entry(&i.router_id)
                 .or_default()
