@@ -43,29 +43,11 @@ fn cloud_with(dhcp: bool, v6: bool) -> Snapshot {
         ));
     }
     add_ext_net_in(&mut s, "R0");
-    s.networks.push(Network {
-        id: "shared".into(),
-        project_id: "admin".into(),
-        network_type: NetworkType::Vlan,
-        physnet: Some("bridge".into()),
-        segmentation_id: Some(2900),
-        shared: true,
-        ..Default::default()
-    });
-    add_subnet(&mut s, "shared", "192.168.0.0/24");
+    add_shared_vlan_net(&mut s, "shared", 2900, "192.168.0.0/24");
     // A provider network with a port on every node that no project's router or port uses:
     // re-plans of the projects leave it out (see `open_networks_used`), and must still leave
     // its ports and trunks on every node as they were.
-    s.networks.push(Network {
-        id: "fleet".into(),
-        project_id: "admin".into(),
-        network_type: NetworkType::Vlan,
-        physnet: Some("bridge".into()),
-        segmentation_id: Some(2950),
-        shared: true,
-        ..Default::default()
-    });
-    add_subnet(&mut s, "fleet", "192.168.8.0/24");
+    add_shared_vlan_net(&mut s, "fleet", 2950, "192.168.8.0/24");
     for (k, n) in s.nodes.clone().iter().enumerate() {
         add_vm(
             &mut s,

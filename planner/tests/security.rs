@@ -61,16 +61,7 @@ fn cloud() -> Snapshot {
                 .push(node(&format!("r{p}-{n}"), &format!("R{p}"), maps));
         }
     }
-    s.networks.push(Network {
-        id: "shared".into(),
-        project_id: "admin".into(),
-        network_type: NetworkType::Vlan,
-        physnet: Some("bridge".into()),
-        segmentation_id: Some(2900),
-        shared: true,
-        ..Default::default()
-    });
-    add_subnet(&mut s, "shared", "192.168.0.0/24");
+    add_shared_vlan_net(&mut s, "shared", 2900, "192.168.0.0/24");
     for pr in 0..6usize {
         let p = format!("p{pr}");
         let host = |k: usize| format!("r{}-{}", k % PODS, ["a", "b"][k % 2]);

@@ -115,6 +115,20 @@ pub fn add_vlan_net(
     add_subnet(s, id, cidr);
 }
 
+/// A shared VLAN network of `admin` on physnet `bridge`, with one subnet.
+pub fn add_shared_vlan_net(s: &mut Snapshot, id: &str, seg: u16, cidr: &str) {
+    s.networks.push(Network {
+        id: id.into(),
+        project_id: "admin".into(),
+        network_type: NetworkType::Vlan,
+        physnet: Some("bridge".into()),
+        segmentation_id: Some(seg),
+        shared: true,
+        ..Default::default()
+    });
+    add_subnet(s, id, cidr);
+}
+
 /// Subnet id is `sub-<network id>`; gateway `.1`.
 pub fn add_subnet(s: &mut Snapshot, network: &str, cidr: &str) {
     add_subnet_dhcp(s, network, cidr, false);
