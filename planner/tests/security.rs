@@ -153,14 +153,7 @@ fn cloud() -> Snapshot {
 fn check(name: &str, old: &Snapshot, new: &Snapshot, change: Change) -> BTreeSet<String> {
     let prev = plan_all(old);
     let want = plan_all(new);
-    let got = replan(old, new, &prev, &change);
-    let indexed = replan_indexed(
-        (old, &ScopeIndex::build(old)),
-        (new, &ScopeIndex::build(new)),
-        &prev,
-        &change,
-    );
-    assert_eq!(indexed, got, "{name}: replan_indexed differs from replan");
+    let got = replan_both(name, old, new, &prev, &change);
     let mut touched = affected_nodes(old, &change);
     touched.extend(affected_nodes(new, &change));
     let scoped = plan_nodes(new, touched.iter().map(String::as_str));

@@ -685,3 +685,23 @@ pub fn without_placements(keys: &[AllocationKey]) -> Vec<AllocationKey> {
         .cloned()
         .collect()
 }
+
+/// `replan`, checking that `replan_indexed` (through indexes built for each snapshot) gives
+/// the same.
+pub fn replan_both(
+    name: &str,
+    old: &Snapshot,
+    new: &Snapshot,
+    prev: &BTreeMap<String, NodeDesiredState>,
+    change: &Change,
+) -> BTreeMap<String, NodeDesiredState> {
+    let got = replan(old, new, prev, change);
+    let indexed = replan_indexed(
+        (old, &ScopeIndex::build(old)),
+        (new, &ScopeIndex::build(new)),
+        prev,
+        change,
+    );
+    assert_eq!(indexed, got, "{name}: replan_indexed differs from replan");
+    got
+}
