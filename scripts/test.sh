@@ -61,6 +61,11 @@ echo "== PostgreSQL for tests at $CROSSPOD_TEST_PG_URL"
 echo "== cargo test"
 cargo build --workspace --bins
 cargo test --workspace --no-fail-fast -- --test-threads="${CROSSPOD_TEST_THREADS:-4}"
+# Speed's regression guard (issue 22), a ratio and never an absolute time: in a release build,
+# the agent's share of binding 1,000 plugged ports (rows seen -> all tagged, with ovs-vswitchd)
+# stays within 3x one chained ovs-vsctl setting the same tags, measured in the same run.
+echo "== regression guard: the agent's lab row (release build), share <= 3x the ovs-vsctl floor"
+CROSSPOD_BENCH_ONLY=lab CROSSPOD_BENCH_LAB_GUARD=3 cargo bench -p agent --bench agent
 if [ "$VMS" = 1 ]; then
   vm_lab
 else
