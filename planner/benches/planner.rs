@@ -532,6 +532,29 @@ fn main() {
         &format!("{} nodes returned", got.len()),
     );
     let ix3 = ScopeIndex::build(&s3);
+    {
+        // Keeping the index: a port removed from the middle and put back (every position
+        // after it moves, twice), and building it whole for comparison.
+        let mut ks = s.clone();
+        let mut kix = ScopeIndex::build(&ks);
+        let mid = ks.ports.len() / 2;
+        let id = ks.ports[mid].id.clone();
+        row(
+            "ScopeIndex: a port removed and inserted (mid-list)",
+            time(21, || {
+                let p = ks.ports[mid].clone();
+                kix.remove_port(&mut ks, &id);
+                kix.insert_port(&mut ks, mid, p);
+            }),
+            "what the controller's intent does per port change",
+        );
+        assert_eq!(kix, ScopeIndex::build(&ks), "the kept index drifted");
+        row(
+            "ScopeIndex::build (whole snapshot)",
+            time(9, || ScopeIndex::build(&s)),
+            "at load and every full pass",
+        );
+    }
     let indexed = || planner::replan_indexed((&s, &ix), (&s3, &ix3), &all, &pchange);
     assert_eq!(indexed(), got, "replan_indexed differs from replan");
     row(

@@ -39,23 +39,23 @@ impl Groups {
         }
     }
 
-    /// An element was inserted at `at`: those at or after it moved one up.
-    fn opened(&mut self, at: usize) {
-        let at = at as u32;
+    /// An element was inserted at `pos`: those at or after it moved one up.
+    fn opened(&mut self, pos: usize) {
+        let pos = pos as u32;
         for v in self.0.values_mut() {
-            let from = v.partition_point(|p| *p < at);
+            let from = v.partition_point(|p| *p < pos);
             for p in &mut v[from..] {
                 *p += 1;
             }
         }
     }
 
-    /// The element at `at` was removed (and already taken out of its group): those after it
+    /// The element at `pos` was removed (and already taken out of its group): those after it
     /// moved one down.
-    fn closed(&mut self, at: usize) {
-        let at = at as u32;
+    fn closed(&mut self, pos: usize) {
+        let pos = pos as u32;
         for v in self.0.values_mut() {
-            let from = v.partition_point(|p| *p <= at);
+            let from = v.partition_point(|p| *p <= pos);
             for p in &mut v[from..] {
                 *p -= 1;
             }
@@ -171,10 +171,9 @@ impl ScopeIndex {
         self.interfaces_by_router.add(&r.router_id, at);
     }
 
-    /// What [`crate::topology::Topology::build_scoped`] keeps for the projects `in_scope`
-    /// says yes to (`projects` lists them): the same objects in the same order as its scans.
-    ///
-    /// With `used`, only the open (shared or external) networks it names are kept (see
+    /// What [`crate::topology::Topology::build_scoped`] keeps for the `projects`: the same
+    /// objects in the same order as its scans. With `used`, only the open (shared or external)
+    /// networks it names are kept, as [`crate::topology::Topology::build_for_patch`] does (see
     /// [`crate::scope::open_networks_used`]).
     pub(crate) fn select<'s>(
         &self,
@@ -343,48 +342,49 @@ impl ScopeIndex {
 
     /// Remove the port `id` from `snap.ports` (kept in creation order by its owner).
     pub fn remove_port(&mut self, snap: &mut Snapshot, id: &str) {
-        if let Some(at) = snap.ports.iter().position(|p| p.id == id) {
-            let p = snap.ports.remove(at);
-            self.vm_ports_by_network.remove(&p.network_id, at);
-            self.vm_ports_by_project.remove(&p.project_id, at);
-            self.other_ports_by_network.remove(&p.network_id, at);
-            self.other_ports_by_device.remove(&p.device_id, at);
+        if let Some(pos) = snap.ports.iter().position(|p| p.id == id) {
+            let p = snap.ports.remove(pos);
+            // Only the groups it is in hold `pos`: removing it from the others does nothing.
+            self.vm_ports_by_network.remove(&p.network_id, pos);
+            self.vm_ports_by_project.remove(&p.project_id, pos);
+            self.other_ports_by_network.remove(&p.network_id, pos);
+            self.other_ports_by_device.remove(&p.device_id, pos);
             for g in self.port_groups() {
-                g.closed(at);
+                g.closed(pos);
             }
         }
     }
 
-    /// Insert `port` into `snap.ports` at `at` (its place in creation order).
-    pub fn insert_port(&mut self, snap: &mut Snapshot, at: usize, port: Port) {
+    /// Insert `port` into `snap.ports` at `pos` (its place in creation order).
+    pub fn insert_port(&mut self, snap: &mut Snapshot, pos: usize, port: Port) {
         for g in self.port_groups() {
-            g.opened(at);
+            g.opened(pos);
         }
-        self.add_port(&port, at);
-        snap.ports.insert(at, port);
+        self.add_port(&port, pos);
+        snap.ports.insert(pos, port);
     }
 
     /// Remove the interfaces the port `port_id` backs from `snap.router_interfaces`.
     pub fn remove_interfaces_of_port(&mut self, snap: &mut Snapshot, port_id: &str) {
-        while let Some(at) = snap
+        while let Some(pos) = snap
             .router_interfaces
             .iter()
             .position(|i| i.port_id == port_id)
         {
-            let r = snap.router_interfaces.remove(at);
-            self.interfaces_by_subnet.remove(&r.subnet_id, at);
-            self.interfaces_by_router.remove(&r.router_id, at);
-            self.interfaces_by_subnet.closed(at);
-            self.interfaces_by_router.closed(at);
+            let r = snap.router_interfaces.remove(pos);
+            self.interfaces_by_subnet.remove(&r.subnet_id, pos);
+            self.interfaces_by_router.remove(&r.router_id, pos);
+            self.interfaces_by_subnet.closed(pos);
+            self.interfaces_by_router.closed(pos);
         }
     }
 
-    /// Insert `iface` into `snap.router_interfaces` at `at`.
-    pub fn insert_interface(&mut self, snap: &mut Snapshot, at: usize, iface: RouterInterface) {
-        self.interfaces_by_subnet.opened(at);
-        self.interfaces_by_router.opened(at);
-        self.add_interface(&iface, at);
-        snap.router_interfaces.insert(at, iface);
+    /// Insert `iface` into `snap.router_interfaces` at `pos`.
+    pub fn insert_interface(&mut self, snap: &mut Snapshot, pos: usize, iface: RouterInterface) {
+        self.interfaces_by_subnet.opened(pos);
+        self.interfaces_by_router.opened(pos);
+        self.add_interface(&iface, pos);
+        snap.router_interfaces.insert(pos, iface);
     }
 }
 
