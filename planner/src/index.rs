@@ -147,13 +147,13 @@ impl ScopeIndex {
         ix
     }
 
-    fn add_port(&mut self, p: &Port, at: usize) {
+    fn add_port(&mut self, p: &Port, pos: usize) {
         if p.is_vm_port() {
-            self.vm_ports_by_network.add(&p.network_id, at);
-            self.vm_ports_by_project.add(&p.project_id, at);
+            self.vm_ports_by_network.add(&p.network_id, pos);
+            self.vm_ports_by_project.add(&p.project_id, pos);
         } else {
-            self.other_ports_by_network.add(&p.network_id, at);
-            self.other_ports_by_device.add(&p.device_id, at);
+            self.other_ports_by_network.add(&p.network_id, pos);
+            self.other_ports_by_device.add(&p.device_id, pos);
         }
     }
 
@@ -166,9 +166,9 @@ impl ScopeIndex {
         ]
     }
 
-    fn add_interface(&mut self, r: &RouterInterface, at: usize) {
-        self.interfaces_by_subnet.add(&r.subnet_id, at);
-        self.interfaces_by_router.add(&r.router_id, at);
+    fn add_interface(&mut self, r: &RouterInterface, pos: usize) {
+        self.interfaces_by_subnet.add(&r.subnet_id, pos);
+        self.interfaces_by_router.add(&r.router_id, pos);
     }
 
     /// What [`crate::topology::Topology::build_scoped`] keeps for the `projects`: the same
