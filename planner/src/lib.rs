@@ -2,12 +2,13 @@
 //!
 //! The controller:
 //! 1. builds a [`Snapshot`] of its store (plus the proposed change) and calls [`validate`] (or
-//!    the targeted [`validate_router`], [`validate_floating_ip`], [`validate_port`]); errors
-//!    become 400/409;
+//!    the targeted [`validate_router_change_indexed`], [`validate_floating_ip`],
+//!    [`validate_port`]); errors become 400/409;
 //! 2. calls [`required_allocations`] and allocates/releases in one transaction;
-//! 3. calls [`plan_all`] (at start), then per change [`replan`] (old snapshot, new snapshot,
-//!    the states it serves now) — or [`affected_nodes`] on both snapshots and [`plan_nodes`] —
-//!    and bumps the revision of each node whose state changed.
+//! 3. calls [`plan_all`] (at start), then per change [`replan_indexed`] (old and new snapshot
+//!    each with the [`ScopeIndex`] it keeps beside it, the states it serves now; [`replan`]
+//!    answers the same by scanning) — or [`affected_nodes`] on both snapshots and
+//!    [`plan_nodes`] — and bumps the revision of each node whose state changed.
 //!
 //! The rules are Tricircle's (see `shared/DESIGN.md`, "Networking rules"). No I/O here: every
 //! output is a deterministic function of the snapshot (sorted collections, stable names/MACs).
