@@ -202,21 +202,7 @@ fn the_guide_dual_stack_slaac_dhcpv6_and_ipv6_only_across_pods() {
         "net3-v6",
     ]);
     os(&["network", "create", "net4"]);
-    os(&[
-        "subnet",
-        "create",
-        "--network",
-        "net4",
-        "--ip-version",
-        "6",
-        "--ipv6-ra-mode",
-        "slaac",
-        "--ipv6-address-mode",
-        "slaac",
-        "--subnet-range",
-        "fd00:4::/64",
-        "net4-v6",
-    ]);
+    slaac_subnet(&lab, "net4", "fd00:4::/64", "net4-v6");
     // The external network, dual-stack.
     dual_stack_ext_net(&lab);
     os(&["router", "create", "router"]);
