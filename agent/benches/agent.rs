@@ -34,7 +34,7 @@ use agent::ovsdb_backend::OvsdbBackend;
 use agent::reconciler::reconcile_once;
 use agent::sd_notify::Notifier;
 use ovs::sandbox::{Sandbox, SandboxOptions};
-use ovs::{Atom, Client, Condition, Mutation, Mutator, Operation, RowData, Value};
+use ovs::{Atom, Client, Condition, Mutation, Mutator, Operation, RowValues, Value};
 use serde_json::json;
 
 fn state(ports: usize, routers: usize, tag_prefix: &str) -> serde_json::Value {
@@ -83,10 +83,10 @@ fn plug_range(range: std::ops::Range<usize>, tap: &str) -> Vec<Operation> {
         let (ifn, pn) = (format!("i{i}"), format!("p{i}"));
         ops.push(Operation::Insert {
             table: "Interface".into(),
-            row: RowData::from([
-                ("name".to_string(), Value::from(format!("{tap}{i}"))),
+            row: RowValues::from([
+                ("name", Value::from(format!("{tap}{i}"))),
                 (
-                    "external_ids".to_string(),
+                    "external_ids",
                     Value::string_map([("iface-id", format!("port-{i}"))]),
                 ),
             ]),
@@ -95,9 +95,9 @@ fn plug_range(range: std::ops::Range<usize>, tap: &str) -> Vec<Operation> {
         });
         ops.push(Operation::Insert {
             table: "Port".into(),
-            row: RowData::from([
-                ("name".to_string(), Value::from(format!("{tap}{i}"))),
-                ("interfaces".to_string(), Value::Atom(Atom::NamedUuid(ifn))),
+            row: RowValues::from([
+                ("name", Value::from(format!("{tap}{i}"))),
+                ("interfaces", Value::Atom(Atom::NamedUuid(ifn))),
             ]),
             uuid_name: Some(pn.clone()),
             uuid: None,

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ovs::{
-    Atom, Client, Condition, MonitorRequest, Mutation, Mutator, Operation, Replica, RowData,
+    Atom, Client, Condition, MonitorRequest, Mutation, Mutator, Operation, Replica, RowValues,
     Snapshot, Value,
 };
 use tokio::sync::{watch, Mutex};
@@ -275,16 +275,16 @@ pub fn operations(changes: &[OvsChange], snap: &Snapshot) -> Result<Vec<Operatio
                         name: &str,
                         iface_type: &str,
                         options: &BTreeMap<String, String>,
-                        port_row: RowData|
+                        port_row: RowValues|
      -> String {
         n += 1;
         let (ifn, pn) = (format!("i{n}"), format!("p{n}"));
-        let mut iface = RowData::from([
-            ("name".to_string(), Value::from(name)),
-            ("type".to_string(), Value::from(iface_type)),
+        let mut iface = RowValues::from([
+            ("name", Value::from(name)),
+            ("type", Value::from(iface_type)),
         ]);
         if !options.is_empty() {
-            iface.insert("options".into(), Value::string_map(options.clone()));
+            iface.insert("options", Value::string_map(options.clone()));
         }
         ops.push(Operation::Insert {
             table: "Interface".into(),
@@ -293,8 +293,8 @@ pub fn operations(changes: &[OvsChange], snap: &Snapshot) -> Result<Vec<Operatio
             uuid: None,
         });
         let mut row = port_row;
-        row.insert("name".into(), Value::from(name));
-        row.insert("interfaces".into(), named(&ifn));
+        row.insert("name", Value::from(name));
+        row.insert("interfaces", named(&ifn));
         ops.push(Operation::Insert {
             table: "Port".into(),
             row,
@@ -307,7 +307,13 @@ pub fn operations(changes: &[OvsChange], snap: &Snapshot) -> Result<Vec<Operatio
         match c {
             OvsChange::CreateBridge { name, .. } => {
                 // The bridge's own internal port, as ovs-vsctl add-br makes it.
-                let pn = add_port(&mut ops, name, "internal", &BTreeMap::new(), RowData::new());
+                let pn = add_port(
+                    &mut ops,
+                    name,
+                    "internal",
+                    &BTreeMap::new(),
+                    RowValues::new(),
+                );
                 new_bridges
                     .get_mut(name)
                     .expect("collected above")
@@ -320,7 +326,7 @@ pub fn operations(changes: &[OvsChange], snap: &Snapshot) -> Result<Vec<Operatio
             } => ops.push(Operation::Update {
                 table: "Bridge".into(),
                 conditions: row_of(&index, "Bridge", bridge),
-                row: RowData::from([("datapath_type".into(), Value::from(datapath_type.as_str()))]),
+                row: RowValues::from([("datapath_type", Value::from(datapath_type.as_str()))]),
             }),
             OvsChange::AddPort {
                 bridge,
@@ -331,13 +337,10 @@ pub fn operations(changes: &[OvsChange], snap: &Snapshot) -> Result<Vec<Operatio
                 external_ids,
                 options,
             } => {
-                let row = RowData::from([
-                    ("tag".to_string(), opt_int(*tag)),
-                    ("trunks".to_string(), int_set(trunks)),
-                    (
-                        "external_ids".to_string(),
-                        Value::string_map(external_ids.clone()),
-                    ),
+                let row = RowValues::from([
+                    ("tag", opt_int(*tag)),
+                    ("trunks", int_set(trunks)),
+                    ("external_ids", Value::string_map(external_ids.clone())),
                 ]);
                 let pn = add_port(&mut ops, name, iface_type, options, row);
                 if let Some(b) = new_bridges.get_mut(bridge) {
@@ -353,30 +356,27 @@ pub fn operations(changes: &[OvsChange], snap: &Snapshot) -> Result<Vec<Operatio
             OvsChange::SetTag { port, tag } => ops.push(Operation::Update {
                 table: "Port".into(),
                 conditions: row_of(&index, "Port", port),
-                row: RowData::from([("tag".into(), opt_int(*tag))]),
+                row: RowValues::from([("tag", opt_int(*tag))]),
             }),
             OvsChange::SetTrunks { port, trunks } => ops.push(Operation::Update {
                 table: "Port".into(),
                 conditions: row_of(&index, "Port", port),
-                row: RowData::from([("trunks".into(), int_set(trunks))]),
+                row: RowValues::from([("trunks", int_set(trunks))]),
             }),
             OvsChange::SetExternalIds { port, external_ids } => ops.push(Operation::Update {
                 table: "Port".into(),
                 conditions: row_of(&index, "Port", port),
-                row: RowData::from([(
-                    "external_ids".into(),
-                    Value::string_map(external_ids.clone()),
-                )]),
+                row: RowValues::from([("external_ids", Value::string_map(external_ids.clone()))]),
             }),
             OvsChange::SetOptions { port, options } => ops.push(Operation::Update {
                 table: "Interface".into(),
                 conditions: row_of(&index, "Interface", port),
-                row: RowData::from([("options".into(), Value::string_map(options.clone()))]),
+                row: RowValues::from([("options", Value::string_map(options.clone()))]),
             }),
             OvsChange::SetBfd { port, bfd } => ops.push(Operation::Update {
                 table: "Interface".into(),
                 conditions: row_of(&index, "Interface", port),
-                row: RowData::from([("bfd".into(), Value::string_map(bfd.clone()))]),
+                row: RowValues::from([("bfd", Value::string_map(bfd.clone()))]),
             }),
             OvsChange::DeleteBridge { bridge } => {
                 let uuid = *index
@@ -403,20 +403,20 @@ pub fn operations(changes: &[OvsChange], snap: &Snapshot) -> Result<Vec<Operatio
     for (k, (name, (dp, ports))) in new_bridges.into_iter().enumerate() {
         // uuid-names are identifiers: [A-Za-z_][A-Za-z0-9_]*.
         let bn = format!("b{k}");
-        let mut row = RowData::from([
-            ("name".to_string(), Value::from(name.as_str())),
-            ("datapath_type".to_string(), Value::from(dp.as_str())),
+        let mut row = RowValues::from([
+            ("name", Value::from(name.as_str())),
+            ("datapath_type", Value::from(dp.as_str())),
             (
-                "ports".to_string(),
+                "ports",
                 Value::Set(ports.iter().map(|p| Atom::NamedUuid(p.clone())).collect()),
             ),
         ]);
         if owned_new.contains(&name) {
             // Only the agent's flows forward on a bridge it owns: no NORMAL flow, not even
             // after ovs-vswitchd restarts and before the agent has rewritten its flows.
-            row.insert("fail_mode".into(), Value::from("secure"));
+            row.insert("fail_mode", Value::from("secure"));
             row.insert(
-                "external_ids".into(),
+                "external_ids",
                 Value::string_map([(OWNER_KEY.to_string(), OWNER_VALUE.to_string())]),
             );
         }

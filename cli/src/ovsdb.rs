@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::{anyhow, Context, Result};
 use ovs::vswitch::{self, BridgeSpec, PortSpec, TxnBuilder, View};
 use ovs::{Client, ClientConfig, Condition, Endpoint, Mutation, Mutator, Operation, Replica};
-use ovs::{RowData, Snapshot, Value};
+use ovs::{RowValues, Snapshot, Value};
 
 /// How long to wait for the server and for ovs-vswitchd.
 const WAIT: Duration = Duration::from_secs(20);
@@ -70,7 +70,7 @@ impl Ovsdb {
         let mut txn = TxnBuilder::new();
         txn.op(Operation::Insert {
             table: "Open_vSwitch".into(),
-            row: RowData::new(),
+            row: RowValues::new(),
             uuid_name: None,
             uuid: None,
         });

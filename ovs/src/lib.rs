@@ -27,7 +27,9 @@ pub mod vswitch;
 
 pub use client::{Client, ClientConfig, Counters};
 pub use error::{Error, OpFailure, Result};
-pub use ops::{Condition, Function, Mutation, Mutator, OpResult, Operation, RowData};
+pub use ops::{
+    Condition, Function, Mutation, Mutator, Name, OpResult, Operation, RowData, RowValues,
+};
 pub use replica::{ChangeKind, MonitorRequest, Replica, Row, RowChange, Snapshot};
 pub use schema::DatabaseSchema;
 pub use transport::Endpoint;

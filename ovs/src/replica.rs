@@ -158,20 +158,7 @@ impl MonitorShared {
             if !r.conditions.is_empty() {
                 req.insert(
                     "where".into(),
-                    Json::Array(
-                        r.conditions
-                            .iter()
-                            .map(|c| {
-                                crate::ops::Operation::Select {
-                                    table: String::new(),
-                                    conditions: vec![c.clone()],
-                                    columns: None,
-                                }
-                                .to_json()["where"][0]
-                                    .clone()
-                            })
-                            .collect(),
-                    ),
+                    Json::Array(r.conditions.iter().map(Condition::to_json).collect()),
                 );
             }
             o.insert(r.table.clone(), json!([Json::Object(req)]));

@@ -6,14 +6,15 @@ use std::time::{Duration, Instant};
 
 use ovs::vswitch::DB;
 use ovs::{
-    Atom, Condition, Error, Function, Mutation, Mutator, OpResult, Operation, RowData, Value,
+    Atom, Condition, Error, Function, Mutation, Mutator, OpResult, Operation, RowData, RowValues,
+    Value,
 };
 
 fn insert_bridge(name: &str, uuid_name: &str) -> Vec<Operation> {
     vec![
         Operation::Insert {
             table: "Bridge".into(),
-            row: RowData::from([("name".to_string(), Value::from(name))]),
+            row: RowValues::from([("name", Value::from(name))]),
             uuid_name: Some(uuid_name.into()),
             uuid: None,
         },
@@ -29,7 +30,7 @@ fn insert_bridge(name: &str, uuid_name: &str) -> Vec<Operation> {
     ]
 }
 
-fn select(table: &str, conditions: Vec<Condition>, columns: &[&str]) -> Operation {
+fn select(table: &'static str, conditions: Vec<Condition>, columns: &[&str]) -> Operation {
     Operation::Select {
         table: table.into(),
         conditions,
@@ -77,9 +78,9 @@ async fn insert_select_update_delete_comment_commit() {
                 Operation::Update {
                     table: "Bridge".into(),
                     conditions: vec![Condition::uuid(uuid)],
-                    row: RowData::from([
-                        ("datapath_type".to_string(), Value::from("netdev")),
-                        ("fail_mode".to_string(), Value::set(["secure"])),
+                    row: RowValues::from([
+                        ("datapath_type", Value::from("netdev")),
+                        ("fail_mode", Value::set(["secure"])),
                     ]),
                 },
                 select(
@@ -275,7 +276,7 @@ async fn wait_times_out_and_succeeds() {
         &[Operation::Update {
             table: "Bridge".into(),
             conditions: vec![Condition::eq("name", "br-w")],
-            row: RowData::from([("datapath_type".to_string(), Value::from("netdev"))]),
+            row: RowValues::from([("datapath_type", Value::from("netdev"))]),
         }],
     )
     .await
@@ -320,19 +321,19 @@ async fn schema_checks_refuse_before_sending() {
     let cases = [
         Operation::Insert {
             table: "Bridge".into(),
-            row: RowData::from([("nme".to_string(), Value::from("x"))]),
+            row: RowValues::from([("nme", Value::from("x"))]),
             uuid_name: None,
             uuid: None,
         },
         Operation::Update {
             table: "Port".into(),
             conditions: vec![],
-            row: RowData::from([("tag".to_string(), Value::set([4096i64]))]),
+            row: RowValues::from([("tag", Value::set([4096i64]))]),
         },
         Operation::Update {
             table: "Port".into(),
             conditions: vec![],
-            row: RowData::from([("tag".to_string(), Value::from("ten"))]),
+            row: RowValues::from([("tag", Value::from("ten"))]),
         },
         Operation::Select {
             table: "Nope".into(),

@@ -260,3 +260,67 @@ async fn blind_builder_batches_ports_and_retags() {
         "id-7"
     );
 }
+
+/// Ports of two bridges added interleaved in one transaction each join their own bridge's
+/// single `ports` mutate, and several ports removed from one bridge in one transaction all go:
+/// the builder collects a mutate's ports and puts them into its set when the transaction is
+/// read or sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blind_builder_merges_each_bridges_ports() {
+    let sb = common::ovsdb();
+    let c = common::client(&sb).await;
+    let r = vswitch::monitor(&c).await.unwrap();
+    let mut txn = TxnBuilder::new();
+    txn.add_bridge(&BridgeSpec::new("br0"));
+    txn.add_bridge(&BridgeSpec::new("br1"));
+    for i in 0..20 {
+        let br = if i % 3 == 0 { "br1" } else { "br0" };
+        txn.add_port(br, &PortSpec::new(&format!("{br}-p{i}")));
+    }
+    // Two bridges' inserts (4 rows and the Open_vSwitch mutate each), 20 ports (2 rows each)
+    // and one `ports` mutate per bridge, each holding all of its ports.
+    let ops = txn.ops();
+    assert_eq!(ops.len(), 2 * 4 + 20 * 2 + 2, "{ops:?}");
+    txn.commit(&c).await.unwrap();
+    let ports = |br: &str| -> Vec<String> {
+        let mut v: Vec<String> = sb
+            .vsctl(&["list-ports", br])
+            .unwrap()
+            .lines()
+            .map(str::to_string)
+            .collect();
+        v.sort();
+        v
+    };
+    let want = |br: &str, keep: &dyn Fn(usize) -> bool| -> Vec<String> {
+        let mut v: Vec<String> = (0..20)
+            .filter(|i| keep(*i))
+            .map(|i| format!("{br}-p{i}"))
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(ports("br0"), want("br0", &|i| i % 3 != 0));
+    assert_eq!(ports("br1"), want("br1", &|i| i % 3 == 0));
+
+    r.wait_for(T, |s| {
+        View::new(std::sync::Arc::new(s.clone()))
+            .port("br0-p19")
+            .is_some()
+    })
+    .await
+    .expect("replica sees the ports");
+    let view = View::new(r.snapshot());
+    let mut txn = TxnBuilder::new();
+    for i in [1, 2, 4, 5] {
+        txn.remove_port(&view, &format!("br0-p{i}"));
+    }
+    txn.remove_port(&view, "br1-p3");
+    assert_eq!(txn.ops().len(), 2, "one delete mutate per bridge");
+    txn.commit(&c).await.unwrap();
+    assert_eq!(
+        ports("br0"),
+        want("br0", &|i| i % 3 != 0 && ![1, 2, 4, 5].contains(&i))
+    );
+    assert_eq!(ports("br1"), want("br1", &|i| i % 3 == 0 && i != 3));
+}
