@@ -877,6 +877,43 @@ struct OpReply<'a> {
     details: Option<&'a RawValue>,
 }
 
+/// The result array, read into a vector sized for `expected` elements up front: grown by
+/// doubling, a 2,000-op reply's vector was reallocated a dozen times, past malloc's mmap
+/// threshold, on the caller's time after the reply.
+fn replies(result: &str, expected: usize) -> serde_json::Result<Vec<Option<OpReply<'_>>>> {
+    use serde::de::{DeserializeSeed, SeqAccess, Visitor};
+    struct Sized(usize);
+    impl<'de> Visitor<'de> for Sized {
+        type Value = Vec<Option<OpReply<'de>>>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("an array of operation results")
+        }
+        fn visit_seq<A: SeqAccess<'de>>(
+            self,
+            mut seq: A,
+        ) -> std::result::Result<Self::Value, A::Error> {
+            let mut v = Vec::with_capacity(self.0);
+            while let Some(r) = seq.next_element()? {
+                v.push(r);
+            }
+            Ok(v)
+        }
+    }
+    impl<'de> DeserializeSeed<'de> for Sized {
+        type Value = Vec<Option<OpReply<'de>>>;
+        fn deserialize<D: serde::Deserializer<'de>>(
+            self,
+            d: D,
+        ) -> std::result::Result<Self::Value, D::Error> {
+            d.deserialize_seq(self)
+        }
+    }
+    let mut de = serde_json::Deserializer::from_str(result);
+    let v = Sized(expected).deserialize(&mut de)?;
+    de.end()?;
+    Ok(v)
+}
+
 /// `["uuid","<uuid>"]`: the exact spelling ovsdb-server writes is cut out directly, anything
 /// else (spaces, escapes) goes through the JSON parser.
 fn insert_uuid(raw: &RawValue) -> Option<Uuid> {
@@ -906,7 +943,7 @@ pub(crate) fn parse_results<O: OpInfo>(
         reason,
     };
     // RFC 7047: `null` for an op not attempted after an earlier one failed.
-    let arr: Vec<Option<OpReply>> = serde_json::from_str(result).map_err(|e| {
+    let arr = replies(result, ops.len() + 1).map_err(|e| {
         bad(format!(
             "result is not an array of operation results ({e}): {}",
             crate::rpc::excerpt(result)
