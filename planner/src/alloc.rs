@@ -1,10 +1,11 @@
 //! Which allocations the plan needs that the store lacks, and which the store holds in vain.
 //! The controller allocates and releases them in one transaction, then plans.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::change::Change;
 use crate::fxhash::FxSet;
+use crate::index::ScopeIndex;
 use crate::scope;
 use crate::snapshot::{NetworkType, Snapshot};
 use crate::topology::{Placement, Topology};
@@ -228,7 +229,7 @@ pub(crate) fn needed(t: &Topology<'_>) -> BTreeSet<AllocationKey> {
 /// project's bridge network once its last non-local router is gone.
 pub fn required_allocations(snap: &Snapshot) -> AllocationPlan {
     let t = Topology::build(snap);
-    diff(snap, &needed(&t), |_| true)
+    diff(snap, &needed(&t), None)
 }
 
 /// [`required_allocations`] for one change from `old` to `new`, indexing only the projects
@@ -248,30 +249,74 @@ pub fn required_allocations_for_change(
     scope.extend(s_new);
     let t_old = Topology::build_scoped(old, Some(&scope));
     let t_new = Topology::build_scoped(new, Some(&scope));
-    let mut routers: FxSet<&str> = FxSet::default();
-    let mut nets: FxSet<&str> = FxSet::default();
-    for t in [&t_old, &t_new] {
-        routers.extend(t.router_list.iter().map(|r| r.id.as_str()));
-        nets.extend(t.net_list.iter().map(|n| n.id.as_str()));
-    }
-    diff(new, &needed(&t_new), |k| match k {
-        AllocationKey::BridgeNetwork { project_id }
-        | AllocationKey::BridgeTag { project_id, .. } => scope.contains(project_id.as_str()),
-        AllocationKey::BridgeIp { router_id, .. }
-        | AllocationKey::LegIp { router_id, .. }
-        | AllocationKey::RouterNode { router_id, .. } => routers.contains(router_id.as_str()),
-        AllocationKey::LocalTag { network_id, .. }
-        | AllocationKey::DhcpIp { network_id, .. }
-        | AllocationKey::DhcpNode { network_id, .. } => nets.contains(network_id.as_str()),
-    })
+    judge(new, &scope, &t_old, &t_new)
 }
 
-/// Needed minus held = allocate; held (and `owned`) minus needed = release.
+/// [`required_allocations_for_change`] through each snapshot's [`ScopeIndex`] (kept by the
+/// caller for exactly that snapshot), keeping of the open networks only those the change's
+/// projects use, as [`crate::replan_indexed`] does: an open network the projects do not use
+/// needs before what it needs after. Equals the full answer under the same condition.
+pub fn required_allocations_for_change_indexed(
+    old: (&Snapshot, &ScopeIndex),
+    new: (&Snapshot, &ScopeIndex),
+    change: &Change,
+) -> AllocationPlan {
+    match crate::incremental::scoped_pair((old.0, Some(old.1)), (new.0, Some(new.1)), change) {
+        Some(p) => judge(new.0, &p.scope, &p.old, &p.new),
+        None => required_allocations(new.0),
+    }
+}
+
+/// What `t_new` needs against what `new` holds, releasing only what belongs to the scope's
+/// projects and to the routers and networks either side indexes.
+fn judge(
+    new: &Snapshot,
+    scope: &FxSet<&str>,
+    t_old: &Topology<'_>,
+    t_new: &Topology<'_>,
+) -> AllocationPlan {
+    let mut routers: FxSet<&str> = FxSet::default();
+    let mut networks: FxSet<&str> = FxSet::default();
+    for t in [t_old, t_new] {
+        routers.extend(t.router_list.iter().map(|r| r.id.as_str()));
+        networks.extend(t.net_list.iter().map(|n| n.id.as_str()));
+    }
+    let owners = Owners {
+        projects: scope,
+        routers: &routers,
+        networks: &networks,
+    };
+    diff(new, &needed(t_new), Some(&owners))
+}
+
+/// Whose allocations a scoped judgement may release: those of its projects, routers and
+/// networks, looked up by owner (not every allocation of the cloud scanned and tested).
+struct Owners<'s> {
+    projects: &'s FxSet<&'s str>,
+    routers: &'s FxSet<&'s str>,
+    networks: &'s FxSet<&'s str>,
+}
+
+/// The entries of an allocation map keyed by owner: all of them, or those of `ids`.
+fn entries<'m, X>(
+    m: &'m BTreeMap<String, X>,
+    ids: Option<&FxSet<&str>>,
+) -> Vec<(&'m String, &'m X)> {
+    match ids {
+        None => m.iter().collect(),
+        Some(ids) => ids.iter().filter_map(|id| m.get_key_value(*id)).collect(),
+    }
+}
+
+/// Needed minus held = allocate; held (by `owners`, or by anyone) minus needed = release.
 fn diff(
     snap: &Snapshot,
     need: &BTreeSet<AllocationKey>,
-    owned: impl Fn(&AllocationKey) -> bool,
+    owners: Option<&Owners>,
 ) -> AllocationPlan {
+    let projects = owners.map(|o| o.projects);
+    let routers = owners.map(|o| o.routers);
+    let networks = owners.map(|o| o.networks);
     let a = &snap.allocations;
     let held = |k: &AllocationKey| -> bool {
         match k {
@@ -305,37 +350,37 @@ fn diff(
     };
     let allocate = need.iter().filter(|k| !held(k)).cloned().collect();
     let mut release = Vec::new();
-    for p in a.bridge_networks.keys() {
+    for (p, _) in entries(&a.bridge_networks, projects) {
         let k = AllocationKey::BridgeNetwork {
             project_id: p.clone(),
         };
-        if !need.contains(&k) && owned(&k) {
+        if !need.contains(&k) {
             release.push(k);
         }
     }
-    for (p, pods) in &a.bridge_tags {
+    for (p, pods) in entries(&a.bridge_tags, projects) {
         for pod in pods.keys() {
             let k = AllocationKey::BridgeTag {
                 project_id: p.clone(),
                 pod: pod.clone(),
             };
-            if !need.contains(&k) && owned(&k) {
+            if !need.contains(&k) {
                 release.push(k);
             }
         }
     }
-    for (r, pods) in &a.bridge_ips {
+    for (r, pods) in entries(&a.bridge_ips, routers) {
         for pod in pods.keys() {
             let k = AllocationKey::BridgeIp {
                 router_id: r.clone(),
                 pod: pod.clone(),
             };
-            if !need.contains(&k) && owned(&k) {
+            if !need.contains(&k) {
                 release.push(k);
             }
         }
     }
-    for (r, pods) in &a.leg_ips {
+    for (r, pods) in entries(&a.leg_ips, routers) {
         for (pod, subs) in pods {
             for s in subs.keys() {
                 let k = AllocationKey::LegIp {
@@ -343,24 +388,24 @@ fn diff(
                     pod: pod.clone(),
                     subnet_id: s.clone(),
                 };
-                if !need.contains(&k) && owned(&k) {
+                if !need.contains(&k) {
                     release.push(k);
                 }
             }
         }
     }
-    for (n, pods) in &a.local_tags {
+    for (n, pods) in entries(&a.local_tags, networks) {
         for pod in pods.keys() {
             let k = AllocationKey::LocalTag {
                 network_id: n.clone(),
                 pod: pod.clone(),
             };
-            if !need.contains(&k) && owned(&k) {
+            if !need.contains(&k) {
                 release.push(k);
             }
         }
     }
-    for (n, pods) in &a.dhcp_ports {
+    for (n, pods) in entries(&a.dhcp_ports, networks) {
         for (pod, port) in pods {
             for s in port.ips.keys() {
                 let k = AllocationKey::DhcpIp {
@@ -368,32 +413,32 @@ fn diff(
                     pod: pod.clone(),
                     subnet_id: s.clone(),
                 };
-                if !need.contains(&k) && owned(&k) {
+                if !need.contains(&k) {
                     release.push(k);
                 }
             }
         }
     }
-    for (r, pods) in &a.router_nodes {
+    for (r, pods) in entries(&a.router_nodes, routers) {
         for (pod, node) in pods {
             let k = AllocationKey::RouterNode {
                 router_id: r.clone(),
                 pod: pod.clone(),
                 node: node.clone(),
             };
-            if !need.contains(&k) && owned(&k) {
+            if !need.contains(&k) {
                 release.push(k);
             }
         }
     }
-    for (n, pods) in &a.dhcp_nodes {
+    for (n, pods) in entries(&a.dhcp_nodes, networks) {
         for (pod, node) in pods {
             let k = AllocationKey::DhcpNode {
                 network_id: n.clone(),
                 pod: pod.clone(),
                 node: node.clone(),
             };
-            if !need.contains(&k) && owned(&k) {
+            if !need.contains(&k) {
                 release.push(k);
             }
         }

@@ -42,36 +42,66 @@ pub fn replan_indexed(
     replan_with((old.0, Some(old.1)), (new.0, Some(new.1)), previous, change)
 }
 
-fn replan_with(
-    (old, old_index): (&Snapshot, Option<&ScopeIndex>),
-    (new, new_index): (&Snapshot, Option<&ScopeIndex>),
-    previous: &BTreeMap<String, NodeDesiredState>,
+/// The projects a change concerns (before and after) and both sides' topologies of them.
+pub(crate) struct ScopedPair<'a> {
+    /// The projects.
+    pub scope: FxSet<&'a str>,
+    /// Before the change.
+    pub old: Topology<'a>,
+    /// After it.
+    pub new: Topology<'a>,
+}
+
+/// The topologies of the projects `change` concerns in `old` and `new`, each keeping of the
+/// open (shared or external) networks only those the projects use before or after (the same
+/// set on both sides, so an open network's own contribution is in both or in neither); `None`
+/// when the change concerns the whole cloud. Through each side's [`ScopeIndex`] when given.
+pub(crate) fn scoped_pair<'a>(
+    (old, old_index): (&'a Snapshot, Option<&'a ScopeIndex>),
+    (new, new_index): (&'a Snapshot, Option<&'a ScopeIndex>),
     change: &Change,
-) -> BTreeMap<String, NodeDesiredState> {
-    let (Some(mut s_old), Some(s_new)) = (
+) -> Option<ScopedPair<'a>> {
+    let (Some(mut scope), Some(s_new)) = (
         scope::for_change_indexed(old, old_index, change),
         scope::for_change_indexed(new, new_index, change),
     ) else {
-        return full(old, new, change);
+        return None;
     };
-    s_old.extend(s_new);
-    let scope_set = s_old;
-    // Open networks the scope uses before or after: the same set for both sides, so an open
-    // network's own contribution is in both or in neither.
+    scope.extend(s_new);
     let mut used = match old_index {
-        Some(ix) => ix.open_networks_used(old, scope_set.iter().copied()),
-        None => scope::open_networks_used(old, &scope_set),
+        Some(ix) => ix.open_networks_used(old, scope.iter().copied()),
+        None => scope::open_networks_used(old, &scope),
     };
     used.extend(match new_index {
-        Some(ix) => ix.open_networks_used(new, scope_set.iter().copied()),
-        None => scope::open_networks_used(new, &scope_set),
+        Some(ix) => ix.open_networks_used(new, scope.iter().copied()),
+        None => scope::open_networks_used(new, &scope),
     });
-    let build = |snap, index: Option<&ScopeIndex>| match index {
-        Some(ix) => Topology::build_indexed(snap, ix, &scope_set, Some(&used)),
-        None => Topology::build_for_patch(snap, &scope_set, &used),
+    let build = |snap: &'a Snapshot, index: Option<&'a ScopeIndex>| match index {
+        Some(ix) => Topology::build_indexed(snap, ix, &scope, Some(&used)),
+        None => Topology::build_for_patch(snap, &scope, &used),
     };
-    let t_old = build(old, old_index);
-    let t_new = build(new, new_index);
+    let (t_old, t_new) = (build(old, old_index), build(new, new_index));
+    Some(ScopedPair {
+        scope,
+        old: t_old,
+        new: t_new,
+    })
+}
+
+fn replan_with<'a>(
+    (old, old_index): (&'a Snapshot, Option<&'a ScopeIndex>),
+    (new, new_index): (&'a Snapshot, Option<&'a ScopeIndex>),
+    previous: &BTreeMap<String, NodeDesiredState>,
+    change: &Change,
+) -> BTreeMap<String, NodeDesiredState> {
+    let Some(ScopedPair {
+        scope: scope_set,
+        old: t_old,
+        new: t_new,
+    }) = scoped_pair((old, old_index), (new, new_index), change)
+    else {
+        return full(old, new, change);
+    };
     if t_old.has_foreign_routers(&scope_set) || t_new.has_foreign_routers(&scope_set) {
         return full(old, new, change);
     }

@@ -77,9 +77,10 @@ pub struct ScopeIndex {
     /// VM ports by network and by project.
     vm_ports_by_network: Groups,
     vm_ports_by_project: Groups,
-    /// The other ports (router, floating IP, DHCP) by network and by device.
+    /// The other ports (router, floating IP, DHCP) by network, by device and by project.
     other_ports_by_network: Groups,
     other_ports_by_device: Groups,
+    other_ports_by_project: Groups,
     routers_by_project: Groups,
     interfaces_by_subnet: Groups,
     interfaces_by_router: Groups,
@@ -154,16 +155,28 @@ impl ScopeIndex {
         } else {
             self.other_ports_by_network.add(&p.network_id, pos);
             self.other_ports_by_device.add(&p.device_id, pos);
+            self.other_ports_by_project.add(&p.project_id, pos);
         }
     }
 
-    fn port_groups(&mut self) -> [&mut Groups; 4] {
+    fn port_groups(&mut self) -> [&mut Groups; 5] {
         [
             &mut self.vm_ports_by_network,
             &mut self.vm_ports_by_project,
             &mut self.other_ports_by_network,
             &mut self.other_ports_by_device,
+            &mut self.other_ports_by_project,
         ]
+    }
+
+    /// Positions of every port of `project` (VM ports, then the others): where its security
+    /// groups' members are (see [`crate::security`]).
+    pub(crate) fn ports_of_project(&self, project: &str) -> impl Iterator<Item = usize> + '_ {
+        self.vm_ports_by_project
+            .get(project)
+            .iter()
+            .chain(self.other_ports_by_project.get(project))
+            .map(|&i| i as usize)
     }
 
     fn add_interface(&mut self, r: &RouterInterface, pos: usize) {
@@ -349,6 +362,7 @@ impl ScopeIndex {
             self.vm_ports_by_project.remove(&p.project_id, pos);
             self.other_ports_by_network.remove(&p.network_id, pos);
             self.other_ports_by_device.remove(&p.device_id, pos);
+            self.other_ports_by_project.remove(&p.project_id, pos);
             for g in self.port_groups() {
                 g.closed(pos);
             }

@@ -4,7 +4,8 @@
 //! 1. builds a [`Snapshot`] of its store (plus the proposed change) and calls [`validate`] (or
 //!    the targeted [`validate_router_change_indexed`], [`validate_floating_ip`],
 //!    [`validate_port`]); errors become 400/409;
-//! 2. calls [`required_allocations`] and allocates/releases in one transaction;
+//! 2. calls [`required_allocations`] (per change [`required_allocations_for_change_indexed`])
+//!    and allocates/releases in one transaction;
 //! 3. calls [`plan_all`] (at start), then per change [`replan_indexed`] (old and new snapshot
 //!    each with the [`ScopeIndex`] it keeps beside it, the states it serves now; [`replan`]
 //!    answers the same by scanning) — or [`affected_nodes`] on both snapshots and
@@ -34,8 +35,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use fxhash::FxSet;
 
 pub use alloc::{
-    needed_allocations, required_allocations, required_allocations_for_change, AllocationKey,
-    AllocationPlan,
+    needed_allocations, required_allocations, required_allocations_for_change,
+    required_allocations_for_change_indexed, AllocationKey, AllocationPlan,
 };
 pub use change::{affected_nodes, Change};
 pub use error::ValidationError;

@@ -12,6 +12,7 @@
 //! change to a group, its rules or a member port concerns one project: the incremental scope.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::rc::Rc;
 
 use ipnet::IpNet;
 use wire::{AllowedAddress, NodeDesiredState, PortSecurity};
@@ -20,53 +21,106 @@ use crate::fxhash::FxMap;
 use crate::snapshot::{Node, Port};
 use crate::topology::Topology;
 
-/// Indexes over the whole snapshot (not the scope: members live in every pod). Owned, so the
-/// topology stays covariant in its lifetime.
+/// Indexes of the snapshot's security groups (not the scope's: members live in every pod),
+/// built as far as they are asked for. Owned, so the topology stays covariant in its lifetime.
+///
+/// A group's members are ports of the group's project: the controller refuses another
+/// project's group on a port, and the lookups here go through the group's project, so a port
+/// naming a foreign group (which the API cannot store) is nobody's member either way.
 #[derive(Debug, Default)]
 pub(crate) struct Index {
-    /// Group → positions in `snap.ports` of the ports in it (with port security).
-    ports_by_group: FxMap<String, Vec<usize>>,
-    /// Group → nodes where a bound VM port in it may be planned.
-    nodes_by_group: FxMap<String, BTreeSet<String>>,
-    /// Remote group → the groups whose rules name it.
-    referrers: FxMap<String, BTreeSet<String>>,
+    /// Remote group → the groups whose rules name it (groups are few: one scan).
+    referrers: std::cell::OnceCell<FxMap<String, BTreeSet<String>>>,
+    /// Project → its ports by group, built on the first question about one of its groups:
+    /// from the topology's [`ScopeIndex`] when it has one (the project's ports only), else
+    /// for every project in one scan of the snapshot's ports.
+    projects: std::cell::RefCell<FxMap<String, Rc<ProjectIndex>>>,
+    /// Whether that one scan was made.
+    scanned: std::cell::Cell<bool>,
     /// Members of the remote groups asked for so far (each node naming a group reuses them).
     members: std::cell::RefCell<FxMap<String, BTreeSet<IpNet>>>,
 }
 
-fn index<'t>(t: &'t Topology<'_>) -> &'t Index {
-    t.security.get_or_init(|| {
-        let snap = t.snap;
-        let mut ix = Index::default();
-        if snap.port_security.is_empty() && snap.security_groups.is_empty() {
-            return ix;
-        }
-        for (i, p) in snap.ports.iter().enumerate() {
-            let Some(sec) = snap.port_security.get(&p.id) else {
-                continue;
-            };
-            for g in &sec.security_groups {
-                ix.ports_by_group.entry(g.clone()).or_default().push(i);
-                if let (true, Some(h)) = (p.is_vm_port(), &p.binding_host) {
-                    ix.nodes_by_group
-                        .entry(g.clone())
-                        .or_default()
-                        .insert(h.clone());
-                }
+/// One project's ports with port security, by group.
+#[derive(Debug, Default)]
+struct ProjectIndex {
+    /// Group → positions in `snap.ports` of the ports in it.
+    ports_by_group: FxMap<String, Vec<usize>>,
+    /// Group → nodes where a bound VM port in it may be planned.
+    nodes_by_group: FxMap<String, BTreeSet<String>>,
+}
+
+impl ProjectIndex {
+    fn add(&mut self, i: usize, p: &Port, sec: &crate::snapshot::PortSecurity) {
+        for g in &sec.security_groups {
+            self.ports_by_group.entry(g.clone()).or_default().push(i);
+            if let (true, Some(h)) = (p.is_vm_port(), &p.binding_host) {
+                self.nodes_by_group
+                    .entry(g.clone())
+                    .or_default()
+                    .insert(h.clone());
             }
         }
-        for (gid, g) in &snap.security_groups {
+    }
+}
+
+fn index<'t>(t: &'t Topology<'_>) -> &'t Index {
+    t.security.get_or_init(Index::default)
+}
+
+fn referrers<'t>(t: &'t Topology<'_>) -> &'t FxMap<String, BTreeSet<String>> {
+    index(t).referrers.get_or_init(|| {
+        let mut out: FxMap<String, BTreeSet<String>> = FxMap::default();
+        for (gid, g) in &t.snap.security_groups {
             for r in &g.rules {
                 if let Some(remote) = &r.remote_group_id {
-                    ix.referrers
-                        .entry(remote.clone())
-                        .or_default()
-                        .insert(gid.clone());
+                    out.entry(remote.clone()).or_default().insert(gid.clone());
                 }
             }
         }
-        ix
+        out
     })
+}
+
+/// The index of the project owning group `g` (`None` when `g` does not exist).
+fn group_index(t: &Topology<'_>, g: &str) -> Option<Rc<ProjectIndex>> {
+    let snap = t.snap;
+    let project = snap.security_groups.get(g)?.project_id.as_str();
+    let ix = index(t);
+    if let Some(pi) = ix.projects.borrow().get(project) {
+        return Some(Rc::clone(pi));
+    }
+    let mut projects = ix.projects.borrow_mut();
+    match t.scope_index {
+        Some(scope) => {
+            let mut pi = ProjectIndex::default();
+            for i in scope.ports_of_project(project) {
+                let Some(p) = snap.ports.get(i) else { continue };
+                if let Some(sec) = snap.port_security.get(&p.id) {
+                    pi.add(i, p, sec);
+                }
+            }
+            // Snapshot order, as the scan gives (VM ports came first above).
+            for v in pi.ports_by_group.values_mut() {
+                v.sort_unstable();
+            }
+            projects.insert(project.to_string(), Rc::new(pi));
+        }
+        None if !ix.scanned.get() => {
+            ix.scanned.set(true);
+            let mut all: FxMap<&str, ProjectIndex> = FxMap::default();
+            if !snap.port_security.is_empty() {
+                for (i, p) in snap.ports.iter().enumerate() {
+                    if let Some(sec) = snap.port_security.get(&p.id) {
+                        all.entry(p.project_id.as_str()).or_default().add(i, p, sec);
+                    }
+                }
+            }
+            projects.extend(all.into_iter().map(|(k, v)| (k.to_string(), Rc::new(v))));
+        }
+        None => {}
+    }
+    Some(Rc::clone(projects.entry(project.to_string()).or_default()))
 }
 
 /// The conntrack zone of a network on a node: `(i << 12) | tag`, where `i` is the position of
@@ -138,7 +192,10 @@ fn members(t: &Topology<'_>, g: &str) -> BTreeSet<IpNet> {
 
 fn compute_members(t: &Topology<'_>, g: &str) -> BTreeSet<IpNet> {
     let mut out = BTreeSet::new();
-    let ports = index(t).ports_by_group.get(g).into_iter().flatten();
+    let Some(pi) = group_index(t, g) else {
+        return out;
+    };
+    let ports = pi.ports_by_group.get(g).into_iter().flatten();
     for p in ports.filter_map(|i| t.snap.ports.get(*i)) {
         out.extend(p.fixed_ips.iter().map(|f| IpNet::from(f.ip_address)));
         if let Some(sec) = t.snap.port_security.get(&p.id) {
@@ -190,7 +247,10 @@ pub(crate) fn groups_for(
 }
 
 fn extend_nodes<'a>(t: &Topology<'a>, g: &str, out: &mut BTreeSet<&'a str>) {
-    for n in index(t).nodes_by_group.get(g).into_iter().flatten() {
+    let Some(pi) = group_index(t, g) else {
+        return;
+    };
+    for n in pi.nodes_by_group.get(g).into_iter().flatten() {
         if let Some((name, _)) = t.nodes.get_key_value(n.as_str()) {
             out.insert(name);
         }
@@ -201,7 +261,7 @@ fn extend_nodes<'a>(t: &Topology<'a>, g: &str, out: &mut BTreeSet<&'a str>) {
 /// it, and those with a port in a group whose rules name it.
 pub(crate) fn group_nodes<'a>(t: &Topology<'a>, g: &str, out: &mut BTreeSet<&'a str>) {
     extend_nodes(t, g, out);
-    if let Some(refs) = index(t).referrers.get(g) {
+    if let Some(refs) = referrers(t).get(g) {
         for r in refs {
             extend_nodes(t, r, out);
         }
@@ -214,9 +274,9 @@ pub(crate) fn membership_nodes<'a>(t: &Topology<'a>, id: &str, out: &mut BTreeSe
     let Some(sec) = t.snap.port_security.get(id) else {
         return;
     };
-    let ix = index(t);
+    let refs = referrers(t);
     for g in &sec.security_groups {
-        for r in ix.referrers.get(g).into_iter().flatten() {
+        for r in refs.get(g).into_iter().flatten() {
             extend_nodes(t, r, out);
         }
     }

@@ -74,8 +74,11 @@ pub(crate) struct Topology<'a> {
     pub project_bridge_nodes: FxMap<&'a str, BTreeSet<&'a str>>,
     /// Node → networks whose DHCP server (of the node's pod) it runs (see `dhcp.rs`).
     pub dhcp_by_node: FxMap<&'a str, Vec<&'a str>>,
-    /// Security group indexes over the whole snapshot, built on first use.
+    /// Security group indexes over the whole snapshot, built as far as asked for.
     pub security: std::cell::OnceCell<crate::security::Index>,
+    /// The snapshot's kept index, when built with one: security groups then index only the
+    /// projects they are asked about (see [`crate::security`]).
+    pub scope_index: Option<&'a crate::index::ScopeIndex>,
 }
 
 /// The objects a topology indexes, each list in snapshot order.
@@ -237,7 +240,7 @@ impl<'a> Topology<'a> {
     /// objects through `index` (built or kept for `snap`) instead of scanning the cloud.
     pub fn build_indexed(
         snap: &'a Snapshot,
-        index: &crate::index::ScopeIndex,
+        index: &'a crate::index::ScopeIndex,
         scope: &FxSet<&str>,
         used_open: Option<&FxSet<&str>>,
     ) -> Self {
@@ -249,7 +252,7 @@ impl<'a> Topology<'a> {
     /// must be in `scope`.
     pub(crate) fn build_indexed_with(
         snap: &'a Snapshot,
-        index: &crate::index::ScopeIndex,
+        index: &'a crate::index::ScopeIndex,
         scope: &FxSet<&str>,
         used_open: Option<&FxSet<&str>>,
         over: Option<RouterOverride<'a>>,
@@ -265,7 +268,7 @@ impl<'a> Topology<'a> {
             routers.push(o.router);
             interfaces.extend(o.extra_interface);
         }
-        Self::from_lists(
+        let mut t = Self::from_lists(
             snap,
             Lists {
                 networks: pick(&snap.networks, &sel.networks),
@@ -275,7 +278,9 @@ impl<'a> Topology<'a> {
                 interfaces,
                 floating_ips: pick(&snap.floating_ips, &sel.floating_ips),
             },
-        )
+        );
+        t.scope_index = Some(index);
+        t
     }
 
     fn from_lists(snap: &'a Snapshot, lists: Lists<'a>) -> Self {
@@ -322,6 +327,7 @@ impl<'a> Topology<'a> {
             project_bridge_nodes: FxMap::default(),
             dhcp_by_node: FxMap::default(),
             security: std::cell::OnceCell::new(),
+            scope_index: None,
         };
         for p in &snap.pods {
             t.pods.insert(&p.region_name);

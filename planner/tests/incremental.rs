@@ -245,6 +245,15 @@ fn mutate_on(name: &str, change: Change, v6s: &[bool], f: impl Fn(&mut Snapshot)
             required_allocations(&new),
             "{name}: scoped allocations differ"
         );
+        assert_eq!(
+            required_allocations_for_change_indexed(
+                (&old, &ScopeIndex::build(&old)),
+                (&new, &ScopeIndex::build(&new)),
+                &change
+            ),
+            required_allocations(&new),
+            "{name}: indexed scoped allocations differ"
+        );
         settle(&mut new);
         check(&name, &old, &new, change.clone());
     }

@@ -348,6 +348,19 @@ fn membership_changes_replan_every_node_naming_the_group() {
         s.ports.retain(|p| p.id != "p5-v1");
         s.port_security.remove("p5-v1");
     });
+    // A member need not be a VM port: a router's port of the project with port security
+    // (made from a user's port) puts its address in `def`, which `def`'s own rule names.
+    mutate(
+        "router port joins def",
+        Change::Port("p2-rtr".into()),
+        |s| {
+            add_vm(s, "p2", "p2-rtr", "p2-local", "10.0.0.1", "r0-a");
+            let p = s.ports.iter_mut().find(|p| p.id == "p2-rtr").unwrap();
+            p.device_owner = "network:router_interface".into();
+            p.binding_host = None;
+            set_groups(s, "p2-rtr", &["p2-def"]);
+        },
+    );
     mutate("moved member", Change::Port("p1-v1".into()), |s| {
         s.ports
             .iter_mut()

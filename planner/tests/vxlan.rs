@@ -435,6 +435,15 @@ fn mutate(name: &str, change: Change, f: impl Fn(&mut Snapshot)) {
             required_allocations(&new),
             "{name}: scoped allocations differ"
         );
+        assert_eq!(
+            required_allocations_for_change_indexed(
+                (&old, &ScopeIndex::build(&old)),
+                (&new, &ScopeIndex::build(&new)),
+                &change
+            ),
+            required_allocations(&new),
+            "{name}: indexed scoped allocations differ"
+        );
         settle(&mut new);
         assert_peers_bounded(&plan_all(&new));
         check(&name, &old, &new, change.clone());
