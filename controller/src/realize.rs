@@ -623,7 +623,11 @@ impl Realizer {
                 let p = if matches!(c, Change::Node(_) | Change::Pod(_)) {
                     planner::required_allocations(&new.snapshot)
                 } else {
-                    planner::required_allocations_for_change(&old.snapshot, &new.snapshot, c)
+                    planner::required_allocations_for_change_indexed(
+                        (&old.snapshot, &old.index),
+                        (&new.snapshot, &new.index),
+                        c,
+                    )
                 };
                 for k in p.allocate {
                     if keys.insert(k.clone()) {
