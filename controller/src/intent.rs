@@ -681,9 +681,32 @@ impl Intent {
 
     fn apply_port(&mut self, id: &str, new: Option<&Port>, out: &mut Vec<Change>) {
         let old = self.ports.get(id).cloned();
+        // A later state of a port the snapshot holds takes its place there (its place in
+        // creation order stays): a removal and an insertion each moved every later port of
+        // the cloud, most of applying a binding move.
+        let in_place = match (&old, new) {
+            (Some(o), Some(n))
+                if o.project_id != BRIDGE_OWNER
+                    && n.project_id != BRIDGE_OWNER
+                    && port_key(o) == port_key(n) =>
+            {
+                let key = port_key(n);
+                let ports = &self.ports;
+                let at = self
+                    .snapshot
+                    .ports
+                    .partition_point(|p| ports.get(&p.id).is_some_and(|x| port_key(x) < key));
+                self.index
+                    .replace_port(&mut self.snapshot, at, planner_port(n))
+                    .is_some()
+            }
+            _ => false,
+        };
         // Old contributions out.
         if let Some(o) = &old {
-            self.index.remove_port(&mut self.snapshot, &o.id);
+            if !in_place {
+                self.index.remove_port(&mut self.snapshot, &o.id);
+            }
             self.index
                 .remove_interfaces_of_port(&mut self.snapshot, &o.id);
             port_allocations(&mut self.snapshot.allocations, o, false);
@@ -706,7 +729,7 @@ impl Intent {
                     .insert(n.id.clone());
             }
             let key = port_key(n);
-            if n.project_id != BRIDGE_OWNER {
+            if n.project_id != BRIDGE_OWNER && !in_place {
                 let ports = &self.ports;
                 let at = self
                     .snapshot

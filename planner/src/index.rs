@@ -159,6 +159,16 @@ impl ScopeIndex {
         }
     }
 
+    /// Take the port `p` at `pos` out of its groups. Only the groups it is in hold `pos`:
+    /// removing it from the others does nothing.
+    fn forget_port(&mut self, p: &Port, pos: usize) {
+        self.vm_ports_by_network.remove(&p.network_id, pos);
+        self.vm_ports_by_project.remove(&p.project_id, pos);
+        self.other_ports_by_network.remove(&p.network_id, pos);
+        self.other_ports_by_device.remove(&p.device_id, pos);
+        self.other_ports_by_project.remove(&p.project_id, pos);
+    }
+
     fn port_groups(&mut self) -> [&mut Groups; 5] {
         [
             &mut self.vm_ports_by_network,
@@ -357,16 +367,22 @@ impl ScopeIndex {
     pub fn remove_port(&mut self, snap: &mut Snapshot, id: &str) {
         if let Some(pos) = snap.ports.iter().position(|p| p.id == id) {
             let p = snap.ports.remove(pos);
-            // Only the groups it is in hold `pos`: removing it from the others does nothing.
-            self.vm_ports_by_network.remove(&p.network_id, pos);
-            self.vm_ports_by_project.remove(&p.project_id, pos);
-            self.other_ports_by_network.remove(&p.network_id, pos);
-            self.other_ports_by_device.remove(&p.device_id, pos);
-            self.other_ports_by_project.remove(&p.project_id, pos);
+            self.forget_port(&p, pos);
             for g in self.port_groups() {
                 g.closed(pos);
             }
         }
+    }
+
+    /// Replace the port at `pos` with `port`, a later state of it (its place in creation order
+    /// is the same): no element moves, so nothing shifts, unlike a remove and an insert, which
+    /// each move the rest of the cloud's ports. Returns the port replaced; `None` (and nothing
+    /// done) when `pos` holds another port.
+    pub fn replace_port(&mut self, snap: &mut Snapshot, pos: usize, port: Port) -> Option<Port> {
+        let old = snap.ports.get(pos).filter(|p| p.id == port.id)?;
+        self.forget_port(old, pos);
+        self.add_port(&port, pos);
+        Some(std::mem::replace(&mut snap.ports[pos], port))
     }
 
     /// Insert `port` into `snap.ports` at `pos` (its place in creation order).

@@ -615,6 +615,35 @@ fn scope_index_edits_equal_a_rebuild() {
         ix.insert_port(&mut s, to, p);
         step("inserting a port", &s, &ix);
     }
+    // A port replaced in place by a later state of it: bound elsewhere, then turned into
+    // another network's router port (its VM-port groups to the others), then back.
+    for at in [0, s.ports.len() / 3, s.ports.len() - 1] {
+        let p = s.ports[at].clone();
+        let moved = Port {
+            binding_host: Some("r1-b".into()),
+            ..p.clone()
+        };
+        assert_eq!(ix.replace_port(&mut s, at, moved), Some(p.clone()));
+        step("re-binding a port in place", &s, &ix);
+        let router_port = Port {
+            network_id: s.networks[0].id.clone(),
+            device_owner: "network:router_interface".into(),
+            device_id: s.routers[1].id.clone(),
+            project_id: "p2".into(),
+            ..p.clone()
+        };
+        ix.replace_port(&mut s, at, router_port);
+        step("turning a port into a router's in place", &s, &ix);
+        ix.replace_port(&mut s, at, p.clone());
+        step("turning it back in place", &s, &ix);
+        let elsewhere = (at + 1) % s.ports.len();
+        assert_eq!(
+            ix.replace_port(&mut s, elsewhere, p),
+            None,
+            "another port's place"
+        );
+        step("a replace at another port's place", &s, &ix);
+    }
     for at in [
         0,
         s.router_interfaces.len() - 1,
