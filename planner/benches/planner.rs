@@ -455,6 +455,19 @@ fn main() {
                 .len()
         ),
     );
+    let (ix, ix2) = (ScopeIndex::build(&s), ScopeIndex::build(&s2));
+    assert_eq!(
+        required_allocations_for_change_indexed((&s, &ix), (&s2, &ix2), &change),
+        required_allocations_for_change(&s, &s2, &change),
+        "indexed allocations differ"
+    );
+    row(
+        "interface change: required_allocations_for_change_indexed",
+        time(21, || {
+            required_allocations_for_change_indexed((&s, &ix), (&s2, &ix2), &change)
+        }),
+        "what the controller's realizer runs",
+    );
     let patched = || planner::replan(&s, &s2, &all, &change);
     let got = patched();
     assert!(
@@ -466,7 +479,6 @@ fn main() {
         time(21, patched),
         &format!("{} nodes returned", got.len()),
     );
-    let (ix, ix2) = (ScopeIndex::build(&s), ScopeIndex::build(&s2));
     let indexed = || planner::replan_indexed((&s, &ix), (&s2, &ix2), &all, &change);
     assert_eq!(indexed(), got, "replan_indexed differs from replan");
     row(
@@ -546,7 +558,17 @@ fn main() {
                 kix.remove_port(&mut ks, &id);
                 kix.insert_port(&mut ks, mid, p);
             }),
-            "what the controller's intent does per port change",
+            "a port created or deleted mid-list (each once)",
+        );
+        assert_eq!(kix, ScopeIndex::build(&ks), "the kept index drifted");
+        row(
+            "ScopeIndex: a port replaced in place (mid-list)",
+            time(21, || {
+                let mut p = ks.ports[mid].clone();
+                p.binding_host = Some("pod042-node3".into());
+                kix.replace_port(&mut ks, mid, p);
+            }),
+            "what the controller's intent does per port update",
         );
         assert_eq!(kix, ScopeIndex::build(&ks), "the kept index drifted");
         row(
@@ -560,6 +582,23 @@ fn main() {
     row(
         "port move: replan_indexed (kept ScopeIndex)",
         time(21, indexed),
+        "what the controller's realizer runs",
+    );
+    row(
+        "port move: required_allocations_for_change",
+        time(21, || required_allocations_for_change(&s, &s3, &pchange)),
+        "scanning the snapshot and every allocation",
+    );
+    assert_eq!(
+        required_allocations_for_change_indexed((&s, &ix), (&s3, &ix3), &pchange),
+        required_allocations_for_change(&s, &s3, &pchange),
+        "indexed allocations differ"
+    );
+    row(
+        "port move: required_allocations_for_change_indexed",
+        time(21, || {
+            required_allocations_for_change_indexed((&s, &ix), (&s3, &ix3), &pchange)
+        }),
         "what the controller's realizer runs",
     );
     vxlan();
