@@ -59,17 +59,23 @@ pub async fn background(core: Arc<Core>) {
     }
 }
 
-/// Wake the realizer on every change another controller commits (PostgreSQL LISTEN).
+/// Wake the realizer on every change another controller commits, and whoever waits on
+/// agent reports on every report another controller records (PostgreSQL LISTEN).
 async fn listen(core: Arc<Core>) {
+    use crate::store::changes::{CHANNEL, REPORTS_CHANNEL};
     let mut backoff = Duration::from_millis(100);
     loop {
         let res = async {
             let mut l = sqlx::postgres::PgListener::connect(&core.config.database).await?;
-            l.listen(crate::store::changes::CHANNEL).await?;
-            tracing::info!("listening for other controllers' changes");
+            l.listen_all([CHANNEL, REPORTS_CHANNEL]).await?;
+            tracing::info!("listening for other controllers' changes and reports");
             loop {
-                l.recv().await?;
-                core.realizer.kick();
+                let n = l.recv().await?;
+                if n.channel() == REPORTS_CHANNEL {
+                    core.report_recorded();
+                } else {
+                    core.realizer.kick();
+                }
             }
             #[allow(unreachable_code)]
             Ok::<(), sqlx::Error>(())
@@ -80,6 +86,7 @@ async fn listen(core: Arc<Core>) {
         }
         // Catch up on whatever was missed while not listening.
         core.realizer.kick();
+        core.report_recorded();
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(Duration::from_secs(10));
     }

@@ -383,3 +383,38 @@ fn two_controllers_on_one_postgres_move_an_instance_once() {
         + metric(&b, "crosspod_controller_failovers_total{");
     assert_eq!(moves, 1.0, "one controller decided");
 }
+
+/// Reports another controller records wake this one's failover watcher (PostgreSQL's NOTIFY):
+/// the watcher does not poll the reports. Only `a` may decide here (`b` holds for a minute)
+/// and every report goes to `b`; `a` moves the instance well before its 10 s safety-net
+/// recheck would have it.
+#[test]
+fn reports_recorded_by_another_controller_wake_the_watcher() {
+    let db = PgDb::create();
+    let a = Controller::start_opts(&Opts {
+        database: Some(&db.url),
+        extra: &["--failover-hold-ms", "200"],
+        tokens: TOKENS,
+        ..Opts::default()
+    });
+    let router = setup(&a);
+    let b = Controller::start_opts(&Opts {
+        database: Some(&db.url),
+        extra: &["--failover-hold-ms", "60000"],
+        tokens: TOKENS,
+        ..Opts::default()
+    });
+    all_up(&b);
+    let p = placement(&a, &router);
+    let first = p["node"].as_str().unwrap().to_string();
+    let standby = p["standbys"][0].as_str().unwrap().to_string();
+    // Both watchers have judged the all-up reports and sleep.
+    std::thread::sleep(Duration::from_millis(500));
+    for peer in others(&first) {
+        let v: Vec<(&str, bool)> = others(peer).into_iter().map(|n| (n, n != first)).collect();
+        report(&b, peer, &v, false);
+    }
+    wait_on(&a, &router, &standby, Duration::from_secs(4));
+    assert_eq!(metric(&a, "crosspod_controller_failovers_total{"), 1.0);
+    assert_eq!(metric(&b, "crosspod_controller_failovers_total{"), 0.0);
+}

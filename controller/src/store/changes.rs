@@ -17,6 +17,10 @@ use crate::error::StoreError;
 /// The PostgreSQL notification channel of the change log.
 pub const CHANNEL: &str = "crosspod_changes";
 
+/// The channel an agent's status report is announced on (PostgreSQL), at its commit: what
+/// other controllers' failover watchers and realization waits wake on.
+pub const REPORTS_CHANNEL: &str = "crosspod_reports";
+
 /// How long a hole in the sequence is waited for (a transaction that took a sequence number
 /// and has not committed yet) before it is taken for a rollback.
 pub const HOLE_PATIENCE: Duration = Duration::from_secs(30);
