@@ -679,6 +679,15 @@ impl Intent {
         out.push(Change::Subnet(id.to_string()));
     }
 
+    /// Where port `n` belongs in `snapshot.ports` (creation order): the first place whose port
+    /// was created after it.
+    fn place_of_port(&self, n: &Port) -> usize {
+        let key = port_key(n);
+        self.snapshot
+            .ports
+            .partition_point(|p| self.ports.get(&p.id).is_some_and(|x| port_key(x) < key))
+    }
+
     fn apply_port(&mut self, id: &str, new: Option<&Port>, out: &mut Vec<Change>) {
         let old = self.ports.get(id).cloned();
         // A later state of a port the snapshot holds takes its place there (its place in
@@ -690,12 +699,7 @@ impl Intent {
                     && n.project_id != BRIDGE_OWNER
                     && port_key(o) == port_key(n) =>
             {
-                let key = port_key(n);
-                let ports = &self.ports;
-                let at = self
-                    .snapshot
-                    .ports
-                    .partition_point(|p| ports.get(&p.id).is_some_and(|x| port_key(x) < key));
+                let at = self.place_of_port(n);
                 self.index
                     .replace_port(&mut self.snapshot, at, planner_port(n))
                     .is_some()
@@ -730,11 +734,7 @@ impl Intent {
             }
             let key = port_key(n);
             if n.project_id != BRIDGE_OWNER && !in_place {
-                let ports = &self.ports;
-                let at = self
-                    .snapshot
-                    .ports
-                    .partition_point(|p| ports.get(&p.id).is_some_and(|x| port_key(x) < key));
+                let at = self.place_of_port(n);
                 self.index
                     .insert_port(&mut self.snapshot, at, planner_port(n));
             }

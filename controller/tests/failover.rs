@@ -145,6 +145,16 @@ fn metric(c: &Controller, prefix: &str) -> f64 {
         .sum()
 }
 
+/// A controller on `db` holding `hold_ms` before it moves a lost node's instances.
+fn on_postgres(db: &PgDb, hold_ms: &str) -> Controller {
+    Controller::start_opts(&Opts {
+        database: Some(&db.url),
+        extra: &["--failover-hold-ms", hold_ms],
+        tokens: TOKENS,
+        ..Opts::default()
+    })
+}
+
 fn others(n: &str) -> Vec<&'static str> {
     NODES.iter().copied().filter(|p| *p != n).collect()
 }
@@ -335,19 +345,9 @@ fn bfd_multiplier_other_than_three_is_refused() {
 #[test]
 fn two_controllers_on_one_postgres_move_an_instance_once() {
     let db = PgDb::create();
-    let a = Controller::start_opts(&Opts {
-        database: Some(&db.url),
-        extra: &["--failover-hold-ms", "200"],
-        tokens: TOKENS,
-        ..Opts::default()
-    });
+    let a = on_postgres(&db, "200");
     let router = setup(&a);
-    let b = Controller::start_opts(&Opts {
-        database: Some(&db.url),
-        extra: &["--failover-hold-ms", "200"],
-        tokens: TOKENS,
-        ..Opts::default()
-    });
+    let b = on_postgres(&db, "200");
     all_up(&a);
     let p = placement(&a, &router);
     let first = p["node"].as_str().unwrap().to_string();
@@ -391,19 +391,9 @@ fn two_controllers_on_one_postgres_move_an_instance_once() {
 #[test]
 fn reports_recorded_by_another_controller_wake_the_watcher() {
     let db = PgDb::create();
-    let a = Controller::start_opts(&Opts {
-        database: Some(&db.url),
-        extra: &["--failover-hold-ms", "200"],
-        tokens: TOKENS,
-        ..Opts::default()
-    });
+    let a = on_postgres(&db, "200");
     let router = setup(&a);
-    let b = Controller::start_opts(&Opts {
-        database: Some(&db.url),
-        extra: &["--failover-hold-ms", "60000"],
-        tokens: TOKENS,
-        ..Opts::default()
-    });
+    let b = on_postgres(&db, "60000");
     all_up(&b);
     let p = placement(&a, &router);
     let first = p["node"].as_str().unwrap().to_string();

@@ -240,20 +240,7 @@ fn mutate_on(name: &str, change: Change, v6s: &[bool], f: impl Fn(&mut Snapshot)
         let old = cloud_with(dhcp, v6);
         let mut new = old.clone();
         f(&mut new);
-        assert_eq!(
-            required_allocations_for_change(&old, &new, &change),
-            required_allocations(&new),
-            "{name}: scoped allocations differ"
-        );
-        assert_eq!(
-            required_allocations_for_change_indexed(
-                (&old, &ScopeIndex::build(&old)),
-                (&new, &ScopeIndex::build(&new)),
-                &change
-            ),
-            required_allocations(&new),
-            "{name}: indexed scoped allocations differ"
-        );
+        assert_scoped_allocations(&name, &old, &new, &change);
         settle(&mut new);
         check(&name, &old, &new, change.clone());
     }

@@ -430,20 +430,7 @@ fn mutate(name: &str, change: Change, f: impl Fn(&mut Snapshot)) {
         }
         let mut new = old.clone();
         f(&mut new);
-        assert_eq!(
-            required_allocations_for_change(&old, &new, &change),
-            required_allocations(&new),
-            "{name}: scoped allocations differ"
-        );
-        assert_eq!(
-            required_allocations_for_change_indexed(
-                (&old, &ScopeIndex::build(&old)),
-                (&new, &ScopeIndex::build(&new)),
-                &change
-            ),
-            required_allocations(&new),
-            "{name}: indexed scoped allocations differ"
-        );
+        assert_scoped_allocations(&name, &old, &new, &change);
         settle(&mut new);
         assert_peers_bounded(&plan_all(&new));
         check(&name, &old, &new, change.clone());

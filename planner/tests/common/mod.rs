@@ -686,6 +686,26 @@ pub fn without_placements(keys: &[AllocationKey]) -> Vec<AllocationKey> {
         .collect()
 }
 
+/// The allocations `change` needs judged on its scope, scanning and through indexes built for
+/// each snapshot, both equal to the full judgement (`old` held exactly what it needed).
+pub fn assert_scoped_allocations(name: &str, old: &Snapshot, new: &Snapshot, change: &Change) {
+    let full = required_allocations(new);
+    assert_eq!(
+        required_allocations_for_change(old, new, change),
+        full,
+        "{name}: scoped allocations differ"
+    );
+    assert_eq!(
+        required_allocations_for_change_indexed(
+            (old, &ScopeIndex::build(old)),
+            (new, &ScopeIndex::build(new)),
+            change
+        ),
+        full,
+        "{name}: indexed scoped allocations differ"
+    );
+}
+
 /// `replan`, checking that `replan_indexed` (through indexes built for each snapshot) gives
 /// the same.
 pub fn replan_both(
