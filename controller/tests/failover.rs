@@ -49,6 +49,12 @@ fn report(c: &Controller, node: &str, peers: &[(&str, bool)], fenced: bool) {
     assert_eq!(s, 204, "report of {node}: {v}");
 }
 
+/// `node` reports (unfenced) every peer up but `down`.
+fn sees_down(c: &Controller, node: &str, down: &str) {
+    let peers: Vec<(&str, bool)> = others(node).into_iter().map(|n| (n, n != down)).collect();
+    report(c, node, &peers, false);
+}
+
 /// Every node reports every other up.
 fn all_up(c: &Controller) {
     for n in NODES {
@@ -217,8 +223,7 @@ fn decision_table(database: Option<&str>) {
     // the hold; then the first standby takes the instance.
     let t0 = Instant::now();
     for p in others(&first) {
-        let peers: Vec<(&str, bool)> = others(p).into_iter().map(|n| (n, n != first)).collect();
-        report(&c, p, &peers, false);
+        sees_down(&c, p, &first);
     }
     stays_on(
         &c,
@@ -266,8 +271,7 @@ fn decision_table(database: Option<&str>) {
     // Partition: the active node sees both peers down, they see it down, nobody fenced.
     let active = standbys[0].clone();
     for p in others(&active) {
-        let peers: Vec<(&str, bool)> = others(p).into_iter().map(|n| (n, n != active)).collect();
-        report(&c, p, &peers, false);
+        sees_down(&c, p, &active);
     }
     let cut: Vec<(&str, bool)> = others(&active).into_iter().map(|n| (n, false)).collect();
     report(&c, &active, &cut, false);
@@ -316,8 +320,7 @@ fn failback_moves_the_instance_home_when_asked() {
     let first = p["node"].as_str().unwrap().to_string();
     let standby = p["standbys"][0].as_str().unwrap().to_string();
     for p in others(&first) {
-        let peers: Vec<(&str, bool)> = others(p).into_iter().map(|n| (n, n != first)).collect();
-        report(&c, p, &peers, false);
+        sees_down(&c, p, &first);
     }
     wait_on(&c, &router, &standby, Duration::from_secs(10));
     all_up(&c);
@@ -363,8 +366,7 @@ fn two_controllers_on_one_postgres_move_an_instance_once() {
     // Each peer reports to a different controller; both watchers judge the same reports.
     let peers = others(&first);
     for (c, p) in [(&a, peers[0]), (&b, peers[1])] {
-        let v: Vec<(&str, bool)> = others(p).into_iter().map(|n| (n, n != first)).collect();
-        report(c, p, &v, false);
+        sees_down(c, p, &first);
     }
     wait_on(&a, &router, &standby, Duration::from_secs(10));
     wait_on(&b, &router, &standby, Duration::from_secs(10));
@@ -401,8 +403,7 @@ fn reports_recorded_by_another_controller_wake_the_watcher() {
     // Both watchers have judged the all-up reports and sleep.
     std::thread::sleep(Duration::from_millis(500));
     for peer in others(&first) {
-        let v: Vec<(&str, bool)> = others(peer).into_iter().map(|n| (n, n != first)).collect();
-        report(&b, peer, &v, false);
+        sees_down(&b, peer, &first);
     }
     wait_on(&a, &router, &standby, Duration::from_secs(4));
     assert_eq!(metric(&a, "crosspod_controller_failovers_total{"), 1.0);
