@@ -587,7 +587,7 @@ fn main() {
     row(
         "port move: required_allocations_for_change",
         time(21, || required_allocations_for_change(&s, &s3, &pchange)),
-        "scanning the snapshot and every allocation",
+        "the same, scanning the snapshot for the scope",
     );
     assert_eq!(
         required_allocations_for_change_indexed((&s, &ix), (&s3, &ix3), &pchange),

@@ -6,7 +6,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use crate::change::Change;
 use crate::fxhash::FxSet;
 use crate::index::ScopeIndex;
-use crate::scope;
 use crate::snapshot::{NetworkType, Snapshot};
 use crate::topology::{Placement, Topology};
 
@@ -233,35 +232,34 @@ pub fn required_allocations(snap: &Snapshot) -> AllocationPlan {
 }
 
 /// [`required_allocations`] for one change from `old` to `new`, indexing only the projects
-/// the change concerns (the whole snapshot for pod, node, shared or external network changes).
-/// Equals the full answer when `old` had exactly the allocations it needed.
+/// the change concerns (the whole snapshot for pod, node, shared or external network changes)
+/// and of the open networks those they use, as [`crate::replan`] does: an open network the
+/// projects do not use needs before what it needs after. Equals the full answer when `old`
+/// had exactly the allocations it needed.
 pub fn required_allocations_for_change(
     old: &Snapshot,
     new: &Snapshot,
     change: &Change,
 ) -> AllocationPlan {
-    let (Some(mut scope), Some(s_new)) = (
-        scope::for_change(old, change),
-        scope::for_change(new, change),
-    ) else {
-        return required_allocations(new);
-    };
-    scope.extend(s_new);
-    let t_old = Topology::build_scoped(old, Some(&scope));
-    let t_new = Topology::build_scoped(new, Some(&scope));
-    judge(new, &scope, &t_old, &t_new)
+    judged((old, None), (new, None), change)
 }
 
 /// [`required_allocations_for_change`] through each snapshot's [`ScopeIndex`] (kept by the
-/// caller for exactly that snapshot), keeping of the open networks only those the change's
-/// projects use, as [`crate::replan_indexed`] does: an open network the projects do not use
-/// needs before what it needs after. Equals the full answer under the same condition.
+/// caller for exactly that snapshot): the same answer, the scope gathered by lookups.
 pub fn required_allocations_for_change_indexed(
     old: (&Snapshot, &ScopeIndex),
     new: (&Snapshot, &ScopeIndex),
     change: &Change,
 ) -> AllocationPlan {
-    match crate::incremental::scoped_pair((old.0, Some(old.1)), (new.0, Some(new.1)), change) {
+    judged((old.0, Some(old.1)), (new.0, Some(new.1)), change)
+}
+
+fn judged(
+    old: (&Snapshot, Option<&ScopeIndex>),
+    new: (&Snapshot, Option<&ScopeIndex>),
+    change: &Change,
+) -> AllocationPlan {
+    match crate::incremental::scoped_pair(old, new, change) {
         Some(p) => judge(new.0, &p.scope, &p.old, &p.new),
         None => required_allocations(new.0),
     }
