@@ -133,18 +133,14 @@ async fn round(
     let settle_secs = settle.as_secs().max(1);
     let mut next: Option<Duration> = None;
     let mut soon = |d: Duration| next = Some(next.map_or(d, |n: Duration| n.min(d)));
-    let settling: BTreeSet<&str> = agents
-        .iter()
-        .filter(|a| {
-            !a.lost
-                && crate::store::parse_utc(&a.lost_changed_at)
-                    .is_some_and(|t| now.saturating_sub(t) <= settle_secs)
-        })
-        .map(|a| a.node.as_str())
-        .collect();
-    for a in agents.iter().filter(|a| settling.contains(a.node.as_str())) {
-        // Its window closes once `now - t` exceeds it (whole seconds).
-        if let Some(t) = crate::store::parse_utc(&a.lost_changed_at) {
+    let mut settling: BTreeSet<&str> = BTreeSet::new();
+    for a in agents.iter().filter(|a| !a.lost) {
+        let Some(t) = crate::store::parse_utc(&a.lost_changed_at) else {
+            continue;
+        };
+        if now.saturating_sub(t) <= settle_secs {
+            settling.insert(a.node.as_str());
+            // Its window closes once `now - t` exceeds it (whole seconds).
             soon(Duration::from_secs(
                 (t + settle_secs + 1).saturating_sub(now),
             ));

@@ -166,6 +166,19 @@ impl Cursor {
 }
 
 impl WriteTx<'_> {
+    /// On PostgreSQL, announce `channel` to other controllers' listeners at this
+    /// transaction's commit (nothing on SQLite: one controller only).
+    pub(crate) async fn notify(&mut self, channel: &str, what: &str) -> Result<(), StoreError> {
+        if self.backend == Backend::Postgres {
+            sqlx::query("SELECT pg_notify($1, '')")
+                .bind(channel.to_string())
+                .execute(&mut *self.tx)
+                .await
+                .map_err(StoreError::db(what.to_string()))?;
+        }
+        Ok(())
+    }
+
     /// Record that this transaction touched `kind`/`id` (written at commit).
     pub(crate) fn touch(&mut self, kind: ChangeKind, id: &str) {
         if !self
@@ -195,13 +208,7 @@ impl WriteTx<'_> {
                     kind.as_str()
                 )))?;
         }
-        if self.backend == Backend::Postgres {
-            sqlx::query("SELECT pg_notify($1, '')")
-                .bind(CHANNEL)
-                .execute(&mut *self.tx)
-                .await
-                .map_err(StoreError::db("notifying the change log"))?;
-        }
+        self.notify(CHANNEL, "notifying the change log").await?;
         self.logged = true;
         Ok(())
     }

@@ -872,14 +872,9 @@ impl Store {
             .execute(&mut *w.tx)
             .await
             .map_err(StoreError::db(format!("recording the report of {}", report.node)))?;
-        if self.backend() == super::Backend::Postgres {
-            // Other controllers' failover watchers and realization waits wake on it.
-            sqlx::query("SELECT pg_notify($1, '')")
-                .bind(super::changes::REPORTS_CHANNEL)
-                .execute(&mut *w.tx)
-                .await
-                .map_err(StoreError::db("notifying a report"))?;
-        }
+        // Other controllers' failover watchers and realization waits wake on it.
+        w.notify(super::changes::REPORTS_CHANNEL, "notifying a report")
+            .await?;
         w.commit().await
     }
 
