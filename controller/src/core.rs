@@ -21,8 +21,9 @@ pub struct Core {
     pub realizer: Realizer,
     /// Prometheus metrics.
     pub metrics: ControllerMetrics,
-    /// Bumped after every agent status report this controller records, so realization
-    /// waits (`/realized`) wake on reports instead of polling the store.
+    /// Bumped after every agent status report this controller records (and, on PostgreSQL,
+    /// on every one another controller announces), so realization waits (`/realized`), the
+    /// failover watcher and the jobs wake on reports instead of polling the store.
     pub reports: tokio::sync::watch::Sender<u64>,
 }
 

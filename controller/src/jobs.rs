@@ -49,7 +49,7 @@ fn record(core: &Core, job: &Job, status: JobState, took: Duration) {
 }
 
 /// How often RUNNING jobs are judged with nothing to say they could have moved (a report
-/// recorded by another controller sharing the store): the safety net of [`advance`]'s
+/// another controller recorded whose NOTIFY was missed): the safety net of [`advance`]'s
 /// event-driven judging.
 pub const RUNNING_RECHECK: Duration = Duration::from_secs(10);
 

@@ -10,8 +10,8 @@
 //!   bound there (the binding is learned, as Neutron does from the iface-id).
 //! - `GET /v1.0/agents` (admin): every node with its revisions, errors and probes.
 //! - `GET /v1.0/routers/{id}/realized?timeout=S`: waits for the realization barrier, woken by
-//!   publications and agent reports (re-checked every [`REALIZED_RECHECK`] for reports
-//!   another controller recorded). At most `long-polls-per-project` waits per project and
+//!   publications and agent reports (another controller's reach it through PostgreSQL's
+//!   NOTIFY; re-checked every [`REALIZED_RECHECK`] in case one was missed). At most `long-polls-per-project` waits per project and
 //!   `long-polls-per-node` `desired` polls per node run at once; more get 429.
 //! - `POST /v1.0/resync` (admin): a full realization pass now; answers what it did and whether
 //!   the incremental picture had drifted from the store.
@@ -33,8 +33,8 @@ use crate::service::{agents, policy};
 /// Longest long-poll.
 pub const MAX_WAIT: Duration = Duration::from_secs(60);
 
-/// How often a `/realized` wait re-reads the reports with nothing woken it: reports recorded
-/// by another controller on a shared PostgreSQL do not wake this one.
+/// How often a `/realized` wait re-reads the reports with nothing woken it: a safety net for
+/// a report another controller recorded whose NOTIFY was missed (its listener reconnecting).
 pub const REALIZED_RECHECK: Duration = Duration::from_secs(2);
 
 fn parse_json<T: serde::de::DeserializeOwned>(ctx: &Ctx, what: &str) -> Result<T, DomainError> {
